@@ -1,0 +1,17 @@
+"""costplan: exact parameters, FLOPs, memory, GPU-hours and cost of training transformer language models.
+
+    >>> import costplan
+    >>> spec = costplan.load_spec("llama2-7b")          # a preset name, a YAML path, or a mapping
+    >>> costplan.estimate(spec).params.total
+    6738415616
+"""
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from costplan.costs.estimate import estimate
+from costplan.costs.result import Estimate
+from costplan.errors import CostplanError, SpecError
+from costplan.spec import Spec, load_spec
+
+__all__ = ["CostplanError", "Estimate", "Spec", "SpecError", "__version__", "estimate", "load_spec"]

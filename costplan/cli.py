@@ -1,0 +1,159 @@
+"""The command line: parse options, call the library, render. Nothing else happens here.
+
+Errors meant for the user (CostplanError) become `Error: ...` lines on stderr and exit status 2, in one place
+(CostplanGroup.invoke). Data goes to stdout, warnings to stderr. torch is never imported at module level.
+"""
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+import click
+
+from costplan import __version__
+from costplan.errors import CostplanError
+
+FORMATS = ["table", "json", "csv", "markdown"]
+
+
+class UserError(click.ClickException):
+    """A CostplanError on its way out: one `Error:` line per problem, exit status 2."""
+
+    exit_code = 2
+
+    def show(self, file=None) -> None:  # noqa: ANN001 - click's signature
+        for line in self.message.splitlines():
+            click.echo(f"Error: {line}", err=True)
+
+
+class CostplanGroup(click.Group):
+    def invoke(self, ctx: click.Context):  # noqa: ANN201 - click's signature
+        try:
+            return super().invoke(ctx)
+        except CostplanError as exc:
+            raise UserError(str(exc)) from None
+
+
+@click.group(cls=CostplanGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", prog_name="costplan")
+def cli() -> None:
+    """Exact parameters, FLOPs, memory, GPU-hours and cost of training transformer language models.
+
+    SPEC_OR_PRESET is a YAML spec file or the name of a bundled preset (`costplan presets`).
+    """
+
+
+# ---------------------------------------------------------------------------------------------- shared options
+def spec_options(command):
+    """--set, --gpu, --gpus, --tokens, --mfu: overrides applied to every spec before validation."""
+    options = [
+        click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+                     help="Override a spec field by its dotted path, e.g. model.n_layers=48 (repeatable)."),
+        click.option("--gpu", metavar="NAME", help="hardware.gpu: a catalogue name or a hardware YAML file."),
+        click.option("--gpus", metavar="N", help="hardware.count: number of GPUs."),
+        click.option("--tokens", metavar="N", help="training.tokens, e.g. 2e12."),
+        click.option("--mfu", metavar="X", help="hardware.mfu: model FLOPs utilisation in (0, 1]."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def collect_overrides(overrides: Sequence[str], gpu: str | None, gpus: str | None, tokens: str | None,
+                      mfu: str | None) -> list[str]:
+    """The shortcut options as --set overrides, so they are validated (and reported) like the file."""
+    extra = [f"{key}={value}" for key, value in (("hardware.gpu", gpu), ("hardware.count", gpus),
+                                                 ("training.tokens", tokens), ("hardware.mfu", mfu))
+             if value is not None]
+    return [*overrides, *extra]
+
+
+def load_all(specs: Sequence[str], overrides: Sequence[str]):
+    """Every spec, validated; the problems of all files are reported together."""
+    from costplan.errors import SpecError
+    from costplan.spec import load_spec
+
+    loaded, problems = [], []
+    for source in specs:
+        try:
+            loaded.append(load_spec(source, overrides))
+        except SpecError as exc:
+            problems.append(str(exc))
+    if problems:
+        raise CostplanError("\n".join(problems))
+    return loaded
+
+
+def echo_warnings(lines: Sequence[str]) -> None:
+    for line in lines:
+        click.echo(f"warning: {line}", err=True)
+
+
+# ---------------------------------------------------------------------------------------------- commands
+@cli.command()
+@click.argument("specs", nargs=-1, required=True, metavar="SPEC_OR_PRESET...")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
+@spec_options
+def estimate(specs, fmt, overrides, gpu, gpus, tokens, mfu) -> None:
+    """Parameters, FLOPs, memory, GPU-hours and cost of training each spec."""
+    from costplan import report
+    from costplan.costs.estimate import estimate as run_estimate
+
+    results = [run_estimate(s) for s in load_all(specs, collect_overrides(overrides, gpu, gpus, tokens, mfu))]
+    for result in results:
+        echo_warnings(report.warnings(result))
+    click.echo(report.render_estimates(results, fmt))
+
+
+@cli.command()
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
+def presets(fmt) -> None:
+    """List the bundled preset specs, usable by name wherever a spec file is."""
+    from costplan import presets as bundled
+    from costplan import report
+    from costplan.costs.estimate import estimate as run_estimate
+    from costplan.spec import load_spec
+
+    headers = ["name", "parameters", "layers", "d_model", "heads", "context", "attention", "source"]
+    body = []
+    for name in bundled.names():
+        spec = load_spec(name)
+        m = spec.model
+        params = run_estimate(spec).params.total
+        body.append([name, params if fmt in ("json", "csv") else report.count(params), m.n_layers, m.d_model,
+                     f"{m.n_heads}/{m.n_kv_heads}", m.max_seq_len, m.attention.type, bundled.source(name)])
+    if fmt == "json":
+        click.echo(report.to_json([dict(zip(headers, row)) for row in body]))
+    else:
+        click.echo(report.grid(headers, body, fmt))
+
+
+@cli.command()
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
+def hardware(fmt) -> None:
+    """List the hardware catalogue: dense peaks, memory, bandwidth, default MFU and price."""
+    from costplan import report
+    from costplan.hardware import PRECISIONS, catalogue
+
+    gpus = catalogue()
+    if fmt in ("json", "csv"):
+        records = [{"key": key, **gpu.model_dump()} for key, gpu in gpus.items()]
+        click.echo(report.to_json(records) if fmt == "json" else
+                   report.csv_text([report.flatten(r) for r in records]))
+        return
+    headers = ["name", "device", *(f"{p} TFLOP/s" for p in PRECISIONS), "memory", "bandwidth", "MFU",
+               "$/GPU-hour", "price date"]
+    body = [[key, gpu.name, *(report.human(gpu.peak_tflops.get(p), "number") for p in PRECISIONS),
+             report.size(gpu.memory_bytes), f"{report.human(gpu.memory_bandwidth_gbs, 'number')} GB/s",
+             report.percent(gpu.mfu), f"{gpu.usd_per_gpu_hour:.2f}", gpu.price_date]
+            for key, gpu in gpus.items()]
+    click.echo(report.grid(headers, body, fmt))
+
+
+def main() -> None:
+    """Console entry point."""
+    cli(prog_name="costplan")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

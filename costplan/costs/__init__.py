@@ -1,0 +1,94 @@
+"""The analytic cost model: pure Python, no torch. Conventions, written down once:
+
+1. A FLOP is one multiply or one add; a multiply-accumulate is 2 FLOPs (Kaplan et al. 2020 §2.1, PaLM App. B).
+2. Headline FLOPs are matmul FLOPs. Softmax, norms, activations, bias adds and the embedding lookup are not
+   in them. The LM head is a matmul and counts (tied or not).
+3. Attention counts every key a query may see under its pattern. For dense and flash attention that is the
+   whole context of `seq_len` keys, even though the model is causal: the convention of PaLM's MFU (6N + 12LHQT),
+   torchtitan, nanoGPT and torch's FLOP counter. What a causal kernel actually skips is in hardware FLOPs only.
+4. Training model FLOPs = 3 × forward: backward is exactly two matmuls of the forward's size per weight matmul
+   (dgrad, wgrad), and four per two for the attention core. Hardware FLOPs add what the GPU really executes
+   on top: activation recomputation, FlashAttention's backward recompute of QKᵀ (2.5 × forward for the core,
+   Dao 2023 §4.1), and the fully masked tiles a causal flash kernel skips.
+5. Parameters are unique tensors: a tied LM head counts once, under `embedding`. `embedding` holds the token
+   (and learned position) embeddings; everything else is non-embedding, the LM head included (Kaplan counts
+   it only because GPT-2 ties it).
+6. Costs are computed for one sequence of `seq_len` tokens (batch 1); per-token figures divide by seq_len and
+   a micro-batch multiplies by its size. Bytes are bytes; only report.py turns them into GiB.
+7. Activation memory is what autograd saves for backward in the reference implementation (no dropout):
+   each saved tensor counted once even when several ops save it. With dropout masks added this is
+   Korthikanti et al. 2022, §4: 34·sbh + 5·a·s²·b per layer for GPT-style layers.
+
+Each component is a function from (spec part, Shape) to a `Cost`, built from `linear()` and `matmul()`, which
+hold the factor 2 in one place.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+
+@dataclass(frozen=True, slots=True)
+class Cost:
+    """What one part of the model costs for one sequence of seq_len tokens (batch 1)."""
+
+    params: int = 0
+    flops: int = 0            # forward matmul FLOPs (the model FLOPs convention)
+    hw_fwd: int = 0           # forward FLOPs as executed (a causal flash kernel skips masked tiles)
+    hw_flops: int = 0         # training FLOPs as executed: forward + backward + recomputation
+    activations: int = 0      # bytes saved for backward
+    kv_cache: int = 0         # bytes of K/V cache per token of context, for inference
+    factored: int = 0         # elements of Adafactor's factored second moment (rows + cols per matrix)
+
+    def __add__(self, other: Cost) -> Cost:
+        return Cost(*(getattr(self, f.name) + getattr(other, f.name) for f in fields(Cost)))
+
+    def __mul__(self, n: int) -> Cost:
+        return Cost(*(getattr(self, f.name) * n for f in fields(Cost)))
+
+    __rmul__ = __mul__
+
+
+ZERO = Cost()
+
+
+def total(costs) -> Cost:
+    """The sum of an iterable of Costs."""
+    result = ZERO
+    for cost in costs:
+        result = result + cost
+    return result
+
+
+def matmul(batch: int, m: int, k: int, n: int) -> int:
+    """Forward FLOPs of `batch` products of (m×k)·(k×n): one multiply and one add per term."""
+    return 2 * batch * m * k * n
+
+
+def linear(tokens: int, d_in: int, d_out: int, bias: bool = False) -> Cost:
+    """y = x·W (+ b) for `tokens` rows: x (tokens × d_in), W (d_in × d_out); the bias add is not a matmul FLOP."""
+    flops = matmul(1, tokens, d_in, d_out)
+    return Cost(
+        params=d_in * d_out + (d_out if bias else 0),
+        flops=flops,
+        hw_fwd=flops,
+        hw_flops=3 * flops,  # forward, dgrad, wgrad
+        factored=d_in + d_out + (d_out if bias else 0),
+    )
+
+
+def vector(n: int) -> Cost:
+    """A parameter vector of n elements (a norm weight or bias): no matmul FLOPs."""
+    return Cost(params=n, factored=n)
+
+
+@dataclass(frozen=True, slots=True)
+class Shape:
+    """What every component needs besides its own spec: the sequence and how activations are stored."""
+
+    seq_len: int
+    act_bytes: int            # bytes per saved activation element: 2 for 16-bit training, 4 for fp32
+    recompute: str = "none"   # none | selective | full (training.recompute)
+
+
+STAT_BYTES = 4                # norm statistics, softmax log-sum-exp and the loss are kept in fp32
+INDEX_BYTES = 8               # token ids and targets are int64

@@ -1,0 +1,12 @@
+"""Attention variants, one module each; `COST[type](attention_spec, model_spec, shape) -> Cost` for one layer.
+
+A test keeps this dict and the spec's union of attention types in step.
+"""
+from __future__ import annotations
+
+from costplan.costs.attention import dense, flash
+
+COST = {
+    "dense": dense.cost,
+    "flash": flash.cost,
+}

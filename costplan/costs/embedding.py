@@ -1,0 +1,28 @@
+"""Token (and learned position) embeddings, and the LM head with its cross-entropy loss."""
+from __future__ import annotations
+
+from costplan.costs import INDEX_BYTES, STAT_BYTES, Cost, Shape, linear
+from costplan.spec import ModelSpec
+
+
+def embedding(model: ModelSpec, shape: Shape) -> Cost:
+    """vocab_size × d_model token table (+ max_seq_len × d_model for learned positions). A lookup is a
+    gather, not a matmul: no FLOPs. Its backward needs the int64 token ids; position ids are a constant."""
+    d = model.d_model
+    cost = Cost(params=model.vocab_size * d, factored=model.vocab_size + d,
+                activations=shape.seq_len * INDEX_BYTES)
+    if model.position == "learned":
+        cost = cost + Cost(params=model.max_seq_len * d, factored=model.max_seq_len + d)
+    return cost
+
+
+def head(model: ModelSpec, shape: Shape) -> Cost:
+    """logits = x·W_head (s × d)·(d × vocab), then cross-entropy. A tied head reuses the embedding matrix,
+    so it adds FLOPs but no parameters. Saved: the head's input, the fp32 log-softmax (s × vocab) and the
+    int64 targets."""
+    s, d, vocab = shape.seq_len, model.d_model, model.vocab_size
+    logits = linear(s, d, vocab)
+    if model.tie_embeddings:
+        logits = Cost(flops=logits.flops, hw_fwd=logits.hw_fwd, hw_flops=logits.hw_flops)
+    saved = s * d * shape.act_bytes + s * vocab * STAT_BYTES + s * INDEX_BYTES
+    return logits + Cost(activations=saved)

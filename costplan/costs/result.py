@@ -1,0 +1,57 @@
+"""The result of an estimate. `Estimate.model_dump()` is the JSON object of `costplan estimate --format json`;
+its key names are a contract with scripts outside this repository."""
+from __future__ import annotations
+
+from typing import Any, Union
+
+from pydantic import BaseModel, ConfigDict
+
+Number = Union[int, float]  # exact integers stay integers; ratios that do not divide become floats
+
+
+class _Result(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class Params(_Result):
+    total: int
+    active: int                      # what one token touches; equals total for a dense model
+    embedding: int                   # token + learned position embeddings (a tied head counts here, once)
+    non_embedding: int
+    by_component: dict[str, int]
+
+
+class Flops(_Result):
+    forward_per_token: Number
+    training_per_token: Number       # 3 × forward: model FLOPs, the MFU convention
+    hardware_per_token: Number       # what the GPU executes: recomputation, flash backward, skipped tiles
+    training_total: Number
+    by_component: dict[str, Number]  # forward FLOPs per token
+
+
+class Memory(_Result):
+    """Bytes per GPU."""
+
+    weights: int
+    gradients: int
+    optimizer: int
+    activations: int                 # saved for backward, one micro-batch
+    total_per_gpu: int
+    fits: bool
+    gpu_memory: int
+    kv_cache_per_token: int          # inference K/V cache, all layers, per token of context
+
+
+class Time(_Result):
+    gpu_hours: float
+    wall_clock_days: float
+    cost_usd: float
+
+
+class Estimate(_Result):
+    name: str
+    params: Params
+    flops: Flops
+    memory: Memory
+    time: Time
+    assumptions: dict[str, Any]

@@ -1,0 +1,89 @@
+"""The hardware catalogue (data/hardware.yaml) and users' own hardware files of the same shape."""
+from __future__ import annotations
+
+import datetime
+import functools
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BeforeValidator, Field, ValidationError
+
+from costplan import yamlio
+from costplan.errors import CostplanError, SpecError, did_you_mean
+from costplan.validation import Fraction, Positive, Price, Section, error_messages
+
+Precision = Literal["fp32", "tf32", "fp16", "bf16", "fp8"]
+PRECISIONS: tuple[str, ...] = ("fp32", "tf32", "fp16", "bf16", "fp8")
+
+
+def _text(value: Any) -> Any:
+    # YAML reads `2026-05-01` as a date; a price date is kept as the text the user wrote.
+    return value.isoformat() if isinstance(value, datetime.date) else value
+
+
+Text = Annotated[str, BeforeValidator(_text)]
+
+
+class GPU(Section):
+    """One accelerator: dense peaks per precision, memory, bandwidths, default MFU and price, with sources."""
+
+    name: str
+    peak_tflops: dict[Precision, Positive] = Field(min_length=1)
+    memory_gib: Positive
+    memory_bandwidth_gbs: Positive
+    interconnect_gbs: Positive
+    mfu: Fraction
+    mfu_source: str = "not given"
+    usd_per_gpu_hour: Price
+    price_date: Text = "not given"
+    price_source: str = "not given"
+    source: str = "not given"
+    key: str = Field(default="", exclude=True)  # the catalogue name or file path it was loaded from
+
+    def peak_flops(self, precision: str) -> float | None:
+        """Dense peak FLOP/s at a training precision, or None when the device has no such mode."""
+        tflops = self.peak_tflops.get(precision)  # type: ignore[call-overload]
+        return None if tflops is None else tflops * 1e12
+
+    @property
+    def precisions(self) -> list[str]:
+        return [p for p in PRECISIONS if p in self.peak_tflops]
+
+    @property
+    def memory_bytes(self) -> int:
+        return int(self.memory_gib * 2**30)
+
+
+@functools.cache
+def catalogue() -> dict[str, GPU]:
+    """The bundled catalogue, keyed by name (loaded once)."""
+    ref = resources.files("costplan") / "data" / "hardware.yaml"
+    with resources.as_file(ref) as path:
+        raw = yamlio.read(Path(path))
+    return {key: _validate(entry, f"hardware catalogue entry {key}", key) for key, entry in raw.items()}
+
+
+def _validate(data: Any, label: str, key: str) -> GPU:
+    if not isinstance(data, dict):
+        raise SpecError(label, ["expected a mapping of hardware fields"])
+    try:
+        return GPU.model_validate({**data, "key": key})
+    except ValidationError as exc:
+        raise SpecError(label, error_messages(exc, GPU)) from None
+
+
+@functools.cache
+def resolve(name: str, base_dir: str | None = None) -> GPU:
+    """A catalogue entry by name, or a hardware YAML file by path (relative to the cwd, then base_dir)."""
+    gpus = catalogue()
+    if name in gpus:
+        return gpus[name]
+    candidates = [Path(name)] + ([Path(base_dir) / name] if base_dir else [])
+    for path in candidates:
+        if path.is_file():
+            return _validate(yamlio.read(path), str(path), str(path))
+    if name.endswith((".yaml", ".yml")) or "/" in name:
+        raise CostplanError(f"hardware file {name!r} not found")
+    raise CostplanError(f"unknown GPU {name!r}{did_you_mean(name, gpus)}; `costplan hardware` lists the "
+                        "catalogue, or give a path to a hardware YAML file")

@@ -1,0 +1,41 @@
+"""Bundled preset specs (costplan/presets/*.yaml), usable by name wherever a spec file is."""
+from __future__ import annotations
+
+import functools
+from importlib import resources
+from pathlib import Path
+
+
+@functools.cache
+def _folder() -> Path:
+    # Presets are plain files inside the package, so they work from a wheel as well as from a checkout.
+    return Path(str(resources.files("costplan") / "presets"))
+
+
+def _order(name: str) -> tuple[str, float]:
+    """Family, then size: gpt2-small < gpt2-medium < ... < llama2-7b < llama2-13b."""
+    family, _, variant = name.partition("-")
+    sizes = {"small": 1, "medium": 2, "large": 3, "xl": 4}
+    digits = "".join(c for c in variant.split("x")[-1] if c.isdigit() or c == ".")
+    return family, sizes.get(variant, float(digits) if digits else 0.0)
+
+
+@functools.cache
+def names() -> tuple[str, ...]:
+    return tuple(sorted((p.stem for p in _folder().glob("*.yaml")), key=_order))
+
+
+def is_preset(name: str) -> bool:
+    return name in names()
+
+
+def path(name: str) -> Path:
+    return _folder() / f"{name}.yaml"
+
+
+def source(name: str) -> str:
+    """The `# source:` line of a preset: where its hyperparameters come from."""
+    for line in path(name).read_text(encoding="utf-8").splitlines():
+        if line.startswith("# source:"):
+            return line.removeprefix("# source:").strip()
+    return ""

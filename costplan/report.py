@@ -1,0 +1,223 @@
+"""The only module that formats numbers for people: human units, tables, JSON, CSV and markdown.
+
+Commands build `Row`s of raw numbers once; `render(rows, fmt)` turns them into text. Units: counts in SI steps
+(k, M, B, T), FLOPs in SI (GFLOP, PFLOP, ...), bytes in binary units (KiB, MiB, GiB: 2^10 steps, never mixed
+with GB), money in US dollars.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from costplan.costs.result import Estimate
+
+# ---------------------------------------------------------------------------------------------- units
+_COUNT = ["", " k", " M", " B", " T", " Q"]
+_SI = ["", "k", "M", "G", "T", "P", "E", "Z", "Y"]
+_BINARY = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"]
+
+
+def _scaled(value: float, step: float, prefixes: Sequence[str]) -> tuple[float, str]:
+    index = 0
+    while abs(value) >= step and index < len(prefixes) - 1:
+        value /= step
+        index += 1
+    return value, prefixes[index]
+
+
+def _digits(value: float) -> str:
+    """Four significant figures at most, without trailing noise: 124.4, 6.738, 1.2, 31.5."""
+    if value == 0:
+        return "0"
+    decimals = max(0, 3 - int(math.floor(math.log10(abs(value)))))
+    text = f"{value:.{decimals}f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+def count(value: float) -> str:
+    """124.4 M, 6.738 B, 2 T (parameters, tokens)."""
+    scaled, suffix = _scaled(value, 1000, _COUNT)
+    return _digits(scaled) + suffix
+
+
+def flop(value: float) -> str:
+    """15.36 GFLOP, 92.17 ZFLOP."""
+    scaled, prefix = _scaled(value, 1000, _SI)
+    return f"{_digits(scaled)} {prefix}FLOP"
+
+
+def flops_rate(value: float) -> str:
+    """312 TFLOP/s."""
+    return flop(value) + "/s"
+
+
+def size(value: float) -> str:
+    """31.5 GiB (binary units)."""
+    scaled, unit = _scaled(value, 1024, _BINARY)
+    return f"{_digits(scaled)} {unit}"
+
+
+def usd(value: float) -> str:
+    """$1.84 k, $237.1 k, $2.35 M."""
+    if abs(value) < 1000:
+        return f"${value:,.2f}"
+    return "$" + count(value)
+
+
+def percent(value: float) -> str:
+    return f"{100 * value:.1f}%"
+
+
+def ratio(value: float) -> str:
+    return f"{_digits(value)}×"
+
+
+FORMATTERS = {
+    "count": count, "flop": flop, "flop/s": flops_rate, "bytes": size, "usd": usd, "percent": percent,
+    "ratio": ratio, "hours": lambda v: count(v) + " GPU-hours", "days": lambda v: f"{_digits(v)} days",
+    "text": str, "number": _digits,
+}
+
+
+def human(value: Any, unit: str) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return FORMATTERS[unit](value)
+
+
+# ---------------------------------------------------------------------------------------------- rows
+@dataclass(frozen=True)
+class Row:
+    """One line of a report: raw value plus what it measures; `share` is a fraction of its section's total."""
+
+    section: str
+    item: str
+    value: Any
+    unit: str = "count"
+    share: float | None = None
+    note: str = ""
+
+
+def estimate_rows(est: Estimate) -> list[Row]:
+    """The rows of `costplan estimate` for one spec: breakdowns with each part's share of the total."""
+    p, f, m, t, a = est.params, est.flops, est.memory, est.time, est.assumptions
+    rows = [Row("parameters", "total", p.total)]
+    rows += [Row("parameters", f"  {key}", v, share=v / p.total) for key, v in p.by_component.items()]
+    if p.active != p.total:
+        rows.append(Row("parameters", "active per token", p.active, share=p.active / p.total))
+    rows.append(Row("FLOPs", "forward per token", f.forward_per_token, "flop"))
+    rows += [Row("FLOPs", f"  {key}", v, "flop", share=v / f.forward_per_token)
+             for key, v in f.by_component.items() if v]
+    rows += [
+        Row("FLOPs", "training per token (3 × forward)", f.training_per_token, "flop"),
+        Row("FLOPs", "hardware per token", f.hardware_per_token, "flop",
+            note="with recomputation and causal tile skipping"),
+        Row("FLOPs", "training total", f.training_total, "flop",
+            note=f"{count(a['tokens'])} tokens, {_digits(a['tokens_per_param'])} per parameter"),
+    ]
+    rows += [Row("memory", name, value, "bytes", share=value / m.total_per_gpu) for name, value in (
+        ("weights", m.weights), ("gradients", m.gradients), ("optimizer states", m.optimizer),
+        (f"activations (micro-batch {a['micro_batch_size']})", m.activations))]
+    rows += [
+        Row("memory", "total per GPU", m.total_per_gpu, "bytes",
+            note=f"{'fits' if m.fits else 'does not fit'} in {size(m.gpu_memory)}"),
+        Row("memory", "KV cache per token (inference)", m.kv_cache_per_token, "bytes"),
+        Row("time", "GPU-hours", t.gpu_hours, "hours",
+            note=f"{a['gpu']} at {flops_rate(a['peak_flops_per_gpu'])} {a['precision']}, MFU {percent(a['mfu'])}"),
+        Row("time", "wall clock", t.wall_clock_days, "days", note=f"on {a['gpu_count']} GPUs"),
+        Row("time", "cost", t.cost_usd, "usd", note=f"at ${a['usd_per_gpu_hour']:.2f} per GPU-hour"),
+    ]
+    return rows
+
+
+def estimate_title(est: Estimate) -> str:
+    a = est.assumptions
+    return (f"{est.name}: {count(est.params.total)} parameters, {count(a['tokens'])} tokens, "
+            f"{a['gpu_count']} × {a['gpu_name']} ({a['precision']}, {a['optimizer']}, recompute {a['recompute']})")
+
+
+def warnings(est: Estimate) -> list[str]:
+    """What a user should notice on stderr."""
+    out = []
+    a, m = est.assumptions, est.memory
+    if a["tokens_source"] != "training.tokens":
+        out.append(f"{est.name}: no training.tokens; assuming {a['tokens_source'].split(';')[0]}")
+    if not m.fits:
+        out.append(f"{est.name}: {size(m.total_per_gpu)} per GPU does not fit in {a['gpu']}'s "
+                   f"{size(m.gpu_memory)} without sharding or recomputation")
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- rendering
+def table(rows: Iterable[Row], fmt: str = "table", title: str = "") -> str:
+    """Rows as an aligned text table (fmt 'table') or a GitHub markdown table (fmt 'markdown')."""
+    from tabulate import tabulate  # imported on use: keeps `costplan --help` fast
+
+    body, last = [], None
+    for row in rows:
+        section = row.section if row.section != last else ""
+        last = row.section
+        share = percent(row.share) if row.share is not None else ""
+        body.append([section, row.item, human(row.value, row.unit), share, row.note])
+    headers = ["", "", "value", "share", "note"]
+    style = "github" if fmt == "markdown" else "simple"
+    text = tabulate(body, headers=headers, tablefmt=style, colalign=("left", "left", "right", "right", "left"),
+                    disable_numparse=True)
+    if title:
+        text = (f"### {title}\n\n" if fmt == "markdown" else f"{title}\n") + text
+    return text
+
+
+def grid(headers: Sequence[str], body: Sequence[Sequence[Any]], fmt: str = "table") -> str:
+    """A plain table of already-formatted cells (listings such as `costplan hardware`)."""
+    if fmt == "csv":
+        return csv_text([dict(zip(headers, r)) for r in body])
+    from tabulate import tabulate
+
+    return tabulate(body, headers=list(headers), tablefmt="github" if fmt == "markdown" else "simple",
+                    disable_numparse=True)
+
+
+def to_json(objects: Any) -> str:
+    """JSON with exact integers (Python ints are unbounded; nothing is rounded)."""
+    return json.dumps(objects, indent=2, default=str)
+
+
+def flatten(obj: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{'a': {'b': 1}} → {'a.b': 1}, for CSV columns."""
+    flat: dict[str, Any] = {}
+    for key, value in obj.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(flatten(value, name + "."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def csv_text(records: Sequence[Mapping[str, Any]]) -> str:
+    """One CSV row per record; the columns are the union of the records' keys, in first-seen order."""
+    columns: list[str] = []
+    for record in records:
+        columns += [k for k in record if k not in columns]
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(records)
+    return out.getvalue().rstrip("\n")
+
+
+def render_estimates(estimates: Sequence[Estimate], fmt: str) -> str:
+    """`costplan estimate` output in any format."""
+    if fmt == "json":
+        return to_json([e.model_dump() for e in estimates])
+    if fmt == "csv":
+        return csv_text([flatten(e.model_dump()) for e in estimates])
+    return "\n\n".join(table(estimate_rows(e), fmt, estimate_title(e)) for e in estimates)

@@ -1,0 +1,328 @@
+"""The spec format: YAML → validated, frozen pydantic models. The only place user input is validated.
+
+A spec has a required `model` section and optional `training` and `hardware` sections. Unknown keys are
+errors. Defaults that depend on other fields (head_dim, n_kv_heads, d_ff, qkv_bias, training.seq_len) are
+filled in before validation, so a loaded Spec states every number it stands for.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BeforeValidator, Field, ValidationError, ValidationInfo, field_validator, model_validator
+
+from costplan import hardware, yamlio
+from costplan.errors import CostplanError, SpecError, did_you_mean
+from costplan.validation import (
+    Count, FieldProblems, Flag, Fraction, Price, Section, Tokens, Width, error_messages, kind_of, raise_if,
+    valid_field_getter,
+    width_or_none,
+)
+
+# ---------------------------------------------------------------------------------------------- attention
+class DenseAttention(Section):
+    """Softmax attention that materialises the seq_len × seq_len score matrix."""
+
+    type: Literal["dense"] = "dense"
+
+
+class FlashAttention(Section):
+    """Exact softmax attention with an IO-aware kernel (Dao et al. 2022): no score matrix is stored."""
+
+    type: Literal["flash"] = "flash"
+
+
+ATTENTION_TYPES: dict[str, type[Section]] = {"dense": DenseAttention, "flash": FlashAttention}
+
+
+def _attention_shorthand(value: Any) -> Any:
+    """`attention: flash` means `attention: {type: flash}`; a mapping without a type is dense attention."""
+    if isinstance(value, str):
+        return {"type": value}
+    if isinstance(value, Mapping) and "type" not in value:
+        return {"type": "dense", **value}
+    return value
+
+
+AttentionSpec = Annotated[
+    Union[DenseAttention, FlashAttention],
+    BeforeValidator(_attention_shorthand),
+    Field(discriminator="type"),
+]
+
+
+# ---------------------------------------------------------------------------------------------- model
+class ModelSpec(Section):
+    """The architecture. Each layer: norm → attention → residual, norm → MLP → residual."""
+
+    vocab_size: Width
+    d_model: Width
+    n_layers: Count
+    n_heads: Count
+    # These three are filled in from the others when left out (see _fill_defaults); never None once valid.
+    n_kv_heads: Count | None = None      # default n_heads; fewer = grouped-query, 1 = multi-query
+    head_dim: Width | None = None        # default d_model / n_heads
+    d_ff: Width | None = None            # default 4 * d_model
+    max_seq_len: Width
+    # A field left out takes GPT-2's choice (Radford et al. 2019), so a minimal spec is Kaplan's standard shape.
+    mlp: Literal["gelu", "relu", "swiglu", "geglu"] = "gelu"
+    norm: Literal["layernorm", "rmsnorm"] = "layernorm"
+    position: Literal["rope", "learned", "alibi", "none"] = "learned"
+    tie_embeddings: Flag = True
+    bias: Flag = True
+    qkv_bias: Flag | None = None         # default: bias
+    qk_norm: Literal["none", "head", "full"] = "none"
+    embedding_norm: Flag = False
+    attention: AttentionSpec = DenseAttention()
+    moe: None = None                     # mixture of experts: defined with the architecture variants
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fill_defaults(cls, data: Any) -> Any:
+        if not isinstance(data, Mapping):
+            return data
+        data = dict(data)
+        # Derive only from values that are valid themselves, so one bad number gives one message.
+        d_model, n_heads = width_or_none(data.get("d_model")), width_or_none(data.get("n_heads"))
+        if data.get("n_kv_heads") is None and "n_heads" in data:
+            data["n_kv_heads"] = data["n_heads"]
+        if data.get("head_dim") is None and d_model and n_heads and d_model % n_heads == 0:
+            data["head_dim"] = d_model // n_heads
+        if data.get("d_ff") is None and d_model:
+            data["d_ff"] = 4 * d_model
+        if data.get("qkv_bias") is None and isinstance(data.get("bias", False), bool):
+            data["qkv_bias"] = data.get("bias", cls.model_fields["bias"].default)
+        return data
+
+    @model_validator(mode="after")
+    def _check(self) -> ModelSpec:
+        raise_if(model_rules(self.__dict__.get))
+        return self
+
+    @property
+    def gated(self) -> bool:
+        """SwiGLU and GeGLU have three matrices (gate, up, down) instead of two."""
+        return self.mlp in ("swiglu", "geglu")
+
+    @property
+    def q_width(self) -> int:
+        return self.n_heads * self.head_dim
+
+    @property
+    def kv_width(self) -> int:
+        return self.n_kv_heads * self.head_dim
+
+
+# ---------------------------------------------------------------------------------------------- training
+class TrainingSpec(Section):
+    tokens: Tokens | None = None         # None: 20 tokens per parameter (Hoffmann et al. 2022)
+    seq_len: Width | None = None         # None: model.max_seq_len (filled in by Spec)
+    global_batch_size: Count | None = None  # sequences per optimizer step; None: micro_batch_size × GPUs
+    micro_batch_size: Count = 1
+    precision: Literal["fp32", "tf32", "fp16", "bf16", "fp8"] = "bf16"
+    optimizer: Literal["adamw", "adam", "sgd", "sgd_momentum", "adafactor", "lion"] = "adamw"
+    recompute: Literal["none", "selective", "full"] = "none"
+
+
+# ---------------------------------------------------------------------------------------------- hardware
+class HardwareSpec(Section):
+    gpu: str = "a100-80gb"               # a catalogue name or a path to a hardware YAML file
+    count: Count = 1
+    mfu: Fraction | None = None          # None: the catalogue's default for the GPU
+    usd_per_gpu_hour: Price | None = None  # None: the catalogue's dated default price
+
+    @field_validator("gpu")
+    @classmethod
+    def _known_gpu(cls, value: str, info: ValidationInfo) -> str:
+        base = (info.context or {}).get("base_dir")
+        try:
+            hardware.resolve(value, base_dir=base)
+        except SpecError as exc:  # a bad hardware file: one line per problem in it
+            raise FieldProblems([("", f"{exc.source}: {problem}") for problem in exc.problems]) from None
+        except CostplanError as exc:
+            raise FieldProblems([("", str(exc))]) from None
+        return value
+
+
+# ---------------------------------------------------------------------------------------------- spec
+class Spec(Section):
+    name: str
+    model: ModelSpec
+    training: TrainingSpec = TrainingSpec()
+    hardware: HardwareSpec = HardwareSpec()
+    # Where relative hardware file paths are looked up (the spec file's folder); not part of the format.
+    base_dir: str | None = Field(default=None, exclude=True, repr=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fill_defaults(cls, data: Any, info: ValidationInfo) -> Any:
+        if not isinstance(data, Mapping):
+            return data
+        data = dict(data)
+        ctx = info.context or {}
+        if data.get("name") is None:
+            data["name"] = ctx.get("default_name", "spec")
+        data.setdefault("base_dir", ctx.get("base_dir"))
+        model, training = data.get("model"), data.get("training")
+        if training is None:
+            training = {}
+        if isinstance(model, Mapping) and isinstance(training, Mapping) and training.get("seq_len") is None:
+            if width_or_none(model.get("max_seq_len")) is not None:
+                data["training"] = {**training, "seq_len": model["max_seq_len"]}
+        return data
+
+    @model_validator(mode="after")
+    def _check(self) -> Spec:
+        t, h = self.training, self.hardware
+        raise_if(spec_rules(self.model.max_seq_len, t.__dict__.get, h.__dict__.get, self.base_dir))
+        return self
+
+    @property
+    def seq_len(self) -> int:
+        return self.training.seq_len  # always set: defaults to model.max_seq_len
+
+    @property
+    def gpu(self) -> hardware.GPU:
+        return hardware.resolve(self.hardware.gpu, base_dir=self.base_dir)
+
+    @property
+    def global_batch_size(self) -> int:
+        t = self.training
+        return t.global_batch_size or t.micro_batch_size * self.hardware.count
+
+
+# ---------------------------------------------------------------------------------------------- cross-field rules
+# Written once as plain functions of a getter that returns a field's value, or None when the field is invalid
+# on its own: the validators call them with valid sections, and `validate` calls them on the raw mapping when
+# other fields failed, so a file's problems are all reported at once.
+Getter = Callable[[str], Any]
+
+
+def model_rules(v: Getter) -> list[tuple[str, str]]:
+    problems = []
+    d_model, n_heads, n_kv_heads, head_dim = v("d_model"), v("n_heads"), v("n_kv_heads"), v("head_dim")
+    if head_dim is None and d_model and n_heads and d_model % n_heads:
+        problems.append(("n_heads", f"{n_heads} does not divide d_model ({d_model}); set head_dim explicitly"))
+    if n_heads and n_kv_heads:
+        if n_kv_heads > n_heads:
+            problems.append(("n_kv_heads", f"{n_kv_heads} is more than n_heads ({n_heads})"))
+        elif n_heads % n_kv_heads:
+            problems.append(("n_kv_heads", f"{n_kv_heads} does not divide n_heads ({n_heads})"))
+    if v("position") == "rope" and head_dim and head_dim % 2:
+        problems.append(("head_dim", f"{head_dim} is odd; rotary position embeddings need an even head_dim"))
+    return problems
+
+
+def spec_rules(max_seq_len: int | None, training: Getter, hw: Getter,
+               base_dir: str | None) -> list[tuple[str, str]]:
+    problems = []
+    seq_len, micro, batch = training("seq_len"), training("micro_batch_size"), training("global_batch_size")
+    if seq_len and max_seq_len and seq_len > max_seq_len:
+        problems.append(("training.seq_len", f"{seq_len} is longer than model.max_seq_len ({max_seq_len})"))
+    if batch and micro and batch % micro:
+        problems.append(("training.global_batch_size",
+                         f"{batch} is not a multiple of micro_batch_size ({micro})"))
+    precision, gpu_name = training("precision"), hw("gpu")
+    if precision and gpu_name:
+        try:
+            gpu = hardware.resolve(gpu_name, base_dir=base_dir)
+        except CostplanError:
+            return problems  # reported by the gpu field itself
+        if gpu.peak_flops(precision) is None:
+            problems.append(("training.precision",
+                             f"{precision} has no peak FLOP/s on {gpu.name}; it has {', '.join(gpu.precisions)}"))
+    return problems
+
+
+def _rules_on_raw(data: Mapping[str, Any], base_dir: str | None) -> list[str]:
+    """The cross-field rules applied to a raw spec that failed validation, on its individually valid fields."""
+    raw_model = data.get("model") if isinstance(data.get("model"), Mapping) else {}
+    raw_model = ModelSpec._fill_defaults(raw_model)
+    training = data.get("training") if isinstance(data.get("training"), Mapping) else {}
+    hw = data.get("hardware") if isinstance(data.get("hardware"), Mapping) else {}
+    model_value = valid_field_getter(ModelSpec, raw_model)
+    seq_len = training.get("seq_len", raw_model.get("max_seq_len"))
+    problems = [(f"model.{field}", msg) for field, msg in model_rules(model_value)]
+    problems += spec_rules(model_value("max_seq_len"),
+                           valid_field_getter(TrainingSpec, {**training, "seq_len": seq_len}),
+                           valid_field_getter(HardwareSpec, hw, context={"base_dir": base_dir}), base_dir)
+    return [f"{field}: {msg}" for field, msg in problems]
+
+
+# ---------------------------------------------------------------------------------------------- overrides
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """`model.n_layers=48` → (['model', 'n_layers'], 48); the value is read as YAML (numbers, booleans, null)."""
+    key, sep, raw = text.partition("=")
+    key = key.strip()
+    if not sep or not key or any(not part for part in key.split(".")):
+        raise CostplanError(f"--set {text}: expected KEY=VALUE with a dotted key, e.g. model.n_layers=48")
+    try:
+        value = yamlio.loads(raw) if raw.strip() else None
+    except Exception:  # noqa: BLE001 - an unparsable value is taken as text; validation judges it
+        value = raw
+    return key.split("."), value
+
+
+def apply_overrides(data: Mapping[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
+    """A copy of a raw spec mapping with dotted-path overrides applied; validation happens afterwards."""
+    result: dict[str, Any] = dict(data)
+    for text in overrides:
+        path, value = parse_override(text)
+        node = result
+        for part in path[:-1]:
+            child = node.get(part)
+            # `attention: flash` is shorthand for a mapping; expand it so `attention.window=…` can be set.
+            if isinstance(child, str) and part == "attention":
+                child = {"type": child}
+            child = dict(child) if isinstance(child, Mapping) else {}
+            node[part] = child
+            node = child
+        node[path[-1]] = value
+    return result
+
+
+# ---------------------------------------------------------------------------------------------- loading
+def load_spec(source: str | os.PathLike | Mapping[str, Any], overrides: Iterable[str] = ()) -> Spec:
+    """A validated Spec from a file path, a preset name or a mapping, with `--set`-style overrides applied."""
+    from costplan import presets
+
+    if isinstance(source, Mapping):
+        return validate(source, overrides, label="<spec>", default_name="spec", base_dir=None)
+    path = Path(source)
+    if not path.exists() and presets.is_preset(str(source)):
+        path = presets.path(str(source))
+        label = str(source)
+    elif not path.exists() and not _looks_like_path(str(source)):
+        raise SpecError(str(source), [
+            f"no such file or preset{did_you_mean(str(source), presets.names())}; `costplan presets` lists "
+            "the presets"])
+    else:
+        label = str(source)
+    data = yamlio.read(path)
+    return validate(data, overrides, label=label, default_name=path.stem, base_dir=str(path.parent))
+
+
+def _looks_like_path(text: str) -> bool:
+    return os.sep in text or "/" in text or text.endswith((".yaml", ".yml"))
+
+
+def validate(data: Any, overrides: Iterable[str], *, label: str, default_name: str,
+             base_dir: str | None) -> Spec:
+    """Validate a raw mapping, reporting every problem at once as a SpecError."""
+    if data is None:
+        raise SpecError(label, ["the file is empty; a spec needs at least a `model` section"])
+    if not isinstance(data, Mapping):
+        raise SpecError(label, [f"the top level must be a mapping with a `model` section, "
+                                f"not {kind_of(data)}"])
+    data = apply_overrides(data, overrides)
+    context = {"default_name": default_name, "base_dir": base_dir}
+    try:
+        return Spec.model_validate(data, context=context)
+    except ValidationError as exc:
+        messages = error_messages(exc, Spec)
+        messages += [m for m in _rules_on_raw(data, base_dir) if m not in messages]
+        raise SpecError(label, messages) from None
+
+

@@ -1,0 +1,208 @@
+"""Shared pieces of input validation: field types with clear messages, and pydantic errors → one sentence each.
+
+Every message names the field by its dotted path (`model.n_kv_heads`), so the CLI can print
+`Error: FILE: FIELD: sentence` for each problem, all problems of a file together.
+"""
+from __future__ import annotations
+
+import functools
+import math
+import typing
+from collections.abc import Mapping
+from typing import Annotated, Any
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic_core import PydanticCustomError
+
+from costplan.errors import did_you_mean
+
+# Upper limits keep every product in the cost model far from float overflow; they are far above any real model.
+MAX_WIDTH = 1 << 24          # d_model, d_ff, head_dim, vocab_size, max_seq_len, windows
+MAX_COUNT = 1 << 20          # layers, heads, experts, batch sizes, GPUs
+MAX_TOKENS = 10**18
+
+
+def _whole_number(value: Any) -> Any:
+    """Accept ints and integral floats (YAML `2e12`); reject booleans, text and fractions."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise PydanticCustomError("whole_number", "expected a whole number, got {value}", {"value": repr(value)})
+    if isinstance(value, float):
+        if not math.isfinite(value) or value != int(value):
+            raise PydanticCustomError("whole_number", "expected a whole number, got {value}", {"value": value})
+        return int(value)
+    return value
+
+
+def _real_number(value: Any) -> Any:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise PydanticCustomError("real_number", "expected a number, got {value}", {"value": repr(value)})
+    if not math.isfinite(value):
+        raise PydanticCustomError("real_number", "expected a finite number, got {value}", {"value": value})
+    return value
+
+
+def _flag(value: Any) -> Any:
+    if not isinstance(value, bool):
+        raise PydanticCustomError("flag", "expected true or false, got {value}", {"value": repr(value)})
+    return value
+
+
+def width_or_none(value: Any) -> int | None:
+    """The size a raw YAML value stands for if it is a valid one (1..MAX_WIDTH), else None: for defaults
+    derived from other fields before validation."""
+    try:
+        number = _whole_number(value)
+    except PydanticCustomError:
+        return None
+    return number if 0 < number <= MAX_WIDTH else None
+
+
+Width = Annotated[int, BeforeValidator(_whole_number), Field(gt=0, le=MAX_WIDTH)]
+Count = Annotated[int, BeforeValidator(_whole_number), Field(gt=0, le=MAX_COUNT)]
+Tokens = Annotated[int, BeforeValidator(_whole_number), Field(gt=0, le=MAX_TOKENS)]
+Flag = Annotated[bool, BeforeValidator(_flag)]
+Fraction = Annotated[float, BeforeValidator(_real_number), Field(gt=0, le=1)]
+Positive = Annotated[float, BeforeValidator(_real_number), Field(gt=0, le=1e30)]
+Price = Annotated[float, BeforeValidator(_real_number), Field(ge=0, le=1e6)]
+
+
+class Section(BaseModel):
+    """A frozen part of an input file; unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class FieldProblems(ValueError):
+    """Cross-field problems, each tied to the field a user should change: [(field, sentence), ...]."""
+
+    def __init__(self, problems: list[tuple[str, str]]):
+        self.problems = problems
+        super().__init__("; ".join(f"{f}: {m}" for f, m in problems))
+
+
+def raise_if(problems: list[tuple[str, str]]) -> None:
+    if problems:
+        raise FieldProblems(problems)
+
+
+def kind_of(value: Any) -> str:
+    return {list: "a list", str: "text", int: "a number", float: "a number", bool: "a boolean",
+            type(None): "nothing"}.get(type(value), type(value).__name__)
+
+
+def valid_field_getter(cls: type[BaseModel], data: Mapping[str, Any], context: dict | None = None):
+    """A getter for cross-field rules over raw data: a field's validated value (or its default), or None when
+    the field is invalid on its own."""
+
+    def get(name: str) -> Any:
+        field = cls.model_fields[name]
+        if name not in data or data[name] is None:
+            return None if field.is_required() else field.default
+        try:
+            return _adapter(cls, name).validate_python(data[name], context=context)
+        except (ValidationError, ValueError):
+            return None
+
+    return get
+
+
+@functools.cache
+def _adapter(cls: type[BaseModel], name: str) -> TypeAdapter:
+    field = cls.model_fields[name]
+    annotation = Annotated[(field.annotation, *field.metadata)] if field.metadata else field.annotation
+    return TypeAdapter(annotation)
+
+
+# ---------------------------------------------------------------------------------------------- messages
+def error_messages(exc: ValidationError, root: type[BaseModel]) -> list[str]:
+    """One sentence per error, each starting with the dotted field path."""
+    out: list[str] = []
+    for err in exc.errors(include_url=False):
+        out.extend(_describe(err, root))
+    return out
+
+
+def _tagged_members(annotation: Any) -> dict[str, type[BaseModel]]:
+    """For a discriminated union of sections on `type`, {tag: class}; else {}."""
+    members = {}
+    for arg in typing.get_args(annotation):
+        for inner in (arg, *typing.get_args(arg)):
+            if isinstance(inner, type) and issubclass(inner, BaseModel) and "type" in inner.model_fields:
+                members[inner.model_fields["type"].default] = inner
+    return members
+
+
+def _section_of(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in typing.get_args(annotation):
+        found = _section_of(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _walk(loc: tuple, root: type[BaseModel]) -> tuple[type[BaseModel] | None, list[str], dict]:
+    """Follow an error location from the root section: the section it ends in, the location with the
+    discriminator tags pydantic inserts for tagged unions removed, and the union members of the last field."""
+    cls: type[BaseModel] | None = root
+    clean: list[str] = []
+    members: dict[str, type[BaseModel]] = {}
+    parts = list(loc)
+    while parts:
+        part = parts.pop(0)
+        clean.append(str(part))
+        if cls is None or part not in cls.model_fields:
+            cls, members = None, {}
+            continue
+        annotation = cls.model_fields[part].annotation
+        members = _tagged_members(annotation)
+        if members:
+            cls = members.get(parts.pop(0)) if parts and parts[0] in members else None
+        else:
+            cls = _section_of(annotation)
+    return cls, clean, members
+
+
+def _describe(err: Mapping[str, Any], root: type[BaseModel]) -> list[str]:
+    kind, loc, value, ctx = err["type"], tuple(err["loc"]), err.get("input"), err.get("ctx") or {}
+    section, where, members = _walk(loc, root)
+    field = ".".join(where)
+    if kind == "value_error" and isinstance(ctx.get("error"), FieldProblems):
+        return [".".join(p for p in (field, name) if p) + f": {msg}" for name, msg in ctx["error"].problems]
+    if kind == "extra_forbidden":
+        owner, _, union = _walk(loc[:-1], root)
+        names = [n for n, f in owner.model_fields.items() if not f.exclude] if owner else []
+        name = where[-1]
+        others = [tag for tag, member in union.items() if member is not owner and name in member.model_fields]
+        if owner is not None and union and others:
+            tag = owner.model_fields["type"].default
+            return [f"{field}: type {tag!r} has no field {name!r}; {', '.join(others)} "
+                    f"{'has' if len(others) == 1 else 'have'} it"]
+        return [f"{field}: unknown field{did_you_mean(name, names)}"]
+    if kind == "missing":
+        return [f"{field}: required field is missing"]
+    if kind == "literal_error":
+        return [f"{field}: {value!r} is not one of {ctx['expected'].replace(chr(39), '')}"
+                f"{did_you_mean(value, _literal_words(ctx['expected']))}"]
+    if kind == "union_tag_invalid":
+        tags = ", ".join(members)
+        return [f"{field}.type: {ctx['tag']!r} is not one of {tags}{did_you_mean(ctx['tag'], members)}"]
+    if kind == "union_tag_not_found":
+        return [f"{field}.type: required field is missing; one of {', '.join(members)}"]
+    if kind in ("model_type", "model_attributes_type", "dict_type"):
+        return [f"{field}: expected a mapping of fields, got {kind_of(value)}"]
+    if kind in ("greater_than", "greater_than_equal"):
+        relation = "greater than" if kind == "greater_than" else "at least"
+        return [f"{field}: must be {relation} {ctx.get('gt', ctx.get('ge'))}, got {value}"]
+    if kind in ("less_than_equal", "less_than"):
+        return [f"{field}: {value} is too large (costplan accepts up to {ctx.get('le', ctx.get('lt'))})"]
+    if kind == "string_type":
+        return [f"{field}: expected text, got {kind_of(value)}"]
+    if kind == "value_error":
+        return [f"{field}: {ctx.get('error', err['msg'])}"]
+    return [f"{field or 'top level'}: {err['msg']}"]
+
+
+def _literal_words(expected: str) -> list[str]:
+    return [w.strip(" '") for w in expected.replace(" or ", ", ").split(",")]

@@ -1,0 +1,260 @@
+"""The command line through click's CliRunner: output formats, the JSON contract, and every error path."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import costplan
+
+SPECS = Path(__file__).parent / "specs"
+TINY = str(SPECS / "tiny.yaml")
+
+
+def test_version_and_help(run):
+    assert run("--version").output.strip() == f"costplan, version {costplan.__version__}"
+    help_text = run("--help").output
+    for command in ("estimate", "presets", "hardware"):
+        assert command in help_text
+
+
+def test_python_dash_m():
+    out = subprocess.run([sys.executable, "-m", "costplan", "--version"], capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.strip() == f"costplan, version {costplan.__version__}"
+
+
+def test_estimate_table(run):
+    result = run("estimate", "gpt2-small")
+    assert result.exit_code == 0
+    out = result.stdout
+    assert out.splitlines()[0].startswith("gpt2-small: 124.4 M parameters")
+    for text in ("124.4 M", "MFLOP", "EFLOP", "GiB", "GPU-hours", "attention", "share"):
+        assert text in out, text
+    # stderr carries the default-tokens warning, not stdout
+    assert "20 tokens per parameter" in result.stderr and "warning" not in out
+
+
+def test_estimate_json_contract(run):
+    result = run("estimate", "llama2-7b", "gpt2-small", "--format", "json")
+    data = json.loads(result.stdout)
+    assert [d["name"] for d in data] == ["llama2-7b", "gpt2-small"]
+    d = data[0]
+    assert set(d) >= {"name", "params", "flops", "memory", "time", "assumptions"}
+    assert set(d["params"]) >= {"total", "active", "embedding", "non_embedding", "by_component"}
+    assert set(d["flops"]) >= {"forward_per_token", "training_per_token", "hardware_per_token", "training_total"}
+    assert set(d["memory"]) >= {"weights", "gradients", "optimizer", "activations", "total_per_gpu", "fits"}
+    assert set(d["time"]) >= {"gpu_hours", "wall_clock_days", "cost_usd"}
+    assert d["params"]["total"] == d["params"]["active"] == 6_738_415_616      # exact integers, unrounded
+    assert d["flops"]["training_total"] == costplan.estimate(costplan.load_spec("llama2-7b")).flops.training_total
+
+
+def test_estimate_csv_and_markdown(run):
+    rows = list(csv.DictReader(io.StringIO(run("estimate", "gpt2-small", TINY, "--format", "csv").stdout)))
+    assert [r["name"] for r in rows] == ["gpt2-small", "tiny"]
+    assert rows[0]["params.total"] == "124439808"
+    md = run("estimate", "gpt2-small", "--format", "markdown").stdout
+    assert md.startswith("### gpt2-small") and "|" in md and "---" in md
+
+
+def test_shortcut_options_and_set(run):
+    data = json.loads(run("estimate", TINY, "--format", "json", "--gpu", "h100-sxm", "--gpus", "16",
+                          "--tokens", "2e9", "--mfu", "0.5", "--set", "model.n_layers=4").stdout)[0]
+    a = data["assumptions"]
+    assert (a["gpu"], a["gpu_count"], a["tokens"], a["mfu"]) == ("h100-sxm", 16, 2_000_000_000, 0.5)
+    assert data["params"]["total"] == costplan.estimate(costplan.load_spec(TINY, ["model.n_layers=4"])).params.total
+
+
+def test_memory_warning_goes_to_stderr(run):
+    result = run("estimate", "llama2-7b")
+    assert "does not fit" in result.stderr and "does not fit" in result.stdout   # note in table, warning apart
+
+
+def test_presets_and_hardware_listings(run):
+    presets = run("presets").stdout
+    for name in ("gpt2-small", "gpt3-175b", "llama2-70b", "llama3-8b"):
+        assert name in presets
+    assert "Touvron et al. 2023" in presets
+    listed = json.loads(run("presets", "--format", "json").stdout)
+    assert {p["name"]: p["parameters"] for p in listed}["llama2-7b"] == 6_738_415_616
+    hardware = run("hardware").stdout
+    for name in ("v100", "a100-40gb", "a100-80gb", "h100-sxm", "h100-pcie", "h200", "b200", "l4", "l40s",
+                 "rtx-4090", "mi300x", "tpu-v5e", "tpu-v5p"):
+        assert name in hardware
+    entries = json.loads(run("hardware", "--format", "json").stdout)
+    assert {e["key"]: e["peak_tflops"]["bf16"] for e in entries if "bf16" in e["peak_tflops"]}["h100-sxm"] == 989
+
+
+def test_user_hardware_file_via_gpu_option(run):
+    data = json.loads(run("estimate", TINY, "--gpu", str(SPECS / "gpu.yaml"), "--format", "json").stdout)[0]
+    assert data["assumptions"]["gpu_name"] == "Lab GPU"
+
+
+# ---------------------------------------------------------------------------------------------- errors
+def errors(result) -> list[str]:
+    """The error lines, after checking the contract: exit 2, stderr only, no traceback."""
+    assert result.exit_code == 2, result.output
+    assert result.stdout == ""
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert all(line.startswith("Error: ") for line in lines)
+    return lines
+
+
+def write(tmp_path: Path, text: str, name: str = "spec.yaml") -> str:
+    path = tmp_path / name
+    path.write_text(text)
+    return str(path)
+
+
+BASE = "model: {vocab_size: 1000, d_model: 64, n_layers: 2, n_heads: 4, max_seq_len: 128}\n"
+
+
+def test_missing_file(run):
+    assert errors(run("estimate", "nope/missing.yaml")) == ["Error: nope/missing.yaml: no such file"]
+
+
+def test_unknown_preset_suggests(run):
+    (line,) = errors(run("estimate", "lama2-7b"))
+    assert "no such file or preset (did you mean 'llama2-7b'?)" in line
+
+
+def test_empty_file(run):
+    (line,) = errors(run("estimate", str(SPECS / "empty.yaml")))
+    assert line.endswith("empty.yaml: the file is empty; a spec needs at least a `model` section")
+
+
+def test_directory(run, tmp_path):
+    (line,) = errors(run("estimate", str(tmp_path)))
+    assert line == f"Error: {tmp_path}: is a directory, not a YAML file"
+
+
+def test_invalid_yaml_names_the_line(run):
+    (line,) = errors(run("estimate", str(SPECS / "bad_yaml.yaml")))
+    assert "bad_yaml.yaml: line 4, column 11: invalid YAML" in line
+
+
+def test_root_not_a_mapping(run):
+    (line,) = errors(run("estimate", str(SPECS / "list_root.yaml")))
+    assert line.endswith("the top level must be a mapping with a `model` section, not a list")
+
+
+def test_unknown_keys_suggest_the_closest(run, tmp_path):
+    path = write(tmp_path, BASE.replace("n_layers", "n_layer") + "trainng: {}\n")
+    lines = errors(run("estimate", path))
+    assert f"Error: {path}: model.n_layer: unknown field (did you mean 'n_layers'?)" in lines
+    assert f"Error: {path}: trainng: unknown field (did you mean 'training'?)" in lines
+    assert f"Error: {path}: model.n_layers: required field is missing" in lines
+
+
+@pytest.mark.parametrize("override, message", [
+    ("model.d_model=abc", "model.d_model: expected a whole number, got 'abc'"),
+    ("model.d_model=64.5", "model.d_model: expected a whole number, got 64.5"),
+    ("model.n_layers=true", "model.n_layers: expected a whole number, got True"),
+    ("model.bias=maybe", "model.bias: expected true or false, got 'maybe'"),
+    ("model=7", "model: expected a mapping of fields, got a number"),
+    ("hardware.gpu=7", "hardware.gpu: expected text, got a number"),
+    ("hardware.mfu=high", "hardware.mfu: expected a number, got 'high'"),
+])
+def test_wrong_types(run, override, message):
+    assert errors(run("estimate", TINY, "--set", override)) == [f"Error: {TINY}: {message}"]
+
+
+@pytest.mark.parametrize("field", ["vocab_size", "d_model", "n_layers", "n_heads", "max_seq_len", "d_ff"])
+@pytest.mark.parametrize("value", [0, -3])
+def test_zero_or_negative_sizes(run, field, value):
+    assert errors(run("estimate", TINY, "--set", f"model.{field}={value}")) == [
+        f"Error: {TINY}: model.{field}: must be greater than 0, got {value}"]
+
+
+def test_head_counts_that_do_not_divide(run):
+    assert errors(run("estimate", TINY, "--set", "model.n_kv_heads=3")) == [
+        f"Error: {TINY}: model.n_kv_heads: 3 does not divide n_heads (4)"]
+    assert errors(run("estimate", TINY, "--set", "model.n_kv_heads=8")) == [
+        f"Error: {TINY}: model.n_kv_heads: 8 is more than n_heads (4)"]
+    lines = errors(run("estimate", TINY, "--set", "model.n_heads=3", "--set", "model.n_kv_heads=1"))
+    assert lines == [f"Error: {TINY}: model.n_heads: 3 does not divide d_model (64); set head_dim explicitly"]
+
+
+def test_unknown_enum_values_list_the_valid_ones(run):
+    lines = errors(run("estimate", TINY, "--set", "model.mlp=swish", "--set", "training.optimizer=adam8bit",
+                       "--set", "model.attention=flashy"))
+    assert f"Error: {TINY}: model.mlp: 'swish' is not one of gelu, relu, swiglu or geglu" in lines
+    assert any("training.optimizer: 'adam8bit' is not one of adamw, adam, sgd, sgd_momentum, adafactor or lion"
+               in line for line in lines)
+    assert any("model.attention.type: 'flashy' is not one of dense, flash" in line for line in lines)
+
+
+def test_unknown_gpu_suggests_the_closest(run):
+    (line,) = errors(run("estimate", TINY, "--gpu", "h100"))
+    assert "hardware.gpu: unknown GPU 'h100' (did you mean 'h100-sxm'?)" in line
+    (line,) = errors(run("estimate", TINY, "--gpu", "missing/lab.yaml"))
+    assert "hardware.gpu: hardware file 'missing/lab.yaml' not found" in line
+
+
+@pytest.mark.parametrize("mfu, message", [("0", "must be greater than 0, got 0"),
+                                          ("-0.1", "must be greater than 0, got -0.1"),
+                                          ("1.01", "1.01 is too large (costplan accepts up to 1)")])
+def test_mfu_outside_zero_one(run, mfu, message):
+    assert errors(run("estimate", TINY, "--mfu", mfu)) == [f"Error: {TINY}: hardware.mfu: {message}"]
+
+
+@pytest.mark.parametrize("tokens", ["0", "-1e9"])
+def test_non_positive_tokens(run, tokens):
+    (line,) = errors(run("estimate", TINY, "--tokens", tokens))
+    assert "training.tokens: must be greater than 0" in line
+
+
+@pytest.mark.parametrize("override, limit", [("model.d_model=1e30", 16777216),
+                                             ("model.n_layers=99999999999", 1048576),
+                                             ("training.tokens=1e40", 10**18)])
+def test_absurdly_large_values(run, override, limit):
+    (line,) = errors(run("estimate", TINY, "--set", override))
+    assert f"is too large (costplan accepts up to {limit})" in line
+
+
+def test_non_finite_numbers(run):
+    (line,) = errors(run("estimate", TINY, "--set", "hardware.mfu=.nan"))
+    assert "hardware.mfu: expected a finite number, got nan" in line
+
+
+def test_all_problems_in_a_file_are_reported_together(run):
+    lines = errors(run("estimate", str(SPECS / "many_problems.yaml")))
+    for expected in ("model.n_layer: unknown field", "model.n_kv_heads: 3 does not divide n_heads (4)",
+                     "model.mlp: 'swish' is not one of", "training.tokens: must be greater than 0, got -5",
+                     "hardware.gpu: unknown GPU 'a100-80'", "hardware.mfu: 1.5 is too large"):
+        assert any(expected in line for line in lines), expected
+    assert len(lines) == 7
+
+
+def test_problems_of_several_files_are_reported_together(run):
+    lines = errors(run("estimate", str(SPECS / "empty.yaml"), str(SPECS / "list_root.yaml"), "gpt2-small"))
+    assert len(lines) == 2
+
+
+def test_cross_section_rules(run):
+    lines = errors(run("estimate", TINY, "--set", "training.seq_len=4096", "--gpu", "v100"))
+    assert f"Error: {TINY}: training.seq_len: 4096 is longer than model.max_seq_len (128)" in lines
+    assert any("training.precision: bf16 has no peak FLOP/s on NVIDIA V100" in line for line in lines)
+
+
+def test_bad_set_syntax(run):
+    assert errors(run("estimate", TINY, "--set", "n_layers")) == [
+        "Error: --set n_layers: expected KEY=VALUE with a dotted key, e.g. model.n_layers=48"]
+
+
+def test_duplicate_key(run, tmp_path):
+    path = write(tmp_path, BASE + "training: {tokens: 1}\ntraining: {tokens: 2}\n")
+    (line,) = errors(run("estimate", path))
+    assert "line 3, column 1: invalid YAML: duplicate key 'training'" in line
+
+
+def test_bad_user_hardware_file(run, tmp_path):
+    gpu = write(tmp_path, "name: x\npeak_tflops: {bf16: -1}\nmemory_gib: 8\n", "gpu.yaml")
+    lines = errors(run("estimate", TINY, "--gpu", gpu))
+    assert f"Error: {TINY}: hardware.gpu: {gpu}: peak_tflops.bf16: must be greater than 0, got -1" in lines
+    assert f"Error: {TINY}: hardware.gpu: {gpu}: memory_bandwidth_gbs: required field is missing" in lines

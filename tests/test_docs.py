@@ -1,0 +1,25 @@
+"""The README stays true: its example output is what the command prints today, and it names every command."""
+from __future__ import annotations
+
+import re
+import shlex
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from costplan.cli import cli
+
+README = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
+
+
+def test_readme_examples_match_the_output():
+    blocks = re.findall(r"<!-- output: costplan (.+?) -->\n```\n(.*?)```", README, flags=re.S)
+    assert blocks, "the README has no checked example"
+    for command, expected in blocks:
+        result = CliRunner().invoke(cli, shlex.split(command))
+        assert result.stdout == expected, f"README output of `costplan {command}` is stale"
+
+
+def test_readme_names_every_command():
+    for name in cli.commands:
+        assert f"costplan {name}" in README, name

@@ -1,0 +1,48 @@
+"""The hardware catalogue: complete, sourced, dense peaks; users' own files."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from costplan import hardware
+from costplan.errors import CostplanError
+
+REQUIRED = ["v100", "a100-40gb", "a100-80gb", "h100-sxm", "h100-pcie", "h200", "b200", "l4", "l40s",
+            "rtx-4090", "mi300x", "tpu-v5e", "tpu-v5p"]
+
+
+def test_required_devices_present_with_sources():
+    gpus = hardware.catalogue()
+    for name in REQUIRED:
+        gpu = gpus[name]
+        for text in (gpu.source, gpu.mfu_source, gpu.price_source, gpu.price_date):
+            assert text and text != "not given", (name, text)
+
+
+@pytest.mark.parametrize("name, bf16_tflops", [
+    # Dense figures: NVIDIA's headline H100 "1,979 TFLOPS" is with 2:4 sparsity (formulas reference §6.1).
+    ("a100-80gb", 312), ("h100-sxm", 989), ("h200", 989), ("b200", 2250), ("l40s", 362), ("tpu-v5p", 459),
+])
+def test_dense_peaks(name, bf16_tflops):
+    assert hardware.catalogue()[name].peak_flops("bf16") == bf16_tflops * 1e12
+
+
+def test_v100_has_no_bf16():
+    assert hardware.catalogue()["v100"].peak_flops("bf16") is None
+    assert hardware.catalogue()["v100"].precisions == ["fp32", "fp16"]
+
+
+def test_memory_in_bytes():
+    assert hardware.catalogue()["a100-80gb"].memory_bytes == 80 * 2**30
+
+
+def test_user_file(tmp_path):
+    path = Path(__file__).parent / "specs" / "gpu.yaml"
+    gpu = hardware.resolve(str(path))
+    assert gpu.name == "Lab GPU" and gpu.peak_flops("bf16") == 100e12 and gpu.key == str(path)
+
+
+def test_unknown_name():
+    with pytest.raises(CostplanError, match="unknown GPU 'a100' \\(did you mean 'a100-40gb'\\?\\)"):
+        hardware.resolve("a100")

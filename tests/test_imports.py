@@ -1,0 +1,37 @@
+"""`costplan estimate` and `costplan --help` start without torch (a fresh interpreter checks sys.modules)."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+PROBE = """
+import sys
+from click.testing import CliRunner
+from costplan.cli import cli
+for args in (["--help"], ["estimate", "llama2-7b", "--format", "json"], ["presets"], ["hardware"]):
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+heavy = sorted(m for m in ("torch", "fvcore", "matplotlib", "numpy") if m in sys.modules)
+print(",".join(heavy))
+"""
+
+
+def test_estimate_and_help_do_not_import_torch():
+    out = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
+
+
+def test_cost_model_imports_nothing_heavy():
+    code = "import sys, costplan; costplan.estimate(costplan.load_spec('gpt2-small')); " \
+           "print([m for m in ('torch', 'tabulate', 'click') if m in sys.modules])"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"    # the API needs neither the CLI nor the table formatter
+
+
+@pytest.mark.parametrize("module", ["costplan.costs", "costplan.spec", "costplan.hardware"])
+def test_library_modules_do_not_import_click(module):
+    code = f"import sys, {module}; print('click' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

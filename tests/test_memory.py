@@ -1,0 +1,107 @@
+"""Memory: bytes per parameter, activations against Korthikanti et al. 2022, KV cache."""
+from __future__ import annotations
+
+import pytest
+
+import costplan
+from conftest import make_spec
+
+# A GPT layer in Korthikanti et al.'s shape: LayerNorm, GELU, d_ff = 4h, dense attention, no RoPE.
+S, H, A = 128, 64, 4          # seq_len, hidden, heads (head_dim 16)
+
+
+def per_layer_activations(spec: costplan.Spec) -> int:
+    one = costplan.estimate(spec).memory.activations
+    two = costplan.estimate(spec.model_copy(update={"model": spec.model.model_copy(
+        update={"n_layers": spec.model.n_layers + 1})})).memory.activations
+    return two - one
+
+
+def test_korthikanti_layer_without_dropout():
+    # Korthikanti §4.1, 16-bit activations, per layer: 34·sbh + 5·a·s²·b. Their dropout terms are not in a
+    # dropout-free model: the attention-dropout mask (a·s²·b) and output (2·a·s²·b), and the two 1-byte
+    # residual-dropout masks (2·sbh). What remains: 32·sbh + 2·a·s²·b, plus the LayerNorms' fp32 mean and 1/std
+    # (2 norms × 2 stats × 4 bytes per token), which the paper leaves out.
+    spec = make_spec({"position": "none", "d_model": H, "n_heads": A, "max_seq_len": S})
+    expected = 32 * S * H + 2 * A * S * S + 2 * 2 * 4 * S
+    assert per_layer_activations(spec) == expected
+
+
+def test_flash_removes_the_quadratic_term():
+    # FlashAttention keeps O(s): an fp32 log-sum-exp per query and head instead of the a·s² probabilities.
+    spec = make_spec({"position": "none", "attention": "flash"})
+    assert per_layer_activations(spec) == 32 * S * H + A * S * 4 + 2 * 2 * 4 * S
+
+
+def test_selective_recompute_drops_the_quadratic_term():
+    spec = make_spec({"position": "none"}, training={"recompute": "selective"})
+    assert per_layer_activations(spec) == 32 * S * H + 2 * 2 * 4 * S
+
+
+def test_full_recompute_keeps_the_layer_input():
+    # Korthikanti Table 2: full recomputation stores 2·sbh per layer (16-bit).
+    spec = make_spec(training={"recompute": "full"})
+    assert per_layer_activations(spec) == 2 * S * H
+
+
+def test_activations_scale_with_micro_batch():
+    one = costplan.estimate(make_spec()).memory.activations
+    four = costplan.estimate(make_spec(training={"micro_batch_size": 4})).memory.activations
+    assert four == 4 * one
+
+
+def test_non_layer_activations_by_hand():
+    # Token ids (int64) for the embedding's backward; final-norm input and stats; head input; fp32 log-softmax;
+    # int64 targets.
+    spec = make_spec({"n_layers": 1})
+    layer = per_layer_activations(spec)
+    outside = 8 * S + (2 * S * H + 2 * 4 * S) + 2 * S * H + 4 * S * 1000 + 8 * S
+    assert costplan.estimate(spec).memory.activations == layer + outside
+
+
+@pytest.mark.parametrize("mlp, inner", [("gelu", 2), ("relu", 1), ("swiglu", 4), ("geglu", 4)])
+def test_mlp_saved_tensors(mlp, inner):
+    base = per_layer_activations(make_spec({"mlp": "gelu", "d_ff": 100}))
+    other = per_layer_activations(make_spec({"mlp": mlp, "d_ff": 100}))
+    assert other - base == (inner - 2) * S * 100 * 2
+
+
+@pytest.mark.parametrize("precision, optimizer, per_param", [
+    ("bf16", "adamw", (2, 2, 12)),        # ZeRO §3.1: 16 bytes per parameter for mixed-precision Adam
+    ("fp16", "adam", (2, 2, 12)),
+    ("fp32", "adamw", (4, 4, 8)),         # no master copy in pure fp32
+    ("tf32", "sgd", (4, 4, 0)),
+    ("bf16", "sgd", (2, 2, 4)),           # the fp32 master copy only
+    ("bf16", "sgd_momentum", (2, 2, 8)),
+    ("bf16", "lion", (2, 2, 8)),          # Lion keeps one moment
+    ("fp8", "adamw", (2, 2, 12)),         # 16-bit weights, fp8 only inside the GEMMs
+])
+def test_bytes_per_parameter(precision, optimizer, per_param):
+    spec = make_spec(training={"precision": precision, "optimizer": optimizer}, hardware={"gpu": "h100-sxm"})
+    e = costplan.estimate(spec)
+    n = e.params.total
+    assert (e.memory.weights, e.memory.gradients, e.memory.optimizer) == tuple(b * n for b in per_param)
+
+
+def test_adafactor_factored_second_moment():
+    # Shazeer & Stern 2018: an r×c matrix keeps r + c fp32 statistics; vectors keep their full size.
+    spec = make_spec({"n_layers": 1, "bias": False, "norm": "rmsnorm", "position": "rope"},
+                     training={"optimizer": "adafactor", "precision": "fp32"})
+    e = costplan.estimate(spec)
+    matrices = [(1000, 64)] + [(64, 64)] * 4 + [(64, 256), (256, 64)]    # embedding, q, k, v, o, up, down
+    vectors = 3 * 64                                                        # two layer norms and the final
+    assert e.memory.optimizer == 4 * (sum(r + c for r, c in matrices) + vectors)
+
+
+@pytest.mark.parametrize("preset, kib", [("llama2-7b", 512), ("llama3-8b", 128), ("llama2-70b", 320)])
+def test_kv_cache_per_token(preset, kib):
+    # formulas reference §2.6: 2 · layers · kv_heads · head_dim · 2 bytes (bf16).
+    assert costplan.estimate(costplan.load_spec(preset)).memory.kv_cache_per_token == kib * 1024
+
+
+def test_total_and_fit():
+    e = costplan.estimate(costplan.load_spec("llama2-7b"))
+    m = e.memory
+    assert m.total_per_gpu == m.weights + m.gradients + m.optimizer + m.activations
+    assert m.gpu_memory == 80 * 2**30 and m.fits is False    # 16 bytes × 6.74 B > 80 GiB
+    assert costplan.estimate(costplan.load_spec("gpt2-small")).memory.fits is True

@@ -1,0 +1,108 @@
+"""Parameter counts: published totals, hand-derived components, closed forms."""
+from __future__ import annotations
+
+import pytest
+
+import costplan
+from conftest import make_spec
+
+
+# Unique parameters of the released checkpoints (tied matrices once). Sources: the issue's test vectors, which
+# match the HF checkpoints: openai-community/gpt2 (124,439,808), meta-llama/Llama-2-7b-hf, Llama-2-70b-hf,
+# Meta-Llama-3-8B (also listed in formulas reference §8).
+@pytest.mark.parametrize("preset, total", [
+    ("gpt2-small", 124_439_808),
+    ("llama2-7b", 6_738_415_616),
+    ("llama2-70b", 68_976_648_192),
+    ("llama3-8b", 8_030_261_248),
+    ("gpt2-xl", 1_557_611_200),     # openai-community/gpt2-xl
+])
+def test_published_totals(preset, total):
+    assert costplan.estimate(costplan.load_spec(preset)).params.total == total
+
+
+def test_gpt2_small_components_by_hand():
+    p = costplan.estimate(costplan.load_spec("gpt2-small")).params
+    d, layers, vocab, ctx = 768, 12, 50257, 1024
+    assert p.by_component["embedding"] == vocab * d + ctx * d                   # tokens + learned positions
+    assert p.by_component["attention"] == layers * (4 * d * d + 4 * d)         # q, k, v, o with biases
+    assert p.by_component["mlp"] == layers * (2 * d * 4 * d + 4 * d + d)       # up + down with biases
+    assert p.by_component["norms"] == (2 * layers + 1) * 2 * d                 # LayerNorm weight + bias
+    assert p.by_component["head"] == 0                                         # tied to the embedding
+    assert p.embedding == vocab * d + ctx * d
+    assert p.non_embedding == p.total - p.embedding
+
+
+def test_llama2_7b_components_by_hand():
+    p = costplan.estimate(costplan.load_spec("llama2-7b")).params
+    d, layers, vocab, f = 4096, 32, 32000, 11008
+    assert p.by_component["attention"] == layers * 4 * d * d
+    assert p.by_component["mlp"] == layers * 3 * d * f                         # gate, up, down
+    assert p.by_component["norms"] == (2 * layers + 1) * d                     # RMSNorm weight only
+    assert p.by_component["head"] == vocab * d                                 # untied
+    assert p.active == p.total                                                 # dense
+
+
+def test_megatron_closed_form_for_gpt_style():
+    # Narayanan et al. 2021 eq. 2: P = 12·l·h²·(1 + 13/(12h) + (V + s)/(12·l·h)) for GPT layers with biases and
+    # LayerNorm, tied embeddings and learned positions. It leaves out the final LayerNorm (2h).
+    for name, l, h in [("gpt2-small", 12, 768), ("gpt2-medium", 24, 1024), ("gpt2-xl", 48, 1600)]:
+        V, s = 50257, 1024
+        megatron = 12 * l * h * h + 13 * l * h + (V + s) * h
+        assert costplan.estimate(costplan.load_spec(name)).params.total == megatron + 2 * h
+
+
+@pytest.mark.parametrize("layers, d", [(2, 64), (12, 768), (48, 1600)])
+def test_kaplan_12_l_d_squared(layers, d):
+    # Kaplan et al. 2020 eq. 2.1: N ≈ 12·n_layer·d_model² for d_attn = d_ff/4 = d_model, excluding embeddings.
+    # Exact once biases and norms (which Kaplan drops) are off the count.
+    spec = make_spec({"d_model": d, "n_layers": layers, "n_heads": 4, "bias": False})
+    p = costplan.estimate(spec).params
+    assert p.non_embedding - p.by_component["norms"] == 12 * layers * d * d
+    with_bias = costplan.estimate(make_spec({"d_model": d, "n_layers": layers, "n_heads": 4})).params
+    assert with_bias.non_embedding == pytest.approx(12 * layers * d * d, rel=0.02)
+
+
+def test_grouped_query_attention_shrinks_only_k_and_v():
+    d, heads, kv, hd = 64, 8, 2, 8
+    mha = costplan.estimate(make_spec({"n_heads": heads, "bias": False})).params.by_component["attention"]
+    gqa = costplan.estimate(make_spec({"n_heads": heads, "n_kv_heads": kv, "bias": False})).params
+    assert gqa.by_component["attention"] == mha - 2 * 2 * d * (heads - kv) * hd   # two layers, K and V
+
+
+def test_qkv_bias_overrides_bias_for_q_k_v_only():
+    base = {"bias": False}
+    none = costplan.estimate(make_spec(base)).params.by_component["attention"]
+    qkv = costplan.estimate(make_spec({**base, "qkv_bias": True, "n_kv_heads": 2})).params.by_component
+    gqa = costplan.estimate(make_spec({**base, "n_kv_heads": 2})).params.by_component
+    assert qkv["attention"] - gqa["attention"] == 2 * (64 + 2 * 32)    # q bias 64, k and v biases 32 each
+    assert none > gqa["attention"]
+
+
+def test_qk_norm_head_and_full():
+    base = {"norm": "rmsnorm", "n_kv_heads": 2}
+    plain = costplan.estimate(make_spec(base)).params.by_component["attention"]
+    head = costplan.estimate(make_spec({**base, "qk_norm": "head"})).params.by_component["attention"]
+    full = costplan.estimate(make_spec({**base, "qk_norm": "full"})).params.by_component["attention"]
+    assert head - plain == 2 * (16 + 16)          # two layers × (q norm + k norm) of head_dim 16
+    assert full - plain == 2 * (64 + 32)          # two layers × norms of n_heads·16 and n_kv_heads·16
+
+
+def test_embedding_norm_and_untied_head():
+    tied = costplan.estimate(make_spec()).params
+    untied = costplan.estimate(make_spec({"tie_embeddings": False})).params
+    assert untied.total - tied.total == 1000 * 64 == untied.by_component["head"]
+    normed = costplan.estimate(make_spec({"embedding_norm": True})).params
+    assert normed.by_component["norms"] - tied.by_component["norms"] == 2 * 64    # LayerNorm weight + bias
+
+
+@pytest.mark.parametrize("position, extra", [("learned", 128 * 64), ("rope", 0), ("alibi", 0), ("none", 0)])
+def test_position_parameters(position, extra):
+    p = costplan.estimate(make_spec({"position": position})).params
+    assert p.by_component["embedding"] == 1000 * 64 + extra
+
+
+@pytest.mark.parametrize("mlp, matrices", [("gelu", 2), ("relu", 2), ("swiglu", 3), ("geglu", 3)])
+def test_mlp_matrices(mlp, matrices):
+    p = costplan.estimate(make_spec({"mlp": mlp, "d_ff": 100, "bias": False})).params
+    assert p.by_component["mlp"] == 2 * matrices * 64 * 100

@@ -1,0 +1,48 @@
+"""Bundled presets: sourced, valid, and shipped inside the package."""
+from __future__ import annotations
+
+import subprocess
+import sys
+import zipfile
+
+import pytest
+
+import costplan
+from costplan import presets
+
+REQUIRED = ["gpt2-small", "gpt2-medium", "gpt2-large", "gpt2-xl", "gpt3-175b", "llama2-7b", "llama2-13b",
+            "llama2-70b", "llama3-8b", "llama3-70b"]
+
+
+def test_required_presets_present():
+    assert set(REQUIRED) <= set(presets.names())
+
+
+@pytest.mark.parametrize("name", presets.names())
+def test_each_preset_is_sourced_and_valid(name):
+    assert presets.source(name), f"{name} has no '# source:' line"
+    spec = costplan.load_spec(name)
+    assert spec.name == name
+    assert costplan.estimate(spec).params.total > 0
+
+
+def test_presets_are_in_the_wheel(tmp_path):
+    # A normal (not editable) install must find them: they are package data, not files of the checkout.
+    root = __import__("pathlib").Path(__file__).parents[1]
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q",
+                    "-w", str(tmp_path), str(root)], check=True, capture_output=True)
+    (wheel,) = tmp_path.glob("costplan-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    for name in REQUIRED:
+        assert f"costplan/presets/{name}.yaml" in names
+    assert "costplan/data/hardware.yaml" in names
+
+
+def test_example_specs_load():
+    folder = __import__("pathlib").Path(__file__).parents[1] / "specs"
+    examples = sorted(folder.glob("**/*.yaml"))
+    assert examples
+    for path in examples:
+        spec = costplan.load_spec(path)
+        assert costplan.estimate(spec).params.total > 0
+        assert path.read_text().startswith("# source:"), path

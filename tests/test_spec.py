@@ -1,0 +1,85 @@
+"""The spec format: defaults, numbers, overrides, the Python API."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import costplan
+from costplan import yamlio
+from costplan.errors import SpecError
+from costplan.spec import apply_overrides
+
+SPECS = Path(__file__).parent / "specs"
+
+
+def test_defaults_are_filled_in():
+    m = costplan.load_spec({"model": {"vocab_size": 10, "d_model": 64, "n_layers": 1, "n_heads": 4,
+                                      "max_seq_len": 32}})
+    assert (m.model.n_kv_heads, m.model.head_dim, m.model.d_ff, m.model.qkv_bias) == (4, 16, 256, True)
+    assert (m.model.mlp, m.model.norm, m.model.position, m.model.tie_embeddings) == (
+        "gelu", "layernorm", "learned", True)
+    assert m.training.seq_len == 32 and m.name == "spec"
+    assert m.hardware.gpu == "a100-80gb" and m.training.precision == "bf16"
+
+
+def test_name_defaults_to_file_stem():
+    assert costplan.load_spec(SPECS / "tiny.yaml").name == "tiny"
+    assert costplan.load_spec("llama2-7b").name == "llama2-7b"
+
+
+@pytest.mark.parametrize("text, value", [("2e12", 2e12), ("2.0e12", 2e12), ("2.0e+12", 2e12), ("1_000", 1000),
+                                         ("4096", 4096), ("-1.5e3", -1500.0), ("e5", "e5")])
+def test_yaml_numbers(text, value):
+    assert yamlio.loads(f"x: {text}")["x"] == value
+
+
+def test_tokens_written_as_float_become_exact_int():
+    spec = costplan.load_spec(SPECS / "tiny.yaml")
+    assert spec.training.tokens == 1_000_000 and isinstance(spec.training.tokens, int)
+
+
+def test_duplicate_keys_are_errors(tmp_path):
+    path = tmp_path / "dup.yaml"
+    path.write_text("model:\n  d_model: 1\n  d_model: 2\n")
+    with pytest.raises(SpecError, match="line 3.*duplicate key 'd_model'"):
+        costplan.load_spec(path)
+
+
+def test_overrides_create_and_replace():
+    data = {"model": {"d_model": 1, "attention": "flash"}}
+    out = apply_overrides(data, ["model.d_model=2", "training.tokens=2e12", "model.attention.type=dense",
+                                 "name=x"])
+    assert out == {"model": {"d_model": 2, "attention": {"type": "dense"}}, "training": {"tokens": 2e12},
+                   "name": "x"}
+    assert data == {"model": {"d_model": 1, "attention": "flash"}}   # the input is not modified
+
+
+def test_overrides_are_validated_like_the_file():
+    with pytest.raises(SpecError, match=r"model\.n_layers: must be greater than 0, got -1"):
+        costplan.load_spec("gpt2-small", ["model.n_layers=-1"])
+
+
+def test_attention_shorthand():
+    spec = costplan.load_spec({"model": {"vocab_size": 10, "d_model": 8, "n_layers": 1, "n_heads": 2,
+                                         "max_seq_len": 8, "attention": "flash"}})
+    assert spec.model.attention.type == "flash"
+
+
+def test_spec_is_frozen():
+    spec = costplan.load_spec("gpt2-small")
+    with pytest.raises(Exception):
+        spec.model.d_model = 1  # type: ignore[misc]
+
+
+def test_hardware_file_relative_to_spec(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)   # not the spec's folder: the path resolves against the spec file
+    spec = costplan.load_spec(SPECS / "uses_gpu_file.yaml")
+    e = costplan.estimate(spec)
+    assert e.assumptions["gpu_name"] == "Lab GPU" and e.assumptions["peak_flops_per_gpu"] == 100e12
+    assert e.memory.gpu_memory == 48 * 2**30
+
+
+def test_python_api_round_trip():
+    e = costplan.estimate(costplan.load_spec("llama3-8b"))
+    assert set(e.model_dump()) == {"name", "params", "flops", "memory", "time", "assumptions"}

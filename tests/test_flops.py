@@ -91,3 +91,14 @@ def test_flash_hardware_flops_by_hand():
 def test_flops_per_token_exact_int_for_dense():
     f = costplan.estimate(costplan.load_spec("llama2-7b")).flops
     assert isinstance(f.forward_per_token, int) and isinstance(f.training_total, int)
+
+
+def test_flash_without_tile_skipping_is_the_counter_convention():
+    # What torch's FLOP counter reports for SDPA: the whole square forward, 2.5 × that backward.
+    from costplan.costs import Shape
+    from costplan.costs.estimate import components
+
+    spec = make_spec({"attention": "flash", "max_seq_len": 256})
+    attention = components(spec, Shape(256, 2, skip_masked_tiles=False))["attention"]
+    core = 2 * 2 * 2 * 256 * 256 * 64            # two layers, QKᵀ + AV over the full square, width 64
+    assert attention.hw_flops - 3 * (attention.flops - core) == core * 7 // 2

@@ -88,6 +88,9 @@ class Shape:
     seq_len: int
     act_bytes: int            # bytes per saved activation element: 2 for 16-bit training, 4 for fp32
     recompute: str = "none"   # none | selective | full (training.recompute)
+    # Hardware FLOPs count only the tiles a causal kernel computes. FLOP counters (torch's among them) count
+    # the whole square; the profiler compares against them with this off.
+    skip_masked_tiles: bool = True
 
 
 STAT_BYTES = 4                # norm statistics, softmax log-sum-exp and the loss are kept in fp32

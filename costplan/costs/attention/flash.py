@@ -28,7 +28,8 @@ def causal_pairs(seq_len: int, block: int = QUERY_BLOCK) -> int:
 def cost(attention: FlashAttention, model: ModelSpec, shape: Shape) -> Cost:
     s, heads, d_head = shape.seq_len, model.n_heads, model.head_dim
     core = score_flops(heads, s * s, d_head, d_head)
-    executed = score_flops(heads, causal_pairs(s), d_head, d_head)
+    pairs = causal_pairs(s) if shape.skip_masked_tiles else s * s
+    executed = score_flops(heads, pairs, d_head, d_head)
     return projections(model, shape) + qk_norms(model, shape) + Cost(
         flops=core,
         hw_fwd=executed,

@@ -16,9 +16,8 @@ from pydantic import BeforeValidator, Field, ValidationError, ValidationInfo, fi
 from costplan import hardware, yamlio
 from costplan.errors import CostplanError, SpecError, did_you_mean
 from costplan.validation import (
-    Count, FieldProblems, Flag, Fraction, Price, Section, Tokens, Width, error_messages, kind_of, raise_if,
-    valid_field_getter,
-    width_or_none,
+    Amount, Count, FieldProblems, Flag, Fraction, Positive, Price, Section, Tokens, Width, error_messages,
+    kind_of, raise_if, valid_field_getter, whole_or_none, width_or_none,
 )
 
 # ---------------------------------------------------------------------------------------------- attention
@@ -34,7 +33,79 @@ class FlashAttention(Section):
     type: Literal["flash"] = "flash"
 
 
-ATTENTION_TYPES: dict[str, type[Section]] = {"dense": DenseAttention, "flash": FlashAttention}
+class SlidingWindowAttention(Section):
+    """Each query sees the `window` most recent keys, itself included (Longformer; Mistral 7B)."""
+
+    type: Literal["sliding_window"] = "sliding_window"
+    window: Width
+
+
+class SparseAttention(Section):
+    """The factorized patterns of Child et al. 2019, half of the heads on each of the two parts."""
+
+    type: Literal["sparse"] = "sparse"
+    pattern: Literal["strided", "fixed"]
+    block: Width                         # the stride l
+    summary: Width | None = None         # fixed only: the c summary positions at the end of each block
+
+    @model_validator(mode="after")
+    def _check(self) -> SparseAttention:
+        problems = []
+        if self.pattern == "fixed" and self.summary is None:
+            problems.append(("summary", "the fixed pattern needs `summary` (c, the summary positions per block)"))
+        if self.pattern == "strided" and self.summary is not None:
+            problems.append(("summary", "only the fixed pattern has summary positions; remove it or use "
+                                        "pattern: fixed"))
+        if self.summary is not None and self.summary > self.block:
+            problems.append(("summary", f"{self.summary} is more than block ({self.block})"))
+        raise_if(problems)
+        return self
+
+
+class LatentAttention(Section):
+    """Multi-head latent attention of DeepSeek-V2 (§2.1) and V3: low-rank K/V (and Q) with a decoupled RoPE key."""
+
+    type: Literal["mla"] = "mla"
+    kv_lora_rank: Width                  # d_c, the cached latent
+    q_lora_rank: Width | None = None     # d_c'; None: queries are projected directly from x
+    qk_nope_head_dim: Width
+    qk_rope_head_dim: Width
+    v_head_dim: Width
+
+
+class AFTFull(Section):
+    """Attention-Free Transformer (Zhai et al. 2021, Eq. 2): a learned max_seq_len × max_seq_len position bias."""
+
+    type: Literal["aft_full"] = "aft_full"
+
+
+class AFTLocal(Section):
+    """AFT-local: the position bias is kept inside a band of `window` keys, zero outside."""
+
+    type: Literal["aft_local"] = "aft_local"
+    window: Width
+
+
+class AFTSimple(Section):
+    """AFT-simple: no position bias; a global, softmax(K)-weighted pooling of V."""
+
+    type: Literal["aft_simple"] = "aft_simple"
+
+
+class AFTConv(Section):
+    """AFT-conv: the position bias is a learned kernel of `window` taps per head."""
+
+    type: Literal["aft_conv"] = "aft_conv"
+    window: Width
+
+
+ATTENTION_TYPES: dict[str, type[Section]] = {
+    cls.model_fields["type"].default: cls
+    for cls in (DenseAttention, FlashAttention, SlidingWindowAttention, SparseAttention, LatentAttention,
+                AFTFull, AFTLocal, AFTSimple, AFTConv)
+}
+SOFTMAX_TYPES = ("dense", "flash", "sliding_window", "sparse")   # q·k attention with query and key/value heads
+AFT_TYPES = ("aft_full", "aft_local", "aft_simple", "aft_conv")
 
 
 def _attention_shorthand(value: Any) -> Any:
@@ -47,10 +118,39 @@ def _attention_shorthand(value: Any) -> Any:
 
 
 AttentionSpec = Annotated[
-    Union[DenseAttention, FlashAttention],
+    Union[DenseAttention, FlashAttention, SlidingWindowAttention, SparseAttention, LatentAttention, AFTFull,
+          AFTLocal, AFTSimple, AFTConv],
     BeforeValidator(_attention_shorthand),
     Field(discriminator="type"),
 ]
+
+
+# ---------------------------------------------------------------------------------------------- moe
+class MoESpec(Section):
+    """Mixture of experts replacing the MLP of some layers (Shazeer et al. 2017; Switch; Mixtral; DeepSeekMoE)."""
+
+    n_experts: Count
+    top_k: Count
+    d_ff_expert: Width | None = None     # inner width of each routed expert; default model.d_ff
+    n_shared_experts: Amount = 0
+    d_ff_shared: Width | None = None     # total inner width of the shared expert(s); default n_shared × d_ff_expert
+    shared_expert_gate: Flag = False     # a d_model × 1 sigmoid gate on the shared output (Qwen-MoE)
+    first_dense_layers: Amount = 0
+    every: Count = 1                     # after the dense layers, every n-th layer is MoE (Switch: 2)
+    capacity_factor: Positive | None = None  # expert buffers of capacity_factor × tokens × top_k / n_experts
+
+    @model_validator(mode="after")
+    def _check(self) -> MoESpec:
+        problems = []
+        if self.top_k > self.n_experts:
+            problems.append(("top_k", f"{self.top_k} is more than n_experts ({self.n_experts})"))
+        if not self.n_shared_experts:
+            if self.d_ff_shared is not None:
+                problems.append(("d_ff_shared", "set without shared experts; set n_shared_experts"))
+            if self.shared_expert_gate:
+                problems.append(("shared_expert_gate", "set without shared experts; set n_shared_experts"))
+        raise_if(problems)
+        return self
 
 
 # ---------------------------------------------------------------------------------------------- model
@@ -76,7 +176,7 @@ class ModelSpec(Section):
     qk_norm: Literal["none", "head", "full"] = "none"
     embedding_norm: Flag = False
     attention: AttentionSpec = DenseAttention()
-    moe: None = None                     # mixture of experts: defined with the architecture variants
+    moe: MoESpec | None = None           # None: every layer has the dense MLP
 
     @model_validator(mode="before")
     @classmethod
@@ -94,6 +194,16 @@ class ModelSpec(Section):
             data["d_ff"] = 4 * d_model
         if data.get("qkv_bias") is None and isinstance(data.get("bias", False), bool):
             data["qkv_bias"] = data.get("bias", cls.model_fields["bias"].default)
+        moe = data.get("moe")
+        if isinstance(moe, Mapping):
+            moe = dict(moe)
+            d_ff = width_or_none(data.get("d_ff"))
+            if moe.get("d_ff_expert") is None and d_ff:
+                moe["d_ff_expert"] = d_ff
+            shared, expert = whole_or_none(moe.get("n_shared_experts", 0)), width_or_none(moe.get("d_ff_expert"))
+            if moe.get("d_ff_shared") is None and shared and expert:
+                moe["d_ff_shared"] = shared * expert
+            data["moe"] = moe
         return data
 
     @model_validator(mode="after")
@@ -210,8 +320,30 @@ def model_rules(v: Getter) -> list[tuple[str, str]]:
             problems.append(("n_kv_heads", f"{n_kv_heads} is more than n_heads ({n_heads})"))
         elif n_heads % n_kv_heads:
             problems.append(("n_kv_heads", f"{n_kv_heads} does not divide n_heads ({n_heads})"))
-    if v("position") == "rope" and head_dim and head_dim % 2:
+    attention, moe, max_seq_len, n_layers = v("attention"), v("moe"), v("max_seq_len"), v("n_layers")
+    if v("position") == "rope" and head_dim and head_dim % 2 and getattr(attention, "type", "") in SOFTMAX_TYPES:
         problems.append(("head_dim", f"{head_dim} is odd; rotary position embeddings need an even head_dim"))
+    if attention is not None and attention.type not in SOFTMAX_TYPES:
+        if n_heads and n_kv_heads and n_kv_heads != n_heads:
+            problems.append(("n_kv_heads", f"{attention.type} has no key/value heads to share; remove n_kv_heads"))
+        if v("qk_norm") not in (None, "none"):
+            problems.append(("qk_norm", f"{attention.type} has no per-head queries and keys to normalise"))
+    if attention is not None and max_seq_len:
+        if attention.type == "aft_conv" and attention.window > max_seq_len:
+            problems.append(("attention.window", f"{attention.window} taps are more than max_seq_len "
+                                                 f"({max_seq_len}); the extra taps never touch a token"))
+        if attention.type == "sparse" and n_heads == 1:
+            problems.append(("n_heads", "sparse attention gives half of the heads to each part of its pattern; "
+                                        "it needs at least 2 heads"))
+        if attention.type == "sparse" and attention.block > max_seq_len:
+            problems.append(("attention.block", f"{attention.block} is longer than max_seq_len ({max_seq_len}); "
+                                                "the pattern would be dense"))
+    if attention is not None and attention.type == "mla" and v("position") == "rope" and attention.qk_rope_head_dim % 2:
+        problems.append(("attention.qk_rope_head_dim", f"{attention.qk_rope_head_dim} is odd; rotary position "
+                                                       "embeddings need an even width"))
+    if moe is not None and n_layers and moe.first_dense_layers >= n_layers:
+        problems.append(("moe.first_dense_layers", f"{moe.first_dense_layers} leaves no MoE layer among "
+                                                   f"{n_layers} layers"))
     return problems
 
 

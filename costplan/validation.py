@@ -47,6 +47,14 @@ def _flag(value: Any) -> Any:
     return value
 
 
+def whole_or_none(value: Any) -> int | None:
+    """The whole number a raw YAML value stands for, or None."""
+    try:
+        return _whole_number(value)
+    except PydanticCustomError:
+        return None
+
+
 def width_or_none(value: Any) -> int | None:
     """The size a raw YAML value stands for if it is a valid one (1..MAX_WIDTH), else None: for defaults
     derived from other fields before validation."""
@@ -60,6 +68,7 @@ def width_or_none(value: Any) -> int | None:
 Width = Annotated[int, BeforeValidator(_whole_number), Field(gt=0, le=MAX_WIDTH)]
 Count = Annotated[int, BeforeValidator(_whole_number), Field(gt=0, le=MAX_COUNT)]
 Tokens = Annotated[int, BeforeValidator(_whole_number), Field(gt=0, le=MAX_TOKENS)]
+Amount = Annotated[int, BeforeValidator(_whole_number), Field(ge=0, le=MAX_COUNT)]   # a count that may be 0
 Flag = Annotated[bool, BeforeValidator(_flag)]
 Fraction = Annotated[float, BeforeValidator(_real_number), Field(gt=0, le=1)]
 Positive = Annotated[float, BeforeValidator(_real_number), Field(gt=0, le=1e30)]

@@ -5,7 +5,7 @@ import pytest
 
 import costplan
 from conftest import make_spec
-from costplan.costs.attention.flash import causal_pairs
+from costplan.costs.attention.pairs import causal_pairs
 
 
 def matmul_weights(spec: costplan.Spec) -> int:

@@ -32,11 +32,14 @@ class Cost:
     """What one part of the model costs for one sequence of seq_len tokens (batch 1)."""
 
     params: int = 0
+    inactive_params: int = 0  # parameters a token does not touch (the routed experts it is not sent to)
     flops: int = 0            # forward matmul FLOPs (the model FLOPs convention)
     hw_fwd: int = 0           # forward FLOPs as executed (a causal flash kernel skips masked tiles)
     hw_flops: int = 0         # training FLOPs as executed: forward + backward + recomputation
-    activations: int = 0      # bytes saved for backward
-    kv_cache: int = 0         # bytes of K/V cache per token of context, for inference
+    activations: int = 0      # bytes saved for backward, per sequence
+    shared_activations: int = 0  # bytes saved for backward once per micro-batch (tensors computed from weights)
+    kv_cache: int = 0         # inference K/V cache bytes per cached token
+    kv_cache_seq: int = 0     # inference cache bytes for one sequence of seq_len tokens (windows, states)
     factored: int = 0         # elements of Adafactor's factored second moment (rows + cols per matrix)
 
     def __add__(self, other: Cost) -> Cost:

@@ -12,7 +12,7 @@ from costplan.costs.result import Estimate, Flops, Memory, Number, Params, Time
 from costplan.costs.time import gpu_hours, wall_clock_days
 from costplan.spec import Spec
 
-COMPONENTS = ("embedding", "attention", "mlp", "norms", "head")
+COMPONENTS = ("embedding", "attention", "mlp", "moe", "norms", "head")
 # Tokens per parameter when a spec gives no training.tokens: the compute-optimal ratio of Hoffmann et al.
 # 2022 (Table 3, "~20 tokens per parameter").
 DEFAULT_TOKENS_PER_PARAM = 20
@@ -27,7 +27,7 @@ def components(spec: Spec, shape: Shape | None = None) -> dict[str, Cost]:
     """Cost of one sequence by component, summed over every layer."""
     shape = shape or shape_of(spec)
     model = spec.model
-    parts = dict.fromkeys(COMPONENTS, ZERO)
+    parts = {key: ZERO for key in COMPONENTS if key != "moe" or model.moe is not None}
     parts["embedding"] = embedding(model, shape)
     parts["head"] = head(model, shape)
     parts["norms"] = norm(model.norm, model.d_model, shape)  # the final norm
@@ -53,9 +53,11 @@ def estimate(spec: Spec) -> Estimate:
     t, hw, gpu = spec.training, spec.hardware, spec.gpu
     s = shape.seq_len
 
+    active = whole.params - whole.inactive_params
     params = Params(
         total=whole.params,
-        active=whole.params,
+        active=active,
+        active_non_embedding=active - parts["embedding"].params,
         embedding=parts["embedding"].params,
         non_embedding=whole.params - parts["embedding"].params,
         by_component={key: c.params for key, c in parts.items()},
@@ -75,12 +77,13 @@ def estimate(spec: Spec) -> Estimate:
     optimizer = whole.params * optimizer_bytes(t.precision, t.optimizer)
     if t.optimizer == "adafactor":
         optimizer += whole.factored * FP32
-    activations = whole.activations * t.micro_batch_size
+    activations = whole.activations * t.micro_batch_size + whole.shared_activations
     total = weights + gradients + optimizer + activations
     memory = Memory(
         weights=weights, gradients=gradients, optimizer=optimizer, activations=activations,
         total_per_gpu=total, fits=total <= gpu.memory_bytes, gpu_memory=gpu.memory_bytes,
         kv_cache_per_token=whole.kv_cache,
+        kv_cache_at_seq_len=whole.kv_cache_seq,
     )
 
     peak = gpu.peak_flops(t.precision)

@@ -6,34 +6,46 @@ from dataclasses import dataclass, replace
 from costplan.costs import Cost, Shape
 from costplan.costs.attention import COST as ATTENTION_COST
 from costplan.costs.mlp import mlp
+from costplan.costs.moe import moe_block
 from costplan.costs.norm import norm
-from costplan.spec import AttentionSpec, ModelSpec
+from costplan.spec import AttentionSpec, ModelSpec, MoESpec
 
 
 @dataclass(frozen=True)
 class Layer:
-    """One transformer layer as built: norm → attention → residual, norm → MLP → residual."""
+    """One transformer layer as built: norm → attention → residual, norm → MLP or MoE → residual."""
 
     attention: AttentionSpec
     d_ff: int
+    moe: MoESpec | None = None
+
+
+def is_moe_layer(index: int, moe: MoESpec | None) -> bool:
+    """After `first_dense_layers` dense layers, the first layer is MoE and then every `every`-th one."""
+    return moe is not None and index >= moe.first_dense_layers and (index - moe.first_dense_layers) % moe.every == 0
 
 
 def layers(model: ModelSpec) -> list[Layer]:
     """Every layer of the model, in order."""
-    return [Layer(model.attention, model.d_ff)] * model.n_layers
+    return [Layer(model.attention, model.d_ff, model.moe if is_moe_layer(i, model.moe) else None)
+            for i in range(model.n_layers)]
 
 
 def layer_cost(layer: Layer, model: ModelSpec, shape: Shape) -> dict[str, Cost]:
-    """One layer's cost by component: attention, mlp and its two norms."""
+    """One layer's cost by component: attention, mlp or moe, and its two norms."""
     parts = {
         "attention": ATTENTION_COST[layer.attention.type](layer.attention, model, shape),
-        "mlp": mlp(model, layer.d_ff, shape),
         "norms": norm(model.norm, model.d_model, shape) * 2,
     }
+    if layer.moe is not None:
+        parts["moe"] = moe_block(layer.moe, model, shape)
+    else:
+        parts["mlp"] = mlp(model, layer.d_ff, shape)
     if shape.recompute == "full":
         # Checkpointing each layer keeps only its input (Korthikanti et al. 2022, Table 2: 2·sbh per layer) and
         # runs every block's forward again during backward.
-        parts = {key: replace(c, activations=0, hw_flops=c.hw_flops + c.hw_fwd) for key, c in parts.items()}
+        parts = {key: replace(c, activations=0, shared_activations=0, hw_flops=c.hw_flops + c.hw_fwd)
+                 for key, c in parts.items()}
         layer_input = shape.seq_len * model.d_model * shape.act_bytes
         parts["norms"] = replace(parts["norms"], activations=layer_input)  # the first norm's input
     return parts

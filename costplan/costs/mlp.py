@@ -11,10 +11,15 @@ from costplan.spec import ModelSpec
 SAVED_INNER = {"gelu": 2, "relu": 1, "swiglu": 4, "geglu": 4}
 
 
+def feed_forward(model: ModelSpec, d_ff: int, tokens: int, act_bytes: int) -> Cost:
+    """One MLP of inner width d_ff applied to `tokens` rows, and the inner tensors it saves (not its input)."""
+    d = model.d_model
+    up = linear(tokens, d, d_ff, model.bias) * (2 if model.gated else 1)  # [gate,] up: (t × d)·(d × d_ff)
+    down = linear(tokens, d_ff, d, model.bias)                              # down: (t × d_ff)·(d_ff × d)
+    return up + down + Cost(activations=tokens * SAVED_INNER[model.mlp] * d_ff * act_bytes)
+
+
 def mlp(model: ModelSpec, d_ff: int, shape: Shape) -> Cost:
-    """One feed-forward block of inner width d_ff; its input (d_model wide) is saved once for all up matrices."""
-    s, d = shape.seq_len, model.d_model
-    up = linear(s, d, d_ff, model.bias) * (2 if model.gated else 1)  # [gate,] up: (s × d)·(d × d_ff)
-    down = linear(s, d_ff, d, model.bias)                              # down: (s × d_ff)·(d_ff × d)
-    saved = s * (d + SAVED_INNER[model.mlp] * d_ff) * shape.act_bytes
-    return up + down + Cost(activations=saved)
+    """The dense block: one MLP over the sequence; its input is saved once for all up matrices."""
+    s = shape.seq_len
+    return feed_forward(model, d_ff, s, shape.act_bytes) + Cost(activations=s * model.d_model * shape.act_bytes)

@@ -8,6 +8,16 @@ _STATS = {"layernorm": 2, "rmsnorm": 1}
 _VECTORS = {"layernorm": 2, "rmsnorm": 1}
 
 
+def norm_weights(kind: str, width: int) -> Cost:
+    """A norm's parameters: a weight (and a bias for LayerNorm) of `width`."""
+    return vector(width) * _VECTORS[kind]
+
+
+def statistics(kind: str, rows: int) -> int:
+    """Bytes of the per-row statistics a norm saves for its backward."""
+    return rows * _STATS[kind] * STAT_BYTES
+
+
 def norm(kind: str, width: int, shape: Shape, rows_per_token: int = 1) -> Cost:
     """One norm over `width` features, applied to `rows_per_token` rows per token (heads, for a per-head norm).
 
@@ -15,5 +25,5 @@ def norm(kind: str, width: int, shape: Shape, rows_per_token: int = 1) -> Cost:
     per-row statistics. No matmul FLOPs.
     """
     rows = shape.seq_len * rows_per_token
-    return vector(width) * _VECTORS[kind] + Cost(
-        activations=rows * width * shape.act_bytes + rows * _STATS[kind] * STAT_BYTES)
+    return norm_weights(kind, width) + Cost(
+        activations=rows * width * shape.act_bytes + statistics(kind, rows))

@@ -15,7 +15,8 @@ class _Result(BaseModel):
 
 class Params(_Result):
     total: int
-    active: int                      # what one token touches; equals total for a dense model
+    active: int                      # what one token touches, embeddings included (Mixtral's "12.9B")
+    active_non_embedding: int        # the same without the input embedding (DeepSeek-V3's "37B activated")
     embedding: int                   # token + learned position embeddings (a tied head counts here, once)
     non_embedding: int
     by_component: dict[str, int]
@@ -39,7 +40,9 @@ class Memory(_Result):
     total_per_gpu: int
     fits: bool
     gpu_memory: int
-    kv_cache_per_token: int          # inference K/V cache, all layers, per token of context
+    kv_cache_per_token: int          # inference K/V cache, all layers, per cached token
+    kv_cache_at_seq_len: int         # inference cache of one sequence of seq_len tokens: windows cap it,
+                                     # attention-free layers keep a constant state
 
 
 class Time(_Result):

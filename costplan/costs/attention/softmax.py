@@ -6,7 +6,8 @@ Shapes for one sequence of s tokens: x (s × d_model) → q (s × H·d_head), k 
 """
 from __future__ import annotations
 
-from costplan.costs import Cost, Shape, linear, matmul
+from costplan.costs import STAT_BYTES, Cost, Shape, linear, matmul
+from costplan.costs.attention.pairs import causal_pairs
 from costplan.costs.norm import norm
 from costplan.spec import ModelSpec
 
@@ -35,6 +36,34 @@ def score_flops(heads: int, pairs: int, d_qk: int, d_v: int) -> int:
     return matmul(heads, pairs, d_qk, 1) + matmul(heads, pairs, 1, d_v)
 
 
+def materialised_core(heads: int, d_qk: int, d_v: int, pairs: int, executed: int, shape: Shape) -> Cost:
+    """A core that stores its probabilities (one per computed pair and head) for the backward: 2 × forward
+    backward (dV, dP, dQ, dK); selective recomputation (Korthikanti et al. 2022 §5) keeps none and runs the
+    core forward once more."""
+    forward = score_flops(heads, executed, d_qk, d_v)
+    selective = shape.recompute == "selective"
+    return Cost(
+        flops=score_flops(heads, pairs, d_qk, d_v),
+        hw_fwd=forward,
+        hw_flops=(4 if selective else 3) * forward,
+        activations=0 if selective else heads * executed * shape.act_bytes,
+    )
+
+
+def flash_core(heads: int, d_qk: int, d_v: int, shape: Shape) -> Cost:
+    """A causal FlashAttention kernel over all s keys (Dao 2023 §4.1): it skips the tiles above the diagonal
+    (unless shape says to count like a FLOP counter), its backward recomputes QKᵀ, so 2.5 × forward; it saves
+    an fp32 log-sum-exp per query and head, not the probabilities; selective recomputation adds nothing."""
+    s = shape.seq_len
+    forward = score_flops(heads, causal_pairs(s) if shape.skip_masked_tiles else s * s, d_qk, d_v)
+    return Cost(
+        flops=score_flops(heads, s * s, d_qk, d_v),
+        hw_fwd=forward,
+        hw_flops=forward * 7 // 2,   # exact: score_flops is even
+        activations=heads * s * STAT_BYTES,
+    )
+
+
 def saved_around_core(model: ModelSpec, shape: Shape) -> int:
     """Bytes saved by the projections and the core's matmuls: the projections' shared input x, q, k and v as
     the core uses them (after RoPE; K and V at KV-head width, broadcast rather than copied for GQA), and the
@@ -43,6 +72,9 @@ def saved_around_core(model: ModelSpec, shape: Shape) -> int:
     return shape.seq_len * per_token * shape.act_bytes
 
 
-def kv_cache(model: ModelSpec, shape: Shape) -> int:
-    """Inference K and V cache bytes per token of context for one layer (stored at the activation precision)."""
-    return 2 * model.kv_width * shape.act_bytes
+def around_core(model: ModelSpec, shape: Shape, cached_tokens: int) -> Cost:
+    """Everything of a softmax-attention layer except its core: projections, QK norms, the tensors saved around
+    the core, and the K/V cache (2 · G · d_head elements per token) holding `cached_tokens` tokens."""
+    per_token = 2 * model.kv_width * shape.act_bytes
+    return projections(model, shape) + qk_norms(model, shape) + Cost(
+        activations=saved_around_core(model, shape), kv_cache=per_token, kv_cache_seq=per_token * cached_tokens)

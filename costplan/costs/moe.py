@@ -1,0 +1,63 @@
+"""A mixture-of-experts block replacing a layer's MLP (Shazeer et al. 2017; GShard; Switch Transformer, Fedus
+et al. 2021 §2; Mixtral, Jiang et al. 2024; DeepSeekMoE, Dai et al. 2024 §3).
+
+- Router: a d_model × n_experts matrix without bias; its softmax is taken in fp32 and each token goes to its
+  top_k experts.
+- Routed experts: n_experts MLPs of width d_ff_expert, the model's MLP kind. Parameters count every expert;
+  a token touches top_k of them (the rest are `inactive_params`).
+- Shared experts: always active, fused into one MLP of width d_ff_shared (DeepSeekMoE's isolation), with an
+  optional d_model × 1 sigmoid gate on its output (Qwen-MoE).
+- Capacity (Switch §2.1): with a capacity factor, each expert gets a buffer of ⌈cf · s · top_k / n_experts⌉
+  token slots per routing group, a group being one sequence (GShard's groups); the buffers are computed whole
+  whether full or not (hardware FLOPs) and tokens beyond them are dropped. Model FLOPs are always top_k experts
+  per token, the convention of every MoE paper's "activated parameters".
+
+Saved for backward, per sequence: the block input x (router and shared expert), the fp32 router probabilities
+and the int64 expert choices, and per routed row (s · top_k, or the padded buffers): its gathered input, the
+expert's inner tensors, its output and its fp32 gate weight.
+"""
+from __future__ import annotations
+
+import math
+from fractions import Fraction
+
+from costplan.costs import INDEX_BYTES, STAT_BYTES, Cost, Shape, linear
+from costplan.costs.mlp import feed_forward
+from costplan.spec import ModelSpec, MoESpec
+
+
+def capacity(moe: MoESpec, seq_len: int) -> int:
+    """Token slots per expert in one routing group of seq_len tokens: ⌈cf · s · top_k / n_experts⌉, with cf
+    taken as the decimal written in the spec (1.1 is 11/10, not the nearest binary float)."""
+    return math.ceil(Fraction(repr(moe.capacity_factor)) * seq_len * moe.top_k / moe.n_experts)
+
+
+def routed_rows(moe: MoESpec, seq_len: int) -> int:
+    """Rows the experts compute for one sequence: top_k per token, or the whole padded buffers."""
+    return moe.n_experts * capacity(moe, seq_len) if moe.capacity_factor else seq_len * moe.top_k
+
+
+def moe_block(moe: MoESpec, model: ModelSpec, shape: Shape) -> Cost:
+    s, d, e = shape.seq_len, model.d_model, shape.act_bytes
+    f = moe.d_ff_expert
+    expert_weights = feed_forward(model, f, 0, e)
+    ideal = feed_forward(model, f, s * moe.top_k, e)
+    rows = routed_rows(moe, s)
+    executed = feed_forward(model, f, rows, e)
+    experts = Cost(
+        params=expert_weights.params * moe.n_experts,
+        factored=expert_weights.factored * moe.n_experts,
+        inactive_params=expert_weights.params * (moe.n_experts - moe.top_k),
+        flops=ideal.flops, hw_fwd=executed.hw_fwd, hw_flops=executed.hw_flops,
+        activations=executed.activations + rows * (2 * d * e + STAT_BYTES),  # gathered input, output, weight
+    )
+    router = linear(s, d, moe.n_experts) + Cost(
+        activations=s * moe.n_experts * STAT_BYTES + s * moe.top_k * INDEX_BYTES)
+    block = router + experts + Cost(activations=s * d * e)          # the block input, saved once
+    if moe.n_shared_experts:
+        block = block + feed_forward(model, moe.d_ff_shared, s, e)
+        if moe.shared_expert_gate:
+            # sigmoid(x·w_g) ⊙ shared: the mul saves the gate and the shared output
+            block = block + linear(s, d, 1) + Cost(activations=s * (1 + d) * e)
+    return block
+

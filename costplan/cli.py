@@ -90,19 +90,67 @@ def echo_warnings(lines: Sequence[str]) -> None:
 
 
 # ---------------------------------------------------------------------------------------------- commands
+def parse_lengths(ctx, param, value: str | None) -> list[int] | None:  # noqa: ANN001 - click callback
+    """--seq-len 1024,4096,16384 → [1024, 4096, 16384]."""
+    if value is None:
+        return None
+    try:
+        lengths = [int(float(part)) for part in value.split(",") if part.strip()]
+    except ValueError:
+        raise click.BadParameter(f"{value!r}: expected comma-separated whole numbers, e.g. 1024,4096") from None
+    if not lengths or any(n < 1 for n in lengths):
+        raise click.BadParameter(f"{value!r}: every length must be at least 1")
+    return lengths
+
+
 @cli.command()
 @click.argument("specs", nargs=-1, required=True, metavar="SPEC_OR_PRESET...")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
+@click.option("--seq-len", "lengths", metavar="N,N,...", callback=parse_lengths,
+              help="Show how FLOPs per token, activations and KV cache grow with context, one row per length.")
 @spec_options
-def estimate(specs, fmt, overrides, gpu, gpus, tokens, mfu) -> None:
+def estimate(specs, fmt, lengths, overrides, gpu, gpus, tokens, mfu) -> None:
     """Parameters, FLOPs, memory, GPU-hours and cost of training each spec."""
     from costplan import report
     from costplan.costs.estimate import estimate as run_estimate
+    from costplan.spec import at_seq_len
 
-    results = [run_estimate(s) for s in load_all(specs, collect_overrides(overrides, gpu, gpus, tokens, mfu))]
+    loaded = load_all(specs, collect_overrides(overrides, gpu, gpus, tokens, mfu))
+    if lengths:
+        groups = [[run_estimate(at_seq_len(spec, n)) for n in lengths] for spec in loaded]
+        if fmt in ("json", "csv"):
+            click.echo(report.render_estimates([e for group in groups for e in group], fmt))
+        else:
+            click.echo("\n\n".join(f"{group[0].name}\n{report.seq_len_table(group, fmt)}" for group in groups))
+        return
+    results = [run_estimate(s) for s in loaded]
     for result in results:
         echo_warnings(report.warnings(result))
     click.echo(report.render_estimates(results, fmt))
+
+
+@cli.command()
+@click.argument("specs", nargs=-1, required=True, metavar="SPEC_OR_PRESET...")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
+@click.option("--baseline", metavar="NAME", help="The spec the ratios are taken against (default: the first).")
+@spec_options
+def compare(specs, fmt, baseline, overrides, gpu, gpus, tokens, mfu) -> None:
+    """Specs side by side: one column per spec, with each value's ratio to the baseline."""
+    from costplan import report
+    from costplan.costs.estimate import estimate as run_estimate
+    from costplan.errors import did_you_mean
+
+    results = [run_estimate(s) for s in load_all(specs, collect_overrides(overrides, gpu, gpus, tokens, mfu))]
+    names = [r.name for r in results]
+    if baseline is not None and baseline not in names:
+        raise CostplanError(f"--baseline {baseline}: no spec of that name{did_you_mean(baseline, names)}; "
+                            f"the specs are {', '.join(names)}")
+    for result in results:
+        echo_warnings(report.warnings(result))
+    if fmt == "json":
+        click.echo(report.render_estimates(results, fmt))
+    else:
+        click.echo(report.compare_table(results, names.index(baseline) if baseline else 0, fmt))
 
 
 @cli.command()

@@ -111,7 +111,8 @@ def estimate_rows(est: Estimate) -> list[Row]:
     rows = [Row("parameters", "total", p.total)]
     rows += [Row("parameters", f"  {key}", v, share=v / p.total) for key, v in p.by_component.items()]
     if p.active != p.total:
-        rows.append(Row("parameters", "active per token", p.active, share=p.active / p.total))
+        rows.append(Row("parameters", "active per token", p.active, share=p.active / p.total,
+                        note=f"{count(p.active_non_embedding)} without the input embedding"))
     rows.append(Row("FLOPs", "forward per token", f.forward_per_token, "flop"))
     rows += [Row("FLOPs", f"  {key}", v, "flop", share=v / f.forward_per_token)
              for key, v in f.by_component.items() if v]
@@ -129,12 +130,71 @@ def estimate_rows(est: Estimate) -> list[Row]:
         Row("memory", "total per GPU", m.total_per_gpu, "bytes",
             note=f"{'fits' if m.fits else 'does not fit'} in {size(m.gpu_memory)}"),
         Row("memory", "KV cache per token (inference)", m.kv_cache_per_token, "bytes"),
+        Row("memory", f"KV cache at seq_len {a['seq_len']}", m.kv_cache_at_seq_len, "bytes",
+            note="one sequence; windows and recurrent states cap it"),
         Row("time", "GPU-hours", t.gpu_hours, "hours",
             note=f"{a['gpu']} at {flops_rate(a['peak_flops_per_gpu'])} {a['precision']}, MFU {percent(a['mfu'])}"),
         Row("time", "wall clock", t.wall_clock_days, "days", note=f"on {a['gpu_count']} GPUs"),
         Row("time", "cost", t.cost_usd, "usd", note=f"at ${a['usd_per_gpu_hour']:.2f} per GPU-hour"),
     ]
     return rows
+
+
+# (label, unit, value of an Estimate) for the rows of `costplan compare`
+COMPARED = [
+    ("parameters, total", "count", lambda e: e.params.total),
+    ("parameters, active", "count", lambda e: e.params.active),
+    ("forward FLOPs per token", "flop", lambda e: e.flops.forward_per_token),
+    ("attention FLOPs per token", "flop", lambda e: e.flops.by_component["attention"]),
+    ("training FLOPs per token", "flop", lambda e: e.flops.training_per_token),
+    ("hardware FLOPs per token", "flop", lambda e: e.flops.hardware_per_token),
+    ("training FLOPs, total", "flop", lambda e: e.flops.training_total),
+    ("weights", "bytes", lambda e: e.memory.weights),
+    ("gradients", "bytes", lambda e: e.memory.gradients),
+    ("optimizer states", "bytes", lambda e: e.memory.optimizer),
+    ("activations (micro-batch)", "bytes", lambda e: e.memory.activations),
+    ("memory per GPU", "bytes", lambda e: e.memory.total_per_gpu),
+    ("KV cache per token", "bytes", lambda e: e.memory.kv_cache_per_token),
+    ("KV cache at seq_len", "bytes", lambda e: e.memory.kv_cache_at_seq_len),
+    ("GPU-hours", "hours", lambda e: e.time.gpu_hours),
+    ("cost", "usd", lambda e: e.time.cost_usd),
+]
+
+
+def compare_table(estimates: Sequence[Estimate], baseline: int, fmt: str) -> str:
+    """Specs as columns, metrics as rows, each value with its ratio to the baseline column."""
+    names = [e.name for e in estimates]
+    if fmt == "csv":
+        return csv_text([{"metric": label, **{n: get(e) for n, e in zip(names, estimates)}}
+                         for label, _, get in COMPARED])
+    body = []
+    for label, unit, get in COMPARED:
+        base = get(estimates[baseline])
+        cells = []
+        for index, e in enumerate(estimates):
+            value = human(get(e), unit)
+            if index != baseline:
+                value += f" ({ratio(get(e) / base)})" if base else " (—)"
+            cells.append(value)
+        body.append([label, *cells])
+    headers = ["", *(f"{n} (baseline)" if i == baseline else n for i, n in enumerate(names))]
+    return grid(headers, body, fmt, align_right=True)
+
+
+def seq_len_table(estimates: Sequence[Estimate], fmt: str) -> str:
+    """How one spec's costs grow with context: one row per seq_len, growth against the first row."""
+    first = estimates[0]
+    headers = ["seq_len", "forward FLOPs/token", "growth", "attention FLOPs/token", "activations", "growth",
+               "KV cache at seq_len", "parameters"]
+    body = []
+    for e in estimates:
+        f, m = e.flops, e.memory
+        body.append([str(e.assumptions["seq_len"]), flop(f.forward_per_token),
+                     ratio(f.forward_per_token / first.flops.forward_per_token),
+                     flop(f.by_component["attention"]), size(m.activations),
+                     ratio(m.activations / first.memory.activations), size(m.kv_cache_at_seq_len),
+                     count(e.params.total)])
+    return grid(headers, body, fmt, align_right=True)
 
 
 def estimate_title(est: Estimate) -> str:
@@ -175,14 +235,17 @@ def table(rows: Iterable[Row], fmt: str = "table", title: str = "") -> str:
     return text
 
 
-def grid(headers: Sequence[str], body: Sequence[Sequence[Any]], fmt: str = "table") -> str:
-    """A plain table of already-formatted cells (listings such as `costplan hardware`)."""
+def grid(headers: Sequence[str], body: Sequence[Sequence[Any]], fmt: str = "table",
+         align_right: bool = False) -> str:
+    """A plain table of already-formatted cells (listings, comparisons); `align_right` right-aligns every
+    column after the first."""
     if fmt == "csv":
         return csv_text([dict(zip(headers, r)) for r in body])
     from tabulate import tabulate
 
+    align = ("left", *["right"] * (len(headers) - 1)) if align_right else None
     return tabulate(body, headers=list(headers), tablefmt="github" if fmt == "markdown" else "simple",
-                    disable_numparse=True)
+                    disable_numparse=True, colalign=align)
 
 
 def to_json(objects: Any) -> str:

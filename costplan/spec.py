@@ -33,11 +33,15 @@ class FlashAttention(Section):
     type: Literal["flash"] = "flash"
 
 
+Kernel = Literal["flash", "materialized"]   # a fused kernel storing O(s), or probabilities stored per pair
+
+
 class SlidingWindowAttention(Section):
     """Each query sees the `window` most recent keys, itself included (Longformer; Mistral 7B)."""
 
     type: Literal["sliding_window"] = "sliding_window"
     window: Width
+    kernel: Kernel = "flash"             # FlashAttention-2's windowed kernel, as Mistral trains; or Longformer's
 
 
 class SparseAttention(Section):
@@ -47,6 +51,7 @@ class SparseAttention(Section):
     pattern: Literal["strided", "fixed"]
     block: Width                         # the stride l
     summary: Width | None = None         # fixed only: the c summary positions at the end of each block
+    kernel: Kernel = "flash"             # block-sparse kernels recompute attention in backward (Child et al. §5)
 
     @model_validator(mode="after")
     def _check(self) -> SparseAttention:
@@ -458,3 +463,16 @@ def validate(data: Any, overrides: Iterable[str], *, label: str, default_name: s
         raise SpecError(label, messages) from None
 
 
+
+
+def with_overrides(spec: Spec, overrides: Iterable[str]) -> Spec:
+    """A validated copy of a spec with `--set`-style overrides applied (errors name the spec)."""
+    data = spec.model_dump(exclude_none=True)
+    return validate(data, overrides, label=spec.name, default_name=spec.name, base_dir=spec.base_dir)
+
+
+def at_seq_len(spec: Spec, seq_len: int) -> Spec:
+    """The spec trained at another context length; max_seq_len grows with it when needed (never shrinks, so
+    position tables keep their size)."""
+    return with_overrides(spec, [f"training.seq_len={seq_len}",
+                                 f"model.max_seq_len={max(seq_len, spec.model.max_seq_len)}"])

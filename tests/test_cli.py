@@ -258,3 +258,87 @@ def test_bad_user_hardware_file(run, tmp_path):
     lines = errors(run("estimate", TINY, "--gpu", gpu))
     assert f"Error: {TINY}: hardware.gpu: {gpu}: peak_tflops.bf16: must be greater than 0, got -1" in lines
     assert f"Error: {TINY}: hardware.gpu: {gpu}: memory_bandwidth_gbs: required field is missing" in lines
+
+
+# ---------------------------------------------------------------------------------------------- compare
+def test_compare_table_and_ratios(run):
+    result = run("compare", "llama2-7b", "mixtral-8x7b", "--tokens", "1e12")
+    assert result.exit_code == 0
+    lines = result.stdout.splitlines()
+    assert "llama2-7b (baseline)" in lines[0] and "mixtral-8x7b" in lines[0]
+    active = next(line for line in lines if line.startswith("parameters, active"))
+    assert "6.738 B" in active and "12.88 B (1.911×)" in active       # 12,879,925,248 / 6,738,415,616
+    for metric in ("forward FLOPs per token", "KV cache per token", "GPU-hours", "cost", "optimizer states"):
+        assert any(line.startswith(metric) for line in lines), metric
+
+
+def test_compare_baseline_and_json(run):
+    out = run("compare", "llama2-7b", "mixtral-8x7b", "--baseline", "mixtral-8x7b").stdout
+    assert "mixtral-8x7b (baseline)" in out and "(0.1443×)" in out           # 6.738 B / 46.7 B total
+    data = json.loads(run("compare", "llama2-7b", "mixtral-8x7b", "--format", "json").stdout)
+    assert [d["name"] for d in data] == ["llama2-7b", "mixtral-8x7b"]
+    assert data[1]["params"]["active"] == 12_879_925_248
+    rows = list(csv.DictReader(io.StringIO(run("compare", "llama2-7b", "mixtral-8x7b", "--format", "csv").stdout)))
+    assert {r["metric"]: r["mixtral-8x7b"] for r in rows}["parameters, total"] == "46702792704"
+
+
+def test_compare_unknown_baseline(run):
+    (line,) = errors(run("compare", "llama2-7b", "mistral-7b", "--baseline", "mistral"))
+    assert line == ("Error: --baseline mistral: no spec of that name (did you mean 'mistral-7b'?); the specs "
+                    "are llama2-7b, mistral-7b")
+
+
+# ---------------------------------------------------------------------------------------------- --seq-len
+def test_seq_len_growth_table(run):
+    out = run("estimate", "llama2-7b", "--seq-len", "1024,4096,16384").stdout
+    rows = [line.split() for line in out.splitlines()[3:]]
+    assert [r[0] for r in rows] == ["1024", "4096", "16384"]
+    # activations of flash attention grow linearly: 4× and 16× the first row
+    assert [r[8] for r in rows] == ["1×", "4×", "16×"]       # value and unit are separate words
+
+
+def test_seq_len_raises_max_seq_len_when_needed(run):
+    data = json.loads(run("estimate", "gpt2-small", "--seq-len", "512,2048", "--format", "json").stdout)
+    assert [d["assumptions"]["seq_len"] for d in data] == [512, 2048]
+    # learned positions: the table grows from 1024 to 2048 rows only when the context outgrows it
+    assert data[1]["params"]["total"] - data[0]["params"]["total"] == (2048 - 1024) * 768
+
+
+@pytest.mark.parametrize("value", ["abc", "0", "1024,-1"])
+def test_seq_len_bad_values(run, value):
+    result = run("estimate", "llama2-7b", "--seq-len", value)
+    assert result.exit_code == 2 and "--seq-len" in result.stderr and "Traceback" not in result.stderr
+
+
+# ---------------------------------------------------------------------------------------------- variants' errors
+@pytest.mark.parametrize("overrides, message", [
+    (["model.moe.n_experts=8", "model.moe.top_k=9"], "model.moe.top_k: 9 is more than n_experts (8)"),
+    (["model.moe.n_experts=8", "model.moe.top_k=0"], "model.moe.top_k: must be greater than 0, got 0"),
+    (["model.moe.n_experts=8", "model.moe.top_k=2", "model.moe.capacity_factor=0"],
+     "model.moe.capacity_factor: must be greater than 0, got 0"),
+    (["model.moe.n_experts=8", "model.moe.top_k=2", "model.moe.every=0"], "model.moe.every: must be greater than 0"),
+    (["model.moe.n_experts=8", "model.moe.top_k=2", "model.moe.d_ff_shared=64"],
+     "model.moe.d_ff_shared: set without shared experts; set n_shared_experts"),
+    (["model.moe.n_experts=8", "model.moe.top_k=2", "model.moe.shared_expert_gate=true"],
+     "model.moe.shared_expert_gate: set without shared experts; set n_shared_experts"),
+    (["model.attention.type=sliding_window", "model.attention.window=0"],
+     "model.attention.window: must be greater than 0, got 0"),
+    (["model.attention.window=3"],
+     "model.attention.window: type 'dense' has no field 'window'; sliding_window, aft_local, aft_conv have it"),
+    (["model.attention.type=flash", "model.attention.block=3"],
+     "model.attention.block: type 'flash' has no field 'block'; sparse has it"),
+    (["model.attention.type=aft_conv", "model.attention.window=500", "model.n_kv_heads=4"],
+     "model.attention.window: 500 taps are more than max_seq_len (128); the extra taps never touch a token"),
+    (["model.attention.type=sparse", "model.attention.pattern=fixed", "model.attention.block=16"],
+     "model.attention.summary: the fixed pattern needs `summary` (c, the summary positions per block)"),
+    (["model.attention.type=sparse", "model.attention.pattern=strided", "model.attention.block=500"],
+     "model.attention.block: 500 is longer than max_seq_len (128); the pattern would be dense"),
+    (["model.attention.type=mla", "model.attention.kv_lora_rank=8", "model.attention.qk_nope_head_dim=8",
+      "model.attention.qk_rope_head_dim=4"], "model.attention.v_head_dim: required field is missing"),
+    (["model.attention.type=aft_simple"], "model.n_kv_heads: aft_simple has no key/value heads to share"),
+])
+def test_variant_errors(run, overrides, message):
+    args = [arg for o in overrides for arg in ("--set", o)]
+    lines = errors(run("estimate", TINY, *args))
+    assert any(line == f"Error: {TINY}: {message}" or line.startswith(f"Error: {TINY}: {message}")
+               for line in lines), lines

@@ -12,7 +12,8 @@ from costplan.cli import cli
 README = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
 
 
-def test_readme_examples_match_the_output():
+def test_readme_examples_match_the_output(monkeypatch):
+    monkeypatch.chdir(Path(__file__).parents[1])     # the examples use paths from the project's root
     blocks = re.findall(r"<!-- output: costplan (.+?) -->\n```\n(.*?)```", README, flags=re.S)
     assert blocks, "the README has no checked example"
     for command, expected in blocks:

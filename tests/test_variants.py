@@ -223,3 +223,27 @@ def test_sub_quadratic_types_beat_dense_at_long_context(kind):
     flops, memory = attention_and_memory(kind)
     dense_flops, dense_memory = attention_and_memory("dense")
     assert flops < dense_flops / 4 and memory < dense_memory / 4
+
+
+def test_kernel_choice_for_windowed_attention():
+    # Materialising: the probabilities of every computed tile pair (H heads × executed pairs, 16-bit);
+    # flash: one fp32 log-sum-exp per query and head. Same FLOPs; flash's backward is 2.5 × forward.
+    def core(kernel):
+        spec = make_spec({"attention": {"type": "sliding_window", "window": 32, "kernel": kernel}})
+        return attention(spec)
+
+    materialized, flash = core("materialized"), core("flash")
+    executed = 32 * 32 * (1 + 2 + 2 + 2)
+    assert materialized.activations - flash.activations == L * (H * executed * 2 - H * S * 4)
+    assert materialized.flops == flash.flops
+    core_forward = L * 4 * H * HD * executed
+    assert flash.hw_flops - materialized.hw_flops == core_forward // 2
+
+
+def test_sparse_materialized_stores_each_part():
+    spec = make_spec({"attention": {"type": "sparse", "pattern": "fixed", "block": 16, "summary": 4,
+                                    "kernel": "materialized"}})
+    flash = make_spec({"attention": {"type": "sparse", "pattern": "fixed", "block": 16, "summary": 4}})
+    probabilities = 2 * (S * 16) + 2 * (S * 32)           # two heads on blocks of 16, two on 32 summary keys
+    lse = 2 * S + 2 * S
+    assert attention(spec).activations - attention(flash).activations == L * (probabilities * 2 - lse * 4)

@@ -19,6 +19,12 @@
    each saved tensor counted once even when several ops save it. With dropout masks added this is
    Korthikanti et al. 2022, §4: 34·sbh + 5·a·s²·b per layer for GPT-style layers.
 
+8. What a FLOP counter sees is what the reference PyTorch model executes: `hw_fwd` and `hw_flops` computed with
+   `Shape(skip_masked_tiles=False)`. That differs from model FLOPs where the kernel does other work than the
+   convention counts: banded tiles of windowed and sparse patterns, padded expert buffers under a capacity
+   factor, flash attention's backward recompute. Only flash kernels skip masked tiles internally, invisibly to
+   a counter; the flag turns that skipping off.
+
 Each component is a function from (spec part, Shape) to a `Cost`, built from `linear()` and `matmul()`, which
 hold the factor 2 in one place.
 """

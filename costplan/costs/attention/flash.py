@@ -9,10 +9,11 @@ O(s) instead of O(s²) (FlashAttention Theorem 1).
 from __future__ import annotations
 
 from costplan.costs import Cost, Shape
-from costplan.costs.attention.softmax import around_core, flash_core
+from costplan.costs.attention.softmax import around_core, causal_executed, flash_core
 from costplan.spec import FlashAttention, ModelSpec
 
 
 def cost(attention: FlashAttention, model: ModelSpec, shape: Shape) -> Cost:
-    core = flash_core(model.n_heads, model.head_dim, model.head_dim, shape)
-    return around_core(model, shape, cached_tokens=shape.seq_len) + core
+    s = shape.seq_len
+    core = flash_core(model.n_heads, model.head_dim, model.head_dim, s * s, causal_executed(shape), shape)
+    return around_core(model, shape, cached_tokens=s) + core

@@ -13,7 +13,7 @@ probabilities and skips masked tiles.
 from __future__ import annotations
 
 from costplan.costs import Cost, Shape, linear
-from costplan.costs.attention.softmax import flash_core
+from costplan.costs.attention.softmax import causal_executed, flash_core
 from costplan.costs.norm import norm, norm_weights, statistics
 from costplan.spec import LatentAttention, ModelSpec
 
@@ -42,7 +42,7 @@ def cost(attention: LatentAttention, model: ModelSpec, shape: Shape) -> Cost:
         + heads * (a.qk_nope_head_dim + a.v_head_dim)      # W_UKV's output, of which v is a slice
         + heads * a.v_head_dim                             # the core's output, W_O's input
     ) + statistics(model.norm, s)                          # the c_kv norm's statistics
-    core = flash_core(heads, d_qk, a.v_head_dim, shape)
+    core = flash_core(heads, d_qk, a.v_head_dim, s * s, causal_executed(shape), shape)
     cache = latent * e
     return queries + keys_values + output + core + Cost(activations=saved, kv_cache=cache,
                                                         kv_cache_seq=cache * s)

@@ -50,18 +50,27 @@ def materialised_core(heads: int, d_qk: int, d_v: int, pairs: int, executed: int
     )
 
 
-def flash_core(heads: int, d_qk: int, d_v: int, shape: Shape) -> Cost:
-    """A causal FlashAttention kernel over all s keys (Dao 2023 §4.1): it skips the tiles above the diagonal
-    (unless shape says to count like a FLOP counter), its backward recomputes QKᵀ, so 2.5 × forward; it saves
-    an fp32 log-sum-exp per query and head, not the probabilities; selective recomputation adds nothing."""
-    s = shape.seq_len
-    forward = score_flops(heads, causal_pairs(s) if shape.skip_masked_tiles else s * s, d_qk, d_v)
+def flash_core(heads: int, d_qk: int, d_v: int, pairs: int, executed: int, shape: Shape) -> Cost:
+    """A FlashAttention kernel (Dao 2023 §4.1) over `executed` pairs: its backward recomputes QKᵀ, so 2.5 ×
+    forward; it saves an fp32 log-sum-exp per query and head, not the probabilities; selective recomputation
+    adds nothing."""
+    forward = score_flops(heads, executed, d_qk, d_v)
     return Cost(
-        flops=score_flops(heads, s * s, d_qk, d_v),
+        flops=score_flops(heads, pairs, d_qk, d_v),
         hw_fwd=forward,
         hw_flops=forward * 7 // 2,   # exact: score_flops is even
-        activations=heads * s * STAT_BYTES,
+        activations=heads * shape.seq_len * STAT_BYTES,
     )
+
+
+def causal_executed(shape: Shape) -> int:
+    """Pairs a causal flash kernel over the whole sequence computes; the full square when counting like a FLOP
+    counter, which does not see the skipped tiles."""
+    s = shape.seq_len
+    return causal_pairs(s) if shape.skip_masked_tiles else s * s
+
+
+CORES = {"flash": flash_core, "materialized": materialised_core}
 
 
 def saved_around_core(model: ModelSpec, shape: Shape) -> int:

@@ -8,7 +8,9 @@ each head attends to one of the two parts of the pattern (the paper's third inte
 
 Keys per query: strided ≈ l + s/l, fixed ≈ l + c·s/l, so O(s·√s) at l ≈ √s (§4.2). Model FLOPs count those
 keys (non-causal, as for dense attention); hardware FLOPs count the tiles of part 1 a banded causal kernel
-computes; parts 2 and the fixed blocks are computed whole. The probabilities of computed pairs are stored.
+computes; parts 2 and the fixed blocks are computed whole. With the default flash kernel each part stores an
+fp32 log-sum-exp per query and head (the paper's kernels recompute attention in backward, §5); a
+materialising kernel stores the probabilities of every computed pair.
 Keys reach back to the start, so the K/V cache holds every token.
 """
 from __future__ import annotations
@@ -17,7 +19,7 @@ from costplan.costs import Cost, Shape
 from costplan.costs.attention.pairs import (
     block_pairs, column_pairs, summary_keys, tile_for, tiled_pairs, window_pairs,
 )
-from costplan.costs.attention.softmax import around_core, materialised_core
+from costplan.costs.attention.softmax import CORES, around_core
 from costplan.spec import ModelSpec, SparseAttention
 
 
@@ -39,5 +41,5 @@ def cost(attention: SparseAttention, model: ModelSpec, shape: Shape) -> Cost:
     d = model.head_dim
     cost = around_core(model, shape, cached_tokens=shape.seq_len)
     for heads, (pairs, executed) in zip(head_split(model.n_heads), parts(attention, shape.seq_len)):
-        cost = cost + materialised_core(heads, d, d, pairs, executed, shape)
+        cost = cost + CORES[attention.kernel](heads, d, d, pairs, executed, shape)
     return cost

@@ -6,16 +6,57 @@ from hypothesis import strategies as st
 
 import costplan
 from costplan.costs.estimate import components
+from costplan.spec import SOFTMAX_TYPES
 
 settings.register_profile("costplan", max_examples=60, deadline=None)
 settings.load_profile("costplan")
 
 
 @st.composite
-def models(draw):
+def attentions(draw, max_seq_len):
+    kind = draw(st.sampled_from(["dense", "flash", "sliding_window", "sparse", "mla", "aft_full", "aft_local",
+                                 "aft_simple", "aft_conv"]))
+    window = draw(st.integers(1, max_seq_len))
+    kernel = draw(st.sampled_from(["flash", "materialized"]))
+    if kind == "sliding_window":
+        return {"type": kind, "window": window, "kernel": kernel}
+    if kind == "sparse":
+        pattern = draw(st.sampled_from(["strided", "fixed"]))
+        extra = {"summary": draw(st.integers(1, window))} if pattern == "fixed" else {}
+        return {"type": kind, "pattern": pattern, "block": window, "kernel": kernel, **extra}
+    if kind == "mla":
+        return {"type": kind, "kv_lora_rank": draw(st.integers(1, 64)),
+                "q_lora_rank": draw(st.one_of(st.none(), st.integers(1, 64))),
+                "qk_nope_head_dim": draw(st.integers(1, 32)), "qk_rope_head_dim": 2 * draw(st.integers(1, 8)),
+                "v_head_dim": draw(st.integers(1, 32))}
+    if kind in ("aft_local", "aft_conv"):
+        return {"type": kind, "window": window}
+    return kind
+
+
+@st.composite
+def moes(draw):
+    n_experts = draw(st.integers(1, 8))
+    shared = draw(st.integers(0, 2))
+    return {"n_experts": n_experts, "top_k": draw(st.integers(1, n_experts)), "n_shared_experts": shared,
+            "shared_expert_gate": shared > 0 and draw(st.booleans()), "every": draw(st.integers(1, 3)),
+            "d_ff_expert": draw(st.integers(1, 128)),
+            "capacity_factor": draw(st.one_of(st.none(), st.sampled_from([0.5, 1.0, 1.25, 2.0])))}
+
+
+@st.composite
+def models(draw, attention_types=None):
+    """Random valid architectures: every attention type (or those given) and, sometimes, MoE."""
     kv = draw(st.integers(1, 4))
     heads = kv * draw(st.integers(1, 4))
     head_dim = 2 * draw(st.integers(1, 16))
+    max_seq_len = draw(st.integers(1, 512))
+    attention = draw(st.sampled_from(attention_types) if attention_types else attentions(max_seq_len))
+    kind = attention if isinstance(attention, str) else attention["type"]
+    if kind == "sparse":
+        heads, kv = max(heads, 2), 1
+    if kind.startswith("aft") or kind == "mla":
+        kv = heads
     return {
         "vocab_size": draw(st.integers(1, 5000)),
         "d_model": draw(st.integers(1, 256)),
@@ -24,15 +65,16 @@ def models(draw):
         "n_kv_heads": kv,
         "head_dim": head_dim,
         "d_ff": draw(st.integers(1, 512)),
-        "max_seq_len": draw(st.integers(1, 512)),
+        "max_seq_len": max_seq_len,
         "mlp": draw(st.sampled_from(["gelu", "relu", "swiglu", "geglu"])),
         "norm": draw(st.sampled_from(["layernorm", "rmsnorm"])),
         "position": draw(st.sampled_from(["rope", "learned", "alibi", "none"])),
         "tie_embeddings": draw(st.booleans()),
         "bias": draw(st.booleans()),
-        "qk_norm": draw(st.sampled_from(["none", "head", "full"])),
+        "qk_norm": draw(st.sampled_from(["none", "head", "full"])) if kind in SOFTMAX_TYPES else "none",
         "embedding_norm": draw(st.booleans()),
-        "attention": draw(st.sampled_from(["dense", "flash"])),
+        "attention": attention,
+        "moe": draw(st.one_of(st.none(), moes())),
     }
 
 
@@ -56,7 +98,7 @@ def test_gqa_with_all_kv_heads_equals_multi_head(model):
     assert costplan.estimate(spec_of(mha)).model_dump() == costplan.estimate(spec_of(explicit)).model_dump()
 
 
-@given(models())
+@given(models(["dense", "flash"]))
 def test_flash_equals_dense_flops_with_smaller_activations(model):
     dense = costplan.estimate(spec_of({**model, "attention": "dense"}))
     flash = costplan.estimate(spec_of({**model, "attention": "flash"}))
@@ -94,7 +136,35 @@ def test_recomputation_trades_flops_for_memory(model):
 
 
 @given(models())
-def test_hardware_flops_components_are_consistent(model):
-    spec = spec_of(model)
-    for cost in components(spec).values():
-        assert cost.hw_fwd <= cost.flops and cost.hw_flops <= 3.5 * cost.flops
+def test_active_at_most_total(model):
+    p = costplan.estimate(spec_of(model)).params
+    assert 0 < p.active <= p.total
+
+
+@given(models(), st.data())
+def test_window_at_least_seq_len_gives_dense_flops(model, data):
+    s = model["max_seq_len"]
+    window = data.draw(st.integers(s, 2 * s))
+    dense = costplan.estimate(spec_of({**model, "attention": "dense"}))
+    windowed = costplan.estimate(spec_of({**model, "attention": {"type": "sliding_window", "window": window}}))
+    assert windowed.flops.training_per_token == dense.flops.training_per_token
+
+
+@given(models(["aft_simple"]), st.integers(1, 8))
+def test_aft_simple_flops_linear_in_seq_len(model, factor):
+    def per_sequence(s):
+        return costplan.estimate(spec_of({**model, "max_seq_len": s})).flops.forward_per_token * s
+
+    s = model["max_seq_len"]
+    assert per_sequence(factor * s) == factor * per_sequence(s)
+
+
+@given(models())
+def test_hardware_flops_are_consistent(model):
+    # Backward is 2 × forward for weight matmuls and materialised cores, 2.5 × for flash cores, so without
+    # recomputation every component executes between 3 and 3.5 forwards; outside attention and MoE (the only
+    # places with patterns, tiles and buffers) the executed forward is the model forward.
+    for key, cost in components(spec_of(model)).items():
+        assert 3 * cost.hw_fwd <= cost.hw_flops <= 3.5 * cost.hw_fwd
+        if key not in ("attention", "moe"):
+            assert cost.hw_fwd == cost.flops

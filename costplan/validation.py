@@ -72,6 +72,7 @@ Amount = Annotated[int, BeforeValidator(_whole_number), Field(ge=0, le=MAX_COUNT
 Flag = Annotated[bool, BeforeValidator(_flag)]
 Fraction = Annotated[float, BeforeValidator(_real_number), Field(gt=0, le=1)]
 Positive = Annotated[float, BeforeValidator(_real_number), Field(gt=0, le=1e30)]
+NonNegative = Annotated[float, BeforeValidator(_real_number), Field(ge=0, le=1e30)]
 Price = Annotated[float, BeforeValidator(_real_number), Field(ge=0, le=1e6)]
 
 

@@ -1,0 +1,101 @@
+"""Scaling laws: predicted loss from parameters and tokens, and compute-optimal sizing.
+
+The parametric form of Hoffmann et al. 2022 ("Training Compute-Optimal Large Language Models", §3.3,
+Approach 3, eq. 2):
+
+    L(N, D) = E + A / N^α + B / D^β
+
+N counts every parameter, embeddings included (as Chinchilla does, and as `params.total` does); D counts
+training tokens. Minimising L under the compute approximation C = 6·N·D has a closed form (§3.3, App. D.2):
+
+    N_opt(C) = G·(C/6)^a,   D_opt(C) = (C/6)^b / G,   G = (α·A / (β·B))^(1/(α+β)),   a = β/(α+β),   b = α/(α+β)
+
+Two constant sets are bundled, each with its source:
+
+- `chinchilla`: the rounded constants Hoffmann et al. publish for Approach 3 (E = 1.69, A = 406.4, B = 410.7,
+  α = 0.34, β = 0.28). They imply far more than the famous ~20 tokens per parameter (≈ 50 at 1e21 FLOPs,
+  ≈ 93 at Gopher's 5.76e23), contradicting the paper's own Approaches 1 and 2 and the Chinchilla model itself
+  (70B on 1.4T tokens, 20 per parameter).
+- `epoch` (the default): Besiroglu et al. 2024 ("Chinchilla Scaling: A replication attempt", arXiv
+  2404.10102) re-extracted the data of Hoffmann's Figure 4 and refitted the same form: E = 1.8172,
+  A = 482.01, B = 2085.43, α = 0.3478, β = 0.3658. The refit restores ~20 tokens per parameter
+  (21.6 at 1e21 FLOPs, 18.4 at 5.76e23).
+
+A user's own constants come from a YAML file with the fields of `ScalingLaw`. Mixture-of-experts models are
+sized by their *active* parameters (see `params_for_law`); dense laws are only an approximation for them.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from pydantic import ValidationError
+
+from costplan import yamlio
+from costplan.errors import CostplanError, SpecError, did_you_mean
+from costplan.validation import NonNegative, Positive, Section, error_messages
+
+# Training FLOPs per parameter per token in the laws' compute accounting (Kaplan et al. 2020 §2.1; Hoffmann
+# et al. 2022 §3.3): forward 2, backward 4, attention left out.
+FLOPS_PER_PARAM_TOKEN = 6
+
+
+class ScalingLaw(Section):
+    """Constants of L(N, D) = E + A/N^α + B/D^β, with where they come from."""
+
+    name: str = "custom"
+    E: NonNegative            # irreducible loss (nats per token)
+    A: Positive
+    B: Positive
+    alpha: Positive
+    beta: Positive
+    source: str = "not given"
+
+    def loss(self, params: float, tokens: float) -> float:
+        """Predicted training loss (nats per token) of a model of `params` parameters trained on `tokens`."""
+        return self.E + self.A / params ** self.alpha + self.B / tokens ** self.beta
+
+    @property
+    def _g(self) -> float:
+        return (self.alpha * self.A / (self.beta * self.B)) ** (1 / (self.alpha + self.beta))
+
+    def compute_optimal(self, flops: float) -> tuple[float, float]:
+        """(N_opt, D_opt) minimising the loss at `flops` = 6·N·D (Hoffmann et al. 2022, §3.3)."""
+        a = self.beta / (self.alpha + self.beta)
+        params = self._g * (flops / FLOPS_PER_PARAM_TOKEN) ** a
+        return params, flops / (FLOPS_PER_PARAM_TOKEN * params)
+
+    def optimal_tokens(self, params: float) -> float:
+        """The tokens for which `params` is the compute-optimal size: D = (N/G)^(α/β) / G (the closed form
+        above, solved for C and then for D)."""
+        g = self._g
+        return (params / g) ** (self.alpha / self.beta) / g
+
+
+LAWS: dict[str, ScalingLaw] = {
+    "chinchilla": ScalingLaw(
+        name="chinchilla", E=1.69, A=406.4, B=410.7, alpha=0.34, beta=0.28,
+        source="Hoffmann et al. 2022, Section 3.3 (Approach 3), published rounded constants"),
+    "epoch": ScalingLaw(
+        name="epoch", E=1.8172, A=482.01, B=2085.43, alpha=0.3478, beta=0.3658,
+        source="Besiroglu et al. 2024 (Epoch AI), refit of Chinchilla Approach 3, arXiv 2404.10102"),
+}
+DEFAULT_LAW = "epoch"
+
+
+def resolve(name: str | None = None, base_dir: str | None = None) -> ScalingLaw:
+    """A bundled law by name, or a YAML file of constants by path (relative to the cwd, then base_dir)."""
+    name = name or DEFAULT_LAW
+    if name in LAWS:
+        return LAWS[name]
+    for path in [Path(name)] + ([Path(base_dir) / name] if base_dir else []):
+        if path.is_file():
+            data = yamlio.read(path)
+            if not isinstance(data, dict):
+                raise SpecError(str(path), ["expected a mapping with E, A, B, alpha and beta"])
+            try:
+                return ScalingLaw.model_validate({"name": path.stem, **data})
+            except ValidationError as exc:
+                raise SpecError(str(path), error_messages(exc, ScalingLaw)) from None
+    if name.endswith((".yaml", ".yml")) or "/" in name:
+        raise CostplanError(f"--law: scaling-law file {name!r} not found")
+    raise CostplanError(f"--law: unknown scaling law {name!r}{did_you_mean(name, LAWS)}; one of "
+                        f"{', '.join(LAWS)}, or a YAML file with E, A, B, alpha and beta")

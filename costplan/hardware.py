@@ -11,7 +11,7 @@ from pydantic import BeforeValidator, Field, ValidationError
 
 from costplan import yamlio
 from costplan.errors import CostplanError, SpecError, did_you_mean
-from costplan.validation import Fraction, Positive, Price, Section, error_messages
+from costplan.validation import Count, Fraction, Positive, Price, Section, error_messages
 
 Precision = Literal["fp32", "tf32", "fp16", "bf16", "fp8"]
 PRECISIONS: tuple[str, ...] = ("fp32", "tf32", "fp16", "bf16", "fp8")
@@ -32,7 +32,10 @@ class GPU(Section):
     peak_tflops: dict[Precision, Positive] = Field(min_length=1)
     memory_gib: Positive
     memory_bandwidth_gbs: Positive
-    interconnect_gbs: Positive
+    interconnect_gbs: Positive                 # within a node (NVLink, ICI, PCIe): bidirectional total per device
+    node_size: Count = 8                       # devices joined by that interconnect
+    network_gbs: Positive | None = None        # between nodes, per device, bidirectional; None: interconnect_gbs
+    network_source: str = "not given"
     mfu: Fraction
     mfu_source: str = "not given"
     usd_per_gpu_hour: Price
@@ -49,6 +52,13 @@ class GPU(Section):
     @property
     def precisions(self) -> list[str]:
         return [p for p in PRECISIONS if p in self.peak_tflops]
+
+    def link_bytes_per_s(self, span: int) -> float:
+        """Per-direction bandwidth in bytes/s for a group of devices spanning `span` consecutive ranks: the
+        interconnect inside a node, the network across nodes. Catalogue figures are bidirectional totals, and
+        a ring or all-to-all sends and receives at once, so each direction gets half."""
+        gbs = self.interconnect_gbs if span <= self.node_size or self.network_gbs is None else self.network_gbs
+        return gbs * 1e9 / 2
 
     @property
     def memory_bytes(self) -> int:

@@ -81,6 +81,16 @@ LAWS: dict[str, ScalingLaw] = {
 DEFAULT_LAW = "epoch"
 
 
+def params_for_law(total: int, active: int) -> tuple[int, str]:
+    """The N a dense law is given, and its name. A mixture-of-experts model is sized by its active
+    parameters (embeddings included, convention 5): the laws' compute accounting C = 6·N·D only holds for
+    the parameters a token touches, so compute-optimal sizing and tokens per parameter stay consistent; and it
+    is the conservative reading, since routed models beat dense models of their active size (Clark et al. 2022,
+    "Unified Scaling Laws for Routed Language Models", whose effective size lies between active and total).
+    Dense laws are an approximation for such models either way."""
+    return (total, "total") if active == total else (active, "active")
+
+
 def resolve(name: str | None = None, base_dir: str | None = None) -> ScalingLaw:
     """A bundled law by name, or a YAML file of constants by path (relative to the cwd, then base_dir)."""
     name = name or DEFAULT_LAW

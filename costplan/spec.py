@@ -16,8 +16,8 @@ from pydantic import BeforeValidator, Field, ValidationError, ValidationInfo, fi
 from costplan import hardware, yamlio
 from costplan.errors import CostplanError, SpecError, did_you_mean
 from costplan.validation import (
-    Amount, Count, FieldProblems, Flag, Fraction, Positive, Price, Section, Tokens, Width, error_messages,
-    kind_of, raise_if, valid_field_getter, whole_or_none, width_or_none,
+    Amount, Count, CountOrAuto, FieldProblems, Flag, Fraction, Positive, Price, Section, Tokens, Width,
+    error_messages, kind_of, raise_if, valid_field_getter, whole_or_none, width_or_none,
 )
 
 # ---------------------------------------------------------------------------------------------- attention
@@ -261,12 +261,29 @@ class HardwareSpec(Section):
         return value
 
 
+# ---------------------------------------------------------------------------------------------- parallelism
+class ParallelismSpec(Section):
+    """How hardware.count GPUs split one training step (Megatron-LM's tensor × pipeline × data grid,
+    Narayanan et al. 2021; ZeRO stages, Rajbhandari et al. 2019; sequence parallelism, Korthikanti et al.
+    2022; expert parallelism carved out of the data-parallel ranks, as in Megatron-Core and DeepSpeed-MoE)."""
+
+    data: CountOrAuto = "auto"           # auto: hardware.count / (tensor × pipeline)
+    tensor: Count = 1
+    pipeline: Count = 1
+    expert: Count = 1                    # splits the routed experts; divides the data-parallel degree
+    zero: Literal[0, 1, 2, 3] = 0        # 1: optimizer states, 2: + gradients, 3: + weights (FSDP)
+    sequence_parallel: Flag = False      # shard the d_model-wide activations over the tensor group too
+    micro_batches: Count | None = None   # per step; None: global_batch_size / (micro_batch_size × data), or 1
+
+
 # ---------------------------------------------------------------------------------------------- spec
 class Spec(Section):
     name: str
     model: ModelSpec
     training: TrainingSpec = TrainingSpec()
     hardware: HardwareSpec = HardwareSpec()
+    # None: every GPU holds the whole model and the time comes from the MFU alone (see costs/parallel.py).
+    parallelism: ParallelismSpec | None = None
     # Where relative hardware file paths are looked up (the spec file's folder); not part of the format.
     base_dir: str | None = Field(default=None, exclude=True, repr=False)
 
@@ -291,7 +308,11 @@ class Spec(Section):
     @model_validator(mode="after")
     def _check(self) -> Spec:
         t, h = self.training, self.hardware
-        raise_if(spec_rules(self.model.max_seq_len, t.__dict__.get, h.__dict__.get, self.base_dir))
+        problems = spec_rules(self.model.max_seq_len, t.__dict__.get, h.__dict__.get, self.base_dir)
+        if self.parallelism is not None:
+            problems += parallel_rules(self.parallelism.__dict__.get, self.model.__dict__.get, t.__dict__.get,
+                                       h.__dict__.get)
+        raise_if(problems)
         return self
 
     @property
@@ -303,9 +324,30 @@ class Spec(Section):
         return hardware.resolve(self.hardware.gpu, base_dir=self.base_dir)
 
     @property
+    def parallel(self) -> ParallelismSpec:
+        """The parallelism section, or the default (pure data parallelism over every GPU, no sharding)."""
+        return self.parallelism or ParallelismSpec()
+
+    @property
+    def data_parallel(self) -> int:
+        """The data-parallel degree: parallelism.data, or hardware.count / (tensor × pipeline)."""
+        p = self.parallel
+        return p.data if p.data != "auto" else self.hardware.count // (p.tensor * p.pipeline)
+
+    @property
+    def micro_batches(self) -> int:
+        """Micro-batches per optimizer step on each pipeline (gradient-accumulation steps)."""
+        p, t = self.parallel, self.training
+        if p.micro_batches is not None:
+            return p.micro_batches
+        if t.global_batch_size is not None:
+            return max(1, t.global_batch_size // (t.micro_batch_size * self.data_parallel))
+        return 1
+
+    @property
     def global_batch_size(self) -> int:
         t = self.training
-        return t.global_batch_size or t.micro_batch_size * self.hardware.count
+        return t.global_batch_size or t.micro_batch_size * self.data_parallel * self.micro_batches
 
 
 # ---------------------------------------------------------------------------------------------- cross-field rules
@@ -373,6 +415,60 @@ def spec_rules(max_seq_len: int | None, training: Getter, hw: Getter,
     return problems
 
 
+def parallel_rules(par: Getter, model: Getter, training: Getter, hw: Getter) -> list[tuple[str, str]]:
+    """The degrees must tile the GPUs and split the model into whole pieces."""
+    problems: list[tuple[str, str]] = []
+    count, tensor, pipeline, data = hw("count"), par("tensor"), par("pipeline"), par("data")
+    if count and tensor and pipeline:
+        if count % (tensor * pipeline):
+            problems.append(("parallelism", f"tensor ({tensor}) × pipeline ({pipeline}) = {tensor * pipeline} "
+                                            f"does not divide hardware.count ({count})"))
+        elif data not in (None, "auto") and data * tensor * pipeline != count:
+            problems.append(("parallelism.data", f"{data} × tensor ({tensor}) × pipeline ({pipeline}) = "
+                                                 f"{data * tensor * pipeline} GPUs, but hardware.count is {count}"))
+    if data == "auto" and count and tensor and pipeline and count % (tensor * pipeline) == 0:
+        data = count // (tensor * pipeline)
+    if tensor:
+        moe = model("moe")
+        sizes = [(field, model(field)) for field in ("n_heads", "n_kv_heads", "d_ff")]
+        sizes += [(f"moe.{field}", getattr(moe, field, None)) for field in ("d_ff_expert", "d_ff_shared")]
+        for field, size in sizes:
+            if field == "n_kv_heads" and size == model("n_heads"):
+                continue  # said once, for n_heads
+            if size and size % tensor:
+                problems.append(("parallelism.tensor", f"{tensor} does not divide model.{field} ({size})"))
+    n_layers = model("n_layers")
+    if pipeline and n_layers and n_layers % pipeline:
+        problems.append(("parallelism.pipeline", f"{pipeline} does not divide model.n_layers ({n_layers})"))
+    problems += expert_rules(par("expert"), model("moe"), data if isinstance(data, int) else None)
+    micro, batch, micro_batches = training("micro_batch_size"), training("global_batch_size"), par("micro_batches")
+    if batch and micro and isinstance(data, int):
+        per_step = micro * data
+        if batch % per_step:
+            problems.append(("training.global_batch_size",
+                             f"{batch} is not a multiple of micro_batch_size ({micro}) × data-parallel degree "
+                             f"({data}) = {per_step}"))
+        elif micro_batches and micro_batches != batch // per_step:
+            problems.append(("parallelism.micro_batches",
+                             f"{micro_batches} does not match global_batch_size ({batch}) / (micro_batch_size "
+                             f"({micro}) × data-parallel degree ({data})) = {batch // per_step}"))
+    return problems
+
+
+def expert_rules(expert: int | None, moe: Any, data: int | None) -> list[tuple[str, str]]:
+    if not expert or expert == 1:
+        return []
+    if moe is None:
+        return [("parallelism.expert", f"{expert} needs a mixture-of-experts model (model.moe)")]
+    problems = []
+    n_experts = getattr(moe, "n_experts", None)
+    if n_experts and n_experts % expert:
+        problems.append(("parallelism.expert", f"{expert} does not divide model.moe.n_experts ({n_experts})"))
+    if data and data % expert:
+        problems.append(("parallelism.expert", f"{expert} does not divide the data-parallel degree ({data})"))
+    return problems
+
+
 def _rules_on_raw(data: Mapping[str, Any], base_dir: str | None) -> list[str]:
     """The cross-field rules applied to a raw spec that failed validation, on its individually valid fields."""
     raw_model = data.get("model") if isinstance(data.get("model"), Mapping) else {}
@@ -382,9 +478,12 @@ def _rules_on_raw(data: Mapping[str, Any], base_dir: str | None) -> list[str]:
     model_value = valid_field_getter(ModelSpec, raw_model)
     seq_len = training.get("seq_len", raw_model.get("max_seq_len"))
     problems = [(f"model.{field}", msg) for field, msg in model_rules(model_value)]
-    problems += spec_rules(model_value("max_seq_len"),
-                           valid_field_getter(TrainingSpec, {**training, "seq_len": seq_len}),
-                           valid_field_getter(HardwareSpec, hw, context={"base_dir": base_dir}), base_dir)
+    training_value = valid_field_getter(TrainingSpec, {**training, "seq_len": seq_len})
+    hw_value = valid_field_getter(HardwareSpec, hw, context={"base_dir": base_dir})
+    problems += spec_rules(model_value("max_seq_len"), training_value, hw_value, base_dir)
+    if isinstance(data.get("parallelism"), Mapping):
+        problems += parallel_rules(valid_field_getter(ParallelismSpec, data["parallelism"]), model_value,
+                                   training_value, hw_value)
     return [f"{field}: {msg}" for field, msg in problems]
 
 

@@ -9,9 +9,9 @@ import functools
 import math
 import typing
 from collections.abc import Mapping
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainValidator, TypeAdapter, ValidationError
 from pydantic_core import PydanticCustomError
 
 from costplan.errors import did_you_mean
@@ -55,6 +55,21 @@ def whole_or_none(value: Any) -> int | None:
         return None
 
 
+def _count_or_auto(value: Any) -> Any:
+    """'auto' or a count in 1..MAX_COUNT, with the same messages as Count."""
+    if value == "auto":
+        return value
+    if isinstance(value, str):
+        raise PydanticCustomError("whole_number", "expected a whole number or auto, got {value}",
+                                  {"value": repr(value)})
+    number = _whole_number(value)
+    if number <= 0:
+        raise PydanticCustomError("greater_than", "must be greater than 0", {"gt": 0})
+    if number > MAX_COUNT:
+        raise PydanticCustomError("less_than_equal", "too large", {"le": MAX_COUNT})
+    return number
+
+
 def width_or_none(value: Any) -> int | None:
     """The size a raw YAML value stands for if it is a valid one (1..MAX_WIDTH), else None: for defaults
     derived from other fields before validation."""
@@ -67,6 +82,7 @@ def width_or_none(value: Any) -> int | None:
 
 Width = Annotated[int, BeforeValidator(_whole_number), Field(gt=0, le=MAX_WIDTH)]
 Count = Annotated[int, BeforeValidator(_whole_number), Field(gt=0, le=MAX_COUNT)]
+CountOrAuto = Annotated[Union[int, Literal["auto"]], PlainValidator(_count_or_auto)]
 Tokens = Annotated[int, BeforeValidator(_whole_number), Field(gt=0, le=MAX_TOKENS)]
 Amount = Annotated[int, BeforeValidator(_whole_number), Field(ge=0, le=MAX_COUNT)]   # a count that may be 0
 Flag = Annotated[bool, BeforeValidator(_flag)]

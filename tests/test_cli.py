@@ -342,3 +342,40 @@ def test_variant_errors(run, overrides, message):
     lines = errors(run("estimate", TINY, *args))
     assert any(line == f"Error: {TINY}: {message}" or line.startswith(f"Error: {TINY}: {message}")
                for line in lines), lines
+
+
+# ---------------------------------------------------------------------------------------------- parallelism
+@pytest.mark.parametrize("overrides, message", [
+    (["hardware.count=8", "parallelism.tensor=3"],
+     "parallelism: tensor (3) × pipeline (1) = 3 does not divide hardware.count (8)"),
+    (["hardware.count=8", "parallelism.tensor=8"], "parallelism.tensor: 8 does not divide model.n_heads (4)"),
+    (["hardware.count=4", "parallelism.tensor=4"], "parallelism.tensor: 4 does not divide model.n_kv_heads (2)"),
+    (["hardware.count=3", "parallelism.pipeline=3"], "parallelism.pipeline: 3 does not divide model.n_layers (2)"),
+    (["hardware.count=8", "parallelism.data=2"],
+     "parallelism.data: 2 × tensor (1) × pipeline (1) = 2 GPUs, but hardware.count is 8"),
+    (["parallelism.expert=2"], "parallelism.expert: 2 needs a mixture-of-experts model (model.moe)"),
+    (["parallelism.zero=4"], "parallelism.zero: 4 is not one of 0, 1, 2 or 3"),
+    (["parallelism.data=many"], "parallelism.data: expected a whole number or auto, got 'many'"),
+    (["hardware.count=4", "training.global_batch_size=6"],
+     "training.global_batch_size: 6 is not a multiple of micro_batch_size (1) × data-parallel degree (4) = 4"),
+])
+def test_parallel_degrees_that_do_not_divide(run, overrides, message):
+    args = [a for o in overrides for a in ("--set", o)]
+    if not any(o.startswith("parallelism.") for o in overrides):
+        args += ["--set", "parallelism.zero=1"]
+    assert f"Error: {TINY}: {message}" in errors(run("estimate", TINY, *args))
+
+
+def test_expert_degree_must_divide_the_experts(run):
+    lines = errors(run("estimate", "mixtral-8x7b", "--gpus", "48", "--set", "parallelism.expert=3"))
+    assert lines == ["Error: mixtral-8x7b: parallelism.expert: 3 does not divide model.moe.n_experts (8)"]
+    lines = errors(run("estimate", "mixtral-8x7b", "--gpus", "4", "--set", "parallelism.expert=8"))
+    assert lines == ["Error: mixtral-8x7b: parallelism.expert: 8 does not divide the data-parallel degree (4)"]
+
+
+def test_parallel_problems_are_reported_with_the_others(run, tmp_path):
+    path = write(tmp_path, BASE + "hardware: {count: 6}\nparallelism: {tensor: 4, pipeline: 3, zero: 5}\n")
+    lines = errors(run("estimate", path))
+    assert f"Error: {path}: parallelism.zero: 5 is not one of 0, 1, 2 or 3" in lines
+    assert f"Error: {path}: parallelism: tensor (4) × pipeline (3) = 12 does not divide hardware.count (6)" in lines
+    assert f"Error: {path}: parallelism.pipeline: 3 does not divide model.n_layers (2)" in lines

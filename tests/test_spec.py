@@ -82,4 +82,5 @@ def test_hardware_file_relative_to_spec(tmp_path, monkeypatch):
 
 def test_python_api_round_trip():
     e = costplan.estimate(costplan.load_spec("llama3-8b"))
-    assert set(e.model_dump()) == {"name", "params", "flops", "memory", "time", "assumptions"}
+    assert set(e.model_dump()) == {"name", "params", "flops", "memory", "time", "assumptions", "scaling",
+                                   "parallelism"}

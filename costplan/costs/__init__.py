@@ -39,11 +39,16 @@ class Cost:
 
     params: int = 0
     inactive_params: int = 0  # parameters a token does not touch (the routed experts it is not sent to)
+    routed_params: int = 0    # parameters of routed experts: what expert parallelism splits
     flops: int = 0            # forward matmul FLOPs (the model FLOPs convention)
     hw_fwd: int = 0           # forward FLOPs as executed (a causal flash kernel skips masked tiles)
     hw_flops: int = 0         # training FLOPs as executed: forward + backward + recomputation
     activations: int = 0      # bytes saved for backward, per sequence
     shared_activations: int = 0  # bytes saved for backward once per micro-batch (tensors computed from weights)
+    # The part of `activations` held in d_model-wide (or per-token) tensors: layer and block inputs, the norms,
+    # token ids. Korthikanti et al. 2022 §4.2.2: tensor parallelism leaves these whole on every rank, sequence
+    # parallelism splits them; everything else (per-head, d_ff-wide, per-vocabulary) tensor parallelism splits.
+    act_d_model: int = 0
     kv_cache: int = 0         # inference K/V cache bytes per cached token
     kv_cache_seq: int = 0     # inference cache bytes for one sequence of seq_len tokens (windows, states)
     factored: int = 0         # elements of Adafactor's factored second moment (rows + cols per matrix)

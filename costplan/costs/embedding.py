@@ -9,8 +9,8 @@ def embedding(model: ModelSpec, shape: Shape) -> Cost:
     """vocab_size × d_model token table (+ max_seq_len × d_model for learned positions). A lookup is a
     gather, not a matmul: no FLOPs. Its backward needs the int64 token ids; position ids are a constant."""
     d = model.d_model
-    cost = Cost(params=model.vocab_size * d, factored=model.vocab_size + d,
-                activations=shape.seq_len * INDEX_BYTES)
+    ids = shape.seq_len * INDEX_BYTES
+    cost = Cost(params=model.vocab_size * d, factored=model.vocab_size + d, activations=ids, act_d_model=ids)
     if model.position == "learned":
         cost = cost + Cost(params=model.max_seq_len * d, factored=model.max_seq_len + d)
     return cost
@@ -24,5 +24,5 @@ def head(model: ModelSpec, shape: Shape) -> Cost:
     logits = linear(s, d, vocab)
     if model.tie_embeddings:
         logits = Cost(flops=logits.flops, hw_fwd=logits.hw_fwd, hw_flops=logits.hw_flops)
-    saved = s * d * shape.act_bytes + s * vocab * STAT_BYTES + s * INDEX_BYTES
-    return logits + Cost(activations=saved)
+    per_token = s * d * shape.act_bytes + s * INDEX_BYTES   # the head's input and the targets
+    return logits + Cost(activations=per_token + s * vocab * STAT_BYTES, act_d_model=per_token)

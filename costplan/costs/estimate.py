@@ -2,14 +2,16 @@
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import replace
 
-from costplan.costs import ZERO, Cost, Shape
+from costplan import scaling
+from costplan.costs import ZERO, Cost, Shape, parallel
 from costplan.costs.embedding import embedding, head
 from costplan.costs.layers import layer_cost, layers
-from costplan.costs.memory import FP32, element_bytes, is_mixed, optimizer_bytes
+from costplan.costs.memory import element_bytes, is_mixed, optimizer_bytes
 from costplan.costs.norm import norm
-from costplan.costs.result import Estimate, Flops, Memory, Number, Params, Time
-from costplan.costs.time import gpu_hours, wall_clock_days
+from costplan.costs.result import Estimate, Flops, Memory, Number, Parallelism, Params, Scaling, Time
+from costplan.costs.time import SECONDS_PER_HOUR, gpu_hours, wall_clock_days
 from costplan.spec import Spec
 
 COMPONENTS = ("embedding", "attention", "mlp", "moe", "norms", "head")
@@ -23,17 +25,24 @@ def shape_of(spec: Spec) -> Shape:
     return Shape(seq_len=spec.seq_len, act_bytes=element_bytes(t.precision), recompute=t.recompute)
 
 
-def components(spec: Spec, shape: Shape | None = None) -> dict[str, Cost]:
-    """Cost of one sequence by component, summed over every layer."""
+def components(spec: Spec, shape: Shape | None = None, stage: int = 0, stages: int = 1) -> dict[str, Cost]:
+    """Cost of one sequence by component, summed over every layer; or over the layers of one of `stages`
+    equal runs of consecutive layers (a pipeline stage): the first holds the embedding, the last the final
+    norm and the head."""
     shape = shape or shape_of(spec)
     model = spec.model
     parts = {key: ZERO for key in COMPONENTS if key != "moe" or model.moe is not None}
-    parts["embedding"] = embedding(model, shape)
-    parts["head"] = head(model, shape)
-    parts["norms"] = norm(model.norm, model.d_model, shape)  # the final norm
-    if model.embedding_norm:
-        parts["norms"] = parts["norms"] + norm(model.norm, model.d_model, shape)
-    for layer, count in Counter(layers(model)).items():
+    outer_norm = norm(model.norm, model.d_model, shape)
+    outer_norm = replace(outer_norm, act_d_model=outer_norm.activations)
+    if stage == 0:
+        parts["embedding"] = embedding(model, shape)
+        if model.embedding_norm:
+            parts["norms"] = outer_norm
+    if stage == stages - 1:
+        parts["head"] = head(model, shape)
+        parts["norms"] = parts["norms"] + outer_norm  # the final norm
+    per_stage = model.n_layers // stages
+    for layer, count in Counter(layers(model)[stage * per_stage:(stage + 1) * per_stage]).items():
         for key, cost in layer_cost(layer, model, shape).items():
             parts[key] = parts[key] + cost * count
     return parts
@@ -45,8 +54,9 @@ def ratio(numerator: int, denominator: int) -> Number:
     return whole if rest == 0 else numerator / denominator
 
 
-def estimate(spec: Spec) -> Estimate:
-    """Parameters, FLOPs, memory, time and cost of training the spec."""
+def estimate(spec: Spec, law: str | scaling.ScalingLaw | None = None) -> Estimate:
+    """Parameters, FLOPs, memory, time and cost of training the spec, and the loss `law` (a bundled name, a
+    YAML file or constants; default epoch) predicts for it."""
     shape = shape_of(spec)
     parts = components(spec, shape)
     whole = sum(parts.values(), ZERO)
@@ -73,24 +83,32 @@ def estimate(spec: Spec) -> Estimate:
     )
 
     w = element_bytes(t.precision)
-    weights, gradients = whole.params * w, whole.params * w
-    optimizer = whole.params * optimizer_bytes(t.precision, t.optimizer)
-    if t.optimizer == "adafactor":
-        optimizer += whole.factored * FP32
-    activations = whole.activations * t.micro_batch_size + whole.shared_activations
-    total = weights + gradients + optimizer + activations
-    memory = Memory(
-        weights=weights, gradients=gradients, optimizer=optimizer, activations=activations,
-        total_per_gpu=total, fits=total <= gpu.memory_bytes, gpu_memory=gpu.memory_bytes,
-        kv_cache_per_token=whole.kv_cache,
-        kv_cache_at_seq_len=whole.kv_cache_seq,
-    )
-
+    stages = [parts] if spec.parallel.pipeline == 1 else [
+        components(spec, shape, i, spec.parallel.pipeline) for i in range(spec.parallel.pipeline)]
     peak = gpu.peak_flops(t.precision)
     mfu = hw.mfu if hw.mfu is not None else gpu.mfu
+    layout = parallel.split(spec, shape, stages, peak, mfu)
+    stage = layout.memory
+    memory = Memory(
+        weights=stage.weights, gradients=stage.gradients, optimizer=stage.optimizer,
+        activations=stage.activations, total_per_gpu=stage.total, fits=stage.total <= gpu.memory_bytes,
+        gpu_memory=gpu.memory_bytes, kv_cache_per_token=whole.kv_cache, kv_cache_at_seq_len=whole.kv_cache_seq,
+    )
+
     price = hw.usd_per_gpu_hour if hw.usd_per_gpu_hour is not None else gpu.usd_per_gpu_hour
-    hours = gpu_hours(flops.training_total, peak, mfu)
+    steps = tokens / (spec.global_batch_size * s)
+    if spec.parallelism is None:
+        hours = gpu_hours(flops.training_total, peak, mfu)
+    else:
+        hours = steps * layout.step_seconds * hw.count / SECONDS_PER_HOUR
     time = Time(gpu_hours=hours, wall_clock_days=wall_clock_days(hours, hw.count), cost_usd=hours * price)
+
+    law = law if isinstance(law, scaling.ScalingLaw) else scaling.resolve(law)
+    n, convention = scaling.params_for_law(params.total, params.active)
+    optimal_params, _ = law.compute_optimal(scaling.FLOPS_PER_PARAM_TOKEN * n * tokens)
+    predicted = Scaling(law=law.name, loss=law.loss(n, tokens), params=n, params_convention=convention,
+                        tokens_per_param=tokens / n, optimal_tokens=law.optimal_tokens(n),
+                        optimal_params=optimal_params)
 
     assumptions = {
         "tokens": tokens,
@@ -100,7 +118,7 @@ def estimate(spec: Spec) -> Estimate:
         "seq_len": s,
         "micro_batch_size": t.micro_batch_size,
         "global_batch_size": spec.global_batch_size,
-        "steps": tokens / (spec.global_batch_size * s),
+        "steps": steps,
         "precision": t.precision,
         "optimizer": t.optimizer,
         "recompute": t.recompute,
@@ -121,5 +139,27 @@ def estimate(spec: Spec) -> Estimate:
         "price_source": "hardware.usd_per_gpu_hour" if hw.usd_per_gpu_hour is not None else
         f"{gpu.price_source} ({gpu.price_date})",
     }
+    if spec.parallelism is not None:
+        assumptions["time_model"] = ("steps × (compute / MFU × (m + p − 1)/m + exposed communication); "
+                                     + parallel.STEP_OVERLAPS)
+        assumptions["network"] = gpu.network_source
+    else:
+        assumptions["time_model"] = "training FLOPs / (peak × MFU); communication inside the MFU"
     return Estimate(name=spec.name, params=params, flops=flops, memory=memory, time=time,
-                    assumptions=assumptions)
+                    assumptions=assumptions, scaling=predicted, parallelism=_parallelism(spec, layout))
+
+
+def _parallelism(spec: Spec, layout: parallel.Split) -> Parallelism | None:
+    if spec.parallelism is None:
+        return None
+    par = spec.parallel
+    return Parallelism(
+        data=spec.data_parallel, tensor=par.tensor, pipeline=par.pipeline, expert=par.expert, zero=par.zero,
+        sequence_parallel=par.sequence_parallel, micro_batches=spec.micro_batches,
+        memory_stage=layout.memory.stage, communication_bytes=layout.communication,
+        communication_seconds=layout.communication_seconds, bandwidth_bytes_per_s=layout.bandwidth,
+        step_seconds={"compute": layout.compute_seconds, "bubble": layout.bubble_seconds,
+                      "exposed_communication": layout.exposed_seconds, "total": layout.step_seconds},
+        bubble_fraction=layout.bubble_seconds / layout.step_seconds,
+        overlaps=parallel.STEP_OVERLAPS,
+    )

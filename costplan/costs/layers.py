@@ -33,19 +33,23 @@ def layers(model: ModelSpec) -> list[Layer]:
 
 def layer_cost(layer: Layer, model: ModelSpec, shape: Shape) -> dict[str, Cost]:
     """One layer's cost by component: attention, mlp or moe, and its two norms."""
+    block_input = shape.seq_len * model.d_model * shape.act_bytes
+    norms = norm(model.norm, model.d_model, shape) * 2
     parts = {
         "attention": ATTENTION_COST[layer.attention.type](layer.attention, model, shape),
-        "norms": norm(model.norm, model.d_model, shape) * 2,
+        "norms": replace(norms, act_d_model=norms.activations),
     }
     if layer.moe is not None:
         parts["moe"] = moe_block(layer.moe, model, shape)
     else:
         parts["mlp"] = mlp(model, layer.d_ff, shape)
+    # Each block saves its (normed) d_model-wide input once, whatever it computes from it.
+    for key in parts.keys() - {"norms"}:
+        parts[key] = replace(parts[key], act_d_model=block_input)
     if shape.recompute == "full":
         # Checkpointing each layer keeps only its input (Korthikanti et al. 2022, Table 2: 2·sbh per layer) and
         # runs every block's forward again during backward.
-        parts = {key: replace(c, activations=0, shared_activations=0, hw_flops=c.hw_flops + c.hw_fwd)
-                 for key, c in parts.items()}
-        layer_input = shape.seq_len * model.d_model * shape.act_bytes
-        parts["norms"] = replace(parts["norms"], activations=layer_input)  # the first norm's input
+        parts = {key: replace(c, activations=0, shared_activations=0, act_d_model=0,
+                              hw_flops=c.hw_flops + c.hw_fwd) for key, c in parts.items()}
+        parts["norms"] = replace(parts["norms"], activations=block_input, act_d_model=block_input)
     return parts

@@ -51,6 +51,37 @@ class Time(_Result):
     cost_usd: float
 
 
+class Scaling(_Result):
+    """What a scaling law predicts for the spec (costplan/scaling.py)."""
+
+    law: str
+    loss: float                      # predicted training loss, nats per token
+    params: int                      # the N given to the law
+    params_convention: str           # "total", or "active" for mixture-of-experts models
+    tokens_per_param: float          # training tokens / N
+    optimal_tokens: float            # the tokens for which N is compute-optimal
+    optimal_params: float            # the compute-optimal N for this spec's 6·N·D
+
+
+class Parallelism(_Result):
+    """How one step is split over the GPUs (costs/parallel.py); present when the spec has the section."""
+
+    data: int
+    tensor: int
+    pipeline: int
+    expert: int
+    zero: int
+    sequence_parallel: bool
+    micro_batches: int
+    memory_stage: int                        # the pipeline stage whose memory `memory` reports (the fullest)
+    communication_bytes: dict[str, float]    # sent per GPU per step: data, tensor, pipeline (and expert)
+    communication_seconds: dict[str, float]
+    bandwidth_bytes_per_s: dict[str, float]  # per direction, for each kind
+    step_seconds: dict[str, float]           # compute, bubble, exposed_communication, total
+    bubble_fraction: float                   # of the step
+    overlaps: str
+
+
 class Estimate(_Result):
     name: str
     params: Params
@@ -58,3 +89,5 @@ class Estimate(_Result):
     memory: Memory
     time: Time
     assumptions: dict[str, Any]
+    scaling: Scaling
+    parallelism: Parallelism | None = None

@@ -1,0 +1,234 @@
+"""Parallelism: per-GPU memory under ZeRO/TP/PP, activations per Korthikanti et al. 2022, communication, bubble.
+
+Expected values are written from the papers' formulas in readable units, not taken from the code under test.
+"""
+from __future__ import annotations
+
+import math
+
+import pytest
+
+import costplan
+from conftest import make_spec
+from costplan import hardware
+from costplan.costs.estimate import components, shape_of
+from costplan.costs.parallel import stage_memory
+
+S, H, A = 128, 64, 4          # the tiny spec's seq_len, d_model and heads
+
+
+def est(parallelism=None, model=None, training=None, hardware=None):
+    top = {} if parallelism is None else {"parallelism": parallelism}
+    return costplan.estimate(make_spec(model, {"tokens": 10**6, **(training or {})}, hardware, **top))
+
+
+# ---------------------------------------------------------------------------------------------- model states
+@pytest.mark.parametrize("zero, per_param", [
+    # ZeRO (Rajbhandari et al. 2019) §5, Fig. 1, mixed-precision Adam (K = 12), N_d = 64 data-parallel ranks:
+    (0, 2 + 2 + 12),               # baseline: 2Ψ + 2Ψ + KΨ
+    (1, 2 + 2 + 12 / 64),          # P_os
+    (2, 2 + (2 + 12) / 64),        # P_os+g
+    (3, (2 + 2 + 12) / 64),        # P_os+g+p
+])
+def test_zero_stages(zero, per_param):
+    e = est({"zero": zero}, model={"vocab_size": 1024}, hardware={"count": 64})
+    psi = e.params.total
+    states = e.memory.weights + e.memory.gradients + e.memory.optimizer
+    assert states == pytest.approx(per_param * psi, abs=3)        # ceil per kind: at most 1 byte each
+    if zero == 3:
+        assert e.memory.weights == math.ceil(2 * psi / 64)
+
+
+def test_zero_table_figures():
+    # ZeRO Fig. 1 for Ψ = 7.5B, N_d = 64: 120 GB, 31.4 GB, 16.6 GB, 1.9 GB. A Llama-style model near 7.5B
+    # parameters reproduces them scaled by its own size.
+    model = {"vocab_size": 32000, "d_model": 4096, "n_layers": 36, "n_heads": 32, "d_ff": 11008, "mlp": "swiglu",
+             "norm": "rmsnorm", "position": "rope", "tie_embeddings": False, "bias": False, "max_seq_len": 128}
+    for zero, gigabytes in ((0, 120), (1, 31.4), (2, 16.6), (3, 1.9)):
+        e = est({"zero": zero}, model=model, hardware={"count": 64})
+        states = e.memory.weights + e.memory.gradients + e.memory.optimizer
+        assert states / 1e9 == pytest.approx(gigabytes * e.params.total / 7.5e9, rel=0.02)
+
+
+def test_tensor_parallel_splits_matrices_not_norms():
+    spec = make_spec({"n_layers": 2}, {"tokens": 10**6}, {"count": 4}, parallelism={"tensor": 4})
+    parts = components(spec)
+    norms, total = parts["norms"].params, costplan.estimate(spec).params.total
+    assert stage_memory(spec, parts, 0).params == norms + (total - norms) / 4
+
+
+def test_pipeline_stages_partition_the_parameters():
+    # Untied: every parameter lives on exactly one stage.
+    spec = make_spec({"n_layers": 4, "tie_embeddings": False}, {"tokens": 10**6}, {"count": 4},
+                     parallelism={"pipeline": 4})
+    shape = shape_of(spec)
+    stages = [stage_memory(spec, components(spec, shape, i, 4), i).params for i in range(4)]
+    assert sum(stages) == costplan.estimate(spec).params.total
+    # A tied head needs its own copy of the token embedding on the last stage (Megatron's shared embeddings).
+    tied = make_spec({"n_layers": 4}, {"tokens": 10**6}, {"count": 4}, parallelism={"pipeline": 4})
+    stages = [stage_memory(tied, components(tied, shape, i, 4), i).params for i in range(4)]
+    assert sum(stages) == costplan.estimate(tied).params.total + 1000 * H
+
+
+# ---------------------------------------------------------------------------------------------- activations
+def per_layer(parallelism, training=None, count=None):
+    """Activation bytes one more layer adds on one GPU (p = 1), for the tiny GPT layer in Korthikanti's shape."""
+    model = {"position": "none", "d_model": H, "n_heads": A, "max_seq_len": S}
+    hw = {"count": count or parallelism.get("tensor", 1)}
+    one = est(parallelism, {**model, "n_layers": 2}, training, hw).memory.activations
+    two = est(parallelism, {**model, "n_layers": 3}, training, hw).memory.activations
+    return two - one
+
+
+STATS = 2 * 2 * 4 * S         # two LayerNorms' fp32 mean and 1/std per token: d_model-wide, never split
+
+
+@pytest.mark.parametrize("t", [1, 2, 4])
+def test_korthikanti_tensor_parallel(t):
+    # Korthikanti Table 2, tensor parallel: sbh·(10 + 24/t + 5as/(ht)). Without dropout the replicated 10 loses
+    # the two residual-dropout masks (8 remain: two LayerNorm inputs, the QKV and first-MLP inputs), 24/t is
+    # unchanged and 5as/(ht) loses the attention-dropout mask and output (2as/(ht) remain).
+    expected = S * H * (8 + 24 / t) + 2 * A * S * S / t + STATS
+    assert per_layer({"tensor": t}) == pytest.approx(expected, abs=1)
+
+
+@pytest.mark.parametrize("t", [2, 4])
+def test_korthikanti_sequence_parallel(t):
+    # Table 2, tensor + sequence parallel: sbh·(34 + 5as/h)/t; without dropout (32·sbh + 2as²b)/t.
+    expected = (32 * S * H + 2 * A * S * S + STATS) / t
+    assert per_layer({"tensor": t, "sequence_parallel": True}) == pytest.approx(expected, abs=1)
+
+
+def test_korthikanti_selective_recompute_with_tensor_parallel():
+    # Table 2, tensor parallel + selective recompute: sbh·(10 + 24/t); without dropout 8 + 24/t.
+    t = 4
+    expected = S * H * (8 + 24 / t) + STATS
+    assert per_layer({"tensor": t}, {"recompute": "selective"}) == pytest.approx(expected, abs=1)
+
+
+def test_full_recompute_with_sequence_parallel():
+    # Only the layer input is kept, 2·sbh, split over the tensor group by sequence parallelism.
+    assert per_layer({"tensor": 4, "sequence_parallel": True}, {"recompute": "full"}) == 2 * S * H / 4
+
+
+def test_sequence_parallel_is_identity_without_tensor_parallelism():
+    assert est({"sequence_parallel": True}).memory == est({}).memory == est().memory
+
+
+def test_first_pipeline_stage_holds_p_micro_batches():
+    # 1F1B: stage i keeps min(m, p − i) micro-batches in flight (Narayanan et al. 2021 §2.2.1).
+    spec = make_spec({"n_layers": 4, "vocab_size": 8}, {"tokens": 10**6, "global_batch_size": 8}, {"count": 4},
+                     parallelism={"pipeline": 4})
+    assert spec.micro_batches == 8
+    layer = per_layer({})
+    e = costplan.estimate(spec)
+    assert e.parallelism.memory_stage == 0
+    ids = 8 * S
+    assert e.memory.activations == 4 * (layer + ids)   # 4 in flight × (one layer + the token ids)
+
+
+# ---------------------------------------------------------------------------------------------- communication
+def test_data_parallel_all_reduce_volume_and_time():
+    # Ring all-reduce: each GPU sends 2(n−1)/n of the gradient bytes (nccl-tests busbw factor). 16 A100s span
+    # two 8-GPU nodes, so the ring runs at the network's 50 GB/s bidirectional = 25 GB/s each way.
+    e = est({}, hardware={"count": 16, "gpu": "a100-80gb"})
+    psi = e.params.total
+    p = e.parallelism
+    assert p.communication_bytes["data"] == pytest.approx(2 * 15 / 16 * psi * 2)
+    assert p.bandwidth_bytes_per_s["data"] == 25e9
+    assert p.communication_seconds["data"] == pytest.approx(2 * 15 / 16 * psi * 2 / 25e9)
+    inside = est({}, hardware={"count": 8, "gpu": "a100-80gb"}).parallelism
+    assert inside.bandwidth_bytes_per_s["data"] == 300e9      # NVLink 3: 600 GB/s bidirectional
+
+
+def test_zero3_moves_one_and_a_half_times_the_data():
+    # ZeRO §7: stage 3 costs 3Ψ per step against 2Ψ (two parameter all-gathers + a gradient reduce-scatter).
+    two = est({"zero": 2}, hardware={"count": 8}).parallelism.communication_bytes["data"]
+    three = est({"zero": 3}, hardware={"count": 8}).parallelism.communication_bytes["data"]
+    assert three == pytest.approx(1.5 * two)
+
+
+def test_tensor_parallel_all_reduces():
+    # Megatron §3.2: 2 all-reduces forward + 2 backward per layer of b·s·h 16-bit elements, 2(t−1)/t each.
+    t, layers = 4, 2
+    e = est({"tensor": t}, hardware={"count": t})
+    assert e.parallelism.communication_bytes["tensor"] == pytest.approx(4 * 2 * 3 / 4 * S * H * 2 * layers)
+    full = est({"tensor": t}, training={"recompute": "full"}, hardware={"count": t})
+    assert full.parallelism.communication_bytes["tensor"] == pytest.approx(6 * 2 * 3 / 4 * S * H * 2 * layers)
+
+
+def test_pipeline_point_to_point():
+    # One b·s·h activation forward and its gradient backward per micro-batch; ÷t with sequence parallelism.
+    e = est({"pipeline": 2, "micro_batches": 3}, hardware={"count": 2})
+    assert e.parallelism.communication_bytes["pipeline"] == 2 * S * H * 2 * 3
+
+
+def test_catalogue_bandwidth_is_bidirectional():
+    gpu = hardware.catalogue()["h100-sxm"]
+    assert gpu.link_bytes_per_s(8) == 450e9          # NVLink 4: 900 GB/s total, 450 each way
+    assert gpu.link_bytes_per_s(16) == 50e9          # one 400 Gb/s NIC per GPU: 50 GB/s each way
+
+
+# ---------------------------------------------------------------------------------------------- time
+def test_one_gpu_step_model_equals_the_mfu_model():
+    # Nothing to communicate, no pipeline: steps × compute / MFU is exactly FLOPs / (peak × MFU).
+    assert est({}).time.gpu_hours == pytest.approx(est().time.gpu_hours, rel=1e-12)
+
+
+@pytest.mark.parametrize("p, m", [(2, 1), (4, 4), (4, 12)])
+def test_pipeline_bubble(p, m):
+    # Narayanan et al. 2021 §2.2.1: bubble time / ideal time = (p − 1)/m, i.e. (p − 1)/(m + p − 1) of the step
+    # when nothing else is exposed.
+    e = est({"pipeline": p, "micro_batches": m}, model={"n_layers": 4}, hardware={"count": p})
+    step = e.parallelism.step_seconds
+    assert step["bubble"] == pytest.approx(step["compute"] * (p - 1) / m)
+    assert step["total"] == pytest.approx(step["compute"] + step["bubble"] + step["exposed_communication"])
+
+
+def test_exposed_data_parallel_traffic():
+    # A slow network and a tiny model: gradient traffic exceeds the last micro-batch's compute; the excess shows.
+    gpu = {"gpu": "l4", "count": 16}
+    e = est({}, hardware=gpu)
+    step = e.parallelism.step_seconds
+    assert step["exposed_communication"] == pytest.approx(e.parallelism.communication_seconds["data"]
+                                                          - step["compute"])
+    assert e.time.gpu_hours > est(hardware=gpu).time.gpu_hours
+
+
+def test_section_absent_keeps_the_whole_model_on_every_gpu():
+    e = est(hardware={"count": 64})
+    assert e.parallelism is None
+    assert e.memory.weights == 2 * e.params.total and e.memory.optimizer == 12 * e.params.total
+
+
+# ---------------------------------------------------------------------------------------------- experts
+MIXTRAL = ["hardware.count=64", "training.global_batch_size=64"]
+# Mixtral 8x7B by hand (Jiang et al. 2024; reference notes §4): 8 SwiGLU experts of 3·4096·14336 in each of
+# 32 layers are routed; the 46,702,792,704 total less those is what every expert rank keeps.
+ROUTED = 8 * 32 * 3 * 4096 * 14336
+DENSE = 46_702_792_704 - ROUTED
+
+
+def mixtral(*overrides):
+    return costplan.estimate(costplan.load_spec("mixtral-8x7b", [*MIXTRAL, *overrides]))
+
+
+def test_expert_parallel_splits_routed_experts():
+    e = mixtral("parallelism.expert=8")
+    assert e.memory.weights == 2 * (DENSE + ROUTED // 8)
+    # ZeRO-1 shards dense states over 64 ranks and each expert's over the 64/8 ranks that hold it: 12 bytes
+    # per parameter of the whole model / 64 either way.
+    assert mixtral("parallelism.expert=8", "parallelism.zero=1").memory.optimizer == 12 * (DENSE + ROUTED) // 64
+
+
+def test_expert_all_to_all_volume():
+    # Per MoE layer and micro-batch: dispatch + combine, forward + backward = 4 all-to-alls of s·top_k rows of
+    # d_model 16-bit values, (e − 1)/e of which leave the GPU. One micro-batch of one 32k sequence per step.
+    e = mixtral("parallelism.expert=8")
+    assert e.parallelism.communication_bytes["expert"] == 4 * 7 / 8 * 32768 * 2 * 4096 * 2 * 32
+    assert mixtral().parallelism is None
+
+
+def test_moe_scaling_law_uses_active_parameters():
+    e = mixtral()
+    assert e.scaling.params == e.params.active == 12_879_925_248 and e.scaling.params_convention == "active"

@@ -232,3 +232,13 @@ def test_expert_all_to_all_volume():
 def test_moe_scaling_law_uses_active_parameters():
     e = mixtral()
     assert e.scaling.params == e.params.active == 12_879_925_248 and e.scaling.params_convention == "active"
+
+
+@pytest.mark.parametrize("preset", ["gpt2-small", "llama3-8b", "mistral-7b", "mixtral-8x7b", "deepseek-v3"])
+def test_d_model_wide_activations_are_part_of_each_component(preset):
+    # Tensor parallelism divides activations − act_d_model: that must never go negative, for any variant.
+    for recompute in ("none", "selective", "full"):
+        spec = costplan.load_spec(preset, [f"training.recompute={recompute}", "model.max_seq_len=256",
+                                           "training.seq_len=256"])
+        for key, cost in components(spec).items():
+            assert 0 <= cost.act_d_model <= cost.activations, (preset, recompute, key)

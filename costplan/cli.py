@@ -59,6 +59,12 @@ def spec_options(command):
     return command
 
 
+law_option = click.option(
+    "--law", metavar="NAME|FILE", default=None,
+    help="Scaling-law constants: epoch (default; Besiroglu et al. 2024), chinchilla (Hoffmann et al. 2022), or a "
+         "YAML file with E, A, B, alpha, beta.")
+
+
 def collect_overrides(overrides: Sequence[str], gpu: str | None, gpus: str | None, tokens: str | None,
                       mfu: str | None) -> list[str]:
     """The shortcut options as --set overrides, so they are validated (and reported) like the file."""
@@ -108,22 +114,24 @@ def parse_lengths(ctx, param, value: str | None) -> list[int] | None:  # noqa: A
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
 @click.option("--seq-len", "lengths", metavar="N,N,...", callback=parse_lengths,
               help="Show how FLOPs per token, activations and KV cache grow with context, one row per length.")
+@law_option
 @spec_options
-def estimate(specs, fmt, lengths, overrides, gpu, gpus, tokens, mfu) -> None:
-    """Parameters, FLOPs, memory, GPU-hours and cost of training each spec."""
-    from costplan import report
+def estimate(specs, fmt, lengths, law, overrides, gpu, gpus, tokens, mfu) -> None:
+    """Parameters, FLOPs, memory, GPU-hours and cost of training each spec, and its predicted loss."""
+    from costplan import report, scaling
     from costplan.costs.estimate import estimate as run_estimate
     from costplan.spec import at_seq_len
 
+    constants = scaling.resolve(law)
     loaded = load_all(specs, collect_overrides(overrides, gpu, gpus, tokens, mfu))
     if lengths:
-        groups = [[run_estimate(at_seq_len(spec, n)) for n in lengths] for spec in loaded]
+        groups = [[run_estimate(at_seq_len(spec, n), constants) for n in lengths] for spec in loaded]
         if fmt in ("json", "csv"):
             click.echo(report.render_estimates([e for group in groups for e in group], fmt))
         else:
             click.echo("\n\n".join(f"{group[0].name}\n{report.seq_len_table(group, fmt)}" for group in groups))
         return
-    results = [run_estimate(s) for s in loaded]
+    results = [run_estimate(s, constants) for s in loaded]
     for result in results:
         echo_warnings(report.warnings(result))
     click.echo(report.render_estimates(results, fmt))

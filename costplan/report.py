@@ -80,7 +80,7 @@ def ratio(value: float) -> str:
 FORMATTERS = {
     "count": count, "flop": flop, "flop/s": flops_rate, "bytes": size, "usd": usd, "percent": percent,
     "ratio": ratio, "hours": lambda v: count(v) + " GPU-hours", "days": lambda v: f"{_digits(v)} days",
-    "text": str, "number": _digits,
+    "text": str, "number": _digits, "seconds": lambda v: f"{_digits(v)} s",
 }
 
 
@@ -136,6 +136,35 @@ def estimate_rows(est: Estimate) -> list[Row]:
             note=f"{a['gpu']} at {flops_rate(a['peak_flops_per_gpu'])} {a['precision']}, MFU {percent(a['mfu'])}"),
         Row("time", "wall clock", t.wall_clock_days, "days", note=f"on {a['gpu_count']} GPUs"),
         Row("time", "cost", t.cost_usd, "usd", note=f"at ${a['usd_per_gpu_hour']:.2f} per GPU-hour"),
+    ]
+    if est.parallelism is not None:
+        rows += parallel_rows(est)
+    return rows + scaling_rows(est)
+
+
+def parallel_rows(est: Estimate) -> list[Row]:
+    """How one step is split: the layout, traffic per GPU by kind, the bubble and the step time."""
+    par = est.parallelism
+    extras = [f"expert {par.expert}" if par.expert > 1 else "", f"ZeRO {par.zero}",
+              "sequence parallel" if par.sequence_parallel else "", f"{par.micro_batches} micro-batches per step"]
+    layout = f"{par.tensor} × {par.pipeline} × {par.data}"
+    rows = [Row("parallelism", "tensor × pipeline × data", layout, "text",
+                note=", ".join(e for e in extras if e)),
+            Row("parallelism", "memory reported for", f"stage {par.memory_stage + 1} of {par.pipeline}", "text",
+                note="the fullest pipeline stage")]
+    for kind, volume in par.communication_bytes.items():
+        if volume:
+            rate = par.bandwidth_bytes_per_s[kind] / 1e9
+            rows.append(Row("parallelism", f"{kind}-parallel traffic per step", volume, "bytes",
+                            note=f"{_digits(par.communication_seconds[kind])} s at {_digits(rate)} GB/s "
+                                 "per direction"))
+    step = par.step_seconds
+    rows += [
+        Row("parallelism", "pipeline bubble", par.bubble_fraction, "percent", note="of the step: (p − 1)/m "
+            "of the compute"),
+        Row("parallelism", "step time", step["total"], "seconds",
+            note=f"compute {_digits(step['compute'])} s + bubble {_digits(step['bubble'])} s + exposed "
+                 f"communication {_digits(step['exposed_communication'])} s"),
     ]
     return rows
 
@@ -195,6 +224,18 @@ def seq_len_table(estimates: Sequence[Estimate], fmt: str) -> str:
                      ratio(m.activations / first.memory.activations), size(m.kv_cache_at_seq_len),
                      count(e.params.total)])
     return grid(headers, body, fmt, align_right=True)
+
+
+def scaling_rows(est: Estimate) -> list[Row]:
+    """The scaling law's predicted loss and the tokens per parameter against the compute-optimal ratio."""
+    s = est.scaling
+    n = "active parameters (mixture of experts)" if s.params_convention == "active" else "parameters"
+    return [
+        Row("scaling", "predicted loss", s.loss, "number", note=f"{s.law} law, nats per token"),
+        Row("scaling", f"tokens per {'active ' if s.params_convention == 'active' else ''}parameter",
+            s.tokens_per_param, "number",
+            note=f"compute-optimal for these {n}: {_digits(s.optimal_tokens / s.params)}"),
+    ]
 
 
 def estimate_title(est: Estimate) -> str:

@@ -103,3 +103,28 @@ def test_resolve_names_and_files(tmp_path):
     with pytest.raises(SpecError) as err:
         scaling.resolve(str(path))
     assert err.value.problems == ["A: must be greater than 0, got -4", "beta: required field is missing"]
+
+
+# ---------------------------------------------------------------------------------------------- in estimates
+def test_estimate_carries_the_predicted_loss():
+    import costplan
+
+    e = costplan.estimate(costplan.load_spec("llama2-7b"))
+    n, d = 6_738_415_616, 2.0e12
+    assert e.scaling.loss == pytest.approx(1.8172 + 482.01 / n ** 0.3478 + 2085.43 / d ** 0.3658, rel=1e-12)
+    assert e.scaling.tokens_per_param == pytest.approx(d / n) and e.scaling.params_convention == "total"
+    chinchilla = costplan.estimate(costplan.load_spec("llama2-7b"), "chinchilla").scaling
+    assert chinchilla.loss == pytest.approx(1.69 + 406.4 / n ** 0.34 + 410.7 / d ** 0.28, rel=1e-12)
+
+
+def test_estimate_command_shows_loss_and_tokens_per_parameter(run, tmp_path):
+    import json
+
+    out = run("estimate", "gpt2-small").stdout
+    assert "predicted loss" in out and "tokens per parameter" in out
+    law = tmp_path / "law.yaml"
+    law.write_text("E: 2\nA: 400\nB: 400\nalpha: 0.3\nbeta: 0.3\n")
+    data = json.loads(run("estimate", "gpt2-small", "--law", str(law), "--format", "json").stdout)[0]
+    n, d = data["params"]["total"], data["assumptions"]["tokens"]
+    assert data["scaling"]["law"] == "law"
+    assert data["scaling"]["loss"] == pytest.approx(2 + 400 / n ** 0.3 + 400 / d ** 0.3)

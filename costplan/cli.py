@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 import click
 
@@ -159,6 +160,75 @@ def compare(specs, fmt, baseline, overrides, gpu, gpus, tokens, mfu) -> None:
         click.echo(report.render_estimates(results, fmt))
     else:
         click.echo(report.compare_table(results, names.index(baseline) if baseline else 0, fmt))
+
+
+@cli.command()
+@click.argument("spec", required=False, metavar="[SPEC_OR_PRESET]")
+@click.option("--budget", metavar="AMOUNT", help="Compute budget, in --unit (e.g. 5.76e23 FLOPs).")
+@click.option("--unit", default="flops", show_default=True, metavar="flops|gpu-hours|usd",
+              help="What --budget counts; GPU-hours and dollars are priced on --gpu.")
+@click.option("--deadline", metavar="DURATION", help="With SPEC: finish within this long, e.g. 30d, 12h, 2w.")
+@click.option("--gpu", "gpu_names", multiple=True, metavar="NAME",
+              help="GPU type (catalogue name or file); with --deadline, repeat to compare several "
+                   "(default: the whole catalogue). Default with --budget: a100-80gb.")
+@click.option("--gpus", metavar="N", default="1", show_default=True, help="With --budget: GPUs for wall clock.")
+@click.option("--seq-len", "seq_len", metavar="N", default=str(2048), show_default=True,
+              help="With --budget: the proposed model's training context.")
+@click.option("--vocab", metavar="N", default=str(32000), show_default=True,
+              help="With --budget: the proposed model's vocabulary size.")
+@click.option("--write", "write_path", metavar="FILE", help="With --budget: write the proposed spec as YAML.")
+@law_option
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="With SPEC: override a field.")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
+def plan(spec, budget, unit, deadline, gpu_names, gpus, seq_len, vocab, write_path, law, overrides, fmt) -> None:
+    """What to train with a budget (--budget), or how many GPUs finish SPEC by a deadline (--deadline)."""
+    from costplan import planner, report, scaling, yamlio
+    from costplan.validation import parse_count, parse_duration, parse_positive, parse_unit
+
+    problems = []
+
+    def check(parse, *args):
+        try:
+            return parse(*args)
+        except CostplanError as exc:
+            problems.append(str(exc))
+            return None
+
+    if spec is None and budget is None:
+        raise CostplanError("plan needs --budget AMOUNT, or SPEC and --deadline DURATION")
+    if spec is not None and (budget is not None or deadline is None):
+        raise CostplanError("with SPEC, plan needs --deadline DURATION (and no --budget)")
+    if spec is None:
+        amount, unit = check(parse_positive, "--budget", budget), check(parse_unit, unit)
+        count, context, words = (check(parse_count, name, text) for name, text in
+                                 (("--gpus", gpus), ("--seq-len", seq_len), ("--vocab", vocab)))
+        constants = check(scaling.resolve, law)
+        if len(gpu_names) > 1:
+            problems.append("--gpu: give one GPU type with --budget")
+        if problems:
+            raise CostplanError("\n".join(problems))
+        gpu = gpu_names[0] if gpu_names else "a100-80gb"
+        proposal = planner.propose(amount, unit, constants, gpu, count, context, words)
+        if write_path:
+            header = (f"proposed by costplan plan --budget {budget} --unit {unit}: the {constants.name} law's "
+                      f"compute-optimal size,\nshaped by the rule in costplan/sizing.py")
+            Path(write_path).write_text(yamlio.dumps(proposal.spec, header), encoding="utf-8")
+        click.echo(report.to_json(proposal.model_dump()) if fmt == "json" else
+                   report.csv_text([report.flatten(proposal.model_dump())]) if fmt == "csv" else
+                   report.table(report.proposal_rows(proposal), fmt, report.proposal_title(proposal)))
+        return
+    hours = check(parse_duration, "--deadline", deadline)
+    loaded = check(load_all, [spec], list(overrides))
+    if write_path:
+        problems.append("--write: only with --budget")
+    if problems:
+        raise CostplanError("\n".join(problems))
+    options = planner.deadline_options(loaded[0], hours, list(gpu_names) or None)
+    if fmt == "json":
+        click.echo(report.to_json([o.model_dump() for o in options]))
+    else:
+        click.echo(report.deadline_grid(options, fmt) if fmt != "csv" else
+                   report.csv_text([report.flatten(o.model_dump()) for o in options]))
 
 
 @cli.command()

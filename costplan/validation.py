@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import math
+import re
 import typing
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal, Union
@@ -14,7 +15,7 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainValidator, TypeAdapter, ValidationError
 from pydantic_core import PydanticCustomError
 
-from costplan.errors import did_you_mean
+from costplan.errors import CostplanError, did_you_mean
 
 # Upper limits keep every product in the cost model far from float overflow; they are far above any real model.
 MAX_WIDTH = 1 << 24          # d_model, d_ff, head_dim, vocab_size, max_seq_len, windows
@@ -232,3 +233,51 @@ def _describe(err: Mapping[str, Any], root: type[BaseModel]) -> list[str]:
 
 def _literal_words(expected: str) -> list[str]:
     return [w.strip(" '") for w in expected.replace(" or ", ", ").split(",")]
+
+
+# ---------------------------------------------------------------------------------------------- command options
+_DURATION_HOURS = {"h": 1, "hour": 1, "hours": 1, "d": 24, "day": 24, "days": 24, "w": 168, "week": 168,
+                   "weeks": 168}
+BUDGET_UNITS = ("flops", "gpu-hours", "usd")
+
+
+def parse_positive(option: str, text: str) -> float:
+    """A finite number greater than zero (`5.76e23`, `250_000`), or a CostplanError naming the option."""
+    try:
+        value = float(str(text).replace("_", ""))
+    except ValueError:
+        raise CostplanError(f"{option}: expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise CostplanError(f"{option}: expected a finite number, got {text!r}")
+    if value <= 0:
+        raise CostplanError(f"{option}: must be greater than 0, got {text}")
+    return value
+
+
+def parse_unit(text: str) -> str:
+    if text not in BUDGET_UNITS:
+        raise CostplanError(f"--unit: {text!r} is not one of {', '.join(BUDGET_UNITS)}"
+                            f"{did_you_mean(text, BUDGET_UNITS)}")
+    return text
+
+
+def parse_duration(option: str, text: str) -> float:
+    """`30d`, `12h`, `2w`, `1.5 days` → hours."""
+    match = re.fullmatch(r"\s*([0-9][0-9_]*(?:\.[0-9]*)?|\.[0-9]+)\s*([a-z]+)\s*", str(text).lower())
+    if not match or match.group(2) not in _DURATION_HOURS:
+        raise CostplanError(f"{option}: {text!r} is not a duration; write a number and a unit, e.g. 30d, 12h "
+                            "or 2w")
+    hours = float(match.group(1).replace("_", "")) * _DURATION_HOURS[match.group(2)]
+    if hours <= 0:
+        raise CostplanError(f"{option}: must be longer than zero, got {text!r}")
+    return hours
+
+
+def parse_count(option: str, text: str) -> int:
+    """A whole number from 1 to MAX_WIDTH given on the command line."""
+    value = parse_positive(option, text)
+    if value != int(value):
+        raise CostplanError(f"{option}: expected a whole number, got {text}")
+    if value > MAX_WIDTH:
+        raise CostplanError(f"{option}: {text} is too large (costplan accepts up to {MAX_WIDTH})")
+    return int(value)

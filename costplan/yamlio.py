@@ -59,3 +59,9 @@ def read(path: Path) -> Any:
         raise SpecError(str(path), [f"{where}invalid YAML: {exc.problem or exc.context}"]) from None
     except yaml.YAMLError as exc:
         raise SpecError(str(path), [f"invalid YAML: {exc}"]) from None
+
+
+def dumps(data: Any, header: str = "") -> str:
+    """A mapping as block YAML in its own key order, after `# ` comment lines for the header."""
+    comments = "".join(f"# {line}\n" for line in header.splitlines())
+    return comments + yaml.safe_dump(data, sort_keys=False, default_flow_style=False, width=100)

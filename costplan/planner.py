@@ -1,0 +1,285 @@
+"""`costplan plan`: what to train with a budget, and how many GPUs finish a spec by a deadline.
+
+Budget: a compute budget C (FLOPs, or GPU-hours or dollars turned into FLOPs at a GPU's dense peak and MFU)
+gives the law's compute-optimal N and D under C = 6·N·D (costplan/scaling.py). The shape rule
+(costplan/sizing.py) turns N into a concrete architecture, and costplan.estimate prices it exactly: the
+proposal trains that architecture on the tokens its real training FLOPs (attention included) can buy with C,
+so its GPU-hours and cost match the budget, and reports the law's loss for its real size and tokens.
+
+Deadline: for each GPU type, the fewest GPUs that train the spec within the deadline with every GPU's memory
+within its capacity, under the spec's own parallelism section or, without one, the cheapest of a small grid
+of layouts (ZeRO 2 or 3, tensor 1–8 with sequence parallelism, pipeline 1–8 with 1F1B, expert parallelism
+over the largest divisor of n_experts up to 64 that divides the data-parallel degree), priced with the step
+time of costs/parallel.py (compute / MFU + bubble + exposed communication). ZeRO-2 is never worse than ZeRO 0
+or 1 (same traffic, less memory), so those are not tried. When the spec leaves global_batch_size open, a
+pipeline of p stages runs 4·p micro-batches per step (a bubble under 25%); otherwise the batch fixes them.
+GPU counts above one node are whole nodes. The fewest GPUs are found by a galloping search from the count
+that the compute alone needs, assuming that more GPUs never take longer or need more memory.
+"""
+from __future__ import annotations
+
+import bisect
+import math
+from collections.abc import Sequence
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from costplan import hardware, scaling, sizing
+from costplan.costs.estimate import estimate
+from costplan.spec import ParallelismSpec, Spec, load_spec
+from costplan.validation import MAX_COUNT
+
+SECONDS_PER_HOUR = 3600
+TENSOR_DEGREES = (1, 2, 4, 8)
+PIPELINE_DEGREES = (1, 2, 4, 8)
+ZERO_STAGES = (2, 3)
+MAX_EXPERT_DEGREE = 64
+
+
+class _Result(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+# ---------------------------------------------------------------------------------------------- budget
+def budget_flops(amount: float, unit: str, gpu: hardware.GPU, precision: str = "bf16") -> float:
+    """A budget in FLOPs, GPU-hours or US dollars as training FLOPs: hours × 3600 × dense peak × MFU, and
+    dollars at the GPU's catalogue price per hour."""
+    if unit == "flops":
+        return amount
+    hours = amount if unit == "gpu-hours" else amount / gpu.usd_per_gpu_hour
+    return hours * SECONDS_PER_HOUR * gpu.peak_flops(precision) * gpu.mfu
+
+
+class Optimum(_Result):
+    """The law's closed-form optimum for the budget."""
+
+    params: float
+    tokens: float
+    loss: float
+    tokens_per_param: float
+
+
+class Proposal(_Result):
+    """The JSON of `costplan plan --budget`: the proposed architecture, priced by costplan.estimate."""
+
+    params: int                 # exact parameter count of the proposed architecture
+    tokens: int                 # the tokens its training FLOPs can buy within the budget
+    flops: float                # its training model FLOPs (≤ the budget)
+    loss: float                 # the law's loss for params and tokens
+    gpu_hours: float
+    wall_clock_days: float
+    cost_usd: float
+    budget: dict[str, Any]      # amount, unit, flops, gpu
+    law: str
+    optimum: Optimum
+    spec: dict[str, Any]        # the spec it proposes, as written by --write
+
+
+def propose(amount: float, unit: str, law: scaling.ScalingLaw, gpu_key: str, gpus: int,
+            seq_len: int = sizing.DEFAULT_SEQ_LEN, vocab_size: int = sizing.DEFAULT_VOCAB) -> Proposal:
+    """The compute-optimal model for a budget, as a concrete spec with its real cost."""
+    gpu = hardware.resolve(gpu_key)
+    flops = budget_flops(amount, unit, gpu)
+    n_opt, d_opt = law.compute_optimal(flops)
+    model = sizing.architecture(n_opt, vocab_size, seq_len)
+    per_token = estimate(load_spec({"model": model, "training": {"tokens": 1}})).flops.training_per_token
+    tokens = max(1, math.floor(flops / per_token))
+    spec = {
+        "name": f"plan-{_short(flops)}-flops",
+        "model": model,
+        "training": {"tokens": tokens, "seq_len": seq_len, "precision": "bf16", "optimizer": "adamw"},
+        "hardware": {"gpu": gpu_key, "count": gpus},
+    }
+    result = estimate(load_spec(spec), law)
+    return Proposal(
+        params=result.params.total, tokens=tokens, flops=result.flops.training_total,
+        loss=law.loss(result.params.total, tokens), gpu_hours=result.time.gpu_hours,
+        wall_clock_days=result.time.wall_clock_days, cost_usd=result.time.cost_usd,
+        budget={"amount": amount, "unit": unit, "flops": flops, "gpu": gpu_key},
+        law=law.name,
+        optimum=Optimum(params=n_opt, tokens=d_opt, loss=law.loss(n_opt, d_opt), tokens_per_param=d_opt / n_opt),
+        spec=spec,
+    )
+
+
+def _short(flops: float) -> str:
+    return f"{flops:.3g}".replace("+", "")
+
+
+# ---------------------------------------------------------------------------------------------- deadline
+class Option(_Result):
+    """The fewest GPUs of one type that meet the deadline, or why none do."""
+
+    gpu: str
+    gpus: int | None
+    layout: dict[str, Any] | None           # the parallelism section used
+    memory_per_gpu: int | None
+    gpu_memory: int
+    wall_clock_days: float | None
+    gpu_hours: float | None
+    cost_usd: float | None
+    note: str = ""
+
+
+def layouts(spec: Spec) -> list[dict[str, Any]]:
+    """The parallelism sections tried for a spec: its own, or the grid described in the module docstring."""
+    if spec.parallelism is not None:
+        return [{**spec.parallelism.model_dump(), "data": "auto"}]
+    open_batch = spec.training.global_batch_size is None
+    model = spec.model
+    widths = [model.n_heads, model.n_kv_heads, model.d_ff]
+    if model.moe is not None:
+        widths += [w for w in (model.moe.d_ff_expert, model.moe.d_ff_shared) if w]
+    found = []
+    for zero in ZERO_STAGES:
+        for t in TENSOR_DEGREES:
+            if any(w % t for w in widths):
+                continue
+            for p in PIPELINE_DEGREES:
+                if model.n_layers % p:
+                    continue
+                found.append({"zero": zero, "tensor": t, "pipeline": p, "sequence_parallel": t > 1,
+                              "micro_batches": 4 * p if p > 1 and open_batch else None})
+    return found
+
+
+def _expert_degree(spec: Spec, data: int) -> int:
+    moe = spec.model.moe
+    if moe is None:
+        return 1
+    return max(e for e in range(1, min(moe.n_experts, MAX_EXPERT_DEGREE) + 1)
+               if moe.n_experts % e == 0 and data % e == 0)
+
+
+def _variant(spec: Spec, gpu_key: str, count: int, layout: dict[str, Any]) -> Spec:
+    """The spec on `count` GPUs of another type with a layout. The layout divides the model by construction
+    and the count is a multiple of tensor × pipeline, so the copy skips validation."""
+    hw = spec.hardware
+    same = gpu_key == hw.gpu
+    data = count // (layout["tensor"] * layout["pipeline"])
+    expert = layout["expert"] if "expert" in layout else _expert_degree(spec, data)
+    section = ParallelismSpec(**{**layout, "data": "auto", "expert": expert})
+    return spec.model_copy(update={
+        "hardware": hw.model_copy(update={"gpu": gpu_key, "count": count, "mfu": hw.mfu if same else None,
+                                          "usd_per_gpu_hour": hw.usd_per_gpu_hour if same else None}),
+        "parallelism": section,
+    })
+
+
+def _data_degrees(spec: Spec, layout: dict[str, Any], node_size: int) -> Sequence[int]:
+    """Data-parallel degrees to try, ascending: those that fill part of one node or whole nodes, multiples of a
+    fixed expert degree, and divisors of the global batch (in micro-batches) when the spec fixes it."""
+    t = spec.training
+    model_parallel = layout["tensor"] * layout["pipeline"]
+    step = layout.get("expert", 1)
+    whole_nodes = math.lcm(step, node_size // math.gcd(node_size, model_parallel))
+    limit = MAX_COUNT // model_parallel
+    small = list(range(step, min(limit + 1, -(-node_size // model_parallel)), step))   # d·t·p < node_size
+    if t.global_batch_size is None:
+        first = -(-max(step, node_size // model_parallel) // whole_nodes) * whole_nodes
+        return _Chain(small, range(first, limit + 1, whole_nodes))
+    sequences = t.global_batch_size // t.micro_batch_size
+    micro_batches = layout.get("micro_batches")
+    return [d for d in range(step, min(sequences, limit) + 1, step)
+            if sequences % d == 0 and (micro_batches is None or sequences == d * micro_batches)
+            and (d * model_parallel < node_size or d % whole_nodes == 0)]
+
+
+class _Chain(Sequence):
+    """A list followed by a range, indexable without building the range."""
+
+    def __init__(self, head: list[int], tail: range):
+        self.head, self.tail = head, tail
+
+    def __len__(self) -> int:
+        return len(self.head) + len(self.tail)
+
+    def __getitem__(self, index):  # noqa: ANN001, ANN204 - Sequence's signature
+        return self.head[index] if index < len(self.head) else self.tail[index - len(self.head)]
+
+
+def _first(degrees: Sequence[int], start: int, meets) -> int | None:  # noqa: ANN001
+    """The first index from `start` whose degree meets the test (monotone): gallop, then bisect."""
+    step, lo = 1, start
+    hi = lo
+    while hi < len(degrees) and not meets(degrees[hi]):
+        lo, hi, step = hi + 1, hi + step, step * 2
+    if hi >= len(degrees):
+        hi = len(degrees)
+        if lo >= hi or not meets(degrees[hi - 1]):
+            return None
+        hi -= 1
+    while lo < hi:   # degrees[hi] meets it; lo is the first not yet ruled out
+        mid = (lo + hi) // 2
+        if meets(degrees[mid]):
+            hi = mid
+        else:
+            lo = mid + 1
+    return hi
+
+
+def fewest_gpus(spec: Spec, gpu_key: str, deadline_hours: float) -> Option:
+    """The cheapest layout at the fewest GPUs of type gpu_key that meet the deadline and fit."""
+    gpu = hardware.resolve(gpu_key)
+    if gpu.peak_flops(spec.training.precision) is None:
+        return Option(gpu=gpu_key, gpus=None, layout=None, memory_per_gpu=None, gpu_memory=gpu.memory_bytes,
+                      wall_clock_days=None, gpu_hours=None, cost_usd=None,
+                      note=f"no {spec.training.precision} peak")
+    best = None
+    single = estimate(_variant(spec, gpu_key, 1, {"tensor": 1, "pipeline": 1, "zero": 0}))
+    needed = single.time.gpu_hours / deadline_hours      # GPUs the compute alone needs; no layout needs fewer
+    for layout in layouts(spec):
+        degrees = _data_degrees(spec, layout, gpu.node_size)
+        model_parallel = layout["tensor"] * layout["pipeline"]
+
+        def meets(d: int) -> bool:
+            e = estimate(_variant(spec, gpu_key, d * model_parallel, layout))  # noqa: B023 - used at once
+            return e.memory.fits and e.time.wall_clock_days * 24 <= deadline_hours
+
+        start = bisect.bisect_left(_Keyed(degrees, model_parallel), needed)
+        index = _first(degrees, start, meets)
+        if index is None:
+            continue
+        count = degrees[index] * model_parallel
+        result = estimate(_variant(spec, gpu_key, count, layout))
+        key = (count, result.time.cost_usd)
+        if best is None or key < best[0]:
+            best = (key, layout, result)
+    if best is None:
+        return Option(gpu=gpu_key, gpus=None, layout=None, memory_per_gpu=None, gpu_memory=gpu.memory_bytes,
+                      wall_clock_days=None, gpu_hours=None, cost_usd=None,
+                      note="no layout tried fits and finishes in time")
+    _, layout, result = best
+    par = result.parallelism
+    return Option(
+        gpu=gpu_key, gpus=result.assumptions["gpu_count"],
+        layout={"data": par.data, "tensor": par.tensor, "pipeline": par.pipeline, "expert": par.expert,
+                "zero": par.zero, "sequence_parallel": par.sequence_parallel},
+        memory_per_gpu=result.memory.total_per_gpu, gpu_memory=result.memory.gpu_memory,
+        wall_clock_days=result.time.wall_clock_days, gpu_hours=result.time.gpu_hours,
+        cost_usd=result.time.cost_usd,
+    )
+
+
+class _Keyed(Sequence):
+    """GPU counts of a sequence of data-parallel degrees, for bisect."""
+
+    def __init__(self, degrees: Sequence[int], model_parallel: int):
+        self.degrees, self.model_parallel = degrees, model_parallel
+
+    def __len__(self) -> int:
+        return len(self.degrees)
+
+    def __getitem__(self, index):  # noqa: ANN001, ANN204 - Sequence's signature
+        return self.degrees[index] * self.model_parallel
+
+
+def deadline_options(spec: Spec, deadline_hours: float, gpu_keys: list[str] | None = None) -> list[Option]:
+    """One option per GPU type (the catalogue, or the given ones), cheapest first, impossible ones last."""
+    keys = gpu_keys or list(hardware.catalogue())
+    for key in keys:
+        hardware.resolve(key)  # an unknown name is the user's error, reported before any work
+    options = [fewest_gpus(spec, key, deadline_hours) for key in keys]
+    return sorted(options, key=lambda o: (o.cost_usd is None, o.cost_usd or 0.0))
+

@@ -1,0 +1,130 @@
+"""`costplan plan`: the shape rule, budgets in FLOPs, GPU-hours and dollars, and deadlines."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import costplan
+from costplan import hardware, planner, scaling, sizing
+from test_cli import errors
+
+EPOCH = scaling.LAWS["epoch"]
+
+
+# ---------------------------------------------------------------------------------------------- shape rule
+@pytest.mark.parametrize("preset", ["llama2-7b", "llama2-13b"])
+def test_shape_rule_reproduces_llama2(preset):
+    # Llama 2 7B and 13B (Touvron et al. 2023, Table 1 and HF configs) follow the rule exactly: 128-wide heads,
+    # d_model/n_layers = 128, d_ff = 8/3·d_model rounded up to a multiple of 256. Given their parameter count,
+    # the rule returns their shape.
+    llama = costplan.load_spec(preset).model
+    proposed = sizing.architecture(costplan.estimate(costplan.load_spec(preset)).params.total, 32000, 4096)
+    assert (proposed["d_model"], proposed["n_layers"], proposed["n_heads"], proposed["d_ff"]) == (
+        llama.d_model, llama.n_layers, llama.n_heads, llama.d_ff)
+
+
+@pytest.mark.parametrize("target", [3e8, 1.3e9, 7.2e10, 3.1e11, 2e12])
+def test_shape_rule_lands_within_half_a_layer(target):
+    model = sizing.architecture(target)
+    spec = costplan.load_spec({"model": model})
+    params = costplan.estimate(spec).params.total
+    per_layer = costplan.estimate(costplan.load_spec({"model": model}, ["model.n_layers=2"])).params.total \
+        - costplan.estimate(costplan.load_spec({"model": model}, ["model.n_layers=1"])).params.total
+    assert abs(params - target) <= per_layer / 2
+    assert model["d_model"] == 128 * model["n_heads"] and model["d_ff"] % 256 == 0
+    assert model["n_heads"] < 16 or model["n_heads"] % (4 if model["n_heads"] < 64 else 8) == 0
+    assert 85 <= model["d_model"] / model["n_layers"] <= 190          # near 128, as the width steps allow
+
+
+# ---------------------------------------------------------------------------------------------- budgets
+def test_flops_budget_json_contract(run):
+    data = json.loads(run("plan", "--budget", "5.76e23", "--format", "json").stdout)
+    assert {"params", "tokens", "flops", "loss", "gpu_hours", "cost_usd", "spec"} <= set(data)
+    # The law's optimum (issue test vector) and a concrete model within 1% of it
+    assert data["optimum"]["params"] == pytest.approx(7.23e10, rel=5e-3)
+    assert data["optimum"]["tokens"] == pytest.approx(1.33e12, rel=5e-3)
+    assert data["params"] == pytest.approx(7.23e10, rel=0.01) and isinstance(data["params"], int)
+    # Spending the budget: real training FLOPs (attention included) within one token of 5.76e23
+    per_token = data["flops"] / data["tokens"]
+    assert 5.76e23 - per_token < data["flops"] <= 5.76e23
+    assert data["loss"] == pytest.approx(EPOCH.loss(data["params"], data["tokens"]))
+    assert data["tokens"] == pytest.approx(1.33e12, rel=0.05)   # fewer than 6ND's: attention costs FLOPs too
+
+
+def test_proposed_spec_prices_as_reported(run, tmp_path):
+    path = tmp_path / "proposal.yaml"
+    data = json.loads(run("plan", "--budget", "100000", "--unit", "gpu-hours", "--gpu", "h100-sxm", "--gpus",
+                          "64", "--write", str(path), "--format", "json").stdout)
+    text = path.read_text()
+    assert text.startswith("# proposed by costplan plan --budget 100000 --unit gpu-hours")
+    e = costplan.estimate(costplan.load_spec(str(path)))
+    assert (e.params.total, e.assumptions["tokens"]) == (data["params"], data["tokens"])
+    assert e.time.gpu_hours == pytest.approx(data["gpu_hours"]) and e.time.wall_clock_days == pytest.approx(
+        data["wall_clock_days"])
+    # 100k H100-hours at 989 TFLOP/s and 40% MFU buy 100000 × 3600 × 989e12 × 0.4 FLOPs: spent to the token.
+    assert data["budget"]["flops"] == pytest.approx(100000 * 3600 * 989e12 * 0.40)
+    assert data["gpu_hours"] == pytest.approx(100000, rel=1e-6) and data["gpu_hours"] <= 100000
+
+
+def test_dollar_budget(run):
+    data = json.loads(run("plan", "--budget", "250000", "--unit", "usd", "--gpu", "h100-sxm",
+                          "--format", "json").stdout)
+    gpu = hardware.resolve("h100-sxm")
+    assert data["budget"]["flops"] == pytest.approx(250000 / gpu.usd_per_gpu_hour * 3600 * 989e12 * 0.40)
+    assert data["cost_usd"] == pytest.approx(250000, rel=1e-6)
+
+
+def test_budget_table_and_law(run):
+    out = run("plan", "--budget", "1e21", "--law", "chinchilla").stdout
+    assert out.startswith("Budget 1 ZFLOP")
+    for text in ("optimum", "1.824 B", "chinchilla law", "proposal", "architecture", "GPU-hours", "cost"):
+        assert text in out, text
+
+
+# ---------------------------------------------------------------------------------------------- deadline
+def test_deadline_options_are_minimal_and_sorted(run):
+    data = json.loads(run("plan", "llama2-7b", "--deadline", "30d", "--gpu", "h100-sxm", "--gpu", "a100-80gb",
+                          "--gpu", "v100", "--format", "json").stdout)
+    assert [o["gpu"] for o in data] == ["h100-sxm", "a100-80gb", "v100"]      # by cost; v100 has no bf16
+    assert data[2]["gpus"] is None and data[2]["note"] == "no bf16 peak"
+    spec = costplan.load_spec("llama2-7b")
+    for option in data[:2]:
+        assert option["wall_clock_days"] <= 30 and option["memory_per_gpu"] <= option["gpu_memory"]
+        # The batch of 1024 sequences splits over power-of-two data-parallel degrees only, so the next smaller
+        # count is half: with the same layout it misses the deadline or does not fit.
+        layout = {k: option["layout"][k] for k in ("tensor", "pipeline", "zero", "sequence_parallel")}
+        fewer = planner._variant(spec, option["gpu"], option["gpus"] // 2, layout)
+        e = costplan.estimate(fewer)
+        assert e.time.wall_clock_days > 30 or not e.memory.fits
+
+
+def test_deadline_table(run):
+    out = run("plan", "gpt2-small", "--deadline", "12h", "--gpu", "a100-80gb").stdout
+    assert out.splitlines()[0].split()[:3] == ["GPU", "GPUs", "tensor"]
+    assert "a100-80gb" in out and "ZeRO" in out
+
+
+# ---------------------------------------------------------------------------------------------- errors
+@pytest.mark.parametrize("args, lines", [
+    (["--budget", "-5"], ["Error: --budget: must be greater than 0, got -5"]),
+    (["--budget", "0"], ["Error: --budget: must be greater than 0, got 0"]),
+    (["--budget", "lots"], ["Error: --budget: expected a number, got 'lots'"]),
+    (["--budget", "1e21", "--unit", "hours"],
+     ["Error: --unit: 'hours' is not one of flops, gpu-hours, usd (did you mean 'gpu-hours'?)"]),
+    (["--budget", "-1", "--unit", "euro", "--gpus", "0"],
+     ["Error: --budget: must be greater than 0, got -1", "Error: --unit: 'euro' is not one of flops, gpu-hours, usd",
+      "Error: --gpus: must be greater than 0, got 0"]),
+    (["gpt2-small", "--deadline", "30x"],
+     ["Error: --deadline: '30x' is not a duration; write a number and a unit, e.g. 30d, 12h or 2w"]),
+    (["gpt2-small", "--deadline", "soon"],
+     ["Error: --deadline: 'soon' is not a duration; write a number and a unit, e.g. 30d, 12h or 2w"]),
+    (["gpt2-small", "--deadline", "0d"], ["Error: --deadline: must be longer than zero, got '0d'"]),
+    ([], ["Error: plan needs --budget AMOUNT, or SPEC and --deadline DURATION"]),
+    (["gpt2-small"], ["Error: with SPEC, plan needs --deadline DURATION (and no --budget)"]),
+    (["gpt2-small", "--deadline", "1d", "--gpu", "h100"],
+     ["Error: unknown GPU 'h100' (did you mean 'h100-sxm'?); `costplan hardware` lists the catalogue, or give a "
+      "path to a hardware YAML file"]),
+])
+def test_bad_plan_input(run, args, lines):
+    assert errors(run("plan", *args)) == lines

@@ -232,6 +232,51 @@ def plan(spec, budget, unit, deadline, gpu_names, gpus, seq_len, vocab, write_pa
 
 
 @cli.command()
+@click.argument("spec", metavar="SPEC_OR_PRESET")
+@click.option("--vary", "varies", multiple=True, required=True, metavar="KEY=V1,V2,...",
+              help="A field and its values, e.g. model.n_layers=12,24,48 (repeatable: the cartesian product; "
+                   "the model. prefix may be left out).")
+@click.option("--sort-by", "sort_by", metavar="COLUMN", help="Order by a result column or a varied key.")
+@click.option("--limit", metavar="N", help="Evaluate only the first N points (needed above 100,000).")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
+@law_option
+@spec_options
+def sweep(spec, varies, sort_by, limit, fmt, law, overrides, gpu, gpus, tokens, mfu) -> None:
+    """Estimate every combination of --vary values of one spec: one row per point."""
+    from costplan import report, scaling
+    from costplan import sweep as sweeps
+    from costplan.errors import SpecError
+    from costplan.spec import read_source
+    from costplan.validation import parse_count
+
+    problems, axes = [], []
+    for text in varies:
+        try:
+            axes.append(sweeps.parse_vary(text))
+        except CostplanError as exc:
+            problems.append(str(exc))
+    checks = [lambda: parse_count("--limit", limit) if limit is not None else None,
+              lambda: scaling.resolve(law), lambda: read_source(spec)]
+    if not problems:
+        checks += [lambda: sweeps.check_size(axes, limit), lambda: sweeps.sort_key(sort_by, axes)]
+    results = []
+    for check in checks:
+        try:
+            results.append(check())
+        except CostplanError as exc:
+            problems.append(str(exc))
+            results.append(None)
+    if problems:
+        raise CostplanError("\n".join(problems))
+    count, constants, raw = results[:3]
+    order = results[4]
+    points = sweeps.run(raw, axes, collect_overrides(overrides, gpu, gpus, tokens, mfu), constants, count)
+    if order is not None:
+        points = sorted(points, key=order)
+    click.echo(report.sweep_output(points, [axis.key for axis in axes], fmt))
+
+
+@cli.command()
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
 def presets(fmt) -> None:
     """List the bundled preset specs, usable by name wherever a spec file is."""

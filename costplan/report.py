@@ -20,6 +20,7 @@ from costplan.costs.result import Estimate
 
 if TYPE_CHECKING:
     from costplan.planner import Option, Proposal
+    from costplan.sweep import Point
 
 # ---------------------------------------------------------------------------------------------- units
 _COUNT = ["", " k", " M", " B", " T", " Q"]
@@ -299,6 +300,25 @@ def deadline_grid(options: Sequence[Option], fmt: str) -> str:
                      f"{size(o.memory_per_gpu)} of {size(o.gpu_memory)}", human(o.wall_clock_days, "days"),
                      count(o.gpu_hours), usd(o.cost_usd), o.note])
     return grid(DEADLINE_HEADERS, body, fmt)
+
+
+SWEEP_UNITS = {"params": "count", "active_params": "count", "training_flops": "flop", "memory_per_gpu": "bytes",
+               "fits": "text", "gpu_hours": "hours", "wall_clock_days": "days", "cost_usd": "usd",
+               "loss": "number"}
+
+
+def sweep_output(points: Sequence[Point], keys: Sequence[str], fmt: str) -> str:
+    """`costplan sweep`: one row per point, the varied keys first; raw numbers in JSON and CSV."""
+    records = [{**p.varied, **p.values} for p in points]
+    if fmt == "json":
+        return to_json(records)
+    if fmt == "csv":
+        return csv_text(records) if records else ",".join([*keys, *SWEEP_UNITS])
+    headers = [*keys, *SWEEP_UNITS]
+    body = [[str(p.varied[k]) for k in keys]
+            + [human(v, SWEEP_UNITS[name]) if name != "fits" else ("yes" if v else "no")
+               for name, v in p.values.items()] for p in points]
+    return grid(headers, body, fmt)
 
 
 def warnings(est: Estimate) -> list[str]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
@@ -17,7 +18,7 @@ from costplan import hardware, yamlio
 from costplan.errors import CostplanError, SpecError, did_you_mean
 from costplan.validation import (
     Amount, Count, CountOrAuto, FieldProblems, Flag, Fraction, Positive, Price, Section, Tokens, Width,
-    error_messages, kind_of, raise_if, valid_field_getter, whole_or_none, width_or_none,
+    error_messages, field_sections, kind_of, raise_if, valid_field_getter, whole_or_none, width_or_none,
 )
 
 # ---------------------------------------------------------------------------------------------- attention
@@ -522,10 +523,30 @@ def apply_overrides(data: Mapping[str, Any], overrides: Iterable[str]) -> dict[s
 # ---------------------------------------------------------------------------------------------- loading
 def load_spec(source: str | os.PathLike | Mapping[str, Any], overrides: Iterable[str] = ()) -> Spec:
     """A validated Spec from a file path, a preset name or a mapping, with `--set`-style overrides applied."""
+    raw = read_source(source)
+    return validate(raw.data, overrides, label=raw.label, default_name=raw.default_name, base_dir=raw.base_dir)
+
+
+@dataclass(frozen=True)
+class RawSpec:
+    """A spec as read, before validation, with what validation needs to name and place it."""
+
+    data: Any
+    label: str
+    default_name: str
+    base_dir: str | None
+
+    def validate(self, overrides: Iterable[str] = ()) -> Spec:
+        return validate(self.data, overrides, label=self.label, default_name=self.default_name,
+                        base_dir=self.base_dir)
+
+
+def read_source(source: str | os.PathLike | Mapping[str, Any]) -> RawSpec:
+    """The raw mapping of a file path, a preset name or a mapping; validation comes after."""
     from costplan import presets
 
     if isinstance(source, Mapping):
-        return validate(source, overrides, label="<spec>", default_name="spec", base_dir=None)
+        return RawSpec(source, "<spec>", "spec", None)
     path = Path(source)
     if not path.exists() and presets.is_preset(str(source)):
         path = presets.path(str(source))
@@ -536,8 +557,30 @@ def load_spec(source: str | os.PathLike | Mapping[str, Any], overrides: Iterable
             "the presets"])
     else:
         label = str(source)
-    data = yamlio.read(path)
-    return validate(data, overrides, label=label, default_name=path.stem, base_dir=str(path.parent))
+    return RawSpec(yamlio.read(path), label, path.stem, str(path.parent))
+
+
+def field_path(key: str) -> list[str]:
+    """A dotted field path as written in a spec, checked against the format: `model.n_layers`. The `model.`
+    prefix may be left out (`moe.n_experts`, `n_layers`). An unknown field is a CostplanError."""
+    parts = key.split(".")
+    if any(not part for part in parts):
+        raise CostplanError(f"{key!r} is not a dotted field path such as model.n_layers")
+    top = [name for name, f in Spec.model_fields.items() if not f.exclude]
+    if parts[0] not in top and parts[0] in ModelSpec.model_fields:
+        parts = ["model", *parts]
+    sections: list[type[Section]] = [Spec]
+    for depth, part in enumerate(parts):
+        names = {name for cls in sections for name, f in cls.model_fields.items() if not f.exclude}
+        if part not in names:
+            where = ".".join(parts[:depth]) or "a spec"
+            raise CostplanError(f"{'.'.join(parts[:depth + 1])}: unknown field{did_you_mean(part, names)}; "
+                                f"{where} has {', '.join(sorted(names))}")
+        sections = [inner for cls in sections if part in cls.model_fields
+                    for inner in field_sections(cls.model_fields[part].annotation)]
+        if not sections and depth < len(parts) - 1:
+            raise CostplanError(f"{'.'.join(parts[:depth + 1])}: is a value, not a section with fields")
+    return parts
 
 
 def _looks_like_path(text: str) -> bool:

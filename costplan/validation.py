@@ -159,6 +159,15 @@ def _tagged_members(annotation: Any) -> dict[str, type[BaseModel]]:
     return members
 
 
+def field_sections(annotation: Any) -> list[type[BaseModel]]:
+    """The sections a field's annotation can hold: one, the members of a tagged union, or none (a value)."""
+    members = _tagged_members(annotation)
+    if members:
+        return list(members.values())
+    section = _section_of(annotation)
+    return [section] if section is not None else []
+
+
 def _section_of(annotation: Any) -> type[BaseModel] | None:
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return annotation

@@ -1,0 +1,95 @@
+"""`costplan sweep`: the cartesian product, every point validated and estimated like a spec of its own."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import pytest
+
+import costplan
+from test_cli import TINY, errors, write
+
+GPT = "model: {vocab_size: 1000, d_model: 64, n_layers: 2, n_heads: 4, max_seq_len: 128}\ntraining: {tokens: 1e9}\n"
+
+
+def test_product_order_and_values_match_single_estimates(run):
+    data = json.loads(run("sweep", TINY, "--vary", "model.n_layers=1,2,3", "--vary", "training.micro_batch_size=1,4",
+                          "--format", "json").stdout)
+    assert [(d["model.n_layers"], d["training.micro_batch_size"]) for d in data] == [
+        (1, 1), (1, 4), (2, 1), (2, 4), (3, 1), (3, 4)]                    # the last --vary varies fastest
+    for d in data:
+        e = costplan.estimate(costplan.load_spec(TINY, [f"model.n_layers={d['model.n_layers']}",
+                                                        f"training.micro_batch_size={d['training.micro_batch_size']}"]))
+        assert (d["params"], d["memory_per_gpu"], d["cost_usd"], d["loss"]) == (
+            e.params.total, e.memory.total_per_gpu, e.time.cost_usd, e.scaling.loss)
+        assert isinstance(d["params"], int)
+
+
+def test_derived_defaults_follow_the_swept_value(run, tmp_path):
+    # d_ff defaults to 4·d_model: sweeping d_model re-derives it. GPT-2 shape, tied head, learned positions:
+    # N = V·d + S·d + L·(12d² + 13d) + 2d (Kaplan's 12·L·d² plus biases and LayerNorms).
+    path = write(tmp_path, GPT)
+    rows = list(csv.DictReader(io.StringIO(run("sweep", path, "--vary", "d_model=64,128", "--format", "csv").stdout)))
+    for row in rows:
+        d = int(row["model.d_model"])
+        assert int(row["params"]) == 1000 * d + 128 * d + 2 * (12 * d * d + 13 * d) + 2 * d
+
+
+def test_sort_by_and_limit(run):
+    data = json.loads(run("sweep", TINY, "--vary", "model.n_layers=3,1,2", "--sort-by", "params",
+                          "--format", "json").stdout)
+    assert [d["model.n_layers"] for d in data] == [1, 2, 3]
+    data = json.loads(run("sweep", TINY, "--vary", "n_layers=3,1,2", "--sort-by", "n_layers", "--format",
+                          "json").stdout)
+    assert [d["model.n_layers"] for d in data] == [1, 2, 3]
+    data = json.loads(run("sweep", TINY, "--vary", "model.n_layers=1,2,3", "--vary", "model.d_ff=64,128",
+                          "--limit", "3", "--format", "json").stdout)
+    assert [(d["model.n_layers"], d["model.d_ff"]) for d in data] == [(1, 64), (1, 128), (2, 64)]
+
+
+def test_moe_shorthand_and_table(run):
+    out = run("sweep", "mixtral-8x7b", "--vary", "moe.n_experts=2,8,64", "--vary", "parallelism.expert=1,2",
+              "--gpus", "8", "--tokens", "1e12").stdout
+    lines = out.splitlines()
+    assert lines[0].split()[:2] == ["model.moe.n_experts", "parallelism.expert"] and len(lines) == 2 + 6
+    assert "46.7 B" in out and "12.88 B" in out          # Mixtral's total and active at 8 experts
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["--vary", "model.n_layer=1,2"], "Error: --vary model.n_layer=1,2: model.n_layer: unknown field (did you mean "
+     "'n_layers'?); model has attention, bias, d_ff, d_model, embedding_norm, head_dim, max_seq_len, mlp, moe, "
+     "n_heads, n_kv_heads, n_layers, norm, position, qk_norm, qkv_bias, tie_embeddings, vocab_size"),
+    (["--vary", "n_layers"], "Error: --vary n_layers: expected KEY=V1,V2,..., e.g. model.n_layers=12,24,48"),
+    (["--vary", "model.n_layers=1,,2"], "Error: --vary model.n_layers=1,,2: an empty value; write values "
+     "separated by commas"),
+    (["--vary", "model.n_layers.x=1"], "Error: --vary model.n_layers.x=1: model.n_layers: is a value, not a "
+     "section with fields"),
+    (["--vary", "model.n_layers=1,2", "--sort-by", "speed"], "Error: --sort-by: 'speed' is not a column; one of "
+     "params, active_params, training_flops, memory_per_gpu, fits, gpu_hours, wall_clock_days, cost_usd, loss, "
+     "model.n_layers"),
+    (["--vary", "model.n_layers=1,2", "--limit", "0"], "Error: --limit: must be greater than 0, got 0"),
+])
+def test_bad_vary_sort_and_limit(run, args, expected):
+    assert errors(run("sweep", TINY, *args)) == [expected]
+
+
+def test_bad_values_name_the_point(run):
+    lines = errors(run("sweep", TINY, "--vary", "model.n_layers=2,abc,-1", "--vary", "parallelism.tensor=1,3"))
+    assert f"Error: {TINY} [model.n_layers=2, parallelism.tensor=3]: parallelism.tensor: 3 does not divide " \
+           "model.n_heads (4)" in lines
+    assert f"Error: {TINY} [model.n_layers=abc, parallelism.tensor=1]: model.n_layers: expected a whole number, " \
+           "got 'abc'" in lines
+    assert f"Error: {TINY} [model.n_layers=-1, parallelism.tensor=1]: model.n_layers: must be greater than 0, " \
+           "got -1" in lines
+
+
+def test_a_million_points_need_a_limit(run):
+    ten = ",".join(str(i) for i in range(1, 11))
+    args = ["--vary", f"model.n_layers={ten}", "--vary", f"training.micro_batch_size={ten}",
+            "--vary", f"training.tokens={ten}", "--vary", f"hardware.count={ten}", "--vary", f"model.vocab_size={ten}",
+            "--vary", f"model.max_seq_len={ten}"]
+    assert errors(run("sweep", TINY, *args)) == [
+        "Error: --vary: 1,000,000 points; more than 100,000 need --limit N (the first N points are evaluated)"]
+    data = json.loads(run("sweep", TINY, *args, "--limit", "5", "--format", "json").stdout)
+    assert len(data) == 5

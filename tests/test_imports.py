@@ -10,7 +10,8 @@ PROBE = """
 import sys
 from click.testing import CliRunner
 from costplan.cli import cli
-for args in (["--help"], ["estimate", "llama2-7b", "--format", "json"], ["presets"], ["hardware"]):
+for args in (["--help"], ["estimate", "llama2-7b", "--format", "json"], ["presets"], ["hardware"],
+             ["plot", "--help"], ["plan", "--budget", "1e21"], ["sweep", "gpt2-small", "--vary", "n_layers=1,2"]):
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 0, result.output
 heavy = sorted(m for m in ("torch", "fvcore", "matplotlib", "numpy") if m in sys.modules)
@@ -30,7 +31,8 @@ def test_cost_model_imports_nothing_heavy():
     assert out.stdout.strip() == "[]"    # the API needs neither the CLI nor the table formatter
 
 
-@pytest.mark.parametrize("module", ["costplan.costs", "costplan.spec", "costplan.hardware"])
+@pytest.mark.parametrize("module", ["costplan.costs", "costplan.spec", "costplan.hardware", "costplan.scaling",
+                                    "costplan.planner", "costplan.sweep", "costplan.series"])
 def test_library_modules_do_not_import_click(module):
     code = f"import sys, {module}; print('click' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

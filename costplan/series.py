@@ -1,0 +1,66 @@
+"""The numbers behind `costplan plot`, computed without matplotlib (so they are tested on their own).
+
+- seq_scaling: forward FLOPs per token and activation bytes of one micro-batch against the training context,
+  one spec re-estimated at each length (max_seq_len grows with it when needed).
+- memory_parts: per-GPU training memory by kind, and the inference KV cache of one sequence at seq_len.
+- loss curves of a scaling law: the compute-optimal frontier L(N_opt(C), D_opt(C)), fixed-N curves
+  L(N, C/(6N)) and iso-FLOP curves L(N, C/(6N)) over N, all in the laws' compute C = 6·N·D.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from costplan import scaling
+from costplan.costs.estimate import estimate
+from costplan.costs.result import Estimate
+from costplan.spec import Spec, at_seq_len
+
+DEFAULT_LENGTHS = tuple(2 ** k for k in range(9, 18))        # 512 … 131,072 tokens
+
+
+def seq_scaling(spec: Spec, lengths: Sequence[int] = DEFAULT_LENGTHS) -> list[tuple[int, float, int]]:
+    """(seq_len, forward FLOPs per token, activation bytes of one micro-batch) at each length."""
+    rows = []
+    for n in lengths:
+        e = estimate(at_seq_len(spec, n))
+        rows.append((n, e.flops.forward_per_token, e.memory.activations))
+    return rows
+
+
+MEMORY_PARTS = ("weights", "gradients", "optimizer states", "activations", "KV cache")
+
+
+def memory_parts(e: Estimate) -> dict[str, int]:
+    """Bytes per GPU by kind; the KV cache is inference's, for one sequence of seq_len tokens."""
+    m = e.memory
+    return dict(zip(MEMORY_PARTS, (m.weights, m.gradients, m.optimizer, m.activations, m.kv_cache_at_seq_len)))
+
+
+def geometric(lo: float, hi: float, n: int) -> list[float]:
+    """n values from lo to hi, evenly spaced on a log scale."""
+    return [lo * (hi / lo) ** (i / (n - 1)) for i in range(n)]
+
+
+def frontier(law: scaling.ScalingLaw, computes: Sequence[float]) -> list[tuple[float, float, float]]:
+    """(C, N_opt, L at the optimum) along the compute-optimal frontier."""
+    out = []
+    for c in computes:
+        n, d = law.compute_optimal(c)
+        out.append((c, n, law.loss(n, d)))
+    return out
+
+
+def fixed_params(law: scaling.ScalingLaw, params: float, computes: Sequence[float]) -> list[tuple[float, float]]:
+    """(C, L) for a model of `params` parameters trained on C / (6·params) tokens."""
+    return [(c, law.loss(params, c / (scaling.FLOPS_PER_PARAM_TOKEN * params))) for c in computes]
+
+
+def iso_flop(law: scaling.ScalingLaw, compute: float, params: Sequence[float]) -> list[tuple[float, float]]:
+    """(N, L) at a fixed compute: every size trained on the tokens that compute buys."""
+    return [(n, law.loss(n, compute / (scaling.FLOPS_PER_PARAM_TOKEN * n))) for n in params]
+
+
+def spec_point(e: Estimate) -> tuple[float, float, float]:
+    """(C = 6·N·D, N, predicted loss) of an estimated spec, N as the law counts it."""
+    s = e.scaling
+    return scaling.FLOPS_PER_PARAM_TOKEN * s.params * e.assumptions["tokens"], s.params, s.loss

@@ -193,6 +193,7 @@ COMPARED = [
     ("KV cache at seq_len", "bytes", lambda e: e.memory.kv_cache_at_seq_len),
     ("GPU-hours", "hours", lambda e: e.time.gpu_hours),
     ("cost", "usd", lambda e: e.time.cost_usd),
+    ("predicted loss (scaling law)", "number", lambda e: e.scaling.loss),
 ]
 
 

@@ -245,7 +245,6 @@ def sweep(spec, varies, sort_by, limit, fmt, law, overrides, gpu, gpus, tokens, 
     """Estimate every combination of --vary values of one spec: one row per point."""
     from costplan import report, scaling
     from costplan import sweep as sweeps
-    from costplan.errors import SpecError
     from costplan.spec import read_source
     from costplan.validation import parse_count
 

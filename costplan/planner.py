@@ -86,7 +86,7 @@ def propose(amount: float, unit: str, law: scaling.ScalingLaw, gpu_key: str, gpu
     per_token = estimate(load_spec({"model": model, "training": {"tokens": 1}})).flops.training_per_token
     tokens = max(1, math.floor(flops / per_token))
     spec = {
-        "name": f"plan-{_short(flops)}-flops",
+        "name": f"compute-optimal-{law.name}",
         "model": model,
         "training": {"tokens": tokens, "seq_len": seq_len, "precision": "bf16", "optimizer": "adamw"},
         "hardware": {"gpu": gpu_key, "count": gpus},
@@ -103,10 +103,6 @@ def propose(amount: float, unit: str, law: scaling.ScalingLaw, gpu_key: str, gpu
     )
 
 
-def _short(flops: float) -> str:
-    return f"{flops:.3g}".replace("+", "")
-
-
 # ---------------------------------------------------------------------------------------------- deadline
 class Option(_Result):
     """The fewest GPUs of one type that meet the deadline, or why none do."""
@@ -120,6 +116,12 @@ class Option(_Result):
     gpu_hours: float | None
     cost_usd: float | None
     note: str = ""
+
+    @classmethod
+    def none(cls, key: str, gpu: hardware.GPU, why: str) -> Option:
+        """No option on this GPU type, and why."""
+        return cls(gpu=key, gpus=None, layout=None, memory_per_gpu=None, gpu_memory=gpu.memory_bytes,
+                   wall_clock_days=None, gpu_hours=None, cost_usd=None, note=why)
 
 
 def layouts(spec: Spec) -> list[dict[str, Any]]:
@@ -223,9 +225,7 @@ def fewest_gpus(spec: Spec, gpu_key: str, deadline_hours: float) -> Option:
     """The cheapest layout at the fewest GPUs of type gpu_key that meet the deadline and fit."""
     gpu = hardware.resolve(gpu_key)
     if gpu.peak_flops(spec.training.precision) is None:
-        return Option(gpu=gpu_key, gpus=None, layout=None, memory_per_gpu=None, gpu_memory=gpu.memory_bytes,
-                      wall_clock_days=None, gpu_hours=None, cost_usd=None,
-                      note=f"no {spec.training.precision} peak")
+        return Option.none(gpu_key, gpu, f"no {spec.training.precision} peak")
     best = None
     single = estimate(_variant(spec, gpu_key, 1, {"tensor": 1, "pipeline": 1, "zero": 0}))
     needed = single.time.gpu_hours / deadline_hours      # GPUs the compute alone needs; no layout needs fewer
@@ -247,9 +247,7 @@ def fewest_gpus(spec: Spec, gpu_key: str, deadline_hours: float) -> Option:
         if best is None or key < best[0]:
             best = (key, layout, result)
     if best is None:
-        return Option(gpu=gpu_key, gpus=None, layout=None, memory_per_gpu=None, gpu_memory=gpu.memory_bytes,
-                      wall_clock_days=None, gpu_hours=None, cost_usd=None,
-                      note="no layout tried fits and finishes in time")
+        return Option.none(gpu_key, gpu, "no layout tried fits and finishes in time")
     _, layout, result = best
     par = result.parallelism
     return Option(

@@ -131,7 +131,6 @@ def scaling_law(law: scaling.ScalingLaw, estimates: Sequence[Estimate]) -> Any:
     for axes in (left, right):
         axes.grid(True, which="both", alpha=0.3)
         axes.legend(fontsize=8)
-    figure.suptitle(f"Scaling law '{law.name}': L = {law.E:g} + {law.A:g}/N^{law.alpha:g} + {law.B:g}/D^{law.beta:g}"
-                    f"  ({law.source})", fontsize=9)
+    figure.suptitle(f"Scaling law '{law.name}': {report.law_formula(law)}  ({law.source})", fontsize=9)
     figure.tight_layout()
     return figure

@@ -20,6 +20,7 @@ from costplan.costs.result import Estimate
 
 if TYPE_CHECKING:
     from costplan.planner import Option, Proposal
+    from costplan.scaling import ScalingLaw
     from costplan.sweep import Point
 
 # ---------------------------------------------------------------------------------------------- units
@@ -251,9 +252,14 @@ def estimate_title(est: Estimate) -> str:
             f"{a['gpu_count']} × {a['gpu_name']} ({a['precision']}, {a['optimizer']}, recompute {a['recompute']})")
 
 
+def law_formula(law: ScalingLaw) -> str:
+    """L = E + A/N^α + B/D^β with the law's constants as written."""
+    return f"L = {law.E:g} + {law.A:g}/N^{law.alpha:g} + {law.B:g}/D^{law.beta:g}"
+
+
 def proposal_rows(plan: Proposal) -> list[Row]:
     """`costplan plan --budget`: the law's optimum, then the concrete architecture and its real cost."""
-    o, m, b = plan.optimum, plan.spec["model"], plan.budget
+    o, m = plan.optimum, plan.spec["model"]
     hw = plan.spec["hardware"]
     return [
         Row("optimum", "parameters", o.params, note=f"{plan.law} law, closed form under C = 6·N·D"),

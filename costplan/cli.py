@@ -104,9 +104,9 @@ def parse_lengths(ctx, param, value: str | None) -> list[int] | None:  # noqa: A
     try:
         lengths = [int(float(part)) for part in value.split(",") if part.strip()]
     except ValueError:
-        raise click.BadParameter(f"{value!r}: expected comma-separated whole numbers, e.g. 1024,4096") from None
+        raise CostplanError(f"--seq-len {value}: expected comma-separated whole numbers, e.g. 1024,4096") from None
     if not lengths or any(n < 1 for n in lengths):
-        raise click.BadParameter(f"{value!r}: every length must be at least 1")
+        raise CostplanError(f"--seq-len {value}: every length must be at least 1")
     return lengths
 
 

@@ -9,7 +9,7 @@ import costplan
 from conftest import make_spec
 from costplan.costs import Shape
 from costplan.costs.attention.pairs import (
-    block_pairs, causal_pairs, column_pairs, summary_keys, tiled_pairs, window_pairs,
+    block_pairs, causal_pairs, column_pairs, summary_keys, tiled_pairs,
 )
 from costplan.costs.estimate import components
 

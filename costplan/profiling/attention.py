@@ -1,0 +1,107 @@
+"""Softmax attention for the reference model: projections, QK norms, rotary embeddings and the core.
+
+Shapes for a batch of b sequences of s tokens: x (b, s, d_model) → q (b, s, H, d_head), k and v (b, s, G, d_head)
+with G KV heads → core → o (b, s, H·d_head) → out (b, s, d_model). Every tensor stays in (b, s, heads, d) layout
+so that the core's output reshapes into the output projection's input without a copy, and grouped K/V heads
+are broadcast, never repeated: what autograd saves is what a GPU run saves.
+
+Cores:
+- explicit: QKᵀ and AV as batched matmuls with the probabilities materialised (dense attention as written in
+  Vaswani et al. 2017); the causal mask is a buffer. Selective recomputation checkpoints this core.
+- sdpa: torch's scaled_dot_product_attention, which on CPU and CUDA runs a flash kernel (no s × s matrix).
+"""
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+from torch.utils.checkpoint import checkpoint
+
+from costplan.profiling.modules import norm, rotate
+from costplan.spec import ModelSpec
+
+
+class Positions(NamedTuple):
+    """Per-forward views of the model's constant buffers for the current sequence length."""
+
+    cos: torch.Tensor | None       # (s, d_head) rotary tables, or None
+    sin: torch.Tensor | None
+    bias: torch.Tensor | None      # (1, H, s, s) ALiBi bias with -inf above the diagonal, or None
+    future: torch.Tensor           # (s, s) True above the diagonal: the keys a causal query may not see
+
+
+def explicit_core(q, k, v, pos: Positions, scale: float, heads: int, groups: int) -> torch.Tensor:  # noqa: ANN001
+    """softmax(QKᵀ·scale + mask)·V with the probabilities materialised. Grouped heads: the H query heads are
+    folded into G groups of H/G·s rows, so K and V keep their G heads (two bmm of (H/G·s × d)·(d × s))."""
+    b, s, d = q.shape[0], q.shape[1], q.shape[3]
+    per_group = heads // groups
+    qg = q.reshape(b, s, groups, per_group, d).permute(0, 2, 3, 1, 4).reshape(b, groups, per_group * s, d)
+    scores = torch.matmul(qg, k.permute(0, 2, 3, 1)) * scale          # (b, G, H/G·s, s)
+    scores = scores.view(b, heads, s, s)
+    if pos.bias is not None:
+        scores = scores + pos.bias
+    else:
+        scores = scores.masked_fill(pos.future, float("-inf"))
+    probs = torch.softmax(scores, dim=-1)
+    out = torch.matmul(probs.view(b, groups, per_group * s, s), v.transpose(1, 2))  # (b, G, H/G·s, d_v)
+    return out.view(b, groups, per_group, s, -1).permute(0, 3, 1, 2, 4)     # (b, s, G, H/G, d_v)
+
+
+def sdpa_core(q, k, v, pos: Positions, scale: float, heads: int, groups: int) -> torch.Tensor:  # noqa: ANN001
+    """torch's fused attention; K/V heads are broadcast (enable_gqa), the output comes back in q's layout."""
+    out = F.scaled_dot_product_attention(
+        q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2),
+        attn_mask=pos.bias, is_causal=pos.bias is None, scale=scale, enable_gqa=groups != heads)
+    return out.transpose(1, 2)
+
+
+CORES = {"explicit": explicit_core, "sdpa": sdpa_core}
+# The core each attention type runs by default.
+DEFAULT_CORE = {"dense": "explicit", "flash": "sdpa"}
+
+
+class Attention(nn.Module):
+    """Multi-head (grouped-query) softmax attention with optional QK norms and rotary embeddings."""
+
+    def __init__(self, model: ModelSpec, core: str, recompute_core: bool, **factory):
+        super().__init__()
+        d, heads, kv_heads, d_head = model.d_model, model.n_heads, model.n_kv_heads, model.head_dim
+        self.heads, self.kv_heads, self.head_dim = heads, kv_heads, d_head
+        self.q = nn.Linear(d, heads * d_head, bias=model.qkv_bias, **factory)
+        self.k = nn.Linear(d, kv_heads * d_head, bias=model.qkv_bias, **factory)
+        self.v = nn.Linear(d, kv_heads * d_head, bias=model.qkv_bias, **factory)
+        self.o = nn.Linear(heads * d_head, d, bias=model.bias, **factory)
+        self.qk_norm = model.qk_norm
+        if model.qk_norm == "head":
+            self.q_norm, self.k_norm = norm(model.norm, d_head, **factory), norm(model.norm, d_head, **factory)
+        elif model.qk_norm == "full":
+            self.q_norm = norm(model.norm, heads * d_head, **factory)
+            self.k_norm = norm(model.norm, kv_heads * d_head, **factory)
+        self.core = CORES[core]
+        self.recompute_core = recompute_core
+        self.scale = 1.0 / math.sqrt(d_head)
+
+    def forward(self, x: torch.Tensor, pos: Positions) -> torch.Tensor:
+        b, s, _ = x.shape
+        q, k, v = self.q(x), self.k(x), self.v(x)
+        if self.qk_norm == "full":
+            q, k = self.q_norm(q), self.k_norm(k)
+        q = q.view(b, s, self.heads, self.head_dim)
+        k = k.view(b, s, self.kv_heads, self.head_dim)
+        v = v.view(b, s, self.kv_heads, self.head_dim)
+        if self.qk_norm == "head":
+            q, k = self.q_norm(q), self.k_norm(k)
+        if pos.cos is not None:
+            q, k = rotate(q, pos.cos, pos.sin), rotate(k, pos.cos, pos.sin)
+        if self.recompute_core:
+            # Selective recomputation (Korthikanti et al. 2022 §5): keep q, k, v, rerun the core in backward.
+            # The whole core, as Megatron does: torch's default early stop would skip the PV matmul, whose
+            # output backward does not need.
+            o = checkpoint(self.core, q, k, v, pos, self.scale, self.heads, self.kv_heads, use_reentrant=False,
+                           early_stop=False)
+        else:
+            o = self.core(q, k, v, pos, self.scale, self.heads, self.kv_heads)
+        return self.o(o.reshape(b, s, -1))

@@ -1,0 +1,188 @@
+"""The reference PyTorch model of a spec: token ids (batch, seq) → logits (batch, seq, vocab).
+
+Its submodule names carry the analytic breakdown's component keys (costplan.costs.estimate.COMPONENTS), so a
+parameter, a FLOP or a saved tensor is attributed by the first key in its module path:
+
+    embedding.token, embedding.position            → embedding
+    layers.{i}.norms.attention, layers.{i}.norms.mlp → norms      (pre-norm layer: norm → block → residual)
+    layers.{i}.attention.{q,k,v,o,q_norm,k_norm}    → attention
+    layers.{i}.mlp.{gate,up,down}                   → mlp
+    norms.embedding, norms.final                    → norms
+    head                                            → head        (a tied head has no parameters of its own)
+
+Constants (position ids, rotary tables, masks, ALiBi biases) are non-persistent buffers, so autograd saves
+views of them rather than fresh tensors, and they are not parameters.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+from costplan.costs.estimate import COMPONENTS
+from costplan.costs.layers import Layer, layers
+from costplan.costs.memory import element_bytes
+from costplan.errors import CostplanError
+from costplan.profiling.attention import DEFAULT_CORE, Attention, Positions
+from costplan.profiling.modules import MLP, alibi_slopes, norm, rotary_tables
+from costplan.spec import ModelSpec, Spec
+
+INIT_STD = 0.02   # GPT-2's initialiser; values do not matter for any measurement, only finiteness
+DTYPES = {2: torch.bfloat16, 4: torch.float32}
+
+
+def component_of(name: str) -> str | None:
+    """The component key a module or parameter path belongs to: its first segment that is one."""
+    for part in name.split("."):
+        if part in COMPONENTS:
+            return part
+    return None
+
+
+def training_dtype(spec: Spec) -> torch.dtype:
+    """Weights and activations: 16-bit training runs in bf16 (fp16 in fp16), fp32 and tf32 in fp32."""
+    if spec.training.precision == "fp16":
+        return torch.float16
+    return DTYPES[element_bytes(spec.training.precision)]
+
+
+class Embedding(nn.Module):
+    """Token embedding (+ learned positions). Backward needs the token ids; position ids are a buffer."""
+
+    def __init__(self, model: ModelSpec, **factory):
+        super().__init__()
+        self.token = nn.Embedding(model.vocab_size, model.d_model, **factory)
+        self.position = (nn.Embedding(model.max_seq_len, model.d_model, **factory)
+                         if model.position == "learned" else None)
+        if self.position is not None:
+            ids = torch.arange(model.max_seq_len, device=factory.get("device"))
+            self.register_buffer("position_ids", ids, persistent=False)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        x = self.token(ids)
+        if self.position is not None:
+            x = x + self.position(self.position_ids[: ids.shape[1]])
+        return x
+
+
+class Head(nn.Module):
+    """logits = x·Wᵀ. A tied head multiplies by the token embedding, which it does not own."""
+
+    def __init__(self, model: ModelSpec, tied_to: nn.Embedding | None, **factory):
+        super().__init__()
+        self.proj = None if tied_to is not None else nn.Linear(model.d_model, model.vocab_size, bias=False,
+                                                               **factory)
+        # Kept outside the module tree so the tied matrix is listed (and counted) once, under `embedding`.
+        self.__dict__["tied_to"] = tied_to
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        weight = self.tied_to.weight if self.proj is None else self.proj.weight
+        return nn.functional.linear(x, weight)
+
+
+class Block(nn.Module):
+    """One pre-norm transformer layer: x + attention(norm(x)), then x + mlp(norm(x))."""
+
+    def __init__(self, layer: Layer, model: ModelSpec, core: str, recompute: str, **factory):
+        super().__init__()
+        self.norms = nn.ModuleDict({"attention": norm(model.norm, model.d_model, **factory),
+                                    "mlp": norm(model.norm, model.d_model, **factory)})
+        # A flash core already recomputes its scores in backward; only a materialising core is checkpointed.
+        self.attention = Attention(model, core, recompute_core=recompute == "selective" and core == "explicit",
+                                   **factory)
+        self.mlp = MLP(model.mlp, model.d_model, layer.d_ff, model.bias, **factory)
+
+    def forward(self, x: torch.Tensor, pos: Positions) -> torch.Tensor:
+        x = x + self.attention(self.norms["attention"](x), pos)
+        return x + self.mlp(self.norms["mlp"](x))
+
+
+class Model(nn.Module):
+    """The whole decoder: embedding → (norm) → layers → final norm → head."""
+
+    def __init__(self, spec: Spec, core: str | None = None, **factory):
+        super().__init__()
+        model = spec.model
+        self.recompute = spec.training.recompute
+        self.embedding = Embedding(model, **factory)
+        norms = {"final": norm(model.norm, model.d_model, **factory)}
+        if model.embedding_norm:
+            norms["embedding"] = norm(model.norm, model.d_model, **factory)
+        self.norms = nn.ModuleDict(norms)
+        self.layers = nn.ModuleList(
+            Block(layer, model, core or _core(layer), self.recompute, **factory) for layer in layers(model))
+        self.head = Head(model, self.embedding.token if model.tie_embeddings else None, **factory)
+        self._constants(model, **factory)
+
+    def _constants(self, model: ModelSpec, **factory) -> None:
+        s = model.max_seq_len
+        device = factory.get("device")
+        self.register_buffer("future", torch.ones(s, s, dtype=torch.bool, device=device).triu(1), persistent=False)
+        cos = sin = alibi = None
+        if model.position == "rope":
+            cos, sin = rotary_tables(s, model.head_dim, **factory)
+        if model.position == "alibi":
+            # Press et al. 2022: bias −slope·(i − j) for key j ≤ query i; −inf above the diagonal.
+            slopes = torch.tensor(alibi_slopes(model.n_heads), device=device)
+            distance = torch.arange(s, device=device)[None, :] - torch.arange(s, device=device)[:, None]
+            bias = (slopes[:, None, None] * distance).masked_fill(self.future, float("-inf"))
+            alibi = bias.to(factory.get("dtype"))
+        self.register_buffer("cos", cos, persistent=False)
+        self.register_buffer("sin", sin, persistent=False)
+        self.register_buffer("alibi", alibi, persistent=False)
+
+    def positions(self, s: int) -> Positions:
+        return Positions(
+            cos=None if self.cos is None else self.cos[:s],
+            sin=None if self.sin is None else self.sin[:s],
+            bias=None if self.alibi is None else self.alibi[None, :, :s, :s],  # 4-D: CPU flash takes it
+            future=self.future[:s, :s],
+        )
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        pos = self.positions(ids.shape[1])
+        x = self.embedding(ids)
+        if "embedding" in self.norms:
+            x = self.norms["embedding"](x)
+        for block in self.layers:
+            if self.recompute == "full":
+                # Full recomputation: each layer keeps only its input and reruns its whole forward in backward
+                # (Megatron's convention; torch's default early stop would skip the MLP down projection).
+                x = checkpoint(block, x, pos, use_reentrant=False, early_stop=False)
+            else:
+                x = block(x, pos)
+        return self.head(self.norms["final"](x))
+
+
+def _core(layer: Layer) -> str:
+    kind = layer.attention.type
+    if kind not in DEFAULT_CORE:
+        raise CostplanError(f"model.attention.type: the reference model has no {kind!r} attention yet")
+    return DEFAULT_CORE[kind]
+
+
+def init_weights(model: nn.Module) -> None:
+    """Small normal weights, unit norm weights, zero biases (values only need to be finite)."""
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if p.device.type == "meta":
+                continue
+            if p.dim() >= 2:
+                p.normal_(0.0, INIT_STD)
+            elif name.endswith("bias"):
+                p.zero_()
+            else:
+                p.fill_(1.0)
+
+
+def build_model(spec: Spec, *, device: str | torch.device = "cpu", dtype: torch.dtype | None = None,
+                core: str | None = None) -> Model:
+    """The reference model of `spec`, its parameters in the training precision's dtype.
+
+    `core` overrides the attention core of every layer ("explicit" or "sdpa"), e.g. dense attention through
+    torch's fused kernel; by default dense attention is explicit and flash attention is SDPA. On the `meta`
+    device nothing is allocated (parameter counts of 405B-parameter specs cost nothing)."""
+    factory = {"device": torch.device(device), "dtype": dtype or training_dtype(spec)}
+    model = Model(spec, core, **factory)
+    init_weights(model)
+    return model

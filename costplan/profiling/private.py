@@ -1,0 +1,50 @@
+"""The private torch APIs costplan relies on, in one place, each behind a function with a clear error.
+
+torch gives no stability promise for these. When an upgrade moves one, the error names the API and the
+torch version, instead of an AttributeError deep in a measurement.
+"""
+from __future__ import annotations
+
+import torch
+
+from costplan.errors import CostplanError
+
+
+def _missing(what: str, exc: BaseException) -> CostplanError:
+    return CostplanError(f"this torch ({torch.__version__}) has no {what} ({exc}); costplan's profiler was "
+                         "written against torch 2.13")
+
+
+def fake_tensor_mode():
+    """torch._subclasses.FakeTensorMode: tensors with shapes, dtypes and devices but no data."""
+    try:
+        from torch._subclasses.fake_tensor import FakeTensorMode
+    except ImportError as exc:
+        raise _missing("FakeTensorMode", exc) from None
+    return FakeTensorMode(allow_non_fake_inputs=False)
+
+
+def memory_tracker():
+    """torch.distributed._tools.mem_tracker.MemTracker: live tensor memory by category, with its peak."""
+    try:
+        from torch.distributed._tools.mem_tracker import MemTracker
+    except ImportError as exc:
+        raise _missing("MemTracker (torch.distributed._tools.mem_tracker)", exc) from None
+    return MemTracker()
+
+
+def tracker_peak(tracker) -> int:  # noqa: ANN001
+    """Peak bytes over all devices that the MemTracker saw."""
+    try:
+        snapshot = tracker.get_tracker_snapshot("peak")
+        return sum(per_device["Total"] for per_device in snapshot.values())
+    except (AttributeError, KeyError, TypeError) as exc:
+        raise _missing("MemTracker peak snapshot with a 'Total' entry", exc) from None
+
+
+def current_autograd_node():
+    """The autograd node the engine is executing now (None outside backward)."""
+    try:
+        return torch._C._current_autograd_node()
+    except AttributeError as exc:
+        raise _missing("torch._C._current_autograd_node", exc) from None

@@ -380,6 +380,102 @@ def hardware(fmt) -> None:
     click.echo(report.grid(headers, body, fmt))
 
 
+# ---------------------------------------------------------------------------------------------- profiling
+PROFILE_FORMATS = ["table", "json", "markdown", "junit"]
+
+
+def profile_options(command):
+    """Options shared by `profile` and `check`: where and how to measure, and how to print."""
+    options = [
+        click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
+                     help="Where to run the model (auto: cuda when available)."),
+        click.option("--batch", metavar="N", help="training.micro_batch_size: sequences per step."),
+        click.option("--seq-len", metavar="N", help="training.seq_len: tokens per sequence."),
+        click.option("--format", "fmt", type=click.Choice(PROFILE_FORMATS), default="table", show_default=True),
+        click.option("--detail", is_flag=True, help="Per-component rows and the ops no counter counts."),
+        click.option("--no-time", "no_time", is_flag=True, help="Skip the step-time measurement."),
+        click.option("--time-budget", type=float, default=2.0, show_default=True, metavar="SECONDS",
+                     help="Longest step timed at full size; larger specs are timed on a shrunk copy."),
+        click.option("--time-set", "time_set", multiple=True, metavar="KEY=VALUE",
+                     help="Shrink the timed copy yourself instead (repeatable), e.g. model.n_layers=2."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return spec_options(command)
+
+
+def measure_all(specs, device, batch, seq_len, overrides, gpu, gpus, tokens, mfu, tolerance_texts, detail,
+                no_time, time_budget, time_set):
+    """Load, measure and compare every spec; returns (results for report.render_checks, all checks)."""
+    from costplan.profiling import require_torch
+
+    require_torch()
+    from costplan.profiling.compare import checks, parse_tolerances
+    from costplan.profiling.measure import measure, resolve_device
+
+    tolerances = parse_tolerances(tolerance_texts)
+    shortcuts = [f"training.micro_batch_size={batch}"] * (batch is not None) + \
+        [f"training.seq_len={seq_len}"] * (seq_len is not None)
+    loaded = load_all(specs, [*collect_overrides(overrides, gpu, gpus, tokens, mfu), *shortcuts])
+    if time_set:
+        for text in time_set:
+            from costplan.spec import parse_override
+            parse_override(text)
+    dev = resolve_device(device)
+    results = []
+    for spec in loaded:
+        m = measure(spec, dev, time=not no_time, time_budget=time_budget,
+                    time_overrides=list(time_set) if time_set else None)
+        title = (f"{spec.name}: estimate vs {m.device} ({m.device_name}), batch {m.batch} × {spec.seq_len} "
+                 f"tokens, {spec.training.precision}, recompute {spec.training.recompute}")
+        timing = None if m.timing is None else {
+            "median_s": m.timing.median, "min_s": m.timing.minimum, "max_s": m.timing.maximum,
+            "iqr_s": m.timing.iqr, "runs": m.timing.runs, "timed_with": m.time_overrides}
+        results.append({
+            "name": spec.name, "title": title, "checks": checks(m, tolerances, detail),
+            "arithmetic_not_counted": m.flops.ops.arithmetic_not_counted,
+            "fvcore_unsupported": m.fvcore.unsupported if m.fvcore else {},
+            "extra": {"device": m.device, "device_name": m.device_name, "batch": m.batch,
+                      "seq_len": spec.seq_len, "timing": timing},
+        })
+    return results
+
+
+@cli.command()
+@click.argument("specs", nargs=-1, required=True, metavar="SPEC_OR_PRESET...")
+@profile_options
+def profile(specs, device, batch, seq_len, fmt, detail, no_time, time_budget, time_set, overrides, gpu, gpus,
+            tokens, mfu) -> None:
+    """Build each spec's PyTorch model, measure it, and show estimate and measurement side by side."""
+    from costplan import report
+
+    results = measure_all(specs, device, batch, seq_len, overrides, gpu, gpus, tokens, mfu, (), detail,
+                          no_time, time_budget, time_set)
+    click.echo(report.render_checks(results, fmt, detail))
+
+
+@cli.command()
+@click.argument("specs", nargs=-1, required=True, metavar="SPEC_OR_PRESET...")
+@click.option("--tolerance", "tolerances", multiple=True, metavar="METRIC=X",
+              help="Relative tolerance per metric (params, flops, activations, peak, time), e.g. peak=0.2 or "
+                   "peak=20%. Defaults: params and flops exact, activations 5%, peak 10%, time 30%.")
+@profile_options
+def check(specs, tolerances, device, batch, seq_len, fmt, detail, no_time, time_budget, time_set, overrides,
+          gpu, gpus, tokens, mfu) -> None:
+    """Like profile, for CI: exit 0 when every measurement is within tolerance, 1 (listing them) when not."""
+    from costplan import report
+
+    results = measure_all(specs, device, batch, seq_len, overrides, gpu, gpus, tokens, mfu, tolerances,
+                          detail, no_time, time_budget, time_set)
+    click.echo(report.render_checks(results, fmt, detail))
+    failed = [(r["name"], c) for r in results for c in r["checks"] if c.status == "FAIL"]
+    for name, c in failed:
+        click.echo(f"FAIL {name}: {c.name} [{c.metric}]: estimate {c.estimate}, measured {c.measured} "
+                   f"({report.check_error(c)}, tolerance {report.check_tolerance(c)})", err=True)
+    if failed:
+        sys.exit(1)
+
+
 def main() -> None:
     """Console entry point."""
     cli(prog_name="costplan")

@@ -42,6 +42,8 @@ class GPU(Section):
     price_date: Text = "not given"
     price_source: str = "not given"
     source: str = "not given"
+    # Set by `costplan calibrate`: the device these numbers were measured on (peaks are then achieved rates).
+    calibrated_on: str | None = None
     key: str = Field(default="", exclude=True)  # the catalogue name or file path it was loaded from
 
     def peak_flops(self, precision: str) -> float | None:

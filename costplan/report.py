@@ -409,3 +409,111 @@ def render_estimates(estimates: Sequence[Estimate], fmt: str) -> str:
     if fmt == "csv":
         return csv_text([flatten(e.model_dump()) for e in estimates])
     return "\n\n".join(table(estimate_rows(e), fmt, estimate_title(e)) for e in estimates)
+
+
+# ---------------------------------------------------------------------------------------------- profile / check
+# Rows of `costplan profile` and `costplan check` are profiling.compare.Check objects (duck-typed here, so this
+# module never imports torch): metric, item, component, estimate, measured, unit, tolerance, status, note.
+
+def seconds(value: float) -> str:
+    """12.3 ms, 1.234 s."""
+    if abs(value) < 1:
+        return f"{_digits(value * 1000)} ms"
+    return f"{_digits(value)} s"
+
+
+FORMATTERS["seconds"] = seconds
+
+
+def check_error(check: Any) -> str:
+    """Exact metrics show the signed difference (FLOP counts are exact integers); others a percentage."""
+    error = check.relative_error
+    if error is None:
+        return "—"
+    if check.measured == check.estimate:
+        return "0"
+    if check.tolerance == 0 and isinstance(check.estimate, int) and isinstance(check.measured, int):
+        return "0" if check.measured == check.estimate else f"{check.measured - check.estimate:+d}"
+    if math.isinf(error):
+        return "∞"
+    return f"{100 * error:+.2f}%"
+
+
+def check_tolerance(check: Any) -> str:
+    if check.tolerance is None:
+        return "—"
+    return "exact" if check.tolerance == 0 else f"{100 * check.tolerance:g}%"
+
+
+def check_table(checks: Sequence[Any], fmt: str = "table", title: str = "") -> str:
+    """Estimate and measurement side by side, one line per check."""
+    from tabulate import tabulate
+
+    body = [[c.name if not c.component else f"· {c.component}", human(c.estimate, c.unit),
+             human(c.measured, c.unit), check_error(c), check_tolerance(c), c.status, c.note] for c in checks]
+    text = tabulate(body, headers=["", "estimate", "measured", "error", "tolerance", "status", "note"],
+                    tablefmt="github" if fmt == "markdown" else "simple", disable_numparse=True,
+                    colalign=("left", "right", "right", "right", "right", "left", "left"))
+    if title:
+        text = (f"### {title}\n\n" if fmt == "markdown" else f"{title}\n") + text
+    return text
+
+
+def check_record(check: Any) -> dict[str, Any]:
+    """One check as JSON: raw numbers (exact integers stay integers)."""
+    error = check.relative_error
+    return {"metric": check.metric, "item": check.item, "component": check.component or None,
+            "estimate": check.estimate, "measured": check.measured, "unit": check.unit,
+            "relative_error": None if error is None or math.isinf(error) else error,
+            "tolerance": check.tolerance, "status": check.status, "note": check.note}
+
+
+def junit(results: Sequence[Mapping[str, Any]]) -> str:
+    """JUnit XML: a test suite per spec, a test case per check; failures carry the numbers."""
+    from xml.sax.saxutils import quoteattr
+
+    lines = ['<?xml version="1.0" encoding="UTF-8"?>', "<testsuites>"]
+    for result in results:
+        checks = result["checks"]
+        failures = sum(c.status == "FAIL" for c in checks)
+        skipped = sum(c.status == "skip" for c in checks)
+        lines.append(f"  <testsuite name={quoteattr(result['name'])} tests=\"{len(checks)}\" "
+                     f"failures=\"{failures}\" skipped=\"{skipped}\">")
+        for c in checks:
+            lines.append(f"    <testcase classname={quoteattr('costplan.' + result['name'])} "
+                         f"name={quoteattr(c.name)}>")
+            message = (f"estimate {c.estimate}, measured {c.measured}, error {check_error(c)}, "
+                       f"tolerance {check_tolerance(c)}")
+            if c.status == "FAIL":
+                lines.append(f"      <failure message={quoteattr(message)}>{quoteattr(c.note)[1:-1]}</failure>")
+            elif c.status == "skip":
+                lines.append(f"      <skipped message={quoteattr(c.note or 'not measured')}/>")
+            lines.append("    </testcase>")
+        lines.append("  </testsuite>")
+    lines.append("</testsuites>")
+    return "\n".join(lines)
+
+
+def _op_list(ops: Mapping[str, int]) -> str:
+    return ", ".join(f"{name} ×{n}" for name, n in ops.items()) or "none"
+
+
+def render_checks(results: Sequence[Mapping[str, Any]], fmt: str, detail: bool = False) -> str:
+    """`costplan profile`/`check` output. Each result: name, title, checks, and the op lists
+    `arithmetic_not_counted` and `fvcore_unsupported` plus anything else JSON should carry (`extra`)."""
+    if fmt == "json":
+        return to_json([{**r.get("extra", {}), "name": r["name"],
+                         "checks": [check_record(c) for c in r["checks"]],
+                         "arithmetic_not_counted": r["arithmetic_not_counted"],
+                         "fvcore_unsupported": r["fvcore_unsupported"]} for r in results])
+    if fmt == "junit":
+        return junit(results)
+    blocks = []
+    for r in results:
+        text = check_table(r["checks"], fmt, r["title"])
+        if detail:
+            text += ("\n\nNot counted as FLOPs (not matmuls, convention 2): "
+                     + _op_list(r["arithmetic_not_counted"])
+                     + "\nfvcore has no handle for: " + _op_list(r["fvcore_unsupported"]))
+        blocks.append(text)
+    return "\n\n".join(blocks)

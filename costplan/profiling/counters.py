@@ -98,14 +98,16 @@ def is_contraction(name: str) -> bool:
 
 
 class OpCensus(TorchDispatchMode):
-    """Records how often each aten op runs (by overload packet)."""
+    """Records how often each op runs, by qualified overload packet ("aten.mm"). `prim` ops only query
+    metadata (a tensor's device, for instance) and are left out."""
 
     def __init__(self):
         super().__init__()
         self.calls: Counter[str] = Counter()
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001, ANN204
-        self.calls[func.overloadpacket.__name__] += 1
+        if func.namespace != "prim":
+            self.calls[str(func.overloadpacket)] += 1
         return func(*args, **(kwargs or {}))
 
 
@@ -119,15 +121,17 @@ class OpReport:
 
 
 def classify(calls: Mapping[str, int], counted: Iterable[str]) -> OpReport:
+    """Sort the census: counted ops drop out; contractions left are defects; the rest is arithmetic unless
+    it only moves data. Names are qualified ("aten.mm"); ops of other namespaces count as arithmetic."""
     counted = set(counted)
     report = OpReport()
     for name, n in sorted(calls.items()):
-        base = name.rstrip("_") if name.endswith("_") and name.rstrip("_") in NO_ARITHMETIC else name
         if name in counted:
             continue
-        if is_contraction(name):
+        namespace, _, base = name.partition(".")
+        if is_contraction(base):
             report.uncounted_contractions[name] = n
-        elif base not in NO_ARITHMETIC:
+        elif namespace != "aten" or base not in NO_ARITHMETIC:
             report.arithmetic_not_counted[name] = n
     return report
 
@@ -207,7 +211,7 @@ def count_flops(model: torch.nn.Module, run_forward: Callable[[], torch.Tensor])
     training = dict(attributed.flops)
     training.pop(OUTSIDE, None)
     training[OUTSIDE] = whole.get_total_flops() - sum(training.values())
-    counted = {getattr(p, "__name__", str(p)) for p in whole.flop_registry}
+    counted = {str(p) for p in whole.flop_registry}
     return FlopCount(forward=_forward_split(forward), training=training, ops=classify(census.calls, counted))
 
 

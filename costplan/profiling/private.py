@@ -42,6 +42,15 @@ def tracker_peak(tracker) -> int:  # noqa: ANN001
         raise _missing("MemTracker peak snapshot with a 'Total' entry", exc) from None
 
 
+def tracker_new_step(tracker) -> None:  # noqa: ANN001
+    """MemTracker refuses to see a module run twice unless its per-module statistics are cleared; the global
+    peak is kept."""
+    try:
+        tracker.reset_mod_stats()
+    except AttributeError as exc:
+        raise _missing("MemTracker.reset_mod_stats", exc) from None
+
+
 def current_autograd_node():
     """The autograd node the engine is executing now (None outside backward)."""
     try:

@@ -1,0 +1,177 @@
+"""Estimate next to measurement: one `Check` per metric (and per component with detail), each with its
+relative error, tolerance and status. Raw numbers only; report.py formats them.
+
+Which analytic number each measurement is compared with:
+- parameters: total and active (convention 5), exactly;
+- forward FLOPs: the matmul FLOPs of convention 2, exactly, by FlopCounterMode and by fvcore;
+- training FLOPs: what the counter sees executed — forward, backward and recomputation — which is the
+  analytic hardware FLOPs in the counter's convention (every (query, key) pair, Shape.skip_masked_tiles off);
+- activations: bytes saved for backward for the micro-batch (convention 7);
+- peak: weights + gradients + optimizer states + activations, against the measured peak of a step;
+- time: step FLOPs (as executed) / (peak FLOP/s × MFU) of the spec's hardware, compared only when that
+  hardware was calibrated on the device at hand (`costplan calibrate`), since a datasheet peak says nothing
+  about a CPU or another GPU.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from typing import Union
+
+from costplan.costs.estimate import COMPONENTS, components, estimate, shape_of
+from costplan.errors import CostplanError
+from costplan.profiling.measure import Measurement
+from costplan.profiling.scope import OUTSIDE
+
+Number = Union[int, float]
+
+# Relative tolerances by metric: parameters and FLOPs are integers, so any difference is a bug on one side.
+DEFAULT_TOLERANCES: dict[str, float] = {"params": 0.0, "flops": 0.0, "activations": 0.05, "peak": 0.10,
+                                        "time": 0.30}
+
+
+@dataclass(frozen=True)
+class Check:
+    metric: str                  # a DEFAULT_TOLERANCES key
+    item: str                    # what is compared, for people
+    estimate: Number | None
+    measured: Number | None
+    unit: str                    # count | flop | bytes | seconds
+    tolerance: float | None
+    component: str = ""          # "" for a whole-model row
+    note: str = ""
+
+    @property
+    def relative_error(self) -> float | None:
+        if self.estimate is None or self.measured is None:
+            return None
+        if self.estimate == 0:
+            return 0.0 if self.measured == 0 else float("inf")
+        return (self.measured - self.estimate) / self.estimate
+
+    @property
+    def status(self) -> str:
+        if self.relative_error is None or self.tolerance is None:
+            return "skip"
+        if self.tolerance == 0:
+            return "ok" if self.measured == self.estimate else "FAIL"
+        return "ok" if abs(self.relative_error) <= self.tolerance else "FAIL"
+
+    @property
+    def name(self) -> str:
+        return f"{self.item} [{self.component}]" if self.component else self.item
+
+
+def parse_tolerances(texts: tuple[str, ...] | list[str]) -> dict[str, float]:
+    """`--tolerance peak=0.2` or `peak=20%` → {'peak': 0.2}, over the defaults."""
+    result = dict(DEFAULT_TOLERANCES)
+    for text in texts:
+        key, sep, raw = text.partition("=")
+        key, raw = key.strip(), raw.strip()
+        if not sep or key not in DEFAULT_TOLERANCES:
+            raise CostplanError(f"--tolerance {text}: expected METRIC=X with METRIC one of "
+                                f"{', '.join(DEFAULT_TOLERANCES)}, e.g. peak=0.2 or peak=20%")
+        try:
+            value = float(raw[:-1]) / 100 if raw.endswith("%") else float(raw)
+        except ValueError:
+            raise CostplanError(f"--tolerance {text}: {raw!r} is not a number") from None
+        if not 0 <= value < 100:
+            raise CostplanError(f"--tolerance {text}: expected a fraction ≥ 0 (0.05 or 5%), got {raw}")
+        result[key] = value
+    return result
+
+
+def _total(parts: Mapping[str, Number]) -> Number:
+    return sum(parts.values())
+
+
+def _component_checks(metric: str, item: str, unit: str, estimated: Mapping[str, Number],
+                      measured: Mapping[str, Number], tolerance: float) -> list[Check]:
+    keys = [k for k in COMPONENTS if estimated.get(k) or measured.get(k)]
+    keys += [k for k in measured if k not in COMPONENTS and measured[k]]
+    return [Check(metric, item, estimated.get(k, 0), measured.get(k, 0), unit, tolerance, component=k)
+            for k in keys]
+
+
+def checks(m: Measurement, tolerances: Mapping[str, float] = DEFAULT_TOLERANCES,
+           detail: bool = False) -> list[Check]:
+    """Every comparison for one measured spec; per-component rows follow each total when `detail`."""
+    spec, size = m.spec, m.batch
+    est = estimate(spec)
+    shape = replace(shape_of(spec), skip_masked_tiles=False)     # the FLOP counter's convention
+    parts = components(spec, shape)
+    tol = tolerances.get
+    rows: list[Check] = []
+
+    def add(total: Check, per_component: list[Check]) -> None:
+        rows.append(total)
+        if detail:
+            rows.extend(per_component)
+
+    add(Check("params", "parameters (total)", est.params.total, _total(m.params), "count", tol("params")),
+        _component_checks("params", "parameters", "count", {k: c.params for k, c in parts.items()}, m.params,
+                          tol("params")))
+    rows.append(Check("params", "parameters (active per token)", est.params.active, m.active_params, "count",
+                      tol("params"), note="what one token touches, embeddings whole"))
+
+    forward = {k: c.flops * size for k, c in parts.items()}
+    add(Check("flops", "forward FLOPs (FlopCounterMode)", _total(forward), _total(m.flops.forward), "flop",
+              tol("flops"), note=f"one step: batch {size} × {spec.seq_len} tokens"),
+        _component_checks("flops", "forward FLOPs", "flop", forward, m.flops.forward, tol("flops")))
+    if m.fvcore is not None:
+        add(Check("flops", "forward FLOPs (fvcore)", _total(forward), _total(m.fvcore.forward), "flop",
+                  tol("flops"), note="2 per multiply-add"),
+            _component_checks("flops", "forward FLOPs (fvcore)", "flop", forward, m.fvcore.forward,
+                              tol("flops")))
+    else:
+        rows.append(Check("flops", "forward FLOPs (fvcore)", _total(forward), None, "flop", tol("flops"),
+                          note=m.fvcore_note))
+    executed = {k: c.hw_flops * size for k, c in parts.items()}
+    add(Check("flops", "training FLOPs (executed)", _total(executed), _total(m.flops.training), "flop",
+              tol("flops"), note=f"forward + backward + recompute; model FLOPs 3 × forward = "
+                                 f"{3 * _total(forward)}"),
+        _component_checks("flops", "training FLOPs", "flop", executed, m.flops.training, tol("flops")))
+    missed = m.flops.ops.uncounted_contractions
+    rows.append(Check("flops", "matmul-like ops without a FLOP formula", 0, sum(missed.values()), "count",
+                      tol("flops"), note=", ".join(f"{k} ×{n}" for k, n in missed.items())))
+
+    saved = dict(m.activations)
+    note = ""
+    if spec.training.recompute == "full" and saved.get(OUTSIDE):
+        # A checkpointed layer keeps its input, which is its first norm's input: the analytic model books it
+        # under norms.
+        saved["norms"] = saved.get("norms", 0) + saved.pop(OUTSIDE)
+        note = "checkpointed layer inputs counted under norms"
+    if m.device == "cpu" and spec.model.norm == "layernorm" and spec.training.precision not in ("fp32", "tf32"):
+        note = "; ".join(filter(None, [note, "CPU LayerNorm keeps 16-bit mean/rstd, CUDA fp32 (as estimated)"]))
+    add(Check("activations", "activations saved for backward", est.memory.activations, _total(saved), "bytes",
+              tol("activations"), note=note or f"micro-batch {size}"),
+        _component_checks("activations", "activations", "bytes", {k: c.activations * size
+                                                                   for k, c in parts.items()}, saved,
+                          tol("activations")))
+    rows.append(Check("peak", "peak memory of a training step", est.memory.total_per_gpu, m.peak.bytes,
+                      "bytes", tol("peak"), note=m.peak.method))
+    rows.append(time_check(m, tol("time")))
+    return rows
+
+
+def time_check(m: Measurement, tolerance: float | None) -> Check:
+    """Estimated against measured step time; compared only on hardware calibrated for this device."""
+    item = "step time (forward + backward + optimizer)"
+    if m.timing is None:
+        return Check("time", item, None, None, "seconds", tolerance, note=m.time_note)
+    spec = m.timed_spec or m.spec
+    gpu = spec.gpu
+    mfu = spec.hardware.mfu if spec.hardware.mfu is not None else gpu.mfu
+    peak = gpu.peak_flops(spec.training.precision)
+    e = estimate(spec)
+    step_flops = e.flops.hardware_per_token * spec.seq_len * m.batch
+    estimated = step_flops / (peak * mfu) if peak else None
+    notes = [f"median of {m.timing.runs}, IQR ±{100 * m.timing.spread / 2:.0f}%"]
+    if m.time_overrides:
+        notes.append("timed with --set " + " ".join(m.time_overrides) + " (full size does not fit the budget)")
+    if gpu.calibrated_on != m.device_name:
+        notes.append(f"not compared: hardware.gpu {gpu.key} was not calibrated on this device "
+                     "(costplan calibrate)")
+        tolerance = None
+    return Check("time", item, estimated, m.timing.median, "seconds", tolerance, note="; ".join(notes))

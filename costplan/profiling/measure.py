@@ -1,0 +1,246 @@
+"""Measure a spec's reference model: parameters, FLOPs, saved activations, peak memory and step time.
+
+Parameters, FLOPs and memory are measured at the spec's true size without allocating: parameters on the
+`meta` device; FLOPs, activations and the peak on fake CPU tensors (FakeTensorMode), which dispatch to
+exactly the kernels real CPU tensors do (a test compares the two), so a 70B spec takes seconds. On CUDA
+they are measured on real tensors when the step fits the free memory. Only time needs real work: it is
+measured at true size when that fits the memory and time budgets, otherwise on a copy shrunk by `--set`
+overrides that the result names.
+"""
+from __future__ import annotations
+
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+
+import torch
+
+from costplan.costs.estimate import estimate
+from costplan.errors import CostplanError
+from costplan.profiling import counters
+from costplan.profiling.memory import Peak, peak_cuda, peak_fake, saved_bytes
+from costplan.profiling.model import build_model, component_of
+from costplan.profiling.private import fake_tensor_mode
+from costplan.profiling.step import Trainer, batch, loss_of
+from costplan.profiling.timing import Timing, time_steps
+from costplan.spec import Spec, validate
+
+DEFAULT_TIME_BUDGET = 2.0       # seconds per timed step before the spec is shrunk for timing
+MEMORY_FRACTION = 0.5           # of the available memory a timed step may use
+
+
+@dataclass
+class Measurement:
+    spec: Spec                                  # as measured (overrides applied)
+    device: str                                 # "cpu" or "cuda"
+    device_name: str                            # describes the machine, as calibrate records it
+    batch: int
+    params: dict[str, int]
+    active_params: int
+    flops: counters.FlopCount
+    fvcore: counters.FvcoreCount | None
+    fvcore_note: str
+    activations: dict[str, int]
+    peak: Peak
+    timing: Timing | None = None
+    timed_spec: Spec | None = None
+    time_overrides: list[str] = field(default_factory=list)
+    time_note: str = ""
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise CostplanError("--device cuda: this torch has no usable CUDA device")
+    return torch.device(name)
+
+
+def describe(device: torch.device) -> str:
+    """The device as calibrate records it; a calibrated hardware file applies where this matches."""
+    if device.type == "cuda":
+        return f"cuda: {torch.cuda.get_device_name(device)}"
+    cpu = "unknown CPU"
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as info:
+            cpu = next(line.split(":", 1)[1].strip() for line in info if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return f"cpu: {cpu}, {torch.get_num_threads()} threads"
+
+
+def respec(spec: Spec, overrides: list[str]) -> Spec:
+    """The spec with --set style overrides applied and validated again (relative paths still resolve)."""
+    data = spec.model_dump(exclude={"base_dir"})
+    return validate(data, overrides, label=spec.name, default_name=spec.name, base_dir=spec.base_dir)
+
+
+def fits_on(spec: Spec, size: int, device: torch.device) -> bool:
+    """Whether a real step of `spec` fits the device with room to spare (analytic estimate, 30% margin)."""
+    return _step_cost(spec, size)[1] * 1.3 <= available_bytes(device) * MEMORY_FRACTION
+
+
+# ---------------------------------------------------------------------------------------------- pieces
+def count_params(spec: Spec) -> dict[str, int]:
+    """Parameters per component, on the meta device (nothing allocated)."""
+    model = build_model(spec, device="meta")
+    result: Counter[str] = Counter()
+    for name, p in model.named_parameters():
+        result[component_of(name) or counters.OUTSIDE] += p.numel()
+    return dict(result)
+
+
+def count_active(spec: Spec) -> int:
+    """Parameters one token touches: those that get a gradient from a one-token step (fake tensors). An
+    embedding table counts whole (convention 5), an expert the token is not routed to not at all."""
+    one = respec(spec, ["training.seq_len=1"])
+    with fake_tensor_mode():
+        model = build_model(one)
+        ids, targets = batch(one, 1, "cpu")
+        loss_of(model(ids), targets).backward()
+        return sum(p.numel() for p in model.parameters() if p.grad is not None)
+
+
+def _without_recompute(spec: Spec) -> Spec:
+    return spec.model_copy(update={"training": spec.training.model_copy(update={"recompute": "none"})})
+
+
+def count_flops(spec: Spec, size: int, device: torch.device) -> counters.FlopCount:
+    def run(model, ids, targets):  # noqa: ANN001, ANN202
+        return counters.count_flops(model, lambda: loss_of(model(ids), targets))
+    return _on_device(spec, size, device, run)
+
+
+def count_saved(spec: Spec, size: int, device: torch.device) -> dict[str, int]:
+    def run(model, ids, targets):  # noqa: ANN001, ANN202
+        def forward(scope):  # noqa: ANN001, ANN202
+            logits = model(ids)
+            with scope.within("head"):      # the loss belongs to the head component
+                return loss_of(logits, targets)
+        return saved_bytes(model, forward)
+    return _on_device(spec, size, device, run)
+
+
+def _on_device(spec: Spec, size: int, device: torch.device, run):  # noqa: ANN001, ANN202
+    """run(model, ids, targets) on real CUDA tensors when the step fits there, else on fake CPU tensors."""
+    if device.type == "cuda" and fits_on(spec, size, device):
+        model = build_model(spec, device=device)
+        ids, targets = batch(spec, size, device)
+        return run(model, ids, targets)
+    with fake_tensor_mode():
+        model = build_model(spec)
+        ids, targets = batch(spec, size, "cpu")
+        return run(model, ids, targets)
+
+
+def count_fvcore(spec: Spec, size: int) -> tuple[counters.FvcoreCount | None, str]:
+    """fvcore's forward count, traced on the meta device (recomputation does not change a forward)."""
+    if not counters.fvcore_available():
+        return None, "fvcore is not installed"
+    plain = _without_recompute(spec)
+    model = build_model(plain, device="meta")
+    ids = torch.zeros(size, plain.seq_len, dtype=torch.long, device="meta")
+    return counters.count_fvcore(model, ids), ""
+
+
+def measure_peak(spec: Spec, size: int, device: torch.device) -> Peak:
+    def build():  # noqa: ANN202
+        model = build_model(spec, device=device if device.type == "cuda" else "cpu")
+        trainer = Trainer(model, spec)
+        where = device if device.type == "cuda" else "cpu"
+        first, second = batch(spec, size, where), batch(spec, size, where)
+        # Two micro-batches, gradients accumulating, then the update: see memory.py.
+        return [lambda: trainer.accumulate(*first), lambda: trainer.accumulate(*second), trainer.update]
+    if device.type == "cuda" and fits_on(spec, size, device):
+        return peak_cuda(build, device)
+    device = torch.device("cpu")
+    return peak_fake(build)
+
+
+# ---------------------------------------------------------------------------------------------- time
+def available_bytes(device: torch.device) -> int:
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return free
+    try:
+        with open("/proc/meminfo", encoding="utf-8") as info:
+            for line in info:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
+
+
+def probe_rate(device: torch.device, dtype: torch.dtype) -> float:
+    """A quick achieved matmul FLOP/s (for sizing the timed step only, never reported)."""
+    n = 512
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    timing = time_steps(lambda: a @ a, device, runs=10, warmup=2)
+    return 2 * n**3 / timing.minimum
+
+
+def _step_cost(spec: Spec, size: int) -> tuple[float, int]:
+    """(hardware FLOPs, estimated bytes) of one step at micro-batch `size`, from the analytic model."""
+    sized = spec.model_copy(update={"training": spec.training.model_copy(update={"micro_batch_size": size})})
+    e = estimate(sized)
+    return e.flops.hardware_per_token * sized.seq_len * size, e.memory.total_per_gpu
+
+
+def shrink_for_time(spec: Spec, size: int, rate: float, memory: int, budget: float) -> list[str]:
+    """--set overrides that bring one step under the time and memory budgets: fewer layers first (every
+    layer costs the same), then shorter sequences. Empty when the spec fits as it is."""
+    overrides: list[str] = []
+    current = spec
+
+    def fits(candidate: Spec) -> bool:
+        flops, nbytes = _step_cost(candidate, size)
+        return flops / rate <= budget and nbytes * 1.3 <= memory
+
+    while not fits(current):
+        m, t = current.model, current.training
+        if m.n_layers > 1:
+            flops, nbytes = _step_cost(current, size)
+            ratio = min(budget * rate / flops, memory / (1.3 * nbytes))
+            change = f"model.n_layers={max(1, min(m.n_layers - 1, int(m.n_layers * ratio)))}"
+        elif current.seq_len > 16:
+            change = f"training.seq_len={current.seq_len // 2}"
+        else:
+            break
+        overrides = [o for o in overrides if o.split("=")[0] != change.split("=")[0]] + [change]
+        current = respec(spec, overrides)
+    return overrides
+
+
+def measure_time(spec: Spec, size: int, device: torch.device, budget: float,
+                 overrides: list[str] | None) -> tuple[Timing, Spec, list[str]]:
+    """Median step time, on `spec` or on the copy that `overrides` (or the automatic shrink) describe."""
+    dtype = build_model(spec, device="meta").embedding.token.weight.dtype
+    if overrides is None:
+        overrides = shrink_for_time(spec, size, probe_rate(device, dtype), int(available_bytes(device) *
+                                                                              MEMORY_FRACTION), budget)
+    timed = respec(spec, overrides) if overrides else spec
+    model = build_model(timed, device=device)
+    trainer = Trainer(model, timed)
+    ids, targets = batch(timed, size, device)
+    return time_steps(lambda: trainer.step((ids, targets)), device), timed, overrides
+
+
+# ---------------------------------------------------------------------------------------------- all
+def measure(spec: Spec, device: torch.device, *, time: bool = True, time_budget: float = DEFAULT_TIME_BUDGET,
+            time_overrides: list[str] | None = None) -> Measurement:
+    """Every measurement of `spec` at its micro-batch size on `device`."""
+    size = spec.training.micro_batch_size
+    fvcore, fvcore_note = count_fvcore(spec, size)
+    result = Measurement(
+        spec=spec, device=device.type, device_name=describe(device), batch=size,
+        params=count_params(spec), active_params=count_active(spec),
+        flops=count_flops(spec, size, device), fvcore=fvcore, fvcore_note=fvcore_note,
+        activations=count_saved(spec, size, device), peak=measure_peak(spec, size, device),
+    )
+    if time:
+        result.timing, result.timed_spec, result.time_overrides = measure_time(
+            spec, size, device, time_budget, time_overrides)
+    else:
+        result.time_note = "not measured (--no-time)"
+    return result

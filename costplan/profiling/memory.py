@@ -1,0 +1,88 @@
+"""Memory of the reference model: bytes autograd saves for backward, and the peak of a training step.
+
+Saved bytes: every tensor autograd packs during the forward (torch.autograd.graph.saved_tensors_hooks),
+counted once per storage (several ops saving the same tensor, or views of it, hold one allocation),
+excluding parameters and module buffers (constants that exist whether or not a step runs).
+
+Peak: the most memory live at any moment of a full training step (weights, gradients, optimizer states
+and the fp32 master copy, activations, temporaries), on the second of two steps so that the optimizer
+states exist. The step accumulates gradients over two micro-batches, as any run whose global batch is
+larger than micro-batch × GPUs does: the second micro-batch's activations then coexist with a full set of
+gradients, the state the estimate's sum (weights + gradients + optimizer + activations) describes. Without
+accumulation no moment holds all of both, and the true peak is lower by up to the smaller of the two. On CUDA it is torch.cuda.max_memory_allocated; elsewhere torch's MemTracker under
+FakeTensorMode follows every allocation without making any.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from costplan.profiling.private import fake_tensor_mode, memory_tracker, tracker_new_step, tracker_peak
+from costplan.profiling.scope import ComponentScope
+
+
+def _storage_key(t: torch.Tensor) -> int:
+    # The address of the C++ StorageImpl: the same for every view of one allocation, real or fake.
+    return t.untyped_storage()._cdata
+
+
+def saved_bytes(model: nn.Module, run_forward: Callable[[ComponentScope], torch.Tensor]) -> dict[str, int]:
+    """Bytes saved for backward by `run_forward(scope)` (which returns the loss), per component."""
+    constants = {_storage_key(t) for t in (*model.parameters(), *model.buffers())}
+    owner: dict[int, tuple[str, int]] = {}
+
+    with ComponentScope(model) as scope:
+        def pack(t: torch.Tensor) -> torch.Tensor:
+            key = _storage_key(t)
+            if key not in constants and key not in owner:
+                owner[key] = (scope.current(), t.untyped_storage().nbytes())
+            return t
+
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            loss = run_forward(scope)
+    result: Counter[str] = Counter()
+    for component, nbytes in owner.values():
+        result[component] += nbytes
+    del loss                    # the graph (and the saved tensors) could be kept alive until here
+    return dict(result)
+
+
+@dataclass(frozen=True)
+class Peak:
+    bytes: int
+    method: str                  # how it was measured, for the report
+
+
+Phases = list  # the parts of one step, e.g. [micro-batch 1, micro-batch 2, optimizer update]
+
+
+def peak_fake(build: Callable[[], Phases]) -> Peak:
+    """Peak of two steps whose phases `build()` prepares (model, optimizer, batch), all on fake tensors:
+    nothing is allocated, shapes and dtypes are followed exactly."""
+    with fake_tensor_mode():
+        tracker = memory_tracker()
+        with tracker:
+            phases = build()
+            for _ in range(2):
+                for phase in phases:
+                    tracker_new_step(tracker)     # the tracker refuses to see a module run twice otherwise
+                    phase()
+        return Peak(tracker_peak(tracker), "MemTracker under FakeTensorMode, second step")
+
+
+def peak_cuda(build: Callable[[], Phases], device: torch.device) -> Peak:
+    """Peak allocated CUDA memory over two real steps, above what was allocated before building."""
+    torch.cuda.synchronize(device)
+    torch.cuda.empty_cache()
+    base = torch.cuda.memory_allocated(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    phases = build()
+    for _ in range(2):
+        for phase in phases:
+            phase()
+    torch.cuda.synchronize(device)
+    return Peak(torch.cuda.max_memory_allocated(device) - base, "torch.cuda.max_memory_allocated, two steps")

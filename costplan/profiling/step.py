@@ -1,0 +1,104 @@
+"""One training step of the reference model, as the analytic memory model assumes it is run.
+
+16-bit training keeps 16-bit weights and gradients, and the optimizer works on an fp32 master copy (ZeRO
+§3.1: 2 + 2 + 4 + optimizer moments bytes per parameter). Each parameter's gradient is moved to its master
+copy and stepped one parameter at a time, so no second full set of gradients ever exists. fp32/tf32 training
+steps the fp32 weights directly. Optimizer moments are fp32. Steps run with foreach=False: the multi-tensor
+kernels allocate temporaries the size of all parameters at once, which would inflate the peak.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from costplan.spec import Spec
+
+# Hyperparameter values do not change any measurement (memory and time do not depend on them).
+LR = 1e-4
+
+
+class Lion(torch.optim.Optimizer):
+    """Lion (Chen et al. 2023, Algorithm 2): one fp32 moment per parameter."""
+
+    def __init__(self, params, lr: float = LR, betas: tuple[float, float] = (0.9, 0.99), weight_decay=0.0):  # noqa: ANN001
+        super().__init__(params, {"lr": lr, "betas": betas, "weight_decay": weight_decay})
+
+    @torch.no_grad()
+    def step(self, closure=None):  # noqa: ANN001, ANN201
+        for group in self.param_groups:
+            beta1, beta2 = group["betas"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                state = self.state[p]
+                if "exp_avg" not in state:
+                    state["exp_avg"] = torch.zeros_like(p)
+                m = state["exp_avg"]
+                p.mul_(1 - group["lr"] * group["weight_decay"])
+                p.add_(torch.sign(m * beta1 + p.grad * (1 - beta1)), alpha=-group["lr"])
+                m.mul_(beta2).add_(p.grad, alpha=1 - beta2)
+
+
+OPTIMIZERS: dict[str, Callable[[list[torch.Tensor]], torch.optim.Optimizer]] = {
+    "adamw": lambda ps: torch.optim.AdamW(ps, lr=LR, foreach=False),
+    "adam": lambda ps: torch.optim.Adam(ps, lr=LR, foreach=False),
+    "sgd": lambda ps: torch.optim.SGD(ps, lr=LR, foreach=False),
+    "sgd_momentum": lambda ps: torch.optim.SGD(ps, lr=LR, momentum=0.9, foreach=False),
+    "adafactor": lambda ps: torch.optim.Adafactor(ps, lr=LR, foreach=False),
+    "lion": lambda ps: Lion(ps),
+}
+
+
+def loss_of(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Mean next-token cross-entropy, computed in fp32 (the log-softmax it saves is fp32)."""
+    return F.cross_entropy(logits.float().flatten(0, 1), targets.flatten())
+
+
+class Trainer:
+    """forward → loss → backward → optimizer step for a model whose parameters are in the training dtype."""
+
+    def __init__(self, model: nn.Module, spec: Spec):
+        self.model = model
+        self.params = list(model.parameters())
+        self.mixed = any(p.dtype != torch.float32 for p in self.params)
+        make = OPTIMIZERS[spec.training.optimizer]
+        if self.mixed:
+            # One optimizer per master tensor, so that each can be stepped as soon as its gradient is moved.
+            self.master = [p.detach().float() for p in self.params]
+            self.optimizers = [make([m]) for m in self.master]
+        else:
+            self.optimizer = make(self.params)
+
+    def step(self, *micro_batches: tuple[torch.Tensor, torch.Tensor]) -> None:
+        """Forward and backward of each (ids, targets) micro-batch, gradients accumulating, then the update."""
+        for ids, targets in micro_batches:
+            self.accumulate(ids, targets)
+        self.update()
+
+    def accumulate(self, ids: torch.Tensor, targets: torch.Tensor) -> None:
+        loss_of(self.model(ids), targets).backward()
+
+    def update(self) -> None:
+        if not self.mixed:
+            self.optimizer.step()
+            self.optimizer.zero_grad(set_to_none=True)
+            return
+        for p, master, optimizer in zip(self.params, self.master, self.optimizers):
+            if p.grad is None:          # a parameter this step did not use (an idle expert)
+                continue
+            master.grad = p.grad.float()
+            p.grad = None
+            optimizer.step()
+            master.grad = None
+            with torch.no_grad():
+                p.copy_(master)
+
+
+def batch(spec: Spec, size: int, device: torch.device | str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random token ids and targets (size × seq_len), int64."""
+    shape = (size, spec.seq_len)
+    vocab = spec.model.vocab_size
+    return (torch.randint(0, vocab, shape, device=device), torch.randint(0, vocab, shape, device=device))

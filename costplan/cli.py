@@ -476,6 +476,36 @@ def check(specs, tolerances, device, batch, seq_len, fmt, detail, no_time, time_
         sys.exit(1)
 
 
+@cli.command()
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--output", "output", metavar="FILE", type=click.Path(dir_okay=False),
+              help="Write the hardware YAML here (usable as hardware.gpu: FILE); default: print it.")
+def calibrate(device, output) -> None:
+    """Measure this machine's matmul FLOP/s, memory bandwidth and step MFU as a hardware file."""
+    from costplan.profiling import require_torch
+
+    require_torch()
+    from costplan import report
+    from costplan.profiling.calibrate import calibrate as run_calibration
+    from costplan.profiling.calibrate import hardware_entry
+    from costplan.profiling.measure import resolve_device
+
+    result = run_calibration(resolve_device(device))
+    header = ("Written by `costplan calibrate`: achieved rates on the device below, not datasheet peaks.\n"
+              "Use it as `hardware.gpu: FILE` (or --gpu FILE) to compare estimated and measured step times.")
+    text = report.hardware_yaml(hardware_entry(result), header)
+    if output is None:
+        click.echo(text, nl=False)
+        return
+    try:
+        with open(output, "w", encoding="utf-8") as out:
+            out.write(text)
+    except OSError as exc:
+        raise CostplanError(f"--output {output}: cannot write: {exc.strerror}") from None
+    click.echo(report.calibration_table(result.rates, result.bandwidth, result.interconnect, result.mfu))
+    click.echo(f"\nwrote {output}")
+
+
 def main() -> None:
     """Console entry point."""
     cli(prog_name="costplan")

@@ -517,3 +517,32 @@ def render_checks(results: Sequence[Mapping[str, Any]], fmt: str, detail: bool =
                      + "\nfvcore has no handle for: " + _op_list(r["fvcore_unsupported"]))
         blocks.append(text)
     return "\n\n".join(blocks)
+
+
+# ---------------------------------------------------------------------------------------------- calibrate
+def hardware_yaml(entry: Mapping[str, Any], header: str) -> str:
+    """A hardware file: floats to 4 significant figures (measurements are not more precise than that)."""
+    import yaml
+
+    def rounded(value: Any) -> Any:
+        if isinstance(value, float):
+            return float(f"{value:.4g}")
+        if isinstance(value, Mapping):
+            return {k: rounded(v) for k, v in value.items()}
+        return value
+
+    body = yaml.safe_dump(rounded(dict(entry)), sort_keys=False, allow_unicode=True, width=110)
+    return "".join(f"# {line}\n" for line in header.splitlines()) + body
+
+
+def calibration_table(rates: Mapping[str, Mapping[int, float]], bandwidth: float, interconnect: float | None,
+                      mfu: float, fmt: str = "table") -> str:
+    """Achieved matmul TFLOP/s by precision and size, then bandwidth and MFU."""
+    sizes = sorted({n for by_size in rates.values() for n in by_size})
+    body = [[p, *(human(by_size.get(n), "flop/s") for n in sizes)] for p, by_size in rates.items()]
+    text = grid(["precision", *(f"n = {n}" for n in sizes)], body, fmt)
+    lines = [f"memory bandwidth (copy, read + write): {_digits(bandwidth / 1e9)} GB/s"]
+    if interconnect:
+        lines.append(f"host to device: {_digits(interconnect / 1e9)} GB/s")
+    lines.append(f"reference training step: MFU {percent(mfu)} of the calibrated matmul rate")
+    return text + "\n\n" + "\n".join(lines)

@@ -8,7 +8,8 @@ Which analytic number each measurement is compared with:
   analytic hardware FLOPs in the counter's convention (every (query, key) pair, Shape.skip_masked_tiles off);
 - activations: bytes saved for backward for the micro-batch (convention 7);
 - peak: weights + gradients + optimizer states + activations, against the measured peak of a step;
-- time: step FLOPs (as executed) / (peak FLOP/s × MFU) of the spec's hardware, compared only when that
+- time: the step's model FLOPs (3 × forward) / (peak FLOP/s × MFU) of the spec's hardware, the estimate's
+  own time model (GPU-hours per step), compared only when that
   hardware was calibrated on the device at hand (`costplan calibrate`), since a datasheet peak says nothing
   about a CPU or another GPU.
 """
@@ -165,7 +166,7 @@ def time_check(m: Measurement, tolerance: float | None) -> Check:
     mfu = spec.hardware.mfu if spec.hardware.mfu is not None else gpu.mfu
     peak = gpu.peak_flops(spec.training.precision)
     e = estimate(spec)
-    step_flops = e.flops.hardware_per_token * spec.seq_len * m.batch
+    step_flops = e.flops.training_per_token * spec.seq_len * m.batch
     estimated = step_flops / (peak * mfu) if peak else None
     notes = [f"median of {m.timing.runs}, IQR ±{100 * m.timing.spread / 2:.0f}%"]
     if m.time_overrides:

@@ -187,9 +187,10 @@ def _step_cost(spec: Spec, size: int) -> tuple[float, int]:
     return e.flops.hardware_per_token * sized.seq_len * size, e.memory.total_per_gpu
 
 
-def shrink_for_time(spec: Spec, size: int, rate: float, memory: int, budget: float) -> list[str]:
+def shrink_for_time(spec: Spec, size: int, rate: float, memory: int, budget: float) -> list[str] | None:
     """--set overrides that bring one step under the time and memory budgets: fewer layers first (every
-    layer costs the same), then shorter sequences. Empty when the spec fits as it is."""
+    layer costs the same), then a smaller vocabulary, then shorter sequences. Empty when the spec fits as
+    it is; None when nothing tried fits."""
     overrides: list[str] = []
     current = spec
 
@@ -198,27 +199,32 @@ def shrink_for_time(spec: Spec, size: int, rate: float, memory: int, budget: flo
         return flops / rate <= budget and nbytes * 1.3 <= memory
 
     while not fits(current):
-        m, t = current.model, current.training
+        m = current.model
         if m.n_layers > 1:
             flops, nbytes = _step_cost(current, size)
             ratio = min(budget * rate / flops, memory / (1.3 * nbytes))
             change = f"model.n_layers={max(1, min(m.n_layers - 1, int(m.n_layers * ratio)))}"
+        elif m.vocab_size > 1024:
+            change = f"model.vocab_size={max(1024, m.vocab_size // 4)}"
         elif current.seq_len > 16:
             change = f"training.seq_len={current.seq_len // 2}"
         else:
-            break
+            return None
         overrides = [o for o in overrides if o.split("=")[0] != change.split("=")[0]] + [change]
         current = respec(spec, overrides)
     return overrides
 
 
 def measure_time(spec: Spec, size: int, device: torch.device, budget: float,
-                 overrides: list[str] | None) -> tuple[Timing, Spec, list[str]]:
-    """Median step time, on `spec` or on the copy that `overrides` (or the automatic shrink) describe."""
+                 overrides: list[str] | None) -> tuple[Timing | None, Spec, list[str]]:
+    """Median step time, on `spec` or on the copy that `overrides` (or the automatic shrink) describe;
+    None when even the smallest copy tried would not fit."""
     dtype = build_model(spec, device="meta").embedding.token.weight.dtype
     if overrides is None:
         overrides = shrink_for_time(spec, size, probe_rate(device, dtype), int(available_bytes(device) *
                                                                               MEMORY_FRACTION), budget)
+        if overrides is None:
+            return None, spec, []
     timed = respec(spec, overrides) if overrides else spec
     model = build_model(timed, device=device)
     trainer = Trainer(model, timed)
@@ -241,6 +247,8 @@ def measure(spec: Spec, device: torch.device, *, time: bool = True, time_budget:
     if time:
         result.timing, result.timed_spec, result.time_overrides = measure_time(
             spec, size, device, time_budget, time_overrides)
+        if result.timing is None:
+            result.time_note = "not measured: no shrunk copy fits this machine; choose one with --time-set"
     else:
         result.time_note = "not measured (--no-time)"
     return result

@@ -18,10 +18,14 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import weakref
+
 import torch
 from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_leaves
 
-from costplan.profiling.private import fake_tensor_mode, memory_tracker, tracker_new_step, tracker_peak
+from costplan.profiling.private import fake_tensor_mode
 from costplan.profiling.scope import ComponentScope
 
 
@@ -57,6 +61,36 @@ class Peak:
     method: str                  # how it was measured, for the report
 
 
+class LiveBytes(TorchDispatchMode):
+    """Bytes of every storage an op creates, from its creation until it is freed, and their peak sum.
+    torch keeps one Python object per storage for the storage's lifetime, so a weak reference to it
+    reports the free."""
+
+    def __init__(self):
+        super().__init__()
+        self.live = self.peak = 0
+        self.sizes: dict[int, int] = {}
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001, ANN204
+        out = func(*args, **(kwargs or {}))
+        for t in tree_leaves(out):
+            if isinstance(t, torch.Tensor):
+                self._track(t.untyped_storage())
+        return out
+
+    def _track(self, storage: torch.UntypedStorage) -> None:
+        key = storage._cdata
+        if key in self.sizes:
+            return
+        self.sizes[key] = storage.nbytes()
+        self.live += self.sizes[key]
+        self.peak = max(self.peak, self.live)
+        weakref.finalize(storage, self._free, key)
+
+    def _free(self, key: int) -> None:
+        self.live -= self.sizes.pop(key, 0)
+
+
 Phases = list  # the parts of one step, e.g. [micro-batch 1, micro-batch 2, optimizer update]
 
 
@@ -64,14 +98,13 @@ def peak_fake(build: Callable[[], Phases]) -> Peak:
     """Peak of two steps whose phases `build()` prepares (model, optimizer, batch), all on fake tensors:
     nothing is allocated, shapes and dtypes are followed exactly."""
     with fake_tensor_mode():
-        tracker = memory_tracker()
+        tracker = LiveBytes()
         with tracker:
             phases = build()
             for _ in range(2):
                 for phase in phases:
-                    tracker_new_step(tracker)     # the tracker refuses to see a module run twice otherwise
                     phase()
-        return Peak(tracker_peak(tracker), "MemTracker under FakeTensorMode, second step")
+        return Peak(tracker.peak, "storages tracked under FakeTensorMode, two steps")
 
 
 def peak_cuda(build: Callable[[], Phases], device: torch.device) -> Peak:

@@ -42,12 +42,46 @@ class Lion(torch.optim.Optimizer):
                 m.mul_(beta2).add_(p.grad, alpha=1 - beta2)
 
 
+class Adafactor(torch.optim.Optimizer):
+    """Adafactor without a first moment (Shazeer & Stern 2018, Algorithms 4 and 5, β1 = 0): a matrix keeps
+    fp32 row and column sums of squared gradients, a vector its full second moment. torch.optim.Adafactor
+    keeps the same states but reads a norm back to Python (.item()), which fake tensors cannot do."""
+
+    def __init__(self, params, lr: float = LR, decay: float = -0.8, eps: float = 1e-30):  # noqa: ANN001
+        super().__init__(params, {"lr": lr, "decay": decay, "eps": eps})
+
+    @torch.no_grad()
+    def step(self, closure=None):  # noqa: ANN001, ANN201
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                g, state = p.grad, self.state[p]
+                state["step"] = state.get("step", 0) + 1
+                beta2 = 1 - state["step"] ** group["decay"]
+                squared = g * g + group["eps"]
+                if p.dim() >= 2:
+                    if "row" not in state:
+                        state["row"] = torch.zeros_like(p[..., 0])
+                        state["col"] = torch.zeros_like(p[..., 0, :])
+                    state["row"].lerp_(squared.mean(-1), 1 - beta2)
+                    state["col"].lerp_(squared.mean(-2), 1 - beta2)
+                    row = state["row"] / state["row"].mean(-1, keepdim=True)
+                    update = g * (row[..., None] * state["col"][..., None, :]).rsqrt()
+                else:
+                    if "variance" not in state:
+                        state["variance"] = torch.zeros_like(p)
+                    state["variance"].lerp_(squared, 1 - beta2)
+                    update = g * state["variance"].rsqrt()
+                p.add_(update, alpha=-group["lr"])
+
+
 OPTIMIZERS: dict[str, Callable[[list[torch.Tensor]], torch.optim.Optimizer]] = {
-    "adamw": lambda ps: torch.optim.AdamW(ps, lr=LR, foreach=False),
-    "adam": lambda ps: torch.optim.Adam(ps, lr=LR, foreach=False),
+    "adamw": lambda ps: torch.optim.AdamW(ps, lr=LR, fused=True),
+    "adam": lambda ps: torch.optim.Adam(ps, lr=LR, fused=True),
     "sgd": lambda ps: torch.optim.SGD(ps, lr=LR, foreach=False),
     "sgd_momentum": lambda ps: torch.optim.SGD(ps, lr=LR, momentum=0.9, foreach=False),
-    "adafactor": lambda ps: torch.optim.Adafactor(ps, lr=LR, foreach=False),
+    "adafactor": lambda ps: Adafactor(ps),
     "lion": lambda ps: Lion(ps),
 }
 

@@ -20,6 +20,7 @@ from torch import nn
 from torch.nn import functional as F
 from torch.utils.checkpoint import checkpoint
 
+from costplan.profiling.blocks import BlockCore, Part, column_blocks, diagonal_blocks, summary_block, window_blocks
 from costplan.profiling.modules import norm, rotate
 from costplan.spec import ModelSpec
 
@@ -59,14 +60,45 @@ def sdpa_core(q, k, v, pos: Positions, scale: float, heads: int, groups: int) ->
 
 
 CORES = {"explicit": explicit_core, "sdpa": sdpa_core}
-# The core each attention type runs by default.
+
+
+def _sliding(attention, model: ModelSpec, s: int, slopes, device) -> BlockCore:  # noqa: ANN001
+    parts = [Part(slice(0, model.n_heads), window_blocks(s, attention.window))]
+    return BlockCore(parts, attention.kernel == "materialized", slopes)
+
+
+def _sparse(attention, model: ModelSpec, s: int, slopes, device) -> BlockCore:  # noqa: ANN001
+    """Child et al. §4.3: the first ⌈H/2⌉ heads on part 1 of the pattern, the others on part 2."""
+    first = model.n_heads - model.n_heads // 2
+    l = attention.block
+    if attention.pattern == "strided":
+        blocks = (window_blocks(s, l), column_blocks(s, l))
+    else:
+        blocks = (diagonal_blocks(s, l), summary_block(s, l, attention.summary, device))
+    parts = [Part(slice(0, first), blocks[0]), Part(slice(first, model.n_heads), blocks[1])]
+    return BlockCore([p for p in parts if p.heads.stop > p.heads.start], attention.kernel == "materialized",
+                     slopes)
+
+
+# Block-pattern cores, built for the training sequence length (their tiles depend on it).
+PATTERNS = {"sliding_window": _sliding, "sparse": _sparse}
+# The core each attention type runs by default; True where the core stores its probabilities.
 DEFAULT_CORE = {"dense": "explicit", "flash": "sdpa"}
+
+
+def make_core(attention, model: ModelSpec, seq_len: int, override: str | None, slopes, device):  # noqa: ANN001, ANN201
+    """(core callable, whether it materialises its probabilities) for one layer's attention spec."""
+    if attention.type in PATTERNS:
+        core = PATTERNS[attention.type](attention, model, seq_len, slopes, device)
+        return core, core.materialize
+    name = override or DEFAULT_CORE[attention.type]
+    return CORES[name], name == "explicit"
 
 
 class Attention(nn.Module):
     """Multi-head (grouped-query) softmax attention with optional QK norms and rotary embeddings."""
 
-    def __init__(self, model: ModelSpec, core: str, recompute_core: bool, **factory):
+    def __init__(self, model: ModelSpec, core, recompute_core: bool, **factory):  # noqa: ANN001
         super().__init__()
         d, heads, kv_heads, d_head = model.d_model, model.n_heads, model.n_kv_heads, model.head_dim
         self.heads, self.kv_heads, self.head_dim = heads, kv_heads, d_head
@@ -80,7 +112,7 @@ class Attention(nn.Module):
         elif model.qk_norm == "full":
             self.q_norm = norm(model.norm, heads * d_head, **factory)
             self.k_norm = norm(model.norm, kv_heads * d_head, **factory)
-        self.core = CORES[core]
+        self.core = core
         self.recompute_core = recompute_core
         self.scale = 1.0 / math.sqrt(d_head)
 

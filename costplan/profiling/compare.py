@@ -3,9 +3,11 @@ relative error, tolerance and status. Raw numbers only; report.py formats them.
 
 Which analytic number each measurement is compared with:
 - parameters: total and active (convention 5), exactly;
-- forward FLOPs: the matmul FLOPs of convention 2, exactly, by FlopCounterMode and by fvcore;
-- training FLOPs: what the counter sees executed — forward, backward and recomputation — which is the
-  analytic hardware FLOPs in the counter's convention (every (query, key) pair, Shape.skip_masked_tiles off);
+- forward FLOPs: the matmul FLOPs the reference model executes, exactly, by FlopCounterMode and by fvcore,
+  against the analytic forward as executed in the counter's convention (costs convention 8: `hw_fwd` with
+  Shape.skip_masked_tiles off). For dense and flash attention that is the model FLOPs; banded and sparse
+  tiles and padded expert buffers make it differ, and the model FLOPs are then given in the note;
+- training FLOPs: forward, backward and recomputation as executed, against `hw_flops` in the same convention;
 - activations: bytes saved for backward for the micro-batch (convention 7);
 - peak: weights + gradients + optimizer states + activations, against the measured peak of a step;
 - time: the step's model FLOPs (3 × forward) / (peak FLOP/s × MFU) of the spec's hardware, the estimate's
@@ -115,9 +117,12 @@ def checks(m: Measurement, tolerances: Mapping[str, float] = DEFAULT_TOLERANCES,
     rows.append(Check("params", "parameters (active per token)", est.params.active, m.active_params, "count",
                       tol("params"), note="what one token touches, embeddings whole"))
 
-    forward = {k: c.flops * size for k, c in parts.items()}
+    forward = {k: c.hw_fwd * size for k, c in parts.items()}
+    model_flops = sum(c.flops for c in parts.values()) * size
+    model_note = ("" if model_flops == _total(forward) else
+                  f"; model FLOPs (keys a query may see, top_k experts) {model_flops}")
     add(Check("flops", "forward FLOPs (FlopCounterMode)", _total(forward), _total(m.flops.forward), "flop",
-              tol("flops"), note=f"one step: batch {size} × {spec.seq_len} tokens"),
+              tol("flops"), note=f"one step: batch {size} × {spec.seq_len} tokens{model_note}"),
         _component_checks("flops", "forward FLOPs", "flop", forward, m.flops.forward, tol("flops")))
     if m.fvcore is not None:
         add(Check("flops", "forward FLOPs (fvcore)", _total(forward), _total(m.fvcore.forward), "flop",
@@ -130,7 +135,7 @@ def checks(m: Measurement, tolerances: Mapping[str, float] = DEFAULT_TOLERANCES,
     executed = {k: c.hw_flops * size for k, c in parts.items()}
     add(Check("flops", "training FLOPs (executed)", _total(executed), _total(m.flops.training), "flop",
               tol("flops"), note=f"forward + backward + recompute; model FLOPs 3 × forward = "
-                                 f"{3 * _total(forward)}"),
+                                 f"{3 * model_flops}"),
         _component_checks("flops", "training FLOPs", "flop", executed, m.flops.training, tol("flops")))
     missed = m.flops.ops.uncounted_contractions
     rows.append(Check("flops", "matmul-like ops without a FLOP formula", 0, sum(missed.values()), "count",
@@ -147,8 +152,8 @@ def checks(m: Measurement, tolerances: Mapping[str, float] = DEFAULT_TOLERANCES,
         note = "; ".join(filter(None, [note, "CPU LayerNorm keeps 16-bit mean/rstd, CUDA fp32 (as estimated)"]))
     add(Check("activations", "activations saved for backward", est.memory.activations, _total(saved), "bytes",
               tol("activations"), note=note or f"micro-batch {size}"),
-        _component_checks("activations", "activations", "bytes", {k: c.activations * size
-                                                                   for k, c in parts.items()}, saved,
+        _component_checks("activations", "activations", "bytes",
+                          {k: c.activations * size + c.shared_activations for k, c in parts.items()}, saved,
                           tol("activations")))
     rows.append(Check("peak", "peak memory of a training step", est.memory.total_per_gpu, m.peak.bytes,
                       "bytes", tol("peak"), note=m.peak.method))

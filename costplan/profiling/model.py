@@ -23,7 +23,7 @@ from costplan.costs.estimate import COMPONENTS
 from costplan.costs.layers import Layer, layers
 from costplan.costs.memory import element_bytes
 from costplan.errors import CostplanError
-from costplan.profiling.attention import DEFAULT_CORE, Attention, Positions
+from costplan.profiling.attention import DEFAULT_CORE, PATTERNS, Attention, Positions, make_core
 from costplan.profiling.modules import MLP, alibi_slopes, norm, rotary_tables
 from costplan.spec import ModelSpec, Spec
 
@@ -83,12 +83,14 @@ class Head(nn.Module):
 class Block(nn.Module):
     """One pre-norm transformer layer: x + attention(norm(x)), then x + mlp(norm(x))."""
 
-    def __init__(self, layer: Layer, model: ModelSpec, core: str, recompute: str, **factory):
+    def __init__(self, layer: Layer, spec: Spec, core: str | None, slopes, **factory):  # noqa: ANN001
         super().__init__()
+        model, recompute = spec.model, spec.training.recompute
         self.norms = nn.ModuleDict({"attention": norm(model.norm, model.d_model, **factory),
                                     "mlp": norm(model.norm, model.d_model, **factory)})
+        kernel, materializes = make_core(layer.attention, model, spec.seq_len, core, slopes, factory.get("device"))
         # A flash core already recomputes its scores in backward; only a materialising core is checkpointed.
-        self.attention = Attention(model, core, recompute_core=recompute == "selective" and core == "explicit",
+        self.attention = Attention(model, kernel, recompute_core=recompute == "selective" and materializes,
                                    **factory)
         self.mlp = MLP(model.mlp, model.d_model, layer.d_ff, model.bias, **factory)
 
@@ -109,8 +111,9 @@ class Model(nn.Module):
         if model.embedding_norm:
             norms["embedding"] = norm(model.norm, model.d_model, **factory)
         self.norms = nn.ModuleDict(norms)
-        self.layers = nn.ModuleList(
-            Block(layer, model, core or _core(layer), self.recompute, **factory) for layer in layers(model))
+        slopes = (torch.tensor(alibi_slopes(model.n_heads), device=factory.get("device"))
+                  if model.position == "alibi" else None)
+        self.layers = nn.ModuleList(Block(layer, spec, core, slopes, **factory) for layer in _checked(model))
         self.head = Head(model, self.embedding.token if model.tie_embeddings else None, **factory)
         self._constants(model, **factory)
 
@@ -154,11 +157,14 @@ class Model(nn.Module):
         return self.head(self.norms["final"](x))
 
 
-def _core(layer: Layer) -> str:
-    kind = layer.attention.type
-    if kind not in DEFAULT_CORE:
-        raise CostplanError(f"model.attention.type: the reference model has no {kind!r} attention yet")
-    return DEFAULT_CORE[kind]
+def _checked(model: ModelSpec) -> list[Layer]:
+    """The layers, each of a kind the reference model can build."""
+    result = layers(model)
+    for layer in result:
+        kind = layer.attention.type
+        if kind not in DEFAULT_CORE and kind not in PATTERNS:
+            raise CostplanError(f"model.attention.type: the reference model has no {kind!r} attention yet")
+    return result
 
 
 def init_weights(model: nn.Module) -> None:
@@ -183,6 +189,8 @@ def build_model(spec: Spec, *, device: str | torch.device = "cpu", dtype: torch.
     torch's fused kernel; by default dense attention is explicit and flash attention is SDPA. On the `meta`
     device nothing is allocated (parameter counts of 405B-parameter specs cost nothing)."""
     factory = {"device": torch.device(device), "dtype": dtype or training_dtype(spec)}
+    if core not in (None, "explicit", "sdpa"):
+        raise CostplanError(f"core: expected 'explicit' or 'sdpa', got {core!r}")
     model = Model(spec, core, **factory)
     init_weights(model)
     return model

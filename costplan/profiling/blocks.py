@@ -1,0 +1,201 @@
+"""Block-sparse attention for the reference model: sliding-window (Longformer, Mistral) and Sparse
+Transformer (Child et al. 2019) patterns, computed block by block so that a FLOP counter sees only the work
+the pattern allows (a dense matrix with a mask would count as dense).
+
+A pattern is a list of blocks per group of heads; a block is (queries, keys, window): a slice or an index
+tensor of query positions, one of key positions, and the causal window inside the block (None: causal only).
+Each block is computed whole, masked inside; its cost is 2·rows·keys·(d_qk + d_v) FLOPs per head.
+
+The kernel is an autograd Function written with torch ops, in the two ways the analytic model knows:
+- flash (FlashAttention-2, Dao 2023, Algorithm 1-2, block-sparse as in FlashAttention §3.3): saves q, k, v,
+  the output and an fp32 log-sum-exp per query and head; backward recomputes each block's scores (5 matmuls
+  per block: 2.5 × the forward);
+- materialized: saves each block's probabilities; backward is 4 matmuls per block (2 × the forward).
+K/V heads are shared by groups of query heads (GQA) and expanded only inside the kernel, never saved.
+
+Tiling of a window: query tiles of min(128, window) rows (FlashAttention-2's tile for head_dim ≤ 128); a tile
+computes whole key tiles, from the first that holds a key one of its queries may see to the diagonal one.
+"""
+from __future__ import annotations
+
+import math
+from typing import NamedTuple, Union
+
+import torch
+
+KERNEL_TILE = 128
+
+Select = Union[slice, torch.Tensor]
+
+
+class Block(NamedTuple):
+    queries: Select
+    keys: Select
+    window: int | None          # a key j is visible to query i when i - window < j <= i; None: j <= i
+
+
+class Part(NamedTuple):
+    heads: slice                # query heads this part of the pattern uses
+    blocks: list[Block]
+
+
+def window_blocks(seq_len: int, window: int) -> list[Block]:
+    """Banded causal tiles of a sliding window."""
+    tile = min(KERNEL_TILE, window)
+    back = math.ceil((window - 1) / tile)             # key tiles before the diagonal one
+    blocks = []
+    for start in range(0, seq_len, tile):
+        index = start // tile
+        first_key = max(0, index - back) * tile
+        end = min(seq_len, start + tile)
+        blocks.append(Block(slice(start, end), slice(first_key, end), window))
+    return blocks
+
+
+def column_blocks(seq_len: int, stride: int) -> list[Block]:
+    """Attention within each of the `stride` columns j ≡ c (mod stride) (the strided pattern's part 2)."""
+    return [Block(slice(c, seq_len, stride), slice(c, seq_len, stride), None) for c in range(min(stride, seq_len))]
+
+
+def diagonal_blocks(seq_len: int, size: int) -> list[Block]:
+    """Attention within consecutive blocks of `size` positions (the fixed pattern's part 1)."""
+    spans = (slice(start, min(seq_len, start + size)) for start in range(0, seq_len, size))
+    return [Block(span, span, None) for span in spans]
+
+
+def summary_block(seq_len: int, size: int, summary: int, device: torch.device) -> list[Block]:
+    """Every query against the last `summary` positions of every block (the fixed pattern's part 2); a query
+    with no such position at or before it attends to nothing and outputs zeros."""
+    keys = [j for j in range(seq_len) if j % size >= size - summary]
+    if not keys:
+        return []
+    return [Block(slice(0, seq_len), torch.tensor(keys, device=device), None)]
+
+
+def _positions(select: Select, device: torch.device) -> torch.Tensor:
+    if isinstance(select, slice):
+        return torch.arange(select.start, select.stop, select.step or 1, device=device)
+    return select
+
+
+def _visible(block: Block, device: torch.device) -> torch.Tensor:
+    """(rows × keys) True where the query may see the key."""
+    q = _positions(block.queries, device)[:, None]
+    k = _positions(block.keys, device)[None, :]
+    visible = k <= q
+    if block.window is not None:
+        visible = visible & (k > q - block.window)
+    return visible
+
+
+def _select(x: torch.Tensor, select: Select) -> torch.Tensor:
+    """x[:, select] along the sequence dimension (a view for a slice, a gathered copy for an index)."""
+    return x[:, select]
+
+
+def _expand(x: torch.Tensor, heads: slice, per_group: int) -> torch.Tensor:
+    """K or V (b, s, G, d) for query heads `heads`: each query head reads its group's K/V head."""
+    index = torch.arange(heads.start, heads.stop, device=x.device) // per_group
+    return x.index_select(2, index)
+
+
+def _scores(qb, kb, block, scale, slopes, device):  # noqa: ANN001, ANN202
+    """Scaled fp32 scores of one block (b, h, rows, keys), masked (and ALiBi-biased) outside the pattern."""
+    scores = torch.matmul(qb, kb.transpose(-1, -2)).float() * scale
+    if slopes is not None:
+        q = _positions(block.queries, device)[:, None]
+        k = _positions(block.keys, device)[None, :]
+        scores = scores + slopes[:, None, None] * (k - q).float()
+    return scores.masked_fill(~_visible(block, device), float("-inf"))
+
+
+class BlockAttention(torch.autograd.Function):
+    """softmax(QKᵀ·scale)·V over the blocks of a pattern; see the module docstring."""
+
+    @staticmethod
+    def forward(ctx, q, k, v, parts, scale, materialize, slopes):  # noqa: ANN001, ANN205
+        b, s, heads, _ = q.shape
+        per_group = heads // k.shape[2]
+        out = q.new_zeros(b, s, heads, v.shape[-1])
+        lse = q.new_zeros(b, heads, s, dtype=torch.float32)
+        probabilities = []
+        for part in parts:
+            h = part.heads
+            kh, vh = _expand(k, h, per_group), _expand(v, h, per_group)
+            part_slopes = None if slopes is None else slopes[h]
+            for block in part.blocks:
+                qb = _select(q, block.queries)[:, :, h].transpose(1, 2)        # (b, h, rows, d)
+                kb = _select(kh, block.keys).transpose(1, 2)                  # (b, h, keys, d)
+                vb = _select(vh, block.keys).transpose(1, 2)
+                scores = _scores(qb, kb, block, scale, part_slopes, q.device)
+                top = scores.amax(-1, keepdim=True)
+                top = torch.where(torch.isinf(top), torch.zeros_like(top), top)   # rows that see nothing
+                p = torch.exp(scores - top)
+                total = p.sum(-1, keepdim=True)
+                p = p / total.clamp_min(torch.finfo(torch.float32).tiny)
+                out[:, block.queries, h] = torch.matmul(p.to(v.dtype), vb).transpose(1, 2)
+                row_lse = torch.where(total > 0, top + total.log(), torch.full_like(top, float("inf")))
+                lse[:, h, block.queries] = row_lse.squeeze(-1)
+                if materialize:
+                    probabilities.append(p.to(q.dtype))
+        ctx.parts, ctx.scale, ctx.materialize, ctx.slopes = parts, scale, materialize, slopes
+        if materialize:
+            ctx.save_for_backward(q, k, v, *probabilities)
+        else:
+            ctx.save_for_backward(q, k, v, out, lse)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out):  # noqa: ANN001, ANN205
+        q, k, v, *rest = ctx.saved_tensors
+        b, s, heads, _ = q.shape
+        groups = k.shape[2]
+        per_group = heads // groups
+        grad_out = grad_out.to(q.dtype)
+        dq = torch.zeros_like(q, dtype=torch.float32)
+        dk = torch.zeros_like(k, dtype=torch.float32)
+        dv = torch.zeros_like(v, dtype=torch.float32)
+        if ctx.materialize:
+            probabilities = iter(rest)
+        else:
+            out, lse = rest
+            delta = (grad_out.float() * out.float()).sum(-1)                     # (b, s, H)
+        for part in ctx.parts:
+            h = part.heads
+            kh, vh = _expand(k, h, per_group), _expand(v, h, per_group)
+            dkh = torch.zeros_like(kh, dtype=torch.float32)
+            dvh = torch.zeros_like(vh, dtype=torch.float32)
+            part_slopes = None if ctx.slopes is None else ctx.slopes[h]
+            for block in part.blocks:
+                qb = _select(q, block.queries)[:, :, h].transpose(1, 2)
+                kb = _select(kh, block.keys).transpose(1, 2)
+                vb = _select(vh, block.keys).transpose(1, 2)
+                gb = _select(grad_out, block.queries)[:, :, h].transpose(1, 2)     # (b, h, rows, d_v)
+                if ctx.materialize:
+                    p = next(probabilities).float()
+                else:                                                          # recompute the scores
+                    scores = _scores(qb, kb, block, ctx.scale, part_slopes, q.device)
+                    p = torch.exp(scores - lse[:, h, block.queries].unsqueeze(-1))
+                dvh[:, block.keys] += torch.matmul(p.to(q.dtype).transpose(-1, -2), gb).transpose(1, 2).float()
+                dp = torch.matmul(gb, vb.transpose(-1, -2)).float()
+                if ctx.materialize:
+                    row = (dp * p).sum(-1, keepdim=True)
+                else:
+                    row = delta[:, block.queries, h].transpose(1, 2).unsqueeze(-1)
+                ds = (p * (dp - row) * ctx.scale).to(q.dtype)
+                dq[:, block.queries, h] += torch.matmul(ds, kb).transpose(1, 2).float()
+                dkh[:, block.keys] += torch.matmul(ds.transpose(-1, -2), qb).transpose(1, 2).float()
+            index = torch.arange(h.start, h.stop, device=q.device) // per_group
+            dk.index_add_(2, index, dkh)
+            dv.index_add_(2, index, dvh)
+        return dq.to(q.dtype), dk.to(k.dtype), dv.to(v.dtype), None, None, None, None
+
+
+class BlockCore:
+    """A pattern and a kernel, callable like the other attention cores."""
+
+    def __init__(self, parts: list[Part], materialize: bool, slopes: torch.Tensor | None = None):
+        self.parts, self.materialize, self.slopes = parts, materialize, slopes
+
+    def __call__(self, q, k, v, pos, scale: float, heads: int, groups: int) -> torch.Tensor:  # noqa: ANN001
+        return BlockAttention.apply(q, k, v, self.parts, scale, self.materialize, self.slopes)

@@ -163,10 +163,12 @@ def test_aft_simple_flops_linear_in_seq_len(model, factor):
 
 @given(models())
 def test_hardware_flops_are_consistent(model):
-    # Backward is 2 × forward for weight matmuls and materialised cores, 2.5 × for flash cores, so without
-    # recomputation every component executes between 3 and 3.5 forwards; outside attention and MoE (the only
-    # places with patterns, tiles and buffers) the executed forward is the model forward.
+    # Backward is 2 × forward for weight matmuls and materialised cores; a flash core's is (3·d_qk + 2·d_v) /
+    # (d_qk + d_v) × forward, 2.5 × when d_qk = d_v and below 3 × however large d_qk (MLA's is larger than d_v).
+    # So without recomputation every component executes between 3 and 4 forwards; outside attention and MoE
+    # (the only places with patterns, tiles and buffers) the executed forward is the model forward.
     for key, cost in components(spec_of(model)).items():
-        assert 3 * cost.hw_fwd <= cost.hw_flops <= 3.5 * cost.hw_fwd
+        assert 3 * cost.hw_fwd <= cost.hw_flops
+        assert cost.hw_flops < 4 * cost.hw_fwd or cost.hw_flops == 0
         if key not in ("attention", "moe"):
             assert cost.hw_fwd == cost.flops

@@ -148,6 +148,20 @@ def test_mla_flops_by_hand():
     assert attention(spec).flops == L * S * per_token
 
 
+def test_flash_backward_with_unequal_head_dims():
+    # MLA's q·k runs over d_qk = 16 + 8 = 24 dims, p·v over d_v = 16. A flash backward recomputes S = QKᵀ (24),
+    # then dV = PᵀdO and dP = dO·Vᵀ (16 each), dQ = dS·K and dK = dSᵀ·Q (24 each): 3 · 24 + 2 · 16 = 104 per pair
+    # and head, against 24 + 16 = 40 forward (2.6 ×, not the 2.5 × of equal head dims). Counted on the full
+    # square, as a FLOP counter sees it.
+    spec = make_spec({"n_heads": 4, "position": "rope", "attention": {
+        "type": "mla", "kv_lora_rank": 32, "qk_nope_head_dim": 16, "qk_rope_head_dim": 8, "v_head_dim": 16}})
+    a = attention(spec, skip_masked_tiles=False)
+    core_forward = 2 * 4 * S * S * (24 + 16)
+    core_backward = 2 * 4 * S * S * (3 * 24 + 2 * 16)
+    projections = a.flops - L * core_forward
+    assert a.hw_flops == 3 * projections + L * (core_forward + core_backward)
+
+
 def test_mla_without_query_compression():
     base = {"type": "mla", "kv_lora_rank": 32, "qk_nope_head_dim": 16, "qk_rope_head_dim": 8, "v_head_dim": 16}
     p = costplan.estimate(make_spec({"bias": False, "attention": base})).params.by_component["attention"]

@@ -51,14 +51,15 @@ def materialised_core(heads: int, d_qk: int, d_v: int, pairs: int, executed: int
 
 
 def flash_core(heads: int, d_qk: int, d_v: int, pairs: int, executed: int, shape: Shape) -> Cost:
-    """A FlashAttention kernel (Dao 2023 §4.1) over `executed` pairs: its backward recomputes QKᵀ, so 2.5 ×
-    forward; it saves an fp32 log-sum-exp per query and head, not the probabilities; selective recomputation
-    adds nothing."""
+    """A FlashAttention kernel (Dao 2023 §4.1) over `executed` pairs: its backward recomputes S = QKᵀ and then
+    computes dV = PᵀdO, dP = dO·Vᵀ, dQ = dS·K and dK = dSᵀ·Q, three products over d_qk and two over d_v (2.5 ×
+    forward when d_qk = d_v; MLA's 192 vs 128 makes it 2.6 ×); it saves an fp32 log-sum-exp per query and head,
+    not the probabilities; selective recomputation adds nothing."""
     forward = score_flops(heads, executed, d_qk, d_v)
     return Cost(
         flops=score_flops(heads, pairs, d_qk, d_v),
         hw_fwd=forward,
-        hw_flops=forward * 7 // 2,   # exact: score_flops is even
+        hw_flops=forward + score_flops(heads, executed, 3 * d_qk, 2 * d_v),
         activations=heads * shape.seq_len * STAT_BYTES,
     )
 

@@ -199,10 +199,11 @@ def test_aft_memory_and_cache():
     def estimate(kind, s=S):
         return costplan.estimate(make_spec({"max_seq_len": s, "attention": kind}))
 
-    # aft_full saves exp(w), s × s, once per micro-batch; aft_simple has nothing quadratic.
+    # aft_full saves exp(w), s × s, once per micro-batch, and exp(K)⊙V (s × 64) as its matmul's input;
+    # aft_simple has nothing quadratic, and its running sums keep no input.
     grow_full = estimate("aft_full", 256).memory.activations - estimate("aft_full", 128).memory.activations
     grow_simple = estimate("aft_simple", 256).memory.activations - estimate("aft_simple", 128).memory.activations
-    assert grow_full - grow_simple == L * (256**2 - 128**2) * 2
+    assert grow_full - grow_simple == L * (256**2 - 128**2) * 2 + L * (256 - 128) * D * 2
     # aft_simple keeps two running sums per layer and no per-token cache, like an RNN.
     simple = estimate("aft_simple").memory
     assert simple.kv_cache_per_token == 0 and simple.kv_cache_at_seq_len == L * 2 * D * 2

@@ -17,7 +17,9 @@ hardware FLOPs count the tiles a banded kernel computes for aft_local. Backward 
 forward. Selective recomputation targets softmax cores and changes nothing here.
 
 Saved for backward, per token, in units of W: σ(Q), exp(K), V, exp(K)⊙V, the two sums and their ratio, and the
-output projection's input (8), plus the projections' input x (d_model). The position weights exp(w) (aft_full:
+output projection's input (8), plus the projections' input x (d_model). aft_simple keeps 7: its sums are
+running sums, whose backward (a reversed running sum) needs no input, so nothing keeps exp(K)⊙V (measured on
+the reference model; the matmuls and convolutions of the other variants keep it as their input). The position weights exp(w) (aft_full:
 s²; aft_local: the computed band) are saved once per micro-batch, not per sequence.
 Inference keeps K and V of the tokens the bias reaches (all for aft_full, `window` for aft_local and aft_conv)
 plus the two running sums, which are all aft_simple keeps: a constant-size state, like an RNN.
@@ -29,19 +31,20 @@ from costplan.costs.attention.pairs import tile_for, tiled_pairs, window_pairs
 from costplan.spec import ModelSpec
 
 SAVED_PER_TOKEN = 8      # in units of W, see the module docstring
+SAVED_PER_TOKEN_SIMPLE = 7
 
 
 def cost(attention, model: ModelSpec, shape: Shape) -> Cost:
     return COST[attention.type](attention, model, shape)
 
 
-def _common(model: ModelSpec, shape: Shape, cached_tokens: int) -> Cost:
+def _common(model: ModelSpec, shape: Shape, cached_tokens: int, saved: int = SAVED_PER_TOKEN) -> Cost:
     """Projections, the saved tensors that do not depend on the bias, and the inference cache."""
     s, d, width, e = shape.seq_len, model.d_model, model.q_width, shape.act_bytes
     projections = linear(s, d, width, model.qkv_bias) * 3 + linear(s, width, d, model.bias)
     state = 2 * width * e                                  # the running sums Σexp(K)⊙V and Σexp(K)
     return projections + Cost(
-        activations=s * (d + SAVED_PER_TOKEN * width) * e,
+        activations=s * (d + saved * width) * e,
         kv_cache=2 * width * e if cached_tokens else 0,
         kv_cache_seq=2 * width * e * cached_tokens + (state if cached_tokens < s else 0),
     )
@@ -69,7 +72,7 @@ def local(attention, model: ModelSpec, shape: Shape) -> Cost:
 
 
 def simple(attention, model: ModelSpec, shape: Shape) -> Cost:
-    return _common(model, shape, 0)
+    return _common(model, shape, 0, SAVED_PER_TOKEN_SIMPLE)
 
 
 def conv(attention, model: ModelSpec, shape: Shape) -> Cost:

@@ -32,6 +32,7 @@ class Positions(NamedTuple):
     sin: torch.Tensor | None
     bias: torch.Tensor | None      # (1, H, s, s) ALiBi bias with -inf above the diagonal, or None
     future: torch.Tensor           # (s, s) True above the diagonal: the keys a causal query may not see
+    outside: torch.Tensor | None = None   # (s, s) True outside AFT-local's band (future keys included)
 
 
 def explicit_core(q, k, v, pos: Positions, scale: float, heads: int, groups: int) -> torch.Tensor:  # noqa: ANN001

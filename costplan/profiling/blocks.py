@@ -109,35 +109,49 @@ def _scores(qb, kb, block, scale, slopes, device):  # noqa: ANN001, ANN202
     return scores.masked_fill(~_visible(block, device), float("-inf"))
 
 
+def _forward(q, k, v, parts, scale, slopes, materialize):  # noqa: ANN001, ANN202
+    """(output, fp32 log-sum-exp, per-block probabilities if `materialize`) of the pattern."""
+    b, s, heads, _ = q.shape
+    per_group = heads // k.shape[2]
+    out = q.new_zeros(b, s, heads, v.shape[-1])
+    lse = q.new_zeros(b, heads, s, dtype=torch.float32)
+    probabilities = []
+    for part in parts:
+        h = part.heads
+        kh, vh = _expand(k, h, per_group), _expand(v, h, per_group)
+        part_slopes = None if slopes is None else slopes[h]
+        for block in part.blocks:
+            qb = _select(q, block.queries)[:, :, h].transpose(1, 2)        # (b, h, rows, d)
+            kb = _select(kh, block.keys).transpose(1, 2)                  # (b, h, keys, d)
+            vb = _select(vh, block.keys).transpose(1, 2)
+            scores = _scores(qb, kb, block, scale, part_slopes, q.device)
+            top = scores.amax(-1, keepdim=True)
+            top = torch.where(torch.isinf(top), torch.zeros_like(top), top)   # rows that see nothing
+            p = torch.exp(scores - top)
+            total = p.sum(-1, keepdim=True)
+            p = p / total.clamp_min(torch.finfo(torch.float32).tiny)
+            out[:, block.queries, h] = torch.matmul(p.to(v.dtype), vb).transpose(1, 2)
+            row_lse = torch.where(total > 0, top + total.log(), torch.full_like(top, float("inf")))
+            lse[:, h, block.queries] = row_lse.squeeze(-1)
+            if materialize:
+                probabilities.append(p.to(q.dtype))
+    return out, lse, probabilities
+
+
+def block_attention(q, k, v, parts, scale, materialize, slopes=None):  # noqa: ANN001, ANN201
+    """The kernel; under JIT tracing (fvcore), its forward as plain ops, so that the tracer sees its matmuls
+    (a traced autograd Function is one opaque node)."""
+    if torch.jit.is_tracing():
+        return _forward(q, k, v, parts, scale, slopes, False)[0]
+    return BlockAttention.apply(q, k, v, parts, scale, materialize, slopes)
+
+
 class BlockAttention(torch.autograd.Function):
     """softmax(QKᵀ·scale)·V over the blocks of a pattern; see the module docstring."""
 
     @staticmethod
     def forward(ctx, q, k, v, parts, scale, materialize, slopes):  # noqa: ANN001, ANN205
-        b, s, heads, _ = q.shape
-        per_group = heads // k.shape[2]
-        out = q.new_zeros(b, s, heads, v.shape[-1])
-        lse = q.new_zeros(b, heads, s, dtype=torch.float32)
-        probabilities = []
-        for part in parts:
-            h = part.heads
-            kh, vh = _expand(k, h, per_group), _expand(v, h, per_group)
-            part_slopes = None if slopes is None else slopes[h]
-            for block in part.blocks:
-                qb = _select(q, block.queries)[:, :, h].transpose(1, 2)        # (b, h, rows, d)
-                kb = _select(kh, block.keys).transpose(1, 2)                  # (b, h, keys, d)
-                vb = _select(vh, block.keys).transpose(1, 2)
-                scores = _scores(qb, kb, block, scale, part_slopes, q.device)
-                top = scores.amax(-1, keepdim=True)
-                top = torch.where(torch.isinf(top), torch.zeros_like(top), top)   # rows that see nothing
-                p = torch.exp(scores - top)
-                total = p.sum(-1, keepdim=True)
-                p = p / total.clamp_min(torch.finfo(torch.float32).tiny)
-                out[:, block.queries, h] = torch.matmul(p.to(v.dtype), vb).transpose(1, 2)
-                row_lse = torch.where(total > 0, top + total.log(), torch.full_like(top, float("inf")))
-                lse[:, h, block.queries] = row_lse.squeeze(-1)
-                if materialize:
-                    probabilities.append(p.to(q.dtype))
+        out, lse, probabilities = _forward(q, k, v, parts, scale, slopes, materialize)
         ctx.parts, ctx.scale, ctx.materialize, ctx.slopes = parts, scale, materialize, slopes
         if materialize:
             ctx.save_for_backward(q, k, v, *probabilities)
@@ -198,4 +212,4 @@ class BlockCore:
         self.parts, self.materialize, self.slopes = parts, materialize, slopes
 
     def __call__(self, q, k, v, pos, scale: float, heads: int, groups: int) -> torch.Tensor:  # noqa: ANN001
-        return BlockAttention.apply(q, k, v, self.parts, scale, self.materialize, self.slopes)
+        return block_attention(q, k, v, self.parts, scale, self.materialize, self.slopes)

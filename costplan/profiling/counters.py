@@ -59,6 +59,21 @@ def grouped_mm(a, b, offs=None, *args, out_shape=None, **kwargs) -> int:  # noqa
     return 2 * a[0] * a[1] * b[-1]
 
 
+def convolution_backward(grad_out, x, weight, bias, stride, padding, dilation, transposed, output_padding,
+                         groups, output_mask, out_shape=None, **kwargs) -> int:  # noqa: ANN001
+    """Each requested gradient (input, weight) costs one forward: 2·N·w[0]·w[1]·(correlated positions)·kernel,
+    w[1] being the per-group channels. torch 2.13's formula ignores `groups` for the weight gradient and
+    overcounts a grouped convolution's backward by the number of groups."""
+    positions = 1
+    for size in (x if transposed else grad_out)[2:]:
+        positions *= size
+    kernel = 1
+    for size in weight[2:]:
+        kernel *= size
+    forward = 2 * grad_out[0] * weight[0] * weight[1] * positions * kernel
+    return forward * (int(output_mask[0]) + int(output_mask[1]))
+
+
 def _packet(name: str):  # noqa: ANN202
     return getattr(aten, name, None)
 
@@ -68,6 +83,7 @@ EXTRA_FORMULAS: dict = {
         (_packet("_scaled_dot_product_flash_attention_for_cpu"), cpu_flash_forward),
         (_packet("_scaled_dot_product_flash_attention_for_cpu_backward"), cpu_flash_backward),
         (_packet("_grouped_mm"), grouped_mm),
+        (_packet("convolution_backward"), convolution_backward),
     ) if packet is not None
 }
 

@@ -133,14 +133,27 @@ def _on_device(spec: Spec, size: int, device: torch.device, run):  # noqa: ANN00
         return run(model, ids, targets)
 
 
+FVCORE_REAL_BYTES = 2**30     # a spec whose step fits this is traced on real tensors when meta tracing fails
+
+
 def count_fvcore(spec: Spec, size: int) -> tuple[counters.FvcoreCount | None, str]:
-    """fvcore's forward count, traced on the meta device (recomputation does not change a forward)."""
+    """fvcore's forward count, traced on the meta device (recomputation does not change a forward). Some ops
+    cannot be traced on meta (a convolution's shape check); small specs are then traced on real CPU tensors."""
     if not counters.fvcore_available():
         return None, "fvcore is not installed"
     plain = _without_recompute(spec)
-    model = build_model(plain, device="meta")
-    ids = torch.zeros(size, plain.seq_len, dtype=torch.long, device="meta")
-    return counters.count_fvcore(model, ids), ""
+    try:
+        model = build_model(plain, device="meta")
+        ids = torch.zeros(size, plain.seq_len, dtype=torch.long, device="meta")
+        return counters.count_fvcore(model, ids), ""
+    except (RuntimeError, TypeError) as exc:
+        reason = str(exc).splitlines()[0]
+    if _step_cost(plain, size)[1] > FVCORE_REAL_BYTES:
+        return None, f"fvcore could not trace this model on the meta device ({reason})"
+    model = build_model(plain)
+    ids = torch.zeros(size, plain.seq_len, dtype=torch.long)
+    with torch.no_grad():
+        return counters.count_fvcore(model, ids), "traced on real CPU tensors (meta tracing failed)"
 
 
 def measure_peak(spec: Spec, size: int, device: torch.device) -> Peak:

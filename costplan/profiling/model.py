@@ -23,9 +23,11 @@ from costplan.costs.estimate import COMPONENTS
 from costplan.costs.layers import Layer, layers
 from costplan.costs.memory import element_bytes
 from costplan.errors import CostplanError
+from costplan.profiling.aft import AFT
 from costplan.profiling.attention import DEFAULT_CORE, PATTERNS, Attention, Positions, make_core
+from costplan.profiling.mla import LatentAttentionModule
 from costplan.profiling.modules import MLP, alibi_slopes, norm, rotary_tables
-from costplan.spec import ModelSpec, Spec
+from costplan.spec import AFT_TYPES, ModelSpec, Spec
 
 INIT_STD = 0.02   # GPT-2's initialiser; values do not matter for any measurement, only finiteness
 DTYPES = {2: torch.bfloat16, 4: torch.float32}
@@ -88,10 +90,17 @@ class Block(nn.Module):
         model, recompute = spec.model, spec.training.recompute
         self.norms = nn.ModuleDict({"attention": norm(model.norm, model.d_model, **factory),
                                     "mlp": norm(model.norm, model.d_model, **factory)})
-        kernel, materializes = make_core(layer.attention, model, spec.seq_len, core, slopes, factory.get("device"))
-        # A flash core already recomputes its scores in backward; only a materialising core is checkpointed.
-        self.attention = Attention(model, kernel, recompute_core=recompute == "selective" and materializes,
-                                   **factory)
+        kind = layer.attention.type
+        if kind == "mla":
+            self.attention = LatentAttentionModule(layer.attention, model, spec.seq_len, **factory)
+        elif kind in AFT_TYPES:
+            self.attention = AFT(layer.attention, model, spec.seq_len, **factory)
+        else:
+            kernel, materializes = make_core(layer.attention, model, spec.seq_len, core, slopes,
+                                             factory.get("device"))
+            # A flash core already recomputes its scores in backward; only a materialising core is checkpointed.
+            self.attention = Attention(model, kernel, recompute_core=recompute == "selective" and materializes,
+                                       **factory)
         self.mlp = MLP(model.mlp, model.d_model, layer.d_ff, model.bias, **factory)
 
     def forward(self, x: torch.Tensor, pos: Positions) -> torch.Tensor:
@@ -121,9 +130,15 @@ class Model(nn.Module):
         s = model.max_seq_len
         device = factory.get("device")
         self.register_buffer("future", torch.ones(s, s, dtype=torch.bool, device=device).triu(1), persistent=False)
-        cos = sin = alibi = None
+        cos = sin = alibi = outside = None
         if model.position == "rope":
-            cos, sin = rotary_tables(s, model.head_dim, **factory)
+            # MLA rotates only its decoupled RoPE dimensions.
+            dim = model.attention.qk_rope_head_dim if model.attention.type == "mla" else model.head_dim
+            cos, sin = rotary_tables(s, dim, **factory)
+        if model.attention.type == "aft_local":
+            # Keys outside AFT-local's band (and future keys): where its position bias is held at 0.
+            ahead = torch.arange(s, device=device)[:, None] - torch.arange(s, device=device)[None, :]
+            outside = (ahead < 0) | (ahead >= model.attention.window)
         if model.position == "alibi":
             # Press et al. 2022: bias −slope·(i − j) for key j ≤ query i; −inf above the diagonal.
             slopes = torch.tensor(alibi_slopes(model.n_heads), device=device)
@@ -133,6 +148,7 @@ class Model(nn.Module):
         self.register_buffer("cos", cos, persistent=False)
         self.register_buffer("sin", sin, persistent=False)
         self.register_buffer("alibi", alibi, persistent=False)
+        self.register_buffer("outside", outside, persistent=False)
 
     def positions(self, s: int) -> Positions:
         return Positions(
@@ -140,6 +156,7 @@ class Model(nn.Module):
             sin=None if self.sin is None else self.sin[:s],
             bias=None if self.alibi is None else self.alibi[None, :, :s, :s],  # 4-D: CPU flash takes it
             future=self.future[:s, :s],
+            outside=None if self.outside is None else self.outside[:s, :s],
         )
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
@@ -162,7 +179,7 @@ def _checked(model: ModelSpec) -> list[Layer]:
     result = layers(model)
     for layer in result:
         kind = layer.attention.type
-        if kind not in DEFAULT_CORE and kind not in PATTERNS:
+        if kind not in DEFAULT_CORE and kind not in PATTERNS and kind != "mla" and kind not in AFT_TYPES:
             raise CostplanError(f"model.attention.type: the reference model has no {kind!r} attention yet")
     return result
 

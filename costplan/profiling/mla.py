@@ -1,0 +1,62 @@
+"""Multi-head latent attention (DeepSeek-V2 §2.1, DeepSeek-V3 §2.1.1) for the reference model.
+
+    c_q = norm(x·W_DQ), q = c_q·W_UQ            (or q = x·W_Q without q_lora_rank)
+    [c_kv, k_rope] = x·W_DKV; [k_nope, v] = norm(c_kv)·W_UKV
+    q = [q_nope, RoPE(q_rope)], k = [k_nope, RoPE(k_rope) shared by every head]; o = softmax(q·kᵀ)·v → W_O
+
+Down projections take qkv_bias, up projections none, W_O takes bias (DeepSeek's reference code). The core is a
+flash-style kernel over the whole causal square (blocks.BlockAttention with one block): torch's CPU flash
+kernel needs equal q/k and v head sizes, which MLA does not have (192 vs 128 in V3), and would fall back to
+the materialising math path.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from costplan.profiling.blocks import Block, Part, block_attention
+from costplan.profiling.modules import norm, rotate
+from costplan.spec import LatentAttention, ModelSpec
+
+
+class LatentAttentionModule(nn.Module):
+    def __init__(self, attention: LatentAttention, model: ModelSpec, seq_len: int, **factory):
+        super().__init__()
+        a, d, heads = attention, model.d_model, model.n_heads
+        self.heads, self.nope, self.rope, self.v_dim = heads, a.qk_nope_head_dim, a.qk_rope_head_dim, a.v_head_dim
+        self.latent = a.kv_lora_rank
+        d_qk = a.qk_nope_head_dim + a.qk_rope_head_dim
+        if a.q_lora_rank:
+            self.q_down = nn.Linear(d, a.q_lora_rank, bias=model.qkv_bias, **factory)
+            self.q_norm = norm(model.norm, a.q_lora_rank, **factory)
+            self.q_up = nn.Linear(a.q_lora_rank, heads * d_qk, bias=False, **factory)
+        else:
+            self.q = nn.Linear(d, heads * d_qk, bias=model.qkv_bias, **factory)
+        self.kv_down = nn.Linear(d, a.kv_lora_rank + a.qk_rope_head_dim, bias=model.qkv_bias, **factory)
+        self.kv_norm = norm(model.norm, a.kv_lora_rank, **factory)
+        self.kv_up = nn.Linear(a.kv_lora_rank, heads * (a.qk_nope_head_dim + a.v_head_dim), bias=False, **factory)
+        self.o = nn.Linear(heads * a.v_head_dim, d, bias=model.bias, **factory)
+        self.parts = [Part(slice(0, heads), [Block(slice(0, seq_len), slice(0, seq_len), None)])]
+        self.scale = 1.0 / math.sqrt(d_qk)
+
+    def forward(self, x: torch.Tensor, pos) -> torch.Tensor:  # noqa: ANN001
+        b, s, _ = x.shape
+        if hasattr(self, "q_up"):
+            q = self.q_up(self.q_norm(self.q_down(x)))
+        else:
+            q = self.q(x)
+        q = q.view(b, s, self.heads, self.nope + self.rope)
+        latent = self.kv_down(x)                                          # (b, s, d_c + r)
+        c_kv, k_rope = latent[..., : self.latent], latent[..., self.latent:]
+        kv = self.kv_up(self.kv_norm(c_kv)).view(b, s, self.heads, self.nope + self.v_dim)
+        k_nope, v = kv[..., : self.nope], kv[..., self.nope:]
+        q_nope, q_rope = q[..., : self.nope], q[..., self.nope:]
+        k_rope = k_rope.view(b, s, 1, self.rope)
+        if pos.cos is not None:
+            q_rope, k_rope = rotate(q_rope, pos.cos, pos.sin), rotate(k_rope, pos.cos, pos.sin)
+        q = torch.cat([q_nope, q_rope], dim=-1)
+        k = torch.cat([k_nope, k_rope.expand(b, s, self.heads, self.rope)], dim=-1)
+        o = block_attention(q, k, v, self.parts, self.scale, False)
+        return self.o(o.reshape(b, s, -1))

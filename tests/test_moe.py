@@ -112,3 +112,18 @@ def test_flops_do_not_depend_on_n_experts_but_for_the_router(e1, e2, top_k):
     f1 = costplan.estimate(moe_spec({"n_experts": e1, "top_k": top_k})).flops.forward_per_token
     f2 = costplan.estimate(moe_spec({"n_experts": e2, "top_k": top_k})).flops.forward_per_token
     assert f1 - f2 == L * 2 * D * (e1 - e2)
+
+
+@pytest.mark.parametrize("capacity_factor, rows", [
+    (None, S * 2),                          # dropless: one row per token and chosen expert
+    (1.25, 4 * 80),                         # 4 buffers of ⌈1.25 · 128 · 2 / 4⌉ = 80 rows, computed whole
+])
+def test_moe_saved_bytes_by_hand(capacity_factor, rows):
+    # One MoE layer, 4 experts, top 2, swiglu experts of width 96, bf16 (2 bytes). Saved for backward:
+    # the block input (d), the fp32 router probabilities (4 experts), and per routed row: the gathered input
+    # (d), the swiglu gate, activation, up and product (4 × 96), the expert output (d), the fp32 gate weight,
+    # and two int64 indices (the row's token; its gate weight's (token, expert) entry).
+    moe = {"n_experts": 4, "top_k": 2, **({"capacity_factor": capacity_factor} if capacity_factor else {})}
+    parts = components(moe_spec(moe, n_layers=1))
+    expected = S * D * 2 + S * 4 * 4 + rows * (D * 2 + 4 * F * 2 + D * 2 + 4 + 2 * 8)
+    assert parts["moe"].activations == expected

@@ -12,9 +12,11 @@ et al. 2021 §2; Mixtral, Jiang et al. 2024; DeepSeekMoE, Dai et al. 2024 §3).
   whether full or not (hardware FLOPs) and tokens beyond them are dropped. Model FLOPs are always top_k experts
   per token, the convention of every MoE paper's "activated parameters".
 
-Saved for backward, per sequence: the block input x (router and shared expert), the fp32 router probabilities
-and the int64 expert choices, and per routed row (s · top_k, or the padded buffers): its gathered input, the
-expert's inner tensors, its output and its fp32 gate weight.
+Saved for backward, per sequence: the block input x (router and shared expert), the fp32 router probabilities,
+and per routed row (s · top_k, or the padded buffers): its gathered input, the expert's inner tensors, its
+output, its fp32 gate weight and two int64 indices: the token it was gathered from (and is scatter-added back
+to) and the (token, expert) entry its gate weight was read from. A gather-based dispatch needs both; the top-k
+choices themselves are not kept (measured on the reference model, costplan/profiling/moe.py).
 """
 from __future__ import annotations
 
@@ -50,10 +52,10 @@ def moe_block(moe: MoESpec, model: ModelSpec, shape: Shape) -> Cost:
         inactive_params=expert_weights.params * (moe.n_experts - moe.top_k),
         routed_params=expert_weights.params * moe.n_experts,
         flops=ideal.flops, hw_fwd=executed.hw_fwd, hw_flops=executed.hw_flops,
-        activations=executed.activations + rows * (2 * d * e + STAT_BYTES),  # gathered input, output, weight
+        # gathered input, output, gate weight, and the row's token and weight indices
+        activations=executed.activations + rows * (2 * d * e + STAT_BYTES + 2 * INDEX_BYTES),
     )
-    router = linear(s, d, moe.n_experts) + Cost(
-        activations=s * moe.n_experts * STAT_BYTES + s * moe.top_k * INDEX_BYTES)
+    router = linear(s, d, moe.n_experts) + Cost(activations=s * moe.n_experts * STAT_BYTES)
     block = router + experts + Cost(activations=s * d * e)          # the block input, saved once
     if moe.n_shared_experts:
         block = block + feed_forward(model, moe.d_ff_shared, s, e)

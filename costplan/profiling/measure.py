@@ -92,8 +92,9 @@ def count_params(spec: Spec) -> dict[str, int]:
 
 def count_active(spec: Spec) -> int:
     """Parameters one token touches: those that get a gradient from a one-token step (fake tensors). An
-    embedding table counts whole (convention 5), an expert the token is not routed to not at all."""
-    one = respec(spec, ["training.seq_len=1"])
+    embedding table counts whole (convention 5), an expert the token is not routed to not at all. Expert
+    buffers of a capacity factor are computed whole, empty or not, so the count runs without one."""
+    one = respec(spec, ["training.seq_len=1"] + (["model.moe.capacity_factor=null"] if spec.model.moe else []))
     with fake_tensor_mode():
         model = build_model(one)
         ids, targets = batch(one, 1, "cpu")

@@ -7,6 +7,7 @@ parameter, a FLOP or a saved tensor is attributed by the first key in its module
     layers.{i}.norms.attention, layers.{i}.norms.mlp → norms      (pre-norm layer: norm → block → residual)
     layers.{i}.attention.{q,k,v,o,q_norm,k_norm}    → attention
     layers.{i}.mlp.{gate,up,down}                   → mlp
+    layers.{i}.moe.{router,experts.{j},shared,shared_gate} → moe  (in MoE layers, instead of mlp)
     norms.embedding, norms.final                    → norms
     head                                            → head        (a tied head has no parameters of its own)
 
@@ -26,6 +27,7 @@ from costplan.errors import CostplanError
 from costplan.profiling.aft import AFT
 from costplan.profiling.attention import DEFAULT_CORE, PATTERNS, Attention, Positions, make_core
 from costplan.profiling.mla import LatentAttentionModule
+from costplan.profiling.moe import MoE
 from costplan.profiling.modules import MLP, alibi_slopes, norm, rotary_tables
 from costplan.spec import AFT_TYPES, ModelSpec, Spec
 
@@ -101,11 +103,15 @@ class Block(nn.Module):
             # A flash core already recomputes its scores in backward; only a materialising core is checkpointed.
             self.attention = Attention(model, kernel, recompute_core=recompute == "selective" and materializes,
                                        **factory)
-        self.mlp = MLP(model.mlp, model.d_model, layer.d_ff, model.bias, **factory)
+        if layer.moe is not None:
+            self.moe = MoE(layer.moe, model, **factory)
+        else:
+            self.mlp = MLP(model.mlp, model.d_model, layer.d_ff, model.bias, **factory)
 
     def forward(self, x: torch.Tensor, pos: Positions) -> torch.Tensor:
         x = x + self.attention(self.norms["attention"](x), pos)
-        return x + self.mlp(self.norms["mlp"](x))
+        block = self.moe if hasattr(self, "moe") else self.mlp
+        return x + block(self.norms["mlp"](x))
 
 
 class Model(nn.Module):

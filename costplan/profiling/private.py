@@ -24,6 +24,15 @@ def fake_tensor_mode():
     return FakeTensorMode(allow_non_fake_inputs=False)
 
 
+def is_fake(t: torch.Tensor) -> bool:
+    """Whether t is a FakeTensor (shape and dtype only: its values cannot be read)."""
+    try:
+        from torch._subclasses.fake_tensor import FakeTensor
+    except ImportError as exc:
+        raise _missing("FakeTensor", exc) from None
+    return isinstance(t, FakeTensor)
+
+
 def memory_tracker():
     """torch.distributed._tools.mem_tracker.MemTracker: live tensor memory by category, with its peak."""
     try:

@@ -1,0 +1,109 @@
+"""Mixture-of-experts block for the reference model (Switch §2; GShard; Mixtral; DeepSeekMoE §3).
+
+Router: softmax (fp32) over a bias-free d_model × n_experts matrix, top_k experts per token. Dispatch is a
+gather into routed rows, grouped by expert, and each expert is run on its own rows (a loop over experts),
+so the counted FLOPs are exactly rows × expert, whatever the routing:
+- dropless: one row per (token, chosen expert), s·top_k per sequence;
+- with a capacity factor: per routing group (one sequence), each expert gets a buffer of
+  ⌈cf·s·top_k/n_experts⌉ rows, computed whole; tokens past a full buffer are dropped, empty slots are zeros.
+Each row keeps two int64 indices (the token it came from, for the gather and the scatter-add back, and the
+(token, expert) entry of its gate weight) and its fp32 gate weight; the combine multiplies each expert output
+row by its weight. Shared experts are one fused MLP on every token, with an optional sigmoid gate (Qwen-MoE).
+
+On fake or meta tensors the router's choices cannot be read, so the rows are split between experts in a
+fixed, balanced way (the shapes, FLOPs and saved bytes do not depend on the split; a test checks that real
+routing gives the same counts).
+"""
+from __future__ import annotations
+
+import math
+from fractions import Fraction
+
+import torch
+from torch import nn
+
+from costplan.profiling.modules import MLP
+from costplan.profiling.private import is_fake
+from costplan.spec import ModelSpec, MoESpec
+
+
+def capacity(moe: MoESpec, seq_len: int) -> int:
+    """Rows per expert and routing group: ⌈cf · s · top_k / n_experts⌉, cf read as the decimal written."""
+    return math.ceil(Fraction(repr(moe.capacity_factor)) * seq_len * moe.top_k / moe.n_experts)
+
+
+class MoE(nn.Module):
+    def __init__(self, moe: MoESpec, model: ModelSpec, **factory):
+        super().__init__()
+        d = model.d_model
+        self.spec = moe
+        self.router = nn.Linear(d, moe.n_experts, bias=False, **factory)
+        self.experts = nn.ModuleList(MLP(model.mlp, d, moe.d_ff_expert, model.bias, **factory)
+                                     for _ in range(moe.n_experts))
+        self.shared = MLP(model.mlp, d, moe.d_ff_shared, model.bias, **factory) if moe.n_shared_experts else None
+        self.shared_gate = nn.Linear(d, 1, bias=False, **factory) if moe.shared_expert_gate else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, s, d = (int(size) for size in x.shape)       # plain ints, also under JIT tracing
+        n, experts, k = b * s, self.spec.n_experts, self.spec.top_k
+        flat = x.reshape(n, d)
+        probs = torch.softmax(self.router(flat).float(), dim=-1)                # (n, E), saved
+        with torch.no_grad():
+            choice = torch.topk(probs, k, dim=-1).indices                       # (n, k)
+            static = is_fake(x) or x.device.type == "meta" or torch.jit.is_tracing()
+            plan = (self._capacity_plan(choice, b, s) if self.spec.capacity_factor else
+                    self._dropless_plan(choice, static))
+        token, entry, rows = plan
+        inputs = torch.cat([flat, flat.new_zeros(1, d)])[token]                 # (R, d): gathered rows
+        outputs, start = [], 0
+        for expert, count in zip(self.experts, rows):
+            if count:                      # an expert without rows is not run (and gets no gradient)
+                outputs.append(expert(inputs[start:start + count]))
+            start += count
+        weights = torch.cat([probs.flatten(), probs.new_zeros(1)])[entry]       # (R,) fp32 gate weights
+        combined = torch.cat(outputs) * weights[:, None]
+        # scatter_add, not index_add: index_add's backward keeps its source (an fp32 copy of every row).
+        index = token[:, None].expand(-1, d)
+        out = flat.new_zeros(n + 1, d, dtype=combined.dtype).scatter_add(0, index, combined)[:n]
+        out = out.to(x.dtype).view(b, s, d)
+        if self.shared is not None:
+            shared = self.shared(x)
+            if self.shared_gate is not None:
+                shared = torch.sigmoid(self.shared_gate(x)) * shared
+            out = out + shared
+        return out
+
+    def _dropless_plan(self, choice: torch.Tensor, static: bool):  # noqa: ANN202
+        """Rows sorted by expert: (token of each row, its (token, expert) entry, rows per expert)."""
+        n, k = (int(size) for size in choice.shape)
+        experts = self.spec.n_experts
+        order = torch.argsort(choice.flatten(), stable=True)
+        token = order // k
+        entry = token * experts + choice.flatten()[order]
+        if static:
+            base, extra = divmod(n * k, experts)
+            rows = [base + (e < extra) for e in range(experts)]
+        else:
+            rows = torch.bincount(choice.flatten(), minlength=experts).tolist()
+        return token, entry, rows
+
+    def _capacity_plan(self, choice: torch.Tensor, b: int, s: int):  # noqa: ANN202
+        """Padded buffers, expert-major: expert e's rows are [e·b·C, (e + 1)·b·C), C rows per sequence. Empty
+        rows point at the zero row n (input) and the zero entry n·E (weight)."""
+        n, k = (int(size) for size in choice.shape)
+        experts, cap = self.spec.n_experts, capacity(self.spec, s)
+        per_slot = choice.view(b, s * k)                                        # slots in token order
+        one_hot = torch.nn.functional.one_hot(per_slot, experts)                 # (b, s·k, E)
+        position = (one_hot.cumsum(1) - 1).gather(2, per_slot.unsqueeze(-1)).squeeze(-1)
+        keep = position < cap
+        group = torch.arange(b, device=choice.device)[:, None].expand(b, s * k)
+        row = (per_slot * b + group) * cap + position.clamp(max=cap - 1)
+        slot_token = (group * s + torch.arange(s * k, device=choice.device)[None, :] // k)
+        total = experts * b * cap
+        token = torch.full((total + 1,), n, dtype=torch.long, device=choice.device)
+        entry = torch.full((total + 1,), n * experts, dtype=torch.long, device=choice.device)
+        sink = torch.full_like(row, total)                                       # dropped slots land here
+        row = torch.where(keep, row, sink)
+        token.scatter_(0, row.flatten(), slot_token.flatten())
+        entry.scatter_(0, row.flatten(), (slot_token * experts + per_slot).flatten())
+        return token[:total].clone(), entry[:total].clone(), [b * cap] * experts

@@ -412,15 +412,15 @@ def measure_all(specs, device, batch, seq_len, overrides, gpu, gpus, tokens, mfu
     require_torch()
     from costplan.profiling.compare import checks, parse_tolerances
     from costplan.profiling.measure import measure, resolve_device
+    from costplan.spec import parse_override
 
     tolerances = parse_tolerances(tolerance_texts)
-    shortcuts = [f"training.micro_batch_size={batch}"] * (batch is not None) + \
+    # The reference model runs on one device: parallelism is left out of what is compared.
+    shortcuts = ["parallelism=null"] + [f"training.micro_batch_size={batch}"] * (batch is not None) + \
         [f"training.seq_len={seq_len}"] * (seq_len is not None)
     loaded = load_all(specs, [*collect_overrides(overrides, gpu, gpus, tokens, mfu), *shortcuts])
-    if time_set:
-        for text in time_set:
-            from costplan.spec import parse_override
-            parse_override(text)
+    for text in time_set:        # malformed ones are reported now, before any measuring
+        parse_override(text)
     dev = resolve_device(device)
     results = []
     for spec in loaded:

@@ -428,7 +428,7 @@ FORMATTERS["seconds"] = seconds
 def check_error(check: Any) -> str:
     """Exact metrics show the signed difference (FLOP counts are exact integers); others a percentage."""
     error = check.relative_error
-    if error is None:
+    if error is None or check.status == "skip":
         return "—"
     if check.measured == check.estimate:
         return "0"

@@ -64,12 +64,19 @@ def diagonal_blocks(seq_len: int, size: int) -> list[Block]:
 
 
 def summary_block(seq_len: int, size: int, summary: int, device: torch.device) -> list[Block]:
-    """Every query against the last `summary` positions of every block (the fixed pattern's part 2); a query
-    with no such position at or before it attends to nothing and outputs zeros."""
+    """Every query against the last `summary` positions of every block (the fixed pattern's part 2), computed
+    whole, in query tiles; a query with no such position at or before it attends to nothing (outputs zeros)."""
     keys = [j for j in range(seq_len) if j % size >= size - summary]
     if not keys:
         return []
-    return [Block(slice(0, seq_len), torch.tensor(keys, device=device), None)]
+    return query_tiles(seq_len, torch.tensor(keys, device=device))
+
+
+def query_tiles(seq_len: int, keys: Select) -> list[Block]:
+    """All queries against the same keys, computed whole (every pair, masked inside), in tiles of
+    KERNEL_TILE queries, so that no s × keys matrix exists at once."""
+    return [Block(slice(start, min(seq_len, start + KERNEL_TILE)), keys, None)
+            for start in range(0, seq_len, KERNEL_TILE)]
 
 
 def _positions(select: Select, device: torch.device) -> torch.Tensor:
@@ -94,7 +101,10 @@ def _select(x: torch.Tensor, select: Select) -> torch.Tensor:
 
 
 def _expand(x: torch.Tensor, heads: slice, per_group: int) -> torch.Tensor:
-    """K or V (b, s, G, d) for query heads `heads`: each query head reads its group's K/V head."""
+    """K or V (b, s, G, d) for query heads `heads`: each query head reads its group's K/V head (a copy only
+    when heads share K/V heads)."""
+    if per_group == 1:
+        return x[:, :, heads]
     index = torch.arange(heads.start, heads.stop, device=x.device) // per_group
     return x.index_select(2, index)
 
@@ -177,8 +187,9 @@ class BlockAttention(torch.autograd.Function):
         for part in ctx.parts:
             h = part.heads
             kh, vh = _expand(k, h, per_group), _expand(v, h, per_group)
-            dkh = torch.zeros_like(kh, dtype=torch.float32)
-            dvh = torch.zeros_like(vh, dtype=torch.float32)
+            # Gradients of the expanded K/V heads; with one query head per K/V head, those of K/V themselves.
+            dkh = dk[:, :, h] if per_group == 1 else torch.zeros_like(kh, dtype=torch.float32)
+            dvh = dv[:, :, h] if per_group == 1 else torch.zeros_like(vh, dtype=torch.float32)
             part_slopes = None if ctx.slopes is None else ctx.slopes[h]
             for block in part.blocks:
                 qb = _select(q, block.queries)[:, :, h].transpose(1, 2)
@@ -199,9 +210,10 @@ class BlockAttention(torch.autograd.Function):
                 ds = (p * (dp - row) * ctx.scale).to(q.dtype)
                 dq[:, block.queries, h] += torch.matmul(ds, kb).transpose(1, 2).float()
                 dkh[:, block.keys] += torch.matmul(ds.transpose(-1, -2), qb).transpose(1, 2).float()
-            index = torch.arange(h.start, h.stop, device=q.device) // per_group
-            dk.index_add_(2, index, dkh)
-            dv.index_add_(2, index, dvh)
+            if per_group > 1:
+                index = torch.arange(h.start, h.stop, device=q.device) // per_group
+                dk.index_add_(2, index, dkh)
+                dv.index_add_(2, index, dvh)
         return dq.to(q.dtype), dk.to(k.dtype), dv.to(v.dtype), None, None, None, None
 
 

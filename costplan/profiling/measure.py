@@ -106,25 +106,26 @@ def _without_recompute(spec: Spec) -> Spec:
     return spec.model_copy(update={"training": spec.training.model_copy(update={"recompute": "none"})})
 
 
-def count_flops(spec: Spec, size: int, device: torch.device) -> counters.FlopCount:
+def count_flops(spec: Spec, size: int, device: torch.device, real: bool = False) -> counters.FlopCount:
     def run(model, ids, targets):  # noqa: ANN001, ANN202
         return counters.count_flops(model, lambda: loss_of(model(ids), targets))
-    return _on_device(spec, size, device, run)
+    return _on_device(spec, size, device, run, real)
 
 
-def count_saved(spec: Spec, size: int, device: torch.device) -> dict[str, int]:
+def count_saved(spec: Spec, size: int, device: torch.device, real: bool = False) -> dict[str, int]:
     def run(model, ids, targets):  # noqa: ANN001, ANN202
         def forward(scope):  # noqa: ANN001, ANN202
             logits = model(ids)
             with scope.within("head"):      # the loss belongs to the head component
                 return loss_of(logits, targets)
         return saved_bytes(model, forward)
-    return _on_device(spec, size, device, run)
+    return _on_device(spec, size, device, run, real)
 
 
-def _on_device(spec: Spec, size: int, device: torch.device, run):  # noqa: ANN001, ANN202
-    """run(model, ids, targets) on real CUDA tensors when the step fits there, else on fake CPU tensors."""
-    if device.type == "cuda" and fits_on(spec, size, device):
+def _on_device(spec: Spec, size: int, device: torch.device, run, real: bool):  # noqa: ANN001, ANN202
+    """run(model, ids, targets) on real tensors (`real`, or CUDA when the step fits there), else on fake CPU
+    tensors."""
+    if real or (device.type == "cuda" and fits_on(spec, size, device)):
         model = build_model(spec, device=device)
         ids, targets = batch(spec, size, device)
         return run(model, ids, targets)

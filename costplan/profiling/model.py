@@ -121,6 +121,8 @@ class Model(nn.Module):
         super().__init__()
         model = spec.model
         self.recompute = spec.training.recompute
+        self.seq_len = spec.seq_len
+        self.patterned = any(layer.attention.type in (*PATTERNS, "aft_local", "mla") for layer in layers(model))
         self.embedding = Embedding(model, **factory)
         norms = {"final": norm(model.norm, model.d_model, **factory)}
         if model.embedding_norm:
@@ -166,6 +168,10 @@ class Model(nn.Module):
         )
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        if self.patterned and ids.shape[1] != self.seq_len:
+            # Block patterns and AFT-local's tiles are laid out for the spec's training.seq_len.
+            raise CostplanError(f"this model was built for sequences of {self.seq_len} tokens (training.seq_len), "
+                                f"got {ids.shape[1]}")
         pos = self.positions(ids.shape[1])
         x = self.embedding(ids)
         if "embedding" in self.norms:

@@ -195,6 +195,16 @@ def test_aft_simple_flops_are_linear_in_seq_len():
     assert per_sequence(1024) == 2 * per_sequence(512) == 4 * per_sequence(256)
 
 
+def test_aft_conv_keeps_its_kernel_once_per_micro_batch():
+    # The two convolutions keep their kernel exp(w) − 1, 4 heads × 32 taps (bf16), computed once per
+    # micro-batch from w: per micro-batch, not per sequence.
+    def shared(micro_batch):
+        spec = make_spec({"attention": {"type": "aft_conv", "window": 32}}, {"micro_batch_size": micro_batch})
+        return costplan.estimate(spec).memory.activations
+
+    assert 2 * shared(1) - shared(2) == L * H * 32 * 2
+
+
 def test_aft_memory_and_cache():
     def estimate(kind, s=S):
         return costplan.estimate(make_spec({"max_seq_len": s, "attention": kind}))

@@ -11,7 +11,8 @@ no query-key product; the context is mixed by the position bias w:
   O(T·s·d). Its parameter is still the full max_seq_len² matrix (the issue's convention; the band is used).
 - aft_simple: no w; the sums are running sums of exp(K)⊙V and exp(K): no matmul at all, O(T·d) elementwise.
 - aft_conv: w is a causal kernel of `window` taps per head (n_heads heads, each shared by its head_dim
-  channels), applied as two depthwise convolutions: 4·s·window·W FLOPs (2 per multiply-add, as for matmuls).
+  channels), applied as exp(w) − 1 in two depthwise convolutions on top of the running sums (§3.3; w = 0 is
+  aft_simple): 4·s·window·W FLOPs (2 per multiply-add, as for matmuls).
 Model FLOPs count the full square (aft_full) and min(window, s) keys per query, like sliding-window attention;
 hardware FLOPs count the tiles a banded kernel computes for aft_local. Backward of every product is 2 ×
 forward. Selective recomputation targets softmax cores and changes nothing here.
@@ -19,8 +20,9 @@ forward. Selective recomputation targets softmax cores and changes nothing here.
 Saved for backward, per token, in units of W: σ(Q), exp(K), V, exp(K)⊙V, the two sums and their ratio, and the
 output projection's input (8), plus the projections' input x (d_model). aft_simple keeps 7: its sums are
 running sums, whose backward (a reversed running sum) needs no input, so nothing keeps exp(K)⊙V (measured on
-the reference model; the matmuls and convolutions of the other variants keep it as their input). The position weights exp(w) (aft_full:
-s²; aft_local: the computed band) are saved once per micro-batch, not per sequence.
+the reference model; the matmuls and convolutions of the other variants keep it as their input). The position
+weights (aft_full: exp(w), s²; aft_local: exp(w) − 1 on the computed band; aft_conv: the n_heads × window
+kernel exp(w) − 1) are saved once per micro-batch, not per sequence.
 Inference keeps K and V of the tokens the bias reaches (all for aft_full, `window` for aft_local and aft_conv)
 plus the two running sums, which are all aft_simple keeps: a constant-size state, like an RNN.
 """
@@ -79,7 +81,9 @@ def conv(attention, model: ModelSpec, shape: Shape) -> Cost:
     s, w = shape.seq_len, attention.window
     taps = window_pairs(s, w)                       # a depthwise causal convolution of min(w, s) taps
     kernel = Cost(params=model.n_heads * w, factored=model.n_heads * w)
-    return _common(model, shape, min(s, w)) + kernel + _mixing(model.q_width, taps, taps, shape, 0)
+    # The convolutions keep their kernel exp(w) − 1 (n_heads × min(w, s)), computed from w once per micro-batch.
+    return (_common(model, shape, min(s, w)) + kernel
+            + _mixing(model.q_width, taps, taps, shape, model.n_heads * min(w, s)))
 
 
 COST = {"aft_full": full, "aft_local": local, "aft_simple": simple, "aft_conv": conv}

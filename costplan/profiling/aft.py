@@ -4,7 +4,8 @@
 
 Written as the paper's efficient forms (§3.1-3.3): exp(w)·(exp(K)⊙V) and exp(w)·exp(K) as matmuls (aft_full);
 running sums plus the band (exp(w) − 1) as tile matmuls (aft_local, tiles as a banded kernel computes them);
-running sums alone (aft_simple); a causal depthwise convolution per head (aft_conv). The sequence is put
+running sums alone (aft_simple); running sums plus a causal depthwise convolution per head with kernel
+exp(w) − 1 (aft_conv). The sequence is put
 first, (s, b, width), so that the mixing is one matmul over all of the batch and nothing is copied twice.
 """
 from __future__ import annotations
@@ -96,18 +97,21 @@ class AFT(nn.Module):
         return ekv.cumsum(0), ek.cumsum(0)
 
     def _conv(self, k, v, b, s):  # noqa: ANN001, ANN202
-        """Per head, a causal kernel of min(window, s) taps shared by the head's channels: a grouped conv
-        over (b·head_dim, heads, s)."""
+        """AFT-conv (§3.3): per head, a causal kernel w of min(window, s) taps shared by the head's channels,
+        applied as exp(w) − 1 on top of the running sums (w = 0 is AFT-simple): a grouped convolution over
+        (b·head_dim, heads, s)."""
         hd = self.width // self.heads
 
         def channels(t: torch.Tensor) -> torch.Tensor:
             return t.view(s, b, self.heads, hd).permute(1, 3, 2, 0).reshape(b * hd, self.heads, s)
 
         taps = min(self.kernel.shape[-1], s)
-        weight = self.kernel[:, -taps:].unsqueeze(1)              # (H, 1, taps), a view
+        weight = torch.expm1(self.kernel[:, -taps:]).unsqueeze(1)       # (H, 1, taps), the last tap on t' = t
         ek = torch.exp(channels(k))
         ekv = ek * channels(v)
-        ratio = causal_conv(ekv, weight) / causal_conv(ek, weight)
+        num = causal_conv(ekv, weight) + ekv.cumsum(-1)
+        den = causal_conv(ek, weight) + ek.cumsum(-1)
+        ratio = num / den
         return ratio.view(b, hd, self.heads, s).permute(3, 0, 2, 1).reshape(s, b, self.width)
 
 

@@ -109,9 +109,14 @@ def _expand(x: torch.Tensor, heads: slice, per_group: int) -> torch.Tensor:
     return x.index_select(2, index)
 
 
+def _wide(dtype: torch.dtype) -> torch.dtype:
+    """Softmax statistics and gradient accumulators: fp32 for 16-bit and fp32 inputs (fp64 stays fp64)."""
+    return torch.promote_types(dtype, torch.float32)
+
+
 def _scores(qb, kb, block, scale, slopes, device):  # noqa: ANN001, ANN202
     """Scaled fp32 scores of one block (b, h, rows, keys), masked (and ALiBi-biased) outside the pattern."""
-    scores = torch.matmul(qb, kb.transpose(-1, -2)).float() * scale
+    scores = torch.matmul(qb, kb.transpose(-1, -2)).to(_wide(qb.dtype)) * scale
     if slopes is not None:
         q = _positions(block.queries, device)[:, None]
         k = _positions(block.keys, device)[None, :]
@@ -124,7 +129,7 @@ def _forward(q, k, v, parts, scale, slopes, materialize):  # noqa: ANN001, ANN20
     b, s, heads, _ = q.shape
     per_group = heads // k.shape[2]
     out = q.new_zeros(b, s, heads, v.shape[-1])
-    lse = q.new_zeros(b, heads, s, dtype=torch.float32)
+    lse = q.new_zeros(b, heads, s, dtype=_wide(q.dtype))
     probabilities = []
     for part in parts:
         h = part.heads
@@ -139,7 +144,7 @@ def _forward(q, k, v, parts, scale, slopes, materialize):  # noqa: ANN001, ANN20
             top = torch.where(torch.isinf(top), torch.zeros_like(top), top)   # rows that see nothing
             p = torch.exp(scores - top)
             total = p.sum(-1, keepdim=True)
-            p = p / total.clamp_min(torch.finfo(torch.float32).tiny)
+            p = p / total.clamp_min(torch.finfo(p.dtype).tiny)
             out[:, block.queries, h] = torch.matmul(p.to(v.dtype), vb).transpose(1, 2)
             row_lse = torch.where(total > 0, top + total.log(), torch.full_like(top, float("inf")))
             lse[:, h, block.queries] = row_lse.squeeze(-1)
@@ -176,20 +181,21 @@ class BlockAttention(torch.autograd.Function):
         groups = k.shape[2]
         per_group = heads // groups
         grad_out = grad_out.to(q.dtype)
-        dq = torch.zeros_like(q, dtype=torch.float32)
-        dk = torch.zeros_like(k, dtype=torch.float32)
-        dv = torch.zeros_like(v, dtype=torch.float32)
+        wide = _wide(q.dtype)
+        dq = torch.zeros_like(q, dtype=wide)
+        dk = torch.zeros_like(k, dtype=wide)
+        dv = torch.zeros_like(v, dtype=wide)
         if ctx.materialize:
             probabilities = iter(rest)
         else:
             out, lse = rest
-            delta = (grad_out.float() * out.float()).sum(-1)                     # (b, s, H)
+            delta = (grad_out.to(wide) * out.to(wide)).sum(-1)                   # (b, s, H)
         for part in ctx.parts:
             h = part.heads
             kh, vh = _expand(k, h, per_group), _expand(v, h, per_group)
             # Gradients of the expanded K/V heads; with one query head per K/V head, those of K/V themselves.
-            dkh = dk[:, :, h] if per_group == 1 else torch.zeros_like(kh, dtype=torch.float32)
-            dvh = dv[:, :, h] if per_group == 1 else torch.zeros_like(vh, dtype=torch.float32)
+            dkh = dk[:, :, h] if per_group == 1 else torch.zeros_like(kh, dtype=wide)
+            dvh = dv[:, :, h] if per_group == 1 else torch.zeros_like(vh, dtype=wide)
             part_slopes = None if ctx.slopes is None else ctx.slopes[h]
             for block in part.blocks:
                 qb = _select(q, block.queries)[:, :, h].transpose(1, 2)
@@ -197,19 +203,19 @@ class BlockAttention(torch.autograd.Function):
                 vb = _select(vh, block.keys).transpose(1, 2)
                 gb = _select(grad_out, block.queries)[:, :, h].transpose(1, 2)     # (b, h, rows, d_v)
                 if ctx.materialize:
-                    p = next(probabilities).float()
+                    p = next(probabilities).to(wide)
                 else:                                                          # recompute the scores
                     scores = _scores(qb, kb, block, ctx.scale, part_slopes, q.device)
                     p = torch.exp(scores - lse[:, h, block.queries].unsqueeze(-1))
-                dvh[:, block.keys] += torch.matmul(p.to(q.dtype).transpose(-1, -2), gb).transpose(1, 2).float()
-                dp = torch.matmul(gb, vb.transpose(-1, -2)).float()
+                dvh[:, block.keys] += torch.matmul(p.to(q.dtype).transpose(-1, -2), gb).transpose(1, 2).to(wide)
+                dp = torch.matmul(gb, vb.transpose(-1, -2)).to(wide)
                 if ctx.materialize:
                     row = (dp * p).sum(-1, keepdim=True)
                 else:
                     row = delta[:, block.queries, h].transpose(1, 2).unsqueeze(-1)
                 ds = (p * (dp - row) * ctx.scale).to(q.dtype)
-                dq[:, block.queries, h] += torch.matmul(ds, kb).transpose(1, 2).float()
-                dkh[:, block.keys] += torch.matmul(ds.transpose(-1, -2), qb).transpose(1, 2).float()
+                dq[:, block.queries, h] += torch.matmul(ds, kb).transpose(1, 2).to(wide)
+                dkh[:, block.keys] += torch.matmul(ds.transpose(-1, -2), qb).transpose(1, 2).to(wide)
             if per_group > 1:
                 index = torch.arange(h.start, h.stop, device=q.device) // per_group
                 dk.index_add_(2, index, dkh)

@@ -32,9 +32,10 @@ class _FusedRMSNorm(torch.autograd.Function):
         if x.device.type == "cuda":
             y, rstd = torch.ops.aten._fused_rms_norm(x, [x.shape[-1]], weight, eps)
         else:
-            xf = x.float()
+            wide = torch.promote_types(x.dtype, torch.float32)      # fp32 for 16-bit input, as the kernel
+            xf = x.to(wide)
             rstd = torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + eps)
-            y = (xf * rstd * weight.float()).to(x.dtype)
+            y = (xf * rstd * weight.to(wide)).to(x.dtype)
         ctx.save_for_backward(x, rstd, weight)
         return y
 
@@ -45,8 +46,8 @@ class _FusedRMSNorm(torch.autograd.Function):
             dx, dw = torch.ops.aten._fused_rms_norm_backward(grad, x, [x.shape[-1]], rstd, weight, [True, True])
             return dx, dw, None
         # y = w·x̂ with x̂ = x·r, r = (mean(x²) + eps)^-½:  dx = r·(g·w − x̂·mean(g·w·x̂)),  dw = Σ g·x̂
-        g, xhat = grad.float(), x.float() * rstd
-        gw = g * weight.float()
+        g, xhat = grad.to(rstd.dtype), x.to(rstd.dtype) * rstd
+        gw = g * weight.to(rstd.dtype)
         dx = rstd * (gw - xhat * (gw * xhat).mean(-1, keepdim=True))
         dw = (g * xhat).reshape(-1, x.shape[-1]).sum(0)
         return dx.to(x.dtype), dw.to(weight.dtype), None

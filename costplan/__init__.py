@@ -4,6 +4,7 @@
     >>> spec = costplan.load_spec("llama2-7b")          # a preset name, a YAML path, or a mapping
     >>> costplan.estimate(spec).params.total
     6738415616
+    >>> model = costplan.build_model(spec, device="meta")   # the PyTorch model it describes (needs torch)
 """
 from __future__ import annotations
 
@@ -14,4 +15,13 @@ from costplan.costs.result import Estimate
 from costplan.errors import CostplanError, SpecError
 from costplan.spec import Spec, load_spec
 
-__all__ = ["CostplanError", "Estimate", "Spec", "SpecError", "__version__", "estimate", "load_spec"]
+__all__ = ["CostplanError", "Estimate", "Spec", "SpecError", "__version__", "build_model", "estimate", "load_spec"]
+
+
+def __getattr__(name: str):
+    # build_model imports torch; it is looked up only when used, so `import costplan` stays light.
+    if name == "build_model":
+        from costplan.profiling import build_model
+
+        return build_model
+    raise AttributeError(f"module 'costplan' has no attribute {name!r}")

@@ -31,7 +31,7 @@ class Positions(NamedTuple):
     cos: torch.Tensor | None       # (s, d_head) rotary tables, or None
     sin: torch.Tensor | None
     bias: torch.Tensor | None      # (1, H, s, s) ALiBi bias with -inf above the diagonal, or None
-    future: torch.Tensor           # (s, s) True above the diagonal: the keys a causal query may not see
+    future: torch.Tensor | None    # (s, s) True above the diagonal: the keys a causal query may not see
     outside: torch.Tensor | None = None   # (s, s) True outside AFT-local's band (future keys included)
 
 

@@ -175,7 +175,7 @@ def time_check(m: Measurement, tolerance: float | None) -> Check:
     estimated = step_flops / (peak * mfu) if peak else None
     notes = [f"median of {m.timing.runs}, IQR ±{100 * m.timing.spread / 2:.0f}%"]
     if m.time_overrides:
-        notes.append("timed with --set " + " ".join(m.time_overrides) + " (full size does not fit the budget)")
+        notes.append("timed with --set " + " ".join(m.time_overrides) + f" ({m.time_note})")
     if gpu.calibrated_on != m.device_name:
         notes.append(f"not compared: hardware.gpu {gpu.key} was not calibrated on this device "
                      "(costplan calibrate)")

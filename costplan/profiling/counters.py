@@ -181,11 +181,11 @@ def _counter() -> FlopCounterMode:
     return FlopCounterMode(display=False, custom_mapping=EXTRA_FORMULAS)
 
 
-def _forward_split(counter: FlopCounterMode) -> dict[str, int]:
+def _forward_split(table: Mapping[str, Mapping[object, int]]) -> dict[str, int]:
     """FlopCounterMode's per-module table → {component: flops} plus OUTSIDE (module paths lose the root
     class name that the counter puts first)."""
     per_module, total = {}, 0
-    for name, ops in counter.get_flop_counts().items():
+    for name, ops in table.items():
         if name == "Global":
             total = sum(ops.values())
         else:
@@ -195,8 +195,9 @@ def _forward_split(counter: FlopCounterMode) -> dict[str, int]:
     return parts
 
 
-class _Attributed(TorchDispatchMode):
-    """FLOPs of every op, by the counter's own formulas, credited to the one component the scope names."""
+class _Attributed(OpCensus):
+    """The census, plus the FLOPs of every op by the counter's own formulas, credited to the one component
+    the scope names (one dispatch mode for both: each mode costs a Python call per op)."""
 
     def __init__(self, counter: FlopCounterMode, scope: ComponentScope):
         super().__init__()
@@ -206,6 +207,8 @@ class _Attributed(TorchDispatchMode):
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001, ANN204
         kwargs = kwargs or {}
         out = func(*args, **kwargs)
+        if func.namespace != "prim":
+            self.calls[str(func.overloadpacket)] += 1
         formula = self.registry.get(func.overloadpacket)
         if formula is not None:
             self.flops[self.scope.current()] += formula(*args, **kwargs, out_val=out)
@@ -213,22 +216,22 @@ class _Attributed(TorchDispatchMode):
 
 
 def count_flops(model: torch.nn.Module, run_forward: Callable[[], torch.Tensor]) -> FlopCount:
-    """Count `run_forward()` (returning the loss) and its backward. Totals and the forward per component come
-    from FlopCounterMode; the per-component split of forward + backward comes from the component scope (see
-    scope.py), with the same formulas, and whatever it cannot place is OUTSIDE."""
-    census = OpCensus()
+    """Count `run_forward()` (returning the loss) and its backward. Totals, and the forward per component,
+    come from FlopCounterMode (its table read between the passes); the per-component split of forward +
+    backward comes from the component scope (scope.py) with the same formulas; whatever it cannot place is
+    OUTSIDE."""
     whole = _counter()
     with ComponentScope(model, tag_graph=True) as scope:
         attributed = _Attributed(whole, scope)
-        with census, whole, attributed:
-            with _counter() as forward:
-                loss = run_forward()
+        with whole, attributed:
+            loss = run_forward()
+            forward = {name: dict(ops) for name, ops in whole.get_flop_counts().items()}
             loss.backward()
     training = dict(attributed.flops)
     training.pop(OUTSIDE, None)
     training[OUTSIDE] = whole.get_total_flops() - sum(training.values())
     counted = {str(p) for p in whole.flop_registry}
-    return FlopCount(forward=_forward_split(forward), training=training, ops=classify(census.calls, counted))
+    return FlopCount(forward=_forward_split(forward), training=training, ops=classify(attributed.calls, counted))
 
 
 # ---------------------------------------------------------------------------------------------- fvcore

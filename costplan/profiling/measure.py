@@ -264,6 +264,9 @@ def measure(spec: Spec, device: torch.device, *, time: bool = True, time_budget:
             spec, size, device, time_budget, time_overrides)
         if result.timing is None:
             result.time_note = "not measured: no shrunk copy fits this machine; choose one with --time-set"
+        elif result.time_overrides:
+            result.time_note = ("chosen with --time-set" if time_overrides else
+                                "full size exceeds the time or memory budget")
     else:
         result.time_note = "not measured (--no-time)"
     return result

@@ -132,12 +132,17 @@ class Model(nn.Module):
                   if model.position == "alibi" else None)
         self.layers = nn.ModuleList(Block(layer, spec, core, slopes, **factory) for layer in _checked(model))
         self.head = Head(model, self.embedding.token if model.tie_embeddings else None, **factory)
-        self._constants(model, **factory)
+        self._constants(model, core, **factory)
 
-    def _constants(self, model: ModelSpec, **factory) -> None:
+    def _constants(self, model: ModelSpec, core: str | None, **factory) -> None:
         s = model.max_seq_len
         device = factory.get("device")
-        self.register_buffer("future", torch.ones(s, s, dtype=torch.bool, device=device).triu(1), persistent=False)
+        # The causal mask, s² bytes: only what materialises scores (explicit cores, AFT-full, ALiBi) needs it.
+        kind = model.attention.type
+        future = None
+        if kind in ("dense", "aft_full") or core == "explicit" or model.position == "alibi":
+            future = torch.ones(s, s, dtype=torch.bool, device=device).triu(1)
+        self.register_buffer("future", future, persistent=False)
         cos = sin = alibi = outside = None
         if model.position == "rope":
             # MLA rotates only its decoupled RoPE dimensions.
@@ -163,7 +168,7 @@ class Model(nn.Module):
             cos=None if self.cos is None else self.cos[:s],
             sin=None if self.sin is None else self.sin[:s],
             bias=None if self.alibi is None else self.alibi[None, :, :s, :s],  # 4-D: CPU flash takes it
-            future=self.future[:s, :s],
+            future=None if self.future is None else self.future[:s, :s],
             outside=None if self.outside is None else self.outside[:s, :s],
         )
 

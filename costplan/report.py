@@ -132,7 +132,8 @@ def estimate_rows(est: Estimate) -> list[Row]:
     ]
     rows += [Row("memory", name, value, "bytes", share=value / m.total_per_gpu) for name, value in (
         ("weights", m.weights), ("gradients", m.gradients), ("optimizer states", m.optimizer),
-        (f"activations (micro-batch {a['micro_batch_size']})", m.activations))]
+        (f"activations (micro-batch {a['micro_batch_size']})", m.activations),
+        ("loss gradients (transient)", m.workspace))]
     rows += [
         Row("memory", "total per GPU", m.total_per_gpu, "bytes",
             note=f"{'fits' if m.fits else 'does not fit'} in {size(m.gpu_memory)}"),

@@ -27,13 +27,14 @@ def seq_scaling(spec: Spec, lengths: Sequence[int] = DEFAULT_LENGTHS) -> list[tu
     return rows
 
 
-MEMORY_PARTS = ("weights", "gradients", "optimizer states", "activations", "KV cache")
+MEMORY_PARTS = ("weights", "gradients", "optimizer states", "activations", "loss gradients", "KV cache")
 
 
 def memory_parts(e: Estimate) -> dict[str, int]:
     """Bytes per GPU by kind; the KV cache is inference's, for one sequence of seq_len tokens."""
     m = e.memory
-    return dict(zip(MEMORY_PARTS, (m.weights, m.gradients, m.optimizer, m.activations, m.kv_cache_at_seq_len)))
+    return dict(zip(MEMORY_PARTS, (m.weights, m.gradients, m.optimizer, m.activations, m.workspace,
+                                   m.kv_cache_at_seq_len)))
 
 
 def geometric(lo: float, hi: float, n: int) -> list[float]:

@@ -102,6 +102,17 @@ def test_kv_cache_per_token(preset, kib):
 def test_total_and_fit():
     e = costplan.estimate(costplan.load_spec("llama2-7b"))
     m = e.memory
-    assert m.total_per_gpu == m.weights + m.gradients + m.optimizer + m.activations
+    assert m.total_per_gpu == m.weights + m.gradients + m.optimizer + m.activations + m.workspace
     assert m.gpu_memory == 80 * 2**30 and m.fits is False    # 16 bytes × 6.74 B > 80 GiB
     assert costplan.estimate(costplan.load_spec("gpt2-small")).memory.fits is True
+
+
+def test_loss_gradients_are_live_at_the_peak():
+    # When backward starts, cross_entropy(logits.float()) has produced the gradient of its log-softmax and then
+    # the gradient of the fp32 logits: two fp32 s × vocab tensors on top of every saved activation, for the
+    # micro-batch whose backward runs, split over the tensor group by a vocabulary-parallel loss.
+    per_sequence = 2 * S * 1000 * 4
+    assert costplan.estimate(make_spec()).memory.workspace == per_sequence
+    assert costplan.estimate(make_spec(training={"micro_batch_size": 4})).memory.workspace == 4 * per_sequence
+    split = make_spec(training={"micro_batch_size": 2}, hardware={"count": 8}, parallelism={"tensor": 2})
+    assert costplan.estimate(split).memory.workspace == 2 * per_sequence // 2

@@ -28,7 +28,8 @@ def test_flash_activations_are_linear_dense_are_not():
 def test_memory_parts_are_the_estimate():
     e = costplan.estimate(costplan.load_spec("llama2-7b"))
     parts = series.memory_parts(e)
-    assert list(parts) == ["weights", "gradients", "optimizer states", "activations", "KV cache"]
+    assert list(parts) == ["weights", "gradients", "optimizer states", "activations", "loss gradients",
+                           "KV cache"]
     assert sum(parts.values()) - parts["KV cache"] == e.memory.total_per_gpu
     assert parts["KV cache"] == 512 * 1024 * 4096       # Llama 2 7B: 512 KiB per token (notes §2.6) × 4,096
 

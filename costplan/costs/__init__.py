@@ -49,6 +49,9 @@ class Cost:
     # token ids. Korthikanti et al. 2022 §4.2.2: tensor parallelism leaves these whole on every rank, sequence
     # parallelism splits them; everything else (per-head, d_ff-wide, per-vocabulary) tensor parallelism splits.
     act_d_model: int = 0
+    # Bytes live only around the peak of a step, not saved for backward: the fp32 gradients of the loss's
+    # log-softmax and logits, which exist together with every saved activation when backward starts.
+    workspace: int = 0
     kv_cache: int = 0         # inference K/V cache bytes per cached token
     kv_cache_seq: int = 0     # inference cache bytes for one sequence of seq_len tokens (windows, states)
     factored: int = 0         # elements of Adafactor's factored second moment (rows + cols per matrix)

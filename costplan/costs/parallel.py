@@ -75,12 +75,13 @@ class StageMemory:
     gradients: int
     optimizer: int
     activations: int
+    workspace: int            # the loss's fp32 gradients, live at the peak (last stage)
     params: float             # parameters held per GPU before ZeRO sharding, routed experts excluded
     routed_params: float      # routed-expert parameters held per GPU before ZeRO sharding
 
     @property
     def total(self) -> int:
-        return self.weights + self.gradients + self.optimizer + self.activations
+        return self.weights + self.gradients + self.optimizer + self.activations + self.workspace
 
 
 @dataclass(frozen=True)
@@ -126,6 +127,8 @@ def stage_memory(spec: Spec, parts: dict[str, Cost], stage: int) -> StageMemory:
         extra_optimizer = sum(c.factored for c in parts.values()) / t * FP32 / (d if par.zero >= 1 else 1)
     in_flight = min(m, p - stage)
     activations = _activations_per_gpu(parts, t, par.sequence_parallel, training.micro_batch_size) * in_flight
+    # Only the micro-batch whose backward runs has loss gradients; a vocabulary-parallel loss splits them over t.
+    workspace = sum(c.workspace for c in parts.values()) * training.micro_batch_size / t
 
     def sharded(per_param: int, from_stage: int) -> int:
         """Bytes of one kind of state: dense over d ranks, routed experts over d/e, once ZeRO reaches it."""
@@ -138,6 +141,7 @@ def stage_memory(spec: Spec, parts: dict[str, Cost], stage: int) -> StageMemory:
         gradients=sharded(w, 2),
         optimizer=sharded(o, 1) + math.ceil(extra_optimizer),
         activations=math.ceil(activations),
+        workspace=math.ceil(workspace),
         params=dense,
         routed_params=routed,
     )

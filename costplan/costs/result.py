@@ -37,6 +37,7 @@ class Memory(_Result):
     gradients: int
     optimizer: int
     activations: int                 # saved for backward, one micro-batch
+    workspace: int                   # transient at the peak: the loss's fp32 gradients, one micro-batch
     total_per_gpu: int
     fits: bool
     gpu_memory: int

@@ -91,7 +91,8 @@ def estimate(spec: Spec, law: str | scaling.ScalingLaw | None = None) -> Estimat
     stage = layout.memory
     memory = Memory(
         weights=stage.weights, gradients=stage.gradients, optimizer=stage.optimizer,
-        activations=stage.activations, workspace=stage.workspace, total_per_gpu=stage.total, fits=stage.total <= gpu.memory_bytes,
+        activations=stage.activations, workspace=stage.workspace, total_per_gpu=stage.total,
+        fits=stage.total <= gpu.memory_bytes,
         gpu_memory=gpu.memory_bytes, kv_cache_per_token=whole.kv_cache, kv_cache_at_seq_len=whole.kv_cache_seq,
     )
 

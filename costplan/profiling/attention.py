@@ -71,11 +71,11 @@ def _sliding(attention, model: ModelSpec, s: int, slopes, device) -> BlockCore: 
 def _sparse(attention, model: ModelSpec, s: int, slopes, device) -> BlockCore:  # noqa: ANN001
     """Child et al. §4.3: the first ⌈H/2⌉ heads on part 1 of the pattern, the others on part 2."""
     first = model.n_heads - model.n_heads // 2
-    l = attention.block
+    stride = attention.block
     if attention.pattern == "strided":
-        blocks = (window_blocks(s, l), column_blocks(s, l))
+        blocks = (window_blocks(s, stride), column_blocks(s, stride))
     else:
-        blocks = (diagonal_blocks(s, l), summary_block(s, l, attention.summary, device))
+        blocks = (diagonal_blocks(s, stride), summary_block(s, stride, attention.summary, device))
     parts = [Part(slice(0, first), blocks[0]), Part(slice(first, model.n_heads), blocks[1])]
     return BlockCore([p for p in parts if p.heads.stop > p.heads.start], attention.kernel == "materialized",
                      slopes)

@@ -5,20 +5,23 @@ counted once per storage (several ops saving the same tensor, or views of it, ho
 excluding parameters and module buffers (constants that exist whether or not a step runs).
 
 Peak: the most memory live at any moment of a full training step (weights, gradients, optimizer states
-and the fp32 master copy, activations, temporaries), on the second of two steps so that the optimizer
+and the fp32 master copy, activations, transient buffers), on the second of two steps so that the optimizer
 states exist. The step accumulates gradients over two micro-batches, as any run whose global batch is
 larger than micro-batch × GPUs does: the second micro-batch's activations then coexist with a full set of
-gradients, the state the estimate's sum (weights + gradients + optimizer + activations) describes. Without
-accumulation no moment holds all of both, and the true peak is lower by up to the smaller of the two. On CUDA it is torch.cuda.max_memory_allocated; elsewhere torch's MemTracker under
-FakeTensorMode follows every allocation without making any.
+gradients, the state the estimate's total describes. Without accumulation no moment holds all of both, and
+the true peak is lower by up to the smaller of the two.
+
+On CUDA the peak is torch.cuda.max_memory_allocated. Elsewhere a storage tracker under FakeTensorMode
+follows every allocation without making any. torch's own MemTracker does the same job and agrees byte for
+byte (tests/test_profiling_memory.py), but updates per-module snapshots on every op, so its cost grows with
+layers × ops: 36 s for 32 layers of Llama 2 70B on one CPU core, minutes for all 80. This tracker is linear.
 """
 from __future__ import annotations
 
+import weakref
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-
-import weakref
 
 import torch
 from torch import nn

@@ -45,7 +45,7 @@ class MoE(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, s, d = (int(size) for size in x.shape)       # plain ints, also under JIT tracing
-        n, experts, k = b * s, self.spec.n_experts, self.spec.top_k
+        n, k = b * s, self.spec.top_k
         flat = x.reshape(n, d)
         probs = torch.softmax(self.router(flat).float(), dim=-1)                # (n, E), saved
         with torch.no_grad():

@@ -415,8 +415,7 @@ def measure_all(specs, device, batch, seq_len, overrides, gpu, gpus, tokens, mfu
     from costplan.spec import parse_override
 
     tolerances = parse_tolerances(tolerance_texts)
-    # The reference model runs on one device: parallelism is left out of what is compared.
-    shortcuts = ["parallelism=null"] + [f"training.micro_batch_size={batch}"] * (batch is not None) + \
+    shortcuts = [f"training.micro_batch_size={batch}"] * (batch is not None) + \
         [f"training.seq_len={seq_len}"] * (seq_len is not None)
     loaded = load_all(specs, [*collect_overrides(overrides, gpu, gpus, tokens, mfu), *shortcuts])
     for text in time_set:        # malformed ones are reported now, before any measuring

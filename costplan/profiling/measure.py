@@ -19,7 +19,7 @@ from costplan.costs.estimate import estimate
 from costplan.errors import CostplanError
 from costplan.profiling import counters
 from costplan.profiling.memory import Peak, peak_cuda, peak_fake, saved_bytes
-from costplan.profiling.model import build_model, component_of
+from costplan.profiling.model import build_model, component_of, training_dtype
 from costplan.profiling.private import fake_tensor_mode
 from costplan.profiling.step import Trainer, batch, loss_of
 from costplan.profiling.timing import Timing, time_steps
@@ -159,17 +159,17 @@ def count_fvcore(spec: Spec, size: int) -> tuple[counters.FvcoreCount | None, st
 
 
 def measure_peak(spec: Spec, size: int, device: torch.device) -> Peak:
+    """Peak of a training step: real on CUDA when it fits there, else followed on fake CPU tensors."""
+    real = device.type == "cuda" and fits_on(spec, size, device)
+    where = device if real else torch.device("cpu")
+
     def build():  # noqa: ANN202
-        model = build_model(spec, device=device if device.type == "cuda" else "cpu")
-        trainer = Trainer(model, spec)
-        where = device if device.type == "cuda" else "cpu"
+        trainer = Trainer(build_model(spec, device=where), spec)
         first, second = batch(spec, size, where), batch(spec, size, where)
         # Two micro-batches, gradients accumulating, then the update: see memory.py.
         return [lambda: trainer.accumulate(*first), lambda: trainer.accumulate(*second), trainer.update]
-    if device.type == "cuda" and fits_on(spec, size, device):
-        return peak_cuda(build, device)
-    device = torch.device("cpu")
-    return peak_fake(build)
+
+    return peak_cuda(build, device) if real else peak_fake(build)
 
 
 # ---------------------------------------------------------------------------------------------- time
@@ -234,10 +234,9 @@ def measure_time(spec: Spec, size: int, device: torch.device, budget: float,
                  overrides: list[str] | None) -> tuple[Timing | None, Spec, list[str]]:
     """Median step time, on `spec` or on the copy that `overrides` (or the automatic shrink) describe;
     None when even the smallest copy tried would not fit."""
-    dtype = build_model(spec, device="meta").embedding.token.weight.dtype
     if overrides is None:
-        overrides = shrink_for_time(spec, size, probe_rate(device, dtype), int(available_bytes(device) *
-                                                                              MEMORY_FRACTION), budget)
+        rate = probe_rate(device, training_dtype(spec))
+        overrides = shrink_for_time(spec, size, rate, int(available_bytes(device) * MEMORY_FRACTION), budget)
         if overrides is None:
             return None, spec, []
     timed = respec(spec, overrides) if overrides else spec
@@ -250,7 +249,10 @@ def measure_time(spec: Spec, size: int, device: torch.device, budget: float,
 # ---------------------------------------------------------------------------------------------- all
 def measure(spec: Spec, device: torch.device, *, time: bool = True, time_budget: float = DEFAULT_TIME_BUDGET,
             time_overrides: list[str] | None = None) -> Measurement:
-    """Every measurement of `spec` at its micro-batch size on `device`."""
+    """Every measurement of `spec` at its micro-batch size on `device`, as one device holding the whole model
+    (a parallelism section is left out: the reference model is not sharded)."""
+    if spec.parallelism is not None:
+        spec = respec(spec, ["parallelism=null"])
     size = spec.training.micro_batch_size
     fvcore, fvcore_note = count_fvcore(spec, size)
     result = Measurement(

@@ -406,7 +406,7 @@ def profile_options(command):
 
 def measure_all(specs, device, batch, seq_len, overrides, gpu, gpus, tokens, mfu, tolerance_texts, detail,
                 no_time, time_budget, time_set):
-    """Load, measure and compare every spec; returns (results for report.render_checks, all checks)."""
+    """Load, measure and compare every spec: one record of raw values per spec, for report.render_checks."""
     from costplan.profiling import require_torch
 
     require_torch()
@@ -425,17 +425,15 @@ def measure_all(specs, device, batch, seq_len, overrides, gpu, gpus, tokens, mfu
     for spec in loaded:
         m = measure(spec, dev, time=not no_time, time_budget=time_budget,
                     time_overrides=list(time_set) if time_set else None)
-        title = (f"{spec.name}: estimate vs {m.device} ({m.device_name}), batch {m.batch} × {spec.seq_len} "
-                 f"tokens, {spec.training.precision}, recompute {spec.training.recompute}")
         timing = None if m.timing is None else {
             "median_s": m.timing.median, "min_s": m.timing.minimum, "max_s": m.timing.maximum,
             "iqr_s": m.timing.iqr, "runs": m.timing.runs, "timed_with": m.time_overrides}
         results.append({
-            "name": spec.name, "title": title, "checks": checks(m, tolerances, detail),
+            "name": spec.name, "device": m.device, "device_name": m.device_name, "batch": m.batch,
+            "seq_len": m.spec.seq_len, "precision": m.spec.training.precision,
+            "recompute": m.spec.training.recompute, "timing": timing, "checks": checks(m, tolerances, detail),
             "arithmetic_not_counted": m.flops.ops.arithmetic_not_counted,
             "fvcore_unsupported": m.fvcore.unsupported if m.fvcore else {},
-            "extra": {"device": m.device, "device_name": m.device_name, "batch": m.batch,
-                      "seq_len": spec.seq_len, "timing": timing},
         })
     return results
 

@@ -499,19 +499,23 @@ def _op_list(ops: Mapping[str, int]) -> str:
     return ", ".join(f"{name} ×{n}" for name, n in ops.items()) or "none"
 
 
+def check_title(result: Mapping[str, Any]) -> str:
+    r = result
+    return (f"{r['name']}: estimate vs {r['device']} ({r['device_name']}), batch {r['batch']} × {r['seq_len']} "
+            f"tokens, {r['precision']}, recompute {r['recompute']}")
+
+
 def render_checks(results: Sequence[Mapping[str, Any]], fmt: str, detail: bool = False) -> str:
-    """`costplan profile`/`check` output. Each result: name, title, checks, and the op lists
-    `arithmetic_not_counted` and `fvcore_unsupported` plus anything else JSON should carry (`extra`)."""
+    """`costplan profile`/`check` output. Each result is a record of raw values: name, device, device_name,
+    batch, seq_len, precision, recompute, timing, checks, and the op lists `arithmetic_not_counted` and
+    `fvcore_unsupported`; JSON carries all of it."""
     if fmt == "json":
-        return to_json([{**r.get("extra", {}), "name": r["name"],
-                         "checks": [check_record(c) for c in r["checks"]],
-                         "arithmetic_not_counted": r["arithmetic_not_counted"],
-                         "fvcore_unsupported": r["fvcore_unsupported"]} for r in results])
+        return to_json([{**r, "checks": [check_record(c) for c in r["checks"]]} for r in results])
     if fmt == "junit":
         return junit(results)
     blocks = []
     for r in results:
-        text = check_table(r["checks"], fmt, r["title"])
+        text = check_table(r["checks"], fmt, check_title(r))
         if detail:
             text += ("\n\nNot counted as FLOPs (not matmuls, convention 2): "
                      + _op_list(r["arithmetic_not_counted"])

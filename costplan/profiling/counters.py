@@ -19,10 +19,10 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
 
 from costplan.profiling.model import component_of
+from costplan.profiling.private import TorchDispatchMode
 from costplan.profiling.scope import OUTSIDE, ComponentScope
 
 aten = torch.ops.aten

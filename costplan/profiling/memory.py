@@ -25,16 +25,13 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils._pytree import tree_leaves
 
-from costplan.profiling.private import fake_tensor_mode
+from costplan.profiling.private import TorchDispatchMode, fake_tensor_mode, storage_key, tree_leaves
 from costplan.profiling.scope import ComponentScope
 
 
 def _storage_key(t: torch.Tensor) -> int:
-    # The address of the C++ StorageImpl: the same for every view of one allocation, real or fake.
-    return t.untyped_storage()._cdata
+    return storage_key(t.untyped_storage())
 
 
 def saved_bytes(model: nn.Module, run_forward: Callable[[ComponentScope], torch.Tensor]) -> dict[str, int]:
@@ -82,7 +79,7 @@ class LiveBytes(TorchDispatchMode):
         return out
 
     def _track(self, storage: torch.UntypedStorage) -> None:
-        key = storage._cdata
+        key = storage_key(storage)
         if key in self.sizes:
             return
         self.sizes[key] = storage.nbytes()

@@ -27,8 +27,8 @@ from costplan.errors import CostplanError
 from costplan.profiling.aft import AFT
 from costplan.profiling.attention import DEFAULT_CORE, PATTERNS, Attention, Positions, make_core
 from costplan.profiling.mla import LatentAttentionModule
-from costplan.profiling.moe import MoE
 from costplan.profiling.modules import MLP, alibi_slopes, norm, rotary_tables
+from costplan.profiling.moe import MoE
 from costplan.spec import AFT_TYPES, ModelSpec, Spec
 
 INIT_STD = 0.02   # GPT-2's initialiser; values do not matter for any measurement, only finiteness

@@ -9,6 +9,19 @@ import torch
 
 from costplan.errors import CostplanError
 
+try:
+    # The base class of dispatch modes (FlopCounterMode is one) and pytree flattening: stable in practice,
+    # private in name.
+    from torch.utils._python_dispatch import TorchDispatchMode
+    from torch.utils._pytree import tree_leaves
+except ImportError as _exc:  # pragma: no cover - only on a torch that moved them
+    raise CostplanError(f"this torch ({torch.__version__}) has no torch.utils._python_dispatch.TorchDispatchMode "
+                        f"or torch.utils._pytree.tree_leaves ({_exc}); costplan's profiler was written against "
+                        "torch 2.13") from None
+
+__all__ = ["TorchDispatchMode", "current_autograd_node", "fake_tensor_mode", "is_fake", "memory_tracker",
+           "storage_key", "tracker_new_step", "tracker_peak", "tree_leaves"]
+
 
 def _missing(what: str, exc: BaseException) -> CostplanError:
     return CostplanError(f"this torch ({torch.__version__}) has no {what} ({exc}); costplan's profiler was "
@@ -22,6 +35,14 @@ def fake_tensor_mode():
     except ImportError as exc:
         raise _missing("FakeTensorMode", exc) from None
     return FakeTensorMode(allow_non_fake_inputs=False)
+
+
+def storage_key(storage: torch.UntypedStorage) -> int:
+    """The address of the C++ StorageImpl: the same for every view of one allocation, real or fake."""
+    try:
+        return storage._cdata
+    except AttributeError as exc:
+        raise _missing("UntypedStorage._cdata", exc) from None
 
 
 def is_fake(t: torch.Tensor) -> bool:

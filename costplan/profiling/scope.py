@@ -15,10 +15,9 @@ from contextlib import contextmanager
 
 import torch
 from torch import nn
-from torch.utils._pytree import tree_leaves
 
 from costplan.profiling.model import component_of
-from costplan.profiling.private import current_autograd_node
+from costplan.profiling.private import current_autograd_node, tree_leaves
 
 OUTSIDE = "outside"       # work or memory outside every component module
 _TAG = "costplan_component"

@@ -127,3 +127,33 @@ def test_active_parameters_of_moe_specs():
 def test_preset_parameters_on_meta(preset):
     spec = costplan.load_spec(preset)
     assert nonzero(m.count_params(spec)) == nonzero({k: c.params for k, c in components(spec).items()})
+
+
+# ---------------------------------------------------------------------------------------------- properties
+from hypothesis import given, settings  # noqa: E402
+
+from test_properties import models  # noqa: E402
+
+
+def small(model: dict) -> dict:
+    """A random architecture cut down to seconds of fake-tensor work (windows and blocks cut to the shorter
+    context too, where the spec requires them to fit)."""
+    s = min(model["max_seq_len"], 48)
+    attention = model["attention"]
+    if isinstance(attention, dict):
+        attention = {k: min(v, s) if k in ("window", "block", "summary") else v for k, v in attention.items()}
+    return {**model, "vocab_size": min(model["vocab_size"], 300), "d_model": min(model["d_model"], 64),
+            "n_layers": min(model["n_layers"], 2), "d_ff": min(model["d_ff"], 64), "max_seq_len": s,
+            "attention": attention}
+
+
+@settings(max_examples=25, deadline=None)
+@given(models())
+def test_random_architectures_agree(model):
+    spec = costplan.load_spec({"model": small(model), "training": {"tokens": 10**6, "micro_batch_size": BATCH}})
+    assert nonzero(m.count_params(spec)) == expected(spec, "params")
+    flops = m.count_flops(spec, BATCH, CPU)
+    assert flops.forward.pop(OUTSIDE) == 0 and flops.training.pop(OUTSIDE) == 0
+    assert nonzero(flops.forward) == expected(spec, "hw_fwd")
+    assert nonzero(flops.training) == expected(spec, "hw_flops")
+    assert m.count_active(spec) == costplan.estimate(spec).params.active

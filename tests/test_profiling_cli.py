@@ -35,6 +35,19 @@ print(r.exit_code)
     assert lines[3] == "0"
 
 
+def test_help_of_the_torch_commands_does_not_import_torch():
+    probe = """
+import sys
+from click.testing import CliRunner
+from costplan.cli import cli
+for args in (["profile", "--help"], ["check", "--help"], ["calibrate", "--help"]):
+    assert CliRunner().invoke(cli, args).exit_code == 0
+print("torch" in sys.modules)
+"""
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
 pytest.importorskip("torch")
 
 

@@ -157,3 +157,13 @@ def test_random_architectures_agree(model):
     assert nonzero(flops.forward) == expected(spec, "hw_fwd")
     assert nonzero(flops.training) == expected(spec, "hw_flops")
     assert m.count_active(spec) == costplan.estimate(spec).params.active
+
+
+def test_reference_model_registry_matches_the_attention_types():
+    from costplan.profiling.attention import DEFAULT_CORE, PATTERNS
+    from costplan.profiling.model import ATTENTION_MODULES
+    from costplan.spec import ATTENTION_TYPES
+
+    assert set(ATTENTION_MODULES) == set(ATTENTION_TYPES)
+    softmax = {k for k, (build, _) in ATTENTION_MODULES.items() if build.__name__ == "_softmax"}
+    assert softmax == set(DEFAULT_CORE) | set(PATTERNS)

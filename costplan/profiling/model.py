@@ -25,11 +25,11 @@ from costplan.costs.layers import Layer, layers
 from costplan.costs.memory import element_bytes
 from costplan.errors import CostplanError
 from costplan.profiling.aft import AFT
-from costplan.profiling.attention import DEFAULT_CORE, PATTERNS, Attention, Positions, make_core
+from costplan.profiling.attention import Attention, Positions, make_core
 from costplan.profiling.mla import LatentAttentionModule
 from costplan.profiling.modules import MLP, alibi_slopes, norm, rotary_tables
 from costplan.profiling.moe import MoE
-from costplan.spec import AFT_TYPES, ModelSpec, Spec
+from costplan.spec import ModelSpec, Spec
 
 INIT_STD = 0.02   # GPT-2's initialiser; values do not matter for any measurement, only finiteness
 DTYPES = {2: torch.bfloat16, 4: torch.float32}
@@ -89,20 +89,11 @@ class Block(nn.Module):
 
     def __init__(self, layer: Layer, spec: Spec, core: str | None, slopes, **factory):  # noqa: ANN001
         super().__init__()
-        model, recompute = spec.model, spec.training.recompute
+        model = spec.model
         self.norms = nn.ModuleDict({"attention": norm(model.norm, model.d_model, **factory),
                                     "mlp": norm(model.norm, model.d_model, **factory)})
-        kind = layer.attention.type
-        if kind == "mla":
-            self.attention = LatentAttentionModule(layer.attention, model, spec.seq_len, **factory)
-        elif kind in AFT_TYPES:
-            self.attention = AFT(layer.attention, model, spec.seq_len, **factory)
-        else:
-            kernel, materializes = make_core(layer.attention, model, spec.seq_len, core, slopes,
-                                             factory.get("device"))
-            # A flash core already recomputes its scores in backward; only a materialising core is checkpointed.
-            self.attention = Attention(model, kernel, recompute_core=recompute == "selective" and materializes,
-                                       **factory)
+        build, _ = ATTENTION_MODULES[layer.attention.type]
+        self.attention = build(layer, spec, core, slopes, factory)
         if layer.moe is not None:
             self.moe = MoE(layer.moe, model, **factory)
         else:
@@ -114,6 +105,32 @@ class Block(nn.Module):
         return x + block(self.norms["mlp"](x))
 
 
+def _softmax(layer: Layer, spec: Spec, core: str | None, slopes, factory: dict) -> nn.Module:  # noqa: ANN001
+    kernel, materializes = make_core(layer.attention, spec.model, spec.seq_len, core, slopes, factory.get("device"))
+    # A flash core already recomputes its scores in backward; only a materialising core is checkpointed.
+    selective = spec.training.recompute == "selective" and materializes
+    return Attention(spec.model, kernel, recompute_core=selective, **factory)
+
+
+def _latent(layer: Layer, spec: Spec, core: str | None, slopes, factory: dict) -> nn.Module:  # noqa: ANN001
+    return LatentAttentionModule(layer.attention, spec.model, spec.seq_len, **factory)
+
+
+def _attention_free(layer: Layer, spec: Spec, core: str | None, slopes, factory: dict) -> nn.Module:  # noqa: ANN001
+    return AFT(layer.attention, spec.model, spec.seq_len, **factory)
+
+
+# Attention type → (module builder, whether the module is laid out for training.seq_len: block patterns and
+# tiles are). A test keeps the keys and the spec's attention types in step.
+ATTENTION_MODULES = {
+    "dense": (_softmax, False), "flash": (_softmax, False),
+    "sliding_window": (_softmax, True), "sparse": (_softmax, True),
+    "mla": (_latent, True),
+    "aft_full": (_attention_free, False), "aft_local": (_attention_free, True),
+    "aft_simple": (_attention_free, False), "aft_conv": (_attention_free, False),
+}
+
+
 class Model(nn.Module):
     """The whole decoder: embedding → (norm) → layers → final norm → head."""
 
@@ -122,7 +139,7 @@ class Model(nn.Module):
         model = spec.model
         self.recompute = spec.training.recompute
         self.seq_len = spec.seq_len
-        self.patterned = any(layer.attention.type in (*PATTERNS, "aft_local", "mla") for layer in layers(model))
+        self.patterned = any(ATTENTION_MODULES[layer.attention.type][1] for layer in layers(model))
         self.embedding = Embedding(model, **factory)
         norms = {"final": norm(model.norm, model.d_model, **factory)}
         if model.embedding_norm:
@@ -130,11 +147,11 @@ class Model(nn.Module):
         self.norms = nn.ModuleDict(norms)
         slopes = (torch.tensor(alibi_slopes(model.n_heads), device=factory.get("device"))
                   if model.position == "alibi" else None)
-        self.layers = nn.ModuleList(Block(layer, spec, core, slopes, **factory) for layer in _checked(model))
+        self.layers = nn.ModuleList(Block(layer, spec, core, slopes, **factory) for layer in layers(model))
         self.head = Head(model, self.embedding.token if model.tie_embeddings else None, **factory)
-        self._constants(model, core, **factory)
+        self._constants(model, core, slopes, **factory)
 
-    def _constants(self, model: ModelSpec, core: str | None, **factory) -> None:
+    def _constants(self, model: ModelSpec, core: str | None, slopes, **factory) -> None:  # noqa: ANN001
         s = model.max_seq_len
         device = factory.get("device")
         # The causal mask, s² bytes: only what materialises scores (explicit cores, AFT-full, ALiBi) needs it.
@@ -154,7 +171,6 @@ class Model(nn.Module):
             outside = (ahead < 0) | (ahead >= model.attention.window)
         if model.position == "alibi":
             # Press et al. 2022: bias −slope·(i − j) for key j ≤ query i; −inf above the diagonal.
-            slopes = torch.tensor(alibi_slopes(model.n_heads), device=device)
             distance = torch.arange(s, device=device)[None, :] - torch.arange(s, device=device)[:, None]
             bias = (slopes[:, None, None] * distance).masked_fill(self.future, float("-inf"))
             alibi = bias.to(factory.get("dtype"))
@@ -189,16 +205,6 @@ class Model(nn.Module):
             else:
                 x = block(x, pos)
         return self.head(self.norms["final"](x))
-
-
-def _checked(model: ModelSpec) -> list[Layer]:
-    """The layers, each of a kind the reference model can build."""
-    result = layers(model)
-    for layer in result:
-        kind = layer.attention.type
-        if kind not in DEFAULT_CORE and kind not in PATTERNS and kind != "mla" and kind not in AFT_TYPES:
-            raise CostplanError(f"model.attention.type: the reference model has no {kind!r} attention yet")
-    return result
 
 
 def init_weights(model: nn.Module) -> None:

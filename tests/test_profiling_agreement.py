@@ -131,6 +131,7 @@ def test_preset_parameters_on_meta(preset):
 
 # ---------------------------------------------------------------------------------------------- properties
 from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
 
 from test_properties import models  # noqa: E402
 
@@ -148,15 +149,23 @@ def small(model: dict) -> dict:
 
 
 @settings(max_examples=25, deadline=None)
-@given(models())
-def test_random_architectures_agree(model):
-    spec = costplan.load_spec({"model": small(model), "training": {"tokens": 10**6, "micro_batch_size": BATCH}})
+@given(models(), st.sampled_from(["none", "selective", "full"]))
+def test_random_architectures_agree(model, recompute):
+    spec = costplan.load_spec({"model": small(model), "training": {"tokens": 10**6, "micro_batch_size": BATCH,
+                                                                   "recompute": recompute}})
     assert nonzero(m.count_params(spec)) == expected(spec, "params")
     flops = m.count_flops(spec, BATCH, CPU)
     assert flops.forward.pop(OUTSIDE) == 0 and flops.training.pop(OUTSIDE) == 0
     assert nonzero(flops.forward) == expected(spec, "hw_fwd")
     assert nonzero(flops.training) == expected(spec, "hw_flops")
     assert m.count_active(spec) == costplan.estimate(spec).params.active
+    saved = m.count_saved(spec, BATCH, CPU)
+    if recompute == "full" and OUTSIDE in saved:
+        saved["norms"] = saved.get("norms", 0) + saved.pop(OUTSIDE)
+    saved["head"] -= LOSS_SCALAR
+    with pytest.MonkeyPatch.context() as patch:       # the CPU LayerNorm's 16-bit statistics, as above
+        patch.setitem(analytic_norm._STATS, "layernorm", 1)
+        assert nonzero(saved) == expected(spec, "activations")
 
 
 def test_reference_model_registry_matches_the_attention_types():

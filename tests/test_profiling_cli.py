@@ -48,7 +48,7 @@ print("torch" in sys.modules)
     assert out.stdout.strip() == "False"
 
 
-pytest.importorskip("torch")
+torch = pytest.importorskip("torch")
 
 
 def test_profile_table(run):
@@ -132,6 +132,8 @@ def _shifted(module: str, name: str, by: int):
     (["profile", FLASH, "--batch", "0"], "training.micro_batch_size"),
     (["profile", FLASH, "--seq-len", "4096"], "training.seq_len: 4096 is longer than model.max_seq_len (128)"),
     (["profile", FLASH, "--time-set", "model.n_layers"], "Error: --set model.n_layers: expected KEY=VALUE"),
+    pytest.param(["profile", FLASH, "--device", "cuda"], "Error: --device cuda: this torch has no usable CUDA",
+                 marks=pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA device is present")),
 ])
 def test_bad_input_is_one_line_and_exit_2(run, args, message):
     result = run(*args)

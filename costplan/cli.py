@@ -398,6 +398,9 @@ def profile_options(command):
                      help="Longest step timed at full size; larger specs are timed on a shrunk copy."),
         click.option("--time-set", "time_set", multiple=True, metavar="KEY=VALUE",
                      help="Shrink the timed copy yourself instead (repeatable), e.g. model.n_layers=2."),
+        click.option("--nproc", metavar="N", help="Instead: train under torchrun on N processes with FSDP2 "
+                     "(gloo on CPU, NCCL on GPUs) and compare each rank's parameter, gradient and optimizer "
+                     "shards with the estimate at parallelism {data: N, zero: 3}."),
     ]
     for option in reversed(options):
         command = option(command)
@@ -405,7 +408,7 @@ def profile_options(command):
 
 
 def measure_all(specs, device, batch, seq_len, overrides, gpu, gpus, tokens, mfu, tolerance_texts, detail,
-                no_time, time_budget, time_set):
+                no_time, time_budget, time_set, nproc=None):
     """Load, measure and compare every spec: one record of raw values per spec, for report.render_checks."""
     from costplan.profiling import require_torch
 
@@ -417,10 +420,13 @@ def measure_all(specs, device, batch, seq_len, overrides, gpu, gpus, tokens, mfu
     tolerances = parse_tolerances(tolerance_texts)
     shortcuts = [f"training.micro_batch_size={batch}"] * (batch is not None) + \
         [f"training.seq_len={seq_len}"] * (seq_len is not None)
-    loaded = load_all(specs, [*collect_overrides(overrides, gpu, gpus, tokens, mfu), *shortcuts])
+    all_overrides = [*collect_overrides(overrides, gpu, gpus, tokens, mfu), *shortcuts]
+    loaded = load_all(specs, all_overrides)
     for text in time_set:        # malformed ones are reported now, before any measuring
         parse_override(text)
     dev = resolve_device(device)
+    if nproc is not None:
+        return sharded_all(specs, loaded, all_overrides, nproc, dev)
     results = []
     for spec in loaded:
         m = measure(spec, dev, time=not no_time, time_budget=time_budget,
@@ -438,16 +444,45 @@ def measure_all(specs, device, batch, seq_len, overrides, gpu, gpus, tokens, mfu
     return results
 
 
+def sharded_all(sources, loaded, overrides, nproc_text, device):
+    """Each spec trained under FSDP2 on N processes: its records of per-rank shard checks."""
+    from costplan.profiling import distributed
+
+    nproc = parse_count("--nproc", nproc_text)
+    results = []
+    for source, spec in zip(sources, loaded):
+        ranks = distributed.run(source, overrides, nproc, device.type)
+        results.append({
+            "name": spec.name, "device": f"{device.type} × {nproc} processes",
+            "device_name": f"FSDP2, {'NCCL' if device.type == 'cuda' else 'gloo'}", "batch":
+            spec.training.micro_batch_size, "seq_len": spec.seq_len, "precision": spec.training.precision,
+            "recompute": spec.training.recompute, "timing": None, "checks": distributed.checks(spec, ranks),
+            "arithmetic_not_counted": {}, "fvcore_unsupported": {},
+        })
+    return results
+
+
+def parse_count(option: str, text: str) -> int:
+    """A whole number ≥ 1 given on the command line, or a one-line error."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise CostplanError(f"{option} {text}: expected a whole number of processes, e.g. 2") from None
+    if value < 1:
+        raise CostplanError(f"{option} {text}: must be at least 1")
+    return value
+
+
 @cli.command()
 @click.argument("specs", nargs=-1, required=True, metavar="SPEC_OR_PRESET...")
 @profile_options
-def profile(specs, device, batch, seq_len, fmt, detail, no_time, time_budget, time_set, overrides, gpu, gpus,
-            tokens, mfu) -> None:
+def profile(specs, device, batch, seq_len, fmt, detail, no_time, time_budget, time_set, nproc, overrides, gpu,
+            gpus, tokens, mfu) -> None:
     """Build each spec's PyTorch model, measure it, and show estimate and measurement side by side."""
     from costplan import report
 
     results = measure_all(specs, device, batch, seq_len, overrides, gpu, gpus, tokens, mfu, (), detail,
-                          no_time, time_budget, time_set)
+                          no_time, time_budget, time_set, nproc)
     click.echo(report.render_checks(results, fmt, detail))
 
 
@@ -457,13 +492,13 @@ def profile(specs, device, batch, seq_len, fmt, detail, no_time, time_budget, ti
               help="Relative tolerance per metric (params, flops, activations, peak, time), e.g. peak=0.2 or "
                    "peak=20%. Defaults: params and flops exact, activations 5%, peak 10%, time 30%.")
 @profile_options
-def check(specs, tolerances, device, batch, seq_len, fmt, detail, no_time, time_budget, time_set, overrides,
-          gpu, gpus, tokens, mfu) -> None:
+def check(specs, tolerances, device, batch, seq_len, fmt, detail, no_time, time_budget, time_set, nproc,
+          overrides, gpu, gpus, tokens, mfu) -> None:
     """Like profile, for CI: exit 0 when every measurement is within tolerance, 1 (listing them) when not."""
     from costplan import report
 
     results = measure_all(specs, device, batch, seq_len, overrides, gpu, gpus, tokens, mfu, tolerances,
-                          detail, no_time, time_budget, time_set)
+                          detail, no_time, time_budget, time_set, nproc)
     click.echo(report.render_checks(results, fmt, detail))
     failed = [(r["name"], c) for r in results for c in r["checks"] if c.status == "FAIL"]
     for name, c in failed:

@@ -443,7 +443,7 @@ def check_error(check: Any) -> str:
 def check_tolerance(check: Any) -> str:
     if check.tolerance is None:
         return "—"
-    return "exact" if check.tolerance == 0 else f"{100 * check.tolerance:g}%"
+    return "exact" if check.tolerance == 0 else f"{_digits(100 * check.tolerance)}%"
 
 
 def check_table(checks: Sequence[Any], fmt: str = "table", title: str = "") -> str:

@@ -1,0 +1,153 @@
+"""The ZeRO-3 memory estimate against a real distributed engine: the reference model under `torchrun`, fully
+sharded with FSDP2 (`torch.distributed.fsdp.fully_shard`, every layer and the root), over gloo on CPU or NCCL
+on GPUs. After one training step each rank reports the bytes of its parameter, gradient and optimizer-state
+shards; they are compared with the estimate of the same spec at `parallelism: {data: N, zero: 3}`.
+
+The training step is the single-device one (costplan.profiling.step): 16-bit shards with an fp32 master copy
+of each shard in the optimizer, so the split is ZeRO's 2 + 2 + 12 bytes per parameter, each divided by N.
+FSDP2 cuts every tensor along its first dimension with torch.chunk: the first ranks get ⌈d/N⌉ rows, the last
+what remains, possibly none (d = 4 over 3 ranks: 2, 2, 0). A rank is therefore within N − 1 rows of each
+tensor of Ψ/N; each rank's figure is compared within that rounding (computed from the real shapes), and the
+sum over the ranks must equal the unsharded total exactly.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from costplan.errors import CostplanError
+from costplan.profiling.compare import Check
+from costplan.spec import Spec, with_overrides
+
+PARTS = ("weights", "gradients", "optimizer")
+LABELS = {"weights": "parameter shards", "gradients": "gradient shards", "optimizer": "optimizer-state shards"}
+TIMEOUT_S = 600
+
+
+def zero3(spec: Spec, nproc: int) -> Spec:
+    """The spec trained fully sharded (ZeRO-3, FSDP) over `nproc` data-parallel ranks and nothing else."""
+    return with_overrides(spec, [f"hardware.count={nproc}", f"parallelism.data={nproc}", "parallelism.zero=3",
+                                 "parallelism.tensor=1", "parallelism.pipeline=1", "parallelism.expert=1"])
+
+
+@dataclass(frozen=True)
+class RankBytes:
+    rank: int
+    weights: int
+    gradients: int
+    optimizer: int
+    row_bytes: dict[str, int]      # per part: Σ over tensors of one dim-0 row
+
+
+def run(source: str, overrides: Sequence[str], nproc: int, device: str) -> list[RankBytes]:
+    """Launch `nproc` workers under torchrun and collect each rank's shard bytes."""
+    with tempfile.TemporaryDirectory(prefix="costplan-fsdp-") as folder:
+        request = Path(folder) / "request.json"
+        request.write_text(json.dumps({"source": source, "overrides": list(overrides), "device": device,
+                                       "out": folder}))
+        command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
+                   "-m", "costplan.profiling.distributed", str(request)]
+        env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+        try:
+            done = subprocess.run(command, capture_output=True, text=True, timeout=TIMEOUT_S, env=env)
+        except subprocess.TimeoutExpired:
+            raise CostplanError(f"--nproc {nproc}: the distributed run took over {TIMEOUT_S} s") from None
+        results = sorted(Path(folder).glob("rank*.json"))
+        if done.returncode != 0 or len(results) != nproc:
+            last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+            raise CostplanError(f"--nproc {nproc}: the distributed run failed: {last}")
+        return [RankBytes(**json.loads(p.read_text())) for p in results]
+
+
+def checks(spec: Spec, ranks: Iterable[RankBytes]) -> list[Check]:
+    """Per part: each rank against the per-GPU estimate, within its row rounding; the sum over ranks exactly."""
+    from costplan.costs.estimate import estimate
+
+    ranks = list(ranks)
+    n = len(ranks)
+    memory = estimate(zero3(spec, n)).memory
+    whole = estimate(spec).memory              # the same states unsharded, on one GPU
+    result = []
+    for part in PARTS:
+        per_gpu = getattr(memory, part)
+        for r in ranks:
+            measured = getattr(r, part)
+            slack = (n - 1) * r.row_bytes[part] / per_gpu if per_gpu else 0.0
+            result.append(Check("memory", f"{LABELS[part]}, rank {r.rank} of {n}", per_gpu, measured, "bytes",
+                                slack, note=f"whole-row shards: within {n - 1} row{'s' * (n > 2)} of each tensor"))
+        result.append(Check("memory", f"{LABELS[part]}, sum over {n} ranks", getattr(whole, part),
+                            sum(getattr(r, part) for r in ranks), "bytes", 0.0,
+                            note="every byte held exactly once"))
+    return result
+
+
+# ---------------------------------------------------------------------------------------------- the worker
+def _local_bytes(tensors: Iterable) -> int:
+    total = 0
+    for t in tensors:
+        if t is None:
+            continue
+        local = t.to_local() if hasattr(t, "to_local") else t
+        total += local.numel() * local.element_size()
+    return total
+
+
+def _row_bytes(tensors: Iterable) -> int:
+    """Σ over tensors of one first-dimension row: how far whole-row shards can put a rank from Ψ/N."""
+    return sum(math.prod(t.shape[1:]) * t.element_size() for t in tensors if t is not None)
+
+
+def worker(request_path: str) -> None:
+    """One rank: build, shard, train one step, write this rank's shard bytes."""
+    import torch
+    import torch.distributed as dist
+    from torch.distributed.fsdp import fully_shard
+
+    from costplan.profiling.model import build_model
+    from costplan.profiling.step import Trainer, batch
+    from costplan.spec import load_spec
+
+    request = json.loads(Path(request_path).read_text())
+    spec = load_spec(request["source"], request["overrides"])
+    cuda = request["device"] == "cuda"
+    dist.init_process_group("nccl" if cuda else "gloo")
+    rank = dist.get_rank()
+    device = torch.device("cuda", int(os.environ["LOCAL_RANK"])) if cuda else torch.device("cpu")
+    if cuda:
+        torch.cuda.set_device(device)
+    torch.manual_seed(0)
+    model = build_model(spec, device=device)
+    for block in model.layers:
+        fully_shard(block)
+    fully_shard(model)
+    trainer = Trainer(model, spec)
+    params = trainer.params
+    trainer.accumulate(*batch(spec, spec.training.micro_batch_size, device))
+    grads = [p.grad for p in params]
+    gradients, gradient_rows = _local_bytes(grads), _row_bytes(grads)
+    trainer.update()
+    optimizers = getattr(trainer, "optimizers", None) or [trainer.optimizer]
+    # Optimizer state: the fp32 master shards of 16-bit training and every per-parameter moment.
+    states = [*getattr(trainer, "master", []),
+              *(v for opt in optimizers for s in opt.state.values() for v in s.values()
+                if torch.is_tensor(v) and v.dim() > 0)]
+    out = {
+        "rank": rank,
+        "weights": _local_bytes(params),
+        "gradients": gradients,
+        "optimizer": _local_bytes(states),
+        "row_bytes": {"weights": _row_bytes(params), "gradients": gradient_rows, "optimizer": _row_bytes(states)},
+    }
+    Path(request["out"], f"rank{rank}.json").write_text(json.dumps(out))
+    dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    worker(sys.argv[1])

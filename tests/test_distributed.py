@@ -1,0 +1,50 @@
+"""ZeRO-3 memory against FSDP2: the reference model trained under torchrun on 2 CPU processes over gloo."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("torch")
+
+from costplan import estimate, load_spec                    # noqa: E402
+from costplan.profiling.distributed import RankBytes, checks  # noqa: E402
+
+DENSE = str(Path(__file__).parents[1] / "specs" / "ci" / "dense.yaml")
+# An odd vocabulary and MLP width: FSDP2's whole-row shards then differ between the ranks.
+UNEVEN = ["--set", "model.vocab_size=1001", "--set", "model.d_ff=173"]
+
+
+def test_fsdp2_on_two_processes_matches_zero3(run):
+    result = run("check", DENSE, "--nproc", "2", "--format", "json", *UNEVEN)
+    assert result.exit_code == 0, result.output
+    (record,) = json.loads(result.stdout)
+    rows = {c["item"]: c for c in record["checks"]}
+    spec = load_spec(DENSE, ["model.vocab_size=1001", "model.d_ff=173"])
+    whole = estimate(spec).memory
+    # every byte once: the shards add up to the unsharded states of one GPU, exactly
+    assert rows["parameter shards, sum over 2 ranks"]["measured"] == whole.weights
+    assert rows["gradient shards, sum over 2 ranks"]["measured"] == whole.gradients
+    assert rows["optimizer-state shards, sum over 2 ranks"]["measured"] == whole.optimizer
+    ranks = [rows[f"parameter shards, rank {r} of 2"]["measured"] for r in (0, 1)]
+    assert ranks[0] != ranks[1]                     # uneven rows really were split unevenly
+    assert all(c["status"] == "ok" for c in record["checks"])
+
+
+def test_a_rank_off_by_more_than_its_rows_fails():
+    spec = load_spec(DENSE)
+    whole = estimate(spec).memory
+    half = {part: getattr(whole, part) // 2 for part in ("weights", "gradients", "optimizer")}
+    rows = {part: 100 for part in half}
+    fine = [RankBytes(0, **half, row_bytes=rows), RankBytes(1, **half, row_bytes=rows)]
+    assert all(c.status == "ok" for c in checks(spec, fine))
+    skewed = [RankBytes(0, **{**half, "weights": half["weights"] + 101}, row_bytes=rows),
+              RankBytes(1, **{**half, "weights": half["weights"] - 101}, row_bytes=rows)]
+    failed = [c.item for c in checks(spec, skewed) if c.status == "FAIL"]
+    assert failed == ["parameter shards, rank 0 of 2", "parameter shards, rank 1 of 2"]
+
+
+def test_bad_nproc(run):
+    result = run("profile", DENSE, "--nproc", "0")
+    assert result.exit_code == 2 and result.stderr.strip() == "Error: --nproc 0: must be at least 1"

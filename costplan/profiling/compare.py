@@ -126,7 +126,7 @@ def checks(m: Measurement, tolerances: Mapping[str, float] = DEFAULT_TOLERANCES,
         _component_checks("flops", "forward FLOPs", "flop", forward, m.flops.forward, tol("flops")))
     if m.fvcore is not None:
         add(Check("flops", "forward FLOPs (fvcore)", _total(forward), _total(m.fvcore.forward), "flop",
-                  tol("flops"), note="2 per multiply-add"),
+                  tol("flops"), note="; ".join(filter(None, ["2 per multiply-add", m.fvcore_note]))),
             _component_checks("flops", "forward FLOPs (fvcore)", "flop", forward, m.fvcore.forward,
                               tol("flops")))
     else:

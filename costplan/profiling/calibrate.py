@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import torch
 
 from costplan.costs.estimate import estimate
-from costplan.profiling.measure import available_bytes, describe, respec
+from costplan.profiling.measure import available_bytes, describe, meminfo_bytes, respec
 from costplan.profiling.model import build_model
 from costplan.profiling.step import Trainer, batch
 from costplan.profiling.timing import synchronize, time_steps
@@ -118,14 +118,8 @@ def calibrate(device: torch.device) -> Calibration:
 
 
 def _total_ram() -> int:
-    try:
-        with open("/proc/meminfo", encoding="utf-8") as info:
-            for line in info:
-                if line.startswith("MemTotal:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return available_bytes(torch.device("cpu"))
+    total = meminfo_bytes("MemTotal")
+    return total if total is not None else available_bytes(torch.device("cpu"))
 
 
 def hardware_entry(c: Calibration) -> dict:

@@ -173,18 +173,24 @@ def measure_peak(spec: Spec, size: int, device: torch.device) -> Peak:
 
 
 # ---------------------------------------------------------------------------------------------- time
+def meminfo_bytes(field: str) -> int | None:
+    """A `/proc/meminfo` figure (MemTotal, MemAvailable) in bytes, or None where there is no such file."""
+    try:
+        with open("/proc/meminfo", encoding="utf-8") as info:
+            for line in info:
+                if line.startswith(f"{field}:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
 def available_bytes(device: torch.device) -> int:
     if device.type == "cuda":
         free, _ = torch.cuda.mem_get_info(device)
         return free
-    try:
-        with open("/proc/meminfo", encoding="utf-8") as info:
-            for line in info:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
+    available = meminfo_bytes("MemAvailable")
+    return available if available is not None else os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
 
 
 def probe_rate(device: torch.device, dtype: torch.dtype) -> float:

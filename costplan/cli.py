@@ -375,7 +375,7 @@ def hardware(fmt) -> None:
                "$/GPU-hour", "price date"]
     body = [[key, gpu.name, *(report.human(gpu.peak_tflops.get(p), "number") for p in PRECISIONS),
              report.size(gpu.memory_bytes), f"{report.human(gpu.memory_bandwidth_gbs, 'number')} GB/s",
-             report.percent(gpu.mfu), f"{gpu.usd_per_gpu_hour:.2f}", gpu.price_date]
+             report.percent(gpu.mfu), report.price(gpu.usd_per_gpu_hour), gpu.price_date]
             for key, gpu in gpus.items()]
     click.echo(report.grid(headers, body, fmt))
 

@@ -76,6 +76,11 @@ def usd(value: float) -> str:
     return "$" + count(value)
 
 
+def price(value: float) -> str:
+    """1.30 (dollars per GPU-hour, under a header that names the unit)."""
+    return f"{value:.2f}"
+
+
 def percent(value: float) -> str:
     return f"{100 * value:.1f}%"
 

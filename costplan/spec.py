@@ -124,8 +124,7 @@ def _attention_shorthand(value: Any) -> Any:
 
 
 AttentionSpec = Annotated[
-    Union[DenseAttention, FlashAttention, SlidingWindowAttention, SparseAttention, LatentAttention, AFTFull,
-          AFTLocal, AFTSimple, AFTConv],
+    Union[tuple(ATTENTION_TYPES.values())],  # noqa: UP007 - a union built from the registry
     BeforeValidator(_attention_shorthand),
     Field(discriminator="type"),
 ]
@@ -495,11 +494,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     key = key.strip()
     if not sep or not key or any(not part for part in key.split(".")):
         raise CostplanError(f"--set {text}: expected KEY=VALUE with a dotted key, e.g. model.n_layers=48")
-    try:
-        value = yamlio.loads(raw) if raw.strip() else None
-    except Exception:  # noqa: BLE001 - an unparsable value is taken as text; validation judges it
-        value = raw
-    return key.split("."), value
+    return key.split("."), yamlio.value(raw)
 
 
 def apply_overrides(data: Mapping[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
@@ -523,8 +518,7 @@ def apply_overrides(data: Mapping[str, Any], overrides: Iterable[str]) -> dict[s
 # ---------------------------------------------------------------------------------------------- loading
 def load_spec(source: str | os.PathLike | Mapping[str, Any], overrides: Iterable[str] = ()) -> Spec:
     """A validated Spec from a file path, a preset name or a mapping, with `--set`-style overrides applied."""
-    raw = read_source(source)
-    return validate(raw.data, overrides, label=raw.label, default_name=raw.default_name, base_dir=raw.base_dir)
+    return read_source(source).validate(overrides)
 
 
 @dataclass(frozen=True)

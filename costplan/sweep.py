@@ -57,13 +57,7 @@ def parse_vary(text: str) -> Axis:
     texts = tuple(part.strip() for part in raw.split(","))
     if any(not part for part in texts):
         raise CostplanError(f"--vary {text}: an empty value; write values separated by commas")
-    values = []
-    for part in texts:
-        try:
-            values.append(yamlio.loads(part))
-        except Exception:  # noqa: BLE001 - unparsable as YAML: the text itself, judged by validation
-            values.append(part)
-    return Axis(path, tuple(values), texts)
+    return Axis(path, tuple(yamlio.value(part) for part in texts), texts)
 
 
 def size(axes: Sequence[Axis]) -> int:

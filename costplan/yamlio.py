@@ -41,6 +41,15 @@ def loads(text: str) -> Any:
     return yaml.load(text, Loader=Loader)  # noqa: S506 - Loader is a SafeLoader
 
 
+def value(text: str) -> Any:
+    """A value given on the command line (`--set`, `--vary`), read as YAML: numbers, booleans, null; text YAML
+    cannot read stays text, for validation to judge."""
+    try:
+        return loads(text)
+    except yaml.YAMLError:
+        return text
+
+
 def read(path: Path) -> Any:
     """Parse a YAML file, turning every way it can fail into a one-line SpecError naming the file."""
     if not path.exists():

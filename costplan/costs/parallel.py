@@ -63,7 +63,6 @@ from costplan.spec import Spec
 TENSOR_REPLICATED = ("norms",)   # components whose weights every tensor rank keeps whole
 STEP_OVERLAPS = ("tensor, pipeline and expert traffic on the critical path; data-parallel traffic overlapped "
                  "with the last micro-batch's compute (ZeRO 0-2) or every micro-batch's (ZeRO-3)")
-KINDS = ("data", "tensor", "pipeline", "expert")
 
 
 @dataclass(frozen=True)

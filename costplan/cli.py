@@ -98,16 +98,16 @@ def echo_warnings(lines: Sequence[str]) -> None:
 
 # ---------------------------------------------------------------------------------------------- commands
 def parse_lengths(ctx, param, value: str | None) -> list[int] | None:  # noqa: ANN001 - click callback
-    """--seq-len 1024,4096,16384 → [1024, 4096, 16384]."""
+    """`1024,4096,16384` → [1024, 4096, 16384]: whole numbers, each checked like any count on the command line."""
+    from costplan.validation import parse_count
+
     if value is None:
         return None
-    try:
-        lengths = [int(float(part)) for part in value.split(",") if part.strip()]
-    except ValueError:
-        raise CostplanError(f"--seq-len {value}: expected comma-separated whole numbers, e.g. 1024,4096") from None
-    if not lengths or any(n < 1 for n in lengths):
-        raise CostplanError(f"--seq-len {value}: every length must be at least 1")
-    return lengths
+    option = param.opts[0]
+    parts = [part.strip() for part in value.split(",")]
+    if not any(parts) or not all(parts):
+        raise CostplanError(f"{option} {value}: expected comma-separated whole numbers, e.g. 1024,4096")
+    return [parse_count(option, part) for part in parts]
 
 
 @cli.command()
@@ -447,6 +447,7 @@ def measure_all(specs, device, batch, seq_len, overrides, gpu, gpus, tokens, mfu
 def sharded_all(sources, loaded, overrides, nproc_text, device):
     """Each spec trained under FSDP2 on N processes: its records of per-rank shard checks."""
     from costplan.profiling import distributed
+    from costplan.validation import parse_count
 
     nproc = parse_count("--nproc", nproc_text)
     results = []
@@ -460,17 +461,6 @@ def sharded_all(sources, loaded, overrides, nproc_text, device):
             "arithmetic_not_counted": {}, "fvcore_unsupported": {},
         })
     return results
-
-
-def parse_count(option: str, text: str) -> int:
-    """A whole number ≥ 1 given on the command line, or a one-line error."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise CostplanError(f"{option} {text}: expected a whole number of processes, e.g. 2") from None
-    if value < 1:
-        raise CostplanError(f"{option} {text}: must be at least 1")
-    return value
 
 
 @cli.command()

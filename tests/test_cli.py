@@ -304,11 +304,20 @@ def test_seq_len_raises_max_seq_len_when_needed(run):
     assert data[1]["params"]["total"] - data[0]["params"]["total"] == (2048 - 1024) * 768
 
 
-@pytest.mark.parametrize("value, message", [("abc", "expected comma-separated whole numbers, e.g. 1024,4096"),
-                                            ("0", "every length must be at least 1"),
-                                            ("1024,-1", "every length must be at least 1")])
+@pytest.mark.parametrize("value, message", [
+    ("abc", "--seq-len: expected a number, got 'abc'"),
+    ("0", "--seq-len: must be greater than 0, got 0"),
+    ("1024,-1", "--seq-len: must be greater than 0, got -1"),
+    ("1024.5", "--seq-len: expected a whole number, got 1024.5"),       # not silently truncated to 1024
+    ("1024,,4096", "--seq-len 1024,,4096: expected comma-separated whole numbers, e.g. 1024,4096"),
+])
 def test_seq_len_bad_values(run, value, message):
-    assert errors(run("estimate", "llama2-7b", "--seq-len", value)) == [f"Error: --seq-len {value}: {message}"]
+    assert errors(run("estimate", "llama2-7b", "--seq-len", value)) == [f"Error: {message}"]
+
+
+def test_plot_lengths_errors_name_their_option(run):
+    assert errors(run("plot", "seq-scaling", "llama2-7b", "--lengths", "x")) == [
+        "Error: --lengths: expected a number, got 'x'"]
 
 
 # ---------------------------------------------------------------------------------------------- variants' errors

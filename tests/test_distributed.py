@@ -47,4 +47,4 @@ def test_a_rank_off_by_more_than_its_rows_fails():
 
 def test_bad_nproc(run):
     result = run("profile", DENSE, "--nproc", "0")
-    assert result.exit_code == 2 and result.stderr.strip() == "Error: --nproc 0: must be at least 1"
+    assert result.exit_code == 2 and result.stderr.strip() == "Error: --nproc: must be greater than 0, got 0"

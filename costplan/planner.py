@@ -27,10 +27,10 @@ from pydantic import BaseModel, ConfigDict
 
 from costplan import hardware, scaling, sizing
 from costplan.costs.estimate import estimate
+from costplan.costs.time import HOURS_PER_DAY, flops_in
 from costplan.spec import ParallelismSpec, Spec, load_spec
 from costplan.validation import MAX_COUNT
 
-SECONDS_PER_HOUR = 3600
 TENSOR_DEGREES = (1, 2, 4, 8)
 PIPELINE_DEGREES = (1, 2, 4, 8)
 ZERO_STAGES = (2, 3)
@@ -48,7 +48,7 @@ def budget_flops(amount: float, unit: str, gpu: hardware.GPU, precision: str = "
     if unit == "flops":
         return amount
     hours = amount if unit == "gpu-hours" else amount / gpu.usd_per_gpu_hour
-    return hours * SECONDS_PER_HOUR * gpu.peak_flops(precision) * gpu.mfu
+    return flops_in(hours, gpu.peak_flops(precision), gpu.mfu)
 
 
 class Optimum(_Result):
@@ -235,7 +235,7 @@ def fewest_gpus(spec: Spec, gpu_key: str, deadline_hours: float) -> Option:
 
         def meets(d: int) -> bool:
             e = estimate(_variant(spec, gpu_key, d * model_parallel, layout))  # noqa: B023 - used at once
-            return e.memory.fits and e.time.wall_clock_days * 24 <= deadline_hours
+            return e.memory.fits and e.time.wall_clock_days * HOURS_PER_DAY <= deadline_hours
 
         start = bisect.bisect_left(_Keyed(degrees, model_parallel), needed)
         index = _first(degrees, start, meets)

@@ -14,5 +14,10 @@ def gpu_hours(training_flops: float, peak_flops: float, mfu: float) -> float:
     return training_flops / (peak_flops * mfu) / SECONDS_PER_HOUR
 
 
+def flops_in(hours: float, peak_flops: float, mfu: float) -> float:
+    """The training FLOPs `hours` GPU-hours deliver: the inverse of gpu_hours."""
+    return hours * SECONDS_PER_HOUR * peak_flops * mfu
+
+
 def wall_clock_days(hours: float, gpu_count: int) -> float:
     return hours / gpu_count / HOURS_PER_DAY

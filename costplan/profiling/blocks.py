@@ -9,7 +9,7 @@ Each block is computed whole, masked inside; its cost is 2·rows·keys·(d_qk + 
 The kernel is an autograd Function written with torch ops, in the two ways the analytic model knows:
 - flash (FlashAttention-2, Dao 2023, Algorithm 1-2, block-sparse as in FlashAttention §3.3): saves q, k, v,
   the output and an fp32 log-sum-exp per query and head; backward recomputes each block's scores (5 matmuls
-  per block: 2.5 × the forward);
+  per block: 3 over d_qk and 2 over d_v, 2.5 × the forward when they are equal);
 - materialized: saves each block's probabilities; backward is 4 matmuls per block (2 × the forward).
 K/V heads are shared by groups of query heads (GQA) and expanded only inside the kernel, never saved.
 
@@ -23,7 +23,8 @@ from typing import NamedTuple, Union
 
 import torch
 
-KERNEL_TILE = 128
+# Which tiles a kernel computes is part of what the spec means; it is defined once, with the cost model.
+from costplan.costs.attention.pairs import QUERY_BLOCK as KERNEL_TILE, tile_for
 
 Select = Union[slice, torch.Tensor]
 
@@ -41,7 +42,7 @@ class Part(NamedTuple):
 
 def window_blocks(seq_len: int, window: int) -> list[Block]:
     """Banded causal tiles of a sliding window."""
-    tile = min(KERNEL_TILE, window)
+    tile = tile_for(window)
     back = math.ceil((window - 1) / tile)             # key tiles before the diagonal one
     blocks = []
     for start in range(0, seq_len, tile):

@@ -16,20 +16,14 @@ routing gives the same counts).
 """
 from __future__ import annotations
 
-import math
-from fractions import Fraction
-
 import torch
 from torch import nn
 
+# What capacity_factor means (slots per expert and routing group) is defined once, with the cost model.
+from costplan.costs.moe import capacity
 from costplan.profiling.modules import MLP
 from costplan.profiling.private import is_fake
 from costplan.spec import ModelSpec, MoESpec
-
-
-def capacity(moe: MoESpec, seq_len: int) -> int:
-    """Rows per expert and routing group: ⌈cf · s · top_k / n_experts⌉, cf read as the decimal written."""
-    return math.ceil(Fraction(repr(moe.capacity_factor)) * seq_len * moe.top_k / moe.n_experts)
 
 
 class MoE(nn.Module):

@@ -1,0 +1,57 @@
+"""Files costplan writes for the user (plan --write, plot -o, calibrate --output): checked before any work,
+never overwritten unless asked, and written whole or not at all (a temporary file beside it, then a rename)."""
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+from costplan.errors import CostplanError
+
+NAME_MAX = 255  # bytes in one path component on Linux and macOS file systems
+
+
+def check_output(option: str, path: str | os.PathLike, force: bool = False) -> Path:
+    """The output path, once it is known to be writable: called before any long work, so that a bad path
+    fails in a second, not after the measurement it was meant to keep."""
+    target = Path(path)
+    label = f"{option} {path}"
+    if any(len(os.fsencode(part)) > NAME_MAX for part in target.parts):
+        raise CostplanError(f"{label}: a file name is longer than {NAME_MAX} bytes")
+    if target.is_dir():
+        raise CostplanError(f"{label}: is a folder; give a file name")
+    folder = target.parent if str(target.parent) else Path(".")
+    if not folder.is_dir():
+        raise CostplanError(f"{label}: the folder {folder} does not exist")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise CostplanError(f"{label}: the folder {folder} is not writable")
+    if target.exists() and not force:
+        raise CostplanError(f"{label}: the file exists; pass --force to replace it")
+    return target
+
+
+def write_atomically(option: str, path: str | os.PathLike, write: Callable[[Path], None],
+                     force: bool = False) -> Path:
+    """Call write(temporary path) and move the result onto path: a failure (full disk, an error while
+    rendering) leaves the old file, if any, as it was."""
+    target = check_output(option, path, force)
+    handle, temporary = tempfile.mkstemp(prefix=f".{target.name[:200]}.", suffix=".tmp",
+                                         dir=target.parent if str(target.parent) else ".")
+    os.close(handle)
+    try:
+        write(Path(temporary))
+        if target.exists() and not force:  # created meanwhile by someone else: still not ours to replace
+            raise CostplanError(f"{option} {path}: the file exists; pass --force to replace it")
+        os.replace(temporary, target)
+    except OSError as exc:
+        raise CostplanError(f"{option} {path}: cannot write: {exc.strerror or exc}") from None
+    finally:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+    return target
+
+
+def write_text(option: str, path: str | os.PathLike, text: str, force: bool = False) -> Path:
+    """write_atomically for a text file (UTF-8)."""
+    return write_atomically(option, path, lambda tmp: tmp.write_text(text, encoding="utf-8"), force)

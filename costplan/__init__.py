@@ -10,18 +10,24 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from costplan.costs.estimate import estimate
-from costplan.costs.result import Estimate
-from costplan.errors import CostplanError, SpecError
-from costplan.spec import Spec, load_spec
-
 __all__ = ["CostplanError", "Estimate", "Spec", "SpecError", "__version__", "build_model", "estimate", "load_spec"]
+
+# Every public name is imported on first use, so that `costplan --version`, `--help` and a bare
+# `import costplan` do not build the pydantic models of the spec and the results, and never import torch.
+_LAZY = {
+    "estimate": "costplan.costs.estimate",
+    "Estimate": "costplan.costs.result",
+    "CostplanError": "costplan.errors",
+    "SpecError": "costplan.errors",
+    "Spec": "costplan.spec",
+    "load_spec": "costplan.spec",
+    "build_model": "costplan.profiling",
+}
 
 
 def __getattr__(name: str):
-    # build_model imports torch; it is looked up only when used, so `import costplan` stays light.
-    if name == "build_model":
-        from costplan.profiling import build_model
+    if name in _LAZY:
+        import importlib
 
-        return build_model
+        return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'costplan' has no attribute {name!r}")

@@ -24,3 +24,22 @@ def test_readme_examples_match_the_output(monkeypatch):
 def test_readme_names_every_command():
     for name in cli.commands:
         assert f"costplan {name}" in README, name
+
+
+def _required(model_class) -> set[str]:
+    return {name for name, field in model_class.model_fields.items() if field.is_required()}
+
+
+def test_readme_marks_every_required_spec_field():
+    from costplan.spec import ModelSpec
+
+    block = re.search(r"```yaml\nname: llama2-7b.*?```", README, flags=re.S).group(0)
+    marked = set(re.findall(r"^  (\w+): .*# required", block, flags=re.M))
+    assert marked == _required(ModelSpec)
+
+
+def test_readme_names_the_required_hardware_fields():
+    from costplan.hardware import GPU
+
+    sentence = re.search(r"A hardware file has the shape.*?are required", README, flags=re.S).group(0)
+    assert set(re.findall(r"`(\w+)`", sentence)) == _required(GPU)

@@ -37,3 +37,12 @@ def test_library_modules_do_not_import_click(module):
     code = f"import sys, {module}; print('click' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_version_and_help_build_no_spec_models():
+    # `costplan --version` and `--help` answer without importing pydantic's models of the spec or the results.
+    code = ("import sys; from click.testing import CliRunner; from costplan.cli import cli; "
+            "[CliRunner().invoke(cli, a) for a in (['--version'], ['--help'], ['estimate', '--help'])]; "
+            "print(sorted(m for m in ('costplan.spec', 'costplan.costs.result', 'pydantic') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -19,6 +19,7 @@ that the compute alone needs, assuming that more GPUs never take longer or need 
 from __future__ import annotations
 
 import bisect
+import functools
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -28,7 +29,7 @@ from pydantic import BaseModel, ConfigDict
 from costplan import hardware, scaling, sizing
 from costplan.costs.estimate import estimate
 from costplan.costs.time import HOURS_PER_DAY, flops_in
-from costplan.spec import ParallelismSpec, Spec, load_spec
+from costplan.spec import ParallelismSpec, Spec, load_spec, split_rules
 from costplan.validation import MAX_COUNT
 
 TENSOR_DEGREES = (1, 2, 4, 8)
@@ -129,17 +130,12 @@ def layouts(spec: Spec) -> list[dict[str, Any]]:
     if spec.parallelism is not None:
         return [{**spec.parallelism.model_dump(), "data": "auto"}]
     open_batch = spec.training.global_batch_size is None
-    model = spec.model
-    widths = [model.n_heads, model.n_kv_heads, model.d_ff]
-    if model.moe is not None:
-        widths += [w for w in (model.moe.d_ff_expert, model.moe.d_ff_shared) if w]
+    model = functools.partial(getattr, spec.model)
     found = []
     for zero in ZERO_STAGES:
         for t in TENSOR_DEGREES:
-            if any(w % t for w in widths):
-                continue
             for p in PIPELINE_DEGREES:
-                if model.n_layers % p:
+                if split_rules(model, t, p):
                     continue
                 found.append({"zero": zero, "tensor": t, "pipeline": p, "sequence_parallel": t > 1,
                               "micro_batches": 4 * p if p > 1 and open_batch else None})

@@ -428,18 +428,7 @@ def parallel_rules(par: Getter, model: Getter, training: Getter, hw: Getter) -> 
                                                  f"{data * tensor * pipeline} GPUs, but hardware.count is {count}"))
     if data == "auto" and count and tensor and pipeline and count % (tensor * pipeline) == 0:
         data = count // (tensor * pipeline)
-    if tensor:
-        moe = model("moe")
-        sizes = [(field, model(field)) for field in ("n_heads", "n_kv_heads", "d_ff")]
-        sizes += [(f"moe.{field}", getattr(moe, field, None)) for field in ("d_ff_expert", "d_ff_shared")]
-        for field, size in sizes:
-            if field == "n_kv_heads" and size == model("n_heads"):
-                continue  # said once, for n_heads
-            if size and size % tensor:
-                problems.append(("parallelism.tensor", f"{tensor} does not divide model.{field} ({size})"))
-    n_layers = model("n_layers")
-    if pipeline and n_layers and n_layers % pipeline:
-        problems.append(("parallelism.pipeline", f"{pipeline} does not divide model.n_layers ({n_layers})"))
+    problems += split_rules(model, tensor, pipeline)
     problems += expert_rules(par("expert"), model("moe"), data if isinstance(data, int) else None)
     micro, batch, micro_batches = training("micro_batch_size"), training("global_batch_size"), par("micro_batches")
     if batch and micro and isinstance(data, int):
@@ -452,6 +441,25 @@ def parallel_rules(par: Getter, model: Getter, training: Getter, hw: Getter) -> 
             problems.append(("parallelism.micro_batches",
                              f"{micro_batches} does not match global_batch_size ({batch}) / (micro_batch_size "
                              f"({micro}) × data-parallel degree ({data})) = {batch // per_step}"))
+    return problems
+
+
+def split_rules(model: Getter, tensor: int | None, pipeline: int | None) -> list[tuple[str, str]]:
+    """Tensor parallelism splits heads and MLP widths, pipeline parallelism the layers, into whole pieces
+    (the one statement of this rule: validation and the planner's layout grid both use it)."""
+    problems = []
+    if tensor:
+        moe = model("moe")
+        sizes = [(field, model(field)) for field in ("n_heads", "n_kv_heads", "d_ff")]
+        sizes += [(f"moe.{field}", getattr(moe, field, None)) for field in ("d_ff_expert", "d_ff_shared")]
+        for field, size in sizes:
+            if field == "n_kv_heads" and size == model("n_heads"):
+                continue  # said once, for n_heads
+            if size and size % tensor:
+                problems.append(("parallelism.tensor", f"{tensor} does not divide model.{field} ({size})"))
+    n_layers = model("n_layers")
+    if pipeline and n_layers and n_layers % pipeline:
+        problems.append(("parallelism.pipeline", f"{pipeline} does not divide model.n_layers ({n_layers})"))
     return problems
 
 

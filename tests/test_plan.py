@@ -128,3 +128,18 @@ def test_deadline_table(run):
 ])
 def test_bad_plan_input(run, args, lines):
     assert errors(run("plan", *args)) == lines
+
+
+@pytest.mark.parametrize("preset", ["gpt2-small", "mixtral-8x7b", "deepseek-v3"])
+def test_every_layout_the_planner_tries_is_a_valid_spec(preset):
+    # The planner's grid and spec validation share the divisibility rule: each layout tried must validate, and a
+    # layout the grid leaves out (a tensor degree not dividing the heads) must not.
+    spec = costplan.load_spec(preset)
+    tried = planner.layouts(spec)
+    assert tried
+    for layout in tried:
+        t, p = layout["tensor"], layout["pipeline"]
+        costplan.load_spec(preset, [f"hardware.count={8 * t * p}", f"parallelism.tensor={t}",
+                                    f"parallelism.pipeline={p}"])
+    with pytest.raises(costplan.SpecError, match="does not divide model.n_heads"):
+        costplan.load_spec(preset, ["hardware.count=7", "parallelism.tensor=7"])

@@ -7,7 +7,7 @@ from dataclasses import replace
 from costplan import scaling
 from costplan.costs import ZERO, Cost, Shape, parallel
 from costplan.costs.embedding import embedding, head
-from costplan.costs.layers import layer_cost, layers
+from costplan.costs.layers import layer_cost, stage_layers
 from costplan.costs.memory import element_bytes, is_mixed, optimizer_bytes
 from costplan.costs.norm import norm
 from costplan.costs.result import Estimate, Flops, Memory, Number, Parallelism, Params, Scaling, Time
@@ -41,8 +41,7 @@ def components(spec: Spec, shape: Shape | None = None, stage: int = 0, stages: i
     if stage == stages - 1:
         parts["head"] = head(model, shape)
         parts["norms"] = parts["norms"] + outer_norm  # the final norm
-    per_stage = model.n_layers // stages
-    for layer, count in Counter(layers(model)[stage * per_stage:(stage + 1) * per_stage]).items():
+    for layer, count in Counter(stage_layers(model, stage, stages)).items():
         for key, cost in layer_cost(layer, model, shape).items():
             parts[key] = parts[key] + cost * count
     return parts

@@ -31,6 +31,13 @@ def layers(model: ModelSpec) -> list[Layer]:
             for i in range(model.n_layers)]
 
 
+def stage_layers(model: ModelSpec, stage: int = 0, stages: int = 1) -> list[Layer]:
+    """The layers of pipeline stage `stage` of `stages`: equal runs of consecutive layers (spec validation
+    makes `stages` divide n_layers)."""
+    per_stage = model.n_layers // stages
+    return layers(model)[stage * per_stage:(stage + 1) * per_stage]
+
+
 def layer_cost(layer: Layer, model: ModelSpec, shape: Shape) -> dict[str, Cost]:
     """One layer's cost by component: attention, mlp or moe, and its two norms."""
     block_input = shape.seq_len * model.d_model * shape.act_bytes

@@ -55,7 +55,7 @@ import math
 from dataclasses import dataclass
 
 from costplan.costs import Cost, Shape
-from costplan.costs.layers import layers
+from costplan.costs.layers import stage_layers
 from costplan.costs.memory import FP32, element_bytes, optimizer_bytes
 from costplan.costs.moe import routed_rows
 from costplan.spec import Spec
@@ -156,7 +156,7 @@ def split(spec: Spec, shape: Shape, stages: list[dict[str, Cost]], peak_flops: f
 
     # bytes of one s·b·h activation tensor of a micro-batch
     hidden = spec.training.micro_batch_size * shape.seq_len * model.d_model * shape.act_bytes
-    layers_per_stage = model.n_layers // p
+    layers_per_stage = len(stage_layers(model, 0, p))
     w = element_bytes(spec.training.precision)
     ring = (d - 1) / d
     e = par.expert
@@ -193,7 +193,5 @@ def _routed_rows_per_stage(spec: Spec, shape: Shape, tokens: float) -> float:
     if model.moe is None:
         return 0.0
     p = spec.parallel.pipeline
-    per_stage = model.n_layers // p
-    moe_layers = max(sum(layer.moe is not None for layer in layers(model)[i * per_stage:(i + 1) * per_stage])
-                     for i in range(p))
+    moe_layers = max(sum(layer.moe is not None for layer in stage_layers(model, i, p)) for i in range(p))
     return moe_layers * routed_rows(model.moe, shape.seq_len) / shape.seq_len * tokens

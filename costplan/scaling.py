@@ -27,7 +27,8 @@ sized by their *active* parameters (see `params_for_law`); dense laws are only a
 from __future__ import annotations
 
 from pathlib import Path
-from pydantic import ValidationError
+
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from costplan import yamlio
 from costplan.errors import CostplanError, SpecError, did_you_mean
@@ -89,6 +90,29 @@ def params_for_law(total: int, active: int) -> tuple[int, str]:
     "Unified Scaling Laws for Routed Language Models", whose effective size lies between active and total).
     Dense laws are an approximation for such models either way."""
     return (total, "total") if active == total else (active, "active")
+
+
+class Scaling(BaseModel):
+    """What a law predicts for one model trained on a number of tokens (`Estimate.scaling`)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    law: str
+    loss: float                      # predicted training loss, nats per token
+    params: int                      # the N given to the law
+    params_convention: str           # "total", or "active" for mixture-of-experts models
+    tokens_per_param: float          # training tokens / N
+    optimal_tokens: float            # the tokens for which N is compute-optimal
+    optimal_params: float            # the compute-optimal N for this model's 6·N·D
+
+
+def predict(law: ScalingLaw, total: int, active: int, tokens: float) -> Scaling:
+    """The law's loss for a model of `total` (`active`) parameters trained on `tokens`, and where that model
+    stands against the compute-optimal frontier."""
+    n, convention = params_for_law(total, active)
+    optimal_params, _ = law.compute_optimal(FLOPS_PER_PARAM_TOKEN * n * tokens)
+    return Scaling(law=law.name, loss=law.loss(n, tokens), params=n, params_convention=convention,
+                   tokens_per_param=tokens / n, optimal_tokens=law.optimal_tokens(n), optimal_params=optimal_params)
 
 
 def resolve(name: str | None = None, base_dir: str | None = None) -> ScalingLaw:

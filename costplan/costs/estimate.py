@@ -10,7 +10,7 @@ from costplan.costs.embedding import embedding, head
 from costplan.costs.layers import layer_cost, stage_layers
 from costplan.costs.memory import element_bytes, is_mixed, optimizer_bytes
 from costplan.costs.norm import norm
-from costplan.costs.result import Estimate, Flops, Memory, Number, Parallelism, Params, Scaling, Time
+from costplan.costs.result import Estimate, Flops, Memory, Number, Parallelism, Params, Time
 from costplan.costs.time import SECONDS_PER_HOUR, gpu_hours, wall_clock_days
 from costplan.spec import Spec
 
@@ -104,11 +104,7 @@ def estimate(spec: Spec, law: str | scaling.ScalingLaw | None = None) -> Estimat
     time = Time(gpu_hours=hours, wall_clock_days=wall_clock_days(hours, hw.count), cost_usd=hours * price)
 
     law = law if isinstance(law, scaling.ScalingLaw) else scaling.resolve(law)
-    n, convention = scaling.params_for_law(params.total, params.active)
-    optimal_params, _ = law.compute_optimal(scaling.FLOPS_PER_PARAM_TOKEN * n * tokens)
-    predicted = Scaling(law=law.name, loss=law.loss(n, tokens), params=n, params_convention=convention,
-                        tokens_per_param=tokens / n, optimal_tokens=law.optimal_tokens(n),
-                        optimal_params=optimal_params)
+    predicted = scaling.predict(law, params.total, params.active, tokens)
 
     assumptions = {
         "tokens": tokens,

@@ -6,6 +6,8 @@ from typing import Any, Union
 
 from pydantic import BaseModel, ConfigDict
 
+from costplan.scaling import Scaling
+
 Number = Union[int, float]  # exact integers stay integers; ratios that do not divide become floats
 
 
@@ -50,18 +52,6 @@ class Time(_Result):
     gpu_hours: float
     wall_clock_days: float
     cost_usd: float
-
-
-class Scaling(_Result):
-    """What a scaling law predicts for the spec (costplan/scaling.py)."""
-
-    law: str
-    loss: float                      # predicted training loss, nats per token
-    params: int                      # the N given to the law
-    params_convention: str           # "total", or "active" for mixture-of-experts models
-    tokens_per_param: float          # training tokens / N
-    optimal_tokens: float            # the tokens for which N is compute-optimal
-    optimal_params: float            # the compute-optimal N for this spec's 6·N·D
 
 
 class Parallelism(_Result):

@@ -43,3 +43,15 @@ def test_readme_names_the_required_hardware_fields():
 
     sentence = re.search(r"A hardware file has the shape.*?are required", README, flags=re.S).group(0)
     assert set(re.findall(r"`(\w+)`", sentence)) == _required(GPU)
+
+
+def test_readme_error_example_is_what_the_tool_prints(monkeypatch):
+    monkeypatch.chdir(Path(__file__).parent / "specs")
+    block = re.search(r"## Errors\n.*?```\n(.*?)```", README, flags=re.S).group(1)
+    result = CliRunner().invoke(cli, ["estimate", "many_problems.yaml"])
+    assert result.exit_code == 2
+    printed = result.stderr.splitlines()
+    documented = block.splitlines()
+    assert len(printed) == len(documented)
+    for shown, real in zip(documented, printed):    # the README shortens long lines with "; ..."
+        assert real.startswith(shown.removesuffix("; ...")), (shown, real)

@@ -55,3 +55,20 @@ def test_readme_error_example_is_what_the_tool_prints(monkeypatch):
     assert len(printed) == len(documented)
     for shown, real in zip(documented, printed):    # the README shortens long lines with "; ..."
         assert real.startswith(shown.removesuffix("; ...")), (shown, real)
+
+
+def test_readme_json_contract_lists_the_real_keys():
+    import json
+
+    block = re.search(r"The key names are a contract:\n\n```\n(.*?)```", README, flags=re.S).group(1)
+    documented = {}
+    for key, body in re.findall(r'"(\w+)":\s*(?:null \| )?\{(.*?)\}(?=,\n "|\}\s*$)', block, flags=re.S):
+        documented[key] = set(re.findall(r'"(\w+)"', body))
+    documented["name"] = set()
+    real = json.loads(CliRunner().invoke(cli, ["estimate", "llama2-7b", "--format", "json",
+                                               "--set", "parallelism.tensor=1",
+                                               "--set", "hardware.count=8"]).stdout)[0]
+    assert set(documented) == set(real)
+    for key, names in documented.items():
+        if isinstance(real[key], dict) and key != "assumptions":
+            assert names == set(real[key]), key

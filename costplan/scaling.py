@@ -26,9 +26,10 @@ sized by their *active* parameters (see `params_for_law`); dense laws are only a
 """
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import ValidationError
 
 from costplan import yamlio
 from costplan.errors import CostplanError, SpecError, did_you_mean
@@ -92,10 +93,9 @@ def params_for_law(total: int, active: int) -> tuple[int, str]:
     return (total, "total") if active == total else (active, "active")
 
 
-class Scaling(BaseModel):
+@dataclasses.dataclass(frozen=True)
+class Scaling:
     """What a law predicts for one model trained on a number of tokens (`Estimate.scaling`)."""
-
-    model_config = ConfigDict(frozen=True)
 
     law: str
     loss: float                      # predicted training loss, nats per token

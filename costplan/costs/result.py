@@ -1,20 +1,26 @@
 """The result of an estimate. `Estimate.model_dump()` is the JSON object of `costplan estimate --format json`;
-its key names are a contract with scripts outside this repository."""
+its key names are a contract with scripts outside this repository.
+
+Plain frozen dataclasses: the cost model builds them from numbers it computed itself, so there is nothing to
+validate, and a pydantic model per part would be built on every start of the command line."""
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Union
-
-from pydantic import BaseModel, ConfigDict
 
 from costplan.scaling import Scaling
 
 Number = Union[int, float]  # exact integers stay integers; ratios that do not divide become floats
 
 
-class _Result(BaseModel):
-    model_config = ConfigDict(frozen=True)
+@dataclasses.dataclass(frozen=True)
+class _Result:
+    def model_dump(self) -> dict[str, Any]:
+        """The nested dict of plain values (the JSON object)."""
+        return dataclasses.asdict(self)
 
 
+@dataclasses.dataclass(frozen=True)
 class Params(_Result):
     total: int
     active: int                      # what one token touches, embeddings included (Mixtral's "12.9B")
@@ -24,6 +30,7 @@ class Params(_Result):
     by_component: dict[str, int]
 
 
+@dataclasses.dataclass(frozen=True)
 class Flops(_Result):
     forward_per_token: Number
     training_per_token: Number       # 3 × forward: model FLOPs, the MFU convention
@@ -32,6 +39,7 @@ class Flops(_Result):
     by_component: dict[str, Number]  # forward FLOPs per token
 
 
+@dataclasses.dataclass(frozen=True)
 class Memory(_Result):
     """Bytes per GPU."""
 
@@ -48,12 +56,14 @@ class Memory(_Result):
                                      # attention-free layers keep a constant state
 
 
+@dataclasses.dataclass(frozen=True)
 class Time(_Result):
     gpu_hours: float
     wall_clock_days: float
     cost_usd: float
 
 
+@dataclasses.dataclass(frozen=True)
 class Parallelism(_Result):
     """How one step is split over the GPUs (costs/parallel.py); present when the spec has the section."""
 
@@ -73,6 +83,7 @@ class Parallelism(_Result):
     overlaps: str
 
 
+@dataclasses.dataclass(frozen=True)
 class Estimate(_Result):
     name: str
     params: Params

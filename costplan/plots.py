@@ -10,13 +10,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from costplan import report, scaling, series
+from costplan import files, report, scaling, series
 from costplan.costs.result import Estimate
 from costplan.errors import CostplanError
 from costplan.spec import Spec
 
 FORMATS = {".png": "png", ".svg": "svg"}
 GIB = 2 ** 30
+DPI = 120
 
 
 def _pyplot():
@@ -30,17 +31,23 @@ def _pyplot():
     return plt
 
 
-def check_output(path: str) -> str:
-    """The image format for an output path, from its extension."""
+def check_output(path: str, force: bool = False) -> str:
+    """The image format for an output path, once the path is known to be writable (before any work)."""
+    files.check_output("--output", path, force)
     fmt = FORMATS.get(Path(path).suffix.lower())
     if fmt is None:
         raise CostplanError(f"--output {path}: the file name must end in .png or .svg")
     return fmt
 
 
-def save(figure: Any, path: str) -> None:
-    figure.savefig(path, format=check_output(path), dpi=120, bbox_inches="tight")
-    _pyplot().close(figure)
+def save(figure: Any, path: str, force: bool = False) -> None:
+    """Write the figure whole or not at all: a failed write (a full disk) leaves an older file as it was."""
+    fmt = check_output(path, force)
+    try:
+        files.write_atomically("--output", path, lambda temporary: figure.savefig(
+            temporary, format=fmt, dpi=DPI, bbox_inches="tight"), force)
+    finally:
+        _pyplot().close(figure)
 
 
 def seq_scaling(specs: Sequence[Spec], lengths: Sequence[int]) -> Any:

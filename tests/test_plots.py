@@ -94,3 +94,90 @@ def test_bad_output_and_missing_specs(run):
         "Error: --output figure.jpg: the file name must end in .png or .svg"]
     assert errors(run("plot", "memory", "nope/missing.yaml", "-o", "x.png")) == [
         "Error: nope/missing.yaml: no such file"]
+
+
+# ---------------------------------------------------------------------------------------------- output files
+def _no_work(monkeypatch):
+    """Make loading a spec or drawing a figure fail loudly: a bad output must be refused before either."""
+    from costplan import cli, plots
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("work started before the output path was checked")
+
+    monkeypatch.setattr(cli, "load_all", forbidden)
+    monkeypatch.setattr(plots, "_pyplot", forbidden)
+
+
+@pytest.mark.parametrize("command", ["seq-scaling", "memory", "scaling"])
+def test_an_unwritable_output_is_one_error_line_before_any_work(run, tmp_path, monkeypatch, command):
+    from test_cli import errors
+
+    _no_work(monkeypatch)
+    missing = tmp_path / "nonexistent" / "dir" / "x.png"
+    assert errors(run("plot", command, "gpt2-small", "-o", str(missing))) == [
+        f"Error: --output {missing}: the folder {missing.parent} does not exist"]
+    assert errors(run("plot", command, "gpt2-small", "-o", str(tmp_path))) == [
+        f"Error: --output {tmp_path}: is a folder; give a file name"]
+
+
+def test_a_read_only_folder_is_refused(run, tmp_path, monkeypatch):
+    import os
+
+    from costplan import files
+    from test_cli import errors
+
+    folder = tmp_path / "locked"
+    folder.mkdir()
+    folder.chmod(0o555)
+    if os.access(folder, os.W_OK):                         # root may write anywhere: let the folder say no
+        access = os.access
+        monkeypatch.setattr(files.os, "access", lambda path, mode: str(path) != str(folder) and access(path, mode))
+    _no_work(monkeypatch)
+    assert errors(run("plot", "memory", "gpt2-small", "-o", str(folder / "x.png"))) == [
+        f"Error: --output {folder / 'x.png'}: the folder {folder} is not writable"]
+    folder.chmod(0o755)
+
+
+@pytest.mark.parametrize("command", ["seq-scaling", "memory", "scaling"])
+def test_an_existing_file_is_kept_without_force(run, tmp_path, monkeypatch, command):
+    from test_cli import errors
+
+    _no_work(monkeypatch)
+    monkeypatch.chdir(tmp_path)
+    default = tmp_path / f"{command}.png"                  # the default output name, in the current folder
+    default.write_bytes(b"an earlier figure")
+    assert errors(run("plot", command, "gpt2-small")) == [
+        f"Error: --output {command}.png: the file exists; pass --force to replace it"]
+    assert default.read_bytes() == b"an earlier figure"
+
+
+def test_force_replaces_an_existing_file(run, tmp_path):
+    pytest.importorskip("matplotlib")
+    path = tmp_path / "memory.png"
+    path.write_bytes(b"an earlier figure")
+    result = run("plot", "memory", "gpt2-small", "-o", str(path), "--force")
+    assert result.exit_code == 0, result.output
+    assert path.read_bytes().startswith(PNG)
+    assert [p.name for p in tmp_path.iterdir()] == ["memory.png"]      # no temporary file left behind
+
+
+def test_a_failed_write_leaves_the_old_file(run, tmp_path, monkeypatch):
+    import errno
+
+    pytest.importorskip("matplotlib")
+    from matplotlib.figure import Figure
+
+    from test_cli import errors
+
+    def disk_full(self, path, **kwargs):
+        with open(path, "wb") as handle:
+            handle.write(PNG)                                  # a few bytes, then the disk is full
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Figure, "savefig", disk_full)
+    path = tmp_path / "memory.png"
+    path.write_bytes(b"a good figure")
+    assert errors(run("plot", "memory", "gpt2-small", "-o", str(path), "--force")) == [
+        f"Error: --output {path}: cannot write: No space left on device"]
+    assert path.read_bytes() == b"a good figure"
+    assert [p.name for p in tmp_path.iterdir()] == ["memory.png"]

@@ -72,29 +72,42 @@ def seq_scaling(specs: Sequence[Spec], lengths: Sequence[int]) -> Any:
     return figure
 
 
+ROW_INCHES = 0.32               # one bar and its gap: readable name and bar at 120 dpi
+MAX_HEIGHT = 14.0               # inches; past about 38 specs the rows get thinner instead of the figure taller
+AXIS_REACH = 2.0                # the axis stops at twice the largest GPU: bars beyond it are cut, their total shown
+
+
 def memory(estimates: Sequence[Estimate]) -> Any:
-    """Stacked bars of per-GPU memory by kind, against each GPU's capacity."""
+    """Horizontal stacked bars of per-GPU training memory by kind, one row per spec, each with its GPU's capacity
+    marked on the row and its total and fit written beside it."""
     plt = _pyplot()
-    figure, axes = plt.subplots(figsize=(max(6, 1.6 * len(estimates) + 3), 5))
-    names = [e.name for e in estimates]
-    bottoms = [0.0] * len(estimates)
+    rows = len(estimates)
+    figure, axes = plt.subplots(figsize=(10, min(MAX_HEIGHT, 2.6 + ROW_INCHES * rows)), layout="constrained")
+    places = list(range(rows))
+    starts = [0.0] * rows
     for part in series.MEMORY_PARTS:
-        heights = [series.memory_parts(e)[part] / GIB for e in estimates]
-        label = part if part != "KV cache" else "KV cache (inference, one sequence at seq_len)"
-        axes.bar(names, heights, bottom=bottoms, label=label, hatch="//" if part == "KV cache" else None)
-        bottoms = [b + h for b, h in zip(bottoms, heights)]
-    capacities: dict[int, list[str]] = {}
-    for e in estimates:
-        gpus = capacities.setdefault(e.memory.gpu_memory, [])
-        if e.assumptions["gpu"] not in gpus:
-            gpus.append(e.assumptions["gpu"])
-    for index, (capacity, gpus) in enumerate(sorted(capacities.items())):
-        axes.axhline(capacity / GIB, color="black", linestyle=("--", ":", "-.")[index % 3], linewidth=1,
-                     label=f"{', '.join(gpus)} memory ({report.size(capacity)})")
-    axes.set(ylabel="memory per GPU (GiB)", title="Training memory per GPU")
-    axes.legend(fontsize=8)
-    axes.grid(True, axis="y", alpha=0.3)
-    figure.tight_layout()
+        widths = [series.memory_parts(e)[part] / GIB for e in estimates]
+        axes.barh(places, widths, left=starts, height=0.7, label=part)
+        starts = [s + w for s, w in zip(starts, widths)]
+    capacities = [e.memory.gpu_memory / GIB for e in estimates]
+    axes.vlines(capacities, [p - 0.45 for p in places], [p + 0.45 for p in places], color="black", linewidth=2,
+                label="the GPU's memory")
+    reach = max(max(capacities), min(max(starts), AXIS_REACH * max(capacities))) * 1.04
+    axes.set_xlim(0, reach)
+    axes.set_ylim(rows - 0.5, -0.5)                     # the first spec on top
+    axes.set_yticks(places, [e.name for e in estimates])
+    for place, e in zip(places, estimates):
+        m = e.memory
+        verdict = "fits" if m.fits else "does not fit"
+        cut = " (bar cut)" if m.total_per_gpu / GIB > reach else ""
+        axes.annotate(f"{report.size(m.total_per_gpu)}{cut}: {verdict} in {report.size(m.gpu_memory)} "
+                      f"({e.assumptions['gpu']})", (1.01, place), xycoords=("axes fraction", "data"),
+                      va="center", fontsize=8, color="black" if m.fits else "firebrick")
+    axes.set(xlabel="training memory per GPU (GiB)",
+             title="Training memory per GPU (inference KV cache not included)")
+    axes.grid(True, axis="x", alpha=0.3)
+    axes.set_axisbelow(True)
+    figure.legend(fontsize=8, ncols=3, loc="outside lower center")
     return figure
 
 

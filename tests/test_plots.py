@@ -1,6 +1,8 @@
 """`costplan plot`: the numbers behind each figure, and each figure rendered to a valid, labelled image."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 import costplan
@@ -25,13 +27,12 @@ def test_flash_activations_are_linear_dense_are_not():
     assert dense[1][2] > 2 * dense[0][2]               # the a·s² probabilities
 
 
-def test_memory_parts_are_the_estimate():
+def test_memory_parts_are_training_memory_only():
     e = costplan.estimate(costplan.load_spec("llama2-7b"))
     parts = series.memory_parts(e)
-    assert list(parts) == ["weights", "gradients", "optimizer states", "activations", "loss gradients",
-                           "KV cache"]
-    assert sum(parts.values()) - parts["KV cache"] == e.memory.total_per_gpu
-    assert parts["KV cache"] == 512 * 1024 * 4096       # Llama 2 7B: 512 KiB per token (notes §2.6) × 4,096
+    assert list(parts) == ["weights", "gradients", "optimizer states", "activations", "loss gradients (transient)"]
+    assert sum(parts.values()) == e.memory.total_per_gpu
+    assert not any("KV" in name for name in parts)     # inference's cache is not training memory
 
 
 def test_frontier_is_the_lowest_loss_at_each_compute():
@@ -79,9 +80,11 @@ def test_figures_have_labels_titles_and_legends(draw):
               "memory": lambda: plots.memory([costplan.estimate(s) for s in specs]),
               "scaling_law": lambda: plots.scaling_law(EPOCH, [costplan.estimate(s) for s in specs])}[draw]()
     for axes in figure.axes:
-        assert axes.get_xlabel() or draw == "memory"       # bars are labelled by spec name instead
-        assert "(" in axes.get_ylabel()                     # a unit in parentheses
-        assert axes.get_title() and axes.get_legend() is not None
+        names, values = (axes.get_ylabel(), axes.get_xlabel()) if draw == "memory" else (
+            axes.get_xlabel(), axes.get_ylabel())         # memory's bars are horizontal, one spec name per row
+        assert names or draw == "memory"
+        assert "(" in values                                # a unit in parentheses
+        assert axes.get_title() and (axes.get_legend() is not None or figure.legends)
     import matplotlib.pyplot as plt
 
     plt.close(figure)
@@ -181,3 +184,54 @@ def test_a_failed_write_leaves_the_old_file(run, tmp_path, monkeypatch):
         f"Error: --output {path}: cannot write: No space left on device"]
     assert path.read_bytes() == b"a good figure"
     assert [p.name for p in tmp_path.iterdir()] == ["memory.png"]
+
+
+# ---------------------------------------------------------------------------------------------- readability
+def _estimates(names):
+    return [costplan.estimate(costplan.load_spec(name)) for name in names]
+
+
+def _text_boxes(figure, texts):
+    figure.canvas.draw()
+    renderer = figure.canvas.get_renderer()
+    return [(text.get_text(), text.get_window_extent(renderer)) for text in texts if text.get_text()]
+
+
+def _overlapping(boxes):
+    return [(a, b) for i, (a, box_a) in enumerate(boxes) for b, box_b in boxes[i + 1:] if box_a.overlaps(box_b)]
+
+
+def test_memory_of_thirty_specs_stays_readable():
+    pytest.importorskip("matplotlib")
+    import matplotlib.pyplot as plt
+
+    from costplan import plots
+
+    names = sorted(p.stem for p in (Path(costplan.__file__).parent / "presets").glob("*.yaml"))
+    estimates = [costplan.estimate(costplan.load_spec(name)) for name in (names * 3)[:30]]
+    figure = plots.memory(estimates)
+    width, height = figure.get_size_inches() * plots.DPI
+    assert width <= 1600 and height <= 1700                  # a screen or a page, not 3,000 px
+    axes = figure.axes[0]
+    labels = _text_boxes(figure, axes.get_yticklabels())
+    assert len(labels) == 30 and not _overlapping(labels)   # one row per spec, every name legible
+    assert min(box.height for _, box in labels) > 8         # pixels at the figure's dpi: not squashed
+    plt.close(figure)
+
+
+def test_memory_stacks_training_memory_only():
+    pytest.importorskip("matplotlib")
+    import matplotlib.pyplot as plt
+
+    from costplan import plots
+
+    estimates = _estimates(["llama2-7b", "mixtral-8x7b"])
+    figure = plots.memory(estimates)
+    legend = [text.get_text() for text in figure.legends[0].get_texts()]
+    assert not any("KV" in label for label in legend)
+    assert "KV cache not included" in figure.axes[0].get_title()
+    bars = [patch for patch in figure.axes[0].patches]
+    for row, e in enumerate(estimates):                      # each row's segments add up to the training total
+        ends = max(bar.get_x() + bar.get_width() for bar in bars if round(bar.get_y() + bar.get_height() / 2) == row)
+        assert ends * plots.GIB == pytest.approx(e.memory.total_per_gpu)
+    plt.close(figure)

@@ -192,9 +192,12 @@ def _estimates(names):
 
 
 def _text_boxes(figure, texts):
+    """Each text's rendered extent, without an annotation's leader line (which may run beside other labels)."""
+    from matplotlib.text import Text
+
     figure.canvas.draw()
     renderer = figure.canvas.get_renderer()
-    return [(text.get_text(), text.get_window_extent(renderer)) for text in texts if text.get_text()]
+    return [(text.get_text(), Text.get_window_extent(text, renderer)) for text in texts if text.get_text()]
 
 
 def _overlapping(boxes):
@@ -235,3 +238,45 @@ def test_memory_stacks_training_memory_only():
         ends = max(bar.get_x() + bar.get_width() for bar in bars if round(bar.get_y() + bar.get_height() / 2) == row)
         assert ends * plots.GIB == pytest.approx(e.memory.total_per_gpu)
     plt.close(figure)
+
+
+def test_scaling_labels_do_not_overlap_in_the_readme_example():
+    pytest.importorskip("matplotlib")
+    import matplotlib.pyplot as plt
+
+    from costplan import plots
+
+    names = ["llama2-7b", "gpt3-175b", "mixtral-8x7b"]        # README: plot scaling llama2-7b gpt3-175b mixtral-8x7b
+    figure = plots.scaling_law(EPOCH, _estimates(names))
+    for axes in figure.axes:
+        labels = _text_boxes(figure, axes.texts)
+        assert sorted(text for text, _ in labels) == sorted(names)     # every spec named on both panels
+        assert not _overlapping(labels)
+        legend = axes.get_legend().get_window_extent(figure.canvas.get_renderer())
+        frame = axes.get_window_extent(figure.canvas.get_renderer())
+        for text, box in labels:
+            assert not box.overlaps(legend), text
+            assert frame.x0 <= box.x0 and box.x1 <= frame.x1 and frame.y0 <= box.y0 and box.y1 <= frame.y1, text
+    plt.close(figure)
+
+
+def test_crowded_scaling_labels_never_overlap():
+    pytest.importorskip("matplotlib")
+    import matplotlib.pyplot as plt
+
+    from costplan import plots
+
+    names = sorted(p.stem for p in (Path(costplan.__file__).parent / "presets").glob("*.yaml"))
+    figure = plots.scaling_law(EPOCH, _estimates(names))
+    for axes in figure.axes:
+        assert not _overlapping(_text_boxes(figure, axes.texts))   # a name with no room is left to the legend
+    legend = [text.get_text() for text in figure.legends[0].get_texts()]
+    assert legend == names
+    plt.close(figure)
+
+
+def test_iso_flop_budgets_read_as_powers_of_ten():
+    from costplan import report
+
+    assert report.flop_power(1e21) == "$10^{21}$ FLOPs"
+    assert report.flop_power(3e19) == "$3\\times10^{19}$ FLOPs"

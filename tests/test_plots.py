@@ -280,3 +280,20 @@ def test_iso_flop_budgets_read_as_powers_of_ten():
 
     assert report.flop_power(1e21) == "$10^{21}$ FLOPs"
     assert report.flop_power(3e19) == "$3\\times10^{19}$ FLOPs"
+
+
+def test_no_room_for_the_temporary_file_is_one_error_line(run, tmp_path, monkeypatch):
+    import errno
+
+    pytest.importorskip("matplotlib")
+    from costplan import files
+    from test_cli import errors
+
+    def read_only(*args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(files.tempfile, "mkstemp", read_only)
+    path = tmp_path / "memory.png"
+    assert errors(run("plot", "memory", "gpt2-small", "-o", str(path))) == [
+        f"Error: --output {path}: cannot write: Read-only file system"]
+    assert not path.exists()

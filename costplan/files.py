@@ -36,10 +36,11 @@ def write_atomically(option: str, path: str | os.PathLike, write: Callable[[Path
     """Call write(temporary path) and move the result onto path: a failure (full disk, an error while
     rendering) leaves the old file, if any, as it was."""
     target = check_output(option, path, force)
-    handle, temporary = tempfile.mkstemp(prefix=f".{target.name[:200]}.", suffix=".tmp",
-                                         dir=target.parent if str(target.parent) else ".")
-    os.close(handle)
-    try:
+    temporary = ""
+    try:  # the temporary file itself may fail too: a read-only file system, a full disk, a quota
+        handle, temporary = tempfile.mkstemp(prefix=f".{target.name[:200]}.", suffix=".tmp",
+                                             dir=target.parent if str(target.parent) else ".")
+        os.close(handle)
         write(Path(temporary))
         if target.exists() and not force:  # created meanwhile by someone else: still not ours to replace
             raise CostplanError(f"{option} {path}: the file exists; pass --force to replace it")
@@ -47,7 +48,7 @@ def write_atomically(option: str, path: str | os.PathLike, write: Callable[[Path
     except OSError as exc:
         raise CostplanError(f"{option} {path}: cannot write: {exc.strerror or exc}") from None
     finally:
-        if os.path.exists(temporary):
+        if temporary and os.path.exists(temporary):
             os.unlink(temporary)
     return target
 

@@ -89,6 +89,14 @@ def ratio(value: float) -> str:
     return f"{_digits(value)}×"
 
 
+def flop_power(value: float) -> str:
+    """$10^{21}$ FLOPs, $3\\times10^{21}$ FLOPs: for a figure, in matplotlib's math text, read like its log axes."""
+    exponent = math.floor(math.log10(value))
+    mantissa = _digits(value / 10 ** exponent)
+    prefix = "" if mantissa == "1" else mantissa + r"\times"
+    return f"${prefix}10^{{{exponent}}}$ FLOPs"
+
+
 FORMATTERS = {
     "count": count, "flop": flop, "flop/s": flops_rate, "bytes": size, "usd": usd, "percent": percent,
     "ratio": ratio, "hours": lambda v: count(v) + " GPU-hours", "days": lambda v: f"{_digits(v)} days",

@@ -2,7 +2,7 @@
 
 - seq_scaling: forward FLOPs per token and activation bytes of one micro-batch against the training context,
   one spec re-estimated at each length (max_seq_len grows with it when needed).
-- memory_parts: per-GPU training memory by kind, and the inference KV cache of one sequence at seq_len.
+- memory_parts: per-GPU training memory by kind (no inference KV cache: training holds none).
 - loss curves of a scaling law: the compute-optimal frontier L(N_opt(C), D_opt(C)), fixed-N curves
   L(N, C/(6N)) and iso-FLOP curves L(N, C/(6N)) over N, all in the laws' compute C = 6·N·D.
 """
@@ -27,14 +27,13 @@ def seq_scaling(spec: Spec, lengths: Sequence[int] = DEFAULT_LENGTHS) -> list[tu
     return rows
 
 
-MEMORY_PARTS = ("weights", "gradients", "optimizer states", "activations", "loss gradients", "KV cache")
+MEMORY_PARTS = ("weights", "gradients", "optimizer states", "activations", "loss gradients (transient)")
 
 
 def memory_parts(e: Estimate) -> dict[str, int]:
-    """Bytes per GPU by kind; the KV cache is inference's, for one sequence of seq_len tokens."""
+    """Training bytes per GPU by kind, summing to the estimate's total; inference's KV cache is not among them."""
     m = e.memory
-    return dict(zip(MEMORY_PARTS, (m.weights, m.gradients, m.optimizer, m.activations, m.workspace,
-                                   m.kv_cache_at_seq_len)))
+    return dict(zip(MEMORY_PARTS, (m.weights, m.gradients, m.optimizer, m.activations, m.workspace)))
 
 
 def geometric(lo: float, hi: float, n: int) -> list[float]:

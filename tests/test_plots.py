@@ -1,6 +1,8 @@
 """`costplan plot`: the numbers behind each figure, and each figure rendered to a valid, labelled image."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 import costplan
@@ -25,13 +27,12 @@ def test_flash_activations_are_linear_dense_are_not():
     assert dense[1][2] > 2 * dense[0][2]               # the a·s² probabilities
 
 
-def test_memory_parts_are_the_estimate():
+def test_memory_parts_are_training_memory_only():
     e = costplan.estimate(costplan.load_spec("llama2-7b"))
     parts = series.memory_parts(e)
-    assert list(parts) == ["weights", "gradients", "optimizer states", "activations", "loss gradients",
-                           "KV cache"]
-    assert sum(parts.values()) - parts["KV cache"] == e.memory.total_per_gpu
-    assert parts["KV cache"] == 512 * 1024 * 4096       # Llama 2 7B: 512 KiB per token (notes §2.6) × 4,096
+    assert list(parts) == ["weights", "gradients", "optimizer states", "activations", "loss gradients (transient)"]
+    assert sum(parts.values()) == e.memory.total_per_gpu
+    assert not any("KV" in name for name in parts)     # inference's cache is not training memory
 
 
 def test_frontier_is_the_lowest_loss_at_each_compute():
@@ -79,9 +80,11 @@ def test_figures_have_labels_titles_and_legends(draw):
               "memory": lambda: plots.memory([costplan.estimate(s) for s in specs]),
               "scaling_law": lambda: plots.scaling_law(EPOCH, [costplan.estimate(s) for s in specs])}[draw]()
     for axes in figure.axes:
-        assert axes.get_xlabel() or draw == "memory"       # bars are labelled by spec name instead
-        assert "(" in axes.get_ylabel()                     # a unit in parentheses
-        assert axes.get_title() and axes.get_legend() is not None
+        names, values = (axes.get_ylabel(), axes.get_xlabel()) if draw == "memory" else (
+            axes.get_xlabel(), axes.get_ylabel())         # memory's bars are horizontal, one spec name per row
+        assert names or draw == "memory"
+        assert "(" in values                                # a unit in parentheses
+        assert axes.get_title() and (axes.get_legend() is not None or figure.legends)
     import matplotlib.pyplot as plt
 
     plt.close(figure)
@@ -94,3 +97,203 @@ def test_bad_output_and_missing_specs(run):
         "Error: --output figure.jpg: the file name must end in .png or .svg"]
     assert errors(run("plot", "memory", "nope/missing.yaml", "-o", "x.png")) == [
         "Error: nope/missing.yaml: no such file"]
+
+
+# ---------------------------------------------------------------------------------------------- output files
+def _no_work(monkeypatch):
+    """Make loading a spec or drawing a figure fail loudly: a bad output must be refused before either."""
+    from costplan import cli, plots
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("work started before the output path was checked")
+
+    monkeypatch.setattr(cli, "load_all", forbidden)
+    monkeypatch.setattr(plots, "_pyplot", forbidden)
+
+
+@pytest.mark.parametrize("command", ["seq-scaling", "memory", "scaling"])
+def test_an_unwritable_output_is_one_error_line_before_any_work(run, tmp_path, monkeypatch, command):
+    from test_cli import errors
+
+    _no_work(monkeypatch)
+    missing = tmp_path / "nonexistent" / "dir" / "x.png"
+    assert errors(run("plot", command, "gpt2-small", "-o", str(missing))) == [
+        f"Error: --output {missing}: the folder {missing.parent} does not exist"]
+    assert errors(run("plot", command, "gpt2-small", "-o", str(tmp_path))) == [
+        f"Error: --output {tmp_path}: is a folder; give a file name"]
+
+
+def test_a_read_only_folder_is_refused(run, tmp_path, monkeypatch):
+    import os
+
+    from costplan import files
+    from test_cli import errors
+
+    folder = tmp_path / "locked"
+    folder.mkdir()
+    folder.chmod(0o555)
+    if os.access(folder, os.W_OK):                         # root may write anywhere: let the folder say no
+        access = os.access
+        monkeypatch.setattr(files.os, "access", lambda path, mode: str(path) != str(folder) and access(path, mode))
+    _no_work(monkeypatch)
+    assert errors(run("plot", "memory", "gpt2-small", "-o", str(folder / "x.png"))) == [
+        f"Error: --output {folder / 'x.png'}: the folder {folder} is not writable"]
+    folder.chmod(0o755)
+
+
+@pytest.mark.parametrize("command", ["seq-scaling", "memory", "scaling"])
+def test_an_existing_file_is_kept_without_force(run, tmp_path, monkeypatch, command):
+    from test_cli import errors
+
+    _no_work(monkeypatch)
+    monkeypatch.chdir(tmp_path)
+    default = tmp_path / f"{command}.png"                  # the default output name, in the current folder
+    default.write_bytes(b"an earlier figure")
+    assert errors(run("plot", command, "gpt2-small")) == [
+        f"Error: --output {command}.png: the file exists; pass --force to replace it"]
+    assert default.read_bytes() == b"an earlier figure"
+
+
+def test_force_replaces_an_existing_file(run, tmp_path):
+    pytest.importorskip("matplotlib")
+    path = tmp_path / "memory.png"
+    path.write_bytes(b"an earlier figure")
+    result = run("plot", "memory", "gpt2-small", "-o", str(path), "--force")
+    assert result.exit_code == 0, result.output
+    assert path.read_bytes().startswith(PNG)
+    assert [p.name for p in tmp_path.iterdir()] == ["memory.png"]      # no temporary file left behind
+
+
+def test_a_failed_write_leaves_the_old_file(run, tmp_path, monkeypatch):
+    import errno
+
+    pytest.importorskip("matplotlib")
+    from matplotlib.figure import Figure
+
+    from test_cli import errors
+
+    def disk_full(self, path, **kwargs):
+        with open(path, "wb") as handle:
+            handle.write(PNG)                                  # a few bytes, then the disk is full
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Figure, "savefig", disk_full)
+    path = tmp_path / "memory.png"
+    path.write_bytes(b"a good figure")
+    assert errors(run("plot", "memory", "gpt2-small", "-o", str(path), "--force")) == [
+        f"Error: --output {path}: cannot write: No space left on device"]
+    assert path.read_bytes() == b"a good figure"
+    assert [p.name for p in tmp_path.iterdir()] == ["memory.png"]
+
+
+# ---------------------------------------------------------------------------------------------- readability
+def _estimates(names):
+    return [costplan.estimate(costplan.load_spec(name)) for name in names]
+
+
+def _text_boxes(figure, texts):
+    """Each text's rendered extent, without an annotation's leader line (which may run beside other labels)."""
+    from matplotlib.text import Text
+
+    figure.canvas.draw()
+    renderer = figure.canvas.get_renderer()
+    return [(text.get_text(), Text.get_window_extent(text, renderer)) for text in texts if text.get_text()]
+
+
+def _overlapping(boxes):
+    return [(a, b) for i, (a, box_a) in enumerate(boxes) for b, box_b in boxes[i + 1:] if box_a.overlaps(box_b)]
+
+
+def test_memory_of_thirty_specs_stays_readable():
+    pytest.importorskip("matplotlib")
+    import matplotlib.pyplot as plt
+
+    from costplan import plots
+
+    names = sorted(p.stem for p in (Path(costplan.__file__).parent / "presets").glob("*.yaml"))
+    estimates = [costplan.estimate(costplan.load_spec(name)) for name in (names * 3)[:30]]
+    figure = plots.memory(estimates)
+    width, height = figure.get_size_inches() * plots.DPI
+    assert width <= 1600 and height <= 1700                  # a screen or a page, not 3,000 px
+    axes = figure.axes[0]
+    labels = _text_boxes(figure, axes.get_yticklabels())
+    assert len(labels) == 30 and not _overlapping(labels)   # one row per spec, every name legible
+    assert min(box.height for _, box in labels) > 8         # pixels at the figure's dpi: not squashed
+    plt.close(figure)
+
+
+def test_memory_stacks_training_memory_only():
+    pytest.importorskip("matplotlib")
+    import matplotlib.pyplot as plt
+
+    from costplan import plots
+
+    estimates = _estimates(["llama2-7b", "mixtral-8x7b"])
+    figure = plots.memory(estimates)
+    legend = [text.get_text() for text in figure.legends[0].get_texts()]
+    assert not any("KV" in label for label in legend)
+    assert "KV cache not included" in figure.axes[0].get_title()
+    bars = [patch for patch in figure.axes[0].patches]
+    for row, e in enumerate(estimates):                      # each row's segments add up to the training total
+        ends = max(bar.get_x() + bar.get_width() for bar in bars if round(bar.get_y() + bar.get_height() / 2) == row)
+        assert ends * plots.GIB == pytest.approx(e.memory.total_per_gpu)
+    plt.close(figure)
+
+
+def test_scaling_labels_do_not_overlap_in_the_readme_example():
+    pytest.importorskip("matplotlib")
+    import matplotlib.pyplot as plt
+
+    from costplan import plots
+
+    names = ["llama2-7b", "gpt3-175b", "mixtral-8x7b"]        # README: plot scaling llama2-7b gpt3-175b mixtral-8x7b
+    figure = plots.scaling_law(EPOCH, _estimates(names))
+    for axes in figure.axes:
+        labels = _text_boxes(figure, axes.texts)
+        assert sorted(text for text, _ in labels) == sorted(names)     # every spec named on both panels
+        assert not _overlapping(labels)
+        legend = axes.get_legend().get_window_extent(figure.canvas.get_renderer())
+        frame = axes.get_window_extent(figure.canvas.get_renderer())
+        for text, box in labels:
+            assert not box.overlaps(legend), text
+            assert frame.x0 <= box.x0 and box.x1 <= frame.x1 and frame.y0 <= box.y0 and box.y1 <= frame.y1, text
+    plt.close(figure)
+
+
+def test_crowded_scaling_labels_never_overlap():
+    pytest.importorskip("matplotlib")
+    import matplotlib.pyplot as plt
+
+    from costplan import plots
+
+    names = sorted(p.stem for p in (Path(costplan.__file__).parent / "presets").glob("*.yaml"))
+    figure = plots.scaling_law(EPOCH, _estimates(names))
+    for axes in figure.axes:
+        assert not _overlapping(_text_boxes(figure, axes.texts))   # a name with no room is left to the legend
+    legend = [text.get_text() for text in figure.legends[0].get_texts()]
+    assert legend == names
+    plt.close(figure)
+
+
+def test_iso_flop_budgets_read_as_powers_of_ten():
+    from costplan import report
+
+    assert report.flop_power(1e21) == "$10^{21}$ FLOPs"
+    assert report.flop_power(3e19) == "$3\\times10^{19}$ FLOPs"
+
+
+def test_no_room_for_the_temporary_file_is_one_error_line(run, tmp_path, monkeypatch):
+    import errno
+
+    pytest.importorskip("matplotlib")
+    from costplan import files
+    from test_cli import errors
+
+    def read_only(*args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(files.tempfile, "mkstemp", read_only)
+    path = tmp_path / "memory.png"
+    assert errors(run("plot", "memory", "gpt2-small", "-o", str(path))) == [
+        f"Error: --output {path}: cannot write: Read-only file system"]
+    assert not path.exists()

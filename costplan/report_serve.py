@@ -40,7 +40,7 @@ def serve_rows(est: ServingEstimate) -> list[Row]:
         Row("throughput", "batch", thr.batch, "count", note=a.batch_rule),
         Row("throughput", "output tokens/s per GPU", thr.tokens_per_second_per_gpu, "number"),
         Row("throughput", "requests/s", thr.requests_per_second, "number",
-            note=f"on {a.gpus} GPUs (hardware.count, --gpus)"),
+            note=f"on {a.gpus} GPU{'s' if a.gpus > 1 else ''} (hardware.count, --gpus)"),
         Row("cost", "per million input tokens", c.usd_per_million_input_tokens, "usd", note="prefill GPU-time"),
         Row("cost", "per million output tokens", c.usd_per_million_output_tokens, "usd", note="decode GPU-time"),
     ]

@@ -93,3 +93,33 @@ def test_an_unreachable_latency_target(run):
 def test_bad_flag_values_name_their_field(run, args, field):
     (line,) = error_lines(run("serve", "llama3-8b", *args))
     assert field in line
+
+
+def test_compare_with_serving_is_one_table_with_the_serving_rows(run):
+    # MLA against GQA at a 32k-token prompt: MLA's 576-element latent per layer holds far more sequences
+    args = ("compare", "deepseek-v3", "llama3-70b", "--serving", "--gpus", "8", "--gpu", "h200",
+            "--set", "serving.prompt_tokens=32768", "--set", "model.max_seq_len=40960", "--set", "serving.weights=fp8")
+    result = run(*args)
+    assert result.exit_code == 0
+    lines = result.stdout.splitlines()
+    assert any(line.startswith("parameters, total") for line in lines)
+    per_sequence = next(line for line in lines if line.startswith("KV cache per sequence (serving)"))
+    assert "2.161 GiB" in per_sequence                  # 61 layers × 576 × 2 bytes × 33,024 tokens
+    data = json.loads(run(*args, "--format", "json").stdout)
+    assert data[0]["serving"]["memory"]["kv_cache_per_sequence"] == 61 * 576 * 2 * (32768 + 256)
+    assert data[0]["serving"]["memory"]["max_batch"] > data[1]["serving"]["memory"]["max_batch"]
+
+
+def test_sweep_with_serving_columns(run):
+    result = run("sweep", "llama3-8b", "--vary", "serving.kv_cache=bf16,fp8", "--gpus", "1", "--serving",
+                 "--sort-by", "usd_per_million_output_tokens", "--format", "json")
+    assert result.exit_code == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert [d["serving.kv_cache"] for d in data] == ["fp8", "bf16"]
+    assert data[0]["kv_cache_per_sequence"] * 2 == data[1]["kv_cache_per_sequence"]
+    assert data[0]["max_batch"] > data[1]["max_batch"]
+
+
+def test_sweep_serving_columns_only_with_serving(run):
+    result = run("sweep", "llama3-8b", "--vary", "serving.kv_cache=bf16,fp8", "--sort-by", "max_batch")
+    assert result.exit_code == 2 and "'max_batch' is not a column" in result.stderr

@@ -142,21 +142,32 @@ def estimate(specs, fmt, lengths, law, overrides, gpu, gpus, tokens, mfu) -> Non
 @click.argument("specs", nargs=-1, required=True, metavar="SPEC_OR_PRESET...")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
 @click.option("--baseline", metavar="NAME", help="The spec the ratios are taken against (default: the first).")
+@click.option("--serving", is_flag=True, help="Add the serving metrics (costplan serve) at each spec's "
+                                              "serving settings.")
 @spec_options
-def compare(specs, fmt, baseline, overrides, gpu, gpus, tokens, mfu) -> None:
+def compare(specs, fmt, baseline, serving, overrides, gpu, gpus, tokens, mfu) -> None:
     """Specs side by side: one column per spec, with each value's ratio to the baseline."""
     from costplan import report
     from costplan.costs.estimate import estimate as run_estimate
     from costplan.errors import did_you_mean
 
-    results = [run_estimate(s) for s in load_all(specs, collect_overrides(overrides, gpu, gpus, tokens, mfu))]
+    loaded = load_all(specs, collect_overrides(overrides, gpu, gpus, tokens, mfu))
+    results = [run_estimate(s) for s in loaded]
     names = [r.name for r in results]
     if baseline is not None and baseline not in names:
         raise CostplanError(f"--baseline {baseline}: no spec of that name{did_you_mean(baseline, names)}; "
                             f"the specs are {', '.join(names)}")
     for result in results:
         echo_warnings(report.warnings(result))
-    if fmt == "json":
+    if serving:
+        from costplan import report_serve
+        from costplan.costs.inference import serve as run_serve
+
+        served = [run_serve(s) for s in loaded]
+        click.echo(report.to_json([{**r.model_dump(), "serving": s.model_dump()} for r, s in zip(results, served)])
+                   if fmt == "json" else
+                   report_serve.compare_table(results, served, names.index(baseline) if baseline else 0, fmt))
+    elif fmt == "json":
         click.echo(report.render_estimates(results, fmt))
     else:
         click.echo(report.compare_table(results, names.index(baseline) if baseline else 0, fmt))
@@ -239,9 +250,11 @@ def plan(spec, budget, unit, deadline, gpu_names, gpus, seq_len, vocab, write_pa
 @click.option("--sort-by", "sort_by", metavar="COLUMN", help="Order by a result column or a varied key.")
 @click.option("--limit", metavar="N", help="Evaluate only the first N points (needed above 100,000).")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
+@click.option("--serving", is_flag=True, help="Add serving columns (costplan serve) at the spec's serving "
+                                              "settings.")
 @law_option
 @spec_options
-def sweep(spec, varies, sort_by, limit, fmt, law, overrides, gpu, gpus, tokens, mfu) -> None:
+def sweep(spec, varies, sort_by, limit, fmt, serving, law, overrides, gpu, gpus, tokens, mfu) -> None:
     """Estimate every combination of --vary values of one spec: one row per point."""
     from costplan import report, scaling
     from costplan import sweep as sweeps
@@ -257,7 +270,7 @@ def sweep(spec, varies, sort_by, limit, fmt, law, overrides, gpu, gpus, tokens, 
     checks = [lambda: parse_count("--limit", limit) if limit is not None else None,
               lambda: scaling.resolve(law), lambda: read_source(spec)]
     if not problems:
-        checks += [lambda: sweeps.check_size(axes, limit), lambda: sweeps.sort_key(sort_by, axes)]
+        checks += [lambda: sweeps.check_size(axes, limit), lambda: sweeps.sort_key(sort_by, axes, serving)]
     results = []
     for check in checks:
         try:
@@ -269,10 +282,53 @@ def sweep(spec, varies, sort_by, limit, fmt, law, overrides, gpu, gpus, tokens, 
         raise CostplanError("\n".join(problems))
     count, constants, raw = results[:3]
     order = results[4]
-    points = sweeps.run(raw, axes, collect_overrides(overrides, gpu, gpus, tokens, mfu), constants, count)
+    points = sweeps.run(raw, axes, collect_overrides(overrides, gpu, gpus, tokens, mfu), constants, count, serving)
     if order is not None:
         points = sorted(points, key=order)
-    click.echo(report.sweep_output(points, [axis.key for axis in axes], fmt))
+    if serving:
+        from costplan import report_serve
+
+        click.echo(report_serve.sweep_output(points, [axis.key for axis in axes], fmt))
+    else:
+        click.echo(report.sweep_output(points, [axis.key for axis in axes], fmt))
+
+
+@cli.command()
+@click.argument("specs", nargs=-1, required=True, metavar="SPEC_OR_PRESET...")
+@click.option("--batch", metavar="N", help="serving.batch: concurrent sequences (default: the most that fit "
+                                           "and meet the latency targets).")
+@click.option("--prompt-tokens", metavar="N", help="serving.prompt_tokens (default 1024).")
+@click.option("--output-tokens", metavar="N", help="serving.output_tokens (default 256).")
+@click.option("--weights", type=click.Choice(["bf16", "fp8", "int8", "int4"]), help="serving.weights format.")
+@click.option("--group-size", metavar="N", help="serving.group_size: int4 weights per scale (default 128).")
+@click.option("--kv-cache", type=click.Choice(["bf16", "fp8"]), help="serving.kv_cache format.")
+@click.option("--tensor", metavar="N", help="serving.tensor: GPUs per replica (default: the fewest that hold "
+                                            "the model).")
+@click.option("--tpot-ms", metavar="MS", help="serving.tpot_ms: time-per-output-token target in milliseconds.")
+@click.option("--ttft-ms", metavar="MS", help="serving.ttft_ms: time-to-first-token target in milliseconds.")
+@click.option("--rate", metavar="N[/s]", help="serving.rate: requests per second to plan GPUs for, e.g. 50/s.")
+@click.option("--gpu", metavar="NAME", help="hardware.gpu: a catalogue name or a hardware YAML file.")
+@click.option("--gpus", metavar="N", help="hardware.count: GPUs in all (replicas × --tensor).")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Override a spec field by its dotted path, e.g. serving.reserve=0.05 (repeatable).")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
+def serve(specs, batch, prompt_tokens, output_tokens, weights, group_size, kv_cache, tensor, tpot_ms, ttft_ms,
+          rate, gpu, gpus, overrides, fmt) -> None:
+    """Memory, latency, throughput and cost per million tokens of serving each spec."""
+    from costplan import report_serve
+    from costplan.costs.inference import serve as run_serve
+
+    flags = {"serving.batch": batch, "serving.prompt_tokens": prompt_tokens,
+             "serving.output_tokens": output_tokens, "serving.weights": weights, "serving.group_size": group_size,
+             "serving.kv_cache": kv_cache, "serving.tensor": tensor, "serving.tpot_ms": tpot_ms,
+             "serving.ttft_ms": ttft_ms, "serving.rate": rate.removesuffix("/s") if rate else None,
+             "hardware.gpu": gpu, "hardware.count": gpus}
+    extra = [f"{key}={value}" for key, value in flags.items() if value is not None]
+    results = [run_serve(spec) for spec in load_all(specs, [*overrides, *extra])]
+    problems = [p for p in map(report_serve.problem, results) if p]
+    if problems:
+        raise CostplanError("\n".join(problems))
+    click.echo(report_serve.render_serving(results, fmt))
 
 
 @cli.group()

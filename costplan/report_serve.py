@@ -1,0 +1,179 @@
+"""`costplan serve` output: the rows of one serving estimate and the assumptions listed under them; numbers are
+formatted by report.py's formatters."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from costplan.costs.inference import ServingEstimate
+from costplan.costs.result import Estimate
+from costplan.report import (
+    COMPARED, SWEEP_UNITS, Row, csv_text, flatten, flops_rate, grid, human, percent, ratio, seconds, size, table,
+    to_json, usd,
+)
+
+if TYPE_CHECKING:
+    from costplan.sweep import Point
+
+
+def serve_title(est: ServingEstimate) -> str:
+    a = est.assumptions
+    replicas = f"{a.replicas} replica{'s' if a.replicas != 1 else ''} of {a.tensor}"
+    return (f"{est.name}: {a.weights} weights, {a.kv_cache} KV cache, prompt {a.prompt_tokens} + output "
+            f"{a.output_tokens} tokens on {a.gpus} × {a.gpu} ({replicas})")
+
+
+def serve_rows(est: ServingEstimate) -> list[Row]:
+    m, lat, thr, c, a = est.memory, est.latency, est.throughput, est.cost, est.assumptions
+    cache_split = "whole on every GPU" if a.kv_cache_split == 1 and a.tensor > 1 else (
+        f"split over {a.kv_cache_split} GPUs" if a.kv_cache_split > 1 else "")
+    rows = [
+        Row("memory", "weights", m.weights_per_gpu, "bytes", m.weights_per_gpu / m.gpu_memory,
+            note=f"{size(m.weights)} in all over {a.tensor} GPUs" if a.tensor > 1 else ""),
+        Row("memory", "KV cache per token", m.kv_cache_per_token, "bytes", note="whole model"),
+        Row("memory", f"KV cache per sequence ({a.prompt_tokens + a.output_tokens} tokens)",
+            m.kv_cache_per_sequence, "bytes", note=cache_split),
+        Row("memory", f"KV cache, batch {thr.batch}", thr.batch * m.kv_cache_per_sequence_per_gpu, "bytes",
+            thr.batch * m.kv_cache_per_sequence_per_gpu / m.gpu_memory, note="per GPU"),
+        Row("memory", "reserve", m.reserve, "bytes", m.reserve / m.gpu_memory,
+            note="activations, CUDA graphs, allocator"),
+        Row("memory", "total per GPU", m.total_per_gpu, "bytes", m.total_per_gpu / m.gpu_memory,
+            note=f"of {size(m.gpu_memory)}"),
+        Row("memory", "max batch", m.max_batch, "count", note="sequences that fit"),
+        Row("latency", "time to first token", lat.ttft_seconds, "seconds", note=f"{lat.prefill_bound}-bound prefill"),
+        Row("latency", "time per output token", lat.tpot_seconds, "seconds",
+            note=f"{lat.decode_bound}-bound decode at batch {thr.batch}, context {a.decode_context}"),
+        Row("throughput", "batch", thr.batch, "count", note=a.batch_rule),
+        Row("throughput", "output tokens/s per GPU", thr.tokens_per_second_per_gpu, "number"),
+        Row("throughput", "requests/s", thr.requests_per_second, "number",
+            note=f"on {a.gpus} GPU{'s' if a.gpus > 1 else ''} (hardware.count, --gpus)"),
+        # dollars as plain digits: a fraction of a cent per million tokens still matters at scale
+        Row("cost", "$ per million input tokens", c.usd_per_million_input_tokens, "number",
+            note="prefill GPU-time / prompt tokens"),
+        Row("cost", "$ per million output tokens", c.usd_per_million_output_tokens, "number",
+            note="decode GPU-time / output tokens"),
+    ]
+    if c.gpus_for_rate is not None:
+        rows.append(Row("cost", "GPUs for the target rate", c.gpus_for_rate, "count",
+                        note=f"whole replicas of {a.tensor}"))
+    return rows
+
+
+def assumption_lines(est: ServingEstimate) -> list[str]:
+    """What the numbers rest on, one line each, for people (the JSON has the same as typed fields)."""
+    a = est.assumptions
+    e = a.efficiencies
+    lines = [
+        f"{a.gpu_name}: {flops_rate(a.peak_flops_per_gpu)} dense {a.compute_precision}, "
+        f"{human(a.memory_bandwidth_bytes_per_s / 1e9, 'number')} GB/s HBM"
+        + (f", {human(a.link_bytes_per_s / 1e9, 'number')} GB/s per direction between the {a.tensor} GPUs"
+           if a.link_bytes_per_s else ""),
+        f"kernel efficiencies ({a.efficiency_device} in data/kernels.yaml): HBM {percent(e['memory'].value)}, "
+        f"GEMM {percent(e['matmul'].value)}, attention {percent(e['attention'].value)}"
+        + (f", all-reduce bus {percent(e['allreduce_bus'].value)} + "
+           f"{seconds(e['allreduce_latency_us'].value * 1e-6)} each" if a.tensor > 1 else ""),
+        f"quantized: {a.quantized}",
+        f"memory: {percent(a.reserve_fraction)} of each GPU reserved; the cache of each sequence held at "
+        f"prompt + output tokens",
+        f"decode step timed at context {a.decode_context} (prompt + output/2); TTFT is one prompt's prefill "
+        "alone; a request costs its prefill plus output × step / batch of its replica's time",
+    ]
+    if a.moe_experts_read_per_step is not None:
+        lines.append(f"MoE: {human(a.moe_experts_read_per_step, 'number')} routed experts per layer read per "
+                     "decode step (uniform routing)")
+    lines += [f"price: {usd(est.cost.usd_per_gpu_hour)} per GPU-hour: {a.price_source}",
+              f"not modelled: {a.not_modelled}"]
+    return lines
+
+
+def problem(est: ServingEstimate) -> str | None:
+    """Why the estimate cannot be served as asked, for an Error line; None when it can."""
+    m, a, thr = est.memory, est.assumptions, est.throughput
+    if m.max_batch < 1:
+        return (f"{est.name}: {size(m.weights_per_gpu)} of weights per GPU, {size(m.reserve)} reserve and one "
+                f"{size(m.kv_cache_per_sequence_per_gpu)} sequence do not fit in {a.gpu}'s {size(m.gpu_memory)} "
+                f"with {a.tensor} GPU{'s' if a.tensor > 1 else ''} per replica; use more --gpus, a larger --gpu or "
+                f"smaller --weights")
+    if not est.fits:
+        return (f"{est.name}: --batch {thr.batch} needs {size(m.total_per_gpu)} per GPU; at most {m.max_batch} "
+                f"sequences fit in {size(m.gpu_memory)}")
+    if not est.meets_targets:
+        targets = a.latency_targets
+        reached = []
+        if "tpot_ms" in targets:
+            reached.append(f"time per output token {seconds(est.latency.tpot_seconds)} (target "
+                           f"{seconds(targets['tpot_ms'] / 1000)})")
+        if "ttft_ms" in targets:
+            reached.append(f"time to first token {seconds(est.latency.ttft_seconds)} (target "
+                           f"{seconds(targets['ttft_ms'] / 1000)})")
+        return f"{est.name}: the latency targets are not met at batch {thr.batch}: {', '.join(reached)}"
+    return None
+
+
+def render_serving(estimates: Sequence[ServingEstimate], fmt: str) -> str:
+    if fmt == "json":
+        return to_json([e.model_dump() for e in estimates])
+    if fmt == "csv":
+        return csv_text([flatten(e.model_dump(exclude={"assumptions": {"efficiencies"}})) for e in estimates])
+    bullet = "- " if fmt == "markdown" else "  "
+    blocks = []
+    for est in estimates:
+        notes = "\n".join(bullet + line for line in assumption_lines(est))
+        blocks.append(f"{table(serve_rows(est), fmt, serve_title(est))}\n\nAssumptions:\n{notes}")
+    return "\n\n".join(blocks)
+
+
+
+# ---------------------------------------------------------------------------------------------- compare / sweep
+# `compare --serving` and `sweep --serving`: report.py's tables with the serving metrics added. (Their rows
+# and units are report.py's; only the added ones are here.)
+SERVING_COMPARED = [
+    ("KV cache per sequence (serving)", "bytes", lambda s: s.memory.kv_cache_per_sequence),
+    ("max batch (serving)", "count", lambda s: s.memory.max_batch),
+    ("time to first token", "seconds", lambda s: s.latency.ttft_seconds),
+    ("time per output token", "seconds", lambda s: s.latency.tpot_seconds),
+    ("output tokens/s per GPU", "number", lambda s: s.throughput.tokens_per_second_per_gpu),
+    ("$ per million input tokens", "number", lambda s: s.cost.usd_per_million_input_tokens),
+    ("$ per million output tokens", "number", lambda s: s.cost.usd_per_million_output_tokens),
+]
+SERVING_UNITS = {"kv_cache_per_sequence": "bytes", "max_batch": "count", "ttft_seconds": "seconds",
+                 "tpot_seconds": "seconds", "tokens_per_second_per_gpu": "number",
+                 "usd_per_million_input_tokens": "number", "usd_per_million_output_tokens": "number"}
+
+
+def compare_table(estimates: Sequence[Estimate], servings: Sequence[ServingEstimate], baseline: int,
+                  fmt: str) -> str:
+    """report.compare_table's rows and then the serving metrics, one table: specs as columns, each value with
+    its ratio to the baseline column."""
+    pairs = list(zip(estimates, servings))
+    metrics = [(label, unit, lambda p, get=get: get(p[0])) for label, unit, get in COMPARED]
+    metrics += [(label, unit, lambda p, get=get: get(p[1])) for label, unit, get in SERVING_COMPARED]
+    names = [e.name for e in estimates]
+    if fmt == "csv":
+        return csv_text([{"metric": label, **{n: get(p) for n, p in zip(names, pairs)}}
+                         for label, _, get in metrics])
+    body = []
+    for label, unit, get in metrics:
+        base = get(pairs[baseline])
+        cells = []
+        for index, pair in enumerate(pairs):
+            value, cell = get(pair), human(get(pair), unit)
+            if index != baseline:
+                cell += f" ({ratio(value / base)})" if base and value is not None else " (—)"
+            cells.append(cell)
+        body.append([label, *cells])
+    headers = ["", *(f"{n} (baseline)" if i == baseline else n for i, n in enumerate(names))]
+    return grid(headers, body, fmt, align_right=True)
+
+
+def sweep_output(points: Sequence[Point], keys: Sequence[str], fmt: str) -> str:
+    """report.sweep_output with the serving columns."""
+    units = {**SWEEP_UNITS, **SERVING_UNITS}
+    records = [{**p.varied, **p.values} for p in points]
+    if fmt == "json":
+        return to_json(records)
+    if fmt == "csv":
+        return csv_text(records) if records else ",".join([*keys, *units])
+    body = [[str(p.varied[k]) for k in keys] + [human(v, units[name]) for name, v in p.values.items()]
+            for p in points]
+    return grid([*keys, *units], body, fmt)

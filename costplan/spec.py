@@ -276,6 +276,29 @@ class ParallelismSpec(Section):
     micro_batches: Count | None = None   # per step; None: global_batch_size / (micro_batch_size × data), or 1
 
 
+# ---------------------------------------------------------------------------------------------- serving
+DEFAULT_PROMPT_TOKENS, DEFAULT_OUTPUT_TOKENS = 1024, 256
+
+
+class ServingSpec(Section):
+    """How the model is served (costplan serve, costs/inference.py): requests, formats and the tensor-parallel
+    replica; the GPU, its count and price come from `hardware`."""
+
+    # Filled in by Spec when left out: 256 output tokens after a 1,024-token prompt, shortened to fit
+    # model.max_seq_len (a quarter of it for the output, the rest for the prompt).
+    prompt_tokens: Width | None = None
+    output_tokens: Width | None = None
+    batch: Count | None = None           # concurrent sequences; None: the most that fits and meets the targets
+    tpot_ms: Positive | None = None      # latency target: time per output token
+    ttft_ms: Positive | None = None      # latency target: time to first token
+    rate: Positive | None = None         # requests per second to plan GPUs for
+    weights: Literal["bf16", "fp8", "int8", "int4"] = "bf16"
+    group_size: Width | None = 128       # int4: weights per 16-bit scale along the input; None: one per row
+    kv_cache: Literal["bf16", "fp8"] = "bf16"
+    tensor: CountOrAuto = "auto"         # GPUs per replica; auto: the fewest (up to a node) that hold the model
+    reserve: Fraction = 0.1              # GPU memory kept for activations, CUDA graphs and the allocator
+
+
 # ---------------------------------------------------------------------------------------------- spec
 class Spec(Section):
     name: str
@@ -284,6 +307,7 @@ class Spec(Section):
     hardware: HardwareSpec = HardwareSpec()
     # None: every GPU holds the whole model and the time comes from the MFU alone (see costs/parallel.py).
     parallelism: ParallelismSpec | None = None
+    serving: ServingSpec = ServingSpec()
     # Where relative hardware file paths are looked up (the spec file's folder); not part of the format.
     base_dir: str | None = Field(default=None, exclude=True, repr=False)
 
@@ -303,6 +327,16 @@ class Spec(Section):
         if isinstance(model, Mapping) and isinstance(training, Mapping) and training.get("seq_len") is None:
             if width_or_none(model.get("max_seq_len")) is not None:
                 data["training"] = {**training, "seq_len": model["max_seq_len"]}
+        serving = data.get("serving", {})
+        context = width_or_none(model.get("max_seq_len")) if isinstance(model, Mapping) else None
+        if isinstance(serving, Mapping) and context:
+            serving = dict(serving)
+            if serving.get("output_tokens") is None:
+                serving["output_tokens"] = max(1, min(DEFAULT_OUTPUT_TOKENS, context // 4))
+            output = width_or_none(serving["output_tokens"])
+            if serving.get("prompt_tokens") is None and output and output < context:
+                serving["prompt_tokens"] = min(DEFAULT_PROMPT_TOKENS, context - output)
+            data["serving"] = serving
         return data
 
     @model_validator(mode="after")
@@ -312,6 +346,7 @@ class Spec(Section):
         if self.parallelism is not None:
             problems += parallel_rules(self.parallelism.__dict__.get, self.model.__dict__.get, t.__dict__.get,
                                        h.__dict__.get)
+        problems += serving_rules(self.serving, self.model.__dict__.get, h.count)
         raise_if(problems)
         return self
 
@@ -460,6 +495,23 @@ def split_rules(model: Getter, tensor: int | None, pipeline: int | None) -> list
     n_layers = model("n_layers")
     if pipeline and n_layers and n_layers % pipeline:
         problems.append(("parallelism.pipeline", f"{pipeline} does not divide model.n_layers ({n_layers})"))
+    return problems
+
+
+def serving_rules(serving: ServingSpec, model: Getter, count: int) -> list[tuple[str, str]]:
+    """A served sequence fits the model's context; a replica splits heads and widths into whole pieces."""
+    problems: list[tuple[str, str]] = []
+    if serving.prompt_tokens is None or serving.output_tokens is None:
+        return problems     # only when max_seq_len is invalid itself, reported there
+    context, max_seq_len = serving.prompt_tokens + serving.output_tokens, model("max_seq_len")
+    if max_seq_len and context > max_seq_len:
+        problems.append(("serving", f"prompt_tokens ({serving.prompt_tokens}) + output_tokens "
+                                    f"({serving.output_tokens}) = {context} is longer than model.max_seq_len "
+                                    f"({max_seq_len}); raise model.max_seq_len if the model was trained for it"))
+    if serving.tensor != "auto":
+        problems += [("serving.tensor", msg) for _, msg in split_rules(model, serving.tensor, None)]
+        if count % serving.tensor:
+            problems.append(("serving.tensor", f"{serving.tensor} does not divide hardware.count ({count})"))
     return problems
 
 

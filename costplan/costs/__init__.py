@@ -30,7 +30,7 @@ hold the factor 2 in one place.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +55,11 @@ class Cost:
     kv_cache: int = 0         # inference K/V cache bytes per cached token
     kv_cache_seq: int = 0     # inference cache bytes for one sequence of seq_len tokens (windows, states)
     factored: int = 0         # elements of Adafactor's factored second moment (rows + cols per matrix)
+    # Weight matrices of matmuls with activations, which a serving format may quantize (costs/serving.py):
+    # how many, their output rows (one int8 scale each) and their elements; biases and vectors are not in them.
+    matrices: int = 0
+    matrix_rows: int = 0
+    matrix_params: int = 0
 
     def __add__(self, other: Cost) -> Cost:
         return Cost(*(getattr(self, name) + getattr(other, name) for name in _COST_FIELDS))
@@ -94,7 +99,15 @@ def linear(tokens: int, d_in: int, d_out: int, bias: bool = False) -> Cost:
         hw_fwd=flops,
         hw_flops=3 * flops,  # forward, dgrad, wgrad
         factored=d_in + d_out + (d_out if bias else 0),
+        matrices=1,
+        matrix_rows=d_out,
+        matrix_params=d_in * d_out,
     )
+
+
+def unquantized(cost: Cost) -> Cost:
+    """The same cost with its matrices marked as kept in 16 bits by every serving format (a MoE router)."""
+    return replace(cost, matrices=0, matrix_rows=0, matrix_params=0)
 
 
 def vector(n: int) -> Cost:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 from fractions import Fraction
 
-from costplan.costs import INDEX_BYTES, STAT_BYTES, Cost, Shape, linear
+from costplan.costs import INDEX_BYTES, STAT_BYTES, Cost, Shape, linear, unquantized
 from costplan.costs.mlp import feed_forward
 from costplan.spec import ModelSpec, MoESpec
 
@@ -52,15 +52,18 @@ def moe_block(moe: MoESpec, model: ModelSpec, shape: Shape) -> Cost:
         inactive_params=expert_weights.params * (moe.n_experts - moe.top_k),
         routed_params=expert_weights.params * moe.n_experts,
         flops=ideal.flops, hw_fwd=executed.hw_fwd, hw_flops=executed.hw_flops,
+        matrices=expert_weights.matrices * moe.n_experts, matrix_rows=expert_weights.matrix_rows * moe.n_experts,
+        matrix_params=expert_weights.matrix_params * moe.n_experts,
         # gathered input, output, gate weight, and the row's token and weight indices
         activations=executed.activations + rows * (2 * d * e + STAT_BYTES + 2 * INDEX_BYTES),
     )
-    router = linear(s, d, moe.n_experts) + Cost(activations=s * moe.n_experts * STAT_BYTES)
+    # Quantized checkpoints keep the router in 16 bits (DeepSeek-V3's fp8 release; AWQ/GPTQ skip the gate).
+    router = unquantized(linear(s, d, moe.n_experts)) + Cost(activations=s * moe.n_experts * STAT_BYTES)
     block = router + experts + Cost(activations=s * d * e)          # the block input, saved once
     if moe.n_shared_experts:
         block = block + feed_forward(model, moe.d_ff_shared, s, e)
         if moe.shared_expert_gate:
             # sigmoid(x·w_g) ⊙ shared: the mul saves the gate and the shared output
-            block = block + linear(s, d, 1) + Cost(activations=s * (1 + d) * e)
+            block = block + unquantized(linear(s, d, 1)) + Cost(activations=s * (1 + d) * e)
     return block
 

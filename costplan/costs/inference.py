@@ -1,0 +1,360 @@
+"""Serving time, throughput and cost: a roofline per phase with kernel-level efficiencies.
+
+One replica of the model runs on `tensor` GPUs (Megatron-style tensor parallelism: heads and MLP widths split,
+two all-reduces of the d_model-wide activations per layer); hardware.count GPUs hold count / tensor replicas.
+Per GPU of a replica, each phase takes max(compute, memory) + all-reduces:
+- compute = matmul FLOPs / (peak × matmul efficiency) + attention-core FLOPs / (peak × attention efficiency),
+  at the peak of the compute precision (fp8 weights run fp8 GEMMs where the device has them; int8 and int4
+  weights are dequantized to 16 bits, as weight-only kernels do);
+- memory = bytes read / (HBM bandwidth × memory efficiency);
+- all-reduce = 2 per layer × (latency + bytes × 2(t − 1)/t / (link bandwidth × bus efficiency)).
+Efficiencies come from kernel measurements (data/kernels.yaml), never from end-to-end serving results.
+
+Prefill (time to first token): one request's prompt alone, attention FLOPs as a causal kernel executes them;
+weights are read once. Decode, per step: the whole batch's weights read once (for MoE the routed experts the
+batch's tokens touch: E·(1 − (1 − k/E)^B) of E per MoE layer in expectation under uniform routing), each
+sequence's cache read, every token's FLOPs; taken at the mean context of the generated tokens,
+prompt + output/2. Time per output token = one step. Prefill and decode do not overlap: a request costs its
+prefill plus output × step / batch of the replica's time, which splits the GPU-time between input tokens
+(prefill) and output tokens (decode) for the prices per million tokens.
+
+Memory per GPU: the weights / t, `reserve` of the device's memory for activations, CUDA graphs and the
+allocator (vLLM's default keeps 10%), and batch × the cache of one sequence at prompt + output tokens,
+divided over the GPUs that split it (KV heads for GQA, none for MLA's shared latent, all for AFT states).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from pydantic import BaseModel, ConfigDict
+
+from costplan import kernels
+from costplan.costs import Shape
+from costplan.costs import serving as sizes
+from costplan.costs.estimate import components
+from costplan.hardware import GPU
+from costplan.spec import AFT_TYPES, Spec, split_rules
+
+ALLREDUCES_PER_LAYER = 2      # after attention and after the MLP (Megatron-LM §3)
+ACTIVATION_BYTES = 2          # 16-bit activations on the wire
+
+
+class _Result(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class ServingMemory(_Result):
+    """Bytes per GPU, and the most sequences that fit."""
+
+    weights: int                  # all of the model's weights in the serving format (the replica's total)
+    weights_per_gpu: int
+    kv_cache_per_token: int       # whole model, before windows cap it
+    kv_cache_per_sequence: int    # whole model, at prompt + output tokens
+    kv_cache_per_sequence_per_gpu: int
+    reserve: int                  # kept free for activations, CUDA graphs and the allocator
+    total_per_gpu: int            # weights + batch × cache + reserve
+    gpu_memory: int
+    max_batch: int                # 0: the weights and one sequence do not fit
+
+
+class ServingLatency(_Result):
+    ttft_seconds: float | None    # None when the model does not fit
+    tpot_seconds: float | None
+    prefill_bound: str            # compute | memory: what limits prefill
+    decode_bound: str             # what limits a decode step at the batch served
+
+
+class ServingThroughput(_Result):
+    batch: int                    # concurrent sequences per replica
+    tokens_per_second_per_gpu: float | None   # output (generated) tokens
+    requests_per_second: float | None         # all hardware.count GPUs
+    requests_per_second_per_replica: float | None
+
+
+class ServingCost(_Result):
+    usd_per_million_input_tokens: float | None    # the prefill's GPU-time over the prompt tokens
+    usd_per_million_output_tokens: float | None   # the decode's GPU-time over the generated tokens
+    usd_per_gpu_hour: float
+    gpus_for_rate: int | None     # GPUs needed for serving.rate requests/s (whole replicas)
+
+
+class Efficiency(_Result):
+    value: float
+    source: str
+
+
+class ServingAssumptions(_Result):
+    gpu: str
+    gpu_name: str
+    gpus: int
+    tensor: int                   # GPUs per replica
+    replicas: int
+    prompt_tokens: int
+    output_tokens: int
+    decode_context: int           # the context a decode step is timed at
+    weights: str
+    group_size: int | None
+    quantized: str
+    kv_cache: str
+    kv_cache_split: int           # GPUs the cache of one sequence is divided over
+    compute_precision: str
+    peak_flops_per_gpu: float
+    memory_bandwidth_bytes_per_s: float
+    link_bytes_per_s: float | None
+    reserve_fraction: float
+    batch_rule: str
+    latency_targets: dict[str, float]
+    efficiency_device: str        # the kernels.yaml entry used ("default" for devices it does not list)
+    efficiencies: dict[str, Efficiency]
+    moe_experts_read_per_step: float | None   # expected routed experts per MoE layer at the batch served
+    not_modelled: str
+    price_source: str
+
+
+class ServingEstimate(_Result):
+    name: str
+    fits: bool
+    meets_targets: bool
+    memory: ServingMemory
+    latency: ServingLatency
+    throughput: ServingThroughput
+    cost: ServingCost
+    assumptions: ServingAssumptions
+
+
+NOT_MODELLED = ("queueing and scheduling delays, prefill interrupting decode, MLA's weight absorption, "
+                "speculative decoding, prefix caching, pipeline and expert parallelism")
+QUANTIZED_NOTE = {
+    "bf16": "nothing: every tensor in bf16",
+    "fp8": "attention, MLP and expert matrices in fp8 with an fp32 scale each; embeddings, head, norms, "
+           "routers in 16 bits",
+    "int8": "attention, MLP and expert matrices in int8 with a 16-bit scale per output row; embeddings, head, "
+            "norms, routers in 16 bits",
+    "int4": "attention, MLP and expert matrices in int4 with a 16-bit scale per {group}; embeddings, head, "
+            "norms, routers in 16 bits",
+}
+
+
+def expected_experts(n_experts: int, top_k: int, tokens: int) -> float:
+    """Routed experts that `tokens` tokens touch in expectation when each picks top_k of n_experts uniformly:
+    each expert is missed by a token with probability 1 − k/E."""
+    return n_experts * (1 - (1 - top_k / n_experts) ** tokens)
+
+
+def kv_split(spec: Spec, tensor: int) -> int:
+    """GPUs of a replica that the cache of one sequence is divided over: tensor parallelism splits the KV heads
+    (copies them when there are fewer heads than GPUs), splits AFT's per-channel state, and copies MLA's latent,
+    which every head reads."""
+    kind = spec.model.attention.type
+    if kind == "mla":
+        return 1
+    if kind in AFT_TYPES:
+        return tensor
+    return min(tensor, spec.model.n_kv_heads)
+
+
+def compute_precision(gpu: GPU, weights: str) -> str:
+    """fp8 weights run fp8 GEMMs where the device has them; everything else runs in 16 bits."""
+    order = (["fp8"] if weights == "fp8" else []) + ["bf16", "fp16", "fp32"]
+    return next(p for p in order if gpu.peak_flops(p) is not None)
+
+
+@dataclass(frozen=True)
+class Replica:
+    """What a phase's time depends on, resolved once for a spec and a tensor degree."""
+
+    spec: Spec
+    tensor: int
+    peak: float
+    bandwidth: float
+    link: float | None
+    eff: kernels.Efficiencies
+    weights: int                 # bytes of the whole model
+    routed: int                  # bytes of the routed experts among them
+
+    def allreduce_seconds(self, tokens: int) -> float:
+        if self.tensor == 1:
+            return 0.0
+        t, e = self.tensor, self.eff
+        message = tokens * self.spec.model.d_model * ACTIVATION_BYTES
+        one = e.allreduce_latency_us.value * 1e-6 + message * 2 * (t - 1) / t / (self.link * e.allreduce_bus.value)
+        return ALLREDUCES_PER_LAYER * self.spec.model.n_layers * one
+
+    def weights_read(self, tokens: int) -> float:
+        """Bytes of weights one forward pass of `tokens` tokens reads, over the whole replica."""
+        moe = self.spec.model.moe
+        if moe is None:
+            return self.weights
+        touched = expected_experts(moe.n_experts, moe.top_k, tokens) / moe.n_experts
+        return self.weights - self.routed + self.routed * touched
+
+    def phase(self, matmul: float, attention: float, read: float, tokens: int) -> tuple[float, str]:
+        """Seconds of one phase on each GPU of the replica and what bounds it; arguments are replica totals."""
+        e, t = self.eff, self.tensor
+        compute = (matmul / e.matmul.value + attention / e.attention.value) / (t * self.peak)
+        memory = read / (t * self.bandwidth * e.memory.value)
+        bound = "compute" if compute >= memory else "memory"
+        return max(compute, memory) + self.allreduce_seconds(tokens), bound
+
+
+def _replica(spec: Spec, tensor: int, weights: int) -> Replica:
+    s, gpu = spec.serving, spec.gpu
+    eff = kernels.efficiencies(gpu.key)
+    link = gpu.link_bytes_per_s(tensor) if tensor > 1 else None
+    q = sizes.quantized(spec)
+    rest = (_params(spec) - q.matrix_params) * sizes.SIXTEEN_BIT
+    per_weight = (weights - rest) / q.matrix_params if q.matrix_params else sizes.SIXTEEN_BIT
+    routed = sum(c.routed_params for c in components(spec, Shape(1, sizes.SIXTEEN_BIT)).values())
+    return Replica(spec=spec, tensor=tensor, peak=gpu.peak_flops(compute_precision(gpu, s.weights)),
+                   bandwidth=gpu.memory_bandwidth_gbs * 1e9, link=link, eff=eff, weights=weights,
+                   routed=round(routed * per_weight))
+
+
+def _params(spec: Spec) -> int:
+    return sum(c.params for c in components(spec, Shape(1, sizes.SIXTEEN_BIT)).values())
+
+
+def _tensor_choices(spec: Spec) -> list[int]:
+    """serving.tensor, or for auto the powers of two up to a node that divide the GPUs and split the model."""
+    s, count = spec.serving, spec.hardware.count
+    if s.tensor != "auto":
+        return [s.tensor]
+    limit = min(count, spec.gpu.node_size)
+    choices = [2**i for i in range(limit.bit_length()) if 2**i <= limit and count % 2**i == 0]
+    return [t for t in choices if not split_rules(spec.model.__dict__.get, t, None)] or [1]
+
+
+def _memory(spec: Spec, tensor: int, weights: int) -> ServingMemory:
+    s, gpu = spec.serving, spec.gpu
+    per_seq = sizes.kv_cache_bytes(spec, s.prompt_tokens + s.output_tokens, s.kv_cache)
+    per_seq_gpu = -(-per_seq // kv_split(spec, tensor))
+    weights_gpu = -(-weights // tensor)
+    reserve = round(s.reserve * gpu.memory_bytes)
+    free = gpu.memory_bytes - reserve - weights_gpu
+    if per_seq_gpu == 0:
+        max_batch = 0 if free < 0 else 1 << 20   # stateless: only the latency targets bound the batch
+    else:
+        max_batch = max(0, free // per_seq_gpu)
+    batch = s.batch or max(1, min(max_batch, 1 << 20))
+    return ServingMemory(
+        weights=weights, weights_per_gpu=weights_gpu,
+        kv_cache_per_token=sizes.kv_cache_bytes_per_token(spec, s.kv_cache), kv_cache_per_sequence=per_seq,
+        kv_cache_per_sequence_per_gpu=per_seq_gpu, reserve=reserve,
+        total_per_gpu=weights_gpu + batch * per_seq_gpu + reserve, gpu_memory=gpu.memory_bytes,
+        max_batch=max_batch)
+
+
+def serve(spec: Spec) -> ServingEstimate:
+    """Memory, latency, throughput and cost of serving the spec at its `serving` settings."""
+    s, gpu, hw = spec.serving, spec.gpu, spec.hardware
+    weights = sizes.weight_bytes(spec, s.weights, s.group_size)
+    choices = _tensor_choices(spec)
+    tensor = next((t for t in choices if _memory(spec, t, weights).max_batch >= 1), choices[-1])
+    memory = _memory(spec, tensor, weights)
+    replica = _replica(spec, tensor, weights)
+    p, o = s.prompt_tokens, s.output_tokens
+    context = p + o // 2
+    fits = memory.max_batch >= 1 and (s.batch is None or s.batch <= memory.max_batch)
+
+    ttft, prefill_bound = _prefill(spec, replica, p)
+
+    def step(batch: int) -> tuple[float, str]:
+        read = replica.weights_read(batch) + batch * sizes.kv_cache_bytes(spec, context, s.kv_cache) * tensor \
+            / kv_split(spec, tensor)
+        return replica.phase(batch * _decode_matmul(spec, context), batch * _decode_attention(spec, context),
+                             read, batch)
+
+    batch, rule = _batch(s, memory.max_batch, lambda b: step(b)[0])
+    tpot, decode_bound = step(batch)
+    meets = (s.tpot_ms is None or tpot <= s.tpot_ms / 1000) and (s.ttft_ms is None or ttft <= s.ttft_ms / 1000)
+    replicas = hw.count // tensor
+    price = hw.usd_per_gpu_hour if hw.usd_per_gpu_hour is not None else gpu.usd_per_gpu_hour
+    usd_per_gpu_second = price / 3600
+    request = ttft + o * tpot / batch               # replica-seconds per request
+    per_replica = 1 / request
+    moe = spec.model.moe
+    eff = replica.eff
+    ok = fits
+    assumptions = ServingAssumptions(
+        gpu=gpu.key, gpu_name=gpu.name, gpus=hw.count, tensor=tensor, replicas=replicas, prompt_tokens=p,
+        output_tokens=o, decode_context=context, weights=s.weights,
+        group_size=s.group_size if s.weights == "int4" else None,
+        quantized=QUANTIZED_NOTE[s.weights].format(
+            group=f"{s.group_size} input weights" if s.group_size else "output row"),
+        kv_cache=s.kv_cache, kv_cache_split=kv_split(spec, tensor),
+        compute_precision=compute_precision(gpu, s.weights), peak_flops_per_gpu=replica.peak,
+        memory_bandwidth_bytes_per_s=replica.bandwidth, link_bytes_per_s=replica.link,
+        reserve_fraction=s.reserve, batch_rule=rule,
+        latency_targets={k: v for k, v in (("tpot_ms", s.tpot_ms), ("ttft_ms", s.ttft_ms)) if v is not None},
+        efficiency_device=eff.device,
+        efficiencies={name: Efficiency(value=getattr(eff, name).value, source=getattr(eff, name).source)
+                      for name in kernels.FIELDS},
+        moe_experts_read_per_step=expected_experts(moe.n_experts, moe.top_k, batch) if moe else None,
+        not_modelled=NOT_MODELLED,
+        price_source="hardware.usd_per_gpu_hour" if hw.usd_per_gpu_hour is not None else
+        f"{gpu.price_source} ({gpu.price_date})",
+    )
+    return ServingEstimate(
+        name=spec.name, fits=fits, meets_targets=meets, memory=memory,
+        latency=ServingLatency(ttft_seconds=ttft if ok else None, tpot_seconds=tpot if ok else None,
+                               prefill_bound=prefill_bound, decode_bound=decode_bound),
+        throughput=ServingThroughput(
+            batch=batch,
+            tokens_per_second_per_gpu=o * per_replica / tensor if ok else None,
+            requests_per_second=per_replica * replicas if ok else None,
+            requests_per_second_per_replica=per_replica if ok else None),
+        cost=ServingCost(
+            usd_per_million_input_tokens=tensor * ttft / p * 1e6 * usd_per_gpu_second if ok else None,
+            usd_per_million_output_tokens=tensor * tpot / batch * 1e6 * usd_per_gpu_second if ok else None,
+            usd_per_gpu_hour=price,
+            gpus_for_rate=math.ceil(s.rate * request) * tensor if ok and s.rate else None),
+        assumptions=assumptions,
+    )
+
+
+def _prefill(spec: Spec, replica: Replica, prompt: int) -> tuple[float, str]:
+    """One prompt alone: matmuls and the attention core as a causal kernel executes them, weights read once."""
+    executed = sizes.prefill_executed_flops(spec, prompt)
+    matmul = _prefill_matmul(spec, prompt)
+    return replica.phase(matmul, executed - matmul, replica.weights_read(prompt), prompt)
+
+
+def _per_token(spec: Spec) -> tuple[int, int]:
+    """Executed FLOPs of one token with a one-key attention core, and of its logits (the LM head)."""
+    parts = components(spec, Shape(1, sizes.SIXTEEN_BIT))
+    return sum(c.hw_fwd for c in parts.values()), parts["head"].hw_fwd
+
+
+def _prefill_matmul(spec: Spec, prompt: int) -> int:
+    """The prefill's weight matmuls: every token through every layer, logits for the last token only (the
+    attention core's one pair per token at seq_len 1 is counted here too: negligible)."""
+    one, head = _per_token(spec)
+    return prompt * (one - head) + head
+
+
+def _decode_matmul(spec: Spec, context: int) -> int:
+    return _per_token(spec)[0]
+
+
+def _decode_attention(spec: Spec, context: int) -> int:
+    return max(0, sizes.decode_flops(spec, context) - _per_token(spec)[0])
+
+
+def _batch(s, max_batch: int, tpot) -> tuple[int, str]:
+    """The batch served: serving.batch, else the largest that fits and meets the time-per-token target (a step
+    takes longer with every sequence, and throughput grows with the batch, so the largest is the best)."""
+    if s.batch is not None:
+        return s.batch, "serving.batch"
+    if max_batch < 1:
+        return 1, "nothing fits"
+    if s.tpot_ms is None:
+        return max_batch, "the most sequences that fit in memory"
+    target = s.tpot_ms / 1000
+    if tpot(1) > target:
+        return 1, "the time-per-token target is missed even at batch 1"
+    low, high = 1, max_batch
+    while low < high:                # the largest batch whose step meets the target
+        mid = (low + high + 1) // 2
+        low, high = (mid, high) if tpot(mid) <= target else (low, mid - 1)
+    return low, "the most sequences that fit and meet the time-per-token target"

@@ -1,0 +1,116 @@
+"""Serving a model: the bytes it keeps on the GPUs and the FLOPs of prefill and decode, from the cost model.
+
+All sizes are bytes; FLOPs follow the conventions of costs/__init__.py (2 per multiply-add, matmuls only,
+attention counts every key a query may see, with no causal halving).
+
+Weight formats (what a serving engine loads; the weight matrices of attention, MLP and experts are quantized;
+embeddings, the LM head, norms, biases, MoE routers and AFT position biases stay 16-bit):
+- bf16: 2 bytes per parameter.
+- fp8: 1 byte per quantized weight and one fp32 scale per matrix (per-tensor scaling, as vLLM and
+  TensorRT-LLM load fp8 checkpoints).
+- int8: 1 byte per quantized weight and one 16-bit scale per output row (per-channel, SmoothQuant W8A8).
+- int4: two weights per byte and one 16-bit scale per group of `group_size` weights along the input
+  dimension (GPTQ, AWQ; symmetric, no zero points); group_size None means one scale per output row. The
+  group size is taken to divide every matrix's input width, as GPTQ/AWQ kernels require.
+KV-cache formats: bf16 (2 bytes per element) or fp8 (1 byte; its per-tensor scale is not counted).
+"""
+from __future__ import annotations
+
+from costplan.costs import Cost, Shape
+from costplan.costs.estimate import components
+from costplan.errors import CostplanError
+from costplan.spec import Spec
+
+WEIGHT_FORMATS = ("bf16", "fp8", "int8", "int4")
+KV_FORMATS = ("bf16", "fp8")
+QUANTIZED_COMPONENTS = ("attention", "mlp", "moe")   # whose weight matrices a format quantizes
+SIXTEEN_BIT = 2
+FP8_SCALE_BYTES = 4          # one fp32 scale per tensor
+INT_SCALE_BYTES = 2          # one fp16/bf16 scale per row or group
+KV_ELEMENT_BYTES = {"bf16": 2, "fp8": 1}
+# Any valid per-sequence shape gives the same parameters; one token keeps every sum small.
+_ONE_TOKEN = Shape(seq_len=1, act_bytes=SIXTEEN_BIT)
+
+
+def _check_format(value: str, formats: tuple[str, ...], what: str) -> None:
+    if value not in formats:
+        raise CostplanError(f"{what} {value!r} is not one of {', '.join(formats)}")
+
+
+def _check_tokens(tokens: int, what: str) -> None:
+    if tokens < 1:
+        raise CostplanError(f"{what} must be at least 1 token, got {tokens}")
+
+
+def _whole(parts: dict[str, Cost]) -> Cost:
+    return sum(parts.values(), Cost())
+
+
+def quantized(spec: Spec) -> Cost:
+    """The weight matrices a serving format quantizes, summed: attention, MLP and expert matrices."""
+    parts = components(spec, _ONE_TOKEN)
+    return sum((parts[key] for key in QUANTIZED_COMPONENTS if key in parts), Cost())
+
+
+def weight_bytes(spec: Spec, weights: str = "bf16", group_size: int | None = 128) -> int:
+    """Every parameter's stored bytes in the format, scales included (see the module docstring for which
+    tensors are quantized and how their scales are laid out)."""
+    _check_format(weights, WEIGHT_FORMATS, "weight format")
+    params = _whole(components(spec, _ONE_TOKEN)).params
+    if weights == "bf16":
+        return params * SIXTEEN_BIT
+    q = quantized(spec)
+    rest = (params - q.matrix_params) * SIXTEEN_BIT
+    if weights == "fp8":
+        return rest + q.matrix_params + q.matrices * FP8_SCALE_BYTES
+    if weights == "int8":
+        return rest + q.matrix_params + q.matrix_rows * INT_SCALE_BYTES
+    if group_size is not None and group_size < 1:
+        raise CostplanError(f"group size must be at least 1, got {group_size}")
+    scales = q.matrix_rows if group_size is None else -(-q.matrix_params // group_size)
+    return rest + -(-q.matrix_params // 2) + scales * INT_SCALE_BYTES
+
+
+def kv_cache_bytes(spec: Spec, context: int, kv_format: str = "bf16") -> int:
+    """The cache of one sequence holding `context` tokens: K and V per KV head (GQA, MHA, MQA), MLA's latent
+    and rope key, a rolling buffer of `window` tokens for sliding windows, AFT's running sums."""
+    _check_format(kv_format, KV_FORMATS, "KV-cache format")
+    _check_tokens(context, "the context")
+    shape = Shape(seq_len=context, act_bytes=KV_ELEMENT_BYTES[kv_format])
+    return _whole(components(spec, shape)).kv_cache_seq
+
+
+def kv_cache_bytes_per_token(spec: Spec, kv_format: str = "bf16") -> int:
+    """Cache bytes each cached token adds before any window caps it (0 for attention-free layers)."""
+    _check_format(kv_format, KV_FORMATS, "KV-cache format")
+    return _whole(components(spec, Shape(seq_len=1, act_bytes=KV_ELEMENT_BYTES[kv_format]))).kv_cache
+
+
+def prefill_flops(spec: Spec, prompt_tokens: int) -> int:
+    """Forward matmul FLOPs of one sequence's prompt: every prompt token through every layer, each seeing the
+    whole prompt (convention 3), and the logits of the last token only (what generation needs)."""
+    _check_tokens(prompt_tokens, "the prompt")
+    parts = components(spec, Shape(seq_len=prompt_tokens, act_bytes=SIXTEEN_BIT))
+    head = parts["head"].flops
+    return _whole(parts).flops - head + head // prompt_tokens
+
+
+def prefill_executed_flops(spec: Spec, prompt_tokens: int) -> int:
+    """The prefill's FLOPs as a causal kernel executes them: key tiles above the diagonal are skipped."""
+    _check_tokens(prompt_tokens, "the prompt")
+    parts = components(spec, Shape(seq_len=prompt_tokens, act_bytes=SIXTEEN_BIT))
+    head = parts["head"].hw_fwd
+    return _whole(parts).hw_fwd - head + head // prompt_tokens
+
+
+def decode_flops(spec: Spec, context: int) -> int:
+    """Forward matmul FLOPs of one new token attending to `context` cached tokens and itself, logits included.
+
+    Under convention 3 every token of a sequence of context + 1 tokens sees what its last token sees (all of
+    them, or the window), so that sequence's forward FLOPs per token are exactly the new token's; for the
+    strided and fixed sparse patterns they are the average query's.
+    """
+    if context < 0:
+        raise CostplanError(f"the context must be 0 or more tokens, got {context}")
+    tokens = context + 1
+    return _whole(components(spec, Shape(seq_len=tokens, act_bytes=SIXTEEN_BIT))).flops // tokens

@@ -1,0 +1,115 @@
+"""`costplan serve` output: the rows of one serving estimate and the assumptions listed under them; numbers are
+formatted by report.py's formatters."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from costplan.costs.inference import ServingEstimate
+from costplan.report import (
+    Row, csv_text, flatten, flops_rate, human, percent, seconds, size, table, to_json, usd,
+)
+
+
+def serve_title(est: ServingEstimate) -> str:
+    a = est.assumptions
+    replicas = f"{a.replicas} replica{'s' if a.replicas != 1 else ''} of {a.tensor}"
+    return (f"{est.name}: {a.weights} weights, {a.kv_cache} KV cache, prompt {a.prompt_tokens} + output "
+            f"{a.output_tokens} tokens on {a.gpus} × {a.gpu} ({replicas})")
+
+
+def serve_rows(est: ServingEstimate) -> list[Row]:
+    m, lat, thr, c, a = est.memory, est.latency, est.throughput, est.cost, est.assumptions
+    cache_split = "whole on every GPU" if a.kv_cache_split == 1 and a.tensor > 1 else (
+        f"split over {a.kv_cache_split} GPUs" if a.kv_cache_split > 1 else "")
+    rows = [
+        Row("memory", "weights", m.weights_per_gpu, "bytes", m.weights_per_gpu / m.gpu_memory,
+            note=f"{size(m.weights)} in all over {a.tensor} GPUs" if a.tensor > 1 else ""),
+        Row("memory", "KV cache per token", m.kv_cache_per_token, "bytes", note="whole model"),
+        Row("memory", f"KV cache per sequence ({a.prompt_tokens + a.output_tokens} tokens)",
+            m.kv_cache_per_sequence, "bytes", note=cache_split),
+        Row("memory", f"KV cache, batch {thr.batch}", thr.batch * m.kv_cache_per_sequence_per_gpu, "bytes",
+            thr.batch * m.kv_cache_per_sequence_per_gpu / m.gpu_memory, note="per GPU"),
+        Row("memory", "reserve", m.reserve, "bytes", m.reserve / m.gpu_memory,
+            note="activations, CUDA graphs, allocator"),
+        Row("memory", "total per GPU", m.total_per_gpu, "bytes", m.total_per_gpu / m.gpu_memory,
+            note=f"of {size(m.gpu_memory)}"),
+        Row("memory", "max batch", m.max_batch, "count", note="sequences that fit"),
+        Row("latency", "time to first token", lat.ttft_seconds, "seconds", note=f"{lat.prefill_bound}-bound prefill"),
+        Row("latency", "time per output token", lat.tpot_seconds, "seconds",
+            note=f"{lat.decode_bound}-bound decode at batch {thr.batch}, context {a.decode_context}"),
+        Row("throughput", "batch", thr.batch, "count", note=a.batch_rule),
+        Row("throughput", "output tokens/s per GPU", thr.tokens_per_second_per_gpu, "number"),
+        Row("throughput", "requests/s", thr.requests_per_second, "number",
+            note=f"on {a.gpus} GPUs (hardware.count, --gpus)"),
+        Row("cost", "per million input tokens", c.usd_per_million_input_tokens, "usd", note="prefill GPU-time"),
+        Row("cost", "per million output tokens", c.usd_per_million_output_tokens, "usd", note="decode GPU-time"),
+    ]
+    if c.gpus_for_rate is not None:
+        rows.append(Row("cost", "GPUs for the target rate", c.gpus_for_rate, "count",
+                        note=f"whole replicas of {a.tensor}"))
+    return rows
+
+
+def assumption_lines(est: ServingEstimate) -> list[str]:
+    """What the numbers rest on, one line each, for people (the JSON has the same as typed fields)."""
+    a = est.assumptions
+    e = a.efficiencies
+    lines = [
+        f"{a.gpu_name}: {flops_rate(a.peak_flops_per_gpu)} dense {a.compute_precision}, "
+        f"{human(a.memory_bandwidth_bytes_per_s / 1e9, 'number')} GB/s HBM"
+        + (f", {human(a.link_bytes_per_s / 1e9, 'number')} GB/s per direction between the {a.tensor} GPUs"
+           if a.link_bytes_per_s else ""),
+        f"kernel efficiencies ({a.efficiency_device} in data/kernels.yaml): HBM {percent(e['memory'].value)}, "
+        f"GEMM {percent(e['matmul'].value)}, attention {percent(e['attention'].value)}"
+        + (f", all-reduce bus {percent(e['allreduce_bus'].value)} + "
+           f"{seconds(e['allreduce_latency_us'].value * 1e-6)} each" if a.tensor > 1 else ""),
+        f"quantized: {a.quantized}",
+        f"memory: {percent(a.reserve_fraction)} of each GPU reserved; the cache of each sequence held at "
+        f"prompt + output tokens",
+        f"decode step timed at context {a.decode_context} (prompt + output/2); TTFT is one prompt's prefill "
+        "alone; a request costs its prefill plus output × step / batch of its replica's time",
+    ]
+    if a.moe_experts_read_per_step is not None:
+        lines.append(f"MoE: {human(a.moe_experts_read_per_step, 'number')} routed experts per layer read per "
+                     "decode step (uniform routing)")
+    lines += [f"price: {usd(est.cost.usd_per_gpu_hour)} per GPU-hour: {a.price_source}",
+              f"not modelled: {a.not_modelled}"]
+    return lines
+
+
+def problem(est: ServingEstimate) -> str | None:
+    """Why the estimate cannot be served as asked, for an Error line; None when it can."""
+    m, a, thr = est.memory, est.assumptions, est.throughput
+    if m.max_batch < 1:
+        return (f"{est.name}: {size(m.weights_per_gpu)} of weights per GPU, {size(m.reserve)} reserve and one "
+                f"{size(m.kv_cache_per_sequence_per_gpu)} sequence do not fit in {a.gpu}'s {size(m.gpu_memory)} "
+                f"with {a.tensor} GPU{'s' if a.tensor > 1 else ''} per replica; use more --gpus, a larger --gpu or "
+                f"smaller --weights")
+    if not est.fits:
+        return (f"{est.name}: --batch {thr.batch} needs {size(m.total_per_gpu)} per GPU; at most {m.max_batch} "
+                f"sequences fit in {size(m.gpu_memory)}")
+    if not est.meets_targets:
+        targets = a.latency_targets
+        reached = []
+        if "tpot_ms" in targets:
+            reached.append(f"time per output token {seconds(est.latency.tpot_seconds)} (target "
+                           f"{seconds(targets['tpot_ms'] / 1000)})")
+        if "ttft_ms" in targets:
+            reached.append(f"time to first token {seconds(est.latency.ttft_seconds)} (target "
+                           f"{seconds(targets['ttft_ms'] / 1000)})")
+        return f"{est.name}: the latency targets are not met at batch {thr.batch}: {', '.join(reached)}"
+    return None
+
+
+def render_serving(estimates: Sequence[ServingEstimate], fmt: str) -> str:
+    if fmt == "json":
+        return to_json([e.model_dump() for e in estimates])
+    if fmt == "csv":
+        return csv_text([flatten(e.model_dump(exclude={"assumptions": {"efficiencies"}})) for e in estimates])
+    bullet = "- " if fmt == "markdown" else "  "
+    blocks = []
+    for est in estimates:
+        notes = "\n".join(bullet + line for line in assumption_lines(est))
+        blocks.append(f"{table(serve_rows(est), fmt, serve_title(est))}\n\nAssumptions:\n{notes}")
+    return "\n\n".join(blocks)
+

@@ -1,0 +1,128 @@
+"""Serving: weight bytes per format, KV cache per sequence, prefill and decode FLOPs, derived by hand."""
+from __future__ import annotations
+
+import pytest
+
+import costplan
+from conftest import make_spec
+from costplan.costs import serving
+from costplan.errors import CostplanError
+
+KIB = 1024
+
+# Llama 2 7B: 32 layers of d = 4096, SwiGLU d_ff = 11008, vocab 32000, untied head (Touvron et al. 2023;
+# 6,738,415,616 parameters in the released checkpoint).
+L7, D7, F7, V7 = 32, 4096, 11008, 32000
+LLAMA2_7B_PARAMS = 6_738_415_616
+LAYER_MATRICES = 4 * D7 * D7 + 3 * D7 * F7          # q, k, v, o and gate, up, down
+QUANTIZED_7B = L7 * LAYER_MATRICES                   # 6,476,005,376
+KEPT_7B = LLAMA2_7B_PARAMS - QUANTIZED_7B            # embedding + head + 65 RMSNorm weights
+ROWS_7B = L7 * (4 * D7 + 2 * F7 + D7)                # output rows: q, k, v, o (d each), gate, up (d_ff), down (d)
+
+
+@pytest.fixture(scope="module")
+def llama2_7b():
+    return costplan.load_spec("llama2-7b")
+
+
+def test_what_stays_16_bit_is_embedding_head_and_norms(llama2_7b):
+    assert QUANTIZED_7B == 6_476_005_376
+    assert KEPT_7B == 2 * V7 * D7 + (2 * L7 + 1) * D7
+    assert serving.quantized(llama2_7b).matrix_params == QUANTIZED_7B
+
+
+def test_bf16_weights_are_two_bytes_per_parameter(llama2_7b):
+    assert serving.weight_bytes(llama2_7b) == 2 * 6_738_415_616
+
+
+def test_int4_is_half_a_byte_plus_a_16_bit_scale_per_group(llama2_7b):
+    # 0.5 byte + 2/128 byte per quantized weight at group 128.
+    expected = QUANTIZED_7B // 2 + QUANTIZED_7B // 128 * 2 + KEPT_7B * 2
+    assert serving.weight_bytes(llama2_7b, "int4", 128) == expected
+    assert serving.weight_bytes(llama2_7b, "int4", 64) == expected + QUANTIZED_7B // 128 * 2
+
+
+def test_int4_without_groups_has_one_scale_per_output_row(llama2_7b):
+    assert serving.weight_bytes(llama2_7b, "int4", None) == QUANTIZED_7B // 2 + ROWS_7B * 2 + KEPT_7B * 2
+
+
+def test_int8_has_one_scale_per_output_row(llama2_7b):
+    assert serving.weight_bytes(llama2_7b, "int8") == QUANTIZED_7B + ROWS_7B * 2 + KEPT_7B * 2
+
+
+def test_fp8_has_one_fp32_scale_per_matrix(llama2_7b):
+    assert serving.weight_bytes(llama2_7b, "fp8") == QUANTIZED_7B + L7 * 7 * 4 + KEPT_7B * 2
+
+
+def test_moe_router_stays_16_bit():
+    spec = make_spec({"moe": {"n_experts": 4, "top_k": 2}, "bias": False})
+    d, f, layers = 64, 256, 2                          # d_ff defaults to 4·d_model; GELU experts: up and down
+    experts = layers * 4 * 2 * d * f
+    attention = layers * 4 * d * d
+    q = serving.quantized(spec)
+    assert (q.matrix_params, q.matrices) == (experts + attention, layers * (4 + 4 * 2))
+    assert q.matrix_rows == layers * (4 * d + 4 * (f + d))
+    # every other parameter (the router d × 4 among them) keeps 2 bytes
+    params = costplan.estimate(spec).params.total
+    assert serving.weight_bytes(spec, "int8") == 2 * (params - q.matrix_params) + q.matrix_params + 2 * q.matrix_rows
+
+
+@pytest.mark.parametrize("preset, kib", [("llama2-7b", 512), ("llama3-8b", 128), ("llama2-70b", 320)])
+def test_kv_cache_per_token(preset, kib):
+    spec = costplan.load_spec(preset)
+    assert serving.kv_cache_bytes_per_token(spec) == kib * KIB
+    assert serving.kv_cache_bytes(spec, 1000) == 1000 * kib * KIB
+    assert serving.kv_cache_bytes(spec, 1000, "fp8") == 1000 * kib * KIB // 2
+
+
+def test_mla_caches_576_elements_per_layer_per_token():
+    spec = costplan.load_spec("deepseek-v3")
+    assert serving.kv_cache_bytes(spec, 10) == 10 * 61 * (512 + 64) * 2
+
+
+def test_mistral_window_caps_the_cache_at_4096_tokens():
+    spec = costplan.load_spec("mistral-7b")
+    per_token = 32 * 2 * 8 * 128 * 2
+    assert serving.kv_cache_bytes(spec, 1000) == 1000 * per_token
+    assert serving.kv_cache_bytes(spec, 8192) == 4096 * per_token == serving.kv_cache_bytes(spec, 4096)
+
+
+def test_aft_simple_keeps_a_constant_state():
+    spec = make_spec({"attention": "aft_simple"})
+    # two running sums of width n_heads·head_dim = 64 per layer, 2 layers, bf16
+    assert serving.kv_cache_bytes(spec, 5) == serving.kv_cache_bytes(spec, 100) == 2 * 2 * 64 * 2
+
+
+def test_prefill_flops_by_hand(llama2_7b):
+    p = 100
+    # every prompt token through every matrix, attention over the whole prompt (4·d·p per token and layer:
+    # QKᵀ and AV), and the logits of the last token
+    expected = 2 * p * QUANTIZED_7B + L7 * 4 * D7 * p * p + 2 * D7 * V7
+    assert serving.prefill_flops(llama2_7b, p) == expected
+    # a causal kernel skips the tiles above the diagonal: fewer executed FLOPs than the convention counts
+    assert serving.prefill_executed_flops(llama2_7b, 1024) < serving.prefill_flops(llama2_7b, 1024)
+
+
+def test_decode_flops_by_hand(llama2_7b):
+    context = 999
+    expected = 2 * QUANTIZED_7B + 2 * D7 * V7 + L7 * 4 * D7 * (context + 1)
+    assert serving.decode_flops(llama2_7b, context) == expected
+
+
+def test_decode_flops_of_a_window_stop_growing():
+    spec = costplan.load_spec("mistral-7b")
+    assert serving.decode_flops(spec, 4095) == serving.decode_flops(spec, 8000)
+    assert serving.decode_flops(spec, 100) < serving.decode_flops(spec, 4095)
+
+
+@pytest.mark.parametrize("call", [
+    lambda s: serving.weight_bytes(s, "int3"),
+    lambda s: serving.kv_cache_bytes(s, 10, "int8"),
+    lambda s: serving.kv_cache_bytes(s, 0),
+    lambda s: serving.prefill_flops(s, 0),
+    lambda s: serving.decode_flops(s, -1),
+    lambda s: serving.weight_bytes(s, "int4", 0),
+])
+def test_bad_arguments_are_user_errors(call):
+    with pytest.raises(CostplanError):
+        call(make_spec())

@@ -142,21 +142,32 @@ def estimate(specs, fmt, lengths, law, overrides, gpu, gpus, tokens, mfu) -> Non
 @click.argument("specs", nargs=-1, required=True, metavar="SPEC_OR_PRESET...")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
 @click.option("--baseline", metavar="NAME", help="The spec the ratios are taken against (default: the first).")
+@click.option("--serving", is_flag=True, help="Add the serving metrics (costplan serve) at each spec's "
+                                              "serving settings.")
 @spec_options
-def compare(specs, fmt, baseline, overrides, gpu, gpus, tokens, mfu) -> None:
+def compare(specs, fmt, baseline, serving, overrides, gpu, gpus, tokens, mfu) -> None:
     """Specs side by side: one column per spec, with each value's ratio to the baseline."""
     from costplan import report
     from costplan.costs.estimate import estimate as run_estimate
     from costplan.errors import did_you_mean
 
-    results = [run_estimate(s) for s in load_all(specs, collect_overrides(overrides, gpu, gpus, tokens, mfu))]
+    loaded = load_all(specs, collect_overrides(overrides, gpu, gpus, tokens, mfu))
+    results = [run_estimate(s) for s in loaded]
     names = [r.name for r in results]
     if baseline is not None and baseline not in names:
         raise CostplanError(f"--baseline {baseline}: no spec of that name{did_you_mean(baseline, names)}; "
                             f"the specs are {', '.join(names)}")
     for result in results:
         echo_warnings(report.warnings(result))
-    if fmt == "json":
+    if serving:
+        from costplan import report_serve
+        from costplan.costs.inference import serve as run_serve
+
+        served = [run_serve(s) for s in loaded]
+        click.echo(report.to_json([{**r.model_dump(), "serving": s.model_dump()} for r, s in zip(results, served)])
+                   if fmt == "json" else
+                   report_serve.compare_table(results, served, names.index(baseline) if baseline else 0, fmt))
+    elif fmt == "json":
         click.echo(report.render_estimates(results, fmt))
     else:
         click.echo(report.compare_table(results, names.index(baseline) if baseline else 0, fmt))
@@ -239,9 +250,11 @@ def plan(spec, budget, unit, deadline, gpu_names, gpus, seq_len, vocab, write_pa
 @click.option("--sort-by", "sort_by", metavar="COLUMN", help="Order by a result column or a varied key.")
 @click.option("--limit", metavar="N", help="Evaluate only the first N points (needed above 100,000).")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
+@click.option("--serving", is_flag=True, help="Add serving columns (costplan serve) at the spec's serving "
+                                              "settings.")
 @law_option
 @spec_options
-def sweep(spec, varies, sort_by, limit, fmt, law, overrides, gpu, gpus, tokens, mfu) -> None:
+def sweep(spec, varies, sort_by, limit, fmt, serving, law, overrides, gpu, gpus, tokens, mfu) -> None:
     """Estimate every combination of --vary values of one spec: one row per point."""
     from costplan import report, scaling
     from costplan import sweep as sweeps
@@ -257,7 +270,7 @@ def sweep(spec, varies, sort_by, limit, fmt, law, overrides, gpu, gpus, tokens, 
     checks = [lambda: parse_count("--limit", limit) if limit is not None else None,
               lambda: scaling.resolve(law), lambda: read_source(spec)]
     if not problems:
-        checks += [lambda: sweeps.check_size(axes, limit), lambda: sweeps.sort_key(sort_by, axes)]
+        checks += [lambda: sweeps.check_size(axes, limit), lambda: sweeps.sort_key(sort_by, axes, serving)]
     results = []
     for check in checks:
         try:
@@ -269,10 +282,15 @@ def sweep(spec, varies, sort_by, limit, fmt, law, overrides, gpu, gpus, tokens, 
         raise CostplanError("\n".join(problems))
     count, constants, raw = results[:3]
     order = results[4]
-    points = sweeps.run(raw, axes, collect_overrides(overrides, gpu, gpus, tokens, mfu), constants, count)
+    points = sweeps.run(raw, axes, collect_overrides(overrides, gpu, gpus, tokens, mfu), constants, count, serving)
     if order is not None:
         points = sorted(points, key=order)
-    click.echo(report.sweep_output(points, [axis.key for axis in axes], fmt))
+    if serving:
+        from costplan import report_serve
+
+        click.echo(report_serve.sweep_output(points, [axis.key for axis in axes], fmt))
+    else:
+        click.echo(report.sweep_output(points, [axis.key for axis in axes], fmt))
 
 
 @cli.command()

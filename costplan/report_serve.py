@@ -3,11 +3,17 @@ formatted by report.py's formatters."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from costplan.costs.inference import ServingEstimate
+from costplan.costs.result import Estimate
 from costplan.report import (
-    Row, csv_text, flatten, flops_rate, human, percent, seconds, size, table, to_json, usd,
+    COMPARED, SWEEP_UNITS, Row, csv_text, flatten, flops_rate, grid, human, percent, ratio, seconds, size, table,
+    to_json, usd,
 )
+
+if TYPE_CHECKING:
+    from costplan.sweep import Point
 
 
 def serve_title(est: ServingEstimate) -> str:
@@ -40,7 +46,7 @@ def serve_rows(est: ServingEstimate) -> list[Row]:
         Row("throughput", "batch", thr.batch, "count", note=a.batch_rule),
         Row("throughput", "output tokens/s per GPU", thr.tokens_per_second_per_gpu, "number"),
         Row("throughput", "requests/s", thr.requests_per_second, "number",
-            note=f"on {a.gpus} GPUs (hardware.count, --gpus)"),
+            note=f"on {a.gpus} GPU{'s' if a.gpus > 1 else ''} (hardware.count, --gpus)"),
         Row("cost", "per million input tokens", c.usd_per_million_input_tokens, "usd", note="prefill GPU-time"),
         Row("cost", "per million output tokens", c.usd_per_million_output_tokens, "usd", note="decode GPU-time"),
     ]
@@ -113,3 +119,58 @@ def render_serving(estimates: Sequence[ServingEstimate], fmt: str) -> str:
         blocks.append(f"{table(serve_rows(est), fmt, serve_title(est))}\n\nAssumptions:\n{notes}")
     return "\n\n".join(blocks)
 
+
+
+# ---------------------------------------------------------------------------------------------- compare / sweep
+# `compare --serving` and `sweep --serving`: report.py's tables with the serving metrics added. (Their rows
+# and units are report.py's; only the added ones are here.)
+SERVING_COMPARED = [
+    ("KV cache per sequence (serving)", "bytes", lambda s: s.memory.kv_cache_per_sequence),
+    ("max batch (serving)", "count", lambda s: s.memory.max_batch),
+    ("time to first token", "seconds", lambda s: s.latency.ttft_seconds),
+    ("time per output token", "seconds", lambda s: s.latency.tpot_seconds),
+    ("output tokens/s per GPU", "number", lambda s: s.throughput.tokens_per_second_per_gpu),
+    ("$ per million input tokens", "usd", lambda s: s.cost.usd_per_million_input_tokens),
+    ("$ per million output tokens", "usd", lambda s: s.cost.usd_per_million_output_tokens),
+]
+SERVING_UNITS = {"kv_cache_per_sequence": "bytes", "max_batch": "count", "ttft_seconds": "seconds",
+                 "tpot_seconds": "seconds", "tokens_per_second_per_gpu": "number",
+                 "usd_per_million_input_tokens": "usd", "usd_per_million_output_tokens": "usd"}
+
+
+def compare_table(estimates: Sequence[Estimate], servings: Sequence[ServingEstimate], baseline: int,
+                  fmt: str) -> str:
+    """report.compare_table's rows and then the serving metrics, one table: specs as columns, each value with
+    its ratio to the baseline column."""
+    pairs = list(zip(estimates, servings))
+    metrics = [(label, unit, lambda p, get=get: get(p[0])) for label, unit, get in COMPARED]
+    metrics += [(label, unit, lambda p, get=get: get(p[1])) for label, unit, get in SERVING_COMPARED]
+    names = [e.name for e in estimates]
+    if fmt == "csv":
+        return csv_text([{"metric": label, **{n: get(p) for n, p in zip(names, pairs)}}
+                         for label, _, get in metrics])
+    body = []
+    for label, unit, get in metrics:
+        base = get(pairs[baseline])
+        cells = []
+        for index, pair in enumerate(pairs):
+            value, cell = get(pair), human(get(pair), unit)
+            if index != baseline:
+                cell += f" ({ratio(value / base)})" if base and value is not None else " (—)"
+            cells.append(cell)
+        body.append([label, *cells])
+    headers = ["", *(f"{n} (baseline)" if i == baseline else n for i, n in enumerate(names))]
+    return grid(headers, body, fmt, align_right=True)
+
+
+def sweep_output(points: Sequence[Point], keys: Sequence[str], fmt: str) -> str:
+    """report.sweep_output with the serving columns."""
+    units = {**SWEEP_UNITS, **SERVING_UNITS}
+    records = [{**p.varied, **p.values} for p in points]
+    if fmt == "json":
+        return to_json(records)
+    if fmt == "csv":
+        return csv_text(records) if records else ",".join([*keys, *units])
+    body = [[str(p.varied[k]) for k in keys] + [human(v, units[name]) for name, v in p.values.items()]
+            for p in points]
+    return grid([*keys, *units], body, fmt)

@@ -15,6 +15,7 @@ from typing import Any
 
 from costplan import scaling, yamlio
 from costplan.costs.estimate import estimate
+from costplan.costs.inference import ServingEstimate, serve
 from costplan.costs.result import Estimate
 from costplan.errors import CostplanError, SpecError
 from costplan.spec import RawSpec, field_path
@@ -32,6 +33,19 @@ COLUMNS: dict[str, Callable[[Estimate], Any]] = {
     "wall_clock_days": lambda e: e.time.wall_clock_days,
     "cost_usd": lambda e: e.time.cost_usd,
     "loss": lambda e: e.scaling.loss,
+}
+
+
+# With --serving, the serving estimate of every point at its `serving` settings (costs/inference.py) adds these;
+# a point whose model does not fit has no times or prices (None).
+SERVING_COLUMNS: dict[str, Callable[[ServingEstimate], Any]] = {
+    "kv_cache_per_sequence": lambda s: s.memory.kv_cache_per_sequence,
+    "max_batch": lambda s: s.memory.max_batch,
+    "ttft_seconds": lambda s: s.latency.ttft_seconds,
+    "tpot_seconds": lambda s: s.latency.tpot_seconds,
+    "tokens_per_second_per_gpu": lambda s: s.throughput.tokens_per_second_per_gpu,
+    "usd_per_million_input_tokens": lambda s: s.cost.usd_per_million_input_tokens,
+    "usd_per_million_output_tokens": lambda s: s.cost.usd_per_million_output_tokens,
 }
 
 
@@ -81,9 +95,10 @@ class Point:
 
 
 def run(raw: RawSpec, axes: Sequence[Axis], overrides: Iterable[str] = (), law: scaling.ScalingLaw | None = None,
-        limit: int | None = None) -> list[Point]:
-    """Every point (or the first `limit`), validated and estimated; all invalid points are reported together
-    as one CostplanError, each problem once with the first point that shows it."""
+        limit: int | None = None, serving: bool = False) -> list[Point]:
+    """Every point (or the first `limit`), validated and estimated (and its serving estimated, with
+    `serving`); all invalid points are reported together as one CostplanError, each problem once with the
+    first point that shows it."""
     check_size(axes, limit)
     law = law or scaling.resolve(None)
     overrides = list(overrides)
@@ -98,27 +113,34 @@ def run(raw: RawSpec, axes: Sequence[Axis], overrides: Iterable[str] = (), law: 
                 problems.setdefault(problem, f"{raw.label} [{', '.join(sets)}]: {problem}")
             continue
         result = estimate(spec, law)
-        points.append(Point({axis.key: axis.values[i] for axis, i in zip(axes, combo)}, combo,
-                            {name: get(result) for name, get in COLUMNS.items()}))
+        values = {name: get(result) for name, get in COLUMNS.items()}
+        if serving:
+            served = serve(spec)
+            values.update({name: get(served) for name, get in SERVING_COLUMNS.items()})
+        points.append(Point({axis.key: axis.values[i] for axis, i in zip(axes, combo)}, combo, values))
     if problems:
         raise CostplanError("\n".join(problems.values()))
     return points
 
 
-def sort_key(key: str | None, axes: Sequence[Axis]) -> Callable[[Point], Any] | None:
+def sort_key(key: str | None, axes: Sequence[Axis], serving: bool = False) -> Callable[[Point], Any] | None:
     """How to order points by a result column or a varied key (numbers by value, other values in the order
     given), checked before any point is evaluated."""
     if key is None:
         return None
     if key in COLUMNS:
         return lambda point: point.values[key]
+    served = list(SERVING_COLUMNS) if serving else []
+    if key in served:
+        # None where the model does not fit: those points go last
+        return lambda point: (point.values[key] is None, point.values[key] or 0)
     try:
         path = ".".join(field_path(key))
     except CostplanError:
         path = key
     keys = [axis.key for axis in axes]
     if path not in keys:
-        raise CostplanError(f"--sort-by: {key!r} is not a column; one of {', '.join([*COLUMNS, *keys])}")
+        raise CostplanError(f"--sort-by: {key!r} is not a column; one of {', '.join([*COLUMNS, *served, *keys])}")
     index = keys.index(path)
 
     def by_value(point: Point) -> tuple:

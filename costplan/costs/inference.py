@@ -20,7 +20,7 @@ prefill plus output × step / batch of the replica's time, which splits the GPU-
 
 Memory per GPU: the weights / t, `reserve` of the device's memory for activations, CUDA graphs and the
 allocator (vLLM's default keeps 10%), and batch × the cache of one sequence at prompt + output tokens,
-divided over the GPUs that split it (KV heads for GQA, none for MLA's shared latent, all for AFT states).
+divided over the GPUs that split it (the KV heads of GQA and AFT's states; MLA's shared latent is whole on each).
 """
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ from costplan.costs import Shape
 from costplan.costs import serving as sizes
 from costplan.costs.estimate import components
 from costplan.hardware import GPU
-from costplan.spec import AFT_TYPES, Spec, split_rules
+from costplan.spec import Spec, split_rules
 
 ALLREDUCES_PER_LAYER = 2      # after attention and after the MLP (Megatron-LM §3)
 ACTIVATION_BYTES = 2          # 16-bit activations on the wire
@@ -144,14 +144,9 @@ def expected_experts(n_experts: int, top_k: int, tokens: int) -> float:
 
 def kv_split(spec: Spec, tensor: int) -> int:
     """GPUs of a replica that the cache of one sequence is divided over: tensor parallelism splits the KV heads
-    (copies them when there are fewer heads than GPUs), splits AFT's per-channel state, and copies MLA's latent,
-    which every head reads."""
-    kind = spec.model.attention.type
-    if kind == "mla":
-        return 1
-    if kind in AFT_TYPES:
-        return tensor
-    return min(tensor, spec.model.n_kv_heads)
+    (spec validation makes the degree divide them) and AFT's per-channel state, but every GPU keeps MLA's whole
+    latent, which all of its heads read."""
+    return 1 if spec.model.attention.type == "mla" else tensor
 
 
 def compute_precision(gpu: GPU, weights: str) -> str:
@@ -236,7 +231,7 @@ def _memory(spec: Spec, tensor: int, weights: int) -> ServingMemory:
         max_batch = 0 if free < 0 else 1 << 20   # stateless: only the latency targets bound the batch
     else:
         max_batch = max(0, free // per_seq_gpu)
-    batch = s.batch or max(1, min(max_batch, 1 << 20))
+    batch = s.batch or max(1, max_batch)     # serve() puts the batch it chose in total_per_gpu
     return ServingMemory(
         weights=weights, weights_per_gpu=weights_gpu,
         kv_cache_per_token=sizes.kv_cache_bytes_per_token(spec, s.kv_cache), kv_cache_per_sequence=per_seq,
@@ -259,13 +254,16 @@ def serve(spec: Spec) -> ServingEstimate:
 
     ttft, prefill_bound = _prefill(spec, replica, p)
 
+    matmul, core = _decode_matmul(spec), _decode_attention(spec, context)
+    cache = sizes.kv_cache_bytes(spec, context, s.kv_cache) * tensor / kv_split(spec, tensor)
+
     def step(batch: int) -> tuple[float, str]:
-        read = replica.weights_read(batch) + batch * sizes.kv_cache_bytes(spec, context, s.kv_cache) * tensor \
-            / kv_split(spec, tensor)
-        return replica.phase(batch * _decode_matmul(spec, context), batch * _decode_attention(spec, context),
-                             read, batch)
+        """One decode step of `batch` sequences: every token's FLOPs, the weights once, every cache."""
+        return replica.phase(batch * matmul, batch * core, replica.weights_read(batch) + batch * cache, batch)
 
     batch, rule = _batch(s, memory.max_batch, lambda b: step(b)[0])
+    memory = memory.model_copy(update={"total_per_gpu": memory.weights_per_gpu + batch *
+                                       memory.kv_cache_per_sequence_per_gpu + memory.reserve})
     tpot, decode_bound = step(batch)
     meets = (s.tpot_ms is None or tpot <= s.tpot_ms / 1000) and (s.ttft_ms is None or ttft <= s.ttft_ms / 1000)
     replicas = hw.count // tensor
@@ -314,31 +312,30 @@ def serve(spec: Spec) -> ServingEstimate:
 
 
 def _prefill(spec: Spec, replica: Replica, prompt: int) -> tuple[float, str]:
-    """One prompt alone: matmuls and the attention core as a causal kernel executes them, weights read once."""
-    executed = sizes.prefill_executed_flops(spec, prompt)
-    matmul = _prefill_matmul(spec, prompt)
-    return replica.phase(matmul, executed - matmul, replica.weights_read(prompt), prompt)
+    """One prompt alone: its weight matmuls, the attention core as a causal kernel executes it (the executed
+    FLOPs less the matmuls', executed, around it), and the weights read once."""
+    flops, head, executed, executed_head = _per_token(spec)
+    matmul = prompt * (flops - head) + head
+    core = sizes.prefill_executed_flops(spec, prompt) - (prompt * (executed - executed_head) + executed_head)
+    return replica.phase(matmul, max(0, core), replica.weights_read(prompt), prompt)
 
 
-def _per_token(spec: Spec) -> tuple[int, int]:
-    """Executed FLOPs of one token with a one-key attention core, and of its logits (the LM head)."""
+def _per_token(spec: Spec) -> tuple[int, int, int, int]:
+    """FLOPs of one token through the model with a one-key attention core, and of its logits: as counted
+    (top_k experts per token: serving engines drop no tokens) and as a kernel executes them. The core's one
+    pair is counted with the matmuls: negligible."""
     parts = components(spec, Shape(1, sizes.SIXTEEN_BIT))
-    return sum(c.hw_fwd for c in parts.values()), parts["head"].hw_fwd
+    return (sum(c.flops for c in parts.values()), parts["head"].flops, sum(c.hw_fwd for c in parts.values()),
+            parts["head"].hw_fwd)
 
 
-def _prefill_matmul(spec: Spec, prompt: int) -> int:
-    """The prefill's weight matmuls: every token through every layer, logits for the last token only (the
-    attention core's one pair per token at seq_len 1 is counted here too: negligible)."""
-    one, head = _per_token(spec)
-    return prompt * (one - head) + head
-
-
-def _decode_matmul(spec: Spec, context: int) -> int:
+def _decode_matmul(spec: Spec) -> int:
     return _per_token(spec)[0]
 
 
 def _decode_attention(spec: Spec, context: int) -> int:
-    return max(0, sizes.decode_flops(spec, context) - _per_token(spec)[0])
+    """The decode core: one query over its visible keys, beyond the one pair counted with the matmuls."""
+    return sizes.decode_flops(spec, context) - _per_token(spec)[0]
 
 
 def _batch(s, max_batch: int, tpot) -> tuple[int, str]:

@@ -1,0 +1,125 @@
+"""`costplan serve`: the JSON contract, the flags, and every error as one line per problem with exit status 2."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+CONTRACT = {
+    "memory": {"weights", "kv_cache_per_token", "kv_cache_per_sequence", "total_per_gpu", "max_batch"},
+    "latency": {"ttft_seconds", "tpot_seconds"},
+    "throughput": {"tokens_per_second_per_gpu", "requests_per_second"},
+    "cost": {"usd_per_million_input_tokens", "usd_per_million_output_tokens"},
+}
+
+
+def test_json_is_an_array_with_the_contract_keys(run):
+    result = run("serve", "llama3-8b", "mistral-7b", "--gpus", "1", "--gpu", "h100-sxm", "--format", "json")
+    assert result.exit_code == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert [d["name"] for d in data] == ["llama3-8b", "mistral-7b"]
+    for obj in data:
+        for section, keys in CONTRACT.items():
+            assert keys <= obj[section].keys()
+        assert obj["memory"]["kv_cache_per_token"] == 131072            # 32 layers × 2 × 8 heads × 128 × 2 bytes
+        assert isinstance(obj["memory"]["weights"], int)
+        assert obj["assumptions"]["efficiencies"]["memory"]["source"]
+
+
+def test_flags_reach_the_estimate(run):
+    result = run("serve", "llama3-8b", "--gpus", "2", "--tensor", "2", "--batch", "16", "--prompt-tokens", "2000",
+                 "--output-tokens", "100", "--weights", "int4", "--group-size", "64", "--kv-cache", "fp8",
+                 "--rate", "50/s", "--format", "json")
+    assert result.exit_code == 0, result.stderr
+    (obj,) = json.loads(result.stdout)
+    a = obj["assumptions"]
+    assert (a["tensor"], a["gpus"], a["prompt_tokens"], a["output_tokens"]) == (2, 2, 2000, 100)
+    assert (a["weights"], a["group_size"], a["kv_cache"]) == ("int4", 64, "fp8")
+    assert obj["throughput"]["batch"] == 16
+    assert obj["memory"]["kv_cache_per_sequence"] == 2100 * 131072 // 2
+    assert obj["cost"]["gpus_for_rate"] % 2 == 0
+
+
+def test_table_lists_the_assumptions(run):
+    result = run("serve", "llama3-8b", "--gpus", "1")
+    assert result.exit_code == 0
+    assert "time per output token" in result.stdout and "Assumptions:" in result.stdout
+    assert "kernel efficiencies (h100-sxm in data/kernels.yaml)" in result.stdout
+
+
+@pytest.mark.parametrize("fmt", ["csv", "markdown"])
+def test_other_formats(run, fmt):
+    result = run("serve", "llama3-8b", "--gpus", "1", "--format", fmt)
+    assert result.exit_code == 0 and result.stdout.strip()
+
+
+def error_lines(result) -> list[str]:
+    assert result.exit_code == 2 and not result.stdout
+    lines = result.stderr.strip().splitlines()
+    assert all(line.startswith("Error: ") for line in lines)
+    return lines
+
+
+def test_a_model_that_does_not_fit_at_batch_1(run):
+    (line,) = error_lines(run("serve", "deepseek-v3", "--gpus", "8", "--weights", "fp8"))
+    assert "do not fit in h100-sxm's 80 GiB with 8 GPUs per replica" in line
+
+
+def test_a_batch_larger_than_fits(run):
+    (line,) = error_lines(run("serve", "llama3-8b", "--gpus", "1", "--batch", "100000"))
+    assert "--batch 100000 needs" in line and "at most 365 sequences fit" in line
+
+
+def test_tensor_that_does_not_divide_the_heads(run):
+    lines = error_lines(run("serve", "llama3-8b", "--gpus", "3", "--tensor", "3"))
+    assert "Error: llama3-8b: serving.tensor: 3 does not divide model.n_heads (32)" in lines
+
+
+def test_a_context_longer_than_the_model(run):
+    (line,) = error_lines(run("serve", "llama3-8b", "--prompt-tokens", "9000"))
+    assert "9256 is longer than model.max_seq_len (8192)" in line
+
+
+def test_an_unreachable_latency_target(run):
+    (line,) = error_lines(run("serve", "llama3-8b", "--gpus", "1", "--tpot-ms", "1"))
+    assert "latency targets are not met at batch 1" in line
+
+
+@pytest.mark.parametrize("args, field", [
+    (("--batch", "0"), "serving.batch"),
+    (("--rate", "fast"), "serving.rate"),
+    (("--group-size", "-1"), "serving.group_size"),
+])
+def test_bad_flag_values_name_their_field(run, args, field):
+    (line,) = error_lines(run("serve", "llama3-8b", *args))
+    assert field in line
+
+
+def test_compare_with_serving_is_one_table_with_the_serving_rows(run):
+    # MLA against GQA at a 32k-token prompt: MLA's 576-element latent per layer holds far more sequences
+    args = ("compare", "deepseek-v3", "llama3-70b", "--serving", "--gpus", "8", "--gpu", "h200",
+            "--set", "serving.prompt_tokens=32768", "--set", "model.max_seq_len=40960", "--set", "serving.weights=fp8")
+    result = run(*args)
+    assert result.exit_code == 0
+    lines = result.stdout.splitlines()
+    assert any(line.startswith("parameters, total") for line in lines)
+    per_sequence = next(line for line in lines if line.startswith("KV cache per sequence (serving)"))
+    assert "2.161 GiB" in per_sequence                  # 61 layers × 576 × 2 bytes × 33,024 tokens
+    data = json.loads(run(*args, "--format", "json").stdout)
+    assert data[0]["serving"]["memory"]["kv_cache_per_sequence"] == 61 * 576 * 2 * (32768 + 256)
+    assert data[0]["serving"]["memory"]["max_batch"] > data[1]["serving"]["memory"]["max_batch"]
+
+
+def test_sweep_with_serving_columns(run):
+    result = run("sweep", "llama3-8b", "--vary", "serving.kv_cache=bf16,fp8", "--gpus", "1", "--serving",
+                 "--sort-by", "usd_per_million_output_tokens", "--format", "json")
+    assert result.exit_code == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert [d["serving.kv_cache"] for d in data] == ["fp8", "bf16"]
+    assert data[0]["kv_cache_per_sequence"] * 2 == data[1]["kv_cache_per_sequence"]
+    assert data[0]["max_batch"] > data[1]["max_batch"]
+
+
+def test_sweep_serving_columns_only_with_serving(run):
+    result = run("sweep", "llama3-8b", "--vary", "serving.kv_cache=bf16,fp8", "--sort-by", "max_batch")
+    assert result.exit_code == 2 and "'max_batch' is not a column" in result.stderr

@@ -1,0 +1,131 @@
+"""The serving roofline: memory per GPU, the largest batch, prefill and decode times, cost, by hand."""
+from __future__ import annotations
+
+import math
+
+import pytest
+
+import costplan
+from costplan.costs import inference
+from costplan.costs.attention.pairs import causal_pairs
+
+GIB = 2**30
+# Llama 2 7B (see test_serving.py): 32 layers, d 4096, vocab 32000, 6,476,005,376 weights in its layers.
+L, D, V = 32, 4096, 32000
+LAYER_WEIGHTS = 6_476_005_376
+WEIGHT_BYTES = 2 * 6_738_415_616
+KV_PER_TOKEN = 512 * 1024
+# A100 80GB: 312 TFLOP/s bf16, 2039 GB/s, 80 GiB; data/kernels.yaml: HBM 0.88, GEMM 0.85, attention 0.6.
+PEAK, BW, MEMORY = 312e12, 2039e9, 80 * GIB
+HBM, GEMM, ATTN = 0.88, 0.85, 0.6
+
+
+def llama(*sets: str) -> inference.ServingEstimate:
+    return inference.serve(costplan.load_spec("llama2-7b", ["hardware.gpu=a100-80gb", "hardware.count=1",
+                                                            *sets]))
+
+
+def test_expected_experts_one_token_reads_k_many_tokens_read_all():
+    assert inference.expected_experts(256, 8, 1) == pytest.approx(8)
+    assert inference.expected_experts(8, 2, 1) == pytest.approx(2)
+    assert inference.expected_experts(256, 8, 10_000) == pytest.approx(256)
+    # two tokens: each expert is missed by both with probability (1 − k/E)²
+    assert inference.expected_experts(8, 2, 2) == pytest.approx(8 * (1 - 0.75**2))
+
+
+def test_max_batch_is_what_is_left_after_weights_and_reserve():
+    est = llama("serving.prompt_tokens=1000", "serving.output_tokens=24")
+    per_sequence = 1024 * KV_PER_TOKEN
+    reserve = round(0.1 * MEMORY)
+    assert est.memory.kv_cache_per_sequence == per_sequence
+    assert est.memory.max_batch == (MEMORY - reserve - WEIGHT_BYTES) // per_sequence
+    assert est.throughput.batch == est.memory.max_batch
+    assert est.memory.total_per_gpu == WEIGHT_BYTES + est.memory.max_batch * per_sequence + reserve
+
+
+def test_decode_at_batch_1_reads_the_weights_and_one_cache():
+    est = llama("serving.batch=1", "serving.prompt_tokens=1000", "serving.output_tokens=200")
+    context = 1100                                    # prompt + output / 2
+    read = WEIGHT_BYTES + context * KV_PER_TOKEN
+    flops = 2 * LAYER_WEIGHTS + 2 * D * V + L * 4 * D * (context + 1)
+    assert flops / (PEAK * GEMM) < read / (BW * HBM)  # memory-bound, as decode at batch 1 is
+    assert est.latency.decode_bound == "memory"
+    assert est.latency.tpot_seconds == pytest.approx(read / (BW * HBM), rel=1e-12)
+
+
+def test_prefill_of_one_tile_by_hand():
+    p = 128
+    est = llama(f"serving.prompt_tokens={p}", "serving.batch=1")
+    assert causal_pairs(p) == p * p                   # one 128-query tile computes its whole square
+    matmul = 2 * p * LAYER_WEIGHTS + 2 * D * V        # logits for the last token only
+    core = L * 4 * D * p * p
+    compute = matmul / (PEAK * GEMM) + core / (PEAK * ATTN)
+    memory = WEIGHT_BYTES / (BW * HBM)
+    assert est.latency.ttft_seconds == pytest.approx(max(compute, memory), rel=1e-12)
+
+
+def test_costs_split_gpu_time_between_prefill_and_decode():
+    est = llama("serving.batch=8", "hardware.usd_per_gpu_hour=3.6")
+    p, o = est.assumptions.prompt_tokens, est.assumptions.output_tokens
+    per_second = 3.6 / 3600
+    assert est.cost.usd_per_million_input_tokens == pytest.approx(est.latency.ttft_seconds / p * 1e6 * per_second)
+    assert est.cost.usd_per_million_output_tokens == pytest.approx(est.latency.tpot_seconds / 8 * 1e6 * per_second)
+    request = est.latency.ttft_seconds + o * est.latency.tpot_seconds / 8
+    assert est.throughput.requests_per_second == pytest.approx(1 / request)
+    assert est.throughput.tokens_per_second_per_gpu == pytest.approx(o / request)
+
+
+def test_gpus_for_a_rate_are_whole_replicas():
+    est = llama("serving.batch=8", "serving.rate=50")
+    request = est.latency.ttft_seconds + est.assumptions.output_tokens * est.latency.tpot_seconds / 8
+    assert est.cost.gpus_for_rate == math.ceil(50 * request)
+
+
+def test_largest_batch_within_the_time_per_token_target():
+    free = llama()
+    target = free.latency.tpot_seconds * 0.5
+    est = llama(f"serving.tpot_ms={target * 1000}")
+    batch = est.throughput.batch
+    assert 1 < batch < free.memory.max_batch and est.latency.tpot_seconds <= target
+    assert llama(f"serving.batch={batch + 1}").latency.tpot_seconds > target
+
+
+def test_tensor_parallel_adds_two_all_reduces_per_layer():
+    one = llama("serving.batch=4", "serving.tensor=1", "hardware.count=2")
+    two = llama("serving.batch=4", "serving.tensor=2", "hardware.count=2")
+    # memory-bound: half the bytes per GPU, then 2·L all-reduces of 4 tokens × d × 2 bytes, each moving
+    # 2(t − 1)/t of it at 300 GB/s per direction × 0.8, plus 10 µs
+    message = 4 * D * 2
+    allreduce = 2 * L * (10e-6 + message * 2 * (1 / 2) / (300e9 * 0.8))
+    assert two.latency.tpot_seconds == pytest.approx(one.latency.tpot_seconds / 2 + allreduce, rel=1e-9)
+    assert two.memory.weights_per_gpu == WEIGHT_BYTES // 2
+    assert two.assumptions.kv_cache_split == 2
+
+
+def test_auto_tensor_takes_the_fewest_gpus_that_hold_the_model():
+    est = inference.serve(costplan.load_spec("llama2-70b", ["hardware.count=8"]))   # 128 GiB of bf16 weights
+    assert est.assumptions.tensor == 2 and est.assumptions.replicas == 4
+    assert est.throughput.requests_per_second == pytest.approx(4 * est.throughput.requests_per_second_per_replica)
+
+
+def test_mla_cache_is_whole_on_every_gpu_and_gqa_heads_are_split():
+    v3 = inference.serve(costplan.load_spec("deepseek-v3", ["hardware.count=8", "hardware.gpu=h200",
+                                                            "serving.weights=fp8"]))
+    assert v3.assumptions.kv_cache_split == 1
+    assert v3.memory.kv_cache_per_sequence_per_gpu == v3.memory.kv_cache_per_sequence
+    llama70 = inference.serve(costplan.load_spec("llama2-70b", ["hardware.count=8", "serving.tensor=8"]))
+    assert llama70.memory.kv_cache_per_sequence_per_gpu == llama70.memory.kv_cache_per_sequence // 8
+
+
+def test_moe_decode_reads_only_the_experts_its_tokens_touch():
+    spec = costplan.load_spec("mixtral-8x7b", ["hardware.gpu=h200", "serving.batch=1"])
+    est = inference.serve(spec)
+    assert est.assumptions.moe_experts_read_per_step == pytest.approx(2)
+    batched = inference.serve(costplan.load_spec("mixtral-8x7b", ["hardware.gpu=h200", "serving.batch=64"]))
+    assert batched.assumptions.moe_experts_read_per_step == pytest.approx(8 * (1 - 0.75**64))
+
+
+def test_a_model_that_does_not_fit_has_no_times():
+    est = inference.serve(costplan.load_spec("deepseek-v3", ["hardware.count=8", "serving.weights=fp8"]))
+    assert not est.fits and est.memory.max_batch == 0
+    assert est.latency.tpot_seconds is None and est.cost.usd_per_million_output_tokens is None

@@ -1,21 +1,22 @@
 """Compare `costplan serve`'s predicted prefill and decode times with published serving measurements.
 
-    python bench/serving_validation.py [--write bench/serving_results.md]
+    python bench/serving_validation.py
 
 Reads bench/serving_published.yaml (validation data only: nothing in costplan may be fitted to it), builds
-each row's spec from its preset, asks the analytic serving model for the row's setup, turns the prediction
-into the row's published metric and prints a markdown table with the signed error of each row, the median
-|error| and the share of rows within 20%, overall and per source and per regime.
+each row's spec from its preset with the row's setup as `--set` overrides, asks the analytic serving model
+(costs/inference.serve, what `costplan serve` prints) for its time to first token T and time per output token
+D, turns them into the row's published metric and prints a markdown table with the signed error of each row,
+the median |error| and the share of rows within 20%, overall and per source, regime and GPU. The results and
+their discussion are in bench/serving_results.md.
 
-How each metric is predicted from the model's prefill time P(batch, prompt) and decode-step time
-D(batch, context) (one decode step of `batch` sequences that each attend to `context` cached tokens):
-- static_batch_output_tokens_per_second_per_gpu: the batch's prompts are prefilled together, which gives
-  the first output token; the other output_tokens - 1 come from decode steps. Decode time grows linearly
-  with the context, so the steps are timed at the midpoint context prompt + output_tokens / 2.
-  rate = batch * output_tokens / (P + (output_tokens - 1) * D) / gpus
-- ttft_ms: P(1, prompt)
-- tpot_ms: D(1, prompt + output_tokens / 2)
-- end_to_end_tokens_per_second_per_user: output_tokens / (P(1, prompt) + (output_tokens - 1) * D(1, mid))
+The model prefills one prompt at a time (T) and times a decode step of the row's batch at the midpoint context
+prompt + output / 2 (D); decode time grows linearly with the context, so the midpoint step times the average
+one. The prefill gives the first output token, decode steps the other output_tokens - 1:
+- static_batch_output_tokens_per_second_per_gpu:
+  batch * output_tokens / (batch * T + (output_tokens - 1) * D) / gpus
+- ttft_ms: T at batch 1
+- tpot_ms: D at batch 1
+- end_to_end_tokens_per_second_per_user: output_tokens / (T + (output_tokens - 1) * D) at batch 1
 """
 from __future__ import annotations
 

@@ -47,8 +47,11 @@ def serve_rows(est: ServingEstimate) -> list[Row]:
         Row("throughput", "output tokens/s per GPU", thr.tokens_per_second_per_gpu, "number"),
         Row("throughput", "requests/s", thr.requests_per_second, "number",
             note=f"on {a.gpus} GPU{'s' if a.gpus > 1 else ''} (hardware.count, --gpus)"),
-        Row("cost", "per million input tokens", c.usd_per_million_input_tokens, "usd", note="prefill GPU-time"),
-        Row("cost", "per million output tokens", c.usd_per_million_output_tokens, "usd", note="decode GPU-time"),
+        # dollars as plain digits: a fraction of a cent per million tokens still matters at scale
+        Row("cost", "$ per million input tokens", c.usd_per_million_input_tokens, "number",
+            note="prefill GPU-time / prompt tokens"),
+        Row("cost", "$ per million output tokens", c.usd_per_million_output_tokens, "number",
+            note="decode GPU-time / output tokens"),
     ]
     if c.gpus_for_rate is not None:
         rows.append(Row("cost", "GPUs for the target rate", c.gpus_for_rate, "count",
@@ -130,12 +133,12 @@ SERVING_COMPARED = [
     ("time to first token", "seconds", lambda s: s.latency.ttft_seconds),
     ("time per output token", "seconds", lambda s: s.latency.tpot_seconds),
     ("output tokens/s per GPU", "number", lambda s: s.throughput.tokens_per_second_per_gpu),
-    ("$ per million input tokens", "usd", lambda s: s.cost.usd_per_million_input_tokens),
-    ("$ per million output tokens", "usd", lambda s: s.cost.usd_per_million_output_tokens),
+    ("$ per million input tokens", "number", lambda s: s.cost.usd_per_million_input_tokens),
+    ("$ per million output tokens", "number", lambda s: s.cost.usd_per_million_output_tokens),
 ]
 SERVING_UNITS = {"kv_cache_per_sequence": "bytes", "max_batch": "count", "ttft_seconds": "seconds",
                  "tpot_seconds": "seconds", "tokens_per_second_per_gpu": "number",
-                 "usd_per_million_input_tokens": "usd", "usd_per_million_output_tokens": "usd"}
+                 "usd_per_million_input_tokens": "number", "usd_per_million_output_tokens": "number"}
 
 
 def compare_table(estimates: Sequence[Estimate], servings: Sequence[ServingEstimate], baseline: int,

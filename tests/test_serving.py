@@ -126,3 +126,34 @@ def test_decode_flops_of_a_window_stop_growing():
 def test_bad_arguments_are_user_errors(call):
     with pytest.raises(CostplanError):
         call(make_spec())
+
+
+def test_serving_defaults_fit_the_models_context():
+    assert (costplan.load_spec("llama3-8b").serving.prompt_tokens,
+            costplan.load_spec("llama3-8b").serving.output_tokens) == (1024, 256)
+    gpt2 = costplan.load_spec("gpt2-small").serving            # max_seq_len 1024
+    assert (gpt2.prompt_tokens, gpt2.output_tokens) == (768, 256)
+    tiny = make_spec().serving                                 # max_seq_len 128
+    assert (tiny.prompt_tokens, tiny.output_tokens) == (96, 32)
+
+
+def test_serving_rules_name_the_numbers():
+    with pytest.raises(CostplanError) as exc:
+        make_spec(serving={"prompt_tokens": 100, "output_tokens": 29, "tensor": 3})
+    text = str(exc.value)
+    assert "serving: prompt_tokens (100) + output_tokens (29) = 129 is longer than model.max_seq_len (128)" in text
+    assert "serving.tensor: 3 does not divide model.n_heads (4)" in text
+    assert "serving.tensor: 3 does not divide hardware.count (1)" in text
+
+
+def test_every_kernel_efficiency_has_a_source():
+    from costplan import hardware, kernels
+
+    for key in ["default", *hardware.catalogue()]:
+        eff = kernels.efficiencies(key)
+        for name in kernels.FIELDS:
+            figure = getattr(eff, name)
+            assert figure.source.strip()
+            assert 0 < figure.value <= (100 if name == "allreduce_latency_us" else 1)
+    assert kernels.efficiencies("h100-sxm").device == "h100-sxm"
+    assert kernels.efficiencies("l4").device == "default"

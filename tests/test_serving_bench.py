@@ -1,0 +1,90 @@
+"""The serving benchmark (bench/serving_validation.py) against published measurements (bench/serving_published.yaml).
+
+The data tests keep the published set at the issue's bar (15 rows, 3 independent sources, A100 and H100, dense
+and MoE, batch 1 and large batch) and each figure consistent with the text it was copied from. The comparison
+test keeps the median |error| from getting worse than it was when measured; see bench/serving_results.md.
+"""
+from __future__ import annotations
+
+import importlib.util
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+import costplan
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# Median |error| over every row measured on the date in bench/serving_results.md, rounded up to the next
+# whole percent. It is a ceiling against regressions, not a target: lower it when the model improves.
+MEDIAN_ERROR_CEILING = 0.48     # measured 47.6% on 2026-12-02; the issue's target is 0.20
+
+
+def _bench():
+    spec = importlib.util.spec_from_file_location("serving_validation", ROOT / "bench" / "serving_validation.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module     # dataclasses look their module up while the class is built
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def bench():
+    return _bench()
+
+
+@pytest.fixture(scope="module")
+def data(bench):
+    return bench.load()
+
+
+def test_published_set_meets_the_issue_bar(data):
+    rows = data["rows"]
+    assert len(rows) >= 15
+    assert len({row["source"] for row in rows}) >= 3
+    assert {row["gpu"] for row in rows} >= {"a100-80gb", "h100-sxm"}
+    moe = {row["preset"] for row in rows if costplan.load_spec(row["preset"]).model.moe is not None}
+    dense = {row["preset"] for row in rows} - moe
+    assert moe and dense
+    assert any(row["batch"] == 1 for row in rows)
+    assert any(row["batch"] >= 64 for row in rows)
+
+
+def test_every_row_cites_a_source_and_copies_its_figure(data, bench):
+    for row in data["rows"]:
+        assert row["source"] in data["sources"], row
+        assert data["sources"][row["source"]]["url"].startswith("https://"), row["source"]
+        assert row["metric"] in bench.REGIMES, row
+        # The number compared is the published cell, thousands separators dropped.
+        digits = re.sub(r"[^0-9.]", "", row["as_published"])
+        assert float(digits) == pytest.approx(row["published"]), row
+        assert row["tensor"] <= row["gpus"], row
+
+
+def test_error_is_relative_to_the_published_figure(bench):
+    row = {"published": 80.0}
+    assert bench.Result(row, 100.0).error == pytest.approx(0.25)
+    assert bench.Result(row, 60.0).error == pytest.approx(-0.25)
+    # A published setup the model cannot fit is a miss, worse than any finite error.
+    assert bench.Result(row, None).miss == float("inf")
+    assert bench.within([bench.Result(row, 90.0), bench.Result(row, None)]) == 0.5
+
+
+def test_metric_formulas(bench):
+    times = bench.Times(prefill=0.5, decode_step=0.01)
+    static = {"metric": "static_batch_output_tokens_per_second_per_gpu", "batch": 64, "gpus": 2,
+              "output_tokens": 101}
+    # 64 sequences x 101 tokens over 0.5 s of prefill and 100 decode steps of 10 ms, on 2 GPUs.
+    assert bench.predict(static, times) == pytest.approx(64 * 101 / 1.5 / 2)
+    user = {"metric": "end_to_end_tokens_per_second_per_user", "batch": 1, "gpus": 1, "output_tokens": 101}
+    assert bench.predict(user, times) == pytest.approx(101 / 1.5)
+    assert bench.predict({"metric": "ttft_ms", "output_tokens": 1}, times) == pytest.approx(500)
+    assert bench.predict({"metric": "tpot_ms", "output_tokens": 128}, times) == pytest.approx(10)
+
+
+def test_median_error_does_not_regress(data, bench):
+    results = bench.compare(data)
+    assert len(results) == len(data["rows"])
+    assert bench.median_abs(results) <= MEDIAN_ERROR_CEILING

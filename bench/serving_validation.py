@@ -81,7 +81,7 @@ def overrides(row: dict) -> list[str]:
         "serving.batch": row["batch"], "serving.prompt_tokens": row["prompt_tokens"],
         "serving.output_tokens": row["output_tokens"], "serving.weights": row["weights"],
         "serving.kv_cache": row["kv_cache"], "serving.tensor": row["tensor"],
-        "hardware.gpu": row["gpu"], "hardware.count": row["gpus"],
+        "hardware.gpu": row["gpu"], "serving.gpus": row["gpus"],
     }
     if "group_size" in row:
         settings["serving.group_size"] = row["group_size"]

@@ -308,7 +308,8 @@ def sweep(spec, varies, sort_by, limit, fmt, serving, law, overrides, gpu, gpus,
 @click.option("--ttft-ms", metavar="MS", help="serving.ttft_ms: time-to-first-token target in milliseconds.")
 @click.option("--rate", metavar="N[/s]", help="serving.rate: requests per second to plan GPUs for, e.g. 50/s.")
 @click.option("--gpu", metavar="NAME", help="hardware.gpu: a catalogue name or a hardware YAML file.")
-@click.option("--gpus", metavar="N", help="hardware.count: GPUs in all (replicas × --tensor).")
+@click.option("--gpus", metavar="N", help="serving.gpus: GPUs serving in all, replicas × --tensor (default: one "
+                                          "replica).")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Override a spec field by its dotted path, e.g. serving.reserve=0.05 (repeatable).")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
@@ -322,7 +323,7 @@ def serve(specs, batch, prompt_tokens, output_tokens, weights, group_size, kv_ca
              "serving.output_tokens": output_tokens, "serving.weights": weights, "serving.group_size": group_size,
              "serving.kv_cache": kv_cache, "serving.tensor": tensor, "serving.tpot_ms": tpot_ms,
              "serving.ttft_ms": ttft_ms, "serving.rate": rate.removesuffix("/s") if rate else None,
-             "hardware.gpu": gpu, "hardware.count": gpus}
+             "hardware.gpu": gpu, "serving.gpus": gpus}
     extra = [f"{key}={value}" for key, value in flags.items() if value is not None]
     results = [run_serve(spec) for spec in load_all(specs, [*overrides, *extra])]
     problems = [p for p in map(report_serve.problem, results) if p]

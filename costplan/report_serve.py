@@ -46,7 +46,7 @@ def serve_rows(est: ServingEstimate) -> list[Row]:
         Row("throughput", "batch", thr.batch, "count", note=a.batch_rule),
         Row("throughput", "output tokens/s per GPU", thr.tokens_per_second_per_gpu, "number"),
         Row("throughput", "requests/s", thr.requests_per_second, "number",
-            note=f"on {a.gpus} GPU{'s' if a.gpus > 1 else ''} (hardware.count, --gpus)"),
+            note=f"on {a.gpus} GPU{'s' if a.gpus > 1 else ''} (serving.gpus, --gpus)"),
         # dollars as plain digits: a fraction of a cent per million tokens still matters at scale
         Row("cost", "$ per million input tokens", c.usd_per_million_input_tokens, "number",
             note="prefill GPU-time / prompt tokens"),

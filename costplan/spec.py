@@ -281,8 +281,9 @@ DEFAULT_PROMPT_TOKENS, DEFAULT_OUTPUT_TOKENS = 1024, 256
 
 
 class ServingSpec(Section):
-    """How the model is served (costplan serve, costs/inference.py): requests, formats and the tensor-parallel
-    replica; the GPU, its count and price come from `hardware`."""
+    """How the model is served (costplan serve, costs/inference.py): requests, formats, the tensor-parallel
+    replica and the GPUs serving; the GPU model and its price come from `hardware` (whose count is the
+    training cluster's, not the serving fleet's)."""
 
     # Filled in by Spec when left out: 256 output tokens after a 1,024-token prompt, shortened to fit
     # model.max_seq_len (a quarter of it for the output, the rest for the prompt).
@@ -296,6 +297,7 @@ class ServingSpec(Section):
     group_size: Width | None = 128       # int4: weights per 16-bit scale along the input; None: one per row
     kv_cache: Literal["bf16", "fp8"] = "bf16"
     tensor: CountOrAuto = "auto"         # GPUs per replica; auto: the fewest (up to a node) that hold the model
+    gpus: Count | None = None            # GPUs serving in all (replicas × tensor); None: one replica
     reserve: Fraction = 0.1              # GPU memory kept for activations, CUDA graphs and the allocator
 
 
@@ -346,7 +348,7 @@ class Spec(Section):
         if self.parallelism is not None:
             problems += parallel_rules(self.parallelism.__dict__.get, self.model.__dict__.get, t.__dict__.get,
                                        h.__dict__.get)
-        problems += serving_rules(self.serving, self.model.__dict__.get, h.count)
+        problems += serving_rules(self.serving, self.model.__dict__.get)
         raise_if(problems)
         return self
 
@@ -498,7 +500,7 @@ def split_rules(model: Getter, tensor: int | None, pipeline: int | None) -> list
     return problems
 
 
-def serving_rules(serving: ServingSpec, model: Getter, count: int) -> list[tuple[str, str]]:
+def serving_rules(serving: ServingSpec, model: Getter) -> list[tuple[str, str]]:
     """A served sequence fits the model's context; a replica splits heads and widths into whole pieces."""
     problems: list[tuple[str, str]] = []
     if serving.prompt_tokens is None or serving.output_tokens is None:
@@ -510,8 +512,8 @@ def serving_rules(serving: ServingSpec, model: Getter, count: int) -> list[tuple
                                     f"({max_seq_len}); raise model.max_seq_len if the model was trained for it"))
     if serving.tensor != "auto":
         problems += [("serving.tensor", msg) for _, msg in split_rules(model, serving.tensor, None)]
-        if count % serving.tensor:
-            problems.append(("serving.tensor", f"{serving.tensor} does not divide hardware.count ({count})"))
+        if serving.gpus is not None and serving.gpus % serving.tensor:
+            problems.append(("serving.tensor", f"{serving.tensor} does not divide serving.gpus ({serving.gpus})"))
     return problems
 
 

@@ -139,11 +139,11 @@ def test_serving_defaults_fit_the_models_context():
 
 def test_serving_rules_name_the_numbers():
     with pytest.raises(CostplanError) as exc:
-        make_spec(serving={"prompt_tokens": 100, "output_tokens": 29, "tensor": 3})
+        make_spec(serving={"prompt_tokens": 100, "output_tokens": 29, "tensor": 3, "gpus": 4})
     text = str(exc.value)
     assert "serving: prompt_tokens (100) + output_tokens (29) = 129 is longer than model.max_seq_len (128)" in text
     assert "serving.tensor: 3 does not divide model.n_heads (4)" in text
-    assert "serving.tensor: 3 does not divide hardware.count (1)" in text
+    assert "serving.tensor: 3 does not divide serving.gpus (4)" in text
 
 
 def test_every_kernel_efficiency_has_a_source():

@@ -91,8 +91,8 @@ def test_largest_batch_within_the_time_per_token_target():
 
 
 def test_tensor_parallel_adds_two_all_reduces_per_layer():
-    one = llama("serving.batch=4", "serving.tensor=1", "hardware.count=2")
-    two = llama("serving.batch=4", "serving.tensor=2", "hardware.count=2")
+    one = llama("serving.batch=4", "serving.tensor=1", "serving.gpus=2")
+    two = llama("serving.batch=4", "serving.tensor=2", "serving.gpus=2")
     # memory-bound: half the bytes per GPU, then 2·L all-reduces of 4 tokens × d × 2 bytes, each moving
     # 2(t − 1)/t of it at 300 GB/s per direction × 0.8, plus 10 µs
     message = 4 * D * 2
@@ -103,9 +103,20 @@ def test_tensor_parallel_adds_two_all_reduces_per_layer():
 
 
 def test_auto_tensor_takes_the_fewest_gpus_that_hold_the_model():
-    est = inference.serve(costplan.load_spec("llama2-70b", ["hardware.count=8"]))   # 128 GiB of bf16 weights
+    est = inference.serve(costplan.load_spec("llama2-70b", ["serving.gpus=8"]))   # 128 GiB of bf16 weights
     assert est.assumptions.tensor == 2 and est.assumptions.replicas == 4
     assert est.throughput.requests_per_second == pytest.approx(4 * est.throughput.requests_per_second_per_replica)
+
+
+def test_serving_defaults_to_one_replica_not_the_training_cluster():
+    # The presets' hardware.count is a training cluster (thousands of GPUs); serving one model takes one replica.
+    spec = costplan.load_spec("llama2-70b")
+    assert spec.hardware.count > 8
+    est = inference.serve(spec)
+    assert (est.assumptions.replicas, est.assumptions.gpus) == (1, est.assumptions.tensor)
+    assert est.throughput.requests_per_second == pytest.approx(est.throughput.requests_per_second_per_replica)
+    assert inference.serve(costplan.load_spec("llama2-70b", ["serving.gpus=6", "serving.tensor=2"])
+                           ).assumptions.replicas == 3
 
 
 def test_mla_cache_is_whole_on_every_gpu_and_gqa_heads_are_split():
@@ -140,3 +151,15 @@ def test_moe_decode_at_batch_1_reads_top_k_of_the_routed_experts():
     read = 2 * (total - routed) + 2 * routed * 2 / 8 + 1152 * 128 * 1024
     assert est.latency.decode_bound == "memory"
     assert est.latency.tpot_seconds == pytest.approx(read / (4800e9 * 0.85), rel=1e-9)
+
+
+def test_one_estimate_walks_the_cost_model_once_per_shape(monkeypatch):
+    # sweep --serving estimates every point: asking the layer-by-layer cost model the same question again
+    # (it was asked 14 times for 5 shapes) made each point cost ~13 ms.
+    from costplan.costs import serving
+
+    asked = []
+    real = serving.components
+    monkeypatch.setattr(serving, "components", lambda spec, shape: asked.append(shape) or real(spec, shape))
+    inference.serve(costplan.load_spec("llama3-8b", ["serving.tpot_ms=30"]))
+    assert asked and len(asked) == len(set(asked))

@@ -1,7 +1,8 @@
 """Serving time, throughput and cost: a roofline per phase with kernel-level efficiencies.
 
 One replica of the model runs on `tensor` GPUs (Megatron-style tensor parallelism: heads and MLP widths split,
-two all-reduces of the d_model-wide activations per layer); hardware.count GPUs hold count / tensor replicas.
+two all-reduces of the d_model-wide activations per layer); serving.gpus GPUs hold gpus / tensor replicas, one
+replica when it is not set (hardware.count is the training cluster, not the serving fleet).
 Per GPU of a replica, each phase takes max(compute, memory) + all-reduces:
 - compute = matmul FLOPs / (peak × matmul efficiency) + attention-core FLOPs / (peak × attention efficiency),
   at the peak of the compute precision (fp8 weights run fp8 GEMMs where the device has them; int8 and int4
@@ -32,13 +33,13 @@ from pydantic import BaseModel, ConfigDict
 from costplan import kernels
 from costplan.costs import Shape
 from costplan.costs import serving as sizes
-from costplan.costs.estimate import components
 from costplan.costs.time import SECONDS_PER_HOUR
 from costplan.hardware import GPU
 from costplan.spec import Spec, split_rules
 
 ALLREDUCES_PER_LAYER = 2      # after attention and after the MLP (Megatron-LM §3)
 ACTIVATION_BYTES = 2          # 16-bit activations on the wire
+ONE_TOKEN = Shape(1, sizes.SIXTEEN_BIT)
 
 
 class _Result(BaseModel):
@@ -69,7 +70,7 @@ class ServingLatency(_Result):
 class ServingThroughput(_Result):
     batch: int                    # concurrent sequences per replica
     tokens_per_second_per_gpu: float | None   # output (generated) tokens
-    requests_per_second: float | None         # all hardware.count GPUs
+    requests_per_second: float | None         # all serving GPUs (serving.gpus; one replica by default)
     requests_per_second_per_replica: float | None
 
 
@@ -194,36 +195,38 @@ class Replica:
         return max(compute, memory) + self.allreduce_seconds(tokens), bound
 
 
-def _replica(spec: Spec, tensor: int, weights: int) -> Replica:
+def _replica(spec: Spec, parts: sizes.Parts, tensor: int, weights: int) -> Replica:
     s, gpu = spec.serving, spec.gpu
     eff = kernels.efficiencies(gpu.key)
     link = gpu.link_bytes_per_s(tensor) if tensor > 1 else None
-    q = sizes.quantized(spec)
-    rest = (_params(spec) - q.matrix_params) * sizes.SIXTEEN_BIT
+    q = sizes.quantized(parts)
+    rest = (_params(parts) - q.matrix_params) * sizes.SIXTEEN_BIT
     per_weight = (weights - rest) / q.matrix_params if q.matrix_params else sizes.SIXTEEN_BIT
-    routed = sum(c.routed_params for c in components(spec, Shape(1, sizes.SIXTEEN_BIT)).values())
+    routed = sum(c.routed_params for c in parts(ONE_TOKEN).values())
     return Replica(spec=spec, tensor=tensor, peak=gpu.peak_flops(compute_precision(gpu, s.weights)),
                    bandwidth=gpu.memory_bandwidth_gbs * 1e9, link=link, eff=eff, weights=weights,
                    routed=round(routed * per_weight))
 
 
-def _params(spec: Spec) -> int:
-    return sum(c.params for c in components(spec, Shape(1, sizes.SIXTEEN_BIT)).values())
+def _params(parts: sizes.Parts) -> int:
+    return sum(c.params for c in parts(ONE_TOKEN).values())
 
 
 def _tensor_choices(spec: Spec) -> list[int]:
-    """serving.tensor, or for auto the powers of two up to a node that divide the GPUs and split the model."""
-    s, count = spec.serving, spec.hardware.count
+    """serving.tensor, or for auto the powers of two up to a node that split the model (and divide
+    serving.gpus when it is set)."""
+    s, count = spec.serving, spec.serving.gpus
     if s.tensor != "auto":
         return [s.tensor]
-    limit = min(count, spec.gpu.node_size)
-    choices = [2**i for i in range(limit.bit_length()) if 2**i <= limit and count % 2**i == 0]
+    limit = spec.gpu.node_size if count is None else min(count, spec.gpu.node_size)
+    choices = [2**i for i in range(limit.bit_length())
+               if 2**i <= limit and (count is None or count % 2**i == 0)]
     return [t for t in choices if not split_rules(spec.model.__dict__.get, t, None)] or [1]
 
 
-def _memory(spec: Spec, tensor: int, weights: int) -> ServingMemory:
+def _memory(spec: Spec, parts: sizes.Parts, tensor: int, weights: int) -> ServingMemory:
     s, gpu = spec.serving, spec.gpu
-    per_seq = sizes.kv_cache_bytes(spec, s.prompt_tokens + s.output_tokens, s.kv_cache)
+    per_seq = sizes.kv_cache_bytes(parts, s.prompt_tokens + s.output_tokens, s.kv_cache)
     per_seq_gpu = -(-per_seq // kv_split(spec, tensor))
     weights_gpu = -(-weights // tensor)
     reserve = round(s.reserve * gpu.memory_bytes)
@@ -235,7 +238,7 @@ def _memory(spec: Spec, tensor: int, weights: int) -> ServingMemory:
     batch = s.batch or max(1, max_batch)     # serve() puts the batch it chose in total_per_gpu
     return ServingMemory(
         weights=weights, weights_per_gpu=weights_gpu,
-        kv_cache_per_token=sizes.kv_cache_bytes_per_token(spec, s.kv_cache), kv_cache_per_sequence=per_seq,
+        kv_cache_per_token=sizes.kv_cache_bytes_per_token(parts, s.kv_cache), kv_cache_per_sequence=per_seq,
         kv_cache_per_sequence_per_gpu=per_seq_gpu, reserve=reserve,
         total_per_gpu=weights_gpu + batch * per_seq_gpu + reserve, gpu_memory=gpu.memory_bytes,
         max_batch=max_batch)
@@ -244,19 +247,20 @@ def _memory(spec: Spec, tensor: int, weights: int) -> ServingMemory:
 def serve(spec: Spec) -> ServingEstimate:
     """Memory, latency, throughput and cost of serving the spec at its `serving` settings."""
     s, gpu, hw = spec.serving, spec.gpu, spec.hardware
-    weights = sizes.weight_bytes(spec, s.weights, s.group_size)
+    parts = sizes.Parts(spec)    # the cost model walked once per shape for the whole estimate
+    weights = sizes.weight_bytes(parts, s.weights, s.group_size)
     choices = _tensor_choices(spec)
-    tensor = next((t for t in choices if _memory(spec, t, weights).max_batch >= 1), choices[-1])
-    memory = _memory(spec, tensor, weights)
-    replica = _replica(spec, tensor, weights)
+    tensor = next((t for t in choices if _memory(spec, parts, t, weights).max_batch >= 1), choices[-1])
+    memory = _memory(spec, parts, tensor, weights)
+    replica = _replica(spec, parts, tensor, weights)
     p, o = s.prompt_tokens, s.output_tokens
     context = p + o // 2
     fits = memory.max_batch >= 1 and (s.batch is None or s.batch <= memory.max_batch)
 
-    ttft, prefill_bound = _prefill(spec, replica, p)
+    ttft, prefill_bound = _prefill(parts, replica, p)
 
-    matmul, core = _decode_matmul(spec), _decode_attention(spec, context)
-    cache = sizes.kv_cache_bytes(spec, context, s.kv_cache) * tensor / kv_split(spec, tensor)
+    matmul, core = _per_token(parts)[0], _decode_attention(parts, context)
+    cache = sizes.kv_cache_bytes(parts, context, s.kv_cache) * tensor / kv_split(spec, tensor)
 
     def step(batch: int) -> tuple[float, str]:
         """One decode step of `batch` sequences: every token's FLOPs, the weights once, every cache."""
@@ -267,7 +271,8 @@ def serve(spec: Spec) -> ServingEstimate:
                                        memory.kv_cache_per_sequence_per_gpu + memory.reserve})
     tpot, decode_bound = step(batch)
     meets = (s.tpot_ms is None or tpot <= s.tpot_ms / 1000) and (s.ttft_ms is None or ttft <= s.ttft_ms / 1000)
-    replicas = hw.count // tensor
+    gpus = s.gpus or tensor                         # one replica unless serving.gpus asks for more
+    replicas = gpus // tensor
     price = hw.usd_per_gpu_hour if hw.usd_per_gpu_hour is not None else gpu.usd_per_gpu_hour
     usd_per_gpu_second = price / SECONDS_PER_HOUR
     request = ttft + o * tpot / batch               # replica-seconds per request
@@ -275,7 +280,7 @@ def serve(spec: Spec) -> ServingEstimate:
     moe = spec.model.moe
     eff = replica.eff
     assumptions = ServingAssumptions(
-        gpu=gpu.key, gpu_name=gpu.name, gpus=hw.count, tensor=tensor, replicas=replicas, prompt_tokens=p,
+        gpu=gpu.key, gpu_name=gpu.name, gpus=gpus, tensor=tensor, replicas=replicas, prompt_tokens=p,
         output_tokens=o, decode_context=context, weights=s.weights,
         group_size=s.group_size if s.weights == "int4" else None,
         quantized=QUANTIZED_NOTE[s.weights].format(
@@ -311,31 +316,27 @@ def serve(spec: Spec) -> ServingEstimate:
     )
 
 
-def _prefill(spec: Spec, replica: Replica, prompt: int) -> tuple[float, str]:
+def _prefill(parts: sizes.Parts, replica: Replica, prompt: int) -> tuple[float, str]:
     """One prompt alone: its weight matmuls, the attention core as a causal kernel executes it (the executed
     FLOPs less the matmuls', executed, around it), and the weights read once."""
-    flops, head, executed, executed_head = _per_token(spec)
+    flops, head, executed, executed_head = _per_token(parts)
     matmul = prompt * (flops - head) + head
-    core = sizes.prefill_executed_flops(spec, prompt) - (prompt * (executed - executed_head) + executed_head)
+    core = sizes.prefill_executed_flops(parts, prompt) - (prompt * (executed - executed_head) + executed_head)
     return replica.phase(matmul, max(0, core), replica.weights_read(prompt), prompt)
 
 
-def _per_token(spec: Spec) -> tuple[int, int, int, int]:
+def _per_token(parts: sizes.Parts) -> tuple[int, int, int, int]:
     """FLOPs of one token through the model with a one-key attention core, and of its logits: as counted
     (top_k experts per token: serving engines drop no tokens) and as a kernel executes them. The core's one
     pair is counted with the matmuls: negligible."""
-    parts = components(spec, Shape(1, sizes.SIXTEEN_BIT))
-    return (sum(c.flops for c in parts.values()), parts["head"].flops, sum(c.hw_fwd for c in parts.values()),
-            parts["head"].hw_fwd)
+    one = parts(ONE_TOKEN)
+    return (sum(c.flops for c in one.values()), one["head"].flops, sum(c.hw_fwd for c in one.values()),
+            one["head"].hw_fwd)
 
 
-def _decode_matmul(spec: Spec) -> int:
-    return _per_token(spec)[0]
-
-
-def _decode_attention(spec: Spec, context: int) -> int:
+def _decode_attention(parts: sizes.Parts, context: int) -> int:
     """The decode core: one query over its visible keys, beyond the one pair counted with the matmuls."""
-    return sizes.decode_flops(spec, context) - _per_token(spec)[0]
+    return sizes.decode_flops(parts, context) - _per_token(parts)[0]
 
 
 def _batch(s, max_batch: int, tpot) -> tuple[int, str]:

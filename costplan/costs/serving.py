@@ -32,6 +32,25 @@ KV_ELEMENT_BYTES = {"bf16": 2, "fp8": 1}
 _ONE_TOKEN = Shape(seq_len=1, act_bytes=SIXTEEN_BIT)
 
 
+class Parts:
+    """The cost model's components of one spec, each shape computed once: a serving estimate asks the same
+    few shapes for parameters, cache and FLOPs many times over, and every answer walks all the layers.
+    Every function below takes a Spec or, to share that work, a Parts of it."""
+
+    def __init__(self, spec: Spec):
+        self.spec = spec
+        self._by_shape: dict[Shape, dict[str, Cost]] = {}
+
+    def __call__(self, shape: Shape) -> dict[str, Cost]:
+        if shape not in self._by_shape:
+            self._by_shape[shape] = components(self.spec, shape)
+        return self._by_shape[shape]
+
+
+def parts_of(spec: Spec | Parts) -> Parts:
+    return spec if isinstance(spec, Parts) else Parts(spec)
+
+
 def _check_format(value: str, formats: tuple[str, ...], what: str) -> None:
     if value not in formats:
         raise CostplanError(f"{what} {value!r} is not one of {', '.join(formats)}")
@@ -46,17 +65,17 @@ def _whole(parts: dict[str, Cost]) -> Cost:
     return sum(parts.values(), Cost())
 
 
-def quantized(spec: Spec) -> Cost:
+def quantized(spec: Spec | Parts) -> Cost:
     """The weight matrices a serving format quantizes, summed: attention, MLP and expert matrices."""
-    parts = components(spec, _ONE_TOKEN)
+    parts = parts_of(spec)(_ONE_TOKEN)
     return sum((parts[key] for key in QUANTIZED_COMPONENTS if key in parts), Cost())
 
 
-def weight_bytes(spec: Spec, weights: str = "bf16", group_size: int | None = 128) -> int:
+def weight_bytes(spec: Spec | Parts, weights: str = "bf16", group_size: int | None = 128) -> int:
     """Every parameter's stored bytes in the format, scales included (see the module docstring for which
     tensors are quantized and how their scales are laid out)."""
     _check_format(weights, WEIGHT_FORMATS, "weight format")
-    params = _whole(components(spec, _ONE_TOKEN)).params
+    params = _whole(parts_of(spec)(_ONE_TOKEN)).params
     if weights == "bf16":
         return params * SIXTEEN_BIT
     q = quantized(spec)
@@ -71,39 +90,39 @@ def weight_bytes(spec: Spec, weights: str = "bf16", group_size: int | None = 128
     return rest + -(-q.matrix_params // 2) + scales * INT_SCALE_BYTES
 
 
-def kv_cache_bytes(spec: Spec, context: int, kv_format: str = "bf16") -> int:
+def kv_cache_bytes(spec: Spec | Parts, context: int, kv_format: str = "bf16") -> int:
     """The cache of one sequence holding `context` tokens: K and V per KV head (GQA, MHA, MQA), MLA's latent
     and rope key, a rolling buffer of `window` tokens for sliding windows, AFT's running sums."""
     _check_format(kv_format, KV_FORMATS, "KV-cache format")
     _check_tokens(context, "the context")
     shape = Shape(seq_len=context, act_bytes=KV_ELEMENT_BYTES[kv_format])
-    return _whole(components(spec, shape)).kv_cache_seq
+    return _whole(parts_of(spec)(shape)).kv_cache_seq
 
 
-def kv_cache_bytes_per_token(spec: Spec, kv_format: str = "bf16") -> int:
+def kv_cache_bytes_per_token(spec: Spec | Parts, kv_format: str = "bf16") -> int:
     """Cache bytes each cached token adds before any window caps it (0 for attention-free layers)."""
     _check_format(kv_format, KV_FORMATS, "KV-cache format")
-    return _whole(components(spec, Shape(seq_len=1, act_bytes=KV_ELEMENT_BYTES[kv_format]))).kv_cache
+    return _whole(parts_of(spec)(Shape(seq_len=1, act_bytes=KV_ELEMENT_BYTES[kv_format]))).kv_cache
 
 
-def prefill_flops(spec: Spec, prompt_tokens: int) -> int:
+def prefill_flops(spec: Spec | Parts, prompt_tokens: int) -> int:
     """Forward matmul FLOPs of one sequence's prompt: every prompt token through every layer, each seeing the
     whole prompt (convention 3), and the logits of the last token only (what generation needs)."""
     _check_tokens(prompt_tokens, "the prompt")
-    parts = components(spec, Shape(seq_len=prompt_tokens, act_bytes=SIXTEEN_BIT))
+    parts = parts_of(spec)(Shape(seq_len=prompt_tokens, act_bytes=SIXTEEN_BIT))
     head = parts["head"].flops
     return _whole(parts).flops - head + head // prompt_tokens
 
 
-def prefill_executed_flops(spec: Spec, prompt_tokens: int) -> int:
+def prefill_executed_flops(spec: Spec | Parts, prompt_tokens: int) -> int:
     """The prefill's FLOPs as a causal kernel executes them: key tiles above the diagonal are skipped."""
     _check_tokens(prompt_tokens, "the prompt")
-    parts = components(spec, Shape(seq_len=prompt_tokens, act_bytes=SIXTEEN_BIT))
+    parts = parts_of(spec)(Shape(seq_len=prompt_tokens, act_bytes=SIXTEEN_BIT))
     head = parts["head"].hw_fwd
     return _whole(parts).hw_fwd - head + head // prompt_tokens
 
 
-def decode_flops(spec: Spec, context: int) -> int:
+def decode_flops(spec: Spec | Parts, context: int) -> int:
     """Forward matmul FLOPs of one new token attending to `context` cached tokens and itself, logits included.
 
     Under convention 3 every token of a sequence of context + 1 tokens sees what its last token sees (all of
@@ -113,4 +132,4 @@ def decode_flops(spec: Spec, context: int) -> int:
     if context < 0:
         raise CostplanError(f"the context must be 0 or more tokens, got {context}")
     tokens = context + 1
-    return _whole(components(spec, Shape(seq_len=tokens, act_bytes=SIXTEEN_BIT))).flops // tokens
+    return _whole(parts_of(spec)(Shape(seq_len=tokens, act_bytes=SIXTEEN_BIT))).flops // tokens

@@ -70,8 +70,10 @@ def assumption_lines(est: ServingEstimate) -> list[str]:
            if a.link_bytes_per_s else ""),
         f"kernel efficiencies ({a.efficiency_device} in data/kernels.yaml): HBM {percent(e['memory'].value)}, "
         f"GEMM {percent(e['matmul'].value)}, attention {percent(e['attention'].value)}"
+        + (f", {a.weights} weights HBM {percent(e['weight_memory'].value)}"
+           if e["weight_memory"] != e["memory"] else "")
         + (f", all-reduce bus {percent(e['allreduce_bus'].value)} + "
-           f"{seconds(e['allreduce_latency_us'].value * 1e-6)} each" if a.tensor > 1 else ""),
+           f"{seconds(e['allreduce_latency'].value * 1e-6)} each" if a.tensor > 1 else ""),
         f"quantized: {a.quantized}",
         f"memory: {percent(a.reserve_fraction)} of each GPU reserved; the cache of each sequence held at "
         f"prompt + output tokens",

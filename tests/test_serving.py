@@ -151,9 +151,30 @@ def test_every_kernel_efficiency_has_a_source():
 
     for key in ["default", *hardware.catalogue()]:
         eff = kernels.efficiencies(key)
-        for name in kernels.FIELDS:
+        for name in [*kernels.FIELDS, *kernels.WEIGHT_FIELDS.values()]:
             figure = getattr(eff, name)
+            if figure is None:          # an optional weight-format figure the device does not have
+                continue
             assert figure.source.strip()
-            assert 0 < figure.value <= (100 if name == "allreduce_latency_us" else 1)
+            assert 0 < figure.value <= (100 if name in kernels.LATENCIES else 1)
     assert kernels.efficiencies("h100-sxm").device == "h100-sxm"
     assert kernels.efficiencies("l4").device == "default"
+
+
+def test_weight_formats_without_a_kernel_figure_stream_at_the_hbm_efficiency():
+    from costplan import kernels
+
+    a100, h100 = kernels.efficiencies("a100-80gb"), kernels.efficiencies("h100-sxm")
+    assert a100.weight_memory("int8").value < a100.memory.value      # int8 GEMMs at one token: 35-40%
+    assert a100.weight_memory("bf16") == a100.memory
+    assert a100.weight_memory("int4") == a100.memory                 # FP16xINT4 kernels: near ideal
+    assert h100.weight_memory("int8") == h100.memory                 # no H100 figure
+
+
+def test_an_all_reduce_across_nodes_takes_the_internode_latency():
+    from costplan import kernels
+
+    h100 = kernels.efficiencies("h100-sxm")
+    assert h100.allreduce_latency(8, 8) == h100.allreduce_latency_us
+    assert h100.allreduce_latency(16, 8) == h100.allreduce_latency_internode_us
+    assert h100.allreduce_latency_internode_us.value > h100.allreduce_latency_us.value

@@ -163,3 +163,27 @@ def test_one_estimate_walks_the_cost_model_once_per_shape(monkeypatch):
     monkeypatch.setattr(serving, "components", lambda spec, shape: asked.append(shape) or real(spec, shape))
     inference.serve(costplan.load_spec("llama3-8b", ["serving.tpot_ms=30"]))
     assert asked and len(asked) == len(set(asked))
+
+
+def test_int8_weights_stream_at_their_kernels_efficiency():
+    # Llama-2-7B in int8 on one A100 at batch 1: its 6,476,005,376 layer weights in int8 with a 2-byte scale per
+    # output row (32 layers × 42,496 rows) are read at data/kernels.yaml's memory_int8 (0.38); the 16-bit
+    # embeddings, head and norms and the cache at 1152 tokens at the HBM efficiency (0.88).
+    est = llama("serving.weights=int8", "serving.batch=1")
+    quantized = LAYER_WEIGHTS + 32 * 42_496 * 2
+    streamed = (WEIGHT_BYTES - 2 * LAYER_WEIGHTS) + 1152 * KV_PER_TOKEN
+    assert est.latency.decode_bound == "memory"
+    assert est.latency.tpot_seconds == pytest.approx(streamed / (BW * HBM) + quantized / (BW * 0.38), rel=1e-9)
+    assert est.assumptions.efficiencies["weight_memory"].value == 0.38
+    bf16 = llama("serving.batch=1")
+    assert bf16.assumptions.efficiencies["weight_memory"] == bf16.assumptions.efficiencies["memory"]
+
+
+def test_a_tensor_group_across_nodes_pays_the_internode_all_reduce_latency():
+    # 16 H100s are two nodes of 8: every all-reduce crosses InfiniBand (data/kernels.yaml: 47 µs, 10 µs inside).
+    def latency(tensor: int) -> float:
+        spec = costplan.load_spec("deepseek-v3", ["hardware.gpu=h100-sxm", "serving.weights=fp8",
+                                                  f"serving.tensor={tensor}", f"serving.gpus={tensor}"])
+        return inference.serve(spec).assumptions.efficiencies["allreduce_latency"].value
+
+    assert (latency(8), latency(16)) == (10, 47)

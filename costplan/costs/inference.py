@@ -7,8 +7,10 @@ Per GPU of a replica, each phase takes max(compute, memory) + all-reduces:
 - compute = matmul FLOPs / (peak × matmul efficiency) + attention-core FLOPs / (peak × attention efficiency),
   at the peak of the compute precision (fp8 weights run fp8 GEMMs where the device has them; int8 and int4
   weights are dequantized to 16 bits, as weight-only kernels do);
-- memory = bytes read / (HBM bandwidth × memory efficiency);
-- all-reduce = 2 per layer × (latency + bytes × 2(t − 1)/t / (link bandwidth × bus efficiency)).
+- memory = bytes read / (HBM bandwidth × memory efficiency): 16-bit weights and the cache at the efficiency of
+  a streaming kernel, int8 or int4 weights at that of their kernels where data/kernels.yaml measures one;
+- all-reduce = 2 per layer × (latency + bytes × 2(t − 1)/t / (link bandwidth × bus efficiency)), the latency
+  of an all-reduce inside a node, or across nodes (InfiniBand) when the group spans more than one.
 Efficiencies come from kernel measurements (data/kernels.yaml), never from end-to-end serving results.
 
 Prefill (time to first token): one request's prompt alone, attention FLOPs as a causal kernel executes them;
@@ -125,8 +127,8 @@ class ServingEstimate(_Result):
     assumptions: ServingAssumptions
 
 
-NOT_MODELLED = ("queueing and scheduling delays, prefill interrupting decode, MLA's weight absorption, "
-                "speculative decoding, prefix caching, pipeline and expert parallelism")
+NOT_MODELLED = ("queueing and scheduling delays, prefill interrupting decode, a fixed cost per kernel launch, "
+                "MLA's weight absorption, speculative decoding, prefix caching, pipeline and expert parallelism")
 QUANTIZED_NOTE = {
     "bf16": "nothing: every tensor in bf16",
     "fp8": "attention, MLP and expert matrices in fp8 with an fp32 scale each; embeddings, head, norms, "
@@ -168,29 +170,36 @@ class Replica:
     link: float | None
     eff: kernels.Efficiencies
     weights: int                 # bytes of the whole model
-    routed: int                  # bytes of the routed experts among them
+    sixteen_bit: int             # bytes of the weights no format quantizes (embeddings, head, norms, routers)
+    routed: int                  # bytes of the routed experts among the quantized ones
+    weight_memory: float         # HBM efficiency of the kernels that read the quantized weights
+    allreduce_latency: float     # seconds of one small all-reduce among the replica's GPUs
 
     def allreduce_seconds(self, tokens: int) -> float:
         if self.tensor == 1:
             return 0.0
         t, e = self.tensor, self.eff
         message = tokens * self.spec.model.d_model * ACTIVATION_BYTES
-        one = e.allreduce_latency_us.value * 1e-6 + message * 2 * (t - 1) / t / (self.link * e.allreduce_bus.value)
+        one = self.allreduce_latency + message * 2 * (t - 1) / t / (self.link * e.allreduce_bus.value)
         return ALLREDUCES_PER_LAYER * self.spec.model.n_layers * one
 
-    def weights_read(self, tokens: int) -> float:
-        """Bytes of weights one forward pass of `tokens` tokens reads, over the whole replica."""
+    def weights_read(self, tokens: int) -> tuple[float, float]:
+        """Bytes of 16-bit and of quantized weights that one forward pass of `tokens` tokens reads, over the
+        whole replica (for MoE only the routed experts its tokens touch)."""
+        quantized = self.weights - self.sixteen_bit
         moe = self.spec.model.moe
-        if moe is None:
-            return self.weights
-        touched = expected_experts(moe.n_experts, moe.top_k, tokens) / moe.n_experts
-        return self.weights - self.routed + self.routed * touched
+        if moe is not None:
+            touched = expected_experts(moe.n_experts, moe.top_k, tokens) / moe.n_experts
+            quantized -= self.routed * (1 - touched)
+        return self.sixteen_bit, quantized
 
-    def phase(self, matmul: float, attention: float, read: float, tokens: int) -> tuple[float, str]:
-        """Seconds of one phase on each GPU of the replica and what bounds it; arguments are replica totals."""
+    def phase(self, matmul: float, attention: float, streamed: float, quantized: float,
+              tokens: int) -> tuple[float, str]:
+        """Seconds of one phase on each GPU of the replica and what bounds it; arguments are replica totals:
+        FLOPs, bytes read at the streaming efficiency (16-bit weights, cache) and quantized weight bytes."""
         e, t = self.eff, self.tensor
         compute = (matmul / e.matmul.value + attention / e.attention.value) / (t * self.peak)
-        memory = read / (t * self.bandwidth * e.memory.value)
+        memory = (streamed / e.memory.value + quantized / self.weight_memory) / (t * self.bandwidth)
         bound = "compute" if compute >= memory else "memory"
         return max(compute, memory) + self.allreduce_seconds(tokens), bound
 
@@ -205,7 +214,9 @@ def _replica(spec: Spec, parts: sizes.Parts, tensor: int, weights: int) -> Repli
     routed = sum(c.routed_params for c in parts(ONE_TOKEN).values())
     return Replica(spec=spec, tensor=tensor, peak=gpu.peak_flops(compute_precision(gpu, s.weights)),
                    bandwidth=gpu.memory_bandwidth_gbs * 1e9, link=link, eff=eff, weights=weights,
-                   routed=round(routed * per_weight))
+                   sixteen_bit=rest, routed=round(routed * per_weight),
+                   weight_memory=eff.weight_memory(s.weights).value,
+                   allreduce_latency=eff.allreduce_latency(tensor, gpu.node_size).value * 1e-6)
 
 
 def _params(parts: sizes.Parts) -> int:
@@ -264,7 +275,8 @@ def serve(spec: Spec) -> ServingEstimate:
 
     def step(batch: int) -> tuple[float, str]:
         """One decode step of `batch` sequences: every token's FLOPs, the weights once, every cache."""
-        return replica.phase(batch * matmul, batch * core, replica.weights_read(batch) + batch * cache, batch)
+        sixteen_bit, quantized = replica.weights_read(batch)
+        return replica.phase(batch * matmul, batch * core, sixteen_bit + batch * cache, quantized, batch)
 
     batch, rule = _batch(s, memory.max_batch, lambda b: step(b)[0])
     memory = memory.model_copy(update={"total_per_gpu": memory.weights_per_gpu + batch *
@@ -291,8 +303,7 @@ def serve(spec: Spec) -> ServingEstimate:
         reserve_fraction=s.reserve, batch_rule=rule,
         latency_targets={k: v for k, v in (("tpot_ms", s.tpot_ms), ("ttft_ms", s.ttft_ms)) if v is not None},
         efficiency_device=eff.device,
-        efficiencies={name: Efficiency(value=getattr(eff, name).value, source=getattr(eff, name).source)
-                      for name in kernels.FIELDS},
+        efficiencies=_efficiencies(eff, s.weights, tensor, gpu.node_size),
         moe_experts_read_per_step=expected_experts(moe.n_experts, moe.top_k, batch) if moe else None,
         not_modelled=NOT_MODELLED,
         price_source="hardware.usd_per_gpu_hour" if hw.usd_per_gpu_hour is not None else
@@ -316,13 +327,22 @@ def serve(spec: Spec) -> ServingEstimate:
     )
 
 
+def _efficiencies(eff: kernels.Efficiencies, weights: str, tensor: int, node_size: int) -> dict[str, Efficiency]:
+    """Every figure of the device's table, and the two this estimate applied: the HBM efficiency of its
+    weight format's kernels (weight_memory) and the all-reduce latency of its tensor group (allreduce_latency)."""
+    figures = {name: getattr(eff, name) for name in kernels.FIELDS}
+    figures |= {"weight_memory": eff.weight_memory(weights),
+                "allreduce_latency": eff.allreduce_latency(tensor, node_size)}
+    return {name: Efficiency(value=f.value, source=f.source) for name, f in figures.items()}
+
+
 def _prefill(parts: sizes.Parts, replica: Replica, prompt: int) -> tuple[float, str]:
     """One prompt alone: its weight matmuls, the attention core as a causal kernel executes it (the executed
     FLOPs less the matmuls', executed, around it), and the weights read once."""
     flops, head, executed, executed_head = _per_token(parts)
     matmul = prompt * (flops - head) + head
     core = sizes.prefill_executed_flops(parts, prompt) - (prompt * (executed - executed_head) + executed_head)
-    return replica.phase(matmul, max(0, core), replica.weights_read(prompt), prompt)
+    return replica.phase(matmul, max(0, core), *replica.weights_read(prompt), prompt)
 
 
 def _per_token(parts: sizes.Parts) -> tuple[int, int, int, int]:

@@ -94,8 +94,8 @@ def problem(est: ServingEstimate) -> str | None:
     if m.max_batch < 1:
         return (f"{est.name}: {size(m.weights_per_gpu)} of weights per GPU, {size(m.reserve)} reserve and one "
                 f"{size(m.kv_cache_per_sequence_per_gpu)} sequence do not fit in {a.gpu}'s {size(m.gpu_memory)} "
-                f"with {a.tensor} GPU{'s' if a.tensor > 1 else ''} per replica; use more --gpus, a larger --gpu or "
-                f"smaller --weights")
+                f"with {a.tensor} GPU{'s' if a.tensor > 1 else ''} per replica; use more GPUs per replica "
+                f"(--tensor), a larger --gpu or smaller --weights")
     if not est.fits:
         return (f"{est.name}: --batch {thr.batch} needs {size(m.total_per_gpu)} per GPU; at most {m.max_batch} "
                 f"sequences fit in {size(m.gpu_memory)}")

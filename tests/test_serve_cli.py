@@ -63,6 +63,9 @@ def error_lines(result) -> list[str]:
 def test_a_model_that_does_not_fit_at_batch_1(run):
     (line,) = error_lines(run("serve", "deepseek-v3", "--gpus", "8", "--weights", "fp8"))
     assert "do not fit in h100-sxm's 80 GiB with 8 GPUs per replica" in line
+    # More GPUs would only add replicas of 8; the advice is the one that works: a wider replica.
+    assert "use more GPUs per replica (--tensor)" in line
+    assert run("serve", "deepseek-v3", "--weights", "fp8", "--tensor", "16").exit_code == 0
 
 
 def test_a_batch_larger_than_fits(run):
@@ -123,3 +126,12 @@ def test_sweep_with_serving_columns(run):
 def test_sweep_serving_columns_only_with_serving(run):
     result = run("sweep", "llama3-8b", "--vary", "serving.kv_cache=bf16,fp8", "--sort-by", "max_batch")
     assert result.exit_code == 2 and "'max_batch' is not a column" in result.stderr
+
+
+def test_one_replica_unless_gpus_asks_for_more(run):
+    # The preset's hardware.count (2048) is a training cluster: serving it was 2048 replicas and 54,567 requests/s.
+    (one,) = json.loads(run("serve", "llama3-8b", "--gpu", "h100-sxm", "--format", "json").stdout)
+    (four,) = json.loads(run("serve", "llama3-8b", "--gpu", "h100-sxm", "--gpus", "4", "--format", "json").stdout)
+    assert (one["assumptions"]["gpus"], one["assumptions"]["replicas"]) == (1, 1)
+    assert (four["assumptions"]["gpus"], four["assumptions"]["replicas"]) == (4, 4)
+    assert four["throughput"]["requests_per_second"] == pytest.approx(4 * one["throughput"]["requests_per_second"])

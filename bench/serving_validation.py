@@ -185,8 +185,9 @@ def report(data: dict, results: list[Result]) -> str:
     ]
     for number, result in enumerate(results, 1):
         row = result.row
+        mark = " †" if engine_specific(row) else ""
         lines.append(
-            f"| {number}{' †' if engine_specific(row) else ''} | {row['source']} | {row['metric']} | {_setup(row)} | "
+            f"| {number}{mark} | {row['source']} | {row['metric']} | {_setup(row)} | "
             f"{row['as_published']} {row['unit']} | {_predicted(result)} | {_error(result)} |"
         )
     lines += ["", "| rows | n | median \\|error\\| | within 20% |", "|---|---:|---:|---:|"]

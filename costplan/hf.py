@@ -264,7 +264,10 @@ def llama_like(label: str, *, mlp_key: str = "intermediate_size", **overrides: F
         "model.position": fixed("rope", f"{label}: rotary position embeddings"),
         "model.tie_embeddings": key("tie_word_embeddings"),
         "model.bias": fixed(False, f"{label}: no biases"),
+        "model.qkv_bias": None,          # placeholders keep the spec's field order when a family sets them
+        "model.qk_norm": None,
         "model.attention": fixed(window(None), f"{label}: full causal attention (SDPA: no score matrix stored)"),
+        "model.moe": None,
     }
     fields.update(overrides)
     return {name: f for name, f in fields.items() if f is not None}
@@ -295,8 +298,7 @@ FAMILIES: dict[str, Family] = {
          "sliding_window": None, "num_local_experts": 8, "num_experts_per_tok": 2},
         ignored=MOE_IGNORED),
     "qwen2": Family("Qwen2ForCausalLM", llama_like(
-        "qwen2", **{"model.head_dim": None,
-                    "model.qkv_bias": fixed(True, "qwen2: biases on q, k and v only"),
+        "qwen2", **{"model.qkv_bias": fixed(True, "qwen2: biases on q, k and v only"),
                     "model.attention": Field(QWEN_WINDOW_KEYS, qwen_attention)}),
         {**LLAMA_DEFAULTS, "vocab_size": 151936, "intermediate_size": 22016, "num_key_value_heads": 32,
          "max_position_embeddings": 32768, "use_sliding_window": False, "sliding_window": 4096,
@@ -310,8 +312,7 @@ FAMILIES: dict[str, Family] = {
          "head_dim": 128, "max_position_embeddings": 32768, "attention_bias": False, "use_sliding_window": False,
          "sliding_window": 4096, "max_window_layers": 28, "layer_types": None}),
     "qwen2_moe": Family("Qwen2MoeForCausalLM", llama_like(
-        "qwen2_moe", **{"model.head_dim": None,
-                        "model.qkv_bias": key("qkv_bias"),
+        "qwen2_moe", **{"model.qkv_bias": key("qkv_bias"),
                         "model.attention": Field(QWEN_WINDOW_KEYS, qwen2_moe_attention),
                         "model.moe": Field(("num_experts", "num_experts_per_tok", "moe_intermediate_size",
                                             "decoder_sparse_step", "mlp_only_layers", "num_hidden_layers",
@@ -351,6 +352,8 @@ FAMILIES: dict[str, Family] = {
         {**LLAMA_DEFAULTS, "vocab_size": 50304, "hidden_size": 2048, "intermediate_size": 2048,
          "num_hidden_layers": 16, "num_attention_heads": 16, "max_position_embeddings": 4096,
          "attention_bias": False, "num_experts_per_tok": 8, "num_experts": 64},
+        checks=(Check(("head_dim", "hidden_size", "num_attention_heads"), lambda h, d, n: h is None or h * n == d,
+                      "the query norm stays hidden_size wide whatever head_dim is; not modelled"),),
         # clip_qkv clamps q, k and v elementwise
         ignored=MOE_IGNORED | {"clip_qkv"}),
     "deepseek_v3": Family("DeepseekV3ForCausalLM", llama_like(
@@ -361,7 +364,7 @@ FAMILIES: dict[str, Family] = {
                                                     "qk_rope_head_dim", "v_head_dim"), mla),
                           "model.moe": Field(("n_routed_experts", "num_experts_per_tok", "moe_intermediate_size",
                                               "n_shared_experts", "first_k_dense_replace"), deepseek_moe)}),
-        {**LLAMA_DEFAULTS, "vocab_size": 129280, "hidden_size": 7168, "intermediate_size": 18432,
+        {**{k: v for k, v in LLAMA_DEFAULTS.items() if k != "head_dim"}, "vocab_size": 129280, "hidden_size": 7168, "intermediate_size": 18432,
          "num_hidden_layers": 61, "num_attention_heads": 128, "num_key_value_heads": 128,
          "max_position_embeddings": 4096, "attention_bias": False, "kv_lora_rank": 512, "q_lora_rank": 1536,
          "qk_nope_head_dim": 128, "qk_rope_head_dim": 64, "v_head_dim": 128, "n_routed_experts": 256,

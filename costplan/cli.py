@@ -40,7 +40,8 @@ class CostplanGroup(click.Group):
 def cli() -> None:
     """Exact parameters, FLOPs, memory, GPU-hours and cost of training transformer language models.
 
-    SPEC_OR_PRESET is a YAML spec file or the name of a bundled preset (`costplan presets`).
+    SPEC_OR_PRESET is a YAML spec file, a Hugging Face config.json (or a folder holding one), or the name of a
+    bundled preset (`costplan presets`).
     """
 
 

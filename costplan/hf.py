@@ -463,9 +463,10 @@ class Imported:
 
 
 def config_file(path: Path) -> Path | None:
-    """The config.json a spec argument names: a .json file, or a folder's config.json; None for others."""
+    """The config.json a spec argument names: a .json file, or a folder's config.json; None for others (a
+    folder without one is then reported as a folder, not a YAML file)."""
     if path.is_dir():
-        return path / CONFIG_NAME
+        return path / CONFIG_NAME if (path / CONFIG_NAME).is_file() else None
     return path if path.suffix == ".json" else None
 
 
@@ -477,7 +478,7 @@ def spec_name(config: Path) -> str:
 def load_json(config: Path) -> dict[str, Any]:
     label = str(config)
     if not config.exists():
-        raise SpecError(label, [f"no such file{'; the folder has no config.json' if config.parent.is_dir() else ''}"])
+        raise SpecError(label, ["no such file"])
     try:
         data = json.loads(config.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError) as exc:

@@ -182,8 +182,9 @@ def test_bad_files(content, problem, run, tmp_path):
     assert refusal(run, path) == f"Error: {path}: {problem}"
 
 
-def test_a_folder_without_config_json(run, tmp_path):
-    assert refusal(run, tmp_path) == f"Error: {tmp_path / 'config.json'}: no such file; the folder has no config.json"
+def test_a_missing_config_or_a_folder_without_one(run, tmp_path):
+    assert refusal(run, tmp_path / "config.json") == f"Error: {tmp_path / 'config.json'}: no such file"
+    assert refusal(run, tmp_path) == f"Error: {tmp_path}: is a directory, not a YAML file"
 
 
 def test_reading_configs_imports_neither_torch_nor_transformers():

@@ -423,8 +423,8 @@ FAMILIES: dict[str, Family] = {
         "enable_bias": True, "do_layer_norm_before": True, "_remove_final_layer_norm": False,
         "word_embed_proj_dim": None, "layer_norm_elementwise_affine": True, "layerdrop": 0.0},
         checks=(
-            Check(("do_layer_norm_before",), lambda v: v, "false (post-norm, OPT-350m) drops the final norm; "
-                                                          "not modelled"),
+            Check(("do_layer_norm_before",), lambda v: v, "post-norm layers without a final norm (OPT-350m) "
+                                                          "are not modelled"),
             Check(("_remove_final_layer_norm",), lambda v: not v, "a model without its final norm is not "
                                                                   "modelled"),
             Check(("word_embed_proj_dim", "hidden_size"), lambda w, d: w is None or w == d,
@@ -508,7 +508,9 @@ def read(config: Path) -> Imported:
     values = {**COMMON_DEFAULTS, **family.defaults, **data}
     for check in (*COMMON_CHECKS, *family.checks):
         if not check.ok(*(values.get(k) for k in check.keys)):
-            problems.append(f"{check.keys[0]}: {json.dumps(values.get(check.keys[0]))}: {check.why}")
+            value = values.get(check.keys[0])
+            shown = "" if isinstance(value, (dict, list)) else f"{json.dumps(value)}: "
+            problems.append(f"{check.keys[0]}: {shown}{check.why}")
     spec: dict[str, Any] = {"name": spec_name(config)}
     notes: dict[str, str] = {}
     for path, f in family.fields.items():

@@ -139,10 +139,10 @@ def refusal(run, path) -> str:
     ("qwen2_moe", {"shared_expert_intermediate_size": 0}, "shared_expert_intermediate_size: "),
     ("deepseek_v3", {"moe_layer_freq": 2}, "moe_layer_freq: 2: "),
     ("opt", {"word_embed_proj_dim": 32}, "word_embed_proj_dim: 32: an embedding narrower than hidden_size"),
-    ("opt", {"do_layer_norm_before": False}, "do_layer_norm_before: false"),
+    ("opt", {"do_layer_norm_before": False}, "do_layer_norm_before: false: post-norm layers"),
     ("gpt2", {"activation_function": "silu"}, "activation_function: 'silu'"),
     ("gpt2", {"add_cross_attention": True}, "add_cross_attention: true: cross-attention"),
-    ("mistral", {"quantization_config": {"quant_method": "fp8"}}, "quantization_config: "),
+    ("mistral", {"quantization_config": {"quant_method": "fp8"}}, "quantization_config: quantized weights"),
     ("llama", {"model_type": "phi"}, "model_type: 'phi' is not supported (parallel attention"),
     ("llama", {"model_type": None}, "model_type: missing"),
 ])
@@ -193,3 +193,11 @@ def test_reading_configs_imports_neither_torch_nor_transformers():
             "print([m for m in ('torch', 'transformers') if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("model_type", sorted(hf.FAMILIES))
+def test_a_config_of_defaults_reads(model_type, tmp_path):
+    # every key a table reads has a default, so a file naming only its model type is a spec
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({"model_type": model_type}))
+    assert params(path) > 0

@@ -79,3 +79,11 @@ def test_variants_match_transformers(name, changes, tmp_path):
     config = tmp_path / "config.json"
     config.write_text(json.dumps(data))
     assert costplan_params(config) == transformers_params(config)
+
+
+@pytest.mark.parametrize("model_type", sorted(hf.FAMILIES))
+def test_the_class_defaults_match_transformers(model_type, tmp_path):
+    # a file naming only its model type: every size and switch is the configuration class's default
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"model_type": model_type}))
+    assert costplan_params(config) == transformers_params(config)

@@ -381,6 +381,36 @@ FAMILIES: dict[str, Family] = {
         ignored=MOE_IGNORED | {"num_key_value_heads", "head_dim", "qk_head_dim", "routed_scaling_factor",
                                "n_group", "topk_group", "topk_method", "scoring_func",
                                "aux_loss_alpha", "seq_aux", "ep_size", "num_nextn_predict_layers"}),
+    "gemma": Family("GemmaForCausalLM", llama_like(
+        "gemma", **{"model.bias": key("attention_bias", no_o_bias("attention_bias")),
+                    "model.qkv_bias": key("attention_bias")}),
+        # Gemma's RMSNorm scales by (1 + weight): one weight per feature all the same; the embedding is
+        # multiplied by sqrt(hidden_size), elementwise.
+        {**LLAMA_DEFAULTS, "vocab_size": 256000, "hidden_size": 3072, "intermediate_size": 24576,
+         "num_hidden_layers": 28, "num_attention_heads": 16, "num_key_value_heads": 16, "head_dim": 256,
+         "hidden_act": "gelu_pytorch_tanh", "max_position_embeddings": 8192, "tie_word_embeddings": True,
+         "attention_bias": False, "use_bidirectional_attention": None},
+        checks=(Check(("use_bidirectional_attention",), lambda v: not v,
+                      "bidirectional attention (an encoder) is not modelled"),),
+        # the activation of older files, read by nothing in the class (hidden_act is)
+        ignored=frozenset({"hidden_activation"})),
+    "phi3": Family("Phi3ForCausalLM", llama_like(
+        "phi3", **{"model.head_dim": None, "model.attention": key("sliding_window", window)}),
+        {**LLAMA_DEFAULTS, "vocab_size": 32064, "hidden_size": 3072, "intermediate_size": 8192,
+         "max_position_embeddings": 4096, "sliding_window": None},
+        # long-context RoPE rescaling (original_max_position_embeddings) has no parameters
+        ignored=frozenset({"original_max_position_embeddings"})),
+    "starcoder2": Family("Starcoder2ForCausalLM", llama_like(
+        "starcoder2", **{"model.head_dim": None,
+                         "model.mlp": key("hidden_act", plain_mlp("hidden_act")),
+                         "model.norm": fixed("layernorm", "starcoder2: LayerNorm with weight and bias"),
+                         "model.bias": key("use_bias"),
+                         "model.attention": key("sliding_window", window)}),
+        {**LLAMA_DEFAULTS, "vocab_size": 49152, "hidden_size": 3072, "intermediate_size": 12288,
+         "num_hidden_layers": 30, "num_attention_heads": 24, "num_key_value_heads": 2,
+         "hidden_act": "gelu_pytorch_tanh", "max_position_embeddings": 4096, "sliding_window": None,
+         "use_bias": True, "tie_word_embeddings": True},
+        ignored=frozenset({"residual_dropout", "embedding_dropout"})),
     "gpt2": Family("GPT2LMHeadModel", {
         "model.vocab_size": key("vocab_size"),
         "model.d_model": key("n_embd"),

@@ -4,6 +4,7 @@ compares with the transformers classes themselves."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -36,6 +37,12 @@ def write_config(tmp_path: Path, name: str, **changes) -> Path:
 def test_every_supported_model_type_has_a_tiny_config():
     types = {json.loads(p.read_text())["model_type"] for p in TINY}
     assert types == set(hf.FAMILIES)
+
+
+def test_the_readme_lists_the_supported_model_types():
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    listed = re.search(r"Supported `model_type`s: (.*?)\. Each", readme, flags=re.S).group(1)
+    assert re.findall(r"`(\w+)`", listed) == sorted(hf.FAMILIES)
 
 
 def test_tiny_llama_by_hand():
@@ -143,6 +150,8 @@ def refusal(run, path) -> str:
     ("gpt2", {"activation_function": "silu"}, "activation_function: 'silu'"),
     ("gpt2", {"add_cross_attention": True}, "add_cross_attention: true: cross-attention"),
     ("mistral", {"quantization_config": {"quant_method": "fp8"}}, "quantization_config: quantized weights"),
+    ("gemma", {"use_bidirectional_attention": True}, "use_bidirectional_attention: true: bidirectional"),
+    ("starcoder2", {"hidden_act": "silu"}, "hidden_act: 'silu': an MLP with this activation"),
     ("llama", {"model_type": "phi"}, "model_type: 'phi' is not supported (parallel attention"),
     ("llama", {"model_type": None}, "model_type: missing"),
 ])

@@ -230,9 +230,12 @@ def qwen2_moe(n_experts: int, top_k: int, d_ff_expert: int, step: int, mlp_only:
             "n_shared_experts": 1, "d_ff_shared": shared, "shared_expert_gate": True}
 
 
-def deepseek_moe(n_experts: int, top_k: int, d_ff_expert: int, n_shared: int, first_dense: int) -> dict[str, Any]:
+def deepseek_moe(n_experts: int, top_k: int | None, d_ff_expert: int, n_shared: int,
+                 first_dense: int) -> dict[str, Any]:
     """Layers from first_k_dense_replace on are MoE; n_shared_experts form one MLP of n × the expert width
     (the spec's default d_ff_shared). The router's score-correction bias is a buffer, not a parameter."""
+    if top_k is None:  # DeepseekV2Config's default
+        raise Unsupported("num_experts_per_tok", "missing or null: the experts each token is routed to are not set")
     moe = {"n_experts": n_experts, "top_k": top_k, "d_ff_expert": d_ff_expert}
     if n_shared:
         moe["n_shared_experts"] = n_shared
@@ -277,8 +280,28 @@ LLAMA_DEFAULTS = {"vocab_size": 32000, "hidden_size": 4096, "intermediate_size":
                   "num_attention_heads": 32, "num_key_value_heads": None, "head_dim": None, "hidden_act": "silu",
                   "max_position_embeddings": 2048, "tie_word_embeddings": False}
 QWEN_WINDOW_KEYS = ("use_sliding_window", "sliding_window", "max_window_layers", "layer_types", "num_hidden_layers")
+QWEN_WINDOW_NOTE = "from use_sliding_window, sliding_window, max_window_layers, layer_types"
 MOE_IGNORED = frozenset({"norm_topk_prob", "router_aux_loss_coef", "output_router_logits", "router_jitter_noise"})
 
+DEEPSEEK_FIELDS = {
+    "model.head_dim": None, "model.n_kv_heads": None,
+    "model.bias": key("attention_bias", no_o_bias("attention_bias")),
+    "model.qkv_bias": key("attention_bias"),
+    "model.attention": Field(("kv_lora_rank", "q_lora_rank", "qk_nope_head_dim", "qk_rope_head_dim", "v_head_dim"),
+                             mla),
+    "model.moe": Field(("n_routed_experts", "num_experts_per_tok", "moe_intermediate_size", "n_shared_experts",
+                        "first_k_dense_replace"), deepseek_moe),
+}
+DEEPSEEK_CHECKS = (
+    Check(("moe_layer_freq",), lambda n: n == 1, "MoE every n-th layer is not built by the transformers class"),
+)
+# Group-limited routing and its scaling are elementwise. The multi-token-prediction module
+# (num_nextn_predict_layers) is not built by the transformers class, so it is left out as there. MLA reads no
+# num_key_value_heads (every head has its own key and value); head_dim and qk_head_dim are derived by the class
+# from the MLA widths.
+DEEPSEEK_IGNORED = MOE_IGNORED | {"num_key_value_heads", "head_dim", "qk_head_dim", "routed_scaling_factor",
+                                  "n_group", "topk_group", "topk_method", "scoring_func", "aux_loss_alpha",
+                                  "seq_aux", "ep_size", "num_nextn_predict_layers"}
 
 FAMILIES: dict[str, Family] = {
     "llama": Family("LlamaForCausalLM", llama_like(
@@ -299,7 +322,7 @@ FAMILIES: dict[str, Family] = {
         ignored=MOE_IGNORED),
     "qwen2": Family("Qwen2ForCausalLM", llama_like(
         "qwen2", **{"model.qkv_bias": fixed(True, "qwen2: biases on q, k and v only"),
-                    "model.attention": Field(QWEN_WINDOW_KEYS, qwen_attention)}),
+                    "model.attention": Field(QWEN_WINDOW_KEYS, qwen_attention, QWEN_WINDOW_NOTE)}),
         {**LLAMA_DEFAULTS, "vocab_size": 151936, "intermediate_size": 22016, "num_key_value_heads": 32,
          "max_position_embeddings": 32768, "use_sliding_window": False, "sliding_window": 4096,
          "max_window_layers": 28, "layer_types": None}),
@@ -307,13 +330,13 @@ FAMILIES: dict[str, Family] = {
         "qwen3", **{"model.bias": key("attention_bias", no_o_bias("attention_bias")),
                     "model.qkv_bias": key("attention_bias"),
                     "model.qk_norm": fixed("head", "qwen3: RMSNorm over head_dim on each query and key head"),
-                    "model.attention": Field(QWEN_WINDOW_KEYS, qwen_attention)}),
+                    "model.attention": Field(QWEN_WINDOW_KEYS, qwen_attention, QWEN_WINDOW_NOTE)}),
         {**LLAMA_DEFAULTS, "vocab_size": 151936, "intermediate_size": 22016, "num_key_value_heads": 32,
          "head_dim": 128, "max_position_embeddings": 32768, "attention_bias": False, "use_sliding_window": False,
          "sliding_window": 4096, "max_window_layers": 28, "layer_types": None}),
     "qwen2_moe": Family("Qwen2MoeForCausalLM", llama_like(
         "qwen2_moe", **{"model.qkv_bias": key("qkv_bias"),
-                        "model.attention": Field(QWEN_WINDOW_KEYS, qwen2_moe_attention),
+                        "model.attention": Field(QWEN_WINDOW_KEYS, qwen2_moe_attention, QWEN_WINDOW_NOTE),
                         "model.moe": Field(("num_experts", "num_experts_per_tok", "moe_intermediate_size",
                                             "decoder_sparse_step", "mlp_only_layers", "num_hidden_layers",
                                             "shared_expert_intermediate_size"), qwen2_moe)}),
@@ -356,31 +379,25 @@ FAMILIES: dict[str, Family] = {
                       "the query norm stays hidden_size wide whatever head_dim is; not modelled"),),
         # clip_qkv clamps q, k and v elementwise
         ignored=MOE_IGNORED | {"clip_qkv"}),
-    "deepseek_v3": Family("DeepseekV3ForCausalLM", llama_like(
-        "deepseek_v3", **{"model.head_dim": None, "model.n_kv_heads": None,
-                          "model.bias": key("attention_bias", no_o_bias("attention_bias")),
-                          "model.qkv_bias": key("attention_bias"),
-                          "model.attention": Field(("kv_lora_rank", "q_lora_rank", "qk_nope_head_dim",
-                                                    "qk_rope_head_dim", "v_head_dim"), mla),
-                          "model.moe": Field(("n_routed_experts", "num_experts_per_tok", "moe_intermediate_size",
-                                              "n_shared_experts", "first_k_dense_replace"), deepseek_moe)}),
-        {**{k: v for k, v in LLAMA_DEFAULTS.items() if k != "head_dim"}, "vocab_size": 129280, "hidden_size": 7168, "intermediate_size": 18432,
+    "deepseek_v2": Family("DeepseekV2ForCausalLM", llama_like("deepseek_v2", **DEEPSEEK_FIELDS),
+        {**{k: v for k, v in LLAMA_DEFAULTS.items() if k != "head_dim"}, "vocab_size": 102400,
+         "attention_bias": False, "mlp_bias": False, "kv_lora_rank": 512, "q_lora_rank": 1536,
+         "qk_nope_head_dim": 128, "qk_rope_head_dim": 64, "v_head_dim": 128, "n_routed_experts": 64,
+         "num_experts_per_tok": None, "moe_intermediate_size": 1407, "n_shared_experts": 2,
+         "first_k_dense_replace": 0, "moe_layer_freq": 1},
+        checks=DEEPSEEK_CHECKS + (
+            Check(("mlp_bias",), lambda v: not v, "biases on the dense and shared MLPs but not on the routed "
+                                                  "experts or the attention output are not modelled"),),
+        ignored=DEEPSEEK_IGNORED),
+    "deepseek_v3": Family("DeepseekV3ForCausalLM", llama_like("deepseek_v3", **DEEPSEEK_FIELDS),
+        {**{k: v for k, v in LLAMA_DEFAULTS.items() if k != "head_dim"}, "vocab_size": 129280, "hidden_size": 7168,
+         "intermediate_size": 18432,
          "num_hidden_layers": 61, "num_attention_heads": 128, "num_key_value_heads": 128,
          "max_position_embeddings": 4096, "attention_bias": False, "kv_lora_rank": 512, "q_lora_rank": 1536,
          "qk_nope_head_dim": 128, "qk_rope_head_dim": 64, "v_head_dim": 128, "n_routed_experts": 256,
          "num_experts_per_tok": 8, "moe_intermediate_size": 2048, "n_shared_experts": 1,
          "first_k_dense_replace": 3, "moe_layer_freq": 1},
-        checks=(
-            Check(("moe_layer_freq",), lambda n: n == 1, "MoE every n-th layer is not built by the "
-                                                         "transformers class"),
-        ),
-        # Group-limited routing and its scaling are elementwise. The multi-token-prediction module
-        # (num_nextn_predict_layers) is not built by the transformers class, so it is left out as there. MLA
-        # reads no num_key_value_heads (every head has its own key and value); head_dim and qk_head_dim are
-        # derived by the class from the MLA widths.
-        ignored=MOE_IGNORED | {"num_key_value_heads", "head_dim", "qk_head_dim", "routed_scaling_factor",
-                               "n_group", "topk_group", "topk_method", "scoring_func",
-                               "aux_loss_alpha", "seq_aux", "ep_size", "num_nextn_predict_layers"}),
+        checks=DEEPSEEK_CHECKS, ignored=DEEPSEEK_IGNORED),
     "gemma": Family("GemmaForCausalLM", llama_like(
         "gemma", **{"model.bias": key("attention_bias", no_o_bias("attention_bias")),
                     "model.qkv_bias": key("attention_bias")}),

@@ -81,7 +81,7 @@ def test_variants_match_transformers(name, changes, tmp_path):
     assert costplan_params(config) == transformers_params(config)
 
 
-@pytest.mark.parametrize("model_type", sorted(hf.FAMILIES))
+@pytest.mark.parametrize("model_type", sorted(set(hf.FAMILIES) - {"deepseek_v2"}))   # its default top-k is None
 def test_the_class_defaults_match_transformers(model_type, tmp_path):
     # a file naming only its model type: every size and switch is the configuration class's default
     config = tmp_path / "config.json"

@@ -94,7 +94,7 @@ IGNORED = frozenset({
     "classifier_dropout", "pretraining_tp", "max_length", "min_length", "do_sample", "temperature", "top_k",
     "top_p", "num_beams", "repetition_penalty", "length_penalty", "no_repeat_ngram_size",
     "bad_words_ids", "num_return_sequences", "early_stopping", "use_bfloat16", "tie_encoder_decoder",
-    "is_decoder", "cross_attention_hidden_size", "pruned_heads", "output_scores",
+    "is_decoder", "cross_attention_hidden_size", "output_scores", "_attn_implementation_autoset",
     "return_dict_in_generate", "forced_bos_token_id", "forced_eos_token_id", "remove_invalid_values",
     "exponential_decay_length_penalty", "suppress_tokens", "begin_suppress_tokens", "typical_p",
     "diversity_penalty", "num_beam_groups", "encoder_no_repeat_ngram_size", "tf_legacy_loss",
@@ -106,8 +106,10 @@ COMMON_CHECKS = (
           "training.precision"),
     Check(("is_encoder_decoder",), lambda value: not value, "encoder-decoder models are not modelled"),
     Check(("add_cross_attention",), lambda value: not value, "cross-attention layers are not modelled"),
+    Check(("pruned_heads",), lambda value: not value, "pruned attention heads are not modelled"),
 )
-COMMON_DEFAULTS = {"quantization_config": None, "is_encoder_decoder": False, "add_cross_attention": False}
+COMMON_DEFAULTS = {"quantization_config": None, "is_encoder_decoder": False, "add_cross_attention": False,
+                   "pruned_heads": None}
 
 
 # ---------------------------------------------------------------------------------------------- transforms
@@ -414,7 +416,9 @@ FAMILIES: dict[str, Family] = {
     "phi3": Family("Phi3ForCausalLM", llama_like(
         "phi3", **{"model.head_dim": None, "model.attention": key("sliding_window", window)}),
         {**LLAMA_DEFAULTS, "vocab_size": 32064, "hidden_size": 3072, "intermediate_size": 8192,
-         "max_position_embeddings": 4096, "sliding_window": None},
+         "max_position_embeddings": 4096, "sliding_window": None, "attention_bias": False},
+        # released Phi-3 files carry attention_bias: false; the class builds its projections without biases
+        checks=(Check(("attention_bias",), lambda v: not v, "true is not built by the transformers class"),),
         # long-context RoPE rescaling (original_max_position_embeddings) has no parameters
         ignored=frozenset({"original_max_position_embeddings"})),
     "starcoder2": Family("Starcoder2ForCausalLM", llama_like(
@@ -426,7 +430,10 @@ FAMILIES: dict[str, Family] = {
         {**LLAMA_DEFAULTS, "vocab_size": 49152, "hidden_size": 3072, "intermediate_size": 12288,
          "num_hidden_layers": 30, "num_attention_heads": 24, "num_key_value_heads": 2,
          "hidden_act": "gelu_pytorch_tanh", "max_position_embeddings": 4096, "sliding_window": None,
-         "use_bias": True, "tie_word_embeddings": True},
+         "use_bias": True, "tie_word_embeddings": True, "norm_type": "layer_norm", "mlp_type": "default"},
+        # released StarCoder2 files name the only norm and MLP the class builds
+        checks=(Check(("norm_type",), lambda v: v == "layer_norm", "only layer_norm is built by the class"),
+                Check(("mlp_type",), lambda v: v == "default", "only the default MLP is built by the class")),
         ignored=frozenset({"residual_dropout", "embedding_dropout"})),
     "gpt2": Family("GPT2LMHeadModel", {
         "model.vocab_size": key("vocab_size"),

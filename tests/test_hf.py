@@ -153,6 +153,9 @@ def refusal(run, path) -> str:
     ("mistral", {"quantization_config": {"quant_method": "fp8"}}, "quantization_config: quantized weights"),
     ("gemma", {"use_bidirectional_attention": True}, "use_bidirectional_attention: true: bidirectional"),
     ("starcoder2", {"hidden_act": "silu"}, "hidden_act: 'silu': an MLP with this activation"),
+    ("starcoder2", {"norm_type": "rms_norm"}, "norm_type: \"rms_norm\": only layer_norm"),
+    ("phi3", {"attention_bias": True}, "attention_bias: true: "),
+    ("llama", {"pruned_heads": {"0": [1]}}, "pruned_heads: pruned attention heads"),
     ("llama", {"model_type": "phi"}, "model_type: 'phi' is not supported (parallel attention"),
     ("llama", {"model_type": None}, "model_type: missing"),
 ])

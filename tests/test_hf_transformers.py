@@ -56,13 +56,20 @@ def test_full_size_totals(name, total):
 @pytest.mark.parametrize("model_type", sorted(hf.FAMILIES))
 def test_defaults_are_the_configuration_class_defaults(model_type):
     """A key left out of a file takes the default of transformers' configuration class, as from_pretrained
-    does. A key the class does not declare is read by its modelling code with getattr(config, "head_dim",
-    hidden_size // num_attention_heads), which a None default states; or it is DeepSeek's own moe_layer_freq."""
+    does. The few keys a class does not declare have the defaults in UNDECLARED."""
     cls = transformers.CONFIG_MAPPING[model_type]
     declared = {f.name: f.default for f in dataclasses.fields(cls) if f.default is not dataclasses.MISSING}
     defaults = hf.FAMILIES[model_type].defaults
     assert {k: v for k, v in defaults.items() if k in declared} == {k: declared[k] for k in defaults if k in declared}
-    assert {k: v for k, v in defaults.items() if k not in declared} in ({}, {"head_dim": None}, {"moe_layer_freq": 1})
+    assert {k: v for k, v in defaults.items() if k not in declared}.items() <= UNDECLARED.items()
+
+
+UNDECLARED = {
+    "head_dim": None,          # read with getattr(config, "head_dim", hidden_size // num_attention_heads)
+    "moe_layer_freq": 1,       # DeepSeek's own modelling code; its released files all say 1
+    "attention_bias": False,   # carried by released Phi-3 files; the class builds no biases
+    "norm_type": "layer_norm", "mlp_type": "default",   # carried by released StarCoder2 files
+}
 
 
 @pytest.mark.parametrize("name, changes", [

@@ -3,11 +3,11 @@ config keys they are read from. Local files only; nothing here imports torch or 
 network.
 
 A config is read only when the spec it gives costs exactly what the `transformers` class of that model type
-builds (tests/test_hf.py builds each class on the meta device and compares the parameter count). So every key
-of the file must be accounted for: read into a field, consulted by a check that refuses values a spec cannot
-state (a per-layer sliding-window pattern, biases on some projections only, quantized weights), or on an
-explicit list of keys that do not change cost (dropout, token ids, RoPE frequencies, norm epsilons). Any other
-key is an error: a key costplan does not know may change the cost, and it must not be dropped silently.
+builds (tests/test_hf_transformers.py builds each class on the meta device and compares the parameter count).
+So every key of the file must be accounted for: read into a field, consulted by a check that refuses values a
+spec cannot state (a per-layer sliding-window pattern, biases on some projections only, quantized weights), or
+on an explicit list of keys that do not change cost (dropout, token ids, RoPE frequencies, norm epsilons). Any
+other key is an error: a key costplan does not know may change the cost, and it must not be dropped silently.
 
 A key absent from the file takes the default of the `transformers` configuration class of its model type
 (`configuration_<model_type>.py`), as `from_pretrained` would; the import says which defaults it took.
@@ -15,7 +15,7 @@ A key absent from the file takes the default of the `transformers` configuration
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -595,7 +595,8 @@ def read(config: Path) -> Imported:
 # ---------------------------------------------------------------------------------------------- writing
 def to_yaml(imported: Imported, source: str) -> str:
     """The spec as YAML with a comment per field saying which config key it came from."""
-    lines = [f"# source: {source} (model_type {imported.model_type}), imported by costplan import",
+    label = FAMILIES[imported.model_type].label
+    lines = [f"# source: {source} (model_type {imported.model_type}, {label}), imported by costplan import",
              f"name: {imported.spec['name']}"]
     for section, values in imported.spec.items():
         if section == "name":

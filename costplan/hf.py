@@ -435,6 +435,14 @@ FAMILIES: dict[str, Family] = {
         checks=(Check(("norm_type",), lambda v: v == "layer_norm", "only layer_norm is built by the class"),
                 Check(("mlp_type",), lambda v: v == "default", "only the default MLP is built by the class")),
         ignored=frozenset({"residual_dropout", "embedding_dropout"})),
+    "granite": Family("GraniteForCausalLM", llama_like(
+        "granite", **{"model.bias": Field(("attention_bias", "mlp_bias"), llama_bias),
+                      "model.qkv_bias": key("attention_bias")}),
+        {**LLAMA_DEFAULTS, "attention_bias": False, "mlp_bias": False},
+        # Granite's scalings of the embedding, the residual branches, the attention scores and the logits are
+        # elementwise multiplications
+        ignored=frozenset({"embedding_multiplier", "residual_multiplier", "attention_multiplier",
+                           "logits_scaling"})),
     "gpt2": Family("GPT2LMHeadModel", {
         "model.vocab_size": key("vocab_size"),
         "model.d_model": key("n_embd"),

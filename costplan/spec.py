@@ -599,11 +599,14 @@ class RawSpec:
 
 def read_source(source: str | os.PathLike | Mapping[str, Any]) -> RawSpec:
     """The raw mapping of a file path, a preset name or a mapping; validation comes after."""
-    from costplan import presets
+    from costplan import hf, presets
 
     if isinstance(source, Mapping):
         return RawSpec(source, "<spec>", "spec", None)
     path = Path(source)
+    config = hf.config_file(path)   # a Hugging Face config.json, or a folder holding one
+    if config is not None:
+        return RawSpec(hf.read(config).spec, str(source), hf.spec_name(config), str(config.parent))
     if not path.exists() and presets.is_preset(str(source)):
         path = presets.path(str(source))
         label = str(source)

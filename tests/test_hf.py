@@ -1,0 +1,221 @@
+"""Hugging Face config.json files as specs, without transformers: hand-counted parameters, the import's YAML,
+every refusal, and the commands that accept a config where they accept a spec. tests/test_hf_transformers.py
+compares with the transformers classes themselves."""
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import costplan
+from costplan import hf, yamlio
+from costplan.errors import SpecError
+
+HF = Path(__file__).parents[1] / "specs" / "ci" / "hf"
+TINY = sorted((HF / "tiny").glob("*.json"))
+FULL = sorted(p.parent for p in HF.glob("*/config.json"))
+
+
+def params(source) -> int:
+    return costplan.estimate(costplan.load_spec(source)).params.total
+
+
+def write_config(tmp_path: Path, name: str, **changes) -> Path:
+    """A tiny config with keys changed (a None value removes the key)."""
+    data = json.loads((HF / "tiny" / f"{name}.json").read_text())
+    data.update(changes)
+    data = {k: v for k, v in data.items() if v is not None or k not in changes}
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(data))
+    return path
+
+
+def test_every_supported_model_type_has_a_tiny_config():
+    types = {json.loads(p.read_text())["model_type"] for p in TINY}
+    assert types == set(hf.FAMILIES)
+
+
+def test_the_readme_lists_the_supported_model_types():
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    listed = re.search(r"Supported `model_type`s: (.*?)\. Each", readme, flags=re.S).group(1)
+    assert re.findall(r"`(\w+)`", listed) == sorted(hf.FAMILIES)
+
+
+def test_tiny_llama_by_hand():
+    d, vocab, f, layers = 64, 256, 176, 2
+    q_o, k_v = d * d, d * (2 * 16)             # 4 query heads and 2 key/value heads of 16
+    per_layer = 2 * q_o + 2 * k_v + 3 * d * f + 2 * d
+    assert params(HF / "tiny" / "llama.json") == 2 * vocab * d + layers * per_layer + d
+
+
+def test_tiny_opt_by_hand():
+    # OPT's learned position table has max_position_embeddings + 2 rows; biases everywhere, LayerNorms.
+    d, vocab, f, layers, positions = 64, 256, 256, 2, 128
+    per_layer = 4 * (d * d + d) + (d * f + f) + (f * d + d) + 2 * 2 * d
+    assert params(HF / "tiny" / "opt.json") == vocab * d + (positions + 2) * d + layers * per_layer + 2 * d
+    assert costplan.load_spec(HF / "tiny" / "opt.json").seq_len == positions
+
+
+def test_tiny_qwen2_moe_layers_and_shared_expert():
+    # decoder_sparse_step 2 over 4 layers: layers 1 and 3 are MoE, 0 and 2 dense.
+    moe = costplan.load_spec(HF / "tiny" / "qwen2_moe.json").model.moe
+    assert (moe.first_dense_layers, moe.every) == (1, 2)
+    assert (moe.n_shared_experts, moe.d_ff_shared, moe.shared_expert_gate) == (1, 96, True)
+
+
+def test_a_folder_reads_its_config_json_and_is_named_after_it():
+    spec = costplan.load_spec(HF / "llama-2-7b")
+    assert spec.name == "llama-2-7b"
+    # the same model as the bundled preset written from the paper
+    assert params(HF / "llama-2-7b") == params("llama2-7b")
+
+
+def test_missing_keys_take_the_class_defaults(tmp_path):
+    # Qwen3Config's head_dim defaults to 128, not hidden_size / num_attention_heads
+    spec = costplan.load_spec(write_config(tmp_path, "qwen3", head_dim=None))
+    assert spec.model.head_dim == 128
+
+
+@pytest.mark.parametrize("config", TINY, ids=lambda p: p.stem)
+def test_import_writes_the_same_spec(config, run, tmp_path):
+    result = run("import", str(config))
+    assert result.exit_code == 0, result.stderr
+    spec = yamlio.loads(result.stdout)
+    assert costplan.load_spec(spec) == costplan.load_spec(config).model_copy(update={"base_dir": None})
+    for line in result.stdout.splitlines()[2:]:          # after the source line and the name
+        if line.startswith("  ") and not line.startswith("    "):   # a field, not a section or a value in one
+            assert "  # " in line, line
+
+
+def test_import_says_which_keys_it_used_and_ignored(run):
+    result = run("import", str(HF / "llama-2-7b"))
+    used, defaulted, ignored = result.stderr.splitlines()
+    assert used.startswith("used: ") and "hidden_size" in used and "model_type" in used
+    assert defaulted == "taken from the class defaults: attention_bias, head_dim, mlp_bias"
+    assert ignored.startswith("ignored (no cost): ") and "rms_norm_eps" in ignored and "hidden_size" not in ignored
+    assert "d_model: 4096" in result.stdout and "# from hidden_size" in result.stdout
+
+
+def test_import_output_file_and_force(run, tmp_path):
+    out = tmp_path / "spec.yaml"
+    assert run("import", str(HF / "tiny" / "gpt2.json"), "-o", str(out)).exit_code == 0
+    assert params(out) == params(HF / "tiny" / "gpt2.json")
+    again = run("import", str(HF / "tiny" / "gpt2.json"), "-o", str(out))
+    assert again.exit_code == 2 and "the file exists; pass --force" in again.stderr
+    assert run("import", str(HF / "tiny" / "opt.json"), "-o", str(out), "--force").exit_code == 0
+    assert params(out) == params(HF / "tiny" / "opt.json")
+
+
+@pytest.mark.parametrize("args", [
+    ["estimate", "{tiny}/llama.json", "{full}/mistral-7b"],
+    ["compare", "{tiny}/mixtral.json", "{tiny}/qwen3.json"],
+    ["sweep", "{tiny}/gpt2.json", "--vary", "n_layers=1,2"],
+    ["plan", "{full}/qwen3-0.6b", "--deadline", "30d", "--gpu", "h100-sxm"],
+])
+def test_commands_accept_a_config(args, run):
+    result = run(*(a.format(tiny=HF / "tiny", full=HF) for a in args))
+    assert result.exit_code == 0, result.stderr
+
+
+def refusal(run, path) -> str:
+    result = run("estimate", str(path))
+    assert result.exit_code == 2
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
+    return lines[0]
+
+
+@pytest.mark.parametrize("name, changes, named", [
+    # a key costplan does not know may change the cost: never dropped silently
+    ("llama", {"shiny_new_feature": True}, "shiny_new_feature: unknown to costplan for model_type llama"),
+    # per-layer attention patterns
+    ("qwen3", {"use_sliding_window": True, "sliding_window": 32, "max_window_layers": 1}, "use_sliding_window: "),
+    ("qwen2", {"layer_types": ["full_attention", "sliding_attention"], "use_sliding_window": True},
+     "layer_types: "),
+    ("qwen2_moe", {"use_sliding_window": True, "max_window_layers": 4}, "use_sliding_window: "),
+    # biases a spec's `bias` cannot split
+    ("llama", {"attention_bias": True}, "attention_bias: attention_bias True with mlp_bias False"),
+    ("llama", {"mlp_bias": True}, "mlp_bias: "),
+    ("qwen3", {"attention_bias": True}, "attention_bias: true puts a bias on the output projection"),
+    # MoE layers that are not "dense first, then every n-th"
+    ("qwen3_moe", {"mlp_only_layers": [2]}, "mlp_only_layers: MoE layers [0, 1] are not"),
+    ("qwen2_moe", {"shared_expert_intermediate_size": 0}, "shared_expert_intermediate_size: "),
+    ("deepseek_v3", {"moe_layer_freq": 2}, "moe_layer_freq: 2: "),
+    ("deepseek_v2", {"mlp_bias": True}, "mlp_bias: true: biases on the dense and shared MLPs"),
+    ("opt", {"word_embed_proj_dim": 32}, "word_embed_proj_dim: 32: an embedding narrower than hidden_size"),
+    ("opt", {"do_layer_norm_before": False}, "do_layer_norm_before: false: post-norm layers"),
+    ("gpt2", {"activation_function": "silu"}, "activation_function: 'silu'"),
+    ("gpt2", {"add_cross_attention": True}, "add_cross_attention: true: cross-attention"),
+    ("mistral", {"quantization_config": {"quant_method": "fp8"}}, "quantization_config: quantized weights"),
+    ("gemma", {"use_bidirectional_attention": True}, "use_bidirectional_attention: true: bidirectional"),
+    ("starcoder2", {"hidden_act": "silu"}, "hidden_act: 'silu': an MLP with this activation"),
+    ("starcoder2", {"norm_type": "rms_norm"}, "norm_type: \"rms_norm\": only layer_norm"),
+    ("phi3", {"attention_bias": True}, "attention_bias: true: "),
+    ("llama", {"pruned_heads": {"0": [1]}}, "pruned_heads: pruned attention heads"),
+    ("llama", {"model_type": "phi"}, "model_type: 'phi' is not supported (parallel attention"),
+    ("llama", {"model_type": None}, "model_type: missing"),
+])
+def test_refusals_name_the_key(name, changes, named, run, tmp_path):
+    line = refusal(run, write_config(tmp_path, name, **changes))
+    assert line.startswith(f"Error: {tmp_path / 'config.json'}: {named}"), line
+
+
+def test_an_unsupported_model_type_lists_the_supported_ones(run, tmp_path):
+    line = refusal(run, write_config(tmp_path, "llama", model_type="bert"))
+    assert line.endswith("supported: " + ", ".join(sorted(hf.FAMILIES)))
+
+
+def test_every_refusal_at_once(tmp_path):
+    with pytest.raises(SpecError) as caught:
+        costplan.load_spec(write_config(tmp_path, "qwen3", attention_bias=True, extra_key=1, use_sliding_window=True,
+                                        sliding_window=32, max_window_layers=1))
+    assert [p.split(":")[0] for p in caught.value.problems] == ["extra_key", "attention_bias",
+                                                                "use_sliding_window"]
+
+
+def test_uniform_sliding_windows_are_a_spec_attention(tmp_path):
+    # max_window_layers 0: every Qwen3 layer is windowed, which a spec states
+    spec = costplan.load_spec(write_config(tmp_path, "qwen3", use_sliding_window=True, sliding_window=32,
+                                           max_window_layers=0))
+    assert spec.model.attention.type == "sliding_window" and spec.model.attention.window == 32
+    assert costplan.load_spec(HF / "tiny" / "mistral.json").model.attention.window == 16
+
+
+@pytest.mark.parametrize("content, problem", [
+    ("{not json", "line 1, column 2: invalid JSON: Expecting property name enclosed in double quotes"),
+    ("[1, 2]", "the top level must be a JSON object, as in a Hugging Face config.json"),
+])
+def test_bad_files(content, problem, run, tmp_path):
+    path = tmp_path / "config.json"
+    path.write_text(content)
+    assert refusal(run, path) == f"Error: {path}: {problem}"
+
+
+def test_a_missing_config_or_a_folder_without_one(run, tmp_path):
+    assert refusal(run, tmp_path / "config.json") == f"Error: {tmp_path / 'config.json'}: no such file"
+    assert refusal(run, tmp_path) == f"Error: {tmp_path}: is a directory, not a YAML file"
+
+
+def test_reading_configs_imports_neither_torch_nor_transformers():
+    code = ("import sys, costplan; from pathlib import Path; "
+            f"[costplan.estimate(costplan.load_spec(p)) for p in Path({str(HF)!r}).glob('*/*.json')]; "
+            "print([m for m in ('torch', 'transformers') if m in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("model_type", sorted(hf.FAMILIES))
+def test_a_config_of_defaults_reads(model_type, tmp_path):
+    # every key a table reads has a default, so a file naming only its model type is a spec; except
+    # DeepseekV2Config's, whose default experts per token is None
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({"model_type": model_type}))
+    if model_type == "deepseek_v2":
+        with pytest.raises(SpecError, match="num_experts_per_tok: missing or null"):
+            costplan.load_spec(path)
+    else:
+        assert params(path) > 0

@@ -1,0 +1,96 @@
+"""The independent check of costplan's Hugging Face configs: build each model with its real `transformers` class
+on the meta device (no memory, no weights) and compare parameter counts, exactly. Needs the `hf` extra."""
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+
+transformers = pytest.importorskip("transformers")
+torch = pytest.importorskip("torch")
+
+import costplan  # noqa: E402
+from costplan import hf  # noqa: E402
+
+HF = Path(__file__).parents[1] / "specs" / "ci" / "hf"
+TINY = sorted((HF / "tiny").glob("*.json"))
+FULL = sorted(p for p in HF.glob("*/config.json") if p.parent.name != "tiny")
+
+
+def transformers_params(config: Path) -> int:
+    """Unique parameters of the transformers causal-LM class built from the file (a tied head counted once)."""
+    data = json.loads(config.read_text())
+    cfg = transformers.AutoConfig.for_model(data.pop("model_type"), **data)
+    with torch.device("meta"):
+        model = transformers.AutoModelForCausalLM.from_config(cfg)
+    return sum(p.numel() for p in model.parameters())   # parameters() yields a shared tensor once
+
+
+def costplan_params(config: Path) -> int:
+    return costplan.estimate(costplan.load_spec(config)).params.total
+
+
+@pytest.mark.parametrize("config", TINY, ids=lambda p: p.stem)
+def test_tiny_configs_match_transformers(config):
+    assert costplan_params(config) == transformers_params(config)
+
+
+@pytest.mark.parametrize("config", FULL, ids=lambda p: p.parent.name)
+def test_full_size_configs_match_transformers(config):
+    assert costplan_params(config) == transformers_params(config)
+
+
+# Published totals, as a check on the configs themselves: Llama 2 (Touvron et al. 2023) reports "7B"; these
+# are the counts of the released checkpoints' safetensors index files.
+@pytest.mark.parametrize("name, total", [
+    ("llama-2-7b", 6_738_415_616),
+    ("mistral-7b", 7_241_732_096),
+    ("mixtral-8x7b", 46_702_792_704),
+])
+def test_full_size_totals(name, total):
+    assert costplan_params(HF / name / "config.json") == total
+
+
+@pytest.mark.parametrize("model_type", sorted(hf.FAMILIES))
+def test_defaults_are_the_configuration_class_defaults(model_type):
+    """A key left out of a file takes the default of transformers' configuration class, as from_pretrained
+    does. The few keys a class does not declare have the defaults in UNDECLARED."""
+    cls = transformers.CONFIG_MAPPING[model_type]
+    declared = {f.name: f.default for f in dataclasses.fields(cls) if f.default is not dataclasses.MISSING}
+    defaults = hf.FAMILIES[model_type].defaults
+    assert {k: v for k, v in defaults.items() if k in declared} == {k: declared[k] for k in defaults if k in declared}
+    assert {k: v for k, v in defaults.items() if k not in declared}.items() <= UNDECLARED.items()
+
+
+UNDECLARED = {
+    "head_dim": None,          # read with getattr(config, "head_dim", hidden_size // num_attention_heads)
+    "moe_layer_freq": 1,       # DeepSeek's own modelling code; its released files all say 1
+    "attention_bias": False,   # carried by released Phi-3 files; the class builds no biases
+    "norm_type": "layer_norm", "mlp_type": "default",   # carried by released StarCoder2 files
+}
+
+
+@pytest.mark.parametrize("name, changes", [
+    ("qwen2", {"head_dim": 32}),                              # read with getattr by the attention
+    ("qwen3", {"use_sliding_window": True, "sliding_window": 8, "max_window_layers": 0}),
+    ("qwen3_moe", {"mlp_only_layers": [1]}),                  # MoE layers 0 and 2: every second layer
+    ("qwen2_moe", {"decoder_sparse_step": 1, "mlp_only_layers": [0, 1]}),
+    ("deepseek_v3", {"q_lora_rank": None, "n_shared_experts": 0, "first_k_dense_replace": 0}),
+    ("opt", {"enable_bias": False, "tie_word_embeddings": False}),
+    ("gpt2", {"n_inner": 96, "tie_word_embeddings": False, "activation_function": "relu"}),
+])
+def test_variants_match_transformers(name, changes, tmp_path):
+    data = {**json.loads((HF / "tiny" / f"{name}.json").read_text()), **changes}
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps(data))
+    assert costplan_params(config) == transformers_params(config)
+
+
+@pytest.mark.parametrize("model_type", sorted(set(hf.FAMILIES) - {"deepseek_v2"}))   # its default top-k is None
+def test_the_class_defaults_match_transformers(model_type, tmp_path):
+    # a file naming only its model type: every size and switch is the configuration class's default
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"model_type": model_type}))
+    assert costplan_params(config) == transformers_params(config)

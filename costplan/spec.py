@@ -19,7 +19,7 @@ from costplan import hardware, yamlio
 from costplan.errors import CostplanError, SpecError, did_you_mean, printable, shown
 from costplan.validation import (
     Amount, Count, CountOrAuto, FieldProblems, Flag, Fraction, Name, Positive, Price, Section, Tokens, Width,
-    ZeroStage, error_messages, field_sections, kind_of, raise_if, valid_field_getter, whole_or_none, width_or_none,
+    ZeroStage, canonical, error_messages, field_sections, kind_of, raise_if, valid_field_getter, whole_or_none, width_or_none,
 )
 
 # ---------------------------------------------------------------------------------------------- attention
@@ -118,9 +118,11 @@ AFT_TYPES = ("aft_full", "aft_local", "aft_simple", "aft_conv")
 def _attention_shorthand(value: Any) -> Any:
     """`attention: flash` means `attention: {type: flash}`; a mapping without a type is dense attention."""
     if isinstance(value, str):
-        return {"type": value}
+        return {"type": canonical(value, ATTENTION_TYPES)}
     if isinstance(value, Mapping) and "type" not in value:
         return {"type": "dense", **value}
+    if isinstance(value, Mapping):
+        return {**value, "type": canonical(value["type"], ATTENTION_TYPES)}
     return value
 
 

@@ -10,11 +10,12 @@ import math
 import re
 import typing
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import (
     AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PlainValidator, TypeAdapter, ValidationError,
+    model_validator,
 )
 from pydantic_core import PydanticCustomError
 
@@ -126,10 +127,40 @@ NonNegative = Annotated[float, BeforeValidator(_real_number), Field(ge=0, le=1e3
 Price = Annotated[float, BeforeValidator(_real_number), Field(ge=0, le=1e6)]
 
 
+def canonical(value: Any, choices: Iterable[str]) -> Any:
+    """The choice a text value names regardless of case (`SwiGLU` → swiglu, `BF16` → bf16) when exactly one
+    does; otherwise the value unchanged, for validation to judge."""
+    if not isinstance(value, str):
+        return value
+    same = [c for c in choices if c.casefold() == value.casefold()]
+    return same[0] if len(same) == 1 else value
+
+
+@functools.cache
+def _word_choices(cls: type[BaseModel]) -> dict[str, tuple[str, ...]]:
+    """{field: its text choices} for the fields of a section whose values are a Literal of words."""
+    found = {}
+    for name, field in cls.model_fields.items():
+        args = [a for arg in (field.annotation, *typing.get_args(field.annotation))
+                if typing.get_origin(arg) is Literal for a in typing.get_args(arg)]
+        words = tuple(a for a in args if isinstance(a, str))
+        if words and name != "type":     # `type` picks a union member and is read before this runs
+            found[name] = words
+    return found
+
+
 class Section(BaseModel):
-    """A frozen part of an input file; unknown keys are errors."""
+    """A frozen part of an input file; unknown keys are errors; words are accepted in any case."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _words_in_any_case(cls, data: Any) -> Any:
+        choices = _word_choices(cls)
+        if not isinstance(data, Mapping) or not any(isinstance(data.get(f), str) for f in choices):
+            return data
+        return {**data, **{f: canonical(data[f], words) for f, words in choices.items() if f in data}}
 
 
 class FieldProblems(ValueError):

@@ -215,3 +215,40 @@ def test_set_takes_the_keys_vary_takes(run):
         "Error: --set n_layer=3: model.n_layer: unknown field (did you mean 'n_layers'?); model has "
         + ", ".join(sorted(n for n, f in costplan.spec.ModelSpec.model_fields.items() if not f.exclude))]
     assert field_path("moe.top_k") == ("model", "moe", "top_k")
+
+
+# ---------------------------------------------------------------------------------------------- suggestions
+def test_words_in_any_case_are_accepted():
+    spec = costplan.load_spec({"model": {"vocab_size": 10, "d_model": 64, "n_layers": 1, "n_heads": 4,
+                                         "max_seq_len": 8, "mlp": "SwiGLU", "norm": "RMSNorm", "position": "RoPE",
+                                         "attention": {"type": "Sliding_Window", "window": 4}},
+                               "training": {"precision": "BF16", "optimizer": "AdamW"}})
+    assert (spec.model.mlp, spec.model.norm, spec.model.position, spec.model.attention.type) == (
+        "swiglu", "rmsnorm", "rope", "sliding_window")
+    assert (spec.training.precision, spec.training.optimizer) == ("bf16", "adamw")
+    assert costplan.load_spec({**spec.model_dump(exclude_none=True), "model": {
+        **spec.model.model_dump(exclude_none=True), "attention": "FLASH"}}).model.attention.type == "flash"
+
+
+@pytest.mark.parametrize("override, suggestion", [
+    ("model.mlp=swi-glu", "swiglu"), ("model.norm=rms_norm", "rmsnorm"), ("training.precision=bfloat16", "bf16"),
+    ("model.mlp=silu", "swiglu"), ("training.optimizer=adam_w", "adamw"),
+])
+def test_values_suggested_from_other_spellings(run, override, suggestion):
+    (line,) = errors(run("estimate", TINY, "--set", override))
+    assert line.endswith(f"(did you mean '{suggestion}'?)")
+
+
+@pytest.mark.parametrize("name, field", [
+    ("num_attention_heads", "n_heads"), ("hidden_size", "d_model"), ("num_hidden_layers", "n_layers"),
+    ("intermediate_size", "d_ff"), ("num_key_value_heads", "n_kv_heads"), ("max_position_embeddings", "max_seq_len"),
+    ("n_embd", "d_model"), ("tie_word_embeddings", "tie_embeddings"), ("Vocab_Size", "vocab_size"),
+])
+def test_fields_suggested_from_hugging_face_names(run, tmp_path, name, field):
+    path = write(tmp_path, f"model: {{{name}: 4}}\n")
+    assert f"Error: {path}: model.{name}: unknown field (did you mean '{field}'?)" in errors(run("estimate", path))
+
+
+def test_gpu_suggested_regardless_of_case(run):
+    (line,) = errors(run("estimate", TINY, "--gpu", "H100"))
+    assert "unknown GPU 'H100' (did you mean 'h100-sxm'?)" in line

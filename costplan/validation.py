@@ -157,10 +157,11 @@ class Section(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _words_in_any_case(cls, data: Any) -> Any:
-        choices = _word_choices(cls)
-        if not isinstance(data, Mapping) or not any(isinstance(data.get(f), str) for f in choices):
+        if not isinstance(data, Mapping):
             return data
-        return {**data, **{f: canonical(data[f], words) for f, words in choices.items() if f in data}}
+        fixed = {f: canonical(value, words) for f, words in _word_choices(cls).items()
+                 if isinstance(value := data.get(f), str) and value not in words}
+        return {**data, **fixed} if fixed else data
 
 
 class FieldProblems(ValueError):

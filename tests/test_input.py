@@ -252,3 +252,10 @@ def test_fields_suggested_from_hugging_face_names(run, tmp_path, name, field):
 def test_gpu_suggested_regardless_of_case(run):
     (line,) = errors(run("estimate", TINY, "--gpu", "H100"))
     assert "unknown GPU 'H100' (did you mean 'h100-sxm'?)" in line
+
+
+@pytest.mark.parametrize("text", ["064", "1_000", "2e12", "-1.5e3", "1.", ".5", "+.5", "1__0.5", " 7 ", ".inf",
+                                  "-.inf", "1e-300", "0x40", "1:30", "e5", "true"])
+def test_command_line_values_read_like_yaml(text):
+    # value() reads plain numbers without a YAML parse: it must agree with the loader on every form.
+    assert repr(yamlio.value(text)) == repr(yamlio.loads(text))

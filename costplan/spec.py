@@ -256,12 +256,12 @@ class HardwareSpec(Section):
     def _known_gpu(cls, value: str, info: ValidationInfo) -> str:
         base = (info.context or {}).get("base_dir")
         try:
-            hardware.resolve(value, base_dir=base)
+            gpu = hardware.resolve(value, base_dir=base)
         except SpecError as exc:  # a bad hardware file: one line per problem in it
             raise FieldProblems([("", f"{exc.source}: {problem}") for problem in exc.problems]) from None
         except CostplanError as exc:
             raise FieldProblems([("", str(exc))]) from None
-        return value
+        return gpu.key if gpu.key in hardware.catalogue() else value   # `H100-SXM` is stored as h100-sxm
 
 
 # ---------------------------------------------------------------------------------------------- parallelism

@@ -105,6 +105,7 @@ def test_bundled_names_in_any_case(run):
                  "--format", "json")
     data = json.loads(result.stdout)[0]
     assert data["name"] == "gpt2-small" and data["assumptions"]["gpu"] == "h100-sxm"
+    assert costplan.load_spec("gpt2-small", ["hardware.gpu=H100-SXM"]).hardware.gpu == "h100-sxm"
 
 
 @pytest.mark.parametrize("option", [None, "--gpu", "--law"])

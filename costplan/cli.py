@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
 import click
 
@@ -189,12 +188,15 @@ def compare(specs, fmt, baseline, serving, overrides, gpu, gpus, tokens, mfu) ->
 @click.option("--vocab", metavar="N", default=str(32000), show_default=True,
               help="With --budget: the proposed model's vocabulary size.")
 @click.option("--write", "write_path", metavar="FILE", help="With --budget: write the proposed spec as YAML.")
+@click.option("--force", is_flag=True, help="With --write: replace FILE if it exists.")
 @law_option
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="With SPEC: override a field.")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
-def plan(spec, budget, unit, deadline, gpu_names, gpus, seq_len, vocab, write_path, law, overrides, fmt) -> None:
+@click.pass_context
+def plan(ctx, spec, budget, unit, deadline, gpu_names, gpus, seq_len, vocab, write_path, force, law, overrides,
+         fmt) -> None:
     """What to train with a budget (--budget), or how many GPUs finish SPEC by a deadline (--deadline)."""
-    from costplan import planner, report, scaling, yamlio
+    from costplan import files, planner, report, scaling, yamlio
     from costplan.validation import parse_count, parse_duration, parse_positive, parse_unit
 
     problems = []
@@ -210,13 +212,24 @@ def plan(spec, budget, unit, deadline, gpu_names, gpus, seq_len, vocab, write_pa
         raise CostplanError("plan needs --budget AMOUNT, or SPEC and --deadline DURATION")
     if spec is not None and (budget is not None or deadline is None):
         raise CostplanError("with SPEC, plan needs --deadline DURATION (and no --budget)")
+    given = [name for name in ("unit", "gpus", "seq_len", "vocab")
+             if ctx.get_parameter_source(name) != click.core.ParameterSource.DEFAULT]
+    budget_only = [f"--{name.replace('_', '-')}" for name in given] + ["--write"] * bool(write_path)
+    spec_only = ["--deadline"] * (deadline is not None) + ["--set"] * bool(overrides)
+    if force and not write_path:
+        problems.append("--force: only with --write")
     if spec is None:
+        # Options that only make sense with SPEC would be ignored: say so rather than plan without them.
+        problems += [f"{option}: only with SPEC (--budget plans on --gpus GPUs; give SPEC and --deadline to "
+                     "find the GPUs a deadline needs)" for option in spec_only]
         amount, unit = check(parse_positive, "--budget", budget), check(parse_unit, unit)
         count, context, words = (check(parse_count, name, text) for name, text in
                                  (("--gpus", gpus), ("--seq-len", seq_len), ("--vocab", vocab)))
         constants = check(scaling.resolve, law)
         if len(gpu_names) > 1:
             problems.append("--gpu: give one GPU type with --budget")
+        if write_path:
+            check(files.check_output, "--write", write_path, force)
         if problems:
             raise CostplanError("\n".join(problems))
         gpu = gpu_names[0] if gpu_names else "a100-80gb"
@@ -224,15 +237,16 @@ def plan(spec, budget, unit, deadline, gpu_names, gpus, seq_len, vocab, write_pa
         if write_path:
             header = (f"proposed by costplan plan --budget {budget} --unit {unit}: the {constants.name} law's "
                       f"compute-optimal size,\nshaped by the rule in costplan/sizing.py")
-            Path(write_path).write_text(yamlio.dumps(proposal.spec, header), encoding="utf-8")
+            files.write_text("--write", write_path, yamlio.dumps(proposal.spec, header), force)
         click.echo(report.to_json(proposal.model_dump()) if fmt == "json" else
                    report.csv_text([report.flatten(proposal.model_dump())]) if fmt == "csv" else
                    report.table(report.proposal_rows(proposal), fmt, report.proposal_title(proposal)))
+        if write_path:
+            click.echo(f"wrote {write_path}", err=True)
         return
     hours = check(parse_duration, "--deadline", deadline)
     loaded = check(load_all, [spec], list(overrides))
-    if write_path:
-        problems.append("--write: only with --budget")
+    problems += [f"{option}: only with --budget" for option in budget_only]
     if problems:
         raise CostplanError("\n".join(problems))
     options = planner.deadline_options(loaded[0], hours, list(gpu_names) or None)
@@ -270,8 +284,10 @@ def sweep(spec, varies, sort_by, limit, fmt, serving, law, overrides, gpu, gpus,
             problems.append(str(exc))
     checks = [lambda: parse_count("--limit", limit) if limit is not None else None,
               lambda: scaling.resolve(law), lambda: read_source(spec)]
+    sets = collect_overrides(overrides, gpu, gpus, tokens, mfu)
     if not problems:
-        checks += [lambda: sweeps.check_size(axes, limit), lambda: sweeps.sort_key(sort_by, axes, serving)]
+        checks += [lambda: sweeps.check_size(axes, limit), lambda: sweeps.sort_key(sort_by, axes, serving),
+                   lambda: sweeps.check_axes(axes, sets)]
     results = []
     for check in checks:
         try:
@@ -283,7 +299,7 @@ def sweep(spec, varies, sort_by, limit, fmt, serving, law, overrides, gpu, gpus,
         raise CostplanError("\n".join(problems))
     count, constants, raw = results[:3]
     order = results[4]
-    points = sweeps.run(raw, axes, collect_overrides(overrides, gpu, gpus, tokens, mfu), constants, count, serving)
+    points = sweeps.run(raw, axes, sets, constants, count, serving)
     if order is not None:
         points = sorted(points, key=order)
     if serving:
@@ -567,6 +583,8 @@ def check(specs, tolerances, device, batch, seq_len, fmt, detail, no_time, time_
 @click.option("--force", is_flag=True, help="Replace FILE if it exists.")
 def import_config(config, output, force) -> None:
     """Write a Hugging Face config.json (or a folder holding one) as a costplan spec, a comment per field."""
+    from pathlib import Path
+
     from costplan import files, hf
     from costplan.spec import validate
 

@@ -9,9 +9,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field, ValidationError
 
-from costplan import yamlio
-from costplan.errors import CostplanError, SpecError, did_you_mean
-from costplan.validation import Count, Fraction, Positive, Price, Section, error_messages
+from costplan import sources, yamlio
+from costplan.errors import CostplanError, SpecError, did_you_mean, printable, shown
+from costplan.validation import Count, Fraction, Name, Positive, Price, Section, error_messages
 
 Precision = Literal["fp32", "tf32", "fp16", "bf16", "fp8"]
 PRECISIONS: tuple[str, ...] = ("fp32", "tf32", "fp16", "bf16", "fp8")
@@ -28,7 +28,7 @@ Text = Annotated[str, BeforeValidator(_text)]
 class GPU(Section):
     """One accelerator: dense peaks per precision, memory, bandwidths, default MFU and price, with sources."""
 
-    name: str
+    name: Name
     peak_tflops: dict[Precision, Positive] = Field(min_length=1)
     memory_gib: Positive
     memory_bandwidth_gbs: Positive
@@ -87,15 +87,15 @@ def _validate(data: Any, label: str, key: str) -> GPU:
 
 @functools.cache
 def resolve(name: str, base_dir: str | None = None) -> GPU:
-    """A catalogue entry by name, or a hardware YAML file by path (relative to the cwd, then base_dir)."""
+    """A catalogue entry by name, or a hardware YAML file by path (relative to the cwd, then base_dir), by the
+    rule of costplan/sources.py."""
     gpus = catalogue()
-    if name in gpus:
-        return gpus[name]
-    candidates = [Path(name)] + ([Path(base_dir) / name] if base_dir else [])
-    for path in candidates:
-        if path.is_file():
-            return _validate(yamlio.read(path), str(path), str(path))
-    if name.endswith((".yaml", ".yml")) or "/" in name:
-        raise CostplanError(f"hardware file {name!r} not found")
-    raise CostplanError(f"unknown GPU {name!r}{did_you_mean(name, gpus)}; `costplan hardware` lists the "
+    found = sources.find(name, gpus, [base_dir])
+    if isinstance(found, str):
+        return gpus[found]
+    if found is not None and sources.is_file(found):
+        return _validate(yamlio.read(found), printable(found, cut=False), str(found))
+    if found is not None:
+        raise CostplanError(f"hardware file {shown(name)} not found")
+    raise CostplanError(f"unknown GPU {shown(name)}{did_you_mean(name, gpus)}; `costplan hardware` lists the "
                         "catalogue, or give a path to a hardware YAML file")

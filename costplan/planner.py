@@ -29,8 +29,9 @@ from pydantic import BaseModel, ConfigDict
 from costplan import hardware, scaling, sizing
 from costplan.costs.estimate import estimate
 from costplan.costs.time import HOURS_PER_DAY, flops_in
+from costplan.errors import CostplanError
 from costplan.spec import ParallelismSpec, Spec, load_spec, split_rules
-from costplan.validation import MAX_COUNT
+from costplan.validation import MAX_COUNT, MAX_TOKENS
 
 TENSOR_DEGREES = (1, 2, 4, 8)
 PIPELINE_DEGREES = (1, 2, 4, 8)
@@ -46,10 +47,26 @@ class _Result(BaseModel):
 def budget_flops(amount: float, unit: str, gpu: hardware.GPU, precision: str = "bf16") -> float:
     """A budget in FLOPs, GPU-hours or US dollars as training FLOPs: hours × 3600 × dense peak × MFU, and
     dollars at the GPU's catalogue price per hour."""
+    peak = gpu.peak_flops(precision)
+    if peak is None:   # the proposal is priced on this GPU in any unit
+        raise CostplanError(f"--gpu {gpu.key}: {gpu.name} has no {precision} peak FLOP/s (it has "
+                            f"{', '.join(gpu.precisions)}), and the proposal trains in {precision}; choose a GPU "
+                            f"with {precision}")
     if unit == "flops":
         return amount
+    if unit == "usd" and not gpu.usd_per_gpu_hour:
+        raise CostplanError(f"--gpu {gpu.key}: {gpu.name} has no price (usd_per_gpu_hour is 0), so a budget in "
+                            "usd buys no GPU-hours on it; give the budget in gpu-hours or FLOPs")
     hours = amount if unit == "gpu-hours" else amount / gpu.usd_per_gpu_hour
-    return flops_in(hours, gpu.peak_flops(precision), gpu.mfu)
+    return flops_in(hours, peak, gpu.mfu)
+
+
+def _in_unit(flops: float, unit: str, gpu: hardware.GPU, precision: str = "bf16") -> float:
+    """The inverse of budget_flops: FLOPs as an amount in the budget's unit."""
+    if unit == "flops":
+        return flops
+    hours = flops / flops_in(1.0, gpu.peak_flops(precision), gpu.mfu)
+    return hours if unit == "gpu-hours" else hours * gpu.usd_per_gpu_hour
 
 
 class Optimum(_Result):
@@ -83,9 +100,20 @@ def propose(amount: float, unit: str, law: scaling.ScalingLaw, gpu_key: str, gpu
     gpu = hardware.resolve(gpu_key)
     flops = budget_flops(amount, unit, gpu)
     n_opt, d_opt = law.compute_optimal(flops)
+    if not d_opt <= MAX_TOKENS:   # also catches inf and nan from a huge budget or an odd law file
+        raise CostplanError(f"--budget {amount:.4g} {unit}: the {law.name} law's optimum for {flops:.4g} FLOPs "
+                            f"trains on {d_opt:.4g} tokens, more than costplan accepts ({MAX_TOKENS:.0e})")
     model = sizing.architecture(n_opt, vocab_size, seq_len)
-    per_token = estimate(load_spec({"model": model, "training": {"tokens": 1}})).flops.training_per_token
-    tokens = max(1, math.floor(flops / per_token))
+    per_token = _per_token(model)
+    if flops < per_token:
+        # Not one token of the smallest shape fits: the proposal would cost more than the budget.
+        smallest = sizing.architecture(1, vocab_size, seq_len)
+        least = _per_token(smallest)
+        raise CostplanError(
+            f"--budget {amount:.4g} {unit}: less than the smallest budget the shape rule can serve, "
+            f"{_in_unit(least, unit, gpu):.4g} {unit} (one token of its smallest model, {smallest['n_layers']} "
+            f"layer × d_model {smallest['d_model']}, vocabulary {vocab_size}, context {seq_len})")
+    tokens = math.floor(flops / per_token)
     spec = {
         "name": f"compute-optimal-{law.name}",
         "model": model,
@@ -102,6 +130,11 @@ def propose(amount: float, unit: str, law: scaling.ScalingLaw, gpu_key: str, gpu
         optimum=Optimum(params=n_opt, tokens=d_opt, loss=law.loss(n_opt, d_opt), tokens_per_param=d_opt / n_opt),
         spec=spec,
     )
+
+
+def _per_token(model: dict[str, Any]) -> float:
+    """Training FLOPs per token of a `model` section."""
+    return estimate(load_spec({"model": model, "training": {"tokens": 1}})).flops.training_per_token
 
 
 # ---------------------------------------------------------------------------------------------- deadline

@@ -25,10 +25,6 @@ def names() -> tuple[str, ...]:
     return tuple(sorted((p.stem for p in _folder().glob("*.yaml")), key=_order))
 
 
-def is_preset(name: str) -> bool:
-    return name in names()
-
-
 def path(name: str) -> Path:
     return _folder() / f"{name}.yaml"
 

@@ -27,13 +27,13 @@ sized by their *active* parameters (see `params_for_law`); dense laws are only a
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
+import math
 
 from pydantic import ValidationError
 
-from costplan import yamlio
-from costplan.errors import CostplanError, SpecError, did_you_mean
-from costplan.validation import NonNegative, Positive, Section, error_messages
+from costplan import sources, yamlio
+from costplan.errors import CostplanError, SpecError, did_you_mean, printable, shown
+from costplan.validation import Name, NonNegative, Positive, Section, error_messages
 
 # Training FLOPs per parameter per token in the laws' compute accounting (Kaplan et al. 2020 §2.1; Hoffmann
 # et al. 2022 §3.3): forward 2, backward 4, attention left out.
@@ -43,7 +43,7 @@ FLOPS_PER_PARAM_TOKEN = 6
 class ScalingLaw(Section):
     """Constants of L(N, D) = E + A/N^α + B/D^β, with where they come from."""
 
-    name: str = "custom"
+    name: Name = "custom"
     E: NonNegative            # irreducible loss (nats per token)
     A: Positive
     B: Positive
@@ -53,23 +53,38 @@ class ScalingLaw(Section):
 
     def loss(self, params: float, tokens: float) -> float:
         """Predicted training loss (nats per token) of a model of `params` parameters trained on `tokens`."""
-        return self.E + self.A / params ** self.alpha + self.B / tokens ** self.beta
+        return self._finite("the loss",
+                            lambda: self.E + self.A / params ** self.alpha + self.B / tokens ** self.beta)
 
     @property
     def _g(self) -> float:
-        return (self.alpha * self.A / (self.beta * self.B)) ** (1 / (self.alpha + self.beta))
+        return self._finite("G",
+                            lambda: (self.alpha * self.A / (self.beta * self.B)) ** (1 / (self.alpha + self.beta)))
 
     def compute_optimal(self, flops: float) -> tuple[float, float]:
         """(N_opt, D_opt) minimising the loss at `flops` = 6·N·D (Hoffmann et al. 2022, §3.3)."""
         a = self.beta / (self.alpha + self.beta)
-        params = self._g * (flops / FLOPS_PER_PARAM_TOKEN) ** a
+        params = self._finite("the optimal size", lambda: self._g * (flops / FLOPS_PER_PARAM_TOKEN) ** a)
         return params, flops / (FLOPS_PER_PARAM_TOKEN * params)
 
     def optimal_tokens(self, params: float) -> float:
         """The tokens for which `params` is the compute-optimal size: D = (N/G)^(α/β) / G (the closed form
         above, solved for C and then for D)."""
         g = self._g
-        return (params / g) ** (self.alpha / self.beta) / g
+        return self._finite("the optimal tokens", lambda: (params / g) ** (self.alpha / self.beta) / g)
+
+    def _finite(self, what: str, compute) -> float:  # noqa: ANN001 - a thunk
+        """A result of the law's closed forms, or a CostplanError naming the constants when it leaves floating
+        point (a user's exponents near zero put G = (αA/βB)^(1/(α+β)) far beyond 1e308)."""
+        try:
+            value = compute()
+        except (OverflowError, ZeroDivisionError):
+            value = math.inf
+        if not math.isfinite(value) or value <= 0:
+            raise CostplanError(f"--law {self.name}: {what} is not a finite positive number with E={self.E}, "
+                                f"A={self.A}, B={self.B}, alpha={self.alpha}, beta={self.beta}; check the "
+                                "constants")
+        return value
 
 
 LAWS: dict[str, ScalingLaw] = {
@@ -116,20 +131,20 @@ def predict(law: ScalingLaw, total: int, active: int, tokens: float) -> Scaling:
 
 
 def resolve(name: str | None = None, base_dir: str | None = None) -> ScalingLaw:
-    """A bundled law by name, or a YAML file of constants by path (relative to the cwd, then base_dir)."""
-    name = name or DEFAULT_LAW
-    if name in LAWS:
-        return LAWS[name]
-    for path in [Path(name)] + ([Path(base_dir) / name] if base_dir else []):
-        if path.is_file():
-            data = yamlio.read(path)
-            if not isinstance(data, dict):
-                raise SpecError(str(path), ["expected a mapping with E, A, B, alpha and beta"])
-            try:
-                return ScalingLaw.model_validate({"name": path.stem, **data})
-            except ValidationError as exc:
-                raise SpecError(str(path), error_messages(exc, ScalingLaw)) from None
-    if name.endswith((".yaml", ".yml")) or "/" in name:
-        raise CostplanError(f"--law: scaling-law file {name!r} not found")
-    raise CostplanError(f"--law: unknown scaling law {name!r}{did_you_mean(name, LAWS)}; one of "
+    """A bundled law by name, or a YAML file of constants by path (relative to the cwd, then base_dir), by the
+    rule of costplan/sources.py."""
+    found = sources.find(name or DEFAULT_LAW, LAWS, [base_dir], option="--law ")
+    if isinstance(found, str):
+        return LAWS[found]
+    if found is not None and sources.is_file(found):
+        data = yamlio.read(found)
+        if not isinstance(data, dict):
+            raise SpecError(printable(found, cut=False), ["expected a mapping with E, A, B, alpha and beta"])
+        try:
+            return ScalingLaw.model_validate({"name": found.stem, **data})
+        except ValidationError as exc:
+            raise SpecError(printable(found, cut=False), error_messages(exc, ScalingLaw)) from None
+    if found is not None:
+        raise CostplanError(f"--law: scaling-law file {shown(name)} not found")
+    raise CostplanError(f"--law: unknown scaling law {shown(name)}{did_you_mean(name, LAWS)}; one of "
                         f"{', '.join(LAWS)}, or a YAML file with E, A, B, alpha and beta")

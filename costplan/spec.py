@@ -6,6 +6,7 @@ filled in before validation, so a loaded Spec states every number it stands for.
 """
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -15,10 +16,10 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import BeforeValidator, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from costplan import hardware, yamlio
-from costplan.errors import CostplanError, SpecError, did_you_mean
+from costplan.errors import CostplanError, SpecError, did_you_mean, printable, shown
 from costplan.validation import (
-    Amount, Count, CountOrAuto, FieldProblems, Flag, Fraction, Positive, Price, Section, Tokens, Width,
-    error_messages, field_sections, kind_of, raise_if, valid_field_getter, whole_or_none, width_or_none,
+    Amount, Count, CountOrAuto, FieldProblems, Flag, Fraction, Name, Positive, Price, Section, Tokens, Width,
+    ZeroStage, canonical, error_messages, field_sections, kind_of, raise_if, valid_field_getter, whole_or_none, width_or_none,
 )
 
 # ---------------------------------------------------------------------------------------------- attention
@@ -117,9 +118,11 @@ AFT_TYPES = ("aft_full", "aft_local", "aft_simple", "aft_conv")
 def _attention_shorthand(value: Any) -> Any:
     """`attention: flash` means `attention: {type: flash}`; a mapping without a type is dense attention."""
     if isinstance(value, str):
-        return {"type": value}
+        return {"type": canonical(value, ATTENTION_TYPES)}
     if isinstance(value, Mapping) and "type" not in value:
         return {"type": "dense", **value}
+    if isinstance(value, Mapping):
+        return {**value, "type": canonical(value["type"], ATTENTION_TYPES)}
     return value
 
 
@@ -253,12 +256,12 @@ class HardwareSpec(Section):
     def _known_gpu(cls, value: str, info: ValidationInfo) -> str:
         base = (info.context or {}).get("base_dir")
         try:
-            hardware.resolve(value, base_dir=base)
+            gpu = hardware.resolve(value, base_dir=base)
         except SpecError as exc:  # a bad hardware file: one line per problem in it
             raise FieldProblems([("", f"{exc.source}: {problem}") for problem in exc.problems]) from None
         except CostplanError as exc:
             raise FieldProblems([("", str(exc))]) from None
-        return value
+        return gpu.key if gpu.key in hardware.catalogue() else value   # `H100-SXM` is stored as h100-sxm
 
 
 # ---------------------------------------------------------------------------------------------- parallelism
@@ -271,7 +274,7 @@ class ParallelismSpec(Section):
     tensor: Count = 1
     pipeline: Count = 1
     expert: Count = 1                    # splits the routed experts; divides the data-parallel degree
-    zero: Literal[0, 1, 2, 3] = 0        # 1: optimizer states, 2: + gradients, 3: + weights (FSDP)
+    zero: ZeroStage = 0                  # 1: optimizer states, 2: + gradients, 3: + weights (FSDP)
     sequence_parallel: Flag = False      # shard the d_model-wide activations over the tensor group too
     micro_batches: Count | None = None   # per step; None: global_batch_size / (micro_batch_size × data), or 1
 
@@ -303,7 +306,7 @@ class ServingSpec(Section):
 
 # ---------------------------------------------------------------------------------------------- spec
 class Spec(Section):
-    name: str
+    name: Name
     model: ModelSpec
     training: TrainingSpec = TrainingSpec()
     hardware: HardwareSpec = HardwareSpec()
@@ -551,12 +554,18 @@ def _rules_on_raw(data: Mapping[str, Any], base_dir: str | None) -> list[str]:
 
 # ---------------------------------------------------------------------------------------------- overrides
 def parse_override(text: str) -> tuple[list[str], Any]:
-    """`model.n_layers=48` → (['model', 'n_layers'], 48); the value is read as YAML (numbers, booleans, null)."""
+    """`model.n_layers=48` → (['model', 'n_layers'], 48); the key is read by field_path, like --vary's (so
+    `n_layers=48` works too), the value as YAML (numbers, booleans, null)."""
     key, sep, raw = text.partition("=")
     key = key.strip()
     if not sep or not key or any(not part for part in key.split(".")):
-        raise CostplanError(f"--set {text}: expected KEY=VALUE with a dotted key, e.g. model.n_layers=48")
-    return key.split("."), yamlio.value(raw)
+        raise CostplanError(f"--set {printable(text)}: expected KEY=VALUE with a dotted key, e.g. "
+                            "model.n_layers=48")
+    try:
+        path = field_path(key)
+    except CostplanError as exc:
+        raise CostplanError(f"--set {printable(text)}: {exc}") from None
+    return list(path), yamlio.value(raw)
 
 
 def apply_overrides(data: Mapping[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
@@ -599,51 +608,50 @@ class RawSpec:
 
 def read_source(source: str | os.PathLike | Mapping[str, Any]) -> RawSpec:
     """The raw mapping of a file path, a preset name or a mapping; validation comes after."""
-    from costplan import hf, presets
+    from costplan import hf, presets, sources
 
     if isinstance(source, Mapping):
         return RawSpec(source, "<spec>", "spec", None)
-    path = Path(source)
-    config = hf.config_file(path)   # a Hugging Face config.json, or a folder holding one
+    found = sources.find(source, presets.names())
+    if found is None and hf.config_file(Path(source)) is not None:
+        found = Path(source)     # a bare folder name that holds a Hugging Face config.json
+    config = hf.config_file(found) if isinstance(found, Path) else None
     if config is not None:
-        return RawSpec(hf.read(config).spec, str(source), hf.spec_name(config), str(config.parent))
-    if not path.exists() and presets.is_preset(str(source)):
-        path = presets.path(str(source))
-        label = str(source)
-    elif not path.exists() and not _looks_like_path(str(source)):
-        raise SpecError(str(source), [
+        return RawSpec(hf.read(config).spec, printable(source, cut=False), hf.spec_name(config), str(config.parent))
+    if found is None:
+        raise SpecError(printable(source, cut=False), [
             f"no such file or preset{did_you_mean(str(source), presets.names())}; `costplan presets` lists "
             "the presets"])
-    else:
-        label = str(source)
+    path = presets.path(found) if isinstance(found, str) else found
+    label = found if isinstance(found, str) else printable(source, cut=False)
     return RawSpec(yamlio.read(path), label, path.stem, str(path.parent))
 
 
-def field_path(key: str) -> list[str]:
+@functools.lru_cache(maxsize=1024)   # sweeps apply the same few keys at every point
+def field_path(key: str) -> tuple[str, ...]:
     """A dotted field path as written in a spec, checked against the format: `model.n_layers`. The `model.`
     prefix may be left out (`moe.n_experts`, `n_layers`). An unknown field is a CostplanError."""
     parts = key.split(".")
     if any(not part for part in parts):
-        raise CostplanError(f"{key!r} is not a dotted field path such as model.n_layers")
+        raise CostplanError(f"{shown(key)} is not a dotted field path such as model.n_layers")
     top = [name for name, f in Spec.model_fields.items() if not f.exclude]
-    if parts[0] not in top and parts[0] in ModelSpec.model_fields:
+    # A first part that is not a section is a model field, unless it is a misspelt section (`trainng.tokens`).
+    if parts[0] not in top and (parts[0] in ModelSpec.model_fields or len(parts) == 1
+                                or not did_you_mean(parts[0], top)):
         parts = ["model", *parts]
     sections: list[type[Section]] = [Spec]
     for depth, part in enumerate(parts):
         names = {name for cls in sections for name, f in cls.model_fields.items() if not f.exclude}
         if part not in names:
             where = ".".join(parts[:depth]) or "a spec"
-            raise CostplanError(f"{'.'.join(parts[:depth + 1])}: unknown field{did_you_mean(part, names)}; "
+            raise CostplanError(f"{printable('.'.join(parts[:depth + 1]))}: unknown field"
+                                f"{did_you_mean(part, names)}; "
                                 f"{where} has {', '.join(sorted(names))}")
         sections = [inner for cls in sections if part in cls.model_fields
                     for inner in field_sections(cls.model_fields[part].annotation)]
         if not sections and depth < len(parts) - 1:
             raise CostplanError(f"{'.'.join(parts[:depth + 1])}: is a value, not a section with fields")
-    return parts
-
-
-def _looks_like_path(text: str) -> bool:
-    return os.sep in text or "/" in text or text.endswith((".yaml", ".yml"))
+    return tuple(parts)
 
 
 def validate(data: Any, overrides: Iterable[str], *, label: str, default_name: str,

@@ -17,8 +17,8 @@ from costplan import scaling, yamlio
 from costplan.costs.estimate import estimate
 from costplan.costs.inference import ServingEstimate, serve
 from costplan.costs.result import Estimate
-from costplan.errors import CostplanError, SpecError
-from costplan.spec import RawSpec, field_path
+from costplan.errors import CostplanError, SpecError, printable
+from costplan.spec import RawSpec, field_path, parse_override
 
 MAX_POINTS = 100_000   # more needs --limit: a million points would take minutes
 
@@ -72,6 +72,22 @@ def parse_vary(text: str) -> Axis:
     if any(not part for part in texts):
         raise CostplanError(f"--vary {text}: an empty value; write values separated by commas")
     return Axis(path, tuple(yamlio.value(part) for part in texts), texts)
+
+
+def check_axes(axes: Sequence[Axis], overrides: Iterable[str] = ()) -> None:
+    """Each field is varied once and not also set: a later value would silently replace the earlier ones
+    (`--vary n_layers=1,2 --vary model.n_layers=3,4` would never evaluate 1 and 2)."""
+    seen: dict[str, str] = {}
+    for axis in axes:
+        if axis.key in seen:
+            raise CostplanError(f"--vary {axis.key}: varied twice ({seen[axis.key]} and {', '.join(axis.texts)});"
+                                " give all its values in one --vary")
+        seen[axis.key] = ", ".join(axis.texts)
+    for text in overrides:
+        key = ".".join(parse_override(text)[0])
+        if key in seen:
+            raise CostplanError(f"--vary {key}: also set to {printable(text.partition('=')[2])} (by --set or its "
+                                "shortcut option); vary it or set it, not both")
 
 
 def size(axes: Sequence[Axis]) -> int:

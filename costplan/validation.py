@@ -9,42 +9,73 @@ import functools
 import math
 import re
 import typing
-from collections.abc import Mapping
+import unicodedata
+from collections.abc import Iterable, Mapping
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainValidator, TypeAdapter, ValidationError
+from pydantic import (
+    AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PlainValidator, TypeAdapter, ValidationError,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
-from costplan.errors import CostplanError, did_you_mean
+from costplan.errors import CostplanError, did_you_mean, printable, shown
 
 # Upper limits keep every product in the cost model far from float overflow; they are far above any real model.
 MAX_WIDTH = 1 << 24          # d_model, d_ff, head_dim, vocab_size, max_seq_len, windows
 MAX_COUNT = 1 << 20          # layers, heads, experts, batch sizes, GPUs
 MAX_TOKENS = 10**18
+# Lower limits keep every quotient finite: time is FLOPs / (peak × MFU), so with the upper limits above no
+# estimate reaches float infinity (which JSON cannot hold). Published training runs report MFU from a few
+# percent up; 0.01% is far below any of them. Peaks, memory and bandwidths in the units of their fields
+# (TFLOP/s, GiB, GB/s) below a millionth describe no device.
+MIN_MFU = 1e-4
+MIN_POSITIVE = 1e-6
 
 
 def _whole_number(value: Any) -> Any:
     """Accept ints and integral floats (YAML `2e12`); reject booleans, text and fractions."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise PydanticCustomError("whole_number", "expected a whole number, got {value}", {"value": repr(value)})
+        raise PydanticCustomError("whole_number", "expected a whole number, got {value}", {"value": shown(value)})
     if isinstance(value, float):
         if not math.isfinite(value) or value != int(value):
-            raise PydanticCustomError("whole_number", "expected a whole number, got {value}", {"value": value})
+            raise PydanticCustomError("whole_number", "expected a whole number, got {value}",
+                                      {"value": shown(value)})
         return int(value)
     return value
 
 
 def _real_number(value: Any) -> Any:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise PydanticCustomError("real_number", "expected a number, got {value}", {"value": repr(value)})
+        raise PydanticCustomError("real_number", "expected a number, got {value}", {"value": shown(value)})
     if not math.isfinite(value):
-        raise PydanticCustomError("real_number", "expected a finite number, got {value}", {"value": value})
+        raise PydanticCustomError("real_number", "expected a finite number, got {value}", {"value": shown(value)})
     return value
+
+
+def _at_least(least: float):
+    def check(value: float) -> float:
+        if value < least:
+            raise PydanticCustomError("too_small", "{value} is too small (costplan accepts from {least})",
+                                      {"value": shown(value), "least": least})
+        return value
+
+    return check
 
 
 def _flag(value: Any) -> Any:
     if not isinstance(value, bool):
-        raise PydanticCustomError("flag", "expected true or false, got {value}", {"value": repr(value)})
+        raise PydanticCustomError("flag", "expected true or false, got {value}", {"value": shown(value)})
+    return value
+
+
+def _name(value: str) -> str:
+    """Names are printed in tables and headings as they are: no control or format characters (an escape
+    sequence would recolour or rewrite the terminal), and one line."""
+    bad = [ch for ch in value if unicodedata.category(ch) in ("Cc", "Cf")]
+    if bad:
+        raise PydanticCustomError("name", "contains the control character {char}; a name is printed as it is",
+                                  {"char": shown(bad[0])})
     return value
 
 
@@ -62,7 +93,7 @@ def _count_or_auto(value: Any) -> Any:
         return value
     if isinstance(value, str):
         raise PydanticCustomError("whole_number", "expected a whole number or auto, got {value}",
-                                  {"value": repr(value)})
+                                  {"value": shown(value)})
     number = _whole_number(value)
     if number <= 0:
         raise PydanticCustomError("greater_than", "must be greater than 0", {"gt": 0})
@@ -87,16 +118,50 @@ CountOrAuto = Annotated[Union[int, Literal["auto"]], PlainValidator(_count_or_au
 Tokens = Annotated[int, BeforeValidator(_whole_number), Field(gt=0, le=MAX_TOKENS)]
 Amount = Annotated[int, BeforeValidator(_whole_number), Field(ge=0, le=MAX_COUNT)]   # a count that may be 0
 Flag = Annotated[bool, BeforeValidator(_flag)]
-Fraction = Annotated[float, BeforeValidator(_real_number), Field(gt=0, le=1)]
-Positive = Annotated[float, BeforeValidator(_real_number), Field(gt=0, le=1e30)]
+Name = Annotated[str, AfterValidator(_name)]
+ZeroStage = Annotated[Literal[0, 1, 2, 3], BeforeValidator(_whole_number)]   # `true` is no stage
+Fraction = Annotated[float, BeforeValidator(_real_number), Field(gt=0, le=1), AfterValidator(_at_least(MIN_MFU))]
+Positive = Annotated[float, BeforeValidator(_real_number), Field(gt=0, le=1e30),
+                     AfterValidator(_at_least(MIN_POSITIVE))]
 NonNegative = Annotated[float, BeforeValidator(_real_number), Field(ge=0, le=1e30)]
 Price = Annotated[float, BeforeValidator(_real_number), Field(ge=0, le=1e6)]
 
 
+def canonical(value: Any, choices: Iterable[str]) -> Any:
+    """The choice a text value names regardless of case (`SwiGLU` → swiglu, `BF16` → bf16) when exactly one
+    does; otherwise the value unchanged, for validation to judge."""
+    if not isinstance(value, str):
+        return value
+    same = [c for c in choices if c.casefold() == value.casefold()]
+    return same[0] if len(same) == 1 else value
+
+
+@functools.cache
+def _word_choices(cls: type[BaseModel]) -> dict[str, tuple[str, ...]]:
+    """{field: its text choices} for the fields of a section whose values are a Literal of words."""
+    found = {}
+    for name, field in cls.model_fields.items():
+        args = [a for arg in (field.annotation, *typing.get_args(field.annotation))
+                if typing.get_origin(arg) is Literal for a in typing.get_args(arg)]
+        words = tuple(a for a in args if isinstance(a, str))
+        if words and name != "type":     # `type` picks a union member and is read before this runs
+            found[name] = words
+    return found
+
+
 class Section(BaseModel):
-    """A frozen part of an input file; unknown keys are errors."""
+    """A frozen part of an input file; unknown keys are errors; words are accepted in any case."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _words_in_any_case(cls, data: Any) -> Any:
+        if not isinstance(data, Mapping):
+            return data
+        fixed = {f: canonical(value, words) for f, words in _word_choices(cls).items()
+                 if isinstance(value := data.get(f), str) and value not in words}
+        return {**data, **fixed} if fixed else data
 
 
 class FieldProblems(ValueError):
@@ -203,6 +268,7 @@ def _walk(loc: tuple, root: type[BaseModel]) -> tuple[type[BaseModel] | None, li
 def _describe(err: Mapping[str, Any], root: type[BaseModel]) -> list[str]:
     kind, loc, value, ctx = err["type"], tuple(err["loc"]), err.get("input"), err.get("ctx") or {}
     section, where, members = _walk(loc, root)
+    where = [printable(part) for part in where]   # keys are the user's text too
     field = ".".join(where)
     if kind == "value_error" and isinstance(ctx.get("error"), FieldProblems):
         return [".".join(p for p in (field, name) if p) + f": {msg}" for name, msg in ctx["error"].problems]
@@ -219,20 +285,20 @@ def _describe(err: Mapping[str, Any], root: type[BaseModel]) -> list[str]:
     if kind == "missing":
         return [f"{field}: required field is missing"]
     if kind == "literal_error":
-        return [f"{field}: {value!r} is not one of {ctx['expected'].replace(chr(39), '')}"
+        return [f"{field}: {shown(value)} is not one of {ctx['expected'].replace(chr(39), '')}"
                 f"{did_you_mean(value, _literal_words(ctx['expected']))}"]
     if kind == "union_tag_invalid":
         tags = ", ".join(members)
-        return [f"{field}.type: {ctx['tag']!r} is not one of {tags}{did_you_mean(ctx['tag'], members)}"]
+        return [f"{field}.type: {shown(ctx['tag'])} is not one of {tags}{did_you_mean(ctx['tag'], members)}"]
     if kind == "union_tag_not_found":
         return [f"{field}.type: required field is missing; one of {', '.join(members)}"]
     if kind in ("model_type", "model_attributes_type", "dict_type"):
         return [f"{field}: expected a mapping of fields, got {kind_of(value)}"]
     if kind in ("greater_than", "greater_than_equal"):
         relation = "greater than" if kind == "greater_than" else "at least"
-        return [f"{field}: must be {relation} {ctx.get('gt', ctx.get('ge'))}, got {value}"]
+        return [f"{field}: must be {relation} {ctx.get('gt', ctx.get('ge'))}, got {shown(value)}"]
     if kind in ("less_than_equal", "less_than"):
-        return [f"{field}: {value} is too large (costplan accepts up to {ctx.get('le', ctx.get('lt'))})"]
+        return [f"{field}: {shown(value)} is too large (costplan accepts up to {ctx.get('le', ctx.get('lt'))})"]
     if kind == "string_type":
         return [f"{field}: expected text, got {kind_of(value)}"]
     if kind == "value_error":
@@ -255,17 +321,17 @@ def parse_positive(option: str, text: str) -> float:
     try:
         value = float(str(text).replace("_", ""))
     except ValueError:
-        raise CostplanError(f"{option}: expected a number, got {text!r}") from None
+        raise CostplanError(f"{option}: expected a number, got {shown(text)}") from None
     if not math.isfinite(value):
-        raise CostplanError(f"{option}: expected a finite number, got {text!r}")
+        raise CostplanError(f"{option}: expected a finite number, got {shown(text)}")
     if value <= 0:
-        raise CostplanError(f"{option}: must be greater than 0, got {text}")
+        raise CostplanError(f"{option}: must be greater than 0, got {printable(text)}")
     return value
 
 
 def parse_unit(text: str) -> str:
     if text not in BUDGET_UNITS:
-        raise CostplanError(f"--unit: {text!r} is not one of {', '.join(BUDGET_UNITS)}"
+        raise CostplanError(f"--unit: {shown(text)} is not one of {', '.join(BUDGET_UNITS)}"
                             f"{did_you_mean(text, BUDGET_UNITS)}")
     return text
 
@@ -274,11 +340,11 @@ def parse_duration(option: str, text: str) -> float:
     """`30d`, `12h`, `2w`, `1.5 days` → hours."""
     match = re.fullmatch(r"\s*([0-9][0-9_]*(?:\.[0-9]*)?|\.[0-9]+)\s*([a-z]+)\s*", str(text).lower())
     if not match or match.group(2) not in _DURATION_HOURS:
-        raise CostplanError(f"{option}: {text!r} is not a duration; write a number and a unit, e.g. 30d, 12h "
+        raise CostplanError(f"{option}: {shown(text)} is not a duration; write a number and a unit, e.g. 30d, 12h "
                             "or 2w")
     hours = float(match.group(1).replace("_", "")) * _DURATION_HOURS[match.group(2)]
     if hours <= 0:
-        raise CostplanError(f"{option}: must be longer than zero, got {text!r}")
+        raise CostplanError(f"{option}: must be longer than zero, got {shown(text)}")
     return hours
 
 
@@ -286,7 +352,7 @@ def parse_count(option: str, text: str) -> int:
     """A whole number from 1 to MAX_WIDTH given on the command line."""
     value = parse_positive(option, text)
     if value != int(value):
-        raise CostplanError(f"{option}: expected a whole number, got {text}")
+        raise CostplanError(f"{option}: expected a whole number, got {printable(text)}")
     if value > MAX_WIDTH:
-        raise CostplanError(f"{option}: {text} is too large (costplan accepts up to {MAX_WIDTH})")
+        raise CostplanError(f"{option}: {printable(text)} is too large (costplan accepts up to {MAX_WIDTH})")
     return int(value)

@@ -1,26 +1,54 @@
-"""Reading YAML for specs and hardware files: safe, `2e12` is a number, duplicate keys are errors."""
+"""Reading YAML for specs and hardware files: safe, numbers as YAML 1.2 and people read them (`2e12` is a
+number, `064` is sixty-four), duplicate keys are errors, and aliases cannot expand a small file into a huge one."""
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from costplan.errors import SpecError
+from costplan.errors import SpecError, printable
+from costplan.files import NAME_MAX
+
+# A spec has a few dozen values; aliases (`*a`) may repeat a subtree, and nested ones multiply it (nine levels
+# of nine copies are 387 million values from 514 bytes). More values than this, counted as expanded, are refused.
+MAX_VALUES = 100_000
+MAX_DIGITS = 100         # a longer integer is no size or count; Python refuses to read past 4,300 digits anyway
+
+_INT = "tag:yaml.org,2002:int"
+_FLOAT = "tag:yaml.org,2002:float"
 
 
 class Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
-    """A SafeLoader with the two fixes specs need."""
+    """A SafeLoader with the fixes specs need."""
 
 
-# PyYAML follows YAML 1.1, where `2e12` and `2.0e12` (no sign in the exponent) are strings. YAML 1.2 and every
-# user read them as numbers. This resolver is consulted after the built-in ones, so ints stay ints.
-Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
-    list("-+0123456789."),
-)
+# PyYAML follows YAML 1.1: `064` is octal (52), `0x40` hex, `1:30` base 60 (90), while `2e12` (no sign in the
+# exponent) is text. People, YAML 1.2 and the command line (`--gpus 064`) read decimal. So integers are decimal
+# digits only (leading zeros allowed, `_` as a separator) and floats need a point or an exponent.
+Loader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag not in (_INT, _FLOAT)]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_INT_TEXT = re.compile(r"^[-+]?[0-9][0-9_]*$")
+_FLOAT_TEXT = re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*\.[0-9_]*|\.[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)?
+                             |[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+
+                             |[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$""", re.X)
+Loader.add_implicit_resolver(_INT, _INT_TEXT, list("-+0123456789"))
+Loader.add_implicit_resolver(_FLOAT, _FLOAT_TEXT, list("-+0123456789."))
+
+
+def _decimal_int(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> int:
+    text = loader.construct_scalar(node).replace("_", "")
+    if len(text.lstrip("+-")) > MAX_DIGITS:
+        raise yaml.constructor.ConstructorError(None, None, f"an integer of more than {MAX_DIGITS} digits",
+                                                node.start_mark)
+    return int(text, 10)
+
+
+Loader.add_constructor(_INT, _decimal_int)
 
 
 def _mapping_without_duplicates(loader: yaml.SafeLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
@@ -38,12 +66,56 @@ Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping_
 
 def loads(text: str) -> Any:
     """Parse YAML text with the spec loader (for --set values and tests)."""
-    return yaml.load(text, Loader=Loader)  # noqa: S506 - Loader is a SafeLoader
+    loader = Loader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _check_expansion(node)
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
+def _check_expansion(root: yaml.Node) -> None:
+    """Refuse a document whose values, with every alias expanded, number more than MAX_VALUES (or that
+    contains itself). An alias is the same node object composed twice, so sizes are counted once per node."""
+    sizes: dict[int, int] = {}
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    open_nodes: set[int] = set()
+    while stack:
+        node, children_done = stack.pop()
+        key = id(node)
+        if key in sizes:
+            continue
+        children = [n for pair in node.value for n in pair] if isinstance(node, yaml.MappingNode) else \
+            node.value if isinstance(node, yaml.SequenceNode) else []
+        if children_done:
+            open_nodes.discard(key)
+            sizes[key] = 1 + sum(sizes[id(child)] for child in children)
+            if sizes[key] > MAX_VALUES:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"aliases expand this document to more than {MAX_VALUES:,} values",
+                    node.start_mark)
+            continue
+        if key in open_nodes:
+            raise yaml.constructor.ConstructorError(None, None, "an alias refers to a value that contains it",
+                                                    node.start_mark)
+        open_nodes.add(key)
+        stack.append((node, True))
+        stack.extend((child, False) for child in children if id(child) not in sizes)
 
 
 def value(text: str) -> Any:
     """A value given on the command line (`--set`, `--vary`), read as YAML: numbers, booleans, null; text YAML
     cannot read stays text, for validation to judge."""
+    plain = text.strip()
+    # The common case, a plain number, by the resolvers' own patterns without a YAML parse (sweeps read
+    # thousands); float() reads every form _FLOAT_TEXT matches except YAML's `.inf` and `.nan`.
+    if _INT_TEXT.match(plain) and len(plain) <= MAX_DIGITS:
+        return int(plain.replace("_", ""), 10)
+    if _FLOAT_TEXT.match(plain) and "n" not in plain.lower():
+        return float(plain.replace("_", ""))
     try:
         return loads(text)
     except yaml.YAMLError:
@@ -52,22 +124,25 @@ def value(text: str) -> Any:
 
 def read(path: Path) -> Any:
     """Parse a YAML file, turning every way it can fail into a one-line SpecError naming the file."""
-    if not path.exists():
-        raise SpecError(str(path), ["no such file"])
-    if path.is_dir():
-        raise SpecError(str(path), ["is a directory, not a YAML file"])
+    if any(len(os.fsencode(part)) > NAME_MAX for part in path.parts):
+        raise SpecError(printable(path), [f"a file name is longer than {NAME_MAX} bytes"])
     try:
+        if not path.exists():
+            raise SpecError(printable(path, cut=False), ["no such file"])
+        if path.is_dir():
+            raise SpecError(printable(path, cut=False), ["is a directory, not a YAML file"])
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise SpecError(str(path), [f"cannot be read: {exc}"]) from None
+        raise SpecError(printable(path, cut=False), [f"cannot be read: {exc}"]) from None
     try:
         return loads(text)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        raise SpecError(str(path), [f"{where}invalid YAML: {exc.problem or exc.context}"]) from None
+        raise SpecError(printable(path, cut=False),
+                        [f"{where}invalid YAML: {exc.problem or exc.context}"]) from None
     except yaml.YAMLError as exc:
-        raise SpecError(str(path), [f"invalid YAML: {exc}"]) from None
+        raise SpecError(printable(path, cut=False), [f"invalid YAML: {exc}"]) from None
 
 
 def dumps(data: Any, header: str = "") -> str:

@@ -1,0 +1,60 @@
+"""One rule for an argument that names a bundled entry or a file: specs (presets), --gpu (the hardware
+catalogue) and --law (the bundled scaling laws).
+
+- Text with a path separator or a .yaml, .yml or .json suffix is a path, looked up from the current folder and
+  then from the folder of the spec that names it (`./gpt2-small` is the file, even beside a preset).
+- Otherwise a bundled name wins, matched without regard to case when only one matches (`H100-SXM`).
+- Otherwise a regular file of that name is a path. A folder is never one: a folder called `gpt2-small` in the
+  current folder does not hide the preset. (For specs alone, a folder holding a Hugging Face `config.json`
+  stands for that file when no preset has its name: see spec.read_source.)
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from costplan.errors import CostplanError, printable
+from costplan.files import NAME_MAX
+
+SUFFIXES = (".yaml", ".yml", ".json")
+
+
+def looks_like_path(text: str) -> bool:
+    return os.sep in text or "/" in text or text.lower().endswith(SUFFIXES)
+
+
+def check_name_length(option: str, path: Path) -> None:
+    """A CostplanError for a path component the file system cannot hold, before the OS raises on it."""
+    if any(len(os.fsencode(part)) > NAME_MAX for part in path.parts):
+        raise CostplanError(f"{option}{printable(path)}: a file name is longer than {NAME_MAX} bytes")
+
+
+def is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except OSError:      # a name too long, a loop of links: not a file we can read
+        return False
+
+
+def find(name: str | os.PathLike, bundled: Iterable[str], base_dirs: Sequence[str | None] = (),
+         option: str = "") -> str | Path | None:
+    """The bundled name `name` stands for, or the path of the file it names, or None when it is neither. A
+    path that looks like one is returned even when missing, for the reader to report."""
+    if isinstance(name, os.PathLike):
+        return Path(name)
+    text = str(name)
+    if len(os.fsencode(text)) > NAME_MAX and not looks_like_path(text):
+        check_name_length(option, Path(text))
+    candidates = [Path(text)] + [Path(base) / text for base in base_dirs if base]
+    if looks_like_path(text):
+        for path in candidates:
+            check_name_length(option, path)
+        return next((path for path in candidates if is_file(path)), candidates[0])
+    names = list(bundled)
+    if text in names:
+        return text
+    same = [key for key in names if key.casefold() == text.casefold()]
+    if len(same) == 1:
+        return same[0]
+    return next((path for path in candidates if is_file(path)), None)

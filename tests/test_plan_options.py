@@ -1,0 +1,75 @@
+"""`costplan plan` and `costplan sweep` options: GPUs without bf16 or a price, budgets below the smallest model,
+options that would be ignored, --write, and fields varied twice."""
+from __future__ import annotations
+
+import pytest
+
+import costplan
+from test_cli import TINY, errors, write
+
+
+# ---------------------------------------------------------------------------------------------- plan
+@pytest.mark.parametrize("unit", ["flops", "gpu-hours", "usd"])
+def test_plan_on_a_gpu_without_bf16(run, unit):
+    assert errors(run("plan", "--budget", "1e20" if unit == "flops" else "1e6", "--unit", unit, "--gpu", "v100")) == [
+        "Error: --gpu v100: NVIDIA V100 SXM2 32GB has no bf16 peak FLOP/s (it has fp32, fp16), and the proposal "
+        "trains in bf16; choose a GPU with bf16"]
+
+
+def test_plan_in_dollars_on_a_free_gpu(run, tmp_path):
+    gpu = write(tmp_path, "name: free\npeak_tflops: {bf16: 100}\nmemory_gib: 8\nmemory_bandwidth_gbs: 100\n"
+                          "interconnect_gbs: 10\nmfu: 0.4\nusd_per_gpu_hour: 0\n", "free.yaml")
+    (line,) = errors(run("plan", "--budget", "10", "--unit", "usd", "--gpu", gpu))
+    assert line.startswith(f"Error: --gpu {gpu}: free has no price (usd_per_gpu_hour is 0)")
+
+
+def test_plan_refuses_a_budget_below_one_token_of_the_smallest_model(run):
+    # The smallest shape (1 layer, d_model 128, d_ff 512, SwiGLU, vocabulary 32000, context 2048, untied):
+    # per token 6 × (matmul parameters 128·384 + 128·128 + 3·128·512 + 128·32000) plus attention
+    # 3 × 2 × 2·2048·128 (scores and values, forward and backward).
+    per_token = 6 * (128 * 3 * 128 + 128 * 128 + 3 * 128 * 512 + 128 * 32000) + 3 * 2 * 2 * 2048 * 128
+    (line,) = errors(run("plan", "--budget", "1"))
+    assert line == ("Error: --budget 1 flops: less than the smallest budget the shape rule can serve, "
+                    f"{per_token:.4g} flops (one token of its smallest model, 1 layer × d_model 128, vocabulary "
+                    "32000, context 2048)")
+    assert run("plan", "--budget", f"{per_token}").exit_code == 0
+
+
+def test_plan_budget_with_options_it_would_ignore(run):
+    assert errors(run("plan", "--budget", "1e20", "--deadline", "3d", "--set", "n_layers=2")) == [
+        "Error: --deadline: only with SPEC (--budget plans on --gpus GPUs; give SPEC and --deadline to find the "
+        "GPUs a deadline needs)",
+        "Error: --set: only with SPEC (--budget plans on --gpus GPUs; give SPEC and --deadline to find the GPUs a "
+        "deadline needs)"]
+    assert errors(run("plan", TINY, "--deadline", "3d", "--gpus", "8", "--vocab", "100")) == [
+        "Error: --gpus: only with --budget", "Error: --vocab: only with --budget"]
+
+
+def test_plan_write_checks_the_path_first_and_never_replaces_silently(run, tmp_path):
+    missing = tmp_path / "no" / "s.yaml"
+    result = run("plan", "--budget", "1e20", "--write", str(missing))
+    assert result.exit_code == 2 and result.stdout == ""
+    assert errors(result) == [f"Error: --write {missing}: the folder {missing.parent} does not exist"]
+    target = tmp_path / "s.yaml"
+    result = run("plan", "--budget", "1e20", "--write", str(target))
+    assert result.exit_code == 0 and result.stderr == f"wrote {target}\n" and "proposal" in result.stdout
+    first = target.read_text()
+    assert costplan.load_spec(target).model.n_layers >= 1
+    assert errors(run("plan", "--budget", "1e21", "--write", str(target))) == [
+        f"Error: --write {target}: the file exists; pass --force to replace it"]
+    assert target.read_text() == first
+    assert run("plan", "--budget", "1e21", "--write", str(target), "--force").exit_code == 0
+    assert target.read_text() != first
+
+
+# ---------------------------------------------------------------------------------------------- sweep
+def test_a_field_varied_twice_is_an_error(run):
+    assert errors(run("sweep", TINY, "--vary", "n_layers=1,2", "--vary", "model.n_layers=3,4")) == [
+        "Error: --vary model.n_layers: varied twice (1, 2 and 3, 4); give all its values in one --vary"]
+
+
+@pytest.mark.parametrize("args", [["--set", "n_layers=3"], ["--set", "model.n_layers=3"]])
+def test_a_field_varied_and_set_is_an_error(run, args):
+    assert errors(run("sweep", TINY, "--vary", "n_layers=1,2", *args)) == [
+        "Error: --vary model.n_layers: also set to 3 (by --set or its shortcut option); vary it or set it, "
+        "not both"]

@@ -492,7 +492,8 @@ def check(specs, tolerances, device, batch, seq_len, fmt, detail, no_time, time_
     click.echo(report.render_checks(results, fmt, detail))
     failed = [(r["name"], c) for r in results for c in r["checks"] if c.status == "FAIL"]
     for name, c in failed:
-        click.echo(f"FAIL {name}: {c.name} [{c.metric}]: estimate {c.estimate}, measured {c.measured} "
+        click.echo(f"FAIL {name}: {c.name} [{c.metric}]: estimate {report.human(c.estimate, c.unit)}, "
+                   f"measured {report.human(c.measured, c.unit)} "
                    f"({report.check_error(c)}, tolerance {report.check_tolerance(c)})", err=True)
     if failed:
         sys.exit(1)

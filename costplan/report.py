@@ -24,9 +24,14 @@ if TYPE_CHECKING:
     from costplan.sweep import Point
 
 # ---------------------------------------------------------------------------------------------- units
-_COUNT = ["", " k", " M", " B", " T", " Q"]
+# A count's suffixes mean thousand, million, billion, trillion; a lone "B" is never bytes, which are spelled
+# out below 1 KiB. Past the last prefix, and for magnitudes a row of zeros would hide, scientific notation.
+_COUNT = ["", " k", " M", " B", " T"]
 _SI = ["", "k", "M", "G", "T", "P", "E", "Z", "Y"]
-_BINARY = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"]
+_BINARY = ["bytes", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"]
+# (seconds in the unit, its name, whether it takes a plural s), largest first
+_DURATIONS = [(365.25 * 86400, "year", True), (86400, "day", True), (3600, "hour", True), (60, "min", False),
+              (1, "s", False), (1e-3, "ms", False), (1e-6, "µs", False), (1e-9, "ns", False)]
 
 
 def _scaled(value: float, step: float, prefixes: Sequence[str]) -> tuple[float, str]:
@@ -37,25 +42,48 @@ def _scaled(value: float, step: float, prefixes: Sequence[str]) -> tuple[float, 
     return value, prefixes[index]
 
 
+def _scientific(value: float) -> str:
+    """1.45e7, 8.036e-9: four significant figures, no exponent sign or padding."""
+    mantissa, exponent = f"{value:.3e}".split("e")
+    mantissa = mantissa.rstrip("0").rstrip(".")
+    return f"{mantissa}e{int(exponent)}"
+
+
 def _digits(value: float) -> str:
-    """Four significant figures at most, without trailing noise: 124.4, 6.738, 1.2, 31.5."""
+    """Four significant figures at most, without trailing noise: 124.4, 6.738, 1.2, 31.5; scientific notation
+    from a million up and below 0.0001 (1.45e7, 8.036e-9)."""
     if value == 0:
         return "0"
-    decimals = max(0, 3 - int(math.floor(math.log10(abs(value)))))
-    text = f"{value:.{decimals}f}"
+    if not math.isfinite(value):
+        return "∞" if value > 0 else "−∞" if value < 0 else "nan"
+    magnitude = int(math.floor(math.log10(abs(value))))
+    if magnitude >= 6 or magnitude < -4:
+        return _scientific(value)
+    text = f"{value:.{max(0, 3 - magnitude)}f}"
     return text.rstrip("0").rstrip(".") if "." in text else text
 
 
+def _prefixed(value: float, step: float, prefixes: Sequence[str], unit: str = "") -> str:
+    """value with the largest prefix that keeps it under `step`; past the last prefix, scientific notation."""
+    scaled, prefix = _scaled(value, step, prefixes)
+    if abs(scaled) >= step:
+        return f"{_digits(value)}{' ' + unit if unit else ''}"
+    return f"{_digits(scaled)}{prefix}{unit}"
+
+
+def plural(text: str, noun: str) -> str:
+    """'1 GPU', '8 GPUs', '0.5 days': the noun is singular only after exactly one."""
+    return f"{text} {noun}{'' if text == '1' else 's'}"
+
+
 def count(value: float) -> str:
-    """124.4 M, 6.738 B, 2 T (parameters, tokens)."""
-    scaled, suffix = _scaled(value, 1000, _COUNT)
-    return _digits(scaled) + suffix
+    """124.4 M, 6.738 B, 2 T, 1e18 (parameters, tokens): k, M, B, T are thousand to trillion."""
+    return _prefixed(value, 1000, _COUNT)
 
 
 def flop(value: float) -> str:
-    """15.36 GFLOP, 92.17 ZFLOP."""
-    scaled, prefix = _scaled(value, 1000, _SI)
-    return f"{_digits(scaled)} {prefix}FLOP"
+    """15.36 GFLOP, 92.17 ZFLOP, 4.445e29 FLOP."""
+    return _prefixed(value, 1000, [f" {p}" for p in _SI], "FLOP")
 
 
 def flops_rate(value: float) -> str:
@@ -64,24 +92,63 @@ def flops_rate(value: float) -> str:
 
 
 def size(value: float) -> str:
-    """31.5 GiB (binary units)."""
+    """31.5 GiB, 512 bytes, 1 byte (binary units; bytes spelled out)."""
     scaled, unit = _scaled(value, 1024, _BINARY)
+    if unit == "bytes" or abs(scaled) >= 1024:
+        text = _digits(value)
+        return "1 byte" if text == "1" else f"{text} bytes"
     return f"{_digits(scaled)} {unit}"
 
 
+def duration(seconds: float) -> str:
+    """3.71 days, 4.2 hours, 12 min, 3.2 s, 41 µs, 1 day: the largest unit the time reaches."""
+    if seconds == 0:
+        return "0 s"
+    for step, name, plurals in _DURATIONS:
+        if abs(seconds) >= step or step == _DURATIONS[-1][0]:
+            text = _digits(seconds / step)
+            return plural(text, name) if plurals else f"{text} {name}"
+    raise AssertionError("unreachable")
+
+
+def seconds(value: float) -> str:
+    """12.3 ms, 1.234 s, 2.5 min (step times; alias of duration)."""
+    return duration(value)
+
+
+def days(value: float) -> str:
+    """Wall clock given in days: 3.71 days, 4.207 hours, 41 µs."""
+    return duration(value * 86400)
+
+
+def gpu_hours(value: float) -> str:
+    """182.4 k GPU-hours, 1 GPU-hour; under one, the GPU time as a duration: 25 min of GPU time."""
+    if 0 < abs(value) < 1:
+        return f"{duration(value * 3600)} of GPU time"
+    return plural(count(value), "GPU-hour")
+
+
 def usd(value: float) -> str:
-    """$1.84 k, $237.1 k, $2.35 M."""
+    """$1.84 k, $237.1 k, $2.35 M, $5.47, < $0.01, $0."""
+    if value == 0:
+        return "$0"
+    if 0 < value < 0.01:
+        return "< $0.01"
     if abs(value) < 1000:
         return f"${value:,.2f}"
     return "$" + count(value)
 
 
 def price(value: float) -> str:
-    """1.30 (dollars per GPU-hour, under a header that names the unit)."""
-    return f"{value:.2f}"
+    """1.30, 0.0001 (dollars per GPU-hour, under a header that names the unit): cents, or what a price below
+    a cent needs to be read at all."""
+    return f"{value:.2f}" if value == 0 or abs(value) >= 0.01 else _digits(value)
 
 
 def percent(value: float) -> str:
+    """45.0%; 0.0039% below a twentieth of a percent, where one decimal would print 0.0%."""
+    if value != 0 and abs(100 * value) < 0.05:
+        return f"{100 * value:.2g}%"
     return f"{100 * value:.1f}%"
 
 
@@ -89,10 +156,14 @@ def ratio(value: float) -> str:
     return f"{_digits(value)}×"
 
 
+def zero_stage(stage: int, data: int) -> str:
+    """'ZeRO 2', or nothing when there is nothing to shard: stage 0, or a data-parallel group of one."""
+    return f"ZeRO {stage}" if stage and data > 1 else ""
+
+
 FORMATTERS = {
     "count": count, "flop": flop, "flop/s": flops_rate, "bytes": size, "usd": usd, "percent": percent,
-    "ratio": ratio, "hours": lambda v: count(v) + " GPU-hours", "days": lambda v: f"{_digits(v)} days",
-    "text": str, "number": _digits, "seconds": lambda v: f"{_digits(v)} s",
+    "ratio": ratio, "hours": gpu_hours, "days": days, "text": str, "number": _digits, "seconds": seconds,
 }
 
 
@@ -133,7 +204,8 @@ def estimate_rows(est: Estimate) -> list[Row]:
         Row("FLOPs", "hardware per token", f.hardware_per_token, "flop",
             note="with recomputation and causal tile skipping"),
         Row("FLOPs", "training total", f.training_total, "flop",
-            note=f"{count(a['tokens'])} tokens, {_digits(a['tokens_per_param'])} per parameter"),
+            note=f"{plural(count(a['tokens']), 'token')}, {_digits(est.scaling.tokens_per_param)} per "
+                 f"{'active ' if est.scaling.params_convention == 'active' else ''}parameter"),
     ]
     rows += [Row("memory", name, value, "bytes", share=value / m.total_per_gpu) for name, value in (
         ("weights", m.weights), ("gradients", m.gradients), ("optimizer states", m.optimizer),
@@ -147,8 +219,8 @@ def estimate_rows(est: Estimate) -> list[Row]:
             note="one sequence; windows and recurrent states cap it"),
         Row("time", "GPU-hours", t.gpu_hours, "hours",
             note=f"{a['gpu']} at {flops_rate(a['peak_flops_per_gpu'])} {a['precision']}, MFU {percent(a['mfu'])}"),
-        Row("time", "wall clock", t.wall_clock_days, "days", note=f"on {a['gpu_count']} GPUs"),
-        Row("time", "cost", t.cost_usd, "usd", note=f"at ${a['usd_per_gpu_hour']:.2f} per GPU-hour"),
+        Row("time", "wall clock", t.wall_clock_days, "days", note=f"on {plural(str(a['gpu_count']), 'GPU')}"),
+        Row("time", "cost", t.cost_usd, "usd", note=f"at ${price(a['usd_per_gpu_hour'])} per GPU-hour"),
     ]
     if est.parallelism is not None:
         rows += parallel_rows(est)
@@ -158,7 +230,7 @@ def estimate_rows(est: Estimate) -> list[Row]:
 def parallel_rows(est: Estimate) -> list[Row]:
     """How one step is split: the layout, traffic per GPU by kind, the bubble and the step time."""
     par = est.parallelism
-    extras = [f"expert {par.expert}" if par.expert > 1 else "", f"ZeRO {par.zero}",
+    extras = [f"expert {par.expert}" if par.expert > 1 else "", zero_stage(par.zero, par.data),
               "sequence parallel" if par.sequence_parallel else "", f"{par.micro_batches} micro-batches per step"]
     layout = f"{par.tensor} × {par.pipeline} × {par.data}"
     rows = [Row("parallelism", "tensor × pipeline × data", layout, "text",
@@ -169,15 +241,15 @@ def parallel_rows(est: Estimate) -> list[Row]:
         if volume:
             rate = par.bandwidth_bytes_per_s[kind] / 1e9
             rows.append(Row("parallelism", f"{kind}-parallel traffic per step", volume, "bytes",
-                            note=f"{_digits(par.communication_seconds[kind])} s at {_digits(rate)} GB/s "
+                            note=f"{seconds(par.communication_seconds[kind])} at {_digits(rate)} GB/s "
                                  "per direction"))
     step = par.step_seconds
     rows += [
         Row("parallelism", "pipeline bubble", par.bubble_fraction, "percent", note="of the step: (p − 1)/m "
             "of the compute"),
         Row("parallelism", "step time", step["total"], "seconds",
-            note=f"compute {_digits(step['compute'])} s + bubble {_digits(step['bubble'])} s + exposed "
-                 f"communication {_digits(step['exposed_communication'])} s"),
+            note=f"compute {seconds(step['compute'])} + bubble {seconds(step['bubble'])} + exposed "
+                 f"communication {seconds(step['exposed_communication'])}"),
     ]
     return rows
 
@@ -254,7 +326,8 @@ def scaling_rows(est: Estimate) -> list[Row]:
 
 def estimate_title(est: Estimate) -> str:
     a = est.assumptions
-    return (f"{est.name}: {count(est.params.total)} parameters, {count(a['tokens'])} tokens, "
+    return (f"{est.name}: {plural(count(est.params.total), 'parameter')}, "
+            f"{plural(count(a['tokens']), 'token')}, "
             f"{a['gpu_count']} × {a['gpu_name']} ({a['precision']}, {a['optimizer']}, recompute {a['recompute']})")
 
 
@@ -281,14 +354,14 @@ def proposal_rows(plan: Proposal) -> list[Row]:
         Row("proposal", "predicted loss", plan.loss, "number", note="nats per token"),
         Row("proposal", "GPU-hours", plan.gpu_hours, "hours", note=f"{hw['gpu']} at its catalogue MFU"),
         Row("proposal", "wall clock", plan.wall_clock_days, "days",
-            note=f"on {hw['count']} GPU{'' if hw['count'] == 1 else 's'}"),
+            note=f"on {plural(str(hw['count']), 'GPU')}"),
         Row("proposal", "cost", plan.cost_usd, "usd", note="at the catalogue price"),
     ]
 
 
 def proposal_title(plan: Proposal) -> str:
     b = plan.budget
-    amount = {"flops": flop(b["amount"]), "gpu-hours": count(b["amount"]) + " GPU-hours",
+    amount = {"flops": flop(b["amount"]), "gpu-hours": gpu_hours(b["amount"]),
               "usd": usd(b["amount"])}[b["unit"]]
     extra = "" if b["unit"] == "flops" else f" = {flop(b['flops'])} on {b['gpu']}"
     return f"Budget {amount}{extra}"
@@ -306,10 +379,10 @@ def deadline_grid(options: Sequence[Option], fmt: str) -> str:
             body.append([o.gpu, "—", "—", "—", "—", "—", "—", o.note])
             continue
         lay = o.layout
-        extras = [f"ZeRO {lay['zero']}", f"expert {lay['expert']}" if lay["expert"] > 1 else "",
+        extras = [zero_stage(lay["zero"], lay["data"]), f"expert {lay['expert']}" if lay["expert"] > 1 else "",
                   "SP" if lay["sequence_parallel"] else ""]
-        body.append([o.gpu, str(o.gpus), f"{lay['tensor']} × {lay['pipeline']} × {lay['data']}, "
-                     + ", ".join(e for e in extras if e),
+        body.append([o.gpu, str(o.gpus), ", ".join([f"{lay['tensor']} × {lay['pipeline']} × {lay['data']}",
+                                                    *(e for e in extras if e)]),
                      f"{size(o.memory_per_gpu)} of {size(o.gpu_memory)}", human(o.wall_clock_days, "days"),
                      count(o.gpu_hours), usd(o.cost_usd), o.note])
     return grid(DEADLINE_HEADERS, body, fmt)
@@ -421,16 +494,6 @@ def render_estimates(estimates: Sequence[Estimate], fmt: str) -> str:
 # Rows of `costplan profile` and `costplan check` are profiling.compare.Check objects (duck-typed here, so this
 # module never imports torch): metric, item, component, estimate, measured, unit, tolerance, status, note.
 
-def seconds(value: float) -> str:
-    """12.3 ms, 1.234 s."""
-    if abs(value) < 1:
-        return f"{_digits(value * 1000)} ms"
-    return f"{_digits(value)} s"
-
-
-FORMATTERS["seconds"] = seconds
-
-
 def check_error(check: Any) -> str:
     """Exact metrics show the signed difference (FLOP counts are exact integers); others a percentage."""
     error = check.relative_error
@@ -445,6 +508,13 @@ def check_error(check: Any) -> str:
     return f"{100 * error:+.2f}%"
 
 
+def check_note(check: Any, exact: bool = False) -> str:
+    """The check's note and the figures it goes on with: formatted in the check's unit, or `exact` (JSON)."""
+    figures = [f"{label} {value if exact else human(value, check.unit)}"
+               for label, value in getattr(check, "figures", ())]
+    return "; ".join(filter(None, [check.note, *figures]))
+
+
 def check_tolerance(check: Any) -> str:
     if check.tolerance is None:
         return "—"
@@ -456,7 +526,8 @@ def check_table(checks: Sequence[Any], fmt: str = "table", title: str = "") -> s
     from tabulate import tabulate
 
     body = [[c.name if not c.component else f"· {c.component}", human(c.estimate, c.unit),
-             human(c.measured, c.unit), check_error(c), check_tolerance(c), c.status, c.note] for c in checks]
+             human(c.measured, c.unit), check_error(c), check_tolerance(c), c.status, check_note(c)]
+            for c in checks]
     text = tabulate(body, headers=["", "estimate", "measured", "error", "tolerance", "status", "note"],
                     tablefmt="github" if fmt == "markdown" else "simple", disable_numparse=True,
                     colalign=("left", "right", "right", "right", "right", "left", "left"))
@@ -471,7 +542,7 @@ def check_record(check: Any) -> dict[str, Any]:
     return {"metric": check.metric, "item": check.item, "component": check.component or None,
             "estimate": check.estimate, "measured": check.measured, "unit": check.unit,
             "relative_error": None if error is None or math.isinf(error) else error,
-            "tolerance": check.tolerance, "status": check.status, "note": check.note}
+            "tolerance": check.tolerance, "status": check.status, "note": check_note(check, exact=True)}
 
 
 def junit(results: Sequence[Mapping[str, Any]]) -> str:
@@ -488,10 +559,11 @@ def junit(results: Sequence[Mapping[str, Any]]) -> str:
         for c in checks:
             lines.append(f"    <testcase classname={quoteattr('costplan.' + result['name'])} "
                          f"name={quoteattr(c.name)}>")
-            message = (f"estimate {c.estimate}, measured {c.measured}, error {check_error(c)}, "
-                       f"tolerance {check_tolerance(c)}")
+            message = (f"estimate {human(c.estimate, c.unit)}, measured {human(c.measured, c.unit)}, "
+                       f"error {check_error(c)}, tolerance {check_tolerance(c)}")
             if c.status == "FAIL":
-                lines.append(f"      <failure message={quoteattr(message)}>{quoteattr(c.note)[1:-1]}</failure>")
+                lines.append(f"      <failure message={quoteattr(message)}>{quoteattr(check_note(c))[1:-1]}"
+                             "</failure>")
             elif c.status == "skip":
                 lines.append(f"      <skipped message={quoteattr(c.note or 'not measured')}/>")
             lines.append("    </testcase>")

@@ -154,3 +154,76 @@ def test_moe_default_tokens_follow_active_parameters(run):
     result = run("estimate", "mixtral-8x7b")
     assert "assuming 20 tokens per active parameter" in result.stderr
     assert rows(result.stdout, "training total").endswith("257.6 B tokens, 20 per active parameter")
+
+
+# ---------------------------------------------------------------------------------------------- render
+TABLE = report.Table(
+    [report.Block(["name", "parameters"], [["a", "1.5 k"], ["b", "2 M"]], title="Two specs", footer="the end")],
+    [{"name": "a", "parameters": 1500, "extra": {"x": 1}}, {"name": "b", "parameters": 2_000_000}])
+
+
+def test_render_table_and_markdown():
+    assert report.render(TABLE, "table") == ("Two specs\nname    parameters\n------  ------------\na       1.5 k\n"
+                                             "b       2 M\n\nthe end")
+    assert report.render(TABLE, "markdown") == ("### Two specs\n\n| name   | parameters   |\n|--------|--------------|\n"
+                                                "| a      | 1.5 k        |\n| b      | 2 M          |\n\nthe end")
+
+
+def test_render_json_and_csv_use_the_raw_records():
+    assert report.render(TABLE, "json") == ('[\n  {\n    "name": "a",\n    "parameters": 1500,\n    "extra": {\n'
+                                            '      "x": 1\n    }\n  },\n  {\n    "name": "b",\n'
+                                            '    "parameters": 2000000\n  }\n]')
+    assert report.render(TABLE, "csv") == "name,parameters,extra.x\na,1500,1\nb,2000000,"
+    empty = report.Table([report.Block(["k", "v"], [])], [], columns=["k", "v"])
+    assert report.render(empty, "csv") == "k,v"
+
+
+def test_render_junit():
+    suites = [report.Suite("tiny", [report.Case("params", "ok"), report.Case("peak", "FAIL", "estimate 1 KiB", "why"),
+                                    report.Case("time", "skip", detail="not measured")])]
+    assert report.render(report.Table([], [], suites=suites), "junit") == "\n".join([
+        '<?xml version="1.0" encoding="UTF-8"?>', "<testsuites>",
+        '  <testsuite name="tiny" tests="3" failures="1" skipped="1">',
+        '    <testcase classname="costplan.tiny" name="params">', "    </testcase>",
+        '    <testcase classname="costplan.tiny" name="peak">',
+        '      <failure message="estimate 1 KiB">why</failure>', "    </testcase>",
+        '    <testcase classname="costplan.tiny" name="time">', '      <skipped message="not measured"/>',
+        "    </testcase>", "  </testsuite>", "</testsuites>"])
+
+
+def fake_check(**fields):
+    """A stand-in for profiling.compare.Check (tables/checks.py reads it by its fields), without torch."""
+    from types import SimpleNamespace
+
+    base = dict(metric="peak", item="peak memory", component="", estimate=54_999_040, measured=55_887_140,
+                unit="bytes", tolerance=0.0001, status="FAIL", note="two steps", figures=(),
+                relative_error=(55_887_140 - 54_999_040) / 54_999_040, name="peak memory")
+    return SimpleNamespace(**{**base, **fields})
+
+
+def test_check_failure_lines_and_notes_use_the_formatters():
+    from costplan.tables import measurements
+
+    flops = fake_check(metric="flops", item="training FLOPs", name="training FLOPs", estimate=2_645_000_000,
+                       measured=2_645_000_001, unit="flop", tolerance=0, note="forward + backward",
+                       figures=(("model FLOPs 3 × forward =", 2_422_210_560),))
+    results = [{"name": "tiny", "checks": [fake_check(), flops]}]
+    assert measurements.check_failures(results) == [
+        "FAIL tiny: peak memory [peak]: estimate 52.45 MiB, measured 53.3 MiB (+1.61%, tolerance 0.01%)",
+        "FAIL tiny: training FLOPs [flops]: estimate 2.645 GFLOP, measured 2.645 GFLOP (+1, tolerance exact)"]
+    assert measurements.check_note(flops) == "forward + backward; model FLOPs 3 × forward = 2.422 GFLOP"
+    assert measurements.check_record(flops)["note"] == "forward + backward; model FLOPs 3 × forward = 2422210560"
+
+
+def test_seq_len_markdown_titles_each_spec_like_every_other_table(run):
+    out = run("estimate", "gpt2-small", "--seq-len", "256,512", "--format", "markdown").stdout
+    assert out.startswith("### gpt2-small\n\n| seq_len ")
+
+
+def test_cli_leaves_formats_to_render():
+    # one render path: no command branches on --format or writes JSON, CSV or tables itself
+    from pathlib import Path
+
+    source = (Path(__file__).parents[1] / "costplan" / "cli.py").read_text(encoding="utf-8")
+    for text in ("fmt ==", "fmt in", "fmt !=", "to_json", "csv_text", "tabulate", "grid("):
+        assert text not in source, text

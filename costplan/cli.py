@@ -119,7 +119,7 @@ def parse_lengths(ctx, param, value: str | None) -> list[int] | None:  # noqa: A
 @spec_options
 def estimate(specs, fmt, lengths, law, overrides, gpu, gpus, tokens, mfu) -> None:
     """Parameters, FLOPs, memory, GPU-hours and cost of training each spec, and its predicted loss."""
-    from costplan import report, scaling
+    from costplan import report, scaling, tables
     from costplan.costs.estimate import estimate as run_estimate
     from costplan.spec import at_seq_len
 
@@ -127,15 +127,12 @@ def estimate(specs, fmt, lengths, law, overrides, gpu, gpus, tokens, mfu) -> Non
     loaded = load_all(specs, collect_overrides(overrides, gpu, gpus, tokens, mfu))
     if lengths:
         groups = [[run_estimate(at_seq_len(spec, n), constants) for n in lengths] for spec in loaded]
-        if fmt in ("json", "csv"):
-            click.echo(report.render_estimates([e for group in groups for e in group], fmt))
-        else:
-            click.echo("\n\n".join(f"{group[0].name}\n{report.seq_len_table(group, fmt)}" for group in groups))
+        click.echo(report.render(tables.seq_len(groups), fmt))
         return
     results = [run_estimate(s, constants) for s in loaded]
     for result in results:
-        echo_warnings(report.warnings(result))
-    click.echo(report.render_estimates(results, fmt))
+        echo_warnings(tables.warnings(result))
+    click.echo(report.render(tables.estimates(results), fmt))
 
 
 @cli.command()
@@ -147,7 +144,7 @@ def estimate(specs, fmt, lengths, law, overrides, gpu, gpus, tokens, mfu) -> Non
 @spec_options
 def compare(specs, fmt, baseline, serving, overrides, gpu, gpus, tokens, mfu) -> None:
     """Specs side by side: one column per spec, with each value's ratio to the baseline."""
-    from costplan import report
+    from costplan import report, tables
     from costplan.costs.estimate import estimate as run_estimate
     from costplan.errors import did_you_mean
 
@@ -158,19 +155,15 @@ def compare(specs, fmt, baseline, serving, overrides, gpu, gpus, tokens, mfu) ->
         raise CostplanError(f"--baseline {baseline}: no spec of that name{did_you_mean(baseline, names)}; "
                             f"the specs are {', '.join(names)}")
     for result in results:
-        echo_warnings(report.warnings(result))
+        echo_warnings(tables.warnings(result))
     if serving:
-        from costplan import report_serve
         from costplan.costs.inference import serve as run_serve
+        from costplan.tables import serve as serve_tables
 
-        served = [run_serve(s) for s in loaded]
-        click.echo(report.to_json([{**r.model_dump(), "serving": s.model_dump()} for r, s in zip(results, served)])
-                   if fmt == "json" else
-                   report_serve.compare_table(results, served, names.index(baseline) if baseline else 0, fmt))
-    elif fmt == "json":
-        click.echo(report.render_estimates(results, fmt))
+        table = serve_tables.compare(results, [run_serve(s) for s in loaded], names.index(baseline) if baseline else 0)
     else:
-        click.echo(report.compare_table(results, names.index(baseline) if baseline else 0, fmt))
+        table = tables.compare(results, names.index(baseline) if baseline else 0)
+    click.echo(report.render(table, fmt))
 
 
 @cli.command()
@@ -196,7 +189,7 @@ def compare(specs, fmt, baseline, serving, overrides, gpu, gpus, tokens, mfu) ->
 def plan(ctx, spec, budget, unit, deadline, gpu_names, gpus, seq_len, vocab, write_path, force, law, overrides,
          fmt) -> None:
     """What to train with a budget (--budget), or how many GPUs finish SPEC by a deadline (--deadline)."""
-    from costplan import files, planner, report, scaling, yamlio
+    from costplan import files, planner, report, scaling, tables, yamlio
     from costplan.validation import parse_count, parse_duration, parse_positive, parse_unit
 
     problems = []
@@ -238,9 +231,7 @@ def plan(ctx, spec, budget, unit, deadline, gpu_names, gpus, seq_len, vocab, wri
             header = (f"proposed by costplan plan --budget {budget} --unit {unit}: the {constants.name} law's "
                       f"compute-optimal size,\nshaped by the rule in costplan/sizing.py")
             files.write_text("--write", write_path, yamlio.dumps(proposal.spec, header), force)
-        click.echo(report.to_json(proposal.model_dump()) if fmt == "json" else
-                   report.csv_text([report.flatten(proposal.model_dump())]) if fmt == "csv" else
-                   report.table(report.proposal_rows(proposal), fmt, report.proposal_title(proposal)))
+        click.echo(report.render(tables.proposal(proposal), fmt))
         if write_path:
             click.echo(f"wrote {write_path}", err=True)
         return
@@ -250,11 +241,7 @@ def plan(ctx, spec, budget, unit, deadline, gpu_names, gpus, seq_len, vocab, wri
     if problems:
         raise CostplanError("\n".join(problems))
     options = planner.deadline_options(loaded[0], hours, list(gpu_names) or None)
-    if fmt == "json":
-        click.echo(report.to_json([o.model_dump() for o in options]))
-    else:
-        click.echo(report.deadline_grid(options, fmt) if fmt != "csv" else
-                   report.csv_text([report.flatten(o.model_dump()) for o in options]))
+    click.echo(report.render(tables.deadline(options), fmt))
 
 
 @cli.command()
@@ -271,7 +258,7 @@ def plan(ctx, spec, budget, unit, deadline, gpu_names, gpus, seq_len, vocab, wri
 @spec_options
 def sweep(spec, varies, sort_by, limit, fmt, serving, law, overrides, gpu, gpus, tokens, mfu) -> None:
     """Estimate every combination of --vary values of one spec: one row per point."""
-    from costplan import report, scaling
+    from costplan import report, scaling, tables
     from costplan import sweep as sweeps
     from costplan.spec import read_source
     from costplan.validation import parse_count
@@ -303,11 +290,11 @@ def sweep(spec, varies, sort_by, limit, fmt, serving, law, overrides, gpu, gpus,
     if order is not None:
         points = sorted(points, key=order)
     if serving:
-        from costplan import report_serve
+        from costplan.tables import serve as serve_tables
 
-        click.echo(report_serve.sweep_output(points, [axis.key for axis in axes], fmt))
+        click.echo(report.render(serve_tables.sweep(points, [axis.key for axis in axes]), fmt))
     else:
-        click.echo(report.sweep_output(points, [axis.key for axis in axes], fmt))
+        click.echo(report.render(tables.sweep(points, [axis.key for axis in axes]), fmt))
 
 
 @cli.command()
@@ -333,8 +320,9 @@ def sweep(spec, varies, sort_by, limit, fmt, serving, law, overrides, gpu, gpus,
 def serve(specs, batch, prompt_tokens, output_tokens, weights, group_size, kv_cache, tensor, tpot_ms, ttft_ms,
           rate, gpu, gpus, overrides, fmt) -> None:
     """Memory, latency, throughput and cost per million tokens of serving each spec."""
-    from costplan import report_serve
+    from costplan import report
     from costplan.costs.inference import serve as run_serve
+    from costplan.tables import serve as serve_tables
 
     flags = {"serving.batch": batch, "serving.prompt_tokens": prompt_tokens,
              "serving.output_tokens": output_tokens, "serving.weights": weights, "serving.group_size": group_size,
@@ -343,10 +331,10 @@ def serve(specs, batch, prompt_tokens, output_tokens, weights, group_size, kv_ca
              "hardware.gpu": gpu, "serving.gpus": gpus}
     extra = [f"{key}={value}" for key, value in flags.items() if value is not None]
     results = [run_serve(spec) for spec in load_all(specs, [*overrides, *extra])]
-    problems = [p for p in map(report_serve.problem, results) if p]
+    problems = [p for p in map(serve_tables.problem, results) if p]
     if problems:
         raise CostplanError("\n".join(problems))
-    click.echo(report_serve.render_serving(results, fmt))
+    click.echo(report.render(serve_tables.serving(results), fmt))
 
 
 @cli.group()
@@ -419,44 +407,23 @@ def plot_scaling(specs, output, force, law, overrides, gpu, gpus, tokens, mfu) -
 def presets(fmt) -> None:
     """List the bundled preset specs, usable by name wherever a spec file is."""
     from costplan import presets as bundled
-    from costplan import report
+    from costplan import report, tables
     from costplan.costs.estimate import estimate as run_estimate
     from costplan.spec import load_spec
 
-    headers = ["name", "parameters", "layers", "d_model", "heads", "context", "attention", "source"]
-    body = []
-    for name in bundled.names():
-        spec = load_spec(name)
-        m = spec.model
-        params = run_estimate(spec).params.total
-        body.append([name, params if fmt in ("json", "csv") else report.count(params), m.n_layers, m.d_model,
-                     f"{m.n_heads}/{m.n_kv_heads}", m.max_seq_len, m.attention.type, bundled.source(name)])
-    if fmt == "json":
-        click.echo(report.to_json([dict(zip(headers, row)) for row in body]))
-    else:
-        click.echo(report.grid(headers, body, fmt))
+    specs = {name: load_spec(name) for name in bundled.names()}
+    params = {name: run_estimate(spec).params.total for name, spec in specs.items()}
+    click.echo(report.render(tables.presets(specs, params, {name: bundled.source(name) for name in specs}), fmt))
 
 
 @cli.command()
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
 def hardware(fmt) -> None:
     """List the hardware catalogue: dense peaks, memory, bandwidth, default MFU and price."""
-    from costplan import report
-    from costplan.hardware import PRECISIONS, catalogue
+    from costplan import report, tables
+    from costplan.hardware import catalogue
 
-    gpus = catalogue()
-    if fmt in ("json", "csv"):
-        records = [{"key": key, **gpu.model_dump()} for key, gpu in gpus.items()]
-        click.echo(report.to_json(records) if fmt == "json" else
-                   report.csv_text([report.flatten(r) for r in records]))
-        return
-    headers = ["name", "device", *(f"{p} TFLOP/s" for p in PRECISIONS), "memory", "bandwidth", "MFU",
-               "$/GPU-hour", "price date"]
-    body = [[key, gpu.name, *(report.human(gpu.peak_tflops.get(p), "number") for p in PRECISIONS),
-             report.size(gpu.memory_bytes), f"{report.human(gpu.memory_bandwidth_gbs, 'number')} GB/s",
-             report.percent(gpu.mfu), report.price(gpu.usd_per_gpu_hour), gpu.price_date]
-            for key, gpu in gpus.items()]
-    click.echo(report.grid(headers, body, fmt))
+    click.echo(report.render(tables.hardware(catalogue()), fmt))
 
 
 # ---------------------------------------------------------------------------------------------- profiling
@@ -488,7 +455,7 @@ def profile_options(command):
 
 def measure_all(specs, device, batch, seq_len, overrides, gpu, gpus, tokens, mfu, tolerance_texts, detail,
                 no_time, time_budget, time_set, nproc=None):
-    """Load, measure and compare every spec: one record of raw values per spec, for report.render_checks."""
+    """Load, measure and compare every spec: one record of raw values per spec, for tables.checks."""
     from costplan.profiling import require_torch
 
     require_torch()
@@ -548,11 +515,11 @@ def sharded_all(sources, loaded, overrides, nproc_text, device):
 def profile(specs, device, batch, seq_len, fmt, detail, no_time, time_budget, time_set, nproc, overrides, gpu,
             gpus, tokens, mfu) -> None:
     """Build each spec's PyTorch model, measure it, and show estimate and measurement side by side."""
-    from costplan import report
+    from costplan import report, tables
 
     results = measure_all(specs, device, batch, seq_len, overrides, gpu, gpus, tokens, mfu, (), detail,
                           no_time, time_budget, time_set, nproc)
-    click.echo(report.render_checks(results, fmt, detail))
+    click.echo(report.render(tables.checks(results, detail), fmt))
 
 
 @cli.command()
@@ -564,15 +531,14 @@ def profile(specs, device, batch, seq_len, fmt, detail, no_time, time_budget, ti
 def check(specs, tolerances, device, batch, seq_len, fmt, detail, no_time, time_budget, time_set, nproc,
           overrides, gpu, gpus, tokens, mfu) -> None:
     """Like profile, for CI: exit 0 when every measurement is within tolerance, 1 (listing them) when not."""
-    from costplan import report
+    from costplan import report, tables
 
     results = measure_all(specs, device, batch, seq_len, overrides, gpu, gpus, tokens, mfu, tolerances,
                           detail, no_time, time_budget, time_set, nproc)
-    click.echo(report.render_checks(results, fmt, detail))
-    failed = [(r["name"], c) for r in results for c in r["checks"] if c.status == "FAIL"]
-    for name, c in failed:
-        click.echo(f"FAIL {name}: {c.name} [{c.metric}]: estimate {c.estimate}, measured {c.measured} "
-                   f"({report.check_error(c)}, tolerance {report.check_tolerance(c)})", err=True)
+    click.echo(report.render(tables.checks(results, detail), fmt))
+    failed = tables.check_failures(results)
+    for line in failed:
+        click.echo(line, err=True)
     if failed:
         sys.exit(1)
 
@@ -616,7 +582,7 @@ def calibrate(device, output) -> None:
     from costplan.profiling import require_torch
 
     require_torch()
-    from costplan import report
+    from costplan import report, tables
     from costplan.profiling.calibrate import calibrate as run_calibration
     from costplan.profiling.calibrate import hardware_entry
     from costplan.profiling.measure import resolve_device
@@ -633,7 +599,8 @@ def calibrate(device, output) -> None:
             out.write(text)
     except OSError as exc:
         raise CostplanError(f"--output {output}: cannot write: {exc.strerror}") from None
-    click.echo(report.calibration_table(result.rates, result.bandwidth, result.interconnect, result.mfu))
+    click.echo(report.render(tables.calibration(result.rates, result.bandwidth, result.interconnect, result.mfu),
+                             "table"))
     click.echo(f"\nwrote {output}")
 
 

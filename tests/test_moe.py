@@ -76,6 +76,28 @@ def test_capacity_uses_the_written_decimal():
     assert capacity(MoESpec(n_experts=11, top_k=1, d_ff_expert=8, capacity_factor=1.1), 100) == 10
 
 
+@pytest.mark.parametrize("n_experts, top_k, capacity_factor, seq_len, slots", [
+    (3, 2, 1.25, 128, 107),     # 1.25 · 128 · 2 / 3 = 106.67: a partial slot is a whole slot
+    (3, 1, 1.0, 10, 4),         # 10 / 3 = 3.33
+    (8, 2, 0.3, 128, 10),       # 0.3 · 128 · 2 / 8 = 9.6
+])
+def test_capacity_rounds_a_fraction_up(n_experts, top_k, capacity_factor, seq_len, slots):
+    # Switch Transformer §2.1: expert capacity = ⌈(tokens per batch / experts) · capacity factor⌉ (× top_k for
+    # top-k routing, GShard); the slots above are worked out by hand, not by the function under test.
+    from costplan.costs.moe import capacity
+    from costplan.spec import MoESpec
+
+    moe = MoESpec(n_experts=n_experts, top_k=top_k, d_ff_expert=8, capacity_factor=capacity_factor)
+    assert capacity(moe, seq_len) == slots
+
+
+def test_a_fractional_capacity_pads_hardware_flops_by_whole_slots():
+    # 3 experts of ⌈1.25 · 128 · 2 / 3⌉ = 107 slots: 321 rows computed for 256 routed tokens, per layer.
+    plain = components(moe_spec({"n_experts": 3, "top_k": 2}))["moe"]
+    capped = components(moe_spec({"n_experts": 3, "top_k": 2, "capacity_factor": 1.25}))["moe"]
+    assert capped.hw_fwd - plain.hw_fwd == L * (321 - 256) * 2 * 3 * D * F
+
+
 def test_memory_holds_every_expert():
     e = costplan.estimate(moe_spec({"n_experts": 8, "top_k": 2}))
     assert e.memory.weights == 2 * e.params.total and e.memory.optimizer == 12 * e.params.total

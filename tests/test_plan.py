@@ -102,7 +102,9 @@ def test_deadline_options_are_minimal_and_sorted(run):
 def test_deadline_table(run):
     out = run("plan", "gpt2-small", "--deadline", "12h", "--gpu", "a100-80gb").stdout
     assert out.splitlines()[0].split()[:3] == ["GPU", "GPUs", "tensor"]
-    assert "a100-80gb" in out and "ZeRO" in out
+    assert "a100-80gb" in out and "ZeRO" not in out          # one GPU: nothing to shard
+    out = run("plan", "llama2-7b", "--deadline", "30d", "--gpu", "a100-80gb").stdout
+    assert "1 × 1 × 256, ZeRO 2" in out
 
 
 # ---------------------------------------------------------------------------------------------- errors

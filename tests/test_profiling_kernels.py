@@ -235,6 +235,22 @@ def test_capacity_drops_tokens_past_a_full_buffer():
     torch.testing.assert_close(out[0, 4:], torch.zeros(12, 64, **F64))
 
 
+def test_a_fractional_capacity_keeps_the_partial_slot():
+    # 3 experts, capacity ⌈0.5 · 16 · 2 / 3⌉ = ⌈5.33⌉ = 6 rows per expert (5 if rounded down): with every token
+    # routed to experts 0 and 1, exactly the first 6 tokens get through.
+    spec = make_spec({"mlp": "swiglu", "d_ff": 48,
+                      "moe": {"n_experts": 3, "top_k": 2, "capacity_factor": 0.5}}, {"precision": "fp32"})
+    block = build_model(spec, dtype=torch.float64).layers[0].moe
+    with torch.no_grad():
+        block.router.weight.zero_()
+        block.router.weight[0] += 1.0
+        block.router.weight[1] += 0.5
+    x = torch.rand(1, 16, 64, **F64) + 0.1          # positive, so experts 0 and 1 win for every token
+    out = block(x)
+    assert (out[0, :6].abs().sum(-1) > 0).all()
+    torch.testing.assert_close(out[0, 6:], torch.zeros(10, 64, **F64))
+
+
 # ---------------------------------------------------------------------------------------------- counters
 def sdpa_step(enable_gqa: bool = False):  # noqa: ANN202
     q = torch.randn(1, 4, 32, 8, requires_grad=True)

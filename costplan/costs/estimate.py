@@ -16,7 +16,8 @@ from costplan.spec import Spec
 
 COMPONENTS = ("embedding", "attention", "mlp", "moe", "norms", "head")
 # Tokens per parameter when a spec gives no training.tokens: the compute-optimal ratio of Hoffmann et al.
-# 2022 (Table 3, "~20 tokens per parameter").
+# 2022 (Table 3, "~20 tokens per parameter"), per parameter as the scaling law counts them (active ones for a
+# mixture of experts, scaling.params_for_law), so the default and the scaling row agree.
 DEFAULT_TOKENS_PER_PARAM = 20
 
 
@@ -72,7 +73,8 @@ def estimate(spec: Spec, law: str | scaling.ScalingLaw | None = None) -> Estimat
         by_component={key: c.params for key, c in parts.items()},
     )
 
-    tokens = t.tokens if t.tokens is not None else DEFAULT_TOKENS_PER_PARAM * whole.params
+    n, convention = scaling.params_for_law(params.total, params.active)
+    tokens = t.tokens if t.tokens is not None else DEFAULT_TOKENS_PER_PARAM * n
     flops = Flops(
         forward_per_token=ratio(whole.flops, s),
         training_per_token=ratio(3 * whole.flops, s),
@@ -109,7 +111,8 @@ def estimate(spec: Spec, law: str | scaling.ScalingLaw | None = None) -> Estimat
     assumptions = {
         "tokens": tokens,
         "tokens_source": "training.tokens" if t.tokens is not None else
-        f"{DEFAULT_TOKENS_PER_PARAM} tokens per parameter (Hoffmann et al. 2022); set training.tokens",
+        f"{DEFAULT_TOKENS_PER_PARAM} tokens per {'active ' if convention == 'active' else ''}parameter "
+        "(Hoffmann et al. 2022); set training.tokens",
         "tokens_per_param": tokens / whole.params,
         "seq_len": s,
         "micro_batch_size": t.micro_batch_size,

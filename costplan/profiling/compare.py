@@ -43,6 +43,8 @@ class Check:
     tolerance: float | None
     component: str = ""          # "" for a whole-model row
     note: str = ""
+    figures: tuple[tuple[str, Number], ...] = ()   # (label, raw number) the note goes on with, in `unit`;
+                                                   # report.py formats them, so the note holds no raw number
 
     @property
     def relative_error(self) -> float | None:
@@ -119,10 +121,10 @@ def checks(m: Measurement, tolerances: Mapping[str, float] = DEFAULT_TOLERANCES,
 
     forward = {k: c.hw_fwd * size for k, c in parts.items()}
     model_flops = sum(c.flops for c in parts.values()) * size
-    model_note = ("" if model_flops == _total(forward) else
-                  f"; model FLOPs (keys a query may see, top_k experts) {model_flops}")
+    model_note = (() if model_flops == _total(forward) else
+                  (("model FLOPs (keys a query may see, top_k experts)", model_flops),))
     add(Check("flops", "forward FLOPs (FlopCounterMode)", _total(forward), _total(m.flops.forward), "flop",
-              tol("flops"), note=f"one step: batch {size} × {spec.seq_len} tokens{model_note}"),
+              tol("flops"), note=f"one step: batch {size} × {spec.seq_len} tokens", figures=model_note),
         _component_checks("flops", "forward FLOPs", "flop", forward, m.flops.forward, tol("flops")))
     if m.fvcore is not None:
         add(Check("flops", "forward FLOPs (fvcore)", _total(forward), _total(m.fvcore.forward), "flop",
@@ -134,8 +136,8 @@ def checks(m: Measurement, tolerances: Mapping[str, float] = DEFAULT_TOLERANCES,
                           note=m.fvcore_note))
     executed = {k: c.hw_flops * size for k, c in parts.items()}
     add(Check("flops", "training FLOPs (executed)", _total(executed), _total(m.flops.training), "flop",
-              tol("flops"), note=f"forward + backward + recompute; model FLOPs 3 × forward = "
-                                 f"{3 * model_flops}"),
+              tol("flops"), note="forward + backward + recompute",
+              figures=(("model FLOPs 3 × forward =", 3 * model_flops),)),
         _component_checks("flops", "training FLOPs", "flop", executed, m.flops.training, tol("flops")))
     missed = m.flops.ops.uncounted_contractions
     rows.append(Check("flops", "matmul-like ops without a FLOP formula", 0, sum(missed.values()), "count",

@@ -1,18 +1,17 @@
-"""`costplan serve` output: the rows of one serving estimate and the assumptions listed under them; numbers are
-formatted by report.py's formatters."""
+"""Tables of `costplan serve`, `compare --serving` and `sweep --serving`: the rows of one serving estimate and
+the assumptions listed under them, and the serving metrics added to compare's and sweep's tables."""
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from costplan.costs.inference import ServingEstimate
-from costplan.costs.result import Estimate
-from costplan.report import (
-    COMPARED, SWEEP_UNITS, Row, csv_text, flatten, flops_rate, grid, human, percent, ratio, seconds, size, table,
-    to_json, usd,
-)
+from costplan.report import Block, Row, Table, flatten, flops_rate, human, percent, ratio, sectioned, seconds, size, usd
+from costplan.tables.estimate import COMPARED, SWEEP_UNITS, right_after_first
 
 if TYPE_CHECKING:
+    from costplan.costs.inference import ServingEstimate
+    from costplan.costs.result import Estimate
     from costplan.sweep import Point
 
 
@@ -112,23 +111,17 @@ def problem(est: ServingEstimate) -> str | None:
     return None
 
 
-def render_serving(estimates: Sequence[ServingEstimate], fmt: str) -> str:
-    if fmt == "json":
-        return to_json([e.model_dump() for e in estimates])
-    if fmt == "csv":
-        return csv_text([flatten(e.model_dump(exclude={"assumptions": {"efficiencies"}})) for e in estimates])
-    bullet = "- " if fmt == "markdown" else "  "
-    blocks = []
-    for est in estimates:
-        notes = "\n".join(bullet + line for line in assumption_lines(est))
-        blocks.append(f"{table(serve_rows(est), fmt, serve_title(est))}\n\nAssumptions:\n{notes}")
-    return "\n\n".join(blocks)
+def serving(estimates: Sequence[ServingEstimate]) -> Table:
+    """`costplan serve`: a sectioned block per spec with its assumptions under it; JSON the estimates, CSV
+    without the efficiency sources."""
+    blocks = [dataclasses.replace(sectioned(serve_rows(e), serve_title(e)),
+                                  footer="Assumptions:\n" + "\n".join("- " + line for line in assumption_lines(e)))
+              for e in estimates]
+    return Table(blocks, [e.model_dump() for e in estimates],
+                 flat=[flatten(e.model_dump(exclude={"assumptions": {"efficiencies"}})) for e in estimates])
 
 
-
-# ---------------------------------------------------------------------------------------------- compare / sweep
-# `compare --serving` and `sweep --serving`: report.py's tables with the serving metrics added. (Their rows
-# and units are report.py's; only the added ones are here.)
+# (label, unit, value of a ServingEstimate) added to the rows of `costplan compare --serving`
 SERVING_COMPARED = [
     ("KV cache per sequence (serving)", "bytes", lambda s: s.memory.kv_cache_per_sequence),
     ("max batch (serving)", "count", lambda s: s.memory.max_batch),
@@ -143,17 +136,13 @@ SERVING_UNITS = {"kv_cache_per_sequence": "bytes", "max_batch": "count", "ttft_s
                  "usd_per_million_input_tokens": "number", "usd_per_million_output_tokens": "number"}
 
 
-def compare_table(estimates: Sequence[Estimate], servings: Sequence[ServingEstimate], baseline: int,
-                  fmt: str) -> str:
-    """report.compare_table's rows and then the serving metrics, one table: specs as columns, each value with
-    its ratio to the baseline column."""
+def compare(estimates: Sequence[Estimate], servings: Sequence[ServingEstimate], baseline: int) -> Table:
+    """compare's rows and then the serving metrics, one table: specs as columns, each value with its ratio to
+    the baseline column; JSON each estimate with its `serving` object."""
     pairs = list(zip(estimates, servings))
     metrics = [(label, unit, lambda p, get=get: get(p[0])) for label, unit, get in COMPARED]
     metrics += [(label, unit, lambda p, get=get: get(p[1])) for label, unit, get in SERVING_COMPARED]
     names = [e.name for e in estimates]
-    if fmt == "csv":
-        return csv_text([{"metric": label, **{n: get(p) for n, p in zip(names, pairs)}}
-                         for label, _, get in metrics])
     body = []
     for label, unit, get in metrics:
         base = get(pairs[baseline])
@@ -165,17 +154,16 @@ def compare_table(estimates: Sequence[Estimate], servings: Sequence[ServingEstim
             cells.append(cell)
         body.append([label, *cells])
     headers = ["", *(f"{n} (baseline)" if i == baseline else n for i, n in enumerate(names))]
-    return grid(headers, body, fmt, align_right=True)
+    return Table([Block(headers, body, align=right_after_first(headers))],
+                 [{**e.model_dump(), "serving": s.model_dump()} for e, s in pairs],
+                 flat=[{"metric": label, **{n: get(p) for n, p in zip(names, pairs)}} for label, _, get in metrics])
 
 
-def sweep_output(points: Sequence[Point], keys: Sequence[str], fmt: str) -> str:
-    """report.sweep_output with the serving columns."""
+def sweep(points: Sequence[Point], keys: Sequence[str]) -> Table:
+    """sweep's table with the serving columns."""
     units = {**SWEEP_UNITS, **SERVING_UNITS}
-    records = [{**p.varied, **p.values} for p in points]
-    if fmt == "json":
-        return to_json(records)
-    if fmt == "csv":
-        return csv_text(records) if records else ",".join([*keys, *units])
-    body = [[str(p.varied[k]) for k in keys] + [human(v, units[name]) for name, v in p.values.items()]
+    headers = [*keys, *units]
+    body = [[str(p.varied[k]) for k in keys]
+            + [human(v, units[name]) if name != "fits" else ("yes" if v else "no") for name, v in p.values.items()]
             for p in points]
-    return grid([*keys, *units], body, fmt)
+    return Table([Block(headers, body)], [{**p.varied, **p.values} for p in points], columns=headers)

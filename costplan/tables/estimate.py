@@ -1,0 +1,194 @@
+"""Tables of `costplan estimate`, `compare`, `estimate --seq-len` and `sweep`."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from costplan.report import (Block, Row, Table, count, flop, flops_rate, human, number, percent, plural, price,
+                             ratio, sectioned, seconds, size, zero_stage)
+
+if TYPE_CHECKING:
+    from costplan.costs.result import Estimate
+    from costplan.sweep import Point
+
+
+def estimate_rows(est: Estimate) -> list[Row]:
+    """The rows of `costplan estimate` for one spec: breakdowns with each part's share of the total."""
+    p, f, m, t, a = est.params, est.flops, est.memory, est.time, est.assumptions
+    rows = [Row("parameters", "total", p.total)]
+    rows += [Row("parameters", f"  {key}", v, share=v / p.total) for key, v in p.by_component.items()]
+    if p.active != p.total:
+        rows.append(Row("parameters", "active per token", p.active, share=p.active / p.total,
+                        note=f"{count(p.active_non_embedding)} without the input embedding"))
+    rows.append(Row("FLOPs", "forward per token", f.forward_per_token, "flop"))
+    rows += [Row("FLOPs", f"  {key}", v, "flop", share=v / f.forward_per_token)
+             for key, v in f.by_component.items() if v]
+    rows += [
+        Row("FLOPs", "training per token (3 × forward)", f.training_per_token, "flop"),
+        Row("FLOPs", "hardware per token", f.hardware_per_token, "flop",
+            note="with recomputation and causal tile skipping"),
+        Row("FLOPs", "training total", f.training_total, "flop",
+            note=f"{plural(count(a['tokens']), 'token')}, {number(est.scaling.tokens_per_param)} per "
+                 f"{'active ' if est.scaling.params_convention == 'active' else ''}parameter"),
+    ]
+    rows += [Row("memory", name, value, "bytes", share=value / m.total_per_gpu) for name, value in (
+        ("weights", m.weights), ("gradients", m.gradients), ("optimizer states", m.optimizer),
+        (f"activations (micro-batch {a['micro_batch_size']})", m.activations),
+        ("loss gradients (transient)", m.workspace))]
+    rows += [
+        Row("memory", "total per GPU", m.total_per_gpu, "bytes",
+            note=f"{'fits' if m.fits else 'does not fit'} in {size(m.gpu_memory)}"),
+        Row("memory", "KV cache per token (inference)", m.kv_cache_per_token, "bytes"),
+        Row("memory", f"KV cache at seq_len {a['seq_len']}", m.kv_cache_at_seq_len, "bytes",
+            note="one sequence; windows and recurrent states cap it"),
+        Row("time", "GPU-hours", t.gpu_hours, "hours",
+            note=f"{a['gpu']} at {flops_rate(a['peak_flops_per_gpu'])} {a['precision']}, MFU {percent(a['mfu'])}"),
+        Row("time", "wall clock", t.wall_clock_days, "days", note=f"on {plural(str(a['gpu_count']), 'GPU')}"),
+        Row("time", "cost", t.cost_usd, "usd", note=f"at ${price(a['usd_per_gpu_hour'])} per GPU-hour"),
+    ]
+    if est.parallelism is not None:
+        rows += parallel_rows(est)
+    return rows + scaling_rows(est)
+
+
+def parallel_rows(est: Estimate) -> list[Row]:
+    """How one step is split: the layout, traffic per GPU by kind, the bubble and the step time."""
+    par = est.parallelism
+    extras = [f"expert {par.expert}" if par.expert > 1 else "", zero_stage(par.zero, par.data),
+              "sequence parallel" if par.sequence_parallel else "", f"{par.micro_batches} micro-batches per step"]
+    layout = f"{par.tensor} × {par.pipeline} × {par.data}"
+    rows = [Row("parallelism", "tensor × pipeline × data", layout, "text",
+                note=", ".join(e for e in extras if e)),
+            Row("parallelism", "memory reported for", f"stage {par.memory_stage + 1} of {par.pipeline}", "text",
+                note="the fullest pipeline stage")]
+    for kind, volume in par.communication_bytes.items():
+        if volume:
+            rate = par.bandwidth_bytes_per_s[kind] / 1e9
+            rows.append(Row("parallelism", f"{kind}-parallel traffic per step", volume, "bytes",
+                            note=f"{seconds(par.communication_seconds[kind])} at {number(rate)} GB/s "
+                                 "per direction"))
+    step = par.step_seconds
+    rows += [
+        Row("parallelism", "pipeline bubble", par.bubble_fraction, "percent", note="of the step: (p − 1)/m "
+            "of the compute"),
+        Row("parallelism", "step time", step["total"], "seconds",
+            note=f"compute {seconds(step['compute'])} + bubble {seconds(step['bubble'])} + exposed "
+                 f"communication {seconds(step['exposed_communication'])}"),
+    ]
+    return rows
+
+
+def scaling_rows(est: Estimate) -> list[Row]:
+    """The scaling law's predicted loss and the tokens per parameter against the compute-optimal ratio."""
+    s = est.scaling
+    n = "active parameters (mixture of experts)" if s.params_convention == "active" else "parameters"
+    return [
+        Row("scaling", "predicted loss", s.loss, "number", note=f"{s.law} law, nats per token"),
+        Row("scaling", f"tokens per {'active ' if s.params_convention == 'active' else ''}parameter",
+            s.tokens_per_param, "number",
+            note=f"compute-optimal for these {n}: {number(s.optimal_tokens / s.params)}"),
+    ]
+
+
+def estimate_title(est: Estimate) -> str:
+    a = est.assumptions
+    return (f"{est.name}: {plural(count(est.params.total), 'parameter')}, "
+            f"{plural(count(a['tokens']), 'token')}, "
+            f"{a['gpu_count']} × {a['gpu_name']} ({a['precision']}, {a['optimizer']}, recompute {a['recompute']})")
+
+
+def estimates(results: Sequence[Estimate]) -> Table:
+    """`costplan estimate`: one sectioned block per spec; JSON the estimates as they are."""
+    return Table([sectioned(estimate_rows(e), estimate_title(e)) for e in results],
+                 [e.model_dump() for e in results])
+
+
+def warnings(est: Estimate) -> list[str]:
+    """What a user should notice on stderr."""
+    out = []
+    a, m = est.assumptions, est.memory
+    if a["tokens_source"] != "training.tokens":
+        out.append(f"{est.name}: no training.tokens; assuming {a['tokens_source'].split(';')[0]}")
+    if not m.fits:
+        out.append(f"{est.name}: {size(m.total_per_gpu)} per GPU does not fit in {a['gpu']}'s "
+                   f"{size(m.gpu_memory)} without sharding or recomputation")
+    return out
+
+
+# (label, unit, value of an Estimate) for the rows of `costplan compare`
+COMPARED = [
+    ("parameters, total", "count", lambda e: e.params.total),
+    ("parameters, active", "count", lambda e: e.params.active),
+    ("forward FLOPs per token", "flop", lambda e: e.flops.forward_per_token),
+    ("attention FLOPs per token", "flop", lambda e: e.flops.by_component["attention"]),
+    ("training FLOPs per token", "flop", lambda e: e.flops.training_per_token),
+    ("hardware FLOPs per token", "flop", lambda e: e.flops.hardware_per_token),
+    ("training FLOPs, total", "flop", lambda e: e.flops.training_total),
+    ("weights", "bytes", lambda e: e.memory.weights),
+    ("gradients", "bytes", lambda e: e.memory.gradients),
+    ("optimizer states", "bytes", lambda e: e.memory.optimizer),
+    ("activations (micro-batch)", "bytes", lambda e: e.memory.activations),
+    ("memory per GPU", "bytes", lambda e: e.memory.total_per_gpu),
+    ("KV cache per token", "bytes", lambda e: e.memory.kv_cache_per_token),
+    ("KV cache at seq_len", "bytes", lambda e: e.memory.kv_cache_at_seq_len),
+    ("GPU-hours", "hours", lambda e: e.time.gpu_hours),
+    ("cost", "usd", lambda e: e.time.cost_usd),
+    ("predicted loss (scaling law)", "number", lambda e: e.scaling.loss),
+]
+
+
+def compare(results: Sequence[Estimate], baseline: int) -> Table:
+    """Specs as columns, metrics as rows, each value with its ratio to the baseline column; JSON the estimates,
+    CSV one row per metric."""
+    names = [e.name for e in results]
+    body = []
+    for label, unit, get in COMPARED:
+        base = get(results[baseline])
+        cells = []
+        for index, e in enumerate(results):
+            value = human(get(e), unit)
+            if index != baseline:
+                value += f" ({ratio(get(e) / base)})" if base else " (—)"
+            cells.append(value)
+        body.append([label, *cells])
+    headers = ["", *(f"{n} (baseline)" if i == baseline else n for i, n in enumerate(names))]
+    return Table([Block(headers, body, align=right_after_first(headers))], [e.model_dump() for e in results],
+                 flat=[{"metric": label, **{n: get(e) for n, e in zip(names, results)}}
+                       for label, _, get in COMPARED])
+
+
+def right_after_first(headers: Sequence[str]) -> tuple[str, ...]:
+    return ("left", *["right"] * (len(headers) - 1))
+
+
+SEQ_LEN_HEADERS = ["seq_len", "forward FLOPs/token", "growth", "attention FLOPs/token", "activations", "growth",
+                   "KV cache at seq_len", "parameters"]
+
+
+def seq_len(groups: Sequence[Sequence[Estimate]]) -> Table:
+    """How each spec's costs grow with context: a block per spec, a row per seq_len, growth against the first;
+    JSON and CSV every estimate."""
+    blocks = []
+    for group in groups:
+        first = group[0]
+        body = [[str(e.assumptions["seq_len"]), flop(e.flops.forward_per_token),
+                 ratio(e.flops.forward_per_token / first.flops.forward_per_token),
+                 flop(e.flops.by_component["attention"]), size(e.memory.activations),
+                 ratio(e.memory.activations / first.memory.activations), size(e.memory.kv_cache_at_seq_len),
+                 count(e.params.total)] for e in group]
+        blocks.append(Block(SEQ_LEN_HEADERS, body, title=first.name, align=right_after_first(SEQ_LEN_HEADERS)))
+    return Table(blocks, [e.model_dump() for group in groups for e in group])
+
+
+SWEEP_UNITS = {"params": "count", "active_params": "count", "training_flops": "flop", "memory_per_gpu": "bytes",
+               "fits": "text", "gpu_hours": "hours", "wall_clock_days": "days", "cost_usd": "usd",
+               "loss": "number"}
+
+
+def sweep(points: Sequence[Point], keys: Sequence[str]) -> Table:
+    """`costplan sweep`: one row per point, the varied keys first; raw numbers in JSON and CSV."""
+    headers = [*keys, *SWEEP_UNITS]
+    body = [[str(p.varied[k]) for k in keys]
+            + [human(v, SWEEP_UNITS[name]) if name != "fits" else ("yes" if v else "no")
+               for name, v in p.values.items()] for p in points]
+    return Table([Block(headers, body)], [{**p.varied, **p.values} for p in points], columns=headers)

@@ -1,0 +1,35 @@
+"""Tables of `costplan presets` and `costplan hardware`."""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+from costplan.hardware import PRECISIONS
+from costplan.report import Block, Table, count, human, percent, price, size
+
+if TYPE_CHECKING:
+    from costplan.hardware import GPU
+    from costplan.spec import Spec
+
+PRESET_HEADERS = ["name", "parameters", "layers", "d_model", "heads", "context", "attention", "source"]
+
+
+def presets(specs: Mapping[str, Spec], params: Mapping[str, int], sources: Mapping[str, str]) -> Table:
+    """The bundled presets: raw parameter counts in JSON and CSV, counts for people."""
+    records = [dict(zip(PRESET_HEADERS, [name, params[name], s.model.n_layers, s.model.d_model,
+                                         f"{s.model.n_heads}/{s.model.n_kv_heads}", s.model.max_seq_len,
+                                         s.model.attention.type, sources[name]]))
+               for name, s in specs.items()]
+    body = [[r["name"], count(r["parameters"]), *list(r.values())[2:]] for r in records]
+    return Table([Block(PRESET_HEADERS, body)], records)
+
+
+def hardware(gpus: Mapping[str, GPU], precisions: tuple[str, ...] = PRECISIONS) -> Table:
+    """The catalogue: dense peaks by precision, memory, bandwidth, default MFU and price."""
+    headers = ["name", "device", *(f"{p} TFLOP/s" for p in precisions), "memory", "bandwidth", "MFU",
+               "$/GPU-hour", "price date"]
+    body = [[key, gpu.name, *(human(gpu.peak_tflops.get(p), "number") for p in precisions),
+             size(gpu.memory_bytes), f"{human(gpu.memory_bandwidth_gbs, 'number')} GB/s",
+             percent(gpu.mfu), price(gpu.usd_per_gpu_hour), gpu.price_date]
+            for key, gpu in gpus.items()]
+    return Table([Block(headers, body)], [{"key": key, **gpu.model_dump()} for key, gpu in gpus.items()])

@@ -1,0 +1,66 @@
+"""Tables of `costplan plan`: a budget's proposal, and the GPU options that meet a deadline."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from costplan.report import (Block, Row, Table, count, flop, gpu_hours, human, number, percent, plural, sectioned,
+                             size, usd, zero_stage)
+
+if TYPE_CHECKING:
+    from costplan.planner import Option, Proposal
+
+
+def proposal_rows(plan: Proposal) -> list[Row]:
+    """`costplan plan --budget`: the law's optimum, then the concrete architecture and its real cost."""
+    o, m = plan.optimum, plan.spec["model"]
+    hw = plan.spec["hardware"]
+    return [
+        Row("optimum", "parameters", o.params, note=f"{plan.law} law, closed form under C = 6·N·D"),
+        Row("optimum", "tokens", o.tokens, note=f"{number(o.tokens_per_param)} per parameter"),
+        Row("optimum", "predicted loss", o.loss, "number", note="nats per token"),
+        Row("proposal", "architecture", f"{m['n_layers']} layers × d_model {m['d_model']}", "text",
+            note=f"{m['n_heads']} heads of {m['head_dim']}, d_ff {m['d_ff']}, SwiGLU, vocabulary "
+                 f"{m['vocab_size']}, context {m['max_seq_len']}"),
+        Row("proposal", "parameters", plan.params, note=f"{percent(plan.params / o.params - 1)} from the optimum"),
+        Row("proposal", "tokens", plan.tokens, note=f"{number(plan.tokens / plan.params)} per parameter; what "
+            "the budget buys at the real FLOPs per token"),
+        Row("proposal", "training FLOPs", plan.flops, "flop", note="attention included (6·N·D leaves it out)"),
+        Row("proposal", "predicted loss", plan.loss, "number", note="nats per token"),
+        Row("proposal", "GPU-hours", plan.gpu_hours, "hours", note=f"{hw['gpu']} at its catalogue MFU"),
+        Row("proposal", "wall clock", plan.wall_clock_days, "days", note=f"on {plural(str(hw['count']), 'GPU')}"),
+        Row("proposal", "cost", plan.cost_usd, "usd", note="at the catalogue price"),
+    ]
+
+
+def proposal_title(plan: Proposal) -> str:
+    b = plan.budget
+    amount = {"flops": flop(b["amount"]), "gpu-hours": gpu_hours(b["amount"]), "usd": usd(b["amount"])}[b["unit"]]
+    extra = "" if b["unit"] == "flops" else f" = {flop(b['flops'])} on {b['gpu']}"
+    return f"Budget {amount}{extra}"
+
+
+def proposal(plan: Proposal) -> Table:
+    """`costplan plan --budget`: one sectioned block; JSON the proposal as it is."""
+    return Table([sectioned(proposal_rows(plan), proposal_title(plan))], plan.model_dump())
+
+
+DEADLINE_HEADERS = ["GPU", "GPUs", "tensor × pipeline × data", "memory per GPU", "wall clock", "GPU-hours",
+                    "cost", "note"]
+
+
+def deadline(options: Sequence[Option]) -> Table:
+    """`costplan plan SPEC --deadline`: one row per GPU type, cheapest first."""
+    body = []
+    for o in options:
+        if o.gpus is None:
+            body.append([o.gpu, "—", "—", "—", "—", "—", "—", o.note])
+            continue
+        lay = o.layout
+        extras = [zero_stage(lay["zero"], lay["data"]), f"expert {lay['expert']}" if lay["expert"] > 1 else "",
+                  "SP" if lay["sequence_parallel"] else ""]
+        body.append([o.gpu, str(o.gpus), ", ".join([f"{lay['tensor']} × {lay['pipeline']} × {lay['data']}",
+                                                    *(e for e in extras if e)]),
+                     f"{size(o.memory_per_gpu)} of {size(o.gpu_memory)}", human(o.wall_clock_days, "days"),
+                     count(o.gpu_hours), usd(o.cost_usd), o.note])
+    return Table([Block(DEADLINE_HEADERS, body)], [o.model_dump() for o in options])

@@ -1,0 +1,229 @@
+"""Numbers people read: each formatter at its extremes, and the commands that print them, as exact text."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from costplan import report
+
+
+@pytest.mark.parametrize("value, text", [
+    (124_439_808, "124.4 M"), (6_738_415_616, "6.738 B"), (2e12, "2 T"), (999, "999"), (1, "1"), (0, "0"),
+    (1e15, "1e15"), (1e18, "1e18"), (1.45e19, "1.45e19"),     # past trillions: no "Q", no "1000 Q"
+    (0.5, "0.5"), (8.036e-9, "8.036e-9"),
+])
+def test_count(value, text):
+    assert report.count(value) == text
+
+
+@pytest.mark.parametrize("value, text", [
+    (15.36e9, "15.36 GFLOP"), (92.17e21, "92.17 ZFLOP"), (1e24, "1 YFLOP"), (4.445e29, "4.445e29 FLOP"),
+    (0, "0 FLOP"), (870, "870 FLOP"),
+])
+def test_flop(value, text):
+    assert report.flop(value) == text
+
+
+@pytest.mark.parametrize("value, text", [
+    (0, "0 bytes"), (1, "1 byte"), (512, "512 bytes"), (1024, "1 KiB"), (2**30 * 31.5, "31.5 GiB"),
+    (2**60, "1 EiB"), (2**70, "1.181e21 bytes"),
+])
+def test_size_never_writes_bytes_as_b(value, text):
+    assert report.size(value) == text
+
+
+@pytest.mark.parametrize("days, text", [
+    (3.71, "3.71 days"), (1, "1 day"), (0.1753, "4.207 hours"), (1 / 24, "1 hour"), (0.01, "14.4 min"),
+    (7.044e-11, "6.086 µs"), (1e-15, "0.0864 ns"), (1e-20, "8.64e-7 ns"), (1000, "2.738 years"),
+    (1.649e12, "4.515e9 years"), (0, "0 s"),
+])
+def test_wall_clock(days, text):
+    assert report.human(days, "days") == text
+
+
+@pytest.mark.parametrize("seconds, text", [(3.191, "3.191 s"), (0.2527, "252.7 ms"), (1.725e-5, "17.25 µs"),
+                                           (90, "1.5 min"), (0, "0 s")])
+def test_seconds(seconds, text):
+    assert report.seconds(seconds) == text
+
+
+@pytest.mark.parametrize("hours, text", [(182_400, "182.4 k GPU-hours"), (1, "1 GPU-hour"),
+                                         (231.8, "231.8 GPU-hours"), (0.5, "30 min of GPU time"),
+                                         (1.69e-9, "6.084 µs of GPU time"), (0, "0 GPU-hours")])
+def test_gpu_hours(hours, text):
+    assert report.human(hours, "hours") == text
+
+
+@pytest.mark.parametrize("value, text", [(237_100, "$237.1 k"), (5.47, "$5.47"), (0.01, "$0.01"),
+                                         (0.0049, "< $0.01"), (1e-12, "< $0.01"), (0, "$0"),
+                                         (51.45e12, "$51.45 T"), (3e16, "$3e16")])
+def test_usd(value, text):
+    assert report.usd(value) == text
+
+
+@pytest.mark.parametrize("value, text", [(1.3, "1.30"), (0.01, "0.01"), (0.0001, "0.0001"), (2e-7, "2e-7"),
+                                         (0, "0.00")])
+def test_price_keeps_a_price_below_a_cent(value, text):
+    assert report.price(value) == text
+
+
+@pytest.mark.parametrize("value, text", [(0.45, "45.0%"), (0, "0.0%"), (3.95e-5, "0.0039%"),
+                                         (1e-7, "1e-05%")])
+def test_percent_never_rounds_a_nonzero_share_to_zero(value, text):
+    assert report.percent(value) == text
+
+
+@pytest.mark.parametrize("text, noun, expected", [("1", "GPU", "1 GPU"), ("2048", "GPU", "2048 GPUs"),
+                                                  ("0", "token", "0 tokens"), ("1.5", "day", "1.5 days")])
+def test_plural(text, noun, expected):
+    assert report.plural(text, noun) == expected
+
+
+@pytest.mark.parametrize("stage, data, text", [(2, 1, ""), (0, 8, ""), (2, 8, "ZeRO 2"), (3, 2, "ZeRO 3")])
+def test_zero_stage_named_only_with_something_to_shard(stage, data, text):
+    assert report.zero_stage(stage, data) == text
+
+
+# ---------------------------------------------------------------------------------------------- commands
+def rows(out: str, item: str) -> str:
+    """The first line of a table that holds `item` as whole words, its spaces collapsed."""
+    found = [" ".join(row.split()) for row in out.splitlines() if f" {item} " in f" {' '.join(row.split())} "]
+    assert found, (item, out)
+    return found[0]
+
+
+def test_one_token_on_one_gpu(run):
+    out = run("estimate", "gpt2-small", "--tokens", "1", "--gpus", "1").stdout
+    assert out.splitlines()[0] == ("gpt2-small: 124.4 M parameters, 1 token, 1 × NVIDIA A100 80GB SXM "
+                                   "(bf16, adamw, recompute none)")
+    assert rows(out, "training total").endswith("854.4 MFLOP 1 token, 8.036e-9 per parameter")
+    assert rows(out, "GPU-hours") == ("time GPU-hours 6.086 µs of GPU time a100-80gb at 312 TFLOP/s bf16, "
+                                      "MFU 45.0%")
+    assert rows(out, "wall clock") == "wall clock 6.086 µs on 1 GPU"
+    assert rows(out, "cost") == "cost < $0.01 at $1.30 per GPU-hour"
+    assert rows(out, "norms") == "norms 38.4 k 0.031%"
+
+
+def test_most_tokens_accepted(run):
+    out = run("estimate", "llama2-70b", "--tokens", "1e18", "--gpus", "1", "--mfu", "0.01").stdout
+    assert out.startswith("llama2-70b: 68.98 B parameters, 1e18 tokens, 1 × ")
+    assert rows(out, "training total") == "training total 4.445e29 FLOP 1e18 tokens, 1.45e7 per parameter"
+    assert rows(out, "wall clock") == "wall clock 4.514e9 years on 1 GPU"
+    assert rows(out, "tokens per parameter").startswith("tokens per parameter 1.45e7 ")
+
+
+def test_a_price_below_a_cent(run):
+    out = run("estimate", "gpt2-small", "--set", "hardware.usd_per_gpu_hour=0.0001").stdout
+    assert rows(out, "cost") == "cost < $0.01 at $0.0001 per GPU-hour"
+    assert rows(out, "wall clock") == "wall clock 4.207 hours on 1 GPU"
+
+
+def test_no_zero_stage_on_one_gpu(run):
+    out = run("estimate", "gpt2-small", "--set", "parallelism.zero=2").stdout
+    assert rows(out, "tensor × pipeline × data") == ("parallelism tensor × pipeline × data 1 × 1 × 1 "
+                                                     "512 micro-batches per step")
+    out = run("plan", "gpt2-small", "--deadline", "12h", "--gpu", "a100-80gb").stdout
+    assert rows(out, "a100-80gb") == "a100-80gb 1 1 × 1 × 1 2.995 GiB of 80 GiB 4.207 hours 4.207 $5.47"
+
+
+def test_parallel_notes_use_the_time_formatter(run):
+    out = run("estimate", "llama2-7b", "--gpus", "64", "--set", "parallelism.tensor=2",
+              "--set", "parallelism.pipeline=2", "--set", "parallelism.zero=1").stdout
+    assert rows(out, "tensor × pipeline × data").endswith("2 × 2 × 16 ZeRO 1, 64 micro-batches per step")
+    assert rows(out, "data-parallel traffic per step") == ("data-parallel traffic per step 5.884 GiB 252.7 ms "
+                                                           "at 25 GB/s per direction")
+    assert rows(out, "step time") == ("step time 22.85 s compute 21.88 s + bubble 341.9 ms + exposed "
+                                      "communication 629.9 ms")
+
+
+def test_moe_default_tokens_follow_active_parameters(run):
+    # 20 tokens per active parameter, as the scaling row counts them: with top_k fixed, more experts add
+    # parameters a token never touches, and the default tokens move only by the router's few weights.
+    tokens, totals = [], []
+    for n in (2, 8, 64):
+        e = json.loads(run("estimate", "mixtral-8x7b", "--set", f"model.moe.n_experts={n}", "--format",
+                           "json").stdout)[0]
+        assert e["assumptions"]["tokens"] == 20 * e["params"]["active"]
+        assert e["scaling"]["tokens_per_param"] == 20
+        tokens.append(e["assumptions"]["tokens"])
+        totals.append(e["params"]["total"])
+    assert totals[2] > 8 * totals[0]                                  # 64 experts: over 8 × the parameters,
+    assert max(tokens) / min(tokens) < 1.002                          # the same training run
+    assert tokens[1] == 20 * 12_879_925_248                           # Mixtral's 12.9B active, not 46.7B
+    result = run("estimate", "mixtral-8x7b")
+    assert "assuming 20 tokens per active parameter" in result.stderr
+    assert rows(result.stdout, "training total").endswith("257.6 B tokens, 20 per active parameter")
+
+
+# ---------------------------------------------------------------------------------------------- render
+TABLE = report.Table(
+    [report.Block(["name", "parameters"], [["a", "1.5 k"], ["b", "2 M"]], title="Two specs", footer="the end")],
+    [{"name": "a", "parameters": 1500, "extra": {"x": 1}}, {"name": "b", "parameters": 2_000_000}])
+
+
+def test_render_table_and_markdown():
+    assert report.render(TABLE, "table") == ("Two specs\nname    parameters\n------  ------------\na       1.5 k\n"
+                                             "b       2 M\n\nthe end")
+    assert report.render(TABLE, "markdown") == ("### Two specs\n\n| name   | parameters   |\n|--------|--------------|\n"
+                                                "| a      | 1.5 k        |\n| b      | 2 M          |\n\nthe end")
+
+
+def test_render_json_and_csv_use_the_raw_records():
+    assert report.render(TABLE, "json") == ('[\n  {\n    "name": "a",\n    "parameters": 1500,\n    "extra": {\n'
+                                            '      "x": 1\n    }\n  },\n  {\n    "name": "b",\n'
+                                            '    "parameters": 2000000\n  }\n]')
+    assert report.render(TABLE, "csv") == "name,parameters,extra.x\na,1500,1\nb,2000000,"
+    empty = report.Table([report.Block(["k", "v"], [])], [], columns=["k", "v"])
+    assert report.render(empty, "csv") == "k,v"
+
+
+def test_render_junit():
+    suites = [report.Suite("tiny", [report.Case("params", "ok"), report.Case("peak", "FAIL", "estimate 1 KiB", "why"),
+                                    report.Case("time", "skip", detail="not measured")])]
+    assert report.render(report.Table([], [], suites=suites), "junit") == "\n".join([
+        '<?xml version="1.0" encoding="UTF-8"?>', "<testsuites>",
+        '  <testsuite name="tiny" tests="3" failures="1" skipped="1">',
+        '    <testcase classname="costplan.tiny" name="params">', "    </testcase>",
+        '    <testcase classname="costplan.tiny" name="peak">',
+        '      <failure message="estimate 1 KiB">why</failure>', "    </testcase>",
+        '    <testcase classname="costplan.tiny" name="time">', '      <skipped message="not measured"/>',
+        "    </testcase>", "  </testsuite>", "</testsuites>"])
+
+
+def fake_check(**fields):
+    """A stand-in for profiling.compare.Check (tables/checks.py reads it by its fields), without torch."""
+    from types import SimpleNamespace
+
+    base = dict(metric="peak", item="peak memory", component="", estimate=54_999_040, measured=55_887_140,
+                unit="bytes", tolerance=0.0001, status="FAIL", note="two steps", figures=(),
+                relative_error=(55_887_140 - 54_999_040) / 54_999_040, name="peak memory")
+    return SimpleNamespace(**{**base, **fields})
+
+
+def test_check_failure_lines_and_notes_use_the_formatters():
+    from costplan.tables import measurements
+
+    flops = fake_check(metric="flops", item="training FLOPs", name="training FLOPs", estimate=2_645_000_000,
+                       measured=2_645_000_001, unit="flop", tolerance=0, note="forward + backward",
+                       figures=(("model FLOPs 3 × forward =", 2_422_210_560),))
+    results = [{"name": "tiny", "checks": [fake_check(), flops]}]
+    assert measurements.check_failures(results) == [
+        "FAIL tiny: peak memory [peak]: estimate 52.45 MiB, measured 53.3 MiB (+1.61%, tolerance 0.01%)",
+        "FAIL tiny: training FLOPs [flops]: estimate 2.645 GFLOP, measured 2.645 GFLOP (+1, tolerance exact)"]
+    assert measurements.check_note(flops) == "forward + backward; model FLOPs 3 × forward = 2.422 GFLOP"
+    assert measurements.check_record(flops)["note"] == "forward + backward; model FLOPs 3 × forward = 2422210560"
+
+
+def test_seq_len_markdown_titles_each_spec_like_every_other_table(run):
+    out = run("estimate", "gpt2-small", "--seq-len", "256,512", "--format", "markdown").stdout
+    assert out.startswith("### gpt2-small\n\n| seq_len ")
+
+
+def test_cli_leaves_formats_to_render():
+    # one render path: no command branches on --format or writes JSON, CSV or tables itself
+    from pathlib import Path
+
+    source = (Path(__file__).parents[1] / "costplan" / "cli.py").read_text(encoding="utf-8")
+    for text in ("fmt ==", "fmt in", "fmt !=", "to_json", "csv_text", "tabulate", "grid("):
+        assert text not in source, text

@@ -19,7 +19,8 @@ from costplan import hardware, yamlio
 from costplan.errors import CostplanError, SpecError, did_you_mean, printable, shown
 from costplan.validation import (
     Amount, Count, CountOrAuto, FieldProblems, Flag, Fraction, Name, Positive, Price, Section, Tokens, Width,
-    ZeroStage, canonical, error_messages, field_sections, kind_of, raise_if, valid_field_getter, whole_or_none, width_or_none,
+    ZeroStage, canonical, error_messages, field_sections, kind_of, raise_if, valid_field_getter, whole_or_none,
+    width_or_none,
 )
 
 # ---------------------------------------------------------------------------------------------- attention

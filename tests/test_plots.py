@@ -102,12 +102,13 @@ def test_bad_output_and_missing_specs(run):
 # ---------------------------------------------------------------------------------------------- output files
 def _no_work(monkeypatch):
     """Make loading a spec or drawing a figure fail loudly: a bad output must be refused before either."""
-    from costplan import cli, plots
+    from costplan import plots
+    from costplan.cli import plot
 
     def forbidden(*args, **kwargs):
         raise AssertionError("work started before the output path was checked")
 
-    monkeypatch.setattr(cli, "load_all", forbidden)
+    monkeypatch.setattr(plot, "load_all", forbidden)
     monkeypatch.setattr(plots, "_pyplot", forbidden)
 
 

@@ -1,0 +1,69 @@
+"""The command line: parse options, call the library, render. Nothing else happens here.
+
+Errors meant for the user (CostplanError) become `Error: ...` lines on stderr and exit status 2, in one place
+(CostplanGroup.invoke). Data goes to stdout, warnings to stderr. torch is never imported at module level.
+Each command lives in a small module of this package, imported only when that command runs (or for --help),
+so `costplan estimate` does not pay for the definitions of the others.
+"""
+from __future__ import annotations
+
+import importlib
+import sys
+
+import click
+
+from costplan import __version__
+from costplan.errors import CostplanError
+
+# command name → module of this package that defines it (under the same name, `import` as import_config)
+COMMANDS = {
+    "calibrate": "profile", "check": "profile", "compare": "estimate", "estimate": "estimate",
+    "hardware": "listings", "import": "convert", "plan": "plan", "plot": "plot", "presets": "listings",
+    "profile": "profile", "serve": "serve", "sweep": "sweep",
+}
+
+
+class UserError(click.ClickException):
+    """A CostplanError on its way out: one `Error:` line per problem, exit status 2."""
+
+    exit_code = 2
+
+    def show(self, file=None) -> None:  # noqa: ANN001 - click's signature
+        for line in self.message.splitlines():
+            click.echo(f"Error: {line}", err=True)
+
+
+class CostplanGroup(click.Group):
+    def list_commands(self, ctx: click.Context | None) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context | None, name: str) -> click.Command | None:
+        if name not in COMMANDS:
+            return None
+        module = importlib.import_module(f"costplan.cli.{COMMANDS[name]}")
+        return getattr(module, "import_config" if name == "import" else name)
+
+    def invoke(self, ctx: click.Context):  # noqa: ANN201 - click's signature
+        try:
+            return super().invoke(ctx)
+        except CostplanError as exc:
+            raise UserError(str(exc)) from None
+
+
+@click.group(cls=CostplanGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", prog_name="costplan")
+def cli() -> None:
+    """Exact parameters, FLOPs, memory, GPU-hours and cost of training transformer language models.
+
+    SPEC_OR_PRESET is a YAML spec file, a Hugging Face config.json (or a folder holding one), or the name of a
+    bundled preset (`costplan presets`).
+    """
+
+
+def main() -> None:
+    """Console entry point."""
+    cli(prog_name="costplan")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,35 @@
+"""`costplan import`: a Hugging Face config.json as a costplan spec."""
+from __future__ import annotations
+
+import click
+
+from costplan.errors import CostplanError
+
+@click.command("import")
+@click.argument("config", metavar="CONFIG")
+@click.option("-o", "--output", metavar="FILE", help="Write the spec here; default: print it.")
+@click.option("--force", is_flag=True, help="Replace FILE if it exists.")
+def import_config(config, output, force) -> None:
+    """Write a Hugging Face config.json (or a folder holding one) as a costplan spec, a comment per field."""
+    from pathlib import Path
+
+    from costplan import files, hf
+    from costplan.spec import validate
+
+    if output:
+        files.check_output("--output", output, force)
+    path = hf.config_file(Path(config))
+    if path is None:
+        raise CostplanError(f"{config}: not a .json file or a folder holding a config.json")
+    imported = hf.read(path)
+    validate(imported.spec, (), label=config, default_name=imported.spec["name"], base_dir=str(path.parent))
+    text = hf.to_yaml(imported, config)
+    for label, keys in (("used", imported.used), ("taken from the class defaults", imported.defaulted),
+                        ("ignored (no cost)", imported.ignored)):
+        if keys:
+            click.echo(f"{label}: {', '.join(keys)}", err=True)
+    if output:
+        files.write_text("--output", output, text, force)
+        click.echo(f"wrote {output}", err=True)
+    else:
+        click.echo(text, nl=False)

@@ -1,0 +1,63 @@
+"""`costplan estimate` and `costplan compare`."""
+from __future__ import annotations
+
+import click
+
+from costplan.cli.options import (FORMATS, collect_overrides, echo_warnings, law_option, load_all, parse_lengths,
+                                  spec_options)
+from costplan.errors import CostplanError
+
+@click.command()
+@click.argument("specs", nargs=-1, required=True, metavar="SPEC_OR_PRESET...")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
+@click.option("--seq-len", "lengths", metavar="N,N,...", callback=parse_lengths,
+              help="Show how FLOPs per token, activations and KV cache grow with context, one row per length.")
+@law_option
+@spec_options
+def estimate(specs, fmt, lengths, law, overrides, gpu, gpus, tokens, mfu) -> None:
+    """Parameters, FLOPs, memory, GPU-hours and cost of training each spec, and its predicted loss."""
+    from costplan import report, scaling, tables
+    from costplan.costs.estimate import estimate as run_estimate
+    from costplan.spec import at_seq_len
+
+    constants = scaling.resolve(law)
+    loaded = load_all(specs, collect_overrides(overrides, gpu, gpus, tokens, mfu))
+    if lengths:
+        groups = [[run_estimate(at_seq_len(spec, n), constants) for n in lengths] for spec in loaded]
+        click.echo(report.render(tables.seq_len(groups), fmt))
+        return
+    results = [run_estimate(s, constants) for s in loaded]
+    for result in results:
+        echo_warnings(tables.warnings(result))
+    click.echo(report.render(tables.estimates(results), fmt))
+
+
+@click.command()
+@click.argument("specs", nargs=-1, required=True, metavar="SPEC_OR_PRESET...")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
+@click.option("--baseline", metavar="NAME", help="The spec the ratios are taken against (default: the first).")
+@click.option("--serving", is_flag=True, help="Add the serving metrics (costplan serve) at each spec's "
+                                              "serving settings.")
+@spec_options
+def compare(specs, fmt, baseline, serving, overrides, gpu, gpus, tokens, mfu) -> None:
+    """Specs side by side: one column per spec, with each value's ratio to the baseline."""
+    from costplan import report, tables
+    from costplan.costs.estimate import estimate as run_estimate
+    from costplan.errors import did_you_mean
+
+    loaded = load_all(specs, collect_overrides(overrides, gpu, gpus, tokens, mfu))
+    results = [run_estimate(s) for s in loaded]
+    names = [r.name for r in results]
+    if baseline is not None and baseline not in names:
+        raise CostplanError(f"--baseline {baseline}: no spec of that name{did_you_mean(baseline, names)}; "
+                            f"the specs are {', '.join(names)}")
+    for result in results:
+        echo_warnings(tables.warnings(result))
+    if serving:
+        from costplan.costs.inference import serve as run_serve
+        from costplan.tables import serve as serve_tables
+
+        table = serve_tables.compare(results, [run_serve(s) for s in loaded], names.index(baseline) if baseline else 0)
+    else:
+        table = tables.compare(results, names.index(baseline) if baseline else 0)
+    click.echo(report.render(table, fmt))

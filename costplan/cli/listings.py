@@ -1,0 +1,29 @@
+"""`costplan presets` and `costplan hardware`: what is bundled."""
+from __future__ import annotations
+
+import click
+
+from costplan.cli.options import FORMATS
+
+@click.command()
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
+def presets(fmt) -> None:
+    """List the bundled preset specs, usable by name wherever a spec file is."""
+    from costplan import presets as bundled
+    from costplan import report, tables
+    from costplan.costs.estimate import estimate as run_estimate
+    from costplan.spec import load_spec
+
+    specs = {name: load_spec(name) for name in bundled.names()}
+    params = {name: run_estimate(spec).params.total for name, spec in specs.items()}
+    click.echo(report.render(tables.presets(specs, params, {name: bundled.source(name) for name in specs}), fmt))
+
+
+@click.command()
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
+def hardware(fmt) -> None:
+    """List the hardware catalogue: dense peaks, memory, bandwidth, default MFU and price."""
+    from costplan import report, tables
+    from costplan.hardware import catalogue
+
+    click.echo(report.render(tables.hardware(catalogue()), fmt))

@@ -1,0 +1,74 @@
+"""Options and helpers shared by the commands: spec overrides, loading every spec, warnings."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import click
+
+from costplan.errors import CostplanError
+
+FORMATS = ["table", "json", "csv", "markdown"]
+
+
+def spec_options(command):
+    """--set, --gpu, --gpus, --tokens, --mfu: overrides applied to every spec before validation."""
+    options = [
+        click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+                     help="Override a spec field by its dotted path, e.g. model.n_layers=48 (repeatable)."),
+        click.option("--gpu", metavar="NAME", help="hardware.gpu: a catalogue name or a hardware YAML file."),
+        click.option("--gpus", metavar="N", help="hardware.count: number of GPUs."),
+        click.option("--tokens", metavar="N", help="training.tokens, e.g. 2e12."),
+        click.option("--mfu", metavar="X", help="hardware.mfu: model FLOPs utilisation in (0, 1]."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+law_option = click.option(
+    "--law", metavar="NAME|FILE", default=None,
+    help="Scaling-law constants: epoch (default; Besiroglu et al. 2024), chinchilla (Hoffmann et al. 2022), or a "
+         "YAML file with E, A, B, alpha, beta.")
+
+
+def collect_overrides(overrides: Sequence[str], gpu: str | None, gpus: str | None, tokens: str | None,
+                      mfu: str | None) -> list[str]:
+    """The shortcut options as --set overrides, so they are validated (and reported) like the file."""
+    extra = [f"{key}={value}" for key, value in (("hardware.gpu", gpu), ("hardware.count", gpus),
+                                                 ("training.tokens", tokens), ("hardware.mfu", mfu))
+             if value is not None]
+    return [*overrides, *extra]
+
+
+def load_all(specs: Sequence[str], overrides: Sequence[str]):
+    """Every spec, validated; the problems of all files are reported together."""
+    from costplan.errors import SpecError
+    from costplan.spec import load_spec
+
+    loaded, problems = [], []
+    for source in specs:
+        try:
+            loaded.append(load_spec(source, overrides))
+        except SpecError as exc:
+            problems.append(str(exc))
+    if problems:
+        raise CostplanError("\n".join(problems))
+    return loaded
+
+
+def echo_warnings(lines: Sequence[str]) -> None:
+    for line in lines:
+        click.echo(f"warning: {line}", err=True)
+
+
+def parse_lengths(ctx, param, value: str | None) -> list[int] | None:  # noqa: ANN001 - click callback
+    """`1024,4096,16384` → [1024, 4096, 16384]: whole numbers, each checked like any count on the command line."""
+    from costplan.validation import parse_count
+
+    if value is None:
+        return None
+    option = param.opts[0]
+    parts = [part.strip() for part in value.split(",")]
+    if not any(parts) or not all(parts):
+        raise CostplanError(f"{option} {value}: expected comma-separated whole numbers, e.g. 1024,4096")
+    return [parse_count(option, part) for part in parts]

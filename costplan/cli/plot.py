@@ -1,0 +1,70 @@
+"""`costplan plot`: figures as PNG or SVG."""
+from __future__ import annotations
+
+import click
+
+from costplan.cli.options import collect_overrides, law_option, load_all, parse_lengths, spec_options
+
+@click.group()
+def plot() -> None:
+    """Figures as PNG or SVG (needs the `plot` extra: pip install 'costplan[plot]')."""
+
+
+output_option = click.option("--output", "-o", metavar="FILE.png|FILE.svg",
+                             help="Where to write the figure; the extension picks the format.")
+force_option = click.option("--force", is_flag=True, help="Replace the output file if it exists.")
+
+
+@plot.command("seq-scaling")
+@click.argument("specs", nargs=-1, required=True, metavar="SPEC_OR_PRESET...")
+@output_option
+@force_option
+@click.option("--lengths", metavar="N,N,...", callback=parse_lengths,
+              help="Context lengths to plot (default: 512 to 131072 in powers of two).")
+@spec_options
+def plot_seq_scaling(specs, output, force, lengths, overrides, gpu, gpus, tokens, mfu) -> None:
+    """FLOPs per token and activation memory against context length, one line per spec."""
+    from costplan import plots, series
+
+    output = output or "seq-scaling.png"
+    plots.check_output(output, force)
+    loaded = load_all(specs, collect_overrides(overrides, gpu, gpus, tokens, mfu))
+    plots.save(plots.seq_scaling(loaded, lengths or series.DEFAULT_LENGTHS), output, force)
+    click.echo(output)
+
+
+@plot.command("memory")
+@click.argument("specs", nargs=-1, required=True, metavar="SPEC_OR_PRESET...")
+@output_option
+@force_option
+@spec_options
+def plot_memory(specs, output, force, overrides, gpu, gpus, tokens, mfu) -> None:
+    """Per-GPU training memory by kind (weights, gradients, optimizer, activations), one bar per spec, against
+    the GPU's capacity."""
+    from costplan import plots
+    from costplan.costs.estimate import estimate as run_estimate
+
+    output = output or "memory.png"
+    plots.check_output(output, force)
+    loaded = load_all(specs, collect_overrides(overrides, gpu, gpus, tokens, mfu))
+    plots.save(plots.memory([run_estimate(s) for s in loaded]), output, force)
+    click.echo(output)
+
+
+@plot.command("scaling")
+@click.argument("specs", nargs=-1, metavar="[SPEC_OR_PRESET...]")
+@output_option
+@force_option
+@law_option
+@spec_options
+def plot_scaling(specs, output, force, law, overrides, gpu, gpus, tokens, mfu) -> None:
+    """Predicted loss against compute: the compute-optimal frontier, iso-FLOP curves and the specs as points."""
+    from costplan import plots, scaling
+    from costplan.costs.estimate import estimate as run_estimate
+
+    output = output or "scaling.png"
+    plots.check_output(output, force)
+    constants = scaling.resolve(law)
+    loaded = load_all(specs, collect_overrides(overrides, gpu, gpus, tokens, mfu)) if specs else []
+    plots.save(plots.scaling_law(constants, [run_estimate(s, constants) for s in loaded]), output, force)
+    click.echo(output)

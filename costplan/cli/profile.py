@@ -1,0 +1,155 @@
+"""`costplan profile`, `check` and `calibrate`: the torch side, imported inside each command."""
+from __future__ import annotations
+
+import sys
+
+import click
+
+from costplan.cli.options import collect_overrides, load_all, spec_options
+from costplan.errors import CostplanError
+
+PROFILE_FORMATS = ["table", "json", "markdown", "junit"]
+
+
+def profile_options(command):
+    """Options shared by `profile` and `check`: where and how to measure, and how to print."""
+    options = [
+        click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
+                     help="Where to run the model (auto: cuda when available)."),
+        click.option("--batch", metavar="N", help="training.micro_batch_size: sequences per step."),
+        click.option("--seq-len", metavar="N", help="training.seq_len: tokens per sequence."),
+        click.option("--format", "fmt", type=click.Choice(PROFILE_FORMATS), default="table", show_default=True),
+        click.option("--detail", is_flag=True, help="Per-component rows and the ops no counter counts."),
+        click.option("--no-time", "no_time", is_flag=True, help="Skip the step-time measurement."),
+        click.option("--time-budget", type=float, default=2.0, show_default=True, metavar="SECONDS",
+                     help="Longest step timed at full size; larger specs are timed on a shrunk copy."),
+        click.option("--time-set", "time_set", multiple=True, metavar="KEY=VALUE",
+                     help="Shrink the timed copy yourself instead (repeatable), e.g. model.n_layers=2."),
+        click.option("--nproc", metavar="N", help="Instead: train under torchrun on N processes with FSDP2 "
+                     "(gloo on CPU, NCCL on GPUs) and compare each rank's parameter, gradient and optimizer "
+                     "shards with the estimate at parallelism {data: N, zero: 3}."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return spec_options(command)
+
+
+def measure_all(specs, device, batch, seq_len, overrides, gpu, gpus, tokens, mfu, tolerance_texts, detail,
+                no_time, time_budget, time_set, nproc=None):
+    """Load, measure and compare every spec: one record of raw values per spec, for tables.checks."""
+    from costplan.profiling import require_torch
+
+    require_torch()
+    from costplan.profiling.compare import checks, parse_tolerances
+    from costplan.profiling.measure import measure, resolve_device
+    from costplan.spec import parse_override
+
+    tolerances = parse_tolerances(tolerance_texts)
+    shortcuts = [f"training.micro_batch_size={batch}"] * (batch is not None) + \
+        [f"training.seq_len={seq_len}"] * (seq_len is not None)
+    all_overrides = [*collect_overrides(overrides, gpu, gpus, tokens, mfu), *shortcuts]
+    loaded = load_all(specs, all_overrides)
+    for text in time_set:        # malformed ones are reported now, before any measuring
+        parse_override(text)
+    dev = resolve_device(device)
+    if nproc is not None:
+        return sharded_all(specs, loaded, all_overrides, nproc, dev)
+    results = []
+    for spec in loaded:
+        m = measure(spec, dev, time=not no_time, time_budget=time_budget,
+                    time_overrides=list(time_set) if time_set else None)
+        timing = None if m.timing is None else {
+            "median_s": m.timing.median, "min_s": m.timing.minimum, "max_s": m.timing.maximum,
+            "iqr_s": m.timing.iqr, "runs": m.timing.runs, "timed_with": m.time_overrides}
+        results.append({
+            "name": spec.name, "device": m.device, "device_name": m.device_name, "batch": m.batch,
+            "seq_len": m.spec.seq_len, "precision": m.spec.training.precision,
+            "recompute": m.spec.training.recompute, "timing": timing, "checks": checks(m, tolerances, detail),
+            "arithmetic_not_counted": m.flops.ops.arithmetic_not_counted,
+            "fvcore_unsupported": m.fvcore.unsupported if m.fvcore else {},
+        })
+    return results
+
+
+def sharded_all(sources, loaded, overrides, nproc_text, device):
+    """Each spec trained under FSDP2 on N processes: its records of per-rank shard checks."""
+    from costplan.profiling import distributed
+    from costplan.validation import parse_count
+
+    nproc = parse_count("--nproc", nproc_text)
+    results = []
+    for source, spec in zip(sources, loaded):
+        ranks = distributed.run(source, overrides, nproc, device.type)
+        results.append({
+            "name": spec.name, "device": f"{device.type} × {nproc} processes",
+            "device_name": f"FSDP2, {'NCCL' if device.type == 'cuda' else 'gloo'}", "batch":
+            spec.training.micro_batch_size, "seq_len": spec.seq_len, "precision": spec.training.precision,
+            "recompute": spec.training.recompute, "timing": None, "checks": distributed.checks(spec, ranks),
+            "arithmetic_not_counted": {}, "fvcore_unsupported": {},
+        })
+    return results
+
+
+@click.command()
+@click.argument("specs", nargs=-1, required=True, metavar="SPEC_OR_PRESET...")
+@profile_options
+def profile(specs, device, batch, seq_len, fmt, detail, no_time, time_budget, time_set, nproc, overrides, gpu,
+            gpus, tokens, mfu) -> None:
+    """Build each spec's PyTorch model, measure it, and show estimate and measurement side by side."""
+    from costplan import report, tables
+
+    results = measure_all(specs, device, batch, seq_len, overrides, gpu, gpus, tokens, mfu, (), detail,
+                          no_time, time_budget, time_set, nproc)
+    click.echo(report.render(tables.checks(results, detail), fmt))
+
+
+@click.command()
+@click.argument("specs", nargs=-1, required=True, metavar="SPEC_OR_PRESET...")
+@click.option("--tolerance", "tolerances", multiple=True, metavar="METRIC=X",
+              help="Relative tolerance per metric (params, flops, activations, peak, time), e.g. peak=0.2 or "
+                   "peak=20%. Defaults: params and flops exact, activations 5%, peak 10%, time 30%.")
+@profile_options
+def check(specs, tolerances, device, batch, seq_len, fmt, detail, no_time, time_budget, time_set, nproc,
+          overrides, gpu, gpus, tokens, mfu) -> None:
+    """Like profile, for CI: exit 0 when every measurement is within tolerance, 1 (listing them) when not."""
+    from costplan import report, tables
+
+    results = measure_all(specs, device, batch, seq_len, overrides, gpu, gpus, tokens, mfu, tolerances,
+                          detail, no_time, time_budget, time_set, nproc)
+    click.echo(report.render(tables.checks(results, detail), fmt))
+    failed = tables.check_failures(results)
+    for line in failed:
+        click.echo(line, err=True)
+    if failed:
+        sys.exit(1)
+
+
+@click.command()
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--output", "output", metavar="FILE", type=click.Path(dir_okay=False),
+              help="Write the hardware YAML here (usable as hardware.gpu: FILE); default: print it.")
+def calibrate(device, output) -> None:
+    """Measure this machine's matmul FLOP/s, memory bandwidth and step MFU as a hardware file."""
+    from costplan.profiling import require_torch
+
+    require_torch()
+    from costplan import report, tables
+    from costplan.profiling.calibrate import calibrate as run_calibration
+    from costplan.profiling.calibrate import hardware_entry
+    from costplan.profiling.measure import resolve_device
+
+    result = run_calibration(resolve_device(device))
+    header = ("Written by `costplan calibrate`: achieved rates on the device below, not datasheet peaks.\n"
+              "Use it as `hardware.gpu: FILE` (or --gpu FILE) to compare estimated and measured step times.")
+    text = report.hardware_yaml(hardware_entry(result), header)
+    if output is None:
+        click.echo(text, nl=False)
+        return
+    try:
+        with open(output, "w", encoding="utf-8") as out:
+            out.write(text)
+    except OSError as exc:
+        raise CostplanError(f"--output {output}: cannot write: {exc.strerror}") from None
+    click.echo(report.render(tables.calibration(result.rates, result.bandwidth, result.interconnect, result.mfu),
+                             "table"))
+    click.echo(f"\nwrote {output}")

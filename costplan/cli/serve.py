@@ -1,0 +1,46 @@
+"""`costplan serve`: memory, latency, throughput and cost of serving."""
+from __future__ import annotations
+
+import click
+
+from costplan.cli.options import FORMATS, load_all
+from costplan.errors import CostplanError
+
+@click.command()
+@click.argument("specs", nargs=-1, required=True, metavar="SPEC_OR_PRESET...")
+@click.option("--batch", metavar="N", help="serving.batch: concurrent sequences (default: the most that fit "
+                                           "and meet the latency targets).")
+@click.option("--prompt-tokens", metavar="N", help="serving.prompt_tokens (default 1024).")
+@click.option("--output-tokens", metavar="N", help="serving.output_tokens (default 256).")
+@click.option("--weights", type=click.Choice(["bf16", "fp8", "int8", "int4"]), help="serving.weights format.")
+@click.option("--group-size", metavar="N", help="serving.group_size: int4 weights per scale (default 128).")
+@click.option("--kv-cache", type=click.Choice(["bf16", "fp8"]), help="serving.kv_cache format.")
+@click.option("--tensor", metavar="N", help="serving.tensor: GPUs per replica (default: the fewest that hold "
+                                            "the model).")
+@click.option("--tpot-ms", metavar="MS", help="serving.tpot_ms: time-per-output-token target in milliseconds.")
+@click.option("--ttft-ms", metavar="MS", help="serving.ttft_ms: time-to-first-token target in milliseconds.")
+@click.option("--rate", metavar="N[/s]", help="serving.rate: requests per second to plan GPUs for, e.g. 50/s.")
+@click.option("--gpu", metavar="NAME", help="hardware.gpu: a catalogue name or a hardware YAML file.")
+@click.option("--gpus", metavar="N", help="serving.gpus: GPUs serving in all, replicas × --tensor (default: one "
+                                          "replica).")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Override a spec field by its dotted path, e.g. serving.reserve=0.05 (repeatable).")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
+def serve(specs, batch, prompt_tokens, output_tokens, weights, group_size, kv_cache, tensor, tpot_ms, ttft_ms,
+          rate, gpu, gpus, overrides, fmt) -> None:
+    """Memory, latency, throughput and cost per million tokens of serving each spec."""
+    from costplan import report
+    from costplan.costs.inference import serve as run_serve
+    from costplan.tables import serve as serve_tables
+
+    flags = {"serving.batch": batch, "serving.prompt_tokens": prompt_tokens,
+             "serving.output_tokens": output_tokens, "serving.weights": weights, "serving.group_size": group_size,
+             "serving.kv_cache": kv_cache, "serving.tensor": tensor, "serving.tpot_ms": tpot_ms,
+             "serving.ttft_ms": ttft_ms, "serving.rate": rate.removesuffix("/s") if rate else None,
+             "hardware.gpu": gpu, "serving.gpus": gpus}
+    extra = [f"{key}={value}" for key, value in flags.items() if value is not None]
+    results = [run_serve(spec) for spec in load_all(specs, [*overrides, *extra])]
+    problems = [p for p in map(serve_tables.problem, results) if p]
+    if problems:
+        raise CostplanError("\n".join(problems))
+    click.echo(report.render(serve_tables.serving(results), fmt))

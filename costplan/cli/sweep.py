@@ -1,0 +1,59 @@
+"""`costplan sweep`: every combination of --vary values of one spec."""
+from __future__ import annotations
+
+import click
+
+from costplan.cli.options import FORMATS, collect_overrides, law_option, spec_options
+from costplan.errors import CostplanError
+
+@click.command()
+@click.argument("spec", metavar="SPEC_OR_PRESET")
+@click.option("--vary", "varies", multiple=True, required=True, metavar="KEY=V1,V2,...",
+              help="A field and its values, e.g. model.n_layers=12,24,48 (repeatable: the cartesian product; "
+                   "the model. prefix may be left out).")
+@click.option("--sort-by", "sort_by", metavar="COLUMN", help="Order by a result column or a varied key.")
+@click.option("--limit", metavar="N", help="Evaluate only the first N points (needed above 100,000).")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
+@click.option("--serving", is_flag=True, help="Add serving columns (costplan serve) at the spec's serving "
+                                              "settings.")
+@law_option
+@spec_options
+def sweep(spec, varies, sort_by, limit, fmt, serving, law, overrides, gpu, gpus, tokens, mfu) -> None:
+    """Estimate every combination of --vary values of one spec: one row per point."""
+    from costplan import report, scaling, tables
+    from costplan import sweep as sweeps
+    from costplan.spec import read_source
+    from costplan.validation import parse_count
+
+    problems, axes = [], []
+    for text in varies:
+        try:
+            axes.append(sweeps.parse_vary(text))
+        except CostplanError as exc:
+            problems.append(str(exc))
+    checks = [lambda: parse_count("--limit", limit) if limit is not None else None,
+              lambda: scaling.resolve(law), lambda: read_source(spec)]
+    sets = collect_overrides(overrides, gpu, gpus, tokens, mfu)
+    if not problems:
+        checks += [lambda: sweeps.check_size(axes, limit), lambda: sweeps.sort_key(sort_by, axes, serving),
+                   lambda: sweeps.check_axes(axes, sets)]
+    results = []
+    for check in checks:
+        try:
+            results.append(check())
+        except CostplanError as exc:
+            problems.append(str(exc))
+            results.append(None)
+    if problems:
+        raise CostplanError("\n".join(problems))
+    count, constants, raw = results[:3]
+    order = results[4]
+    points = sweeps.run(raw, axes, sets, constants, count, serving)
+    if order is not None:
+        points = sorted(points, key=order)
+    if serving:
+        from costplan.tables import serve as serve_tables
+
+        click.echo(report.render(serve_tables.sweep(points, [axis.key for axis in axes]), fmt))
+    else:
+        click.echo(report.render(tables.sweep(points, [axis.key for axis in axes]), fmt))

@@ -20,7 +20,7 @@ _LAZY = {
     "CostplanError": "costplan.errors",
     "SpecError": "costplan.errors",
     "Spec": "costplan.spec",
-    "load_spec": "costplan.spec",
+    "load_spec": "costplan.loading",
     "build_model": "costplan.profiling",
 }
 

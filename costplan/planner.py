@@ -30,7 +30,9 @@ from costplan import hardware, scaling, sizing
 from costplan.costs.estimate import estimate
 from costplan.costs.time import HOURS_PER_DAY, flops_in
 from costplan.errors import CostplanError
-from costplan.spec import ParallelismSpec, Spec, load_spec, split_rules
+from costplan.loading import load_spec
+from costplan.spec import ParallelismSpec, Spec
+from costplan.spec_rules import split_rules
 from costplan.validation import MAX_COUNT, MAX_TOKENS
 
 TENSOR_DEGREES = (1, 2, 4, 8)

@@ -13,7 +13,8 @@ from collections.abc import Sequence
 from costplan import scaling
 from costplan.costs.estimate import estimate
 from costplan.costs.result import Estimate
-from costplan.spec import Spec, at_seq_len
+from costplan.loading import at_seq_len
+from costplan.spec import Spec
 
 DEFAULT_LENGTHS = tuple(2 ** k for k in range(9, 18))        # 512 … 131,072 tokens
 

@@ -27,7 +27,7 @@ import math
 from typing import Any
 
 from costplan.costs.estimate import estimate
-from costplan.spec import load_spec
+from costplan.loading import load_spec
 
 HEAD_DIM = 128
 ASPECT_RATIO = 128          # d_model / n_layers

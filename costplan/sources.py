@@ -6,7 +6,7 @@ catalogue) and --law (the bundled scaling laws).
 - Otherwise a bundled name wins, matched without regard to case when only one matches (`H100-SXM`).
 - Otherwise a regular file of that name is a path. A folder is never one: a folder called `gpt2-small` in the
   current folder does not hide the preset. (For specs alone, a folder holding a Hugging Face `config.json`
-  stands for that file when no preset has its name: see spec.read_source.)
+  stands for that file when no preset has its name: see loading.read_source.)
 """
 from __future__ import annotations
 

@@ -18,7 +18,7 @@ from costplan.costs.estimate import estimate
 from costplan.costs.inference import ServingEstimate, serve
 from costplan.costs.result import Estimate
 from costplan.errors import CostplanError, SpecError, printable
-from costplan.spec import RawSpec, field_path, parse_override
+from costplan.loading import RawSpec, field_path, parse_override
 
 MAX_POINTS = 100_000   # more needs --limit: a million points would take minutes
 

@@ -10,7 +10,8 @@ import pytest
 import costplan
 from costplan import yamlio
 from costplan.errors import SpecError
-from costplan.spec import Spec, field_path
+from costplan.loading import field_path
+from costplan.spec import Spec
 from costplan.validation import field_sections
 from test_cli import TINY, errors, write
 

@@ -47,7 +47,7 @@ def nonzero(parts: dict[str, int]) -> dict[str, int]:
 
 
 def test_every_attention_type_and_moe_kind_has_a_ci_spec():
-    from costplan.spec import ATTENTION_TYPES
+    from costplan.spec_attention import ATTENTION_TYPES
 
     specs = [costplan.load_spec(p) for p in CI_SPECS]
     assert {s.model.attention.type for s in specs} == set(ATTENTION_TYPES)
@@ -171,7 +171,7 @@ def test_random_architectures_agree(model, recompute):
 def test_reference_model_registry_matches_the_attention_types():
     from costplan.profiling.attention import DEFAULT_CORE, PATTERNS
     from costplan.profiling.model import ATTENTION_MODULES
-    from costplan.spec import ATTENTION_TYPES
+    from costplan.spec_attention import ATTENTION_TYPES
 
     assert set(ATTENTION_MODULES) == set(ATTENTION_TYPES)
     softmax = {k for k, (build, _) in ATTENTION_MODULES.items() if build.__name__ == "_softmax"}

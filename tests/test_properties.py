@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 
 import costplan
 from costplan.costs.estimate import components
-from costplan.spec import SOFTMAX_TYPES
+from costplan.spec_attention import SOFTMAX_TYPES
 
 settings.register_profile("costplan", max_examples=60, deadline=None)
 settings.load_profile("costplan")

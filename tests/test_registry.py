@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel
 
-from costplan import spec as spec_module
+from costplan import spec_attention as spec_module
 from costplan.costs.attention import COST
 from costplan.errors import SpecError
 
@@ -29,8 +29,8 @@ def test_cost_registry_names_the_expected_types():
     assert set(COST) == EXPECTED
 
 
-def test_every_attention_class_in_the_spec_module_is_in_the_union():
-    # a model with a `type: Literal[...]` field defined in spec.py but left out of the registry would never
+def test_every_attention_class_of_the_spec_is_in_the_union():
+    # a model with a `type: Literal[...]` field defined in spec_attention.py but left out of the registry would never
     # validate; find them all by their field, not through the registry
     found = {}
     for _, cls in inspect.getmembers(spec_module, inspect.isclass):

@@ -8,7 +8,7 @@ import pytest
 import costplan
 from costplan import yamlio
 from costplan.errors import SpecError
-from costplan.spec import apply_overrides
+from costplan.loading import apply_overrides
 
 SPECS = Path(__file__).parent / "specs"
 

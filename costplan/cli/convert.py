@@ -14,7 +14,7 @@ def import_config(config, output, force) -> None:
     from pathlib import Path
 
     from costplan import files, hf
-    from costplan.spec import validate
+    from costplan.loading import validate
 
     if output:
         files.check_output("--output", output, force)

@@ -18,7 +18,7 @@ def estimate(specs, fmt, lengths, law, overrides, gpu, gpus, tokens, mfu) -> Non
     """Parameters, FLOPs, memory, GPU-hours and cost of training each spec, and its predicted loss."""
     from costplan import report, scaling, tables
     from costplan.costs.estimate import estimate as run_estimate
-    from costplan.spec import at_seq_len
+    from costplan.loading import at_seq_len
 
     constants = scaling.resolve(law)
     loaded = load_all(specs, collect_overrides(overrides, gpu, gpus, tokens, mfu))

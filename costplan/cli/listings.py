@@ -12,7 +12,7 @@ def presets(fmt) -> None:
     from costplan import presets as bundled
     from costplan import report, tables
     from costplan.costs.estimate import estimate as run_estimate
-    from costplan.spec import load_spec
+    from costplan.loading import load_spec
 
     specs = {name: load_spec(name) for name in bundled.names()}
     params = {name: run_estimate(spec).params.total for name, spec in specs.items()}

@@ -43,7 +43,7 @@ def collect_overrides(overrides: Sequence[str], gpu: str | None, gpus: str | Non
 def load_all(specs: Sequence[str], overrides: Sequence[str]):
     """Every spec, validated; the problems of all files are reported together."""
     from costplan.errors import SpecError
-    from costplan.spec import load_spec
+    from costplan.loading import load_spec
 
     loaded, problems = [], []
     for source in specs:

@@ -42,7 +42,7 @@ def measure_all(specs, device, batch, seq_len, overrides, gpu, gpus, tokens, mfu
     require_torch()
     from costplan.profiling.compare import checks, parse_tolerances
     from costplan.profiling.measure import measure, resolve_device
-    from costplan.spec import parse_override
+    from costplan.loading import parse_override
 
     tolerances = parse_tolerances(tolerance_texts)
     shortcuts = [f"training.micro_batch_size={batch}"] * (batch is not None) + \

@@ -22,7 +22,7 @@ def sweep(spec, varies, sort_by, limit, fmt, serving, law, overrides, gpu, gpus,
     """Estimate every combination of --vary values of one spec: one row per point."""
     from costplan import report, scaling, tables
     from costplan import sweep as sweeps
-    from costplan.spec import read_source
+    from costplan.loading import read_source
     from costplan.validation import parse_count
 
     problems, axes = [], []

@@ -37,7 +37,8 @@ from costplan.costs import Shape
 from costplan.costs import serving as sizes
 from costplan.costs.time import SECONDS_PER_HOUR
 from costplan.hardware import GPU
-from costplan.spec import Spec, split_rules
+from costplan.spec import Spec
+from costplan.spec_rules import split_rules
 
 ALLREDUCES_PER_LAYER = 2      # after attention and after the MLP (Megatron-LM §3)
 ACTIVATION_BYTES = 2          # 16-bit activations on the wire

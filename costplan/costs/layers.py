@@ -8,7 +8,8 @@ from costplan.costs.attention import COST as ATTENTION_COST
 from costplan.costs.mlp import mlp
 from costplan.costs.moe import moe_block
 from costplan.costs.norm import norm
-from costplan.spec import AttentionSpec, ModelSpec, MoESpec
+from costplan.spec import ModelSpec, MoESpec
+from costplan.spec_attention import AttentionSpec
 
 
 @dataclass(frozen=True)

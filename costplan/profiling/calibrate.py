@@ -24,7 +24,7 @@ from costplan.profiling.measure import available_bytes, describe, meminfo_bytes,
 from costplan.profiling.model import build_model
 from costplan.profiling.step import Trainer, batch
 from costplan.profiling.timing import synchronize, time_steps
-from costplan.spec import load_spec
+from costplan.loading import load_spec
 
 DTYPES = {"fp32": torch.float32, "tf32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 SIZES = {"cpu": (256, 512, 1024), "cuda": (1024, 2048, 4096, 8192)}

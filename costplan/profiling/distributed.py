@@ -24,7 +24,8 @@ from pathlib import Path
 
 from costplan.errors import CostplanError
 from costplan.profiling.compare import Check
-from costplan.spec import Spec, with_overrides
+from costplan.loading import with_overrides
+from costplan.spec import Spec
 
 PARTS = ("weights", "gradients", "optimizer")
 LABELS = {"weights": "parameter shards", "gradients": "gradient shards", "optimizer": "optimizer-state shards"}
@@ -112,7 +113,7 @@ def worker(request_path: str) -> None:
 
     from costplan.profiling.model import build_model
     from costplan.profiling.step import Trainer, batch
-    from costplan.spec import load_spec
+    from costplan.loading import load_spec
 
     request = json.loads(Path(request_path).read_text())
     spec = load_spec(request["source"], request["overrides"])

@@ -23,7 +23,8 @@ from costplan.profiling.model import build_model, component_of, training_dtype
 from costplan.profiling.private import fake_tensor_mode
 from costplan.profiling.step import Trainer, batch, loss_of
 from costplan.profiling.timing import Timing, time_steps
-from costplan.spec import Spec, validate
+from costplan.loading import validate
+from costplan.spec import Spec
 
 DEFAULT_TIME_BUDGET = 2.0       # seconds per timed step before the spec is shrunk for timing
 MEMORY_FRACTION = 0.5           # of the available memory a timed step may use

@@ -18,7 +18,8 @@ from torch import nn
 
 from costplan.profiling.blocks import Part, block_attention, query_tiles
 from costplan.profiling.modules import norm, rotate
-from costplan.spec import LatentAttention, ModelSpec
+from costplan.spec import ModelSpec
+from costplan.spec_attention import LatentAttention
 
 
 class LatentAttentionModule(nn.Module):

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from costplan.costs import Cost, Shape
 from costplan.costs.attention.softmax import around_core, materialised_core
-from costplan.spec import DenseAttention, ModelSpec
+from costplan.spec import ModelSpec
+from costplan.spec_attention import DenseAttention
 
 
 def cost(attention: DenseAttention, model: ModelSpec, shape: Shape) -> Cost:

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from costplan.costs import Cost, Shape
 from costplan.costs.attention.softmax import around_core, causal_executed, flash_core
-from costplan.spec import FlashAttention, ModelSpec
+from costplan.spec import ModelSpec
+from costplan.spec_attention import FlashAttention
 
 
 def cost(attention: FlashAttention, model: ModelSpec, shape: Shape) -> Cost:

@@ -15,7 +15,8 @@ from __future__ import annotations
 from costplan.costs import Cost, Shape, linear
 from costplan.costs.attention.softmax import causal_executed, flash_core
 from costplan.costs.norm import norm, norm_weights, statistics
-from costplan.spec import LatentAttention, ModelSpec
+from costplan.spec import ModelSpec
+from costplan.spec_attention import LatentAttention
 
 
 def cost(attention: LatentAttention, model: ModelSpec, shape: Shape) -> Cost:

@@ -12,7 +12,8 @@ from __future__ import annotations
 from costplan.costs import Cost, Shape
 from costplan.costs.attention.pairs import tile_for, tiled_pairs, window_pairs
 from costplan.costs.attention.softmax import CORES, around_core
-from costplan.spec import ModelSpec, SlidingWindowAttention
+from costplan.spec import ModelSpec
+from costplan.spec_attention import SlidingWindowAttention
 
 
 def cost(attention: SlidingWindowAttention, model: ModelSpec, shape: Shape) -> Cost:

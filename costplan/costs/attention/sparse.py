@@ -20,7 +20,8 @@ from costplan.costs.attention.pairs import (
     block_pairs, column_pairs, summary_keys, tile_for, tiled_pairs, window_pairs,
 )
 from costplan.costs.attention.softmax import CORES, around_core
-from costplan.spec import ModelSpec, SparseAttention
+from costplan.spec import ModelSpec
+from costplan.spec_attention import SparseAttention
 
 
 def head_split(n_heads: int) -> tuple[int, int]:

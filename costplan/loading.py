@@ -1,0 +1,169 @@
+"""Reading a spec: a file path, a preset name, a Hugging Face config or a mapping, with `--set` overrides,
+validated into a Spec; every problem of a file reported at once."""
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from costplan import yamlio
+from costplan.errors import CostplanError, SpecError, did_you_mean, printable, shown
+from costplan.spec import HardwareSpec, ModelSpec, ParallelismSpec, Spec, TrainingSpec
+from costplan.spec_rules import model_rules, parallel_rules, spec_rules
+from costplan.validation import Section, error_messages, field_sections, kind_of, valid_field_getter
+
+
+def load_spec(source: str | os.PathLike | Mapping[str, Any], overrides: Iterable[str] = ()) -> Spec:
+    """A validated Spec from a file path, a preset name or a mapping, with `--set`-style overrides applied."""
+    return read_source(source).validate(overrides)
+
+
+@dataclass(frozen=True)
+class RawSpec:
+    """A spec as read, before validation, with what validation needs to name and place it."""
+
+    data: Any
+    label: str
+    default_name: str
+    base_dir: str | None
+
+    def validate(self, overrides: Iterable[str] = ()) -> Spec:
+        return validate(self.data, overrides, label=self.label, default_name=self.default_name,
+                        base_dir=self.base_dir)
+
+
+def read_source(source: str | os.PathLike | Mapping[str, Any]) -> RawSpec:
+    """The raw mapping of a file path, a preset name or a mapping; validation comes after."""
+    from costplan import hf, presets, sources
+
+    if isinstance(source, Mapping):
+        return RawSpec(source, "<spec>", "spec", None)
+    found = sources.find(source, presets.names())
+    if found is None and hf.config_file(Path(source)) is not None:
+        found = Path(source)     # a bare folder name that holds a Hugging Face config.json
+    config = hf.config_file(found) if isinstance(found, Path) else None
+    if config is not None:
+        return RawSpec(hf.read(config).spec, printable(source, cut=False), hf.spec_name(config), str(config.parent))
+    if found is None:
+        raise SpecError(printable(source, cut=False), [
+            f"no such file or preset{did_you_mean(str(source), presets.names())}; `costplan presets` lists "
+            "the presets"])
+    path = presets.path(found) if isinstance(found, str) else found
+    label = found if isinstance(found, str) else printable(source, cut=False)
+    return RawSpec(yamlio.read(path), label, path.stem, str(path.parent))
+
+
+@functools.lru_cache(maxsize=1024)   # sweeps apply the same few keys at every point
+def field_path(key: str) -> tuple[str, ...]:
+    """A dotted field path as written in a spec, checked against the format: `model.n_layers`. The `model.`
+    prefix may be left out (`moe.n_experts`, `n_layers`). An unknown field is a CostplanError."""
+    parts = key.split(".")
+    if any(not part for part in parts):
+        raise CostplanError(f"{shown(key)} is not a dotted field path such as model.n_layers")
+    top = [name for name, f in Spec.model_fields.items() if not f.exclude]
+    # A first part that is not a section is a model field, unless it is a misspelt section (`trainng.tokens`).
+    if parts[0] not in top and (parts[0] in ModelSpec.model_fields or len(parts) == 1
+                                or not did_you_mean(parts[0], top)):
+        parts = ["model", *parts]
+    sections: list[type[Section]] = [Spec]
+    for depth, part in enumerate(parts):
+        names = {name for cls in sections for name, f in cls.model_fields.items() if not f.exclude}
+        if part not in names:
+            where = ".".join(parts[:depth]) or "a spec"
+            raise CostplanError(f"{printable('.'.join(parts[:depth + 1]))}: unknown field"
+                                f"{did_you_mean(part, names)}; "
+                                f"{where} has {', '.join(sorted(names))}")
+        sections = [inner for cls in sections if part in cls.model_fields
+                    for inner in field_sections(cls.model_fields[part].annotation)]
+        if not sections and depth < len(parts) - 1:
+            raise CostplanError(f"{'.'.join(parts[:depth + 1])}: is a value, not a section with fields")
+    return tuple(parts)
+
+
+def validate(data: Any, overrides: Iterable[str], *, label: str, default_name: str,
+             base_dir: str | None) -> Spec:
+    """Validate a raw mapping, reporting every problem at once as a SpecError."""
+    if data is None:
+        raise SpecError(label, ["the file is empty; a spec needs at least a `model` section"])
+    if not isinstance(data, Mapping):
+        raise SpecError(label, [f"the top level must be a mapping with a `model` section, "
+                                f"not {kind_of(data)}"])
+    data = apply_overrides(data, overrides)
+    context = {"default_name": default_name, "base_dir": base_dir}
+    try:
+        return Spec.model_validate(data, context=context)
+    except ValidationError as exc:
+        messages = error_messages(exc, Spec)
+        messages += [m for m in _rules_on_raw(data, base_dir) if m not in messages]
+        raise SpecError(label, messages) from None
+
+
+
+
+def with_overrides(spec: Spec, overrides: Iterable[str]) -> Spec:
+    """A validated copy of a spec with `--set`-style overrides applied (errors name the spec)."""
+    data = spec.model_dump(exclude_none=True)
+    return validate(data, overrides, label=spec.name, default_name=spec.name, base_dir=spec.base_dir)
+
+
+def at_seq_len(spec: Spec, seq_len: int) -> Spec:
+    """The spec trained at another context length; max_seq_len grows with it when needed (never shrinks, so
+    position tables keep their size)."""
+    return with_overrides(spec, [f"training.seq_len={seq_len}",
+                                 f"model.max_seq_len={max(seq_len, spec.model.max_seq_len)}"])
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """`model.n_layers=48` → (['model', 'n_layers'], 48); the key is read by field_path, like --vary's (so
+    `n_layers=48` works too), the value as YAML (numbers, booleans, null)."""
+    key, sep, raw = text.partition("=")
+    key = key.strip()
+    if not sep or not key or any(not part for part in key.split(".")):
+        raise CostplanError(f"--set {printable(text)}: expected KEY=VALUE with a dotted key, e.g. "
+                            "model.n_layers=48")
+    try:
+        path = field_path(key)
+    except CostplanError as exc:
+        raise CostplanError(f"--set {printable(text)}: {exc}") from None
+    return list(path), yamlio.value(raw)
+
+
+def apply_overrides(data: Mapping[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
+    """A copy of a raw spec mapping with dotted-path overrides applied; validation happens afterwards."""
+    result: dict[str, Any] = dict(data)
+    for text in overrides:
+        path, value = parse_override(text)
+        node = result
+        for part in path[:-1]:
+            child = node.get(part)
+            # `attention: flash` is shorthand for a mapping; expand it so `attention.window=…` can be set.
+            if isinstance(child, str) and part == "attention":
+                child = {"type": child}
+            child = dict(child) if isinstance(child, Mapping) else {}
+            node[part] = child
+            node = child
+        node[path[-1]] = value
+    return result
+
+
+def _rules_on_raw(data: Mapping[str, Any], base_dir: str | None) -> list[str]:
+    """The cross-field rules applied to a raw spec that failed validation, on its individually valid fields."""
+    raw_model = data.get("model") if isinstance(data.get("model"), Mapping) else {}
+    raw_model = ModelSpec._fill_defaults(raw_model)
+    training = data.get("training") if isinstance(data.get("training"), Mapping) else {}
+    hw = data.get("hardware") if isinstance(data.get("hardware"), Mapping) else {}
+    model_value = valid_field_getter(ModelSpec, raw_model)
+    seq_len = training.get("seq_len", raw_model.get("max_seq_len"))
+    problems = [(f"model.{field}", msg) for field, msg in model_rules(model_value)]
+    training_value = valid_field_getter(TrainingSpec, {**training, "seq_len": seq_len})
+    hw_value = valid_field_getter(HardwareSpec, hw, context={"base_dir": base_dir})
+    problems += spec_rules(model_value("max_seq_len"), training_value, hw_value, base_dir)
+    if isinstance(data.get("parallelism"), Mapping):
+        problems += parallel_rules(valid_field_getter(ParallelismSpec, data["parallelism"]), model_value,
+                                   training_value, hw_value)
+    return [f"{field}: {msg}" for field, msg in problems]

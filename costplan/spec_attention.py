@@ -1,0 +1,124 @@
+"""The attention section of a spec: one frozen section per attention type, a tagged union on `type`."""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BeforeValidator, Field, model_validator
+
+from costplan.validation import (
+    Section, Width,
+    canonical, raise_if,
+)
+
+
+class DenseAttention(Section):
+    """Softmax attention that materialises the seq_len × seq_len score matrix."""
+
+    type: Literal["dense"] = "dense"
+
+
+class FlashAttention(Section):
+    """Exact softmax attention with an IO-aware kernel (Dao et al. 2022): no score matrix is stored."""
+
+    type: Literal["flash"] = "flash"
+
+
+Kernel = Literal["flash", "materialized"]   # a fused kernel storing O(s), or probabilities stored per pair
+
+
+class SlidingWindowAttention(Section):
+    """Each query sees the `window` most recent keys, itself included (Longformer; Mistral 7B)."""
+
+    type: Literal["sliding_window"] = "sliding_window"
+    window: Width
+    kernel: Kernel = "flash"             # FlashAttention-2's windowed kernel, as Mistral trains; or Longformer's
+
+
+class SparseAttention(Section):
+    """The factorized patterns of Child et al. 2019, half of the heads on each of the two parts."""
+
+    type: Literal["sparse"] = "sparse"
+    pattern: Literal["strided", "fixed"]
+    block: Width                         # the stride l
+    summary: Width | None = None         # fixed only: the c summary positions at the end of each block
+    kernel: Kernel = "flash"             # block-sparse kernels recompute attention in backward (Child et al. §5)
+
+    @model_validator(mode="after")
+    def _check(self) -> SparseAttention:
+        problems = []
+        if self.pattern == "fixed" and self.summary is None:
+            problems.append(("summary", "the fixed pattern needs `summary` (c, the summary positions per block)"))
+        if self.pattern == "strided" and self.summary is not None:
+            problems.append(("summary", "only the fixed pattern has summary positions; remove it or use "
+                                        "pattern: fixed"))
+        if self.summary is not None and self.summary > self.block:
+            problems.append(("summary", f"{self.summary} is more than block ({self.block})"))
+        raise_if(problems)
+        return self
+
+
+class LatentAttention(Section):
+    """Multi-head latent attention of DeepSeek-V2 (§2.1) and V3: low-rank K/V (and Q) with a decoupled RoPE key."""
+
+    type: Literal["mla"] = "mla"
+    kv_lora_rank: Width                  # d_c, the cached latent
+    q_lora_rank: Width | None = None     # d_c'; None: queries are projected directly from x
+    qk_nope_head_dim: Width
+    qk_rope_head_dim: Width
+    v_head_dim: Width
+
+
+class AFTFull(Section):
+    """Attention-Free Transformer (Zhai et al. 2021, Eq. 2): a learned max_seq_len × max_seq_len position bias."""
+
+    type: Literal["aft_full"] = "aft_full"
+
+
+class AFTLocal(Section):
+    """AFT-local: the position bias is kept inside a band of `window` keys, zero outside."""
+
+    type: Literal["aft_local"] = "aft_local"
+    window: Width
+
+
+class AFTSimple(Section):
+    """AFT-simple: no position bias; a global, softmax(K)-weighted pooling of V."""
+
+    type: Literal["aft_simple"] = "aft_simple"
+
+
+class AFTConv(Section):
+    """AFT-conv: the position bias is a learned kernel of `window` taps per head."""
+
+    type: Literal["aft_conv"] = "aft_conv"
+    window: Width
+
+
+ATTENTION_TYPES: dict[str, type[Section]] = {
+    cls.model_fields["type"].default: cls
+    for cls in (DenseAttention, FlashAttention, SlidingWindowAttention, SparseAttention, LatentAttention,
+                AFTFull, AFTLocal, AFTSimple, AFTConv)
+}
+SOFTMAX_TYPES = ("dense", "flash", "sliding_window", "sparse")   # q·k attention with query and key/value heads
+AFT_TYPES = ("aft_full", "aft_local", "aft_simple", "aft_conv")
+
+
+def _attention_shorthand(value: Any) -> Any:
+    """`attention: flash` means `attention: {type: flash}`; a mapping without a type is dense attention."""
+    if isinstance(value, str):
+        return {"type": canonical(value, ATTENTION_TYPES)}
+    if isinstance(value, Mapping) and "type" not in value:
+        return {"type": "dense", **value}
+    if isinstance(value, Mapping):
+        return {**value, "type": canonical(value["type"], ATTENTION_TYPES)}
+    return value
+
+
+AttentionSpec = Annotated[
+    Union[tuple(ATTENTION_TYPES.values())],  # noqa: UP007 - a union built from the registry
+    BeforeValidator(_attention_shorthand),
+    Field(discriminator="type"),
+]
+
+

@@ -1,0 +1,157 @@
+"""Cross-field rules of a spec, written once as plain functions of a getter (see below), so that validators and
+the report of a file that failed validation share them."""
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from costplan import hardware
+from costplan.errors import CostplanError
+from costplan.spec_attention import SOFTMAX_TYPES
+
+if TYPE_CHECKING:
+    from costplan.spec import ServingSpec
+
+
+# ---------------------------------------------------------------------------------------------- cross-field rules
+# Written once as plain functions of a getter that returns a field's value, or None when the field is invalid
+# on its own: the validators call them with valid sections, and `validate` calls them on the raw mapping when
+# other fields failed, so a file's problems are all reported at once.
+Getter = Callable[[str], Any]
+
+
+def model_rules(v: Getter) -> list[tuple[str, str]]:
+    problems = []
+    d_model, n_heads, n_kv_heads, head_dim = v("d_model"), v("n_heads"), v("n_kv_heads"), v("head_dim")
+    if head_dim is None and d_model and n_heads and d_model % n_heads:
+        problems.append(("n_heads", f"{n_heads} does not divide d_model ({d_model}); set head_dim explicitly"))
+    if n_heads and n_kv_heads:
+        if n_kv_heads > n_heads:
+            problems.append(("n_kv_heads", f"{n_kv_heads} is more than n_heads ({n_heads})"))
+        elif n_heads % n_kv_heads:
+            problems.append(("n_kv_heads", f"{n_kv_heads} does not divide n_heads ({n_heads})"))
+    attention, moe, max_seq_len, n_layers = v("attention"), v("moe"), v("max_seq_len"), v("n_layers")
+    if v("position") == "rope" and head_dim and head_dim % 2 and getattr(attention, "type", "") in SOFTMAX_TYPES:
+        problems.append(("head_dim", f"{head_dim} is odd; rotary position embeddings need an even head_dim"))
+    if attention is not None and attention.type not in SOFTMAX_TYPES:
+        if n_heads and n_kv_heads and n_kv_heads != n_heads:
+            problems.append(("n_kv_heads", f"{attention.type} has no key/value heads to share; remove n_kv_heads"))
+        if v("qk_norm") not in (None, "none"):
+            problems.append(("qk_norm", f"{attention.type} has no per-head queries and keys to normalise"))
+    if attention is not None and max_seq_len:
+        if attention.type == "aft_conv" and attention.window > max_seq_len:
+            problems.append(("attention.window", f"{attention.window} taps are more than max_seq_len "
+                                                 f"({max_seq_len}); the extra taps never touch a token"))
+        if attention.type == "sparse" and n_heads == 1:
+            problems.append(("n_heads", "sparse attention gives half of the heads to each part of its pattern; "
+                                        "it needs at least 2 heads"))
+        if attention.type == "sparse" and attention.block > max_seq_len:
+            problems.append(("attention.block", f"{attention.block} is longer than max_seq_len ({max_seq_len}); "
+                                                "the pattern would be dense"))
+    if attention is not None and attention.type == "mla" and v("position") == "rope" and attention.qk_rope_head_dim % 2:
+        problems.append(("attention.qk_rope_head_dim", f"{attention.qk_rope_head_dim} is odd; rotary position "
+                                                       "embeddings need an even width"))
+    if moe is not None and n_layers and moe.first_dense_layers >= n_layers:
+        problems.append(("moe.first_dense_layers", f"{moe.first_dense_layers} leaves no MoE layer among "
+                                                   f"{n_layers} layers"))
+    return problems
+
+
+def spec_rules(max_seq_len: int | None, training: Getter, hw: Getter,
+               base_dir: str | None) -> list[tuple[str, str]]:
+    problems = []
+    seq_len, micro, batch = training("seq_len"), training("micro_batch_size"), training("global_batch_size")
+    if seq_len and max_seq_len and seq_len > max_seq_len:
+        problems.append(("training.seq_len", f"{seq_len} is longer than model.max_seq_len ({max_seq_len})"))
+    if batch and micro and batch % micro:
+        problems.append(("training.global_batch_size",
+                         f"{batch} is not a multiple of micro_batch_size ({micro})"))
+    precision, gpu_name = training("precision"), hw("gpu")
+    if precision and gpu_name:
+        try:
+            gpu = hardware.resolve(gpu_name, base_dir=base_dir)
+        except CostplanError:
+            return problems  # reported by the gpu field itself
+        if gpu.peak_flops(precision) is None:
+            problems.append(("training.precision",
+                             f"{precision} has no peak FLOP/s on {gpu.name}; it has {', '.join(gpu.precisions)}"))
+    return problems
+
+
+def parallel_rules(par: Getter, model: Getter, training: Getter, hw: Getter) -> list[tuple[str, str]]:
+    """The degrees must tile the GPUs and split the model into whole pieces."""
+    problems: list[tuple[str, str]] = []
+    count, tensor, pipeline, data = hw("count"), par("tensor"), par("pipeline"), par("data")
+    if count and tensor and pipeline:
+        if count % (tensor * pipeline):
+            problems.append(("parallelism", f"tensor ({tensor}) × pipeline ({pipeline}) = {tensor * pipeline} "
+                                            f"does not divide hardware.count ({count})"))
+        elif data not in (None, "auto") and data * tensor * pipeline != count:
+            problems.append(("parallelism.data", f"{data} × tensor ({tensor}) × pipeline ({pipeline}) = "
+                                                 f"{data * tensor * pipeline} GPUs, but hardware.count is {count}"))
+    if data == "auto" and count and tensor and pipeline and count % (tensor * pipeline) == 0:
+        data = count // (tensor * pipeline)
+    problems += split_rules(model, tensor, pipeline)
+    problems += expert_rules(par("expert"), model("moe"), data if isinstance(data, int) else None)
+    micro, batch, micro_batches = training("micro_batch_size"), training("global_batch_size"), par("micro_batches")
+    if batch and micro and isinstance(data, int):
+        per_step = micro * data
+        if batch % per_step:
+            problems.append(("training.global_batch_size",
+                             f"{batch} is not a multiple of micro_batch_size ({micro}) × data-parallel degree "
+                             f"({data}) = {per_step}"))
+        elif micro_batches and micro_batches != batch // per_step:
+            problems.append(("parallelism.micro_batches",
+                             f"{micro_batches} does not match global_batch_size ({batch}) / (micro_batch_size "
+                             f"({micro}) × data-parallel degree ({data})) = {batch // per_step}"))
+    return problems
+
+
+def split_rules(model: Getter, tensor: int | None, pipeline: int | None) -> list[tuple[str, str]]:
+    """Tensor parallelism splits heads and MLP widths, pipeline parallelism the layers, into whole pieces
+    (the one statement of this rule: validation and the planner's layout grid both use it)."""
+    problems = []
+    if tensor:
+        moe = model("moe")
+        sizes = [(field, model(field)) for field in ("n_heads", "n_kv_heads", "d_ff")]
+        sizes += [(f"moe.{field}", getattr(moe, field, None)) for field in ("d_ff_expert", "d_ff_shared")]
+        for field, size in sizes:
+            if field == "n_kv_heads" and size == model("n_heads"):
+                continue  # said once, for n_heads
+            if size and size % tensor:
+                problems.append(("parallelism.tensor", f"{tensor} does not divide model.{field} ({size})"))
+    n_layers = model("n_layers")
+    if pipeline and n_layers and n_layers % pipeline:
+        problems.append(("parallelism.pipeline", f"{pipeline} does not divide model.n_layers ({n_layers})"))
+    return problems
+
+
+def serving_rules(serving: ServingSpec, model: Getter) -> list[tuple[str, str]]:
+    """A served sequence fits the model's context; a replica splits heads and widths into whole pieces."""
+    problems: list[tuple[str, str]] = []
+    if serving.prompt_tokens is None or serving.output_tokens is None:
+        return problems     # only when max_seq_len is invalid itself, reported there
+    context, max_seq_len = serving.prompt_tokens + serving.output_tokens, model("max_seq_len")
+    if max_seq_len and context > max_seq_len:
+        problems.append(("serving", f"prompt_tokens ({serving.prompt_tokens}) + output_tokens "
+                                    f"({serving.output_tokens}) = {context} is longer than model.max_seq_len "
+                                    f"({max_seq_len}); raise model.max_seq_len if the model was trained for it"))
+    if serving.tensor != "auto":
+        problems += [("serving.tensor", msg) for _, msg in split_rules(model, serving.tensor, None)]
+        if serving.gpus is not None and serving.gpus % serving.tensor:
+            problems.append(("serving.tensor", f"{serving.tensor} does not divide serving.gpus ({serving.gpus})"))
+    return problems
+
+
+def expert_rules(expert: int | None, moe: Any, data: int | None) -> list[tuple[str, str]]:
+    if not expert or expert == 1:
+        return []
+    if moe is None:
+        return [("parallelism.expert", f"{expert} needs a mixture-of-experts model (model.moe)")]
+    problems = []
+    n_experts = getattr(moe, "n_experts", None)
+    if n_experts and n_experts % expert:
+        problems.append(("parallelism.expert", f"{expert} does not divide model.moe.n_experts ({n_experts})"))
+    if data and data % expert:
+        problems.append(("parallelism.expert", f"{expert} does not divide the data-parallel degree ({data})"))
+    return problems

@@ -1,0 +1,142 @@
+"""Hugging Face `config.json` files as specs: each supported `model_type` is a table from spec fields to the
+config keys they are read from. Local files only; nothing here imports torch or transformers or reaches the
+network.
+
+A config is read only when the spec it gives costs exactly what the `transformers` class of that model type
+builds (tests/test_hf_transformers.py builds each class on the meta device and compares the parameter count).
+So every key of the file must be accounted for: read into a field, consulted by a check that refuses values a
+spec cannot state (a per-layer sliding-window pattern, biases on some projections only, quantized weights), or
+on an explicit list of keys that do not change cost (dropout, token ids, RoPE frequencies, norm epsilons). Any
+other key is an error: a key costplan does not know may change the cost, and it must not be dropped silently.
+
+A key absent from the file takes the default of the `transformers` configuration class of its model type
+(`configuration_<model_type>.py`), as `from_pretrained` would; the import says which defaults it took.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from costplan.errors import SpecError
+from costplan.hf.families import FAMILIES, UNSUPPORTED
+from costplan.hf.fields import COMMON_CHECKS, COMMON_DEFAULTS, Unsupported
+
+CONFIG_NAME = "config.json"
+
+
+# ---------------------------------------------------------------------------------------------- reading
+@dataclass(frozen=True)
+class Imported:
+    """A config read as a spec mapping, with where each field came from."""
+
+    model_type: str
+    spec: dict[str, Any]
+    notes: dict[str, str]                # spec path → the comment saying where it came from
+    used: list[str] = field(default_factory=list)        # keys of the file read into fields or checks
+    defaulted: list[str] = field(default_factory=list)   # keys absent from the file: the class's default
+    ignored: list[str] = field(default_factory=list)     # keys of the file without cost
+
+
+def config_file(path: Path) -> Path | None:
+    """The config.json a spec argument names: a .json file, or a folder's config.json; None for others (a
+    folder without one is then reported as a folder, not a YAML file)."""
+    if path.is_dir():
+        return path / CONFIG_NAME if (path / CONFIG_NAME).is_file() else None
+    return path if path.suffix == ".json" else None
+
+
+def spec_name(config: Path) -> str:
+    """A folder's name for its config.json (as checkpoints are laid out), otherwise the file's stem."""
+    return config.parent.resolve().name if config.name == CONFIG_NAME else config.stem
+
+
+def load_json(config: Path) -> dict[str, Any]:
+    label = str(config)
+    if not config.exists():
+        raise SpecError(label, ["no such file"])
+    try:
+        data = json.loads(config.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SpecError(label, [f"cannot be read: {exc}"]) from None
+    except json.JSONDecodeError as exc:
+        raise SpecError(label, [f"line {exc.lineno}, column {exc.colno}: invalid JSON: {exc.msg}"]) from None
+    if not isinstance(data, dict):
+        raise SpecError(label, ["the top level must be a JSON object, as in a Hugging Face config.json"])
+    return data
+
+
+def read(config: Path) -> Imported:
+    """The spec mapping of a Hugging Face config.json; every problem at once as a SpecError."""
+    data = load_json(config)
+    label, model_type = str(config), data.get("model_type")
+    if model_type not in FAMILIES:
+        supported = ", ".join(sorted(FAMILIES))
+        if model_type is None:
+            raise SpecError(label, [f"model_type: missing; a Hugging Face config names its model type "
+                                    f"(supported: {supported})"])
+        why = f" ({UNSUPPORTED[model_type]})" if model_type in UNSUPPORTED else ""
+        raise SpecError(label, [f"model_type: {model_type!r} is not supported{why}; supported: {supported}"])
+    family = FAMILIES[model_type]
+    known = family.known() | {k for c in COMMON_CHECKS for k in c.keys}
+    problems = [f"{k}: unknown to costplan for model_type {model_type}; it may change the cost, so it is not "
+                "ignored" for k in data if k not in known]
+    values = {**COMMON_DEFAULTS, **family.defaults, **data}
+    for check in (*COMMON_CHECKS, *family.checks):
+        if not check.ok(*(values.get(k) for k in check.keys)):
+            value = values.get(check.keys[0])
+            shown = "" if isinstance(value, (dict, list)) else f"{json.dumps(value)}: "
+            problems.append(f"{check.keys[0]}: {shown}{check.why}")
+    spec: dict[str, Any] = {"name": spec_name(config)}
+    notes: dict[str, str] = {}
+    for path, f in family.fields.items():
+        missing = [k for k in f.keys if k not in values]
+        if missing:  # a key the table reads has no default: the table is incomplete
+            raise KeyError(f"{model_type}: no default for {missing}")
+        try:
+            value = f.compute(*(values[k] for k in f.keys))
+        except Unsupported as exc:
+            problems.append(f"{exc.key}: {exc.why}")
+            continue
+        if value is None:
+            continue
+        section, _, name = path.partition(".")
+        spec.setdefault(section, {})[name] = value
+        notes[path] = f.note or f"from {', '.join(f.keys)}"
+    if problems:
+        raise SpecError(label, problems)
+    read_keys = {k for f in family.fields.values() for k in f.keys} | {k for c in family.checks for k in c.keys}
+    return Imported(
+        model_type=model_type, spec=spec, notes=notes,
+        used=sorted(k for k in data if k in read_keys | {"model_type"}),
+        defaulted=sorted(k for k in read_keys if k not in data),
+        ignored=sorted(k for k in data if k not in read_keys | {"model_type"}),
+    )
+
+
+# ---------------------------------------------------------------------------------------------- writing
+def to_yaml(imported: Imported, source: str) -> str:
+    """The spec as YAML with a comment per field saying which config key it came from."""
+    label = FAMILIES[imported.model_type].label
+    lines = [f"# source: {source} (model_type {imported.model_type}, {label}), imported by costplan import",
+             f"name: {imported.spec['name']}"]
+    for section, values in imported.spec.items():
+        if section == "name":
+            continue
+        lines.append(f"{section}:")
+        for name, value in values.items():
+            note = imported.notes[f"{section}.{name}"]
+            if isinstance(value, dict):  # a section read from several keys: one comment for them all
+                lines.append(f"  {name + ':':<38} # {note}")
+                lines += [f"    {_scalar(sub, v)}" for sub, v in value.items()]
+            else:
+                lines.append(f"  {_scalar(name, value):<38} # {note}")
+    return "\n".join(lines) + "\n"
+
+
+def _scalar(name: str, value: Any) -> str:
+    """`name: value` as YAML writes it (quoting strings that would read as something else)."""
+    return yaml.safe_dump({name: value}, default_flow_style=True, width=1000).strip()[1:-1]

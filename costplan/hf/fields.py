@@ -1,0 +1,234 @@
+"""The pieces a model type's table is made of: fields read from config keys, checks that refuse what a spec
+cannot state, the keys without cost, and the transforms from config values to spec values."""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+
+
+
+class Unsupported(Exception):
+    """A config value describing something a spec cannot state; `key` is the key to name."""
+
+    def __init__(self, key: str, why: str):
+        super().__init__(why)
+        self.key, self.why = key, why
+
+
+# ---------------------------------------------------------------------------------------------- fields
+@dataclass(frozen=True)
+class Field:
+    """One spec field: computed from the values of `keys` (defaults filled in); None leaves it out, for the
+    spec's own default, which is the same as the class's (e.g. n_kv_heads = n_heads)."""
+
+    keys: tuple[str, ...]
+    compute: Callable[..., Any] = lambda value: value
+    note: str = ""                       # the comment in `costplan import`; default "from <keys>"
+
+
+def key(name: str, compute: Callable[..., Any] = lambda value: value) -> Field:
+    return Field((name,), compute)
+
+
+def fixed(value: Any, note: str) -> Field:
+    """A field the model type fixes: its modelling code builds it so whatever the config says."""
+    return Field((), lambda: value, note)
+
+
+@dataclass(frozen=True)
+class Check:
+    """Keys whose values a spec can state only when `ok(*values)`; otherwise an error naming the first key."""
+
+    keys: tuple[str, ...]
+    ok: Callable[..., bool]
+    why: str
+
+
+@dataclass(frozen=True)
+class Family:
+    """How one model_type reads: spec fields, checks, the class defaults, and keys without cost."""
+
+    label: str                           # the transformers class, for comments and errors
+    fields: dict[str, Field]
+    defaults: dict[str, Any]
+    checks: tuple[Check, ...] = ()
+    ignored: frozenset[str] = frozenset()
+
+    def known(self) -> set[str]:
+        return ({k for f in self.fields.values() for k in f.keys} | {k for c in self.checks for k in c.keys}
+                | set(self.ignored) | IGNORED)
+
+
+# Keys with no cost in any model type: bookkeeping, token ids, initialisation, numerics of elementwise ops,
+# RoPE frequencies (no parameters, no matmuls), generation settings, and regularisers costplan's convention
+# leaves out (dropout: activations are counted without dropout masks, costs/__init__.py convention 7).
+IGNORED = frozenset({
+    "model_type", "architectures", "transformers_version", "_name_or_path", "name_or_path", "torch_dtype",
+    "dtype", "use_cache", "bos_token_id", "eos_token_id", "pad_token_id", "sep_token_id",
+    "decoder_start_token_id", "initializer_range", "init_std", "id2label", "label2id", "num_labels",
+    "problem_type", "finetuning_task", "prefix", "task_specific_params", "tokenizer_class", "return_dict",
+    "output_hidden_states", "output_attentions", "torchscript", "chunk_size_feed_forward", "auto_map",
+    "rope_theta", "rope_scaling", "rope_parameters", "rope_interleave", "partial_rotary_factor",
+    "rms_norm_eps", "layer_norm_eps", "layer_norm_epsilon", "norm_epsilon", "attention_dropout",
+    "hidden_dropout", "resid_pdrop", "embd_pdrop", "attn_pdrop", "dropout", "activation_dropout",
+    "classifier_dropout", "pretraining_tp", "max_length", "min_length", "do_sample", "temperature", "top_k",
+    "top_p", "num_beams", "repetition_penalty", "length_penalty", "no_repeat_ngram_size",
+    "bad_words_ids", "num_return_sequences", "early_stopping", "use_bfloat16", "tie_encoder_decoder",
+    "is_decoder", "cross_attention_hidden_size", "output_scores", "_attn_implementation_autoset",
+    "return_dict_in_generate", "forced_bos_token_id", "forced_eos_token_id", "remove_invalid_values",
+    "exponential_decay_length_penalty", "suppress_tokens", "begin_suppress_tokens", "typical_p",
+    "diversity_penalty", "num_beam_groups", "encoder_no_repeat_ngram_size", "tf_legacy_loss",
+})
+# Keys no supported config may carry with a value other than these: they change what the class builds.
+COMMON_CHECKS = (
+    Check(("quantization_config",), lambda value: value is None,
+          "quantized weights (and their scales) are not modelled; remove the key to estimate the model at "
+          "training.precision"),
+    Check(("is_encoder_decoder",), lambda value: not value, "encoder-decoder models are not modelled"),
+    Check(("add_cross_attention",), lambda value: not value, "cross-attention layers are not modelled"),
+    Check(("pruned_heads",), lambda value: not value, "pruned attention heads are not modelled"),
+)
+COMMON_DEFAULTS = {"quantization_config": None, "is_encoder_decoder": False, "add_cross_attention": False,
+                   "pruned_heads": None}
+
+
+# ---------------------------------------------------------------------------------------------- transforms
+GELU = ("gelu", "gelu_new", "gelu_pytorch_tanh", "gelu_fast", "gelu_python", "gelu_accurate")
+
+
+def gated_mlp(act: str) -> str:
+    """The MLP of Llama-style blocks: down(act(gate(x)) * up(x))."""
+    if act in ("silu", "swish"):
+        return "swiglu"
+    if act in GELU:
+        return "geglu"
+    raise Unsupported("hidden_act", f"{act!r}: a gated MLP with this activation is not modelled (silu or gelu)")
+
+
+def plain_mlp(name: str) -> Callable[[str], str]:
+    def compute(act: str) -> str:
+        """The MLP of GPT-style blocks: down(act(up(x)))."""
+        if act in GELU:
+            return "gelu"
+        if act == "relu":
+            return "relu"
+        raise Unsupported(name, f"{act!r}: an MLP with this activation is not modelled (gelu or relu)")
+    return compute
+
+
+def no_o_bias(key_name: str) -> Callable[[bool], bool]:
+    def compute(attention_bias: bool) -> bool:
+        """Biases on q, k, v and o but not in the MLP: a spec's `bias` covers W_o and the MLP together."""
+        if attention_bias:
+            raise Unsupported(key_name, "true puts a bias on the output projection but none in the MLP; a spec's "
+                                        "`bias` covers both")
+        return False
+    return compute
+
+
+def llama_bias(attention_bias: bool, mlp_bias: bool) -> bool:
+    if attention_bias != mlp_bias:
+        raise Unsupported("attention_bias" if attention_bias else "mlp_bias",
+                          f"attention_bias {attention_bias} with mlp_bias {mlp_bias}: a spec's `bias` covers the "
+                          "output projection and the MLP together")
+    return attention_bias
+
+
+def window(sliding_window: int | None) -> dict[str, Any]:
+    """Every layer attends to the `sliding_window` most recent keys, itself included (masking_utils), or to
+    all of them; transformers' default SDPA attention stores no score matrix, as `flash` describes."""
+    if sliding_window is None:
+        return {"type": "flash"}
+    return {"type": "sliding_window", "window": sliding_window}
+
+
+def layer_pattern(types: list[str], sliding_window: int | None, key_name: str) -> dict[str, Any]:
+    """The attention of layers typed full_attention / sliding_attention, when every layer has the same."""
+    kinds = set(types)
+    if kinds == {"full_attention"}:
+        return window(None)
+    if kinds == {"sliding_attention"} and sliding_window:
+        return window(sliding_window)
+    raise Unsupported(key_name, f"layer types {sorted(kinds)}: a spec has one attention type for every layer "
+                                "(per-layer attention patterns are not modelled yet)")
+
+
+def qwen_attention(use: bool, sliding_window: int | None, max_window_layers: int, layer_types: list | None,
+                   n_layers: int) -> dict[str, Any]:
+    """Qwen2/Qwen3: with use_sliding_window, layers from max_window_layers on are windowed (the config's
+    __post_init__), unless layer_types lists them."""
+    if layer_types is not None:
+        return layer_pattern(layer_types, sliding_window if use else None, "layer_types")
+    windowed = use and sliding_window is not None
+    types = ["sliding_attention" if windowed and i >= max_window_layers else "full_attention"
+             for i in range(n_layers)]
+    return layer_pattern(types, sliding_window, "use_sliding_window")
+
+
+def qwen2_moe_attention(use: bool, sliding_window: int | None, max_window_layers: int, layer_types: list | None,
+                        n_layers: int) -> dict[str, Any]:
+    """Qwen2-MoE: with use_sliding_window, the even-indexed layers below max_window_layers are windowed."""
+    if layer_types is None:
+        layer_types = ["sliding_attention" if use and (i + 1) % 2 and i < max_window_layers else "full_attention"
+                       for i in range(n_layers)]
+        return layer_pattern(layer_types, sliding_window, "use_sliding_window")
+    return layer_pattern(layer_types, sliding_window if use else None, "layer_types")
+
+
+def moe_layers(is_moe: list[bool], key_name: str) -> dict[str, int]:
+    """first_dense_layers and every for a list of which layers are MoE, when a spec can say it that way."""
+    if not any(is_moe):
+        raise Unsupported(key_name, "leaves no mixture-of-experts layer; not modelled as a MoE model")
+    first = is_moe.index(True)
+    for every in range(1, len(is_moe) + 1):
+        if [i >= first and (i - first) % every == 0 for i in range(len(is_moe))] == is_moe:
+            return {"first_dense_layers": first, "every": every}
+    moe = [i for i, flag in enumerate(is_moe) if flag]
+    raise Unsupported(key_name, f"MoE layers {moe} are not some dense layers followed by every n-th layer, "
+                                "the patterns a spec can state")
+
+
+def qwen_moe(n_experts: int, top_k: int, d_ff_expert: int, step: int, mlp_only: list | None,
+             n_layers: int) -> dict[str, Any]:
+    """Layer i is MoE unless listed in mlp_only_layers, when (i + 1) % decoder_sparse_step == 0."""
+    mlp_only = mlp_only or []
+    is_moe = [i not in mlp_only and n_experts > 0 and (i + 1) % step == 0 for i in range(n_layers)]
+    layout = moe_layers(is_moe, "mlp_only_layers" if mlp_only else "decoder_sparse_step")
+    moe = {"n_experts": n_experts, "top_k": top_k, "d_ff_expert": d_ff_expert}
+    if layout["first_dense_layers"]:
+        moe["first_dense_layers"] = layout["first_dense_layers"]
+    if layout["every"] > 1:
+        moe["every"] = layout["every"]
+    return moe
+
+
+def qwen2_moe(n_experts: int, top_k: int, d_ff_expert: int, step: int, mlp_only: list | None, n_layers: int,
+              shared: int) -> dict[str, Any]:
+    """Qwen2-MoE adds one shared expert of shared_expert_intermediate_size behind a sigmoid gate."""
+    if not shared:
+        raise Unsupported("shared_expert_intermediate_size", "0 keeps the shared expert's gate without the "
+                                                             "expert; not modelled")
+    return {**qwen_moe(n_experts, top_k, d_ff_expert, step, mlp_only, n_layers),
+            "n_shared_experts": 1, "d_ff_shared": shared, "shared_expert_gate": True}
+
+
+def deepseek_moe(n_experts: int, top_k: int | None, d_ff_expert: int, n_shared: int,
+                 first_dense: int) -> dict[str, Any]:
+    """Layers from first_k_dense_replace on are MoE; n_shared_experts form one MLP of n × the expert width
+    (the spec's default d_ff_shared). The router's score-correction bias is a buffer, not a parameter."""
+    if top_k is None:  # DeepseekV2Config's default
+        raise Unsupported("num_experts_per_tok", "missing or null: the experts each token is routed to are not set")
+    moe = {"n_experts": n_experts, "top_k": top_k, "d_ff_expert": d_ff_expert}
+    if n_shared:
+        moe["n_shared_experts"] = n_shared
+    if first_dense:
+        moe["first_dense_layers"] = first_dense
+    return moe
+
+
+def mla(kv_lora_rank: int, q_lora_rank: int | None, nope: int, rope: int, v: int) -> dict[str, Any]:
+    attention = {"type": "mla", "kv_lora_rank": kv_lora_rank, "q_lora_rank": q_lora_rank,
+                 "qk_nope_head_dim": nope, "qk_rope_head_dim": rope, "v_head_dim": v}
+    return {k: value for k, value in attention.items() if value is not None}

@@ -39,16 +39,19 @@ class RawSpec:
 
 def read_source(source: str | os.PathLike | Mapping[str, Any]) -> RawSpec:
     """The raw mapping of a file path, a preset name or a mapping; validation comes after."""
-    from costplan import hf, presets, sources
+    from costplan import presets, sources
 
     if isinstance(source, Mapping):
         return RawSpec(source, "<spec>", "spec", None)
     found = sources.find(source, presets.names())
-    if found is None and hf.config_file(Path(source)) is not None:
+    if found is None and sources.config_file(Path(source)) is not None:
         found = Path(source)     # a bare folder name that holds a Hugging Face config.json
-    config = hf.config_file(found) if isinstance(found, Path) else None
+    config = sources.config_file(found) if isinstance(found, Path) else None
     if config is not None:
-        return RawSpec(hf.read(config).spec, printable(source, cut=False), hf.spec_name(config), str(config.parent))
+        from costplan import hf   # its tables are read only for a config
+
+        return RawSpec(hf.read(config).spec, printable(source, cut=False), sources.config_name(config),
+                       str(config.parent))
     if found is None:
         raise SpecError(printable(source, cut=False), [
             f"no such file or preset{did_you_mean(str(source), presets.names())}; `costplan presets` lists "

@@ -58,3 +58,19 @@ def find(name: str | os.PathLike, bundled: Iterable[str], base_dirs: Sequence[st
     if len(same) == 1:
         return same[0]
     return next((path for path in candidates if is_file(path)), None)
+
+
+CONFIG_NAME = "config.json"   # a Hugging Face checkpoint's model configuration
+
+
+def config_file(path: Path) -> Path | None:
+    """The Hugging Face config.json a spec argument names: a .json file, or a folder's config.json; None for
+    others (a folder without one is then reported as a folder, not a YAML file)."""
+    if path.is_dir():
+        return path / CONFIG_NAME if (path / CONFIG_NAME).is_file() else None
+    return path if path.suffix == ".json" else None
+
+
+def config_name(config: Path) -> str:
+    """A folder's name for its config.json (as checkpoints are laid out), otherwise the file's stem."""
+    return config.parent.resolve().name if config.name == CONFIG_NAME else config.stem

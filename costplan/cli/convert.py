@@ -13,12 +13,12 @@ def import_config(config, output, force) -> None:
     """Write a Hugging Face config.json (or a folder holding one) as a costplan spec, a comment per field."""
     from pathlib import Path
 
-    from costplan import files, hf
+    from costplan import files, hf, sources
     from costplan.loading import validate
 
     if output:
         files.check_output("--output", output, force)
-    path = hf.config_file(Path(config))
+    path = sources.config_file(Path(config))
     if path is None:
         raise CostplanError(f"{config}: not a .json file or a folder holding a config.json")
     imported = hf.read(path)

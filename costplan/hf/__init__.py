@@ -21,11 +21,11 @@ from typing import Any
 
 import yaml
 
+from costplan import sources
 from costplan.errors import SpecError
 from costplan.hf.families import FAMILIES, UNSUPPORTED
 from costplan.hf.fields import COMMON_CHECKS, COMMON_DEFAULTS, Unsupported
 
-CONFIG_NAME = "config.json"
 
 
 # ---------------------------------------------------------------------------------------------- reading
@@ -39,19 +39,6 @@ class Imported:
     used: list[str] = field(default_factory=list)        # keys of the file read into fields or checks
     defaulted: list[str] = field(default_factory=list)   # keys absent from the file: the class's default
     ignored: list[str] = field(default_factory=list)     # keys of the file without cost
-
-
-def config_file(path: Path) -> Path | None:
-    """The config.json a spec argument names: a .json file, or a folder's config.json; None for others (a
-    folder without one is then reported as a folder, not a YAML file)."""
-    if path.is_dir():
-        return path / CONFIG_NAME if (path / CONFIG_NAME).is_file() else None
-    return path if path.suffix == ".json" else None
-
-
-def spec_name(config: Path) -> str:
-    """A folder's name for its config.json (as checkpoints are laid out), otherwise the file's stem."""
-    return config.parent.resolve().name if config.name == CONFIG_NAME else config.stem
 
 
 def load_json(config: Path) -> dict[str, Any]:
@@ -90,7 +77,7 @@ def read(config: Path) -> Imported:
             value = values.get(check.keys[0])
             shown = "" if isinstance(value, (dict, list)) else f"{json.dumps(value)}: "
             problems.append(f"{check.keys[0]}: {shown}{check.why}")
-    spec: dict[str, Any] = {"name": spec_name(config)}
+    spec: dict[str, Any] = {"name": sources.config_name(config)}
     notes: dict[str, str] = {}
     for path, f in family.fields.items():
         missing = [k for k in f.keys if k not in values]

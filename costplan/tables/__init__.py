@@ -4,10 +4,20 @@ report.py's formatters for people. The CLI calls the library, builds a table her
 """
 from __future__ import annotations
 
-from costplan.tables.measurements import calibration, check_failures, checks
-from costplan.tables.estimate import compare, estimates, seq_len, sweep, warnings
-from costplan.tables.listings import hardware, presets
-from costplan.tables.plan import deadline, proposal
+import importlib
 
-__all__ = ["calibration", "check_failures", "checks", "compare", "deadline", "estimates", "hardware", "presets",
-           "proposal", "seq_len", "sweep", "warnings"]
+# Each table's module is imported when a command first asks for it: `costplan estimate` does not load the
+# tables of profile or plan.
+_WHERE = {
+    "calibration": "measurements", "check_failures": "measurements", "checks": "measurements",
+    "compare": "estimate", "estimates": "estimate", "seq_len": "estimate", "sweep": "estimate",
+    "warnings": "estimate", "hardware": "listings", "presets": "listings", "deadline": "plan",
+    "proposal": "plan",
+}
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str):
+    if name in _WHERE:
+        return getattr(importlib.import_module(f"costplan.tables.{_WHERE[name]}"), name)
+    raise AttributeError(f"module 'costplan.tables' has no attribute {name!r}")

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import torch
 
 from costplan.costs.estimate import estimate
-from costplan.errors import CostplanError
+from costplan.errors import CostplanError, SpecError
 from costplan.profiling import counters
 from costplan.profiling.memory import Peak, peak_cuda, peak_fake, saved_bytes
 from costplan.profiling.model import build_model, component_of, training_dtype
@@ -208,10 +208,37 @@ def _step_cost(spec: Spec, size: int) -> tuple[float, int]:
     return e.flops.hardware_per_token * sized.seq_len * size, e.memory.total_per_gpu
 
 
+def valid_copy(spec: Spec, overrides: list[str]) -> Spec | None:
+    """`spec` with `overrides`, or None when the spec's own rules reject the result (a smaller copy must stay
+    a valid spec: dense first layers before an MoE layer, pipeline stages of whole layers, and so on)."""
+    try:
+        return respec(spec, overrides)
+    except SpecError:
+        return None
+
+
+def _merged(overrides: list[str], change: str) -> list[str]:
+    key = change.split("=")[0]
+    return [o for o in overrides if o.split("=")[0] != key] + [change]
+
+
+def _smaller(current: Spec, target_layers: int) -> list[str]:
+    """Candidate changes, most preferred first: the layer count nearest below `target_layers` (every layer
+    costs the same), any count above it that is still smaller, then a smaller vocabulary, shorter sequences."""
+    n = current.model.n_layers
+    target = max(1, min(n - 1, target_layers))
+    changes = [f"model.n_layers={k}" for k in [*range(target, 0, -1), *range(target + 1, n)] if k < n]
+    if current.model.vocab_size > 1024:
+        changes.append(f"model.vocab_size={max(1024, current.model.vocab_size // 4)}")
+    if current.seq_len > 16:
+        changes.append(f"training.seq_len={current.seq_len // 2}")
+    return changes
+
+
 def shrink_for_time(spec: Spec, size: int, rate: float, memory: int, budget: float) -> list[str] | None:
-    """--set overrides that bring one step under the time and memory budgets: fewer layers first (every
-    layer costs the same), then a smaller vocabulary, then shorter sequences. Empty when the spec fits as
-    it is; None when nothing tried fits."""
+    """--set overrides that bring one step under the time and memory budgets: fewer layers first, then a
+    smaller vocabulary, then shorter sequences, each copy valid by the spec's own rules. Empty when the spec
+    fits as it is; None when nothing tried fits."""
     overrides: list[str] = []
     current = spec
 
@@ -220,19 +247,15 @@ def shrink_for_time(spec: Spec, size: int, rate: float, memory: int, budget: flo
         return flops / rate <= budget and nbytes * 1.3 <= memory
 
     while not fits(current):
-        m = current.model
-        if m.n_layers > 1:
-            flops, nbytes = _step_cost(current, size)
-            ratio = min(budget * rate / flops, memory / (1.3 * nbytes))
-            change = f"model.n_layers={max(1, min(m.n_layers - 1, int(m.n_layers * ratio)))}"
-        elif m.vocab_size > 1024:
-            change = f"model.vocab_size={max(1024, m.vocab_size // 4)}"
-        elif current.seq_len > 16:
-            change = f"training.seq_len={current.seq_len // 2}"
+        flops, nbytes = _step_cost(current, size)
+        ratio = min(budget * rate / flops, memory / (1.3 * nbytes))
+        for change in _smaller(current, int(current.model.n_layers * ratio)):
+            smaller = valid_copy(spec, _merged(overrides, change))
+            if smaller is not None:
+                overrides, current = _merged(overrides, change), smaller
+                break
         else:
             return None
-        overrides = [o for o in overrides if o.split("=")[0] != change.split("=")[0]] + [change]
-        current = respec(spec, overrides)
     return overrides
 
 

@@ -394,7 +394,7 @@ def profile_options(command):
         click.option("--format", "fmt", type=click.Choice(PROFILE_FORMATS), default="table", show_default=True),
         click.option("--detail", is_flag=True, help="Per-component rows and the ops no counter counts."),
         click.option("--no-time", "no_time", is_flag=True, help="Skip the step-time measurement."),
-        click.option("--time-budget", type=float, default=2.0, show_default=True, metavar="SECONDS",
+        click.option("--time-budget", default="2", show_default=True, metavar="SECONDS",
                      help="Longest step timed at full size; larger specs are timed on a shrunk copy."),
         click.option("--time-set", "time_set", multiple=True, metavar="KEY=VALUE",
                      help="Shrink the timed copy yourself instead (repeatable), e.g. model.n_layers=2."),
@@ -416,8 +416,10 @@ def measure_all(specs, device, batch, seq_len, overrides, gpu, gpus, tokens, mfu
     from costplan.profiling.compare import checks, parse_tolerances
     from costplan.profiling.measure import measure, resolve_device
     from costplan.spec import parse_override
+    from costplan.validation import parse_positive
 
     tolerances = parse_tolerances(tolerance_texts)
+    time_budget = parse_positive("--time-budget", time_budget)
     shortcuts = [f"training.micro_batch_size={batch}"] * (batch is not None) + \
         [f"training.seq_len={seq_len}"] * (seq_len is not None)
     all_overrides = [*collect_overrides(overrides, gpu, gpus, tokens, mfu), *shortcuts]

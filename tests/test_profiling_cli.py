@@ -132,6 +132,9 @@ def _shifted(module: str, name: str, by: int):
     (["profile", FLASH, "--batch", "0"], "training.micro_batch_size"),
     (["profile", FLASH, "--seq-len", "4096"], "training.seq_len: 4096 is longer than model.max_seq_len (128)"),
     (["profile", FLASH, "--time-set", "model.n_layers"], "Error: --set model.n_layers: expected KEY=VALUE"),
+    (["profile", FLASH, "--time-budget", "nan"], "Error: --time-budget: expected a finite number, got 'nan'"),
+    (["check", FLASH, "--time-budget", "0"], "Error: --time-budget: must be greater than 0, got 0"),
+    (["profile", FLASH, "--time-budget", "2s"], "Error: --time-budget: expected a number, got '2s'"),
     pytest.param(["profile", FLASH, "--device", "cuda"], "Error: --device cuda: this torch has no usable CUDA",
                  marks=pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA device is present")),
 ])
@@ -140,6 +143,14 @@ def test_bad_input_is_one_line_and_exit_2(run, args, message):
     assert result.exit_code == 2
     assert message in result.stderr and "Traceback" not in result.stderr
     assert all(line.startswith("Error: ") for line in result.stderr.splitlines())
+
+
+def test_time_budget_is_checked_before_anything_is_measured(run, monkeypatch):
+    import costplan.profiling.measure
+
+    monkeypatch.setattr(costplan.profiling.measure, "measure", lambda *a, **k: pytest.fail("measured"))
+    result = run("profile", FLASH, "--time-budget", "nan")
+    assert result.exit_code == 2 and result.stderr.startswith("Error: --time-budget")
 
 
 def test_tolerance_override(run):

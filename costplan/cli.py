@@ -502,12 +502,16 @@ def check(specs, tolerances, device, batch, seq_len, fmt, detail, no_time, time_
 
 @cli.command()
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
-@click.option("--output", "output", metavar="FILE", type=click.Path(dir_okay=False),
+@click.option("--output", "output", metavar="FILE",
               help="Write the hardware YAML here (usable as hardware.gpu: FILE); default: print it.")
-def calibrate(device, output) -> None:
+@click.option("--force", is_flag=True, help="Replace --output if it exists.")
+def calibrate(device, output, force) -> None:
     """Measure this machine's matmul FLOP/s, memory bandwidth and step MFU as a hardware file."""
+    from costplan import files
     from costplan.profiling import require_torch
 
+    if output is not None:          # a bad path fails now, not after minutes of measuring
+        files.check_output("--output", output, force)
     require_torch()
     from costplan import report
     from costplan.profiling.calibrate import calibrate as run_calibration
@@ -521,11 +525,7 @@ def calibrate(device, output) -> None:
     if output is None:
         click.echo(text, nl=False)
         return
-    try:
-        with open(output, "w", encoding="utf-8") as out:
-            out.write(text)
-    except OSError as exc:
-        raise CostplanError(f"--output {output}: cannot write: {exc.strerror}") from None
+    files.write_text("--output", output, text, force)
     click.echo(report.calibration_table(result.rates, result.bandwidth, result.interconnect, result.mfu))
     click.echo(f"\nwrote {output}")
 

@@ -194,6 +194,48 @@ def test_calibrate_prints_a_hardware_file_without_output(run, monkeypatch):
     assert yamlio.loads(text)["calibrated_on"].startswith("cpu: ")
 
 
+def _tiny_calibration(monkeypatch):
+    from costplan.profiling import calibrate
+
+    monkeypatch.setitem(calibrate.SIZES, "cpu", (64,))
+    monkeypatch.setitem(calibrate.COPY_BYTES, "cpu", 2**20)
+    monkeypatch.setitem(calibrate.REFERENCE, "cpu", (FLASH, []))
+
+
+@pytest.mark.parametrize("where, message", [
+    ("exists.yaml", "the file exists; pass --force to replace it"),
+    ("missing/x.yaml", "the folder {tmp}/missing does not exist"),
+    (".", "is a folder; give a file name"),
+])
+def test_calibrate_checks_its_output_before_measuring(run, tmp_path, monkeypatch, where, message):
+    import costplan.profiling.calibrate
+
+    (tmp_path / "exists.yaml").write_text("mine\n")
+    monkeypatch.setattr(costplan.profiling.calibrate, "calibrate", lambda *a, **k: pytest.fail("measured"))
+    target = tmp_path / where
+    result = run("calibrate", "--device", "cpu", "--output", str(target))
+    assert result.exit_code == 2
+    assert result.stderr == f"Error: --output {target}: {message.format(tmp=tmp_path)}\n"
+    assert (tmp_path / "exists.yaml").read_text() == "mine\n"
+
+
+def test_calibrate_force_replaces_whole_or_not_at_all(run, tmp_path, monkeypatch):
+    _tiny_calibration(monkeypatch)
+    out = tmp_path / "cpu.yaml"
+    out.write_text("mine\n")
+
+    def full_disk(*args):
+        raise OSError(28, "No space left on device")
+
+    with monkeypatch.context() as mp:
+        mp.setattr("os.replace", full_disk)
+        result = run("calibrate", "--device", "cpu", "--output", str(out), "--force")
+    assert result.exit_code == 2 and "No space left on device" in result.stderr
+    assert out.read_text() == "mine\n" and list(tmp_path.iterdir()) == [out]
+    result = run("calibrate", "--device", "cpu", "--output", str(out), "--force")
+    assert result.exit_code == 0 and out.read_text().startswith("# Written by `costplan calibrate`")
+
+
 def test_time_is_measured_on_a_shrunk_copy_when_asked(run):
     data = json.loads(run("profile", FLASH, "--time-set", "model.n_layers=1", "--format", "json").stdout)
     (time_row,) = [c for c in data[0]["checks"] if c["metric"] == "time"]

@@ -505,11 +505,15 @@ def check(specs, tolerances, device, batch, seq_len, fmt, detail, no_time, time_
 @click.option("--output", "output", metavar="FILE",
               help="Write the hardware YAML here (usable as hardware.gpu: FILE); default: print it.")
 @click.option("--force", is_flag=True, help="Replace --output if it exists.")
-def calibrate(device, output, force) -> None:
+@click.option("--time-budget", default="180", show_default=True, metavar="SECONDS",
+              help="About how long to measure: slow matmul sizes are left out, the reference step timed less.")
+def calibrate(device, output, force, time_budget) -> None:
     """Measure this machine's matmul FLOP/s, memory bandwidth and step MFU as a hardware file."""
     from costplan import files
     from costplan.profiling import require_torch
+    from costplan.validation import parse_positive
 
+    budget = parse_positive("--time-budget", time_budget)
     if output is not None:          # a bad path fails now, not after minutes of measuring
         files.check_output("--output", output, force)
     require_torch()
@@ -518,7 +522,8 @@ def calibrate(device, output, force) -> None:
     from costplan.profiling.calibrate import hardware_entry
     from costplan.profiling.measure import resolve_device
 
-    result = run_calibration(resolve_device(device))
+    result = run_calibration(resolve_device(device), budget,
+                             progress=lambda line: click.echo(f"calibrate: {line}", err=True))
     header = ("Written by `costplan calibrate`: achieved rates on the device below, not datasheet peaks.\n"
               "Use it as `hardware.gpu: FILE` (or --gpu FILE) to compare estimated and measured step times.")
     text = report.hardware_yaml(hardware_entry(result), header)

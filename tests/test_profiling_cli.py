@@ -236,8 +236,49 @@ def test_calibrate_force_replaces_whole_or_not_at_all(run, tmp_path, monkeypatch
     assert result.exit_code == 0 and out.read_text().startswith("# Written by `costplan calibrate`")
 
 
-def test_time_is_measured_on_a_shrunk_copy_when_asked(run):
+def _probed_rates(monkeypatch, rates):
+    from costplan.profiling import precision
+
+    monkeypatch.setattr(precision, "probe", lambda device, p: rates[p])
+
+
+def test_time_is_measured_on_a_shrunk_copy_when_asked(run, monkeypatch):
+    _probed_rates(monkeypatch, {"bf16": 60e9, "fp32": 60e9})
+    spec = str(ROOT / "specs" / "ci" / "dense-selective.yaml")          # fp32: timed fast anywhere
+    data = json.loads(run("profile", spec, "--time-set", "model.n_layers=1", "--format", "json").stdout)
+    (time_row,) = [c for c in data[0]["checks"] if c["metric"] == "time"]
+    assert "timed with --set model.n_layers=1 (chosen with --time-set)" in time_row["note"]
+    assert data[0]["timing"]["runs"] >= 3 and data[0]["timing"]["timed_with"] == ["model.n_layers=1"]
+
+
+def test_a_slow_16_bit_step_is_timed_in_fp32_and_says_so(run, monkeypatch):
+    _probed_rates(monkeypatch, {"bf16": 1e9, "fp32": 50e9})
     data = json.loads(run("profile", FLASH, "--time-set", "model.n_layers=1", "--format", "json").stdout)
     (time_row,) = [c for c in data[0]["checks"] if c["metric"] == "time"]
-    assert "timed with --set model.n_layers=1" in time_row["note"]
-    assert data[0]["timing"]["runs"] >= 10 and data[0]["timing"]["timed_with"] == ["model.n_layers=1"]
+    assert data[0]["precision"] == "bf16"                                # what was measured besides time
+    assert data[0]["timing"]["timed_with"] == ["training.precision=fp32", "model.n_layers=1"]
+    assert ("timed in fp32: bf16 matmuls run at 1 GFLOP/s on this device against 50 GFLOP/s in fp32"
+            in time_row["note"])
+
+
+def test_calibrate_times_its_reference_in_fp32_where_bf16_is_slow(run, monkeypatch):
+    _tiny_calibration(monkeypatch)
+    from costplan.profiling import calibrate
+
+    monkeypatch.setattr(calibrate, "matmul_rate", lambda n, p, d: {"fp32": 50e9, "bf16": 1e9}[p])
+    result = run("calibrate", "--device", "cpu", "--time-budget", "30")
+    assert result.exit_code == 0, result.stderr
+    assert "training.precision=fp32 (bf16 matmuls run at 1 GFLOP/s here against 50 GFLOP/s in fp32)" in \
+        result.stdout.replace("\n  ", " ")
+    progress = result.stderr.splitlines()
+    assert progress[0] == "calibrate: fp32 matmuls (n = 64): best 50 GFLOP/s"
+    assert progress[-1].startswith("calibrate: done in ") and progress[-1].endswith("(budget 30 s)")
+
+
+def test_calibrate_time_budget_is_checked_first(run, monkeypatch):
+    import costplan.profiling.calibrate
+
+    monkeypatch.setattr(costplan.profiling.calibrate, "calibrate", lambda *a, **k: pytest.fail("measured"))
+    result = run("calibrate", "--time-budget", "inf")
+    assert result.exit_code == 2
+    assert result.stderr == "Error: --time-budget: expected a finite number, got 'inf'\n"

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 
@@ -20,12 +20,14 @@ from costplan.errors import CostplanError, SpecError
 from costplan.profiling import counters
 from costplan.profiling.memory import Peak, peak_cuda, peak_fake, saved_bytes
 from costplan.profiling.model import build_model, component_of, training_dtype
+from costplan.profiling.precision import PrecisionChoice, timing_precision
 from costplan.profiling.private import fake_tensor_mode
 from costplan.profiling.step import Trainer, batch, loss_of
 from costplan.profiling.timing import Timing, time_steps
 from costplan.spec import Spec, validate
 
 DEFAULT_TIME_BUDGET = 2.0       # seconds per timed step before the spec is shrunk for timing
+TIMING_ROUNDS = 5               # a spec's steps are timed for at most this many time budgets
 MEMORY_FRACTION = 0.5           # of the available memory a timed step may use
 
 
@@ -46,6 +48,7 @@ class Measurement:
     timed_spec: Spec | None = None
     time_overrides: list[str] = field(default_factory=list)
     time_note: str = ""
+    time_precision: PrecisionChoice | None = None
 
 
 def resolve_device(name: str) -> torch.device:
@@ -260,19 +263,30 @@ def shrink_for_time(spec: Spec, size: int, rate: float, memory: int, budget: flo
 
 
 def measure_time(spec: Spec, size: int, device: torch.device, budget: float,
-                 overrides: list[str] | None) -> tuple[Timing | None, Spec, list[str]]:
-    """Median step time, on `spec` or on the copy that `overrides` (or the automatic shrink) describe;
-    None when even the smallest copy tried would not fit."""
+                 overrides: list[str] | None) -> tuple[Timing | None, Spec, list[str], PrecisionChoice]:
+    """Median step time, on `spec` or on the copy that `overrides` (or the automatic shrink) describe, in the
+    precision timing_precision() chooses; None when even the smallest copy tried would not fit. The steps
+    are timed for at most TIMING_ROUNDS × `budget` seconds."""
+    choice = timing_precision(spec.training.precision, device)
+    forced = [f"training.precision={choice.used}"] if choice.fell_back else []
+    base = valid_copy(spec, forced) if forced else spec
+    if base is None:        # the spec's hardware has no fp32 rate to estimate an fp32 step with
+        choice = replace(choice, used=choice.requested,
+                         why_not=f"hardware.gpu {spec.gpu.key} has no {choice.used} peak")
+        forced, base = [], spec
     if overrides is None:
-        rate = probe_rate(device, training_dtype(spec))
-        overrides = shrink_for_time(spec, size, rate, int(available_bytes(device) * MEMORY_FRACTION), budget)
-        if overrides is None:
-            return None, spec, []
+        rate = probe_rate(device, training_dtype(base))
+        shrunk = shrink_for_time(base, size, rate, int(available_bytes(device) * MEMORY_FRACTION), budget)
+        if shrunk is None:
+            return None, spec, [], choice
+        overrides = shrunk
+    overrides = forced + overrides
     timed = respec(spec, overrides) if overrides else spec
     model = build_model(timed, device=device)
     trainer = Trainer(model, timed)
     ids, targets = batch(timed, size, device)
-    return time_steps(lambda: trainer.step((ids, targets)), device), timed, overrides
+    timing = time_steps(lambda: trainer.step((ids, targets)), device, budget=TIMING_ROUNDS * budget)
+    return timing, timed, overrides, choice
 
 
 # ---------------------------------------------------------------------------------------------- all
@@ -291,13 +305,14 @@ def measure(spec: Spec, device: torch.device, *, time: bool = True, time_budget:
         activations=count_saved(spec, size, device), peak=measure_peak(spec, size, device),
     )
     if time:
-        result.timing, result.timed_spec, result.time_overrides = measure_time(
+        result.timing, result.timed_spec, result.time_overrides, result.time_precision = measure_time(
             spec, size, device, time_budget, time_overrides)
         if result.timing is None:
             result.time_note = "not measured: no shrunk copy fits this machine; choose one with --time-set"
-        elif result.time_overrides:
-            result.time_note = ("chosen with --time-set" if time_overrides else
-                                "full size exceeds the time or memory budget")
+        elif time_overrides:
+            result.time_note = "chosen with --time-set"
+        elif len(result.time_overrides) > result.time_precision.fell_back:    # more than the precision
+            result.time_note = "full size exceeds the time or memory budget"
     else:
         result.time_note = "not measured (--no-time)"
     return result

@@ -395,7 +395,8 @@ def profile_options(command):
         click.option("--detail", is_flag=True, help="Per-component rows and the ops no counter counts."),
         click.option("--no-time", "no_time", is_flag=True, help="Skip the step-time measurement."),
         click.option("--time-budget", default="2", show_default=True, metavar="SECONDS",
-                     help="Longest step timed at full size; larger specs are timed on a shrunk copy."),
+                     help="Longest step timed at full size (larger specs are timed on a shrunk copy), and "
+                          "about how long a spec is timed."),
         click.option("--time-set", "time_set", multiple=True, metavar="KEY=VALUE",
                      help="Shrink the timed copy yourself instead (repeatable), e.g. model.n_layers=2."),
         click.option("--nproc", metavar="N", help="Instead: train under torchrun on N processes with FSDP2 "

@@ -27,7 +27,6 @@ from costplan.profiling.timing import Timing, time_steps
 from costplan.spec import Spec, validate
 
 DEFAULT_TIME_BUDGET = 2.0       # seconds per timed step before the spec is shrunk for timing
-TIMING_ROUNDS = 5               # a spec's steps are timed for at most this many time budgets
 MEMORY_FRACTION = 0.5           # of the available memory a timed step may use
 
 
@@ -266,7 +265,7 @@ def measure_time(spec: Spec, size: int, device: torch.device, budget: float,
                  overrides: list[str] | None) -> tuple[Timing | None, Spec, list[str], PrecisionChoice]:
     """Median step time, on `spec` or on the copy that `overrides` (or the automatic shrink) describe, in the
     precision timing_precision() chooses; None when even the smallest copy tried would not fit. The steps
-    are timed for at most TIMING_ROUNDS × `budget` seconds."""
+    are timed for about `budget` seconds, or as long as a warm-up and timing.MIN_RUNS steps take."""
     choice = timing_precision(spec.training.precision, device)
     forced = [f"training.precision={choice.used}"] if choice.fell_back else []
     base = valid_copy(spec, forced) if forced else spec
@@ -285,7 +284,7 @@ def measure_time(spec: Spec, size: int, device: torch.device, budget: float,
     model = build_model(timed, device=device)
     trainer = Trainer(model, timed)
     ids, targets = batch(timed, size, device)
-    timing = time_steps(lambda: trainer.step((ids, targets)), device, budget=TIMING_ROUNDS * budget)
+    timing = time_steps(lambda: trainer.step((ids, targets)), device, budget=budget)
     return timing, timed, overrides, choice
 
 

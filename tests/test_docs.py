@@ -5,6 +5,7 @@ import re
 import shlex
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from costplan.cli import cli
@@ -72,3 +73,34 @@ def test_readme_json_contract_lists_the_real_keys():
     for key, names in documented.items():
         if isinstance(real[key], dict) and key != "assumptions":
             assert names == set(real[key]), key
+
+
+def _cells(line: str) -> list[str]:
+    return re.split(r"\s{2,}", line.strip())
+
+
+def test_readme_profile_example_matches_except_the_machine(monkeypatch):
+    """`costplan profile` examples: every deterministic cell as the command prints it. The device in the title
+    and the step-time row's values depend on the machine and are left out; a note the README shortens with
+    `...` must begin as printed."""
+    pytest.importorskip("torch")
+    monkeypatch.chdir(Path(__file__).parents[1])
+    blocks = re.findall(r"```\n\$ costplan (profile [^\n]+)\n(.*?)```", README, flags=re.S)
+    assert blocks, "the README has no profile example"
+    for command, expected in blocks:
+        result = CliRunner().invoke(cli, [*shlex.split(command), "--no-time"])
+        assert result.exit_code == 0, result.output
+        machine = re.compile(r" \(cpu: [^)]*\)| \(cuda: [^)]*\)")
+        printed, shown = result.stdout.splitlines(), expected.splitlines()
+        assert machine.sub("", printed[0]) == machine.sub("", shown[0]), command
+        assert _cells(printed[1]) == _cells(shown[1]), command
+        rows = {cells[0]: cells for cells in map(_cells, printed[3:]) if cells[0]}
+        assert [_cells(line)[0] for line in shown[3:]] == list(rows), command
+        for line in shown[3:]:
+            cells = _cells(line)
+            if cells[0].startswith("step time"):
+                continue                                  # measured on this machine: differs per machine
+            actual = rows[cells[0]]
+            assert cells[:6] == actual[:6], f"README row of `costplan {command}` is stale: {line}"
+            note, real_note = (cells[6] if len(cells) > 6 else ""), (actual[6] if len(actual) > 6 else "")
+            assert real_note.startswith(note.removesuffix("...").rstrip()), f"stale note: {line}"

@@ -132,6 +132,9 @@ def _shifted(module: str, name: str, by: int):
     (["profile", FLASH, "--batch", "0"], "training.micro_batch_size"),
     (["profile", FLASH, "--seq-len", "4096"], "training.seq_len: 4096 is longer than model.max_seq_len (128)"),
     (["profile", FLASH, "--time-set", "model.n_layers"], "Error: --set model.n_layers: expected KEY=VALUE"),
+    (["profile", FLASH, "--time-budget", "nan"], "Error: --time-budget: expected a finite number, got 'nan'"),
+    (["check", FLASH, "--time-budget", "0"], "Error: --time-budget: must be greater than 0, got 0"),
+    (["profile", FLASH, "--time-budget", "2s"], "Error: --time-budget: expected a number, got '2s'"),
     pytest.param(["profile", FLASH, "--device", "cuda"], "Error: --device cuda: this torch has no usable CUDA",
                  marks=pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA device is present")),
 ])
@@ -140,6 +143,14 @@ def test_bad_input_is_one_line_and_exit_2(run, args, message):
     assert result.exit_code == 2
     assert message in result.stderr and "Traceback" not in result.stderr
     assert all(line.startswith("Error: ") for line in result.stderr.splitlines())
+
+
+def test_time_budget_is_checked_before_anything_is_measured(run, monkeypatch):
+    import costplan.profiling.measure
+
+    monkeypatch.setattr(costplan.profiling.measure, "measure", lambda *a, **k: pytest.fail("measured"))
+    result = run("profile", FLASH, "--time-budget", "nan")
+    assert result.exit_code == 2 and result.stderr.startswith("Error: --time-budget")
 
 
 def test_tolerance_override(run):
@@ -183,8 +194,91 @@ def test_calibrate_prints_a_hardware_file_without_output(run, monkeypatch):
     assert yamlio.loads(text)["calibrated_on"].startswith("cpu: ")
 
 
-def test_time_is_measured_on_a_shrunk_copy_when_asked(run):
+def _tiny_calibration(monkeypatch):
+    from costplan.profiling import calibrate
+
+    monkeypatch.setitem(calibrate.SIZES, "cpu", (64,))
+    monkeypatch.setitem(calibrate.COPY_BYTES, "cpu", 2**20)
+    monkeypatch.setitem(calibrate.REFERENCE, "cpu", (FLASH, []))
+
+
+@pytest.mark.parametrize("where, message", [
+    ("exists.yaml", "the file exists; pass --force to replace it"),
+    ("missing/x.yaml", "the folder {tmp}/missing does not exist"),
+    (".", "is a folder; give a file name"),
+])
+def test_calibrate_checks_its_output_before_measuring(run, tmp_path, monkeypatch, where, message):
+    import costplan.profiling.calibrate
+
+    (tmp_path / "exists.yaml").write_text("mine\n")
+    monkeypatch.setattr(costplan.profiling.calibrate, "calibrate", lambda *a, **k: pytest.fail("measured"))
+    target = tmp_path / where
+    result = run("calibrate", "--device", "cpu", "--output", str(target))
+    assert result.exit_code == 2
+    assert result.stderr == f"Error: --output {target}: {message.format(tmp=tmp_path)}\n"
+    assert (tmp_path / "exists.yaml").read_text() == "mine\n"
+
+
+def test_calibrate_force_replaces_whole_or_not_at_all(run, tmp_path, monkeypatch):
+    _tiny_calibration(monkeypatch)
+    out = tmp_path / "cpu.yaml"
+    out.write_text("mine\n")
+
+    def full_disk(*args):
+        raise OSError(28, "No space left on device")
+
+    with monkeypatch.context() as mp:
+        mp.setattr("os.replace", full_disk)
+        result = run("calibrate", "--device", "cpu", "--output", str(out), "--force")
+    assert result.exit_code == 2 and "No space left on device" in result.stderr
+    assert out.read_text() == "mine\n" and list(tmp_path.iterdir()) == [out]
+    result = run("calibrate", "--device", "cpu", "--output", str(out), "--force")
+    assert result.exit_code == 0 and out.read_text().startswith("# Written by `costplan calibrate`")
+
+
+def _probed_rates(monkeypatch, rates):
+    from costplan.profiling import precision
+
+    monkeypatch.setattr(precision, "probe", lambda device, p: rates[p])
+
+
+def test_time_is_measured_on_a_shrunk_copy_when_asked(run, monkeypatch):
+    _probed_rates(monkeypatch, {"bf16": 60e9, "fp32": 60e9})
+    spec = str(ROOT / "specs" / "ci" / "dense-selective.yaml")          # fp32: timed fast anywhere
+    data = json.loads(run("profile", spec, "--time-set", "model.n_layers=1", "--format", "json").stdout)
+    (time_row,) = [c for c in data[0]["checks"] if c["metric"] == "time"]
+    assert "timed with --set model.n_layers=1 (chosen with --time-set)" in time_row["note"]
+    assert data[0]["timing"]["runs"] >= 3 and data[0]["timing"]["timed_with"] == ["model.n_layers=1"]
+
+
+def test_a_slow_16_bit_step_is_timed_in_fp32_and_says_so(run, monkeypatch):
+    _probed_rates(monkeypatch, {"bf16": 1e9, "fp32": 50e9})
     data = json.loads(run("profile", FLASH, "--time-set", "model.n_layers=1", "--format", "json").stdout)
     (time_row,) = [c for c in data[0]["checks"] if c["metric"] == "time"]
-    assert "timed with --set model.n_layers=1" in time_row["note"]
-    assert data[0]["timing"]["runs"] >= 10 and data[0]["timing"]["timed_with"] == ["model.n_layers=1"]
+    assert data[0]["precision"] == "bf16"                                # what was measured besides time
+    assert data[0]["timing"]["timed_with"] == ["training.precision=fp32", "model.n_layers=1"]
+    assert ("timed in fp32: bf16 matmuls run at 1 GFLOP/s on this device against 50 GFLOP/s in fp32"
+            in time_row["note"])
+
+
+def test_calibrate_times_its_reference_in_fp32_where_bf16_is_slow(run, monkeypatch):
+    _tiny_calibration(monkeypatch)
+    from costplan.profiling import calibrate
+
+    monkeypatch.setattr(calibrate, "matmul_rate", lambda n, p, d: {"fp32": 50e9, "bf16": 1e9}[p])
+    result = run("calibrate", "--device", "cpu", "--time-budget", "30")
+    assert result.exit_code == 0, result.stderr
+    assert "training.precision=fp32 (bf16 matmuls run at 1 GFLOP/s here against 50 GFLOP/s in fp32)" in \
+        result.stdout.replace("\n  ", " ")
+    progress = result.stderr.splitlines()
+    assert progress[0] == "calibrate: fp32 matmuls (n = 64): best 50 GFLOP/s"
+    assert progress[-1].startswith("calibrate: done in ") and progress[-1].endswith("(budget 30 s)")
+
+
+def test_calibrate_time_budget_is_checked_first(run, monkeypatch):
+    import costplan.profiling.calibrate
+
+    monkeypatch.setattr(costplan.profiling.calibrate, "calibrate", lambda *a, **k: pytest.fail("measured"))
+    result = run("calibrate", "--time-budget", "inf")
+    assert result.exit_code == 2
+    assert result.stderr == "Error: --time-budget: expected a finite number, got 'inf'\n"

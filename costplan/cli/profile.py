@@ -6,7 +6,6 @@ import sys
 import click
 
 from costplan.cli.options import collect_overrides, load_all, spec_options
-from costplan.errors import CostplanError
 
 PROFILE_FORMATS = ["table", "json", "markdown", "junit"]
 
@@ -21,8 +20,9 @@ def profile_options(command):
         click.option("--format", "fmt", type=click.Choice(PROFILE_FORMATS), default="table", show_default=True),
         click.option("--detail", is_flag=True, help="Per-component rows and the ops no counter counts."),
         click.option("--no-time", "no_time", is_flag=True, help="Skip the step-time measurement."),
-        click.option("--time-budget", type=float, default=2.0, show_default=True, metavar="SECONDS",
-                     help="Longest step timed at full size; larger specs are timed on a shrunk copy."),
+        click.option("--time-budget", default="2", show_default=True, metavar="SECONDS",
+                     help="Longest step timed at full size (larger specs are timed on a shrunk copy), and "
+                          "about how long a spec is timed."),
         click.option("--time-set", "time_set", multiple=True, metavar="KEY=VALUE",
                      help="Shrink the timed copy yourself instead (repeatable), e.g. model.n_layers=2."),
         click.option("--nproc", metavar="N", help="Instead: train under torchrun on N processes with FSDP2 "
@@ -43,8 +43,10 @@ def measure_all(specs, device, batch, seq_len, overrides, gpu, gpus, tokens, mfu
     from costplan.profiling.compare import checks, parse_tolerances
     from costplan.profiling.measure import measure, resolve_device
     from costplan.loading import parse_override
+    from costplan.validation import parse_positive
 
     tolerances = parse_tolerances(tolerance_texts)
+    time_budget = parse_positive("--time-budget", time_budget)
     shortcuts = [f"training.micro_batch_size={batch}"] * (batch is not None) + \
         [f"training.seq_len={seq_len}"] * (seq_len is not None)
     all_overrides = [*collect_overrides(overrides, gpu, gpus, tokens, mfu), *shortcuts]
@@ -126,30 +128,35 @@ def check(specs, tolerances, device, batch, seq_len, fmt, detail, no_time, time_
 
 @click.command()
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
-@click.option("--output", "output", metavar="FILE", type=click.Path(dir_okay=False),
+@click.option("--output", "output", metavar="FILE",
               help="Write the hardware YAML here (usable as hardware.gpu: FILE); default: print it.")
-def calibrate(device, output) -> None:
+@click.option("--force", is_flag=True, help="Replace --output if it exists.")
+@click.option("--time-budget", default="180", show_default=True, metavar="SECONDS",
+              help="About how long to measure: slow matmul sizes are left out, the reference step timed less.")
+def calibrate(device, output, force, time_budget) -> None:
     """Measure this machine's matmul FLOP/s, memory bandwidth and step MFU as a hardware file."""
+    from costplan import files
     from costplan.profiling import require_torch
+    from costplan.validation import parse_positive
 
+    budget = parse_positive("--time-budget", time_budget)
+    if output is not None:          # a bad path fails now, not after minutes of measuring
+        files.check_output("--output", output, force)
     require_torch()
     from costplan import report, tables
     from costplan.profiling.calibrate import calibrate as run_calibration
     from costplan.profiling.calibrate import hardware_entry
     from costplan.profiling.measure import resolve_device
 
-    result = run_calibration(resolve_device(device))
+    result = run_calibration(resolve_device(device), budget,
+                             progress=lambda line: click.echo(f"calibrate: {line}", err=True))
     header = ("Written by `costplan calibrate`: achieved rates on the device below, not datasheet peaks.\n"
               "Use it as `hardware.gpu: FILE` (or --gpu FILE) to compare estimated and measured step times.")
     text = report.hardware_yaml(hardware_entry(result), header)
     if output is None:
         click.echo(text, nl=False)
         return
-    try:
-        with open(output, "w", encoding="utf-8") as out:
-            out.write(text)
-    except OSError as exc:
-        raise CostplanError(f"--output {output}: cannot write: {exc.strerror}") from None
+    files.write_text("--output", output, text, force)
     click.echo(report.render(tables.calibration(result.rates, result.bandwidth, result.interconnect, result.mfu),
                              "table"))
     click.echo(f"\nwrote {output}")

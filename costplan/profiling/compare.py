@@ -23,7 +23,9 @@ from typing import Union
 
 from costplan.costs.estimate import COMPONENTS, components, estimate, shape_of
 from costplan.errors import CostplanError
+from costplan import report
 from costplan.profiling.measure import Measurement
+from costplan.profiling.precision import FALLBACK, PrecisionChoice
 from costplan.profiling.scope import OUTSIDE
 
 Number = Union[int, float]
@@ -177,9 +179,23 @@ def time_check(m: Measurement, tolerance: float | None) -> Check:
     estimated = step_flops / (peak * mfu) if peak else None
     notes = [f"median of {m.timing.runs}, IQR ±{100 * m.timing.spread / 2:.0f}%"]
     if m.time_overrides:
-        notes.append("timed with --set " + " ".join(m.time_overrides) + f" ({m.time_note})")
+        reason = f" ({m.time_note})" if m.time_note else ""
+        notes.append("timed with --set " + " ".join(m.time_overrides) + reason)
+    if m.time_precision is not None and precision_note(m.time_precision):
+        notes.append(precision_note(m.time_precision))
     if gpu.calibrated_on != m.device_name:
         notes.append(f"not compared: hardware.gpu {gpu.key} was not calibrated on this device "
                      "(costplan calibrate)")
         tolerance = None
     return Check("time", item, estimated, m.timing.median, "seconds", tolerance, note="; ".join(notes))
+
+
+def precision_note(choice: PrecisionChoice) -> str:
+    """Why a step was timed in fp32 (or why not), with the probed rates; "" when the spec's precision ran."""
+    if not choice.fell_back and not choice.why_not:
+        return ""
+    rates = (f"{choice.requested} matmuls run at {report.flops_rate(choice.rates[choice.requested])} on this "
+             f"device against {report.flops_rate(choice.rates[FALLBACK])} in {FALLBACK}")
+    if choice.fell_back:
+        return f"timed in {choice.used}: {rates}"
+    return f"timed in {choice.requested} although {rates}: {choice.why_not}"

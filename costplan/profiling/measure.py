@@ -11,15 +11,16 @@ from __future__ import annotations
 
 import os
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 
 from costplan.costs.estimate import estimate
-from costplan.errors import CostplanError
+from costplan.errors import CostplanError, SpecError
 from costplan.profiling import counters
 from costplan.profiling.memory import Peak, peak_cuda, peak_fake, saved_bytes
 from costplan.profiling.model import build_model, component_of, training_dtype
+from costplan.profiling.precision import PrecisionChoice, timing_precision
 from costplan.profiling.private import fake_tensor_mode
 from costplan.profiling.step import Trainer, batch, loss_of
 from costplan.profiling.timing import Timing, time_steps
@@ -47,6 +48,7 @@ class Measurement:
     timed_spec: Spec | None = None
     time_overrides: list[str] = field(default_factory=list)
     time_note: str = ""
+    time_precision: PrecisionChoice | None = None
 
 
 def resolve_device(name: str) -> torch.device:
@@ -209,10 +211,37 @@ def _step_cost(spec: Spec, size: int) -> tuple[float, int]:
     return e.flops.hardware_per_token * sized.seq_len * size, e.memory.total_per_gpu
 
 
+def valid_copy(spec: Spec, overrides: list[str]) -> Spec | None:
+    """`spec` with `overrides`, or None when the spec's own rules reject the result (a smaller copy must stay
+    a valid spec: dense first layers before an MoE layer, pipeline stages of whole layers, and so on)."""
+    try:
+        return respec(spec, overrides)
+    except SpecError:
+        return None
+
+
+def _merged(overrides: list[str], change: str) -> list[str]:
+    key = change.split("=")[0]
+    return [o for o in overrides if o.split("=")[0] != key] + [change]
+
+
+def _smaller(current: Spec, target_layers: int) -> list[str]:
+    """Candidate changes, most preferred first: the layer count nearest below `target_layers` (every layer
+    costs the same), any count above it that is still smaller, then a smaller vocabulary, shorter sequences."""
+    n = current.model.n_layers
+    target = max(1, min(n - 1, target_layers))
+    changes = [f"model.n_layers={k}" for k in [*range(target, 0, -1), *range(target + 1, n)] if k < n]
+    if current.model.vocab_size > 1024:
+        changes.append(f"model.vocab_size={max(1024, current.model.vocab_size // 4)}")
+    if current.seq_len > 16:
+        changes.append(f"training.seq_len={current.seq_len // 2}")
+    return changes
+
+
 def shrink_for_time(spec: Spec, size: int, rate: float, memory: int, budget: float) -> list[str] | None:
-    """--set overrides that bring one step under the time and memory budgets: fewer layers first (every
-    layer costs the same), then a smaller vocabulary, then shorter sequences. Empty when the spec fits as
-    it is; None when nothing tried fits."""
+    """--set overrides that bring one step under the time and memory budgets: fewer layers first, then a
+    smaller vocabulary, then shorter sequences, each copy valid by the spec's own rules. Empty when the spec
+    fits as it is; None when nothing tried fits."""
     overrides: list[str] = []
     current = spec
 
@@ -221,36 +250,43 @@ def shrink_for_time(spec: Spec, size: int, rate: float, memory: int, budget: flo
         return flops / rate <= budget and nbytes * 1.3 <= memory
 
     while not fits(current):
-        m = current.model
-        if m.n_layers > 1:
-            flops, nbytes = _step_cost(current, size)
-            ratio = min(budget * rate / flops, memory / (1.3 * nbytes))
-            change = f"model.n_layers={max(1, min(m.n_layers - 1, int(m.n_layers * ratio)))}"
-        elif m.vocab_size > 1024:
-            change = f"model.vocab_size={max(1024, m.vocab_size // 4)}"
-        elif current.seq_len > 16:
-            change = f"training.seq_len={current.seq_len // 2}"
+        flops, nbytes = _step_cost(current, size)
+        ratio = min(budget * rate / flops, memory / (1.3 * nbytes))
+        for change in _smaller(current, int(current.model.n_layers * ratio)):
+            smaller = valid_copy(spec, _merged(overrides, change))
+            if smaller is not None:
+                overrides, current = _merged(overrides, change), smaller
+                break
         else:
             return None
-        overrides = [o for o in overrides if o.split("=")[0] != change.split("=")[0]] + [change]
-        current = respec(spec, overrides)
     return overrides
 
 
 def measure_time(spec: Spec, size: int, device: torch.device, budget: float,
-                 overrides: list[str] | None) -> tuple[Timing | None, Spec, list[str]]:
-    """Median step time, on `spec` or on the copy that `overrides` (or the automatic shrink) describe;
-    None when even the smallest copy tried would not fit."""
+                 overrides: list[str] | None) -> tuple[Timing | None, Spec, list[str], PrecisionChoice]:
+    """Median step time, on `spec` or on the copy that `overrides` (or the automatic shrink) describe, in the
+    precision timing_precision() chooses; None when even the smallest copy tried would not fit. The steps
+    are timed for about `budget` seconds, or as long as a warm-up and timing.MIN_RUNS steps take."""
+    choice = timing_precision(spec.training.precision, device)
+    forced = [f"training.precision={choice.used}"] if choice.fell_back else []
+    base = valid_copy(spec, forced) if forced else spec
+    if base is None:        # the spec's hardware has no fp32 rate to estimate an fp32 step with
+        choice = replace(choice, used=choice.requested,
+                         why_not=f"hardware.gpu {spec.gpu.key} has no {choice.used} peak")
+        forced, base = [], spec
     if overrides is None:
-        rate = probe_rate(device, training_dtype(spec))
-        overrides = shrink_for_time(spec, size, rate, int(available_bytes(device) * MEMORY_FRACTION), budget)
-        if overrides is None:
-            return None, spec, []
+        rate = probe_rate(device, training_dtype(base))
+        shrunk = shrink_for_time(base, size, rate, int(available_bytes(device) * MEMORY_FRACTION), budget)
+        if shrunk is None:
+            return None, spec, [], choice
+        overrides = shrunk
+    overrides = forced + overrides
     timed = respec(spec, overrides) if overrides else spec
     model = build_model(timed, device=device)
     trainer = Trainer(model, timed)
     ids, targets = batch(timed, size, device)
-    return time_steps(lambda: trainer.step((ids, targets)), device), timed, overrides
+    timing = time_steps(lambda: trainer.step((ids, targets)), device, budget=budget)
+    return timing, timed, overrides, choice
 
 
 # ---------------------------------------------------------------------------------------------- all
@@ -269,13 +305,14 @@ def measure(spec: Spec, device: torch.device, *, time: bool = True, time_budget:
         activations=count_saved(spec, size, device), peak=measure_peak(spec, size, device),
     )
     if time:
-        result.timing, result.timed_spec, result.time_overrides = measure_time(
+        result.timing, result.timed_spec, result.time_overrides, result.time_precision = measure_time(
             spec, size, device, time_budget, time_overrides)
         if result.timing is None:
             result.time_note = "not measured: no shrunk copy fits this machine; choose one with --time-set"
-        elif result.time_overrides:
-            result.time_note = ("chosen with --time-set" if time_overrides else
-                                "full size exceeds the time or memory budget")
+        elif time_overrides:
+            result.time_note = "chosen with --time-set"
+        elif len(result.time_overrides) > result.time_precision.fell_back:    # more than the precision
+            result.time_note = "full size exceeds the time or memory budget"
     else:
         result.time_note = "not measured (--no-time)"
     return result

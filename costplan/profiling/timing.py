@@ -1,7 +1,8 @@
 """Wall time of a training step (forward + backward + optimizer) on real tensors.
 
 The median of at least 10 timed steps after warm-up steps, with the spread (min, max, interquartile range),
-synchronising the device after each step so that queued GPU work is inside the step that issued it.
+synchronising the device after each step so that queued GPU work is inside the step that issued it. Given a
+wall-time budget, a slow step is timed fewer times (at least MIN_RUNS) so that the whole stays within it.
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ WARMUP = 3
 RUNS = 10
 MIN_TIMED_SECONDS = 0.5     # short steps are repeated up to this much wall time, for a stabler median
 MAX_RUNS = 200
+MIN_RUNS = 3                # a median of fewer says little
 
 
 @dataclass(frozen=True)
@@ -37,19 +39,35 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def time_steps(step: Callable[[], None], device: torch.device, runs: int = RUNS, warmup: int = WARMUP) -> Timing:
+def time_steps(step: Callable[[], None], device: torch.device, runs: int = RUNS, warmup: int = WARMUP,
+               budget: float | None = None) -> Timing:
     """Run `step` warmup times untimed, then at least `runs` (≥ 10) times timed, and more (up to MAX_RUNS)
-    while the timed steps add up to less than MIN_TIMED_SECONDS."""
+    while the timed steps add up to less than MIN_TIMED_SECONDS. With a `budget` (seconds, warm-up
+    included), stop before a step that would overrun it, after one warm-up and MIN_RUNS timed steps."""
     runs = max(runs, RUNS)
-    for _ in range(warmup):
-        step()
-    synchronize(device)
-    times: list[float] = []
-    while len(times) < runs or (sum(times) < MIN_TIMED_SECONDS and len(times) < MAX_RUNS):
+    started = time.perf_counter()
+    last = 0.0                          # the latest step's seconds: what the next one is expected to take
+
+    def run_one() -> float:
+        nonlocal last
         start = time.perf_counter()
         step()
         synchronize(device)
-        times.append(time.perf_counter() - start)
+        last = time.perf_counter() - start
+        return last
+
+    def over() -> bool:
+        return budget is not None and time.perf_counter() - started + last > budget
+
+    for i in range(warmup):
+        if i and over():
+            break
+        run_one()
+    times: list[float] = []
+    while len(times) < runs or (sum(times) < MIN_TIMED_SECONDS and len(times) < MAX_RUNS):
+        if len(times) >= MIN_RUNS and over():
+            break
+        times.append(run_one())
     quartiles = statistics.quantiles(times, n=4)
     return Timing(median=statistics.median(times), minimum=min(times), maximum=max(times),
                   iqr=quartiles[2] - quartiles[0], runs=len(times))

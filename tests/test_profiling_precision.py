@@ -1,0 +1,73 @@
+"""Timing where a precision is slow: the fallback decision on given rates, the time budget of a timed step,
+and calibrate's budget and reference precision. Rates and clocks are injected: nothing depends on how fast
+this machine is."""
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from costplan.profiling import calibrate, precision, timing  # noqa: E402
+
+CPU = torch.device("cpu")
+NO_BF16 = {"bf16": 0.9e9, "fp32": 60e9}         # AVX2 only: bf16 converted element by element
+NATIVE = {"bf16": 120e9, "fp32": 60e9}          # AMX / tensor cores
+
+
+@pytest.mark.parametrize("requested, rates, used", [
+    ("bf16", NO_BF16, "fp32"),
+    ("bf16", NATIVE, "bf16"),
+    ("fp16", {"fp16": 2e9, "fp32": 60e9}, "fp32"),
+    ("bf16", {"bf16": 30e9, "fp32": 60e9}, "bf16"),     # half the fp32 rate is still native enough
+    ("bf16", {"bf16": 29e9, "fp32": 60e9}, "fp32"),
+    ("fp32", {"fp32": 60e9}, "fp32"),
+    ("bf16", {}, "bf16"),                               # nothing probed: nothing to decide on
+])
+def test_choose(requested, rates, used):
+    choice = precision.choose(requested, rates)
+    assert choice.used == used and choice.fell_back == (used != requested)
+
+
+def test_timing_precision_probes_16_bit_specs_only(monkeypatch):
+    probed = []
+
+    def fake_probe(device, p):
+        probed.append(p)
+        return NO_BF16[p]
+
+    monkeypatch.setattr(precision, "probe", fake_probe)
+    assert precision.timing_precision("fp32", CPU).used == "fp32" and probed == []
+    assert precision.timing_precision("bf16", CPU).used == "fp32" and sorted(probed) == ["bf16", "fp32"]
+
+
+def _clock(monkeypatch, step_seconds: float = 1.0):
+    """A fake clock for timing.time_steps, and a step that advances it."""
+    now = [0.0]
+    monkeypatch.setattr(timing, "time", SimpleNamespace(perf_counter=lambda: now[0]))
+
+    def step() -> None:
+        now[0] += step_seconds
+    return step, now
+
+
+def test_a_slow_step_is_timed_within_the_budget(monkeypatch):
+    step, now = _clock(monkeypatch)
+    result = timing.time_steps(step, CPU, budget=6.0)
+    # 3 warm-ups (1 s each), then the 3 timed steps a median needs; a 7th step would end past 6 s
+    assert result.runs == timing.MIN_RUNS == 3 and now[0] == 6.0
+    step, now = _clock(monkeypatch)
+    assert timing.time_steps(step, CPU, budget=1.5).runs == 3 and now[0] == 4.0   # 1 warm-up, 3 timed
+    step, _ = _clock(monkeypatch)
+    assert timing.time_steps(step, CPU).runs == timing.RUNS                      # no budget: as before
+
+
+def test_calibrate_leaves_out_matmul_sizes_that_would_overrun(monkeypatch):
+    monkeypatch.setitem(calibrate.SIZES, "cpu", (64, 128, 256))
+    monkeypatch.setattr(calibrate, "time", SimpleNamespace(perf_counter=lambda: 0.0))
+    # 1 MFLOP/s: n = 128 takes (BEST_OF + 1) × 2 × 128³ / 1e6 ≈ 25 s
+    monkeypatch.setattr(calibrate, "matmul_rate", lambda n, p, d: 1e6)
+    assert list(calibrate.matmul_rates("bf16", CPU, seconds=20)) == [64]
+    assert list(calibrate.matmul_rates("bf16", CPU, seconds=30)) == [64, 128]
+    assert list(calibrate.matmul_rates("bf16", CPU, seconds=1e6)) == [64, 128, 256]

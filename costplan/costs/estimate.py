@@ -1,6 +1,7 @@
 """A whole spec → Estimate: sum the components over the concrete layers, then memory, time and cost."""
 from __future__ import annotations
 
+import functools
 from collections import Counter
 from dataclasses import replace
 
@@ -12,7 +13,7 @@ from costplan.costs.memory import element_bytes, is_mixed, optimizer_bytes
 from costplan.costs.norm import norm
 from costplan.costs.result import Estimate, Flops, Memory, Number, Parallelism, Params, Time
 from costplan.costs.time import SECONDS_PER_HOUR, gpu_hours, wall_clock_days
-from costplan.spec import Spec
+from costplan.spec import ModelSpec, Spec
 
 COMPONENTS = ("embedding", "attention", "mlp", "moe", "norms", "head")
 # Tokens per parameter when a spec gives no training.tokens: the compute-optimal ratio of Hoffmann et al.
@@ -30,8 +31,13 @@ def components(spec: Spec, shape: Shape | None = None, stage: int = 0, stages: i
     """Cost of one sequence by component, summed over every layer; or over the layers of one of `stages`
     equal runs of consecutive layers (a pipeline stage): the first holds the embedding, the last the final
     norm and the head."""
-    shape = shape or shape_of(spec)
-    model = spec.model
+    return dict(_components(spec.model, shape or shape_of(spec), stage, stages))
+
+
+# A sweep estimates many points that differ only in training or hardware settings: their models' costs are
+# computed once (ModelSpec and Shape are frozen, so hashable). Callers get a copy of the cached dict.
+@functools.lru_cache(maxsize=512)
+def _components(model: ModelSpec, shape: Shape, stage: int, stages: int) -> dict[str, Cost]:
     parts = {key: ZERO for key in COMPONENTS if key != "moe" or model.moe is not None}
     outer_norm = norm(model.norm, model.d_model, shape)
     outer_norm = replace(outer_norm, act_d_model=outer_norm.activations)

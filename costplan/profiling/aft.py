@@ -121,7 +121,6 @@ class AFT(nn.Module):
         ratio = num / den
         return ratio.view(b, hd, self.heads, s).permute(3, 0, 2, 1).reshape(s, b, self.width)
 
-
     def _step(self, k, v, cache):  # noqa: ANN001, ANN202
         """One new token (k, v: (1, b, W)) at position p: the state holds Σ exp(K)⊙V and Σ exp(K) over the
         tokens the bias no longer reaches (weight exp(0) = 1); the band's keys get their weight exp(w) (w the

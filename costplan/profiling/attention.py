@@ -33,6 +33,7 @@ class Positions(NamedTuple):
     bias: torch.Tensor | None      # (1, H, s, s) ALiBi bias with -inf above the diagonal, or None
     future: torch.Tensor | None    # (s, s) True above the diagonal: the keys a causal query may not see
     outside: torch.Tensor | None = None   # (s, s) True outside AFT-local's band (future keys included)
+    causal: bool = True            # False for a decode step: its one query may see every (earlier) key
 
 
 def explicit_core(q, k, v, pos: Positions, scale: float, heads: int, groups: int) -> torch.Tensor:  # noqa: ANN001
@@ -55,11 +56,10 @@ def explicit_core(q, k, v, pos: Positions, scale: float, heads: int, groups: int
 
 
 def sdpa_core(q, k, v, pos: Positions, scale: float, heads: int, groups: int) -> torch.Tensor:  # noqa: ANN001
-    """torch's fused attention; K/V heads are broadcast (enable_gqa), the output comes back in q's layout. A
-    single query (a decode step) sees every key it is given, so it needs no causal mask."""
+    """torch's fused attention; K/V heads are broadcast (enable_gqa), the output comes back in q's layout."""
     out = F.scaled_dot_product_attention(
         q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2),
-        attn_mask=pos.bias, is_causal=pos.bias is None and q.shape[1] > 1, scale=scale, enable_gqa=groups != heads)
+        attn_mask=pos.bias, is_causal=pos.bias is None and pos.causal, scale=scale, enable_gqa=groups != heads)
     return out.transpose(1, 2)
 
 

@@ -195,7 +195,7 @@ class Model(nn.Module):
             cos=None if self.cos is None else self.cos[p: p + 1],
             sin=None if self.sin is None else self.sin[p: p + 1],
             bias=None if self.alibi is None else self.alibi[None, :, p: p + 1, : p + 1],
-            future=None,
+            future=None, causal=False,
         )
 
     def forward(self, ids: torch.Tensor, cache=None) -> torch.Tensor:  # noqa: ANN001

@@ -129,3 +129,14 @@ def test_a_model_that_does_not_fit_has_no_times():
     est = inference.serve(costplan.load_spec("deepseek-v3", ["hardware.count=8", "serving.weights=fp8"]))
     assert not est.fits and est.memory.max_batch == 0
     assert est.latency.tpot_seconds is None and est.cost.usd_per_million_output_tokens is None
+
+
+def test_moe_decode_at_batch_1_reads_top_k_of_the_routed_experts():
+    # Mixtral 8x7B: 46,702,792,704 parameters, of which 32 layers × 8 experts × 3 × 4096 × 14336 routed
+    # (Jiang et al. 2024); on one H200 (4800 GB/s, the default 85% HBM efficiency) at batch 1 a step reads the
+    # rest and 2 of 8 experts per layer, and the cache at 1024 + 256/2 tokens of 128 KiB.
+    total, routed = 46_702_792_704, 32 * 8 * 3 * 4096 * 14336
+    est = inference.serve(costplan.load_spec("mixtral-8x7b", ["hardware.gpu=h200", "serving.batch=1"]))
+    read = 2 * (total - routed) + 2 * routed * 2 / 8 + 1152 * 128 * 1024
+    assert est.latency.decode_bound == "memory"
+    assert est.latency.tpot_seconds == pytest.approx(read / (4800e9 * 0.85), rel=1e-9)

@@ -33,6 +33,7 @@ from costplan import kernels
 from costplan.costs import Shape
 from costplan.costs import serving as sizes
 from costplan.costs.estimate import components
+from costplan.costs.time import SECONDS_PER_HOUR
 from costplan.hardware import GPU
 from costplan.spec import Spec, split_rules
 
@@ -268,12 +269,11 @@ def serve(spec: Spec) -> ServingEstimate:
     meets = (s.tpot_ms is None or tpot <= s.tpot_ms / 1000) and (s.ttft_ms is None or ttft <= s.ttft_ms / 1000)
     replicas = hw.count // tensor
     price = hw.usd_per_gpu_hour if hw.usd_per_gpu_hour is not None else gpu.usd_per_gpu_hour
-    usd_per_gpu_second = price / 3600
+    usd_per_gpu_second = price / SECONDS_PER_HOUR
     request = ttft + o * tpot / batch               # replica-seconds per request
     per_replica = 1 / request
     moe = spec.model.moe
     eff = replica.eff
-    ok = fits
     assumptions = ServingAssumptions(
         gpu=gpu.key, gpu_name=gpu.name, gpus=hw.count, tensor=tensor, replicas=replicas, prompt_tokens=p,
         output_tokens=o, decode_context=context, weights=s.weights,
@@ -295,18 +295,18 @@ def serve(spec: Spec) -> ServingEstimate:
     )
     return ServingEstimate(
         name=spec.name, fits=fits, meets_targets=meets, memory=memory,
-        latency=ServingLatency(ttft_seconds=ttft if ok else None, tpot_seconds=tpot if ok else None,
+        latency=ServingLatency(ttft_seconds=ttft if fits else None, tpot_seconds=tpot if fits else None,
                                prefill_bound=prefill_bound, decode_bound=decode_bound),
         throughput=ServingThroughput(
             batch=batch,
-            tokens_per_second_per_gpu=o * per_replica / tensor if ok else None,
-            requests_per_second=per_replica * replicas if ok else None,
-            requests_per_second_per_replica=per_replica if ok else None),
+            tokens_per_second_per_gpu=o * per_replica / tensor if fits else None,
+            requests_per_second=per_replica * replicas if fits else None,
+            requests_per_second_per_replica=per_replica if fits else None),
         cost=ServingCost(
-            usd_per_million_input_tokens=tensor * ttft / p * 1e6 * usd_per_gpu_second if ok else None,
-            usd_per_million_output_tokens=tensor * tpot / batch * 1e6 * usd_per_gpu_second if ok else None,
+            usd_per_million_input_tokens=tensor * ttft / p * 1e6 * usd_per_gpu_second if fits else None,
+            usd_per_million_output_tokens=tensor * tpot / batch * 1e6 * usd_per_gpu_second if fits else None,
             usd_per_gpu_hour=price,
-            gpus_for_rate=math.ceil(s.rate * request) * tensor if ok and s.rate else None),
+            gpus_for_rate=math.ceil(s.rate * request) * tensor if fits and s.rate else None),
         assumptions=assumptions,
     )
 

@@ -25,6 +25,8 @@ def profile_options(command):
                           "about how long a spec is timed."),
         click.option("--time-set", "time_set", multiple=True, metavar="KEY=VALUE",
                      help="Shrink the timed copy yourself instead (repeatable), e.g. model.n_layers=2."),
+        click.option("--serve", is_flag=True, help="Instead: serving measurements at the spec's serving settings "
+                     "(KV cache, prefill and decode FLOPs, weight bytes per format, decode step time)."),
         click.option("--nproc", metavar="N", help="Instead: train under torchrun on N processes with FSDP2 "
                      "(gloo on CPU, NCCL on GPUs) and compare each rank's parameter, gradient and optimizer "
                      "shards with the estimate at parallelism {data: N, zero: 3}."),
@@ -35,7 +37,7 @@ def profile_options(command):
 
 
 def measure_all(specs, device, batch, seq_len, overrides, gpu, gpus, tokens, mfu, tolerance_texts, detail,
-                no_time, time_budget, time_set, nproc=None):
+                no_time, time_budget, time_set, nproc=None, serve=False):
     """Load, measure and compare every spec: one record of raw values per spec, for tables.checks."""
     from costplan.profiling import require_torch
 
@@ -56,6 +58,10 @@ def measure_all(specs, device, batch, seq_len, overrides, gpu, gpus, tokens, mfu
     dev = resolve_device(device)
     if nproc is not None:
         return sharded_all(specs, loaded, all_overrides, nproc, dev)
+    if serve:
+        from costplan.profiling.serve import serve_records
+
+        return serve_records(loaded, dev, tolerances, time=not no_time, time_overrides=list(time_set))
     results = []
     for spec in loaded:
         m = measure(spec, dev, time=not no_time, time_budget=time_budget,
@@ -95,29 +101,30 @@ def sharded_all(sources, loaded, overrides, nproc_text, device):
 @click.command()
 @click.argument("specs", nargs=-1, required=True, metavar="SPEC_OR_PRESET...")
 @profile_options
-def profile(specs, device, batch, seq_len, fmt, detail, no_time, time_budget, time_set, nproc, overrides, gpu,
-            gpus, tokens, mfu) -> None:
+def profile(specs, device, batch, seq_len, fmt, detail, no_time, time_budget, time_set, serve, nproc, overrides,
+            gpu, gpus, tokens, mfu) -> None:
     """Build each spec's PyTorch model, measure it, and show estimate and measurement side by side."""
     from costplan import report, tables
 
     results = measure_all(specs, device, batch, seq_len, overrides, gpu, gpus, tokens, mfu, (), detail,
-                          no_time, time_budget, time_set, nproc)
+                          no_time, time_budget, time_set, nproc, serve)
     click.echo(report.render(tables.checks(results, detail), fmt))
 
 
 @click.command()
 @click.argument("specs", nargs=-1, required=True, metavar="SPEC_OR_PRESET...")
 @click.option("--tolerance", "tolerances", multiple=True, metavar="METRIC=X",
-              help="Relative tolerance per metric (params, flops, activations, peak, time), e.g. peak=0.2 or "
-                   "peak=20%. Defaults: params and flops exact, activations 5%, peak 10%, time 30%.")
+              help="Relative tolerance per metric (params, flops, activations, peak, time, kv_cache, weights), "
+                   "e.g. peak=0.2 or peak=20%. Defaults: params, flops, kv_cache and weights exact, activations "
+                   "5%, peak 10%, time 30%.")
 @profile_options
-def check(specs, tolerances, device, batch, seq_len, fmt, detail, no_time, time_budget, time_set, nproc,
+def check(specs, tolerances, device, batch, seq_len, fmt, detail, no_time, time_budget, time_set, serve, nproc,
           overrides, gpu, gpus, tokens, mfu) -> None:
     """Like profile, for CI: exit 0 when every measurement is within tolerance, 1 (listing them) when not."""
     from costplan import report, tables
 
     results = measure_all(specs, device, batch, seq_len, overrides, gpu, gpus, tokens, mfu, tolerances,
-                          detail, no_time, time_budget, time_set, nproc)
+                          detail, no_time, time_budget, time_set, nproc, serve)
     click.echo(report.render(tables.checks(results, detail), fmt))
     failed = tables.check_failures(results)
     for line in failed:

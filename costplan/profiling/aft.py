@@ -64,11 +64,18 @@ class AFT(nn.Module):
         if self.kind == "aft_conv":
             self.kernel = nn.Parameter(torch.zeros(model.n_heads, attention.window, **factory))
 
-    def forward(self, x: torch.Tensor, pos) -> torch.Tensor:  # noqa: ANN001
+    def forward(self, x: torch.Tensor, pos, cache=None) -> torch.Tensor:  # noqa: ANN001
+        """`cache` (generate.AFTCache): a prompt's K/V are stored (the ones its bias still reaches; the rest
+        summed into the running state) and the mixing runs as in training; a later single token is mixed
+        from the state and the cached band (`_step`)."""
         b, s, _ = x.shape
         xt = x.transpose(0, 1).contiguous()                      # (s, b, d): saved once, by all three
         q, k, v = self.q(xt), self.k(xt), self.v(xt)             # (s, b, W)
         gate = torch.sigmoid(q)
+        if cache is not None and cache.count:
+            return self.o(gate * self._step(k, v, cache)).transpose(0, 1)
+        if cache is not None:
+            cache.append(k.transpose(0, 1), v.transpose(0, 1))
         if self.kind == "aft_conv":
             ratio = self._conv(k, v, b, s)
         else:
@@ -113,6 +120,40 @@ class AFT(nn.Module):
         den = causal_conv(ek, weight) + ek.cumsum(-1)
         ratio = num / den
         return ratio.view(b, hd, self.heads, s).permute(3, 0, 2, 1).reshape(s, b, self.width)
+
+    def _step(self, k, v, cache):  # noqa: ANN001, ANN202
+        """One new token (k, v: (1, b, W)) at position p: the state holds Σ exp(K)⊙V and Σ exp(K) over the
+        tokens the bias no longer reaches (weight exp(0) = 1); the band's keys get their weight exp(w) (w the
+        bias, or the conv kernel's tap for their distance), one matmul per sum, as in training."""
+        b = k.shape[1]
+        p = cache.count
+        band_k, band_v = (t.to(k.dtype) for t in cache.append(k.transpose(0, 1), v.transpose(0, 1)))  # (b, n, W)
+        num, den = (t.to(k.dtype) for t in cache.state(b, self.width))
+        n = band_k.shape[1]
+        if n:
+            ek = torch.exp(band_k)
+            ekv = ek * band_v
+            keys = cache.positions()
+            if self.kind == "aft_conv":
+                hd = self.width // self.heads
+                weights = torch.exp(self.kernel[:, self.kernel.shape[-1] - 1 - (p - keys)]).unsqueeze(1)  # (H, 1, n)
+
+                def heads(t: torch.Tensor) -> torch.Tensor:         # (b, n, W) → (H, n, b·hd)
+                    return t.view(b, n, self.heads, hd).permute(2, 1, 0, 3).reshape(self.heads, n, b * hd)
+
+                def back(t: torch.Tensor) -> torch.Tensor:          # (H, 1, b·hd) → (b, W)
+                    return t.view(self.heads, b, hd).transpose(0, 1).reshape(b, self.width)
+
+                num, den = num + back(weights @ heads(ekv)), den + back(weights @ heads(ek))
+            else:
+                weights = torch.exp(self.w[p, keys]).unsqueeze(0)            # (1, n)
+
+                def flat(t: torch.Tensor) -> torch.Tensor:          # (b, n, W) → (n, b·W)
+                    return t.transpose(0, 1).reshape(n, b * self.width)
+
+                num = num + (weights @ flat(ekv)).view(b, self.width)
+                den = den + (weights @ flat(ek)).view(b, self.width)
+        return (num / den).unsqueeze(0)                                      # (1, b, W)
 
 
 MIXING = {"aft_full": AFT._full, "aft_local": AFT._local, "aft_simple": AFT._simple}

@@ -33,22 +33,25 @@ class Positions(NamedTuple):
     bias: torch.Tensor | None      # (1, H, s, s) ALiBi bias with -inf above the diagonal, or None
     future: torch.Tensor | None    # (s, s) True above the diagonal: the keys a causal query may not see
     outside: torch.Tensor | None = None   # (s, s) True outside AFT-local's band (future keys included)
+    causal: bool = True            # False for a decode step: its one query may see every (earlier) key
 
 
 def explicit_core(q, k, v, pos: Positions, scale: float, heads: int, groups: int) -> torch.Tensor:  # noqa: ANN001
     """softmax(QKᵀ·scale + mask)·V with the probabilities materialised. Grouped heads: the H query heads are
-    folded into G groups of H/G·s rows, so K and V keep their G heads (two bmm of (H/G·s × d)·(d × s))."""
+    folded into G groups of H/G·s rows, so K and V keep their G heads (two bmm of (H/G·s × d)·(d × n)).
+    Training has n = s keys; a decode step has one query and the n keys of its cache (no future mask)."""
     b, s, d = q.shape[0], q.shape[1], q.shape[3]
+    n = k.shape[1]
     per_group = heads // groups
     qg = q.reshape(b, s, groups, per_group, d).permute(0, 2, 3, 1, 4).reshape(b, groups, per_group * s, d)
-    scores = torch.matmul(qg, k.permute(0, 2, 3, 1)) * scale          # (b, G, H/G·s, s)
-    scores = scores.view(b, heads, s, s)
+    scores = torch.matmul(qg, k.permute(0, 2, 3, 1)) * scale          # (b, G, H/G·s, n)
+    scores = scores.view(b, heads, s, n)
     if pos.bias is not None:
         scores = scores + pos.bias
-    else:
+    elif pos.future is not None:
         scores = scores.masked_fill(pos.future, float("-inf"))
     probs = torch.softmax(scores, dim=-1)
-    out = torch.matmul(probs.view(b, groups, per_group * s, s), v.transpose(1, 2))  # (b, G, H/G·s, d_v)
+    out = torch.matmul(probs.view(b, groups, per_group * s, n), v.transpose(1, 2))  # (b, G, H/G·s, d_v)
     return out.view(b, groups, per_group, s, -1).permute(0, 3, 1, 2, 4)     # (b, s, G, H/G, d_v)
 
 
@@ -56,7 +59,7 @@ def sdpa_core(q, k, v, pos: Positions, scale: float, heads: int, groups: int) ->
     """torch's fused attention; K/V heads are broadcast (enable_gqa), the output comes back in q's layout."""
     out = F.scaled_dot_product_attention(
         q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2),
-        attn_mask=pos.bias, is_causal=pos.bias is None, scale=scale, enable_gqa=groups != heads)
+        attn_mask=pos.bias, is_causal=pos.bias is None and pos.causal, scale=scale, enable_gqa=groups != heads)
     return out.transpose(1, 2)
 
 
@@ -114,10 +117,16 @@ class Attention(nn.Module):
             self.q_norm = norm(model.norm, heads * d_head, **factory)
             self.k_norm = norm(model.norm, kv_heads * d_head, **factory)
         self.core = core
+        # A decode step's core: one query against every cached key. A block pattern decodes as its kernel
+        # kind (its window is the cache's rolling buffer); sparse patterns have no such cache (generate.py).
+        kind = getattr(core, "materialize", None)
+        self.decode_core = core if kind is None else CORES["explicit" if kind else "sdpa"]
         self.recompute_core = recompute_core
         self.scale = 1.0 / math.sqrt(d_head)
 
-    def forward(self, x: torch.Tensor, pos: Positions) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, pos: Positions, cache=None) -> torch.Tensor:  # noqa: ANN001
+        """`cache` (generate.TokenCache): a prompt's K/V are stored and its core runs as in training; a later
+        single token is appended and attends to the cached keys (`decode_core`)."""
         b, s, _ = x.shape
         q, k, v = self.q(x), self.k(x), self.v(x)
         if self.qk_norm == "full":
@@ -129,6 +138,13 @@ class Attention(nn.Module):
             q, k = self.q_norm(q), self.k_norm(k)
         if pos.cos is not None:
             q, k = rotate(q, pos.cos, pos.sin), rotate(k, pos.cos, pos.sin)
+        if cache is not None and cache.count:
+            keys, values = (t.to(q.dtype) for t in cache.append(k, v))
+            bias = None if pos.bias is None else pos.bias[..., cache.positions()]   # ALiBi: by key position
+            o = self.decode_core(q, keys, values, pos._replace(bias=bias), self.scale, self.heads, self.kv_heads)
+            return self.o(o.reshape(b, s, -1))
+        if cache is not None:
+            cache.append(k, v)
         if self.recompute_core:
             # Selective recomputation (Korthikanti et al. 2022 §5): keep q, k, v, rerun the core in backward.
             # The whole core, as Megatron does: torch's default early stop would skip the PV matmul, whose

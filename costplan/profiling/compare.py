@@ -32,7 +32,7 @@ Number = Union[int, float]
 
 # Relative tolerances by metric: parameters and FLOPs are integers, so any difference is a bug on one side.
 DEFAULT_TOLERANCES: dict[str, float] = {"params": 0.0, "flops": 0.0, "activations": 0.05, "peak": 0.10,
-                                        "time": 0.30}
+                                        "time": 0.30, "kv_cache": 0.0, "weights": 0.0}
 
 
 @dataclass(frozen=True)
@@ -199,3 +199,61 @@ def precision_note(choice: PrecisionChoice) -> str:
     if choice.fell_back:
         return f"timed in {choice.used}: {rates}"
     return f"timed in {choice.requested} although {rates}: {choice.why_not}"
+
+
+# ---------------------------------------------------------------------------------------------- serving
+def serve_checks(m, tolerances: Mapping[str, float] = DEFAULT_TOLERANCES) -> list[Check]:  # noqa: ANN001
+    """Serving measurements (profiling/serve.py) against costs/serving.py and the decode roofline."""
+    from costplan.costs import serving as sizes
+    from costplan.profiling.serve import decode_bytes_read
+
+    spec, tol = m.spec, tolerances.get
+    skip = m.unsupported
+    rows = [Check("kv_cache", f"KV cache, one sequence of {m.prompt + m.output} tokens ({m.kv_format})",
+                  sizes.kv_cache_bytes(spec, m.prompt + m.output, m.kv_format), m.kv_bytes, "bytes",
+                  tol("kv_cache"), note=skip)]
+    # The counter sees what the kernels execute: whole tiles of windowed patterns (convention 8).
+    parts = components(spec, replace(shape_of(spec), skip_masked_tiles=False))
+    tiles = sum(c.hw_fwd - c.flops for c in parts.values())
+    model_flops = sizes.prefill_flops(spec, m.prompt)
+    note = skip or "; ".join(filter(None, [
+        "logits of the last token only",
+        f"model FLOPs (keys a query may see) {report.flop(model_flops)}" if tiles else ""]))
+    rows.append(Check("flops", f"prefill FLOPs, {m.prompt}-token prompt (FlopCounterMode)", model_flops + tiles,
+                      m.prefill_flops, "flop", tol("flops"), note=note))
+    note = skip or "the new token attends to the cache and itself; logits included"
+    if not skip and spec.model.attention.type == "mla":
+        note += ("; MLA decodes in latent space (W_UK, W_UV absorbed, DeepSeek-V2 §2.1.3): 2·H·(2·d_c + r) "
+                 "FLOPs per key and layer, against 2·H·(d_nope + r + d_v) for expanded K/V as estimated")
+    rows.append(Check("flops", f"decode FLOPs, one token at context {m.context}", sizes.decode_flops(spec, m.context),
+                      m.decode_flops, "flop", tol("flops"), note=note))
+    for fmt in sizes.WEIGHT_FORMATS:
+        scales = {"fp8": "an fp32 scale per matrix", "int8": "a 16-bit scale per output row",
+                  "int4": f"a 16-bit scale per {m.group_size} inputs"}.get(fmt, "every tensor")
+        rows.append(Check("weights", f"weights stored as {fmt}", sizes.weight_bytes(spec, fmt, m.group_size),
+                          m.weight_bytes[fmt], "bytes", tol("weights"),
+                          note=f"{scales}" + ("; embeddings, head, norms, biases, routers in bf16"
+                                              if fmt != "bf16" else "")))
+    rows.append(_decode_time_check(m, tol("time"), decode_bytes_read))
+    return rows
+
+
+def _decode_time_check(m, tolerance: float | None, bytes_read) -> Check:  # noqa: ANN001
+    """Measured decode step against bytes read / bandwidth, on hardware calibrated for this device."""
+    item = f"decode step time at context {m.context}, batch 1"
+    if m.timing is None:
+        return Check("time", item, None, None, "seconds", tolerance, note=m.time_note)
+    spec = m.timed_spec
+    gpu = spec.gpu
+    element = 4 if m.timed_dtype == "float32" else 2
+    read = bytes_read(spec, m.context, element)
+    notes = [f"median of {m.timing.runs}, IQR ±{100 * m.timing.spread / 2:.0f}%, {m.timed_dtype}",
+             f"{report.size(read)} read / {report.number(gpu.memory_bandwidth_gbs)} GB/s"]
+    if m.time_overrides:
+        notes.append("timed with --set " + " ".join(m.time_overrides))
+    if gpu.calibrated_on != m.device_name:
+        notes.append(f"not compared: hardware.gpu {gpu.key} was not calibrated on this device "
+                     "(costplan calibrate)")
+        tolerance = None
+    return Check("time", item, read / (gpu.memory_bandwidth_gbs * 1e9), m.timing.median, "seconds", tolerance,
+                 note="; ".join(notes))

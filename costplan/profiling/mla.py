@@ -43,7 +43,9 @@ class LatentAttentionModule(nn.Module):
         self.parts = [Part(slice(0, heads), query_tiles(seq_len, slice(0, seq_len)))]
         self.scale = 1.0 / math.sqrt(d_qk)
 
-    def forward(self, x: torch.Tensor, pos) -> torch.Tensor:  # noqa: ANN001
+    def forward(self, x: torch.Tensor, pos, cache=None) -> torch.Tensor:  # noqa: ANN001
+        """`cache` (generate.TokenCache of [c_kv, k_rope]): a prompt's latents are stored and its core runs as
+        in training; a later single token attends in latent space (`_absorbed`)."""
         b, s, _ = x.shape
         if hasattr(self, "q_up"):
             q = self.q_up(self.q_norm(self.q_down(x)))
@@ -51,14 +53,33 @@ class LatentAttentionModule(nn.Module):
             q = self.q(x)
         q = q.view(b, s, self.heads, self.nope + self.rope)
         latent = self.kv_down(x)                                          # (b, s, d_c + r)
-        c_kv, k_rope = latent[..., : self.latent], latent[..., self.latent:]
-        kv = self.kv_up(self.kv_norm(c_kv)).view(b, s, self.heads, self.nope + self.v_dim)
-        k_nope, v = kv[..., : self.nope], kv[..., self.nope:]
+        c_kv, k_rope = self.kv_norm(latent[..., : self.latent]), latent[..., self.latent:]
         q_nope, q_rope = q[..., : self.nope], q[..., self.nope:]
         k_rope = k_rope.view(b, s, 1, self.rope)
         if pos.cos is not None:
             q_rope, k_rope = rotate(q_rope, pos.cos, pos.sin), rotate(k_rope, pos.cos, pos.sin)
+        if cache is not None and cache.count:
+            return self.o(self._absorbed(q_nope, q_rope, c_kv, k_rope, cache).reshape(b, s, -1))
+        if cache is not None:
+            cache.append(c_kv, k_rope.view(b, s, self.rope))
+        kv = self.kv_up(c_kv).view(b, s, self.heads, self.nope + self.v_dim)
+        k_nope, v = kv[..., : self.nope], kv[..., self.nope:]
         q = torch.cat([q_nope, q_rope], dim=-1)
         k = torch.cat([k_nope, k_rope.expand(b, s, self.heads, self.rope)], dim=-1)
         o = block_attention(q, k, v, self.parts, self.scale, False)
         return self.o(o.reshape(b, s, -1))
+
+    def _absorbed(self, q_nope, q_rope, c_kv, k_rope, cache) -> torch.Tensor:  # noqa: ANN001
+        """One new token against the cached latents, W_UK absorbed into the query and W_UV into the output
+        (DeepSeek-V2 §2.1.3): keys and values are never expanded per head. Per layer and key that is
+        2·H·(2·d_c + r) FLOPs instead of 2·H·(d_nope + r + d_v) for expanded K/V."""
+        b = q_nope.shape[0]
+        c_all, r_all = (t.to(q_nope.dtype) for t in cache.append(c_kv, k_rope.view(b, 1, self.rope)))
+        w = self.kv_up.weight.view(self.heads, self.nope + self.v_dim, self.latent)
+        w_uk, w_uv = w[:, : self.nope], w[:, self.nope:]                  # (H, n, d_c), (H, v, d_c)
+        q_latent = torch.matmul(q_nope.reshape(b, self.heads, self.nope).transpose(0, 1), w_uk)   # (H, b, d_c)
+        scores = (torch.matmul(q_latent.transpose(0, 1), c_all.transpose(1, 2))                   # (b, H, n)
+                  + torch.matmul(q_rope.reshape(b, self.heads, self.rope), r_all.transpose(1, 2))) * self.scale
+        probs = torch.softmax(scores.float(), dim=-1).to(c_all.dtype)
+        o_latent = torch.matmul(probs, c_all)                                                     # (b, H, d_c)
+        return torch.matmul(o_latent.transpose(0, 1), w_uv.transpose(1, 2)).transpose(0, 1)      # (b, H, v)

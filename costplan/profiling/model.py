@@ -62,10 +62,11 @@ class Embedding(nn.Module):
             ids = torch.arange(model.max_seq_len, device=factory.get("device"))
             self.register_buffer("position_ids", ids, persistent=False)
 
-    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+    def forward(self, ids: torch.Tensor, start: int = 0) -> torch.Tensor:
+        """Tokens at positions start, start + 1, … (start > 0: after the tokens of a cache)."""
         x = self.token(ids)
         if self.position is not None:
-            x = x + self.position(self.position_ids[: ids.shape[1]])
+            x = x + self.position(self.position_ids[start: start + ids.shape[1]])
         return x
 
 
@@ -99,8 +100,8 @@ class Block(nn.Module):
         else:
             self.mlp = MLP(model.mlp, model.d_model, layer.d_ff, model.bias, **factory)
 
-    def forward(self, x: torch.Tensor, pos: Positions) -> torch.Tensor:
-        x = x + self.attention(self.norms["attention"](x), pos)
+    def forward(self, x: torch.Tensor, pos: Positions, cache=None) -> torch.Tensor:  # noqa: ANN001
+        x = x + self.attention(self.norms["attention"](x), pos, cache)
         block = self.moe if hasattr(self, "moe") else self.mlp
         return x + block(self.norms["mlp"](x))
 
@@ -188,15 +189,34 @@ class Model(nn.Module):
             outside=None if self.outside is None else self.outside[:s, :s],
         )
 
-    def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        if self.patterned and ids.shape[1] != self.seq_len:
+    def decode_positions(self, p: int) -> Positions:
+        """Views for one new token at position p, which sees every cached key (no future mask)."""
+        return Positions(
+            cos=None if self.cos is None else self.cos[p: p + 1],
+            sin=None if self.sin is None else self.sin[p: p + 1],
+            bias=None if self.alibi is None else self.alibi[None, :, p: p + 1, : p + 1],
+            future=None, causal=False,
+        )
+
+    def forward(self, ids: torch.Tensor, cache=None) -> torch.Tensor:  # noqa: ANN001
+        """Logits of every position; with a `cache` (generate.Cache), logits of the last position only: an
+        empty cache takes a prompt, a filled one a single next token (see generate.py)."""
+        start = 0 if cache is None else cache.length
+        if start and ids.shape[1] != 1:
+            raise CostplanError(f"a filled cache takes one token at a time, got {ids.shape[1]}")
+        if not start and self.patterned and ids.shape[1] != self.seq_len:
             # Block patterns and AFT-local's tiles are laid out for the spec's training.seq_len.
             raise CostplanError(f"this model was built for sequences of {self.seq_len} tokens (training.seq_len), "
                                 f"got {ids.shape[1]}")
-        pos = self.positions(ids.shape[1])
-        x = self.embedding(ids)
+        pos = self.decode_positions(start) if start else self.positions(ids.shape[1])
+        x = self.embedding(ids, start)
         if "embedding" in self.norms:
             x = self.norms["embedding"](x)
+        if cache is not None:
+            for block, layer_cache in zip(self.layers, cache.layers):
+                x = block(x, pos, layer_cache)
+            cache.length += ids.shape[1]
+            return self.head(self.norms["final"](x[:, -1:]))      # generation needs the next token only
         for block in self.layers:
             if self.recompute == "full":
                 # Full recomputation: each layer keeps only its input and reruns its whole forward in backward

@@ -72,6 +72,8 @@ def _op_list(ops: Mapping[str, int]) -> str:
 
 def check_title(result: Mapping[str, Any]) -> str:
     r = result
+    if r.get("title"):          # a record that describes itself (profile --serve)
+        return r["title"]
     return (f"{r['name']}: estimate vs {r['device']} ({r['device_name']}), batch {r['batch']} × {r['seq_len']} "
             f"tokens, {r['precision']}, recompute {r['recompute']}")
 

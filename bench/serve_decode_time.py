@@ -1,0 +1,71 @@
+"""Decode step time of the reference model against the memory-bandwidth roofline (`costplan profile --serve`).
+
+Each round measures this machine's copy bandwidth the way `costplan calibrate` does (its fp32 matmul rates too,
+but not its reference training step, which runs in bf16 and takes tens of minutes on a CPU without native bf16
+matmuls), writes it as a hardware file, and right away runs `costplan profile --serve` against it, so that the
+bandwidth and the decode steps see the same load on a shared machine. Prints one markdown row per spec and
+round. Run from the project's root:
+
+    OMP_NUM_THREADS=1 python bench/serve_decode_time.py [ROUNDS]
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+
+from costplan import report
+from costplan.profiling.calibrate import SIZES, Calibration, _total_ram, copy_bandwidth, hardware_entry, matmul_rate
+from costplan.profiling.measure import describe
+
+# Decode is timed on copies large enough that a step reads ~0.6-0.8 GB of fp32 weights, far beyond the CPU's
+# caches, so that reading them, not per-op overhead, takes the time.
+SIZE = ["model.d_model=2048", "model.n_layers=4"]
+SPECS = {
+    "flash": SIZE + ["model.d_ff=8192"],                      # GQA, SwiGLU, RoPE
+    "dense": SIZE + ["model.d_ff=8192"],                      # MHA, GELU, learned positions, tied head
+    "mla": SIZE + ["model.d_ff=8192"],
+    "sliding-window": SIZE + ["model.d_ff=8192"],
+    "moe": SIZE + ["model.moe.d_ff_expert=4096"],             # top-2 of 4: a step reads half the experts
+    "aft-simple": SIZE + ["model.d_ff=8192"],
+}
+
+
+def hardware_file(folder: Path) -> Path:
+    cpu = torch.device("cpu")
+    rates = {"fp32": {n: matmul_rate(n, "fp32", cpu) for n in SIZES["cpu"]}}
+    calibration = Calibration(device=describe(cpu), rates=rates, bandwidth=copy_bandwidth(cpu), interconnect=None,
+                              memory_bytes=_total_ram(), mfu=0.5, mfu_source="not measured (bandwidth only)")
+    path = folder / "cpu.yaml"
+    path.write_text(report.hardware_yaml(hardware_entry(calibration), "bench/serve_decode_time.py"))
+    return path
+
+
+def main(rounds: int) -> None:
+    print("| spec | round | bytes read per step | bandwidth | predicted | measured (median) | IQR | error |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    with tempfile.TemporaryDirectory() as folder:
+        for round_ in range(1, rounds + 1):
+            hardware = hardware_file(Path(folder))
+            for name, overrides in SPECS.items():
+                command = ["costplan", "profile", "--serve", f"specs/ci/{name}.yaml", "--set",
+                           "training.precision=fp32", "--gpu", str(hardware), "--format", "json"]
+                for override in overrides:
+                    command += ["--time-set", override]
+                out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+                record = json.loads(out)[0]
+                row = record["checks"][-1]
+                note = dict(part.split(" bytes read / ") for part in row["note"].split("; ") if "bytes read" in part)
+                (read, bandwidth), = note.items()
+                iqr = record["timing"]["iqr_s"] / record["timing"]["median_s"] / 2
+                print(f"| ci-{name} | {round_} | {int(read) / 1e6:.0f} MB | {bandwidth} | "
+                      f"{1e3 * row['estimate']:.1f} ms | {1e3 * row['measured']:.1f} ms | ±{100 * iqr:.0f}% | "
+                      f"{100 * row['relative_error']:+.0f}% |", flush=True)
+
+
+if __name__ == "__main__":
+    main(int(sys.argv[1]) if len(sys.argv) > 1 else 3)

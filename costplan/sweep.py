@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from costplan import scaling, yamlio
-from costplan.costs.estimate import estimate
+from costplan.costs.estimate import estimate, shared_components
 from costplan.costs.inference import ServingEstimate, serve
 from costplan.costs.result import Estimate
 from costplan.errors import CostplanError, SpecError, printable
@@ -120,20 +120,21 @@ def run(raw: RawSpec, axes: Sequence[Axis], overrides: Iterable[str] = (), law: 
     overrides = list(overrides)
     points, problems = [], {}
     combos = itertools.product(*(range(len(axis.values)) for axis in axes))
-    for combo in itertools.islice(combos, limit):
-        sets = [f"{axis.key}={axis.texts[i]}" for axis, i in zip(axes, combo)]
-        try:
-            spec = raw.validate([*overrides, *sets])
-        except SpecError as exc:
-            for problem in exc.problems:
-                problems.setdefault(problem, f"{raw.label} [{', '.join(sets)}]: {problem}")
-            continue
-        result = estimate(spec, law)
-        values = {name: get(result) for name, get in COLUMNS.items()}
-        if serving:
-            served = serve(spec)
-            values.update({name: get(served) for name, get in SERVING_COLUMNS.items()})
-        points.append(Point({axis.key: axis.values[i] for axis, i in zip(axes, combo)}, combo, values))
+    with shared_components():
+        for combo in itertools.islice(combos, limit):
+            sets = [f"{axis.key}={axis.texts[i]}" for axis, i in zip(axes, combo)]
+            try:
+                spec = raw.validate([*overrides, *sets])
+            except SpecError as exc:
+                for problem in exc.problems:
+                    problems.setdefault(problem, f"{raw.label} [{', '.join(sets)}]: {problem}")
+                continue
+            result = estimate(spec, law)
+            values = {name: get(result) for name, get in COLUMNS.items()}
+            if serving:
+                served = serve(spec)
+                values.update({name: get(served) for name, get in SERVING_COLUMNS.items()})
+            points.append(Point({axis.key: axis.values[i] for axis, i in zip(axes, combo)}, combo, values))
     if problems:
         raise CostplanError("\n".join(problems.values()))
     return points

@@ -31,12 +31,3 @@ def run():
 
     return invoke
 
-
-@pytest.fixture(autouse=True)
-def fresh_component_costs():
-    """Tests that monkeypatch a cost formula must not see costs cached under the real one (or leave theirs)."""
-    from costplan.costs.estimate import _components
-
-    _components.cache_clear()
-    yield
-    _components.cache_clear()

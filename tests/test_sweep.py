@@ -93,3 +93,23 @@ def test_a_million_points_need_a_limit(run):
         "Error: --vary: 1,000,000 points; more than 100,000 need --limit N (the first N points are evaluated)"]
     data = json.loads(run("sweep", TINY, *args, "--limit", "5", "--format", "json").stdout)
     assert len(data) == 5
+
+
+def test_points_sharing_a_model_get_the_costs_of_their_own_shape(run):
+    # Points share component costs only when model and shape are equal: precision, recompute and seq_len change
+    # the shape, micro-batch and pipeline stages do not; each point must equal an estimate made on its own.
+    varies = ["training.precision=bf16,fp32", "training.recompute=none,full", "training.seq_len=64,128",
+              "training.micro_batch_size=1,2"]
+    args = ["sweep", TINY, "--gpus", "2", "--set", "parallelism.pipeline=2", "--set", "model.n_layers=2",
+            "--format", "json"]
+    for vary in varies:
+        args += ["--vary", vary]
+    data = json.loads(run(*args).stdout)
+    assert len(data) == 16
+    for d in data:
+        sets = [f"{key}={d[key]}" for key in ("training.precision", "training.recompute", "training.seq_len",
+                                                "training.micro_batch_size")]
+        e = costplan.estimate(costplan.load_spec(TINY, ["hardware.count=2", "parallelism.pipeline=2",
+                                                        "model.n_layers=2", *sets]))
+        assert (d["training_flops"], d["memory_per_gpu"], d["gpu_hours"]) == (
+            e.flops.training_total, e.memory.total_per_gpu, e.time.gpu_hours), sets

@@ -1,8 +1,9 @@
 """A whole spec → Estimate: sum the components over the concrete layers, then memory, time and cost."""
 from __future__ import annotations
 
-import functools
+import contextlib
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import replace
 
 from costplan import scaling
@@ -31,12 +32,30 @@ def components(spec: Spec, shape: Shape | None = None, stage: int = 0, stages: i
     """Cost of one sequence by component, summed over every layer; or over the layers of one of `stages`
     equal runs of consecutive layers (a pipeline stage): the first holds the embedding, the last the final
     norm and the head."""
-    return dict(_components(spec.model, shape or shape_of(spec), stage, stages))
+    key = (spec.model, shape or shape_of(spec), stage, stages)
+    if _shared is None:
+        return _components(*key)
+    if key not in _shared:
+        _shared[key] = _components(*key)
+    return dict(_shared[key])
 
 
-# A sweep estimates many points that differ only in training or hardware settings: their models' costs are
-# computed once (ModelSpec and Shape are frozen, so hashable). Callers get a copy of the cached dict.
-@functools.lru_cache(maxsize=512)
+# Inside `shared_components()` (a sweep), points whose models and shapes are equal share their component costs:
+# many points differ only in training or hardware settings. ModelSpec and Shape are frozen, so they are keys.
+_shared: dict | None = None
+
+
+@contextlib.contextmanager
+def shared_components() -> Iterator[None]:
+    """Compute each (model, shape, stage) once while the block runs."""
+    global _shared
+    previous, _shared = _shared, {}
+    try:
+        yield
+    finally:
+        _shared = previous
+
+
 def _components(model: ModelSpec, shape: Shape, stage: int, stages: int) -> dict[str, Cost]:
     parts = {key: ZERO for key in COMPONENTS if key != "moe" or model.moe is not None}
     outer_norm = norm(model.norm, model.d_model, shape)

@@ -46,7 +46,8 @@ def test_max_batch_is_what_is_left_after_weights_and_reserve():
 def test_decode_at_batch_1_reads_the_weights_and_one_cache():
     est = llama("serving.batch=1", "serving.prompt_tokens=1000", "serving.output_tokens=200")
     context = 1100                                    # prompt + output / 2
-    read = WEIGHT_BYTES + context * KV_PER_TOKEN
+    # every weight once, except the untied input embedding: its lookup gathers the new token's row only
+    read = WEIGHT_BYTES - 2 * V * D + 2 * D + context * KV_PER_TOKEN
     flops = 2 * LAYER_WEIGHTS + 2 * D * V + L * 4 * D * (context + 1)
     assert flops / (PEAK * GEMM) < read / (BW * HBM)  # memory-bound, as decode at batch 1 is
     assert est.latency.decode_bound == "memory"
@@ -60,7 +61,7 @@ def test_prefill_of_one_tile_by_hand():
     matmul = 2 * p * LAYER_WEIGHTS + 2 * D * V        # logits for the last token only
     core = L * 4 * D * p * p
     compute = matmul / (PEAK * GEMM) + core / (PEAK * ATTN)
-    memory = WEIGHT_BYTES / (BW * HBM)
+    memory = (WEIGHT_BYTES - 2 * V * D + 2 * p * D) / (BW * HBM)   # the embedding rows of p tokens
     assert est.latency.ttft_seconds == pytest.approx(max(compute, memory), rel=1e-12)
 
 
@@ -148,7 +149,8 @@ def test_moe_decode_at_batch_1_reads_top_k_of_the_routed_experts():
     # rest and 2 of 8 experts per layer, and the cache at 1024 + 256/2 tokens of 128 KiB.
     total, routed = 46_702_792_704, 32 * 8 * 3 * 4096 * 14336
     est = inference.serve(costplan.load_spec("mixtral-8x7b", ["hardware.gpu=h200", "serving.batch=1"]))
-    read = 2 * (total - routed) + 2 * routed * 2 / 8 + 1152 * 128 * 1024
+    vocab, d = 32000, 4096                            # the untied embedding: one row looked up
+    read = 2 * (total - routed) - 2 * vocab * d + 2 * d + 2 * routed * 2 / 8 + 1152 * 128 * 1024
     assert est.latency.decode_bound == "memory"
     assert est.latency.tpot_seconds == pytest.approx(read / (4800e9 * 0.85), rel=1e-9)
 
@@ -171,7 +173,7 @@ def test_int8_weights_stream_at_their_kernels_efficiency():
     # embeddings, head and norms and the cache at 1152 tokens at the HBM efficiency (0.88).
     est = llama("serving.weights=int8", "serving.batch=1")
     quantized = LAYER_WEIGHTS + 32 * 42_496 * 2
-    streamed = (WEIGHT_BYTES - 2 * LAYER_WEIGHTS) + 1152 * KV_PER_TOKEN
+    streamed = (WEIGHT_BYTES - 2 * LAYER_WEIGHTS) - 2 * V * D + 2 * D + 1152 * KV_PER_TOKEN
     assert est.latency.decode_bound == "memory"
     assert est.latency.tpot_seconds == pytest.approx(streamed / (BW * HBM) + quantized / (BW * 0.38), rel=1e-9)
     assert est.assumptions.efficiencies["weight_memory"].value == 0.38

@@ -173,6 +173,8 @@ class Replica:
     weights: int                 # bytes of the whole model
     sixteen_bit: int             # bytes of the weights no format quantizes (embeddings, head, norms, routers)
     routed: int                  # bytes of the routed experts among the quantized ones
+    lookup_table: int            # bytes of untied embedding tables, of which a pass reads only its tokens' rows
+    lookup_rows: int             # rows of those tables (vocabulary, and learned positions)
     weight_memory: float         # HBM efficiency of the kernels that read the quantized weights
     allreduce_latency: float     # seconds of one small all-reduce among the replica's GPUs
 
@@ -188,11 +190,13 @@ class Replica:
         """Bytes of 16-bit and of quantized weights that one forward pass of `tokens` tokens reads, over the
         whole replica (for MoE only the routed experts its tokens touch)."""
         quantized = self.weights - self.sixteen_bit
+        # An embedding lookup gathers one row per token; a tied table is read whole by the LM head anyway.
+        unread = self.lookup_table * (1 - min(1.0, tokens / self.lookup_rows)) if self.lookup_rows else 0.0
         moe = self.spec.model.moe
         if moe is not None:
             touched = expected_experts(moe.n_experts, moe.top_k, tokens) / moe.n_experts
             quantized -= self.routed * (1 - touched)
-        return self.sixteen_bit, quantized
+        return self.sixteen_bit - unread, quantized
 
     def phase(self, matmul: float, attention: float, streamed: float, quantized: float,
               tokens: int) -> tuple[float, str]:
@@ -213,9 +217,13 @@ def _replica(spec: Spec, parts: sizes.Parts, tensor: int, weights: int) -> Repli
     rest = (_params(parts) - q.matrix_params) * sizes.SIXTEEN_BIT
     per_weight = (weights - rest) / q.matrix_params if q.matrix_params else sizes.SIXTEEN_BIT
     routed = sum(c.routed_params for c in parts(ONE_TOKEN).values())
+    m = spec.model
+    untied = not m.tie_embeddings
     return Replica(spec=spec, tensor=tensor, peak=gpu.peak_flops(compute_precision(gpu, s.weights)),
                    bandwidth=gpu.memory_bandwidth_gbs * 1e9, link=link, eff=eff, weights=weights,
                    sixteen_bit=rest, routed=round(routed * per_weight),
+                   lookup_table=parts(ONE_TOKEN)["embedding"].params * sizes.SIXTEEN_BIT if untied else 0,
+                   lookup_rows=(m.vocab_size + (m.max_seq_len if m.position == "learned" else 0)) if untied else 0,
                    weight_memory=eff.weight_memory(s.weights).value,
                    allreduce_latency=eff.allreduce_latency(tensor, gpu.node_size).value * 1e-6)
 

@@ -167,6 +167,11 @@ class ParallelismSpec(Section):
     micro_batches: Count | None = None   # per step; None: global_batch_size / (micro_batch_size × data), or 1
 
 
+# Without a parallelism section every GPU holds the whole model; built once (the section is frozen), as the
+# cost model asks for it many times per estimate.
+NO_PARALLELISM = ParallelismSpec()
+
+
 # ---------------------------------------------------------------------------------------------- serving
 DEFAULT_PROMPT_TOKENS, DEFAULT_OUTPUT_TOKENS = 1024, 256
 
@@ -254,7 +259,7 @@ class Spec(Section):
     @property
     def parallel(self) -> ParallelismSpec:
         """The parallelism section, or the default (pure data parallelism over every GPU, no sharding)."""
-        return self.parallelism or ParallelismSpec()
+        return self.parallelism or NO_PARALLELISM
 
     @property
     def data_parallel(self) -> int:

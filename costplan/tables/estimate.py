@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from costplan.report import (Block, Row, Table, count, flop, flops_rate, human, number, percent, plural, price,
                              ratio, sectioned, seconds, size, zero_stage)
@@ -140,21 +140,27 @@ COMPARED = [
 def compare(results: Sequence[Estimate], baseline: int) -> Table:
     """Specs as columns, metrics as rows, each value with its ratio to the baseline column; JSON the estimates,
     CSV one row per metric."""
-    names = [e.name for e in results]
+    return side_by_side([e.name for e in results], results, COMPARED, baseline, [e.model_dump() for e in results])
+
+
+def side_by_side(names: Sequence[str], items: Sequence[Any], metrics: Sequence[tuple[str, str, Any]],
+                 baseline: int, records: Any) -> Table:
+    """One column per item, one row per (label, unit, value of an item) metric, each value with its ratio to
+    the baseline column; CSV one row per metric."""
     body = []
-    for label, unit, get in COMPARED:
-        base = get(results[baseline])
+    for label, unit, get in metrics:
+        base = get(items[baseline])
         cells = []
-        for index, e in enumerate(results):
-            value = human(get(e), unit)
+        for index, item in enumerate(items):
+            value, cell = get(item), human(get(item), unit)
             if index != baseline:
-                value += f" ({ratio(get(e) / base)})" if base else " (—)"
-            cells.append(value)
+                cell += f" ({ratio(value / base)})" if base and value is not None else " (—)"
+            cells.append(cell)
         body.append([label, *cells])
     headers = ["", *(f"{n} (baseline)" if i == baseline else n for i, n in enumerate(names))]
-    return Table([Block(headers, body, align=right_after_first(headers))], [e.model_dump() for e in results],
-                 flat=[{"metric": label, **{n: get(e) for n, e in zip(names, results)}}
-                       for label, _, get in COMPARED])
+    return Table([Block(headers, body, align=right_after_first(headers))], records,
+                 flat=[{"metric": label, **{n: get(item) for n, item in zip(names, items)}}
+                       for label, _, get in metrics])
 
 
 def right_after_first(headers: Sequence[str]) -> tuple[str, ...]:

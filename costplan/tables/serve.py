@@ -6,8 +6,8 @@ import dataclasses
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from costplan.report import Block, Row, Table, flatten, flops_rate, human, percent, ratio, sectioned, seconds, size, usd
-from costplan.tables.estimate import COMPARED, SWEEP_UNITS, right_after_first
+from costplan.report import Block, Row, Table, flatten, flops_rate, human, percent, sectioned, seconds, size, usd
+from costplan.tables.estimate import COMPARED, SWEEP_UNITS, side_by_side
 
 if TYPE_CHECKING:
     from costplan.costs.inference import ServingEstimate
@@ -142,21 +142,8 @@ def compare(estimates: Sequence[Estimate], servings: Sequence[ServingEstimate], 
     pairs = list(zip(estimates, servings))
     metrics = [(label, unit, lambda p, get=get: get(p[0])) for label, unit, get in COMPARED]
     metrics += [(label, unit, lambda p, get=get: get(p[1])) for label, unit, get in SERVING_COMPARED]
-    names = [e.name for e in estimates]
-    body = []
-    for label, unit, get in metrics:
-        base = get(pairs[baseline])
-        cells = []
-        for index, pair in enumerate(pairs):
-            value, cell = get(pair), human(get(pair), unit)
-            if index != baseline:
-                cell += f" ({ratio(value / base)})" if base and value is not None else " (—)"
-            cells.append(cell)
-        body.append([label, *cells])
-    headers = ["", *(f"{n} (baseline)" if i == baseline else n for i, n in enumerate(names))]
-    return Table([Block(headers, body, align=right_after_first(headers))],
-                 [{**e.model_dump(), "serving": s.model_dump()} for e, s in pairs],
-                 flat=[{"metric": label, **{n: get(p) for n, p in zip(names, pairs)}} for label, _, get in metrics])
+    return side_by_side([e.name for e in estimates], pairs, metrics, baseline,
+                        [{**e.model_dump(), "serving": s.model_dump()} for e, s in pairs])
 
 
 def sweep(points: Sequence[Point], keys: Sequence[str]) -> Table:

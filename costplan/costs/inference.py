@@ -129,7 +129,7 @@ class ServingEstimate(_Result):
 
 
 NOT_MODELLED = ("queueing and scheduling delays, prefill interrupting decode, a fixed cost per kernel launch, "
-                "MLA's weight absorption, speculative decoding, prefix caching, pipeline and expert parallelism")
+                "speculative decoding, prefix caching, pipeline and expert parallelism")
 QUANTIZED_NOTE = {
     "bf16": "nothing: every tensor in bf16",
     "fp8": "attention, MLP and expert matrices in fp8 with an fp32 scale each; embeddings, head, norms, "

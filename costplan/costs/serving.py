@@ -131,5 +131,18 @@ def decode_flops(spec: Spec | Parts, context: int) -> int:
     """
     if context < 0:
         raise CostplanError(f"the context must be 0 or more tokens, got {context}")
+    parts = parts_of(spec)
     tokens = context + 1
-    return _whole(parts_of(spec)(Shape(seq_len=tokens, act_bytes=SIXTEEN_BIT))).flops // tokens
+    return _whole(parts(Shape(seq_len=tokens, act_bytes=SIXTEEN_BIT))).flops // tokens + _latent_decode(parts, tokens)
+
+
+def _latent_decode(parts: Parts, keys: int) -> int:
+    """MLA decodes against its cached latents (DeepSeek-V2 §2.1.3): W_UK folds into the query and W_UV into the
+    output, so each key costs 2·H·(d_c + r) for the scores and 2·H·d_c for the values, where the expanded form
+    of the estimate costs 2·H·(d_nope + r) and 2·H·d_v. The folded projections cost what W_UKV costs on the new
+    token, which the estimate already counts. This returns the difference over every layer."""
+    model = parts.spec.model
+    a = model.attention
+    if a.type != "mla":
+        return 0
+    return model.n_layers * 2 * model.n_heads * keys * (2 * a.kv_lora_rank - a.qk_nope_head_dim - a.v_head_dim)

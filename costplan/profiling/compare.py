@@ -224,7 +224,7 @@ def serve_checks(m, tolerances: Mapping[str, float] = DEFAULT_TOLERANCES) -> lis
     note = skip or "the new token attends to the cache and itself; logits included"
     if not skip and spec.model.attention.type == "mla":
         note += ("; MLA decodes in latent space (W_UK, W_UV absorbed, DeepSeek-V2 §2.1.3): 2·H·(2·d_c + r) "
-                 "FLOPs per key and layer, against 2·H·(d_nope + r + d_v) for expanded K/V as estimated")
+                 "FLOPs per key and layer")
     rows.append(Check("flops", f"decode FLOPs, one token at context {m.context}", sizes.decode_flops(spec, m.context),
                       m.decode_flops, "flop", tol("flops"), note=note))
     for fmt in sizes.WEIGHT_FORMATS:

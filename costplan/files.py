@@ -12,12 +12,17 @@ from costplan.errors import CostplanError
 NAME_MAX = 255  # bytes in one path component on Linux and macOS file systems
 
 
+def name_too_long(path: str | os.PathLike) -> bool:
+    """Whether a component of the path is longer than a file system allows (the OS would raise on it)."""
+    return any(len(os.fsencode(part)) > NAME_MAX for part in Path(path).parts)
+
+
 def check_output(option: str, path: str | os.PathLike, force: bool = False) -> Path:
     """The output path, once it is known to be writable: called before any long work, so that a bad path
     fails in a second, not after the measurement it was meant to keep."""
     target = Path(path)
     label = f"{option} {path}"
-    if any(len(os.fsencode(part)) > NAME_MAX for part in target.parts):
+    if name_too_long(target):
         raise CostplanError(f"{label}: a file name is longer than {NAME_MAX} bytes")
     if target.is_dir():
         raise CostplanError(f"{label}: is a folder; give a file name")

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from costplan.errors import CostplanError, printable
-from costplan.files import NAME_MAX
+from costplan.files import NAME_MAX, name_too_long
 
 SUFFIXES = (".yaml", ".yml", ".json")
 
@@ -26,7 +26,7 @@ def looks_like_path(text: str) -> bool:
 
 def check_name_length(option: str, path: Path) -> None:
     """A CostplanError for a path component the file system cannot hold, before the OS raises on it."""
-    if any(len(os.fsencode(part)) > NAME_MAX for part in path.parts):
+    if name_too_long(path):
         raise CostplanError(f"{option}{printable(path)}: a file name is longer than {NAME_MAX} bytes")
 
 
@@ -44,7 +44,7 @@ def find(name: str | os.PathLike, bundled: Iterable[str], base_dirs: Sequence[st
     if isinstance(name, os.PathLike):
         return Path(name)
     text = str(name)
-    if len(os.fsencode(text)) > NAME_MAX and not looks_like_path(text):
+    if not looks_like_path(text):
         check_name_length(option, Path(text))
     candidates = [Path(text)] + [Path(base) / text for base in base_dirs if base]
     if looks_like_path(text):

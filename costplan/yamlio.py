@@ -2,7 +2,6 @@
 number, `064` is sixty-four), duplicate keys are errors, and aliases cannot expand a small file into a huge one."""
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 from typing import Any
@@ -10,7 +9,7 @@ from typing import Any
 import yaml
 
 from costplan.errors import SpecError, printable
-from costplan.files import NAME_MAX
+from costplan.files import NAME_MAX, name_too_long
 
 # A spec has a few dozen values; aliases (`*a`) may repeat a subtree, and nested ones multiply it (nine levels
 # of nine copies are 387 million values from 514 bytes). More values than this, counted as expanded, are refused.
@@ -124,7 +123,7 @@ def value(text: str) -> Any:
 
 def read(path: Path) -> Any:
     """Parse a YAML file, turning every way it can fail into a one-line SpecError naming the file."""
-    if any(len(os.fsencode(part)) > NAME_MAX for part in path.parts):
+    if name_too_long(path):
         raise SpecError(printable(path), [f"a file name is longer than {NAME_MAX} bytes"])
     try:
         if not path.exists():

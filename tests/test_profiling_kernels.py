@@ -220,17 +220,21 @@ def test_moe_matches_a_per_token_loop():
     torch.testing.assert_close(out, expected)
 
 
-def test_capacity_drops_tokens_past_a_full_buffer():
-    # Capacity ⌈0.5 · 16 · 2 / 4⌉ = 4 rows per expert: with every token routed to experts 0 and 1, only the
-    # first 4 tokens get through; the rest get nothing from the routed experts.
-    spec = moe_spec(capacity_factor=0.5)
+def _all_tokens_to_experts_0_and_1(spec):  # noqa: ANN001, ANN202
+    """The first layer's MoE block on 16 tokens whose router sends every token to experts 0 and 1."""
     block = build_model(spec, dtype=torch.float64).layers[0].moe
     with torch.no_grad():
         block.router.weight.zero_()
         block.router.weight[0] += 1.0
         block.router.weight[1] += 0.5
     x = torch.rand(1, 16, 64, **F64) + 0.1          # positive, so experts 0 and 1 win for every token
-    out = block(x)
+    return block(x)
+
+
+def test_capacity_drops_tokens_past_a_full_buffer():
+    # Capacity ⌈0.5 · 16 · 2 / 4⌉ = 4 rows per expert: with every token routed to experts 0 and 1, only the
+    # first 4 tokens get through; the rest get nothing from the routed experts.
+    out = _all_tokens_to_experts_0_and_1(moe_spec(capacity_factor=0.5))
     assert out[0, :4].abs().sum() > 0
     torch.testing.assert_close(out[0, 4:], torch.zeros(12, 64, **F64))
 
@@ -238,15 +242,8 @@ def test_capacity_drops_tokens_past_a_full_buffer():
 def test_a_fractional_capacity_keeps_the_partial_slot():
     # 3 experts, capacity ⌈0.5 · 16 · 2 / 3⌉ = ⌈5.33⌉ = 6 rows per expert (5 if rounded down): with every token
     # routed to experts 0 and 1, exactly the first 6 tokens get through.
-    spec = make_spec({"mlp": "swiglu", "d_ff": 48,
-                      "moe": {"n_experts": 3, "top_k": 2, "capacity_factor": 0.5}}, {"precision": "fp32"})
-    block = build_model(spec, dtype=torch.float64).layers[0].moe
-    with torch.no_grad():
-        block.router.weight.zero_()
-        block.router.weight[0] += 1.0
-        block.router.weight[1] += 0.5
-    x = torch.rand(1, 16, 64, **F64) + 0.1          # positive, so experts 0 and 1 win for every token
-    out = block(x)
+    out = _all_tokens_to_experts_0_and_1(make_spec({"mlp": "swiglu", "d_ff": 48, "moe": {
+        "n_experts": 3, "top_k": 2, "capacity_factor": 0.5}}, {"precision": "fp32"}))
     assert (out[0, :6].abs().sum(-1) > 0).all()
     torch.testing.assert_close(out[0, 6:], torch.zeros(10, 64, **F64))
 

@@ -176,7 +176,8 @@ def test_a_prefill_longer_than_a_window_is_compared_as_its_tiles_execute():
     prefill = next(c for c in serve_checks(m) if c.item.startswith("prefill"))
     assert prefill.status == "ok"
     assert m.prefill_flops > serving.prefill_flops(served(spec), 120)
-    assert "model FLOPs" in prefill.note
+    assert [label for label, _ in prefill.figures] == ["model FLOPs (keys a query may see)"]
+    assert dict(prefill.figures)["model FLOPs (keys a query may see)"] == serving.prefill_flops(served(spec), 120)
 
 
 # ---------------------------------------------------------------------------------------------- the commands

@@ -1,5 +1,7 @@
 """Estimate next to measurement: one `Check` per metric (and per component with detail), each with its
-relative error, tolerance and status. Raw numbers only; report.py formats them.
+relative error, tolerance and status. Raw numbers only, and in a note as `figures` in the row's unit, which
+report.py formats; the few notes whose numbers are in another unit (a matmul rate, a bandwidth) use report.py's
+formatters here.
 
 Which analytic number each measurement is compared with:
 - parameters: total and active (convention 5), exactly;
@@ -216,11 +218,9 @@ def serve_checks(m, tolerances: Mapping[str, float] = DEFAULT_TOLERANCES) -> lis
     parts = components(spec, replace(shape_of(spec), skip_masked_tiles=False))
     tiles = sum(c.hw_fwd - c.flops for c in parts.values())
     model_flops = sizes.prefill_flops(spec, m.prompt)
-    note = skip or "; ".join(filter(None, [
-        "logits of the last token only",
-        f"model FLOPs (keys a query may see) {report.flop(model_flops)}" if tiles else ""]))
     rows.append(Check("flops", f"prefill FLOPs, {m.prompt}-token prompt (FlopCounterMode)", model_flops + tiles,
-                      m.prefill_flops, "flop", tol("flops"), note=note))
+                      m.prefill_flops, "flop", tol("flops"), note=skip or "logits of the last token only",
+                      figures=(("model FLOPs (keys a query may see)", model_flops),) if tiles and not skip else ()))
     note = skip or "the new token attends to the cache and itself; logits included"
     if not skip and spec.model.attention.type == "mla":
         note += ("; MLA decodes in latent space (W_UK, W_UV absorbed, DeepSeek-V2 §2.1.3): 2·H·(2·d_c + r) "

@@ -1,13 +1,18 @@
-"""Kernel-level efficiencies of a device for the serving time model (data/kernels.yaml): the fraction of its
-catalogue peaks that memory-bound kernels, GEMMs, attention kernels and all-reduces reach, and how long a small
-all-reduce takes inside a node and across nodes, each with a source."""
+"""Kernel-level efficiencies of a device (data/kernels.yaml): the fraction of its catalogue peaks that
+memory-bound kernels, GEMMs, attention kernels and collectives reach, and how long a small all-reduce takes
+inside a node and across nodes, each with a source.
+
+Two kinds of figure: single numbers for the serving time model (`Efficiencies`), and curves by shape for the
+training step model (`Curves`): GEMM efficiency by size, attention forward and backward efficiency by sequence
+length and head dimension, collective bus bandwidth by message size."""
 from __future__ import annotations
 
 import functools
+import math
 from importlib import resources
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from costplan import yamlio
 
@@ -51,6 +56,64 @@ class Efficiencies(BaseModel):
         return self.allreduce_latency_internode_us if span > node_size else self.allreduce_latency_us
 
 
+class Curve(BaseModel):
+    """A figure that depends on one size: (x, value) points with x ascending, read between points linearly in
+    log2(x) and held flat beyond the ends (no extrapolation)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    points: list[tuple[float, float]] = Field(min_length=1)
+    source: str
+
+    @field_validator("points")
+    @classmethod
+    def _ascending(cls, points: list[tuple[float, float]]) -> list[tuple[float, float]]:
+        xs = [x for x, _ in points]
+        if any(x <= 0 for x in xs) or any(b <= a for a, b in zip(xs, xs[1:])):
+            raise ValueError("points need positive sizes in ascending order")
+        if any(not 0 < y <= 1.5 for _, y in points):
+            raise ValueError("efficiencies are fractions of a peak (0 < value <= 1.5)")
+        return points
+
+    def at(self, x: float) -> float:
+        points = self.points
+        if x <= points[0][0]:
+            return points[0][1]
+        for (x0, y0), (x1, y1) in zip(points, points[1:]):
+            if x <= x1:
+                w = (math.log2(x) - math.log2(x0)) / (math.log2(x1) - math.log2(x0))
+                return y0 + w * (y1 - y0)
+        return points[-1][1]
+
+
+class Curves(BaseModel):
+    """What the training step model needs of a device's kernels, each curve with its source.
+
+    gemm: per compute precision, achieved / dense peak FLOP/s against the GEMM's size (m·n·k)^(1/3);
+    attention_forward, attention_backward: per head dimension, achieved / dense 16-bit peak of a causal
+      FlashAttention kernel against the sequence length, its FLOPs counted as the kernel executes them
+      (masked tiles skipped; the backward's 2.5 × forward with its recompute, Dao 2023 §4.1);
+    collective, collective_internode: nccl-tests bus bandwidth / the catalogue's per-direction link bandwidth
+      against the message size in bytes, inside a node and across nodes;
+    alltoall (optional): the same for all-to-all inside a node; left out, all-to-all runs at `collective`.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    gemm: dict[str, Curve] = Field(min_length=1)
+    attention_forward: dict[int, Curve] = Field(min_length=1)
+    attention_backward: dict[int, Curve] = Field(min_length=1)
+    collective: Curve
+    collective_internode: Curve
+    alltoall: Curve | None = None
+
+    def attention(self, backward: bool, head_dim: int) -> Curve:
+        """The curve measured at the head dimension nearest `head_dim` (in ratio)."""
+        table = self.attention_backward if backward else self.attention_forward
+        return table[min(table, key=lambda h: abs(math.log2(h / head_dim)))]
+
+
+CURVE_FIELDS = tuple(Curves.model_fields)
+
+
 @functools.cache
 def _table() -> dict[str, dict]:
     ref = resources.files("costplan") / "data" / "kernels.yaml"
@@ -66,3 +129,11 @@ def efficiencies(gpu_key: str) -> Efficiencies:
     figures = {name: own.get(name, table["default"][name]) for name in FIELDS}
     figures |= {name: own.get(name, table["default"].get(name)) for name in WEIGHT_FIELDS.values()}
     return Efficiencies(device=gpu_key if own else "default", **figures)
+
+
+@functools.cache
+def curves(gpu_key: str) -> Curves | None:
+    """The catalogue device's curves for the step model, or None when data/kernels.yaml has none for it."""
+    own = _table().get(gpu_key, {})
+    found = {name: own[name] for name in CURVE_FIELDS if name in own}
+    return Curves(**found) if found else None

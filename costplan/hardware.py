@@ -11,7 +11,17 @@ from pydantic import BeforeValidator, Field, ValidationError
 
 from costplan import sources, yamlio
 from costplan.errors import CostplanError, SpecError, did_you_mean, printable, shown
-from costplan.validation import Count, Fraction, Name, Positive, Price, Section, error_messages
+from costplan.kernels import Curves
+from costplan.kernels import curves as catalogue_curves
+from costplan.validation import (
+    Count,
+    Fraction,
+    Name,
+    Positive,
+    Price,
+    Section,
+    error_messages,
+)
 
 Precision = Literal["fp32", "tf32", "fp16", "bf16", "fp8"]
 PRECISIONS: tuple[str, ...] = ("fp32", "tf32", "fp16", "bf16", "fp8")
@@ -44,6 +54,8 @@ class GPU(Section):
     source: str = "not given"
     # Set by `costplan calibrate`: the device these numbers were measured on (peaks are then achieved rates).
     calibrated_on: str | None = None
+    # Kernel efficiency curves for the step model; a catalogue device's come from data/kernels.yaml.
+    kernels: Curves | None = None
     key: str = Field(default="", exclude=True)  # the catalogue name or file path it was loaded from
 
     def peak_flops(self, precision: str) -> float | None:
@@ -61,6 +73,10 @@ class GPU(Section):
         a ring or all-to-all sends and receives at once, so each direction gets half."""
         gbs = self.interconnect_gbs if span <= self.node_size or self.network_gbs is None else self.network_gbs
         return gbs * 1e9 / 2
+
+    def curves(self) -> Curves | None:
+        """The file's own kernel curves, else the catalogue's for this device key, else None."""
+        return self.kernels or catalogue_curves(self.key)
 
     @property
     def memory_bytes(self) -> int:

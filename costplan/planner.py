@@ -19,7 +19,6 @@ that the compute alone needs, assuming that more GPUs never take longer or need 
 from __future__ import annotations
 
 import bisect
-import functools
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -28,17 +27,13 @@ from pydantic import BaseModel, ConfigDict
 
 from costplan import hardware, scaling, sizing
 from costplan.costs.estimate import estimate
+from costplan.costs.layouts import grid, variant
 from costplan.costs.time import HOURS_PER_DAY, flops_in
 from costplan.errors import CostplanError
 from costplan.loading import load_spec
-from costplan.spec import ParallelismSpec, Spec
-from costplan.spec_rules import split_rules
+from costplan.spec import Spec
 from costplan.validation import MAX_COUNT, MAX_TOKENS
 
-TENSOR_DEGREES = (1, 2, 4, 8)
-PIPELINE_DEGREES = (1, 2, 4, 8)
-ZERO_STAGES = (2, 3)
-MAX_EXPERT_DEGREE = 64
 
 
 class _Result(BaseModel):
@@ -160,46 +155,6 @@ class Option(_Result):
                    wall_clock_days=None, gpu_hours=None, cost_usd=None, note=why)
 
 
-def layouts(spec: Spec) -> list[dict[str, Any]]:
-    """The parallelism sections tried for a spec: its own, or the grid described in the module docstring."""
-    if spec.parallelism is not None:
-        return [{**spec.parallelism.model_dump(), "data": "auto"}]
-    open_batch = spec.training.global_batch_size is None
-    model = functools.partial(getattr, spec.model)
-    found = []
-    for zero in ZERO_STAGES:
-        for t in TENSOR_DEGREES:
-            for p in PIPELINE_DEGREES:
-                if split_rules(model, t, p):
-                    continue
-                found.append({"zero": zero, "tensor": t, "pipeline": p, "sequence_parallel": t > 1,
-                              "micro_batches": 4 * p if p > 1 and open_batch else None})
-    return found
-
-
-def _expert_degree(spec: Spec, data: int) -> int:
-    moe = spec.model.moe
-    if moe is None:
-        return 1
-    return max(e for e in range(1, min(moe.n_experts, MAX_EXPERT_DEGREE) + 1)
-               if moe.n_experts % e == 0 and data % e == 0)
-
-
-def _variant(spec: Spec, gpu_key: str, count: int, layout: dict[str, Any]) -> Spec:
-    """The spec on `count` GPUs of another type with a layout. The layout divides the model by construction
-    and the count is a multiple of tensor × pipeline, so the copy skips validation."""
-    hw = spec.hardware
-    same = gpu_key == hw.gpu
-    data = count // (layout["tensor"] * layout["pipeline"])
-    expert = layout["expert"] if "expert" in layout else _expert_degree(spec, data)
-    section = ParallelismSpec(**{**layout, "data": "auto", "expert": expert})
-    return spec.model_copy(update={
-        "hardware": hw.model_copy(update={"gpu": gpu_key, "count": count, "mfu": hw.mfu if same else None,
-                                          "usd_per_gpu_hour": hw.usd_per_gpu_hour if same else None}),
-        "parallelism": section,
-    })
-
-
 def _data_degrees(spec: Spec, layout: dict[str, Any], node_size: int) -> Sequence[int]:
     """Data-parallel degrees to try, ascending: those that fill part of one node or whole nodes, multiples of a
     fixed expert degree, and divisors of the global batch (in micro-batches) when the spec fixes it."""
@@ -258,14 +213,14 @@ def fewest_gpus(spec: Spec, gpu_key: str, deadline_hours: float) -> Option:
     if gpu.peak_flops(spec.training.precision) is None:
         return Option.none(gpu_key, gpu, f"no {spec.training.precision} peak")
     best = None
-    single = estimate(_variant(spec, gpu_key, 1, {"tensor": 1, "pipeline": 1, "zero": 0}))
+    single = estimate(variant(spec, gpu_key, 1, {"tensor": 1, "pipeline": 1, "zero": 0}))
     needed = single.time.gpu_hours / deadline_hours      # GPUs the compute alone needs; no layout needs fewer
-    for layout in layouts(spec):
+    for layout in grid(spec):
         degrees = _data_degrees(spec, layout, gpu.node_size)
         model_parallel = layout["tensor"] * layout["pipeline"]
 
         def meets(d: int) -> bool:
-            e = estimate(_variant(spec, gpu_key, d * model_parallel, layout))  # noqa: B023 - used at once
+            e = estimate(variant(spec, gpu_key, d * model_parallel, layout))  # noqa: B023 - used at once
             return e.memory.fits and e.time.wall_clock_days * HOURS_PER_DAY <= deadline_hours
 
         start = bisect.bisect_left(_Keyed(degrees, model_parallel), needed)
@@ -273,7 +228,7 @@ def fewest_gpus(spec: Spec, gpu_key: str, deadline_hours: float) -> Option:
         if index is None:
             continue
         count = degrees[index] * model_parallel
-        result = estimate(_variant(spec, gpu_key, count, layout))
+        result = estimate(variant(spec, gpu_key, count, layout))
         key = (count, result.time.cost_usd)
         if best is None or key < best[0]:
             best = (key, layout, result)

@@ -14,7 +14,7 @@ from pydantic import Field, ValidationInfo, field_validator, model_validator
 from costplan import hardware
 from costplan.errors import CostplanError, SpecError
 from costplan.spec_attention import AttentionSpec, DenseAttention
-from costplan.spec_rules import model_rules, parallel_rules, serving_rules, spec_rules
+from costplan.spec_rules import model_parallel, model_rules, parallel_rules, serving_rules, spec_rules
 from costplan.validation import (
     Amount, Count, CountOrAuto, FieldProblems, Flag, Fraction, Name, Positive, Price, Section, Tokens, Width,
     ZeroStage, raise_if, whole_or_none, width_or_none,
@@ -158,9 +158,12 @@ class ParallelismSpec(Section):
     Narayanan et al. 2021; ZeRO stages, Rajbhandari et al. 2019; sequence parallelism, Korthikanti et al.
     2022; expert parallelism carved out of the data-parallel ranks, as in Megatron-Core and DeepSpeed-MoE)."""
 
-    data: CountOrAuto = "auto"           # auto: hardware.count / (tensor × pipeline)
+    data: CountOrAuto = "auto"           # auto: hardware.count / (tensor × context × pipeline)
     tensor: Count = 1
     pipeline: Count = 1
+    context: Count = 1                   # splits each sequence; attention passes K and V around a ring
+    virtual_stages: Count = 1            # interleaved 1F1B: model chunks per pipeline rank (Narayanan §2.2.2)
+    tensor_overlap: Flag = False         # tensor-parallel traffic hidden behind GEMMs (Megatron tp-comm-overlap)
     expert: Count = 1                    # splits the routed experts; divides the data-parallel degree
     zero: ZeroStage = 0                  # 1: optimizer states, 2: + gradients, 3: + weights (FSDP)
     sequence_parallel: Flag = False      # shard the d_model-wide activations over the tensor group too
@@ -263,9 +266,9 @@ class Spec(Section):
 
     @property
     def data_parallel(self) -> int:
-        """The data-parallel degree: parallelism.data, or hardware.count / (tensor × pipeline)."""
+        """The data-parallel degree: parallelism.data, or hardware.count / (tensor × context × pipeline)."""
         p = self.parallel
-        return p.data if p.data != "auto" else self.hardware.count // (p.tensor * p.pipeline)
+        return p.data if p.data != "auto" else self.hardware.count // model_parallel(p.tensor, p.context, p.pipeline)
 
     @property
     def micro_batches(self) -> int:

@@ -78,19 +78,26 @@ def spec_rules(max_seq_len: int | None, training: Getter, hw: Getter,
     return problems
 
 
+def model_parallel(tensor: int, context: int, pipeline: int) -> int:
+    """GPUs one data-parallel replica spans: tensor × context × pipeline."""
+    return tensor * context * pipeline
+
+
 def parallel_rules(par: Getter, model: Getter, training: Getter, hw: Getter) -> list[tuple[str, str]]:
     """The degrees must tile the GPUs and split the model into whole pieces."""
     problems: list[tuple[str, str]] = []
     count, tensor, pipeline, data = hw("count"), par("tensor"), par("pipeline"), par("data")
+    context, virtual = par("context") or 1, par("virtual_stages") or 1
     if count and tensor and pipeline:
-        if count % (tensor * pipeline):
-            problems.append(("parallelism", f"tensor ({tensor}) × pipeline ({pipeline}) = {tensor * pipeline} "
-                                            f"does not divide hardware.count ({count})"))
-        elif data not in (None, "auto") and data * tensor * pipeline != count:
-            problems.append(("parallelism.data", f"{data} × tensor ({tensor}) × pipeline ({pipeline}) = "
-                                                 f"{data * tensor * pipeline} GPUs, but hardware.count is {count}"))
-    if data == "auto" and count and tensor and pipeline and count % (tensor * pipeline) == 0:
-        data = count // (tensor * pipeline)
+        replica = model_parallel(tensor, context, pipeline)
+        degrees = f"tensor ({tensor}) × pipeline ({pipeline})" + (f" × context ({context})" if context > 1 else "")
+        if count % replica:
+            problems.append(("parallelism", f"{degrees} = {replica} does not divide hardware.count ({count})"))
+        elif data not in (None, "auto") and data * replica != count:
+            problems.append(("parallelism.data", f"{data} × {degrees} = {data * replica} GPUs, but "
+                                                 f"hardware.count is {count}"))
+        elif data == "auto":
+            data = count // replica
     problems += split_rules(model, tensor, pipeline)
     problems += expert_rules(par("expert"), model("moe"), data if isinstance(data, int) else None)
     micro, batch, micro_batches = training("micro_batch_size"), training("global_batch_size"), par("micro_batches")
@@ -104,6 +111,23 @@ def parallel_rules(par: Getter, model: Getter, training: Getter, hw: Getter) -> 
             problems.append(("parallelism.micro_batches",
                              f"{micro_batches} does not match global_batch_size ({batch}) / (micro_batch_size "
                              f"({micro}) × data-parallel degree ({data})) = {batch // per_step}"))
+        elif virtual > 1 and pipeline and (micro_batches or batch // per_step) % pipeline:
+            problems.append(("parallelism.virtual_stages",
+                             f"interleaving needs micro-batches ({micro_batches or batch // per_step}) in "
+                             f"multiples of pipeline ({pipeline})"))
+    seq_len = training("seq_len") or model("max_seq_len")
+    if context > 1 and seq_len and seq_len % (2 * context):
+        problems.append(("parallelism.context", f"{context} needs training.seq_len ({seq_len}) divisible by "
+                                                f"2 × context = {2 * context} (two chunks per rank)"))
+    n_layers = model("n_layers")
+    if virtual > 1:
+        if pipeline == 1:
+            problems.append(("parallelism.virtual_stages", f"{virtual} needs pipeline parallelism (pipeline > 1)"))
+        elif n_layers and pipeline and n_layers % (pipeline * virtual) == 0 or not n_layers:
+            pass
+        elif pipeline and n_layers % pipeline == 0:
+            problems.append(("parallelism.virtual_stages", f"pipeline ({pipeline}) × virtual_stages ({virtual}) "
+                                                           f"does not divide model.n_layers ({n_layers})"))
     return problems
 
 

@@ -1,9 +1,10 @@
-"""One training step split over GPUs: memory per GPU, communication, pipeline bubble and step time.
+"""One training step split over GPUs: memory per GPU of each pipeline stage.
 
 Kept apart from the architecture formulas: this module takes the component costs of each pipeline stage
 (`costs.estimate.components`) and the spec's `parallelism` section, and divides.
 
-Degrees (Narayanan et al. 2021, §2): tensor t × pipeline p × data d = hardware.count. Expert parallelism e
+Degrees (Narayanan et al. 2021, §2): tensor t × context c × pipeline p × data d = hardware.count. Context
+parallelism splits each sequence over c ranks (ring attention), so each holds 1/c of every activation. Expert parallelism e
 splits the routed experts over e of the d data-parallel ranks (Megatron-Core, DeepSpeed-MoE): each GPU keeps
 n_experts/e of them (also split by t, Megatron-Core's default expert tensor parallelism), and their states are
 replicated, and ZeRO-sharded, over the d/e ranks holding the same experts. Ranks are
@@ -23,31 +24,9 @@ Memory per GPU (bytes), for the pipeline stage that needs the most:
 - Activations (Korthikanti et al. 2022, §4.2 and Table 2): the d_model-wide tensors (`Cost.act_d_model`) stay
   whole on every tensor rank unless sequence parallelism splits them; everything else is divided by t. Under
   1F1B stage i holds min(m, p − i) micro-batches in flight (Narayanan §2.2.1), so the first stage holds
-  p micro-batches of its L/p layers.
+  p micro-batches of its L/p layers (interleaving adds (p − 1)/(p·v) of a micro-batch; not counted).
 
-Communication per GPU per step (bytes sent; a ring sends and receives as much at once, so its time is the
-bytes over one direction's bandwidth, the nccl-tests "bus bandwidth"):
-- data: ZeRO 0–2 reduce the gradients once per step, all-reduce or reduce-scatter + all-gather, 2·(d−1)/d·Ψ
-  elements; ZeRO-3 gathers the weights for forward and again for backward and reduce-scatters the gradients,
-  for every micro-batch: 3·m·(d−1)/d·Ψ (ZeRO §7). Ψ = the stage's parameters per tensor rank; element bytes
-  as the weights.
-- tensor: per layer and micro-batch 4 all-reduces of s·b·h activations, 2 forward and 2 backward (Megatron
-  §3.2), 2 more with full recomputation, each 2·(t−1)/t; sequence parallelism replaces each by an
-  all-gather and a reduce-scatter of the same total volume (Korthikanti §4.2.2).
-- pipeline: per micro-batch one s·b·h activation forward and its gradient backward across each stage
-  boundary, divided by t with sequence parallelism (Narayanan §4.1's scatter/gather).
-- expert: per MoE layer and micro-batch 4 all-to-alls (dispatch and combine, forward and backward; 2 more
-  with full recomputation) of the routed rows (s·top_k per sequence, or the padded capacity buffers) × d_model,
-  of which (e−1)/e leave the GPU under uniform routing (reference notes §4; nccl-tests AlltoAll factor); the
-  tokens are split over the tensor group first with sequence parallelism.
-
-Step time = compute / MFU × (m + p − 1)/m + exposed communication, where compute is the slowest stage's model
-FLOPs per step divided by t and the pipeline bubble is (p − 1)/m of it (1F1B, Narayanan §2.2.1). Assumed
-overlaps: tensor and pipeline traffic is on the critical path; data-parallel traffic hides behind the compute
-of the last micro-batch (ZeRO 0–2: gradients are bucketed and reduced during its backward, parameter gathers
-run during the next forward) or of every micro-batch (ZeRO-3 prefetches), and only what exceeds it is exposed.
-The MFU is read as the utilisation while computing, so catalogue defaults taken from whole runs (which already
-contain their exposed communication) make this model slightly pessimistic for those runs.
+Communication and step time: costs/step.py.
 """
 from __future__ import annotations
 
@@ -61,8 +40,6 @@ from costplan.costs.moe import routed_rows
 from costplan.spec import Spec
 
 TENSOR_REPLICATED = ("norms",)   # components whose weights every tensor rank keeps whole
-STEP_OVERLAPS = ("tensor, pipeline and expert traffic on the critical path; data-parallel traffic overlapped "
-                 "with the last micro-batch's compute (ZeRO 0-2) or every micro-batch's (ZeRO-3)")
 
 
 @dataclass(frozen=True)
@@ -81,20 +58,6 @@ class StageMemory:
     @property
     def total(self) -> int:
         return self.weights + self.gradients + self.optimizer + self.activations + self.workspace
-
-
-@dataclass(frozen=True)
-class Split:
-    """How one step is split: memory of the fullest stage, communication, bubble and time."""
-
-    memory: StageMemory
-    communication: dict[str, float]          # bytes sent per GPU per step, by kind
-    communication_seconds: dict[str, float]
-    bandwidth: dict[str, float]              # bytes/s per direction each kind runs at
-    compute_seconds: float                   # the slowest stage's compute per step, at the MFU
-    bubble_seconds: float
-    exposed_seconds: float
-    step_seconds: float
 
 
 def _params_per_gpu(parts: dict[str, Cost], t: int, extra: int = 0) -> float:
@@ -125,9 +88,10 @@ def stage_memory(spec: Spec, parts: dict[str, Cost], stage: int) -> StageMemory:
     if training.optimizer == "adafactor":
         extra_optimizer = sum(c.factored for c in parts.values()) / t * FP32 / (d if par.zero >= 1 else 1)
     in_flight = min(m, p - stage)
-    activations = _activations_per_gpu(parts, t, par.sequence_parallel, training.micro_batch_size) * in_flight
+    activations = (_activations_per_gpu(parts, t, par.sequence_parallel, training.micro_batch_size) * in_flight
+                   / par.context)
     # Only the micro-batch whose backward runs has loss gradients; a vocabulary-parallel loss splits them over t.
-    workspace = sum(c.workspace for c in parts.values()) * training.micro_batch_size / t
+    workspace = sum(c.workspace for c in parts.values()) * training.micro_batch_size / t / par.context
 
     def sharded(per_param: int, from_stage: int) -> int:
         """Bytes of one kind of state: dense over d ranks, routed experts over d/e, once ZeRO reaches it."""
@@ -146,52 +110,6 @@ def stage_memory(spec: Spec, parts: dict[str, Cost], stage: int) -> StageMemory:
     )
 
 
-def split(spec: Spec, shape: Shape, stages: list[dict[str, Cost]], peak_flops: float, mfu: float) -> Split:
-    """Memory, communication and step time of the spec's parallel layout; `stages` are the component costs
-    of each pipeline stage for one sequence."""
-    par, gpu, model = spec.parallel, spec.gpu, spec.model
-    t, p, d, m = par.tensor, par.pipeline, spec.data_parallel, spec.micro_batches
-    memories = [stage_memory(spec, parts, i) for i, parts in enumerate(stages)]
-    fullest = max(memories, key=lambda mem: mem.total)
-
-    # bytes of one s·b·h activation tensor of a micro-batch
-    hidden = spec.training.micro_batch_size * shape.seq_len * model.d_model * shape.act_bytes
-    layers_per_stage = len(stage_layers(model, 0, p))
-    w = element_bytes(spec.training.precision)
-    ring = (d - 1) / d
-    e = par.expert
-    routed_ring = (d // e - 1) / (d // e)
-    data_elements = max(mem.params * ring + mem.routed_params * routed_ring for mem in memories)
-    passes = 6 if shape.recompute == "full" else 4   # collectives per layer: 2 forward, 2 backward, 2 recomputed
-    tokens = spec.training.micro_batch_size * shape.seq_len / (t if par.sequence_parallel else 1)
-    volume = {
-        "data": (3 * m if par.zero == 3 else 2) * data_elements * w,
-        "tensor": passes * 2 * (t - 1) / t * hidden * layers_per_stage * m,
-        # a middle stage sends its output forward and its input's gradient backward
-        "pipeline": (2 if p > 1 else 0) * hidden / (t if par.sequence_parallel else 1) * m,
-        "expert": passes * (e - 1) / e * _routed_rows_per_stage(spec, shape, tokens) * model.d_model
-        * shape.act_bytes * m,
-    }
-    bandwidth = {"data": gpu.link_bytes_per_s(t * d), "tensor": gpu.link_bytes_per_s(t),
-                 "pipeline": gpu.link_bytes_per_s(t * d * p), "expert": gpu.link_bytes_per_s(t * e)}
-    seconds = {kind: volume[kind] / bandwidth[kind] for kind in volume}
-
-    micro = spec.training.micro_batch_size
-    compute = max(3 * sum(c.flops for c in parts.values()) for parts in stages) * micro * m / t / (peak_flops * mfu)
-    window = compute if par.zero == 3 else compute / m
-    exposed = seconds["tensor"] + seconds["pipeline"] + seconds["expert"] + max(0.0, seconds["data"] - window)
-    bubble = compute * (p - 1) / m
-    return Split(memory=fullest, communication=volume, communication_seconds=seconds, bandwidth=bandwidth,
-                 compute_seconds=compute, bubble_seconds=bubble, exposed_seconds=exposed,
-                 step_seconds=compute + bubble + exposed)
-
-
-def _routed_rows_per_stage(spec: Spec, shape: Shape, tokens: float) -> float:
-    """Rows the MoE layers of the fullest stage dispatch for `tokens` tokens: top_k each, or the capacity
-    buffers (routed_rows per sequence, scaled)."""
-    model = spec.model
-    if model.moe is None:
-        return 0.0
-    p = spec.parallel.pipeline
-    moe_layers = max(sum(layer.moe is not None for layer in stage_layers(model, i, p)) for i in range(p))
-    return moe_layers * routed_rows(model.moe, shape.seq_len) / shape.seq_len * tokens
+def stage_memories(spec: Spec, stages: list[dict[str, Cost]]) -> list[StageMemory]:
+    """Memory on one GPU of each pipeline stage; `stages` are the component costs of each for one sequence."""
+    return [stage_memory(spec, parts, i) for i, parts in enumerate(stages)]

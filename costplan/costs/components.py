@@ -1,0 +1,65 @@
+"""A spec's component costs for one sequence: summed over the concrete layers of the whole model or of one
+pipeline stage, and shared between the points of a sweep."""
+from __future__ import annotations
+
+import contextlib
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import replace
+
+from costplan.costs import ZERO, Cost, Shape
+from costplan.costs.embedding import embedding, head
+from costplan.costs.layers import layer_cost, stage_layers
+from costplan.costs.memory import element_bytes
+from costplan.costs.norm import norm
+from costplan.spec import ModelSpec, Spec
+
+COMPONENTS = ("embedding", "attention", "mlp", "moe", "norms", "head")
+def shape_of(spec: Spec) -> Shape:
+    t = spec.training
+    return Shape(seq_len=spec.seq_len, act_bytes=element_bytes(t.precision), recompute=t.recompute)
+
+
+def components(spec: Spec, shape: Shape | None = None, stage: int = 0, stages: int = 1) -> dict[str, Cost]:
+    """Cost of one sequence by component, summed over every layer; or over the layers of one of `stages`
+    equal runs of consecutive layers (a pipeline stage): the first holds the embedding, the last the final
+    norm and the head."""
+    key = (spec.model, shape or shape_of(spec), stage, stages)
+    if _shared is None:
+        return _components(*key)
+    if key not in _shared:
+        _shared[key] = _components(*key)
+    return dict(_shared[key])
+
+
+# Inside `shared_components()` (a sweep), points whose models and shapes are equal share their component costs:
+# many points differ only in training or hardware settings. ModelSpec and Shape are frozen, so they are keys.
+_shared: dict | None = None
+
+
+@contextlib.contextmanager
+def shared_components() -> Iterator[None]:
+    """Compute each (model, shape, stage) once while the block runs."""
+    global _shared
+    previous, _shared = _shared, {}
+    try:
+        yield
+    finally:
+        _shared = previous
+
+
+def _components(model: ModelSpec, shape: Shape, stage: int, stages: int) -> dict[str, Cost]:
+    parts = {key: ZERO for key in COMPONENTS if key != "moe" or model.moe is not None}
+    outer_norm = norm(model.norm, model.d_model, shape)
+    outer_norm = replace(outer_norm, act_d_model=outer_norm.activations)
+    if stage == 0:
+        parts["embedding"] = embedding(model, shape)
+        if model.embedding_norm:
+            parts["norms"] = outer_norm
+    if stage == stages - 1:
+        parts["head"] = head(model, shape)
+        parts["norms"] = parts["norms"] + outer_norm  # the final norm
+    for layer, count in Counter(stage_layers(model, stage, stages)).items():
+        for key, cost in layer_cost(layer, model, shape).items():
+            parts[key] = parts[key] + cost * count
+    return parts

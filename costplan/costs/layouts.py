@@ -1,0 +1,73 @@
+"""The layouts costplan tries when a spec does not say how its GPUs split a step: a small grid of ZeRO stages,
+tensor and pipeline degrees (with sequence parallelism whenever tensor > 1), expert parallelism over the
+largest divisor of n_experts up to 64 that divides the data-parallel degree. Shared by the planner and by
+estimates of specs without a `parallelism` section.
+
+ZeRO-2 is never worse than ZeRO 0 or 1 (the same traffic, less memory), so those are not tried. When the spec
+leaves global_batch_size open, a pipeline of p stages runs 4·p micro-batches per step (a bubble under 25%);
+otherwise the batch fixes them.
+"""
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from costplan.spec import ParallelismSpec, Spec
+from costplan.spec_rules import split_rules
+
+TENSOR_DEGREES = (1, 2, 4, 8)
+PIPELINE_DEGREES = (1, 2, 4, 8)
+ZERO_STAGES = (2, 3)
+MAX_EXPERT_DEGREE = 64
+
+
+def grid(spec: Spec) -> list[dict[str, Any]]:
+    """The parallelism sections tried for a spec: its own, or the grid above."""
+    if spec.parallelism is not None:
+        return [{**spec.parallelism.model_dump(), "data": "auto"}]
+    open_batch = spec.training.global_batch_size is None
+    model = functools.partial(getattr, spec.model)
+    found = []
+    for zero in ZERO_STAGES:
+        for t in TENSOR_DEGREES:
+            for p in PIPELINE_DEGREES:
+                if split_rules(model, t, p):
+                    continue
+                found.append({"zero": zero, "tensor": t, "pipeline": p, "sequence_parallel": t > 1,
+                              "micro_batches": 4 * p if p > 1 and open_batch else None})
+    return found
+
+
+def expert_degree(spec: Spec, data: int) -> int:
+    moe = spec.model.moe
+    if moe is None:
+        return 1
+    return max(e for e in range(1, min(moe.n_experts, MAX_EXPERT_DEGREE) + 1)
+               if moe.n_experts % e == 0 and data % e == 0)
+
+
+def variant(spec: Spec, gpu_key: str, count: int, layout: dict[str, Any]) -> Spec:
+    """The spec on `count` GPUs of a type with a layout. The layout divides the model by construction and the
+    count is a multiple of the GPUs of one replica, so the copy skips validation."""
+    hw = spec.hardware
+    same = gpu_key == hw.gpu
+    data = count // (layout["tensor"] * layout["pipeline"] * layout.get("context", 1))
+    expert = layout["expert"] if "expert" in layout else expert_degree(spec, data)
+    section = ParallelismSpec(**{**layout, "data": "auto", "expert": expert})
+    return spec.model_copy(update={
+        "hardware": hw.model_copy(update={"gpu": gpu_key, "count": count, "mfu": hw.mfu if same else None,
+                                          "usd_per_gpu_hour": hw.usd_per_gpu_hour if same else None}),
+        "parallelism": section,
+    })
+
+
+def fits_batch(spec: Spec, layout: dict[str, Any], count: int) -> bool:
+    """Whether a fixed global batch splits into whole micro-batches over the layout's data-parallel ranks."""
+    t = spec.training
+    replica = layout["tensor"] * layout["pipeline"] * layout.get("context", 1)
+    if count % replica:
+        return False
+    if t.global_batch_size is None:
+        return True
+    data = count // replica
+    return t.global_batch_size % (t.micro_batch_size * data) == 0

@@ -1,0 +1,163 @@
+"""The operations of a forward pass, for the step-time model (costs/step.py): each weight matmul as a GEMM
+with its shape, each attention core as one kernel, and the memory-bound work (norms, activations, rotary,
+residual adds, routing, the loss) as bytes moved. All for one sequence of seq_len tokens, like `Cost`s; the
+step model scales them by the micro-batch and divides them by the parallel degrees.
+
+The GEMMs repeat the shapes the component formulas pass to `linear()` (costs/attention, mlp.py, moe.py,
+embedding.py); a test keeps their FLOPs equal to the components' model FLOPs for every attention type, so the
+two cannot drift. The attention core's FLOPs are the component's executed forward FLOPs less its
+projections, so every attention variant's own pattern (windows, blocks, causal tiles) carries over.
+
+Bytes of memory-bound work count each element read and written once at the activation precision (e), the
+fused-kernel reading (an unfused framework moves more; that is the user's framework, not the model):
+- a norm reads its input and writes its output (2·s·d·e); a residual add reads two and writes one (3·s·d·e);
+- an activation reads the gate and up projections and writes their product (3·s·f·e; GELU/ReLU 2·s·f·e);
+- rotary embedding reads and writes q and k; a materialised softmax reads and writes its scores;
+- MoE dispatch gathers each routed row and its combine scatters it back (4 · rows · d · e), the router's
+  softmax reads and writes fp32 scores;
+- the loss reads the logits and writes fp32 log-probabilities (s · V · (e + 4));
+- the embedding lookup reads the rows and writes them (2·s·d·e).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from costplan.costs import STAT_BYTES, Shape
+from costplan.costs.attention import COST as ATTENTION_COST
+from costplan.costs.layers import Layer
+from costplan.costs.moe import routed_rows
+from costplan.spec import ModelSpec
+
+FLASH_TYPES = ("flash", "mla")              # attention types whose core is a FlashAttention kernel
+MATERIALISED_TYPES = ("dense",)             # ... or whose core materialises its scores
+# sliding_window and sparse say which in `kernel`; the AFT variants have no softmax core.
+
+
+@dataclass(frozen=True, slots=True)
+class Gemm:
+    """`count` forward products (rows × d_in)·(d_in × d_out) for one sequence."""
+
+    rows: float
+    d_in: int
+    d_out: int
+    count: int = 1
+    split: bool = True         # tensor parallelism divides it (the router is replicated)
+    fp8: bool = True           # fp8 training runs it in fp8 (the LM head and the router stay in 16 bits)
+    expert: bool = False       # a routed expert's GEMM: expert parallelism gathers its rows from other ranks
+
+    @property
+    def flops(self) -> float:
+        return 2 * self.rows * self.d_in * self.d_out * self.count
+
+
+@dataclass(frozen=True, slots=True)
+class Core:
+    """An attention core: `flops` executed forward for one sequence, `backward` its backward as executed."""
+
+    flops: float
+    backward: float
+    keys: float                # keys each query computes, doubled for a causal kernel: the kernel curves' x
+    head_dim: int
+    flash: bool                # a FlashAttention kernel; otherwise batched matmuls (and a softmax stream)
+
+
+@dataclass(frozen=True, slots=True)
+class Stream:
+    """Memory-bound work moving `bytes` in the forward pass of one sequence."""
+
+    kind: str
+    bytes: float
+    split: bool = True         # tensor parallelism divides it; d_model-wide tensors only with sequence parallelism
+
+
+Op = Gemm | Core | Stream
+
+
+def _projections(layer: Layer, model: ModelSpec, s: int) -> list[Gemm]:
+    """The attention block's weight matmuls, as the attention modules pass them to linear()."""
+    d, a = model.d_model, layer.attention
+    if a.type == "mla":
+        d_qk, latent = a.qk_nope_head_dim + a.qk_rope_head_dim, a.kv_lora_rank + a.qk_rope_head_dim
+        heads = model.n_heads
+        queries = ([Gemm(s, d, a.q_lora_rank), Gemm(s, a.q_lora_rank, heads * d_qk)] if a.q_lora_rank
+                   else [Gemm(s, d, heads * d_qk)])
+        return queries + [Gemm(s, d, latent), Gemm(s, a.kv_lora_rank, heads * (a.qk_nope_head_dim + a.v_head_dim)),
+                          Gemm(s, heads * a.v_head_dim, d)]
+    if a.type.startswith("aft"):
+        return [Gemm(s, d, model.q_width, count=3), Gemm(s, model.q_width, d)]
+    return [Gemm(s, d, model.q_width), Gemm(s, d, model.kv_width, count=2), Gemm(s, model.q_width, d)]
+
+
+def _is_flash(layer: Layer) -> bool:
+    a = layer.attention
+    return a.type in FLASH_TYPES or getattr(a, "kernel", None) == "flash"
+
+
+def attention_ops(layer: Layer, model: ModelSpec, shape: Shape) -> list[Op]:
+    s, e, a = shape.seq_len, shape.act_bytes, layer.attention
+    gemms = _projections(layer, model, s)
+    cost = ATTENTION_COST[a.type](a, model, shape)
+    core_fwd = cost.hw_fwd - sum(g.flops for g in gemms)
+    core_bwd = cost.hw_flops - core_fwd - 3 * sum(g.flops for g in gemms)   # with its own recomputation
+    head_dim = getattr(a, "qk_nope_head_dim", 0) + getattr(a, "qk_rope_head_dim", 0) or model.head_dim
+    d_v = getattr(a, "v_head_dim", model.head_dim)
+    heads = model.n_heads
+    pairs = core_fwd / (2 * heads * (head_dim + d_v)) if core_fwd else 0
+    flash = _is_flash(layer)
+    ops: list[Op] = [*gemms, Core(core_fwd, core_bwd, 2 * pairs / s if flash else pairs / s, head_dim, flash)]
+    if not flash and core_fwd and not a.type.startswith("aft"):
+        ops.append(Stream("softmax", 2 * heads * pairs * e))
+    if model.position == "rope":
+        ops.append(Stream("rotary", 2 * s * (model.q_width + model.kv_width) * e))
+    return ops
+
+
+def _mlp(model: ModelSpec, d_ff: int, rows: float, count: int = 1, expert: bool = False) -> list[Op]:
+    d, up = model.d_model, 2 if model.gated else 1
+    return [Gemm(rows, d, d_ff, count=count * up, expert=expert), Gemm(rows, d_ff, d, count=count, expert=expert)]
+
+
+def _activation(model: ModelSpec, d_ff: int, rows: float, e: int) -> Stream:
+    return Stream("activation", (3 if model.gated else 2) * rows * d_ff * e)
+
+
+def mlp_ops(layer: Layer, model: ModelSpec, shape: Shape) -> list[Op]:
+    s, e, d = shape.seq_len, shape.act_bytes, model.d_model
+    moe = layer.moe
+    if moe is None:
+        return [*_mlp(model, layer.d_ff, s), _activation(model, layer.d_ff, s, e)]
+    rows = routed_rows(moe, s)
+    ops: list[Op] = [Gemm(s, d, moe.n_experts, split=False, fp8=False),
+                     *_mlp(model, moe.d_ff_expert, rows / moe.n_experts, moe.n_experts, expert=True),
+                     _activation(model, moe.d_ff_expert, rows, e),
+                     Stream("routing", 4 * rows * d * e + 2 * s * moe.n_experts * STAT_BYTES)]
+    if moe.n_shared_experts:
+        ops += [*_mlp(model, moe.d_ff_shared, s), _activation(model, moe.d_ff_shared, s, e)]
+        if moe.shared_expert_gate:
+            ops.append(Gemm(s, d, 1, split=False, fp8=False))
+    return ops
+
+
+def norm_ops(model: ModelSpec, shape: Shape) -> list[Op]:
+    """A layer's two norms and two residual adds: d_model wide, whole on every tensor rank."""
+    wide = shape.seq_len * model.d_model * shape.act_bytes
+    return [Stream("norm", 2 * 2 * wide, split=False), Stream("residual", 2 * 3 * wide, split=False)]
+
+
+def layer_ops(layer: Layer, model: ModelSpec, shape: Shape) -> dict[str, list[Op]]:
+    """One layer's forward operations by component."""
+    return {"attention": attention_ops(layer, model, shape),
+            "moe" if layer.moe is not None else "mlp": mlp_ops(layer, model, shape),
+            "norms": norm_ops(model, shape)}
+
+
+def embedding_ops(model: ModelSpec, shape: Shape) -> list[Op]:
+    return [Stream("embedding", 2 * shape.seq_len * model.d_model * shape.act_bytes, split=False)]
+
+
+def head_ops(model: ModelSpec, shape: Shape) -> list[Op]:
+    """The final norm, the LM head and the loss."""
+    s, e = shape.seq_len, shape.act_bytes
+    return [Gemm(s, model.d_model, model.vocab_size, fp8=False),
+            Stream("loss", s * model.vocab_size * (e + STAT_BYTES)),
+            Stream("norm", 2 * s * model.d_model * e, split=False)]

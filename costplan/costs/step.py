@@ -1,0 +1,345 @@
+"""One training step's time, from its operations timed on the device (a roofline with kernel efficiencies),
+its communication with the overlap each kind gets, and the pipeline schedule.
+
+Each operation (costs/ops.py) of each layer of a pipeline stage, for one micro-batch on one GPU:
+- GEMM: max(FLOPs / (peak × gemm efficiency at its size), bytes / (bandwidth × memory efficiency)), its size
+  (m·k·n)^(1/3) after tensor parallelism (one of n or k divided by t), m = the micro-batch's rows on this GPU
+  (divided by the context degree; a routed expert's rows gathered from its expert group). Backward is two GEMMs
+  of the same three sizes (dgrad, wgrad): twice the forward's time. fp8 training runs the blocks' GEMMs at the
+  fp8 peak and curve and adds their casts as memory-bound work (reading 16-bit inputs and weights and writing
+  fp8 ones forward, the output gradient backward); the LM head, the router and attention stay in 16 bits
+  (Transformer Engine's and torchtitan's defaults).
+- Attention core: a FlashAttention kernel at its forward and backward curves (by keys per query and head
+  dimension, FLOPs as executed); a materialising core as batched GEMMs plus its softmax's bytes.
+- Memory-bound work: bytes / (bandwidth × memory efficiency), backward twice the forward's bytes.
+- Recomputation: full reruns each layer's forward in backward; selective is in the core's own backward FLOPs.
+
+Communication (a collective's time: latency + bytes on the wire / (per-direction link bandwidth × bus
+efficiency at its message size), the link inside a node or the network across nodes by the group's span):
+- tensor: per layer and micro-batch 2 all-reduces forward, 2 backward (2 more with full recomputation) of the
+  layer's s·b·h activation (Megatron §3.2); exposed, or with `tensor_overlap` hidden behind the layer's GEMMs
+  (exposed only beyond them).
+- context: ring attention passes each rank's K and V chunk around the ring, cp − 1 transfers forward and twice
+  that backward (the K/V chunks and their gradients), hidden behind the attention core's compute.
+- expert: 4 all-to-alls per MoE layer and micro-batch (6 with full recomputation), on the critical path.
+- pipeline: per micro-batch and model chunk one activation forward and its gradient backward, exposed.
+- data: ZeRO 0-2 reduce the gradients once per step in 25 MiB buckets (torch DDP's default) during the last
+  micro-batch's backward, and only what exceeds it is exposed; ZeRO-3 gathers each layer's weights forward and
+  backward and reduce-scatters its gradients for every micro-batch, prefetched behind the neighbouring layers'
+  compute (exposed only beyond it).
+Pipeline (Narayanan et al. 2021 §2.2): 1F1B runs m micro-batches and a bubble of (p − 1) micro-batch times;
+interleaving v model chunks per rank cuts the bubble to (p − 1)/v and multiplies the pipeline transfers by v.
+Optimizer: one pass over the GPU's (ZeRO-sharded) states, reading and writing each state and weight and reading
+the gradient, memory-bound.
+"""
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+
+from costplan import kernels
+from costplan.costs import Shape
+from costplan.costs.layers import Layer, stage_layers
+from costplan.costs.memory import element_bytes, optimizer_bytes
+from costplan.costs.ops import Core, Gemm, Op, Stream, embedding_ops, head_ops, layer_ops
+from costplan.errors import CostplanError
+from costplan.hardware import GPU
+from costplan.spec import Spec
+
+BUCKET_BYTES = 25 * 2**20      # torch DDP's default gradient bucket (bucket_cap_mb=25)
+FP8_CAST_BYTES = 3             # read a 16-bit element, write an fp8 one
+SIXTEEN_BIT = ("bf16", "fp16")
+PARTS = ("matmul", "attention", "memory_bound", "optimizer", "bubble")
+COMMUNICATION = ("tensor", "context", "expert", "pipeline", "data")
+
+
+@dataclass(frozen=True)
+class Device:
+    """A GPU with what its kernels reach: resolved once per estimate."""
+
+    gpu: GPU
+    curves: kernels.Curves
+    efficiencies: kernels.Efficiencies
+    precision: str             # the training precision
+
+    @property
+    def bandwidth(self) -> float:
+        return self.gpu.memory_bandwidth_gbs * 1e9 * self.efficiencies.memory.value
+
+    def gemm_curve(self, precision: str) -> kernels.Curve:
+        curve = self.curves.gemm.get(precision)
+        if curve is None:
+            raise CostplanError(f"hardware {self.gpu.key}: kernels.gemm has no {precision} curve; the step model "
+                                f"cannot time {precision} GEMMs (it has {', '.join(self.curves.gemm)})")
+        return curve
+
+    def attention_peak(self) -> tuple[str, float]:
+        """Attention cores run in 16 bits, or at fp32/tf32 when training is."""
+        precision = self.precision if self.precision in ("fp32", "tf32") else (
+            "bf16" if self.gpu.peak_flops("bf16") else "fp16")
+        return precision, self.gpu.peak_flops(precision) or self.gpu.peak_flops(self.precision)
+
+    def link(self, span: int) -> tuple[float, kernels.Curve, float]:
+        """Per-direction bytes/s, bus-efficiency curve and latency (s) of a group spanning `span` ranks."""
+        across = span > self.gpu.node_size
+        curve = self.curves.collective_internode if across else self.curves.collective
+        latency = self.efficiencies.allreduce_latency(span, self.gpu.node_size).value * 1e-6
+        return self.gpu.link_bytes_per_s(span), curve, latency
+
+
+def device(gpu: GPU, precision: str) -> Device:
+    """The GPU with its kernel curves, or an error naming what is missing."""
+    curves = gpu.curves()
+    if curves is None:
+        raise CostplanError(f"hardware {gpu.key} has no kernel efficiency tables (kernels: in a hardware file, "
+                            "or data/kernels.yaml for the catalogue); run `costplan calibrate` on the device, "
+                            "or give hardware.mfu to time the run with one utilisation figure")
+    return Device(gpu, curves, kernels.efficiencies(gpu.key), precision)
+
+
+@dataclass
+class Tally:
+    """Seconds of one micro-batch on one GPU, by part, forward and backward apart."""
+
+    forward: dict[str, float] = field(default_factory=lambda: dict.fromkeys(PARTS[:3], 0.0))
+    backward: dict[str, float] = field(default_factory=lambda: dict.fromkeys(PARTS[:3], 0.0))
+    gemm: float = 0.0          # forward + backward GEMM seconds (what tensor_overlap hides traffic behind)
+    core: float = 0.0          # forward + backward attention-core seconds (what context traffic hides behind)
+
+    @property
+    def total(self) -> float:
+        return sum(self.forward.values()) + sum(self.backward.values())
+
+
+@dataclass(frozen=True)
+class StepTime:
+    """Where one step's seconds go."""
+
+    seconds: float
+    breakdown: dict[str, float]              # seconds per part: PARTS and exposed communication by kind
+    communication_bytes: dict[str, float]    # sent per GPU per step, by kind
+    communication_seconds: dict[str, float]  # each kind's traffic, hidden or not
+    overlaps: str
+
+
+class Timer:
+    """Times the operations of one layout on one device."""
+
+    def __init__(self, spec: Spec, dev: Device, shape: Shape):
+        par = spec.parallel
+        self.spec, self.dev, self.shape = spec, dev, shape
+        self.t, self.cp, self.ep = par.tensor, par.context, par.expert
+        self.sp = par.sequence_parallel
+        self.b = spec.training.micro_batch_size
+        self.rows = self.b / self.cp            # sequences' worth of rows per GPU
+        self.e = shape.act_bytes
+
+    def gemm(self, g: Gemm) -> tuple[float, float]:
+        """Forward seconds of a GEMM, and the fp8 casts' bytes it adds forward."""
+        m = g.rows * self.rows * (self.ep if g.expert else 1)
+        count = g.count / (self.ep if g.expert else 1)
+        ts = self.t if g.split else 1
+        fp8 = self.dev.precision == "fp8" and g.fp8
+        precision = "fp8" if fp8 else (self.dev.precision if self.dev.precision != "fp8" else "bf16")
+        peak = self.dev.gpu.peak_flops(precision)
+        size = (m * g.d_in * g.d_out / ts) ** (1 / 3) if m else 0
+        flops = 2 * m * g.d_in * g.d_out / ts * count
+        if not flops:
+            return 0.0, 0.0
+        compute = flops / (peak * self.dev.gemm_curve(precision).at(size))
+        moved = (m * g.d_in + g.d_in * g.d_out / ts + m * g.d_out / ts) * count * (1 if fp8 else self.e)
+        casts = FP8_CAST_BYTES * (m * g.d_in + g.d_in * g.d_out / ts) * count if fp8 else 0.0
+        return max(compute, moved / self.dev.bandwidth), casts
+
+    def core(self, c: Core) -> tuple[float, float, float]:
+        """Forward and backward seconds of an attention core, and its softmax-free GEMM-like share."""
+        scale = self.b / self.cp / self.t       # query rows split by context, heads by tensor parallelism
+        if not c.flops:
+            return 0.0, 0.0, 0.0
+        precision, peak = self.dev.attention_peak()
+        if c.flash:
+            forward = c.flops * scale / (peak * self.dev.curves.attention(False, c.head_dim).at(c.keys))
+            backward = c.backward * scale / (peak * self.dev.curves.attention(True, c.head_dim).at(c.keys))
+        else:
+            rows = self.shape.seq_len * self.b / self.cp
+            size = (rows * c.keys * c.head_dim) ** (1 / 3)
+            rate = peak * self.dev.gemm_curve(precision).at(size)
+            forward, backward = c.flops * scale / rate, c.backward * scale / rate
+        return forward, backward, forward + backward
+
+    def stream(self, s: Stream) -> float:
+        split = self.t if s.split or self.sp else 1
+        return s.bytes * self.rows / split / self.dev.bandwidth
+
+    def tally(self, ops: list[Op], tally: Tally, recompute: bool, count: int = 1) -> None:
+        """Add `count` runs of these forward operations, their backward and any recomputation."""
+        again = 1 if recompute else 0
+        for op in ops:
+            if isinstance(op, Gemm):
+                seconds, casts = self.gemm(op)
+                cast = casts / self.dev.bandwidth
+                tally.forward["matmul"] += count * seconds
+                tally.backward["matmul"] += count * (2 + again) * seconds
+                tally.gemm += count * (3 + again) * seconds
+                tally.forward["memory_bound"] += count * cast
+                tally.backward["memory_bound"] += count * (1 + again) * cast   # the output gradient's cast
+            elif isinstance(op, Core):
+                forward, backward, both = self.core(op)
+                tally.forward["attention"] += count * forward
+                tally.backward["attention"] += count * (backward + again * forward)
+                tally.core += count * (both + again * forward)
+            else:
+                seconds = self.stream(op)
+                tally.forward["memory_bound"] += count * seconds
+                tally.backward["memory_bound"] += count * (2 + again) * seconds
+
+
+def _collective(dev: Device, wire: float, message: float, span: int, alltoall: bool = False) -> float:
+    """Seconds of one collective putting `wire` bytes on each GPU's link, in messages of `message` bytes."""
+    if wire <= 0:
+        return 0.0
+    bandwidth, curve, latency = dev.link(span)
+    if alltoall and dev.curves.alltoall is not None and span <= dev.gpu.node_size:
+        curve = dev.curves.alltoall
+    messages = max(1, math.ceil(wire / max(message, 1.0)))
+    return messages * latency + wire / (bandwidth * curve.at(message))
+
+
+@dataclass
+class Traffic:
+    """One kind of communication per micro-batch (or step): bytes each GPU sends, seconds, the exposed part."""
+
+    bytes: float = 0.0
+    seconds: float = 0.0
+    exposed: float = 0.0
+
+    def add(self, count: float, wire: float, seconds: float, behind: float) -> None:
+        self.bytes += count * wire
+        self.seconds += count * seconds
+        self.exposed += count * max(0.0, seconds - behind)
+
+
+def stage_time(spec: Spec, dev: Device, shape: Shape, stage: int) -> tuple[Tally, dict[str, Traffic]]:
+    """One micro-batch on one GPU of a pipeline stage: compute, and the traffic of each kind inside layers.
+    Layers repeat, so each distinct layer is timed once."""
+    par, model = spec.parallel, spec.model
+    timer, tally = Timer(spec, dev, shape), Tally()
+    p = par.pipeline
+    full = shape.recompute == "full"
+    traffic = {kind: Traffic() for kind in ("tensor", "context", "expert")}
+    hidden = timer.rows * shape.seq_len * model.d_model * timer.e       # one s·b·h activation on this GPU
+    t, cp, ep = par.tensor, par.context, par.expert
+    passes = 6 if full else 4
+    if stage == 0:
+        timer.tally(embedding_ops(model, shape), tally, recompute=False)
+    if stage == p - 1:
+        timer.tally(head_ops(model, shape), tally, recompute=False)
+    for layer, count in Counter(stage_layers(model, stage, p)).items():
+        own = Tally()
+        timer.tally([op for ops in layer_ops(layer, model, shape).values() for op in ops], own, full)
+        wire = {kind: 0.0 for kind in traffic}
+        if t > 1:
+            wire["tensor"] = passes * 2 * (t - 1) / t * hidden
+            tensor = passes * _collective(dev, wire["tensor"] / passes, hidden, t)
+        else:
+            tensor = 0.0
+        context = 0.0
+        if cp > 1 and layer.attention.type != "aft_simple":
+            chunk = 2 * timer.rows * shape.seq_len * _kv_width(layer, model) * timer.e
+            transfers = (3 + (1 if full else 0)) * (cp - 1)
+            wire["context"] = transfers * chunk
+            context = transfers * _collective(dev, chunk, chunk, t * cp)
+        expert = 0.0
+        if layer.moe is not None and ep > 1:
+            rows = _routed_per_token(layer) * timer.rows * shape.seq_len / (t if par.sequence_parallel else 1)
+            message = rows * model.d_model * timer.e
+            wire["expert"] = passes * (ep - 1) / ep * message
+            expert = passes * _collective(dev, (ep - 1) / ep * message, message, t * ep, alltoall=True)
+        for kind, seconds, behind in (("tensor", tensor, own.gemm if par.tensor_overlap else 0.0),
+                                      ("context", context, own.core), ("expert", expert, 0.0)):
+            traffic[kind].add(count, wire[kind], seconds, behind)
+        for side in ("forward", "backward"):
+            for part, seconds in getattr(own, side).items():
+                getattr(tally, side)[part] += count * seconds
+        tally.gemm += count * own.gemm
+        tally.core += count * own.core
+    return tally, traffic
+
+
+def _kv_width(layer: Layer, model) -> int:  # noqa: ANN001 - ModelSpec
+    a = layer.attention
+    if a.type == "mla":
+        return (a.kv_lora_rank + a.qk_rope_head_dim) // 2      # the latent and the shared rotary key, as K + V
+    return model.kv_width
+
+
+def _routed_per_token(layer: Layer) -> float:
+    moe = layer.moe
+    return moe.top_k if not moe.capacity_factor else moe.capacity_factor * moe.top_k
+
+
+def step_time(spec: Spec, dev: Device, shape: Shape, stage_params: list[tuple[float, float]]) -> StepTime:
+    """The step of the spec's layout; `stage_params` are each stage's (dense, routed) parameters per GPU
+    before ZeRO sharding (costs/parallel.py)."""
+    par = spec.parallel
+    t, p, cp, v = par.tensor, par.pipeline, par.context, par.virtual_stages
+    d, m = spec.data_parallel, spec.micro_batches
+    stages = [stage_time(spec, dev, shape, i) for i in range(p)]
+    slowest = max(range(p), key=lambda i: stages[i][0].total + sum(k.exposed for k in stages[i][1].values()))
+    tally, traffic = stages[slowest]
+    micro = tally.total + sum(k.exposed for k in traffic.values())
+    bubble = (p - 1) / v * micro
+
+    w = element_bytes(spec.training.precision)
+    # pipeline: each micro-batch crosses v chunk boundaries forward and backward
+    hidden = spec.training.micro_batch_size * shape.seq_len / cp * spec.model.d_model * shape.act_bytes
+    hidden /= t if par.sequence_parallel else 1
+    if p > 1:
+        traffic["pipeline"] = Traffic()
+        traffic["pipeline"].add(2 * v * m, hidden, _collective(dev, hidden, hidden, t * cp * d * p), 0.0)
+    dense, routed = stage_params[slowest]
+    data_span = t * cp * d
+    routed_d = max(1, d // par.expert)
+    data = traffic["data"] = Traffic()
+    if par.zero == 3 and d > 1:
+        layers = len(stage_layers(spec.model, slowest, p))
+        params = dense + routed / par.expert
+        wire = (d - 1) / d * params * w
+        gather = _collective(dev, wire, params * w / max(layers, 1), data_span)
+        data.add(m, wire, gather, sum(tally.forward.values()))                # forward gathers
+        data.add(m, 2 * wire, 2 * gather, sum(tally.backward.values()))      # backward gathers, reduce-scatters
+    elif d > 1 or routed_d > 1:
+        wire = 2 * (d - 1) / d * dense * w
+        seconds = _collective(dev, wire, BUCKET_BYTES, data_span) if d > 1 else 0.0
+        if routed and routed_d > 1:
+            routed_wire = 2 * (routed_d - 1) / routed_d * routed / par.expert * w
+            wire += routed_wire
+            seconds += _collective(dev, routed_wire, BUCKET_BYTES, t * cp * routed_d)
+        data.add(1, wire, seconds, sum(tally.backward.values()))
+
+    per_param = 2 * (optimizer_bytes(spec.training.precision, spec.training.optimizer) + w) + w
+    sharded = dense / (d if par.zero >= 1 else 1) + routed / par.expert / (routed_d if par.zero >= 1 else 1)
+    optimizer = per_param * sharded / dev.bandwidth
+
+    breakdown = {part: m * (tally.forward[part] + tally.backward[part]) for part in PARTS[:3]}
+    breakdown |= {"optimizer": optimizer, "bubble": bubble}
+    per_step = {kind: m for kind in ("tensor", "context", "expert")}   # the others are counted per step
+    breakdown |= {f"communication.{kind}": per_step.get(kind, 1) * k.exposed for kind, k in traffic.items()}
+    return StepTime(
+        seconds=sum(breakdown.values()), breakdown=breakdown,
+        communication_bytes={kind: per_step.get(kind, 1) * k.bytes for kind, k in traffic.items()},
+        communication_seconds={kind: per_step.get(kind, 1) * k.seconds for kind, k in traffic.items()},
+        overlaps=overlaps(spec))
+
+
+def overlaps(spec: Spec) -> str:
+    """What the step model hid behind what, for this layout."""
+    par = spec.parallel
+    said = ["tensor traffic hidden behind the layer's GEMMs" if par.tensor_overlap else
+            "tensor traffic exposed", "expert all-to-alls and pipeline transfers exposed"]
+    if par.context > 1:
+        said.append("context ring transfers behind the attention core")
+    said.append("data-parallel gathers and reduce-scatters behind each micro-batch's forward and backward (ZeRO-3)"
+                if par.zero == 3 else "gradient reduction behind the last micro-batch's backward")
+    return "; ".join(said)

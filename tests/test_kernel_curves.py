@@ -95,6 +95,8 @@ def _at(key, *path, x):
     ("b200", ("gemm", "fp8"), 8192, 2876.6 / B200),
     # OpenXLA sm_90 table: BF16 1024^3 = 246.72 TFLOP/s
     ("h100-sxm", ("gemm", "bf16"), 1024, 246.723764705882 / H100),
+    # Fast-CUDA-Kernels README: RTX 4090 cuBLAS SGEMM 4096^3 = 47,611.8 GFLOP/s over the 82.6 TFLOP/s fp32 peak
+    ("rtx-4090", ("gemm", "fp32"), 4096, 47.6118 / 82.6),
     # Azure ND H100 v5 NVLS all-reduce busbw at 1G = 466.35 GB/s; ND A100 v4 at 1G = 228.10 GB/s
     ("h100-sxm", ("collective",), 2**30, 466.35 / 450),
     ("a100-80gb", ("collective",), 2**30, 228.10 / 300),

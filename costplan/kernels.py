@@ -128,7 +128,8 @@ def efficiencies(gpu_key: str) -> Efficiencies:
     own = table.get(gpu_key, {})
     figures = {name: own.get(name, table["default"][name]) for name in FIELDS}
     figures |= {name: own.get(name, table["default"].get(name)) for name in WEIGHT_FIELDS.values()}
-    return Efficiencies(device=gpu_key if own else "default", **figures)
+    serving = any(name in own for name in (*FIELDS, *WEIGHT_FIELDS.values()))   # curves alone are not serving figures
+    return Efficiencies(device=gpu_key if serving else "default", **figures)
 
 
 @functools.cache

@@ -1,0 +1,116 @@
+"""The step model's kernel curves (data/kernels.yaml): every catalogue device has them, each with a source, and
+the measured ones agree with the published figures they cite."""
+from __future__ import annotations
+
+import re
+from importlib import resources
+from pathlib import Path
+
+import pytest
+
+from costplan import kernels, yamlio
+from costplan.hardware import PRECISIONS
+
+CATALOGUE = yamlio.read(Path(str(resources.files("costplan") / "data" / "hardware.yaml")))
+KEYS = list(CATALOGUE)
+
+
+def _all(curves: kernels.Curves):
+    for precision, curve in curves.gemm.items():
+        yield f"gemm.{precision}", curve
+    for head_dim, curve in curves.attention_forward.items():
+        yield f"attention_forward.{head_dim}", curve
+    for head_dim, curve in curves.attention_backward.items():
+        yield f"attention_backward.{head_dim}", curve
+    yield "collective", curves.collective
+    yield "collective_internode", curves.collective_internode
+    if curves.alltoall is not None:
+        yield "alltoall", curves.alltoall
+
+
+@pytest.mark.parametrize("key", KEYS)
+def test_every_catalogue_device_has_curves(key):
+    curves = kernels.curves(key)
+    assert curves is not None, key
+    peaks = CATALOGUE[key]["peak_tflops"]
+    assert set(curves.gemm) <= set(PRECISIONS)
+    assert set(curves.gemm) <= set(peaks), "a GEMM curve for a precision the device cannot run"
+    assert "bf16" in curves.gemm or "fp16" in curves.gemm
+    assert {64, 128} <= set(curves.attention_forward) and {64, 128} <= set(curves.attention_backward)
+    for name, curve in _all(curves):
+        assert curve.source.strip(), f"{key} {name}: no source"
+        if "assumed" in curve.source.lower():
+            # an assumption names what it stands on, or why there is nothing better
+            assert re.search(r"assumed:? .*(from|as|no |shape)", curve.source, re.I | re.S), f"{key} {name}"
+        assert all(0 < y <= 1.5 for _, y in curve.points)
+
+
+@pytest.mark.parametrize("key", KEYS)
+def test_gemm_and_attention_never_exceed_the_peak(key):
+    curves = kernels.curves(key)
+    for name, curve in _all(curves):
+        if not name.startswith("collective"):
+            assert all(y < 1 for _, y in curve.points), f"{key} {name}"
+
+
+def test_serving_figures_untouched_by_curves():
+    """A device with curves but no serving figures still takes the serving defaults under the name 'default'."""
+    assert kernels.efficiencies("l4").device == "default"
+    assert kernels.efficiencies("h100-sxm").device == "h100-sxm"
+    assert kernels.efficiencies("a100-80gb").matmul.value == 0.85
+
+
+# Spot values: the published number, over the catalogue's dense peak.
+A100, H100, B200 = 312, 989, 4500
+
+
+def _at(key, *path, x):
+    curves = kernels.curves(key)
+    node = getattr(curves, path[0])
+    for p in path[1:]:
+        node = node[p]
+    return node.at(x)
+
+
+@pytest.mark.parametrize(("key", "path", "x", "published"), [
+    # FlashAttention-2 paper Figure 4(d) (README figure): A100, causal, hd128, fwd+bwd at 16k = 189 TFLOP/s
+    ("a100-80gb", ("attention_forward", 128), 16384, 189 / A100),
+    ("a100-80gb", ("attention_backward", 128), 16384, 189 / A100),
+    # ibid. Figure 4(c): causal, hd64 at 512 = 88 TFLOP/s
+    ("a100-80gb", ("attention_forward", 64), 512, 88 / A100),
+    # FlashAttention-3 paper Figure 5(d): H100, BF16 forward, causal, hd128 at 16k = 616 TFLOP/s; at 2k = 521
+    ("h100-sxm", ("attention_forward", 128), 16384, 616 / H100),
+    ("h100-sxm", ("attention_forward", 128), 2048, 521 / H100),
+    # ibid. Figure 5(b): causal hd64 at 4k = 420 TFLOP/s
+    ("h100-sxm", ("attention_forward", 64), 4096, 420 / H100),
+    # FA3 Figure 6(b) non-causal backward hd128 at 16k = 561, times FA2 H100 causal/non-causal fwd+bwd 328/338
+    ("h100-sxm", ("attention_backward", 128), 16384, 561 * 328 / 338 / H100),
+    # Azure ND A100 v4: cuBLASLt FP16 8192^3 = 253.7 TFLOP/s
+    ("a100-80gb", ("gemm", "fp16"), 8192, 253.7 / A100),
+    # Azure ND H100 v5: cuBLASLt FP8 16384^3 = 1377.3 TFLOP/s
+    ("h100-sxm", ("gemm", "fp8"), 16384, 1377.3 / 1979),
+    # Azure ND H200 v5: FP8 4096^3 = 1249.1 TFLOP/s
+    ("h200", ("gemm", "fp8"), 4096, 1249.1 / 1979),
+    # Azure ND GB200 v6: FP8 8192^3 = 2876.6 TFLOP/s (over the HGX B200 catalogue peak)
+    ("b200", ("gemm", "fp8"), 8192, 2876.6 / B200),
+    # OpenXLA sm_90 table: BF16 1024^3 = 246.72 TFLOP/s
+    ("h100-sxm", ("gemm", "bf16"), 1024, 246.723764705882 / H100),
+    # Fast-CUDA-Kernels README: RTX 4090 cuBLAS SGEMM 4096^3 = 47,611.8 GFLOP/s over the 82.6 TFLOP/s fp32 peak
+    ("rtx-4090", ("gemm", "fp32"), 4096, 47.6118 / 82.6),
+    # Azure ND H100 v5 NVLS all-reduce busbw at 1G = 466.35 GB/s; ND A100 v4 at 1G = 228.10 GB/s
+    ("h100-sxm", ("collective",), 2**30, 466.35 / 450),
+    ("a100-80gb", ("collective",), 2**30, 228.10 / 300),
+    ("a100-80gb", ("collective",), 2**20, 36.22 / 300),
+])
+def test_published_spot_values(key, path, x, published):
+    assert _at(key, *path, x=x) == pytest.approx(published, rel=0.01)
+
+
+def test_curves_rise_with_size_where_measured():
+    h100 = kernels.curves("h100-sxm")
+    for curve in (h100.gemm["bf16"], h100.gemm["fp8"], h100.attention_forward[128], h100.collective):
+        assert curve.at(curve.points[0][0]) < curve.at(curve.points[-1][0])
+    # between published points the curve interpolates, beyond them it holds flat
+    fwd = h100.attention_forward[128]
+    assert 521 / H100 < fwd.at(3000) < 579 / H100
+    assert fwd.at(65536) == fwd.at(16384)

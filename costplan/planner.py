@@ -237,7 +237,7 @@ def fewest_gpus(spec: Spec, gpu_key: str, deadline_hours: float) -> Option:
     _, layout, result = best
     par = result.parallelism
     return Option(
-        gpu=gpu_key, gpus=result.assumptions["gpu_count"],
+        gpu=gpu_key, gpus=result.assumptions.gpu_count,
         layout={"data": par.data, "tensor": par.tensor, "pipeline": par.pipeline, "expert": par.expert,
                 "zero": par.zero, "sequence_parallel": par.sequence_parallel},
         memory_per_gpu=result.memory.total_per_gpu, gpu_memory=result.memory.gpu_memory,

@@ -101,7 +101,7 @@ def memory(estimates: Sequence[Estimate]) -> Any:
         verdict = "fits" if m.fits else "does not fit"
         cut = " (bar cut)" if m.total_per_gpu / GIB > reach else ""
         axes.annotate(f"{report.size(m.total_per_gpu)}{cut}: {verdict} in {report.size(m.gpu_memory)} "
-                      f"({e.assumptions['gpu']})", (1.01, place), xycoords=("axes fraction", "data"),
+                      f"({e.assumptions.gpu})", (1.01, place), xycoords=("axes fraction", "data"),
                       va="center", fontsize=8, color="black" if m.fits else "firebrick")
     axes.set(xlabel="training memory per GPU (GiB)",
              title="Training memory per GPU (inference KV cache not included)")

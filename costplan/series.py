@@ -64,4 +64,4 @@ def iso_flop(law: scaling.ScalingLaw, compute: float, params: Sequence[float]) -
 def spec_point(e: Estimate) -> tuple[float, float, float]:
     """(C = 6·N·D, N, predicted loss) of an estimated spec, N as the law counts it."""
     s = e.scaling
-    return scaling.FLOPS_PER_PARAM_TOKEN * s.params * e.assumptions["tokens"], s.params, s.loss
+    return scaling.FLOPS_PER_PARAM_TOKEN * s.params * e.assumptions.tokens, s.params, s.loss

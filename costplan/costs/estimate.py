@@ -1,20 +1,16 @@
-"""A whole spec → Estimate: sum the components over the concrete layers, then memory, time and cost."""
+"""A whole spec → Estimate: sum the components over the concrete layers, resolve the run (device, layout,
+price), then memory, step time and cost, in that order."""
 from __future__ import annotations
 
-import contextlib
-from collections import Counter
-from collections.abc import Iterator
-from dataclasses import replace
-
 from costplan import scaling
-from costplan.costs import ZERO, Cost, Shape, parallel
-from costplan.costs.embedding import embedding, head
-from costplan.costs.layers import layer_cost, stage_layers
+from costplan.costs import ZERO, parallel
+from costplan.costs.components import COMPONENTS, components, shape_of, shared_components  # noqa: F401 - API
 from costplan.costs.memory import element_bytes, is_mixed, optimizer_bytes
-from costplan.costs.norm import norm
-from costplan.costs.result import Estimate, Flops, Memory, Number, Parallelism, Params, Time
-from costplan.costs.time import SECONDS_PER_HOUR, gpu_hours, wall_clock_days
-from costplan.spec import ModelSpec, Spec
+from costplan.costs.result import Assumptions, Estimate, Flops, Memory, Number, Parallelism, Params, Time
+from costplan.costs.run import Run, resolve, stages_of, step_time
+from costplan.costs.step import StepTime
+from costplan.costs.time import SECONDS_PER_HOUR, wall_clock_days
+from costplan.spec import Spec
 
 # Tokens per parameter when a spec gives no training.tokens: the compute-optimal ratio of Hoffmann et al.
 # 2022 (Table 3, "~20 tokens per parameter"), per parameter as the scaling law counts them (active ones for a
@@ -57,13 +53,10 @@ def estimate(spec: Spec, law: str | scaling.ScalingLaw | None = None) -> Estimat
         by_component={key: ratio(c.flops, s) for key, c in parts.items()},
     )
 
-    w = element_bytes(t.precision)
-    stages = [parts] if spec.parallel.pipeline == 1 else [
-        components(spec, shape, i, spec.parallel.pipeline) for i in range(spec.parallel.pipeline)]
-    peak = gpu.peak_flops(t.precision)
-    mfu = hw.mfu if hw.mfu is not None else gpu.mfu
-    layout = parallel.split(spec, shape, stages, peak, mfu)
-    stage = layout.memory
+    run = resolve(spec)
+    spec = run.spec
+    memories = parallel.stage_memories(spec, stages_of(spec, shape))
+    stage = max(memories, key=lambda mem: mem.total)
     memory = Memory(
         weights=stage.weights, gradients=stage.gradients, optimizer=stage.optimizer,
         activations=stage.activations, workspace=stage.workspace, total_per_gpu=stage.total,
@@ -71,68 +64,76 @@ def estimate(spec: Spec, law: str | scaling.ScalingLaw | None = None) -> Estimat
         gpu_memory=gpu.memory_bytes, kv_cache_per_token=whole.kv_cache, kv_cache_at_seq_len=whole.kv_cache_seq,
     )
 
-    price = hw.usd_per_gpu_hour if hw.usd_per_gpu_hour is not None else gpu.usd_per_gpu_hour
-    steps = tokens / (spec.global_batch_size * s)
-    if spec.parallelism is None:
-        hours = gpu_hours(flops.training_total, peak, mfu)
-    else:
-        hours = steps * layout.step_seconds * hw.count / SECONDS_PER_HOUR
-    time = Time(gpu_hours=hours, wall_clock_days=wall_clock_days(hours, hw.count), cost_usd=hours * price)
+    batch = spec.global_batch_size
+    steps = tokens / (batch * s)
+    stepped = step_time(run, shape, memories, 3 * whole.flops * batch)
+    per_gpu_second = stepped.seconds * hw.count
+    hours = steps * per_gpu_second / SECONDS_PER_HOUR
+    time = Time(
+        gpu_hours=hours, wall_clock_days=wall_clock_days(hours, hw.count), cost_usd=hours * run.price,
+        step_seconds=stepped.seconds, tokens_per_second_per_gpu=batch * s / per_gpu_second,
+        mfu=3 * whole.flops * batch / per_gpu_second / run.peak,
+        hfu=whole.hw_flops * batch / per_gpu_second / run.peak,
+        breakdown=stepped.breakdown,
+    )
 
     law = law if isinstance(law, scaling.ScalingLaw) else scaling.resolve(law)
     predicted = scaling.predict(law, params.total, params.active, tokens)
-
-    assumptions = {
-        "tokens": tokens,
-        "tokens_source": "training.tokens" if t.tokens is not None else
+    w = element_bytes(t.precision)
+    assumptions = Assumptions(
+        tokens=tokens,
+        tokens_source="training.tokens" if t.tokens is not None else
         f"{DEFAULT_TOKENS_PER_PARAM} tokens per {'active ' if convention == 'active' else ''}parameter "
         "(Hoffmann et al. 2022); set training.tokens",
-        "tokens_per_param": tokens / whole.params,
-        "seq_len": s,
-        "micro_batch_size": t.micro_batch_size,
-        "global_batch_size": spec.global_batch_size,
-        "steps": steps,
-        "precision": t.precision,
-        "optimizer": t.optimizer,
-        "recompute": t.recompute,
-        "bytes_per_param": {
+        tokens_per_param=tokens / whole.params,
+        seq_len=s,
+        micro_batch_size=t.micro_batch_size,
+        global_batch_size=batch,
+        steps=steps,
+        precision=t.precision,
+        optimizer=t.optimizer,
+        recompute=t.recompute,
+        bytes_per_param={
             "weights": w, "gradients": w, "optimizer": optimizer_bytes(t.precision, t.optimizer),
             "rule": ("16-bit weights and gradients, fp32 master copy and moments (ZeRO §3.1)"
                      if is_mixed(t.precision) else "fp32 weights, gradients and moments"),
         },
-        "activation_element_bytes": shape.act_bytes,
-        "attention_flops": "every key a query may see; no causal halving (PaLM, torchtitan, nanoGPT)",
-        "gpu": gpu.key,
-        "gpu_name": gpu.name,
-        "gpu_count": hw.count,
-        "peak_flops_per_gpu": peak,
-        "mfu": mfu,
-        "mfu_source": "hardware.mfu" if hw.mfu is not None else gpu.mfu_source,
-        "usd_per_gpu_hour": price,
-        "price_source": "hardware.usd_per_gpu_hour" if hw.usd_per_gpu_hour is not None else
-        f"{gpu.price_source} ({gpu.price_date})",
-    }
-    if spec.parallelism is not None:
-        assumptions["time_model"] = ("steps × (compute / MFU × (m + p − 1)/m + exposed communication); "
-                                     + parallel.STEP_OVERLAPS)
-        assumptions["network"] = gpu.network_source
-    else:
-        assumptions["time_model"] = "training FLOPs / (peak × MFU); communication inside the MFU"
+        activation_element_bytes=shape.act_bytes,
+        attention_flops="every key a query may see; no causal halving (PaLM, torchtitan, nanoGPT)",
+        gpu=gpu.key,
+        gpu_name=gpu.name,
+        gpu_count=hw.count,
+        peak_flops_per_gpu=run.peak,
+        time_model=run.time_model,
+        mfu_override=run.mfu,
+        kernel_tables=_tables_source(run) if run.mfu is None else None,
+        layout=run.layout_source,
+        overlaps=stepped.overlaps,
+        network=gpu.network_source,
+        usd_per_gpu_hour=run.price,
+        price_source=run.price_source,
+    )
     return Estimate(name=spec.name, params=params, flops=flops, memory=memory, time=time,
-                    assumptions=assumptions, scaling=predicted, parallelism=_parallelism(spec, layout))
+                    assumptions=assumptions, scaling=predicted,
+                    parallelism=_parallelism(spec, stage, stepped, run.layout_source))
 
 
-def _parallelism(spec: Spec, layout: parallel.Split) -> Parallelism | None:
-    if spec.parallelism is None:
-        return None
+def _tables_source(run: Run) -> str:
+    gpu = run.gpu
+    if gpu.kernels is not None:
+        return f"the hardware file's kernels ({gpu.calibrated_on or gpu.key})"
+    return f"data/kernels.yaml, {gpu.key}"
+
+
+def _parallelism(spec: Spec, stage: parallel.StageMemory, stepped: StepTime, source: str) -> Parallelism:
     par = spec.parallel
+    bubble = stepped.breakdown.get("bubble", 0.0)
     return Parallelism(
-        data=spec.data_parallel, tensor=par.tensor, pipeline=par.pipeline, expert=par.expert, zero=par.zero,
-        sequence_parallel=par.sequence_parallel, micro_batches=spec.micro_batches,
-        memory_stage=layout.memory.stage, communication_bytes=layout.communication,
-        communication_seconds=layout.communication_seconds, bandwidth_bytes_per_s=layout.bandwidth,
-        step_seconds={"compute": layout.compute_seconds, "bubble": layout.bubble_seconds,
-                      "exposed_communication": layout.exposed_seconds, "total": layout.step_seconds},
-        bubble_fraction=layout.bubble_seconds / layout.step_seconds,
-        overlaps=parallel.STEP_OVERLAPS,
+        data=spec.data_parallel, tensor=par.tensor, pipeline=par.pipeline, context=par.context,
+        virtual_stages=par.virtual_stages, expert=par.expert, zero=par.zero,
+        sequence_parallel=par.sequence_parallel, tensor_overlap=par.tensor_overlap,
+        micro_batches=spec.micro_batches, memory_stage=stage.stage,
+        communication_bytes=stepped.communication_bytes, communication_seconds=stepped.communication_seconds,
+        bubble_fraction=bubble / stepped.seconds if stepped.seconds else 0.0,
+        source=source, overlaps=stepped.overlaps,
     )

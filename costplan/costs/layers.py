@@ -1,6 +1,7 @@
 """The model as a list of concrete layers, expanded once from the spec, and the cost of one layer."""
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, replace
 
 from costplan.costs import Cost, Shape
@@ -28,15 +29,20 @@ def is_moe_layer(index: int, moe: MoESpec | None) -> bool:
 
 def layers(model: ModelSpec) -> list[Layer]:
     """Every layer of the model, in order."""
-    return [Layer(model.attention, model.d_ff, model.moe if is_moe_layer(i, model.moe) else None)
-            for i in range(model.n_layers)]
+    return list(_layers(model))
+
+
+@functools.lru_cache(maxsize=256)
+def _layers(model: ModelSpec) -> tuple[Layer, ...]:
+    return tuple(Layer(model.attention, model.d_ff, model.moe if is_moe_layer(i, model.moe) else None)
+            for i in range(model.n_layers))
 
 
 def stage_layers(model: ModelSpec, stage: int = 0, stages: int = 1) -> list[Layer]:
     """The layers of pipeline stage `stage` of `stages`: equal runs of consecutive layers (spec validation
     makes `stages` divide n_layers)."""
     per_stage = model.n_layers // stages
-    return layers(model)[stage * per_stage:(stage + 1) * per_stage]
+    return list(_layers(model)[stage * per_stage:(stage + 1) * per_stage])
 
 
 def layer_cost(layer: Layer, model: ModelSpec, shape: Shape) -> dict[str, Cost]:

@@ -20,6 +20,7 @@ fused-kernel reading (an unfused framework moves more; that is the user's framew
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 from costplan.costs import STAT_BYTES, Shape
@@ -144,8 +145,9 @@ def norm_ops(model: ModelSpec, shape: Shape) -> list[Op]:
     return [Stream("norm", 2 * 2 * wide, split=False), Stream("residual", 2 * 3 * wide, split=False)]
 
 
+@functools.lru_cache(maxsize=256)
 def layer_ops(layer: Layer, model: ModelSpec, shape: Shape) -> dict[str, list[Op]]:
-    """One layer's forward operations by component."""
+    """One layer's forward operations by component (cached: a sweep asks for the same layers often)."""
     return {"attention": attention_ops(layer, model, shape),
             "moe" if layer.moe is not None else "mlp": mlp_ops(layer, model, shape),
             "norms": norm_ops(model, shape)}

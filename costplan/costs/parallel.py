@@ -8,10 +8,9 @@ parallelism splits each sequence over c ranks (ring attention), so each holds 1/
 splits the routed experts over e of the d data-parallel ranks (Megatron-Core, DeepSpeed-MoE): each GPU keeps
 n_experts/e of them (also split by t, Megatron-Core's default expert tensor parallelism), and their states are
 replicated, and ZeRO-sharded, over the d/e ranks holding the same experts. Ranks are
-ordered as Megatron's default: tensor ranks adjacent, then data, then pipeline; so a tensor group spans t
-consecutive GPUs, an expert group t·e, a data group t·d and a pipeline group all of them. A group whose span
-fits in a node (hardware `node_size`) talks over the interconnect, a larger one over the network, each at half
-the catalogue's bidirectional figure per direction.
+ordered as Megatron's default: tensor ranks adjacent, then context, then data, then pipeline; so a tensor
+group spans t consecutive GPUs, a context group t·c, an expert group t·c·e, a data group t·c·d and a pipeline
+group all of them (costs/step.py times their traffic by that span).
 
 Memory per GPU (bytes), for the pipeline stage that needs the most:
 - Model states (Rajbhandari et al. 2019, ZeRO §5): the stage's attention and MLP matrices and the
@@ -33,10 +32,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from costplan.costs import Cost, Shape
-from costplan.costs.layers import stage_layers
+from costplan.costs import Cost
 from costplan.costs.memory import FP32, element_bytes, optimizer_bytes
-from costplan.costs.moe import routed_rows
 from costplan.spec import Spec
 
 TENSOR_REPLICATED = ("norms",)   # components whose weights every tensor rank keeps whole

@@ -58,29 +58,68 @@ class Memory(_Result):
 
 @dataclasses.dataclass(frozen=True)
 class Time(_Result):
-    gpu_hours: float
+    gpu_hours: float                 # steps × step_seconds × GPUs
     wall_clock_days: float
     cost_usd: float
+    step_seconds: float              # one optimizer step (costs/step.py, or model FLOPs / (peak × hardware.mfu))
+    tokens_per_second_per_gpu: float
+    mfu: float                       # model FLOPs (3 × forward) per second per GPU / the precision's peak
+    hfu: float                       # hardware FLOPs (recomputation, flash backward, skipped tiles) the same way
+    breakdown: dict[str, float]      # seconds per step by part: matmul, attention, memory_bound, optimizer,
+                                     # bubble, communication.<kind> (exposed only)
 
 
 @dataclasses.dataclass(frozen=True)
 class Parallelism(_Result):
-    """How one step is split over the GPUs (costs/parallel.py); present when the spec has the section."""
+    """How one step is split over the GPUs: the spec's parallelism section or the layout chosen for it."""
 
     data: int
     tensor: int
     pipeline: int
+    context: int
+    virtual_stages: int
     expert: int
     zero: int
     sequence_parallel: bool
+    tensor_overlap: bool
     micro_batches: int
     memory_stage: int                        # the pipeline stage whose memory `memory` reports (the fullest)
-    communication_bytes: dict[str, float]    # sent per GPU per step: data, tensor, pipeline (and expert)
-    communication_seconds: dict[str, float]
-    bandwidth_bytes_per_s: dict[str, float]  # per direction, for each kind
-    step_seconds: dict[str, float]           # compute, bubble, exposed_communication, total
+    communication_bytes: dict[str, float]    # sent per GPU per step, by kind (tensor, context, expert, ...)
+    communication_seconds: dict[str, float]  # each kind's traffic, hidden or exposed
     bubble_fraction: float                   # of the step
+    source: str                              # "parallelism", "one GPU", or how the layout was chosen
+    overlaps: str                            # what the step model hid behind what
+
+
+@dataclasses.dataclass(frozen=True)
+class Assumptions(_Result):
+    """What an estimate rests on, as typed fields (the `assumptions` object of the JSON)."""
+
+    tokens: float
+    tokens_source: str
+    tokens_per_param: float
+    seq_len: int
+    micro_batch_size: int
+    global_batch_size: int
+    steps: float
+    precision: str
+    optimizer: str
+    recompute: str
+    bytes_per_param: dict[str, Any]
+    activation_element_bytes: int
+    attention_flops: str
+    gpu: str
+    gpu_name: str
+    gpu_count: int
+    peak_flops_per_gpu: float
+    time_model: str                  # "step model", or "hardware.mfu" when the user gave a utilisation
+    mfu_override: float | None
+    kernel_tables: str | None        # where the step model's efficiencies came from
+    layout: str                      # where the parallel layout came from
     overlaps: str
+    network: str
+    usd_per_gpu_hour: float
+    price_source: str
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,6 +129,6 @@ class Estimate(_Result):
     flops: Flops
     memory: Memory
     time: Time
-    assumptions: dict[str, Any]
+    assumptions: Assumptions
     scaling: Scaling
-    parallelism: Parallelism | None = None
+    parallelism: Parallelism

@@ -14,8 +14,9 @@ Each operation (costs/ops.py) of each layer of a pipeline stage, for one micro-b
 - Memory-bound work: bytes / (bandwidth × memory efficiency), backward twice the forward's bytes.
 - Recomputation: full reruns each layer's forward in backward; selective is in the core's own backward FLOPs.
 
-Communication (a collective's time: latency + bytes on the wire / (per-direction link bandwidth × bus
-efficiency at its message size), the link inside a node or the network across nodes by the group's span):
+Communication (a collective's time: bytes on the wire / (per-direction link bandwidth × bus efficiency at its
+message size, latency included as nccl-tests measures it), the link inside a node or the network across nodes
+by the group's span; ranks ordered tensor, context, data, pipeline, as Megatron's):
 - tensor: per layer and micro-batch 2 all-reduces forward, 2 backward (2 more with full recomputation) of the
   layer's s·b·h activation (Megatron §3.2); exposed, or with `tensor_overlap` hidden behind the layer's GEMMs
   (exposed only beyond them).
@@ -34,7 +35,6 @@ the gradient, memory-bound.
 """
 from __future__ import annotations
 
-import math
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -80,12 +80,11 @@ class Device:
             "bf16" if self.gpu.peak_flops("bf16") else "fp16")
         return precision, self.gpu.peak_flops(precision) or self.gpu.peak_flops(self.precision)
 
-    def link(self, span: int) -> tuple[float, kernels.Curve, float]:
-        """Per-direction bytes/s, bus-efficiency curve and latency (s) of a group spanning `span` ranks."""
+    def link(self, span: int) -> tuple[float, kernels.Curve]:
+        """Per-direction bytes/s and bus-efficiency curve of a group spanning `span` consecutive ranks."""
         across = span > self.gpu.node_size
         curve = self.curves.collective_internode if across else self.curves.collective
-        latency = self.efficiencies.allreduce_latency(span, self.gpu.node_size).value * 1e-6
-        return self.gpu.link_bytes_per_s(span), curve, latency
+        return self.gpu.link_bytes_per_s(span), curve
 
 
 def device(gpu: GPU, precision: str) -> Device:
@@ -196,14 +195,14 @@ class Timer:
 
 
 def _collective(dev: Device, wire: float, message: float, span: int, alltoall: bool = False) -> float:
-    """Seconds of one collective putting `wire` bytes on each GPU's link, in messages of `message` bytes."""
+    """Seconds of collectives putting `wire` bytes on each GPU's link in messages of `message` bytes: the bus
+    efficiency curves are nccl-tests bus bandwidths, latency included, so no latency is added."""
     if wire <= 0:
         return 0.0
-    bandwidth, curve, latency = dev.link(span)
+    bandwidth, curve = dev.link(span)
     if alltoall and dev.curves.alltoall is not None and span <= dev.gpu.node_size:
         curve = dev.curves.alltoall
-    messages = max(1, math.ceil(wire / max(message, 1.0)))
-    return messages * latency + wire / (bandwidth * curve.at(message))
+    return wire / (bandwidth * curve.at(message))
 
 
 @dataclass
@@ -220,51 +219,59 @@ class Traffic:
         self.exposed += count * max(0.0, seconds - behind)
 
 
-def stage_time(spec: Spec, dev: Device, shape: Shape, stage: int) -> tuple[Tally, dict[str, Traffic]]:
+def stage_time(spec: Spec, dev: Device, shape: Shape, stage: int,
+               layer_times: dict | None = None) -> tuple[Tally, dict[str, Traffic]]:
     """One micro-batch on one GPU of a pipeline stage: compute, and the traffic of each kind inside layers.
-    Layers repeat, so each distinct layer is timed once."""
-    par, model = spec.parallel, spec.model
+    Layers repeat, so each distinct layer is timed once (and once per step when `layer_times` is shared)."""
+    model = spec.model
     timer, tally = Timer(spec, dev, shape), Tally()
-    p = par.pipeline
-    full = shape.recompute == "full"
+    p = spec.parallel.pipeline
     traffic = {kind: Traffic() for kind in ("tensor", "context", "expert")}
-    hidden = timer.rows * shape.seq_len * model.d_model * timer.e       # one s·b·h activation on this GPU
-    t, cp, ep = par.tensor, par.context, par.expert
-    passes = 6 if full else 4
     if stage == 0:
         timer.tally(embedding_ops(model, shape), tally, recompute=False)
     if stage == p - 1:
         timer.tally(head_ops(model, shape), tally, recompute=False)
+    layer_times = {} if layer_times is None else layer_times
     for layer, count in Counter(stage_layers(model, stage, p)).items():
-        own = Tally()
-        timer.tally([op for ops in layer_ops(layer, model, shape).values() for op in ops], own, full)
-        wire = {kind: 0.0 for kind in traffic}
-        if t > 1:
-            wire["tensor"] = passes * 2 * (t - 1) / t * hidden
-            tensor = passes * _collective(dev, wire["tensor"] / passes, hidden, t)
-        else:
-            tensor = 0.0
-        context = 0.0
-        if cp > 1 and layer.attention.type != "aft_simple":
-            chunk = 2 * timer.rows * shape.seq_len * _kv_width(layer, model) * timer.e
-            transfers = (3 + (1 if full else 0)) * (cp - 1)
-            wire["context"] = transfers * chunk
-            context = transfers * _collective(dev, chunk, chunk, t * cp)
-        expert = 0.0
-        if layer.moe is not None and ep > 1:
-            rows = _routed_per_token(layer) * timer.rows * shape.seq_len / (t if par.sequence_parallel else 1)
-            message = rows * model.d_model * timer.e
-            wire["expert"] = passes * (ep - 1) / ep * message
-            expert = passes * _collective(dev, (ep - 1) / ep * message, message, t * ep, alltoall=True)
-        for kind, seconds, behind in (("tensor", tensor, own.gemm if par.tensor_overlap else 0.0),
-                                      ("context", context, own.core), ("expert", expert, 0.0)):
-            traffic[kind].add(count, wire[kind], seconds, behind)
+        if layer not in layer_times:
+            layer_times[layer] = _layer_time(spec, dev, shape, timer, layer)
+        own, wire, seconds, behind = layer_times[layer]
+        for kind in traffic:
+            traffic[kind].add(count, wire[kind], seconds[kind], behind[kind])
         for side in ("forward", "backward"):
-            for part, seconds in getattr(own, side).items():
-                getattr(tally, side)[part] += count * seconds
+            for part, value in getattr(own, side).items():
+                getattr(tally, side)[part] += count * value
         tally.gemm += count * own.gemm
         tally.core += count * own.core
     return tally, traffic
+
+
+def _layer_time(spec: Spec, dev: Device, shape: Shape, timer: Timer, layer: Layer) -> tuple:
+    """One layer's compute, and per kind of traffic: bytes on the wire, seconds, and the compute it hides behind."""
+    par, model = spec.parallel, spec.model
+    t, cp, ep = par.tensor, par.context, par.expert
+    full = shape.recompute == "full"
+    passes = 6 if full else 4
+    hidden = timer.rows * shape.seq_len * model.d_model * timer.e       # one s·b·h activation on this GPU
+    own = Tally()
+    timer.tally([op for ops in layer_ops(layer, model, shape).values() for op in ops], own, full)
+    wire = dict.fromkeys(("tensor", "context", "expert"), 0.0)
+    seconds = dict.fromkeys(("tensor", "context", "expert"), 0.0)
+    if t > 1:
+        wire["tensor"] = passes * 2 * (t - 1) / t * hidden
+        seconds["tensor"] = passes * _collective(dev, wire["tensor"] / passes, hidden, t)
+    if cp > 1 and layer.attention.type != "aft_simple":
+        chunk = 2 * timer.rows * shape.seq_len * _kv_width(layer, model) * timer.e
+        transfers = (3 + (1 if full else 0)) * (cp - 1)
+        wire["context"] = transfers * chunk
+        seconds["context"] = transfers * _collective(dev, chunk, chunk, t * cp)
+    if layer.moe is not None and ep > 1:
+        rows = _routed_per_token(layer) * timer.rows * shape.seq_len / (t if par.sequence_parallel else 1)
+        message = rows * model.d_model * timer.e
+        wire["expert"] = passes * (ep - 1) / ep * message
+        seconds["expert"] = passes * _collective(dev, (ep - 1) / ep * message, message, t * cp * ep, alltoall=True)
+    behind = {"tensor": own.gemm if par.tensor_overlap else 0.0, "context": own.core, "expert": 0.0}
+    return own, wire, seconds, behind
 
 
 def _kv_width(layer: Layer, model) -> int:  # noqa: ANN001 - ModelSpec
@@ -285,7 +292,8 @@ def step_time(spec: Spec, dev: Device, shape: Shape, stage_params: list[tuple[fl
     par = spec.parallel
     t, p, cp, v = par.tensor, par.pipeline, par.context, par.virtual_stages
     d, m = spec.data_parallel, spec.micro_batches
-    stages = [stage_time(spec, dev, shape, i) for i in range(p)]
+    shared: dict = {}
+    stages = [stage_time(spec, dev, shape, i, shared) for i in range(p)]
     slowest = max(range(p), key=lambda i: stages[i][0].total + sum(k.exposed for k in stages[i][1].values()))
     tally, traffic = stages[slowest]
     micro = tally.total + sum(k.exposed for k in traffic.values())

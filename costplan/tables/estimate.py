@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 
 def estimate_rows(est: Estimate) -> list[Row]:
     """The rows of `costplan estimate` for one spec: breakdowns with each part's share of the total."""
-    p, f, m, t, a = est.params, est.flops, est.memory, est.time, est.assumptions
+    p, f, m, a = est.params, est.flops, est.memory, est.assumptions
     rows = [Row("parameters", "total", p.total)]
     rows += [Row("parameters", f"  {key}", v, share=v / p.total) for key, v in p.by_component.items()]
     if p.active != p.total:
@@ -28,53 +28,79 @@ def estimate_rows(est: Estimate) -> list[Row]:
         Row("FLOPs", "hardware per token", f.hardware_per_token, "flop",
             note="with recomputation and causal tile skipping"),
         Row("FLOPs", "training total", f.training_total, "flop",
-            note=f"{plural(count(a['tokens']), 'token')}, {number(est.scaling.tokens_per_param)} per "
+            note=f"{plural(count(a.tokens), 'token')}, {number(est.scaling.tokens_per_param)} per "
                  f"{'active ' if est.scaling.params_convention == 'active' else ''}parameter"),
     ]
     rows += [Row("memory", name, value, "bytes", share=value / m.total_per_gpu) for name, value in (
         ("weights", m.weights), ("gradients", m.gradients), ("optimizer states", m.optimizer),
-        (f"activations (micro-batch {a['micro_batch_size']})", m.activations),
+        (f"activations (micro-batch {a.micro_batch_size})", m.activations),
         ("loss gradients (transient)", m.workspace))]
     rows += [
         Row("memory", "total per GPU", m.total_per_gpu, "bytes",
             note=f"{'fits' if m.fits else 'does not fit'} in {size(m.gpu_memory)}"),
         Row("memory", "KV cache per token (inference)", m.kv_cache_per_token, "bytes"),
-        Row("memory", f"KV cache at seq_len {a['seq_len']}", m.kv_cache_at_seq_len, "bytes",
+        Row("memory", f"KV cache at seq_len {a.seq_len}", m.kv_cache_at_seq_len, "bytes",
             note="one sequence; windows and recurrent states cap it"),
-        Row("time", "GPU-hours", t.gpu_hours, "hours",
-            note=f"{a['gpu']} at {flops_rate(a['peak_flops_per_gpu'])} {a['precision']}, MFU {percent(a['mfu'])}"),
-        Row("time", "wall clock", t.wall_clock_days, "days", note=f"on {plural(str(a['gpu_count']), 'GPU')}"),
-        Row("time", "cost", t.cost_usd, "usd", note=f"at ${price(a['usd_per_gpu_hour'])} per GPU-hour"),
     ]
-    if est.parallelism is not None:
-        rows += parallel_rows(est)
+    rows += time_rows(est)
+    rows += parallel_rows(est)
     return rows + scaling_rows(est)
 
 
+PART_NAMES = {"matmul": "matmuls", "attention": "attention kernels", "memory_bound": "memory-bound ops",
+              "optimizer": "optimizer step", "bubble": "pipeline bubble"}
+
+
+def time_rows(est: Estimate) -> list[Row]:
+    """Step time, throughput, utilisation and where the step goes, then GPU-hours and cost."""
+    t, a = est.time, est.assumptions
+    if a.time_model == "hardware.mfu":
+        how = f"model FLOPs at {percent(a.mfu_override)} MFU (hardware.mfu), communication inside it"
+    else:
+        how = f"step model, kernel efficiencies from {a.kernel_tables}"
+    rows = [
+        Row("time", "step time", t.step_seconds, "seconds",
+            note=f"{plural(str(a.global_batch_size), 'sequence')} of {a.seq_len}; {how}"),
+    ]
+    for part, value in t.breakdown.items():
+        if value:
+            name = PART_NAMES.get(part) or part.replace("communication.", "exposed ") + " traffic"
+            rows.append(Row("time", f"  {name}", value, "seconds", share=value / t.step_seconds))
+    rows += [
+        Row("time", "tokens per second per GPU", t.tokens_per_second_per_gpu, "number"),
+        Row("time", "MFU", t.mfu, "percent",
+            note=f"model FLOPs / {a.gpu} {a.precision} peak {flops_rate(a.peak_flops_per_gpu)}"),
+        Row("time", "HFU", t.hfu, "percent", note="hardware FLOPs: recomputation, flash backward, skipped tiles"),
+        Row("time", "GPU-hours", t.gpu_hours, "hours", note=f"{count(a.steps)} steps"),
+        Row("time", "wall clock", t.wall_clock_days, "days", note=f"on {plural(str(a.gpu_count), 'GPU')}"),
+        Row("time", "cost", t.cost_usd, "usd", note=f"at ${price(a.usd_per_gpu_hour)} per GPU-hour"),
+    ]
+    return rows
+
+
 def parallel_rows(est: Estimate) -> list[Row]:
-    """How one step is split: the layout, traffic per GPU by kind, the bubble and the step time."""
+    """How one step is split: the layout, where it came from, and traffic per GPU by kind."""
     par = est.parallelism
-    extras = [f"expert {par.expert}" if par.expert > 1 else "", zero_stage(par.zero, par.data),
-              "sequence parallel" if par.sequence_parallel else "", f"{par.micro_batches} micro-batches per step"]
+    if est.assumptions.gpu_count == 1 and par.source != "parallelism":
+        return []
+    extras = [f"context {par.context}" if par.context > 1 else "", f"expert {par.expert}" if par.expert > 1 else "",
+              zero_stage(par.zero, par.data), "sequence parallel" if par.sequence_parallel else "",
+              f"{par.virtual_stages} virtual stages" if par.virtual_stages > 1 else "",
+              "tensor traffic overlapped" if par.tensor_overlap else "",
+              f"{par.micro_batches} micro-batches per step"]
     layout = f"{par.tensor} × {par.pipeline} × {par.data}"
     rows = [Row("parallelism", "tensor × pipeline × data", layout, "text",
                 note=", ".join(e for e in extras if e)),
+            Row("parallelism", "layout", "spec" if par.source == "parallelism" else "chosen", "text",
+                note="the parallelism section" if par.source == "parallelism" else par.source),
             Row("parallelism", "memory reported for", f"stage {par.memory_stage + 1} of {par.pipeline}", "text",
                 note="the fullest pipeline stage")]
     for kind, volume in par.communication_bytes.items():
         if volume:
-            rate = par.bandwidth_bytes_per_s[kind] / 1e9
             rows.append(Row("parallelism", f"{kind}-parallel traffic per step", volume, "bytes",
-                            note=f"{seconds(par.communication_seconds[kind])} at {number(rate)} GB/s "
-                                 "per direction"))
-    step = par.step_seconds
-    rows += [
-        Row("parallelism", "pipeline bubble", par.bubble_fraction, "percent", note="of the step: (p − 1)/m "
-            "of the compute"),
-        Row("parallelism", "step time", step["total"], "seconds",
-            note=f"compute {seconds(step['compute'])} + bubble {seconds(step['bubble'])} + exposed "
-                 f"communication {seconds(step['exposed_communication'])}"),
-    ]
+                            note=f"{seconds(par.communication_seconds[kind])} on the wire, "
+                                 f"{seconds(est.time.breakdown.get('communication.' + kind, 0.0))} exposed"))
+    rows.append(Row("parallelism", "overlaps", "assumed", "text", note=par.overlaps))
     return rows
 
 
@@ -93,8 +119,8 @@ def scaling_rows(est: Estimate) -> list[Row]:
 def estimate_title(est: Estimate) -> str:
     a = est.assumptions
     return (f"{est.name}: {plural(count(est.params.total), 'parameter')}, "
-            f"{plural(count(a['tokens']), 'token')}, "
-            f"{a['gpu_count']} × {a['gpu_name']} ({a['precision']}, {a['optimizer']}, recompute {a['recompute']})")
+            f"{plural(count(a.tokens), 'token')}, "
+            f"{a.gpu_count} × {a.gpu_name} ({a.precision}, {a.optimizer}, recompute {a.recompute})")
 
 
 def estimates(results: Sequence[Estimate]) -> Table:
@@ -107,10 +133,10 @@ def warnings(est: Estimate) -> list[str]:
     """What a user should notice on stderr."""
     out = []
     a, m = est.assumptions, est.memory
-    if a["tokens_source"] != "training.tokens":
-        out.append(f"{est.name}: no training.tokens; assuming {a['tokens_source'].split(';')[0]}")
+    if a.tokens_source != "training.tokens":
+        out.append(f"{est.name}: no training.tokens; assuming {a.tokens_source.split(';')[0]}")
     if not m.fits:
-        out.append(f"{est.name}: {size(m.total_per_gpu)} per GPU does not fit in {a['gpu']}'s "
+        out.append(f"{est.name}: {size(m.total_per_gpu)} per GPU does not fit in {a.gpu}'s "
                    f"{size(m.gpu_memory)} without sharding or recomputation")
     return out
 
@@ -177,7 +203,7 @@ def seq_len(groups: Sequence[Sequence[Estimate]]) -> Table:
     blocks = []
     for group in groups:
         first = group[0]
-        body = [[str(e.assumptions["seq_len"]), flop(e.flops.forward_per_token),
+        body = [[str(e.assumptions.seq_len), flop(e.flops.forward_per_token),
                  ratio(e.flops.forward_per_token / first.flops.forward_per_token),
                  flop(e.flops.by_component["attention"]), size(e.memory.activations),
                  ratio(e.memory.activations / first.memory.activations), size(e.memory.kv_cache_at_seq_len),

@@ -1,0 +1,105 @@
+"""What an estimate resolves once before it computes, and its one time path.
+
+resolve(spec) → Run: the GPU and its kernel tables, the layout (the spec's `parallelism` section, or the
+fastest layout of costs/layouts.py's grid that fits hardware.count GPUs), the peak and the price, each with
+where it came from. step(run, ...) → StepTime: the step model of costs/step.py, or, when the user gives an
+MFU (hardware.mfu / --mfu), model FLOPs / (peak × MFU) with everything else inside that figure.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from costplan.costs import Cost, Shape, layouts, parallel, step
+from costplan.costs.components import components, shape_of, shared_components
+from costplan.hardware import GPU
+from costplan.spec import NO_PARALLELISM, Spec
+
+MFU_PART = "compute at hardware.mfu"
+
+
+@dataclass(frozen=True)
+class Run:
+    """The spec with its layout filled in, and what its time and cost rest on."""
+
+    spec: Spec
+    layout_source: str        # "parallelism", "one GPU", or the search that chose it
+    gpu: GPU
+    peak: float
+    mfu: float | None         # the user's utilisation figure, overriding the step model
+    price: float
+    price_source: str
+
+    @property
+    def time_model(self) -> str:
+        return "hardware.mfu" if self.mfu is not None else "step model"
+
+
+def resolve(spec: Spec) -> Run:
+    hw, gpu = spec.hardware, spec.gpu
+    price = hw.usd_per_gpu_hour if hw.usd_per_gpu_hour is not None else gpu.usd_per_gpu_hour
+    price_source = ("hardware.usd_per_gpu_hour" if hw.usd_per_gpu_hour is not None
+                    else f"{gpu.price_source} ({gpu.price_date})")
+    laid_out, source = _layout(spec)
+    return Run(spec=laid_out, layout_source=source, gpu=gpu, peak=gpu.peak_flops(spec.training.precision),
+               mfu=hw.mfu, price=price, price_source=price_source)
+
+
+def stages_of(spec: Spec, shape: Shape) -> list[dict[str, Cost]]:
+    p = spec.parallel.pipeline
+    return [components(spec, shape)] if p == 1 else [components(spec, shape, i, p) for i in range(p)]
+
+
+def _layout(spec: Spec) -> tuple[Spec, str]:
+    """The spec's own layout, or the fastest of the grid on hardware.count GPUs that fits in memory (or, when
+    none fits, the one needing the least)."""
+    if spec.parallelism is not None:
+        return spec, "parallelism"
+    count = spec.hardware.count
+    if count == 1:
+        return spec.model_copy(update={"parallelism": NO_PARALLELISM}), "one GPU"
+    shape = shape_of(spec)
+    tried, fitting, least = 0, [], None
+    with shared_components():
+        done: set[tuple[int, int]] = set()
+        for layout in layouts.grid(spec):    # pipeline degrees ascending within each (zero, tensor)
+            key = (layout["zero"], layout["tensor"])
+            if key in done or not layouts.fits_batch(spec, layout, count):
+                continue
+            tried += 1
+            candidate = layouts.variant(spec, spec.hardware.gpu, count, layout)
+            memory = max(m.total for m in parallel.stage_memories(candidate, stages_of(candidate, shape)))
+            if memory <= spec.gpu.memory_bytes:
+                done.add(key)    # a deeper pipeline only adds its bubble
+                fitting.append(candidate)
+            elif least is None or memory < least[0]:
+                least = (memory, candidate)
+        if fitting and spec.hardware.mfu is None:
+            chosen = min(fitting, key=lambda c: (step_of(c, shape).seconds,
+                                                 c.parallel.tensor * c.parallel.pipeline, c.parallel.zero))
+        elif fitting:
+            chosen = min(fitting, key=lambda c: (c.parallel.tensor * c.parallel.pipeline, c.parallel.zero))
+        elif least is not None:
+            return least[1], f"none of {tried} layouts tried on {count} GPUs fits; the one needing least memory"
+        else:
+            return spec.model_copy(update={"parallelism": NO_PARALLELISM}), "every GPU holds the model"
+    return chosen, (f"the fastest of {tried} layouts tried on {count} GPUs that fit (ZeRO 2-3, tensor and "
+                    "pipeline 1-8); a parallelism section fixes it")
+
+
+def step_of(spec: Spec, shape: Shape) -> step.StepTime:
+    """The step model's time for a laid-out spec."""
+    memories = parallel.stage_memories(spec, stages_of(spec, shape))
+    params = [(m.params, m.routed_params) for m in memories]
+    return step.step_time(spec, step.device(spec.gpu, spec.training.precision), shape, params)
+
+
+def step_time(run: Run, shape: Shape, memories: list[parallel.StageMemory], model_flops_per_step: float
+              ) -> step.StepTime:
+    """Seconds of one optimizer step on every GPU, by the step model or the user's MFU."""
+    spec = run.spec
+    if run.mfu is not None:
+        seconds = model_flops_per_step / spec.hardware.count / (run.peak * run.mfu)
+        return step.StepTime(seconds=seconds, breakdown={MFU_PART: seconds}, communication_bytes={},
+                             communication_seconds={}, overlaps="communication and bubbles inside the MFU")
+    params = [(m.params, m.routed_params) for m in memories]
+    return step.step_time(spec, step.device(run.gpu, spec.training.precision), shape, params)

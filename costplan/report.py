@@ -335,6 +335,8 @@ def hardware_yaml(entry: Mapping[str, Any], header: str) -> str:
             return float(f"{value:.4g}")
         if isinstance(value, Mapping):
             return {k: rounded(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):            # kernel curves' points
+            return [rounded(v) for v in value]
         return value
 
     body = yaml.safe_dump(rounded(dict(entry)), sort_keys=False, allow_unicode=True, width=110)

@@ -166,6 +166,7 @@ def test_calibrate_then_time_is_compared(run, tmp_path, monkeypatch):
     from costplan.profiling import calibrate
 
     monkeypatch.setitem(calibrate.SIZES, "cpu", (64, 128))
+    monkeypatch.setitem(calibrate.SEQ_LENS, "cpu", (64, 128))
     monkeypatch.setitem(calibrate.COPY_BYTES, "cpu", 2**20)
     monkeypatch.setitem(calibrate.REFERENCE, "cpu", (FLASH, []))
     out = tmp_path / "this-machine.yaml"
@@ -187,6 +188,7 @@ def test_calibrate_prints_a_hardware_file_without_output(run, monkeypatch):
     from costplan.profiling import calibrate
 
     monkeypatch.setitem(calibrate.SIZES, "cpu", (64,))
+    monkeypatch.setitem(calibrate.SEQ_LENS, "cpu", (64,))
     monkeypatch.setitem(calibrate.COPY_BYTES, "cpu", 2**20)
     monkeypatch.setitem(calibrate.REFERENCE, "cpu", (FLASH, []))
     text = run("calibrate", "--device", "cpu").stdout
@@ -198,6 +200,7 @@ def _tiny_calibration(monkeypatch):
     from costplan.profiling import calibrate
 
     monkeypatch.setitem(calibrate.SIZES, "cpu", (64,))
+    monkeypatch.setitem(calibrate.SEQ_LENS, "cpu", (64,))
     monkeypatch.setitem(calibrate.COPY_BYTES, "cpu", 2**20)
     monkeypatch.setitem(calibrate.REFERENCE, "cpu", (FLASH, []))
 
@@ -234,6 +237,42 @@ def test_calibrate_force_replaces_whole_or_not_at_all(run, tmp_path, monkeypatch
     assert out.read_text() == "mine\n" and list(tmp_path.iterdir()) == [out]
     result = run("calibrate", "--device", "cpu", "--output", str(out), "--force")
     assert result.exit_code == 0 and out.read_text().startswith("# Written by `costplan calibrate`")
+
+
+def test_calibrate_writes_kernel_curves_that_load(run, tmp_path, monkeypatch):
+    from costplan.hardware import resolve
+    from costplan.profiling import calibrate
+    from costplan.profiling.precision import choose
+
+    monkeypatch.setitem(calibrate.SIZES, "cpu", (64, 128))
+    monkeypatch.setitem(calibrate.COPY_BYTES, "cpu", 2**20)
+    monkeypatch.setitem(calibrate.REFERENCE, "cpu", (FLASH, []))
+    out = tmp_path / "kernels.yaml"
+    # A small budget: attention gets 15% of it (1.2 s), its calls shortened; SEQ_LENS as shipped.
+    result = run("calibrate", "--device", "cpu", "--output", str(out), "--time-budget", "8")
+    assert result.exit_code == 0, result.stderr
+    assert "calibrate: collectives: not measured (one device)" in result.stderr.splitlines()
+    (attention_line,) = [line for line in result.stderr.splitlines() if "causal attention, head_dim 64" in line]
+    gpu = resolve(str(out))
+    curves = gpu.curves()
+    assert curves is not None and curves == gpu.kernels
+    assert set(curves.gemm) == set(gpu.peak_tflops) == {"fp32", "bf16"}
+    assert set(curves.attention_forward) == set(curves.attention_backward) == {64}
+    measured = [*curves.gemm.values(), *curves.attention_forward.values(), *curves.attention_backward.values()]
+    for curve in measured:
+        xs = [x for x, _ in curve.points]
+        assert xs == sorted(set(xs)) and all(0 < y <= 1.5 for _, y in curve.points)
+        assert curve.source.startswith(f"measured by costplan calibrate on {gpu.calibrated_on} on ")
+    for precision, curve in curves.gemm.items():     # each precision's best size is its peak
+        assert [x for x, _ in curve.points] == [64, 128][:len(curve.points)]
+        assert max(y for _, y in curve.points) == 1.0
+    assert curves.attention_forward[64].points[0][0] == 128              # the shortest is always measured
+    precision = choose("bf16", gpu.peak_tflops).used          # fp32 where bf16 runs at under half of it
+    assert attention_line.startswith(f"calibrate: {precision} causal attention")
+    assert f"{precision} torch scaled_dot_product_attention forward" in curves.attention_forward[64].source
+    for curve in (curves.collective, curves.collective_internode):
+        assert curve.points == [(1, 1.0)] and curve.source.startswith("not measured: calibrated on one device")
+    assert run("estimate", "gpt2-small", "--gpu", str(out)).exit_code == 0
 
 
 def _probed_rates(monkeypatch, rates):

@@ -71,3 +71,42 @@ def test_calibrate_leaves_out_matmul_sizes_that_would_overrun(monkeypatch):
     assert list(calibrate.matmul_rates("bf16", CPU, seconds=20)) == [64]
     assert list(calibrate.matmul_rates("bf16", CPU, seconds=30)) == [64, 128]
     assert list(calibrate.matmul_rates("bf16", CPU, seconds=1e6)) == [64, 128, 256]
+
+
+def test_calibrate_leaves_out_attention_lengths_that_would_overrun(monkeypatch):
+    monkeypatch.setitem(calibrate.SEQ_LENS, "cpu", (128, 256, 512))
+    now = [0.0]
+    monkeypatch.setattr(calibrate, "time", SimpleNamespace(perf_counter=lambda: now[0]))
+    monkeypatch.setattr(calibrate, "attention_forward_once",
+                        lambda h, s, d, p, dev: calibrate.forward_flops(h, s, d) / 1e9)
+
+    def times(h, s, d, p, dev):          # 1 GFLOP/s forward, 0.5 backward; 1 s of wall time per length
+        now[0] += 1.0
+        flops = calibrate.forward_flops(h, s, d)
+        return flops / 1e9, calibrate.BACKWARD_FLOPS * flops / 0.5e9
+
+    monkeypatch.setattr(calibrate, "attention_times", times)
+    lines = []
+    got = calibrate.attention_rates(2e9, "fp32", CPU, seconds=1.5, progress=lines.append)
+    assert list(got.forward[64]) == [128] and got.forward[64][128] == pytest.approx(1e9)   # always measured
+    assert got.backward[64][128] == pytest.approx(0.5e9) and got.heads[64][128] >= 1
+    assert lines == ["fp32 causal attention, head_dim 64 (s = 128): best forward 1 GFLOP/s, backward "
+                     "500 MFLOP/s"]
+    assert list(calibrate.attention_rates(2e9, "fp32", CPU, 2.5, lines.append).forward[64]) == [128, 256]
+
+
+def test_calibrated_curves_are_fractions_of_the_file_s_peaks_and_capped():
+    attention = calibrate.Attention("fp32", forward={64: {128: 30e9, 256: 90e9}},
+                                    backward={64: {128: 20e9, 256: float("inf")}}, heads={64: {128: 64, 256: 16}})
+    c = calibrate.Calibration(device="cpu: test CPU, 2 threads", rates={"fp32": {64: 20e9, 128: 40e9},
+                              "bf16": {64: 1e9}}, bandwidth=1e10, interconnect=None, memory_bytes=2**30,
+                              mfu=0.5, mfu_source="given", attention=attention, date="2026-12-02")
+    kernels = calibrate.hardware_entry(c)["kernels"]
+    assert kernels["gemm"]["fp32"]["points"] == [[64, 0.5], [128, 1.0]]
+    assert "no native bf16 kernels here" in kernels["gemm"]["bf16"]["source"]
+    assert kernels["attention_forward"][64]["points"] == [[128, 0.75], [256, 1.5]]      # 2.25 capped
+    assert kernels["attention_backward"][64]["points"] == [[128, 0.5], [256, 1.5]]
+    source = kernels["attention_forward"][64]["source"]
+    assert source.startswith("measured by costplan calibrate on cpu: test CPU, 2 threads on 2026-12-02: fp32 ")
+    assert "1 of 2 points capped at 1.5" in source and "over the fp32 peak" in source
+    assert kernels["collective"]["points"] == [[1, 1.0]]

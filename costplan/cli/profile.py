@@ -139,9 +139,11 @@ def check(specs, tolerances, device, batch, seq_len, fmt, detail, no_time, time_
               help="Write the hardware YAML here (usable as hardware.gpu: FILE); default: print it.")
 @click.option("--force", is_flag=True, help="Replace --output if it exists.")
 @click.option("--time-budget", default="180", show_default=True, metavar="SECONDS",
-              help="About how long to measure: slow matmul sizes are left out, the reference step timed less.")
+              help="About how long to measure: slow matmul sizes and attention lengths are left out, the "
+                   "reference step timed less.")
 def calibrate(device, output, force, time_budget) -> None:
-    """Measure this machine's matmul FLOP/s, memory bandwidth and step MFU as a hardware file."""
+    """Measure this machine's matmul FLOP/s, memory bandwidth, step MFU and kernel efficiency curves (GEMM by
+    size, causal attention by sequence length) as a hardware file."""
     from costplan import files
     from costplan.profiling import require_torch
     from costplan.validation import parse_positive

@@ -9,16 +9,32 @@ The file has the shape of a catalogue entry (costplan/data/hardware.yaml), so a 
 - mfu: model FLOPs (3 × forward) of a reference training step over its median time and the calibrated
   bf16 (or fp32) rate: how much of the matmul rate a whole step keeps on this device;
 - calibrated_on: the device, as `costplan profile` describes it; profile compares step times only against a
-  file calibrated on the device it runs on.
+  file calibrated on the device it runs on;
+- kernels: the step model's efficiency curves (costplan/kernels.py `Curves`), measured here: `gemm` per
+  precision, each size's matmul rate over that precision's peak_tflops (so at most 1), against n (a square
+  matmul's (m·n·k)^(1/3)); `attention_forward` and `attention_backward` per head dimension, the FLOP/s of
+  torch's scaled_dot_product_attention with is_causal=True over the file's 16-bit peak, against the sequence
+  length; `collective` and `collective_internode` are not measured (one device): flat curves at 1.0, so
+  collectives run at the file's interconnect_gbs.
 
-The whole stays within a time budget: a matmul size whose predicted time would overrun its phase's share is
-skipped, and the reference step is timed fewer times (at least timing.MIN_RUNS), or on fewer layers when even
-that would overrun. Where bf16 matmuls run at under half the fp32 rate (a CPU without native bf16), the
-reference step runs in fp32, as `profile` times steps there (precision.choose).
+Attention runs in the precision a bf16 spec's step is timed in (precision.choose on the measured rates): bf16,
+or fp32 on a CPU whose bf16 matmuls run at under half the fp32 rate, and is then compared with the fp32 peak.
+Its FLOPs are counted as a causal kernel executes them, as FlashAttention's own benchmark counts them
+(github.com/Dao-AILab/flash-attention, benchmarks/benchmark_flash_attention.py, flops()): forward
+2·2·(batch·heads)·s²·d / 2 (half the score matrix), backward 2.5 × that; the backward's time is the best
+forward + backward less the best forward.
+
+The whole stays within a time budget: a matmul size or attention sequence length whose predicted time would
+overrun its phase's share is skipped (the smallest is always measured), attention calls are made shorter
+(fewer sequences per call) when the share is small, and the reference step is timed fewer times (at least
+timing.MIN_RUNS), or on fewer layers when even that would overrun. Where bf16 matmuls run at under half the
+fp32 rate (a CPU without native bf16), the reference step runs in fp32, as `profile` times steps there
+(precision.choose).
 """
 from __future__ import annotations
 
 import datetime
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,16 +43,18 @@ import torch
 
 from costplan import report
 from costplan.costs.estimate import estimate
+from costplan.kernels import Curves
 from costplan.profiling.measure import (MEMORY_FRACTION, available_bytes, describe, meminfo_bytes, respec,
                                         shrink_for_time)
 from costplan.profiling.model import build_model
-from costplan.profiling.precision import DTYPES, FALLBACK, choose
+from costplan.profiling.precision import DTYPES, FALLBACK, SLOW_FRACTION, choose
 from costplan.profiling.step import Trainer, batch
 from costplan.loading import load_spec
 from costplan.profiling.timing import MIN_RUNS, synchronize, time_steps
 
 DEFAULT_BUDGET = 180.0      # seconds for the whole calibration
-MATMUL_SHARE = 0.4          # of the budget, for the matmul rates; the reference step gets what is left
+MATMUL_SHARE = 0.4          # of the budget, for the matmul rates
+ATTENTION_SHARE = 0.15      # of the budget, for the attention curves; the reference step gets what is left
 SIZES = {"cpu": (256, 512, 1024), "cuda": (1024, 2048, 4096, 8192)}
 PRECISIONS = {"cpu": ("fp32", "bf16"), "cuda": ("fp32", "tf32", "bf16", "fp16")}
 COPY_BYTES = {"cpu": 256 * 2**20, "cuda": 2 * 2**30}
@@ -44,6 +62,27 @@ COPY_BYTES = {"cpu": 256 * 2**20, "cuda": 2 * 2**30}
 REFERENCE = {"cpu": ("gpt2-small", ["model.n_layers=2", "training.seq_len=256", "training.micro_batch_size=2"]),
              "cuda": ("gpt2-small", ["training.micro_batch_size=8"])}
 BEST_OF = 5
+# Attention: sequence lengths and head dimensions timed, and how long one call should take at the peak rate
+# (batch·heads is chosen for it, so that every length does about the same work).
+SEQ_LENS = {"cpu": (128, 256, 512, 1024), "cuda": (512, 1024, 2048, 4096, 8192)}
+HEAD_DIMS = {"cpu": (64,), "cuda": (64, 128)}
+CALL_SECONDS = 0.02
+HEADS = 16                  # heads per sequence of batch·heads, once there are that many
+BACKWARD_FLOPS = 2.5        # × the forward's, with its recompute, as FlashAttention's benchmark counts it
+TENSORS = 10                # q, k, v, output and their gradients, with room to spare: the memory of one call
+CAP = 1.5                   # the largest efficiency a Curve takes (kernels.Curve)
+NOT_MEASURED = ("not measured: calibrated on one device; collectives run at the hardware file's "
+                "interconnect_gbs")
+
+
+@dataclass
+class Attention:
+    """Achieved FLOP/s of causal scaled_dot_product_attention, by head dimension and sequence length."""
+
+    precision: str                                          # what it ran in (bf16, or fp32 where bf16 is slow)
+    forward: dict[int, dict[int, float]]                    # head_dim → seq_len → FLOP/s
+    backward: dict[int, dict[int, float]]
+    heads: dict[int, dict[int, int]]                        # head_dim → seq_len → batch·heads per call
 
 
 @dataclass
@@ -55,6 +94,8 @@ class Calibration:
     memory_bytes: int
     mfu: float
     mfu_source: str
+    attention: Attention
+    date: str                               # when it was measured (ISO)
 
     @property
     def peaks(self) -> dict[str, float]:
@@ -114,12 +155,115 @@ def host_to_device(device: torch.device) -> float | None:
     return src.nbytes / _best(lambda: src.to(device, non_blocking=True), device)
 
 
+def attention_precision(peaks: dict[str, float]) -> str:
+    """The precision a bf16 spec's step is timed in here: bf16, or fp32 where bf16 runs at under half of it."""
+    return choose("bf16", peaks).used if "bf16" in peaks else FALLBACK
+
+
+def forward_flops(heads: int, seq_len: int, head_dim: int) -> float:
+    """FLOPs a causal attention forward executes: QKᵀ and PV (2·s²·d each) over half the score matrix."""
+    return 2 * 2 * heads * seq_len**2 * head_dim / 2
+
+
+def _shape(heads: int, seq_len: int, head_dim: int) -> tuple[int, int, int, int]:
+    """(batch, heads, seq_len, head_dim) for batch·heads = `heads`, a multiple of HEADS once it is that large
+    (a GPU kernel's launch grid takes at most 65,535 along the batch and head axes)."""
+    return (heads // HEADS, HEADS, seq_len, head_dim) if heads >= HEADS else (1, heads, seq_len, head_dim)
+
+
+def attention_times(heads: int, seq_len: int, head_dim: int, precision: str,
+                    device: torch.device) -> tuple[float, float]:
+    """Best seconds of a causal scaled_dot_product_attention forward, and of its backward (the best forward +
+    backward less the best forward), on `heads` = batch × HEADS sequences of one head each."""
+    shape = _shape(heads, seq_len, head_dim)
+
+    def tensor() -> torch.Tensor:
+        return torch.randn(shape, device=device, dtype=DTYPES[precision], requires_grad=True)
+
+    q, k, v = tensor(), tensor(), tensor()
+    grad = torch.randn(shape, device=device, dtype=DTYPES[precision])
+    attend = torch.nn.functional.scaled_dot_product_attention
+
+    def forward() -> None:         # with autograd on, as in a training step (it keeps what backward needs)
+        attend(q, k, v, is_causal=True)
+
+    def forward_backward() -> None:
+        torch.autograd.grad(attend(q, k, v, is_causal=True), (q, k, v), grad)
+
+    fwd = _best(forward, device)
+    return fwd, _best(forward_backward, device) - fwd
+
+
+def attention_forward_once(heads: int, seq_len: int, head_dim: int, precision: str,
+                           device: torch.device) -> float:
+    """Seconds of one causal attention forward (after one to warm up): for sizing calls, never reported."""
+    q = torch.randn(_shape(heads, seq_len, head_dim), device=device, dtype=DTYPES[precision])
+    attend = torch.nn.functional.scaled_dot_product_attention
+    attend(q, q, q, is_causal=True)
+    synchronize(device)
+    start = time.perf_counter()
+    attend(q, q, q, is_causal=True)
+    synchronize(device)
+    return max(time.perf_counter() - start, 1e-6)
+
+
+def _heads(wanted: float, most: int) -> int:
+    """batch·heads near `wanted`, at most `most` and at least 1, a multiple of HEADS once it is that large."""
+    h = max(1, min(round(wanted), most))
+    return h - h % HEADS if h >= HEADS else h
+
+
+def attention_rates(peak: float, precision: str, device: torch.device, seconds: float,
+                    progress: Callable[[str], None]) -> Attention:
+    """attention_times over HEAD_DIMS and SEQ_LENS, shortest first, as FLOP/s. Each forward call takes about
+    CALL_SECONDS (less when `seconds` is short; its batch·heads sized on one forward at the shortest length,
+    from the `peak` guess, then on the forward rate of the length before), in at most 1/TENSORS of the free
+    memory per tensor; a length whose predicted time (the wall time of the length before, in proportion to the
+    work) would take its head dimension past its part of `seconds` is left out; the shortest is always
+    measured."""
+    dims, lengths = HEAD_DIMS[device.type], SEQ_LENS[device.type]
+    # 1 warm-up + BEST_OF runs of the forward and of forward + backward (3.5 × its work): 6 × 4.5 calls.
+    call = min(CALL_SECONDS, seconds / (len(dims) * len(lengths) * (1 + BEST_OF) * (1 + 1 + BACKWARD_FLOPS)))
+    memory = available_bytes(device) * MEMORY_FRACTION / TENSORS
+    result = Attention(precision, {}, {}, {})
+    for d in dims:
+        started = time.perf_counter()
+        share = seconds / len(dims)
+        fwd: dict[int, float] = {}
+        bwd: dict[int, float] = {}
+        heads: dict[int, int] = {}
+        last = (0.0, 0.0)                   # wall seconds and forward FLOPs of the length before
+        rate = peak                         # the forward FLOP/s that sizes the next call
+        for s in lengths:
+            per_head = forward_flops(1, s, d)
+            most = max(1, int(memory // (s * d * DTYPES[precision].itemsize)))
+            h = _heads(call * rate / per_head, most)
+            if not fwd:                     # the peak overstates attention: size the first call on one forward
+                rate = forward_flops(h, s, d) / attention_forward_once(h, s, d, precision, device)
+                h = _heads(call * rate / per_head, most)
+            flops = forward_flops(h, s, d)
+            if fwd and time.perf_counter() - started + last[0] * flops / last[1] > share:
+                break
+            point_started = time.perf_counter()
+            forward_s, backward_s = attention_times(h, s, d, precision, device)
+            last = (time.perf_counter() - point_started, flops)
+            fwd[s] = rate = flops / forward_s
+            # A backward too fast to tell from the forward's noise counts as infinitely fast (capped later).
+            bwd[s] = BACKWARD_FLOPS * flops / backward_s if backward_s > 0 else math.inf
+            heads[s] = h
+        result.forward[d], result.backward[d], result.heads[d] = fwd, bwd, heads
+        progress(f"{precision} causal attention, head_dim {d} (s = {', '.join(str(s) for s in fwd)}): best "
+                 f"forward {report.flops_rate(max(fwd.values()))}, backward "
+                 f"{report.flops_rate(max(bwd.values()))}")
+    return result
+
+
 def reference_mfu(device: torch.device, peaks: dict[str, float], seconds: float,
                   progress: Callable[[str], None]) -> tuple[float, str]:
     """Model FLOPs per second of the reference step over the calibrated rate at its precision, timed for
     about `seconds`."""
     name, overrides = REFERENCE[device.type]
-    precision = choose("bf16", peaks).used if "bf16" in peaks else FALLBACK
+    precision = attention_precision(peaks)
     overrides = [*overrides, f"training.precision={precision}"]
     spec = load_spec(name, overrides)
     size = spec.training.micro_batch_size
@@ -160,13 +304,17 @@ def calibrate(device: torch.device, budget: float = DEFAULT_BUDGET,
     bandwidth = copy_bandwidth(device)
     interconnect = host_to_device(device)
     progress("memory bandwidth: measured")
+    precision = attention_precision(peaks)
+    attention = attention_rates(peaks[precision], precision, device, ATTENTION_SHARE * budget, progress)
+    progress("collectives: not measured (one device)")
     left = budget - (time.perf_counter() - started)
     mfu, source = reference_mfu(device, peaks, max(left, 0.0), progress)
     memory = (torch.cuda.get_device_properties(device).total_memory if device.type == "cuda"
               else _total_ram())
     progress(f"done in {report.seconds(time.perf_counter() - started)} (budget {report.seconds(budget)})")
     return Calibration(device=describe(device), rates=rates, bandwidth=bandwidth, interconnect=interconnect,
-                       memory_bytes=memory, mfu=mfu, mfu_source=source)
+                       memory_bytes=memory, mfu=mfu, mfu_source=source, attention=attention,
+                       date=datetime.date.today().isoformat())
 
 
 def _total_ram() -> int:
@@ -174,10 +322,51 @@ def _total_ram() -> int:
     return total if total is not None else available_bytes(torch.device("cpu"))
 
 
+def _curve(by_size: dict[int, float], peak: float, source: str) -> dict:
+    """A Curve's mapping: each rate over `peak`, capped at CAP (and the source then says how many were)."""
+    points = [[x, min(CAP, rate / peak)] for x, rate in sorted(by_size.items())]
+    capped = sum(rate / peak > CAP for rate in by_size.values())
+    if capped:
+        source += (f"; {capped} of {len(points)} points capped at {CAP} (faster than the best matmul measured, "
+                   "whose sizes the time budget cut)")
+    return {"points": points, "source": source}
+
+
+def kernel_curves(c: Calibration) -> dict:
+    """The calibration's efficiency curves as the `kernels:` mapping of a hardware file (kernels.Curves)."""
+    on = f"measured by costplan calibrate on {c.device} on {c.date}"
+    peaks = c.peaks
+    gemm = {}
+    for p, by_size in c.rates.items():
+        slow = ""
+        if p != FALLBACK and FALLBACK in peaks and peaks[p] < SLOW_FRACTION * peaks[FALLBACK]:
+            slow = (f" (at {report.flops_rate(peaks[p])} against {report.flops_rate(peaks[FALLBACK])} in fp32: "
+                    f"no native {p} kernels here)")
+        gemm[p] = _curve(by_size, peaks[p], f"{on}: best of {BEST_OF} square {p} matmuls, n = "
+                         f"{', '.join(str(n) for n in by_size)}, over the best of them (peak_tflops.{p}){slow}")
+    entry: dict = {"gemm": gemm}
+    a = c.attention
+    against = "the bf16 peak" if a.precision == "bf16" else (
+        f"the {a.precision} peak (bf16 runs at under half the fp32 rate here, so 16-bit steps are timed in "
+        f"{a.precision})")
+    for name, table, what in (("attention_forward", a.forward, "forward"),
+                              ("attention_backward", a.backward, "backward")):
+        counted = ("2·2·bh·s²·d/2 FLOPs (causal: half the score matrix)" if what == "forward" else
+                   f"{BACKWARD_FLOPS} × the forward's FLOPs, timed as forward + backward less forward")
+        entry[name] = {d: _curve(by_len, peaks[a.precision], (
+            f"{on}: {a.precision} torch scaled_dot_product_attention {what}, is_causal=True, head_dim {d}, "
+            f"batch·heads {', '.join(str(a.heads[d][s]) for s in by_len)} at s = "
+            f"{', '.join(str(s) for s in by_len)}, best of {BEST_OF}; {counted}, over {against}"))
+            for d, by_len in table.items()}
+    entry["collective"] = {"points": [[1, 1.0]], "source": NOT_MEASURED}
+    entry["collective_internode"] = {"points": [[1, 1.0]], "source": NOT_MEASURED}
+    return entry
+
+
 def hardware_entry(c: Calibration) -> dict:
-    """The calibration as a hardware file mapping (the catalogue's fields, plus calibrated_on)."""
+    """The calibration as a hardware file mapping (the catalogue's fields, plus calibrated_on and kernels)."""
     sizes = "; ".join(f"{p} n = {', '.join(str(n) for n in by_size)}" for p, by_size in c.rates.items())
-    return {
+    entry = {
         "name": f"calibrated {c.device}",
         "peak_tflops": {p: rate / 1e12 for p, rate in c.peaks.items()},
         "memory_gib": c.memory_bytes / 2**30,
@@ -194,3 +383,7 @@ def hardware_entry(c: Calibration) -> dict:
                    + ("; pinned host-to-device copy" if c.interconnect else "")),
         "calibrated_on": c.device,
     }
+    kernels = kernel_curves(c)
+    Curves.model_validate(kernels)          # a bad curve fails here, before the file is written
+    entry["kernels"] = kernels
+    return entry

@@ -1,0 +1,169 @@
+"""Predicted against published training throughput: the validation of the step-time model (costs/step.py).
+
+    python bench/training_validation.py [--markdown bench/training_results.md]
+
+Each row of bench/training_published.yaml is rebuilt as a spec (its model, GPU count, precision, sequence,
+batch, layout and recomputation) and estimated; the predicted tokens/s per GPU is compared with the measured
+one. Nothing here feeds the model: its efficiencies come from kernel benchmarks (costplan/data/kernels.yaml),
+and these whole runs only measure how far it is from reality.
+
+Where a source leaves a setting out, the row is run with the default written in DEFAULTS below and the table
+says so; rows whose throughput is published only as MFU or TFLOP/s use the figure converted by the row's own
+`derived` note.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from costplan import presets
+from costplan.costs.estimate import estimate
+from costplan.errors import CostplanError
+from costplan.loading import load_spec
+
+HERE = Path(__file__).parent
+PUBLISHED = HERE / "training_published.yaml"
+# What a row is run with where its source does not say (each is what the row's framework does by default).
+DEFAULTS = {
+    "micro_batch_size": 1,            # the smallest, and the common setting of the layouts that omit it
+    "zero": 1,                        # Megatron's distributed optimizer shards the optimizer states
+    "virtual_stages": 1,
+    "recompute": "none",
+}
+
+
+def measured(row: dict[str, Any]) -> float | None:
+    m = row["measured"]
+    return m.get("tokens_per_second_per_gpu") or m.get("tokens_per_second_per_gpu_derived")
+
+
+def spec_of(row: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """The row as a spec dict, and the settings taken from DEFAULTS."""
+    guessed = []
+    model = dict(row["model"])
+    if "preset" in model:
+        model = dict(yaml.safe_load(presets.path(model["preset"]).read_text())["model"])
+    model = {k: v for k, v in model.items() if k not in ("name", "source") and v is not None}
+    model["max_seq_len"] = max(model.get("max_seq_len", 0), row["seq_len"])
+    layout = {k: v for k, v in row["layout"].items() if k != "data"}
+    for key in ("zero", "virtual_stages"):
+        if layout.get(key) is None:
+            layout[key] = DEFAULTS[key]
+            guessed.append(key)
+    if layout.get("sequence_parallel") is None:
+        layout["sequence_parallel"] = layout["tensor"] > 1
+        guessed.append("sequence_parallel")
+    layout["expert"] = layout.get("expert") or 1
+    layout = {k: v for k, v in layout.items() if v is not None}
+    micro = row["micro_batch_size"]
+    if micro is None:
+        micro = DEFAULTS["micro_batch_size"]
+        guessed.append("micro_batch_size")
+    recompute = row.get("recompute")
+    if recompute is None:
+        recompute = DEFAULTS["recompute"]
+        guessed.append("recompute")
+    spec = {
+        "name": row["id"],
+        "model": model,
+        "training": {"seq_len": row["seq_len"], "micro_batch_size": micro,
+                     "global_batch_size": row["global_batch_size"], "precision": row["precision"],
+                     "recompute": recompute, "tokens": 1e9},
+        "hardware": {"gpu": row["gpu"], "count": row["gpus"]},
+        "parallelism": layout,
+    }
+    return spec, guessed
+
+
+def predict(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    out = []
+    for row in rows:
+        truth = measured(row)
+        spec, guessed = spec_of(row)
+        result = {"id": row["id"], "gpu": row["gpu"], "precision": row["precision"], "seq_len": row["seq_len"],
+                  "layout": row["layout"], "measured": truth, "guessed": guessed}
+        try:
+            e = estimate(load_spec(spec))
+        except CostplanError as exc:
+            result["error_message"] = str(exc)
+            out.append(result)
+            continue
+        result["predicted"] = e.time.tokens_per_second_per_gpu
+        result["mfu"] = e.time.mfu
+        result["fits"] = e.memory.fits
+        result["breakdown"] = {k: v / e.time.step_seconds for k, v in e.time.breakdown.items() if v}
+        if truth:
+            result["error"] = result["predicted"] / truth - 1
+        out.append(result)
+    return out
+
+
+def source_of(row_id: str) -> str:
+    return row_id.split("-")[0]
+
+
+def summary(results: list[dict[str, Any]]) -> list[str]:
+    scored = [r for r in results if "error" in r]
+    lines = []
+
+    def line(label: str, rows: list[dict[str, Any]]) -> None:
+        if not rows:
+            return
+        errors = [abs(r["error"]) for r in rows]
+        within = sum(e <= 0.15 for e in errors) / len(errors)
+        signed = statistics.median(r["error"] for r in rows)
+        lines.append(f"| {label} | {len(rows)} | {100 * statistics.median(errors):.1f}% | {100 * signed:+.1f}% | "
+                     f"{100 * within:.0f}% |")
+
+    lines += ["| rows | n | median abs error | median error | within 15% |", "|---|---:|---:|---:|---:|"]
+    line("all", scored)
+    for key, label in ((lambda r: source_of(r["id"]), "source"), (lambda r: r["gpu"], "GPU"),
+                       (lambda r: r["precision"], "precision"),
+                       (lambda r: "long (>= 8k)" if r["seq_len"] >= 8192 else "short (< 8k)", "context"),
+                       (lambda r: "tensor/pipeline" if r["layout"]["tensor"] * r["layout"]["pipeline"] > 1
+                        else "data/FSDP only", "layout")):
+        for value in sorted({key(r) for r in scored}):
+            line(f"{label}: {value}", [r for r in scored if key(r) == value])
+    return lines
+
+
+def table(results: list[dict[str, Any]]) -> list[str]:
+    lines = ["| row | GPU | precision | seq | t·p·c·d (zero) | measured | predicted | error | predicted MFU | "
+             "largest parts | defaults used |", "|---|---|---|---:|---|---:|---:|---:|---:|---|---|"]
+    for r in results:
+        lay = r["layout"]
+        layout = (f"{lay['tensor']}·{lay['pipeline']}·{lay.get('context') or 1}·{lay.get('data')} "
+                  f"({lay.get('zero')})")
+        if "predicted" not in r:
+            lines.append(f"| {r['id']} | {r['gpu']} | {r['precision']} | {r['seq_len']} | {layout} | "
+                         f"{r['measured'] or '-'} | error: {r.get('error_message', '')} | | | | |")
+            continue
+        parts = sorted(r["breakdown"].items(), key=lambda kv: -kv[1])[:3]
+        error = f"{100 * r['error']:+.1f}%" if "error" in r else "-"
+        lines.append(f"| {r['id']} | {r['gpu']} | {r['precision']} | {r['seq_len']} | {layout} | "
+                     f"{r['measured'] or '-'} | {r['predicted']:.0f} | {error} | {100 * r['mfu']:.1f}% | "
+                     + ", ".join(f"{k} {100 * v:.0f}%" for k, v in parts)
+                     + f"{'' if r['fits'] else ' (does not fit)'} | {', '.join(r['guessed'])} |")
+    return lines
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--markdown", type=Path, help="write the tables to this file")
+    args = parser.parse_args()
+    rows = yaml.safe_load(PUBLISHED.read_text())
+    results = predict(rows)
+    text = "\n".join(summary(results) + [""] + table(results)) + "\n"
+    print(text)
+    if args.markdown:
+        args.markdown.write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,175 @@
+"""The step-time model (costs/step.py, costs/ops.py) on a device whose kernel curves are flat, so every part
+of a step can be written by hand: FLOPs over (peak × efficiency), bytes over (bandwidth × efficiency)."""
+from __future__ import annotations
+
+import glob
+
+import pytest
+import yaml
+
+import costplan
+from conftest import make_spec
+from costplan.costs import layers, ops
+from costplan.costs.attention import COST as ATTENTION_COST
+from costplan.costs.attention.pairs import causal_pairs
+from costplan.costs.estimate import shape_of
+
+FLAT = {
+    "name": "Flat GPU",
+    "peak_tflops": {"bf16": 100, "fp8": 200, "fp32": 10},
+    "memory_gib": 80, "memory_bandwidth_gbs": 1000, "interconnect_gbs": 200, "node_size": 8, "network_gbs": 20,
+    "mfu": 0.5, "usd_per_gpu_hour": 1.0,
+    "kernels": {
+        "gemm": {"bf16": {"points": [[1, 0.5]], "source": "test"}, "fp8": {"points": [[1, 0.25]], "source": "test"}},
+        "attention_forward": {64: {"points": [[1, 0.4]], "source": "test"}},
+        "attention_backward": {64: {"points": [[1, 0.2]], "source": "test"}},
+        "collective": {"points": [[1, 1.0]], "source": "test"},
+        "collective_internode": {"points": [[1, 0.5]], "source": "test"},
+    },
+}
+MEMORY_EFFICIENCY = 0.85      # data/kernels.yaml's default, for a device it does not list
+# Big enough that every GEMM is compute-bound: d = 1024 (16 heads of 64), GELU d_ff = 4096, 1,024 tokens.
+S, D, F, V, L = 1024, 1024, 4096, 1000, 2
+MODEL = {"d_model": D, "n_heads": 16, "d_ff": F, "n_layers": L, "vocab_size": V, "max_seq_len": S,
+         "attention": {"type": "flash"}}
+
+
+@pytest.fixture
+def flat(tmp_path):
+    path = tmp_path / "flat.yaml"
+    path.write_text(yaml.safe_dump(FLAT))
+    return str(path)
+
+
+def step(flat, parallelism=None, training=None, count=1, model=None):
+    top = {} if parallelism is None else {"parallelism": parallelism}
+    spec = make_spec({**MODEL, **(model or {})}, {"tokens": 10**6, **(training or {})},
+                     {"gpu": flat, "count": count}, **top)
+    return costplan.estimate(spec)
+
+
+def test_matmuls_attention_and_optimizer_by_hand(flat):
+    e = step(flat, {})
+    parts = e.time.breakdown
+    # per layer: q, k, v, o (4·d² each token), GELU MLP (2·d·f); then the head (d·V); 2 FLOPs per multiply-add
+    gemm_forward = 2 * S * (L * (4 * D * D + 2 * D * F) + D * V)
+    assert parts["matmul"] == pytest.approx(3 * gemm_forward / (100e12 * 0.5))
+    # causal flash core: 4·d FLOPs per computed (query, key) pair; backward 2.5 × forward (Dao 2023 §4.1)
+    core = L * 4 * D * causal_pairs(S)
+    assert parts["attention"] == pytest.approx(core / (100e12 * 0.4) + 2.5 * core / (100e12 * 0.2))
+    # mixed-precision AdamW reads and writes master weights, two moments and the 16-bit weights, reads gradients
+    assert parts["optimizer"] == pytest.approx((2 * (12 + 2) + 2) * e.params.total / (1000e9 * MEMORY_EFFICIENCY))
+    assert parts["memory_bound"] > 0 and parts["bubble"] == 0
+    assert e.time.step_seconds == pytest.approx(sum(parts.values()))
+    assert e.time.mfu == pytest.approx(e.flops.training_per_token * S / e.time.step_seconds / 100e12)
+    assert e.time.tokens_per_second_per_gpu == pytest.approx(S / e.time.step_seconds)
+
+
+def test_materialised_attention_runs_at_the_gemm_rate(flat):
+    e = step(flat, {}, model={"attention": {"type": "dense"}})
+    # QKᵀ and AV over the whole square, forward and a backward of twice that, as batched GEMMs
+    assert e.time.breakdown["attention"] == pytest.approx(3 * L * 4 * D * S * S / (100e12 * 0.5))
+
+
+def test_full_recompute_runs_the_forward_again(flat):
+    none, full = step(flat, {}), step(flat, {}, {"recompute": "full"})
+    # the blocks' GEMMs run 4 times instead of 3; the head is not recomputed
+    blocks = 2 * S * L * (4 * D * D + 2 * D * F)
+    assert full.time.breakdown["matmul"] - none.time.breakdown["matmul"] == pytest.approx(blocks / 50e12)
+    assert full.time.hfu > none.time.hfu and full.time.mfu < none.time.mfu
+
+
+def test_fp8_runs_block_gemms_at_the_fp8_rate_and_pays_for_casts(flat):
+    bf16, fp8 = step(flat, {}), step(flat, {}, {"precision": "fp8"})
+    # fp8 at 200 × 0.25 = bf16's 100 × 0.5: the same GEMM time, but fp8 adds its casts as memory-bound work
+    assert fp8.time.breakdown["matmul"] == pytest.approx(bf16.time.breakdown["matmul"])
+    assert fp8.time.breakdown["memory_bound"] > bf16.time.breakdown["memory_bound"]
+    assert fp8.time.breakdown["attention"] == pytest.approx(bf16.time.breakdown["attention"])
+
+
+def test_tensor_traffic_exposed_or_hidden_behind_gemms(flat):
+    exposed = step(flat, {"tensor": 2}, count=2)
+    hidden = step(flat, {"tensor": 2, "tensor_overlap": True}, count=2)
+    # 4 all-reduces per layer of the s·h activation, 2(t − 1)/t on the wire, at 100 GB/s each way, bus 1.0
+    wire = 4 * 2 * 1 / 2 * S * D * 2 * L
+    assert exposed.parallelism.communication_bytes["tensor"] == pytest.approx(wire)
+    assert exposed.time.breakdown["communication.tensor"] == pytest.approx(wire / 100e9)
+    assert hidden.time.breakdown["communication.tensor"] == 0       # far less than the layer's GEMMs
+    assert hidden.time.step_seconds < exposed.time.step_seconds
+
+
+def test_context_parallel_ring_and_memory(flat):
+    one, ring = step(flat, {}), step(flat, {"context": 4}, count=4)
+    # each layer passes its K and V chunk (2 · s/4 · d 16-bit values) 3 times around the ring of 4: forward,
+    # and K/V plus their gradients backward
+    chunk = 2 * (S // 4) * D * 2
+    assert ring.parallelism.communication_bytes["context"] == pytest.approx(L * 3 * 3 * chunk)
+    assert ring.memory.activations == pytest.approx(one.memory.activations / 4, rel=1e-9)
+    # a quarter of the queries per GPU: a quarter of every compute part
+    for part in ("matmul", "attention"):
+        assert ring.time.breakdown[part] == pytest.approx(one.time.breakdown[part] / 4)
+
+
+def test_zero3_exposes_gathers_beyond_the_compute(flat):
+    # 16 GPUs span two nodes: the network is 10 GB/s each way at bus efficiency 0.5
+    e = step(flat, {"zero": 3}, count=16)
+    params = e.params.total
+    gather = 15 / 16 * params * 2 / (10e9 * 0.5)
+    assert e.parallelism.communication_seconds["data"] == pytest.approx(3 * gather)
+    assert 0 < e.time.breakdown["communication.data"] <= 3 * gather
+
+
+def test_mfu_override_uses_the_one_figure(flat):
+    spec = make_spec(MODEL, {"tokens": 10**6}, {"gpu": flat, "count": 1, "mfu": 0.25})
+    e = costplan.estimate(spec)
+    assert e.time.step_seconds == pytest.approx(e.flops.training_per_token * S / (100e12 * 0.25))
+    assert e.assumptions.time_model == "hardware.mfu"
+
+
+def test_a_device_without_kernel_tables_is_an_error(tmp_path, run):
+    bare = {k: v for k, v in FLAT.items() if k != "kernels"}
+    path = tmp_path / "bare.yaml"
+    path.write_text(yaml.safe_dump(bare))
+    result = run("estimate", "gpt2-small", "--gpu", str(path))
+    assert result.exit_code == 2
+    assert "no kernel efficiency tables" in result.stderr and "calibrate" in result.stderr
+    assert run("estimate", "gpt2-small", "--gpu", str(path), "--mfu", "0.4").exit_code == 0
+
+
+@pytest.mark.parametrize("parallelism, field", [
+    ({"virtual_stages": 2}, "parallelism.virtual_stages"),
+    ({"pipeline": 2, "virtual_stages": 3}, "parallelism.virtual_stages"),
+    ({"context": 3}, "parallelism"),
+])
+def test_layouts_the_model_cannot_time_are_errors(parallelism, field):
+    count = 3 if parallelism.get("context") == 3 else 2
+    with pytest.raises(costplan.SpecError, match=field):
+        make_spec({"n_layers": 4}, {"global_batch_size": 8}, {"count": count}, parallelism=parallelism)
+
+
+def test_context_must_split_the_sequence_in_two_chunks_per_rank():
+    with pytest.raises(costplan.SpecError, match="parallelism.context"):
+        make_spec({"max_seq_len": 100}, None, {"count": 8}, parallelism={"context": 8})
+
+
+@pytest.mark.parametrize("path", sorted(glob.glob("specs/ci/*.yaml")))
+def test_gemm_ops_carry_the_components_model_flops(path):
+    # The op list repeats the components' linear() shapes; their FLOPs must agree exactly, layer by layer.
+    spec = costplan.load_spec(path)
+    model, shape = spec.model, shape_of(spec)
+    s = shape.seq_len
+    for layer in set(layers.layers(model)):
+        found = ops.layer_ops(layer, model, shape)
+        costs = layers.layer_cost(layer, model, shape)
+        gemms = {key: sum(op.flops for op in lst if isinstance(op, ops.Gemm)) for key, lst in found.items()}
+        block = "moe" if layer.moe is not None else "mlp"
+        assert gemms[block] == (costs[block].hw_fwd if layer.moe is not None else costs[block].flops)
+        attention = ATTENTION_COST[layer.attention.type](layer.attention, model, shape)
+        a = layer.attention
+        if a.type == "mla":
+            d_qk, d_v = a.qk_nope_head_dim + a.qk_rope_head_dim, a.v_head_dim
+            core = 2 * model.n_heads * s * s * (d_qk + d_v)          # every key of the square (convention 3)
+            assert gemms["attention"] == attention.flops - core
+        elif a.type in ("dense", "flash"):
+            assert gemms["attention"] == 2 * s * model.d_model * 2 * (model.q_width + model.kv_width)
+        assert all(op.flops >= 0 and op.backward >= 0 for op in found["attention"] if isinstance(op, ops.Core))

@@ -1,10 +1,11 @@
 """`costplan plan`: what to train with a budget, and how many GPUs finish a spec by a deadline.
 
-Budget: a compute budget C (FLOPs, or GPU-hours or dollars turned into FLOPs at a GPU's dense peak and MFU)
-gives the law's compute-optimal N and D under C = 6·N·D (costplan/scaling.py). The shape rule
-(costplan/sizing.py) turns N into a concrete architecture, and costplan.estimate prices it exactly: the
-proposal trains that architecture on the tokens its real training FLOPs (attention included) can buy with C,
-so its GPU-hours and cost match the budget, and reports the law's loss for its real size and tokens.
+Budget: a compute budget C (FLOPs, or GPU-hours or dollars turned into FLOPs at a GPU's dense peak and its
+catalogue MFU, a first guess for sizing only) gives the law's compute-optimal N and D under C = 6·N·D
+(costplan/scaling.py). The shape rule (costplan/sizing.py) turns N into a concrete architecture, and
+costplan.estimate prices it: the proposal trains that architecture on the tokens the budget buys (its real
+training FLOPs, attention included, for a budget in FLOPs; the step model's GPU-hours for one in GPU-hours or
+dollars), so its cost matches the budget, and reports the law's loss for its real size and tokens.
 
 Deadline: for each GPU type, the fewest GPUs that train the spec within the deadline with every GPU's memory
 within its capacity, under the spec's own parallelism section or, without one, the cheapest of a small grid
@@ -34,6 +35,9 @@ from costplan.loading import load_spec
 from costplan.spec import Spec
 from costplan.validation import MAX_COUNT, MAX_TOKENS
 
+
+
+TRIAL_TOKENS = 10**9         # a budget in hours is priced at this many tokens first, then scaled
 
 
 class _Result(BaseModel):
@@ -110,13 +114,19 @@ def propose(amount: float, unit: str, law: scaling.ScalingLaw, gpu_key: str, gpu
             f"--budget {amount:.4g} {unit}: less than the smallest budget the shape rule can serve, "
             f"{_in_unit(least, unit, gpu):.4g} {unit} (one token of its smallest model, {smallest['n_layers']} "
             f"layer × d_model {smallest['d_model']}, vocabulary {vocab_size}, context {seq_len})")
-    tokens = math.floor(flops / per_token)
     spec = {
         "name": f"compute-optimal-{law.name}",
         "model": model,
-        "training": {"tokens": tokens, "seq_len": seq_len, "precision": "bf16", "optimizer": "adamw"},
+        "training": {"tokens": TRIAL_TOKENS, "seq_len": seq_len, "precision": "bf16", "optimizer": "adamw"},
         "hardware": {"gpu": gpu_key, "count": gpus},
     }
+    if unit == "flops":
+        tokens = math.floor(flops / per_token)
+    else:
+        # GPU-hours grow linearly with tokens under the step model: train the tokens the hours buy.
+        hours = amount if unit == "gpu-hours" else amount / gpu.usd_per_gpu_hour
+        tokens = math.floor(hours / estimate(load_spec(spec), law).time.gpu_hours * TRIAL_TOKENS)
+    spec["training"]["tokens"] = tokens
     result = estimate(load_spec(spec), law)
     return Proposal(
         params=result.params.total, tokens=tokens, flops=result.flops.training_total,

@@ -65,12 +65,12 @@ def test_shortcut_options_and_set(run):
     data = json.loads(run("estimate", TINY, "--format", "json", "--gpu", "h100-sxm", "--gpus", "16",
                           "--tokens", "2e9", "--mfu", "0.5", "--set", "model.n_layers=4").stdout)[0]
     a = data["assumptions"]
-    assert (a["gpu"], a["gpu_count"], a["tokens"], a["mfu"]) == ("h100-sxm", 16, 2_000_000_000, 0.5)
+    assert (a["gpu"], a["gpu_count"], a["tokens"], a["mfu_override"]) == ("h100-sxm", 16, 2_000_000_000, 0.5)
     assert data["params"]["total"] == costplan.estimate(costplan.load_spec(TINY, ["model.n_layers=4"])).params.total
 
 
 def test_memory_warning_goes_to_stderr(run):
-    result = run("estimate", "llama2-7b")
+    result = run("estimate", "llama2-7b", "--gpus", "1")
     assert "does not fit" in result.stderr and "does not fit" in result.stdout   # note in table, warning apart
 
 
@@ -290,7 +290,7 @@ def test_compare_unknown_baseline(run):
 
 # ---------------------------------------------------------------------------------------------- --seq-len
 def test_seq_len_growth_table(run):
-    out = run("estimate", "llama2-7b", "--seq-len", "1024,4096,16384").stdout
+    out = run("estimate", "llama2-7b", "--gpus", "1", "--seq-len", "1024,4096,16384").stdout
     rows = [line.split() for line in out.splitlines()[3:]]
     assert [r[0] for r in rows] == ["1024", "4096", "16384"]
     # activations of flash attention grow linearly: 4× and 16× the first row

@@ -7,6 +7,7 @@ import pytest
 
 import costplan
 from costplan import hardware, planner, scaling, sizing
+from costplan.costs import layouts
 from test_cli import errors
 
 EPOCH = scaling.LAWS["epoch"]
@@ -59,7 +60,7 @@ def test_proposed_spec_prices_as_reported(run, tmp_path):
     text = path.read_text()
     assert text.startswith("# proposed by costplan plan --budget 100000 --unit gpu-hours")
     e = costplan.estimate(costplan.load_spec(str(path)))
-    assert (e.params.total, e.assumptions["tokens"]) == (data["params"], data["tokens"])
+    assert (e.params.total, e.assumptions.tokens) == (data["params"], data["tokens"])
     assert e.time.gpu_hours == pytest.approx(data["gpu_hours"]) and e.time.wall_clock_days == pytest.approx(
         data["wall_clock_days"])
     # 100k H100-hours at 989 TFLOP/s and 40% MFU buy 100000 × 3600 × 989e12 × 0.4 FLOPs: spent to the token.
@@ -94,7 +95,7 @@ def test_deadline_options_are_minimal_and_sorted(run):
         # The batch of 1024 sequences splits over power-of-two data-parallel degrees only, so the next smaller
         # count is half: with the same layout it misses the deadline or does not fit.
         layout = {k: option["layout"][k] for k in ("tensor", "pipeline", "zero", "sequence_parallel")}
-        fewer = planner._variant(spec, option["gpu"], option["gpus"] // 2, layout)
+        fewer = layouts.variant(spec, option["gpu"], option["gpus"] // 2, layout)
         e = costplan.estimate(fewer)
         assert e.time.wall_clock_days > 30 or not e.memory.fits
 
@@ -137,7 +138,7 @@ def test_every_layout_the_planner_tries_is_a_valid_spec(preset):
     # The planner's grid and spec validation share the divisibility rule: each layout tried must validate, and a
     # layout the grid leaves out (a tensor degree not dividing the heads) must not.
     spec = costplan.load_spec(preset)
-    tried = planner.layouts(spec)
+    tried = layouts.grid(spec)
     assert tried
     for layout in tried:
         t, p = layout["tensor"], layout["pipeline"]

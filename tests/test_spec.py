@@ -76,7 +76,7 @@ def test_hardware_file_relative_to_spec(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)   # not the spec's folder: the path resolves against the spec file
     spec = costplan.load_spec(SPECS / "uses_gpu_file.yaml")
     e = costplan.estimate(spec)
-    assert e.assumptions["gpu_name"] == "Lab GPU" and e.assumptions["peak_flops_per_gpu"] == 100e12
+    assert e.assumptions.gpu_name == "Lab GPU" and e.assumptions.peak_flops_per_gpu == 100e12
     assert e.memory.gpu_memory == 48 * 2**30
 
 

@@ -1,7 +1,7 @@
 """The numbers behind `costplan plot`, computed without matplotlib (so they are tested on their own).
 
 - seq_scaling: forward FLOPs per token and activation bytes of one micro-batch against the training context,
-  one spec re-estimated at each length (max_seq_len grows with it when needed).
+  one spec re-estimated at each length (max_seq_len grows with it when needed), on one layout throughout.
 - memory_parts: per-GPU training memory by kind (no inference KV cache: training holds none).
 - loss curves of a scaling law: the compute-optimal frontier L(N_opt(C), D_opt(C)), fixed-N curves
   L(N, C/(6N)) and iso-FLOP curves L(N, C/(6N)) over N, all in the laws' compute C = 6·N·D.
@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 from costplan import scaling
 from costplan.costs.estimate import estimate
+from costplan.costs.run import laid_out_once
 from costplan.costs.result import Estimate
 from costplan.loading import at_seq_len
 from costplan.spec import Spec
@@ -22,8 +23,9 @@ DEFAULT_LENGTHS = tuple(2 ** k for k in range(9, 18))        # 512 … 131,072 t
 def seq_scaling(spec: Spec, lengths: Sequence[int] = DEFAULT_LENGTHS) -> list[tuple[int, float, int]]:
     """(seq_len, forward FLOPs per token, activation bytes of one micro-batch) at each length."""
     rows = []
+    laid_out = laid_out_once(spec)
     for n in lengths:
-        e = estimate(at_seq_len(spec, n))
+        e = estimate(at_seq_len(laid_out, n))
         rows.append((n, e.flops.forward_per_token, e.memory.activations))
     return rows
 

@@ -44,6 +44,12 @@ def resolve(spec: Spec) -> Run:
                mfu=hw.mfu, price=price, price_source=price_source)
 
 
+def laid_out_once(spec: Spec) -> Spec:
+    """The spec with the layout it resolves to written in, so that variations of it (other sequence lengths)
+    keep one layout instead of each choosing its own."""
+    return spec if spec.parallelism is not None else _layout(spec)[0]
+
+
 def stages_of(spec: Spec, shape: Shape) -> list[dict[str, Cost]]:
     p = spec.parallel.pipeline
     return [components(spec, shape)] if p == 1 else [components(spec, shape, i, p) for i in range(p)]

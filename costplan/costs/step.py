@@ -24,8 +24,10 @@ by the group's span; ranks ordered tensor, context, data, pipeline, as Megatron'
   that backward (the K/V chunks and their gradients), hidden behind the attention core's compute.
 - expert: 4 all-to-alls per MoE layer and micro-batch (6 with full recomputation), on the critical path.
 - pipeline: per micro-batch and model chunk one activation forward and its gradient backward, exposed.
-- data: ZeRO 0-2 reduce the gradients once per step in 25 MiB buckets (torch DDP's default) during the last
-  micro-batch's backward, and only what exceeds it is exposed; ZeRO-3 gathers each layer's weights forward and
+- data: ZeRO 0 all-reduces the gradients once per step in 25 MiB buckets (torch DDP's default) during the last
+  micro-batch's backward, and only what exceeds it is exposed; ZeRO 1-2 reduce-scatter them there and gather
+  the updated weights during the next step's first forward (Megatron's distributed optimizer with
+  overlap-param-gather); ZeRO-3 gathers each layer's weights forward and
   backward and reduce-scatters its gradients for every micro-batch, prefetched behind the neighbouring layers'
   compute (exposed only beyond it).
 Pipeline (Narayanan et al. 2021 §2.2): 1F1B runs m micro-batches and a bubble of (p − 1) micro-batch times;
@@ -324,7 +326,13 @@ def step_time(spec: Spec, dev: Device, shape: Shape, stage_params: list[tuple[fl
             routed_wire = 2 * (routed_d - 1) / routed_d * routed / par.expert * w
             wire += routed_wire
             seconds += _collective(dev, routed_wire, BUCKET_BYTES, t * cp * routed_d)
-        data.add(1, wire, seconds, sum(tally.backward.values()))
+        backward = sum(tally.backward.values())
+        if par.zero == 0:
+            data.add(1, wire, seconds, backward)                        # all-reduce during the last backward
+        else:
+            # reduce-scatter during the last backward, the updated shards gathered during the next forward
+            data.add(1, wire / 2, seconds / 2, backward)
+            data.add(1, wire / 2, seconds / 2, sum(tally.forward.values()))
 
     per_param = 2 * (optimizer_bytes(spec.training.precision, spec.training.optimizer) + w) + w
     sharded = dense / (d if par.zero >= 1 else 1) + routed / par.expert / (routed_d if par.zero >= 1 else 1)
@@ -348,6 +356,7 @@ def overlaps(spec: Spec) -> str:
             "tensor traffic exposed", "expert all-to-alls and pipeline transfers exposed"]
     if par.context > 1:
         said.append("context ring transfers behind the attention core")
-    said.append("data-parallel gathers and reduce-scatters behind each micro-batch's forward and backward (ZeRO-3)"
-                if par.zero == 3 else "gradient reduction behind the last micro-batch's backward")
+    said.append({0: "gradient all-reduce behind the last micro-batch's backward",
+                 3: "weight gathers and gradient reduce-scatters behind each micro-batch's forward and backward"}.get(
+        par.zero, "gradient reduce-scatter behind the last backward, weight gather behind the first forward"))
     return "; ".join(said)

@@ -37,6 +37,29 @@ DEFAULTS = {
 }
 
 
+# Whole runs that publish GPU-hours but not their layout: costplan chooses the layout, as for any spec without a
+# parallelism section. (preset, overrides, published A100-80GB GPU-hours, source)
+GPU_HOURS = [
+    ("llama2-7b", [], 184_320, "Llama 2 paper, Table 2: 7B, 2.0T tokens at 4,096"),
+    ("llama2-13b", [], 368_640, "Llama 2 paper, Table 2: 13B, 2.0T tokens at 4,096"),
+    ("llama2-70b", [], 1_720_320, "Llama 2 paper, Table 2: 70B, 2.0T tokens at 4,096"),
+    ("llama2-7b", ["model.max_seq_len=2048", "training.seq_len=2048", "training.tokens=1e12"], 82_432,
+     "LLaMA paper, Table 15: 7B, 1.0T tokens at 2,048"),
+]
+
+
+def gpu_hours_rows() -> list[str]:
+    lines = ["| run (A100-80GB, 2,048 GPUs, layout chosen) | published GPU-hours | predicted | error | layout |",
+             "|---|---:|---:|---:|---|"]
+    for preset, overrides, published, source in GPU_HOURS:
+        e = estimate(load_spec(preset, overrides))
+        p = e.parallelism
+        lines.append(f"| {source} | {published:,} | {e.time.gpu_hours:,.0f} | "
+                     f"{100 * (e.time.gpu_hours / published - 1):+.1f}% | t{p.tensor} p{p.pipeline} d{p.data} "
+                     f"ZeRO {p.zero} |")
+    return lines
+
+
 def measured(row: dict[str, Any]) -> float | None:
     m = row["measured"]
     return m.get("tokens_per_second_per_gpu") or m.get("tokens_per_second_per_gpu_derived")
@@ -158,7 +181,7 @@ def main() -> int:
     args = parser.parse_args()
     rows = yaml.safe_load(PUBLISHED.read_text())
     results = predict(rows)
-    text = "\n".join(summary(results) + [""] + table(results)) + "\n"
+    text = "\n".join(summary(results) + [""] + gpu_hours_rows() + [""] + table(results)) + "\n"
     print(text)
     if args.markdown:
         args.markdown.write_text(text)

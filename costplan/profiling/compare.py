@@ -23,12 +23,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Union
 
+from costplan import report
 from costplan.costs.estimate import COMPONENTS, components, estimate, shape_of
 from costplan.errors import CostplanError
-from costplan import report
 from costplan.profiling.measure import Measurement
 from costplan.profiling.precision import FALLBACK, PrecisionChoice
 from costplan.profiling.scope import OUTSIDE
+from costplan.spec import Spec
 
 Number = Union[int, float]
 
@@ -174,11 +175,7 @@ def time_check(m: Measurement, tolerance: float | None) -> Check:
         return Check("time", item, None, None, "seconds", tolerance, note=m.time_note)
     spec = m.timed_spec or m.spec
     gpu = spec.gpu
-    mfu = spec.hardware.mfu if spec.hardware.mfu is not None else gpu.mfu
-    peak = gpu.peak_flops(spec.training.precision)
-    e = estimate(spec)
-    step_flops = e.flops.training_per_token * spec.seq_len * m.batch
-    estimated = step_flops / (peak * mfu) if peak else None
+    estimated = estimate(one_step(spec, m.batch)).time.step_seconds
     notes = [f"median of {m.timing.runs}, IQR ±{100 * m.timing.spread / 2:.0f}%"]
     if m.time_overrides:
         reason = f" ({m.time_note})" if m.time_note else ""
@@ -190,6 +187,13 @@ def time_check(m: Measurement, tolerance: float | None) -> Check:
                      "(costplan calibrate)")
         tolerance = None
     return Check("time", item, estimated, m.timing.median, "seconds", tolerance, note="; ".join(notes))
+
+
+def one_step(spec: Spec, batch: int) -> Spec:
+    """The spec as profile times it: one micro-batch of `batch` sequences on one device, then the optimizer."""
+    training = spec.training.model_copy(update={"micro_batch_size": batch, "global_batch_size": None})
+    return spec.model_copy(update={"training": training, "parallelism": None,
+                                   "hardware": spec.hardware.model_copy(update={"count": 1})})
 
 
 def precision_note(choice: PrecisionChoice) -> str:

@@ -96,7 +96,8 @@ def spec_of(row: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
         "model": model,
         "training": {"seq_len": row["seq_len"], "micro_batch_size": micro,
                      "global_batch_size": row["global_batch_size"], "precision": row["precision"],
-                     "recompute": recompute, "tokens": 1e9},
+                     "recompute": recompute, "tokens": 1e9,
+                     "attention_kernel": row.get("attention_kernel", "fastest")},
         "hardware": {"gpu": row["gpu"], "count": row["gpus"]},
         "parallelism": layout,
     }

@@ -11,6 +11,7 @@ import functools
 import math
 from importlib import resources
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -94,7 +95,10 @@ class Curves(BaseModel):
       (masked tiles skipped; the backward's 2.5 × forward with its recompute, Dao 2023 §4.1);
     collective, collective_internode: nccl-tests bus bandwidth / the catalogue's per-direction link bandwidth
       against the message size in bytes, inside a node and across nodes;
-    alltoall (optional): the same for all-to-all inside a node; left out, all-to-all runs at `collective`.
+    alltoall (optional): the same for all-to-all inside a node; left out, all-to-all runs at `collective`;
+    attention_kernel: which kernel the attention curves measure (flash2, or flash3 on Hopper);
+    attention_forward_flash2, attention_backward_flash2 (optional): FlashAttention-2 on a device whose attention
+      curves are another kernel's, for specs that set training.attention_kernel: flash2.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -104,10 +108,21 @@ class Curves(BaseModel):
     collective: Curve
     collective_internode: Curve
     alltoall: Curve | None = None
+    attention_kernel: Literal["flash2", "flash3"] = "flash2"
+    attention_forward_flash2: dict[int, Curve] | None = None
+    attention_backward_flash2: dict[int, Curve] | None = None
 
-    def attention(self, backward: bool, head_dim: int) -> Curve:
-        """The curve measured at the head dimension nearest `head_dim` (in ratio)."""
-        table = self.attention_backward if backward else self.attention_forward
+    def attention(self, backward: bool, head_dim: int, kernel: str = "fastest") -> Curve:
+        """The curve of `kernel` (fastest: the one this device's curves measure) measured at the head dimension
+        nearest `head_dim` (in ratio); None when the device has no curve for that kernel."""
+        if kernel in ("fastest", self.attention_kernel):
+            table = self.attention_backward if backward else self.attention_forward
+        elif kernel == "flash2":
+            table = self.attention_backward_flash2 if backward else self.attention_forward_flash2
+        else:
+            table = None
+        if table is None:
+            return None
         return table[min(table, key=lambda h: abs(math.log2(h / head_dim)))]
 
 

@@ -8,14 +8,12 @@ training FLOPs, attention included, for a budget in FLOPs; the step model's GPU-
 dollars), so its cost matches the budget, and reports the law's loss for its real size and tokens.
 
 Deadline: for each GPU type, the fewest GPUs that train the spec within the deadline with every GPU's memory
-within its capacity, under the spec's own parallelism section or, without one, the cheapest of a small grid
-of layouts (ZeRO 2 or 3, tensor 1–8 with sequence parallelism, pipeline 1–8 with 1F1B, expert parallelism
-over the largest divisor of n_experts up to 64 that divides the data-parallel degree), priced with the step
-time of costs/parallel.py (compute / MFU + bubble + exposed communication). ZeRO-2 is never worse than ZeRO 0
-or 1 (same traffic, less memory), so those are not tried. When the spec leaves global_batch_size open, a
-pipeline of p stages runs 4·p micro-batches per step (a bubble under 25%); otherwise the batch fixes them.
-GPU counts above one node are whole nodes. The fewest GPUs are found by a galloping search from the count
-that the compute alone needs, assuming that more GPUs never take longer or need more memory.
+within its capacity, under the spec's own parallelism section or, without one, the cheapest of the grid of
+costplan/costs/layouts.py, each priced with the step model (costs/step.py). At that count the micro-batch
+size (1, 2, 4, 8) and recomputation (none, selective, full) that cost least are chosen, and the option names
+the runner-up layout and its cost. GPU counts above one node are whole nodes. The fewest GPUs are found by a
+galloping search from the count that the compute alone needs, assuming that more GPUs never take longer or
+need more memory.
 """
 from __future__ import annotations
 
@@ -156,6 +154,10 @@ class Option(_Result):
     wall_clock_days: float | None
     gpu_hours: float | None
     cost_usd: float | None
+    micro_batch_size: int | None = None
+    recompute: str | None = None
+    untuned_cost_usd: float | None = None   # with the spec's own micro-batch size and recomputation
+    runner_up: dict[str, Any] | None = None  # the next cheapest layout: tensor, pipeline, zero, gpus, cost_usd
     note: str = ""
 
     @classmethod
@@ -218,20 +220,21 @@ def _first(degrees: Sequence[int], start: int, meets) -> int | None:  # noqa: AN
 
 
 def fewest_gpus(spec: Spec, gpu_key: str, deadline_hours: float) -> Option:
-    """The cheapest layout at the fewest GPUs of type gpu_key that meet the deadline and fit."""
+    """The cheapest layout at the fewest GPUs of type gpu_key that meet the deadline and fit, with the
+    micro-batch size and recomputation that make it cheapest there; the note names the runner-up."""
     gpu = hardware.resolve(gpu_key)
     if gpu.peak_flops(spec.training.precision) is None:
         return Option.none(gpu_key, gpu, f"no {spec.training.precision} peak")
-    best = None
     single = estimate(variant(spec, gpu_key, 1, {"tensor": 1, "pipeline": 1, "zero": 0}))
     needed = single.time.gpu_hours / deadline_hours      # GPUs the compute alone needs; no layout needs fewer
+    found = []
     for layout in grid(spec):
         degrees = _data_degrees(spec, layout, gpu.node_size)
         model_parallel = layout["tensor"] * layout["pipeline"]
 
         def meets(d: int) -> bool:
             e = estimate(variant(spec, gpu_key, d * model_parallel, layout))  # noqa: B023 - used at once
-            return e.memory.fits and e.time.wall_clock_days * HOURS_PER_DAY <= deadline_hours
+            return _meets(e, deadline_hours)
 
         start = bisect.bisect_left(_Keyed(degrees, model_parallel), needed)
         index = _first(degrees, start, meets)
@@ -239,21 +242,65 @@ def fewest_gpus(spec: Spec, gpu_key: str, deadline_hours: float) -> Option:
             continue
         count = degrees[index] * model_parallel
         result = estimate(variant(spec, gpu_key, count, layout))
-        key = (count, result.time.cost_usd)
-        if best is None or key < best[0]:
-            best = (key, layout, result)
-    if best is None:
+        found.append(((count, result.time.cost_usd), layout, result))
+    if not found:
         return Option.none(gpu_key, gpu, "no layout tried fits and finishes in time")
-    _, layout, result = best
+    found.sort(key=lambda f: f[0])
+    (count, _), layout, result = found[0]
+    untuned = result.time.cost_usd
+    result = _tune(variant(spec, gpu_key, count, layout), result, deadline_hours)
     par = result.parallelism
+    runner_up = None
+    for (count2, cost2), layout2, other in found[1:]:
+        if _same_layout(other, result):
+            continue
+        runner_up = {"tensor": layout2["tensor"], "pipeline": layout2["pipeline"], "zero": layout2["zero"],
+                     "data": other.parallelism.data, "gpus": count2, "cost_usd": cost2}
+        break
     return Option(
         gpu=gpu_key, gpus=result.assumptions.gpu_count,
         layout={"data": par.data, "tensor": par.tensor, "pipeline": par.pipeline, "expert": par.expert,
                 "zero": par.zero, "sequence_parallel": par.sequence_parallel},
         memory_per_gpu=result.memory.total_per_gpu, gpu_memory=result.memory.gpu_memory,
         wall_clock_days=result.time.wall_clock_days, gpu_hours=result.time.gpu_hours,
-        cost_usd=result.time.cost_usd,
+        cost_usd=result.time.cost_usd, micro_batch_size=result.assumptions.micro_batch_size,
+        recompute=result.assumptions.recompute, untuned_cost_usd=untuned, runner_up=runner_up,
     )
+
+
+def _same_layout(a, b) -> bool:  # noqa: ANN001 - Estimates
+    """The same split of the GPUs: ZeRO stages differ only where there is more than one data-parallel rank."""
+    pa, pb = a.parallelism, b.parallelism
+    key = lambda p: (p.tensor, p.pipeline, p.data, p.zero if p.data > 1 else 0)  # noqa: E731
+    return key(pa) == key(pb)
+
+
+def _meets(e, deadline_hours: float) -> bool:  # noqa: ANN001 - an Estimate
+    return e.memory.fits and e.time.wall_clock_days * HOURS_PER_DAY <= deadline_hours
+
+
+MICRO_BATCHES = (1, 2, 4, 8)
+RECOMPUTE = ("none", "selective", "full")
+
+
+def _tune(spec: Spec, result, deadline_hours: float):  # noqa: ANN001, ANN202 - Estimate in and out
+    """The cheapest micro-batch size and recomputation for a laid-out spec on its GPUs; a fixed global batch
+    keeps micro-batches that divide its share per data-parallel rank."""
+    t = spec.training
+    per_rank = (t.global_batch_size // spec.data_parallel) if t.global_batch_size else None
+    best = result
+    for micro in MICRO_BATCHES:
+        if per_rank is not None and per_rank % micro:
+            continue
+        for recompute in RECOMPUTE:
+            if (micro, recompute) == (t.micro_batch_size, t.recompute):
+                continue
+            training = t.model_copy(update={"micro_batch_size": micro, "recompute": recompute})
+            parallelism = spec.parallelism.model_copy(update={"micro_batches": None})
+            e = estimate(spec.model_copy(update={"training": training, "parallelism": parallelism}))
+            if _meets(e, deadline_hours) and e.time.cost_usd < best.time.cost_usd:
+                best = e
+    return best
 
 
 class _Keyed(Sequence):

@@ -130,6 +130,9 @@ class TrainingSpec(Section):
     precision: Literal["fp32", "tf32", "fp16", "bf16", "fp8"] = "bf16"
     optimizer: Literal["adamw", "adam", "sgd", "sgd_momentum", "adafactor", "lion"] = "adamw"
     recompute: Literal["none", "selective", "full"] = "none"
+    # The attention kernel the framework runs: the fastest the device has tables for (FlashAttention-3 on
+    # Hopper, -2 on Ampere), or FlashAttention-2 (PyTorch's SDPA flash backend) or -3 by name.
+    attention_kernel: Literal["fastest", "flash2", "flash3"] = "fastest"
 
 
 # ---------------------------------------------------------------------------------------------- hardware

@@ -96,7 +96,8 @@ def step_of(spec: Spec, shape: Shape) -> step.StepTime:
     """The step model's time for a laid-out spec."""
     memories = parallel.stage_memories(spec, stages_of(spec, shape))
     params = [(m.params, m.routed_params) for m in memories]
-    return step.step_time(spec, step.device(spec.gpu, spec.training.precision), shape, params)
+    t = spec.training
+    return step.step_time(spec, step.device(spec.gpu, t.precision, t.attention_kernel), shape, params)
 
 
 def step_time(run: Run, shape: Shape, memories: list[parallel.StageMemory], model_flops_per_step: float
@@ -108,4 +109,5 @@ def step_time(run: Run, shape: Shape, memories: list[parallel.StageMemory], mode
         return step.StepTime(seconds=seconds, breakdown={MFU_PART: seconds}, communication_bytes={},
                              communication_seconds={}, overlaps="communication and bubbles inside the MFU")
     params = [(m.params, m.routed_params) for m in memories]
-    return step.step_time(spec, step.device(run.gpu, spec.training.precision), shape, params)
+    t = spec.training
+    return step.step_time(spec, step.device(run.gpu, t.precision, t.attention_kernel), shape, params)

@@ -64,6 +64,14 @@ class Device:
     curves: kernels.Curves
     efficiencies: kernels.Efficiencies
     precision: str             # the training precision
+    attention_kernel: str = "fastest"
+
+    def attention_curve(self, backward: bool, head_dim: int) -> kernels.Curve:
+        curve = self.curves.attention(backward, head_dim, self.attention_kernel)
+        if curve is None:
+            raise CostplanError(f"training.attention_kernel: hardware {self.gpu.key} has no {self.attention_kernel} "
+                                f"attention tables (its curves measure {self.curves.attention_kernel})")
+        return curve
 
     @property
     def bandwidth(self) -> float:
@@ -89,14 +97,14 @@ class Device:
         return self.gpu.link_bytes_per_s(span), curve
 
 
-def device(gpu: GPU, precision: str) -> Device:
+def device(gpu: GPU, precision: str, attention_kernel: str = "fastest") -> Device:
     """The GPU with its kernel curves, or an error naming what is missing."""
     curves = gpu.curves()
     if curves is None:
         raise CostplanError(f"hardware {gpu.key} has no kernel efficiency tables (kernels: in a hardware file, "
                             "or data/kernels.yaml for the catalogue); run `costplan calibrate` on the device, "
                             "or give hardware.mfu to time the run with one utilisation figure")
-    return Device(gpu, curves, kernels.efficiencies(gpu.key), precision)
+    return Device(gpu, curves, kernels.efficiencies(gpu.key), precision, attention_kernel)
 
 
 @dataclass
@@ -160,8 +168,8 @@ class Timer:
             return 0.0, 0.0, 0.0
         precision, peak = self.dev.attention_peak()
         if c.flash:
-            forward = c.flops * scale / (peak * self.dev.curves.attention(False, c.head_dim).at(c.keys))
-            backward = c.backward * scale / (peak * self.dev.curves.attention(True, c.head_dim).at(c.keys))
+            forward = c.flops * scale / (peak * self.dev.attention_curve(False, c.head_dim).at(c.keys))
+            backward = c.backward * scale / (peak * self.dev.attention_curve(True, c.head_dim).at(c.keys))
         else:
             rows = self.shape.seq_len * self.b / self.cp
             size = (rows * c.keys * c.head_dim) ** (1 / 3)

@@ -49,6 +49,22 @@ DEADLINE_HEADERS = ["GPU", "GPUs", "tensor × pipeline × data", "memory per GPU
                     "cost", "note"]
 
 
+def why(o: Option) -> str:
+    """Why this choice: what the tuned micro-batch and recomputation saved, and what the runner-up costs."""
+    said = [o.note]
+    if o.untuned_cost_usd and o.cost_usd < o.untuned_cost_usd:
+        said.append(f"micro-batch {o.micro_batch_size}, recompute {o.recompute}: "
+                    f"{percent(o.cost_usd / o.untuned_cost_usd - 1)}")
+    r = o.runner_up
+    if r:
+        layout = ", ".join(filter(None, [f"{r['tensor']} × {r['pipeline']} × {r['data']}",
+                                         zero_stage(r["zero"], r["data"])]))
+        said.append(f"runner-up {layout} on {r['gpus']}: {usd(r['cost_usd'])}")
+    else:
+        said.append("the only layout tried that fits in time")
+    return "; ".join(s for s in said if s)
+
+
 def deadline(options: Sequence[Option]) -> Table:
     """`costplan plan SPEC --deadline`: one row per GPU type, cheapest first."""
     body = []
@@ -62,5 +78,5 @@ def deadline(options: Sequence[Option]) -> Table:
         body.append([o.gpu, str(o.gpus), ", ".join([f"{lay['tensor']} × {lay['pipeline']} × {lay['data']}",
                                                     *(e for e in extras if e)]),
                      f"{size(o.memory_per_gpu)} of {size(o.gpu_memory)}", human(o.wall_clock_days, "days"),
-                     count(o.gpu_hours), usd(o.cost_usd), o.note])
+                     count(o.gpu_hours), usd(o.cost_usd), why(o)])
     return Table([Block(DEADLINE_HEADERS, body)], [o.model_dump() for o in options])

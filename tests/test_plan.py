@@ -146,3 +146,21 @@ def test_every_layout_the_planner_tries_is_a_valid_spec(preset):
                                     f"parallelism.pipeline={p}"])
     with pytest.raises(costplan.SpecError, match="does not divide model.n_heads"):
         costplan.load_spec(preset, ["hardware.count=7", "parallelism.tensor=7"])
+
+
+def test_deadline_tunes_micro_batch_and_recompute_and_names_the_runner_up(run):
+    data = json.loads(run("plan", "llama2-7b", "--deadline", "30d", "--gpu", "a100-80gb", "--format",
+                          "json").stdout)[0]
+    assert data["micro_batch_size"] in (1, 2, 4, 8) and data["recompute"] in ("none", "selective", "full")
+    assert data["cost_usd"] <= data["untuned_cost_usd"]
+    assert data["runner_up"]["cost_usd"] >= data["untuned_cost_usd"]
+    # the option prices as the estimate of the same spec with that layout, micro-batch and recomputation
+    lay = data["layout"]
+    spec = costplan.load_spec("llama2-7b", [
+        "hardware.gpu=a100-80gb", f"hardware.count={data['gpus']}", f"parallelism.tensor={lay['tensor']}",
+        f"parallelism.pipeline={lay['pipeline']}", f"parallelism.zero={lay['zero']}",
+        f"parallelism.sequence_parallel={str(lay['sequence_parallel']).lower()}",
+        f"training.micro_batch_size={data['micro_batch_size']}", f"training.recompute={data['recompute']}"])
+    assert costplan.estimate(spec).time.cost_usd == pytest.approx(data["cost_usd"])
+    out = run("plan", "llama2-7b", "--deadline", "30d", "--gpu", "a100-80gb").stdout
+    assert "runner-up" in out

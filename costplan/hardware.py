@@ -67,12 +67,19 @@ class GPU(Section):
     def precisions(self) -> list[str]:
         return [p for p in PRECISIONS if p in self.peak_tflops]
 
-    def link_bytes_per_s(self, span: int) -> float:
-        """Per-direction bandwidth in bytes/s for a group of devices spanning `span` consecutive ranks: the
-        interconnect inside a node, the network across nodes. Catalogue figures are bidirectional totals, and
-        a ring or all-to-all sends and receives at once, so each direction gets half."""
-        gbs = self.interconnect_gbs if span <= self.node_size or self.network_gbs is None else self.network_gbs
-        return gbs * 1e9 / 2
+    def link_bytes_per_s(self, span: int, stride: int = 1) -> float:
+        """Per-direction bandwidth in bytes/s for a group whose ranks are `stride` apart and span `span`
+        consecutive ranks: the interconnect inside a node, the network across nodes. Catalogue figures are
+        bidirectional totals, and a ring or all-to-all sends and receives at once, so each direction gets half.
+        Across nodes NCCL runs one ring per NIC, so a group with k ranks (k NICs) in each node moves k times one
+        device's network bandwidth, up to its interconnect: nccl-tests bus bandwidth across 3 nodes of 8 A100s
+        with 4 HDR NICs each reached 85-96 of the 100 GB/s that 4 × 200 Gb/s give (NVIDIA/nccl-tests issue
+        #119); on NDR, 46-48 GB/s per 400 Gb/s NIC (NVIDIA/nccl-tests issue #290)."""
+        inside = self.interconnect_gbs * 1e9 / 2
+        if span <= self.node_size or self.network_gbs is None:
+            return inside
+        per_node = max(1, self.node_size // stride)
+        return min(inside, per_node * self.network_gbs * 1e9 / 2)
 
     def curves(self) -> Curves | None:
         """The file's own kernel curves, else the catalogue's for this device key, else None."""

@@ -132,14 +132,14 @@ def test_first_pipeline_stage_holds_p_micro_batches():
 # ---------------------------------------------------------------------------------------------- communication
 def test_data_parallel_all_reduce_volume_and_time():
     # Ring all-reduce: each GPU sends 2(n−1)/n of the gradient bytes (nccl-tests busbw factor). 16 A100s span
-    # two 8-GPU nodes, so the ring runs at the network's 50 GB/s bidirectional = 25 GB/s each way.
+    # two 8-GPU nodes: one ring per NIC, 8 NICs of 25 GB/s each way = 200 GB/s, under NVLink's 300.
     e = est({}, hardware={"count": 16, "gpu": "a100-80gb"})
     psi = e.params.total
     p = e.parallelism
     assert p.communication_bytes["data"] == pytest.approx(2 * 15 / 16 * psi * 2)
     # in 25 MiB buckets (torch DDP's default) at the network's bus efficiency for that message size
     bus = kernels.curves("a100-80gb").collective_internode.at(25 * 2**20)
-    assert p.communication_seconds["data"] == pytest.approx(2 * 15 / 16 * psi * 2 / (25e9 * bus))
+    assert p.communication_seconds["data"] == pytest.approx(2 * 15 / 16 * psi * 2 / (200e9 * bus))
     inside = est({}, hardware={"count": 8, "gpu": "a100-80gb"}).parallelism   # NVLink 3: 300 GB/s each way
     bus = kernels.curves("a100-80gb").collective.at(25 * 2**20)
     assert inside.communication_seconds["data"] == pytest.approx(2 * 7 / 8 * psi * 2 / (300e9 * bus))
@@ -170,7 +170,9 @@ def test_pipeline_point_to_point():
 def test_catalogue_bandwidth_is_bidirectional():
     gpu = hardware.catalogue()["h100-sxm"]
     assert gpu.link_bytes_per_s(8) == 450e9          # NVLink 4: 900 GB/s total, 450 each way
-    assert gpu.link_bytes_per_s(16) == 50e9          # one 400 Gb/s NIC per GPU: 50 GB/s each way
+    assert gpu.link_bytes_per_s(16) == 400e9         # 8 NICs of 400 Gb/s per node, one ring each
+    assert gpu.link_bytes_per_s(16, stride=8) == 50e9   # one rank (one NIC) per node: 50 GB/s each way
+    assert gpu.link_bytes_per_s(16, stride=2) == 200e9
 
 
 # ---------------------------------------------------------------------------------------------- time

@@ -90,11 +90,11 @@ class Device:
             "bf16" if self.gpu.peak_flops("bf16") else "fp16")
         return precision, self.gpu.peak_flops(precision) or self.gpu.peak_flops(self.precision)
 
-    def link(self, span: int) -> tuple[float, kernels.Curve]:
-        """Per-direction bytes/s and bus-efficiency curve of a group spanning `span` consecutive ranks."""
+    def link(self, span: int, stride: int) -> tuple[float, kernels.Curve]:
+        """Per-direction bytes/s and bus-efficiency curve of a group of ranks `stride` apart spanning `span`."""
         across = span > self.gpu.node_size
         curve = self.curves.collective_internode if across else self.curves.collective
-        return self.gpu.link_bytes_per_s(span), curve
+        return self.gpu.link_bytes_per_s(span, stride), curve
 
 
 def device(gpu: GPU, precision: str, attention_kernel: str = "fastest") -> Device:
@@ -204,12 +204,13 @@ class Timer:
                 tally.backward["memory_bound"] += count * (2 + again) * seconds
 
 
-def _collective(dev: Device, wire: float, message: float, span: int, alltoall: bool = False) -> float:
+def _collective(dev: Device, wire: float, message: float, span: int, stride: int = 1,
+                alltoall: bool = False) -> float:
     """Seconds of collectives putting `wire` bytes on each GPU's link in messages of `message` bytes: the bus
     efficiency curves are nccl-tests bus bandwidths, latency included, so no latency is added."""
     if wire <= 0:
         return 0.0
-    bandwidth, curve = dev.link(span)
+    bandwidth, curve = dev.link(span, stride)
     if alltoall and dev.curves.alltoall is not None and span <= dev.gpu.node_size:
         curve = dev.curves.alltoall
     return wire / (bandwidth * curve.at(message))
@@ -274,12 +275,13 @@ def _layer_time(spec: Spec, dev: Device, shape: Shape, timer: Timer, layer: Laye
         chunk = 2 * timer.rows * shape.seq_len * _kv_width(layer, model) * timer.e
         transfers = (3 + (1 if full else 0)) * (cp - 1)
         wire["context"] = transfers * chunk
-        seconds["context"] = transfers * _collective(dev, chunk, chunk, t * cp)
+        seconds["context"] = transfers * _collective(dev, chunk, chunk, t * cp, stride=t)
     if layer.moe is not None and ep > 1:
         rows = _routed_per_token(layer) * timer.rows * shape.seq_len / (t if par.sequence_parallel else 1)
         message = rows * model.d_model * timer.e
         wire["expert"] = passes * (ep - 1) / ep * message
-        seconds["expert"] = passes * _collective(dev, (ep - 1) / ep * message, message, t * cp * ep, alltoall=True)
+        seconds["expert"] = passes * _collective(dev, (ep - 1) / ep * message, message, t * cp * ep, stride=t * cp,
+                                                 alltoall=True)
     behind = {"tensor": own.gemm if par.tensor_overlap else 0.0, "context": own.core, "expert": 0.0}
     return own, wire, seconds, behind
 
@@ -315,7 +317,8 @@ def step_time(spec: Spec, dev: Device, shape: Shape, stage_params: list[tuple[fl
     hidden /= t if par.sequence_parallel else 1
     if p > 1:
         traffic["pipeline"] = Traffic()
-        traffic["pipeline"].add(2 * v * m, hidden, _collective(dev, hidden, hidden, t * cp * d * p), 0.0)
+        point = _collective(dev, hidden, hidden, t * cp * d * p, stride=t * cp * d)
+        traffic["pipeline"].add(2 * v * m, hidden, point, 0.0)
     dense, routed = stage_params[slowest]
     data_span = t * cp * d
     routed_d = max(1, d // par.expert)
@@ -324,16 +327,16 @@ def step_time(spec: Spec, dev: Device, shape: Shape, stage_params: list[tuple[fl
         layers = len(stage_layers(spec.model, slowest, p))
         params = dense + routed / par.expert
         wire = (d - 1) / d * params * w
-        gather = _collective(dev, wire, params * w / max(layers, 1), data_span)
+        gather = _collective(dev, wire, params * w / max(layers, 1), data_span, stride=t * cp)
         data.add(m, wire, gather, sum(tally.forward.values()))                # forward gathers
         data.add(m, 2 * wire, 2 * gather, sum(tally.backward.values()))      # backward gathers, reduce-scatters
     elif d > 1 or routed_d > 1:
         wire = 2 * (d - 1) / d * dense * w
-        seconds = _collective(dev, wire, BUCKET_BYTES, data_span) if d > 1 else 0.0
+        seconds = _collective(dev, wire, BUCKET_BYTES, data_span, stride=t * cp) if d > 1 else 0.0
         if routed and routed_d > 1:
             routed_wire = 2 * (routed_d - 1) / routed_d * routed / par.expert * w
             wire += routed_wire
-            seconds += _collective(dev, routed_wire, BUCKET_BYTES, t * cp * routed_d)
+            seconds += _collective(dev, routed_wire, BUCKET_BYTES, t * cp * routed_d, stride=t * cp)
         backward = sum(tally.backward.values())
         if par.zero == 0:
             data.add(1, wire, seconds, backward)                        # all-reduce during the last backward

@@ -204,7 +204,7 @@ def test_exposed_data_parallel_traffic():
 def test_section_absent_takes_the_fastest_fitting_layout_of_the_grid():
     spec = make_spec(hardware={"count": 64})
     e = costplan.estimate(spec)
-    assert e.parallelism.source.startswith("the fastest of") and e.memory.fits
+    assert e.parallelism.source.startswith("the fastest that fits") and e.memory.fits
     shape = shape_of(spec)
     fastest = min(step_of(layouts.variant(spec, spec.hardware.gpu, 64, layout), shape).seconds
                   for layout in layouts.grid(spec))

@@ -88,8 +88,7 @@ def _layout(spec: Spec) -> tuple[Spec, str]:
             return least[1], f"none of {tried} layouts tried on {count} GPUs fits; the one needing least memory"
         else:
             return spec.model_copy(update={"parallelism": NO_PARALLELISM}), "every GPU holds the model"
-    return chosen, (f"the fastest of {tried} layouts tried on {count} GPUs that fit (ZeRO 2-3, tensor and "
-                    "pipeline 1-8); a parallelism section fixes it")
+    return chosen, f"the fastest that fits of {tried} layouts tried on {count} GPUs"
 
 
 def step_of(spec: Spec, shape: Shape) -> step.StepTime:

@@ -363,11 +363,11 @@ def step_time(spec: Spec, dev: Device, shape: Shape, stage_params: list[tuple[fl
 def overlaps(spec: Spec) -> str:
     """What the step model hid behind what, for this layout."""
     par = spec.parallel
-    said = ["tensor traffic hidden behind the layer's GEMMs" if par.tensor_overlap else
-            "tensor traffic exposed", "expert all-to-alls and pipeline transfers exposed"]
+    said = ["tensor traffic behind the GEMMs" if par.tensor_overlap else "tensor traffic exposed",
+            "expert and pipeline traffic exposed"]
     if par.context > 1:
-        said.append("context ring transfers behind the attention core")
-    said.append({0: "gradient all-reduce behind the last micro-batch's backward",
-                 3: "weight gathers and gradient reduce-scatters behind each micro-batch's forward and backward"}.get(
+        said.append("context ring behind attention")
+    said.append({0: "gradient all-reduce behind the last backward",
+                 3: "ZeRO-3 gathers and reduce-scatters behind each micro-batch"}.get(
         par.zero, "gradient reduce-scatter behind the last backward, weight gather behind the first forward"))
     return "; ".join(said)

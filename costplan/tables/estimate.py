@@ -57,7 +57,7 @@ def time_rows(est: Estimate) -> list[Row]:
     if a.time_model == "hardware.mfu":
         how = f"model FLOPs at {percent(a.mfu_override)} MFU (hardware.mfu), communication inside it"
     else:
-        how = f"step model, kernel efficiencies from {a.kernel_tables}"
+        how = f"step model ({a.kernel_tables})"
     rows = [
         Row("time", "step time", t.step_seconds, "seconds",
             note=f"{plural(str(a.global_batch_size), 'sequence')} of {a.seq_len}; {how}"),
@@ -87,7 +87,7 @@ def parallel_rows(est: Estimate) -> list[Row]:
               zero_stage(par.zero, par.data), "sequence parallel" if par.sequence_parallel else "",
               f"{par.virtual_stages} virtual stages" if par.virtual_stages > 1 else "",
               "tensor traffic overlapped" if par.tensor_overlap else "",
-              f"{par.micro_batches} micro-batches per step"]
+              f"{par.micro_batches} micro-batch{'' if par.micro_batches == 1 else 'es'} per step"]
     layout = f"{par.tensor} × {par.pipeline} × {par.data}"
     rows = [Row("parallelism", "tensor × pipeline × data", layout, "text",
                 note=", ".join(e for e in extras if e)),

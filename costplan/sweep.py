@@ -2,11 +2,13 @@
 
 Each point is the spec's raw mapping with the point's values applied as `--set` overrides, so defaults that
 derive from other fields (d_ff from d_model, seq_len from max_seq_len) follow the swept value. The file is read
-once; a point costs one validation and one estimate (about 0.15 ms on a 2-core machine). The last --vary
-varies fastest.
+once; a point costs one validation and one estimate. The last --vary varies fastest. A spec on several GPUs
+without a parallelism section runs every point on the layout its base resolves to (unless an axis varies the
+layout or the GPUs, or the point does not split or fit on it: then the point searches its own).
 """
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from collections.abc import Callable, Iterable, Sequence
@@ -16,9 +18,13 @@ from typing import Any
 from costplan import scaling, yamlio
 from costplan.costs.estimate import estimate, shared_components
 from costplan.costs.inference import ServingEstimate, serve
+from costplan.costs.layouts import fits_batch
 from costplan.costs.result import Estimate
+from costplan.costs.run import laid_out_once
 from costplan.errors import CostplanError, SpecError, printable
 from costplan.loading import RawSpec, field_path, parse_override
+from costplan.spec import ParallelismSpec, Spec
+from costplan.spec_rules import split_rules
 
 MAX_POINTS = 100_000   # more needs --limit: a million points would take minutes
 
@@ -121,6 +127,7 @@ def run(raw: RawSpec, axes: Sequence[Axis], overrides: Iterable[str] = (), law: 
     points, problems = [], {}
     combos = itertools.product(*(range(len(axis.values)) for axis in axes))
     with shared_components():
+        held = _held_layout(raw, axes, overrides)
         for combo in itertools.islice(combos, limit):
             sets = [f"{axis.key}={axis.texts[i]}" for axis, i in zip(axes, combo)]
             try:
@@ -129,7 +136,7 @@ def run(raw: RawSpec, axes: Sequence[Axis], overrides: Iterable[str] = (), law: 
                 for problem in exc.problems:
                     problems.setdefault(problem, f"{raw.label} [{', '.join(sets)}]: {problem}")
                 continue
-            result = estimate(spec, law)
+            result = _estimate_on(spec, held, law)
             values = {name: get(result) for name, get in COLUMNS.items()}
             if serving:
                 served = serve(spec)
@@ -138,6 +145,33 @@ def run(raw: RawSpec, axes: Sequence[Axis], overrides: Iterable[str] = (), law: 
     if problems:
         raise CostplanError("\n".join(problems.values()))
     return points
+
+
+def _held_layout(raw: RawSpec, axes: Sequence[Axis], overrides: list[str]) -> ParallelismSpec | None:
+    """The layout the base spec resolves to, held for every point, when the spec leaves it to costplan and no
+    axis varies the layout or the GPUs: points then differ in what they vary, not in a layout search each."""
+    if any(axis.key.split(".")[0] in ("parallelism", "hardware") for axis in axes):
+        return None
+    try:
+        base = raw.validate(overrides)
+    except SpecError:
+        return None
+    if base.parallelism is not None or base.hardware.count == 1:
+        return None
+    return laid_out_once(base).parallelism
+
+
+def _estimate_on(spec: Spec, held: ParallelismSpec | None, law: scaling.ScalingLaw) -> Estimate:
+    """The point on the held layout where it splits the point's model and batch and fits; else the point's own
+    layout search."""
+    if held is None or spec.parallelism is not None:
+        return estimate(spec, law)
+    layout = held.model_dump()
+    if split_rules(functools.partial(getattr, spec.model), held.tensor, held.pipeline) or not fits_batch(
+            spec, layout, spec.hardware.count):
+        return estimate(spec, law)
+    result = estimate(spec.model_copy(update={"parallelism": held.model_copy(update={"micro_batches": None})}), law)
+    return result if result.memory.fits else estimate(spec, law)
 
 
 def sort_key(key: str | None, axes: Sequence[Axis], serving: bool = False) -> Callable[[Point], Any] | None:

@@ -3,13 +3,12 @@ pipeline stage, and shared between the points of a sweep."""
 from __future__ import annotations
 
 import contextlib
-from collections import Counter
 from collections.abc import Iterator
 from dataclasses import replace
 
 from costplan.costs import ZERO, Cost, Shape
 from costplan.costs.embedding import embedding, head
-from costplan.costs.layers import layer_cost, stage_layers
+from costplan.costs.layers import distinct_layers, layer_cost
 from costplan.costs.memory import element_bytes
 from costplan.costs.norm import norm
 from costplan.spec import ModelSpec, Spec
@@ -59,7 +58,7 @@ def _components(model: ModelSpec, shape: Shape, stage: int, stages: int) -> dict
     if stage == stages - 1:
         parts["head"] = head(model, shape)
         parts["norms"] = parts["norms"] + outer_norm  # the final norm
-    for layer, count in Counter(stage_layers(model, stage, stages)).items():
+    for layer, count in distinct_layers(model, stage, stages):
         for key, cost in layer_cost(layer, model, shape).items():
             parts[key] = parts[key] + cost * count
     return parts

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import functools
+from collections import Counter
 from dataclasses import dataclass, replace
 
 from costplan.costs import Cost, Shape
@@ -43,6 +44,13 @@ def stage_layers(model: ModelSpec, stage: int = 0, stages: int = 1) -> list[Laye
     makes `stages` divide n_layers)."""
     per_stage = model.n_layers // stages
     return list(_layers(model)[stage * per_stage:(stage + 1) * per_stage])
+
+
+@functools.lru_cache(maxsize=1024)
+def distinct_layers(model: ModelSpec, stage: int = 0, stages: int = 1) -> tuple[tuple[Layer, int], ...]:
+    """Each distinct layer of a pipeline stage and how many times it repeats (cached: costs and step times
+    loop over these, many times per estimate)."""
+    return tuple(Counter(stage_layers(model, stage, stages)).items())
 
 
 def layer_cost(layer: Layer, model: ModelSpec, shape: Shape) -> dict[str, Cost]:

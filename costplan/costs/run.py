@@ -65,17 +65,19 @@ def _layout(spec: Spec) -> tuple[Spec, str]:
         return spec.model_copy(update={"parallelism": NO_PARALLELISM}), "one GPU"
     shape = shape_of(spec)
     tried, fitting, least = 0, [], None
+    # For each tensor degree, the shallowest pipeline and then the lowest ZeRO stage that fit: a deeper
+    # pipeline only adds its bubble and ZeRO-3 only adds traffic to the same compute, so neither can be faster.
+    order = sorted(layouts.grid(spec), key=lambda lay: (lay["tensor"], lay["pipeline"], lay["zero"]))
     with shared_components():
-        done: set[tuple[int, int]] = set()
-        for layout in layouts.grid(spec):    # pipeline degrees ascending within each (zero, tensor)
-            key = (layout["zero"], layout["tensor"])
-            if key in done or not layouts.fits_batch(spec, layout, count):
+        done: set[int] = set()
+        for layout in order:
+            if layout["tensor"] in done or not layouts.fits_batch(spec, layout, count):
                 continue
             tried += 1
             candidate = layouts.variant(spec, spec.hardware.gpu, count, layout)
             memory = max(m.total for m in parallel.stage_memories(candidate, stages_of(candidate, shape)))
             if memory <= spec.gpu.memory_bytes:
-                done.add(key)    # a deeper pipeline only adds its bubble
+                done.add(layout["tensor"])
                 fitting.append(candidate)
             elif least is None or memory < least[0]:
                 least = (memory, candidate)

@@ -37,12 +37,11 @@ the gradient, memory-bound.
 """
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass, field
 
 from costplan import kernels
 from costplan.costs import Shape
-from costplan.costs.layers import Layer, stage_layers
+from costplan.costs.layers import Layer, distinct_layers, stage_layers
 from costplan.costs.memory import element_bytes, optimizer_bytes
 from costplan.costs.ops import Core, Gemm, Op, Stream, embedding_ops, head_ops, layer_ops
 from costplan.errors import CostplanError
@@ -243,7 +242,7 @@ def stage_time(spec: Spec, dev: Device, shape: Shape, stage: int,
     if stage == p - 1:
         timer.tally(head_ops(model, shape), tally, recompute=False)
     layer_times = {} if layer_times is None else layer_times
-    for layer, count in Counter(stage_layers(model, stage, p)).items():
+    for layer, count in distinct_layers(model, stage, p):
         if layer not in layer_times:
             layer_times[layer] = _layer_time(spec, dev, shape, timer, layer)
         own, wire, seconds, behind = layer_times[layer]

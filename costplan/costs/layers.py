@@ -53,8 +53,20 @@ def distinct_layers(model: ModelSpec, stage: int = 0, stages: int = 1) -> tuple[
     return tuple(Counter(stage_layers(model, stage, stages)).items())
 
 
+@functools.lru_cache(maxsize=1024)
+def layer_model(model: ModelSpec) -> ModelSpec:
+    """The model as one layer sees it: the same but for its depth, so that models differing only in n_layers
+    (a sweep over depth) share their per-layer costs. Not validated: it is only ever read for widths."""
+    return model if model.n_layers == 1 else model.model_copy(update={"n_layers": 1})
+
+
 def layer_cost(layer: Layer, model: ModelSpec, shape: Shape) -> dict[str, Cost]:
     """One layer's cost by component: attention, mlp or moe, and its two norms."""
+    return dict(_layer_cost(layer, layer_model(model), shape))
+
+
+@functools.lru_cache(maxsize=4096)
+def _layer_cost(layer: Layer, model: ModelSpec, shape: Shape) -> dict[str, Cost]:
     block_input = shape.seq_len * model.d_model * shape.act_bytes
     norms = norm(model.norm, model.d_model, shape) * 2
     parts = {

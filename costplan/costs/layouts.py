@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from costplan.spec import ParallelismSpec, Spec
+from costplan.spec import ModelSpec, ParallelismSpec, Spec
 from costplan.spec_rules import split_rules
 
 TENSOR_DEGREES = (1, 2, 4, 8)
@@ -25,8 +25,12 @@ def grid(spec: Spec) -> list[dict[str, Any]]:
     """The parallelism sections tried for a spec: its own, or the grid above."""
     if spec.parallelism is not None:
         return [{**spec.parallelism.model_dump(), "data": "auto"}]
-    open_batch = spec.training.global_batch_size is None
-    model = functools.partial(getattr, spec.model)
+    return [dict(layout) for layout in _grid(spec.model, spec.training.global_batch_size is None)]
+
+
+@functools.lru_cache(maxsize=1024)
+def _grid(model_spec: ModelSpec, open_batch: bool) -> tuple[dict[str, Any], ...]:
+    model = functools.partial(getattr, model_spec)
     found = []
     for zero in ZERO_STAGES:
         for t in TENSOR_DEGREES:
@@ -35,7 +39,7 @@ def grid(spec: Spec) -> list[dict[str, Any]]:
                     continue
                 found.append({"zero": zero, "tensor": t, "pipeline": p, "sequence_parallel": t > 1,
                               "micro_batches": 4 * p if p > 1 and open_batch else None})
-    return found
+    return tuple(found)
 
 
 def expert_degree(spec: Spec, data: int) -> int:

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 from costplan.costs import STAT_BYTES, Shape
 from costplan.costs.attention import COST as ATTENTION_COST
-from costplan.costs.layers import Layer
+from costplan.costs.layers import Layer, layer_model
 from costplan.costs.moe import routed_rows
 from costplan.spec import ModelSpec
 
@@ -145,9 +145,13 @@ def norm_ops(model: ModelSpec, shape: Shape) -> list[Op]:
     return [Stream("norm", 2 * 2 * wide, split=False), Stream("residual", 2 * 3 * wide, split=False)]
 
 
-@functools.lru_cache(maxsize=256)
 def layer_ops(layer: Layer, model: ModelSpec, shape: Shape) -> dict[str, list[Op]]:
     """One layer's forward operations by component (cached: a sweep asks for the same layers often)."""
+    return _layer_ops(layer, layer_model(model), shape)
+
+
+@functools.lru_cache(maxsize=1024)
+def _layer_ops(layer: Layer, model: ModelSpec, shape: Shape) -> dict[str, list[Op]]:
     return {"attention": attention_ops(layer, model, shape),
             "moe" if layer.moe is not None else "mlp": mlp_ops(layer, model, shape),
             "norms": norm_ops(model, shape)}

@@ -2,11 +2,9 @@
 pipeline stage, and shared between the points of a sweep."""
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from dataclasses import replace
 
-from costplan.costs import ZERO, Cost, Shape
+from costplan.costs import ZERO, Cost, Shape, memo
 from costplan.costs.embedding import embedding, head
 from costplan.costs.layers import distinct_layers, layer_cost
 from costplan.costs.memory import element_bytes
@@ -14,6 +12,8 @@ from costplan.costs.norm import norm
 from costplan.spec import ModelSpec, Spec
 
 COMPONENTS = ("embedding", "attention", "mlp", "moe", "norms", "head")
+
+
 def shape_of(spec: Spec) -> Shape:
     t = spec.training
     return Shape(seq_len=spec.seq_len, act_bytes=element_bytes(t.precision), recompute=t.recompute)
@@ -23,28 +23,13 @@ def components(spec: Spec, shape: Shape | None = None, stage: int = 0, stages: i
     """Cost of one sequence by component, summed over every layer; or over the layers of one of `stages`
     equal runs of consecutive layers (a pipeline stage): the first holds the embedding, the last the final
     norm and the head."""
-    key = (spec.model, shape or shape_of(spec), stage, stages)
-    if _shared is None:
-        return _components(*key)
-    if key not in _shared:
-        _shared[key] = _components(*key)
-    return dict(_shared[key])
+    key = ("components", spec.model, shape or shape_of(spec), stage, stages)
+    return dict(memo.cached(key, lambda: _components(*key[1:])))
 
 
-# Inside `shared_components()` (a sweep), points whose models and shapes are equal share their component costs:
-# many points differ only in training or hardware settings. ModelSpec and Shape are frozen, so they are keys.
-_shared: dict | None = None
-
-
-@contextlib.contextmanager
-def shared_components() -> Iterator[None]:
-    """Compute each (model, shape, stage) once while the block runs."""
-    global _shared
-    previous, _shared = _shared, {}
-    try:
-        yield
-    finally:
-        _shared = previous
+# Inside `shared_components()` (a sweep, a layout search), points whose models and shapes are equal share their
+# component costs: many differ only in training or hardware settings. ModelSpec and Shape are frozen: keys.
+shared_components = memo.shared
 
 
 def _components(model: ModelSpec, shape: Shape, stage: int, stages: int) -> dict[str, Cost]:

@@ -5,7 +5,7 @@ import functools
 from collections import Counter
 from dataclasses import dataclass, replace
 
-from costplan.costs import Cost, Shape
+from costplan.costs import Cost, Shape, memo
 from costplan.costs.attention import COST as ATTENTION_COST
 from costplan.costs.mlp import mlp
 from costplan.costs.moe import moe_block
@@ -61,11 +61,12 @@ def layer_model(model: ModelSpec) -> ModelSpec:
 
 
 def layer_cost(layer: Layer, model: ModelSpec, shape: Shape) -> dict[str, Cost]:
-    """One layer's cost by component: attention, mlp or moe, and its two norms."""
-    return dict(_layer_cost(layer, layer_model(model), shape))
+    """One layer's cost by component: attention, mlp or moe, and its two norms (shared inside memo.shared()
+    by every model of the same widths)."""
+    width = layer_model(model)
+    return dict(memo.cached(("layer", layer, width, shape), lambda: _layer_cost(layer, width, shape)))
 
 
-@functools.lru_cache(maxsize=4096)
 def _layer_cost(layer: Layer, model: ModelSpec, shape: Shape) -> dict[str, Cost]:
     block_input = shape.seq_len * model.d_model * shape.act_bytes
     norms = norm(model.norm, model.d_model, shape) * 2

@@ -20,10 +20,9 @@ fused-kernel reading (an unfused framework moves more; that is the user's framew
 """
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 
-from costplan.costs import STAT_BYTES, Shape
+from costplan.costs import STAT_BYTES, Shape, memo
 from costplan.costs.attention import COST as ATTENTION_COST
 from costplan.costs.layers import Layer, layer_model
 from costplan.costs.moe import routed_rows
@@ -146,11 +145,11 @@ def norm_ops(model: ModelSpec, shape: Shape) -> list[Op]:
 
 
 def layer_ops(layer: Layer, model: ModelSpec, shape: Shape) -> dict[str, list[Op]]:
-    """One layer's forward operations by component (cached: a sweep asks for the same layers often)."""
-    return _layer_ops(layer, layer_model(model), shape)
+    """One layer's forward operations by component (shared inside memo.shared(), by widths)."""
+    width = layer_model(model)
+    return memo.cached(("ops", layer, width, shape), lambda: _layer_ops(layer, width, shape))
 
 
-@functools.lru_cache(maxsize=1024)
 def _layer_ops(layer: Layer, model: ModelSpec, shape: Shape) -> dict[str, list[Op]]:
     return {"attention": attention_ops(layer, model, shape),
             "moe" if layer.moe is not None else "mlp": mlp_ops(layer, model, shape),

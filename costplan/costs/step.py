@@ -40,7 +40,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from costplan import kernels
-from costplan.costs import Shape
+from costplan.costs import Shape, memo
 from costplan.costs.layers import Layer, distinct_layers, layer_model, stage_layers
 from costplan.costs.memory import element_bytes, optimizer_bytes
 from costplan.costs.ops import Core, Gemm, Op, Stream, embedding_ops, head_ops, layer_ops
@@ -256,23 +256,15 @@ def stage_time(spec: Spec, dev: Device, shape: Shape, stage: int,
     return tally, traffic
 
 
-# Layer times by everything they depend on: sweeps and layout searches ask for the same layer many times.
-_LAYER_TIMES: dict = {}
-_MAX_CACHED = 20_000
-
-
 def _layer_time(spec: Spec, dev: Device, shape: Shape, timer: Timer, layer: Layer) -> tuple:
     """One layer's compute, and per kind of traffic: bytes on the wire, seconds, and the compute it hides behind
-    (cached; the GPU and its curves are resolved once per name, so their identities name them)."""
+    (shared inside memo.shared(): a sweep or a layout search asks for the same layer many times; the GPU and its
+    curves are resolved once per name, so their identities name them)."""
     par = spec.parallel
-    key = (layer, layer_model(spec.model), shape, par.tensor, par.context, par.expert, par.sequence_parallel,
-           par.tensor_overlap, timer.b, id(dev.gpu), id(dev.curves), dev.precision, dev.attention_kernel)
-    found = _LAYER_TIMES.get(key)
-    if found is None:
-        if len(_LAYER_TIMES) > _MAX_CACHED:
-            _LAYER_TIMES.clear()
-        found = _LAYER_TIMES[key] = _time_layer(spec, dev, shape, timer, layer)
-    return found
+    key = ("layer time", layer, layer_model(spec.model), shape, par.tensor, par.context, par.expert,
+           par.sequence_parallel, par.tensor_overlap, timer.b, id(dev.gpu), id(dev.curves), dev.precision,
+           dev.attention_kernel)
+    return memo.cached(key, lambda: _time_layer(spec, dev, shape, timer, layer))
 
 
 def _time_layer(spec: Spec, dev: Device, shape: Shape, timer: Timer, layer: Layer) -> tuple:

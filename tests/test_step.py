@@ -9,6 +9,7 @@ import yaml
 
 import costplan
 from conftest import make_spec
+from costplan import kernels
 from costplan.costs import layers, ops
 from costplan.costs.attention import COST as ATTENTION_COST
 from costplan.costs.attention.pairs import causal_pairs
@@ -175,3 +176,27 @@ def test_gemm_ops_carry_the_components_model_flops(path):
         elif a.type in ("dense", "flash"):
             assert gemms["attention"] == 2 * s * model.d_model * 2 * (model.q_width + model.kv_width)
         assert all(op.flops >= 0 and op.backward >= 0 for op in found["attention"] if isinstance(op, ops.Core))
+
+
+def test_curves_read_linearly_in_log_size_and_hold_flat_beyond_their_ends():
+    curve = kernels.Curve(points=[(512, 0.4), (4096, 0.8)], source="test")
+    # 4096 is three doublings past 512: halfway in log2 size (about 1448) is halfway in value
+    assert curve.at(512 * 2 ** 1.5) == pytest.approx(0.6)
+    assert curve.at(1024) == pytest.approx(0.4 + 0.4 / 3)
+    assert (curve.at(1), curve.at(10**9)) == (0.4, 0.8)
+    with pytest.raises(ValueError, match="ascending"):
+        kernels.Curve(points=[(4096, 0.8), (512, 0.4)], source="test")
+
+
+def test_attention_kernel_choice(run):
+    # FlashAttention-2 on Hopper runs well below FlashAttention-3 (Shah et al. 2024, Figure 5): a slower step
+    fa3 = costplan.estimate(costplan.load_spec("llama3-8b", ["hardware.gpu=h100-sxm", "hardware.count=1"]))
+    fa2 = costplan.estimate(costplan.load_spec("llama3-8b", ["hardware.gpu=h100-sxm", "hardware.count=1",
+                                                              "training.attention_kernel=flash2"]))
+    assert fa2.time.breakdown["attention"] > 1.5 * fa3.time.breakdown["attention"]
+    assert fa2.time.breakdown["matmul"] == pytest.approx(fa3.time.breakdown["matmul"])
+    # the A100's tables are FlashAttention-2's: flash3 has none there
+    result = run("estimate", "llama3-8b", "--gpu", "a100-80gb", "--gpus", "1", "--set",
+                 "training.attention_kernel=flash3")
+    assert result.exit_code == 2
+    assert "training.attention_kernel" in result.stderr and "flash3" in result.stderr

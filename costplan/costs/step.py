@@ -103,7 +103,12 @@ def device(gpu: GPU, precision: str, attention_kernel: str = "fastest") -> Devic
         raise CostplanError(f"hardware {gpu.key} has no kernel efficiency tables (kernels: in a hardware file, "
                             "or data/kernels.yaml for the catalogue); run `costplan calibrate` on the device, "
                             "or give hardware.mfu to time the run with one utilisation figure")
-    return Device(gpu, curves, kernels.efficiencies(gpu.key), precision, attention_kernel)
+    efficiencies = kernels.efficiencies(gpu.key)
+    if gpu.calibrated_on is not None:
+        # a calibrated file's bandwidth is the one its copy kernel achieved: nothing to discount
+        achieved = kernels.Figure(value=1.0, source=f"memory_bandwidth_gbs as measured on {gpu.calibrated_on}")
+        efficiencies = efficiencies.model_copy(update={"memory": achieved})
+    return Device(gpu, curves, efficiencies, precision, attention_kernel)
 
 
 @dataclass

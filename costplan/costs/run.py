@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from costplan.costs import Cost, Shape, layouts, parallel, step
 from costplan.costs.components import components, shape_of, shared_components
+from costplan.costs.time import seconds_at
 from costplan.hardware import GPU
 from costplan.spec import NO_PARALLELISM, Spec
 
@@ -106,7 +107,7 @@ def step_time(run: Run, shape: Shape, memories: list[parallel.StageMemory], mode
     """Seconds of one optimizer step on every GPU, by the step model or the user's MFU."""
     spec = run.spec
     if run.mfu is not None:
-        seconds = model_flops_per_step / spec.hardware.count / (run.peak * run.mfu)
+        seconds = seconds_at(model_flops_per_step / spec.hardware.count, run.peak, run.mfu)
         return step.StepTime(seconds=seconds, breakdown={MFU_PART: seconds}, communication_bytes={},
                              communication_seconds={}, overlaps="communication and bubbles inside the MFU")
     params = [(m.params, m.routed_params) for m in memories]

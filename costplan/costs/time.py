@@ -1,8 +1,9 @@
-"""Training FLOPs → GPU-hours → wall-clock days → cost.
+"""Time at one utilisation figure: seconds = model FLOPs / (dense peak × MFU), and its inverse.
 
-GPU-hours = training model FLOPs / (dense peak FLOP/s at the training precision × MFU) / 3600. MFU (model
-FLOPs utilisation, PaLM §4.1) counts only the model FLOPs of convention 4, so recomputation and the other
-hardware-only work are inside the utilisation figure, not added to the FLOPs.
+MFU (model FLOPs utilisation, PaLM §4.1) counts only the model FLOPs of convention 4, so recomputation,
+communication and everything else a step does sit inside the figure. An estimate times its steps with the step
+model (costs/step.py) and uses this rule only when the user gives an MFU (hardware.mfu, --mfu); the planner
+uses it to turn a budget in GPU-hours into the FLOPs that size its proposal.
 """
 from __future__ import annotations
 
@@ -10,12 +11,13 @@ SECONDS_PER_HOUR = 3600
 HOURS_PER_DAY = 24
 
 
-def gpu_hours(training_flops: float, peak_flops: float, mfu: float) -> float:
-    return training_flops / (peak_flops * mfu) / SECONDS_PER_HOUR
+def seconds_at(flops: float, peak_flops: float, mfu: float) -> float:
+    """Seconds one GPU takes for `flops` model FLOPs at utilisation `mfu`."""
+    return flops / (peak_flops * mfu)
 
 
 def flops_in(hours: float, peak_flops: float, mfu: float) -> float:
-    """The training FLOPs `hours` GPU-hours deliver: the inverse of gpu_hours."""
+    """The model FLOPs `hours` GPU-hours deliver at utilisation `mfu`: the inverse of seconds_at."""
     return hours * SECONDS_PER_HOUR * peak_flops * mfu
 
 

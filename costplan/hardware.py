@@ -11,17 +11,8 @@ from pydantic import BeforeValidator, Field, ValidationError
 
 from costplan import sources, yamlio
 from costplan.errors import CostplanError, SpecError, did_you_mean, printable, shown
-from costplan.kernels import Curves
-from costplan.kernels import curves as catalogue_curves
-from costplan.validation import (
-    Count,
-    Fraction,
-    Name,
-    Positive,
-    Price,
-    Section,
-    error_messages,
-)
+from costplan.kernels import Curves, curves as catalogue_curves
+from costplan.validation import Count, Fraction, Name, Positive, Price, Section, error_messages
 
 Precision = Literal["fp32", "tf32", "fp16", "bf16", "fp8"]
 PRECISIONS: tuple[str, ...] = ("fp32", "tf32", "fp16", "bf16", "fp8")

@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict
 
 from costplan import hardware, scaling, sizing
 from costplan.costs.estimate import estimate
-from costplan.costs.layouts import grid, variant
+from costplan.costs.layouts import grid, replica, variant
 from costplan.costs.time import HOURS_PER_DAY, flops_in
 from costplan.errors import CostplanError
 from costplan.loading import load_spec
@@ -171,7 +171,7 @@ def _data_degrees(spec: Spec, layout: dict[str, Any], node_size: int) -> Sequenc
     """Data-parallel degrees to try, ascending: those that fill part of one node or whole nodes, multiples of a
     fixed expert degree, and divisors of the global batch (in micro-batches) when the spec fixes it."""
     t = spec.training
-    model_parallel = layout["tensor"] * layout["pipeline"]
+    model_parallel = replica(layout)
     step = layout.get("expert", 1)
     whole_nodes = math.lcm(step, node_size // math.gcd(node_size, model_parallel))
     limit = MAX_COUNT // model_parallel
@@ -230,7 +230,7 @@ def fewest_gpus(spec: Spec, gpu_key: str, deadline_hours: float) -> Option:
     found = []
     for layout in grid(spec):
         degrees = _data_degrees(spec, layout, gpu.node_size)
-        model_parallel = layout["tensor"] * layout["pipeline"]
+        model_parallel = replica(layout)
 
         def meets(d: int) -> bool:
             e = estimate(variant(spec, gpu_key, d * model_parallel, layout))  # noqa: B023 - used at once
@@ -259,7 +259,8 @@ def fewest_gpus(spec: Spec, gpu_key: str, deadline_hours: float) -> Option:
         break
     return Option(
         gpu=gpu_key, gpus=result.assumptions.gpu_count,
-        layout={"data": par.data, "tensor": par.tensor, "pipeline": par.pipeline, "expert": par.expert,
+        layout={"data": par.data, "tensor": par.tensor, "pipeline": par.pipeline, "context": par.context,
+                "expert": par.expert,
                 "zero": par.zero, "sequence_parallel": par.sequence_parallel},
         memory_per_gpu=result.memory.total_per_gpu, gpu_memory=result.memory.gpu_memory,
         wall_clock_days=result.time.wall_clock_days, gpu_hours=result.time.gpu_hours,

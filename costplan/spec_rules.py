@@ -120,14 +120,12 @@ def parallel_rules(par: Getter, model: Getter, training: Getter, hw: Getter) -> 
         problems.append(("parallelism.context", f"{context} needs training.seq_len ({seq_len}) divisible by "
                                                 f"2 × context = {2 * context} (two chunks per rank)"))
     n_layers = model("n_layers")
-    if virtual > 1:
-        if pipeline == 1:
-            problems.append(("parallelism.virtual_stages", f"{virtual} needs pipeline parallelism (pipeline > 1)"))
-        elif n_layers and pipeline and n_layers % (pipeline * virtual) == 0 or not n_layers:
-            pass
-        elif pipeline and n_layers % pipeline == 0:
-            problems.append(("parallelism.virtual_stages", f"pipeline ({pipeline}) × virtual_stages ({virtual}) "
-                                                           f"does not divide model.n_layers ({n_layers})"))
+    if virtual > 1 and pipeline == 1:
+        problems.append(("parallelism.virtual_stages", f"{virtual} needs pipeline parallelism (pipeline > 1)"))
+    elif virtual > 1 and n_layers and pipeline and n_layers % pipeline == 0 and n_layers % (pipeline * virtual):
+        # (a pipeline that does not divide the layers is said once, by split_rules)
+        problems.append(("parallelism.virtual_stages", f"pipeline ({pipeline}) × virtual_stages ({virtual}) "
+                                                       f"does not divide model.n_layers ({n_layers})"))
     return problems
 
 

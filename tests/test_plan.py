@@ -164,3 +164,13 @@ def test_deadline_tunes_micro_batch_and_recompute_and_names_the_runner_up(run):
     assert costplan.estimate(spec).time.cost_usd == pytest.approx(data["cost_usd"])
     out = run("plan", "llama2-7b", "--deadline", "30d", "--gpu", "a100-80gb").stdout
     assert "runner-up" in out
+
+
+def test_deadline_counts_the_context_ranks_of_the_spec_layout(run):
+    # A spec's own section with context parallelism: every GPU count tried is whole replicas of t × c × p
+    # (counting t × p only tried one GPU for a replica of two, and crashed).
+    data = json.loads(run("plan", "gpt2-small", "--deadline", "30d", "--gpu", "h100-sxm", "--set",
+                          "parallelism.context=2", "--set", "hardware.count=2", "--format", "json").stdout)[0]
+    lay = data["layout"]
+    assert lay["context"] == 2
+    assert data["gpus"] == lay["data"] * lay["tensor"] * lay["pipeline"] * lay["context"] == 2

@@ -13,7 +13,7 @@ import functools
 from typing import Any
 
 from costplan.spec import ModelSpec, ParallelismSpec, Spec
-from costplan.spec_rules import split_rules
+from costplan.spec_rules import model_parallel, split_rules
 
 TENSOR_DEGREES = (1, 2, 4, 8)
 PIPELINE_DEGREES = (1, 2, 4, 8)
@@ -50,12 +50,17 @@ def expert_degree(spec: Spec, data: int) -> int:
                if moe.n_experts % e == 0 and data % e == 0)
 
 
+def replica(layout: dict[str, Any]) -> int:
+    """GPUs of one data-parallel replica of a layout mapping."""
+    return model_parallel(layout["tensor"], layout.get("context", 1), layout["pipeline"])
+
+
 def variant(spec: Spec, gpu_key: str, count: int, layout: dict[str, Any]) -> Spec:
     """The spec on `count` GPUs of a type with a layout. The layout divides the model by construction and the
     count is a multiple of the GPUs of one replica, so the copy skips validation."""
     hw = spec.hardware
     same = gpu_key == hw.gpu
-    data = count // (layout["tensor"] * layout["pipeline"] * layout.get("context", 1))
+    data = count // replica(layout)
     expert = layout["expert"] if "expert" in layout else expert_degree(spec, data)
     section = ParallelismSpec(**{**layout, "data": "auto", "expert": expert})
     return spec.model_copy(update={
@@ -68,10 +73,7 @@ def variant(spec: Spec, gpu_key: str, count: int, layout: dict[str, Any]) -> Spe
 def fits_batch(spec: Spec, layout: dict[str, Any], count: int) -> bool:
     """Whether a fixed global batch splits into whole micro-batches over the layout's data-parallel ranks."""
     t = spec.training
-    replica = layout["tensor"] * layout["pipeline"] * layout.get("context", 1)
-    if count % replica:
+    gpus = replica(layout)
+    if count % gpus:
         return False
-    if t.global_batch_size is None:
-        return True
-    data = count // replica
-    return t.global_batch_size % (t.micro_batch_size * data) == 0
+    return t.global_batch_size is None or t.global_batch_size % (t.micro_batch_size * count // gpus) == 0

@@ -43,6 +43,7 @@ import torch
 
 from costplan import report
 from costplan.costs.estimate import estimate
+from costplan.kernels import MAX_EFFICIENCY as CAP
 from costplan.kernels import Curves
 from costplan.profiling.measure import (MEMORY_FRACTION, available_bytes, describe, meminfo_bytes, respec,
                                         shrink_for_time)
@@ -70,7 +71,6 @@ CALL_SECONDS = 0.02
 HEADS = 16                  # heads per sequence of batch·heads, once there are that many
 BACKWARD_FLOPS = 2.5        # × the forward's, with its recompute, as FlashAttention's benchmark counts it
 TENSORS = 10                # q, k, v, output and their gradients, with room to spare: the memory of one call
-CAP = 1.5                   # the largest efficiency a Curve takes (kernels.Curve)
 NOT_MEASURED = ("not measured: calibrated on one device; collectives run at the hardware file's "
                 "interconnect_gbs")
 

@@ -94,9 +94,11 @@ def _layout(spec: Spec) -> tuple[Spec, str]:
     return chosen, f"the fastest that fits of {tried} layouts tried on {count} GPUs"
 
 
-def step_of(spec: Spec, shape: Shape) -> step.StepTime:
-    """The step model's time for a laid-out spec."""
-    memories = parallel.stage_memories(spec, stages_of(spec, shape))
+def step_of(spec: Spec, shape: Shape,
+            memories: list[parallel.StageMemory] | None = None) -> step.StepTime:
+    """The step model's time for a laid-out spec (its stages' memory, when already known, gives their
+    parameters)."""
+    memories = memories or parallel.stage_memories(spec, stages_of(spec, shape))
     params = [(m.params, m.routed_params) for m in memories]
     t = spec.training
     return step.step_time(spec, step.device(spec.gpu, t.precision, t.attention_kernel), shape, params)
@@ -110,6 +112,4 @@ def step_time(run: Run, shape: Shape, memories: list[parallel.StageMemory], mode
         seconds = seconds_at(model_flops_per_step / spec.hardware.count, run.peak, run.mfu)
         return step.StepTime(seconds=seconds, breakdown={MFU_PART: seconds}, communication_bytes={},
                              communication_seconds={}, overlaps="communication and bubbles inside the MFU")
-    params = [(m.params, m.routed_params) for m in memories]
-    t = spec.training
-    return step.step_time(spec, step.device(run.gpu, t.precision, t.attention_kernel), shape, params)
+    return step_of(spec, shape, memories)

@@ -52,7 +52,6 @@ BUCKET_BYTES = 25 * 2**20      # torch DDP's default gradient bucket (bucket_cap
 FP8_CAST_BYTES = 3             # read a 16-bit element, write an fp8 one
 SIXTEEN_BIT = ("bf16", "fp16")
 PARTS = ("matmul", "attention", "memory_bound", "optimizer", "bubble")
-COMMUNICATION = ("tensor", "context", "expert", "pipeline", "data")
 
 
 @dataclass(frozen=True)
@@ -141,7 +140,7 @@ class Timer:
 
     def __init__(self, spec: Spec, dev: Device, shape: Shape):
         par = spec.parallel
-        self.spec, self.dev, self.shape = spec, dev, shape
+        self.dev, self.shape = dev, shape
         self.t, self.cp, self.ep = par.tensor, par.context, par.expert
         self.sp = par.sequence_parallel
         self.b = spec.training.micro_batch_size
@@ -165,11 +164,11 @@ class Timer:
         casts = FP8_CAST_BYTES * (m * g.d_in + g.d_in * g.d_out / ts) * count if fp8 else 0.0
         return max(compute, moved / self.dev.bandwidth), casts
 
-    def core(self, c: Core) -> tuple[float, float, float]:
-        """Forward and backward seconds of an attention core, and its softmax-free GEMM-like share."""
+    def core(self, c: Core) -> tuple[float, float]:
+        """Forward and backward seconds of an attention core."""
         scale = self.b / self.cp / self.t       # query rows split by context, heads by tensor parallelism
         if not c.flops:
-            return 0.0, 0.0, 0.0
+            return 0.0, 0.0
         precision, peak = self.dev.attention_peak()
         if c.flash:
             forward = c.flops * scale / (peak * self.dev.attention_curve(False, c.head_dim).at(c.keys))
@@ -179,33 +178,33 @@ class Timer:
             size = (rows * c.keys * c.head_dim) ** (1 / 3)
             rate = peak * self.dev.gemm_curve(precision).at(size)
             forward, backward = c.flops * scale / rate, c.backward * scale / rate
-        return forward, backward, forward + backward
+        return forward, backward
 
     def stream(self, s: Stream) -> float:
         split = self.t if s.split or self.sp else 1
         return s.bytes * self.rows / split / self.dev.bandwidth
 
-    def tally(self, ops: list[Op], tally: Tally, recompute: bool, count: int = 1) -> None:
-        """Add `count` runs of these forward operations, their backward and any recomputation."""
+    def tally(self, ops: list[Op], tally: Tally, recompute: bool) -> None:
+        """Add these forward operations, their backward and any recomputation."""
         again = 1 if recompute else 0
         for op in ops:
             if isinstance(op, Gemm):
                 seconds, casts = self.gemm(op)
                 cast = casts / self.dev.bandwidth
-                tally.forward["matmul"] += count * seconds
-                tally.backward["matmul"] += count * (2 + again) * seconds
-                tally.gemm += count * (3 + again) * seconds
-                tally.forward["memory_bound"] += count * cast
-                tally.backward["memory_bound"] += count * (1 + again) * cast   # the output gradient's cast
+                tally.forward["matmul"] += seconds
+                tally.backward["matmul"] += (2 + again) * seconds
+                tally.gemm += (3 + again) * seconds
+                tally.forward["memory_bound"] += cast
+                tally.backward["memory_bound"] += (1 + again) * cast   # the output gradient's cast
             elif isinstance(op, Core):
-                forward, backward, both = self.core(op)
-                tally.forward["attention"] += count * forward
-                tally.backward["attention"] += count * (backward + again * forward)
-                tally.core += count * (both + again * forward)
+                forward, backward = self.core(op)
+                tally.forward["attention"] += forward
+                tally.backward["attention"] += backward + again * forward
+                tally.core += forward + backward + again * forward
             else:
                 seconds = self.stream(op)
-                tally.forward["memory_bound"] += count * seconds
-                tally.backward["memory_bound"] += count * (2 + again) * seconds
+                tally.forward["memory_bound"] += seconds
+                tally.backward["memory_bound"] += (2 + again) * seconds
 
 
 def _collective(dev: Device, wire: float, message: float, span: int, stride: int = 1,
@@ -234,10 +233,9 @@ class Traffic:
         self.exposed += count * max(0.0, seconds - behind)
 
 
-def stage_time(spec: Spec, dev: Device, shape: Shape, stage: int,
-               layer_times: dict | None = None) -> tuple[Tally, dict[str, Traffic]]:
+def stage_time(spec: Spec, dev: Device, shape: Shape, stage: int) -> tuple[Tally, dict[str, Traffic]]:
     """One micro-batch on one GPU of a pipeline stage: compute, and the traffic of each kind inside layers.
-    Layers repeat, so each distinct layer is timed once (and once per step when `layer_times` is shared)."""
+    Layers repeat, so each distinct layer is timed once."""
     model = spec.model
     timer, tally = Timer(spec, dev, shape), Tally()
     p = spec.parallel.pipeline
@@ -246,11 +244,8 @@ def stage_time(spec: Spec, dev: Device, shape: Shape, stage: int,
         timer.tally(embedding_ops(model, shape), tally, recompute=False)
     if stage == p - 1:
         timer.tally(head_ops(model, shape), tally, recompute=False)
-    layer_times = {} if layer_times is None else layer_times
     for layer, count in distinct_layers(model, stage, p):
-        if layer not in layer_times:
-            layer_times[layer] = _layer_time(spec, dev, shape, timer, layer)
-        own, wire, seconds, behind = layer_times[layer]
+        own, wire, seconds, behind = _layer_time(spec, dev, shape, timer, layer)
         for kind in traffic:
             traffic[kind].add(count, wire[kind], seconds[kind], behind[kind])
         for side in ("forward", "backward"):
@@ -318,8 +313,8 @@ def step_time(spec: Spec, dev: Device, shape: Shape, stage_params: list[tuple[fl
     par = spec.parallel
     t, p, cp, v = par.tensor, par.pipeline, par.context, par.virtual_stages
     d, m = spec.data_parallel, spec.micro_batches
-    shared: dict = {}
-    stages = [stage_time(spec, dev, shape, i, shared) for i in range(p)]
+    with memo.shared():     # the stages share their layers' times
+        stages = [stage_time(spec, dev, shape, i) for i in range(p)]
     slowest = max(range(p), key=lambda i: stages[i][0].total + sum(k.exposed for k in stages[i][1].values()))
     tally, traffic = stages[slowest]
     micro = tally.total + sum(k.exposed for k in traffic.values())

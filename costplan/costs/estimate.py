@@ -26,7 +26,13 @@ def ratio(numerator: int, denominator: int) -> Number:
 
 def estimate(spec: Spec, law: str | scaling.ScalingLaw | None = None) -> Estimate:
     """Parameters, FLOPs, memory, time and cost of training the spec, and the loss `law` (a bundled name, a
-    YAML file or constants; default epoch) predicts for it."""
+    YAML file or constants; default epoch) predicts for it. One estimate computes each component cost and
+    layer time once, whether for the layout search, the memory of the stages or the step."""
+    with shared_components():
+        return _estimate(spec, law)
+
+
+def _estimate(spec: Spec, law: str | scaling.ScalingLaw | None) -> Estimate:
     shape = shape_of(spec)
     parts = components(spec, shape)
     whole = sum(parts.values(), ZERO)

@@ -147,6 +147,10 @@ def apply_overrides(data: Mapping[str, Any], overrides: Iterable[str]) -> dict[s
             # `attention: flash` is shorthand for a mapping; expand it so `attention.window=…` can be set.
             if isinstance(child, str) and part == "attention":
                 child = {"type": child}
+            if isinstance(child, list):   # a per-layer attention pattern: its entries have no dotted names
+                raise CostplanError(f"--set {printable(text)}: {'.'.join(path[:path.index(part) + 1])} is a list; "
+                                    f"set it whole, e.g. --set '{'.'.join(path[:path.index(part) + 1])}=[flash, "
+                                    "{type: sliding_window, window: 4096}]'")
             child = dict(child) if isinstance(child, Mapping) else {}
             node[part] = child
             node = child

@@ -14,6 +14,7 @@ from costplan import files, report, scaling, series
 from costplan.costs.result import Estimate
 from costplan.errors import CostplanError
 from costplan.spec import Spec
+from costplan.spec_attention import describe
 
 FORMATS = {".png": "png", ".svg": "svg"}
 GIB = 2 ** 30
@@ -56,7 +57,7 @@ def seq_scaling(specs: Sequence[Spec], lengths: Sequence[int]) -> Any:
     figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4.5))
     for spec in specs:
         rows = series.seq_scaling(spec, lengths)
-        label = f"{spec.name} ({spec.model.attention.type})"
+        label = f"{spec.name} ({describe(spec.model.attention)})"
         left.plot([r[0] for r in rows], [r[1] for r in rows], marker="o", label=label)
         right.plot([r[0] for r in rows], [r[2] / GIB for r in rows], marker="o", label=label)
     left.set(xscale="log", yscale="log", xlabel="context length (tokens)",

@@ -13,7 +13,7 @@ from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from costplan import hardware
 from costplan.errors import CostplanError, SpecError
-from costplan.spec_attention import AttentionSpec, DenseAttention
+from costplan.spec_attention import AttentionPattern, AttentionSpec, DenseAttention, ModelAttention, pattern_of
 from costplan.spec_rules import model_parallel, model_rules, parallel_rules, serving_rules, spec_rules
 from costplan.validation import (
     Amount, Count, CountOrAuto, FieldProblems, Flag, Fraction, Name, Positive, Price, Section, Tokens, Width,
@@ -71,7 +71,7 @@ class ModelSpec(Section):
     qkv_bias: Flag | None = None         # default: bias
     qk_norm: Literal["none", "head", "full"] = "none"
     embedding_norm: Flag = False
-    attention: AttentionSpec = DenseAttention()
+    attention: ModelAttention = DenseAttention()   # one for every layer, or a list repeated over the layers
     moe: MoESpec | None = None           # None: every layer has the dense MLP
 
     @model_validator(mode="before")
@@ -111,6 +111,20 @@ class ModelSpec(Section):
     def gated(self) -> bool:
         """SwiGLU and GeGLU have three matrices (gate, up, down) instead of two."""
         return self.mlp in ("swiglu", "geglu")
+
+    @property
+    def attention_pattern(self) -> AttentionPattern:
+        """The attention of each layer in turn, repeated over the layers (one entry: every layer alike)."""
+        return pattern_of(self.attention)
+
+    def layer_attention(self, index: int) -> AttentionSpec:
+        """The attention of layer `index` (0-based)."""
+        pattern = self.attention_pattern
+        return pattern[index % len(pattern)]
+
+    @property
+    def attention_types(self) -> frozenset[str]:
+        return frozenset(a.type for a in self.attention_pattern)
 
     @property
     def q_width(self) -> int:

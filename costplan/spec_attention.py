@@ -4,12 +4,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BeforeValidator, Field, model_validator
+from pydantic import BeforeValidator, Discriminator, Tag, model_validator
 
-from costplan.validation import (
-    Section, Width,
-    canonical, raise_if,
-)
+from costplan.validation import PATTERN_TAGS, Section, Width, canonical, raise_if
 
 
 class DenseAttention(Section):
@@ -117,8 +114,47 @@ def _attention_shorthand(value: Any) -> Any:
 
 AttentionSpec = Annotated[
     Union[tuple(ATTENTION_TYPES.values())],  # noqa: UP007 - a union built from the registry
+    Discriminator("type"),
     BeforeValidator(_attention_shorthand),
-    Field(discriminator="type"),
 ]
 
 
+def _one_or_pattern(value: Any) -> str:
+    return PATTERN_TAGS[1] if isinstance(value, (list, tuple)) else PATTERN_TAGS[0]
+
+
+def _pattern_shorthand(value: Any) -> Any:
+    """A list of one is that one attention; an empty list is an error (a pattern needs a layer to repeat)."""
+    if isinstance(value, (list, tuple)) and len(value) == 1:
+        return value[0]
+    if isinstance(value, (list, tuple)) and not value:
+        raise ValueError("an empty list; write one attention type, or a list of them repeated over the layers")
+    return value
+
+
+# `model.attention`: one attention for every layer, or a pattern of them repeated over the layers in order
+# (layer i has pattern[i mod len]): Gemma 2's alternating windowed and global layers, Gemma 3's five of one
+# and one of the other, or one entry per layer.
+AttentionPattern = tuple[AttentionSpec, ...]
+ModelAttention = Annotated[
+    Union[Annotated[AttentionSpec, Tag(PATTERN_TAGS[0])],  # noqa: UP007
+          Annotated[AttentionPattern, Tag(PATTERN_TAGS[1])]],
+    Discriminator(_one_or_pattern),
+    BeforeValidator(_pattern_shorthand),
+]
+
+
+def pattern_of(attention: AttentionSpec | AttentionPattern) -> AttentionPattern:
+    """The attention of a model as a pattern: a single attention is a pattern of one."""
+    return attention if isinstance(attention, tuple) else (attention,)
+
+
+def describe(attention: AttentionSpec | AttentionPattern) -> str:
+    """A short label: `flash`, or a pattern's types in order with runs counted (`sliding_window×5 + flash`)."""
+    runs: list[list] = []
+    for a in pattern_of(attention):
+        if runs and runs[-1][0] == a.type:
+            runs[-1][1] += 1
+        else:
+            runs.append([a.type, 1])
+    return " + ".join(kind if n == 1 else f"{kind}×{n}" for kind, n in runs)

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from costplan import hardware
 from costplan.errors import CostplanError
-from costplan.spec_attention import SOFTMAX_TYPES
+from costplan.spec_attention import SOFTMAX_TYPES, pattern_of
 
 if TYPE_CHECKING:
     from costplan.spec import ServingSpec
@@ -31,29 +31,58 @@ def model_rules(v: Getter) -> list[tuple[str, str]]:
         elif n_heads % n_kv_heads:
             problems.append(("n_kv_heads", f"{n_kv_heads} does not divide n_heads ({n_heads})"))
     attention, moe, max_seq_len, n_layers = v("attention"), v("moe"), v("max_seq_len"), v("n_layers")
-    if v("position") == "rope" and head_dim and head_dim % 2 and getattr(attention, "type", "") in SOFTMAX_TYPES:
-        problems.append(("head_dim", f"{head_dim} is odd; rotary position embeddings need an even head_dim"))
-    if attention is not None and attention.type not in SOFTMAX_TYPES:
-        if n_heads and n_kv_heads and n_kv_heads != n_heads:
-            problems.append(("n_kv_heads", f"{attention.type} has no key/value heads to share; remove n_kv_heads"))
-        if v("qk_norm") not in (None, "none"):
-            problems.append(("qk_norm", f"{attention.type} has no per-head queries and keys to normalise"))
-    if attention is not None and max_seq_len:
-        if attention.type == "aft_conv" and attention.window > max_seq_len:
-            problems.append(("attention.window", f"{attention.window} taps are more than max_seq_len "
-                                                 f"({max_seq_len}); the extra taps never touch a token"))
-        if attention.type == "sparse" and n_heads == 1:
-            problems.append(("n_heads", "sparse attention gives half of the heads to each part of its pattern; "
-                                        "it needs at least 2 heads"))
-        if attention.type == "sparse" and attention.block > max_seq_len:
-            problems.append(("attention.block", f"{attention.block} is longer than max_seq_len ({max_seq_len}); "
-                                                "the pattern would be dense"))
-    if attention is not None and attention.type == "mla" and v("position") == "rope" and attention.qk_rope_head_dim % 2:
-        problems.append(("attention.qk_rope_head_dim", f"{attention.qk_rope_head_dim} is odd; rotary position "
-                                                       "embeddings need an even width"))
+    if attention is not None:
+        pattern = pattern_of(attention)
+        if len(pattern) > 1:
+            problems += _pattern_rules(pattern, n_layers)
+        for i, a in enumerate(pattern):
+            where = "attention" if len(pattern) == 1 else f"attention[{i}]"
+            for field, msg in _attention_rules(a, v, head_dim, n_heads, n_kv_heads, max_seq_len):
+                problem = (f"{where}{field}" if field.startswith(".") else field, msg)
+                if problem not in problems:   # a model-wide rule broken by several entries is said once
+                    problems.append(problem)
     if moe is not None and n_layers and moe.first_dense_layers >= n_layers:
         problems.append(("moe.first_dense_layers", f"{moe.first_dense_layers} leaves no MoE layer among "
                                                    f"{n_layers} layers"))
+    return problems
+
+
+def _pattern_rules(pattern: tuple, n_layers: int | None) -> list[tuple[str, str]]:
+    """A per-layer pattern mixes softmax attentions only: they share the query/key/value heads, the rotary
+    tables and the KV-cache layout that a layer of another kind (MLA, AFT) would replace."""
+    problems = [(f"attention[{i}].type", f"{a.type} cannot be part of a per-layer pattern; a pattern mixes "
+                                         f"{', '.join(SOFTMAX_TYPES)}")
+                for i, a in enumerate(pattern) if a.type not in SOFTMAX_TYPES]
+    if n_layers and len(pattern) > n_layers:
+        problems.append(("attention", f"a pattern of {len(pattern)} layers is longer than n_layers ({n_layers})"))
+    return problems
+
+
+def _attention_rules(a: Any, v: Getter, head_dim: int | None, n_heads: int | None, n_kv_heads: int | None,
+                     max_seq_len: int | None) -> list[tuple[str, str]]:
+    """The rules of one attention (of every layer, or of one entry of a pattern); a field starting with `.`
+    belongs to the attention itself."""
+    problems = []
+    if v("position") == "rope" and head_dim and head_dim % 2 and a.type in SOFTMAX_TYPES:
+        problems.append(("head_dim", f"{head_dim} is odd; rotary position embeddings need an even head_dim"))
+    if a.type not in SOFTMAX_TYPES:
+        if n_heads and n_kv_heads and n_kv_heads != n_heads:
+            problems.append(("n_kv_heads", f"{a.type} has no key/value heads to share; remove n_kv_heads"))
+        if v("qk_norm") not in (None, "none"):
+            problems.append(("qk_norm", f"{a.type} has no per-head queries and keys to normalise"))
+    if max_seq_len:
+        if a.type == "aft_conv" and a.window > max_seq_len:
+            problems.append((".window", f"{a.window} taps are more than max_seq_len ({max_seq_len}); the extra "
+                                        "taps never touch a token"))
+        if a.type == "sparse" and n_heads == 1:
+            problems.append(("n_heads", "sparse attention gives half of the heads to each part of its pattern; "
+                                        "it needs at least 2 heads"))
+        if a.type == "sparse" and a.block > max_seq_len:
+            problems.append((".block", f"{a.block} is longer than max_seq_len ({max_seq_len}); the pattern would "
+                                       "be dense"))
+    if a.type == "mla" and v("position") == "rope" and a.qk_rope_head_dim % 2:
+        problems.append((".qk_rope_head_dim", f"{a.qk_rope_head_dim} is odd; rotary position embeddings need an "
+                                              "even width"))
     return problems
 
 

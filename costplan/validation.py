@@ -217,10 +217,11 @@ def error_messages(exc: ValidationError, root: type[BaseModel]) -> list[str]:
 def _tagged_members(annotation: Any) -> dict[str, type[BaseModel]]:
     """For a discriminated union of sections on `type`, {tag: class}; else {}."""
     members = {}
-    for arg in typing.get_args(annotation):
-        for inner in (arg, *typing.get_args(arg)):
-            if isinstance(inner, type) and issubclass(inner, BaseModel) and "type" in inner.model_fields:
-                members[inner.model_fields["type"].default] = inner
+    for arg in typing.get_args(annotation):   # through Annotated, unions and tuples (a pattern of them)
+        if isinstance(arg, type) and issubclass(arg, BaseModel) and "type" in arg.model_fields:
+            members[arg.model_fields["type"].default] = arg
+        else:
+            members.update(_tagged_members(arg))
     return members
 
 
@@ -243,6 +244,11 @@ def _section_of(annotation: Any) -> type[BaseModel] | None:
     return None
 
 
+# The tags of a field holding one tagged section or a list of them (model.attention), which pydantic puts in
+# error locations; messages leave them out.
+PATTERN_TAGS = ("one", "pattern")
+
+
 def _walk(loc: tuple, root: type[BaseModel]) -> tuple[type[BaseModel] | None, list[str], dict]:
     """Follow an error location from the root section: the section it ends in, the location with the
     discriminator tags pydantic inserts for tagged unions removed, and the union members of the last field."""
@@ -258,6 +264,10 @@ def _walk(loc: tuple, root: type[BaseModel]) -> tuple[type[BaseModel] | None, li
             continue
         annotation = cls.model_fields[part].annotation
         members = _tagged_members(annotation)
+        if parts and parts[0] in PATTERN_TAGS:     # one attention, or a per-layer pattern of them
+            parts.pop(0)
+        if parts and isinstance(parts[0], int):     # an entry of a list: `attention[2]`
+            clean[-1] += f"[{parts.pop(0)}]"
         if members:
             cls = members.get(parts.pop(0)) if parts and parts[0] in members else None
         else:

@@ -132,11 +132,9 @@ def refusal(run, path) -> str:
 @pytest.mark.parametrize("name, changes, named", [
     # a key costplan does not know may change the cost: never dropped silently
     ("llama", {"shiny_new_feature": True}, "shiny_new_feature: unknown to costplan for model_type llama"),
-    # per-layer attention patterns
-    ("qwen3", {"use_sliding_window": True, "sliding_window": 32, "max_window_layers": 1}, "use_sliding_window: "),
-    ("qwen2", {"layer_types": ["full_attention", "sliding_attention"], "use_sliding_window": True},
-     "layer_types: "),
-    ("qwen2_moe", {"use_sliding_window": True, "max_window_layers": 4}, "use_sliding_window: "),
+    # per-layer attention of a kind costplan does not model
+    ("qwen2", {"layer_types": ["full_attention", "chunked_attention"], "use_sliding_window": True},
+     "layer_types: layer types ['chunked_attention'] are not modelled"),
     # biases a spec's `bias` cannot split
     ("llama", {"attention_bias": True}, "attention_bias: attention_bias True with mlp_bias False"),
     ("llama", {"mlp_bias": True}, "mlp_bias: "),
@@ -172,9 +170,8 @@ def test_an_unsupported_model_type_lists_the_supported_ones(run, tmp_path):
 def test_every_refusal_at_once(tmp_path):
     with pytest.raises(SpecError) as caught:
         costplan.load_spec(write_config(tmp_path, "qwen3", attention_bias=True, extra_key=1, use_sliding_window=True,
-                                        sliding_window=32, max_window_layers=1))
-    assert [p.split(":")[0] for p in caught.value.problems] == ["extra_key", "attention_bias",
-                                                                "use_sliding_window"]
+                                        layer_types=["full_attention", "chunked_attention"]))
+    assert [p.split(":")[0] for p in caught.value.problems] == ["extra_key", "attention_bias", "layer_types"]
 
 
 def test_uniform_sliding_windows_are_a_spec_attention(tmp_path):

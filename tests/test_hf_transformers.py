@@ -28,6 +28,20 @@ def transformers_params(config: Path) -> int:
     return sum(p.numel() for p in model.parameters())   # parameters() yields a shared tensor once
 
 
+def transformers_windows(config: Path) -> list[int | None]:
+    """The window each layer's attention module of the transformers class applies (None: every key)."""
+    data = json.loads(config.read_text())
+    cfg = transformers.AutoConfig.for_model(data.pop("model_type"), **data)
+    with torch.device("meta"):
+        model = transformers.AutoModelForCausalLM.from_config(cfg)
+    return [getattr(layer.self_attn, "sliding_window", None) for layer in model.model.layers]   # Qwen2-MoE: set or absent
+
+
+def costplan_windows(config: Path) -> list[int | None]:
+    model = costplan.load_spec(config).model
+    return [getattr(model.layer_attention(i), "window", None) for i in range(model.n_layers)]
+
+
 def costplan_params(config: Path) -> int:
     return costplan.estimate(costplan.load_spec(config)).params.total
 
@@ -85,6 +99,25 @@ def test_variants_match_transformers(name, changes, tmp_path):
     data = {**json.loads((HF / "tiny" / f"{name}.json").read_text()), **changes}
     config = tmp_path / "config.json"
     config.write_text(json.dumps(data))
+    assert costplan_params(config) == transformers_params(config)
+
+
+# Per-layer attention patterns: layer_types, or the switches each configuration class derives them from.
+@pytest.mark.parametrize("name, changes", [
+    ("qwen3", {"use_sliding_window": True, "sliding_window": 32, "max_window_layers": 1}),
+    ("qwen2", {"layer_types": ["full_attention", "sliding_attention", "sliding_attention"],
+               "use_sliding_window": True, "sliding_window": 16, "num_hidden_layers": 3}),
+    ("qwen2", {"layer_types": ["sliding_attention", "full_attention", "sliding_attention"],
+               "use_sliding_window": True, "sliding_window": 16, "num_hidden_layers": 3}),
+    ("qwen2_moe", {"use_sliding_window": True, "max_window_layers": 4, "sliding_window": 8}),
+])
+def test_layer_patterns_match_transformers(name, changes, tmp_path):
+    data = {**json.loads((HF / "tiny" / f"{name}.json").read_text()), **changes}
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps(data))
+    windows = transformers_windows(config)
+    assert len(set(windows)) > 1                       # a real pattern, not one attention for every layer
+    assert costplan_windows(config) == windows
     assert costplan_params(config) == transformers_params(config)
 
 

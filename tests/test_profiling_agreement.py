@@ -50,11 +50,12 @@ def test_every_attention_type_and_moe_kind_has_a_ci_spec():
     from costplan.spec_attention import ATTENTION_TYPES
 
     specs = [costplan.load_spec(p) for p in CI_SPECS]
-    assert {s.model.attention.type for s in specs} == set(ATTENTION_TYPES)
+    assert set().union(*(s.model.attention_types for s in specs)) == set(ATTENTION_TYPES)
+    assert any(len(s.model.attention_pattern) > 1 for s in specs)     # a per-layer pattern
     moes = [s.model.moe for s in specs if s.model.moe]
     assert any(not x.n_shared_experts for x in moes) and any(x.n_shared_experts for x in moes)
     assert any(x.capacity_factor for x in moes) and any(not x.capacity_factor for x in moes)
-    kernels = {getattr(s.model.attention, "kernel", None) for s in specs}
+    kernels = {getattr(a, "kernel", None) for s in specs for a in s.model.attention_pattern}
     assert {"flash", "materialized"} <= kernels
     assert {s.training.recompute for s in specs} == {"none", "selective", "full"}
 

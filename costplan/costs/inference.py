@@ -151,7 +151,7 @@ def kv_split(spec: Spec, tensor: int) -> int:
     """GPUs of a replica that the cache of one sequence is divided over: tensor parallelism splits the KV heads
     (spec validation makes the degree divide them) and AFT's per-channel state, but every GPU keeps MLA's whole
     latent, which all of its heads read."""
-    return 1 if spec.model.attention.type == "mla" else tensor
+    return 1 if "mla" in spec.model.attention_types else tensor
 
 
 def compute_precision(gpu: GPU, weights: str) -> str:

@@ -35,7 +35,7 @@ def layers(model: ModelSpec) -> list[Layer]:
 
 @functools.lru_cache(maxsize=256)
 def _layers(model: ModelSpec) -> tuple[Layer, ...]:
-    return tuple(Layer(model.attention, model.d_ff, model.moe if is_moe_layer(i, model.moe) else None)
+    return tuple(Layer(model.layer_attention(i), model.d_ff, model.moe if is_moe_layer(i, model.moe) else None)
             for i in range(model.n_layers))
 
 

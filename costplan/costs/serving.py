@@ -142,7 +142,7 @@ def _latent_decode(parts: Parts, keys: int) -> int:
     of the estimate costs 2·H·(d_nope + r) and 2·H·d_v. The folded projections cost what W_UKV costs on the new
     token, which the estimate already counts. This returns the difference over every layer."""
     model = parts.spec.model
-    a = model.attention
+    a = model.attention_pattern[0]    # MLA is every layer's attention or none's
     if a.type != "mla":
         return 0
     return model.n_layers * 2 * model.n_heads * keys * (2 * a.kv_lora_rank - a.qk_nope_head_dim - a.v_head_dim)

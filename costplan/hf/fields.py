@@ -144,15 +144,22 @@ def window(sliding_window: int | None) -> dict[str, Any]:
     return {"type": "sliding_window", "window": sliding_window}
 
 
-def layer_pattern(types: list[str], sliding_window: int | None, key_name: str) -> dict[str, Any]:
-    """The attention of layers typed full_attention / sliding_attention, when every layer has the same."""
-    kinds = set(types)
-    if kinds == {"full_attention"}:
-        return window(None)
-    if kinds == {"sliding_attention"} and sliding_window:
-        return window(sliding_window)
-    raise Unsupported(key_name, f"layer types {sorted(kinds)}: a spec has one attention type for every layer "
-                                "(per-layer attention patterns are not modelled yet)")
+LAYER_TYPES = ("full_attention", "sliding_attention")
+
+
+def layer_pattern(types: list[str], sliding_window: int | None, key_name: str) -> Any:
+    """The attention of layers typed full_attention / sliding_attention (transformers' layer_types): one
+    attention when every layer has the same, else the shortest pattern that repeats over the layers in order
+    (a spec's per-layer pattern), written as the layers read in the file."""
+    unknown = sorted(set(types) - set(LAYER_TYPES))
+    if unknown:
+        raise Unsupported(key_name, f"layer types {unknown} are not modelled (full_attention, sliding_attention)")
+    if "sliding_attention" in types and not sliding_window:
+        raise Unsupported(key_name, "sliding_attention layers without a sliding_window")
+    period = next(p for p in range(1, len(types) + 1)
+                  if all(t == types[i % p] for i, t in enumerate(types)))
+    pattern = [window(sliding_window if t == "sliding_attention" else None) for t in types[:period]]
+    return pattern[0] if period == 1 else [a["type"] if len(a) == 1 else a for a in pattern]
 
 
 def qwen_attention(use: bool, sliding_window: int | None, max_window_layers: int, layer_types: list | None,

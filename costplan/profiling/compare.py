@@ -226,7 +226,7 @@ def serve_checks(m, tolerances: Mapping[str, float] = DEFAULT_TOLERANCES) -> lis
                       m.prefill_flops, "flop", tol("flops"), note=skip or "logits of the last token only",
                       figures=(("model FLOPs (keys a query may see)", model_flops),) if tiles and not skip else ()))
     note = skip or "the new token attends to the cache and itself; logits included"
-    if not skip and spec.model.attention.type == "mla":
+    if not skip and "mla" in spec.model.attention_types:
         note += ("; MLA decodes in latent space (W_UK, W_UV absorbed, DeepSeek-V2 §2.1.3): 2·H·(2·d_c + r) "
                  "FLOPs per key and layer")
     rows.append(Check("flops", f"decode FLOPs, one token at context {m.context}", sizes.decode_flops(spec, m.context),

@@ -156,20 +156,20 @@ class Model(nn.Module):
         s = model.max_seq_len
         device = factory.get("device")
         # The causal mask, s² bytes: only what materialises scores (explicit cores, AFT-full, ALiBi) needs it.
-        kind = model.attention.type
+        kinds, first = model.attention_types, model.attention_pattern[0]   # MLA and AFT come alone, not in patterns
         future = None
-        if kind in ("dense", "aft_full") or core == "explicit" or model.position == "alibi":
+        if kinds & {"dense", "aft_full"} or core == "explicit" or model.position == "alibi":
             future = torch.ones(s, s, dtype=torch.bool, device=device).triu(1)
         self.register_buffer("future", future, persistent=False)
         cos = sin = alibi = outside = None
         if model.position == "rope":
             # MLA rotates only its decoupled RoPE dimensions.
-            dim = model.attention.qk_rope_head_dim if model.attention.type == "mla" else model.head_dim
+            dim = first.qk_rope_head_dim if first.type == "mla" else model.head_dim
             cos, sin = rotary_tables(s, dim, **factory)
-        if model.attention.type == "aft_local":
+        if first.type == "aft_local":
             # Keys outside AFT-local's band (and future keys): where its position bias is held at 0.
             ahead = torch.arange(s, device=device)[:, None] - torch.arange(s, device=device)[None, :]
-            outside = (ahead < 0) | (ahead >= model.attention.window)
+            outside = (ahead < 0) | (ahead >= first.window)
         if model.position == "alibi":
             # Press et al. 2022: bias −slope·(i − j) for key j ≤ query i; −inf above the diagonal.
             distance = torch.arange(s, device=device)[None, :] - torch.arange(s, device=device)[:, None]

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 from costplan.hardware import PRECISIONS
 from costplan.report import Block, Table, count, human, percent, price, size
+from costplan.spec_attention import describe
 
 if TYPE_CHECKING:
     from costplan.hardware import GPU
@@ -18,7 +19,7 @@ def presets(specs: Mapping[str, Spec], params: Mapping[str, int], sources: Mappi
     """The bundled presets: raw parameter counts in JSON and CSV, counts for people."""
     records = [dict(zip(PRESET_HEADERS, [name, params[name], s.model.n_layers, s.model.d_model,
                                          f"{s.model.n_heads}/{s.model.n_kv_heads}", s.model.max_seq_len,
-                                         s.model.attention.type, sources[name]]))
+                                         describe(s.model.attention), sources[name]]))
                for name, s in specs.items()]
     body = [[r["name"], count(r["parameters"]), *list(r.values())[2:]] for r in records]
     return Table([Block(PRESET_HEADERS, body)], records)

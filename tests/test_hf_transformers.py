@@ -34,7 +34,8 @@ def transformers_windows(config: Path) -> list[int | None]:
     cfg = transformers.AutoConfig.for_model(data.pop("model_type"), **data)
     with torch.device("meta"):
         model = transformers.AutoModelForCausalLM.from_config(cfg)
-    return [getattr(layer.self_attn, "sliding_window", None) for layer in model.model.layers]   # Qwen2-MoE: set or absent
+    # Qwen2-MoE sets the attribute on windowed layers only
+    return [getattr(layer.self_attn, "sliding_window", None) for layer in model.model.layers]
 
 
 def costplan_windows(config: Path) -> list[int | None]:

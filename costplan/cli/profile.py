@@ -27,6 +27,9 @@ def profile_options(command):
                      help="Shrink the timed copy yourself instead (repeatable), e.g. model.n_layers=2."),
         click.option("--serve", is_flag=True, help="Instead: serving measurements at the spec's serving settings "
                      "(KV cache, prefill and decode FLOPs, weight bytes per format, decode step time)."),
+        click.option("--against", type=click.Choice(["reference", "transformers"]), default="reference",
+                     show_default=True, help="What to measure: costplan's reference model, or (for Hugging Face "
+                     "configs) the transformers class built from the same config.json, with eager attention."),
         click.option("--nproc", metavar="N", help="Instead: train under torchrun on N processes with FSDP2 "
                      "(gloo on CPU, NCCL on GPUs) and compare each rank's parameter, gradient and optimizer "
                      "shards with the estimate at parallelism {data: N, zero: 3}."),
@@ -37,7 +40,7 @@ def profile_options(command):
 
 
 def measure_all(specs, device, batch, seq_len, overrides, gpu, gpus, tokens, mfu, tolerance_texts, detail,
-                no_time, time_budget, time_set, nproc=None, serve=False):
+                no_time, time_budget, time_set, nproc=None, serve=False, against="reference"):
     """Load, measure and compare every spec: one record of raw values per spec, for tables.checks."""
     from costplan.profiling import require_torch
 
@@ -56,6 +59,13 @@ def measure_all(specs, device, batch, seq_len, overrides, gpu, gpus, tokens, mfu
     for text in time_set:        # malformed ones are reported now, before any measuring
         parse_override(text)
     dev = resolve_device(device)
+    if against == "transformers":
+        if nproc is not None or serve:
+            raise click.UsageError("--against transformers measures one training step; it cannot be combined "
+                                   "with --nproc or --serve")
+        from costplan.profiling import against as transformers_check
+
+        return transformers_check.records(list(specs), loaded, tolerances)
     if nproc is not None:
         return sharded_all(specs, loaded, all_overrides, nproc, dev)
     if serve:
@@ -101,13 +111,13 @@ def sharded_all(sources, loaded, overrides, nproc_text, device):
 @click.command()
 @click.argument("specs", nargs=-1, required=True, metavar="SPEC_OR_PRESET...")
 @profile_options
-def profile(specs, device, batch, seq_len, fmt, detail, no_time, time_budget, time_set, serve, nproc, overrides,
-            gpu, gpus, tokens, mfu) -> None:
+def profile(specs, device, batch, seq_len, fmt, detail, no_time, time_budget, time_set, serve, against, nproc,
+            overrides, gpu, gpus, tokens, mfu) -> None:
     """Build each spec's PyTorch model, measure it, and show estimate and measurement side by side."""
     from costplan import report, tables
 
     results = measure_all(specs, device, batch, seq_len, overrides, gpu, gpus, tokens, mfu, (), detail,
-                          no_time, time_budget, time_set, nproc, serve)
+                          no_time, time_budget, time_set, nproc, serve, against)
     click.echo(report.render(tables.checks(results, detail), fmt))
 
 
@@ -118,13 +128,13 @@ def profile(specs, device, batch, seq_len, fmt, detail, no_time, time_budget, ti
                    "e.g. peak=0.2 or peak=20%. Defaults: params, flops, kv_cache and weights exact, activations "
                    "5%, peak 10%, time 30%.")
 @profile_options
-def check(specs, tolerances, device, batch, seq_len, fmt, detail, no_time, time_budget, time_set, serve, nproc,
-          overrides, gpu, gpus, tokens, mfu) -> None:
+def check(specs, tolerances, device, batch, seq_len, fmt, detail, no_time, time_budget, time_set, serve, against,
+          nproc, overrides, gpu, gpus, tokens, mfu) -> None:
     """Like profile, for CI: exit 0 when every measurement is within tolerance, 1 (listing them) when not."""
     from costplan import report, tables
 
     results = measure_all(specs, device, batch, seq_len, overrides, gpu, gpus, tokens, mfu, tolerances,
-                          detail, no_time, time_budget, time_set, nproc, serve)
+                          detail, no_time, time_budget, time_set, nproc, serve, against)
     click.echo(report.render(tables.checks(results, detail), fmt))
     failed = tables.check_failures(results)
     for line in failed:

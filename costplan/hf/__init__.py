@@ -119,9 +119,16 @@ def to_yaml(imported: Imported, source: str) -> str:
             if isinstance(value, dict):  # a section read from several keys: one comment for them all
                 lines.append(f"  {name + ':':<38} # {note}")
                 lines += [f"    {_scalar(sub, v)}" for sub, v in value.items()]
+            elif isinstance(value, list):  # a per-layer pattern: one entry per line
+                lines.append(f"  {name + ':':<38} # {note}")
+                lines += [f"    - {_flow(v)}" for v in value]
             else:
                 lines.append(f"  {_scalar(name, value):<38} # {note}")
     return "\n".join(lines) + "\n"
+
+
+def _flow(value: Any) -> str:
+    return yaml.safe_dump(value, default_flow_style=True, width=1000).strip().removesuffix("\n...").strip()
 
 
 def _scalar(name: str, value: Any) -> str:

@@ -1,0 +1,42 @@
+"""`costplan check CONFIG --against transformers`: the estimate of a Hugging Face config against the
+transformers class built from the same file (parameters and eager FLOPs exactly). Needs the `hf` extra; CI runs
+the check on every config of specs/ci/hf/tiny/."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("transformers")
+pytest.importorskip("torch")
+
+TINY = Path(__file__).parents[1] / "specs" / "ci" / "hf" / "tiny"
+
+
+@pytest.mark.parametrize("name", ["llama", "mixtral", "deepseek_v3", "qwen2-layer-types", "gpt2"])
+def test_parameters_and_flops_equal_the_transformers_class(name, run):
+    result = run("check", str(TINY / f"{name}.json"), "--against", "transformers", "--format", "json")
+    assert result.exit_code == 0, result.output
+    rows = {row["item"]: row for row in json.loads(result.stdout)[0]["checks"]}
+    for item in ("parameters (total)", "forward FLOPs (FlopCounterMode)", "training FLOPs (forward + backward)"):
+        assert rows[item]["status"] == "ok" and rows[item]["measured"] > 0, rows[item]
+    saved = rows["activations saved for backward"]
+    assert saved["status"] == "skip" and saved["measured"] > saved["estimate"] > 0   # eager saves more
+
+
+def test_a_spec_that_differs_from_the_class_fails(run):
+    result = run("check", str(TINY / "llama.json"), "--against", "transformers", "--set", "model.d_ff=200")
+    assert result.exit_code == 1
+    assert "FAIL llama: parameters (total)" in result.stderr
+
+
+def test_only_a_config_has_a_transformers_class(run):
+    result = run("check", "llama2-7b", "--against", "transformers")
+    assert result.exit_code == 2
+    assert "llama2-7b: --against transformers compares a Hugging Face config.json" in result.stderr
+
+
+def test_against_measures_one_training_step(run):
+    result = run("check", str(TINY / "llama.json"), "--against", "transformers", "--serve")
+    assert result.exit_code == 2 and "cannot be combined with --nproc or --serve" in result.stderr

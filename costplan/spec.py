@@ -14,7 +14,9 @@ from pydantic import Field, ValidationInfo, field_validator, model_validator
 from costplan import hardware
 from costplan.errors import CostplanError, SpecError
 from costplan.spec_attention import AttentionPattern, AttentionSpec, DenseAttention, ModelAttention, pattern_of
-from costplan.spec_rules import model_parallel, model_rules, parallel_rules, serving_rules, spec_rules
+from costplan.spec_rules import (
+    implementation_rules, model_parallel, model_rules, parallel_rules, serving_rules, spec_rules,
+)
 from costplan.validation import (
     Amount, Count, CountOrAuto, FieldProblems, Flag, Fraction, Name, Positive, Price, Section, Tokens, Width,
     ZeroStage, raise_if, whole_or_none, width_or_none,
@@ -147,6 +149,9 @@ class TrainingSpec(Section):
     # The attention kernel the framework runs: the fastest the device has tables for (FlashAttention-3 on
     # Hopper, -2 on Ampere), or FlashAttention-2 (PyTorch's SDPA flash backend) or -3 by name.
     attention_kernel: Literal["fastest", "flash2", "flash3"] = "fastest"
+    # Whose modules save the activations: fused kernels (a fused norm, FlashAttention: Megatron, torchtitan), or
+    # the PyTorch modules of `transformers` with SDPA or eager attention (costs/implementation.py).
+    implementation: Literal["fused", "sdpa", "eager"] = "fused"
 
 
 # ---------------------------------------------------------------------------------------------- hardware
@@ -261,6 +266,7 @@ class Spec(Section):
     def _check(self) -> Spec:
         t, h = self.training, self.hardware
         problems = spec_rules(self.model.max_seq_len, t.__dict__.get, h.__dict__.get, self.base_dir)
+        problems += implementation_rules(self.model.__dict__.get, t.__dict__.get)
         if self.parallelism is not None:
             problems += parallel_rules(self.parallelism.__dict__.get, self.model.__dict__.get, t.__dict__.get,
                                        h.__dict__.get)

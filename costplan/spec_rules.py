@@ -86,6 +86,27 @@ def _attention_rules(a: Any, v: Getter, head_dim: int | None, n_heads: int | Non
     return problems
 
 
+def implementation_rules(model: Getter, training: Getter) -> list[tuple[str, str]]:
+    """transformers' modules (costs/implementation.py) are modelled for dense softmax-attention decoders
+    trained without recomputation; anything else would be the fused figure under another name."""
+    implementation = training("implementation")
+    if implementation in (None, "fused"):
+        return []
+    where, problems = "training.implementation", []
+    attention = model("attention")
+    others = sorted({a.type for a in pattern_of(attention)} - set(SOFTMAX_TYPES)) if attention is not None else []
+    if others:
+        problems.append((where, f"{implementation}: the modules of {', '.join(others)} attention are not modelled "
+                                "(dense, flash, sliding_window and sparse are); use fused"))
+    if model("moe") is not None:
+        problems.append((where, f"{implementation}: transformers' mixture-of-experts modules are not modelled yet; "
+                                "use fused"))
+    if training("recompute") not in (None, "none"):
+        problems.append((where, f"{implementation}: with recompute {training('recompute')} (gradient "
+                                "checkpointing of the modules) is not modelled; use recompute none or fused"))
+    return problems
+
+
 def spec_rules(max_seq_len: int | None, training: Getter, hw: Getter,
                base_dir: str | None) -> list[tuple[str, str]]:
     problems = []

@@ -126,6 +126,8 @@ class Shape:
     # Hardware FLOPs count only the tiles a causal kernel computes. FLOP counters (torch's among them) count
     # the whole square; the profiler compares against them with this off.
     skip_masked_tiles: bool = True
+    # Whose modules save the activations (training.implementation): fused kernels, or transformers' sdpa / eager.
+    implementation: str = "fused"
 
 
 STAT_BYTES = 4                # norm statistics, softmax log-sum-exp and the loss are kept in fp32

@@ -6,6 +6,7 @@ from dataclasses import replace
 
 from costplan.costs import ZERO, Cost, Shape, memo
 from costplan.costs.embedding import embedding, head
+from costplan.costs.implementation import model_extra
 from costplan.costs.layers import distinct_layers, layer_cost
 from costplan.costs.memory import element_bytes
 from costplan.costs.norm import norm
@@ -16,7 +17,8 @@ COMPONENTS = ("embedding", "attention", "mlp", "moe", "norms", "head")
 
 def shape_of(spec: Spec) -> Shape:
     t = spec.training
-    return Shape(seq_len=spec.seq_len, act_bytes=element_bytes(t.precision), recompute=t.recompute)
+    return Shape(seq_len=spec.seq_len, act_bytes=element_bytes(t.precision), recompute=t.recompute,
+                 implementation=t.implementation)
 
 
 def components(spec: Spec, shape: Shape | None = None, stage: int = 0, stages: int = 1) -> dict[str, Cost]:
@@ -38,6 +40,7 @@ def _components(model: ModelSpec, shape: Shape, stage: int, stages: int) -> dict
     outer_norm = replace(outer_norm, act_d_model=outer_norm.activations)
     if stage == 0:
         parts["embedding"] = embedding(model, shape)
+        parts["attention"] = Cost(activations=model_extra(model, shape))   # rotary tables, masks: once
         if model.embedding_norm:
             parts["norms"] = outer_norm
     if stage == stages - 1:

@@ -7,6 +7,7 @@ from dataclasses import dataclass, replace
 
 from costplan.costs import Cost, Shape, memo
 from costplan.costs.attention import COST as ATTENTION_COST
+from costplan.costs.implementation import attention_extra
 from costplan.costs.mlp import mlp
 from costplan.costs.moe import moe_block
 from costplan.costs.norm import norm
@@ -70,8 +71,9 @@ def layer_cost(layer: Layer, model: ModelSpec, shape: Shape) -> dict[str, Cost]:
 def _layer_cost(layer: Layer, model: ModelSpec, shape: Shape) -> dict[str, Cost]:
     block_input = shape.seq_len * model.d_model * shape.act_bytes
     norms = norm(model.norm, model.d_model, shape) * 2
+    attention = ATTENTION_COST[layer.attention.type](layer.attention, model, shape)
     parts = {
-        "attention": ATTENTION_COST[layer.attention.type](layer.attention, model, shape),
+        "attention": attention + Cost(activations=attention_extra(layer.attention, model, shape)),
         "norms": replace(norms, act_d_model=norms.activations),
     }
     if layer.moe is not None:

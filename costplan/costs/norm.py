@@ -18,6 +18,14 @@ def statistics(kind: str, rows: int) -> int:
     return rows * _STATS[kind] * STAT_BYTES
 
 
+def python_copy(kind: str, rows: int, width: int, shape: Shape) -> int:
+    """What transformers' Python RMSNorm (training.implementation sdpa or eager) saves beyond a fused norm: it
+    upcasts its input to fp32 and saves that copy (for pow and the multiplication by 1/rms) and its normalized
+    value in the activation dtype (for the weight's gradient), where a fused norm saves its input: s × width × 4
+    bytes more in 16-bit and in fp32 training alike. LayerNorm runs torch's native kernel, as fused."""
+    return rows * width * STAT_BYTES if shape.implementation != "fused" and kind == "rmsnorm" else 0
+
+
 def norm(kind: str, width: int, shape: Shape, rows_per_token: int = 1) -> Cost:
     """One norm over `width` features, applied to `rows_per_token` rows per token (heads, for a per-head norm).
 
@@ -26,4 +34,4 @@ def norm(kind: str, width: int, shape: Shape, rows_per_token: int = 1) -> Cost:
     """
     rows = shape.seq_len * rows_per_token
     return norm_weights(kind, width) + Cost(
-        activations=rows * width * shape.act_bytes + statistics(kind, rows))
+        activations=rows * width * shape.act_bytes + statistics(kind, rows) + python_copy(kind, rows, width, shape))

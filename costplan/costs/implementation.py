@@ -1,0 +1,60 @@
+"""Saved activations as transformers' PyTorch modules spend them (`training.implementation: sdpa | eager`),
+beyond what the fused kernels of the component formulas save (`fused`, the default).
+
+Derived tensor by tensor from the modules of the Llama family (Llama, Mistral, Qwen2/3: LlamaRMSNorm, rotary
+embeddings, repeat_kv, sdpa_attention_forward, eager_attention_forward) and measured on their classes
+(`costplan check CONFIG --against transformers`, tests/test_implementation.py), 16-bit weights, one unpadded
+sequence:
+
+- a Python RMSNorm saves an fp32 copy of its input more than a fused norm (costs/norm.py `python_copy`);
+- the rotary tables cos and sin are computed in every forward rather than kept as buffers, and the
+  multiplications save them: 2 × s × d_rope in the activation dtype, once per model;
+- SDPA without a mask (full causal layers: is_causal) runs a flash kernel over grouped-query heads as they are
+  (torch ≥ 2.5), saving what the fused estimate saves; a masked layer (a window) repeats K and V to n_heads
+  first (repeat_kv) and passes its own s × s mask in the activation dtype, which the kernel saves;
+- eager attention repeats K and V to n_heads, computes every pair, and saves the softmax's fp32 output and its
+  16-bit copy that multiplies V: (4 + 2) bytes per pair and head in 16-bit training, 4 in fp32.
+
+Only FLOP-free tensors differ: FLOPs stay those of the component formulas (`check --against transformers`
+compares eager FLOPs separately).
+"""
+from __future__ import annotations
+
+from costplan.costs import STAT_BYTES, Shape
+from costplan.costs.attention import COST as ATTENTION_COST
+from costplan.costs.attention.softmax import around_core
+from costplan.spec import ModelSpec
+from costplan.spec_attention import AttentionSpec
+
+IMPLEMENTATIONS = ("fused", "sdpa", "eager")
+MASKED = ("sliding_window", "sparse")       # attention types transformers runs with an explicit mask
+
+
+def modules(shape: Shape) -> bool:
+    """Whether activations are those of transformers' PyTorch modules rather than fused kernels."""
+    return shape.implementation != "fused"
+
+
+def attention_extra(attention: AttentionSpec, model: ModelSpec, shape: Shape) -> int:
+    """Bytes one softmax-attention layer's modules save beyond its fused estimate: K and V repeated to n_heads
+    where the modules repeat them, and the core's own tensors instead of the fused core's."""
+    if not modules(shape):
+        return 0
+    s, e, heads = shape.seq_len, shape.act_bytes, model.n_heads
+    fused_core = (ATTENTION_COST[attention.type](attention, model, shape).activations
+                  - around_core(model, shape, cached_tokens=0).activations)
+    repeated = 2 * s * (heads - model.n_kv_heads) * model.head_dim * e
+    if shape.implementation == "eager":
+        per_pair = STAT_BYTES + (e if e != STAT_BYTES else 0)   # fp32 softmax, and its copy in 16-bit training
+        return repeated + heads * s * s * per_pair - fused_core
+    flash = heads * s * STAT_BYTES                                # SDPA's flash kernel: a log-sum-exp per row
+    if attention.type in MASKED:                                  # its own s × s mask, and K and V repeated
+        return repeated + s * s * e + flash - fused_core
+    return flash - fused_core
+
+
+def model_extra(model: ModelSpec, shape: Shape) -> int:
+    """Bytes saved once per model by the modules: the rotary tables."""
+    if not modules(shape) or model.position != "rope":
+        return 0
+    return 2 * shape.seq_len * model.head_dim * shape.act_bytes

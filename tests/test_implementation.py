@@ -1,0 +1,60 @@
+"""training.implementation: activations as transformers' modules save them (sdpa, eager), derived tensor by
+tensor and checked against the transformers classes themselves (costplan check --against transformers)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+import costplan
+from costplan.errors import SpecError
+
+TINY = Path(__file__).parents[1] / "specs" / "ci" / "hf" / "tiny"
+S, D, H, G, HD, F, V = 128, 64, 4, 2, 16, 176, 256      # the tiny Llama config: 2 layers
+
+
+def activations(implementation: str, config: str = "llama") -> int:
+    spec = costplan.load_spec(TINY / f"{config}.json", [f"training.implementation={implementation}"])
+    return costplan.estimate(spec).memory.activations
+
+
+def test_sdpa_by_hand():
+    """Beyond fused kernels: an fp32 copy of each RMSNorm's input (2 per layer and the final one) and the
+    rotary tables cos and sin (bf16, once)."""
+    assert activations("sdpa") - activations("fused") == 5 * S * D * 4 + 2 * S * HD * 2
+
+
+def test_eager_by_hand():
+    """Beyond SDPA, per layer: K and V repeated from 2 to 4 heads, the fp32 softmax and its bf16 copy for every
+    pair, instead of the flash kernel's fp32 log-sum-exp per row."""
+    per_layer = 2 * S * (H - G) * HD * 2 + H * S * S * (4 + 2) - H * S * 4
+    assert activations("eager") - activations("sdpa") == 2 * per_layer
+
+
+@pytest.mark.parametrize("config", ["llama", "mistral", "qwen2", "qwen3", "granite", "qwen2-layer-types"])
+@pytest.mark.parametrize("implementation", ["sdpa", "eager"])
+def test_activations_equal_the_transformers_class(config, implementation, run):
+    pytest.importorskip("transformers")
+    result = run("check", str(TINY / f"{config}.json"), "--against", "transformers", "--format", "json",
+                 "--set", f"training.implementation={implementation}")
+    assert result.exit_code == 0, result.output
+    rows = {row["item"]: row for row in json.loads(result.stdout)[0]["checks"]}
+    saved = rows["activations saved for backward"]
+    assert saved["status"] == "ok" and saved["tolerance"] == 0.05
+    assert abs(saved["measured"] - saved["estimate"]) <= 0.01 * saved["measured"]
+
+
+@pytest.mark.parametrize("changes, named", [
+    ({"model.attention": "mla", "model.attention.kv_lora_rank": 8, "model.attention.qk_nope_head_dim": 8,
+      "model.attention.qk_rope_head_dim": 4, "model.attention.v_head_dim": 8, "model.n_kv_heads": None},
+     "the modules of mla attention are not modelled"),
+    ({"model.moe.n_experts": 4, "model.moe.top_k": 2}, "mixture-of-experts modules are not modelled yet"),
+    ({"training.recompute": "full"}, "with recompute full"),
+])
+def test_what_is_not_modelled_is_an_error(changes, named):
+    overrides = ["training.implementation=eager", *(f"{k}={'null' if v is None else v}" for k, v in changes.items())]
+    with pytest.raises(SpecError) as caught:
+        costplan.load_spec(TINY / "llama.json", overrides)
+    assert any(p.startswith("training.implementation: eager: ") and named in p for p in caught.value.problems), \
+        caught.value.problems

@@ -57,6 +57,12 @@ def test_every_attention_type_and_moe_kind_has_a_ci_spec():
     kernels = {getattr(s.model.attention, "kernel", None) for s in specs}
     assert {"flash", "materialized"} <= kernels
     assert {s.training.recompute for s in specs} == {"none", "selective", "full"}
+    from costplan.costs.layers import STRUCTURES
+
+    assert {s.model.block for s in specs} == set(STRUCTURES)
+    assert any(s.model.head_bias and s.model.tie_embeddings for s in specs)
+    assert any(s.model.head_bias and not s.model.tie_embeddings for s in specs)
+    assert any(s.model.o_bias != s.model.bias for s in specs)
 
 
 @pytest.mark.parametrize("path", CI_SPECS, ids=lambda p: Path(p).stem)
@@ -166,6 +172,18 @@ def test_random_architectures_agree(model, recompute):
     with pytest.MonkeyPatch.context() as patch:       # the CPU LayerNorm's 16-bit statistics, as above
         patch.setitem(analytic_norm._STATS, "layernorm", 1)
         assert nonzero(saved) == expected(spec, "activations")
+
+
+def test_block_structures_agree_with_the_spec_and_the_reference_model():
+    from typing import get_args
+
+    from costplan.costs.layers import STRUCTURES
+    from costplan.profiling.model import BLOCK_NORMS
+    from costplan.spec import ModelSpec
+
+    kinds = set(get_args(ModelSpec.model_fields["block"].annotation))
+    assert set(STRUCTURES) == set(BLOCK_NORMS) == kinds
+    assert all(len(BLOCK_NORMS[kind]) == STRUCTURES[kind].norms for kind in kinds)
 
 
 def test_reference_model_registry_matches_the_attention_types():

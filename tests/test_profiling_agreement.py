@@ -79,9 +79,8 @@ def test_params_and_flops_are_exact_per_component(path):
     assert nonzero(fvcore.forward) == expected(spec, "hw_fwd")
 
 
-@pytest.mark.parametrize("path", CI_SPECS, ids=lambda p: Path(p).stem)
-def test_saved_activations_per_component(path, monkeypatch):
-    spec = load(path)
+def assert_saved_agree(spec: costplan.Spec, monkeypatch) -> None:
+    """The saved tensors measured on the reference model equal the estimate, per component."""
     if spec.model.norm == "layernorm" and spec.training.precision not in ("fp32", "tf32"):
         # torch 2.13's CPU LayerNorm keeps its mean and 1/std in the input's dtype (2 × 2 bytes per row for
         # bf16); CUDA's kernel and the meta kernels keep fp32 (2 × 4 bytes), which the estimate assumes. The
@@ -94,6 +93,18 @@ def test_saved_activations_per_component(path, monkeypatch):
     assert OUTSIDE not in saved
     saved["head"] -= LOSS_SCALAR
     assert nonzero(saved) == expected(spec, "activations")
+
+
+@pytest.mark.parametrize("path", CI_SPECS, ids=lambda p: Path(p).stem)
+def test_saved_activations_per_component(path, monkeypatch):
+    assert_saved_agree(load(path), monkeypatch)
+
+
+@pytest.mark.parametrize("path", CI_SPECS, ids=lambda p: Path(p).stem)
+def test_a_shared_norm_output_is_saved_once_whatever_the_attention(path, monkeypatch):
+    # Attention and MLP read one normed tensor; which of them saves it (AFT saves a copy of its own) decides
+    # where, and whether twice.
+    assert_saved_agree(load(path, "model.block=parallel_shared_norm"), monkeypatch)
 
 
 @pytest.mark.parametrize("name", ["dense", "flash-full-recompute", "sparse-fixed", "mla", "aft-conv",

@@ -7,7 +7,7 @@ from collections import Counter
 from dataclasses import dataclass, replace
 
 from costplan.costs import Cost, Shape, memo
-from costplan.costs.attention import COST as ATTENTION_COST
+from costplan.costs.attention import COPIES_INPUT, COST as ATTENTION_COST
 from costplan.costs.mlp import mlp
 from costplan.costs.moe import moe_block
 from costplan.costs.norm import norm
@@ -102,9 +102,9 @@ def _layer_cost(layer: Layer, model: ModelSpec, shape: Shape) -> dict[str, Cost]
         ffn: moe_block(layer.moe, model, shape) if layer.moe is not None else mlp(model, layer.d_ff, shape),
     }
     # Each block saves its (normed) d_model-wide input once, whatever it computes from it; a shared one is
-    # saved by attention, which runs first.
+    # saved by attention, which runs first, unless attention saves a copy of its own.
     parts["attention"] = replace(parts["attention"], act_d_model=block_input)
-    if structure.shared_input:
+    if structure.shared_input and layer.attention.type not in COPIES_INPUT:
         parts[ffn] = replace(parts[ffn], activations=parts[ffn].activations - block_input, act_d_model=0)
     else:
         parts[ffn] = replace(parts[ffn], act_d_model=block_input)

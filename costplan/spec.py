@@ -1,7 +1,7 @@
 """The spec format: YAML → validated, frozen pydantic models. The only place user input is validated.
 
 A spec has a required `model` section and optional `training` and `hardware` sections. Unknown keys are
-errors. Defaults that depend on other fields (head_dim, n_kv_heads, d_ff, qkv_bias, training.seq_len) are
+errors. Defaults that depend on other fields (head_dim, n_kv_heads, d_ff, qkv_bias, o_bias, training.seq_len) are
 filled in before validation, so a loaded Spec states every number it stands for.
 """
 from __future__ import annotations
@@ -53,13 +53,20 @@ class MoESpec(Section):
 
 # ---------------------------------------------------------------------------------------------- model
 class ModelSpec(Section):
-    """The architecture. Each layer: norm → attention → residual, norm → MLP → residual."""
+    """The architecture. Each layer, by `block`:
+    - sequential (GPT-2, Llama): h = x + attention(norm(x)), then h + mlp(norm(h));
+    - sandwich (Gemma 2 and 3; Gemma Team 2024): each block's output is normed too, x + norm(attention(norm(x)));
+    - parallel (GPT-NeoX-20B, Black et al. 2022; Falcon-40B): x + attention(norm_a(x)) + mlp(norm_m(x));
+    - parallel_shared_norm (GPT-J, Wang & Komatsuzaki 2021; PaLM, Chowdhery et al. 2022 §2; Phi-2; Falcon-7B):
+      x + attention(n(x)) + mlp(n(x)), one norm per layer.
+    """
 
     vocab_size: Width
     d_model: Width
     n_layers: Count
     n_heads: Count
-    # These three are filled in from the others when left out (see _fill_defaults); never None once valid.
+    # These three, qkv_bias and o_bias are filled in from others when left out (_fill_defaults); never None once
+    # valid.
     n_kv_heads: Count | None = None      # default n_heads; fewer = grouped-query, 1 = multi-query
     head_dim: Width | None = None        # default d_model / n_heads
     d_ff: Width | None = None            # default 4 * d_model
@@ -67,10 +74,13 @@ class ModelSpec(Section):
     # A field left out takes GPT-2's choice (Radford et al. 2019), so a minimal spec is Kaplan's standard shape.
     mlp: Literal["gelu", "relu", "swiglu", "geglu"] = "gelu"
     norm: Literal["layernorm", "rmsnorm"] = "layernorm"
+    block: Literal["sequential", "sandwich", "parallel", "parallel_shared_norm"] = "sequential"
     position: Literal["rope", "learned", "alibi", "none"] = "learned"
     tie_embeddings: Flag = True
     bias: Flag = True
     qkv_bias: Flag | None = None         # default: bias
+    o_bias: Flag | None = None           # the attention output projection's; default: bias
+    head_bias: Flag = False              # a bias on the LM head (GPT-J, Phi), tied or not
     qk_norm: Literal["none", "head", "full"] = "none"
     embedding_norm: Flag = False
     attention: ModelAttention = DenseAttention()   # one for every layer, or a list repeated over the layers
@@ -90,8 +100,9 @@ class ModelSpec(Section):
             data["head_dim"] = d_model // n_heads
         if data.get("d_ff") is None and d_model:
             data["d_ff"] = 4 * d_model
-        if data.get("qkv_bias") is None and isinstance(data.get("bias", False), bool):
-            data["qkv_bias"] = data.get("bias", cls.model_fields["bias"].default)
+        for override in ("qkv_bias", "o_bias"):
+            if data.get(override) is None and isinstance(data.get("bias", False), bool):
+                data[override] = data.get("bias", cls.model_fields["bias"].default)
         moe = data.get("moe")
         if isinstance(moe, Mapping):
             moe = dict(moe)

@@ -98,6 +98,9 @@ def implementation_rules(model: Getter, training: Getter) -> list[tuple[str, str
     if others:
         problems.append((where, f"{implementation}: the modules of {', '.join(others)} attention are not modelled "
                                 "(dense, flash, sliding_window and sparse are); use fused"))
+    if model("block") not in (None, "sequential"):
+        problems.append((where, f"{implementation}: transformers' modules are modelled for sequential layers; "
+                                f"block {model('block')} is not; use fused"))
     if model("moe") is not None:
         problems.append((where, f"{implementation}: transformers' mixture-of-experts modules are not modelled yet; "
                                 "use fused"))

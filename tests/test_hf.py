@@ -135,10 +135,13 @@ def refusal(run, path) -> str:
     # per-layer attention of a kind costplan does not model
     ("qwen2", {"layer_types": ["full_attention", "chunked_attention"], "use_sliding_window": True},
      "layer_types: layer types ['chunked_attention'] are not modelled"),
-    # biases a spec's `bias` cannot split
-    ("llama", {"attention_bias": True}, "attention_bias: attention_bias True with mlp_bias False"),
-    ("llama", {"mlp_bias": True}, "mlp_bias: "),
-    ("qwen3", {"attention_bias": True}, "attention_bias: true puts a bias on the output projection"),
+    # biases a spec's qkv_bias cannot split: a direct query projection without the key/value one's bias
+    ("deepseek_v2", {"attention_bias": True}, "attention_bias: true without q_lora_rank"),
+    # Falcon layers whose forward does not call the norms the class builds
+    ("falcon", {"parallel_attn": False}, "parallel_attn: false with new_decoder_architecture"),
+    ("falcon", {"new_decoder_architecture": False, "num_ln_in_parallel_attn": 2}, "num_ln_in_parallel_attn: 2: "),
+    ("falcon", {"new_decoder_architecture": False, "multi_query": False}, "num_kv_heads: 2 without "),
+    ("gpt_neox", {"hidden_act": "silu"}, "hidden_act: 'silu': an MLP with this activation"),
     # MoE layers that are not "dense first, then every n-th"
     ("qwen3_moe", {"mlp_only_layers": [2]}, "mlp_only_layers: MoE layers [0, 1] are not"),
     ("qwen2_moe", {"shared_expert_intermediate_size": 0}, "shared_expert_intermediate_size: "),
@@ -154,7 +157,7 @@ def refusal(run, path) -> str:
     ("starcoder2", {"norm_type": "rms_norm"}, "norm_type: \"rms_norm\": only layer_norm"),
     ("phi3", {"attention_bias": True}, "attention_bias: true: "),
     ("llama", {"pruned_heads": {"0": [1]}}, "pruned_heads: pruned attention heads"),
-    ("llama", {"model_type": "phi"}, "model_type: 'phi' is not supported (parallel attention"),
+    ("llama", {"model_type": "olmo2"}, "model_type: 'olmo2' is not supported (its norms follow"),
     ("llama", {"model_type": None}, "model_type: missing"),
 ])
 def test_refusals_name_the_key(name, changes, named, run, tmp_path):
@@ -169,9 +172,9 @@ def test_an_unsupported_model_type_lists_the_supported_ones(run, tmp_path):
 
 def test_every_refusal_at_once(tmp_path):
     with pytest.raises(SpecError) as caught:
-        costplan.load_spec(write_config(tmp_path, "qwen3", attention_bias=True, extra_key=1, use_sliding_window=True,
+        costplan.load_spec(write_config(tmp_path, "qwen3", hidden_act="relu", extra_key=1, use_sliding_window=True,
                                         layer_types=["full_attention", "chunked_attention"]))
-    assert [p.split(":")[0] for p in caught.value.problems] == ["extra_key", "attention_bias", "layer_types"]
+    assert [p.split(":")[0] for p in caught.value.problems] == ["extra_key", "hidden_act", "layer_types"]
 
 
 def test_uniform_sliding_windows_are_a_spec_attention(tmp_path):

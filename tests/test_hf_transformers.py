@@ -95,6 +95,25 @@ UNDECLARED = {
     ("deepseek_v3", {"q_lora_rank": None, "n_shared_experts": 0, "first_k_dense_replace": 0}),
     ("opt", {"enable_bias": False, "tie_word_embeddings": False}),
     ("gpt2", {"n_inner": 96, "tie_word_embeddings": False, "activation_function": "relu"}),
+    # biases on attention (q, k, v and o) and on the MLP, apart
+    ("llama", {"attention_bias": True}),
+    ("llama", {"mlp_bias": True}),
+    ("granite", {"attention_bias": True, "mlp_bias": False}),
+    ("qwen3", {"attention_bias": True}),
+    ("qwen3_moe", {"attention_bias": True}),
+    ("olmoe", {"attention_bias": True}),
+    ("gemma", {"attention_bias": True}),
+    ("deepseek_v3", {"attention_bias": True}),                # low-rank queries: every down projection biased
+    # parallel and sequential layers, their norms and K/V heads
+    ("gpt_neox", {"use_parallel_residual": False, "attention_bias": False}),
+    ("gptj", {"rotary_dim": 16, "n_inner": 96, "tie_word_embeddings": True}),   # a tied head keeps its bias
+    ("phi", {"qk_layernorm": False, "num_key_value_heads": 2, "tie_word_embeddings": True}),
+    ("falcon", {"num_ln_in_parallel_attn": 1}),               # the new decoder with one norm
+    ("falcon", {"new_decoder_architecture": False}),          # Falcon-7B: multi-query, one shared norm
+    ("falcon", {"new_decoder_architecture": False, "multi_query": False, "num_kv_heads": None, "bias": True,
+                "ffn_hidden_size": 96, "tie_word_embeddings": False}),
+    ("falcon", {"new_decoder_architecture": False, "multi_query": False, "num_kv_heads": None,
+                "parallel_attn": False, "alibi": True, "bias": True}),      # sequential layers, ALiBi
 ])
 def test_variants_match_transformers(name, changes, tmp_path):
     data = {**json.loads((HF / "tiny" / f"{name}.json").read_text()), **changes}

@@ -116,3 +116,25 @@ def test_loss_gradients_are_live_at_the_peak():
     assert costplan.estimate(make_spec(training={"micro_batch_size": 4})).memory.workspace == 4 * per_sequence
     split = make_spec(training={"micro_batch_size": 2}, hardware={"count": 8}, parallelism={"tensor": 2})
     assert costplan.estimate(split).memory.workspace == 2 * per_sequence // 2
+
+
+@pytest.mark.parametrize("block, norm_inputs, norms, block_inputs", [
+    ("sequential", 2, 2, 2),            # x and x + attention, each normed once; attention and MLP inputs
+    ("sandwich", 4, 4, 2),              # and each block's output, normed after it
+    ("parallel", 1, 2, 2),              # two norms of x keep one copy of it, and their own statistics
+    ("parallel_shared_norm", 1, 1, 1),  # attention and MLP read one normed x
+])
+def test_saved_tensors_by_block(block, norm_inputs, norms, block_inputs):
+    # Per layer: what attention and MLP save beyond their inputs, 24·sbh + 2·a·s²·b for this GPT layer (see
+    # above: 32·sbh less four 2·sbh tensors, the two norm inputs and the two block inputs), plus the d_model-wide
+    # tensors the wiring decides and each norm's fp32 mean and 1/std.
+    spec = make_spec({"position": "none", "d_model": H, "n_heads": A, "max_seq_len": S, "block": block})
+    wide = S * H * 2
+    expected = 24 * S * H + 2 * A * S * S + (norm_inputs + block_inputs) * wide + norms * 2 * 4 * S
+    assert per_layer_activations(spec) == expected
+
+
+def test_full_recompute_keeps_each_layer_input_whatever_its_block():
+    for block in ("sequential", "sandwich", "parallel", "parallel_shared_norm"):
+        spec = make_spec({"position": "none", "block": block}, training={"recompute": "full"})
+        assert per_layer_activations(spec) == S * 64 * 2

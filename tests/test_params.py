@@ -106,3 +106,33 @@ def test_position_parameters(position, extra):
 def test_mlp_matrices(mlp, matrices):
     p = costplan.estimate(make_spec({"mlp": mlp, "d_ff": 100, "bias": False})).params
     assert p.by_component["mlp"] == 2 * matrices * 64 * 100
+
+
+def test_o_bias_overrides_bias_for_the_output_projection_only():
+    # GPT-J: biases in the MLP only (bias true, qkv_bias and o_bias false)
+    gptj = costplan.estimate(make_spec({"qkv_bias": False, "o_bias": False})).params.by_component
+    qkv_only = costplan.estimate(make_spec({"qkv_bias": False})).params.by_component
+    full = costplan.estimate(make_spec()).params.by_component
+    assert qkv_only["attention"] - gptj["attention"] == 2 * 64                # two layers × W_o's bias of d
+    assert full["attention"] - qkv_only["attention"] == 2 * 3 * 64            # and q, k, v's
+    assert gptj["mlp"] == full["mlp"] == 2 * (2 * 64 * 256 + 256 + 64)
+    assert costplan.estimate(make_spec({"bias": False, "o_bias": True})).params.by_component["attention"] == (
+        2 * (4 * 64 * 64 + 64))
+
+
+@pytest.mark.parametrize("tied", [True, False])
+def test_head_bias_is_a_vocabulary_vector_tied_or_not(tied):
+    plain = costplan.estimate(make_spec({"tie_embeddings": tied})).params
+    biased = costplan.estimate(make_spec({"tie_embeddings": tied, "head_bias": True})).params
+    assert biased.by_component["head"] - plain.by_component["head"] == 1000
+    assert biased.embedding == plain.embedding
+
+
+@pytest.mark.parametrize("block, norms", [
+    ("sequential", 2), ("sandwich", 4), ("parallel", 2), ("parallel_shared_norm", 1)])
+def test_norms_per_layer_by_block(block, norms):
+    p = costplan.estimate(make_spec({"block": block})).params
+    assert p.by_component["norms"] == (2 * norms + 1) * 2 * 64                # two layers and the final norm
+    plain = costplan.estimate(make_spec()).params.by_component
+    assert {k: v for k, v in p.by_component.items() if k != "norms"} == {
+        k: v for k, v in plain.items() if k != "norms"}

@@ -58,6 +58,12 @@ def test_every_attention_type_and_moe_kind_has_a_ci_spec():
     kernels = {getattr(a, "kernel", None) for s in specs for a in s.model.attention_pattern}
     assert {"flash", "materialized"} <= kernels
     assert {s.training.recompute for s in specs} == {"none", "selective", "full"}
+    from costplan.costs.layers import STRUCTURES
+
+    assert {s.model.block for s in specs} == set(STRUCTURES)
+    assert any(s.model.head_bias and s.model.tie_embeddings for s in specs)
+    assert any(s.model.head_bias and not s.model.tie_embeddings for s in specs)
+    assert any(s.model.o_bias != s.model.bias for s in specs)
 
 
 @pytest.mark.parametrize("path", CI_SPECS, ids=lambda p: Path(p).stem)
@@ -74,9 +80,8 @@ def test_params_and_flops_are_exact_per_component(path):
     assert nonzero(fvcore.forward) == expected(spec, "hw_fwd")
 
 
-@pytest.mark.parametrize("path", CI_SPECS, ids=lambda p: Path(p).stem)
-def test_saved_activations_per_component(path, monkeypatch):
-    spec = load(path)
+def assert_saved_agree(spec: costplan.Spec, monkeypatch) -> None:
+    """The saved tensors measured on the reference model equal the estimate, per component."""
     if spec.model.norm == "layernorm" and spec.training.precision not in ("fp32", "tf32"):
         # torch 2.13's CPU LayerNorm keeps its mean and 1/std in the input's dtype (2 × 2 bytes per row for
         # bf16); CUDA's kernel and the meta kernels keep fp32 (2 × 4 bytes), which the estimate assumes. The
@@ -89,6 +94,18 @@ def test_saved_activations_per_component(path, monkeypatch):
     assert OUTSIDE not in saved
     saved["head"] -= LOSS_SCALAR
     assert nonzero(saved) == expected(spec, "activations")
+
+
+@pytest.mark.parametrize("path", CI_SPECS, ids=lambda p: Path(p).stem)
+def test_saved_activations_per_component(path, monkeypatch):
+    assert_saved_agree(load(path), monkeypatch)
+
+
+@pytest.mark.parametrize("path", CI_SPECS, ids=lambda p: Path(p).stem)
+def test_a_shared_norm_output_is_saved_once_whatever_the_attention(path, monkeypatch):
+    # Attention and MLP read one normed tensor; which of them saves it (AFT saves a copy of its own) decides
+    # where, and whether twice.
+    assert_saved_agree(load(path, "model.block=parallel_shared_norm"), monkeypatch)
 
 
 @pytest.mark.parametrize("name", ["dense", "flash-full-recompute", "sparse-fixed", "mla", "aft-conv",
@@ -167,6 +184,18 @@ def test_random_architectures_agree(model, recompute):
     with pytest.MonkeyPatch.context() as patch:       # the CPU LayerNorm's 16-bit statistics, as above
         patch.setitem(analytic_norm._STATS, "layernorm", 1)
         assert nonzero(saved) == expected(spec, "activations")
+
+
+def test_block_structures_agree_with_the_spec_and_the_reference_model():
+    from typing import get_args
+
+    from costplan.costs.layers import STRUCTURES
+    from costplan.profiling.model import BLOCK_NORMS
+    from costplan.spec import ModelSpec
+
+    kinds = set(get_args(ModelSpec.model_fields["block"].annotation))
+    assert set(STRUCTURES) == set(BLOCK_NORMS) == kinds
+    assert all(len(BLOCK_NORMS[kind]) == STRUCTURES[kind].norms for kind in kinds)
 
 
 def test_reference_model_registry_matches_the_attention_types():

@@ -19,6 +19,7 @@ def test_defaults_are_filled_in():
     assert (m.model.n_kv_heads, m.model.head_dim, m.model.d_ff, m.model.qkv_bias) == (4, 16, 256, True)
     assert (m.model.mlp, m.model.norm, m.model.position, m.model.tie_embeddings) == (
         "gelu", "layernorm", "learned", True)
+    assert (m.model.o_bias, m.model.head_bias, m.model.block) == (True, False, "sequential")
     assert m.training.seq_len == 32 and m.name == "spec"
     assert m.hardware.gpu == "a100-80gb" and m.training.precision == "bf16"
 
@@ -84,3 +85,17 @@ def test_python_api_round_trip():
     e = costplan.estimate(costplan.load_spec("llama3-8b"))
     assert set(e.model_dump()) == {"name", "params", "flops", "memory", "time", "assumptions", "scaling",
                                    "parallelism"}
+
+
+def test_bias_overrides_follow_bias_unless_stated():
+    base = {"vocab_size": 10, "d_model": 8, "n_layers": 1, "n_heads": 2, "max_seq_len": 8, "bias": False}
+    m = costplan.load_spec({"model": base}).model
+    assert (m.qkv_bias, m.o_bias) == (False, False)
+    m = costplan.load_spec({"model": {**base, "o_bias": True}}).model
+    assert (m.bias, m.qkv_bias, m.o_bias) == (False, False, True)
+
+
+def test_an_unknown_block_names_the_field():
+    with pytest.raises(SpecError, match=r"model\.block: 'serial' is not one of sequential, sandwich, parallel or "
+                                        r"parallel_shared_norm"):
+        costplan.load_spec("gpt2-small", ["model.block=serial"])

@@ -178,6 +178,20 @@ def test_gemm_ops_carry_the_components_model_flops(path):
         assert all(op.flops >= 0 and op.backward >= 0 for op in found["attention"] if isinstance(op, ops.Core))
 
 
+@pytest.mark.parametrize("block, norms, residual", [
+    ("sequential", 2, 2 * 3),        # two adds, each reading two tensors and writing one
+    ("sandwich", 4, 2 * 3),
+    ("parallel", 2, 4),              # x + attention + MLP: read three, write one
+    ("parallel_shared_norm", 1, 4),
+])
+def test_norm_and_residual_bytes_by_block(block, norms, residual):
+    spec = make_spec({"block": block})
+    model, shape = spec.model, shape_of(spec)
+    wide = shape.seq_len * model.d_model * shape.act_bytes
+    found = {op.kind: op.bytes for op in ops.norm_ops(model, shape)}
+    assert found == {"norm": norms * 2 * wide, "residual": residual * wide}
+
+
 def test_curves_read_linearly_in_log_size_and_hold_flat_beyond_their_ends():
     curve = kernels.Curve(points=[(512, 0.4), (4096, 0.8)], source="test")
     # 4096 is three doublings past 512: halfway in log2 size (about 1448) is halfway in value

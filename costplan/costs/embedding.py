@@ -1,7 +1,7 @@
 """Token (and learned position) embeddings, and the LM head with its cross-entropy loss."""
 from __future__ import annotations
 
-from costplan.costs import INDEX_BYTES, STAT_BYTES, Cost, Shape, linear
+from costplan.costs import INDEX_BYTES, STAT_BYTES, Cost, Shape, linear, vector
 from costplan.spec import ModelSpec
 
 
@@ -17,15 +17,19 @@ def embedding(model: ModelSpec, shape: Shape) -> Cost:
 
 
 def head(model: ModelSpec, shape: Shape) -> Cost:
-    """logits = x·W_head (s × d)·(d × vocab), then cross-entropy. A tied head reuses the embedding matrix,
-    so it adds FLOPs but no parameters. Saved: the head's input, the fp32 log-softmax (s × vocab) and the
-    int64 targets. Workspace: when backward starts, the loss's gradient w.r.t. the log-softmax and the
-    log-softmax's gradient w.r.t. the fp32 logits (two more fp32 s × vocab tensors) are live on top of every
-    saved activation; that instant is a step's peak (measured on the reference model, profiling/memory.py)."""
+    """logits = x·W_head (+ b) (s × d)·(d × vocab), then cross-entropy. A tied head reuses the embedding matrix,
+    so it adds FLOPs but no parameters; a head bias (GPT-J, Phi) is a vector of its own either way, added
+    without a matmul FLOP and never quantized (not a matrix). Saved: the head's input, the fp32 log-softmax
+    (s × vocab) and the int64 targets. Workspace: when backward starts, the loss's gradient w.r.t. the
+    log-softmax and the log-softmax's gradient w.r.t. the fp32 logits (two more fp32 s × vocab tensors) are live
+    on top of every saved activation; that instant is a step's peak (measured on the reference model,
+    profiling/memory.py)."""
     s, d, vocab = shape.seq_len, model.d_model, model.vocab_size
     logits = linear(s, d, vocab)
     if model.tie_embeddings:
         logits = Cost(flops=logits.flops, hw_fwd=logits.hw_fwd, hw_flops=logits.hw_flops)
+    if model.head_bias:
+        logits = logits + vector(vocab)
     per_token = s * d * shape.act_bytes + s * INDEX_BYTES   # the head's input and the targets
     return logits + Cost(activations=per_token + s * vocab * STAT_BYTES, act_d_model=per_token,
                          workspace=2 * s * vocab * STAT_BYTES)

@@ -1,4 +1,5 @@
-"""The model as a list of concrete layers, expanded once from the spec, and the cost of one layer."""
+"""The model as a list of concrete layers, expanded once from the spec, and the cost of one layer in each of
+the block structures a spec names (`model.block`, spec.ModelSpec)."""
 from __future__ import annotations
 
 import functools
@@ -6,7 +7,7 @@ from collections import Counter
 from dataclasses import dataclass, replace
 
 from costplan.costs import Cost, Shape, memo
-from costplan.costs.attention import COST as ATTENTION_COST
+from costplan.costs.attention import COPIES_INPUT, COST as ATTENTION_COST
 from costplan.costs.implementation import attention_extra
 from costplan.costs.mlp import mlp
 from costplan.costs.moe import moe_block
@@ -16,8 +17,29 @@ from costplan.spec_attention import AttentionSpec
 
 
 @dataclass(frozen=True)
+class Structure:
+    """How a layer's norms, blocks and residual adds are wired (model.block)."""
+
+    norms: int                 # norms per layer
+    norm_inputs: int           # distinct tensors they normalise: each is saved once, whichever norms read it
+    shared_input: bool         # attention and MLP read the same normed tensor, saved once (by attention, first)
+    residual: int              # elements moved by the residual adds, in s·d_model units (ops.py)
+
+
+# Two adds of two tensors move 3 each; a parallel layer sums x, attention and MLP in one add (read 3, write 1).
+STRUCTURES = {
+    "sequential": Structure(norms=2, norm_inputs=2, shared_input=False, residual=6),
+    # the post-norms normalise each block's output, a tensor nothing else saves
+    "sandwich": Structure(norms=4, norm_inputs=4, shared_input=False, residual=6),
+    # both norms read the layer input
+    "parallel": Structure(norms=2, norm_inputs=1, shared_input=False, residual=4),
+    "parallel_shared_norm": Structure(norms=1, norm_inputs=1, shared_input=True, residual=4),
+}
+
+
+@dataclass(frozen=True)
 class Layer:
-    """One transformer layer as built: norm → attention → residual, norm → MLP or MoE → residual."""
+    """One transformer layer as built: attention and an MLP or MoE block, wired as model.block says."""
 
     attention: AttentionSpec
     d_ff: int
@@ -62,27 +84,32 @@ def layer_model(model: ModelSpec) -> ModelSpec:
 
 
 def layer_cost(layer: Layer, model: ModelSpec, shape: Shape) -> dict[str, Cost]:
-    """One layer's cost by component: attention, mlp or moe, and its two norms (shared inside memo.shared()
-    by every model of the same widths)."""
+    """One layer's cost by component: attention, mlp or moe, and its norms (shared inside memo.shared() by
+    every model of the same widths)."""
     width = layer_model(model)
     return dict(memo.cached(("layer", layer, width, shape), lambda: _layer_cost(layer, width, shape)))
 
 
 def _layer_cost(layer: Layer, model: ModelSpec, shape: Shape) -> dict[str, Cost]:
     block_input = shape.seq_len * model.d_model * shape.act_bytes
-    norms = norm(model.norm, model.d_model, shape) * 2
+    structure = STRUCTURES[model.block]
+    norms = norm(model.norm, model.d_model, shape) * structure.norms
+    # A norm saves its input; norms reading the same tensor hold one copy of it.
+    norms = replace(norms, activations=norms.activations - (structure.norms - structure.norm_inputs) * block_input)
+    ffn = "moe" if layer.moe is not None else "mlp"
     attention = ATTENTION_COST[layer.attention.type](layer.attention, model, shape)
     parts = {
         "attention": attention + Cost(activations=attention_extra(layer.attention, model, shape)),
         "norms": replace(norms, act_d_model=norms.activations),
+        ffn: moe_block(layer.moe, model, shape) if layer.moe is not None else mlp(model, layer.d_ff, shape),
     }
-    if layer.moe is not None:
-        parts["moe"] = moe_block(layer.moe, model, shape)
+    # Each block saves its (normed) d_model-wide input once, whatever it computes from it; a shared one is
+    # saved by attention, which runs first, unless attention saves a copy of its own.
+    parts["attention"] = replace(parts["attention"], act_d_model=block_input)
+    if structure.shared_input and layer.attention.type not in COPIES_INPUT:
+        parts[ffn] = replace(parts[ffn], activations=parts[ffn].activations - block_input, act_d_model=0)
     else:
-        parts["mlp"] = mlp(model, layer.d_ff, shape)
-    # Each block saves its (normed) d_model-wide input once, whatever it computes from it.
-    for key in parts.keys() - {"norms"}:
-        parts[key] = replace(parts[key], act_d_model=block_input)
+        parts[ffn] = replace(parts[ffn], act_d_model=block_input)
     if shape.recompute == "full":
         # Checkpointing each layer keeps only its input (Korthikanti et al. 2022, Table 2: 2·sbh per layer) and
         # runs every block's forward again during backward.

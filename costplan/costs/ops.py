@@ -10,7 +10,8 @@ projections, so every attention variant's own pattern (windows, blocks, causal t
 
 Bytes of memory-bound work count each element read and written once at the activation precision (e), the
 fused-kernel reading (an unfused framework moves more; that is the user's framework, not the model):
-- a norm reads its input and writes its output (2·s·d·e); a residual add reads two and writes one (3·s·d·e);
+- a norm reads its input and writes its output (2·s·d·e); a residual add reads two and writes one (3·s·d·e),
+  a parallel layer's reads three (4·s·d·e; layers.STRUCTURES);
 - an activation reads the gate and up projections and writes their product (3·s·f·e; GELU/ReLU 2·s·f·e);
 - rotary embedding reads and writes q and k; a materialised softmax reads and writes its scores;
 - MoE dispatch gathers each routed row and its combine scatters it back (4 · rows · d · e), the router's
@@ -24,7 +25,7 @@ from dataclasses import dataclass
 
 from costplan.costs import STAT_BYTES, Shape, memo
 from costplan.costs.attention import COST as ATTENTION_COST
-from costplan.costs.layers import Layer, layer_model
+from costplan.costs.layers import STRUCTURES, Layer, layer_model
 from costplan.costs.moe import routed_rows
 from costplan.spec import ModelSpec
 
@@ -139,9 +140,11 @@ def mlp_ops(layer: Layer, model: ModelSpec, shape: Shape) -> list[Op]:
 
 
 def norm_ops(model: ModelSpec, shape: Shape) -> list[Op]:
-    """A layer's two norms and two residual adds: d_model wide, whole on every tensor rank."""
+    """A layer's norms and residual adds (as model.block wires them): d_model wide, whole on every tensor rank."""
     wide = shape.seq_len * model.d_model * shape.act_bytes
-    return [Stream("norm", 2 * 2 * wide, split=False), Stream("residual", 2 * 3 * wide, split=False)]
+    structure = STRUCTURES[model.block]
+    return [Stream("norm", structure.norms * 2 * wide, split=False),
+            Stream("residual", structure.residual * wide, split=False)]
 
 
 def layer_ops(layer: Layer, model: ModelSpec, shape: Shape) -> dict[str, list[Op]]:

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 
 from costplan.hf.fields import (
-    Check, Family, Field, deepseek_moe, fixed, gated_mlp, key, llama_bias, mla, no_o_bias, plain_mlp,
-    qwen2_moe, qwen2_moe_attention, qwen_attention, qwen_moe, window,
+    Check, Family, Field, deepseek_moe, falcon_block, falcon_kv_heads, fixed, gated_mlp, key, mla, mla_qkv_bias,
+    plain_mlp, qwen2_moe, qwen2_moe_attention, qwen_attention, qwen_moe, window,
 )
 
 
@@ -29,6 +29,7 @@ def llama_like(label: str, *, mlp_key: str = "intermediate_size", **overrides: F
         "model.tie_embeddings": key("tie_word_embeddings"),
         "model.bias": fixed(False, f"{label}: no biases"),
         "model.qkv_bias": None,          # placeholders keep the spec's field order when a family sets them
+        "model.o_bias": None,
         "model.qk_norm": None,
         "model.attention": fixed(window(None), f"{label}: full causal attention (SDPA: no score matrix stored)"),
         "model.moe": None,
@@ -37,6 +38,15 @@ def llama_like(label: str, *, mlp_key: str = "intermediate_size", **overrides: F
     return {name: f for name, f in fields.items() if f is not None}
 
 
+def attention_bias(label: str) -> dict[str, Field]:
+    """attention_bias on q, k, v and o, and no MLP biases."""
+    return {"model.bias": fixed(False, f"{label}: no MLP biases"), "model.qkv_bias": key("attention_bias"),
+            "model.o_bias": key("attention_bias")}
+
+
+# Llama and Granite: attention_bias on q, k, v and o, mlp_bias on the MLP.
+LLAMA_BIASES = {"model.bias": key("mlp_bias"), "model.qkv_bias": key("attention_bias"),
+                "model.o_bias": key("attention_bias")}
 LLAMA_DEFAULTS = {"vocab_size": 32000, "hidden_size": 4096, "intermediate_size": 11008, "num_hidden_layers": 32,
                   "num_attention_heads": 32, "num_key_value_heads": None, "head_dim": None, "hidden_act": "silu",
                   "max_position_embeddings": 2048, "tie_word_embeddings": False}
@@ -46,8 +56,9 @@ MOE_IGNORED = frozenset({"norm_topk_prob", "router_aux_loss_coef", "output_route
 
 DEEPSEEK_FIELDS = {
     "model.head_dim": None, "model.n_kv_heads": None,
-    "model.bias": key("attention_bias", no_o_bias("attention_bias")),
-    "model.qkv_bias": key("attention_bias"),
+    "model.bias": fixed(False, "deepseek: no MLP or expert biases"),
+    "model.qkv_bias": Field(("attention_bias", "q_lora_rank"), mla_qkv_bias),
+    "model.o_bias": key("attention_bias"),
     "model.attention": Field(("kv_lora_rank", "q_lora_rank", "qk_nope_head_dim", "qk_rope_head_dim", "v_head_dim"),
                              mla),
     "model.moe": Field(("n_routed_experts", "num_experts_per_tok", "moe_intermediate_size", "n_shared_experts",
@@ -67,8 +78,7 @@ DEEPSEEK_IGNORED = MOE_IGNORED | {"num_key_value_heads", "head_dim", "qk_head_di
 FAMILIES: dict[str, Family] = {
     "llama": Family("LlamaForCausalLM", llama_like(
         "llama",
-        **{"model.bias": Field(("attention_bias", "mlp_bias"), llama_bias),
-           "model.qkv_bias": key("attention_bias")}),
+        **LLAMA_BIASES),
         {**LLAMA_DEFAULTS, "attention_bias": False, "mlp_bias": False}),
     "mistral": Family("MistralForCausalLM", llama_like(
         "mistral", **{"model.attention": key("sliding_window", window)}),
@@ -88,8 +98,7 @@ FAMILIES: dict[str, Family] = {
          "max_position_embeddings": 32768, "use_sliding_window": False, "sliding_window": 4096,
          "max_window_layers": 28, "layer_types": None}),
     "qwen3": Family("Qwen3ForCausalLM", llama_like(
-        "qwen3", **{"model.bias": key("attention_bias", no_o_bias("attention_bias")),
-                    "model.qkv_bias": key("attention_bias"),
+        "qwen3", **{**attention_bias("qwen3"),
                     "model.qk_norm": fixed("head", "qwen3: RMSNorm over head_dim on each query and key head"),
                     "model.attention": Field(QWEN_WINDOW_KEYS, qwen_attention, QWEN_WINDOW_NOTE)}),
         {**LLAMA_DEFAULTS, "vocab_size": 151936, "intermediate_size": 22016, "num_key_value_heads": 32,
@@ -109,8 +118,7 @@ FAMILIES: dict[str, Family] = {
          "mlp_only_layers": None, "qkv_bias": True},
         ignored=MOE_IGNORED),
     "qwen3_moe": Family("Qwen3MoeForCausalLM", llama_like(
-        "qwen3_moe", **{"model.bias": key("attention_bias", no_o_bias("attention_bias")),
-                        "model.qkv_bias": key("attention_bias"),
+        "qwen3_moe", **{**attention_bias("qwen3_moe"),
                         "model.qk_norm": fixed("head", "qwen3_moe: RMSNorm over head_dim on each query and key "
                                                        "head"),
                         # every layer takes sliding_window when use_sliding_window is set
@@ -128,8 +136,7 @@ FAMILIES: dict[str, Family] = {
         ignored=MOE_IGNORED | {"max_window_layers"}),
     "olmoe": Family("OlmoeForCausalLM", llama_like(
         "olmoe", **{"model.head_dim": None,
-                    "model.bias": key("attention_bias", no_o_bias("attention_bias")),
-                    "model.qkv_bias": key("attention_bias"),
+                    **attention_bias("olmoe"),
                     "model.qk_norm": fixed("full", "olmoe: RMSNorm over the whole query and key widths"),
                     "model.moe": Field(("num_experts", "num_experts_per_tok", "intermediate_size"),
                                        lambda n, k, f: {"n_experts": n, "top_k": k, "d_ff_expert": f})}),
@@ -148,7 +155,7 @@ FAMILIES: dict[str, Family] = {
          "first_k_dense_replace": 0, "moe_layer_freq": 1},
         checks=DEEPSEEK_CHECKS + (
             Check(("mlp_bias",), lambda v: not v, "biases on the dense and shared MLPs but not on the routed "
-                                                  "experts or the attention output are not modelled"),),
+                                                  "experts are not modelled"),),
         ignored=DEEPSEEK_IGNORED),
     "deepseek_v3": Family("DeepseekV3ForCausalLM", llama_like("deepseek_v3", **DEEPSEEK_FIELDS),
         {**{k: v for k, v in LLAMA_DEFAULTS.items() if k != "head_dim"}, "vocab_size": 129280, "hidden_size": 7168,
@@ -160,8 +167,7 @@ FAMILIES: dict[str, Family] = {
          "first_k_dense_replace": 3, "moe_layer_freq": 1},
         checks=DEEPSEEK_CHECKS, ignored=DEEPSEEK_IGNORED),
     "gemma": Family("GemmaForCausalLM", llama_like(
-        "gemma", **{"model.bias": key("attention_bias", no_o_bias("attention_bias")),
-                    "model.qkv_bias": key("attention_bias")}),
+        "gemma", **attention_bias("gemma")),
         # Gemma's RMSNorm scales by (1 + weight): one weight per feature all the same; the embedding is
         # multiplied by sqrt(hidden_size), elementwise.
         {**LLAMA_DEFAULTS, "vocab_size": 256000, "hidden_size": 3072, "intermediate_size": 24576,
@@ -195,8 +201,7 @@ FAMILIES: dict[str, Family] = {
                 Check(("mlp_type",), lambda v: v == "default", "only the default MLP is built by the class")),
         ignored=frozenset({"residual_dropout", "embedding_dropout"})),
     "granite": Family("GraniteForCausalLM", llama_like(
-        "granite", **{"model.bias": Field(("attention_bias", "mlp_bias"), llama_bias),
-                      "model.qkv_bias": key("attention_bias")}),
+        "granite", **LLAMA_BIASES),
         {**LLAMA_DEFAULTS, "attention_bias": False, "mlp_bias": False},
         # Granite's scalings of the embedding, the residual branches, the attention scores and the logits are
         # elementwise multiplications
@@ -253,16 +258,105 @@ FAMILIES: dict[str, Family] = {
             Check(("layer_norm_elementwise_affine",), lambda v: v, "norms without weights are not modelled"),
             Check(("layerdrop",), lambda v: not v, "skipping layers at random in training is not modelled"),
         )),
+    # GPT-J, GPT-NeoX, Falcon and Phi rotate only part of each head (rotary_dim, rotary_pct,
+    # partial_rotary_factor): no parameters and no matmuls either way, so nothing here reads those keys.
+    "gptj": Family("GPTJForCausalLM", {
+        "model.vocab_size": key("vocab_size"),
+        "model.d_model": key("n_embd"),
+        "model.n_layers": key("n_layer"),
+        "model.n_heads": key("n_head"),
+        "model.d_ff": key("n_inner"),    # None: 4 × n_embd, the spec's default too
+        "model.max_seq_len": key("n_positions"),
+        "model.mlp": key("activation_function", plain_mlp("activation_function")),
+        "model.norm": fixed("layernorm", "gptj: LayerNorm with weight and bias"),
+        "model.block": fixed("parallel_shared_norm", "gptj: attention and MLP in parallel from one LayerNorm"),
+        "model.position": fixed("rope", "gptj: rotary embeddings on the first rotary_dim features of each head"),
+        "model.tie_embeddings": key("tie_word_embeddings"),
+        "model.bias": fixed(True, "gptj: biases in the MLP"),
+        "model.qkv_bias": fixed(False, "gptj: no biases on q, k, v"),
+        "model.o_bias": fixed(False, "gptj: no bias on the output projection"),
+        "model.head_bias": fixed(True, "gptj: the LM head has a bias"),
+        "model.attention": fixed(window(None), "gptj: full causal attention (SDPA: no score matrix stored)"),
+    }, {"vocab_size": 50400, "n_embd": 4096, "n_layer": 28, "n_head": 16, "n_inner": None, "n_positions": 2048,
+        "activation_function": "gelu_new", "tie_word_embeddings": False},
+        # released GPT-J files carry GPT-2's keys, which the class reads nothing of: `rotary` (always on),
+        # scale_attn_weights, the double-heads classifier's summary_*, gradient_checkpointing
+        ignored=frozenset({"rotary_dim", "rotary", "scale_attn_weights", "gradient_checkpointing", "summary_type",
+                           "summary_use_proj", "summary_activation", "summary_proj_to_labels",
+                           "summary_first_dropout"})),
+    "gpt_neox": Family("GPTNeoXForCausalLM", {
+        "model.vocab_size": key("vocab_size"),
+        "model.d_model": key("hidden_size"),
+        "model.n_layers": key("num_hidden_layers"),
+        "model.n_heads": key("num_attention_heads"),
+        "model.d_ff": key("intermediate_size"),
+        "model.max_seq_len": key("max_position_embeddings"),
+        "model.mlp": key("hidden_act", plain_mlp("hidden_act")),
+        "model.norm": fixed("layernorm", "gpt_neox: LayerNorm with weight and bias"),
+        "model.block": key("use_parallel_residual", lambda parallel: "parallel" if parallel else "sequential"),
+        "model.position": fixed("rope", "gpt_neox: rotary embeddings on rotary_pct of each head"),
+        "model.tie_embeddings": key("tie_word_embeddings"),
+        "model.bias": fixed(True, "gpt_neox: biases in the MLP"),
+        "model.qkv_bias": key("attention_bias"),
+        "model.o_bias": key("attention_bias"),
+        "model.attention": fixed(window(None), "gpt_neox: full causal attention (SDPA: no score matrix stored)"),
+    }, {"vocab_size": 50432, "hidden_size": 6144, "num_hidden_layers": 44, "num_attention_heads": 64,
+        "intermediate_size": 24576, "hidden_act": "gelu", "max_position_embeddings": 2048,
+        "tie_word_embeddings": False, "use_parallel_residual": True, "attention_bias": True},
+        # rotary_emb_base is RoPE's frequency base under its old name
+        ignored=frozenset({"rotary_pct", "rotary_emb_base"})),
+    "falcon": Family("FalconForCausalLM", {
+        "model.vocab_size": key("vocab_size"),
+        "model.d_model": key("hidden_size"),
+        "model.n_layers": key("num_hidden_layers"),
+        "model.n_heads": key("num_attention_heads"),
+        "model.n_kv_heads": Field(("new_decoder_architecture", "multi_query", "num_kv_heads", "num_attention_heads"),
+                                  falcon_kv_heads),
+        "model.d_ff": key("ffn_hidden_size"),     # None: 4 × hidden_size, the spec's default too
+        "model.max_seq_len": key("max_position_embeddings"),
+        "model.mlp": key("activation", plain_mlp("activation")),
+        "model.norm": fixed("layernorm", "falcon: LayerNorm with weight and bias"),
+        "model.block": Field(("new_decoder_architecture", "parallel_attn", "num_ln_in_parallel_attn"),
+                             falcon_block),
+        "model.position": key("alibi", lambda alibi: "alibi" if alibi else "rope"),
+        "model.tie_embeddings": key("tie_word_embeddings"),
+        "model.bias": key("bias"),
+        "model.attention": fixed(window(None), "falcon: full causal attention"),
+    }, {"vocab_size": 65024, "hidden_size": 4544, "num_hidden_layers": 32, "num_attention_heads": 71,
+        "num_kv_heads": None, "ffn_hidden_size": None, "max_position_embeddings": 2048, "activation": "gelu",
+        "tie_word_embeddings": True, "new_decoder_architecture": False, "multi_query": True, "parallel_attn": True,
+        "num_ln_in_parallel_attn": None, "alibi": False, "bias": False},
+        # released Falcon files carry a key of the original code that the class reads nothing of: the
+        # residual is the layer input either way
+        ignored=frozenset({"apply_residual_connection_post_layernorm"})),
+    "phi": Family("PhiForCausalLM", {
+        "model.vocab_size": key("vocab_size"),
+        "model.d_model": key("hidden_size"),
+        "model.n_layers": key("num_hidden_layers"),
+        "model.n_heads": key("num_attention_heads"),
+        "model.n_kv_heads": key("num_key_value_heads"),
+        "model.d_ff": key("intermediate_size"),
+        "model.max_seq_len": key("max_position_embeddings"),
+        "model.mlp": key("hidden_act", plain_mlp("hidden_act")),
+        "model.norm": fixed("layernorm", "phi: LayerNorm with weight and bias"),
+        "model.block": fixed("parallel_shared_norm", "phi: attention and MLP in parallel from one LayerNorm"),
+        "model.position": fixed("rope", "phi: rotary embeddings on partial_rotary_factor of each head"),
+        "model.tie_embeddings": key("tie_word_embeddings"),
+        "model.bias": fixed(True, "phi: biases on every projection"),
+        "model.head_bias": fixed(True, "phi: the LM head has a bias"),
+        # LayerNorms of hidden_size / num_attention_heads (head_dim: phi reads no head_dim key) on each head
+        "model.qk_norm": key("qk_layernorm", lambda on: "head" if on else "none"),
+        "model.attention": fixed(window(None), "phi: full causal attention (SDPA: no score matrix stored)"),
+    }, {"vocab_size": 51200, "hidden_size": 2048, "intermediate_size": 8192, "num_hidden_layers": 24,
+        "num_attention_heads": 32, "num_key_value_heads": None, "hidden_act": "gelu_new",
+        "max_position_embeddings": 2048, "tie_word_embeddings": False, "qk_layernorm": False}),
 }
+
 
 # Model types costplan knows it cannot state exactly, with the reason, so the error says more than "no".
 UNSUPPORTED = {
     "olmo": "its LayerNorms have no weight or bias, which a spec cannot state",
     "olmo2": "its norms follow the attention and MLP blocks (post-norm); not modelled yet",
-    "phi": "parallel attention and MLP blocks sharing one norm, and an LM-head bias, are not modelled yet",
-    "gptj": "parallel attention and MLP blocks sharing one norm, and an LM-head bias, are not modelled yet",
-    "gpt_neox": "parallel attention and MLP blocks (use_parallel_residual) are not modelled yet",
-    "falcon": "parallel attention and MLP blocks are not modelled yet",
     "gemma2": "per-layer sliding-window patterns, logit soft-capping and four norms per layer are not "
               "modelled yet",
     "gemma3_text": "per-layer sliding-window patterns and four norms per layer are not modelled yet",

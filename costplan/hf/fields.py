@@ -118,22 +118,44 @@ def plain_mlp(name: str) -> Callable[[str], str]:
     return compute
 
 
-def no_o_bias(key_name: str) -> Callable[[bool], bool]:
-    def compute(attention_bias: bool) -> bool:
-        """Biases on q, k, v and o but not in the MLP: a spec's `bias` covers W_o and the MLP together."""
-        if attention_bias:
-            raise Unsupported(key_name, "true puts a bias on the output projection but none in the MLP; a spec's "
-                                        "`bias` covers both")
-        return False
-    return compute
-
-
-def llama_bias(attention_bias: bool, mlp_bias: bool) -> bool:
-    if attention_bias != mlp_bias:
-        raise Unsupported("attention_bias" if attention_bias else "mlp_bias",
-                          f"attention_bias {attention_bias} with mlp_bias {mlp_bias}: a spec's `bias` covers the "
-                          "output projection and the MLP together")
+def mla_qkv_bias(attention_bias: bool, q_lora_rank: int | None) -> bool:
+    """DeepSeek's MLA puts attention_bias on the down projections (and W_O) but builds a direct query projection
+    (no q_lora_rank) without one; a spec's qkv_bias covers the query and key/value projections together."""
+    if attention_bias and q_lora_rank is None:
+        raise Unsupported("attention_bias", "true without q_lora_rank biases the key/value down projection but "
+                                            "not the query projection; a spec's `qkv_bias` covers both")
     return attention_bias
+
+
+def falcon_kv_heads(new_architecture: bool, multi_query: bool, kv_heads: int | None, heads: int) -> int:
+    """Falcon's K/V heads: num_kv_heads in the new (40B) decoder, one under multi_query, else one per head."""
+    if new_architecture:
+        return heads if kv_heads is None else kv_heads
+    if multi_query:
+        return 1
+    if kv_heads not in (None, heads):
+        raise Unsupported("num_kv_heads", f"{kv_heads} without new_decoder_architecture or multi_query: the class "
+                                          "projects a key and a value per head, then reshapes them to "
+                                          "num_kv_heads heads")
+    return heads
+
+
+def falcon_block(new_architecture: bool, parallel_attn: bool, norms: int | None) -> str:
+    """Falcon's layer: attention and MLP in parallel with num_ln_in_parallel_attn norms (default 2 in the new
+    decoder, 1 in the old), or in sequence without parallel_attn (old decoder only). Other combinations build
+    norms the forward does not call, or call norms not built."""
+    if not parallel_attn:
+        if new_architecture:
+            raise Unsupported("parallel_attn", "false with new_decoder_architecture: the class builds norms its "
+                                               "forward does not use")
+        return "sequential"
+    norms = norms if norms is not None else (2 if new_architecture else 1)
+    if norms == 2 and new_architecture:
+        return "parallel"
+    if norms == 1 or (norms != 2 and not new_architecture):
+        return "parallel_shared_norm"
+    raise Unsupported("num_ln_in_parallel_attn", f"{norms}: the class's forward does not use the norms it builds "
+                                                 "(1 or 2 with new_decoder_architecture, not 2 without)")
 
 
 def window(sliding_window: int | None) -> dict[str, Any]:

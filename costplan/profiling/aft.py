@@ -55,7 +55,7 @@ class AFT(nn.Module):
         self.q = nn.Linear(d, width, bias=model.qkv_bias, **factory)
         self.k = nn.Linear(d, width, bias=model.qkv_bias, **factory)
         self.v = nn.Linear(d, width, bias=model.qkv_bias, **factory)
-        self.o = nn.Linear(width, d, bias=model.bias, **factory)
+        self.o = nn.Linear(width, d, bias=model.o_bias, **factory)
         if self.kind in ("aft_full", "aft_local"):
             self.w = nn.Parameter(torch.zeros(model.max_seq_len, model.max_seq_len, **factory))
         if self.kind == "aft_local":

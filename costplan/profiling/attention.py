@@ -109,7 +109,7 @@ class Attention(nn.Module):
         self.q = nn.Linear(d, heads * d_head, bias=model.qkv_bias, **factory)
         self.k = nn.Linear(d, kv_heads * d_head, bias=model.qkv_bias, **factory)
         self.v = nn.Linear(d, kv_heads * d_head, bias=model.qkv_bias, **factory)
-        self.o = nn.Linear(heads * d_head, d, bias=model.bias, **factory)
+        self.o = nn.Linear(heads * d_head, d, bias=model.o_bias, **factory)
         self.qk_norm = model.qk_norm
         if model.qk_norm == "head":
             self.q_norm, self.k_norm = norm(model.norm, d_head, **factory), norm(model.norm, d_head, **factory)

@@ -4,7 +4,7 @@
     [c_kv, k_rope] = x·W_DKV; [k_nope, v] = norm(c_kv)·W_UKV
     q = [q_nope, RoPE(q_rope)], k = [k_nope, RoPE(k_rope) shared by every head]; o = softmax(q·kᵀ)·v → W_O
 
-Down projections take qkv_bias, up projections none, W_O takes bias (DeepSeek's reference code). The core is a
+Down projections take qkv_bias, up projections none, W_O takes o_bias (DeepSeek's reference code). The core is a
 flash-style kernel over the whole causal square (blocks.BlockAttention, query tiles against all keys): torch's CPU flash
 kernel needs equal q/k and v head sizes, which MLA does not have (192 vs 128 in V3), and would fall back to
 the materialising math path.
@@ -38,7 +38,7 @@ class LatentAttentionModule(nn.Module):
         self.kv_down = nn.Linear(d, a.kv_lora_rank + a.qk_rope_head_dim, bias=model.qkv_bias, **factory)
         self.kv_norm = norm(model.norm, a.kv_lora_rank, **factory)
         self.kv_up = nn.Linear(a.kv_lora_rank, heads * (a.qk_nope_head_dim + a.v_head_dim), bias=False, **factory)
-        self.o = nn.Linear(heads * a.v_head_dim, d, bias=model.bias, **factory)
+        self.o = nn.Linear(heads * a.v_head_dim, d, bias=model.o_bias, **factory)
         # Every (query, key) pair, as a FLOP counter counts a causal flash kernel, in query tiles.
         self.parts = [Part(slice(0, heads), query_tiles(seq_len, slice(0, seq_len)))]
         self.scale = 1.0 / math.sqrt(d_qk)

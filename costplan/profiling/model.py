@@ -4,12 +4,12 @@ Its submodule names carry the analytic breakdown's component keys (costplan.cost
 parameter, a FLOP or a saved tensor is attributed by the first key in its module path:
 
     embedding.token, embedding.position            → embedding
-    layers.{i}.norms.attention, layers.{i}.norms.mlp → norms      (pre-norm layer: norm → block → residual)
+    layers.{i}.norms.{attention,mlp,attention_out,mlp_out,shared} → norms  (BLOCK_NORMS, by model.block)
     layers.{i}.attention.{q,k,v,o,q_norm,k_norm}    → attention
     layers.{i}.mlp.{gate,up,down}                   → mlp
     layers.{i}.moe.{router,experts.{j},shared,shared_gate} → moe  (in MoE layers, instead of mlp)
     norms.embedding, norms.final                    → norms
-    head                                            → head        (a tied head has no parameters of its own)
+    head.proj, head.bias                            → head        (a tied head has no matrix of its own)
 
 Constants (position ids, rotary tables, masks, ALiBi biases) are non-persistent buffers, so autograd saves
 views of them rather than fresh tensors, and they are not parameters.
@@ -71,28 +71,41 @@ class Embedding(nn.Module):
 
 
 class Head(nn.Module):
-    """logits = x·Wᵀ. A tied head multiplies by the token embedding, which it does not own."""
+    """logits = x·Wᵀ (+ b). A tied head multiplies by the token embedding, which it does not own; its bias, if
+    any, is its own either way."""
 
     def __init__(self, model: ModelSpec, tied_to: nn.Embedding | None, **factory):
         super().__init__()
         self.proj = None if tied_to is not None else nn.Linear(model.d_model, model.vocab_size, bias=False,
                                                                **factory)
+        self.bias = nn.Parameter(torch.zeros(model.vocab_size, **factory)) if model.head_bias else None
         # Kept outside the module tree so the tied matrix is listed (and counted) once, under `embedding`.
         self.__dict__["tied_to"] = tied_to
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         weight = self.tied_to.weight if self.proj is None else self.proj.weight
-        return nn.functional.linear(x, weight)
+        return nn.functional.linear(x, weight, self.bias)
+
+
+# The norms of each block structure (model.block), by name: the norm before each block ("attention", "mlp"),
+# after it ("attention_out", "mlp_out"), or one before both ("shared").
+BLOCK_NORMS = {
+    "sequential": ("attention", "mlp"),
+    "sandwich": ("attention", "attention_out", "mlp", "mlp_out"),
+    "parallel": ("attention", "mlp"),
+    "parallel_shared_norm": ("shared",),
+}
 
 
 class Block(nn.Module):
-    """One pre-norm transformer layer: x + attention(norm(x)), then x + mlp(norm(x))."""
+    """One pre-norm transformer layer, wired as model.block says (spec.ModelSpec)."""
 
     def __init__(self, layer: Layer, spec: Spec, core: str | None, slopes, **factory):  # noqa: ANN001
         super().__init__()
         model = spec.model
-        self.norms = nn.ModuleDict({"attention": norm(model.norm, model.d_model, **factory),
-                                    "mlp": norm(model.norm, model.d_model, **factory)})
+        self.kind = model.block
+        self.norms = nn.ModuleDict({name: norm(model.norm, model.d_model, **factory)
+                                    for name in BLOCK_NORMS[model.block]})
         build, _ = ATTENTION_MODULES[layer.attention.type]
         self.attention = build(layer, spec, core, slopes, factory)
         if layer.moe is not None:
@@ -101,9 +114,18 @@ class Block(nn.Module):
             self.mlp = MLP(model.mlp, model.d_model, layer.d_ff, model.bias, **factory)
 
     def forward(self, x: torch.Tensor, pos: Positions, cache=None) -> torch.Tensor:  # noqa: ANN001
-        x = x + self.attention(self.norms["attention"](x), pos, cache)
         block = self.moe if hasattr(self, "moe") else self.mlp
-        return x + block(self.norms["mlp"](x))
+        n = self.norms
+        if self.kind == "parallel_shared_norm":
+            h = n["shared"](x)
+            return x + self.attention(h, pos, cache) + block(h)
+        if self.kind == "parallel":
+            return x + self.attention(n["attention"](x), pos, cache) + block(n["mlp"](x))
+        if self.kind == "sandwich":
+            x = x + n["attention_out"](self.attention(n["attention"](x), pos, cache))
+            return x + n["mlp_out"](block(n["mlp"](x)))
+        x = x + self.attention(n["attention"](x), pos, cache)
+        return x + block(n["mlp"](x))
 
 
 def _softmax(layer: Layer, spec: Spec, core: str | None, slopes, factory: dict) -> nn.Module:  # noqa: ANN001

@@ -14,3 +14,7 @@ COST = {
     "mla": mla.cost,
     **aft.COST,
 }
+# Attention types whose projections read a copy of the block input (AFT's sequence-major layout,
+# profiling/aft.py) rather than the normed tensor itself: a normed tensor that the MLP reads too
+# (parallel_shared_norm) is then saved once by each.
+COPIES_INPUT = frozenset(aft.COST)

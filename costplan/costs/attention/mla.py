@@ -6,7 +6,7 @@ d_c' = q_lora_rank):
   [c_kv, k_rope] = x·W_DKV (d → d_c + r); c_kv normed; [k_nope, v] = c_kv·W_UKV (d_c → H·(n + v))
   k = [k_nope, RoPE(k_rope) shared by all heads]; out = softmax(q·kᵀ)·v (H·v) → W_O (H·v → d).
 Biases follow DeepSeek's reference code: the down projections take qkv_bias, the up projections none, W_O
-takes bias. The norms are the model's norm kind. Only c_kv and k_rope are cached: (d_c + r) elements per token
+takes o_bias. The norms are the model's norm kind. Only c_kv and k_rope are cached: (d_c + r) elements per token
 (V2 §2.1.3). The core runs in a FlashAttention-style kernel (DeepSeek's own kernels are), so it stores no
 probabilities and skips masked tiles.
 """
@@ -34,7 +34,7 @@ def cost(attention: LatentAttention, model: ModelSpec, shape: Shape) -> Cost:
         + norm_weights(model.norm, a.kv_lora_rank)
         + linear(s, a.kv_lora_rank, heads * (a.qk_nope_head_dim + a.v_head_dim))  # [k_nope, v] = c_kv·W_UKV
     )
-    output = linear(s, heads * a.v_head_dim, d, model.bias)
+    output = linear(s, heads * a.v_head_dim, d, model.o_bias)
     saved = s * e * (
         d                                                  # x, shared by the two down projections
         + latent                                           # W_DKV's output: the c_kv norm reads a slice of it

@@ -13,11 +13,11 @@ from costplan.spec import ModelSpec
 
 
 def projections(model: ModelSpec, shape: Shape) -> Cost:
-    """W_q, W_k, W_v (bias: qkv_bias) and W_o (bias: bias)."""
+    """W_q, W_k, W_v (bias: qkv_bias) and W_o (bias: o_bias)."""
     s, d = shape.seq_len, model.d_model
     return (linear(s, d, model.q_width, model.qkv_bias)          # q = x·W_q
             + linear(s, d, model.kv_width, model.qkv_bias) * 2  # k = x·W_k, v = x·W_v
-            + linear(s, model.q_width, d, model.bias))          # out = o·W_o
+            + linear(s, model.q_width, d, model.o_bias))        # out = o·W_o
 
 
 def qk_norms(model: ModelSpec, shape: Shape) -> Cost:

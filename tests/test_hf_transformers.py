@@ -80,6 +80,7 @@ def test_defaults_are_the_configuration_class_defaults(model_type):
 
 
 UNDECLARED = {
+    "sliding_window_pattern": 6,   # Gemma 3: read from the file's keys in __post_init__ when layer_types is absent
     "head_dim": None,          # read with getattr(config, "head_dim", hidden_size // num_attention_heads)
     "moe_layer_freq": 1,       # DeepSeek's own modelling code; its released files all say 1
     "attention_bias": False,   # carried by released Phi-3 files; the class builds no biases
@@ -130,6 +131,11 @@ def test_variants_match_transformers(name, changes, tmp_path):
     ("qwen2", {"layer_types": ["sliding_attention", "full_attention", "sliding_attention"],
                "use_sliding_window": True, "sliding_window": 16, "num_hidden_layers": 3}),
     ("qwen2_moe", {"use_sliding_window": True, "max_window_layers": 4, "sliding_window": 8}),
+    ("gemma2", {}),                                            # every second layer global
+    ("gemma3_text", {}),                                       # every sixth, over 7 layers
+    ("gemma3_text", {"sliding_window_pattern": 2, "num_hidden_layers": 5}),
+    ("gemma3_text", {"layer_types": ["full_attention", "sliding_attention", "sliding_attention"],
+                     "num_hidden_layers": 3}),
 ])
 def test_layer_patterns_match_transformers(name, changes, tmp_path):
     data = {**json.loads((HF / "tiny" / f"{name}.json").read_text()), **changes}

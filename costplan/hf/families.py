@@ -5,8 +5,8 @@ from __future__ import annotations
 
 
 from costplan.hf.fields import (
-    Check, Family, Field, deepseek_moe, falcon_block, falcon_kv_heads, fixed, gated_mlp, key, mla, mla_qkv_bias,
-    plain_mlp, qwen2_moe, qwen2_moe_attention, qwen_attention, qwen_moe, window,
+    Check, Family, Field, deepseek_moe, every_nth_global, falcon_block, falcon_kv_heads, fixed, gated_mlp, key, mla,
+    mla_qkv_bias, plain_mlp, qwen2_moe, qwen2_moe_attention, qwen_attention, qwen_moe, window,
 )
 
 
@@ -74,6 +74,20 @@ DEEPSEEK_CHECKS = (
 DEEPSEEK_IGNORED = MOE_IGNORED | {"num_key_value_heads", "head_dim", "qk_head_dim", "routed_scaling_factor",
                                   "n_group", "topk_group", "topk_method", "scoring_func", "aux_loss_alpha",
                                   "seq_aux", "ep_size", "num_nextn_predict_layers"}
+
+# Gemma 2 / 3: RMSNorms scaling by (1 + weight), an embedding multiplied by sqrt(hidden_size), and scores
+# scaled by query_pre_attn_scalar and soft-capped as c·tanh(x / c) (attention and final logits): elementwise, no
+# parameters and no matmul FLOPs. Released files also carry hidden_act, which the classes do not read.
+GEMMA2_DEFAULTS = {**{k: v for k, v in LLAMA_DEFAULTS.items() if k != "hidden_act"}, "vocab_size": 256000, "hidden_size": 2304, "intermediate_size": 9216,
+                   "num_hidden_layers": 26, "num_attention_heads": 8, "num_key_value_heads": 4, "head_dim": 256,
+                   "hidden_activation": "gelu_pytorch_tanh", "max_position_embeddings": 8192,
+                   "tie_word_embeddings": True, "attention_bias": False, "query_pre_attn_scalar": 256,
+                   "sliding_window": 4096, "layer_types": None, "final_logit_softcapping": 30.0,
+                   "attn_logit_softcapping": 50.0, "use_bidirectional_attention": None}
+GEMMA_CHECKS = (Check(("use_bidirectional_attention",), lambda v: not v,
+                      "bidirectional attention (an encoder) is not modelled"),)
+GEMMA_IGNORED = frozenset({"query_pre_attn_scalar", "final_logit_softcapping", "attn_logit_softcapping",
+                           "hidden_act"})
 
 FAMILIES: dict[str, Family] = {
     "llama": Family("LlamaForCausalLM", llama_like(
@@ -178,6 +192,25 @@ FAMILIES: dict[str, Family] = {
                       "bidirectional attention (an encoder) is not modelled"),),
         # the activation of older files, read by nothing in the class (hidden_act is)
         ignored=frozenset({"hidden_activation"})),
+    "gemma2": Family("Gemma2ForCausalLM", llama_like(
+        "gemma2", **attention_bias("gemma2"),
+        **{"model.mlp": key("hidden_activation", gated_mlp),
+           "model.attention": Field(("layer_types", "sliding_window", "num_hidden_layers"), every_nth_global(2),
+                                    "from layer_types (default: every second layer global), sliding_window"),
+           "model.block": fixed("sandwich", "gemma2: norms before and after attention and the MLP")}),
+        GEMMA2_DEFAULTS, checks=GEMMA_CHECKS, ignored=GEMMA_IGNORED),
+    "gemma3_text": Family("Gemma3ForCausalLM", llama_like(
+        "gemma3_text", **attention_bias("gemma3_text"),
+        **{"model.mlp": key("hidden_activation", gated_mlp),
+           "model.qk_norm": fixed("head", "gemma3_text: RMSNorm over head_dim on each query and key head"),
+           "model.attention": Field(("layer_types", "sliding_window", "num_hidden_layers", "sliding_window_pattern"),
+                                    every_nth_global(), "from layer_types (default: every sliding_window_pattern-th "
+                                                        "layer global), sliding_window"),
+           "model.block": fixed("sandwich", "gemma3_text: norms before and after attention and the MLP")}),
+        {**GEMMA2_DEFAULTS, "vocab_size": 262_208, "max_position_embeddings": 131_072,
+         "final_logit_softcapping": None, "attn_logit_softcapping": None, "use_bidirectional_attention": False,
+         "sliding_window_pattern": 6},
+        checks=GEMMA_CHECKS, ignored=GEMMA_IGNORED | {"rope_local_base_freq"}),
     "phi3": Family("Phi3ForCausalLM", llama_like(
         "phi3", **{"model.head_dim": None, "model.attention": key("sliding_window", window)}),
         {**LLAMA_DEFAULTS, "vocab_size": 32064, "hidden_size": 3072, "intermediate_size": 8192,
@@ -357,8 +390,5 @@ FAMILIES: dict[str, Family] = {
 UNSUPPORTED = {
     "olmo": "its LayerNorms have no weight or bias, which a spec cannot state",
     "olmo2": "its norms follow the attention and MLP blocks (post-norm); not modelled yet",
-    "gemma2": "per-layer sliding-window patterns, logit soft-capping and four norms per layer are not "
-              "modelled yet",
-    "gemma3_text": "per-layer sliding-window patterns and four norms per layer are not modelled yet",
     "gpt_oss": "alternating sliding-window layers, attention sinks and a biased router are not modelled yet",
 }

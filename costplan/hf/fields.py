@@ -184,6 +184,17 @@ def layer_pattern(types: list[str], sliding_window: int | None, key_name: str) -
     return pattern[0] if period == 1 else [a["type"] if len(a) == 1 else a for a in pattern]
 
 
+def every_nth_global(every: int | None = None) -> Callable[..., Any]:
+    def compute(layer_types: list | None, sliding_window: int | None, n_layers: int, pattern: int = 0) -> Any:
+        """Gemma 2 / 3: without layer_types, every `every`-th layer (Gemma 3: sliding_window_pattern) is global
+        and the others windowed (the configuration classes' __post_init__)."""
+        if layer_types is None:
+            n = every or pattern
+            layer_types = ["sliding_attention" if (i + 1) % n else "full_attention" for i in range(n_layers)]
+        return layer_pattern(layer_types, sliding_window, "layer_types")
+    return compute
+
+
 def qwen_attention(use: bool, sliding_window: int | None, max_window_layers: int, layer_types: list | None,
                    n_layers: int) -> dict[str, Any]:
     """Qwen2/Qwen3: with use_sliding_window, layers from max_window_layers on are windowed (the config's

@@ -34,6 +34,7 @@ class MoESpec(Section):
     first_dense_layers: Amount = 0
     every: Count = 1                     # after the dense layers, every n-th layer is MoE (Switch: 2)
     capacity_factor: Positive | None = None  # expert buffers of capacity_factor × tokens × top_k / n_experts
+    router_bias: Flag = False            # a bias of n_experts on the router's logits (gpt-oss)
 
     @model_validator(mode="after")
     def _check(self) -> MoESpec:
@@ -64,7 +65,7 @@ class ModelSpec(Section):
     max_seq_len: Width
     # A field left out takes GPT-2's choice (Radford et al. 2019), so a minimal spec is Kaplan's standard shape.
     mlp: Literal["gelu", "relu", "swiglu", "geglu"] = "gelu"
-    norm: Literal["layernorm", "rmsnorm"] = "layernorm"
+    norm: Literal["layernorm", "rmsnorm", "nonparametric_layernorm"] = "layernorm"  # the last: no weight, bias
     position: Literal["rope", "learned", "alibi", "none"] = "learned"
     tie_embeddings: Flag = True
     bias: Flag = True

@@ -41,7 +41,7 @@ def moes(draw):
     shared = draw(st.integers(0, 2))
     return {"n_experts": n_experts, "top_k": draw(st.integers(1, n_experts)), "n_shared_experts": shared,
             "shared_expert_gate": shared > 0 and draw(st.booleans()), "every": draw(st.integers(1, 3)),
-            "d_ff_expert": draw(st.integers(1, 128)),
+            "d_ff_expert": draw(st.integers(1, 128)), "router_bias": draw(st.booleans()),
             "capacity_factor": draw(st.one_of(st.none(), st.sampled_from([0.5, 1.0, 1.25, 2.0])))}
 
 
@@ -68,7 +68,7 @@ def models(draw, attention_types=None):
         "d_ff": draw(st.integers(1, 512)),
         "max_seq_len": max_seq_len,
         "mlp": draw(st.sampled_from(["gelu", "relu", "swiglu", "geglu"])),
-        "norm": draw(st.sampled_from(["layernorm", "rmsnorm"])),
+        "norm": draw(st.sampled_from(["layernorm", "rmsnorm", "nonparametric_layernorm"])),
         "position": draw(st.sampled_from(["rope", "learned", "alibi", "none"])),
         "tie_embeddings": draw(st.booleans()),
         "bias": draw(st.booleans()),

@@ -72,6 +72,7 @@ class ModelSpec(Section):
     qkv_bias: Flag | None = None         # default: bias
     qk_norm: Literal["none", "head", "full"] = "none"
     embedding_norm: Flag = False
+    attention_sinks: Flag = False        # a learned logit per query head in each softmax's denominator (gpt-oss)
     attention: AttentionSpec = DenseAttention()
     moe: MoESpec | None = None           # None: every layer has the dense MLP
 

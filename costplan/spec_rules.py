@@ -38,6 +38,9 @@ def model_rules(v: Getter) -> list[tuple[str, str]]:
             problems.append(("n_kv_heads", f"{attention.type} has no key/value heads to share; remove n_kv_heads"))
         if v("qk_norm") not in (None, "none"):
             problems.append(("qk_norm", f"{attention.type} has no per-head queries and keys to normalise"))
+        if v("attention_sinks"):
+            problems.append(("attention_sinks", f"{attention.type} attention takes no sinks: only "
+                                                f"{', '.join(SOFTMAX_TYPES)} do; remove attention_sinks"))
     if attention is not None and max_seq_len:
         if attention.type == "aft_conv" and attention.window > max_seq_len:
             problems.append(("attention.window", f"{attention.window} taps are more than max_seq_len "

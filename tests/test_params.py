@@ -99,6 +99,16 @@ def test_nonparametric_layernorm_has_no_parameters():
     assert with_affine.total - without.total == norms + qk
 
 
+@pytest.mark.parametrize("attention", ["dense", "flash", "sliding_window", "sparse"])
+def test_attention_sinks_add_a_logit_per_query_head(attention):
+    shapes = {"sliding_window": {"window": 32}, "sparse": {"pattern": "strided", "block": 16}}
+    model = {"attention": {"type": attention, **shapes.get(attention, {})}, "n_kv_heads": 2}
+    plain = costplan.estimate(make_spec(model))
+    sinks = costplan.estimate(make_spec({**model, "attention_sinks": True}))
+    assert sinks.params.by_component["attention"] - plain.params.by_component["attention"] == 2 * 4   # 2 layers
+    assert sinks.flops.forward_per_token == plain.flops.forward_per_token                          # no matmul
+
+
 def test_embedding_norm_and_untied_head():
     tied = costplan.estimate(make_spec()).params
     untied = costplan.estimate(make_spec({"tie_embeddings": False})).params

@@ -74,6 +74,7 @@ def models(draw, attention_types=None):
         "bias": draw(st.booleans()),
         "qk_norm": draw(st.sampled_from(["none", "head", "full"])) if kind in SOFTMAX_TYPES else "none",
         "embedding_norm": draw(st.booleans()),
+        "attention_sinks": kind in SOFTMAX_TYPES and draw(st.booleans()),
         "attention": attention,
         "moe": draw(st.one_of(st.none(), moes())),
     }

@@ -69,6 +69,9 @@ UNDECLARED = {
     "moe_layer_freq": 1,       # DeepSeek's own modelling code; its released files all say 1
     "attention_bias": False,   # carried by released Phi-3 files; the class builds no biases
     "norm_type": "layer_norm", "mlp_type": "default",   # carried by released StarCoder2 files
+    # BLOOM: older files' name of hidden_size, taken by __post_init__; the attribute_map names of n_layer and
+    # n_head; a context length, read by nothing in the class (ALiBi has no position table)
+    "n_embed": None, "num_hidden_layers": None, "num_attention_heads": None, "seq_length": None,
 }
 
 
@@ -80,6 +83,10 @@ UNDECLARED = {
     ("deepseek_v3", {"q_lora_rank": None, "n_shared_experts": 0, "first_k_dense_replace": 0}),
     ("opt", {"enable_bias": False, "tie_word_embeddings": False}),
     ("gpt2", {"n_inner": 96, "tie_word_embeddings": False, "activation_function": "relu"}),
+    ("bloom", {"n_embed": 96, "tie_word_embeddings": False}),  # n_embed wins over hidden_size
+    ("bloom", {"num_hidden_layers": 3, "num_attention_heads": 8}),   # the attribute_map names win
+    ("bloom", {"slow_but_exact": True, "pretraining_tp": 2}),        # the same weights, sliced
+    ("olmo", {"num_key_value_heads": 2, "tie_word_embeddings": False, "clip_qkv": None}),
 ])
 def test_variants_match_transformers(name, changes, tmp_path):
     data = {**json.loads((HF / "tiny" / f"{name}.json").read_text()), **changes}

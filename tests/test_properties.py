@@ -107,12 +107,12 @@ def test_flash_equals_dense_flops_with_smaller_activations(model):
     flash = costplan.estimate(spec_of({**model, "attention": "flash"}))
     assert flash.flops.training_per_token == dense.flops.training_per_token
     assert flash.params == dense.params
-    # probabilities h·s²·2 bytes against a log-sum-exp h·s·4 bytes: smaller once s > 2, equal at s = 2 (and at
-    # s = 1 a lone fp32 log-sum-exp outweighs a lone 16-bit probability)
-    s = model["max_seq_len"]
-    if s > 2:
+    # probabilities h·s·c·2 bytes (c = s columns, one more with sinks) against a log-sum-exp h·s·4 bytes: smaller
+    # once c > 2, equal at c = 2 (and at c = 1 a lone fp32 log-sum-exp outweighs a lone 16-bit probability)
+    columns = model["max_seq_len"] + model["attention_sinks"]
+    if columns > 2:
         assert flash.memory.activations < dense.memory.activations
-    elif s == 2:
+    elif columns == 2:
         assert flash.memory.activations == dense.memory.activations
 
 

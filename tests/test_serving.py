@@ -72,7 +72,8 @@ def test_a_router_bias_stays_16_bit():
     plain = make_spec({"moe": moe, "bias": False})
     biased = make_spec({"moe": {**moe, "router_bias": True}, "bias": False})
     q, q_plain = serving.quantized(biased), serving.quantized(plain)
-    assert (q.matrices, q.matrix_rows, q.matrix_params) == (q_plain.matrices, q_plain.matrix_rows, q_plain.matrix_params)
+    matrices = (q.matrices, q.matrix_rows, q.matrix_params)
+    assert matrices == (q_plain.matrices, q_plain.matrix_rows, q_plain.matrix_params)
     assert serving.weight_bytes(biased, "int4") - serving.weight_bytes(plain, "int4") == 2 * 2 * 4   # 2 layers
 
 

@@ -101,3 +101,20 @@ def test_the_class_defaults_match_transformers(model_type, tmp_path):
     config = tmp_path / "config.json"
     config.write_text(json.dumps({"model_type": model_type}))
     assert costplan_params(config) == transformers_params(config)
+
+
+def test_gpt_oss_parameters_are_stated_by_sinks_a_router_bias_and_biased_experts():
+    # transformers' GptOss: a sink logit per query head (GptOssAttention.sinks), a router with a bias
+    # (GptOssTopKRouter), experts with biases on the fused gate_up (2 × d_ff wide) and down projections, and
+    # q, k, v, o biases (attention_bias): the spec fields below, parameter for parameter.
+    cfg = transformers.GptOssConfig(vocab_size=300, hidden_size=64, intermediate_size=48, num_hidden_layers=2,
+                                    num_attention_heads=4, num_key_value_heads=2, head_dim=16, num_local_experts=4,
+                                    num_experts_per_tok=2, tie_word_embeddings=False, attention_bias=True)
+    with torch.device("meta"):
+        expected = sum(p.numel() for p in transformers.AutoModelForCausalLM.from_config(cfg).parameters())
+    spec = costplan.load_spec({"model": {
+        "vocab_size": 300, "d_model": 64, "n_layers": 2, "n_heads": 4, "n_kv_heads": 2, "head_dim": 16,
+        "max_seq_len": 128, "mlp": "swiglu", "norm": "rmsnorm", "position": "rope", "tie_embeddings": False,
+        "bias": True, "attention_sinks": True, "attention": "flash",
+        "moe": {"n_experts": 4, "top_k": 2, "d_ff_expert": 48, "router_bias": True}}})
+    assert costplan.estimate(spec).params.total == expected

@@ -12,8 +12,9 @@ from costplan.hf.fields import (
 
 
 # ---------------------------------------------------------------------------------------------- families
-# BLOOM trained on sequences of 2048 tokens (BigScience Workshop 2022, arXiv:2211.05100, §3.5); its files
-# carry no context length, and with ALiBi none changes what the class builds.
+# BLOOM trained on sequences of 2048 tokens (its model card, bigscience/bloom, "sequence length of 2048 tokens";
+# Le Scao et al. 2022, arXiv:2211.05100); its files carry no context length, and with ALiBi none changes what
+# the class builds.
 BLOOM_CONTEXT = 2048
 
 

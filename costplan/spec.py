@@ -36,6 +36,7 @@ class MoESpec(Section):
     first_dense_layers: Amount = 0
     every: Count = 1                     # after the dense layers, every n-th layer is MoE (Switch: 2)
     capacity_factor: Positive | None = None  # expert buffers of capacity_factor × tokens × top_k / n_experts
+    router_bias: Flag = False            # a bias of n_experts on the router's logits (gpt-oss)
 
     @model_validator(mode="after")
     def _check(self) -> MoESpec:
@@ -73,7 +74,7 @@ class ModelSpec(Section):
     max_seq_len: Width
     # A field left out takes GPT-2's choice (Radford et al. 2019), so a minimal spec is Kaplan's standard shape.
     mlp: Literal["gelu", "relu", "swiglu", "geglu"] = "gelu"
-    norm: Literal["layernorm", "rmsnorm"] = "layernorm"
+    norm: Literal["layernorm", "rmsnorm", "nonparametric_layernorm"] = "layernorm"  # the last: no weight, bias
     block: Literal["sequential", "sandwich", "parallel", "parallel_shared_norm"] = "sequential"
     position: Literal["rope", "learned", "alibi", "none"] = "learned"
     tie_embeddings: Flag = True
@@ -83,6 +84,7 @@ class ModelSpec(Section):
     head_bias: Flag = False              # a bias on the LM head (GPT-J, Phi), tied or not
     qk_norm: Literal["none", "head", "full"] = "none"
     embedding_norm: Flag = False
+    attention_sinks: Flag = False        # a learned logit per query head in each softmax's denominator (gpt-oss)
     attention: ModelAttention = DenseAttention()   # one for every layer, or a list repeated over the layers
     moe: MoESpec | None = None           # None: every layer has the dense MLP
 

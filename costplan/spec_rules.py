@@ -70,6 +70,9 @@ def _attention_rules(a: Any, v: Getter, head_dim: int | None, n_heads: int | Non
             problems.append(("n_kv_heads", f"{a.type} has no key/value heads to share; remove n_kv_heads"))
         if v("qk_norm") not in (None, "none"):
             problems.append(("qk_norm", f"{a.type} has no per-head queries and keys to normalise"))
+        if v("attention_sinks"):
+            problems.append(("attention_sinks", f"{a.type} attention takes no sinks: only "
+                                                f"{', '.join(SOFTMAX_TYPES)} do; remove attention_sinks"))
     if max_seq_len:
         if a.type == "aft_conv" and a.window > max_seq_len:
             problems.append((".window", f"{a.window} taps are more than max_seq_len ({max_seq_len}); the extra "

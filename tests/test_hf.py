@@ -60,6 +60,22 @@ def test_tiny_opt_by_hand():
     assert costplan.load_spec(HF / "tiny" / "opt.json").seq_len == positions
 
 
+def test_tiny_bloom_by_hand():
+    # Fused QKV and every projection with biases, LayerNorms with weight and bias, one on the embedding, ALiBi
+    # (no position table), a 4 × d MLP, a tied head.
+    d, vocab, layers = 64, 256, 2
+    per_layer = (3 * d * d + 3 * d) + (d * d + d) + (d * 4 * d + 4 * d) + (4 * d * d + d) + 2 * 2 * d
+    assert params(HF / "tiny" / "bloom.json") == vocab * d + 2 * d + layers * per_layer + 2 * d
+    model = costplan.load_spec(HF / "tiny" / "bloom.json").model
+    assert (model.position, model.embedding_norm, model.attention.type) == ("alibi", True, "dense")
+
+
+def test_tiny_olmo_by_hand():
+    # OLMo 1: no parameters in any norm, no biases, a tied head.
+    d, vocab, f, layers = 64, 256, 96, 2
+    assert params(HF / "tiny" / "olmo.json") == vocab * d + layers * (4 * d * d + 3 * d * f)
+
+
 def test_tiny_qwen2_moe_layers_and_shared_expert():
     # decoder_sparse_step 2 over 4 layers: layers 1 and 3 are MoE, 0 and 2 dense.
     moe = costplan.load_spec(HF / "tiny" / "qwen2_moe.json").model.moe
@@ -156,6 +172,8 @@ def refusal(run, path) -> str:
     ("starcoder2", {"hidden_act": "silu"}, "hidden_act: 'silu': an MLP with this activation"),
     ("starcoder2", {"norm_type": "rms_norm"}, "norm_type: \"rms_norm\": only layer_norm"),
     ("phi3", {"attention_bias": True}, "attention_bias: true: "),
+    ("bloom", {"apply_residual_connection_post_layernorm": True},
+     "apply_residual_connection_post_layernorm: true: residual branches taken after the norm"),
     ("llama", {"pruned_heads": {"0": [1]}}, "pruned_heads: pruned attention heads"),
     ("llama", {"model_type": "olmo2"}, "model_type: 'olmo2' is not supported (its norms follow"),
     ("llama", {"model_type": None}, "model_type: missing"),

@@ -85,6 +85,9 @@ UNDECLARED = {
     "moe_layer_freq": 1,       # DeepSeek's own modelling code; its released files all say 1
     "attention_bias": False,   # carried by released Phi-3 files; the class builds no biases
     "norm_type": "layer_norm", "mlp_type": "default",   # carried by released StarCoder2 files
+    # BLOOM: older files' name of hidden_size, taken by __post_init__; the attribute_map names of n_layer and
+    # n_head; a context length, read by nothing in the class (ALiBi has no position table)
+    "n_embed": None, "num_hidden_layers": None, "num_attention_heads": None, "seq_length": None,
 }
 
 
@@ -115,6 +118,11 @@ UNDECLARED = {
                 "ffn_hidden_size": 96, "tie_word_embeddings": False}),
     ("falcon", {"new_decoder_architecture": False, "multi_query": False, "num_kv_heads": None,
                 "parallel_attn": False, "alibi": True, "bias": True}),      # sequential layers, ALiBi
+    ("bloom", {"n_embed": 96, "tie_word_embeddings": False}),  # n_embed wins over hidden_size
+    ("bloom", {"num_hidden_layers": 3, "num_attention_heads": 8}),   # the attribute_map names win
+    ("bloom", {"slow_but_exact": True, "pretraining_tp": 2}),        # the same weights, sliced
+    ("olmo", {"num_key_value_heads": 2, "tie_word_embeddings": False, "clip_qkv": None}),
+    ("olmo", {"attention_bias": True}),                        # q, k, v and o biased, the MLP not
 ])
 def test_variants_match_transformers(name, changes, tmp_path):
     data = {**json.loads((HF / "tiny" / f"{name}.json").read_text()), **changes}
@@ -153,3 +161,20 @@ def test_the_class_defaults_match_transformers(model_type, tmp_path):
     config = tmp_path / "config.json"
     config.write_text(json.dumps({"model_type": model_type}))
     assert costplan_params(config) == transformers_params(config)
+
+
+def test_gpt_oss_parameters_are_stated_by_sinks_a_router_bias_and_biased_experts():
+    # transformers' GptOss: a sink logit per query head (GptOssAttention.sinks), a router with a bias
+    # (GptOssTopKRouter), experts with biases on the fused gate_up (2 × d_ff wide) and down projections, and
+    # q, k, v, o biases (attention_bias): the spec fields below, parameter for parameter.
+    cfg = transformers.GptOssConfig(vocab_size=300, hidden_size=64, intermediate_size=48, num_hidden_layers=2,
+                                    num_attention_heads=4, num_key_value_heads=2, head_dim=16, num_local_experts=4,
+                                    num_experts_per_tok=2, tie_word_embeddings=False, attention_bias=True)
+    with torch.device("meta"):
+        expected = sum(p.numel() for p in transformers.AutoModelForCausalLM.from_config(cfg).parameters())
+    spec = costplan.load_spec({"model": {
+        "vocab_size": 300, "d_model": 64, "n_layers": 2, "n_heads": 4, "n_kv_heads": 2, "head_dim": 16,
+        "max_seq_len": 128, "mlp": "swiglu", "norm": "rmsnorm", "position": "rope", "tie_embeddings": False,
+        "bias": True, "attention_sinks": True, "attention": "flash",
+        "moe": {"n_experts": 4, "top_k": 2, "d_ff_expert": 48, "router_bias": True}}})
+    assert costplan.estimate(spec).params.total == expected

@@ -93,6 +93,33 @@ def test_adafactor_factored_second_moment():
     assert e.memory.optimizer == 4 * (sum(r + c for r, c in matrices) + vectors)
 
 
+def test_adafactor_keeps_nothing_for_a_nonparametric_norm():
+    spec = make_spec({"n_layers": 1, "bias": False, "norm": "nonparametric_layernorm", "position": "rope"},
+                     training={"optimizer": "adafactor", "precision": "fp32"})
+    matrices = [(1000, 64)] + [(64, 64)] * 4 + [(64, 256), (256, 64)]    # embedding, q, k, v, o, up, down
+    assert costplan.estimate(spec).memory.optimizer == 4 * sum(r + c for r, c in matrices)
+
+
+def test_a_nonparametric_layernorm_saves_what_layernorm_saves():
+    # torch's LayerNorm kernel runs with or without its affine: the input and mean and 1/std per row.
+    saved = [costplan.estimate(make_spec({"norm": kind})).memory.activations
+             for kind in ("layernorm", "nonparametric_layernorm")]
+    assert saved[0] == saved[1]
+
+
+@pytest.mark.parametrize("attention, recompute, column", [
+    ("dense", "none", True),             # the sink is one more stored probability per query and head
+    ("dense", "selective", False),       # no probabilities stored
+    ("flash", "none", False),            # the kernel's log-sum-exp now includes the sink: the same bytes
+])
+def test_attention_sinks_store_a_column_only_with_the_probabilities(attention, recompute, column):
+    model, training = {"attention": attention}, {"recompute": recompute}
+    plain = costplan.estimate(make_spec(model, training)).memory.activations
+    sinks = costplan.estimate(make_spec({**model, "attention_sinks": True}, training)).memory.activations
+    heads, seq, layers, bf16 = 4, 128, 2, 2
+    assert sinks - plain == (layers * heads * seq * bf16 if column else 0)
+
+
 @pytest.mark.parametrize("preset, kib", [("llama2-7b", 512), ("llama3-8b", 128), ("llama2-70b", 320)])
 def test_kv_cache_per_token(preset, kib):
     # formulas reference §2.6: 2 · layers · kv_heads · head_dim · 2 bytes (bf16).

@@ -45,6 +45,14 @@ def test_parameters_by_hand():
     assert p.total - p.active == 6 * expert          # six of eight experts idle for any one token
 
 
+def test_router_bias_adds_one_parameter_per_expert_and_no_flops():
+    plain = costplan.estimate(moe_spec({"n_experts": 8, "top_k": 2}))
+    biased = costplan.estimate(moe_spec({"n_experts": 8, "top_k": 2, "router_bias": True}))
+    assert biased.params.by_component["moe"] - plain.params.by_component["moe"] == L * 8
+    assert biased.params.active - plain.params.active == L * 8           # every token touches the router
+    assert biased.flops.forward_per_token == plain.flops.forward_per_token
+
+
 def test_every_nth_layer():
     spec = moe_spec({"n_experts": 4, "top_k": 1, "first_dense_layers": 1, "every": 2}, n_layers=6)
     p = costplan.estimate(spec).params

@@ -88,6 +88,27 @@ def test_qk_norm_head_and_full():
     assert full - plain == 2 * (64 + 32)          # two layers × norms of n_heads·16 and n_kv_heads·16
 
 
+def test_nonparametric_layernorm_has_no_parameters():
+    # OLMo 1 (Groeneveld et al. 2024 §2.1): LayerNorm without weight or bias, also as QK and embedding norms.
+    layernorm = {"qk_norm": "full", "embedding_norm": True}
+    with_affine = costplan.estimate(make_spec(layernorm)).params
+    without = costplan.estimate(make_spec({**layernorm, "norm": "nonparametric_layernorm"})).params
+    assert without.by_component.get("norms", 0) == 0
+    norms = (2 * 2 + 2) * 2 * 64                 # two per layer, embedding and final, weight + bias of d_model
+    qk = 2 * 2 * (64 + 64)                        # two layers × weight + bias of the q and k norms (4·16 wide)
+    assert with_affine.total - without.total == norms + qk
+
+
+@pytest.mark.parametrize("attention", ["dense", "flash", "sliding_window", "sparse"])
+def test_attention_sinks_add_a_logit_per_query_head(attention):
+    shapes = {"sliding_window": {"window": 32}, "sparse": {"pattern": "strided", "block": 16}}
+    model = {"attention": {"type": attention, **shapes.get(attention, {})}, "n_kv_heads": 2}
+    plain = costplan.estimate(make_spec(model))
+    sinks = costplan.estimate(make_spec({**model, "attention_sinks": True}))
+    assert sinks.params.by_component["attention"] - plain.params.by_component["attention"] == 2 * 4   # 2 layers
+    assert sinks.flops.forward_per_token == plain.flops.forward_per_token                          # no matmul
+
+
 def test_embedding_norm_and_untied_head():
     tied = costplan.estimate(make_spec()).params
     untied = costplan.estimate(make_spec({"tie_embeddings": False})).params

@@ -82,11 +82,12 @@ def test_params_and_flops_are_exact_per_component(path):
 
 def assert_saved_agree(spec: costplan.Spec, monkeypatch) -> None:
     """The saved tensors measured on the reference model equal the estimate, per component."""
-    if spec.model.norm == "layernorm" and spec.training.precision not in ("fp32", "tf32"):
+    if spec.model.norm in analytic_norm.LAYER_NORMS and spec.training.precision not in ("fp32", "tf32"):
         # torch 2.13's CPU LayerNorm keeps its mean and 1/std in the input's dtype (2 × 2 bytes per row for
         # bf16); CUDA's kernel and the meta kernels keep fp32 (2 × 4 bytes), which the estimate assumes. The
         # same bytes as one fp32 statistic per row:
-        monkeypatch.setitem(analytic_norm._STATS, "layernorm", 1)
+        for kind in analytic_norm.LAYER_NORMS:
+            monkeypatch.setitem(analytic_norm._STATS, kind, 1)
     saved = m.count_saved(spec, BATCH, CPU)
     if spec.training.recompute == "full":
         # A checkpointed layer's input is saved outside every component; the estimate books it under norms.
@@ -182,7 +183,8 @@ def test_random_architectures_agree(model, recompute):
         saved["norms"] = saved.get("norms", 0) + saved.pop(OUTSIDE)
     saved["head"] -= LOSS_SCALAR
     with pytest.MonkeyPatch.context() as patch:       # the CPU LayerNorm's 16-bit statistics, as above
-        patch.setitem(analytic_norm._STATS, "layernorm", 1)
+        for kind in analytic_norm.LAYER_NORMS:
+            patch.setitem(analytic_norm._STATS, kind, 1)
         assert nonzero(saved) == expected(spec, "activations")
 
 

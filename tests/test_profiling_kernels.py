@@ -76,6 +76,53 @@ def test_block_attention_matches_dense_masked_attention(pattern, materialize):
         torch.testing.assert_close(a, e)
 
 
+def sink_reference(q, k, v, visible, scale, sinks):  # noqa: ANN001, ANN201
+    """transformers' GptOssAttention (eager_attention_forward): the sink logit is a last column of each head's
+    scores, dropped after the softmax."""
+    per_group = q.shape[2] // k.shape[2]
+    k, v = k.repeat_interleave(per_group, 2), v.repeat_interleave(per_group, 2)
+    scores = torch.einsum("bqhd,bkhd->bhqk", q, k) * scale
+    scores = scores.masked_fill(~visible, float("-inf"))
+    column = sinks.reshape(1, -1, 1, 1).expand(scores.shape[0], -1, scores.shape[2], -1)
+    p = torch.softmax(torch.cat([scores, column], dim=-1), -1)[..., :-1]
+    return torch.einsum("bhqk,bkhd->bqhd", p, v)
+
+
+def _sink_inputs(s: int, heads: int = 4, groups: int = 2, d: int = 8):  # noqa: ANN202
+    shapes = [(2, s, heads, d), (2, s, groups, d), (2, s, groups, d), (heads,)]
+    return [torch.randn(*shape, **F64, requires_grad=True) for shape in shapes]
+
+
+def _assert_same_values_and_gradients(out, ref, inputs):  # noqa: ANN001
+    torch.testing.assert_close(out, ref)
+    grad = torch.randn_like(out)
+    for a, e in zip(torch.autograd.grad(out, inputs, grad), torch.autograd.grad(ref, inputs, grad)):
+        torch.testing.assert_close(a, e)
+
+
+@pytest.mark.parametrize("materialize", [False, True], ids=["flash", "materialized"])
+@pytest.mark.parametrize("pattern", ["window", "fixed"])
+def test_block_attention_with_sinks_matches_gpt_oss(pattern, materialize):
+    s, heads = 150, 4
+    q, k, v, sinks = inputs = _sink_inputs(s, heads)
+    parts = PATTERNS[pattern](s, heads)
+    out = blocks.BlockAttention.apply(q, k, v, parts, 0.3, materialize, None, sinks)
+    _assert_same_values_and_gradients(out, sink_reference(q, k, v, pattern_mask(parts, s, heads), 0.3, sinks),
+                                      inputs)
+
+
+@pytest.mark.parametrize("core", ["explicit", "causal-tiles"])
+def test_softmax_cores_with_sinks_match_gpt_oss(core):
+    from costplan.profiling.attention import explicit_core
+
+    s, heads, groups = 150, 4, 2
+    q, k, v, sinks = inputs = _sink_inputs(s, heads, groups)
+    future = torch.ones(s, s, dtype=torch.bool).triu(1)
+    run = explicit_core if core == "explicit" else blocks.CausalTiles()
+    out = run(q, k, v, Positions(None, None, None, future), 0.3, heads, groups, sinks).reshape(q.shape)
+    _assert_same_values_and_gradients(out, sink_reference(q, k, v, ~future, 0.3, sinks), inputs)
+
+
 def test_window_tiles_are_the_pairs_the_analytic_model_counts():
     from costplan.costs.attention.pairs import tile_for, tiled_pairs
 

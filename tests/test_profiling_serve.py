@@ -24,10 +24,11 @@ from costplan.spec_attention import ATTENTION_TYPES  # noqa: E402
 
 CI = Path(__file__).parents[1] / "specs" / "ci"
 CPU = torch.device("cpu")
-# Dense, GQA, ALiBi, MLA, windows (flash and materialised), MoE, every AFT variant and every block structure.
+# Dense, GQA, ALiBi, MLA, windows (flash and materialised), MoE, every AFT variant, every block structure and
+# attention sinks.
 DECODING = ["dense", "flash", "alibi", "mla", "sliding-window", "sliding-window-materialized", "moe",
             "moe-shared", "aft-simple", "aft-full", "aft-local", "aft-conv", "block-sandwich", "block-parallel",
-            "block-parallel-shared-norm"]
+            "block-parallel-shared-norm", "sinks-dense", "sinks-flash", "sinks-sliding-window"]
 
 
 def ci(name: str):
@@ -148,7 +149,7 @@ def test_int4_group_is_the_largest_power_of_two_dividing_every_matrix():
 # ---------------------------------------------------------------------------------------------- against costs/serving
 @pytest.mark.parametrize("name", ["dense", "flash", "alibi", "sliding-window", "moe", "moe-shared", "aft-simple",
                                   "aft-full", "aft-local", "aft-conv", "mla", "block-sandwich", "block-parallel",
-                                  "block-parallel-shared-norm"])   # the last two with LM-head biases
+                                  "block-parallel-shared-norm", "sinks-dense", "sinks-flash"])   # block-parallel*: LM-head biases
 def test_measured_serving_quantities_agree_exactly_with_the_analytic_model(name):
     spec = ci(name)
     m = measure_serve(spec, CPU, time=False)

@@ -41,7 +41,7 @@ def moes(draw):
     shared = draw(st.integers(0, 2))
     return {"n_experts": n_experts, "top_k": draw(st.integers(1, n_experts)), "n_shared_experts": shared,
             "shared_expert_gate": shared > 0 and draw(st.booleans()), "every": draw(st.integers(1, 3)),
-            "d_ff_expert": draw(st.integers(1, 128)),
+            "d_ff_expert": draw(st.integers(1, 128)), "router_bias": draw(st.booleans()),
             "capacity_factor": draw(st.one_of(st.none(), st.sampled_from([0.5, 1.0, 1.25, 2.0])))}
 
 
@@ -68,7 +68,7 @@ def models(draw, attention_types=None):
         "d_ff": draw(st.integers(1, 512)),
         "max_seq_len": max_seq_len,
         "mlp": draw(st.sampled_from(["gelu", "relu", "swiglu", "geglu"])),
-        "norm": draw(st.sampled_from(["layernorm", "rmsnorm"])),
+        "norm": draw(st.sampled_from(["layernorm", "rmsnorm", "nonparametric_layernorm"])),
         "position": draw(st.sampled_from(["rope", "learned", "alibi", "none"])),
         "tie_embeddings": draw(st.booleans()),
         "bias": draw(st.booleans()),
@@ -77,6 +77,7 @@ def models(draw, attention_types=None):
         "block": draw(st.sampled_from(["sequential", "sandwich", "parallel", "parallel_shared_norm"])),
         "qk_norm": draw(st.sampled_from(["none", "head", "full"])) if kind in SOFTMAX_TYPES else "none",
         "embedding_norm": draw(st.booleans()),
+        "attention_sinks": kind in SOFTMAX_TYPES and draw(st.booleans()),
         "attention": attention,
         "moe": draw(st.one_of(st.none(), moes())),
     }
@@ -109,12 +110,12 @@ def test_flash_equals_dense_flops_with_smaller_activations(model):
     flash = costplan.estimate(spec_of({**model, "attention": "flash"}))
     assert flash.flops.training_per_token == dense.flops.training_per_token
     assert flash.params == dense.params
-    # probabilities h·s²·2 bytes against a log-sum-exp h·s·4 bytes: smaller once s > 2, equal at s = 2 (and at
-    # s = 1 a lone fp32 log-sum-exp outweighs a lone 16-bit probability)
-    s = model["max_seq_len"]
-    if s > 2:
+    # probabilities h·s·c·2 bytes (c = s columns, one more with sinks) against a log-sum-exp h·s·4 bytes: smaller
+    # once c > 2, equal at c = 2 (and at c = 1 a lone fp32 log-sum-exp outweighs a lone 16-bit probability)
+    columns = model["max_seq_len"] + model["attention_sinks"]
+    if columns > 2:
         assert flash.memory.activations < dense.memory.activations
-    elif s == 2:
+    elif columns == 2:
         assert flash.memory.activations == dense.memory.activations
 
 

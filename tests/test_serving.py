@@ -67,6 +67,16 @@ def test_moe_router_stays_16_bit():
     assert serving.weight_bytes(spec, "int8") == 2 * (params - q.matrix_params) + q.matrix_params + 2 * q.matrix_rows
 
 
+def test_a_router_bias_stays_16_bit():
+    moe = {"n_experts": 4, "top_k": 2}
+    plain = make_spec({"moe": moe, "bias": False})
+    biased = make_spec({"moe": {**moe, "router_bias": True}, "bias": False})
+    q, q_plain = serving.quantized(biased), serving.quantized(plain)
+    matrices = (q.matrices, q.matrix_rows, q.matrix_params)
+    assert matrices == (q_plain.matrices, q_plain.matrix_rows, q_plain.matrix_params)
+    assert serving.weight_bytes(biased, "int4") - serving.weight_bytes(plain, "int4") == 2 * 2 * 4   # 2 layers
+
+
 @pytest.mark.parametrize("preset, kib", [("llama2-7b", 512), ("llama3-8b", 128), ("llama2-70b", 320)])
 def test_kv_cache_per_token(preset, kib):
     spec = costplan.load_spec(preset)

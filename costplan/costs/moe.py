@@ -1,8 +1,8 @@
 """A mixture-of-experts block replacing a layer's MLP (Shazeer et al. 2017; GShard; Switch Transformer, Fedus
 et al. 2021 §2; Mixtral, Jiang et al. 2024; DeepSeekMoE, Dai et al. 2024 §3).
 
-- Router: a d_model × n_experts matrix without bias; its softmax is taken in fp32 and each token goes to its
-  top_k experts.
+- Router: a d_model × n_experts matrix, with a bias of n_experts when router_bias (gpt-oss); its softmax is
+  taken in fp32 and each token goes to its top_k experts.
 - Routed experts: n_experts MLPs of width d_ff_expert, the model's MLP kind. Parameters count every expert;
   a token touches top_k of them (the rest are `inactive_params`).
 - Shared experts: always active, fused into one MLP of width d_ff_shared (DeepSeekMoE's isolation), with an
@@ -58,7 +58,8 @@ def moe_block(moe: MoESpec, model: ModelSpec, shape: Shape) -> Cost:
         activations=executed.activations + rows * (2 * d * e + STAT_BYTES + 2 * INDEX_BYTES),
     )
     # Quantized checkpoints keep the router in 16 bits (DeepSeek-V3's fp8 release; AWQ/GPTQ skip the gate).
-    router = unquantized(linear(s, d, moe.n_experts)) + Cost(activations=s * moe.n_experts * STAT_BYTES)
+    router = (unquantized(linear(s, d, moe.n_experts, moe.router_bias))
+              + Cost(activations=s * moe.n_experts * STAT_BYTES))
     block = router + experts + Cost(activations=s * d * e)          # the block input, saved once
     if moe.n_shared_experts:
         block = block + feed_forward(model, moe.d_ff_shared, s, e)

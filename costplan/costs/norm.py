@@ -1,15 +1,18 @@
-"""LayerNorm (weight + bias; Ba et al. 2016) and RMSNorm (weight only; Zhang & Sennrich 2019)."""
+"""LayerNorm (weight + bias; Ba et al. 2016), RMSNorm (weight only; Zhang & Sennrich 2019) and LayerNorm
+without weight or bias (OLMo 1, Groeneveld et al. 2024 §2.1: "non-parametric layer norm")."""
 from __future__ import annotations
 
 from costplan.costs import STAT_BYTES, Cost, Shape, vector
 
-# Statistics saved per normalised row: LayerNorm keeps mean and 1/std, RMSNorm keeps 1/rms.
-_STATS = {"layernorm": 2, "rmsnorm": 1}
-_VECTORS = {"layernorm": 2, "rmsnorm": 1}
+# Statistics saved per normalised row: LayerNorm keeps mean and 1/std (with or without its affine vectors),
+# RMSNorm keeps 1/rms.
+_STATS = {"layernorm": 2, "rmsnorm": 1, "nonparametric_layernorm": 2}
+_VECTORS = {"layernorm": 2, "rmsnorm": 1, "nonparametric_layernorm": 0}
+LAYER_NORMS = ("layernorm", "nonparametric_layernorm")   # the kinds torch's LayerNorm kernel runs
 
 
 def norm_weights(kind: str, width: int) -> Cost:
-    """A norm's parameters: a weight (and a bias for LayerNorm) of `width`."""
+    """A norm's parameters: a weight (and a bias for LayerNorm) of `width`; none for the non-parametric one."""
     return vector(width) * _VECTORS[kind]
 
 
@@ -29,8 +32,8 @@ def python_copy(kind: str, rows: int, width: int, shape: Shape) -> int:
 def norm(kind: str, width: int, shape: Shape, rows_per_token: int = 1) -> Cost:
     """One norm over `width` features, applied to `rows_per_token` rows per token (heads, for a per-head norm).
 
-    Parameters: a weight (and a bias for LayerNorm) of `width`. Saved for backward: its input and its
-    per-row statistics. No matmul FLOPs.
+    Parameters: a weight (and a bias for LayerNorm) of `width`, none without the affine. Saved for backward:
+    its input and its per-row statistics (the same kernel runs with or without the affine). No matmul FLOPs.
     """
     rows = shape.seq_len * rows_per_token
     return norm_weights(kind, width) + Cost(

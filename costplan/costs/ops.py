@@ -10,8 +10,9 @@ projections, so every attention variant's own pattern (windows, blocks, causal t
 
 Bytes of memory-bound work count each element read and written once at the activation precision (e), the
 fused-kernel reading (an unfused framework moves more; that is the user's framework, not the model):
-- a norm reads its input and writes its output (2·s·d·e); a residual add reads two and writes one (3·s·d·e),
-  a parallel layer's reads three (4·s·d·e; layers.STRUCTURES);
+- a norm reads its input and writes its output (2·s·d·e), with or without its weight (a vector, negligible
+  next to the rows); a residual add reads two and writes one (3·s·d·e), a parallel layer's reads three
+  (4·s·d·e; layers.STRUCTURES);
 - an activation reads the gate and up projections and writes their product (3·s·f·e; GELU/ReLU 2·s·f·e);
 - rotary embedding reads and writes q and k; a materialised softmax reads and writes its scores;
 - MoE dispatch gathers each routed row and its combine scatters it back (4 · rows · d · e), the router's

@@ -12,6 +12,17 @@ from costplan.hf.fields import (
 
 
 # ---------------------------------------------------------------------------------------------- families
+# BLOOM trained on sequences of 2048 tokens (its model card, bigscience/bloom, "sequence length of 2048 tokens";
+# Le Scao et al. 2022, arXiv:2211.05100); its files carry no context length, and with ALiBi none changes what
+# the class builds.
+BLOOM_CONTEXT = 2048
+
+
+def given_or(value: object, alias: object) -> object:
+    """The value of a key, or of its other name where the file gives that (as the class reads them)."""
+    return value if alias is None else alias
+
+
 def llama_like(label: str, *, mlp_key: str = "intermediate_size", **overrides: Field) -> dict[str, Field]:
     """The fields every Llama-style decoder reads alike; `overrides` replace or add fields, in place."""
     fields = {
@@ -161,6 +172,12 @@ FAMILIES: dict[str, Family] = {
                       "the query norm stays hidden_size wide whatever head_dim is; not modelled"),),
         # clip_qkv clamps q, k and v elementwise
         ignored=MOE_IGNORED | {"clip_qkv"}),
+    "olmo": Family("OlmoForCausalLM", llama_like(
+        "olmo", **attention_bias("olmo"),
+        **{"model.norm": fixed("nonparametric_layernorm", "olmo: LayerNorm without weight or bias (OlmoLayerNorm)")}),
+        {**LLAMA_DEFAULTS, "vocab_size": 50304, "attention_bias": False},
+        # clip_qkv clamps q, k and v elementwise
+        ignored=frozenset({"clip_qkv"})),
     "deepseek_v2": Family("DeepseekV2ForCausalLM", llama_like("deepseek_v2", **DEEPSEEK_FIELDS),
         {**{k: v for k, v in LLAMA_DEFAULTS.items() if k != "head_dim"}, "vocab_size": 102400,
          "attention_bias": False, "mlp_bias": False, "kv_lora_rank": 512, "q_lora_rank": 1536,
@@ -260,6 +277,39 @@ FAMILIES: dict[str, Family] = {
         ignored=frozenset({"n_ctx", "summary_type", "summary_use_proj", "summary_activation",
                            "summary_proj_to_labels", "summary_first_dropout", "scale_attn_weights",
                            "scale_attn_by_inverse_layer_idx", "reorder_and_upcast_attn"})),
+    "bloom": Family("BloomForCausalLM", {
+        "model.vocab_size": key("vocab_size"),
+        # __post_init__ takes n_embed, the name of older files, over hidden_size; attribute_map reads
+        # num_hidden_layers and num_attention_heads as n_layer and n_head
+        "model.d_model": Field(("hidden_size", "n_embed"), given_or, "from hidden_size (n_embed where given)"),
+        "model.n_layers": Field(("n_layer", "num_hidden_layers"), given_or,
+                                "from n_layer (num_hidden_layers where given)"),
+        "model.n_heads": Field(("n_head", "num_attention_heads"), given_or,
+                               "from n_head (num_attention_heads where given)"),
+        "model.d_ff": Field(("hidden_size", "n_embed"), lambda h, e: 4 * given_or(h, e),
+                            "bloom: 4 × hidden_size (BloomMLP)"),
+        # ALiBi has no position table, so the class reads no context length
+        "model.max_seq_len": Field(("seq_length",), lambda n: BLOOM_CONTEXT if n is None else n,
+                                   f"from seq_length; without it {BLOOM_CONTEXT}, BLOOM's training context"),
+        "model.mlp": fixed("gelu", "bloom: GELU (tanh approximation) MLP"),
+        "model.norm": fixed("layernorm", "bloom: LayerNorm with weight and bias"),
+        "model.position": fixed("alibi", "bloom: ALiBi biases on the attention scores, no position table"),
+        "model.tie_embeddings": key("tie_word_embeddings"),
+        "model.bias": fixed(True, "bloom: biases on every projection"),
+        "model.embedding_norm": fixed(True, "bloom: a LayerNorm on the word embeddings"),
+        "model.attention": fixed({"type": "dense"}, "bloom: eager attention (baddbmm with the ALiBi bias), its "
+                                                   "probabilities stored"),
+    }, {"vocab_size": 250880, "hidden_size": 64, "n_embed": None, "n_layer": 2, "num_hidden_layers": None,
+        "n_head": 8, "num_attention_heads": None, "seq_length": None, "tie_word_embeddings": True,
+        "apply_residual_connection_post_layernorm": False},
+        checks=(Check(("apply_residual_connection_post_layernorm",), lambda v: not v,
+                      "residual branches taken after the norm are not modelled"),),
+        # slow_but_exact computes the output projections as pretraining_tp slices summed (the same matmul FLOPs,
+        # the same weights); the rest are Megatron-DeepSpeed training switches read by nothing in the class
+        # (n_inner among them: BloomMLP is always 4 × hidden_size wide)
+        ignored=frozenset({"slow_but_exact", "n_inner", "attention_softmax_in_fp32", "masked_softmax_fusion",
+                           "bias_dropout_fusion", "skip_bias_add", "skip_bias_add_qkv", "offset_alibi",
+                           "unk_token_id"})),
     "opt": Family("OPTForCausalLM", {
         "model.vocab_size": key("vocab_size"),
         "model.d_model": key("hidden_size"),
@@ -388,7 +438,6 @@ FAMILIES: dict[str, Family] = {
 
 # Model types costplan knows it cannot state exactly, with the reason, so the error says more than "no".
 UNSUPPORTED = {
-    "olmo": "its LayerNorms have no weight or bias, which a spec cannot state",
     "olmo2": "its norms follow the attention and MLP blocks (post-norm); not modelled yet",
-    "gpt_oss": "alternating sliding-window layers, attention sinks and a biased router are not modelled yet",
+    "gpt_oss": "alternating sliding-window and full-attention layers are not modelled yet",
 }

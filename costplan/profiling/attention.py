@@ -9,6 +9,12 @@ Cores:
 - explicit: QKᵀ and AV as batched matmuls with the probabilities materialised (dense attention as written in
   Vaswani et al. 2017); the causal mask is a buffer. Selective recomputation checkpoints this core.
 - sdpa: torch's scaled_dot_product_attention, which on CPU and CUDA runs a flash kernel (no s × s matrix).
+
+Attention sinks (gpt-oss; transformers' GptOssAttention): one learned logit per query head joins each query's
+softmax as an extra column without a value row. The explicit core appends that column to its scores (so it
+stores s + 1 probabilities per query and head; the AV matmul reads the first s through a strided view, no
+copy and no extra FLOPs). torch's fused kernel takes no sink, so a flash core with sinks is the tiled flash
+kernel of blocks.py over the whole causal square (CausalTiles): the same FLOPs and saved tensors as torch's.
 """
 from __future__ import annotations
 
@@ -20,7 +26,9 @@ from torch import nn
 from torch.nn import functional as F
 from torch.utils.checkpoint import checkpoint
 
-from costplan.profiling.blocks import BlockCore, Part, column_blocks, diagonal_blocks, summary_block, window_blocks
+from costplan.profiling.blocks import (
+    BlockCore, CausalTiles, Part, column_blocks, diagonal_blocks, summary_block, window_blocks,
+)
 from costplan.profiling.modules import norm, rotate
 from costplan.spec import ModelSpec
 
@@ -36,10 +44,11 @@ class Positions(NamedTuple):
     causal: bool = True            # False for a decode step: its one query may see every (earlier) key
 
 
-def explicit_core(q, k, v, pos: Positions, scale: float, heads: int, groups: int) -> torch.Tensor:  # noqa: ANN001
+def explicit_core(q, k, v, pos: Positions, scale: float, heads: int, groups: int, sinks=None) -> torch.Tensor:  # noqa: ANN001
     """softmax(QKᵀ·scale + mask)·V with the probabilities materialised. Grouped heads: the H query heads are
     folded into G groups of H/G·s rows, so K and V keep their G heads (two bmm of (H/G·s × d)·(d × n)).
-    Training has n = s keys; a decode step has one query and the n keys of its cache (no future mask)."""
+    Training has n = s keys; a decode step has one query and the n keys of its cache (no future mask).
+    `sinks` (H,): a logit per head joins every row's softmax and is dropped before AV."""
     b, s, d = q.shape[0], q.shape[1], q.shape[3]
     n = k.shape[1]
     per_group = heads // groups
@@ -50,13 +59,20 @@ def explicit_core(q, k, v, pos: Positions, scale: float, heads: int, groups: int
         scores = scores + pos.bias
     elif pos.future is not None:
         scores = scores.masked_fill(pos.future, float("-inf"))
-    probs = torch.softmax(scores, dim=-1)
+    if sinks is not None:
+        column = sinks.to(scores.dtype).view(1, heads, 1, 1).expand(b, heads, s, 1)
+        probs = torch.softmax(torch.cat([scores, column], dim=-1), dim=-1)[..., :n]
+    else:
+        probs = torch.softmax(scores, dim=-1)
     out = torch.matmul(probs.view(b, groups, per_group * s, n), v.transpose(1, 2))  # (b, G, H/G·s, d_v)
     return out.view(b, groups, per_group, s, -1).permute(0, 3, 1, 2, 4)     # (b, s, G, H/G, d_v)
 
 
-def sdpa_core(q, k, v, pos: Positions, scale: float, heads: int, groups: int) -> torch.Tensor:  # noqa: ANN001
-    """torch's fused attention; K/V heads are broadcast (enable_gqa), the output comes back in q's layout."""
+def sdpa_core(q, k, v, pos: Positions, scale: float, heads: int, groups: int, sinks=None) -> torch.Tensor:  # noqa: ANN001
+    """torch's fused attention; K/V heads are broadcast (enable_gqa), the output comes back in q's layout.
+    It has no sinks: make_core gives a spec with sinks CausalTiles instead."""
+    if sinks is not None:
+        raise ValueError("torch's fused attention takes no attention sinks; use CausalTiles")
     out = F.scaled_dot_product_attention(
         q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2),
         attn_mask=pos.bias, is_causal=pos.bias is None and pos.causal, scale=scale, enable_gqa=groups != heads)
@@ -96,6 +112,8 @@ def make_core(attention, model: ModelSpec, seq_len: int, override: str | None, s
         core = PATTERNS[attention.type](attention, model, seq_len, slopes, device)
         return core, core.materialize
     name = override or DEFAULT_CORE[attention.type]
+    if name == "sdpa" and model.attention_sinks:
+        return CausalTiles(slopes), False
     return CORES[name], name == "explicit"
 
 
@@ -116,11 +134,15 @@ class Attention(nn.Module):
         elif model.qk_norm == "full":
             self.q_norm = norm(model.norm, heads * d_head, **factory)
             self.k_norm = norm(model.norm, kv_heads * d_head, **factory)
+        # gpt-oss's sinks: one logit per query head (initialised like the other vectors, values do not matter)
+        self.sinks = nn.Parameter(torch.ones(heads, **factory)) if model.attention_sinks else None
         self.core = core
         # A decode step's core: one query against every cached key. A block pattern decodes as its kernel
         # kind (its window is the cache's rolling buffer); sparse patterns have no such cache (generate.py).
+        # With sinks, the explicit core: the only one that takes them for a query at any position.
         kind = getattr(core, "materialize", None)
-        self.decode_core = core if kind is None else CORES["explicit" if kind else "sdpa"]
+        self.decode_core = (explicit_core if model.attention_sinks else
+                            core if kind is None else CORES["explicit" if kind else "sdpa"])
         self.recompute_core = recompute_core
         self.scale = 1.0 / math.sqrt(d_head)
 
@@ -141,7 +163,8 @@ class Attention(nn.Module):
         if cache is not None and cache.count:
             keys, values = (t.to(q.dtype) for t in cache.append(k, v))
             bias = None if pos.bias is None else pos.bias[..., cache.positions()]   # ALiBi: by key position
-            o = self.decode_core(q, keys, values, pos._replace(bias=bias), self.scale, self.heads, self.kv_heads)
+            o = self.decode_core(q, keys, values, pos._replace(bias=bias), self.scale, self.heads, self.kv_heads,
+                                 self.sinks)
             return self.o(o.reshape(b, s, -1))
         if cache is not None:
             cache.append(k, v)
@@ -149,8 +172,8 @@ class Attention(nn.Module):
             # Selective recomputation (Korthikanti et al. 2022 §5): keep q, k, v, rerun the core in backward.
             # The whole core, as Megatron does: torch's default early stop would skip the PV matmul, whose
             # output backward does not need.
-            o = checkpoint(self.core, q, k, v, pos, self.scale, self.heads, self.kv_heads, use_reentrant=False,
-                           early_stop=False)
+            o = checkpoint(self.core, q, k, v, pos, self.scale, self.heads, self.kv_heads, self.sinks,
+                           use_reentrant=False, early_stop=False)
         else:
-            o = self.core(q, k, v, pos, self.scale, self.heads, self.kv_heads)
+            o = self.core(q, k, v, pos, self.scale, self.heads, self.kv_heads, self.sinks)
         return self.o(o.reshape(b, s, -1))

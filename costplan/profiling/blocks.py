@@ -13,6 +13,11 @@ The kernel is an autograd Function written with torch ops, in the two ways the a
 - materialized: saves each block's probabilities; backward is 4 matmuls per block (2 × the forward).
 K/V heads are shared by groups of query heads (GQA) and expanded only inside the kernel, never saved.
 
+Attention sinks (gpt-oss): a learned logit per head that joins every query's softmax denominator and has no
+value row. It only changes each row's normaliser: the probabilities and the log-sum-exp the kernel keeps are
+those of the row with the sink, so the backward is the same algorithm (the sink's dP is 0), and the sink's
+gradient is −Σ p_sink · rowsum(dP ⊙ P) over the rows of its head. Nothing more is saved.
+
 Tiling of a window: query tiles of min(128, window) rows (FlashAttention-2's tile for head_dim ≤ 128); a tile
 computes whole key tiles, from the first that holds a key one of its queries may see to the diagonal one.
 """
@@ -73,11 +78,10 @@ def summary_block(seq_len: int, size: int, summary: int, device: torch.device) -
     return query_tiles(seq_len, torch.tensor(keys, device=device))
 
 
-def query_tiles(seq_len: int, keys: Select) -> list[Block]:
-    """All queries against the same keys, computed whole (every pair, masked inside), in tiles of
-    KERNEL_TILE queries, so that no s × keys matrix exists at once."""
-    return [Block(slice(start, min(seq_len, start + KERNEL_TILE)), keys, None)
-            for start in range(0, seq_len, KERNEL_TILE)]
+def query_tiles(seq_len: int, keys: Select, tile: int = KERNEL_TILE) -> list[Block]:
+    """All queries against the same keys, computed whole (every pair, masked inside), in tiles of `tile`
+    queries, so that no s × keys matrix exists at once."""
+    return [Block(slice(start, min(seq_len, start + tile)), keys, None) for start in range(0, seq_len, tile)]
 
 
 def _positions(select: Select, device: torch.device) -> torch.Tensor:
@@ -125,8 +129,9 @@ def _scores(qb, kb, block, scale, slopes, device):  # noqa: ANN001, ANN202
     return scores.masked_fill(~_visible(block, device), float("-inf"))
 
 
-def _forward(q, k, v, parts, scale, slopes, materialize):  # noqa: ANN001, ANN202
-    """(output, fp32 log-sum-exp, per-block probabilities if `materialize`) of the pattern."""
+def _forward(q, k, v, parts, scale, slopes, materialize, sinks=None):  # noqa: ANN001, ANN202
+    """(output, fp32 log-sum-exp, per-block probabilities if `materialize`) of the pattern; `sinks` (H,)
+    join each row's denominator."""
     b, s, heads, _ = q.shape
     per_group = heads // k.shape[2]
     out = q.new_zeros(b, s, heads, v.shape[-1])
@@ -143,8 +148,13 @@ def _forward(q, k, v, parts, scale, slopes, materialize):  # noqa: ANN001, ANN20
             scores = _scores(qb, kb, block, scale, part_slopes, q.device)
             top = scores.amax(-1, keepdim=True)
             top = torch.where(torch.isinf(top), torch.zeros_like(top), top)   # rows that see nothing
+            sink = None if sinks is None else sinks[h].to(top.dtype)[:, None, None]
+            if sink is not None:
+                top = torch.maximum(top, sink)
             p = torch.exp(scores - top)
             total = p.sum(-1, keepdim=True)
+            if sink is not None:
+                total = total + torch.exp(sink - top)
             p = p / total.clamp_min(torch.finfo(p.dtype).tiny)
             out[:, block.queries, h] = torch.matmul(p.to(v.dtype), vb).transpose(1, 2)
             row_lse = torch.where(total > 0, top + total.log(), torch.full_like(top, float("inf")))
@@ -154,21 +164,22 @@ def _forward(q, k, v, parts, scale, slopes, materialize):  # noqa: ANN001, ANN20
     return out, lse, probabilities
 
 
-def block_attention(q, k, v, parts, scale, materialize, slopes=None):  # noqa: ANN001, ANN201
+def block_attention(q, k, v, parts, scale, materialize, slopes=None, sinks=None):  # noqa: ANN001, ANN201
     """The kernel; under JIT tracing (fvcore), its forward as plain ops, so that the tracer sees its matmuls
     (a traced autograd Function is one opaque node)."""
     if torch.jit.is_tracing():
-        return _forward(q, k, v, parts, scale, slopes, False)[0]
-    return BlockAttention.apply(q, k, v, parts, scale, materialize, slopes)
+        return _forward(q, k, v, parts, scale, slopes, False, sinks)[0]
+    return BlockAttention.apply(q, k, v, parts, scale, materialize, slopes, sinks)
 
 
 class BlockAttention(torch.autograd.Function):
     """softmax(QKᵀ·scale)·V over the blocks of a pattern; see the module docstring."""
 
     @staticmethod
-    def forward(ctx, q, k, v, parts, scale, materialize, slopes):  # noqa: ANN001, ANN205
-        out, lse, probabilities = _forward(q, k, v, parts, scale, slopes, materialize)
+    def forward(ctx, q, k, v, parts, scale, materialize, slopes, sinks=None):  # noqa: ANN001, ANN205
+        out, lse, probabilities = _forward(q, k, v, parts, scale, slopes, materialize, sinks)
         ctx.parts, ctx.scale, ctx.materialize, ctx.slopes = parts, scale, materialize, slopes
+        ctx.sinks = sinks                   # a parameter: kept by the module, not a saved activation
         if materialize:
             ctx.save_for_backward(q, k, v, *probabilities)
         else:
@@ -186,6 +197,7 @@ class BlockAttention(torch.autograd.Function):
         dq = torch.zeros_like(q, dtype=wide)
         dk = torch.zeros_like(k, dtype=wide)
         dv = torch.zeros_like(v, dtype=wide)
+        dsinks = None if ctx.sinks is None else torch.zeros(heads, dtype=wide, device=q.device)
         if ctx.materialize:
             probabilities = iter(rest)
         else:
@@ -214,6 +226,8 @@ class BlockAttention(torch.autograd.Function):
                     row = (dp * p).sum(-1, keepdim=True)
                 else:
                     row = delta[:, block.queries, h].transpose(1, 2).unsqueeze(-1)
+                if dsinks is not None:       # the sink's probability is what the row's keys leave over
+                    dsinks[h] -= ((1 - p.sum(-1, keepdim=True)) * row).sum((0, 2, 3))
                 ds = (p * (dp - row) * ctx.scale).to(q.dtype)
                 dq[:, block.queries, h] += torch.matmul(ds, kb).transpose(1, 2).to(wide)
                 dkh[:, block.keys] += torch.matmul(ds.transpose(-1, -2), qb).transpose(1, 2).to(wide)
@@ -221,7 +235,8 @@ class BlockAttention(torch.autograd.Function):
                 index = torch.arange(h.start, h.stop, device=q.device) // per_group
                 dk.index_add_(2, index, dkh)
                 dv.index_add_(2, index, dvh)
-        return dq.to(q.dtype), dk.to(k.dtype), dv.to(v.dtype), None, None, None, None
+        dsinks = None if dsinks is None else dsinks.to(ctx.sinks.dtype)
+        return dq.to(q.dtype), dk.to(k.dtype), dv.to(v.dtype), None, None, None, None, dsinks
 
 
 class BlockCore:
@@ -230,5 +245,26 @@ class BlockCore:
     def __init__(self, parts: list[Part], materialize: bool, slopes: torch.Tensor | None = None):
         self.parts, self.materialize, self.slopes = parts, materialize, slopes
 
-    def __call__(self, q, k, v, pos, scale: float, heads: int, groups: int) -> torch.Tensor:  # noqa: ANN001
-        return block_attention(q, k, v, self.parts, scale, self.materialize, self.slopes)
+    def __call__(self, q, k, v, pos, scale: float, heads: int, groups: int, sinks=None) -> torch.Tensor:  # noqa: ANN001
+        return block_attention(q, k, v, self.parts, scale, self.materialize, self.slopes, sinks)
+
+
+# CausalTiles' query tile. Its blocks span every key, so a tile's fp32 temporaries grow with the context; 16
+# rows keep the measured peak within about a percent of torch's fused kernel (ci/sinks-flash.yaml without its
+# MoE: +4.4% over the estimate against +3.7%; 128 rows gave +17.7%). FLOPs and saved tensors do not depend on it.
+CAUSAL_TILE = 16
+
+
+class CausalTiles:
+    """Causal attention over the whole context as a flash kernel: every query tile against every key, masked
+    inside, so that a FLOP counter sees the full square as it does for torch's fused kernel. The flash core of
+    a spec with attention sinks, which torch's fused kernel cannot take; laid out per call, for any length."""
+
+    materialize = False
+
+    def __init__(self, slopes: torch.Tensor | None = None):
+        self.slopes = slopes
+
+    def __call__(self, q, k, v, pos, scale: float, heads: int, groups: int, sinks=None) -> torch.Tensor:  # noqa: ANN001
+        parts = [Part(slice(0, heads), query_tiles(q.shape[1], slice(0, k.shape[1]), CAUSAL_TILE))]
+        return block_attention(q, k, v, parts, scale, False, self.slopes, sinks)

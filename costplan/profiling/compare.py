@@ -25,6 +25,7 @@ from typing import Union
 
 from costplan import report
 from costplan.costs.estimate import COMPONENTS, components, estimate, shape_of
+from costplan.costs.norm import LAYER_NORMS
 from costplan.errors import CostplanError
 from costplan.profiling.measure import Measurement
 from costplan.profiling.precision import FALLBACK, PrecisionChoice
@@ -155,7 +156,7 @@ def checks(m: Measurement, tolerances: Mapping[str, float] = DEFAULT_TOLERANCES,
         # under norms.
         saved["norms"] = saved.get("norms", 0) + saved.pop(OUTSIDE)
         note = "checkpointed layer inputs counted under norms"
-    if m.device == "cpu" and spec.model.norm == "layernorm" and spec.training.precision not in ("fp32", "tf32"):
+    if m.device == "cpu" and spec.model.norm in LAYER_NORMS and spec.training.precision not in ("fp32", "tf32"):
         note = "; ".join(filter(None, [note, "CPU LayerNorm keeps 16-bit mean/rstd, CUDA fp32 (as estimated)"]))
     add(Check("activations", "activations saved for backward", est.memory.activations, _total(saved), "bytes",
               tol("activations"), note=note or f"micro-batch {size}"),

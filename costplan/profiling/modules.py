@@ -3,7 +3,8 @@
 Each block is written so that autograd saves exactly what a GPU training run saves (the tensors the analytic
 activation model counts), and no more:
 
-- LayerNorm is torch's native kernel: its input and per-row mean and 1/std.
+- LayerNorm is torch's native kernel: its input and per-row mean and 1/std, with or without its weight and
+  bias (OLMo 1's non-parametric LayerNorm is the same kernel without them).
 - RMSNorm is a fused kernel: its input and an fp32 1/rms per row. torch's CUDA `_fused_rms_norm` (and apex,
   Transformer Engine) save exactly that; on other devices torch 2.13 decomposes `F.rms_norm` into elementwise
   ops that save the input upcast to fp32 twice over plus the normalised fp32 result (measured: 12 bytes per
@@ -66,9 +67,11 @@ class RMSNorm(nn.Module):
 
 
 def norm(kind: str, width: int, **factory) -> nn.Module:
-    """LayerNorm (weight + bias) or RMSNorm (weight) over the last dimension."""
+    """LayerNorm (weight + bias, or neither) or RMSNorm (weight) over the last dimension."""
     if kind == "layernorm":
         return nn.LayerNorm(width, eps=LAYERNORM_EPS, **factory)
+    if kind == "nonparametric_layernorm":
+        return nn.LayerNorm(width, eps=LAYERNORM_EPS, elementwise_affine=False, **factory)
     return RMSNorm(width, **factory)
 
 

@@ -1,8 +1,8 @@
 """Mixture-of-experts block for the reference model (Switch §2; GShard; Mixtral; DeepSeekMoE §3).
 
-Router: softmax (fp32) over a bias-free d_model × n_experts matrix, top_k experts per token. Dispatch is a
-gather into routed rows, grouped by expert, and each expert is run on its own rows (a loop over experts),
-so the counted FLOPs are exactly rows × expert, whatever the routing:
+Router: softmax (fp32) over a d_model × n_experts matrix (with a bias when router_bias), top_k experts per
+token. Dispatch is a gather into routed rows, grouped by expert, and each expert is run on its own rows (a
+loop over experts), so the counted FLOPs are exactly rows × expert, whatever the routing:
 - dropless: one row per (token, chosen expert), s·top_k per sequence;
 - with a capacity factor: per routing group (one sequence), each expert gets a buffer of
   ⌈cf·s·top_k/n_experts⌉ rows, computed whole; tokens past a full buffer are dropped, empty slots are zeros.
@@ -31,7 +31,7 @@ class MoE(nn.Module):
         super().__init__()
         d = model.d_model
         self.spec = moe
-        self.router = nn.Linear(d, moe.n_experts, bias=False, **factory)
+        self.router = nn.Linear(d, moe.n_experts, bias=moe.router_bias, **factory)
         self.experts = nn.ModuleList(MLP(model.mlp, d, moe.d_ff_expert, model.bias, **factory)
                                      for _ in range(moe.n_experts))
         self.shared = MLP(model.mlp, d, moe.d_ff_shared, model.bias, **factory) if moe.n_shared_experts else None

@@ -2,7 +2,9 @@
 
 Forward core per layer: QKᵀ and AV over all s keys for each of the s queries (convention 3: no causal
 halving) = 4·H·d_head·s² FLOPs, PaLM's 12·L·H·Q·T per token once trained (×3). The kernel computes the whole
-square and masks it, so hardware FLOPs equal model FLOPs.
+square and masks it, so hardware FLOPs equal model FLOPs. With attention sinks the sink logit is one more
+column of each head's scores: the stored probabilities are s × (s + 1) per head (the AV matmul reads the
+first s columns in place, so its FLOPs do not change).
 """
 from __future__ import annotations
 
@@ -15,4 +17,12 @@ from costplan.spec_attention import DenseAttention
 def cost(attention: DenseAttention, model: ModelSpec, shape: Shape) -> Cost:
     s = shape.seq_len
     core = materialised_core(model.n_heads, model.head_dim, model.head_dim, s * s, s * s, shape)
-    return around_core(model, shape, cached_tokens=s) + core
+    return around_core(model, shape, cached_tokens=s) + core + sink_column(model, shape)
+
+
+def sink_column(model: ModelSpec, shape: Shape) -> Cost:
+    """The sinks' column of the stored probabilities: one more per query and head, unless selective
+    recomputation stores no probabilities at all."""
+    if not model.attention_sinks or shape.recompute == "selective":
+        return Cost()
+    return Cost(activations=model.n_heads * shape.seq_len * shape.act_bytes)

@@ -6,7 +6,7 @@ Shapes for one sequence of s tokens: x (s × d_model) → q (s × H·d_head), k 
 """
 from __future__ import annotations
 
-from costplan.costs import STAT_BYTES, Cost, Shape, linear, matmul
+from costplan.costs import STAT_BYTES, Cost, Shape, linear, matmul, vector
 from costplan.costs.attention.pairs import causal_pairs
 from costplan.costs.norm import norm
 from costplan.spec import ModelSpec
@@ -28,6 +28,14 @@ def qk_norms(model: ModelSpec, shape: Shape) -> Cost:
     if model.qk_norm == "full":
         return norm(model.norm, model.q_width, shape) + norm(model.norm, model.kv_width, shape)
     return Cost()
+
+
+def sinks(model: ModelSpec) -> Cost:
+    """gpt-oss's attention sinks: one learned logit per query head that joins the denominator of each of the
+    head's softmax rows (exp(sink) with no value row), scaling the row's probabilities down. An add to a sum,
+    not a matmul: no FLOPs (convention 2). What it saves depends on the core (dense.py; a flash kernel keeps
+    the same log-sum-exp, now of the row with its sink)."""
+    return vector(model.n_heads) if model.attention_sinks else Cost()
 
 
 def score_flops(heads: int, pairs: int, d_qk: int, d_v: int) -> int:
@@ -83,8 +91,8 @@ def saved_around_core(model: ModelSpec, shape: Shape) -> int:
 
 
 def around_core(model: ModelSpec, shape: Shape, cached_tokens: int) -> Cost:
-    """Everything of a softmax-attention layer except its core: projections, QK norms, the tensors saved around
-    the core, and the K/V cache (2 · G · d_head elements per token) holding `cached_tokens` tokens."""
+    """Everything of a softmax-attention layer except its core: projections, QK norms, sinks, the tensors saved
+    around the core, and the K/V cache (2 · G · d_head elements per token) holding `cached_tokens` tokens."""
     per_token = 2 * model.kv_width * shape.act_bytes
-    return projections(model, shape) + qk_norms(model, shape) + Cost(
+    return projections(model, shape) + qk_norms(model, shape) + sinks(model) + Cost(
         activations=saved_around_core(model, shape), kv_cache=per_token, kv_cache_seq=per_token * cached_tokens)

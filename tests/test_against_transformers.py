@@ -14,14 +14,15 @@ pytest.importorskip("torch")
 TINY = Path(__file__).parents[1] / "specs" / "ci" / "hf" / "tiny"
 
 
-@pytest.mark.parametrize("name", ["llama", "mixtral", "deepseek_v3", "qwen2-layer-types", "gpt2"])
+@pytest.mark.parametrize("name", ["llama", "mixtral", "deepseek_v3", "qwen2-layer-types", "gpt2", "gemma2",
+                                  "gpt_oss", "falcon", "olmo"])
 def test_parameters_and_flops_equal_the_transformers_class(name, run):
     result = run("check", str(TINY / f"{name}.json"), "--against", "transformers", "--format", "json")
     assert result.exit_code == 0, result.output
     rows = {row["item"]: row for row in json.loads(result.stdout)[0]["checks"]}
     for item in ("parameters (total)", "forward FLOPs (FlopCounterMode)", "training FLOPs (forward + backward)"):
         assert rows[item]["status"] == "ok" and rows[item]["measured"] > 0, rows[item]
-    saved = rows["activations saved for backward"]
+    saved = rows["activations saved for backward (eager class)"]        # fused kernels: shown, not compared
     assert saved["status"] == "skip" and saved["measured"] > saved["estimate"] > 0   # eager saves more
 
 

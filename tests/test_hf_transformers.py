@@ -140,6 +140,7 @@ def test_variants_match_transformers(name, changes, tmp_path):
                "use_sliding_window": True, "sliding_window": 16, "num_hidden_layers": 3}),
     ("qwen2_moe", {"use_sliding_window": True, "max_window_layers": 4, "sliding_window": 8}),
     ("gemma2", {}),                                            # every second layer global
+    ("gpt_oss", {"layer_types": None}),                        # every second layer global
     ("gemma3_text", {}),                                       # every sixth, over 7 layers
     ("gemma3_text", {"sliding_window_pattern": 2, "num_hidden_layers": 5}),
     ("gemma3_text", {"layer_types": ["full_attention", "sliding_attention", "sliding_attention"],

@@ -228,6 +228,26 @@ FAMILIES: dict[str, Family] = {
          "final_logit_softcapping": None, "attn_logit_softcapping": None, "use_bidirectional_attention": False,
          "sliding_window_pattern": 6},
         checks=GEMMA_CHECKS, ignored=GEMMA_IGNORED | {"rope_local_base_freq"}),
+    "gpt_oss": Family("GptOssForCausalLM", llama_like(
+        "gpt_oss", **{
+            "model.d_ff": None,
+            "model.mlp": fixed("swiglu", "gpt_oss: a clamped SwiGLU (swiglu_alpha, swiglu_limit: elementwise)"),
+            "model.bias": fixed(True, "gpt_oss: biases on every expert's projections"),
+            "model.qkv_bias": key("attention_bias"), "model.o_bias": key("attention_bias"),
+            "model.attention_sinks": fixed(True, "gpt_oss: a learned sink logit per query head"),
+            "model.attention": Field(("layer_types", "sliding_window", "num_hidden_layers"), every_nth_global(2),
+                                     "from layer_types (default: every second layer global), sliding_window"),
+            "model.moe": Field(("num_local_experts", "num_experts_per_tok", "intermediate_size"),
+                               lambda n, k, f: {"n_experts": n, "top_k": k, "d_ff_expert": f,
+                                                "router_bias": True})}),
+        {**{k: v for k, v in LLAMA_DEFAULTS.items() if k != "hidden_act"}, "num_hidden_layers": 36,
+         "num_local_experts": 128, "vocab_size": 201088, "hidden_size": 2880, "intermediate_size": 2880,
+         "head_dim": 64, "num_attention_heads": 64, "num_key_value_heads": 8, "sliding_window": 128,
+         "max_position_embeddings": 131072, "num_experts_per_tok": 4, "layer_types": None,
+         "attention_bias": True},
+        # hidden_act is declared but not read (the experts' activation is their own); the SwiGLU's scale and
+        # clamp are elementwise
+        ignored=MOE_IGNORED | {"hidden_act", "swiglu_alpha", "swiglu_limit"}),
     "phi3": Family("Phi3ForCausalLM", llama_like(
         "phi3", **{"model.head_dim": None, "model.attention": key("sliding_window", window)}),
         {**LLAMA_DEFAULTS, "vocab_size": 32064, "hidden_size": 3072, "intermediate_size": 8192,
@@ -439,5 +459,4 @@ FAMILIES: dict[str, Family] = {
 # Model types costplan knows it cannot state exactly, with the reason, so the error says more than "no".
 UNSUPPORTED = {
     "olmo2": "its norms follow the attention and MLP blocks (post-norm); not modelled yet",
-    "gpt_oss": "alternating sliding-window and full-attention layers are not modelled yet",
 }

@@ -63,9 +63,32 @@ def test_full_size_configs_match_transformers(config):
     ("llama-2-7b", 6_738_415_616),
     ("mistral-7b", 7_241_732_096),
     ("mixtral-8x7b", 46_702_792_704),
+    # Gemma Team 2024, Gemma 2, Table 2: 917,504,000 embedding and 8,324,201,984 non-embedding parameters
+    ("gemma-2-9b", 917_504_000 + 8_324_201_984),
 ])
 def test_full_size_totals(name, total):
     assert costplan_params(HF / name / "config.json") == total
+
+
+# Published rounded: each figure within half a unit of its last digit.
+@pytest.mark.parametrize("name, total, active, unit, table_left_out", [
+    ("qwen3-30b-a3b", 30.5e9, None, 0.1e9, False),      # Qwen3 Technical Report: 30.5B total (see below)
+    ("gpt-oss-120b", 116.83e9, 5.13e9, 0.01e9, True),   # gpt-oss model card: 116.83B, 5.13B active without
+])                                                      # the unembedding table (costplan's active counts it)
+def test_published_rounded_totals(name, total, active, unit, table_left_out):
+    params = costplan.estimate(costplan.load_spec(HF / name / "config.json")).params
+    assert abs(params.total - total) <= unit / 2
+    if active is not None:
+        assert abs(params.active - (params.embedding if table_left_out else 0) - active) <= unit / 2
+
+
+def test_qwen3_30b_a3b_active():
+    """The report's "3.3B activated" is 3,353,032,704 cut to one decimal (rounding would give 3.4B): 48 layers of
+    attention, router and 8 of 128 experts, plus both embedding tables."""
+    params = costplan.estimate(costplan.load_spec(HF / "qwen3-30b-a3b" / "config.json")).params
+    layer = (2048 * 4096 * 2 + 2048 * 512 * 2 + 2 * 128) + 2048 * 128 + 8 * 3 * 2048 * 768 + 2 * 2048
+    assert params.active == 48 * layer + 2 * 151936 * 2048 + 2048
+    assert 3.3e9 <= params.active < 3.4e9
 
 
 @pytest.mark.parametrize("model_type", sorted(hf.FAMILIES))

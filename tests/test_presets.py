@@ -11,7 +11,18 @@ import costplan
 from costplan import presets
 
 REQUIRED = ["gpt2-small", "gpt2-medium", "gpt2-large", "gpt2-xl", "gpt3-175b", "llama2-7b", "llama2-13b",
-            "llama2-70b", "llama3-8b", "llama3-70b"]
+            "llama2-70b", "llama3-8b", "llama3-70b", "gemma2-9b", "qwen3-30b-a3b", "gpt-oss-120b"]
+HF = __import__("pathlib").Path(__file__).parents[1] / "specs" / "ci" / "hf"
+# Presets that cite a Hugging Face config kept in specs/ci/hf/, and where the preset departs from it on purpose.
+FROM_CONFIGS = {
+    "llama2-7b": ("llama-2-7b", {}),
+    "mistral-7b": ("mistral-7b", {"max_seq_len": 8192}),        # the paper's context; the config allows 32768
+    "mixtral-8x7b": ("mixtral-8x7b", {}),
+    "deepseek-v3": ("deepseek-v3", {"max_seq_len": 4096}),      # the pre-training context (paper §4.2)
+    "gemma2-9b": ("gemma-2-9b", {}),
+    "qwen3-30b-a3b": ("qwen3-30b-a3b", {}),
+    "gpt-oss-120b": ("gpt-oss-120b", {}),
+}
 
 
 def test_required_presets_present():
@@ -24,6 +35,15 @@ def test_each_preset_is_sourced_and_valid(name):
     spec = costplan.load_spec(name)
     assert spec.name == name
     assert costplan.estimate(spec).params.total > 0
+
+
+@pytest.mark.parametrize("name", FROM_CONFIGS)
+def test_presets_are_their_configs(name):
+    """A preset's model section is what its cited config reads as, but for the choices it documents."""
+    folder, departures = FROM_CONFIGS[name]
+    config = costplan.load_spec(HF / folder).model.model_dump()
+    preset = costplan.load_spec(name).model.model_dump()
+    assert {k: v for k, v in preset.items() if config[k] != v} == departures
 
 
 def test_presets_are_in_the_wheel(tmp_path):

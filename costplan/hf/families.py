@@ -89,7 +89,8 @@ DEEPSEEK_IGNORED = MOE_IGNORED | {"num_key_value_heads", "head_dim", "qk_head_di
 # Gemma 2 / 3: RMSNorms scaling by (1 + weight), an embedding multiplied by sqrt(hidden_size), and scores
 # scaled by query_pre_attn_scalar and soft-capped as c·tanh(x / c) (attention and final logits): elementwise, no
 # parameters and no matmul FLOPs. Released files also carry hidden_act, which the classes do not read.
-GEMMA2_DEFAULTS = {**{k: v for k, v in LLAMA_DEFAULTS.items() if k != "hidden_act"}, "vocab_size": 256000, "hidden_size": 2304, "intermediate_size": 9216,
+GEMMA2_DEFAULTS = {**{k: v for k, v in LLAMA_DEFAULTS.items() if k != "hidden_act"}, "vocab_size": 256000,
+                   "hidden_size": 2304, "intermediate_size": 9216,
                    "num_hidden_layers": 26, "num_attention_heads": 8, "num_key_value_heads": 4, "head_dim": 256,
                    "hidden_activation": "gelu_pytorch_tanh", "max_position_embeddings": 8192,
                    "tie_word_embeddings": True, "attention_bias": False, "query_pre_attn_scalar": 256,
@@ -98,7 +99,7 @@ GEMMA2_DEFAULTS = {**{k: v for k, v in LLAMA_DEFAULTS.items() if k != "hidden_ac
 GEMMA_CHECKS = (Check(("use_bidirectional_attention",), lambda v: not v,
                       "bidirectional attention (an encoder) is not modelled"),)
 GEMMA_IGNORED = frozenset({"query_pre_attn_scalar", "final_logit_softcapping", "attn_logit_softcapping",
-                           "hidden_act"})
+                           "hidden_act", "sliding_window_size"})   # the last: a duplicate the classes do not read
 
 FAMILIES: dict[str, Family] = {
     "llama": Family("LlamaForCausalLM", llama_like(
@@ -246,8 +247,10 @@ FAMILIES: dict[str, Family] = {
          "max_position_embeddings": 131072, "num_experts_per_tok": 4, "layer_types": None,
          "attention_bias": True},
         # hidden_act is declared but not read (the experts' activation is their own); the SwiGLU's scale and
-        # clamp are elementwise
-        ignored=MOE_IGNORED | {"hidden_act", "swiglu_alpha", "swiglu_limit"}),
+        # clamp are elementwise; released files carry experts_per_token and initial_context_length, which the
+        # class does not read (num_experts_per_tok is read)
+        ignored=MOE_IGNORED | {"hidden_act", "swiglu_alpha", "swiglu_limit", "experts_per_token",
+                               "initial_context_length"}),
     "phi3": Family("Phi3ForCausalLM", llama_like(
         "phi3", **{"model.head_dim": None, "model.attention": key("sliding_window", window)}),
         {**LLAMA_DEFAULTS, "vocab_size": 32064, "hidden_size": 3072, "intermediate_size": 8192,

@@ -79,7 +79,7 @@ IGNORED = frozenset({
     "is_decoder", "cross_attention_hidden_size", "output_scores", "_attn_implementation_autoset",
     "return_dict_in_generate", "forced_bos_token_id", "forced_eos_token_id", "remove_invalid_values",
     "exponential_decay_length_penalty", "suppress_tokens", "begin_suppress_tokens", "typical_p",
-    "diversity_penalty", "num_beam_groups", "encoder_no_repeat_ngram_size", "tf_legacy_loss",
+    "diversity_penalty", "num_beam_groups", "encoder_no_repeat_ngram_size", "tf_legacy_loss", "cache_implementation",
 })
 # Keys no supported config may carry with a value other than these: they change what the class builds.
 COMMON_CHECKS = (

@@ -49,6 +49,28 @@ def llama_like(label: str, *, mlp_key: str = "intermediate_size", **overrides: F
     return {name: f for name, f in fields.items() if f is not None}
 
 
+def gpt2_like(label: str, **overrides: Field) -> dict[str, Field]:
+    """The fields GPT-2-style files (n_embd, n_layer, n_head, n_inner, n_positions) read alike; `overrides`
+    replace or add fields, in place."""
+    fields = {
+        "model.vocab_size": key("vocab_size"),
+        "model.d_model": key("n_embd"),
+        "model.n_layers": key("n_layer"),
+        "model.n_heads": key("n_head"),
+        "model.d_ff": key("n_inner"),    # None: 4 × n_embd, the spec's default too
+        "model.max_seq_len": key("n_positions"),
+        "model.mlp": key("activation_function", plain_mlp("activation_function")),
+        "model.norm": fixed("layernorm", f"{label}: LayerNorm with weight and bias"),
+        "model.block": None,             # placeholders keep the spec's field order when a family sets them
+        "model.position": None,
+        "model.tie_embeddings": key("tie_word_embeddings"),
+        "model.bias": None, "model.qkv_bias": None, "model.o_bias": None, "model.head_bias": None,
+        "model.attention": fixed(window(None), f"{label}: full causal attention (SDPA: no score matrix stored)"),
+    }
+    fields.update(overrides)
+    return {name: f for name, f in fields.items() if f is not None}
+
+
 def attention_bias(label: str) -> dict[str, Field]:
     """attention_bias on q, k, v and o, and no MLP biases."""
     return {"model.bias": fixed(False, f"{label}: no MLP biases"), "model.qkv_bias": key("attention_bias"),
@@ -280,20 +302,10 @@ FAMILIES: dict[str, Family] = {
         # elementwise multiplications
         ignored=frozenset({"embedding_multiplier", "residual_multiplier", "attention_multiplier",
                            "logits_scaling"})),
-    "gpt2": Family("GPT2LMHeadModel", {
-        "model.vocab_size": key("vocab_size"),
-        "model.d_model": key("n_embd"),
-        "model.n_layers": key("n_layer"),
-        "model.n_heads": key("n_head"),
-        "model.d_ff": key("n_inner"),    # None: 4 × n_embd, the spec's default too
-        "model.max_seq_len": key("n_positions"),
-        "model.mlp": key("activation_function", plain_mlp("activation_function")),
-        "model.norm": fixed("layernorm", "gpt2: LayerNorm with weight and bias"),
-        "model.position": fixed("learned", "gpt2: a learned position table of n_positions rows"),
-        "model.tie_embeddings": key("tie_word_embeddings"),
-        "model.bias": fixed(True, "gpt2: biases on every projection"),
-        "model.attention": fixed(window(None), "gpt2: full causal attention (SDPA: no score matrix stored)"),
-    }, {"vocab_size": 50257, "n_embd": 768, "n_layer": 12, "n_head": 12, "n_inner": None, "n_positions": 1024,
+    "gpt2": Family("GPT2LMHeadModel", gpt2_like(
+        "gpt2", **{"model.position": fixed("learned", "gpt2: a learned position table of n_positions rows"),
+                   "model.bias": fixed(True, "gpt2: biases on every projection")}),
+        {"vocab_size": 50257, "n_embd": 768, "n_layer": 12, "n_head": 12, "n_inner": None, "n_positions": 1024,
         "activation_function": "gelu_new", "tie_word_embeddings": True},
         # n_ctx is read by nothing in the class; summary_* configure the double-heads model's classifier;
         # the attention scalings and the fp32 upcast of scores are elementwise
@@ -366,24 +378,15 @@ FAMILIES: dict[str, Family] = {
         )),
     # GPT-J, GPT-NeoX, Falcon and Phi rotate only part of each head (rotary_dim, rotary_pct,
     # partial_rotary_factor): no parameters and no matmuls either way, so nothing here reads those keys.
-    "gptj": Family("GPTJForCausalLM", {
-        "model.vocab_size": key("vocab_size"),
-        "model.d_model": key("n_embd"),
-        "model.n_layers": key("n_layer"),
-        "model.n_heads": key("n_head"),
-        "model.d_ff": key("n_inner"),    # None: 4 × n_embd, the spec's default too
-        "model.max_seq_len": key("n_positions"),
-        "model.mlp": key("activation_function", plain_mlp("activation_function")),
-        "model.norm": fixed("layernorm", "gptj: LayerNorm with weight and bias"),
-        "model.block": fixed("parallel_shared_norm", "gptj: attention and MLP in parallel from one LayerNorm"),
-        "model.position": fixed("rope", "gptj: rotary embeddings on the first rotary_dim features of each head"),
-        "model.tie_embeddings": key("tie_word_embeddings"),
-        "model.bias": fixed(True, "gptj: biases in the MLP"),
-        "model.qkv_bias": fixed(False, "gptj: no biases on q, k, v"),
-        "model.o_bias": fixed(False, "gptj: no bias on the output projection"),
-        "model.head_bias": fixed(True, "gptj: the LM head has a bias"),
-        "model.attention": fixed(window(None), "gptj: full causal attention (SDPA: no score matrix stored)"),
-    }, {"vocab_size": 50400, "n_embd": 4096, "n_layer": 28, "n_head": 16, "n_inner": None, "n_positions": 2048,
+    "gptj": Family("GPTJForCausalLM", gpt2_like(
+        "gptj", **{
+            "model.block": fixed("parallel_shared_norm", "gptj: attention and MLP in parallel from one LayerNorm"),
+            "model.position": fixed("rope", "gptj: rotary embeddings on the first rotary_dim features of each head"),
+            "model.bias": fixed(True, "gptj: biases in the MLP"),
+            "model.qkv_bias": fixed(False, "gptj: no biases on q, k, v"),
+            "model.o_bias": fixed(False, "gptj: no bias on the output projection"),
+            "model.head_bias": fixed(True, "gptj: the LM head has a bias")}),
+        {"vocab_size": 50400, "n_embd": 4096, "n_layer": 28, "n_head": 16, "n_inner": None, "n_positions": 2048,
         "activation_function": "gelu_new", "tie_word_embeddings": False},
         # released GPT-J files carry GPT-2's keys, which the class reads nothing of: `rotary` (always on),
         # scale_attn_weights, the double-heads classifier's summary_*, gradient_checkpointing

@@ -40,9 +40,18 @@ def test_activations_equal_the_transformers_class(config, implementation, run):
                  "--set", f"training.implementation={implementation}")
     assert result.exit_code == 0, result.output
     rows = {row["item"]: row for row in json.loads(result.stdout)[0]["checks"]}
-    saved = rows["activations saved for backward"]
+    saved, peak = rows["activations saved for backward"], rows["peak memory of a training step"]
     assert saved["status"] == "ok" and saved["tolerance"] == 0.05
     assert abs(saved["measured"] - saved["estimate"]) <= 0.01 * saved["measured"]
+    assert peak["status"] == "ok" and abs(peak["measured"] - peak["estimate"]) <= 0.01 * peak["measured"]
+
+
+def test_a_class_without_the_implementation_says_so(run):
+    pytest.importorskip("transformers")
+    result = run("check", str(TINY / "bloom.json"), "--against", "transformers",
+                 "--set", "training.implementation=sdpa")
+    assert result.exit_code == 2
+    assert "training.implementation sdpa: BloomForCausalLM does not support" in result.stderr
 
 
 @pytest.mark.parametrize("changes, named", [

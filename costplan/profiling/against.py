@@ -9,7 +9,10 @@
   is 3 × that forward. Exact.
 - activations: the bytes autograd saves in the class's forward with the spec's training.implementation (sdpa
   or eager attention), within the activations tolerance; with `fused`, what the eager class saves is shown but
-  not compared (fused kernels are not the class's modules).
+  not compared (fused kernels are not the class's modules);
+- peak (sdpa and eager only): the most memory live over two training steps of the class under costplan's
+  reference Trainer (two micro-batches, AdamW stepped per tensor from fp32 master weights), storages tracked on
+  CPU tensors, against the estimate's total per GPU, within the peak tolerance.
 
 Real tensors, because the classes' MoE loops route by data-dependent indices; a config whose step would not fit
 REAL_BYTES here is compared on its parameters only.
@@ -21,6 +24,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
+from torch import nn
 
 from costplan import sources
 from costplan.costs.estimate import components, estimate, shape_of
@@ -28,9 +32,9 @@ from costplan.errors import CostplanError
 from costplan.profiling import counters
 from costplan.profiling.compare import Check
 from costplan.profiling.measure import respec
-from costplan.profiling.memory import saved_bytes
+from costplan.profiling.memory import peak_tracked, saved_bytes
 from costplan.profiling.model import training_dtype
-from costplan.profiling.step import batch, loss_of
+from costplan.profiling.step import Trainer, batch, loss_of
 from costplan.spec import Spec
 
 REAL_BYTES = 4 * 2**30        # the most a step of the class may need before only its parameters are compared
@@ -56,15 +60,18 @@ def config_path(source: str) -> Path:
     return config
 
 
-def build(config: Path, dtype: torch.dtype, device: str | torch.device, attention: str = "eager"):  # noqa: ANN201
+def build_class(config: Path, dtype: torch.dtype, device: str | torch.device, attention: str = "eager"):  # noqa: ANN201
     """The transformers causal-LM class of the file, with `attention` (eager or sdpa), its parameters in
     `dtype`."""
     transformers = needs_transformers()
     data = json.loads(config.read_text(encoding="utf-8"))
     cfg = transformers.AutoConfig.for_model(data.pop("model_type"), **data)
     cfg._attn_implementation = attention
-    with torch.device(device):
-        model = transformers.AutoModelForCausalLM.from_config(cfg)
+    try:
+        with torch.device(device):
+            model = transformers.AutoModelForCausalLM.from_config(cfg)
+    except ValueError as exc:   # a class without this attention implementation says so
+        raise CostplanError(f"{config}: training.implementation {attention}: {str(exc).split('. ')[0]}") from None
     return model.to(dtype)
 
 
@@ -74,25 +81,52 @@ class Measured:
     forward_flops: int | None = None
     training_flops: int | None = None
     activations: int | None = None
+    peak: int | None = None
 
 
 def measure(config: Path, spec: Spec) -> Measured:
     size, dtype = spec.training.micro_batch_size, training_dtype(spec)
-    result = Measured(params=sum(p.numel() for p in build(config, dtype, "meta").parameters()))
+    result = Measured(params=sum(p.numel() for p in build_class(config, dtype, "meta").parameters()))
     if step_bytes(spec) > REAL_BYTES:
         return result
     torch.manual_seed(0)
     ids, targets = batch(spec, size, "cpu")
-    model = build(config, dtype, "cpu")
+    model = build_class(config, dtype, "cpu")
     flops = counters.count_flops(model, lambda: loss_of(model(input_ids=ids).logits, targets))
     result.forward_flops = sum(flops.forward.values())
     result.training_flops = sum(flops.training.values())
     # Saved tensors of the implementation the spec names; fused kernels have no class: eager is shown.
     implementation = spec.training.implementation
-    model = build(config, dtype, "cpu", "eager" if implementation == "fused" else implementation)
+    model = build_class(config, dtype, "cpu", "eager" if implementation == "fused" else implementation)
     result.activations = sum(saved_bytes(model, lambda scope: loss_of(model(input_ids=ids).logits,
                                                                       targets)).values())
+    if implementation != "fused":
+        result.peak = measure_peak(config, spec, dtype, implementation)
     return result
+
+
+class Logits(nn.Module):
+    """A transformers causal LM as the reference Trainer calls a model: token ids in, logits out."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.model(input_ids=ids).logits
+
+
+def measure_peak(config: Path, spec: Spec, dtype: torch.dtype, implementation: str) -> int:
+    """Peak memory of two training steps of the class (two micro-batches each, the optimizer with its fp32
+    master weights), as profiling/measure.py steps the reference model."""
+    size = spec.training.micro_batch_size
+
+    def build():  # noqa: ANN202
+        trainer = Trainer(Logits(build_class(config, dtype, "cpu", implementation)), spec)
+        first, second = batch(spec, size, "cpu"), batch(spec, size, "cpu")
+        return [lambda: trainer.accumulate(*first), lambda: trainer.accumulate(*second), trainer.update]
+
+    return peak_tracked(build).bytes
 
 
 def step_bytes(spec: Spec) -> int:
@@ -130,6 +164,10 @@ def checks(spec: Spec, m: Measured, tolerances) -> list[Check]:  # noqa: ANN001
               note="3 × forward: no recomputation in eager modules"),
         activations_check(spec, m, tol("activations")),
     ]
+    if m.peak is not None:
+        rows.append(Check("peak", "peak memory of a training step", estimate(spec).memory.total_per_gpu, m.peak,
+                          "bytes", tol("peak"), note="two steps of two micro-batches, AdamW with fp32 master "
+                                                     "weights, storages tracked on CPU tensors"))
     return rows
 
 

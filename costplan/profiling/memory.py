@@ -98,13 +98,22 @@ def peak_fake(build: Callable[[], Phases]) -> Peak:
     """Peak of two steps whose phases `build()` prepares (model, optimizer, batch), all on fake tensors:
     nothing is allocated, shapes and dtypes are followed exactly."""
     with fake_tensor_mode():
-        tracker = LiveBytes()
-        with tracker:
-            phases = build()
-            for _ in range(2):
-                for phase in phases:
-                    phase()
-        return Peak(tracker.peak, "storages tracked under FakeTensorMode, two steps")
+        return Peak(_tracked(build), "storages tracked under FakeTensorMode, two steps")
+
+
+def peak_tracked(build: Callable[[], Phases]) -> Peak:
+    """The same on real CPU tensors, for modules whose steps depend on values (a MoE routing loop)."""
+    return Peak(_tracked(build), "storages tracked on CPU tensors, two steps")
+
+
+def _tracked(build: Callable[[], Phases]) -> int:
+    tracker = LiveBytes()
+    with tracker:
+        phases = build()
+        for _ in range(2):
+            for phase in phases:
+                phase()
+    return tracker.peak
 
 
 def peak_cuda(build: Callable[[], Phases], device: torch.device) -> Peak:

@@ -165,6 +165,9 @@ class TrainingSpec(Section):
     # Whose modules save the activations: fused kernels (a fused norm, FlashAttention: Megatron, torchtitan), or
     # the PyTorch modules of `transformers` with SDPA or eager attention (costs/implementation.py).
     implementation: Literal["fused", "sdpa", "eager"] = "fused"
+    # fp32 weights cast to `precision` per matmul by torch.autocast (the common trainer default), instead of
+    # 16-bit weights with an fp32 master copy; modelled for transformers' modules (sdpa, eager).
+    autocast: Flag = False
 
 
 # ---------------------------------------------------------------------------------------------- hardware

@@ -92,10 +92,17 @@ def _attention_rules(a: Any, v: Getter, head_dim: int | None, n_heads: int | Non
 def implementation_rules(model: Getter, training: Getter) -> list[tuple[str, str]]:
     """transformers' modules (costs/implementation.py) are modelled for dense softmax-attention decoders
     trained without recomputation; anything else would be the fused figure under another name."""
-    implementation = training("implementation")
+    implementation, problems = training("implementation"), []
+    if training("autocast"):
+        if implementation in (None, "fused"):
+            problems.append(("training.autocast", "modelled for transformers' modules: set training.implementation "
+                                                  "to sdpa or eager"))
+        if training("precision") not in (None, "bf16", "fp16"):
+            problems.append(("training.autocast", f"casts fp32 weights to 16 bits; precision "
+                                                  f"{training('precision')} is not bf16 or fp16"))
     if implementation in (None, "fused"):
-        return []
-    where, problems = "training.implementation", []
+        return problems
+    where = "training.implementation"
     attention = model("attention")
     others = sorted({a.type for a in pattern_of(attention)} - set(SOFTMAX_TYPES)) if attention is not None else []
     if others:

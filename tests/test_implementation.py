@@ -14,9 +14,13 @@ TINY = Path(__file__).parents[1] / "specs" / "ci" / "hf" / "tiny"
 S, D, H, G, HD, F, V = 128, 64, 4, 2, 16, 176, 256      # the tiny Llama config: 2 layers
 
 
+def estimate(implementation: str, autocast: bool = False, config: str = "llama"):
+    return costplan.estimate(costplan.load_spec(TINY / f"{config}.json", [
+        f"training.implementation={implementation}", f"training.autocast={str(autocast).lower()}"]))
+
+
 def activations(implementation: str, config: str = "llama") -> int:
-    spec = costplan.load_spec(TINY / f"{config}.json", [f"training.implementation={implementation}"])
-    return costplan.estimate(spec).memory.activations
+    return estimate(implementation, config=config).memory.activations
 
 
 def test_sdpa_by_hand():
@@ -32,12 +36,28 @@ def test_eager_by_hand():
     assert activations("eager") - activations("sdpa") == 2 * per_layer
 
 
+def test_autocast_by_hand():
+    """Beyond SDPA with 16-bit weights: the fp32 residual in each of the 5 norms (2 bytes more per element), two
+    more casts of each layer's attention input and one more of its MLP input, fp32 rotary tables, and a 16-bit
+    copy of every weight matrix (the head's too), once per micro-batch; weights, gradients and moments in
+    fp32 without a master copy."""
+    plain, cast = estimate("sdpa"), estimate("sdpa", autocast=True)
+    saved = 5 * S * D * 2 + 2 * 3 * S * D * 2 + 2 * S * HD * 2
+    matrices = 2 * (D * H * HD + 2 * D * G * HD + H * HD * D + 3 * D * F) + V * D
+    assert cast.memory.activations - plain.memory.activations == saved + 2 * matrices
+    params = cast.params.total
+    assert (cast.memory.weights, cast.memory.gradients, cast.memory.optimizer) == (4 * params, 4 * params,
+                                                                                   8 * params)
+
+
 @pytest.mark.parametrize("config", ["llama", "mistral", "qwen2", "qwen3", "granite", "qwen2-layer-types"])
 @pytest.mark.parametrize("implementation", ["sdpa", "eager"])
-def test_activations_equal_the_transformers_class(config, implementation, run):
+@pytest.mark.parametrize("autocast", [False, True])
+def test_activations_equal_the_transformers_class(config, implementation, autocast, run):
     pytest.importorskip("transformers")
     result = run("check", str(TINY / f"{config}.json"), "--against", "transformers", "--format", "json",
-                 "--set", f"training.implementation={implementation}")
+                 "--set", f"training.implementation={implementation}",
+                 "--set", f"training.autocast={str(autocast).lower()}")
     assert result.exit_code == 0, result.output
     rows = {row["item"]: row for row in json.loads(result.stdout)[0]["checks"]}
     saved, peak = rows["activations saved for backward"], rows["peak memory of a training step"]
@@ -67,3 +87,14 @@ def test_what_is_not_modelled_is_an_error(changes, named):
         costplan.load_spec(TINY / "llama.json", overrides)
     assert any(p.startswith("training.implementation: eager: ") and named in p for p in caught.value.problems), \
         caught.value.problems
+
+
+@pytest.mark.parametrize("overrides, named", [
+    (["training.autocast=true"], "training.autocast: modelled for transformers' modules"),
+    (["training.autocast=true", "training.implementation=sdpa", "training.precision=fp32"],
+     "training.autocast: casts fp32 weights to 16 bits; precision fp32 is not bf16 or fp16"),
+])
+def test_autocast_rules(overrides, named):
+    with pytest.raises(SpecError) as caught:
+        costplan.load_spec(TINY / "llama.json", overrides)
+    assert any(p.startswith(named) for p in caught.value.problems), caught.value.problems

@@ -128,6 +128,7 @@ class Shape:
     skip_masked_tiles: bool = True
     # Whose modules save the activations (training.implementation): fused kernels, or transformers' sdpa / eager.
     implementation: str = "fused"
+    autocast: bool = False    # fp32 weights and residual stream, 16-bit copies cast per matmul (training.autocast)
 
 
 STAT_BYTES = 4                # norm statistics, softmax log-sum-exp and the loss are kept in fp32

@@ -6,8 +6,8 @@ from dataclasses import replace
 
 from costplan.costs import ZERO, Cost, Shape, memo
 from costplan.costs.embedding import embedding, head
-from costplan.costs.implementation import model_extra
-from costplan.costs.layers import distinct_layers, layer_cost
+from costplan.costs.implementation import fp32_residual, model_extra, weight_copies
+from costplan.costs.layers import d_model_wide, distinct_layers, layer_cost
 from costplan.costs.memory import element_bytes
 from costplan.costs.norm import norm
 from costplan.spec import ModelSpec, Spec
@@ -18,7 +18,7 @@ COMPONENTS = ("embedding", "attention", "mlp", "moe", "norms", "head")
 def shape_of(spec: Spec) -> Shape:
     t = spec.training
     return Shape(seq_len=spec.seq_len, act_bytes=element_bytes(t.precision), recompute=t.recompute,
-                 implementation=t.implementation)
+                 implementation=t.implementation, autocast=t.autocast)
 
 
 def components(spec: Spec, shape: Shape | None = None, stage: int = 0, stages: int = 1) -> dict[str, Cost]:
@@ -37,14 +37,16 @@ shared_components = memo.shared
 def _components(model: ModelSpec, shape: Shape, stage: int, stages: int) -> dict[str, Cost]:
     parts = {key: ZERO for key in COMPONENTS if key != "moe" or model.moe is not None}
     outer_norm = norm(model.norm, model.d_model, shape)
-    outer_norm = replace(outer_norm, act_d_model=outer_norm.activations)
+    outer_norm = replace(outer_norm, act_d_model=outer_norm.activations) + d_model_wide(fp32_residual(1, model, shape))
     if stage == 0:
         parts["embedding"] = embedding(model, shape)
         parts["attention"] = Cost(activations=model_extra(model, shape))   # rotary tables, masks: once
         if model.embedding_norm:
             parts["norms"] = outer_norm
     if stage == stages - 1:
-        parts["head"] = head(model, shape)
+        # under autocast the head's 16-bit weight copy (the tied embedding's too) is saved once per micro-batch
+        parts["head"] = head(model, shape) + Cost(
+            shared_activations=weight_copies(model.vocab_size * model.d_model, shape))
         parts["norms"] = parts["norms"] + outer_norm  # the final norm
     for layer, count in distinct_layers(model, stage, stages):
         for key, cost in layer_cost(layer, model, shape).items():

@@ -5,7 +5,7 @@ from __future__ import annotations
 from costplan import scaling
 from costplan.costs import ZERO, parallel
 from costplan.costs.components import COMPONENTS, components, shape_of, shared_components  # noqa: F401 - API
-from costplan.costs.memory import element_bytes, is_mixed, optimizer_bytes
+from costplan.costs.memory import is_mixed, optimizer_bytes, weight_bytes
 from costplan.costs.result import Assumptions, Estimate, Flops, Memory, Number, Parallelism, Params, Time
 from costplan.costs.run import Run, resolve, stages_of, step_time
 from costplan.costs.step import StepTime
@@ -85,7 +85,7 @@ def _estimate(spec: Spec, law: str | scaling.ScalingLaw | None) -> Estimate:
 
     law = law if isinstance(law, scaling.ScalingLaw) else scaling.resolve(law)
     predicted = scaling.predict(law, params.total, params.active, tokens)
-    w = element_bytes(t.precision)
+    w = weight_bytes(t.precision, t.autocast)
     assumptions = Assumptions(
         tokens=tokens,
         tokens_source="training.tokens" if t.tokens is not None else
@@ -100,8 +100,9 @@ def _estimate(spec: Spec, law: str | scaling.ScalingLaw | None) -> Estimate:
         optimizer=t.optimizer,
         recompute=t.recompute,
         bytes_per_param={
-            "weights": w, "gradients": w, "optimizer": optimizer_bytes(t.precision, t.optimizer),
-            "rule": ("16-bit weights and gradients, fp32 master copy and moments (ZeRO §3.1)"
+            "weights": w, "gradients": w, "optimizer": optimizer_bytes(t.precision, t.optimizer, t.autocast),
+            "rule": ("fp32 weights, gradients and moments; 16-bit copies cast per matmul (autocast)" if t.autocast
+                     else "16-bit weights and gradients, fp32 master copy and moments (ZeRO §3.1)"
                      if is_mixed(t.precision) else "fp32 weights, gradients and moments"),
         },
         activation_element_bytes=shape.act_bytes,

@@ -15,6 +15,15 @@ sequence:
 - eager attention repeats K and V to n_heads, computes every pair, and saves the softmax's fp32 output and its
   16-bit copy that multiplies V: (4 + 2) bytes per pair and head in 16-bit training, 4 in fp32.
 
+Under 16-bit autocast over fp32 weights (`training.autocast`), measured the same way:
+
+- every matmul casts its weight to 16 bits once per forward and saves the copy: 2 bytes per matrix element,
+  once per micro-batch, the LM head's (or the tied embedding's) included;
+- every projection casts its input itself and saves its own copy: q, k and v each one of the normed input (two
+  more than one shared input), gate and up each one (one more);
+- the residual stream stays fp32, so each d_model-wide norm saves its input (LayerNorm) or its normalized
+  output (RMSNorm) in fp32: 4 − 2 bytes more per element than in 16-bit training; the rotary tables are fp32.
+
 Only FLOP-free tensors differ: FLOPs stay those of the component formulas (`check --against transformers`
 compares eager FLOPs separately).
 """
@@ -54,7 +63,22 @@ def attention_extra(attention: AttentionSpec, model: ModelSpec, shape: Shape) ->
 
 
 def model_extra(model: ModelSpec, shape: Shape) -> int:
-    """Bytes saved once per model by the modules: the rotary tables."""
+    """Bytes saved once per model by the modules: the rotary tables (fp32 under autocast)."""
     if not modules(shape) or model.position != "rope":
         return 0
-    return 2 * shape.seq_len * model.head_dim * shape.act_bytes
+    return 2 * shape.seq_len * model.head_dim * (STAT_BYTES if shape.autocast else shape.act_bytes)
+
+
+def fp32_residual(norms: int, model: ModelSpec, shape: Shape) -> int:
+    """What `norms` d_model-wide norms save beyond 16-bit training when autocast keeps the residual in fp32."""
+    return norms * shape.seq_len * model.d_model * (STAT_BYTES - shape.act_bytes) if shape.autocast else 0
+
+
+def input_copies(copies: int, model: ModelSpec, shape: Shape) -> int:
+    """Bytes of `copies` more 16-bit casts of a d_model-wide block input, one per projection reading it."""
+    return copies * shape.seq_len * model.d_model * shape.act_bytes if shape.autocast else 0
+
+
+def weight_copies(matrix_params: int, shape: Shape) -> int:
+    """The 16-bit copies of weight matrices autocast casts and the matmuls save, once per micro-batch."""
+    return matrix_params * shape.act_bytes if shape.autocast else 0

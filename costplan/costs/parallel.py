@@ -33,7 +33,7 @@ import math
 from dataclasses import dataclass
 
 from costplan.costs import Cost
-from costplan.costs.memory import FP32, element_bytes, optimizer_bytes
+from costplan.costs.memory import FP32, optimizer_bytes, weight_bytes
 from costplan.spec import Spec
 
 TENSOR_REPLICATED = ("norms",)   # components whose weights every tensor rank keeps whole
@@ -80,7 +80,8 @@ def stage_memory(spec: Spec, parts: dict[str, Cost], stage: int) -> StageMemory:
     shared_head = model.vocab_size * model.d_model if model.tie_embeddings and p > 1 and stage == p - 1 else 0
     dense = _params_per_gpu(parts, t, shared_head)
     routed = sum(c.routed_params for c in parts.values()) / (t * par.expert)
-    w, o = element_bytes(training.precision), optimizer_bytes(training.precision, training.optimizer)
+    w = weight_bytes(training.precision, training.autocast)
+    o = optimizer_bytes(training.precision, training.optimizer, training.autocast)
     extra_optimizer = 0.0
     if training.optimizer == "adafactor":
         extra_optimizer = sum(c.factored for c in parts.values()) / t * FP32 / (d if par.zero >= 1 else 1)

@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 from costplan import kernels
 from costplan.costs import Shape, memo
 from costplan.costs.layers import Layer, distinct_layers, layer_model, stage_layers
-from costplan.costs.memory import element_bytes, optimizer_bytes
+from costplan.costs.memory import optimizer_bytes, weight_bytes
 from costplan.costs.ops import Core, Gemm, Op, Stream, embedding_ops, head_ops, layer_ops
 from costplan.errors import CostplanError
 from costplan.hardware import GPU
@@ -320,7 +320,7 @@ def step_time(spec: Spec, dev: Device, shape: Shape, stage_params: list[tuple[fl
     micro = tally.total + sum(k.exposed for k in traffic.values())
     bubble = (p - 1) / v * micro
 
-    w = element_bytes(spec.training.precision)
+    w = weight_bytes(spec.training.precision, spec.training.autocast)
     # pipeline: each micro-batch crosses v chunk boundaries forward and backward
     hidden = spec.training.micro_batch_size * shape.seq_len / cp * spec.model.d_model * shape.act_bytes
     hidden /= t if par.sequence_parallel else 1
@@ -354,7 +354,8 @@ def step_time(spec: Spec, dev: Device, shape: Shape, stage_params: list[tuple[fl
             data.add(1, wire / 2, seconds / 2, backward)
             data.add(1, wire / 2, seconds / 2, sum(tally.forward.values()))
 
-    per_param = 2 * (optimizer_bytes(spec.training.precision, spec.training.optimizer) + w) + w
+    per_param = 2 * (optimizer_bytes(spec.training.precision, spec.training.optimizer, spec.training.autocast)
+                     + w) + w
     sharded = dense / (d if par.zero >= 1 else 1) + routed / par.expert / (routed_d if par.zero >= 1 else 1)
     optimizer = per_param * sharded / dev.bandwidth
 

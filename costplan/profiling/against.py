@@ -91,38 +91,48 @@ def measure(config: Path, spec: Spec) -> Measured:
         return result
     torch.manual_seed(0)
     ids, targets = batch(spec, size, "cpu")
-    model = build_class(config, dtype, "cpu")
-    flops = counters.count_flops(model, lambda: loss_of(model(input_ids=ids).logits, targets))
+    model = Logits(build_class(config, dtype, "cpu"))
+    flops = counters.count_flops(model, lambda: loss_of(model(ids), targets))
     result.forward_flops = sum(flops.forward.values())
     result.training_flops = sum(flops.training.values())
     # Saved tensors of the implementation the spec names; fused kernels have no class: eager is shown.
     implementation = spec.training.implementation
-    model = build_class(config, dtype, "cpu", "eager" if implementation == "fused" else implementation)
-    result.activations = sum(saved_bytes(model, lambda scope: loss_of(model(input_ids=ids).logits,
-                                                                      targets)).values())
+    model = as_trained(config, spec, "eager" if implementation == "fused" else implementation)
+    result.activations = sum(saved_bytes(model, lambda scope: loss_of(model(ids), targets)).values())
     if implementation != "fused":
-        result.peak = measure_peak(config, spec, dtype, implementation)
+        result.peak = measure_peak(config, spec, implementation)
     return result
 
 
 class Logits(nn.Module):
-    """A transformers causal LM as the reference Trainer calls a model: token ids in, logits out."""
+    """A transformers causal LM as the reference Trainer calls a model: token ids in, logits out; under
+    autocast to `autocast` when given."""
 
-    def __init__(self, model: nn.Module):
+    def __init__(self, model: nn.Module, autocast: torch.dtype | None = None):
         super().__init__()
-        self.model = model
+        self.model, self.autocast = model, autocast
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        return self.model(input_ids=ids).logits
+        with torch.autocast("cpu", dtype=self.autocast or torch.bfloat16, enabled=self.autocast is not None):
+            return self.model(input_ids=ids).logits
 
 
-def measure_peak(config: Path, spec: Spec, dtype: torch.dtype, implementation: str) -> int:
+def as_trained(config: Path, spec: Spec, attention: str) -> Logits:
+    """The class with `attention`, its weights as the spec trains them: 16-bit, or fp32 under autocast."""
+    dtype = training_dtype(spec)
+    if spec.training.autocast:
+        return Logits(build_class(config, torch.float32, "cpu", attention), autocast=dtype)
+    return Logits(build_class(config, dtype, "cpu", attention))
+
+
+def measure_peak(config: Path, spec: Spec, implementation: str) -> int:
     """Peak memory of two training steps of the class (two micro-batches each, the optimizer with its fp32
-    master weights), as profiling/measure.py steps the reference model."""
+    master weights, or on the fp32 weights under autocast), as profiling/measure.py steps the reference
+    model."""
     size = spec.training.micro_batch_size
 
     def build():  # noqa: ANN202
-        trainer = Trainer(Logits(build_class(config, dtype, "cpu", implementation)), spec)
+        trainer = Trainer(as_trained(config, spec, implementation), spec)
         first, second = batch(spec, size, "cpu"), batch(spec, size, "cpu")
         return [lambda: trainer.accumulate(*first), lambda: trainer.accumulate(*second), trainer.update]
 
@@ -178,7 +188,8 @@ def activations_check(spec: Spec, m: Measured, tolerance: float) -> Check:
         return Check("activations", item + " (eager class)", estimate(spec).memory.activations, m.activations,
                      "bytes", None, note=NOT_MODELLED)
     return Check("activations", item, estimate(spec).memory.activations, m.activations, "bytes", tolerance,
-                 note=f"training.implementation {implementation}: the class with {implementation} attention")
+                 note=f"training.implementation {implementation}: the class with {implementation} attention"
+                      + (", fp32 weights under autocast" if spec.training.autocast else ""))
 
 
 def records(sources_: list[str], specs: list[Spec], tolerances) -> list[dict]:  # noqa: ANN001

@@ -97,6 +97,10 @@ def implementation_rules(model: Getter, training: Getter) -> list[tuple[str, str
         if implementation in (None, "fused"):
             problems.append(("training.autocast", "modelled for transformers' modules: set training.implementation "
                                                   "to sdpa or eager"))
+        if model("moe") is not None:
+            problems.append(("training.autocast", "with mixture-of-experts modules is not modelled: transformers' "
+                                                  "grouped expert matmuls run outside autocast's 16-bit list on CPU "
+                                                  "(Mixtral, OLMoE measured in fp32)"))
         if training("precision") not in (None, "bf16", "fp16"):
             problems.append(("training.autocast", f"casts fp32 weights to 16 bits; precision "
                                                   f"{training('precision')} is not bf16 or fp16"))
@@ -111,9 +115,12 @@ def implementation_rules(model: Getter, training: Getter) -> list[tuple[str, str
     if model("block") not in (None, "sequential"):
         problems.append((where, f"{implementation}: transformers' modules are modelled for sequential layers; "
                                 f"block {model('block')} is not; use fused"))
-    if model("moe") is not None:
-        problems.append((where, f"{implementation}: transformers' mixture-of-experts modules are not modelled yet; "
-                                "use fused"))
+    if model("attention_sinks"):
+        problems.append((where, f"{implementation}: transformers' modules with attention sinks (gpt-oss) are not "
+                                "modelled yet; use fused"))
+    if model("moe") is not None and model("moe").capacity_factor is not None:
+        problems.append((where, f"{implementation}: transformers' mixture-of-experts modules drop no tokens; "
+                                "remove moe.capacity_factor or use fused"))
     if training("recompute") not in (None, "none"):
         problems.append((where, f"{implementation}: with recompute {training('recompute')} (gradient "
                                 "checkpointing of the modules) is not modelled; use recompute none or fused"))

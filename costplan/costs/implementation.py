@@ -29,10 +29,10 @@ compares eager FLOPs separately).
 """
 from __future__ import annotations
 
-from costplan.costs import STAT_BYTES, Shape
+from costplan.costs import INDEX_BYTES, STAT_BYTES, Shape
 from costplan.costs.attention import COST as ATTENTION_COST
 from costplan.costs.attention.softmax import around_core
-from costplan.spec import ModelSpec
+from costplan.spec import ModelSpec, MoESpec
 from costplan.spec_attention import AttentionSpec
 
 IMPLEMENTATIONS = ("fused", "sdpa", "eager")
@@ -60,6 +60,16 @@ def attention_extra(attention: AttentionSpec, model: ModelSpec, shape: Shape) ->
     if attention.type in MASKED:                                  # its own s × s mask, and K and V repeated
         return repeated + s * s * e + flash - fused_core
     return flash - fused_core
+
+
+def moe_extra(moe: MoESpec, shape: Shape) -> int:
+    """Bytes transformers' MoE block saves beyond the fused estimate (Mixtral's, measured): the router's top-k
+    weights renormalised to sum to 1 (their fp32 copy and sum) and their int64 expert indices, one more int64
+    index per routed row (the sort that groups rows by expert), and the int32 offsets of the grouped matmul."""
+    if not modules(shape):
+        return 0
+    s, k = shape.seq_len, moe.top_k
+    return s * k * (STAT_BYTES + INDEX_BYTES) + s * STAT_BYTES + s * k * INDEX_BYTES + moe.n_experts * 4
 
 
 def model_extra(model: ModelSpec, shape: Shape) -> int:

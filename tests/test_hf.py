@@ -151,6 +151,7 @@ def refusal(run, path) -> str:
     # per-layer attention of a kind costplan does not model
     ("qwen2", {"layer_types": ["full_attention", "chunked_attention"], "use_sliding_window": True},
      "layer_types: layer types ['chunked_attention'] are not modelled"),
+    ("gemma3_text", {"sliding_window_pattern": 0}, "sliding_window_pattern: 0: expected a whole number of layers"),
     # biases a spec's qkv_bias cannot split: a direct query projection without the key/value one's bias
     ("deepseek_v2", {"attention_bias": True}, "attention_bias: true without q_lora_rank"),
     # Falcon layers whose forward does not call the norms the class builds

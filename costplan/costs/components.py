@@ -6,8 +6,8 @@ from dataclasses import replace
 
 from costplan.costs import ZERO, Cost, Shape, memo
 from costplan.costs.embedding import embedding, head
-from costplan.costs.implementation import fp32_residual, model_extra, weight_copies
-from costplan.costs.layers import d_model_wide, distinct_layers, layer_cost
+from costplan.costs.implementation import d_model_wide, fp32_residual, model_extra, weight_copies
+from costplan.costs.layers import distinct_layers, layer_cost
 from costplan.costs.memory import element_bytes
 from costplan.costs.norm import norm
 from costplan.spec import ModelSpec, Spec
@@ -40,7 +40,7 @@ def _components(model: ModelSpec, shape: Shape, stage: int, stages: int) -> dict
     outer_norm = replace(outer_norm, act_d_model=outer_norm.activations) + d_model_wide(fp32_residual(1, model, shape))
     if stage == 0:
         parts["embedding"] = embedding(model, shape)
-        parts["attention"] = Cost(activations=model_extra(model, shape))   # rotary tables, masks: once
+        parts["attention"] = Cost(activations=model_extra(model, shape))   # the rotary tables: once
         if model.embedding_norm:
             parts["norms"] = outer_norm
     if stage == stages - 1:

@@ -29,7 +29,7 @@ compares eager FLOPs separately).
 """
 from __future__ import annotations
 
-from costplan.costs import INDEX_BYTES, STAT_BYTES, Shape
+from costplan.costs import INDEX_BYTES, STAT_BYTES, Cost, Shape
 from costplan.costs.attention import COST as ATTENTION_COST
 from costplan.costs.attention.softmax import around_core
 from costplan.spec import ModelSpec, MoESpec
@@ -92,3 +92,23 @@ def input_copies(copies: int, model: ModelSpec, shape: Shape) -> int:
 def weight_copies(matrix_params: int, shape: Shape) -> int:
     """The 16-bit copies of weight matrices autocast casts and the matmuls save, once per micro-batch."""
     return matrix_params * shape.act_bytes if shape.autocast else 0
+
+
+def d_model_wide(activations: int, shared: int = 0) -> Cost:
+    """Saved bytes held in d_model-wide tensors (which tensor parallelism leaves whole), and shared ones."""
+    return Cost(activations=activations, act_d_model=activations, shared_activations=shared)
+
+
+def autocast_extra(parts: dict[str, Cost], ffn: str, norms: int, model: ModelSpec,
+                   shape: Shape) -> dict[str, Cost]:
+    """One sequential layer's costs by component with what its modules save under autocast: the fp32 residual
+    in its `norms` norms, q, k and v each casting the normed input (two copies more than one shared input),
+    gate and up each casting theirs (one more; a plain MLP's single up none), and every weight matrix's copy."""
+    if not shape.autocast:
+        return parts
+    return {**parts,
+            "norms": parts["norms"] + d_model_wide(fp32_residual(norms, model, shape)),
+            "attention": parts["attention"] + d_model_wide(input_copies(2, model, shape),
+                                                           weight_copies(parts["attention"].matrix_params, shape)),
+            ffn: parts[ffn] + d_model_wide(input_copies(1 if model.gated else 0, model, shape),
+                                           weight_copies(parts[ffn].matrix_params, shape))}

@@ -8,9 +8,7 @@ from dataclasses import dataclass, replace
 
 from costplan.costs import Cost, Shape, memo
 from costplan.costs.attention import COPIES_INPUT, COST as ATTENTION_COST
-from costplan.costs.implementation import (
-    attention_extra, fp32_residual, input_copies, moe_extra, weight_copies,
-)
+from costplan.costs.implementation import attention_extra, autocast_extra, moe_extra
 from costplan.costs.mlp import mlp
 from costplan.costs.moe import moe_block
 from costplan.costs.norm import norm
@@ -92,11 +90,6 @@ def layer_cost(layer: Layer, model: ModelSpec, shape: Shape) -> dict[str, Cost]:
     return dict(memo.cached(("layer", layer, width, shape), lambda: _layer_cost(layer, width, shape)))
 
 
-def d_model_wide(activations: int, shared: int = 0) -> Cost:
-    """Saved bytes held in d_model-wide tensors (which tensor parallelism leaves whole), and shared ones."""
-    return Cost(activations=activations, act_d_model=activations, shared_activations=shared)
-
-
 def _layer_cost(layer: Layer, model: ModelSpec, shape: Shape) -> dict[str, Cost]:
     block_input = shape.seq_len * model.d_model * shape.act_bytes
     structure = STRUCTURES[model.block]
@@ -118,12 +111,7 @@ def _layer_cost(layer: Layer, model: ModelSpec, shape: Shape) -> dict[str, Cost]
         parts[ffn] = replace(parts[ffn], activations=parts[ffn].activations - block_input, act_d_model=0)
     else:
         parts[ffn] = replace(parts[ffn], act_d_model=block_input)
-    if shape.autocast:   # transformers' modules under autocast (costs/implementation.py): sequential layers only
-        parts["norms"] += d_model_wide(fp32_residual(structure.norms, model, shape))
-        parts["attention"] += d_model_wide(input_copies(2, model, shape),             # q, k and v each cast x
-                                           weight_copies(parts["attention"].matrix_params, shape))
-        parts[ffn] += d_model_wide(input_copies(1 if model.gated else 0, model, shape),  # gate and up each
-                                   weight_copies(parts[ffn].matrix_params, shape))
+    parts = autocast_extra(parts, ffn, structure.norms, model, shape)
     if shape.recompute == "full":
         # Checkpointing each layer keeps only its input (Korthikanti et al. 2022, Table 2: 2·sbh per layer) and
         # runs every block's forward again during backward.

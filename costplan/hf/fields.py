@@ -190,6 +190,8 @@ def every_nth_global(every: int | None = None) -> Callable[..., Any]:
         and the others windowed (the configuration classes' __post_init__)."""
         if layer_types is None:
             n = every or pattern
+            if not isinstance(n, int) or n < 1:
+                raise Unsupported("sliding_window_pattern", f"{n!r}: expected a whole number of layers, 1 or more")
             layer_types = ["sliding_attention" if (i + 1) % n else "full_attention" for i in range(n_layers)]
         return layer_pattern(layer_types, sliding_window, "layer_types")
     return compute

@@ -38,7 +38,7 @@ from costplan.profiling.step import Trainer, batch, loss_of
 from costplan.spec import Spec
 
 REAL_BYTES = 4 * 2**30        # the most a step of the class may need before only its parameters are compared
-NOT_MODELLED = ("not compared: training.implementation fused describes fused kernels; set it to sdpa or eager "
+FUSED_NOTE = ("not compared: training.implementation fused describes fused kernels; set it to sdpa or eager "
                 "to compare with the class's modules")
 
 
@@ -186,7 +186,7 @@ def activations_check(spec: Spec, m: Measured, tolerance: float) -> Check:
     item = "activations saved for backward"
     if implementation == "fused":
         return Check("activations", item + " (eager class)", estimate(spec).memory.activations, m.activations,
-                     "bytes", None, note=NOT_MODELLED)
+                     "bytes", None, note=FUSED_NOTE)
     return Check("activations", item, estimate(spec).memory.activations, m.activations, "bytes", tolerance,
                  note=f"training.implementation {implementation}: the class with {implementation} attention"
                       + (", fp32 weights under autocast" if spec.training.autocast else ""))

@@ -151,6 +151,11 @@ class ModelSpec(Section):
 
 
 # ---------------------------------------------------------------------------------------------- training
+# The transformers model types whose modules training.modules may name (every type a config import reads).
+MODULES = ("bloom", "deepseek_v2", "deepseek_v3", "falcon", "gemma", "gemma2", "gemma3_text", "gpt2", "gpt_neox",
+           "gpt_oss", "gptj", "granite", "llama", "mistral", "mixtral", "olmo", "olmoe", "opt", "phi", "phi3",
+           "qwen2", "qwen2_moe", "qwen3", "qwen3_moe", "starcoder2")
+
 class TrainingSpec(Section):
     tokens: Tokens | None = None         # None: 20 tokens per parameter (Hoffmann et al. 2022)
     seq_len: Width | None = None         # None: model.max_seq_len (filled in by Spec)
@@ -168,6 +173,9 @@ class TrainingSpec(Section):
     # fp32 weights cast to `precision` per matmul by torch.autocast (the common trainer default), instead of
     # 16-bit weights with an fp32 master copy; modelled for transformers' modules (sdpa, eager).
     autocast: Flag = False
+    # Whose transformers modules sdpa and eager describe, by model_type (a config import sets it): the modules
+    # differ between classes for the same architecture (a Python GELU, fp32 norms, an explicit mask).
+    modules: Literal[MODULES] = "llama"
 
 
 # ---------------------------------------------------------------------------------------------- hardware

@@ -129,6 +129,7 @@ class Shape:
     # Whose modules save the activations (training.implementation): fused kernels, or transformers' sdpa / eager.
     implementation: str = "fused"
     autocast: bool = False    # fp32 weights and residual stream, 16-bit copies cast per matmul (training.autocast)
+    modules: str = "llama"    # whose transformers modules sdpa / eager describe (training.modules)
 
 
 STAT_BYTES = 4                # norm statistics, softmax log-sum-exp and the loss are kept in fp32

@@ -95,6 +95,8 @@ def read(config: Path) -> Imported:
         notes[path] = f.note or f"from {', '.join(f.keys)}"
     if problems:
         raise SpecError(label, problems)
+    spec.setdefault("training", {})["modules"] = model_type
+    notes["training.modules"] = "model_type: the transformers modules training.implementation sdpa / eager describes"
     read_keys = {k for f in family.fields.values() for k in f.keys} | {k for c in family.checks for k in c.keys}
     return Imported(
         model_type=model_type, spec=spec, notes=notes,

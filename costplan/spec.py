@@ -85,6 +85,7 @@ class ModelSpec(Section):
     qk_norm: Literal["none", "head", "full"] = "none"
     embedding_norm: Flag = False
     attention_sinks: Flag = False        # a learned logit per query head in each softmax's denominator (gpt-oss)
+    clip_qkv: Positive | None = None     # q, k and v clamped to ±clip_qkv after their projections (OLMo)
     attention: ModelAttention = DenseAttention()   # one for every layer, or a list repeated over the layers
     moe: MoESpec | None = None           # None: every layer has the dense MLP
 

@@ -24,6 +24,12 @@ Under 16-bit autocast over fp32 weights (`training.autocast`), measured the same
 - the residual stream stays fp32, so each d_model-wide norm saves its input (LayerNorm) or its normalized
   output (RMSNorm) in fp32: 4 − 2 bytes more per element than in 16-bit training; the rotary tables are fp32.
 
+Other families' modules differ from these where their code does, keyed on training.modules (Shape.modules) or
+on the spec field that decides it, each measured the same way: OLMo's rotary tables stay fp32 and its clip_qkv
+clamps save q, k and v; Phi-3's concatenated rotary makes SDPA's output head-major (one more copy), and its fused
+qkv_proj and gate_up_proj cast one input each under autocast; the norms' own differences (OLMo's fp32 LayerNorm
+input, Gemma's fp32 output) are in costs/norm.py.
+
 Only FLOP-free tensors differ: FLOPs stay those of the component formulas (`check --against transformers`
 compares eager FLOPs separately).
 """
@@ -72,16 +78,67 @@ def moe_extra(moe: MoESpec, shape: Shape) -> int:
     return s * k * (STAT_BYTES + INDEX_BYTES) + s * STAT_BYTES + s * k * INDEX_BYTES + moe.n_experts * 4
 
 
+FP32_ROTARY = ("olmo",)     # OlmoRotaryEmbedding returns cos and sin in fp32, without casting them to x's dtype
+
+
+def rotary_bytes(shape: Shape) -> int:
+    """Bytes per element of the rotary tables the modules save: the activation dtype, as the Llama family's
+    rotary embedding casts them to, or fp32 under autocast (the residual stream is fp32) and where the
+    module keeps them fp32 (OLMo's: q · cos then promotes to fp32 and `.to(q_type)` casts back)."""
+    return STAT_BYTES if shape.autocast or shape.modules in FP32_ROTARY else shape.act_bytes
+
+
 def model_extra(model: ModelSpec, shape: Shape) -> int:
-    """Bytes saved once per model by the modules: the rotary tables (fp32 under autocast)."""
+    """Bytes saved once per model by the modules: the rotary tables cos and sin."""
     if not modules(shape) or model.position != "rope":
         return 0
-    return 2 * shape.seq_len * model.head_dim * (STAT_BYTES if shape.autocast else shape.act_bytes)
+    return 2 * shape.seq_len * model.head_dim * rotary_bytes(shape)
+
+
+def clamp_copies(model: ModelSpec, shape: Shape) -> int:
+    """Bytes of q, k and v as their projections return them, where the attention clamps them in place
+    (`clip_qkv`: OlmoAttention, OlmoeAttention `query_states.clamp_(...)`): clamp's backward needs its input,
+    which the in-place op overwrites, so autograd saves a copy of each in the activation dtype (16 bits under
+    autocast too: the projections' outputs)."""
+    if not modules(shape) or model.clip_qkv is None:
+        return 0
+    return shape.seq_len * (model.q_width + 2 * model.kv_width) * shape.act_bytes
+
+
+# Attention modules whose rotary embedding rebuilds q and k with torch.cat (Phi-3's apply_rotary_pos_emb
+# concatenates the rotated part with the pass-through one), making them contiguous head by head.
+CONCATENATED_ROTARY = ("phi3",)
+
+
+def output_copy(model: ModelSpec, shape: Shape) -> int:
+    """Bytes of the attention output copied before the output projection, which saves the copy: SDPA's kernel
+    lays its output out as the query is laid out, so a head-major query (CONCATENATED_ROTARY) gives a
+    head-major output that `transpose(1, 2).contiguous()` in sdpa_attention_forward copies to token-major.
+    The Llama family's rotary products keep q token-major and the transpose is a view. Eager attention copies
+    for every family (its matmul's output is head-major), as the estimate already counts."""
+    if shape.implementation != "sdpa" or shape.modules not in CONCATENATED_ROTARY:
+        return 0
+    return shape.seq_len * model.q_width * shape.act_bytes
+
+
+def family_attention_extra(model: ModelSpec, shape: Shape) -> int:
+    """Bytes one attention layer's modules save beyond the Llama family's, where the family's module differs."""
+    return clamp_copies(model, shape) + output_copy(model, shape)
 
 
 def fp32_residual(norms: int, model: ModelSpec, shape: Shape) -> int:
     """What `norms` d_model-wide norms save beyond 16-bit training when autocast keeps the residual in fp32."""
     return norms * shape.seq_len * model.d_model * (STAT_BYTES - shape.act_bytes) if shape.autocast else 0
+
+
+# Classes with one fused projection per block input: qkv_proj and gate_up_proj (Phi3Attention, Phi3MLP).
+FUSED_PROJECTIONS = ("phi3",)
+
+
+def casts_beyond_one(projections: int, shape: Shape) -> int:
+    """How many more autocast casts of a block input than one: one per projection reading it, less the first;
+    none where one fused projection reads it (FUSED_PROJECTIONS)."""
+    return 0 if shape.modules in FUSED_PROJECTIONS else projections - 1
 
 
 def input_copies(copies: int, model: ModelSpec, shape: Shape) -> int:
@@ -108,7 +165,8 @@ def autocast_extra(parts: dict[str, Cost], ffn: str, norms: int, model: ModelSpe
         return parts
     return {**parts,
             "norms": parts["norms"] + d_model_wide(fp32_residual(norms, model, shape)),
-            "attention": parts["attention"] + d_model_wide(input_copies(2, model, shape),
+            "attention": parts["attention"] + d_model_wide(input_copies(casts_beyond_one(3, shape), model, shape),
                                                            weight_copies(parts["attention"].matrix_params, shape)),
-            ffn: parts[ffn] + d_model_wide(input_copies(1 if model.gated else 0, model, shape),
+            ffn: parts[ffn] + d_model_wide(input_copies(casts_beyond_one(2, shape) if model.gated else 0, model,
+                                                        shape),
                                            weight_copies(parts[ffn].matrix_params, shape))}

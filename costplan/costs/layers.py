@@ -8,7 +8,7 @@ from dataclasses import dataclass, replace
 
 from costplan.costs import Cost, Shape, memo
 from costplan.costs.attention import COPIES_INPUT, COST as ATTENTION_COST
-from costplan.costs.implementation import attention_extra, autocast_extra, moe_extra
+from costplan.costs.implementation import attention_extra, autocast_extra, family_attention_extra, moe_extra
 from costplan.costs.mlp import mlp
 from costplan.costs.moe import moe_block
 from costplan.costs.norm import norm
@@ -99,7 +99,8 @@ def _layer_cost(layer: Layer, model: ModelSpec, shape: Shape) -> dict[str, Cost]
     ffn = "moe" if layer.moe is not None else "mlp"
     attention = ATTENTION_COST[layer.attention.type](layer.attention, model, shape)
     parts = {
-        "attention": attention + Cost(activations=attention_extra(layer.attention, model, shape)),
+        "attention": attention + Cost(activations=attention_extra(layer.attention, model, shape)
+                                      + family_attention_extra(model, shape)),
         "norms": replace(norms, act_d_model=norms.activations),
         ffn: (moe_block(layer.moe, model, shape) + Cost(activations=moe_extra(layer.moe, shape))
               if layer.moe is not None else mlp(model, layer.d_ff, shape)),

@@ -29,6 +29,30 @@ def python_copy(kind: str, rows: int, width: int, shape: Shape) -> int:
     return rows * width * STAT_BYTES if shape.implementation != "fused" and kind == "rmsnorm" else 0
 
 
+# Norm modules that keep an fp32 tensor where the Llama family's keep one in their input's dtype.
+FP32_OUTPUT_NORMS = ("gemma",)      # GemmaRMSNorm: (normalized · (1 + weight)) in fp32, cast afterwards
+
+
+def fp32_input_copy(kind: str, rows: int, width: int, shape: Shape) -> int:
+    """What OLMo's OlmoLayerNorm (transformers' only non-parametric LayerNorm module) saves beyond torch's
+    LayerNorm kernel: it runs F.layer_norm on `x.to(float32)`, so the kernel saves that fp32 copy instead of
+    its 16-bit input, 4 − 2 bytes more per element. Under autocast the residual stream it reads is fp32
+    already (counted by implementation.fp32_residual), and in fp32 training the cast is a no-op."""
+    if shape.implementation == "fused" or kind != "nonparametric_layernorm" or shape.autocast:
+        return 0
+    return rows * width * (STAT_BYTES - shape.act_bytes)
+
+
+def fp32_output(kind: str, rows: int, width: int, shape: Shape) -> int:
+    """What Gemma's RMSNorm (GemmaRMSNorm) saves beyond Llama's: it multiplies the fp32 normalized value by
+    `1.0 + weight.float()` before casting back, so the multiplication saves the normalized value in fp32
+    (Llama's saves it in its input's dtype: 4 − 2 bytes more per element, none under autocast, whose fp32
+    residual makes both fp32) and the fp32 vector (1 + weight), `width` × 4 bytes per norm."""
+    if shape.implementation == "fused" or kind != "rmsnorm" or shape.modules not in FP32_OUTPUT_NORMS:
+        return 0
+    return (0 if shape.autocast else rows * width * (STAT_BYTES - shape.act_bytes)) + width * STAT_BYTES
+
+
 def norm(kind: str, width: int, shape: Shape, rows_per_token: int = 1) -> Cost:
     """One norm over `width` features, applied to `rows_per_token` rows per token (heads, for a per-head norm).
 
@@ -37,4 +61,5 @@ def norm(kind: str, width: int, shape: Shape, rows_per_token: int = 1) -> Cost:
     """
     rows = shape.seq_len * rows_per_token
     return norm_weights(kind, width) + Cost(
-        activations=rows * width * shape.act_bytes + statistics(kind, rows) + python_copy(kind, rows, width, shape))
+        activations=rows * width * shape.act_bytes + statistics(kind, rows) + python_copy(kind, rows, width, shape)
+        + fp32_input_copy(kind, rows, width, shape) + fp32_output(kind, rows, width, shape))

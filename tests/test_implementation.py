@@ -14,9 +14,9 @@ TINY = Path(__file__).parents[1] / "specs" / "ci" / "hf" / "tiny"
 S, D, H, G, HD, F, V = 128, 64, 4, 2, 16, 176, 256      # the tiny Llama config: 2 layers
 
 
-def estimate(implementation: str, autocast: bool = False, config: str = "llama"):
+def estimate(implementation: str, autocast: bool = False, config: str = "llama", *more: str):
     return costplan.estimate(costplan.load_spec(TINY / f"{config}.json", [
-        f"training.implementation={implementation}", f"training.autocast={str(autocast).lower()}"]))
+        f"training.implementation={implementation}", f"training.autocast={str(autocast).lower()}", *more]))
 
 
 def activations(implementation: str, config: str = "llama") -> int:
@@ -59,8 +59,51 @@ def test_autocast_by_hand():
                                                                                    8 * params)
 
 
+def beyond_llama(config: str, implementation: str, autocast: bool = False) -> int:
+    """What a family's modules save beyond the Llama family's modules on the same architecture."""
+    return (estimate(implementation, autocast, config).memory.activations
+            - estimate(implementation, autocast, config, "training.modules=llama").memory.activations)
+
+
+def test_olmo_by_hand():
+    """The tiny OLMo (2 layers, d_model 64, 4 heads of 16, clip_qkv 8) beyond fused kernels: each of the 5
+    OlmoLayerNorms runs on an fp32 copy of its bf16 input (2 bytes more per element), the rotary tables stay
+    fp32 (OlmoRotaryEmbedding does not cast them), and each layer's in-place clamp_ saves q, k and v as their
+    projections return them; only the rotary tables are the class's own rather than the architecture's."""
+    d, hd = 64, 16
+    assert activations("sdpa", "olmo") - activations("fused", "olmo") == (
+        5 * S * d * 2 + 2 * S * hd * 4 + 2 * S * 3 * d * 2)
+    assert beyond_llama("olmo", "sdpa") == 2 * S * hd * (4 - 2)
+    assert beyond_llama("olmo", "eager", autocast=True) == 0       # fp32 tables under autocast in any class
+    unclipped = estimate("sdpa", False, "olmo", "model.clip_qkv=null").memory.activations
+    assert activations("sdpa", "olmo") - unclipped == 2 * S * 3 * d * 2
+
+
+@pytest.mark.parametrize("implementation", ["sdpa", "eager"])
+def test_gemma_by_hand(implementation):
+    """GemmaRMSNorm multiplies its fp32 normalized value by the fp32 vector 1 + weight before casting back: per
+    norm (5), the normalized value in fp32 instead of bf16 and the vector; under autocast both classes' norms
+    keep it in fp32, and only the vector is more."""
+    d = 64
+    assert beyond_llama("gemma", implementation) == 5 * (S * d * (4 - 2) + d * 4)
+    assert beyond_llama("gemma", implementation, autocast=True) == 5 * d * 4
+
+
+def test_phi3_by_hand():
+    """Phi-3's rotary embedding concatenates q, so SDPA's output is head-major and o_proj saves a token-major
+    copy of it (4 heads of 16, bf16, per layer); eager attention copies in every class. Under autocast its fused
+    qkv_proj and gate_up_proj cast the normed input once each, where Llama's q, k, v and gate, up cast it five
+    times in all."""
+    d, q_width = 64, H * HD
+    assert beyond_llama("phi3", "sdpa") == 2 * S * q_width * 2
+    assert beyond_llama("phi3", "eager") == 0
+    assert beyond_llama("phi3", "sdpa", autocast=True) == 2 * (S * q_width * 2 - 3 * S * d * 2)
+    assert beyond_llama("phi3", "eager", autocast=True) == -2 * 3 * S * d * 2
+
+
 @pytest.mark.parametrize("config, autocast", [
-    *((config, autocast) for config in ("llama", "mistral", "qwen2", "qwen3", "granite", "qwen2-layer-types")
+    *((config, autocast) for config in ("llama", "mistral", "qwen2", "qwen3", "granite", "qwen2-layer-types",
+                                        "olmo", "gemma", "phi3")
       for autocast in (False, True)),
     ("mixtral", False), ("qwen3_moe", False), ("olmoe", False),    # MoE under autocast is not modelled
 ])

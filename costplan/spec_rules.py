@@ -90,8 +90,9 @@ def _attention_rules(a: Any, v: Getter, head_dim: int | None, n_heads: int | Non
 
 
 def implementation_rules(model: Getter, training: Getter) -> list[tuple[str, str]]:
-    """transformers' modules (costs/implementation.py) are modelled for dense softmax-attention decoders
-    trained without recomputation; anything else would be the fused figure under another name."""
+    """transformers' modules (costs/implementation.py) are modelled for softmax-attention decoders of sequential
+    or sandwich layers trained without recomputation; anything else would be the fused figure under another
+    name."""
     implementation, problems = training("implementation"), []
     if training("autocast"):
         if implementation in (None, "fused"):
@@ -101,6 +102,9 @@ def implementation_rules(model: Getter, training: Getter) -> list[tuple[str, str
             problems.append(("training.autocast", "with mixture-of-experts modules is not modelled: transformers' "
                                                   "grouped expert matmuls run outside autocast's 16-bit list on CPU "
                                                   "(Mixtral, OLMoE measured in fp32)"))
+        if model("attention_sinks"):
+            problems.append(("training.autocast", "with attention sinks is not modelled: the fp32 sink logits "
+                                                  "join 16-bit scores (gpt-oss, not measured under autocast)"))
         if training("precision") not in (None, "bf16", "fp16"):
             problems.append(("training.autocast", f"casts fp32 weights to 16 bits; precision "
                                                   f"{training('precision')} is not bf16 or fp16"))
@@ -112,12 +116,12 @@ def implementation_rules(model: Getter, training: Getter) -> list[tuple[str, str
     if others:
         problems.append((where, f"{implementation}: the modules of {', '.join(others)} attention are not modelled "
                                 "(dense, flash, sliding_window and sparse are); use fused"))
-    if model("block") not in (None, "sequential"):
-        problems.append((where, f"{implementation}: transformers' modules are modelled for sequential layers; "
-                                f"block {model('block')} is not; use fused"))
-    if model("attention_sinks"):
-        problems.append((where, f"{implementation}: transformers' modules with attention sinks (gpt-oss) are not "
-                                "modelled yet; use fused"))
+    if model("block") not in (None, "sequential", "sandwich"):
+        problems.append((where, f"{implementation}: transformers' modules are modelled for sequential and sandwich "
+                                f"layers; block {model('block')} is not; use fused"))
+    if implementation == "sdpa" and model("attention_sinks"):
+        problems.append((where, "sdpa: transformers' sdpa attention takes no sinks (GptOssForCausalLM has no sdpa "
+                                "attention); use eager or fused"))
     if model("moe") is not None and model("moe").capacity_factor is not None:
         problems.append((where, f"{implementation}: transformers' mixture-of-experts modules drop no tokens; "
                                 "remove moe.capacity_factor or use fused"))

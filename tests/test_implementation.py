@@ -14,9 +14,9 @@ TINY = Path(__file__).parents[1] / "specs" / "ci" / "hf" / "tiny"
 S, D, H, G, HD, F, V = 128, 64, 4, 2, 16, 176, 256      # the tiny Llama config: 2 layers
 
 
-def estimate(implementation: str, autocast: bool = False, config: str = "llama", *more: str):
+def estimate(implementation: str, autocast: bool = False, config: str = "llama", *overrides: str):
     return costplan.estimate(costplan.load_spec(TINY / f"{config}.json", [
-        f"training.implementation={implementation}", f"training.autocast={str(autocast).lower()}", *more]))
+        f"training.implementation={implementation}", f"training.autocast={str(autocast).lower()}", *overrides]))
 
 
 def activations(implementation: str, config: str = "llama") -> int:
@@ -101,6 +101,50 @@ def test_phi3_by_hand():
     assert beyond_llama("phi3", "eager", autocast=True) == -2 * 3 * S * d * 2
 
 
+def test_gemma2_by_hand():
+    """Gemma2's modules beyond Llama's on the same 3-layer model: each of its 13 RMSNorms (4 per layer, the
+    final one) saves its normalized value in fp32 (2 bytes more per element) and the fp32 1 + weight; eager
+    attention soft-caps the scores (tanh saves a bf16 s × s per head) and the class its logits (s × vocab)."""
+    gemma2, llama = (estimate("eager", False, "gemma2", f"training.modules={m}").memory.activations
+                     for m in ("gemma2", "llama"))
+    assert gemma2 - llama == 13 * (S * D * 2 + D * 4) + 3 * H * S * S * 2 + S * V * 2
+
+
+def test_gemma3_by_hand():
+    """Gemma3's modules beyond Llama's on the same 7-layer model: 29 d_model-wide RMSNorms and a q and a k
+    norm per layer (4 and 2 heads of 16) saving their normalized value in fp32 and their 1 + weight, and a
+    second pair of rotary tables for the sliding layers' own base."""
+    gemma3, llama = (estimate("sdpa", False, "gemma3_text", f"training.modules={m}").memory.activations
+                     for m in ("gemma3_text", "llama"))
+    qk_norms = 7 * ((H + G) * S * HD * 2 + 2 * HD * 4)
+    assert gemma3 - llama == 29 * (S * D * 2 + D * 4) + qk_norms + 2 * S * HD * 2
+
+
+def test_sinks_by_hand():
+    """Eager attention with sinks, per layer of the tiny Llama: the softmax over s + 1 columns in bf16 and the row
+    maximum's int64 index per head, instead of the fp32 softmax and its bf16 copy over s columns."""
+    sinks, plain = (activations_of(estimate("eager", False, "llama", f"model.attention_sinks={flag}"))
+                    for flag in ("true", "false"))
+    assert sinks - plain == 2 * (H * S * ((S + 1) * 2 + 8) - H * S * S * (4 + 2))
+
+
+def test_gpt_oss_by_hand():
+    """gpt-oss's modules beyond Llama's on the same 3 layers: 7 RMSNorms saving their normalized value in fp32,
+    rotary tables half as wide; per MoE layer (s × 2 routed rows, 4 experts of width 32) a router saving the
+    top-k indices and bf16 softmax instead of Mixtral's fp32 softmax over 4 experts, renormalised weights and
+    their sum, bf16 gate weights per row instead of fp32, and a clamped SwiGLU saving 3 more 32-wide tensors per
+    row."""
+    oss, llama = (activations_of(estimate("eager", False, "gpt_oss", f"training.modules={m}"))
+                  for m in ("gpt_oss", "llama"))
+    k, experts, f, rows = 2, 4, 32, 2 * S
+    router = S * k * (8 + 2) - S * experts * 4 - (S * k * (4 + 8) + S * 4)
+    assert oss - llama == 7 * S * D * 2 - 2 * S * HD // 2 * 2 + 3 * (router + rows * (2 - 4) + rows * 3 * f * 2)
+
+
+def activations_of(result) -> int:
+    return result.memory.activations
+
+
 @pytest.mark.parametrize("config, autocast", [
     *((config, autocast) for config in ("llama", "mistral", "qwen2", "qwen3", "granite", "qwen2-layer-types",
                                         "olmo", "gemma", "phi3")
@@ -109,6 +153,20 @@ def test_phi3_by_hand():
 ])
 @pytest.mark.parametrize("implementation", ["sdpa", "eager"])
 def test_activations_equal_the_transformers_class(config, implementation, autocast, run):
+    equals_the_class(run, config, implementation, autocast)
+
+
+@pytest.mark.parametrize("config, implementation, autocast", [
+    ("gemma2", "eager", False), ("gemma2", "eager", True),          # Gemma2 has no sdpa attention
+    ("gemma3_text", "sdpa", False), ("gemma3_text", "sdpa", True), ("gemma3_text", "eager", False),
+    ("gpt_oss", "eager", False),                                     # no sdpa; MoE under autocast not modelled
+])
+def test_sandwich_and_sinks_equal_the_transformers_class(config, implementation, autocast, run):
+    equals_the_class(run, config, implementation, autocast)
+
+
+def equals_the_class(run, config: str, implementation: str, autocast: bool) -> None:  # noqa: ANN001
+    """The estimate's activations and peak within 1% of the class's, checked as the CLI checks them."""
     pytest.importorskip("transformers")
     result = run("check", str(TINY / f"{config}.json"), "--against", "transformers", "--format", "json",
                  "--set", f"training.implementation={implementation}",
@@ -135,7 +193,7 @@ def test_a_class_without_the_implementation_says_so(run):
      "the modules of mla attention are not modelled"),
     ({"model.moe.n_experts": 4, "model.moe.top_k": 2, "model.moe.capacity_factor": 1.25},
      "mixture-of-experts modules drop no tokens"),
-    ({"model.attention_sinks": "true"}, "with attention sinks (gpt-oss) are not modelled yet"),
+    ({"model.block": "parallel"}, "modelled for sequential and sandwich layers; block parallel is not"),
     ({"training.recompute": "full"}, "with recompute full"),
 ])
 def test_what_is_not_modelled_is_an_error(changes, named):
@@ -146,7 +204,16 @@ def test_what_is_not_modelled_is_an_error(changes, named):
         caught.value.problems
 
 
+def test_sinks_under_sdpa_are_an_error():
+    with pytest.raises(SpecError) as caught:
+        costplan.load_spec(TINY / "gpt_oss.json", ["training.implementation=sdpa"])
+    assert any(p.startswith("training.implementation: sdpa: transformers' sdpa attention takes no sinks")
+               for p in caught.value.problems), caught.value.problems
+
+
 @pytest.mark.parametrize("overrides, named", [
+    (["training.autocast=true", "training.implementation=eager", "model.attention_sinks=true"],
+     "training.autocast: with attention sinks is not modelled"),
     (["training.autocast=true"], "training.autocast: modelled for transformers' modules"),
     (["training.autocast=true", "training.implementation=sdpa", "training.precision=fp32"],
      "training.autocast: casts fp32 weights to 16 bits; precision fp32 is not bf16 or fp16"),

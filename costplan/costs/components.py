@@ -6,7 +6,7 @@ from dataclasses import replace
 
 from costplan.costs import ZERO, Cost, Shape, memo
 from costplan.costs.embedding import embedding, head
-from costplan.costs.implementation import d_model_wide, fp32_residual, model_extra, weight_copies
+from costplan.costs.implementation import capped_logits, d_model_wide, fp32_residual, model_extra, weight_copies
 from costplan.costs.layers import distinct_layers, layer_cost
 from costplan.costs.memory import element_bytes
 from costplan.costs.norm import norm
@@ -46,6 +46,7 @@ def _components(model: ModelSpec, shape: Shape, stage: int, stages: int) -> dict
     if stage == stages - 1:
         # under autocast the head's 16-bit weight copy (the tied embedding's too) is saved once per micro-batch
         parts["head"] = head(model, shape) + Cost(
+            activations=capped_logits(model, shape),
             shared_activations=weight_copies(model.vocab_size * model.d_model, shape))
         parts["norms"] = parts["norms"] + outer_norm  # the final norm
     for layer, count in distinct_layers(model, stage, stages):

@@ -24,11 +24,22 @@ Under 16-bit autocast over fp32 weights (`training.autocast`), measured the same
 - the residual stream stays fp32, so each d_model-wide norm saves its input (LayerNorm) or its normalized
   output (RMSNorm) in fp32: 4 − 2 bytes more per element than in 16-bit training; the rotary tables are fp32.
 
-Other families' modules differ from these where their code does, keyed on training.modules (Shape.modules) or
-on the spec field that decides it, each measured the same way: OLMo's rotary tables stay fp32 and its clip_qkv
-clamps save q, k and v; Phi-3's concatenated rotary makes SDPA's output head-major (one more copy), and its fused
-qkv_proj and gate_up_proj cast one input each under autocast; the norms' own differences (OLMo's fp32 LayerNorm
-input, Gemma's fp32 output) are in costs/norm.py.
+Where a family's modules differ (training.modules, the config's model_type, or the spec field that decides
+it), also derived and measured:
+
+- OLMo's rotary tables stay fp32 and its clip_qkv clamps save q, k and v; its LayerNorm's fp32 input is in
+  costs/norm.py;
+- Phi-3's concatenated rotary makes SDPA's output head-major (one more copy), and its fused qkv_proj and
+  gate_up_proj cast one input each under autocast;
+- Gemma (1, 2, 3) and gpt-oss RMSNorms multiply the fp32 normalized value by the weight before casting back,
+  saving it in fp32; Gemma's also saves its fp32 1 + weight (costs/norm.py `fp32_normed`). Gemma 2 and 3 norm
+  before and after each block (model.block sandwich): four such norms per layer, Gemma 3's q and k norms too;
+- Gemma 3 computes a pair of rotary tables per layer type (the sliding layers' local base); gpt-oss's are
+  head_dim / 2 wide;
+- Gemma 2's eager attention soft-caps its scores and the class its logits: each tanh saves its output (Gemma 2
+  has no sdpa attention); gpt-oss's eager attention takes a softmax over a sink column in the scores' dtype
+  (gpt-oss has no sdpa attention);
+- gpt-oss's router takes a softmax over the top-k logits only, its experts add biases and a clamped SwiGLU.
 
 Only FLOP-free tensors differ: FLOPs stay those of the component formulas (`check --against transformers`
 compares eager FLOPs separately).
@@ -38,6 +49,7 @@ from __future__ import annotations
 from costplan.costs import INDEX_BYTES, STAT_BYTES, Cost, Shape
 from costplan.costs.attention import COST as ATTENTION_COST
 from costplan.costs.attention.softmax import around_core
+from costplan.costs.norm import normalizes_in_fp32
 from costplan.spec import ModelSpec, MoESpec
 from costplan.spec_attention import AttentionSpec
 
@@ -60,22 +72,92 @@ def attention_extra(attention: AttentionSpec, model: ModelSpec, shape: Shape) ->
                   - around_core(model, shape, cached_tokens=0).activations)
     repeated = 2 * s * (heads - model.n_kv_heads) * model.head_dim * e
     if shape.implementation == "eager":
-        per_pair = STAT_BYTES + (e if e != STAT_BYTES else 0)   # fp32 softmax, and its copy in 16-bit training
-        return repeated + heads * s * s * per_pair - fused_core
+        return repeated + eager_scores(model, shape) - fused_core
     flash = heads * s * STAT_BYTES                                # SDPA's flash kernel: a log-sum-exp per row
     if attention.type in MASKED:                                  # its own s × s mask, and K and V repeated
         return repeated + s * s * e + flash - fused_core
     return flash - fused_core
 
 
-def moe_extra(moe: MoESpec, shape: Shape) -> int:
-    """Bytes transformers' MoE block saves beyond the fused estimate (Mixtral's, measured): the router's top-k
-    weights renormalised to sum to 1 (their fp32 copy and sum) and their int64 expert indices, one more int64
-    index per routed row (the sort that groups rows by expert), and the int32 offsets of the grouped matmul."""
+def eager_scores(model: ModelSpec, shape: Shape) -> int:
+    """What eager_attention_forward saves for one layer's s × s scores per head: the fp32 softmax and its copy
+    in the activation dtype that multiplies V (one tensor in fp32 training), the soft-cap's tanh where the class
+    soft-caps, or the softmax over a sink column where the class has sinks."""
+    if model.attention_sinks:
+        return sink_scores(model, shape)
+    s, e = shape.seq_len, shape.act_bytes
+    per_pair = STAT_BYTES + (e if e != STAT_BYTES else 0)
+    return model.n_heads * s * s * per_pair + capped_scores(model, shape)
+
+
+SOFTCAPPED_SCORES = ("gemma2",)   # Gemma2Config's attn_logit_softcapping (50; Gemma 3 has none)
+
+
+def capped_scores(model: ModelSpec, shape: Shape) -> int:
+    """Gemma2's eager_attention_forward soft-caps the scaled scores, c·tanh(x / c), before the mask: tanh saves
+    its output, one s × s tensor per head in the activation dtype (division and scaling by constants save
+    nothing). Gemma2 has no sdpa attention: sdpa_attention_forward takes no soft-cap."""
+    if shape.modules not in SOFTCAPPED_SCORES:
+        return 0
+    return model.n_heads * shape.seq_len ** 2 * shape.act_bytes
+
+
+def sink_scores(model: ModelSpec, shape: Shape) -> int:
+    """gpt-oss's eager_attention_forward concatenates each head's sink logit to the scores as one more column,
+    subtracts the row maximum (max saves its int64 index per row and head) and takes the softmax in the scores'
+    own dtype: it saves the softmax output, s × (s + 1) per head, which also multiplies V (the sink column
+    sliced off, a view). No fp32 copy. GptOss has no sdpa attention."""
+    s = shape.seq_len
+    return model.n_heads * s * ((s + 1) * shape.act_bytes + INDEX_BYTES)
+
+
+SOFTCAPPED_LOGITS = ("gemma2",)   # Gemma2Config's final_logit_softcapping (30; Gemma 3 has none)
+
+
+def capped_logits(model: ModelSpec, shape: Shape) -> int:
+    """Gemma2ForCausalLM soft-caps its logits, c·tanh(x / c): tanh saves its output, s × vocab in the activation
+    dtype (the head's 16-bit output under autocast), beside the loss's fp32 copy."""
+    if not modules(shape) or shape.modules not in SOFTCAPPED_LOGITS:
+        return 0
+    return shape.seq_len * model.vocab_size * shape.act_bytes
+
+
+def moe_extra(moe: MoESpec, model: ModelSpec, shape: Shape) -> int:
+    """Bytes transformers' MoE block saves beyond the fused estimate: its router's and its grouped experts'."""
     if not modules(shape):
         return 0
+    return router_extra(moe, shape) + experts_extra(moe, model, shape)
+
+
+TOPK_FIRST = ("gpt_oss",)      # GptOssTopKRouter: top-k of the logits, then a softmax over those k
+CLAMPED_SWIGLU = ("gpt_oss",)  # GptOssExperts._apply_gate: clamped gate and up, gate·sigmoid(α·gate)·(up + 1)
+
+
+def router_extra(moe: MoESpec, shape: Shape) -> int:
+    """Mixtral's router (fp32 softmax over every expert, as fused, then top-k) also saves the top-k weights
+    renormalised to sum to 1 (their fp32 copy and sum) and their int64 indices. gpt-oss's takes the top-k of the
+    logits (saving their int64 indices) and a softmax over those k in the activation dtype (saving its output),
+    and keeps no fp32 softmax over every expert."""
     s, k = shape.seq_len, moe.top_k
-    return s * k * (STAT_BYTES + INDEX_BYTES) + s * STAT_BYTES + s * k * INDEX_BYTES + moe.n_experts * 4
+    if shape.modules in TOPK_FIRST:
+        return s * k * (INDEX_BYTES + shape.act_bytes) - s * moe.n_experts * STAT_BYTES
+    return s * k * (STAT_BYTES + INDEX_BYTES) + s * STAT_BYTES
+
+
+def experts_extra(moe: MoESpec, model: ModelSpec, shape: Shape) -> int:
+    """What grouped_mm_experts_forward saves beyond the fused estimate: one more int64 index per routed row (the
+    sort that groups rows by expert) and the int32 offsets of the grouped matmul; with expert biases, the sorted
+    expert ids that gather them (one more int64 per row). gpt-oss's gate weights are in the activation dtype
+    (the fused estimate's are fp32), and its clamped SwiGLU saves 7 d_ff_expert-wide tensors per row where a
+    SwiGLU saves 4: the gate-up output (the clamps' input), the clamped gate, sigmoid(α·gate), their product,
+    up + 1 and the down projection's input."""
+    rows = shape.seq_len * moe.top_k
+    extra = rows * INDEX_BYTES * (2 if model.bias else 1) + moe.n_experts * 4
+    if shape.modules in TOPK_FIRST:
+        extra += rows * (shape.act_bytes - STAT_BYTES)
+    if shape.modules in CLAMPED_SWIGLU:
+        extra += rows * 3 * moe.d_ff_expert * shape.act_bytes
+    return extra
 
 
 FP32_ROTARY = ("olmo",)     # OlmoRotaryEmbedding returns cos and sin in fp32, without casting them to x's dtype
@@ -92,7 +174,17 @@ def model_extra(model: ModelSpec, shape: Shape) -> int:
     """Bytes saved once per model by the modules: the rotary tables cos and sin."""
     if not modules(shape) or model.position != "rope":
         return 0
-    return 2 * shape.seq_len * model.head_dim * rotary_bytes(shape)
+    width = model.head_dim // 2 if shape.modules in HALF_ROTARY else model.head_dim
+    return rotary_pairs(model, shape) * 2 * shape.seq_len * width * rotary_bytes(shape)
+
+
+HALF_ROTARY = ("gpt_oss",)   # GptOssRotaryEmbedding's tables are head_dim / 2 wide: _apply_rotary_emb rotates halves
+
+
+def rotary_pairs(model: ModelSpec, shape: Shape) -> int:
+    """How many (cos, sin) pairs the modules compute per forward: Gemma3TextModel one per layer type (sliding
+    layers rotate with their own base, rope_local_base_freq), every other class one for all layers."""
+    return len(model.attention_types) if shape.modules == "gemma3_text" else 1
 
 
 def clamp_copies(model: ModelSpec, shape: Shape) -> int:
@@ -127,8 +219,12 @@ def family_attention_extra(model: ModelSpec, shape: Shape) -> int:
 
 
 def fp32_residual(norms: int, model: ModelSpec, shape: Shape) -> int:
-    """What `norms` d_model-wide norms save beyond 16-bit training when autocast keeps the residual in fp32."""
-    return norms * shape.seq_len * model.d_model * (STAT_BYTES - shape.act_bytes) if shape.autocast else 0
+    """What `norms` d_model-wide norms save beyond 16-bit training when autocast keeps the residual in fp32: the
+    normalized value in fp32, which a norm normalizing in fp32 anyway (norm.fp32_normed) already saves. Gemma's
+    post-norms read a 16-bit block output instead of the residual, and save as much: an fp32 copy of it."""
+    if not shape.autocast or normalizes_in_fp32(model.norm, shape):
+        return 0
+    return norms * shape.seq_len * model.d_model * (STAT_BYTES - shape.act_bytes)
 
 
 # Classes with one fused projection per block input: qkv_proj and gate_up_proj (Phi3Attention, Phi3MLP).

@@ -102,7 +102,7 @@ def _layer_cost(layer: Layer, model: ModelSpec, shape: Shape) -> dict[str, Cost]
         "attention": attention + Cost(activations=attention_extra(layer.attention, model, shape)
                                       + family_attention_extra(model, shape)),
         "norms": replace(norms, act_d_model=norms.activations),
-        ffn: (moe_block(layer.moe, model, shape) + Cost(activations=moe_extra(layer.moe, shape))
+        ffn: (moe_block(layer.moe, model, shape) + Cost(activations=moe_extra(layer.moe, model, shape))
               if layer.moe is not None else mlp(model, layer.d_ff, shape)),
     }
     # Each block saves its (normed) d_model-wide input once, whatever it computes from it; a shared one is

@@ -25,12 +25,33 @@ def python_copy(kind: str, rows: int, width: int, shape: Shape) -> int:
     """What transformers' Python RMSNorm (training.implementation sdpa or eager) saves beyond a fused norm: it
     upcasts its input to fp32 and saves that copy (for pow and the multiplication by 1/rms) and its normalized
     value in the activation dtype (for the weight's gradient), where a fused norm saves its input: s × width × 4
-    bytes more in 16-bit and in fp32 training alike. LayerNorm runs torch's native kernel, as fused."""
-    return rows * width * STAT_BYTES if shape.implementation != "fused" and kind == "rmsnorm" else 0
+    bytes more in 16-bit and in fp32 training alike (and what fp32_normed adds for Gemma and gpt-oss). LayerNorm
+    runs torch's native kernel, as fused."""
+    if shape.implementation == "fused" or kind != "rmsnorm":
+        return 0
+    return rows * width * STAT_BYTES + fp32_normed(kind, rows, width, shape)
 
 
-# Norm modules that keep an fp32 tensor where the Llama family's keep one in their input's dtype.
-FP32_OUTPUT_NORMS = ("gemma",)      # GemmaRMSNorm: (normalized · (1 + weight)) in fp32, cast afterwards
+# Whose RMSNorm multiplies its fp32 normalized value by the weight before casting back (transformers'
+# GemmaRMSNorm, Gemma2RMSNorm, Gemma3RMSNorm: (x * (1 + w)).type_as(input); GptOssRMSNorm: (w * x).to(input)),
+# where Llama's casts first and multiplies in the input dtype.
+FP32_NORMED = ("gemma", "gemma2", "gemma3_text", "gpt_oss")
+ONE_PLUS_WEIGHT = ("gemma", "gemma2", "gemma3_text")     # Gemma's scale is 1 + weight, an fp32 tensor of its own
+
+
+def normalizes_in_fp32(kind: str, shape: Shape) -> bool:
+    """Whether the modules' RMSNorm saves its normalized value in fp32 whatever its input's dtype."""
+    return shape.implementation != "fused" and kind == "rmsnorm" and shape.modules in FP32_NORMED
+
+
+def fp32_normed(kind: str, rows: int, width: int, shape: Shape) -> int:
+    """What Gemma's and gpt-oss's RMSNorm save beyond Llama's: the weight's multiplication saves the normalized
+    value in fp32, 4 − e bytes more per element than Llama's 16-bit one (nothing more in fp32 training), and
+    Gemma's also saves the fp32 `1 + weight` it multiplies by (width × 4 bytes per norm)."""
+    if not normalizes_in_fp32(kind, shape):
+        return 0
+    return rows * width * (STAT_BYTES - shape.act_bytes) + (width * STAT_BYTES if shape.modules in ONE_PLUS_WEIGHT
+                                                             else 0)
 
 
 def fp32_input_copy(kind: str, rows: int, width: int, shape: Shape) -> int:
@@ -43,16 +64,6 @@ def fp32_input_copy(kind: str, rows: int, width: int, shape: Shape) -> int:
     return rows * width * (STAT_BYTES - shape.act_bytes)
 
 
-def fp32_output(kind: str, rows: int, width: int, shape: Shape) -> int:
-    """What Gemma's RMSNorm (GemmaRMSNorm) saves beyond Llama's: it multiplies the fp32 normalized value by
-    `1.0 + weight.float()` before casting back, so the multiplication saves the normalized value in fp32
-    (Llama's saves it in its input's dtype: 4 − 2 bytes more per element, none under autocast, whose fp32
-    residual makes both fp32) and the fp32 vector (1 + weight), `width` × 4 bytes per norm."""
-    if shape.implementation == "fused" or kind != "rmsnorm" or shape.modules not in FP32_OUTPUT_NORMS:
-        return 0
-    return (0 if shape.autocast else rows * width * (STAT_BYTES - shape.act_bytes)) + width * STAT_BYTES
-
-
 def norm(kind: str, width: int, shape: Shape, rows_per_token: int = 1) -> Cost:
     """One norm over `width` features, applied to `rows_per_token` rows per token (heads, for a per-head norm).
 
@@ -62,4 +73,4 @@ def norm(kind: str, width: int, shape: Shape, rows_per_token: int = 1) -> Cost:
     rows = shape.seq_len * rows_per_token
     return norm_weights(kind, width) + Cost(
         activations=rows * width * shape.act_bytes + statistics(kind, rows) + python_copy(kind, rows, width, shape)
-        + fp32_input_copy(kind, rows, width, shape) + fp32_output(kind, rows, width, shape))
+        + fp32_input_copy(kind, rows, width, shape))

@@ -97,10 +97,6 @@ def implementation_rules(model: Getter, training: Getter) -> list[tuple[str, str
         if implementation in (None, "fused"):
             problems.append(("training.autocast", "modelled for transformers' modules: set training.implementation "
                                                   "to sdpa or eager"))
-        if model("moe") is not None:
-            problems.append(("training.autocast", "with mixture-of-experts modules is not modelled: transformers' "
-                                                  "grouped expert matmuls run outside autocast's 16-bit list on CPU "
-                                                  "(Mixtral, OLMoE measured in fp32)"))
         if training("precision") not in (None, "bf16", "fp16"):
             problems.append(("training.autocast", f"casts fp32 weights to 16 bits; precision "
                                                   f"{training('precision')} is not bf16 or fp16"))

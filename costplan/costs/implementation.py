@@ -22,7 +22,8 @@ Under 16-bit autocast over fp32 weights (`training.autocast`), measured the same
 - every projection casts its input itself and saves its own copy: q, k and v each one of the normed input (two
   more than one shared input), gate and up each one (one more);
 - the residual stream stays fp32, so each d_model-wide norm saves its input (LayerNorm) or its normalized
-  output (RMSNorm) in fp32: 4 − 2 bytes more per element than in 16-bit training; the rotary tables are fp32.
+  output (RMSNorm) in fp32: 4 − 2 bytes more per element than in 16-bit training; the rotary tables are fp32;
+- a MoE block's grouped expert matmuls are on no autocast list and run in fp32 (moe_autocast).
 
 Only FLOP-free tensors differ: FLOPs stay those of the component formulas (`check --against transformers`
 compares eager FLOPs separately).
@@ -32,6 +33,8 @@ from __future__ import annotations
 from costplan.costs import INDEX_BYTES, STAT_BYTES, Cost, Shape
 from costplan.costs.attention import COST as ATTENTION_COST
 from costplan.costs.attention.softmax import around_core
+from costplan.costs.mlp import SAVED_INNER, feed_forward
+from costplan.costs.moe import routed_rows
 from costplan.spec import ModelSpec, MoESpec
 from costplan.spec_attention import AttentionSpec
 
@@ -110,5 +113,25 @@ def autocast_extra(parts: dict[str, Cost], ffn: str, norms: int, model: ModelSpe
             "norms": parts["norms"] + d_model_wide(fp32_residual(norms, model, shape)),
             "attention": parts["attention"] + d_model_wide(input_copies(2, model, shape),
                                                            weight_copies(parts["attention"].matrix_params, shape)),
-            ffn: parts[ffn] + d_model_wide(input_copies(1 if model.gated else 0, model, shape),
-                                           weight_copies(parts[ffn].matrix_params, shape))}
+            ffn: parts[ffn] + (moe_autocast(model.moe, model, shape) if ffn == "moe" else
+                               d_model_wide(input_copies(1 if model.gated else 0, model, shape),
+                                            weight_copies(parts[ffn].matrix_params, shape)))}
+
+
+def moe_autocast(moe: MoESpec, model: ModelSpec, shape: Shape) -> Cost:
+    """What transformers' MoE block saves under CPU autocast beyond 16-bit training (measured on Mixtral,
+    Qwen2-MoE, OLMoE, Qwen3-MoE; integrations/moe.py grouped_mm_experts_forward). The routed experts run
+    torch._grouped_mm, which is on no autocast list: it casts its input to the fp32 weights' dtype, so every
+    routed row's gathered input, output and inner tensors stay fp32 and no expert weight is copied. The router,
+    the shared expert's projections and its gate are nn.Linear / F.linear, autocast: each casts its weight
+    and its input to 16 bits; the router's input copy is the block input the fused estimate already saves."""
+    d, e = model.d_model, shape.act_bytes
+    rows = routed_rows(moe, shape.seq_len) * (2 * d + SAVED_INNER[model.mlp] * moe.d_ff_expert)
+    casts, matrices = 0, moe.n_experts * d                                  # the router's weight
+    if moe.n_shared_experts:
+        casts += 2 if model.gated else 1                                    # [gate,] up: their own input casts
+        matrices += feed_forward(model, moe.d_ff_shared, 0, e).matrix_params
+        if moe.shared_expert_gate:
+            casts, matrices = casts + 1, matrices + d
+    return (Cost(activations=rows * (STAT_BYTES - e))
+            + d_model_wide(input_copies(casts, model, shape), weight_copies(matrices, shape)))

@@ -90,7 +90,7 @@ def _attention_rules(a: Any, v: Getter, head_dim: int | None, n_heads: int | Non
 
 
 def implementation_rules(model: Getter, training: Getter) -> list[tuple[str, str]]:
-    """transformers' modules (costs/implementation.py) are modelled for dense softmax-attention decoders
+    """transformers' modules (costs/implementation.py) are modelled for softmax-attention and MLA decoders
     trained without recomputation; anything else would be the fused figure under another name."""
     implementation, problems = training("implementation"), []
     if training("autocast"):
@@ -104,10 +104,11 @@ def implementation_rules(model: Getter, training: Getter) -> list[tuple[str, str
         return problems
     where = "training.implementation"
     attention = model("attention")
-    others = sorted({a.type for a in pattern_of(attention)} - set(SOFTMAX_TYPES)) if attention is not None else []
+    modelled = (*SOFTMAX_TYPES, "mla")
+    others = sorted({a.type for a in pattern_of(attention)} - set(modelled)) if attention is not None else []
     if others:
         problems.append((where, f"{implementation}: the modules of {', '.join(others)} attention are not modelled "
-                                "(dense, flash, sliding_window and sparse are); use fused"))
+                                f"({', '.join(modelled[:-1])} and {modelled[-1]} are); use fused"))
     if model("block") not in (None, "sequential"):
         problems.append((where, f"{implementation}: transformers' modules are modelled for sequential layers; "
                                 f"block {model('block')} is not; use fused"))

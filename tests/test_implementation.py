@@ -102,6 +102,19 @@ def test_mla_by_hand(config, implementation):
     assert attention.activations == 3 * layer + tables
 
 
+@pytest.mark.parametrize("implementation", ["sdpa", "eager"])
+def test_mla_in_fp32_by_hand(implementation):
+    """DeepSeek-V2's attention in fp32 training, per layer: kv_a_layernorm's upcast is no copy, so it saves its
+    input, a slice holding all of kv_a_proj_with_mqa's output (16 + 8 wide), 1/rms and its output, which
+    kv_b_proj saves too; SDPA's math fallback converts nothing and so saves what eager does: the scaled q and
+    k, the probabilities and v as kv_b_proj's slice (4 heads × (16 + 16))."""
+    layer = (S * D * 4 + S * (C + R) * 4 + S * 4 + 2 * S * C * 4 + S * H * DV * 4
+             + 2 * H * S * DQK * 4 + H * S * S * 4 + H * S * (16 + DV) * 4)
+    attention = components_of("deepseek_v2", f"training.implementation={implementation}",
+                              "training.precision=fp32")["attention"]
+    assert attention.activations == 3 * layer + S * R // 2 * 8
+
+
 @pytest.mark.parametrize("config", ["deepseek_v2", "deepseek_v3"])
 def test_deepseek_routers_by_hand(config):
     """Beyond Mixtral's router, per MoE layer (2): F.linear over fp32 copies of the block input and of the

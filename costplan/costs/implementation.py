@@ -175,6 +175,10 @@ def mla_modules(attention: LatentAttention, model: ModelSpec, shape: Shape) -> i
     for width in (a.q_lora_rank, a.kv_lora_rank):
         if width:
             saved += norm(model.norm, width, shape).activations + s * width * e
+    if e == STAT_BYTES:
+        # In fp32 training the norm's upcast is no copy: it saves its input, a slice of kv_a_proj_with_mqa's
+        # output that holds the rope part's storage too.
+        saved += s * a.qk_rope_head_dim * e
     return saved + mla_core(attention, model, shape)
 
 
@@ -185,7 +189,8 @@ def mla_core(attention: LatentAttention, model: ModelSpec, shape: Shape) -> int:
     - SDPA, d_v = d_qk: the CPU flash kernel keeps q, k, v, its output and an fp32 log-sum-exp per row;
     - SDPA, d_v ≠ d_qk (DeepSeek's 192 vs 128): torch's CPU flash kernel needs one head width, so the math
       fallback runs, which computes 16-bit inputs in fp32 and saves the scaled q and k, the probabilities and v,
-      all fp32. (A CUDA run takes the memory-efficient kernel instead, which saves as flash does.)"""
+      all fp32 (v converted, or in fp32 training the slice itself). (A CUDA run takes the memory-efficient
+      kernel instead, which saves as flash does.)"""
     a, s, e, heads = attention, shape.seq_len, shape.act_bytes, model.n_heads
     d_qk = a.qk_nope_head_dim + a.qk_rope_head_dim
     q_k, v = 2 * heads * s * d_qk * e, heads * s * (a.qk_nope_head_dim + a.v_head_dim) * e
@@ -193,7 +198,9 @@ def mla_core(attention: LatentAttention, model: ModelSpec, shape: Shape) -> int:
         return q_k + heads * s * s * softmax_pair_bytes(shape) + v
     if a.v_head_dim == d_qk:
         return q_k + v + heads * s * a.v_head_dim * e + heads * s * STAT_BYTES
-    return heads * s * (2 * d_qk + s + a.v_head_dim) * STAT_BYTES
+    # fp32 inputs are not converted: v is then kv_b_proj's slice itself
+    math_v = v if e == STAT_BYTES else heads * s * a.v_head_dim * STAT_BYTES
+    return heads * s * (2 * d_qk + s) * STAT_BYTES + math_v
 
 
 def mla_rope_tables(attention: LatentAttention, shape: Shape) -> int:

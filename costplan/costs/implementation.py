@@ -35,8 +35,8 @@ from costplan.costs import INDEX_BYTES, STAT_BYTES, ZERO, Cost, Shape
 from costplan.costs.attention import COST as ATTENTION_COST
 from costplan.costs.attention.softmax import around_core
 from costplan.costs.mlp import SAVED_INNER, feed_forward
-from costplan.costs.norm import norm
 from costplan.costs.moe import routed_rows
+from costplan.costs.norm import norm
 from costplan.spec import ModelSpec, MoESpec
 from costplan.spec_attention import AttentionSpec, LatentAttention
 
@@ -150,7 +150,7 @@ def moe_autocast(moe: MoESpec, model: ModelSpec, shape: Shape) -> Cost:
 
 # ------------------------------------------------------------------------------ DeepSeek-V2 / V3 (MLA, their MoE)
 # Derived from DeepseekV2Attention / DeepseekV3Attention, DeepseekV2TopkRouter / DeepseekV3TopkRouter and
-# sdpa_attention_forward / eager_attention_forward (transformers 5.24.0), 16-bit weights or autocast.
+# sdpa_attention_forward / eager_attention_forward (transformers 5.24.0): 16-bit or fp32 weights, or autocast.
 
 def attention_casts(model: ModelSpec) -> int:
     """Casts of a layer's normed input under autocast beyond the one the fused estimate saves: q, k and v each
@@ -165,9 +165,9 @@ def mla_extra(attention: LatentAttention, model: ModelSpec, shape: Shape) -> int
 
 def mla_modules(attention: LatentAttention, model: ModelSpec, shape: Shape) -> int:
     """What DeepseekV2/V3Attention saves for one sequence: the normed input x (q_proj or q_a_proj and
-    kv_a_proj_with_mqa read it); q_a_layernorm's and kv_a_layernorm's tensors (Python RMSNorms over a slice of
-    the down projection's output: the fp32 copy, 1/rms and the 16-bit normed value) and each up projection's
-    input, the norm's output; the core's tensors (mla_core); o_proj's input. The rotary parts save only the
+    kv_a_proj_with_mqa read it); q_a_layernorm's and kv_a_layernorm's tensors (Python RMSNorms: the fp32 copy
+    of their input, 1/rms and the normed value in the input's dtype) and each up projection's input, the norm's
+    output; the core's tensors (mla_core); o_proj's input. The rotary parts save only the
     tables, once per model (mla_rope_tables), and neither the cat of the nope and rope parts nor the copy into
     key_states saves anything."""
     a, s, e = attention, shape.seq_len, shape.act_bytes
@@ -225,7 +225,8 @@ def deepseek_router(moe: MoESpec, model: ModelSpec, shape: Shape) -> Cost:
       logits' sigmoid gathered at the top-k, the sum divided in place, as Mixtral's; under autocast its logits
       are 16-bit, so its scores, top-k weights, their sum and the weight of each routed row are too.
     The group selection's own top-k indices and mask lead only to indices: autograd frees them with the router's
-    locals, so they are not counted (a saved-tensor hook still sees them)."""
+    locals, before backward, so they hold no memory then (profiling/memory.py saved_bytes counts only what is
+    alive when the forward ends)."""
     if not modules(shape) or shape.modules not in ("deepseek_v2", "deepseek_v3"):
         return ZERO
     s, d, e, k, n = shape.seq_len, model.d_model, shape.act_bytes, moe.top_k, moe.n_experts

@@ -90,18 +90,14 @@ def _attention_rules(a: Any, v: Getter, head_dim: int | None, n_heads: int | Non
 
 
 def implementation_rules(model: Getter, training: Getter) -> list[tuple[str, str]]:
-    """transformers' modules (costs/implementation.py) are modelled for softmax-attention decoders of sequential
-    or sandwich layers trained without recomputation; anything else would be the fused figure under another
-    name."""
+    """transformers' modules (costs/implementation.py) are modelled for softmax-attention and MLA decoders of
+    sequential or sandwich layers trained without recomputation; anything else would be the fused figure under
+    another name."""
     implementation, problems = training("implementation"), []
     if training("autocast"):
         if implementation in (None, "fused"):
             problems.append(("training.autocast", "modelled for transformers' modules: set training.implementation "
                                                   "to sdpa or eager"))
-        if model("moe") is not None:
-            problems.append(("training.autocast", "with mixture-of-experts modules is not modelled: transformers' "
-                                                  "grouped expert matmuls run outside autocast's 16-bit list on CPU "
-                                                  "(Mixtral, OLMoE measured in fp32)"))
         if model("attention_sinks"):
             problems.append(("training.autocast", "with attention sinks is not modelled: the fp32 sink logits "
                                                   "join 16-bit scores (gpt-oss, not measured under autocast)"))
@@ -112,10 +108,11 @@ def implementation_rules(model: Getter, training: Getter) -> list[tuple[str, str
         return problems
     where = "training.implementation"
     attention = model("attention")
-    others = sorted({a.type for a in pattern_of(attention)} - set(SOFTMAX_TYPES)) if attention is not None else []
+    modelled = (*SOFTMAX_TYPES, "mla")
+    others = sorted({a.type for a in pattern_of(attention)} - set(modelled)) if attention is not None else []
     if others:
         problems.append((where, f"{implementation}: the modules of {', '.join(others)} attention are not modelled "
-                                "(dense, flash, sliding_window and sparse are); use fused"))
+                                f"({', '.join(modelled[:-1])} and {modelled[-1]} are); use fused"))
     if model("block") not in (None, "sequential", "sandwich"):
         problems.append((where, f"{implementation}: transformers' modules are modelled for sequential and sandwich "
                                 f"layers; block {model('block')} is not; use fused"))

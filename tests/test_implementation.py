@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 import costplan
+from costplan.costs.estimate import components
 from costplan.errors import SpecError
 
 TINY = Path(__file__).parents[1] / "specs" / "ci" / "hf" / "tiny"
@@ -145,11 +146,78 @@ def activations_of(result) -> int:
     return result.memory.activations
 
 
+def test_moe_autocast_by_hand():
+    """Mixtral under autocast beyond 16-bit training: as dense for norms, attention and the head, but its grouped
+    expert matmuls run in fp32 (no autocast rule for them), so every routed row's gathered input and output
+    (d_model each) and its four d_ff-wide inner tensors take 4 bytes instead of 2, and no expert weight is
+    copied; the router casts its weight (4 experts × d_model) and its input (the block input already saved)."""
+    k, experts = 2, 4
+    plain, cast = estimate("sdpa", config="mixtral"), estimate("sdpa", autocast=True, config="mixtral")
+    saved = 5 * S * D * 2 + 2 * 2 * S * D * 2 + 2 * S * HD * 2 + 2 * S * k * (2 * D + 4 * F) * (4 - 2)
+    matrices = 2 * (D * H * HD + 2 * D * G * HD + H * HD * D + experts * D) + V * D
+    assert cast.memory.activations - plain.memory.activations == saved + 2 * matrices
+
+
+def components_of(config: str, *overrides: str) -> dict:
+    return components(costplan.load_spec(TINY / f"{config}.json", list(overrides)))
+
+
+# The tiny DeepSeek configs: 3 layers (the first dense), 4 heads, nope 16 + rope 8 = 24 wide q and k, v 16 wide,
+# kv_lora_rank 16; V3 has q_lora_rank 24; 8 routed experts, top 2.
+DQK, DV, C, R, CQ, EXPERTS = 24, 16, 16, 8, 24, 8
+
+
+@pytest.mark.parametrize("implementation", ["sdpa", "eager"])
+@pytest.mark.parametrize("config", ["deepseek_v2", "deepseek_v3"])
+def test_mla_by_hand(config, implementation):
+    """DeepseekV2/V3Attention per layer: the normed input; kv_a_layernorm's fp32 copy, 1/rms and 16-bit output,
+    and kv_b_proj's input (V3: the same for q_a_layernorm and q_b_proj); the core; o_proj's input. SDPA on CPU
+    runs its math fallback (d_v 16 ≠ d_qk 24) in fp32: scaled q and k, probabilities, v. Eager: q, k, the fp32
+    softmax and its bf16 copy, and v as a slice of kv_b_proj's whole output (4 heads × (16 + 16)). Once per
+    model, the rotary tables of the rope width: V2's complex64 (S × 4 × 8 bytes), V3's cos and sin in bf16."""
+    norm_and_input = lambda width: S * width * 4 + S * 4 + S * width * 2 + S * width * 2   # noqa: E731
+    layer = S * D * 2 + norm_and_input(C) + S * H * DV * 2
+    if config == "deepseek_v3":
+        layer += norm_and_input(CQ)
+    if implementation == "sdpa":
+        layer += H * S * (2 * DQK + S + DV) * 4
+    else:
+        layer += 2 * H * S * DQK * 2 + H * S * S * (4 + 2) + H * S * (16 + DV) * 2
+    tables = S * R // 2 * 8 if config == "deepseek_v2" else 2 * S * R * 2
+    attention = components_of(config, f"training.implementation={implementation}")["attention"]
+    assert attention.activations == 3 * layer + tables
+
+
+@pytest.mark.parametrize("implementation", ["sdpa", "eager"])
+def test_mla_in_fp32_by_hand(implementation):
+    """DeepSeek-V2's attention in fp32 training, per layer: kv_a_layernorm's upcast is no copy, so it saves its
+    input, a slice holding all of kv_a_proj_with_mqa's output (16 + 8 wide), 1/rms and its output, which
+    kv_b_proj saves too; SDPA's math fallback converts nothing and so saves what eager does: the scaled q and
+    k, the probabilities and v as kv_b_proj's slice (4 heads × (16 + 16))."""
+    layer = (S * D * 4 + S * (C + R) * 4 + S * 4 + 2 * S * C * 4 + S * H * DV * 4
+             + 2 * H * S * DQK * 4 + H * S * S * 4 + H * S * (16 + DV) * 4)
+    attention = components_of("deepseek_v2", f"training.implementation={implementation}",
+                              "training.precision=fp32")["attention"]
+    assert attention.activations == 3 * layer + S * R // 2 * 8
+
+
+@pytest.mark.parametrize("config", ["deepseek_v2", "deepseek_v3"])
+def test_deepseek_routers_by_hand(config):
+    """Beyond Mixtral's router, per MoE layer (2): F.linear over fp32 copies of the block input and of the
+    router weight (once per micro-batch). V2 also keeps its group mask (a byte per token and expert) and, not
+    renormalising its top-k weights, neither their fp32 copy nor their sum."""
+    plain = components_of(config, "training.implementation=sdpa", "training.modules=mixtral")["moe"]
+    own = components_of(config, "training.implementation=sdpa")["moe"]
+    router = S * D * 4 + (S * EXPERTS - S * 4 - S * 2 * 4 if config == "deepseek_v2" else 0)
+    assert own.activations - plain.activations == 2 * router
+    assert own.shared_activations - plain.shared_activations == 2 * EXPERTS * D * 4
+
+
 @pytest.mark.parametrize("config, autocast", [
-    *((config, autocast) for config in ("llama", "mistral", "qwen2", "qwen3", "granite", "qwen2-layer-types",
-                                        "olmo", "gemma", "phi3")
-      for autocast in (False, True)),
-    ("mixtral", False), ("qwen3_moe", False), ("olmoe", False),    # MoE under autocast is not modelled
+    (config, autocast) for config in ("llama", "mistral", "qwen2", "qwen3", "granite", "qwen2-layer-types",
+                                      "olmo", "gemma", "phi3", "mixtral", "qwen3_moe", "olmoe", "qwen2_moe",
+                                      "deepseek_v2", "deepseek_v3")
+    for autocast in (False, True)
 ])
 @pytest.mark.parametrize("implementation", ["sdpa", "eager"])
 def test_activations_equal_the_transformers_class(config, implementation, autocast, run):
@@ -188,9 +256,8 @@ def test_a_class_without_the_implementation_says_so(run):
 
 
 @pytest.mark.parametrize("changes, named", [
-    ({"model.attention": "mla", "model.attention.kv_lora_rank": 8, "model.attention.qk_nope_head_dim": 8,
-      "model.attention.qk_rope_head_dim": 4, "model.attention.v_head_dim": 8, "model.n_kv_heads": None},
-     "the modules of mla attention are not modelled"),
+    ({"model.attention": "aft_full", "model.n_kv_heads": None},
+     "the modules of aft_full attention are not modelled"),
     ({"model.moe.n_experts": 4, "model.moe.top_k": 2, "model.moe.capacity_factor": 1.25},
      "mixture-of-experts modules drop no tokens"),
     ({"model.block": "parallel"}, "modelled for sequential and sandwich layers; block parallel is not"),
@@ -217,8 +284,6 @@ def test_sinks_under_sdpa_are_an_error():
     (["training.autocast=true"], "training.autocast: modelled for transformers' modules"),
     (["training.autocast=true", "training.implementation=sdpa", "training.precision=fp32"],
      "training.autocast: casts fp32 weights to 16 bits; precision fp32 is not bf16 or fp16"),
-    (["training.autocast=true", "training.implementation=sdpa", "model.moe.n_experts=4", "model.moe.top_k=2"],
-     "training.autocast: with mixture-of-experts modules is not modelled"),
 ])
 def test_autocast_rules(overrides, named):
     with pytest.raises(SpecError) as caught:

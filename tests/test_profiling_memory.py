@@ -42,6 +42,19 @@ def test_saved_bytes_count_each_storage_once_and_skip_parameters():
     assert saved == {"outside": 2 * 12 * 4, "mlp": 12 * 4}
 
 
+def test_saved_bytes_skip_tensors_freed_before_backward():
+    """A branch of the graph that leads only to indices (a router's group selection) is freed with its locals:
+    what it saved is not held at backward, and its storage's address may be reused by a tensor saved later."""
+    x = torch.randn(3, 4, requires_grad=True)
+
+    def forward(scope):  # noqa: ANN001, ANN202
+        groups = x.view(3, 2, 2).topk(1, dim=-1).values.sum(-1)   # topk saves its indices (int64, 3 × 2 × 1)
+        chosen = torch.topk(groups, 1).indices                      # ... and these (3 × 1): only indices leave
+        return (x * 2.0).gather(1, chosen).sum()                    # gather saves x · 2 and the chosen indices
+
+    assert saved_bytes(Toy(), forward) == {"outside": 3 * 4 * 4 + 3 * 1 * 8}
+
+
 def phases(spec):  # noqa: ANN001, ANN201
     model = build_model(spec)
     trainer = Trainer(model, spec)

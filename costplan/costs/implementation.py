@@ -13,7 +13,8 @@ sequence:
   (torch ≥ 2.5), saving what the fused estimate saves; a masked layer (a window) repeats K and V to n_heads
   first (repeat_kv) and passes its own s × s mask in the activation dtype, which the kernel saves;
 - eager attention repeats K and V to n_heads, computes every pair, and saves the softmax's fp32 output and its
-  16-bit copy that multiplies V: (4 + 2) bytes per pair and head in 16-bit training, 4 in fp32.
+  16-bit copy that multiplies V: (4 + 2) bytes per pair and head in 16-bit training, 4 in fp32;
+- MLA and DeepSeek's MoE routers: DeepseekV2/V3Attention and TopkRouter, below (mla_modules, deepseek_router).
 
 Under 16-bit autocast over fp32 weights (`training.autocast`), measured the same way:
 
@@ -22,7 +23,8 @@ Under 16-bit autocast over fp32 weights (`training.autocast`), measured the same
 - every projection casts its input itself and saves its own copy: q, k and v each one of the normed input (two
   more than one shared input), gate and up each one (one more);
 - the residual stream stays fp32, so each d_model-wide norm saves its input (LayerNorm) or its normalized
-  output (RMSNorm) in fp32: 4 − 2 bytes more per element than in 16-bit training; the rotary tables are fp32.
+  output (RMSNorm) in fp32: 4 − 2 bytes more per element than in 16-bit training; the rotary tables are fp32;
+- a MoE block's grouped expert matmuls are on no autocast list and run in fp32 (moe_autocast).
 
 Where a family's modules differ (training.modules, the config's model_type, or the spec field that decides
 it), also derived and measured:
@@ -46,12 +48,14 @@ compares eager FLOPs separately).
 """
 from __future__ import annotations
 
-from costplan.costs import INDEX_BYTES, STAT_BYTES, Cost, Shape
+from costplan.costs import INDEX_BYTES, STAT_BYTES, ZERO, Cost, Shape
 from costplan.costs.attention import COST as ATTENTION_COST
 from costplan.costs.attention.softmax import around_core
-from costplan.costs.norm import normalizes_in_fp32
+from costplan.costs.mlp import SAVED_INNER, feed_forward
+from costplan.costs.moe import routed_rows
+from costplan.costs.norm import norm, normalizes_in_fp32
 from costplan.spec import ModelSpec, MoESpec
-from costplan.spec_attention import AttentionSpec
+from costplan.spec_attention import AttentionSpec, LatentAttention
 
 IMPLEMENTATIONS = ("fused", "sdpa", "eager")
 MASKED = ("sliding_window", "sparse")       # attention types transformers runs with an explicit mask
@@ -67,6 +71,8 @@ def attention_extra(attention: AttentionSpec, model: ModelSpec, shape: Shape) ->
     where the modules repeat them, and the core's own tensors instead of the fused core's."""
     if not modules(shape):
         return 0
+    if attention.type == "mla":
+        return mla_extra(attention, model, shape)
     s, e, heads = shape.seq_len, shape.act_bytes, model.n_heads
     fused_core = (ATTENTION_COST[attention.type](attention, model, shape).activations
                   - around_core(model, shape, cached_tokens=0).activations)
@@ -79,15 +85,19 @@ def attention_extra(attention: AttentionSpec, model: ModelSpec, shape: Shape) ->
     return flash - fused_core
 
 
+def softmax_pair_bytes(shape: Shape) -> int:
+    """Bytes eager attention saves per pair and head: the fp32 softmax, and its copy in 16-bit training."""
+    return STAT_BYTES + (shape.act_bytes if shape.act_bytes != STAT_BYTES else 0)
+
+
 def eager_scores(model: ModelSpec, shape: Shape) -> int:
     """What eager_attention_forward saves for one layer's s × s scores per head: the fp32 softmax and its copy
     in the activation dtype that multiplies V (one tensor in fp32 training), the soft-cap's tanh where the class
     soft-caps, or the softmax over a sink column where the class has sinks."""
     if model.attention_sinks:
         return sink_scores(model, shape)
-    s, e = shape.seq_len, shape.act_bytes
-    per_pair = STAT_BYTES + (e if e != STAT_BYTES else 0)
-    return model.n_heads * s * s * per_pair + capped_scores(model, shape)
+    s = shape.seq_len
+    return model.n_heads * s * s * softmax_pair_bytes(shape) + capped_scores(model, shape)
 
 
 SOFTCAPPED_SCORES = ("gemma2",)   # Gemma2Config's attn_logit_softcapping (50; Gemma 3 has none)
@@ -174,6 +184,8 @@ def model_extra(model: ModelSpec, shape: Shape) -> int:
     """Bytes saved once per model by the modules: the rotary tables cos and sin."""
     if not modules(shape) or model.position != "rope":
         return 0
+    if "mla" in model.attention_types:
+        return mla_rope_tables(model.layer_attention(0), shape)
     width = model.head_dim // 2 if shape.modules in HALF_ROTARY else model.head_dim
     return rotary_pairs(model, shape) * 2 * shape.seq_len * width * rotary_bytes(shape)
 
@@ -255,14 +267,128 @@ def d_model_wide(activations: int, shared: int = 0) -> Cost:
 def autocast_extra(parts: dict[str, Cost], ffn: str, norms: int, model: ModelSpec,
                    shape: Shape) -> dict[str, Cost]:
     """One sequential layer's costs by component with what its modules save under autocast: the fp32 residual
-    in its `norms` norms, q, k and v each casting the normed input (two copies more than one shared input),
+    in its `norms` norms, q, k and v each casting the normed input (two copies more than one shared input; MLA's
+    two down projections one more),
     gate and up each casting theirs (one more; a plain MLP's single up none), and every weight matrix's copy."""
     if not shape.autocast:
         return parts
     return {**parts,
             "norms": parts["norms"] + d_model_wide(fp32_residual(norms, model, shape)),
-            "attention": parts["attention"] + d_model_wide(input_copies(casts_beyond_one(3, shape), model, shape),
+            "attention": parts["attention"] + d_model_wide(input_copies(attention_casts(model, shape), model, shape),
                                                            weight_copies(parts["attention"].matrix_params, shape)),
-            ffn: parts[ffn] + d_model_wide(input_copies(casts_beyond_one(2, shape) if model.gated else 0, model,
-                                                        shape),
-                                           weight_copies(parts[ffn].matrix_params, shape))}
+            ffn: parts[ffn] + (moe_autocast(model.moe, model, shape) if ffn == "moe" else
+                               d_model_wide(input_copies(casts_beyond_one(2, shape) if model.gated else 0, model,
+                                                         shape),
+                                            weight_copies(parts[ffn].matrix_params, shape)))}
+
+
+def moe_autocast(moe: MoESpec, model: ModelSpec, shape: Shape) -> Cost:
+    """What transformers' MoE block saves under CPU autocast beyond 16-bit training (measured on Mixtral,
+    Qwen2-MoE, OLMoE, Qwen3-MoE; integrations/moe.py grouped_mm_experts_forward). The routed experts run
+    torch._grouped_mm, which is on no autocast list: it casts its input to the fp32 weights' dtype, so every
+    routed row's gathered input, output and inner tensors stay fp32 and no expert weight is copied. The router,
+    the shared expert's projections and its gate are nn.Linear / F.linear, autocast: each casts its weight
+    and its input to 16 bits; the router's input copy is the block input the fused estimate already saves."""
+    d, e = model.d_model, shape.act_bytes
+    rows = routed_rows(moe, shape.seq_len) * (2 * d + SAVED_INNER[model.mlp] * moe.d_ff_expert)
+    casts, matrices = 0, moe.n_experts * d                                  # the router's weight
+    if moe.n_shared_experts:
+        casts += 2 if model.gated else 1                                    # [gate,] up: their own input casts
+        matrices += feed_forward(model, moe.d_ff_shared, 0, e).matrix_params
+        if moe.shared_expert_gate:
+            casts, matrices = casts + 1, matrices + d
+    return (Cost(activations=rows * (STAT_BYTES - e))
+            + d_model_wide(input_copies(casts, model, shape), weight_copies(matrices, shape)))
+
+
+# ------------------------------------------------------------------------------ DeepSeek-V2 / V3 (MLA, their MoE)
+# Derived from DeepseekV2Attention / DeepseekV3Attention, DeepseekV2TopkRouter / DeepseekV3TopkRouter and
+# sdpa_attention_forward / eager_attention_forward (transformers 5.24.0): 16-bit or fp32 weights, or autocast.
+
+def attention_casts(model: ModelSpec, shape: Shape) -> int:
+    """Casts of a layer's normed input under autocast beyond the one the fused estimate saves: q, k and v each
+    cast it (2 more; none for a fused qkv projection); MLA's q (or q_a) and kv_a_proj_with_mqa (1 more)."""
+    return 1 if "mla" in model.attention_types else casts_beyond_one(3, shape)
+
+
+def mla_extra(attention: LatentAttention, model: ModelSpec, shape: Shape) -> int:
+    """Bytes DeepseekV2/V3Attention saves beyond the fused MLA estimate (costs/attention/mla.py)."""
+    return mla_modules(attention, model, shape) - ATTENTION_COST["mla"](attention, model, shape).activations
+
+
+def mla_modules(attention: LatentAttention, model: ModelSpec, shape: Shape) -> int:
+    """What DeepseekV2/V3Attention saves for one sequence: the normed input x (q_proj or q_a_proj and
+    kv_a_proj_with_mqa read it); q_a_layernorm's and kv_a_layernorm's tensors (Python RMSNorms: the fp32 copy
+    of their input, 1/rms and the normed value in the input's dtype) and each up projection's input, the norm's
+    output; the core's tensors (mla_core); o_proj's input. The rotary parts save only the
+    tables, once per model (mla_rope_tables), and neither the cat of the nope and rope parts nor the copy into
+    key_states saves anything."""
+    a, s, e = attention, shape.seq_len, shape.act_bytes
+    saved = s * model.d_model * e + s * model.n_heads * a.v_head_dim * e
+    for width in (a.q_lora_rank, a.kv_lora_rank):
+        if width:
+            saved += norm(model.norm, width, shape).activations + s * width * e
+    if e == STAT_BYTES:
+        # In fp32 training the norm's upcast is no copy: it saves its input, a slice of kv_a_proj_with_mqa's
+        # output that holds the rope part's storage too.
+        saved += s * a.qk_rope_head_dim * e
+    return saved + mla_core(attention, model, shape)
+
+
+def mla_core(attention: LatentAttention, model: ModelSpec, shape: Shape) -> int:
+    """The core's saved tensors. q is the cat of its nope and rope parts and k a new tensor of both (H × s ×
+    d_qk each); v is a slice of kv_b_proj's output, whose whole storage (H × s × (d_nope + d_v)) it keeps.
+    - eager: q, k and v for the two matmuls, the fp32 softmax and its 16-bit copy (as attention_extra);
+    - SDPA, d_v = d_qk: the CPU flash kernel keeps q, k, v, its output and an fp32 log-sum-exp per row;
+    - SDPA, d_v ≠ d_qk (DeepSeek's 192 vs 128): torch's CPU flash kernel needs one head width, so the math
+      fallback runs, which computes 16-bit inputs in fp32 and saves the scaled q and k, the probabilities and v,
+      all fp32 (v converted, or in fp32 training the slice itself). (A CUDA run takes the memory-efficient
+      kernel instead, which saves as flash does.)"""
+    a, s, e, heads = attention, shape.seq_len, shape.act_bytes, model.n_heads
+    d_qk = a.qk_nope_head_dim + a.qk_rope_head_dim
+    q_k, v = 2 * heads * s * d_qk * e, heads * s * (a.qk_nope_head_dim + a.v_head_dim) * e
+    if shape.implementation == "eager":
+        return q_k + heads * s * s * softmax_pair_bytes(shape) + v
+    if a.v_head_dim == d_qk:
+        return q_k + v + heads * s * a.v_head_dim * e + heads * s * STAT_BYTES
+    # fp32 inputs are not converted: v is then kv_b_proj's slice itself
+    math_v = v if e == STAT_BYTES else heads * s * a.v_head_dim * STAT_BYTES
+    return heads * s * (2 * d_qk + s) * STAT_BYTES + math_v
+
+
+def mla_rope_tables(attention: LatentAttention, shape: Shape) -> int:
+    """The rotary tables of the rope width r, saved once per model by the first layer's multiplications:
+    DeepSeek-V2's are complex64 frequencies (s × r/2, 8 bytes each, whatever the dtype); V3's cos and sin are
+    in the activation dtype, fp32 under autocast (they take the fp32 residual's dtype)."""
+    s, r = shape.seq_len, attention.qk_rope_head_dim
+    if shape.modules == "deepseek_v2":
+        return s * r // 2 * 8
+    return 2 * s * r * (STAT_BYTES if shape.autocast else shape.act_bytes)
+
+
+def deepseek_router(moe: MoESpec, model: ModelSpec, shape: Shape) -> Cost:
+    """What DeepseekV2/V3TopkRouter saves beyond the router moe_extra describes (Mixtral's: softmax, top-k
+    indices, renormalised fp32 weights and their sum).
+    - Both compute their logits as F.linear(x.type(float32), weight.type(float32)): in 16-bit training that
+      saves an fp32 copy of the block input and of the router weight (once per micro-batch); under autocast
+      F.linear casts both to 16 bits, as any router (moe_autocast).
+    - V2 (softmax, group-limited greedy): scores.masked_fill(~mask) keeps the bool mask (s × n_experts bytes);
+      its top-k weights are only scaled by a constant, not renormalised: no sum, no fp32 copy.
+    - V3 (sigmoid, group-limited top-k with e_score_correction_bias, normalised top-k): its scores are the
+      logits' sigmoid gathered at the top-k, the sum divided in place, as Mixtral's; under autocast its logits
+      are 16-bit, so its scores, top-k weights, their sum and the weight of each routed row are too.
+    The group selection's own top-k indices and mask lead only to indices: autograd frees them with the router's
+    locals, before backward, so they hold no memory then (profiling/memory.py saved_bytes counts only what is
+    alive when the forward ends)."""
+    if not modules(shape) or shape.modules not in ("deepseek_v2", "deepseek_v3"):
+        return ZERO
+    s, d, e, k, n = shape.seq_len, model.d_model, shape.act_bytes, moe.top_k, moe.n_experts
+    cost = ZERO
+    if not shape.autocast and e != STAT_BYTES:
+        cost = Cost(activations=s * d * STAT_BYTES, shared_activations=n * d * STAT_BYTES)
+    if shape.modules == "deepseek_v2":
+        return cost + Cost(activations=s * n - s * STAT_BYTES - s * k * STAT_BYTES)
+    if shape.autocast:
+        scores = s * n + s * k + s + routed_rows(moe, s)
+        return cost + Cost(activations=-scores * (STAT_BYTES - e))
+    return cost

@@ -1,8 +1,9 @@
 """Memory of the reference model: bytes autograd saves for backward, and the peak of a training step.
 
-Saved bytes: every tensor autograd packs during the forward (torch.autograd.graph.saved_tensors_hooks),
-counted once per storage (several ops saving the same tensor, or views of it, hold one allocation),
-excluding parameters and module buffers (constants that exist whether or not a step runs).
+Saved bytes: every tensor autograd packs during the forward (torch.autograd.graph.saved_tensors_hooks) and
+still holds when the forward ends, counted once per storage (several ops saving the same tensor, or views of
+it, hold one allocation), excluding parameters and module buffers (constants that exist whether or not a step
+runs).
 
 Peak: the most memory live at any moment of a full training step (weights, gradients, optimizer states
 and the fp32 master copy, activations, transient buffers), on the second of two steps so that the optimizer
@@ -35,22 +36,28 @@ def _storage_key(t: torch.Tensor) -> int:
 
 
 def saved_bytes(model: nn.Module, run_forward: Callable[[ComponentScope], torch.Tensor]) -> dict[str, int]:
-    """Bytes saved for backward by `run_forward(scope)` (which returns the loss), per component."""
+    """Bytes saved for backward by `run_forward(scope)` (which returns the loss), per component: the storages
+    still alive when the forward ends. A tensor saved in a branch of the graph that leads nowhere (top-k indices
+    computed only to pick other indices, as grouped MoE routers do) is freed with it, and its storage's address
+    may then be reused by a tensor saved later: a weak reference tells the two apart."""
     constants = {_storage_key(t) for t in (*model.parameters(), *model.buffers())}
-    owner: dict[int, tuple[str, int]] = {}
+    owner: dict[int, tuple[str, int, weakref.ref]] = {}
 
     with ComponentScope(model) as scope:
         def pack(t: torch.Tensor) -> torch.Tensor:
             key = _storage_key(t)
-            if key not in constants and key not in owner:
-                owner[key] = (scope.current(), t.untyped_storage().nbytes())
+            known = owner.get(key)
+            if key not in constants and (known is None or known[2]() is None):
+                storage = t.untyped_storage()
+                owner[key] = (scope.current(), storage.nbytes(), weakref.ref(storage))
             return t
 
         with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
             loss = run_forward(scope)
     result: Counter[str] = Counter()
-    for component, nbytes in owner.values():
-        result[component] += nbytes
+    for component, nbytes, alive in owner.values():
+        if alive() is not None:
+            result[component] += nbytes
     del loss                    # the graph (and the saved tensors) could be kept alive until here
     return dict(result)
 

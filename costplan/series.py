@@ -30,13 +30,17 @@ def seq_scaling(spec: Spec, lengths: Sequence[int] = DEFAULT_LENGTHS) -> list[tu
     return rows
 
 
-MEMORY_PARTS = ("weights", "gradients", "optimizer states", "activations", "loss gradients (transient)")
+MEMORY_PARTS = ("weights", "gradients", "optimizer states", "activations", "loss gradients (transient)",
+                "optimizer step transients")
 
 
 def memory_parts(e: Estimate) -> dict[str, int]:
-    """Training bytes per GPU by kind, summing to the estimate's total; inference's KV cache is not among them."""
+    """Training bytes per GPU by kind at the peak, summing to the estimate's total: backward's activations and
+    loss gradients, or the optimizer step's transients; inference's KV cache is not among them."""
     m = e.memory
-    return dict(zip(MEMORY_PARTS, (m.weights, m.gradients, m.optimizer, m.activations, m.workspace)))
+    backward = m.peak_at == "backward"
+    return dict(zip(MEMORY_PARTS, (m.weights, m.gradients, m.optimizer, m.activations if backward else 0,
+                                   m.workspace if backward else 0, 0 if backward else m.update)))
 
 
 def geometric(lo: float, hi: float, n: int) -> list[float]:

@@ -24,6 +24,13 @@ Memory per GPU (bytes), for the pipeline stage that needs the most:
   whole on every tensor rank unless sequence parallelism splits them; everything else is divided by t. Under
   1F1B stage i holds min(m, p − i) micro-batches in flight (Narayanan §2.2.1), so the first stage holds
   p micro-batches of its L/p layers (interleaving adds (p − 1)/(p·v) of a micro-batch; not counted).
+- The peak (StageMemory.total) is the larger of two moments: backward starting, the model states with every
+  saved activation and the loss's gradients; and the optimizer step, the model states with the update's
+  transients (costs/memory.py update_bytes) for the token embedding, the first tensor stepped (first in the
+  parameter order of the reference model and of the transformers classes) while every gradient is live. A later
+  tensor's moment comes after the gradients before it are freed, so only one larger than the embedding and half
+  of those gradients together would top it; a stage without the embedding counts its head's vocabulary matrix
+  (an upper bound: the head is stepped last), and one with neither none (its first tensor is a block's matrix).
 
 Communication and step time: costs/step.py.
 """
@@ -33,7 +40,7 @@ import math
 from dataclasses import dataclass
 
 from costplan.costs import Cost
-from costplan.costs.memory import FP32, optimizer_bytes, weight_bytes
+from costplan.costs.memory import FP32, optimizer_bytes, update_bytes, weight_bytes
 from costplan.spec import Spec
 
 TENSOR_REPLICATED = ("norms",)   # components whose weights every tensor rank keeps whole
@@ -48,13 +55,27 @@ class StageMemory:
     gradients: int
     optimizer: int
     activations: int
-    workspace: int            # the loss's fp32 gradients, live at the peak (last stage)
+    workspace: int            # the loss's fp32 gradients, live when backward starts (last stage)
     params: float             # parameters held per GPU before ZeRO sharding, routed experts excluded
     routed_params: float      # routed-expert parameters held per GPU before ZeRO sharding
+    update: int = 0           # transient at the optimizer step: a gradient's fp32 copy, the update's temporaries
+
+    @property
+    def backward(self) -> int:
+        return self.weights + self.gradients + self.optimizer + self.activations + self.workspace
+
+    @property
+    def optimizer_step(self) -> int:
+        return self.weights + self.gradients + self.optimizer + self.update
+
+    @property
+    def peak_at(self) -> str:
+        return "optimizer step" if self.optimizer_step > self.backward else "backward"
 
     @property
     def total(self) -> int:
-        return self.weights + self.gradients + self.optimizer + self.activations + self.workspace
+        """The peak: the larger of the two moments."""
+        return max(self.backward, self.optimizer_step)
 
 
 def _params_per_gpu(parts: dict[str, Cost], t: int, extra: int = 0) -> float:
@@ -91,6 +112,10 @@ def stage_memory(spec: Spec, parts: dict[str, Cost], stage: int) -> StageMemory:
     # Only the micro-batch whose backward runs has loss gradients; a vocabulary-parallel loss splits them over t.
     workspace = sum(c.workspace for c in parts.values()) * training.micro_batch_size / t / par.context
 
+    # The vocabulary matrix this stage steps (the embedding, or the last stage's head or shared copy of it),
+    # vocabulary-parallel over t, as much of it as its optimizer shard holds.
+    vocabulary = model.vocab_size * model.d_model / t / (d if par.zero >= 1 else 1) if stage in (0, p - 1) else 0
+
     def sharded(per_param: int, from_stage: int) -> int:
         """Bytes of one kind of state: dense over d ranks, routed experts over d/e, once ZeRO reaches it."""
         over, over_routed = (d, d // par.expert) if par.zero >= from_stage else (1, 1)
@@ -105,6 +130,7 @@ def stage_memory(spec: Spec, parts: dict[str, Cost], stage: int) -> StageMemory:
         workspace=math.ceil(workspace),
         params=dense,
         routed_params=routed,
+        update=math.ceil(update_bytes(training.precision, training.optimizer, training.autocast, vocabulary)),
     )
 
 

@@ -41,14 +41,18 @@ class Flops(_Result):
 
 @dataclasses.dataclass(frozen=True)
 class Memory(_Result):
-    """Bytes per GPU."""
+    """Bytes per GPU. The peak is the larger of two moments of a step: backward starting (weights, gradients,
+    optimizer states, activations and workspace) and the optimizer step (weights, gradients, optimizer states and
+    update)."""
 
     weights: int
     gradients: int
     optimizer: int
     activations: int                 # saved for backward, one micro-batch
-    workspace: int                   # transient at the peak: the loss's fp32 gradients, one micro-batch
-    total_per_gpu: int
+    workspace: int                   # transient when backward starts: the loss's fp32 gradients, one micro-batch
+    update: int                      # transient at the optimizer step: a gradient's fp32 copy, update temporaries
+    total_per_gpu: int               # the peak
+    peak_at: str                     # "backward" or "optimizer step": where the peak is
     fits: bool
     gpu_memory: int
     kv_cache_per_token: int          # inference K/V cache, all layers, per cached token

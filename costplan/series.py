@@ -31,16 +31,20 @@ def seq_scaling(spec: Spec, lengths: Sequence[int] = DEFAULT_LENGTHS) -> list[tu
 
 
 MEMORY_PARTS = ("weights", "gradients", "optimizer states", "activations", "loss gradients (transient)",
-                "optimizer step transients")
+                "tied embedding gradients (transient)", "optimizer step transients")
+# The parts live at each moment a step may peak at, beyond weights, gradients and optimizer states.
+TRANSIENTS = {"backward": ("activations", "loss gradients (transient)"),
+              "end of backward": ("tied embedding gradients (transient)",),
+              "optimizer step": ("optimizer step transients",)}
 
 
 def memory_parts(e: Estimate) -> dict[str, int]:
-    """Training bytes per GPU by kind at the peak, summing to the estimate's total: backward's activations and
-    loss gradients, or the optimizer step's transients; inference's KV cache is not among them."""
+    """Training bytes per GPU by kind at the peak, summing to the estimate's total: the model states and the
+    transients of the moment the peak is at; inference's KV cache is not among them."""
     m = e.memory
-    backward = m.peak_at == "backward"
-    return dict(zip(MEMORY_PARTS, (m.weights, m.gradients, m.optimizer, m.activations if backward else 0,
-                                   m.workspace if backward else 0, 0 if backward else m.update)))
+    values = (m.weights, m.gradients, m.optimizer, m.activations, m.workspace, m.tied_gradients, m.update)
+    live = MEMORY_PARTS[:3] + TRANSIENTS[m.peak_at]
+    return {part: value if part in live else 0 for part, value in zip(MEMORY_PARTS, values)}
 
 
 def geometric(lo: float, hi: float, n: int) -> list[float]:

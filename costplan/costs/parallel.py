@@ -24,8 +24,11 @@ Memory per GPU (bytes), for the pipeline stage that needs the most:
   whole on every tensor rank unless sequence parallelism splits them; everything else is divided by t. Under
   1F1B stage i holds min(m, p − i) micro-batches in flight (Narayanan §2.2.1), so the first stage holds
   p micro-batches of its L/p layers (interleaving adds (p − 1)/(p·v) of a micro-batch; not counted).
-- The peak (StageMemory.total) is the larger of two moments: backward starting, the model states with every
-  saved activation and the loss's gradients; and the optimizer step, the model states with the update's
+- The peak (StageMemory.total) is the largest of three moments. Backward starting: the model states with every
+  saved activation and the loss's gradients. Backward ending, with a tied embedding on one stage: autograd holds
+  the head's gradient of the shared matrix from the head's backward until the lookup's dense gradient arrives,
+  adds the two into a third tensor and only then into the accumulated gradient, all three in the weights' dtype
+  (the head is split by t), when every activation is freed. The optimizer step: the model states with the update's
   transients (costs/memory.py update_bytes) for the token embedding, the first tensor stepped (first in the
   parameter order of the reference model and of the transformers classes) while every gradient is live. A later
   tensor's moment comes after the gradients before it are freed, so only one larger than the embedding and half
@@ -59,23 +62,23 @@ class StageMemory:
     params: float             # parameters held per GPU before ZeRO sharding, routed experts excluded
     routed_params: float      # routed-expert parameters held per GPU before ZeRO sharding
     update: int = 0           # transient at the optimizer step: a gradient's fp32 copy, the update's temporaries
+    tied_gradients: int = 0   # transient as backward ends: a tied embedding's two gradients and their sum
 
-    @property
-    def backward(self) -> int:
-        return self.weights + self.gradients + self.optimizer + self.activations + self.workspace
-
-    @property
-    def optimizer_step(self) -> int:
-        return self.weights + self.gradients + self.optimizer + self.update
+    def moments(self) -> dict[str, int]:
+        """Bytes live at each moment a step may peak at, the first of equals first."""
+        states = self.weights + self.gradients + self.optimizer
+        return {"backward": states + self.activations + self.workspace, "end of backward": states + self.tied_gradients,
+                "optimizer step": states + self.update}
 
     @property
     def peak_at(self) -> str:
-        return "optimizer step" if self.optimizer_step > self.backward else "backward"
+        moments = self.moments()
+        return max(moments, key=moments.__getitem__)
 
     @property
     def total(self) -> int:
-        """The peak: the larger of the two moments."""
-        return max(self.backward, self.optimizer_step)
+        """The peak: the largest of the moments."""
+        return max(self.moments().values())
 
 
 def _params_per_gpu(parts: dict[str, Cost], t: int, extra: int = 0) -> float:
@@ -131,6 +134,7 @@ def stage_memory(spec: Spec, parts: dict[str, Cost], stage: int) -> StageMemory:
         params=dense,
         routed_params=routed,
         update=math.ceil(update_bytes(training.precision, training.optimizer, training.autocast, vocabulary)),
+        tied_gradients=3 * w * model.vocab_size * model.d_model // t if model.tie_embeddings and p == 1 else 0,
     )
 
 

@@ -35,6 +35,8 @@ def estimate_rows(est: Estimate) -> list[Row]:
         ("weights", m.weights, ""), ("gradients", m.gradients, ""), ("optimizer states", m.optimizer, ""),
         (f"activations (micro-batch {a.micro_batch_size})", m.activations, ""),
         ("loss gradients (transient)", m.workspace, "when backward starts"),
+        *([("tied embedding gradients (transient)", m.tied_gradients, "as backward ends: head's, lookup's, sum")]
+          if m.tied_gradients else []),
         ("optimizer step transients", m.update, "a gradient's fp32 copy and the update's temporaries"))]
     rows += [
         Row("memory", "total per GPU", m.total_per_gpu, "bytes",

@@ -30,10 +30,10 @@ def seq_scaling(spec: Spec, lengths: Sequence[int] = DEFAULT_LENGTHS) -> list[tu
     return rows
 
 
-MEMORY_PARTS = ("weights", "gradients", "optimizer states", "activations", "loss gradients (transient)",
+MEMORY_PARTS = ("weights", "gradients", "optimizer states", "activations", "loss and head gradients (transient)",
                 "tied embedding gradients (transient)", "optimizer step transients")
 # The parts live at each moment a step may peak at, beyond weights, gradients and optimizer states.
-TRANSIENTS = {"backward": ("activations", "loss gradients (transient)"),
+TRANSIENTS = {"backward": ("activations", "loss and head gradients (transient)"),
               "end of backward": ("tied embedding gradients (transient)",),
               "optimizer step": ("optimizer step transients",)}
 

@@ -9,7 +9,7 @@ import torch  # noqa: E402
 
 import costplan  # noqa: E402
 from conftest import make_spec  # noqa: E402
-from costplan.profiling.measure import measure_peak  # noqa: E402
+from costplan.profiling.measure import count_saved, measure_peak  # noqa: E402
 from costplan.profiling.memory import peak_fake, saved_bytes  # noqa: E402
 from costplan.profiling.model import build_model  # noqa: E402
 from costplan.profiling.private import fake_tensor_mode, memory_tracker, tracker_new_step, tracker_peak  # noqa: E402
@@ -102,14 +102,14 @@ def model_states(spec: costplan.Spec) -> int:
 def test_the_peak_at_the_optimizer_step():
     # The reference Trainer steps the token embedding first, casting its 16-bit gradient to fp32 for the master
     # copy while every 16-bit gradient is live: 4·vocab·d_model more; fused AdamW updates in place.
-    # Backward's moment (activations and loss gradients) is lower by more than 5%.
+    # Backward's moment (activations, and the head's gradients) is lower by more than 4%.
     spec = short_spec(tied=False)
     peak = measure_peak(spec, 1, torch.device("cpu")).bytes
     assert peak == model_states(spec) + 4 * 4096 * 64
     m = costplan.estimate(spec).memory
     assert m.peak_at == "optimizer step"
     assert m.total_per_gpu == pytest.approx(peak, rel=1e-3)
-    assert m.weights + m.gradients + m.optimizer + m.activations + m.workspace < 0.95 * peak
+    assert m.weights + m.gradients + m.optimizer + m.activations + m.workspace < 0.96 * peak
 
 
 def test_the_peak_as_backward_ends_with_a_tied_embedding():
@@ -122,3 +122,19 @@ def test_the_peak_as_backward_ends_with_a_tied_embedding():
     m = costplan.estimate(spec).memory
     assert m.peak_at == "end of backward"
     assert m.total_per_gpu == pytest.approx(peak, rel=1e-3)
+
+
+def test_the_peak_at_the_heads_weight_gradient():
+    # fp32, short sequences: backward peaks in the head's matmul, not as it starts. The loss's nodes have run (its
+    # fp32 gradients and saved log-softmax freed); the logits' gradient (fp32, what the log-softmax saved), the
+    # head input's gradient (8 × 64 fp32) and the weight gradient (4096 × 64 fp32) are live with every other
+    # saved tensor, more than the two fp32 8 × 4096 loss gradients as backward starts by 7%.
+    spec = short_spec(tied=False).model_copy(update={"training": short_spec(tied=False).training.model_copy(
+        update={"precision": "fp32"})})
+    saved = sum(count_saved(spec, 1, torch.device("cpu")).values())
+    peak = measure_peak(spec, 1, torch.device("cpu")).bytes
+    # within 256 bytes: a few of the loss's small saved tensors (int64 targets, scalars) are freed by then
+    assert abs(peak - (model_states(spec) + saved + 4 * 8 * 64 + 4 * 4096 * 64)) <= 256
+    m = costplan.estimate(spec).memory
+    assert m.peak_at == "backward" and m.total_per_gpu == pytest.approx(peak, rel=1e-3)
+    assert m.weights + m.gradients + m.optimizer + m.activations + 2 * 4 * 8 * 4096 < 0.95 * peak

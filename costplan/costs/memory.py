@@ -47,7 +47,8 @@ def optimizer_bytes(precision: str, optimizer: str, autocast: bool = False) -> i
 # before taking the sign; Adafactor keeps its squared gradient while the outer product of its factors, its rsqrt
 # and the update exist, two at a time. torch's single-tensor AdamW (foreach=False) would add 2 (the moment's sqrt
 # and its quotient), its multi-tensor one (foreach=True, torch's default on CUDA) a sqrt of every moment of the
-# group at once: a whole model's worth, which this per-tensor count does not describe.
+# group at once: a whole model's worth, which this per-tensor count does not describe. The fused kernel is the
+# transformers Trainer's default (adamw_torch_fused) with torch 2.8 or later.
 UPDATE_TEMPORARIES = {"adamw": 0, "adam": 0, "sgd": 0, "sgd_momentum": 0, "lion": 3, "adafactor": 3}
 
 

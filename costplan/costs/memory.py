@@ -40,7 +40,6 @@ def optimizer_bytes(precision: str, optimizer: str, autocast: bool = False) -> i
     return master + MOMENTS[optimizer] * FP32
 
 
-
 # fp32 temporaries of one tensor's update, in copies of that tensor, as the reference Trainer steps it
 # (profiling/step.py; torch 2.13). AdamW and Adam are fused (torch._fused_adamw_ updates in place); SGD's
 # single-tensor step adds in place, its momentum buffer is a state. Lion computes m·β1, g·(1 − β1) and their sum

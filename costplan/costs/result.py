@@ -42,7 +42,7 @@ class Flops(_Result):
 @dataclasses.dataclass(frozen=True)
 class Memory(_Result):
     """Bytes per GPU. The peak is the largest of three moments of a step, each the weights, gradients and
-    optimizer states with its own transients: backward starting (activations and workspace), backward ending
+    optimizer states with its own transients: backward (activations and workspace), backward ending
     (tied_gradients) and the optimizer step (update)."""
 
     weights: int

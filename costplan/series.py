@@ -30,13 +30,21 @@ def seq_scaling(spec: Spec, lengths: Sequence[int] = DEFAULT_LENGTHS) -> list[tu
     return rows
 
 
-MEMORY_PARTS = ("weights", "gradients", "optimizer states", "activations", "loss gradients (transient)")
+MEMORY_PARTS = ("weights", "gradients", "optimizer states", "activations", "loss and head gradients (transient)",
+                "tied embedding gradients (transient)", "optimizer step transients")
+# The parts live at each moment a step may peak at, beyond weights, gradients and optimizer states.
+TRANSIENTS = {"backward": ("activations", "loss and head gradients (transient)"),
+              "end of backward": ("tied embedding gradients (transient)",),
+              "optimizer step": ("optimizer step transients",)}
 
 
 def memory_parts(e: Estimate) -> dict[str, int]:
-    """Training bytes per GPU by kind, summing to the estimate's total; inference's KV cache is not among them."""
+    """Training bytes per GPU by kind at the peak, summing to the estimate's total: the model states and the
+    transients of the moment the peak is at; inference's KV cache is not among them."""
     m = e.memory
-    return dict(zip(MEMORY_PARTS, (m.weights, m.gradients, m.optimizer, m.activations, m.workspace)))
+    values = (m.weights, m.gradients, m.optimizer, m.activations, m.workspace, m.tied_gradients, m.update)
+    live = MEMORY_PARTS[:3] + TRANSIENTS[m.peak_at]
+    return {part: value if part in live else 0 for part, value in zip(MEMORY_PARTS, values)}
 
 
 def geometric(lo: float, hi: float, n: int) -> list[float]:

@@ -41,3 +41,17 @@ def test_only_a_config_has_a_transformers_class(run):
 def test_against_measures_one_training_step(run):
     result = run("check", str(TINY / "llama.json"), "--against", "transformers", "--serve")
     assert result.exit_code == 2 and "cannot be combined with --nproc or --serve" in result.stderr
+
+
+@pytest.mark.parametrize("config, seq_len, at", [("llama", 2, "optimizer step"), ("llama", 128, "backward"),
+                                                 ("qwen2", 2, "end of backward")])
+def test_the_peak_and_where_it_is_against_the_class(config, seq_len, at, run):
+    # Two tokens: the update's moment (every 16-bit gradient, and the embedding's fp32 copy for its master
+    # weight) tops backward's by 0.9%; a tied embedding's gradients (the head's, the lookup's and their sum) top
+    # the update's by 1.8% as backward ends; 128 tokens: backward's activations top the others by half.
+    result = run("check", str(TINY / f"{config}.json"), "--against", "transformers", "--format", "json",
+                 "--set", "training.implementation=sdpa", "--set", f"training.seq_len={seq_len}")
+    assert result.exit_code == 0, result.output
+    peak = {row["item"]: row for row in json.loads(result.stdout)[0]["checks"]}["peak memory of a training step"]
+    assert peak["note"].startswith(f"estimated at {at};")
+    assert abs(peak["measured"] - peak["estimate"]) <= 0.001 * peak["measured"]

@@ -165,3 +165,28 @@ def test_full_recompute_keeps_each_layer_input_whatever_its_block():
     for block in ("sequential", "sandwich", "parallel", "parallel_shared_norm"):
         spec = make_spec({"position": "none", "block": block}, training={"recompute": "full"})
         assert per_layer_activations(spec) == S * 64 * 2
+
+
+@pytest.mark.parametrize("precision, optimizer, autocast, per_element", [
+    ("bf16", "adamw", False, 4),        # the 16-bit gradient's fp32 copy; fused AdamW in place
+    ("bf16", "lion", False, 4 + 12 - 2),  # and three fp32 temporaries, after the 16-bit gradient is dropped
+    ("fp32", "adamw", False, 0),        # stepped on its own fp32 gradient, in place
+    ("fp32", "adafactor", False, 12),
+    ("bf16", "sgd", True, 0),           # autocast: fp32 weights are their own master
+])
+def test_update_transients_per_stepped_element(precision, optimizer, autocast, per_element):
+    from costplan.costs.memory import update_bytes
+
+    assert update_bytes(precision, optimizer, autocast, 1000) == per_element * 1000
+
+
+def test_the_peak_is_the_largest_moment_and_fits_by_it():
+    # Two tokens, 1000 × 64 embedding stepped first: the optimizer step (model states + 4 · 64000) tops backward
+    # (states + activations + the head's gradients) and the untied spec has no tied moment.
+    m = costplan.estimate(make_spec({"tie_embeddings": False}, {"seq_len": 2})).memory
+    states = m.weights + m.gradients + m.optimizer
+    assert (m.update, m.tied_gradients) == (4 * 1000 * 64, 0)
+    assert m.peak_at == "optimizer step" and m.total_per_gpu == states + m.update > states + m.activations + m.workspace
+    tied = costplan.estimate(make_spec({"tie_embeddings": True}, {"seq_len": 2})).memory
+    assert tied.tied_gradients == 3 * 2 * 1000 * 64 and tied.peak_at == "end of backward"
+    assert tied.total_per_gpu == tied.weights + tied.gradients + tied.optimizer + tied.tied_gradients

@@ -30,8 +30,16 @@ def test_flash_activations_are_linear_dense_are_not():
 def test_memory_parts_are_training_memory_only():
     e = costplan.estimate(costplan.load_spec("llama2-7b"))
     parts = series.memory_parts(e)
-    assert list(parts) == ["weights", "gradients", "optimizer states", "activations", "loss gradients (transient)"]
-    assert sum(parts.values()) == e.memory.total_per_gpu
+    assert list(parts) == ["weights", "gradients", "optimizer states", "activations",
+                           "loss and head gradients (transient)", "tied embedding gradients (transient)",
+                           "optimizer step transients"]
+    assert sum(parts.values()) == e.memory.total_per_gpu and e.memory.peak_at == "backward"
+    # a short sequence peaks at the optimizer step: its bar holds that moment's parts, not backward's
+    short = costplan.estimate(costplan.load_spec(Path(__file__).parents[1] / "specs/ci/hf/tiny/llama.json",
+                                                 ["training.seq_len=4"]))
+    parts = series.memory_parts(short)
+    assert short.memory.peak_at == "optimizer step" and parts["activations"] == 0 < parts["optimizer step transients"]
+    assert sum(parts.values()) == short.memory.total_per_gpu
     assert not any("KV" in name for name in parts)     # inference's cache is not training memory
 
 

@@ -9,7 +9,7 @@ import torch  # noqa: E402
 
 import costplan  # noqa: E402
 from conftest import make_spec  # noqa: E402
-from costplan.profiling.measure import measure_peak  # noqa: E402
+from costplan.profiling.measure import count_saved, measure_peak  # noqa: E402
 from costplan.profiling.memory import peak_fake, saved_bytes  # noqa: E402
 from costplan.profiling.model import build_model  # noqa: E402
 from costplan.profiling.private import fake_tensor_mode, memory_tracker, tracker_new_step, tracker_peak  # noqa: E402
@@ -95,3 +95,59 @@ def test_what_the_peak_holds():
     position_ids = 512 * 8
     peak = measure_peak(spec, 2, torch.device("cpu")).bytes
     assert peak == pytest.approx(m.total_per_gpu + position_ids, rel=1e-3)
+    assert m.peak_at == "backward"
+
+
+def short_spec(tied: bool) -> costplan.Spec:
+    """Short sequences and a large vocabulary: one of the moments after backward starts is the peak."""
+    return make_spec({"vocab_size": 4096, "d_model": 64, "n_layers": 1, "max_seq_len": 8, "attention": "flash",
+                      "tie_embeddings": tied}, {"micro_batch_size": 1})
+
+
+def model_states(spec: costplan.Spec) -> int:
+    """What every moment of the second step holds, counted on the reference model by hand: 16-bit weights and
+    gradients, fp32 master weights and two moments (16 bytes per parameter), fused AdamW's fp32 step count per
+    tensor, two micro-batches of int64 ids and targets, and the position ids buffer."""
+    params = list(build_model(spec, device="meta").parameters())
+    return 16 * sum(p.numel() for p in params) + 4 * len(params) + 2 * 2 * 8 * 8 + 8 * 8
+
+
+def test_the_peak_at_the_optimizer_step():
+    # The reference Trainer steps the token embedding first, casting its 16-bit gradient to fp32 for the master
+    # copy while every 16-bit gradient is live: 4·vocab·d_model more; fused AdamW updates in place.
+    # Backward's moment (activations, and the head's gradients) is lower by more than 4%.
+    spec = short_spec(tied=False)
+    peak = measure_peak(spec, 1, torch.device("cpu")).bytes
+    assert peak == model_states(spec) + 4 * 4096 * 64
+    m = costplan.estimate(spec).memory
+    assert m.peak_at == "optimizer step"
+    assert m.total_per_gpu == pytest.approx(peak, rel=1e-3)
+    assert m.weights + m.gradients + m.optimizer + m.activations + m.workspace < 0.96 * peak
+
+
+def test_the_peak_as_backward_ends_with_a_tied_embedding():
+    # Tied, the head's 16-bit gradient of the shared matrix waits in autograd for the lookup's, and their sum is
+    # a third tensor before it is added to the accumulated gradient: 3 · 2 · vocab · d_model, above the update's
+    # 4 · vocab · d_model. The loss and its unit gradient (two fp32 scalars) are still live then.
+    spec = short_spec(tied=True)
+    peak = measure_peak(spec, 1, torch.device("cpu")).bytes
+    assert peak == model_states(spec) + 3 * 2 * 4096 * 64 + 2 * 4
+    m = costplan.estimate(spec).memory
+    assert m.peak_at == "end of backward"
+    assert m.total_per_gpu == pytest.approx(peak, rel=1e-3)
+
+
+def test_the_peak_at_the_heads_weight_gradient():
+    # fp32, short sequences: backward peaks in the head's matmul, not as it starts. The loss's nodes have run (its
+    # fp32 gradients and saved log-softmax freed); the logits' gradient (fp32, what the log-softmax saved), the
+    # head input's gradient (8 × 64 fp32) and the weight gradient (4096 × 64 fp32) are live with every other
+    # saved tensor, more than the two fp32 8 × 4096 loss gradients as backward starts by 7%.
+    spec = short_spec(tied=False).model_copy(update={"training": short_spec(tied=False).training.model_copy(
+        update={"precision": "fp32"})})
+    saved = sum(count_saved(spec, 1, torch.device("cpu")).values())
+    peak = measure_peak(spec, 1, torch.device("cpu")).bytes
+    # within 256 bytes: a few of the loss's small saved tensors (int64 targets, scalars) are freed by then
+    assert abs(peak - (model_states(spec) + saved + 4 * 8 * 64 + 4 * 4096 * 64)) <= 256
+    m = costplan.estimate(spec).memory
+    assert m.peak_at == "backward" and m.total_per_gpu == pytest.approx(peak, rel=1e-3)
+    assert m.weights + m.gradients + m.optimizer + m.activations + 2 * 4 * 8 * 4096 < 0.95 * peak

@@ -65,8 +65,9 @@ def _estimate(spec: Spec, law: str | scaling.ScalingLaw | None) -> Estimate:
     stage = max(memories, key=lambda mem: mem.total)
     memory = Memory(
         weights=stage.weights, gradients=stage.gradients, optimizer=stage.optimizer,
-        activations=stage.activations, workspace=stage.workspace, total_per_gpu=stage.total,
-        fits=stage.total <= gpu.memory_bytes,
+        activations=stage.activations, workspace=stage.workspace,
+        tied_gradients=stage.tied_gradients, update=stage.update,
+        total_per_gpu=stage.total, peak_at=stage.peak_at, fits=stage.total <= gpu.memory_bytes,
         gpu_memory=gpu.memory_bytes, kv_cache_per_token=whole.kv_cache, kv_cache_at_seq_len=whole.kv_cache_seq,
     )
 

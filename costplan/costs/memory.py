@@ -39,3 +39,25 @@ def optimizer_bytes(precision: str, optimizer: str, autocast: bool = False) -> i
     master = FP32 if is_mixed(precision) and not autocast else 0
     return master + MOMENTS[optimizer] * FP32
 
+
+# fp32 temporaries of one tensor's update, in copies of that tensor, as the reference Trainer steps it
+# (profiling/step.py; torch 2.13). AdamW and Adam are fused (torch._fused_adamw_ updates in place); SGD's
+# single-tensor step adds in place, its momentum buffer is a state. Lion computes m·β1, g·(1 − β1) and their sum
+# before taking the sign; Adafactor keeps its squared gradient while the outer product of its factors, its rsqrt
+# and the update exist, two at a time. torch's single-tensor AdamW (foreach=False) would add 2 (the moment's sqrt
+# and its quotient) and the previous tensor's quotient, a local until replaced (measured: 3 for equal tensors);
+# its multi-tensor one (foreach=True, torch's default on CUDA) a sqrt of every moment of the group at once: a
+# whole model's worth, which this per-tensor count does not describe. The fused kernel is the
+# transformers Trainer's default (adamw_torch_fused) with torch 2.8 or later.
+UPDATE_TEMPORARIES = {"adamw": 0, "adam": 0, "sgd": 0, "sgd_momentum": 0, "lion": 3, "adafactor": 3}
+
+
+def update_bytes(precision: str, optimizer: str, autocast: bool, tensor: float) -> float:
+    """Bytes live at the optimizer step beyond weights, gradients and states, when a tensor of `tensor` elements
+    is stepped. Mixed precision casts its 16-bit gradient to an fp32 one for the master copy (both live until the
+    16-bit one is dropped, before the step); fp32 weights, autocast's included, are stepped on their own fp32
+    gradients."""
+    temporaries = UPDATE_TEMPORARIES[optimizer] * FP32 * tensor
+    if not is_mixed(precision) or autocast:
+        return temporaries
+    return FP32 * tensor + max(0, temporaries - element_bytes(precision) * tensor)

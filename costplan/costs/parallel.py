@@ -24,6 +24,17 @@ Memory per GPU (bytes), for the pipeline stage that needs the most:
   whole on every tensor rank unless sequence parallelism splits them; everything else is divided by t. Under
   1F1B stage i holds min(m, p − i) micro-batches in flight (Narayanan §2.2.1), so the first stage holds
   p micro-batches of its L/p layers (interleaving adds (p − 1)/(p·v) of a micro-batch; not counted).
+- The peak (StageMemory.total) is the largest of three moments, each the model states with its transients.
+  Backward: every saved activation with the loss's gradients as it starts, or the head's gradients where those
+  are more (head_backward). Backward ending, with a tied embedding on one stage: autograd holds the head's
+  gradient of the shared matrix until the lookup's dense gradient arrives, and adds the two into a third tensor
+  before adding that to the accumulated gradient, all three in the weights' dtype (split by t), when every
+  activation is freed. The optimizer step: the update's transients (costs/memory.py update_bytes) for the token
+  embedding, the first tensor stepped (first in the parameter order of the reference model and of the
+  transformers classes) while every gradient is live. A later tensor's moment comes after the gradients before
+  it are freed, so only one larger than the embedding and half of those gradients together would top it; a
+  stage without the embedding counts its head's vocabulary matrix (an upper bound: the head is stepped last),
+  and one with neither none (its first tensor is a block's matrix).
 
 Communication and step time: costs/step.py.
 """
@@ -32,8 +43,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from costplan.costs import Cost
-from costplan.costs.memory import FP32, optimizer_bytes, weight_bytes
+from costplan.costs import STAT_BYTES, Cost
+from costplan.costs.memory import FP32, element_bytes, optimizer_bytes, update_bytes, weight_bytes
 from costplan.spec import Spec
 
 TENSOR_REPLICATED = ("norms",)   # components whose weights every tensor rank keeps whole
@@ -48,13 +59,27 @@ class StageMemory:
     gradients: int
     optimizer: int
     activations: int
-    workspace: int            # the loss's fp32 gradients, live at the peak (last stage)
+    workspace: int            # with the activations: the loss's gradients, or the head's (last stage)
     params: float             # parameters held per GPU before ZeRO sharding, routed experts excluded
     routed_params: float      # routed-expert parameters held per GPU before ZeRO sharding
+    update: int = 0           # transient at the optimizer step: a gradient's fp32 copy, the update's temporaries
+    tied_gradients: int = 0   # transient as backward ends: a tied embedding's two gradients and their sum
+
+    def moments(self) -> dict[str, int]:
+        """Bytes live at each moment a step may peak at, the first of equals first."""
+        states = self.weights + self.gradients + self.optimizer
+        return {"backward": states + self.activations + self.workspace, "end of backward": states + self.tied_gradients,
+                "optimizer step": states + self.update}
+
+    @property
+    def peak_at(self) -> str:
+        moments = self.moments()
+        return max(moments, key=moments.__getitem__)
 
     @property
     def total(self) -> int:
-        return self.weights + self.gradients + self.optimizer + self.activations + self.workspace
+        """The peak: the largest of the moments."""
+        return max(self.moments().values())
 
 
 def _params_per_gpu(parts: dict[str, Cost], t: int, extra: int = 0) -> float:
@@ -70,6 +95,24 @@ def _activations_per_gpu(parts: dict[str, Cost], t: int, sequence_parallel: bool
     wide = sum(c.act_d_model for c in parts.values())
     shared = sum(c.shared_activations for c in parts.values())   # once per micro-batch, not per sequence
     return ((whole - wide) / t + wide / (t if sequence_parallel else 1)) * micro_batch + shared / t
+
+
+def head_backward(spec: Spec, t: int) -> float:
+    """Bytes beyond the saved activations when the head's backward makes its weight gradient, for the micro-batch
+    whose backward runs (the loss's nodes have run: its fp32 gradients and the fp32 log-softmax it saved are
+    freed). In the head's matmul: the logits' gradient in the activations' dtype, the head input's gradient and
+    the weight gradient in the weights' dtype. Under autocast the 16-bit weight gradient is cast to fp32 after
+    the matmul's node has freed the logits' gradient, its saved input and the 16-bit weight copy: the two weight
+    gradients, less that copy, and the input's gradient for its input. A vocabulary-parallel head splits the
+    vocabulary over t. Short sequences and a large vocabulary make this more than the loss's gradients when
+    backward starts (measured on the reference model and the transformers classes)."""
+    model, training = spec.model, spec.training
+    e, vocabulary = element_bytes(training.precision), model.vocab_size / t
+    rows = training.micro_batch_size * spec.seq_len / spec.parallel.context
+    if training.autocast:
+        return -rows * vocabulary * STAT_BYTES + vocabulary * model.d_model * FP32
+    w = weight_bytes(training.precision)
+    return rows * (vocabulary * (e - STAT_BYTES) + model.d_model * e) + vocabulary * model.d_model * w
 
 
 def stage_memory(spec: Spec, parts: dict[str, Cost], stage: int) -> StageMemory:
@@ -90,6 +133,12 @@ def stage_memory(spec: Spec, parts: dict[str, Cost], stage: int) -> StageMemory:
                    / par.context)
     # Only the micro-batch whose backward runs has loss gradients; a vocabulary-parallel loss splits them over t.
     workspace = sum(c.workspace for c in parts.values()) * training.micro_batch_size / t / par.context
+    if stage == p - 1:
+        workspace = max(workspace, head_backward(spec, t))
+
+    # The vocabulary matrix this stage steps (the embedding, or the last stage's head or shared copy of it),
+    # vocabulary-parallel over t, as much of it as its optimizer shard holds.
+    vocabulary = model.vocab_size * model.d_model / t / (d if par.zero >= 1 else 1) if stage in (0, p - 1) else 0
 
     def sharded(per_param: int, from_stage: int) -> int:
         """Bytes of one kind of state: dense over d ranks, routed experts over d/e, once ZeRO reaches it."""
@@ -105,6 +154,8 @@ def stage_memory(spec: Spec, parts: dict[str, Cost], stage: int) -> StageMemory:
         workspace=math.ceil(workspace),
         params=dense,
         routed_params=routed,
+        update=math.ceil(update_bytes(training.precision, training.optimizer, training.autocast, vocabulary)),
+        tied_gradients=3 * w * model.vocab_size * model.d_model // t if model.tie_embeddings and p == 1 else 0,
     )
 
 

@@ -41,14 +41,20 @@ class Flops(_Result):
 
 @dataclasses.dataclass(frozen=True)
 class Memory(_Result):
-    """Bytes per GPU."""
+    """Bytes per GPU. The peak is the largest of three moments of a step, each the weights, gradients and
+    optimizer states with its own transients: backward (activations and workspace), backward ending
+    (tied_gradients) and the optimizer step (update)."""
 
     weights: int
     gradients: int
     optimizer: int
     activations: int                 # saved for backward, one micro-batch
-    workspace: int                   # transient at the peak: the loss's fp32 gradients, one micro-batch
-    total_per_gpu: int
+    workspace: int                   # transient with the activations: the loss's fp32 gradients as backward
+                                     # starts, or the head's gradients where more; one micro-batch
+    tied_gradients: int              # transient as backward ends: a tied embedding's two gradients and their sum
+    update: int                      # transient at the optimizer step: a gradient's fp32 copy, update temporaries
+    total_per_gpu: int               # the peak
+    peak_at: str                     # where the peak is: "backward", "end of backward" or "optimizer step"
     fits: bool
     gpu_memory: int
     kv_cache_per_token: int          # inference K/V cache, all layers, per cached token

@@ -175,9 +175,10 @@ def checks(spec: Spec, m: Measured, tolerances) -> list[Check]:  # noqa: ANN001
         activations_check(spec, m, tol("activations")),
     ]
     if m.peak is not None:
-        rows.append(Check("peak", "peak memory of a training step", estimate(spec).memory.total_per_gpu, m.peak,
-                          "bytes", tol("peak"), note="two steps of two micro-batches, AdamW with fp32 master "
-                                                     "weights, storages tracked on CPU tensors"))
+        memory = estimate(spec).memory
+        rows.append(Check("peak", "peak memory of a training step", memory.total_per_gpu, m.peak, "bytes",
+                          tol("peak"), note=f"estimated at {memory.peak_at}; two steps of two micro-batches, AdamW "
+                                            "with fp32 master weights, storages tracked on CPU tensors"))
     return rows
 
 

@@ -164,7 +164,7 @@ def checks(m: Measurement, tolerances: Mapping[str, float] = DEFAULT_TOLERANCES,
                           {k: c.activations * size + c.shared_activations for k, c in parts.items()}, saved,
                           tol("activations")))
     rows.append(Check("peak", "peak memory of a training step", est.memory.total_per_gpu, m.peak.bytes,
-                      "bytes", tol("peak"), note=m.peak.method))
+                      "bytes", tol("peak"), note=f"estimated at {est.memory.peak_at}; {m.peak.method}"))
     rows.append(time_check(m, tol("time")))
     return rows
 

@@ -3,8 +3,9 @@
 16-bit training keeps 16-bit weights and gradients, and the optimizer works on an fp32 master copy (ZeRO
 §3.1: 2 + 2 + 4 + optimizer moments bytes per parameter). Each parameter's gradient is moved to its master
 copy and stepped one parameter at a time, so no second full set of gradients ever exists. fp32/tf32 training
-steps the fp32 weights directly. Optimizer moments are fp32. Steps run with foreach=False: the multi-tensor
-kernels allocate temporaries the size of all parameters at once, which would inflate the peak.
+steps the fp32 weights directly. Optimizer moments are fp32. AdamW and Adam run fused (updated in place, no
+temporaries), the others one tensor at a time (SGD with foreach=False): the multi-tensor kernels allocate
+temporaries the size of all parameters at once, which would inflate the peak (costs/memory.py update_bytes).
 """
 from __future__ import annotations
 

@@ -31,13 +31,16 @@ def estimate_rows(est: Estimate) -> list[Row]:
             note=f"{plural(count(a.tokens), 'token')}, {number(est.scaling.tokens_per_param)} per "
                  f"{'active ' if est.scaling.params_convention == 'active' else ''}parameter"),
     ]
-    rows += [Row("memory", name, value, "bytes", share=value / m.total_per_gpu) for name, value in (
-        ("weights", m.weights), ("gradients", m.gradients), ("optimizer states", m.optimizer),
-        (f"activations (micro-batch {a.micro_batch_size})", m.activations),
-        ("loss gradients (transient)", m.workspace))]
+    rows += [Row("memory", name, value, "bytes", share=value / m.total_per_gpu, note=note) for name, value, note in (
+        ("weights", m.weights, ""), ("gradients", m.gradients, ""), ("optimizer states", m.optimizer, ""),
+        (f"activations (micro-batch {a.micro_batch_size})", m.activations, ""),
+        ("loss and head gradients (transient)", m.workspace, "as backward starts, or at the head's if more"),
+        *([("tied embedding gradients (transient)", m.tied_gradients, "as backward ends: head's, lookup's, sum")]
+          if m.tied_gradients else []),
+        ("optimizer step transients", m.update, "a gradient's fp32 copy and the update's temporaries"))]
     rows += [
         Row("memory", "total per GPU", m.total_per_gpu, "bytes",
-            note=f"{'fits' if m.fits else 'does not fit'} in {size(m.gpu_memory)}"),
+            note=f"peak at {m.peak_at}; {'fits' if m.fits else 'does not fit'} in {size(m.gpu_memory)}"),
         Row("memory", "KV cache per token (inference)", m.kv_cache_per_token, "bytes"),
         Row("memory", f"KV cache at seq_len {a.seq_len}", m.kv_cache_at_seq_len, "bytes",
             note="one sequence; windows and recurrent states cap it"),

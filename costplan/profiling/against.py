@@ -65,7 +65,7 @@ def build_class(config: Path, dtype: torch.dtype, device: str | torch.device, at
     `dtype`."""
     transformers = needs_transformers()
     data = json.loads(config.read_text(encoding="utf-8"))
-    cfg = transformers.AutoConfig.for_model(data.pop("model_type"), **data)
+    cfg = without_dropout(transformers.AutoConfig.for_model(data.pop("model_type"), **data))
     cfg._attn_implementation = attention
     try:
         with torch.device(device):
@@ -73,6 +73,16 @@ def build_class(config: Path, dtype: torch.dtype, device: str | torch.device, at
     except ValueError as exc:   # a class without this attention implementation says so
         raise CostplanError(f"{config}: training.implementation {attention}: {str(exc).split('. ')[0]}") from None
     return model.to(dtype)
+
+
+def without_dropout(cfg):  # noqa: ANN001, ANN201
+    """The config with every dropout probability at 0: activations are counted without dropout (costs/__init__.py
+    convention 7), and on CPU a nonzero attention dropout also sends SDPA to its math kernel, which GPUs' fused
+    kernels (dropout by a saved RNG offset) do not."""
+    for key, value in cfg.to_dict().items():
+        if ("dropout" in key or "pdrop" in key) and isinstance(value, float | int) and not isinstance(value, bool):
+            setattr(cfg, key, 0.0)
+    return cfg
 
 
 @dataclass

@@ -6,7 +6,7 @@ from dataclasses import replace
 
 from costplan.costs import ZERO, Cost, Shape, memo
 from costplan.costs.embedding import embedding, head
-from costplan.costs.implementation import d_model_wide, fp32_residual, model_extra, weight_copies
+from costplan.costs.implementation import d_model_wide, fp32_residual, model_extra, position_ids, weight_copies
 from costplan.costs.layers import distinct_layers, layer_cost
 from costplan.costs.memory import element_bytes
 from costplan.costs.norm import norm
@@ -39,7 +39,7 @@ def _components(model: ModelSpec, shape: Shape, stage: int, stages: int) -> dict
     outer_norm = norm(model.norm, model.d_model, shape)
     outer_norm = replace(outer_norm, act_d_model=outer_norm.activations) + d_model_wide(fp32_residual(1, model, shape))
     if stage == 0:
-        parts["embedding"] = embedding(model, shape)
+        parts["embedding"] = embedding(model, shape) + d_model_wide(position_ids(model, shape))
         parts["attention"] = Cost(activations=model_extra(model, shape))   # the rotary tables: once
         if model.embedding_norm:
             parts["norms"] = outer_norm

@@ -38,6 +38,19 @@ from costplan.spec_attention import AttentionSpec
 IMPLEMENTATIONS = ("fused", "sdpa", "eager")
 MASKED = ("sliding_window", "sparse")       # attention types transformers runs with an explicit mask
 
+# Families (training.modules) whose attention projects q, k and v in one matmul (GPT-2's Conv1D c_attn, BLOOM's
+# query_key_value) and passes q on as a view of its output, so the core's saved q keeps the whole output alive.
+FUSED_QKV = frozenset({"gpt2", "bloom"})
+# Families whose eager attention runs its softmax in the scores' dtype (GPT-2's eager_attention_forward: no
+# dtype=float32), where the Llama family's upcasts to fp32.
+SOFTMAX_IN_SCORES_DTYPE = frozenset({"gpt2"})
+# Families whose MLP activation is the tanh-approximated GELU written in Python (NewGELUActivation, GPT-2's
+# gelu_new), where the fused estimate keeps only the GELU's input: of its ops
+# 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))), pow saves x, tanh saves its output, and the last product saves
+# both factors, 0.5·x and 1 + tanh: three d_ff-wide tensors more. BLOOM's GELU is an autograd Function that
+# saves its input only.
+PYTHON_TANH_GELU = frozenset({"gpt2"})
+
 
 def modules(shape: Shape) -> bool:
     """Whether activations are those of transformers' PyTorch modules rather than fused kernels."""
@@ -53,13 +66,42 @@ def attention_extra(attention: AttentionSpec, model: ModelSpec, shape: Shape) ->
     fused_core = (ATTENTION_COST[attention.type](attention, model, shape).activations
                   - around_core(model, shape, cached_tokens=0).activations)
     repeated = 2 * s * (heads - model.n_kv_heads) * model.head_dim * e
+    own = fused_qkv_output(model, shape) - fused_core
     if shape.implementation == "eager":
-        per_pair = STAT_BYTES + (e if e != STAT_BYTES else 0)   # fp32 softmax, and its copy in 16-bit training
-        return repeated + heads * s * s * per_pair - fused_core
+        return repeated + heads * s * s * softmax_bytes(shape) + own
     flash = heads * s * STAT_BYTES                                # SDPA's flash kernel: a log-sum-exp per row
     if attention.type in MASKED:                                  # its own s × s mask, and K and V repeated
-        return repeated + s * s * e + flash - fused_core
-    return flash - fused_core
+        return repeated + s * s * e + flash + own
+    return flash + own
+
+
+def softmax_bytes(shape: Shape) -> int:
+    """Bytes eager attention saves per query-key pair and head: the softmax's output and the 16-bit copy that
+    multiplies V. The Llama family's softmax runs in fp32 (4 + 2 bytes in 16-bit training, 4 in fp32); GPT-2's
+    runs in the scores' dtype (2: its .type(value.dtype) copies nothing), except under autocast, which runs
+    softmax in fp32 (4 + 2)."""
+    e = shape.act_bytes
+    if shape.modules in SOFTMAX_IN_SCORES_DTYPE and not shape.autocast:
+        return e
+    return STAT_BYTES + (e if e != STAT_BYTES else 0)
+
+
+def fused_qkv_output(model: ModelSpec, shape: Shape) -> int:
+    """Bytes a fused q/k/v projection's output keeps alive beyond the q, k and v the estimate counts: the core
+    saves q as a view of it (SDPA as it is passed; eager's batched matmul folding batch and heads into a view,
+    one sequence per micro-batch) while K and V are saved as copies (the cache's torch.cat, eager's transposed
+    reshape of K), so the k and v parts of the output stay allocated too: 2 × s × n_kv_heads × head_dim."""
+    if shape.modules not in FUSED_QKV:
+        return 0
+    return 2 * shape.seq_len * model.n_kv_heads * model.head_dim * shape.act_bytes
+
+
+def mlp_extra(d_ff: int, shape: Shape) -> int:
+    """Bytes a dense MLP's modules save beyond the fused estimate: a Python tanh GELU's three more d_ff-wide
+    tensors (PYTHON_TANH_GELU)."""
+    if not modules(shape) or shape.modules not in PYTHON_TANH_GELU:
+        return 0
+    return 3 * shape.seq_len * d_ff * shape.act_bytes
 
 
 def moe_extra(moe: MoESpec, shape: Shape) -> int:
@@ -77,6 +119,12 @@ def model_extra(model: ModelSpec, shape: Shape) -> int:
     if not modules(shape) or model.position != "rope":
         return 0
     return 2 * shape.seq_len * model.head_dim * (STAT_BYTES if shape.autocast else shape.act_bytes)
+
+
+def position_ids(model: ModelSpec, shape: Shape) -> int:
+    """Bytes of the int64 position ids a learned position embedding saves: the modules compute them in every
+    forward (GPT-2's arange, OPT's cumsum of the attention mask) where the fused estimate reads a constant."""
+    return shape.seq_len * INDEX_BYTES if modules(shape) and model.position == "learned" else 0
 
 
 def fp32_residual(norms: int, model: ModelSpec, shape: Shape) -> int:
@@ -102,13 +150,15 @@ def d_model_wide(activations: int, shared: int = 0) -> Cost:
 def autocast_extra(parts: dict[str, Cost], ffn: str, norms: int, model: ModelSpec,
                    shape: Shape) -> dict[str, Cost]:
     """One sequential layer's costs by component with what its modules save under autocast: the fp32 residual
-    in its `norms` norms, q, k and v each casting the normed input (two copies more than one shared input),
-    gate and up each casting theirs (one more; a plain MLP's single up none), and every weight matrix's copy."""
+    in its `norms` norms, q, k and v each casting the normed input (two copies more than one shared input; a
+    fused q/k/v projection casts it once), gate and up each casting theirs (one more; a plain MLP's single up
+    none), and every weight matrix's copy."""
     if not shape.autocast:
         return parts
+    qkv_copies = 0 if shape.modules in FUSED_QKV else 2
     return {**parts,
             "norms": parts["norms"] + d_model_wide(fp32_residual(norms, model, shape)),
-            "attention": parts["attention"] + d_model_wide(input_copies(2, model, shape),
+            "attention": parts["attention"] + d_model_wide(input_copies(qkv_copies, model, shape),
                                                            weight_copies(parts["attention"].matrix_params, shape)),
             ffn: parts[ffn] + d_model_wide(input_copies(1 if model.gated else 0, model, shape),
                                            weight_copies(parts[ffn].matrix_params, shape))}

@@ -59,13 +59,58 @@ def test_autocast_by_hand():
                                                                                    8 * params)
 
 
+GPT2_F, BLOOM_S, BLOOM_F = 256, 2048, 256      # the tiny GPT-2's d_ff; the tiny BLOOM's seq_len and d_ff
+
+
+def test_gpt2_by_hand():
+    """GPT-2's modules beyond fused kernels, per layer: the k and v thirds of c_attn's output, alive through q's
+    view, and three more d_ff-wide tensors of the Python tanh GELU; once: the int64 position ids. Its
+    LayerNorm is torch's (no copy). Eager instead of SDPA: the softmax in bf16 (2 bytes per pair and head)
+    instead of the flash kernel's fp32 log-sum-exp per row."""
+    per_layer = 2 * S * D * 2 + 3 * S * GPT2_F * 2
+    assert activations("sdpa", "gpt2") - activations("fused", "gpt2") == 2 * per_layer + S * 8
+    assert activations("eager", "gpt2") - activations("sdpa", "gpt2") == 2 * (H * S * S * 2 - H * S * 4)
+
+
+def test_gpt2_autocast_by_hand():
+    """Under autocast GPT-2 casts c_attn's input once (one fused matmul: no copies more), keeps the residual in
+    fp32 in its 5 LayerNorms, and saves a 16-bit copy of every weight matrix (the tied head's once); its eager
+    softmax runs in fp32 then, with the bf16 copy that multiplies V (6 bytes per pair and head, not 2)."""
+    sdpa = estimate("sdpa", True, "gpt2").memory.activations - estimate("sdpa", config="gpt2").memory.activations
+    matrices = 2 * (D * 3 * D + D * D + 2 * D * GPT2_F) + V * D
+    assert sdpa == 5 * S * D * 2 + 2 * matrices
+    eager = estimate("eager", True, "gpt2").memory.activations - estimate("eager", config="gpt2").memory.activations
+    assert eager - sdpa == 2 * H * S * S * 4
+
+
+def test_bloom_peak_by_hand():
+    """BLOOM's eager step peaks at the last layer's softmax, not at the loss: beyond every saved tensor it holds
+    the raw and masked bf16 scores and the softmax's fp32 input copy (8 bytes per pair and head) and the bf16
+    causal mask, less the bf16 probabilities saved only after it and what the last MLP, final LayerNorm and head
+    save later (GELU input and output, their inputs, LayerNorm statistics, the fp32 log-softmax and targets)."""
+    s, held = BLOOM_S, H * BLOOM_S ** 2 * (2 + 2 + 4 - 2) + BLOOM_S ** 2 * 2
+    after = (s * D * 2 + 2 * s * BLOOM_F * 2) + (s * D * 2 + 2 * s * 4) + (s * D * 2 + s * 8 + s * V * 4)
+    assert estimate("eager", config="bloom").memory.workspace == held - after
+
+
 @pytest.mark.parametrize("config, autocast", [
     *((config, autocast) for config in ("llama", "mistral", "qwen2", "qwen3", "granite", "qwen2-layer-types")
       for autocast in (False, True)),
     ("mixtral", False), ("qwen3_moe", False), ("olmoe", False),    # MoE under autocast is not modelled
+    ("gpt2", False), ("gpt2", True), ("opt", False), ("opt", True),
 ])
 @pytest.mark.parametrize("implementation", ["sdpa", "eager"])
 def test_activations_equal_the_transformers_class(config, implementation, autocast, run):
+    assert_equals_the_class(run, config, implementation, autocast)
+
+
+@pytest.mark.parametrize("autocast", [False, True])
+def test_bloom_equals_its_eager_class(autocast, run):
+    """BLOOM has no SDPA attention; its eager step peaks at the last softmax (seq_len 2048)."""
+    assert_equals_the_class(run, "bloom", "eager", autocast)
+
+
+def assert_equals_the_class(run, config, implementation, autocast):  # noqa: ANN001
     pytest.importorskip("transformers")
     result = run("check", str(TINY / f"{config}.json"), "--against", "transformers", "--format", "json",
                  "--set", f"training.implementation={implementation}",

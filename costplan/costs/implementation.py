@@ -15,6 +15,10 @@ sequence:
 - eager attention repeats K and V to n_heads, computes every pair, and saves the softmax's fp32 output and its
   16-bit copy that multiplies V: (4 + 2) bytes per pair and head in 16-bit training, 4 in fp32.
 
+GPT-2's, OPT's and BLOOM's modules (training.modules, measured the same way) differ where the constants below
+say: a fused q/k/v projection kept whole, GPT-2's softmax in the scores' dtype and its Python GELU, learned
+position ids; and a long eager step peaks at its last softmax rather than at the loss (scores_transient).
+
 Under 16-bit autocast over fp32 weights (`training.autocast`), measured the same way:
 
 - every matmul casts its weight to 16 bits once per forward and saves the copy: 2 bytes per matrix element,
@@ -44,6 +48,9 @@ FUSED_QKV = frozenset({"gpt2", "bloom"})
 # Families whose eager attention runs its softmax in the scores' dtype (GPT-2's eager_attention_forward: no
 # dtype=float32), where the Llama family's upcasts to fp32.
 SOFTMAX_IN_SCORES_DTYPE = frozenset({"gpt2"})
+# Families whose eager attention keeps its raw scores in a variable until it returns (BLOOM's baddbmm output,
+# `attention_scores`, beside the masked `attn_weights`), where the others rebind one name and free them.
+KEEPS_SCORES = frozenset({"bloom"})
 # Families whose MLP activation is the tanh-approximated GELU written in Python (NewGELUActivation, GPT-2's
 # gelu_new), where the fused estimate keeps only the GELU's input: of its ops
 # 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))), pow saves x, tanh saves its output, and the last product saves
@@ -84,6 +91,33 @@ def softmax_bytes(shape: Shape) -> int:
     if shape.modules in SOFTMAX_IN_SCORES_DTYPE and not shape.autocast:
         return e
     return STAT_BYTES + (e if e != STAT_BYTES else 0)
+
+
+def scores_transient(model: ModelSpec, shape: Shape) -> int:
+    """Bytes one eager attention layer holds at its busiest moment beyond what it has saved by then, with the
+    s × s additive causal mask the model builds once per forward (in its weights' dtype: fp32 under
+    autocast). Per pair and head: the masked scores (fp32 under autocast, the fp32 mask promoting the sum);
+    at the softmax, the fp32 copy of its input that dtype=float32 makes when they are 16-bit, less the 16-bit
+    copy of the probabilities that is saved only after it; BLOOM's raw scores too (KEEPS_SCORES), held with the
+    masked ones until the attention returns. Measured: BLOOM's steps peak there (the tiny config's seq_len
+    2048), the Llama family's, GPT-2's and OPT's at the loss."""
+    if shape.implementation != "eager":
+        return 0
+    e = shape.act_bytes
+    masked = STAT_BYTES if shape.autocast else e
+    softmax_out = e if shape.modules in SOFTMAX_IN_SCORES_DTYPE and not shape.autocast else STAT_BYTES
+    input_copy = softmax_out if masked != softmax_out else 0
+    probs_copy = softmax_bytes(shape) - softmax_out
+    kept = e if shape.modules in KEEPS_SCORES else 0
+    per_pair = max(kept + masked + input_copy - probs_copy, kept + masked if kept else 0)
+    return model.n_heads * shape.seq_len ** 2 * per_pair + shape.seq_len ** 2 * masked
+
+
+def eager_peak(model: ModelSpec, shape: Shape, after: int, workspace: int) -> int:
+    """Workspace beyond `workspace` (the loss's, live when backward starts, where a step usually peaks) when the
+    stage's last eager softmax is the higher moment: its transient bytes less `after`, what the stage saves
+    only after that softmax (the last layer's feed-forward block, the final norm and the head)."""
+    return max(0, scores_transient(model, shape) - after - workspace)
 
 
 def fused_qkv_output(model: ModelSpec, shape: Shape) -> int:

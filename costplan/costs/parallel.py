@@ -48,7 +48,7 @@ class StageMemory:
     gradients: int
     optimizer: int
     activations: int
-    workspace: int            # the loss's fp32 gradients, live at the peak (last stage)
+    workspace: int            # live at the peak only: the loss's fp32 gradients (last stage), or eager scores
     params: float             # parameters held per GPU before ZeRO sharding, routed experts excluded
     routed_params: float      # routed-expert parameters held per GPU before ZeRO sharding
 

@@ -47,7 +47,7 @@ class Memory(_Result):
     gradients: int
     optimizer: int
     activations: int                 # saved for backward, one micro-batch
-    workspace: int                   # transient at the peak: the loss's fp32 gradients, one micro-batch
+    workspace: int                   # transient at the peak: the loss's fp32 gradients (or an eager softmax's scores)
     total_per_gpu: int
     fits: bool
     gpu_memory: int

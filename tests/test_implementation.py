@@ -159,3 +159,13 @@ def test_autocast_rules(overrides, named):
     with pytest.raises(SpecError) as caught:
         costplan.load_spec(TINY / "llama.json", overrides)
     assert any(p.startswith(named) for p in caught.value.problems), caught.value.problems
+
+
+def test_the_class_is_built_without_dropout():
+    """Activations are counted without dropout (convention 7): every dropout probability of the class's config
+    is 0, whatever the file says; other numbers stay."""
+    transformers = pytest.importorskip("transformers")
+    from costplan.profiling.against import without_dropout
+    cfg = without_dropout(transformers.GPT2Config(attn_pdrop=0.1, resid_pdrop=0.1, embd_pdrop=0.1))
+    assert (cfg.attn_pdrop, cfg.resid_pdrop, cfg.embd_pdrop, cfg.summary_first_dropout) == (0, 0, 0, 0)
+    assert (cfg.layer_norm_epsilon, cfg.n_layer, cfg.scale_attn_weights) == (1e-5, 12, True)

@@ -94,29 +94,34 @@ def softmax_bytes(shape: Shape) -> int:
 
 
 def scores_transient(model: ModelSpec, shape: Shape) -> int:
-    """Bytes one eager attention layer holds at its busiest moment beyond what it has saved by then, with the
-    s × s additive causal mask the model builds once per forward (in its weights' dtype: fp32 under
-    autocast). Per pair and head: the masked scores (fp32 under autocast, the fp32 mask promoting the sum);
-    at the softmax, the fp32 copy of its input that dtype=float32 makes when they are 16-bit, less the 16-bit
-    copy of the probabilities that is saved only after it; BLOOM's raw scores too (KEEPS_SCORES), held with the
-    masked ones until the attention returns. Measured: BLOOM's steps peak there (the tiny config's seq_len
-    2048), the Llama family's, GPT-2's and OPT's at the loss."""
+    """Bytes the last eager attention layer holds beyond what the step has saved, at the busier of two moments.
+
+    Forward, at its softmax: the masked scores (fp32 under autocast, where the fp32 causal mask promotes the
+    sum), the fp32 copy of the softmax's input when dtype=float32 meets 16-bit scores, BLOOM's raw scores too
+    (KEEPS_SCORES, held until the attention returns, when they are the busier moment), less the 16-bit copy of
+    the probabilities, saved only after it; and once per sequence the s × s additive causal mask the model
+    builds in its weights' dtype. Backward, at the softmax's backward: the gradients of its output and of its
+    input, in the softmax's dtype, less the probabilities' 16-bit copy, which the matmul with V released just
+    before. Measured on the classes at 1,024 and 2,048 tokens: BLOOM peaks at the forward moment, the Llama
+    family, GPT-2 and OPT at the backward one (at 128 tokens all of them at the loss)."""
     if shape.implementation != "eager":
         return 0
-    e = shape.act_bytes
+    e, pairs = shape.act_bytes, model.n_heads * shape.seq_len ** 2
     masked = STAT_BYTES if shape.autocast else e
     softmax_out = e if shape.modules in SOFTMAX_IN_SCORES_DTYPE and not shape.autocast else STAT_BYTES
     input_copy = softmax_out if masked != softmax_out else 0
     probs_copy = softmax_bytes(shape) - softmax_out
     kept = e if shape.modules in KEEPS_SCORES else 0
-    per_pair = max(kept + masked + input_copy - probs_copy, kept + masked if kept else 0)
-    return model.n_heads * shape.seq_len ** 2 * per_pair + shape.seq_len ** 2 * masked
+    forward = max(kept + masked + input_copy - probs_copy, kept + masked if kept else 0)
+    backward = 2 * softmax_out - probs_copy
+    return max(pairs * forward + shape.seq_len ** 2 * masked, pairs * backward)
 
 
 def eager_peak(model: ModelSpec, shape: Shape, after: int, workspace: int) -> int:
-    """Workspace beyond `workspace` (the loss's, live when backward starts, where a step usually peaks) when the
+    """Workspace beyond `workspace` (the loss's, live when backward starts, where short steps peak) when the
     stage's last eager softmax is the higher moment: its transient bytes less `after`, what the stage saves
-    only after that softmax (the last layer's feed-forward block, the final norm and the head)."""
+    after that softmax in forward and has freed before it in backward (the last layer's feed-forward block,
+    the final norm and the head)."""
     return max(0, scores_transient(model, shape) - after - workspace)
 
 

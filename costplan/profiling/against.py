@@ -8,8 +8,9 @@
   attention in every layer (a window or a sparse pattern only masks), and it recomputes nothing, so training
   is 3 × that forward. Exact.
 - activations: the bytes autograd saves in the class's forward with the spec's training.implementation (sdpa
-  or eager attention), within the activations tolerance; with `fused`, what the eager class saves is shown but
-  not compared (fused kernels are not the class's modules);
+  or eager attention), built without dropout as the estimate counts them, within the activations tolerance;
+  with `fused`, what the eager class saves is shown but not compared (fused kernels are not the class's
+  modules);
 - peak (sdpa and eager only): the most memory live over two training steps of the class under costplan's
   reference Trainer (two micro-batches, AdamW stepped per tensor from fp32 master weights), storages tracked on
   CPU tensors, against the estimate's total per GPU, within the peak tolerance.

@@ -183,7 +183,8 @@ def test_head_counts_that_do_not_divide(run):
 def test_unknown_enum_values_list_the_valid_ones(run):
     lines = errors(run("estimate", TINY, "--set", "model.mlp=swish", "--set", "training.optimizer=adam8bit",
                        "--set", "model.attention=flashy"))
-    assert f"Error: {TINY}: model.mlp: 'swish' is not one of gelu, relu, swiglu or geglu (did you mean 'swiglu'?)" in lines
+    assert (f"Error: {TINY}: model.mlp: 'swish' is not one of gelu, relu, swiglu or geglu (did you mean 'swiglu'?)"
+            in lines)
     assert any("training.optimizer: 'adam8bit' is not one of adamw, adam, sgd, sgd_momentum, adafactor or lion"
                in line for line in lines)
     assert any("model.attention.type: 'flashy' is not one of dense, flash" in line for line in lines)

@@ -213,10 +213,64 @@ def test_deepseek_routers_by_hand(config):
     assert own.shared_activations - plain.shared_activations == 2 * EXPERTS * D * 4
 
 
+GPT2_F, BLOOM_S, BLOOM_F = 256, 2048, 256      # the tiny GPT-2's d_ff; the tiny BLOOM's seq_len and d_ff
+
+
+def test_gpt2_by_hand():
+    """GPT-2's modules beyond fused kernels, per layer: the k and v thirds of c_attn's output, alive through q's
+    view, and three more d_ff-wide tensors of the Python tanh GELU; once: the int64 position ids. Its
+    LayerNorm is torch's (no copy). Eager instead of SDPA: the softmax in bf16 (2 bytes per pair and head)
+    instead of the flash kernel's fp32 log-sum-exp per row."""
+    per_layer = 2 * S * D * 2 + 3 * S * GPT2_F * 2
+    assert activations("sdpa", "gpt2") - activations("fused", "gpt2") == 2 * per_layer + S * 8
+    assert activations("eager", "gpt2") - activations("sdpa", "gpt2") == 2 * (H * S * S * 2 - H * S * 4)
+
+
+def test_gpt2_autocast_by_hand():
+    """Under autocast GPT-2 casts c_attn's input once (one fused matmul: no copies more), keeps the residual in
+    fp32 in its 5 LayerNorms, and saves a 16-bit copy of every weight matrix (the tied head's once); its eager
+    softmax runs in fp32 then, with the bf16 copy that multiplies V (6 bytes per pair and head, not 2)."""
+    sdpa = estimate("sdpa", True, "gpt2").memory.activations - estimate("sdpa", config="gpt2").memory.activations
+    matrices = 2 * (D * 3 * D + D * D + 2 * D * GPT2_F) + V * D
+    assert sdpa == 5 * S * D * 2 + 2 * matrices
+    eager = estimate("eager", True, "gpt2").memory.activations - estimate("eager", config="gpt2").memory.activations
+    assert eager - sdpa == 2 * H * S * S * 4
+
+
+def test_bloom_peak_by_hand():
+    """BLOOM's eager step peaks at the last layer's softmax, not at the loss: beyond every saved tensor it holds
+    the raw and masked bf16 scores and the softmax's fp32 input copy (8 bytes per pair and head) and the bf16
+    causal mask, less the bf16 probabilities saved only after it and what the last MLP, final LayerNorm and head
+    save later (GELU input and output, their inputs, LayerNorm statistics, the fp32 log-softmax and targets)."""
+    s, held = BLOOM_S, H * BLOOM_S ** 2 * (2 + 2 + 4 - 2) + BLOOM_S ** 2 * 2
+    after = (s * D * 2 + 2 * s * BLOOM_F * 2) + (s * D * 2 + 2 * s * 4) + (s * D * 2 + s * 8 + s * V * 4)
+    assert estimate("eager", config="bloom").memory.workspace == held - after
+
+
+LONG = ["model.max_seq_len=1024", "training.seq_len=1024"]     # the tiny Llama's rotary class takes any length
+
+
+def test_long_eager_peak_by_hand():
+    """At 1,024 tokens the tiny Llama's eager step peaks at the last softmax's backward, not at the loss: the
+    fp32 gradients of its output and input (8 bytes per pair and head) less the bf16 probabilities the matmul
+    with V has released, beyond every saved tensor but those of the last MLP (its input, gate, up, their
+    activation and product), the final RMSNorm (input, fp32 copy, statistic) and the head (input, fp32
+    log-softmax, targets), freed by then."""
+    s = 1024
+    spec = costplan.load_spec(TINY / "llama.json", [*LONG, "training.implementation=eager"])
+    after = (s * D * 2 + 4 * s * F * 2) + (s * D * (2 + 4) + s * 4) + (s * D * 2 + s * V * 4 + s * 8)
+    assert costplan.estimate(spec).memory.workspace == H * s * s * (8 - 2) - after
+
+
+@pytest.mark.parametrize("autocast", [False, True])
+def test_long_eager_peak_equals_the_class(autocast, run):
+    equals_the_class(run, "llama", "eager", autocast, [f"--set={o}" for o in LONG])
+
+
 @pytest.mark.parametrize("config, autocast", [
     (config, autocast) for config in ("llama", "mistral", "qwen2", "qwen3", "granite", "qwen2-layer-types",
                                       "olmo", "gemma", "phi3", "mixtral", "qwen3_moe", "olmoe", "qwen2_moe",
-                                      "deepseek_v2", "deepseek_v3")
+                                      "deepseek_v2", "deepseek_v3", "gpt2", "opt")
     for autocast in (False, True)
 ])
 @pytest.mark.parametrize("implementation", ["sdpa", "eager"])
@@ -233,12 +287,18 @@ def test_sandwich_and_sinks_equal_the_transformers_class(config, implementation,
     equals_the_class(run, config, implementation, autocast)
 
 
-def equals_the_class(run, config: str, implementation: str, autocast: bool) -> None:  # noqa: ANN001
+@pytest.mark.parametrize("autocast", [False, True])
+def test_bloom_equals_its_eager_class(autocast, run):
+    """BLOOM has no SDPA attention; its eager step peaks at the last softmax (seq_len 2048)."""
+    equals_the_class(run, "bloom", "eager", autocast)
+
+
+def equals_the_class(run, config: str, implementation: str, autocast: bool, more=()) -> None:  # noqa: ANN001
     """The estimate's activations and peak within 1% of the class's, checked as the CLI checks them."""
     pytest.importorskip("transformers")
     result = run("check", str(TINY / f"{config}.json"), "--against", "transformers", "--format", "json",
                  "--set", f"training.implementation={implementation}",
-                 "--set", f"training.autocast={str(autocast).lower()}")
+                 "--set", f"training.autocast={str(autocast).lower()}", *more)
     assert result.exit_code == 0, result.output
     rows = {row["item"]: row for row in json.loads(result.stdout)[0]["checks"]}
     saved, peak = rows["activations saved for backward"], rows["peak memory of a training step"]
@@ -289,3 +349,13 @@ def test_autocast_rules(overrides, named):
     with pytest.raises(SpecError) as caught:
         costplan.load_spec(TINY / "llama.json", overrides)
     assert any(p.startswith(named) for p in caught.value.problems), caught.value.problems
+
+
+def test_the_class_is_built_without_dropout():
+    """Activations are counted without dropout (convention 7): every dropout probability of the class's config
+    is 0, whatever the file says; other numbers stay."""
+    transformers = pytest.importorskip("transformers")
+    from costplan.profiling.against import without_dropout
+    cfg = without_dropout(transformers.GPT2Config(attn_pdrop=0.1, resid_pdrop=0.1, embd_pdrop=0.1))
+    assert (cfg.attn_pdrop, cfg.resid_pdrop, cfg.embd_pdrop, cfg.summary_first_dropout) == (0, 0, 0, 0)
+    assert (cfg.layer_norm_epsilon, cfg.n_layer, cfg.scale_attn_weights) == (1e-5, 12, True)

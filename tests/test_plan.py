@@ -6,7 +6,7 @@ import json
 import pytest
 
 import costplan
-from costplan import hardware, planner, scaling, sizing
+from costplan import hardware, scaling, sizing
 from costplan.costs import layouts
 from test_cli import errors
 

@@ -170,8 +170,9 @@ TABLE = report.Table(
 def test_render_table_and_markdown():
     assert report.render(TABLE, "table") == ("Two specs\nname    parameters\n------  ------------\na       1.5 k\n"
                                              "b       2 M\n\nthe end")
-    assert report.render(TABLE, "markdown") == ("### Two specs\n\n| name   | parameters   |\n|--------|--------------|\n"
-                                                "| a      | 1.5 k        |\n| b      | 2 M          |\n\nthe end")
+    assert report.render(TABLE, "markdown") == ("### Two specs\n\n| name   | parameters   |\n"
+                                                "|--------|--------------|\n| a      | 1.5 k        |\n"
+                                                "| b      | 2 M          |\n\nthe end")
 
 
 def test_render_json_and_csv_use_the_raw_records():

@@ -6,8 +6,9 @@ from dataclasses import replace
 
 from costplan.costs import ZERO, Cost, Shape, memo
 from costplan.costs.embedding import embedding, head
-from costplan.costs.implementation import capped_logits, d_model_wide, fp32_residual, model_extra, weight_copies
-from costplan.costs.layers import distinct_layers, layer_cost
+from costplan.costs.implementation import (capped_logits, d_model_wide, eager_peak, fp32_residual, model_extra,
+                                          position_ids, weight_copies)
+from costplan.costs.layers import distinct_layers, layer_cost, stage_layers
 from costplan.costs.memory import element_bytes
 from costplan.costs.norm import norm
 from costplan.spec import ModelSpec, Spec
@@ -39,7 +40,7 @@ def _components(model: ModelSpec, shape: Shape, stage: int, stages: int) -> dict
     outer_norm = norm(model.norm, model.d_model, shape)
     outer_norm = replace(outer_norm, act_d_model=outer_norm.activations) + d_model_wide(fp32_residual(1, model, shape))
     if stage == 0:
-        parts["embedding"] = embedding(model, shape)
+        parts["embedding"] = embedding(model, shape) + d_model_wide(position_ids(model, shape))
         parts["attention"] = Cost(activations=model_extra(model, shape))   # the rotary tables: once
         if model.embedding_norm:
             parts["norms"] = outer_norm
@@ -52,4 +53,9 @@ def _components(model: ModelSpec, shape: Shape, stage: int, stages: int) -> dict
     for layer, count in distinct_layers(model, stage, stages):
         for key, cost in layer_cost(layer, model, shape).items():
             parts[key] = parts[key] + cost * count
+    last = layer_cost(stage_layers(model, stage, stages)[-1], model, shape)
+    after = sum(last[k].activations for k in ("mlp", "moe") if k in last) + (
+        parts["head"].activations + outer_norm.activations if stage == stages - 1 else 0)
+    workspace = sum(c.workspace for c in parts.values())
+    parts["attention"] = parts["attention"] + Cost(workspace=eager_peak(model, shape, after, workspace))
     return parts

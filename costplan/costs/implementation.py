@@ -16,6 +16,10 @@ sequence:
   16-bit copy that multiplies V: (4 + 2) bytes per pair and head in 16-bit training, 4 in fp32;
 - MLA and DeepSeek's MoE routers: DeepseekV2/V3Attention and TopkRouter, below (mla_modules, deepseek_router).
 
+GPT-2's, OPT's and BLOOM's modules (training.modules, measured the same way) differ where the constants below
+say: a fused q/k/v projection kept whole, GPT-2's softmax in the scores' dtype and its Python GELU, learned
+position ids; and a long eager step peaks at its last softmax rather than at the loss (scores_transient).
+
 Under 16-bit autocast over fp32 weights (`training.autocast`), measured the same way:
 
 - every matmul casts its weight to 16 bits once per forward and saves the copy: 2 bytes per matrix element,
@@ -60,6 +64,22 @@ from costplan.spec_attention import AttentionSpec, LatentAttention
 IMPLEMENTATIONS = ("fused", "sdpa", "eager")
 MASKED = ("sliding_window", "sparse")       # attention types transformers runs with an explicit mask
 
+# Families (training.modules) whose attention projects q, k and v in one matmul (GPT-2's Conv1D c_attn, BLOOM's
+# query_key_value) and passes q on as a view of its output, so the core's saved q keeps the whole output alive.
+FUSED_QKV = frozenset({"gpt2", "bloom"})
+# Families whose eager attention runs its softmax in the scores' dtype (GPT-2's eager_attention_forward: no
+# dtype=float32), where the Llama family's upcasts to fp32.
+SOFTMAX_IN_SCORES_DTYPE = frozenset({"gpt2"})
+# Families whose eager attention keeps its raw scores in a variable until it returns (BLOOM's baddbmm output,
+# `attention_scores`, beside the masked `attn_weights`), where the others rebind one name and free them.
+KEEPS_SCORES = frozenset({"bloom"})
+# Families whose MLP activation is the tanh-approximated GELU written in Python (NewGELUActivation, GPT-2's
+# gelu_new), where the fused estimate keeps only the GELU's input: of its ops
+# 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))), pow saves x, tanh saves its output, and the last product saves
+# both factors, 0.5·x and 1 + tanh: three d_ff-wide tensors more. BLOOM's GELU is an autograd Function that
+# saves its input only.
+PYTHON_TANH_GELU = frozenset({"gpt2"})
+
 
 def modules(shape: Shape) -> bool:
     """Whether activations are those of transformers' PyTorch modules rather than fused kernels."""
@@ -77,17 +97,76 @@ def attention_extra(attention: AttentionSpec, model: ModelSpec, shape: Shape) ->
     fused_core = (ATTENTION_COST[attention.type](attention, model, shape).activations
                   - around_core(model, shape, cached_tokens=0).activations)
     repeated = 2 * s * (heads - model.n_kv_heads) * model.head_dim * e
+    own = fused_qkv_output(model, shape) - fused_core
     if shape.implementation == "eager":
-        return repeated + eager_scores(model, shape) - fused_core
+        return repeated + eager_scores(model, shape) + own
     flash = heads * s * STAT_BYTES                                # SDPA's flash kernel: a log-sum-exp per row
     if attention.type in MASKED:                                  # its own s × s mask, and K and V repeated
-        return repeated + s * s * e + flash - fused_core
-    return flash - fused_core
+        return repeated + s * s * e + flash + own
+    return flash + own
 
 
-def softmax_pair_bytes(shape: Shape) -> int:
-    """Bytes eager attention saves per pair and head: the fp32 softmax, and its copy in 16-bit training."""
-    return STAT_BYTES + (shape.act_bytes if shape.act_bytes != STAT_BYTES else 0)
+def softmax_bytes(shape: Shape) -> int:
+    """Bytes eager attention saves per query-key pair and head: the softmax's output and the 16-bit copy that
+    multiplies V. The Llama family's softmax runs in fp32 (4 + 2 bytes in 16-bit training, 4 in fp32); GPT-2's
+    runs in the scores' dtype (2: its .type(value.dtype) copies nothing), except under autocast, which runs
+    softmax in fp32 (4 + 2)."""
+    e = shape.act_bytes
+    if shape.modules in SOFTMAX_IN_SCORES_DTYPE and not shape.autocast:
+        return e
+    return STAT_BYTES + (e if e != STAT_BYTES else 0)
+
+
+def scores_transient(model: ModelSpec, shape: Shape) -> int:
+    """Bytes the last eager attention layer holds beyond what the step has saved, at the busier of two moments.
+
+    Forward, at its softmax: the masked scores (fp32 under autocast, where the fp32 causal mask promotes the
+    sum), the fp32 copy of the softmax's input when dtype=float32 meets 16-bit scores, BLOOM's raw scores too
+    (KEEPS_SCORES, held until the attention returns, when they are the busier moment), less the 16-bit copy of
+    the probabilities, saved only after it; and once per sequence the s × s additive causal mask the model
+    builds in its weights' dtype. Backward, at the softmax's backward: the gradients of its output and of its
+    input, in the softmax's dtype, less the probabilities' 16-bit copy, which the matmul with V released just
+    before. Measured on the classes at 1,024 and 2,048 tokens: BLOOM peaks at the forward moment, the Llama
+    family, GPT-2 and OPT at the backward one (at 128 tokens all of them at the loss)."""
+    if shape.implementation != "eager":
+        return 0
+    e, pairs = shape.act_bytes, model.n_heads * shape.seq_len ** 2
+    masked = STAT_BYTES if shape.autocast else e
+    softmax_out = e if shape.modules in SOFTMAX_IN_SCORES_DTYPE and not shape.autocast else STAT_BYTES
+    input_copy = softmax_out if masked != softmax_out else 0
+    probs_copy = softmax_bytes(shape) - softmax_out
+    kept = e if shape.modules in KEEPS_SCORES else 0
+    forward = max(kept + masked + input_copy - probs_copy, kept + masked if kept else 0)
+    backward = 2 * softmax_out - probs_copy
+    return max(pairs * forward + shape.seq_len ** 2 * masked, pairs * backward)
+
+
+def eager_peak(model: ModelSpec, shape: Shape, after: int, workspace: int) -> int:
+    """Workspace beyond `workspace` (the loss's, live when backward starts, where short steps peak) when the
+    stage's last eager softmax is the higher moment: its transient bytes less `after`, what the stage saves
+    after that softmax in forward and has freed before it in backward (the last layer's feed-forward block,
+    the final norm and the head)."""
+    return max(0, scores_transient(model, shape) - after - workspace)
+
+
+def fused_qkv_output(model: ModelSpec, shape: Shape) -> int:
+    """Bytes a fused q/k/v projection's output keeps alive beyond the q, k and v the estimate counts: the core
+    saves q as a view of it (SDPA as it is passed; eager's batched matmul folding batch and heads into a view,
+    one sequence per micro-batch) while K and V are saved as copies (the cache's torch.cat, eager's transposed
+    reshape of K), so the k and v parts of the output stay allocated too: 2 × s × n_kv_heads × head_dim.
+    With more sequences per micro-batch eager's matmul copies q instead and saves that much less (measured:
+    GPT-2's tiny eager class at two sequences saves 4.8% less than this estimate; costs are per sequence)."""
+    if shape.modules not in FUSED_QKV:
+        return 0
+    return 2 * shape.seq_len * model.n_kv_heads * model.head_dim * shape.act_bytes
+
+
+def mlp_extra(d_ff: int, shape: Shape) -> int:
+    """Bytes a dense MLP's modules save beyond the fused estimate: a Python tanh GELU's three more d_ff-wide
+    tensors (PYTHON_TANH_GELU)."""
+    if not modules(shape) or shape.modules not in PYTHON_TANH_GELU:
+        return 0
+    return 3 * shape.seq_len * d_ff * shape.act_bytes
 
 
 def eager_scores(model: ModelSpec, shape: Shape) -> int:
@@ -97,7 +176,7 @@ def eager_scores(model: ModelSpec, shape: Shape) -> int:
     if model.attention_sinks:
         return sink_scores(model, shape)
     s = shape.seq_len
-    return model.n_heads * s * s * softmax_pair_bytes(shape) + capped_scores(model, shape)
+    return model.n_heads * s * s * softmax_bytes(shape) + capped_scores(model, shape)
 
 
 SOFTCAPPED_SCORES = ("gemma2",)   # Gemma2Config's attn_logit_softcapping (50; Gemma 3 has none)
@@ -230,6 +309,12 @@ def family_attention_extra(model: ModelSpec, shape: Shape) -> int:
     return clamp_copies(model, shape) + output_copy(model, shape)
 
 
+def position_ids(model: ModelSpec, shape: Shape) -> int:
+    """Bytes of the int64 position ids a learned position embedding saves: the modules compute them in every
+    forward (GPT-2's arange, OPT's cumsum of the attention mask) where the fused estimate reads a constant."""
+    return shape.seq_len * INDEX_BYTES if modules(shape) and model.position == "learned" else 0
+
+
 def fp32_residual(norms: int, model: ModelSpec, shape: Shape) -> int:
     """What `norms` d_model-wide norms save beyond 16-bit training when autocast keeps the residual in fp32: the
     normalized value in fp32, which a norm normalizing in fp32 anyway (norm.fp32_normed) already saves. Gemma's
@@ -239,8 +324,9 @@ def fp32_residual(norms: int, model: ModelSpec, shape: Shape) -> int:
     return norms * shape.seq_len * model.d_model * (STAT_BYTES - shape.act_bytes)
 
 
-# Classes with one fused projection per block input: qkv_proj and gate_up_proj (Phi3Attention, Phi3MLP).
-FUSED_PROJECTIONS = ("phi3",)
+# Classes with one fused projection per block input, which autocast casts once: qkv_proj and gate_up_proj
+# (Phi3Attention, Phi3MLP), GPT-2's c_attn, BLOOM's query_key_value.
+FUSED_PROJECTIONS = ("phi3", "gpt2", "bloom")
 
 
 def casts_beyond_one(projections: int, shape: Shape) -> int:
@@ -267,9 +353,9 @@ def d_model_wide(activations: int, shared: int = 0) -> Cost:
 def autocast_extra(parts: dict[str, Cost], ffn: str, norms: int, model: ModelSpec,
                    shape: Shape) -> dict[str, Cost]:
     """One sequential layer's costs by component with what its modules save under autocast: the fp32 residual
-    in its `norms` norms, q, k and v each casting the normed input (two copies more than one shared input; MLA's
-    two down projections one more),
-    gate and up each casting theirs (one more; a plain MLP's single up none), and every weight matrix's copy."""
+    in its `norms` norms, q, k and v each casting the normed input (two copies more than one shared input; a
+    fused q/k/v projection casts it once; MLA's two down projections one more), gate and up each casting theirs
+    (one more; a fused gate/up or a plain MLP's single up none), and every weight matrix's copy."""
     if not shape.autocast:
         return parts
     return {**parts,
@@ -348,7 +434,7 @@ def mla_core(attention: LatentAttention, model: ModelSpec, shape: Shape) -> int:
     d_qk = a.qk_nope_head_dim + a.qk_rope_head_dim
     q_k, v = 2 * heads * s * d_qk * e, heads * s * (a.qk_nope_head_dim + a.v_head_dim) * e
     if shape.implementation == "eager":
-        return q_k + heads * s * s * softmax_pair_bytes(shape) + v
+        return q_k + heads * s * s * softmax_bytes(shape) + v
     if a.v_head_dim == d_qk:
         return q_k + v + heads * s * a.v_head_dim * e + heads * s * STAT_BYTES
     # fp32 inputs are not converted: v is then kv_b_proj's slice itself

@@ -9,7 +9,7 @@ from dataclasses import dataclass, replace
 from costplan.costs import Cost, Shape, memo
 from costplan.costs.attention import COPIES_INPUT, COST as ATTENTION_COST
 from costplan.costs.implementation import (attention_extra, autocast_extra, deepseek_router, family_attention_extra,
-                                          moe_extra)
+                                          mlp_extra, moe_extra)
 from costplan.costs.mlp import mlp
 from costplan.costs.moe import moe_block
 from costplan.costs.norm import norm
@@ -105,7 +105,8 @@ def _layer_cost(layer: Layer, model: ModelSpec, shape: Shape) -> dict[str, Cost]
         "norms": replace(norms, act_d_model=norms.activations),
         ffn: (moe_block(layer.moe, model, shape) + Cost(activations=moe_extra(layer.moe, model, shape))
               + deepseek_router(layer.moe, model, shape)
-              if layer.moe is not None else mlp(model, layer.d_ff, shape)),
+              if layer.moe is not None
+              else mlp(model, layer.d_ff, shape) + Cost(activations=mlp_extra(layer.d_ff, shape))),
     }
     # Each block saves its (normed) d_model-wide input once, whatever it computes from it; a shared one is
     # saved by attention, which runs first, unless attention saves a copy of its own.

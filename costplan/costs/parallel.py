@@ -4,10 +4,10 @@ Kept apart from the architecture formulas: this module takes the component costs
 (`costs.estimate.components`) and the spec's `parallelism` section, and divides.
 
 Degrees (Narayanan et al. 2021, §2): tensor t × context c × pipeline p × data d = hardware.count. Context
-parallelism splits each sequence over c ranks (ring attention), so each holds 1/c of every activation. Expert parallelism e
-splits the routed experts over e of the d data-parallel ranks (Megatron-Core, DeepSpeed-MoE): each GPU keeps
-n_experts/e of them (also split by t, Megatron-Core's default expert tensor parallelism), and their states are
-replicated, and ZeRO-sharded, over the d/e ranks holding the same experts. Ranks are
+parallelism splits each sequence over c ranks (ring attention), so each holds 1/c of every activation. Expert
+parallelism e splits the routed experts over e of the d data-parallel ranks (Megatron-Core, DeepSpeed-MoE): each GPU
+keeps n_experts/e of them (also split by t, Megatron-Core's default expert tensor parallelism), and their states
+are replicated, and ZeRO-sharded, over the d/e ranks holding the same experts. Ranks are
 ordered as Megatron's default: tensor ranks adjacent, then context, then data, then pipeline; so a tensor
 group spans t consecutive GPUs, a context group t·c, an expert group t·c·e, a data group t·c·d and a pipeline
 group all of them (costs/step.py times their traffic by that span).
@@ -59,7 +59,7 @@ class StageMemory:
     gradients: int
     optimizer: int
     activations: int
-    workspace: int            # with the activations: the loss's gradients, or the head's (last stage)
+    workspace: int            # with the activations: the loss's gradients, an eager softmax's, or the head's
     params: float             # parameters held per GPU before ZeRO sharding, routed experts excluded
     routed_params: float      # routed-expert parameters held per GPU before ZeRO sharding
     update: int = 0           # transient at the optimizer step: a gradient's fp32 copy, the update's temporaries

@@ -50,7 +50,7 @@ class Memory(_Result):
     optimizer: int
     activations: int                 # saved for backward, one micro-batch
     workspace: int                   # transient with the activations: the loss's fp32 gradients as backward
-                                     # starts, or the head's gradients where more; one micro-batch
+                                     # starts, an eager softmax's, or the head's gradients where more
     tied_gradients: int              # transient as backward ends: a tied embedding's two gradients and their sum
     update: int                      # transient at the optimizer step: a gradient's fp32 copy, update temporaries
     total_per_gpu: int               # the peak

@@ -8,8 +8,9 @@
   attention in every layer (a window or a sparse pattern only masks), and it recomputes nothing, so training
   is 3 × that forward. Exact.
 - activations: the bytes autograd saves in the class's forward with the spec's training.implementation (sdpa
-  or eager attention), within the activations tolerance; with `fused`, what the eager class saves is shown but
-  not compared (fused kernels are not the class's modules);
+  or eager attention), built without dropout as the estimate counts them, within the activations tolerance;
+  with `fused`, what the eager class saves is shown but not compared (fused kernels are not the class's
+  modules);
 - peak (sdpa and eager only): the most memory live over two training steps of the class under costplan's
   reference Trainer (two micro-batches, AdamW stepped per tensor from fp32 master weights), storages tracked on
   CPU tensors, against the estimate's total per GPU, within the peak tolerance.
@@ -65,7 +66,7 @@ def build_class(config: Path, dtype: torch.dtype, device: str | torch.device, at
     `dtype`."""
     transformers = needs_transformers()
     data = json.loads(config.read_text(encoding="utf-8"))
-    cfg = transformers.AutoConfig.for_model(data.pop("model_type"), **data)
+    cfg = without_dropout(transformers.AutoConfig.for_model(data.pop("model_type"), **data))
     cfg._attn_implementation = attention
     try:
         with torch.device(device):
@@ -73,6 +74,16 @@ def build_class(config: Path, dtype: torch.dtype, device: str | torch.device, at
     except ValueError as exc:   # a class without this attention implementation says so
         raise CostplanError(f"{config}: training.implementation {attention}: {str(exc).split('. ')[0]}") from None
     return model.to(dtype)
+
+
+def without_dropout(cfg):  # noqa: ANN001, ANN201
+    """The config with every dropout probability at 0: activations are counted without dropout (costs/__init__.py
+    convention 7), and on CPU a nonzero attention dropout also sends SDPA to its math kernel, which GPUs' fused
+    kernels (dropout by a saved RNG offset) do not."""
+    for key, value in cfg.to_dict().items():
+        if ("dropout" in key or "pdrop" in key) and isinstance(value, float | int) and not isinstance(value, bool):
+            setattr(cfg, key, 0.0)
+    return cfg
 
 
 @dataclass

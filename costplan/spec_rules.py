@@ -89,6 +89,29 @@ def _attention_rules(a: Any, v: Getter, head_dim: int | None, n_heads: int | Non
     return problems
 
 
+# The transformers classes whose parallel layers are modelled (costs/implementation.py CLASS_MODULES), with the
+# blocks they build: Falcon's new_decoder_architecture (two norms; the old multi-query layer is not modelled).
+PARALLEL_CLASSES = {"falcon": ("parallel",), "gpt_neox": ("parallel", "sequential"), "gptj": ("parallel_shared_norm",),
+                    "phi": ("parallel_shared_norm",)}
+
+
+def block_rules(block: str, modules: str, implementation: str) -> list[tuple[str, str]]:
+    """transformers' modules are modelled for sequential layers and for the parallel layers of the classes in
+    PARALLEL_CLASSES, each with the blocks it builds."""
+    where = "training.implementation"
+    if block == "sandwich":
+        return [(where, f"{implementation}: transformers' modules are modelled for sequential and parallel layers; "
+                        "block sandwich is not; use fused")]
+    if modules in PARALLEL_CLASSES and block not in PARALLEL_CLASSES[modules]:
+        return [(where, f"{implementation}: the {modules} modules are modelled for block "
+                        f"{' or '.join(PARALLEL_CLASSES[modules])}, not {block}; use fused")]
+    if block != "sequential" and modules not in PARALLEL_CLASSES:
+        return [(where, f"{implementation}: transformers' parallel layers are modelled for the "
+                        f"{', '.join(sorted(PARALLEL_CLASSES))} modules; training.modules {modules} builds "
+                        "sequential ones; use fused")]
+    return []
+
+
 def implementation_rules(model: Getter, training: Getter) -> list[tuple[str, str]]:
     """transformers' modules (costs/implementation.py) are modelled for dense softmax-attention decoders
     trained without recomputation; anything else would be the fused figure under another name."""
@@ -112,9 +135,7 @@ def implementation_rules(model: Getter, training: Getter) -> list[tuple[str, str
     if others:
         problems.append((where, f"{implementation}: the modules of {', '.join(others)} attention are not modelled "
                                 "(dense, flash, sliding_window and sparse are); use fused"))
-    if model("block") not in (None, "sequential"):
-        problems.append((where, f"{implementation}: transformers' modules are modelled for sequential layers; "
-                                f"block {model('block')} is not; use fused"))
+    problems += block_rules(model("block") or "sequential", training("modules") or "llama", implementation)
     if model("attention_sinks"):
         problems.append((where, f"{implementation}: transformers' modules with attention sinks (gpt-oss) are not "
                                 "modelled yet; use fused"))

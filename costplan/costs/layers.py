@@ -8,7 +8,7 @@ from dataclasses import dataclass, replace
 
 from costplan.costs import Cost, Shape, memo
 from costplan.costs.attention import COPIES_INPUT, COST as ATTENTION_COST
-from costplan.costs.implementation import attention_extra, autocast_extra, moe_extra
+from costplan.costs.implementation import attention_extra, autocast_extra, layer_extra, moe_extra
 from costplan.costs.mlp import mlp
 from costplan.costs.moe import moe_block
 from costplan.costs.norm import norm
@@ -111,7 +111,8 @@ def _layer_cost(layer: Layer, model: ModelSpec, shape: Shape) -> dict[str, Cost]
         parts[ffn] = replace(parts[ffn], activations=parts[ffn].activations - block_input, act_d_model=0)
     else:
         parts[ffn] = replace(parts[ffn], act_d_model=block_input)
-    parts = autocast_extra(parts, ffn, structure.norms, model, shape)
+    parts = layer_extra(parts, ffn, layer.d_ff, model, shape)
+    parts = autocast_extra(parts, ffn, structure.norm_inputs, structure.shared_input, model, shape)
     if shape.recompute == "full":
         # Checkpointing each layer keeps only its input (Korthikanti et al. 2022, Table 2: 2·sbh per layer) and
         # runs every block's forward again during backward.

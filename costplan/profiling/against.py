@@ -8,7 +8,8 @@
   attention in every layer (a window or a sparse pattern only masks), and it recomputes nothing, so training
   is 3 × that forward. Exact.
 - activations: the bytes autograd saves in the class's forward with the spec's training.implementation (sdpa
-  or eager attention), within the activations tolerance; with `fused`, what the eager class saves is shown but
+  or eager attention), its dropout probabilities at 0 (the estimate counts no dropout masks), within the
+  activations tolerance; with `fused`, what the eager class saves is shown but
   not compared (fused kernels are not the class's modules);
 - peak (sdpa and eager only): the most memory live over two training steps of the class under costplan's
   reference Trainer (two micro-batches, AdamW stepped per tensor from fp32 master weights), storages tracked on
@@ -64,7 +65,7 @@ def build_class(config: Path, dtype: torch.dtype, device: str | torch.device, at
     """The transformers causal-LM class of the file, with `attention` (eager or sdpa), its parameters in
     `dtype`."""
     transformers = needs_transformers()
-    data = json.loads(config.read_text(encoding="utf-8"))
+    data = without_dropout(json.loads(config.read_text(encoding="utf-8")))
     cfg = transformers.AutoConfig.for_model(data.pop("model_type"), **data)
     cfg._attn_implementation = attention
     try:
@@ -73,6 +74,14 @@ def build_class(config: Path, dtype: torch.dtype, device: str | torch.device, at
     except ValueError as exc:   # a class without this attention implementation says so
         raise CostplanError(f"{config}: training.implementation {attention}: {str(exc).split('. ')[0]}") from None
     return model.to(dtype)
+
+
+def without_dropout(data: dict) -> dict:
+    """The config with its dropout probabilities at 0 (resid_pdrop, attention_dropout, ...): the estimate's
+    activations carry no dropout masks (costs/__init__.py convention 7), and a class in training mode with
+    dropout saves one per dropout (Phi's resid_dropout: two s × d_model masks a layer)."""
+    return {k: 0.0 if ("dropout" in k or k.endswith("pdrop")) and isinstance(v, float) else v
+            for k, v in data.items()}
 
 
 @dataclass

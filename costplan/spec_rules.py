@@ -30,6 +30,7 @@ def model_rules(v: Getter) -> list[tuple[str, str]]:
             problems.append(("n_kv_heads", f"{n_kv_heads} is more than n_heads ({n_heads})"))
         elif n_heads % n_kv_heads:
             problems.append(("n_kv_heads", f"{n_kv_heads} does not divide n_heads ({n_heads})"))
+    problems += _rope_dim_rules(v("rope_dim"), v("position"), head_dim)
     attention, moe, max_seq_len, n_layers = v("attention"), v("moe"), v("max_seq_len"), v("n_layers")
     if attention is not None:
         pattern = pattern_of(attention)
@@ -45,6 +46,19 @@ def model_rules(v: Getter) -> list[tuple[str, str]]:
         problems.append(("moe.first_dense_layers", f"{moe.first_dense_layers} leaves no MoE layer among "
                                                    f"{n_layers} layers"))
     return problems
+
+
+def _rope_dim_rules(rope_dim: int | None, position: str | None, head_dim: int | None) -> list[tuple[str, str]]:
+    """A partial rotary rotates pairs of a head's features, with rotary embeddings."""
+    if rope_dim is None:
+        return []
+    if position != "rope":
+        return [("rope_dim", f"set with position {position}; it is the rotated part of each head under rope")]
+    if rope_dim % 2:
+        return [("rope_dim", f"{rope_dim} is odd; rotary embeddings rotate pairs of features")]
+    if head_dim and rope_dim > head_dim:
+        return [("rope_dim", f"{rope_dim} is more than head_dim ({head_dim})")]
+    return []
 
 
 def _pattern_rules(pattern: tuple, n_layers: int | None) -> list[tuple[str, str]]:

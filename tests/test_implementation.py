@@ -78,7 +78,9 @@ def test_activations_equal_the_transformers_class(config, implementation, autoca
     assert peak["status"] == "ok" and abs(peak["measured"] - peak["estimate"]) <= 0.01 * peak["measured"]
 
 
-# The tiny parallel-layer configs: d_model 64, 4 heads of 16, d_ff 256, vocabulary 256, 2 layers, 128 tokens.
+# The tiny parallel-layer configs: d_model 64, 4 heads of 16, d_ff 256, vocabulary 256, 2 layers, 128 tokens;
+# rotary embeddings on 8 features of each head (GPT-J rotary_dim, Phi partial_rotary_factor 0.5), 4 (GPT-NeoX
+# rotary_pct 0.25) or all 16 (Falcon).
 PD, PH, PHD, PF, PV = 64, 4, 16, 256, 256
 
 
@@ -98,7 +100,7 @@ def test_gptj_by_hand():
     """GPT-J's modules, per layer: sin and cos repeat_interleaved for q and again for k (no model-wide tables),
     and NewGELUActivation's x, 0.5·x, tanh and 1 + tanh where a fused GELU keeps x; eager adds the fp32 softmax
     and its bf16 copy per pair, and fp32 copies of q and k (eager_attention_forward's .to(torch.float32))."""
-    per_layer = 2 * (2 * S * PHD * 2) + 3 * S * PF * 2
+    per_layer = 2 * (2 * S * 8 * 2) + 3 * S * PF * 2
     assert activations("sdpa", "gptj") - activations("fused", "gptj") == 2 * per_layer
     assert activations("eager", "gptj") - activations("sdpa", "gptj") == 2 * (
         PH * S * S * (4 + 2) - PH * S * 4 + 2 * S * PH * PHD * (4 - 2))
@@ -108,19 +110,19 @@ def test_head_major_query_by_hand():
     """GPT-NeoX and Phi rebuild q by torch.cat after moving heads first: SDPA's output comes back head-major
     and the copy `.transpose(1, 2).contiguous()` makes is saved by the output projection too (s × d_model per
     layer). Phi's MLP is NewGELUActivation."""
-    rotary = 2 * S * PHD * 2
-    assert activations("sdpa", "gpt_neox") - activations("fused", "gpt_neox") == rotary + 2 * S * PD * 2
-    assert activations("sdpa", "phi") - activations("fused", "phi") == rotary + 2 * (S * PD * 2 + 3 * S * PF * 2)
+    assert activations("sdpa", "gpt_neox") - activations("fused", "gpt_neox") == 2 * S * 4 * 2 + 2 * S * PD * 2
+    assert activations("sdpa", "phi") - activations("fused", "phi") == 2 * S * 8 * 2 + 2 * (
+        S * PD * 2 + 3 * S * PF * 2)
 
 
-@pytest.mark.parametrize("config, casts", [("gpt_neox", 0), ("phi", 3)])
-def test_parallel_autocast_by_hand(config, casts):
+@pytest.mark.parametrize("config, casts, rope_dim", [("gpt_neox", 0, 4), ("phi", 3, 8)])
+def test_parallel_autocast_by_hand(config, casts, rope_dim):
     """Under autocast a parallel layer's norms read one fp32 input (saved once, 2 bytes more per element, and
     the final norm's): GPT-NeoX's fused query_key_value and its MLP each cast their own normed input, as in
     16-bit training; Phi's q, k, v and fc1 each cast the one shared input, three copies more. fp32 rotary
     tables, and a bf16 copy of every weight matrix (untied head)."""
     plain, cast = estimate("sdpa", config=config), estimate("sdpa", autocast=True, config=config)
-    saved = 3 * S * PD * 2 + 2 * casts * S * PD * 2 + 2 * S * PHD * 2
+    saved = 3 * S * PD * 2 + 2 * casts * S * PD * 2 + 2 * S * rope_dim * 2
     matrices = 2 * (4 * PD * PD + 2 * PD * PF) + PV * PD
     assert cast.memory.activations - plain.memory.activations == saved + 2 * matrices
 
@@ -130,8 +132,8 @@ def test_parallel_autocast_by_hand(config, casts):
     ("gpt_neox", "sdpa", False), ("gpt_neox", "eager", True), ("phi", "sdpa", False), ("phi", "eager", True),
 ])
 def test_parallel_layers_against_the_transformers_class(config, implementation, autocast, run):
-    """Within 2.5% / 1%: the estimate rotates all of each head (the spec has no partial rotary; GPT-J rotates 8
-    of 16 features, GPT-NeoX 4, Phi 8) and keeps LayerNorm statistics in fp32 (bf16 on CPU)."""
+    """Within 1% / 0.5%: the estimate keeps LayerNorm statistics in fp32, torch on CPU in bf16 (under
+    autocast, fp32: equal but for 4 bytes)."""
     pytest.importorskip("transformers")
     result = run("check", str(TINY / f"{config}.json"), "--against", "transformers", "--format", "json",
                  "--set", f"training.implementation={implementation}",
@@ -139,8 +141,8 @@ def test_parallel_layers_against_the_transformers_class(config, implementation, 
     assert result.exit_code == 0, result.output
     rows = {row["item"]: row for row in json.loads(result.stdout)[0]["checks"]}
     saved, peak = rows["activations saved for backward"], rows["peak memory of a training step"]
-    assert abs(saved["measured"] - saved["estimate"]) <= 0.025 * saved["measured"]
-    assert abs(peak["measured"] - peak["estimate"]) <= 0.01 * peak["measured"]
+    assert abs(saved["measured"] - saved["estimate"]) <= 0.01 * saved["measured"]
+    assert abs(peak["measured"] - peak["estimate"]) <= 0.005 * peak["measured"]
 
 
 def test_a_class_without_the_implementation_says_so(run):

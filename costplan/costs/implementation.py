@@ -91,11 +91,10 @@ def model_extra(model: ModelSpec, shape: Shape) -> int:
 
 
 def rotary_tables(model: ModelSpec, shape: Shape) -> int:
-    """Bytes of one cos and one sin table, s × d_rope each, in the residual stream's dtype (the modules cast
-    them to their input's): what the multiplications by cos and sin save. d_rope is head_dim: the spec does
-    not say which part of each head a partial rotary (GPT-J, GPT-NeoX, Phi) rotates, so this is an upper
-    bound for those."""
-    return 2 * shape.seq_len * model.head_dim * (STAT_BYTES if shape.autocast else shape.act_bytes)
+    """Bytes of one cos and one sin table, s × d_rope each (model.rope_dim: all of head_dim, or the rotated
+    part of a partial rotary), in the residual stream's dtype (the modules cast them to their input's): what
+    the multiplications by cos and sin save."""
+    return 2 * shape.seq_len * model.rotary_dim * (STAT_BYTES if shape.autocast else shape.act_bytes)
 
 
 def fp32_residual(norms: int, model: ModelSpec, shape: Shape) -> int:

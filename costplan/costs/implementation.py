@@ -24,6 +24,10 @@ Under 16-bit autocast over fp32 weights (`training.autocast`), measured the same
 - the residual stream stays fp32, so each d_model-wide norm saves its input (LayerNorm) or its normalized
   output (RMSNorm) in fp32: 4 − 2 bytes more per element than in 16-bit training; the rotary tables are fp32.
 
+Other classes' modules differ where ClassModules (below) says, keyed on training.modules: the parallel-layer
+classes (Falcon, GPT-J, GPT-NeoX, Phi) are derived and measured the same way; under autocast a parallel
+layer's norms read one fp32 input, and each projection reading a shared normed input casts its own copy.
+
 Only FLOP-free tensors differ: FLOPs stay those of the component formulas (`check --against transformers`
 compares eager FLOPs separately).
 """

@@ -77,6 +77,9 @@ class ModelSpec(Section):
     norm: Literal["layernorm", "rmsnorm", "nonparametric_layernorm"] = "layernorm"  # the last: no weight, bias
     block: Literal["sequential", "sandwich", "parallel", "parallel_shared_norm"] = "sequential"
     position: Literal["rope", "learned", "alibi", "none"] = "learned"
+    # Features of each head that rotary embeddings rotate (GPT-J rotary_dim, GPT-NeoX rotary_pct, Phi
+    # partial_rotary_factor); None: all of head_dim. No parameters and no matmuls: only the rotary tables.
+    rope_dim: Width | None = None
     tie_embeddings: Flag = True
     bias: Flag = True
     qkv_bias: Flag | None = None         # default: bias
@@ -141,6 +144,11 @@ class ModelSpec(Section):
     @property
     def attention_types(self) -> frozenset[str]:
         return frozenset(a.type for a in self.attention_pattern)
+
+    @property
+    def rotary_dim(self) -> int:
+        """Features of each head the rotary embeddings rotate."""
+        return self.rope_dim or self.head_dim
 
     @property
     def q_width(self) -> int:

@@ -30,6 +30,7 @@ def model_rules(v: Getter) -> list[tuple[str, str]]:
             problems.append(("n_kv_heads", f"{n_kv_heads} is more than n_heads ({n_heads})"))
         elif n_heads % n_kv_heads:
             problems.append(("n_kv_heads", f"{n_kv_heads} does not divide n_heads ({n_heads})"))
+    problems += _rope_dim_rules(v("rope_dim"), v("position"), head_dim)
     attention, moe, max_seq_len, n_layers = v("attention"), v("moe"), v("max_seq_len"), v("n_layers")
     if attention is not None:
         pattern = pattern_of(attention)
@@ -45,6 +46,19 @@ def model_rules(v: Getter) -> list[tuple[str, str]]:
         problems.append(("moe.first_dense_layers", f"{moe.first_dense_layers} leaves no MoE layer among "
                                                    f"{n_layers} layers"))
     return problems
+
+
+def _rope_dim_rules(rope_dim: int | None, position: str | None, head_dim: int | None) -> list[tuple[str, str]]:
+    """A partial rotary rotates pairs of a head's features, with rotary embeddings."""
+    if rope_dim is None:
+        return []
+    if position != "rope":
+        return [("rope_dim", f"set with position {position}; it is the rotated part of each head under rope")]
+    if rope_dim % 2:
+        return [("rope_dim", f"{rope_dim} is odd; rotary embeddings rotate pairs of features")]
+    if head_dim and rope_dim > head_dim:
+        return [("rope_dim", f"{rope_dim} is more than head_dim ({head_dim})")]
+    return []
 
 
 def _pattern_rules(pattern: tuple, n_layers: int | None) -> list[tuple[str, str]]:
@@ -89,6 +103,26 @@ def _attention_rules(a: Any, v: Getter, head_dim: int | None, n_heads: int | Non
     return problems
 
 
+# The transformers classes whose parallel layers are modelled (costs/implementation.py CLASS_MODULES), with the
+# blocks they build: Falcon's new_decoder_architecture (two norms; the old multi-query layer is not modelled).
+PARALLEL_CLASSES = {"falcon": ("parallel",), "gpt_neox": ("parallel", "sequential"), "gptj": ("parallel_shared_norm",),
+                    "phi": ("parallel_shared_norm",)}
+
+
+def block_rules(block: str, modules: str, implementation: str) -> list[tuple[str, str]]:
+    """transformers' modules are modelled for sequential and sandwich layers and for the parallel layers of the
+    classes in PARALLEL_CLASSES, each with the blocks it builds."""
+    where = "training.implementation"
+    if modules in PARALLEL_CLASSES and block not in PARALLEL_CLASSES[modules]:
+        return [(where, f"{implementation}: the {modules} modules are modelled for block "
+                        f"{' or '.join(PARALLEL_CLASSES[modules])}, not {block}; use fused")]
+    if block not in ("sequential", "sandwich") and modules not in PARALLEL_CLASSES:
+        return [(where, f"{implementation}: transformers' parallel layers are modelled for the "
+                        f"{', '.join(sorted(PARALLEL_CLASSES))} modules; training.modules {modules} is not one "
+                        "of them; use fused")]
+    return []
+
+
 def implementation_rules(model: Getter, training: Getter) -> list[tuple[str, str]]:
     """transformers' modules (costs/implementation.py) are modelled for softmax-attention and MLA decoders of
     sequential or sandwich layers trained without recomputation; anything else would be the fused figure under
@@ -113,9 +147,7 @@ def implementation_rules(model: Getter, training: Getter) -> list[tuple[str, str
     if others:
         problems.append((where, f"{implementation}: the modules of {', '.join(others)} attention are not modelled "
                                 f"({', '.join(modelled[:-1])} and {modelled[-1]} are); use fused"))
-    if model("block") not in (None, "sequential", "sandwich"):
-        problems.append((where, f"{implementation}: transformers' modules are modelled for sequential and sandwich "
-                                f"layers; block {model('block')} is not; use fused"))
+    problems += block_rules(model("block") or "sequential", training("modules") or "llama", implementation)
     if implementation == "sdpa" and model("attention_sinks"):
         problems.append((where, "sdpa: transformers' sdpa attention takes no sinks (GptOssForCausalLM has no sdpa "
                                 "attention); use eager or fused"))

@@ -238,3 +238,17 @@ def test_a_config_of_defaults_reads(model_type, tmp_path):
             costplan.load_spec(path)
     else:
         assert params(path) > 0
+
+
+@pytest.mark.parametrize("name, changes, rope_dim", [
+    ("gptj", {}, 8), ("gptj", {"rotary_dim": None}, None),                  # rotary_dim: features; None: all
+    ("gpt_neox", {}, 4), ("gpt_neox", {"rotary_pct": 1.0}, None),             # rotary_pct 0.25 of 16
+    ("phi", {}, 8), ("phi", {"partial_rotary_factor": 0.4}, 6),               # int(16 × 0.4), as the class
+    # transformers 5 writes the fraction into rope_parameters, which wins over the old key
+    ("phi", {"rope_parameters": {"rope_type": "default", "rope_theta": 1e4, "partial_rotary_factor": 0.25}}, 4),
+    ("falcon", {}, None),
+])
+def test_import_reads_the_rotated_part_of_each_head(name, changes, rope_dim, tmp_path):
+    data = {**json.loads((HF / "tiny" / f"{name}.json").read_text()), **changes}
+    (tmp_path / "config.json").write_text(json.dumps(data))
+    assert costplan.load_spec(tmp_path / "config.json").model.rope_dim == rope_dim

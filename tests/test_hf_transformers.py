@@ -111,6 +111,8 @@ UNDECLARED = {
     # BLOOM: older files' name of hidden_size, taken by __post_init__; the attribute_map names of n_layer and
     # n_head; a context length, read by nothing in the class (ALiBi has no position table)
     "n_embed": None, "num_hidden_layers": None, "num_attention_heads": None, "seq_length": None,
+    # GPT-NeoX's and Phi's partial rotary under their older keys, moved into rope_parameters by __post_init__
+    "rotary_pct": 0.25, "partial_rotary_factor": 0.5,
 }
 
 

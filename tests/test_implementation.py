@@ -307,6 +307,73 @@ def equals_the_class(run, config: str, implementation: str, autocast: bool, more
     assert peak["status"] == "ok" and abs(peak["measured"] - peak["estimate"]) <= 0.01 * peak["measured"]
 
 
+# The tiny parallel-layer configs: d_model 64, 4 heads of 16, d_ff 256, vocabulary 256, 2 layers, 128 tokens;
+# rotary embeddings on 8 features of each head (GPT-J rotary_dim, Phi partial_rotary_factor 0.5), 4 (GPT-NeoX
+# rotary_pct 0.25) or all 16 (Falcon).
+PD, PH, PHD, PF, PV = 64, 4, 16, 256, 256
+
+
+def test_falcon_by_hand():
+    """FalconModel always materialises its causal mask (allow_is_causal_skip=False) and _split_heads broadcasts
+    K and V from 2 to 4 heads: SDPA saves the bf16 s × s mask and the repeated K and V, per layer, beyond the
+    fused kernels (LayerNorm is torch's kernel; the rotary tables once). Eager's softmax runs in the hidden
+    states' dtype: one bf16 tensor per pair, no fp32 copy, instead of the mask and the log-sum-exp."""
+    rotary = 2 * S * PHD * 2
+    per_layer = S * S * 2 + 2 * S * (PH - 2) * PHD * 2
+    assert activations("sdpa", "falcon") - activations("fused", "falcon") == rotary + 2 * per_layer
+    assert activations("eager", "falcon") - activations("sdpa", "falcon") == 2 * (
+        PH * S * S * 2 - S * S * 2 - PH * S * 4)
+
+
+def test_gptj_by_hand():
+    """GPT-J's modules, per layer: sin and cos repeat_interleaved for q and again for k (no model-wide tables),
+    and NewGELUActivation's x, 0.5·x, tanh and 1 + tanh where a fused GELU keeps x; eager adds the fp32 softmax
+    and its bf16 copy per pair, and fp32 copies of q and k (eager_attention_forward's .to(torch.float32))."""
+    per_layer = 2 * (2 * S * 8 * 2) + 3 * S * PF * 2
+    assert activations("sdpa", "gptj") - activations("fused", "gptj") == 2 * per_layer
+    assert activations("eager", "gptj") - activations("sdpa", "gptj") == 2 * (
+        PH * S * S * (4 + 2) - PH * S * 4 + 2 * S * PH * PHD * (4 - 2))
+
+
+def test_head_major_query_by_hand():
+    """GPT-NeoX and Phi rebuild q by torch.cat after moving heads first: SDPA's output comes back head-major
+    and the copy `.transpose(1, 2).contiguous()` makes is saved by the output projection too (s × d_model per
+    layer). Phi's MLP is NewGELUActivation."""
+    assert activations("sdpa", "gpt_neox") - activations("fused", "gpt_neox") == 2 * S * 4 * 2 + 2 * S * PD * 2
+    assert activations("sdpa", "phi") - activations("fused", "phi") == 2 * S * 8 * 2 + 2 * (
+        S * PD * 2 + 3 * S * PF * 2)
+
+
+@pytest.mark.parametrize("config, casts, rope_dim", [("gpt_neox", 0, 4), ("phi", 3, 8)])
+def test_parallel_autocast_by_hand(config, casts, rope_dim):
+    """Under autocast a parallel layer's norms read one fp32 input (saved once, 2 bytes more per element, and
+    the final norm's): GPT-NeoX's fused query_key_value and its MLP each cast their own normed input, as in
+    16-bit training; Phi's q, k, v and fc1 each cast the one shared input, three copies more. fp32 rotary
+    tables, and a bf16 copy of every weight matrix (untied head)."""
+    plain, cast = estimate("sdpa", config=config), estimate("sdpa", autocast=True, config=config)
+    saved = 3 * S * PD * 2 + 2 * casts * S * PD * 2 + 2 * S * rope_dim * 2
+    matrices = 2 * (4 * PD * PD + 2 * PD * PF) + PV * PD
+    assert cast.memory.activations - plain.memory.activations == saved + 2 * matrices
+
+
+@pytest.mark.parametrize("config, implementation, autocast", [
+    ("falcon", "eager", False), ("falcon", "sdpa", True), ("gptj", "eager", False), ("gptj", "sdpa", True),
+    ("gpt_neox", "sdpa", False), ("gpt_neox", "eager", True), ("phi", "sdpa", False), ("phi", "eager", True),
+])
+def test_parallel_layers_against_the_transformers_class(config, implementation, autocast, run):
+    """Within 1% / 0.5%: the estimate keeps LayerNorm statistics in fp32, torch on CPU in bf16 (under
+    autocast, fp32: equal but for 4 bytes)."""
+    pytest.importorskip("transformers")
+    result = run("check", str(TINY / f"{config}.json"), "--against", "transformers", "--format", "json",
+                 "--set", f"training.implementation={implementation}",
+                 "--set", f"training.autocast={str(autocast).lower()}")
+    assert result.exit_code == 0, result.output
+    rows = {row["item"]: row for row in json.loads(result.stdout)[0]["checks"]}
+    saved, peak = rows["activations saved for backward"], rows["peak memory of a training step"]
+    assert abs(saved["measured"] - saved["estimate"]) <= 0.01 * saved["measured"]
+    assert abs(peak["measured"] - peak["estimate"]) <= 0.005 * peak["measured"]
+
+
 def test_a_class_without_the_implementation_says_so(run):
     pytest.importorskip("transformers")
     result = run("check", str(TINY / "bloom.json"), "--against", "transformers",
@@ -320,8 +387,11 @@ def test_a_class_without_the_implementation_says_so(run):
      "the modules of aft_full attention are not modelled"),
     ({"model.moe.n_experts": 4, "model.moe.top_k": 2, "model.moe.capacity_factor": 1.25},
      "mixture-of-experts modules drop no tokens"),
-    ({"model.block": "parallel"}, "modelled for sequential and sandwich layers; block parallel is not"),
     ({"training.recompute": "full"}, "with recompute full"),
+    ({"model.block": "parallel"}, "parallel layers are modelled for the falcon, gpt_neox, gptj, phi modules; "
+                                  "training.modules llama is not one of them"),
+    ({"model.block": "parallel_shared_norm", "training.modules": "falcon"},
+     "the falcon modules are modelled for block parallel, not parallel_shared_norm"),
 ])
 def test_what_is_not_modelled_is_an_error(changes, named):
     overrides = ["training.implementation=eager", *(f"{k}={'null' if v is None else v}" for k, v in changes.items())]

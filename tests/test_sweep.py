@@ -60,7 +60,7 @@ def test_moe_shorthand_and_table(run):
     (["--vary", "model.n_layer=1,2"], "Error: --vary model.n_layer=1,2: model.n_layer: unknown field (did you mean "
      "'n_layers'?); model has attention, attention_sinks, bias, block, clip_qkv, d_ff, d_model, embedding_norm, "
      "head_bias, head_dim, max_seq_len, mlp, moe, n_heads, n_kv_heads, n_layers, norm, o_bias, position, qk_norm, "
-     "qkv_bias, tie_embeddings, vocab_size"),
+     "qkv_bias, rope_dim, tie_embeddings, vocab_size"),
     (["--vary", "n_layers"], "Error: --vary n_layers: expected KEY=V1,V2,..., e.g. model.n_layers=12,24,48"),
     (["--vary", "model.n_layers=1,,2"], "Error: --vary model.n_layers=1,,2: an empty value; write values "
      "separated by commas"),

@@ -30,8 +30,8 @@ Under 16-bit autocast over fp32 weights (`training.autocast`), measured the same
   output (RMSNorm) in fp32: 4 − 2 bytes more per element than in 16-bit training; the rotary tables are fp32;
 - a MoE block's grouped expert matmuls are on no autocast list and run in fp32 (moe_autocast).
 
-Where a family's modules differ (training.modules, the config's model_type, or the spec field that decides
-it), also derived and measured:
+Where a family's modules differ (training.modules, the config's model_type: ClassModules below; or the spec
+field that decides it), also derived and measured:
 
 - OLMo's rotary tables stay fp32 and its clip_qkv clamps save q, k and v; its LayerNorm's fp32 input is in
   costs/norm.py;
@@ -45,12 +45,16 @@ it), also derived and measured:
 - Gemma 2's eager attention soft-caps its scores and the class its logits: each tanh saves its output (Gemma 2
   has no sdpa attention); gpt-oss's eager attention takes a softmax over a sink column in the scores' dtype
   (gpt-oss has no sdpa attention);
-- gpt-oss's router takes a softmax over the top-k logits only, its experts add biases and a clamped SwiGLU.
+- gpt-oss's router takes a softmax over the top-k logits only, its experts add biases and a clamped SwiGLU;
+- the parallel-layer classes (Falcon, GPT-J, GPT-NeoX, Phi): under autocast a parallel layer's norms read one
+  fp32 input, and each projection reading a shared normed input casts its own copy.
 
 Only FLOP-free tensors differ: FLOPs stay those of the component formulas (`check --against transformers`
 compares eager FLOPs separately).
 """
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from costplan.costs import INDEX_BYTES, STAT_BYTES, ZERO, Cost, Shape
 from costplan.costs.attention import COST as ATTENTION_COST
@@ -64,21 +68,68 @@ from costplan.spec_attention import AttentionSpec, LatentAttention
 IMPLEMENTATIONS = ("fused", "sdpa", "eager")
 MASKED = ("sliding_window", "sparse")       # attention types transformers runs with an explicit mask
 
-# Families (training.modules) whose attention projects q, k and v in one matmul (GPT-2's Conv1D c_attn, BLOOM's
-# query_key_value) and passes q on as a view of its output, so the core's saved q keeps the whole output alive.
-FUSED_QKV = frozenset({"gpt2", "bloom"})
-# Families whose eager attention runs its softmax in the scores' dtype (GPT-2's eager_attention_forward: no
-# dtype=float32), where the Llama family's upcasts to fp32.
-SOFTMAX_IN_SCORES_DTYPE = frozenset({"gpt2"})
-# Families whose eager attention keeps its raw scores in a variable until it returns (BLOOM's baddbmm output,
-# `attention_scores`, beside the masked `attn_weights`), where the others rebind one name and free them.
-KEEPS_SCORES = frozenset({"bloom"})
-# Families whose MLP activation is the tanh-approximated GELU written in Python (NewGELUActivation, GPT-2's
-# gelu_new), where the fused estimate keeps only the GELU's input: of its ops
-# 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))), pow saves x, tanh saves its output, and the last product saves
-# both factors, 0.5·x and 1 + tanh: three d_ff-wide tensors more. BLOOM's GELU is an autograd Function that
-# saves its input only.
-PYTHON_TANH_GELU = frozenset({"gpt2"})
+
+
+# ------------------------------------------------------------------------ what each transformers class does
+@dataclass(frozen=True)
+class ClassModules:
+    """What a transformers class's modules do differently from the Llama family's (the defaults) where that
+    changes what they save; keyed on training.modules (the config's model_type)."""
+
+    fused_qkv: bool = False          # one q/k/v projection: autocast casts its input once, not three times
+    fused_gate_up: bool = False      # one gate/up projection: autocast casts its input once, not twice
+    qkv_output_kept: bool = False    # q passed on as a view of the fused output, which stays allocated whole
+    explicit_mask: bool = False      # SDPA always gets a materialised s × s mask in the activation dtype
+    repeats_kv: bool = False         # K and V are expanded to n_heads before attention, SDPA included
+    fp32_softmax: bool = True        # eager softmax in fp32 (dtype=torch.float32), not in the scores' dtype
+    keeps_scores: bool = False       # eager raw scores held beside the masked ones until attention returns
+    fp32_qk: bool = False            # eager scores from fp32 copies of q and k
+    head_major_query: bool = False   # q reaches SDPA head-major (b, h, s, d) in memory
+    rotary_per_call: bool = False    # cos and sin expanded again in every call of the rotary function
+    rotary_per_layer_type: bool = False  # one (cos, sin) pair per attention type (local layers' own base)
+    fp32_rotary: bool = False        # cos and sin left in fp32 rather than cast to the activation dtype
+    half_rotary: bool = False        # tables head_dim / 2 wide (the two halves rotated by one table)
+    python_gelu: bool = False        # the MLP's GELU is NewGELUActivation (gelu_new), in Python
+    softcapped_scores: bool = False  # eager scores soft-capped, c·tanh(x / c)
+    softcapped_logits: bool = False  # logits soft-capped, c·tanh(x / c)
+    topk_first: bool = False         # the router takes the top-k logits, then a softmax over those k
+    clamped_swiglu: bool = False     # experts' clamped gate and up, gate·sigmoid(α·gate)·(up + 1)
+
+
+CLASS_MODULES = {
+    # BloomAttention: one query_key_value, q a view of it; baddbmm's raw scores kept beside the masked ones.
+    "bloom": ClassModules(fused_qkv=True, qkv_output_kept=True, keeps_scores=True),
+    # FalconAttention (new_decoder_architecture): query_key_value is one FalconLinear; _split_heads broadcasts
+    # each K/V group to its query heads and the reshape copies them; FalconModel builds its causal mask with
+    # allow_is_causal_skip=False, and the eager branch takes softmax(..., dtype=hidden_states.dtype).
+    "falcon": ClassModules(fused_qkv=True, explicit_mask=True, repeats_kv=True, fp32_softmax=False),
+    # Gemma2Config's attn_logit_softcapping (50) and final_logit_softcapping (30); Gemma 3 has neither.
+    "gemma2": ClassModules(softcapped_scores=True, softcapped_logits=True),
+    # Gemma3TextModel: sliding layers rotate with their own base (rope_local_base_freq).
+    "gemma3_text": ClassModules(rotary_per_layer_type=True),
+    # GPT-2's Conv1D c_attn, q a view of it; eager_attention_forward without dtype=float32; gelu_new. Its
+    # Python GELU, 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))): pow saves x, tanh its output, and the last
+    # product both factors, 0.5·x and 1 + tanh: three d_ff-wide tensors more than a fused GELU's input.
+    "gpt2": ClassModules(fused_qkv=True, qkv_output_kept=True, fp32_softmax=False, python_gelu=True),
+    # GPTNeoXAttention: query_key_value, chunked after .transpose(1, 2), q rebuilt by torch.cat (head-major).
+    "gpt_neox": ClassModules(fused_qkv=True, head_major_query=True),
+    # GptOssRotaryEmbedding (halves rotated), GptOssTopKRouter, GptOssExperts._apply_gate.
+    "gpt_oss": ClassModules(half_rotary=True, topk_first=True, clamped_swiglu=True),
+    # GPTJAttention: q_proj, k_proj, v_proj; eager_attention_forward multiplies query.to(float32) by
+    # key.to(float32); apply_rotary_pos_emb repeat_interleaves sin and cos for q and for k in every layer.
+    "gptj": ClassModules(fp32_qk=True, rotary_per_call=True, python_gelu=True),
+    # OlmoRotaryEmbedding returns cos and sin in fp32: q · cos promotes, `.to(q_type)` casts back.
+    "olmo": ClassModules(fp32_rotary=True),
+    # PhiAttention: q, k transposed to heads first, then (qk_layernorm) normed and rebuilt by torch.cat.
+    "phi": ClassModules(head_major_query=True, python_gelu=True),
+    # Phi3Attention's qkv_proj and Phi3MLP's gate_up_proj; apply_rotary_pos_emb concatenates q (head-major).
+    "phi3": ClassModules(fused_qkv=True, fused_gate_up=True, head_major_query=True),
+}
+
+
+def class_modules(shape: Shape) -> ClassModules:
+    """The modules of training.modules; the Llama family's for every class not listed."""
+    return CLASS_MODULES.get(shape.modules, ClassModules())
 
 
 def modules(shape: Shape) -> bool:
@@ -93,26 +144,26 @@ def attention_extra(attention: AttentionSpec, model: ModelSpec, shape: Shape) ->
         return 0
     if attention.type == "mla":
         return mla_extra(attention, model, shape)
-    s, e, heads = shape.seq_len, shape.act_bytes, model.n_heads
+    s, e, heads, cls = shape.seq_len, shape.act_bytes, model.n_heads, class_modules(shape)
     fused_core = (ATTENTION_COST[attention.type](attention, model, shape).activations
                   - around_core(model, shape, cached_tokens=0).activations)
     repeated = 2 * s * (heads - model.n_kv_heads) * model.head_dim * e
     own = fused_qkv_output(model, shape) - fused_core
     if shape.implementation == "eager":
-        return repeated + eager_scores(model, shape) + own
+        return repeated + eager_scores(model, shape) + fp32_qk(model, shape) + own
     flash = heads * s * STAT_BYTES                                # SDPA's flash kernel: a log-sum-exp per row
-    if attention.type in MASKED:                                  # its own s × s mask, and K and V repeated
+    if attention.type in MASKED or cls.explicit_mask:             # its own s × s mask, and K and V repeated
         return repeated + s * s * e + flash + own
-    return flash + own
+    return (repeated if cls.repeats_kv else 0) + flash + own
 
 
 def softmax_bytes(shape: Shape) -> int:
     """Bytes eager attention saves per query-key pair and head: the softmax's output and the 16-bit copy that
     multiplies V. The Llama family's softmax runs in fp32 (4 + 2 bytes in 16-bit training, 4 in fp32); GPT-2's
-    runs in the scores' dtype (2: its .type(value.dtype) copies nothing), except under autocast, which runs
-    softmax in fp32 (4 + 2)."""
+    and Falcon's run in the scores' dtype (2: GPT-2's .type(value.dtype) copies nothing), except under autocast,
+    which keeps the scores in fp32 (4 + 2)."""
     e = shape.act_bytes
-    if shape.modules in SOFTMAX_IN_SCORES_DTYPE and not shape.autocast:
+    if not class_modules(shape).fp32_softmax and not shape.autocast:
         return e
     return STAT_BYTES + (e if e != STAT_BYTES else 0)
 
@@ -122,7 +173,7 @@ def scores_transient(model: ModelSpec, shape: Shape) -> int:
 
     Forward, at its softmax: the masked scores (fp32 under autocast, where the fp32 causal mask promotes the
     sum), the fp32 copy of the softmax's input when dtype=float32 meets 16-bit scores, BLOOM's raw scores too
-    (KEEPS_SCORES, held until the attention returns, when they are the busier moment), less the 16-bit copy of
+    (keeps_scores, held until the attention returns, when they are the busier moment), less the 16-bit copy of
     the probabilities, saved only after it; and once per sequence the s × s additive causal mask the model
     builds in its weights' dtype. Backward, at the softmax's backward: the gradients of its output and of its
     input, in the softmax's dtype, less the probabilities' 16-bit copy, which the matmul with V released just
@@ -132,10 +183,10 @@ def scores_transient(model: ModelSpec, shape: Shape) -> int:
         return 0
     e, pairs = shape.act_bytes, model.n_heads * shape.seq_len ** 2
     masked = STAT_BYTES if shape.autocast else e
-    softmax_out = e if shape.modules in SOFTMAX_IN_SCORES_DTYPE and not shape.autocast else STAT_BYTES
+    softmax_out = e if not class_modules(shape).fp32_softmax and not shape.autocast else STAT_BYTES
     input_copy = softmax_out if masked != softmax_out else 0
     probs_copy = softmax_bytes(shape) - softmax_out
-    kept = e if shape.modules in KEEPS_SCORES else 0
+    kept = e if class_modules(shape).keeps_scores else 0
     forward = max(kept + masked + input_copy - probs_copy, kept + masked if kept else 0)
     backward = 2 * softmax_out - probs_copy
     return max(pairs * forward + shape.seq_len ** 2 * masked, pairs * backward)
@@ -156,15 +207,15 @@ def fused_qkv_output(model: ModelSpec, shape: Shape) -> int:
     reshape of K), so the k and v parts of the output stay allocated too: 2 × s × n_kv_heads × head_dim.
     With more sequences per micro-batch eager's matmul copies q instead and saves that much less (measured:
     GPT-2's tiny eager class at two sequences saves 4.8% less than this estimate; costs are per sequence)."""
-    if shape.modules not in FUSED_QKV:
+    if not class_modules(shape).qkv_output_kept:
         return 0
     return 2 * shape.seq_len * model.n_kv_heads * model.head_dim * shape.act_bytes
 
 
 def mlp_extra(d_ff: int, shape: Shape) -> int:
     """Bytes a dense MLP's modules save beyond the fused estimate: a Python tanh GELU's three more d_ff-wide
-    tensors (PYTHON_TANH_GELU)."""
-    if not modules(shape) or shape.modules not in PYTHON_TANH_GELU:
+    tensors (ClassModules.python_gelu)."""
+    if not modules(shape) or not class_modules(shape).python_gelu:
         return 0
     return 3 * shape.seq_len * d_ff * shape.act_bytes
 
@@ -179,14 +230,11 @@ def eager_scores(model: ModelSpec, shape: Shape) -> int:
     return model.n_heads * s * s * softmax_bytes(shape) + capped_scores(model, shape)
 
 
-SOFTCAPPED_SCORES = ("gemma2",)   # Gemma2Config's attn_logit_softcapping (50; Gemma 3 has none)
-
-
 def capped_scores(model: ModelSpec, shape: Shape) -> int:
     """Gemma2's eager_attention_forward soft-caps the scaled scores, c·tanh(x / c), before the mask: tanh saves
     its output, one s × s tensor per head in the activation dtype (division and scaling by constants save
     nothing). Gemma2 has no sdpa attention: sdpa_attention_forward takes no soft-cap."""
-    if shape.modules not in SOFTCAPPED_SCORES:
+    if not class_modules(shape).softcapped_scores:
         return 0
     return model.n_heads * shape.seq_len ** 2 * shape.act_bytes
 
@@ -200,13 +248,10 @@ def sink_scores(model: ModelSpec, shape: Shape) -> int:
     return model.n_heads * s * ((s + 1) * shape.act_bytes + INDEX_BYTES)
 
 
-SOFTCAPPED_LOGITS = ("gemma2",)   # Gemma2Config's final_logit_softcapping (30; Gemma 3 has none)
-
-
 def capped_logits(model: ModelSpec, shape: Shape) -> int:
     """Gemma2ForCausalLM soft-caps its logits, c·tanh(x / c): tanh saves its output, s × vocab in the activation
     dtype (the head's 16-bit output under autocast), beside the loss's fp32 copy."""
-    if not modules(shape) or shape.modules not in SOFTCAPPED_LOGITS:
+    if not modules(shape) or not class_modules(shape).softcapped_logits:
         return 0
     return shape.seq_len * model.vocab_size * shape.act_bytes
 
@@ -218,17 +263,13 @@ def moe_extra(moe: MoESpec, model: ModelSpec, shape: Shape) -> int:
     return router_extra(moe, shape) + experts_extra(moe, model, shape)
 
 
-TOPK_FIRST = ("gpt_oss",)      # GptOssTopKRouter: top-k of the logits, then a softmax over those k
-CLAMPED_SWIGLU = ("gpt_oss",)  # GptOssExperts._apply_gate: clamped gate and up, gate·sigmoid(α·gate)·(up + 1)
-
-
 def router_extra(moe: MoESpec, shape: Shape) -> int:
     """Mixtral's router (fp32 softmax over every expert, as fused, then top-k) also saves the top-k weights
     renormalised to sum to 1 (their fp32 copy and sum) and their int64 indices. gpt-oss's takes the top-k of the
     logits (saving their int64 indices) and a softmax over those k in the activation dtype (saving its output),
     and keeps no fp32 softmax over every expert."""
     s, k = shape.seq_len, moe.top_k
-    if shape.modules in TOPK_FIRST:
+    if class_modules(shape).topk_first:
         return s * k * (INDEX_BYTES + shape.act_bytes) - s * moe.n_experts * STAT_BYTES
     return s * k * (STAT_BYTES + INDEX_BYTES) + s * STAT_BYTES
 
@@ -242,40 +283,52 @@ def experts_extra(moe: MoESpec, model: ModelSpec, shape: Shape) -> int:
     up + 1 and the down projection's input."""
     rows = shape.seq_len * moe.top_k
     extra = rows * INDEX_BYTES * (2 if model.bias else 1) + moe.n_experts * 4
-    if shape.modules in TOPK_FIRST:
+    if class_modules(shape).topk_first:
         extra += rows * (shape.act_bytes - STAT_BYTES)
-    if shape.modules in CLAMPED_SWIGLU:
+    if class_modules(shape).clamped_swiglu:
         extra += rows * 3 * moe.d_ff_expert * shape.act_bytes
     return extra
-
-
-FP32_ROTARY = ("olmo",)     # OlmoRotaryEmbedding returns cos and sin in fp32, without casting them to x's dtype
 
 
 def rotary_bytes(shape: Shape) -> int:
     """Bytes per element of the rotary tables the modules save: the activation dtype, as the Llama family's
     rotary embedding casts them to, or fp32 under autocast (the residual stream is fp32) and where the
     module keeps them fp32 (OLMo's: q · cos then promotes to fp32 and `.to(q_type)` casts back)."""
-    return STAT_BYTES if shape.autocast or shape.modules in FP32_ROTARY else shape.act_bytes
+    return STAT_BYTES if shape.autocast or class_modules(shape).fp32_rotary else shape.act_bytes
 
 
 def model_extra(model: ModelSpec, shape: Shape) -> int:
-    """Bytes saved once per model by the modules: the rotary tables cos and sin."""
-    if not modules(shape) or model.position != "rope":
+    """Bytes saved once per model by the modules: the rotary tables cos and sin, one pair per attention type
+    where the class rotates each with its own base, unless the class builds its own in every layer
+    (rotary_per_layer)."""
+    if not modules(shape) or model.position != "rope" or class_modules(shape).rotary_per_call:
         return 0
     if "mla" in model.attention_types:
         return mla_rope_tables(model.layer_attention(0), shape)
-    width = model.head_dim // 2 if shape.modules in HALF_ROTARY else model.head_dim
-    return rotary_pairs(model, shape) * 2 * shape.seq_len * width * rotary_bytes(shape)
+    pairs = len(model.attention_types) if class_modules(shape).rotary_per_layer_type else 1
+    return pairs * rotary_tables(model, shape)
 
 
-HALF_ROTARY = ("gpt_oss",)   # GptOssRotaryEmbedding's tables are head_dim / 2 wide: _apply_rotary_emb rotates halves
+def rotary_tables(model: ModelSpec, shape: Shape) -> int:
+    """Bytes of one cos and one sin table, s × width each: the rotated features of a head (model.rope_dim: all
+    of head_dim, or the rotated part of a partial rotary; half of it where one table rotates both halves), in
+    rotary_bytes: what the multiplications by cos and sin save."""
+    width = model.rotary_dim // 2 if class_modules(shape).half_rotary else model.rotary_dim
+    return 2 * shape.seq_len * width * rotary_bytes(shape)
 
 
-def rotary_pairs(model: ModelSpec, shape: Shape) -> int:
-    """How many (cos, sin) pairs the modules compute per forward: Gemma3TextModel one per layer type (sliding
-    layers rotate with their own base, rope_local_base_freq), every other class one for all layers."""
-    return len(model.attention_types) if shape.modules == "gemma3_text" else 1
+def rotary_per_layer(model: ModelSpec, shape: Shape) -> int:
+    """GPT-J's apply_rotary_pos_emb repeat_interleaves sin and cos in each call, once for q and once for k:
+    two tables' worth per layer, saved by the multiplications, instead of one set per model."""
+    return 2 * rotary_tables(model, shape) if class_modules(shape).rotary_per_call else 0
+
+
+def fp32_qk(model: ModelSpec, shape: Shape) -> int:
+    """GPT-J's eager_attention_forward: the score matmul saves fp32 copies of q and k (K at n_heads) instead
+    of 16-bit ones. Under autocast the matmul casts them back to 16 bits, so they save nothing more."""
+    if not class_modules(shape).fp32_qk or shape.autocast:
+        return 0
+    return 2 * shape.seq_len * model.n_heads * model.head_dim * (STAT_BYTES - shape.act_bytes)
 
 
 def clamp_copies(model: ModelSpec, shape: Shape) -> int:
@@ -288,25 +341,23 @@ def clamp_copies(model: ModelSpec, shape: Shape) -> int:
     return shape.seq_len * (model.q_width + 2 * model.kv_width) * shape.act_bytes
 
 
-# Attention modules whose rotary embedding rebuilds q and k with torch.cat (Phi-3's apply_rotary_pos_emb
-# concatenates the rotated part with the pass-through one), making them contiguous head by head.
-CONCATENATED_ROTARY = ("phi3",)
-
-
 def output_copy(model: ModelSpec, shape: Shape) -> int:
     """Bytes of the attention output copied before the output projection, which saves the copy: SDPA's kernel
-    lays its output out as the query is laid out, so a head-major query (CONCATENATED_ROTARY) gives a
-    head-major output that `transpose(1, 2).contiguous()` in sdpa_attention_forward copies to token-major.
-    The Llama family's rotary products keep q token-major and the transpose is a view. Eager attention copies
-    for every family (its matmul's output is head-major), as the estimate already counts."""
-    if shape.implementation != "sdpa" or shape.modules not in CONCATENATED_ROTARY:
+    lays its output out as the query is laid out (measured on torch's CPU kernel), so a head-major query (q
+    rebuilt by torch.cat: Phi-3's rotary, GPT-NeoX's and Phi's after .transpose(1, 2)) gives a head-major output
+    that `transpose(1, 2).contiguous()` copies to token-major. The Llama family's rotary products keep q
+    token-major and the transpose is a view. Eager attention copies for every family (its matmul's output is
+    head-major), as the estimate already counts."""
+    if shape.implementation != "sdpa" or not class_modules(shape).head_major_query:
         return 0
     return shape.seq_len * model.q_width * shape.act_bytes
 
 
 def family_attention_extra(model: ModelSpec, shape: Shape) -> int:
     """Bytes one attention layer's modules save beyond the Llama family's, where the family's module differs."""
-    return clamp_copies(model, shape) + output_copy(model, shape)
+    if not modules(shape):
+        return 0
+    return clamp_copies(model, shape) + output_copy(model, shape) + rotary_per_layer(model, shape)
 
 
 def position_ids(model: ModelSpec, shape: Shape) -> int:
@@ -324,17 +375,6 @@ def fp32_residual(norms: int, model: ModelSpec, shape: Shape) -> int:
     return norms * shape.seq_len * model.d_model * (STAT_BYTES - shape.act_bytes)
 
 
-# Classes with one fused projection per block input, which autocast casts once: qkv_proj and gate_up_proj
-# (Phi3Attention, Phi3MLP), GPT-2's c_attn, BLOOM's query_key_value.
-FUSED_PROJECTIONS = ("phi3", "gpt2", "bloom")
-
-
-def casts_beyond_one(projections: int, shape: Shape) -> int:
-    """How many more autocast casts of a block input than one: one per projection reading it, less the first;
-    none where one fused projection reads it (FUSED_PROJECTIONS)."""
-    return 0 if shape.modules in FUSED_PROJECTIONS else projections - 1
-
-
 def input_copies(copies: int, model: ModelSpec, shape: Shape) -> int:
     """Bytes of `copies` more 16-bit casts of a d_model-wide block input, one per projection reading it."""
     return copies * shape.seq_len * model.d_model * shape.act_bytes if shape.autocast else 0
@@ -350,21 +390,23 @@ def d_model_wide(activations: int, shared: int = 0) -> Cost:
     return Cost(activations=activations, act_d_model=activations, shared_activations=shared)
 
 
-def autocast_extra(parts: dict[str, Cost], ffn: str, norms: int, model: ModelSpec,
+def autocast_extra(parts: dict[str, Cost], ffn: str, norm_inputs: int, shared_input: bool, model: ModelSpec,
                    shape: Shape) -> dict[str, Cost]:
-    """One sequential layer's costs by component with what its modules save under autocast: the fp32 residual
-    in its `norms` norms, q, k and v each casting the normed input (two copies more than one shared input; a
-    fused q/k/v projection casts it once; MLA's two down projections one more), gate and up each casting theirs
-    (one more; a fused gate/up or a plain MLP's single up none), and every weight matrix's copy."""
+    """One layer's costs by component with what its modules save under autocast: the fp32 residual in the
+    `norm_inputs` tensors its norms read, every projection casting the normed input it reads and saving its own
+    copy (attention_casts; gate and up one more, a fused gate/up or a plain MLP's single up none; and the MLP
+    one more where it reads attention's normed input, which in 16-bit training attention alone saves), and
+    every weight matrix's copy."""
     if not shape.autocast:
         return parts
+    gated = model.gated and not class_modules(shape).fused_gate_up
+    ffn_copies = (1 if gated else 0) + (1 if shared_input else 0)
     return {**parts,
-            "norms": parts["norms"] + d_model_wide(fp32_residual(norms, model, shape)),
+            "norms": parts["norms"] + d_model_wide(fp32_residual(norm_inputs, model, shape)),
             "attention": parts["attention"] + d_model_wide(input_copies(attention_casts(model, shape), model, shape),
                                                            weight_copies(parts["attention"].matrix_params, shape)),
             ffn: parts[ffn] + (moe_autocast(model.moe, model, shape) if ffn == "moe" else
-                               d_model_wide(input_copies(casts_beyond_one(2, shape) if model.gated else 0, model,
-                                                         shape),
+                               d_model_wide(input_copies(ffn_copies, model, shape),
                                             weight_copies(parts[ffn].matrix_params, shape)))}
 
 
@@ -393,8 +435,10 @@ def moe_autocast(moe: MoESpec, model: ModelSpec, shape: Shape) -> Cost:
 
 def attention_casts(model: ModelSpec, shape: Shape) -> int:
     """Casts of a layer's normed input under autocast beyond the one the fused estimate saves: q, k and v each
-    cast it (2 more; none for a fused qkv projection); MLA's q (or q_a) and kv_a_proj_with_mqa (1 more)."""
-    return 1 if "mla" in model.attention_types else casts_beyond_one(3, shape)
+    cast it (2 more; none for a fused q/k/v projection); MLA's q (or q_a) and kv_a_proj_with_mqa (1 more)."""
+    if "mla" in model.attention_types:
+        return 1
+    return 0 if class_modules(shape).fused_qkv else 2
 
 
 def mla_extra(attention: LatentAttention, model: ModelSpec, shape: Shape) -> int:

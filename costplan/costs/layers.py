@@ -115,7 +115,7 @@ def _layer_cost(layer: Layer, model: ModelSpec, shape: Shape) -> dict[str, Cost]
         parts[ffn] = replace(parts[ffn], activations=parts[ffn].activations - block_input, act_d_model=0)
     else:
         parts[ffn] = replace(parts[ffn], act_d_model=block_input)
-    parts = autocast_extra(parts, ffn, structure.norms, model, shape)
+    parts = autocast_extra(parts, ffn, structure.norm_inputs, structure.shared_input, model, shape)
     if shape.recompute == "full":
         # Checkpointing each layer keeps only its input (Korthikanti et al. 2022, Table 2: 2·sbh per layer) and
         # runs every block's forward again during backward.

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from costplan.hf.fields import (
     Check, Family, Field, deepseek_moe, every_nth_global, falcon_block, falcon_kv_heads, fixed, gated_mlp, key, mla,
-    mla_qkv_bias, plain_mlp, qwen2_moe, qwen2_moe_attention, qwen_attention, qwen_moe, window,
+    mla_qkv_bias, plain_mlp, qwen2_moe, qwen2_moe_attention, qwen_attention, qwen_moe, rotated_part, window,
 )
 
 
@@ -375,21 +375,22 @@ FAMILIES: dict[str, Family] = {
             Check(("layer_norm_elementwise_affine",), lambda v: v, "norms without weights are not modelled"),
             Check(("layerdrop",), lambda v: not v, "skipping layers at random in training is not modelled"),
         )),
-    # GPT-J, GPT-NeoX, Falcon and Phi rotate only part of each head (rotary_dim, rotary_pct,
-    # partial_rotary_factor): no parameters and no matmuls either way, so nothing here reads those keys.
+    # GPT-J, GPT-NeoX and Phi rotate only part of each head (rotary_dim, rotary_pct, partial_rotary_factor):
+    # model.rope_dim, which only the modules' rotary tables depend on (no parameters, no matmuls).
     "gptj": Family("GPTJForCausalLM", gpt2_like(
         "gptj", **{
             "model.block": fixed("parallel_shared_norm", "gptj: attention and MLP in parallel from one LayerNorm"),
             "model.position": fixed("rope", "gptj: rotary embeddings on the first rotary_dim features of each head"),
+            "model.rope_dim": key("rotary_dim"),      # None: the whole head
             "model.bias": fixed(True, "gptj: biases in the MLP"),
             "model.qkv_bias": fixed(False, "gptj: no biases on q, k, v"),
             "model.o_bias": fixed(False, "gptj: no bias on the output projection"),
             "model.head_bias": fixed(True, "gptj: the LM head has a bias")}),
         {"vocab_size": 50400, "n_embd": 4096, "n_layer": 28, "n_head": 16, "n_inner": None, "n_positions": 2048,
-        "activation_function": "gelu_new", "tie_word_embeddings": False},
+        "activation_function": "gelu_new", "tie_word_embeddings": False, "rotary_dim": 64},
         # released GPT-J files carry GPT-2's keys, which the class reads nothing of: `rotary` (always on),
         # scale_attn_weights, the double-heads classifier's summary_*, gradient_checkpointing
-        ignored=frozenset({"rotary_dim", "rotary", "scale_attn_weights", "gradient_checkpointing", "summary_type",
+        ignored=frozenset({"rotary", "scale_attn_weights", "gradient_checkpointing", "summary_type",
                            "summary_use_proj", "summary_activation", "summary_proj_to_labels",
                            "summary_first_dropout"})),
     "gpt_neox": Family("GPTNeoXForCausalLM", {
@@ -403,6 +404,7 @@ FAMILIES: dict[str, Family] = {
         "model.norm": fixed("layernorm", "gpt_neox: LayerNorm with weight and bias"),
         "model.block": key("use_parallel_residual", lambda parallel: "parallel" if parallel else "sequential"),
         "model.position": fixed("rope", "gpt_neox: rotary embeddings on rotary_pct of each head"),
+        "model.rope_dim": Field(("rotary_pct", "rope_parameters", "hidden_size", "num_attention_heads"), rotated_part),
         "model.tie_embeddings": key("tie_word_embeddings"),
         "model.bias": fixed(True, "gpt_neox: biases in the MLP"),
         "model.qkv_bias": key("attention_bias"),
@@ -410,9 +412,10 @@ FAMILIES: dict[str, Family] = {
         "model.attention": fixed(window(None), "gpt_neox: full causal attention (SDPA: no score matrix stored)"),
     }, {"vocab_size": 50432, "hidden_size": 6144, "num_hidden_layers": 44, "num_attention_heads": 64,
         "intermediate_size": 24576, "hidden_act": "gelu", "max_position_embeddings": 2048,
-        "tie_word_embeddings": False, "use_parallel_residual": True, "attention_bias": True},
+        "tie_word_embeddings": False, "use_parallel_residual": True, "attention_bias": True, "rotary_pct": 0.25,
+        "rope_parameters": None},
         # rotary_emb_base is RoPE's frequency base under its old name
-        ignored=frozenset({"rotary_pct", "rotary_emb_base"})),
+        ignored=frozenset({"rotary_emb_base"})),
     "falcon": Family("FalconForCausalLM", {
         "model.vocab_size": key("vocab_size"),
         "model.d_model": key("hidden_size"),
@@ -449,6 +452,8 @@ FAMILIES: dict[str, Family] = {
         "model.norm": fixed("layernorm", "phi: LayerNorm with weight and bias"),
         "model.block": fixed("parallel_shared_norm", "phi: attention and MLP in parallel from one LayerNorm"),
         "model.position": fixed("rope", "phi: rotary embeddings on partial_rotary_factor of each head"),
+        "model.rope_dim": Field(("partial_rotary_factor", "rope_parameters", "hidden_size", "num_attention_heads"),
+                                rotated_part),
         "model.tie_embeddings": key("tie_word_embeddings"),
         "model.bias": fixed(True, "phi: biases on every projection"),
         "model.head_bias": fixed(True, "phi: the LM head has a bias"),
@@ -457,7 +462,8 @@ FAMILIES: dict[str, Family] = {
         "model.attention": fixed(window(None), "phi: full causal attention (SDPA: no score matrix stored)"),
     }, {"vocab_size": 51200, "hidden_size": 2048, "intermediate_size": 8192, "num_hidden_layers": 24,
         "num_attention_heads": 32, "num_key_value_heads": None, "hidden_act": "gelu_new",
-        "max_position_embeddings": 2048, "tie_word_embeddings": False, "qk_layernorm": False}),
+        "max_position_embeddings": 2048, "tie_word_embeddings": False, "qk_layernorm": False,
+        "partial_rotary_factor": 0.5, "rope_parameters": None}),
 }
 
 

@@ -95,6 +95,16 @@ COMMON_DEFAULTS = {"quantization_config": None, "is_encoder_decoder": False, "ad
 
 
 # ---------------------------------------------------------------------------------------------- transforms
+def rotated_part(fraction: float, rope_parameters: dict | None, d_model: int, n_heads: int) -> int | None:
+    """model.rope_dim from a partial rotary's fraction of each head (GPT-NeoX rotary_pct, Phi
+    partial_rotary_factor; transformers 5 files keep it in rope_parameters), as the classes take it:
+    int(head_dim × fraction). None when the whole head rotates, the spec's default."""
+    fraction = (rope_parameters or {}).get("partial_rotary_factor", fraction)
+    head_dim = d_model // n_heads
+    rotated = int(head_dim * fraction)
+    return None if rotated == head_dim else rotated
+
+
 GELU = ("gelu", "gelu_new", "gelu_pytorch_tanh", "gelu_fast", "gelu_python", "gelu_accurate")
 
 

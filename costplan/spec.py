@@ -37,6 +37,9 @@ class MoESpec(Section):
     every: Count = 1                     # after the dense layers, every n-th layer is MoE (Switch: 2)
     capacity_factor: Positive | None = None  # expert buffers of capacity_factor × tokens × top_k / n_experts
     router_bias: Flag = False            # a bias of n_experts on the router's logits (gpt-oss)
+    # The top-k weights divided by their sum (Mixtral; a config's norm_topk_prob). No parameters or matmul
+    # FLOPs: only what transformers' modules save for it differs (training.implementation sdpa / eager).
+    renormalize: Flag = True
 
     @model_validator(mode="after")
     def _check(self) -> MoESpec:

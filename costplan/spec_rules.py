@@ -132,9 +132,6 @@ def implementation_rules(model: Getter, training: Getter) -> list[tuple[str, str
         if implementation in (None, "fused"):
             problems.append(("training.autocast", "modelled for transformers' modules: set training.implementation "
                                                   "to sdpa or eager"))
-        if model("attention_sinks"):
-            problems.append(("training.autocast", "with attention sinks is not modelled: the fp32 sink logits "
-                                                  "join 16-bit scores (gpt-oss, not measured under autocast)"))
         if training("precision") not in (None, "bf16", "fp16"):
             problems.append(("training.autocast", f"casts fp32 weights to 16 bits; precision "
                                                   f"{training('precision')} is not bf16 or fp16"))

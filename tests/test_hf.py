@@ -252,3 +252,17 @@ def test_import_reads_the_rotated_part_of_each_head(name, changes, rope_dim, tmp
     data = {**json.loads((HF / "tiny" / f"{name}.json").read_text()), **changes}
     (tmp_path / "config.json").write_text(json.dumps(data))
     assert costplan.load_spec(tmp_path / "config.json").model.rope_dim == rope_dim
+
+
+@pytest.mark.parametrize("name, changes, renormalize", [
+    ("qwen3_moe", {}, True), ("qwen3_moe", {"norm_topk_prob": None}, False),     # the class's default: off
+    ("olmoe", {}, False), ("olmoe", {"norm_topk_prob": True}, True),
+    ("qwen2_moe", {}, False), ("deepseek_v3", {}, True), ("deepseek_v3", {"norm_topk_prob": False}, False),
+    ("deepseek_v2", {"norm_topk_prob": True}, False),       # DeepseekV2TopkRouter never renormalises
+    ("mixtral", {}, True),                                   # MixtralTopKRouter always does
+])
+def test_import_reads_whether_the_router_renormalises(name, changes, renormalize, tmp_path):
+    data = {**json.loads((HF / "tiny" / f"{name}.json").read_text()), **changes}
+    data = {k: v for k, v in data.items() if v is not None}
+    (tmp_path / "config.json").write_text(json.dumps(data))
+    assert costplan.load_spec(tmp_path / "config.json").model.moe.renormalize is renormalize

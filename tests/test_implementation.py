@@ -201,14 +201,29 @@ def test_mla_in_fp32_by_hand(implementation):
     assert attention.activations == 3 * layer + S * R // 2 * 8
 
 
+@pytest.mark.parametrize("autocast", [False, True])
+def test_renormalisation_by_hand(autocast):
+    """Mixtral's router renormalises its 2 fp32 top-k weights per token in place, saving their fp32 copy and
+    their sum (2 MoE layers); without it (moe.renormalize false) neither. Qwen3-MoE's router casts the weights
+    to the logits' dtype, 16 bits with or without autocast: each routed row's weight takes 2 bytes, not 4 (2
+    MoE layers of its 3, 2 rows per token)."""
+    on, off = (estimate("sdpa", autocast, "mixtral", f"model.moe.renormalize={flag}").memory.activations
+               for flag in ("true", "false"))
+    assert on - off == 2 * (S * 2 * 4 + S * 4)
+    qwen, as_mixtral = (components_of("qwen3_moe", "training.implementation=sdpa",
+                                      f"training.autocast={str(autocast).lower()}", f"training.modules={m}")["moe"]
+                        for m in ("qwen3_moe", "mixtral"))
+    assert qwen.activations - as_mixtral.activations == 2 * S * 2 * (2 - 4)
+
+
 @pytest.mark.parametrize("config", ["deepseek_v2", "deepseek_v3"])
 def test_deepseek_routers_by_hand(config):
     """Beyond Mixtral's router, per MoE layer (2): F.linear over fp32 copies of the block input and of the
-    router weight (once per micro-batch). V2 also keeps its group mask (a byte per token and expert) and, not
-    renormalising its top-k weights, neither their fp32 copy nor their sum."""
+    router weight (once per micro-batch). V2 also keeps its group mask (a byte per token and expert); that it
+    does not renormalise its top-k weights is the import's moe.renormalize (test_renormalisation_by_hand)."""
     plain = components_of(config, "training.implementation=sdpa", "training.modules=mixtral")["moe"]
     own = components_of(config, "training.implementation=sdpa")["moe"]
-    router = S * D * 4 + (S * EXPERTS - S * 4 - S * 2 * 4 if config == "deepseek_v2" else 0)
+    router = S * D * 4 + (S * EXPERTS if config == "deepseek_v2" else 0)
     assert own.activations - plain.activations == 2 * router
     assert own.shared_activations - plain.shared_activations == 2 * EXPERTS * D * 4
 
@@ -281,7 +296,7 @@ def test_activations_equal_the_transformers_class(config, implementation, autoca
 @pytest.mark.parametrize("config, implementation, autocast", [
     ("gemma2", "eager", False), ("gemma2", "eager", True),          # Gemma2 has no sdpa attention
     ("gemma3_text", "sdpa", False), ("gemma3_text", "sdpa", True), ("gemma3_text", "eager", False),
-    ("gpt_oss", "eager", False),                                     # no sdpa; MoE under autocast not modelled
+    ("gpt_oss", "eager", False), ("gpt_oss", "eager", True),         # no sdpa
 ])
 def test_sandwich_and_sinks_equal_the_transformers_class(config, implementation, autocast, run):
     equals_the_class(run, config, implementation, autocast)
@@ -409,8 +424,6 @@ def test_sinks_under_sdpa_are_an_error():
 
 
 @pytest.mark.parametrize("overrides, named", [
-    (["training.autocast=true", "training.implementation=eager", "model.attention_sinks=true"],
-     "training.autocast: with attention sinks is not modelled"),
     (["training.autocast=true"], "training.autocast: modelled for transformers' modules"),
     (["training.autocast=true", "training.implementation=sdpa", "training.precision=fp32"],
      "training.autocast: casts fp32 weights to 16 bits; precision fp32 is not bf16 or fp16"),

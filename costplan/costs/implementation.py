@@ -93,6 +93,7 @@ class ClassModules:
     softcapped_scores: bool = False  # eager scores soft-capped, c·tanh(x / c)
     softcapped_logits: bool = False  # logits soft-capped, c·tanh(x / c)
     topk_first: bool = False         # the router takes the top-k logits, then a softmax over those k
+    cast_routing_weights: bool = False   # the top-k weights in the router logits' dtype, not fp32
     clamped_swiglu: bool = False     # experts' clamped gate and up, gate·sigmoid(α·gate)·(up + 1)
 
 
@@ -114,16 +115,20 @@ CLASS_MODULES = {
     # GPTNeoXAttention: query_key_value, chunked after .transpose(1, 2), q rebuilt by torch.cat (head-major).
     "gpt_neox": ClassModules(fused_qkv=True, head_major_query=True),
     # GptOssRotaryEmbedding (halves rotated), GptOssTopKRouter, GptOssExperts._apply_gate.
-    "gpt_oss": ClassModules(half_rotary=True, topk_first=True, clamped_swiglu=True),
+    "gpt_oss": ClassModules(half_rotary=True, topk_first=True, cast_routing_weights=True, clamped_swiglu=True),
     # GPTJAttention: q_proj, k_proj, v_proj; eager_attention_forward multiplies query.to(float32) by
     # key.to(float32); apply_rotary_pos_emb repeat_interleaves sin and cos for q and for k in every layer.
     "gptj": ClassModules(fp32_qk=True, rotary_per_call=True, python_gelu=True),
     # OlmoRotaryEmbedding returns cos and sin in fp32: q · cos promotes, `.to(q_type)` casts back.
     "olmo": ClassModules(fp32_rotary=True),
+    # OlmoeTopKRouter, Qwen2MoeTopKRouter, Qwen3MoeTopKRouter: router_top_value.to(router_logits.dtype).
+    "olmoe": ClassModules(cast_routing_weights=True),
     # PhiAttention: q, k transposed to heads first, then (qk_layernorm) normed and rebuilt by torch.cat.
     "phi": ClassModules(head_major_query=True, python_gelu=True),
     # Phi3Attention's qkv_proj and Phi3MLP's gate_up_proj; apply_rotary_pos_emb concatenates q (head-major).
     "phi3": ClassModules(fused_qkv=True, fused_gate_up=True, head_major_query=True),
+    "qwen2_moe": ClassModules(cast_routing_weights=True),
+    "qwen3_moe": ClassModules(cast_routing_weights=True),
 }
 
 
@@ -243,9 +248,12 @@ def sink_scores(model: ModelSpec, shape: Shape) -> int:
     """gpt-oss's eager_attention_forward concatenates each head's sink logit to the scores as one more column,
     subtracts the row maximum (max saves its int64 index per row and head) and takes the softmax in the scores'
     own dtype: it saves the softmax output, s × (s + 1) per head, which also multiplies V (the sink column
-    sliced off, a view). No fp32 copy. GptOss has no sdpa attention."""
-    s = shape.seq_len
-    return model.n_heads * s * ((s + 1) * shape.act_bytes + INDEX_BYTES)
+    sliced off, a view): no fp32 copy in 16-bit training. Under autocast the fp32 causal mask (and the fp32
+    sinks) make the scores fp32, and the matmul with V saves its own 16-bit cast of the s × s slice. GptOss has
+    no sdpa attention."""
+    s, e = shape.seq_len, shape.act_bytes
+    softmax = (s + 1) * STAT_BYTES + s * e if shape.autocast else (s + 1) * e
+    return model.n_heads * s * (softmax + INDEX_BYTES)
 
 
 def capped_logits(model: ModelSpec, shape: Shape) -> int:
@@ -264,30 +272,36 @@ def moe_extra(moe: MoESpec, model: ModelSpec, shape: Shape) -> int:
 
 
 def router_extra(moe: MoESpec, shape: Shape) -> int:
-    """Mixtral's router (fp32 softmax over every expert, as fused, then top-k) also saves the top-k weights
-    renormalised to sum to 1 (their fp32 copy and sum) and their int64 indices. gpt-oss's takes the top-k of the
-    logits (saving their int64 indices) and a softmax over those k in the activation dtype (saving its output),
-    and keeps no fp32 softmax over every expert."""
+    """Mixtral's router (fp32 softmax over every expert, as fused, then top-k) also saves its int64 top-k
+    indices and, renormalising the top-k weights to sum to 1 (moe.renormalize; in place, `/=`), their fp32
+    copy and sum. gpt-oss's takes the top-k of the logits (saving their int64 indices) and a softmax over those
+    k in the activation dtype (saving its output), and keeps no fp32 softmax over every expert."""
     s, k = shape.seq_len, moe.top_k
     if class_modules(shape).topk_first:
-        return s * k * (INDEX_BYTES + shape.act_bytes) - s * moe.n_experts * STAT_BYTES
-    return s * k * (STAT_BYTES + INDEX_BYTES) + s * STAT_BYTES
+        return s * k * (INDEX_BYTES + routing_weight_bytes(shape)) - s * moe.n_experts * STAT_BYTES
+    return s * k * INDEX_BYTES + (s * k * STAT_BYTES + s * STAT_BYTES if moe.renormalize else 0)
 
 
 def experts_extra(moe: MoESpec, model: ModelSpec, shape: Shape) -> int:
     """What grouped_mm_experts_forward saves beyond the fused estimate: one more int64 index per routed row (the
     sort that groups rows by expert) and the int32 offsets of the grouped matmul; with expert biases, the sorted
-    expert ids that gather them (one more int64 per row). gpt-oss's gate weights are in the activation dtype
-    (the fused estimate's are fp32), and its clamped SwiGLU saves 7 d_ff_expert-wide tensors per row where a
-    SwiGLU saves 4: the gate-up output (the clamps' input), the clamped gate, sigmoid(α·gate), their product,
-    up + 1 and the down projection's input."""
+    expert ids that gather them (one more int64 per row). The routed rows' weights are in the activation dtype
+    where the class casts them (cast_routing_weights; the fused estimate's are fp32), and gpt-oss's clamped
+    SwiGLU saves 7 d_ff_expert-wide tensors per row where a SwiGLU saves 4: the gate-up output (the clamps'
+    input), the clamped gate, sigmoid(α·gate), their product, up + 1 and the down projection's input."""
     rows = shape.seq_len * moe.top_k
     extra = rows * INDEX_BYTES * (2 if model.bias else 1) + moe.n_experts * 4
-    if class_modules(shape).topk_first:
-        extra += rows * (shape.act_bytes - STAT_BYTES)
-    if class_modules(shape).clamped_swiglu:
-        extra += rows * 3 * moe.d_ff_expert * shape.act_bytes
+    extra += rows * (routing_weight_bytes(shape) - STAT_BYTES)
+    if class_modules(shape).clamped_swiglu:   # in fp32 under autocast, as the grouped matmuls (moe_autocast)
+        extra += rows * 3 * moe.d_ff_expert * (STAT_BYTES if shape.autocast else shape.act_bytes)
     return extra
+
+
+def routing_weight_bytes(shape: Shape) -> int:
+    """Bytes of each routed row's weight: fp32 as Mixtral's softmax gives them, or the router logits' dtype
+    (the activation dtype, autocast's 16 bits included) where the class casts them (Qwen-MoE, OLMoE) or takes
+    its softmax over the top-k logits in their own dtype (gpt-oss)."""
+    return shape.act_bytes if class_modules(shape).cast_routing_weights else STAT_BYTES
 
 
 def rotary_bytes(shape: Shape) -> int:
@@ -503,7 +517,7 @@ def deepseek_router(moe: MoESpec, model: ModelSpec, shape: Shape) -> Cost:
       saves an fp32 copy of the block input and of the router weight (once per micro-batch); under autocast
       F.linear casts both to 16 bits, as any router (moe_autocast).
     - V2 (softmax, group-limited greedy): scores.masked_fill(~mask) keeps the bool mask (s × n_experts bytes);
-      its top-k weights are only scaled by a constant, not renormalised: no sum, no fp32 copy.
+      its top-k weights are only scaled by a constant, not renormalised (the import's moe.renormalize false).
     - V3 (sigmoid, group-limited top-k with e_score_correction_bias, normalised top-k): its scores are the
       logits' sigmoid gathered at the top-k, the sum divided in place, as Mixtral's; under autocast its logits
       are 16-bit, so its scores, top-k weights, their sum and the weight of each routed row are too.
@@ -517,7 +531,7 @@ def deepseek_router(moe: MoESpec, model: ModelSpec, shape: Shape) -> Cost:
     if not shape.autocast and e != STAT_BYTES:
         cost = Cost(activations=s * d * STAT_BYTES, shared_activations=n * d * STAT_BYTES)
     if shape.modules == "deepseek_v2":
-        return cost + Cost(activations=s * n - s * STAT_BYTES - s * k * STAT_BYTES)
+        return cost + Cost(activations=s * n)
     if shape.autocast:
         scores = s * n + s * k + s + routed_rows(moe, s)
         return cost + Cost(activations=-scores * (STAT_BYTES - e))

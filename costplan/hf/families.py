@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from costplan.hf.fields import (
     Check, Family, Field, deepseek_moe, every_nth_global, falcon_block, falcon_kv_heads, fixed, gated_mlp, key, mla,
-    mla_qkv_bias, plain_mlp, qwen2_moe, qwen2_moe_attention, qwen_attention, qwen_moe, rotated_part, window,
+    mla_qkv_bias, plain_mlp, qwen2_moe, qwen2_moe_attention, qwen_attention, qwen_moe, renormalized, rotated_part,
+    window,
 )
 
 
@@ -87,6 +88,8 @@ QWEN_WINDOW_KEYS = ("use_sliding_window", "sliding_window", "max_window_layers",
 QWEN_WINDOW_NOTE = "from use_sliding_window, sliding_window, max_window_layers, layer_types"
 MOE_IGNORED = frozenset({"norm_topk_prob", "router_aux_loss_coef", "output_router_logits", "router_jitter_noise"})
 
+DEEPSEEK_MOE_KEYS = ("n_routed_experts", "num_experts_per_tok", "moe_intermediate_size", "n_shared_experts",
+                     "first_k_dense_replace")
 DEEPSEEK_FIELDS = {
     "model.head_dim": None, "model.n_kv_heads": None,
     "model.bias": fixed(False, "deepseek: no MLP or expert biases"),
@@ -94,8 +97,6 @@ DEEPSEEK_FIELDS = {
     "model.o_bias": key("attention_bias"),
     "model.attention": Field(("kv_lora_rank", "q_lora_rank", "qk_nope_head_dim", "qk_rope_head_dim", "v_head_dim"),
                              mla),
-    "model.moe": Field(("n_routed_experts", "num_experts_per_tok", "moe_intermediate_size", "n_shared_experts",
-                        "first_k_dense_replace"), deepseek_moe),
 }
 DEEPSEEK_CHECKS = (
     Check(("moe_layer_freq",), lambda n: n == 1, "MoE every n-th layer is not built by the transformers class"),
@@ -157,13 +158,13 @@ FAMILIES: dict[str, Family] = {
                         "model.attention": Field(QWEN_WINDOW_KEYS, qwen2_moe_attention, QWEN_WINDOW_NOTE),
                         "model.moe": Field(("num_experts", "num_experts_per_tok", "moe_intermediate_size",
                                             "decoder_sparse_step", "mlp_only_layers", "num_hidden_layers",
-                                            "shared_expert_intermediate_size"), qwen2_moe)}),
+                                            "norm_topk_prob", "shared_expert_intermediate_size"), qwen2_moe)}),
         {**LLAMA_DEFAULTS, "vocab_size": 151936, "hidden_size": 2048, "intermediate_size": 5632,
          "num_hidden_layers": 24, "num_attention_heads": 16, "num_key_value_heads": 16,
          "max_position_embeddings": 32768, "use_sliding_window": False, "sliding_window": 4096,
          "max_window_layers": 28, "layer_types": None, "decoder_sparse_step": 1, "moe_intermediate_size": 1408,
          "shared_expert_intermediate_size": 5632, "num_experts_per_tok": 4, "num_experts": 60,
-         "mlp_only_layers": None, "qkv_bias": True},
+         "mlp_only_layers": None, "qkv_bias": True, "norm_topk_prob": False},
         ignored=MOE_IGNORED),
     "qwen3_moe": Family("Qwen3MoeForCausalLM", llama_like(
         "qwen3_moe", **{**attention_bias("qwen3_moe"),
@@ -173,13 +174,13 @@ FAMILIES: dict[str, Family] = {
                         "model.attention": Field(("use_sliding_window", "sliding_window"),
                                                  lambda use, w: window(w if use else None)),
                         "model.moe": Field(("num_experts", "num_experts_per_tok", "moe_intermediate_size",
-                                            "decoder_sparse_step", "mlp_only_layers", "num_hidden_layers"),
-                                           qwen_moe)}),
+                                            "decoder_sparse_step", "mlp_only_layers", "num_hidden_layers",
+                                            "norm_topk_prob"), qwen_moe)}),
         {**LLAMA_DEFAULTS, "vocab_size": 151936, "hidden_size": 2048, "intermediate_size": 6144,
          "num_hidden_layers": 24, "num_attention_heads": 32, "num_key_value_heads": 4,
          "max_position_embeddings": 32768, "attention_bias": False, "use_sliding_window": False,
          "sliding_window": 4096, "decoder_sparse_step": 1, "moe_intermediate_size": 768,
-         "num_experts_per_tok": 8, "num_experts": 128, "mlp_only_layers": None},
+         "num_experts_per_tok": 8, "num_experts": 128, "mlp_only_layers": None, "norm_topk_prob": False},
         # max_window_layers is read by nothing in the Qwen3-MoE class
         ignored=MOE_IGNORED | {"max_window_layers"}),
     "olmoe": Family("OlmoeForCausalLM", llama_like(
@@ -187,11 +188,13 @@ FAMILIES: dict[str, Family] = {
                     **attention_bias("olmoe"),
                     "model.qk_norm": fixed("full", "olmoe: RMSNorm over the whole query and key widths"),
                     "model.clip_qkv": key("clip_qkv"),
-                    "model.moe": Field(("num_experts", "num_experts_per_tok", "intermediate_size"),
-                                       lambda n, k, f: {"n_experts": n, "top_k": k, "d_ff_expert": f})}),
+                    "model.moe": Field(("num_experts", "num_experts_per_tok", "intermediate_size", "norm_topk_prob"),
+                                       lambda n, k, f, norm: renormalized({"n_experts": n, "top_k": k,
+                                                                           "d_ff_expert": f}, norm))}),
         {**LLAMA_DEFAULTS, "vocab_size": 50304, "hidden_size": 2048, "intermediate_size": 2048,
          "num_hidden_layers": 16, "num_attention_heads": 16, "max_position_embeddings": 4096,
-         "attention_bias": False, "num_experts_per_tok": 8, "num_experts": 64, "clip_qkv": None},
+         "attention_bias": False, "num_experts_per_tok": 8, "num_experts": 64, "clip_qkv": None,
+         "norm_topk_prob": False},
         checks=(Check(("head_dim", "hidden_size", "num_attention_heads"), lambda h, d, n: h is None or h * n == d,
                       "the query norm stays hidden_size wide whatever head_dim is; not modelled"),),
         ignored=MOE_IGNORED),
@@ -200,7 +203,10 @@ FAMILIES: dict[str, Family] = {
         **{"model.norm": fixed("nonparametric_layernorm", "olmo: LayerNorm without weight or bias (OlmoLayerNorm)"),
            "model.clip_qkv": key("clip_qkv")}),
         {**LLAMA_DEFAULTS, "vocab_size": 50304, "attention_bias": False, "clip_qkv": None}),
-    "deepseek_v2": Family("DeepseekV2ForCausalLM", llama_like("deepseek_v2", **DEEPSEEK_FIELDS),
+    "deepseek_v2": Family("DeepseekV2ForCausalLM", llama_like("deepseek_v2", **{
+        **DEEPSEEK_FIELDS,
+        # DeepseekV2TopkRouter scales its top-k weights and never renormalises them, norm_topk_prob or not
+        "model.moe": Field(DEEPSEEK_MOE_KEYS, lambda *v: renormalized(deepseek_moe(*v), False))}),
         {**{k: v for k, v in LLAMA_DEFAULTS.items() if k != "head_dim"}, "vocab_size": 102400,
          "attention_bias": False, "mlp_bias": False, "kv_lora_rank": 512, "q_lora_rank": 1536,
          "qk_nope_head_dim": 128, "qk_rope_head_dim": 64, "v_head_dim": 128, "n_routed_experts": 64,
@@ -210,14 +216,17 @@ FAMILIES: dict[str, Family] = {
             Check(("mlp_bias",), lambda v: not v, "biases on the dense and shared MLPs but not on the routed "
                                                   "experts are not modelled"),),
         ignored=DEEPSEEK_IGNORED),
-    "deepseek_v3": Family("DeepseekV3ForCausalLM", llama_like("deepseek_v3", **DEEPSEEK_FIELDS),
+    "deepseek_v3": Family("DeepseekV3ForCausalLM", llama_like("deepseek_v3", **{
+        **DEEPSEEK_FIELDS,
+        "model.moe": Field((*DEEPSEEK_MOE_KEYS, "norm_topk_prob"),
+                           lambda *v: renormalized(deepseek_moe(*v[:-1]), v[-1]))}),
         {**{k: v for k, v in LLAMA_DEFAULTS.items() if k != "head_dim"}, "vocab_size": 129280, "hidden_size": 7168,
          "intermediate_size": 18432,
          "num_hidden_layers": 61, "num_attention_heads": 128, "num_key_value_heads": 128,
          "max_position_embeddings": 4096, "attention_bias": False, "kv_lora_rank": 512, "q_lora_rank": 1536,
          "qk_nope_head_dim": 128, "qk_rope_head_dim": 64, "v_head_dim": 128, "n_routed_experts": 256,
          "num_experts_per_tok": 8, "moe_intermediate_size": 2048, "n_shared_experts": 1,
-         "first_k_dense_replace": 3, "moe_layer_freq": 1},
+         "first_k_dense_replace": 3, "moe_layer_freq": 1, "norm_topk_prob": True},
         checks=DEEPSEEK_CHECKS, ignored=DEEPSEEK_IGNORED),
     "gemma": Family("GemmaForCausalLM", llama_like(
         "gemma", **attention_bias("gemma")),

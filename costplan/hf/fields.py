@@ -242,8 +242,13 @@ def moe_layers(is_moe: list[bool], key_name: str) -> dict[str, int]:
                                 "the patterns a spec can state")
 
 
+def renormalized(moe: dict[str, Any], norm_topk_prob: bool) -> dict[str, Any]:
+    """moe.renormalize from norm_topk_prob, written only when off (the spec's default is on, as Mixtral)."""
+    return moe if norm_topk_prob else {**moe, "renormalize": False}
+
+
 def qwen_moe(n_experts: int, top_k: int, d_ff_expert: int, step: int, mlp_only: list | None,
-             n_layers: int) -> dict[str, Any]:
+             n_layers: int, norm_topk_prob: bool) -> dict[str, Any]:
     """Layer i is MoE unless listed in mlp_only_layers, when (i + 1) % decoder_sparse_step == 0."""
     mlp_only = mlp_only or []
     is_moe = [i not in mlp_only and n_experts > 0 and (i + 1) % step == 0 for i in range(n_layers)]
@@ -253,16 +258,16 @@ def qwen_moe(n_experts: int, top_k: int, d_ff_expert: int, step: int, mlp_only: 
         moe["first_dense_layers"] = layout["first_dense_layers"]
     if layout["every"] > 1:
         moe["every"] = layout["every"]
-    return moe
+    return renormalized(moe, norm_topk_prob)
 
 
 def qwen2_moe(n_experts: int, top_k: int, d_ff_expert: int, step: int, mlp_only: list | None, n_layers: int,
-              shared: int) -> dict[str, Any]:
+              norm_topk_prob: bool, shared: int) -> dict[str, Any]:
     """Qwen2-MoE adds one shared expert of shared_expert_intermediate_size behind a sigmoid gate."""
     if not shared:
         raise Unsupported("shared_expert_intermediate_size", "0 keeps the shared expert's gate without the "
                                                              "expert; not modelled")
-    return {**qwen_moe(n_experts, top_k, d_ff_expert, step, mlp_only, n_layers),
+    return {**qwen_moe(n_experts, top_k, d_ff_expert, step, mlp_only, n_layers, norm_topk_prob),
             "n_shared_experts": 1, "d_ff_shared": shared, "shared_expert_gate": True}
 
 

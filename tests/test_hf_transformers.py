@@ -82,6 +82,18 @@ def test_published_rounded_totals(name, total, active, unit, table_left_out):
         assert abs(params.active - (params.embedding if table_left_out else 0) - active) <= unit / 2
 
 
+def test_gemma_3_27b_against_its_report():
+    """Gemma 3 report (arXiv:2503.19786), Table 1, 27B: 25,600M non-embedding parameters, 1,416M embedding, 417M
+    vision encoder. The language model's layers match to the rounding. Its table is 262,208 × 5,376 =
+    1,409,630,208 (the text config's vocab_size, Gemma3TextConfig's default); the report's 1,416M is 6.2M
+    more, the size of the multimodal projector into the text embedding (1,152 × 5,376 weights and a norm of
+    1,152, Gemma3MultiModalProjector), which a text-only spec does not build, nor the vision encoder."""
+    params = costplan.estimate(costplan.load_spec(HF / "gemma-3-27b" / "config.json")).params
+    assert abs(params.total - params.embedding - 25_600e6) <= 0.5e6
+    assert params.embedding == 262_208 * 5376
+    assert abs(params.embedding + 1152 * 5376 + 1152 - 1_416e6) <= 0.5e6
+
+
 def test_qwen3_30b_a3b_active():
     """The report's "3.3B activated" is 3,353,032,704 cut to one decimal (rounding would give 3.4B): 48 layers of
     attention, router and 8 of 128 experts, plus both embedding tables."""

@@ -191,6 +191,46 @@ def test_layer_patterns_match_transformers(name, changes, tmp_path):
     assert costplan_params(config) == transformers_params(config)
 
 
+def transformers_llama4_layers(config: Path) -> list[tuple[str, bool]]:
+    """Each layer of the Llama 4 class: its mask (the config's layer_types after __post_init__) and whether its
+    attention rotates q and k (Llama4TextAttention.use_rope)."""
+    data = json.loads(config.read_text())
+    cfg = transformers.AutoConfig.for_model(data.pop("model_type"), **data)
+    with torch.device("meta"):
+        model = transformers.AutoModelForCausalLM.from_config(cfg)
+    return [(cfg.layer_types[i], bool(layer.self_attn.use_rope)) for i, layer in enumerate(model.model.layers)]
+
+
+def costplan_llama4_layers(config: Path) -> list[tuple[str, bool]]:
+    model = costplan.load_spec(config).model
+    kinds = {"chunked": "chunked_attention", "flash": "full_attention"}
+    return [(kinds[model.layer_attention(i).type], model.layer_attention(i).rope) for i in range(model.n_layers)]
+
+
+@pytest.mark.parametrize("changes", [
+    {},                                                        # every 4th layer NoPE and global, chunks of 48
+    {"attention_chunk_size": None, "attention_bias": True},    # no chunks: every layer global, NoPE kept
+    {"no_rope_layers": [1, 0, 1, 1], "moe_layers": [0, 1, 2, 3]},
+    {"no_rope_layer_interval": 2, "interleave_moe_layer_step": 1, "num_hidden_layers": 6},
+    {"layer_types": ["full_attention", "chunked_attention", "chunked_attention", "full_attention"]},
+    {"moe_layers": [2, 3]},                                    # two dense layers first
+])
+def test_llama4_layers_match_transformers(changes, tmp_path):
+    data = {**json.loads((HF / "tiny" / "llama4_text.json").read_text()), **changes}
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps(data))
+    assert costplan_llama4_layers(config) == transformers_llama4_layers(config)
+    assert costplan_params(config) == transformers_params(config)
+
+
+def test_llama4_refuses_what_a_spec_cannot_state(tmp_path):
+    data = {**json.loads((HF / "tiny" / "llama4_text.json").read_text()), "moe_layers": [0, 1, 3]}
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps(data))
+    with pytest.raises(costplan.errors.SpecError, match="moe_layers"):
+        costplan.load_spec(config)
+
+
 @pytest.mark.parametrize("model_type", sorted(set(hf.FAMILIES) - {"deepseek_v2"}))   # its default top-k is None
 def test_the_class_defaults_match_transformers(model_type, tmp_path):
     # a file naming only its model type: every size and switch is the configuration class's default

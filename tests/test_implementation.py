@@ -94,6 +94,7 @@ def test_a_class_without_the_implementation_says_so(run):
      "mixture-of-experts modules drop no tokens"),
     ({"model.attention_sinks": "true"}, "with attention sinks (gpt-oss) are not modelled yet"),
     ({"training.recompute": "full"}, "with recompute full"),
+    ({"training.modules": "llama4_text"}, "the llama4_text modules (every expert on every token"),
 ])
 def test_what_is_not_modelled_is_an_error(changes, named):
     overrides = ["training.implementation=eager", *(f"{k}={'null' if v is None else v}" for k, v in changes.items())]

@@ -94,6 +94,22 @@ def test_gemma_3_27b_against_its_report():
     assert abs(params.embedding + 1152 * 5376 + 1152 - 1_416e6) <= 0.5e6
 
 
+def test_llama_4_scout_against_its_card():
+    """Llama 4 model card (meta-llama/Llama-4-Scout-17B-16E): 17B activated, 109B total parameters. The text model
+    is 107.77B (equal to Llama4ForCausalLM above); the card's total includes the vision encoder and its projector.
+    Active: per layer attention, the router, one routed expert and the shared one (three 5,120 × 8,192 matrices
+    each), both norms; plus both 202,048-row embedding tables and the final norm."""
+    params = costplan.estimate(costplan.load_spec(HF / "llama-4-scout" / "config.json")).params
+    d, f, vocab = 5120, 8192, 202_048
+    attention = d * 40 * 128 * 2 + d * 8 * 128 * 2
+    layer = attention + d * 16 + 2 * 3 * d * f + 2 * d
+    assert params.active == 48 * layer + 2 * vocab * d + d
+    assert abs(params.active - 17e9) <= 0.5e9
+    experts = 48 * 16 * 3 * d * f
+    assert params.total == params.active + experts - 48 * 3 * d * f
+    assert 107e9 < params.total < 109e9
+
+
 def test_qwen3_30b_a3b_active():
     """The report's "3.3B activated" is 3,353,032,704 cut to one decimal (rounding would give 3.4B): 48 layers of
     attention, router and 8 of 128 experts, plus both embedding tables."""

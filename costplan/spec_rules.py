@@ -111,7 +111,7 @@ def implementation_rules(model: Getter, training: Getter) -> list[tuple[str, str
     others = sorted({a.type for a in pattern_of(attention)} - set(SOFTMAX_TYPES)) if attention is not None else []
     if others:
         problems.append((where, f"{implementation}: the modules of {', '.join(others)} attention are not modelled "
-                                "(dense, flash, sliding_window and sparse are); use fused"))
+                                "(dense, flash, sliding_window, sparse and chunked are); use fused"))
     if model("block") not in (None, "sequential"):
         problems.append((where, f"{implementation}: transformers' modules are modelled for sequential layers; "
                                 f"block {model('block')} is not; use fused"))

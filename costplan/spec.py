@@ -165,8 +165,8 @@ class ModelSpec(Section):
 # ---------------------------------------------------------------------------------------------- training
 # The transformers model types whose modules training.modules may name (every type a config import reads).
 MODULES = ("bloom", "deepseek_v2", "deepseek_v3", "falcon", "gemma", "gemma2", "gemma3_text", "gpt2", "gpt_neox",
-           "gpt_oss", "gptj", "granite", "llama", "mistral", "mixtral", "olmo", "olmoe", "opt", "phi", "phi3",
-           "qwen2", "qwen2_moe", "qwen3", "qwen3_moe", "starcoder2")
+           "gpt_oss", "gptj", "granite", "llama", "llama4_text", "mistral", "mixtral", "olmo", "olmoe", "opt", "phi",
+           "phi3", "qwen2", "qwen2_moe", "qwen3", "qwen3_moe", "starcoder2")
 
 class TrainingSpec(Section):
     tokens: Tokens | None = None         # None: 20 tokens per parameter (Hoffmann et al. 2022)

@@ -6,16 +6,25 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import BeforeValidator, Discriminator, Tag, model_validator
 
-from costplan.validation import PATTERN_TAGS, Section, Width, canonical, raise_if
+from costplan.validation import PATTERN_TAGS, Flag, Section, Width, canonical, raise_if
 
 
-class DenseAttention(Section):
+class Softmax(Section):
+    """What every q·k softmax attention states besides its pattern: whether its layer rotates q and k when
+    model.position is rope. `rope: false` is a NoPE layer (Kazemnejad et al. 2023): Llama 4's every fourth,
+    global, layer. Rotation has no parameters and no matmul FLOPs; a NoPE layer only skips its elementwise
+    pass over q and k (costs/ops.py)."""
+
+    rope: Flag = True
+
+
+class DenseAttention(Softmax):
     """Softmax attention that materialises the seq_len × seq_len score matrix."""
 
     type: Literal["dense"] = "dense"
 
 
-class FlashAttention(Section):
+class FlashAttention(Softmax):
     """Exact softmax attention with an IO-aware kernel (Dao et al. 2022): no score matrix is stored."""
 
     type: Literal["flash"] = "flash"
@@ -24,7 +33,7 @@ class FlashAttention(Section):
 Kernel = Literal["flash", "materialized"]   # a fused kernel storing O(s), or probabilities stored per pair
 
 
-class SlidingWindowAttention(Section):
+class SlidingWindowAttention(Softmax):
     """Each query sees the `window` most recent keys, itself included (Longformer; Mistral 7B)."""
 
     type: Literal["sliding_window"] = "sliding_window"
@@ -32,7 +41,7 @@ class SlidingWindowAttention(Section):
     kernel: Kernel = "flash"             # FlashAttention-2's windowed kernel, as Mistral trains; or Longformer's
 
 
-class SparseAttention(Section):
+class SparseAttention(Softmax):
     """The factorized patterns of Child et al. 2019, half of the heads on each of the two parts."""
 
     type: Literal["sparse"] = "sparse"
@@ -53,6 +62,16 @@ class SparseAttention(Section):
             problems.append(("summary", f"{self.summary} is more than block ({self.block})"))
         raise_if(problems)
         return self
+
+
+class ChunkedAttention(Softmax):
+    """Chunked local attention (Llama 4's RoPE layers, transformers' chunked_attention): the sequence is cut into
+    consecutive chunks of `chunk` tokens and each query sees the keys of its own chunk up to itself; no key of
+    an earlier chunk. A decoder serving it keeps at most one chunk of K and V per layer."""
+
+    type: Literal["chunked"] = "chunked"
+    chunk: Width
+    kernel: Kernel = "flash"             # a block-diagonal causal flash kernel; or one storing its probabilities
 
 
 class LatentAttention(Section):
@@ -94,10 +113,11 @@ class AFTConv(Section):
 
 ATTENTION_TYPES: dict[str, type[Section]] = {
     cls.model_fields["type"].default: cls
-    for cls in (DenseAttention, FlashAttention, SlidingWindowAttention, SparseAttention, LatentAttention,
-                AFTFull, AFTLocal, AFTSimple, AFTConv)
+    for cls in (DenseAttention, FlashAttention, SlidingWindowAttention, SparseAttention, ChunkedAttention,
+                LatentAttention, AFTFull, AFTLocal, AFTSimple, AFTConv)
 }
-SOFTMAX_TYPES = ("dense", "flash", "sliding_window", "sparse")   # q·k attention with query and key/value heads
+# q·k attention with query and key/value heads
+SOFTMAX_TYPES = ("dense", "flash", "sliding_window", "sparse", "chunked")
 AFT_TYPES = ("aft_full", "aft_local", "aft_simple", "aft_conv")
 
 

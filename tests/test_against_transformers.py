@@ -15,7 +15,7 @@ TINY = Path(__file__).parents[1] / "specs" / "ci" / "hf" / "tiny"
 
 
 @pytest.mark.parametrize("name", ["llama", "mixtral", "deepseek_v3", "qwen2-layer-types", "gpt2", "gemma2",
-                                  "gpt_oss", "falcon", "olmo"])
+                                  "gpt_oss", "falcon", "olmo", "llama4_text"])
 def test_parameters_and_flops_equal_the_transformers_class(name, run):
     result = run("check", str(TINY / f"{name}.json"), "--against", "transformers", "--format", "json")
     assert result.exit_code == 0, result.output
@@ -24,6 +24,16 @@ def test_parameters_and_flops_equal_the_transformers_class(name, run):
         assert rows[item]["status"] == "ok" and rows[item]["measured"] > 0, rows[item]
     saved = rows["activations saved for backward (eager class)"]        # fused kernels: shown, not compared
     assert saved["status"] == "skip" and saved["measured"] > saved["estimate"] > 0   # eager saves more
+
+
+def test_llama4_flops_are_the_class_s_every_expert_on_every_token(run):
+    # Llama4TextMoe runs each of the 4 experts on all 128 tokens: the estimate's top-1 FLOPs, with the 3 unrouted
+    # experts' SwiGLU (3 matmuls of 64 × 48) on the 2 MoE layers added, is what the class executes.
+    result = run("check", str(TINY / "llama4_text.json"), "--against", "transformers", "--format", "json",
+                 "--set", "training.modules=llama")
+    rows = {row["item"]: row for row in json.loads(result.stdout)[0]["checks"]}
+    forward = rows["forward FLOPs (FlopCounterMode)"]
+    assert forward["measured"] - forward["estimate"] == 2 * 3 * 128 * 3 * 2 * 64 * 48
 
 
 def test_a_spec_that_differs_from_the_class_fails(run):

@@ -350,7 +350,7 @@ def test_plot_lengths_errors_name_their_option(run):
     (["model.attention.type=mla", "model.attention.kv_lora_rank=8", "model.attention.qk_nope_head_dim=8",
       "model.attention.qk_rope_head_dim=4", "model.attention.v_head_dim=8", "model.n_kv_heads=4",
       "model.attention_sinks=true"],
-     "model.attention_sinks: mla attention takes no sinks: only dense, flash, sliding_window, sparse do; "
+     "model.attention_sinks: mla attention takes no sinks: only dense, flash, sliding_window, sparse, chunked do; "
      "remove attention_sinks"),
 ])
 def test_variant_errors(run, overrides, message):

@@ -82,6 +82,34 @@ def test_published_rounded_totals(name, total, active, unit, table_left_out):
         assert abs(params.active - (params.embedding if table_left_out else 0) - active) <= unit / 2
 
 
+def test_gemma_3_27b_against_its_report():
+    """Gemma 3 report (arXiv:2503.19786), Table 1, 27B: 25,600M non-embedding parameters, 1,416M embedding, 417M
+    vision encoder. The language model's layers match to the rounding. Its table is 262,208 × 5,376 =
+    1,409,630,208 (the text config's vocab_size, Gemma3TextConfig's default); the report's 1,416M is 6.2M
+    more, the size of the multimodal projector into the text embedding (1,152 × 5,376 weights and a norm of
+    1,152, Gemma3MultiModalProjector), which a text-only spec does not build, nor the vision encoder."""
+    params = costplan.estimate(costplan.load_spec(HF / "gemma-3-27b" / "config.json")).params
+    assert abs(params.total - params.embedding - 25_600e6) <= 0.5e6
+    assert params.embedding == 262_208 * 5376
+    assert abs(params.embedding + 1152 * 5376 + 1152 - 1_416e6) <= 0.5e6
+
+
+def test_llama_4_scout_against_its_card():
+    """Llama 4 model card (meta-llama/Llama-4-Scout-17B-16E): 17B activated, 109B total parameters. The text model
+    is 107.77B (equal to Llama4ForCausalLM above); the card's total includes the vision encoder and its projector.
+    Active: per layer attention, the router, one routed expert and the shared one (three 5,120 × 8,192 matrices
+    each), both norms; plus both 202,048-row embedding tables and the final norm."""
+    params = costplan.estimate(costplan.load_spec(HF / "llama-4-scout" / "config.json")).params
+    d, f, vocab = 5120, 8192, 202_048
+    attention = d * 40 * 128 * 2 + d * 8 * 128 * 2
+    layer = attention + d * 16 + 2 * 3 * d * f + 2 * d
+    assert params.active == 48 * layer + 2 * vocab * d + d
+    assert abs(params.active - 17e9) <= 0.5e9
+    experts = 48 * 16 * 3 * d * f
+    assert params.total == params.active + experts - 48 * 3 * d * f
+    assert 107e9 < params.total < 109e9
+
+
 def test_qwen3_30b_a3b_active():
     """The report's "3.3B activated" is 3,353,032,704 cut to one decimal (rounding would give 3.4B): 48 layers of
     attention, router and 8 of 128 experts, plus both embedding tables."""
@@ -179,6 +207,46 @@ def test_layer_patterns_match_transformers(name, changes, tmp_path):
     assert len(set(windows)) > 1                       # a real pattern, not one attention for every layer
     assert costplan_windows(config) == windows
     assert costplan_params(config) == transformers_params(config)
+
+
+def transformers_llama4_layers(config: Path) -> list[tuple[str, bool]]:
+    """Each layer of the Llama 4 class: its mask (the config's layer_types after __post_init__) and whether its
+    attention rotates q and k (Llama4TextAttention.use_rope)."""
+    data = json.loads(config.read_text())
+    cfg = transformers.AutoConfig.for_model(data.pop("model_type"), **data)
+    with torch.device("meta"):
+        model = transformers.AutoModelForCausalLM.from_config(cfg)
+    return [(cfg.layer_types[i], bool(layer.self_attn.use_rope)) for i, layer in enumerate(model.model.layers)]
+
+
+def costplan_llama4_layers(config: Path) -> list[tuple[str, bool]]:
+    model = costplan.load_spec(config).model
+    kinds = {"chunked": "chunked_attention", "flash": "full_attention"}
+    return [(kinds[model.layer_attention(i).type], model.layer_attention(i).rope) for i in range(model.n_layers)]
+
+
+@pytest.mark.parametrize("changes", [
+    {},                                                        # every 4th layer NoPE and global, chunks of 48
+    {"attention_chunk_size": None, "attention_bias": True},    # no chunks: every layer global, NoPE kept
+    {"no_rope_layers": [1, 0, 1, 1], "moe_layers": [0, 1, 2, 3]},
+    {"no_rope_layer_interval": 2, "interleave_moe_layer_step": 1, "num_hidden_layers": 6},
+    {"layer_types": ["full_attention", "chunked_attention", "chunked_attention", "full_attention"]},
+    {"moe_layers": [2, 3]},                                    # two dense layers first
+])
+def test_llama4_layers_match_transformers(changes, tmp_path):
+    data = {**json.loads((HF / "tiny" / "llama4_text.json").read_text()), **changes}
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps(data))
+    assert costplan_llama4_layers(config) == transformers_llama4_layers(config)
+    assert costplan_params(config) == transformers_params(config)
+
+
+def test_llama4_refuses_what_a_spec_cannot_state(tmp_path):
+    data = {**json.loads((HF / "tiny" / "llama4_text.json").read_text()), "moe_layers": [0, 1, 3]}
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps(data))
+    with pytest.raises(costplan.errors.SpecError, match="moe_layers"):
+        costplan.load_spec(config)
 
 
 @pytest.mark.parametrize("model_type", sorted(set(hf.FAMILIES) - {"deepseek_v2"}))   # its default top-k is None

@@ -407,6 +407,7 @@ def test_a_class_without_the_implementation_says_so(run):
                                   "training.modules llama is not one of them"),
     ({"model.block": "parallel_shared_norm", "training.modules": "falcon"},
      "the falcon modules are modelled for block parallel, not parallel_shared_norm"),
+    ({"training.modules": "llama4_text"}, "the llama4_text modules (every expert on every token"),
 ])
 def test_what_is_not_modelled_is_an_error(changes, named):
     overrides = ["training.implementation=eager", *(f"{k}={'null' if v is None else v}" for k, v in changes.items())]

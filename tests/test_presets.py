@@ -11,7 +11,8 @@ import costplan
 from costplan import presets
 
 REQUIRED = ["gpt2-small", "gpt2-medium", "gpt2-large", "gpt2-xl", "gpt3-175b", "llama2-7b", "llama2-13b",
-            "llama2-70b", "llama3-8b", "llama3-70b", "gemma2-9b", "qwen3-30b-a3b", "gpt-oss-120b"]
+            "llama2-70b", "llama3-8b", "llama3-70b", "gemma2-9b", "qwen3-30b-a3b", "gpt-oss-120b",
+            "gemma3-27b", "llama4-scout"]
 HF = __import__("pathlib").Path(__file__).parents[1] / "specs" / "ci" / "hf"
 # Presets that cite a Hugging Face config kept in specs/ci/hf/, and where the preset departs from it on purpose.
 FROM_CONFIGS = {
@@ -22,6 +23,8 @@ FROM_CONFIGS = {
     "gemma2-9b": ("gemma-2-9b", {}),
     "qwen3-30b-a3b": ("qwen3-30b-a3b", {}),
     "gpt-oss-120b": ("gpt-oss-120b", {}),
+    "gemma3-27b": ("gemma-3-27b", {}),
+    "llama4-scout": ("llama-4-scout", {}),
 }
 
 

@@ -24,9 +24,9 @@ from costplan.spec_attention import ATTENTION_TYPES  # noqa: E402
 
 CI = Path(__file__).parents[1] / "specs" / "ci"
 CPU = torch.device("cpu")
-# Dense, GQA, ALiBi, MLA, windows (flash and materialised), MoE, every AFT variant, every block structure and
-# attention sinks.
-DECODING = ["dense", "flash", "alibi", "mla", "sliding-window", "sliding-window-materialized", "moe",
+# Dense, GQA, ALiBi, MLA, windows (flash and materialised), chunks with a NoPE layer, MoE, every AFT variant,
+# every block structure and attention sinks.
+DECODING = ["dense", "flash", "alibi", "mla", "sliding-window", "sliding-window-materialized", "chunked", "moe",
             "moe-shared", "aft-simple", "aft-full", "aft-local", "aft-conv", "block-sandwich", "block-parallel",
             "block-parallel-shared-norm", "sinks-dense", "sinks-flash", "sinks-sliding-window"]
 
@@ -98,6 +98,8 @@ def test_every_attention_type_has_a_cache_or_says_why_not():
 @pytest.mark.parametrize("name, expected", [
     ("flash", 2 * 2 * 2 * 64 * 128 * 2),
     ("sliding-window", 2 * 2 * 2 * 64 * 40 * 2),
+    # three chunked layers holding one 48-token chunk each, and a global layer holding all 128 tokens
+    ("chunked", 2 * 2 * 64 * (3 * 48 + 128) * 2),
     ("mla", 2 * (64 + 16) * 128 * 2),
     ("aft-simple", 2 * 2 * 256 * 2),
     # AFT-local: K and V of its 40-token band plus the two running sums of the 88 tokens that left it

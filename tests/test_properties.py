@@ -15,12 +15,14 @@ settings.load_profile("costplan")
 
 @st.composite
 def attentions(draw, max_seq_len):
-    kind = draw(st.sampled_from(["dense", "flash", "sliding_window", "sparse", "mla", "aft_full", "aft_local",
-                                 "aft_simple", "aft_conv"]))
+    kind = draw(st.sampled_from(["dense", "flash", "sliding_window", "sparse", "chunked", "mla", "aft_full",
+                                 "aft_local", "aft_simple", "aft_conv"]))
     window = draw(st.integers(1, max_seq_len))
     kernel = draw(st.sampled_from(["flash", "materialized"]))
     if kind == "sliding_window":
         return {"type": kind, "window": window, "kernel": kernel}
+    if kind == "chunked":
+        return {"type": kind, "chunk": window, "kernel": kernel, "rope": draw(st.booleans())}
     if kind == "sparse":
         pattern = draw(st.sampled_from(["strided", "fixed"]))
         extra = {"summary": draw(st.integers(1, window))} if pattern == "fixed" else {}
@@ -154,6 +156,23 @@ def test_window_at_least_seq_len_gives_dense_flops(model, data):
     dense = costplan.estimate(spec_of({**model, "attention": "dense"}))
     windowed = costplan.estimate(spec_of({**model, "attention": {"type": "sliding_window", "window": window}}))
     assert windowed.flops.training_per_token == dense.flops.training_per_token
+
+
+@given(models(), st.data())
+def test_chunks_between_dense_and_a_window_of_their_length(model, data):
+    # A chunk at least as long as the sequence is dense attention; a shorter one sees no more keys than a
+    # window of its length (a chunk's first query sees one key, a window's first query w), and executes no
+    # more tiles than that window's banded kernel.
+    s = model["max_seq_len"]
+    dense = costplan.estimate(spec_of({**model, "attention": "dense"}))
+    whole = costplan.estimate(spec_of({**model, "attention": {"type": "chunked", "chunk": data.draw(
+        st.integers(s, 2 * s))}}))
+    assert whole.flops.training_per_token == dense.flops.training_per_token
+    c = data.draw(st.integers(1, s))
+    chunked = costplan.estimate(spec_of({**model, "attention": {"type": "chunked", "chunk": c}}))
+    window = costplan.estimate(spec_of({**model, "attention": {"type": "sliding_window", "window": c}}))
+    assert chunked.flops.training_per_token <= window.flops.training_per_token
+    assert chunked.flops.hardware_per_token <= window.flops.hardware_per_token
 
 
 @given(models(["aft_simple"]), st.integers(1, 8))

@@ -17,10 +17,11 @@ from costplan import spec_attention as spec_module
 from costplan.costs.attention import COST
 from costplan.errors import SpecError
 
-EXPECTED = {"dense", "flash", "sliding_window", "sparse", "mla", "aft_full", "aft_local", "aft_simple", "aft_conv"}
+EXPECTED = {"dense", "flash", "sliding_window", "sparse", "chunked", "mla", "aft_full", "aft_local", "aft_simple",
+            "aft_conv"}
 # the fields each type requires, so that a minimal spec of each validates
 FIELDS = {"sliding_window": {"window": 16}, "aft_local": {"window": 16}, "aft_conv": {"window": 16},
-          "sparse": {"pattern": "strided", "block": 16},
+          "sparse": {"pattern": "strided", "block": 16}, "chunked": {"chunk": 16},
           "mla": {"kv_lora_rank": 16, "qk_nope_head_dim": 16, "qk_rope_head_dim": 8, "v_head_dim": 16}}
 README = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
 

@@ -66,7 +66,7 @@ from costplan.spec import ModelSpec, MoESpec
 from costplan.spec_attention import AttentionSpec, LatentAttention
 
 IMPLEMENTATIONS = ("fused", "sdpa", "eager")
-MASKED = ("sliding_window", "sparse")       # attention types transformers runs with an explicit mask
+MASKED = ("sliding_window", "sparse", "chunked")   # attention types transformers runs with an explicit mask
 
 
 

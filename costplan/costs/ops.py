@@ -32,7 +32,7 @@ from costplan.spec import ModelSpec
 
 FLASH_TYPES = ("flash", "mla")              # attention types whose core is a FlashAttention kernel
 MATERIALISED_TYPES = ("dense",)             # ... or whose core materialises its scores
-# sliding_window and sparse say which in `kernel`; the AFT variants have no softmax core.
+# sliding_window, sparse and chunked say which in `kernel`; the AFT variants have no softmax core.
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +109,7 @@ def attention_ops(layer: Layer, model: ModelSpec, shape: Shape) -> list[Op]:
     ops: list[Op] = [*gemms, Core(core_fwd, core_bwd, 2 * pairs / s if flash else pairs / s, head_dim, flash)]
     if not flash and core_fwd and not a.type.startswith("aft"):
         ops.append(Stream("softmax", 2 * heads * pairs * e))
-    if model.position == "rope":
+    if model.position == "rope" and getattr(a, "rope", True):     # a NoPE layer (rope: false) rotates nothing
         ops.append(Stream("rotary", 2 * s * (model.q_width + model.kv_width) * e))
     return ops
 

@@ -127,7 +127,8 @@ def decode_flops(spec: Spec | Parts, context: int) -> int:
 
     Under convention 3 every token of a sequence of context + 1 tokens sees what its last token sees (all of
     them, or the window), so that sequence's forward FLOPs per token are exactly the new token's; for the
-    strided and fixed sparse patterns they are the average query's.
+    strided and fixed sparse patterns and for chunks (a query sees its chunk so far) they are the average
+    query's.
     """
     if context < 0:
         raise CostplanError(f"the context must be 0 or more tokens, got {context}")

@@ -130,7 +130,9 @@ def to_yaml(imported: Imported, source: str) -> str:
 
 
 def _flow(value: Any) -> str:
-    return yaml.safe_dump(value, default_flow_style=True, width=1000).strip().removesuffix("\n...").strip()
+    """A value in YAML's flow style, keys as the table writes them (an attention's type first)."""
+    text = yaml.safe_dump(value, default_flow_style=True, width=1000, sort_keys=False)
+    return text.strip().removesuffix("\n...").strip()
 
 
 def _scalar(name: str, value: Any) -> str:

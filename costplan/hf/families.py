@@ -5,9 +5,9 @@ from __future__ import annotations
 
 
 from costplan.hf.fields import (
-    Check, Family, Field, deepseek_moe, every_nth_global, falcon_block, falcon_kv_heads, fixed, gated_mlp, key, mla,
-    mla_qkv_bias, plain_mlp, qwen2_moe, qwen2_moe_attention, qwen_attention, qwen_moe, renormalized, rotated_part,
-    window,
+    Check, Family, Field, deepseek_moe, every_nth_global, falcon_block, falcon_kv_heads, fixed, gated_mlp, key,
+    llama4_attention, llama4_moe, mla, mla_qkv_bias, plain_mlp, qwen2_moe, qwen2_moe_attention, qwen_attention,
+    qwen_moe, renormalized, rotated_part, window,
 )
 
 
@@ -259,6 +259,29 @@ FAMILIES: dict[str, Family] = {
          "final_logit_softcapping": None, "attn_logit_softcapping": None, "use_bidirectional_attention": False,
          "sliding_window_pattern": 6},
         checks=GEMMA_CHECKS, ignored=GEMMA_IGNORED | {"rope_local_base_freq"}),
+    "llama4_text": Family("Llama4ForCausalLM", llama_like(
+        "llama4_text", mlp_key="intermediate_size_mlp", **{
+            **attention_bias("llama4_text"),
+            "model.attention": Field(("layer_types", "no_rope_layers", "no_rope_layer_interval",
+                                      "attention_chunk_size", "num_hidden_layers"), llama4_attention,
+                                     "from no_rope_layers (default: every no_rope_layer_interval-th layer NoPE and "
+                                     "global, the others chunked), attention_chunk_size, layer_types"),
+            "model.moe": Field(("num_local_experts", "num_experts_per_tok", "intermediate_size", "moe_layers",
+                                "interleave_moe_layer_step", "num_hidden_layers"), llama4_moe,
+                               "from num_local_experts, num_experts_per_tok, intermediate_size (routed and shared "
+                               "experts), moe_layers, interleave_moe_layer_step")}),
+        {"vocab_size": 202048, "hidden_size": 5120, "intermediate_size": 8192, "intermediate_size_mlp": 16384,
+         "num_hidden_layers": 48, "num_attention_heads": 40, "num_key_value_heads": 8, "head_dim": 128,
+         "hidden_act": "silu", "max_position_embeddings": 131072, "tie_word_embeddings": False,
+         "num_experts_per_tok": 1, "num_local_experts": 16, "moe_layers": None, "interleave_moe_layer_step": 1,
+         "no_rope_layers": None, "no_rope_layer_interval": 4, "attention_chunk_size": 8192, "layer_types": None,
+         "attention_bias": False},
+        # Elementwise, without parameters or matmul FLOPs: use_qk_norm's L2 norm of q and k on the RoPE layers
+        # (Llama4TextL2Norm has no weight), the NoPE layers' query scaling by position (attn_temperature_tuning,
+        # floor_scale, attn_scale), and the router's sigmoid of its top-k logits. for_llm_compressor is carried
+        # by released files and read by nothing in the class.
+        ignored=MOE_IGNORED | {"use_qk_norm", "attn_temperature_tuning", "floor_scale", "attn_scale",
+                               "for_llm_compressor"}),
     "gpt_oss": Family("GptOssForCausalLM", llama_like(
         "gpt_oss", **{
             "model.d_ff": None,

@@ -188,10 +188,14 @@ def layer_pattern(types: list[str], sliding_window: int | None, key_name: str) -
         raise Unsupported(key_name, f"layer types {unknown} are not modelled (full_attention, sliding_attention)")
     if "sliding_attention" in types and not sliding_window:
         raise Unsupported(key_name, "sliding_attention layers without a sliding_window")
-    period = next(p for p in range(1, len(types) + 1)
-                  if all(t == types[i % p] for i, t in enumerate(types)))
-    pattern = [window(sliding_window if t == "sliding_attention" else None) for t in types[:period]]
-    return pattern[0] if period == 1 else [a["type"] if len(a) == 1 else a for a in pattern]
+    return repeating([window(sliding_window if t == "sliding_attention" else None) for t in types])
+
+
+def repeating(layers: list[dict[str, Any]]) -> Any:
+    """The attention of each layer as a spec writes it: one attention when every layer has the same, else the
+    shortest pattern that repeats over the layers in order, an entry of a type alone written as its name."""
+    period = next(p for p in range(1, len(layers) + 1) if all(a == layers[i % p] for i, a in enumerate(layers)))
+    return layers[0] if period == 1 else [a["type"] if len(a) == 1 else a for a in layers[:period]]
 
 
 def every_nth_global(every: int | None = None) -> Callable[..., Any]:
@@ -289,3 +293,44 @@ def mla(kv_lora_rank: int, q_lora_rank: int | None, nope: int, rope: int, v: int
     attention = {"type": "mla", "kv_lora_rank": kv_lora_rank, "q_lora_rank": q_lora_rank,
                  "qk_nope_head_dim": nope, "qk_rope_head_dim": rope, "v_head_dim": v}
     return {k: value for k, value in attention.items() if value is not None}
+
+
+LLAMA4_LAYER_TYPES = ("full_attention", "chunked_attention")
+
+
+def llama4_attention(layer_types: list | None, no_rope: list | None, interval: int, chunk: int | None,
+                     n_layers: int) -> Any:
+    """Llama 4: a layer rotates q and k where no_rope_layers says 1 (default: all but every
+    no_rope_layer_interval-th), and is chunked_attention where it rotates and attention_chunk_size is set, else
+    global (Llama4TextConfig.__post_init__, unless layer_types lists them). The NoPE layers are `rope: false`."""
+    no_rope = no_rope or [int((i + 1) % interval != 0) for i in range(n_layers)]
+    if len(no_rope) < n_layers:
+        raise Unsupported("no_rope_layers", f"{len(no_rope)} entries for {n_layers} layers; the class reads one "
+                                            "per layer")
+    if layer_types is None:
+        layer_types = ["chunked_attention" if rope and chunk is not None else "full_attention" for rope in no_rope]
+    unknown = sorted(set(layer_types) - set(LLAMA4_LAYER_TYPES))
+    if unknown:
+        raise Unsupported("layer_types", f"layer types {unknown} are not modelled (full_attention, "
+                                         "chunked_attention)")
+    if "chunked_attention" in layer_types and not chunk:
+        raise Unsupported("layer_types", "chunked_attention layers without an attention_chunk_size")
+    layers = [{"type": "chunked", "chunk": chunk} if t == "chunked_attention" else {"type": "flash"}
+              for t in layer_types[:n_layers]]
+    return repeating([a if rope else {**a, "rope": False} for a, rope in zip(layers, no_rope)])
+
+
+def llama4_moe(n_experts: int, top_k: int, d_ff_expert: int, moe: list | None, step: int,
+               n_layers: int) -> dict[str, Any]:
+    """Llama 4: the layers in moe_layers (default every interleave_moe_layer_step-th, from step − 1) are MoE,
+    with one shared expert as wide as a routed one (intermediate_size); the others keep a dense MLP of
+    intermediate_size_mlp."""
+    listed = moe if moe is not None else list(range(step - 1, n_layers, step))
+    layout = moe_layers([i in listed for i in range(n_layers)],
+                        "moe_layers" if moe is not None else "interleave_moe_layer_step")
+    spec = {"n_experts": n_experts, "top_k": top_k, "d_ff_expert": d_ff_expert, "n_shared_experts": 1}
+    if layout["first_dense_layers"]:
+        spec["first_dense_layers"] = layout["first_dense_layers"]
+    if layout["every"] > 1:
+        spec["every"] = layout["every"]
+    return spec

@@ -5,8 +5,9 @@
 - FLOPs: one forward and backward of the class with eager attention, on real CPU tensors under
   FlopCounterMode, with costplan's loss (fp32 cross-entropy) on its logits. Eager attention computes every
   query-key pair and masks afterwards, so it is compared with the estimate of the same model with `dense`
-  attention in every layer (a window or a sparse pattern only masks), and it recomputes nothing, so training
-  is 3 × that forward. Exact.
+  attention in every layer (a window, chunks or a sparse pattern only mask), and it recomputes nothing, so
+  training is 3 × that forward. Llama 4's expert block runs every expert on every token: it is compared with
+  top_k = n_experts. Exact.
 - activations: the bytes autograd saves in the class's forward with the spec's training.implementation (sdpa
   or eager attention), built without dropout as the estimate counts them, within the activations tolerance;
   with `fused`, what the eager class saves is shown but not compared (fused kernels are not the class's
@@ -157,10 +158,19 @@ def step_bytes(spec: Spec) -> int:
     return memory.weights + memory.gradients + 2 * memory.activations + memory.workspace
 
 
+# Model types whose expert block runs every expert on every token, the router's unchosen scores zeroing their
+# outputs: Llama4TextMoe repeats the tokens n_experts times into Llama4TextExperts' batched matmuls.
+EVERY_EXPERT = ("llama4_text",)
+
+
 def eager(spec: Spec) -> Spec:
-    """The spec as eager attention executes it: every pair of every softmax layer computed, then masked. MLA
-    already counts every pair in the counter's convention."""
-    return spec if "mla" in spec.model.attention_types else respec(spec, ["model.attention=dense"])
+    """The spec as eager attention executes it: every pair of every softmax layer computed, then masked (MLA
+    already counts every pair in the counter's convention); and every expert on every token where the class
+    runs them so (EVERY_EXPERT), which is top_k = n_experts."""
+    changes = [] if "mla" in spec.model.attention_types else ["model.attention=dense"]
+    if spec.model.moe is not None and spec.training.modules in EVERY_EXPERT:
+        changes.append(f"model.moe.top_k={spec.model.moe.n_experts}")
+    return respec(spec, changes) if changes else spec
 
 
 def checks(spec: Spec, m: Measured, tolerances) -> list[Check]:  # noqa: ANN001

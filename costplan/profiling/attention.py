@@ -27,7 +27,7 @@ from torch.nn import functional as F
 from torch.utils.checkpoint import checkpoint
 
 from costplan.profiling.blocks import (
-    BlockCore, CausalTiles, Part, column_blocks, diagonal_blocks, summary_block, window_blocks,
+    BlockCore, CausalTiles, Part, chunk_blocks, column_blocks, diagonal_blocks, summary_block, window_blocks,
 )
 from costplan.profiling.modules import norm, rotate
 from costplan.spec import ModelSpec
@@ -87,6 +87,11 @@ def _sliding(attention, model: ModelSpec, s: int, slopes, device) -> BlockCore: 
     return BlockCore(parts, attention.kernel == "materialized", slopes)
 
 
+def _chunked(attention, model: ModelSpec, s: int, slopes, device) -> BlockCore:  # noqa: ANN001
+    parts = [Part(slice(0, model.n_heads), chunk_blocks(s, attention.chunk))]
+    return BlockCore(parts, attention.kernel == "materialized", slopes)
+
+
 def _sparse(attention, model: ModelSpec, s: int, slopes, device) -> BlockCore:  # noqa: ANN001
     """Child et al. §4.3: the first ⌈H/2⌉ heads on part 1 of the pattern, the others on part 2."""
     first = model.n_heads - model.n_heads // 2
@@ -101,7 +106,7 @@ def _sparse(attention, model: ModelSpec, s: int, slopes, device) -> BlockCore:  
 
 
 # Block-pattern cores, built for the training sequence length (their tiles depend on it).
-PATTERNS = {"sliding_window": _sliding, "sparse": _sparse}
+PATTERNS = {"sliding_window": _sliding, "sparse": _sparse, "chunked": _chunked}
 # The core each attention type runs by default; True where the core stores its probabilities.
 DEFAULT_CORE = {"dense": "explicit", "flash": "sdpa"}
 
@@ -118,9 +123,10 @@ def make_core(attention, model: ModelSpec, seq_len: int, override: str | None, s
 
 
 class Attention(nn.Module):
-    """Multi-head (grouped-query) softmax attention with optional QK norms and rotary embeddings."""
+    """Multi-head (grouped-query) softmax attention with optional QK norms and rotary embeddings (`rope`: False
+    for a NoPE layer, which leaves q and k unrotated whatever the model's position embedding)."""
 
-    def __init__(self, model: ModelSpec, core, recompute_core: bool, **factory):  # noqa: ANN001
+    def __init__(self, model: ModelSpec, core, recompute_core: bool, rope: bool = True, **factory):  # noqa: ANN001
         super().__init__()
         d, heads, kv_heads, d_head = model.d_model, model.n_heads, model.n_kv_heads, model.head_dim
         self.heads, self.kv_heads, self.head_dim = heads, kv_heads, d_head
@@ -143,7 +149,7 @@ class Attention(nn.Module):
         kind = getattr(core, "materialize", None)
         self.decode_core = (explicit_core if model.attention_sinks else
                             core if kind is None else CORES["explicit" if kind else "sdpa"])
-        self.recompute_core = recompute_core
+        self.recompute_core, self.rope = recompute_core, rope
         self.scale = 1.0 / math.sqrt(d_head)
 
     def forward(self, x: torch.Tensor, pos: Positions, cache=None) -> torch.Tensor:  # noqa: ANN001
@@ -158,7 +164,7 @@ class Attention(nn.Module):
         v = v.view(b, s, self.kv_heads, self.head_dim)
         if self.qk_norm == "head":
             q, k = self.q_norm(q), self.k_norm(k)
-        if pos.cos is not None:
+        if pos.cos is not None and self.rope:
             q, k = rotate(q, pos.cos, pos.sin), rotate(k, pos.cos, pos.sin)
         if cache is not None and cache.count:
             keys, values = (t.to(q.dtype) for t in cache.append(k, v))

@@ -1,5 +1,5 @@
-"""Block-sparse attention for the reference model: sliding-window (Longformer, Mistral) and Sparse
-Transformer (Child et al. 2019) patterns, computed block by block so that a FLOP counter sees only the work
+"""Block-sparse attention for the reference model: sliding-window (Longformer, Mistral), chunked (Llama 4) and
+Sparse Transformer (Child et al. 2019) patterns, computed block by block so that a FLOP counter sees only the work
 the pattern allows (a dense matrix with a mask would count as dense).
 
 A pattern is a list of blocks per group of heads; a block is (queries, keys, window): a slice or an index
@@ -55,6 +55,18 @@ def window_blocks(seq_len: int, window: int) -> list[Block]:
         first_key = max(0, index - back) * tile
         end = min(seq_len, start + tile)
         blocks.append(Block(slice(start, end), slice(first_key, end), window))
+    return blocks
+
+
+def chunk_blocks(seq_len: int, chunk: int) -> list[Block]:
+    """Causal tiles inside each chunk of `chunk` positions (chunked attention): the tiles of a sliding window as
+    long as the chunk, laid from each chunk's first position, so that no key of an earlier chunk is read."""
+    blocks = []
+    for start in range(0, seq_len, chunk):
+        end = min(seq_len, start + chunk)
+        blocks += [Block(slice(b.queries.start + start, b.queries.stop + start),
+                         slice(b.keys.start + start, b.keys.stop + start), None)
+                   for b in window_blocks(end - start, chunk)]
     return blocks
 
 

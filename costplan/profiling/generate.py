@@ -6,6 +6,8 @@ cache. What each attention type caches, per layer and sequence (the analytic mod
 
 - dense, flash (MHA, GQA, MQA): K and V of every token, per KV head;
 - sliding_window: K and V of the last `window` tokens, a rolling buffer (Mistral 7B §2);
+- chunked: K and V of the current chunk's tokens, at most `chunk`: a ring of `chunk` slots whose slot is the
+  position mod chunk, so a new chunk overwrites the last from its first slot and reads only what it wrote;
 - mla: the normed latent c_kv and the rotated rope key (DeepSeek-V2 §2.1.3); decode attends in latent space;
 - aft_full: K and V of every token; aft_local, aft_conv: of the last `window` tokens, plus the running sums
   Σ exp(K)⊙V and Σ exp(K) of the tokens that left the band; aft_simple: the running sums only;
@@ -109,6 +111,20 @@ class AFTCache(TokenCache):
         return super().nbytes + (0 if self.sums is None else sum(s.nbytes for s in self.sums))
 
 
+class ChunkCache(TokenCache):
+    """K and V of chunked attention: a ring of `chunk` slots (or fewer, for a shorter generation) of which only
+    the current chunk's are read: the first (count − 1) mod chunk + 1 slots."""
+
+    def _current(self) -> int:
+        return (self.count - 1) % self.capacity + 1 if self.count else 0
+
+    def cached(self) -> list[torch.Tensor]:
+        return [buffer[:, :self._current()] for buffer in self.buffers]
+
+    def positions(self) -> torch.Tensor:
+        return torch.arange(self.count - self._current(), self.count, device=self.buffers[0].device)
+
+
 class Cache:
     """One sequence batch's cache: a cache per layer, and how many tokens it holds."""
 
@@ -137,6 +153,11 @@ def _window(attention, model: ModelSpec, capacity: int, batch: int, dtype, devic
     return _softmax(attention, model, min(capacity, attention.window), batch, dtype, device)
 
 
+def _chunk(attention, model: ModelSpec, capacity: int, batch: int, dtype, device) -> ChunkCache:  # noqa: ANN001
+    width = [(model.n_kv_heads, model.head_dim)] * 2
+    return ChunkCache(min(capacity, attention.chunk), batch, width, dtype, device)
+
+
 def _latent(attention, model: ModelSpec, capacity: int, batch: int, dtype, device) -> TokenCache:  # noqa: ANN001
     return TokenCache(capacity, batch, [(attention.kv_lora_rank,), (attention.qk_rope_head_dim,)], dtype, device)
 
@@ -153,7 +174,7 @@ def _sparse(attention, model: ModelSpec, capacity: int, batch: int, dtype, devic
 
 # Attention type → its cache; a test keeps the keys and the spec's attention types in step.
 CACHES = {
-    "dense": _softmax, "flash": _softmax, "sliding_window": _window, "mla": _latent,
+    "dense": _softmax, "flash": _softmax, "sliding_window": _window, "chunked": _chunk, "mla": _latent,
     "aft_full": _aft(lambda a, capacity: capacity), "aft_local": _aft(lambda a, capacity: min(capacity, a.window)),
     "aft_conv": _aft(lambda a, capacity: min(capacity, a.window)), "aft_simple": _aft(lambda a, capacity: 0),
     "sparse": _sparse,

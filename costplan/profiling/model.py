@@ -132,7 +132,7 @@ def _softmax(layer: Layer, spec: Spec, core: str | None, slopes, factory: dict) 
     kernel, materializes = make_core(layer.attention, spec.model, spec.seq_len, core, slopes, factory.get("device"))
     # A flash core already recomputes its scores in backward; only a materialising core is checkpointed.
     selective = spec.training.recompute == "selective" and materializes
-    return Attention(spec.model, kernel, recompute_core=selective, **factory)
+    return Attention(spec.model, kernel, recompute_core=selective, rope=layer.attention.rope, **factory)
 
 
 def _latent(layer: Layer, spec: Spec, core: str | None, slopes, factory: dict) -> nn.Module:  # noqa: ANN001
@@ -147,7 +147,7 @@ def _attention_free(layer: Layer, spec: Spec, core: str | None, slopes, factory:
 # tiles are). A test keeps the keys and the spec's attention types in step.
 ATTENTION_MODULES = {
     "dense": (_softmax, False), "flash": (_softmax, False),
-    "sliding_window": (_softmax, True), "sparse": (_softmax, True),
+    "sliding_window": (_softmax, True), "sparse": (_softmax, True), "chunked": (_softmax, True),
     "mla": (_latent, True),
     "aft_full": (_attention_free, False), "aft_local": (_attention_free, True),
     "aft_simple": (_attention_free, False), "aft_conv": (_attention_free, False),

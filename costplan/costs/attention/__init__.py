@@ -4,13 +4,14 @@ A test keeps this dict and the spec's union of attention types in step.
 """
 from __future__ import annotations
 
-from costplan.costs.attention import aft, dense, flash, mla, sliding_window, sparse
+from costplan.costs.attention import aft, chunked, dense, flash, mla, sliding_window, sparse
 
 COST = {
     "dense": dense.cost,
     "flash": flash.cost,
     "sliding_window": sliding_window.cost,
     "sparse": sparse.cost,
+    "chunked": chunked.cost,
     "mla": mla.cost,
     **aft.COST,
 }

@@ -40,6 +40,20 @@ def window_pairs(seq_len: int, window: int) -> int:
     return seq_len * min(window, seq_len)
 
 
+def chunk_pairs(seq_len: int, chunk: int) -> int:
+    """Model pairs of chunked attention: every query may see the min(chunk, seq_len) keys of its chunk (the last,
+    partial chunk only its own)."""
+    return block_pairs(seq_len, chunk)
+
+
+def chunk_tiled_pairs(seq_len: int, chunk: int) -> int:
+    """Pairs a causal tiled kernel computes inside each chunk, tiles of min(128, chunk) rows starting at each
+    chunk's first token: a plain causal kernel per chunk."""
+    full, rest = divmod(seq_len, chunk)
+    block = tile_for(chunk)
+    return full * tiled_pairs(chunk, chunk, block) + (tiled_pairs(rest, rest, block) if rest else 0)
+
+
 def column_pairs(seq_len: int, stride: int) -> int:
     """Pairs of the strided part of Child et al.'s strided pattern: each position sees the positions j with
     j ≡ i (mod stride), i.e. attention within each of the `stride` columns of the sequence."""

@@ -48,6 +48,10 @@ field that decides it), also derived and measured:
 - gpt-oss's router takes a softmax over the top-k logits only, its experts add biases and a clamped SwiGLU;
 - the parallel-layer classes (Falcon, GPT-J, GPT-NeoX, Phi): under autocast a parallel layer's norms read one
   fp32 input, and each projection reading a shared normed input casts its own copy.
+- Llama 4's block runs every expert on every token (every_expert_extra; its bmm experts cast as any matmul
+  under autocast, routed_autocast), its rotary table is complex (complex_rotary), its rotated layers L2-norm q
+  and k in fp32 (l2_qk_norm), its NoPE layers scale q per position (temperature_scales), and its eager
+  softmax runs in the scores' dtype.
 
 Only FLOP-free tensors differ: FLOPs stay those of the component formulas (`check --against transformers`
 compares eager FLOPs separately).

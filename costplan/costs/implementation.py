@@ -146,8 +146,13 @@ CLASS_MODULES = {
 
 
 def class_modules(shape: Shape) -> ClassModules:
-    """The modules of training.modules; the Llama family's for every class not listed."""
-    return CLASS_MODULES.get(shape.modules, ClassModules())
+    """The modules of training.modules (modules_of)."""
+    return modules_of(shape.modules)
+
+
+def modules_of(model_type: str | None) -> ClassModules:
+    """The modules of a model_type; the Llama family's for every class not listed."""
+    return CLASS_MODULES.get(model_type, ClassModules())
 
 
 def modules(shape: Shape) -> bool:

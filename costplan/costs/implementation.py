@@ -129,7 +129,8 @@ CLASS_MODULES = {
     # key.to(float32); apply_rotary_pos_emb repeat_interleaves sin and cos for q and for k in every layer.
     "gptj": ClassModules(fp32_qk=True, rotary_per_call=True, python_gelu=True),
     # Llama4TextMoe, Llama4TextRotaryEmbedding (freqs_cis), Llama4TextL2Norm (use_qk_norm), the NoPE layers'
-    # attn_temperature_tuning; its eager_attention_forward takes the softmax without dtype=float32.
+    # attn_temperature_tuning; its eager_attention_forward takes the softmax without dtype=float32. The qk norm
+    # and the temperature are counted as Scout's config turns them on: a spec states neither.
     "llama4_text": ClassModules(fp32_softmax=False, every_expert=True, complex_rotary=True, l2_qk_norm=True,
                                 temperature_tuning=True),
     # OlmoRotaryEmbedding returns cos and sin in fp32: q · cos promotes, `.to(q_type)` casts back.

@@ -154,11 +154,6 @@ def implementation_rules(model: Getter, training: Getter) -> list[tuple[str, str
     if training("recompute") not in (None, "none"):
         problems.append((where, f"{implementation}: with recompute {training('recompute')} (gradient "
                                 "checkpointing of the modules) is not modelled; use recompute none or fused"))
-    if training("modules") == "llama4_text":
-        # Llama 4's expert block runs every expert on every token and its rotary embedding is complex-valued:
-        # what its modules save has not been derived yet.
-        problems.append((where, f"{implementation}: the llama4_text modules (every expert on every token, "
-                                "complex rotary embeddings, L2 QK norms) are not modelled yet; use fused"))
     return problems
 
 

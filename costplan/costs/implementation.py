@@ -48,6 +48,10 @@ field that decides it), also derived and measured:
 - gpt-oss's router takes a softmax over the top-k logits only, its experts add biases and a clamped SwiGLU;
 - the parallel-layer classes (Falcon, GPT-J, GPT-NeoX, Phi): under autocast a parallel layer's norms read one
   fp32 input, and each projection reading a shared normed input casts its own copy.
+- Llama 4's block runs every expert on every token (every_expert_extra; its bmm experts cast as any matmul
+  under autocast, routed_autocast), its rotary table is complex (complex_rotary), its rotated layers L2-norm q
+  and k in fp32 (l2_qk_norm), its NoPE layers scale q per position (temperature_scales), and its eager
+  softmax runs in the scores' dtype.
 
 Only FLOP-free tensors differ: FLOPs stay those of the component formulas (`check --against transformers`
 compares eager FLOPs separately).
@@ -60,13 +64,14 @@ from costplan.costs import INDEX_BYTES, STAT_BYTES, ZERO, Cost, Shape
 from costplan.costs.attention import COST as ATTENTION_COST
 from costplan.costs.attention.softmax import around_core
 from costplan.costs.mlp import SAVED_INNER, feed_forward
-from costplan.costs.moe import routed_rows
+from costplan.costs.moe import moe_block, routed_rows
 from costplan.costs.norm import norm, normalizes_in_fp32
 from costplan.spec import ModelSpec, MoESpec
 from costplan.spec_attention import AttentionSpec, LatentAttention
 
 IMPLEMENTATIONS = ("fused", "sdpa", "eager")
 MASKED = ("sliding_window", "sparse", "chunked")   # attention types transformers runs with an explicit mask
+COMPLEX_BYTES = 8                                   # a complex64 element: two fp32
 
 
 
@@ -95,6 +100,10 @@ class ClassModules:
     topk_first: bool = False         # the router takes the top-k logits, then a softmax over those k
     cast_routing_weights: bool = False   # the top-k weights in the router logits' dtype, not fp32
     clamped_swiglu: bool = False     # experts' clamped gate and up, gate·sigmoid(α·gate)·(up + 1)
+    every_expert: bool = False       # every expert runs on every token, scaled by its (zero or sigmoid) score
+    complex_rotary: bool = False     # one complex64 table of rotations (torch.polar) instead of cos and sin
+    l2_qk_norm: bool = False         # q and k L2-normed in fp32, without a weight, on the rotated layers
+    temperature_tuning: bool = False  # q scaled by an fp32 factor per position on the NoPE layers
 
 
 CLASS_MODULES = {
@@ -119,6 +128,11 @@ CLASS_MODULES = {
     # GPTJAttention: q_proj, k_proj, v_proj; eager_attention_forward multiplies query.to(float32) by
     # key.to(float32); apply_rotary_pos_emb repeat_interleaves sin and cos for q and for k in every layer.
     "gptj": ClassModules(fp32_qk=True, rotary_per_call=True, python_gelu=True),
+    # Llama4TextMoe, Llama4TextRotaryEmbedding (freqs_cis), Llama4TextL2Norm (use_qk_norm), the NoPE layers'
+    # attn_temperature_tuning; its eager_attention_forward takes the softmax without dtype=float32. The qk norm
+    # and the temperature are counted as Scout's config turns them on: a spec states neither.
+    "llama4_text": ClassModules(fp32_softmax=False, every_expert=True, complex_rotary=True, l2_qk_norm=True,
+                                temperature_tuning=True),
     # OlmoRotaryEmbedding returns cos and sin in fp32: q · cos promotes, `.to(q_type)` casts back.
     "olmo": ClassModules(fp32_rotary=True),
     # OlmoeTopKRouter, Qwen2MoeTopKRouter, Qwen3MoeTopKRouter: router_top_value.to(router_logits.dtype).
@@ -133,8 +147,13 @@ CLASS_MODULES = {
 
 
 def class_modules(shape: Shape) -> ClassModules:
-    """The modules of training.modules; the Llama family's for every class not listed."""
-    return CLASS_MODULES.get(shape.modules, ClassModules())
+    """The modules of training.modules (modules_of)."""
+    return modules_of(shape.modules)
+
+
+def modules_of(model_type: str | None) -> ClassModules:
+    """The modules of a model_type; the Llama family's for every class not listed."""
+    return CLASS_MODULES.get(model_type, ClassModules())
 
 
 def modules(shape: Shape) -> bool:
@@ -268,7 +287,24 @@ def moe_extra(moe: MoESpec, model: ModelSpec, shape: Shape) -> int:
     """Bytes transformers' MoE block saves beyond the fused estimate: its router's and its grouped experts'."""
     if not modules(shape):
         return 0
+    if class_modules(shape).every_expert:
+        return router_extra(moe, shape) + every_expert_extra(moe, model, shape)
     return router_extra(moe, shape) + experts_extra(moe, model, shape)
+
+
+def every_expert_extra(moe: MoESpec, model: ModelSpec, shape: Shape) -> int:
+    """What Llama4TextMoe and Llama4TextExperts save beyond the fused estimate's top_k rows per token. The block
+    repeats the tokens once per expert (`hidden_states.repeat(n_experts, 1)`) and multiplies each copy by its
+    expert's score, zero where the router did not choose it: the mul saves the repeated input and the score
+    column (the router's sigmoid cast back to the logits' dtype, `.to(router_scores.dtype)`), and the experts'
+    torch.bmm saves the product, so every one of n_experts × seq_len rows saves the two d_model-wide tensors, the
+    SwiGLU's inner tensors (the whole gate_up output that gate and up are chunks of, the activation, its product
+    with up) and a 16-bit weight, and no sort index: the fused block at top_k = n_experts, each row's fp32
+    weight and two int64 indices replaced by the activation dtype's weight."""
+    every = moe.model_copy(update={"top_k": moe.n_experts})
+    rows = routed_rows(every, shape.seq_len)
+    return (moe_block(every, model, shape).activations - moe_block(moe, model, shape).activations
+            + rows * (shape.act_bytes - STAT_BYTES - 2 * INDEX_BYTES))
 
 
 def router_extra(moe: MoESpec, shape: Shape) -> int:
@@ -326,9 +362,39 @@ def model_extra(model: ModelSpec, shape: Shape) -> int:
 def rotary_tables(model: ModelSpec, shape: Shape) -> int:
     """Bytes of one cos and one sin table, s × width each: the rotated features of a head (model.rope_dim: all
     of head_dim, or the rotated part of a partial rotary; half of it where one table rotates both halves), in
-    rotary_bytes: what the multiplications by cos and sin save."""
+    rotary_bytes: what the multiplications by cos and sin save. A complex rotary's one table instead
+    (complex_rotary)."""
+    if class_modules(shape).complex_rotary:
+        return complex_rotary(model, shape)
     width = model.rotary_dim // 2 if class_modules(shape).half_rotary else model.rotary_dim
     return 2 * shape.seq_len * width * rotary_bytes(shape)
+
+
+def complex_rotary(model: ModelSpec, shape: Shape) -> int:
+    """Llama4TextRotaryEmbedding returns freqs_cis = torch.polar(ones, freqs): one complex64 rotation per
+    position and pair of features, s × rotary_dim / 2 × 8 bytes whatever the dtype (autocast included).
+    apply_rotary_emb multiplies the complex views of q and k by it (`xq_ * freqs_cis`): the mul saves only
+    freqs_cis, which carries no gradient, and every layer shares the model's one table."""
+    return shape.seq_len * model.rotary_dim // 2 * COMPLEX_BYTES
+
+
+def l2_qk_norm(attention: AttentionSpec, model: ModelSpec, shape: Shape) -> int:
+    """Llama4TextL2Norm on q and k, built only on the rotated layers (`use_qk_norm and use_rope`): `x.float()`
+    makes an fp32 copy of the rotated 16-bit q and k (in fp32 training the rotation's own output), which pow
+    and the product with rsqrt save, and rsqrt saves its output, one fp32 per token and head. The normed q and
+    k it casts back (`type_as`) are what the attention core saves, as the fused estimate counts them."""
+    if not class_modules(shape).l2_qk_norm or not attention.rope:
+        return 0
+    return shape.seq_len * (model.q_width + model.kv_width + model.n_heads + model.n_kv_heads) * STAT_BYTES
+
+
+def temperature_scales(attention: AttentionSpec, shape: Shape) -> int:
+    """Llama4TextAttention's attn_temperature_tuning on a NoPE layer: `query_states * attn_scales` multiplies q
+    by an fp32 factor per position (log1p(floor((pos + 1) / floor_scale)) · attn_scale + 1), which the mul
+    saves, s × 4 bytes, each layer computing its own."""
+    if not class_modules(shape).temperature_tuning or attention.rope:
+        return 0
+    return shape.seq_len * STAT_BYTES
 
 
 def rotary_per_layer(model: ModelSpec, shape: Shape) -> int:
@@ -367,11 +433,12 @@ def output_copy(model: ModelSpec, shape: Shape) -> int:
     return shape.seq_len * model.q_width * shape.act_bytes
 
 
-def family_attention_extra(model: ModelSpec, shape: Shape) -> int:
+def family_attention_extra(attention: AttentionSpec, model: ModelSpec, shape: Shape) -> int:
     """Bytes one attention layer's modules save beyond the Llama family's, where the family's module differs."""
     if not modules(shape):
         return 0
-    return clamp_copies(model, shape) + output_copy(model, shape) + rotary_per_layer(model, shape)
+    return (clamp_copies(model, shape) + output_copy(model, shape) + rotary_per_layer(model, shape)
+            + l2_qk_norm(attention, model, shape) + temperature_scales(attention, shape))
 
 
 def position_ids(model: ModelSpec, shape: Shape) -> int:
@@ -432,15 +499,29 @@ def moe_autocast(moe: MoESpec, model: ModelSpec, shape: Shape) -> Cost:
     the shared expert's projections and its gate are nn.Linear / F.linear, autocast: each casts its weight
     and its input to 16 bits; the router's input copy is the block input the fused estimate already saves."""
     d, e = model.d_model, shape.act_bytes
-    rows = routed_rows(moe, shape.seq_len) * (2 * d + SAVED_INNER[model.mlp] * moe.d_ff_expert)
-    casts, matrices = 0, moe.n_experts * d                                  # the router's weight
+    routed, matrices = routed_autocast(moe, model, shape)
+    casts, matrices = 0, matrices + moe.n_experts * d                       # the router's weight
     if moe.n_shared_experts:
         casts += 2 if model.gated else 1                                    # [gate,] up: their own input casts
         matrices += feed_forward(model, moe.d_ff_shared, 0, e).matrix_params
         if moe.shared_expert_gate:
             casts, matrices = casts + 1, matrices + d
-    return (Cost(activations=rows * (STAT_BYTES - e))
+    return (Cost(activations=routed)
             + d_model_wide(input_copies(casts, model, shape), weight_copies(matrices, shape)))
+
+
+def routed_autocast(moe: MoESpec, model: ModelSpec, shape: Shape) -> tuple[int, int]:
+    """The routed experts' bytes under autocast beyond 16-bit training, and the expert weight elements autocast
+    copies to 16 bits. Grouped experts (torch._grouped_mm) keep every routed row's input, output and inner
+    tensors in fp32 and copy no weight. Llama4TextExperts' torch.bmm is on autocast's list: it casts its input
+    and each expert's gate_up_proj and down_proj to 16 bits and saves the copies, so only the repeated block
+    input that Llama4TextMoe's mul by the scores saves stays fp32 (the residual's dtype), n_experts × s rows."""
+    s, d, e = shape.seq_len, model.d_model, shape.act_bytes
+    if class_modules(shape).every_expert:
+        experts = feed_forward(model, moe.d_ff_expert, 0, e).matrix_params * moe.n_experts
+        return moe.n_experts * s * d * (STAT_BYTES - e), experts
+    rows = routed_rows(moe, s) * (2 * d + SAVED_INNER[model.mlp] * moe.d_ff_expert)
+    return rows * (STAT_BYTES - e), 0
 
 
 # ------------------------------------------------------------------------------ DeepSeek-V2 / V3 (MLA, their MoE)

@@ -101,7 +101,7 @@ def _layer_cost(layer: Layer, model: ModelSpec, shape: Shape) -> dict[str, Cost]
     attention = ATTENTION_COST[layer.attention.type](layer.attention, model, shape)
     parts = {
         "attention": attention + Cost(activations=attention_extra(layer.attention, model, shape)
-                                      + family_attention_extra(model, shape)),
+                                      + family_attention_extra(layer.attention, model, shape)),
         "norms": replace(norms, act_d_model=norms.activations),
         ffn: (moe_block(layer.moe, model, shape) + Cost(activations=moe_extra(layer.moe, model, shape))
               + deepseek_router(layer.moe, model, shape)

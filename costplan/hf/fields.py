@@ -328,7 +328,9 @@ def llama4_moe(n_experts: int, top_k: int, d_ff_expert: int, moe: list | None, s
     listed = moe if moe is not None else list(range(step - 1, n_layers, step))
     layout = moe_layers([i in listed for i in range(n_layers)],
                         "moe_layers" if moe is not None else "interleave_moe_layer_step")
-    spec = {"n_experts": n_experts, "top_k": top_k, "d_ff_expert": d_ff_expert, "n_shared_experts": 1}
+    # Llama4Router takes the sigmoid of each top-k logit: the weights are not renormalised to sum to 1.
+    spec = renormalized({"n_experts": n_experts, "top_k": top_k, "d_ff_expert": d_ff_expert,
+                         "n_shared_experts": 1}, False)
     if layout["first_dense_layers"]:
         spec["first_dense_layers"] = layout["first_dense_layers"]
     if layout["every"] > 1:

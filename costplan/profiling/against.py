@@ -30,6 +30,7 @@ from torch import nn
 
 from costplan import sources
 from costplan.costs.estimate import components, estimate, shape_of
+from costplan.costs.implementation import modules_of
 from costplan.errors import CostplanError
 from costplan.profiling import counters
 from costplan.profiling.compare import Check
@@ -158,17 +159,14 @@ def step_bytes(spec: Spec) -> int:
     return memory.weights + memory.gradients + 2 * memory.activations + memory.workspace
 
 
-# Model types whose expert block runs every expert on every token, the router's unchosen scores zeroing their
-# outputs: Llama4TextMoe repeats the tokens n_experts times into Llama4TextExperts' batched matmuls.
-EVERY_EXPERT = ("llama4_text",)
-
-
 def eager(spec: Spec) -> Spec:
     """The spec as eager attention executes it: every pair of every softmax layer computed, then masked (MLA
     already counts every pair in the counter's convention); and every expert on every token where the class
-    runs them so (EVERY_EXPERT), which is top_k = n_experts."""
+    runs them so (ClassModules.every_expert: Llama4TextMoe repeats the tokens n_experts times into
+    Llama4TextExperts' batched matmuls, the router's unchosen scores zeroing their outputs), which is
+    top_k = n_experts."""
     changes = [] if "mla" in spec.model.attention_types else ["model.attention=dense"]
-    if spec.model.moe is not None and spec.training.modules in EVERY_EXPERT:
+    if spec.model.moe is not None and modules_of(spec.training.modules).every_expert:
         changes.append(f"model.moe.top_k={spec.model.moe.n_experts}")
     return respec(spec, changes) if changes else spec
 

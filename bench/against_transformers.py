@@ -3,7 +3,7 @@ parameters and eager FLOPs (exact or not), saved activations and the peak of a t
 
     python bench/against_transformers.py --markdown bench/transformers_results.md
 
-Validation data only: no constant in costplan is fitted to it (costs/implementation.py derives each tensor from
+Validation data only: no constant in costplan is fitted to it (costs/implementation/ derives each tensor from
 the modules' code; this table is how well the derivation holds per family). Needs the `hf` extra.
 """
 from __future__ import annotations

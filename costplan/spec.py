@@ -180,7 +180,7 @@ class TrainingSpec(Section):
     # Hopper, -2 on Ampere), or FlashAttention-2 (PyTorch's SDPA flash backend) or -3 by name.
     attention_kernel: Literal["fastest", "flash2", "flash3"] = "fastest"
     # Whose modules save the activations: fused kernels (a fused norm, FlashAttention: Megatron, torchtitan), or
-    # the PyTorch modules of `transformers` with SDPA or eager attention (costs/implementation.py).
+    # the PyTorch modules of `transformers` with SDPA or eager attention (costs/implementation/).
     implementation: Literal["fused", "sdpa", "eager"] = "fused"
     # fp32 weights cast to `precision` per matmul by torch.autocast (the common trainer default), instead of
     # 16-bit weights with an fp32 master copy; modelled for transformers' modules (sdpa, eager).

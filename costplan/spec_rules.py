@@ -103,7 +103,7 @@ def _attention_rules(a: Any, v: Getter, head_dim: int | None, n_heads: int | Non
     return problems
 
 
-# The transformers classes whose parallel layers are modelled (costs/implementation.py CLASS_MODULES), with the
+# The transformers classes whose parallel layers are modelled (costs/implementation/common.py CLASS_MODULES), with the
 # blocks they build: Falcon's new_decoder_architecture (two norms; the old multi-query layer is not modelled).
 PARALLEL_CLASSES = {"falcon": ("parallel",), "gpt_neox": ("parallel", "sequential"), "gptj": ("parallel_shared_norm",),
                     "phi": ("parallel_shared_norm",)}
@@ -124,7 +124,7 @@ def block_rules(block: str, modules: str, implementation: str) -> list[tuple[str
 
 
 def implementation_rules(model: Getter, training: Getter) -> list[tuple[str, str]]:
-    """transformers' modules (costs/implementation.py) are modelled for softmax-attention and MLA decoders of
+    """transformers' modules (costs/implementation/) are modelled for softmax-attention and MLA decoders of
     sequential or sandwich layers trained without recomputation; anything else would be the fused figure under
     another name."""
     implementation, problems = training("implementation"), []

@@ -52,7 +52,7 @@ class Cost:
     act_d_model: int = 0
     # Bytes live only around the peak of a step, not saved for backward: the fp32 gradients of the loss's
     # log-softmax and logits, which exist together with every saved activation when backward starts; or, where
-    # that moment is higher, what the last eager softmax holds beyond (costs/implementation.py eager_peak).
+    # that moment is higher, what the last eager softmax holds beyond (costs/implementation/model.py eager_peak).
     workspace: int = 0
     kv_cache: int = 0         # inference K/V cache bytes per cached token
     kv_cache_seq: int = 0     # inference cache bytes for one sequence of seq_len tokens (windows, states)

@@ -28,7 +28,7 @@ def element_bytes(precision: str) -> int:
 
 def weight_bytes(precision: str, autocast: bool = False) -> int:
     """Bytes per weight and per gradient: 16-bit training keeps 16-bit weights, unless autocast keeps them in
-    fp32 and casts a 16-bit copy for each matmul (the copies are activations: costs/implementation.py)."""
+    fp32 and casts a 16-bit copy for each matmul (the copies are activations: costs/implementation/)."""
     return FP32 if autocast else element_bytes(precision)
 
 

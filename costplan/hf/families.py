@@ -280,7 +280,7 @@ FAMILIES: dict[str, Family] = {
         # (Llama4TextL2Norm has no weight), the NoPE layers' query scaling by position (attn_temperature_tuning,
         # floor_scale, attn_scale), and the router's sigmoid of its top-k logits. What the qk norm and the
         # scaling save under training.implementation sdpa or eager is the llama4_text modules' (costs/
-        # implementation.py), as Scout's config turns them on. for_llm_compressor is carried by released files
+        # implementation/attention.py), as Scout's config turns them on. for_llm_compressor is carried by released files
         # and read by nothing in the class.
         ignored=MOE_IGNORED | {"use_qk_norm", "attn_temperature_tuning", "floor_scale", "attn_scale",
                                "for_llm_compressor"}),

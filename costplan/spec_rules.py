@@ -103,8 +103,8 @@ def _attention_rules(a: Any, v: Getter, head_dim: int | None, n_heads: int | Non
     return problems
 
 
-# The transformers classes whose parallel layers are modelled (costs/implementation/common.py CLASS_MODULES), with the
-# blocks they build: Falcon's new_decoder_architecture (two norms; the old multi-query layer is not modelled).
+# The transformers classes whose parallel layers are modelled (costs/class_modules.py), with the blocks they
+# build: Falcon's new_decoder_architecture (two norms; the old multi-query layer is not modelled).
 PARALLEL_CLASSES = {"falcon": ("parallel",), "gpt_neox": ("parallel", "sequential"), "gptj": ("parallel_shared_norm",),
                     "phi": ("parallel_shared_norm",)}
 

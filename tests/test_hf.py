@@ -14,6 +14,7 @@ import pytest
 import costplan
 from costplan import hf, yamlio
 from costplan.errors import SpecError
+from costplan.spec import MODULES
 
 HF = Path(__file__).parents[1] / "specs" / "ci" / "hf"
 TINY = sorted((HF / "tiny").glob("*.json"))
@@ -37,6 +38,11 @@ def write_config(tmp_path: Path, name: str, **changes) -> Path:
 def test_every_supported_model_type_has_a_tiny_config():
     types = {json.loads(p.read_text())["model_type"] for p in TINY}
     assert types == set(hf.FAMILIES)
+
+
+def test_every_supported_model_type_names_its_modules():
+    """training.modules, which a config import sets to its model_type, accepts every model type read."""
+    assert set(MODULES) == set(hf.FAMILIES)
 
 
 def test_the_readme_lists_the_supported_model_types():

@@ -3,6 +3,7 @@ without weight or bias (OLMo 1, Groeneveld et al. 2024 §2.1: "non-parametric la
 from __future__ import annotations
 
 from costplan.costs import STAT_BYTES, Cost, Shape, vector
+from costplan.costs.class_modules import class_modules
 
 # Statistics saved per normalised row: LayerNorm keeps mean and 1/std (with or without its affine vectors),
 # RMSNorm keeps 1/rms.
@@ -32,16 +33,11 @@ def python_copy(kind: str, rows: int, width: int, shape: Shape) -> int:
     return rows * width * STAT_BYTES + fp32_normed(kind, rows, width, shape)
 
 
-# Whose RMSNorm multiplies its fp32 normalized value by the weight before casting back (transformers'
-# GemmaRMSNorm, Gemma2RMSNorm, Gemma3RMSNorm: (x * (1 + w)).type_as(input); GptOssRMSNorm: (w * x).to(input)),
-# where Llama's casts first and multiplies in the input dtype.
-FP32_NORMED = ("gemma", "gemma2", "gemma3_text", "gpt_oss")
-ONE_PLUS_WEIGHT = ("gemma", "gemma2", "gemma3_text")     # Gemma's scale is 1 + weight, an fp32 tensor of its own
-
-
 def normalizes_in_fp32(kind: str, shape: Shape) -> bool:
-    """Whether the modules' RMSNorm saves its normalized value in fp32 whatever its input's dtype."""
-    return shape.implementation != "fused" and kind == "rmsnorm" and shape.modules in FP32_NORMED
+    """Whether the modules' RMSNorm saves its normalized value in fp32 whatever its input's dtype (Gemma's and
+    gpt-oss's multiply the fp32 normalized value by the weight before casting back, where Llama's casts first
+    and multiplies in the input dtype: ClassModules.fp32_normed)."""
+    return shape.implementation != "fused" and kind == "rmsnorm" and class_modules(shape).fp32_normed
 
 
 def fp32_normed(kind: str, rows: int, width: int, shape: Shape) -> int:
@@ -50,8 +46,8 @@ def fp32_normed(kind: str, rows: int, width: int, shape: Shape) -> int:
     Gemma's also saves the fp32 `1 + weight` it multiplies by (width × 4 bytes per norm)."""
     if not normalizes_in_fp32(kind, shape):
         return 0
-    return rows * width * (STAT_BYTES - shape.act_bytes) + (width * STAT_BYTES if shape.modules in ONE_PLUS_WEIGHT
-                                                             else 0)
+    one_plus_weight = width * STAT_BYTES if class_modules(shape).one_plus_weight else 0
+    return rows * width * (STAT_BYTES - shape.act_bytes) + one_plus_weight
 
 
 def fp32_input_copy(kind: str, rows: int, width: int, shape: Shape) -> int:

@@ -234,13 +234,14 @@ def qwen2_moe_attention(use: bool, sliding_window: int | None, max_window_layers
 
 
 def moe_layers(is_moe: list[bool], key_name: str) -> dict[str, int]:
-    """first_dense_layers and every for a list of which layers are MoE, when a spec can say it that way."""
+    """first_dense_layers and every for a list of which layers are MoE, when a spec can say it that way; each
+    written only where it is not the spec's default."""
     if not any(is_moe):
         raise Unsupported(key_name, "leaves no mixture-of-experts layer; not modelled as a MoE model")
     first = is_moe.index(True)
     for every in range(1, len(is_moe) + 1):
         if [i >= first and (i - first) % every == 0 for i in range(len(is_moe))] == is_moe:
-            return {"first_dense_layers": first, "every": every}
+            return {**({"first_dense_layers": first} if first else {}), **({"every": every} if every > 1 else {})}
     moe = [i for i, flag in enumerate(is_moe) if flag]
     raise Unsupported(key_name, f"MoE layers {moe} are not some dense layers followed by every n-th layer, "
                                 "the patterns a spec can state")
@@ -257,12 +258,8 @@ def qwen_moe(n_experts: int, top_k: int, d_ff_expert: int, step: int, mlp_only: 
     mlp_only = mlp_only or []
     is_moe = [i not in mlp_only and n_experts > 0 and (i + 1) % step == 0 for i in range(n_layers)]
     layout = moe_layers(is_moe, "mlp_only_layers" if mlp_only else "decoder_sparse_step")
-    moe = {"n_experts": n_experts, "top_k": top_k, "d_ff_expert": d_ff_expert}
-    if layout["first_dense_layers"]:
-        moe["first_dense_layers"] = layout["first_dense_layers"]
-    if layout["every"] > 1:
-        moe["every"] = layout["every"]
-    return renormalized(moe, norm_topk_prob)
+    return renormalized({"n_experts": n_experts, "top_k": top_k, "d_ff_expert": d_ff_expert, **layout},
+                        norm_topk_prob)
 
 
 def qwen2_moe(n_experts: int, top_k: int, d_ff_expert: int, step: int, mlp_only: list | None, n_layers: int,
@@ -329,10 +326,5 @@ def llama4_moe(n_experts: int, top_k: int, d_ff_expert: int, moe: list | None, s
     layout = moe_layers([i in listed for i in range(n_layers)],
                         "moe_layers" if moe is not None else "interleave_moe_layer_step")
     # Llama4Router takes the sigmoid of each top-k logit: the weights are not renormalised to sum to 1.
-    spec = renormalized({"n_experts": n_experts, "top_k": top_k, "d_ff_expert": d_ff_expert,
-                         "n_shared_experts": 1}, False)
-    if layout["first_dense_layers"]:
-        spec["first_dense_layers"] = layout["first_dense_layers"]
-    if layout["every"] > 1:
-        spec["every"] = layout["every"]
-    return spec
+    return renormalized({"n_experts": n_experts, "top_k": top_k, "d_ff_expert": d_ff_expert, "n_shared_experts": 1,
+                         **layout}, False)

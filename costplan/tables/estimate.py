@@ -34,7 +34,7 @@ def estimate_rows(est: Estimate) -> list[Row]:
     rows += [Row("memory", name, value, "bytes", share=value / m.total_per_gpu, note=note) for name, value, note in (
         ("weights", m.weights, ""), ("gradients", m.gradients, ""), ("optimizer states", m.optimizer, ""),
         (f"activations (micro-batch {a.micro_batch_size})", m.activations, ""),
-        ("loss and head gradients (transient)", m.workspace, "as backward starts, or at the head's if more"),
+        ("loss and head gradients (transient)", m.workspace, "as backward starts; the head's or a softmax's if more"),
         *([("tied embedding gradients (transient)", m.tied_gradients, "as backward ends: head's, lookup's, sum")]
           if m.tied_gradients else []),
         ("optimizer step transients", m.update, "a gradient's fp32 copy and the update's temporaries"))]

@@ -16,9 +16,10 @@ sequence:
   16-bit copy that multiplies V: (4 + 2) bytes per pair and head in 16-bit training, 4 in fp32;
 - MLA and DeepSeek's MoE routers: DeepseekV2/V3Attention and TopkRouter (mla.py).
 
-GPT-2's, OPT's and BLOOM's modules (training.modules, measured the same way) differ where ClassModules (common.py)
-says: a fused q/k/v projection kept whole, GPT-2's softmax in the scores' dtype and its Python GELU, learned
-position ids; and a long eager step peaks at its last softmax rather than at the loss (scores_transient).
+GPT-2's, OPT's and BLOOM's modules (training.modules, measured the same way) differ where ClassModules
+(costs/class_modules.py) says: a fused q/k/v projection kept whole, GPT-2's softmax in the scores' dtype and its
+Python GELU, learned position ids; and a long eager step peaks at its last softmax rather than at the loss
+(scores_transient).
 
 Under 16-bit autocast over fp32 weights (`training.autocast`), measured the same way:
 
@@ -30,8 +31,8 @@ Under 16-bit autocast over fp32 weights (`training.autocast`), measured the same
   output (RMSNorm) in fp32: 4 − 2 bytes more per element than in 16-bit training; the rotary tables are fp32;
 - a MoE block's grouped expert matmuls are on no autocast list and run in fp32 (moe_autocast).
 
-Where a family's modules differ (training.modules, the config's model_type: ClassModules in common.py; or the spec
-field that decides it), also derived and measured:
+Where a family's modules differ (training.modules, the config's model_type: ClassModules in
+costs/class_modules.py; or the spec field that decides it), also derived and measured:
 
 - OLMo's rotary tables stay fp32 and its clip_qkv clamps save q, k and v; its LayerNorm's fp32 input is in
   costs/norm.py;
@@ -47,7 +48,7 @@ field that decides it), also derived and measured:
   (gpt-oss has no sdpa attention);
 - gpt-oss's router takes a softmax over the top-k logits only, its experts add biases and a clamped SwiGLU;
 - the parallel-layer classes (Falcon, GPT-J, GPT-NeoX, Phi): under autocast a parallel layer's norms read one
-  fp32 input, and each projection reading a shared normed input casts its own copy.
+  fp32 input, and each projection reading a shared normed input casts its own copy;
 - Llama 4's block runs every expert on every token (every_expert_extra; its bmm experts cast as any matmul
   under autocast, routed_autocast), its rotary table is complex (complex_rotary), its rotated layers L2-norm q
   and k in fp32 (l2_qk_norm), its NoPE layers scale q per position (temperature_scales), and its eager
@@ -60,13 +61,14 @@ from __future__ import annotations
 
 from costplan.costs.implementation.attention import attention_extra, family_attention_extra
 from costplan.costs.implementation.autocast import autocast_extra, fp32_residual
-from costplan.costs.implementation.common import IMPLEMENTATIONS, d_model_wide, modules_of, weight_copies
+from costplan.costs.class_modules import modules_of
+from costplan.costs.implementation.common import d_model_wide, weight_copies
 from costplan.costs.implementation.feed_forward import mlp_extra, moe_extra
 from costplan.costs.implementation.mla import deepseek_router
 from costplan.costs.implementation.model import capped_logits, eager_peak, model_extra, position_ids
 
 __all__ = [
-    "IMPLEMENTATIONS", "attention_extra", "autocast_extra", "capped_logits", "d_model_wide", "deepseek_router",
+    "attention_extra", "autocast_extra", "capped_logits", "d_model_wide", "deepseek_router",
     "eager_peak", "family_attention_extra", "fp32_residual", "mlp_extra", "model_extra", "modules_of", "moe_extra",
     "position_ids", "weight_copies",
 ]

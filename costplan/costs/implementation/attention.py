@@ -5,8 +5,8 @@ from __future__ import annotations
 from costplan.costs import INDEX_BYTES, STAT_BYTES, Shape
 from costplan.costs.attention import COST as ATTENTION_COST
 from costplan.costs.attention.softmax import around_core
-from costplan.costs.implementation.common import (COMPLEX_BYTES, MASKED, class_modules, modules, rotary_bytes,
-                                                  softmax_bytes)
+from costplan.costs.class_modules import class_modules
+from costplan.costs.implementation.common import COMPLEX_BYTES, MASKED, modules, rotary_bytes, softmax_bytes
 from costplan.costs.implementation.mla import mla_extra
 from costplan.spec import ModelSpec
 from costplan.spec_attention import AttentionSpec
@@ -32,7 +32,6 @@ def attention_extra(attention: AttentionSpec, model: ModelSpec, shape: Shape) ->
     return (repeated if cls.repeats_kv else 0) + flash + own
 
 
-
 def eager_scores(model: ModelSpec, shape: Shape) -> int:
     """What eager_attention_forward saves for one layer's s × s scores per head: the fp32 softmax and its copy
     in the activation dtype that multiplies V (one tensor in fp32 training), the soft-cap's tanh where the class
@@ -43,7 +42,6 @@ def eager_scores(model: ModelSpec, shape: Shape) -> int:
     return model.n_heads * s * s * softmax_bytes(shape) + capped_scores(model, shape)
 
 
-
 def capped_scores(model: ModelSpec, shape: Shape) -> int:
     """Gemma2's eager_attention_forward soft-caps the scaled scores, c·tanh(x / c), before the mask: tanh saves
     its output, one s × s tensor per head in the activation dtype (division and scaling by constants save
@@ -51,7 +49,6 @@ def capped_scores(model: ModelSpec, shape: Shape) -> int:
     if not class_modules(shape).softcapped_scores:
         return 0
     return model.n_heads * shape.seq_len ** 2 * shape.act_bytes
-
 
 
 def sink_scores(model: ModelSpec, shape: Shape) -> int:
@@ -66,7 +63,6 @@ def sink_scores(model: ModelSpec, shape: Shape) -> int:
     return model.n_heads * s * (softmax + INDEX_BYTES)
 
 
-
 def fused_qkv_output(model: ModelSpec, shape: Shape) -> int:
     """Bytes a fused q/k/v projection's output keeps alive beyond the q, k and v the estimate counts: the core
     saves q as a view of it (SDPA as it is passed; eager's batched matmul folding batch and heads into a view,
@@ -77,7 +73,6 @@ def fused_qkv_output(model: ModelSpec, shape: Shape) -> int:
     if not class_modules(shape).qkv_output_kept:
         return 0
     return 2 * shape.seq_len * model.n_kv_heads * model.head_dim * shape.act_bytes
-
 
 
 def rotary_tables(model: ModelSpec, shape: Shape) -> int:
@@ -91,14 +86,12 @@ def rotary_tables(model: ModelSpec, shape: Shape) -> int:
     return 2 * shape.seq_len * width * rotary_bytes(shape)
 
 
-
 def complex_rotary(model: ModelSpec, shape: Shape) -> int:
     """Llama4TextRotaryEmbedding returns freqs_cis = torch.polar(ones, freqs): one complex64 rotation per
     position and pair of features, s × rotary_dim / 2 × 8 bytes whatever the dtype (autocast included).
     apply_rotary_emb multiplies the complex views of q and k by it (`xq_ * freqs_cis`): the mul saves only
     freqs_cis, which carries no gradient, and every layer shares the model's one table."""
     return shape.seq_len * model.rotary_dim // 2 * COMPLEX_BYTES
-
 
 
 def l2_qk_norm(attention: AttentionSpec, model: ModelSpec, shape: Shape) -> int:
@@ -111,7 +104,6 @@ def l2_qk_norm(attention: AttentionSpec, model: ModelSpec, shape: Shape) -> int:
     return shape.seq_len * (model.q_width + model.kv_width + model.n_heads + model.n_kv_heads) * STAT_BYTES
 
 
-
 def temperature_scales(attention: AttentionSpec, shape: Shape) -> int:
     """Llama4TextAttention's attn_temperature_tuning on a NoPE layer: `query_states * attn_scales` multiplies q
     by an fp32 factor per position (log1p(floor((pos + 1) / floor_scale)) · attn_scale + 1), which the mul
@@ -121,12 +113,10 @@ def temperature_scales(attention: AttentionSpec, shape: Shape) -> int:
     return shape.seq_len * STAT_BYTES
 
 
-
 def rotary_per_layer(model: ModelSpec, shape: Shape) -> int:
     """GPT-J's apply_rotary_pos_emb repeat_interleaves sin and cos in each call, once for q and once for k:
     two tables' worth per layer, saved by the multiplications, instead of one set per model."""
     return 2 * rotary_tables(model, shape) if class_modules(shape).rotary_per_call else 0
-
 
 
 def fp32_qk(model: ModelSpec, shape: Shape) -> int:
@@ -135,7 +125,6 @@ def fp32_qk(model: ModelSpec, shape: Shape) -> int:
     if not class_modules(shape).fp32_qk or shape.autocast:
         return 0
     return 2 * shape.seq_len * model.n_heads * model.head_dim * (STAT_BYTES - shape.act_bytes)
-
 
 
 def clamp_copies(model: ModelSpec, shape: Shape) -> int:
@@ -148,7 +137,6 @@ def clamp_copies(model: ModelSpec, shape: Shape) -> int:
     return shape.seq_len * (model.q_width + 2 * model.kv_width) * shape.act_bytes
 
 
-
 def output_copy(model: ModelSpec, shape: Shape) -> int:
     """Bytes of the attention output copied before the output projection, which saves the copy: SDPA's kernel
     lays its output out as the query is laid out (measured on torch's CPU kernel), so a head-major query (q
@@ -159,7 +147,6 @@ def output_copy(model: ModelSpec, shape: Shape) -> int:
     if shape.implementation != "sdpa" or not class_modules(shape).head_major_query:
         return 0
     return shape.seq_len * model.q_width * shape.act_bytes
-
 
 
 def family_attention_extra(attention: AttentionSpec, model: ModelSpec, shape: Shape) -> int:

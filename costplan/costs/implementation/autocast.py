@@ -4,7 +4,8 @@ and the mixture-of-experts block's fp32 grouped matmuls."""
 from __future__ import annotations
 
 from costplan.costs import STAT_BYTES, Cost, Shape
-from costplan.costs.implementation.common import class_modules, d_model_wide, input_copies, weight_copies
+from costplan.costs.class_modules import class_modules
+from costplan.costs.implementation.common import d_model_wide, input_copies, weight_copies
 from costplan.costs.mlp import SAVED_INNER, feed_forward
 from costplan.costs.moe import routed_rows
 from costplan.costs.norm import normalizes_in_fp32
@@ -18,7 +19,6 @@ def fp32_residual(norms: int, model: ModelSpec, shape: Shape) -> int:
     if not shape.autocast or normalizes_in_fp32(model.norm, shape):
         return 0
     return norms * shape.seq_len * model.d_model * (STAT_BYTES - shape.act_bytes)
-
 
 
 def autocast_extra(parts: dict[str, Cost], ffn: str, norm_inputs: int, shared_input: bool, model: ModelSpec,
@@ -41,7 +41,6 @@ def autocast_extra(parts: dict[str, Cost], ffn: str, norm_inputs: int, shared_in
                                             weight_copies(parts[ffn].matrix_params, shape)))}
 
 
-
 def moe_autocast(moe: MoESpec, model: ModelSpec, shape: Shape) -> Cost:
     """What transformers' MoE block saves under CPU autocast beyond 16-bit training (measured on Mixtral,
     Qwen2-MoE, OLMoE, Qwen3-MoE; integrations/moe.py grouped_mm_experts_forward). The routed experts run
@@ -61,7 +60,6 @@ def moe_autocast(moe: MoESpec, model: ModelSpec, shape: Shape) -> Cost:
             + d_model_wide(input_copies(casts, model, shape), weight_copies(matrices, shape)))
 
 
-
 def routed_autocast(moe: MoESpec, model: ModelSpec, shape: Shape) -> tuple[int, int]:
     """The routed experts' bytes under autocast beyond 16-bit training, and the expert weight elements autocast
     copies to 16 bits. Grouped experts (torch._grouped_mm) keep every routed row's input, output and inner
@@ -74,7 +72,6 @@ def routed_autocast(moe: MoESpec, model: ModelSpec, shape: Shape) -> tuple[int, 
         return moe.n_experts * s * d * (STAT_BYTES - e), experts
     rows = routed_rows(moe, s) * (2 * d + SAVED_INNER[model.mlp] * moe.d_ff_expert)
     return rows * (STAT_BYTES - e), 0
-
 
 
 def attention_casts(model: ModelSpec, shape: Shape) -> int:

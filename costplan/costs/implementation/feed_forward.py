@@ -3,7 +3,8 @@ the router's and the grouped experts'."""
 from __future__ import annotations
 
 from costplan.costs import INDEX_BYTES, STAT_BYTES, Shape
-from costplan.costs.implementation.common import class_modules, modules
+from costplan.costs.class_modules import class_modules
+from costplan.costs.implementation.common import modules
 from costplan.costs.moe import moe_block, routed_rows
 from costplan.spec import ModelSpec, MoESpec
 
@@ -16,7 +17,6 @@ def mlp_extra(d_ff: int, shape: Shape) -> int:
     return 3 * shape.seq_len * d_ff * shape.act_bytes
 
 
-
 def moe_extra(moe: MoESpec, model: ModelSpec, shape: Shape) -> int:
     """Bytes transformers' MoE block saves beyond the fused estimate: its router's and its grouped experts'."""
     if not modules(shape):
@@ -24,7 +24,6 @@ def moe_extra(moe: MoESpec, model: ModelSpec, shape: Shape) -> int:
     if class_modules(shape).every_expert:
         return router_extra(moe, shape) + every_expert_extra(moe, model, shape)
     return router_extra(moe, shape) + experts_extra(moe, model, shape)
-
 
 
 def every_expert_extra(moe: MoESpec, model: ModelSpec, shape: Shape) -> int:
@@ -42,7 +41,6 @@ def every_expert_extra(moe: MoESpec, model: ModelSpec, shape: Shape) -> int:
             + rows * (shape.act_bytes - STAT_BYTES - 2 * INDEX_BYTES))
 
 
-
 def router_extra(moe: MoESpec, shape: Shape) -> int:
     """Mixtral's router (fp32 softmax over every expert, as fused, then top-k) also saves its int64 top-k
     indices and, renormalising the top-k weights to sum to 1 (moe.renormalize; in place, `/=`), their fp32
@@ -54,7 +52,6 @@ def router_extra(moe: MoESpec, shape: Shape) -> int:
     return s * k * INDEX_BYTES + (s * k * STAT_BYTES + s * STAT_BYTES if moe.renormalize else 0)
 
 
-
 def experts_extra(moe: MoESpec, model: ModelSpec, shape: Shape) -> int:
     """What grouped_mm_experts_forward saves beyond the fused estimate: one more int64 index per routed row (the
     sort that groups rows by expert) and the int32 offsets of the grouped matmul; with expert biases, the sorted
@@ -62,13 +59,12 @@ def experts_extra(moe: MoESpec, model: ModelSpec, shape: Shape) -> int:
     where the class casts them (cast_routing_weights; the fused estimate's are fp32), and gpt-oss's clamped
     SwiGLU saves 7 d_ff_expert-wide tensors per row where a SwiGLU saves 4: the gate-up output (the clamps'
     input), the clamped gate, sigmoid(α·gate), their product, up + 1 and the down projection's input."""
-    rows = shape.seq_len * moe.top_k
+    rows = routed_rows(moe, shape.seq_len)
     extra = rows * INDEX_BYTES * (2 if model.bias else 1) + moe.n_experts * 4
     extra += rows * (routing_weight_bytes(shape) - STAT_BYTES)
     if class_modules(shape).clamped_swiglu:   # in fp32 under autocast, as the grouped matmuls (moe_autocast)
         extra += rows * 3 * moe.d_ff_expert * (STAT_BYTES if shape.autocast else shape.act_bytes)
     return extra
-
 
 
 def routing_weight_bytes(shape: Shape) -> int:

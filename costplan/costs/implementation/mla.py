@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from costplan.costs import STAT_BYTES, ZERO, Cost, Shape
 from costplan.costs.attention import COST as ATTENTION_COST
-from costplan.costs.implementation.common import modules, softmax_bytes
+from costplan.costs.class_modules import class_modules
+from costplan.costs.implementation.common import COMPLEX_BYTES, modules, rotary_bytes, softmax_bytes
 from costplan.costs.moe import routed_rows
 from costplan.costs.norm import norm
 from costplan.spec import ModelSpec, MoESpec
@@ -15,7 +16,6 @@ from costplan.spec_attention import LatentAttention
 def mla_extra(attention: LatentAttention, model: ModelSpec, shape: Shape) -> int:
     """Bytes DeepseekV2/V3Attention saves beyond the fused MLA estimate (costs/attention/mla.py)."""
     return mla_modules(attention, model, shape) - ATTENTION_COST["mla"](attention, model, shape).activations
-
 
 
 def mla_modules(attention: LatentAttention, model: ModelSpec, shape: Shape) -> int:
@@ -35,7 +35,6 @@ def mla_modules(attention: LatentAttention, model: ModelSpec, shape: Shape) -> i
         # output that holds the rope part's storage too.
         saved += s * a.qk_rope_head_dim * e
     return saved + mla_core(attention, model, shape)
-
 
 
 def mla_core(attention: LatentAttention, model: ModelSpec, shape: Shape) -> int:
@@ -59,16 +58,14 @@ def mla_core(attention: LatentAttention, model: ModelSpec, shape: Shape) -> int:
     return heads * s * (2 * d_qk + s) * STAT_BYTES + math_v
 
 
-
 def mla_rope_tables(attention: LatentAttention, shape: Shape) -> int:
     """The rotary tables of the rope width r, saved once per model by the first layer's multiplications:
-    DeepSeek-V2's are complex64 frequencies (s × r/2, 8 bytes each, whatever the dtype); V3's cos and sin are
-    in the activation dtype, fp32 under autocast (they take the fp32 residual's dtype)."""
+    DeepSeek-V2's are complex64 frequencies (ClassModules.complex_rotary: s × r/2, whatever the dtype); V3's cos
+    and sin are in the activation dtype, fp32 under autocast (they take the fp32 residual's dtype)."""
     s, r = shape.seq_len, attention.qk_rope_head_dim
-    if shape.modules == "deepseek_v2":
-        return s * r // 2 * 8
-    return 2 * s * r * (STAT_BYTES if shape.autocast else shape.act_bytes)
-
+    if class_modules(shape).complex_rotary:
+        return s * r // 2 * COMPLEX_BYTES
+    return 2 * s * r * rotary_bytes(shape)
 
 
 def deepseek_router(moe: MoESpec, model: ModelSpec, shape: Shape) -> Cost:

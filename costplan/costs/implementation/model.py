@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from costplan.costs import INDEX_BYTES, STAT_BYTES, Shape
 from costplan.costs.implementation.attention import rotary_tables
-from costplan.costs.implementation.common import class_modules, modules, softmax_bytes
+from costplan.costs.class_modules import class_modules
+from costplan.costs.implementation.common import modules, softmax_bytes
 from costplan.costs.implementation.mla import mla_rope_tables
 from costplan.spec import ModelSpec
 
@@ -21,12 +22,10 @@ def model_extra(model: ModelSpec, shape: Shape) -> int:
     return pairs * rotary_tables(model, shape)
 
 
-
 def position_ids(model: ModelSpec, shape: Shape) -> int:
     """Bytes of the int64 position ids a learned position embedding saves: the modules compute them in every
     forward (GPT-2's arange, OPT's cumsum of the attention mask) where the fused estimate reads a constant."""
     return shape.seq_len * INDEX_BYTES if modules(shape) and model.position == "learned" else 0
-
 
 
 def capped_logits(model: ModelSpec, shape: Shape) -> int:
@@ -35,7 +34,6 @@ def capped_logits(model: ModelSpec, shape: Shape) -> int:
     if not modules(shape) or not class_modules(shape).softcapped_logits:
         return 0
     return shape.seq_len * model.vocab_size * shape.act_bytes
-
 
 
 def scores_transient(model: ModelSpec, shape: Shape) -> int:
@@ -60,7 +58,6 @@ def scores_transient(model: ModelSpec, shape: Shape) -> int:
     forward = max(kept + masked + input_copy - probs_copy, kept + masked if kept else 0)
     backward = 2 * softmax_out - probs_copy
     return max(pairs * forward + shape.seq_len ** 2 * masked, pairs * backward)
-
 
 
 def eager_peak(model: ModelSpec, shape: Shape, after: int, workspace: int) -> int:

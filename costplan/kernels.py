@@ -10,7 +10,6 @@ from __future__ import annotations
 import functools
 import math
 from importlib import resources
-from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -135,19 +134,25 @@ CURVE_FIELDS = tuple(Curves.model_fields)
 
 
 @functools.cache
-def _table() -> dict[str, dict]:
-    ref = resources.files("costplan") / "data" / "kernels.yaml"
-    with resources.as_file(ref) as path:
-        return yamlio.read(Path(path))
+def _sections() -> dict[str, str]:
+    """data/kernels.yaml cut into one YAML text per device: an estimate reads two of its entries (the device's
+    and `default`), and parsing the whole 110 KB table took longer than the rest of an estimate."""
+    return yamlio.sections((resources.files("costplan") / "data" / "kernels.yaml").read_text(encoding="utf-8"))
+
+
+@functools.cache
+def _entry(key: str) -> dict:
+    """One device's entry of data/kernels.yaml ({} for a device it does not list)."""
+    text = _sections().get(key)
+    return yamlio.loads(text)[key] if text is not None else {}
 
 
 @functools.cache
 def efficiencies(gpu_key: str) -> Efficiencies:
     """The device's own figures where the table has them, the defaults for the rest."""
-    table = _table()
-    own = table.get(gpu_key, {})
-    figures = {name: own.get(name, table["default"][name]) for name in FIELDS}
-    figures |= {name: own.get(name, table["default"].get(name)) for name in WEIGHT_FIELDS.values()}
+    own, default = _entry(gpu_key), _entry("default")
+    figures = {name: own.get(name, default[name]) for name in FIELDS}
+    figures |= {name: own.get(name, default.get(name)) for name in WEIGHT_FIELDS.values()}
     serving = any(name in own for name in (*FIELDS, *WEIGHT_FIELDS.values()))   # curves alone are not serving figures
     return Efficiencies(device=gpu_key if serving else "default", **figures)
 
@@ -155,6 +160,6 @@ def efficiencies(gpu_key: str) -> Efficiencies:
 @functools.cache
 def curves(gpu_key: str) -> Curves | None:
     """The catalogue device's curves for the step model, or None when data/kernels.yaml has none for it."""
-    own = _table().get(gpu_key, {})
+    own = _entry(gpu_key)
     found = {name: own[name] for name in CURVE_FIELDS if name in own}
     return Curves(**found) if found else None

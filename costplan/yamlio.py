@@ -144,6 +144,22 @@ def read(path: Path) -> Any:
         raise SpecError(printable(path, cut=False), [f"invalid YAML: {exc}"]) from None
 
 
+_TOP_LEVEL_KEY = re.compile(r"^([A-Za-z0-9_.-]+):", re.M)
+
+
+def sections(text: str) -> dict[str, str]:
+    """A mapping document cut at its top-level keys into one YAML text per entry, so that a reader of a large
+    bundled table parses only the entries it needs. For costplan's own data files: an alias across entries or a
+    top-level key written other than as a plain word is not supported (the cut would not see it)."""
+    starts = [(m.start(), m.group(1)) for m in _TOP_LEVEL_KEY.finditer(text)]
+    found: dict[str, str] = {}
+    for (start, key), (end, _) in zip(starts, [*starts[1:], (len(text), "")]):
+        if key in found:
+            raise ValueError(f"duplicate top-level key {key!r}")
+        found[key] = text[start:end]
+    return found
+
+
 def dumps(data: Any, header: str = "") -> str:
     """A mapping as block YAML in its own key order, after `# ` comment lines for the header."""
     comments = "".join(f"# {line}\n" for line in header.splitlines())

@@ -114,3 +114,20 @@ def test_curves_rise_with_size_where_measured():
     fwd = h100.attention_forward[128]
     assert 521 / H100 < fwd.at(3000) < 579 / H100
     assert fwd.at(65536) == fwd.at(16384)
+
+
+def test_each_device_entry_read_alone_equals_the_whole_table():
+    """Estimates parse only their device's entry of data/kernels.yaml: each must read as in the whole file."""
+    whole = yamlio.read(Path(str(resources.files("costplan") / "data" / "kernels.yaml")))
+    assert set(kernels._sections()) == set(whole)
+    for key, entry in whole.items():
+        assert kernels._entry(key) == entry, key
+    assert kernels._entry("no-such-device") == {}
+
+
+def test_sections_cut_at_top_level_keys_only():
+    text = "# a: comment\na:\n  b: 1\n  # c: indented comment\nd: [1, 2]\n"
+    assert yamlio.sections(text) == {"a": "a:\n  b: 1\n  # c: indented comment\n",
+                                     "d": "d: [1, 2]\n"}
+    with pytest.raises(ValueError, match="duplicate top-level key 'a'"):
+        yamlio.sections("a: 1\nb: 2\na: 3\n")

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import datetime
 import functools
+from collections.abc import Iterator, Mapping
 from importlib import resources
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field, ValidationError
@@ -81,13 +81,31 @@ class GPU(Section):
         return int(self.memory_gib * 2**30)
 
 
+class Catalogue(Mapping[str, GPU]):
+    """The bundled catalogue, keyed by name. An entry is read and validated when first looked up: an estimate
+    needs one device of the file."""
+
+    def __init__(self, text: str) -> None:
+        self._texts = yamlio.sections(text)
+        self._gpus: dict[str, GPU] = {}
+
+    def __getitem__(self, key: str) -> GPU:
+        if key not in self._gpus:
+            entry = yamlio.loads(self._texts[key])[key]
+            self._gpus[key] = _validate(entry, f"hardware catalogue entry {key}", key)
+        return self._gpus[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._texts)
+
+    def __len__(self) -> int:
+        return len(self._texts)
+
+
 @functools.cache
-def catalogue() -> dict[str, GPU]:
-    """The bundled catalogue, keyed by name (loaded once)."""
-    ref = resources.files("costplan") / "data" / "hardware.yaml"
-    with resources.as_file(ref) as path:
-        raw = yamlio.read(Path(path))
-    return {key: _validate(entry, f"hardware catalogue entry {key}", key) for key, entry in raw.items()}
+def catalogue() -> Catalogue:
+    """The bundled catalogue (data/hardware.yaml), keyed by name."""
+    return Catalogue((resources.files("costplan") / "data" / "hardware.yaml").read_text(encoding="utf-8"))
 
 
 def _validate(data: Any, label: str, key: str) -> GPU:

@@ -46,3 +46,17 @@ def test_user_file(tmp_path):
 def test_unknown_name():
     with pytest.raises(CostplanError, match="unknown GPU 'a100' \\(did you mean 'a100-40gb'\\?\\)"):
         hardware.resolve("a100")
+
+
+def test_catalogue_entries_read_alone_equal_the_whole_file():
+    """The catalogue validates an entry when it is first looked up, from its own lines of data/hardware.yaml."""
+    from importlib import resources
+    from pathlib import Path
+
+    from costplan import yamlio
+
+    whole = yamlio.read(Path(str(resources.files("costplan") / "data" / "hardware.yaml")))
+    gpus = hardware.catalogue()
+    assert list(gpus) == list(whole) and len(gpus) == len(whole)
+    for key, entry in whole.items():
+        assert gpus[key] == hardware.GPU.model_validate({**entry, "key": key})

@@ -7,7 +7,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from costplan.errors import CostplanError
+from costplan.errors import CostplanError, printable
 
 NAME_MAX = 255  # bytes in one path component on Linux and macOS file systems
 
@@ -21,7 +21,7 @@ def check_output(option: str, path: str | os.PathLike, force: bool = False) -> P
     """The output path, once it is known to be writable: called before any long work, so that a bad path
     fails in a second, not after the measurement it was meant to keep."""
     target = Path(path)
-    label = f"{option} {path}"
+    label = f"{option} {printable(path, cut=name_too_long(target))}"
     if name_too_long(target):
         raise CostplanError(f"{label}: a file name is longer than {NAME_MAX} bytes")
     if target.is_dir():

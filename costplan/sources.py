@@ -66,6 +66,7 @@ CONFIG_NAME = "config.json"   # a Hugging Face checkpoint's model configuration
 def config_file(path: Path) -> Path | None:
     """The Hugging Face config.json a spec argument names: a .json file, or a folder's config.json; None for
     others (a folder without one is then reported as a folder, not a YAML file)."""
+    check_name_length("", path)
     if path.is_dir():
         return path / CONFIG_NAME if (path / CONFIG_NAME).is_file() else None
     return path if path.suffix == ".json" else None

@@ -261,3 +261,12 @@ def test_gpu_suggested_regardless_of_case(run):
 def test_command_line_values_read_like_yaml(text):
     # value() reads plain numbers without a YAML parse: it must agree with the loader on every form.
     assert repr(yamlio.value(text)) == repr(yamlio.loads(text))
+
+
+@pytest.mark.parametrize("args", [["import", "a" * 300 + ".json"], ["import", "a" * 300],
+                                  ["import", "specs/ci/hf/tiny/llama.json", "-o", "a" * 300 + ".yaml"],
+                                  ["plan", "--budget", "1e20", "--write", "a" * 300 + ".yaml"]])
+def test_file_names_too_long_for_import_and_outputs(run, args):
+    result = run(*args)
+    (line,) = errors(result)
+    assert result.exit_code == 2 and line.endswith("a file name is longer than 255 bytes") and len(line) < 200

@@ -90,7 +90,7 @@ def test_readme_profile_example_matches_except_the_machine(monkeypatch):
     for command, expected in blocks:
         result = CliRunner().invoke(cli, [*shlex.split(command), "--no-time"])
         assert result.exit_code == 0, result.output
-        machine = re.compile(r" \(cpu: [^)]*\)| \(cuda: [^)]*\)")
+        machine = re.compile(r" \(cpu: .*?, \d+ threads?\)| \(cuda: [^)]*\)")   # CPU names hold "(R)"
         printed, shown = result.stdout.splitlines(), expected.splitlines()
         assert machine.sub("", printed[0]) == machine.sub("", shown[0]), command
         assert _cells(printed[1]) == _cells(shown[1]), command

@@ -243,13 +243,19 @@ def test_uneven_stages_hold_their_own_parameters():
     from costplan.costs.run import stages_of
 
     spec = make_spec({**MODEL, "n_layers": 10}, hardware={"count": 4},
-                     parallelism={"pipeline": 4, "first_stage_layers": 1, "last_stage_layers": 3})
+                     parallelism={"pipeline": 4, "first_stage_layers": 1, "last_stage_layers": 3, "micro_batches": 4})
     # one GPT-2 layer with biases: q, k, v, o (4d² + 4d), the GELU MLP (2df + f + d), two layernorms (4d)
     layer = 4 * D * D + 2 * D * F + 9 * D + F
-    params = [m.params for m in stage_memories(spec, stages_of(spec, shape_of(spec)))]
+    memories = stage_memories(spec, stages_of(spec, shape_of(spec)))
+    params = [m.params for m in memories]
     # the first stage: the token and learned position embeddings and one layer; the last: three layers, the final
     # norm and its own copy of the tied embedding for the head (Megatron's shared word embeddings)
     assert params == pytest.approx([V * D + S * D + layer, 3 * layer, 3 * layer, 3 * layer + 2 * D + V * D])
+    # under 1F1B stage i holds min(m, p − i) micro-batches: the two middle stages have the same three layers and
+    # hold 3 and 2, so 3/2 the activations; the first holds 4 of its single layer (and the embedding's few)
+    activations = [m.activations for m in memories]
+    assert activations[1] == pytest.approx(1.5 * activations[2], rel=1e-6)
+    assert activations[0] < activations[2] < activations[1]
 
 
 @pytest.mark.parametrize("first, last, slowest_layers, head", [

@@ -37,6 +37,34 @@ DEFAULTS = {
     "recompute": "none",
 }
 
+# Uneven pipeline splits the sources do not print, made by each row's framework at the commit the source names
+# (row id prefix: the parallelism fields, and what the table's `defaults used` says).
+SPLITS = {
+    # torchtitan 9dec370, parallelisms/pipelining_utils.generate_split_points (no split points configured):
+    # 126 layers over 8 stages, one per rank under 1F1B: the first stage 126 // 8 = 15, the next six one more
+    # each for the remainder 6, the last what is left. The interleaved row runs torchtitan's two stages per rank
+    # there (7, 8 × 14, 7: again 15, 16 × 6, 15 per rank), but is timed without interleaving (virtual_stages
+    # default), as before.
+    "titan-h100-llama31-405b": ({"first_stage_layers": 15, "last_stage_layers": 15},
+                                "split 15/16x6/15 (torchtitan's default)"),
+    # Megatron-Bridge df0289c: llama31_405b_pretrain_config and qwen3_235b_a22b_pretrain_config set
+    # account_for_embedding_in_pipeline_split and account_for_loss_in_pipeline_split, which the performance
+    # scripts keep; Megatron-Core then gives the first and last ranks one layer less: 126 + 2 = 16 × 8, so
+    # 15/16x6/15; Qwen3 94 + 2 = 12 × 8, so 11/12x6/11.
+    "bridge2511-h100-llama31-405b": ({"account_for_embedding": True, "account_for_loss": True},
+                                     "split 15/16x6/15 (recipe: embedding and loss count as layers)"),
+    "bridge2602-h100-llama31-405b": ({"account_for_embedding": True, "account_for_loss": True},
+                                     "split 15/16x6/15 (recipe: embedding and loss count as layers)"),
+    "bridge2511-b200-llama31-405b": ({"account_for_embedding": True, "account_for_loss": True},
+                                     "split 15/16x6/15 (recipe: embedding and loss count as layers)"),
+    "bridge2602-h100-qwen3-235b": ({"account_for_embedding": True, "account_for_loss": True},
+                                   "split 11/12x6/11 (recipe: embedding and loss count as layers)"),
+    # Megatron-Bridge df0289c, recipes/deepseek/deepseek_v3.set_deepseek_v3_pipeline_model_parallel_layout for
+    # pipeline 16 without interleaving: the embedding and 4 layers, 14 stages of 4, then 1 layer with the MTP
+    # layer and the loss (the MTP layer is not modelled).
+    "bridge2602-b200-deepseek-v3": ({"last_stage_layers": 1}, "split 4x15/1 (recipe's layout; MTP not modelled)"),
+}
+
 
 # Whole runs that publish GPU-hours but not their layout: costplan chooses the layout, as for any spec without a
 # parallelism section. (preset, overrides, published A100-80GB GPU-hours, source)
@@ -83,6 +111,10 @@ def spec_of(row: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
         layout["sequence_parallel"] = layout["tensor"] > 1
         guessed.append("sequence_parallel")
     layout["expert"] = layout.get("expert") or 1
+    for prefix, (split, said) in SPLITS.items():
+        if row["id"].startswith(prefix):
+            layout |= split
+            guessed.append(said)
     layout = {k: v for k, v in layout.items() if v is not None}
     micro = row["micro_batch_size"]
     if micro is None:
@@ -142,8 +174,12 @@ Python, a few seconds; the numbers do not depend on the machine). What fed which
 - **Validation** (this file): `bench/training_published.yaml`, 75 published training runs from 7 publications
   by 4 independent groups (MosaicML llm-foundry, PyTorch torchtitan, NVIDIA NeMo / Megatron-Bridge /
   Megatron-LM, BigScience); `bench/training_published.md` describes each source. No constant was fitted to them.
-  Settings a source leaves out are run with the defaults in the script (named per row). 12 rows cannot be
-  timed: their pipelines split the layers unevenly (126 layers over 8 stages), which costplan does not model.
+  Settings a source leaves out are run with the defaults in the script (named per row). 12 rows split the
+  layers unevenly over their pipeline stages (126 layers over 8 stages, 94 over 8, 61 over 16, 70 over 12): BLOOM's
+  README prints its split; for the other 11 the script takes the split their framework's code makes at the commit
+  the source names (SPLITS in the script; `defaults used` says which). One of them is still not timed:
+  Qwen3-235B's expert parallelism of 32 over 16 data-parallel ranks (Megatron-Core draws expert ranks from the
+  tensor and data ranks together, costplan from the data ranks alone).
 
 The model is too fast: it prices kernels as benchmarks measure them and communication as nccl-tests does,
 while every framework but NeMo's fp8 runs loses a further third somewhere the model does not see (eager

@@ -226,6 +226,13 @@ class ParallelismSpec(Section):
     zero: ZeroStage = 0                  # 1: optimizer states, 2: + gradients, 3: + weights (FSDP)
     sequence_parallel: Flag = False      # shard the d_model-wide activations over the tensor group too
     micro_batches: Count | None = None   # per step; None: global_batch_size / (micro_batch_size × data), or 1
+    # Uneven stages, as Megatron-Core's num_layers_in_first/last_pipeline_stage: the rest split evenly over the
+    # middle stages. Or account_for_embedding/loss: the embedding (loss) counts as one layer of the first (last)
+    # stage (spec_rules.stage_depths).
+    first_stage_layers: Count | None = None
+    last_stage_layers: Count | None = None
+    account_for_embedding: Flag = False
+    account_for_loss: Flag = False
 
 
 # Without a parallelism section every GPU holds the whole model; built once (the section is frozen), as the

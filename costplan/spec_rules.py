@@ -198,7 +198,10 @@ def parallel_rules(par: Getter, model: Getter, training: Getter, hw: Getter) -> 
                                                  f"hardware.count is {count}"))
         elif data == "auto":
             data = count // replica
-    problems += split_rules(model, tensor, pipeline)
+    uneven = uneven_split(par)
+    problems += split_rules(model, tensor, None if uneven else pipeline)
+    if uneven:
+        problems += uneven_rules(par, model("n_layers"))
     problems += expert_rules(par("expert"), model("moe"), data if isinstance(data, int) else None)
     micro, batch, micro_batches = training("micro_batch_size"), training("global_batch_size"), par("micro_batches")
     if batch and micro and isinstance(data, int):
@@ -222,7 +225,8 @@ def parallel_rules(par: Getter, model: Getter, training: Getter, hw: Getter) -> 
     n_layers = model("n_layers")
     if virtual > 1 and pipeline == 1:
         problems.append(("parallelism.virtual_stages", f"{virtual} needs pipeline parallelism (pipeline > 1)"))
-    elif virtual > 1 and n_layers and pipeline and n_layers % pipeline == 0 and n_layers % (pipeline * virtual):
+    elif virtual > 1 and n_layers and pipeline and not uneven and n_layers % pipeline == 0 and \
+            n_layers % (pipeline * virtual):
         # (a pipeline that does not divide the layers is said once, by split_rules)
         problems.append(("parallelism.virtual_stages", f"pipeline ({pipeline}) × virtual_stages ({virtual}) "
                                                        f"does not divide model.n_layers ({n_layers})"))
@@ -245,6 +249,95 @@ def split_rules(model: Getter, tensor: int | None, pipeline: int | None) -> list
     n_layers = model("n_layers")
     if pipeline and n_layers and n_layers % pipeline:
         problems.append(("parallelism.pipeline", f"{pipeline} does not divide model.n_layers ({n_layers})"))
+    return problems
+
+
+# ---------------------------------------------------------------------------------------------- uneven stages
+# Megatron-Core's uneven pipeline split (TransformerConfig: num_layers_in_first_pipeline_stage and
+# num_layers_in_last_pipeline_stage, or account_for_embedding_in_pipeline_split and
+# account_for_loss_in_pipeline_split; transformer_block.get_num_layers_to_build): the first and last stages take
+# the layers given and the rest split evenly over the middle stages; or the embedding and the loss each count as
+# one layer of the first and last stages, whose share is then one layer less.
+UNEVEN_FIELDS = ("first_stage_layers", "last_stage_layers", "account_for_embedding", "account_for_loss")
+
+
+def uneven_split(par: Getter) -> bool:
+    """Whether a parallelism section asks for an uneven split of the layers over its pipeline stages."""
+    return any(par(field) for field in UNEVEN_FIELDS)
+
+
+def stage_depths(n_layers: int, pipeline: int, first: int | None = None, last: int | None = None,
+                 embedding: bool = False, loss: bool = False) -> tuple[int, ...]:
+    """Layers of each pipeline stage, first to last (the one statement of the split; uneven_rules makes the
+    numbers whole and positive)."""
+    if first is not None or last is not None:
+        middle_stages = pipeline - (first is not None) - (last is not None)
+        rest = n_layers - (first or 0) - (last or 0)
+        middle = rest // middle_stages if middle_stages else 0
+        depths = [middle] * pipeline
+        if first is not None:
+            depths[0] = first
+        if last is not None:
+            depths[-1] = last
+        return tuple(depths)
+    per_stage = (n_layers + embedding + loss) // pipeline
+    depths = [per_stage] * pipeline
+    depths[0] -= embedding
+    depths[-1] -= loss
+    return tuple(depths)
+
+
+def uneven_rules(par: Getter, n_layers: int | None) -> list[tuple[str, str]]:
+    """Megatron-Core's checks of an uneven split (TransformerConfig.__post_init__), one line per broken rule."""
+    pipeline, virtual = par("pipeline"), par("virtual_stages") or 1
+    first, last = par("first_stage_layers"), par("last_stage_layers")
+    embedding, loss = bool(par("account_for_embedding")), bool(par("account_for_loss"))
+    named = [field for field in UNEVEN_FIELDS if par(field)]
+    if pipeline == 1:
+        return [(f"parallelism.{named[0]}", "set with pipeline 1; it splits the layers over pipeline stages")]
+    if not pipeline or not n_layers:
+        return []     # reported by those fields themselves
+    if (first or last) and (embedding or loss):
+        counted = "account_for_embedding" if embedding else "account_for_loss"
+        given = "first_stage_layers" if first else "last_stage_layers"
+        return [(f"parallelism.{counted}", f"set with {given}; give the stages' layers one way (Megatron-Core "
+                                           "allows one or the other)")]
+    problems: list[tuple[str, str]] = []
+    if first or last:
+        for field, value in (("first_stage_layers", first), ("last_stage_layers", last)):
+            if value and virtual > 1 and value % virtual:
+                problems.append((f"parallelism.{field}", f"{value} is not a multiple of virtual_stages ({virtual})"))
+        middle_stages = pipeline - bool(first) - bool(last)
+        rest = n_layers - (first or 0) - (last or 0)
+        given = " + ".join(f"{f} ({v})" for f, v in (("first_stage_layers", first), ("last_stage_layers", last))
+                           if v)
+        field = "parallelism.first_stage_layers" if first else "parallelism.last_stage_layers"
+        if rest < 0:
+            problems.append((field, f"{given} = {n_layers - rest} is more than model.n_layers ({n_layers})"))
+        elif rest == 0 and middle_stages:
+            problems.append((field, f"{given} leaves no layer of model.n_layers ({n_layers}) for "
+                                    f"{middle_stages} middle stage{'s' if middle_stages > 1 else ''}"))
+        elif middle_stages == 0 and rest:
+            problems.append((field, f"{given} = {n_layers - rest}, not model.n_layers ({n_layers}), with no "
+                                    "middle stage"))
+        elif middle_stages and rest % middle_stages:
+            problems.append(("parallelism.pipeline", f"the {rest} layers left by {given} do not divide over "
+                                                     f"{middle_stages} middle stages"))
+        elif middle_stages and virtual > 1 and (rest // middle_stages) % virtual:
+            problems.append(("parallelism.virtual_stages", f"{virtual} does not divide each middle stage's layers "
+                                                           f"({rest // middle_stages})"))
+        return problems
+    counted = n_layers + embedding + loss
+    what = " + ".join(["model.n_layers", *(["the embedding"] if embedding else []), *(["the loss"] if loss else [])])
+    if counted % pipeline:
+        return [("parallelism.pipeline", f"{pipeline} does not divide {what} ({counted})")]
+    per_stage = counted // pipeline
+    if virtual > 1 and per_stage % virtual:
+        return [("parallelism.virtual_stages", f"{virtual} does not divide each stage's layers ({what} over "
+                                               f"{pipeline} stages: {per_stage})")]
+    if per_stage - max(embedding, loss) < 1:
+        return [("parallelism.pipeline", f"{pipeline} stages of {what} ({counted}) leave the "
+                                         f"{'first' if embedding else 'last'} stage no layer")]
     return problems
 
 

@@ -99,3 +99,60 @@ def test_an_unknown_block_names_the_field():
     with pytest.raises(SpecError, match=r"model\.block: 'serial' is not one of sequential, sandwich, parallel or "
                                         r"parallel_shared_norm"):
         costplan.load_spec("gpt2-small", ["model.block=serial"])
+
+
+# ---------------------------------------------------------------------------------------------- uneven stages
+# Megatron-Core's rules (TransformerConfig.__post_init__): 10 layers over 4 stages do not divide evenly; the first
+# and last stages may take given counts, the rest dividing over the middle stages; or the embedding and loss count
+# as layers of the first and last stages.
+UNEVEN = "model: {vocab_size: 1000, d_model: 64, n_layers: 10, n_heads: 4, max_seq_len: 128}\nhardware: {count: 4}\n"
+
+
+@pytest.mark.parametrize("section, message", [
+    ("{pipeline: 4, first_stage_layers: 5, last_stage_layers: 6}",
+     "parallelism.first_stage_layers: first_stage_layers (5) + last_stage_layers (6) = 11 is more than "
+     "model.n_layers (10)"),
+    ("{pipeline: 4, first_stage_layers: 5, last_stage_layers: 5}",
+     "parallelism.first_stage_layers: first_stage_layers (5) + last_stage_layers (5) leaves no layer of "
+     "model.n_layers (10) for 2 middle stages"),
+    ("{pipeline: 4, first_stage_layers: 2}",     # 8 left over 3 middle stages
+     "parallelism.pipeline: the 8 layers left by first_stage_layers (2) do not divide over 3 middle stages"),
+    ("{pipeline: 2, first_stage_layers: 3, last_stage_layers: 3}",
+     "parallelism.first_stage_layers: first_stage_layers (3) + last_stage_layers (3) = 6, not model.n_layers "
+     "(10), with no middle stage"),
+    ("{pipeline: 4, account_for_embedding: true}",    # 11 over 4
+     "parallelism.pipeline: 4 does not divide model.n_layers + the embedding (11)"),
+    ("{pipeline: 4, account_for_loss: true, last_stage_layers: 4}",
+     "parallelism.account_for_loss: set with last_stage_layers; give the stages' layers one way (Megatron-Core "
+     "allows one or the other)"),
+    ("{pipeline: 1, first_stage_layers: 4}",
+     "parallelism.first_stage_layers: set with pipeline 1; it splits the layers over pipeline stages"),
+    # interleaved: each stage's layers come in v chunks (3 is not a multiple of 2; the middle stages' 2 are)
+    ("{pipeline: 4, virtual_stages: 2, first_stage_layers: 3, last_stage_layers: 3, micro_batches: 4}",
+     "parallelism.first_stage_layers: 3 is not a multiple of virtual_stages (2)\n"
+     "parallelism.last_stage_layers: 3 is not a multiple of virtual_stages (2)"),
+    ("{pipeline: 4, virtual_stages: 2, first_stage_layers: 4, last_stage_layers: 4, micro_batches: 4}",
+     "parallelism.virtual_stages: 2 does not divide each middle stage's layers (1)"),
+    ("{pipeline: 4, virtual_stages: 2, account_for_embedding: true, account_for_loss: true, micro_batches: 4}",
+     "parallelism.virtual_stages: 2 does not divide each stage's layers (model.n_layers + the embedding + the "
+     "loss over 4 stages: 3)"),
+])
+def test_uneven_stage_errors(run, tmp_path, section, message):
+    path = tmp_path / "spec.yaml"
+    path.write_text(UNEVEN + f"parallelism: {section}\n")
+    result = run("estimate", str(path))
+    assert result.exit_code == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines() == [f"Error: {path}: {line}" for line in message.splitlines()]
+
+
+@pytest.mark.parametrize("section", [
+    "{pipeline: 4, first_stage_layers: 1, last_stage_layers: 3}",    # 1, 3, 3, 3
+    "{pipeline: 4, last_stage_layers: 1}",                           # 3, 3, 3, 1
+    "{pipeline: 4, account_for_embedding: true, account_for_loss: true}",   # 12 over 4: 2, 3, 3, 2
+    "{pipeline: 2, first_stage_layers: 4, last_stage_layers: 6}",
+    "{pipeline: 4, virtual_stages: 2, first_stage_layers: 2, last_stage_layers: 4, micro_batches: 4}",  # 2, 2, 2, 4
+])
+def test_uneven_splits_that_megatron_accepts(tmp_path, section):
+    path = tmp_path / "spec.yaml"
+    path.write_text(UNEVEN + f"parallelism: {section}\n")
+    assert costplan.load_spec(str(path)).parallel.pipeline in (2, 4)

@@ -214,3 +214,62 @@ def test_attention_kernel_choice(run):
                  "training.attention_kernel=flash3")
     assert result.exit_code == 2
     assert "training.attention_kernel" in result.stderr and "flash3" in result.stderr
+
+
+# ---------------------------------------------------------------------------------------------- uneven stages
+def test_uneven_stages_slice_consecutive_layers_of_a_pattern():
+    # 10 layers over 4 stages, first 1 and last 3: the middle two take (10 − 1 − 3) / 2 = 3 each (Megatron-Core's
+    # rule). The pattern alternates sliding-window and full attention from layer 0, so stage 1 (layers 1-3) is
+    # full, sliding, full.
+    pattern = [{"type": "sliding_window", "window": 256}, {"type": "flash"}]
+    spec = make_spec({**MODEL, "n_layers": 10, "attention": pattern}, hardware={"count": 4},
+                     parallelism={"pipeline": 4, "first_stage_layers": 1, "last_stage_layers": 3})
+    stages = layers.pipeline_stages(spec)
+    assert stages == (1, 3, 3, 3)
+    kinds = [[layer.attention.type for layer in layers.stage_layers(spec.model, i, stages)] for i in range(4)]
+    assert kinds == [["sliding_window"], ["flash", "sliding_window", "flash"],
+                     ["sliding_window", "flash", "sliding_window"], ["flash", "sliding_window", "flash"]]
+    # the embedding and the loss each counted as a layer: 12 over 4, so 2, 3, 3, 2
+    counted = make_spec({**MODEL, "n_layers": 10}, hardware={"count": 4},
+                        parallelism={"pipeline": 4, "account_for_embedding": True, "account_for_loss": True})
+    assert layers.pipeline_stages(counted) == (2, 3, 3, 2)
+    # an even split stays the count of stages
+    assert layers.pipeline_stages(make_spec({"n_layers": 8}, hardware={"count": 4},
+                                            parallelism={"pipeline": 4})) == 4
+
+
+def test_uneven_stages_hold_their_own_parameters():
+    from costplan.costs.parallel import stage_memories
+    from costplan.costs.run import stages_of
+
+    spec = make_spec({**MODEL, "n_layers": 10}, hardware={"count": 4},
+                     parallelism={"pipeline": 4, "first_stage_layers": 1, "last_stage_layers": 3, "micro_batches": 4})
+    # one GPT-2 layer with biases: q, k, v, o (4d² + 4d), the GELU MLP (2df + f + d), two layernorms (4d)
+    layer = 4 * D * D + 2 * D * F + 9 * D + F
+    memories = stage_memories(spec, stages_of(spec, shape_of(spec)))
+    params = [m.params for m in memories]
+    # the first stage: the token and learned position embeddings and one layer; the last: three layers, the final
+    # norm and its own copy of the tied embedding for the head (Megatron's shared word embeddings)
+    assert params == pytest.approx([V * D + S * D + layer, 3 * layer, 3 * layer, 3 * layer + 2 * D + V * D])
+    # under 1F1B stage i holds min(m, p − i) micro-batches: the two middle stages have the same three layers and
+    # hold 3 and 2, so 3/2 the activations; the first holds 4 of its single layer (and the embedding's few)
+    activations = [m.activations for m in memories]
+    assert activations[1] == pytest.approx(1.5 * activations[2], rel=1e-6)
+    assert activations[0] < activations[2] < activations[1]
+
+
+@pytest.mark.parametrize("first, last, slowest_layers, head", [
+    (4, 2, 4, False),    # 4, 2, 2, 2: the first stage's four layers (its embedding is a lookup, no GEMM)
+    (1, 3, 3, True),     # 1, 3, 3, 3: the last stage, three layers and the head
+])
+def test_the_slowest_uneven_stage_paces_the_pipeline(flat, first, last, slowest_layers, head):
+    m = 2
+    e = step(flat, {"pipeline": 4, "first_stage_layers": first, "last_stage_layers": last, "micro_batches": m},
+             count=4, model={"n_layers": 10})
+    parts = e.time.breakdown
+    # every micro-batch waits for the slowest stage: its GEMMs, forward and twice that backward, m times
+    gemm_forward = 2 * S * (slowest_layers * (4 * D * D + 2 * D * F) + (D * V if head else 0))
+    assert parts["matmul"] == pytest.approx(m * 3 * gemm_forward / (100e12 * 0.5))
+    # 1F1B idles (p − 1) of the slowest stage's micro-batch times
+    per_micro_batch = sum(parts[key] for key in ("matmul", "attention", "memory_bound")) / m
+    assert parts["bubble"] == pytest.approx(3 * per_micro_batch)

@@ -13,8 +13,9 @@ from costplan.costs.implementation import (attention_extra, autocast_extra, deep
 from costplan.costs.mlp import mlp
 from costplan.costs.moe import moe_block
 from costplan.costs.norm import norm
-from costplan.spec import ModelSpec, MoESpec
+from costplan.spec import ModelSpec, MoESpec, Spec
 from costplan.spec_attention import AttentionSpec
+from costplan.spec_rules import stage_depths, uneven_split
 
 
 @dataclass(frozen=True)
@@ -63,15 +64,38 @@ def _layers(model: ModelSpec) -> tuple[Layer, ...]:
             for i in range(model.n_layers))
 
 
-def stage_layers(model: ModelSpec, stage: int = 0, stages: int = 1) -> list[Layer]:
+# A pipeline's stages: a count of equal runs of consecutive layers, or each stage's depth, first to last.
+Stages = int | tuple[int, ...]
+
+
+def pipeline_stages(spec: Spec) -> Stages:
+    """The spec's pipeline as stage_layers takes it: the count of its stages when they split the layers evenly,
+    otherwise each stage's depth (spec_rules.stage_depths, Megatron-Core's uneven split)."""
+    par, n_layers = spec.parallel, spec.model.n_layers
+    if not uneven_split(par.__dict__.get):
+        return par.pipeline
+    return stage_depths(n_layers, par.pipeline, par.first_stage_layers, par.last_stage_layers,
+                        par.account_for_embedding, par.account_for_loss)
+
+
+def stage_count(stages: Stages) -> int:
+    return stages if isinstance(stages, int) else len(stages)
+
+
+def stage_layers(model: ModelSpec, stage: int = 0, stages: Stages = 1) -> list[Layer]:
     """The layers of pipeline stage `stage` of `stages`: equal runs of consecutive layers (spec validation
-    makes `stages` divide n_layers)."""
-    per_stage = model.n_layers // stages
-    return list(_layers(model)[stage * per_stage:(stage + 1) * per_stage])
+    makes their count divide n_layers), or runs of the depths given (which validation makes sum to n_layers).
+    An interleaved rank (virtual_stages) is taken as one run too: it holds as many layers, though of a per-layer
+    attention pattern not always the same ones."""
+    if isinstance(stages, int):
+        per_stage = model.n_layers // stages
+        return list(_layers(model)[stage * per_stage:(stage + 1) * per_stage])
+    start = sum(stages[:stage])
+    return list(_layers(model)[start:start + stages[stage]])
 
 
 @functools.lru_cache(maxsize=1024)
-def distinct_layers(model: ModelSpec, stage: int = 0, stages: int = 1) -> tuple[tuple[Layer, int], ...]:
+def distinct_layers(model: ModelSpec, stage: int = 0, stages: Stages = 1) -> tuple[tuple[Layer, int], ...]:
     """Each distinct layer of a pipeline stage and how many times it repeats (cached: costs and step times
     loop over these, many times per estimate)."""
     return tuple(Counter(stage_layers(model, stage, stages)).items())

@@ -23,7 +23,8 @@ Memory per GPU (bytes), for the pipeline stage that needs the most:
 - Activations (Korthikanti et al. 2022, §4.2 and Table 2): the d_model-wide tensors (`Cost.act_d_model`) stay
   whole on every tensor rank unless sequence parallelism splits them; everything else is divided by t. Under
   1F1B stage i holds min(m, p − i) micro-batches in flight (Narayanan §2.2.1), so the first stage holds
-  p micro-batches of its L/p layers (interleaving adds (p − 1)/(p·v) of a micro-batch; not counted).
+  p micro-batches of its layers (L/p, or its own share of an uneven split: layers.pipeline_stages;
+  interleaving adds (p − 1)/(p·v) of a micro-batch; not counted).
 - The peak (StageMemory.total) is the largest of three moments, each the model states with its transients.
   Backward: every saved activation with the loss's gradients as it starts, or the head's gradients where those
   are more (head_backward). Backward ending, with a tied embedding on one stage: autograd holds the head's

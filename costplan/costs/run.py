@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from costplan.costs import Cost, Shape, layouts, parallel, step
 from costplan.costs.components import components, shape_of, shared_components
+from costplan.costs.layers import pipeline_stages
 from costplan.costs.time import seconds_at
 from costplan.hardware import GPU
 from costplan.spec import NO_PARALLELISM, Spec
@@ -53,7 +54,8 @@ def laid_out_once(spec: Spec) -> Spec:
 
 def stages_of(spec: Spec, shape: Shape) -> list[dict[str, Cost]]:
     p = spec.parallel.pipeline
-    return [components(spec, shape)] if p == 1 else [components(spec, shape, i, p) for i in range(p)]
+    return [components(spec, shape)] if p == 1 else [components(spec, shape, i, pipeline_stages(spec))
+                                                     for i in range(p)]
 
 
 def _layout(spec: Spec) -> tuple[Spec, str]:

@@ -32,6 +32,9 @@ by the group's span; ranks ordered tensor, context, data, pipeline, as Megatron'
   compute (exposed only beyond it).
 Pipeline (Narayanan et al. 2021 §2.2): 1F1B runs m micro-batches and a bubble of (p − 1) micro-batch times;
 interleaving v model chunks per rank cuts the bubble to (p − 1)/v and multiplies the pipeline transfers by v.
+The micro-batch time is the slowest stage's: each stage has its own layers (layers.pipeline_stages, uneven under
+Megatron's first/last stage layers), and the others wait for it; with uneven stages the bubble is then an upper
+bound (a faster stage fills and drains sooner).
 Optimizer: one pass over the GPU's (ZeRO-sharded) states, reading and writing each state and weight and reading
 the gradient, memory-bound.
 """
@@ -41,7 +44,7 @@ from dataclasses import dataclass, field
 
 from costplan import kernels
 from costplan.costs import Shape, memo
-from costplan.costs.layers import Layer, distinct_layers, layer_model, stage_layers
+from costplan.costs.layers import Layer, distinct_layers, layer_model, pipeline_stages, stage_layers
 from costplan.costs.memory import optimizer_bytes, weight_bytes
 from costplan.costs.ops import Core, Gemm, Op, Stream, embedding_ops, head_ops, layer_ops
 from costplan.errors import CostplanError
@@ -244,7 +247,7 @@ def stage_time(spec: Spec, dev: Device, shape: Shape, stage: int) -> tuple[Tally
         timer.tally(embedding_ops(model, shape), tally, recompute=False)
     if stage == p - 1:
         timer.tally(head_ops(model, shape), tally, recompute=False)
-    for layer, count in distinct_layers(model, stage, p):
+    for layer, count in distinct_layers(model, stage, pipeline_stages(spec)):
         own, wire, seconds, behind = _layer_time(spec, dev, shape, timer, layer)
         for kind in traffic:
             traffic[kind].add(count, wire[kind], seconds[kind], behind[kind])
@@ -333,7 +336,7 @@ def step_time(spec: Spec, dev: Device, shape: Shape, stage_params: list[tuple[fl
     routed_d = max(1, d // par.expert)
     data = traffic["data"] = Traffic()
     if par.zero == 3 and d > 1:
-        layers = len(stage_layers(spec.model, slowest, p))
+        layers = len(stage_layers(spec.model, slowest, pipeline_stages(spec)))
         params = dense + routed / par.expert
         wire = (d - 1) / d * params * w
         gather = _collective(dev, wire, params * w / max(layers, 1), data_span, stride=t * cp)

@@ -185,14 +185,17 @@ class Replica:
         one = self.allreduce_latency + message * 2 * (t - 1) / t / (self.link * e.allreduce_bus.value)
         return ALLREDUCES_PER_LAYER * self.spec.model.n_layers * one
 
-    def phase(self, tokens: int, head_rows: int, core: float, cache: float) -> tuple[float, str]:
+    def phase(self, tokens: int, head_rows: int, core: float, cache: float,
+              attention_efficiency: float | None = None) -> tuple[float, str]:
         """Seconds of one forward pass of `tokens` tokens, whose LM head computes `head_rows` rows, on each GPU
         of the replica, and what bounds it: its GEMMs and memory-bound work each on its own roofline
-        (costs/serving_ops.py), the attention kernels' core FLOPs against the cache they read (replica totals),
-        the other weights read once, and the all-reduces."""
+        (costs/serving_ops.py), the attention kernels' core FLOPs at `attention_efficiency` (the `attention`
+        figure unless given) against the cache they read (replica totals), the other weights read once, and
+        the all-reduces."""
         e, t = self.eff, self.tensor
         work = ops.forward(self.spec.model, tokens, head_rows, self.kernels)
-        attention = core / e.attention.value / (t * self.peak), cache / e.memory.value / (t * self.bandwidth)
+        reach = attention_efficiency or e.attention.value
+        attention = core / reach / (t * self.peak), cache / e.memory.value / (t * self.bandwidth)
         others = self.others / (t * self.bandwidth * e.memory.value)
         compute = work.compute + (attention[0] if attention[0] >= attention[1] else 0.0)
         memory = work.memory + others + (attention[1] if attention[0] < attention[1] else 0.0)
@@ -364,9 +367,11 @@ def _efficiencies(eff: kernels.Efficiencies, weights: str, tensor: int, node_siz
 def _prefill(parts: sizes.Parts, replica: Replica, prompt: int, sequences: int = 1) -> tuple[float, str]:
     """`sequences` prompts in one pass (one alone for TTFT): their tokens share each GEMM, each prompt's last
     token computes logits, and each prompt's attention core runs as a causal kernel executes it (the prompt's
-    executed FLOPs less its GEMMs')."""
-    core = sizes.prefill_executed_flops(parts, prompt) - ops.gemm_flops(parts.spec.model, prompt, 1)
-    return replica.phase(prompt * sequences, sequences, sequences * max(0, core), 0.0)
+    executed FLOPs less its GEMMs'), at the efficiency a FlashAttention kernel reaches at its length."""
+    model = parts.spec.model
+    core = sizes.prefill_executed_flops(parts, prompt) - ops.gemm_flops(model, prompt, 1)
+    reach = ops.prefill_attention_efficiency(model, prompt, parts.spec.gpu.curves(), replica.eff.attention.value)
+    return replica.phase(prompt * sequences, sequences, sequences * max(0, core), 0.0, reach)
 
 
 def _decode_attention(parts: sizes.Parts, context: int) -> float:

@@ -27,8 +27,8 @@ from dataclasses import dataclass
 
 from costplan.costs import Shape
 from costplan.costs.layers import distinct_layers
-from costplan.costs.ops import Gemm, Stream, embedding_ops, head_ops, layer_ops
-from costplan.kernels import Curve
+from costplan.costs.ops import Core, Gemm, Stream, embedding_ops, head_ops, layer_ops
+from costplan.kernels import Curve, Curves
 from costplan.spec import ModelSpec
 
 ACTIVATION_BYTES = 2        # 16-bit activations
@@ -130,3 +130,18 @@ def gemm_flops(model: ModelSpec, tokens: int, head_rows: int) -> float:
     """FLOPs of the pass's weight GEMMs over the whole replica: what the cost model's forward FLOPs hold beyond
     the attention cores."""
     return sum(repeats * op.flops for op, repeats in operations(model, tokens, head_rows) if isinstance(op, Gemm))
+
+
+def prefill_attention_efficiency(model: ModelSpec, prompt: int, curves: Curves | None, flat: float) -> float:
+    """What a prompt's attention kernels reach of the peak, over its layers weighted by their FLOPs: a
+    FlashAttention core at the device's forward curve for its head dimension at its keys per query (doubled for
+    a causal kernel, the curves' x, as the step model reads them), any other core, or a device without curves,
+    at `flat` (the `attention` figure)."""
+    flops = seconds = 0.0
+    for layer, repeats in distinct_layers(model):
+        for op in layer_ops(layer, model, Shape(seq_len=prompt, act_bytes=ACTIVATION_BYTES))["attention"]:
+            if isinstance(op, Core) and op.flops > 0:
+                curve = curves.attention(False, op.head_dim) if curves is not None and op.flash else None
+                flops += repeats * op.flops
+                seconds += repeats * op.flops / (curve.at(op.keys) if curve is not None else flat)
+    return flops / seconds if seconds else flat

@@ -32,8 +32,9 @@ from costplan.kernels import Curve, Curves
 from costplan.spec import ModelSpec
 
 ACTIVATION_BYTES = 2        # 16-bit activations
-SERVING_STREAMS = ("norm", "residual", "activation", "rotary", "routing", "embedding")   # not the loss
-# (a dense core's softmax is in its attention kernel, timed with the cache it reads: costs/inference.py)
+# Not the training loss, nor a materialised core's softmax: the step model sizes it for one sequence of `tokens`
+# tokens, which a decode step's batch is not (left out, a materialising model's prefill is a little too fast).
+SERVING_STREAMS = ("norm", "residual", "activation", "rotary", "routing", "embedding")
 
 
 @dataclass(frozen=True)
@@ -86,7 +87,8 @@ def operations(model: ModelSpec, tokens: int, head_rows: int) -> list[tuple[Gemm
 
 
 def gemm_seconds(g: Gemm, k: Kernels) -> tuple[float, float]:
-    """Compute and memory seconds of `g.count` GEMMs of g.rows × d_in by d_in × d_out on one GPU."""
+    """Compute and memory seconds of `g.count` GEMMs of g.rows × d_in by d_in × d_out on one GPU, at the compute
+    precision's peak and curve (an fp8 model's 16-bit LM head and router too: a simplification)."""
     if g.count <= 0:
         return 0.0, 0.0
     ts = k.tensor if g.split else 1

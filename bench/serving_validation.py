@@ -9,11 +9,13 @@ D, turns them into the row's published metric and prints a markdown table with t
 the median |error| and the share of rows within 20%, overall and per source, regime and GPU. The results and
 their discussion are in bench/serving_results.md.
 
-The model prefills one prompt at a time (T) and times a decode step of the row's batch at the midpoint context
-prompt + output / 2 (D); decode time grows linearly with the context, so the midpoint step times the average
-one. The prefill gives the first output token, decode steps the other output_tokens - 1:
+The model's time to first token (T) prefills one prompt alone; a static batch's prefill (P) is its `batch`
+prompts in one pass, as the engine runs its context phase (their tokens share each GEMM; the weights are read
+once). A decode step of the row's batch is timed at the midpoint context prompt + output / 2 (D); decode time
+grows linearly with the context, so the midpoint step times the average one. The prefill gives the first output
+token, decode steps the other output_tokens - 1:
 - static_batch_output_tokens_per_second_per_gpu:
-  batch * output_tokens / (batch * T + (output_tokens - 1) * D) / gpus
+  batch * output_tokens / (P + (output_tokens - 1) * D) / gpus
 - ttft_ms: T at batch 1
 - tpot_ms: D at batch 1
 - end_to_end_tokens_per_second_per_user: output_tokens / (T + (output_tokens - 1) * D) at batch 1
@@ -47,7 +49,7 @@ REGIMES = {
 class Times:
     """What the analytic model says about one row's setup, in seconds."""
 
-    prefill: float          # prefill of the row's whole batch of prompts
+    prefill: float          # prefill of the row's whole batch of prompts, in one pass
     decode_step: float      # one decode step of the batch at the midpoint context
 
 
@@ -111,17 +113,21 @@ def overrides(row: dict) -> list[str]:
 def model_times(row: dict) -> Times | None:
     """The serving model's times for the row's setup; None when the model says the setup does not fit.
 
-    The model prefills one prompt alone (its TTFT), so a static batch's prefill is batch x TTFT; its decode
-    step (TPOT) is timed at the batch given and the midpoint context prompt + output / 2."""
+    A static batch's prompts are prefilled together in one context phase (gptSessionBenchmark runs them as one
+    batch), so its prefill is the model's prefill of `batch` prompts in one pass, their tokens in the same GEMMs
+    (costs/inference.prefill_seconds); at batch 1 that is the model's TTFT. The decode step (TPOT) is timed at
+    the batch given and the midpoint context prompt + output / 2."""
     from costplan import load_spec
-    from costplan.costs.inference import serve
+    from costplan.costs.inference import prefill_seconds, serve
 
-    estimate = serve(load_spec(row["preset"], overrides(row)))
+    spec = load_spec(row["preset"], overrides(row))
+    estimate = serve(spec)
     latency = estimate.latency
     if latency.ttft_seconds is None or latency.tpot_seconds is None:
         return None
     assert estimate.assumptions.decode_context == midpoint_context(row)
-    return Times(prefill=row["batch"] * latency.ttft_seconds, decode_step=latency.tpot_seconds)
+    prefill = latency.ttft_seconds if row["batch"] == 1 else prefill_seconds(spec, row["batch"])
+    return Times(prefill=prefill, decode_step=latency.tpot_seconds)
 
 
 def predict(row: dict, times: Times) -> float:

@@ -18,9 +18,9 @@ from costplan import yamlio
 
 FIELDS = ("memory", "matmul", "attention", "allreduce_bus", "allreduce_latency_us",
           "allreduce_latency_internode_us")
-# Optional: the HBM efficiency of decode kernels that read int8 or int4 weights; where a device has no
+# Optional: the HBM efficiency of decode kernels that read fp8, int8 or int4 weights; where a device has no
 # kernel-level figure for a format, its weights stream at `memory`, as 16-bit ones do.
-WEIGHT_FIELDS = {"int8": "memory_int8", "int4": "memory_int4"}
+WEIGHT_FIELDS = {"fp8": "memory_fp8", "int8": "memory_int8", "int4": "memory_int4"}
 LATENCIES = ("allreduce_latency_us", "allreduce_latency_internode_us")     # microseconds, not fractions
 
 
@@ -43,6 +43,7 @@ class Efficiencies(BaseModel):
     allreduce_bus: Figure
     allreduce_latency_us: Figure             # a small all-reduce among the GPUs of one node
     allreduce_latency_internode_us: Figure   # a small all-reduce that crosses nodes (InfiniBand)
+    memory_fp8: Figure | None = None
     memory_int8: Figure | None = None
     memory_int4: Figure | None = None
 

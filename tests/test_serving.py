@@ -179,6 +179,8 @@ def test_weight_formats_without_a_kernel_figure_stream_at_the_hbm_efficiency():
     assert a100.weight_memory("bf16") == a100.memory
     assert a100.weight_memory("int4") == a100.memory                 # FP16xINT4 kernels: near ideal
     assert h100.weight_memory("int8") == h100.memory                 # no H100 figure
+    assert h100.weight_memory("fp8").value == 0.71                   # fp8 GEMMs at one token: 2.37 of 3.35 TB/s
+    assert a100.weight_memory("fp8") == a100.memory                  # moot: the A100 has no fp8 GEMMs
 
 
 def test_an_all_reduce_across_nodes_takes_the_internode_latency():

@@ -15,9 +15,52 @@ L, D, V = 32, 4096, 32000
 LAYER_WEIGHTS = 6_476_005_376
 WEIGHT_BYTES = 2 * 6_738_415_616
 KV_PER_TOKEN = 512 * 1024
-# A100 80GB: 312 TFLOP/s bf16, 2039 GB/s, 80 GiB; data/kernels.yaml: HBM 0.88, GEMM 0.85, attention 0.6.
+# A100 80GB: 312 TFLOP/s bf16, 2039 GB/s, 80 GiB; data/kernels.yaml: HBM 0.88, its bf16 GEMM curve: 0.383 of the
+# peak up to size 1024, 0.711 at 2048, 0.731 at 4096, linear in log2(size) between; FlashAttention-2's forward at
+# head dim 128: 0.317 up to 512 keys per query (a causal kernel's doubled).
 PEAK, BW, MEMORY = 312e12, 2039e9, 80 * GIB
-HBM, GEMM, ATTN = 0.88, 0.85, 0.6
+HBM, FLASH_SHORT = 0.88, 0.317
+F = 11008
+NORM_BYTES = 2 * (2 * L + 1) * D       # 65 RMSNorm weights: read once a pass, outside the GEMMs
+
+
+def a100_gemm_efficiency(size: float) -> float:
+    if size <= 1024:
+        return 0.383
+    if size <= 2048:
+        return 0.383 + (math.log2(size) - 10) * (0.711 - 0.383)
+    assert size <= 4096
+    return 0.711 + (math.log2(size) - 11) * (0.731 - 0.711)
+
+
+def llama_gemms(rows: int, head_rows: int) -> list[tuple[int, int, int, int]]:
+    """(layers, rows, d_in, d_out) of each of Llama 2 7B's weight GEMMs in a pass: q, k, v, o; gate, up, down;
+    the LM head."""
+    return ([(L, rows, D, D)] * 4 + [(L, rows, D, F)] * 2 + [(L, rows, F, D)] + [(1, head_rows, D, V)])
+
+
+def llama_streams(rows: int, head_rows: int, t: int = 1) -> float:
+    """Bytes of Llama 2 7B's memory-bound work on one of t GPUs: per layer two RMSNorms (read and write d), two
+    residual adds (read two, write one), rotary on q and k (read and write), SwiGLU (read gate and up, write one),
+    the last two split by t; the final norm on the head's rows and the embedding lookup (read and write d)."""
+    layer = rows * (2 * 2 * D + 2 * 3 * D + (2 * 2 * D + 3 * F) / t) * 2
+    return L * layer + 2 * head_rows * D * 2 + 2 * rows * D * 2
+
+
+def gemm_times(rows: int, head_rows: int, t: int = 1, weight_bytes: float = 2, weight_hbm: float = HBM
+               ) -> tuple[float, float, float]:
+    """Compute and memory seconds of those GEMMs on one of t GPUs, and the sum of each one's larger: each split by
+    t (the column- or row-parallel width), its weights at weight_bytes (the head's at 2) and its activations,
+    rows × (d_in + d_out / t), 16-bit."""
+    compute = memory = own = 0.0
+    for layers, m, d_in, d_out in llama_gemms(rows, head_rows):
+        quantized = d_out != V
+        flops = 2 * m * d_in * d_out / t
+        c = flops / (PEAK * a100_gemm_efficiency((m * d_in * d_out / t) ** (1 / 3)))
+        w = d_in * d_out / t * (weight_bytes if quantized else 2) / (weight_hbm if quantized else HBM)
+        mem = (w + m * (d_in + d_out / t) * 2 / HBM) / BW
+        compute, memory, own = compute + layers * c, memory + layers * mem, own + layers * max(c, mem)
+    return compute, memory, own
 
 
 def llama(*sets: str) -> inference.ServingEstimate:
@@ -46,23 +89,58 @@ def test_max_batch_is_what_is_left_after_weights_and_reserve():
 def test_decode_at_batch_1_reads_the_weights_and_one_cache():
     est = llama("serving.batch=1", "serving.prompt_tokens=1000", "serving.output_tokens=200")
     context = 1100                                    # prompt + output / 2
-    # every weight once, except the untied input embedding: its lookup gathers the new token's row only
-    read = WEIGHT_BYTES - 2 * V * D + 2 * D + context * KV_PER_TOKEN
-    flops = 2 * LAYER_WEIGHTS + 2 * D * V + L * 4 * D * (context + 1)
-    assert flops / (PEAK * GEMM) < read / (BW * HBM)  # memory-bound, as decode at batch 1 is
+    compute, memory, _ = gemm_times(1, 1)
+    assert compute < memory                           # every kernel memory-bound, as decode at batch 1 is
+    # every GEMM's weights once, the norms' weights, the memory-bound work and the cache; the untied input
+    # embedding is not read whole: its lookup gathers the new token's row
+    read = memory + (NORM_BYTES + llama_streams(1, 1) + context * KV_PER_TOKEN) / (BW * HBM)
+    assert read == pytest.approx((WEIGHT_BYTES - 2 * V * D + context * KV_PER_TOKEN) / (BW * HBM), rel=1e-3)
     assert est.latency.decode_bound == "memory"
-    assert est.latency.tpot_seconds == pytest.approx(read / (BW * HBM), rel=1e-12)
+    assert est.latency.tpot_seconds == pytest.approx(read, rel=1e-12)
+
+
+def test_a_decode_step_sums_each_kernels_own_bound():
+    # At batch 128 each GEMM is compute-bound (128 rows: q at size (128·4096·4096)^(1/3) = 1290.2, 49.2% of the peak)
+    # while the attention kernels read 128 caches: the step takes both, not the larger of the two totals.
+    b, context = 128, 112                             # prompt 100 + output 24 / 2
+    est = llama(f"serving.batch={b}", "serving.prompt_tokens=100", "serving.output_tokens=24")
+    assert a100_gemm_efficiency((b * D * D) ** (1 / 3)) == pytest.approx(0.492, abs=1e-3)
+    for layers, m, d_in, d_out in llama_gemms(b, b)[:-1]:      # the layers' GEMMs; the head's is memory-bound
+        assert 2 * m * d_in * d_out / (PEAK * a100_gemm_efficiency((m * d_in * d_out) ** (1 / 3))) > (
+            2 * d_in * d_out + 2 * m * (d_in + d_out)) / (BW * HBM)
+    compute, memory, gemms = gemm_times(b, b)
+    cache = b * context * KV_PER_TOKEN / (BW * HBM)
+    other = (NORM_BYTES + llama_streams(b, b)) / (BW * HBM)
+    assert est.latency.tpot_seconds == pytest.approx(gemms + cache + other, rel=1e-12)
+    assert est.latency.tpot_seconds > 1.1 * max(compute, memory + cache + other)   # the old aggregate roofline
 
 
 def test_prefill_of_one_tile_by_hand():
     p = 128
     est = llama(f"serving.prompt_tokens={p}", "serving.batch=1")
     assert causal_pairs(p) == p * p                   # one 128-query tile computes its whole square
-    matmul = 2 * p * LAYER_WEIGHTS + 2 * D * V        # logits for the last token only
-    core = L * 4 * D * p * p
-    compute = matmul / (PEAK * GEMM) + core / (PEAK * ATTN)
-    memory = (WEIGHT_BYTES - 2 * V * D + 2 * p * D) / (BW * HBM)   # the embedding rows of p tokens
-    assert est.latency.ttft_seconds == pytest.approx(max(compute, memory), rel=1e-12)
+    gemms = 0.0                                       # each GEMM at its own bound; logits for the last token only
+    for layers, m, d_in, d_out in llama_gemms(p, 1):
+        size = (m * d_in * d_out) ** (1 / 3)          # 1290.2 for q, k, v, o; 1795.3 for the MLP; 508 the head
+        compute = 2 * m * d_in * d_out / (PEAK * a100_gemm_efficiency(size))
+        gemms += layers * max(compute, (2 * d_in * d_out + 2 * m * (d_in + d_out)) / (BW * HBM))
+    core = L * 4 * D * p * p / (PEAK * FLASH_SHORT)      # 256 keys per query for the causal curve
+    assert a100_gemm_efficiency(128 ** (1 / 3) * 4096 ** (2 / 3)) == pytest.approx(0.4923, abs=1e-4)
+    expected = gemms + core + (NORM_BYTES + llama_streams(p, 1)) / (BW * HBM)
+    assert est.latency.ttft_seconds == pytest.approx(expected, rel=1e-12)
+
+
+def test_a_static_batch_prefills_its_prompts_together():
+    # Eight 128-token prompts in one pass: 1024 rows per GEMM, each weight read once.
+    spec = costplan.load_spec("llama2-7b", ["hardware.gpu=a100-80gb", "serving.prompt_tokens=128"])
+    assert inference.prefill_seconds(spec, 1) == inference.serve(spec).latency.ttft_seconds
+    gemms = 0.0
+    for layers, m, d_in, d_out in llama_gemms(8 * 128, 8):
+        compute = 2 * m * d_in * d_out / (PEAK * a100_gemm_efficiency((m * d_in * d_out) ** (1 / 3)))
+        gemms += layers * max(compute, (2 * d_in * d_out + 2 * m * (d_in + d_out)) / (BW * HBM))
+    core = 8 * L * 4 * D * 128 * 128 / (PEAK * FLASH_SHORT)
+    expected = gemms + core + (NORM_BYTES + llama_streams(1024, 8)) / (BW * HBM)
+    assert inference.prefill_seconds(spec, 8) == pytest.approx(expected, rel=1e-12)
 
 
 def test_costs_split_gpu_time_between_prefill_and_decode():
@@ -92,13 +170,17 @@ def test_largest_batch_within_the_time_per_token_target():
 
 
 def test_tensor_parallel_adds_two_all_reduces_per_layer():
-    one = llama("serving.batch=4", "serving.tensor=1", "serving.gpus=2")
     two = llama("serving.batch=4", "serving.tensor=2", "serving.gpus=2")
-    # memory-bound: half the bytes per GPU, then 2·L all-reduces of 4 tokens × d × 2 bytes, each moving
-    # 2(t − 1)/t of it at 300 GB/s per direction × 0.8, plus 10 µs
+    # memory-bound: each GEMM's weights halved, the cache, norms' weights and split work halved, the d-wide
+    # norms and residual adds whole; then 2·L all-reduces of 4 tokens × d × 2 bytes, each moving 2(t − 1)/t of it
+    # at 300 GB/s per direction × 0.8, plus 10 µs
+    context = two.assumptions.decode_context
+    compute, memory, _ = gemm_times(4, 4, t=2)
+    assert compute < memory
+    rest = (NORM_BYTES / 2 + llama_streams(4, 4, t=2) + 4 * context * KV_PER_TOKEN / 2) / (BW * HBM)
     message = 4 * D * 2
     allreduce = 2 * L * (10e-6 + message * 2 * (1 / 2) / (300e9 * 0.8))
-    assert two.latency.tpot_seconds == pytest.approx(one.latency.tpot_seconds / 2 + allreduce, rel=1e-9)
+    assert two.latency.tpot_seconds == pytest.approx(memory + rest + allreduce, rel=1e-12)
     assert two.memory.weights_per_gpu == WEIGHT_BYTES // 2
     assert two.assumptions.kv_cache_split == 2
 
@@ -149,8 +231,15 @@ def test_moe_decode_at_batch_1_reads_top_k_of_the_routed_experts():
     # rest and 2 of 8 experts per layer, and the cache at 1024 + 256/2 tokens of 128 KiB.
     total, routed = 46_702_792_704, 32 * 8 * 3 * 4096 * 14336
     est = inference.serve(costplan.load_spec("mixtral-8x7b", ["hardware.gpu=h200", "serving.batch=1"]))
-    vocab, d = 32000, 4096                            # the untied embedding: one row looked up
-    read = 2 * (total - routed) - 2 * vocab * d + 2 * d + 2 * routed * 2 / 8 + 1152 * 128 * 1024
+    vocab, d, f, kv = 32000, 4096, 14336, 1024        # the untied embedding: one row looked up
+    weights = 2 * (total - routed) - 2 * vocab * d + 2 * routed * 2 / 8
+    # each GEMM's activations (q, k, v, o, router, 2 experts' gate, up, down; the head), 16-bit
+    gemm_rows = 2 * d + 2 * (d + kv) + 2 * d + (d + 8) + 2 * (2 * (d + f) + (f + d))
+    # per layer: 2 RMSNorms, 2 residual adds, rotary on q and k, SwiGLU on 2 rows, routing (gather and scatter
+    # 2 rows, the router's fp32 softmax read and written); the final norm and the embedding lookup
+    work = 32 * (2 * gemm_rows + 2 * 2 * 2 * d + 2 * 6 * d + 2 * 2 * (d + kv) + 2 * 3 * 2 * f + 4 * 2 * d * 2
+                 + 2 * 8 * 4) + 2 * (d + vocab) + 2 * 2 * d + 2 * 2 * d
+    read = weights + work + 1152 * 128 * 1024
     assert est.latency.decode_bound == "memory"
     assert est.latency.tpot_seconds == pytest.approx(read / (4800e9 * 0.85), rel=1e-9)
 
@@ -173,9 +262,12 @@ def test_int8_weights_stream_at_their_kernels_efficiency():
     # embeddings, head and norms and the cache at 1152 tokens at the HBM efficiency (0.88).
     est = llama("serving.weights=int8", "serving.batch=1")
     quantized = LAYER_WEIGHTS + 32 * 42_496 * 2
-    streamed = (WEIGHT_BYTES - 2 * LAYER_WEIGHTS) - 2 * V * D + 2 * D + 1152 * KV_PER_TOKEN
+    compute, memory, _ = gemm_times(1, 1, weight_bytes=quantized / LAYER_WEIGHTS, weight_hbm=0.38)
+    assert compute < memory
+    assert memory == pytest.approx((quantized / 0.38 + 2 * V * D / HBM) / BW, rel=1e-3)   # the weights, mostly
+    streamed = NORM_BYTES + llama_streams(1, 1) + 1152 * KV_PER_TOKEN
     assert est.latency.decode_bound == "memory"
-    assert est.latency.tpot_seconds == pytest.approx(streamed / (BW * HBM) + quantized / (BW * 0.38), rel=1e-9)
+    assert est.latency.tpot_seconds == pytest.approx(memory + streamed / (BW * HBM), rel=1e-9)
     assert est.assumptions.efficiencies["weight_memory"].value == 0.38
     bf16 = llama("serving.batch=1")
     assert bf16.assumptions.efficiencies["weight_memory"] == bf16.assumptions.efficiencies["memory"]
@@ -189,3 +281,18 @@ def test_a_tensor_group_across_nodes_pays_the_internode_all_reduce_latency():
         return inference.serve(spec).assumptions.efficiencies["allreduce_latency"].value
 
     assert (latency(8), latency(16)) == (10, 47)
+
+
+def test_a_long_prompts_attention_runs_at_the_flash_curve_at_its_length():
+    # Llama 2 7B's 2048-token causal prefill: 16 query tiles of 128 compute 1 + 2 + ... + 16 key tiles, 2176 keys
+    # per query doubled (the curves' x); FlashAttention-2's forward at head dim 128 on an A100 reaches 0.497 of
+    # the peak at 2048, 0.554 at 4096 (Dao 2023, as data/kernels.yaml has it), linear in log2 between. Without
+    # curves the single `attention` figure stays.
+    from costplan.costs import serving_ops
+
+    assert causal_pairs(2048) == 136 * 128 * 128
+    expected = 0.497 + math.log2(2176 / 2048) * (0.554 - 0.497)
+    spec = costplan.load_spec("llama2-7b", ["hardware.gpu=a100-80gb"])
+    assert serving_ops.prefill_attention_efficiency(spec.model, 2048, spec.gpu.curves(), 0.6) == pytest.approx(
+        expected, rel=1e-9)
+    assert serving_ops.prefill_attention_efficiency(spec.model, 2048, None, 0.6) == 0.6

@@ -3,12 +3,16 @@
 One replica of the model runs on `tensor` GPUs (Megatron-style tensor parallelism: heads and MLP widths split,
 two all-reduces of the d_model-wide activations per layer); serving.gpus GPUs hold gpus / tensor replicas, one
 replica when it is not set (hardware.count is the training cluster, not the serving fleet).
-Per GPU of a replica, each phase takes max(compute, memory) + all-reduces:
-- compute = matmul FLOPs / (peak × matmul efficiency) + attention-core FLOPs / (peak × attention efficiency),
-  at the peak of the compute precision (fp8 weights run fp8 GEMMs where the device has them; int8 and int4
-  weights are dequantized to 16 bits, as weight-only kernels do);
-- memory = bytes read / (HBM bandwidth × memory efficiency): 16-bit weights and the cache at the efficiency of
-  a streaming kernel, int8 or int4 weights at that of their kernels where data/kernels.yaml measures one;
+Per GPU of a replica, a phase (a forward pass) is the sum of its kernels' times, each max(compute, memory) of
+its own, since they run one after another (costs/serving_ops.py), + all-reduces:
+- each weight GEMM: FLOPs / (peak × the GEMM efficiency at its size, the device's `gemm` curve) against its
+  weights' and activations' bytes / (HBM bandwidth × memory efficiency), at the peak of the compute precision
+  (fp8 weights run fp8 GEMMs where the device has them; int8 and int4 weights are dequantized to 16 bits, as
+  weight-only kernels do), 16-bit weights at the efficiency of a streaming kernel, int8 or int4 weights at
+  that of their kernels where data/kernels.yaml measures one;
+- the attention kernels: core FLOPs / (peak × attention efficiency) against the cache they read;
+- norms, residual adds, activations, rotary, routing, the embedding lookup and the weights outside GEMMs:
+  bytes at the streaming efficiency;
 - all-reduce = 2 per layer × (latency + bytes × 2(t − 1)/t / (link bandwidth × bus efficiency)), the latency
   of an all-reduce inside a node, or across nodes (InfiniBand) when the group spans more than one.
 Efficiencies come from kernel measurements (data/kernels.yaml), never from end-to-end serving results.
@@ -35,6 +39,8 @@ from pydantic import BaseModel, ConfigDict
 from costplan import kernels
 from costplan.costs import Shape
 from costplan.costs import serving as sizes
+from costplan.costs import serving_ops as ops
+from costplan.costs.serving_ops import expected_experts
 from costplan.costs.time import SECONDS_PER_HOUR
 from costplan.hardware import GPU
 from costplan.spec import Spec
@@ -112,6 +118,7 @@ class ServingAssumptions(_Result):
     latency_targets: dict[str, float]
     efficiency_device: str        # the kernels.yaml entry used ("default" for devices it does not list)
     efficiencies: dict[str, Efficiency]
+    gemm_curve: str | None        # source of the GEMM efficiency-by-size curve used; None: `matmul` at every size
     moe_experts_read_per_step: float | None   # expected routed experts per MoE layer at the batch served
     not_modelled: str
     price_source: str
@@ -141,12 +148,6 @@ QUANTIZED_NOTE = {
 }
 
 
-def expected_experts(n_experts: int, top_k: int, tokens: int) -> float:
-    """Routed experts that `tokens` tokens touch in expectation when each picks top_k of n_experts uniformly:
-    each expert is missed by a token with probability 1 − k/E."""
-    return n_experts * (1 - (1 - top_k / n_experts) ** tokens)
-
-
 def kv_split(spec: Spec, tensor: int) -> int:
     """GPUs of a replica that the cache of one sequence is divided over: tensor parallelism splits the KV heads
     (spec validation makes the degree divide them) and AFT's per-channel state, but every GPU keeps MLA's whole
@@ -171,11 +172,9 @@ class Replica:
     link: float | None
     eff: kernels.Efficiencies
     weights: int                 # bytes of the whole model
-    sixteen_bit: int             # bytes of the weights no format quantizes (embeddings, head, norms, routers)
-    routed: int                  # bytes of the routed experts among the quantized ones
-    lookup_table: int            # bytes of untied embedding tables, of which a pass reads only its tokens' rows
-    lookup_rows: int             # rows of those tables (vocabulary, and learned positions)
-    weight_memory: float         # HBM efficiency of the kernels that read the quantized weights
+    others: float                # bytes of the weights outside GEMMs and embedding tables (norms, biases),
+                                 # read once a pass
+    kernels: ops.Kernels         # what one GPU's kernels reach
     allreduce_latency: float     # seconds of one small all-reduce among the replica's GPUs
 
     def allreduce_seconds(self, tokens: int) -> float:
@@ -186,46 +185,52 @@ class Replica:
         one = self.allreduce_latency + message * 2 * (t - 1) / t / (self.link * e.allreduce_bus.value)
         return ALLREDUCES_PER_LAYER * self.spec.model.n_layers * one
 
-    def weights_read(self, tokens: int) -> tuple[float, float]:
-        """Bytes of 16-bit and of quantized weights that one forward pass of `tokens` tokens reads, over the
-        whole replica (for MoE only the routed experts its tokens touch)."""
-        quantized = self.weights - self.sixteen_bit
-        # An embedding lookup gathers one row per token; a tied table is read whole by the LM head anyway.
-        unread = self.lookup_table * (1 - min(1.0, tokens / self.lookup_rows)) if self.lookup_rows else 0.0
-        moe = self.spec.model.moe
-        if moe is not None:
-            touched = expected_experts(moe.n_experts, moe.top_k, tokens) / moe.n_experts
-            quantized -= self.routed * (1 - touched)
-        return self.sixteen_bit - unread, quantized
-
-    def phase(self, matmul: float, attention: float, streamed: float, quantized: float,
-              tokens: int) -> tuple[float, str]:
-        """Seconds of one phase on each GPU of the replica and what bounds it; arguments are replica totals:
-        FLOPs, bytes read at the streaming efficiency (16-bit weights, cache) and quantized weight bytes."""
+    def phase(self, tokens: int, head_rows: int, core: float, cache: float,
+              attention_efficiency: float | None = None) -> tuple[float, str]:
+        """Seconds of one forward pass of `tokens` tokens, whose LM head computes `head_rows` rows, on each GPU
+        of the replica, and what bounds it: its GEMMs and memory-bound work each on its own roofline
+        (costs/serving_ops.py), the attention kernels' core FLOPs at `attention_efficiency` (the `attention`
+        figure unless given) against the cache they read (replica totals), the other weights read once, and
+        the all-reduces."""
         e, t = self.eff, self.tensor
-        compute = (matmul / e.matmul.value + attention / e.attention.value) / (t * self.peak)
-        memory = (streamed / e.memory.value + quantized / self.weight_memory) / (t * self.bandwidth)
-        bound = "compute" if compute >= memory else "memory"
-        return max(compute, memory) + self.allreduce_seconds(tokens), bound
+        work = ops.forward(self.spec.model, tokens, head_rows, self.kernels)
+        reach = attention_efficiency or e.attention.value
+        attention = core / reach / (t * self.peak), cache / e.memory.value / (t * self.bandwidth)
+        others = self.others / (t * self.bandwidth * e.memory.value)
+        compute = work.compute + (attention[0] if attention[0] >= attention[1] else 0.0)
+        memory = work.memory + others + (attention[1] if attention[0] < attention[1] else 0.0)
+        seconds = work.seconds + max(attention) + others + self.allreduce_seconds(tokens)
+        return seconds, "compute" if compute >= memory else "memory"
 
 
 def _replica(spec: Spec, parts: sizes.Parts, tensor: int, weights: int) -> Replica:
-    s, gpu = spec.serving, spec.gpu
+    s, gpu, m = spec.serving, spec.gpu, spec.model
     eff = kernels.efficiencies(gpu.key)
     link = gpu.link_bytes_per_s(tensor) if tensor > 1 else None
     q = sizes.quantized(parts)
     rest = (_params(parts) - q.matrix_params) * sizes.SIXTEEN_BIT
     per_weight = (weights - rest) / q.matrix_params if q.matrix_params else sizes.SIXTEEN_BIT
-    routed = sum(c.routed_params for c in parts(ONE_TOKEN).values())
-    m = spec.model
-    untied = not m.tie_embeddings
-    return Replica(spec=spec, tensor=tensor, peak=gpu.peak_flops(compute_precision(gpu, s.weights)),
-                   bandwidth=gpu.memory_bandwidth_gbs * 1e9, link=link, eff=eff, weights=weights,
-                   sixteen_bit=rest, routed=round(routed * per_weight),
-                   lookup_table=parts(ONE_TOKEN)["embedding"].params * sizes.SIXTEEN_BIT if untied else 0,
-                   lookup_rows=(m.vocab_size + (m.max_seq_len if m.position == "learned" else 0)) if untied else 0,
-                   weight_memory=eff.weight_memory(s.weights).value,
+    every, quantized = ops.gemm_weights(m)
+    gemm_bytes = quantized * per_weight + (every - quantized) * sizes.SIXTEEN_BIT
+    # An untied embedding lookup gathers its tokens' rows (a memory-bound operation); a tied table is the head's.
+    table = parts(ONE_TOKEN)["embedding"].params * sizes.SIXTEEN_BIT if not m.tie_embeddings else 0
+    precision = compute_precision(gpu, s.weights)
+    peak = gpu.peak_flops(precision)
+    bandwidth = gpu.memory_bandwidth_gbs * 1e9
+    return Replica(spec=spec, tensor=tensor, peak=peak, bandwidth=bandwidth, link=link, eff=eff, weights=weights,
+                   others=max(0.0, weights - gemm_bytes - table),
+                   kernels=ops.Kernels(peak=peak, curve=gemm_curve(gpu, precision), flat=eff.matmul.value,
+                                       bandwidth=bandwidth, memory=eff.memory.value,
+                                       weight_memory=eff.weight_memory(s.weights).value,
+                                       quantized_bytes=per_weight, tensor=tensor),
                    allreduce_latency=eff.allreduce_latency(tensor, gpu.node_size).value * 1e-6)
+
+
+def gemm_curve(gpu: GPU, precision: str) -> kernels.Curve | None:
+    """The device's GEMM efficiency curve at the compute precision, or None where it has none (then every GEMM
+    runs at the `matmul` figure)."""
+    curves = gpu.curves()
+    return curves.gemm.get(precision) if curves is not None else None
 
 
 def _params(parts: sizes.Parts) -> int:
@@ -264,28 +269,41 @@ def _memory(spec: Spec, parts: sizes.Parts, tensor: int, weights: int) -> Servin
         max_batch=max_batch)
 
 
-def serve(spec: Spec) -> ServingEstimate:
-    """Memory, latency, throughput and cost of serving the spec at its `serving` settings."""
-    s, gpu, hw = spec.serving, spec.gpu, spec.hardware
-    parts = sizes.Parts(spec)    # the cost model walked once per shape for the whole estimate
+def _setup(spec: Spec) -> tuple[sizes.Parts, ServingMemory, Replica]:
+    """The cost model's parts (walked once per shape for the whole estimate), the memory per GPU and the replica
+    at the tensor degree serve() uses."""
+    s = spec.serving
+    parts = sizes.Parts(spec)
     weights = sizes.weight_bytes(parts, s.weights, s.group_size)
     choices = _tensor_choices(spec)
     tensor = next((t for t in choices if _memory(spec, parts, t, weights).max_batch >= 1), choices[-1])
-    memory = _memory(spec, parts, tensor, weights)
-    replica = _replica(spec, parts, tensor, weights)
+    return parts, _memory(spec, parts, tensor, weights), _replica(spec, parts, tensor, weights)
+
+
+def prefill_seconds(spec: Spec, sequences: int) -> float:
+    """Seconds to prefill `sequences` prompts of serving.prompt_tokens in one pass (a static batch's context
+    phase: their tokens in the same GEMMs, the weights read once) on the replica serve() picks."""
+    parts, _, replica = _setup(spec)
+    return _prefill(parts, replica, spec.serving.prompt_tokens, sequences)[0]
+
+
+def serve(spec: Spec) -> ServingEstimate:
+    """Memory, latency, throughput and cost of serving the spec at its `serving` settings."""
+    s, gpu, hw = spec.serving, spec.gpu, spec.hardware
+    parts, memory, replica = _setup(spec)
+    tensor = replica.tensor
     p, o = s.prompt_tokens, s.output_tokens
     context = p + o // 2
     fits = memory.max_batch >= 1 and (s.batch is None or s.batch <= memory.max_batch)
 
     ttft, prefill_bound = _prefill(parts, replica, p)
 
-    matmul, core = _per_token(parts)[0], _decode_attention(parts, context)
+    core = _decode_attention(parts, context)
     cache = sizes.kv_cache_bytes(parts, context, s.kv_cache) * tensor / kv_split(spec, tensor)
 
     def step(batch: int) -> tuple[float, str]:
-        """One decode step of `batch` sequences: every token's FLOPs, the weights once, every cache."""
-        sixteen_bit, quantized = replica.weights_read(batch)
-        return replica.phase(batch * matmul, batch * core, sixteen_bit + batch * cache, quantized, batch)
+        """One decode step of `batch` sequences: one token of each through every operation, every cache."""
+        return replica.phase(batch, batch, batch * core, batch * cache)
 
     batch, rule = _batch(s, memory.max_batch, lambda b: step(b)[0])
     memory = memory.model_copy(update={"total_per_gpu": memory.weights_per_gpu + batch *
@@ -313,6 +331,7 @@ def serve(spec: Spec) -> ServingEstimate:
         latency_targets={k: v for k, v in (("tpot_ms", s.tpot_ms), ("ttft_ms", s.ttft_ms)) if v is not None},
         efficiency_device=eff.device,
         efficiencies=_efficiencies(eff, s.weights, tensor, gpu.node_size),
+        gemm_curve=replica.kernels.curve.source if replica.kernels.curve is not None else None,
         moe_experts_read_per_step=expected_experts(moe.n_experts, moe.top_k, batch) if moe else None,
         not_modelled=NOT_MODELLED,
         price_source="hardware.usd_per_gpu_hour" if hw.usd_per_gpu_hour is not None else
@@ -345,27 +364,19 @@ def _efficiencies(eff: kernels.Efficiencies, weights: str, tensor: int, node_siz
     return {name: Efficiency(value=f.value, source=f.source) for name, f in figures.items()}
 
 
-def _prefill(parts: sizes.Parts, replica: Replica, prompt: int) -> tuple[float, str]:
-    """One prompt alone: its weight matmuls, the attention core as a causal kernel executes it (the executed
-    FLOPs less the matmuls', executed, around it), and the weights read once."""
-    flops, head, executed, executed_head = _per_token(parts)
-    matmul = prompt * (flops - head) + head
-    core = sizes.prefill_executed_flops(parts, prompt) - (prompt * (executed - executed_head) + executed_head)
-    return replica.phase(matmul, max(0, core), *replica.weights_read(prompt), prompt)
+def _prefill(parts: sizes.Parts, replica: Replica, prompt: int, sequences: int = 1) -> tuple[float, str]:
+    """`sequences` prompts in one pass (one alone for TTFT): their tokens share each GEMM, each prompt's last
+    token computes logits, and each prompt's attention core runs as a causal kernel executes it (the prompt's
+    executed FLOPs less its GEMMs'), at the efficiency a FlashAttention kernel reaches at its length."""
+    model = parts.spec.model
+    core = sizes.prefill_executed_flops(parts, prompt) - ops.gemm_flops(model, prompt, 1)
+    reach = ops.prefill_attention_efficiency(model, prompt, parts.spec.gpu.curves(), replica.eff.attention.value)
+    return replica.phase(prompt * sequences, sequences, sequences * max(0, core), 0.0, reach)
 
 
-def _per_token(parts: sizes.Parts) -> tuple[int, int, int, int]:
-    """FLOPs of one token through the model with a one-key attention core, and of its logits: as counted
-    (top_k experts per token: serving engines drop no tokens) and as a kernel executes them. The core's one
-    pair is counted with the matmuls: negligible."""
-    one = parts(ONE_TOKEN)
-    return (sum(c.flops for c in one.values()), one["head"].flops, sum(c.hw_fwd for c in one.values()),
-            one["head"].hw_fwd)
-
-
-def _decode_attention(parts: sizes.Parts, context: int) -> int:
-    """The decode core: one query over its visible keys, beyond the one pair counted with the matmuls."""
-    return sizes.decode_flops(parts, context) - _per_token(parts)[0]
+def _decode_attention(parts: sizes.Parts, context: int) -> float:
+    """The decode core: one query over its visible keys (the token's FLOPs less its GEMMs')."""
+    return sizes.decode_flops(parts, context) - ops.gemm_flops(parts.spec.model, 1, 1)
 
 
 def _batch(s, max_batch: int, tpot) -> tuple[int, str]:

@@ -68,7 +68,9 @@ def assumption_lines(est: ServingEstimate) -> list[str]:
         + (f", {human(a.link_bytes_per_s / 1e9, 'number')} GB/s per direction between the {a.tensor} GPUs"
            if a.link_bytes_per_s else ""),
         f"kernel efficiencies ({a.efficiency_device} in data/kernels.yaml): HBM {percent(e['memory'].value)}, "
-        f"GEMM {percent(e['matmul'].value)}, attention {percent(e['attention'].value)}"
+        + (f"GEMM by size ({a.gpu}'s {a.compute_precision} curve)" if a.gemm_curve
+           else f"GEMM {percent(e['matmul'].value)}")
+        + f", attention {percent(e['attention'].value)}"
         + (f", {a.weights} weights HBM {percent(e['weight_memory'].value)}"
            if e["weight_memory"] != e["memory"] else "")
         + (f", all-reduce bus {percent(e['allreduce_bus'].value)} + "

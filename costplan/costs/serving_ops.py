@@ -1,0 +1,149 @@
+"""The operations of one serving forward pass, each kernel on its own roofline.
+
+The kernels of a forward pass run one after another, so a pass takes the sum of their times, each
+max(compute, memory) of its own: a GEMM bounded by its FLOPs while the attention kernel after it is bounded by
+its cache reads takes both times, not the larger of the two totals. The operations are the step model's
+(costs/ops.py: every weight GEMM with its shape, the norms, activations, rotary and routing as bytes moved),
+for `tokens` rows through the model, on one GPU of the tensor-parallel replica:
+
+- a GEMM of m rows by a d_in × d_out weight: FLOPs / (peak × efficiency at its size) against its weights'
+  bytes at their kernels' HBM efficiency plus its activations' (m·d_in + m·d_out/t 16-bit elements) at the
+  streaming one. The efficiency falls steeply as a GEMM shrinks (the `gemm` curves of data/kernels.yaml,
+  measured on square GEMMs against (m·n·k)^(1/3), read at the size the step model reads them at): a 128-token
+  prefill runs its GEMMs far below a large GEMM's efficiency. A device without a curve at the compute
+  precision keeps one figure for every GEMM (the `matmul` efficiency);
+- memory-bound work (norms, residual adds, activations, rotary, MoE routing, the embedding lookup): bytes at
+  the streaming efficiency. The training loss is not a serving operation.
+
+Routed experts: `tokens` tokens pick top_k of E experts each (serving engines drop none), touching
+E·(1 − (1 − k/E)^tokens) of them in expectation; each touched expert multiplies tokens·k / touched rows and
+its weights are read once. The LM head computes `head_rows` rows: each prompt's last token in prefill, every
+sequence's token in decode. Quantized formats store the weights of the GEMMs fp8 training would run in fp8
+(attention, MLP and expert matrices; not the LM head or a router), at `quantized_bytes` per weight.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from costplan.costs import Shape
+from costplan.costs.layers import distinct_layers
+from costplan.costs.ops import Core, Gemm, Stream, embedding_ops, head_ops, layer_ops
+from costplan.kernels import Curve, Curves
+from costplan.spec import ModelSpec
+
+ACTIVATION_BYTES = 2        # 16-bit activations
+# Not the training loss, nor a materialised core's softmax: the step model sizes it for one sequence of `tokens`
+# tokens, which a decode step's batch is not (left out, a materialising model's prefill is a little too fast).
+SERVING_STREAMS = ("norm", "residual", "activation", "rotary", "routing", "embedding")
+
+
+@dataclass(frozen=True)
+class Kernels:
+    """One GPU of the replica: peak and HBM bandwidth with what its kernels reach of them."""
+
+    peak: float                  # FLOP/s at the compute precision
+    curve: Curve | None          # GEMM efficiency by size; None: `flat` for every size
+    flat: float
+    bandwidth: float             # bytes/s, catalogue peak
+    memory: float                # HBM efficiency of streaming kernels
+    weight_memory: float         # ... of the kernels reading quantized weights
+    quantized_bytes: float       # bytes per quantized weight, its scales included
+    tensor: int
+
+
+@dataclass
+class Pass:
+    """Seconds of a pass's GEMMs and memory-bound work on one GPU, and what bounded them."""
+
+    seconds: float = 0.0
+    compute: float = 0.0         # the compute side of the kernels that compute bounds
+    memory: float = 0.0          # the memory side of the others
+
+
+def expected_experts(n_experts: int, top_k: int, tokens: float) -> float:
+    """Routed experts that `tokens` tokens touch in expectation when each picks top_k of n_experts uniformly:
+    each expert is missed by a token with probability 1 − k/E."""
+    return n_experts * (1 - (1 - top_k / n_experts) ** tokens)
+
+
+def operations(model: ModelSpec, tokens: int, head_rows: int) -> list[tuple[Gemm | Stream, int]]:
+    """Every GEMM and memory-bound operation of one forward pass of `tokens` tokens, with how many layers repeat
+    it; routed experts as the touched ones with their rows (module docstring)."""
+    shape = Shape(seq_len=tokens, act_bytes=ACTIVATION_BYTES)
+    found: list[tuple[Gemm | Stream, int]] = [(op, 1) for op in embedding_ops(model, shape)]
+    for layer, repeats in distinct_layers(model):
+        for ops in layer_ops(layer, model, shape).values():
+            for op in ops:
+                if isinstance(op, Gemm) and op.expert:
+                    moe = layer.moe
+                    touched = expected_experts(moe.n_experts, moe.top_k, tokens)
+                    op = Gemm(tokens * moe.top_k / touched, op.d_in, op.d_out,
+                              count=op.count * touched / moe.n_experts, expert=True)
+                if isinstance(op, Gemm) or (isinstance(op, Stream) and op.kind in SERVING_STREAMS):
+                    found.append((op, repeats))
+    head = head_ops(model, Shape(seq_len=head_rows, act_bytes=ACTIVATION_BYTES))
+    found += [(op, 1) for op in head if isinstance(op, Gemm) or op.kind in SERVING_STREAMS]
+    return found
+
+
+def gemm_seconds(g: Gemm, k: Kernels) -> tuple[float, float]:
+    """Compute and memory seconds of `g.count` GEMMs of g.rows × d_in by d_in × d_out on one GPU, at the compute
+    precision's peak and curve (an fp8 model's 16-bit LM head and router too: a simplification)."""
+    if g.count <= 0:
+        return 0.0, 0.0
+    ts = k.tensor if g.split else 1
+    weights = g.d_in * g.d_out / ts * g.count
+    per_weight, efficiency = (k.quantized_bytes, k.weight_memory) if g.fp8 else (ACTIVATION_BYTES, k.memory)
+    activations = (g.rows * g.d_in + g.rows * g.d_out / ts) * g.count * ACTIVATION_BYTES
+    memory = (weights * per_weight / efficiency + activations / k.memory) / k.bandwidth
+    size = (g.rows * g.d_in * g.d_out / ts) ** (1 / 3)
+    rate = k.peak * (k.flat if k.curve is None else k.curve.at(size))
+    return 2 * g.rows * weights / rate, memory
+
+
+def forward(model: ModelSpec, tokens: int, head_rows: int, k: Kernels) -> Pass:
+    """The GEMMs and memory-bound work of one forward pass on one GPU of the replica."""
+    total = Pass()
+    for op, repeats in operations(model, tokens, head_rows):
+        if isinstance(op, Gemm):
+            compute, memory = gemm_seconds(op, k)
+        else:
+            compute, memory = 0.0, op.bytes / (k.tensor if op.split else 1) / (k.bandwidth * k.memory)
+        total.seconds += repeats * max(compute, memory)
+        if compute >= memory:
+            total.compute += repeats * compute
+        else:
+            total.memory += repeats * memory
+    return total
+
+
+def gemm_weights(model: ModelSpec) -> tuple[int, int]:
+    """Weights of every GEMM of the model (all experts), and of those a serving format quantizes."""
+    every = quantized = 0
+    for op, repeats in operations(model, 1, 1):
+        if isinstance(op, Gemm):
+            n = op.d_in * op.d_out * (op.count if not op.expert else op.count * model.moe.n_experts / model.moe.top_k)
+            every += repeats * n
+            quantized += repeats * n if op.fp8 else 0
+    return round(every), round(quantized)
+
+
+def gemm_flops(model: ModelSpec, tokens: int, head_rows: int) -> float:
+    """FLOPs of the pass's weight GEMMs over the whole replica: what the cost model's forward FLOPs hold beyond
+    the attention cores."""
+    return sum(repeats * op.flops for op, repeats in operations(model, tokens, head_rows) if isinstance(op, Gemm))
+
+
+def prefill_attention_efficiency(model: ModelSpec, prompt: int, curves: Curves | None, flat: float) -> float:
+    """What a prompt's attention kernels reach of the peak, over its layers weighted by their FLOPs: a
+    FlashAttention core at the device's forward curve for its head dimension at its keys per query (doubled for
+    a causal kernel, the curves' x, as the step model reads them), any other core, or a device without curves,
+    at `flat` (the `attention` figure)."""
+    flops = seconds = 0.0
+    for layer, repeats in distinct_layers(model):
+        for op in layer_ops(layer, model, Shape(seq_len=prompt, act_bytes=ACTIVATION_BYTES))["attention"]:
+            if isinstance(op, Core) and op.flops > 0:
+                curve = curves.attention(False, op.head_dim) if curves is not None and op.flash else None
+                flops += repeats * op.flops
+                seconds += repeats * op.flops / (curve.at(op.keys) if curve is not None else flat)
+    return flops / seconds if seconds else flat

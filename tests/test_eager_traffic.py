@@ -192,3 +192,22 @@ def test_the_loss_counted_on_the_cpu():
     assert forward == pytest.approx(loss[0], rel=0.01)
     assert backward == pytest.approx(loss[1], rel=0.01)
 
+
+
+def test_layernorm_and_gelu_counted_on_the_cpu():
+    torch = pytest.importorskip("torch")
+    import torch.nn.functional as fn
+    x = torch.randn(16 * S, 512, dtype=torch.bfloat16, requires_grad=True)    # the weights 1/1024 of the rows
+    weight, bias = (torch.randn(512, dtype=torch.bfloat16, requires_grad=True) for _ in range(2))
+    rows = 16 * S * 512
+    spec = make_spec({**LLAMA, "norm": "layernorm", "mlp": "gelu"}, {"fusion": "eager", "seq_len": S})
+    shape = shape_of(spec)
+    found = by_kind(eager_ops({"norm": "layernorm", "mlp": "gelu"})[2])
+    norm = found["norm"][0] / (2 * S * 512), found["norm"][1] / (2 * S * 512)    # per element of one norm
+    forward, backward = _counted(lambda t: fn.layer_norm(t, (512,), weight, bias), [x])
+    # one aten kernel each way; on CUDA the weight and bias gradients re-read g and x in a second kernel
+    # (GammaBetaBackward in layer_norm_kernel.cu), which an aten-level count cannot see: 2 of the 5
+    assert (forward / rows, backward / rows) == pytest.approx((norm[0], norm[1] - 2 * shape.act_bytes), rel=0.01)
+    h = torch.randn(S, 1024, dtype=torch.bfloat16, requires_grad=True)
+    forward, backward = _counted(fn.gelu, [h])
+    assert (forward, backward) == found["activation"]

@@ -9,7 +9,7 @@ two cannot drift. The attention core's FLOPs are the component's executed forwar
 projections, so every attention variant's own pattern (windows, blocks, causal tiles) carries over.
 
 Bytes of memory-bound work count each element read and written once at the activation precision (e), the
-fused-kernel reading (an unfused framework moves more; that is the user's framework, not the model):
+fused-kernel reading (an unfused framework moves more: training.fusion eager, below):
 - a norm reads its input and writes its output (2·s·d·e), with or without its weight (a vector, negligible
   next to the rows); a residual add reads two and writes one (3·s·d·e), a parallel layer's reads three
   (4·s·d·e; layers.STRUCTURES);
@@ -173,8 +173,9 @@ def norm_ops(model: ModelSpec, shape: Shape) -> list[Op]:
     wide = shape.seq_len * model.d_model * shape.act_bytes
     structure = STRUCTURES[model.block]
     if shape.fusion == "eager":
-        # every structure's PyTorch code adds twice, and sums the gradients of the two tensors that feed both a
-        # norm and a residual add (or a shared norm's output feeding attention and MLP) once each
+        # every structure's PyTorch code adds twice, and backward sums gradients twice: where x and h each feed
+        # a norm and an add; where a parallel layer's x feeds two norms and the add; where its x feeds the
+        # shared norm and the add and the normed x feeds attention and MLP
         rows = shape.seq_len * model.d_model
         return [_eager("norm", structure.norms * rows, eager.norm(model.norm, shape.act_bytes), split=False),
                 Stream("residual", 2 * eager.ADD * wide, False, 2 * eager.ADD * wide)]

@@ -188,6 +188,10 @@ class TrainingSpec(Section):
     # Whose transformers modules sdpa and eager describe, by model_type (a config import sets it): the modules
     # differ between classes for the same architecture (a Python GELU, fp32 norms, an explicit mask).
     modules: Literal[MODULES] = "llama"
+    # How the step model prices memory-bound work (norms, activations, rotary, residual adds, the loss): as
+    # fused kernels (torch.compile, Transformer Engine, Megatron), or as the kernels eager PyTorch runs one op
+    # at a time (torchtitan without torch.compile; costs/eager.py). Time only: memory is not affected.
+    fusion: Literal["fused", "eager"] = "fused"
 
 
 # ---------------------------------------------------------------------------------------------- hardware

@@ -44,3 +44,15 @@ def test_every_row_names_its_source():
 def test_median_error_does_not_grow(results):
     errors = [abs(r["error"]) for r in results if "error" in r]
     assert statistics.median(errors) <= MEDIAN_LIMIT
+
+
+def test_eager_rows_are_rows_that_ran_without_torch_compile(results):
+    # training.fusion eager only where the row's note says eager or leaves torch.compile out
+    spec = importlib.util.spec_from_file_location("training_validation", BENCH / "training_validation.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    notes = {row["id"]: row["note"] for row in yaml.safe_load((BENCH / "training_published.yaml").read_text())}
+    assert module.EAGER
+    for row_id in module.EAGER:
+        assert "eager (no torch.compile)" in notes[row_id] or "torch.compile not stated" in notes[row_id]
+        assert any(r["id"] == row_id and module.EAGER[row_id] in r["guessed"] for r in results)

@@ -19,7 +19,8 @@ COMPONENTS = ("embedding", "attention", "mlp", "moe", "norms", "head")
 def shape_of(spec: Spec) -> Shape:
     t = spec.training
     return Shape(seq_len=spec.seq_len, act_bytes=element_bytes(t.precision), recompute=t.recompute,
-                 implementation=t.implementation, autocast=t.autocast, modules=t.modules)
+                 implementation=t.implementation, autocast=t.autocast, modules=t.modules,
+                 fusion=t.fusion)
 
 
 def components(spec: Spec, shape: Shape | None = None, stage: int = 0, stages: Stages = 1) -> dict[str, Cost]:

@@ -9,7 +9,7 @@ two cannot drift. The attention core's FLOPs are the component's executed forwar
 projections, so every attention variant's own pattern (windows, blocks, causal tiles) carries over.
 
 Bytes of memory-bound work count each element read and written once at the activation precision (e), the
-fused-kernel reading (an unfused framework moves more; that is the user's framework, not the model):
+fused-kernel reading (an unfused framework moves more: training.fusion eager, below):
 - a norm reads its input and writes its output (2·s·d·e), with or without its weight (a vector, negligible
   next to the rows); a residual add reads two and writes one (3·s·d·e), a parallel layer's reads three
   (4·s·d·e; layers.STRUCTURES);
@@ -19,12 +19,18 @@ fused-kernel reading (an unfused framework moves more; that is the user's framew
   softmax reads and writes fp32 scores;
 - the loss reads the logits and writes fp32 log-probabilities (s · V · (e + 4));
 - the embedding lookup reads the rows and writes them (2·s·d·e).
+Backward moves twice the forward's bytes (a kernel reading the gradient and its saved input, writing one).
+
+With training.fusion: eager, norms, activations, rotary, residual adds and the loss move what eager PyTorch's
+kernels move forward and backward instead (costs/eager.py), and grouped-query attention's repeat_kv copy and
+the sums of gradients where a tensor fans out are added; softmax, routing and the embedding are single kernels
+either way.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from costplan.costs import STAT_BYTES, Shape, memo
+from costplan.costs import STAT_BYTES, Shape, eager, memo
 from costplan.costs.attention import COST as ATTENTION_COST
 from costplan.costs.layers import STRUCTURES, Layer, layer_model
 from costplan.costs.moe import routed_rows
@@ -70,6 +76,20 @@ class Stream:
     kind: str
     bytes: float
     split: bool = True         # tensor parallelism divides it; d_model-wide tensors only with sequence parallelism
+    backward: float | None = None  # bytes its backward moves; None: twice the forward's (the fused reading)
+
+
+def _eager(kind: str, elements: float, pair: eager.Pair, split: bool = True) -> Stream:
+    """Memory-bound work as eager PyTorch's kernels move it: `pair` per element, forward and backward."""
+    return Stream(kind, elements * pair[0], split, elements * pair[1])
+
+
+def _fan_out(consumers: int, shape: Shape, model: ModelSpec) -> list[Op]:
+    """Eager autograd sums the gradients of a d_model-wide tensor read by several GEMMs, one add per extra one."""
+    if shape.fusion != "eager" or consumers < 2:
+        return []
+    wide = shape.seq_len * model.d_model * shape.act_bytes
+    return [Stream("gradient_sum", 0.0, False, (consumers - 1) * eager.ADD * wide)]
 
 
 Op = Gemm | Core | Stream
@@ -109,9 +129,14 @@ def attention_ops(layer: Layer, model: ModelSpec, shape: Shape) -> list[Op]:
     ops: list[Op] = [*gemms, Core(core_fwd, core_bwd, 2 * pairs / s if flash else pairs / s, head_dim, flash)]
     if not flash and core_fwd and not a.type.startswith("aft"):
         ops.append(Stream("softmax", 2 * heads * pairs * e))
+    rotated = s * (model.q_width + model.kv_width)
     if model.position == "rope" and getattr(a, "rope", True):     # a NoPE layer (rope: false) rotates nothing
-        ops.append(Stream("rotary", 2 * s * (model.q_width + model.kv_width) * e))
-    return ops
+        ops.append(_eager("rotary", rotated, eager.rotary(e)) if shape.fusion == "eager"
+                   else Stream("rotary", 2 * rotated * e))
+    if shape.fusion == "eager" and a.type != "mla" and not a.type.startswith("aft"):
+        ops.append(_eager("repeat_kv", s, eager.repeat_kv(model.q_width, model.kv_width, e)))
+    # the projections reading the normed input (every list ends with the output projection)
+    return ops + _fan_out(sum(g.count for g in gemms[:-1] if g.d_in == model.d_model), shape, model)
 
 
 def _mlp(model: ModelSpec, d_ff: int, rows: float, count: int = 1, expert: bool = False) -> list[Op]:
@@ -119,7 +144,9 @@ def _mlp(model: ModelSpec, d_ff: int, rows: float, count: int = 1, expert: bool 
     return [Gemm(rows, d, d_ff, count=count * up, expert=expert), Gemm(rows, d_ff, d, count=count, expert=expert)]
 
 
-def _activation(model: ModelSpec, d_ff: int, rows: float, e: int) -> Stream:
+def _activation(model: ModelSpec, d_ff: int, rows: float, e: int, fusion: str = "fused") -> Stream:
+    if fusion == "eager":
+        return _eager("activation", rows * d_ff, eager.activation(model.gated, e))
     return Stream("activation", (3 if model.gated else 2) * rows * d_ff * e)
 
 
@@ -127,14 +154,15 @@ def mlp_ops(layer: Layer, model: ModelSpec, shape: Shape) -> list[Op]:
     s, e, d = shape.seq_len, shape.act_bytes, model.d_model
     moe = layer.moe
     if moe is None:
-        return [*_mlp(model, layer.d_ff, s), _activation(model, layer.d_ff, s, e)]
+        return [*_mlp(model, layer.d_ff, s), _activation(model, layer.d_ff, s, e, shape.fusion),
+                *_fan_out(2 if model.gated else 1, shape, model)]
     rows = routed_rows(moe, s)
     ops: list[Op] = [Gemm(s, d, moe.n_experts, split=False, fp8=False),
                      *_mlp(model, moe.d_ff_expert, rows / moe.n_experts, moe.n_experts, expert=True),
-                     _activation(model, moe.d_ff_expert, rows, e),
+                     _activation(model, moe.d_ff_expert, rows, e, shape.fusion),
                      Stream("routing", 4 * rows * d * e + 2 * s * moe.n_experts * STAT_BYTES)]
     if moe.n_shared_experts:
-        ops += [*_mlp(model, moe.d_ff_shared, s), _activation(model, moe.d_ff_shared, s, e)]
+        ops += [*_mlp(model, moe.d_ff_shared, s), _activation(model, moe.d_ff_shared, s, e, shape.fusion)]
         if moe.shared_expert_gate:
             ops.append(Gemm(s, d, 1, split=False, fp8=False))
     return ops
@@ -144,6 +172,13 @@ def norm_ops(model: ModelSpec, shape: Shape) -> list[Op]:
     """A layer's norms and residual adds (as model.block wires them): d_model wide, whole on every tensor rank."""
     wide = shape.seq_len * model.d_model * shape.act_bytes
     structure = STRUCTURES[model.block]
+    if shape.fusion == "eager":
+        # every structure's PyTorch code adds twice, and backward sums gradients twice: where x and h each feed
+        # a norm and an add; where a parallel layer's x feeds two norms and the add; where its x feeds the
+        # shared norm and the add and the normed x feeds attention and MLP
+        rows = shape.seq_len * model.d_model
+        return [_eager("norm", structure.norms * rows, eager.norm(model.norm, shape.act_bytes), split=False),
+                Stream("residual", 2 * eager.ADD * wide, False, 2 * eager.ADD * wide)]
     return [Stream("norm", structure.norms * 2 * wide, split=False),
             Stream("residual", structure.residual * wide, split=False)]
 
@@ -167,6 +202,10 @@ def embedding_ops(model: ModelSpec, shape: Shape) -> list[Op]:
 def head_ops(model: ModelSpec, shape: Shape) -> list[Op]:
     """The final norm, the LM head and the loss."""
     s, e = shape.seq_len, shape.act_bytes
+    if shape.fusion == "eager":
+        return [Gemm(s, model.d_model, model.vocab_size, fp8=False),
+                _eager("loss", s * model.vocab_size, eager.loss(e)),
+                _eager("norm", s * model.d_model, eager.norm(model.norm, e), split=False)]
     return [Gemm(s, model.d_model, model.vocab_size, fp8=False),
             Stream("loss", s * model.vocab_size * (e + STAT_BYTES)),
             Stream("norm", 2 * s * model.d_model * e, split=False)]

@@ -11,7 +11,8 @@ Each operation (costs/ops.py) of each layer of a pipeline stage, for one micro-b
   (Transformer Engine's and torchtitan's defaults).
 - Attention core: a FlashAttention kernel at its forward and backward curves (by keys per query and head
   dimension, FLOPs as executed); a materialising core as batched GEMMs plus its softmax's bytes.
-- Memory-bound work: bytes / (bandwidth × memory efficiency), backward twice the forward's bytes.
+- Memory-bound work: bytes / (bandwidth × memory efficiency), backward twice the forward's bytes (or, with
+  training.fusion eager, what eager PyTorch's backward kernels move: costs/eager.py).
 - Recomputation: full reruns each layer's forward in backward; selective is in the core's own backward FLOPs.
 
 Communication (a collective's time: bytes on the wire / (per-direction link bandwidth × bus efficiency at its
@@ -183,9 +184,9 @@ class Timer:
             forward, backward = c.flops * scale / rate, c.backward * scale / rate
         return forward, backward
 
-    def stream(self, s: Stream) -> float:
+    def stream(self, s: Stream, moved: float | None = None) -> float:
         split = self.t if s.split or self.sp else 1
-        return s.bytes * self.rows / split / self.dev.bandwidth
+        return (s.bytes if moved is None else moved) * self.rows / split / self.dev.bandwidth
 
     def tally(self, ops: list[Op], tally: Tally, recompute: bool) -> None:
         """Add these forward operations, their backward and any recomputation."""
@@ -206,8 +207,9 @@ class Timer:
                 tally.core += forward + backward + again * forward
             else:
                 seconds = self.stream(op)
+                backward = 2 * seconds if op.backward is None else self.stream(op, op.backward)
                 tally.forward["memory_bound"] += seconds
-                tally.backward["memory_bound"] += (2 + again) * seconds
+                tally.backward["memory_bound"] += backward + again * seconds
 
 
 def _collective(dev: Device, wire: float, message: float, span: int, stride: int = 1,

@@ -1,0 +1,72 @@
+"""Bytes that eager PyTorch moves for the memory-bound work of a training step (training.fusion: eager), for
+the step model (costs/ops.py). Each figure is (forward, backward) bytes per element of the tensor the op works
+on, counted as eager PyTorch runs it: every aten kernel reads its inputs and writes its output in HBM, views
+(reshape, view_as_complex, transpose, expand) move nothing, and backward is what autograd's formulas for those
+kernels run (torch/csrc/autograd/FunctionsManual.cpp, derivatives.yaml), including the add that sums the
+gradients of a tensor used twice. Per-row statistics and weight vectors are left out: 1/width of the rows.
+
+The modules are torchtitan's Llama (torchtitan/models/llama/model.py and models/norms.py, the versions of 2024
+its published runs used) trained in the activation dtype `e` (FSDP2's param_dtype; fp32 is F = 4 bytes):
+- RMSNorm (norms.py RMSNorm, also transformers' LlamaRMSNorm): `(x.float() * rsqrt(x.float().pow(2).mean(-1)
+  + eps)).type_as(x) * weight`. Forward: cast up (e + F), pow (2F), mean (reads F), multiply by 1/rms (2F), cast
+  down (F + e), multiply by the weight (2e): 4e + 7F. Backward: weight multiply (dx = g·w: 2e; dw = sum(g·y):
+  3e + e), cast (e + F), 1/rms multiply (dx = g·r: 2F; dr = sum(g·x): 3F + F), mean (expand / width: F), pow
+  (pow_backward: x.pow(1) copies 2F, times 2 2F, times g 3F), the two gradients of x.float() summed (3F), cast
+  (F + e): 8e + 19F. In fp32 the casts are no-ops: 2e + 5F and 6e + 17F.
+- LayerNorm (torch.nn.LayerNorm, also MPT's low-precision one): torch's native kernel, forward 2e; backward
+  its dX kernel reads g and x and writes dx (3e) and GammaBetaBackward reads g and x again (2e; without weight
+  and bias, nothing): aten/src/ATen/native/cuda/layer_norm_kernel.cu.
+- SwiGLU (FeedForward.forward: `F.silu(w1(x)) * w3(x)`), per element of d_ff: silu (2e), multiply (3e);
+  backward: the multiply's two gradients (3e each) and silu_backward (reads g and the input, writes: 3e): 5e and
+  9e. GeGLU alike; GELU and ReLU one kernel each way: 2e and 3e.
+- Rotary (apply_rotary_emb): q and k cast to fp32 (e + F), viewed as complex and multiplied by freqs_cis (2F;
+  the table is 1/heads of the rows, left out), cast back (F + e); backward the same three kernels mirrored:
+  2e + 4F each way (2F in fp32).
+- repeat_kv (grouped-query attention before SDPA's enable_gqa): expand + reshape copies k and v to every query
+  head (reads kv, writes q width); backward sums them back (reads q width, writes kv).
+- Residual adds (`h = x + attention(...)`, `out = h + feed_forward(...)`): 3e forward each; backward passes
+  the gradient through, and the add that sums a tensor's gradients where it fans out (x into the norm and the
+  residual; the normed x into wq, wk and wv; into w1 and w3) moves 3e per extra consumer.
+- Loss (torchtitan train.py loss_fn: `cross_entropy(pred.float(), labels)`), per logit: cast up (e + F),
+  log_softmax (2F), nll_loss (a gather per row); backward: nll_loss_backward zero-fills its gradient (F),
+  log_softmax_backward reads the gradient and the output and writes (3F), the cast back (F + e): e + 3F and
+  e + 5F (2F and 4F in fp32).
+"""
+from __future__ import annotations
+
+F32 = 4                     # bytes of an fp32 element, what the casts above upcast to
+Pair = tuple[float, float]  # (forward, backward) bytes per element
+
+
+def _casts(e: int) -> bool:
+    """Whether the modules' .float() and .type_as() run a kernel (not when activations are fp32 already)."""
+    return e != F32
+
+
+def norm(kind: str, e: int) -> Pair:
+    if kind == "rmsnorm":
+        return (4 * e + 7 * F32, 8 * e + 19 * F32) if _casts(e) else (2 * e + 5 * F32, 6 * e + 17 * F32)
+    return 2 * e, (5 if kind == "layernorm" else 3) * e
+
+
+def activation(gated: bool, e: int) -> Pair:
+    return (5 * e, 9 * e) if gated else (2 * e, 3 * e)
+
+
+def rotary(e: int) -> Pair:
+    each = 2 * e + 4 * F32 if _casts(e) else 2 * F32
+    return each, each
+
+
+def repeat_kv(q_width: int, kv_width: int, e: int) -> Pair:
+    """Bytes per token for k and v together; nothing without grouped heads."""
+    if q_width == kv_width:
+        return 0.0, 0.0
+    return 2 * (kv_width + q_width) * e, 2 * (q_width + kv_width) * e
+
+
+ADD = 3                     # an add reads two tensors and writes one, in units of e
+
+
+def loss(e: int) -> Pair:
+    return (e + 3 * F32, e + 5 * F32) if _casts(e) else (2 * F32, 4 * F32)

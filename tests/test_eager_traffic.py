@@ -1,0 +1,213 @@
+"""training.fusion: eager (costs/eager.py): the bytes eager PyTorch's kernels move for a layer's memory-bound
+work, by hand from kernel lists, and counted on the CPU by running a Llama block the way torchtitan writes it
+under a dispatch mode that adds up what every aten kernel reads and writes."""
+from __future__ import annotations
+
+import pytest
+
+import costplan
+from conftest import make_spec
+from costplan.costs import layers, ops
+from costplan.costs.estimate import shape_of
+from costplan.errors import CostplanError
+
+LLAMA = {"d_model": 512, "n_heads": 16, "n_kv_heads": 4, "d_ff": 1024, "n_layers": 1, "vocab_size": 1000,
+         "max_seq_len": 64, "mlp": "swiglu", "norm": "rmsnorm", "position": "rope", "bias": False,
+         "attention": {"type": "flash"}}
+S = 64
+
+
+def eager_ops(model=None, precision="bf16", fusion="eager"):
+    spec = make_spec({**LLAMA, **(model or {})}, {"fusion": fusion, "precision": precision, "seq_len": S})
+    shape = shape_of(spec)
+    layer = layers.layers(spec.model)[0]
+    found = [op for group in ops.layer_ops(layer, spec.model, shape).values() for op in group]
+    return spec, shape, [op for op in found if isinstance(op, ops.Stream)]
+
+
+def by_kind(streams):
+    out = {}
+    for s in streams:
+        forward, backward = out.get(s.kind, (0, 0))
+        out[s.kind] = (forward + s.bytes, backward + (2 * s.bytes if s.backward is None else s.backward))
+    return out
+
+
+def test_swiglu_by_hand():
+    # silu reads the gate and writes (2 elements), the product reads two and writes one (3): 5 per element of
+    # d_ff; backward the product's two gradients (3 + 3) and silu_backward (reads g and x, writes: 3): 9
+    streams = by_kind(eager_ops()[2])
+    assert streams["activation"] == (5 * 2 * S * 1024, 9 * 2 * S * 1024)
+
+
+def test_rmsnorm_rotary_residual_by_hand():
+    found = by_kind(eager_ops()[2])
+    e, f = 2, 4
+    # forward kernels: x.float(), pow, mean, x·(1/rms), type_as, ·weight, as (read, write) element sizes
+    forward = (e + f) + (f + f) + f + (f + f) + (f + e) + (e + e)
+    # backward: weight mul (g·w; g·y then its sum), cast, 1/rms mul (g·r; g·x then its sum), mean (expand / n),
+    # pow (x.pow(1), ·2, ·g), the two gradients of x.float() summed, the cast back
+    backward = ((e + e) + (e + e + e) + e) + (e + f) + ((f + f) + (f + f + f) + f) + f \
+        + ((f + f) + (f + f) + (f + f + f)) + (f + f + f) + (f + e)
+    assert (forward, backward) == (36, 92)
+    assert found["norm"] == (2 * S * 512 * forward, 2 * S * 512 * backward)
+    rotated = S * (512 + 128)        # q and k: 16 and 4 heads of 32
+    assert found["rotary"] == ((e + f) * 2 * rotated + 2 * f * rotated, (e + f) * 2 * rotated + 2 * f * rotated)
+    # repeat_kv copies k and v from 4 heads to 16, backward sums them back
+    assert found["repeat_kv"] == (2 * S * (128 + 512) * e, 2 * S * (512 + 128) * e)
+    # two adds; backward two sums where x and h fan out to a norm and the residual, two more for the normed
+    # input read by wq, wk, wv, one for the one read by w1 and w3
+    assert found["residual"] == (2 * 3 * S * 512 * e, 2 * 3 * S * 512 * e)
+    assert found["gradient_sum"] == (0, 3 * 3 * S * 512 * e)
+
+
+def test_fused_streams_are_unchanged():
+    spec, shape, streams = eager_ops(fusion="fused")
+    assert spec.training.fusion == "fused" and make_spec(LLAMA).training.fusion == "fused"
+    e = 2
+    assert all(s.backward is None for s in streams)
+    assert by_kind(streams) == {"rotary": (2 * S * 640 * e, 4 * S * 640 * e),
+                                "activation": (3 * S * 1024 * e, 6 * S * 1024 * e),
+                                "norm": (2 * 2 * S * 512 * e, 4 * 2 * S * 512 * e),
+                                "residual": (6 * S * 512 * e, 12 * S * 512 * e)}
+
+
+def test_eager_loss_and_final_norm_by_hand():
+    spec = make_spec(LLAMA, {"fusion": "eager", "seq_len": S})
+    head = by_kind([op for op in ops.head_ops(spec.model, shape_of(spec)) if isinstance(op, ops.Stream)])
+    # pred.float() (2 + 4), log_softmax (4 + 4); backward nll_loss_backward's zero fill (4),
+    # log_softmax_backward (4 + 4 + 4), the cast back (4 + 2)
+    assert head["loss"] == (S * 1000 * 14, S * 1000 * 22)
+    assert head["norm"] == (S * 512 * 36, S * 512 * 92)
+
+
+def test_eager_is_slower_and_the_setting_is_checked():
+    fused = costplan.estimate(make_spec(LLAMA, {"seq_len": S}))
+    slow = costplan.estimate(make_spec(LLAMA, {"seq_len": S, "fusion": "eager"}))
+    assert slow.time.breakdown["memory_bound"] > 2 * fused.time.breakdown["memory_bound"]
+    assert slow.memory.total_per_gpu == fused.memory.total_per_gpu
+    with pytest.raises(CostplanError, match="training.fusion"):
+        make_spec(LLAMA, {"fusion": "compiled"})
+
+
+def test_fp32_runs_no_casts():
+    found = by_kind(eager_ops(precision="fp32")[2])
+    assert found["norm"] == (2 * S * 512 * (4 + 4 + 4 + 8 + 8), 2 * S * 512 * (6 * 4 + 17 * 4))
+    assert found["rotary"] == (2 * 4 * S * 640, 2 * 4 * S * 640)
+
+
+# ------------------------------------------------------------------------------------------ counted on the CPU
+def _counted(fn, inputs):
+    """Bytes the aten kernels of fn (forward) and of its backward read and write: each tensor argument's and
+    result's distinct elements (a broadcast dimension once); views move nothing."""
+    torch = pytest.importorskip("torch")
+    from torch.utils._python_dispatch import TorchDispatchMode
+    from torch.utils._pytree import tree_leaves
+
+    skip = ("mm", "scaled_dot_product", "_unsafe_view", "randn_like")   # GEMMs, the attention core, views
+
+    def size(t):
+        n = t.element_size()
+        for extent, stride in zip(t.shape, t.stride()):
+            n *= extent if stride else 1
+        return n
+
+    class Count(TorchDispatchMode):
+        moved = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            alias = func._schema.returns and func._schema.returns[0].alias_info
+            if (alias and not alias.is_write) or any(name in str(func) for name in skip):
+                return out
+            # nll_loss reads one logit per row (its target) and its backward takes the logits only for their
+            # shape (it zero-fills and scatters): count the gradient and the targets
+            read = [t for t in tree_leaves((args, kwargs)) if isinstance(t, torch.Tensor)]
+            if func in (torch.ops.aten.nll_loss_forward.default, torch.ops.aten.nll_loss_backward.default):
+                read = [t for t in read if t.dim() < 2]
+            self.moved += sum(size(t) for t in (*read, *tree_leaves(out)) if isinstance(t, torch.Tensor))
+            return out
+
+    with Count() as forward:
+        y = fn(*inputs)
+    gradient = torch.ones_like(y)
+    with Count() as backward:
+        y.backward(gradient)
+    return forward.moved, backward.moved
+
+
+def _llama_block(torch, d, heads, kv_heads, d_ff, s):
+    """A Llama layer written as torchtitan's model.py runs it (RMSNorm in fp32 with casts, complex rotary,
+    repeat_kv, SwiGLU, two residual adds); returns the block and its input."""
+    import torch.nn.functional as fn
+    bf, hd = torch.bfloat16, d // heads
+    torch.manual_seed(0)
+    w = {name: (torch.randn(*shape, dtype=bf) * 0.02).requires_grad_() for name, shape in
+         (("q", (d, d)), ("k", (kv_heads * hd, d)), ("v", (kv_heads * hd, d)), ("o", (d, d)),
+          ("gate", (d_ff, d)), ("up", (d_ff, d)), ("down", (d, d_ff)))}
+    scales = [torch.ones(d, dtype=bf, requires_grad=True) for _ in range(2)]
+    angles = torch.polar(torch.ones(s, hd // 2), torch.randn(s, hd // 2)).view(1, s, 1, hd // 2)
+
+    def rms(x, scale):
+        up = x.float()
+        return (up * torch.rsqrt(up.pow(2).mean(-1, keepdim=True) + 1e-5)).type_as(x) * scale
+
+    def rotate(x):
+        pairs = torch.view_as_complex(x.float().reshape(*x.shape[:-1], -1, 2))
+        return torch.view_as_real(pairs * angles).flatten(3).type_as(x)
+
+    def widen(x):
+        return x.unsqueeze(3).expand(1, s, kv_heads, heads // kv_heads, hd).reshape(1, s, heads, hd)
+
+    def block(x):
+        a = rms(x, scales[0])
+        q, k, v = (fn.linear(a, w[n]).view(1, s, -1, hd) for n in "qkv")
+        q, k, v = rotate(q), widen(rotate(k)), widen(v)
+        o = fn.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), is_causal=True)
+        h = x + fn.linear(o.transpose(1, 2).contiguous().view(1, s, d), w["o"])
+        m = rms(h, scales[1])
+        return h + fn.linear(fn.silu(fn.linear(m, w["gate"])) * fn.linear(m, w["up"]), w["down"])
+
+    return block, torch.randn(1, s, d, dtype=bf, requires_grad=True)
+
+
+def test_a_llama_block_counted_on_the_cpu_moves_what_the_eager_streams_say():
+    torch = pytest.importorskip("torch")
+    block, x = _llama_block(torch, 512, 16, 4, 1024, S)
+    forward, backward = _counted(block, [x])
+    streams = by_kind(eager_ops()[2]).values()
+    # left out of the streams: per-row statistics, norm weights and the rotary table (1/heads of q and k)
+    assert forward == pytest.approx(sum(f for f, _ in streams), rel=0.01)
+    assert backward == pytest.approx(sum(b for _, b in streams), rel=0.01)
+
+
+def test_the_loss_counted_on_the_cpu():
+    torch = pytest.importorskip("torch")
+    import torch.nn.functional as fn
+    logits = torch.randn(S, 1000, dtype=torch.bfloat16, requires_grad=True)
+    labels = torch.randint(0, 1000, (S,))
+    forward, backward = _counted(lambda p: fn.cross_entropy(p.float(), labels), [logits])
+    spec = make_spec(LLAMA, {"fusion": "eager", "seq_len": S})
+    loss = by_kind([op for op in ops.head_ops(spec.model, shape_of(spec)) if isinstance(op, ops.Stream)])["loss"]
+    assert forward == pytest.approx(loss[0], rel=0.01)
+    assert backward == pytest.approx(loss[1], rel=0.01)
+
+
+
+def test_layernorm_and_gelu_counted_on_the_cpu():
+    torch = pytest.importorskip("torch")
+    import torch.nn.functional as fn
+    x = torch.randn(16 * S, 512, dtype=torch.bfloat16, requires_grad=True)    # the weights 1/1024 of the rows
+    weight, bias = (torch.randn(512, dtype=torch.bfloat16, requires_grad=True) for _ in range(2))
+    rows = 16 * S * 512
+    spec = make_spec({**LLAMA, "norm": "layernorm", "mlp": "gelu"}, {"fusion": "eager", "seq_len": S})
+    shape = shape_of(spec)
+    found = by_kind(eager_ops({"norm": "layernorm", "mlp": "gelu"})[2])
+    norm = found["norm"][0] / (2 * S * 512), found["norm"][1] / (2 * S * 512)    # per element of one norm
+    forward, backward = _counted(lambda t: fn.layer_norm(t, (512,), weight, bias), [x])
+    # one aten kernel each way; on CUDA the weight and bias gradients re-read g and x in a second kernel
+    # (GammaBetaBackward in layer_norm_kernel.cu), which an aten-level count cannot see: 2 of the 5
+    assert (forward / rows, backward / rows) == pytest.approx((norm[0], norm[1] - 2 * shape.act_bytes), rel=0.01)
+    h = torch.randn(S, 1024, dtype=torch.bfloat16, requires_grad=True)
+    forward, backward = _counted(fn.gelu, [h])
+    assert (forward, backward) == found["activation"]

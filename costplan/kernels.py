@@ -103,7 +103,10 @@ class Curves(BaseModel):
     alltoall (optional): the same for all-to-all inside a node; left out, all-to-all runs at `collective`;
     attention_kernel: which kernel the attention curves measure (flash2, or flash3 on Hopper);
     attention_forward_flash2, attention_backward_flash2 (optional): FlashAttention-2 on a device whose attention
-      curves are another kernel's, for specs that set training.attention_kernel: flash2.
+      curves are another kernel's, for specs that set training.attention_kernel: flash2;
+    overlap_sm_share (optional): the fraction of the device's SMs a collective's kernel holds while it runs
+      (NCCL runs one CTA per channel), taken from the compute it overlaps; left out, overlapped compute runs
+      at its full rate.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -116,6 +119,14 @@ class Curves(BaseModel):
     attention_kernel: Literal["flash2", "flash3"] = "flash2"
     attention_forward_flash2: dict[int, Curve] | None = None
     attention_backward_flash2: dict[int, Curve] | None = None
+    overlap_sm_share: Figure | None = None
+
+    @field_validator("overlap_sm_share")
+    @classmethod
+    def _share(cls, figure: Figure | None) -> Figure | None:
+        if figure is not None and figure.value >= 1:
+            raise ValueError("a share of the SMs is a fraction below 1")
+        return figure
 
     def attention(self, backward: bool, head_dim: int, kernel: str = "fastest") -> Curve:
         """The curve of `kernel` (fastest: the one this device's curves measure) measured at the head dimension

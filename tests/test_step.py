@@ -11,6 +11,7 @@ import costplan
 from conftest import make_spec
 from costplan import kernels
 from costplan.costs import layers, ops
+from costplan.costs import step as step_module
 from costplan.costs.attention import COST as ATTENTION_COST
 from costplan.costs.attention.pairs import causal_pairs
 from costplan.costs.estimate import shape_of
@@ -273,3 +274,58 @@ def test_the_slowest_uneven_stage_paces_the_pipeline(flat, first, last, slowest_
     # 1F1B idles (p − 1) of the slowest stage's micro-batch times
     per_micro_batch = sum(parts[key] for key in ("matmul", "attention", "memory_bound")) / m
     assert parts["bubble"] == pytest.approx(3 * per_micro_batch)
+
+
+def shared(tmp_path, share, **fields):
+    """The flat device whose collectives hold `share` of its SMs while they run."""
+    path = tmp_path / f"shared-{share}.yaml"
+    device = {**FLAT, **fields}
+    device["kernels"] = {**FLAT["kernels"], "overlap_sm_share": {"value": share, "source": "test"}}
+    path.write_text(yaml.safe_dump(device))
+    return str(path)
+
+
+@pytest.mark.parametrize("comm, compute, expected", [
+    (1.0, 4.0, 0.25),   # hidden: the compute runs at 3/4 for the collective's 1 s, so 0.25 s later
+    (1.0, 0.9, 0.15),   # 0.9 s of work at 3/4 for 1 s (0.75 done) then 0.15 s at full rate: 1.15 s, 0.1 beyond
+    (2.0, 1.0, 0.0),    # the compute ends at 4/3 s under the 2 s collective: only its excess shows
+    (1.0, 0.0, 0.0),    # exposed traffic slows no compute
+])
+def test_overlap_slowdown_by_hand(comm, compute, expected):
+    assert step_module.overlap_slowdown(comm, compute, 0.25) == pytest.approx(expected)
+
+
+def test_hidden_tensor_traffic_slows_the_gemms_by_the_sm_share(flat, tmp_path):
+    layout = {"tensor": 2, "tensor_overlap": True}
+    full, slowed = step(flat, layout, count=2), step(shared(tmp_path, 0.25), layout, count=2)
+    wire = 4 * 2 * 1 / 2 * S * D * 2 * L        # as above: 4 all-reduces per layer, at 100 GB/s each way
+    # far less than the layer's GEMMs, so hidden, but the GEMMs lose a quarter of the SMs for all of it
+    assert slowed.time.breakdown["communication.tensor"] == 0
+    assert slowed.time.breakdown["overlap.tensor"] == pytest.approx(0.25 * wire / 100e9)
+    assert slowed.time.step_seconds - full.time.step_seconds == pytest.approx(0.25 * wire / 100e9)
+    assert "overlap.tensor" not in full.time.breakdown
+    # exposed tensor traffic overlaps nothing: unchanged by the share
+    assert step(shared(tmp_path, 0.25), {"tensor": 2}, count=2).time.step_seconds == pytest.approx(
+        step(flat, {"tensor": 2}, count=2).time.step_seconds)
+
+
+def test_zero3_gathers_far_beyond_the_compute_are_not_slowed_further(tmp_path):
+    # the slow network of test_zero3_exposes_gathers_beyond_the_compute: the compute ends under the gathers
+    slow = tmp_path / "slow.yaml"
+    slow.write_text(yaml.safe_dump({**FLAT, "network_gbs": 0.2}))
+    plain = step(str(slow), {"zero": 3}, count=16)
+    slowed = step(shared(tmp_path, 0.25, network_gbs=0.2), {"zero": 3}, count=16)
+    assert slowed.time.step_seconds == pytest.approx(plain.time.step_seconds)
+    assert "overlap.data" not in slowed.time.breakdown
+
+
+def test_mfu_override_ignores_the_sm_share(tmp_path):
+    spec = make_spec(MODEL, {"tokens": 10**6}, {"gpu": shared(tmp_path, 0.25), "count": 8, "mfu": 0.25},
+                     parallelism={"zero": 3})
+    e = costplan.estimate(spec)
+    assert e.time.step_seconds == pytest.approx(e.flops.training_per_token * S / (100e12 * 0.25))
+
+
+def test_an_sm_share_of_one_or_more_is_an_error(tmp_path, run):
+    result = run("estimate", "gpt2-small", "--gpu", shared(tmp_path, 1.5))
+    assert result.exit_code == 2 and result.stderr.startswith("Error:") and "overlap_sm_share" in result.stderr

@@ -31,6 +31,12 @@ by the group's span; ranks ordered tensor, context, data, pipeline, as Megatron'
   overlap-param-gather); ZeRO-3 gathers each layer's weights forward and
   backward and reduce-scatters its gradients for every micro-batch, prefetched behind the neighbouring layers'
   compute (exposed only beyond it).
+Hidden traffic still slows the compute it hides behind: NCCL runs a collective as a kernel of one CTA per channel,
+and the SMs those hold are not the compute's while it runs. With the device's `overlap_sm_share` f (its kernel
+tables: NCCL's channels over its SMs), compute C beside a collective of T seconds goes at (1 − f) of its rate for
+T, so the pair ends at max(T, C + f·T) rather than max(T, C); the breakdown shows the excess beyond the compute,
+max(0, T − C), as communication.<kind> and the rest, f·T at most, as overlap.<kind>. Not modelled: the
+collective's own slowdown from sharing HBM, a GEMM's extra wave when the SMs left do not divide its tiles.
 Pipeline (Narayanan et al. 2021 §2.2): 1F1B runs m micro-batches and a bubble of (p − 1) micro-batch times;
 interleaving v model chunks per rank cuts the bubble to (p − 1)/v and multiplies the pipeline transfers by v.
 The micro-batch time is the slowest stage's: each stage has its own layers (layers.pipeline_stages, uneven under
@@ -224,18 +230,36 @@ def _collective(dev: Device, wire: float, message: float, span: int, stride: int
     return wire / (bandwidth * curve.at(message))
 
 
+def overlap_slowdown(seconds: float, behind: float, share: float) -> float:
+    """Seconds a collective of `seconds` adds to the compute `behind` it runs beside, beyond its own excess
+    max(0, seconds - behind): its kernel holds `share` of the SMs while it runs, so that compute goes at
+    (1 - share) of its rate for up to `seconds`, and the two end together at max(seconds, behind + share·seconds).
+    Exposed traffic (behind = 0) adds nothing here."""
+    return max(seconds - behind, share * seconds) - max(0.0, seconds - behind)
+
+
+def sm_share(dev: Device) -> float:
+    figure = dev.curves.overlap_sm_share
+    return 0.0 if figure is None else figure.value
+
+
 @dataclass
 class Traffic:
-    """One kind of communication per micro-batch (or step): bytes each GPU sends, seconds, the exposed part."""
+    """One kind of communication per micro-batch (or step): bytes each GPU sends, seconds, the exposed part
+    (what exceeds the compute it hides behind, and the slowdown of that compute), and of it the slowdown."""
 
+    share: float = 0.0         # of the SMs its collectives hold (sm_share)
     bytes: float = 0.0
     seconds: float = 0.0
     exposed: float = 0.0
+    slowed: float = 0.0
 
     def add(self, count: float, wire: float, seconds: float, behind: float) -> None:
+        slowed = overlap_slowdown(seconds, behind, self.share)
         self.bytes += count * wire
         self.seconds += count * seconds
-        self.exposed += count * max(0.0, seconds - behind)
+        self.exposed += count * (max(0.0, seconds - behind) + slowed)
+        self.slowed += count * slowed
 
 
 def stage_time(spec: Spec, dev: Device, shape: Shape, stage: int) -> tuple[Tally, dict[str, Traffic]]:
@@ -244,7 +268,7 @@ def stage_time(spec: Spec, dev: Device, shape: Shape, stage: int) -> tuple[Tally
     model = spec.model
     timer, tally = Timer(spec, dev, shape), Tally()
     p = spec.parallel.pipeline
-    traffic = {kind: Traffic() for kind in ("tensor", "context", "expert")}
+    traffic = {kind: Traffic(sm_share(dev)) for kind in ("tensor", "context", "expert")}
     if stage == 0:
         timer.tally(embedding_ops(model, shape), tally, recompute=False)
     if stage == p - 1:
@@ -336,7 +360,7 @@ def step_time(spec: Spec, dev: Device, shape: Shape, stage_params: list[tuple[fl
     dense, routed = stage_params[slowest]
     data_span = t * cp * d
     routed_d = max(1, d // par.expert)
-    data = traffic["data"] = Traffic()
+    data = traffic["data"] = Traffic(sm_share(dev))
     if par.zero == 3 and d > 1:
         layers = len(stage_layers(spec.model, slowest, pipeline_stages(spec)))
         params = dense + routed / par.expert
@@ -367,7 +391,9 @@ def step_time(spec: Spec, dev: Device, shape: Shape, stage_params: list[tuple[fl
     breakdown = {part: m * (tally.forward[part] + tally.backward[part]) for part in PARTS[:3]}
     breakdown |= {"optimizer": optimizer, "bubble": bubble}
     per_step = {kind: m for kind in ("tensor", "context", "expert")}   # the others are counted per step
-    breakdown |= {f"communication.{kind}": per_step.get(kind, 1) * k.exposed for kind, k in traffic.items()}
+    breakdown |= {f"communication.{kind}": per_step.get(kind, 1) * (k.exposed - k.slowed)
+                  for kind, k in traffic.items()}
+    breakdown |= {f"overlap.{kind}": per_step.get(kind, 1) * k.slowed for kind, k in traffic.items() if k.slowed}
     return StepTime(
         seconds=sum(breakdown.values()), breakdown=breakdown,
         communication_bytes={kind: per_step.get(kind, 1) * k.bytes for kind, k in traffic.items()},

@@ -67,7 +67,8 @@ def time_rows(est: Estimate) -> list[Row]:
     ]
     for part, value in t.breakdown.items():
         if value:
-            name = PART_NAMES.get(part) or part.replace("communication.", "exposed ") + " traffic"
+            name = PART_NAMES.get(part) or (part.replace("communication.", "exposed ").replace(
+                "overlap.", "compute slowed by overlapped ") + " traffic")
             rows.append(Row("time", f"  {name}", value, "seconds", share=value / t.step_seconds))
     rows += [
         Row("time", "tokens per second per GPU", t.tokens_per_second_per_gpu, "number"),

@@ -11,9 +11,9 @@ import pytest
 import yaml
 
 BENCH = Path(__file__).parent.parent / "bench"
-# The median |error| of bench/training_results.md (0.348 over 74 rows, the uneven pipelines timed), with room for
-# rounding; the target is 0.10.
-MEDIAN_LIMIT = 0.36
+# The median |error| of bench/training_results.md (0.329 over 74 rows, overlapped collectives slowing the compute
+# beside them), with room for rounding; the target is 0.10.
+MEDIAN_LIMIT = 0.34
 
 
 @pytest.fixture(scope="module")

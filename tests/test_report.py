@@ -137,7 +137,8 @@ def test_parallel_notes_use_the_time_formatter(run):
     assert rows(out, "tensor × pipeline × data").endswith("2 × 2 × 16 ZeRO 1, 64 micro-batches per step")
     # 2 · 15/16 of the 3.37 B parameters each stage holds per tensor rank, in bf16; times in the time formatter
     assert re.fullmatch(r"data-parallel traffic per step 5\.884 GiB \d+(\.\d+)? ms on the wire, "
-                        r"\d+(\.\d+)? (s|ms|µs) exposed", rows(out, "data-parallel traffic per step"))
+                        r"\d+(\.\d+)? (s|ms|µs) exposed, \d+(\.\d+)? (s|ms|µs) slowing the compute beside it",
+                        rows(out, "data-parallel traffic per step"))
     assert re.fullmatch(r"time step time \d+(\.\d+)? s 1024 sequences of 4096; step model "
                         r"\(data/kernels\.yaml, a100-80gb\)", rows(out, "step time"))
 

@@ -68,7 +68,7 @@ def time_rows(est: Estimate) -> list[Row]:
     for part, value in t.breakdown.items():
         if value:
             name = PART_NAMES.get(part) or (part.replace("communication.", "exposed ").replace(
-                "overlap.", "compute slowed by overlapped ") + " traffic")
+                "overlap.", "compute slowed by ") + " traffic")
             rows.append(Row("time", f"  {name}", value, "seconds", share=value / t.step_seconds))
     rows += [
         Row("time", "tokens per second per GPU", t.tokens_per_second_per_gpu, "number"),
@@ -101,9 +101,11 @@ def parallel_rows(est: Estimate) -> list[Row]:
                 note="the fullest pipeline stage")]
     for kind, volume in par.communication_bytes.items():
         if volume:
+            slowed = est.time.breakdown.get("overlap." + kind, 0.0)
             rows.append(Row("parallelism", f"{kind}-parallel traffic per step", volume, "bytes",
                             note=f"{seconds(par.communication_seconds[kind])} on the wire, "
-                                 f"{seconds(est.time.breakdown.get('communication.' + kind, 0.0))} exposed"))
+                                 f"{seconds(est.time.breakdown.get('communication.' + kind, 0.0))} exposed"
+                                 + (f", {seconds(slowed)} slowing the compute beside it" if slowed else "")))
     rows.append(Row("parallelism", "overlaps", "assumed", "text", note=par.overlaps))
     return rows
 

@@ -211,3 +211,13 @@ def test_layernorm_and_gelu_counted_on_the_cpu():
     h = torch.randn(S, 1024, dtype=torch.bfloat16, requires_grad=True)
     forward, backward = _counted(fn.gelu, [h])
     assert (forward, backward) == found["activation"]
+
+
+def test_estimate_says_how_memory_bound_work_was_priced(run):
+    import json
+
+    data = json.loads(run("estimate", "llama3-8b", "--set", "training.fusion=eager", "--format", "json").stdout)[0]
+    assert data["assumptions"]["fusion"] == "eager"
+    (row,) = [line for line in run("estimate", "llama3-8b", "--set", "training.fusion=eager").stdout.splitlines()
+              if "memory-bound ops" in line]
+    assert row.endswith("eager PyTorch kernels (training.fusion)")

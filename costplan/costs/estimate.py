@@ -100,6 +100,7 @@ def _estimate(spec: Spec, law: str | scaling.ScalingLaw | None) -> Estimate:
         precision=t.precision,
         optimizer=t.optimizer,
         recompute=t.recompute,
+        fusion=t.fusion,
         bytes_per_param={
             "weights": w, "gradients": w, "optimizer": optimizer_bytes(t.precision, t.optimizer, t.autocast),
             "rule": ("fp32 weights, gradients and moments; 16-bit copies cast per matmul (autocast)" if t.autocast

@@ -52,6 +52,8 @@ def estimate_rows(est: Estimate) -> list[Row]:
 
 PART_NAMES = {"matmul": "matmuls", "attention": "attention kernels", "memory_bound": "memory-bound ops",
               "optimizer": "optimizer step", "bubble": "pipeline bubble"}
+FUSION_NOTES = {"fused": "each op one fused kernel (training.fusion)",
+                "eager": "eager PyTorch kernels (training.fusion)"}
 
 
 def time_rows(est: Estimate) -> list[Row]:
@@ -69,7 +71,8 @@ def time_rows(est: Estimate) -> list[Row]:
         if value:
             name = PART_NAMES.get(part) or (part.replace("communication.", "exposed ").replace(
                 "overlap.", "compute slowed by ") + " traffic")
-            rows.append(Row("time", f"  {name}", value, "seconds", share=value / t.step_seconds))
+            rows.append(Row("time", f"  {name}", value, "seconds", share=value / t.step_seconds,
+                            note=FUSION_NOTES[a.fusion] if part == "memory_bound" else ""))
     rows += [
         Row("time", "tokens per second per GPU", t.tokens_per_second_per_gpu, "number"),
         Row("time", "MFU", t.mfu, "percent",

@@ -116,3 +116,15 @@ def test_a_layers_grouped_experts_match_vllms_fused_moe_at_batch_128(experts, to
     seconds = sum(max(*serving_ops.gemm_seconds(Gemm(rows, d_in, d_out, count=n * touched, expert=True, fp8=fp8), k))
                   for d_in, d_out, n in ((d, f, 2), (f, d, 1)))
     assert seconds * 1e6 == pytest.approx(measured_us, rel=0.10)
+
+
+@pytest.mark.parametrize("preset, tokens, dense", [("llama2-7b", 1, True), ("llama2-7b", 512, True),
+                                                  ("llama3-70b", 64, True), ("qwen3-30b-a3b", 129, False)])
+def test_a_dense_models_pass_reads_every_gemm_at_its_own_size(preset, tokens, dense, monkeypatch):
+    # only routed experts take the grouped reading: with gemm_size replaced by the plain (m·k·n)^(1/3), a dense
+    # model's pass is the same to the last bit, a MoE model's decode at batch 129 (8 rows an expert) is not
+    kernels = _setup(costplan.load_spec(preset, ["hardware.gpu=h100-sxm"]))[2].kernels
+    model = costplan.load_spec(preset).model
+    before = serving_ops.forward(model, tokens, tokens, kernels)
+    monkeypatch.setattr(serving_ops, "gemm_size", lambda rows, d_in, d_out, groups=1: (rows * d_in * d_out) ** (1 / 3))
+    assert (serving_ops.forward(model, tokens, tokens, kernels) == before) is dense

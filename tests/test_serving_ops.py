@@ -3,7 +3,8 @@ result: vLLM's benchmarks/kernels/bench_fp8_gemm.py on an H100 (vllm-project/vll
 torch's bf16 GEMM on google/gemma-4-31B-it's N = 12288, K = 5376 weight at batch 1, 64 and 128: 2.870, 182.59 and
 352.56 TFLOP/s. At these sizes the GEMM is memory-bound: the model's max(FLOPs at the curve, bytes at 84% of
 3.35 TB/s) must give the measured time. No constant comes from these bf16 figures (data/kernels.yaml's memory_fp8
-is the same run's fp8 column); they check the model, they did not shape it."""
+is the same run's fp8 column); they check the model, they did not shape it. Below, the same for routed experts
+run as grouped GEMMs (DeepGEMM, torch._grouped_mm, vLLM's fused_moe): cross-checks, nothing fitted to them."""
 from __future__ import annotations
 
 import pytest

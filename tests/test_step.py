@@ -329,3 +329,20 @@ def test_mfu_override_ignores_the_sm_share(tmp_path):
 def test_an_sm_share_of_one_or_more_is_an_error(tmp_path, run):
     result = run("estimate", "gpt2-small", "--gpu", shared(tmp_path, 1.5))
     assert result.exit_code == 2 and result.stderr.startswith("Error:") and "overlap_sm_share" in result.stderr
+
+
+def test_a_layers_routed_experts_are_one_grouped_gemm_at_one_experts_size():
+    # On the H100's bf16 curve (points (813, 0.144) and (1024, 0.249) in data/kernels.yaml, linear in log2): a
+    # layer's 128 experts of 512 rows by 2048 × 768 are one grouped kernel of all their FLOPs, read at one expert's
+    # (512·2048·768)^(1/3) = 930, as DeepGEMM's and torch._grouped_mm's grouped GEMMs run (ops.gemm_size), not at
+    # the kernel's volume (4,711, where the curve is 0.79).
+    import math
+
+    from costplan.costs import step as step_model
+    from costplan.costs.components import shape_of
+    spec = make_spec(hardware={"gpu": "h100-sxm"}, training={"tokens": 10**6, "micro_batch_size": 1})
+    timer = step_model.Timer(spec, step_model.device(spec.gpu, "bf16"), shape_of(spec))
+    one = (512 * 2048 * 768) ** (1 / 3)
+    efficiency = 0.144 + (0.249 - 0.144) * math.log2(one / 813) / math.log2(1024 / 813)
+    seconds, _ = timer.gemm(ops.Gemm(512, 2048, 768, count=128, expert=True))
+    assert seconds == pytest.approx(2 * 512 * 2048 * 768 * 128 / (989e12 * efficiency), rel=1e-12)

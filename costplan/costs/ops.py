@@ -95,6 +95,18 @@ def _fan_out(consumers: int, shape: Shape, model: ModelSpec) -> list[Op]:
 Op = Gemm | Core | Stream
 
 
+def gemm_size(rows: float, d_in: int, d_out: float) -> float:
+    """Where a GEMM's efficiency is read on the `gemm` curves: (m·k·n)^(1/3). A layer's routed experts run as one
+    grouped kernel per projection (vLLM's fused_moe, DeepGEMM, Megatron's GroupedMLP, torch._grouped_mm): all
+    experts' FLOPs and bytes, at the efficiency of one expert's m × k × n, not of the whole kernel's volume.
+    Grouped-GEMM benchmarks reach what one GEMM of one group's shape does: DeepGEMM's fp8 grouped GEMMs (README,
+    March 2025) 1,346 TFLOP/s for 8 groups of 4,096 × 4,096 × 7,168 against 1,265 for one such GEMM, and 932,
+    1,040, 1,233 TFLOP/s as 1,024 rows split into 4, 2, 1 groups; torch._grouped_mm on an H100 at 640 rows an
+    expert by 2,048 × 512 (VeOmni pull request #460) 181 TFLOP/s, where the curve gives 176 at one expert's size
+    and 802 at the kernel's volume (bench/serving_results.md, item 6)."""
+    return (rows * d_in * d_out) ** (1 / 3)
+
+
 def _projections(layer: Layer, model: ModelSpec, s: int) -> list[Gemm]:
     """The attention block's weight matmuls, as the attention modules pass them to linear()."""
     d, a = model.d_model, layer.attention

@@ -17,9 +17,11 @@ for `tokens` rows through the model, on one GPU of the tensor-parallel replica:
 
 Routed experts: `tokens` tokens pick top_k of E experts each (serving engines drop none), touching
 E·(1 − (1 − k/E)^tokens) of them in expectation; each touched expert multiplies tokens·k / touched rows and
-its weights are read once. The LM head computes `head_rows` rows: each prompt's last token in prefill, every
-sequence's token in decode. Quantized formats store the weights of the GEMMs fp8 training would run in fp8
-(attention, MLP and expert matrices; not the LM head or a router), at `quantized_bytes` per weight.
+its weights are read once. Engines run a projection's touched experts as one grouped kernel: its FLOPs and bytes
+are all the experts', its efficiency read at one expert's size (ops.gemm_size). The LM head computes `head_rows`
+rows: each prompt's last token in prefill, every sequence's token in decode. Quantized formats store the weights
+of the GEMMs fp8 training would run in fp8 (attention, MLP and expert matrices; not the LM head or a router), at
+`quantized_bytes` per weight.
 """
 from __future__ import annotations
 
@@ -27,7 +29,7 @@ from dataclasses import dataclass
 
 from costplan.costs import Shape
 from costplan.costs.layers import distinct_layers
-from costplan.costs.ops import Core, Gemm, Stream, embedding_ops, head_ops, layer_ops
+from costplan.costs.ops import Core, Gemm, Stream, embedding_ops, gemm_size, head_ops, layer_ops
 from costplan.kernels import Curve, Curves
 from costplan.spec import ModelSpec
 
@@ -96,7 +98,7 @@ def gemm_seconds(g: Gemm, k: Kernels) -> tuple[float, float]:
     per_weight, efficiency = (k.quantized_bytes, k.weight_memory) if g.fp8 else (ACTIVATION_BYTES, k.memory)
     activations = (g.rows * g.d_in + g.rows * g.d_out / ts) * g.count * ACTIVATION_BYTES
     memory = (weights * per_weight / efficiency + activations / k.memory) / k.bandwidth
-    size = (g.rows * g.d_in * g.d_out / ts) ** (1 / 3)
+    size = gemm_size(g.rows, g.d_in, g.d_out / ts)
     rate = k.peak * (k.flat if k.curve is None else k.curve.at(size))
     return 2 * g.rows * weights / rate, memory
 

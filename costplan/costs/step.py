@@ -4,7 +4,8 @@ its communication with the overlap each kind gets, and the pipeline schedule.
 Each operation (costs/ops.py) of each layer of a pipeline stage, for one micro-batch on one GPU:
 - GEMM: max(FLOPs / (peak × gemm efficiency at its size), bytes / (bandwidth × memory efficiency)), its size
   (m·k·n)^(1/3) after tensor parallelism (one of n or k divided by t), m = the micro-batch's rows on this GPU
-  (divided by the context degree; a routed expert's rows gathered from its expert group). Backward is two GEMMs
+  (divided by the context degree; a routed expert's rows gathered from its expert group; a layer's experts are
+  one grouped kernel, read at one expert's size: ops.gemm_size). Backward is two GEMMs
   of the same three sizes (dgrad, wgrad): twice the forward's time. fp8 training runs the blocks' GEMMs at the
   fp8 peak and curve and adds their casts as memory-bound work (reading 16-bit inputs and weights and writing
   fp8 ones forward, the output gradient backward); the LM head, the router and attention stay in 16 bits
@@ -53,7 +54,7 @@ from costplan import kernels
 from costplan.costs import Shape, memo
 from costplan.costs.layers import Layer, distinct_layers, layer_model, pipeline_stages, stage_layers
 from costplan.costs.memory import optimizer_bytes, weight_bytes
-from costplan.costs.ops import Core, Gemm, Op, Stream, embedding_ops, head_ops, layer_ops
+from costplan.costs.ops import Core, Gemm, Op, Stream, embedding_ops, gemm_size, head_ops, layer_ops
 from costplan.errors import CostplanError
 from costplan.hardware import GPU
 from costplan.spec import Spec
@@ -165,7 +166,7 @@ class Timer:
         fp8 = self.dev.precision == "fp8" and g.fp8
         precision = "fp8" if fp8 else (self.dev.precision if self.dev.precision != "fp8" else "bf16")
         peak = self.dev.gpu.peak_flops(precision)
-        size = (m * g.d_in * g.d_out / ts) ** (1 / 3) if m else 0
+        size = gemm_size(m, g.d_in, g.d_out / ts) if m else 0
         flops = 2 * m * g.d_in * g.d_out / ts * count
         if not flops:
             return 0.0, 0.0

@@ -82,8 +82,8 @@ def test_presets_and_hardware_listings(run):
     listed = json.loads(run("presets", "--format", "json").stdout)
     assert {p["name"]: p["parameters"] for p in listed}["llama2-7b"] == 6_738_415_616
     hardware = run("hardware").stdout
-    for name in ("v100", "a100-40gb", "a100-80gb", "h100-sxm", "h100-pcie", "h200", "b200", "l4", "l40s",
-                 "rtx-4090", "mi300x", "tpu-v5e", "tpu-v5p"):
+    for name in ("v100", "a100-40gb", "a100-80gb", "h100-sxm", "h100-pcie", "h100-sxm-96gb", "h200", "b200", "l4",
+                 "l40s", "rtx-4090", "mi300x", "tpu-v5e", "tpu-v5p"):
         assert name in hardware
     entries = json.loads(run("hardware", "--format", "json").stdout)
     assert {e["key"]: e["peak_tflops"]["bf16"] for e in entries if "bf16" in e["peak_tflops"]}["h100-sxm"] == 989

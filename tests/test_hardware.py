@@ -8,8 +8,8 @@ import pytest
 from costplan import hardware
 from costplan.errors import CostplanError
 
-REQUIRED = ["v100", "a100-40gb", "a100-80gb", "h100-sxm", "h100-pcie", "h200", "b200", "l4", "l40s",
-            "rtx-4090", "mi300x", "tpu-v5e", "tpu-v5p"]
+REQUIRED = ["v100", "a100-40gb", "a100-80gb", "h100-sxm", "h100-pcie", "h100-sxm-96gb", "h200", "b200", "l4",
+            "l40s", "rtx-4090", "mi300x", "tpu-v5e", "tpu-v5p"]
 
 
 def test_required_devices_present_with_sources():
@@ -26,6 +26,21 @@ def test_required_devices_present_with_sources():
 ])
 def test_dense_peaks(name, bf16_tflops):
     assert hardware.catalogue()[name].peak_flops("bf16") == bf16_tflops * 1e12
+
+
+def test_torchtitan_h100_board_is_the_one_its_page_describes():
+    """torchtitan benchmarks/llama3_h100_202412_torchtitan.md (commit 31a17bf), Hardware: '96GB HBM2e with 2.4
+    TB/sec peak memory bandwidth', 8 GPUs a host, '400 Gb/s per GPU' between hosts; footnote 2: MFU is taken
+    against the SXM's peak (torchtitan's get_peak_flops: 989e12 for 'H100 SXM and other variants')."""
+    board, sxm = hardware.catalogue()["h100-sxm-96gb"], hardware.catalogue()["h100-sxm"]
+    assert board.memory_bytes == 96 * 2**30
+    assert board.memory_bandwidth_gbs * 1e9 == 2.4e12
+    assert board.node_size == 8
+    assert board.network_gbs * 1e9 == 2 * 400e9 / 8      # 400 Gb/s each way, the catalogue's bidirectional total
+    assert board.peak_flops("bf16") == 989e12 == sxm.peak_flops("bf16")
+    # the largest peak memory the page prints (84.9 GiB, Table 6) fits this board and not the 80 GB SXM
+    assert sxm.memory_bytes < 84.9 * 2**30 < board.memory_bytes
+    assert "assumed" in board.price_source
 
 
 def test_v100_has_no_bf16():

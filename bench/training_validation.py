@@ -236,6 +236,19 @@ llm-foundry +40.7% to +39.6%, Megatron +35.0% to +28.5%, NeMo 24.07 +2.1% to +1.
 falls by (1 + error) times the share the term adds: the rows about the data/FSDP-only median (torchtitan's A100
 8B and 13B) gain 2.8-2.9% of the step, 4 points of error.
 
+The torchtitan H100 rows now run on the board their page describes, a setup correction from the source's own
+words, not a change to the model: "96GB HBM2e with 2.4 TB/sec peak memory bandwidth" at "the default 500W power
+limit", 400 Gb/s RDMA per GPU (catalogue `h100-sxm-96gb`); before, they ran on the 80 GB, 3.35 TB/s, 700 W
+`h100-sxm`. The page does not know the board's peak ("between SXM and NVL") and divides by the SXM's 989 TFLOP/s
+for MFU, so the catalogue keeps that figure, and the board's kernel curves are h100-sxm's fractions of it: only
+the memory-bound kernels (at 2.4 rather than 3.35 TB/s) and the capacity changed, and the compute-bound ones are
+still an upper bound for a 500 W part. The 18 rows' median error moved from +53.8% to +47.3% (2 to 4 within 15%),
+all rows from +32.9% to +31.8% (24% to 27% within 15%), torchtitan's 26 from +42.3% to +40.8%; rows flagged
+"does not fit" from 15 to 14. Nine torchtitan H100 rows still do not fit 96 GiB although the page measured at
+most 84.9 GiB: the memory model's activations at selective checkpointing (90 GiB for Llama 3.1 8B at 2 x 8192
+tokens against 82.4 GiB measured in all) and, for the context-parallel rows, its sharding of the FSDP state over
+the data ranks alone (torchtitan shards it over data x context) are above what the runs held.
+
 The model is too fast: it prices kernels as benchmarks measure them and communication as nccl-tests does,
 while every framework but NeMo's fp8 runs loses a further third somewhere the model does not see (kernel
 launches, overlapped collectives slowing compute beyond the SMs they hold: HBM shared with them, a GEMM's extra

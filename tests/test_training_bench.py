@@ -11,9 +11,9 @@ import pytest
 import yaml
 
 BENCH = Path(__file__).parent.parent / "bench"
-# The median |error| of bench/training_results.md (0.329 over 74 rows, overlapped collectives slowing the compute
-# beside them), with room for rounding; the target is 0.10.
-MEDIAN_LIMIT = 0.34
+# The median |error| of bench/training_results.md (0.318 over 74 rows, torchtitan's H100 rows on the 96 GB HBM2e
+# board their page describes), with room for rounding; the target is 0.10.
+MEDIAN_LIMIT = 0.33
 
 
 @pytest.fixture(scope="module")
@@ -39,6 +39,16 @@ def test_the_validation_set_is_broad(results):
 def test_every_row_names_its_source():
     for row in yaml.safe_load((BENCH / "training_published.yaml").read_text()):
         assert row["source"] and row["id"]
+
+
+def test_torchtitan_h100_rows_run_on_the_board_their_page_describes():
+    # the page: "96GB HBM2e with 2.4 TB/sec peak memory bandwidth", "the default 500W power limit"
+    published = yaml.safe_load((BENCH / "training_published.yaml").read_text())
+    rows = [r for r in published if r["id"].startswith("titan-h100")]
+    assert len(rows) == 18
+    for row in rows:
+        assert "96 GB HBM2e (2.4 TB/s) at the default 500 W" in " ".join(row["note"].split()), row["id"]
+        assert row["gpu"] == "h100-sxm-96gb", row["id"]
 
 
 def test_median_error_does_not_grow(results):

@@ -250,19 +250,18 @@ tokens against 82.4 GiB measured in all) and, for the context-parallel rows, its
 the data ranks alone (torchtitan shards it over data x context) are above what the runs held.
 
 Sustained against burst GEMM rates (a candidate cause below) stays out of the model: no kernel-level source read
-gives both a burst and a sustained rate for the same GEMM on an A100 or H100. What was found: warm-up advice
-without paired numbers (a ~3 s warm-up "to settle clocks" from CUTLASS's GEMM measurement guidelines, as quoted
-in facebookexperimental/triton pull request #2258; MLPerf training_policies issue #265: over 5 minutes of run time
-for steady-state power), one H100 figure "without warmup" (813 TFLOP/s, the best
-iteration; stas00/ml-engineering pull request #59) that is not the same statistic as the warmed table, and a
-power-capping study of the 96 GB HBM2e H100 (Ujeniya et al. 2026, arXiv 2604.11391, DGEMM at 200-700 W caps)
-whose figures were not read. The one check possible points the same way: the GEMM curves already sit at or below
-rates measured on warmed GPUs. stas00/ml-engineering's MAMF table (compute/accelerator/README.md; a 30 s warm-up,
-then the mean of 100 iterations after 50 more) gives 794.5 TFLOP/s bf16 on an H100 SXM (0.803 of peak) against the
-curve's top 0.811, 1402.6 fp8 (0.709) against 0.698, and 271.2 bf16 on an A100 SXM (0.869) against 0.822; each MAMF
-is the best of many shapes, so the curves are not burst-inflated by more than about 1%, too little to explain a
-+30% median. The 500 W limit of torchtitan's board is the case where a sustained clock matters most, and the
-power-capping study is the source to read for it.
+gives both a burst and a sustained rate for the same GEMM on an A100 or H100. What was found: warm-up advice without
+paired numbers (a ~3 s warm-up "to settle clocks" from CUTLASS's GEMM measurement guidelines, as quoted in
+facebookexperimental/triton pull request #2258; MLPerf training_policies issue #265: over 5 minutes of run time for
+steady-state power), one H100 figure "without warmup" (813 TFLOP/s, the best iteration; stas00/ml-engineering pull
+request #59) that is not the same statistic as the warmed table, and a power-capping study of the 96 GB HBM2e H100
+(Ujeniya et al. 2026, arXiv 2604.11391, DGEMM at 200-700 W caps) whose figures were not read. The one check possible
+points the same way: the GEMM curves already sit at or below rates measured on warmed GPUs. stas00/ml-engineering's
+MAMF table (compute/accelerator/README.md; a 30 s warm-up, then the mean of 100 iterations after 50 more) gives
+794.5 TFLOP/s bf16 on an H100 SXM (0.803 of peak) against the curve's top 0.811, 1402.6 fp8 (0.709) against 0.698,
+and 271.2 bf16 on an A100 SXM (0.869) against 0.822; each MAMF is the best of many shapes, so the curves are not
+burst-inflated by more than about 1%, too little to explain a +30% median. The 500 W limit of torchtitan's board is
+the case where a sustained clock matters most, and the power-capping study is the source to read for it.
 
 The model is too fast: it prices kernels as benchmarks measure them and communication as nccl-tests does,
 while every framework but NeMo's fp8 runs loses a further third somewhere the model does not see (kernel

@@ -61,7 +61,7 @@ def _estimate(spec: Spec, law: str | scaling.ScalingLaw | None) -> Estimate:
 
     run = resolve(spec)
     spec = run.spec
-    memories = parallel.stage_memories(spec, stages_of(spec, shape))
+    memories = run.memories or parallel.stage_memories(spec, stages_of(spec, shape))
     stage = max(memories, key=lambda mem: mem.total)
     memory = Memory(
         weights=stage.weights, gradients=stage.gradients, optimizer=stage.optimizer,

@@ -7,7 +7,7 @@ MFU (hardware.mfu / --mfu), model FLOPs / (peak × MFU) with everything else ins
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from costplan.costs import Cost, Shape, layouts, parallel, step
 from costplan.costs.components import components, shape_of, shared_components
@@ -29,6 +29,10 @@ class Run:
     mfu: float | None         # the user's utilisation figure, overriding the step model
     price: float
     price_source: str
+    # What the layout search already computed for the chosen layout: its stages' memory and (under the step
+    # model) its step, so that the estimate does not compute them again. None when nothing was searched.
+    memories: list[parallel.StageMemory] | None = field(default=None, compare=False, repr=False)
+    stepped: step.StepTime | None = field(default=None, compare=False, repr=False)
 
     @property
     def time_model(self) -> str:
@@ -40,9 +44,9 @@ def resolve(spec: Spec) -> Run:
     price = hw.usd_per_gpu_hour if hw.usd_per_gpu_hour is not None else gpu.usd_per_gpu_hour
     price_source = ("hardware.usd_per_gpu_hour" if hw.usd_per_gpu_hour is not None
                     else f"{gpu.price_source} ({gpu.price_date})")
-    laid_out, source = _layout(spec)
+    laid_out, source, memories, stepped = _search(spec)
     return Run(spec=laid_out, layout_source=source, gpu=gpu, peak=gpu.peak_flops(spec.training.precision),
-               mfu=hw.mfu, price=price, price_source=price_source)
+               mfu=hw.mfu, price=price, price_source=price_source, memories=memories, stepped=stepped)
 
 
 def laid_out_once(spec: Spec) -> Spec:
@@ -59,11 +63,16 @@ def stages_of(spec: Spec, shape: Shape) -> list[dict[str, Cost]]:
 def _layout(spec: Spec) -> tuple[Spec, str]:
     """The spec's own layout, or the fastest of the grid on hardware.count GPUs that fits in memory (or, when
     none fits, the one needing the least)."""
+    return _search(spec)[:2]
+
+
+def _search(spec: Spec) -> tuple[Spec, str, list[parallel.StageMemory] | None, step.StepTime | None]:
+    """_layout, with the chosen layout's stage memories and step time when the search computed them."""
     if spec.parallelism is not None:
-        return spec, "parallelism"
+        return spec, "parallelism", None, None
     count = spec.hardware.count
     if count == 1:
-        return spec.model_copy(update={"parallelism": NO_PARALLELISM}), "one GPU"
+        return spec.model_copy(update={"parallelism": NO_PARALLELISM}), "one GPU", None, None
     shape = shape_of(spec)
     tried, fitting, least = 0, [], None
     # For each tensor degree, the shallowest pipeline and then the lowest ZeRO stage that fit: a deeper
@@ -76,22 +85,28 @@ def _layout(spec: Spec) -> tuple[Spec, str]:
                 continue
             tried += 1
             candidate = layouts.variant(spec, spec.hardware.gpu, count, layout)
-            memory = max(m.total for m in parallel.stage_memories(candidate, stages_of(candidate, shape)))
+            memories = parallel.stage_memories(candidate, stages_of(candidate, shape))
+            memory = max(m.total for m in memories)
             if memory <= spec.gpu.memory_bytes:
                 done.add(layout["tensor"])
-                fitting.append(candidate)
+                fitting.append((candidate, memories))
             elif least is None or memory < least[0]:
-                least = (memory, candidate)
+                least = (memory, candidate, memories)
+        source = f"the fastest that fits of {tried} layouts tried on {count} GPUs"
         if fitting and spec.hardware.mfu is None:
-            chosen = min(fitting, key=lambda c: (step_of(c, shape).seconds,
-                                                 c.parallel.tensor * c.parallel.pipeline, c.parallel.zero))
+            timed = [(step_of(c, shape, memories), c, memories) for c, memories in fitting]
+            stepped, chosen, memories = min(timed, key=lambda x: (x[0].seconds, x[1].parallel.tensor
+                                                                   * x[1].parallel.pipeline, x[1].parallel.zero))
+            return chosen, source, memories, stepped
         elif fitting:
-            chosen = min(fitting, key=lambda c: (c.parallel.tensor * c.parallel.pipeline, c.parallel.zero))
+            chosen, memories = min(fitting, key=lambda x: (x[0].parallel.tensor * x[0].parallel.pipeline,
+                                                           x[0].parallel.zero))
+            return chosen, source, memories, None
         elif least is not None:
-            return least[1], f"none of {tried} layouts tried on {count} GPUs fits; the one needing least memory"
+            return (least[1], f"none of {tried} layouts tried on {count} GPUs fits; the one needing least memory",
+                    least[2], None)
         else:
-            return spec.model_copy(update={"parallelism": NO_PARALLELISM}), "every GPU holds the model"
-    return chosen, f"the fastest that fits of {tried} layouts tried on {count} GPUs"
+            return spec.model_copy(update={"parallelism": NO_PARALLELISM}), "every GPU holds the model", None, None
 
 
 def step_of(spec: Spec, shape: Shape,
@@ -108,6 +123,8 @@ def step_time(run: Run, shape: Shape, memories: list[parallel.StageMemory], mode
               ) -> step.StepTime:
     """Seconds of one optimizer step on every GPU, by the step model or the user's MFU."""
     spec = run.spec
+    if run.stepped is not None:
+        return run.stepped
     if run.mfu is not None:
         seconds = seconds_at(model_flops_per_step / spec.hardware.count, run.peak, run.mfu)
         return step.StepTime(seconds=seconds, breakdown={MFU_PART: seconds}, communication_bytes={},

@@ -59,8 +59,16 @@ def layers(model: ModelSpec) -> list[Layer]:
 
 @functools.lru_cache(maxsize=256)
 def _layers(model: ModelSpec) -> tuple[Layer, ...]:
-    return tuple(Layer(model.layer_attention(i), model.d_ff, model.moe if is_moe_layer(i, model.moe) else None)
-            for i in range(model.n_layers))
+    # Layers with the same pattern entry and the same MoE-ness are one object: counting and keying them by
+    # identity is then cheap (hashing a Layer hashes its pydantic attention section).
+    pattern, built, found = model.attention_pattern, {}, []
+    for i in range(model.n_layers):
+        key = (i % len(pattern), is_moe_layer(i, model.moe))
+        layer = built.get(key)
+        if layer is None:
+            layer = built[key] = Layer(pattern[key[0]], model.d_ff, model.moe if key[1] else None)
+        found.append(layer)
+    return tuple(found)
 
 
 def stage_layers(model: ModelSpec, stage: int = 0, stages: int = 1) -> list[Layer]:
@@ -74,7 +82,18 @@ def stage_layers(model: ModelSpec, stage: int = 0, stages: int = 1) -> list[Laye
 def distinct_layers(model: ModelSpec, stage: int = 0, stages: int = 1) -> tuple[tuple[Layer, int], ...]:
     """Each distinct layer of a pipeline stage and how many times it repeats (cached: costs and step times
     loop over these, many times per estimate)."""
-    return tuple(Counter(stage_layers(model, stage, stages)).items())
+    by_identity: dict[int, list] = {}
+    for layer in stage_layers(model, stage, stages):
+        entry = by_identity.get(id(layer))
+        if entry is None:
+            by_identity[id(layer)] = [layer, 1]
+        else:
+            entry[1] += 1
+    # then equal layers of different objects merged, in order of first appearance (as a Counter of the layers)
+    merged: Counter[Layer] = Counter()
+    for layer, count in by_identity.values():
+        merged[layer] += count
+    return tuple(merged.items())
 
 
 @functools.lru_cache(maxsize=1024)
@@ -88,7 +107,8 @@ def layer_cost(layer: Layer, model: ModelSpec, shape: Shape) -> dict[str, Cost]:
     """One layer's cost by component: attention, mlp or moe, and its norms (shared inside memo.shared() by
     every model of the same widths)."""
     width = layer_model(model)
-    return dict(memo.cached(("layer", layer, width, shape), lambda: _layer_cost(layer, width, shape)))
+    return dict(memo.cached(("layer", memo.token(layer), memo.token(width), shape),
+                            lambda: _layer_cost(layer, width, shape)))
 
 
 def _layer_cost(layer: Layer, model: ModelSpec, shape: Shape) -> dict[str, Cost]:

@@ -8,7 +8,7 @@ from costplan.costs import ZERO, Cost, Shape, memo
 from costplan.costs.embedding import embedding, head
 from costplan.costs.implementation import (capped_logits, d_model_wide, eager_peak, fp32_residual, model_extra,
                                           position_ids, weight_copies)
-from costplan.costs.layers import distinct_layers, layer_cost, stage_layers
+from costplan.costs.layers import distinct_layers, layer_cost, layer_model, stage_layers
 from costplan.costs.memory import element_bytes
 from costplan.costs.norm import norm
 from costplan.spec import ModelSpec, Spec
@@ -26,8 +26,9 @@ def components(spec: Spec, shape: Shape | None = None, stage: int = 0, stages: i
     """Cost of one sequence by component, summed over every layer; or over the layers of one of `stages`
     equal runs of consecutive layers (a pipeline stage): the first holds the embedding, the last the final
     norm and the head."""
-    key = ("components", spec.model, shape or shape_of(spec), stage, stages)
-    return dict(memo.cached(key, lambda: _components(*key[1:])))
+    shape = shape or shape_of(spec)
+    return dict(memo.cached(("components", memo.token(spec.model), shape, stage, stages),
+                            lambda: _components(spec.model, shape, stage, stages)))
 
 
 # Inside `shared_components()` (a sweep, a layout search), points whose models and shapes are equal share their
@@ -37,18 +38,16 @@ shared_components = memo.shared
 
 def _components(model: ModelSpec, shape: Shape, stage: int, stages: int) -> dict[str, Cost]:
     parts = {key: ZERO for key in COMPONENTS if key != "moe" or model.moe is not None}
-    outer_norm = norm(model.norm, model.d_model, shape)
-    outer_norm = replace(outer_norm, act_d_model=outer_norm.activations) + d_model_wide(fp32_residual(1, model, shape))
+    width = layer_model(model)
+    outer_norm, embedded, tables, headed = memo.cached(("edges", memo.token(width), shape),
+                                                                  lambda: _edges(width, shape))
     if stage == 0:
-        parts["embedding"] = embedding(model, shape) + d_model_wide(position_ids(model, shape))
-        parts["attention"] = Cost(activations=model_extra(model, shape))   # the rotary tables: once
+        parts["embedding"] = embedded
+        parts["attention"] = tables
         if model.embedding_norm:
             parts["norms"] = outer_norm
     if stage == stages - 1:
-        # under autocast the head's 16-bit weight copy (the tied embedding's too) is saved once per micro-batch
-        parts["head"] = head(model, shape) + Cost(
-            activations=capped_logits(model, shape),
-            shared_activations=weight_copies(model.vocab_size * model.d_model, shape))
+        parts["head"] = headed
         parts["norms"] = parts["norms"] + outer_norm  # the final norm
     for layer, count in distinct_layers(model, stage, stages):
         for key, cost in layer_cost(layer, model, shape).items():
@@ -57,5 +56,18 @@ def _components(model: ModelSpec, shape: Shape, stage: int, stages: int) -> dict
     after = sum(last[k].activations for k in ("mlp", "moe") if k in last) + (
         parts["head"].activations + outer_norm.activations if stage == stages - 1 else 0)
     workspace = sum(c.workspace for c in parts.values())
-    parts["attention"] = parts["attention"] + Cost(workspace=eager_peak(model, shape, after, workspace))
+    parts["attention"] = parts["attention"] + Cost(workspace=eager_peak(width, shape, after, workspace))
     return parts
+
+
+def _edges(model: ModelSpec, shape: Shape) -> tuple[Cost, Cost, Cost, Cost]:
+    """What a stage adds around its layers, the same at every depth (shared inside memo.shared() by every model
+    of the same widths): a final or embedding norm, the embedding, the rotary tables and the head."""
+    outer_norm = norm(model.norm, model.d_model, shape)
+    outer_norm = replace(outer_norm, act_d_model=outer_norm.activations) + d_model_wide(fp32_residual(1, model, shape))
+    embedded = embedding(model, shape) + d_model_wide(position_ids(model, shape))
+    tables = Cost(activations=model_extra(model, shape))   # the rotary tables: once
+    # under autocast the head's 16-bit weight copy (the tied embedding's too) is saved once per micro-batch
+    headed = head(model, shape) + Cost(activations=capped_logits(model, shape),
+                                       shared_activations=weight_copies(model.vocab_size * model.d_model, shape))
+    return outer_norm, embedded, tables, headed

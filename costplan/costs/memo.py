@@ -1,6 +1,9 @@
 """Results shared while a block of estimates runs (a sweep, a layout search): component costs, per-layer costs
 and operations, layer times. Outside such a block nothing is kept, so a formula changed at run time (as the
-tests change them) is always the one used."""
+tests change them) is always the one used.
+
+Keys name frozen spec sections by `token(section)`: hashing and comparing a pydantic model field by field on
+every look-up was a large part of a sweep's time, so each object is compared by value once per block."""
 from __future__ import annotations
 
 import contextlib
@@ -9,6 +12,7 @@ from typing import TypeVar
 
 T = TypeVar("T")
 _store: dict | None = None
+_IDENTITIES, _VALUES = object(), object()    # keys in the store of token()'s two tables
 
 
 @contextlib.contextmanager
@@ -31,3 +35,22 @@ def cached(key: Hashable, compute: Callable[[], T]) -> T:
     if key not in _store:
         _store[key] = compute()
     return _store[key]
+
+
+def token(section: Hashable) -> Hashable:
+    """A small stand-in for a frozen, hashable object inside a shared() block: equal objects get equal tokens.
+    Each object is hashed and compared by value once per block; the block keeps it alive, so its id is not
+    reused by another object while the block runs. Outside a block, the object itself."""
+    if _store is None:
+        return section
+    identities = _store.get(_IDENTITIES)
+    if identities is None:
+        identities = _store[_IDENTITIES] = {}
+        _store[_VALUES] = {}
+    known = identities.get(id(section))
+    if known is not None:
+        return known[1]
+    values = _store[_VALUES]
+    found = values.setdefault(section, len(values))
+    identities[id(section)] = (section, found)
+    return found

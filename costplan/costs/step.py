@@ -46,7 +46,7 @@ from costplan.costs.memory import optimizer_bytes, weight_bytes
 from costplan.costs.ops import Core, Gemm, Op, Stream, embedding_ops, head_ops, layer_ops
 from costplan.errors import CostplanError
 from costplan.hardware import GPU
-from costplan.spec import Spec
+from costplan.spec import ModelSpec, Spec
 
 BUCKET_BYTES = 25 * 2**20      # torch DDP's default gradient bucket (bucket_cap_mb=25)
 FP8_CAST_BYTES = 3             # read a 16-bit element, write an fp8 one
@@ -236,16 +236,31 @@ class Traffic:
 def stage_time(spec: Spec, dev: Device, shape: Shape, stage: int) -> tuple[Tally, dict[str, Traffic]]:
     """One micro-batch on one GPU of a pipeline stage: compute, and the traffic of each kind inside layers.
     Layers repeat, so each distinct layer is timed once."""
-    model = spec.model
-    timer, tally = Timer(spec, dev, shape), Tally()
-    p = spec.parallel.pipeline
+    return _stage_time(spec, dev, shape, stage, _layout_key(spec, dev, shape))
+
+
+def _layout_key(spec: Spec, dev: Device, shape: Shape) -> tuple:
+    """What a layer's time depends on besides the layer, in memo keys: its widths, the shape, the layout and the
+    device (the GPU and its curves are resolved once per name, so their identities name them)."""
+    par, model = spec.parallel, spec.model
+    width = memo.cached(("width", memo.token(model)), lambda: memo.token(layer_model(model)))
+    return (width, shape, par.tensor, par.context, par.expert, par.sequence_parallel, par.tensor_overlap,
+            spec.training.micro_batch_size, id(dev.gpu), id(dev.curves), dev.precision, dev.attention_kernel)
+
+
+def _stage_time(spec: Spec, dev: Device, shape: Shape, stage: int, layout: tuple) -> tuple[Tally, dict[str, Traffic]]:
+    model, p = spec.model, spec.parallel.pipeline
+    timer = Timer(spec, dev, shape)
+    # The embedding's and the head's operations, timed once per widths and layout (shared inside memo.shared()
+    # like the layers' times); the stage's tally starts from a copy of theirs.
+    edges = memo.cached(("stage edges", stage == 0, stage == p - 1, *layout),
+                        lambda: _edges_time(model, shape, timer, stage == 0, stage == p - 1))
+    tally = Tally(dict(edges.forward), dict(edges.backward), edges.gemm, edges.core)
     traffic = {kind: Traffic() for kind in ("tensor", "context", "expert")}
-    if stage == 0:
-        timer.tally(embedding_ops(model, shape), tally, recompute=False)
-    if stage == p - 1:
-        timer.tally(head_ops(model, shape), tally, recompute=False)
-    for layer, count in distinct_layers(model, stage, p):
-        own, wire, seconds, behind = _layer_time(spec, dev, shape, timer, layer)
+    for layer, count in memo.cached(("distinct layers", memo.token(model), stage, p),
+                                    lambda: distinct_layers(model, stage, p)):
+        own, wire, seconds, behind = memo.cached(("layer time", memo.token(layer), *layout),
+                                                 lambda: _time_layer(spec, dev, shape, timer, layer))
         for kind in traffic:
             traffic[kind].add(count, wire[kind], seconds[kind], behind[kind])
         for side in ("forward", "backward"):
@@ -256,15 +271,13 @@ def stage_time(spec: Spec, dev: Device, shape: Shape, stage: int) -> tuple[Tally
     return tally, traffic
 
 
-def _layer_time(spec: Spec, dev: Device, shape: Shape, timer: Timer, layer: Layer) -> tuple:
-    """One layer's compute, and per kind of traffic: bytes on the wire, seconds, and the compute it hides behind
-    (shared inside memo.shared(): a sweep or a layout search asks for the same layer many times; the GPU and its
-    curves are resolved once per name, so their identities name them)."""
-    par = spec.parallel
-    key = ("layer time", layer, layer_model(spec.model), shape, par.tensor, par.context, par.expert,
-           par.sequence_parallel, par.tensor_overlap, timer.b, id(dev.gpu), id(dev.curves), dev.precision,
-           dev.attention_kernel)
-    return memo.cached(key, lambda: _time_layer(spec, dev, shape, timer, layer))
+def _edges_time(model: ModelSpec, shape: Shape, timer: Timer, first: bool, last: bool) -> Tally:
+    tally = Tally()
+    if first:
+        timer.tally(embedding_ops(model, shape), tally, recompute=False)
+    if last:
+        timer.tally(head_ops(model, shape), tally, recompute=False)
+    return tally
 
 
 def _time_layer(spec: Spec, dev: Device, shape: Shape, timer: Timer, layer: Layer) -> tuple:
@@ -314,7 +327,8 @@ def step_time(spec: Spec, dev: Device, shape: Shape, stage_params: list[tuple[fl
     t, p, cp, v = par.tensor, par.pipeline, par.context, par.virtual_stages
     d, m = spec.data_parallel, spec.micro_batches
     with memo.shared():     # the stages share their layers' times
-        stages = [stage_time(spec, dev, shape, i) for i in range(p)]
+        layout = _layout_key(spec, dev, shape)
+        stages = [_stage_time(spec, dev, shape, i, layout) for i in range(p)]
     slowest = max(range(p), key=lambda i: stages[i][0].total + sum(k.exposed for k in stages[i][1].values()))
     tally, traffic = stages[slowest]
     micro = tally.total + sum(k.exposed for k in traffic.values())

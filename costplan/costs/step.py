@@ -146,6 +146,15 @@ class Timer:
         self.b = spec.training.micro_batch_size
         self.rows = self.b / self.cp            # sequences' worth of rows per GPU
         self.e = shape.act_bytes
+        self.bandwidth = dev.bandwidth          # read once: every operation divides by it
+        self._gemm_rates: dict[str, tuple] = {}
+
+    def gemm_rate(self, precision: str) -> tuple:
+        """The peak and the GEMM curve at a precision (looked up once per timer)."""
+        rate = self._gemm_rates.get(precision)
+        if rate is None:
+            rate = self._gemm_rates[precision] = (self.dev.gpu.peak_flops(precision), self.dev.gemm_curve(precision))
+        return rate
 
     def gemm(self, g: Gemm) -> tuple[float, float]:
         """Forward seconds of a GEMM, and the fp8 casts' bytes it adds forward."""
@@ -154,15 +163,15 @@ class Timer:
         ts = self.t if g.split else 1
         fp8 = self.dev.precision == "fp8" and g.fp8
         precision = "fp8" if fp8 else (self.dev.precision if self.dev.precision != "fp8" else "bf16")
-        peak = self.dev.gpu.peak_flops(precision)
         size = (m * g.d_in * g.d_out / ts) ** (1 / 3) if m else 0
         flops = 2 * m * g.d_in * g.d_out / ts * count
         if not flops:
             return 0.0, 0.0
-        compute = flops / (peak * self.dev.gemm_curve(precision).at(size))
+        peak, curve = self.gemm_rate(precision)
+        compute = flops / (peak * curve.at(size))
         moved = (m * g.d_in + g.d_in * g.d_out / ts + m * g.d_out / ts) * count * (1 if fp8 else self.e)
         casts = FP8_CAST_BYTES * (m * g.d_in + g.d_in * g.d_out / ts) * count if fp8 else 0.0
-        return max(compute, moved / self.dev.bandwidth), casts
+        return max(compute, moved / self.bandwidth), casts
 
     def core(self, c: Core) -> tuple[float, float]:
         """Forward and backward seconds of an attention core."""
@@ -182,7 +191,7 @@ class Timer:
 
     def stream(self, s: Stream) -> float:
         split = self.t if s.split or self.sp else 1
-        return s.bytes * self.rows / split / self.dev.bandwidth
+        return s.bytes * self.rows / split / self.bandwidth
 
     def tally(self, ops: list[Op], tally: Tally, recompute: bool) -> None:
         """Add these forward operations, their backward and any recomputation."""
@@ -190,7 +199,7 @@ class Timer:
         for op in ops:
             if isinstance(op, Gemm):
                 seconds, casts = self.gemm(op)
-                cast = casts / self.dev.bandwidth
+                cast = casts / self.bandwidth
                 tally.forward["matmul"] += seconds
                 tally.backward["matmul"] += (2 + again) * seconds
                 tally.gemm += (3 + again) * seconds

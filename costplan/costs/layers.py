@@ -111,6 +111,13 @@ def layer_cost(layer: Layer, model: ModelSpec, shape: Shape) -> dict[str, Cost]:
                             lambda: _layer_cost(layer, width, shape)))
 
 
+def attention_cost(attention: AttentionSpec, model: ModelSpec, shape: Shape) -> Cost:
+    """The attention formula of its type (shared inside memo.shared(): the layer's cost and its operations,
+    costs/ops.py, both start from it)."""
+    return memo.cached(("attention", memo.token(attention), memo.token(model), shape),
+                       lambda: ATTENTION_COST[attention.type](attention, model, shape))
+
+
 def _layer_cost(layer: Layer, model: ModelSpec, shape: Shape) -> dict[str, Cost]:
     block_input = shape.seq_len * model.d_model * shape.act_bytes
     structure = STRUCTURES[model.block]
@@ -118,7 +125,7 @@ def _layer_cost(layer: Layer, model: ModelSpec, shape: Shape) -> dict[str, Cost]
     # A norm saves its input; norms reading the same tensor hold one copy of it.
     norms = replace(norms, activations=norms.activations - (structure.norms - structure.norm_inputs) * block_input)
     ffn = "moe" if layer.moe is not None else "mlp"
-    attention = ATTENTION_COST[layer.attention.type](layer.attention, model, shape)
+    attention = attention_cost(layer.attention, model, shape)
     parts = {
         "attention": attention + Cost(activations=attention_extra(layer.attention, model, shape)
                                       + family_attention_extra(layer.attention, model, shape)),

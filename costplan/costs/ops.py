@@ -25,8 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from costplan.costs import STAT_BYTES, Shape, memo
-from costplan.costs.attention import COST as ATTENTION_COST
-from costplan.costs.layers import STRUCTURES, Layer, layer_model
+from costplan.costs.layers import STRUCTURES, Layer, attention_cost, layer_model
 from costplan.costs.moe import routed_rows
 from costplan.spec import ModelSpec
 
@@ -98,7 +97,7 @@ def _is_flash(layer: Layer) -> bool:
 def attention_ops(layer: Layer, model: ModelSpec, shape: Shape) -> list[Op]:
     s, e, a = shape.seq_len, shape.act_bytes, layer.attention
     gemms = _projections(layer, model, s)
-    cost = ATTENTION_COST[a.type](a, model, shape)
+    cost = attention_cost(a, model, shape)
     core_fwd = cost.hw_fwd - sum(g.flops for g in gemms)
     core_bwd = cost.hw_flops - core_fwd - 3 * sum(g.flops for g in gemms)   # with its own recomputation
     head_dim = getattr(a, "qk_nope_head_dim", 0) + getattr(a, "qk_rope_head_dim", 0) or model.head_dim

@@ -77,7 +77,8 @@ def _search(spec: Spec) -> tuple[Spec, str, list[parallel.StageMemory] | None, s
     tried, fitting, least = 0, [], None
     # For each tensor degree, the shallowest pipeline and then the lowest ZeRO stage that fit: a deeper
     # pipeline only adds its bubble and ZeRO-3 only adds traffic to the same compute, so neither can be faster.
-    order = sorted(layouts.grid(spec), key=lambda lay: (lay["tensor"], lay["pipeline"], lay["zero"]))
+    order = layouts.search_order(spec.model, spec.training.global_batch_size is None)
+    capacity = spec.gpu.memory_bytes
     with shared_components():
         done: set[int] = set()
         for layout in order:
@@ -87,7 +88,7 @@ def _search(spec: Spec) -> tuple[Spec, str, list[parallel.StageMemory] | None, s
             candidate = layouts.variant(spec, spec.hardware.gpu, count, layout)
             memories = parallel.stage_memories(candidate, stages_of(candidate, shape))
             memory = max(m.total for m in memories)
-            if memory <= spec.gpu.memory_bytes:
+            if memory <= capacity:
                 done.add(layout["tensor"])
                 fitting.append((candidate, memories))
             elif least is None or memory < least[0]:

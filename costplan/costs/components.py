@@ -28,12 +28,22 @@ def components(spec: Spec, shape: Shape | None = None, stage: int = 0, stages: i
     norm and the head."""
     shape = shape or shape_of(spec)
     return dict(memo.cached(("components", memo.token(spec.model), shape, stage, stages),
-                            lambda: _components(spec.model, shape, stage, stages)))
+                            lambda: _shared_stage(spec.model, shape, stage, stages)))
 
 
 # Inside `shared_components()` (a sweep, a layout search), points whose models and shapes are equal share their
 # component costs: many differ only in training or hardware settings. ModelSpec and Shape are frozen: keys.
 shared_components = memo.shared
+
+
+def _shared_stage(model: ModelSpec, shape: Shape, stage: int, stages: int) -> dict[str, Cost]:
+    """A stage's costs depend on its model only through the widths, whether it holds the embedding and the head,
+    and its layers: the middle stages of a pipeline, and stages of that many layers in deeper models of the
+    same widths, share them (inside shared_components())."""
+    layers = tuple((memo.token(layer), count) for layer, count in distinct_layers(model, stage, stages))
+    key = ("stage components", memo.token(layer_model(model)), shape, stage == 0, stage == stages - 1, layers,
+           memo.token(stage_layers(model, stage, stages)[-1]))
+    return memo.cached(key, lambda: _components(model, shape, stage, stages))
 
 
 def _components(model: ModelSpec, shape: Shape, stage: int, stages: int) -> dict[str, Cost]:

@@ -82,8 +82,11 @@ def stage_layers(model: ModelSpec, stage: int = 0, stages: int = 1) -> list[Laye
 def distinct_layers(model: ModelSpec, stage: int = 0, stages: int = 1) -> tuple[tuple[Layer, int], ...]:
     """Each distinct layer of a pipeline stage and how many times it repeats (cached: costs and step times
     loop over these, many times per estimate)."""
+    run = stage_layers(model, stage, stages)
+    if run and run.count(run[0]) == len(run):    # every layer alike (one object: _layers): the common case
+        return ((run[0], len(run)),)
     by_identity: dict[int, list] = {}
-    for layer in stage_layers(model, stage, stages):
+    for layer in run:
         entry = by_identity.get(id(layer))
         if entry is None:
             by_identity[id(layer)] = [layer, 1]

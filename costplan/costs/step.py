@@ -259,17 +259,17 @@ def _layout_key(spec: Spec, dev: Device, shape: Shape) -> tuple:
 
 def _stage_time(spec: Spec, dev: Device, shape: Shape, stage: int, layout: tuple) -> tuple[Tally, dict[str, Traffic]]:
     model, p = spec.model, spec.parallel.pipeline
-    timer = Timer(spec, dev, shape)
     # The embedding's and the head's operations, timed once per widths and layout (shared inside memo.shared()
     # like the layers' times); the stage's tally starts from a copy of theirs.
     edges = memo.cached(("stage edges", stage == 0, stage == p - 1, *layout),
-                        lambda: _edges_time(model, shape, timer, stage == 0, stage == p - 1))
+                        lambda: _edges_time(model, shape, Timer(spec, dev, shape), stage == 0, stage == p - 1))
     tally = Tally(dict(edges.forward), dict(edges.backward), edges.gemm, edges.core)
     traffic = {kind: Traffic() for kind in ("tensor", "context", "expert")}
     for layer, count in memo.cached(("distinct layers", memo.token(model), stage, p),
                                     lambda: distinct_layers(model, stage, p)):
         own, wire, seconds, behind = memo.cached(("layer time", memo.token(layer), *layout),
-                                                 lambda: _time_layer(spec, dev, shape, timer, layer))
+                                                 lambda: _time_layer(spec, dev, shape, Timer(spec, dev, shape),
+                                                                     layer))
         for kind in traffic:
             traffic[kind].add(count, wire[kind], seconds[kind], behind[kind])
         for side in ("forward", "backward"):
@@ -338,7 +338,8 @@ def step_time(spec: Spec, dev: Device, shape: Shape, stage_params: list[tuple[fl
     with memo.shared():     # the stages share their layers' times
         layout = _layout_key(spec, dev, shape)
         stages = [_stage_time(spec, dev, shape, i, layout) for i in range(p)]
-    slowest = max(range(p), key=lambda i: stages[i][0].total + sum(k.exposed for k in stages[i][1].values()))
+    slowest = 0 if p == 1 else max(range(p), key=lambda i: stages[i][0].total
+                                   + sum(k.exposed for k in stages[i][1].values()))
     tally, traffic = stages[slowest]
     micro = tally.total + sum(k.exposed for k in traffic.values())
     bubble = (p - 1) / v * micro

@@ -27,7 +27,7 @@ def components(spec: Spec, shape: Shape | None = None, stage: int = 0, stages: i
     equal runs of consecutive layers (a pipeline stage): the first holds the embedding, the last the final
     norm and the head."""
     shape = shape or shape_of(spec)
-    return dict(memo.cached(("components", memo.token(spec.model), shape, stage, stages),
+    return dict(memo.cached(("components", memo.token(spec.model), memo.token(shape), stage, stages),
                             lambda: _shared_stage(spec.model, shape, stage, stages)))
 
 
@@ -41,15 +41,15 @@ def _shared_stage(model: ModelSpec, shape: Shape, stage: int, stages: int) -> di
     and its layers: the middle stages of a pipeline, and stages of that many layers in deeper models of the
     same widths, share them (inside shared_components())."""
     layers = tuple((memo.token(layer), count) for layer, count in distinct_layers(model, stage, stages))
-    key = ("stage components", memo.token(layer_model(model)), shape, stage == 0, stage == stages - 1, layers,
-           memo.token(stage_layers(model, stage, stages)[-1]))
+    key = ("stage components", memo.token(layer_model(model)), memo.token(shape), stage == 0, stage == stages - 1,
+           layers, memo.token(stage_layers(model, stage, stages)[-1]))
     return memo.cached(key, lambda: _components(model, shape, stage, stages))
 
 
 def _components(model: ModelSpec, shape: Shape, stage: int, stages: int) -> dict[str, Cost]:
     parts = {key: ZERO for key in COMPONENTS if key != "moe" or model.moe is not None}
     width = layer_model(model)
-    outer_norm, embedded, tables, headed = memo.cached(("edges", memo.token(width), shape),
+    outer_norm, embedded, tables, headed = memo.cached(("edges", memo.token(width), memo.token(shape)),
                                                                   lambda: _edges(width, shape))
     if stage == 0:
         parts["embedding"] = embedded

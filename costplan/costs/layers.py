@@ -110,14 +110,14 @@ def layer_cost(layer: Layer, model: ModelSpec, shape: Shape) -> dict[str, Cost]:
     """One layer's cost by component: attention, mlp or moe, and its norms (shared inside memo.shared() by
     every model of the same widths)."""
     width = layer_model(model)
-    return dict(memo.cached(("layer", memo.token(layer), memo.token(width), shape),
+    return dict(memo.cached(("layer", memo.token(layer), memo.token(width), memo.token(shape)),
                             lambda: _layer_cost(layer, width, shape)))
 
 
 def attention_cost(attention: AttentionSpec, model: ModelSpec, shape: Shape) -> Cost:
     """The attention formula of its type (shared inside memo.shared(): the layer's cost and its operations,
     costs/ops.py, both start from it)."""
-    return memo.cached(("attention", memo.token(attention), memo.token(model), shape),
+    return memo.cached(("attention", memo.token(attention), memo.token(model), memo.token(shape)),
                        lambda: ATTENTION_COST[attention.type](attention, model, shape))
 
 

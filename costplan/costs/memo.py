@@ -6,8 +6,7 @@ Keys name frozen spec sections by `token(section)`: hashing and comparing a pyda
 every look-up was a large part of a sweep's time, so each object is compared by value once per block."""
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Hashable, Iterator
+from collections.abc import Callable, Hashable
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -15,17 +14,19 @@ _store: dict | None = None
 _IDENTITIES, _VALUES = object(), object()    # keys in the store of token()'s two tables
 
 
-@contextlib.contextmanager
-def shared() -> Iterator[None]:
-    """Compute each keyed result once while the block runs (nested blocks share the outer one's results)."""
-    global _store
-    previous = _store
-    if _store is None:
-        _store = {}
-    try:
-        yield
-    finally:
-        _store = previous
+class shared:  # noqa: N801 - used as a function: `with memo.shared():`
+    """Compute each keyed result once while the block runs (nested blocks share the outer one's results). A
+    class rather than a generator: a step opens one per call, and this costs less to enter."""
+
+    def __enter__(self) -> None:
+        global _store
+        self._previous = _store
+        if _store is None:
+            _store = {}
+
+    def __exit__(self, *_: object) -> None:
+        global _store
+        _store = self._previous
 
 
 def cached(key: Hashable, compute: Callable[[], T]) -> T:

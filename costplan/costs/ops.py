@@ -150,7 +150,8 @@ def norm_ops(model: ModelSpec, shape: Shape) -> list[Op]:
 def layer_ops(layer: Layer, model: ModelSpec, shape: Shape) -> dict[str, list[Op]]:
     """One layer's forward operations by component (shared inside memo.shared(), by widths)."""
     width = layer_model(model)
-    return memo.cached(("ops", memo.token(layer), memo.token(width), shape), lambda: _layer_ops(layer, width, shape))
+    return memo.cached(("ops", memo.token(layer), memo.token(width), memo.token(shape)),
+                       lambda: _layer_ops(layer, width, shape))
 
 
 def _layer_ops(layer: Layer, model: ModelSpec, shape: Shape) -> dict[str, list[Op]]:

@@ -253,7 +253,7 @@ def _layout_key(spec: Spec, dev: Device, shape: Shape) -> tuple:
     device (the GPU and its curves are resolved once per name, so their identities name them)."""
     par, model = spec.parallel, spec.model
     width = memo.cached(("width", memo.token(model)), lambda: memo.token(layer_model(model)))
-    return (width, shape, par.tensor, par.context, par.expert, par.sequence_parallel, par.tensor_overlap,
+    return (width, memo.token(shape), par.tensor, par.context, par.expert, par.sequence_parallel, par.tensor_overlap,
             spec.training.micro_batch_size, id(dev.gpu), id(dev.curves), dev.precision, dev.attention_kernel)
 
 

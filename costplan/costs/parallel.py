@@ -40,6 +40,7 @@ Communication and step time: costs/step.py.
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -76,7 +77,7 @@ class StageMemory:
         moments = self.moments()
         return max(moments, key=moments.__getitem__)
 
-    @property
+    @functools.cached_property   # read several times per layout: the search, the estimate
     def total(self) -> int:
         """The peak: the largest of the moments."""
         return max(self.moments().values())

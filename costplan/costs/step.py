@@ -37,6 +37,7 @@ the gradient, memory-bound.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 from costplan import kernels
@@ -222,10 +223,16 @@ def _collective(dev: Device, wire: float, message: float, span: int, stride: int
     efficiency curves are nccl-tests bus bandwidths, latency included, so no latency is added."""
     if wire <= 0:
         return 0.0
+    return wire / memo.cached(("link rate", id(dev.gpu), id(dev.curves), span, stride, message, alltoall),
+                              lambda: _link_rate(dev, message, span, stride, alltoall))
+
+
+def _link_rate(dev: Device, message: float, span: int, stride: int, alltoall: bool) -> float:
+    """Bytes/s a collective reaches on the link of a group at a message size (shared inside memo.shared())."""
     bandwidth, curve = dev.link(span, stride)
     if alltoall and dev.curves.alltoall is not None and span <= dev.gpu.node_size:
         curve = dev.curves.alltoall
-    return wire / (bandwidth * curve.at(message))
+    return bandwidth * curve.at(message)
 
 
 @dataclass
@@ -263,21 +270,22 @@ def _stage_time(spec: Spec, dev: Device, shape: Shape, stage: int, layout: tuple
     # like the layers' times); the stage's tally starts from a copy of theirs.
     edges = memo.cached(("stage edges", stage == 0, stage == p - 1, *layout),
                         lambda: _edges_time(model, shape, Timer(spec, dev, shape), stage == 0, stage == p - 1))
-    tally = Tally(dict(edges.forward), dict(edges.backward), edges.gemm, edges.core)
+    forward, backward, gemm, core = dict(edges.forward), dict(edges.backward), edges.gemm, edges.core
     traffic = {kind: Traffic() for kind in ("tensor", "context", "expert")}
     for layer, count in memo.cached(("distinct layers", memo.token(model), stage, p),
                                     lambda: distinct_layers(model, stage, p)):
         own, wire, seconds, behind = memo.cached(("layer time", memo.token(layer), *layout),
                                                  lambda: _time_layer(spec, dev, shape, Timer(spec, dev, shape),
                                                                      layer))
-        for kind in traffic:
-            traffic[kind].add(count, wire[kind], seconds[kind], behind[kind])
-        for side in ("forward", "backward"):
-            for part, value in getattr(own, side).items():
-                getattr(tally, side)[part] += count * value
-        tally.gemm += count * own.gemm
-        tally.core += count * own.core
-    return tally, traffic
+        for kind, each in traffic.items():
+            each.add(count, wire[kind], seconds[kind], behind[kind])
+        for part, value in own.forward.items():
+            forward[part] += count * value
+        for part, value in own.backward.items():
+            backward[part] += count * value
+        gemm += count * own.gemm
+        core += count * own.core
+    return Tally(forward, backward, gemm, core), traffic
 
 
 def _edges_time(model: ModelSpec, shape: Shape, timer: Timer, first: bool, last: bool) -> Tally:
@@ -397,11 +405,16 @@ def step_time(spec: Spec, dev: Device, shape: Shape, stage_params: list[tuple[fl
 def overlaps(spec: Spec) -> str:
     """What the step model hid behind what, for this layout."""
     par = spec.parallel
-    said = ["tensor traffic behind the GEMMs" if par.tensor_overlap else "tensor traffic exposed",
+    return _overlaps(par.tensor_overlap, par.context > 1, par.zero)
+
+
+@functools.lru_cache(maxsize=64)
+def _overlaps(tensor_overlap: bool, ring: bool, zero: int) -> str:
+    said = ["tensor traffic behind the GEMMs" if tensor_overlap else "tensor traffic exposed",
             "expert and pipeline traffic exposed"]
-    if par.context > 1:
+    if ring:
         said.append("context ring behind attention")
     said.append({0: "gradient all-reduce behind the last backward",
                  3: "ZeRO-3 gathers and reduce-scatters behind each micro-batch"}.get(
-        par.zero, "gradient reduce-scatter behind the last backward, weight gather behind the first forward"))
+        zero, "gradient reduce-scatter behind the last backward, weight gather behind the first forward"))
     return "; ".join(said)

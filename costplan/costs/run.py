@@ -7,6 +7,7 @@ MFU (hardware.mfu / --mfu), model FLOPs / (peak × MFU) with everything else ins
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from costplan.costs import Cost, Shape, layouts, parallel, step
@@ -95,9 +96,7 @@ def _search(spec: Spec) -> tuple[Spec, str, list[parallel.StageMemory] | None, s
                 least = (memory, candidate, memories)
         source = f"the fastest that fits of {tried} layouts tried on {count} GPUs"
         if fitting and spec.hardware.mfu is None:
-            timed = [(step_of(c, shape, memories), c, memories) for c, memories in fitting]
-            stepped, chosen, memories = min(timed, key=lambda x: (x[0].seconds, x[1].parallel.tensor
-                                                                   * x[1].parallel.pipeline, x[1].parallel.zero))
+            stepped, chosen, memories = _fastest(fitting, shape)
             return chosen, source, memories, stepped
         elif fitting:
             chosen, memories = min(fitting, key=lambda x: (x[0].parallel.tensor * x[0].parallel.pipeline,
@@ -110,14 +109,44 @@ def _search(spec: Spec) -> tuple[Spec, str, list[parallel.StageMemory] | None, s
             return spec.model_copy(update={"parallelism": NO_PARALLELISM}), "every GPU holds the model", None, None
 
 
+# A layout is skipped when its step's lower bound exceeds the fastest step found by more than rounding can
+# explain (the bound and the step sum the same terms in different orders).
+BOUND_MARGIN = 1e-9
+
+
+def _fastest(fitting: list[tuple[Spec, list[parallel.StageMemory]]], shape: Shape
+             ) -> tuple[step.StepTime, Spec, list[parallel.StageMemory]]:
+    """The fitting layout of the shortest step (then the fewest model-parallel GPUs, the lowest ZeRO stage, the
+    first listed), with its step. Layouts are timed in the order of their steps' lower bounds (step.step_bound),
+    and those whose bound is above the fastest step found are not timed: they cannot be faster."""
+    def key(stepped: step.StepTime, c: Spec, index: int) -> tuple:
+        return stepped.seconds, c.parallel.tensor * c.parallel.pipeline, c.parallel.zero, index
+
+    bounds = [step.step_bound(c, _device(c), shape) for c, _ in fitting]
+    order = sorted(range(len(fitting)), key=lambda i: (bounds[i], i)) if all(map(math.isfinite, bounds)) else None
+    best = None
+    for index in order if order is not None else range(len(fitting)):
+        c, memories = fitting[index]
+        if order is not None and best is not None and bounds[index] * (1 - BOUND_MARGIN) > best[0][0]:
+            break       # this bound and every later one exceed the fastest step
+        stepped = step_of(c, shape, memories)
+        if best is None or key(stepped, c, index) < best[0]:
+            best = key(stepped, c, index), stepped, c, memories
+    return best[1:]
+
+
+def _device(spec: Spec) -> step.Device:
+    t = spec.training
+    return step.device(spec.gpu, t.precision, t.attention_kernel)
+
+
 def step_of(spec: Spec, shape: Shape,
             memories: list[parallel.StageMemory] | None = None) -> step.StepTime:
     """The step model's time for a laid-out spec (its stages' memory, when already known, gives their
     parameters)."""
     memories = memories or parallel.stage_memories(spec, stages_of(spec, shape))
     params = [(m.params, m.routed_params) for m in memories]
-    t = spec.training
-    return step.step_time(spec, step.device(spec.gpu, t.precision, t.attention_kernel), shape, params)
+    return step.step_time(spec, _device(spec), shape, params)
 
 
 def step_time(run: Run, shape: Shape, memories: list[parallel.StageMemory], model_flops_per_step: float

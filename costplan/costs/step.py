@@ -337,6 +337,18 @@ def _routed_per_token(layer: Layer) -> float:
     return moe.top_k if not moe.capacity_factor else moe.capacity_factor * moe.top_k
 
 
+def step_bound(spec: Spec, dev: Device, shape: Shape) -> float:
+    """A lower bound of step_time(...).seconds from the first stage alone, for a layout search to skip layouts
+    that cannot be the fastest. A step spends its micro-batches and its bubble, m + (p − 1)/v micro-batch times,
+    on the slowest stage's compute and exposed layer traffic, which is at least the first stage's; the
+    optimizer, the pipeline and the data traffic only add (every part of the step is a sum of such terms)."""
+    par = spec.parallel
+    with memo.shared():
+        tally, traffic = _stage_time(spec, dev, shape, 0, _layout_key(spec, dev, shape))
+    return (spec.micro_batches + (par.pipeline - 1) / par.virtual_stages) * (
+        tally.total + sum(k.exposed for k in traffic.values()))
+
+
 def step_time(spec: Spec, dev: Device, shape: Shape, stage_params: list[tuple[float, float]]) -> StepTime:
     """The step of the spec's layout; `stage_params` are each stage's (dense, routed) parameters per GPU
     before ZeRO sharding (costs/parallel.py)."""

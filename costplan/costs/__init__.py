@@ -64,6 +64,11 @@ class Cost:
     matrix_params: int = 0
 
     def __add__(self, other: Cost) -> Cost:
+        # Adding ZERO changes no field (they are counts of ints), and building a Cost is most of an addition.
+        if other is ZERO:
+            return self
+        if self is ZERO:
+            return other
         return Cost(*map(operator.add, _values(self), _values(other)))
 
     def __mul__(self, n: int) -> Cost:

@@ -35,7 +35,8 @@ def estimate(spec: Spec, law: str | scaling.ScalingLaw | None = None) -> Estimat
 def _estimate(spec: Spec, law: str | scaling.ScalingLaw | None) -> Estimate:
     shape = shape_of(spec)
     parts = components(spec, shape)
-    whole = sum(parts.values(), ZERO)
+    # the same for every point of a sweep with this model (shared_components())
+    whole = memo.cached(("whole", memo.token(spec.model), memo.token(shape)), lambda: sum(parts.values(), ZERO))
     t, hw, gpu = spec.training, spec.hardware, spec.gpu
     s = shape.seq_len
 

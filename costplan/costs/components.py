@@ -8,7 +8,7 @@ from costplan.costs import ZERO, Cost, Shape, memo
 from costplan.costs.embedding import embedding, head
 from costplan.costs.implementation import (capped_logits, d_model_wide, eager_peak, fp32_residual, model_extra,
                                           position_ids, weight_copies)
-from costplan.costs.layers import distinct_layers, layer_cost, layer_model, stage_layers
+from costplan.costs.layers import distinct_layers, layer_cost, layer_model, stage_distinct, stage_layers
 from costplan.costs.memory import element_bytes
 from costplan.costs.norm import norm
 from costplan.spec import ModelSpec, Spec
@@ -26,9 +26,13 @@ def components(spec: Spec, shape: Shape | None = None, stage: int = 0, stages: i
     """Cost of one sequence by component, summed over every layer; or over the layers of one of `stages`
     equal runs of consecutive layers (a pipeline stage): the first holds the embedding, the last the final
     norm and the head."""
-    shape = shape or shape_of(spec)
-    return dict(memo.cached(("components", memo.token(spec.model), memo.token(shape), stage, stages),
-                            lambda: _shared_stage(spec.model, shape, stage, stages)))
+    return dict(stage_parts(spec, shape or shape_of(spec), stage, stages))
+
+
+def stage_parts(spec: Spec, shape: Shape, stage: int = 0, stages: int = 1) -> dict[str, Cost]:
+    """components() itself, not a copy, for callers that only read it (the memory and the step of a layout)."""
+    return memo.cached(("components", memo.token(spec.model), memo.token(shape), stage, stages),
+                       lambda: _shared_stage(spec.model, shape, stage, stages))
 
 
 # Inside `shared_components()` (a sweep, a layout search), points whose models and shapes are equal share their
@@ -40,9 +44,11 @@ def _shared_stage(model: ModelSpec, shape: Shape, stage: int, stages: int) -> di
     """A stage's costs depend on its model only through the widths, whether it holds the embedding and the head,
     and its layers: the middle stages of a pipeline, and stages of that many layers in deeper models of the
     same widths, share them (inside shared_components())."""
-    layers = tuple((memo.token(layer), count) for layer, count in distinct_layers(model, stage, stages))
+    distinct = stage_distinct(model, stage, stages)
+    last = distinct[0][0] if len(distinct) == 1 else stage_layers(model, stage, stages)[-1]
+    layers = tuple((memo.token(layer), count) for layer, count in distinct)
     key = ("stage components", memo.token(layer_model(model)), memo.token(shape), stage == 0, stage == stages - 1,
-           layers, memo.token(stage_layers(model, stage, stages)[-1]))
+           layers, memo.token(last))
     return memo.cached(key, lambda: _components(model, shape, stage, stages))
 
 

@@ -99,6 +99,18 @@ def distinct_layers(model: ModelSpec, stage: int = 0, stages: int = 1) -> tuple[
     return tuple(merged.items())
 
 
+def stage_distinct(model: ModelSpec, stage: int = 0, stages: int = 1) -> tuple[tuple[Layer, int], ...]:
+    """distinct_layers inside memo.shared(), without hashing the model once it is known to be one layer
+    repeated (most are): that layer, as many times as a stage holds."""
+    one = memo.cached(("one layer", memo.token(model)), lambda: _one_layer(model))
+    return ((one, model.n_layers // stages),) if one is not None else distinct_layers(model, stage, stages)
+
+
+def _one_layer(model: ModelSpec) -> Layer | None:
+    every = _layers(model)
+    return every[0] if every.count(every[0]) == len(every) else None
+
+
 @functools.lru_cache(maxsize=1024)
 def layer_model(model: ModelSpec) -> ModelSpec:
     """The model as one layer sees it: the same but for its depth, so that models differing only in n_layers

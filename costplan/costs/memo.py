@@ -55,3 +55,15 @@ def token(section: Hashable) -> Hashable:
     found = values.setdefault(section, len(values))
     identities[id(section)] = (section, found)
     return found
+
+
+def of_object(tag: str, held: object, compute: Callable[[], T]) -> T:
+    """compute(), kept for this very object inside a shared() block: the entry holds the object, so no other
+    object takes its id while the block runs. For results derived from an unhashable object (a dict of costs)."""
+    if _store is None:
+        return compute()
+    key = (tag, id(held))
+    found = _store.get(key)
+    if found is None or found[0] is not held:
+        found = _store[key] = (held, compute())
+    return found[1]

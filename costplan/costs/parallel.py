@@ -44,7 +44,7 @@ import functools
 import math
 from dataclasses import dataclass
 
-from costplan.costs import STAT_BYTES, Cost
+from costplan.costs import STAT_BYTES, Cost, memo
 from costplan.costs.memory import FP32, element_bytes, optimizer_bytes, update_bytes, weight_bytes
 from costplan.spec import Spec
 
@@ -148,7 +148,7 @@ def stage_memory(spec: Spec, parts: dict[str, Cost], stage: int) -> StageMemory:
     p, d, m = par.pipeline, spec.data_parallel, spec.micro_batches
     model, training = spec.model, spec.training
     shared_head = model.vocab_size * model.d_model if model.tie_embeddings and p > 1 and stage == p - 1 else 0
-    sums = _sums(parts)
+    sums = memo.of_object("sums", parts, lambda: _sums(parts))   # a search reads a stage under several layouts
     dense = _params_per_gpu(sums, t, shared_head)
     routed = sums.routed / (t * par.expert)
     w = weight_bytes(training.precision, training.autocast)

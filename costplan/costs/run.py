@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass, field
 
 from costplan.costs import Cost, Shape, layouts, parallel, step
-from costplan.costs.components import components, shape_of, shared_components
+from costplan.costs.components import shape_of, shared_components, stage_parts
 from costplan.costs.time import seconds_at
 from costplan.hardware import GPU
 from costplan.spec import NO_PARALLELISM, Spec
@@ -57,8 +57,9 @@ def laid_out_once(spec: Spec) -> Spec:
 
 
 def stages_of(spec: Spec, shape: Shape) -> list[dict[str, Cost]]:
+    """Each pipeline stage's component costs, to read (shared, not copied, inside shared_components())."""
     p = spec.parallel.pipeline
-    return [components(spec, shape)] if p == 1 else [components(spec, shape, i, p) for i in range(p)]
+    return [stage_parts(spec, shape)] if p == 1 else [stage_parts(spec, shape, i, p) for i in range(p)]
 
 
 def _layout(spec: Spec) -> tuple[Spec, str]:

@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 
 from costplan import kernels
 from costplan.costs import Shape, memo
-from costplan.costs.layers import Layer, distinct_layers, layer_model, stage_layers
+from costplan.costs.layers import Layer, layer_model, stage_distinct, stage_layers
 from costplan.costs.memory import optimizer_bytes, weight_bytes
 from costplan.costs.ops import Core, Gemm, Op, Stream, embedding_ops, head_ops, layer_ops
 from costplan.errors import CostplanError
@@ -272,8 +272,7 @@ def _stage_time(spec: Spec, dev: Device, shape: Shape, stage: int, layout: tuple
                         lambda: _edges_time(model, shape, Timer(spec, dev, shape), stage == 0, stage == p - 1))
     forward, backward, gemm, core = dict(edges.forward), dict(edges.backward), edges.gemm, edges.core
     traffic = {kind: Traffic() for kind in ("tensor", "context", "expert")}
-    for layer, count in memo.cached(("distinct layers", memo.token(model), stage, p),
-                                    lambda: distinct_layers(model, stage, p)):
+    for layer, count in stage_distinct(model, stage, p):
         own, wire, seconds, behind = memo.cached(("layer time", memo.token(layer), *layout),
                                                  lambda: _time_layer(spec, dev, shape, Timer(spec, dev, shape),
                                                                      layer))

@@ -8,7 +8,7 @@ from costplan.costs import ZERO, Cost, Shape, memo
 from costplan.costs.embedding import embedding, head
 from costplan.costs.implementation import (capped_logits, d_model_wide, eager_peak, fp32_residual, model_extra,
                                           position_ids, weight_copies)
-from costplan.costs.layers import distinct_layers, layer_cost, layer_model, stage_distinct, stage_layers
+from costplan.costs.layers import block_width, distinct_layers, layer_cost, stage_distinct, stage_layers
 from costplan.costs.memory import element_bytes
 from costplan.costs.norm import norm
 from costplan.spec import ModelSpec, Spec
@@ -47,14 +47,14 @@ def _shared_stage(model: ModelSpec, shape: Shape, stage: int, stages: int) -> di
     distinct = stage_distinct(model, stage, stages)
     last = distinct[0][0] if len(distinct) == 1 else stage_layers(model, stage, stages)[-1]
     layers = tuple((memo.token(layer), count) for layer, count in distinct)
-    key = ("stage components", memo.token(layer_model(model)), memo.token(shape), stage == 0, stage == stages - 1,
+    key = ("stage components", memo.token(block_width(model)), memo.token(shape), stage == 0, stage == stages - 1,
            layers, memo.token(last))
     return memo.cached(key, lambda: _components(model, shape, stage, stages))
 
 
 def _components(model: ModelSpec, shape: Shape, stage: int, stages: int) -> dict[str, Cost]:
     parts = {key: ZERO for key in COMPONENTS if key != "moe" or model.moe is not None}
-    width = layer_model(model)
+    width = block_width(model)
     outer_norm, embedded, tables, headed = memo.cached(("edges", memo.token(width), memo.token(shape)),
                                                                   lambda: _edges(width, shape))
     if stage == 0:

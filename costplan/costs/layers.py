@@ -118,10 +118,15 @@ def layer_model(model: ModelSpec) -> ModelSpec:
     return model if model.n_layers == 1 else model.model_copy(update={"n_layers": 1})
 
 
+def block_width(model: ModelSpec) -> ModelSpec:
+    """layer_model(model), found by the model's token inside memo.shared() (without hashing the model)."""
+    return memo.cached(("width", memo.token(model)), lambda: layer_model(model))
+
+
 def layer_cost(layer: Layer, model: ModelSpec, shape: Shape) -> dict[str, Cost]:
     """One layer's cost by component: attention, mlp or moe, and its norms (shared inside memo.shared() by
     every model of the same widths)."""
-    width = layer_model(model)
+    width = block_width(model)
     return dict(memo.cached(("layer", memo.token(layer), memo.token(width), memo.token(shape)),
                             lambda: _layer_cost(layer, width, shape)))
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from costplan.costs import STAT_BYTES, Shape, memo
-from costplan.costs.layers import STRUCTURES, Layer, attention_cost, layer_model
+from costplan.costs.layers import STRUCTURES, Layer, attention_cost, block_width
 from costplan.costs.moe import routed_rows
 from costplan.spec import ModelSpec
 
@@ -149,7 +149,7 @@ def norm_ops(model: ModelSpec, shape: Shape) -> list[Op]:
 
 def layer_ops(layer: Layer, model: ModelSpec, shape: Shape) -> dict[str, list[Op]]:
     """One layer's forward operations by component (shared inside memo.shared(), by widths)."""
-    width = layer_model(model)
+    width = block_width(model)
     return memo.cached(("ops", memo.token(layer), memo.token(width), memo.token(shape)),
                        lambda: _layer_ops(layer, width, shape))
 

@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 
 from costplan import kernels
 from costplan.costs import Shape, memo
-from costplan.costs.layers import Layer, layer_model, stage_distinct, stage_layers
+from costplan.costs.layers import Layer, block_width, stage_distinct, stage_layers
 from costplan.costs.memory import optimizer_bytes, weight_bytes
 from costplan.costs.ops import Core, Gemm, Op, Stream, embedding_ops, head_ops, layer_ops
 from costplan.errors import CostplanError
@@ -259,7 +259,7 @@ def _layout_key(spec: Spec, dev: Device, shape: Shape) -> tuple:
     """What a layer's time depends on besides the layer, in memo keys: its widths, the shape, the layout and the
     device (the GPU and its curves are resolved once per name, so their identities name them)."""
     par, model = spec.parallel, spec.model
-    width = memo.cached(("width", memo.token(model)), lambda: memo.token(layer_model(model)))
+    width = memo.token(block_width(model))
     return (width, memo.token(shape), par.tensor, par.context, par.expert, par.sequence_parallel, par.tensor_overlap,
             spec.training.micro_batch_size, id(dev.gpu), id(dev.curves), dev.precision, dev.attention_kernel)
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 from typing import Any
 
+from costplan.costs import memo
 from costplan.spec import ModelSpec, ParallelismSpec, Spec
 from costplan.spec_rules import model_parallel, split_rules
 
@@ -72,11 +73,11 @@ def variant(spec: Spec, gpu_key: str, count: int, layout: dict[str, Any]) -> Spe
     expert = layout["expert"] if "expert" in layout else expert_degree(spec, data)
     section = _section(tuple((key, type(value), value) for key, value in {**layout, "data": "auto",
                                                                           "expert": expert}.items()))
-    return spec.model_copy(update={
-        "hardware": hw.model_copy(update={"gpu": gpu_key, "count": count, "mfu": hw.mfu if same else None,
-                                          "usd_per_gpu_hour": hw.usd_per_gpu_hour if same else None}),
-        "parallelism": section,
-    })
+    # one copy of the hardware section for every layout a search tries on it (inside memo.shared())
+    hardware = memo.cached(("hardware", memo.token(hw), gpu_key, count), lambda: hw.model_copy(update={
+        "gpu": gpu_key, "count": count, "mfu": hw.mfu if same else None,
+        "usd_per_gpu_hour": hw.usd_per_gpu_hour if same else None}))
+    return spec.model_copy(update={"hardware": hardware, "parallelism": section})
 
 
 def fits_batch(spec: Spec, layout: dict[str, Any], count: int) -> bool:

@@ -11,7 +11,10 @@ from typing import TypeVar
 
 T = TypeVar("T")
 _store: dict | None = None
-_IDENTITIES, _VALUES = object(), object()    # keys in the store of token()'s two tables
+# token()'s two tables, made with the store: an object's id → (the object, its token); a value → its token
+_ids: dict[int, tuple] = {}
+_values: dict[Hashable, int] = {}
+_MISSING = object()
 
 
 class shared:  # noqa: N801 - used as a function: `with memo.shared():`
@@ -19,23 +22,24 @@ class shared:  # noqa: N801 - used as a function: `with memo.shared():`
     class rather than a generator: a step opens one per call, and this costs less to enter."""
 
     def __enter__(self) -> None:
-        global _store
-        self._previous = _store
+        global _store, _ids, _values
+        self._previous = _store, _ids, _values
         if _store is None:
-            _store = {}
+            _store, _ids, _values = {}, {}, {}
 
     def __exit__(self, *_: object) -> None:
-        global _store
-        _store = self._previous
+        global _store, _ids, _values
+        _store, _ids, _values = self._previous
 
 
 def cached(key: Hashable, compute: Callable[[], T]) -> T:
     """compute(), or the result kept for `key` inside a shared() block."""
     if _store is None:
         return compute()
-    if key not in _store:
-        _store[key] = compute()
-    return _store[key]
+    found = _store.get(key, _MISSING)
+    if found is _MISSING:
+        found = _store[key] = compute()
+    return found
 
 
 def token(section: Hashable) -> Hashable:
@@ -44,16 +48,11 @@ def token(section: Hashable) -> Hashable:
     reused by another object while the block runs. Outside a block, the object itself."""
     if _store is None:
         return section
-    identities = _store.get(_IDENTITIES)
-    if identities is None:
-        identities = _store[_IDENTITIES] = {}
-        _store[_VALUES] = {}
-    known = identities.get(id(section))
+    known = _ids.get(id(section))
     if known is not None:
         return known[1]
-    values = _store[_VALUES]
-    found = values.setdefault(section, len(values))
-    identities[id(section)] = (section, found)
+    found = _values.setdefault(section, len(_values))
+    _ids[id(section)] = (section, found)
     return found
 
 

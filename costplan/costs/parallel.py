@@ -144,15 +144,24 @@ def head_backward(spec: Spec, t: int) -> float:
 
 def stage_memory(spec: Spec, parts: dict[str, Cost], stage: int) -> StageMemory:
     """Model states and activations on one GPU of pipeline stage `stage`."""
-    par, t = spec.parallel, spec.parallel.tensor
-    p, d, m = par.pipeline, spec.data_parallel, spec.micro_batches
+    return _stage_memory(spec, _degrees(spec), parts, stage)
+
+
+def _degrees(spec: Spec) -> tuple:
+    """What every stage of a layout reads of it, looked up once for all of them."""
+    training = spec.training
+    return (spec.parallel, spec.data_parallel, spec.micro_batches, weight_bytes(training.precision, training.autocast),
+            optimizer_bytes(training.precision, training.optimizer, training.autocast))
+
+
+def _stage_memory(spec: Spec, degrees: tuple, parts: dict[str, Cost], stage: int) -> StageMemory:
+    par, d, m, w, o = degrees
+    t, p = par.tensor, par.pipeline
     model, training = spec.model, spec.training
     shared_head = model.vocab_size * model.d_model if model.tie_embeddings and p > 1 and stage == p - 1 else 0
     sums = memo.of_object("sums", parts, lambda: _sums(parts))   # a search reads a stage under several layouts
     dense = _params_per_gpu(sums, t, shared_head)
     routed = sums.routed / (t * par.expert)
-    w = weight_bytes(training.precision, training.autocast)
-    o = optimizer_bytes(training.precision, training.optimizer, training.autocast)
     extra_optimizer = 0.0
     if training.optimizer == "adafactor":
         extra_optimizer = sums.factored / t * FP32 / (d if par.zero >= 1 else 1)
@@ -189,4 +198,5 @@ def stage_memory(spec: Spec, parts: dict[str, Cost], stage: int) -> StageMemory:
 
 def stage_memories(spec: Spec, stages: list[dict[str, Cost]]) -> list[StageMemory]:
     """Memory on one GPU of each pipeline stage; `stages` are the component costs of each for one sequence."""
-    return [stage_memory(spec, parts, i) for i, parts in enumerate(stages)]
+    degrees = _degrees(spec)
+    return [_stage_memory(spec, degrees, parts, i) for i, parts in enumerate(stages)]

@@ -2,8 +2,6 @@
 pipeline stage, and shared between the points of a sweep."""
 from __future__ import annotations
 
-from dataclasses import replace
-
 from costplan.costs import ZERO, Cost, Shape, memo
 from costplan.costs.embedding import embedding, head
 from costplan.costs.implementation import (capped_logits, d_model_wide, eager_peak, fp32_residual, model_extra,
@@ -80,7 +78,7 @@ def _edges(model: ModelSpec, shape: Shape) -> tuple[Cost, Cost, Cost, Cost]:
     """What a stage adds around its layers, the same at every depth (shared inside memo.shared() by every model
     of the same widths): a final or embedding norm, the embedding, the rotary tables and the head."""
     outer_norm = norm(model.norm, model.d_model, shape)
-    outer_norm = replace(outer_norm, act_d_model=outer_norm.activations) + d_model_wide(fp32_residual(1, model, shape))
+    outer_norm = outer_norm.replace(act_d_model=outer_norm.activations) + d_model_wide(fp32_residual(1, model, shape))
     embedded = embedding(model, shape) + d_model_wide(position_ids(model, shape))
     tables = Cost(activations=model_extra(model, shape))   # the rotary tables: once
     # under autocast the head's 16-bit weight copy (the tied embedding's too) is saved once per micro-batch

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 from collections import Counter
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from costplan.costs import Cost, Shape, memo
 from costplan.costs.attention import COPIES_INPUT, COST as ATTENTION_COST
@@ -143,13 +143,13 @@ def _layer_cost(layer: Layer, model: ModelSpec, shape: Shape) -> dict[str, Cost]
     structure = STRUCTURES[model.block]
     norms = norm(model.norm, model.d_model, shape) * structure.norms
     # A norm saves its input; norms reading the same tensor hold one copy of it.
-    norms = replace(norms, activations=norms.activations - (structure.norms - structure.norm_inputs) * block_input)
+    norms = norms.replace(activations=norms.activations - (structure.norms - structure.norm_inputs) * block_input)
     ffn = "moe" if layer.moe is not None else "mlp"
     attention = attention_cost(layer.attention, model, shape)
     parts = {
         "attention": attention + Cost(activations=attention_extra(layer.attention, model, shape)
                                       + family_attention_extra(layer.attention, model, shape)),
-        "norms": replace(norms, act_d_model=norms.activations),
+        "norms": norms.replace(act_d_model=norms.activations),
         ffn: (moe_block(layer.moe, model, shape) + Cost(activations=moe_extra(layer.moe, model, shape))
               + deepseek_router(layer.moe, model, shape)
               if layer.moe is not None
@@ -157,16 +157,16 @@ def _layer_cost(layer: Layer, model: ModelSpec, shape: Shape) -> dict[str, Cost]
     }
     # Each block saves its (normed) d_model-wide input once, whatever it computes from it; a shared one is
     # saved by attention, which runs first, unless attention saves a copy of its own.
-    parts["attention"] = replace(parts["attention"], act_d_model=block_input)
+    parts["attention"] = parts["attention"].replace(act_d_model=block_input)
     if structure.shared_input and layer.attention.type not in COPIES_INPUT:
-        parts[ffn] = replace(parts[ffn], activations=parts[ffn].activations - block_input, act_d_model=0)
+        parts[ffn] = parts[ffn].replace(activations=parts[ffn].activations - block_input, act_d_model=0)
     else:
-        parts[ffn] = replace(parts[ffn], act_d_model=block_input)
+        parts[ffn] = parts[ffn].replace(act_d_model=block_input)
     parts = autocast_extra(parts, ffn, structure.norm_inputs, structure.shared_input, model, shape)
     if shape.recompute == "full":
         # Checkpointing each layer keeps only its input (Korthikanti et al. 2022, Table 2: 2·sbh per layer) and
         # runs every block's forward again during backward.
-        parts = {key: replace(c, activations=0, shared_activations=0, act_d_model=0,
+        parts = {key: c.replace(activations=0, shared_activations=0, act_d_model=0,
                               hw_flops=c.hw_flops + c.hw_fwd) for key, c in parts.items()}
-        parts["norms"] = replace(parts["norms"], activations=block_input, act_d_model=block_input)
+        parts["norms"] = parts["norms"].replace(activations=block_input, act_d_model=block_input)
     return parts

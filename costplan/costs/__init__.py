@@ -78,6 +78,10 @@ class Cost:
             values[_INDEX[name]] = value
         return Cost(*values)
 
+    def plus(self, other: Cost, n: int) -> Cost:
+        """self + other * n, building one Cost instead of two."""
+        return Cost(*[a + b * n for a, b in zip(_values(self), _values(other))])
+
     def __mul__(self, n: int) -> Cost:
         return Cost(*[value * n for value in _values(self)])
 

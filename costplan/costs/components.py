@@ -65,7 +65,7 @@ def _components(model: ModelSpec, shape: Shape, stage: int, stages: int) -> dict
         parts["norms"] = parts["norms"] + outer_norm  # the final norm
     for layer, count in distinct_layers(model, stage, stages):
         for key, cost in layer_cost(layer, model, shape).items():
-            parts[key] = parts[key] + cost * count
+            parts[key] = parts[key].plus(cost, count)
     last = layer_cost(stage_layers(model, stage, stages)[-1], model, shape)
     after = sum(last[k].activations for k in ("mlp", "moe") if k in last) + (
         parts["head"].activations + outer_norm.activations if stage == stages - 1 else 0)

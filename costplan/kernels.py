@@ -84,10 +84,13 @@ class Curve(BaseModel):
         points = self.points
         if x <= points[0][0]:
             return points[0][1]
-        for (x0, y0), (x1, y1) in zip(points, points[1:]):
+        x0, y0 = points[0]
+        for i in range(1, len(points)):
+            x1, y1 = points[i]
             if x <= x1:
                 w = (math.log2(x) - math.log2(x0)) / (math.log2(x1) - math.log2(x0))
                 return y0 + w * (y1 - y0)
+            x0, y0 = x1, y1
         return points[-1][1]
 
 

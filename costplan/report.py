@@ -12,7 +12,7 @@ import csv
 import io
 import json
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -204,6 +204,25 @@ class Block:
     footer: str = ""
 
 
+class LazyRows(Sequence):
+    """A block's rows, formatted when first read: a sweep printed as JSON or CSV never formats its 10,000 rows
+    for people."""
+
+    def __init__(self, make: Callable[[], list[list[Any]]]):
+        self._make, self._rows = make, None
+
+    def _made(self) -> list[list[Any]]:
+        if self._rows is None:
+            self._rows = self._make()
+        return self._rows
+
+    def __getitem__(self, index):  # noqa: ANN001, ANN204 - as list's
+        return self._made()[index]
+
+    def __len__(self) -> int:
+        return len(self._made())
+
+
 @dataclass(frozen=True)
 class Case:
     """One JUnit test case: status ok | FAIL | skip; `message` the failure in a line, `detail` its body (or the
@@ -262,7 +281,7 @@ def render(table: Table, fmt: str) -> str:
 def block_text(block: Block, fmt: str = "table") -> str:
     from tabulate import tabulate  # imported on use: keeps `costplan --help` fast
 
-    text = tabulate(block.body, headers=list(block.headers), tablefmt="github" if fmt == "markdown" else "simple",
+    text = tabulate(list(block.body), headers=list(block.headers), tablefmt="github" if fmt == "markdown" else "simple",
                     disable_numparse=True, colalign=block.align)
     if block.title:
         text = (f"### {block.title}\n\n" if fmt == "markdown" else f"{block.title}\n") + text

@@ -133,7 +133,9 @@ def predict(law: ScalingLaw, total: int, active: int, tokens: float) -> Scaling:
 def resolve(name: str | None = None, base_dir: str | None = None) -> ScalingLaw:
     """A bundled law by name, or a YAML file of constants by path (relative to the cwd, then base_dir), by the
     rule of costplan/sources.py."""
-    found = sources.find(name or DEFAULT_LAW, LAWS, [base_dir], option="--law ")
+    if not name:
+        return LAWS[DEFAULT_LAW]    # a bundled name, which no file shadows (every estimate without --law)
+    found = sources.find(name, LAWS, [base_dir], option="--law ")
     if isinstance(found, str):
         return LAWS[found]
     if found is not None and sources.is_file(found):

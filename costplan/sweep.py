@@ -128,6 +128,7 @@ def run(raw: RawSpec, axes: Sequence[Axis], overrides: Iterable[str] = (), law: 
     combos = itertools.product(*(range(len(axis.values)) for axis in axes))
     with shared_components():
         held = _held_layout(raw, axes, overrides)
+        held = (held, held.model_dump(), held.model_copy(update={"micro_batches": None})) if held else None
         for combo in itertools.islice(combos, limit):
             sets = [f"{axis.key}={axis.texts[i]}" for axis, i in zip(axes, combo)]
             try:
@@ -161,16 +162,18 @@ def _held_layout(raw: RawSpec, axes: Sequence[Axis], overrides: list[str]) -> Pa
     return laid_out_once(base).parallelism
 
 
-def _estimate_on(spec: Spec, held: ParallelismSpec | None, law: scaling.ScalingLaw) -> Estimate:
-    """The point on the held layout where it splits the point's model and batch and fits; else the point's own
+def _estimate_on(spec: Spec, held: tuple[ParallelismSpec, dict[str, Any], ParallelismSpec] | None,
+                 law: scaling.ScalingLaw) -> Estimate:
+    """The point on the held layout (the section, its mapping and the section that leaves the micro-batches to
+    the batch, made once per sweep) where it splits the point's model and batch and fits; else the point's own
     layout search."""
     if held is None or spec.parallelism is not None:
         return estimate(spec, law)
-    layout = held.model_dump()
-    if split_rules(functools.partial(getattr, spec.model), held.tensor, held.pipeline) or not fits_batch(
-            spec, layout, spec.hardware.count):
+    section, layout, unset = held
+    if not fits_batch(spec, layout, spec.hardware.count) or split_rules(
+            functools.partial(getattr, spec.model), section.tensor, section.pipeline):
         return estimate(spec, law)
-    result = estimate(spec.model_copy(update={"parallelism": held.model_copy(update={"micro_batches": None})}), law)
+    result = estimate(spec.model_copy(update={"parallelism": unset}), law)
     return result if result.memory.fits else estimate(spec, law)
 
 

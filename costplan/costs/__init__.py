@@ -31,7 +31,7 @@ hold the factor 2 in one place.
 from __future__ import annotations
 
 import operator
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, fields
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +64,23 @@ class Cost:
     matrix_params: int = 0
 
     def __add__(self, other: Cost) -> Cost:
+        # Adding ZERO changes no field (they are counts of ints), and building a Cost is most of an addition.
+        if other is ZERO:
+            return self
+        if self is ZERO:
+            return other
         return Cost(*map(operator.add, _values(self), _values(other)))
+
+    def replace(self, **changes: int) -> Cost:
+        """dataclasses.replace for a Cost, without inspecting its fields on every call."""
+        values = list(_values(self))
+        for name, value in changes.items():
+            values[_INDEX[name]] = value
+        return Cost(*values)
+
+    def plus(self, other: Cost, n: int) -> Cost:
+        """self + other * n, building one Cost instead of two."""
+        return Cost(*[a + b * n for a, b in zip(_values(self), _values(other))])
 
     def __mul__(self, n: int) -> Cost:
         return Cost(*[value * n for value in _values(self)])
@@ -74,6 +90,7 @@ class Cost:
 
 # Every field of a Cost as a tuple, in one C call: additions of Costs are most of a sweep's time.
 _values = operator.attrgetter(*(f.name for f in fields(Cost)))
+_INDEX = {f.name: i for i, f in enumerate(fields(Cost))}
 
 
 ZERO = Cost()
@@ -109,7 +126,7 @@ def linear(tokens: int, d_in: int, d_out: int, bias: bool = False) -> Cost:
 
 def unquantized(cost: Cost) -> Cost:
     """The same cost with its matrices marked as kept in 16 bits by every serving format (a MoE router)."""
-    return replace(cost, matrices=0, matrix_rows=0, matrix_params=0)
+    return cost.replace(matrices=0, matrix_rows=0, matrix_params=0)
 
 
 def vector(n: int) -> Cost:

@@ -2,13 +2,12 @@
 pipeline stage, and shared between the points of a sweep."""
 from __future__ import annotations
 
-from dataclasses import replace
-
 from costplan.costs import ZERO, Cost, Shape, memo
 from costplan.costs.embedding import embedding, head
 from costplan.costs.implementation import (capped_logits, d_model_wide, eager_peak, fp32_residual, model_extra,
                                           position_ids, weight_copies)
-from costplan.costs.layers import Stages, distinct_layers, layer_cost, stage_count, stage_layers
+from costplan.costs.layers import (Stages, block_width, distinct_layers, layer_cost, stage_count, stage_distinct,
+                                   stage_layers)
 from costplan.costs.memory import element_bytes
 from costplan.costs.norm import norm
 from costplan.spec import ModelSpec, Spec
@@ -27,8 +26,13 @@ def components(spec: Spec, shape: Shape | None = None, stage: int = 0, stages: S
     """Cost of one sequence by component, summed over every layer; or over the layers of one pipeline stage of
     `stages` (layers.stage_layers: a count of equal runs, or each run's depth): the first holds the embedding,
     the last the final norm and the head."""
-    key = ("components", spec.model, shape or shape_of(spec), stage, stages)
-    return dict(memo.cached(key, lambda: _components(*key[1:])))
+    return dict(stage_parts(spec, shape or shape_of(spec), stage, stages))
+
+
+def stage_parts(spec: Spec, shape: Shape, stage: int = 0, stages: Stages = 1) -> dict[str, Cost]:
+    """components() itself, not a copy, for callers that only read it (the memory and the step of a layout)."""
+    return memo.cached(("components", memo.token(spec.model), memo.token(shape), stage, stages),
+                       lambda: _shared_stage(spec.model, shape, stage, stages))
 
 
 # Inside `shared_components()` (a sweep, a layout search), points whose models and shapes are equal share their
@@ -36,28 +40,51 @@ def components(spec: Spec, shape: Shape | None = None, stage: int = 0, stages: S
 shared_components = memo.shared
 
 
+def _shared_stage(model: ModelSpec, shape: Shape, stage: int, stages: Stages) -> dict[str, Cost]:
+    """A stage's costs depend on its model only through the widths, whether it holds the embedding and the head,
+    and its layers: the middle stages of a pipeline, and stages of that many layers in deeper models of the
+    same widths, share them (inside shared_components())."""
+    distinct = stage_distinct(model, stage, stages)
+    last = distinct[0][0] if len(distinct) == 1 else stage_layers(model, stage, stages)[-1]
+    layers = tuple((memo.token(layer), count) for layer, count in distinct)
+    key = ("stage components", memo.token(block_width(model)), memo.token(shape), stage == 0,
+           stage == stage_count(stages) - 1, layers, memo.token(last))
+    return memo.cached(key, lambda: _components(model, shape, stage, stages))
+
+
 def _components(model: ModelSpec, shape: Shape, stage: int, stages: Stages) -> dict[str, Cost]:
     parts = {key: ZERO for key in COMPONENTS if key != "moe" or model.moe is not None}
-    outer_norm = norm(model.norm, model.d_model, shape)
-    outer_norm = replace(outer_norm, act_d_model=outer_norm.activations) + d_model_wide(fp32_residual(1, model, shape))
+    width = block_width(model)
+    outer_norm, embedded, tables, headed = memo.cached(("edges", memo.token(width), memo.token(shape)),
+                                                                  lambda: _edges(width, shape))
     if stage == 0:
-        parts["embedding"] = embedding(model, shape) + d_model_wide(position_ids(model, shape))
-        parts["attention"] = Cost(activations=model_extra(model, shape))   # the rotary tables: once
+        parts["embedding"] = embedded
+        parts["attention"] = tables
         if model.embedding_norm:
             parts["norms"] = outer_norm
     last_stage = stage == stage_count(stages) - 1
     if last_stage:
-        # under autocast the head's 16-bit weight copy (the tied embedding's too) is saved once per micro-batch
-        parts["head"] = head(model, shape) + Cost(
-            activations=capped_logits(model, shape),
-            shared_activations=weight_copies(model.vocab_size * model.d_model, shape))
+        parts["head"] = headed
         parts["norms"] = parts["norms"] + outer_norm  # the final norm
     for layer, count in distinct_layers(model, stage, stages):
         for key, cost in layer_cost(layer, model, shape).items():
-            parts[key] = parts[key] + cost * count
+            parts[key] = parts[key].plus(cost, count)
     last = layer_cost(stage_layers(model, stage, stages)[-1], model, shape)
     after = sum(last[k].activations for k in ("mlp", "moe") if k in last) + (
         parts["head"].activations + outer_norm.activations if last_stage else 0)
     workspace = sum(c.workspace for c in parts.values())
-    parts["attention"] = parts["attention"] + Cost(workspace=eager_peak(model, shape, after, workspace))
+    parts["attention"] = parts["attention"] + Cost(workspace=eager_peak(width, shape, after, workspace))
     return parts
+
+
+def _edges(model: ModelSpec, shape: Shape) -> tuple[Cost, Cost, Cost, Cost]:
+    """What a stage adds around its layers, the same at every depth (shared inside memo.shared() by every model
+    of the same widths): a final or embedding norm, the embedding, the rotary tables and the head."""
+    outer_norm = norm(model.norm, model.d_model, shape)
+    outer_norm = outer_norm.replace(act_d_model=outer_norm.activations) + d_model_wide(fp32_residual(1, model, shape))
+    embedded = embedding(model, shape) + d_model_wide(position_ids(model, shape))
+    tables = Cost(activations=model_extra(model, shape))   # the rotary tables: once
+    # under autocast the head's 16-bit weight copy (the tied embedding's too) is saved once per micro-batch
+    headed = head(model, shape) + Cost(activations=capped_logits(model, shape),
+                                       shared_activations=weight_copies(model.vocab_size * model.d_model, shape))
+    return outer_norm, embedded, tables, headed

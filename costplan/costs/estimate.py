@@ -3,7 +3,7 @@ price), then memory, step time and cost, in that order."""
 from __future__ import annotations
 
 from costplan import scaling
-from costplan.costs import ZERO, parallel
+from costplan.costs import ZERO, memo, parallel
 from costplan.costs.components import COMPONENTS, components, shape_of, shared_components  # noqa: F401 - API
 from costplan.costs.memory import is_mixed, optimizer_bytes, weight_bytes
 from costplan.costs.result import Assumptions, Estimate, Flops, Memory, Number, Parallelism, Params, Time
@@ -35,7 +35,8 @@ def estimate(spec: Spec, law: str | scaling.ScalingLaw | None = None) -> Estimat
 def _estimate(spec: Spec, law: str | scaling.ScalingLaw | None) -> Estimate:
     shape = shape_of(spec)
     parts = components(spec, shape)
-    whole = sum(parts.values(), ZERO)
+    # the same for every point of a sweep with this model (shared_components())
+    whole = memo.cached(("whole", memo.token(spec.model), memo.token(shape)), lambda: sum(parts.values(), ZERO))
     t, hw, gpu = spec.training, spec.hardware, spec.gpu
     s = shape.seq_len
 
@@ -61,7 +62,7 @@ def _estimate(spec: Spec, law: str | scaling.ScalingLaw | None) -> Estimate:
 
     run = resolve(spec)
     spec = run.spec
-    memories = parallel.stage_memories(spec, stages_of(spec, shape))
+    memories = run.memories or parallel.stage_memories(spec, stages_of(spec, shape))
     stage = max(memories, key=lambda mem: mem.total)
     memory = Memory(
         weights=stage.weights, gradients=stage.gradients, optimizer=stage.optimizer,
@@ -85,7 +86,9 @@ def _estimate(spec: Spec, law: str | scaling.ScalingLaw | None) -> Estimate:
     )
 
     law = law if isinstance(law, scaling.ScalingLaw) else scaling.resolve(law)
-    predicted = scaling.predict(law, params.total, params.active, tokens)
+    # the same for every point of a sweep that trains the same model on as many tokens
+    predicted = memo.cached(("scaling", memo.token(law), params.total, params.active, tokens),
+                            lambda: scaling.predict(law, params.total, params.active, tokens))
     w = weight_bytes(t.precision, t.autocast)
     assumptions = Assumptions(
         tokens=tokens,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 from collections import Counter
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from costplan.costs import Cost, Shape, memo
 from costplan.costs.attention import COPIES_INPUT, COST as ATTENTION_COST
@@ -60,8 +60,16 @@ def layers(model: ModelSpec) -> list[Layer]:
 
 @functools.lru_cache(maxsize=256)
 def _layers(model: ModelSpec) -> tuple[Layer, ...]:
-    return tuple(Layer(model.layer_attention(i), model.d_ff, model.moe if is_moe_layer(i, model.moe) else None)
-            for i in range(model.n_layers))
+    # Layers with the same pattern entry and the same MoE-ness are one object: counting and keying them by
+    # identity is then cheap (hashing a Layer hashes its pydantic attention section).
+    pattern, built, found = model.attention_pattern, {}, []
+    for i in range(model.n_layers):
+        key = (i % len(pattern), is_moe_layer(i, model.moe))
+        layer = built.get(key)
+        if layer is None:
+            layer = built[key] = Layer(pattern[key[0]], model.d_ff, model.moe if key[1] else None)
+        found.append(layer)
+    return tuple(found)
 
 
 # A pipeline's stages: a count of equal runs of consecutive layers, or each stage's depth, first to last.
@@ -98,7 +106,35 @@ def stage_layers(model: ModelSpec, stage: int = 0, stages: Stages = 1) -> list[L
 def distinct_layers(model: ModelSpec, stage: int = 0, stages: Stages = 1) -> tuple[tuple[Layer, int], ...]:
     """Each distinct layer of a pipeline stage and how many times it repeats (cached: costs and step times
     loop over these, many times per estimate)."""
-    return tuple(Counter(stage_layers(model, stage, stages)).items())
+    run = stage_layers(model, stage, stages)
+    if run and run.count(run[0]) == len(run):    # every layer alike (one object: _layers): the common case
+        return ((run[0], len(run)),)
+    by_identity: dict[int, list] = {}
+    for layer in run:
+        entry = by_identity.get(id(layer))
+        if entry is None:
+            by_identity[id(layer)] = [layer, 1]
+        else:
+            entry[1] += 1
+    # then equal layers of different objects merged, in order of first appearance (as a Counter of the layers)
+    merged: Counter[Layer] = Counter()
+    for layer, count in by_identity.values():
+        merged[layer] += count
+    return tuple(merged.items())
+
+
+def stage_distinct(model: ModelSpec, stage: int = 0, stages: Stages = 1) -> tuple[tuple[Layer, int], ...]:
+    """distinct_layers inside memo.shared(), without hashing the model once it is known to be one layer
+    repeated (most are): that layer, as many times as a stage holds."""
+    one = memo.cached(("one layer", memo.token(model)), lambda: _one_layer(model))
+    if one is None:
+        return distinct_layers(model, stage, stages)
+    return ((one, model.n_layers // stages if isinstance(stages, int) else stages[stage]),)
+
+
+def _one_layer(model: ModelSpec) -> Layer | None:
+    every = _layers(model)
+    return every[0] if every.count(every[0]) == len(every) else None
 
 
 @functools.lru_cache(maxsize=1024)
@@ -108,11 +144,24 @@ def layer_model(model: ModelSpec) -> ModelSpec:
     return model if model.n_layers == 1 else model.model_copy(update={"n_layers": 1})
 
 
+def block_width(model: ModelSpec) -> ModelSpec:
+    """layer_model(model), found by the model's token inside memo.shared() (without hashing the model)."""
+    return memo.cached(("width", memo.token(model)), lambda: layer_model(model))
+
+
 def layer_cost(layer: Layer, model: ModelSpec, shape: Shape) -> dict[str, Cost]:
     """One layer's cost by component: attention, mlp or moe, and its norms (shared inside memo.shared() by
     every model of the same widths)."""
-    width = layer_model(model)
-    return dict(memo.cached(("layer", layer, width, shape), lambda: _layer_cost(layer, width, shape)))
+    width = block_width(model)
+    return dict(memo.cached(("layer", memo.token(layer), memo.token(width), memo.token(shape)),
+                            lambda: _layer_cost(layer, width, shape)))
+
+
+def attention_cost(attention: AttentionSpec, model: ModelSpec, shape: Shape) -> Cost:
+    """The attention formula of its type (shared inside memo.shared(): the layer's cost and its operations,
+    costs/ops.py, both start from it)."""
+    return memo.cached(("attention", memo.token(attention), memo.token(model), memo.token(shape)),
+                       lambda: ATTENTION_COST[attention.type](attention, model, shape))
 
 
 def _layer_cost(layer: Layer, model: ModelSpec, shape: Shape) -> dict[str, Cost]:
@@ -120,13 +169,13 @@ def _layer_cost(layer: Layer, model: ModelSpec, shape: Shape) -> dict[str, Cost]
     structure = STRUCTURES[model.block]
     norms = norm(model.norm, model.d_model, shape) * structure.norms
     # A norm saves its input; norms reading the same tensor hold one copy of it.
-    norms = replace(norms, activations=norms.activations - (structure.norms - structure.norm_inputs) * block_input)
+    norms = norms.replace(activations=norms.activations - (structure.norms - structure.norm_inputs) * block_input)
     ffn = "moe" if layer.moe is not None else "mlp"
-    attention = ATTENTION_COST[layer.attention.type](layer.attention, model, shape)
+    attention = attention_cost(layer.attention, model, shape)
     parts = {
         "attention": attention + Cost(activations=attention_extra(layer.attention, model, shape)
                                       + family_attention_extra(layer.attention, model, shape)),
-        "norms": replace(norms, act_d_model=norms.activations),
+        "norms": norms.replace(act_d_model=norms.activations),
         ffn: (moe_block(layer.moe, model, shape) + Cost(activations=moe_extra(layer.moe, model, shape))
               + deepseek_router(layer.moe, model, shape)
               if layer.moe is not None
@@ -134,16 +183,16 @@ def _layer_cost(layer: Layer, model: ModelSpec, shape: Shape) -> dict[str, Cost]
     }
     # Each block saves its (normed) d_model-wide input once, whatever it computes from it; a shared one is
     # saved by attention, which runs first, unless attention saves a copy of its own.
-    parts["attention"] = replace(parts["attention"], act_d_model=block_input)
+    parts["attention"] = parts["attention"].replace(act_d_model=block_input)
     if structure.shared_input and layer.attention.type not in COPIES_INPUT:
-        parts[ffn] = replace(parts[ffn], activations=parts[ffn].activations - block_input, act_d_model=0)
+        parts[ffn] = parts[ffn].replace(activations=parts[ffn].activations - block_input, act_d_model=0)
     else:
-        parts[ffn] = replace(parts[ffn], act_d_model=block_input)
+        parts[ffn] = parts[ffn].replace(act_d_model=block_input)
     parts = autocast_extra(parts, ffn, structure.norm_inputs, structure.shared_input, model, shape)
     if shape.recompute == "full":
         # Checkpointing each layer keeps only its input (Korthikanti et al. 2022, Table 2: 2·sbh per layer) and
         # runs every block's forward again during backward.
-        parts = {key: replace(c, activations=0, shared_activations=0, act_d_model=0,
+        parts = {key: c.replace(activations=0, shared_activations=0, act_d_model=0,
                               hw_flops=c.hw_flops + c.hw_fwd) for key, c in parts.items()}
-        parts["norms"] = replace(parts["norms"], activations=block_input, act_d_model=block_input)
+        parts["norms"] = parts["norms"].replace(activations=block_input, act_d_model=block_input)
     return parts

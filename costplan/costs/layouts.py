@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 from typing import Any
 
+from costplan.costs import memo
 from costplan.spec import ModelSpec, ParallelismSpec, Spec
 from costplan.spec_rules import model_parallel, split_rules
 
@@ -32,14 +33,22 @@ def grid(spec: Spec) -> list[dict[str, Any]]:
 def _grid(model_spec: ModelSpec, open_batch: bool) -> tuple[dict[str, Any], ...]:
     model = functools.partial(getattr, model_spec)
     found = []
+    splits = {(t, p): not split_rules(model, t, p) for t in TENSOR_DEGREES for p in PIPELINE_DEGREES}
     for zero in ZERO_STAGES:
         for t in TENSOR_DEGREES:
             for p in PIPELINE_DEGREES:
-                if split_rules(model, t, p):
+                if not splits[t, p]:
                     continue
                 found.append({"zero": zero, "tensor": t, "pipeline": p, "sequence_parallel": t > 1,
                               "micro_batches": 4 * p if p > 1 and open_batch else None})
     return tuple(found)
+
+
+@functools.lru_cache(maxsize=1024)
+def search_order(model_spec: ModelSpec, open_batch: bool) -> tuple[dict[str, Any], ...]:
+    """The grid in the order a layout search tries it: by tensor degree, then pipeline depth, then ZeRO stage.
+    Read only: the mappings are the cached grid's own."""
+    return tuple(sorted(_grid(model_spec, open_batch), key=lambda lay: (lay["tensor"], lay["pipeline"], lay["zero"])))
 
 
 def expert_degree(spec: Spec, data: int) -> int:
@@ -62,12 +71,13 @@ def variant(spec: Spec, gpu_key: str, count: int, layout: dict[str, Any]) -> Spe
     same = gpu_key == hw.gpu
     data = count // replica(layout)
     expert = layout["expert"] if "expert" in layout else expert_degree(spec, data)
-    section = ParallelismSpec(**{**layout, "data": "auto", "expert": expert})
-    return spec.model_copy(update={
-        "hardware": hw.model_copy(update={"gpu": gpu_key, "count": count, "mfu": hw.mfu if same else None,
-                                          "usd_per_gpu_hour": hw.usd_per_gpu_hour if same else None}),
-        "parallelism": section,
-    })
+    section = _section(tuple((key, type(value), value) for key, value in {**layout, "data": "auto",
+                                                                          "expert": expert}.items()))
+    # one copy of the hardware section for every layout a search tries on it (inside memo.shared())
+    hardware = memo.cached(("hardware", memo.token(hw), gpu_key, count), lambda: hw.model_copy(update={
+        "gpu": gpu_key, "count": count, "mfu": hw.mfu if same else None,
+        "usd_per_gpu_hour": hw.usd_per_gpu_hour if same else None}))
+    return spec.model_copy(update={"hardware": hardware, "parallelism": section})
 
 
 def fits_batch(spec: Spec, layout: dict[str, Any], count: int) -> bool:
@@ -77,3 +87,10 @@ def fits_batch(spec: Spec, layout: dict[str, Any], count: int) -> bool:
     if count % gpus:
         return False
     return t.global_batch_size is None or t.global_batch_size % (t.micro_batch_size * count // gpus) == 0
+
+
+@functools.lru_cache(maxsize=1024)
+def _section(fields: tuple[tuple[str, type, Any], ...]) -> ParallelismSpec:
+    """The validated section of (name, type, value) fields; a search builds the same few many times, and a
+    frozen section can be shared."""
+    return ParallelismSpec(**{key: value for key, _, value in fields})

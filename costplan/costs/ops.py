@@ -31,8 +31,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from costplan.costs import STAT_BYTES, Shape, eager, memo
-from costplan.costs.attention import COST as ATTENTION_COST
-from costplan.costs.layers import STRUCTURES, Layer, layer_model
+from costplan.costs.layers import STRUCTURES, Layer, attention_cost, block_width
 from costplan.costs.moe import routed_rows
 from costplan.spec import ModelSpec
 
@@ -130,7 +129,7 @@ def _is_flash(layer: Layer) -> bool:
 def attention_ops(layer: Layer, model: ModelSpec, shape: Shape) -> list[Op]:
     s, e, a = shape.seq_len, shape.act_bytes, layer.attention
     gemms = _projections(layer, model, s)
-    cost = ATTENTION_COST[a.type](a, model, shape)
+    cost = attention_cost(a, model, shape)
     core_fwd = cost.hw_fwd - sum(g.flops for g in gemms)
     core_bwd = cost.hw_flops - core_fwd - 3 * sum(g.flops for g in gemms)   # with its own recomputation
     head_dim = getattr(a, "qk_nope_head_dim", 0) + getattr(a, "qk_rope_head_dim", 0) or model.head_dim
@@ -197,8 +196,9 @@ def norm_ops(model: ModelSpec, shape: Shape) -> list[Op]:
 
 def layer_ops(layer: Layer, model: ModelSpec, shape: Shape) -> dict[str, list[Op]]:
     """One layer's forward operations by component (shared inside memo.shared(), by widths)."""
-    width = layer_model(model)
-    return memo.cached(("ops", layer, width, shape), lambda: _layer_ops(layer, width, shape))
+    width = block_width(model)
+    return memo.cached(("ops", memo.token(layer), memo.token(width), memo.token(shape)),
+                       lambda: _layer_ops(layer, width, shape))
 
 
 def _layer_ops(layer: Layer, model: ModelSpec, shape: Shape) -> dict[str, list[Op]]:

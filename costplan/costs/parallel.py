@@ -41,10 +41,11 @@ Communication and step time: costs/step.py.
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
-from costplan.costs import STAT_BYTES, Cost
+from costplan.costs import STAT_BYTES, Cost, memo
 from costplan.costs.memory import FP32, element_bytes, optimizer_bytes, update_bytes, weight_bytes
 from costplan.spec import Spec
 
@@ -77,25 +78,51 @@ class StageMemory:
         moments = self.moments()
         return max(moments, key=moments.__getitem__)
 
-    @property
+    @functools.cached_property   # read several times per layout: the search, the estimate
     def total(self) -> int:
         """The peak: the largest of the moments."""
         return max(self.moments().values())
 
 
-def _params_per_gpu(parts: dict[str, Cost], t: int, extra: int = 0) -> float:
-    """Parameters of a stage on one tensor rank, routed experts left out: norms whole, the rest divided by t."""
+@dataclass(frozen=True, slots=True)
+class _Sums:
+    """What a stage's memory reads of its component costs, summed once over them (a layout search reads the
+    same stage under several layouts)."""
+
+    replicated: int           # parameters every tensor rank keeps whole (TENSOR_REPLICATED)
+    sharded: int              # the other parameters but the routed experts'
+    routed: int               # routed-expert parameters
+    factored: int
+    activations: int
+    wide: int                 # the d_model-wide part of the activations
+    shared: int               # activations saved once per micro-batch, not per sequence
+    workspace: int
+
+
+def _sums(parts: dict[str, Cost]) -> _Sums:
     replicated = sum(parts[k].params for k in TENSOR_REPLICATED)
-    sharded = sum(c.params - c.routed_params for k, c in parts.items() if k not in TENSOR_REPLICATED) + extra
-    return replicated + sharded / t
+    sharded = routed = factored = whole = wide = shared = workspace = 0
+    for key, c in parts.items():    # in the parts' order, as sum() over them would add
+        if key not in TENSOR_REPLICATED:
+            sharded += c.params - c.routed_params
+        routed += c.routed_params
+        factored += c.factored
+        whole += c.activations
+        wide += c.act_d_model
+        shared += c.shared_activations
+        workspace += c.workspace
+    return _Sums(replicated, sharded, routed, factored, whole, wide, shared, workspace)
 
 
-def _activations_per_gpu(parts: dict[str, Cost], t: int, sequence_parallel: bool, micro_batch: int) -> float:
+def _params_per_gpu(sums: _Sums, t: int, extra: int = 0) -> float:
+    """Parameters of a stage on one tensor rank, routed experts left out: norms whole, the rest divided by t."""
+    return sums.replicated + (sums.sharded + extra) / t
+
+
+def _activations_per_gpu(sums: _Sums, t: int, sequence_parallel: bool, micro_batch: int) -> float:
     """Bytes saved for backward by one micro-batch on one tensor rank."""
-    whole = sum(c.activations for c in parts.values())
-    wide = sum(c.act_d_model for c in parts.values())
-    shared = sum(c.shared_activations for c in parts.values())   # once per micro-batch, not per sequence
-    return ((whole - wide) / t + wide / (t if sequence_parallel else 1)) * micro_batch + shared / t
+    whole, wide = sums.activations, sums.wide
+    return ((whole - wide) / t + wide / (t if sequence_parallel else 1)) * micro_batch + sums.shared / t
 
 
 def head_backward(spec: Spec, t: int) -> float:
@@ -118,22 +145,32 @@ def head_backward(spec: Spec, t: int) -> float:
 
 def stage_memory(spec: Spec, parts: dict[str, Cost], stage: int) -> StageMemory:
     """Model states and activations on one GPU of pipeline stage `stage`."""
-    par, t = spec.parallel, spec.parallel.tensor
-    p, d, m = par.pipeline, spec.data_parallel, spec.micro_batches
+    return _stage_memory(spec, _degrees(spec), parts, stage)
+
+
+def _degrees(spec: Spec) -> tuple:
+    """What every stage of a layout reads of it, looked up once for all of them."""
+    training = spec.training
+    return (spec.parallel, spec.data_parallel, spec.micro_batches, weight_bytes(training.precision, training.autocast),
+            optimizer_bytes(training.precision, training.optimizer, training.autocast))
+
+
+def _stage_memory(spec: Spec, degrees: tuple, parts: dict[str, Cost], stage: int) -> StageMemory:
+    par, d, m, w, o = degrees
+    t, p = par.tensor, par.pipeline
     model, training = spec.model, spec.training
     shared_head = model.vocab_size * model.d_model if model.tie_embeddings and p > 1 and stage == p - 1 else 0
-    dense = _params_per_gpu(parts, t, shared_head)
-    routed = sum(c.routed_params for c in parts.values()) / (t * par.expert)
-    w = weight_bytes(training.precision, training.autocast)
-    o = optimizer_bytes(training.precision, training.optimizer, training.autocast)
+    sums = memo.of_object("sums", parts, lambda: _sums(parts))   # a search reads a stage under several layouts
+    dense = _params_per_gpu(sums, t, shared_head)
+    routed = sums.routed / (t * par.expert)
     extra_optimizer = 0.0
     if training.optimizer == "adafactor":
-        extra_optimizer = sum(c.factored for c in parts.values()) / t * FP32 / (d if par.zero >= 1 else 1)
+        extra_optimizer = sums.factored / t * FP32 / (d if par.zero >= 1 else 1)
     in_flight = min(m, p - stage)
-    activations = (_activations_per_gpu(parts, t, par.sequence_parallel, training.micro_batch_size) * in_flight
+    activations = (_activations_per_gpu(sums, t, par.sequence_parallel, training.micro_batch_size) * in_flight
                    / par.context)
     # Only the micro-batch whose backward runs has loss gradients; a vocabulary-parallel loss splits them over t.
-    workspace = sum(c.workspace for c in parts.values()) * training.micro_batch_size / t / par.context
+    workspace = sums.workspace * training.micro_batch_size / t / par.context
     if stage == p - 1:
         workspace = max(workspace, head_backward(spec, t))
 
@@ -162,4 +199,5 @@ def stage_memory(spec: Spec, parts: dict[str, Cost], stage: int) -> StageMemory:
 
 def stage_memories(spec: Spec, stages: list[dict[str, Cost]]) -> list[StageMemory]:
     """Memory on one GPU of each pipeline stage; `stages` are the component costs of each for one sequence."""
-    return [stage_memory(spec, parts, i) for i, parts in enumerate(stages)]
+    degrees = _degrees(spec)
+    return [_stage_memory(spec, degrees, parts, i) for i, parts in enumerate(stages)]

@@ -7,10 +7,11 @@ MFU (hardware.mfu / --mfu), model FLOPs / (peak × MFU) with everything else ins
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
 
 from costplan.costs import Cost, Shape, layouts, parallel, step
-from costplan.costs.components import components, shape_of, shared_components
+from costplan.costs.components import shape_of, shared_components, stage_parts
 from costplan.costs.layers import pipeline_stages
 from costplan.costs.time import seconds_at
 from costplan.hardware import GPU
@@ -30,6 +31,10 @@ class Run:
     mfu: float | None         # the user's utilisation figure, overriding the step model
     price: float
     price_source: str
+    # What the layout search already computed for the chosen layout: its stages' memory and (under the step
+    # model) its step, so that the estimate does not compute them again. None when nothing was searched.
+    memories: list[parallel.StageMemory] | None = field(default=None, compare=False, repr=False)
+    stepped: step.StepTime | None = field(default=None, compare=False, repr=False)
 
     @property
     def time_model(self) -> str:
@@ -41,9 +46,9 @@ def resolve(spec: Spec) -> Run:
     price = hw.usd_per_gpu_hour if hw.usd_per_gpu_hour is not None else gpu.usd_per_gpu_hour
     price_source = ("hardware.usd_per_gpu_hour" if hw.usd_per_gpu_hour is not None
                     else f"{gpu.price_source} ({gpu.price_date})")
-    laid_out, source = _layout(spec)
+    laid_out, source, memories, stepped = _search(spec)
     return Run(spec=laid_out, layout_source=source, gpu=gpu, peak=gpu.peak_flops(spec.training.precision),
-               mfu=hw.mfu, price=price, price_source=price_source)
+               mfu=hw.mfu, price=price, price_source=price_source, memories=memories, stepped=stepped)
 
 
 def laid_out_once(spec: Spec) -> Spec:
@@ -53,24 +58,31 @@ def laid_out_once(spec: Spec) -> Spec:
 
 
 def stages_of(spec: Spec, shape: Shape) -> list[dict[str, Cost]]:
+    """Each pipeline stage's component costs, to read (shared, not copied, inside shared_components())."""
     p = spec.parallel.pipeline
-    return [components(spec, shape)] if p == 1 else [components(spec, shape, i, pipeline_stages(spec))
-                                                     for i in range(p)]
+    return [stage_parts(spec, shape)] if p == 1 else [stage_parts(spec, shape, i, pipeline_stages(spec))
+                                                      for i in range(p)]
 
 
 def _layout(spec: Spec) -> tuple[Spec, str]:
     """The spec's own layout, or the fastest of the grid on hardware.count GPUs that fits in memory (or, when
     none fits, the one needing the least)."""
+    return _search(spec)[:2]
+
+
+def _search(spec: Spec) -> tuple[Spec, str, list[parallel.StageMemory] | None, step.StepTime | None]:
+    """_layout, with the chosen layout's stage memories and step time when the search computed them."""
     if spec.parallelism is not None:
-        return spec, "parallelism"
+        return spec, "parallelism", None, None
     count = spec.hardware.count
     if count == 1:
-        return spec.model_copy(update={"parallelism": NO_PARALLELISM}), "one GPU"
+        return spec.model_copy(update={"parallelism": NO_PARALLELISM}), "one GPU", None, None
     shape = shape_of(spec)
     tried, fitting, least = 0, [], None
     # For each tensor degree, the shallowest pipeline and then the lowest ZeRO stage that fit: a deeper
     # pipeline only adds its bubble and ZeRO-3 only adds traffic to the same compute, so neither can be faster.
-    order = sorted(layouts.grid(spec), key=lambda lay: (lay["tensor"], lay["pipeline"], lay["zero"]))
+    order = layouts.search_order(spec.model, spec.training.global_batch_size is None)
+    capacity = spec.gpu.memory_bytes
     with shared_components():
         done: set[int] = set()
         for layout in order:
@@ -78,22 +90,57 @@ def _layout(spec: Spec) -> tuple[Spec, str]:
                 continue
             tried += 1
             candidate = layouts.variant(spec, spec.hardware.gpu, count, layout)
-            memory = max(m.total for m in parallel.stage_memories(candidate, stages_of(candidate, shape)))
-            if memory <= spec.gpu.memory_bytes:
+            memories = parallel.stage_memories(candidate, stages_of(candidate, shape))
+            memory = max(m.total for m in memories)
+            if memory <= capacity:
                 done.add(layout["tensor"])
-                fitting.append(candidate)
+                fitting.append((candidate, memories))
             elif least is None or memory < least[0]:
-                least = (memory, candidate)
+                least = (memory, candidate, memories)
+        source = f"the fastest that fits of {tried} layouts tried on {count} GPUs"
         if fitting and spec.hardware.mfu is None:
-            chosen = min(fitting, key=lambda c: (step_of(c, shape).seconds,
-                                                 c.parallel.tensor * c.parallel.pipeline, c.parallel.zero))
+            stepped, chosen, memories = _fastest(fitting, shape)
+            return chosen, source, memories, stepped
         elif fitting:
-            chosen = min(fitting, key=lambda c: (c.parallel.tensor * c.parallel.pipeline, c.parallel.zero))
+            chosen, memories = min(fitting, key=lambda x: (x[0].parallel.tensor * x[0].parallel.pipeline,
+                                                           x[0].parallel.zero))
+            return chosen, source, memories, None
         elif least is not None:
-            return least[1], f"none of {tried} layouts tried on {count} GPUs fits; the one needing least memory"
+            return (least[1], f"none of {tried} layouts tried on {count} GPUs fits; the one needing least memory",
+                    least[2], None)
         else:
-            return spec.model_copy(update={"parallelism": NO_PARALLELISM}), "every GPU holds the model"
-    return chosen, f"the fastest that fits of {tried} layouts tried on {count} GPUs"
+            return spec.model_copy(update={"parallelism": NO_PARALLELISM}), "every GPU holds the model", None, None
+
+
+# A layout is skipped when its step's lower bound exceeds the fastest step found by more than rounding can
+# explain (the bound and the step sum the same terms in different orders).
+BOUND_MARGIN = 1e-9
+
+
+def _fastest(fitting: list[tuple[Spec, list[parallel.StageMemory]]], shape: Shape
+             ) -> tuple[step.StepTime, Spec, list[parallel.StageMemory]]:
+    """The fitting layout of the shortest step (then the fewest model-parallel GPUs, the lowest ZeRO stage, the
+    first listed), with its step. Layouts are timed in the order of their steps' lower bounds (step.step_bound),
+    and those whose bound is above the fastest step found are not timed: they cannot be faster."""
+    def key(stepped: step.StepTime, c: Spec, index: int) -> tuple:
+        return stepped.seconds, c.parallel.tensor * c.parallel.pipeline, c.parallel.zero, index
+
+    bounds = [step.step_bound(c, _device(c), shape) for c, _ in fitting]
+    order = sorted(range(len(fitting)), key=lambda i: (bounds[i], i)) if all(map(math.isfinite, bounds)) else None
+    best = None
+    for index in order if order is not None else range(len(fitting)):
+        c, memories = fitting[index]
+        if order is not None and best is not None and bounds[index] * (1 - BOUND_MARGIN) > best[0][0]:
+            break       # this bound and every later one exceed the fastest step
+        stepped = step_of(c, shape, memories)
+        if best is None or key(stepped, c, index) < best[0]:
+            best = key(stepped, c, index), stepped, c, memories
+    return best[1:]
+
+
+def _device(spec: Spec) -> step.Device:
+    t = spec.training
+    return step.device(spec.gpu, t.precision, t.attention_kernel)
 
 
 def step_of(spec: Spec, shape: Shape,
@@ -102,14 +149,15 @@ def step_of(spec: Spec, shape: Shape,
     parameters)."""
     memories = memories or parallel.stage_memories(spec, stages_of(spec, shape))
     params = [(m.params, m.routed_params) for m in memories]
-    t = spec.training
-    return step.step_time(spec, step.device(spec.gpu, t.precision, t.attention_kernel), shape, params)
+    return step.step_time(spec, _device(spec), shape, params)
 
 
 def step_time(run: Run, shape: Shape, memories: list[parallel.StageMemory], model_flops_per_step: float
               ) -> step.StepTime:
     """Seconds of one optimizer step on every GPU, by the step model or the user's MFU."""
     spec = run.spec
+    if run.stepped is not None:
+        return run.stepped
     if run.mfu is not None:
         seconds = seconds_at(model_flops_per_step / spec.hardware.count, run.peak, run.mfu)
         return step.StepTime(seconds=seconds, breakdown={MFU_PART: seconds}, communication_bytes={},

@@ -48,77 +48,20 @@ the gradient, memory-bound.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
-from costplan import kernels
 from costplan.costs import Shape, memo
-from costplan.costs.layers import Layer, distinct_layers, layer_model, pipeline_stages, stage_layers
+from costplan.costs.device import Device, device  # noqa: F401 - step.device, as before
+from costplan.costs.layers import Layer, block_width, pipeline_stages, stage_distinct, stage_layers
 from costplan.costs.memory import optimizer_bytes, weight_bytes
 from costplan.costs.ops import Core, Gemm, Op, Stream, embedding_ops, gemm_size, head_ops, layer_ops
-from costplan.errors import CostplanError
-from costplan.hardware import GPU
-from costplan.spec import Spec
+from costplan.spec import ModelSpec, Spec
 
 BUCKET_BYTES = 25 * 2**20      # torch DDP's default gradient bucket (bucket_cap_mb=25)
 FP8_CAST_BYTES = 3             # read a 16-bit element, write an fp8 one
 SIXTEEN_BIT = ("bf16", "fp16")
 PARTS = ("matmul", "attention", "memory_bound", "optimizer", "bubble")
-
-
-@dataclass(frozen=True)
-class Device:
-    """A GPU with what its kernels reach: resolved once per estimate."""
-
-    gpu: GPU
-    curves: kernels.Curves
-    efficiencies: kernels.Efficiencies
-    precision: str             # the training precision
-    attention_kernel: str = "fastest"
-
-    def attention_curve(self, backward: bool, head_dim: int) -> kernels.Curve:
-        curve = self.curves.attention(backward, head_dim, self.attention_kernel)
-        if curve is None:
-            raise CostplanError(f"training.attention_kernel: hardware {self.gpu.key} has no {self.attention_kernel} "
-                                f"attention tables (its curves measure {self.curves.attention_kernel})")
-        return curve
-
-    @property
-    def bandwidth(self) -> float:
-        return self.gpu.memory_bandwidth_gbs * 1e9 * self.efficiencies.memory.value
-
-    def gemm_curve(self, precision: str) -> kernels.Curve:
-        curve = self.curves.gemm.get(precision)
-        if curve is None:
-            raise CostplanError(f"hardware {self.gpu.key}: kernels.gemm has no {precision} curve; the step model "
-                                f"cannot time {precision} GEMMs (it has {', '.join(self.curves.gemm)})")
-        return curve
-
-    def attention_peak(self) -> tuple[str, float]:
-        """Attention cores run in 16 bits, or at fp32/tf32 when training is."""
-        precision = self.precision if self.precision in ("fp32", "tf32") else (
-            "bf16" if self.gpu.peak_flops("bf16") else "fp16")
-        return precision, self.gpu.peak_flops(precision) or self.gpu.peak_flops(self.precision)
-
-    def link(self, span: int, stride: int) -> tuple[float, kernels.Curve]:
-        """Per-direction bytes/s and bus-efficiency curve of a group of ranks `stride` apart spanning `span`."""
-        across = span > self.gpu.node_size
-        curve = self.curves.collective_internode if across else self.curves.collective
-        return self.gpu.link_bytes_per_s(span, stride), curve
-
-
-def device(gpu: GPU, precision: str, attention_kernel: str = "fastest") -> Device:
-    """The GPU with its kernel curves, or an error naming what is missing."""
-    curves = gpu.curves()
-    if curves is None:
-        raise CostplanError(f"hardware {gpu.key} has no kernel efficiency tables (kernels: in a hardware file, "
-                            "or data/kernels.yaml for the catalogue); run `costplan calibrate` on the device, "
-                            "or give hardware.mfu to time the run with one utilisation figure")
-    efficiencies = kernels.efficiencies(gpu.key)
-    if gpu.calibrated_on is not None:
-        # a calibrated file's bandwidth is the one its copy kernel achieved: nothing to discount
-        achieved = kernels.Figure(value=1.0, source=f"memory_bandwidth_gbs as measured on {gpu.calibrated_on}")
-        efficiencies = efficiencies.model_copy(update={"memory": achieved})
-    return Device(gpu, curves, efficiencies, precision, attention_kernel)
 
 
 @dataclass
@@ -157,6 +100,15 @@ class Timer:
         self.b = spec.training.micro_batch_size
         self.rows = self.b / self.cp            # sequences' worth of rows per GPU
         self.e = shape.act_bytes
+        self.bandwidth = dev.bandwidth          # read once: every operation divides by it
+        self._gemm_rates: dict[str, tuple] = {}
+
+    def gemm_rate(self, precision: str) -> tuple:
+        """The peak and the GEMM curve at a precision (looked up once per timer)."""
+        rate = self._gemm_rates.get(precision)
+        if rate is None:
+            rate = self._gemm_rates[precision] = (self.dev.gpu.peak_flops(precision), self.dev.gemm_curve(precision))
+        return rate
 
     def gemm(self, g: Gemm) -> tuple[float, float]:
         """Forward seconds of a GEMM, and the fp8 casts' bytes it adds forward."""
@@ -165,15 +117,15 @@ class Timer:
         ts = self.t if g.split else 1
         fp8 = self.dev.precision == "fp8" and g.fp8
         precision = "fp8" if fp8 else (self.dev.precision if self.dev.precision != "fp8" else "bf16")
-        peak = self.dev.gpu.peak_flops(precision)
         size = gemm_size(m, g.d_in, g.d_out / ts) if m else 0
         flops = 2 * m * g.d_in * g.d_out / ts * count
         if not flops:
             return 0.0, 0.0
-        compute = flops / (peak * self.dev.gemm_curve(precision).at(size))
+        peak, curve = self.gemm_rate(precision)
+        compute = flops / (peak * curve.at(size))
         moved = (m * g.d_in + g.d_in * g.d_out / ts + m * g.d_out / ts) * count * (1 if fp8 else self.e)
         casts = FP8_CAST_BYTES * (m * g.d_in + g.d_in * g.d_out / ts) * count if fp8 else 0.0
-        return max(compute, moved / self.dev.bandwidth), casts
+        return max(compute, moved / self.bandwidth), casts
 
     def core(self, c: Core) -> tuple[float, float]:
         """Forward and backward seconds of an attention core."""
@@ -193,7 +145,7 @@ class Timer:
 
     def stream(self, s: Stream, moved: float | None = None) -> float:
         split = self.t if s.split or self.sp else 1
-        return (s.bytes if moved is None else moved) * self.rows / split / self.dev.bandwidth
+        return (s.bytes if moved is None else moved) * self.rows / split / self.bandwidth
 
     def tally(self, ops: list[Op], tally: Tally, recompute: bool) -> None:
         """Add these forward operations, their backward and any recomputation."""
@@ -201,7 +153,7 @@ class Timer:
         for op in ops:
             if isinstance(op, Gemm):
                 seconds, casts = self.gemm(op)
-                cast = casts / self.dev.bandwidth
+                cast = casts / self.bandwidth
                 tally.forward["matmul"] += seconds
                 tally.backward["matmul"] += (2 + again) * seconds
                 tally.gemm += (3 + again) * seconds
@@ -225,10 +177,16 @@ def _collective(dev: Device, wire: float, message: float, span: int, stride: int
     efficiency curves are nccl-tests bus bandwidths, latency included, so no latency is added."""
     if wire <= 0:
         return 0.0
+    return wire / memo.cached(("link rate", id(dev.gpu), id(dev.curves), span, stride, message, alltoall),
+                              lambda: _link_rate(dev, message, span, stride, alltoall))
+
+
+def _link_rate(dev: Device, message: float, span: int, stride: int, alltoall: bool) -> float:
+    """Bytes/s a collective reaches on the link of a group at a message size (shared inside memo.shared())."""
     bandwidth, curve = dev.link(span, stride)
     if alltoall and dev.curves.alltoall is not None and span <= dev.gpu.node_size:
         curve = dev.curves.alltoall
-    return wire / (bandwidth * curve.at(message))
+    return bandwidth * curve.at(message)
 
 
 def overlap_slowdown(seconds: float, behind: float, share: float) -> float:
@@ -266,35 +224,48 @@ class Traffic:
 def stage_time(spec: Spec, dev: Device, shape: Shape, stage: int) -> tuple[Tally, dict[str, Traffic]]:
     """One micro-batch on one GPU of a pipeline stage: compute, and the traffic of each kind inside layers.
     Layers repeat, so each distinct layer is timed once."""
-    model = spec.model
-    timer, tally = Timer(spec, dev, shape), Tally()
-    p = spec.parallel.pipeline
+    return _stage_time(spec, dev, shape, stage, _layout_key(spec, dev, shape))
+
+
+def _layout_key(spec: Spec, dev: Device, shape: Shape) -> tuple:
+    """What a layer's time depends on besides the layer, in memo keys: its widths, the shape, the layout and the
+    device (the GPU and its curves are resolved once per name, so their identities name them)."""
+    par, model = spec.parallel, spec.model
+    width = memo.token(block_width(model))
+    return (width, memo.token(shape), par.tensor, par.context, par.expert, par.sequence_parallel, par.tensor_overlap,
+            spec.training.micro_batch_size, id(dev.gpu), id(dev.curves), dev.precision, dev.attention_kernel)
+
+
+def _stage_time(spec: Spec, dev: Device, shape: Shape, stage: int, layout: tuple) -> tuple[Tally, dict[str, Traffic]]:
+    model, p = spec.model, spec.parallel.pipeline
+    # The embedding's and the head's operations, timed once per widths and layout (shared inside memo.shared()
+    # like the layers' times); the stage's tally starts from a copy of theirs.
+    edges = memo.cached(("stage edges", stage == 0, stage == p - 1, *layout),
+                        lambda: _edges_time(model, shape, Timer(spec, dev, shape), stage == 0, stage == p - 1))
+    forward, backward, gemm, core = dict(edges.forward), dict(edges.backward), edges.gemm, edges.core
     traffic = {kind: Traffic(sm_share(dev)) for kind in ("tensor", "context", "expert")}
-    if stage == 0:
+    for layer, count in stage_distinct(model, stage, pipeline_stages(spec)):
+        own, wire, seconds, behind = memo.cached(("layer time", memo.token(layer), *layout),
+                                                 lambda: _time_layer(spec, dev, shape, Timer(spec, dev, shape),
+                                                                     layer))
+        for kind, each in traffic.items():
+            each.add(count, wire[kind], seconds[kind], behind[kind])
+        for part, value in own.forward.items():
+            forward[part] += count * value
+        for part, value in own.backward.items():
+            backward[part] += count * value
+        gemm += count * own.gemm
+        core += count * own.core
+    return Tally(forward, backward, gemm, core), traffic
+
+
+def _edges_time(model: ModelSpec, shape: Shape, timer: Timer, first: bool, last: bool) -> Tally:
+    tally = Tally()
+    if first:
         timer.tally(embedding_ops(model, shape), tally, recompute=False)
-    if stage == p - 1:
+    if last:
         timer.tally(head_ops(model, shape), tally, recompute=False)
-    for layer, count in distinct_layers(model, stage, pipeline_stages(spec)):
-        own, wire, seconds, behind = _layer_time(spec, dev, shape, timer, layer)
-        for kind in traffic:
-            traffic[kind].add(count, wire[kind], seconds[kind], behind[kind])
-        for side in ("forward", "backward"):
-            for part, value in getattr(own, side).items():
-                getattr(tally, side)[part] += count * value
-        tally.gemm += count * own.gemm
-        tally.core += count * own.core
-    return tally, traffic
-
-
-def _layer_time(spec: Spec, dev: Device, shape: Shape, timer: Timer, layer: Layer) -> tuple:
-    """One layer's compute, and per kind of traffic: bytes on the wire, seconds, and the compute it hides behind
-    (shared inside memo.shared(): a sweep or a layout search asks for the same layer many times; the GPU and its
-    curves are resolved once per name, so their identities name them)."""
-    par = spec.parallel
-    key = ("layer time", layer, layer_model(spec.model), shape, par.tensor, par.context, par.expert,
-           par.sequence_parallel, par.tensor_overlap, timer.b, id(dev.gpu), id(dev.curves), dev.precision,
-           dev.attention_kernel)
-    return memo.cached(key, lambda: _time_layer(spec, dev, shape, timer, layer))
+    return tally
 
 
 def _time_layer(spec: Spec, dev: Device, shape: Shape, timer: Timer, layer: Layer) -> tuple:
@@ -337,6 +308,18 @@ def _routed_per_token(layer: Layer) -> float:
     return moe.top_k if not moe.capacity_factor else moe.capacity_factor * moe.top_k
 
 
+def step_bound(spec: Spec, dev: Device, shape: Shape) -> float:
+    """A lower bound of step_time(...).seconds from the first stage alone, for a layout search to skip layouts
+    that cannot be the fastest. A step spends its micro-batches and its bubble, m + (p − 1)/v micro-batch times,
+    on the slowest stage's compute and exposed layer traffic, which is at least the first stage's; the
+    optimizer, the pipeline and the data traffic only add (every part of the step is a sum of such terms)."""
+    par = spec.parallel
+    with memo.shared():
+        tally, traffic = _stage_time(spec, dev, shape, 0, _layout_key(spec, dev, shape))
+    return (spec.micro_batches + (par.pipeline - 1) / par.virtual_stages) * (
+        tally.total + sum(k.exposed for k in traffic.values()))
+
+
 def step_time(spec: Spec, dev: Device, shape: Shape, stage_params: list[tuple[float, float]]) -> StepTime:
     """The step of the spec's layout; `stage_params` are each stage's (dense, routed) parameters per GPU
     before ZeRO sharding (costs/parallel.py)."""
@@ -344,8 +327,10 @@ def step_time(spec: Spec, dev: Device, shape: Shape, stage_params: list[tuple[fl
     t, p, cp, v = par.tensor, par.pipeline, par.context, par.virtual_stages
     d, m = spec.data_parallel, spec.micro_batches
     with memo.shared():     # the stages share their layers' times
-        stages = [stage_time(spec, dev, shape, i) for i in range(p)]
-    slowest = max(range(p), key=lambda i: stages[i][0].total + sum(k.exposed for k in stages[i][1].values()))
+        layout = _layout_key(spec, dev, shape)
+        stages = [_stage_time(spec, dev, shape, i, layout) for i in range(p)]
+    slowest = 0 if p == 1 else max(range(p), key=lambda i: stages[i][0].total
+                                   + sum(k.exposed for k in stages[i][1].values()))
     tally, traffic = stages[slowest]
     micro = tally.total + sum(k.exposed for k in traffic.values())
     bubble = (p - 1) / v * micro
@@ -405,11 +390,16 @@ def step_time(spec: Spec, dev: Device, shape: Shape, stage_params: list[tuple[fl
 def overlaps(spec: Spec) -> str:
     """What the step model hid behind what, for this layout."""
     par = spec.parallel
-    said = ["tensor traffic behind the GEMMs" if par.tensor_overlap else "tensor traffic exposed",
+    return _overlaps(par.tensor_overlap, par.context > 1, par.zero)
+
+
+@functools.lru_cache(maxsize=64)
+def _overlaps(tensor_overlap: bool, ring: bool, zero: int) -> str:
+    said = ["tensor traffic behind the GEMMs" if tensor_overlap else "tensor traffic exposed",
             "expert and pipeline traffic exposed"]
-    if par.context > 1:
+    if ring:
         said.append("context ring behind attention")
     said.append({0: "gradient all-reduce behind the last backward",
                  3: "ZeRO-3 gathers and reduce-scatters behind each micro-batch"}.get(
-        par.zero, "gradient reduce-scatter behind the last backward, weight gather behind the first forward"))
+        zero, "gradient reduce-scatter behind the last backward, weight gather behind the first forward"))
     return "; ".join(said)

@@ -4,8 +4,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from costplan.report import (Block, Row, Table, count, flop, flops_rate, human, number, percent, plural, price,
-                             ratio, sectioned, seconds, size, zero_stage)
+from costplan.report import (Block, LazyRows, Row, Table, count, flop, flops_rate, human, number, percent, plural,
+                             price, ratio, sectioned, seconds, size, zero_stage)
 
 if TYPE_CHECKING:
     from costplan.costs.result import Estimate
@@ -229,7 +229,7 @@ SWEEP_UNITS = {"params": "count", "active_params": "count", "training_flops": "f
 def sweep(points: Sequence[Point], keys: Sequence[str]) -> Table:
     """`costplan sweep`: one row per point, the varied keys first; raw numbers in JSON and CSV."""
     headers = [*keys, *SWEEP_UNITS]
-    body = [[str(p.varied[k]) for k in keys]
-            + [human(v, SWEEP_UNITS[name]) if name != "fits" else ("yes" if v else "no")
-               for name, v in p.values.items()] for p in points]
+    body = LazyRows(lambda: [[str(p.varied[k]) for k in keys]
+                             + [human(v, SWEEP_UNITS[name]) if name != "fits" else ("yes" if v else "no")
+                                for name, v in p.values.items()] for p in points])
     return Table([Block(headers, body)], [{**p.varied, **p.values} for p in points], columns=headers)

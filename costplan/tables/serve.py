@@ -6,7 +6,8 @@ import dataclasses
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from costplan.report import Block, Row, Table, flatten, flops_rate, human, percent, sectioned, seconds, size, usd
+from costplan.report import (Block, LazyRows, Row, Table, flatten, flops_rate, human, percent, sectioned, seconds, size,
+                             usd)
 from costplan.tables.estimate import COMPARED, SWEEP_UNITS, side_by_side
 
 if TYPE_CHECKING:
@@ -152,7 +153,7 @@ def sweep(points: Sequence[Point], keys: Sequence[str]) -> Table:
     """sweep's table with the serving columns."""
     units = {**SWEEP_UNITS, **SERVING_UNITS}
     headers = [*keys, *units]
-    body = [[str(p.varied[k]) for k in keys]
-            + [human(v, units[name]) if name != "fits" else ("yes" if v else "no") for name, v in p.values.items()]
-            for p in points]
+    body = LazyRows(lambda: [[str(p.varied[k]) for k in keys]
+                             + [human(v, units[name]) if name != "fits" else ("yes" if v else "no")
+                                for name, v in p.values.items()] for p in points])
     return Table([Block(headers, body)], [{**p.varied, **p.values} for p in points], columns=headers)

@@ -1,0 +1,70 @@
+"""The layout search (costs/run.py) skips timing layouts whose step's lower bound (costs/step.py step_bound)
+exceeds the fastest step found: the bound must never exceed the step, and skipping must not change the choice."""
+from __future__ import annotations
+
+import functools
+
+import pytest
+
+import costplan
+from costplan.costs import layouts, parallel, step
+from costplan.costs.estimate import shape_of
+from costplan.costs.run import _device, _search, stages_of, step_of
+from costplan.spec_rules import split_rules
+
+# Points of the speed benchmark's sweep (llama2-7b on 2,048 GPUs, no parallelism section) and a mixture of experts
+SPECS = [
+    ("llama2-7b", []),
+    ("llama2-7b", ["training.micro_batch_size=2", "model.n_layers=24", "model.d_model=2048"]),
+    ("llama2-7b", ["training.micro_batch_size=8", "model.n_layers=96", "model.d_model=3200"]),
+    ("llama2-7b", ["training.micro_batch_size=4", "model.n_layers=7", "model.d_model=640"]),
+    ("llama2-7b", ["training.recompute=full", "hardware.count=64", "training.global_batch_size=256"]),
+    ("mixtral-8x7b", ["hardware.count=64", "training.global_batch_size=64"]),
+]
+
+# Layouts the grid does not try, for the bound's sake: context rings, interleaving, overlap, ZeRO 0 and 3
+EXTRA = [
+    {"tensor": 2, "pipeline": 2, "context": 2, "zero": 1, "sequence_parallel": True},
+    {"tensor": 1, "pipeline": 4, "virtual_stages": 2, "zero": 0, "micro_batches": 8},
+    {"tensor": 4, "pipeline": 1, "tensor_overlap": True, "zero": 3, "sequence_parallel": True},
+    {"tensor": 1, "pipeline": 2, "zero": 3, "micro_batches": 4},
+]
+
+
+@pytest.mark.parametrize(("name", "overrides"), SPECS)
+def test_the_bound_never_exceeds_the_step(name, overrides):
+    spec = costplan.load_spec(name, overrides)
+    shape = shape_of(spec)
+    count, model = spec.hardware.count, functools.partial(getattr, spec.model)
+    tried = 0
+    for layout in [*layouts.grid(spec), *EXTRA]:
+        if layouts.fits_batch(spec, layout, count) and not split_rules(model, layout["tensor"], layout["pipeline"]):
+            candidate = layouts.variant(spec, spec.hardware.gpu, count, layout)
+            seconds = step_of(candidate, shape).seconds
+            assert 0 < step.step_bound(candidate, _device(candidate), shape) <= seconds
+            tried += 1
+    assert tried >= 2
+
+
+@pytest.mark.parametrize(("name", "overrides"), SPECS)
+def test_skipping_layouts_keeps_the_fastest(name, overrides):
+    """The search's choice against every fitting candidate timed, as the search did before it skipped any: the
+    shortest step, then the fewest model-parallel GPUs, the lowest ZeRO stage, the first in the grid's order."""
+    spec = costplan.load_spec(name, overrides)
+    shape = shape_of(spec)
+    count, done, timed = spec.hardware.count, set(), []
+    order = sorted(layouts.grid(spec), key=lambda lay: (lay["tensor"], lay["pipeline"], lay["zero"]))
+    for layout in order:
+        if layout["tensor"] in done or not layouts.fits_batch(spec, layout, count):
+            continue
+        candidate = layouts.variant(spec, spec.hardware.gpu, count, layout)
+        memories = parallel.stage_memories(candidate, stages_of(candidate, shape))
+        if max(m.total for m in memories) <= spec.gpu.memory_bytes:
+            done.add(layout["tensor"])
+            timed.append((step_of(candidate, shape), candidate))
+    assert len(timed) >= 1
+    expected_step, expected = min(timed, key=lambda x: (x[0].seconds, x[1].parallel.tensor * x[1].parallel.pipeline,
+                                                         x[1].parallel.zero))
+    chosen, source, _, stepped = _search(spec)
+    assert chosen.parallelism == expected.parallelism and source.startswith("the fastest that fits")
+    assert stepped.seconds == expected_step.seconds and stepped.breakdown == expected_step.breakdown

@@ -90,16 +90,18 @@ def stage_count(stages: Stages) -> int:
     return stages if isinstance(stages, int) else len(stages)
 
 
+def stage_depth(model: ModelSpec, stage: int, stages: Stages) -> int:
+    """Layers of pipeline stage `stage`: n_layers / stages, or the depth given for it."""
+    return model.n_layers // stages if isinstance(stages, int) else stages[stage]
+
+
 def stage_layers(model: ModelSpec, stage: int = 0, stages: Stages = 1) -> list[Layer]:
     """The layers of pipeline stage `stage` of `stages`: equal runs of consecutive layers (spec validation
     makes their count divide n_layers), or runs of the depths given (which validation makes sum to n_layers).
     An interleaved rank (virtual_stages) is taken as one run too: it holds as many layers, though of a per-layer
     attention pattern not always the same ones."""
-    if isinstance(stages, int):
-        per_stage = model.n_layers // stages
-        return list(_layers(model)[stage * per_stage:(stage + 1) * per_stage])
-    start = sum(stages[:stage])
-    return list(_layers(model)[start:start + stages[stage]])
+    start = stage * stage_depth(model, 0, stages) if isinstance(stages, int) else sum(stages[:stage])
+    return list(_layers(model)[start:start + stage_depth(model, stage, stages)])
 
 
 @functools.lru_cache(maxsize=1024)
@@ -129,7 +131,7 @@ def stage_distinct(model: ModelSpec, stage: int = 0, stages: Stages = 1) -> tupl
     one = memo.cached(("one layer", memo.token(model)), lambda: _one_layer(model))
     if one is None:
         return distinct_layers(model, stage, stages)
-    return ((one, model.n_layers // stages if isinstance(stages, int) else stages[stage]),)
+    return ((one, stage_depth(model, stage, stages)),)
 
 
 def _one_layer(model: ModelSpec) -> Layer | None:

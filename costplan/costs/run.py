@@ -54,7 +54,7 @@ def resolve(spec: Spec) -> Run:
 def laid_out_once(spec: Spec) -> Spec:
     """The spec with the layout it resolves to written in, so that variations of it (other sequence lengths)
     keep one layout instead of each choosing its own."""
-    return spec if spec.parallelism is not None else _layout(spec)[0]
+    return spec if spec.parallelism is not None else _search(spec)[0]
 
 
 def stages_of(spec: Spec, shape: Shape) -> list[dict[str, Cost]]:
@@ -64,14 +64,10 @@ def stages_of(spec: Spec, shape: Shape) -> list[dict[str, Cost]]:
                                                       for i in range(p)]
 
 
-def _layout(spec: Spec) -> tuple[Spec, str]:
-    """The spec's own layout, or the fastest of the grid on hardware.count GPUs that fits in memory (or, when
-    none fits, the one needing the least)."""
-    return _search(spec)[:2]
-
-
 def _search(spec: Spec) -> tuple[Spec, str, list[parallel.StageMemory] | None, step.StepTime | None]:
-    """_layout, with the chosen layout's stage memories and step time when the search computed them."""
+    """The spec's own layout, or the fastest of the grid on hardware.count GPUs that fits in memory (or, when
+    none fits, the one needing the least), with where it came from, and its stage memories and step time when
+    the search computed them."""
     if spec.parallelism is not None:
         return spec, "parallelism", None, None
     count = spec.hardware.count

@@ -26,7 +26,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from costplan.costs import Shape
 from costplan.costs import serving as sizes
 from costplan.costs.estimate import components
-from costplan.costs.inference import expected_experts
+from costplan.costs.serving_ops import expected_experts
 from costplan.profiling.counters import EXTRA_FORMULAS
 from costplan.profiling.generate import KV_DTYPES, Cache, decode_unsupported, new_cache
 from costplan.profiling.measure import MEMORY_FRACTION, available_bytes, describe, respec

@@ -110,6 +110,10 @@ class Curves(BaseModel):
     overlap_sm_share (optional): the fraction of the device's SMs a collective's kernel holds while it runs
       (NCCL runs one CTA per channel), taken from the compute it overlaps; left out, overlapped compute runs
       at its full rate.
+    kernel_seconds, update_seconds (optional): the fixed cost of launching one kernel forward or backward
+      (framework dispatch included), and of one parameter tensor's optimizer update, beyond their rooflines;
+      measured by `costplan calibrate` on the device at hand. Left out (every catalogue device: no kernel-level
+      figure is published), the step model counts neither.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -123,6 +127,8 @@ class Curves(BaseModel):
     attention_forward_flash2: dict[int, Curve] | None = None
     attention_backward_flash2: dict[int, Curve] | None = None
     overlap_sm_share: Figure | None = None
+    kernel_seconds: Figure | None = None
+    update_seconds: Figure | None = None
 
     @field_validator("overlap_sm_share")
     @classmethod

@@ -67,7 +67,7 @@ def test_a_nope_layer_costs_a_rope_layer_less_its_rotation():
     nope = attention_ops(Layer(model_nope.attention, model_nope.d_ff), model_nope, shape)
     rotary = [op for op in rope if isinstance(op, Stream) and op.kind == "rotary"]
     assert [op for op in rope if op not in rotary] == nope
-    assert rotary == [Stream("rotary", 2 * S * (H * D + G * D) * 2)]      # q and k read and written, bf16
+    assert rotary == [Stream("rotary", 2 * S * (H * D + G * D) * 2, kernels=(2, 2))]   # q and k read, written, bf16
     a, b = costplan.estimate(spec("flash")), costplan.estimate(spec({"type": "flash", "rope": False}))
     assert (a.params.total, a.flops.training_per_token, a.memory.activations) == (
         b.params.total, b.flops.training_per_token, b.memory.activations)

@@ -346,3 +346,59 @@ def test_a_layers_routed_experts_are_one_grouped_gemm_at_one_experts_size():
     efficiency = 0.144 + (0.249 - 0.144) * math.log2(one / 813) / math.log2(1024 / 813)
     seconds, _ = timer.gemm(ops.Gemm(512, 2048, 768, count=128, expert=True))
     assert seconds == pytest.approx(2 * 512 * 2048 * 768 * 128 / (989e12 * efficiency), rel=1e-12)
+
+
+def fixed(tmp_path, kernel=None, update=None):
+    """The flat device with a fixed cost per kernel and per parameter tensor's update (seconds)."""
+    path = tmp_path / f"fixed-{kernel}-{update}.yaml"
+    device = {**FLAT, "kernels": dict(FLAT["kernels"])}
+    for name, value in (("kernel_seconds", kernel), ("update_seconds", update)):
+        if value is not None:
+            device["kernels"][name] = {"value": value, "source": "test"}
+    path.write_text(yaml.safe_dump(device))
+    return str(path)
+
+
+# GPT-2 style (learned positions, LayerNorm, GELU, biases, tied head), dense materialised attention, by hand:
+# a layer launches q, k, v, o and the two MLP GEMMs (6 forward, 12 backward: dgrad and wgrad), QKᵀ and AV (2, 4),
+# the softmax (1, 1), two LayerNorms (2, 2), GELU (1, 1) and two residual adds (2 forward, none backward):
+# 14 + 20 = 34. Once: the token and position lookups (2, 2), the head GEMM (1, 2), the loss (2, 2), the final
+# norm (1, 1): 13. Parameter tensors: a layer's six weights and six biases and two norms' weights and biases
+# (16), the two embedding tables and the final norm's weight and bias (4); the head is the token table.
+GPT2_STYLE = {"attention": {"type": "dense"}, "mlp": "gelu", "norm": "layernorm", "position": "learned"}
+
+
+@pytest.mark.parametrize("layers", [1, 2, 3])
+def test_kernels_and_parameter_tensors_counted_by_hand(flat, layers):
+    stepped = step_module.step_time(*_parts(flat, {**GPT2_STYLE, "n_layers": layers}))
+    assert stepped.kernels == 34 * layers + 13
+    assert stepped.tensors == 16 * layers + 4
+
+
+def _parts(gpu, model):
+    from costplan.costs.run import laid_out_once, stages_of
+    from costplan.costs import parallel
+    spec = laid_out_once(make_spec({**MODEL, **model}, {"tokens": 10**6}, {"gpu": gpu, "count": 1}))
+    shape = shape_of(spec)
+    memories = parallel.stage_memories(spec, stages_of(spec, shape))
+    return spec, step_module.device(spec.gpu, "bf16"), shape, [(m.params, m.routed_params) for m in memories]
+
+
+def test_fixed_costs_are_counted_only_where_measured(flat, tmp_path):
+    assert "overhead" not in step(flat, {}, model=GPT2_STYLE).time.breakdown
+    costly = step(fixed(tmp_path, kernel=1e-4, update=1e-3), {}, model=GPT2_STYLE)
+    assert costly.time.breakdown["overhead"] == pytest.approx((34 * L + 13) * 1e-4 + (16 * L + 4) * 1e-3)
+    assert costly.time.step_seconds == pytest.approx(step(flat, {}, model=GPT2_STYLE).time.step_seconds
+                                                     + costly.time.breakdown["overhead"])
+    only_updates = step(fixed(tmp_path, update=1e-3), {}, model=GPT2_STYLE)
+    assert only_updates.time.breakdown["overhead"] == pytest.approx((16 * L + 4) * 1e-3)
+
+
+def test_kernel_costs_repeat_per_micro_batch_and_in_the_bubble(flat, tmp_path):
+    layout = {"pipeline": 2, "micro_batches": 4}
+    plain = step(flat, layout, count=2, model=GPT2_STYLE).time.breakdown
+    costly = step(fixed(tmp_path, kernel=1e-3), layout, count=2, model=GPT2_STYLE).time.breakdown
+    # the slowest stage is the last (the head's GEMM): its layer (34), the head GEMM (3), the loss (4) and the
+    # final norm (2), launched again by each of the 4 micro-batches; the bubble is one more micro-batch's time
+    assert costly["overhead"] == pytest.approx(4 * 43e-3)
+    assert costly["bubble"] - plain["bubble"] == pytest.approx(43e-3)

@@ -51,6 +51,8 @@ class Gemm:
     split: bool = True         # tensor parallelism divides it (the router is replicated)
     fp8: bool = True           # fp8 training runs it in fp8 (the LM head and the router stay in 16 bits)
     expert: bool = False       # a routed expert's GEMM: expert parallelism gathers its rows from other ranks
+    bias: bool = False         # each product adds a bias vector (a parameter tensor of its own)
+    tied: bool = False         # its weight is another op's (the LM head tied to the embedding)
 
     @property
     def flops(self) -> float:
@@ -76,11 +78,14 @@ class Stream:
     bytes: float
     split: bool = True         # tensor parallelism divides it; d_model-wide tensors only with sequence parallelism
     backward: float | None = None  # bytes its backward moves; None: twice the forward's (the fused reading)
+    kernels: tuple[float, float] = (1, 1)   # kernels it launches forward and backward
+    tensors: int = 0           # parameter tensors it holds (a norm's weight and bias)
 
 
-def _eager(kind: str, elements: float, pair: eager.Pair, split: bool = True) -> Stream:
+def _eager(kind: str, elements: float, pair: eager.Pair, split: bool = True, kernels: tuple[float, float] = (1, 1),
+           tensors: int = 0) -> Stream:
     """Memory-bound work as eager PyTorch's kernels move it: `pair` per element, forward and backward."""
-    return Stream(kind, elements * pair[0], split, elements * pair[1])
+    return Stream(kind, elements * pair[0], split, elements * pair[1], kernels, tensors)
 
 
 def _fan_out(consumers: int, shape: Shape, model: ModelSpec) -> list[Op]:
@@ -88,10 +93,34 @@ def _fan_out(consumers: int, shape: Shape, model: ModelSpec) -> list[Op]:
     if shape.fusion != "eager" or consumers < 2:
         return []
     wide = shape.seq_len * model.d_model * shape.act_bytes
-    return [Stream("gradient_sum", 0.0, False, (consumers - 1) * eager.ADD * wide)]
+    return [Stream("gradient_sum", 0.0, False, (consumers - 1) * eager.ADD * wide, (0, consumers - 1))]
 
 
 Op = Gemm | Core | Stream
+
+
+def kernels(op: Op) -> tuple[float, float]:
+    """Kernels an operation launches forward and backward, as the reference model runs it in eager PyTorch: a
+    GEMM one per product forward and two backward (dgrad, wgrad; a loop over experts launches one per expert); a
+    FlashAttention core one each way, a materialising core its two batched GEMMs forward and four backward; a
+    stream what it says (one each way unless its constructor counts more)."""
+    if isinstance(op, Gemm):
+        return op.count, 2 * op.count
+    if isinstance(op, Core):
+        return (0, 0) if not op.flops else (1, 1) if op.flash else (2, 4)
+    return op.kernels
+
+
+def tensors(op: Op) -> int:
+    """Parameter tensors an operation holds: the optimizer updates each one on its own (profiling/step.py)."""
+    if isinstance(op, Gemm):
+        return op.count * ((0 if op.tied else 1) + (1 if op.bias else 0))
+    return op.tensors if isinstance(op, Stream) else 0
+
+
+def norm_tensors(model: ModelSpec) -> int:
+    """A norm's parameter tensors: LayerNorm's weight and bias, RMSNorm's weight, none for the parameter-free one."""
+    return {"layernorm": 2, "rmsnorm": 1}.get(model.norm, 0)
 
 
 def gemm_size(rows: float, d_in: int, d_out: float) -> float:
@@ -116,9 +145,11 @@ def _projections(layer: Layer, model: ModelSpec, s: int) -> list[Gemm]:
                    else [Gemm(s, d, heads * d_qk)])
         return queries + [Gemm(s, d, latent), Gemm(s, a.kv_lora_rank, heads * (a.qk_nope_head_dim + a.v_head_dim)),
                           Gemm(s, heads * a.v_head_dim, d)]
+    qkv, o = bool(model.qkv_bias), bool(model.o_bias)
     if a.type.startswith("aft"):
-        return [Gemm(s, d, model.q_width, count=3), Gemm(s, model.q_width, d)]
-    return [Gemm(s, d, model.q_width), Gemm(s, d, model.kv_width, count=2), Gemm(s, model.q_width, d)]
+        return [Gemm(s, d, model.q_width, count=3, bias=qkv), Gemm(s, model.q_width, d, bias=o)]
+    return [Gemm(s, d, model.q_width, bias=qkv), Gemm(s, d, model.kv_width, count=2, bias=qkv),
+            Gemm(s, model.q_width, d, bias=o)]
 
 
 def _is_flash(layer: Layer) -> bool:
@@ -142,23 +173,26 @@ def attention_ops(layer: Layer, model: ModelSpec, shape: Shape) -> list[Op]:
         ops.append(Stream("softmax", 2 * heads * pairs * e))
     rotated = s * (model.q_width + model.kv_width)
     if model.position == "rope" and getattr(a, "rope", True):     # a NoPE layer (rope: false) rotates nothing
-        ops.append(_eager("rotary", rotated, eager.rotary(e)) if shape.fusion == "eager"
-                   else Stream("rotary", 2 * rotated * e))
+        ops.append(_eager("rotary", rotated, eager.rotary(e), kernels=(2, 2)) if shape.fusion == "eager"
+                   else Stream("rotary", 2 * rotated * e, kernels=(2, 2)))       # q and k
     if shape.fusion == "eager" and a.type != "mla" and not a.type.startswith("aft"):
-        ops.append(_eager("repeat_kv", s, eager.repeat_kv(model.q_width, model.kv_width, e)))
+        ops.append(_eager("repeat_kv", s, eager.repeat_kv(model.q_width, model.kv_width, e), kernels=(2, 2)))
     # the projections reading the normed input (every list ends with the output projection)
     return ops + _fan_out(sum(g.count for g in gemms[:-1] if g.d_in == model.d_model), shape, model)
 
 
 def _mlp(model: ModelSpec, d_ff: int, rows: float, count: int = 1, expert: bool = False) -> list[Op]:
-    d, up = model.d_model, 2 if model.gated else 1
-    return [Gemm(rows, d, d_ff, count=count * up, expert=expert), Gemm(rows, d_ff, d, count=count, expert=expert)]
+    d, up, bias = model.d_model, 2 if model.gated else 1, bool(model.bias)
+    return [Gemm(rows, d, d_ff, count=count * up, expert=expert, bias=bias),
+            Gemm(rows, d_ff, d, count=count, expert=expert, bias=bias)]
 
 
 def _activation(model: ModelSpec, d_ff: int, rows: float, e: int, fusion: str = "fused") -> Stream:
+    # a gated unit's activation and product forward; backward the product's two gradients and the activation's
+    kernels = (2, 3) if model.gated else (1, 1)
     if fusion == "eager":
-        return _eager("activation", rows * d_ff, eager.activation(model.gated, e))
-    return Stream("activation", (3 if model.gated else 2) * rows * d_ff * e)
+        return _eager("activation", rows * d_ff, eager.activation(model.gated, e), kernels=kernels)
+    return Stream("activation", (3 if model.gated else 2) * rows * d_ff * e, kernels=kernels)
 
 
 def mlp_ops(layer: Layer, model: ModelSpec, shape: Shape) -> list[Op]:
@@ -171,7 +205,8 @@ def mlp_ops(layer: Layer, model: ModelSpec, shape: Shape) -> list[Op]:
     ops: list[Op] = [Gemm(s, d, moe.n_experts, split=False, fp8=False),
                      *_mlp(model, moe.d_ff_expert, rows / moe.n_experts, moe.n_experts, expert=True),
                      _activation(model, moe.d_ff_expert, rows, e, shape.fusion),
-                     Stream("routing", 4 * rows * d * e + 2 * s * moe.n_experts * STAT_BYTES)]
+                     # the router's softmax and top-k, the dispatch's gather and the combine's scatter-add
+                     Stream("routing", 4 * rows * d * e + 2 * s * moe.n_experts * STAT_BYTES, kernels=(4, 4))]
     if moe.n_shared_experts:
         ops += [*_mlp(model, moe.d_ff_shared, s), _activation(model, moe.d_ff_shared, s, e, shape.fusion)]
         if moe.shared_expert_gate:
@@ -183,15 +218,16 @@ def norm_ops(model: ModelSpec, shape: Shape) -> list[Op]:
     """A layer's norms and residual adds (as model.block wires them): d_model wide, whole on every tensor rank."""
     wide = shape.seq_len * model.d_model * shape.act_bytes
     structure = STRUCTURES[model.block]
+    norms, held = (structure.norms, structure.norms), structure.norms * norm_tensors(model)
     if shape.fusion == "eager":
         # every structure's PyTorch code adds twice, and backward sums gradients twice: where x and h each feed
         # a norm and an add; where a parallel layer's x feeds two norms and the add; where its x feeds the
         # shared norm and the add and the normed x feeds attention and MLP
         rows = shape.seq_len * model.d_model
-        return [_eager("norm", structure.norms * rows, eager.norm(model.norm, shape.act_bytes), split=False),
-                Stream("residual", 2 * eager.ADD * wide, False, 2 * eager.ADD * wide)]
-    return [Stream("norm", structure.norms * 2 * wide, split=False),
-            Stream("residual", structure.residual * wide, split=False)]
+        return [_eager("norm", structure.norms * rows, eager.norm(model.norm, shape.act_bytes), False, norms, held),
+                Stream("residual", 2 * eager.ADD * wide, False, 2 * eager.ADD * wide, (2, 0))]
+    return [Stream("norm", structure.norms * 2 * wide, False, None, norms, held),
+            Stream("residual", structure.residual * wide, False, None, (2, 0))]    # backward passes through
 
 
 def layer_ops(layer: Layer, model: ModelSpec, shape: Shape) -> dict[str, list[Op]]:
@@ -208,16 +244,18 @@ def _layer_ops(layer: Layer, model: ModelSpec, shape: Shape) -> dict[str, list[O
 
 
 def embedding_ops(model: ModelSpec, shape: Shape) -> list[Op]:
-    return [Stream("embedding", 2 * shape.seq_len * model.d_model * shape.act_bytes, split=False)]
+    lookups = 2 if model.position == "learned" else 1          # the token table, and the positions' own
+    return [Stream("embedding", 2 * shape.seq_len * model.d_model * shape.act_bytes, False, None, (lookups, lookups),
+                   lookups)]
 
 
 def head_ops(model: ModelSpec, shape: Shape) -> list[Op]:
     """The final norm, the LM head and the loss."""
     s, e = shape.seq_len, shape.act_bytes
+    head = Gemm(s, model.d_model, model.vocab_size, fp8=False, bias=model.head_bias, tied=model.tie_embeddings)
+    held = norm_tensors(model)
     if shape.fusion == "eager":
-        return [Gemm(s, model.d_model, model.vocab_size, fp8=False),
-                _eager("loss", s * model.vocab_size, eager.loss(e)),
-                _eager("norm", s * model.d_model, eager.norm(model.norm, e), split=False)]
-    return [Gemm(s, model.d_model, model.vocab_size, fp8=False),
-            Stream("loss", s * model.vocab_size * (e + STAT_BYTES)),
-            Stream("norm", 2 * s * model.d_model * e, split=False)]
+        return [head, _eager("loss", s * model.vocab_size, eager.loss(e), kernels=(2, 2)),
+                _eager("norm", s * model.d_model, eager.norm(model.norm, e), False, tensors=held)]
+    return [head, Stream("loss", s * model.vocab_size * (e + STAT_BYTES), kernels=(2, 2)),   # log-softmax, NLL
+            Stream("norm", 2 * s * model.d_model * e, False, tensors=held)]

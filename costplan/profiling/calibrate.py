@@ -15,7 +15,14 @@ The file has the shape of a catalogue entry (costplan/data/hardware.yaml), so a 
   matmul's (m·n·k)^(1/3)); `attention_forward` and `attention_backward` per head dimension, the FLOP/s of
   torch's scaled_dot_product_attention with is_causal=True over the file's 16-bit peak, against the sequence
   length; `collective` and `collective_internode` are not measured (one device): flat curves at 1.0, so
-  collectives run at the file's interconnect_gbs.
+  collectives run at the file's interconnect_gbs; `kernel_seconds` and `update_seconds`, the fixed cost of a
+  kernel and of one parameter tensor's optimizer update (below).
+
+The fixed costs come from a tiny step, the reference model's layer shape at widths where no kernel has work to
+speak of (FIXED_STEP): its optimizer update, timed alone, less the update's roofline, over the parameter tensors
+it updates, is `update_seconds`; the rest of the step, less the roofline of its operations, over the kernels the
+step model counts in it (costs/ops.py kernels), is `kernel_seconds`. On a CPU these are the framework's work
+around each operation (dispatch, autograd, the optimizer's per-tensor loop), which dominates small steps.
 
 Attention runs in the precision a bf16 spec's step is timed in (precision.choose on the measured rates): bf16,
 or fp32 on a CPU whose bf16 matmuls run at under half the fp32 rate, and is then compared with the fp32 peak.
@@ -35,13 +42,18 @@ from __future__ import annotations
 
 import datetime
 import math
+import statistics
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
-from costplan import report
+from costplan import report, yamlio
+from costplan.costs.components import shape_of
+from costplan.costs.run import step_of
 from costplan.costs.estimate import estimate
 from costplan.kernels import MAX_EFFICIENCY as CAP
 from costplan.kernels import Curves
@@ -63,6 +75,11 @@ COPY_BYTES = {"cpu": 256 * 2**20, "cuda": 2 * 2**30}
 REFERENCE = {"cpu": ("gpt2-small", ["model.n_layers=2", "training.seq_len=256", "training.micro_batch_size=2"]),
              "cuda": ("gpt2-small", ["training.micro_batch_size=8"])}
 BEST_OF = 5
+# The tiny step the fixed costs are timed on: the reference layer at widths where its operations do no work to
+# speak of (GEMMs of 32 × 48 × 192), so that the step's time is its fixed costs.
+FIXED_STEP = ["model.n_layers=2", "model.d_model=48", "model.d_ff=192", "model.vocab_size=64",
+              "training.seq_len=32", "training.micro_batch_size=1", "training.global_batch_size=1"]
+FIXED_RUNS = 30
 # Attention: sequence lengths and head dimensions timed, and how long one call should take at the peak rate
 # (batch·heads is chosen for it, so that every length does about the same work).
 SEQ_LENS = {"cpu": (128, 256, 512, 1024), "cuda": (512, 1024, 2048, 4096, 8192)}
@@ -86,6 +103,15 @@ class Attention:
 
 
 @dataclass
+class Fixed:
+    """The fixed cost of one kernel and of one parameter tensor's optimizer update, with how they were found."""
+
+    kernel: float
+    update: float
+    source: str
+
+
+@dataclass
 class Calibration:
     device: str
     rates: dict[str, dict[int, float]]      # precision → size → FLOP/s
@@ -96,6 +122,7 @@ class Calibration:
     mfu_source: str
     attention: Attention
     date: str                               # when it was measured (ISO)
+    fixed: Fixed | None = None              # seconds per kernel and per parameter tensor's update
 
     @property
     def peaks(self) -> dict[str, float]:
@@ -311,10 +338,63 @@ def calibrate(device: torch.device, budget: float = DEFAULT_BUDGET,
     mfu, source = reference_mfu(device, peaks, max(left, 0.0), progress)
     memory = (torch.cuda.get_device_properties(device).total_memory if device.type == "cuda"
               else _total_ram())
+    measured = Calibration(device=describe(device), rates=rates, bandwidth=bandwidth, interconnect=interconnect,
+                           memory_bytes=memory, mfu=mfu, mfu_source=source, attention=attention,
+                           date=datetime.date.today().isoformat())
+    measured.fixed = fixed_costs(measured, device, precision)
+    progress(f"fixed costs: {measured.fixed.kernel * 1e6:.3g} µs per kernel, {measured.fixed.update * 1e6:.3g} µs "
+             "per parameter tensor's update")
     progress(f"done in {report.seconds(time.perf_counter() - started)} (budget {report.seconds(budget)})")
-    return Calibration(device=describe(device), rates=rates, bandwidth=bandwidth, interconnect=interconnect,
-                       memory_bytes=memory, mfu=mfu, mfu_source=source, attention=attention,
-                       date=datetime.date.today().isoformat())
+    return measured
+
+
+def _median_seconds(run: Callable[[], None], prepare: Callable[[], None], device: torch.device,
+                    runs: int = FIXED_RUNS) -> float:
+    """Median seconds of `run` over `runs` calls (after two to warm up), each after an untimed `prepare`."""
+    times = []
+    for i in range(runs + 2):
+        prepare()
+        synchronize(device)
+        start = time.perf_counter()
+        run()
+        synchronize(device)
+        if i >= 2:
+            times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def fixed_costs(c: Calibration, device: torch.device, precision: str) -> Fixed:
+    """Seconds per kernel and per parameter tensor's update, from the tiny FIXED_STEP: measured times less what
+    the step model's rooflines give them on this calibration, over the kernels and tensors the model counts."""
+    name = REFERENCE[device.type][0]
+    overrides = [*FIXED_STEP, f"training.precision={precision}"]
+    spec = load_spec(name, overrides)
+    trainer = Trainer(build_model(spec, device=device), spec)
+    data = batch(spec, spec.training.micro_batch_size, device)
+
+    def gradients() -> None:        # what the update reads (it clears them)
+        trainer.accumulate(*data)
+
+    update = _median_seconds(trainer.update, gradients, device)
+    step = _median_seconds(lambda: trainer.step(data), lambda: None, device)
+    stepped = _modelled_step(c, spec)
+    parts = stepped.breakdown
+    kernel = max(0.0, step - update - parts["matmul"] - parts["attention"] - parts["memory_bound"]) / stepped.kernels
+    per_update = max(0.0, update - parts["optimizer"]) / stepped.tensors
+    source = (f"measured by costplan calibrate on {c.device} on {c.date}: {name} with --set {' '.join(overrides)}, "
+              f"median of {FIXED_RUNS} steps {step:.4g} s, of which the optimizer update {update:.4g} s; less the "
+              f"rooflines of its operations, over the {stepped.kernels:g} kernels and {stepped.tensors:g} parameter "
+              "tensors the step model counts in it")
+    return Fixed(kernel=kernel, update=per_update, source=source)
+
+
+def _modelled_step(c: Calibration, spec):  # noqa: ANN001, ANN202 - Spec → step.StepTime
+    """The step model's step of `spec` on this calibration's rooflines, without fixed costs."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "calibrated.yaml"
+        path.write_text(yamlio.dumps(hardware_entry(c)), encoding="utf-8")
+        timed = respec(spec, [f"hardware.gpu={path}"])
+        return step_of(timed, shape_of(timed))
 
 
 def _total_ram() -> int:
@@ -360,6 +440,11 @@ def kernel_curves(c: Calibration) -> dict:
             for d, by_len in table.items()}
     entry["collective"] = {"points": [[1, 1.0]], "source": NOT_MEASURED}
     entry["collective_internode"] = {"points": [[1, 1.0]], "source": NOT_MEASURED}
+    if c.fixed is not None:     # a cost lost in the timing noise is left out (a Figure is positive)
+        if c.fixed.kernel > 0:
+            entry["kernel_seconds"] = {"value": c.fixed.kernel, "source": c.fixed.source}
+        if c.fixed.update > 0:
+            entry["update_seconds"] = {"value": c.fixed.update, "source": c.fixed.source}
     return entry
 
 

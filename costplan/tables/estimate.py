@@ -51,7 +51,8 @@ def estimate_rows(est: Estimate) -> list[Row]:
 
 
 PART_NAMES = {"matmul": "matmuls", "attention": "attention kernels", "memory_bound": "memory-bound ops",
-              "optimizer": "optimizer step", "bubble": "pipeline bubble"}
+              "optimizer": "optimizer step", "bubble": "pipeline bubble",
+              "overhead": "fixed cost per kernel and update"}
 FUSION_NOTES = {"fused": "each op one fused kernel (training.fusion)",
                 "eager": "eager PyTorch kernels (training.fusion)"}
 

@@ -27,7 +27,7 @@ from costplan import report
 from costplan.costs.estimate import COMPONENTS, components, estimate, shape_of
 from costplan.costs.norm import LAYER_NORMS
 from costplan.errors import CostplanError
-from costplan.profiling.measure import Measurement
+from costplan.profiling.measure import PROBE_SIZE, Measurement
 from costplan.profiling.precision import FALLBACK, PrecisionChoice
 from costplan.profiling.scope import OUTSIDE
 from costplan.spec import Spec
@@ -187,7 +187,29 @@ def time_check(m: Measurement, tolerance: float | None) -> Check:
         notes.append(f"not compared: hardware.gpu {gpu.key} was not calibrated on this device "
                      "(costplan calibrate)")
         tolerance = None
+    elif drift := machine_drift(gpu, spec.training.precision if m.time_precision is None else m.time_precision.used,
+                                m.time_probe):
+        notes.append(drift)
     return Check("time", item, estimated, m.timing.median, "seconds", tolerance, note="; ".join(notes))
+
+
+DRIFT = 0.2     # a probed matmul rate this far from the calibration's says the machine's load has changed
+
+
+def machine_drift(gpu, precision: str, rate: float | None) -> str:  # noqa: ANN001 - hardware.GPU
+    """A note when `precision` matmuls at PROBE_SIZE, probed at `rate` FLOP/s right after the timed steps, run
+    more than DRIFT away from what the calibrated file measured at that size (best of several both times): on a
+    shared machine another job's load moves the steps and the calibration alike; "" otherwise."""
+    curves = gpu.curves()
+    curve = curves.gemm.get(precision) if rate and curves is not None else None
+    peak = gpu.peak_flops(precision) if curve is not None else None
+    if not peak:
+        return ""
+    change = rate / (peak * curve.at(PROBE_SIZE)) - 1
+    if abs(change) <= DRIFT:
+        return ""
+    return (f"{precision} matmuls (n = {PROBE_SIZE}) run {change:+.0%} against the calibration's rate: this "
+            "machine's load has changed since; calibrate again under the same conditions")
 
 
 def one_step(spec: Spec, batch: int) -> Spec:

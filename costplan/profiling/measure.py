@@ -49,6 +49,7 @@ class Measurement:
     time_overrides: list[str] = field(default_factory=list)
     time_note: str = ""
     time_precision: PrecisionChoice | None = None
+    time_probe: float | None = None          # matmul FLOP/s at PROBE_SIZE in the timed precision, after timing
 
 
 def resolve_device(name: str) -> torch.device:
@@ -196,9 +197,13 @@ def available_bytes(device: torch.device) -> int:
     return available if available is not None else os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
 
 
+PROBE_SIZE = 512               # the probe's square matmul, one of calibrate's sizes
+
+
 def probe_rate(device: torch.device, dtype: torch.dtype) -> float:
-    """A quick achieved matmul FLOP/s (for sizing the timed step only, never reported)."""
-    n = 512
+    """A quick achieved matmul FLOP/s (for sizing the timed step and for telling a machine that has changed
+    since its calibration: compare.machine_drift)."""
+    n = PROBE_SIZE
     a = torch.randn(n, n, device=device, dtype=dtype)
     timing = time_steps(lambda: a @ a, device, runs=10, warmup=2)
     return 2 * n**3 / timing.minimum
@@ -263,10 +268,12 @@ def shrink_for_time(spec: Spec, size: int, rate: float, memory: int, budget: flo
 
 
 def measure_time(spec: Spec, size: int, device: torch.device, budget: float,
-                 overrides: list[str] | None) -> tuple[Timing | None, Spec, list[str], PrecisionChoice]:
+                 overrides: list[str] | None) -> tuple[Timing | None, Spec, list[str], PrecisionChoice, float | None]:
     """Median step time, on `spec` or on the copy that `overrides` (or the automatic shrink) describe, in the
     precision timing_precision() chooses; None when even the smallest copy tried would not fit. The steps
-    are timed for about `budget` seconds, or as long as a warm-up and timing.MIN_RUNS steps take."""
+    are timed for about `budget` seconds, or as long as a warm-up and timing.MIN_RUNS steps take. Last, the
+    matmul rate at PROBE_SIZE right after the steps: what the machine ran at then, to hold against a
+    calibration (compare.machine_drift)."""
     choice = timing_precision(spec.training.precision, device)
     forced = [f"training.precision={choice.used}"] if choice.fell_back else []
     base = valid_copy(spec, forced) if forced else spec
@@ -278,7 +285,7 @@ def measure_time(spec: Spec, size: int, device: torch.device, budget: float,
         rate = probe_rate(device, training_dtype(base))
         shrunk = shrink_for_time(base, size, rate, int(available_bytes(device) * MEMORY_FRACTION), budget)
         if shrunk is None:
-            return None, spec, [], choice
+            return None, spec, [], choice, None
         overrides = shrunk
     overrides = forced + overrides
     timed = respec(spec, overrides) if overrides else spec
@@ -286,7 +293,7 @@ def measure_time(spec: Spec, size: int, device: torch.device, budget: float,
     trainer = Trainer(model, timed)
     ids, targets = batch(timed, size, device)
     timing = time_steps(lambda: trainer.step((ids, targets)), device, budget=budget)
-    return timing, timed, overrides, choice
+    return timing, timed, overrides, choice, probe_rate(device, training_dtype(timed))
 
 
 # ---------------------------------------------------------------------------------------------- all
@@ -305,8 +312,8 @@ def measure(spec: Spec, device: torch.device, *, time: bool = True, time_budget:
         activations=count_saved(spec, size, device), peak=measure_peak(spec, size, device),
     )
     if time:
-        result.timing, result.timed_spec, result.time_overrides, result.time_precision = measure_time(
-            spec, size, device, time_budget, time_overrides)
+        (result.timing, result.timed_spec, result.time_overrides, result.time_precision,
+         result.time_probe) = measure_time(spec, size, device, time_budget, time_overrides)
         if result.timing is None:
             result.time_note = "not measured: no shrunk copy fits this machine; choose one with --time-set"
         elif time_overrides:

@@ -178,10 +178,12 @@ def test_calibrate_then_time_is_compared(run, tmp_path, monkeypatch):
     gpu = resolve(str(out))
     assert gpu.calibrated_on.startswith("cpu: ") and set(gpu.peak_tflops) == {"fp32", "bf16"}
     assert 0 < gpu.mfu <= 1
-    # the tiny step's fixed costs: tens of microseconds a kernel and an update on any CPU torch runs on
+    # the tiny step's fixed costs (a kernel's is left out when the timing noise hides it: the step less its
+    # update and rooflines came out at zero); the update's, milliseconds against a roofline of microseconds, is
+    # always there
     curves = gpu.curves()
-    assert 1e-6 < curves.kernel_seconds.value < 1e-2 and 1e-6 < curves.update_seconds.value < 1e-2
-    assert "kernels" in curves.kernel_seconds.source and "parameter tensors" in curves.update_seconds.source
+    assert curves.update_seconds.value > 0 and "parameter tensors" in curves.update_seconds.source
+    assert curves.kernel_seconds is None or "kernels" in curves.kernel_seconds.source
     data = json.loads(run("profile", FLASH, "--gpu", str(out), "--format", "json").stdout)
     (time_row,) = [c for c in data[0]["checks"] if c["metric"] == "time"]
     assert time_row["status"] in ("ok", "FAIL") and time_row["measured"] > 0 and time_row["estimate"] > 0

@@ -370,18 +370,8 @@ GPT2_STYLE = {"attention": {"type": "dense"}, "mlp": "gelu", "norm": "layernorm"
 
 @pytest.mark.parametrize("layers", [1, 2, 3])
 def test_kernels_and_parameter_tensors_counted_by_hand(flat, layers):
-    stepped = step_module.step_time(*_parts(flat, {**GPT2_STYLE, "n_layers": layers}))
-    assert stepped.kernels == 34 * layers + 13
-    assert stepped.tensors == 16 * layers + 4
-
-
-def _parts(gpu, model):
-    from costplan.costs.run import laid_out_once, stages_of
-    from costplan.costs import parallel
-    spec = laid_out_once(make_spec({**MODEL, **model}, {"tokens": 10**6}, {"gpu": gpu, "count": 1}))
-    shape = shape_of(spec)
-    memories = parallel.stage_memories(spec, stages_of(spec, shape))
-    return spec, step_module.device(spec.gpu, "bf16"), shape, [(m.params, m.routed_params) for m in memories]
+    spec = make_spec({**MODEL, **GPT2_STYLE, "n_layers": layers}, {"tokens": 10**6}, {"gpu": flat, "count": 1})
+    assert step_module.stage_counts(spec, shape_of(spec)) == (34 * layers + 13, 16 * layers + 4)
 
 
 def test_fixed_costs_are_counted_only_where_measured(flat, tmp_path):

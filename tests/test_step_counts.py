@@ -6,10 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from costplan.costs import parallel
-from costplan.costs.components import shape_of
-from costplan.costs.run import laid_out_once, stages_of
 from costplan.costs import step
+from costplan.costs.components import shape_of
 from costplan.loading import load_spec
 
 torch = pytest.importorskip("torch")
@@ -22,17 +20,28 @@ EXACT = ["dense", "dense-selective", "flash", "moe", "moe-capacity", "moe-shared
          "chunked", "attention-pattern"]
 
 
-def _tensors(spec) -> float:  # noqa: ANN001
-    spec = laid_out_once(spec)
-    shape = shape_of(spec)
-    memories = parallel.stage_memories(spec, stages_of(spec, shape))
-    params = [(m.params, m.routed_params) for m in memories]
-    return step.step_time(spec, step.device(spec.gpu, "bf16"), shape, params).tensors
-
-
 @pytest.mark.parametrize("name", EXACT)
 def test_parameter_tensors_are_the_reference_models(name):
     from costplan.profiling.model import build_model
 
     spec = load_spec(CI / f"{name}.yaml")
-    assert _tensors(spec) == len(list(build_model(spec, device="meta").parameters()))
+    assert step.stage_counts(spec, shape_of(spec))[1] == len(list(build_model(spec, device="meta").parameters()))
+
+
+def test_fixed_costs_are_the_tiny_step_less_its_rooflines_over_its_counts(monkeypatch):
+    """calibrate.fixed_costs with the tiny step's times given: a GPT-2 layer's step of 2 layers counts 81 kernels
+    and 36 parameter tensors (tests/test_step.py counts them by hand)."""
+    from costplan.profiling import calibrate
+
+    times = iter([0.004, 0.010])            # the update alone, then the whole step
+    monkeypatch.setattr(calibrate, "_median_seconds", lambda *args, **kwargs: next(times))
+    c = calibrate.Calibration(device="cpu: test", rates={"fp32": {256: 100e9}, "bf16": {256: 50e9}},
+                              bandwidth=20e9, interconnect=None, memory_bytes=2**34, mfu=0.5, mfu_source="test",
+                              attention=calibrate.Attention("bf16", {64: {128: 20e9}}, {64: {128: 10e9}},
+                                                            {64: {128: 16}}), date="2026-12-03")
+    fixed = calibrate.fixed_costs(c, torch.device("cpu"), "bf16")
+    parts = calibrate._modelled_step(c, load_spec("gpt2-small", [*calibrate.FIXED_STEP, "training.precision=bf16"]))
+    rooflines = parts.breakdown["matmul"] + parts.breakdown["attention"] + parts.breakdown["memory_bound"]
+    assert fixed.kernel == pytest.approx((0.010 - 0.004 - rooflines) / 81)
+    assert fixed.update == pytest.approx((0.004 - parts.breakdown["optimizer"]) / 36)
+    assert "81 kernels and 36 parameter tensors" in fixed.source

@@ -72,8 +72,6 @@ class Tally:
     backward: dict[str, float] = field(default_factory=lambda: dict.fromkeys(PARTS[:3], 0.0))
     gemm: float = 0.0          # forward + backward GEMM seconds (what tensor_overlap hides traffic behind)
     core: float = 0.0          # forward + backward attention-core seconds (what context traffic hides behind)
-    kernels: float = 0.0       # kernels launched forward, backward and in recomputation
-    tensors: float = 0.0       # parameter tensors the operations hold
 
     @property
     def total(self) -> float:
@@ -89,8 +87,6 @@ class StepTime:
     communication_bytes: dict[str, float]    # sent per GPU per step, by kind
     communication_seconds: dict[str, float]  # each kind's traffic, hidden or not
     overlaps: str
-    kernels: float = 0.0                     # kernels one GPU launches in the step (the slowest stage's)
-    tensors: float = 0.0                     # parameter tensors its optimizer updates
 
 
 class Timer:
@@ -155,10 +151,6 @@ class Timer:
         """Add these forward operations, their backward and any recomputation."""
         again = 1 if recompute else 0
         for op in ops:
-            forward, backward = kernels(op)
-            share = self.ep if isinstance(op, Gemm) and op.expert else 1     # this GPU's experts
-            tally.kernels += ((1 + again) * forward + backward) / share
-            tally.tensors += tensors(op) / share
             if isinstance(op, Gemm):
                 seconds, casts = self.gemm(op)
                 cast = casts / self.bandwidth
@@ -251,7 +243,6 @@ def _stage_time(spec: Spec, dev: Device, shape: Shape, stage: int, layout: tuple
     edges = memo.cached(("stage edges", stage == 0, stage == p - 1, *layout),
                         lambda: _edges_time(model, shape, Timer(spec, dev, shape), stage == 0, stage == p - 1))
     forward, backward, gemm, core = dict(edges.forward), dict(edges.backward), edges.gemm, edges.core
-    launched, held = edges.kernels, edges.tensors
     traffic = {kind: Traffic(sm_share(dev)) for kind in ("tensor", "context", "expert")}
     for layer, count in stage_distinct(model, stage, pipeline_stages(spec)):
         own, wire, seconds, behind = memo.cached(("layer time", memo.token(layer), *layout),
@@ -265,9 +256,7 @@ def _stage_time(spec: Spec, dev: Device, shape: Shape, stage: int, layout: tuple
             backward[part] += count * value
         gemm += count * own.gemm
         core += count * own.core
-        launched += count * own.kernels
-        held += count * own.tensors
-    return Tally(forward, backward, gemm, core, launched, held), traffic
+    return Tally(forward, backward, gemm, core), traffic
 
 
 def _edges_time(model: ModelSpec, shape: Shape, timer: Timer, first: bool, last: bool) -> Tally:
@@ -343,8 +332,11 @@ def step_time(spec: Spec, dev: Device, shape: Shape, stage_params: list[tuple[fl
     slowest = 0 if p == 1 else max(range(p), key=lambda i: stages[i][0].total
                                    + sum(k.exposed for k in stages[i][1].values()))
     tally, traffic = stages[slowest]
-    launches = fixed_seconds(dev, tally.kernels, 0.0)          # a micro-batch's, None where not measured
-    micro = tally.total + sum(k.exposed for k in traffic.values()) + (launches or 0.0)
+    # fixed costs where the device's tables measure them: a micro-batch's kernels, the step's updates
+    fixed = dev.curves.kernel_seconds is not None or dev.curves.update_seconds is not None
+    launched, held = stage_counts(spec, shape, slowest) if fixed else (0.0, 0.0)
+    launches = fixed_seconds(dev, launched, 0.0)
+    micro = tally.total + sum(k.exposed for k in traffic.values()) + launches
     bubble = (p - 1) / v * micro
 
     w = weight_bytes(spec.training.precision, spec.training.autocast)
@@ -388,8 +380,8 @@ def step_time(spec: Spec, dev: Device, shape: Shape, stage_params: list[tuple[fl
 
     breakdown = {part: m * (tally.forward[part] + tally.backward[part]) for part in PARTS[:3]}
     breakdown |= {"optimizer": optimizer, "bubble": bubble}
-    if launches is not None:
-        breakdown["overhead"] = m * launches + fixed_seconds(dev, 0.0, tally.tensors)
+    if fixed:
+        breakdown["overhead"] = m * launches + fixed_seconds(dev, 0.0, held)
     per_step = {kind: m for kind in ("tensor", "context", "expert")}   # the others are counted per step
     breakdown |= {f"communication.{kind}": per_step.get(kind, 1) * (k.exposed - k.slowed)
                   for kind, k in traffic.items()}
@@ -398,18 +390,40 @@ def step_time(spec: Spec, dev: Device, shape: Shape, stage_params: list[tuple[fl
         seconds=sum(breakdown.values()), breakdown=breakdown,
         communication_bytes={kind: per_step.get(kind, 1) * k.bytes for kind, k in traffic.items()},
         communication_seconds={kind: per_step.get(kind, 1) * k.seconds for kind, k in traffic.items()},
-        overlaps=overlaps(spec), kernels=m * tally.kernels, tensors=tally.tensors)
+        overlaps=overlaps(spec))
 
 
-def fixed_seconds(dev: Device, launched: float, held: float) -> float | None:
-    """The fixed cost of `launched` kernels and of updating `held` parameter tensors, beyond their rooflines, on a
-    device whose kernel tables measure it (a calibrated file); None on one whose tables do not. Counted beside
-    the roofline, not hidden by it: a CPU runs one operation at a time, and its framework's work between kernels
-    is part of each operation's time."""
+def fixed_seconds(dev: Device, launched: float, held: float) -> float:
+    """The fixed cost of `launched` kernels and of updating `held` parameter tensors, beyond their rooflines, at
+    the device's measured figures (none: nothing). Counted beside the roofline, not hidden by it: a CPU runs one
+    operation at a time, and its framework's work between kernels is part of each operation's time."""
     per_kernel, per_update = dev.curves.kernel_seconds, dev.curves.update_seconds
-    if per_kernel is None and per_update is None:
-        return None
     return (launched * per_kernel.value if per_kernel else 0.0) + (held * per_update.value if per_update else 0.0)
+
+
+def stage_counts(spec: Spec, shape: Shape, stage: int = 0) -> tuple[float, float]:
+    """Kernels one micro-batch launches on a GPU of pipeline stage `stage` (forward, backward and recomputation),
+    and the parameter tensors that GPU updates: ops.kernels and ops.tensors over the stage's operations, a routed
+    expert's divided by the expert degree. Only walked for a device that has fixed costs."""
+    model, p, ep = spec.model, spec.parallel.pipeline, spec.parallel.expert
+    launched = held = 0.0
+
+    def add(ops: list[Op], times: int, recompute: bool) -> None:
+        nonlocal launched, held
+        for op in ops:
+            forward, backward = kernels(op)
+            share = ep if isinstance(op, Gemm) and op.expert else 1
+            launched += times * ((2 if recompute else 1) * forward + backward) / share
+            held += times * tensors(op) / share
+
+    if stage == 0:
+        add(embedding_ops(model, shape), 1, False)
+    if stage == p - 1:
+        add(head_ops(model, shape), 1, False)
+    full = shape.recompute == "full"
+    for layer, count in stage_distinct(model, stage, pipeline_stages(spec)):
+        add([op for ops in layer_ops(layer, model, shape).values() for op in ops], count, full)
+    return launched, held
 
 
 def overlaps(spec: Spec) -> str:

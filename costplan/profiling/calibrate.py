@@ -54,6 +54,7 @@ import torch
 from costplan import report, yamlio
 from costplan.costs.components import shape_of
 from costplan.costs.run import step_of
+from costplan.costs.step import stage_counts
 from costplan.costs.estimate import estimate
 from costplan.kernels import MAX_EFFICIENCY as CAP
 from costplan.kernels import Curves
@@ -377,14 +378,14 @@ def fixed_costs(c: Calibration, device: torch.device, precision: str) -> Fixed:
 
     update = _median_seconds(trainer.update, gradients, device)
     step = _median_seconds(lambda: trainer.step(data), lambda: None, device)
-    stepped = _modelled_step(c, spec)
-    parts = stepped.breakdown
-    kernel = max(0.0, step - update - parts["matmul"] - parts["attention"] - parts["memory_bound"]) / stepped.kernels
-    per_update = max(0.0, update - parts["optimizer"]) / stepped.tensors
+    parts = _modelled_step(c, spec).breakdown
+    launched, held = stage_counts(spec, shape_of(spec))
+    kernel = max(0.0, step - update - parts["matmul"] - parts["attention"] - parts["memory_bound"]) / launched
+    per_update = max(0.0, update - parts["optimizer"]) / held
     source = (f"measured by costplan calibrate on {c.device} on {c.date}: {name} with --set {' '.join(overrides)}, "
               f"median of {FIXED_RUNS} steps {step:.4g} s, of which the optimizer update {update:.4g} s; less the "
-              f"rooflines of its operations, over the {stepped.kernels:g} kernels and {stepped.tensors:g} parameter "
-              "tensors the step model counts in it")
+              f"rooflines of its operations, over the {launched:g} kernels and {held:g} parameter tensors the "
+              "step model counts in it")
     return Fixed(kernel=kernel, update=per_update, source=source)
 
 

@@ -12,7 +12,7 @@ import math
 from importlib import resources
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 
 from costplan import yamlio
 
@@ -69,6 +69,8 @@ class Curve(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
     points: list[tuple[float, float]] = Field(min_length=1)
     source: str
+    # values already read, by x: a sweep reads the same few sizes thousands of times
+    _read: dict[float, float] = PrivateAttr(default_factory=dict)
 
     @field_validator("points")
     @classmethod
@@ -81,6 +83,12 @@ class Curve(BaseModel):
         return points
 
     def at(self, x: float) -> float:
+        value = self._read.get(x)
+        if value is None:
+            value = self._read[x] = self._interpolate(x)
+        return value
+
+    def _interpolate(self, x: float) -> float:
         points = self.points
         if x <= points[0][0]:
             return points[0][1]
@@ -110,6 +118,9 @@ class Curves(BaseModel):
     overlap_sm_share (optional): the fraction of the device's SMs a collective's kernel holds while it runs
       (NCCL runs one CTA per channel), taken from the compute it overlaps; left out, overlapped compute runs
       at its full rate.
+    memory_bound (optional): what the step's memory-bound kernels (adds, products, activations, softmax, norms)
+      achieve over the device's bandwidth, where that differs from a copy's (a CPU's transcendental kernels are
+      compute-bound); measured by `costplan calibrate`. Left out, they stream at the bandwidth.
     kernel_seconds, update_seconds (optional): the fixed cost of launching one kernel forward or backward
       (framework dispatch included), and of one parameter tensor's optimizer update, beyond their rooflines;
       measured by `costplan calibrate` on the device at hand. Left out (every catalogue device: no kernel-level
@@ -127,6 +138,7 @@ class Curves(BaseModel):
     attention_forward_flash2: dict[int, Curve] | None = None
     attention_backward_flash2: dict[int, Curve] | None = None
     overlap_sm_share: Figure | None = None
+    memory_bound: Figure | None = None
     kernel_seconds: Figure | None = None
     update_seconds: Figure | None = None
 

@@ -392,3 +392,28 @@ def test_kernel_costs_repeat_per_micro_batch_and_in_the_bubble(flat, tmp_path):
     # final norm (2), launched again by each of the 4 micro-batches; the bubble is one more micro-batch's time
     assert costly["overhead"] == pytest.approx(4 * 43e-3)
     assert costly["bubble"] - plain["bubble"] == pytest.approx(43e-3)
+
+
+# Llama style, read as eager PyTorch runs it in bf16 (costs/eager.py): a layer launches q, k, v, o, gate, up and
+# down (7 forward, 14 backward), the flash core (1, 1), rotary's casts and complex product for q and k (6, 6),
+# repeat_kv's copies of k and v (2, 2), two RMSNorms of 8 and 14 kernels, two residual adds (2, 0), SiLU and the
+# product (2, 3), and autograd's adds summing the gradients of the normed inputs read by q, k, v (0, 2) and by
+# gate and up (0, 1): 36 + 57. Once: the lookup (1, 1), the head (1, 2), the loss (3, 3), the final norm (8, 14).
+LLAMA_STYLE = {"mlp": "swiglu", "norm": "rmsnorm", "position": "rope", "n_kv_heads": 4, "tie_embeddings": False,
+               "bias": False}
+
+
+def test_eager_kernels_counted_by_hand(flat):
+    spec = make_spec({**MODEL, **LLAMA_STYLE}, {"tokens": 10**6, "fusion": "eager"}, {"gpu": flat, "count": 1})
+    # 7 weights and 2 norm weights a layer; the embedding, the untied head and the final norm
+    assert step_module.stage_counts(spec, shape_of(spec)) == (L * (36 + 57) + 2 + 3 + 6 + 22, L * 9 + 3)
+
+
+def test_memory_bound_kernels_run_at_their_measured_rate(flat, tmp_path):
+    path = tmp_path / "slow-streams.yaml"
+    device = {**FLAT, "kernels": {**FLAT["kernels"], "memory_bound": {"value": 0.5, "source": "test"}}}
+    path.write_text(yaml.safe_dump(device))
+    plain, slow = step(flat, {}).time.breakdown, step(str(path), {}).time.breakdown
+    # the streams take twice as long; GEMMs (their memory side) and the optimizer keep the copy's bandwidth
+    assert slow["memory_bound"] == pytest.approx(2 * plain["memory_bound"])
+    assert slow["matmul"] == plain["matmul"] and slow["optimizer"] == plain["optimizer"]

@@ -29,8 +29,10 @@ def test_parameter_tensors_are_the_reference_models(name):
 
 
 def test_fixed_costs_are_the_tiny_step_less_its_rooflines_over_its_counts(monkeypatch):
-    """calibrate.fixed_costs with the tiny step's times given: a GPT-2 layer's step of 2 layers counts 81 kernels
-    and 36 parameter tensors (tests/test_step.py counts them by hand)."""
+    """calibrate.fixed_costs with the tiny step's times given. A GPT-2 layer's step of 2 layers counts 81 kernels
+    fused (tests/test_step.py counts them by hand) and 87 as eager PyTorch runs them, as check counts the
+    reference model's: per layer autograd's two adds summing the gradients of the normed input that q, k and v
+    read, and the loss's cast to fp32 and back; and 36 parameter tensors."""
     from costplan.profiling import calibrate
 
     times = iter([0.004, 0.010])            # the update alone, then the whole step
@@ -42,6 +44,6 @@ def test_fixed_costs_are_the_tiny_step_less_its_rooflines_over_its_counts(monkey
     fixed = calibrate.fixed_costs(c, torch.device("cpu"), "bf16")
     parts = calibrate._modelled_step(c, load_spec("gpt2-small", [*calibrate.FIXED_STEP, "training.precision=bf16"]))
     rooflines = parts.breakdown["matmul"] + parts.breakdown["attention"] + parts.breakdown["memory_bound"]
-    assert fixed.kernel == pytest.approx((0.010 - 0.004 - rooflines) / 81)
+    assert fixed.kernel == pytest.approx((0.010 - 0.004 - rooflines) / 87)
     assert fixed.update == pytest.approx((0.004 - parts.breakdown["optimizer"]) / 36)
-    assert "81 kernels and 36 parameter tensors" in fixed.source
+    assert "87 kernels and 36 parameter tensors" in fixed.source

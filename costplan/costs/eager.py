@@ -31,6 +31,12 @@ its published runs used) trained in the activation dtype `e` (FSDP2's param_dtyp
   log_softmax (2F), nll_loss (a gather per row); backward: nll_loss_backward zero-fills its gradient (F),
   log_softmax_backward reads the gradient and the output and writes (3F), the cast back (F + e): e + 3F and
   e + 5F (2F and 4F in fp32).
+
+Kernels launched, for the fixed cost per kernel that `costplan calibrate` measures (ops.kernels): RMSNorm the
+eight listed forward (six without the casts) and fourteen backward (weight multiply; its weight's multiply and
+sum; cast; the 1/rms multiply; its multiply and sum; rsqrt's backward; mean's; pow's three; the sum of the two
+gradients of x; cast: twelve without the casts); LayerNorm one native kernel each way; rotary three per tensor
+each way (one in fp32); the loss three each way (two in fp32).
 """
 from __future__ import annotations
 
@@ -47,6 +53,21 @@ def norm(kind: str, e: int) -> Pair:
     if kind == "rmsnorm":
         return (4 * e + 7 * F32, 8 * e + 19 * F32) if _casts(e) else (2 * e + 5 * F32, 6 * e + 17 * F32)
     return 2 * e, (5 if kind == "layernorm" else 3) * e
+
+
+def norm_kernels(kind: str, e: int) -> Pair:
+    if kind == "rmsnorm":
+        return (8, 14) if _casts(e) else (6, 12)
+    return 1, 1
+
+
+def rotary_kernels(e: int) -> Pair:
+    """For q and k together."""
+    return (6, 6) if _casts(e) else (2, 2)
+
+
+def loss_kernels(e: int) -> Pair:
+    return (3, 3) if _casts(e) else (2, 2)
 
 
 def activation(gated: bool, e: int) -> Pair:

@@ -173,10 +173,11 @@ def attention_ops(layer: Layer, model: ModelSpec, shape: Shape) -> list[Op]:
         ops.append(Stream("softmax", 2 * heads * pairs * e))
     rotated = s * (model.q_width + model.kv_width)
     if model.position == "rope" and getattr(a, "rope", True):     # a NoPE layer (rope: false) rotates nothing
-        ops.append(_eager("rotary", rotated, eager.rotary(e), kernels=(2, 2)) if shape.fusion == "eager"
-                   else Stream("rotary", 2 * rotated * e, kernels=(2, 2)))       # q and k
+        ops.append(_eager("rotary", rotated, eager.rotary(e), kernels=eager.rotary_kernels(e))
+                   if shape.fusion == "eager" else Stream("rotary", 2 * rotated * e, kernels=(2, 2)))   # q and k
     if shape.fusion == "eager" and a.type != "mla" and not a.type.startswith("aft"):
-        ops.append(_eager("repeat_kv", s, eager.repeat_kv(model.q_width, model.kv_width, e), kernels=(2, 2)))
+        copies = (2, 2) if model.q_width != model.kv_width else (0, 0)     # k and v, when heads are grouped
+        ops.append(_eager("repeat_kv", s, eager.repeat_kv(model.q_width, model.kv_width, e), kernels=copies))
     # the projections reading the normed input (every list ends with the output projection)
     return ops + _fan_out(sum(g.count for g in gemms[:-1] if g.d_in == model.d_model), shape, model)
 
@@ -188,11 +189,11 @@ def _mlp(model: ModelSpec, d_ff: int, rows: float, count: int = 1, expert: bool 
 
 
 def _activation(model: ModelSpec, d_ff: int, rows: float, e: int, fusion: str = "fused") -> Stream:
-    # a gated unit's activation and product forward; backward the product's two gradients and the activation's
-    kernels = (2, 3) if model.gated else (1, 1)
     if fusion == "eager":
+        # a gated unit's activation and product forward; backward the product's two gradients and the activation's
+        kernels = (2, 3) if model.gated else (1, 1)
         return _eager("activation", rows * d_ff, eager.activation(model.gated, e), kernels=kernels)
-    return Stream("activation", (3 if model.gated else 2) * rows * d_ff * e, kernels=kernels)
+    return Stream("activation", (3 if model.gated else 2) * rows * d_ff * e)
 
 
 def mlp_ops(layer: Layer, model: ModelSpec, shape: Shape) -> list[Op]:
@@ -224,6 +225,8 @@ def norm_ops(model: ModelSpec, shape: Shape) -> list[Op]:
         # a norm and an add; where a parallel layer's x feeds two norms and the add; where its x feeds the
         # shared norm and the add and the normed x feeds attention and MLP
         rows = shape.seq_len * model.d_model
+        each = eager.norm_kernels(model.norm, shape.act_bytes)
+        norms = (structure.norms * each[0], structure.norms * each[1])
         return [_eager("norm", structure.norms * rows, eager.norm(model.norm, shape.act_bytes), False, norms, held),
                 Stream("residual", 2 * eager.ADD * wide, False, 2 * eager.ADD * wide, (2, 0))]
     return [Stream("norm", structure.norms * 2 * wide, False, None, norms, held),
@@ -255,7 +258,8 @@ def head_ops(model: ModelSpec, shape: Shape) -> list[Op]:
     head = Gemm(s, model.d_model, model.vocab_size, fp8=False, bias=model.head_bias, tied=model.tie_embeddings)
     held = norm_tensors(model)
     if shape.fusion == "eager":
-        return [head, _eager("loss", s * model.vocab_size, eager.loss(e), kernels=(2, 2)),
-                _eager("norm", s * model.d_model, eager.norm(model.norm, e), False, tensors=held)]
+        return [head, _eager("loss", s * model.vocab_size, eager.loss(e), kernels=eager.loss_kernels(e)),
+                _eager("norm", s * model.d_model, eager.norm(model.norm, e), False, eager.norm_kernels(model.norm, e),
+                       held)]
     return [head, Stream("loss", s * model.vocab_size * (e + STAT_BYTES), kernels=(2, 2)),   # log-softmax, NLL
             Stream("norm", 2 * s * model.d_model * e, False, tensors=held)]

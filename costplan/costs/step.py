@@ -13,7 +13,8 @@ Each operation (costs/ops.py) of each layer of a pipeline stage, for one micro-b
 - Attention core: a FlashAttention kernel at its forward and backward curves (by keys per query and head
   dimension, FLOPs as executed); a materialising core as batched GEMMs plus its softmax's bytes.
 - Memory-bound work: bytes / (bandwidth × memory efficiency), backward twice the forward's bytes (or, with
-  training.fusion eager, what eager PyTorch's backward kernels move: costs/eager.py).
+  training.fusion eager, what eager PyTorch's backward kernels move: costs/eager.py); on a device whose tables
+  measure the memory-bound kernels' own rate (kernels.memory_bound, calibrate), at that rate.
 - Recomputation: full reruns each layer's forward in backward; selective is in the core's own backward FLOPs.
 
 Communication (a collective's time: bytes on the wire / (per-direction link bandwidth × bus efficiency at its
@@ -101,6 +102,8 @@ class Timer:
         self.rows = self.b / self.cp            # sequences' worth of rows per GPU
         self.e = shape.act_bytes
         self.bandwidth = dev.bandwidth          # read once: every operation divides by it
+        measured = dev.curves.memory_bound      # the memory-bound kernels' own rate, where calibrate measured it
+        self.streaming = self.bandwidth * (measured.value if measured is not None else 1.0)
         self._gemm_rates: dict[str, tuple] = {}
 
     def gemm_rate(self, precision: str) -> tuple:
@@ -145,7 +148,7 @@ class Timer:
 
     def stream(self, s: Stream, moved: float | None = None) -> float:
         split = self.t if s.split or self.sp else 1
-        return (s.bytes if moved is None else moved) * self.rows / split / self.bandwidth
+        return (s.bytes if moved is None else moved) * self.rows / split / self.streaming
 
     def tally(self, ops: list[Op], tally: Tally, recompute: bool) -> None:
         """Add these forward operations, their backward and any recomputation."""

@@ -77,10 +77,16 @@ REFERENCE = {"cpu": ("gpt2-small", ["model.n_layers=2", "training.seq_len=256", 
              "cuda": ("gpt2-small", ["training.micro_batch_size=8"])}
 BEST_OF = 5
 # The tiny step the fixed costs are timed on: the reference layer at widths where its operations do no work to
-# speak of (GEMMs of 32 × 48 × 192), so that the step's time is its fixed costs.
+# speak of (GEMMs of 32 × 48 × 192), so that the step's time is its fixed costs; counted as check counts the
+# reference model's steps, eager (compare.one_step).
 FIXED_STEP = ["model.n_layers=2", "model.d_model=48", "model.d_ff=192", "model.vocab_size=64",
-              "training.seq_len=32", "training.micro_batch_size=1", "training.global_batch_size=1"]
+              "training.seq_len=32", "training.micro_batch_size=1", "training.global_batch_size=1",
+              "training.fusion=eager"]
 FIXED_RUNS = 30
+# The memory-bound kernels timed for their achieved rate: the shapes of a small model's activations (on a CPU
+# they stay in cache, as a step's do), in the step's precision.
+ELEMENTWISE_SHAPES = {"cpu": ((256, 1024), (2048, 1024)), "cuda": ((8192, 4096), (16384, 8192))}
+MEMORY_RUNS = 20
 # Attention: sequence lengths and head dimensions timed, and how long one call should take at the peak rate
 # (batch·heads is chosen for it, so that every length does about the same work).
 SEQ_LENS = {"cpu": (128, 256, 512, 1024), "cuda": (512, 1024, 2048, 4096, 8192)}
@@ -124,6 +130,7 @@ class Calibration:
     attention: Attention
     date: str                               # when it was measured (ISO)
     fixed: Fixed | None = None              # seconds per kernel and per parameter tensor's update
+    memory_bound: tuple[float, str] | None = None   # the memory-bound kernels' bytes/s, and what was timed
 
     @property
     def peaks(self) -> dict[str, float]:
@@ -174,6 +181,26 @@ def copy_bandwidth(device: torch.device) -> float:
     src = torch.empty(n, dtype=torch.float32, device=device).fill_(1.0)
     dst = torch.empty_like(src)
     return 2 * src.nbytes / _best(lambda: dst.copy_(src), device)
+
+
+def memory_bound_rate(device: torch.device, precision: str) -> tuple[float, str]:
+    """Bytes per second the step's memory-bound kernels move, in `precision` (the median over ELEMENTWISE at
+    each of ELEMENTWISE_SHAPES, each the median of MEMORY_RUNS calls), and what was timed."""
+    dtype = DTYPES[precision]
+    rates = []
+    for rows, width in ELEMENTWISE_SHAPES[device.type]:
+        x = torch.randn(rows, width, device=device, dtype=dtype)
+        y = torch.randn(rows, width, device=device, dtype=dtype)
+        norm = torch.nn.LayerNorm(width, device=device, dtype=dtype)
+        kernels = {"add": (lambda: x + y, 3), "multiply": (lambda: x * y, 3),
+                   "GELU": (lambda: torch.nn.functional.gelu(x), 2), "SiLU": (lambda: torch.nn.functional.silu(x), 2),
+                   "softmax": (lambda: torch.softmax(x, -1), 2), "LayerNorm": (lambda: norm(x), 2)}
+        for run, tensors in kernels.values():
+            rates.append(tensors * x.nbytes / _median_seconds(run, lambda: None, device, MEMORY_RUNS))
+    shapes = ", ".join(f"{r} × {w}" for r, w in ELEMENTWISE_SHAPES[device.type])
+    what = (f"{precision} {', '.join(kernels)} at {shapes}, each the median of {MEMORY_RUNS} calls, bytes read and "
+            f"written over the time; the median of the {len(rates)}")
+    return statistics.median(rates), what
 
 
 def host_to_device(device: torch.device) -> float | None:
@@ -331,8 +358,9 @@ def calibrate(device: torch.device, budget: float = DEFAULT_BUDGET,
     peaks = {p: max(r.values()) for p, r in rates.items()}
     bandwidth = copy_bandwidth(device)
     interconnect = host_to_device(device)
-    progress("memory bandwidth: measured")
     precision = attention_precision(peaks)
+    memory_bound = memory_bound_rate(device, precision)
+    progress(f"memory bandwidth: measured; memory-bound kernels at {memory_bound[0] / bandwidth:.2f} of a copy's")
     attention = attention_rates(peaks[precision], precision, device, ATTENTION_SHARE * budget, progress)
     progress("collectives: not measured (one device)")
     left = budget - (time.perf_counter() - started)
@@ -341,7 +369,7 @@ def calibrate(device: torch.device, budget: float = DEFAULT_BUDGET,
               else _total_ram())
     measured = Calibration(device=describe(device), rates=rates, bandwidth=bandwidth, interconnect=interconnect,
                            memory_bytes=memory, mfu=mfu, mfu_source=source, attention=attention,
-                           date=datetime.date.today().isoformat())
+                           date=datetime.date.today().isoformat(), memory_bound=memory_bound)
     measured.fixed = fixed_costs(measured, device, precision)
     progress(f"fixed costs: {measured.fixed.kernel * 1e6:.3g} µs per kernel, {measured.fixed.update * 1e6:.3g} µs "
              "per parameter tensor's update")
@@ -441,6 +469,10 @@ def kernel_curves(c: Calibration) -> dict:
             for d, by_len in table.items()}
     entry["collective"] = {"points": [[1, 1.0]], "source": NOT_MEASURED}
     entry["collective_internode"] = {"points": [[1, 1.0]], "source": NOT_MEASURED}
+    if c.memory_bound is not None:
+        rate, what = c.memory_bound
+        entry["memory_bound"] = {"value": rate / c.bandwidth, "source": (
+            f"{on}: {what}, {rate / 1e9:.4g} GB/s, over the copy's {c.bandwidth / 1e9:.4g} GB/s")}
     if c.fixed is not None:     # a cost lost in the timing noise is left out (a Figure is positive)
         if c.fixed.kernel > 0:
             entry["kernel_seconds"] = {"value": c.fixed.kernel, "source": c.fixed.source}

@@ -69,7 +69,7 @@ from costplan.profiling.timing import MIN_RUNS, synchronize, time_steps
 DEFAULT_BUDGET = 180.0      # seconds for the whole calibration
 MATMUL_SHARE = 0.4          # of the budget, for the matmul rates
 ATTENTION_SHARE = 0.15      # of the budget, for the attention curves; the reference step gets what is left
-SIZES = {"cpu": (256, 512, 1024), "cuda": (1024, 2048, 4096, 8192)}
+SIZES = {"cpu": (64, 128, 256, 512, 1024), "cuda": (1024, 2048, 4096, 8192)}
 PRECISIONS = {"cpu": ("fp32", "bf16"), "cuda": ("fp32", "tf32", "bf16", "fp16")}
 COPY_BYTES = {"cpu": 256 * 2**20, "cuda": 2 * 2**30}
 # The reference step for the MFU: GPT-2 small's layer shape, shortened where the device is slow.
@@ -82,7 +82,7 @@ BEST_OF = 5
 FIXED_STEP = ["model.n_layers=2", "model.d_model=48", "model.d_ff=192", "model.vocab_size=64",
               "training.seq_len=32", "training.micro_batch_size=1", "training.global_batch_size=1",
               "training.fusion=eager"]
-FIXED_RUNS = 30
+FIXED_RUNS = 100
 # The memory-bound kernels timed for their achieved rate: the shapes of a small model's activations (on a CPU
 # they stay in cache, as a step's do), in the step's precision.
 ELEMENTWISE_SHAPES = {"cpu": ((256, 1024), (2048, 1024)), "cuda": ((8192, 4096), (16384, 8192))}

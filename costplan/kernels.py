@@ -12,7 +12,7 @@ import math
 from importlib import resources
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from costplan import yamlio
 
@@ -69,8 +69,6 @@ class Curve(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
     points: list[tuple[float, float]] = Field(min_length=1)
     source: str
-    # values already read, by x: a sweep reads the same few sizes thousands of times
-    _read: dict[float, float] = PrivateAttr(default_factory=dict)
 
     @field_validator("points")
     @classmethod
@@ -83,12 +81,6 @@ class Curve(BaseModel):
         return points
 
     def at(self, x: float) -> float:
-        value = self._read.get(x)
-        if value is None:
-            value = self._read[x] = self._interpolate(x)
-        return value
-
-    def _interpolate(self, x: float) -> float:
         points = self.points
         if x <= points[0][0]:
             return points[0][1]

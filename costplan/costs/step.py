@@ -105,6 +105,8 @@ class Timer:
         measured = dev.curves.memory_bound      # the memory-bound kernels' own rate, where calibrate measured it
         self.streaming = self.bandwidth * (measured.value if measured is not None else 1.0)
         self._gemm_rates: dict[str, tuple] = {}
+        self.fp8 = dev.precision == "fp8"
+        self.sixteen = "bf16" if self.fp8 else dev.precision     # what GEMMs kept out of fp8 run in
 
     def gemm_rate(self, precision: str) -> tuple:
         """The peak and the GEMM curve at a precision (looked up once per timer)."""
@@ -118,13 +120,12 @@ class Timer:
         m = g.rows * self.rows * (self.ep if g.expert else 1)
         count = g.count / (self.ep if g.expert else 1)
         ts = self.t if g.split else 1
-        fp8 = self.dev.precision == "fp8" and g.fp8
-        precision = "fp8" if fp8 else (self.dev.precision if self.dev.precision != "fp8" else "bf16")
-        size = gemm_size(m, g.d_in, g.d_out / ts) if m else 0
+        fp8 = self.fp8 and g.fp8
         flops = 2 * m * g.d_in * g.d_out / ts * count
         if not flops:
             return 0.0, 0.0
-        peak, curve = self.gemm_rate(precision)
+        size = gemm_size(m, g.d_in, g.d_out / ts)
+        peak, curve = self.gemm_rate("fp8" if fp8 else self.sixteen)
         compute = flops / (peak * curve.at(size))
         moved = (m * g.d_in + g.d_in * g.d_out / ts + m * g.d_out / ts) * count * (1 if fp8 else self.e)
         casts = FP8_CAST_BYTES * (m * g.d_in + g.d_in * g.d_out / ts) * count if fp8 else 0.0
@@ -151,27 +152,33 @@ class Timer:
         return (s.bytes if moved is None else moved) * self.rows / split / self.streaming
 
     def tally(self, ops: list[Op], tally: Tally, recompute: bool) -> None:
-        """Add these forward operations, their backward and any recomputation."""
+        """Add these forward operations, their backward and any recomputation (summed in local variables, in
+        the order of the operations: this loop is most of an estimate's time)."""
         again = 1 if recompute else 0
+        forward, backward = tally.forward, tally.backward
+        f_mm, b_mm, f_at, b_at = forward["matmul"], backward["matmul"], forward["attention"], backward["attention"]
+        f_mb, b_mb, gemm, core = forward["memory_bound"], backward["memory_bound"], tally.gemm, tally.core
         for op in ops:
             if isinstance(op, Gemm):
                 seconds, casts = self.gemm(op)
                 cast = casts / self.bandwidth
-                tally.forward["matmul"] += seconds
-                tally.backward["matmul"] += (2 + again) * seconds
-                tally.gemm += (3 + again) * seconds
-                tally.forward["memory_bound"] += cast
-                tally.backward["memory_bound"] += (1 + again) * cast   # the output gradient's cast
+                f_mm += seconds
+                b_mm += (2 + again) * seconds
+                gemm += (3 + again) * seconds
+                f_mb += cast
+                b_mb += (1 + again) * cast      # the output gradient's cast
             elif isinstance(op, Core):
-                forward, backward = self.core(op)
-                tally.forward["attention"] += forward
-                tally.backward["attention"] += backward + again * forward
-                tally.core += forward + backward + again * forward
+                ahead, behind = self.core(op)
+                f_at += ahead
+                b_at += behind + again * ahead
+                core += ahead + behind + again * ahead
             else:
                 seconds = self.stream(op)
-                backward = 2 * seconds if op.backward is None else self.stream(op, op.backward)
-                tally.forward["memory_bound"] += seconds
-                tally.backward["memory_bound"] += backward + again * seconds
+                behind = 2 * seconds if op.backward is None else self.stream(op, op.backward)
+                f_mb += seconds
+                b_mb += behind + again * seconds
+        forward["matmul"], backward["matmul"], forward["attention"], backward["attention"] = f_mm, b_mm, f_at, b_at
+        forward["memory_bound"], backward["memory_bound"], tally.gemm, tally.core = f_mb, b_mb, gemm, core
 
 
 def _collective(dev: Device, wire: float, message: float, span: int, stride: int = 1,

@@ -113,6 +113,9 @@ class Curves(BaseModel):
     memory_bound (optional): what the step's memory-bound kernels (adds, products, activations, softmax, norms)
       achieve over the device's bandwidth, where that differs from a copy's (a CPU's transcendental kernels are
       compute-bound); measured by `costplan calibrate`. Left out, they stream at the bandwidth.
+    new_shape_seconds (optional): what a GEMM costs beyond its roofline at a shape its library has not met
+      before (a CPU library builds a kernel per shape: oneDNN's primitives), paid every step by dropless experts,
+      whose rows follow the routing; measured by `costplan calibrate`.
     kernel_seconds, update_seconds (optional): the fixed cost of launching one kernel forward or backward
       (framework dispatch included), and of one parameter tensor's optimizer update, beyond their rooflines;
       measured by `costplan calibrate` on the device at hand. Left out (every catalogue device: no kernel-level
@@ -132,6 +135,7 @@ class Curves(BaseModel):
     overlap_sm_share: Figure | None = None
     memory_bound: Figure | None = None
     kernel_seconds: Figure | None = None
+    new_shape_seconds: Figure | None = None
     update_seconds: Figure | None = None
 
     @field_validator("overlap_sm_share")

@@ -371,7 +371,7 @@ GPT2_STYLE = {"attention": {"type": "dense"}, "mlp": "gelu", "norm": "layernorm"
 @pytest.mark.parametrize("layers", [1, 2, 3])
 def test_kernels_and_parameter_tensors_counted_by_hand(flat, layers):
     spec = make_spec({**MODEL, **GPT2_STYLE, "n_layers": layers}, {"tokens": 10**6}, {"gpu": flat, "count": 1})
-    assert step_module.stage_counts(spec, shape_of(spec)) == (34 * layers + 13, 16 * layers + 4)
+    assert step_module.stage_counts(spec, shape_of(spec)) == (34 * layers + 13, 16 * layers + 4, 0)
 
 
 def test_fixed_costs_are_counted_only_where_measured(flat, tmp_path):
@@ -406,7 +406,7 @@ LLAMA_STYLE = {"mlp": "swiglu", "norm": "rmsnorm", "position": "rope", "n_kv_hea
 def test_eager_kernels_counted_by_hand(flat):
     spec = make_spec({**MODEL, **LLAMA_STYLE}, {"tokens": 10**6, "fusion": "eager"}, {"gpu": flat, "count": 1})
     # 7 weights and 2 norm weights a layer; the embedding, the untied head and the final norm
-    assert step_module.stage_counts(spec, shape_of(spec)) == (L * (36 + 57) + 2 + 3 + 6 + 22, L * 9 + 3)
+    assert step_module.stage_counts(spec, shape_of(spec)) == (L * (36 + 57) + 2 + 3 + 6 + 22, L * 9 + 3, 0)
 
 
 def test_memory_bound_kernels_run_at_their_measured_rate(flat, tmp_path):
@@ -417,3 +417,17 @@ def test_memory_bound_kernels_run_at_their_measured_rate(flat, tmp_path):
     # the streams take twice as long; GEMMs (their memory side) and the optimizer keep the copy's bandwidth
     assert slow["memory_bound"] == pytest.approx(2 * plain["memory_bound"])
     assert slow["matmul"] == plain["matmul"] and slow["optimizer"] == plain["optimizer"]
+
+
+@pytest.mark.parametrize("capacity, ragged", [(None, 4 * 3 * 3), (1.25, 0)])
+def test_dropless_experts_meet_new_gemm_shapes_every_step(tmp_path, capacity, ragged):
+    """A dropless expert's rows follow the routing, so each of its GEMMs (here 4 experts × gate, up and down,
+    forward and two backward: 36 a layer) has a new shape every step; capacity buffers keep theirs."""
+    path = tmp_path / "shapes.yaml"
+    device = {**FLAT, "kernels": {**FLAT["kernels"], "new_shape_seconds": {"value": 1e-3, "source": "test"}}}
+    path.write_text(yaml.safe_dump(device))
+    moe = {"n_experts": 4, "top_k": 2, "d_ff_expert": 512, **({"capacity_factor": capacity} if capacity else {})}
+    model = {**MODEL, **LLAMA_STYLE, "moe": moe}
+    spec = make_spec(model, {"tokens": 10**6}, {"gpu": str(path), "count": 1})
+    assert step_module.stage_counts(spec, shape_of(spec))[2] == L * ragged
+    assert costplan.estimate(spec).time.breakdown["overhead"] == pytest.approx(L * ragged * 1e-3)

@@ -53,6 +53,7 @@ class Gemm:
     expert: bool = False       # a routed expert's GEMM: expert parallelism gathers its rows from other ranks
     bias: bool = False         # each product adds a bias vector (a parameter tensor of its own)
     tied: bool = False         # its weight is another op's (the LM head tied to the embedding)
+    ragged: bool = False       # its rows follow each step's routing (a dropless expert): a new shape every step
 
     @property
     def flops(self) -> float:
@@ -182,10 +183,11 @@ def attention_ops(layer: Layer, model: ModelSpec, shape: Shape) -> list[Op]:
     return ops + _fan_out(sum(g.count for g in gemms[:-1] if g.d_in == model.d_model), shape, model)
 
 
-def _mlp(model: ModelSpec, d_ff: int, rows: float, count: int = 1, expert: bool = False) -> list[Op]:
+def _mlp(model: ModelSpec, d_ff: int, rows: float, count: int = 1, expert: bool = False,
+         ragged: bool = False) -> list[Op]:
     d, up, bias = model.d_model, 2 if model.gated else 1, bool(model.bias)
-    return [Gemm(rows, d, d_ff, count=count * up, expert=expert, bias=bias),
-            Gemm(rows, d_ff, d, count=count, expert=expert, bias=bias)]
+    return [Gemm(rows, d, d_ff, count=count * up, expert=expert, bias=bias, ragged=ragged),
+            Gemm(rows, d_ff, d, count=count, expert=expert, bias=bias, ragged=ragged)]
 
 
 def _activation(model: ModelSpec, d_ff: int, rows: float, e: int, fusion: str = "fused") -> Stream:
@@ -204,7 +206,8 @@ def mlp_ops(layer: Layer, model: ModelSpec, shape: Shape) -> list[Op]:
                 *_fan_out(2 if model.gated else 1, shape, model)]
     rows = routed_rows(moe, s)
     ops: list[Op] = [Gemm(s, d, moe.n_experts, split=False, fp8=False),
-                     *_mlp(model, moe.d_ff_expert, rows / moe.n_experts, moe.n_experts, expert=True),
+                     *_mlp(model, moe.d_ff_expert, rows / moe.n_experts, moe.n_experts, expert=True,
+                           ragged=not moe.capacity_factor),      # capacity buffers keep their shape
                      _activation(model, moe.d_ff_expert, rows, e, shape.fusion),
                      # the router's softmax and top-k, the dispatch's gather and the combine's scatter-add
                      Stream("routing", 4 * rows * d * e + 2 * s * moe.n_experts * STAT_BYTES, kernels=(4, 4))]

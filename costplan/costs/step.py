@@ -343,9 +343,10 @@ def step_time(spec: Spec, dev: Device, shape: Shape, stage_params: list[tuple[fl
                                    + sum(k.exposed for k in stages[i][1].values()))
     tally, traffic = stages[slowest]
     # fixed costs where the device's tables measure them: a micro-batch's kernels, the step's updates
-    fixed = dev.curves.kernel_seconds is not None or dev.curves.update_seconds is not None
-    launched, held = stage_counts(spec, shape, slowest) if fixed else (0.0, 0.0)
-    launches = fixed_seconds(dev, launched, 0.0)
+    curves = dev.curves
+    fixed = any(f is not None for f in (curves.kernel_seconds, curves.update_seconds, curves.new_shape_seconds))
+    launched, held, ragged = stage_counts(spec, shape, slowest) if fixed else (0.0, 0.0, 0.0)
+    launches = fixed_seconds(dev, launched, 0.0, ragged)
     micro = tally.total + sum(k.exposed for k in traffic.values()) + launches
     bubble = (p - 1) / v * micro
 
@@ -403,28 +404,33 @@ def step_time(spec: Spec, dev: Device, shape: Shape, stage_params: list[tuple[fl
         overlaps=overlaps(spec))
 
 
-def fixed_seconds(dev: Device, launched: float, held: float) -> float:
-    """The fixed cost of `launched` kernels and of updating `held` parameter tensors, beyond their rooflines, at
-    the device's measured figures (none: nothing). Counted beside the roofline, not hidden by it: a CPU runs one
-    operation at a time, and its framework's work between kernels is part of each operation's time."""
-    per_kernel, per_update = dev.curves.kernel_seconds, dev.curves.update_seconds
-    return (launched * per_kernel.value if per_kernel else 0.0) + (held * per_update.value if per_update else 0.0)
+def fixed_seconds(dev: Device, launched: float, held: float, ragged: float = 0.0) -> float:
+    """The fixed cost of `launched` kernels, of updating `held` parameter tensors and of `ragged` GEMMs at new
+    shapes, beyond their rooflines, at the device's measured figures (none: nothing). Counted beside the
+    roofline, not hidden by it: a CPU runs one operation at a time, and its framework's work between kernels is
+    part of each operation's time."""
+    c = dev.curves
+    return sum(count * figure.value for count, figure in ((launched, c.kernel_seconds), (held, c.update_seconds),
+                                                           (ragged, c.new_shape_seconds)) if figure is not None)
 
 
-def stage_counts(spec: Spec, shape: Shape, stage: int = 0) -> tuple[float, float]:
+def stage_counts(spec: Spec, shape: Shape, stage: int = 0) -> tuple[float, float, float]:
     """Kernels one micro-batch launches on a GPU of pipeline stage `stage` (forward, backward and recomputation),
-    and the parameter tensors that GPU updates: ops.kernels and ops.tensors over the stage's operations, a routed
-    expert's divided by the expert degree. Only walked for a device that has fixed costs."""
+    the parameter tensors that GPU updates, and of those kernels the GEMMs whose shapes follow the routing
+    (ops.Gemm.ragged): ops.kernels and ops.tensors over the stage's operations, a routed expert's divided by the
+    expert degree. Only walked for a device that has fixed costs."""
     model, p, ep = spec.model, spec.parallel.pipeline, spec.parallel.expert
-    launched = held = 0.0
+    launched = held = ragged = 0.0
 
     def add(ops: list[Op], times: int, recompute: bool) -> None:
-        nonlocal launched, held
+        nonlocal launched, held, ragged
         for op in ops:
             forward, backward = kernels(op)
             share = ep if isinstance(op, Gemm) and op.expert else 1
             launched += times * ((2 if recompute else 1) * forward + backward) / share
             held += times * tensors(op) / share
+            if isinstance(op, Gemm) and op.ragged:
+                ragged += times * ((2 if recompute else 1) * forward + backward) / share
 
     if stage == 0:
         add(embedding_ops(model, shape), 1, False)
@@ -433,7 +439,7 @@ def stage_counts(spec: Spec, shape: Shape, stage: int = 0) -> tuple[float, float
     full = shape.recompute == "full"
     for layer, count in stage_distinct(model, stage, pipeline_stages(spec)):
         add([op for ops in layer_ops(layer, model, shape).values() for op in ops], count, full)
-    return launched, held
+    return launched, held, ragged
 
 
 def overlaps(spec: Spec) -> str:

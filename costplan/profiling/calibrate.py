@@ -15,8 +15,10 @@ The file has the shape of a catalogue entry (costplan/data/hardware.yaml), so a 
   matmul's (m·n·k)^(1/3)); `attention_forward` and `attention_backward` per head dimension, the FLOP/s of
   torch's scaled_dot_product_attention with is_causal=True over the file's 16-bit peak, against the sequence
   length; `collective` and `collective_internode` are not measured (one device): flat curves at 1.0, so
-  collectives run at the file's interconnect_gbs; `kernel_seconds` and `update_seconds`, the fixed cost of a
-  kernel and of one parameter tensor's optimizer update (below).
+  collectives run at the file's interconnect_gbs; `memory_bound`, the median rate of add, multiply, GELU, SiLU,
+  softmax and LayerNorm over the copy's; `new_shape_seconds`, a GEMM's first call at a row count never used
+  before less its second (what a dropless expert pays each step); `kernel_seconds` and `update_seconds`, the
+  fixed cost of a kernel and of one parameter tensor's optimizer update (below).
 
 The fixed costs come from a tiny step, the reference model's layer shape at widths where no kernel has work to
 speak of (FIXED_STEP): its optimizer update, timed alone, less the update's roofline, over the parameter tensors
@@ -87,6 +89,11 @@ FIXED_RUNS = 100
 # they stay in cache, as a step's do), in the step's precision.
 ELEMENTWISE_SHAPES = {"cpu": ((256, 1024), (2048, 1024)), "cuda": ((8192, 4096), (16384, 8192))}
 MEMORY_RUNS = 20
+# GEMMs at shapes the library has not met (a dropless expert's rows change with the routing every step): row
+# counts that no other measurement uses, by a small expert's weight.
+NEW_SHAPES = 40
+NEW_SHAPE_FIRST_ROWS = 1001
+NEW_SHAPE_WEIGHT = (256, 320)
 # Attention: sequence lengths and head dimensions timed, and how long one call should take at the peak rate
 # (batch·heads is chosen for it, so that every length does about the same work).
 SEQ_LENS = {"cpu": (128, 256, 512, 1024), "cuda": (512, 1024, 2048, 4096, 8192)}
@@ -131,6 +138,7 @@ class Calibration:
     date: str                               # when it was measured (ISO)
     fixed: Fixed | None = None              # seconds per kernel and per parameter tensor's update
     memory_bound: tuple[float, str] | None = None   # the memory-bound kernels' bytes/s, and what was timed
+    new_shape: tuple[float, str] | None = None      # a GEMM's first call at a new shape less a repeat, seconds
 
     @property
     def peaks(self) -> dict[str, float]:
@@ -201,6 +209,28 @@ def memory_bound_rate(device: torch.device, precision: str) -> tuple[float, str]
     what = (f"{precision} {', '.join(kernels)} at {shapes}, each the median of {MEMORY_RUNS} calls, bytes read and "
             f"written over the time; the median of the {len(rates)}")
     return statistics.median(rates), what
+
+
+def new_shape_cost(device: torch.device, precision: str) -> tuple[float, str]:
+    """Seconds a GEMM costs beyond a repeat of itself the first time its library meets its shape: the median,
+    over NEW_SHAPES row counts never used before, of the first call less the second; and what was timed."""
+    dtype = DTYPES[precision]
+    k, n = NEW_SHAPE_WEIGHT
+    weight = torch.randn(k, n, device=device, dtype=dtype)
+    extra = []
+    for rows in range(NEW_SHAPE_FIRST_ROWS, NEW_SHAPE_FIRST_ROWS + NEW_SHAPES):
+        x = torch.randn(rows, k, device=device, dtype=dtype)
+        synchronize(device)
+        times = []
+        for _ in range(2):
+            start = time.perf_counter()
+            x @ weight
+            synchronize(device)
+            times.append(time.perf_counter() - start)
+        extra.append(times[0] - times[1])
+    what = (f"{precision} GEMMs of {NEW_SHAPE_FIRST_ROWS}-{NEW_SHAPE_FIRST_ROWS + NEW_SHAPES - 1} rows by a {k} × {n} "
+            f"weight, each row count new: the median of the first call less the second")
+    return statistics.median(extra), what
 
 
 def host_to_device(device: torch.device) -> float | None:
@@ -369,10 +399,11 @@ def calibrate(device: torch.device, budget: float = DEFAULT_BUDGET,
               else _total_ram())
     measured = Calibration(device=describe(device), rates=rates, bandwidth=bandwidth, interconnect=interconnect,
                            memory_bytes=memory, mfu=mfu, mfu_source=source, attention=attention,
-                           date=datetime.date.today().isoformat(), memory_bound=memory_bound)
+                           date=datetime.date.today().isoformat(), memory_bound=memory_bound,
+                           new_shape=new_shape_cost(device, precision))
     measured.fixed = fixed_costs(measured, device, precision)
     progress(f"fixed costs: {measured.fixed.kernel * 1e6:.3g} µs per kernel, {measured.fixed.update * 1e6:.3g} µs "
-             "per parameter tensor's update")
+             f"per parameter tensor's update, {measured.new_shape[0] * 1e6:.3g} µs per GEMM at a new shape")
     progress(f"done in {report.seconds(time.perf_counter() - started)} (budget {report.seconds(budget)})")
     return measured
 
@@ -407,7 +438,7 @@ def fixed_costs(c: Calibration, device: torch.device, precision: str) -> Fixed:
     update = _median_seconds(trainer.update, gradients, device)
     step = _median_seconds(lambda: trainer.step(data), lambda: None, device)
     parts = _modelled_step(c, spec).breakdown
-    launched, held = stage_counts(spec, shape_of(spec))
+    launched, held, _ = stage_counts(spec, shape_of(spec))
     kernel = max(0.0, step - update - parts["matmul"] - parts["attention"] - parts["memory_bound"]) / launched
     per_update = max(0.0, update - parts["optimizer"]) / held
     source = (f"measured by costplan calibrate on {c.device} on {c.date}: {name} with --set {' '.join(overrides)}, "
@@ -473,6 +504,8 @@ def kernel_curves(c: Calibration) -> dict:
         rate, what = c.memory_bound
         entry["memory_bound"] = {"value": rate / c.bandwidth, "source": (
             f"{on}: {what}, {rate / 1e9:.4g} GB/s, over the copy's {c.bandwidth / 1e9:.4g} GB/s")}
+    if c.new_shape is not None and c.new_shape[0] > 0:
+        entry["new_shape_seconds"] = {"value": c.new_shape[0], "source": f"{on}: {c.new_shape[1]}"}
     if c.fixed is not None:     # a cost lost in the timing noise is left out (a Figure is positive)
         if c.fixed.kernel > 0:
             entry["kernel_seconds"] = {"value": c.fixed.kernel, "source": c.fixed.source}

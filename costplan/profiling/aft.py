@@ -69,7 +69,9 @@ class AFT(nn.Module):
         summed into the running state) and the mixing runs as in training; a later single token is mixed
         from the state and the cached band (`_step`)."""
         b, s, _ = x.shape
-        xt = x.transpose(0, 1).contiguous()                      # (s, b, d): saved once, by all three
+        # (s, b, d), saved once by all three. clone, not contiguous(): at batch or length 1 the transpose is
+        # already contiguous, and a shared norm's output would then be saved by the MLP as the same storage.
+        xt = x.transpose(0, 1).clone(memory_format=torch.contiguous_format)
         q, k, v = self.q(xt), self.k(xt), self.v(xt)             # (s, b, W)
         gate = torch.sigmoid(q)
         if cache is not None and cache.count:

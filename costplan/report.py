@@ -279,13 +279,43 @@ def render(table: Table, fmt: str) -> str:
 
 
 def block_text(block: Block, fmt: str = "table") -> str:
-    from tabulate import tabulate  # imported on use: keeps `costplan --help` fast
+    text = aligned_text(block) if fmt == "table" else None
+    if text is None:
+        from tabulate import tabulate  # imported on use: keeps `costplan --help` fast
 
-    text = tabulate(list(block.body), headers=list(block.headers), tablefmt="github" if fmt == "markdown" else "simple",
-                    disable_numparse=True, colalign=block.align)
+        text = tabulate(list(block.body), headers=list(block.headers), disable_numparse=True, colalign=block.align,
+                        tablefmt="github" if fmt == "markdown" else "simple")
     if block.title:
         text = (f"### {block.title}\n\n" if fmt == "markdown" else f"{block.title}\n") + text
     return text + (f"\n\n{block.footer}" if block.footer else "")
+
+
+# A gap of two spaces between columns, a column two wider than its header at least, cells stripped and no space
+# at the end of a line: tabulate's "simple" layout.
+_GAP = "  "
+_HEADER_PADDING = 2
+
+
+def aligned_text(block: Block) -> str | None:
+    """The block as tabulate's "simple" layout prints it (cells as text, columns left- or right-aligned), in
+    one pass: tabulate infers a type for each cell, which took 1.3 s of a 10,000-row sweep. None where a cell
+    needs tabulate's own handling (several lines, a terminal escape, a character wider or narrower than one
+    column), or no rows at all."""
+    rows = [["" if cell is None else str(cell) for cell in row] for row in block.body]
+    headers = [str(h) for h in block.headers]
+    if any(not (cell.isascii() and cell.isprintable()) for row in [headers, *rows] for cell in row):
+        return None
+    rows = [[cell.strip() for cell in row] for row in rows]
+    align = list(block.align) if block.align else ["left"] * len(headers)
+    if not rows or set(align) - {"left", "right"} or any(len(row) != len(headers) for row in rows):
+        return None
+    widths = [max([len(h) + _HEADER_PADDING, *(len(row[i]) for row in rows)]) for i, h in enumerate(headers)]
+    pads = [str.ljust if a == "left" else str.rjust for a in align]
+
+    def line(cells: Sequence[str]) -> str:
+        return _GAP.join(pad(cell, width) for pad, cell, width in zip(pads, cells, widths)).rstrip()
+
+    return "\n".join([line(headers), _GAP.join("-" * w for w in widths), *map(line, rows)])
 
 
 def to_json(objects: Any) -> str:

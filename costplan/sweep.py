@@ -11,6 +11,10 @@ from __future__ import annotations
 import functools
 import itertools
 import math
+import multiprocessing
+import os
+import sys
+from concurrent.futures import ProcessPoolExecutor
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -27,6 +31,12 @@ from costplan.spec import ParallelismSpec, Spec
 from costplan.spec_rules import split_rules
 
 MAX_POINTS = 100_000   # more needs --limit: a million points would take minutes
+# A worker process (forked, so it starts with the file read and the held layout resolved) pays for itself from
+# about this many points; fewer run in this process alone.
+POINTS_PER_JOB = 1_000
+# Points a worker takes at a time: small enough to balance workers whose points cost unequally (larger models
+# search more layouts), large enough that neighbouring points still share their layers' costs.
+CHUNK = 250
 
 # The result columns of every point, after the varied keys: name → value of its Estimate.
 COLUMNS: dict[str, Callable[[Estimate], Any]] = {
@@ -117,35 +127,104 @@ class Point:
 
 
 def run(raw: RawSpec, axes: Sequence[Axis], overrides: Iterable[str] = (), law: scaling.ScalingLaw | None = None,
-        limit: int | None = None, serving: bool = False) -> list[Point]:
+        limit: int | None = None, serving: bool = False, jobs: int | None = None) -> list[Point]:
     """Every point (or the first `limit`), validated and estimated (and its serving estimated, with
     `serving`); all invalid points are reported together as one CostplanError, each problem once with the
-    first point that shows it."""
+    first point that shows it. `jobs` processes share the points (None: one per CPU this process may use, each
+    with at least POINTS_PER_JOB points); the result does not depend on it."""
     check_size(axes, limit)
     law = law or scaling.resolve(None)
     overrides = list(overrides)
+    combos = list(itertools.islice(itertools.product(*(range(len(axis.values)) for axis in axes)), limit))
     points, problems = [], {}
-    combos = itertools.product(*(range(len(axis.values)) for axis in axes))
     with shared_components():
         held = _held_layout(raw, axes, overrides)
         held = (held, held.model_dump(), held.model_copy(update={"micro_batches": None})) if held else None
-        for combo in itertools.islice(combos, limit):
-            sets = [f"{axis.key}={axis.texts[i]}" for axis, i in zip(axes, combo)]
-            try:
-                spec = raw.validate([*overrides, *sets])
-            except SpecError as exc:
-                for problem in exc.problems:
-                    problems.setdefault(problem, f"{raw.label} [{', '.join(sets)}]: {problem}")
-                continue
-            result = _estimate_on(spec, held, law)
-            values = {name: get(result) for name, get in COLUMNS.items()}
-            if serving:
-                served = serve(spec)
-                values.update({name: get(served) for name, get in SERVING_COLUMNS.items()})
-            points.append(Point({axis.key: axis.values[i] for axis, i in zip(axes, combo)}, combo, values))
+        work = _Work(raw, tuple(axes), overrides, law, serving, held)
+        for chunk_points, chunk_problems in _evaluate(work, combos, _job_count(jobs, len(combos))):
+            points += chunk_points
+            for problem, where in chunk_problems.items():
+                problems.setdefault(problem, where)
     if problems:
         raise CostplanError("\n".join(problems.values()))
     return points
+
+
+def available_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:          # not on Linux
+        return os.cpu_count() or 1
+
+
+def _job_count(jobs: int | None, points: int) -> int:
+    if not _can_fork():
+        return 1
+    if jobs is None:
+        return max(1, min(available_cpus(), points // POINTS_PER_JOB))
+    return max(1, min(jobs, points))
+
+
+def _can_fork() -> bool:
+    # A forked worker inherits the parsed file and the memo; elsewhere fork is unsafe (macOS) or absent.
+    return sys.platform == "linux" and "fork" in multiprocessing.get_all_start_methods()
+
+
+@dataclass(frozen=True)
+class _Work:
+    """What every point of one sweep shares."""
+
+    raw: RawSpec
+    axes: tuple[Axis, ...]
+    overrides: list[str]
+    law: scaling.ScalingLaw
+    serving: bool
+    held: tuple[ParallelismSpec, dict[str, Any], ParallelismSpec] | None
+
+    def __call__(self, combos: Sequence[tuple[int, ...]]) -> tuple[list[Point], dict[str, str]]:
+        """The points of `combos` in order, and each problem with the first of them that shows it."""
+        points, problems = [], {}
+        for combo in combos:
+            sets = [f"{axis.key}={axis.texts[i]}" for axis, i in zip(self.axes, combo)]
+            try:
+                spec = self.raw.validate([*self.overrides, *sets])
+            except SpecError as exc:
+                for problem in exc.problems:
+                    problems.setdefault(problem, f"{self.raw.label} [{', '.join(sets)}]: {problem}")
+                continue
+            result = _estimate_on(spec, self.held, self.law)
+            values = {name: get(result) for name, get in COLUMNS.items()}
+            if self.serving:
+                served = serve(spec)
+                values.update({name: get(served) for name, get in SERVING_COLUMNS.items()})
+            points.append(Point({axis.key: axis.values[i] for axis, i in zip(self.axes, combo)}, combo, values))
+        return points, problems
+
+
+# The sweep forked workers evaluate, and its points: set before the workers fork, so that they inherit them
+# instead of receiving them pickled.
+_WORK: _Work | None = None
+_COMBOS: list[tuple[int, ...]] = []
+
+
+def _evaluate_chunk(start: int, stop: int) -> tuple[list[Point], dict[str, str]]:
+    assert _WORK is not None
+    return _WORK(_COMBOS[start:stop])
+
+
+def _evaluate(work: _Work, combos: list[tuple[int, ...]], jobs: int):
+    """(points, problems) of consecutive chunks of `combos`, in order, over `jobs` processes."""
+    if jobs == 1:
+        yield work(combos)
+        return
+    global _WORK, _COMBOS
+    _WORK, _COMBOS = work, combos
+    try:
+        bounds = [(start, min(start + CHUNK, len(combos))) for start in range(0, len(combos), CHUNK)]
+        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("fork")) as pool:
+            yield from pool.map(_evaluate_chunk, *zip(*bounds))
+    finally:
+        _WORK, _COMBOS = None, []
 
 
 def _held_layout(raw: RawSpec, axes: Sequence[Axis], overrides: list[str]) -> ParallelismSpec | None:

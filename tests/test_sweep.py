@@ -114,3 +114,30 @@ def test_points_sharing_a_model_get_the_costs_of_their_own_shape(run):
                                                         "model.n_layers=2", *sets]))
         assert (d["training_flops"], d["memory_per_gpu"], d["gpu_hours"]) == (
             e.flops.training_total, e.memory.total_per_gpu, e.time.gpu_hours), sets
+
+
+def test_worker_processes_give_the_points_and_problems_of_one(monkeypatch):
+    from costplan import sweep
+    from costplan.errors import CostplanError
+    from costplan.loading import read_source
+
+    monkeypatch.setattr(sweep, "CHUNK", 2)               # several chunks per worker, taken in turn
+    raw = read_source(TINY)
+    axes = [sweep.parse_vary("model.n_layers=1,2,3,4,5"), sweep.parse_vary("training.micro_batch_size=1,2,4")]
+    serial = sweep.run(raw, axes, jobs=1)
+    assert len(serial) == 15 and sweep.run(raw, axes, jobs=2) == serial
+    bad = [sweep.parse_vary("model.n_layers=1,x,3,-1,5"), sweep.parse_vary("parallelism.tensor=1,3")]
+    messages = []
+    for jobs in (1, 2):
+        with pytest.raises(CostplanError) as caught:
+            sweep.run(raw, bad, jobs=jobs)
+        messages.append(str(caught.value))
+    lines = messages[0].splitlines()
+    assert messages[0] == messages[1] and len(lines) >= 3 and len(set(lines)) == len(lines)
+    assert "[model.n_layers=1, parallelism.tensor=3]" in messages[0]     # with the first point that shows it
+
+
+def test_jobs_option(run):
+    args = ["sweep", TINY, "--vary", "model.n_layers=1,2,3", "--format", "csv"]
+    assert run(*args, "--jobs", "2").stdout == run(*args, "--jobs", "1").stdout == run(*args).stdout
+    assert errors(run(*args, "--jobs", "0")) == ["Error: --jobs: must be greater than 0, got 0"]

@@ -16,9 +16,11 @@ from costplan.errors import CostplanError
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
 @click.option("--serving", is_flag=True, help="Add serving columns (costplan serve) at the spec's serving "
                                               "settings.")
+@click.option("--jobs", metavar="N", help="Processes sharing the points (default: one per CPU, from 1,000 "
+                                          "points each; 1 runs them all in this process).")
 @law_option
 @spec_options
-def sweep(spec, varies, sort_by, limit, fmt, serving, law, overrides, gpu, gpus, tokens, mfu) -> None:
+def sweep(spec, varies, sort_by, limit, fmt, serving, jobs, law, overrides, gpu, gpus, tokens, mfu) -> None:
     """Estimate every combination of --vary values of one spec: one row per point."""
     from costplan import report, scaling, tables
     from costplan import sweep as sweeps
@@ -32,7 +34,8 @@ def sweep(spec, varies, sort_by, limit, fmt, serving, law, overrides, gpu, gpus,
         except CostplanError as exc:
             problems.append(str(exc))
     checks = [lambda: parse_count("--limit", limit) if limit is not None else None,
-              lambda: scaling.resolve(law), lambda: read_source(spec)]
+              lambda: scaling.resolve(law), lambda: read_source(spec),
+              lambda: parse_count("--jobs", jobs) if jobs is not None else None]
     sets = collect_overrides(overrides, gpu, gpus, tokens, mfu)
     if not problems:
         checks += [lambda: sweeps.check_size(axes, limit), lambda: sweeps.sort_key(sort_by, axes, serving),
@@ -46,9 +49,9 @@ def sweep(spec, varies, sort_by, limit, fmt, serving, law, overrides, gpu, gpus,
             results.append(None)
     if problems:
         raise CostplanError("\n".join(problems))
-    count, constants, raw = results[:3]
-    order = results[4]
-    points = sweeps.run(raw, axes, sets, constants, count, serving)
+    count, constants, raw, job_count = results[:4]
+    order = results[5]
+    points = sweeps.run(raw, axes, sets, constants, count, serving, job_count)
     if order is not None:
         points = sorted(points, key=order)
     if serving:

@@ -235,3 +235,30 @@ def test_cli_leaves_formats_to_render():
         source = module.read_text(encoding="utf-8")
         for text in ("fmt ==", "fmt in", "fmt !=", "to_json", "csv_text", "tabulate", "grid("):
             assert text not in source, (module.name, text)
+
+
+def test_aligned_text_is_tabulates_simple_layout():
+    import random
+
+    from tabulate import tabulate
+
+    from costplan.report import Block, aligned_text
+
+    rng = random.Random(7)
+
+    def cell():  # noqa: ANN202
+        return rng.choice([None, "", True, rng.randint(-5, 10**6), rng.random() * 1e5,
+                           "".join(rng.choice("xy .-%") for _ in range(rng.randint(0, 9)))])
+
+    compared = 0
+    for _ in range(3000):
+        n = rng.randint(1, 5)
+        headers = ["".join(rng.choice("ab ") for _ in range(rng.randint(0, 6))) for _ in range(n)]
+        body = [[cell() for _ in range(n)] for _ in range(rng.randint(0, 4))]
+        align = rng.choice([None, tuple(rng.choice(["left", "right"]) for _ in range(n))])
+        ours = aligned_text(Block(headers, body, align=align))
+        if ours is not None:
+            compared += 1
+            assert ours == tabulate(body, headers=headers, tablefmt="simple", disable_numparse=True, colalign=align)
+    assert compared > 2000
+    assert aligned_text(Block(["a"], [["two\nlines"]])) is None          # left to tabulate

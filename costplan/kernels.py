@@ -94,6 +94,12 @@ class Curve(BaseModel):
         return points[-1][1]
 
 
+# Attention kernels a device may have curves for besides the one its attention curves measure: FlashAttention-2
+# (on Hopper, where those are FlashAttention-3's), FlashAttention-1, and the Triton FlashAttention of flash-attn
+# 1.x (flash_attn_triton.py), which 2023 stacks such as llm-foundry's MPT ran.
+OTHER_ATTENTION = ("flash2", "flash1", "flash1_triton")
+
+
 class Curves(BaseModel):
     """What the training step model needs of a device's kernels, each curve with its source.
 
@@ -105,8 +111,10 @@ class Curves(BaseModel):
       against the message size in bytes, inside a node and across nodes;
     alltoall (optional): the same for all-to-all inside a node; left out, all-to-all runs at `collective`;
     attention_kernel: which kernel the attention curves measure (flash2, or flash3 on Hopper);
-    attention_forward_flash2, attention_backward_flash2 (optional): FlashAttention-2 on a device whose attention
-      curves are another kernel's, for specs that set training.attention_kernel: flash2;
+    attention_forward_<kernel>, attention_backward_<kernel> (optional, for each of OTHER_ATTENTION): the same
+      for another kernel than the one the attention curves measure, for specs that set
+      training.attention_kernel to it (FlashAttention-2 on Hopper; FlashAttention-1 and its 2022 Triton
+      version, which older stacks ran);
     overlap_sm_share (optional): the fraction of the device's SMs a collective's kernel holds while it runs
       (NCCL runs one CTA per channel), taken from the compute it overlaps; left out, overlapped compute runs
       at its full rate.
@@ -132,6 +140,10 @@ class Curves(BaseModel):
     attention_kernel: Literal["flash2", "flash3"] = "flash2"
     attention_forward_flash2: dict[int, Curve] | None = None
     attention_backward_flash2: dict[int, Curve] | None = None
+    attention_forward_flash1: dict[int, Curve] | None = None
+    attention_backward_flash1: dict[int, Curve] | None = None
+    attention_forward_flash1_triton: dict[int, Curve] | None = None
+    attention_backward_flash1_triton: dict[int, Curve] | None = None
     overlap_sm_share: Figure | None = None
     memory_bound: Figure | None = None
     kernel_seconds: Figure | None = None
@@ -150,8 +162,8 @@ class Curves(BaseModel):
         nearest `head_dim` (in ratio); None when the device has no curve for that kernel."""
         if kernel in ("fastest", self.attention_kernel):
             table = self.attention_backward if backward else self.attention_forward
-        elif kernel == "flash2":
-            table = self.attention_backward_flash2 if backward else self.attention_forward_flash2
+        elif kernel in OTHER_ATTENTION:
+            table = getattr(self, f"attention_{'backward' if backward else 'forward'}_{kernel}")
         else:
             table = None
         if table is None:

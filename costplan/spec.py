@@ -177,8 +177,9 @@ class TrainingSpec(Section):
     optimizer: Literal["adamw", "adam", "sgd", "sgd_momentum", "adafactor", "lion"] = "adamw"
     recompute: Literal["none", "selective", "full"] = "none"
     # The attention kernel the framework runs: the fastest the device has tables for (FlashAttention-3 on
-    # Hopper, -2 on Ampere), or FlashAttention-2 (PyTorch's SDPA flash backend) or -3 by name.
-    attention_kernel: Literal["fastest", "flash2", "flash3"] = "fastest"
+    # Hopper, -2 on Ampere), or one by name: FlashAttention-2 (PyTorch's SDPA flash backend), -3, -1, or the
+    # Triton FlashAttention of flash-attn 1.x (flash1_triton).
+    attention_kernel: Literal["fastest", "flash1", "flash1_triton", "flash2", "flash3"] = "fastest"
     # Whose modules save the activations: fused kernels (a fused norm, FlashAttention: Megatron, torchtitan), or
     # the PyTorch modules of `transformers` with SDPA or eager attention (costs/implementation/).
     implementation: Literal["fused", "sdpa", "eager"] = "fused"

@@ -217,6 +217,30 @@ def test_attention_kernel_choice(run):
     assert "training.attention_kernel" in result.stderr and "flash3" in result.stderr
 
 
+@pytest.mark.parametrize("gpu, kernel, head_dim, seq_len, tflops, peak", [
+    # bar labels of Dao 2023 (FlashAttention-2), Figure 4(d) (A100) and Figure 7(c) (H100): causal fwd+bwd
+    ("a100-80gb", "flash1", 128, 8192, 80, 312), ("a100-80gb", "flash1_triton", 128, 2048, 68, 312),
+    ("a100-40gb", "flash1_triton", 64, 16384, 80, 312), ("h100-sxm", "flash1", 64, 4096, 138, 989),
+])
+def test_older_attention_kernels_run_at_their_published_rates(gpu, kernel, head_dim, seq_len, tflops, peak):
+    curves = kernels.curves(gpu)
+    for backward in (False, True):       # only fwd+bwd is published: both curves carry it
+        assert curves.attention(backward, head_dim, kernel).at(seq_len) == pytest.approx(tflops / peak, abs=6e-4)
+
+
+def test_an_older_attention_kernel_slows_the_step_and_needs_tables(run):
+    # the Triton FlashAttention of flash-attn 1.x runs at 40-50% of FlashAttention-2's rate on an A100 (Figure 4(d))
+    base = ["hardware.gpu=a100-80gb", "hardware.count=1"]
+    fa2 = costplan.estimate(costplan.load_spec("llama3-8b", base))
+    triton = costplan.estimate(costplan.load_spec("llama3-8b", [*base, "training.attention_kernel=flash1_triton"]))
+    assert 2 < triton.time.breakdown["attention"] / fa2.time.breakdown["attention"] < 2.6
+    assert triton.time.breakdown["matmul"] == pytest.approx(fa2.time.breakdown["matmul"])
+    result = run("estimate", "llama3-8b", "--gpu", "h200", "--gpus", "1", "--set",
+                 "training.attention_kernel=flash1_triton")
+    assert result.exit_code == 2
+    assert "training.attention_kernel" in result.stderr and "flash1_triton" in result.stderr
+
+
 # ---------------------------------------------------------------------------------------------- uneven stages
 def test_uneven_stages_slice_consecutive_layers_of_a_pattern():
     # 10 layers over 4 stages, first 1 and last 3: the middle two take (10 − 1 − 3) / 2 = 3 each (Megatron-Core's

@@ -11,9 +11,9 @@ import pytest
 import yaml
 
 BENCH = Path(__file__).parent.parent / "bench"
-# The median |error| of bench/training_results.md (0.318 over 74 rows, torchtitan's H100 rows on the 96 GB HBM2e
-# board their page describes), with room for rounding; the target is 0.10.
-MEDIAN_LIMIT = 0.33
+# The median |error| of bench/training_results.md (0.211 over 74 rows, llm-foundry's rows on the Triton
+# FlashAttention their benchmark scripts ran), with room for rounding; the target is 0.10.
+MEDIAN_LIMIT = 0.22
 
 
 @pytest.fixture(scope="module")
@@ -49,6 +49,13 @@ def test_torchtitan_h100_rows_run_on_the_board_their_page_describes():
     for row in rows:
         assert "96 GB HBM2e (2.4 TB/s) at the default 500 W" in " ".join(row["note"].split()), row["id"]
         assert row["gpu"] == "h100-sxm-96gb", row["id"]
+
+
+def test_llm_foundry_rows_run_the_attention_their_scripts_ran():
+    # sweep.sh launched every row through submit_benchmarks.py, whose --attn_impl defaults to triton (commit 061f2c7)
+    published = yaml.safe_load((BENCH / "training_published.yaml").read_text())
+    rows = [r for r in published if r["id"].startswith("foundry-")]
+    assert len(rows) == 20 and all(r["attention_kernel"] == "flash1_triton" for r in rows)
 
 
 def test_median_error_does_not_grow(results):

@@ -127,11 +127,13 @@ class Point:
 
 
 def run(raw: RawSpec, axes: Sequence[Axis], overrides: Iterable[str] = (), law: scaling.ScalingLaw | None = None,
-        limit: int | None = None, serving: bool = False, jobs: int | None = None) -> list[Point]:
+        limit: int | None = None, serving: bool = False, jobs: int | None = None,
+        progress: Callable[[int, int], None] | None = None) -> list[Point]:
     """Every point (or the first `limit`), validated and estimated (and its serving estimated, with
     `serving`); all invalid points are reported together as one CostplanError, each problem once with the
     first point that shows it. `jobs` processes share the points (None: one per CPU this process may use, each
-    with at least POINTS_PER_JOB points); the result does not depend on it."""
+    with at least POINTS_PER_JOB points); the result does not depend on it. `progress(done, total)` is called
+    as each chunk of points is in."""
     check_size(axes, limit)
     law = law or scaling.resolve(None)
     overrides = list(overrides)
@@ -141,10 +143,12 @@ def run(raw: RawSpec, axes: Sequence[Axis], overrides: Iterable[str] = (), law: 
         held = _held_layout(raw, axes, overrides)
         held = (held, held.model_dump(), held.model_copy(update={"micro_batches": None})) if held else None
         work = _Work(raw, tuple(axes), overrides, law, serving, held)
-        for chunk_points, chunk_problems in _evaluate(work, combos, _job_count(jobs, len(combos))):
+        for chunk_points, chunk_problems, done in _evaluate(work, combos, _job_count(jobs, len(combos))):
             points += chunk_points
             for problem, where in chunk_problems.items():
                 problems.setdefault(problem, where)
+            if progress is not None:
+                progress(done, len(combos))
     if problems:
         raise CostplanError("\n".join(problems.values()))
     return points
@@ -213,16 +217,19 @@ def _evaluate_chunk(start: int, stop: int) -> tuple[list[Point], dict[str, str]]
 
 
 def _evaluate(work: _Work, combos: list[tuple[int, ...]], jobs: int):
-    """(points, problems) of consecutive chunks of `combos`, in order, over `jobs` processes."""
+    """(points, problems, points evaluated so far) of consecutive chunks of `combos`, in order, over `jobs`
+    processes."""
+    bounds = [(start, min(start + CHUNK, len(combos))) for start in range(0, len(combos), CHUNK)]
     if jobs == 1:
-        yield work(combos)
+        for start, stop in bounds:
+            yield *work(combos[start:stop]), stop
         return
     global _WORK, _COMBOS
     _WORK, _COMBOS = work, combos
     try:
-        bounds = [(start, min(start + CHUNK, len(combos))) for start in range(0, len(combos), CHUNK)]
         with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("fork")) as pool:
-            yield from pool.map(_evaluate_chunk, *zip(*bounds))
+            for (_, stop), (points, problems) in zip(bounds, pool.map(_evaluate_chunk, *zip(*bounds))):
+                yield points, problems, stop
     finally:
         _WORK, _COMBOS = None, []
 

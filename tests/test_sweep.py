@@ -124,8 +124,10 @@ def test_worker_processes_give_the_points_and_problems_of_one(monkeypatch):
     monkeypatch.setattr(sweep, "CHUNK", 2)               # several chunks per worker, taken in turn
     raw = read_source(TINY)
     axes = [sweep.parse_vary("model.n_layers=1,2,3,4,5"), sweep.parse_vary("training.micro_batch_size=1,2,4")]
-    serial = sweep.run(raw, axes, jobs=1)
-    assert len(serial) == 15 and sweep.run(raw, axes, jobs=2) == serial
+    calls = {1: [], 2: []}
+    serial = sweep.run(raw, axes, jobs=1, progress=lambda *args: calls[1].append(args))
+    assert len(serial) == 15 and sweep.run(raw, axes, jobs=2, progress=lambda *args: calls[2].append(args)) == serial
+    assert calls[1] == calls[2] == [(done, 15) for done in (2, 4, 6, 8, 10, 12, 14, 15)]
     bad = [sweep.parse_vary("model.n_layers=1,x,3,-1,5"), sweep.parse_vary("parallelism.tensor=1,3")]
     messages = []
     for jobs in (1, 2):
@@ -135,6 +137,18 @@ def test_worker_processes_give_the_points_and_problems_of_one(monkeypatch):
     lines = messages[0].splitlines()
     assert messages[0] == messages[1] and len(lines) >= 3 and len(set(lines)) == len(lines)
     assert "[model.n_layers=1, parallelism.tensor=3]" in messages[0]     # with the first point that shows it
+
+
+def test_a_long_sweep_says_how_far_it_is(run, monkeypatch):
+    from costplan.cli import sweep as command
+
+    args = ["sweep", TINY, "--vary", "model.n_layers=1,2,3", "--format", "csv"]
+    assert "points (" not in run(*args).stderr                       # 3 points: nothing to say
+    monkeypatch.setattr(command, "PROGRESS_FROM", 3)
+    monkeypatch.setattr(command, "PROGRESS_EVERY", 0.0)
+    result = run(*args)
+    assert result.exit_code == 0 and result.stderr.splitlines()[-1].startswith("sweep: 3 of 3 points (")
+    assert result.stdout == run(*args, "--jobs", "1").stdout
 
 
 def test_jobs_option(run):

@@ -6,6 +6,27 @@ import click
 from costplan.cli.options import FORMATS, collect_overrides, law_option, spec_options
 from costplan.errors import CostplanError
 
+
+# A sweep of this many points takes several seconds: it says how far it is on standard error, every few seconds.
+PROGRESS_FROM = 20_000
+PROGRESS_EVERY = 5.0          # seconds
+
+
+def progress_lines():  # noqa: ANN201
+    """A progress(done, total) printing a line to standard error every PROGRESS_EVERY seconds, and at the end."""
+    import time
+
+    started = last = time.monotonic()
+
+    def progress(done: int, total: int) -> None:
+        nonlocal last
+        now = time.monotonic()
+        if total >= PROGRESS_FROM and (now - last >= PROGRESS_EVERY or done == total):
+            last = now
+            click.echo(f"sweep: {done:,} of {total:,} points ({now - started:.0f} s)", err=True)
+    return progress
+
+
 @click.command()
 @click.argument("spec", metavar="SPEC_OR_PRESET")
 @click.option("--vary", "varies", multiple=True, required=True, metavar="KEY=V1,V2,...",
@@ -51,7 +72,7 @@ def sweep(spec, varies, sort_by, limit, fmt, serving, jobs, law, overrides, gpu,
         raise CostplanError("\n".join(problems))
     count, constants, raw, job_count = results[:4]
     order = results[5]
-    points = sweeps.run(raw, axes, sets, constants, count, serving, job_count)
+    points = sweeps.run(raw, axes, sets, constants, count, serving, job_count, progress_lines())
     if order is not None:
         points = sorted(points, key=order)
     if serving:

@@ -14,7 +14,7 @@ from pydantic import ValidationError
 from costplan import yamlio
 from costplan.errors import CostplanError, SpecError, did_you_mean, printable, shown
 from costplan.spec import HardwareSpec, ModelSpec, ParallelismSpec, Spec, TrainingSpec
-from costplan.spec_rules import model_rules, parallel_rules, spec_rules
+from costplan.spec_rules import model_rules, parallel_rules, recompute_rules, spec_rules
 from costplan.validation import Section, error_messages, field_sections, kind_of, valid_field_getter
 
 
@@ -170,6 +170,7 @@ def _rules_on_raw(data: Mapping[str, Any], base_dir: str | None) -> list[str]:
     training_value = valid_field_getter(TrainingSpec, {**training, "seq_len": seq_len})
     hw_value = valid_field_getter(HardwareSpec, hw, context={"base_dir": base_dir})
     problems += spec_rules(model_value("max_seq_len"), training_value, hw_value, base_dir)
+    problems += recompute_rules(model_value, training_value)
     if isinstance(data.get("parallelism"), Mapping):
         problems += parallel_rules(valid_field_getter(ParallelismSpec, data["parallelism"]), model_value,
                                    training_value, hw_value)

@@ -293,10 +293,11 @@ def _tune(spec: Spec, result, deadline_hours: float):  # noqa: ANN001, ANN202 - 
     for micro in MICRO_BATCHES:
         if per_rank is not None and per_rank % micro:
             continue
-        for recompute in RECOMPUTE:
-            if (micro, recompute) == (t.micro_batch_size, t.recompute):
+        for recompute in RECOMPUTE:        # every layer or none (the spec's own recompute_layers is the start)
+            if (micro, recompute, None) == (t.micro_batch_size, t.recompute, t.recompute_layers):
                 continue
-            training = t.model_copy(update={"micro_batch_size": micro, "recompute": recompute})
+            training = t.model_copy(update={"micro_batch_size": micro, "recompute": recompute,
+                                            "recompute_layers": None})
             parallelism = spec.parallelism.model_copy(update={"micro_batches": None})
             e = estimate(spec.model_copy(update={"training": training, "parallelism": parallelism}))
             if _meets(e, deadline_hours) and e.time.cost_usd < best.time.cost_usd:

@@ -15,7 +15,7 @@ from costplan import hardware
 from costplan.errors import CostplanError, SpecError
 from costplan.spec_attention import AttentionPattern, AttentionSpec, DenseAttention, ModelAttention, pattern_of
 from costplan.spec_rules import (
-    implementation_rules, model_parallel, model_rules, parallel_rules, serving_rules, spec_rules,
+    implementation_rules, model_parallel, model_rules, parallel_rules, recompute_rules, serving_rules, spec_rules,
 )
 from costplan.validation import (
     Amount, Count, CountOrAuto, FieldProblems, Flag, Fraction, Name, Positive, Price, Section, Tokens, Width,
@@ -176,6 +176,9 @@ class TrainingSpec(Section):
     precision: Literal["fp32", "tf32", "fp16", "bf16", "fp8"] = "bf16"
     optimizer: Literal["adamw", "adam", "sgd", "sgd_momentum", "adafactor", "lion"] = "adamw"
     recompute: Literal["none", "selective", "full"] = "none"
+    # With recompute full: only the first N layers of each pipeline stage recompute, the rest keep their
+    # activations (Megatron's --recompute-method block --recompute-num-layers N); None: every layer.
+    recompute_layers: Count | None = None
     # The attention kernel the framework runs: the fastest the device has tables for (FlashAttention-3 on
     # Hopper, -2 on Ampere), or one by name: FlashAttention-2 (PyTorch's SDPA flash backend), -3, -1, or the
     # Triton FlashAttention of flash-attn 1.x (flash1_triton).
@@ -315,6 +318,7 @@ class Spec(Section):
         t, h = self.training, self.hardware
         problems = spec_rules(self.model.max_seq_len, t.__dict__.get, h.__dict__.get, self.base_dir)
         problems += implementation_rules(self.model.__dict__.get, t.__dict__.get)
+        problems += recompute_rules(self.model.__dict__.get, t.__dict__.get)
         if self.parallelism is not None:
             problems += parallel_rules(self.parallelism.__dict__.get, self.model.__dict__.get, t.__dict__.get,
                                        h.__dict__.get)

@@ -157,6 +157,19 @@ def implementation_rules(model: Getter, training: Getter) -> list[tuple[str, str
     return problems
 
 
+def recompute_rules(model: Getter, training: Getter) -> list[tuple[str, str]]:
+    """Recomputing some layers (training.recompute_layers) recomputes them whole: full recomputation."""
+    layers, n_layers = training("recompute_layers"), model("n_layers")
+    if layers is None:
+        return []
+    if training("recompute") not in (None, "full"):
+        return [("training.recompute_layers", f"recomputes the first {layers} of each stage's layers whole: set "
+                                              f"training.recompute to full (it is {training('recompute')})")]
+    if n_layers and layers > n_layers:
+        return [("training.recompute_layers", f"{layers} is more than model.n_layers ({n_layers})")]
+    return []
+
+
 def spec_rules(max_seq_len: int | None, training: Getter, hw: Getter,
                base_dir: str | None) -> list[tuple[str, str]]:
     problems = []

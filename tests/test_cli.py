@@ -243,6 +243,20 @@ def test_cross_section_rules(run):
     assert any("training.precision: bf16 has no peak FLOP/s on NVIDIA V100" in line for line in lines)
 
 
+def test_recompute_layers_rules(run):
+    result = run("estimate", TINY, "--set", "training.recompute_layers=1")
+    assert result.exit_code == 2 and errors(result) == [
+        f"Error: {TINY}: training.recompute_layers: recomputes the first 1 of each stage's layers whole: set "
+        "training.recompute to full (it is none)"]
+    n_layers = costplan.load_spec(TINY).model.n_layers
+    assert errors(run("estimate", TINY, "--set", "training.recompute=full", "--set",
+                      f"training.recompute_layers={n_layers + 1}")) == [
+        f"Error: {TINY}: training.recompute_layers: {n_layers + 1} is more than model.n_layers ({n_layers})"]
+    # a spec that fails elsewhere too reports this rule with the others
+    lines = errors(run("estimate", TINY, "--set", "training.recompute_layers=1", "--set", "training.tokens=-1"))
+    assert any("training.recompute_layers: recomputes the first 1" in line for line in lines) and len(lines) == 2
+
+
 def test_bad_set_syntax(run):
     assert errors(run("estimate", TINY, "--set", "n_layers")) == [
         "Error: --set n_layers: expected KEY=VALUE with a dotted key, e.g. model.n_layers=48"]

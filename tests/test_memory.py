@@ -44,6 +44,25 @@ def test_full_recompute_keeps_the_layer_input():
     assert per_layer_activations(spec) == 2 * S * H
 
 
+def test_recomputing_the_first_layers_of_a_stage():
+    # Megatron's block method (--recompute-num-layers N): N layers store 2·sbh each (Table 2, full recompute),
+    # the others all they save without it (32·sbh + 2·a·s²·b and the LayerNorm statistics, as above); the
+    # hardware FLOPs add one forward of each recomputed layer, N/L of what recomputing every layer adds.
+    layers, n = 6, 2
+    base = {"position": "none", "d_model": H, "n_heads": A, "max_seq_len": S, "n_layers": layers}
+
+    def run(**training):  # noqa: ANN003, ANN202
+        return costplan.estimate(make_spec(base, training))
+
+    kept, some, full = run(), run(recompute="full", recompute_layers=n), run(recompute="full")
+    assert kept.memory.activations - some.memory.activations == n * (
+        32 * S * H + 2 * A * S * S + 2 * 2 * 4 * S - 2 * S * H)
+    extra = some.flops.hardware_per_token - kept.flops.hardware_per_token
+    assert extra * layers == pytest.approx((full.flops.hardware_per_token - kept.flops.hardware_per_token) * n)
+    every = run(recompute="full", recompute_layers=layers)      # as many as the stage holds: every layer
+    assert (every.memory, every.flops, every.time) == (full.memory, full.flops, full.time)
+
+
 def test_activations_scale_with_micro_batch():
     one = costplan.estimate(make_spec()).memory.activations
     four = costplan.estimate(make_spec(training={"micro_batch_size": 4})).memory.activations

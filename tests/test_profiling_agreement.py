@@ -109,6 +109,25 @@ def test_a_shared_norm_output_is_saved_once_whatever_the_attention(path, monkeyp
     assert_saved_agree(load(path, "model.block=parallel_shared_norm"), monkeypatch)
 
 
+@pytest.mark.parametrize("name, layers", [("dense", 1), ("flash", 1), ("moe-shared", 1), ("attention-pattern", 1),
+                                          ("attention-pattern", 2), ("mla", 1), ("sinks-sliding-window", 1)])
+def test_recomputing_the_first_layers_only(name, layers, monkeypatch):
+    # training.recompute_layers: the first layers keep only their input and run their forward again, the rest
+    # keep their activations (attention-pattern alternates its attention, so which layers recompute matters)
+    spec = load(str(Path(CI_SPECS[0]).parent / f"{name}.yaml"), "training.recompute=full",
+                f"training.recompute_layers={layers}")
+    assert spec.model.n_layers > layers
+    flops = m.count_flops(spec, BATCH, CPU)
+    assert flops.forward.pop(OUTSIDE) == 0 and flops.training.pop(OUTSIDE) == 0
+    assert nonzero(flops.training) == expected(spec, "hw_flops")
+    assert_saved_agree(spec, monkeypatch)
+    full, kept = (costplan.estimate(load(str(Path(CI_SPECS[0]).parent / f"{name}.yaml"), *sets))
+                  for sets in (["training.recompute=full"], []))
+    partial = costplan.estimate(spec)
+    assert full.flops.hardware_per_token > partial.flops.hardware_per_token > kept.flops.hardware_per_token
+    assert full.memory.activations < partial.memory.activations < kept.memory.activations
+
+
 @pytest.mark.parametrize("name", ["dense", "flash-full-recompute", "sparse-fixed", "mla", "aft-conv",
                                   "moe-capacity"])
 def test_fake_tensors_measure_what_real_tensors_do(name):

@@ -6,7 +6,7 @@ from costplan.costs import ZERO, Cost, Shape, memo
 from costplan.costs.embedding import embedding, head
 from costplan.costs.implementation import (capped_logits, d_model_wide, eager_peak, fp32_residual, model_extra,
                                           position_ids, weight_copies)
-from costplan.costs.layers import (Stages, block_width, distinct_layers, layer_cost, stage_count, stage_distinct,
+from costplan.costs.layers import (Stages, block_width, last_layer_shape, layer_cost, recompute_groups, stage_count,
                                    stage_layers)
 from costplan.costs.memory import element_bytes
 from costplan.costs.norm import norm
@@ -18,6 +18,7 @@ COMPONENTS = ("embedding", "attention", "mlp", "moe", "norms", "head")
 def shape_of(spec: Spec) -> Shape:
     t = spec.training
     return Shape(seq_len=spec.seq_len, act_bytes=element_bytes(t.precision), recompute=t.recompute,
+                 recompute_layers=t.recompute_layers if t.recompute == "full" else None,
                  implementation=t.implementation, autocast=t.autocast, modules=t.modules,
                  fusion=t.fusion)
 
@@ -44,9 +45,9 @@ def _shared_stage(model: ModelSpec, shape: Shape, stage: int, stages: Stages) ->
     """A stage's costs depend on its model only through the widths, whether it holds the embedding and the head,
     and its layers: the middle stages of a pipeline, and stages of that many layers in deeper models of the
     same widths, share them (inside shared_components())."""
-    distinct = stage_distinct(model, stage, stages)
-    last = distinct[0][0] if len(distinct) == 1 else stage_layers(model, stage, stages)[-1]
-    layers = tuple((memo.token(layer), count) for layer, count in distinct)
+    groups = recompute_groups(model, shape, stage, stages)
+    last = groups[0][0] if len(groups) == 1 else stage_layers(model, stage, stages)[-1]
+    layers = tuple((memo.token(layer), count, memo.token(layer_shape)) for layer, count, layer_shape in groups)
     key = ("stage components", memo.token(block_width(model)), memo.token(shape), stage == 0,
            stage == stage_count(stages) - 1, layers, memo.token(last))
     return memo.cached(key, lambda: _components(model, shape, stage, stages))
@@ -66,10 +67,10 @@ def _components(model: ModelSpec, shape: Shape, stage: int, stages: Stages) -> d
     if last_stage:
         parts["head"] = headed
         parts["norms"] = parts["norms"] + outer_norm  # the final norm
-    for layer, count in distinct_layers(model, stage, stages):
-        for key, cost in layer_cost(layer, model, shape).items():
+    for layer, count, layer_shape in recompute_groups(model, shape, stage, stages):
+        for key, cost in layer_cost(layer, model, layer_shape).items():
             parts[key] = parts[key].plus(cost, count)
-    last = layer_cost(stage_layers(model, stage, stages)[-1], model, shape)
+    last = layer_cost(stage_layers(model, stage, stages)[-1], model, last_layer_shape(model, shape, stage, stages))
     after = sum(last[k].activations for k in ("mlp", "moe") if k in last) + (
         parts["head"].activations + outer_norm.activations if last_stage else 0)
     workspace = sum(c.workspace for c in parts.values())

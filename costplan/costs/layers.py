@@ -2,6 +2,7 @@
 the block structures a spec names (`model.block`, spec.ModelSpec)."""
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections import Counter
 from dataclasses import dataclass
@@ -108,7 +109,10 @@ def stage_layers(model: ModelSpec, stage: int = 0, stages: Stages = 1) -> list[L
 def distinct_layers(model: ModelSpec, stage: int = 0, stages: Stages = 1) -> tuple[tuple[Layer, int], ...]:
     """Each distinct layer of a pipeline stage and how many times it repeats (cached: costs and step times
     loop over these, many times per estimate)."""
-    run = stage_layers(model, stage, stages)
+    return _distinct(stage_layers(model, stage, stages))
+
+
+def _distinct(run: list[Layer]) -> tuple[tuple[Layer, int], ...]:
     if run and run.count(run[0]) == len(run):    # every layer alike (one object: _layers): the common case
         return ((run[0], len(run)),)
     by_identity: dict[int, list] = {}
@@ -132,6 +136,30 @@ def stage_distinct(model: ModelSpec, stage: int = 0, stages: Stages = 1) -> tupl
     if one is None:
         return distinct_layers(model, stage, stages)
     return ((one, stage_depth(model, stage, stages)),)
+
+
+def recompute_groups(model: ModelSpec, shape: Shape, stage: int = 0,
+                     stages: Stages = 1) -> tuple[tuple[Layer, int, Shape], ...]:
+    """stage_distinct with the shape each layer runs at. With training.recompute_layers N under full
+    recomputation, the first N layers of each stage recompute and the rest do not (Megatron's
+    --recompute-method block --recompute-num-layers N); a stage of N layers or fewer recomputes all of them."""
+    n = shape.recompute_layers
+    if shape.recompute != "full" or n is None or n >= stage_depth(model, stage, stages):
+        return tuple((layer, count, shape) for layer, count in stage_distinct(model, stage, stages))
+    run, plain = stage_layers(model, stage, stages), kept(shape)
+    return (tuple((layer, count, shape) for layer, count in _distinct(run[:n]))
+            + tuple((layer, count, plain) for layer, count in _distinct(run[n:])))
+
+
+def last_layer_shape(model: ModelSpec, shape: Shape, stage: int = 0, stages: Stages = 1) -> Shape:
+    """The shape the last layer of a stage runs at (recompute_groups: it recomputes only if all of them do)."""
+    n = shape.recompute_layers
+    return shape if n is None or n >= stage_depth(model, stage, stages) else kept(shape)
+
+
+def kept(shape: Shape) -> Shape:
+    """The shape of a layer that saves its activations (not recomputed) among recomputed ones."""
+    return dataclasses.replace(shape, recompute="none", recompute_layers=None)
 
 
 def _one_layer(model: ModelSpec) -> Layer | None:

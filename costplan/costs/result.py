@@ -111,6 +111,7 @@ class Assumptions(_Result):
     precision: str
     optimizer: str
     recompute: str
+    recompute_layers: int | None     # under full: the first N layers of each stage; None: every layer (or none)
     fusion: str                      # training.fusion: how the step model moves memory-bound bytes
     bytes_per_param: dict[str, Any]
     activation_element_bytes: int

@@ -54,7 +54,7 @@ from dataclasses import dataclass, field
 
 from costplan.costs import Shape, memo
 from costplan.costs.device import Device, device  # noqa: F401 - step.device, as before
-from costplan.costs.layers import Layer, block_width, pipeline_stages, stage_distinct, stage_layers
+from costplan.costs.layers import Layer, block_width, pipeline_stages, recompute_groups, stage_layers
 from costplan.costs.memory import optimizer_bytes, weight_bytes
 from costplan.costs.ops import Core, Gemm, Op, Stream, embedding_ops, gemm_size, head_ops, kernels, layer_ops, tensors
 from costplan.spec import ModelSpec, Spec
@@ -254,10 +254,12 @@ def _stage_time(spec: Spec, dev: Device, shape: Shape, stage: int, layout: tuple
                         lambda: _edges_time(model, shape, Timer(spec, dev, shape), stage == 0, stage == p - 1))
     forward, backward, gemm, core = dict(edges.forward), dict(edges.backward), edges.gemm, edges.core
     traffic = {kind: Traffic(sm_share(dev)) for kind in ("tensor", "context", "expert")}
-    for layer, count in stage_distinct(model, stage, pipeline_stages(spec)):
-        own, wire, seconds, behind = memo.cached(("layer time", memo.token(layer), *layout),
-                                                 lambda: _time_layer(spec, dev, shape, Timer(spec, dev, shape),
-                                                                     layer))
+    for layer, count, layer_shape in recompute_groups(model, shape, stage, pipeline_stages(spec)):
+        # a layer kept among recomputed ones (training.recompute_layers) is timed at its own shape
+        key = layout if layer_shape is shape else _layout_key(spec, dev, layer_shape)
+        own, wire, seconds, behind = memo.cached(("layer time", memo.token(layer), *key),
+                                                 lambda: _time_layer(spec, dev, layer_shape,
+                                                                     Timer(spec, dev, layer_shape), layer))
         for kind, each in traffic.items():
             each.add(count, wire[kind], seconds[kind], behind[kind])
         for part, value in own.forward.items():
@@ -436,9 +438,9 @@ def stage_counts(spec: Spec, shape: Shape, stage: int = 0) -> tuple[float, float
         add(embedding_ops(model, shape), 1, False)
     if stage == p - 1:
         add(head_ops(model, shape), 1, False)
-    full = shape.recompute == "full"
-    for layer, count in stage_distinct(model, stage, pipeline_stages(spec)):
-        add([op for ops in layer_ops(layer, model, shape).values() for op in ops], count, full)
+    for layer, count, layer_shape in recompute_groups(model, shape, stage, pipeline_stages(spec)):
+        add([op for ops in layer_ops(layer, model, layer_shape).values() for op in ops], count,
+            layer_shape.recompute == "full")
     return launched, held, ragged
 
 

@@ -160,7 +160,7 @@ class Model(nn.Module):
     def __init__(self, spec: Spec, core: str | None = None, **factory):
         super().__init__()
         model = spec.model
-        self.recompute = spec.training.recompute
+        self.recompute, self.recompute_layers = spec.training.recompute, spec.training.recompute_layers
         self.seq_len = spec.seq_len
         self.patterned = any(ATTENTION_MODULES[layer.attention.type][1] for layer in layers(model))
         self.embedding = Embedding(model, **factory)
@@ -239,10 +239,11 @@ class Model(nn.Module):
                 x = block(x, pos, layer_cache)
             cache.length += ids.shape[1]
             return self.head(self.norms["final"](x[:, -1:]))      # generation needs the next token only
-        for block in self.layers:
-            if self.recompute == "full":
+        for index, block in enumerate(self.layers):
+            if self.recompute == "full" and (self.recompute_layers is None or index < self.recompute_layers):
                 # Full recomputation: each layer keeps only its input and reruns its whole forward in backward
-                # (Megatron's convention; torch's default early stop would skip the MLP down projection).
+                # (Megatron's convention; torch's default early stop would skip the MLP down projection). With
+                # training.recompute_layers, only the first layers do (one stage: the whole model here).
                 x = checkpoint(block, x, pos, use_reentrant=False, early_stop=False)
             else:
                 x = block(x, pos)

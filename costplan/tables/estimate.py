@@ -130,7 +130,8 @@ def estimate_title(est: Estimate) -> str:
     a = est.assumptions
     return (f"{est.name}: {plural(count(est.params.total), 'parameter')}, "
             f"{plural(count(a.tokens), 'token')}, "
-            f"{a.gpu_count} × {a.gpu_name} ({a.precision}, {a.optimizer}, recompute {a.recompute})")
+            f"{a.gpu_count} × {a.gpu_name} ({a.precision}, {a.optimizer}, recompute {a.recompute}"
+            f"{f' of the first {a.recompute_layers} layers of each stage' if a.recompute_layers else ''})")
 
 
 def estimates(results: Sequence[Estimate]) -> Table:

@@ -58,6 +58,13 @@ def test_llm_foundry_rows_run_the_attention_their_scripts_ran():
     assert len(rows) == 20 and all(r["attention_kernel"] == "flash1_triton" for r in rows)
 
 
+def test_torchtitan_per_layer_checkpointing_recomputes_every_second_block():
+    published = yaml.safe_load((BENCH / "training_published.yaml").read_text())
+    rows = {r["id"]: r for r in published if r["id"].endswith("-sac-layer")}
+    assert {k: (r["recompute"], r["recompute_layers"]) for k, r in rows.items()} == {
+        "titan-a100-llama3-8b-sac-layer": ("full", 32 // 2), "titan-a100-llama2-13b-sac-layer": ("full", 40 // 2)}
+
+
 def test_median_error_does_not_grow(results):
     errors = [abs(r["error"]) for r in results if "error" in r]
     assert statistics.median(errors) <= MEDIAN_LIMIT

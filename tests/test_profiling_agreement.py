@@ -194,11 +194,15 @@ LENGTH_ONE_AFT = {"vocab_size": 1, "d_model": 1, "n_layers": 1, "n_heads": 1, "n
 
 
 @settings(max_examples=25, deadline=None)
-@given(models(), st.sampled_from(["none", "selective", "full"]))
+@given(models(), st.sampled_from(["none", "selective", "full", "first layer"]))
 @example(LENGTH_ONE_AFT, "none")
 def test_random_architectures_agree(model, recompute):
-    spec = costplan.load_spec({"model": small(model), "training": {"tokens": 10**6, "micro_batch_size": BATCH,
-                                                                   "recompute": recompute}})
+    model = small(model)
+    training = {"tokens": 10**6, "micro_batch_size": BATCH, "recompute": recompute}
+    if recompute == "first layer":          # full recomputation of the first layer only (recompute_layers)
+        training |= {"recompute": "full", "recompute_layers": 1}
+        recompute = "full"
+    spec = costplan.load_spec({"model": model, "training": training})
     assert nonzero(m.count_params(spec)) == expected(spec, "params")
     flops = m.count_flops(spec, BATCH, CPU)
     assert flops.forward.pop(OUTSIDE) == 0 and flops.training.pop(OUTSIDE) == 0

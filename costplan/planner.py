@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict
 
 from costplan import hardware, scaling, sizing
 from costplan.costs.estimate import estimate
+from costplan.costs.layers import pipeline_stages, stage_count, stage_depth
 from costplan.costs.layouts import grid, replica, variant
 from costplan.costs.time import HOURS_PER_DAY, flops_in
 from costplan.errors import CostplanError
@@ -156,6 +157,7 @@ class Option(_Result):
     cost_usd: float | None
     micro_batch_size: int | None = None
     recompute: str | None = None
+    recompute_layers: int | None = None     # under full recompute: the first N layers of each stage
     untuned_cost_usd: float | None = None   # with the spec's own micro-batch size and recomputation
     runner_up: dict[str, Any] | None = None  # the next cheapest layout: tensor, pipeline, zero, gpus, cost_usd
     note: str = ""
@@ -265,7 +267,8 @@ def fewest_gpus(spec: Spec, gpu_key: str, deadline_hours: float) -> Option:
         memory_per_gpu=result.memory.total_per_gpu, gpu_memory=result.memory.gpu_memory,
         wall_clock_days=result.time.wall_clock_days, gpu_hours=result.time.gpu_hours,
         cost_usd=result.time.cost_usd, micro_batch_size=result.assumptions.micro_batch_size,
-        recompute=result.assumptions.recompute, untuned_cost_usd=untuned, runner_up=runner_up,
+        recompute=result.assumptions.recompute, recompute_layers=result.assumptions.recompute_layers,
+        untuned_cost_usd=untuned, runner_up=runner_up,
     )
 
 
@@ -284,6 +287,15 @@ MICRO_BATCHES = (1, 2, 4, 8)
 RECOMPUTE = ("none", "selective", "full")
 
 
+def _recompute_choices(spec: Spec) -> list[tuple[str, int | None]]:
+    """Recomputation tried: none, selective, full of every layer, and full of the first half of each pipeline
+    stage's layers (training.recompute_layers), which saves memory at half full recomputation's cost."""
+    stages = pipeline_stages(spec)
+    depth = min(stage_depth(spec.model, stage, stages) for stage in range(stage_count(stages)))
+    half = [("full", depth // 2)] if depth >= 2 else []
+    return [(recompute, None) for recompute in RECOMPUTE] + half
+
+
 def _tune(spec: Spec, result, deadline_hours: float):  # noqa: ANN001, ANN202 - Estimate in and out
     """The cheapest micro-batch size and recomputation for a laid-out spec on its GPUs; a fixed global batch
     keeps micro-batches that divide its share per data-parallel rank."""
@@ -293,11 +305,11 @@ def _tune(spec: Spec, result, deadline_hours: float):  # noqa: ANN001, ANN202 - 
     for micro in MICRO_BATCHES:
         if per_rank is not None and per_rank % micro:
             continue
-        for recompute in RECOMPUTE:        # every layer or none (the spec's own recompute_layers is the start)
-            if (micro, recompute, None) == (t.micro_batch_size, t.recompute, t.recompute_layers):
+        for recompute, layers in _recompute_choices(spec):
+            if (micro, recompute, layers) == (t.micro_batch_size, t.recompute, t.recompute_layers):
                 continue
             training = t.model_copy(update={"micro_batch_size": micro, "recompute": recompute,
-                                            "recompute_layers": None})
+                                            "recompute_layers": layers})
             parallelism = spec.parallelism.model_copy(update={"micro_batches": None})
             e = estimate(spec.model_copy(update={"training": training, "parallelism": parallelism}))
             if _meets(e, deadline_hours) and e.time.cost_usd < best.time.cost_usd:

@@ -166,6 +166,24 @@ def test_deadline_tunes_micro_batch_and_recompute_and_names_the_runner_up(run):
     assert "runner-up" in out
 
 
+def test_deadline_tries_recomputing_half_of_each_stage(run):
+    # Llama 2 70B on H100s with full recomputation asked for: recomputing the first 40 of each stage's 80
+    # layers fits and costs less than recomputing all of them, and the note says so.
+    args = ["plan", "llama2-70b", "--deadline", "60d", "--gpu", "h100-sxm", "--set", "training.recompute=full"]
+    data = json.loads(run(*args, "--format", "json").stdout)[0]
+    assert (data["recompute"], data["recompute_layers"]) == ("full", 40)
+    lay = data["layout"]
+    sets = ["hardware.gpu=h100-sxm", f"hardware.count={data['gpus']}", f"parallelism.tensor={lay['tensor']}",
+            f"parallelism.pipeline={lay['pipeline']}", f"parallelism.zero={lay['zero']}",
+            f"parallelism.sequence_parallel={str(lay['sequence_parallel']).lower()}",
+            f"training.micro_batch_size={data['micro_batch_size']}", "training.recompute=full"]
+    half = costplan.estimate(costplan.load_spec("llama2-70b", [*sets, "training.recompute_layers=40"]))
+    every = costplan.estimate(costplan.load_spec("llama2-70b", sets))
+    assert half.time.cost_usd == pytest.approx(data["cost_usd"]) and half.time.cost_usd < every.time.cost_usd
+    assert half.memory.fits
+    assert "recompute full of the first 40 layers of each stage" in run(*args).stdout
+
+
 def test_deadline_counts_the_context_ranks_of_the_spec_layout(run):
     # A spec's own section with context parallelism: every GPU count tried is whole replicas of t × c × p
     # (counting t × p only tried one GPU for a replica of two, and crashed).

@@ -53,7 +53,8 @@ def why(o: Option) -> str:
     """Why this choice: what the tuned micro-batch and recomputation saved, and what the runner-up costs."""
     said = [o.note]
     if o.untuned_cost_usd and o.cost_usd < o.untuned_cost_usd:
-        said.append(f"micro-batch {o.micro_batch_size}, recompute {o.recompute}: "
+        layers = f" of the first {o.recompute_layers} layers of each stage" if o.recompute_layers else ""
+        said.append(f"micro-batch {o.micro_batch_size}, recompute {o.recompute}{layers}: "
                     f"{percent(o.cost_usd / o.untuned_cost_usd - 1)}")
     r = o.runner_up
     if r:

@@ -127,13 +127,14 @@ class Point:
 
 
 def run(raw: RawSpec, axes: Sequence[Axis], overrides: Iterable[str] = (), law: scaling.ScalingLaw | None = None,
-        limit: int | None = None, serving: bool = False, jobs: int | None = None,
+        limit: int | None = None, serving: bool = False, jobs: int | None = 1,
         progress: Callable[[int, int], None] | None = None) -> list[Point]:
     """Every point (or the first `limit`), validated and estimated (and its serving estimated, with
     `serving`); all invalid points are reported together as one CostplanError, each problem once with the
     first point that shows it. `jobs` processes share the points (None: one per CPU this process may use, each
-    with at least POINTS_PER_JOB points); the result does not depend on it. `progress(done, total)` is called
-    as each chunk of points is in."""
+    with at least POINTS_PER_JOB points, as `costplan sweep` does; the default keeps them in the caller's
+    process, which a library should not fork unasked); the result does not depend on it.
+    `progress(done, total)` is called as each chunk of points is in."""
     check_size(axes, limit)
     law = law or scaling.resolve(None)
     overrides = list(overrides)

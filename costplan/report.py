@@ -72,6 +72,11 @@ def plural(text: str, noun: str) -> str:
     return f"{text} {noun}{'' if text == '1' else 's'}"
 
 
+def recomputed(recompute: str, layers: int | None, where: str = " of each stage") -> str:
+    """'full', or 'full of the first 8 layers of each stage' (training.recompute_layers)."""
+    return f"{recompute} of the first {plural(str(layers), 'layer')}{where}" if layers else recompute
+
+
 def count(value: float) -> str:
     """124.4 M, 6.738 B, 2 T, 1e18 (parameters, tokens): k, M, B, T are thousand to trillion."""
     return _prefixed(value, 1000, _COUNT)

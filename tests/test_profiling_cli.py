@@ -51,6 +51,15 @@ print("torch" in sys.modules)
 torch = pytest.importorskip("torch")
 
 
+def test_profile_of_a_spec_recomputing_its_first_layer(run):
+    args = ["profile", FLASH, "--no-time", "--set", "training.recompute=full", "--set", "training.recompute_layers=1"]
+    result = run(*args)
+    assert result.exit_code == 0 and "FAIL" not in result.stdout
+    assert result.stdout.splitlines()[0].endswith("recompute full of the first 1 layer")
+    record = json.loads(run(*args, "--format", "json").stdout)[0]
+    assert (record["recompute"], record["recompute_layers"]) == ("full", 1)
+
+
 def test_profile_table(run):
     result = run("profile", FLASH, "--no-time")
     assert result.exit_code == 0

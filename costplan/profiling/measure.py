@@ -107,7 +107,8 @@ def count_active(spec: Spec) -> int:
 
 
 def _without_recompute(spec: Spec) -> Spec:
-    return spec.model_copy(update={"training": spec.training.model_copy(update={"recompute": "none"})})
+    return spec.model_copy(update={"training": spec.training.model_copy(update={"recompute": "none",
+                                                                                "recompute_layers": None})})
 
 
 def count_flops(spec: Spec, size: int, device: torch.device, real: bool = False) -> counters.FlopCount:

@@ -5,7 +5,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from costplan.report import (Block, LazyRows, Row, Table, count, flop, flops_rate, human, number, percent, plural,
-                             price, ratio, sectioned, seconds, size, zero_stage)
+                             price, ratio, recomputed, sectioned, seconds, size, zero_stage)
 
 if TYPE_CHECKING:
     from costplan.costs.result import Estimate
@@ -130,8 +130,8 @@ def estimate_title(est: Estimate) -> str:
     a = est.assumptions
     return (f"{est.name}: {plural(count(est.params.total), 'parameter')}, "
             f"{plural(count(a.tokens), 'token')}, "
-            f"{a.gpu_count} × {a.gpu_name} ({a.precision}, {a.optimizer}, recompute {a.recompute}"
-            f"{f' of the first {a.recompute_layers} layers of each stage' if a.recompute_layers else ''})")
+            f"{a.gpu_count} × {a.gpu_name} ({a.precision}, {a.optimizer}, "
+            f"recompute {recomputed(a.recompute, a.recompute_layers)})")
 
 
 def estimates(results: Sequence[Estimate]) -> Table:

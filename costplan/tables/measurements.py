@@ -2,7 +2,8 @@
 
 Rows of `profile` and `check` are profiling.compare.Check objects, duck-typed here so that this module never
 imports torch: metric, item, component, estimate, measured, unit, tolerance, status, note, figures. Each result
-is a record of raw values: name, device, device_name, batch, seq_len, precision, recompute, timing, checks, and
+is a record of raw values: name, device, device_name, batch, seq_len, precision, recompute (and
+recompute_layers where set), timing, checks, and
 the op lists `arithmetic_not_counted` and `fvcore_unsupported`; JSON carries all of it.
 """
 from __future__ import annotations
@@ -11,7 +12,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from costplan.report import Block, Case, Suite, Table, human, number, percent
+from costplan.report import Block, Case, Suite, Table, human, number, percent, recomputed
 
 CHECK_HEADERS = ["", "estimate", "measured", "error", "tolerance", "status", "note"]
 CHECK_ALIGN = ("left", "right", "right", "right", "right", "left", "left")
@@ -75,7 +76,7 @@ def check_title(result: Mapping[str, Any]) -> str:
     if r.get("title"):          # a record that describes itself (profile --serve)
         return r["title"]
     return (f"{r['name']}: estimate vs {r['device']} ({r['device_name']}), batch {r['batch']} × {r['seq_len']} "
-            f"tokens, {r['precision']}, recompute {r['recompute']}")
+            f"tokens, {r['precision']}, recompute {recomputed(r['recompute'], r.get('recompute_layers'), '')}")
 
 
 def checks(results: Sequence[Mapping[str, Any]], detail: bool = False) -> Table:

@@ -4,8 +4,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from costplan.report import (Block, Row, Table, count, flop, gpu_hours, human, number, percent, plural, sectioned,
-                             size, usd, zero_stage)
+from costplan.report import (Block, Row, Table, count, flop, gpu_hours, human, number, percent, plural, recomputed,
+                             sectioned, size, usd, zero_stage)
 
 if TYPE_CHECKING:
     from costplan.planner import Option, Proposal
@@ -53,8 +53,7 @@ def why(o: Option) -> str:
     """Why this choice: what the tuned micro-batch and recomputation saved, and what the runner-up costs."""
     said = [o.note]
     if o.untuned_cost_usd and o.cost_usd < o.untuned_cost_usd:
-        layers = f" of the first {o.recompute_layers} layers of each stage" if o.recompute_layers else ""
-        said.append(f"micro-batch {o.micro_batch_size}, recompute {o.recompute}{layers}: "
+        said.append(f"micro-batch {o.micro_batch_size}, recompute {recomputed(o.recompute, o.recompute_layers)}: "
                     f"{percent(o.cost_usd / o.untuned_cost_usd - 1)}")
     r = o.runner_up
     if r:

@@ -178,6 +178,7 @@ class TrainingSpec(Section):
     recompute: Literal["none", "selective", "full"] = "none"
     # With recompute full: only the first N layers of each pipeline stage recompute, the rest keep their
     # activations (Megatron's --recompute-method block --recompute-num-layers N); None: every layer.
+    # Set only with recompute full (spec_rules.recompute_rules), so readers need not check both.
     recompute_layers: Count | None = None
     # The attention kernel the framework runs: the fastest the device has tables for (FlashAttention-3 on
     # Hopper, -2 on Ampere), or one by name: FlashAttention-2 (PyTorch's SDPA flash backend), -3, -1, or the

@@ -82,18 +82,13 @@ def measure_all(specs, device, batch, seq_len, overrides, gpu, gpus, tokens, mfu
         results.append({
             "name": spec.name, "device": m.device, "device_name": m.device_name, "batch": m.batch,
             "seq_len": m.spec.seq_len, "precision": m.spec.training.precision,
-            "recompute": m.spec.training.recompute, **_layers(m.spec), "timing": timing,
+            "recompute": m.spec.training.recompute, "recompute_layers": m.spec.training.recompute_layers,
+            "timing": timing,
             "checks": checks(m, tolerances, detail),
             "arithmetic_not_counted": m.flops.ops.arithmetic_not_counted,
             "fvcore_unsupported": m.fvcore.unsupported if m.fvcore else {},
         })
     return results
-
-
-def _layers(spec) -> dict:  # noqa: ANN001 - a Spec
-    """recompute_layers for a record, where the spec recomputes only some layers."""
-    t = spec.training
-    return {"recompute_layers": t.recompute_layers} if t.recompute == "full" and t.recompute_layers else {}
 
 
 def sharded_all(sources, loaded, overrides, nproc_text, device):
@@ -109,7 +104,8 @@ def sharded_all(sources, loaded, overrides, nproc_text, device):
             "name": spec.name, "device": f"{device.type} × {nproc} processes",
             "device_name": f"FSDP2, {'NCCL' if device.type == 'cuda' else 'gloo'}", "batch":
             spec.training.micro_batch_size, "seq_len": spec.seq_len, "precision": spec.training.precision,
-            "recompute": spec.training.recompute, **_layers(spec), "timing": None,
+            "recompute": spec.training.recompute, "recompute_layers": spec.training.recompute_layers,
+            "timing": None,
             "checks": distributed.checks(spec, ranks),
             "arithmetic_not_counted": {}, "fvcore_unsupported": {},
         })

@@ -18,7 +18,7 @@ COMPONENTS = ("embedding", "attention", "mlp", "moe", "norms", "head")
 def shape_of(spec: Spec) -> Shape:
     t = spec.training
     return Shape(seq_len=spec.seq_len, act_bytes=element_bytes(t.precision), recompute=t.recompute,
-                 recompute_layers=t.recompute_layers if t.recompute == "full" else None,
+                 recompute_layers=t.recompute_layers,
                  implementation=t.implementation, autocast=t.autocast, modules=t.modules,
                  fusion=t.fusion)
 

@@ -103,7 +103,7 @@ def _estimate(spec: Spec, law: str | scaling.ScalingLaw | None) -> Estimate:
         precision=t.precision,
         optimizer=t.optimizer,
         recompute=t.recompute,
-        recompute_layers=t.recompute_layers if t.recompute == "full" else None,
+        recompute_layers=t.recompute_layers,
         fusion=t.fusion,
         bytes_per_param={
             "weights": w, "gradients": w, "optimizer": optimizer_bytes(t.precision, t.optimizer, t.autocast),

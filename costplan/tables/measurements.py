@@ -2,8 +2,8 @@
 
 Rows of `profile` and `check` are profiling.compare.Check objects, duck-typed here so that this module never
 imports torch: metric, item, component, estimate, measured, unit, tolerance, status, note, figures. Each result
-is a record of raw values: name, device, device_name, batch, seq_len, precision, recompute (and
-recompute_layers where set), timing, checks, and
+is a record of raw values: name, device, device_name, batch, seq_len, precision, recompute, recompute_layers
+(profile's and check's own records), timing, checks, and
 the op lists `arithmetic_not_counted` and `fvcore_unsupported`; JSON carries all of it.
 """
 from __future__ import annotations

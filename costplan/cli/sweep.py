@@ -16,6 +16,8 @@ def progress_lines():  # noqa: ANN201
     """A progress(done, total) printing a line to standard error every PROGRESS_EVERY seconds, and at the end."""
     import time
 
+    from costplan import report
+
     started = last = time.monotonic()
 
     def progress(done: int, total: int) -> None:
@@ -23,7 +25,7 @@ def progress_lines():  # noqa: ANN201
         now = time.monotonic()
         if total >= PROGRESS_FROM and (now - last >= PROGRESS_EVERY or done == total):
             last = now
-            click.echo(f"sweep: {done:,} of {total:,} points ({now - started:.0f} s)", err=True)
+            click.echo(f"sweep: {done:,} of {total:,} points ({report.seconds(now - started)})", err=True)
     return progress
 
 

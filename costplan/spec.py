@@ -175,6 +175,10 @@ class TrainingSpec(Section):
     micro_batch_size: Count = 1
     precision: Literal["fp32", "tf32", "fp16", "bf16", "fp8"] = "bf16"
     optimizer: Literal["adamw", "adam", "sgd", "sgd_momentum", "adafactor", "lion"] = "adamw"
+    # Gradients accumulated, held and reduced in fp32 under 16-bit training: Megatron-Core's grad_reduce_in_fp32
+    # (its fp32 main_grad buffer, the default with --bf16), FSDP2's reduce_dtype float32 (torchtitan's default).
+    # No effect where gradients are fp32 already (precision fp32 or tf32, autocast).
+    fp32_gradients: Flag = False
     recompute: Literal["none", "selective", "full"] = "none"
     # With recompute full: only the first N layers of each pipeline stage recompute, the rest keep their
     # activations (Megatron's --recompute-method block --recompute-num-layers N); None: every layer.

@@ -32,6 +32,18 @@ def test_fsdp2_on_two_processes_matches_zero3(run):
     assert all(c["status"] == "ok" for c in record["checks"])
 
 
+def test_fsdp2_fp32_gradient_shards(run):
+    # training.fp32_gradients: each rank holds its fp32 gradient shard (the Trainer's main_grad buffers over
+    # FSDP2's sharded parameters), twice the bytes of the 16-bit parameter shard
+    result = run("check", DENSE, "--nproc", "2", "--format", "json", "--set", "training.fp32_gradients=true")
+    assert result.exit_code == 0, result.output
+    (record,) = json.loads(result.stdout)
+    rows = {c["item"]: c for c in record["checks"]}
+    whole = estimate(load_spec(DENSE, ["training.fp32_gradients=true"])).memory
+    assert rows["gradient shards, sum over 2 ranks"]["measured"] == whole.gradients == 2 * whole.weights
+    assert all(c["status"] == "ok" for c in record["checks"])
+
+
 def test_a_rank_off_by_more_than_its_rows_fails():
     spec = load_spec(DENSE)
     whole = estimate(spec).memory

@@ -52,6 +52,26 @@ def test_zero_table_figures():
         assert states / 1e9 == pytest.approx(gigabytes * e.params.total / 7.5e9, rel=0.02)
 
 
+@pytest.mark.parametrize("zero, per_param", [
+    # Megatron-Core's distributed-optimizer guide, "bf16 parameters, fp32 gradients": 18 bytes per parameter
+    # without the distributed optimizer, 6 + 12/d with it (d = 64 here); ZeRO 2 and 3 shard the fp32 gradients
+    # and then the 16-bit weights too.
+    (0, 18), (1, 6 + 12 / 64), (2, 2 + 16 / 64), (3, 18 / 64),
+])
+def test_fp32_gradients_megatron_bytes_per_parameter(zero, per_param):
+    e = est({"zero": zero}, model={"vocab_size": 1024}, training={"fp32_gradients": True}, hardware={"count": 64})
+    states = e.memory.weights + e.memory.gradients + e.memory.optimizer
+    assert states == pytest.approx(per_param * e.params.total, abs=3)
+    assert e.assumptions.bytes_per_param["gradients"] == 4
+
+
+def test_fp32_gradients_change_nothing_where_gradients_are_fp32_already():
+    for training in ({"precision": "fp32"}, {"autocast": True, "implementation": "sdpa"}):
+        plain = est({"zero": 1}, training=training, hardware={"count": 8})
+        fp32 = est({"zero": 1}, training={**training, "fp32_gradients": True}, hardware={"count": 8})
+        assert fp32.memory == plain.memory and fp32.time == plain.time
+
+
 def test_tensor_parallel_splits_matrices_not_norms():
     spec = make_spec({"n_layers": 2}, {"tokens": 10**6}, {"count": 4}, parallelism={"tensor": 4})
     parts = components(spec)
@@ -150,6 +170,17 @@ def test_zero3_moves_one_and_a_half_times_the_data():
     two = est({"zero": 2}, hardware={"count": 8}).parallelism.communication_bytes["data"]
     three = est({"zero": 3}, hardware={"count": 8}).parallelism.communication_bytes["data"]
     assert three == pytest.approx(1.5 * two)
+
+
+@pytest.mark.parametrize("zero, moved", [
+    # Ψ(n−1)/n per unit: an all-reduce is a reduce-scatter and an all-gather of the gradients (2 × 4 bytes);
+    # ZeRO 1-2 reduce-scatter fp32 gradients and gather 16-bit weights (4 + 2); ZeRO-3 gathers the weights twice
+    # and reduce-scatters the gradients (2 + 2 + 4).
+    (0, 8), (1, 6), (2, 6), (3, 8),
+])
+def test_fp32_gradients_travel_in_fp32(zero, moved):
+    e = est({"zero": zero}, training={"fp32_gradients": True}, hardware={"count": 8})
+    assert e.parallelism.communication_bytes["data"] == pytest.approx(moved * 7 / 8 * e.params.total)
 
 
 def test_tensor_parallel_all_reduces():

@@ -151,3 +151,32 @@ def test_the_peak_at_the_heads_weight_gradient():
     m = costplan.estimate(spec).memory
     assert m.peak_at == "backward" and m.total_per_gpu == pytest.approx(peak, rel=1e-3)
     assert m.weights + m.gradients + m.optimizer + m.activations + 2 * 4 * 8 * 4096 < 0.95 * peak
+
+
+def test_fp32_gradients_on_the_reference_trainer():
+    # Megatron's main_grad on the reference Trainer: each 16-bit gradient is added into a persistent fp32 buffer
+    # as autograd accumulates it, and dropped; the master copy steps on that buffer. Model states are then
+    # 2 + 4 + 4 + 8 = 18 bytes per parameter. Tied, the end of backward holds the same three 16-bit matrices as
+    # without it; untied, the update casts nothing, so the step peaks in backward instead.
+    for tied in (True, False):
+        base = short_spec(tied)
+        spec = base.model_copy(update={"training": base.training.model_copy(update={"fp32_gradients": True})})
+        peak = measure_peak(spec, 1, torch.device("cpu")).bytes
+        m = costplan.estimate(spec).memory
+        assert m.total_per_gpu == pytest.approx(peak, rel=1e-3)
+        if tied:
+            params = sum(p.numel() for p in build_model(spec, device="meta").parameters())
+            assert peak == model_states(spec) + 2 * params + 3 * 2 * 4096 * 64 + 2 * 4
+            assert m.peak_at == "end of backward"
+        else:
+            assert m.peak_at == "backward" and costplan.estimate(base).memory.peak_at == "optimizer step"
+
+
+def test_fp32_gradients_stay_in_their_buffers():
+    spec = make_spec({"vocab_size": 256, "d_model": 64, "max_seq_len": 16}, {"fp32_gradients": True})
+    trainer = Trainer(build_model(spec, device="cpu"), spec)
+    trainer.accumulate(*batch(spec, 1, "cpu"))
+    assert all(p.grad is None for p in trainer.params)
+    assert all(g.dtype == torch.float32 and g.abs().sum() > 0 for g in trainer.gradients())
+    trainer.update()
+    assert all(not g.any() for g in trainer.gradients())

@@ -67,6 +67,13 @@ def test_matmuls_attention_and_optimizer_by_hand(flat):
     assert e.time.tokens_per_second_per_gpu == pytest.approx(S / e.time.step_seconds)
 
 
+def test_fp32_gradients_are_read_in_fp32_by_the_update(flat):
+    # the same update, its gradients read as 4 bytes: 2 · (12 + 2) + 4 per parameter
+    e = step(flat, {}, training={"fp32_gradients": True})
+    assert e.time.breakdown["optimizer"] == pytest.approx(
+        (2 * (12 + 2) + 4) * e.params.total / (1000e9 * MEMORY_EFFICIENCY))
+
+
 def test_materialised_attention_runs_at_the_gemm_rate(flat):
     e = step(flat, {}, model={"attention": {"type": "dense"}})
     # QKᵀ and AV over the whole square, forward and a backward of twice that, as batched GEMMs

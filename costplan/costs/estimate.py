@@ -5,7 +5,7 @@ from __future__ import annotations
 from costplan import scaling
 from costplan.costs import ZERO, memo, parallel
 from costplan.costs.components import COMPONENTS, components, shape_of, shared_components  # noqa: F401 - API
-from costplan.costs.memory import is_mixed, optimizer_bytes, weight_bytes
+from costplan.costs.memory import gradient_bytes, is_mixed, optimizer_bytes, weight_bytes
 from costplan.costs.result import Assumptions, Estimate, Flops, Memory, Number, Parallelism, Params, Time
 from costplan.costs.run import Run, resolve, stages_of, step_time
 from costplan.costs.step import StepTime
@@ -106,8 +106,11 @@ def _estimate(spec: Spec, law: str | scaling.ScalingLaw | None) -> Estimate:
         recompute_layers=t.recompute_layers,
         fusion=t.fusion,
         bytes_per_param={
-            "weights": w, "gradients": w, "optimizer": optimizer_bytes(t.precision, t.optimizer, t.autocast),
+            "weights": w, "gradients": gradient_bytes(t.precision, t.autocast, t.fp32_gradients),
+            "optimizer": optimizer_bytes(t.precision, t.optimizer, t.autocast),
             "rule": ("fp32 weights, gradients and moments; 16-bit copies cast per matmul (autocast)" if t.autocast
+                     else "16-bit weights, fp32 gradients, master copy and moments (Megatron's main_grad)"
+                     if is_mixed(t.precision) and t.fp32_gradients
                      else "16-bit weights and gradients, fp32 master copy and moments (ZeRO §3.1)"
                      if is_mixed(t.precision) else "fp32 weights, gradients and moments"),
         },

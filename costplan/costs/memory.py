@@ -4,7 +4,8 @@
 and gradients and an fp32 master copy with the optimizer: mixed-precision Adam = 2 + 2 + (4 + 4 + 4) = 16
 bytes per parameter (Rajbhandari et al. 2019, ZeRO §3.1). fp32 and tf32 training keep everything in fp32 and
 need no master copy: Adam = 4 + 4 + 8 = 16 as well, and so does 16-bit autocast over fp32 weights (weights,
-gradients and moments in fp32, no master copy). Megatron's 18 (fp32 gradients) is not the default here.
+gradients and moments in fp32, no master copy). Megatron's 18 holds 16-bit training's gradients in fp32
+(training.fp32_gradients: 2 + 4 + 12, its main_grad buffer); it is not the default here.
 
 Optimizer states per parameter, in fp32: Adam/AdamW two moments; SGD none; SGD with momentum and Lion one;
 Adafactor (Shazeer & Stern 2018, default β1 = None) no first moment and a factored second moment: rows + cols
@@ -32,6 +33,12 @@ def weight_bytes(precision: str, autocast: bool = False) -> int:
     return FP32 if autocast else element_bytes(precision)
 
 
+def gradient_bytes(precision: str, autocast: bool = False, fp32_gradients: bool = False) -> int:
+    """Bytes per gradient: the weights' own, unless 16-bit training holds its gradients in fp32
+    (training.fp32_gradients)."""
+    return FP32 if fp32_gradients else weight_bytes(precision, autocast)
+
+
 def optimizer_bytes(precision: str, optimizer: str, autocast: bool = False) -> int:
     """Bytes per parameter of optimizer state, the fp32 master copy of mixed precision included (autocast's
     weights are their own master); Adafactor's factored moment is extra and counted per matrix
@@ -52,12 +59,12 @@ def optimizer_bytes(precision: str, optimizer: str, autocast: bool = False) -> i
 UPDATE_TEMPORARIES = {"adamw": 0, "adam": 0, "sgd": 0, "sgd_momentum": 0, "lion": 3, "adafactor": 3}
 
 
-def update_bytes(precision: str, optimizer: str, autocast: bool, tensor: float) -> float:
+def update_bytes(precision: str, optimizer: str, autocast: bool, tensor: float, fp32_gradients: bool = False) -> float:
     """Bytes live at the optimizer step beyond weights, gradients and states, when a tensor of `tensor` elements
     is stepped. Mixed precision casts its 16-bit gradient to an fp32 one for the master copy (both live until the
     16-bit one is dropped, before the step); fp32 weights, autocast's included, are stepped on their own fp32
-    gradients."""
+    gradients, and fp32 gradients of 16-bit weights step the master copy as they are."""
     temporaries = UPDATE_TEMPORARIES[optimizer] * FP32 * tensor
-    if not is_mixed(precision) or autocast:
+    if not is_mixed(precision) or autocast or fp32_gradients:
         return temporaries
     return FP32 * tensor + max(0, temporaries - element_bytes(precision) * tensor)

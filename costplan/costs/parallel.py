@@ -46,7 +46,7 @@ import math
 from dataclasses import dataclass
 
 from costplan.costs import STAT_BYTES, Cost, memo
-from costplan.costs.memory import FP32, element_bytes, optimizer_bytes, update_bytes, weight_bytes
+from costplan.costs.memory import FP32, element_bytes, gradient_bytes, optimizer_bytes, update_bytes, weight_bytes
 from costplan.spec import Spec
 
 TENSOR_REPLICATED = ("norms",)   # components whose weights every tensor rank keeps whole
@@ -152,11 +152,12 @@ def _degrees(spec: Spec) -> tuple:
     """What every stage of a layout reads of it, looked up once for all of them."""
     training = spec.training
     return (spec.parallel, spec.data_parallel, spec.micro_batches, weight_bytes(training.precision, training.autocast),
+            gradient_bytes(training.precision, training.autocast, training.fp32_gradients),
             optimizer_bytes(training.precision, training.optimizer, training.autocast))
 
 
 def _stage_memory(spec: Spec, degrees: tuple, parts: dict[str, Cost], stage: int) -> StageMemory:
-    par, d, m, w, o = degrees
+    par, d, m, w, g, o = degrees
     t, p = par.tensor, par.pipeline
     model, training = spec.model, spec.training
     shared_head = model.vocab_size * model.d_model if model.tie_embeddings and p > 1 and stage == p - 1 else 0
@@ -186,13 +187,14 @@ def _stage_memory(spec: Spec, degrees: tuple, parts: dict[str, Cost], stage: int
     return StageMemory(
         stage=stage,
         weights=sharded(w, 3),
-        gradients=sharded(w, 2),
+        gradients=sharded(g, 2),
         optimizer=sharded(o, 1) + math.ceil(extra_optimizer),
         activations=math.ceil(activations),
         workspace=math.ceil(workspace),
         params=dense,
         routed_params=routed,
-        update=math.ceil(update_bytes(training.precision, training.optimizer, training.autocast, vocabulary)),
+        update=math.ceil(update_bytes(training.precision, training.optimizer, training.autocast, vocabulary,
+                                      training.fp32_gradients)),
         tied_gradients=3 * w * model.vocab_size * model.d_model // t if model.tie_embeddings and p == 1 else 0,
     )
 

@@ -32,7 +32,8 @@ by the group's span; ranks ordered tensor, context, data, pipeline, as Megatron'
   the updated weights during the next step's first forward (Megatron's distributed optimizer with
   overlap-param-gather); ZeRO-3 gathers each layer's weights forward and
   backward and reduce-scatters its gradients for every micro-batch, prefetched behind the neighbouring layers'
-  compute (exposed only beyond it).
+  compute (exposed only beyond it). Gradients travel in their own dtype: twice the bytes of 16-bit weights
+  with training.fp32_gradients.
 Hidden traffic still slows the compute it hides behind: NCCL runs a collective as a kernel of one CTA per channel,
 and the SMs those hold are not the compute's while it runs. With the device's `overlap_sm_share` f (its kernel
 tables: NCCL's channels over its SMs), compute C beside a collective of T seconds goes at (1 − f) of its rate for
@@ -55,7 +56,7 @@ from dataclasses import dataclass, field
 from costplan.costs import Shape, memo
 from costplan.costs.device import Device, device  # noqa: F401 - step.device, as before
 from costplan.costs.layers import Layer, block_width, pipeline_stages, recompute_groups, stage_layers
-from costplan.costs.memory import optimizer_bytes, weight_bytes
+from costplan.costs.memory import gradient_bytes, optimizer_bytes, weight_bytes
 from costplan.costs.ops import Core, Gemm, Op, Stream, embedding_ops, gemm_size, head_ops, kernels, layer_ops, tensors
 from costplan.spec import ModelSpec, Spec
 
@@ -352,7 +353,9 @@ def step_time(spec: Spec, dev: Device, shape: Shape, stage_params: list[tuple[fl
     micro = tally.total + sum(k.exposed for k in traffic.values()) + launches
     bubble = (p - 1) / v * micro
 
-    w = weight_bytes(spec.training.precision, spec.training.autocast)
+    training = spec.training
+    w = weight_bytes(training.precision, training.autocast)
+    g = gradient_bytes(training.precision, training.autocast, training.fp32_gradients)
     # pipeline: each micro-batch crosses v chunk boundaries forward and backward
     hidden = spec.training.micro_batch_size * shape.seq_len / cp * spec.model.d_model * shape.act_bytes
     hidden /= t if par.sequence_parallel else 1
@@ -370,12 +373,20 @@ def step_time(spec: Spec, dev: Device, shape: Shape, stage_params: list[tuple[fl
         wire = (d - 1) / d * params * w
         gather = _collective(dev, wire, params * w / max(layers, 1), data_span, stride=t * cp)
         data.add(m, wire, gather, sum(tally.forward.values()))                # forward gathers
-        data.add(m, 2 * wire, 2 * gather, sum(tally.backward.values()))      # backward gathers, reduce-scatters
+        if g == w:
+            data.add(m, 2 * wire, 2 * gather, sum(tally.backward.values()))  # backward gathers, reduce-scatters
+        else:   # the reduce-scatter moves the gradients in their own dtype
+            scatter = wire * g / w
+            scattered = _collective(dev, scatter, params * g / max(layers, 1), data_span, stride=t * cp)
+            data.add(m, wire + scatter, gather + scattered, sum(tally.backward.values()))
     elif d > 1 or routed_d > 1:
-        wire = 2 * (d - 1) / d * dense * w
+        # The gradients' all-reduce (ZeRO 0: both halves in their dtype), or their reduce-scatter and the updated
+        # weights' gather (ZeRO 1-2): `scale` is 1 where gradients and weights are alike.
+        scale = (g + w) / (2 * w) if par.zero else g / w
+        wire = 2 * (d - 1) / d * dense * w * scale
         seconds = _collective(dev, wire, BUCKET_BYTES, data_span, stride=t * cp) if d > 1 else 0.0
         if routed and routed_d > 1:
-            routed_wire = 2 * (routed_d - 1) / routed_d * routed / par.expert * w
+            routed_wire = 2 * (routed_d - 1) / routed_d * routed / par.expert * w * scale
             wire += routed_wire
             seconds += _collective(dev, routed_wire, BUCKET_BYTES, t * cp * routed_d, stride=t * cp)
         backward = sum(tally.backward.values())
@@ -383,11 +394,11 @@ def step_time(spec: Spec, dev: Device, shape: Shape, stage_params: list[tuple[fl
             data.add(1, wire, seconds, backward)                        # all-reduce during the last backward
         else:
             # reduce-scatter during the last backward, the updated shards gathered during the next forward
-            data.add(1, wire / 2, seconds / 2, backward)
-            data.add(1, wire / 2, seconds / 2, sum(tally.forward.values()))
+            share = g / (g + w)
+            data.add(1, wire * share, seconds * share, backward)
+            data.add(1, wire * (1 - share), seconds * (1 - share), sum(tally.forward.values()))
 
-    per_param = 2 * (optimizer_bytes(spec.training.precision, spec.training.optimizer, spec.training.autocast)
-                     + w) + w
+    per_param = 2 * (optimizer_bytes(training.precision, training.optimizer, training.autocast) + w) + g
     sharded = dense / (d if par.zero >= 1 else 1) + routed / par.expert / (routed_d if par.zero >= 1 else 1)
     optimizer = per_param * sharded / dev.bandwidth
 

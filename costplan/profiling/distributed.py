@@ -134,7 +134,7 @@ def worker(request_path: str) -> None:
     trainer = Trainer(model, spec)
     params = trainer.params
     trainer.accumulate(*batch(spec, spec.training.micro_batch_size, device))
-    grads = [p.grad for p in params]
+    grads = trainer.gradients()
     gradients, gradient_rows = _local_bytes(grads), _row_bytes(grads)
     trainer.update()
     optimizers = getattr(trainer, "optimizers", None) or [trainer.optimizer]

@@ -2,13 +2,17 @@
 
 16-bit training keeps 16-bit weights and gradients, and the optimizer works on an fp32 master copy (ZeRO
 §3.1: 2 + 2 + 4 + optimizer moments bytes per parameter). Each parameter's gradient is moved to its master
-copy and stepped one parameter at a time, so no second full set of gradients ever exists. fp32/tf32 training
-steps the fp32 weights directly. Optimizer moments are fp32. AdamW and Adam run fused (updated in place, no
-temporaries), the others one tensor at a time (SGD with foreach=False): the multi-tensor kernels allocate
-temporaries the size of all parameters at once, which would inflate the peak (costs/memory.py update_bytes).
+copy and stepped one parameter at a time, so no second full set of gradients ever exists. With
+training.fp32_gradients each 16-bit gradient is added into a persistent fp32 buffer as soon as autograd has
+accumulated it, and dropped (Megatron's main_grad; 2 + 4 + 4 + moments), and the master copy steps on that
+buffer. fp32/tf32 training steps the fp32 weights directly. Optimizer moments are fp32. AdamW and Adam run
+fused (updated in place, no temporaries), the others one tensor at a time (SGD with foreach=False): the
+multi-tensor kernels allocate temporaries the size of all parameters at once, which would inflate the peak
+(costs/memory.py update_bytes).
 """
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import torch
@@ -100,10 +104,15 @@ class Trainer:
         self.params = list(model.parameters())
         self.mixed = any(p.dtype != torch.float32 for p in self.params)
         make = OPTIMIZERS[spec.training.optimizer]
+        self.main_grads: list[torch.Tensor] = []
         if self.mixed:
             # One optimizer per master tensor, so that each can be stepped as soon as its gradient is moved.
             self.master = [p.detach().float() for p in self.params]
             self.optimizers = [make([m]) for m in self.master]
+            if spec.training.fp32_gradients:
+                self.main_grads = [torch.zeros_like(p, dtype=torch.float32) for p in self.params]
+                for p, main in zip(self.params, self.main_grads):
+                    p.register_post_accumulate_grad_hook(functools.partial(_into, main))
         else:
             self.optimizer = make(self.params)
 
@@ -115,21 +124,40 @@ class Trainer:
 
     def accumulate(self, ids: torch.Tensor, targets: torch.Tensor) -> None:
         loss_of(self.model(ids), targets).backward()
+        # FSDP2 sets its sharded gradients itself, without the hook: fold those in here.
+        for p, main in zip(self.params, self.main_grads):
+            if p.grad is not None:
+                _into(main, p)
+
+    def gradients(self) -> list[torch.Tensor | None]:
+        """The tensors holding this step's gradients: the fp32 buffers, or each parameter's own."""
+        return list(self.main_grads) or [p.grad for p in self.params]
 
     def update(self) -> None:
         if not self.mixed:
             self.optimizer.step()
             self.optimizer.zero_grad(set_to_none=True)
             return
-        for p, master, optimizer in zip(self.params, self.master, self.optimizers):
-            if p.grad is None:          # a parameter this step did not use (an idle expert)
+        for i, (p, master, optimizer) in enumerate(zip(self.params, self.master, self.optimizers)):
+            if self.main_grads:
+                master.grad = self.main_grads[i]
+            elif p.grad is None:        # a parameter this step did not use (an idle expert)
                 continue
-            master.grad = p.grad.float()
-            p.grad = None
+            else:
+                master.grad = p.grad.float()
+                p.grad = None
             optimizer.step()
             master.grad = None
             with torch.no_grad():
                 p.copy_(master)
+        for main in self.main_grads:
+            main.zero_()
+
+
+def _into(main: torch.Tensor, p: torch.Tensor) -> None:
+    """Add a parameter's 16-bit gradient into its fp32 buffer and drop it."""
+    main.add_(p.grad)
+    p.grad = None
 
 
 def batch(spec: Spec, size: int, device: torch.device | str) -> tuple[torch.Tensor, torch.Tensor]:

@@ -31,13 +31,17 @@ def estimate_rows(est: Estimate) -> list[Row]:
             note=f"{plural(count(a.tokens), 'token')}, {number(est.scaling.tokens_per_param)} per "
                  f"{'active ' if est.scaling.params_convention == 'active' else ''}parameter"),
     ]
+    fp32_gradients = a.bytes_per_param["gradients"] > a.bytes_per_param["weights"]
     rows += [Row("memory", name, value, "bytes", share=value / m.total_per_gpu, note=note) for name, value, note in (
-        ("weights", m.weights, ""), ("gradients", m.gradients, ""), ("optimizer states", m.optimizer, ""),
+        ("weights", m.weights, ""),
+        ("gradients", m.gradients, "fp32 for 16-bit weights (training.fp32_gradients)" if fp32_gradients else ""),
+        ("optimizer states", m.optimizer, ""),
         (f"activations (micro-batch {a.micro_batch_size})", m.activations, ""),
         ("loss and head gradients (transient)", m.workspace, "as backward starts; the head's or a softmax's if more"),
         *([("tied embedding gradients (transient)", m.tied_gradients, "as backward ends: head's, lookup's, sum")]
           if m.tied_gradients else []),
-        ("optimizer step transients", m.update, "a gradient's fp32 copy and the update's temporaries"))]
+        ("optimizer step transients", m.update,
+         "the update's temporaries" if fp32_gradients else "a gradient's fp32 copy and the update's temporaries"))]
     rows += [
         Row("memory", "total per GPU", m.total_per_gpu, "bytes",
             note=f"peak at {m.peak_at}; {'fits' if m.fits else 'does not fit'} in {size(m.gpu_memory)}"),

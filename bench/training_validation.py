@@ -78,6 +78,27 @@ EAGER = {
     "titan-a100-llama2-70b-sac-op-lbs1": "fusion eager (config default)",
     "titan-a100-llama2-70b-full": "fusion eager (config default)",
 }
+# training.fp32_gradients per source (row id prefix), read from each framework's code at the commit its source
+# names, before the rows were compared: where gradients are reduced in fp32 (4 bytes per parameter on the wire).
+FP32_GRADIENTS = {
+    # Megatron-LM f2e5db4, megatron/training/arguments.py: --bf16 sets accumulate_allreduce_grads_in_fp32
+    # ("bfloat16 requires gradient accumulation and all-reduce to be done in fp32"), which becomes
+    # grad_reduce_in_fp32; --grad-reduce-in-bf16 did not exist yet
+    "megatron-": True,
+    # torchtitan: FSDP2 MixedPrecisionPolicy(param_dtype=bfloat16, reduce_dtype=float32), hard-coded at 0413364
+    # (parallelisms/parallelize_llama.py), training.mixed_precision_reduce = "float32" (its only choice) at 9dec370
+    "titan-": True,
+    # NeMo-Framework-Launcher 24.07 yamls of these models: optim distributed_fused_adam without grad_sync_dtype,
+    # which apex defaults to its dtype, fp32 (only the Nemotron-340B and Mixtral yamls set bf16; neither is here).
+    # That the published runs used exactly these yamls is not verified.
+    "nemo2407-": True,
+    # Megatron-Bridge df0289c: every performance config sets ddp.grad_reduce_in_fp32 = False. llm-foundry 061f2c7:
+    # Composer's DEFAULT mixed precision before 0.16.4 reduces in bf16 (the version these runs installed is not
+    # certain). BLOOM: DeepSpeed's BF16_Optimizer accumulated fp32 gradients but all-reduced them in bf16
+    # (communication_data_type defaulted to bf16 then), so its traffic is 16-bit; its fp32 gradient buffer is
+    # not counted in memory.
+}
+
 # Left fused: torchtitan's 8B and 13B A100 rows (their configs at 0413364 set compile = false but norm_type =
 # "fused_rmsnorm", a Triton kernel: fused norms, eager rotary, SwiGLU and loss, which one setting cannot say; the
 # norms are most of the eager bytes); every torch.compile row; llm-foundry (no torch.compile, but MPT runs one
@@ -150,7 +171,8 @@ def spec_of(row: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
                      "global_batch_size": row["global_batch_size"], "precision": row["precision"],
                      "recompute": recompute, "recompute_layers": row.get("recompute_layers"), "tokens": 1e9,
                      "attention_kernel": row.get("attention_kernel", "fastest"),
-                     "fusion": "eager" if row["id"] in EAGER else "fused"},
+                     "fusion": "eager" if row["id"] in EAGER else "fused",
+                     "fp32_gradients": any(row["id"].startswith(k) and v for k, v in FP32_GRADIENTS.items())},
         "hardware": {"gpu": row["gpu"], "count": row["gpus"]},
         "parallelism": layout,
     }
@@ -291,6 +313,15 @@ and +21.9%, beside the same page's run without checkpointing (+24.9%): the model
 13.6% of the 13B step, is the page's 11.5% (2,162 to 1,914 tokens/s). torchtitan's three per-op rows still run
 as `selective`: that option (every second matmul and every non-matmul op recomputed) has no costplan setting.
 The medians: torchtitan's 26 rows +40.8% to +39.5%, all rows unchanged at 21.1%.
+
+Gradients now travel in the dtype each framework reduces them in (`training.fp32_gradients`, FP32_GRADIENTS in
+the script, read from the code at each source's commit before the rows were compared): fp32 for Megatron-LM
+(`--bf16` forces `accumulate_allreduce_grads_in_fp32`), torchtitan (FSDP2 `reduce_dtype=float32`) and NeMo
+24.07 (apex's distributed Adam syncs gradients in its fp32 dtype unless a yaml says otherwise); bf16 for
+Megatron-Bridge's performance configs (`grad_reduce_in_fp32 = False`), llm-foundry and BLOOM (DeepSpeed's bf16
+communication of 2022). Megatron-LM's 9 rows moved from +28.5% to +22.9%, torchtitan's 405B 1F1B row from
++32.9% to +6.8% (its fp32 reduce-scatter crosses nodes for every micro-batch), and all 74 rows from 21.1% to
+18.0% median |error| (41% to 42% within 15%).
 
 The model is still too fast elsewhere: it prices kernels as benchmarks measure them and communication as
 nccl-tests does, while torchtitan's and Megatron-LM's runs lose a further quarter to a third somewhere the model

@@ -11,9 +11,9 @@ import pytest
 import yaml
 
 BENCH = Path(__file__).parent.parent / "bench"
-# The median |error| of bench/training_results.md (0.211 over 74 rows, llm-foundry's rows on the Triton
-# FlashAttention their benchmark scripts ran), with room for rounding; the target is 0.10.
-MEDIAN_LIMIT = 0.22
+# The median |error| of bench/training_results.md (0.180 over 74 rows, gradients reduced in the dtype each
+# framework reduces them in), with room for rounding; the target is 0.10.
+MEDIAN_LIMIT = 0.19
 
 
 @pytest.fixture(scope="module")

@@ -179,7 +179,9 @@ class TrainingSpec(Section):
     # (its fp32 main_grad buffer, the default with --bf16), FSDP2's reduce_dtype float32 (torchtitan's default).
     # No effect where gradients are fp32 already (precision fp32 or tf32, autocast).
     fp32_gradients: Flag = False
-    recompute: Literal["none", "selective", "full"] = "none"
+    # selective: Megatron's (the attention core reruns); selective_op: torchtitan's per-op checkpointing (every
+    # second matmul's output and the attention's kept, the rest rerun: costs/selective_op.py); full: every layer.
+    recompute: Literal["none", "selective", "selective_op", "full"] = "none"
     # With recompute full: only the first N layers of each pipeline stage recompute, the rest keep their
     # activations (Megatron's --recompute-method block --recompute-num-layers N); None: every layer.
     # Set only with recompute full (spec_rules.recompute_rules), so readers need not check both.

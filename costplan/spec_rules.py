@@ -158,16 +158,39 @@ def implementation_rules(model: Getter, training: Getter) -> list[tuple[str, str
 
 
 def recompute_rules(model: Getter, training: Getter) -> list[tuple[str, str]]:
-    """Recomputing some layers (training.recompute_layers) recomputes them whole: full recomputation."""
+    """Recomputing some layers (training.recompute_layers) recomputes them whole: full recomputation. torchtitan's
+    per-op checkpointing (selective_op) is modelled for the layers it was written for (costs/selective_op.py)."""
+    problems = _selective_op_rules(model) if training("recompute") == "selective_op" else []
     layers, n_layers = training("recompute_layers"), model("n_layers")
     if layers is None:
-        return []
+        return problems
     if training("recompute") not in (None, "full"):
         return [("training.recompute_layers", f"recomputes the first {layers} of each stage's layers whole: set "
                                               f"training.recompute to full (it is {training('recompute')})")]
     if n_layers and layers > n_layers:
         return [("training.recompute_layers", f"{layers} is more than model.n_layers ({n_layers})")]
-    return []
+    return problems
+
+
+def _selective_op_rules(model: Getter) -> list[tuple[str, str]]:
+    """selective_op keeps every second matmul's output by position: modelled for FlashAttention layers with a
+    dense MLP and no biases, as torchtitan's Llama (biased projections run as addmm, which its policy does not
+    keep; other attention types and MoE run other matmuls)."""
+    where, problems = "training.recompute", []
+    attention = model("attention")
+    others = sorted({a.type for a in pattern_of(attention)} - {"flash"}) if attention is not None else []
+    if others:
+        problems.append((where, f"selective_op is modelled for flash attention layers, not {', '.join(others)}"))
+    if model("moe") is not None:
+        problems.append((where, "selective_op is modelled for a dense MLP; this model has moe"))
+    biased = [f for f in ("bias", "qkv_bias", "o_bias") if model(f)]
+    if biased:
+        problems.append((where, f"selective_op is modelled for matmuls without biases; set model.{biased[0]} false"))
+    if model("attention_sinks"):
+        problems.append((where, "selective_op is modelled for torch's flash kernel, which takes no attention sinks"))
+    if model("position") == "alibi":
+        problems.append((where, "selective_op is modelled for torch's flash kernel, which takes no ALiBi bias"))
+    return problems
 
 
 def spec_rules(max_seq_len: int | None, training: Getter, hw: Getter,
@@ -235,6 +258,10 @@ def parallel_rules(par: Getter, model: Getter, training: Getter, hw: Getter) -> 
     if context > 1 and seq_len and seq_len % (2 * context):
         problems.append(("parallelism.context", f"{context} needs training.seq_len ({seq_len}) divisible by "
                                                 f"2 × context = {2 * context} (two chunks per rank)"))
+    if training("recompute") == "selective_op" and (par("tensor") or 1) > 1:
+        # a row-parallel matmul's kept output is its partial sum, whole on every rank: not modelled
+        problems.append(("parallelism.tensor", f"{par('tensor')}: training.recompute selective_op is modelled "
+                                               "without tensor parallelism (torchtitan's 8B configuration)"))
     n_layers = model("n_layers")
     if virtual > 1 and pipeline == 1:
         problems.append(("parallelism.virtual_stages", f"{virtual} needs pipeline parallelism (pipeline > 1)"))

@@ -63,6 +63,35 @@ def test_recomputing_the_first_layers_of_a_stage():
     assert (every.memory, every.flops, every.time) == (full.memory, full.flops, full.time)
 
 
+def test_per_op_checkpointing_of_llama3_8b():
+    # torchtitan's op policy on a Llama 3 8B layer (d 4096, 32 query and 8 KV heads of 128, SwiGLU 14336), per
+    # token in bf16: the layer input (4096), q (4096), v (1024), the attention output (4096) and its fp32
+    # log-sum-exp (32 heads × 4 bytes), the gate (14336) and down (4096) outputs: 31,744 × 2 + 128 = 63,616
+    # bytes; its backward runs k (4096 × 1024), o (4096 × 4096) and up (4096 × 14336) again
+    spec = costplan.load_spec("llama3-8b", ["training.recompute=selective_op", "training.seq_len=8192",
+                                            "hardware.count=1"])
+    plain = costplan.load_spec("llama3-8b", ["training.seq_len=8192", "hardware.count=1"])
+    assert per_layer_activations(spec) == 63_616 * 8192
+    again = costplan.estimate(spec).flops.hardware_per_token - costplan.estimate(plain).flops.hardware_per_token
+    assert again == 32 * 2 * (4096 * 1024 + 4096 * 4096 + 4096 * 14336)
+
+
+def test_per_op_checkpointing_rules(tmp_path):
+    from costplan.errors import SpecError
+
+    def problems(*sets: str) -> str:
+        with pytest.raises(SpecError) as caught:
+            costplan.load_spec("gpt2-small", ["training.recompute=selective_op", *sets])
+        return "; ".join(caught.value.problems)
+
+    said = problems()      # GPT-2: dense attention and biases
+    assert "flash attention layers, not dense" in said and "set model.bias false" in said
+    assert "a dense MLP; this model has moe" in problems("model.attention=flash", "model.bias=false",
+                                                         "model.moe={n_experts: 4, top_k: 2}")
+    assert "parallelism.tensor: 2: training.recompute selective_op is modelled without tensor parallelism" in \
+        problems("model.attention=flash", "model.bias=false", "hardware.count=2", "parallelism={tensor: 2}")
+
+
 def test_activations_scale_with_micro_batch():
     one = costplan.estimate(make_spec()).memory.activations
     four = costplan.estimate(make_spec(training={"micro_batch_size": 4})).memory.activations

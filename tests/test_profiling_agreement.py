@@ -57,7 +57,7 @@ def test_every_attention_type_and_moe_kind_has_a_ci_spec():
     assert any(x.capacity_factor for x in moes) and any(not x.capacity_factor for x in moes)
     kernels = {getattr(a, "kernel", None) for s in specs for a in s.model.attention_pattern}
     assert {"flash", "materialized"} <= kernels
-    assert {s.training.recompute for s in specs} == {"none", "selective", "full"}
+    assert {s.training.recompute for s in specs} == {"none", "selective", "selective_op", "full"}
     from costplan.costs.layers import STRUCTURES
 
     assert {s.model.block for s in specs} == set(STRUCTURES)
@@ -89,7 +89,7 @@ def assert_saved_agree(spec: costplan.Spec, monkeypatch) -> None:
         for kind in analytic_norm.LAYER_NORMS:
             monkeypatch.setitem(analytic_norm._STATS, kind, 1)
     saved = m.count_saved(spec, BATCH, CPU)
-    if spec.training.recompute == "full":
+    if spec.training.recompute in ("full", "selective_op"):
         # A checkpointed layer's input is saved outside every component; the estimate books it under norms.
         saved["norms"] += saved.pop(OUTSIDE)
     assert OUTSIDE not in saved
@@ -126,6 +126,24 @@ def test_recomputing_the_first_layers_only(name, layers, monkeypatch):
     partial = costplan.estimate(spec)
     assert full.flops.hardware_per_token > partial.flops.hardware_per_token > kept.flops.hardware_per_token
     assert full.memory.activations < partial.memory.activations < kept.memory.activations
+
+
+@pytest.mark.parametrize("block, mlp", [("sequential", "gelu"), ("sandwich", "gelu"), ("parallel", "gelu"),
+                                        ("sandwich", "swiglu")])
+def test_per_op_checkpointing_by_block_and_mlp(block, mlp, monkeypatch):
+    # torchtitan's op policy keeps every second matmul's output, and torch's early stop leaves a trailing matmul
+    # nothing reads unrun: a plain MLP's down projection is recomputed only where a post-norm reads it (sandwich)
+    spec = load(str(Path(CI_SPECS[0]).parent / "flash-selective-op.yaml"), f"model.block={block}",
+                f"model.mlp={mlp}")
+    flops = m.count_flops(spec, BATCH, CPU)
+    assert flops.forward.pop(OUTSIDE) == 0 and flops.training.pop(OUTSIDE) == 0
+    assert nonzero(flops.training) == expected(spec, "hw_flops")
+    assert_saved_agree(spec, monkeypatch)
+    plain = load(str(Path(CI_SPECS[0]).parent / "flash-selective-op.yaml"), f"model.block={block}",
+                 f"model.mlp={mlp}", "training.recompute=none")
+    again = expected(spec, "hw_flops")["mlp"] - expected(plain, "hw_flops")["mlp"]
+    d, f, rows = spec.model.d_model, spec.model.d_ff, BATCH * spec.seq_len
+    assert again == spec.model.n_layers * (2 * rows * d * f if mlp == "swiglu" or block == "sandwich" else 0)
 
 
 @pytest.mark.parametrize("name", ["dense", "flash-full-recompute", "sparse-fixed", "mla", "aft-conv",

@@ -3,6 +3,7 @@ of a step can be written by hand: FLOPs over (peak × efficiency), bytes over (b
 from __future__ import annotations
 
 import glob
+import math
 
 import pytest
 import yaml
@@ -88,6 +89,17 @@ def test_full_recompute_runs_the_forward_again(flat):
     assert full.time.hfu > none.time.hfu and full.time.mfu < none.time.mfu
 
 
+def test_per_op_checkpointing_reruns_alternate_matmuls_and_memory_bound_ops(flat):
+    none = step(flat, {}, model={"bias": False})
+    op = step(flat, {}, {"recompute": "selective_op"}, model={"bias": False})
+    # k and o run again (GELU: the down projection, last, is not), at the flat curve's 50%; every memory-bound
+    # op of the layers once more forward; attention not at all
+    again = 2 * S * L * (D * D + D * D)
+    assert op.time.breakdown["matmul"] - none.time.breakdown["matmul"] == pytest.approx(again / 50e12)
+    assert op.time.breakdown["attention"] == none.time.breakdown["attention"]
+    assert op.time.breakdown["memory_bound"] > none.time.breakdown["memory_bound"]
+
+
 def test_fp8_runs_block_gemms_at_the_fp8_rate_and_pays_for_casts(flat):
     bf16, fp8 = step(flat, {}), step(flat, {}, {"precision": "fp8"})
     # fp8 at 200 × 0.25 = bf16's 100 × 0.5: the same GEMM time, but fp8 adds its casts as memory-bound work
@@ -117,6 +129,21 @@ def test_context_parallel_ring_and_memory(flat):
     # a quarter of the queries per GPU: a quarter of every compute part
     for part in ("matmul", "attention"):
         assert ring.time.breakdown[part] == pytest.approx(one.time.breakdown[part] / 4)
+
+
+def test_context_ranks_share_the_weights_with_the_data_ranks(flat):
+    # The 4 context ranks hold the same weights and sum their gradients: ZeRO-3 shards over them as over data
+    # ranks (Megatron-Core's data-parallel group with context parallelism, torchtitan's dp_shard_cp), and they
+    # gather and reduce-scatter as 4 data ranks would: 3 · (3/4)·Ψ·2 bytes per micro-batch
+    ring = step(flat, {"context": 4, "zero": 3}, count=4)
+    psi = ring.params.total
+    assert ring.memory.weights == math.ceil(2 * psi / 4)
+    assert ring.memory.optimizer == math.ceil(12 * psi / 4)
+    assert ring.parallelism.communication_bytes["data"] == pytest.approx(3 * 3 / 4 * psi * 2)
+    # ZeRO 1 over 2 data × 2 context ranks: the gradients' reduce-scatter and the weights' gather
+    mixed = step(flat, {"context": 2, "zero": 1}, count=4)
+    assert mixed.memory.optimizer == math.ceil(12 * psi / 4)
+    assert mixed.parallelism.communication_bytes["data"] == pytest.approx(2 * 3 / 4 * psi * 2)
 
 
 def test_zero3_exposes_gathers_beyond_the_compute(tmp_path):

@@ -140,7 +140,7 @@ class Shape:
 
     seq_len: int
     act_bytes: int            # bytes per saved activation element: 2 for 16-bit training, 4 for fp32
-    recompute: str = "none"   # none | selective | full (training.recompute)
+    recompute: str = "none"   # none | selective | selective_op | full (training.recompute)
     recompute_layers: int | None = None   # under full: the first N layers of each stage (layers.recompute_groups)
     # Hardware FLOPs count only the tiles a causal kernel computes. FLOP counters (torch's among them) count
     # the whole square; the profiler compares against them with this off.

@@ -7,7 +7,7 @@ import functools
 from collections import Counter
 from dataclasses import dataclass
 
-from costplan.costs import Cost, Shape, memo
+from costplan.costs import Cost, Shape, memo, selective_op
 from costplan.costs.attention import COPIES_INPUT, COST as ATTENTION_COST
 from costplan.costs.implementation import (attention_extra, autocast_extra, deepseek_router, family_attention_extra,
                                           mlp_extra, moe_extra)
@@ -225,4 +225,13 @@ def _layer_cost(layer: Layer, model: ModelSpec, shape: Shape) -> dict[str, Cost]
         parts = {key: c.replace(activations=0, shared_activations=0, act_d_model=0,
                               hw_flops=c.hw_flops + c.hw_fwd) for key, c in parts.items()}
         parts["norms"] = parts["norms"].replace(activations=block_input, act_d_model=block_input)
+    elif shape.recompute == "selective_op":
+        # torchtitan's per-op checkpointing keeps some matmul outputs and reruns some matmuls (selective_op.py)
+        kept, again = selective_op.kept_bytes(model, layer.d_ff, shape), selective_op.recomputed_products(
+            model, layer.d_ff)
+        rows = shape.seq_len
+        parts = {key: c.replace(activations=kept[key], shared_activations=0,
+                                act_d_model=block_input if key == "norms" else 0,
+                                hw_flops=c.hw_flops + sum(2 * rows * i * o for i, o in again.get(key, ())))
+                 for key, c in parts.items()}
     return parts

@@ -26,16 +26,24 @@ def grid(spec: Spec) -> list[dict[str, Any]]:
     """The parallelism sections tried for a spec: its own, or the grid above."""
     if spec.parallelism is not None:
         return [{**spec.parallelism.model_dump(), "data": "auto"}]
-    return [dict(layout) for layout in _grid(spec.model, spec.training.global_batch_size is None)]
+    return [dict(layout) for layout in _grid(spec.model, spec.training.global_batch_size is None,
+                                              tensor_degrees(spec))]
+
+
+def tensor_degrees(spec: Spec) -> tuple[int, ...]:
+    """Tensor degrees a search may try: torchtitan's per-op checkpointing is modelled without tensor
+    parallelism (spec_rules.parallel_rules)."""
+    return (1,) if spec.training.recompute == "selective_op" else TENSOR_DEGREES
 
 
 @functools.lru_cache(maxsize=1024)
-def _grid(model_spec: ModelSpec, open_batch: bool) -> tuple[dict[str, Any], ...]:
+def _grid(model_spec: ModelSpec, open_batch: bool, degrees: tuple[int, ...] = TENSOR_DEGREES
+          ) -> tuple[dict[str, Any], ...]:
     model = functools.partial(getattr, model_spec)
     found = []
-    splits = {(t, p): not split_rules(model, t, p) for t in TENSOR_DEGREES for p in PIPELINE_DEGREES}
+    splits = {(t, p): not split_rules(model, t, p) for t in degrees for p in PIPELINE_DEGREES}
     for zero in ZERO_STAGES:
-        for t in TENSOR_DEGREES:
+        for t in degrees:
             for p in PIPELINE_DEGREES:
                 if not splits[t, p]:
                     continue
@@ -45,10 +53,12 @@ def _grid(model_spec: ModelSpec, open_batch: bool) -> tuple[dict[str, Any], ...]
 
 
 @functools.lru_cache(maxsize=1024)
-def search_order(model_spec: ModelSpec, open_batch: bool) -> tuple[dict[str, Any], ...]:
+def search_order(model_spec: ModelSpec, open_batch: bool, degrees: tuple[int, ...] = TENSOR_DEGREES
+                 ) -> tuple[dict[str, Any], ...]:
     """The grid in the order a layout search tries it: by tensor degree, then pipeline depth, then ZeRO stage.
     Read only: the mappings are the cached grid's own."""
-    return tuple(sorted(_grid(model_spec, open_batch), key=lambda lay: (lay["tensor"], lay["pipeline"], lay["zero"])))
+    return tuple(sorted(_grid(model_spec, open_batch, degrees),
+                        key=lambda lay: (lay["tensor"], lay["pipeline"], lay["zero"])))
 
 
 def expert_degree(spec: Spec, data: int) -> int:

@@ -19,7 +19,9 @@ Memory per GPU (bytes), for the pipeline stage that needs the most:
   error of at most 2·d_model parameters per layer); norm weights are copied on every tensor rank. With tied
   embeddings and p > 1 the last stage keeps its own copy of the token embedding for the head (Megatron's
   shared word embeddings). Routed experts are further divided by e. ZeRO-1 then divides the optimizer states
-  by the data-parallel group (d, or d/e for routed experts), ZeRO-2 the gradients too, ZeRO-3 the weights too.
+  by the data-parallel group with the context ranks, which hold the same weights (d·c, or d·c/e for routed
+  experts: Megatron-Core's data-parallel group with context parallelism, torchtitan's dp_shard_cp mesh), ZeRO-2
+  the gradients too, ZeRO-3 the weights too.
 - Activations (Korthikanti et al. 2022, §4.2 and Table 2): the d_model-wide tensors (`Cost.act_d_model`) stay
   whole on every tensor rank unless sequence parallelism splits them; everything else is divided by t. Under
   1F1B stage i holds min(m, p − i) micro-batches in flight (Narayanan §2.2.1), so the first stage holds
@@ -164,9 +166,11 @@ def _stage_memory(spec: Spec, degrees: tuple, parts: dict[str, Cost], stage: int
     sums = memo.of_object("sums", parts, lambda: _sums(parts))   # a search reads a stage under several layouts
     dense = _params_per_gpu(sums, t, shared_head)
     routed = sums.routed / (t * par.expert)
+    # ZeRO shards over the data ranks and the context ranks, which hold the same weights (step.py)
+    shards, routed_shards = d * par.context, d // par.expert * par.context
     extra_optimizer = 0.0
     if training.optimizer == "adafactor":
-        extra_optimizer = sums.factored / t * FP32 / (d if par.zero >= 1 else 1)
+        extra_optimizer = sums.factored / t * FP32 / (shards if par.zero >= 1 else 1)
     in_flight = min(m, p - stage)
     activations = (_activations_per_gpu(sums, t, par.sequence_parallel, training.micro_batch_size) * in_flight
                    / par.context)
@@ -177,11 +181,11 @@ def _stage_memory(spec: Spec, degrees: tuple, parts: dict[str, Cost], stage: int
 
     # The vocabulary matrix this stage steps (the embedding, or the last stage's head or shared copy of it),
     # vocabulary-parallel over t, as much of it as its optimizer shard holds.
-    vocabulary = model.vocab_size * model.d_model / t / (d if par.zero >= 1 else 1) if stage in (0, p - 1) else 0
+    vocabulary = model.vocab_size * model.d_model / t / (shards if par.zero >= 1 else 1) if stage in (0, p - 1) else 0
 
     def sharded(per_param: int, from_stage: int) -> int:
         """Bytes of one kind of state: dense over d ranks, routed experts over d/e, once ZeRO reaches it."""
-        over, over_routed = (d, d // par.expert) if par.zero >= from_stage else (1, 1)
+        over, over_routed = (shards, routed_shards) if par.zero >= from_stage else (1, 1)
         return math.ceil(per_param * (dense / over + routed / over_routed))
 
     return StageMemory(

@@ -77,7 +77,7 @@ def _search(spec: Spec) -> tuple[Spec, str, list[parallel.StageMemory] | None, s
     tried, fitting, least = 0, [], None
     # For each tensor degree, the shallowest pipeline and then the lowest ZeRO stage that fit: a deeper
     # pipeline only adds its bubble and ZeRO-3 only adds traffic to the same compute, so neither can be faster.
-    order = layouts.search_order(spec.model, spec.training.global_batch_size is None)
+    order = layouts.search_order(spec.model, spec.training.global_batch_size is None, layouts.tensor_degrees(spec))
     capacity = spec.gpu.memory_bytes
     with shared_components():
         done: set[int] = set()

@@ -27,7 +27,8 @@ by the group's span; ranks ordered tensor, context, data, pipeline, as Megatron'
   that backward (the K/V chunks and their gradients), hidden behind the attention core's compute.
 - expert: 4 all-to-alls per MoE layer and micro-batch (6 with full recomputation), on the critical path.
 - pipeline: per micro-batch and model chunk one activation forward and its gradient backward, exposed.
-- data: ZeRO 0 all-reduces the gradients once per step in 25 MiB buckets (torch DDP's default) during the last
+- data (the data ranks with the context ranks, which hold the same weights): ZeRO 0 all-reduces the gradients
+  once per step in 25 MiB buckets (torch DDP's default) during the last
   micro-batch's backward, and only what exceeds it is exposed; ZeRO 1-2 reduce-scatter them there and gather
   the updated weights during the next step's first forward (Megatron's distributed optimizer with
   overlap-param-gather); ZeRO-3 gathers each layer's weights forward and
@@ -53,7 +54,7 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass, field
 
-from costplan.costs import Shape, memo
+from costplan.costs import Shape, memo, selective_op
 from costplan.costs.device import Device, device  # noqa: F401 - step.device, as before
 from costplan.costs.layers import Layer, block_width, pipeline_stages, recompute_groups, stage_layers
 from costplan.costs.memory import gradient_bytes, optimizer_bytes, weight_bytes
@@ -181,6 +182,17 @@ class Timer:
         forward["matmul"], backward["matmul"], forward["attention"], backward["attention"] = f_mm, b_mm, f_at, b_at
         forward["memory_bound"], backward["memory_bound"], tally.gemm, tally.core = f_mb, b_mb, gemm, core
 
+    def again(self, ops: list[Op], tally: Tally) -> None:
+        """Add these operations' forward to the backward: what per-op checkpointing reruns (selective_op)."""
+        for op in ops:
+            if isinstance(op, Gemm):
+                seconds, casts = self.gemm(op)
+                tally.backward["matmul"] += seconds
+                tally.backward["memory_bound"] += casts / self.bandwidth
+                tally.gemm += seconds
+            elif isinstance(op, Stream):
+                tally.backward["memory_bound"] += self.stream(op)
+
 
 def _collective(dev: Device, wire: float, message: float, span: int, stride: int = 1,
                 alltoall: bool = False) -> float:
@@ -289,6 +301,8 @@ def _time_layer(spec: Spec, dev: Device, shape: Shape, timer: Timer, layer: Laye
     hidden = timer.rows * shape.seq_len * model.d_model * timer.e       # one s·b·h activation on this GPU
     own = Tally()
     timer.tally([op for ops in layer_ops(layer, model, shape).values() for op in ops], own, full)
+    if shape.recompute == "selective_op":
+        timer.again(rerun_ops(layer, model, shape), own)
     wire = dict.fromkeys(("tensor", "context", "expert"), 0.0)
     seconds = dict.fromkeys(("tensor", "context", "expert"), 0.0)
     if t > 1:
@@ -307,6 +321,14 @@ def _time_layer(spec: Spec, dev: Device, shape: Shape, timer: Timer, layer: Laye
                                                  alltoall=True)
     behind = {"tensor": own.gemm if par.tensor_overlap else 0.0, "context": own.core, "expert": 0.0}
     return own, wire, seconds, behind
+
+
+def rerun_ops(layer: Layer, model: ModelSpec, shape: Shape) -> list[Op]:
+    """What torchtitan's per-op checkpointing runs again in a layer's backward (costs/selective_op.py): the
+    matmuls whose outputs it does not keep, and every memory-bound op."""
+    products = selective_op.recomputed_products(model, layer.d_ff)
+    return ([Gemm(shape.seq_len, d_in, d_out) for each in products.values() for d_in, d_out in each]
+            + [op for ops in layer_ops(layer, model, shape).values() for op in ops if isinstance(op, Stream)])
 
 
 def _kv_width(layer: Layer, model) -> int:  # noqa: ANN001 - ModelSpec
@@ -364,31 +386,34 @@ def step_time(spec: Spec, dev: Device, shape: Shape, stage_params: list[tuple[fl
         point = _collective(dev, hidden, hidden, t * cp * d * p, stride=t * cp * d)
         traffic["pipeline"].add(2 * v * m, hidden, point, 0.0)
     dense, routed = stage_params[slowest]
-    data_span = t * cp * d
-    routed_d = max(1, d // par.expert)
+    # The context ranks hold the same weights as the data ranks and sum their gradients too: the group that
+    # reduces gradients and that ZeRO shards over is data × context (Megatron-Core's data-parallel group with
+    # context parallelism, torchtitan's dp_shard_cp mesh), t·c·d GPUs apart by the tensor degree.
+    data_span, shards = t * cp * d, d * cp
+    routed_d = max(1, d // par.expert) * cp
     data = traffic["data"] = Traffic(sm_share(dev))
-    if par.zero == 3 and d > 1:
+    if par.zero == 3 and shards > 1:
         layers = len(stage_layers(spec.model, slowest, pipeline_stages(spec)))
         params = dense + routed / par.expert
-        wire = (d - 1) / d * params * w
-        gather = _collective(dev, wire, params * w / max(layers, 1), data_span, stride=t * cp)
+        wire = (shards - 1) / shards * params * w
+        gather = _collective(dev, wire, params * w / max(layers, 1), data_span, stride=t)
         data.add(m, wire, gather, sum(tally.forward.values()))                # forward gathers
         if g == w:
             data.add(m, 2 * wire, 2 * gather, sum(tally.backward.values()))  # backward gathers, reduce-scatters
         else:   # the reduce-scatter moves the gradients in their own dtype
             scatter = wire * g / w
-            scattered = _collective(dev, scatter, params * g / max(layers, 1), data_span, stride=t * cp)
+            scattered = _collective(dev, scatter, params * g / max(layers, 1), data_span, stride=t)
             data.add(m, wire + scatter, gather + scattered, sum(tally.backward.values()))
-    elif d > 1 or routed_d > 1:
+    elif shards > 1 or routed_d > 1:
         # The gradients' all-reduce (ZeRO 0: both halves in their dtype), or their reduce-scatter and the updated
         # weights' gather (ZeRO 1-2): `scale` is 1 where gradients and weights are alike.
         scale = (g + w) / (2 * w) if par.zero else g / w
-        wire = 2 * (d - 1) / d * dense * w * scale
-        seconds = _collective(dev, wire, BUCKET_BYTES, data_span, stride=t * cp) if d > 1 else 0.0
+        wire = 2 * (shards - 1) / shards * dense * w * scale
+        seconds = _collective(dev, wire, BUCKET_BYTES, data_span, stride=t) if shards > 1 else 0.0
         if routed and routed_d > 1:
             routed_wire = 2 * (routed_d - 1) / routed_d * routed / par.expert * w * scale
             wire += routed_wire
-            seconds += _collective(dev, routed_wire, BUCKET_BYTES, t * cp * routed_d, stride=t * cp)
+            seconds += _collective(dev, routed_wire, BUCKET_BYTES, t * cp * max(1, d // par.expert), stride=t)
         backward = sum(tally.backward.values())
         if par.zero == 0:
             data.add(1, wire, seconds, backward)                        # all-reduce during the last backward
@@ -399,7 +424,7 @@ def step_time(spec: Spec, dev: Device, shape: Shape, stage_params: list[tuple[fl
             data.add(1, wire * (1 - share), seconds * (1 - share), sum(tally.forward.values()))
 
     per_param = 2 * (optimizer_bytes(training.precision, training.optimizer, training.autocast) + w) + g
-    sharded = dense / (d if par.zero >= 1 else 1) + routed / par.expert / (routed_d if par.zero >= 1 else 1)
+    sharded = dense / (shards if par.zero >= 1 else 1) + routed / par.expert / (routed_d if par.zero >= 1 else 1)
     optimizer = per_param * sharded / dev.bandwidth
 
     breakdown = {part: m * (tally.forward[part] + tally.backward[part]) for part in PARTS[:3]}
@@ -452,6 +477,8 @@ def stage_counts(spec: Spec, shape: Shape, stage: int = 0) -> tuple[float, float
     for layer, count, layer_shape in recompute_groups(model, shape, stage, pipeline_stages(spec)):
         add([op for ops in layer_ops(layer, model, layer_shape).values() for op in ops], count,
             layer_shape.recompute == "full")
+        if layer_shape.recompute == "selective_op":
+            launched += count * sum(kernels(op)[0] for op in rerun_ops(layer, model, layer_shape))
     return launched, held, ragged
 
 

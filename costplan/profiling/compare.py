@@ -151,7 +151,7 @@ def checks(m: Measurement, tolerances: Mapping[str, float] = DEFAULT_TOLERANCES,
 
     saved = dict(m.activations)
     note = ""
-    if spec.training.recompute == "full" and saved.get(OUTSIDE):
+    if spec.training.recompute in ("full", "selective_op") and saved.get(OUTSIDE):
         # A checkpointed layer keeps its input, which is its first norm's input: the analytic model books it
         # under norms.
         saved["norms"] = saved.get("norms", 0) + saved.pop(OUTSIDE)

@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from costplan.profiling.private import TorchDispatchMode, fake_tensor_mode, storage_key, tree_leaves
-from costplan.profiling.scope import ComponentScope
+from costplan.profiling.scope import OUTSIDE, ComponentScope
 
 
 def _storage_key(t: torch.Tensor) -> int:
@@ -52,8 +52,20 @@ def saved_bytes(model: nn.Module, run_forward: Callable[[ComponentScope], torch.
                 owner[key] = (scope.current(), storage.nbytes(), weakref.ref(storage))
             return t
 
-        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-            loss = run_forward(scope)
+        kept = getattr(model, "kept", None)     # selective_op: what its checkpoints keep outside autograd's packing
+        if kept is not None:
+            model.component = scope.current
+        try:
+            with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+                loss = run_forward(scope)
+        finally:
+            if kept is not None:
+                model.component = None
+        for ref, component in kept or ():
+            storage = ref()
+            key = None if storage is None else storage_key(storage)
+            if key is not None and key not in constants and key not in owner:
+                owner[key] = (component or OUTSIDE, storage.nbytes(), ref)
     result: Counter[str] = Counter()
     for component, nbytes, alive in owner.values():
         if alive() is not None:

@@ -16,9 +16,13 @@ views of them rather than fresh tensors, and they are not parameters.
 """
 from __future__ import annotations
 
+import functools
+import weakref
+from collections.abc import Callable
+
 import torch
 from torch import nn
-from torch.utils.checkpoint import checkpoint
+from torch.utils.checkpoint import CheckpointPolicy, checkpoint, create_selective_checkpoint_contexts
 
 from costplan.costs.estimate import COMPONENTS
 from costplan.costs.layers import Layer, layers
@@ -28,6 +32,7 @@ from costplan.profiling.aft import AFT
 from costplan.profiling.attention import Attention, Positions, make_core
 from costplan.profiling.mla import LatentAttentionModule
 from costplan.profiling.modules import MLP, alibi_slopes, norm, rotary_tables
+from costplan.profiling.private import tree_leaves
 from costplan.profiling.moe import MoE
 from costplan.spec import ModelSpec, Spec
 
@@ -161,6 +166,11 @@ class Model(nn.Module):
         super().__init__()
         model = spec.model
         self.recompute, self.recompute_layers = spec.training.recompute, spec.training.recompute_layers
+        # selective_op: weak references to the storages its checkpoints keep in the last forward, with the
+        # component that made each (selective_op_contexts), and what names the running component (set by
+        # memory.saved_bytes while it counts)
+        self.kept: list[tuple[weakref.ref, str | None]] = []
+        self.component: Callable[[], str] | None = None
         self.seq_len = spec.seq_len
         self.patterned = any(ATTENTION_MODULES[layer.attention.type][1] for layer in layers(model))
         self.embedding = Embedding(model, **factory)
@@ -239,8 +249,13 @@ class Model(nn.Module):
                 x = block(x, pos, layer_cache)
             cache.length += ids.shape[1]
             return self.head(self.norms["final"](x[:, -1:]))      # generation needs the next token only
+        self.kept.clear()
         for index, block in enumerate(self.layers):
-            if self.recompute == "full" and (self.recompute_layers is None or index < self.recompute_layers):
+            if self.recompute == "selective_op":
+                # torchtitan's per-op checkpointing, with torch's default early stop as torchtitan runs it
+                x = checkpoint(block, x, pos, use_reentrant=False,
+                               context_fn=functools.partial(selective_op_contexts, self))
+            elif self.recompute == "full" and (self.recompute_layers is None or index < self.recompute_layers):
                 # Full recomputation: each layer keeps only its input and reruns its whole forward in backward
                 # (Megatron's convention; torch's default early stop would skip the MLP down projection). With
                 # training.recompute_layers, only the first layers do (one stage: the whole model here).
@@ -248,6 +263,34 @@ class Model(nn.Module):
             else:
                 x = block(x, pos)
         return self.head(self.norms["final"](x))
+
+
+# What torchtitan's op policy keeps besides every second matmul: the attention kernel's outputs (each backend's).
+ATTENTION_KERNELS = tuple(getattr(torch.ops.aten, name).default for name in (
+    "_scaled_dot_product_flash_attention", "_scaled_dot_product_flash_attention_for_cpu",
+    "_scaled_dot_product_efficient_attention", "_scaled_dot_product_cudnn_attention"))
+
+
+def selective_op_contexts(model: Model) -> tuple:
+    """torch's selective-checkpoint contexts for one layer's checkpoint under torchtitan's op policy
+    (costs/selective_op.py): keep the output of the attention kernel and of the 1st, 3rd, … matmul of the
+    layer's forward, counted apart in forward and in recomputation; recompute everything else. Each output kept
+    in forward is also appended to `model.kept`, with the component running where `model.component` asks."""
+    counts = {False: 0, True: 0}
+
+    def policy(ctx, func, *args, **kwargs):  # noqa: ANN001, ANN202 - torch's policy signature
+        if func is torch.ops.aten.mm.default:
+            counts[ctx.is_recompute] += 1
+            keep = counts[ctx.is_recompute] % 2 == 1
+        else:
+            keep = func in ATTENTION_KERNELS
+        if keep and not ctx.is_recompute:
+            component = model.component() if model.component is not None else None
+            model.kept.extend((weakref.ref(t.untyped_storage()), component)
+                              for t in tree_leaves(ctx.op_output) if isinstance(t, torch.Tensor))
+        return CheckpointPolicy.MUST_SAVE if keep else CheckpointPolicy.PREFER_RECOMPUTE
+
+    return create_selective_checkpoint_contexts(policy)
 
 
 def init_weights(model: nn.Module) -> None:

@@ -39,7 +39,9 @@ class ComponentScope:
             if component is None:
                 continue
             self.handles.append(module.register_forward_pre_hook(self._enter(component)))
-            self.handles.append(module.register_forward_hook(self._leave(component)))
+            # always_call: a recomputation that torch stops early (its checkpoint's early stop) leaves a module's
+            # forward by an exception, and the stack must still pop
+            self.handles.append(module.register_forward_hook(self._leave(component), always_call=True))
         return self
 
     def __exit__(self, *exc) -> None:  # noqa: ANN002
@@ -73,7 +75,7 @@ class ComponentScope:
     def _leave(self, component: str):  # noqa: ANN202
         def hook(module, args, output) -> None:  # noqa: ANN001
             self.stack.pop()
-            if self.tag_graph:
+            if self.tag_graph and output is not None:
                 _tag_nodes(component, args, output)
         return hook
 

@@ -65,6 +65,19 @@ SPLITS = {
     "bridge2602-b200-deepseek-v3": ({"last_stage_layers": 1}, "split 4x15/1 (recipe's layout; MTP not modelled)"),
 }
 
+# torchtitan's FSDP2 under pipeline parallelism (9dec370, parallelisms/parallelize_llama.apply_fsdp:
+# reshard_after_forward = False when PP is on; torch's pipelining stage then runs every backward but the last
+# without resharding or gradient sync, backward_maybe_with_nosync): each stage's weights stay gathered for the
+# whole step and its gradients are reduce-scattered once, in the last backward. That is ZeRO 1's memory and
+# traffic, not ZeRO 3's (row id prefix: the zero stage run, and what the table's `defaults used` says). Its
+# unsharded gradients accumulate in bf16 and travel in fp32; costplan holds them in fp32 (fp32_gradients), 2 bytes
+# per parameter of the stage more than torchtitan holds.
+PIPELINED_FSDP = {"titan-h100-llama31-405b": (1, "zero 1 (FSDP2 under PP: weights kept gathered)")}
+# torchtitan splits each data-parallel rank's batch into as many micro-batches as pipeline stages unless
+# experimental.pipeline_parallel_microbatches is set (9dec370, parallelisms/pipeline_llama.py; the page sets none):
+# the micro-batch is the local batch / pipeline (Table 5's 32 sequences per rank: 4).
+PIPELINE_MICROBATCHES = ("titan-h100-llama31-405b",)
+
 # training.fusion per row, read from what each source says it ran (decided from the sources, not the results):
 # eager where torchtitan ran without torch.compile and with its Python RMSNorm; every other row is fused. The
 # label goes to the table's last column; the reasons are here and in bench/training_results.md.
@@ -155,9 +168,16 @@ def spec_of(row: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
         if row["id"].startswith(prefix):
             layout |= split
             guessed.append(said)
+    for prefix, (zero, said) in PIPELINED_FSDP.items():
+        if row["id"].startswith(prefix):
+            layout["zero"] = zero
+            guessed.append(said)
     layout = {k: v for k, v in layout.items() if v is not None}
     micro = row["micro_batch_size"]
-    if micro is None:
+    if micro is None and row["id"].startswith(PIPELINE_MICROBATCHES):
+        micro = row["global_batch_size"] // (row["layout"]["data"] * row["layout"]["pipeline"])
+        guessed.append(f"micro_batch_size {micro} (torchtitan's default: a micro-batch per stage)")
+    elif micro is None:
         micro = DEFAULTS["micro_batch_size"]
         guessed.append("micro_batch_size")
     recompute = row.get("recompute")
@@ -339,8 +359,18 @@ ZeRO now shards over the context ranks as well as the data ranks, and they reduc
 ranks hold the same weights (Megatron-Core's data-parallel group with context parallelism, torchtitan's
 `dp_shard_cp` mesh). Before, a Llama 3 8B run on 8 GPUs with CP 8 held every weight, gradient and moment whole
 (190 GiB estimated); the page measured 84 GiB at CP 1, 2, 4 and 8 alike, and the estimate is now 72.3 GiB at each
-(-14%). Throughput barely moved (the gathers hide behind the attention of long sequences). The 405B rows'
-memory is still 63% to 80% below what the page measured, which is not explained here.
+(-14%). Throughput barely moved (the gathers hide behind the attention of long sequences).
+
+torchtitan's 405B rows ran FSDP2 under pipeline parallelism, which keeps each stage's weights gathered for the
+whole step and reduce-scatters its gradients once (`reshard_after_forward = False` with PP, and torch's pipelining
+stage runs every backward but the last without resharding or gradient sync): ZeRO 1's memory and traffic, which
+these rows now run (PIPELINED_FSDP in the script), where they ran ZeRO 3 before. And torchtitan splits a rank's
+batch into as many micro-batches as stages unless told otherwise (PIPELINE_MICROBATCHES): Table 5's 32 sequences
+per rank run as 8 micro-batches of 4, a bubble of 7/15 of the step where micro-batches of 1 gave 7/39. Both
+were read from the code at 9dec370. On the 1F1B row, ZeRO 1 alone moved it from +6.8% to +63.0% (ZeRO 3's
+per-micro-batch gathers over the network had been standing in for the missing bubble), the micro-batches alone
+to +10.8% (a quarter of the gathers, and the bubble), and both to +14.7% (interleaved, timed without
+interleaving: -10.4%). Their estimated memory went from 63% to 80% below the page's to 19% to 31% below.
 
 The model is still too fast elsewhere: it prices kernels as benchmarks measure them and communication as
 nccl-tests does, while torchtitan's and Megatron-LM's runs lose a further quarter to a third somewhere the model

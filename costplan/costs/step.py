@@ -15,7 +15,8 @@ Each operation (costs/ops.py) of each layer of a pipeline stage, for one micro-b
 - Memory-bound work: bytes / (bandwidth × memory efficiency), backward twice the forward's bytes (or, with
   training.fusion eager, what eager PyTorch's backward kernels move: costs/eager.py); on a device whose tables
   measure the memory-bound kernels' own rate (kernels.memory_bound, calibrate), at that rate.
-- Recomputation: full reruns each layer's forward in backward; selective is in the core's own backward FLOPs.
+- Recomputation: full reruns each layer's forward in backward; selective is in the core's own backward FLOPs;
+  selective_op reruns the matmuls it does not keep and every memory-bound op (rerun_ops).
 
 Communication (a collective's time: bytes on the wire / (per-direction link bandwidth × bus efficiency at its
 message size, latency included as nccl-tests measures it), the link inside a node or the network across nodes

@@ -285,6 +285,9 @@ def selective_op_contexts(model: Model) -> tuple:
         else:
             keep = func in ATTENTION_KERNELS
         if keep and not ctx.is_recompute:
+            if not hasattr(ctx, "op_output"):
+                raise CostplanError("training.recompute selective_op: this torch does not pass an op's output to "
+                                    "the checkpoint policy, which measuring it needs; use a newer torch")
             component = model.component() if model.component is not None else None
             model.kept.extend((weakref.ref(t.untyped_storage()), component)
                               for t in tree_leaves(ctx.op_output) if isinstance(t, torch.Tensor))

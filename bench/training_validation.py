@@ -353,7 +353,10 @@ run nothing and keeps far more: the A100 rows moved from +38% to +40% to +21% to
 per-layer rows (+21%, +23%), and the H100 rows from +50% to +65% to +32% to +50%; torchtitan's 26 rows from a
 median of +38.8% to +28.1%. The H100 rows' memory no longer exceeds the 96 GiB board: 55.8 to 71.6 GiB
 estimated against the 61.8 to 82.4 GiB the page measured (table below; the eager rows' 13% to 17% gap is the
-most, eager PyTorch's transients).
+most, eager PyTorch's transients). The page's memory is the caching allocator's reserved peak (torchtitan's
+train.py at 9dec370 logs `max_reserved_gib`, and the page takes the largest over the GPUs), which exceeds the
+bytes allocated, what costplan estimates, by the allocator's fragmentation: an estimate a little below it is
+expected.
 
 ZeRO now shards over the context ranks as well as the data ranks, and they reduce gradients together: context
 ranks hold the same weights (Megatron-Core's data-parallel group with context parallelism, torchtitan's

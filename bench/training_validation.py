@@ -87,7 +87,7 @@ LAUNCHER = {
 # traffic, not ZeRO 3's (row id prefix: the zero stage run, and what the table's `defaults used` says). Its
 # unsharded gradients accumulate in bf16 and travel in fp32; costplan holds them in fp32 (fp32_gradients), 2 bytes
 # per parameter of the stage more than torchtitan holds.
-PIPELINED_FSDP = {"titan-h100-llama31-405b": (1, "zero 1 (FSDP2 under PP: weights kept gathered)")}
+PIPELINED_FSDP = {"titan-h100-llama31-405b": ({"zero": 1}, "zero 1 (FSDP2 under PP: weights kept gathered)")}
 # torchtitan splits each data-parallel rank's batch into as many micro-batches as pipeline stages unless
 # experimental.pipeline_parallel_microbatches is set (9dec370, parallelisms/pipeline_llama.py; the page sets none):
 # the micro-batch is the local batch / pipeline (Table 5's 32 sequences per rank: 4).
@@ -170,10 +170,11 @@ def spec_of(row: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
     model = {k: v for k, v in model.items() if k not in ("name", "source") and v is not None}
     model["max_seq_len"] = max(model.get("max_seq_len", 0), row["seq_len"])
     layout = {k: v for k, v in row["layout"].items() if k != "data"}
-    for prefix, (fields, said) in LAUNCHER.items():
-        if row["id"].startswith(prefix):
-            layout |= fields
-            guessed.append(said)
+    for table in (LAUNCHER, SPLITS, PIPELINED_FSDP):     # what the frameworks' configs and code say, by row prefix
+        for prefix, (fields, said) in table.items():
+            if row["id"].startswith(prefix):
+                layout |= fields
+                guessed.append(said)
     for key in ("zero", "virtual_stages"):
         if layout.get(key) is None:
             layout[key] = DEFAULTS[key]
@@ -182,14 +183,6 @@ def spec_of(row: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
         layout["sequence_parallel"] = layout["tensor"] > 1
         guessed.append("sequence_parallel")
     layout["expert"] = layout.get("expert") or 1
-    for prefix, (split, said) in SPLITS.items():
-        if row["id"].startswith(prefix):
-            layout |= split
-            guessed.append(said)
-    for prefix, (zero, said) in PIPELINED_FSDP.items():
-        if row["id"].startswith(prefix):
-            layout["zero"] = zero
-            guessed.append(said)
     layout = {k: v for k, v in layout.items() if v is not None}
     micro = row["micro_batch_size"]
     if micro is None and row["id"].startswith(PIPELINE_MICROBATCHES):

@@ -68,3 +68,12 @@ def test_skipping_layouts_keeps_the_fastest(name, overrides):
     chosen, source, _, stepped = _search(spec)
     assert chosen.parallelism == expected.parallelism and source.startswith("the fastest that fits")
     assert stepped.seconds == expected_step.seconds and stepped.breakdown == expected_step.breakdown
+
+
+def test_per_op_checkpointing_searches_layouts_without_tensor_parallelism():
+    # selective_op is modelled without tensor parallelism (spec_rules): a spec without a parallelism section
+    # is given one of the layouts that keep tensor 1, where the same spec recomputing nothing takes tensor 2
+    plain = costplan.estimate(costplan.load_spec("llama2-7b"))
+    per_op = costplan.estimate(costplan.load_spec("llama2-7b", ["training.recompute=selective_op"]))
+    assert plain.parallelism.tensor > 1
+    assert per_op.parallelism.tensor == 1 and per_op.memory.fits

@@ -13,6 +13,7 @@ from conftest import make_spec
 from costplan import kernels
 from costplan.costs import layers, ops
 from costplan.costs import step as step_module
+from costplan.costs import traffic
 from costplan.costs.attention import COST as ATTENTION_COST
 from costplan.costs.attention.pairs import causal_pairs
 from costplan.costs.estimate import shape_of
@@ -350,7 +351,7 @@ def shared(tmp_path, share, **fields):
     (1.0, 0.0, 0.0),    # exposed traffic slows no compute
 ])
 def test_overlap_slowdown_by_hand(comm, compute, expected):
-    assert step_module.overlap_slowdown(comm, compute, 0.25) == pytest.approx(expected)
+    assert traffic.overlap_slowdown(comm, compute, 0.25) == pytest.approx(expected)
 
 
 def test_hidden_tensor_traffic_slows_the_gemms_by_the_sm_share(flat, tmp_path):

@@ -52,7 +52,6 @@ the gradient, memory-bound.
 """
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass, field
 
 from costplan.costs import Shape, memo, selective_op
@@ -60,9 +59,9 @@ from costplan.costs.device import Device, device  # noqa: F401 - step.device, as
 from costplan.costs.layers import Layer, block_width, pipeline_stages, recompute_groups, stage_layers
 from costplan.costs.memory import gradient_bytes, optimizer_bytes, weight_bytes
 from costplan.costs.ops import Core, Gemm, Op, Stream, embedding_ops, gemm_size, head_ops, kernels, layer_ops, tensors
+from costplan.costs.traffic import BUCKET_BYTES, Traffic, collective_seconds, overlaps, sm_share
 from costplan.spec import ModelSpec, Spec
 
-BUCKET_BYTES = 25 * 2**20      # torch DDP's default gradient bucket (bucket_cap_mb=25)
 FP8_CAST_BYTES = 3             # read a 16-bit element, write an fp8 one
 SIXTEEN_BIT = ("bf16", "fp16")
 PARTS = ("matmul", "attention", "memory_bound", "optimizer", "bubble")
@@ -195,56 +194,6 @@ class Timer:
                 tally.backward["memory_bound"] += self.stream(op)
 
 
-def _collective(dev: Device, wire: float, message: float, span: int, stride: int = 1,
-                alltoall: bool = False) -> float:
-    """Seconds of collectives putting `wire` bytes on each GPU's link in messages of `message` bytes: the bus
-    efficiency curves are nccl-tests bus bandwidths, latency included, so no latency is added."""
-    if wire <= 0:
-        return 0.0
-    return wire / memo.cached(("link rate", id(dev.gpu), id(dev.curves), span, stride, message, alltoall),
-                              lambda: _link_rate(dev, message, span, stride, alltoall))
-
-
-def _link_rate(dev: Device, message: float, span: int, stride: int, alltoall: bool) -> float:
-    """Bytes/s a collective reaches on the link of a group at a message size (shared inside memo.shared())."""
-    bandwidth, curve = dev.link(span, stride)
-    if alltoall and dev.curves.alltoall is not None and span <= dev.gpu.node_size:
-        curve = dev.curves.alltoall
-    return bandwidth * curve.at(message)
-
-
-def overlap_slowdown(seconds: float, behind: float, share: float) -> float:
-    """Seconds a collective of `seconds` adds to the compute `behind` it runs beside, beyond its own excess
-    max(0, seconds - behind): its kernel holds `share` of the SMs while it runs, so that compute goes at
-    (1 - share) of its rate for up to `seconds`, and the two end together at max(seconds, behind + share·seconds).
-    Exposed traffic (behind = 0) adds nothing here."""
-    return max(seconds - behind, share * seconds) - max(0.0, seconds - behind)
-
-
-def sm_share(dev: Device) -> float:
-    figure = dev.curves.overlap_sm_share
-    return 0.0 if figure is None else figure.value
-
-
-@dataclass
-class Traffic:
-    """One kind of communication per micro-batch (or step): bytes each GPU sends, seconds, the exposed part
-    (what exceeds the compute it hides behind, and the slowdown of that compute), and of it the slowdown."""
-
-    share: float = 0.0         # of the SMs its collectives hold (sm_share)
-    bytes: float = 0.0
-    seconds: float = 0.0
-    exposed: float = 0.0
-    slowed: float = 0.0
-
-    def add(self, count: float, wire: float, seconds: float, behind: float) -> None:
-        slowed = overlap_slowdown(seconds, behind, self.share)
-        self.bytes += count * wire
-        self.seconds += count * seconds
-        self.exposed += count * (max(0.0, seconds - behind) + slowed)
-        self.slowed += count * slowed
-
-
 def stage_time(spec: Spec, dev: Device, shape: Shape, stage: int) -> tuple[Tally, dict[str, Traffic]]:
     """One micro-batch on one GPU of a pipeline stage: compute, and the traffic of each kind inside layers.
     Layers repeat, so each distinct layer is timed once."""
@@ -308,18 +257,18 @@ def _time_layer(spec: Spec, dev: Device, shape: Shape, timer: Timer, layer: Laye
     seconds = dict.fromkeys(("tensor", "context", "expert"), 0.0)
     if t > 1:
         wire["tensor"] = passes * 2 * (t - 1) / t * hidden
-        seconds["tensor"] = passes * _collective(dev, wire["tensor"] / passes, hidden, t)
+        seconds["tensor"] = passes * collective_seconds(dev, wire["tensor"] / passes, hidden, t)
     if cp > 1 and layer.attention.type != "aft_simple":
         chunk = 2 * timer.rows * shape.seq_len * _kv_width(layer, model) * timer.e
         transfers = (3 + (1 if full else 0)) * (cp - 1)
         wire["context"] = transfers * chunk
-        seconds["context"] = transfers * _collective(dev, chunk, chunk, t * cp, stride=t)
+        seconds["context"] = transfers * collective_seconds(dev, chunk, chunk, t * cp, stride=t)
     if layer.moe is not None and ep > 1:
         rows = _routed_per_token(layer) * timer.rows * shape.seq_len / (t if par.sequence_parallel else 1)
         message = rows * model.d_model * timer.e
         wire["expert"] = passes * (ep - 1) / ep * message
-        seconds["expert"] = passes * _collective(dev, (ep - 1) / ep * message, message, t * cp * ep, stride=t * cp,
-                                                 alltoall=True)
+        seconds["expert"] = passes * collective_seconds(dev, (ep - 1) / ep * message, message, t * cp * ep,
+                                                        stride=t * cp, alltoall=True)
     behind = {"tensor": own.gemm if par.tensor_overlap else 0.0, "context": own.core, "expert": 0.0}
     return own, wire, seconds, behind
 
@@ -384,7 +333,7 @@ def step_time(spec: Spec, dev: Device, shape: Shape, stage_params: list[tuple[fl
     hidden /= t if par.sequence_parallel else 1
     if p > 1:
         traffic["pipeline"] = Traffic()
-        point = _collective(dev, hidden, hidden, t * cp * d * p, stride=t * cp * d)
+        point = collective_seconds(dev, hidden, hidden, t * cp * d * p, stride=t * cp * d)
         traffic["pipeline"].add(2 * v * m, hidden, point, 0.0)
     dense, routed = stage_params[slowest]
     # The context ranks hold the same weights as the data ranks and sum their gradients too: the group that
@@ -397,24 +346,24 @@ def step_time(spec: Spec, dev: Device, shape: Shape, stage_params: list[tuple[fl
         layers = len(stage_layers(spec.model, slowest, pipeline_stages(spec)))
         params = dense + routed / par.expert
         wire = (shards - 1) / shards * params * w
-        gather = _collective(dev, wire, params * w / max(layers, 1), data_span, stride=t)
+        gather = collective_seconds(dev, wire, params * w / max(layers, 1), data_span, stride=t)
         data.add(m, wire, gather, sum(tally.forward.values()))                # forward gathers
         if g == w:
             data.add(m, 2 * wire, 2 * gather, sum(tally.backward.values()))  # backward gathers, reduce-scatters
         else:   # the reduce-scatter moves the gradients in their own dtype
             scatter = wire * g / w
-            scattered = _collective(dev, scatter, params * g / max(layers, 1), data_span, stride=t)
+            scattered = collective_seconds(dev, scatter, params * g / max(layers, 1), data_span, stride=t)
             data.add(m, wire + scatter, gather + scattered, sum(tally.backward.values()))
     elif shards > 1 or routed_d > 1:
         # The gradients' all-reduce (ZeRO 0: both halves in their dtype), or their reduce-scatter and the updated
         # weights' gather (ZeRO 1-2): `scale` is 1 where gradients and weights are alike.
         scale = (g + w) / (2 * w) if par.zero else g / w
         wire = 2 * (shards - 1) / shards * dense * w * scale
-        seconds = _collective(dev, wire, BUCKET_BYTES, data_span, stride=t) if shards > 1 else 0.0
+        seconds = collective_seconds(dev, wire, BUCKET_BYTES, data_span, stride=t) if shards > 1 else 0.0
         if routed and routed_d > 1:
             routed_wire = 2 * (routed_d - 1) / routed_d * routed / par.expert * w * scale
             wire += routed_wire
-            seconds += _collective(dev, routed_wire, BUCKET_BYTES, t * cp * max(1, d // par.expert), stride=t)
+            seconds += collective_seconds(dev, routed_wire, BUCKET_BYTES, t * cp * max(1, d // par.expert), stride=t)
         backward = sum(tally.backward.values())
         if par.zero == 0:
             data.add(1, wire, seconds, backward)                        # all-reduce during the last backward
@@ -481,21 +430,3 @@ def stage_counts(spec: Spec, shape: Shape, stage: int = 0) -> tuple[float, float
         if layer_shape.recompute == "selective_op":
             launched += count * sum(kernels(op)[0] for op in rerun_ops(layer, model, layer_shape))
     return launched, held, ragged
-
-
-def overlaps(spec: Spec) -> str:
-    """What the step model hid behind what, for this layout."""
-    par = spec.parallel
-    return _overlaps(par.tensor_overlap, par.context > 1, par.zero)
-
-
-@functools.lru_cache(maxsize=64)
-def _overlaps(tensor_overlap: bool, ring: bool, zero: int) -> str:
-    said = ["tensor traffic behind the GEMMs" if tensor_overlap else "tensor traffic exposed",
-            "expert and pipeline traffic exposed"]
-    if ring:
-        said.append("context ring behind attention")
-    said.append({0: "gradient all-reduce behind the last backward",
-                 3: "ZeRO-3 gathers and reduce-scatters behind each micro-batch"}.get(
-        zero, "gradient reduce-scatter behind the last backward, weight gather behind the first forward"))
-    return "; ".join(said)

@@ -1,0 +1,80 @@
+"""Communication of the step model (costs/step.py): how long a collective takes on the link its group spans,
+how much of it the compute beside it hides, and what the step model hid behind what."""
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+from costplan.costs import memo
+from costplan.costs.device import Device
+from costplan.spec import Spec
+
+BUCKET_BYTES = 25 * 2**20      # torch DDP's default gradient bucket (bucket_cap_mb=25)
+
+
+def collective_seconds(dev: Device, wire: float, message: float, span: int, stride: int = 1,
+                alltoall: bool = False) -> float:
+    """Seconds of collectives putting `wire` bytes on each GPU's link in messages of `message` bytes: the bus
+    efficiency curves are nccl-tests bus bandwidths, latency included, so no latency is added."""
+    if wire <= 0:
+        return 0.0
+    return wire / memo.cached(("link rate", id(dev.gpu), id(dev.curves), span, stride, message, alltoall),
+                              lambda: _link_rate(dev, message, span, stride, alltoall))
+
+
+def _link_rate(dev: Device, message: float, span: int, stride: int, alltoall: bool) -> float:
+    """Bytes/s a collective reaches on the link of a group at a message size (shared inside memo.shared())."""
+    bandwidth, curve = dev.link(span, stride)
+    if alltoall and dev.curves.alltoall is not None and span <= dev.gpu.node_size:
+        curve = dev.curves.alltoall
+    return bandwidth * curve.at(message)
+
+
+def overlap_slowdown(seconds: float, behind: float, share: float) -> float:
+    """Seconds a collective of `seconds` adds to the compute `behind` it runs beside, beyond its own excess
+    max(0, seconds - behind): its kernel holds `share` of the SMs while it runs, so that compute goes at
+    (1 - share) of its rate for up to `seconds`, and the two end together at max(seconds, behind + share·seconds).
+    Exposed traffic (behind = 0) adds nothing here."""
+    return max(seconds - behind, share * seconds) - max(0.0, seconds - behind)
+
+
+def sm_share(dev: Device) -> float:
+    figure = dev.curves.overlap_sm_share
+    return 0.0 if figure is None else figure.value
+
+
+@dataclass
+class Traffic:
+    """One kind of communication per micro-batch (or step): bytes each GPU sends, seconds, the exposed part
+    (what exceeds the compute it hides behind, and the slowdown of that compute), and of it the slowdown."""
+
+    share: float = 0.0         # of the SMs its collectives hold (sm_share)
+    bytes: float = 0.0
+    seconds: float = 0.0
+    exposed: float = 0.0
+    slowed: float = 0.0
+
+    def add(self, count: float, wire: float, seconds: float, behind: float) -> None:
+        slowed = overlap_slowdown(seconds, behind, self.share)
+        self.bytes += count * wire
+        self.seconds += count * seconds
+        self.exposed += count * (max(0.0, seconds - behind) + slowed)
+        self.slowed += count * slowed
+
+
+def overlaps(spec: Spec) -> str:
+    """What the step model hid behind what, for this layout."""
+    par = spec.parallel
+    return _overlaps(par.tensor_overlap, par.context > 1, par.zero)
+
+
+@functools.lru_cache(maxsize=64)
+def _overlaps(tensor_overlap: bool, ring: bool, zero: int) -> str:
+    said = ["tensor traffic behind the GEMMs" if tensor_overlap else "tensor traffic exposed",
+            "expert and pipeline traffic exposed"]
+    if ring:
+        said.append("context ring behind attention")
+    said.append({0: "gradient all-reduce behind the last backward",
+                 3: "ZeRO-3 gathers and reduce-scatters behind each micro-batch"}.get(
+        zero, "gradient reduce-scatter behind the last backward, weight gather behind the first forward"))
+    return "; ".join(said)

@@ -172,10 +172,10 @@ def test_tolerance_override(run):
 
 
 def test_calibrate_then_time_is_compared(run, tmp_path, monkeypatch):
-    from costplan.profiling import calibrate
+    from costplan.profiling import calibrate, calibrate_attention
 
     monkeypatch.setitem(calibrate.SIZES, "cpu", (64, 128))
-    monkeypatch.setitem(calibrate.SEQ_LENS, "cpu", (64, 128))
+    monkeypatch.setitem(calibrate_attention.SEQ_LENS, "cpu", (64, 128))
     monkeypatch.setitem(calibrate.COPY_BYTES, "cpu", 2**20)
     monkeypatch.setitem(calibrate.REFERENCE, "cpu", (FLASH, []))
     out = tmp_path / "this-machine.yaml"
@@ -202,10 +202,10 @@ def test_calibrate_then_time_is_compared(run, tmp_path, monkeypatch):
 
 def test_calibrate_prints_a_hardware_file_without_output(run, monkeypatch):
     from costplan import yamlio
-    from costplan.profiling import calibrate
+    from costplan.profiling import calibrate, calibrate_attention
 
     monkeypatch.setitem(calibrate.SIZES, "cpu", (64,))
-    monkeypatch.setitem(calibrate.SEQ_LENS, "cpu", (64,))
+    monkeypatch.setitem(calibrate_attention.SEQ_LENS, "cpu", (64,))
     monkeypatch.setitem(calibrate.COPY_BYTES, "cpu", 2**20)
     monkeypatch.setitem(calibrate.REFERENCE, "cpu", (FLASH, []))
     text = run("calibrate", "--device", "cpu").stdout
@@ -214,10 +214,10 @@ def test_calibrate_prints_a_hardware_file_without_output(run, monkeypatch):
 
 
 def _tiny_calibration(monkeypatch):
-    from costplan.profiling import calibrate
+    from costplan.profiling import calibrate, calibrate_attention
 
     monkeypatch.setitem(calibrate.SIZES, "cpu", (64,))
-    monkeypatch.setitem(calibrate.SEQ_LENS, "cpu", (64,))
+    monkeypatch.setitem(calibrate_attention.SEQ_LENS, "cpu", (64,))
     monkeypatch.setitem(calibrate.COPY_BYTES, "cpu", 2**20)
     monkeypatch.setitem(calibrate.REFERENCE, "cpu", (FLASH, []))
 

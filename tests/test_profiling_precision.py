@@ -9,7 +9,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from costplan.profiling import calibrate, precision, timing  # noqa: E402
+from costplan.profiling import calibrate, calibrate_attention, precision, timing  # noqa: E402
 
 CPU = torch.device("cpu")
 NO_BF16 = {"bf16": 0.9e9, "fp32": 60e9}         # AVX2 only: bf16 converted element by element
@@ -74,18 +74,18 @@ def test_calibrate_leaves_out_matmul_sizes_that_would_overrun(monkeypatch):
 
 
 def test_calibrate_leaves_out_attention_lengths_that_would_overrun(monkeypatch):
-    monkeypatch.setitem(calibrate.SEQ_LENS, "cpu", (128, 256, 512))
+    monkeypatch.setitem(calibrate_attention.SEQ_LENS, "cpu", (128, 256, 512))
     now = [0.0]
-    monkeypatch.setattr(calibrate, "time", SimpleNamespace(perf_counter=lambda: now[0]))
-    monkeypatch.setattr(calibrate, "attention_forward_once",
-                        lambda h, s, d, p, dev: calibrate.forward_flops(h, s, d) / 1e9)
+    monkeypatch.setattr(calibrate_attention, "time", SimpleNamespace(perf_counter=lambda: now[0]))
+    monkeypatch.setattr(calibrate_attention, "attention_forward_once",
+                        lambda h, s, d, p, dev: calibrate_attention.forward_flops(h, s, d) / 1e9)
 
     def times(h, s, d, p, dev):          # 1 GFLOP/s forward, 0.5 backward; 1 s of wall time per length
         now[0] += 1.0
-        flops = calibrate.forward_flops(h, s, d)
-        return flops / 1e9, calibrate.BACKWARD_FLOPS * flops / 0.5e9
+        flops = calibrate_attention.forward_flops(h, s, d)
+        return flops / 1e9, calibrate_attention.BACKWARD_FLOPS * flops / 0.5e9
 
-    monkeypatch.setattr(calibrate, "attention_times", times)
+    monkeypatch.setattr(calibrate_attention, "attention_times", times)
     lines = []
     got = calibrate.attention_rates(2e9, "fp32", CPU, seconds=1.5, progress=lines.append)
     assert list(got.forward[64]) == [128] and got.forward[64][128] == pytest.approx(1e9)   # always measured

@@ -18,6 +18,7 @@ RUNS = 10
 MIN_TIMED_SECONDS = 0.5     # short steps are repeated up to this much wall time, for a stabler median
 MAX_RUNS = 200
 MIN_RUNS = 3                # a median of fewer says little
+BEST_OF = 5                 # runs of a kernel whose best time a calibration takes
 
 
 @dataclass(frozen=True)
@@ -71,3 +72,16 @@ def time_steps(step: Callable[[], None], device: torch.device, runs: int = RUNS,
     quartiles = statistics.quantiles(times, n=4)
     return Timing(median=statistics.median(times), minimum=min(times), maximum=max(times),
                   iqr=quartiles[2] - quartiles[0], runs=len(times))
+
+
+def best_seconds(fn: Callable[[], object], device: torch.device, repeat: int = BEST_OF) -> float:
+    """The best wall time of `repeat` calls of fn after one to warm up, the device synchronised around each."""
+    fn()
+    synchronize(device)
+    best = float("inf")
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        synchronize(device)
+        best = min(best, time.perf_counter() - start)
+    return best

@@ -172,6 +172,12 @@ def recompute_rules(model: Getter, training: Getter) -> list[tuple[str, str]]:
     return problems
 
 
+def tensor_parallel_modelled(recompute: str | None) -> bool:
+    """Whether a recomputation is modelled with tensor parallelism: selective_op is not (a row-parallel matmul's
+    kept output is its partial sum, whole on every rank)."""
+    return recompute != "selective_op"
+
+
 def _selective_op_rules(model: Getter) -> list[tuple[str, str]]:
     """selective_op keeps every second matmul's output by position: modelled for FlashAttention layers with a
     dense MLP and no biases, as torchtitan's Llama (biased projections run as addmm, which its policy does not
@@ -258,8 +264,8 @@ def parallel_rules(par: Getter, model: Getter, training: Getter, hw: Getter) -> 
     if context > 1 and seq_len and seq_len % (2 * context):
         problems.append(("parallelism.context", f"{context} needs training.seq_len ({seq_len}) divisible by "
                                                 f"2 × context = {2 * context} (two chunks per rank)"))
-    if training("recompute") == "selective_op" and (par("tensor") or 1) > 1:
-        # a row-parallel matmul's kept output is its partial sum, whole on every rank: not modelled
+    if not tensor_parallel_modelled(training("recompute")) and (par("tensor") or 1) > 1:
+        # tensor_parallel_modelled says why
         problems.append(("parallelism.tensor", f"{par('tensor')}: training.recompute selective_op is modelled "
                                                "without tensor parallelism (torchtitan's 8B configuration)"))
     n_layers = model("n_layers")

@@ -14,7 +14,7 @@ from typing import Any
 
 from costplan.costs import memo
 from costplan.spec import ModelSpec, ParallelismSpec, Spec
-from costplan.spec_rules import model_parallel, split_rules
+from costplan.spec_rules import model_parallel, split_rules, tensor_parallel_modelled
 
 TENSOR_DEGREES = (1, 2, 4, 8)
 PIPELINE_DEGREES = (1, 2, 4, 8)
@@ -31,9 +31,9 @@ def grid(spec: Spec) -> list[dict[str, Any]]:
 
 
 def tensor_degrees(spec: Spec) -> tuple[int, ...]:
-    """Tensor degrees a search may try: torchtitan's per-op checkpointing is modelled without tensor
-    parallelism (spec_rules.parallel_rules)."""
-    return (1,) if spec.training.recompute == "selective_op" else TENSOR_DEGREES
+    """Tensor degrees a search may try: only 1 where the spec's recomputation is modelled without tensor
+    parallelism (spec_rules.tensor_parallel_modelled)."""
+    return TENSOR_DEGREES if tensor_parallel_modelled(spec.training.recompute) else (1,)
 
 
 @functools.lru_cache(maxsize=1024)

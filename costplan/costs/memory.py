@@ -65,6 +65,6 @@ def update_bytes(precision: str, optimizer: str, autocast: bool, tensor: float, 
     16-bit one is dropped, before the step); fp32 weights, autocast's included, are stepped on their own fp32
     gradients, and fp32 gradients of 16-bit weights step the master copy as they are."""
     temporaries = UPDATE_TEMPORARIES[optimizer] * FP32 * tensor
-    if not is_mixed(precision) or autocast or fp32_gradients:
+    if gradient_bytes(precision, autocast, fp32_gradients) == FP32:
         return temporaries
     return FP32 * tensor + max(0, temporaries - element_bytes(precision) * tensor)

@@ -145,6 +145,14 @@ def head_backward(spec: Spec, t: int) -> float:
     return rows * (vocabulary * (e - STAT_BYTES) + model.d_model * e) + vocabulary * model.d_model * w
 
 
+def zero_groups(spec: Spec) -> tuple[int, int]:
+    """The ranks that reduce gradients together and that ZeRO shards over: the data ranks with the context ranks,
+    which hold the same weights (Megatron-Core's data-parallel group with context parallelism, torchtitan's
+    dp_shard_cp mesh); and of them, those holding the same routed experts."""
+    d, par = spec.data_parallel, spec.parallel
+    return d * par.context, max(1, d // par.expert) * par.context
+
+
 def stage_memory(spec: Spec, parts: dict[str, Cost], stage: int) -> StageMemory:
     """Model states and activations on one GPU of pipeline stage `stage`."""
     return _stage_memory(spec, _degrees(spec), parts, stage)
@@ -153,21 +161,19 @@ def stage_memory(spec: Spec, parts: dict[str, Cost], stage: int) -> StageMemory:
 def _degrees(spec: Spec) -> tuple:
     """What every stage of a layout reads of it, looked up once for all of them."""
     training = spec.training
-    return (spec.parallel, spec.data_parallel, spec.micro_batches, weight_bytes(training.precision, training.autocast),
+    return (spec.parallel, zero_groups(spec), spec.micro_batches, weight_bytes(training.precision, training.autocast),
             gradient_bytes(training.precision, training.autocast, training.fp32_gradients),
             optimizer_bytes(training.precision, training.optimizer, training.autocast))
 
 
 def _stage_memory(spec: Spec, degrees: tuple, parts: dict[str, Cost], stage: int) -> StageMemory:
-    par, d, m, w, g, o = degrees
+    par, (shards, routed_shards), m, w, g, o = degrees
     t, p = par.tensor, par.pipeline
     model, training = spec.model, spec.training
     shared_head = model.vocab_size * model.d_model if model.tie_embeddings and p > 1 and stage == p - 1 else 0
     sums = memo.of_object("sums", parts, lambda: _sums(parts))   # a search reads a stage under several layouts
     dense = _params_per_gpu(sums, t, shared_head)
     routed = sums.routed / (t * par.expert)
-    # ZeRO shards over the data ranks and the context ranks, which hold the same weights (step.py)
-    shards, routed_shards = d * par.context, d // par.expert * par.context
     extra_optimizer = 0.0
     if training.optimizer == "adafactor":
         extra_optimizer = sums.factored / t * FP32 / (shards if par.zero >= 1 else 1)
@@ -184,7 +190,7 @@ def _stage_memory(spec: Spec, degrees: tuple, parts: dict[str, Cost], stage: int
     vocabulary = model.vocab_size * model.d_model / t / (shards if par.zero >= 1 else 1) if stage in (0, p - 1) else 0
 
     def sharded(per_param: int, from_stage: int) -> int:
-        """Bytes of one kind of state: dense over d ranks, routed experts over d/e, once ZeRO reaches it."""
+        """Bytes of one kind of state: dense over d·c ranks, routed experts over d·c/e, once ZeRO reaches it."""
         over, over_routed = (shards, routed_shards) if par.zero >= from_stage else (1, 1)
         return math.ceil(per_param * (dense / over + routed / over_routed))
 

@@ -58,6 +58,7 @@ from costplan.costs import Shape, memo, selective_op
 from costplan.costs.device import Device, device  # noqa: F401 - step.device, as before
 from costplan.costs.layers import Layer, block_width, pipeline_stages, recompute_groups, stage_layers
 from costplan.costs.memory import gradient_bytes, optimizer_bytes, weight_bytes
+from costplan.costs.parallel import zero_groups
 from costplan.costs.ops import Core, Gemm, Op, Stream, embedding_ops, gemm_size, head_ops, kernels, layer_ops, tensors
 from costplan.costs.traffic import BUCKET_BYTES, Traffic, collective_seconds, overlaps, sm_share
 from costplan.spec import ModelSpec, Spec
@@ -273,6 +274,19 @@ def _time_layer(spec: Spec, dev: Device, shape: Shape, timer: Timer, layer: Laye
     return own, wire, seconds, behind
 
 
+def _bucketed(dev: Device, shards: int, routed_shards: int, dense: float, routed: float, per_param: int,
+              span: int, routed_span: int, stride: int) -> tuple[float, float]:
+    """Bytes on each GPU's link and seconds of one half of a bucketed gradient all-reduce (torch DDP's buckets):
+    the dense parameters over their group, the routed experts' over theirs."""
+    wire = (shards - 1) / shards * dense * per_param
+    seconds = collective_seconds(dev, wire, BUCKET_BYTES, span, stride=stride) if shards > 1 else 0.0
+    if routed and routed_shards > 1:
+        routed_wire = (routed_shards - 1) / routed_shards * routed * per_param
+        wire += routed_wire
+        seconds += collective_seconds(dev, routed_wire, BUCKET_BYTES, routed_span, stride=stride)
+    return wire, seconds
+
+
 def rerun_ops(layer: Layer, model: ModelSpec, shape: Shape) -> list[Op]:
     """What torchtitan's per-op checkpointing runs again in a layer's backward (costs/selective_op.py): the
     matmuls whose outputs it does not keep, and every memory-bound op."""
@@ -336,42 +350,31 @@ def step_time(spec: Spec, dev: Device, shape: Shape, stage_params: list[tuple[fl
         point = collective_seconds(dev, hidden, hidden, t * cp * d * p, stride=t * cp * d)
         traffic["pipeline"].add(2 * v * m, hidden, point, 0.0)
     dense, routed = stage_params[slowest]
-    # The context ranks hold the same weights as the data ranks and sum their gradients too: the group that
-    # reduces gradients and that ZeRO shards over is data × context (Megatron-Core's data-parallel group with
-    # context parallelism, torchtitan's dp_shard_cp mesh), t·c·d GPUs apart by the tensor degree.
-    data_span, shards = t * cp * d, d * cp
-    routed_d = max(1, d // par.expert) * cp
+    shards, routed_d = zero_groups(spec)
+    data_span = t * cp * d          # the group's GPUs lie t·c·d apart, tensor ranks between them
     data = traffic["data"] = Traffic(sm_share(dev))
     if par.zero == 3 and shards > 1:
-        layers = len(stage_layers(spec.model, slowest, pipeline_stages(spec)))
+        layers = max(1, len(stage_layers(spec.model, slowest, pipeline_stages(spec))))
         params = dense + routed / par.expert
-        wire = (shards - 1) / shards * params * w
-        gather = collective_seconds(dev, wire, params * w / max(layers, 1), data_span, stride=t)
+        wire, scatter = ((shards - 1) / shards * params * per_param for per_param in (w, g))
+        gather = collective_seconds(dev, wire, params * w / layers, data_span, stride=t)
+        scattered = collective_seconds(dev, scatter, params * g / layers, data_span, stride=t)
         data.add(m, wire, gather, sum(tally.forward.values()))                # forward gathers
-        if g == w:
-            data.add(m, 2 * wire, 2 * gather, sum(tally.backward.values()))  # backward gathers, reduce-scatters
-        else:   # the reduce-scatter moves the gradients in their own dtype
-            scatter = wire * g / w
-            scattered = collective_seconds(dev, scatter, params * g / max(layers, 1), data_span, stride=t)
-            data.add(m, wire + scatter, gather + scattered, sum(tally.backward.values()))
+        # backward gathers again and reduce-scatters the gradients, in their own dtype
+        data.add(m, wire + scatter, gather + scattered, sum(tally.backward.values()))
     elif shards > 1 or routed_d > 1:
-        # The gradients' all-reduce (ZeRO 0: both halves in their dtype), or their reduce-scatter and the updated
-        # weights' gather (ZeRO 1-2): `scale` is 1 where gradients and weights are alike.
-        scale = (g + w) / (2 * w) if par.zero else g / w
-        wire = 2 * (shards - 1) / shards * dense * w * scale
-        seconds = collective_seconds(dev, wire, BUCKET_BYTES, data_span, stride=t) if shards > 1 else 0.0
-        if routed and routed_d > 1:
-            routed_wire = 2 * (routed_d - 1) / routed_d * routed / par.expert * w * scale
-            wire += routed_wire
-            seconds += collective_seconds(dev, routed_wire, BUCKET_BYTES, t * cp * max(1, d // par.expert), stride=t)
+        # A reduce-scatter of the gradients, then an all-gather: of the gradients too (ZeRO 0: an all-reduce), or
+        # of the updated weights (ZeRO 1-2); each moves (n − 1)/n of its bytes over the n ranks of its group.
+        halves = [_bucketed(dev, shards, routed_d, dense, routed / par.expert, per_param, data_span,
+                            t * cp * max(1, d // par.expert), t) for per_param in (g, g if par.zero == 0 else w)]
         backward = sum(tally.backward.values())
         if par.zero == 0:
-            data.add(1, wire, seconds, backward)                        # all-reduce during the last backward
+            (reduced, reduce_s), (gathered, gather_s) = halves
+            data.add(1, reduced + gathered, reduce_s + gather_s, backward)    # during the last backward
         else:
             # reduce-scatter during the last backward, the updated shards gathered during the next forward
-            share = g / (g + w)
-            data.add(1, wire * share, seconds * share, backward)
-            data.add(1, wire * (1 - share), seconds * (1 - share), sum(tally.forward.values()))
+            data.add(1, *halves[0], backward)
+            data.add(1, *halves[1], sum(tally.forward.values()))
 
     per_param = 2 * (optimizer_bytes(training.precision, training.optimizer, training.autocast) + w) + g
     sharded = dense / (shards if par.zero >= 1 else 1) + routed / par.expert / (routed_d if par.zero >= 1 else 1)

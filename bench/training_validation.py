@@ -107,7 +107,8 @@ EAGER = {
     "titan-a100-llama2-70b-full": "fusion eager (config default)",
 }
 # training.fp32_gradients per source (row id prefix), read from each framework's code at the commit its source
-# names, before the rows were compared: where gradients are reduced in fp32 (4 bytes per parameter on the wire).
+# names: where gradients are reduced in fp32 (4 bytes per parameter on the wire). The effect of fp32 gradients on
+# every row was looked at once before the code was read; which rows use them, the code alone decided.
 FP32_GRADIENTS = {
     # Megatron-LM f2e5db4, megatron/training/arguments.py: --bf16 sets accumulate_allreduce_grads_in_fp32
     # ("bfloat16 requires gradient accumulation and all-reduce to be done in fp32"), which becomes
@@ -347,7 +348,8 @@ and +21.9%, beside the same page's run without checkpointing (+24.9%): the model
 to +39.5%, all rows unchanged at 21.1%.
 
 Gradients now travel in the dtype each framework reduces them in (`training.fp32_gradients`, FP32_GRADIENTS in
-the script, read from the code at each source's commit before the rows were compared): fp32 for Megatron-LM
+the script, read from the code at each source's commit; its effect on every row was looked at once first, and
+which rows use it the code alone decided): fp32 for Megatron-LM
 (`--bf16` forces `accumulate_allreduce_grads_in_fp32`) and torchtitan (FSDP2 `reduce_dtype=float32`); bf16 for
 Megatron-Bridge's performance configs (`grad_reduce_in_fp32 = False`), NeMo 24.07 (the launcher's fp8 example
 scripts set apex's `grad_sync_dtype=bf16`; its yamls alone would leave fp32), llm-foundry and BLOOM (DeepSpeed's
@@ -389,10 +391,12 @@ stage runs every backward but the last without resharding or gradient sync): ZeR
 these rows now run (PIPELINED_FSDP in the script), where they ran ZeRO 3 before. And torchtitan splits a rank's
 batch into as many micro-batches as stages unless told otherwise (PIPELINE_MICROBATCHES): Table 5's 32 sequences
 per rank run as 8 micro-batches of 4, a bubble of 7/15 of the step where micro-batches of 1 gave 7/39. Both
-were read from the code at 9dec370. On the 1F1B row, ZeRO 1 alone moved it from +6.8% to +63.0% (ZeRO 3's
-per-micro-batch gathers over the network had been standing in for the missing bubble), the micro-batches alone
-to +10.8% (a quarter of the gathers, and the bubble), and both to +14.7% (interleaved, timed without
-interleaving: -10.4%). Their estimated memory went from 63% to 80% below the page's to 19% to 31% below.
+were read from the code at 9dec370; the micro-batch default was looked for after ZeRO 1 alone had been seen to
+make the 1F1B row +63.0%, and the other rows of these sources were already compared. On the 1F1B row, ZeRO 1
+alone moved it from +6.8% to +63.0% (ZeRO 3's per-micro-batch gathers over the network had been standing in
+for the missing bubble), the micro-batches alone to +10.8% (a quarter of the gathers, and the bubble), and both
+to +14.7% (interleaved, timed without interleaving: -10.4%). Their estimated memory went from 63% to 80% below
+the page's to 19% to 31% below.
 
 The model is still too fast elsewhere: it prices kernels as benchmarks measure them and communication as
 nccl-tests does, while torchtitan's and Megatron-LM's runs lose a further quarter to a third somewhere the model

@@ -19,6 +19,9 @@ token, decode steps the other output_tokens - 1:
 - ttft_ms: T at batch 1
 - tpot_ms: D at batch 1
 - end_to_end_tokens_per_second_per_user: output_tokens / (T + (output_tokens - 1) * D) at batch 1
+- inflight_total_output_tokens_per_second: what `costplan serve` predicts for a busy replica (its output tokens/s
+  per GPU × the GPUs of the replica) at the batch and prefill pass the engine's own settings give (for
+  trtllm-bench: `trtllm_bench_settings`, its heuristic, and the share of memory it gives the KV cache)
 """
 from __future__ import annotations
 
@@ -42,7 +45,9 @@ REGIMES = {
     "ttft_ms": "batch 1 prefill (TTFT)",
     "tpot_ms": "batch 1 decode (TPOT)",
     "end_to_end_tokens_per_second_per_user": "batch 1 decode (tokens/s per user)",
+    "inflight_total_output_tokens_per_second": "in-flight batching at full load (output tokens/s)",
 }
+GIB = 2**30
 
 
 @dataclass(frozen=True)
@@ -57,6 +62,7 @@ class Times:
 class Result:
     row: dict
     predicted: float | None      # None: the model says the published setup does not fit in memory
+    batch: int | None = None     # the batch the engine's settings give, for rows that leave it to the engine
 
     @property
     def error(self) -> float | None:
@@ -80,9 +86,7 @@ def engine_specific(row: dict) -> str | None:
     match = re.fullmatch(r"TensorRT-LLM v(\d+)\.(\d+)(?:\.\d+)?", str(row.get("engine", "")))
     if not match or (int(match[1]), int(match[2])) >= XQA_VERSION or row["metric"] == "ttft_ms":
         return None
-    from costplan import load_spec
-
-    model = load_spec(row["preset"]).model
+    model = row_spec(row).model
     if model.n_kv_heads >= model.n_heads:
         return None
     return f"GQA decode on {row['engine']}, before XQA"
@@ -97,17 +101,79 @@ def midpoint_context(row: dict) -> int:
     return row["prompt_tokens"] + row["output_tokens"] // 2
 
 
+def row_spec(row: dict, sets: list[str] | None = None):
+    """The row's spec as costplan builds it: its preset, or the architecture written out in the row
+    (`architecture`, for a model without a preset), with the row's own `sets` (e.g. a longer max_seq_len) and
+    then `sets`."""
+    from costplan import load_spec
+
+    source = row["preset"] if "preset" in row else {"name": row["model"], "model": row["architecture"]}
+    return load_spec(source, [*row.get("sets", []), *(sets or [])])
+
+
 def overrides(row: dict) -> list[str]:
     """The row's setup as `--set` overrides of its preset: the request shape, formats, layout and hardware."""
     settings = {
-        "serving.batch": row["batch"], "serving.prompt_tokens": row["prompt_tokens"],
+        "serving.prompt_tokens": row["prompt_tokens"],
         "serving.output_tokens": row["output_tokens"], "serving.weights": row["weights"],
         "serving.kv_cache": row["kv_cache"], "serving.tensor": row["tensor"],
         "hardware.gpu": row["gpu"], "serving.gpus": row["gpus"],
     }
+    if isinstance(row["batch"], int):
+        settings["serving.batch"] = row["batch"]
     if "group_size" in row:
         settings["serving.group_size"] = row["group_size"]
     return [f"{key}={value}" for key, value in settings.items()]
+
+
+def _rounded_up(value: float, steps: list[tuple[float, int]], floor: int) -> int:
+    """`value` rounded up to a multiple of the step of the first band (upper limit, step) it lies below, and at
+    least `floor` (trtllm-bench's rounding of its batch and token settings)."""
+    step = next(step for limit, step in steps if value < limit)
+    return max(floor, step * math.ceil(value / step))
+
+
+def trtllm_bench_settings(row: dict, parameters: int) -> tuple[int, int]:
+    """max_batch_size and max_num_tokens that `trtllm-bench throughput` (TensorRT-LLM v1.0) picks when the user
+    gives neither: tensorrt_llm/bench/build/tuning.py (calc_engine_setting) for an FP8 checkpoint, the
+    KV-cache memory being `kv_fraction` of the memory left after the weights (param_count x 1 byte) on all
+    tp x pp GPUs, every request held at ISL + OSL; then, chunked prefill being off,
+    max_num_tokens = max(max_num_tokens, ISL + max_batch_size) (bench/benchmark/utils/general.py)."""
+    spec = row_spec(row, overrides(row))
+    m, gpu = spec.model, spec.gpu
+    isl, osl, tp = row["prompt_tokens"], row["output_tokens"], row["tensor"]
+    kv_bytes = 1 if row["kv_cache"] == "fp8" else 2
+    byte_per_token = 2 * m.n_layers * max(tp, m.n_kv_heads) * m.head_dim * kv_bytes / GIB
+    cache = (gpu.memory_bytes / GIB * tp - parameters / GIB) * row["kv_fraction"]
+    raw_bs = min(cache / (byte_per_token * (isl + osl)), 4096)      # pp = 1
+    raw_tok = min(raw_bs * (1 + isl / osl), 32768)
+    max_bs = _rounded_up(raw_bs, [(256, 32), (1024, 128), (math.inf, 256)], floor=64)
+    max_tok = _rounded_up(raw_tok, [(4096, 256), (8192, 512), (math.inf, 1024)], floor=2048)
+    return max_bs, max(max_tok, isl + max_bs)
+
+
+def inflight_spec(row: dict):
+    """The spec of an in-flight batching row: the engine's batch and prefill pass (trtllm_bench_settings), and
+    a reserve such that the KV cache gets `kv_fraction` of the memory left after the weights, as the engine's
+    free_gpu_memory_fraction gives it (its activation workspace, measured at start-up, is not known: left out).
+    The batch is what the scheduler keeps running: max_batch_size, or fewer when that many whole requests
+    (GUARANTEED_NO_EVICT holds each at ISL + OSL) do not fit in the cache."""
+    from costplan.costs.inference import serve
+
+    base = row_spec(row, overrides(row))
+    memory = serve(base).memory
+    max_bs, max_tokens = trtllm_bench_settings(row, parameter_count(base))
+    reserve = (1 - row["kv_fraction"]) * (memory.gpu_memory - memory.weights_per_gpu) / memory.gpu_memory
+    sized = row_spec(row, [*overrides(row), f"serving.reserve={reserve!r}"])
+    batch = min(max_bs, serve(sized).memory.max_batch)
+    return row_spec(row, [*overrides(row), f"serving.reserve={reserve!r}", f"serving.batch={batch}",
+                          f"serving.prefill_tokens={max_tokens}"])
+
+
+def parameter_count(spec) -> int:
+    from costplan import estimate
+
+    return estimate(spec).params.total
 
 
 def model_times(row: dict) -> Times | None:
@@ -117,10 +183,9 @@ def model_times(row: dict) -> Times | None:
     batch), so its prefill is the model's prefill of `batch` prompts in one pass, their tokens in the same GEMMs
     (costs/inference.prefill_seconds); at batch 1 that is the model's TTFT. The decode step (TPOT) is timed at
     the batch given and the midpoint context prompt + output / 2."""
-    from costplan import load_spec
     from costplan.costs.inference import prefill_seconds, serve
 
-    spec = load_spec(row["preset"], overrides(row))
+    spec = row_spec(row, overrides(row))
     estimate = serve(spec)
     latency = estimate.latency
     if latency.ttft_seconds is None or latency.tpot_seconds is None:
@@ -145,9 +210,23 @@ def predict(row: dict, times: Times) -> float:
     raise ValueError(f"unknown metric {metric!r}")
 
 
+def inflight(row: dict) -> Result:
+    """Output tokens/s of the row's whole replica, as `costplan serve` predicts a busy one (see inflight_spec);
+    no prediction when the model says it does not fit."""
+    from costplan.costs.inference import serve
+
+    estimate = serve(inflight_spec(row))
+    per_gpu = estimate.throughput.tokens_per_second_per_gpu
+    return Result(row, None if per_gpu is None else per_gpu * estimate.assumptions.tensor,
+                  estimate.throughput.batch)
+
+
 def compare(data: dict) -> list[Result]:
     results = []
     for row in data["rows"]:
+        if row["metric"] == "inflight_total_output_tokens_per_second":
+            results.append(inflight(row))
+            continue
         times = model_times(row)
         results.append(Result(row, None if times is None else predict(row, times)))
     return results
@@ -161,10 +240,12 @@ def within(results: list[Result], bound: float = TARGET) -> float:
     return sum(r.miss <= bound for r in results) / len(results)
 
 
-def _setup(row: dict) -> str:
+def _setup(result: Result) -> str:
+    row = result.row
     weights = row["weights"] + (f" g{row['group_size']}" if "group_size" in row else "")
+    batch = f"batch {row['batch']}" if result.batch is None else f"batch {result.batch} (the engine's settings)"
     return (f"{row['model']}, {row['gpus']}x {row['gpu']} TP{row['tensor']}, {weights}/{row['kv_cache']} KV, "
-            f"{row['prompt_tokens']}->{row['output_tokens']} tokens, batch {row['batch']}")
+            f"{row['prompt_tokens']}->{row['output_tokens']} tokens, {batch}")
 
 
 def _number(value: float) -> str:
@@ -193,7 +274,7 @@ def report(data: dict, results: list[Result]) -> str:
         row = result.row
         mark = " †" if engine_specific(row) else ""
         lines.append(
-            f"| {number}{mark} | {row['source']} | {row['metric']} | {_setup(row)} | "
+            f"| {number}{mark} | {row['source']} | {row['metric']} | {_setup(result)} | "
             f"{row['as_published']} {row['unit']} | {_predicted(result)} | {_error(result)} |"
         )
     lines += ["", "| rows | n | median \\|error\\| | within 20% |", "|---|---:|---:|---:|"]

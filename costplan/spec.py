@@ -278,6 +278,10 @@ class ServingSpec(Section):
     tensor: CountOrAuto = "auto"         # GPUs per replica; auto: the fewest (up to a node) that hold the model
     gpus: Count | None = None            # GPUs serving in all (replicas × tensor); None: one replica
     reserve: Fraction = 0.1              # GPU memory kept for activations, CUDA graphs and the allocator
+    # Prompt tokens one prefill pass takes together when the replica is busy (an engine's max_num_tokens or
+    # max_num_batched_tokens; TensorRT-LLM's BuildConfig default is 8192): throughput and the input price
+    # charge each prompt its share of such a pass. The time to first token stays one prompt alone.
+    prefill_tokens: Count = 8192
 
 
 # ---------------------------------------------------------------------------------------------- spec

@@ -18,11 +18,13 @@ its own, since they run one after another (costs/serving_ops.py), + all-reduces:
 Efficiencies come from kernel measurements (data/kernels.yaml), never from end-to-end serving results.
 
 Prefill (time to first token): one request's prompt alone, attention FLOPs as a causal kernel executes them;
-weights are read once. Decode, per step: the whole batch's weights read once (for MoE the routed experts the
+weights are read once. A busy replica prefills waiting prompts together, serving.prefill_tokens to a pass (an
+engine's max_num_tokens), their tokens in the same GEMMs: throughput and the input price charge each prompt its
+share of such a pass. Decode, per step: the whole batch's weights read once (for MoE the routed experts the
 batch's tokens touch: E·(1 − (1 − k/E)^B) of E per MoE layer in expectation under uniform routing), each
 sequence's cache read, every token's FLOPs; taken at the mean context of the generated tokens,
 prompt + output/2. Time per output token = one step. Prefill and decode do not overlap: a request costs its
-prefill plus output × step / batch of the replica's time, which splits the GPU-time between input tokens
+share of a prefill pass plus output × step / batch of the replica's time, which splits the GPU-time between input tokens
 (prefill) and output tokens (decode) for the prices per million tokens.
 
 Memory per GPU: the weights / t, `reserve` of the device's memory for activations, CUDA graphs and the
@@ -84,7 +86,7 @@ class ServingThroughput(_Result):
 
 
 class ServingCost(_Result):
-    usd_per_million_input_tokens: float | None    # the prefill's GPU-time over the prompt tokens
+    usd_per_million_input_tokens: float | None    # a prompt's share of a prefill pass over its tokens
     usd_per_million_output_tokens: float | None   # the decode's GPU-time over the generated tokens
     usd_per_gpu_hour: float
     gpus_for_rate: int | None     # GPUs needed for serving.rate requests/s (whole replicas)
@@ -104,6 +106,7 @@ class ServingAssumptions(_Result):
     prompt_tokens: int
     output_tokens: int
     decode_context: int           # the context a decode step is timed at
+    prefill_prompts_per_pass: int  # prompts a busy replica prefills together (serving.prefill_tokens)
     weights: str
     group_size: int | None
     quantized: str
@@ -314,13 +317,15 @@ def serve(spec: Spec) -> ServingEstimate:
     replicas = gpus // tensor
     price = hw.usd_per_gpu_hour if hw.usd_per_gpu_hour is not None else gpu.usd_per_gpu_hour
     usd_per_gpu_second = price / SECONDS_PER_HOUR
-    request = ttft + o * tpot / batch               # replica-seconds per request
+    per_pass = prompts_per_pass(s.prefill_tokens, p, batch)
+    prefill = ttft if per_pass == 1 else _prefill(parts, replica, p, per_pass)[0] / per_pass
+    request = prefill + o * tpot / batch            # replica-seconds per request
     per_replica = 1 / request
     moe = spec.model.moe
     eff = replica.eff
     assumptions = ServingAssumptions(
         gpu=gpu.key, gpu_name=gpu.name, gpus=gpus, tensor=tensor, replicas=replicas, prompt_tokens=p,
-        output_tokens=o, decode_context=context, weights=s.weights,
+        output_tokens=o, decode_context=context, prefill_prompts_per_pass=per_pass, weights=s.weights,
         group_size=s.group_size if s.weights == "int4" else None,
         quantized=QUANTIZED_NOTE[s.weights].format(
             group=f"{s.group_size} input weights" if s.group_size else "output row"),
@@ -347,7 +352,7 @@ def serve(spec: Spec) -> ServingEstimate:
             requests_per_second=per_replica * replicas if fits else None,
             requests_per_second_per_replica=per_replica if fits else None),
         cost=ServingCost(
-            usd_per_million_input_tokens=tensor * ttft / p * 1e6 * usd_per_gpu_second if fits else None,
+            usd_per_million_input_tokens=tensor * prefill / p * 1e6 * usd_per_gpu_second if fits else None,
             usd_per_million_output_tokens=tensor * tpot / batch * 1e6 * usd_per_gpu_second if fits else None,
             usd_per_gpu_hour=price,
             gpus_for_rate=math.ceil(s.rate * request) * tensor if fits and s.rate else None),
@@ -372,6 +377,12 @@ def _prefill(parts: sizes.Parts, replica: Replica, prompt: int, sequences: int =
     core = sizes.prefill_executed_flops(parts, prompt) - ops.gemm_flops(model, prompt, 1)
     reach = ops.prefill_attention_efficiency(model, prompt, parts.spec.gpu.curves(), replica.eff.attention.value)
     return replica.phase(prompt * sequences, sequences, sequences * max(0, core), 0.0, reach)
+
+
+def prompts_per_pass(prefill_tokens: int, prompt: int, batch: int) -> int:
+    """Prompts a busy replica prefills in one pass: as many whole prompts as the pass takes tokens, at least one
+    (a longer prompt is one pass of its own) and at most the batch it serves."""
+    return max(1, min(batch, prefill_tokens // prompt))
 
 
 def _decode_attention(parts: sizes.Parts, context: int) -> float:

@@ -80,7 +80,9 @@ def assumption_lines(est: ServingEstimate) -> list[str]:
         f"memory: {percent(a.reserve_fraction)} of each GPU reserved; the cache of each sequence held at "
         f"prompt + output tokens",
         f"decode step timed at context {a.decode_context} (prompt + output/2); TTFT is one prompt's prefill "
-        "alone; a request costs its prefill plus output × step / batch of its replica's time",
+        f"alone; a busy replica prefills {a.prefill_prompts_per_pass} prompt"
+        f"{'s' if a.prefill_prompts_per_pass != 1 else ''} a pass (serving.prefill_tokens); a request costs its "
+        "share of a pass plus output × step / batch of its replica's time",
     ]
     if a.moe_experts_read_per_step is not None:
         lines.append(f"MoE: {human(a.moe_experts_read_per_step, 'number')} routed experts per layer read per "

@@ -32,6 +32,7 @@ from costplan.costs.time import HOURS_PER_DAY, flops_in
 from costplan.errors import CostplanError
 from costplan.loading import load_spec
 from costplan.spec import Spec
+from costplan.spec_rules import selective_op_rules
 from costplan.validation import MAX_COUNT, MAX_TOKENS
 
 
@@ -288,12 +289,16 @@ RECOMPUTE = ("none", "selective", "full")
 
 
 def _recompute_choices(spec: Spec) -> list[tuple[str, int | None]]:
-    """Recomputation tried: none, selective, full of every layer, and full of the first half of each pipeline
-    stage's layers (training.recompute_layers), which saves memory at half full recomputation's cost."""
+    """Recomputation tried: none, selective, full of every layer, full of the first half of each pipeline
+    stage's layers (training.recompute_layers), which saves memory at half full recomputation's cost, and
+    torchtitan's per-op checkpointing (selective_op) where it is modelled: without tensor parallelism, for the
+    layers it was written for."""
     stages = pipeline_stages(spec)
     depth = min(stage_depth(spec.model, stage, stages) for stage in range(stage_count(stages)))
     half = [("full", depth // 2)] if depth >= 2 else []
-    return [(recompute, None) for recompute in RECOMPUTE] + half
+    per_op = [("selective_op", None)] if (spec.parallel.tensor == 1
+                                           and not selective_op_rules(spec.model.__dict__.get)) else []
+    return [(recompute, None) for recompute in RECOMPUTE] + half + per_op
 
 
 def _tune(spec: Spec, result, deadline_hours: float):  # noqa: ANN001, ANN202 - Estimate in and out

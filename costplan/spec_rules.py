@@ -160,7 +160,7 @@ def implementation_rules(model: Getter, training: Getter) -> list[tuple[str, str
 def recompute_rules(model: Getter, training: Getter) -> list[tuple[str, str]]:
     """Recomputing some layers (training.recompute_layers) recomputes them whole: full recomputation. torchtitan's
     per-op checkpointing (selective_op) is modelled for the layers it was written for (costs/selective_op.py)."""
-    problems = _selective_op_rules(model) if training("recompute") == "selective_op" else []
+    problems = selective_op_rules(model) if training("recompute") == "selective_op" else []
     layers, n_layers = training("recompute_layers"), model("n_layers")
     if layers is None:
         return problems
@@ -178,7 +178,7 @@ def tensor_parallel_modelled(recompute: str | None) -> bool:
     return recompute != "selective_op"
 
 
-def _selective_op_rules(model: Getter) -> list[tuple[str, str]]:
+def selective_op_rules(model: Getter) -> list[tuple[str, str]]:
     """selective_op keeps every second matmul's output by position: modelled for FlashAttention layers with a
     dense MLP and no biases, as torchtitan's Llama (biased projections run as addmm, which its policy does not
     keep; other attention types and MoE run other matmuls)."""

@@ -1,16 +1,19 @@
 """Decode step time of the reference model against the memory-bandwidth roofline (`costplan profile --serve`).
 
-Each round measures this machine's copy bandwidth the way `costplan calibrate` does (its fp32 matmul rates too,
-but not its reference training step, which runs in bf16 and takes tens of minutes on a CPU without native bf16
-matmuls), writes it as a hardware file, and right away runs `costplan profile --serve` against it, so that the
-bandwidth and the decode steps see the same load on a shared machine. Prints one markdown row per spec and
+Each round measures this machine's copy bandwidth and a matrix-vector product's read rate the way `costplan
+calibrate` does (its fp32 matmul rates and a short attention measurement too, but not its reference training
+step, which runs in bf16 and takes tens of minutes on a CPU without native bf16 matmuls), writes them as a
+hardware file, and right away runs `costplan profile --serve` against it, so that the calibration and the
+decode steps see the same load on a shared machine. Prints one markdown row per spec and
 round. Run from the project's root:
 
     OMP_NUM_THREADS=1 python bench/serve_decode_time.py [ROUNDS]
 """
 from __future__ import annotations
 
+import datetime
 import json
+import re
 import subprocess
 import sys
 import tempfile
@@ -19,12 +22,15 @@ from pathlib import Path
 import torch
 
 from costplan import report
-from costplan.profiling.calibrate import SIZES, Calibration, _total_ram, copy_bandwidth, hardware_entry, matmul_rate
+from costplan.profiling.calibrate import (SIZES, Calibration, _total_ram, copy_bandwidth, hardware_entry, matmul_rate,
+                                          weight_read_rate)
+from costplan.profiling.calibrate_attention import attention_rates
 from costplan.profiling.measure import describe
 
 # Decode is timed on copies large enough that a step reads ~0.6-0.8 GB of fp32 weights, far beyond the CPU's
 # caches, so that reading them, not per-op overhead, takes the time.
 SIZE = ["model.d_model=2048", "model.n_layers=4"]
+ATTENTION_SECONDS = 10
 SPECS = {
     "flash": SIZE + ["model.d_ff=8192"],                      # GQA, SwiGLU, RoPE
     "dense": SIZE + ["model.d_ff=8192"],                      # MHA, GELU, learned positions, tied head
@@ -38,8 +44,13 @@ SPECS = {
 def hardware_file(folder: Path) -> Path:
     cpu = torch.device("cpu")
     rates = {"fp32": {n: matmul_rate(n, "fp32", cpu) for n in SIZES["cpu"]}}
+    # A hardware file needs attention curves; a short fp32 measurement gives them (decode reads only the
+    # bandwidth, so their accuracy does not matter here).
+    attention = attention_rates(max(rates["fp32"].values()), "fp32", cpu, ATTENTION_SECONDS, lambda _: None)
     calibration = Calibration(device=describe(cpu), rates=rates, bandwidth=copy_bandwidth(cpu), interconnect=None,
-                              memory_bytes=_total_ram(), mfu=0.5, mfu_source="not measured (bandwidth only)")
+                              memory_bytes=_total_ram(), mfu=0.5, mfu_source="not measured (bandwidth only)",
+                              attention=attention, date=datetime.date.today().isoformat(),
+                              weight_read=weight_read_rate(cpu))
     path = folder / "cpu.yaml"
     path.write_text(report.hardware_yaml(hardware_entry(calibration), "bench/serve_decode_time.py"))
     return path
@@ -59,10 +70,10 @@ def main(rounds: int) -> None:
                 out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
                 record = json.loads(out)[0]
                 row = record["checks"][-1]
-                note = dict(part.split(" bytes read / ") for part in row["note"].split("; ") if "bytes read" in part)
-                (read, bandwidth), = note.items()
+                # the check's note names the bytes a step reads and the rate: "547.2 MiB read / 16.2 GB/s"
+                read, bandwidth = re.search(r"([\d.]+ \S+) read / ([\d.]+ GB/s)", row["note"]).groups()
                 iqr = record["timing"]["iqr_s"] / record["timing"]["median_s"] / 2
-                print(f"| ci-{name} | {round_} | {int(read) / 1e6:.0f} MB | {bandwidth} | "
+                print(f"| ci-{name} | {round_} | {read} | {bandwidth} | "
                       f"{1e3 * row['estimate']:.1f} ms | {1e3 * row['measured']:.1f} ms | ±{100 * iqr:.0f}% | "
                       f"{100 * row['relative_error']:+.0f}% |", flush=True)
 

@@ -121,6 +121,10 @@ class Curves(BaseModel):
     memory_bound (optional): what the step's memory-bound kernels (adds, products, activations, softmax, norms)
       achieve over the device's bandwidth, where that differs from a copy's (a CPU's transcendental kernels are
       compute-bound); measured by `costplan calibrate`. Left out, they stream at the bandwidth.
+    weight_read (optional): what a matrix-vector product (a decode step's weight streaming) reads per second
+      over the device's bandwidth, where reading alone differs from a copy (one CPU core's read stream can run
+      at half its copy's read + write); measured by `costplan calibrate`. Left out, weights stream at the
+      bandwidth.
     new_shape_seconds (optional): what a GEMM costs beyond its roofline at a shape its library has not met
       before (a CPU library builds a kernel per shape: oneDNN's primitives), paid every step by dropless experts,
       whose rows follow the routing; measured by `costplan calibrate`.
@@ -146,6 +150,7 @@ class Curves(BaseModel):
     attention_backward_flash1_triton: dict[int, Curve] | None = None
     overlap_sm_share: Figure | None = None
     memory_bound: Figure | None = None
+    weight_read: Figure | None = None
     kernel_seconds: Figure | None = None
     new_shape_seconds: Figure | None = None
     update_seconds: Figure | None = None

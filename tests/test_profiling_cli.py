@@ -194,6 +194,7 @@ def test_calibrate_then_time_is_compared(run, tmp_path, monkeypatch):
     assert curves.update_seconds.value > 0 and "parameter tensors" in curves.update_seconds.source
     assert curves.kernel_seconds is None or "kernels" in curves.kernel_seconds.source
     assert curves.memory_bound.value > 0 and "GELU" in curves.memory_bound.source
+    assert curves.weight_read.value > 0 and "products of one token" in curves.weight_read.source
     assert curves.new_shape_seconds is None or "first call" in curves.new_shape_seconds.source
     data = json.loads(run("profile", FLASH, "--gpu", str(out), "--format", "json").stdout)
     (time_row,) = [c for c in data[0]["checks"] if c["metric"] == "time"]

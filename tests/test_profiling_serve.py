@@ -215,3 +215,24 @@ def test_check_serve_exit_status(run, monkeypatch):
     failed = run("check", "--serve", str(CI / "mla.yaml"), "--no-time")
     assert failed.exit_code == 1
     assert "FAIL ci-mla: decode FLOPs" in failed.stderr
+
+
+def test_decode_time_is_bytes_over_what_a_matrix_vector_product_reads():
+    # A calibrated CPU whose copy moves 30 GB/s (read + write) and whose matrix-vector products read 15 GB/s
+    # (kernels.weight_read 0.5): 600 MB a step take 40 ms, not the copy's 20 ms. Without the figure, the copy's.
+    from types import SimpleNamespace
+
+    from costplan.profiling.compare import _decode_time_check
+
+    def check(curves):
+        gpu = SimpleNamespace(memory_bandwidth_gbs=30.0, curves=lambda: curves, calibrated_on="cpu: here", key="f")
+        m = SimpleNamespace(context=112, timing=SimpleNamespace(runs=9, spread=0.1, median=0.041),
+                            timed_spec=SimpleNamespace(gpu=gpu), timed_dtype="float32", time_overrides=[],
+                            device_name="cpu: here", time_note="")
+        return _decode_time_check(m, 0.3, lambda spec, context, element: 600e6)
+
+    halved = check(SimpleNamespace(weight_read=SimpleNamespace(value=0.5)))
+    assert halved.estimate == pytest.approx(0.040) and halved.status == "ok"
+    assert "572.2 MiB read / 15 GB/s (a matrix-vector product's reads, 0.50 of the bandwidth)" in halved.note
+    copy = check(None)
+    assert copy.estimate == pytest.approx(0.020) and copy.status == "FAIL"

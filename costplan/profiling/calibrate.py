@@ -119,6 +119,7 @@ class Calibration:
     date: str                               # when it was measured (ISO)
     fixed: Fixed | None = None              # seconds per kernel and per parameter tensor's update
     memory_bound: tuple[float, str] | None = None   # the memory-bound kernels' bytes/s, and what was timed
+    weight_read: tuple[float, str] | None = None    # a matrix-vector product's bytes read/s, and what was timed
     new_shape: tuple[float, str] | None = None      # a GEMM's first call at a new shape less a repeat, seconds
 
     @property
@@ -158,6 +159,25 @@ def copy_bandwidth(device: torch.device) -> float:
     src = torch.empty(n, dtype=torch.float32, device=device).fill_(1.0)
     dst = torch.empty_like(src)
     return 2 * src.nbytes / best_seconds(lambda: dst.copy_(src), device)
+
+
+def weight_read_rate(device: torch.device) -> tuple[float, str]:
+    """Bytes per second a decode step's weight products read: one token through fp32 weights of COPY_BYTES / 4
+    each, a tall one (4·d × d, an MLP's up projection) and a wide one (d × 4·d, its down projection), whose
+    rates differ on a CPU; all their bytes over all their time (medians of MEMORY_RUNS calls); and what was
+    timed."""
+    d = int((COPY_BYTES[device.type] // 16 // 4) ** 0.5)
+    shapes = ((4 * d, d), (d, 4 * d))
+    read = seconds = 0.0
+    for rows, columns in shapes:
+        weight = torch.randn(rows, columns, device=device)
+        token = torch.randn(1, columns, device=device)
+        seconds += _median_seconds(lambda: torch.nn.functional.linear(token, weight), lambda: None, device,
+                                   MEMORY_RUNS)
+        read += weight.nbytes
+    what = (f"fp32 products of one token by {' and '.join(f'{r} × {c}' for r, c in shapes)} weights (torch's "
+            f"linear), the medians of {MEMORY_RUNS} calls each, their weights' bytes over their time")
+    return read / seconds, what
 
 
 def memory_bound_rate(device: torch.device, precision: str) -> tuple[float, str]:
@@ -256,7 +276,9 @@ def calibrate(device: torch.device, budget: float = DEFAULT_BUDGET,
     interconnect = host_to_device(device)
     precision = attention_precision(peaks)
     memory_bound = memory_bound_rate(device, precision)
-    progress(f"memory bandwidth: measured; memory-bound kernels at {memory_bound[0] / bandwidth:.2f} of a copy's")
+    weight_read = weight_read_rate(device)
+    progress(f"memory bandwidth: measured; memory-bound kernels at {memory_bound[0] / bandwidth:.2f} of a copy's, "
+             f"matrix-vector reads at {weight_read[0] / bandwidth:.2f}")
     attention = attention_rates(peaks[precision], precision, device, ATTENTION_SHARE * budget, progress)
     progress("collectives: not measured (one device)")
     left = budget - (time.perf_counter() - started)
@@ -266,7 +288,7 @@ def calibrate(device: torch.device, budget: float = DEFAULT_BUDGET,
     measured = Calibration(device=describe(device), rates=rates, bandwidth=bandwidth, interconnect=interconnect,
                            memory_bytes=memory, mfu=mfu, mfu_source=source, attention=attention,
                            date=datetime.date.today().isoformat(), memory_bound=memory_bound,
-                           new_shape=new_shape_cost(device, precision))
+                           weight_read=weight_read, new_shape=new_shape_cost(device, precision))
     measured.fixed = fixed_costs(measured, device, precision)
     progress(f"fixed costs: {measured.fixed.kernel * 1e6:.3g} µs per kernel, {measured.fixed.update * 1e6:.3g} µs "
              f"per parameter tensor's update, {measured.new_shape[0] * 1e6:.3g} µs per GEMM at a new shape")
@@ -369,6 +391,10 @@ def kernel_curves(c: Calibration) -> dict:
     if c.memory_bound is not None:
         rate, what = c.memory_bound
         entry["memory_bound"] = {"value": rate / c.bandwidth, "source": (
+            f"{on}: {what}, {rate / 1e9:.4g} GB/s, over the copy's {c.bandwidth / 1e9:.4g} GB/s")}
+    if c.weight_read is not None:
+        rate, what = c.weight_read
+        entry["weight_read"] = {"value": rate / c.bandwidth, "source": (
             f"{on}: {what}, {rate / 1e9:.4g} GB/s, over the copy's {c.bandwidth / 1e9:.4g} GB/s")}
     if c.new_shape is not None and c.new_shape[0] > 0:
         entry["new_shape_seconds"] = {"value": c.new_shape[0], "source": f"{on}: {c.new_shape[1]}"}

@@ -22,8 +22,8 @@ from pathlib import Path
 import torch
 
 from costplan import report
-from costplan.profiling.calibrate import (SIZES, Calibration, _total_ram, copy_bandwidth, hardware_entry, matmul_rate,
-                                          weight_read_rate)
+from costplan.profiling.calibrate import SIZES, Calibration, _total_ram, hardware_entry, matmul_rate
+from costplan.profiling.calibrate_memory import copy_bandwidth, weight_read_rate
 from costplan.profiling.calibrate_attention import attention_rates
 from costplan.profiling.measure import describe
 

@@ -21,7 +21,8 @@ from typing import Any
 
 from costplan import scaling, yamlio
 from costplan.costs.estimate import estimate, shared_components
-from costplan.costs.inference import ServingEstimate, serve
+from costplan.costs.inference import serve
+from costplan.costs.serving_result import ServingEstimate
 from costplan.costs.layouts import fits_batch
 from costplan.costs.result import Estimate
 from costplan.costs.run import laid_out_once

@@ -8,6 +8,7 @@ import pytest
 import costplan
 from costplan.costs import inference
 from costplan.costs.attention.pairs import causal_pairs
+from costplan.costs.serving_result import ServingEstimate
 
 GIB = 2**30
 # Llama 2 7B (see test_serving.py): 32 layers, d 4096, vocab 32000, 6,476,005,376 weights in its layers.
@@ -63,7 +64,7 @@ def gemm_times(rows: int, head_rows: int, t: int = 1, weight_bytes: float = 2, w
     return compute, memory, own
 
 
-def llama(*sets: str) -> inference.ServingEstimate:
+def llama(*sets: str) -> ServingEstimate:
     return inference.serve(costplan.load_spec("llama2-7b", ["hardware.gpu=a100-80gb", "hardware.count=1",
                                                             *sets]))
 

@@ -36,7 +36,7 @@ def test_fixed_costs_are_the_tiny_step_less_its_rooflines_over_its_counts(monkey
     from costplan.profiling import calibrate
 
     times = iter([0.004, 0.010])            # the update alone, then the whole step
-    monkeypatch.setattr(calibrate, "_median_seconds", lambda *args, **kwargs: next(times))
+    monkeypatch.setattr(calibrate, "median_seconds", lambda *args, **kwargs: next(times))
     c = calibrate.Calibration(device="cpu: test", rates={"fp32": {256: 100e9}, "bf16": {256: 50e9}},
                               bandwidth=20e9, interconnect=None, memory_bytes=2**34, mfu=0.5, mfu_source="test",
                               attention=calibrate.Attention("bf16", {64: {128: 20e9}}, {64: {128: 10e9}},

@@ -36,13 +36,13 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from pydantic import BaseModel, ConfigDict
-
 from costplan import kernels
 from costplan.costs import Shape
 from costplan.costs import serving as sizes
 from costplan.costs import serving_ops as ops
 from costplan.costs.serving_ops import expected_experts
+from costplan.costs.serving_result import (Efficiency, ServingAssumptions, ServingCost, ServingEstimate, ServingLatency,
+                                           ServingMemory, ServingThroughput)
 from costplan.costs.time import SECONDS_PER_HOUR
 from costplan.hardware import GPU
 from costplan.spec import Spec
@@ -51,91 +51,6 @@ from costplan.spec_rules import split_rules
 ALLREDUCES_PER_LAYER = 2      # after attention and after the MLP (Megatron-LM §3)
 ACTIVATION_BYTES = 2          # 16-bit activations on the wire
 ONE_TOKEN = Shape(1, sizes.SIXTEEN_BIT)
-
-
-class _Result(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-
-class ServingMemory(_Result):
-    """Bytes per GPU, and the most sequences that fit."""
-
-    weights: int                  # all of the model's weights in the serving format (the replica's total)
-    weights_per_gpu: int
-    kv_cache_per_token: int       # whole model, before windows cap it
-    kv_cache_per_sequence: int    # whole model, at prompt + output tokens
-    kv_cache_per_sequence_per_gpu: int
-    reserve: int                  # kept free for activations, CUDA graphs and the allocator
-    total_per_gpu: int            # weights + batch × cache + reserve
-    gpu_memory: int
-    max_batch: int                # 0: the weights and one sequence do not fit
-
-
-class ServingLatency(_Result):
-    ttft_seconds: float | None    # None when the model does not fit
-    tpot_seconds: float | None
-    prefill_bound: str            # compute | memory: what limits prefill
-    decode_bound: str             # what limits a decode step at the batch served
-
-
-class ServingThroughput(_Result):
-    batch: int                    # concurrent sequences per replica
-    tokens_per_second_per_gpu: float | None   # output (generated) tokens
-    requests_per_second: float | None         # all serving GPUs (serving.gpus; one replica by default)
-    requests_per_second_per_replica: float | None
-
-
-class ServingCost(_Result):
-    usd_per_million_input_tokens: float | None    # a prompt's share of a prefill pass over its tokens
-    usd_per_million_output_tokens: float | None   # the decode's GPU-time over the generated tokens
-    usd_per_gpu_hour: float
-    gpus_for_rate: int | None     # GPUs needed for serving.rate requests/s (whole replicas)
-
-
-class Efficiency(_Result):
-    value: float
-    source: str
-
-
-class ServingAssumptions(_Result):
-    gpu: str
-    gpu_name: str
-    gpus: int
-    tensor: int                   # GPUs per replica
-    replicas: int
-    prompt_tokens: int
-    output_tokens: int
-    decode_context: int           # the context a decode step is timed at
-    prefill_prompts_per_pass: int  # prompts a busy replica prefills together (serving.prefill_tokens)
-    weights: str
-    group_size: int | None
-    quantized: str
-    kv_cache: str
-    kv_cache_split: int           # GPUs the cache of one sequence is divided over
-    compute_precision: str
-    peak_flops_per_gpu: float
-    memory_bandwidth_bytes_per_s: float
-    link_bytes_per_s: float | None
-    reserve_fraction: float
-    batch_rule: str
-    latency_targets: dict[str, float]
-    efficiency_device: str        # the kernels.yaml entry used ("default" for devices it does not list)
-    efficiencies: dict[str, Efficiency]
-    gemm_curve: str | None        # source of the GEMM efficiency-by-size curve used; None: `matmul` at every size
-    moe_experts_read_per_step: float | None   # expected routed experts per MoE layer at the batch served
-    not_modelled: str
-    price_source: str
-
-
-class ServingEstimate(_Result):
-    name: str
-    fits: bool
-    meets_targets: bool
-    memory: ServingMemory
-    latency: ServingLatency
-    throughput: ServingThroughput
-    cost: ServingCost
-    assumptions: ServingAssumptions
 
 
 NOT_MODELLED = ("queueing and scheduling delays, prefill interrupting decode, a fixed cost per kernel launch, "

@@ -43,7 +43,6 @@ fp32 rate (a CPU without native bf16), the reference step runs in fp32, as `prof
 from __future__ import annotations
 
 import datetime
-import statistics
 import tempfile
 import time
 from collections.abc import Callable
@@ -66,14 +65,15 @@ from costplan.profiling.precision import DTYPES, FALLBACK, SLOW_FRACTION
 from costplan.profiling.step import Trainer, batch
 from costplan.loading import load_spec
 from costplan.profiling.calibrate_attention import BACKWARD_FLOPS, Attention, attention_precision, attention_rates
-from costplan.profiling.timing import BEST_OF, MIN_RUNS, best_seconds, synchronize, time_steps
+from costplan.profiling.calibrate_memory import (COPY_BYTES, copy_bandwidth, memory_bound_rate, new_shape_cost,
+                                                weight_read_rate)
+from costplan.profiling.timing import BEST_OF, MIN_RUNS, best_seconds, median_seconds, time_steps
 
 DEFAULT_BUDGET = 180.0      # seconds for the whole calibration
 MATMUL_SHARE = 0.4          # of the budget, for the matmul rates
 ATTENTION_SHARE = 0.15      # of the budget, for the attention curves; the reference step gets what is left
 SIZES = {"cpu": (64, 128, 256, 512, 1024), "cuda": (1024, 2048, 4096, 8192)}
 PRECISIONS = {"cpu": ("fp32", "bf16"), "cuda": ("fp32", "tf32", "bf16", "fp16")}
-COPY_BYTES = {"cpu": 256 * 2**20, "cuda": 2 * 2**30}
 # The reference step for the MFU: GPT-2 small's layer shape, shortened where the device is slow.
 REFERENCE = {"cpu": ("gpt2-small", ["model.n_layers=2", "training.seq_len=256", "training.micro_batch_size=2"]),
              "cuda": ("gpt2-small", ["training.micro_batch_size=8"])}
@@ -84,15 +84,6 @@ FIXED_STEP = ["model.n_layers=2", "model.d_model=48", "model.d_ff=192", "model.v
               "training.seq_len=32", "training.micro_batch_size=1", "training.global_batch_size=1",
               "training.fusion=eager"]
 FIXED_RUNS = 100
-# The memory-bound kernels timed for their achieved rate: the shapes of a small model's activations (on a CPU
-# they stay in cache, as a step's do), in the step's precision.
-ELEMENTWISE_SHAPES = {"cpu": ((256, 1024), (2048, 1024)), "cuda": ((8192, 4096), (16384, 8192))}
-MEMORY_RUNS = 20
-# GEMMs at shapes the library has not met (a dropless expert's rows change with the routing every step): row
-# counts that no other measurement uses, by a small expert's weight.
-NEW_SHAPES = 40
-NEW_SHAPE_FIRST_ROWS = 1001
-NEW_SHAPE_WEIGHT = (256, 320)
 NOT_MEASURED = ("not measured: calibrated on one device; collectives run at the hardware file's "
                 "interconnect_gbs")
 
@@ -151,75 +142,6 @@ def matmul_rates(precision: str, device: torch.device, seconds: float) -> dict[i
                 break
         rates[n] = matmul_rate(n, precision, device)
     return rates
-
-
-def copy_bandwidth(device: torch.device) -> float:
-    """Bytes read plus bytes written per second by a large device-to-device copy."""
-    n = COPY_BYTES[device.type] // 4
-    src = torch.empty(n, dtype=torch.float32, device=device).fill_(1.0)
-    dst = torch.empty_like(src)
-    return 2 * src.nbytes / best_seconds(lambda: dst.copy_(src), device)
-
-
-def weight_read_rate(device: torch.device) -> tuple[float, str]:
-    """Bytes per second a decode step's weight products read: one token through fp32 weights of COPY_BYTES / 4
-    each, a tall one (4·d × d, an MLP's up projection) and a wide one (d × 4·d, its down projection), whose
-    rates differ on a CPU; all their bytes over all their time (medians of MEMORY_RUNS calls); and what was
-    timed."""
-    d = int((COPY_BYTES[device.type] // 16 // 4) ** 0.5)
-    shapes = ((4 * d, d), (d, 4 * d))
-    read = seconds = 0.0
-    for rows, columns in shapes:
-        weight = torch.randn(rows, columns, device=device)
-        token = torch.randn(1, columns, device=device)
-        seconds += _median_seconds(lambda: torch.nn.functional.linear(token, weight), lambda: None, device,
-                                   MEMORY_RUNS)
-        read += weight.nbytes
-    what = (f"fp32 products of one token by {' and '.join(f'{r} × {c}' for r, c in shapes)} weights (torch's "
-            f"linear), the medians of {MEMORY_RUNS} calls each, their weights' bytes over their time")
-    return read / seconds, what
-
-
-def memory_bound_rate(device: torch.device, precision: str) -> tuple[float, str]:
-    """Bytes per second the step's memory-bound kernels move, in `precision` (the median over ELEMENTWISE at
-    each of ELEMENTWISE_SHAPES, each the median of MEMORY_RUNS calls), and what was timed."""
-    dtype = DTYPES[precision]
-    rates = []
-    for rows, width in ELEMENTWISE_SHAPES[device.type]:
-        x = torch.randn(rows, width, device=device, dtype=dtype)
-        y = torch.randn(rows, width, device=device, dtype=dtype)
-        norm = torch.nn.LayerNorm(width, device=device, dtype=dtype)
-        kernels = {"add": (lambda: x + y, 3), "multiply": (lambda: x * y, 3),
-                   "GELU": (lambda: torch.nn.functional.gelu(x), 2), "SiLU": (lambda: torch.nn.functional.silu(x), 2),
-                   "softmax": (lambda: torch.softmax(x, -1), 2), "LayerNorm": (lambda: norm(x), 2)}
-        for run, tensors in kernels.values():
-            rates.append(tensors * x.nbytes / _median_seconds(run, lambda: None, device, MEMORY_RUNS))
-    shapes = ", ".join(f"{r} × {w}" for r, w in ELEMENTWISE_SHAPES[device.type])
-    what = (f"{precision} {', '.join(kernels)} at {shapes}, each the median of {MEMORY_RUNS} calls, bytes read and "
-            f"written over the time; the median of the {len(rates)}")
-    return statistics.median(rates), what
-
-
-def new_shape_cost(device: torch.device, precision: str) -> tuple[float, str]:
-    """Seconds a GEMM costs beyond a repeat of itself the first time its library meets its shape: the median,
-    over NEW_SHAPES row counts never used before, of the first call less the second; and what was timed."""
-    dtype = DTYPES[precision]
-    k, n = NEW_SHAPE_WEIGHT
-    weight = torch.randn(k, n, device=device, dtype=dtype)
-    extra = []
-    for rows in range(NEW_SHAPE_FIRST_ROWS, NEW_SHAPE_FIRST_ROWS + NEW_SHAPES):
-        x = torch.randn(rows, k, device=device, dtype=dtype)
-        synchronize(device)
-        times = []
-        for _ in range(2):
-            start = time.perf_counter()
-            x @ weight
-            synchronize(device)
-            times.append(time.perf_counter() - start)
-        extra.append(times[0] - times[1])
-    what = (f"{precision} GEMMs of {NEW_SHAPE_FIRST_ROWS}-{NEW_SHAPE_FIRST_ROWS + NEW_SHAPES - 1} rows by a {k} × {n} "
-            f"weight, each row count new: the median of the first call less the second")
-    return statistics.median(extra), what
 
 
 def host_to_device(device: torch.device) -> float | None:
@@ -296,21 +218,6 @@ def calibrate(device: torch.device, budget: float = DEFAULT_BUDGET,
     return measured
 
 
-def _median_seconds(run: Callable[[], None], prepare: Callable[[], None], device: torch.device,
-                    runs: int = FIXED_RUNS) -> float:
-    """Median seconds of `run` over `runs` calls (after two to warm up), each after an untimed `prepare`."""
-    times = []
-    for i in range(runs + 2):
-        prepare()
-        synchronize(device)
-        start = time.perf_counter()
-        run()
-        synchronize(device)
-        if i >= 2:
-            times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 def fixed_costs(c: Calibration, device: torch.device, precision: str) -> Fixed:
     """Seconds per kernel and per parameter tensor's update, from the tiny FIXED_STEP: measured times less what
     the step model's rooflines give them on this calibration, over the kernels and tensors the model counts."""
@@ -323,8 +230,8 @@ def fixed_costs(c: Calibration, device: torch.device, precision: str) -> Fixed:
     def gradients() -> None:        # what the update reads (it clears them)
         trainer.accumulate(*data)
 
-    update = _median_seconds(trainer.update, gradients, device)
-    step = _median_seconds(lambda: trainer.step(data), lambda: None, device)
+    update = median_seconds(trainer.update, gradients, device, FIXED_RUNS)
+    step = median_seconds(lambda: trainer.step(data), lambda: None, device, FIXED_RUNS)
     parts = _modelled_step(c, spec).breakdown
     launched, held, _ = stage_counts(spec, shape_of(spec))
     kernel = max(0.0, step - update - parts["matmul"] - parts["attention"] - parts["memory_bound"]) / launched

@@ -85,3 +85,18 @@ def best_seconds(fn: Callable[[], object], device: torch.device, repeat: int = B
         synchronize(device)
         best = min(best, time.perf_counter() - start)
     return best
+
+
+def median_seconds(run: Callable[[], None], prepare: Callable[[], None], device: torch.device,
+                    runs: int) -> float:
+    """Median seconds of `run` over `runs` calls (after two to warm up), each after an untimed `prepare`."""
+    times = []
+    for i in range(runs + 2):
+        prepare()
+        synchronize(device)
+        start = time.perf_counter()
+        run()
+        synchronize(device)
+        if i >= 2:
+            times.append(time.perf_counter() - start)
+    return statistics.median(times)

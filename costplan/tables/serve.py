@@ -11,7 +11,7 @@ from costplan.report import (Block, LazyRows, Row, Table, flatten, flops_rate, h
 from costplan.tables.estimate import COMPARED, SWEEP_UNITS, side_by_side
 
 if TYPE_CHECKING:
-    from costplan.costs.inference import ServingEstimate
+    from costplan.costs.serving_result import ServingEstimate
     from costplan.costs.result import Estimate
     from costplan.sweep import Point
 

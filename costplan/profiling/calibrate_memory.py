@@ -1,0 +1,92 @@
+"""What a device's memory reaches, for `costplan calibrate`: a copy's bandwidth, what a decode step's weight
+products read, the rate of the step's memory-bound kernels, and what a GEMM costs at a shape its library has not
+met. Each returns its figure and, where the hardware file cites it, what was timed."""
+from __future__ import annotations
+
+import statistics
+import time
+
+import torch
+
+from costplan.profiling.precision import DTYPES
+from costplan.profiling.timing import best_seconds, median_seconds, synchronize
+
+COPY_BYTES = {"cpu": 256 * 2**20, "cuda": 2 * 2**30}
+# The memory-bound kernels timed for their achieved rate: the shapes of a small model's activations (on a CPU
+# they stay in cache, as a step's do), in the step's precision.
+ELEMENTWISE_SHAPES = {"cpu": ((256, 1024), (2048, 1024)), "cuda": ((8192, 4096), (16384, 8192))}
+MEMORY_RUNS = 20
+# GEMMs at shapes the library has not met (a dropless expert's rows change with the routing every step): row
+# counts that no other measurement uses, by a small expert's weight.
+NEW_SHAPES = 40
+NEW_SHAPE_FIRST_ROWS = 1001
+NEW_SHAPE_WEIGHT = (256, 320)
+
+
+def copy_bandwidth(device: torch.device) -> float:
+    """Bytes read plus bytes written per second by a large device-to-device copy."""
+    n = COPY_BYTES[device.type] // 4
+    src = torch.empty(n, dtype=torch.float32, device=device).fill_(1.0)
+    dst = torch.empty_like(src)
+    return 2 * src.nbytes / best_seconds(lambda: dst.copy_(src), device)
+
+
+def weight_read_rate(device: torch.device) -> tuple[float, str]:
+    """Bytes per second a decode step's weight products read: one token through fp32 weights of COPY_BYTES / 4
+    each, a tall one (4·d × d, an MLP's up projection) and a wide one (d × 4·d, its down projection), whose
+    rates differ on a CPU; all their bytes over all their time (medians of MEMORY_RUNS calls); and what was
+    timed."""
+    d = int((COPY_BYTES[device.type] // 16 // 4) ** 0.5)
+    shapes = ((4 * d, d), (d, 4 * d))
+    read = seconds = 0.0
+    for rows, columns in shapes:
+        weight = torch.randn(rows, columns, device=device)
+        token = torch.randn(1, columns, device=device)
+        seconds += median_seconds(lambda: torch.nn.functional.linear(token, weight), lambda: None, device,
+                                   MEMORY_RUNS)
+        read += weight.nbytes
+    what = (f"fp32 products of one token by {' and '.join(f'{r} × {c}' for r, c in shapes)} weights (torch's "
+            f"linear), the medians of {MEMORY_RUNS} calls each, their weights' bytes over their time")
+    return read / seconds, what
+
+
+def memory_bound_rate(device: torch.device, precision: str) -> tuple[float, str]:
+    """Bytes per second the step's memory-bound kernels move, in `precision` (the median over ELEMENTWISE at
+    each of ELEMENTWISE_SHAPES, each the median of MEMORY_RUNS calls), and what was timed."""
+    dtype = DTYPES[precision]
+    rates = []
+    for rows, width in ELEMENTWISE_SHAPES[device.type]:
+        x = torch.randn(rows, width, device=device, dtype=dtype)
+        y = torch.randn(rows, width, device=device, dtype=dtype)
+        norm = torch.nn.LayerNorm(width, device=device, dtype=dtype)
+        kernels = {"add": (lambda: x + y, 3), "multiply": (lambda: x * y, 3),
+                   "GELU": (lambda: torch.nn.functional.gelu(x), 2), "SiLU": (lambda: torch.nn.functional.silu(x), 2),
+                   "softmax": (lambda: torch.softmax(x, -1), 2), "LayerNorm": (lambda: norm(x), 2)}
+        for run, tensors in kernels.values():
+            rates.append(tensors * x.nbytes / median_seconds(run, lambda: None, device, MEMORY_RUNS))
+    shapes = ", ".join(f"{r} × {w}" for r, w in ELEMENTWISE_SHAPES[device.type])
+    what = (f"{precision} {', '.join(kernels)} at {shapes}, each the median of {MEMORY_RUNS} calls, bytes read and "
+            f"written over the time; the median of the {len(rates)}")
+    return statistics.median(rates), what
+
+
+def new_shape_cost(device: torch.device, precision: str) -> tuple[float, str]:
+    """Seconds a GEMM costs beyond a repeat of itself the first time its library meets its shape: the median,
+    over NEW_SHAPES row counts never used before, of the first call less the second; and what was timed."""
+    dtype = DTYPES[precision]
+    k, n = NEW_SHAPE_WEIGHT
+    weight = torch.randn(k, n, device=device, dtype=dtype)
+    extra = []
+    for rows in range(NEW_SHAPE_FIRST_ROWS, NEW_SHAPE_FIRST_ROWS + NEW_SHAPES):
+        x = torch.randn(rows, k, device=device, dtype=dtype)
+        synchronize(device)
+        times = []
+        for _ in range(2):
+            start = time.perf_counter()
+            x @ weight
+            synchronize(device)
+            times.append(time.perf_counter() - start)
+        extra.append(times[0] - times[1])
+    what = (f"{precision} GEMMs of {NEW_SHAPE_FIRST_ROWS}-{NEW_SHAPE_FIRST_ROWS + NEW_SHAPES - 1} rows by a {k} × {n} "
+            f"weight, each row count new: the median of the first call less the second")
+    return statistics.median(extra), what

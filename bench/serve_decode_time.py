@@ -1,17 +1,14 @@
 """Decode step time of the reference model against the memory-bandwidth roofline (`costplan profile --serve`).
 
-Each round measures this machine's copy bandwidth and a matrix-vector product's read rate the way `costplan
-calibrate` does (its fp32 matmul rates and a short attention measurement too, but not its reference training
-step, which runs in bf16 and takes tens of minutes on a CPU without native bf16 matmuls), writes them as a
-hardware file, and right away runs `costplan profile --serve` against it, so that the calibration and the
-decode steps see the same load on a shared machine. Prints one markdown row per spec and
-round. Run from the project's root:
+Each round runs `costplan calibrate` within CALIBRATION_SECONDS (its copy bandwidth and matrix-vector read rate
+are what the decode check uses), writes its hardware file, and right away runs `costplan profile --serve`
+against it, so that the calibration and the decode steps see the same load on a shared machine. Prints one
+markdown row per spec and round. Run from the project's root:
 
     OMP_NUM_THREADS=1 python bench/serve_decode_time.py [ROUNDS]
 """
 from __future__ import annotations
 
-import datetime
 import json
 import re
 import subprocess
@@ -22,15 +19,12 @@ from pathlib import Path
 import torch
 
 from costplan import report
-from costplan.profiling.calibrate import SIZES, Calibration, _total_ram, hardware_entry, matmul_rate
-from costplan.profiling.calibrate_memory import copy_bandwidth, weight_read_rate
-from costplan.profiling.calibrate_attention import attention_rates
-from costplan.profiling.measure import describe
+from costplan.profiling.calibrate import calibrate, hardware_entry
 
 # Decode is timed on copies large enough that a step reads ~0.6-0.8 GB of fp32 weights, far beyond the CPU's
 # caches, so that reading them, not per-op overhead, takes the time.
 SIZE = ["model.d_model=2048", "model.n_layers=4"]
-ATTENTION_SECONDS = 10
+CALIBRATION_SECONDS = 60
 SPECS = {
     "flash": SIZE + ["model.d_ff=8192"],                      # GQA, SwiGLU, RoPE
     "dense": SIZE + ["model.d_ff=8192"],                      # MHA, GELU, learned positions, tied head
@@ -42,16 +36,8 @@ SPECS = {
 
 
 def hardware_file(folder: Path) -> Path:
-    cpu = torch.device("cpu")
-    rates = {"fp32": {n: matmul_rate(n, "fp32", cpu) for n in SIZES["cpu"]}}
-    # A hardware file needs attention curves; a short fp32 measurement gives them (decode reads only the
-    # bandwidth, so their accuracy does not matter here).
-    attention = attention_rates(max(rates["fp32"].values()), "fp32", cpu, ATTENTION_SECONDS, lambda _: None)
-    calibration = Calibration(device=describe(cpu), rates=rates, bandwidth=copy_bandwidth(cpu), interconnect=None,
-                              memory_bytes=_total_ram(), mfu=0.5, mfu_source="not measured (bandwidth only)",
-                              attention=attention, date=datetime.date.today().isoformat(),
-                              weight_read=weight_read_rate(cpu))
     path = folder / "cpu.yaml"
+    calibration = calibrate(torch.device("cpu"), CALIBRATION_SECONDS)
     path.write_text(report.hardware_yaml(hardware_entry(calibration), "bench/serve_decode_time.py"))
     return path
 

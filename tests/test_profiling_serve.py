@@ -233,6 +233,6 @@ def test_decode_time_is_bytes_over_what_a_matrix_vector_product_reads():
 
     halved = check(SimpleNamespace(weight_read=SimpleNamespace(value=0.5)))
     assert halved.estimate == pytest.approx(0.040) and halved.status == "ok"
-    assert "572.2 MiB read / 15 GB/s (a matrix-vector product's reads, 0.50 of the bandwidth)" in halved.note
+    assert "572.2 MiB read / 15 GB/s (a matrix-vector product's reads, 50.0% of the bandwidth)" in halved.note
     copy = check(None)
     assert copy.estimate == pytest.approx(0.020) and copy.status == "FAIL"

@@ -365,8 +365,8 @@ def step_time(spec: Spec, dev: Device, shape: Shape, stage_params: list[tuple[fl
     elif shards > 1 or routed_d > 1:
         # A reduce-scatter of the gradients, then an all-gather: of the gradients too (ZeRO 0: an all-reduce), or
         # of the updated weights (ZeRO 1-2); each moves (n − 1)/n of its bytes over the n ranks of its group.
-        halves = [_bucketed(dev, shards, routed_d, dense, routed / par.expert, per_param, data_span,
-                            t * cp * max(1, d // par.expert), t) for per_param in (g, g if par.zero == 0 else w)]
+        halves = [_bucketed(dev, shards, routed_d, dense, routed / par.expert, per_param, data_span, t * routed_d, t)
+                  for per_param in (g, g if par.zero == 0 else w)]
         backward = sum(tally.backward.values())
         if par.zero == 0:
             (reduced, reduce_s), (gathered, gather_s) = halves

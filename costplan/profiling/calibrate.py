@@ -295,14 +295,11 @@ def kernel_curves(c: Calibration) -> dict:
             for d, by_len in table.items()}
     entry["collective"] = {"points": [[1, 1.0]], "source": NOT_MEASURED}
     entry["collective_internode"] = {"points": [[1, 1.0]], "source": NOT_MEASURED}
-    if c.memory_bound is not None:
-        rate, what = c.memory_bound
-        entry["memory_bound"] = {"value": rate / c.bandwidth, "source": (
-            f"{on}: {what}, {rate / 1e9:.4g} GB/s, over the copy's {c.bandwidth / 1e9:.4g} GB/s")}
-    if c.weight_read is not None:
-        rate, what = c.weight_read
-        entry["weight_read"] = {"value": rate / c.bandwidth, "source": (
-            f"{on}: {what}, {rate / 1e9:.4g} GB/s, over the copy's {c.bandwidth / 1e9:.4g} GB/s")}
+    for name, measured in (("memory_bound", c.memory_bound), ("weight_read", c.weight_read)):
+        if measured is not None:        # a rate over the copy's
+            rate, what = measured
+            entry[name] = {"value": rate / c.bandwidth, "source": (
+                f"{on}: {what}, {rate / 1e9:.4g} GB/s, over the copy's {c.bandwidth / 1e9:.4g} GB/s")}
     if c.new_shape is not None and c.new_shape[0] > 0:
         entry["new_shape_seconds"] = {"value": c.new_shape[0], "source": f"{on}: {c.new_shape[1]}"}
     if c.fixed is not None:     # a cost lost in the timing noise is left out (a Figure is positive)

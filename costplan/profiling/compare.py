@@ -283,7 +283,8 @@ def _decode_time_check(m, tolerance: float | None, bytes_read) -> Check:  # noqa
     rate = gpu.memory_bandwidth_gbs * share
     notes = [f"median of {m.timing.runs}, IQR ±{100 * m.timing.spread / 2:.0f}%, {m.timed_dtype}",
              f"{report.size(read)} read / {report.number(rate)} GB/s"
-             + (f" (a matrix-vector product's reads, {share:.2f} of the bandwidth)" if share != 1.0 else "")]
+             + (f" (a matrix-vector product's reads, {report.percent(share)} of the bandwidth)"
+                if share != 1.0 else "")]
     if m.time_overrides:
         notes.append("timed with --set " + " ".join(m.time_overrides))
     if gpu.calibrated_on != m.device_name:

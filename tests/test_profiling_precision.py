@@ -63,6 +63,18 @@ def test_a_slow_step_is_timed_within_the_budget(monkeypatch):
     assert timing.time_steps(step, CPU).runs == timing.RUNS                      # no budget: as before
 
 
+def test_a_paired_measurement_runs_before_each_timed_step_outside_its_time(monkeypatch):
+    step, now = _clock(monkeypatch)
+    paired = []
+
+    def between() -> None:          # 5 s of its own, none of it in a step's time
+        paired.append(now[0])
+        now[0] += 5.0
+    result = timing.time_steps(step, CPU, between=between)
+    assert len(paired) == result.runs == timing.RUNS and result.median == 1.0
+    assert paired[:2] == [3.0, 9.0]                      # after the 3 warm-ups, then after each step
+
+
 def test_calibrate_leaves_out_matmul_sizes_that_would_overrun(monkeypatch):
     monkeypatch.setitem(calibrate.SIZES, "cpu", (64, 128, 256))
     monkeypatch.setattr(calibrate, "time", SimpleNamespace(perf_counter=lambda: 0.0))

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 from costplan.costs import Shape
 from costplan.costs.layers import distinct_layers
-from costplan.costs.ops import Core, Gemm, Stream, embedding_ops, gemm_size, head_ops, layer_ops
+from costplan.costs.ops import Core, Gemm, Stream, embedding_ops, gemm_size, head_ops, kernels, layer_ops
 from costplan.kernels import Curve, Curves
 from costplan.spec import ModelSpec
 
@@ -68,9 +68,11 @@ def expected_experts(n_experts: int, top_k: int, tokens: float) -> float:
     return n_experts * (1 - (1 - top_k / n_experts) ** tokens)
 
 
-def operations(model: ModelSpec, tokens: int, head_rows: int) -> list[tuple[Gemm | Stream, int]]:
-    """Every GEMM and memory-bound operation of one forward pass of `tokens` tokens, with how many layers repeat
-    it; routed experts as the touched ones with their rows (module docstring)."""
+def operations(model: ModelSpec, tokens: int, head_rows: int,
+               cores: bool = False) -> list[tuple[Gemm | Stream | Core, int]]:
+    """Every GEMM and memory-bound operation of one forward pass of `tokens` tokens (and with `cores` the
+    attention cores), with how many layers repeat it; routed experts as the touched ones with their rows (module
+    docstring)."""
     shape = Shape(seq_len=tokens, act_bytes=ACTIVATION_BYTES)
     found: list[tuple[Gemm | Stream, int]] = [(op, 1) for op in embedding_ops(model, shape)]
     for layer, repeats in distinct_layers(model):
@@ -81,7 +83,8 @@ def operations(model: ModelSpec, tokens: int, head_rows: int) -> list[tuple[Gemm
                     touched = expected_experts(moe.n_experts, moe.top_k, tokens)
                     op = Gemm(tokens * moe.top_k / touched, op.d_in, op.d_out,
                               count=op.count * touched / moe.n_experts, expert=True)
-                if isinstance(op, Gemm) or (isinstance(op, Stream) and op.kind in SERVING_STREAMS):
+                if isinstance(op, Gemm) or (isinstance(op, Stream) and op.kind in SERVING_STREAMS) or (
+                        cores and isinstance(op, Core)):
                     found.append((op, repeats))
     head = head_ops(model, Shape(seq_len=head_rows, act_bytes=ACTIVATION_BYTES))
     found += [(op, 1) for op in head if isinstance(op, Gemm) or op.kind in SERVING_STREAMS]
@@ -117,6 +120,12 @@ def forward(model: ModelSpec, tokens: int, head_rows: int, k: Kernels) -> Pass:
         else:
             total.memory += repeats * memory
     return total
+
+
+def forward_kernels(model: ModelSpec, tokens: int, head_rows: int) -> float:
+    """Kernels one forward pass launches as the reference model runs it in eager PyTorch (ops.kernels): what a
+    device pays its fixed cost per kernel on where nothing (a CUDA graph) hides it."""
+    return sum(repeats * kernels(op)[0] for op, repeats in operations(model, tokens, head_rows, cores=True))
 
 
 def gemm_weights(model: ModelSpec) -> tuple[int, int]:

@@ -31,23 +31,43 @@ def copy_bandwidth(device: torch.device) -> float:
     return 2 * src.nbytes / best_seconds(lambda: dst.copy_(src), device)
 
 
+class WeightReads:
+    """What a decode step's weight products read: one token through fp32 weights of COPY_BYTES / 4 each, a tall
+    one (4·d × d, an MLP's up projection) and a wide one (d × 4·d, its down projection), whose rates differ on a
+    CPU. The decode check times one round of them between its steps, so that both see the same load."""
+
+    def __init__(self, device: torch.device):
+        d = int((COPY_BYTES[device.type] // 16 // 4) ** 0.5)
+        self.device = device
+        self.shapes = ((4 * d, d), (d, 4 * d))
+        self.weights = [torch.randn(rows, columns, device=device) for rows, columns in self.shapes]
+        self.tokens = [torch.randn(1, columns, device=device) for _, columns in self.shapes]
+        self.bytes = sum(w.nbytes for w in self.weights)
+
+    def products(self) -> list:
+        return [lambda w=w, x=x: torch.nn.functional.linear(x, w) for w, x in zip(self.weights, self.tokens)]
+
+    def seconds(self) -> float:
+        """Seconds of one product by each weight, the device synchronised around them."""
+        synchronize(self.device)
+        start = time.perf_counter()
+        for product in self.products():
+            product()
+        synchronize(self.device)
+        return time.perf_counter() - start
+
+    def describe(self) -> str:
+        return f"fp32 products of one token by {' and '.join(f'{r} × {c}' for r, c in self.shapes)} weights " \
+               "(torch's linear)"
+
+
 def weight_read_rate(device: torch.device) -> tuple[float, str]:
-    """Bytes per second a decode step's weight products read: one token through fp32 weights of COPY_BYTES / 4
-    each, a tall one (4·d × d, an MLP's up projection) and a wide one (d × 4·d, its down projection), whose
-    rates differ on a CPU; all their bytes over all their time (medians of MEMORY_RUNS calls); and what was
-    timed."""
-    d = int((COPY_BYTES[device.type] // 16 // 4) ** 0.5)
-    shapes = ((4 * d, d), (d, 4 * d))
-    read = seconds = 0.0
-    for rows, columns in shapes:
-        weight = torch.randn(rows, columns, device=device)
-        token = torch.randn(1, columns, device=device)
-        seconds += median_seconds(lambda: torch.nn.functional.linear(token, weight), lambda: None, device,
-                                   MEMORY_RUNS)
-        read += weight.nbytes
-    what = (f"fp32 products of one token by {' and '.join(f'{r} × {c}' for r, c in shapes)} weights (torch's "
-            f"linear), the medians of {MEMORY_RUNS} calls each, their weights' bytes over their time")
-    return read / seconds, what
+    """Bytes per second a decode step's weight products read (WeightReads): all their bytes over the sum of each
+    product's median of MEMORY_RUNS calls; and what was timed."""
+    reads = WeightReads(device)
+    seconds = sum(median_seconds(product, lambda: None, device, MEMORY_RUNS) for product in reads.products())
+    what = (f"{reads.describe()}, the medians of {MEMORY_RUNS} calls each, their weights' bytes over their time")
+    return reads.bytes / seconds, what
 
 
 def memory_bound_rate(device: torch.device, precision: str) -> tuple[float, str]:

@@ -26,6 +26,7 @@ from typing import Union
 from costplan import report
 from costplan.costs.estimate import COMPONENTS, components, estimate, shape_of
 from costplan.costs.norm import LAYER_NORMS
+from costplan.costs.serving_ops import forward_kernels
 from costplan.errors import CostplanError
 from costplan.profiling.measure import PROBE_SIZE, Measurement
 from costplan.profiling.precision import FALLBACK, PrecisionChoice
@@ -268,9 +269,9 @@ def serve_checks(m, tolerances: Mapping[str, float] = DEFAULT_TOLERANCES) -> lis
 
 
 def _decode_time_check(m, tolerance: float | None, bytes_read) -> Check:  # noqa: ANN001
-    """Measured decode step against bytes read / the rate the device reads them at, on hardware calibrated for
-    this device: its bandwidth, times what a matrix-vector product reads of it where calibrate measured that
-    (kernels.weight_read)."""
+    """Measured decode step against the bytes it reads at the rate calibrate's matrix-vector products read them
+    (timed between the steps, so that a shared machine's load falls on both alike), plus the fixed cost of each
+    kernel the step launches where the hardware, calibrated on this device, measures one (kernel_seconds)."""
     item = f"decode step time at context {m.context}, batch 1"
     if m.timing is None:
         return Check("time", item, None, None, "seconds", tolerance, note=m.time_note)
@@ -280,15 +281,19 @@ def _decode_time_check(m, tolerance: float | None, bytes_read) -> Check:  # noqa
     read = bytes_read(spec, m.context, element)
     curves = gpu.curves()
     share = curves.weight_read.value if curves is not None and curves.weight_read is not None else 1.0
-    rate = gpu.memory_bandwidth_gbs * share
+    fixed = curves.kernel_seconds if curves is not None else None
+    launched = forward_kernels(spec.model, 1, 1)
+    estimate = read / m.read_rate + (launched * fixed.value if fixed is not None else 0.0)
     notes = [f"median of {m.timing.runs}, IQR ±{100 * m.timing.spread / 2:.0f}%, {m.timed_dtype}",
-             f"{report.size(read)} read / {report.number(rate)} GB/s"
-             + (f" (a matrix-vector product's reads, {report.percent(share)} of the bandwidth)"
-                if share != 1.0 else "")]
+             f"{report.size(read)} read at {report.number(m.read_rate / 1e9)} GB/s (calibrate's matrix-vector "
+             f"products, timed between the steps; the hardware file's "
+             f"{report.number(gpu.memory_bandwidth_gbs * share)} GB/s)"
+             + (f" + {report.number(launched)} kernels × {report.number(fixed.value * 1e6)} µs"
+                if fixed is not None else "")]
     if m.time_overrides:
         notes.append("timed with --set " + " ".join(m.time_overrides))
     if gpu.calibrated_on != m.device_name:
         notes.append(f"not compared: hardware.gpu {gpu.key} was not calibrated on this device "
                      "(costplan calibrate)")
         tolerance = None
-    return Check("time", item, read / (rate * 1e9), m.timing.median, "seconds", tolerance, note="; ".join(notes))
+    return Check("time", item, estimate, m.timing.median, "seconds", tolerance, note="; ".join(notes))

@@ -9,15 +9,17 @@ At the spec's serving settings (serving.prompt_tokens P, output_tokens O, kv_cac
 These run on fake tensors (no memory, any size; MoE routing is balanced there, which does not change the
 FLOPs of one token's top_k experts). Experts run dropless, as serving engines do (no capacity factor).
 
-The decode step is also timed on real tensors at that context (median of at least 10 steps after warm-up;
+The decode step is also timed on real tensors at that context (median of DECODE_RUNS steps after warm-up;
 each timed step appends a token and the cache is rewound after it), in fp32 on a CPU: without native bf16
 matmuls a CPU runs bf16 decode compute-bound (measured ~3× slower than fp32 here), not at memory bandwidth.
-Its prediction is the memory-bound roofline of costs/inference.py at batch 1: the bytes a step reads over the
-bandwidth of the spec's hardware, compared only where that hardware was calibrated on this device
-(`costplan calibrate`, whose copy bandwidth is already an achieved one, so no memory efficiency is applied).
+Before each timed step, untimed by it, calibrate's matrix-vector products (calibrate_memory.WeightReads) are
+timed once: the rate at which they read is the one the check divides the step's bytes by, so that the load of
+a shared machine falls on the prediction and the measurement alike. The check (compare.py) adds the fixed cost
+per kernel of hardware calibrated on this device, and compares only there.
 """
 from __future__ import annotations
 
+import statistics
 from dataclasses import dataclass, field
 
 import torch
@@ -27,6 +29,7 @@ from costplan.costs import Shape
 from costplan.costs import serving as sizes
 from costplan.costs.estimate import components
 from costplan.costs.serving_ops import expected_experts
+from costplan.profiling.calibrate_memory import WeightReads
 from costplan.profiling.counters import EXTRA_FORMULAS
 from costplan.profiling.generate import KV_DTYPES, Cache, decode_unsupported, new_cache
 from costplan.profiling.measure import MEMORY_FRACTION, available_bytes, describe, respec
@@ -37,6 +40,9 @@ from costplan.profiling.timing import Timing, time_steps
 from costplan.spec import Spec
 
 TIMED_DTYPES = {"cpu": torch.float32}        # elsewhere the training precision's dtype
+# Decode steps timed: more than a training step's 10, for a median that a shared machine's load moves less (a
+# step of the bench's copies takes 25-55 ms, so about 1.5 s of timing).
+DECODE_RUNS = 30
 
 
 @dataclass
@@ -55,6 +61,7 @@ class ServeMeasurement:
     prefill_flops: int | None = None
     decode_flops: int | None = None
     timing: Timing | None = None
+    read_rate: float | None = None   # bytes/s of calibrate's weight-read products, timed between the steps
     timed_spec: Spec | None = None
     time_overrides: list[str] = field(default_factory=list)
     timed_dtype: str = ""
@@ -138,10 +145,12 @@ def _time(result: ServeMeasurement, device: torch.device, overrides: list[str]) 
         model(token, cache)
         cache.rewind(result.context)
 
+    reads, read_seconds = WeightReads(device), []
     with torch.no_grad():
         model(ids, cache)
         fill(model, cache, result.context, token)
-    result.timing = time_steps(step, device)
+        result.timing = time_steps(step, device, DECODE_RUNS, between=lambda: read_seconds.append(reads.seconds()))
+    result.read_rate = reads.bytes / statistics.median(read_seconds)
     result.timed_spec, result.time_overrides = timed, overrides
     result.timed_dtype = str(next(model.parameters()).dtype).removeprefix("torch.")
 

@@ -41,10 +41,11 @@ def synchronize(device: torch.device) -> None:
 
 
 def time_steps(step: Callable[[], None], device: torch.device, runs: int = RUNS, warmup: int = WARMUP,
-               budget: float | None = None) -> Timing:
+               budget: float | None = None, between: Callable[[], None] | None = None) -> Timing:
     """Run `step` warmup times untimed, then at least `runs` (≥ 10) times timed, and more (up to MAX_RUNS)
     while the timed steps add up to less than MIN_TIMED_SECONDS. With a `budget` (seconds, warm-up
-    included), stop before a step that would overrun it, after one warm-up and MIN_RUNS timed steps."""
+    included), stop before a step that would overrun it, after one warm-up and MIN_RUNS timed steps. `between`,
+    if given, runs untimed before each timed step (a measurement paired with the steps)."""
     runs = max(runs, RUNS)
     started = time.perf_counter()
     last = 0.0                          # the latest step's seconds: what the next one is expected to take
@@ -68,6 +69,8 @@ def time_steps(step: Callable[[], None], device: torch.device, runs: int = RUNS,
     while len(times) < runs or (sum(times) < MIN_TIMED_SECONDS and len(times) < MAX_RUNS):
         if len(times) >= MIN_RUNS and over():
             break
+        if between is not None:
+            between()
         times.append(run_one())
     quartiles = statistics.quantiles(times, n=4)
     return Timing(median=statistics.median(times), minimum=min(times), maximum=max(times),

@@ -28,12 +28,14 @@ def test_parameter_tensors_are_the_reference_models(name):
     assert step.stage_counts(spec, shape_of(spec))[1] == len(list(build_model(spec, device="meta").parameters()))
 
 
-def test_fixed_costs_are_the_tiny_step_less_its_rooflines_over_its_counts(monkeypatch):
+def test_fixed_costs_are_the_tiny_step_less_its_rooflines_over_its_counts(monkeypatch, tmp_path):
     """calibrate.fixed_costs with the tiny step's times given. A GPT-2 layer's step of 2 layers counts 81 kernels
     fused (tests/test_step.py counts them by hand) and 87 as eager PyTorch runs them, as check counts the
     reference model's: per layer autograd's two adds summing the gradients of the normed input that q, k and v
     read, and the loss's cast to fp32 and back; and 36 parameter tensors."""
-    from costplan.profiling import calibrate
+    from costplan import yamlio
+    from costplan.costs.run import step_of
+    from costplan.profiling import calibrate, fixed_costs
 
     times = iter([0.004, 0.010])            # the update alone, then the whole step
     monkeypatch.setattr(calibrate, "median_seconds", lambda *args, **kwargs: next(times))
@@ -42,8 +44,12 @@ def test_fixed_costs_are_the_tiny_step_less_its_rooflines_over_its_counts(monkey
                               attention=calibrate.Attention("bf16", {64: {128: 20e9}}, {64: {128: 10e9}},
                                                             {64: {128: 16}}), date="2026-12-03")
     fixed = calibrate.fixed_costs(c, torch.device("cpu"), "bf16")
-    parts = calibrate._modelled_step(c, load_spec("gpt2-small", [*calibrate.FIXED_STEP, "training.precision=bf16"]))
-    rooflines = parts.breakdown["matmul"] + parts.breakdown["attention"] + parts.breakdown["memory_bound"]
+    hardware = tmp_path / "calibrated.yaml"
+    hardware.write_text(yamlio.dumps(calibrate.hardware_entry(c)))
+    tiny = load_spec("gpt2-small", [*fixed_costs.FIXED_STEP, "training.precision=bf16", f"hardware.gpu={hardware}"])
+    parts = step_of(tiny, shape_of(tiny)).breakdown
+    rooflines = parts["matmul"] + parts["attention"] + parts["memory_bound"]
     assert fixed.kernel == pytest.approx((0.010 - 0.004 - rooflines) / 87)
-    assert fixed.update == pytest.approx((0.004 - parts.breakdown["optimizer"]) / 36)
+    assert fixed.update == pytest.approx((0.004 - parts["optimizer"]) / 36)
     assert "87 kernels and 36 parameter tensors" in fixed.source
+    assert fixed.source.startswith("measured by costplan calibrate on cpu: test on 2026-12-03: gpt2-small with")

@@ -21,10 +21,11 @@ The file has the shape of a catalogue entry (costplan/data/hardware.yaml), so a 
   fixed cost of a kernel and of one parameter tensor's optimizer update (below).
 
 The fixed costs come from a tiny step, the reference model's layer shape at widths where no kernel has work to
-speak of (FIXED_STEP): its optimizer update, timed alone, less the update's roofline, over the parameter tensors
-it updates, is `update_seconds`; the rest of the step, less the roofline of its operations, over the kernels the
-step model counts in it (costs/ops.py kernels), is `kernel_seconds`. On a CPU these are the framework's work
-around each operation (dispatch, autograd, the optimizer's per-tensor loop), which dominates small steps.
+speak of (fixed_costs.py FIXED_STEP): its optimizer update, timed alone, less the update's roofline, over the
+parameter tensors it updates, is `update_seconds`; the rest of the step, less the roofline of its operations,
+over the kernels the step model counts in it (costs/ops.py kernels), is `kernel_seconds`. On a CPU these are
+the framework's work around each operation (dispatch, autograd, the optimizer's per-tensor loop), which
+dominates small steps.
 
 Attention runs in the precision a bf16 spec's step is timed in (precision.choose on the measured rates): bf16,
 or fp32 on a CPU whose bf16 matmuls run at under half the fp32 rate, and is then compared with the fp32 peak.
@@ -52,9 +53,6 @@ from pathlib import Path
 import torch
 
 from costplan import report, yamlio
-from costplan.costs.components import shape_of
-from costplan.costs.run import step_of
-from costplan.costs.step import stage_counts
 from costplan.costs.estimate import estimate
 from costplan.kernels import MAX_EFFICIENCY as CAP
 from costplan.kernels import Curves
@@ -65,6 +63,7 @@ from costplan.profiling.precision import DTYPES, FALLBACK, SLOW_FRACTION
 from costplan.profiling.step import Trainer, batch
 from costplan.loading import load_spec
 from costplan.profiling.calibrate_attention import BACKWARD_FLOPS, Attention, attention_precision, attention_rates
+from costplan.profiling.fixed_costs import Fixed, FixedStep, fixed_costs_of
 from costplan.profiling.calibrate_memory import (COPY_BYTES, copy_bandwidth, memory_bound_rate, new_shape_cost,
                                                 weight_read_rate)
 from costplan.profiling.timing import BEST_OF, MIN_RUNS, best_seconds, median_seconds, time_steps
@@ -77,24 +76,9 @@ PRECISIONS = {"cpu": ("fp32", "bf16"), "cuda": ("fp32", "tf32", "bf16", "fp16")}
 # The reference step for the MFU: GPT-2 small's layer shape, shortened where the device is slow.
 REFERENCE = {"cpu": ("gpt2-small", ["model.n_layers=2", "training.seq_len=256", "training.micro_batch_size=2"]),
              "cuda": ("gpt2-small", ["training.micro_batch_size=8"])}
-# The tiny step the fixed costs are timed on: the reference layer at widths where its operations do no work to
-# speak of (GEMMs of 32 × 48 × 192), so that the step's time is its fixed costs; counted as check counts the
-# reference model's steps, eager (compare.one_step).
-FIXED_STEP = ["model.n_layers=2", "model.d_model=48", "model.d_ff=192", "model.vocab_size=64",
-              "training.seq_len=32", "training.micro_batch_size=1", "training.global_batch_size=1",
-              "training.fusion=eager"]
 FIXED_RUNS = 100
 NOT_MEASURED = ("not measured: calibrated on one device; collectives run at the hardware file's "
                 "interconnect_gbs")
-
-
-@dataclass
-class Fixed:
-    """The fixed cost of one kernel and of one parameter tensor's optimizer update, with how they were found."""
-
-    kernel: float
-    update: float
-    source: str
 
 
 @dataclass
@@ -219,37 +203,21 @@ def calibrate(device: torch.device, budget: float = DEFAULT_BUDGET,
 
 
 def fixed_costs(c: Calibration, device: torch.device, precision: str) -> Fixed:
-    """Seconds per kernel and per parameter tensor's update, from the tiny FIXED_STEP: measured times less what
-    the step model's rooflines give them on this calibration, over the kernels and tensors the model counts."""
-    name = REFERENCE[device.type][0]
-    overrides = [*FIXED_STEP, f"training.precision={precision}"]
-    spec = load_spec(name, overrides)
-    trainer = Trainer(build_model(spec, device=device), spec)
-    data = batch(spec, spec.training.micro_batch_size, device)
+    """Seconds per kernel and per parameter tensor's update, from the tiny step (profiling/fixed_costs.py), its
+    times the medians of FIXED_RUNS, on this calibration's rooflines."""
+    tiny = FixedStep(device, precision)
 
     def gradients() -> None:        # what the update reads (it clears them)
-        trainer.accumulate(*data)
+        tiny.trainer.accumulate(*tiny.data)
 
-    update = median_seconds(trainer.update, gradients, device, FIXED_RUNS)
-    step = median_seconds(lambda: trainer.step(data), lambda: None, device, FIXED_RUNS)
-    parts = _modelled_step(c, spec).breakdown
-    launched, held, _ = stage_counts(spec, shape_of(spec))
-    kernel = max(0.0, step - update - parts["matmul"] - parts["attention"] - parts["memory_bound"]) / launched
-    per_update = max(0.0, update - parts["optimizer"]) / held
-    source = (f"measured by costplan calibrate on {c.device} on {c.date}: {name} with --set {' '.join(overrides)}, "
-              f"median of {FIXED_RUNS} steps {step:.4g} s, of which the optimizer update {update:.4g} s; less the "
-              f"rooflines of its operations, over the {launched:g} kernels and {held:g} parameter tensors the "
-              "step model counts in it")
-    return Fixed(kernel=kernel, update=per_update, source=source)
-
-
-def _modelled_step(c: Calibration, spec):  # noqa: ANN001, ANN202 - Spec → step.StepTime
-    """The step model's step of `spec` on this calibration's rooflines, without fixed costs."""
+    update = median_seconds(tiny.trainer.update, gradients, device, FIXED_RUNS)
+    step = median_seconds(lambda: tiny.trainer.step(tiny.data), lambda: None, device, FIXED_RUNS)
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "calibrated.yaml"
         path.write_text(yamlio.dumps(hardware_entry(c)), encoding="utf-8")
-        timed = respec(spec, [f"hardware.gpu={path}"])
-        return step_of(timed, shape_of(timed))
+        fixed = fixed_costs_of(precision, str(path), step, update, f"median of {FIXED_RUNS} steps")
+    fixed.source = f"measured by costplan calibrate on {c.device} on {c.date}: {fixed.source}"
+    return fixed
 
 
 def _total_ram() -> int:

@@ -28,7 +28,8 @@ from costplan.costs.estimate import COMPONENTS, components, estimate, shape_of
 from costplan.costs.norm import LAYER_NORMS
 from costplan.costs.serving_ops import forward_kernels
 from costplan.errors import CostplanError
-from costplan.profiling.measure import PROBE_SIZE, Measurement
+from costplan.profiling.fixed_costs import fixed_costs_of, paired, with_fixed_costs
+from costplan.profiling.measure import PROBE_SIZE, Measurement, respec
 from costplan.profiling.precision import FALLBACK, PrecisionChoice
 from costplan.profiling.scope import OUTSIDE
 from costplan.spec import Spec
@@ -171,7 +172,8 @@ def checks(m: Measurement, tolerances: Mapping[str, float] = DEFAULT_TOLERANCES,
 
 
 def time_check(m: Measurement, tolerance: float | None) -> Check:
-    """Estimated against measured step time; compared only on hardware calibrated for this device."""
+    """Estimated against measured step time; compared only on hardware calibrated for this device. Where that
+    hardware has fixed costs, they are the ones the tiny step timed between the steps gives (fixed_costs.py)."""
     item = "step time (forward + backward + optimizer)"
     if m.timing is None:
         return Check("time", item, None, None, "seconds", tolerance, note=m.time_note)
@@ -188,10 +190,32 @@ def time_check(m: Measurement, tolerance: float | None) -> Check:
         notes.append(f"not compared: hardware.gpu {gpu.key} was not calibrated on this device "
                      "(costplan calibrate)")
         tolerance = None
-    elif drift := machine_drift(gpu, spec.training.precision if m.time_precision is None else m.time_precision.used,
-                                m.time_probe):
-        notes.append(drift)
+    else:
+        if m.time_fixed is not None and paired(gpu, m.device_name):
+            filed = estimated
+            estimated, note = _paired_fixed_costs(spec, m, gpu)
+            notes.append(f"{note}; at the file's: {report.seconds(filed)}")
+        drift = machine_drift(gpu, spec.training.precision if m.time_precision is None else m.time_precision.used,
+                              m.time_probe)
+        if drift:
+            notes.append(drift)
     return Check("time", item, estimated, m.timing.median, "seconds", tolerance, note="; ".join(notes))
+
+
+def _paired_fixed_costs(spec: Spec, m: Measurement, gpu) -> tuple[float, str]:  # noqa: ANN001 - hardware.GPU
+    """The step estimated with the fixed costs that the tiny step, timed between the measured steps, gives on
+    this hardware's rooflines; and a note of them against the file's."""
+    step, update = m.time_fixed
+    fixed = fixed_costs_of(spec.training.precision, gpu.key, step, update,
+                           f"median of {m.timing.runs} steps, timed between the checked steps,")
+    with with_fixed_costs(gpu, fixed) as path:
+        estimated = estimate(one_step(respec(spec, [f"hardware.gpu={path}"]), m.batch)).time.step_seconds
+    k = gpu.kernels
+    filed = [f.value if f is not None else None for f in (k.kernel_seconds, k.update_seconds)]
+    note = (f"fixed costs timed between the steps: {report.number(fixed.kernel * 1e6)} µs a kernel, "
+            f"{report.number(fixed.update * 1e6)} µs an update (the file's "
+            + ", ".join(report.number(v * 1e6) if v else "none" for v in filed) + ")")
+    return estimated, note
 
 
 DRIFT = 0.2     # a probed matmul rate this far from the calibration's says the machine's load has changed

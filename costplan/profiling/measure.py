@@ -10,6 +10,7 @@ overrides that the result names.
 from __future__ import annotations
 
 import os
+import statistics
 from collections import Counter
 from dataclasses import dataclass, field, replace
 
@@ -18,6 +19,7 @@ import torch
 from costplan.costs.estimate import estimate
 from costplan.errors import CostplanError, SpecError
 from costplan.profiling import counters
+from costplan.profiling.fixed_costs import FixedStep, paired
 from costplan.profiling.memory import Peak, peak_cuda, peak_fake, saved_bytes
 from costplan.profiling.model import build_model, component_of, training_dtype
 from costplan.profiling.precision import PrecisionChoice, timing_precision
@@ -50,6 +52,8 @@ class Measurement:
     time_note: str = ""
     time_precision: PrecisionChoice | None = None
     time_probe: float | None = None          # matmul FLOP/s at PROBE_SIZE in the timed precision, after timing
+    time_fixed: tuple[float, float] | None = None   # the tiny step's seconds and its update's (medians), timed
+                                                    # between the steps (fixed_costs.py)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -269,12 +273,15 @@ def shrink_for_time(spec: Spec, size: int, rate: float, memory: int, budget: flo
 
 
 def measure_time(spec: Spec, size: int, device: torch.device, budget: float,
-                 overrides: list[str] | None) -> tuple[Timing | None, Spec, list[str], PrecisionChoice, float | None]:
+                 overrides: list[str] | None) -> tuple[Timing | None, Spec, list[str], PrecisionChoice, float | None,
+                                                       tuple[float, float] | None]:
     """Median step time, on `spec` or on the copy that `overrides` (or the automatic shrink) describe, in the
     precision timing_precision() chooses; None when even the smallest copy tried would not fit. The steps
     are timed for about `budget` seconds, or as long as a warm-up and timing.MIN_RUNS steps take. Last, the
     matmul rate at PROBE_SIZE right after the steps: what the machine ran at then, to hold against a
-    calibration (compare.machine_drift)."""
+    calibration (compare.machine_drift). Where the hardware pairs (fixed_costs.paired), the tiny step of
+    fixed_costs.py runs once before each timed step, untimed by it: the medians of its times and of its
+    update's, which the check derives its fixed costs from (else None)."""
     choice = timing_precision(spec.training.precision, device)
     forced = [f"training.precision={choice.used}"] if choice.fell_back else []
     base = valid_copy(spec, forced) if forced else spec
@@ -286,15 +293,19 @@ def measure_time(spec: Spec, size: int, device: torch.device, budget: float,
         rate = probe_rate(device, training_dtype(base))
         shrunk = shrink_for_time(base, size, rate, int(available_bytes(device) * MEMORY_FRACTION), budget)
         if shrunk is None:
-            return None, spec, [], choice, None
+            return None, spec, [], choice, None, None
         overrides = shrunk
     overrides = forced + overrides
     timed = respec(spec, overrides) if overrides else spec
     model = build_model(timed, device=device)
     trainer = Trainer(model, timed)
     ids, targets = batch(timed, size, device)
-    timing = time_steps(lambda: trainer.step((ids, targets)), device, budget=budget)
-    return timing, timed, overrides, choice, probe_rate(device, training_dtype(timed))
+    tiny = FixedStep(device, timed.training.precision) if paired(timed.gpu, describe(device)) else None
+    fixed: list[tuple[float, float]] = []
+    timing = time_steps(lambda: trainer.step((ids, targets)), device, budget=budget,
+                        between=(lambda: fixed.append(tiny.seconds())) if tiny else None)
+    medians = tuple(statistics.median(times) for times in zip(*fixed)) if fixed else None
+    return timing, timed, overrides, choice, probe_rate(device, training_dtype(timed)), medians
 
 
 # ---------------------------------------------------------------------------------------------- all
@@ -314,7 +325,7 @@ def measure(spec: Spec, device: torch.device, *, time: bool = True, time_budget:
     )
     if time:
         (result.timing, result.timed_spec, result.time_overrides, result.time_precision,
-         result.time_probe) = measure_time(spec, size, device, time_budget, time_overrides)
+         result.time_probe, result.time_fixed) = measure_time(spec, size, device, time_budget, time_overrides)
         if result.timing is None:
             result.time_note = "not measured: no shrunk copy fits this machine; choose one with --time-set"
         elif time_overrides:

@@ -1,0 +1,84 @@
+"""The step check's fixed costs, taken from the tiny step timed between the checked steps (fixed_costs.py,
+compare.time_check): a shared machine's load moves the steps and those costs alike."""
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import yaml
+from conftest import CALIBRATED
+
+from costplan.costs.components import shape_of
+from costplan.costs.estimate import estimate
+from costplan.costs.run import step_of
+from costplan.loading import load_spec
+
+pytest.importorskip("torch")
+
+CI = Path(__file__).parents[1] / "specs" / "ci"
+TINY = ["model.n_layers=2", "model.d_model=48", "model.d_ff=192", "model.vocab_size=64", "training.seq_len=32",
+        "training.micro_batch_size=1", "training.global_batch_size=1", "training.fusion=eager",
+        "training.precision=bf16"]
+
+
+def hardware(tmp_path, name, kernel=None, update=None) -> str:
+    device = {**CALIBRATED, "kernels": dict(CALIBRATED["kernels"])}
+    for field, value in (("kernel_seconds", kernel), ("update_seconds", update)):
+        if value is not None:
+            device["kernels"][field] = {"value": value, "source": "test"}
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(device))
+    return str(path)
+
+
+def check(path: str, fixed, device_name="cpu: test"):  # noqa: ANN001
+    from costplan.profiling.compare import time_check
+
+    spec = load_spec(CI / "dense.yaml", [f"hardware.gpu={path}"])
+    m = SimpleNamespace(timing=SimpleNamespace(runs=12, spread=0.1, median=0.02), timed_spec=spec, spec=spec,
+                        batch=2, time_overrides=[], time_note="", time_precision=None, time_probe=None,
+                        time_fixed=fixed, device_name=device_name)
+    return time_check(m, 0.3)
+
+
+def test_the_tiny_steps_times_between_the_steps_set_the_fixed_costs(tmp_path):
+    filed = hardware(tmp_path, "filed", kernel=40e-6, update=30e-6)
+    # The tiny step (GPT-2's layer at d_model 48, 2 layers) took 10 ms between the checked steps, 3 ms of them
+    # its update: less their rooflines on this hardware, over its 87 kernels and 36 parameter tensors.
+    tiny = load_spec("gpt2-small", [*TINY, f"hardware.gpu={filed}"])
+    parts = step_of(tiny, shape_of(tiny)).breakdown
+    kernel = (0.010 - 0.003 - parts["matmul"] - parts["attention"] - parts["memory_bound"]) / 87
+    update = (0.003 - parts["optimizer"]) / 36
+    assert kernel > 40e-6 and update > 30e-6
+    by_hand = hardware(tmp_path, "by-hand", kernel=kernel, update=update)
+    from costplan.profiling.compare import one_step
+
+    expected = estimate(one_step(load_spec(CI / "dense.yaml", [f"hardware.gpu={by_hand}"]), 2)).time.step_seconds
+    at_file = estimate(one_step(load_spec(CI / "dense.yaml", [f"hardware.gpu={filed}"]), 2)).time.step_seconds
+    row = check(filed, (0.010, 0.003))
+    assert row.estimate == pytest.approx(expected) and row.estimate > at_file
+    assert f"{kernel * 1e6:.4g} µs a kernel" in row.note and "(the file's 40, 30)" in row.note
+
+
+def test_without_fixed_costs_in_the_file_or_a_calibration_here_nothing_is_paired(tmp_path):
+    bare = hardware(tmp_path, "bare")
+    row = check(bare, (0.010, 0.003))
+    assert "between the steps" not in row.note
+    spec = load_spec(CI / "dense.yaml", [f"hardware.gpu={bare}"])
+    from costplan.profiling.compare import one_step
+
+    assert row.estimate == pytest.approx(estimate(one_step(spec, 2)).time.step_seconds)
+    elsewhere = check(hardware(tmp_path, "filed", kernel=40e-6, update=30e-6), (0.010, 0.003), "cpu: another")
+    assert elsewhere.status == "skip" and "between the steps" not in elsewhere.note
+
+
+def test_only_hardware_calibrated_here_with_fixed_costs_pairs(tmp_path):
+    from costplan.hardware import resolve
+    from costplan.profiling.fixed_costs import paired
+
+    with_costs = resolve(hardware(tmp_path, "filed", kernel=40e-6))
+    assert paired(with_costs, "cpu: test")
+    assert not paired(with_costs, "cpu: another")
+    assert not paired(resolve(hardware(tmp_path, "bare")), "cpu: test")
+    assert not paired(resolve("a100-80gb"), "cpu: test")

@@ -23,7 +23,7 @@ import torch
 from costplan import report
 from costplan.profiling.calibrate import calibrate, hardware_entry
 
-# Decode is timed on copies large enough that a step reads ~0.6-0.8 GB of fp32 weights, far beyond the CPU's
+# Decode is timed on copies large enough that a step reads ~0.75-1.0 GB of fp32 weights, far beyond the CPU's
 # caches, so that reading them, not per-op overhead, takes the time.
 SIZE = ["model.d_model=2048", "model.n_layers=4"]
 CALIBRATION_SECONDS = 60

@@ -99,18 +99,20 @@ def validate(data: Any, overrides: Iterable[str], *, label: str, default_name: s
     data = apply_overrides(data, overrides)
     context = {"default_name": default_name, "base_dir": base_dir}
     try:
-        return Spec.model_validate(data, context=context)
+        spec = Spec.model_validate(data, context=context)
     except ValidationError as exc:
         messages = error_messages(exc, Spec)
         messages += [m for m in _rules_on_raw(data, base_dir) if m not in messages]
         raise SpecError(label, messages) from None
-
-
+    spec._raw = data
+    return spec
 
 
 def with_overrides(spec: Spec, overrides: Iterable[str]) -> Spec:
-    """A validated copy of a spec with `--set`-style overrides applied (errors name the spec)."""
-    data = spec.model_dump(exclude_none=True)
+    """A validated copy of a spec with `--set`-style overrides applied (errors name the spec), from the mapping
+    it was validated from where it holds one, so that defaults derived from other fields follow them as with
+    --set (head_dim from a new d_model); else from its fields, derived ones included."""
+    data = spec._raw if spec._raw is not None else spec.model_dump(exclude={"base_dir"})
     return validate(data, overrides, label=spec.name, default_name=spec.name, base_dir=spec.base_dir)
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from pydantic import Field, ValidationInfo, field_validator, model_validator
+from pydantic import Field, PrivateAttr, ValidationInfo, field_validator, model_validator
 
 from costplan import hardware
 from costplan.errors import CostplanError, SpecError
@@ -295,6 +295,21 @@ class Spec(Section):
     serving: ServingSpec = ServingSpec()
     # Where relative hardware file paths are looked up (the spec file's folder); not part of the format.
     base_dir: str | None = Field(default=None, exclude=True, repr=False)
+    # The mapping it was validated from, overrides applied: a copy with more overrides (loading.with_overrides)
+    # derives its defaults again from it, as --set does (head_dim from a new d_model). model_copy drops it, as
+    # the copy's updates are not in it.
+    _raw: Any = PrivateAttr(default=None)
+
+    def __eq__(self, other: object) -> bool:
+        """Equal when their fields are: where a spec was read from does not make it another."""
+        if not isinstance(other, Spec):
+            return NotImplemented
+        return self.__dict__ == other.__dict__
+
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Spec:
+        copy = super().model_copy(update=update, deep=deep)
+        copy._raw = None
+        return copy
 
     @model_validator(mode="before")
     @classmethod

@@ -156,3 +156,21 @@ def test_uneven_splits_that_megatron_accepts(tmp_path, section):
     path = tmp_path / "spec.yaml"
     path.write_text(UNEVEN + f"parallelism: {section}\n")
     assert costplan.load_spec(str(path)).parallel.pipeline in (2, 4)
+
+
+def test_overrides_on_a_loaded_spec_derive_its_defaults_again_as_set_does():
+    # ci-flash: 4 heads of d_model 256 / 4 = 64, training.seq_len = max_seq_len 128, both derived. A copy with
+    # d_model 2048 has heads of 512, as `--set` gives; with max_seq_len 64, sequences of 64.
+    from costplan.loading import load_spec, with_overrides
+
+    flash = Path(__file__).parents[1] / "specs" / "ci" / "flash.yaml"
+    spec = load_spec(flash)
+    wider = with_overrides(spec, ["model.d_model=2048"])
+    assert wider.model.head_dim == 512 == load_spec(flash, ["model.d_model=2048"]).model.head_dim
+    assert with_overrides(spec, ["model.max_seq_len=64"]).training.seq_len == 64
+    assert with_overrides(wider, ["model.n_layers=4"]).model.head_dim == 512     # overrides accumulate
+    # A copy made in code holds updates the mapping does not: its fields, derived ones included, are kept.
+    copied = spec.model_copy(update={"name": "copied"})
+    assert copied == spec.model_copy(update={"name": "copied"}) and copied.name == "copied"
+    assert with_overrides(copied, ["model.d_model=2048"]).model.head_dim == 64
+    assert with_overrides(copied, ["model.n_layers=4"]).name == "copied"

@@ -26,7 +26,7 @@ from costplan.profiling.precision import PrecisionChoice, timing_precision
 from costplan.profiling.private import fake_tensor_mode
 from costplan.profiling.step import Trainer, batch, loss_of
 from costplan.profiling.timing import Timing, time_steps
-from costplan.loading import validate
+from costplan.loading import with_overrides
 from costplan.spec import Spec
 
 DEFAULT_TIME_BUDGET = 2.0       # seconds per timed step before the spec is shrunk for timing
@@ -79,8 +79,7 @@ def describe(device: torch.device) -> str:
 
 def respec(spec: Spec, overrides: list[str]) -> Spec:
     """The spec with --set style overrides applied and validated again (relative paths still resolve)."""
-    data = spec.model_dump(exclude={"base_dir"})
-    return validate(data, overrides, label=spec.name, default_name=spec.name, base_dir=spec.base_dir)
+    return with_overrides(spec, overrides)
 
 
 def fits_on(spec: Spec, size: int, device: torch.device) -> bool:

@@ -490,3 +490,20 @@ def test_dropless_experts_meet_new_gemm_shapes_every_step(tmp_path, capacity, ra
     spec = make_spec(model, {"tokens": 10**6}, {"gpu": str(path), "count": 1})
     assert step_module.stage_counts(spec, shape_of(spec))[2] == L * ragged
     assert costplan.estimate(spec).time.breakdown["overhead"] == pytest.approx(L * ragged * 1e-3)
+
+
+@pytest.mark.parametrize("optimizer, moments, passes", [("adamw", 2, 0), ("lion", 1, 56), ("sgd_momentum", 1, 12),
+                                                        ("adafactor", 0, 44)])
+def test_an_unfused_update_moves_its_passes_bytes_when_eager(flat, optimizer, moments, passes):
+    # One pass of a mixed-precision update reads and writes the fp32 master and moments and the bf16 weight and
+    # reads the bf16 gradient: 2·(4 + 4·moments + 2) + 2 bytes a parameter. Eager, as the reference steps it,
+    # Lion's eight fp32 operations move 4·(4 + 5 + 2 + 8) = 76 bytes (master read and written twice, its moment
+    # read once and twice read and written, the gradient read twice, five temporaries written and read eight
+    # times) where one pass moves 20: 56 more; SGD with momentum 32 against 20 (12 more); Adafactor on a matrix
+    # 56 against 12 (44 more). Fused AdamW is one pass either way.
+    fused = step(flat, {}, {"optimizer": optimizer}).time.breakdown["optimizer"]
+    eager = step(flat, {}, {"optimizer": optimizer, "fusion": "eager"})
+    one_pass = 2 * (4 + 4 * moments + 2) + 2
+    assert fused == pytest.approx(one_pass * eager.params.total / (1000e9 * MEMORY_EFFICIENCY))
+    assert eager.time.breakdown["optimizer"] == pytest.approx((one_pass + passes) * eager.params.total
+                                                              / (1000e9 * MEMORY_EFFICIENCY))

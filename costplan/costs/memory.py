@@ -57,6 +57,14 @@ def optimizer_bytes(precision: str, optimizer: str, autocast: bool = False) -> i
 # whole model's worth, which this per-tensor count does not describe. The fused kernel is the
 # transformers Trainer's default (adamw_torch_fused) with torch 2.8 or later.
 UPDATE_TEMPORARIES = {"adamw": 0, "adam": 0, "sgd": 0, "sgd_momentum": 0, "lion": 3, "adafactor": 3}
+# Bytes per parameter an unfused update moves beyond a fused one's single pass (each state and the weight read
+# and written, the gradient read), its elements fp32, as the reference steps them (profiling/step.py): Lion's
+# eight operations read and write 76 (its decay, m·β1, g·(1 − β1), their sum, the sign, the step, then m·β2 and
+# + g·(1 − β2)) where one pass moves 20; Adafactor's on a matrix 56 (g², + eps, two means read it, the outer
+# product of the factors, its rsqrt, g · that, the step) where one pass moves 12 (a vector's 56 against 20, its
+# few parameters read as a matrix's); SGD with momentum 32 (m·μ, + g, the step) where one pass moves 20. Fused
+# AdamW and Adam, and SGD's single add, are one pass.
+UNFUSED_UPDATE_BYTES = {"adamw": 0, "adam": 0, "sgd": 0, "sgd_momentum": 12, "lion": 56, "adafactor": 44}
 
 
 def update_bytes(precision: str, optimizer: str, autocast: bool, tensor: float, fp32_gradients: bool = False) -> float:

@@ -57,7 +57,7 @@ from dataclasses import dataclass, field
 from costplan.costs import Shape, memo, selective_op
 from costplan.costs.device import Device, device  # noqa: F401 - step.device, as before
 from costplan.costs.layers import Layer, block_width, pipeline_stages, recompute_groups, stage_layers
-from costplan.costs.memory import gradient_bytes, optimizer_bytes, weight_bytes
+from costplan.costs.memory import UNFUSED_UPDATE_BYTES, gradient_bytes, optimizer_bytes, weight_bytes
 from costplan.costs.parallel import zero_groups
 from costplan.costs.ops import Core, Gemm, Op, Stream, embedding_ops, gemm_size, head_ops, kernels, layer_ops, tensors
 from costplan.costs.traffic import BUCKET_BYTES, Traffic, collective_seconds, overlaps, sm_share
@@ -105,8 +105,7 @@ class Timer:
         self.rows = self.b / self.cp            # sequences' worth of rows per GPU
         self.e = shape.act_bytes
         self.bandwidth = dev.bandwidth          # read once: every operation divides by it
-        measured = dev.curves.memory_bound      # the memory-bound kernels' own rate, where calibrate measured it
-        self.streaming = self.bandwidth * (measured.value if measured is not None else 1.0)
+        self.streaming = streaming_rate(dev)
         self._gemm_rates: dict[str, tuple] = {}
         self.fp8 = dev.precision == "fp8"
         self.sixteen = "bf16" if self.fp8 else dev.precision     # what GEMMs kept out of fp8 run in
@@ -379,6 +378,8 @@ def step_time(spec: Spec, dev: Device, shape: Shape, stage_params: list[tuple[fl
     per_param = 2 * (optimizer_bytes(training.precision, training.optimizer, training.autocast) + w) + g
     sharded = dense / (shards if par.zero >= 1 else 1) + routed / par.expert / (routed_d if par.zero >= 1 else 1)
     optimizer = per_param * sharded / dev.bandwidth
+    if shape.fusion == "eager":     # an unfused update's passes beyond one, at the memory-bound kernels' rate
+        optimizer += UNFUSED_UPDATE_BYTES[training.optimizer] * sharded / streaming_rate(dev)
 
     breakdown = {part: m * (tally.forward[part] + tally.backward[part]) for part in PARTS[:3]}
     breakdown |= {"optimizer": optimizer, "bubble": bubble}
@@ -393,6 +394,13 @@ def step_time(spec: Spec, dev: Device, shape: Shape, stage_params: list[tuple[fl
         communication_bytes={kind: per_step.get(kind, 1) * k.bytes for kind, k in traffic.items()},
         communication_seconds={kind: per_step.get(kind, 1) * k.seconds for kind, k in traffic.items()},
         overlaps=overlaps(spec))
+
+
+def streaming_rate(dev: Device) -> float:
+    """Bytes/s of the memory-bound kernels: the bandwidth, at their own measured rate where calibrate measured
+    one (kernels.memory_bound)."""
+    measured = dev.curves.memory_bound
+    return dev.bandwidth * (measured.value if measured is not None else 1.0)
 
 
 def fixed_seconds(dev: Device, launched: float, held: float, ragged: float = 0.0) -> float:

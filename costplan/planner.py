@@ -32,7 +32,7 @@ from costplan.costs.time import HOURS_PER_DAY, flops_in
 from costplan.errors import CostplanError
 from costplan.loading import load_spec
 from costplan.spec import Spec
-from costplan.spec_rules import selective_op_rules
+from costplan.spec_rules import selective_op_rules, tensor_parallel_modelled
 from costplan.validation import MAX_COUNT, MAX_TOKENS
 
 
@@ -296,8 +296,8 @@ def _recompute_choices(spec: Spec) -> list[tuple[str, int | None]]:
     stages = pipeline_stages(spec)
     depth = min(stage_depth(spec.model, stage, stages) for stage in range(stage_count(stages)))
     half = [("full", depth // 2)] if depth >= 2 else []
-    per_op = [("selective_op", None)] if (spec.parallel.tensor == 1
-                                           and not selective_op_rules(spec.model.__dict__.get)) else []
+    modelled = spec.parallel.tensor == 1 or tensor_parallel_modelled("selective_op")
+    per_op = [("selective_op", None)] if modelled and not selective_op_rules(spec.model.__dict__.get) else []
     return [(recompute, None) for recompute in RECOMPUTE] + half + per_op
 
 

@@ -16,7 +16,7 @@ from costplan.costs import serving  # noqa: E402
 from costplan.errors import CostplanError  # noqa: E402
 from costplan.profiling import generate, quantize  # noqa: E402
 from costplan.profiling.compare import serve_checks  # noqa: E402
-from costplan.profiling.measure import respec  # noqa: E402
+from costplan.loading import with_overrides  # noqa: E402
 from costplan.profiling.model import build_model  # noqa: E402
 from costplan.profiling.serve import measure_serve, served  # noqa: E402
 from costplan.loading import load_spec  # noqa: E402
@@ -36,7 +36,8 @@ def ci(name: str):
 
 
 def with_prompt(spec, prompt: int):
-    return respec(spec, [f"training.seq_len={prompt}"] + (["model.moe.capacity_factor=null"] if spec.model.moe else []))
+    moe = ["model.moe.capacity_factor=null"] if spec.model.moe else []
+    return with_overrides(spec, [f"training.seq_len={prompt}", *moe])
 
 
 # ---------------------------------------------------------------------------------------------- the cache
@@ -170,14 +171,14 @@ def test_measured_serving_quantities_agree_exactly_with_the_analytic_model(name)
 
 
 def test_fp8_kv_cache_is_half_the_bf16_one():
-    spec = respec(ci("flash"), ["serving.kv_cache=fp8"])
+    spec = with_overrides(ci("flash"), ["serving.kv_cache=fp8"])
     m = measure_serve(spec, CPU, time=False)
     assert m.kv_bytes == serving.kv_cache_bytes(served(spec), 128, "fp8") == 2 * 2 * 2 * 64 * 128
 
 
 def test_a_prefill_longer_than_a_window_is_compared_as_its_tiles_execute():
     # A 120-token prompt, 40-token windows: the kernel computes whole 40×40 tiles, more than the window's pairs.
-    spec = respec(ci("sliding-window"), ["serving.prompt_tokens=120", "serving.output_tokens=8"])
+    spec = with_overrides(ci("sliding-window"), ["serving.prompt_tokens=120", "serving.output_tokens=8"])
     m = measure_serve(spec, CPU, time=False)
     prefill = next(c for c in serve_checks(m) if c.item.startswith("prefill"))
     assert prefill.status == "ok"

@@ -9,7 +9,8 @@ import pytest
 pytest.importorskip("torch")
 
 from costplan import presets  # noqa: E402
-from costplan.profiling.measure import _step_cost, respec, shrink_for_time  # noqa: E402
+from costplan.loading import with_overrides  # noqa: E402
+from costplan.profiling.measure import _step_cost, shrink_for_time  # noqa: E402
 from costplan.loading import load_spec  # noqa: E402
 from conftest import make_spec  # noqa: E402
 
@@ -20,7 +21,7 @@ MEMORY = 2**62          # memory never binds here
 
 def _rate_for(spec, overrides: list[str], budget: float = 1.0) -> float:
     """The FLOP/s at which the copy described by `overrides` takes exactly `budget` seconds a step."""
-    smaller = respec(spec, overrides)
+    smaller = with_overrides(spec, overrides)
     return _step_cost(smaller, smaller.training.micro_batch_size)[0] / budget
 
 
@@ -34,7 +35,7 @@ def test_every_spec_shrinks_to_a_valid_spec(source):
         if overrides is None:                               # nothing fits: only when far too slow
             assert slower > 2
             continue
-        timed = respec(spec, overrides)                     # raises if the copy is invalid
+        timed = with_overrides(spec, overrides)                     # raises if the copy is invalid
         assert _step_cost(timed, size)[0] <= full / slower
 
 

@@ -74,7 +74,7 @@ def operations(model: ModelSpec, tokens: int, head_rows: int,
     attention cores), with how many layers repeat it; routed experts as the touched ones with their rows (module
     docstring)."""
     shape = Shape(seq_len=tokens, act_bytes=ACTIVATION_BYTES)
-    found: list[tuple[Gemm | Stream, int]] = [(op, 1) for op in embedding_ops(model, shape)]
+    found: list[tuple[Gemm | Stream | Core, int]] = [(op, 1) for op in embedding_ops(model, shape)]
     for layer, repeats in distinct_layers(model):
         for ops in layer_ops(layer, model, shape).values():
             for op in ops:

@@ -32,9 +32,9 @@ from costplan import sources
 from costplan.costs.estimate import components, estimate, shape_of
 from costplan.costs.implementation import modules_of
 from costplan.errors import CostplanError
+from costplan.loading import with_overrides
 from costplan.profiling import counters
 from costplan.profiling.compare import Check
-from costplan.profiling.measure import respec
 from costplan.profiling.memory import peak_tracked, saved_bytes
 from costplan.profiling.model import training_dtype
 from costplan.profiling.step import Trainer, batch, loss_of
@@ -168,7 +168,7 @@ def eager(spec: Spec) -> Spec:
     changes = [] if "mla" in spec.model.attention_types else ["model.attention=dense"]
     if spec.model.moe is not None and modules_of(spec.training.modules).every_expert:
         changes.append(f"model.moe.top_k={spec.model.moe.n_experts}")
-    return respec(spec, changes) if changes else spec
+    return with_overrides(spec, changes) if changes else spec
 
 
 def checks(spec: Spec, m: Measured, tolerances) -> list[Check]:  # noqa: ANN001

@@ -56,12 +56,12 @@ from costplan import report, yamlio
 from costplan.costs.estimate import estimate
 from costplan.kernels import MAX_EFFICIENCY as CAP
 from costplan.kernels import Curves
-from costplan.profiling.measure import (MEMORY_FRACTION, available_bytes, describe, meminfo_bytes, respec,
+from costplan.profiling.measure import (MEMORY_FRACTION, available_bytes, describe, meminfo_bytes,
                                         shrink_for_time)
 from costplan.profiling.model import build_model
 from costplan.profiling.precision import DTYPES, FALLBACK, SLOW_FRACTION
 from costplan.profiling.step import Trainer, batch
-from costplan.loading import load_spec
+from costplan.loading import load_spec, with_overrides
 from costplan.profiling.calibrate_attention import BACKWARD_FLOPS, Attention, attention_precision, attention_rates
 from costplan.profiling.fixed_costs import Fixed, FixedStep, fixed_costs_of
 from costplan.profiling.calibrate_memory import (COPY_BYTES, copy_bandwidth, memory_bound_rate, new_shape_cost,
@@ -149,7 +149,7 @@ def reference_mfu(device: torch.device, peaks: dict[str, float], seconds: float,
                               seconds / (1 + MIN_RUNS))
     if smaller:
         overrides = [*overrides, *smaller]
-        spec = respec(spec, smaller)
+        spec = with_overrides(spec, smaller)
     why = ""
     if precision != "bf16" and "bf16" in peaks:
         why = (f" (bf16 matmuls run at {report.flops_rate(peaks['bf16'])} here against "

@@ -28,8 +28,9 @@ from costplan.costs.estimate import COMPONENTS, components, estimate, shape_of
 from costplan.costs.norm import LAYER_NORMS
 from costplan.costs.serving_ops import forward_kernels
 from costplan.errors import CostplanError
+from costplan.loading import with_overrides
 from costplan.profiling.fixed_costs import fixed_costs_of, paired, with_fixed_costs
-from costplan.profiling.measure import PROBE_SIZE, Measurement, respec
+from costplan.profiling.measure import PROBE_SIZE, Measurement
 from costplan.profiling.precision import FALLBACK, PrecisionChoice
 from costplan.profiling.scope import OUTSIDE
 from costplan.spec import Spec
@@ -209,7 +210,7 @@ def _paired_fixed_costs(spec: Spec, m: Measurement, gpu) -> tuple[float, str]:  
     fixed = fixed_costs_of(spec.training.precision, gpu.key, step, update,
                            f"median of {m.timing.runs} steps, timed between the checked steps,")
     with with_fixed_costs(gpu, fixed) as path:
-        estimated = estimate(one_step(respec(spec, [f"hardware.gpu={path}"]), m.batch)).time.step_seconds
+        estimated = estimate(one_step(with_overrides(spec, [f"hardware.gpu={path}"]), m.batch)).time.step_seconds
     k = gpu.kernels
     filed = [f.value if f is not None else None for f in (k.kernel_seconds, k.update_seconds)]
     note = (f"fixed costs timed between the steps: {report.number(fixed.kernel * 1e6)} µs a kernel, "

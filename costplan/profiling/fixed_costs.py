@@ -49,10 +49,13 @@ def paired(gpu: GPU, device_name: str) -> bool:
     return gpu.calibrated_on == device_name and gpu.kernels is not None and gpu.kernels.kernel_seconds is not None
 
 
+def tiny_overrides(precision: str) -> list[str]:
+    return [*FIXED_STEP, f"training.precision={precision}"]
+
+
 def tiny_step(precision: str, hardware: str | None = None) -> Spec:
     """The tiny step's spec in `precision`, on `hardware` (a catalogue name or hardware file) if given."""
-    return load_spec(REFERENCE, [*FIXED_STEP, f"training.precision={precision}"]
-                     + ([f"hardware.gpu={hardware}"] if hardware else []))
+    return load_spec(REFERENCE, tiny_overrides(precision) + ([f"hardware.gpu={hardware}"] if hardware else []))
 
 
 class FixedStep:
@@ -60,7 +63,6 @@ class FixedStep:
 
     def __init__(self, device: torch.device, precision: str):
         self.device = device
-        self.precision = precision
         self.spec = tiny_step(precision)
         self.trainer = Trainer(build_model(self.spec, device=device), self.spec)
         self.data = batch(self.spec, self.spec.training.micro_batch_size, device)
@@ -89,10 +91,9 @@ def fixed_costs_of(precision: str, hardware: str, step: float, update: float, ho
     launched, held, _ = stage_counts(spec, shape_of(spec))
     kernel = max(0.0, step - update - parts["matmul"] - parts["attention"] - parts["memory_bound"]) / launched
     per_update = max(0.0, update - parts["optimizer"]) / held
-    overrides = [*FIXED_STEP, f"training.precision={precision}"]
-    source = (f"{REFERENCE} with --set {' '.join(overrides)}, {how} {step:.4g} s, of which the optimizer update "
-              f"{update:.4g} s; less the rooflines of its operations, over the {launched:g} kernels and {held:g} "
-              "parameter tensors the step model counts in it")
+    source = (f"{REFERENCE} with --set {' '.join(tiny_overrides(precision))}, {how} {step:.4g} s, of which the "
+              f"optimizer update {update:.4g} s; less the rooflines of its operations, over the {launched:g} kernels "
+              f"and {held:g} parameter tensors the step model counts in it")
     return Fixed(kernel=kernel, update=per_update, source=source)
 
 

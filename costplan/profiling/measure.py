@@ -77,11 +77,6 @@ def describe(device: torch.device) -> str:
     return f"cpu: {cpu}, {torch.get_num_threads()} threads"
 
 
-def respec(spec: Spec, overrides: list[str]) -> Spec:
-    """The spec with --set style overrides applied and validated again (relative paths still resolve)."""
-    return with_overrides(spec, overrides)
-
-
 def fits_on(spec: Spec, size: int, device: torch.device) -> bool:
     """Whether a real step of `spec` fits the device with room to spare (analytic estimate, 30% margin)."""
     return _step_cost(spec, size)[1] * 1.3 <= available_bytes(device) * MEMORY_FRACTION
@@ -101,7 +96,7 @@ def count_active(spec: Spec) -> int:
     """Parameters one token touches: those that get a gradient from a one-token step (fake tensors). An
     embedding table counts whole (convention 5), an expert the token is not routed to not at all. Expert
     buffers of a capacity factor are computed whole, empty or not, so the count runs without one."""
-    one = respec(spec, ["training.seq_len=1"] + (["model.moe.capacity_factor=null"] if spec.model.moe else []))
+    one = with_overrides(spec, ["training.seq_len=1"] + (["model.moe.capacity_factor=null"] if spec.model.moe else []))
     with fake_tensor_mode():
         model = build_model(one)
         ids, targets = batch(one, 1, "cpu")
@@ -224,7 +219,7 @@ def valid_copy(spec: Spec, overrides: list[str]) -> Spec | None:
     """`spec` with `overrides`, or None when the spec's own rules reject the result (a smaller copy must stay
     a valid spec: dense first layers before an MoE layer, pipeline stages of whole layers, and so on)."""
     try:
-        return respec(spec, overrides)
+        return with_overrides(spec, overrides)
     except SpecError:
         return None
 
@@ -295,7 +290,7 @@ def measure_time(spec: Spec, size: int, device: torch.device, budget: float,
             return None, spec, [], choice, None, None
         overrides = shrunk
     overrides = forced + overrides
-    timed = respec(spec, overrides) if overrides else spec
+    timed = with_overrides(spec, overrides) if overrides else spec
     model = build_model(timed, device=device)
     trainer = Trainer(model, timed)
     ids, targets = batch(timed, size, device)
@@ -313,7 +308,7 @@ def measure(spec: Spec, device: torch.device, *, time: bool = True, time_budget:
     """Every measurement of `spec` at its micro-batch size on `device`, as one device holding the whole model
     (a parallelism section is left out: the reference model is not sharded)."""
     if spec.parallelism is not None:
-        spec = respec(spec, ["parallelism=null"])
+        spec = with_overrides(spec, ["parallelism=null"])
     size = spec.training.micro_batch_size
     fvcore, fvcore_note = count_fvcore(spec, size)
     result = Measurement(

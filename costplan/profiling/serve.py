@@ -29,10 +29,11 @@ from costplan.costs import Shape
 from costplan.costs import serving as sizes
 from costplan.costs.estimate import components
 from costplan.costs.serving_ops import expected_experts
+from costplan.loading import with_overrides
 from costplan.profiling.calibrate_memory import WeightReads
 from costplan.profiling.counters import EXTRA_FORMULAS
 from costplan.profiling.generate import KV_DTYPES, Cache, decode_unsupported, new_cache
-from costplan.profiling.measure import MEMORY_FRACTION, available_bytes, describe, respec
+from costplan.profiling.measure import MEMORY_FRACTION, available_bytes, describe
 from costplan.profiling.model import build_model
 from costplan.profiling.private import fake_tensor_mode
 from costplan.profiling.quantize import group_size_for, stored_bytes
@@ -76,7 +77,7 @@ def served(spec: Spec) -> Spec:
         overrides.append("parallelism=null")
     if spec.model.moe is not None:
         overrides.append("model.moe.capacity_factor=null")
-    return respec(spec, overrides)
+    return with_overrides(spec, overrides)
 
 
 def _flops(run) -> int:  # noqa: ANN001
@@ -128,7 +129,7 @@ def measure_serve(spec: Spec, device: torch.device, *, time: bool = True,
 
 def _time(result: ServeMeasurement, device: torch.device, overrides: list[str]) -> None:
     """Median decode step at result.context on real tensors (a copy changed by `overrides` if given)."""
-    timed = respec(result.spec, overrides) if overrides else result.spec
+    timed = with_overrides(result.spec, overrides) if overrides else result.spec
     dtype = TIMED_DTYPES.get(device.type)
     element = 4 if dtype == torch.float32 else None
     weights = sizes.weight_bytes(timed) * (element or 2) // sizes.SIXTEEN_BIT

@@ -13,7 +13,7 @@ __version__ = "0.1.0"
 __all__ = ["CostplanError", "Estimate", "Spec", "SpecError", "__version__", "build_model", "estimate", "load_spec"]
 
 # Every public name is imported on first use, so that `costplan --version`, `--help` and a bare
-# `import costplan` do not build the pydantic models of the spec and the results, and never import torch.
+# `import costplan` do not build the spec's sections and the results, and never import torch.
 _LAZY = {
     "estimate": "costplan.costs.estimate",
     "Estimate": "costplan.costs.result",

@@ -1,7 +1,6 @@
 """Errors whose message is meant for the user: the CLI prints them as `Error: ...` and exits with status 2."""
 from __future__ import annotations
 
-import difflib
 import reprlib
 import unicodedata
 from collections.abc import Iterable
@@ -73,6 +72,8 @@ def did_you_mean(word: str, choices: Iterable[str]) -> str:
     alias = SPELLINGS.get(key)
     exact = folded.get(key) or (alias if alias in choices else None)
     prefixed = [c for c in choices if key and _folded(c).startswith(key)]
+    import difflib   # here: only a misspelling needs it, and importing it costs every start
+
     close = difflib.get_close_matches(key, list(folded), n=1, cutoff=0.6)
     best = exact or (prefixed[0] if prefixed else folded[close[0]] if close else None)
     return f" (did you mean '{best}'?)" if best else ""

@@ -3,7 +3,6 @@ never overwritten unless asked, and written whole or not at all (a temporary fil
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -40,6 +39,8 @@ def write_atomically(option: str, path: str | os.PathLike, write: Callable[[Path
                      force: bool = False) -> Path:
     """Call write(temporary path) and move the result onto path: a failure (full disk, an error while
     rendering) leaves the old file, if any, as it was."""
+    import tempfile   # here: an estimate imports this module for its checks and writes nothing
+
     target = check_output(option, path, force)
     temporary = ""
     try:  # the temporary file itself may fail too: a read-only file system, a full disk, a quota

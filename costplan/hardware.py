@@ -4,15 +4,13 @@ from __future__ import annotations
 import datetime
 import functools
 from collections.abc import Iterator, Mapping
-from importlib import resources
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from pydantic import BeforeValidator, Field, ValidationError
-
-from costplan import sources, yamlio
+from costplan import bundled, sources, yamlio
 from costplan.errors import CostplanError, SpecError, did_you_mean, printable, shown
 from costplan.kernels import Curves, curves as catalogue_curves
-from costplan.validation import Count, Fraction, Name, Positive, Price, Section, error_messages
+from costplan.sections import TEXT, InvalidInput, Kind, Section, field
+from costplan.validation import Count, Fraction, Name, Positive, Price
 
 Precision = Literal["fp32", "tf32", "fp16", "bf16", "fp8"]
 PRECISIONS: tuple[str, ...] = ("fp32", "tf32", "fp16", "bf16", "fp8")
@@ -20,17 +18,17 @@ PRECISIONS: tuple[str, ...] = ("fp32", "tf32", "fp16", "bf16", "fp8")
 
 def _text(value: Any) -> Any:
     # YAML reads `2026-05-01` as a date; a price date is kept as the text the user wrote.
-    return value.isoformat() if isinstance(value, datetime.date) else value
+    return TEXT.check(value.isoformat() if isinstance(value, datetime.date) else value, None)
 
 
-Text = Annotated[str, BeforeValidator(_text)]
+Text = Kind("Text", _text)
 
 
 class GPU(Section):
     """One accelerator: dense peaks per precision, memory, bandwidths, default MFU and price, with sources."""
 
     name: Name
-    peak_tflops: dict[Precision, Positive] = Field(min_length=1)
+    peak_tflops: dict[Precision, Positive] = field(min_length=1)
     memory_gib: Positive
     memory_bandwidth_gbs: Positive
     interconnect_gbs: Positive                 # within a node (NVLink, ICI, PCIe): bidirectional total per device
@@ -47,7 +45,7 @@ class GPU(Section):
     calibrated_on: str | None = None
     # Kernel efficiency curves for the step model; a catalogue device's come from data/kernels.yaml.
     kernels: Curves | None = None
-    key: str = Field(default="", exclude=True)  # the catalogue name or file path it was loaded from
+    key: str = field("", exclude=True)  # the catalogue name or file path it was loaded from
 
     def peak_flops(self, precision: str) -> float | None:
         """Dense peak FLOP/s at a training precision, or None when the device has no such mode."""
@@ -91,7 +89,7 @@ class Catalogue(Mapping[str, GPU]):
 
     def __getitem__(self, key: str) -> GPU:
         if key not in self._gpus:
-            entry = yamlio.loads(self._texts[key])[key]
+            entry = yamlio.loads(self._texts[key], bundled=True)[key]
             self._gpus[key] = _validate(entry, f"hardware catalogue entry {key}", key)
         return self._gpus[key]
 
@@ -105,7 +103,7 @@ class Catalogue(Mapping[str, GPU]):
 @functools.cache
 def catalogue() -> Catalogue:
     """The bundled catalogue (data/hardware.yaml), keyed by name."""
-    return Catalogue((resources.files("costplan") / "data" / "hardware.yaml").read_text(encoding="utf-8"))
+    return Catalogue(bundled.text("data", "hardware.yaml"))
 
 
 def _validate(data: Any, label: str, key: str) -> GPU:
@@ -113,8 +111,8 @@ def _validate(data: Any, label: str, key: str) -> GPU:
         raise SpecError(label, ["expected a mapping of hardware fields"])
     try:
         return GPU.model_validate({**data, "key": key})
-    except ValidationError as exc:
-        raise SpecError(label, error_messages(exc, GPU)) from None
+    except InvalidInput as exc:
+        raise SpecError(label, exc.messages) from None
 
 
 @functools.cache

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import functools
 import math
-from importlib import resources
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
-
-from costplan import yamlio
+from costplan import bundled, yamlio
+from costplan.sections import REAL, Invalid, ListOf, Section, Then, TupleOf, field
+from costplan.validation import bounded, real_number
 
 FIELDS = ("memory", "matmul", "attention", "allreduce_bus", "allreduce_latency_us",
           "allreduce_latency_internode_us")
@@ -24,18 +23,19 @@ WEIGHT_FIELDS = {"fp8": "memory_fp8", "int8": "memory_int8", "int4": "memory_int
 LATENCIES = ("allreduce_latency_us", "allreduce_latency_internode_us")     # microseconds, not fractions
 
 
-class Figure(BaseModel):
+FigureValue = bounded("FigureValue", real_number, gt=0)
+
+
+class Figure(Section):
     """One number and where it comes from."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
-    value: float = Field(gt=0)
+    value: FigureValue
     source: str
 
 
-class Efficiencies(BaseModel):
+class Efficiencies(Section):
     """What fraction of its peaks a device's kernels reach (the LATENCIES are times, not fractions)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
     device: str                # the catalogue key these apply to, or "default"
     memory: Figure
     matmul: Figure
@@ -62,23 +62,24 @@ class Efficiencies(BaseModel):
 MAX_EFFICIENCY = 1.5
 
 
-class Curve(BaseModel):
+def _ascending(points: list[tuple[float, float]], context: object) -> list[tuple[float, float]]:
+    xs = [x for x, _ in points]
+    if any(x <= 0 for x in xs) or any(b <= a for a, b in zip(xs, xs[1:])):
+        raise Invalid("points need positive sizes in ascending order")
+    if any(not 0 < y <= MAX_EFFICIENCY for _, y in points):
+        raise Invalid(f"efficiencies are fractions of a peak (0 < value <= {MAX_EFFICIENCY})")
+    return points
+
+
+Points = Then(ListOf(TupleOf((REAL, REAL)), min_length=1), _ascending, name="Points")
+
+
+class Curve(Section):
     """A figure that depends on one size: (x, value) points with x ascending, read between points linearly in
     log2(x) and held flat beyond the ends (no extrapolation)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
-    points: list[tuple[float, float]] = Field(min_length=1)
+    points: Points
     source: str
-
-    @field_validator("points")
-    @classmethod
-    def _ascending(cls, points: list[tuple[float, float]]) -> list[tuple[float, float]]:
-        xs = [x for x, _ in points]
-        if any(x <= 0 for x in xs) or any(b <= a for a, b in zip(xs, xs[1:])):
-            raise ValueError("points need positive sizes in ascending order")
-        if any(not 0 < y <= MAX_EFFICIENCY for _, y in points):
-            raise ValueError(f"efficiencies are fractions of a peak (0 < value <= {MAX_EFFICIENCY})")
-        return points
 
     def at(self, x: float) -> float:
         points = self.points
@@ -100,7 +101,16 @@ class Curve(BaseModel):
 OTHER_ATTENTION = ("flash2", "flash1", "flash1_triton")
 
 
-class Curves(BaseModel):
+def _share(figure: Figure | None, context: object) -> Figure | None:
+    if figure is not None and figure.value >= 1:
+        raise Invalid("a share of the SMs is a fraction below 1")
+    return figure
+
+
+Share = Then(Figure | None, _share, name="Share")
+
+
+class Curves(Section):
     """What the training step model needs of a device's kernels, each curve with its source.
 
     gemm: per compute precision, achieved / dense peak FLOP/s against the GEMM's size (m·n·k)^(1/3);
@@ -134,10 +144,9 @@ class Curves(BaseModel):
       figure is published), the step model counts neither.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
-    gemm: dict[str, Curve] = Field(min_length=1)
-    attention_forward: dict[int, Curve] = Field(min_length=1)
-    attention_backward: dict[int, Curve] = Field(min_length=1)
+    gemm: dict[str, Curve] = field(min_length=1)
+    attention_forward: dict[int, Curve] = field(min_length=1)
+    attention_backward: dict[int, Curve] = field(min_length=1)
     collective: Curve
     collective_internode: Curve
     alltoall: Curve | None = None
@@ -148,19 +157,12 @@ class Curves(BaseModel):
     attention_backward_flash1: dict[int, Curve] | None = None
     attention_forward_flash1_triton: dict[int, Curve] | None = None
     attention_backward_flash1_triton: dict[int, Curve] | None = None
-    overlap_sm_share: Figure | None = None
+    overlap_sm_share: Share = None
     memory_bound: Figure | None = None
     weight_read: Figure | None = None
     kernel_seconds: Figure | None = None
     new_shape_seconds: Figure | None = None
     update_seconds: Figure | None = None
-
-    @field_validator("overlap_sm_share")
-    @classmethod
-    def _share(cls, figure: Figure | None) -> Figure | None:
-        if figure is not None and figure.value >= 1:
-            raise ValueError("a share of the SMs is a fraction below 1")
-        return figure
 
     def attention(self, backward: bool, head_dim: int, kernel: str = "fastest") -> Curve:
         """The curve of `kernel` (fastest: the one this device's curves measure) measured at the head dimension
@@ -183,14 +185,14 @@ CURVE_FIELDS = tuple(Curves.model_fields)
 def _sections() -> dict[str, str]:
     """data/kernels.yaml cut into one YAML text per device: an estimate reads two of its entries (the device's
     and `default`), and parsing the whole 110 KB table took longer than the rest of an estimate."""
-    return yamlio.sections((resources.files("costplan") / "data" / "kernels.yaml").read_text(encoding="utf-8"))
+    return yamlio.sections(bundled.text("data", "kernels.yaml"))
 
 
 @functools.cache
 def _entry(key: str) -> dict:
     """One device's entry of data/kernels.yaml ({} for a device it does not list)."""
     text = _sections().get(key)
-    return yamlio.loads(text)[key] if text is not None else {}
+    return yamlio.loads(text, bundled=True)[key] if text is not None else {}
 
 
 @functools.cache

@@ -5,17 +5,15 @@ from __future__ import annotations
 import functools
 import os
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-from pydantic import ValidationError
 
 from costplan import yamlio
 from costplan.errors import CostplanError, SpecError, did_you_mean, printable, shown
 from costplan.spec import HardwareSpec, ModelSpec, ParallelismSpec, Spec, TrainingSpec
 from costplan.spec_rules import model_rules, parallel_rules, recompute_rules, spec_rules
-from costplan.validation import Section, error_messages, field_sections, kind_of, valid_field_getter
+from costplan.records import Record, set_private
+from costplan.sections import InvalidInput, Section, field_sections, kind_of, valid_field_getter
 
 
 def load_spec(source: str | os.PathLike | Mapping[str, Any], overrides: Iterable[str] = ()) -> Spec:
@@ -23,8 +21,7 @@ def load_spec(source: str | os.PathLike | Mapping[str, Any], overrides: Iterable
     return read_source(source).validate(overrides)
 
 
-@dataclass(frozen=True)
-class RawSpec:
+class RawSpec(Record):
     """A spec as read, before validation, with what validation needs to name and place it."""
 
     data: Any
@@ -100,11 +97,10 @@ def validate(data: Any, overrides: Iterable[str], *, label: str, default_name: s
     context = {"default_name": default_name, "base_dir": base_dir}
     try:
         spec = Spec.model_validate(data, context=context)
-    except ValidationError as exc:
-        messages = error_messages(exc, Spec)
-        messages += [m for m in _rules_on_raw(data, base_dir) if m not in messages]
+    except InvalidInput as exc:
+        messages = exc.messages + [m for m in _rules_on_raw(data, base_dir) if m not in exc.messages]
         raise SpecError(label, messages) from None
-    spec._raw = data
+    set_private(spec, "_raw", data)
     return spec
 
 

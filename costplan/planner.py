@@ -22,7 +22,6 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
 
 from costplan import hardware, scaling, sizing
 from costplan.costs.estimate import estimate
@@ -31,6 +30,7 @@ from costplan.costs.layouts import grid, replica, variant
 from costplan.costs.time import HOURS_PER_DAY, flops_in
 from costplan.errors import CostplanError
 from costplan.loading import load_spec
+from costplan.records import Record
 from costplan.spec import Spec
 from costplan.spec_rules import selective_op_rules, tensor_parallel_modelled
 from costplan.validation import MAX_COUNT, MAX_TOKENS
@@ -38,10 +38,6 @@ from costplan.validation import MAX_COUNT, MAX_TOKENS
 
 
 TRIAL_TOKENS = 10**9         # a budget in hours is priced at this many tokens first, then scaled
-
-
-class _Result(BaseModel):
-    model_config = ConfigDict(frozen=True)
 
 
 # ---------------------------------------------------------------------------------------------- budget
@@ -70,7 +66,7 @@ def _in_unit(flops: float, unit: str, gpu: hardware.GPU, precision: str = "bf16"
     return hours if unit == "gpu-hours" else hours * gpu.usd_per_gpu_hour
 
 
-class Optimum(_Result):
+class Optimum(Record):
     """The law's closed-form optimum for the budget."""
 
     params: float
@@ -79,7 +75,7 @@ class Optimum(_Result):
     tokens_per_param: float
 
 
-class Proposal(_Result):
+class Proposal(Record):
     """The JSON of `costplan plan --budget`: the proposed architecture, priced by costplan.estimate."""
 
     params: int                 # exact parameter count of the proposed architecture
@@ -129,7 +125,7 @@ def propose(amount: float, unit: str, law: scaling.ScalingLaw, gpu_key: str, gpu
     spec["training"]["tokens"] = tokens
     result = estimate(load_spec(spec), law)
     return Proposal(
-        params=result.params.total, tokens=tokens, flops=result.flops.training_total,
+        params=result.params.total, tokens=tokens, flops=float(result.flops.training_total),
         loss=law.loss(result.params.total, tokens), gpu_hours=result.time.gpu_hours,
         wall_clock_days=result.time.wall_clock_days, cost_usd=result.time.cost_usd,
         budget={"amount": amount, "unit": unit, "flops": flops, "gpu": gpu_key},
@@ -145,7 +141,7 @@ def _per_token(model: dict[str, Any]) -> float:
 
 
 # ---------------------------------------------------------------------------------------------- deadline
-class Option(_Result):
+class Option(Record):
     """The fewest GPUs of one type that meet the deadline, or why none do."""
 
     gpu: str

@@ -2,14 +2,14 @@
 from __future__ import annotations
 
 import functools
-from importlib import resources
 from pathlib import Path
+
+from costplan import bundled
 
 
 @functools.cache
 def _folder() -> Path:
-    # Presets are plain files inside the package, so they work from a wheel as well as from a checkout.
-    return Path(str(resources.files("costplan") / "presets"))
+    return bundled.path("presets")
 
 
 def _order(name: str) -> tuple[str, float]:

@@ -8,13 +8,11 @@ cells for people; `render` turns it into table, markdown, JSON, CSV or JUnit tex
 """
 from __future__ import annotations
 
-import csv
-import io
-import json
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+
+from costplan.records import Record
 
 if TYPE_CHECKING:
     from costplan.scaling import ScalingLaw
@@ -185,8 +183,7 @@ def human(value: Any, unit: str) -> str:
 
 
 # ---------------------------------------------------------------------------------------------- tables
-@dataclass(frozen=True)
-class Row:
+class Row(Record):
     """One line of a sectioned report: raw value plus what it measures; `share` is a fraction of its section's
     total."""
 
@@ -198,8 +195,7 @@ class Row:
     note: str = ""
 
 
-@dataclass(frozen=True)
-class Block:
+class Block(Record):
     """One printed table: a title line, headers, cells (already formatted), and text after it."""
 
     headers: Sequence[str]
@@ -228,8 +224,7 @@ class LazyRows(Sequence):
         return len(self._made())
 
 
-@dataclass(frozen=True)
-class Case:
+class Case(Record):
     """One JUnit test case: status ok | FAIL | skip; `message` the failure in a line, `detail` its body (or the
     reason for a skip)."""
 
@@ -239,14 +234,12 @@ class Case:
     detail: str = ""
 
 
-@dataclass(frozen=True)
-class Suite:
+class Suite(Record):
     name: str
     cases: Sequence[Case]
 
 
-@dataclass(frozen=True)
-class Table:
+class Table(Record):
     """What a command prints: blocks for people; `records` for JSON as they are and, flattened, for CSV
     (unless `flat` gives the CSV rows; `columns` lead the CSV header, which they make even without rows);
     `suites` for JUnit."""
@@ -255,7 +248,7 @@ class Table:
     records: Any
     flat: Sequence[Mapping[str, Any]] | None = None
     columns: Sequence[str] = ()
-    suites: Sequence[Suite] = field(default_factory=tuple)
+    suites: Sequence[Suite] = ()
 
 
 def sectioned(rows: Iterable[Row], title: str = "") -> Block:
@@ -325,6 +318,8 @@ def aligned_text(block: Block) -> str | None:
 
 def to_json(objects: Any) -> str:
     """JSON with exact integers (Python ints are unbounded; nothing is rounded)."""
+    import json   # here, not at the top: a table needs neither json nor csv, and each costs a start
+
     return json.dumps(objects, indent=2, default=str)
 
 
@@ -342,6 +337,9 @@ def flatten(obj: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 
 def csv_text(records: Sequence[Mapping[str, Any]], columns: Sequence[str] = ()) -> str:
     """One CSV row per record; the columns are `columns`, then the records' other keys in first-seen order."""
+    import csv
+    import io
+
     names = list(columns)
     for record in records:
         names += [k for k in record if k not in names]

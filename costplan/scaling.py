@@ -26,14 +26,13 @@ sized by their *active* parameters (see `params_for_law`); dense laws are only a
 """
 from __future__ import annotations
 
-import dataclasses
 import math
-
-from pydantic import ValidationError
 
 from costplan import sources, yamlio
 from costplan.errors import CostplanError, SpecError, did_you_mean, printable, shown
-from costplan.validation import Name, NonNegative, Positive, Section, error_messages
+from costplan.records import Record
+from costplan.sections import InvalidInput, Section
+from costplan.validation import Name, NonNegative, Positive
 
 # Training FLOPs per parameter per token in the laws' compute accounting (Kaplan et al. 2020 §2.1; Hoffmann
 # et al. 2022 §3.3): forward 2, backward 4, attention left out.
@@ -108,8 +107,7 @@ def params_for_law(total: int, active: int) -> tuple[int, str]:
     return (total, "total") if active == total else (active, "active")
 
 
-@dataclasses.dataclass(frozen=True)
-class Scaling:
+class Scaling(Record):
     """What a law predicts for one model trained on a number of tokens (`Estimate.scaling`)."""
 
     law: str
@@ -144,8 +142,8 @@ def resolve(name: str | None = None, base_dir: str | None = None) -> ScalingLaw:
             raise SpecError(printable(found, cut=False), ["expected a mapping with E, A, B, alpha and beta"])
         try:
             return ScalingLaw.model_validate({"name": found.stem, **data})
-        except ValidationError as exc:
-            raise SpecError(printable(found, cut=False), error_messages(exc, ScalingLaw)) from None
+        except InvalidInput as exc:
+            raise SpecError(printable(found, cut=False), exc.messages) from None
     if found is not None:
         raise CostplanError(f"--law: scaling-law file {shown(name)} not found")
     raise CostplanError(f"--law: unknown scaling law {shown(name)}{did_you_mean(name, LAWS)}; one of "

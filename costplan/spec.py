@@ -1,4 +1,5 @@
-"""The spec format: YAML → validated, frozen pydantic models. The only place user input is validated.
+"""The spec format: YAML → validated, frozen sections (costplan/sections.py). The only place user input is
+validated.
 
 A spec has a required `model` section and optional `training` and `hardware` sections. Unknown keys are
 errors. Defaults that depend on other fields (head_dim, n_kv_heads, d_ff, qkv_bias, o_bias, training.seq_len) are
@@ -9,17 +10,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from pydantic import Field, PrivateAttr, ValidationInfo, field_validator, model_validator
-
 from costplan import hardware
 from costplan.errors import CostplanError, SpecError
+from costplan.sections import TEXT, FieldProblems, Kind, Section, Then, field, raise_if
 from costplan.spec_attention import AttentionPattern, AttentionSpec, DenseAttention, ModelAttention, pattern_of
 from costplan.spec_rules import (
     implementation_rules, model_parallel, model_rules, parallel_rules, recompute_rules, serving_rules, spec_rules,
 )
 from costplan.validation import (
-    Amount, Count, CountOrAuto, FieldProblems, Flag, Fraction, Name, Positive, Price, Section, Tokens, Width,
-    ZeroStage, raise_if, whole_or_none, width_or_none,
+    Amount, Count, CountOrAuto, Flag, Fraction, Name, Positive, Price, Tokens, Width, ZeroStage, whole_or_none,
+    width_or_none,
 )
 
 
@@ -41,8 +41,7 @@ class MoESpec(Section):
     # FLOPs: only what transformers' modules save for it differs (training.implementation sdpa / eager).
     renormalize: Flag = True
 
-    @model_validator(mode="after")
-    def _check(self) -> MoESpec:
+    def _after(self) -> None:
         problems = []
         if self.top_k > self.n_experts:
             problems.append(("top_k", f"{self.top_k} is more than n_experts ({self.n_experts})"))
@@ -52,7 +51,6 @@ class MoESpec(Section):
             if self.shared_expert_gate:
                 problems.append(("shared_expert_gate", "set without shared experts; set n_shared_experts"))
         raise_if(problems)
-        return self
 
 
 # ---------------------------------------------------------------------------------------------- model
@@ -95,7 +93,10 @@ class ModelSpec(Section):
     attention: ModelAttention = DenseAttention()   # one for every layer, or a list repeated over the layers
     moe: MoESpec | None = None           # None: every layer has the dense MLP
 
-    @model_validator(mode="before")
+    @classmethod
+    def _before(cls, data: Any, context: Mapping[str, Any]) -> Any:
+        return super()._before(cls._fill_defaults(data), context)
+
     @classmethod
     def _fill_defaults(cls, data: Any) -> Any:
         if not isinstance(data, Mapping):
@@ -124,10 +125,8 @@ class ModelSpec(Section):
             data["moe"] = moe
         return data
 
-    @model_validator(mode="after")
-    def _check(self) -> ModelSpec:
+    def _after(self) -> None:
         raise_if(model_rules(self.__dict__.get))
-        return self
 
     @property
     def gated(self) -> bool:
@@ -206,23 +205,25 @@ class TrainingSpec(Section):
 
 
 # ---------------------------------------------------------------------------------------------- hardware
+def _known_gpu(value: str, context: Mapping[str, Any]) -> str:
+    try:
+        gpu = hardware.resolve(value, base_dir=context.get("base_dir"))
+    except SpecError as exc:  # a bad hardware file: one line per problem in it
+        raise FieldProblems([("", f"{exc.source}: {problem}") for problem in exc.problems]) from None
+    except CostplanError as exc:
+        raise FieldProblems([("", str(exc))]) from None
+    return gpu.key if gpu.key in hardware.catalogue() else value   # `H100-SXM` is stored as h100-sxm
+
+
+# a catalogue name or a path to a hardware YAML file (relative to the spec's folder)
+GpuName: Kind = Then(TEXT, _known_gpu, name="GpuName")
+
+
 class HardwareSpec(Section):
-    gpu: str = "a100-80gb"               # a catalogue name or a path to a hardware YAML file
+    gpu: GpuName = "a100-80gb"           # a catalogue name or a path to a hardware YAML file
     count: Count = 1
     mfu: Fraction | None = None          # None: the catalogue's default for the GPU
     usd_per_gpu_hour: Price | None = None  # None: the catalogue's dated default price
-
-    @field_validator("gpu")
-    @classmethod
-    def _known_gpu(cls, value: str, info: ValidationInfo) -> str:
-        base = (info.context or {}).get("base_dir")
-        try:
-            gpu = hardware.resolve(value, base_dir=base)
-        except SpecError as exc:  # a bad hardware file: one line per problem in it
-            raise FieldProblems([("", f"{exc.source}: {problem}") for problem in exc.problems]) from None
-        except CostplanError as exc:
-            raise FieldProblems([("", str(exc))]) from None
-        return gpu.key if gpu.key in hardware.catalogue() else value   # `H100-SXM` is stored as h100-sxm
 
 
 # ---------------------------------------------------------------------------------------------- parallelism
@@ -294,30 +295,21 @@ class Spec(Section):
     parallelism: ParallelismSpec | None = None
     serving: ServingSpec = ServingSpec()
     # Where relative hardware file paths are looked up (the spec file's folder); not part of the format.
-    base_dir: str | None = Field(default=None, exclude=True, repr=False)
-    # The mapping it was validated from, overrides applied: a copy with more overrides (loading.with_overrides)
-    # derives its defaults again from it, as --set does (head_dim from a new d_model). model_copy drops it, as
-    # the copy's updates are not in it.
-    _raw: Any = PrivateAttr(default=None)
+    base_dir: str | None = field(None, exclude=True)
+    # The mapping it was validated from, overrides applied (set by loading.validate; not a field, so equality
+    # ignores it): a copy with more overrides (loading.with_overrides) derives its defaults again from it, as
+    # --set does (head_dim from a new d_model). model_copy drops it, as the copy's updates are not in it.
+    _raw: Any = None
 
-    def __eq__(self, other: object) -> bool:
-        """Equal when their fields are: where a spec was read from does not make it another."""
-        if not isinstance(other, Spec):
-            return NotImplemented
-        return self.__dict__ == other.__dict__
-
-    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Spec:
-        copy = super().model_copy(update=update, deep=deep)
-        copy._raw = None
-        return copy
-
-    @model_validator(mode="before")
     @classmethod
-    def _fill_defaults(cls, data: Any, info: ValidationInfo) -> Any:
+    def _before(cls, data: Any, context: Mapping[str, Any]) -> Any:
+        return super()._before(cls._fill_defaults(data, context), context)
+
+    @classmethod
+    def _fill_defaults(cls, data: Any, ctx: Mapping[str, Any]) -> Any:
         if not isinstance(data, Mapping):
             return data
         data = dict(data)
-        ctx = info.context or {}
         if data.get("name") is None:
             data["name"] = ctx.get("default_name", "spec")
         data.setdefault("base_dir", ctx.get("base_dir"))
@@ -339,8 +331,7 @@ class Spec(Section):
             data["serving"] = serving
         return data
 
-    @model_validator(mode="after")
-    def _check(self) -> Spec:
+    def _after(self) -> None:
         t, h = self.training, self.hardware
         problems = spec_rules(self.model.max_seq_len, t.__dict__.get, h.__dict__.get, self.base_dir)
         problems += implementation_rules(self.model.__dict__.get, t.__dict__.get)
@@ -350,7 +341,6 @@ class Spec(Section):
                                        h.__dict__.get)
         problems += serving_rules(self.serving, self.model.__dict__.get)
         raise_if(problems)
-        return self
 
     @property
     def seq_len(self) -> int:

@@ -2,11 +2,11 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Annotated, Any, Literal, Union
+from typing import Any, Literal, Union
 
-from pydantic import BeforeValidator, Discriminator, Tag, model_validator
-
-from costplan.validation import PATTERN_TAGS, Flag, Section, Width, canonical, raise_if
+from costplan.errors import did_you_mean, shown
+from costplan.sections import FAILED, Invalid, Kind, ListOf, Place, Section, canonical, kind_of, raise_if
+from costplan.validation import Flag, Width
 
 
 class Softmax(Section):
@@ -50,8 +50,7 @@ class SparseAttention(Softmax):
     summary: Width | None = None         # fixed only: the c summary positions at the end of each block
     kernel: Kernel = "flash"             # block-sparse kernels recompute attention in backward (Child et al. §5)
 
-    @model_validator(mode="after")
-    def _check(self) -> SparseAttention:
+    def _after(self) -> None:
         problems = []
         if self.pattern == "fixed" and self.summary is None:
             problems.append(("summary", "the fixed pattern needs `summary` (c, the summary positions per block)"))
@@ -61,7 +60,6 @@ class SparseAttention(Softmax):
         if self.summary is not None and self.summary > self.block:
             problems.append(("summary", f"{self.summary} is more than block ({self.block})"))
         raise_if(problems)
-        return self
 
 
 class ChunkedAttention(Softmax):
@@ -132,15 +130,27 @@ def _attention_shorthand(value: Any) -> Any:
     return value
 
 
-AttentionSpec = Annotated[
-    Union[tuple(ATTENTION_TYPES.values())],  # noqa: UP007 - a union built from the registry
-    Discriminator("type"),
-    BeforeValidator(_attention_shorthand),
-]
+class TaggedAttention(Kind):
+    """One attention section, picked by its `type` (shorthands expanded first); a field another type has gets
+    a message naming those types."""
 
+    def __init__(self) -> None:
+        super().__init__("AttentionSpec", None)
+        self.members = ATTENTION_TYPES
 
-def _one_or_pattern(value: Any) -> str:
-    return PATTERN_TAGS[1] if isinstance(value, (list, tuple)) else PATTERN_TAGS[0]
+    def check(self, value: Any, at: Place) -> Any:
+        value = _attention_shorthand(value)
+        if not isinstance(value, Mapping):
+            raise Invalid(f"expected a mapping of fields, got {kind_of(value)}")
+        tag = str(value["type"])
+        if tag not in self.members:
+            at.at("type").add(f"{shown(tag)} is not one of {', '.join(self.members)}"
+                              f"{did_you_mean(tag, self.members)}")
+            return FAILED
+        return self.members[tag]._validate_at(value, at, siblings=self.members)
+
+    def sections(self) -> list[type[Section]]:
+        return list(self.members.values())
 
 
 def _pattern_shorthand(value: Any) -> Any:
@@ -148,20 +158,30 @@ def _pattern_shorthand(value: Any) -> Any:
     if isinstance(value, (list, tuple)) and len(value) == 1:
         return value[0]
     if isinstance(value, (list, tuple)) and not value:
-        raise ValueError("an empty list; write one attention type, or a list of them repeated over the layers")
+        raise Invalid("an empty list; write one attention type, or a list of them repeated over the layers")
     return value
 
 
-# `model.attention`: one attention for every layer, or a pattern of them repeated over the layers in order
-# (layer i has pattern[i mod len]): Gemma 2's alternating windowed and global layers, Gemma 3's five of one
-# and one of the other, or one entry per layer.
+class OneOrPattern(Kind):
+    """`model.attention`: one attention for every layer, or a pattern of them repeated over the layers in order
+    (layer i has pattern[i mod len]): Gemma 2's alternating windowed and global layers, Gemma 3's five of one
+    and one of the other, or one entry per layer."""
+
+    def __init__(self, one: Kind) -> None:
+        super().__init__("ModelAttention", None)
+        self.one, self.pattern = one, ListOf(one, as_tuple=True)
+
+    def check(self, value: Any, at: Place) -> Any:
+        value = _pattern_shorthand(value)
+        return (self.pattern if isinstance(value, (list, tuple)) else self.one).check(value, at)
+
+    def sections(self) -> list[type[Section]]:
+        return self.one.sections()
+
+
+AttentionSpec = Union[tuple(ATTENTION_TYPES.values())]  # noqa: UP007 - the type of one attention section
 AttentionPattern = tuple[AttentionSpec, ...]
-ModelAttention = Annotated[
-    Union[Annotated[AttentionSpec, Tag(PATTERN_TAGS[0])],  # noqa: UP007
-          Annotated[AttentionPattern, Tag(PATTERN_TAGS[1])]],
-    Discriminator(_one_or_pattern),
-    BeforeValidator(_pattern_shorthand),
-]
+ModelAttention = OneOrPattern(TaggedAttention())
 
 
 def pattern_of(attention: AttentionSpec | AttentionPattern) -> AttentionPattern:

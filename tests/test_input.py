@@ -12,7 +12,7 @@ from costplan import yamlio
 from costplan.errors import SpecError
 from costplan.loading import field_path
 from costplan.spec import Spec
-from costplan.validation import field_sections
+from costplan.sections import field_sections
 from test_cli import TINY, errors, write
 
 
@@ -49,11 +49,11 @@ def _fields(sections, prefix=""):
             if field.exclude:
                 continue
             inner = field_sections(field.annotation)
-            yield f"{prefix}{name}", f"{field.annotation!r} {field.metadata!r}"
+            yield f"{prefix}{name}", repr(field.kind)
             yield from _fields(inner, f"{prefix}{name}.")
 
 
-FLAGS = {path for path, annotation in _fields([Spec]) if "_flag" in annotation}
+FLAGS = {path for path, kind in _fields([Spec]) if kind in ("Flag", "Flag | None")}
 
 
 @pytest.mark.parametrize("path", sorted({p for p, _ in _fields([Spec])} - FLAGS - {"base_dir"}))
@@ -152,6 +152,23 @@ def test_a_value_that_contains_itself(run, tmp_path):
 
 def test_aliases_within_the_limit_still_work():
     assert yamlio.loads("a: &x {b: 1}\nc: *x\n") == {"a": {"b": 1}, "c": {"b": 1}}
+
+
+@pytest.mark.parametrize("name", ["hardware.yaml", "kernels.yaml"])
+def test_bundled_tables_have_no_aliases(name):
+    # yamlio.loads(bundled=True) skips the expansion bound for these files: it holds only while they have none.
+    import yaml
+
+    text = (Path(costplan.__file__).parent / "data" / name).read_text(encoding="utf-8")
+    kinds = {type(token).__name__ for token in yaml.scan(text)}
+    assert "KeyToken" in kinds and not kinds & {"AliasToken", "AnchorToken"}
+
+
+def test_the_bound_on_aliases_is_skipped_only_when_asked():
+    bomb = _alias_bomb(7)
+    with pytest.raises(Exception, match="aliases expand"):
+        yamlio.loads(bomb)
+    assert len(yamlio.loads(bomb, bundled=True)["model"]["d_model"]) == 9
 
 
 def test_large_values_are_cut_short_in_messages(run, tmp_path):

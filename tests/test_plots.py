@@ -295,13 +295,14 @@ def test_no_room_for_the_temporary_file_is_one_error_line(run, tmp_path, monkeyp
     import errno
 
     pytest.importorskip("matplotlib")
-    from costplan import files
+    import tempfile
+
     from test_cli import errors
 
     def read_only(*args, **kwargs):
         raise OSError(errno.EROFS, "Read-only file system")
 
-    monkeypatch.setattr(files.tempfile, "mkstemp", read_only)
+    monkeypatch.setattr(tempfile, "mkstemp", read_only)   # costplan/files.py imports tempfile when it writes
     path = tmp_path / "memory.png"
     assert errors(run("plot", "memory", "gpt2-small", "-o", str(path))) == [
         f"Error: --output {path}: cannot write: Read-only file system"]

@@ -4,13 +4,12 @@ config's model_type), that costs/norm.py and costs/implementation/ read. Each en
 was derived from; tests/test_implementation.py measures every class against it."""
 from __future__ import annotations
 
-from dataclasses import dataclass
 
 from costplan.costs import Shape
+from costplan.records import Record
 
 
-@dataclass(frozen=True)
-class ClassModules:
+class ClassModules(Record):
     """What a transformers class's modules do differently from the Llama family's (the defaults) where that
     changes what they save; keyed on training.modules (the config's model_type)."""
 

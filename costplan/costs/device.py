@@ -2,15 +2,13 @@
 efficiencies, resolved once per estimate."""
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from costplan import kernels
 from costplan.errors import CostplanError
 from costplan.hardware import GPU
+from costplan.records import Record
 
 
-@dataclass(frozen=True)
-class Device:
+class Device(Record):
     """A GPU with what its kernels reach: resolved once per estimate."""
 
     gpu: GPU

@@ -62,7 +62,7 @@ def layers(model: ModelSpec) -> list[Layer]:
 @functools.lru_cache(maxsize=256)
 def _layers(model: ModelSpec) -> tuple[Layer, ...]:
     # Layers with the same pattern entry and the same MoE-ness are one object: counting and keying them by
-    # identity is then cheap (hashing a Layer hashes its pydantic attention section).
+    # identity is then cheap (hashing a Layer hashes its attention section).
     pattern, built, found = model.attention_pattern, {}, []
     for i in range(model.n_layers):
         key = (i % len(pattern), is_moe_layer(i, model.moe))

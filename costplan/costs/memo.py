@@ -2,7 +2,7 @@
 and operations, layer times. Outside such a block nothing is kept, so a formula changed at run time (as the
 tests change them) is always the one used.
 
-Keys name frozen spec sections by `token(section)`: hashing and comparing a pydantic model field by field on
+Keys name frozen spec sections by `token(section)`: hashing and comparing a section field by field on
 every look-up was a large part of a sweep's time, so each object is compared by value once per block."""
 from __future__ import annotations
 

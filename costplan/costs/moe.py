@@ -21,7 +21,6 @@ choices themselves are not kept (measured on the reference model, costplan/profi
 from __future__ import annotations
 
 import math
-from fractions import Fraction
 
 from costplan.costs import INDEX_BYTES, STAT_BYTES, Cost, Shape, linear, unquantized
 from costplan.costs.mlp import feed_forward
@@ -31,6 +30,8 @@ from costplan.spec import ModelSpec, MoESpec
 def capacity(moe: MoESpec, seq_len: int) -> int:
     """Token slots per expert in one routing group of seq_len tokens: ⌈cf · s · top_k / n_experts⌉, with cf
     taken as the decimal written in the spec (1.1 is 11/10, not the nearest binary float)."""
+    from fractions import Fraction   # here: only a capacity factor needs it, and importing it costs a start
+
     return math.ceil(Fraction(repr(moe.capacity_factor)) * seq_len * moe.top_k / moe.n_experts)
 
 

@@ -49,13 +49,13 @@ from dataclasses import dataclass
 
 from costplan.costs import STAT_BYTES, Cost, memo
 from costplan.costs.memory import FP32, element_bytes, gradient_bytes, optimizer_bytes, update_bytes, weight_bytes
+from costplan.records import Record
 from costplan.spec import Spec
 
 TENSOR_REPLICATED = ("norms",)   # components whose weights every tensor rank keeps whole
 
 
-@dataclass(frozen=True)
-class StageMemory:
+class StageMemory(Record):
     """Bytes on one GPU of one pipeline stage."""
 
     stage: int

@@ -1,27 +1,20 @@
 """The result of an estimate. `Estimate.model_dump()` is the JSON object of `costplan estimate --format json`;
 its key names are a contract with scripts outside this repository.
 
-Plain frozen dataclasses: the cost model builds them from numbers it computed itself, so there is nothing to
-validate, and a pydantic model per part would be built on every start of the command line."""
+Records (costplan/records.py), not validated sections: the cost model builds them from numbers it computed
+itself."""
 from __future__ import annotations
 
-import dataclasses
 from typing import Any, Union
+
+from costplan.records import Record
 
 from costplan.scaling import Scaling
 
 Number = Union[int, float]  # exact integers stay integers; ratios that do not divide become floats
 
 
-@dataclasses.dataclass(frozen=True)
-class _Result:
-    def model_dump(self) -> dict[str, Any]:
-        """The nested dict of plain values (the JSON object)."""
-        return dataclasses.asdict(self)
-
-
-@dataclasses.dataclass(frozen=True)
-class Params(_Result):
+class Params(Record):
     total: int
     active: int                      # what one token touches, embeddings included (Mixtral's "12.9B")
     active_non_embedding: int        # the same without the input embedding (DeepSeek-V3's "37B activated")
@@ -30,8 +23,7 @@ class Params(_Result):
     by_component: dict[str, int]
 
 
-@dataclasses.dataclass(frozen=True)
-class Flops(_Result):
+class Flops(Record):
     forward_per_token: Number
     training_per_token: Number       # 3 × forward: model FLOPs, the MFU convention
     hardware_per_token: Number       # what the GPU executes: recomputation, flash backward, skipped tiles
@@ -39,8 +31,7 @@ class Flops(_Result):
     by_component: dict[str, Number]  # forward FLOPs per token
 
 
-@dataclasses.dataclass(frozen=True)
-class Memory(_Result):
+class Memory(Record):
     """Bytes per GPU. The peak is the largest of three moments of a step, each the weights, gradients and
     optimizer states with its own transients: backward (activations and workspace), backward ending
     (tied_gradients) and the optimizer step (update)."""
@@ -62,8 +53,7 @@ class Memory(_Result):
                                      # attention-free layers keep a constant state
 
 
-@dataclasses.dataclass(frozen=True)
-class Time(_Result):
+class Time(Record):
     gpu_hours: float                 # steps × step_seconds × GPUs
     wall_clock_days: float
     cost_usd: float
@@ -75,8 +65,7 @@ class Time(_Result):
                                      # bubble, communication.<kind> (exposed only)
 
 
-@dataclasses.dataclass(frozen=True)
-class Parallelism(_Result):
+class Parallelism(Record):
     """How one step is split over the GPUs: the spec's parallelism section or the layout chosen for it."""
 
     data: int
@@ -97,8 +86,7 @@ class Parallelism(_Result):
     overlaps: str                            # what the step model hid behind what
 
 
-@dataclasses.dataclass(frozen=True)
-class Assumptions(_Result):
+class Assumptions(Record):
     """What an estimate rests on, as typed fields (the `assumptions` object of the JSON)."""
 
     tokens: float
@@ -130,8 +118,7 @@ class Assumptions(_Result):
     price_source: str
 
 
-@dataclasses.dataclass(frozen=True)
-class Estimate(_Result):
+class Estimate(Record):
     name: str
     params: Params
     flops: Flops

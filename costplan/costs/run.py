@@ -8,20 +8,19 @@ MFU (hardware.mfu / --mfu), model FLOPs / (peak × MFU) with everything else ins
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 
 from costplan.costs import Cost, Shape, layouts, parallel, step
 from costplan.costs.components import shape_of, shared_components, stage_parts
 from costplan.costs.layers import pipeline_stages
 from costplan.costs.time import seconds_at
 from costplan.hardware import GPU
+from costplan.records import Record
 from costplan.spec import NO_PARALLELISM, Spec
 
 MFU_PART = "compute at hardware.mfu"
 
 
-@dataclass(frozen=True)
-class Run:
+class Run(Record):
     """The spec with its layout filled in, and what its time and cost rest on."""
 
     spec: Spec
@@ -33,8 +32,8 @@ class Run:
     price_source: str
     # What the layout search already computed for the chosen layout: its stages' memory and (under the step
     # model) its step, so that the estimate does not compute them again. None when nothing was searched.
-    memories: list[parallel.StageMemory] | None = field(default=None, compare=False, repr=False)
-    stepped: step.StepTime | None = field(default=None, compare=False, repr=False)
+    memories: list[parallel.StageMemory] | None = None
+    stepped: step.StepTime | None = None
 
     @property
     def time_model(self) -> str:

@@ -2,14 +2,10 @@
 behind them, as typed fields for the tables and the JSON contract."""
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict
+from costplan.records import Record
 
 
-class _Result(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-
-class ServingMemory(_Result):
+class ServingMemory(Record):
     """Bytes per GPU, and the most sequences that fit."""
 
     weights: int                  # all of the model's weights in the serving format (the replica's total)
@@ -23,33 +19,33 @@ class ServingMemory(_Result):
     max_batch: int                # 0: the weights and one sequence do not fit
 
 
-class ServingLatency(_Result):
+class ServingLatency(Record):
     ttft_seconds: float | None    # None when the model does not fit
     tpot_seconds: float | None
     prefill_bound: str            # compute | memory: what limits prefill
     decode_bound: str             # what limits a decode step at the batch served
 
 
-class ServingThroughput(_Result):
+class ServingThroughput(Record):
     batch: int                    # concurrent sequences per replica
     tokens_per_second_per_gpu: float | None   # output (generated) tokens
     requests_per_second: float | None         # all serving GPUs (serving.gpus; one replica by default)
     requests_per_second_per_replica: float | None
 
 
-class ServingCost(_Result):
+class ServingCost(Record):
     usd_per_million_input_tokens: float | None    # a prompt's share of a prefill pass over its tokens
     usd_per_million_output_tokens: float | None   # the decode's GPU-time over the generated tokens
     usd_per_gpu_hour: float
     gpus_for_rate: int | None     # GPUs needed for serving.rate requests/s (whole replicas)
 
 
-class Efficiency(_Result):
+class Efficiency(Record):
     value: float
     source: str
 
 
-class ServingAssumptions(_Result):
+class ServingAssumptions(Record):
     gpu: str
     gpu_name: str
     gpus: int
@@ -79,7 +75,7 @@ class ServingAssumptions(_Result):
     price_source: str
 
 
-class ServingEstimate(_Result):
+class ServingEstimate(Record):
     name: str
     fits: bool
     meets_targets: bool

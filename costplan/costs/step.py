@@ -61,6 +61,7 @@ from costplan.costs.memory import UNFUSED_UPDATE_BYTES, gradient_bytes, optimize
 from costplan.costs.parallel import zero_groups
 from costplan.costs.ops import Core, Gemm, Op, Stream, embedding_ops, gemm_size, head_ops, kernels, layer_ops, tensors
 from costplan.costs.traffic import BUCKET_BYTES, Traffic, collective_seconds, overlaps, sm_share
+from costplan.records import Record
 from costplan.spec import ModelSpec, Spec
 
 FP8_CAST_BYTES = 3             # read a 16-bit element, write an fp8 one
@@ -82,8 +83,7 @@ class Tally:
         return sum(self.forward.values()) + sum(self.backward.values())
 
 
-@dataclass(frozen=True)
-class StepTime:
+class StepTime(Record):
     """Where one step's seconds go."""
 
     seconds: float

@@ -2,7 +2,6 @@
 the assumptions listed under them, and the serving metrics added to compare's and sweep's tables."""
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -116,14 +115,19 @@ def problem(est: ServingEstimate) -> str | None:
     return None
 
 
+def _without_efficiencies(data: dict) -> dict:
+    """A serve estimate's JSON without its assumptions' efficiency sources (a CSV row's columns)."""
+    return {**data, "assumptions": {k: v for k, v in data["assumptions"].items() if k != "efficiencies"}}
+
+
 def serving(estimates: Sequence[ServingEstimate]) -> Table:
     """`costplan serve`: a sectioned block per spec with its assumptions under it; JSON the estimates, CSV
     without the efficiency sources."""
-    blocks = [dataclasses.replace(sectioned(serve_rows(e), serve_title(e)),
-                                  footer="Assumptions:\n" + "\n".join("- " + line for line in assumption_lines(e)))
+    blocks = [sectioned(serve_rows(e), serve_title(e)).model_copy(update={
+                  "footer": "Assumptions:\n" + "\n".join("- " + line for line in assumption_lines(e))})
               for e in estimates]
     return Table(blocks, [e.model_dump() for e in estimates],
-                 flat=[flatten(e.model_dump(exclude={"assumptions": {"efficiencies"}})) for e in estimates])
+                 flat=[flatten(_without_efficiencies(e.model_dump())) for e in estimates])
 
 
 # (label, unit, value of a ServingEstimate) added to the rows of `costplan compare --serving`

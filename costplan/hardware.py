@@ -8,8 +8,10 @@ from typing import Any, Literal
 
 from costplan import bundled, sources, yamlio
 from costplan.errors import CostplanError, SpecError, did_you_mean, printable, shown
-from costplan.kernels import Curves, curves as catalogue_curves
-from costplan.sections import TEXT, InvalidInput, Kind, Section, field
+from costplan.kernels import Curves
+from costplan.kernels import curves as catalogue_curves
+from costplan.kinds import TEXT, Kind
+from costplan.sections import InvalidInput, Section, field
 from costplan.validation import Count, Fraction, Name, Positive, Price
 
 Precision = Literal["fp32", "tf32", "fp16", "bf16", "fp8"]

@@ -12,7 +12,8 @@ import math
 from typing import Literal
 
 from costplan import bundled, yamlio
-from costplan.sections import REAL, Invalid, ListOf, Section, Then, TupleOf, field
+from costplan.kinds import REAL, Invalid, ListOf, Then, TupleOf
+from costplan.sections import Section, field, kind
 from costplan.validation import bounded, real_number
 
 FIELDS = ("memory", "matmul", "attention", "allreduce_bus", "allreduce_latency_us",
@@ -107,7 +108,7 @@ def _share(figure: Figure | None, context: object) -> Figure | None:
     return figure
 
 
-Share = Then(Figure | None, _share, name="Share")
+Share = Then(kind(Figure | None), _share, name="Share")
 
 
 class Curves(Section):

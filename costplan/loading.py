@@ -13,7 +13,8 @@ from costplan.errors import CostplanError, SpecError, did_you_mean, printable, s
 from costplan.spec import HardwareSpec, ModelSpec, ParallelismSpec, Spec, TrainingSpec
 from costplan.spec_rules import model_rules, parallel_rules, recompute_rules, spec_rules
 from costplan.records import Record, set_private
-from costplan.sections import InvalidInput, Section, field_sections, kind_of, valid_field_getter
+from costplan.kinds import kind_of
+from costplan.sections import InvalidInput, Section, field_sections, valid_field_getter
 
 
 def load_spec(source: str | os.PathLike | Mapping[str, Any], overrides: Iterable[str] = ()) -> Spec:

@@ -5,7 +5,8 @@ from collections.abc import Mapping
 from typing import Any, Literal, Union
 
 from costplan.errors import did_you_mean, shown
-from costplan.sections import FAILED, Invalid, Kind, ListOf, Place, Section, canonical, kind_of, raise_if
+from costplan.kinds import FAILED, Invalid, Kind, ListOf, Place, kind_of, raise_if
+from costplan.sections import Section, canonical
 from costplan.validation import Flag, Width
 
 

@@ -12,7 +12,7 @@ import unicodedata
 from typing import Any
 
 from costplan.errors import CostplanError, did_you_mean, printable, shown
-from costplan.sections import Choice, Invalid, Kind, kind_of
+from costplan.kinds import Choice, Invalid, Kind, kind_of
 
 # Upper limits keep every product in the cost model far from float overflow; they are far above any real model.
 MAX_WIDTH = 1 << 24          # d_model, d_ff, head_dim, vocab_size, max_seq_len, windows

@@ -1,0 +1,273 @@
+"""The kinds of value a section's fields hold, and where validation is: a kind checks one raw value and says
+in one sentence what is wrong with it (`Invalid`); containers (lists, mappings, sections) check their items at
+their own places, so each problem is reported with its dotted path (costplan/sections.py).
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from costplan.errors import did_you_mean, printable, shown
+
+if TYPE_CHECKING:
+    from costplan.sections import Section
+
+FAILED: Any = type("Failed", (), {"__repr__": lambda self: "FAILED"})()   # a value that had a problem
+
+
+class Invalid(ValueError):
+    """One problem with the value at the place being validated (the message says what, not where)."""
+
+
+class Skip(Exception):
+    """A value whose problems are recorded already."""
+
+
+class FieldProblems(ValueError):
+    """Cross-field problems, each tied to the field a user should change: [(field, sentence), ...]."""
+
+    def __init__(self, problems: list[tuple[str, str]]):
+        self.problems = problems
+        super().__init__("; ".join(f"{f}: {m}" for f, m in problems))
+
+
+def raise_if(problems: list[tuple[str, str]]) -> None:
+    if problems:
+        raise FieldProblems(problems)
+
+
+def kind_of(value: Any) -> str:
+    return {list: "a list", tuple: "a list", str: "text", int: "a number", float: "a number", bool: "a boolean",
+            type(None): "nothing"}.get(type(value), type(value).__name__)
+
+
+# ---------------------------------------------------------------------------------------------- places
+class Place:
+    """Where validation is in the input: the path so far, the problems found anywhere, and the caller's context
+    (the spec's folder, for hardware files named relative to it)."""
+
+    __slots__ = ("path", "problems", "context")
+
+    def __init__(self, path: tuple, problems: list[tuple[tuple, str]], context: Mapping[str, Any]):
+        self.path, self.problems, self.context = path, problems, context
+
+    def at(self, key: str | int) -> Place:
+        return Place((*self.path, key), self.problems, self.context)
+
+    def add(self, message: str, *names: str) -> None:
+        self.problems.append(((*self.path, *(n for n in names if n)), message))
+
+    def check(self, kind: Kind, value: Any) -> Any:
+        """The kind's value for `value`, or FAILED with its problems recorded here."""
+        before = len(self.problems)
+        try:
+            result = kind.check(value, self)
+        except Skip:
+            return FAILED
+        except FieldProblems as exc:
+            for name, text in exc.problems:
+                self.add(text, name)
+            return FAILED
+        except ValueError as exc:   # Invalid, or a check's own ValueError: its message is the sentence
+            self.add(str(exc))
+            return FAILED
+        return FAILED if len(self.problems) > before else result
+
+
+def dotted(path: Iterable[str | int]) -> str:
+    """`('model', 'attention', 1, 'window')` → `model.attention[1].window`; keys are the user's text too."""
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{printable(part)}" if out else printable(part))
+    return out
+
+
+def message(path: tuple, text: str) -> str:
+    return f"{dotted(path)}: {text}" if path else text
+
+
+# ---------------------------------------------------------------------------------------------- kinds
+class Kind:
+    """A field's type: how a raw value becomes the field's value, or the sentence saying why it cannot."""
+
+    def __init__(self, name: str, check: Callable[[Any], Any] | None, words: tuple[str, ...] | None = None):
+        self.name, self._check, self.words = name, check, words
+        # The check as a function of the value alone, for kinds that need no place (most fields): validation
+        # calls it directly. None for kinds that record problems inside the value (sections, lists).
+        self.simple: Callable[[Any], Any] | None = check
+
+    def check(self, value: Any, at: Place) -> Any:
+        return self._check(value)
+
+    def sections(self) -> list[type[Section]]:
+        """The sections a value of this kind can hold (for dotted field paths)."""
+        return []
+
+    def choices(self) -> tuple | None:
+        """The words a value of this kind may be (written in any case), if any."""
+        return self.words
+
+    def __or__(self, other: Any) -> Kind:
+        if other is None:
+            return Nullable(self)
+        return NotImplemented
+
+    __ror__ = __or__
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+class Nullable(Kind):
+    def __init__(self, inner: Kind):
+        super().__init__(f"{inner.name} | None", None)
+        self.inner = inner
+        inner_simple = inner.simple
+        self.simple = None if inner_simple is None else (lambda v: None if v is None else inner_simple(v))
+
+    def check(self, value: Any, at: Place) -> Any:
+        return None if value is None else self.inner.check(value, at)
+
+    def sections(self) -> list[type[Section]]:
+        return self.inner.sections()
+
+    def choices(self) -> tuple | None:
+        return self.inner.choices()
+
+
+class Then(Kind):
+    """A kind whose value is checked further: `check(value, context)` returns the value or raises Invalid."""
+
+    def __init__(self, inner: Kind, check: Callable[[Any, Mapping[str, Any]], Any], name: str | None = None):
+        super().__init__(name or inner.name, None)
+        self.inner, self.then = inner, check
+
+    def check(self, value: Any, at: Place) -> Any:
+        value = at.check(self.inner, value)
+        if value is FAILED:
+            raise Skip
+        return self.then(value, at.context)
+
+    def sections(self) -> list[type[Section]]:
+        return self.inner.sections()
+
+    def choices(self) -> tuple | None:
+        return self.inner.choices()
+
+
+def either(values: Iterable[Any]) -> str:
+    """`a, b or c`."""
+    words = [str(v) for v in values]
+    return words[0] if len(words) == 1 else f"{', '.join(words[:-1])} or {words[-1]}"
+
+
+class Choice(Kind):
+    """One of a few values (typing.Literal), compared with their types: `true` is not 1."""
+
+    def __init__(self, values: tuple, before: Callable[[Any], Any] | None = None):
+        super().__init__(f"Literal{list(values)}", self._choose)
+        self.values, self.before = values, before
+
+    def _choose(self, value: Any) -> Any:
+        read = value if self.before is None else self.before(value)
+        for choice in self.values:
+            if type(read) is type(choice) and read == choice:
+                return choice
+        raise Invalid(f"{shown(value)} is not one of {either(self.values)}"
+                      f"{did_you_mean(value, [str(v) for v in self.values])}")
+
+    def choices(self) -> tuple | None:
+        return self.values
+
+
+class SectionKind(Kind):
+    def __init__(self, cls: type[Section]):
+        super().__init__(cls.__name__, None)
+        self.cls = cls
+
+    def check(self, value: Any, at: Place) -> Any:
+        return self.cls._validate_at(value, at)
+
+    def sections(self) -> list[type[Section]]:
+        return [self.cls]
+
+
+class ListOf(Kind):
+    """A list (kept as a list, or as a tuple with `as_tuple`) of values of one kind."""
+
+    def __init__(self, item: Kind, as_tuple: bool = False, min_length: int = 0):
+        super().__init__(f"list[{item.name}]", None)
+        self.item, self.as_tuple, self.min_length = item, as_tuple, min_length
+
+    def check(self, value: Any, at: Place) -> Any:
+        if not isinstance(value, (list, tuple)):
+            raise Invalid(f"expected a list, got {kind_of(value)}")
+        if len(value) < self.min_length:
+            raise Invalid(f"expected at least {self.min_length} entr{'y' if self.min_length == 1 else 'ies'}, "
+                          f"got {len(value)}")
+        items = [at.at(i).check(self.item, v) for i, v in enumerate(value)]
+        return tuple(items) if self.as_tuple else items
+
+    def sections(self) -> list[type[Section]]:
+        return self.item.sections()
+
+
+class TupleOf(Kind):
+    """A fixed number of values, one kind each: a curve's (size, value) point."""
+
+    def __init__(self, items: tuple[Kind, ...]):
+        super().__init__(f"tuple[{', '.join(k.name for k in items)}]", None)
+        self.items = items
+
+    def check(self, value: Any, at: Place) -> Any:
+        if not isinstance(value, (list, tuple)):
+            raise Invalid(f"expected a list of {len(self.items)} values, got {kind_of(value)}")
+        if len(value) != len(self.items):
+            raise Invalid(f"expected {len(self.items)} values, got {len(value)}")
+        return tuple(at.at(i).check(kind, v) for i, (kind, v) in enumerate(zip(self.items, value)))
+
+
+class DictOf(Kind):
+    def __init__(self, key: Kind, value: Kind, min_length: int = 0):
+        super().__init__(f"dict[{key.name}, {value.name}]", None)
+        self.key, self.value, self.min_length = key, value, min_length
+
+    def check(self, value: Any, at: Place) -> Any:
+        if not isinstance(value, Mapping):
+            raise Invalid(f"expected a mapping, got {kind_of(value)}")
+        if len(value) < self.min_length:
+            raise Invalid(f"expected at least {self.min_length} entr{'y' if self.min_length == 1 else 'ies'}, "
+                          f"got {len(value)}")
+        out = {}
+        for k, v in value.items():
+            here = at.at(str(k))
+            key = here.check(self.key, k)
+            out[key] = here.check(self.value, v)
+        return out
+
+    def sections(self) -> list[type[Section]]:
+        return self.value.sections()
+
+
+def _text(value: Any) -> Any:
+    if not isinstance(value, str):
+        raise Invalid(f"expected text, got {kind_of(value)}")
+    return value
+
+
+def _real(value: Any) -> Any:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise Invalid(f"expected a number, got {shown(value)}")
+    return float(value)
+
+
+def _integer(value: Any) -> Any:
+    if isinstance(value, str) and value.strip().isdigit():   # a mapping's keys written as text
+        return int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise Invalid(f"expected a whole number, got {shown(value)}")
+    return value
+
+
+TEXT, REAL, INTEGER = Kind("str", _text), Kind("float", _real), Kind("int", _integer)
+ANY = Kind("Any", lambda v: v)

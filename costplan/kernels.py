@@ -139,6 +139,10 @@ class Curves(Section):
     new_shape_seconds (optional): what a GEMM costs beyond its roofline at a shape its library has not met
       before (a CPU library builds a kernel per shape: oneDNN's primitives), paid every step by dropless experts,
       whose rows follow the routing; measured by `costplan calibrate`.
+    depthwise_conv_forward, depthwise_conv_backward (optional): what AFT-conv's causal depthwise convolution
+      reaches forward and backward, over the same peak as the attention curves; measured by `costplan
+      calibrate`. Left out (every catalogue device), the convolution runs at the GEMM curve's rate, as
+      attention cores without a flash kernel do.
     kernel_seconds, update_seconds (optional): the fixed cost of launching one kernel forward or backward
       (framework dispatch included), and of one parameter tensor's optimizer update, beyond their rooflines;
       measured by `costplan calibrate` on the device at hand. Left out (every catalogue device: no kernel-level
@@ -162,6 +166,8 @@ class Curves(Section):
     memory_bound: Figure | None = None
     weight_read: Figure | None = None
     kernel_seconds: Figure | None = None
+    depthwise_conv_forward: Figure | None = None
+    depthwise_conv_backward: Figure | None = None
     new_shape_seconds: Figure | None = None
     update_seconds: Figure | None = None
 

@@ -3,8 +3,9 @@ field into one sentence per problem, each naming its field by a dotted path (`mo
 
 A section declares its fields as annotated class attributes, as a dataclass does; an annotation is a kind
 (costplan/kinds.py; the spec's own, Width, Flag, ..., in costplan/validation.py), a Literal of choices, another
-section, or a list, tuple or dict of those. costplan validates its input itself rather than through a model library: building such a library's
-validators cost more at every start of the command line than all of an estimate.
+section, or a list, tuple or dict of those. costplan validates its input itself rather than through a model
+library: building such a library's validators cost more at every start of the command line than all of an
+estimate.
 """
 from __future__ import annotations
 

@@ -82,6 +82,22 @@ def test_materialised_attention_runs_at_the_gemm_rate(flat):
     assert e.time.breakdown["attention"] == pytest.approx(3 * L * 4 * D * S * S / (100e12 * 0.5))
 
 
+def test_aft_conv_runs_at_the_depthwise_convolutions_measured_rates(flat, tmp_path):
+    model = {"attention": {"type": "aft_conv", "window": 64}}
+    # without figures for it, the convolution is an attention core at the GEMM rate
+    conv = L * 2 * 2 * S * 64 * D      # two convolutions, 2 FLOPs per tap of each of the S · D outputs
+    assert step(flat, {}, model=model).time.breakdown["attention"] == pytest.approx(3 * conv / (100e12 * 0.5))
+    path = tmp_path / "conv.yaml"
+    figures = {"depthwise_conv_forward": {"value": 0.01, "source": "test"},
+               "depthwise_conv_backward": {"value": 0.004, "source": "test"}}
+    path.write_text(yaml.safe_dump({**FLAT, "kernels": {**FLAT["kernels"], **figures}}))
+    measured = step(str(path), {}, model=model).time.breakdown
+    # backward: the input's and the kernel's gradients, each the forward's FLOPs
+    assert measured["attention"] == pytest.approx(conv / (100e12 * 0.01) + 2 * conv / (100e12 * 0.004))
+    # other attention types keep their rates
+    assert step(str(path), {}).time.breakdown["attention"] == step(flat, {}).time.breakdown["attention"]
+
+
 def test_full_recompute_runs_the_forward_again(flat):
     none, full = step(flat, {}), step(flat, {}, {"recompute": "full"})
     # the blocks' GEMMs run 4 times instead of 3; the head is not recomputed

@@ -69,6 +69,7 @@ class Core:
     keys: float                # keys each query computes, doubled for a causal kernel: the kernel curves' x
     head_dim: int
     flash: bool                # a FlashAttention kernel; otherwise batched matmuls (and a softmax stream)
+    conv: bool = False         # AFT-conv's depthwise convolution, not a matmul
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,7 +170,8 @@ def attention_ops(layer: Layer, model: ModelSpec, shape: Shape) -> list[Op]:
     heads = model.n_heads
     pairs = core_fwd / (2 * heads * (head_dim + d_v)) if core_fwd else 0
     flash = _is_flash(layer)
-    ops: list[Op] = [*gemms, Core(core_fwd, core_bwd, 2 * pairs / s if flash else pairs / s, head_dim, flash)]
+    ops: list[Op] = [*gemms, Core(core_fwd, core_bwd, 2 * pairs / s if flash else pairs / s, head_dim, flash,
+                                  conv=a.type == "aft_conv")]
     if not flash and core_fwd and not a.type.startswith("aft"):
         ops.append(Stream("softmax", 2 * heads * pairs * e))
     rotated = s * (model.q_width + model.kv_width)

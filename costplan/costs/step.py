@@ -139,7 +139,11 @@ class Timer:
         if not c.flops:
             return 0.0, 0.0
         precision, peak = self.dev.attention_peak()
-        if c.flash:
+        curves = self.dev.curves
+        if c.conv and curves.depthwise_conv_forward and curves.depthwise_conv_backward:
+            forward = c.flops * scale / (peak * curves.depthwise_conv_forward.value)
+            backward = c.backward * scale / (peak * curves.depthwise_conv_backward.value)
+        elif c.flash:
             forward = c.flops * scale / (peak * self.dev.attention_curve(False, c.head_dim).at(c.keys))
             backward = c.backward * scale / (peak * self.dev.attention_curve(True, c.head_dim).at(c.keys))
         else:

@@ -62,7 +62,8 @@ from costplan.profiling.model import build_model
 from costplan.profiling.precision import DTYPES, FALLBACK, SLOW_FRACTION
 from costplan.profiling.step import Trainer, batch
 from costplan.loading import load_spec, with_overrides
-from costplan.profiling.calibrate_attention import BACKWARD_FLOPS, Attention, attention_precision, attention_rates
+from costplan.profiling.calibrate_attention import (BACKWARD_FLOPS, Attention, attention_precision, attention_rates,
+                                                    depthwise_conv_rates)
 from costplan.profiling.fixed_costs import Fixed, FixedStep, fixed_costs_of
 from costplan.profiling.calibrate_memory import (COPY_BYTES, copy_bandwidth, memory_bound_rate, new_shape_cost,
                                                 weight_read_rate)
@@ -96,6 +97,7 @@ class Calibration:
     memory_bound: tuple[float, str] | None = None   # the memory-bound kernels' bytes/s, and what was timed
     weight_read: tuple[float, str] | None = None    # a matrix-vector product's bytes read/s, and what was timed
     new_shape: tuple[float, str] | None = None      # a GEMM's first call at a new shape less a repeat, seconds
+    depthwise_conv: tuple[float, float, str] | None = None   # AFT-conv's convolution: FLOP/s fwd, bwd; what
 
     @property
     def peaks(self) -> dict[str, float]:
@@ -186,6 +188,9 @@ def calibrate(device: torch.device, budget: float = DEFAULT_BUDGET,
     progress(f"memory bandwidth: measured; memory-bound kernels at {memory_bound[0] / bandwidth:.2f} of a copy's, "
              f"matrix-vector reads at {weight_read[0] / bandwidth:.2f}")
     attention = attention_rates(peaks[precision], precision, device, ATTENTION_SHARE * budget, progress)
+    conv = depthwise_conv_rates(attention.precision, device)
+    progress(f"{attention.precision} depthwise convolution (AFT-conv): forward {report.flops_rate(conv[0])}, "
+             f"backward {report.flops_rate(conv[1])}")
     progress("collectives: not measured (one device)")
     left = budget - (time.perf_counter() - started)
     mfu, source = reference_mfu(device, peaks, max(left, 0.0), progress)
@@ -194,7 +199,8 @@ def calibrate(device: torch.device, budget: float = DEFAULT_BUDGET,
     measured = Calibration(device=describe(device), rates=rates, bandwidth=bandwidth, interconnect=interconnect,
                            memory_bytes=memory, mfu=mfu, mfu_source=source, attention=attention,
                            date=datetime.date.today().isoformat(), memory_bound=memory_bound,
-                           weight_read=weight_read, new_shape=new_shape_cost(device, precision))
+                           weight_read=weight_read, new_shape=new_shape_cost(device, precision),
+                           depthwise_conv=conv)
     measured.fixed = fixed_costs(measured, device, precision)
     progress(f"fixed costs: {measured.fixed.kernel * 1e6:.3g} µs per kernel, {measured.fixed.update * 1e6:.3g} µs "
              f"per parameter tensor's update, {measured.new_shape[0] * 1e6:.3g} µs per GEMM at a new shape")
@@ -268,6 +274,11 @@ def kernel_curves(c: Calibration) -> dict:
             rate, what = measured
             entry[name] = {"value": rate / c.bandwidth, "source": (
                 f"{on}: {what}, {rate / 1e9:.4g} GB/s, over the copy's {c.bandwidth / 1e9:.4g} GB/s")}
+    if c.depthwise_conv is not None:
+        forward, backward, what = c.depthwise_conv
+        for name, rate in (("depthwise_conv_forward", forward), ("depthwise_conv_backward", backward)):
+            entry[name] = {"value": rate / peaks[a.precision], "source": (
+                f"{on}: {what}; {report.flops_rate(rate)} over {against}")}
     if c.new_shape is not None and c.new_shape[0] > 0:
         entry["new_shape_seconds"] = {"value": c.new_shape[0], "source": f"{on}: {c.new_shape[1]}"}
     if c.fixed is not None:     # a cost lost in the timing noise is left out (a Figure is positive)

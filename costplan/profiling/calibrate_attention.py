@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import torch
 
 from costplan import report
+from costplan.profiling.aft import causal_conv
 from costplan.profiling.measure import MEMORY_FRACTION, available_bytes
 from costplan.profiling.precision import DTYPES, FALLBACK, choose
 from costplan.profiling.timing import BEST_OF, best_seconds, synchronize
@@ -23,6 +24,9 @@ CALL_SECONDS = 0.02
 HEADS = 16                  # heads per sequence of batch·heads, once there are that many
 BACKWARD_FLOPS = 2.5        # × the forward's, with its recompute, as FlashAttention's benchmark counts it
 TENSORS = 10                # q, k, v, output and their gradients, with room to spare: the memory of one call
+# AFT-conv's causal depthwise convolution as its reference runs it (profiling/aft.py): (batch·head_dim, heads,
+# seq_len) with one kernel of `taps` per head. (rows, heads, seq_len, taps): a batch of 2 of 8 heads of 64.
+CONV_SHAPE = {"cpu": (128, 8, 256, 32), "cuda": (1024, 16, 2048, 128)}
 
 
 @dataclass
@@ -136,3 +140,22 @@ def attention_rates(peak: float, precision: str, device: torch.device, seconds: 
                  f"forward {report.flops_rate(max(fwd.values()))}, backward "
                  f"{report.flops_rate(max(bwd.values()))}")
     return result
+
+
+def depthwise_conv_rates(precision: str, device: torch.device) -> tuple[float, float, str]:
+    """FLOP/s of AFT-conv's causal depthwise convolution forward and backward (its input's and its kernel's
+    gradients), each FLOP counted as the cost model counts them: 2 per tap of every output, the padded taps of
+    the first positions included; and what was timed. A CPU has no GEMM for it, so it runs far below the
+    matmul rate, backward most of all."""
+    rows, heads, seq_len, taps = CONV_SHAPE[device.type]
+    dtype = DTYPES[precision]
+    x = torch.randn(rows, heads, seq_len, device=device, dtype=dtype, requires_grad=True)
+    kernel = torch.randn(heads, 1, taps, device=device, dtype=dtype, requires_grad=True)
+    grad = torch.randn(rows, heads, seq_len, device=device, dtype=dtype)
+    fwd = best_seconds(lambda: causal_conv(x, kernel), device)
+    both = best_seconds(lambda: torch.autograd.grad(causal_conv(x, kernel), (x, kernel), grad), device)
+    flops = 2 * rows * heads * seq_len * taps
+    what = (f"{precision} causal depthwise conv1d as AFT-conv's reference runs it, input ({rows}, {heads}, "
+            f"{seq_len}), {taps} taps a channel, best of {BEST_OF}; 2·rows·heads·s·taps FLOPs forward, twice "
+            f"that backward (forward + backward less forward)")
+    return flops / fwd, 2 * flops / max(both - fwd, fwd / 100), what

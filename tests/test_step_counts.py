@@ -53,3 +53,60 @@ def test_fixed_costs_are_the_tiny_step_less_its_rooflines_over_its_counts(monkey
     assert fixed.update == pytest.approx((0.004 - parts["optimizer"]) / 36)
     assert "87 kernels and 36 parameter tensors" in fixed.source
     assert fixed.source.startswith("measured by costplan calibrate on cpu: test on 2026-12-03: gpt2-small with")
+
+
+# aten ops that launch no kernel of their own (views, metadata, dtype no-ops, wrappers around the op that does)
+WRAPPERS = {"aten::view", "aten::as_strided", "aten::transpose", "aten::permute", "aten::t", "aten::unsqueeze",
+            "aten::squeeze", "aten::slice", "aten::expand", "aten::_reshape_alias", "aten::alias", "aten::empty",
+            "aten::empty_strided", "aten::detach", "aten::select", "aten::empty_like", "aten::reshape",
+            "aten::_unsafe_view", "aten::view_as", "aten::resolve_conj", "aten::_conj", "aten::result_type",
+            "aten::contiguous", "aten::flatten", "aten::to", "aten::_to_copy", "aten::conv1d", "aten::convolution",
+            "aten::_convolution", "aten::as_strided_", "aten::resize_", "aten::new_empty_strided", "aten::lift_fresh"}
+GEMMS = {"aten::linear", "aten::matmul", "aten::mm", "aten::addmm", "aten::bmm"}   # timed as Gemm or a core
+
+
+def _launched(fn) -> tuple[int, ...]:
+    """Kernels torch's profiler sees `fn` launch, GEMMs apart: ops that are neither wrappers nor inside a
+    counted op or a GEMM."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        fn()
+    count = 0
+    for event in prof.events():
+        if not event.name.startswith("aten::") or event.name in WRAPPERS | GEMMS:
+            continue
+        parent = event.cpu_parent
+        while parent is not None and parent.name in WRAPPERS:
+            parent = parent.cpu_parent
+        count += parent is None or not parent.name.startswith("aten::")
+    return count
+
+
+@pytest.mark.parametrize("attention", [{"type": "aft_simple"}, {"type": "aft_full"},
+                                       {"type": "aft_conv", "window": 8}])
+@pytest.mark.parametrize("precision", ["bf16", "fp32"])
+def test_aft_kernels_are_the_reference_blocks(attention, precision):
+    # costs/eager.py derives AFT's elementwise kernels from the reference's operations and autograd's formulas;
+    # here torch's profiler counts what the reference block launches, forward and backward
+    from types import SimpleNamespace
+
+    from costplan.costs import ops
+    from costplan.costs.layers import layers
+    from costplan.profiling.aft import AFT
+
+    spec = load_spec({"model": {"vocab_size": 64, "d_model": 64, "n_layers": 1, "n_heads": 4, "max_seq_len": 32,
+                                "bias": False, "attention": attention},
+                      "training": {"precision": precision, "fusion": "eager"}})
+    dtype = {"bf16": torch.bfloat16, "fp32": torch.float32}[precision]
+    block = AFT(spec.model.attention, spec.model, 32, dtype=dtype)
+    x = torch.randn(2, 32, 64, dtype=dtype, requires_grad=True)
+    pos = SimpleNamespace(future=torch.ones(32, 32, dtype=torch.bool).triu(1))
+    forward = _launched(lambda: block(x, pos))
+    y = block(x, pos)
+    grad = torch.randn_like(y)
+    backward = _launched(lambda: torch.autograd.grad(y, [x, *block.parameters()], grad))
+    (layer,) = layers(spec.model)
+    counted = [ops.kernels(op) for op in ops.attention_ops(layer, spec.model, shape_of(spec))
+               if isinstance(op, ops.Stream) or (isinstance(op, ops.Core) and op.conv)]
+    assert (sum(f for f, _ in counted), sum(b for _, b in counted)) == (forward, backward)

@@ -32,11 +32,29 @@ its published runs used) trained in the activation dtype `e` (FSDP2's param_dtyp
   log_softmax_backward reads the gradient and the output and writes (3F), the cast back (F + e): e + 3F and
   e + 5F (2F and 4F in fp32).
 
+- AFT (profiling/aft.py, Zhai et al. 2021), per element of the s × width mixing. Every variant: sigmoid(q)
+  (2e), exp(k) (2e), exp(k)·v (3e), num / den (3e), gate · ratio (3e): 13e; backward the gate product's two
+  gradients (6e), sigmoid_backward (3e), the quotient's (grad / den, and −grad·((num / den) / den): three
+  divides, a negation and a product, 14e), the exp(k)·v product's two (6e), exp's (grad · result, 3e) and the
+  add summing exp(k)'s gradients from its two uses (3e): 35e. The running sums of AFT-simple, -local and
+  -conv: a cumsum each (2e), backward flip, cumsum, flip (6e): 4e and 12e for the two. AFT-conv besides: its
+  layout (batch·head_dim, heads, s) and back, three copies (2e each; three again backward), the causal
+  padding of both inputs (2e each, forward, and again in backward), the two adds of convolution and running
+  sum (3e each), and backward the adds summing the gradients of exp(k) (a third use) and exp(k)·v (a second):
+  16e each way. The block's input is copied once into (s, b, d) order (2e per d-element, forward only).
+  Left out, as per-row statistics are: AFT-full's s × s weights exp(masked w) and AFT-conv's kernel exp(w) − 1,
+  computed once per micro-batch (their kernels are counted); AFT-local's band, tile by tile.
+
 Kernels launched, for the fixed cost per kernel that `costplan calibrate` measures (ops.kernels): RMSNorm the
 eight listed forward (six without the casts) and fourteen backward (weight multiply; its weight's multiply and
 sum; cast; the 1/rms multiply; its multiply and sum; rsqrt's backward; mean's; pow's three; the sum of the two
 gradients of x; cast: twelve without the casts); LayerNorm one native kernel each way; rotary three per tensor
-each way (one in fp32); the loss three each way (two in fp32).
+each way (one in fp32); the loss three each way (two in fp32). AFT: the input copy one forward; every variant
+five forward and twelve backward; the running sums two and six; AFT-conv's layout, padding and adds eight
+forward (with its kernel's exp(w) − 1) and eleven backward (with its kernel's gradient: the sum of its two
+uses, the expm1 backward's add and product, the slice's backward); AFT-full's weights two forward
+(masked_fill, exp) and three backward (exp's product, masked_fill's, the add into w's gradient). Counted
+against torch's profiler on the reference block (tests/test_step_counts.py).
 """
 from __future__ import annotations
 
@@ -87,6 +105,33 @@ def repeat_kv(q_width: int, kv_width: int, e: int) -> Pair:
 
 
 ADD = 3                     # an add reads two tensors and writes one, in units of e
+
+
+def aft_input(e: int) -> Pair:
+    """Bytes per element of the AFT block's input, copied into (s, b, d) order: forward only."""
+    return 2 * e, 0
+
+
+def aft(kind: str, e: int) -> Pair:
+    """Bytes per element of an AFT block's s × width mixing, forward and backward."""
+    forward, backward = 13 * e, 35 * e
+    if kind in ("aft_simple", "aft_local", "aft_conv"):
+        forward, backward = forward + 4 * e, backward + 12 * e
+    if kind == "aft_conv":
+        forward, backward = forward + 16 * e, backward + 16 * e
+    return forward, backward
+
+
+def aft_kernels(kind: str) -> Pair:
+    """Kernels of an AFT block's elementwise work, forward and backward (the input's copy apart)."""
+    forward, backward = 5, 12
+    if kind in ("aft_simple", "aft_local", "aft_conv"):
+        forward, backward = forward + 2, backward + 6
+    if kind == "aft_conv":
+        forward, backward = forward + 8, backward + 11
+    if kind == "aft_full":
+        forward, backward = forward + 2, backward + 3
+    return forward, backward
 
 
 def loss(e: int) -> Pair:

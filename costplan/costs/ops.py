@@ -108,8 +108,8 @@ def kernels(op: Op) -> tuple[float, float]:
     stream what it says (one each way unless its constructor counts more)."""
     if isinstance(op, Gemm):
         return op.count, 2 * op.count
-    if isinstance(op, Core):
-        return (0, 0) if not op.flops else (1, 1) if op.flash else (2, 4)
+    if isinstance(op, Core):   # a depthwise convolution's backward is one call for both gradients
+        return (0, 0) if not op.flops else (1, 1) if op.flash else (2, 2) if op.conv else (2, 4)
     return op.kernels
 
 
@@ -181,6 +181,9 @@ def attention_ops(layer: Layer, model: ModelSpec, shape: Shape) -> list[Op]:
     if shape.fusion == "eager" and a.type != "mla" and not a.type.startswith("aft"):
         copies = (2, 2) if model.q_width != model.kv_width else (0, 0)     # k and v, when heads are grouped
         ops.append(_eager("repeat_kv", s, eager.repeat_kv(model.q_width, model.kv_width, e), kernels=copies))
+    if shape.fusion == "eager" and a.type.startswith("aft"):
+        ops += [_eager("aft_input", s * model.d_model, eager.aft_input(e), split=False, kernels=(1, 0)),
+                _eager("aft_mixing", s * model.q_width, eager.aft(a.type, e), kernels=eager.aft_kernels(a.type))]
     # the projections reading the normed input (every list ends with the output projection)
     return ops + _fan_out(sum(g.count for g in gemms[:-1] if g.d_in == model.d_model), shape, model)
 

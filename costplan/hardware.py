@@ -10,7 +10,7 @@ from costplan import bundled, sources, yamlio
 from costplan.errors import CostplanError, SpecError, did_you_mean, printable, shown
 from costplan.kernels import Curves
 from costplan.kernels import curves as catalogue_curves
-from costplan.kinds import TEXT, Kind
+from costplan.kinds import Kind, text
 from costplan.sections import InvalidInput, Section, field
 from costplan.validation import Count, Fraction, Name, Positive, Price
 
@@ -20,7 +20,7 @@ PRECISIONS: tuple[str, ...] = ("fp32", "tf32", "fp16", "bf16", "fp8")
 
 def _text(value: Any) -> Any:
     # YAML reads `2026-05-01` as a date; a price date is kept as the text the user wrote.
-    return TEXT.check(value.isoformat() if isinstance(value, datetime.date) else value, None)
+    return text(value.isoformat() if isinstance(value, datetime.date) else value)
 
 
 Text = Kind("Text", _text)

@@ -12,9 +12,9 @@ import math
 from typing import Literal
 
 from costplan import bundled, yamlio
-from costplan.kinds import REAL, Invalid, ListOf, Then, TupleOf
+from costplan.kinds import REAL, Invalid, ListOf, Then, TupleOf, real_number
 from costplan.sections import Section, field, kind
-from costplan.validation import bounded, real_number
+from costplan.validation import bounded
 
 FIELDS = ("memory", "matmul", "attention", "allreduce_bus", "allreduce_latency_us",
           "allreduce_latency_internode_us")

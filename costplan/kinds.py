@@ -4,6 +4,7 @@ their own places, so each problem is reported with its dotted path (costplan/sec
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -17,10 +18,6 @@ FAILED: Any = type("Failed", (), {"__repr__": lambda self: "FAILED"})()   # a va
 
 class Invalid(ValueError):
     """One problem with the value at the place being validated (the message says what, not where)."""
-
-
-class Skip(Exception):
-    """A value whose problems are recorded already."""
 
 
 class FieldProblems(ValueError):
@@ -62,8 +59,6 @@ class Place:
         before = len(self.problems)
         try:
             result = kind.check(value, self)
-        except Skip:
-            return FAILED
         except FieldProblems as exc:
             for name, text in exc.problems:
                 self.add(text, name)
@@ -91,13 +86,14 @@ class Kind:
     """A field's type: how a raw value becomes the field's value, or the sentence saying why it cannot."""
 
     def __init__(self, name: str, check: Callable[[Any], Any] | None, words: tuple[str, ...] | None = None):
-        self.name, self._check, self.words = name, check, words
+        self.name, self.words = name, words
         # The check as a function of the value alone, for kinds that need no place (most fields): validation
-        # calls it directly. None for kinds that record problems inside the value (sections, lists).
+        # calls it directly. None for kinds that record problems inside the value (sections, lists), which
+        # override `check`.
         self.simple: Callable[[Any], Any] | None = check
 
     def check(self, value: Any, at: Place) -> Any:
-        return self._check(value)
+        return self.simple(value)
 
     def sections(self) -> list[type[Section]]:
         """The sections a value of this kind can hold (for dotted field paths)."""
@@ -143,10 +139,8 @@ class Then(Kind):
         self.inner, self.then = inner, check
 
     def check(self, value: Any, at: Place) -> Any:
-        value = at.check(self.inner, value)
-        if value is FAILED:
-            raise Skip
-        return self.then(value, at.context)
+        value = at.check(self.inner, value)      # its problems recorded here
+        return value if value is FAILED else self.then(value, at.context)
 
     def sections(self) -> list[type[Section]]:
         return self.inner.sections()
@@ -192,6 +186,12 @@ class SectionKind(Kind):
         return [self.cls]
 
 
+def _at_least(least: int, value: Any) -> None:
+    """A list or mapping that may not hold fewer than `least` entries."""
+    if len(value) < least:
+        raise Invalid(f"expected at least {least} entr{'y' if least == 1 else 'ies'}, got {len(value)}")
+
+
 class ListOf(Kind):
     """A list (kept as a list, or as a tuple with `as_tuple`) of values of one kind."""
 
@@ -202,9 +202,7 @@ class ListOf(Kind):
     def check(self, value: Any, at: Place) -> Any:
         if not isinstance(value, (list, tuple)):
             raise Invalid(f"expected a list, got {kind_of(value)}")
-        if len(value) < self.min_length:
-            raise Invalid(f"expected at least {self.min_length} entr{'y' if self.min_length == 1 else 'ies'}, "
-                          f"got {len(value)}")
+        _at_least(self.min_length, value)
         items = [at.at(i).check(self.item, v) for i, v in enumerate(value)]
         return tuple(items) if self.as_tuple else items
 
@@ -235,9 +233,7 @@ class DictOf(Kind):
     def check(self, value: Any, at: Place) -> Any:
         if not isinstance(value, Mapping):
             raise Invalid(f"expected a mapping, got {kind_of(value)}")
-        if len(value) < self.min_length:
-            raise Invalid(f"expected at least {self.min_length} entr{'y' if self.min_length == 1 else 'ies'}, "
-                          f"got {len(value)}")
+        _at_least(self.min_length, value)
         out = {}
         for k, v in value.items():
             here = at.at(str(k))
@@ -249,25 +245,35 @@ class DictOf(Kind):
         return self.value.sections()
 
 
-def _text(value: Any) -> Any:
+def text(value: Any) -> str:
     if not isinstance(value, str):
         raise Invalid(f"expected text, got {kind_of(value)}")
     return value
 
 
-def _real(value: Any) -> Any:
+def real_number(value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise Invalid(f"expected a number, got {shown(value)}")
+    if not math.isfinite(value):
+        raise Invalid(f"expected a finite number, got {shown(value)}")
     return float(value)
 
 
-def _integer(value: Any) -> Any:
-    if isinstance(value, str) and value.strip().isdigit():   # a mapping's keys written as text
-        return int(value)
-    if isinstance(value, bool) or not isinstance(value, int):
+def whole_number(value: Any) -> int:
+    """Accept ints and integral floats (YAML `2e12`); reject booleans, text and fractions."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise Invalid(f"expected a whole number, got {shown(value)}")
+    if isinstance(value, float):
+        if not math.isfinite(value) or value != int(value):
+            raise Invalid(f"expected a whole number, got {shown(value)}")
+        return int(value)
     return value
 
 
-TEXT, REAL, INTEGER = Kind("str", _text), Kind("float", _real), Kind("int", _integer)
+def _key_number(value: Any) -> int:
+    """A whole number, or one written as text (a mapping's keys, such as a curve table's head dimensions)."""
+    return int(value) if isinstance(value, str) and value.strip().isdigit() else whole_number(value)
+
+
+TEXT, REAL, INTEGER = Kind("str", text), Kind("float", real_number), Kind("int", _key_number)
 ANY = Kind("Any", lambda v: v)

@@ -22,7 +22,6 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-
 from costplan import hardware, scaling, sizing
 from costplan.costs.estimate import estimate
 from costplan.costs.layers import pipeline_stages, stage_count, stage_depth

@@ -17,23 +17,8 @@ from typing import Any, ClassVar, Literal
 
 from costplan.errors import did_you_mean
 from costplan.kinds import (
-    ANY,
-    FAILED,
-    INTEGER,
-    REAL,
-    TEXT,
-    Choice,
-    DictOf,
-    FieldProblems,
-    Invalid,
-    Kind,
-    ListOf,
-    Nullable,
-    Place,
-    SectionKind,
-    TupleOf,
-    kind_of,
-    message,
+    ANY, FAILED, INTEGER, REAL, TEXT, Choice, DictOf, FieldProblems, Invalid, Kind, ListOf, Nullable, Place,
+    SectionKind, TupleOf, kind_of, message,
 )
 from costplan.records import Record
 
@@ -168,7 +153,7 @@ class Section(Record):
             return FAILED
         section = cls.__new__(cls)
         section.__dict__.update(values)
-        return section if _after(section, at) else FAILED
+        return section if _rules_hold(section, at) else FAILED
 
     @classmethod
     def _values(cls, data: Any, at: Place, siblings: Mapping[str, type[Section]] | None = None) -> Any:
@@ -205,7 +190,7 @@ class Section(Record):
         return f"unknown field{did_you_mean(name, names)}"
 
 
-def _after(section: Section, at: Place) -> bool:
+def _rules_hold(section: Section, at: Place) -> bool:
     """Run a built section's cross-field rules; False (problems recorded) when they fail."""
     try:
         section._after()

@@ -14,35 +14,12 @@ from costplan import hardware
 from costplan.errors import CostplanError, SpecError
 from costplan.kinds import TEXT, FieldProblems, Kind, Then, raise_if
 from costplan.sections import Section, field
-from costplan.spec_attention import (
-    AttentionPattern,
-    AttentionSpec,
-    DenseAttention,
-    ModelAttention,
-    pattern_of,
-)
+from costplan.spec_attention import AttentionPattern, AttentionSpec, DenseAttention, ModelAttention, pattern_of
 from costplan.spec_rules import (
-    implementation_rules,
-    model_parallel,
-    model_rules,
-    parallel_rules,
-    recompute_rules,
-    serving_rules,
-    spec_rules,
+    implementation_rules, model_parallel, model_rules, parallel_rules, recompute_rules, serving_rules, spec_rules,
 )
 from costplan.validation import (
-    Amount,
-    Count,
-    CountOrAuto,
-    Flag,
-    Fraction,
-    Name,
-    Positive,
-    Price,
-    Tokens,
-    Width,
-    ZeroStage,
-    whole_or_none,
+    Amount, Count, CountOrAuto, Flag, Fraction, Name, Positive, Price, Tokens, Width, ZeroStage, whole_or_none,
     width_or_none,
 )
 

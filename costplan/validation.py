@@ -12,7 +12,7 @@ import unicodedata
 from typing import Any
 
 from costplan.errors import CostplanError, did_you_mean, printable, shown
-from costplan.kinds import Choice, Invalid, Kind, kind_of
+from costplan.kinds import Choice, Invalid, Kind, real_number, text, whole_number
 
 # Upper limits keep every product in the cost model far from float overflow; they are far above any real model.
 MAX_WIDTH = 1 << 24          # d_model, d_ff, head_dim, vocab_size, max_seq_len, windows
@@ -24,25 +24,6 @@ MAX_TOKENS = 10**18
 # (TFLOP/s, GiB, GB/s) below a millionth describe no device.
 MIN_MFU = 1e-4
 MIN_POSITIVE = 1e-6
-
-
-def whole_number(value: Any) -> int:
-    """Accept ints and integral floats (YAML `2e12`); reject booleans, text and fractions."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise Invalid(f"expected a whole number, got {shown(value)}")
-    if isinstance(value, float):
-        if not math.isfinite(value) or value != int(value):
-            raise Invalid(f"expected a whole number, got {shown(value)}")
-        return int(value)
-    return value
-
-
-def real_number(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise Invalid(f"expected a number, got {shown(value)}")
-    if not math.isfinite(value):
-        raise Invalid(f"expected a finite number, got {shown(value)}")
-    return float(value)
 
 
 def bounded(name: str, number: Any, *, gt: float | None = None, ge: float | None = None, le: float | None = None,
@@ -74,9 +55,7 @@ def _flag(value: Any) -> bool:
 def _name(value: Any) -> str:
     """Names are printed in tables and headings as they are: no control or format characters (an escape
     sequence would recolour or rewrite the terminal), and one line."""
-    if not isinstance(value, str):
-        raise Invalid(f"expected text, got {kind_of(value)}")
-    bad = [ch for ch in value if unicodedata.category(ch) in ("Cc", "Cf")]
+    bad = [ch for ch in text(value) if unicodedata.category(ch) in ("Cc", "Cf")]
     if bad:
         raise Invalid(f"contains the control character {shown(bad[0])}; a name is printed as it is")
     return value

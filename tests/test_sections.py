@@ -117,3 +117,13 @@ def test_a_hardware_files_curves_are_checked_point_by_point(tmp_path):
         hardware.resolve(str(path))
     assert caught.value.problems == ["kernels.gemm: expected at least 1 entry, got 0",
                                      "kernels.attention_forward.64.points[0]: expected 2 values, got 3"]
+
+
+def test_a_curve_point_is_a_finite_number():
+    # a NaN efficiency would read as a rate of nothing at all; the spec's numbers refuse it the same way
+    from costplan import kernels
+
+    with pytest.raises(InvalidInput) as caught:
+        kernels.Curve.model_validate({"points": [[1, float("nan")], [True, 0.5]], "source": "s"})
+    assert caught.value.messages == ["points[0][1]: expected a finite number, got nan",
+                                     "points[1][0]: expected a number, got True"]

@@ -4,7 +4,6 @@ config's model_type), that costs/norm.py and costs/implementation/ read. Each en
 was derived from; tests/test_implementation.py measures every class against it."""
 from __future__ import annotations
 
-
 from costplan.costs import Shape
 from costplan.records import Record
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 from typing import Any, Union
 
 from costplan.records import Record
-
 from costplan.scaling import Scaling
 
 Number = Union[int, float]  # exact integers stay integers; ratios that do not divide become floats

@@ -147,6 +147,10 @@ class Curves(Section):
       (framework dispatch included), and of one parameter tensor's optimizer update, beyond their rooflines;
       measured by `costplan calibrate` on the device at hand. Left out (every catalogue device: no kernel-level
       figure is published), the step model counts neither.
+    loop_kernel_seconds (optional): the fixed cost of a kernel launched in the reference model's Python loop over
+      attention blocks (profiling/blocks.py), which runs inside an autograd Function, without autograd's
+      recording: a fraction of kernel_seconds; measured by `costplan calibrate`. Left out, those kernels are
+      not counted (with training.fusion eager; a fused kernel is one).
     """
 
     gemm: dict[str, Curve] = field(min_length=1)
@@ -166,6 +170,7 @@ class Curves(Section):
     memory_bound: Figure | None = None
     weight_read: Figure | None = None
     kernel_seconds: Figure | None = None
+    loop_kernel_seconds: Figure | None = None
     depthwise_conv_forward: Figure | None = None
     depthwise_conv_backward: Figure | None = None
     new_shape_seconds: Figure | None = None

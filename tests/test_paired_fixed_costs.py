@@ -22,9 +22,9 @@ TINY = ["model.n_layers=2", "model.d_model=48", "model.d_ff=192", "model.vocab_s
         "training.precision=bf16"]
 
 
-def hardware(tmp_path, name, kernel=None, update=None) -> str:
+def hardware(tmp_path, name, kernel=None, update=None, loop=None) -> str:
     device = {**CALIBRATED, "kernels": dict(CALIBRATED["kernels"])}
-    for field, value in (("kernel_seconds", kernel), ("update_seconds", update)):
+    for field, value in (("kernel_seconds", kernel), ("update_seconds", update), ("loop_kernel_seconds", loop)):
         if value is not None:
             device["kernels"][field] = {"value": value, "source": "test"}
     path = tmp_path / f"{name}.yaml"
@@ -32,10 +32,10 @@ def hardware(tmp_path, name, kernel=None, update=None) -> str:
     return str(path)
 
 
-def check(path: str, fixed, device_name="cpu: test"):  # noqa: ANN001
+def check(path: str, fixed, device_name="cpu: test", name="dense"):  # noqa: ANN001
     from costplan.profiling.compare import time_check
 
-    spec = load_spec(CI / "dense.yaml", [f"hardware.gpu={path}"])
+    spec = load_spec(CI / f"{name}.yaml", [f"hardware.gpu={path}"])
     m = SimpleNamespace(timing=SimpleNamespace(runs=12, spread=0.1, median=0.02), timed_spec=spec, spec=spec,
                         batch=2, time_overrides=[], time_note="", time_precision=None, time_probe=None,
                         time_fixed=fixed, device_name=device_name)
@@ -56,20 +56,43 @@ def test_the_tiny_steps_times_between_the_steps_set_the_fixed_costs(tmp_path):
 
     expected = estimate(one_step(load_spec(CI / "dense.yaml", [f"hardware.gpu={by_hand}"]), 2)).time.step_seconds
     at_file = estimate(one_step(load_spec(CI / "dense.yaml", [f"hardware.gpu={filed}"]), 2)).time.step_seconds
-    row = check(filed, (0.010, 0.003))
+    row = check(filed, (0.010, 0.003, 0.001))
     assert row.estimate == pytest.approx(expected) and row.estimate > at_file
     assert f"{kernel * 1e6:.4g} µs a kernel" in row.note and "(the file's 40, 30)" in row.note
+    assert "loop" not in row.note       # the file has no figure for block loops: none is paired
+
+
+def test_a_file_with_a_loop_figure_pairs_it_with_the_tiny_block_loop(tmp_path):
+    filed = hardware(tmp_path, "filed", kernel=40e-6, update=30e-6, loop=4e-6)
+    # the tiny block loop launches 924 kernels (tests/test_step_counts.py): 9.24 ms of it is 10 µs a kernel
+    row = check(filed, (0.010, 0.003, 0.00924), name="sliding-window")
+    assert "10 µs a loop's kernel" in row.note and "(the file's 40, 30, 4)" in row.note
+    tiny = load_spec("gpt2-small", [*TINY, f"hardware.gpu={filed}"])
+    parts = step_of(tiny, shape_of(tiny)).breakdown
+    kernel = (0.010 - 0.003 - parts["matmul"] - parts["attention"] - parts["memory_bound"]) / 87
+    update = (0.003 - parts["optimizer"]) / 36
+    by_hand = hardware(tmp_path, "by-hand", kernel=kernel, update=update, loop=10e-6)
+    from costplan.profiling.compare import one_step
+
+    spec = load_spec(CI / "sliding-window.yaml", [f"hardware.gpu={by_hand}"])
+    assert row.estimate == pytest.approx(estimate(one_step(spec, 2)).time.step_seconds)
+    # 6 µs more than at 4 for each kernel of its loops: 4 tiles of 40 (window 40 over 128), 2 layers, each
+    # forward 2 + 6 + 4 · (26 + 3) and backward 10 + 12 + 4 · (29 + 3) (costs/eager.py loop_kernels)
+    four = hardware(tmp_path, "four", kernel=kernel, update=update, loop=4e-6)
+    at_four = estimate(one_step(load_spec(CI / "sliding-window.yaml", [f"hardware.gpu={four}"]), 2))
+    overhead = estimate(one_step(spec, 2)).time.breakdown["overhead"] - at_four.time.breakdown["overhead"]
+    assert overhead == pytest.approx(2 * (124 + 150) * 6e-6)
 
 
 def test_without_fixed_costs_in_the_file_or_a_calibration_here_nothing_is_paired(tmp_path):
     bare = hardware(tmp_path, "bare")
-    row = check(bare, (0.010, 0.003))
+    row = check(bare, (0.010, 0.003, 0.001))
     assert "between the steps" not in row.note
     spec = load_spec(CI / "dense.yaml", [f"hardware.gpu={bare}"])
     from costplan.profiling.compare import one_step
 
     assert row.estimate == pytest.approx(estimate(one_step(spec, 2)).time.step_seconds)
-    elsewhere = check(hardware(tmp_path, "filed", kernel=40e-6, update=30e-6), (0.010, 0.003), "cpu: another")
+    elsewhere = check(hardware(tmp_path, "filed", kernel=40e-6, update=30e-6), (0.010, 0.003, 0.001), "cpu: another")
     assert elsewhere.status == "skip" and "between the steps" not in elsewhere.note
 
 

@@ -446,7 +446,7 @@ GPT2_STYLE = {"attention": {"type": "dense"}, "mlp": "gelu", "norm": "layernorm"
 @pytest.mark.parametrize("layers", [1, 2, 3])
 def test_kernels_and_parameter_tensors_counted_by_hand(flat, layers):
     spec = make_spec({**MODEL, **GPT2_STYLE, "n_layers": layers}, {"tokens": 10**6}, {"gpu": flat, "count": 1})
-    assert step_module.stage_counts(spec, shape_of(spec)) == (34 * layers + 13, 16 * layers + 4, 0)
+    assert step_module.stage_counts(spec, shape_of(spec)) == (34 * layers + 13, 16 * layers + 4, 0, 0)
 
 
 def test_fixed_costs_are_counted_only_where_measured(flat, tmp_path):
@@ -481,7 +481,7 @@ LLAMA_STYLE = {"mlp": "swiglu", "norm": "rmsnorm", "position": "rope", "n_kv_hea
 def test_eager_kernels_counted_by_hand(flat):
     spec = make_spec({**MODEL, **LLAMA_STYLE}, {"tokens": 10**6, "fusion": "eager"}, {"gpu": flat, "count": 1})
     # 7 weights and 2 norm weights a layer; the embedding, the untied head and the final norm
-    assert step_module.stage_counts(spec, shape_of(spec)) == (L * (36 + 57) + 2 + 3 + 6 + 22, L * 9 + 3, 0)
+    assert step_module.stage_counts(spec, shape_of(spec)) == (L * (36 + 57) + 2 + 3 + 6 + 22, L * 9 + 3, 0, 0)
 
 
 def test_memory_bound_kernels_run_at_their_measured_rate(flat, tmp_path):

@@ -37,7 +37,7 @@ def test_fixed_costs_are_the_tiny_step_less_its_rooflines_over_its_counts(monkey
     from costplan.costs.run import step_of
     from costplan.profiling import calibrate, fixed_costs
 
-    times = iter([0.004, 0.010])            # the update alone, then the whole step
+    times = iter([0.004, 0.010, 0.00462])   # the update alone, the whole step, the tiny block loop
     monkeypatch.setattr(calibrate, "median_seconds", lambda *args, **kwargs: next(times))
     c = calibrate.Calibration(device="cpu: test", rates={"fp32": {256: 100e9}, "bf16": {256: 50e9}},
                               bandwidth=20e9, interconnect=None, memory_bytes=2**34, mfu=0.5, mfu_source="test",
@@ -52,6 +52,10 @@ def test_fixed_costs_are_the_tiny_step_less_its_rooflines_over_its_counts(monkey
     assert fixed.kernel == pytest.approx((0.010 - 0.004 - rooflines) / 87)
     assert fixed.update == pytest.approx((0.004 - parts["optimizer"]) / 36)
     assert "87 kernels and 36 parameter tensors" in fixed.source
+    # the block loop's 8 tiles: flash 2 + 8 · 29 forward, 10 + 8 · 32 backward; materialising 2 + 8 · 30 and
+    # 6 + 8 · 22 (costs/eager.py loop_kernels; the profiler counts them below)
+    assert fixed.loop == pytest.approx(0.00462 / 924)
+    assert "over the 924 kernels they launch" in fixed.loop_source
     assert fixed.source.startswith("measured by costplan calibrate on cpu: test on 2026-12-03: gpt2-small with")
 
 
@@ -61,20 +65,21 @@ WRAPPERS = {"aten::view", "aten::as_strided", "aten::transpose", "aten::permute"
             "aten::empty_strided", "aten::detach", "aten::select", "aten::empty_like", "aten::reshape",
             "aten::_unsafe_view", "aten::view_as", "aten::resolve_conj", "aten::_conj", "aten::result_type",
             "aten::contiguous", "aten::flatten", "aten::to", "aten::_to_copy", "aten::conv1d", "aten::convolution",
-            "aten::_convolution", "aten::as_strided_", "aten::resize_", "aten::new_empty_strided", "aten::lift_fresh"}
+            "aten::_convolution", "aten::as_strided_", "aten::resize_", "aten::new_empty_strided", "aten::lift_fresh",
+            "aten::narrow", "aten::promote_types"}
 GEMMS = {"aten::linear", "aten::matmul", "aten::mm", "aten::addmm", "aten::bmm"}   # timed as Gemm or a core
 
 
-def _launched(fn) -> tuple[int, ...]:
-    """Kernels torch's profiler sees `fn` launch, GEMMs apart: ops that are neither wrappers nor inside a
-    counted op or a GEMM."""
+def _launched(fn, gemms: bool = False) -> int:
+    """Kernels torch's profiler sees `fn` launch, GEMMs apart unless `gemms`: ops that are neither wrappers nor
+    inside a counted op or a GEMM."""
     from torch.profiler import ProfilerActivity, profile
 
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         fn()
     count = 0
     for event in prof.events():
-        if not event.name.startswith("aten::") or event.name in WRAPPERS | GEMMS:
+        if not event.name.startswith("aten::") or event.name in WRAPPERS or (event.name in GEMMS and not gemms):
             continue
         parent = event.cpu_parent
         while parent is not None and parent.name in WRAPPERS:
@@ -110,3 +115,98 @@ def test_aft_kernels_are_the_reference_blocks(attention, precision):
     counted = [ops.kernels(op) for op in ops.attention_ops(layer, spec.model, shape_of(spec))
                if isinstance(op, ops.Stream) or (isinstance(op, ops.Core) and op.conv)]
     assert (sum(f for f, _ in counted), sum(b for _, b in counted)) == (forward, backward)
+
+
+def _grads(fn, inputs):
+    """Kernels of `fn`'s forward and of its backward to `inputs`, GEMMs included."""
+    out = fn()
+    grad = torch.randn_like(out)
+    return _launched(fn, gemms=True), _launched(lambda: torch.autograd.grad(out, inputs, grad), gemms=True)
+
+
+LOOPED = [
+    ({"type": "sliding_window", "window": 24}, {"n_kv_heads": 2}),
+    ({"type": "sliding_window", "window": 20, "kernel": "materialized"},
+     {"position": "alibi", "attention_sinks": True}),
+    ({"type": "chunked", "chunk": 24}, {}),
+    ({"type": "sparse", "pattern": "strided", "block": 8}, {"n_kv_heads": 2, "position": "alibi"}),
+    ({"type": "sparse", "pattern": "fixed", "block": 16, "summary": 4, "kernel": "materialized"}, {"n_kv_heads": 2}),
+    ({"type": "sparse", "pattern": "fixed", "block": 16, "summary": 4}, {"position": "alibi", "attention_sinks": True}),
+    ({"type": "flash"}, {"attention_sinks": True, "n_kv_heads": 1}),
+]
+
+
+@pytest.mark.parametrize("attention,model", LOOPED)
+def test_block_loop_kernels_are_the_reference_cores(attention, model):
+    # costs/eager.py loop_kernels counts, from the code, what the block-sparse kernel launches; here torch's
+    # profiler counts it on the core the reference model builds for the layer, forward and backward
+    from costplan.costs import ops
+    from costplan.costs.layers import layers
+    from costplan.profiling.attention import make_core
+    from costplan.profiling.modules import alibi_slopes
+
+    spec = load_spec({"model": {"vocab_size": 64, "d_model": 64, "n_layers": 1, "n_heads": 4, "max_seq_len": 64,
+                                "position": "none", **model, "attention": attention},
+                      "training": {"fusion": "eager"}})
+    m = spec.model
+    slopes = torch.tensor(alibi_slopes(m.n_heads)) if m.position == "alibi" else None
+    core, _ = make_core(m.attention, m, 64, None, slopes, "cpu")
+    q = torch.randn(2, 64, m.n_heads, m.head_dim, dtype=torch.bfloat16, requires_grad=True)
+    k, v = (torch.randn(2, 64, m.n_kv_heads, m.head_dim, dtype=torch.bfloat16, requires_grad=True) for _ in "kv")
+    sinks = torch.ones(m.n_heads, dtype=torch.bfloat16, requires_grad=True) if m.attention_sinks else None
+    inputs = [q, k, v] + ([sinks] if sinks is not None else [])
+    counted = _grads(lambda: core(q, k, v, None, 0.125, m.n_heads, m.n_kv_heads, sinks), inputs)
+    (layer,) = layers(m)
+    (looped,) = [ops.looped(op) for op in ops.attention_ops(layer, m, shape_of(spec)) if isinstance(op, ops.Core)]
+    assert looped == counted
+
+
+def test_mla_core_kernels_are_the_reference_loops():
+    from costplan.costs import ops
+    from costplan.costs.layers import layers
+    from costplan.profiling.blocks import block_attention
+    from costplan.profiling.mla import LatentAttentionModule
+
+    attention = {"type": "mla", "kv_lora_rank": 32, "qk_nope_head_dim": 16, "qk_rope_head_dim": 8, "v_head_dim": 16}
+    spec = load_spec({"model": {"vocab_size": 64, "d_model": 64, "n_layers": 1, "n_heads": 4, "max_seq_len": 160,
+                                "attention": attention}, "training": {"fusion": "eager", "seq_len": 160}})
+    module = LatentAttentionModule(spec.model.attention, spec.model, 160)
+    q, k = (torch.randn(1, 160, 4, 24, dtype=torch.bfloat16, requires_grad=True) for _ in "qk")
+    v = torch.randn(1, 160, 4, 16, dtype=torch.bfloat16, requires_grad=True)
+    counted = _grads(lambda: block_attention(q, k, v, module.parts, 0.2, False), [q, k, v])
+    (layer,) = layers(spec.model)
+    (looped,) = [ops.looped(op) for op in ops.attention_ops(layer, spec.model, shape_of(spec))
+                 if isinstance(op, ops.Core)]
+    assert looped == counted
+
+
+@pytest.mark.parametrize("window,seq_len,max_seq_len", [(16, 48, 96), (12, 48, 48), (40, 48, 48), (48, 48, 48),
+                                                        (48, 48, 96)])
+def test_aft_local_band_kernels_are_the_reference_blocks(window, seq_len, max_seq_len):
+    # its tiles: two kernels each forward and eleven backward, less those the whole bias's slices skip
+    from types import SimpleNamespace
+
+    from costplan.costs import ops
+    from costplan.costs.layers import layers
+    from costplan.profiling.aft import AFT
+
+    spec = load_spec({"model": {"vocab_size": 64, "d_model": 64, "n_layers": 1, "n_heads": 4,
+                                "max_seq_len": max_seq_len, "bias": False,
+                                "attention": {"type": "aft_local", "window": window}},
+                      "training": {"fusion": "eager", "seq_len": seq_len}})
+    block = AFT(spec.model.attention, spec.model, seq_len, dtype=torch.bfloat16)
+    x = torch.randn(2, seq_len, 64, dtype=torch.bfloat16, requires_grad=True)
+    future = torch.ones(seq_len, seq_len, dtype=torch.bool).triu(1)
+    position = torch.arange(seq_len)
+    pos = SimpleNamespace(future=future, outside=future | (position[None, :] <= position[:, None] - window))
+    forward, backward = _grads(lambda: block(x, pos), [x, *block.parameters()])
+    (layer,) = layers(spec.model)
+    counted = [ops.kernels(op) for op in ops.attention_ops(layer, spec.model, shape_of(spec))]
+    assert (sum(f for f, _ in counted), sum(b for _, b in counted)) == (forward, backward)
+
+
+def test_the_tiny_block_loop_launches_the_kernels_it_is_divided_by():
+    from costplan.profiling import fixed_costs
+
+    loop = fixed_costs.FixedLoop(torch.device("cpu"), "bf16")
+    assert _launched(loop.seconds, gemms=True) == fixed_costs.loop_kernels() == 924

@@ -54,7 +54,34 @@ five forward and twelve backward; the running sums two and six; AFT-conv's layou
 forward (with its kernel's exp(w) − 1) and eleven backward (with its kernel's gradient: the sum of its two
 uses, the expm1 backward's add and product, the slice's backward); AFT-full's weights two forward
 (masked_fill, exp) and three backward (exp's product, masked_fill's, the add into w's gradient). Counted
-against torch's profiler on the reference block (tests/test_step_counts.py).
+against torch's profiler on the reference block (tests/test_step_counts.py). AFT-local's band, tile by tile
+(costs/attention/blocks.py aft_local_tiles), two more forward a tile (masked_fill, expm1) and the concatenations
+and the adds of the band to the running sums (four); eleven more backward a tile (expm1's add and product,
+masked_fill's, the four slices' backward: the position bias's rows and columns, exp(k)'s and exp(k)·v's keys,
+and the four adds summing their gradients and the tile weights' second use), less one (the first tile's
+gradients start those sums) and less each slice of the bias that is the whole tensor (autograd passes it
+through); its GEMMs, two a tile forward and four backward, are the core's.
+
+The block-sparse kernel (profiling/blocks.py; sliding windows, chunks, the sparse patterns, MLA and flash
+attention with sinks) is a Python loop over blocks inside an autograd Function: its kernels are launched without
+autograd's recording, at the lower fixed cost that `costplan calibrate` measures for such a loop
+(kernels.loop_kernel_seconds). Counted from its code (GEMMs included), per block forward: the scores (GEMM,
+fp32 cast, scale, the causal mask from the query and key positions: two aranges, compare, invert, masked_fill),
+the row maximum, rows that see nothing (isinf, zeros, where), exp(scores - max) (two), the row sum, clamp and
+divide, the output (cast, GEMM, copy into place) and the log-sum-exp (compare, log, add, full, where, copy): 26;
+a window inside the block 3 more (subtract, compare, and); keys given as an index 1 more (K and V gathered, no key
+positions); a materialising kernel 1 (the probabilities' cast); ALiBi 6 (positions, difference, cast, slope
+product, add; one position fewer with index keys); sinks 5 (the sink's cast, maximum, exp(sink - max) and its
+add). Backward, materialising, 22: the probabilities' fp32 cast, dV (cast, GEMM, cast, add, copy back), dP (GEMM,
+cast), the row sums (product, sum), dS (subtract, two products, cast), dQ and dK (GEMM, cast, add, copy back each);
+index keys 4 more (K and V gathered; dK and dV summed through the index: gather, add and index_put, not a view's
+add and copy). The flash kernel's backward recomputes the scores (8) and exp(scores - lse) (2) instead of the
+fp32 cast and the row sums (3): 29, plus the mask's 3 with a window,
+3 with index keys, 6 with ALiBi (5 with index keys). Sinks 6 more either way (their gradient's terms). Each call
+2 forward (the output and log-sum-exp zeroed), backward 6 (the gradients zeroed and cast back), 4 more for flash
+(the saved output's row products) and 2 with sinks; each part of the heads whose K/V heads are shared by several
+query heads, 6 forward (the K/V heads' index and index_select) and 12 backward (those, the expanded gradients'
+zeros and the index_adds back). Counted against torch's profiler (tests/test_step_counts.py).
 """
 from __future__ import annotations
 
@@ -131,6 +158,33 @@ def aft_kernels(kind: str) -> Pair:
         forward, backward = forward + 8, backward + 11
     if kind == "aft_full":
         forward, backward = forward + 2, backward + 3
+    return forward, backward
+
+
+def aft_local_kernels(tiles: int, whole_slices: int) -> Pair:
+    """Kernels AFT-local's band adds to its mixing's, forward and backward, GEMMs apart (the core's)."""
+    return 2 * tiles + 4, 11 * tiles - 1 - whole_slices
+
+
+def loop_kernels(parts: list, materialize: bool, alibi: bool, sinks: bool, grouped: bool) -> Pair:
+    """Kernels the block-sparse kernel launches forward and backward over `parts` (costs/attention/blocks.py
+    Part), GEMMs included; `grouped`: query heads share K/V heads."""
+    forward = 2
+    backward = 6 + (0 if materialize else 4) + (2 if sinks else 0)
+    block_forward = 26 + materialize + (6 if alibi else 0) + (5 if sinks else 0)
+    if materialize:
+        block_backward = 22 + (6 if sinks else 0)
+    else:
+        block_backward = 29 + (6 if alibi else 0) + (6 if sinks else 0)
+    for part in parts:
+        blocks = part.windowed + part.causal + part.indexed
+        forward += (6 if grouped else 0) + blocks * block_forward + 3 * part.windowed
+        forward += part.indexed * (0 if alibi else 1)
+        backward += (12 if grouped else 0) + blocks * block_backward
+        if materialize:
+            backward += 4 * part.indexed
+        else:
+            backward += 3 * part.windowed + part.indexed * (2 if alibi else 3)
     return forward, backward
 
 

@@ -24,13 +24,16 @@ Backward moves twice the forward's bytes (a kernel reading the gradient and its 
 With training.fusion: eager, norms, activations, rotary, residual adds and the loss move what eager PyTorch's
 kernels move forward and backward instead (costs/eager.py), and grouped-query attention's repeat_kv copy and
 the sums of gradients where a tensor fans out are added; softmax, routing and the embedding are single kernels
-either way.
+either way. A core the reference runs as a Python loop over blocks (windows, chunks, sparse patterns, MLA, flash
+attention with sinks: costs/attention/blocks.py) then counts that loop's kernels (Core.looped), and AFT-local's
+band its tiles'.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from costplan.costs import STAT_BYTES, Shape, eager, memo
+from costplan.costs.attention.blocks import aft_local_tiles, block_parts
 from costplan.costs.layers import STRUCTURES, Layer, attention_cost, block_width
 from costplan.costs.moe import routed_rows
 from costplan.spec import ModelSpec
@@ -70,6 +73,9 @@ class Core:
     head_dim: int
     flash: bool                # a FlashAttention kernel; otherwise batched matmuls (and a softmax stream)
     conv: bool = False         # AFT-conv's depthwise convolution, not a matmul
+    calls: int = 1             # times its kernels run (AFT-local's band: once a tile)
+    looped: tuple[float, float] = (0, 0)   # with training.fusion eager, kernels the reference launches in its
+    # Python loop over blocks forward and backward (costs/eager.py loop_kernels), instead of kernels()'s
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,8 +115,15 @@ def kernels(op: Op) -> tuple[float, float]:
     if isinstance(op, Gemm):
         return op.count, 2 * op.count
     if isinstance(op, Core):   # a depthwise convolution's backward is one call for both gradients
-        return (0, 0) if not op.flops else (1, 1) if op.flash else (2, 2) if op.conv else (2, 4)
+        if not op.flops or op.looped != (0, 0):
+            return 0, 0
+        return (1, 1) if op.flash else (2, 2) if op.conv else (2 * op.calls, 4 * op.calls)
     return op.kernels
+
+
+def looped(op: Op) -> tuple[float, float]:
+    """Kernels an operation launches in the reference's Python loop over blocks, forward and backward."""
+    return op.looped if isinstance(op, Core) else (0, 0)
 
 
 def tensors(op: Op) -> int:
@@ -159,6 +172,22 @@ def _is_flash(layer: Layer) -> bool:
     return a.type in FLASH_TYPES or getattr(a, "kernel", None) == "flash"
 
 
+def _looped(layer: Layer, model: ModelSpec, shape: Shape) -> tuple[float, float]:
+    """Kernels of the reference's block loop, forward and backward (its forward twice where selective
+    recomputation reruns a materialising core); none unless training.fusion is eager: a fused kernel is one."""
+    a = layer.attention
+    parts = block_parts(a, model, shape.seq_len) if shape.fusion == "eager" else None
+    if not parts:
+        return 0, 0
+    materialize = getattr(a, "kernel", "flash") == "materialized"
+    mla = a.type == "mla"           # its core takes neither ALiBi nor sinks, and has a K/V head per query head
+    forward, backward = eager.loop_kernels(parts, materialize, model.position == "alibi" and not mla,
+                                           model.attention_sinks and not mla,
+                                           model.n_kv_heads != model.n_heads and not mla)
+    rerun = materialize and shape.recompute == "selective"
+    return forward, backward + (forward if rerun else 0)
+
+
 def attention_ops(layer: Layer, model: ModelSpec, shape: Shape) -> list[Op]:
     s, e, a = shape.seq_len, shape.act_bytes, layer.attention
     gemms = _projections(layer, model, s)
@@ -170,8 +199,11 @@ def attention_ops(layer: Layer, model: ModelSpec, shape: Shape) -> list[Op]:
     heads = model.n_heads
     pairs = core_fwd / (2 * heads * (head_dim + d_v)) if core_fwd else 0
     flash = _is_flash(layer)
+    eager_run = shape.fusion == "eager"
+    tiles, whole = (aft_local_tiles(s, a.window, model.max_seq_len) if a.type == "aft_local" and eager_run
+                    else (1, 0))
     ops: list[Op] = [*gemms, Core(core_fwd, core_bwd, 2 * pairs / s if flash else pairs / s, head_dim, flash,
-                                  conv=a.type == "aft_conv")]
+                                  conv=a.type == "aft_conv", calls=tiles, looped=_looped(layer, model, shape))]
     if not flash and core_fwd and not a.type.startswith("aft"):
         ops.append(Stream("softmax", 2 * heads * pairs * e))
     rotated = s * (model.q_width + model.kv_width)
@@ -182,8 +214,12 @@ def attention_ops(layer: Layer, model: ModelSpec, shape: Shape) -> list[Op]:
         copies = (2, 2) if model.q_width != model.kv_width else (0, 0)     # k and v, when heads are grouped
         ops.append(_eager("repeat_kv", s, eager.repeat_kv(model.q_width, model.kv_width, e), kernels=copies))
     if shape.fusion == "eager" and a.type.startswith("aft"):
+        mixing = eager.aft_kernels(a.type)
+        if a.type == "aft_local":
+            band = eager.aft_local_kernels(tiles, whole)
+            mixing = (mixing[0] + band[0], mixing[1] + band[1])
         ops += [_eager("aft_input", s * model.d_model, eager.aft_input(e), split=False, kernels=(1, 0)),
-                _eager("aft_mixing", s * model.q_width, eager.aft(a.type, e), kernels=eager.aft_kernels(a.type))]
+                _eager("aft_mixing", s * model.q_width, eager.aft(a.type, e), kernels=mixing)]
     # the projections reading the normed input (every list ends with the output projection)
     return ops + _fan_out(sum(g.count for g in gemms[:-1] if g.d_in == model.d_model), shape, model)
 

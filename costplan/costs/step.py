@@ -53,13 +53,16 @@ the gradient, memory-bound.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from costplan.costs import Shape, memo, selective_op
 from costplan.costs.device import Device, device  # noqa: F401 - step.device, as before
 from costplan.costs.layers import Layer, block_width, pipeline_stages, recompute_groups, stage_layers
 from costplan.costs.memory import UNFUSED_UPDATE_BYTES, gradient_bytes, optimizer_bytes, weight_bytes
 from costplan.costs.parallel import zero_groups
-from costplan.costs.ops import Core, Gemm, Op, Stream, embedding_ops, gemm_size, head_ops, kernels, layer_ops, tensors
+from costplan.costs.ops import (
+    Core, Gemm, Op, Stream, embedding_ops, gemm_size, head_ops, kernels, layer_ops, looped, tensors,
+)
 from costplan.costs.traffic import BUCKET_BYTES, Traffic, collective_seconds, overlaps, sm_share
 from costplan.records import Record
 from costplan.spec import ModelSpec, Spec
@@ -336,9 +339,10 @@ def step_time(spec: Spec, dev: Device, shape: Shape, stage_params: list[tuple[fl
     tally, traffic = stages[slowest]
     # fixed costs where the device's tables measure them: a micro-batch's kernels, the step's updates
     curves = dev.curves
-    fixed = any(f is not None for f in (curves.kernel_seconds, curves.update_seconds, curves.new_shape_seconds))
-    launched, held, ragged = stage_counts(spec, shape, slowest) if fixed else (0.0, 0.0, 0.0)
-    launches = fixed_seconds(dev, launched, 0.0, ragged)
+    fixed = any(f is not None for f in (curves.kernel_seconds, curves.update_seconds, curves.new_shape_seconds,
+                                        curves.loop_kernel_seconds))
+    counts = stage_counts(spec, shape, slowest) if fixed else Counts(0.0, 0.0, 0.0)
+    launches = fixed_seconds(dev, counts.launched, 0.0, counts.ragged, counts.looped)
     micro = tally.total + sum(k.exposed for k in traffic.values()) + launches
     bubble = (p - 1) / v * micro
 
@@ -388,7 +392,7 @@ def step_time(spec: Spec, dev: Device, shape: Shape, stage_params: list[tuple[fl
     breakdown = {part: m * (tally.forward[part] + tally.backward[part]) for part in PARTS[:3]}
     breakdown |= {"optimizer": optimizer, "bubble": bubble}
     if fixed:
-        breakdown["overhead"] = m * launches + fixed_seconds(dev, 0.0, held)
+        breakdown["overhead"] = m * launches + fixed_seconds(dev, 0.0, counts.held)
     per_step = {kind: m for kind in ("tensor", "context", "expert")}   # the others are counted per step
     breakdown |= {f"communication.{kind}": per_step.get(kind, 1) * (k.exposed - k.slowed)
                   for kind, k in traffic.items()}
@@ -407,33 +411,46 @@ def streaming_rate(dev: Device) -> float:
     return dev.bandwidth * (measured.value if measured is not None else 1.0)
 
 
-def fixed_seconds(dev: Device, launched: float, held: float, ragged: float = 0.0) -> float:
-    """The fixed cost of `launched` kernels, of updating `held` parameter tensors and of `ragged` GEMMs at new
-    shapes, beyond their rooflines, at the device's measured figures (none: nothing). Counted beside the
-    roofline, not hidden by it: a CPU runs one operation at a time, and its framework's work between kernels is
-    part of each operation's time."""
+def fixed_seconds(dev: Device, launched: float, held: float, ragged: float = 0.0, looped: float = 0.0) -> float:
+    """The fixed cost of `launched` kernels, of updating `held` parameter tensors, of `ragged` GEMMs at new
+    shapes and of `looped` kernels launched in a Python loop over attention blocks, beyond their rooflines, at
+    the device's measured figures (none: nothing). Counted beside the roofline, not hidden by it: a CPU runs one
+    operation at a time, and its framework's work between kernels is part of each operation's time."""
     c = dev.curves
     return sum(count * figure.value for count, figure in ((launched, c.kernel_seconds), (held, c.update_seconds),
-                                                           (ragged, c.new_shape_seconds)) if figure is not None)
+                                                           (ragged, c.new_shape_seconds),
+                                                           (looped, c.loop_kernel_seconds)) if figure is not None)
 
 
-def stage_counts(spec: Spec, shape: Shape, stage: int = 0) -> tuple[float, float, float]:
+class Counts(NamedTuple):
+    """What one micro-batch launches on a GPU, for the fixed costs (stage_counts)."""
+
+    launched: float     # kernels (ops.kernels)
+    held: float         # parameter tensors updated (ops.tensors)
+    ragged: float       # of the kernels, GEMMs at shapes that follow the routing (ops.Gemm.ragged)
+    looped: float = 0.0  # kernels launched in the reference's loop over attention blocks (ops.looped)
+
+
+def stage_counts(spec: Spec, shape: Shape, stage: int = 0) -> Counts:
     """Kernels one micro-batch launches on a GPU of pipeline stage `stage` (forward, backward and recomputation),
-    the parameter tensors that GPU updates, and of those kernels the GEMMs whose shapes follow the routing
-    (ops.Gemm.ragged): ops.kernels and ops.tensors over the stage's operations, a routed expert's divided by the
-    expert degree. Only walked for a device that has fixed costs."""
+    the parameter tensors that GPU updates, of those kernels the GEMMs whose shapes follow the routing
+    (ops.Gemm.ragged), and the kernels of the reference's block loops (ops.looped): over the stage's
+    operations, a routed expert's divided by the expert degree. Only walked for a device that has fixed costs."""
     model, p, ep = spec.model, spec.parallel.pipeline, spec.parallel.expert
-    launched = held = ragged = 0.0
+    launched = held = ragged = loop = 0.0
 
     def add(ops: list[Op], times: int, recompute: bool) -> None:
-        nonlocal launched, held, ragged
+        nonlocal launched, held, ragged, loop
+        again = 2 if recompute else 1
         for op in ops:
             forward, backward = kernels(op)
             share = ep if isinstance(op, Gemm) and op.expert else 1
-            launched += times * ((2 if recompute else 1) * forward + backward) / share
+            launched += times * (again * forward + backward) / share
             held += times * tensors(op) / share
             if isinstance(op, Gemm) and op.ragged:
-                ragged += times * ((2 if recompute else 1) * forward + backward) / share
+                ragged += times * (again * forward + backward) / share
+            ahead, behind = looped(op)
+            loop += times * (again * ahead + behind)
 
     if stage == 0:
         add(embedding_ops(model, shape), 1, False)
@@ -444,4 +461,4 @@ def stage_counts(spec: Spec, shape: Shape, stage: int = 0) -> tuple[float, float
             layer_shape.recompute == "full")
         if layer_shape.recompute == "selective_op":
             launched += count * sum(kernels(op)[0] for op in rerun_ops(layer, model, layer_shape))
-    return launched, held, ragged
+    return Counts(launched, held, ragged, loop)

@@ -29,6 +29,7 @@ from typing import NamedTuple, Union
 import torch
 
 # Which tiles a kernel computes is part of what the spec means; it is defined once, with the cost model.
+from costplan.costs.attention.blocks import CAUSAL_TILE
 from costplan.costs.attention.pairs import QUERY_BLOCK as KERNEL_TILE, tile_for
 
 Select = Union[slice, torch.Tensor]
@@ -261,10 +262,10 @@ class BlockCore:
         return block_attention(q, k, v, self.parts, scale, self.materialize, self.slopes, sinks)
 
 
-# CausalTiles' query tile. Its blocks span every key, so a tile's fp32 temporaries grow with the context; 16
-# rows keep the measured peak within about a percent of torch's fused kernel (ci/sinks-flash.yaml without its
-# MoE: +4.4% over the estimate against +3.7%; 128 rows gave +17.7%). FLOPs and saved tensors do not depend on it.
-CAUSAL_TILE = 16
+# CausalTiles' query tile (CAUSAL_TILE, 16 rows). Its blocks span every key, so a tile's fp32 temporaries grow
+# with the context; 16 rows keep the measured peak within about a percent of torch's fused kernel
+# (ci/sinks-flash.yaml without its MoE: +4.4% over the estimate against +3.7%; 128 rows gave +17.7%). FLOPs and
+# saved tensors do not depend on it.
 
 
 class CausalTiles:

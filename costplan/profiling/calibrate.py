@@ -203,14 +203,15 @@ def calibrate(device: torch.device, budget: float = DEFAULT_BUDGET,
                            depthwise_conv=conv)
     measured.fixed = fixed_costs(measured, device, precision)
     progress(f"fixed costs: {measured.fixed.kernel * 1e6:.3g} µs per kernel, {measured.fixed.update * 1e6:.3g} µs "
-             f"per parameter tensor's update, {measured.new_shape[0] * 1e6:.3g} µs per GEMM at a new shape")
+             f"per parameter tensor's update, {measured.fixed.loop * 1e6:.3g} µs per kernel of a block loop, "
+             f"{measured.new_shape[0] * 1e6:.3g} µs per GEMM at a new shape")
     progress(f"done in {report.seconds(time.perf_counter() - started)} (budget {report.seconds(budget)})")
     return measured
 
 
 def fixed_costs(c: Calibration, device: torch.device, precision: str) -> Fixed:
-    """Seconds per kernel and per parameter tensor's update, from the tiny step (profiling/fixed_costs.py), its
-    times the medians of FIXED_RUNS, on this calibration's rooflines."""
+    """Seconds per kernel, per parameter tensor's update and per kernel of a block loop, from the tiny step and
+    loop (profiling/fixed_costs.py), their times the medians of FIXED_RUNS, on this calibration's rooflines."""
     tiny = FixedStep(device, precision)
 
     def gradients() -> None:        # what the update reads (it clears them)
@@ -218,11 +219,13 @@ def fixed_costs(c: Calibration, device: torch.device, precision: str) -> Fixed:
 
     update = median_seconds(tiny.trainer.update, gradients, device, FIXED_RUNS)
     step = median_seconds(lambda: tiny.trainer.step(tiny.data), lambda: None, device, FIXED_RUNS)
+    loop = median_seconds(tiny.loop.seconds, lambda: None, device, FIXED_RUNS)
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "calibrated.yaml"
         path.write_text(yamlio.dumps(hardware_entry(c)), encoding="utf-8")
-        fixed = fixed_costs_of(precision, str(path), step, update, f"median of {FIXED_RUNS} steps")
-    fixed.source = f"measured by costplan calibrate on {c.device} on {c.date}: {fixed.source}"
+        fixed = fixed_costs_of(precision, str(path), step, update, f"median of {FIXED_RUNS} runs", loop)
+    on = f"measured by costplan calibrate on {c.device} on {c.date}"
+    fixed.source, fixed.loop_source = f"{on}: {fixed.source}", f"{on}: {fixed.loop_source}"
     return fixed
 
 
@@ -286,6 +289,8 @@ def kernel_curves(c: Calibration) -> dict:
             entry["kernel_seconds"] = {"value": c.fixed.kernel, "source": c.fixed.source}
         if c.fixed.update > 0:
             entry["update_seconds"] = {"value": c.fixed.update, "source": c.fixed.source}
+        if c.fixed.loop > 0:
+            entry["loop_kernel_seconds"] = {"value": c.fixed.loop, "source": c.fixed.loop_source}
     return entry
 
 

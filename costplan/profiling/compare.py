@@ -206,16 +206,19 @@ def time_check(m: Measurement, tolerance: float | None) -> Check:
 def _paired_fixed_costs(spec: Spec, m: Measurement, gpu) -> tuple[float, str]:  # noqa: ANN001 - hardware.GPU
     """The step estimated with the fixed costs that the tiny step, timed between the measured steps, gives on
     this hardware's rooflines; and a note of them against the file's."""
-    step, update = m.time_fixed
+    step, update, loop = m.time_fixed
+    k = gpu.kernels
     fixed = fixed_costs_of(spec.training.precision, gpu.key, step, update,
-                           f"median of {m.timing.runs} steps, timed between the checked steps,")
+                           f"median of {m.timing.runs} steps, timed between the checked steps,",
+                           loop if k.loop_kernel_seconds is not None else None)
     with with_fixed_costs(gpu, fixed) as path:
         estimated = estimate(one_step(with_overrides(spec, [f"hardware.gpu={path}"]), m.batch)).time.step_seconds
-    k = gpu.kernels
-    filed = [f.value if f is not None else None for f in (k.kernel_seconds, k.update_seconds)]
-    note = (f"fixed costs timed between the steps: {report.number(fixed.kernel * 1e6)} µs a kernel, "
-            f"{report.number(fixed.update * 1e6)} µs an update (the file's "
-            + ", ".join(report.number(v * 1e6) if v else "none" for v in filed) + ")")
+    figures = [(fixed.kernel, k.kernel_seconds, "a kernel"), (fixed.update, k.update_seconds, "an update")]
+    if k.loop_kernel_seconds is not None:
+        figures.append((fixed.loop, k.loop_kernel_seconds, "a loop's kernel"))
+    note = ("fixed costs timed between the steps: "
+            + ", ".join(f"{report.number(value * 1e6)} µs {what}" for value, _, what in figures) + " (the file's "
+            + ", ".join(report.number(f.value * 1e6) if f else "none" for _, f, _ in figures) + ")")
     return estimated, note
 
 

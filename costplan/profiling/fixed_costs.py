@@ -1,8 +1,10 @@
 """A step's fixed costs beyond its operations' rooflines: per kernel (the framework's dispatch and autograd work
-around each operation) and per parameter tensor's optimizer update, measured on a tiny step whose operations do
-no work to speak of (FIXED_STEP). `costplan calibrate` times it for the hardware file; the step check times it
-once between each of its own steps, so that a shared machine's load falls on the measured step and on these
-costs alike (two calibrations half an hour apart have differed by 57% in their cost per kernel)."""
+around each operation), per parameter tensor's optimizer update, and per kernel of the reference's Python loop
+over attention blocks (no autograd recording there: about a fifth of a module's kernel), measured on a tiny step
+and a tiny block loop whose operations do no work to speak of (FIXED_STEP, FixedLoop). `costplan calibrate` times
+them for the hardware file; the step check times them once between each of its own steps, so that a shared
+machine's load falls on the measured step and on these costs alike (two calibrations half an hour apart have
+differed by 57% in their cost per kernel)."""
 from __future__ import annotations
 
 import tempfile
@@ -15,11 +17,14 @@ from pathlib import Path
 import torch
 
 from costplan import yamlio
+from costplan.costs import eager
+from costplan.costs.attention.blocks import Part as Blocks
 from costplan.costs.components import shape_of
 from costplan.costs.run import step_of
 from costplan.costs.step import stage_counts
 from costplan.hardware import GPU
 from costplan.loading import load_spec
+from costplan.profiling.blocks import BlockAttention, Part, window_blocks
 from costplan.profiling.model import build_model
 from costplan.profiling.step import Trainer, batch
 from costplan.profiling.timing import synchronize
@@ -34,13 +39,21 @@ FIXED_STEP = ["model.n_layers=2", "model.d_model=48", "model.d_ff=192", "model.v
               "training.fusion=eager"]
 
 
+# The tiny block loop: a sliding window of 8 over 64 positions (8 tiles of 8 queries and at most 16 keys), 2 heads
+# of 8 dimensions, one sequence, run forward and backward by the flash and by the materialising kernel.
+LOOP_LENGTH, LOOP_WINDOW, LOOP_HEADS, LOOP_HEAD_DIM = 64, 8, 2, 8
+
+
 @dataclass
 class Fixed:
-    """The fixed cost of one kernel and of one parameter tensor's optimizer update, with how they were found."""
+    """The fixed cost of one kernel, of one parameter tensor's optimizer update and of one kernel of a block
+    loop, with how they were found."""
 
     kernel: float
     update: float
     source: str
+    loop: float = 0.0
+    loop_source: str = ""
 
 
 def paired(gpu: GPU, device_name: str) -> bool:
@@ -67,8 +80,10 @@ class FixedStep:
         self.trainer = Trainer(build_model(self.spec, device=device), self.spec)
         self.data = batch(self.spec, self.spec.training.micro_batch_size, device)
 
-    def seconds(self) -> tuple[float, float]:
-        """One whole step's seconds, and of those its optimizer update's."""
+        self.loop = FixedLoop(device, precision)
+
+    def seconds(self) -> tuple[float, float, float]:
+        """One whole step's seconds, of those its optimizer update's, and the tiny block loop's."""
         synchronize(self.device)
         start = time.perf_counter()
         self.trainer.accumulate(*self.data)
@@ -77,35 +92,75 @@ class FixedStep:
         self.trainer.update()
         synchronize(self.device)
         end = time.perf_counter()
-        return end - start, end - backward
+        return end - start, end - backward, self.loop.seconds()
 
 
-def fixed_costs_of(precision: str, hardware: str, step: float, update: float, how: str) -> Fixed:
+class FixedLoop:
+    """The reference's block-sparse attention kernel on blocks that do no work to speak of, flash and
+    materialising, forward and backward: its time is the fixed costs of the kernels its loop launches."""
+
+    def __init__(self, device: torch.device, precision: str):
+        dtype = {"fp32": torch.float32, "fp16": torch.float16}.get(precision, torch.bfloat16)
+        self.device = device
+        shape = (1, LOOP_LENGTH, LOOP_HEADS, LOOP_HEAD_DIM)
+        self.inputs = [torch.randn(shape, dtype=dtype, device=device, requires_grad=True) for _ in range(3)]
+        self.parts = [Part(slice(0, LOOP_HEADS), window_blocks(LOOP_LENGTH, LOOP_WINDOW))]
+        self.grad = torch.ones(shape, dtype=dtype, device=device)
+
+    def seconds(self) -> float:
+        synchronize(self.device)
+        start = time.perf_counter()
+        for materialize in (False, True):
+            out = BlockAttention.apply(*self.inputs, self.parts, 0.3, materialize, None, None)
+            torch.autograd.grad(out, self.inputs, self.grad)
+        synchronize(self.device)
+        return time.perf_counter() - start
+
+
+def loop_kernels() -> float:
+    """Kernels the tiny block loop launches (costs/eager.py loop_kernels, counted against torch's profiler)."""
+    parts = [Blocks(windowed=-(-LOOP_LENGTH // LOOP_WINDOW))]
+    return sum(sum(eager.loop_kernels(parts, materialize, False, False, False)) for materialize in (False, True))
+
+
+def fixed_costs_of(precision: str, hardware: str, step: float, update: float, how: str,
+                   loop: float | None = None) -> Fixed:
     """The fixed costs that `step` seconds of the tiny step in `precision`, `update` of them its optimizer
     update, mean on `hardware`: the update less its roofline over the parameter tensors it updates, the rest of
     the step less the rooflines of its operations over the kernels the step model counts in it. The rooflines
     are the step model's parts without fixed costs, so the hardware's own fixed costs do not enter. `how` says
-    how the two times were taken."""
+    how the two times were taken. `loop` seconds of the tiny block loop, if timed, over its kernels give the cost
+    of a loop's kernel (its rooflines, a few thousand FLOPs, left out)."""
     spec = tiny_step(precision, hardware)
     parts = step_of(spec, shape_of(spec)).breakdown
-    launched, held, _ = stage_counts(spec, shape_of(spec))
-    kernel = max(0.0, step - update - parts["matmul"] - parts["attention"] - parts["memory_bound"]) / launched
-    per_update = max(0.0, update - parts["optimizer"]) / held
+    counts = stage_counts(spec, shape_of(spec))
+    kernel = max(0.0, step - update - parts["matmul"] - parts["attention"] - parts["memory_bound"]) / counts.launched
+    per_update = max(0.0, update - parts["optimizer"]) / counts.held
     source = (f"{REFERENCE} with --set {' '.join(tiny_overrides(precision))}, {how} {step:.4g} s, of which the "
-              f"optimizer update {update:.4g} s; less the rooflines of its operations, over the {launched:g} kernels "
-              f"and {held:g} parameter tensors the step model counts in it")
-    return Fixed(kernel=kernel, update=per_update, source=source)
+              f"optimizer update {update:.4g} s; less the rooflines of its operations, over the {counts.launched:g} "
+              f"kernels and {counts.held:g} parameter tensors the step model counts in it")
+    fixed = Fixed(kernel=kernel, update=per_update, source=source)
+    if loop is not None:
+        fixed.loop = loop / loop_kernels()
+        fixed.loop_source = (f"the {precision} block-sparse attention kernel of the reference model, a window of "
+                             f"{LOOP_WINDOW} over {LOOP_LENGTH} positions, {LOOP_HEADS} heads of {LOOP_HEAD_DIM}, "
+                             f"flash and materialising, forward and backward, {how} {loop:.4g} s, over the "
+                             f"{loop_kernels():g} kernels they launch")
+    return fixed
 
 
 @contextmanager
 def with_fixed_costs(gpu: GPU, fixed: Fixed) -> Iterator[str]:
-    """A copy of the hardware file `gpu` whose fixed costs per kernel and per update are `fixed`'s (a cost lost
-    in the timing noise left out, as calibrate leaves it out), as a path for hardware.gpu while in use."""
+    """A copy of the hardware file `gpu` whose fixed costs per kernel, per update and per loop kernel are
+    `fixed`'s (a cost lost in the timing noise left out, as calibrate leaves it out), as a path for hardware.gpu
+    while in use."""
     data = gpu.model_dump(mode="json", exclude_none=True)
-    for name, value in (("kernel_seconds", fixed.kernel), ("update_seconds", fixed.update)):
+    for name, value, source in (("kernel_seconds", fixed.kernel, fixed.source),
+                                ("update_seconds", fixed.update, fixed.source),
+                                ("loop_kernel_seconds", fixed.loop, fixed.loop_source)):
         data["kernels"].pop(name, None)
         if value > 0:
-            data["kernels"][name] = {"value": value, "source": fixed.source}
+            data["kernels"][name] = {"value": value, "source": source}
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "paired.yaml"
         path.write_text(yamlio.dumps(data), encoding="utf-8")

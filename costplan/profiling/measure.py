@@ -52,8 +52,8 @@ class Measurement:
     time_note: str = ""
     time_precision: PrecisionChoice | None = None
     time_probe: float | None = None          # matmul FLOP/s at PROBE_SIZE in the timed precision, after timing
-    time_fixed: tuple[float, float] | None = None   # the tiny step's seconds and its update's (medians), timed
-                                                    # between the steps (fixed_costs.py)
+    time_fixed: tuple[float, float, float] | None = None   # the tiny step's seconds, its update's and the tiny
+                                                    # block loop's (medians), timed between the steps (fixed_costs.py)
 
 
 def resolve_device(name: str) -> torch.device:

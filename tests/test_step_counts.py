@@ -30,9 +30,10 @@ def test_parameter_tensors_are_the_reference_models(name):
 
 def test_fixed_costs_are_the_tiny_step_less_its_rooflines_over_its_counts(monkeypatch, tmp_path):
     """calibrate.fixed_costs with the tiny step's times given. A GPT-2 layer's step of 2 layers counts 81 kernels
-    fused (tests/test_step.py counts them by hand) and 87 as eager PyTorch runs them, as check counts the
+    fused (tests/test_step.py counts them by hand) and 105 as eager PyTorch runs them, as check counts the
     reference model's: per layer autograd's two adds summing the gradients of the normed input that q, k and v
-    read, and the loss's cast to fp32 and back; and 36 parameter tensors."""
+    read, and the explicit core's scale and causal mask each way, its output's copy forward and four layout
+    copies backward (9); the loss's cast to fp32 and back; and 36 parameter tensors."""
     from costplan import yamlio
     from costplan.costs.run import step_of
     from costplan.profiling import calibrate, fixed_costs
@@ -49,9 +50,9 @@ def test_fixed_costs_are_the_tiny_step_less_its_rooflines_over_its_counts(monkey
     tiny = load_spec("gpt2-small", [*fixed_costs.FIXED_STEP, "training.precision=bf16", f"hardware.gpu={hardware}"])
     parts = step_of(tiny, shape_of(tiny)).breakdown
     rooflines = parts["matmul"] + parts["attention"] + parts["memory_bound"]
-    assert fixed.kernel == pytest.approx((0.010 - 0.004 - rooflines) / 87)
+    assert fixed.kernel == pytest.approx((0.010 - 0.004 - rooflines) / 105)
     assert fixed.update == pytest.approx((0.004 - parts["optimizer"]) / 36)
-    assert "87 kernels and 36 parameter tensors" in fixed.source
+    assert "105 kernels and 36 parameter tensors" in fixed.source
     # the block loop's 8 tiles: flash 2 + 8 · 29 forward, 10 + 8 · 32 backward; materialising 2 + 8 · 30 and
     # 6 + 8 · 22 (costs/eager.py loop_kernels; the profiler counts them below)
     assert fixed.loop == pytest.approx(0.00462 / 924)
@@ -210,3 +211,27 @@ def test_the_tiny_block_loop_launches_the_kernels_it_is_divided_by():
 
     loop = fixed_costs.FixedLoop(torch.device("cpu"), "bf16")
     assert _launched(loop.seconds, gemms=True) == fixed_costs.loop_kernels() == 924
+
+
+@pytest.mark.parametrize("model,training", [
+    ({}, {}), ({"position": "alibi"}, {}), ({"n_kv_heads": 2}, {}), ({"attention_sinks": True}, {}),
+    ({}, {"recompute": "selective"}), ({"n_kv_heads": 1, "position": "alibi"}, {"recompute": "selective"}),
+    ({"n_kv_heads": 2, "attention_sinks": True, "position": "alibi"}, {"recompute": "selective"}),
+])
+def test_explicit_attention_kernels_are_the_reference_modules(model, training):
+    # the whole attention module of the reference (projections, explicit core, its scale, mask and layout copies,
+    # the gradient sums of its input), forward and backward, against every attention op's kernels
+    from costplan.costs import ops
+    from costplan.costs.layers import layers
+    from costplan.profiling.model import build_model
+
+    spec = load_spec({"model": {"vocab_size": 64, "d_model": 64, "n_layers": 1, "n_heads": 4, "max_seq_len": 64,
+                                "bias": False, "attention": {"type": "dense"}, **model},
+                      "training": {"fusion": "eager", "seq_len": 64, **training}})
+    reference = build_model(spec, device="cpu")
+    attention = reference.layers[0].attention
+    x = torch.randn(2, 64, 64, dtype=next(attention.parameters()).dtype, requires_grad=True)
+    counted = _grads(lambda: attention(x, reference.positions(64)), [x, *attention.parameters()])
+    (layer,) = layers(spec.model)
+    modelled = [ops.kernels(op) for op in ops.attention_ops(layer, spec.model, shape_of(spec))]
+    assert (sum(f for f, _ in modelled), sum(b for _, b in modelled)) == counted

@@ -62,6 +62,15 @@ and the four adds summing their gradients and the tile weights' second use), les
 gradients start those sums) and less each slice of the bias that is the whole tensor (autograd passes it
 through); its GEMMs, two a tile forward and four backward, are the core's.
 
+The explicit core (dense attention as the reference model writes it: profiling/attention.py explicit_core)
+beside its two batched GEMMs and its softmax: the scale and the causal mask (masked_fill; with ALiBi the bias's
+add, whose backward passes the gradient through) each way; with sinks their column joined (cat) forward, and
+backward the slice's gradient and the sinks' sum; the output copied into the projection's layout forward (and q
+into its groups when heads are grouped), and backward four copies (the output's gradient into the core's layout,
+q's, k's and v's gradients back into the projections'; not v's with one K/V head, whose transpose is then
+contiguous). Selective recomputation reruns the core's forward kernels. It folds grouped heads itself: no
+repeat_kv. Counted against torch's profiler on the reference's attention module (tests/test_step_counts.py).
+
 The block-sparse kernel (profiling/blocks.py; sliding windows, chunks, the sparse patterns, MLA and flash
 attention with sinks) is a Python loop over blocks inside an autograd Function: its kernels are launched without
 autograd's recording, at the lower fixed cost that `costplan calibrate` measures for such a loop
@@ -186,6 +195,36 @@ def loop_kernels(parts: list, materialize: bool, alibi: bool, sinks: bool, group
         else:
             backward += 3 * part.windowed + part.indexed * (2 if alibi else 3)
     return forward, backward
+
+
+def explicit_scores(alibi: bool, sinks: bool, e: int) -> Pair:
+    """Bytes per score of the explicit core's scale and mask (ALiBi's bias added, or the causal masked_fill) and
+    the sinks' column joined, forward and backward (ALiBi's add passes its gradient through)."""
+    forward = 2 * e + (ADD if alibi else 2) * e + (2 * e if sinks else 0)
+    backward = 2 * e + (0 if alibi else 2 * e) + (2 * e if sinks else 0)
+    return forward, backward
+
+
+def explicit_scores_kernels(alibi: bool, sinks: bool, rerun: bool) -> Pair:
+    """Their kernels; selective recomputation reruns the forward's in backward."""
+    forward = 2 + (1 if sinks else 0)
+    backward = 1 + (0 if alibi else 1) + (2 if sinks else 0)
+    return forward, backward + (forward if rerun else 0)
+
+
+def explicit_layout(q_width: int, kv_width: int, kv_heads: int, e: int) -> Pair:
+    """Bytes per token of the explicit core's layout copies: forward the output into the projection's layout
+    (and q into its groups, when heads are grouped), backward the output's gradient into the core's layout and
+    q's, k's and v's gradients back into the projections' (not v's with one K/V head: its transpose is then a
+    contiguous view)."""
+    grouped = q_width != kv_width
+    v = 0 if kv_heads == 1 else 1
+    return 2 * q_width * e * (2 if grouped else 1), 2 * (2 * q_width + (1 + v) * kv_width) * e
+
+
+def explicit_layout_kernels(grouped: bool, kv_heads: int, rerun: bool) -> Pair:
+    """Their kernels (q's copy into groups is inside the core: selective recomputation reruns it)."""
+    return 1 + (1 if grouped else 0), (3 if kv_heads == 1 else 4) + (1 if grouped and rerun else 0)
 
 
 def loss(e: int) -> Pair:

@@ -74,6 +74,7 @@ class Core:
     flash: bool                # a FlashAttention kernel; otherwise batched matmuls (and a softmax stream)
     conv: bool = False         # AFT-conv's depthwise convolution, not a matmul
     calls: int = 1             # times its kernels run (AFT-local's band: once a tile)
+    rerun: bool = False        # selective recomputation reruns its forward kernels in backward (a materialising core)
     looped: tuple[float, float] = (0, 0)   # with training.fusion eager, kernels the reference launches in its
     # Python loop over blocks forward and backward (costs/eager.py loop_kernels), instead of kernels()'s
 
@@ -117,7 +118,7 @@ def kernels(op: Op) -> tuple[float, float]:
     if isinstance(op, Core):   # a depthwise convolution's backward is one call for both gradients
         if not op.flops or op.looped != (0, 0):
             return 0, 0
-        return (1, 1) if op.flash else (2, 2) if op.conv else (2 * op.calls, 4 * op.calls)
+        return (1, 1) if op.flash else (2, 2) if op.conv else (2 * op.calls, (4 + 2 * op.rerun) * op.calls)
     return op.kernels
 
 
@@ -188,6 +189,33 @@ def _looped(layer: Layer, model: ModelSpec, shape: Shape) -> tuple[float, float]
     return forward, backward + (forward if rerun else 0)
 
 
+def _eager_attention(a, model: ModelSpec, shape: Shape, scores: float, band: tuple[int, int],  # noqa: ANN001
+                     rerun: bool) -> list[Op]:
+    """What eager PyTorch runs beside an attention block's GEMMs and core: grouped-query attention's repeat_kv,
+    AFT's elementwise work (`band`: AFT-local's tiles and whole slices), the explicit core's scale, mask and
+    layout copies (`scores`: pairs over all heads)."""
+    s, e = shape.seq_len, shape.act_bytes
+    ops: list[Op] = []
+    if a.type not in ("mla", "dense") and not a.type.startswith("aft"):   # the explicit core folds groups
+        copies = (2, 2) if model.q_width != model.kv_width else (0, 0)     # k and v, when heads are grouped
+        ops.append(_eager("repeat_kv", s, eager.repeat_kv(model.q_width, model.kv_width, e), kernels=copies))
+    if a.type.startswith("aft"):
+        mixing = eager.aft_kernels(a.type)
+        if a.type == "aft_local":
+            extra = eager.aft_local_kernels(*band)
+            mixing = (mixing[0] + extra[0], mixing[1] + extra[1])
+        ops += [_eager("aft_input", s * model.d_model, eager.aft_input(e), split=False, kernels=(1, 0)),
+                _eager("aft_mixing", s * model.q_width, eager.aft(a.type, e), kernels=mixing)]
+    if a.type == "dense":
+        alibi, grouped = model.position == "alibi", model.q_width != model.kv_width
+        sinks = model.attention_sinks
+        ops += [_eager("scores", scores, eager.explicit_scores(alibi, sinks, e),
+                       kernels=eager.explicit_scores_kernels(alibi, sinks, rerun)),
+                _eager("layout", s, eager.explicit_layout(model.q_width, model.kv_width, model.n_kv_heads, e),
+                       kernels=eager.explicit_layout_kernels(grouped, model.n_kv_heads, rerun))]
+    return ops
+
+
 def attention_ops(layer: Layer, model: ModelSpec, shape: Shape) -> list[Op]:
     s, e, a = shape.seq_len, shape.act_bytes, layer.attention
     gemms = _projections(layer, model, s)
@@ -202,24 +230,18 @@ def attention_ops(layer: Layer, model: ModelSpec, shape: Shape) -> list[Op]:
     eager_run = shape.fusion == "eager"
     tiles, whole = (aft_local_tiles(s, a.window, model.max_seq_len) if a.type == "aft_local" and eager_run
                     else (1, 0))
+    looped = _looped(layer, model, shape)
+    rerun = a.type == "dense" and shape.recompute == "selective"       # the explicit core, checkpointed
     ops: list[Op] = [*gemms, Core(core_fwd, core_bwd, 2 * pairs / s if flash else pairs / s, head_dim, flash,
-                                  conv=a.type == "aft_conv", calls=tiles, looped=_looped(layer, model, shape))]
-    if not flash and core_fwd and not a.type.startswith("aft"):
-        ops.append(Stream("softmax", 2 * heads * pairs * e))
+                                  conv=a.type == "aft_conv", calls=tiles, rerun=rerun, looped=looped)]
+    if not flash and core_fwd and not a.type.startswith("aft"):     # a loop's softmax is among its kernels
+        ops.append(Stream("softmax", 2 * heads * pairs * e, kernels=(0, 0) if looped != (0, 0) else (1, 1 + rerun)))
     rotated = s * (model.q_width + model.kv_width)
     if model.position == "rope" and getattr(a, "rope", True):     # a NoPE layer (rope: false) rotates nothing
         ops.append(_eager("rotary", rotated, eager.rotary(e), kernels=eager.rotary_kernels(e))
-                   if shape.fusion == "eager" else Stream("rotary", 2 * rotated * e, kernels=(2, 2)))   # q and k
-    if shape.fusion == "eager" and a.type != "mla" and not a.type.startswith("aft"):
-        copies = (2, 2) if model.q_width != model.kv_width else (0, 0)     # k and v, when heads are grouped
-        ops.append(_eager("repeat_kv", s, eager.repeat_kv(model.q_width, model.kv_width, e), kernels=copies))
-    if shape.fusion == "eager" and a.type.startswith("aft"):
-        mixing = eager.aft_kernels(a.type)
-        if a.type == "aft_local":
-            band = eager.aft_local_kernels(tiles, whole)
-            mixing = (mixing[0] + band[0], mixing[1] + band[1])
-        ops += [_eager("aft_input", s * model.d_model, eager.aft_input(e), split=False, kernels=(1, 0)),
-                _eager("aft_mixing", s * model.q_width, eager.aft(a.type, e), kernels=mixing)]
+                   if eager_run else Stream("rotary", 2 * rotated * e, kernels=(2, 2)))   # q and k
+    if eager_run:
+        ops += _eager_attention(a, model, shape, heads * pairs, (tiles, whole), rerun)
     # the projections reading the normed input (every list ends with the output projection)
     return ops + _fan_out(sum(g.count for g in gemms[:-1] if g.d_in == model.d_model), shape, model)
 

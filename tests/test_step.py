@@ -69,6 +69,25 @@ def test_matmuls_attention_and_optimizer_by_hand(flat):
     assert e.time.tokens_per_second_per_gpu == pytest.approx(S / e.time.step_seconds)
 
 
+def test_eager_block_loops_run_their_matmuls_at_the_blocks_size(tmp_path):
+    # training.fusion eager: a sliding window's core is the reference's loop over blocks, whose matmuls run one
+    # block at a time, at the GEMM curve's efficiency for the block's shape, not at the attention curves
+    device = {**FLAT, "kernels": {**FLAT["kernels"], "gemm": {"bf16": {"points": [[32, 0.1], [512, 0.5]],
+                                                                       "source": "test"}}}}
+    path = tmp_path / "steep.yaml"
+    path.write_text(yaml.safe_dump(device))
+    window = {"attention": {"type": "sliding_window", "window": 64}}
+    fused, eager = (step(str(path), {}, training={"fusion": fusion}, model=window) for fusion in ("fused", "eager"))
+    # tiles of 64 queries, each the diagonal key tile and the one before (the first alone): 31 tiles of 64 × 64
+    pairs = 64 * 64 * (1 + 15 * 2)
+    core = L * 4 * D * pairs
+    assert fused.time.breakdown["attention"] == pytest.approx(core / (100e12 * 0.4) + 2.5 * core / (100e12 * 0.2))
+    # 16 blocks of 64 rows, 124 keys a query on average, head_dim 64: (64 · 124 · 64)^(1/3) on the curve
+    size = (64 * pairs / S * 64) ** (1 / 3)
+    efficiency = 0.1 + (math.log2(size) - 5) / (9 - 5) * 0.4
+    assert eager.time.breakdown["attention"] == pytest.approx(3.5 * core / (100e12 * efficiency))
+
+
 def test_fp32_gradients_are_read_in_fp32_by_the_update(flat):
     # the same update, its gradients read as 4 bytes: 2 · (12 + 2) + 4 per parameter
     e = step(flat, {}, training={"fp32_gradients": True})

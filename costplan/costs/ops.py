@@ -33,7 +33,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from costplan.costs import STAT_BYTES, Shape, eager, memo
-from costplan.costs.attention.blocks import aft_local_tiles, block_parts
+from costplan.costs.attention.blocks import aft_local_tiles, block_parts, block_rows
 from costplan.costs.layers import STRUCTURES, Layer, attention_cost, block_width
 from costplan.costs.moe import routed_rows
 from costplan.spec import ModelSpec
@@ -77,6 +77,7 @@ class Core:
     rerun: bool = False        # selective recomputation reruns its forward kernels in backward (a materialising core)
     looped: tuple[float, float] = (0, 0)   # with training.fusion eager, kernels the reference launches in its
     # Python loop over blocks forward and backward (costs/eager.py loop_kernels), instead of kernels()'s
+    block_rows: float = 0.0    # ... and the query rows of its average block, whose matmuls the loop runs one by one
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,20 +174,21 @@ def _is_flash(layer: Layer) -> bool:
     return a.type in FLASH_TYPES or getattr(a, "kernel", None) == "flash"
 
 
-def _looped(layer: Layer, model: ModelSpec, shape: Shape) -> tuple[float, float]:
+def _looped(layer: Layer, model: ModelSpec, shape: Shape) -> tuple[tuple[float, float], float]:
     """Kernels of the reference's block loop, forward and backward (its forward twice where selective
-    recomputation reruns a materialising core); none unless training.fusion is eager: a fused kernel is one."""
+    recomputation reruns a materialising core), and its average block's query rows; none unless training.fusion
+    is eager: a fused kernel is one."""
     a = layer.attention
     parts = block_parts(a, model, shape.seq_len) if shape.fusion == "eager" else None
     if not parts:
-        return 0, 0
+        return (0, 0), 0.0
     materialize = getattr(a, "kernel", "flash") == "materialized"
     mla = a.type == "mla"           # its core takes neither ALiBi nor sinks, and has a K/V head per query head
     forward, backward = eager.loop_kernels(parts, materialize, model.position == "alibi" and not mla,
                                            model.attention_sinks and not mla,
                                            model.n_kv_heads != model.n_heads and not mla)
     rerun = materialize and shape.recompute == "selective"
-    return forward, backward + (forward if rerun else 0)
+    return (forward, backward + (forward if rerun else 0)), block_rows(parts, shape.seq_len)
 
 
 def _eager_attention(a, model: ModelSpec, shape: Shape, scores: float, band: tuple[int, int],  # noqa: ANN001
@@ -230,10 +232,11 @@ def attention_ops(layer: Layer, model: ModelSpec, shape: Shape) -> list[Op]:
     eager_run = shape.fusion == "eager"
     tiles, whole = (aft_local_tiles(s, a.window, model.max_seq_len) if a.type == "aft_local" and eager_run
                     else (1, 0))
-    looped = _looped(layer, model, shape)
+    looped, rows = _looped(layer, model, shape)
     rerun = a.type == "dense" and shape.recompute == "selective"       # the explicit core, checkpointed
     ops: list[Op] = [*gemms, Core(core_fwd, core_bwd, 2 * pairs / s if flash else pairs / s, head_dim, flash,
-                                  conv=a.type == "aft_conv", calls=tiles, rerun=rerun, looped=looped)]
+                                  conv=a.type == "aft_conv", calls=tiles, rerun=rerun, looped=looped,
+                                  block_rows=rows)]
     if not flash and core_fwd and not a.type.startswith("aft"):     # a loop's softmax is among its kernels
         ops.append(Stream("softmax", 2 * heads * pairs * e, kernels=(0, 0) if looped != (0, 0) else (1, 1 + rerun)))
     rotated = s * (model.q_width + model.kv_width)

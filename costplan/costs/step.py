@@ -11,7 +11,9 @@ Each operation (costs/ops.py) of each layer of a pipeline stage, for one micro-b
   fp8 ones forward, the output gradient backward); the LM head, the router and attention stay in 16 bits
   (Transformer Engine's and torchtitan's defaults).
 - Attention core: a FlashAttention kernel at its forward and backward curves (by keys per query and head
-  dimension, FLOPs as executed); a materialising core as batched GEMMs plus its softmax's bytes.
+  dimension, FLOPs as executed); a materialising core as batched GEMMs plus its softmax's bytes. With
+  training.fusion eager, a core the reference runs as a Python loop over blocks (ops.Core.block_rows) runs its
+  matmuls one block at a time: at the GEMM curve's efficiency for its average block's rows × keys × head_dim.
 - Memory-bound work: bytes / (bandwidth × memory efficiency), backward twice the forward's bytes (or, with
   training.fusion eager, what eager PyTorch's backward kernels move: costs/eager.py); on a device whose tables
   measure the memory-bound kernels' own rate (kernels.memory_bound, calibrate), at that rate.
@@ -143,7 +145,11 @@ class Timer:
             return 0.0, 0.0
         precision, peak = self.dev.attention_peak()
         curves = self.dev.curves
-        if c.conv and curves.depthwise_conv_forward and curves.depthwise_conv_backward:
+        if c.block_rows:        # the reference's loop: each block's matmuls at the block's size
+            keys = c.keys / 2 if c.flash else c.keys
+            rate = peak * self.dev.gemm_curve(precision).at((c.block_rows * keys * c.head_dim) ** (1 / 3))
+            forward, backward = c.flops * scale / rate, c.backward * scale / rate
+        elif c.conv and curves.depthwise_conv_forward and curves.depthwise_conv_backward:
             forward = c.flops * scale / (peak * curves.depthwise_conv_forward.value)
             backward = c.backward * scale / (peak * curves.depthwise_conv_backward.value)
         elif c.flash:

@@ -55,6 +55,12 @@ def block_parts(attention, model: ModelSpec, seq_len: int) -> list[Part] | None:
     return parts[:2 if model.n_heads // 2 else 1]       # a single head has no second part
 
 
+def block_rows(parts: list[Part], seq_len: int) -> float:
+    """Query rows of the loop's average block: every part's blocks cover the sequence's queries once."""
+    blocks = sum(p.windowed + p.causal + p.indexed for p in parts)
+    return seq_len * len(parts) / blocks if blocks else 0.0
+
+
 def aft_local_tiles(seq_len: int, window: int, max_seq_len: int) -> tuple[int, int]:
     """AFT-local's band tiles (window_blocks), and how many of their slices of the (max_seq_len)² position bias
     span a whole dimension of it (a slice that is the whole tensor is a view autograd passes through)."""

@@ -191,6 +191,19 @@ def _looped(layer: Layer, model: ModelSpec, shape: Shape) -> tuple[tuple[float, 
     return (forward, backward + (forward if rerun else 0)), block_rows(parts, shape.seq_len)
 
 
+def _latent_norms(a, model: ModelSpec, shape: Shape) -> Stream:  # noqa: ANN001 - LatentAttention
+    """MLA's norms of its compressed query (with q_lora_rank) and key-value latents (DeepSeek-V2 §2.1), the
+    model's norm kind, on the down projections' replicated outputs."""
+    widths = [w for w in (a.q_lora_rank, a.kv_lora_rank) if w]
+    rows, e = shape.seq_len * sum(widths), shape.act_bytes
+    held = len(widths) * norm_tensors(model)
+    if shape.fusion == "eager":
+        each = eager.norm_kernels(model.norm, e)
+        return _eager("latent_norm", rows, eager.norm(model.norm, e), False,
+                      (len(widths) * each[0], len(widths) * each[1]), held)
+    return Stream("latent_norm", 2 * rows * e, False, None, (len(widths), len(widths)), held)
+
+
 def _eager_attention(a, model: ModelSpec, shape: Shape, scores: float, band: tuple[int, int],  # noqa: ANN001
                      rerun: bool) -> list[Op]:
     """What eager PyTorch runs beside an attention block's GEMMs and core: grouped-query attention's repeat_kv,
@@ -243,6 +256,8 @@ def attention_ops(layer: Layer, model: ModelSpec, shape: Shape) -> list[Op]:
     if model.position == "rope" and getattr(a, "rope", True):     # a NoPE layer (rope: false) rotates nothing
         ops.append(_eager("rotary", rotated, eager.rotary(e), kernels=eager.rotary_kernels(e))
                    if eager_run else Stream("rotary", 2 * rotated * e, kernels=(2, 2)))   # q and k
+    if a.type == "mla":
+        ops.append(_latent_norms(a, model, shape))
     if eager_run:
         ops += _eager_attention(a, model, shape, heads * pairs, (tiles, whole), rerun)
     # the projections reading the normed input (every list ends with the output projection)

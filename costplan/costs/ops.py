@@ -174,7 +174,7 @@ def _is_flash(layer: Layer) -> bool:
     return a.type in FLASH_TYPES or getattr(a, "kernel", None) == "flash"
 
 
-def _looped(layer: Layer, model: ModelSpec, shape: Shape) -> tuple[tuple[float, float], float]:
+def _block_loop(layer: Layer, model: ModelSpec, shape: Shape) -> tuple[tuple[float, float], float]:
     """Kernels of the reference's block loop, forward and backward (its forward twice where selective
     recomputation reruns a materialising core), and its average block's query rows; none unless training.fusion
     is eager: a fused kernel is one."""
@@ -245,13 +245,14 @@ def attention_ops(layer: Layer, model: ModelSpec, shape: Shape) -> list[Op]:
     eager_run = shape.fusion == "eager"
     tiles, whole = (aft_local_tiles(s, a.window, model.max_seq_len) if a.type == "aft_local" and eager_run
                     else (1, 0))
-    looped, rows = _looped(layer, model, shape)
-    rerun = a.type == "dense" and shape.recompute == "selective"       # the explicit core, checkpointed
+    loop, rows = _block_loop(layer, model, shape)
+    softmax = not flash and core_fwd and not a.type.startswith("aft")   # a materialising softmax core
+    rerun = bool(softmax) and shape.recompute == "selective"           # checkpointed: its forward again
     ops: list[Op] = [*gemms, Core(core_fwd, core_bwd, 2 * pairs / s if flash else pairs / s, head_dim, flash,
-                                  conv=a.type == "aft_conv", calls=tiles, rerun=rerun, looped=looped,
+                                  conv=a.type == "aft_conv", calls=tiles, rerun=rerun, looped=loop,
                                   block_rows=rows)]
-    if not flash and core_fwd and not a.type.startswith("aft"):     # a loop's softmax is among its kernels
-        ops.append(Stream("softmax", 2 * heads * pairs * e, kernels=(0, 0) if looped != (0, 0) else (1, 1 + rerun)))
+    if softmax:                                                   # a loop's softmax is among its kernels
+        ops.append(Stream("softmax", 2 * heads * pairs * e, kernels=(0, 0) if loop != (0, 0) else (1, 1 + rerun)))
     rotated = s * (model.q_width + model.kv_width)
     if model.position == "rope" and getattr(a, "rope", True):     # a NoPE layer (rope: false) rotates nothing
         ops.append(_eager("rotary", rotated, eager.rotary(e), kernels=eager.rotary_kernels(e))

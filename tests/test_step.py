@@ -542,3 +542,16 @@ def test_an_unfused_update_moves_its_passes_bytes_when_eager(flat, optimizer, mo
     assert fused == pytest.approx(one_pass * eager.params.total / (1000e9 * MEMORY_EFFICIENCY))
     assert eager.time.breakdown["optimizer"] == pytest.approx((one_pass + passes) * eager.params.total
                                                               / (1000e9 * MEMORY_EFFICIENCY))
+
+
+def test_a_block_loops_average_block_counts_only_parts_that_have_blocks():
+    from costplan.costs.attention.blocks import Part, block_parts, block_rows
+
+    # the fixed pattern's two halves of the heads: 4 diagonal blocks of 32 rows, and the summary's one tile of 128
+    assert block_rows([Part(causal=4), Part(indexed=1)], 128) == 2 * 128 / 5
+    # trained at 16 of its 64 positions (blocks of 32, the last 4 summary cells): no summary cell at or before any
+    # query, so the second half of the heads computes nothing and the average block is the diagonal one, 16 rows
+    fixed = make_spec({"max_seq_len": 64, "attention": {"type": "sparse", "pattern": "fixed", "block": 32,
+                                                        "summary": 4}}).model
+    parts = block_parts(fixed.attention, fixed, 16)
+    assert parts == [Part(causal=1), Part(indexed=0)] and block_rows(parts, 16) == 16

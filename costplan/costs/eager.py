@@ -43,7 +43,8 @@ its published runs used) trained in the activation dtype `e` (FSDP2's param_dtyp
   sum (3e each), and backward the adds summing the gradients of exp(k) (a third use) and exp(k)·v (a second):
   16e each way. The block's input is copied once into (s, b, d) order (2e per d-element, forward only).
   Left out, as per-row statistics are: AFT-full's s × s weights exp(masked w) and AFT-conv's kernel exp(w) − 1,
-  computed once per micro-batch (their kernels are counted); AFT-local's band, tile by tile.
+  computed once per micro-batch (their kernels are counted); the bytes of AFT-local's band, tile by tile (its
+  kernels are counted, below).
 
 Kernels launched, for the fixed cost per kernel that `costplan calibrate` measures (ops.kernels): RMSNorm the
 eight listed forward (six without the casts) and fourteen backward (weight multiply; its weight's multiply and
@@ -186,7 +187,7 @@ def loop_kernels(parts: list, materialize: bool, alibi: bool, sinks: bool, group
     else:
         block_backward = 29 + (6 if alibi else 0) + (6 if sinks else 0)
     for part in parts:
-        blocks = part.windowed + part.causal + part.indexed
+        blocks = part.blocks
         forward += (6 if grouped else 0) + blocks * block_forward + 3 * part.windowed
         forward += part.indexed * (0 if alibi else 1)
         backward += (12 if grouped else 0) + blocks * block_backward

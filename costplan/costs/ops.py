@@ -174,10 +174,10 @@ def _is_flash(layer: Layer) -> bool:
     return a.type in FLASH_TYPES or getattr(a, "kernel", None) == "flash"
 
 
-def _block_loop(layer: Layer, model: ModelSpec, shape: Shape) -> tuple[tuple[float, float], float]:
-    """Kernels of the reference's block loop, forward and backward (its forward twice where selective
-    recomputation reruns a materialising core), and its average block's query rows; none unless training.fusion
-    is eager: a fused kernel is one."""
+def _block_loop(layer: Layer, model: ModelSpec, shape: Shape, rerun: bool) -> tuple[tuple[float, float], float]:
+    """Kernels of the reference's block loop, forward and backward (its forward again where `rerun`: selective
+    recomputation of a materialising core), and its average block's query rows; none unless training.fusion is
+    eager: a fused kernel is one."""
     a = layer.attention
     parts = block_parts(a, model, shape.seq_len) if shape.fusion == "eager" else None
     if not parts:
@@ -187,7 +187,6 @@ def _block_loop(layer: Layer, model: ModelSpec, shape: Shape) -> tuple[tuple[flo
     forward, backward = eager.loop_kernels(parts, materialize, model.position == "alibi" and not mla,
                                            model.attention_sinks and not mla,
                                            model.n_kv_heads != model.n_heads and not mla)
-    rerun = materialize and shape.recompute == "selective"
     return (forward, backward + (forward if rerun else 0)), block_rows(parts, shape.seq_len)
 
 
@@ -245,9 +244,9 @@ def attention_ops(layer: Layer, model: ModelSpec, shape: Shape) -> list[Op]:
     eager_run = shape.fusion == "eager"
     tiles, whole = (aft_local_tiles(s, a.window, model.max_seq_len) if a.type == "aft_local" and eager_run
                     else (1, 0))
-    loop, rows = _block_loop(layer, model, shape)
     softmax = not flash and core_fwd and not a.type.startswith("aft")   # a materialising softmax core
     rerun = bool(softmax) and shape.recompute == "selective"           # checkpointed: its forward again
+    loop, rows = _block_loop(layer, model, shape, rerun)
     ops: list[Op] = [*gemms, Core(core_fwd, core_bwd, 2 * pairs / s if flash else pairs / s, head_dim, flash,
                                   conv=a.type == "aft_conv", calls=tiles, rerun=rerun, looped=loop,
                                   block_rows=rows)]

@@ -1,10 +1,10 @@
 """A step's fixed costs beyond its operations' rooflines: per kernel (the framework's dispatch and autograd work
 around each operation), per parameter tensor's optimizer update, and per kernel of the reference's Python loop
-over attention blocks (no autograd recording there: about a fifth of a module's kernel), measured on a tiny step
-and a tiny block loop whose operations do no work to speak of (FIXED_STEP, FixedLoop). `costplan calibrate` times
-them for the hardware file; the step check times them once between each of its own steps, so that a shared
-machine's load falls on the measured step and on these costs alike (two calibrations half an hour apart have
-differed by 57% in their cost per kernel)."""
+over attention blocks (no autograd recording there: 4.0 against 18.7 µs a module's kernel in one calibration,
+bench/step_cpu_results.md run 19), measured on a tiny step and a tiny block loop whose operations do no work to
+speak of (FIXED_STEP, FixedLoop). `costplan calibrate` times them for the hardware file; the step check times
+them once between each of its own steps, so that a shared machine's load falls on the measured step and on these
+costs alike (two calibrations half an hour apart have differed by 57% in their cost per kernel)."""
 from __future__ import annotations
 
 import tempfile

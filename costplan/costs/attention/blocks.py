@@ -21,6 +21,10 @@ class Part(NamedTuple):
     causal: int = 0         # causal only, the keys a range of positions
     indexed: int = 0        # causal only, the keys an index of positions (the fixed pattern's summary cells)
 
+    @property
+    def blocks(self) -> int:
+        return self.windowed + self.causal + self.indexed
+
 
 def _tiles(length: int, tile: int) -> int:
     return -(-length // tile)
@@ -56,9 +60,9 @@ def block_parts(attention, model: ModelSpec, seq_len: int) -> list[Part] | None:
 
 
 def block_rows(parts: list[Part], seq_len: int) -> float:
-    """Query rows of the loop's average block: every part's blocks cover the sequence's queries once."""
-    blocks = sum(p.windowed + p.causal + p.indexed for p in parts)
-    return seq_len * len(parts) / blocks if blocks else 0.0
+    """Query rows of the loop's average block: every part that has blocks covers the sequence's queries once."""
+    covering = [p.blocks for p in parts if p.blocks]
+    return seq_len * len(covering) / sum(covering) if covering else 0.0
 
 
 def aft_local_tiles(seq_len: int, window: int, max_seq_len: int) -> tuple[int, int]:

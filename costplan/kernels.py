@@ -147,10 +147,10 @@ class Curves(Section):
       (framework dispatch included), and of one parameter tensor's optimizer update, beyond their rooflines;
       measured by `costplan calibrate` on the device at hand. Left out (every catalogue device: no kernel-level
       figure is published), the step model counts neither.
-    loop_kernel_seconds (optional): the fixed cost of a kernel launched in the reference model's Python loop over
-      attention blocks (profiling/blocks.py), which runs inside an autograd Function, without autograd's
-      recording: a fraction of kernel_seconds; measured by `costplan calibrate`. Left out, those kernels are
-      not counted (with training.fusion eager; a fused kernel is one).
+    loop_kernel_seconds (optional): the fixed cost of a kernel launched inside one of the reference model's
+      autograd Functions, without autograd's recording (its Python loop over attention blocks, profiling/blocks.py;
+      its RMSNorm's steps on a CPU): a fraction of kernel_seconds; measured by `costplan calibrate` on the block
+      loop. Left out, those kernels are not counted (with training.fusion eager; a fused kernel is one).
     """
 
     gemm: dict[str, Curve] = field(min_length=1)

@@ -118,6 +118,26 @@ def test_aft_kernels_are_the_reference_blocks(attention, precision):
     assert (sum(f for f, _ in counted), sum(b for _, b in counted)) == (forward, backward)
 
 
+@pytest.mark.parametrize("kind", ["rmsnorm", "layernorm", "nonparametric_layernorm"])
+@pytest.mark.parametrize("precision", ["bf16", "fp32"])
+def test_norm_kernels_are_the_reference_norms(kind, precision):
+    # the reference's RMSNorm is one autograd Function (one node each way) whose steps run inside it on a CPU,
+    # unrecorded; LayerNorm is torch's kernel, one each way: the profiler counts what each launches
+    from costplan.costs import eager
+    from costplan.profiling.modules import norm
+
+    dtype = {"bf16": torch.bfloat16, "fp32": torch.float32}[precision]
+    e = torch.tensor([], dtype=dtype).element_size()
+    module = norm(kind, 64, dtype=dtype)
+    x = torch.randn(2, 16, 64, dtype=dtype, requires_grad=True)
+    forward = _launched(lambda: module(x))
+    y = module(x)
+    grad = torch.randn_like(y)
+    backward = _launched(lambda: torch.autograd.grad(y, [x, *module.parameters()], grad))
+    inside = eager.norm_function_kernels(kind, e)
+    assert (forward, backward) == (inside if inside != (0, 0) else eager.norm_kernels(kind, e))
+
+
 def _grads(fn, inputs):
     """Kernels of `fn`'s forward and of its backward to `inputs`, GEMMs included."""
     out = fn()

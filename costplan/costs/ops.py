@@ -90,12 +90,24 @@ class Stream:
     backward: float | None = None  # bytes its backward moves; None: twice the forward's (the fused reading)
     kernels: tuple[float, float] = (1, 1)   # kernels it launches forward and backward
     tensors: int = 0           # parameter tensors it holds (a norm's weight and bias)
+    looped: tuple[float, float] = (0, 0)    # kernels launched inside an autograd Function, unrecorded (Core.looped)
 
 
 def _eager(kind: str, elements: float, pair: eager.Pair, split: bool = True, kernels: tuple[float, float] = (1, 1),
-           tensors: int = 0) -> Stream:
+           tensors: int = 0, looped: tuple[float, float] = (0, 0)) -> Stream:
     """Memory-bound work as eager PyTorch's kernels move it: `pair` per element, forward and backward."""
-    return Stream(kind, elements * pair[0], split, elements * pair[1], kernels, tensors)
+    return Stream(kind, elements * pair[0], split, elements * pair[1], kernels, tensors, looped)
+
+
+def _norms(kind: str, count: int, width: float, model: ModelSpec, shape: Shape) -> Stream:
+    """`count` norms of the model's kind over `width` features of every position, with their weights, replicated
+    on every tensor rank: one kernel each way fused, or as eager.norm_kernels says."""
+    rows, e, held = shape.seq_len * width, shape.act_bytes, count * norm_tensors(model)
+    if shape.fusion != "eager":
+        return Stream(kind, count * 2 * rows * e, False, None, (count, count), held)
+    launched, inside = eager.norm_kernels(model.norm, e), eager.norm_function_kernels(model.norm, e)
+    return _eager(kind, count * rows, eager.norm(model.norm, e), False, (count * launched[0], count * launched[1]),
+                  held, (count * inside[0], count * inside[1]))
 
 
 def _fan_out(consumers: int, shape: Shape, model: ModelSpec) -> list[Op]:
@@ -124,8 +136,9 @@ def kernels(op: Op) -> tuple[float, float]:
 
 
 def looped(op: Op) -> tuple[float, float]:
-    """Kernels an operation launches in the reference's Python loop over blocks, forward and backward."""
-    return op.looped if isinstance(op, Core) else (0, 0)
+    """Kernels an operation launches inside one of the reference's autograd Functions, forward and backward: its
+    Python loop over attention blocks, its RMSNorm on a device without a fused kernel (eager.py)."""
+    return (0, 0) if isinstance(op, Gemm) else op.looped
 
 
 def tensors(op: Op) -> int:
@@ -194,13 +207,7 @@ def _latent_norms(a, model: ModelSpec, shape: Shape) -> Stream:  # noqa: ANN001 
     """MLA's norms of its compressed query (with q_lora_rank) and key-value latents (DeepSeek-V2 §2.1), the
     model's norm kind, on the down projections' replicated outputs."""
     widths = [w for w in (a.q_lora_rank, a.kv_lora_rank) if w]
-    rows, e = shape.seq_len * sum(widths), shape.act_bytes
-    held = len(widths) * norm_tensors(model)
-    if shape.fusion == "eager":
-        each = eager.norm_kernels(model.norm, e)
-        return _eager("latent_norm", rows, eager.norm(model.norm, e), False,
-                      (len(widths) * each[0], len(widths) * each[1]), held)
-    return Stream("latent_norm", 2 * rows * e, False, None, (len(widths), len(widths)), held)
+    return _norms("latent_norm", len(widths), sum(widths) / len(widths), model, shape)
 
 
 def _eager_attention(a, model: ModelSpec, shape: Shape, scores: float, band: tuple[int, int],  # noqa: ANN001
@@ -303,18 +310,13 @@ def norm_ops(model: ModelSpec, shape: Shape) -> list[Op]:
     """A layer's norms and residual adds (as model.block wires them): d_model wide, whole on every tensor rank."""
     wide = shape.seq_len * model.d_model * shape.act_bytes
     structure = STRUCTURES[model.block]
-    norms, held = (structure.norms, structure.norms), structure.norms * norm_tensors(model)
+    norms = _norms("norm", structure.norms, model.d_model, model, shape)
     if shape.fusion == "eager":
         # every structure's PyTorch code adds twice, and backward sums gradients twice: where x and h each feed
         # a norm and an add; where a parallel layer's x feeds two norms and the add; where its x feeds the
         # shared norm and the add and the normed x feeds attention and MLP
-        rows = shape.seq_len * model.d_model
-        each = eager.norm_kernels(model.norm, shape.act_bytes)
-        norms = (structure.norms * each[0], structure.norms * each[1])
-        return [_eager("norm", structure.norms * rows, eager.norm(model.norm, shape.act_bytes), False, norms, held),
-                Stream("residual", 2 * eager.ADD * wide, False, 2 * eager.ADD * wide, (2, 0))]
-    return [Stream("norm", structure.norms * 2 * wide, False, None, norms, held),
-            Stream("residual", structure.residual * wide, False, None, (2, 0))]    # backward passes through
+        return [norms, Stream("residual", 2 * eager.ADD * wide, False, 2 * eager.ADD * wide, (2, 0))]
+    return [norms, Stream("residual", structure.residual * wide, False, None, (2, 0))]    # backward passes through
 
 
 def layer_ops(layer: Layer, model: ModelSpec, shape: Shape) -> dict[str, list[Op]]:
@@ -340,10 +342,7 @@ def head_ops(model: ModelSpec, shape: Shape) -> list[Op]:
     """The final norm, the LM head and the loss."""
     s, e = shape.seq_len, shape.act_bytes
     head = Gemm(s, model.d_model, model.vocab_size, fp8=False, bias=model.head_bias, tied=model.tie_embeddings)
-    held = norm_tensors(model)
+    norm = _norms("norm", 1, model.d_model, model, shape)
     if shape.fusion == "eager":
-        return [head, _eager("loss", s * model.vocab_size, eager.loss(e), kernels=eager.loss_kernels(e)),
-                _eager("norm", s * model.d_model, eager.norm(model.norm, e), False, eager.norm_kernels(model.norm, e),
-                       held)]
-    return [head, Stream("loss", s * model.vocab_size * (e + STAT_BYTES), kernels=(2, 2)),   # log-softmax, NLL
-            Stream("norm", 2 * s * model.d_model * e, False, tensors=held)]
+        return [head, _eager("loss", s * model.vocab_size, eager.loss(e), kernels=eager.loss_kernels(e)), norm]
+    return [head, Stream("loss", s * model.vocab_size * (e + STAT_BYTES), kernels=(2, 2)), norm]   # log-softmax, NLL

@@ -419,7 +419,7 @@ def streaming_rate(dev: Device) -> float:
 
 def fixed_seconds(dev: Device, launched: float, held: float, ragged: float = 0.0, looped: float = 0.0) -> float:
     """The fixed cost of `launched` kernels, of updating `held` parameter tensors, of `ragged` GEMMs at new
-    shapes and of `looped` kernels launched in a Python loop over attention blocks, beyond their rooflines, at
+    shapes and of `looped` kernels launched inside the reference's autograd Functions, beyond their rooflines, at
     the device's measured figures (none: nothing). Counted beside the roofline, not hidden by it: a CPU runs one
     operation at a time, and its framework's work between kernels is part of each operation's time."""
     c = dev.curves
@@ -434,7 +434,7 @@ class Counts(NamedTuple):
     launched: float     # kernels (ops.kernels)
     held: float         # parameter tensors updated (ops.tensors)
     ragged: float       # of the kernels, GEMMs at shapes that follow the routing (ops.Gemm.ragged)
-    looped: float = 0.0  # kernels launched in the reference's loop over attention blocks (ops.looped)
+    looped: float = 0.0  # kernels launched inside the reference's autograd Functions (ops.looped)
 
 
 def stage_counts(spec: Spec, shape: Shape, stage: int = 0) -> Counts:
@@ -466,5 +466,7 @@ def stage_counts(spec: Spec, shape: Shape, stage: int = 0) -> Counts:
         add([op for ops in layer_ops(layer, model, layer_shape).values() for op in ops], count,
             layer_shape.recompute == "full")
         if layer_shape.recompute == "selective_op":
-            launched += count * sum(kernels(op)[0] for op in rerun_ops(layer, model, layer_shape))
+            rerun = rerun_ops(layer, model, layer_shape)
+            launched += count * sum(kernels(op)[0] for op in rerun)
+            loop += count * sum(looped(op)[0] for op in rerun)
     return Counts(launched, held, ragged, loop)

@@ -237,16 +237,20 @@ def test_the_tiny_block_loop_launches_the_kernels_it_is_divided_by():
     ({}, {}), ({"position": "alibi"}, {}), ({"n_kv_heads": 2}, {}), ({"attention_sinks": True}, {}),
     ({}, {"recompute": "selective"}), ({"n_kv_heads": 1, "position": "alibi"}, {"recompute": "selective"}),
     ({"n_kv_heads": 2, "attention_sinks": True, "position": "alibi"}, {"recompute": "selective"}),
+    ({"position": "rope"}, {}), ({"position": "rope", "n_kv_heads": 2}, {}),
+    ({"position": "rope", "n_kv_heads": 2, "attention": {"type": "flash"}}, {}),
+    ({"position": "rope", "attention": {"type": "flash"}}, {"precision": "fp32"}),
 ])
 def test_explicit_attention_kernels_are_the_reference_modules(model, training):
     # the whole attention module of the reference (projections, explicit core, its scale, mask and layout copies,
-    # the gradient sums of its input), forward and backward, against every attention op's kernels
+    # rotary by halves, the gradient sums of its input; or SDPA's flash core with grouped K/V heads as they are),
+    # forward and backward, against every attention op's kernels
     from costplan.costs import ops
     from costplan.costs.layers import layers
     from costplan.profiling.model import build_model
 
     spec = load_spec({"model": {"vocab_size": 64, "d_model": 64, "n_layers": 1, "n_heads": 4, "max_seq_len": 64,
-                                "bias": False, "attention": {"type": "dense"}, **model},
+                                "bias": False, "attention": {"type": "dense"}} | model,
                       "training": {"fusion": "eager", "seq_len": 64, **training}})
     reference = build_model(spec, device="cpu")
     attention = reference.layers[0].attention

@@ -46,27 +46,36 @@ its published runs used) trained in the activation dtype `e` (FSDP2's param_dtyp
   computed once per micro-batch (their kernels are counted); the bytes of AFT-local's band, tile by tile (its
   kernels are counted, below).
 
-Kernels launched, for the fixed cost per kernel that `costplan calibrate` measures (ops.kernels): the RMSNorm as
-the reference model runs it, not torchtitan's module (which launches eight forward and fourteen backward, all
-recorded by autograd): one autograd Function (profiling/modules.py), one node each way, whose steps run inside it
-on a CPU without autograd's recording, priced as the block loop's kernels are (ops.looped): nine forward (cast up,
-pow, mean, the epsilon's add, rsqrt, the 1/rms product, the weight's cast and product, cast down) and fourteen
-backward (the casts of the gradient, x and the weight; x̂; g·w; its product with x̂ and that product's mean; x̂
-times the mean; the difference; times 1/rms; g·x̂ and its sum; two casts back), six and nine in fp32, whose casts
-are no-ops. On CUDA the Function runs torch's fused pair, one kernel each way, which a calibration on a GPU would
-have to count. Its bytes stay torchtitan's module's: the Function's (2e + 9F forward, 3e + 22F backward) are
-within 11% of them in bf16. LayerNorm one native kernel each way; rotary three per tensor each way (one in fp32);
-the loss three each way (two in fp32). AFT: the input copy one forward; every variant five forward and twelve
-backward; the running sums two and six; AFT-conv's layout, padding and adds eight forward (with its kernel's
-exp(w) − 1) and eleven backward (with its kernel's gradient: the sum of its two uses, the expm1 backward's add and
-product, the slice's backward); AFT-full's weights two forward (masked_fill, exp) and three backward (exp's
-product, masked_fill's, the add into w's gradient). Counted against torch's profiler on the reference block
-(tests/test_step_counts.py). AFT-local's band, tile by tile (costs/attention/blocks.py aft_local_tiles), two more
-forward a tile (masked_fill, expm1) and the concatenations and the adds of the band to the running sums (four);
-eleven more backward a tile (expm1's add and product, masked_fill's, the four slices' backward: the position
-bias's rows and columns, exp(k)'s and exp(k)·v's keys, and the four adds summing their gradients and the tile
-weights' second use), less one (the first tile's gradients start those sums) and less each slice of the bias that
-is the whole tensor (autograd passes it through); its GEMMs, two a tile forward and four backward, are the core's.
+Kernels launched, for the fixed cost per kernel that `costplan calibrate` measures (ops.kernels), are the
+reference model's, where its modules differ from torchtitan's: those counts are priced only on a device that
+`calibrate` measured, whose steps `check` times on the reference (and torch's profiler counts them there,
+tests/test_step_counts.py), while the bytes, priced on every device, stay torchtitan's (the published runs
+validated against are torchtitan's and other frameworks'). The reference's RMSNorm is one autograd Function
+(profiling/modules.py), one node each way, whose steps run inside it on a CPU without autograd's recording, priced
+as the block loop's kernels are (ops.looped): nine forward (cast up, pow, mean, the epsilon's add, rsqrt, the
+1/rms product, the weight's cast and product, cast down) and fourteen backward (the casts of the gradient, x and
+the weight; x̂; g·w; its product with x̂ and that product's mean; x̂ times the mean; the difference; times 1/rms;
+g·x̂ and its sum; two casts back), six and nine in fp32, whose casts are no-ops (torchtitan's module launches
+eight and fourteen, recorded; on CUDA the Function runs torch's fused pair, one kernel each way, which a
+calibration on a GPU would have to count); its bytes (2e + 9F forward, 3e + 22F backward) are within 11% of
+torchtitan's in bf16. The reference rotates by halves (profiling/modules.py rotate: x·cos + cat(−x₂, x₁)·sin, its
+tables in the activations' dtype): five kernels a tensor forward (neg, cat, two products, add) and seven backward
+(two products, neg, the two halves' slice_backward, the two adds summing x's gradient) in any precision, where
+torchtitan's complex product runs three each way (one in fp32); its bytes, 10e forward and 15e backward, equal
+torchtitan's forward in bf16. It runs no repeat_kv: SDPA takes grouped K/V heads as they are, and its explicit
+core and block loops fold the groups themselves. LayerNorm one native kernel each way; rotary three per tensor
+each way (one in fp32); the loss three each way (two in fp32). AFT: the input copy one forward; every variant five
+forward and twelve backward; the running sums two and six; AFT-conv's layout, padding and adds eight forward (with
+its kernel's exp(w) − 1) and eleven backward (with its kernel's gradient: the sum of its two uses, the expm1
+backward's add and product, the slice's backward); AFT-full's weights two forward (masked_fill, exp) and three
+backward (exp's product, masked_fill's, the add into w's gradient). Counted against torch's profiler on the
+reference block (tests/test_step_counts.py). AFT-local's band, tile by tile (costs/attention/blocks.py
+aft_local_tiles), two more forward a tile (masked_fill, expm1) and the concatenations and the adds of the band to
+the running sums (four); eleven more backward a tile (expm1's add and product, masked_fill's, the four slices'
+backward: the position bias's rows and columns, exp(k)'s and exp(k)·v's keys, and the four adds summing their
+gradients and the tile weights' second use), less one (the first tile's gradients start those sums) and less each
+slice of the bias that is the whole tensor (autograd passes it through); its GEMMs, two a tile forward and four
+backward, are the core's.
 
 The explicit core (dense attention as the reference model writes it: profiling/attention.py explicit_core)
 beside its two batched GEMMs and its softmax: the scale and the causal mask (masked_fill; with ALiBi the bias's
@@ -128,8 +137,8 @@ def norm_function_kernels(kind: str, e: int) -> Pair:
 
 
 def rotary_kernels(e: int) -> Pair:
-    """For q and k together."""
-    return (6, 6) if _casts(e) else (2, 2)
+    """For q and k together, as the reference rotates them (by halves: five a tensor forward, seven backward)."""
+    return 10, 14
 
 
 def loss_kernels(e: int) -> Pair:

@@ -218,8 +218,8 @@ def _eager_attention(a, model: ModelSpec, shape: Shape, scores: float, band: tup
     s, e = shape.seq_len, shape.act_bytes
     ops: list[Op] = []
     if a.type not in ("mla", "dense") and not a.type.startswith("aft"):   # the explicit core folds groups
-        copies = (2, 2) if model.q_width != model.kv_width else (0, 0)     # k and v, when heads are grouped
-        ops.append(_eager("repeat_kv", s, eager.repeat_kv(model.q_width, model.kv_width, e), kernels=copies))
+        # torchtitan's copies of k and v (bytes); the reference launches none (eager.py: kernels are its own)
+        ops.append(_eager("repeat_kv", s, eager.repeat_kv(model.q_width, model.kv_width, e), kernels=(0, 0)))
     if a.type.startswith("aft"):
         mixing = eager.aft_kernels(a.type)
         if a.type == "aft_local":

@@ -465,7 +465,7 @@ GPT2_STYLE = {"attention": {"type": "dense"}, "mlp": "gelu", "norm": "layernorm"
 @pytest.mark.parametrize("layers", [1, 2, 3])
 def test_kernels_and_parameter_tensors_counted_by_hand(flat, layers):
     spec = make_spec({**MODEL, **GPT2_STYLE, "n_layers": layers}, {"tokens": 10**6}, {"gpu": flat, "count": 1})
-    assert step_module.stage_counts(spec, shape_of(spec)) == (34 * layers + 13, 16 * layers + 4, 0, 0)
+    assert step_module.stage_counts(spec, shape_of(spec)) == (34 * layers + 13, 16 * layers + 4, 0, 0, 0)
 
 
 def test_fixed_costs_are_counted_only_where_measured(flat, tmp_path):
@@ -503,7 +503,19 @@ def test_eager_kernels_counted_by_hand(flat):
     spec = make_spec({**MODEL, **LLAMA_STYLE}, {"tokens": 10**6, "fusion": "eager"}, {"gpu": flat, "count": 1})
     # 7 weights and 2 norm weights a layer; the embedding, the untied head and the final norm
     assert step_module.stage_counts(spec, shape_of(spec)) == (L * (24 + 37) + 2 + 3 + 6 + 2, L * 9 + 3, 0,
-                                                              (2 * L + 1) * (9 + 14))
+                                                              (2 * L + 1) * (9 + 14), 0)
+
+
+def test_per_op_checkpointing_dispatches_each_layers_forward_and_rerun(flat):
+    training = {"tokens": 10**6, "fusion": "eager"}
+    plain, checkpointed = (step_module.stage_counts(spec, shape_of(spec)) for spec in (
+        make_spec({**MODEL, **LLAMA_STYLE, "attention": "flash"}, {**training, **more}, {"gpu": flat, "count": 1})
+        for more in ({}, {"recompute": "selective_op"})))
+    # its dispatch mode sees a layer's forward (24 kernels as counted above, and 9 inside each of its two norms'
+    # Functions) and whatever the layer's backward reruns (what selective_op adds to the launched and looped)
+    rerun = checkpointed.launched - plain.launched + checkpointed.looped - plain.looped
+    assert rerun > 0 and plain.dispatched == 0
+    assert checkpointed.dispatched == pytest.approx(L * (24 + 2 * 9) + rerun)
 
 
 def test_memory_bound_kernels_run_at_their_measured_rate(flat, tmp_path):

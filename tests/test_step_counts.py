@@ -38,7 +38,9 @@ def test_fixed_costs_are_the_tiny_step_less_its_rooflines_over_its_counts(monkey
     from costplan.costs.run import step_of
     from costplan.profiling import calibrate, fixed_costs
 
-    times = iter([0.004, 0.010, 0.00462])   # the update alone, the whole step, the tiny block loop
+    # the update alone, the whole step, the tiny block loop; the step with flash and no biases without per-op
+    # checkpointing and with it
+    times = iter([0.004, 0.010, 0.00462, 0.005, 0.009])
     monkeypatch.setattr(calibrate, "median_seconds", lambda *args, **kwargs: next(times))
     c = calibrate.Calibration(device="cpu: test", rates={"fp32": {256: 100e9}, "bf16": {256: 50e9}},
                               bandwidth=20e9, interconnect=None, memory_bytes=2**34, mfu=0.5, mfu_source="test",
@@ -58,6 +60,16 @@ def test_fixed_costs_are_the_tiny_step_less_its_rooflines_over_its_counts(monkey
     assert fixed.loop == pytest.approx(0.00462 / 924)
     assert "over the 924 kernels they launch" in fixed.loop_source
     assert fixed.source.startswith("measured by costplan calibrate on cpu: test on 2026-12-03: gpt2-small with")
+    # per-op checkpointing: the 4 ms more, less the rerun's rooflines and kernels (at the figures above), over the
+    # kernels its dispatch mode sees (tests/test_step.py counts them)
+    plain, checkpointed = (fixed_costs.tiny_checkpointed("bf16", on, str(hardware)) for on in (False, True))
+    (p0, c0), (p1, c1) = ((step_of(s, shape_of(s)).breakdown, step.stage_counts(s, shape_of(s)))
+                          for s in (plain, checkpointed))
+    reruns = (sum(p1[k] - p0[k] for k in ("matmul", "attention", "memory_bound"))
+              + (c1.launched - c0.launched) * fixed.kernel + (c1.looped - c0.looped) * fixed.loop)
+    assert c1.dispatched > c1.launched - c0.launched > 0
+    assert fixed.checkpoint == pytest.approx((0.009 - 0.005 - reruns) / c1.dispatched)
+    assert f"over the {c1.dispatched:g} kernels its dispatch mode handles" in fixed.checkpoint_source
 
 
 # aten ops that launch no kernel of their own (views, metadata, dtype no-ops, wrappers around the op that does)

@@ -346,9 +346,9 @@ def step_time(spec: Spec, dev: Device, shape: Shape, stage_params: list[tuple[fl
     # fixed costs where the device's tables measure them: a micro-batch's kernels, the step's updates
     curves = dev.curves
     fixed = any(f is not None for f in (curves.kernel_seconds, curves.update_seconds, curves.new_shape_seconds,
-                                        curves.loop_kernel_seconds))
+                                        curves.loop_kernel_seconds, curves.checkpoint_kernel_seconds))
     counts = stage_counts(spec, shape, slowest) if fixed else Counts(0.0, 0.0, 0.0)
-    launches = fixed_seconds(dev, counts.launched, 0.0, counts.ragged, counts.looped)
+    launches = fixed_seconds(dev, counts.launched, 0.0, counts.ragged, counts.looped, counts.dispatched)
     micro = tally.total + sum(k.exposed for k in traffic.values()) + launches
     bubble = (p - 1) / v * micro
 
@@ -417,15 +417,19 @@ def streaming_rate(dev: Device) -> float:
     return dev.bandwidth * (measured.value if measured is not None else 1.0)
 
 
-def fixed_seconds(dev: Device, launched: float, held: float, ragged: float = 0.0, looped: float = 0.0) -> float:
+def fixed_seconds(dev: Device, launched: float, held: float, ragged: float = 0.0, looped: float = 0.0,
+                  dispatched: float = 0.0) -> float:
     """The fixed cost of `launched` kernels, of updating `held` parameter tensors, of `ragged` GEMMs at new
-    shapes and of `looped` kernels launched inside the reference's autograd Functions, beyond their rooflines, at
-    the device's measured figures (none: nothing). Counted beside the roofline, not hidden by it: a CPU runs one
-    operation at a time, and its framework's work between kernels is part of each operation's time."""
+    shapes, of `looped` kernels launched inside the reference's autograd Functions and the extra of `dispatched`
+    kernels run under per-op checkpointing, beyond their rooflines, at the device's measured figures (none:
+    nothing). Counted beside the roofline, not hidden by it: a CPU runs one operation at a time, and its
+    framework's work between kernels is part of each operation's time."""
     c = dev.curves
     return sum(count * figure.value for count, figure in ((launched, c.kernel_seconds), (held, c.update_seconds),
                                                            (ragged, c.new_shape_seconds),
-                                                           (looped, c.loop_kernel_seconds)) if figure is not None)
+                                                           (looped, c.loop_kernel_seconds),
+                                                           (dispatched, c.checkpoint_kernel_seconds))
+               if figure is not None)
 
 
 class Counts(NamedTuple):
@@ -435,15 +439,17 @@ class Counts(NamedTuple):
     held: float         # parameter tensors updated (ops.tensors)
     ragged: float       # of the kernels, GEMMs at shapes that follow the routing (ops.Gemm.ragged)
     looped: float = 0.0  # kernels launched inside the reference's autograd Functions (ops.looped)
+    dispatched: float = 0.0  # kernels run under per-op checkpointing's dispatch mode: forward and rerun
 
 
 def stage_counts(spec: Spec, shape: Shape, stage: int = 0) -> Counts:
     """Kernels one micro-batch launches on a GPU of pipeline stage `stage` (forward, backward and recomputation),
     the parameter tensors that GPU updates, of those kernels the GEMMs whose shapes follow the routing
-    (ops.Gemm.ragged), and the kernels of the reference's block loops (ops.looped): over the stage's
-    operations, a routed expert's divided by the expert degree. Only walked for a device that has fixed costs."""
+    (ops.Gemm.ragged), the kernels launched inside the reference's autograd Functions (ops.looped), and those run
+    under per-op checkpointing's dispatch mode: over the stage's operations, a routed expert's divided by the
+    expert degree. Only walked for a device that has fixed costs."""
     model, p, ep = spec.model, spec.parallel.pipeline, spec.parallel.expert
-    launched = held = ragged = loop = 0.0
+    launched = held = ragged = loop = dispatched = 0.0
 
     def add(ops: list[Op], times: int, recompute: bool) -> None:
         nonlocal launched, held, ragged, loop
@@ -466,7 +472,12 @@ def stage_counts(spec: Spec, shape: Shape, stage: int = 0) -> Counts:
         add([op for ops in layer_ops(layer, model, layer_shape).values() for op in ops], count,
             layer_shape.recompute == "full")
         if layer_shape.recompute == "selective_op":
+            # torch's selective checkpointing passes every op of the forward and of its rerun through a
+            # Python dispatch mode (its policy, then the cache): launched and looped kernels alike
             rerun = rerun_ops(layer, model, layer_shape)
             launched += count * sum(kernels(op)[0] for op in rerun)
             loop += count * sum(looped(op)[0] for op in rerun)
-    return Counts(launched, held, ragged, loop)
+            ops = [op for each in layer_ops(layer, model, layer_shape).values() for op in each]
+            dispatched += count * sum(kernels(op)[0] / (ep if isinstance(op, Gemm) and op.expert else 1)
+                                      + looped(op)[0] for op in ops + rerun)
+    return Counts(launched, held, ragged, loop, dispatched)

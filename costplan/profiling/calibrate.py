@@ -25,7 +25,10 @@ speak of (fixed_costs.py FIXED_STEP): its optimizer update, timed alone, less th
 parameter tensors it updates, is `update_seconds`; the rest of the step, less the roofline of its operations,
 over the kernels the step model counts in it (costs/ops.py kernels), is `kernel_seconds`. On a CPU these are
 the framework's work around each operation (dispatch, autograd, the optimizer's per-tensor loop), which
-dominates small steps.
+dominates small steps. `loop_kernel_seconds` is a tiny block loop's time over its kernels; and
+`checkpoint_kernel_seconds` what torch's per-op checkpointing adds to each kernel it handles: the same tiny step
+with flash attention and no biases, timed with `training.recompute: selective_op` and without, the difference
+less the rerun's kernels over the kernels its dispatch mode sees (the forward's and the rerun's).
 
 Attention runs in the precision a bf16 spec's step is timed in (precision.choose on the measured rates): bf16,
 or fp32 on a CPU whose bf16 matmuls run at under half the fp32 rate, and is then compared with the fp32 peak.
@@ -64,7 +67,8 @@ from costplan.profiling.step import Trainer, batch
 from costplan.loading import load_spec, with_overrides
 from costplan.profiling.calibrate_attention import (BACKWARD_FLOPS, Attention, attention_precision, attention_rates,
                                                     depthwise_conv_rates)
-from costplan.profiling.fixed_costs import Fixed, FixedStep, fixed_costs_of
+from costplan.profiling.fixed_costs import (Fixed, FixedStep, checkpoint_cost_of, fixed_costs_of, tiny_checkpointed,
+                                            trainer_of)
 from costplan.profiling.calibrate_memory import (COPY_BYTES, copy_bandwidth, memory_bound_rate, new_shape_cost,
                                                 weight_read_rate)
 from costplan.profiling.timing import BEST_OF, MIN_RUNS, best_seconds, median_seconds, time_steps
@@ -204,6 +208,7 @@ def calibrate(device: torch.device, budget: float = DEFAULT_BUDGET,
     measured.fixed = fixed_costs(measured, device, precision)
     progress(f"fixed costs: {measured.fixed.kernel * 1e6:.3g} µs per kernel, {measured.fixed.update * 1e6:.3g} µs "
              f"per parameter tensor's update, {measured.fixed.loop * 1e6:.3g} µs per kernel of a block loop, "
+             f"{measured.fixed.checkpoint * 1e6:.3g} µs more per kernel under per-op checkpointing, "
              f"{measured.new_shape[0] * 1e6:.3g} µs per GEMM at a new shape")
     progress(f"done in {report.seconds(time.perf_counter() - started)} (budget {report.seconds(budget)})")
     return measured
@@ -220,12 +225,18 @@ def fixed_costs(c: Calibration, device: torch.device, precision: str) -> Fixed:
     update = median_seconds(tiny.trainer.update, gradients, device, FIXED_RUNS)
     step = median_seconds(lambda: tiny.trainer.step(tiny.data), lambda: None, device, FIXED_RUNS)
     loop = median_seconds(tiny.loop.seconds, lambda: None, device, FIXED_RUNS)
+    plain, checkpointed = (median_seconds(lambda t=t, d=d: t.step(d), lambda: None, device, FIXED_RUNS)
+                           for t, d in (trainer_of(tiny_checkpointed(precision, on), device) for on in (False, True)))
+    how = f"median of {FIXED_RUNS} runs"
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "calibrated.yaml"
         path.write_text(yamlio.dumps(hardware_entry(c)), encoding="utf-8")
-        fixed = fixed_costs_of(precision, str(path), step, update, f"median of {FIXED_RUNS} runs", loop)
+        fixed = fixed_costs_of(precision, str(path), step, update, how, loop)
+        fixed.checkpoint, fixed.checkpoint_source = checkpoint_cost_of(precision, str(path), plain, checkpointed,
+                                                                       fixed, how)
     on = f"measured by costplan calibrate on {c.device} on {c.date}"
     fixed.source, fixed.loop_source = f"{on}: {fixed.source}", f"{on}: {fixed.loop_source}"
+    fixed.checkpoint_source = f"{on}: {fixed.checkpoint_source}"
     return fixed
 
 
@@ -291,6 +302,8 @@ def kernel_curves(c: Calibration) -> dict:
             entry["update_seconds"] = {"value": c.fixed.update, "source": c.fixed.source}
         if c.fixed.loop > 0:
             entry["loop_kernel_seconds"] = {"value": c.fixed.loop, "source": c.fixed.loop_source}
+        if c.fixed.checkpoint > 0:
+            entry["checkpoint_kernel_seconds"] = {"value": c.fixed.checkpoint, "source": c.fixed.checkpoint_source}
     return entry
 
 

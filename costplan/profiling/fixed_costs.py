@@ -54,6 +54,8 @@ class Fixed:
     source: str
     loop: float = 0.0
     loop_source: str = ""
+    checkpoint: float = 0.0
+    checkpoint_source: str = ""
 
 
 def paired(gpu: GPU, device_name: str) -> bool:
@@ -62,8 +64,26 @@ def paired(gpu: GPU, device_name: str) -> bool:
     return gpu.calibrated_on == device_name and gpu.kernels is not None and gpu.kernels.kernel_seconds is not None
 
 
+# The tiny step as per-op checkpointing takes it (flash attention, matmuls without biases), run with and without
+# it: the difference beyond the rerun's kernels is the dispatch mode's work (checkpoint_cost_of).
+CHECKPOINTED = ["model.attention=flash", "model.bias=false"]
+SELECTIVE_OP = "training.recompute=selective_op"
+
+
 def tiny_overrides(precision: str) -> list[str]:
     return [*FIXED_STEP, f"training.precision={precision}"]
+
+
+def tiny_checkpointed(precision: str, selective_op: bool, hardware: str | None = None) -> Spec:
+    """The tiny step in `precision` as per-op checkpointing takes it, with it or without."""
+    extra = [*CHECKPOINTED, *([SELECTIVE_OP] if selective_op else [])]
+    return load_spec(REFERENCE, tiny_overrides(precision) + extra + ([f"hardware.gpu={hardware}"] if hardware else []))
+
+
+def trainer_of(spec: Spec, device: torch.device) -> tuple[Trainer, tuple]:
+    """A trainer of the reference model of `spec` on `device`, with one micro-batch for it."""
+    return (Trainer(build_model(spec, device=device), spec),
+            batch(spec, spec.training.micro_batch_size, device))
 
 
 def tiny_step(precision: str, hardware: str | None = None) -> Spec:
@@ -77,8 +97,7 @@ class FixedStep:
     def __init__(self, device: torch.device, precision: str):
         self.device = device
         self.spec = tiny_step(precision)
-        self.trainer = Trainer(build_model(self.spec, device=device), self.spec)
-        self.data = batch(self.spec, self.spec.training.micro_batch_size, device)
+        self.trainer, self.data = trainer_of(self.spec, device)
 
         self.loop = FixedLoop(device, precision)
 
@@ -147,6 +166,24 @@ def fixed_costs_of(precision: str, hardware: str, step: float, update: float, ho
                              f"flash and materialising, forward and backward, {how} {loop:.4g} s, over the "
                              f"{loop_kernels():g} kernels they launch")
     return fixed
+
+
+def checkpoint_cost_of(precision: str, hardware: str, plain: float, checkpointed: float, fixed: Fixed,
+                       how: str) -> tuple[float, str]:
+    """What a kernel costs beyond `fixed` under per-op checkpointing, with its source: the tiny step timed
+    `checkpointed` seconds with selective_op and `plain` without, less the rooflines' difference and the rerun's
+    kernels at `fixed`'s figures, over the kernels the step model says pass the dispatch mode (stage_counts)."""
+    specs = [tiny_checkpointed(precision, on, hardware) for on in (False, True)]
+    parts = [step_of(spec, shape_of(spec)).breakdown for spec in specs]
+    counts = [stage_counts(spec, shape_of(spec)) for spec in specs]
+    rooflines = sum(sign * (p["matmul"] + p["attention"] + p["memory_bound"]) for sign, p in zip((-1, 1), parts))
+    reruns = ((counts[1].launched - counts[0].launched) * fixed.kernel
+              + (counts[1].looped - counts[0].looped) * fixed.loop)
+    extra = max(0.0, checkpointed - plain - rooflines - reruns) / counts[1].dispatched
+    source = (f"{REFERENCE} with --set {' '.join(tiny_overrides(precision) + CHECKPOINTED)}, {how} {plain:.4g} s "
+              f"a step, and {checkpointed:.4g} s with {SELECTIVE_OP}; the difference less the rooflines' and the "
+              f"rerun's kernels, over the {counts[1].dispatched:g} kernels its dispatch mode handles")
+    return extra, source
 
 
 @contextmanager

@@ -151,10 +151,10 @@ class Curves(Section):
       autograd Functions, without autograd's recording (its Python loop over attention blocks, profiling/blocks.py;
       its RMSNorm's steps on a CPU): a fraction of kernel_seconds; measured by `costplan calibrate` on the block
       loop. Left out, those kernels are not counted (with training.fusion eager; a fused kernel is one).
-    checkpoint_kernel_seconds (optional): what a kernel costs beyond kernel_seconds when it runs under torch's
-      selective checkpointing (training.recompute: selective_op), whose dispatch mode handles every op of the
-      forward and of its rerun in Python; measured by `costplan calibrate` on the tiny step with and without it.
-      Left out, nothing is added.
+    checkpoint_op_seconds (optional): what torch's selective checkpointing (training.recompute: selective_op)
+      adds per op of a layer's forward, views included, which its dispatch mode handles in Python (and again
+      when the layer reruns); measured by `costplan calibrate` on the tiny step with and without it. Left out,
+      nothing is added.
     """
 
     gemm: dict[str, Curve] = field(min_length=1)
@@ -175,7 +175,7 @@ class Curves(Section):
     weight_read: Figure | None = None
     kernel_seconds: Figure | None = None
     loop_kernel_seconds: Figure | None = None
-    checkpoint_kernel_seconds: Figure | None = None
+    checkpoint_op_seconds: Figure | None = None
     depthwise_conv_forward: Figure | None = None
     depthwise_conv_backward: Figure | None = None
     new_shape_seconds: Figure | None = None

@@ -12,6 +12,7 @@ from conftest import CALIBRATED
 from costplan.costs.components import shape_of
 from costplan.costs.estimate import estimate
 from costplan.costs.run import step_of
+from costplan.costs.step import stage_counts
 from costplan.loading import load_spec
 
 pytest.importorskip("torch")
@@ -22,9 +23,10 @@ TINY = ["model.n_layers=2", "model.d_model=48", "model.d_ff=192", "model.vocab_s
         "training.precision=bf16"]
 
 
-def hardware(tmp_path, name, kernel=None, update=None, loop=None) -> str:
+def hardware(tmp_path, name, kernel=None, update=None, loop=None, checkpoint=None) -> str:
     device = {**CALIBRATED, "kernels": dict(CALIBRATED["kernels"])}
-    for field, value in (("kernel_seconds", kernel), ("update_seconds", update), ("loop_kernel_seconds", loop)):
+    for field, value in (("kernel_seconds", kernel), ("update_seconds", update), ("loop_kernel_seconds", loop),
+                         ("checkpoint_op_seconds", checkpoint)):
         if value is not None:
             device["kernels"][field] = {"value": value, "source": "test"}
     path = tmp_path / f"{name}.yaml"
@@ -106,3 +108,27 @@ def test_only_hardware_calibrated_here_with_fixed_costs_pairs(tmp_path):
     assert not paired(with_costs, "cpu: another")
     assert not paired(resolve(hardware(tmp_path, "bare")), "cpu: test")
     assert not paired(resolve("a100-80gb"), "cpu: test")
+
+
+def test_per_op_checkpointing_pairs_its_cost_per_op_with_the_tiny_checkpointed_steps(tmp_path):
+    from costplan.profiling.compare import one_step
+    from costplan.profiling.fixed_costs import tiny_checkpointed
+
+    filed = hardware(tmp_path, "filed", kernel=40e-6, update=30e-6, loop=4e-6, checkpoint=90e-6)
+    # the tiny step, its update, the block loop; then the tiny step as per-op checkpointing takes it, 3 ms without
+    # and 7 ms with it
+    row = check(filed, (0.010, 0.003, 0.00924, 0.003, 0.007), name="flash-selective-op")
+    assert "µs an op under per-op checkpointing" in row.note and "(the file's 40, 30, 4, 90)" in row.note
+    tiny = load_spec("gpt2-small", [*TINY, f"hardware.gpu={filed}"])
+    parts = step_of(tiny, shape_of(tiny)).breakdown
+    kernel = (0.010 - 0.003 - parts["matmul"] - parts["attention"] - parts["memory_bound"]) / 105
+    specs = [tiny_checkpointed("bf16", on, filed) for on in (False, True)]
+    (p0, c0), (p1, c1) = ((step_of(s, shape_of(s)).breakdown, stage_counts(s, shape_of(s))) for s in specs)
+    rerun = (sum(p1[k] - p0[k] for k in ("matmul", "attention", "memory_bound"))
+             + (c1.launched - c0.launched) * kernel + (c1.looped - c0.looped) * 10e-6)
+    op = (0.007 - 0.003 - rerun) / c1.dispatched
+    assert f"{op * 1e6:.4g} µs an op under per-op checkpointing" in row.note
+    by_hand = hardware(tmp_path, "by-hand", kernel=kernel, update=(0.003 - parts["optimizer"]) / 36, loop=10e-6,
+                       checkpoint=op)
+    spec = load_spec(CI / "flash-selective-op.yaml", [f"hardware.gpu={by_hand}"])
+    assert row.estimate == pytest.approx(estimate(one_step(spec, 2)).time.step_seconds)

@@ -61,15 +61,15 @@ def test_fixed_costs_are_the_tiny_step_less_its_rooflines_over_its_counts(monkey
     assert "over the 924 kernels they launch" in fixed.loop_source
     assert fixed.source.startswith("measured by costplan calibrate on cpu: test on 2026-12-03: gpt2-small with")
     # per-op checkpointing: the 4 ms more, less the rerun's rooflines and kernels (at the figures above), over the
-    # kernels its dispatch mode sees (tests/test_step.py counts them)
+    # ops its dispatch mode handles (counted against the mode's own calls below)
     plain, checkpointed = (fixed_costs.tiny_checkpointed("bf16", on, str(hardware)) for on in (False, True))
     (p0, c0), (p1, c1) = ((step_of(s, shape_of(s)).breakdown, step.stage_counts(s, shape_of(s)))
                           for s in (plain, checkpointed))
     reruns = (sum(p1[k] - p0[k] for k in ("matmul", "attention", "memory_bound"))
               + (c1.launched - c0.launched) * fixed.kernel + (c1.looped - c0.looped) * fixed.loop)
-    assert c1.dispatched > c1.launched - c0.launched > 0
+    assert c1.dispatched > c1.launched - c0.launched > 0 and c0.dispatched == 0
     assert fixed.checkpoint == pytest.approx((0.009 - 0.005 - reruns) / c1.dispatched)
-    assert f"over the {c1.dispatched:g} kernels its dispatch mode handles" in fixed.checkpoint_source
+    assert f"over the {c1.dispatched:g} ops its dispatch mode handles" in fixed.checkpoint_source
 
 
 # aten ops that launch no kernel of their own (views, metadata, dtype no-ops, wrappers around the op that does)
@@ -271,3 +271,35 @@ def test_explicit_attention_kernels_are_the_reference_modules(model, training):
     (layer,) = layers(spec.model)
     modelled = [ops.kernels(op) for op in ops.attention_ops(layer, spec.model, shape_of(spec))]
     assert (sum(f for f, _ in modelled), sum(b for _, b in modelled)) == counted
+
+
+@pytest.mark.parametrize("model", [
+    {},                                                                          # GPT-2 style, as calibrate's
+    {"norm": "rmsnorm", "position": "rope", "mlp": "swiglu", "n_kv_heads": 2},   # Llama style, as torchtitan's
+])
+def test_ops_per_op_checkpointing_dispatches_are_the_reference_layers(monkeypatch, model):
+    # torch's selective checkpointing asks its policy about every op of a layer's forward, views included: count
+    # those calls in one training step of the reference and compare with the ops the step model says it sees
+    import torch.utils.checkpoint as checkpointing
+
+    from costplan.profiling import model as reference
+    from costplan.profiling.step import Trainer, batch
+
+    calls = []
+    contexts = checkpointing.create_selective_checkpoint_contexts
+
+    def counting(policy, *args, **kwargs):
+        def counted(ctx, func, *a, **k):
+            calls.append(ctx.is_recompute)
+            return policy(ctx, func, *a, **k)
+        return contexts(counted, *args, **kwargs)
+
+    monkeypatch.setattr(reference, "create_selective_checkpoint_contexts", counting)
+    spec = load_spec({"model": {"vocab_size": 64, "d_model": 64, "n_layers": 2, "n_heads": 4, "max_seq_len": 32,
+                                "bias": False, "attention": {"type": "flash"}, **model},
+                      "training": {"fusion": "eager", "seq_len": 32, "micro_batch_size": 1,
+                                   "recompute": "selective_op"}})
+    trainer = Trainer(reference.build_model(spec, device="cpu"), spec)
+    trainer.step(batch(spec, 1, "cpu"))
+    assert calls and not any(calls)      # the rerun's mode serves the cache without asking the policy
+    assert step.stage_counts(spec, shape_of(spec)).dispatched == len(calls)

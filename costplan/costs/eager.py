@@ -129,6 +129,18 @@ def norm_kernels(kind: str, e: int) -> Pair:
     return 1, 1
 
 
+# Views the reference's forward dispatches beside its kernels (a dispatch mode sees them too: per-op
+# checkpointing's, ops.dispatched): a linear's weight transpose and its input's and output's reshapes; SDPA's
+# reshapes of q, k, v and the output into heads and their transposes; rotary's two halves and its two tables'
+# broadcasts, for q and k. Counted against the mode's own calls (tests/test_step_counts.py).
+LINEAR_VIEWS, SDPA_VIEWS, ROTARY_VIEWS = 3, 8, 8
+
+
+def norm_views(kind: str) -> int:
+    """The reference's RMSNorm promotes its dtype (promote_types) before its Function's kernels."""
+    return 1 if kind == "rmsnorm" else 0
+
+
 def norm_function_kernels(kind: str, e: int) -> Pair:
     """Kernels the reference's RMSNorm Function launches inside itself on a CPU (none for LayerNorm's kernel)."""
     if kind == "rmsnorm":

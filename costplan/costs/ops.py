@@ -91,12 +91,13 @@ class Stream:
     kernels: tuple[float, float] = (1, 1)   # kernels it launches forward and backward
     tensors: int = 0           # parameter tensors it holds (a norm's weight and bias)
     looped: tuple[float, float] = (0, 0)    # kernels launched inside an autograd Function, unrecorded (Core.looped)
+    views: float = 0           # views its forward dispatches beside its kernels in the reference (ops.dispatched)
 
 
 def _eager(kind: str, elements: float, pair: eager.Pair, split: bool = True, kernels: tuple[float, float] = (1, 1),
-           tensors: int = 0, looped: tuple[float, float] = (0, 0)) -> Stream:
+           tensors: int = 0, looped: tuple[float, float] = (0, 0), views: float = 0) -> Stream:
     """Memory-bound work as eager PyTorch's kernels move it: `pair` per element, forward and backward."""
-    return Stream(kind, elements * pair[0], split, elements * pair[1], kernels, tensors, looped)
+    return Stream(kind, elements * pair[0], split, elements * pair[1], kernels, tensors, looped, views)
 
 
 def _norms(kind: str, count: int, width: float, model: ModelSpec, shape: Shape) -> Stream:
@@ -107,7 +108,7 @@ def _norms(kind: str, count: int, width: float, model: ModelSpec, shape: Shape) 
         return Stream(kind, count * 2 * rows * e, False, None, (count, count), held)
     launched, inside = eager.norm_kernels(model.norm, e), eager.norm_function_kernels(model.norm, e)
     return _eager(kind, count * rows, eager.norm(model.norm, e), False, (count * launched[0], count * launched[1]),
-                  held, (count * inside[0], count * inside[1]))
+                  held, (count * inside[0], count * inside[1]), count * eager.norm_views(model.norm))
 
 
 def _fan_out(consumers: int, shape: Shape, model: ModelSpec) -> list[Op]:
@@ -139,6 +140,19 @@ def looped(op: Op) -> tuple[float, float]:
     """Kernels an operation launches inside one of the reference's autograd Functions, forward and backward: its
     Python loop over attention blocks, its RMSNorm on a device without a fused kernel (eager.py)."""
     return (0, 0) if isinstance(op, Gemm) else op.looped
+
+
+def dispatched(op: Op) -> float:
+    """Ops an operation's forward dispatches in the reference, views included: what a dispatch mode handles (per-op
+    checkpointing's, step.stage_counts). A linear adds its weight's transpose and its input's and output's
+    reshapes to its product; SDPA the reshapes and transposes of q, k, v and the output (eager.py)."""
+    if isinstance(op, Gemm):
+        return op.count * (1 + eager.LINEAR_VIEWS)
+    if isinstance(op, Core) and op.flash and op.looped == (0, 0):
+        return 1 + eager.SDPA_VIEWS
+    if looped(op) != (0, 0):   # an autograd Function: its node is no op; the kernels inside it are
+        return looped(op)[0] + (op.views if isinstance(op, Stream) else 0)
+    return kernels(op)[0] + (op.views if isinstance(op, Stream) else 0)
 
 
 def tensors(op: Op) -> int:
@@ -261,7 +275,8 @@ def attention_ops(layer: Layer, model: ModelSpec, shape: Shape) -> list[Op]:
         ops.append(Stream("softmax", 2 * heads * pairs * e, kernels=(0, 0) if loop != (0, 0) else (1, 1 + rerun)))
     rotated = s * (model.q_width + model.kv_width)
     if model.position == "rope" and getattr(a, "rope", True):     # a NoPE layer (rope: false) rotates nothing
-        ops.append(_eager("rotary", rotated, eager.rotary(e), kernels=eager.rotary_kernels(e))
+        ops.append(_eager("rotary", rotated, eager.rotary(e), kernels=eager.rotary_kernels(e),
+                          views=eager.ROTARY_VIEWS)
                    if eager_run else Stream("rotary", 2 * rotated * e, kernels=(2, 2)))   # q and k
     if a.type == "mla":
         ops.append(_latent_norms(a, model, shape))

@@ -65,6 +65,7 @@ from costplan.costs.parallel import zero_groups
 from costplan.costs.ops import (
     Core, Gemm, Op, Stream, embedding_ops, gemm_size, head_ops, kernels, layer_ops, looped, tensors,
 )
+from costplan.costs.ops import dispatched as ops_dispatched
 from costplan.costs.traffic import BUCKET_BYTES, Traffic, collective_seconds, overlaps, sm_share
 from costplan.records import Record
 from costplan.spec import ModelSpec, Spec
@@ -346,7 +347,7 @@ def step_time(spec: Spec, dev: Device, shape: Shape, stage_params: list[tuple[fl
     # fixed costs where the device's tables measure them: a micro-batch's kernels, the step's updates
     curves = dev.curves
     fixed = any(f is not None for f in (curves.kernel_seconds, curves.update_seconds, curves.new_shape_seconds,
-                                        curves.loop_kernel_seconds, curves.checkpoint_kernel_seconds))
+                                        curves.loop_kernel_seconds, curves.checkpoint_op_seconds))
     counts = stage_counts(spec, shape, slowest) if fixed else Counts(0.0, 0.0, 0.0)
     launches = fixed_seconds(dev, counts.launched, 0.0, counts.ragged, counts.looped, counts.dispatched)
     micro = tally.total + sum(k.exposed for k in traffic.values()) + launches
@@ -421,14 +422,14 @@ def fixed_seconds(dev: Device, launched: float, held: float, ragged: float = 0.0
                   dispatched: float = 0.0) -> float:
     """The fixed cost of `launched` kernels, of updating `held` parameter tensors, of `ragged` GEMMs at new
     shapes, of `looped` kernels launched inside the reference's autograd Functions and the extra of `dispatched`
-    kernels run under per-op checkpointing, beyond their rooflines, at the device's measured figures (none:
+    ops handled by per-op checkpointing's dispatch mode, beyond their rooflines, at the device's measured figures (none:
     nothing). Counted beside the roofline, not hidden by it: a CPU runs one operation at a time, and its
     framework's work between kernels is part of each operation's time."""
     c = dev.curves
     return sum(count * figure.value for count, figure in ((launched, c.kernel_seconds), (held, c.update_seconds),
                                                            (ragged, c.new_shape_seconds),
                                                            (looped, c.loop_kernel_seconds),
-                                                           (dispatched, c.checkpoint_kernel_seconds))
+                                                           (dispatched, c.checkpoint_op_seconds))
                if figure is not None)
 
 
@@ -439,7 +440,7 @@ class Counts(NamedTuple):
     held: float         # parameter tensors updated (ops.tensors)
     ragged: float       # of the kernels, GEMMs at shapes that follow the routing (ops.Gemm.ragged)
     looped: float = 0.0  # kernels launched inside the reference's autograd Functions (ops.looped)
-    dispatched: float = 0.0  # kernels run under per-op checkpointing's dispatch mode: forward and rerun
+    dispatched: float = 0.0  # ops per-op checkpointing's dispatch mode handles, views included (ops.dispatched)
 
 
 def stage_counts(spec: Spec, shape: Shape, stage: int = 0) -> Counts:
@@ -472,12 +473,12 @@ def stage_counts(spec: Spec, shape: Shape, stage: int = 0) -> Counts:
         add([op for ops in layer_ops(layer, model, layer_shape).values() for op in ops], count,
             layer_shape.recompute == "full")
         if layer_shape.recompute == "selective_op":
-            # torch's selective checkpointing passes every op of the forward and of its rerun through a
-            # Python dispatch mode (its policy, then the cache): launched and looped kernels alike
             rerun = rerun_ops(layer, model, layer_shape)
             launched += count * sum(kernels(op)[0] for op in rerun)
             loop += count * sum(looped(op)[0] for op in rerun)
+            # torch's selective checkpointing passes every op of the layer's forward through a Python dispatch
+            # mode (its policy), views included; its rerun's mode is in the measured cost per op
             ops = [op for each in layer_ops(layer, model, layer_shape).values() for op in each]
-            dispatched += count * sum(kernels(op)[0] / (ep if isinstance(op, Gemm) and op.expert else 1)
-                                      + looped(op)[0] for op in ops + rerun)
+            dispatched += count * sum(ops_dispatched(op) / (ep if isinstance(op, Gemm) and op.expert else 1)
+                                      for op in ops)
     return Counts(launched, held, ragged, loop, dispatched)

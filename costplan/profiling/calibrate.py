@@ -26,9 +26,9 @@ parameter tensors it updates, is `update_seconds`; the rest of the step, less th
 over the kernels the step model counts in it (costs/ops.py kernels), is `kernel_seconds`. On a CPU these are
 the framework's work around each operation (dispatch, autograd, the optimizer's per-tensor loop), which
 dominates small steps. `loop_kernel_seconds` is a tiny block loop's time over its kernels; and
-`checkpoint_kernel_seconds` what torch's per-op checkpointing adds to each kernel it handles: the same tiny step
-with flash attention and no biases, timed with `training.recompute: selective_op` and without, the difference
-less the rerun's kernels over the kernels its dispatch mode sees (the forward's and the rerun's).
+`checkpoint_op_seconds` what torch's per-op checkpointing adds per op its dispatch mode handles: the same tiny
+step with flash attention and no biases, timed with `training.recompute: selective_op` and without, the
+difference less the rerun's kernels over the ops of its layers' forward, views included (ops.dispatched).
 
 Attention runs in the precision a bf16 spec's step is timed in (precision.choose on the measured rates): bf16,
 or fp32 on a CPU whose bf16 matmuls run at under half the fp32 rate, and is then compared with the fp32 peak.
@@ -208,7 +208,7 @@ def calibrate(device: torch.device, budget: float = DEFAULT_BUDGET,
     measured.fixed = fixed_costs(measured, device, precision)
     progress(f"fixed costs: {measured.fixed.kernel * 1e6:.3g} µs per kernel, {measured.fixed.update * 1e6:.3g} µs "
              f"per parameter tensor's update, {measured.fixed.loop * 1e6:.3g} µs per kernel of a block loop, "
-             f"{measured.fixed.checkpoint * 1e6:.3g} µs more per kernel under per-op checkpointing, "
+             f"{measured.fixed.checkpoint * 1e6:.3g} µs per op under per-op checkpointing, "
              f"{measured.new_shape[0] * 1e6:.3g} µs per GEMM at a new shape")
     progress(f"done in {report.seconds(time.perf_counter() - started)} (budget {report.seconds(budget)})")
     return measured
@@ -303,7 +303,7 @@ def kernel_curves(c: Calibration) -> dict:
         if c.fixed.loop > 0:
             entry["loop_kernel_seconds"] = {"value": c.fixed.loop, "source": c.fixed.loop_source}
         if c.fixed.checkpoint > 0:
-            entry["checkpoint_kernel_seconds"] = {"value": c.fixed.checkpoint, "source": c.fixed.checkpoint_source}
+            entry["checkpoint_op_seconds"] = {"value": c.fixed.checkpoint, "source": c.fixed.checkpoint_source}
     return entry
 
 

@@ -29,7 +29,7 @@ from costplan.costs.norm import LAYER_NORMS
 from costplan.costs.serving_ops import forward_kernels
 from costplan.errors import CostplanError
 from costplan.loading import with_overrides
-from costplan.profiling.fixed_costs import fixed_costs_of, paired, with_fixed_costs
+from costplan.profiling.fixed_costs import checkpoint_cost_of, fixed_costs_of, paired, with_fixed_costs
 from costplan.profiling.measure import PROBE_SIZE, Measurement
 from costplan.profiling.precision import FALLBACK, PrecisionChoice
 from costplan.profiling.scope import OUTSIDE
@@ -206,16 +206,21 @@ def time_check(m: Measurement, tolerance: float | None) -> Check:
 def _paired_fixed_costs(spec: Spec, m: Measurement, gpu) -> tuple[float, str]:  # noqa: ANN001 - hardware.GPU
     """The step estimated with the fixed costs that the tiny step, timed between the measured steps, gives on
     this hardware's rooflines; and a note of them against the file's."""
-    step, update, loop = m.time_fixed
+    step, update, loop, *checkpointed = m.time_fixed
     k = gpu.kernels
-    fixed = fixed_costs_of(spec.training.precision, gpu.key, step, update,
-                           f"median of {m.timing.runs} steps, timed between the checked steps,",
+    how = f"median of {m.timing.runs} steps, timed between the checked steps,"
+    fixed = fixed_costs_of(spec.training.precision, gpu.key, step, update, how,
                            loop if k.loop_kernel_seconds is not None else None)
+    if checkpointed:
+        fixed.checkpoint, fixed.checkpoint_source = checkpoint_cost_of(spec.training.precision, gpu.key,
+                                                                       *checkpointed, fixed, how)
     with with_fixed_costs(gpu, fixed) as path:
         estimated = estimate(one_step(with_overrides(spec, [f"hardware.gpu={path}"]), m.batch)).time.step_seconds
     figures = [(fixed.kernel, k.kernel_seconds, "a kernel"), (fixed.update, k.update_seconds, "an update")]
     if k.loop_kernel_seconds is not None:
         figures.append((fixed.loop, k.loop_kernel_seconds, "a loop's kernel"))
+    if checkpointed:
+        figures.append((fixed.checkpoint, k.checkpoint_op_seconds, "an op under per-op checkpointing"))
     note = ("fixed costs timed between the steps: "
             + ", ".join(f"{report.number(value * 1e6)} µs {what}" for value, _, what in figures) + " (the file's "
             + ", ".join(report.number(f.value * 1e6) if f else "none" for _, f, _ in figures) + ")")

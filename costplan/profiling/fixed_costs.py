@@ -92,17 +92,21 @@ def tiny_step(precision: str, hardware: str | None = None) -> Spec:
 
 
 class FixedStep:
-    """The tiny step in `precision`, built once on `device`, timed one step at a time."""
+    """The tiny step in `precision`, built once on `device`, timed one step at a time; with `checkpointed`, also
+    the tiny step as per-op checkpointing takes it, without it and with it."""
 
-    def __init__(self, device: torch.device, precision: str):
+    def __init__(self, device: torch.device, precision: str, checkpointed: bool = False):
         self.device = device
         self.spec = tiny_step(precision)
         self.trainer, self.data = trainer_of(self.spec, device)
 
         self.loop = FixedLoop(device, precision)
+        self.checkpointed = [trainer_of(tiny_checkpointed(precision, on), device) for on in (False, True)] \
+            if checkpointed else []
 
-    def seconds(self) -> tuple[float, float, float]:
-        """One whole step's seconds, of those its optimizer update's, and the tiny block loop's."""
+    def seconds(self) -> tuple[float, ...]:
+        """One whole step's seconds, of those its optimizer update's, and the tiny block loop's; then, if
+        checkpointed, the step as per-op checkpointing takes it without and with it."""
         synchronize(self.device)
         start = time.perf_counter()
         self.trainer.accumulate(*self.data)
@@ -111,7 +115,15 @@ class FixedStep:
         self.trainer.update()
         synchronize(self.device)
         end = time.perf_counter()
-        return end - start, end - backward, self.loop.seconds()
+        return (end - start, end - backward, self.loop.seconds(),
+                *(self._step(trainer, data) for trainer, data in self.checkpointed))
+
+    def _step(self, trainer: Trainer, data: tuple) -> float:
+        synchronize(self.device)
+        start = time.perf_counter()
+        trainer.step(data)
+        synchronize(self.device)
+        return time.perf_counter() - start
 
 
 class FixedLoop:
@@ -170,9 +182,9 @@ def fixed_costs_of(precision: str, hardware: str, step: float, update: float, ho
 
 def checkpoint_cost_of(precision: str, hardware: str, plain: float, checkpointed: float, fixed: Fixed,
                        how: str) -> tuple[float, str]:
-    """What a kernel costs beyond `fixed` under per-op checkpointing, with its source: the tiny step timed
+    """What per-op checkpointing adds per op its dispatch mode handles, with its source: the tiny step timed
     `checkpointed` seconds with selective_op and `plain` without, less the rooflines' difference and the rerun's
-    kernels at `fixed`'s figures, over the kernels the step model says pass the dispatch mode (stage_counts)."""
+    kernels at `fixed`'s figures, over the ops of the layers' forward, views included (stage_counts)."""
     specs = [tiny_checkpointed(precision, on, hardware) for on in (False, True)]
     parts = [step_of(spec, shape_of(spec)).breakdown for spec in specs]
     counts = [stage_counts(spec, shape_of(spec)) for spec in specs]
@@ -182,19 +194,20 @@ def checkpoint_cost_of(precision: str, hardware: str, plain: float, checkpointed
     extra = max(0.0, checkpointed - plain - rooflines - reruns) / counts[1].dispatched
     source = (f"{REFERENCE} with --set {' '.join(tiny_overrides(precision) + CHECKPOINTED)}, {how} {plain:.4g} s "
               f"a step, and {checkpointed:.4g} s with {SELECTIVE_OP}; the difference less the rooflines' and the "
-              f"rerun's kernels, over the {counts[1].dispatched:g} kernels its dispatch mode handles")
+              f"rerun's kernels, over the {counts[1].dispatched:g} ops its dispatch mode handles")
     return extra, source
 
 
 @contextmanager
 def with_fixed_costs(gpu: GPU, fixed: Fixed) -> Iterator[str]:
-    """A copy of the hardware file `gpu` whose fixed costs per kernel, per update and per loop kernel are
-    `fixed`'s (a cost lost in the timing noise left out, as calibrate leaves it out), as a path for hardware.gpu
-    while in use."""
+    """A copy of the hardware file `gpu` whose fixed costs per kernel, per update, per loop kernel and per op under
+    per-op checkpointing are `fixed`'s (a cost lost in the timing noise, or not timed, left out, as calibrate
+    leaves it out), as a path for hardware.gpu while in use."""
     data = gpu.model_dump(mode="json", exclude_none=True)
     for name, value, source in (("kernel_seconds", fixed.kernel, fixed.source),
                                 ("update_seconds", fixed.update, fixed.source),
-                                ("loop_kernel_seconds", fixed.loop, fixed.loop_source)):
+                                ("loop_kernel_seconds", fixed.loop, fixed.loop_source),
+                                ("checkpoint_op_seconds", fixed.checkpoint, fixed.checkpoint_source)):
         data["kernels"].pop(name, None)
         if value > 0:
             data["kernels"][name] = {"value": value, "source": source}

@@ -52,8 +52,9 @@ class Measurement:
     time_note: str = ""
     time_precision: PrecisionChoice | None = None
     time_probe: float | None = None          # matmul FLOP/s at PROBE_SIZE in the timed precision, after timing
-    time_fixed: tuple[float, float, float] | None = None   # the tiny step's seconds, its update's and the tiny
-                                                    # block loop's (medians), timed between the steps (fixed_costs.py)
+    time_fixed: tuple[float, ...] | None = None   # the tiny step's seconds, its update's, the tiny block loop's and,
+                                                  # for per-op checkpointing, the tiny step as it takes it, without
+                                                  # and with it (medians), timed between the steps (fixed_costs.py)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -294,8 +295,10 @@ def measure_time(spec: Spec, size: int, device: torch.device, budget: float,
     model = build_model(timed, device=device)
     trainer = Trainer(model, timed)
     ids, targets = batch(timed, size, device)
-    tiny = FixedStep(device, timed.training.precision) if paired(timed.gpu, describe(device)) else None
-    fixed: list[tuple[float, float]] = []
+    checkpointed = timed.training.recompute == "selective_op" and timed.gpu.kernels is not None \
+        and timed.gpu.kernels.checkpoint_op_seconds is not None
+    tiny = FixedStep(device, timed.training.precision, checkpointed) if paired(timed.gpu, describe(device)) else None
+    fixed: list[tuple[float, ...]] = []
     timing = time_steps(lambda: trainer.step((ids, targets)), device, budget=budget,
                         between=(lambda: fixed.append(tiny.seconds())) if tiny else None)
     medians = tuple(statistics.median(times) for times in zip(*fixed)) if fixed else None

@@ -12,7 +12,7 @@ import math
 from typing import Literal
 
 from costplan import bundled, yamlio
-from costplan.kinds import REAL, Invalid, ListOf, Then, TupleOf, real_number
+from costplan.kinds import REAL, Invalid, Kind, ListOf, Nullable, Place, Then, TupleOf, real_number
 from costplan.sections import Section, field, kind
 from costplan.validation import bounded
 
@@ -96,6 +96,26 @@ class Curve(Section):
         return points[-1][1]
 
 
+class _RateCurve(Kind):
+    """A Curve; a single Figure, as hardware files wrote these rates before they became curves, reads as a flat
+    one."""
+
+    def __init__(self):
+        super().__init__("Curve", None)
+        self.inner = kind(Curve)
+
+    def check(self, value: object, at: Place) -> object:
+        if isinstance(value, dict) and "value" in value and "points" not in value:
+            value = {"points": [[1, value["value"]]], "source": value.get("source", "")}
+        return self.inner.check(value, at)
+
+    def sections(self) -> list:
+        return self.inner.sections()
+
+
+RateCurve = Nullable(_RateCurve())
+
+
 # Attention kernels a device may have curves for besides the one its attention curves measure: FlashAttention-2
 # (on Hopper, where those are FlashAttention-3's), FlashAttention-1, and the Triton FlashAttention of flash-attn
 # 1.x (flash_attn_triton.py), which 2023 stacks such as llm-foundry's MPT ran.
@@ -140,9 +160,10 @@ class Curves(Section):
       before (a CPU library builds a kernel per shape: oneDNN's primitives), paid every step by dropless experts,
       whose rows follow the routing; measured by `costplan calibrate`.
     depthwise_conv_forward, depthwise_conv_backward (optional): what AFT-conv's causal depthwise convolution
-      reaches forward and backward, over the same peak as the attention curves; measured by `costplan
-      calibrate`. Left out (every catalogue device), the convolution runs at the GEMM curve's rate, as
-      attention cores without a flash kernel do.
+      reaches forward and backward, over the same peak as the attention curves, against the FLOPs of one call
+      (a CPU runs small calls far below large ones); measured by `costplan calibrate` (a single figure, as
+      older files have it, is a flat curve). Left out (every catalogue device), the convolution runs at the GEMM
+      curve's rate, as attention cores without a flash kernel do.
     kernel_seconds, update_seconds (optional): the fixed cost of launching one kernel forward or backward
       (framework dispatch included), and of one parameter tensor's optimizer update, beyond their rooflines;
       measured by `costplan calibrate` on the device at hand. Left out (every catalogue device: no kernel-level
@@ -176,8 +197,8 @@ class Curves(Section):
     kernel_seconds: Figure | None = None
     loop_kernel_seconds: Figure | None = None
     checkpoint_op_seconds: Figure | None = None
-    depthwise_conv_forward: Figure | None = None
-    depthwise_conv_backward: Figure | None = None
+    depthwise_conv_forward: RateCurve = None
+    depthwise_conv_backward: RateCurve = None
     new_shape_seconds: Figure | None = None
     update_seconds: Figure | None = None
 

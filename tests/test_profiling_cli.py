@@ -196,9 +196,11 @@ def test_calibrate_then_time_is_compared(run, tmp_path, monkeypatch):
     assert curves.memory_bound.value > 0 and "GELU" in curves.memory_bound.source
     assert curves.weight_read.value > 0 and "products of one token" in curves.weight_read.source
     assert curves.new_shape_seconds is None or "first call" in curves.new_shape_seconds.source
-    # AFT-conv's depthwise convolution, forward and backward
-    assert "depthwise conv1d" in curves.depthwise_conv_forward.source and curves.depthwise_conv_forward.value > 0
-    assert "twice that backward" in curves.depthwise_conv_backward.source and curves.depthwise_conv_backward.value > 0
+    # AFT-conv's depthwise convolution, forward and backward, by the FLOPs of one call (5 lengths)
+    for curve in (curves.depthwise_conv_forward, curves.depthwise_conv_backward):
+        assert len(curve.points) == 5 and all(rate > 0 for _, rate in curve.points)
+    assert "depthwise conv1d" in curves.depthwise_conv_forward.source
+    assert "twice that backward" in curves.depthwise_conv_backward.source
     data = json.loads(run("profile", FLASH, "--gpu", str(out), "--format", "json").stdout)
     (time_row,) = [c for c in data[0]["checks"] if c["metric"] == "time"]
     assert time_row["status"] in ("ok", "FAIL") and time_row["measured"] > 0 and time_row["estimate"] > 0

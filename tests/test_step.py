@@ -115,6 +115,16 @@ def test_aft_conv_runs_at_the_depthwise_convolutions_measured_rates(flat, tmp_pa
     assert measured["attention"] == pytest.approx(conv / (100e12 * 0.01) + 2 * conv / (100e12 * 0.004))
     # other attention types keep their rates
     assert step(str(path), {}).time.breakdown["attention"] == step(flat, {}).time.breakdown["attention"]
+    # as curves (what calibrate writes), each read at one convolution's FLOPs over the micro-batch (one sequence
+    # here): halfway in log2 between a point at half of it and one at twice it
+    call = 2 * S * 64 * D
+    curves = {"depthwise_conv_forward": {"points": [[call / 2, 0.01], [call * 2, 0.03]], "source": "test"},
+              "depthwise_conv_backward": {"points": [[call / 2, 0.002], [call * 2, 0.006]], "source": "test"}}
+    by_size = tmp_path / "conv-curves.yaml"
+    by_size.write_text(yaml.safe_dump({**FLAT, "kernels": {**FLAT["kernels"], **curves}}))
+    assert conv == L * 2 * call
+    assert step(str(by_size), {}, model=model).time.breakdown["attention"] == pytest.approx(
+        conv / (100e12 * 0.02) + 2 * conv / (100e12 * 0.004))
 
 
 def test_full_recompute_runs_the_forward_again(flat):

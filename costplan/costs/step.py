@@ -58,6 +58,7 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from costplan.costs import Shape, memo, selective_op
+from costplan.costs.attention import aft
 from costplan.costs.device import Device, device  # noqa: F401 - step.device, as before
 from costplan.costs.layers import Layer, block_width, pipeline_stages, recompute_groups, stage_layers
 from costplan.costs.memory import UNFUSED_UPDATE_BYTES, gradient_bytes, optimizer_bytes, weight_bytes
@@ -151,8 +152,9 @@ class Timer:
             rate = peak * self.dev.gemm_curve(precision).at((c.block_rows * keys * c.head_dim) ** (1 / 3))
             forward, backward = c.flops * scale / rate, c.backward * scale / rate
         elif c.conv and curves.depthwise_conv_forward and curves.depthwise_conv_backward:
-            forward = c.flops * scale / (peak * curves.depthwise_conv_forward.value)
-            backward = c.backward * scale / (peak * curves.depthwise_conv_backward.value)
+            call = c.flops * scale / aft.PRODUCTS      # one convolution over the micro-batch: the curves' x
+            forward = c.flops * scale / (peak * curves.depthwise_conv_forward.at(call))
+            backward = c.backward * scale / (peak * curves.depthwise_conv_backward.at(call))
         elif c.flash:
             forward = c.flops * scale / (peak * self.dev.attention_curve(False, c.head_dim).at(c.keys))
             backward = c.backward * scale / (peak * self.dev.attention_curve(True, c.head_dim).at(c.keys))

@@ -101,7 +101,7 @@ class Calibration:
     memory_bound: tuple[float, str] | None = None   # the memory-bound kernels' bytes/s, and what was timed
     weight_read: tuple[float, str] | None = None    # a matrix-vector product's bytes read/s, and what was timed
     new_shape: tuple[float, str] | None = None      # a GEMM's first call at a new shape less a repeat, seconds
-    depthwise_conv: tuple[float, float, str] | None = None   # AFT-conv's convolution: FLOP/s fwd, bwd; what
+    depthwise_conv: tuple[dict, dict, str] | None = None   # AFT-conv's convolution: FLOP/s fwd, bwd by call; what
 
     @property
     def peaks(self) -> dict[str, float]:
@@ -193,8 +193,9 @@ def calibrate(device: torch.device, budget: float = DEFAULT_BUDGET,
              f"matrix-vector reads at {weight_read[0] / bandwidth:.2f}")
     attention = attention_rates(peaks[precision], precision, device, ATTENTION_SHARE * budget, progress)
     conv = depthwise_conv_rates(attention.precision, device)
-    progress(f"{attention.precision} depthwise convolution (AFT-conv): forward {report.flops_rate(conv[0])}, "
-             f"backward {report.flops_rate(conv[1])}")
+    progress(f"{attention.precision} depthwise convolution (AFT-conv): forward "
+             f"{report.flops_rate(min(conv[0].values()))}-{report.flops_rate(max(conv[0].values()))}, backward "
+             f"{report.flops_rate(min(conv[1].values()))}-{report.flops_rate(max(conv[1].values()))} by call size")
     progress("collectives: not measured (one device)")
     left = budget - (time.perf_counter() - started)
     mfu, source = reference_mfu(device, peaks, max(left, 0.0), progress)
@@ -290,9 +291,10 @@ def kernel_curves(c: Calibration) -> dict:
                 f"{on}: {what}, {rate / 1e9:.4g} GB/s, over the copy's {c.bandwidth / 1e9:.4g} GB/s")}
     if c.depthwise_conv is not None:
         forward, backward, what = c.depthwise_conv
-        for name, rate in (("depthwise_conv_forward", forward), ("depthwise_conv_backward", backward)):
-            entry[name] = {"value": rate / peaks[a.precision], "source": (
-                f"{on}: {what}; {report.flops_rate(rate)} over {against}")}
+        for name, rates in (("depthwise_conv_forward", forward), ("depthwise_conv_backward", backward)):
+            entry[name] = {"points": [[size, rate / peaks[a.precision]] for size, rate in sorted(rates.items())],
+                           "source": (f"{on}: {what}; {report.flops_rate(min(rates.values()))} to "
+                                      f"{report.flops_rate(max(rates.values()))} over {against}")}
     if c.new_shape is not None and c.new_shape[0] > 0:
         entry["new_shape_seconds"] = {"value": c.new_shape[0], "source": f"{on}: {c.new_shape[1]}"}
     if c.fixed is not None:     # a cost lost in the timing noise is left out (a Figure is positive)

@@ -25,8 +25,10 @@ HEADS = 16                  # heads per sequence of batch·heads, once there are
 BACKWARD_FLOPS = 2.5        # × the forward's, with its recompute, as FlashAttention's benchmark counts it
 TENSORS = 10                # q, k, v, output and their gradients, with room to spare: the memory of one call
 # AFT-conv's causal depthwise convolution as its reference runs it (profiling/aft.py): (batch·head_dim, heads,
-# seq_len) with one kernel of `taps` per head. (rows, heads, seq_len, taps): a batch of 2 of 8 heads of 64.
-CONV_SHAPE = {"cpu": (128, 8, 256, 32), "cuda": (1024, 16, 2048, 128)}
+# seq_len) with one kernel of `taps` per head. (rows, heads, taps): a batch of 2 of 8 heads of 64, at each of
+# the lengths: a call's size (its FLOPs) sets its rate, small calls running far below large ones on a CPU.
+CONV_SHAPE = {"cpu": (128, 8, 32), "cuda": (1024, 16, 128)}
+CONV_LENGTHS = {"cpu": (32, 64, 128, 256, 512), "cuda": (512, 1024, 2048, 4096)}
 
 
 @dataclass
@@ -142,20 +144,24 @@ def attention_rates(peak: float, precision: str, device: torch.device, seconds: 
     return result
 
 
-def depthwise_conv_rates(precision: str, device: torch.device) -> tuple[float, float, str]:
+def depthwise_conv_rates(precision: str, device: torch.device) -> tuple[dict[float, float], dict[float, float], str]:
     """FLOP/s of AFT-conv's causal depthwise convolution forward and backward (its input's and its kernel's
-    gradients), each FLOP counted as the cost model counts them: 2 per tap of every output, the padded taps of
-    the first positions included; and what was timed. A CPU has no GEMM for it, so it runs far below the
-    matmul rate, backward most of all."""
-    rows, heads, seq_len, taps = CONV_SHAPE[device.type]
+    gradients) by the FLOPs of one call, each FLOP counted as the cost model counts them: 2 per tap of every
+    output, the padded taps of the first positions included; and what was timed. A CPU has no GEMM for it, so it
+    runs far below the matmul rate, backward most of all."""
+    rows, heads, taps = CONV_SHAPE[device.type]
     dtype = DTYPES[precision]
-    x = torch.randn(rows, heads, seq_len, device=device, dtype=dtype, requires_grad=True)
-    kernel = torch.randn(heads, 1, taps, device=device, dtype=dtype, requires_grad=True)
-    grad = torch.randn(rows, heads, seq_len, device=device, dtype=dtype)
-    fwd = best_seconds(lambda: causal_conv(x, kernel), device)
-    both = best_seconds(lambda: torch.autograd.grad(causal_conv(x, kernel), (x, kernel), grad), device)
-    flops = 2 * rows * heads * seq_len * taps
-    what = (f"{precision} causal depthwise conv1d as AFT-conv's reference runs it, input ({rows}, {heads}, "
-            f"{seq_len}), {taps} taps a channel, best of {BEST_OF}; 2·rows·heads·s·taps FLOPs forward, twice "
-            f"that backward (forward + backward less forward)")
-    return flops / fwd, 2 * flops / max(both - fwd, fwd / 100), what
+    forward, backward = {}, {}
+    for seq_len in CONV_LENGTHS[device.type]:
+        x = torch.randn(rows, heads, seq_len, device=device, dtype=dtype, requires_grad=True)
+        kernel = torch.randn(heads, 1, taps, device=device, dtype=dtype, requires_grad=True)
+        grad = torch.randn(rows, heads, seq_len, device=device, dtype=dtype)
+        fwd = best_seconds(lambda: causal_conv(x, kernel), device)
+        both = best_seconds(lambda: torch.autograd.grad(causal_conv(x, kernel), (x, kernel), grad), device)
+        flops = 2 * rows * heads * seq_len * taps
+        forward[flops], backward[flops] = flops / fwd, 2 * flops / max(both - fwd, fwd / 100)
+    what = (f"{precision} causal depthwise conv1d as AFT-conv's reference runs it, input ({rows}, {heads}, s) for s "
+            f"= {', '.join(map(str, CONV_LENGTHS[device.type]))}, {taps} taps a channel, best of {BEST_OF}; "
+            f"against 2·rows·heads·s·taps, the FLOPs of one call forward, twice that backward (forward + backward "
+            f"less forward)")
+    return forward, backward, what

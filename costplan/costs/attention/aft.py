@@ -52,9 +52,12 @@ def _common(model: ModelSpec, shape: Shape, cached_tokens: int, saved: int = SAV
     )
 
 
+PRODUCTS = 2     # the position weights' products with exp(K)⊙V and with exp(K): AFT-conv's two convolutions
+
+
 def _mixing(width: int, pairs: int, executed: int, shape: Shape, weights_saved: int) -> Cost:
     """The two products of the position weights with (exp(K)⊙V) and exp(K), over `pairs` (query, key) pairs."""
-    forward = 2 * matmul(1, executed, 1, width)
+    forward = PRODUCTS * matmul(1, executed, 1, width)
     return Cost(flops=2 * matmul(1, pairs, 1, width), hw_fwd=forward, hw_flops=3 * forward,
                 shared_activations=weights_saved * shape.act_bytes)
 

@@ -63,19 +63,18 @@ tables in the activations' dtype): five kernels a tensor forward (neg, cat, two 
 (two products, neg, the two halves' slice_backward, the two adds summing x's gradient) in any precision, where
 torchtitan's complex product runs three each way (one in fp32); its bytes, 10e forward and 15e backward, equal
 torchtitan's forward in bf16. It runs no repeat_kv: SDPA takes grouped K/V heads as they are, and its explicit
-core and block loops fold the groups themselves. LayerNorm one native kernel each way; rotary three per tensor
-each way (one in fp32); the loss three each way (two in fp32). AFT: the input copy one forward; every variant five
-forward and twelve backward; the running sums two and six; AFT-conv's layout, padding and adds eight forward (with
-its kernel's exp(w) − 1) and eleven backward (with its kernel's gradient: the sum of its two uses, the expm1
-backward's add and product, the slice's backward); AFT-full's weights two forward (masked_fill, exp) and three
-backward (exp's product, masked_fill's, the add into w's gradient). Counted against torch's profiler on the
-reference block (tests/test_step_counts.py). AFT-local's band, tile by tile (costs/attention/blocks.py
-aft_local_tiles), two more forward a tile (masked_fill, expm1) and the concatenations and the adds of the band to
-the running sums (four); eleven more backward a tile (expm1's add and product, masked_fill's, the four slices'
-backward: the position bias's rows and columns, exp(k)'s and exp(k)·v's keys, and the four adds summing their
-gradients and the tile weights' second use), less one (the first tile's gradients start those sums) and less each
-slice of the bias that is the whole tensor (autograd passes it through); its GEMMs, two a tile forward and four
-backward, are the core's.
+core and block loops fold the groups themselves. LayerNorm one native kernel each way; the loss three each way
+(two in fp32). AFT: the input copy one forward; every variant five forward and twelve backward; the running sums
+two and six; AFT-conv's layout, padding and adds eight forward (with its kernel's exp(w) − 1) and eleven backward
+(with its kernel's gradient: the sum of its two uses, the expm1 backward's add and product, the slice's backward);
+AFT-full's weights two forward (masked_fill, exp) and three backward (exp's product, masked_fill's, the add into
+w's gradient). Counted against torch's profiler on the reference block (tests/test_step_counts.py). AFT-local's
+band, tile by tile (costs/attention/blocks.py aft_local_tiles), two more forward a tile (masked_fill, expm1) and
+the concatenations and the adds of the band to the running sums (four); eleven more backward a tile (expm1's add
+and product, masked_fill's, the four slices' backward: the position bias's rows and columns, exp(k)'s and
+exp(k)·v's keys, and the four adds summing their gradients and the tile weights' second use), less one (the first
+tile's gradients start those sums) and less each slice of the bias that is the whole tensor (autograd passes it
+through); its GEMMs, two a tile forward and four backward, are the core's.
 
 The explicit core (dense attention as the reference model writes it: profiling/attention.py explicit_core)
 beside its two batched GEMMs and its softmax: the scale and the causal mask (masked_fill; with ALiBi the bias's

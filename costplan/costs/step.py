@@ -448,9 +448,9 @@ class Counts(NamedTuple):
 def stage_counts(spec: Spec, shape: Shape, stage: int = 0) -> Counts:
     """Kernels one micro-batch launches on a GPU of pipeline stage `stage` (forward, backward and recomputation),
     the parameter tensors that GPU updates, of those kernels the GEMMs whose shapes follow the routing
-    (ops.Gemm.ragged), the kernels launched inside the reference's autograd Functions (ops.looped), and those run
-    under per-op checkpointing's dispatch mode: over the stage's operations, a routed expert's divided by the
-    expert degree. Only walked for a device that has fixed costs."""
+    (ops.Gemm.ragged), the kernels launched inside the reference's autograd Functions (ops.looped), and the ops
+    per-op checkpointing's dispatch mode handles (ops.dispatched): over the stage's operations, a routed expert's
+    divided by the expert degree. Only walked for a device that has fixed costs."""
     model, p, ep = spec.model, spec.parallel.pipeline, spec.parallel.expert
     launched = held = ragged = loop = dispatched = 0.0
 

@@ -516,7 +516,7 @@ def test_eager_kernels_counted_by_hand(flat):
                                                               (2 * L + 1) * (9 + 14), 0)
 
 
-def test_per_op_checkpointing_dispatches_each_layers_forward_and_rerun(flat):
+def test_per_op_checkpointing_dispatches_each_op_of_a_layers_forward(flat):
     training = {"tokens": 10**6, "fusion": "eager"}
     plain, checkpointed = (step_module.stage_counts(spec, shape_of(spec)) for spec in (
         make_spec({**MODEL, **LLAMA_STYLE, "attention": "flash"}, {**training, **more}, {"gpu": flat, "count": 1})

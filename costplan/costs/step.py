@@ -66,7 +66,7 @@ from costplan.costs.parallel import zero_groups
 from costplan.costs.ops import (
     Core, Gemm, Op, Stream, embedding_ops, gemm_size, head_ops, kernels, layer_ops, looped, tensors,
 )
-from costplan.costs.ops import dispatched as ops_dispatched
+from costplan.costs.ops import dispatched as dispatched_ops   # stage_counts sums a local `dispatched`
 from costplan.costs.traffic import BUCKET_BYTES, Traffic, collective_seconds, overlaps, sm_share
 from costplan.records import Record
 from costplan.spec import ModelSpec, Spec
@@ -481,6 +481,6 @@ def stage_counts(spec: Spec, shape: Shape, stage: int = 0) -> Counts:
             # torch's selective checkpointing passes every op of the layer's forward through a Python dispatch
             # mode (its policy), views included; its rerun's mode is in the measured cost per op
             ops = [op for each in layer_ops(layer, model, layer_shape).values() for op in each]
-            dispatched += count * sum(ops_dispatched(op) / (ep if isinstance(op, Gemm) and op.expert else 1)
+            dispatched += count * sum(dispatched_ops(op) / (ep if isinstance(op, Gemm) and op.expert else 1)
                                       for op in ops)
     return Counts(launched, held, ragged, loop, dispatched)

@@ -63,16 +63,25 @@ class Efficiencies(Section):
 MAX_EFFICIENCY = 1.5
 
 
-def _ascending(points: list[tuple[float, float]], context: object) -> list[tuple[float, float]]:
+def _positive_ascending(points: list[tuple[float, float]], context: object) -> list[tuple[float, float]]:
     xs = [x for x, _ in points]
     if any(x <= 0 for x in xs) or any(b <= a for a, b in zip(xs, xs[1:])):
         raise Invalid("points need positive sizes in ascending order")
-    if any(not 0 < y <= MAX_EFFICIENCY for _, y in points):
+    if any(y <= 0 for _, y in points):
+        raise Invalid("values are positive")
+    return points
+
+
+def _ascending(points: list[tuple[float, float]], context: object) -> list[tuple[float, float]]:
+    if any(not 0 < y <= MAX_EFFICIENCY for _, y in _positive_ascending(points, context)):
         raise Invalid(f"efficiencies are fractions of a peak (0 < value <= {MAX_EFFICIENCY})")
     return points
 
 
 Points = Then(ListOf(TupleOf((REAL, REAL)), min_length=1), _ascending, name="Points")
+# A measured rate over a peak it need not stay under (AFT-conv's convolution over the matmul peak: a calibration
+# at tiny matmul sizes can measure that peak low), positive only, as the single figures it replaces were.
+RatePoints = Then(ListOf(TupleOf((REAL, REAL)), min_length=1), _positive_ascending, name="Points")
 
 
 class Curve(Section):
@@ -96,13 +105,19 @@ class Curve(Section):
         return points[-1][1]
 
 
+class RateCurve(Curve):
+    """A Curve of a measured rate over a peak (RatePoints)."""
+
+    points: RatePoints
+
+
 class _RateCurve(Kind):
-    """A Curve; a single Figure, as hardware files wrote these rates before they became curves, reads as a flat
-    one."""
+    """A RateCurve; a single Figure, as hardware files wrote these rates before they became curves, reads as a
+    flat one."""
 
     def __init__(self):
         super().__init__("Curve", None)
-        self.inner = kind(Curve)
+        self.inner = kind(RateCurve)
 
     def check(self, value: object, at: Place) -> object:
         if isinstance(value, dict) and "value" in value and "points" not in value:
@@ -113,7 +128,7 @@ class _RateCurve(Kind):
         return self.inner.sections()
 
 
-RateCurve = Nullable(_RateCurve())
+RateCurveOrNone = Nullable(_RateCurve())
 
 
 # Attention kernels a device may have curves for besides the one its attention curves measure: FlashAttention-2
@@ -197,8 +212,8 @@ class Curves(Section):
     kernel_seconds: Figure | None = None
     loop_kernel_seconds: Figure | None = None
     checkpoint_op_seconds: Figure | None = None
-    depthwise_conv_forward: RateCurve = None
-    depthwise_conv_backward: RateCurve = None
+    depthwise_conv_forward: RateCurveOrNone = None
+    depthwise_conv_backward: RateCurveOrNone = None
     new_shape_seconds: Figure | None = None
     update_seconds: Figure | None = None
 

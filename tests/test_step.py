@@ -582,3 +582,13 @@ def test_a_block_loops_average_block_counts_only_parts_that_have_blocks():
                                                         "summary": 4}}).model
     parts = block_parts(fixed.attention, fixed, 16)
     assert parts == [Part(causal=1), Part(indexed=0)] and block_rows(parts, 16) == 16
+
+
+def test_a_convolution_rate_above_the_matmul_peak_loads(flat, tmp_path):
+    # a calibration at tiny matmul sizes can measure the peak low; the convolution's rate over it is a measurement,
+    # as its single figure was, not an efficiency capped at MAX_EFFICIENCY
+    path = tmp_path / "fast-conv.yaml"
+    rates = {"depthwise_conv_forward": {"points": [[1e6, 2.0], [1e7, 3.0]], "source": "test"},
+             "depthwise_conv_backward": {"value": 2.5, "source": "test"}}
+    path.write_text(yaml.safe_dump({**FLAT, "kernels": {**FLAT["kernels"], **rates}}))
+    assert step(str(path), {}, model={"attention": {"type": "aft_conv", "window": 64}}).time.step_seconds > 0

@@ -171,9 +171,11 @@ class Curves(Section):
       over the device's bandwidth, where reading alone differs from a copy (one CPU core's read stream can run
       at half its copy's read + write); measured by `costplan calibrate`. Left out, weights stream at the
       bandwidth.
-    new_shape_seconds (optional): what a GEMM costs beyond its roofline at a shape its library has not met
-      before (a CPU library builds a kernel per shape: oneDNN's primitives), paid every step by dropless experts,
-      whose rows follow the routing; measured by `costplan calibrate`.
+    new_shape_seconds (optional, read and not used): what a GEMM costs beyond its roofline at a shape its
+      library has not met before (a CPU library builds a kernel per shape: oneDNN's primitives), as earlier
+      calibrations measured it for dropless experts; a long run meets their row counts again, so the step
+      model, which estimates that steady state, charges nothing for them, and `costplan check` times such a spec
+      after its shapes have settled (profiling/timing.py settle).
     depthwise_conv_forward, depthwise_conv_backward (optional): what AFT-conv's causal depthwise convolution
       reaches forward and backward, over the same peak as the attention curves, against the FLOPs of one call
       (a CPU runs small calls far below large ones); measured by `costplan calibrate` (a single figure, as

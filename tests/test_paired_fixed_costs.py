@@ -38,7 +38,7 @@ def check(path: str, fixed, device_name="cpu: test", name="dense"):  # noqa: ANN
     from costplan.profiling.compare import time_check
 
     spec = load_spec(CI / f"{name}.yaml", [f"hardware.gpu={path}"])
-    m = SimpleNamespace(timing=SimpleNamespace(runs=12, spread=0.1, median=0.02), timed_spec=spec, spec=spec,
+    m = SimpleNamespace(timing=SimpleNamespace(runs=12, spread=0.1, median=0.02, settled=0), timed_spec=spec, spec=spec,
                         batch=2, time_overrides=[], time_note="", time_precision=None, time_probe=None,
                         time_fixed=fixed, device_name=device_name)
     return time_check(m, 0.3)

@@ -195,7 +195,7 @@ def test_calibrate_then_time_is_compared(run, tmp_path, monkeypatch):
     assert curves.kernel_seconds is None or "kernels" in curves.kernel_seconds.source
     assert curves.memory_bound.value > 0 and "GELU" in curves.memory_bound.source
     assert curves.weight_read.value > 0 and "products of one token" in curves.weight_read.source
-    assert curves.new_shape_seconds is None or "first call" in curves.new_shape_seconds.source
+    assert curves.new_shape_seconds is None     # a long run meets its GEMMs' shapes again: not measured
     # AFT-conv's depthwise convolution, forward and backward, by the FLOPs of one call (5 lengths)
     for curve in (curves.depthwise_conv_forward, curves.depthwise_conv_backward):
         assert len(curve.points) == 5 and all(rate > 0 for _, rate in curve.points)

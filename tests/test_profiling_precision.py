@@ -63,6 +63,31 @@ def test_a_slow_step_is_timed_within_the_budget(monkeypatch):
     assert timing.time_steps(step, CPU).runs == timing.RUNS                      # no budget: as before
 
 
+def test_shapes_settle_before_the_timing_outside_its_budget(monkeypatch):
+    step, now = _clock(monkeypatch, 0.1)
+    unsettled = timing.time_steps(step, CPU, budget=1.5)
+    alone = now[0]
+    assert unsettled.settled == 0 and alone == pytest.approx(1.3)       # 3 warm-ups, 10 timed steps
+    step, now = _clock(monkeypatch, 0.1)
+    result = timing.time_steps(step, CPU, budget=1.5, settle=True)
+    # SETTLE_STEPS untimed steps first (5 s), then the same warm-ups and timed steps within the same budget
+    assert result.settled == timing.SETTLE_STEPS == 50 and result.runs == unsettled.runs
+    assert now[0] == pytest.approx(5.0 + alone)
+    step, now = _clock(monkeypatch, 1.0)            # at most SETTLE_SECONDS of them, whatever the steps
+    assert timing.time_steps(step, CPU, settle=True).settled == timing.SETTLE_SECONDS == 10
+
+
+def test_only_dropless_experts_settle_their_shapes():
+    from costplan.costs.moe import routes_dropless
+    from costplan.loading import load_spec
+
+    model = {"vocab_size": 64, "d_model": 64, "n_layers": 2, "n_heads": 4, "max_seq_len": 64}
+    moe = {"n_experts": 4, "top_k": 2, "d_ff_expert": 32}
+    assert routes_dropless(load_spec({"model": {**model, "moe": moe}}).model)
+    assert not routes_dropless(load_spec({"model": {**model, "moe": {**moe, "capacity_factor": 1.25}}}).model)
+    assert not routes_dropless(load_spec({"model": model}).model)
+
+
 def test_a_paired_measurement_runs_before_each_timed_step_outside_its_time(monkeypatch):
     step, now = _clock(monkeypatch)
     paired = []

@@ -303,3 +303,34 @@ def test_ops_per_op_checkpointing_dispatches_are_the_reference_layers(monkeypatc
     trainer.step(batch(spec, 1, "cpu"))
     assert calls and not any(calls)      # the rerun's mode serves the cache without asking the policy
     assert step.stage_counts(spec, shape_of(spec)).dispatched == len(calls)
+
+
+@pytest.mark.parametrize("moe, mlp, precision", [
+    ({"n_experts": 4, "top_k": 2, "d_ff_expert": 32}, "swiglu", "bf16"),
+    ({"n_experts": 4, "top_k": 2, "d_ff_expert": 32}, "gelu", "fp32"),
+    ({"n_experts": 8, "top_k": 2, "d_ff_expert": 32, "capacity_factor": 1.25, "n_shared_experts": 2}, "swiglu",
+     "bf16"),
+    ({"n_experts": 8, "top_k": 2, "d_ff_expert": 32, "capacity_factor": 1.25, "n_shared_experts": 2}, "swiglu",
+     "fp32"),
+    ({"n_experts": 4, "top_k": 1, "d_ff_expert": 32, "n_shared_experts": 1, "shared_expert_gate": True}, "swiglu",
+     "bf16"),
+])
+def test_moe_kernels_are_the_reference_block(moe, mlp, precision):
+    # the reference's mixture of experts with real routing (every expert gets rows), forward and backward to its
+    # input and weights, GEMMs included: the router, the dropless or capacity plan, the loop over experts, the
+    # combine, the shared expert and its gate, against the layer's MLP ops
+    from costplan.costs import ops
+    from costplan.costs.layers import layers
+    from costplan.profiling.moe import MoE
+
+    spec = load_spec({"model": {"vocab_size": 64, "d_model": 64, "n_layers": 1, "n_heads": 4, "max_seq_len": 64,
+                                "bias": False, "mlp": mlp, "moe": moe},
+                      "training": {"precision": precision, "fusion": "eager", "seq_len": 64}})
+    dtype = {"bf16": torch.bfloat16, "fp32": torch.float32}[precision]
+    torch.manual_seed(0)
+    block = MoE(spec.model.moe, spec.model, dtype=dtype)
+    x = torch.randn(2, 64, 64, dtype=dtype, requires_grad=True)
+    counted = _grads(lambda: block(x), [x, *block.parameters()])
+    (layer,) = layers(spec.model)
+    modelled = [ops.kernels(op) for op in ops.mlp_ops(layer, spec.model, shape_of(spec))]
+    assert (sum(f for f, _ in modelled), sum(b for _, b in modelled)) == counted

@@ -105,6 +105,22 @@ fp32 cast and the row sums (3): 29, plus the mask's 3 with a window,
 (the saved output's row products) and 2 with sinks; each part of the heads whose K/V heads are shared by several
 query heads, 6 forward (the K/V heads' index and index_select) and 12 backward (those, the expanded gradients'
 zeros and the index_adds back). Counted against torch's profiler (tests/test_step_counts.py).
+
+The reference's mixture of experts (profiling/moe.py) routes in PyTorch operations and loops over its experts.
+Its routing, GEMMs apart, launches forward the router's softmax and top-k, the gathers of the rows and of their
+gate weights (each a zeros row, a cat and an index), the concatenation of the experts' outputs, the gate product
+and the scatter-add back into a zeroed output (12), with its plan: dropless, an argsort, the tokens' division,
+the entries' product, index and add, a bincount and its read back to Python (7); with a capacity factor, the
+one-hot, its cumsum, less one, gather and compare with the capacity, the group and slot aranges, the rows' and
+slots' four products and four adds, the clamp, the tokens' division, the three buffers filled, the where, two
+scatters and two clones (25). Backward: the two gathers' zeroed gradients and index_puts, the softmax's, the sum of
+the input's gradients from the router and the gather, the scatter-add's gather, the gate product's two products
+and the weights' sum (10), and for each expert its rows' slice_backward and the add into the gathered rows'
+gradient (one fewer add, one more slice: the output's). In 16 bits the router's fp32 cast and the output's cast
+back run a kernel each way, and the weights' gradient a third cast. Each expert runs its own activation, and a gated
+expert sums its input's two gradients. A shared expert adds its output forward; its GEMMs (and a gate's) read the
+layer's input beside the routing, one add each backward; its sigmoid gate, the sigmoid and the product forward,
+their gradients and the gate's sum backward. Counted against torch's profiler (tests/test_step_counts.py).
 """
 from __future__ import annotations
 
@@ -173,6 +189,15 @@ def repeat_kv(q_width: int, kv_width: int, e: int) -> Pair:
 
 
 ADD = 3                     # an add reads two tensors and writes one, in units of e
+
+
+def routing_kernels(dropless: bool, experts: int, e: int) -> Pair:
+    """Kernels of the reference's routing, forward and backward, GEMMs and the experts' activations apart."""
+    casts = _casts(e)
+    return 12 + (7 if dropless else 25) + 2 * casts, 10 + 2 * experts + 3 * casts
+
+
+SHARED_GATE_KERNELS = (2, 4)     # sigmoid and product forward; their gradients and the gate's sum backward
 
 
 def aft_input(e: int) -> Pair:

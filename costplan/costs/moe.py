@@ -40,6 +40,12 @@ def routed_rows(moe: MoESpec, seq_len: int) -> int:
     return moe.n_experts * capacity(moe, seq_len) if moe.capacity_factor else seq_len * moe.top_k
 
 
+def routes_dropless(model: ModelSpec) -> bool:
+    """Whether the model's experts take every token routed to them (no capacity buffers): their rows, and so
+    their GEMMs' shapes, follow the routing."""
+    return model.moe is not None and not model.moe.capacity_factor
+
+
 def moe_block(moe: MoESpec, model: ModelSpec, shape: Shape) -> Cost:
     s, d, e = shape.seq_len, model.d_model, shape.act_bytes
     f = moe.d_ff_expert

@@ -56,7 +56,6 @@ class Gemm:
     expert: bool = False       # a routed expert's GEMM: expert parallelism gathers its rows from other ranks
     bias: bool = False         # each product adds a bias vector (a parameter tensor of its own)
     tied: bool = False         # its weight is another op's (the LM head tied to the embedding)
-    ragged: bool = False       # its rows follow each step's routing (a dropless expert): a new shape every step
 
     @property
     def flops(self) -> float:
@@ -92,6 +91,9 @@ class Stream:
     tensors: int = 0           # parameter tensors it holds (a norm's weight and bias)
     looped: tuple[float, float] = (0, 0)    # kernels launched inside an autograd Function, unrecorded (Core.looped)
     views: float = 0           # views its forward dispatches beside its kernels in the reference (ops.dispatched)
+    # its kernels are plain tensor code in one function, no module call around each (the reference's MoE
+    # routing): priced at the block loop's fixed cost per kernel, not a module kernel's (step.stage_counts)
+    plain: bool = False
 
 
 def _eager(kind: str, elements: float, pair: eager.Pair, split: bool = True, kernels: tuple[float, float] = (1, 1),
@@ -286,17 +288,17 @@ def attention_ops(layer: Layer, model: ModelSpec, shape: Shape) -> list[Op]:
     return ops + _fan_out(sum(g.count for g in gemms[:-1] if g.d_in == model.d_model), shape, model)
 
 
-def _mlp(model: ModelSpec, d_ff: int, rows: float, count: int = 1, expert: bool = False,
-         ragged: bool = False) -> list[Op]:
+def _mlp(model: ModelSpec, d_ff: int, rows: float, count: int = 1, expert: bool = False) -> list[Op]:
     d, up, bias = model.d_model, 2 if model.gated else 1, bool(model.bias)
-    return [Gemm(rows, d, d_ff, count=count * up, expert=expert, bias=bias, ragged=ragged),
-            Gemm(rows, d_ff, d, count=count, expert=expert, bias=bias, ragged=ragged)]
+    return [Gemm(rows, d, d_ff, count=count * up, expert=expert, bias=bias),
+            Gemm(rows, d_ff, d, count=count, expert=expert, bias=bias)]
 
 
-def _activation(model: ModelSpec, d_ff: int, rows: float, e: int, fusion: str = "fused") -> Stream:
+def _activation(model: ModelSpec, d_ff: int, rows: float, e: int, fusion: str = "fused", calls: int = 1) -> Stream:
+    """The MLP's activation over `rows` rows, run as `calls` calls (the reference's experts each run their own)."""
     if fusion == "eager":
         # a gated unit's activation and product forward; backward the product's two gradients and the activation's
-        kernels = (2, 3) if model.gated else (1, 1)
+        kernels = (2 * calls, 3 * calls) if model.gated else (calls, calls)
         return _eager("activation", rows * d_ff, eager.activation(model.gated, e), kernels=kernels)
     return Stream("activation", (3 if model.gated else 2) * rows * d_ff * e)
 
@@ -307,17 +309,29 @@ def mlp_ops(layer: Layer, model: ModelSpec, shape: Shape) -> list[Op]:
     if moe is None:
         return [*_mlp(model, layer.d_ff, s), _activation(model, layer.d_ff, s, e, shape.fusion),
                 *_fan_out(2 if model.gated else 1, shape, model)]
-    rows = routed_rows(moe, s)
-    ops: list[Op] = [Gemm(s, d, moe.n_experts, split=False, fp8=False),
-                     *_mlp(model, moe.d_ff_expert, rows / moe.n_experts, moe.n_experts, expert=True,
-                           ragged=not moe.capacity_factor),      # capacity buffers keep their shape
-                     _activation(model, moe.d_ff_expert, rows, e, shape.fusion),
-                     # the router's softmax and top-k, the dispatch's gather and the combine's scatter-add
-                     Stream("routing", 4 * rows * d * e + 2 * s * moe.n_experts * STAT_BYTES, kernels=(4, 4))]
+    rows, experts, eager_run = routed_rows(moe, s), moe.n_experts, shape.fusion == "eager"
+    # the router's softmax and top-k, the dispatch's gather and the combine's scatter-add (eager: as the
+    # reference launches them, eager.routing_kernels)
+    routing = (eager.routing_kernels(not moe.capacity_factor, experts, e) if eager_run else (4, 4))
+    ops: list[Op] = [Gemm(s, d, experts, split=False, fp8=False),
+                     *_mlp(model, moe.d_ff_expert, rows / experts, experts, expert=True),
+                     _activation(model, moe.d_ff_expert, rows, e, shape.fusion, experts if eager_run else 1),
+                     Stream("routing", 4 * rows * d * e + 2 * s * experts * STAT_BYTES, kernels=routing,
+                            plain=eager_run)]
+    if eager_run and model.gated:       # each expert's rows feed its two first GEMMs: their gradients summed
+        ops.append(Stream("gradient_sum", 0.0, False, eager.ADD * rows * d * e, (0, experts)))
     if moe.n_shared_experts:
+        gate = 1 if moe.shared_expert_gate else 0
         ops += [*_mlp(model, moe.d_ff_shared, s), _activation(model, moe.d_ff_shared, s, e, shape.fusion)]
-        if moe.shared_expert_gate:
+        if gate:
             ops.append(Gemm(s, d, 1, split=False, fp8=False))
+        if eager_run:
+            # the shared output's add (and its gate's product); the layer's input read by the routing, the
+            # shared GEMMs and the gate: their gradients summed
+            wide = s * d * e
+            ops.append(Stream("shared_output", (1 + gate) * eager.ADD * wide, False, gate * (2 * eager.ADD + 1) * wide,
+                              (1 + gate * eager.SHARED_GATE_KERNELS[0], gate * eager.SHARED_GATE_KERNELS[1])))
+            ops += _fan_out(1 + (2 if model.gated else 1) + gate, shape, model)
     return ops
 
 

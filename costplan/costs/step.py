@@ -348,10 +348,10 @@ def step_time(spec: Spec, dev: Device, shape: Shape, stage_params: list[tuple[fl
     tally, traffic = stages[slowest]
     # fixed costs where the device's tables measure them: a micro-batch's kernels, the step's updates
     curves = dev.curves
-    fixed = any(f is not None for f in (curves.kernel_seconds, curves.update_seconds, curves.new_shape_seconds,
-                                        curves.loop_kernel_seconds, curves.checkpoint_op_seconds))
-    counts = stage_counts(spec, shape, slowest) if fixed else Counts(0.0, 0.0, 0.0)
-    launches = fixed_seconds(dev, counts.launched, 0.0, counts.ragged, counts.looped, counts.dispatched)
+    fixed = any(f is not None for f in (curves.kernel_seconds, curves.update_seconds, curves.loop_kernel_seconds,
+                                        curves.checkpoint_op_seconds))
+    counts = stage_counts(spec, shape, slowest) if fixed else Counts(0.0, 0.0)
+    launches = fixed_seconds(dev, counts.launched, 0.0, counts.looped, counts.dispatched)
     micro = tally.total + sum(k.exposed for k in traffic.values()) + launches
     bubble = (p - 1) / v * micro
 
@@ -420,16 +420,16 @@ def streaming_rate(dev: Device) -> float:
     return dev.bandwidth * (measured.value if measured is not None else 1.0)
 
 
-def fixed_seconds(dev: Device, launched: float, held: float, ragged: float = 0.0, looped: float = 0.0,
-                  dispatched: float = 0.0) -> float:
-    """The fixed cost of `launched` kernels, of updating `held` parameter tensors, of `ragged` GEMMs at new
-    shapes, of `looped` kernels launched inside the reference's autograd Functions and the extra of `dispatched`
-    ops handled by per-op checkpointing's dispatch mode, beyond their rooflines, at the device's measured figures (none:
-    nothing). Counted beside the roofline, not hidden by it: a CPU runs one operation at a time, and its
-    framework's work between kernels is part of each operation's time."""
+def fixed_seconds(dev: Device, launched: float, held: float, looped: float = 0.0, dispatched: float = 0.0) -> float:
+    """The fixed cost of `launched` kernels, of updating `held` parameter tensors, of `looped` kernels priced as
+    the block loop's and the extra of `dispatched` ops handled by per-op checkpointing's dispatch mode, beyond
+    their rooflines, at the device's measured figures (none: nothing). Counted beside the roofline, not hidden by
+    it: a CPU runs one operation at a time, and its framework's work between kernels is part of each operation's
+    time. A GEMM at a shape its library has not met costs more once (kernels.new_shape_seconds, which older
+    calibrations measured); a long run meets a dropless expert's row counts again, so its steady state, which
+    the estimate is of, pays nothing for them."""
     c = dev.curves
     return sum(count * figure.value for count, figure in ((launched, c.kernel_seconds), (held, c.update_seconds),
-                                                           (ragged, c.new_shape_seconds),
                                                            (looped, c.loop_kernel_seconds),
                                                            (dispatched, c.checkpoint_op_seconds))
                if figure is not None)
@@ -440,30 +440,30 @@ class Counts(NamedTuple):
 
     launched: float     # kernels (ops.kernels)
     held: float         # parameter tensors updated (ops.tensors)
-    ragged: float       # of the kernels, GEMMs at shapes that follow the routing (ops.Gemm.ragged)
-    looped: float = 0.0  # kernels launched inside the reference's autograd Functions (ops.looped)
+    looped: float = 0.0  # kernels at the block loop's cost: inside the reference's autograd Functions
+    #                      (ops.looped) or its plain tensor code (ops.Stream.plain)
     dispatched: float = 0.0  # ops per-op checkpointing's dispatch mode handles, views included (ops.dispatched)
 
 
 def stage_counts(spec: Spec, shape: Shape, stage: int = 0) -> Counts:
     """Kernels one micro-batch launches on a GPU of pipeline stage `stage` (forward, backward and recomputation),
-    the parameter tensors that GPU updates, of those kernels the GEMMs whose shapes follow the routing
-    (ops.Gemm.ragged), the kernels launched inside the reference's autograd Functions (ops.looped), and the ops
-    per-op checkpointing's dispatch mode handles (ops.dispatched): over the stage's operations, a routed expert's
-    divided by the expert degree. Only walked for a device that has fixed costs."""
+    the parameter tensors that GPU updates, the kernels priced as the block loop's (ops.looped, ops.Stream.plain),
+    and the ops per-op checkpointing's dispatch mode handles (ops.dispatched): over the stage's operations, a routed
+    expert's divided by the expert degree. Only walked for a device that has fixed costs."""
     model, p, ep = spec.model, spec.parallel.pipeline, spec.parallel.expert
-    launched = held = ragged = loop = dispatched = 0.0
+    launched = held = loop = dispatched = 0.0
 
     def add(ops: list[Op], times: int, recompute: bool) -> None:
-        nonlocal launched, held, ragged, loop
+        nonlocal launched, held, loop
         again = 2 if recompute else 1
         for op in ops:
             forward, backward = kernels(op)
             share = ep if isinstance(op, Gemm) and op.expert else 1
-            launched += times * (again * forward + backward) / share
+            if isinstance(op, Stream) and op.plain:
+                loop += times * (again * forward + backward)
+            else:
+                launched += times * (again * forward + backward) / share
             held += times * tensors(op) / share
-            if isinstance(op, Gemm) and op.ragged:
-                ragged += times * (again * forward + backward) / share
             ahead, behind = looped(op)
             loop += times * (again * ahead + behind)
 
@@ -476,11 +476,12 @@ def stage_counts(spec: Spec, shape: Shape, stage: int = 0) -> Counts:
             layer_shape.recompute == "full")
         if layer_shape.recompute == "selective_op":
             rerun = rerun_ops(layer, model, layer_shape)
-            launched += count * sum(kernels(op)[0] for op in rerun)
-            loop += count * sum(looped(op)[0] for op in rerun)
+            plain = [isinstance(op, Stream) and op.plain for op in rerun]
+            launched += count * sum(kernels(op)[0] for op, is_plain in zip(rerun, plain) if not is_plain)
+            loop += count * sum(kernels(op)[0] if is_plain else looped(op)[0] for op, is_plain in zip(rerun, plain))
             # torch's selective checkpointing passes every op of the layer's forward through a Python dispatch
             # mode (its policy), views included; its rerun's mode is in the measured cost per op
             ops = [op for each in layer_ops(layer, model, layer_shape).values() for op in each]
             dispatched += count * sum(dispatched_ops(op) / (ep if isinstance(op, Gemm) and op.expert else 1)
                                       for op in ops)
-    return Counts(launched, held, ragged, loop, dispatched)
+    return Counts(launched, held, loop, dispatched)

@@ -16,8 +16,7 @@ The file has the shape of a catalogue entry (costplan/data/hardware.yaml), so a 
   torch's scaled_dot_product_attention with is_causal=True over the file's 16-bit peak, against the sequence
   length; `collective` and `collective_internode` are not measured (one device): flat curves at 1.0, so
   collectives run at the file's interconnect_gbs; `memory_bound`, the median rate of add, multiply, GELU, SiLU,
-  softmax and LayerNorm over the copy's; `new_shape_seconds`, a GEMM's first call at a row count never used
-  before less its second (what a dropless expert pays each step); `kernel_seconds` and `update_seconds`, the
+  softmax and LayerNorm over the copy's; `kernel_seconds` and `update_seconds`, the
   fixed cost of a kernel and of one parameter tensor's optimizer update (below).
 
 The fixed costs come from a tiny step, the reference model's layer shape at widths where no kernel has work to
@@ -69,8 +68,7 @@ from costplan.profiling.calibrate_attention import (BACKWARD_FLOPS, Attention, a
                                                     depthwise_conv_rates)
 from costplan.profiling.fixed_costs import (Fixed, FixedStep, checkpoint_cost_of, fixed_costs_of, tiny_checkpointed,
                                             trainer_of)
-from costplan.profiling.calibrate_memory import (COPY_BYTES, copy_bandwidth, memory_bound_rate, new_shape_cost,
-                                                weight_read_rate)
+from costplan.profiling.calibrate_memory import COPY_BYTES, copy_bandwidth, memory_bound_rate, weight_read_rate
 from costplan.profiling.timing import BEST_OF, MIN_RUNS, best_seconds, median_seconds, time_steps
 
 DEFAULT_BUDGET = 180.0      # seconds for the whole calibration
@@ -100,7 +98,6 @@ class Calibration:
     fixed: Fixed | None = None              # seconds per kernel and per parameter tensor's update
     memory_bound: tuple[float, str] | None = None   # the memory-bound kernels' bytes/s, and what was timed
     weight_read: tuple[float, str] | None = None    # a matrix-vector product's bytes read/s, and what was timed
-    new_shape: tuple[float, str] | None = None      # a GEMM's first call at a new shape less a repeat, seconds
     depthwise_conv: tuple[dict, dict, str] | None = None   # AFT-conv's convolution: FLOP/s fwd, bwd by call; what
 
     @property
@@ -204,13 +201,11 @@ def calibrate(device: torch.device, budget: float = DEFAULT_BUDGET,
     measured = Calibration(device=describe(device), rates=rates, bandwidth=bandwidth, interconnect=interconnect,
                            memory_bytes=memory, mfu=mfu, mfu_source=source, attention=attention,
                            date=datetime.date.today().isoformat(), memory_bound=memory_bound,
-                           weight_read=weight_read, new_shape=new_shape_cost(device, precision),
-                           depthwise_conv=conv)
+                           weight_read=weight_read, depthwise_conv=conv)
     measured.fixed = fixed_costs(measured, device, precision)
     progress(f"fixed costs: {measured.fixed.kernel * 1e6:.3g} µs per kernel, {measured.fixed.update * 1e6:.3g} µs "
              f"per parameter tensor's update, {measured.fixed.loop * 1e6:.3g} µs per kernel of a block loop, "
-             f"{measured.fixed.checkpoint * 1e6:.3g} µs per op under per-op checkpointing, "
-             f"{measured.new_shape[0] * 1e6:.3g} µs per GEMM at a new shape")
+             f"{measured.fixed.checkpoint * 1e6:.3g} µs per op under per-op checkpointing")
     progress(f"done in {report.seconds(time.perf_counter() - started)} (budget {report.seconds(budget)})")
     return measured
 
@@ -298,8 +293,6 @@ def kernel_curves(c: Calibration) -> dict:
             entry[name] = {"points": [[size, rate / peaks[a.precision]] for size, rate in sorted(rates.items())],
                            "source": (f"{on}: {what}; {report.flops_rate(min(rates.values()))} to "
                                       f"{report.flops_rate(max(rates.values()))} over {against}")}
-    if c.new_shape is not None and c.new_shape[0] > 0:
-        entry["new_shape_seconds"] = {"value": c.new_shape[0], "source": f"{on}: {c.new_shape[1]}"}
     if c.fixed is not None:     # a cost lost in the timing noise is left out (a Figure is positive)
         if c.fixed.kernel > 0:
             entry["kernel_seconds"] = {"value": c.fixed.kernel, "source": c.fixed.source}

@@ -16,11 +16,6 @@ COPY_BYTES = {"cpu": 256 * 2**20, "cuda": 2 * 2**30}
 # they stay in cache, as a step's do), in the step's precision.
 ELEMENTWISE_SHAPES = {"cpu": ((256, 1024), (2048, 1024)), "cuda": ((8192, 4096), (16384, 8192))}
 MEMORY_RUNS = 20
-# GEMMs at shapes the library has not met (a dropless expert's rows change with the routing every step): row
-# counts that no other measurement uses, by a small expert's weight.
-NEW_SHAPES = 40
-NEW_SHAPE_FIRST_ROWS = 1001
-NEW_SHAPE_WEIGHT = (256, 320)
 
 
 def copy_bandwidth(device: torch.device) -> float:
@@ -88,25 +83,3 @@ def memory_bound_rate(device: torch.device, precision: str) -> tuple[float, str]
     what = (f"{precision} {', '.join(kernels)} at {shapes}, each the median of {MEMORY_RUNS} calls, bytes read and "
             f"written over the time; the median of the {len(rates)}")
     return statistics.median(rates), what
-
-
-def new_shape_cost(device: torch.device, precision: str) -> tuple[float, str]:
-    """Seconds a GEMM costs beyond a repeat of itself the first time its library meets its shape: the median,
-    over NEW_SHAPES row counts never used before, of the first call less the second; and what was timed."""
-    dtype = DTYPES[precision]
-    k, n = NEW_SHAPE_WEIGHT
-    weight = torch.randn(k, n, device=device, dtype=dtype)
-    extra = []
-    for rows in range(NEW_SHAPE_FIRST_ROWS, NEW_SHAPE_FIRST_ROWS + NEW_SHAPES):
-        x = torch.randn(rows, k, device=device, dtype=dtype)
-        synchronize(device)
-        times = []
-        for _ in range(2):
-            start = time.perf_counter()
-            x @ weight
-            synchronize(device)
-            times.append(time.perf_counter() - start)
-        extra.append(times[0] - times[1])
-    what = (f"{precision} GEMMs of {NEW_SHAPE_FIRST_ROWS}-{NEW_SHAPE_FIRST_ROWS + NEW_SHAPES - 1} rows by a {k} × {n} "
-            f"weight, each row count new: the median of the first call less the second")
-    return statistics.median(extra), what

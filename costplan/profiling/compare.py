@@ -182,6 +182,8 @@ def time_check(m: Measurement, tolerance: float | None) -> Check:
     gpu = spec.gpu
     estimated = estimate(one_step(spec, m.batch)).time.step_seconds
     notes = [f"median of {m.timing.runs}, IQR ±{100 * m.timing.spread / 2:.0f}%"]
+    if m.timing.settled:
+        notes.append(f"after {m.timing.settled} steps for the experts' GEMM shapes to settle")
     if m.time_overrides:
         reason = f" ({m.time_note})" if m.time_note else ""
         notes.append("timed with --set " + " ".join(m.time_overrides) + reason)

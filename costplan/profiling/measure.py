@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, replace
 import torch
 
 from costplan.costs.estimate import estimate
+from costplan.costs.moe import routes_dropless
 from costplan.errors import CostplanError, SpecError
 from costplan.profiling import counters
 from costplan.profiling.fixed_costs import FixedStep, paired
@@ -300,7 +301,8 @@ def measure_time(spec: Spec, size: int, device: torch.device, budget: float,
     tiny = FixedStep(device, timed.training.precision, checkpointed) if paired(timed.gpu, describe(device)) else None
     fixed: list[tuple[float, ...]] = []
     timing = time_steps(lambda: trainer.step((ids, targets)), device, budget=budget,
-                        between=(lambda: fixed.append(tiny.seconds())) if tiny else None)
+                        between=(lambda: fixed.append(tiny.seconds())) if tiny else None,
+                        settle=routes_dropless(timed.model))
     medians = tuple(statistics.median(times) for times in zip(*fixed)) if fixed else None
     return timing, timed, overrides, choice, probe_rate(device, training_dtype(timed)), medians
 

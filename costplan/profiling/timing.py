@@ -19,6 +19,11 @@ MIN_TIMED_SECONDS = 0.5     # short steps are repeated up to this much wall time
 MAX_RUNS = 200
 MIN_RUNS = 3                # a median of fewer says little
 BEST_OF = 5                 # runs of a kernel whose best time a calibration takes
+# A dropless expert's GEMM shapes follow the routing, and a CPU's GEMM library builds a kernel for each shape it
+# has not met: ci-moe met a new row count in 25-100% of its experts a step over steps 1-13, and in 0-25% after
+# step 40 (bench/moe_routing.py). A long run is past that; such a step is timed after it settles.
+SETTLE_STEPS = 50
+SETTLE_SECONDS = 10.0       # at most, whatever the steps
 
 
 @dataclass(frozen=True)
@@ -28,6 +33,7 @@ class Timing:
     maximum: float
     iqr: float                    # interquartile range, seconds
     runs: int
+    settled: int = 0              # steps run before the warm-up for the shapes to settle (SETTLE_STEPS)
 
     @property
     def spread(self) -> float:
@@ -41,12 +47,19 @@ def synchronize(device: torch.device) -> None:
 
 
 def time_steps(step: Callable[[], None], device: torch.device, runs: int = RUNS, warmup: int = WARMUP,
-               budget: float | None = None, between: Callable[[], None] | None = None) -> Timing:
+               budget: float | None = None, between: Callable[[], None] | None = None,
+               settle: bool = False) -> Timing:
     """Run `step` warmup times untimed, then at least `runs` (≥ 10) times timed, and more (up to MAX_RUNS)
     while the timed steps add up to less than MIN_TIMED_SECONDS. With a `budget` (seconds, warm-up
     included), stop before a step that would overrun it, after one warm-up and MIN_RUNS timed steps. `between`,
-    if given, runs untimed before each timed step (a measurement paired with the steps)."""
+    if given, runs untimed before each timed step (a measurement paired with the steps). With `settle`, first
+    SETTLE_STEPS untimed steps (at most SETTLE_SECONDS, outside the budget), for shapes that follow the data."""
     runs = max(runs, RUNS)
+    settled, settling = 0, time.perf_counter()
+    while settle and settled < SETTLE_STEPS and time.perf_counter() - settling < SETTLE_SECONDS:
+        step()
+        synchronize(device)
+        settled += 1
     started = time.perf_counter()
     last = 0.0                          # the latest step's seconds: what the next one is expected to take
 
@@ -74,7 +87,7 @@ def time_steps(step: Callable[[], None], device: torch.device, runs: int = RUNS,
         times.append(run_one())
     quartiles = statistics.quantiles(times, n=4)
     return Timing(median=statistics.median(times), minimum=min(times), maximum=max(times),
-                  iqr=quartiles[2] - quartiles[0], runs=len(times))
+                  iqr=quartiles[2] - quartiles[0], runs=len(times), settled=settled)
 
 
 def best_seconds(fn: Callable[[], object], device: torch.device, repeat: int = BEST_OF) -> float:

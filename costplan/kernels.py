@@ -181,6 +181,11 @@ class Curves(Section):
       (a CPU runs small calls far below large ones); measured by `costplan calibrate` (a single figure, as
       older files have it, is a flat curve). Left out (every catalogue device), the convolution runs at the GEMM
       curve's rate, as attention cores without a flash kernel do.
+    block_gemm (optional): what the reference's block loop's batched matmuls (one a block and product: a block's
+      scores, its output, their gradients) reach, over the same peak as the attention curves, against the FLOPs
+      of one call; measured by `costplan calibrate` (profiling/calibrate_attention.py BLOCK_SHAPES: a CPU runs a
+      block of 8 queries at a fraction of a percent of its matmul peak). Left out, a block's matmuls run at the
+      GEMM curve at the block's size.
     kernel_seconds, update_seconds (optional): the fixed cost of launching one kernel forward or backward
       (framework dispatch included), and of one parameter tensor's optimizer update, beyond their rooflines;
       measured by `costplan calibrate` on the device at hand. Left out (every catalogue device: no kernel-level
@@ -216,6 +221,7 @@ class Curves(Section):
     checkpoint_op_seconds: Figure | None = None
     depthwise_conv_forward: RateCurveOrNone = None
     depthwise_conv_backward: RateCurveOrNone = None
+    block_gemm: RateCurveOrNone = None
     new_shape_seconds: Figure | None = None
     update_seconds: Figure | None = None
 

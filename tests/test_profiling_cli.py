@@ -200,6 +200,9 @@ def test_calibrate_then_time_is_compared(run, tmp_path, monkeypatch):
     for curve in (curves.depthwise_conv_forward, curves.depthwise_conv_backward):
         assert len(curve.points) == 5 and all(rate > 0 for _, rate in curve.points)
     assert "depthwise conv1d" in curves.depthwise_conv_forward.source
+    # the block loop's batched matmuls by the FLOPs of one call (6 shapes, small blocks to large)
+    assert len(curves.block_gemm.points) == 6 and all(rate > 0 for _, rate in curves.block_gemm.points)
+    assert "block loop" in curves.block_gemm.source
     assert "twice that backward" in curves.depthwise_conv_backward.source
     data = json.loads(run("profile", FLASH, "--gpu", str(out), "--format", "json").stdout)
     (time_row,) = [c for c in data[0]["checks"] if c["metric"] == "time"]

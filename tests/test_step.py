@@ -88,6 +88,49 @@ def test_eager_block_loops_run_their_matmuls_at_the_blocks_size(tmp_path):
     assert eager.time.breakdown["attention"] == pytest.approx(3.5 * core / (100e12 * efficiency))
 
 
+def test_block_loops_run_their_matmuls_at_the_block_gemm_curve_by_call(tmp_path):
+    # with a block_gemm curve (calibrate's, by the FLOPs of one call), a block loop's matmuls run at its rate for
+    # their call: 16 tiles of 64 queries, 2 products each forward, 5 backward (the flash kernel recomputes the
+    # scores); one sequence a step, as the test above
+    curve = {"points": [[1e6, 0.01], [1e9, 0.1]], "source": "test"}
+    device = {**FLAT, "kernels": {**FLAT["kernels"], "block_gemm": curve}}
+    path = tmp_path / "blocks.yaml"
+    path.write_text(yaml.safe_dump(device))
+    window = {"attention": {"type": "sliding_window", "window": 64}}
+    eager = step(str(path), {}, training={"fusion": "eager"}, model=window)
+    pairs = 64 * 64 * (1 + 15 * 2)
+    forward = 4 * D * pairs         # one layer's
+
+    def seconds(flops: float, calls: int) -> float:
+        efficiency = 0.01 + (math.log2(flops / calls) - math.log2(1e6)) / (math.log2(1e9) - math.log2(1e6)) * 0.09
+        return flops / (100e12 * efficiency)
+    assert eager.time.breakdown["attention"] == pytest.approx(
+        L * (seconds(forward, 2 * 16) + seconds(2.5 * forward, 5 * 16)))
+
+
+@pytest.mark.parametrize("model, training, forward, backward", [
+    # bf16, the flash kernel: 12 fp32 passes forward (scale, mask, max, difference, exp, sum, division: 2F, 2F, F,
+    # 2F, 2F, F, 2F) and two casts (2 + 4 bytes each); backward 15 F and four casts
+    ({}, {}, 12 * 4 + 2 * 6, 15 * 4 + 4 * 6),
+    # materialising, with ALiBi (its add, 2F) and sinks (P's row sum backward, F), rerun by selective
+    # recomputation: forward 12 F, ALiBi, three casts; backward 11 F and four casts, the sinks', the forward again
+    ({"position": "alibi", "attention_sinks": True, "attention": {"type": "sliding_window", "window": 64,
+                                                                  "kernel": "materialized"}},
+     {"recompute": "selective"}, 12 * 4 + 8 + 3 * 6, 11 * 4 + 4 * 6 + 4 + (12 * 4 + 8 + 3 * 6)),
+    ({}, {"precision": "fp32"}, 12 * 4, 15 * 4),            # fp32: the casts are no-ops
+])
+def test_block_loops_move_their_score_tiles(flat, model, training, forward, backward):
+    window = {"attention": {"type": "sliding_window", "window": 64}}
+    spec = make_spec({**MODEL, **window, **model}, {"tokens": 10**6, "fusion": "eager", **training},
+                     {"gpu": flat, "count": 1})
+    streams = [op for op in ops.attention_ops(layers.layers(spec.model)[0], spec.model, shape_of(spec))
+               if isinstance(op, ops.Stream)]
+    (tiles,) = [op for op in streams if op.kind == "block_tiles"]
+    scores = 16 * 64 * 64 * (1 + 15 * 2)        # 16 heads of 31 tiles of 64 × 64 (the tests above)
+    assert (tiles.bytes, tiles.backward) == (scores * forward, scores * backward)
+    assert not [op for op in streams if op.kind == "softmax"]      # the loop's softmax is among them
+
+
 def test_fp32_gradients_are_read_in_fp32_by_the_update(flat):
     # the same update, its gradients read as 4 bytes: 2 · (12 + 2) + 4 per parameter
     e = step(flat, {}, training={"fp32_gradients": True})

@@ -45,7 +45,8 @@ def test_fixed_costs_are_the_tiny_step_less_its_rooflines_over_its_counts(monkey
     c = calibrate.Calibration(device="cpu: test", rates={"fp32": {256: 100e9}, "bf16": {256: 50e9}},
                               bandwidth=20e9, interconnect=None, memory_bytes=2**34, mfu=0.5, mfu_source="test",
                               attention=calibrate.Attention("bf16", {64: {128: 20e9}}, {64: {128: 10e9}},
-                                                            {64: {128: 16}}), date="2026-12-03")
+                                                            {64: {128: 16}}), date="2026-12-03",
+                              block_gemm=({4096.0: 1e9}, "test"))
     fixed = calibrate.fixed_costs(c, torch.device("cpu"), "bf16")
     hardware = tmp_path / "calibrated.yaml"
     hardware.write_text(yamlio.dumps(calibrate.hardware_entry(c)))
@@ -56,8 +57,11 @@ def test_fixed_costs_are_the_tiny_step_less_its_rooflines_over_its_counts(monkey
     assert fixed.update == pytest.approx((0.004 - parts["optimizer"]) / 36)
     assert "105 kernels and 36 parameter tensors" in fixed.source
     # the block loop's 8 tiles: flash 2 + 8 · 29 forward, 10 + 8 · 32 backward; materialising 2 + 8 · 30 and
-    # 6 + 8 · 22 (costs/eager.py loop_kernels; the profiler counts them below)
-    assert fixed.loop == pytest.approx(0.00462 / 924)
+    # 6 + 8 · 22 (costs/eager.py loop_kernels; the profiler counts them below); less its matmuls at the block_gemm
+    # curve (1 GFLOP/s): 8 queries of 2 heads of 8 against 8 keys (the first tile) or 16, 2·2·8·8·keys FLOPs a
+    # call, 2 + 5 calls a tile flash and 2 + 4 materialising
+    matmuls = 13 * 2 * 2 * 8 * 8 * (8 + 7 * 16) / 1e9
+    assert fixed.loop == pytest.approx((0.00462 - matmuls) / 924)
     assert "over the 924 kernels they launch" in fixed.loop_source
     assert fixed.source.startswith("measured by costplan calibrate on cpu: test on 2026-12-03: gpt2-small with")
     # per-op checkpointing: the 4 ms more, less the rerun's rooflines and kernels (at the figures above), over the

@@ -105,6 +105,16 @@ fp32 cast and the row sums (3): 29, plus the mask's 3 with a window,
 (the saved output's row products) and 2 with sinks; each part of the heads whose K/V heads are shared by several
 query heads, 6 forward (the K/V heads' index and index_select) and 12 backward (those, the expanded gradients'
 zeros and the index_adds back). Counted against torch's profiler (tests/test_step_counts.py).
+Those kernels move their blocks' score tiles (b·heads·rows·keys elements; row statistics, one sequence's ALiBi
+bias and head-dimension tensors left out), per element forward: the cast to fp32 (e + F), the scale (2F), ALiBi's
+add (2F), the mask (2F), the row maximum (F), the difference from it and its exp (2F each), the row sum (F), the
+division (2F), the probabilities' cast for the output's product (F + e) and, materialising, for keeping (F + e):
+12F + 2F with ALiBi + 2 or 3 casts. Backward, materialising: the kept probabilities cast up, and down for dV's
+product, dP's cast up (three casts), dP·P and its row sum (3F + F), the difference from it, the products with P
+and the scale (2F + 3F + 2F) and dS's cast (a fourth), with sinks P's row sum (F): 11F + 4 casts; flash: the
+scores again (cast, scale, ALiBi, mask, the difference from the log-sum-exp and its exp: 8F + 2F with ALiBi +
+a cast), P's cast, dP's cast, dP less the row term (2F), the products (3F + 2F), dS's cast, with sinks P's row
+sum: 15F + 4 casts. In fp32 the casts are no-ops.
 
 The reference's mixture of experts (profiling/moe.py) routes in PyTorch operations and loops over its experts.
 Its routing, GEMMs apart, launches forward the router's softmax and top-k, the gathers of the rows and of their
@@ -252,6 +262,25 @@ def loop_kernels(parts: list, materialize: bool, alibi: bool, sinks: bool, group
         else:
             backward += 3 * part.windowed + part.indexed * (2 if alibi else 3)
     return forward, backward
+
+
+def loop_tiles(materialize: bool, alibi: bool, sinks: bool, e: int) -> Pair:
+    """Bytes per score element that the block loop's elementwise kernels move over its tiles, forward and
+    backward (the forward again under selective recomputation is the caller's)."""
+    cast = (e + F32) if _casts(e) else 0
+    forward = 12 * F32 + (2 * F32 if alibi else 0) + (3 if materialize else 2) * cast
+    if materialize:
+        backward = 11 * F32 + 4 * cast
+    else:
+        backward = 15 * F32 + (2 * F32 if alibi else 0) + 4 * cast
+    return forward, backward + (F32 if sinks else 0)
+
+
+def loop_gemms(parts: list, materialize: bool) -> Pair:
+    """Of loop_kernels, the batched matmuls: a block's scores and output forward; backward the gradients of its
+    values, probabilities, queries and keys, and the scores again where the kernel does not keep them (flash)."""
+    blocks = sum(part.blocks for part in parts)
+    return 2 * blocks, (4 if materialize else 5) * blocks
 
 
 def explicit_scores(alibi: bool, sinks: bool, e: int) -> Pair:

@@ -31,6 +31,7 @@ band its tiles'.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from costplan.costs import STAT_BYTES, Shape, eager, memo
 from costplan.costs.attention.blocks import aft_local_tiles, block_parts, block_rows
@@ -77,6 +78,7 @@ class Core:
     looped: tuple[float, float] = (0, 0)   # with training.fusion eager, kernels the reference launches in its
     # Python loop over blocks forward and backward (costs/eager.py loop_kernels), instead of kernels()'s
     block_rows: float = 0.0    # ... and the query rows of its average block, whose matmuls the loop runs one by one
+    block_calls: tuple[float, float] = (0, 0)   # ... those matmuls, forward and backward (eager.loop_gemms)
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,20 +205,32 @@ def _is_flash(layer: Layer) -> bool:
     return a.type in FLASH_TYPES or getattr(a, "kernel", None) == "flash"
 
 
-def _block_loop(layer: Layer, model: ModelSpec, shape: Shape, rerun: bool) -> tuple[tuple[float, float], float]:
-    """Kernels of the reference's block loop, forward and backward (its forward again where `rerun`: selective
-    recomputation of a materialising core), and its average block's query rows; none unless training.fusion is
-    eager: a fused kernel is one."""
+class Loop(NamedTuple):
+    """The reference's block loop of one layer, as the step model times it (none: all zero)."""
+
+    kernels: tuple[float, float] = (0, 0)   # forward and backward, its forward again where it reruns
+    rows: float = 0.0                       # query rows of its average block
+    gemms: tuple[float, float] = (0, 0)     # of its kernels, the batched matmuls
+    tiles: tuple[float, float] = (0, 0)     # bytes per score element its elementwise kernels move
+
+
+def _block_loop(layer: Layer, model: ModelSpec, shape: Shape, rerun: bool) -> Loop:
+    """The reference's block loop, its forward again where `rerun` (selective recomputation of a materialising
+    core); none unless training.fusion is eager: a fused kernel is one."""
     a = layer.attention
     parts = block_parts(a, model, shape.seq_len) if shape.fusion == "eager" else None
     if not parts:
-        return (0, 0), 0.0
+        return Loop()
     materialize = getattr(a, "kernel", "flash") == "materialized"
     mla = a.type == "mla"           # its core takes neither ALiBi nor sinks, and has a K/V head per query head
-    forward, backward = eager.loop_kernels(parts, materialize, model.position == "alibi" and not mla,
-                                           model.attention_sinks and not mla,
-                                           model.n_kv_heads != model.n_heads and not mla)
-    return (forward, backward + (forward if rerun else 0)), block_rows(parts, shape.seq_len)
+    alibi, sinks = model.position == "alibi" and not mla, model.attention_sinks and not mla
+    grouped = model.n_kv_heads != model.n_heads and not mla
+    forward, backward = eager.loop_kernels(parts, materialize, alibi, sinks, grouped)
+    gemms = eager.loop_gemms(parts, materialize)
+    tiles = eager.loop_tiles(materialize, alibi, sinks, shape.act_bytes)
+    again = 1 if rerun else 0
+    return Loop((forward, backward + again * forward), block_rows(parts, shape.seq_len),
+                (gemms[0], gemms[1] + again * gemms[0]), (tiles[0], tiles[1] + again * tiles[0]))
 
 
 def _latent_norms(a, model: ModelSpec, shape: Shape) -> Stream:  # noqa: ANN001 - LatentAttention
@@ -269,12 +283,15 @@ def attention_ops(layer: Layer, model: ModelSpec, shape: Shape) -> list[Op]:
                     else (1, 0))
     softmax = not flash and core_fwd and not a.type.startswith("aft")   # a materialising softmax core
     rerun = bool(softmax) and shape.recompute == "selective"           # checkpointed: its forward again
-    loop, rows = _block_loop(layer, model, shape, rerun)
+    loop = _block_loop(layer, model, shape, rerun)
     ops: list[Op] = [*gemms, Core(core_fwd, core_bwd, 2 * pairs / s if flash else pairs / s, head_dim, flash,
-                                  conv=a.type == "aft_conv", calls=tiles, rerun=rerun, looped=loop,
-                                  block_rows=rows)]
-    if softmax:                                                   # a loop's softmax is among its kernels
-        ops.append(Stream("softmax", 2 * heads * pairs * e, kernels=(0, 0) if loop != (0, 0) else (1, 1 + rerun)))
+                                  conv=a.type == "aft_conv", calls=tiles, rerun=rerun, looped=loop.kernels,
+                                  block_rows=loop.rows, block_calls=loop.gemms)]
+    if loop.kernels != (0, 0):      # its softmax and the rest over its score tiles (their kernels are the Core's)
+        scores = heads * pairs
+        ops.append(Stream("block_tiles", scores * loop.tiles[0], backward=scores * loop.tiles[1], kernels=(0, 0)))
+    elif softmax:
+        ops.append(Stream("softmax", 2 * heads * pairs * e, kernels=(1, 1 + rerun)))
     rotated = s * (model.q_width + model.kv_width)
     if model.position == "rope" and getattr(a, "rope", True):     # a NoPE layer (rope: false) rotates nothing
         ops.append(_eager("rotary", rotated, eager.rotary(e), kernels=eager.rotary_kernels(e),

@@ -147,7 +147,12 @@ class Timer:
             return 0.0, 0.0
         precision, peak = self.dev.attention_peak()
         curves = self.dev.curves
-        if c.block_rows:        # the reference's loop: each block's matmuls at the block's size
+        if c.block_rows and curves.block_gemm and c.block_calls[0]:
+            # the reference's loop, each block's matmuls at the rate of one call's FLOPs
+            ahead, behind = c.flops * scale, c.backward * scale
+            forward = ahead / (peak * curves.block_gemm.at(ahead / c.block_calls[0]))
+            backward = behind / (peak * curves.block_gemm.at(behind / c.block_calls[1]))
+        elif c.block_rows:        # the reference's loop: each block's matmuls at the block's size
             keys = c.keys / 2 if c.flash else c.keys
             rate = peak * self.dev.gemm_curve(precision).at((c.block_rows * keys * c.head_dim) ** (1 / 3))
             forward, backward = c.flops * scale / rate, c.backward * scale / rate

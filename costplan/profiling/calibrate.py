@@ -65,7 +65,7 @@ from costplan.profiling.precision import DTYPES, FALLBACK, SLOW_FRACTION
 from costplan.profiling.step import Trainer, batch
 from costplan.loading import load_spec, with_overrides
 from costplan.profiling.calibrate_attention import (BACKWARD_FLOPS, Attention, attention_precision, attention_rates,
-                                                    depthwise_conv_rates)
+                                                    block_gemm_rates, depthwise_conv_rates)
 from costplan.profiling.fixed_costs import (Fixed, FixedStep, checkpoint_cost_of, fixed_costs_of, tiny_checkpointed,
                                             trainer_of)
 from costplan.profiling.calibrate_memory import COPY_BYTES, copy_bandwidth, memory_bound_rate, weight_read_rate
@@ -99,6 +99,7 @@ class Calibration:
     memory_bound: tuple[float, str] | None = None   # the memory-bound kernels' bytes/s, and what was timed
     weight_read: tuple[float, str] | None = None    # a matrix-vector product's bytes read/s, and what was timed
     depthwise_conv: tuple[dict, dict, str] | None = None   # AFT-conv's convolution: FLOP/s fwd, bwd by call; what
+    block_gemm: tuple[dict, str] | None = None      # the block loop's batched matmuls: FLOP/s by call; what
 
     @property
     def peaks(self) -> dict[str, float]:
@@ -193,6 +194,9 @@ def calibrate(device: torch.device, budget: float = DEFAULT_BUDGET,
     progress(f"{attention.precision} depthwise convolution (AFT-conv): forward "
              f"{report.flops_rate(min(conv[0].values()))}-{report.flops_rate(max(conv[0].values()))}, backward "
              f"{report.flops_rate(min(conv[1].values()))}-{report.flops_rate(max(conv[1].values()))} by call size")
+    blocks = block_gemm_rates(attention.precision, device)
+    progress(f"{attention.precision} block loop matmuls: {report.flops_rate(min(blocks[0].values()))}-"
+             f"{report.flops_rate(max(blocks[0].values()))} by call size")
     progress("collectives: not measured (one device)")
     left = budget - (time.perf_counter() - started)
     mfu, source = reference_mfu(device, peaks, max(left, 0.0), progress)
@@ -201,7 +205,7 @@ def calibrate(device: torch.device, budget: float = DEFAULT_BUDGET,
     measured = Calibration(device=describe(device), rates=rates, bandwidth=bandwidth, interconnect=interconnect,
                            memory_bytes=memory, mfu=mfu, mfu_source=source, attention=attention,
                            date=datetime.date.today().isoformat(), memory_bound=memory_bound,
-                           weight_read=weight_read, depthwise_conv=conv)
+                           weight_read=weight_read, depthwise_conv=conv, block_gemm=blocks)
     measured.fixed = fixed_costs(measured, device, precision)
     progress(f"fixed costs: {measured.fixed.kernel * 1e6:.3g} µs per kernel, {measured.fixed.update * 1e6:.3g} µs "
              f"per parameter tensor's update, {measured.fixed.loop * 1e6:.3g} µs per kernel of a block loop, "
@@ -293,6 +297,11 @@ def kernel_curves(c: Calibration) -> dict:
             entry[name] = {"points": [[size, rate / peaks[a.precision]] for size, rate in sorted(rates.items())],
                            "source": (f"{on}: {what}; {report.flops_rate(min(rates.values()))} to "
                                       f"{report.flops_rate(max(rates.values()))} over {against}")}
+    if c.block_gemm is not None:
+        rates, what = c.block_gemm
+        entry["block_gemm"] = {"points": [[size, rate / peaks[a.precision]] for size, rate in sorted(rates.items())],
+                               "source": (f"{on}: {what}; {report.flops_rate(min(rates.values()))} to "
+                                          f"{report.flops_rate(max(rates.values()))} over {against}")}
     if c.fixed is not None:     # a cost lost in the timing noise is left out (a Figure is positive)
         if c.fixed.kernel > 0:
             entry["kernel_seconds"] = {"value": c.fixed.kernel, "source": c.fixed.source}

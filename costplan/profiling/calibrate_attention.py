@@ -29,6 +29,12 @@ TENSORS = 10                # q, k, v, output and their gradients, with room to 
 # the lengths: a call's size (its FLOPs) sets its rate, small calls running far below large ones on a CPU.
 CONV_SHAPE = {"cpu": (128, 8, 32), "cuda": (1024, 16, 128)}
 CONV_LENGTHS = {"cpu": (32, 64, 128, 256, 512), "cuda": (512, 1024, 2048, 4096)}
+# The reference's block loop (profiling/blocks.py) runs one small batched matmul per block and product: a block
+# of `rows` queries of 4 heads against `keys` keys at head dimension d, from (b, s, heads, d) tensors sliced and
+# transposed as the loop slices them. (rows, keys, d), from the tiny loop calibrate times for its fixed cost to
+# blocks of a long sequence: a call's FLOPs set its rate, small calls running far below the square matmuls.
+BLOCK_HEADS = 4
+BLOCK_SHAPES = ((8, 16, 8), (16, 32, 16), (16, 64, 32), (32, 64, 64), (64, 128, 64), (128, 256, 64))
 
 
 @dataclass
@@ -165,3 +171,22 @@ def depthwise_conv_rates(precision: str, device: torch.device) -> tuple[dict[flo
             f"against 2·rows·heads·s·taps, the FLOPs of one call forward, twice that backward (forward + backward "
             f"less forward)")
     return forward, backward, what
+
+
+def block_gemm_rates(precision: str, device: torch.device) -> tuple[dict[float, float], str]:
+    """FLOP/s of the block loop's batched matmuls (a block's scores: its queries against its keys) by the FLOPs
+    of one call, 2·heads·rows·keys·d; and what was timed."""
+    dtype = DTYPES[precision]
+    rates = {}
+    for rows, keys, d in BLOCK_SHAPES:
+        q = torch.randn(1, 2 * rows, BLOCK_HEADS, d, device=device, dtype=dtype)
+        k = torch.randn(1, 2 * keys, BLOCK_HEADS, d, device=device, dtype=dtype)
+        qb = q[:, rows:].transpose(1, 2)                  # (1, heads, rows, d): a view, as the loop takes it
+        kb = k[:, keys:].transpose(1, 2)
+        flops = 2 * BLOCK_HEADS * rows * keys * d
+        rates[flops] = flops / best_seconds(lambda: torch.matmul(qb, kb.transpose(-1, -2)), device)
+    what = (f"{precision} batched matmuls of a block's scores as the reference's block loop runs them, "
+            f"{BLOCK_HEADS} heads of (rows × d) by (d × keys) from sliced and transposed (1, s, heads, d) tensors, "
+            f"(rows, keys, d) = {', '.join(str(shape) for shape in BLOCK_SHAPES)}, best of {BEST_OF}; against "
+            f"2·heads·rows·keys·d, the FLOPs of one call")
+    return rates, what

@@ -20,6 +20,7 @@ from costplan import yamlio
 from costplan.costs import eager
 from costplan.costs.attention.blocks import Part as Blocks
 from costplan.costs.components import shape_of
+from costplan.costs.device import device
 from costplan.costs.run import step_of
 from costplan.costs.step import stage_counts
 from costplan.hardware import GPU
@@ -154,14 +155,31 @@ def loop_kernels() -> float:
     return sum(sum(eager.loop_kernels(parts, materialize, False, False, False)) for materialize in (False, True))
 
 
+def loop_matmul_seconds(gpu: GPU, precision: str) -> float:
+    """Seconds the tiny block loop's batched matmuls take at `gpu`'s block_gemm curve (none without one): each
+    block's products, 2·heads·rows·keys·d FLOPs a call, 2 forward and 5 backward for the flash kernel, 2 and 4 for
+    the materialising one (eager.loop_gemms)."""
+    curves = gpu.curves()
+    if curves is None or curves.block_gemm is None:
+        return 0.0
+    peak = device(gpu, precision).attention_peak()[1]
+    calls = sum(sum(eager.loop_gemms([Blocks(windowed=1)], materialize)) for materialize in (False, True))
+    seconds = 0.0
+    for block in window_blocks(LOOP_LENGTH, LOOP_WINDOW):
+        flops = 2 * LOOP_HEADS * LOOP_HEAD_DIM * (block.queries.stop - block.queries.start) * (
+            block.keys.stop - block.keys.start)
+        seconds += calls * flops / (peak * curves.block_gemm.at(flops))
+    return seconds
+
+
 def fixed_costs_of(precision: str, hardware: str, step: float, update: float, how: str,
                    loop: float | None = None) -> Fixed:
     """The fixed costs that `step` seconds of the tiny step in `precision`, `update` of them its optimizer
     update, mean on `hardware`: the update less its roofline over the parameter tensors it updates, the rest of
     the step less the rooflines of its operations over the kernels the step model counts in it. The rooflines
     are the step model's parts without fixed costs, so the hardware's own fixed costs do not enter. `how` says
-    how the two times were taken. `loop` seconds of the tiny block loop, if timed, over its kernels give the cost
-    of a loop's kernel (its rooflines, a few thousand FLOPs, left out)."""
+    how the two times were taken. `loop` seconds of the tiny block loop, if timed, less its batched matmuls at the
+    hardware's block_gemm curve (loop_matmul_seconds), over its kernels give the cost of a loop's kernel."""
     spec = tiny_step(precision, hardware)
     parts = step_of(spec, shape_of(spec)).breakdown
     counts = stage_counts(spec, shape_of(spec))
@@ -172,11 +190,13 @@ def fixed_costs_of(precision: str, hardware: str, step: float, update: float, ho
               f"kernels and {counts.held:g} parameter tensors the step model counts in it")
     fixed = Fixed(kernel=kernel, update=per_update, source=source)
     if loop is not None:
-        fixed.loop = loop / loop_kernels()
+        matmuls = loop_matmul_seconds(spec.gpu, precision)
+        fixed.loop = max(0.0, loop - matmuls) / loop_kernels()
         fixed.loop_source = (f"the {precision} block-sparse attention kernel of the reference model, a window of "
                              f"{LOOP_WINDOW} over {LOOP_LENGTH} positions, {LOOP_HEADS} heads of {LOOP_HEAD_DIM}, "
-                             f"flash and materialising, forward and backward, {how} {loop:.4g} s, over the "
-                             f"{loop_kernels():g} kernels they launch")
+                             f"flash and materialising, forward and backward, {how} {loop:.4g} s, less its batched "
+                             f"matmuls at the block_gemm curve ({matmuls:.3g} s), over the {loop_kernels():g} "
+                             f"kernels they launch")
     return fixed
 
 

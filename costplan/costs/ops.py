@@ -23,10 +23,12 @@ Backward moves twice the forward's bytes (a kernel reading the gradient and its 
 
 With training.fusion: eager, norms, activations, rotary, residual adds and the loss move what eager PyTorch's
 kernels move forward and backward instead (costs/eager.py), and grouped-query attention's repeat_kv copy and
-the sums of gradients where a tensor fans out are added; softmax, routing and the embedding are single kernels
-either way. A core the reference runs as a Python loop over blocks (windows, chunks, sparse patterns, MLA, flash
-attention with sinks: costs/attention/blocks.py) then counts that loop's kernels (Core.looped), and AFT-local's
-band its tiles'.
+the sums of gradients where a tensor fans out are added (an MoE layer's experts' and shared expert's too);
+softmax and the embedding are single kernels either way, and the routing the reference's (eager.routing_kernels),
+run as plain tensor code (Stream.plain). A core the reference runs as a Python loop over blocks (windows, chunks,
+sparse patterns, MLA, flash attention with sinks: costs/attention/blocks.py) then counts that loop's kernels
+(Core.looped), of them its batched matmuls (Core.block_calls), and the bytes its elementwise kernels move over its
+score tiles (eager.loop_tiles, in place of the softmax's); AFT-local's band its tiles'.
 """
 from __future__ import annotations
 

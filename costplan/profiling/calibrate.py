@@ -16,15 +16,18 @@ The file has the shape of a catalogue entry (costplan/data/hardware.yaml), so a 
   torch's scaled_dot_product_attention with is_causal=True over the file's 16-bit peak, against the sequence
   length; `collective` and `collective_internode` are not measured (one device): flat curves at 1.0, so
   collectives run at the file's interconnect_gbs; `memory_bound`, the median rate of add, multiply, GELU, SiLU,
-  softmax and LayerNorm over the copy's; `kernel_seconds` and `update_seconds`, the
-  fixed cost of a kernel and of one parameter tensor's optimizer update (below).
+  softmax and LayerNorm over the copy's; `depthwise_conv_forward` and `_backward`, AFT-conv's convolution, and
+  `block_gemm`, the block loop's batched matmuls, each by the FLOPs of one call over the 16-bit peak;
+  `kernel_seconds` and `update_seconds`, the fixed cost of a kernel and of one parameter tensor's optimizer
+  update (below).
 
 The fixed costs come from a tiny step, the reference model's layer shape at widths where no kernel has work to
 speak of (fixed_costs.py FIXED_STEP): its optimizer update, timed alone, less the update's roofline, over the
 parameter tensors it updates, is `update_seconds`; the rest of the step, less the roofline of its operations,
 over the kernels the step model counts in it (costs/ops.py kernels), is `kernel_seconds`. On a CPU these are
 the framework's work around each operation (dispatch, autograd, the optimizer's per-tensor loop), which
-dominates small steps. `loop_kernel_seconds` is a tiny block loop's time over its kernels; and
+dominates small steps. `loop_kernel_seconds` is a tiny block loop's time, less its matmuls at `block_gemm`,
+over its kernels; and
 `checkpoint_op_seconds` what torch's per-op checkpointing adds per op its dispatch mode handles: the same tiny
 step with flash attention and no biases, timed with `training.recompute: selective_op` and without, the
 difference less the rerun's kernels over the ops of its layers' forward, views included (ops.dispatched).

@@ -273,7 +273,8 @@ def measure_time(spec: Spec, size: int, device: torch.device, budget: float,
                                                        tuple[float, float] | None]:
     """Median step time, on `spec` or on the copy that `overrides` (or the automatic shrink) describe, in the
     precision timing_precision() chooses; None when even the smallest copy tried would not fit. The steps
-    are timed for about `budget` seconds, or as long as a warm-up and timing.MIN_RUNS steps take. Last, the
+    are timed for about `budget` seconds, or as long as a warm-up and timing.MIN_RUNS steps take, after
+    timing.SETTLE_STEPS more for a model with dropless experts (their GEMM shapes follow the routing). Last, the
     matmul rate at PROBE_SIZE right after the steps: what the machine ran at then, to hold against a
     calibration (compare.machine_drift). Where the hardware pairs (fixed_costs.paired), the tiny step of
     fixed_costs.py runs once before each timed step, untimed by it: the medians of its times and of its

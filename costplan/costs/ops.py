@@ -130,11 +130,12 @@ Op = Gemm | Core | Stream
 
 def kernels(op: Op) -> tuple[float, float]:
     """Kernels an operation launches forward and backward, as the reference model runs it in eager PyTorch: a
-    GEMM one per product forward and two backward (dgrad, wgrad; a loop over experts launches one per expert); a
+    GEMM one per product forward (its bias added inside) and two backward (dgrad, wgrad; a loop over experts
+    launches one per expert), and a third summing a bias's gradient; a
     FlashAttention core one each way, a materialising core its two batched GEMMs forward and four backward; a
     stream what it says (one each way unless its constructor counts more)."""
     if isinstance(op, Gemm):
-        return op.count, 2 * op.count
+        return op.count, (3 if op.bias else 2) * op.count
     if isinstance(op, Core):   # a depthwise convolution's backward is one call for both gradients
         if not op.flops or op.looped != (0, 0):
             return 0, 0

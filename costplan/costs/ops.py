@@ -149,6 +149,15 @@ def looped(op: Op) -> tuple[float, float]:
     return (0, 0) if isinstance(op, Gemm) else op.looped
 
 
+def priced(op: Op) -> tuple[tuple[float, float], tuple[float, float]]:
+    """An operation's kernels forward and backward by the fixed cost they take: a module kernel's, and the block
+    loop's (those inside an autograd Function, and all of a plain tensor code's: Stream.plain)."""
+    if isinstance(op, Stream) and op.plain:
+        (forward, backward), (ahead, behind) = op.kernels, op.looped
+        return (0, 0), (forward + ahead, backward + behind)
+    return kernels(op), looped(op)
+
+
 def dispatched(op: Op) -> float:
     """Ops an operation's forward dispatches in the reference, views included: what a dispatch mode handles (per-op
     checkpointing's, step.stage_counts). A linear adds its weight's transpose and its input's and output's

@@ -64,7 +64,7 @@ from costplan.costs.layers import Layer, block_width, pipeline_stages, recompute
 from costplan.costs.memory import UNFUSED_UPDATE_BYTES, gradient_bytes, optimizer_bytes, weight_bytes
 from costplan.costs.parallel import zero_groups
 from costplan.costs.ops import (
-    Core, Gemm, Op, Stream, embedding_ops, gemm_size, head_ops, kernels, layer_ops, looped, tensors,
+    Core, Gemm, Op, Stream, embedding_ops, gemm_size, head_ops, layer_ops, priced, tensors,
 )
 from costplan.costs.ops import dispatched as dispatched_ops   # stage_counts sums a local `dispatched`
 from costplan.costs.traffic import BUCKET_BYTES, Traffic, collective_seconds, overlaps, sm_share
@@ -462,14 +462,10 @@ def stage_counts(spec: Spec, shape: Shape, stage: int = 0) -> Counts:
         nonlocal launched, held, loop
         again = 2 if recompute else 1
         for op in ops:
-            forward, backward = kernels(op)
+            (forward, backward), (ahead, behind) = priced(op)
             share = ep if isinstance(op, Gemm) and op.expert else 1
-            if isinstance(op, Stream) and op.plain:
-                loop += times * (again * forward + backward)
-            else:
-                launched += times * (again * forward + backward) / share
+            launched += times * (again * forward + backward) / share
             held += times * tensors(op) / share
-            ahead, behind = looped(op)
             loop += times * (again * ahead + behind)
 
     if stage == 0:
@@ -481,9 +477,8 @@ def stage_counts(spec: Spec, shape: Shape, stage: int = 0) -> Counts:
             layer_shape.recompute == "full")
         if layer_shape.recompute == "selective_op":
             rerun = rerun_ops(layer, model, layer_shape)
-            plain = [isinstance(op, Stream) and op.plain for op in rerun]
-            launched += count * sum(kernels(op)[0] for op, is_plain in zip(rerun, plain) if not is_plain)
-            loop += count * sum(kernels(op)[0] if is_plain else looped(op)[0] for op, is_plain in zip(rerun, plain))
+            launched += count * sum(priced(op)[0][0] for op in rerun)
+            loop += count * sum(priced(op)[1][0] for op in rerun)
             # torch's selective checkpointing passes every op of the layer's forward through a Python dispatch
             # mode (its policy), views included; its rerun's mode is in the measured cost per op
             ops = [op for each in layer_ops(layer, model, layer_shape).values() for op in each]

@@ -294,17 +294,18 @@ def kernel_curves(c: Calibration) -> dict:
             rate, what = measured
             entry[name] = {"value": rate / c.bandwidth, "source": (
                 f"{on}: {what}, {rate / 1e9:.4g} GB/s, over the copy's {c.bandwidth / 1e9:.4g} GB/s")}
+    def by_call(rates: dict[float, float], what: str) -> dict:
+        """A rate curve against one call's FLOPs, over the attention curves' peak."""
+        return {"points": [[size, rate / peaks[a.precision]] for size, rate in sorted(rates.items())],
+                "source": (f"{on}: {what}; {report.flops_rate(min(rates.values()))} to "
+                           f"{report.flops_rate(max(rates.values()))} over {against}")}
+
     if c.depthwise_conv is not None:
         forward, backward, what = c.depthwise_conv
-        for name, rates in (("depthwise_conv_forward", forward), ("depthwise_conv_backward", backward)):
-            entry[name] = {"points": [[size, rate / peaks[a.precision]] for size, rate in sorted(rates.items())],
-                           "source": (f"{on}: {what}; {report.flops_rate(min(rates.values()))} to "
-                                      f"{report.flops_rate(max(rates.values()))} over {against}")}
+        entry["depthwise_conv_forward"] = by_call(forward, what)
+        entry["depthwise_conv_backward"] = by_call(backward, what)
     if c.block_gemm is not None:
-        rates, what = c.block_gemm
-        entry["block_gemm"] = {"points": [[size, rate / peaks[a.precision]] for size, rate in sorted(rates.items())],
-                               "source": (f"{on}: {what}; {report.flops_rate(min(rates.values()))} to "
-                                          f"{report.flops_rate(max(rates.values()))} over {against}")}
+        entry["block_gemm"] = by_call(*c.block_gemm)
     if c.fixed is not None:     # a cost lost in the timing noise is left out (a Figure is positive)
         if c.fixed.kernel > 0:
             entry["kernel_seconds"] = {"value": c.fixed.kernel, "source": c.fixed.source}

@@ -495,6 +495,17 @@ def test_a_layers_routed_experts_are_one_grouped_gemm_at_one_experts_size():
     assert seconds == pytest.approx(2 * 512 * 2048 * 768 * 128 / (989e12 * efficiency), rel=1e-12)
 
 
+MOE = {"moe": {"n_experts": 8, "top_k": 2, "d_ff_expert": 1024}}
+
+
+def test_the_update_steps_each_gpus_share_of_the_routed_experts(flat):
+    # 8 GPUs, 4 expert ranks, ZeRO-1: the dense parameters' states sharded over 8 ranks, each expert's over the
+    # 2 ranks holding it, so each GPU steps 1/8 of every parameter (ZeRO §5 with DeepSpeed-MoE's expert groups)
+    e = step(flat, {"expert": 4, "zero": 1}, count=8, model=MOE)
+    assert e.time.breakdown["optimizer"] == pytest.approx((2 * (12 + 2) + 2) * e.params.total / 8
+                                                          / (1000e9 * MEMORY_EFFICIENCY))
+
+
 def fixed(tmp_path, kernel=None, update=None):
     """The flat device with a fixed cost per kernel and per parameter tensor's update (seconds)."""
     path = tmp_path / f"fixed-{kernel}-{update}.yaml"

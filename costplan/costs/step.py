@@ -376,7 +376,7 @@ def step_time(spec: Spec, dev: Device, shape: Shape, stage_params: list[tuple[fl
     data = traffic["data"] = Traffic(sm_share(dev))
     if par.zero == 3 and shards > 1:
         layers = max(1, len(stage_layers(spec.model, slowest, pipeline_stages(spec))))
-        params = dense + routed / par.expert
+        params = dense + routed
         wire, scatter = ((shards - 1) / shards * params * per_param for per_param in (w, g))
         gather = collective_seconds(dev, wire, params * w / layers, data_span, stride=t)
         scattered = collective_seconds(dev, scatter, params * g / layers, data_span, stride=t)
@@ -386,7 +386,7 @@ def step_time(spec: Spec, dev: Device, shape: Shape, stage_params: list[tuple[fl
     elif shards > 1 or routed_d > 1:
         # A reduce-scatter of the gradients, then an all-gather: of the gradients too (ZeRO 0: an all-reduce), or
         # of the updated weights (ZeRO 1-2); each moves (n − 1)/n of its bytes over the n ranks of its group.
-        halves = [_bucketed(dev, shards, routed_d, dense, routed / par.expert, per_param, data_span, t * routed_d, t)
+        halves = [_bucketed(dev, shards, routed_d, dense, routed, per_param, data_span, t * routed_d, t)
                   for per_param in (g, g if par.zero == 0 else w)]
         backward = sum(tally.backward.values())
         if par.zero == 0:
@@ -398,7 +398,7 @@ def step_time(spec: Spec, dev: Device, shape: Shape, stage_params: list[tuple[fl
             data.add(1, *halves[1], sum(tally.forward.values()))
 
     per_param = 2 * (optimizer_bytes(training.precision, training.optimizer, training.autocast) + w) + g
-    sharded = dense / (shards if par.zero >= 1 else 1) + routed / par.expert / (routed_d if par.zero >= 1 else 1)
+    sharded = dense / (shards if par.zero >= 1 else 1) + routed / (routed_d if par.zero >= 1 else 1)
     optimizer = per_param * sharded / dev.bandwidth
     if shape.fusion == "eager":     # an unfused update's passes beyond one, at the memory-bound kernels' rate
         optimizer += UNFUSED_UPDATE_BYTES[training.optimizer] * sharded / streaming_rate(dev)

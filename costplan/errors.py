@@ -47,6 +47,7 @@ SPELLINGS: dict[str, str] = {
     "tensorparallel": "tensor", "tensormodelparallelsize": "tensor", "tp": "tensor",
     "pipelineparallel": "pipeline", "pipelinemodelparallelsize": "pipeline", "pp": "pipeline",
     "dataparallel": "data", "dp": "data", "expertmodelparallelsize": "expert", "ep": "expert",
+    "experttensorparallelsize": "expert_tensor", "etp": "expert_tensor",
     "zerostage": "zero",
     "silu": "swiglu", "swish": "swiglu", "gelunew": "gelu", "gelupytorchtanh": "gelu",
     "layernormalization": "layernorm", "ln": "layernorm", "rms": "rmsnorm", "llamarmsnorm": "rmsnorm",

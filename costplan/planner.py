@@ -31,7 +31,7 @@ from costplan.errors import CostplanError
 from costplan.loading import load_spec
 from costplan.records import Record
 from costplan.spec import Spec
-from costplan.spec_rules import selective_op_rules, tensor_parallel_modelled
+from costplan.spec_rules import expert_data_step, selective_op_rules, tensor_parallel_modelled
 from costplan.validation import MAX_COUNT, MAX_TOKENS
 
 
@@ -167,10 +167,12 @@ class Option(Record):
 
 def _data_degrees(spec: Spec, layout: dict[str, Any], node_size: int) -> Sequence[int]:
     """Data-parallel degrees to try, ascending: those that fill part of one node or whole nodes, multiples of a
-    fixed expert degree, and divisors of the global batch (in micro-batches) when the spec fixes it."""
+    fixed expert layout's data step (spec_rules.expert_data_step), and divisors of the global batch (in
+    micro-batches) when the spec fixes it."""
     t = spec.training
     model_parallel = replica(layout)
-    step = layout.get("expert", 1)
+    step = expert_data_step(layout["tensor"], layout.get("context", 1), layout.get("expert", 1),
+                            layout.get("expert_tensor"))
     whole_nodes = math.lcm(step, node_size // math.gcd(node_size, model_parallel))
     limit = MAX_COUNT // model_parallel
     small = list(range(step, min(limit + 1, -(-node_size // model_parallel)), step))   # d·t·p < node_size
@@ -258,7 +260,7 @@ def fewest_gpus(spec: Spec, gpu_key: str, deadline_hours: float) -> Option:
     return Option(
         gpu=gpu_key, gpus=result.assumptions.gpu_count,
         layout={"data": par.data, "tensor": par.tensor, "pipeline": par.pipeline, "context": par.context,
-                "expert": par.expert,
+                "expert": par.expert, "expert_tensor": par.expert_tensor,
                 "zero": par.zero, "sequence_parallel": par.sequence_parallel},
         memory_per_gpu=result.memory.total_per_gpu, gpu_memory=result.memory.gpu_memory,
         wall_clock_days=result.time.wall_clock_days, gpu_hours=result.time.gpu_hours,

@@ -231,7 +231,8 @@ class HardwareSpec(Section):
 class ParallelismSpec(Section):
     """How hardware.count GPUs split one training step (Megatron-LM's tensor × pipeline × data grid,
     Narayanan et al. 2021; ZeRO stages, Rajbhandari et al. 2019; sequence parallelism, Korthikanti et al.
-    2022; expert parallelism carved out of the data-parallel ranks, as in Megatron-Core and DeepSpeed-MoE)."""
+    2022; expert parallelism over the tensor, context and data-parallel ranks, as Megatron-Core's MoE parallel
+    folding, Liu et al. 2025)."""
 
     data: CountOrAuto = "auto"           # auto: hardware.count / (tensor × context × pipeline)
     tensor: Count = 1
@@ -239,7 +240,10 @@ class ParallelismSpec(Section):
     context: Count = 1                   # splits each sequence; attention passes K and V around a ring
     virtual_stages: Count = 1            # interleaved 1F1B: model chunks per pipeline rank (Narayanan §2.2.2)
     tensor_overlap: Flag = False         # tensor-parallel traffic hidden behind GEMMs (Megatron tp-comm-overlap)
-    expert: Count = 1                    # splits the routed experts; divides the data-parallel degree
+    expert: Count = 1                    # splits the routed experts over ranks; see expert_tensor
+    # Splits each routed expert's matrices, as Megatron-Core's expert_tensor_parallel_size; None: tensor (its
+    # default). Expert × expert_tensor ranks fold into the tensor × context × data ranks (MoE parallel folding).
+    expert_tensor: Count | None = None
     zero: ZeroStage = 0                  # 1: optimizer states, 2: + gradients, 3: + weights (FSDP)
     sequence_parallel: Flag = False      # shard the d_model-wide activations over the tensor group too
     micro_batches: Count | None = None   # per step; None: global_batch_size / (micro_batch_size × data), or 1
@@ -250,6 +254,11 @@ class ParallelismSpec(Section):
     last_stage_layers: Count | None = None
     account_for_embedding: Flag = False
     account_for_loss: Flag = False
+
+    @property
+    def expert_tensor_degree(self) -> int:
+        """Tensor ranks splitting each routed expert: expert_tensor, or tensor when it is not given."""
+        return self.expert_tensor or self.tensor
 
 
 # Without a parallelism section every GPU holds the whole model; built once (the section is frozen), as the

@@ -2,6 +2,7 @@
 the report of a file that failed validation share them."""
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -241,10 +242,10 @@ def parallel_rules(par: Getter, model: Getter, training: Getter, hw: Getter) -> 
         elif data == "auto":
             data = count // replica
     uneven = uneven_split(par)
-    problems += split_rules(model, tensor, None if uneven else pipeline)
+    problems += split_rules(model, tensor, None if uneven else pipeline, par("expert_tensor"))
     if uneven:
         problems += uneven_rules(par, model("n_layers"))
-    problems += expert_rules(par("expert"), model("moe"), data if isinstance(data, int) else None)
+    problems += expert_rules(par, model("moe"), data if isinstance(data, int) else None)
     micro, batch, micro_batches = training("micro_batch_size"), training("global_batch_size"), par("micro_batches")
     if batch and micro and isinstance(data, int):
         per_step = micro * data
@@ -279,19 +280,23 @@ def parallel_rules(par: Getter, model: Getter, training: Getter, hw: Getter) -> 
     return problems
 
 
-def split_rules(model: Getter, tensor: int | None, pipeline: int | None) -> list[tuple[str, str]]:
-    """Tensor parallelism splits heads and MLP widths, pipeline parallelism the layers, into whole pieces
-    (the one statement of this rule: validation and the planner's layout grid both use it)."""
+def split_rules(model: Getter, tensor: int | None, pipeline: int | None,
+                expert_tensor: int | None = None) -> list[tuple[str, str]]:
+    """Tensor parallelism splits heads and MLP widths (routed experts' by expert_tensor where given), pipeline
+    parallelism the layers, into whole pieces (the one statement of this rule: validation and the planner's
+    layout grid both use it)."""
     problems = []
     if tensor:
         moe = model("moe")
-        sizes = [(field, model(field)) for field in ("n_heads", "n_kv_heads", "d_ff")]
-        sizes += [(f"moe.{field}", getattr(moe, field, None)) for field in ("d_ff_expert", "d_ff_shared")]
-        for field, size in sizes:
+        sizes = [(field, model(field), tensor) for field in ("n_heads", "n_kv_heads", "d_ff")]
+        sizes += [("moe.d_ff_expert", getattr(moe, "d_ff_expert", None), expert_tensor or tensor),
+                  ("moe.d_ff_shared", getattr(moe, "d_ff_shared", None), tensor)]
+        for field, size, degree in sizes:
             if field == "n_kv_heads" and size == model("n_heads"):
                 continue  # said once, for n_heads
-            if size and size % tensor:
-                problems.append(("parallelism.tensor", f"{tensor} does not divide model.{field} ({size})"))
+            if size and size % degree:
+                name = "expert_tensor" if degree is expert_tensor else "tensor"
+                problems.append((f"parallelism.{name}", f"{degree} does not divide model.{field} ({size})"))
     n_layers = model("n_layers")
     if pipeline and n_layers and n_layers % pipeline:
         problems.append(("parallelism.pipeline", f"{pipeline} does not divide model.n_layers ({n_layers})"))
@@ -404,15 +409,33 @@ def serving_rules(serving: ServingSpec, model: Getter) -> list[tuple[str, str]]:
     return problems
 
 
-def expert_rules(expert: int | None, moe: Any, data: int | None) -> list[tuple[str, str]]:
-    if not expert or expert == 1:
-        return []
+def expert_data_step(tensor: int, context: int, expert: int, expert_tensor: int | None) -> int:
+    """The data-parallel degrees whose t·c·d ranks a layer of routed experts' expert × expert_tensor ranks fold
+    into (expert_tensor None: tensor) are the multiples of this."""
+    folded = expert * (expert_tensor or tensor)
+    return folded // math.gcd(folded, tensor * context)
+
+
+def expert_rules(par: Getter, moe: Any, data: int | None) -> list[tuple[str, str]]:
+    """Megatron-Core's MoE parallel folding: the expert × expert_tensor ranks of a routed-expert layer are a
+    subgroup of the tensor × context × data ranks of the attention (its parallel-folding documentation)."""
+    expert, expert_tensor = par("expert") or 1, par("expert_tensor")
     if moe is None:
-        return [("parallelism.expert", f"{expert} needs a mixture-of-experts model (model.moe)")]
+        given = [(f"parallelism.{name}", value)
+                 for name, value in (("expert", expert), ("expert_tensor", expert_tensor)) if value and value > 1]
+        return [(field, f"{value} needs a mixture-of-experts model (model.moe)") for field, value in given]
     problems = []
     n_experts = getattr(moe, "n_experts", None)
     if n_experts and n_experts % expert:
         problems.append(("parallelism.expert", f"{expert} does not divide model.moe.n_experts ({n_experts})"))
-    if data and data % expert:
-        problems.append(("parallelism.expert", f"{expert} does not divide the data-parallel degree ({data})"))
+    tensor, context = par("tensor") or 1, par("context") or 1
+    folds = not data or data % expert_data_step(tensor, context, expert, expert_tensor) == 0
+    if not folds and expert_tensor is None:
+        ranks = f"data × context ({data} × {context})" if context > 1 else f"the data-parallel degree ({data})"
+        problems.append(("parallelism.expert", f"{expert} does not divide {ranks}"))
+    elif not folds:
+        problems.append(("parallelism.expert_tensor",
+                         f"expert ({expert}) × expert_tensor ({expert_tensor}) = {expert * expert_tensor} does not "
+                         f"divide tensor × context × data ({tensor} × {context} × {data} = "
+                         f"{tensor * context * data})"))
     return problems

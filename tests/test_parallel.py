@@ -5,6 +5,7 @@ Expected values are written from the papers' formulas in readable units, not tak
 from __future__ import annotations
 
 import math
+import re
 
 import pytest
 
@@ -268,6 +269,42 @@ def test_expert_all_to_all_volume():
     e = mixtral("parallelism.expert=8")
     assert e.parallelism.communication_bytes["expert"] == 4 * 7 / 8 * 32768 * 2 * 4096 * 2 * 32
     assert mixtral().parallelism.source != "parallelism"
+
+
+def test_expert_tensor_degree_splits_each_routed_expert():
+    # Megatron-Core's MoE parallel folding: with t = 2, the 64 GPUs regroup for the experts as et × e × 64/(et·e).
+    # et = 1 keeps each of a GPU's experts whole (ROUTED/8 a GPU), the default et = t halves them (ROUTED/16).
+    layout = ("parallelism.tensor=2", "parallelism.sequence_parallel=true", "parallelism.expert=8",
+              "parallelism.zero=1")
+    whole, split = mixtral(*layout, "parallelism.expert_tensor=1"), mixtral(*layout)
+    assert whole.memory.weights - split.memory.weights == 2 * (ROUTED // 8 - ROUTED // 16)
+    assert (whole.parallelism.expert_tensor, split.parallelism.expert_tensor) == (1, 2)
+    # ZeRO-1 shards each piece over the ranks holding it, 64/8 and 64/16: the same optimizer bytes either way
+    assert whole.memory.optimizer == split.memory.optimizer
+
+
+def test_expert_ranks_fold_into_tensor_and_data_ranks():
+    # t = 8 × p = 2 on 64 GPUs leaves d = 4: 8 expert ranks of whole experts fold into the 8 × 4 tensor and data
+    # ranks of a stage; split by the default et = t = 8 they would need 64 of them.
+    layout = ["parallelism.tensor=8", "parallelism.pipeline=2", "parallelism.expert=8",
+              "parallelism.sequence_parallel=true"]
+    folded = mixtral(*layout, "parallelism.expert_tensor=1")
+    assert (folded.parallelism.expert, folded.parallelism.expert_tensor, folded.parallelism.data) == (8, 1, 4)
+    with pytest.raises(costplan.SpecError, match=r"parallelism\.expert: 8 does not divide the data-parallel "
+                                                 r"degree \(4\)"):
+        mixtral(*layout)
+    with pytest.raises(costplan.SpecError, match=r"parallelism\.expert_tensor: expert \(8\) × expert_tensor \(8\) "
+                                                 r"= 64 does not divide tensor × context × data \(8 × 1 × 4 = 32\)"):
+        mixtral(*layout, "parallelism.expert_tensor=8")
+
+
+@pytest.mark.parametrize("overrides, field, message", [
+    (["parallelism.expert_tensor=3"], "expert_tensor", "3 does not divide model.moe.d_ff_expert (14336)"),
+    (["model.moe=null", "parallelism.expert_tensor=2"], "expert_tensor", "2 needs a mixture-of-experts model"),
+])
+def test_expert_tensor_must_split_the_experts_whole(overrides, field, message):
+    with pytest.raises(costplan.SpecError, match=rf"parallelism\.{field}: {re.escape(message)}"):
+        mixtral("parallelism.tensor=1", *overrides)
 
 
 def test_moe_scaling_law_uses_active_parameters():

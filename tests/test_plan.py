@@ -219,3 +219,19 @@ def test_deadline_counts_the_context_ranks_of_the_spec_layout(run):
     lay = data["layout"]
     assert lay["context"] == 2
     assert data["gpus"] == lay["data"] * lay["tensor"] * lay["pipeline"] * lay["context"] == 2
+
+
+def test_deadline_keeps_the_spec_layouts_folded_expert_ranks(run):
+    # Mixtral on a spec layout of t = 2 with 8 expert ranks of whole experts: the 8 × 1 expert ranks fold into
+    # 2 × d tensor and data ranks, so any d that is a multiple of 4 is a layout (8 would be needed unfolded).
+    data = json.loads(run("plan", "mixtral-8x7b", "--deadline", "365d", "--gpu", "h100-sxm", "--set",
+                          "parallelism.tensor=2", "--set", "parallelism.sequence_parallel=true", "--set",
+                          "parallelism.expert=8", "--set", "parallelism.expert_tensor=1", "--set",
+                          "parallelism.zero=1", "--set", "hardware.count=8", "--set", "training.seq_len=4096",
+                          "--format", "json").stdout)[0]
+    lay = data["layout"]
+    assert (lay["tensor"], lay["expert"], lay["expert_tensor"]) == (2, 8, 1)
+    assert lay["data"] % 4 == 0 and data["gpus"] == 2 * lay["pipeline"] * lay["data"]
+    degrees = planner._data_degrees(costplan.load_spec("mixtral-8x7b"), {"tensor": 2, "pipeline": 1, "expert": 8,
+                                                                         "expert_tensor": 1}, 8)
+    assert list(degrees)[:3] == [4, 8, 12]

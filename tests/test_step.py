@@ -495,6 +495,26 @@ def test_a_layers_routed_experts_are_one_grouped_gemm_at_one_experts_size():
     assert seconds == pytest.approx(2 * 512 * 2048 * 768 * 128 / (989e12 * efficiency), rel=1e-12)
 
 
+def test_expert_gemms_fold_their_rows_and_split_by_the_expert_tensor_degree():
+    # t = 2 with sequence parallelism, e = 4 expert ranks of whole experts (et = 1): a sequence sends each expert
+    # 512 rows, of which a GPU holds half its tokens' (512/2), and each of its 128/4 experts gathers them from 4
+    # ranks: 1,024 rows of a 2048 × 768 matrix it holds whole; the grouped kernel runs at one expert's
+    # (1024·2048·768)^(1/3) = 1,171 on the H100's bf16 curve (points (1024, 0.249) and (1625, 0.495), linear in
+    # log2).
+    import math
+
+    from costplan.costs import step as step_model
+    from costplan.costs.components import shape_of
+    spec = make_spec({"moe": {"n_experts": 128, "top_k": 8, "d_ff_expert": 768}},
+                     {"tokens": 10**6, "micro_batch_size": 1}, {"gpu": "h100-sxm", "count": 8},
+                     parallelism={"tensor": 2, "sequence_parallel": True, "expert": 4, "expert_tensor": 1})
+    timer = step_model.Timer(spec, step_model.device(spec.gpu, "bf16"), shape_of(spec))
+    one = (1024 * 2048 * 768) ** (1 / 3)
+    efficiency = 0.249 + (0.495 - 0.249) * math.log2(one / 1024) / math.log2(1625 / 1024)
+    seconds, _ = timer.gemm(ops.Gemm(512, 2048, 768, count=128, expert=True))
+    assert seconds == pytest.approx(2 * 1024 * 2048 * 768 * 32 / (989e12 * efficiency), rel=1e-12)
+
+
 MOE = {"moe": {"n_experts": 8, "top_k": 2, "d_ff_expert": 1024}}
 
 
@@ -504,6 +524,20 @@ def test_the_update_steps_each_gpus_share_of_the_routed_experts(flat):
     e = step(flat, {"expert": 4, "zero": 1}, count=8, model=MOE)
     assert e.time.breakdown["optimizer"] == pytest.approx((2 * (12 + 2) + 2) * e.params.total / 8
                                                           / (1000e9 * MEMORY_EFFICIENCY))
+
+
+@pytest.mark.parametrize("expert_tensor, link", [
+    (1, 100e9),        # 8 expert ranks side by side: one node, 100 GB/s each way at bus efficiency 1.0
+    (None, 4 * 10e9 * 0.5),  # et = t = 2 apart: 16 GPUs over two nodes, 4 NICs a node at 10 GB/s, bus 0.5
+])
+def test_expert_all_to_all_spans_the_expert_tensor_and_expert_ranks(flat, expert_tensor, link):
+    parallelism = {"tensor": 2, "sequence_parallel": True, "expert": 8, "expert_tensor": expert_tensor}
+    e = step(flat, {k: v for k, v in parallelism.items() if v is not None}, count=16, model=MOE,
+             training={"global_batch_size": 8})
+    # 4 all-to-alls a layer (dispatch and combine, each way) of the GPU's S/2 tokens' 2 routed rows of d values
+    wire = 4 * 7 / 8 * (2 * S / 2) * D * 2 * L
+    assert e.parallelism.communication_bytes["expert"] == pytest.approx(wire)
+    assert e.time.breakdown["communication.expert"] == pytest.approx(wire / link)
 
 
 def fixed(tmp_path, kernel=None, update=None):

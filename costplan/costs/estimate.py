@@ -146,7 +146,7 @@ def _parallelism(spec: Spec, stage: parallel.StageMemory, stepped: StepTime, sou
     bubble = stepped.breakdown.get("bubble", 0.0)
     return Parallelism(
         data=spec.data_parallel, tensor=par.tensor, pipeline=par.pipeline, context=par.context,
-        virtual_stages=par.virtual_stages, expert=par.expert, zero=par.zero,
+        virtual_stages=par.virtual_stages, expert=par.expert, expert_tensor=par.expert_tensor_degree, zero=par.zero,
         sequence_parallel=par.sequence_parallel, tensor_overlap=par.tensor_overlap,
         micro_batches=spec.micro_batches, memory_stage=stage.stage,
         communication_bytes=stepped.communication_bytes, communication_seconds=stepped.communication_seconds,

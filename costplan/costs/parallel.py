@@ -5,12 +5,14 @@ Kept apart from the architecture formulas: this module takes the component costs
 
 Degrees (Narayanan et al. 2021, §2): tensor t × context c × pipeline p × data d = hardware.count. Context
 parallelism splits each sequence over c ranks (ring attention), so each holds 1/c of every activation. Expert
-parallelism e splits the routed experts over e of the d data-parallel ranks (Megatron-Core, DeepSpeed-MoE): each GPU
-keeps n_experts/e of them (also split by t, Megatron-Core's default expert tensor parallelism), and their states
-are replicated, and ZeRO-sharded, over the d/e ranks holding the same experts. Ranks are
-ordered as Megatron's default: tensor ranks adjacent, then context, then data, then pipeline; so a tensor
-group spans t consecutive GPUs, a context group t·c, an expert group t·c·e, a data group t·c·d and a pipeline
-group all of them (costs/step.py times their traffic by that span).
+parallelism e splits the routed experts as Megatron-Core's MoE parallel folding does: the t·c·d ranks of a
+stage are regrouped for the routed experts into et × e × t·c·d/(et·e), et being the expert tensor degree
+(parallelism.expert_tensor, by default t). Each GPU keeps n_experts/e of them, each split by et, and their states
+are replicated, and ZeRO-sharded, over the t·c·d/(et·e) ranks holding the same pieces. Ranks are ordered as
+Megatron's default: tensor ranks adjacent, then context, then data, then pipeline; so a tensor group spans t
+consecutive GPUs, a context group t·c, a data group t·c·d and a pipeline group all of them; for the experts,
+expert tensor ranks adjacent, then expert ranks (an expert group spans et·e GPUs), then their data ranks
+(costs/step.py times their traffic by that span).
 
 Memory per GPU (bytes), for the pipeline stage that needs the most:
 - Model states (Rajbhandari et al. 2019, ZeRO §5): the stage's attention and MLP matrices and the
@@ -18,8 +20,8 @@ Memory per GPU (bytes), for the pipeline stage that needs the most:
   column-parallel layers and copies those of its row-parallel ones; here every bias in a block is divided, an
   error of at most 2·d_model parameters per layer); norm weights are copied on every tensor rank. With tied
   embeddings and p > 1 the last stage keeps its own copy of the token embedding for the head (Megatron's
-  shared word embeddings). Routed experts are further divided by e. ZeRO-1 then divides the optimizer states
-  by the data-parallel group with the context ranks, which hold the same weights (d·c, or d·c/e for routed
+  shared word embeddings). Routed experts are divided by et·e instead. ZeRO-1 then divides the optimizer states
+  by the data-parallel group with the context ranks, which hold the same weights (d·c, or t·c·d/(et·e) for routed
   experts: Megatron-Core's data-parallel group with context parallelism, torchtitan's dp_shard_cp mesh), ZeRO-2
   the gradients too, ZeRO-3 the weights too.
 - Activations (Korthikanti et al. 2022, §4.2 and Table 2): the d_model-wide tensors (`Cost.act_d_model`) stay
@@ -148,9 +150,9 @@ def head_backward(spec: Spec, t: int) -> float:
 def zero_groups(spec: Spec) -> tuple[int, int]:
     """The ranks that reduce gradients together and that ZeRO shards over: the data ranks with the context ranks,
     which hold the same weights (Megatron-Core's data-parallel group with context parallelism, torchtitan's
-    dp_shard_cp mesh); and of them, those holding the same routed experts."""
+    dp_shard_cp mesh); and of the stage's t·c·d ranks, those holding the same pieces of routed experts."""
     d, par = spec.data_parallel, spec.parallel
-    return d * par.context, max(1, d // par.expert) * par.context
+    return d * par.context, max(1, par.tensor * par.context * d // (par.expert_tensor_degree * par.expert))
 
 
 def stage_memory(spec: Spec, parts: dict[str, Cost], stage: int) -> StageMemory:
@@ -173,7 +175,7 @@ def _stage_memory(spec: Spec, degrees: tuple, parts: dict[str, Cost], stage: int
     shared_head = model.vocab_size * model.d_model if model.tie_embeddings and p > 1 and stage == p - 1 else 0
     sums = memo.of_object("sums", parts, lambda: _sums(parts))   # a search reads a stage under several layouts
     dense = _params_per_gpu(sums, t, shared_head)
-    routed = sums.routed / (t * par.expert)
+    routed = sums.routed / (par.expert_tensor_degree * par.expert)
     extra_optimizer = 0.0
     if training.optimizer == "adafactor":
         extra_optimizer = sums.factored / t * FP32 / (shards if par.zero >= 1 else 1)
@@ -190,7 +192,8 @@ def _stage_memory(spec: Spec, degrees: tuple, parts: dict[str, Cost], stage: int
     vocabulary = model.vocab_size * model.d_model / t / (shards if par.zero >= 1 else 1) if stage in (0, p - 1) else 0
 
     def sharded(per_param: int, from_stage: int) -> int:
-        """Bytes of one kind of state: dense over d·c ranks, routed experts over d·c/e, once ZeRO reaches it."""
+        """Bytes of one kind of state: dense over d·c ranks, routed experts over t·c·d/(et·e), once ZeRO reaches
+        it."""
         over, over_routed = (shards, routed_shards) if par.zero >= from_stage else (1, 1)
         return math.ceil(per_param * (dense / over + routed / over_routed))
 

@@ -73,6 +73,7 @@ class Parallelism(Record):
     context: int
     virtual_stages: int
     expert: int
+    expert_tensor: int                       # tensor ranks splitting each routed expert (parallelism.expert_tensor)
     zero: int
     sequence_parallel: bool
     tensor_overlap: bool

@@ -106,7 +106,7 @@ class Timer:
     def __init__(self, spec: Spec, dev: Device, shape: Shape):
         par = spec.parallel
         self.dev, self.shape = dev, shape
-        self.t, self.cp, self.ep = par.tensor, par.context, par.expert
+        self.t, self.cp, self.ep, self.et = par.tensor, par.context, par.expert, par.expert_tensor_degree
         self.sp = par.sequence_parallel
         self.b = spec.training.micro_batch_size
         self.rows = self.b / self.cp            # sequences' worth of rows per GPU
@@ -126,9 +126,12 @@ class Timer:
 
     def gemm(self, g: Gemm) -> tuple[float, float]:
         """Forward seconds of a GEMM, and the fp8 casts' bytes it adds forward."""
-        m = g.rows * self.rows * (self.ep if g.expert else 1)
-        count = g.count / (self.ep if g.expert else 1)
-        ts = self.t if g.split else 1
+        if g.expert:
+            # each of a GPU's n/e experts takes the rows of its expert tensor group's et/t sequences' worth from
+            # each of e ranks, its matrices split by et (parallel folding)
+            m, count, ts = g.rows * self.rows * self.ep * self.et / self.t, g.count / self.ep, self.et
+        else:
+            m, count, ts = g.rows * self.rows, g.count, self.t if g.split else 1
         fp8 = self.fp8 and g.fp8
         flops = 2 * m * g.d_in * g.d_out / ts * count
         if not flops:
@@ -226,8 +229,9 @@ def _layout_key(spec: Spec, dev: Device, shape: Shape) -> tuple:
     device (the GPU and its curves are resolved once per name, so their identities name them)."""
     par, model = spec.parallel, spec.model
     width = memo.token(block_width(model))
-    return (width, memo.token(shape), par.tensor, par.context, par.expert, par.sequence_parallel, par.tensor_overlap,
-            spec.training.micro_batch_size, id(dev.gpu), id(dev.curves), dev.precision, dev.attention_kernel)
+    return (width, memo.token(shape), par.tensor, par.context, par.expert, par.expert_tensor_degree,
+            par.sequence_parallel, par.tensor_overlap, spec.training.micro_batch_size, id(dev.gpu), id(dev.curves),
+            dev.precision, dev.attention_kernel)
 
 
 def _stage_time(spec: Spec, dev: Device, shape: Shape, stage: int, layout: tuple) -> tuple[Tally, dict[str, Traffic]]:
@@ -288,22 +292,24 @@ def _time_layer(spec: Spec, dev: Device, shape: Shape, timer: Timer, layer: Laye
         rows = _routed_per_token(layer) * timer.rows * shape.seq_len / (t if par.sequence_parallel else 1)
         message = rows * model.d_model * timer.e
         wire["expert"] = passes * (ep - 1) / ep * message
-        seconds["expert"] = passes * collective_seconds(dev, (ep - 1) / ep * message, message, t * cp * ep,
-                                                        stride=t * cp, alltoall=True)
+        et = par.expert_tensor_degree      # the expert group: e ranks et apart (parallel folding)
+        seconds["expert"] = passes * collective_seconds(dev, (ep - 1) / ep * message, message, et * ep,
+                                                        stride=et, alltoall=True)
     behind = {"tensor": own.gemm if par.tensor_overlap else 0.0, "context": own.core, "expert": 0.0}
     return own, wire, seconds, behind
 
 
 def _bucketed(dev: Device, shards: int, routed_shards: int, dense: float, routed: float, per_param: int,
-              span: int, routed_span: int, stride: int) -> tuple[float, float]:
+              span: int, stride: int, routed_stride: int) -> tuple[float, float]:
     """Bytes on each GPU's link and seconds of one half of a bucketed gradient all-reduce (torch DDP's buckets):
-    the dense parameters over their group, the routed experts' over theirs."""
+    the dense parameters over their group, the routed experts' over theirs (both spanning the stage's data
+    ranks)."""
     wire = (shards - 1) / shards * dense * per_param
     seconds = collective_seconds(dev, wire, BUCKET_BYTES, span, stride=stride) if shards > 1 else 0.0
     if routed and routed_shards > 1:
         routed_wire = (routed_shards - 1) / routed_shards * routed * per_param
         wire += routed_wire
-        seconds += collective_seconds(dev, routed_wire, BUCKET_BYTES, routed_span, stride=stride)
+        seconds += collective_seconds(dev, routed_wire, BUCKET_BYTES, span, stride=routed_stride)
     return wire, seconds
 
 
@@ -386,7 +392,8 @@ def step_time(spec: Spec, dev: Device, shape: Shape, stage_params: list[tuple[fl
     elif shards > 1 or routed_d > 1:
         # A reduce-scatter of the gradients, then an all-gather: of the gradients too (ZeRO 0: an all-reduce), or
         # of the updated weights (ZeRO 1-2); each moves (n − 1)/n of its bytes over the n ranks of its group.
-        halves = [_bucketed(dev, shards, routed_d, dense, routed, per_param, data_span, t * routed_d, t)
+        routed_stride = par.expert_tensor_degree * par.expert     # expert data ranks lie et·e apart
+        halves = [_bucketed(dev, shards, routed_d, dense, routed, per_param, data_span, t, routed_stride)
                   for per_param in (g, g if par.zero == 0 else w)]
         backward = sum(tally.backward.values())
         if par.zero == 0:

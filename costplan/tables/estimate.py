@@ -96,6 +96,7 @@ def parallel_rows(est: Estimate) -> list[Row]:
     if est.assumptions.gpu_count == 1 and par.source != "parallelism":
         return []
     extras = [f"context {par.context}" if par.context > 1 else "", f"expert {par.expert}" if par.expert > 1 else "",
+              f"expert tensor {par.expert_tensor}" if par.expert_tensor != par.tensor else "",
               zero_stage(par.zero, par.data), "sequence parallel" if par.sequence_parallel else "",
               f"{par.virtual_stages} virtual stages" if par.virtual_stages > 1 else "",
               "tensor traffic overlapped" if par.tensor_overlap else "",

@@ -74,6 +74,7 @@ def deadline(options: Sequence[Option]) -> Table:
             continue
         lay = o.layout
         extras = [zero_stage(lay["zero"], lay["data"]), f"expert {lay['expert']}" if lay["expert"] > 1 else "",
+                  f"expert tensor {lay['expert_tensor']}" if lay["expert_tensor"] != lay["tensor"] else "",
                   "SP" if lay["sequence_parallel"] else ""]
         body.append([o.gpu, str(o.gpus), ", ".join([f"{lay['tensor']} × {lay['pipeline']} × {lay['data']}",
                                                     *(e for e in extras if e)]),

@@ -283,6 +283,19 @@ def test_expert_tensor_degree_splits_each_routed_expert():
     assert whole.memory.optimizer == split.memory.optimizer
 
 
+def test_routed_rows_are_held_whole_by_the_expert_tensor_group():
+    # Megatron-Core gathers each expert's rows over its expert tensor group: with t = 2 and et = 2 a GPU holds
+    # every routed row of its micro-batch's sequence, with et = 1 half of them. Mixtral's 32 layers route
+    # 32768 · 2 rows a sequence, each saving its gathered input and output (2 · 4096 bf16 values), an fp32 gate
+    # weight and two int64 indices (costs/moe.py); the experts' inner tensors are split either way.
+    layout = ("parallelism.tensor=2", "parallelism.sequence_parallel=true", "parallelism.expert=8",
+              "training.recompute=none")
+    gathered, whole = mixtral(*layout), mixtral(*layout, "parallelism.expert_tensor=1")
+    per_row = 2 * 4096 * 2 + 4 + 2 * 8
+    assert gathered.memory.activations - whole.memory.activations == pytest.approx(
+        32 * 32768 * 2 * per_row / 2, abs=1)
+
+
 def test_expert_ranks_fold_into_tensor_and_data_ranks():
     # t = 8 × p = 2 on 64 GPUs leaves d = 4: 8 expert ranks of whole experts fold into the 8 × 4 tensor and data
     # ranks of a stage; split by the default et = t = 8 they would need 64 of them.
@@ -320,3 +333,4 @@ def test_d_model_wide_activations_are_part_of_each_component(preset):
                                            "training.seq_len=256"])
         for key, cost in components(spec).items():
             assert 0 <= cost.act_d_model <= cost.activations, (preset, recompute, key)
+            assert 0 <= cost.act_routed_rows <= cost.activations - cost.act_d_model, (preset, recompute, key)

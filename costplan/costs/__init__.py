@@ -50,6 +50,10 @@ class Cost:
     # token ids. Korthikanti et al. 2022 §4.2.2: tensor parallelism leaves these whole on every rank, sequence
     # parallelism splits them; everything else (per-head, d_ff-wide, per-vocabulary) tensor parallelism splits.
     act_d_model: int = 0
+    # The part of `activations` held per routed row of a mixture of experts (its gathered input and output, gate
+    # weight and indices): after the all-to-all each expert tensor rank holds the rows of its experts whole
+    # (costs/parallel.py), where tensor parallelism alone would split them.
+    act_routed_rows: int = 0
     # Bytes live only around the peak of a step, not saved for backward: the fp32 gradients of the loss's
     # log-softmax and logits, which exist together with every saved activation when backward starts; or, where
     # that moment is higher, what the last eager softmax holds beyond (costs/implementation/model.py eager_peak).

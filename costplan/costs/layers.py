@@ -222,7 +222,7 @@ def _layer_cost(layer: Layer, model: ModelSpec, shape: Shape) -> dict[str, Cost]
     if shape.recompute == "full":
         # Checkpointing each layer keeps only its input (Korthikanti et al. 2022, Table 2: 2·sbh per layer) and
         # runs every block's forward again during backward.
-        parts = {key: c.replace(activations=0, shared_activations=0, act_d_model=0,
+        parts = {key: c.replace(activations=0, shared_activations=0, act_d_model=0, act_routed_rows=0,
                               hw_flops=c.hw_flops + c.hw_fwd) for key, c in parts.items()}
         parts["norms"] = parts["norms"].replace(activations=block_input, act_d_model=block_input)
     elif shape.recompute == "selective_op":
@@ -230,7 +230,7 @@ def _layer_cost(layer: Layer, model: ModelSpec, shape: Shape) -> dict[str, Cost]
         kept, again = selective_op.kept_bytes(model, layer.d_ff, shape), selective_op.recomputed_products(
             model, layer.d_ff)
         rows = shape.seq_len
-        parts = {key: c.replace(activations=kept[key], shared_activations=0,
+        parts = {key: c.replace(activations=kept[key], shared_activations=0, act_routed_rows=0,
                                 act_d_model=block_input if key == "norms" else 0,
                                 hw_flops=c.hw_flops + sum(2 * rows * i * o for i, o in again.get(key, ())))
                  for key, c in parts.items()}

@@ -63,6 +63,7 @@ def moe_block(moe: MoESpec, model: ModelSpec, shape: Shape) -> Cost:
         matrix_params=expert_weights.matrix_params * moe.n_experts,
         # gathered input, output, gate weight, and the row's token and weight indices
         activations=executed.activations + rows * (2 * d * e + STAT_BYTES + 2 * INDEX_BYTES),
+        act_routed_rows=rows * (2 * d * e + STAT_BYTES + 2 * INDEX_BYTES),
     )
     # Quantized checkpoints keep the router in 16 bits (DeepSeek-V3's fp8 release; AWQ/GPTQ skip the gate).
     router = (unquantized(linear(s, d, moe.n_experts, moe.router_bias))

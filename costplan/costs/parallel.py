@@ -25,7 +25,9 @@ Memory per GPU (bytes), for the pipeline stage that needs the most:
   experts: Megatron-Core's data-parallel group with context parallelism, torchtitan's dp_shard_cp mesh), ZeRO-2
   the gradients too, ZeRO-3 the weights too.
 - Activations (Korthikanti et al. 2022, §4.2 and Table 2): the d_model-wide tensors (`Cost.act_d_model`) stay
-  whole on every tensor rank unless sequence parallelism splits them; everything else is divided by t. Under
+  whole on every tensor rank unless sequence parallelism splits them; a routed row's tensors (its gathered input
+  and output, `Cost.act_routed_rows`) are held by the expert tensor group that gathers the row, et/t of a
+  sequence's rows on each GPU; everything else is divided by t. Under
   1F1B stage i holds min(m, p − i) micro-batches in flight (Narayanan §2.2.1), so the first stage holds
   p micro-batches of its layers (L/p, or its own share of an uneven split: layers.pipeline_stages;
   interleaving adds (p − 1)/(p·v) of a micro-batch; not counted).
@@ -99,13 +101,14 @@ class _Sums:
     factored: int
     activations: int
     wide: int                 # the d_model-wide part of the activations
+    routed_rows: int          # the part held per routed row of a mixture of experts
     shared: int               # activations saved once per micro-batch, not per sequence
     workspace: int
 
 
 def _sums(parts: dict[str, Cost]) -> _Sums:
     replicated = sum(parts[k].params for k in TENSOR_REPLICATED)
-    sharded = routed = factored = whole = wide = shared = workspace = 0
+    sharded = routed = factored = whole = wide = rows = shared = workspace = 0
     for key, c in parts.items():    # in the parts' order, as sum() over them would add
         if key not in TENSOR_REPLICATED:
             sharded += c.params - c.routed_params
@@ -113,9 +116,10 @@ def _sums(parts: dict[str, Cost]) -> _Sums:
         factored += c.factored
         whole += c.activations
         wide += c.act_d_model
+        rows += c.act_routed_rows
         shared += c.shared_activations
         workspace += c.workspace
-    return _Sums(replicated, sharded, routed, factored, whole, wide, shared, workspace)
+    return _Sums(replicated, sharded, routed, factored, whole, wide, rows, shared, workspace)
 
 
 def _params_per_gpu(sums: _Sums, t: int, extra: int = 0) -> float:
@@ -123,10 +127,14 @@ def _params_per_gpu(sums: _Sums, t: int, extra: int = 0) -> float:
     return sums.replicated + (sums.sharded + extra) / t
 
 
-def _activations_per_gpu(sums: _Sums, t: int, sequence_parallel: bool, micro_batch: int) -> float:
-    """Bytes saved for backward by one micro-batch on one tensor rank."""
-    whole, wide = sums.activations, sums.wide
-    return ((whole - wide) / t + wide / (t if sequence_parallel else 1)) * micro_batch + sums.shared / t
+def _activations_per_gpu(sums: _Sums, t: int, sequence_parallel: bool, micro_batch: int, expert_tensor: int
+                         ) -> float:
+    """Bytes saved for backward by one micro-batch on one tensor rank. A routed row's tensors are held whole by
+    the expert tensor group that gathers the row (Megatron-Core's all-to-all dispatcher gathers its tokens over
+    it, and requires sequence parallelism with tensor parallelism): et/t of a sequence's rows on each GPU."""
+    whole, wide, rows = sums.activations, sums.wide, sums.routed_rows
+    return ((whole - wide - rows) / t + wide / (t if sequence_parallel else 1) + rows * expert_tensor / t
+            ) * micro_batch + sums.shared / t
 
 
 def head_backward(spec: Spec, t: int) -> float:
@@ -180,7 +188,8 @@ def _stage_memory(spec: Spec, degrees: tuple, parts: dict[str, Cost], stage: int
     if training.optimizer == "adafactor":
         extra_optimizer = sums.factored / t * FP32 / (shards if par.zero >= 1 else 1)
     in_flight = min(m, p - stage)
-    activations = (_activations_per_gpu(sums, t, par.sequence_parallel, training.micro_batch_size) * in_flight
+    activations = (_activations_per_gpu(sums, t, par.sequence_parallel, training.micro_batch_size,
+                                        par.expert_tensor_degree) * in_flight
                    / par.context)
     # Only the micro-batch whose backward runs has loss gradients; a vocabulary-parallel loss splits them over t.
     workspace = sums.workspace * training.micro_batch_size / t / par.context

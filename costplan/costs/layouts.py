@@ -1,7 +1,9 @@
 """The layouts costplan tries when a spec does not say how its GPUs split a step: a small grid of ZeRO stages,
 tensor and pipeline degrees (with sequence parallelism whenever tensor > 1), expert parallelism over the
-largest divisor of n_experts up to 64 that divides the data-parallel degree. Shared by the planner and by
-estimates of specs without a `parallelism` section.
+largest divisor of n_experts up to 64 that the layout's ranks fold (spec_rules.expert_data_step). A mixture of
+experts with tensor parallelism is tried both ways Megatron-Core runs it: each expert split by the tensor
+degree (its default) and whole experts (expert_tensor 1, which its MoE guide prefers: "EP8TP1 is better than
+EP4TP2 for 8x7B"). Shared by the planner and by estimates of specs without a `parallelism` section.
 
 ZeRO-2 is never worse than ZeRO 0 or 1 (the same traffic, less memory), so those are not tried. When the spec
 leaves global_batch_size open, a pipeline of p stages runs 4·p micro-batches per step (a bubble under 25%);
@@ -14,7 +16,7 @@ from typing import Any
 
 from costplan.costs import memo
 from costplan.spec import ModelSpec, ParallelismSpec, Spec
-from costplan.spec_rules import model_parallel, split_rules, tensor_parallel_modelled
+from costplan.spec_rules import expert_data_step, model_parallel, split_rules, tensor_parallel_modelled
 
 TENSOR_DEGREES = (1, 2, 4, 8)
 PIPELINE_DEGREES = (1, 2, 4, 8)
@@ -47,26 +49,37 @@ def _grid(model_spec: ModelSpec, open_batch: bool, degrees: tuple[int, ...] = TE
             for p in PIPELINE_DEGREES:
                 if not splits[t, p]:
                     continue
-                found.append({"zero": zero, "tensor": t, "pipeline": p, "sequence_parallel": t > 1,
-                              "micro_batches": 4 * p if p > 1 and open_batch else None})
+                layout = {"zero": zero, "tensor": t, "pipeline": p, "sequence_parallel": t > 1,
+                          "micro_batches": 4 * p if p > 1 and open_batch else None}
+                found.append(layout)
+                if model_spec.moe is not None and t > 1:
+                    found.append({**layout, "expert_tensor": 1})
     return tuple(found)
 
 
 @functools.lru_cache(maxsize=1024)
 def search_order(model_spec: ModelSpec, open_batch: bool, degrees: tuple[int, ...] = TENSOR_DEGREES
                  ) -> tuple[dict[str, Any], ...]:
-    """The grid in the order a layout search tries it: by tensor degree, then pipeline depth, then ZeRO stage.
-    Read only: the mappings are the cached grid's own."""
+    """The grid in the order a layout search tries it: by family (the tensor degree, and the experts' where it
+    differs), then pipeline depth, then ZeRO stage. Read only: the mappings are the cached grid's own."""
     return tuple(sorted(_grid(model_spec, open_batch, degrees),
-                        key=lambda lay: (lay["tensor"], lay["pipeline"], lay["zero"])))
+                        key=lambda lay: (family(lay), lay["pipeline"], lay["zero"])))
 
 
-def expert_degree(spec: Spec, data: int) -> int:
+def family(layout: dict[str, Any]) -> tuple[int, int]:
+    """Layouts that differ only in pipeline depth and ZeRO stage: a deeper pipeline or a higher stage of the same
+    family only adds a bubble or traffic to the same compute."""
+    return layout["tensor"], layout.get("expert_tensor") or layout["tensor"]
+
+
+def expert_degree(spec: Spec, layout: dict[str, Any], data: int) -> int:
+    """The most expert ranks, up to MAX_EXPERT_DEGREE, that divide the experts and fold into the layout's."""
     moe = spec.model.moe
     if moe is None:
         return 1
+    t, c, et = layout["tensor"], layout.get("context", 1), layout.get("expert_tensor")
     return max(e for e in range(1, min(moe.n_experts, MAX_EXPERT_DEGREE) + 1)
-               if moe.n_experts % e == 0 and data % e == 0)
+               if moe.n_experts % e == 0 and data % expert_data_step(t, c, e, et) == 0)
 
 
 def replica(layout: dict[str, Any]) -> int:
@@ -80,7 +93,7 @@ def variant(spec: Spec, gpu_key: str, count: int, layout: dict[str, Any]) -> Spe
     hw = spec.hardware
     same = gpu_key == hw.gpu
     data = count // replica(layout)
-    expert = layout["expert"] if "expert" in layout else expert_degree(spec, data)
+    expert = layout["expert"] if "expert" in layout else expert_degree(spec, layout, data)
     section = _section(tuple((key, type(value), value) for key, value in {**layout, "data": "auto",
                                                                           "expert": expert}.items()))
     # one copy of the hardware section for every layout a search tries on it (inside memo.shared())

@@ -74,21 +74,22 @@ def _search(spec: Spec) -> tuple[Spec, str, list[parallel.StageMemory] | None, s
         return spec.model_copy(update={"parallelism": NO_PARALLELISM}), "one GPU", None, None
     shape = shape_of(spec)
     tried, fitting, least = 0, [], None
-    # For each tensor degree, the shallowest pipeline and then the lowest ZeRO stage that fit: a deeper
-    # pipeline only adds its bubble and ZeRO-3 only adds traffic to the same compute, so neither can be faster.
+    # For each family (layouts.family: the tensor degree, and the experts'), the shallowest pipeline and then the
+    # lowest ZeRO stage that fit: a deeper pipeline only adds its bubble and ZeRO-3 only adds traffic to the same
+    # compute, so neither can be faster.
     order = layouts.search_order(spec.model, spec.training.global_batch_size is None, layouts.tensor_degrees(spec))
     capacity = spec.gpu.memory_bytes
     with shared_components():
-        done: set[int] = set()
+        done: set[tuple[int, int]] = set()
         for layout in order:
-            if layout["tensor"] in done or not layouts.fits_batch(spec, layout, count):
+            if layouts.family(layout) in done or not layouts.fits_batch(spec, layout, count):
                 continue
             tried += 1
             candidate = layouts.variant(spec, spec.hardware.gpu, count, layout)
             memories = parallel.stage_memories(candidate, stages_of(candidate, shape))
             memory = max(m.total for m in memories)
             if memory <= capacity:
-                done.add(layout["tensor"])
+                done.add(layouts.family(layout))
                 fitting.append((candidate, memories))
             elif least is None or memory < least[0]:
                 least = (memory, candidate, memories)

@@ -36,6 +36,7 @@ def zero3(spec: Spec, nproc: int) -> Spec:
     """The spec trained fully sharded (ZeRO-3, FSDP) over `nproc` data-parallel ranks and nothing else."""
     return with_overrides(spec, [f"hardware.count={nproc}", f"parallelism.data={nproc}", "parallelism.zero=3",
                                  "parallelism.tensor=1", "parallelism.pipeline=1", "parallelism.expert=1",
+                                 "parallelism.expert_tensor=null",
                                  # one stage: no uneven split of the layers over stages
                                  "parallelism.first_stage_layers=null", "parallelism.last_stage_layers=null",
                                  "parallelism.account_for_embedding=false", "parallelism.account_for_loss=false"])

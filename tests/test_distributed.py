@@ -60,3 +60,14 @@ def test_a_rank_off_by_more_than_its_rows_fails():
 def test_bad_nproc(run):
     result = run("profile", DENSE, "--nproc", "0")
     assert result.exit_code == 2 and result.stderr.strip() == "Error: --nproc: must be greater than 0, got 0"
+
+
+def test_the_fully_sharded_check_resets_every_other_degree():
+    # a spec laid out with tensor, pipeline and expert degrees (its experts split over 2 ranks) is checked as
+    # ZeRO-3 over the processes alone: no degree of the layout is left over
+    from costplan.profiling.distributed import zero3
+    spec = load_spec("mixtral-8x7b", ["hardware.count=32", "parallelism.tensor=2", "parallelism.pipeline=2",
+                                      "parallelism.expert=8", "parallelism.expert_tensor=2",
+                                      "parallelism.sequence_parallel=true"])
+    par = zero3(spec, 2).parallel
+    assert (par.data, par.tensor, par.pipeline, par.expert, par.expert_tensor_degree, par.zero) == (2, 1, 1, 1, 1, 3)

@@ -288,14 +288,15 @@ def split_rules(model: Getter, tensor: int | None, pipeline: int | None,
     problems = []
     if tensor:
         moe = model("moe")
-        sizes = [(field, model(field), tensor) for field in ("n_heads", "n_kv_heads", "d_ff")]
-        sizes += [("moe.d_ff_expert", getattr(moe, "d_ff_expert", None), expert_tensor or tensor),
-                  ("moe.d_ff_shared", getattr(moe, "d_ff_shared", None), tensor)]
-        for field, size, degree in sizes:
+        by_tensor = ("tensor", tensor)
+        by_experts = ("expert_tensor", expert_tensor) if expert_tensor else by_tensor
+        sizes = [(field, model(field), by_tensor) for field in ("n_heads", "n_kv_heads", "d_ff")]
+        sizes += [("moe.d_ff_expert", getattr(moe, "d_ff_expert", None), by_experts),
+                  ("moe.d_ff_shared", getattr(moe, "d_ff_shared", None), by_tensor)]
+        for field, size, (name, degree) in sizes:
             if field == "n_kv_heads" and size == model("n_heads"):
                 continue  # said once, for n_heads
             if size and size % degree:
-                name = "expert_tensor" if degree is expert_tensor else "tensor"
                 problems.append((f"parallelism.{name}", f"{degree} does not divide model.{field} ({size})"))
     n_layers = model("n_layers")
     if pipeline and n_layers and n_layers % pipeline:

@@ -313,6 +313,9 @@ def test_expert_ranks_fold_into_tensor_and_data_ranks():
 
 @pytest.mark.parametrize("overrides, field, message", [
     (["parallelism.expert_tensor=3"], "expert_tensor", "3 does not divide model.moe.d_ff_expert (14336)"),
+    # the tensor degree's own problem is named as the tensor degree's, whatever the experts' equal degree
+    (["hardware.count=48", "parallelism.tensor=3", "parallelism.expert_tensor=3"], "tensor",
+     "3 does not divide model.n_heads (32)"),
     (["model.moe=null", "parallelism.expert_tensor=2"], "expert_tensor", "2 needs a mixture-of-experts model"),
 ])
 def test_expert_tensor_must_split_the_experts_whole(overrides, field, message):

@@ -127,8 +127,9 @@ class Timer:
     def gemm(self, g: Gemm) -> tuple[float, float]:
         """Forward seconds of a GEMM, and the fp8 casts' bytes it adds forward."""
         if g.expert:
-            # each of a GPU's n/e experts takes the rows of its expert tensor group's et/t sequences' worth from
-            # each of e ranks, its matrices split by et (parallel folding)
+            # a GPU's n/e experts take their rows from e ranks, each sending what its et expert tensor ranks
+            # gathered (et/t of a sequence's rows, sequence parallelism splitting them over t); their matrices
+            # are split by et (parallel folding)
             m, count, ts = g.rows * self.rows * self.ep * self.et / self.t, g.count / self.ep, self.et
         else:
             m, count, ts = g.rows * self.rows, g.count, self.t if g.split else 1

@@ -526,6 +526,18 @@ def test_the_update_steps_each_gpus_share_of_the_routed_experts(flat):
                                                           / (1000e9 * MEMORY_EFFICIENCY))
 
 
+def test_fully_sharded_experts_gather_over_the_ranks_holding_them(flat):
+    # ZeRO-3 on 8 GPUs with 4 expert ranks: each layer's dense weights are gathered over all 8 ranks (7/8 of them
+    # arrive), each GPU's quarter of the experts over the 2 ranks holding it (1/2 arrives); forward and backward
+    # gather, backward reduce-scatters the gradients too, all in 16 bits. The routed experts: 2 layers of 8
+    # GELU experts of 2·1024·1024 weights and 1024 + 1024 biases.
+    e = step(flat, {"expert": 4, "zero": 3}, count=8, model=MOE)
+    routed = L * 8 * (2 * D * 1024 + 1024 + D)
+    dense = e.params.total - routed
+    one_pass = 2 * (7 / 8 * dense + 1 / 2 * routed / 4)
+    assert e.parallelism.communication_bytes["data"] == pytest.approx(3 * one_pass)
+
+
 @pytest.mark.parametrize("expert_tensor, link", [
     (1, 100e9),        # 8 expert ranks side by side: one node, 100 GB/s each way at bus efficiency 1.0
     (None, 4 * 10e9 * 0.5),  # et = t = 2 apart: 16 GPUs over two nodes, 4 NICs a node at 10 GB/s, bus 0.5

@@ -300,17 +300,20 @@ def _time_layer(spec: Spec, dev: Device, shape: Shape, timer: Timer, layer: Laye
     return own, wire, seconds, behind
 
 
-def _bucketed(dev: Device, shards: int, routed_shards: int, dense: float, routed: float, per_param: int,
-              span: int, stride: int, routed_stride: int) -> tuple[float, float]:
-    """Bytes on each GPU's link and seconds of one half of a bucketed gradient all-reduce (torch DDP's buckets):
-    the dense parameters over their group, the routed experts' over theirs (both spanning the stage's data
-    ranks)."""
+def _sharded(dev: Device, shards: int, routed_shards: int, dense: float, routed: float, per_param: int,
+             span: int, stride: int, routed_stride: int, layers: int | None = None) -> tuple[float, float]:
+    """Bytes on each GPU's link and seconds of one pass over the data-parallel groups (a reduce-scatter or an
+    all-gather): the dense parameters over their group, the routed experts' over theirs (both spanning the
+    stage's data ranks), in torch DDP's buckets, or a layer's parameters at a time where `layers` (FSDP)."""
+    def message(params: float) -> float:
+        return BUCKET_BYTES if layers is None else params * per_param / layers
+
     wire = (shards - 1) / shards * dense * per_param
-    seconds = collective_seconds(dev, wire, BUCKET_BYTES, span, stride=stride) if shards > 1 else 0.0
+    seconds = collective_seconds(dev, wire, message(dense), span, stride=stride) if shards > 1 else 0.0
     if routed and routed_shards > 1:
         routed_wire = (routed_shards - 1) / routed_shards * routed * per_param
         wire += routed_wire
-        seconds += collective_seconds(dev, routed_wire, BUCKET_BYTES, span, stride=routed_stride)
+        seconds += collective_seconds(dev, routed_wire, message(routed), span, stride=routed_stride)
     return wire, seconds
 
 
@@ -381,20 +384,19 @@ def step_time(spec: Spec, dev: Device, shape: Shape, stage_params: list[tuple[fl
     shards, routed_d = zero_groups(spec)
     data_span = t * cp * d          # the group's GPUs lie t·c·d apart, tensor ranks between them
     data = traffic["data"] = Traffic(sm_share(dev))
-    if par.zero == 3 and shards > 1:
+    routed_stride = par.expert_tensor_degree * par.expert     # expert data ranks lie et·e apart
+    if par.zero == 3 and (shards > 1 or routed_d > 1):
+        # each layer's weights gathered, its gradients reduce-scattered, a layer at a time
         layers = max(1, len(stage_layers(spec.model, slowest, pipeline_stages(spec))))
-        params = dense + routed
-        wire, scatter = ((shards - 1) / shards * params * per_param for per_param in (w, g))
-        gather = collective_seconds(dev, wire, params * w / layers, data_span, stride=t)
-        scattered = collective_seconds(dev, scatter, params * g / layers, data_span, stride=t)
+        wire, gather = _sharded(dev, shards, routed_d, dense, routed, w, data_span, t, routed_stride, layers)
+        scatter, scattered = _sharded(dev, shards, routed_d, dense, routed, g, data_span, t, routed_stride, layers)
         data.add(m, wire, gather, sum(tally.forward.values()))                # forward gathers
         # backward gathers again and reduce-scatters the gradients, in their own dtype
         data.add(m, wire + scatter, gather + scattered, sum(tally.backward.values()))
     elif shards > 1 or routed_d > 1:
         # A reduce-scatter of the gradients, then an all-gather: of the gradients too (ZeRO 0: an all-reduce), or
         # of the updated weights (ZeRO 1-2); each moves (n − 1)/n of its bytes over the n ranks of its group.
-        routed_stride = par.expert_tensor_degree * par.expert     # expert data ranks lie et·e apart
-        halves = [_bucketed(dev, shards, routed_d, dense, routed, per_param, data_span, t, routed_stride)
+        halves = [_sharded(dev, shards, routed_d, dense, routed, per_param, data_span, t, routed_stride)
                   for per_param in (g, g if par.zero == 0 else w)]
         backward = sum(tally.backward.values())
         if par.zero == 0:

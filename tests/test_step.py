@@ -518,6 +518,22 @@ def test_expert_gemms_fold_their_rows_and_split_by_the_expert_tensor_degree():
 MOE = {"moe": {"n_experts": 8, "top_k": 2, "d_ff_expert": 1024}}
 
 
+@pytest.mark.parametrize("expert_tensor, share", [(None, 1), (1, 1 / 2)])
+def test_the_routings_rows_are_moved_where_the_expert_tensor_group_holds_them(flat, expert_tensor, share):
+    # t = 2 with sequence parallelism: the dispatch's and combine's rows (4 passes of 2 routed rows a token, d
+    # values of 2 bytes) are gathered by the expert tensor group, all of a micro-batch's rows on each GPU when
+    # et = t, half of them when et = 1; the router's fp32 probabilities (8 a token, written and read) are split
+    parallelism = {"tensor": 2, "sequence_parallel": True, "expert": 4, "expert_tensor": expert_tensor}
+    spec = make_spec({**MODEL, **MOE}, {"tokens": 10**6}, {"gpu": flat, "count": 8},
+                     parallelism={k: v for k, v in parallelism.items() if v is not None})
+    timer = step_module.Timer(spec, step_module.device(spec.gpu, "bf16"), shape_of(spec))
+    streams = {op.kind: op for op in ops.mlp_ops(layers.layers(spec.model)[0], spec.model, shape_of(spec))
+               if isinstance(op, ops.Stream)}
+    rate = 1000e9 * MEMORY_EFFICIENCY
+    assert timer.stream(streams["routing"]) == pytest.approx(share * 4 * (2 * S) * D * 2 / rate)
+    assert timer.stream(streams["router"]) == pytest.approx(2 * S * 8 * 4 / 2 / rate)
+
+
 def test_the_update_steps_each_gpus_share_of_the_routed_experts(flat):
     # 8 GPUs, 4 expert ranks, ZeRO-1: the dense parameters' states sharded over 8 ranks, each expert's over the
     # 2 ranks holding it, so each GPU steps 1/8 of every parameter (ZeRO §5 with DeepSpeed-MoE's expert groups)

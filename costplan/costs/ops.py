@@ -98,6 +98,9 @@ class Stream:
     # its kernels are plain tensor code in one function, no module call around each (the reference's MoE
     # routing): priced at the block loop's fixed cost per kernel, not a module kernel's (step.stage_counts)
     plain: bool = False
+    # it moves a routed expert row's d_model-wide values, which the expert tensor group that gathers the row holds
+    # whole: et/t of a sequence's rows on each GPU, not 1/t (costs/parallel.py)
+    routed: bool = False
 
 
 def _eager(kind: str, elements: float, pair: eager.Pair, split: bool = True, kernels: tuple[float, float] = (1, 1),
@@ -345,10 +348,11 @@ def mlp_ops(layer: Layer, model: ModelSpec, shape: Shape) -> list[Op]:
     ops: list[Op] = [Gemm(s, d, experts, split=False, fp8=False),
                      *_mlp(model, moe.d_ff_expert, rows / experts, experts, expert=True),
                      _activation(model, moe.d_ff_expert, rows, e, shape.fusion, experts if eager_run else 1),
-                     Stream("routing", 4 * rows * d * e + 2 * s * experts * STAT_BYTES, kernels=routing,
-                            plain=eager_run)]
+                     # the dispatch's gathered rows and the combine's weighted outputs; the router's probabilities
+                     Stream("routing", 4 * rows * d * e, kernels=routing, plain=eager_run, routed=True),
+                     Stream("router", 2 * s * experts * STAT_BYTES, kernels=(0, 0))]
     if eager_run and model.gated:       # each expert's rows feed its two first GEMMs: their gradients summed
-        ops.append(Stream("gradient_sum", 0.0, False, eager.ADD * rows * d * e, (0, experts)))
+        ops.append(Stream("gradient_sum", 0.0, False, eager.ADD * rows * d * e, (0, experts), routed=True))
     if moe.n_shared_experts:
         gate = 1 if moe.shared_expert_gate else 0
         ops += [*_mlp(model, moe.d_ff_shared, s), _activation(model, moe.d_ff_shared, s, e, shape.fusion)]

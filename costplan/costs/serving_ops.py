@@ -36,7 +36,7 @@ from costplan.spec import ModelSpec
 ACTIVATION_BYTES = 2        # 16-bit activations
 # Not the training loss, nor a materialised core's softmax: the step model sizes it for one sequence of `tokens`
 # tokens, which a decode step's batch is not (left out, a materialising model's prefill is a little too fast).
-SERVING_STREAMS = ("norm", "residual", "activation", "rotary", "routing", "embedding")
+SERVING_STREAMS = ("norm", "residual", "activation", "rotary", "routing", "router", "embedding")
 
 
 @dataclass(frozen=True)

@@ -175,7 +175,7 @@ class Timer:
         return forward, backward
 
     def stream(self, s: Stream, moved: float | None = None) -> float:
-        split = self.t if s.split or self.sp else 1
+        split = self.t / self.et if s.routed else self.t if s.split or self.sp else 1
         return (s.bytes if moved is None else moved) * self.rows / split / self.streaming
 
     def tally(self, ops: list[Op], tally: Tally, recompute: bool) -> None:

@@ -542,6 +542,18 @@ def test_the_update_steps_each_gpus_share_of_the_routed_experts(flat):
                                                           / (1000e9 * MEMORY_EFFICIENCY))
 
 
+def test_routed_gradients_are_reduced_over_expert_data_ranks_across_nodes(flat):
+    # 16 GPUs on two nodes of 8, 4 expert ranks, ZeRO-1: the dense gradients reduce-scatter and the weights gather
+    # over all 16 ranks (8 NICs a node: 80 of the 100 GB/s link each way, at the network's bus efficiency 0.5);
+    # each GPU's quarter of the experts over the 4 ranks holding it, 4 apart, spanning both nodes (2 NICs a node:
+    # 20 GB/s, 0.5). 16-bit gradients and weights.
+    e = step(flat, {"expert": 4, "zero": 1}, count=16, model=MOE, training={"global_batch_size": 16})
+    routed = L * 8 * (2 * D * 1024 + 1024 + D)
+    dense = e.params.total - routed
+    half = 15 / 16 * dense * 2 / (80e9 * 0.5) + 3 / 4 * routed / 4 * 2 / (20e9 * 0.5)
+    assert e.parallelism.communication_seconds["data"] == pytest.approx(2 * half)
+
+
 def test_fully_sharded_experts_gather_over_the_ranks_holding_them(flat):
     # ZeRO-3 on 8 GPUs with 4 expert ranks: each layer's dense weights are gathered over all 8 ranks (7/8 of them
     # arrive), each GPU's quarter of the experts over the 2 ranks holding it (1/2 arrives); forward and backward

@@ -260,6 +260,17 @@ class ParallelismSpec(Section):
         """Tensor ranks splitting each routed expert: expert_tensor, or tensor when it is not given."""
         return self.expert_tensor or self.tensor
 
+    @property
+    def expert_group(self) -> int:
+        """GPUs holding one copy of a layer's routed experts: expert_tensor × expert (parallel folding)."""
+        return self.expert_tensor_degree * self.expert
+
+    @property
+    def routed_row_share(self) -> float:
+        """Each GPU's share of a sequence's routed rows: et/t, its expert tensor group gathering them from the
+        tensor ranks' sequence-parallel slices (Megatron-Core's all-to-all dispatcher)."""
+        return self.expert_tensor_degree / self.tensor
+
 
 # Without a parallelism section every GPU holds the whole model; built once (the section is frozen), as the
 # cost model asks for it many times per estimate.

@@ -53,6 +53,8 @@ def moe_block(moe: MoESpec, model: ModelSpec, shape: Shape) -> Cost:
     ideal = feed_forward(model, f, s * moe.top_k, e)
     rows = routed_rows(moe, s)
     executed = feed_forward(model, f, rows, e)
+    # per routed row: its gathered input, its output, its gate weight, and its token and weight indices
+    per_row = rows * (2 * d * e + STAT_BYTES + 2 * INDEX_BYTES)
     experts = Cost(
         params=expert_weights.params * moe.n_experts,
         factored=expert_weights.factored * moe.n_experts,
@@ -61,9 +63,8 @@ def moe_block(moe: MoESpec, model: ModelSpec, shape: Shape) -> Cost:
         flops=ideal.flops, hw_fwd=executed.hw_fwd, hw_flops=executed.hw_flops,
         matrices=expert_weights.matrices * moe.n_experts, matrix_rows=expert_weights.matrix_rows * moe.n_experts,
         matrix_params=expert_weights.matrix_params * moe.n_experts,
-        # gathered input, output, gate weight, and the row's token and weight indices
-        activations=executed.activations + rows * (2 * d * e + STAT_BYTES + 2 * INDEX_BYTES),
-        act_routed_rows=rows * (2 * d * e + STAT_BYTES + 2 * INDEX_BYTES),
+        activations=executed.activations + per_row,
+        act_routed_rows=per_row,
     )
     # Quantized checkpoints keep the router in 16 bits (DeepSeek-V3's fp8 release; AWQ/GPTQ skip the gate).
     router = (unquantized(linear(s, d, moe.n_experts, moe.router_bias))

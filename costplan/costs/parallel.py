@@ -127,13 +127,13 @@ def _params_per_gpu(sums: _Sums, t: int, extra: int = 0) -> float:
     return sums.replicated + (sums.sharded + extra) / t
 
 
-def _activations_per_gpu(sums: _Sums, t: int, sequence_parallel: bool, micro_batch: int, expert_tensor: int
+def _activations_per_gpu(sums: _Sums, t: int, sequence_parallel: bool, micro_batch: int, routed_share: float
                          ) -> float:
     """Bytes saved for backward by one micro-batch on one tensor rank. A routed row's tensors are held whole by
     the expert tensor group that gathers the row (Megatron-Core's all-to-all dispatcher gathers its tokens over
     it, and requires sequence parallelism with tensor parallelism): et/t of a sequence's rows on each GPU."""
     whole, wide, rows = sums.activations, sums.wide, sums.routed_rows
-    return ((whole - wide - rows) / t + wide / (t if sequence_parallel else 1) + rows * expert_tensor / t
+    return ((whole - wide - rows) / t + wide / (t if sequence_parallel else 1) + rows * routed_share
             ) * micro_batch + sums.shared / t
 
 
@@ -160,7 +160,7 @@ def zero_groups(spec: Spec) -> tuple[int, int]:
     which hold the same weights (Megatron-Core's data-parallel group with context parallelism, torchtitan's
     dp_shard_cp mesh); and of the stage's t·c·d ranks, those holding the same pieces of routed experts."""
     d, par = spec.data_parallel, spec.parallel
-    return d * par.context, max(1, par.tensor * par.context * d // (par.expert_tensor_degree * par.expert))
+    return d * par.context, max(1, par.tensor * par.context * d // par.expert_group)
 
 
 def stage_memory(spec: Spec, parts: dict[str, Cost], stage: int) -> StageMemory:
@@ -183,13 +183,13 @@ def _stage_memory(spec: Spec, degrees: tuple, parts: dict[str, Cost], stage: int
     shared_head = model.vocab_size * model.d_model if model.tie_embeddings and p > 1 and stage == p - 1 else 0
     sums = memo.of_object("sums", parts, lambda: _sums(parts))   # a search reads a stage under several layouts
     dense = _params_per_gpu(sums, t, shared_head)
-    routed = sums.routed / (par.expert_tensor_degree * par.expert)
+    routed = sums.routed / par.expert_group
     extra_optimizer = 0.0
     if training.optimizer == "adafactor":
         extra_optimizer = sums.factored / t * FP32 / (shards if par.zero >= 1 else 1)
     in_flight = min(m, p - stage)
     activations = (_activations_per_gpu(sums, t, par.sequence_parallel, training.micro_batch_size,
-                                        par.expert_tensor_degree) * in_flight
+                                        par.routed_row_share) * in_flight
                    / par.context)
     # Only the micro-batch whose backward runs has loss gradients; a vocabulary-parallel loss splits them over t.
     workspace = sums.workspace * training.micro_batch_size / t / par.context

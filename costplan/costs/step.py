@@ -107,6 +107,7 @@ class Timer:
         par = spec.parallel
         self.dev, self.shape = dev, shape
         self.t, self.cp, self.ep, self.et = par.tensor, par.context, par.expert, par.expert_tensor_degree
+        self.routed_share = par.routed_row_share
         self.sp = par.sequence_parallel
         self.b = spec.training.micro_batch_size
         self.rows = self.b / self.cp            # sequences' worth of rows per GPU
@@ -130,7 +131,7 @@ class Timer:
             # a GPU's n/e experts take their rows from e ranks, each sending what its et expert tensor ranks
             # gathered (et/t of a sequence's rows, sequence parallelism splitting them over t); their matrices
             # are split by et (parallel folding)
-            m, count, ts = g.rows * self.rows * self.ep * self.et / self.t, g.count / self.ep, self.et
+            m, count, ts = g.rows * self.rows * self.ep * self.routed_share, g.count / self.ep, self.et
         else:
             m, count, ts = g.rows * self.rows, g.count, self.t if g.split else 1
         fp8 = self.fp8 and g.fp8
@@ -175,8 +176,8 @@ class Timer:
         return forward, backward
 
     def stream(self, s: Stream, moved: float | None = None) -> float:
-        split = self.t / self.et if s.routed else self.t if s.split or self.sp else 1
-        return (s.bytes if moved is None else moved) * self.rows / split / self.streaming
+        share = self.routed_share if s.routed else 1 / self.t if s.split or self.sp else 1
+        return (s.bytes if moved is None else moved) * self.rows * share / self.streaming
 
     def tally(self, ops: list[Op], tally: Tally, recompute: bool) -> None:
         """Add these forward operations, their backward and any recomputation (summed in local variables, in
@@ -293,9 +294,9 @@ def _time_layer(spec: Spec, dev: Device, shape: Shape, timer: Timer, layer: Laye
         rows = _routed_per_token(layer) * timer.rows * shape.seq_len / (t if par.sequence_parallel else 1)
         message = rows * model.d_model * timer.e
         wire["expert"] = passes * (ep - 1) / ep * message
-        et = par.expert_tensor_degree      # the expert group: e ranks et apart (parallel folding)
-        seconds["expert"] = passes * collective_seconds(dev, (ep - 1) / ep * message, message, et * ep,
-                                                        stride=et, alltoall=True)
+        # the expert group: e ranks et apart (parallel folding)
+        seconds["expert"] = passes * collective_seconds(dev, (ep - 1) / ep * message, message, par.expert_group,
+                                                        stride=par.expert_tensor_degree, alltoall=True)
     behind = {"tensor": own.gemm if par.tensor_overlap else 0.0, "context": own.core, "expert": 0.0}
     return own, wire, seconds, behind
 
@@ -384,7 +385,7 @@ def step_time(spec: Spec, dev: Device, shape: Shape, stage_params: list[tuple[fl
     shards, routed_d = zero_groups(spec)
     data_span = t * cp * d          # the group's GPUs lie t·c·d apart, tensor ranks between them
     data = traffic["data"] = Traffic(sm_share(dev))
-    routed_stride = par.expert_tensor_degree * par.expert     # expert data ranks lie et·e apart
+    routed_stride = par.expert_group        # expert data ranks lie et·e apart
     if par.zero == 3 and (shards > 1 or routed_d > 1):
         # each layer's weights gathered, its gradients reduce-scattered, a layer at a time
         layers = max(1, len(stage_layers(spec.model, slowest, pipeline_stages(spec))))

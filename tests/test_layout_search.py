@@ -20,6 +20,8 @@ SPECS = [
     ("llama2-7b", ["training.micro_batch_size=4", "model.n_layers=7", "model.d_model=640"]),
     ("llama2-7b", ["training.recompute=full", "hardware.count=64", "training.global_batch_size=256"]),
     ("mixtral-8x7b", ["hardware.count=64", "training.global_batch_size=64"]),
+    # no global batch: each layout's batch is its micro-batch × micro-batches × data ranks
+    ("llama3-8b", ["hardware.gpu=h100-sxm", "hardware.count=64"]),
 ]
 
 # Layouts the grid does not try, for the bound's sake: context rings, interleaving, overlap, ZeRO 0 and 3
@@ -49,7 +51,8 @@ def test_the_bound_never_exceeds_the_step(name, overrides):
 @pytest.mark.parametrize(("name", "overrides"), SPECS)
 def test_skipping_layouts_keeps_the_fastest(name, overrides):
     """The search's choice against every fitting candidate timed, as the search did before it skipped any: the
-    shortest step, then the fewest model-parallel GPUs, the lowest ZeRO stage, the first in the grid's order."""
+    shortest step per sequence, then the fewest model-parallel GPUs, the lowest ZeRO stage, the first in the
+    grid's order."""
     spec = costplan.load_spec(name, overrides)
     shape = shape_of(spec)
     count, done, timed = spec.hardware.count, set(), []
@@ -67,11 +70,31 @@ def test_skipping_layouts_keeps_the_fastest(name, overrides):
             done.add(experts_split(layout))
             timed.append((step_of(candidate, shape), candidate))
     assert len(timed) >= 1
-    expected_step, expected = min(timed, key=lambda x: (x[0].seconds, x[1].parallel.tensor * x[1].parallel.pipeline,
+    expected_step, expected = min(timed, key=lambda x: (x[0].seconds / x[1].global_batch_size,
+                                                         x[1].parallel.tensor * x[1].parallel.pipeline,
                                                          x[1].parallel.zero))
     chosen, source, _, stepped = _search(spec)
     assert chosen.parallelism == expected.parallelism and source.startswith("the fastest that fits")
     assert stepped.seconds == expected_step.seconds and stepped.breakdown == expected_step.breakdown
+
+
+def test_without_a_global_batch_the_search_takes_the_least_gpu_hours():
+    """Without training.global_batch_size a layout's batch is its own (micro-batch × data ranks): the layout
+    chosen trains the spec's tokens in the fewest GPU-hours of every layout of the grid that fits, each written
+    into the spec, although a layout of fewer data ranks steps faster (a smaller batch)."""
+    overrides = ["hardware.gpu=h100-sxm", "hardware.count=64"]
+    spec = costplan.load_spec("llama3-8b", overrides)
+    assert spec.training.global_batch_size is None
+    chosen = costplan.estimate(spec)
+    others = []
+    for layout in layouts.grid(spec):
+        fixed = [f"parallelism.{key}={value}" for key, value in layout.items() if value is not None]
+        e = costplan.estimate(costplan.load_spec("llama3-8b", [*overrides, *fixed]))
+        if e.memory.fits:
+            others.append(e)
+    assert len(others) >= 8
+    assert chosen.time.gpu_hours == pytest.approx(min(e.time.gpu_hours for e in others))
+    assert any(e.time.step_seconds < chosen.time.step_seconds for e in others)
 
 
 def test_per_op_checkpointing_searches_layouts_without_tensor_parallelism():

@@ -115,19 +115,22 @@ BOUND_MARGIN = 1e-9
 
 def _fastest(fitting: list[tuple[Spec, list[parallel.StageMemory]]], shape: Shape
              ) -> tuple[step.StepTime, Spec, list[parallel.StageMemory]]:
-    """The fitting layout of the shortest step (then the fewest model-parallel GPUs, the lowest ZeRO stage, the
-    first listed), with its step. Layouts are timed in the order of their steps' lower bounds (step.step_bound),
-    and those whose bound is above the fastest step found are not timed: they cannot be faster."""
+    """The fitting layout of the shortest step per sequence (then the fewest model-parallel GPUs, the lowest ZeRO
+    stage, the first listed), with its step. Per sequence, because without training.global_batch_size each
+    layout's batch is its own (micro-batch × micro-batches × data ranks): a shorter step of a smaller batch
+    trains slower. Layouts are timed in the order of their lower bounds (step.step_bound per sequence), and those
+    whose bound is above the fastest found are not timed: they cannot be faster."""
     def key(stepped: step.StepTime, c: Spec, index: int) -> tuple:
-        return stepped.seconds, c.parallel.tensor * c.parallel.pipeline, c.parallel.zero, index
+        return (stepped.seconds / c.global_batch_size, c.parallel.tensor * c.parallel.pipeline, c.parallel.zero,
+                index)
 
-    bounds = [step.step_bound(c, _device(c), shape) for c, _ in fitting]
+    bounds = [step.step_bound(c, _device(c), shape) / c.global_batch_size for c, _ in fitting]
     order = sorted(range(len(fitting)), key=lambda i: (bounds[i], i)) if all(map(math.isfinite, bounds)) else None
     best = None
     for index in order if order is not None else range(len(fitting)):
         c, memories = fitting[index]
         if order is not None and best is not None and bounds[index] * (1 - BOUND_MARGIN) > best[0][0]:
-            break       # this bound and every later one exceed the fastest step
+            break       # this bound and every later one exceed the fastest step per sequence
         stepped = step_of(c, shape, memories)
         if best is None or key(stepped, c, index) < best[0]:
             best = key(stepped, c, index), stepped, c, memories

@@ -50,24 +50,23 @@ def test_the_bound_never_exceeds_the_step(name, overrides):
 
 @pytest.mark.parametrize(("name", "overrides"), SPECS)
 def test_skipping_layouts_keeps_the_fastest(name, overrides):
-    """The search's choice against every fitting candidate timed, as the search did before it skipped any: the
+    """The search's choice against every fitting candidate timed, as the search did before it skipped any: of each
+    family (tensor degree, the experts' split, pipeline depth) the lowest ZeRO stage that fits; of those the
     shortest step per sequence, then the fewest model-parallel GPUs, the lowest ZeRO stage, the first in the
     grid's order."""
     spec = costplan.load_spec(name, overrides)
     shape = shape_of(spec)
     count, done, timed = spec.hardware.count, set(), []
-
-    def experts_split(lay):     # a mixture of experts is also tried with whole experts (expert_tensor 1)
-        return lay["tensor"], lay.get("expert_tensor") or lay["tensor"]
-
-    order = sorted(layouts.grid(spec), key=lambda lay: (experts_split(lay), lay["pipeline"], lay["zero"]))
+    order = sorted(layouts.grid(spec), key=lambda lay: (lay["tensor"], lay.get("expert_tensor") or lay["tensor"],
+                                                        lay["pipeline"], lay["zero"]))
     for layout in order:
-        if experts_split(layout) in done or not layouts.fits_batch(spec, layout, count):
+        family = layout["tensor"], layout.get("expert_tensor") or layout["tensor"], layout["pipeline"]
+        if family in done or not layouts.fits_batch(spec, layout, count):
             continue
         candidate = layouts.variant(spec, spec.hardware.gpu, count, layout)
         memories = parallel.stage_memories(candidate, stages_of(candidate, shape))
         if max(m.total for m in memories) <= spec.gpu.memory_bytes:
-            done.add(experts_split(layout))
+            done.add(family)
             timed.append((step_of(candidate, shape), candidate))
     assert len(timed) >= 1
     expected_step, expected = min(timed, key=lambda x: (x[0].seconds / x[1].global_batch_size,
@@ -76,6 +75,31 @@ def test_skipping_layouts_keeps_the_fastest(name, overrides):
     chosen, source, _, stepped = _search(spec)
     assert chosen.parallelism == expected.parallelism and source.startswith("the fastest that fits")
     assert stepped.seconds == expected_step.seconds and stepped.breakdown == expected_step.breakdown
+
+
+@pytest.mark.parametrize(("name", "overrides"), SPECS)
+def test_the_sequence_bound_holds_at_every_depth(name, overrides):
+    """step.sequence_bound, computed on one layout, never exceeds the step per sequence of any layout timed alike
+    (same tensor degree, experts' split and degree), whatever its pipeline depth and ZeRO stage."""
+    spec = costplan.load_spec(name, overrides)
+    shape = shape_of(spec)
+    count, model = spec.hardware.count, functools.partial(getattr, spec.model)
+    groups = {}
+    for layout in [*layouts.grid(spec), *EXTRA]:
+        if layouts.fits_batch(spec, layout, count) and not split_rules(model, layout["tensor"], layout["pipeline"]):
+            candidate = layouts.variant(spec, spec.hardware.gpu, count, layout)
+            par = candidate.parallel
+            key = par.tensor, par.context, par.expert, par.expert_tensor_degree, par.tensor_overlap
+            groups.setdefault(key, []).append(candidate)
+    compared = 0
+    for members in groups.values():
+        bound = step.sequence_bound(members[0], _device(members[0]), shape)
+        for candidate in members:
+            # the sequences a step of this layout runs (an EXTRA layout's micro-batches need not make the batch)
+            sequences = candidate.micro_batches * candidate.training.micro_batch_size * candidate.data_parallel
+            assert 0 < bound <= step_of(candidate, shape).seconds / sequences * (1 + 1e-12)
+            compared += 1
+    assert compared >= len(groups) + 1
 
 
 def test_without_a_global_batch_the_search_takes_the_least_gpu_hours():

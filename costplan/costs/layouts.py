@@ -60,16 +60,17 @@ def _grid(model_spec: ModelSpec, open_batch: bool, degrees: tuple[int, ...] = TE
 @functools.lru_cache(maxsize=1024)
 def search_order(model_spec: ModelSpec, open_batch: bool, degrees: tuple[int, ...] = TENSOR_DEGREES
                  ) -> tuple[dict[str, Any], ...]:
-    """The grid in the order a layout search tries it: by family (the tensor degree, and the experts' where it
-    differs), then pipeline depth, then ZeRO stage. Read only: the mappings are the cached grid's own."""
-    return tuple(sorted(_grid(model_spec, open_batch, degrees),
-                        key=lambda lay: (family(lay), lay["pipeline"], lay["zero"])))
+    """The grid in the order a layout search tries it: by family (the tensor degree, the experts' where it
+    differs, the pipeline depth), then ZeRO stage. Read only: the mappings are the cached grid's own."""
+    return tuple(sorted(_grid(model_spec, open_batch, degrees), key=lambda lay: (family(lay), lay["zero"])))
 
 
-def family(layout: dict[str, Any]) -> tuple[int, int]:
-    """Layouts that differ only in pipeline depth and ZeRO stage: a deeper pipeline or a higher stage of the same
-    family only adds a bubble or traffic to the same compute."""
-    return layout["tensor"], layout.get("expert_tensor") or layout["tensor"]
+def family(layout: dict[str, Any]) -> tuple[int, int, int]:
+    """Layouts that differ only in their ZeRO stage: a higher stage of the same family adds traffic to the same
+    compute and batch, so a search takes the lowest that fits. Pipeline depth is not such a difference: a deeper
+    pipeline holds fewer layers per GPU, so less gradient traffic, and without a global batch runs more
+    micro-batches a step (a larger batch over which the step's traffic and update are spread)."""
+    return layout["tensor"], layout.get("expert_tensor") or layout["tensor"], layout["pipeline"]
 
 
 def expert_degree(spec: Spec, layout: dict[str, Any], data: int) -> int:

@@ -7,6 +7,7 @@ MFU (hardware.mfu / --mfu), model FLOPs / (peak × MFU) with everything else ins
 """
 from __future__ import annotations
 
+import heapq
 import math
 
 from costplan.costs import Cost, Shape, layouts, parallel, step
@@ -73,39 +74,63 @@ def _search(spec: Spec) -> tuple[Spec, str, list[parallel.StageMemory] | None, s
     if count == 1:
         return spec.model_copy(update={"parallelism": NO_PARALLELISM}), "one GPU", None, None
     shape = shape_of(spec)
-    tried, fitting, least = 0, [], None
-    # For each family (layouts.family: the tensor degree, and the experts'), the shallowest pipeline and then the
-    # lowest ZeRO stage that fit: a deeper pipeline only adds its bubble and ZeRO-3 only adds traffic to the same
-    # compute, so neither can be faster.
     order = layouts.search_order(spec.model, spec.training.global_batch_size is None, layouts.tensor_degrees(spec))
     capacity = spec.gpu.memory_bytes
     with shared_components():
-        done: set[tuple[int, int]] = set()
-        for layout in order:
-            if layouts.family(layout) in done or not layouts.fits_batch(spec, layout, count):
-                continue
-            tried += 1
-            candidate = layouts.variant(spec, spec.hardware.gpu, count, layout)
-            memories = parallel.stage_memories(candidate, stages_of(candidate, shape))
-            memory = max(m.total for m in memories)
-            if memory <= capacity:
-                done.add(layouts.family(layout))
-                fitting.append((candidate, memories))
-            elif least is None or memory < least[0]:
-                least = (memory, candidate, memories)
-        source = f"the fastest that fits of {tried} layouts tried on {count} GPUs"
-        if fitting and spec.hardware.mfu is None:
-            stepped, chosen, memories = _fastest(fitting, shape)
-            return chosen, source, memories, stepped
-        elif fitting:
-            chosen, memories = min(fitting, key=lambda x: (x[0].parallel.tensor * x[0].parallel.pipeline,
-                                                           x[0].parallel.zero))
-            return chosen, source, memories, None
-        elif least is not None:
-            return (least[1], f"none of {tried} layouts tried on {count} GPUs fits; the one needing least memory",
-                    least[2], None)
-        else:
+        candidates = [_Candidate(spec, count, layout) for layout in order if layouts.fits_batch(spec, layout, count)]
+        if not candidates:
             return spec.model_copy(update={"parallelism": NO_PARALLELISM}), "every GPU holds the model", None, None
+        if spec.hardware.mfu is None:
+            found = _fastest(candidates, shape, capacity)
+            source = f"the fastest that fits of {len(candidates)} layouts on {count} GPUs"
+        else:   # no step to compare: the fewest model-parallel GPUs, then the lowest ZeRO stage, that fit
+            found = _first_fitting(candidates, shape, capacity)
+            source = f"the fewest model-parallel GPUs that fit of {len(candidates)} layouts on {count} GPUs"
+        if found is not None:
+            return found[0], source, found[1], found[2]
+        # none fits: the layout needing the least memory (the first of equals)
+        needed = [(max(m.total for m in memories), index, c.spec, memories)
+                  for index, c in enumerate(candidates) for memories in [_memories(c.spec, shape)]]
+        _, _, chosen, memories = min(needed, key=lambda x: x[:2])
+        return (chosen, f"none of {len(candidates)} layouts on {count} GPUs fits; the one needing least memory",
+                memories, None)
+
+
+class _Candidate:
+    """A layout of the grid, its family (layouts.family) and, built when first needed, the spec laid out on it:
+    a search sizes and times few of its layouts."""
+
+    def __init__(self, spec: Spec, count: int, layout: dict):
+        self.base, self.count, self.layout = spec, count, layout
+        self.family = layouts.family(layout)
+        # layouts whose layers are timed alike (step.sequence_bound): the family less the pipeline, and the experts'
+        # degree, which the data ranks each depth leaves decide
+        self.timing = (*self.family[:2], layouts.expert_degree(spec, layout, count // layouts.replica(layout)))
+        self._spec: Spec | None = None
+
+    @property
+    def spec(self) -> Spec:
+        if self._spec is None:
+            self._spec = layouts.variant(self.base, self.base.hardware.gpu, self.count, self.layout)
+        return self._spec
+
+
+def _memories(spec: Spec, shape: Shape) -> list[parallel.StageMemory]:
+    return parallel.stage_memories(spec, stages_of(spec, shape))
+
+
+def _fits(memories: list[parallel.StageMemory], capacity: float) -> bool:
+    return max(m.total for m in memories) <= capacity
+
+
+def _first_fitting(candidates: list[_Candidate], shape: Shape, capacity: float
+                   ) -> tuple[Spec, list[parallel.StageMemory], None] | None:
+    """The fitting layout of the fewest model-parallel GPUs, then the lowest ZeRO stage (the first listed)."""
+    for c in sorted(candidates, key=lambda c: (layouts.replica(c.layout), c.layout["zero"])):
+        memories = _memories(c.spec, shape)
+        if _fits(memories, capacity):
+            return c.spec, memories, None
+    return None
 
 
 # A layout is skipped when its step's lower bound exceeds the fastest step found by more than rounding can
@@ -113,28 +138,54 @@ def _search(spec: Spec) -> tuple[Spec, str, list[parallel.StageMemory] | None, s
 BOUND_MARGIN = 1e-9
 
 
-def _fastest(fitting: list[tuple[Spec, list[parallel.StageMemory]]], shape: Shape
-             ) -> tuple[step.StepTime, Spec, list[parallel.StageMemory]]:
+def _fastest(candidates: list[_Candidate], shape: Shape, capacity: float
+             ) -> tuple[Spec, list[parallel.StageMemory], step.StepTime] | None:
     """The fitting layout of the shortest step per sequence (then the fewest model-parallel GPUs, the lowest ZeRO
-    stage, the first listed), with its step. Per sequence, because without training.global_batch_size each
-    layout's batch is its own (micro-batch × micro-batches × data ranks): a shorter step of a smaller batch
-    trains slower. Layouts are timed in the order of their lower bounds (step.step_bound per sequence), and those
-    whose bound is above the fastest found are not timed: they cannot be faster."""
+    stage, the first listed), with its memories and step; of a family (layouts.family), the lowest ZeRO stage
+    that fits. Per sequence, because without training.global_batch_size each layout's batch is its own
+    (micro-batch × micro-batches × data ranks): a shorter step of a smaller batch trains slower.
+
+    Layouts are taken best first by lower bounds of their steps per sequence, and none is sized or timed once the
+    lowest bound left is above the fastest step found: a group of layouts timed alike has one bound for every
+    pipeline depth (step.sequence_bound), and only when it comes first are its families' own bounds computed
+    (step.step_bound, their first stage; ZeRO does not change it). None when no layout fits."""
     def key(stepped: step.StepTime, c: Spec, index: int) -> tuple:
         return (stepped.seconds / c.global_batch_size, c.parallel.tensor * c.parallel.pipeline, c.parallel.zero,
                 index)
 
-    bounds = [step.step_bound(c, _device(c), shape) / c.global_batch_size for c, _ in fitting]
-    order = sorted(range(len(fitting)), key=lambda i: (bounds[i], i)) if all(map(math.isfinite, bounds)) else None
-    best = None
-    for index in order if order is not None else range(len(fitting)):
-        c, memories = fitting[index]
-        if order is not None and best is not None and bounds[index] * (1 - BOUND_MARGIN) > best[0][0]:
-            break       # this bound and every later one exceed the fastest step per sequence
+    dev = _device(candidates[0].base)      # every layout runs on the spec's GPU, precision and kernels
+    groups: dict[tuple, list[int]] = {}
+    for index, c in enumerate(candidates):
+        groups.setdefault(c.timing, []).append(index)
+    # (bound, index, is a layout, what): a group's entry opens into its layouts' entries when it comes first
+    queue = [(step.sequence_bound(candidates[members[0]].spec, dev, shape), members[0], False, g)
+             for g, members in groups.items()]
+    if not all(math.isfinite(entry[0]) for entry in queue):    # no order to trust: time every layout as listed
+        queue = [(0.0, index, True, index) for index in range(len(candidates))]
+    heapq.heapify(queue)
+    best, done, bounds = None, set(), {}
+    while queue:
+        bound, _, is_layout, what = heapq.heappop(queue)
+        if best is not None and bound * (1 - BOUND_MARGIN) > best[0][0]:
+            break       # this bound and every one left exceed the fastest step per sequence
+        if not is_layout:
+            for index in groups[what]:
+                c = candidates[index]
+                if c.family not in bounds:
+                    bounds[c.family] = max(bound, step.step_bound(c.spec, dev, shape) / c.spec.global_batch_size)
+                heapq.heappush(queue, (bounds[c.family], index, True, index))
+            continue
+        fam, c = candidates[what].family, candidates[what].spec
+        if fam in done:
+            continue
+        memories = _memories(c, shape)
+        if not _fits(memories, capacity):
+            continue
+        done.add(fam)
         stepped = step_of(c, shape, memories)
-        if best is None or key(stepped, c, index) < best[0]:
-            best = key(stepped, c, index), stepped, c, memories
-    return best[1:]
+        if best is None or key(stepped, c, what) < best[0]:
+            best = key(stepped, c, what), c, memories, stepped
+    return None if best is None else best[1:]
 
 
 def _device(spec: Spec) -> step.Device:

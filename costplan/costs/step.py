@@ -60,7 +60,8 @@ from typing import NamedTuple
 from costplan.costs import Shape, memo, selective_op
 from costplan.costs.attention import aft
 from costplan.costs.device import Device, device  # noqa: F401 - step.device, as before
-from costplan.costs.layers import Layer, block_width, pipeline_stages, recompute_groups, stage_layers
+from costplan.costs.layers import (Layer, Stages, block_width, pipeline_stages, recompute_groups, stage_count,
+                                   stage_layers)
 from costplan.costs.memory import UNFUSED_UPDATE_BYTES, gradient_bytes, optimizer_bytes, weight_bytes
 from costplan.costs.parallel import zero_groups
 from costplan.costs.ops import (
@@ -236,15 +237,19 @@ def _layout_key(spec: Spec, dev: Device, shape: Shape) -> tuple:
             dev.precision, dev.attention_kernel)
 
 
-def _stage_time(spec: Spec, dev: Device, shape: Shape, stage: int, layout: tuple) -> tuple[Tally, dict[str, Traffic]]:
-    model, p = spec.model, spec.parallel.pipeline
+def _stage_time(spec: Spec, dev: Device, shape: Shape, stage: int, layout: tuple, stages: Stages | None = None
+                ) -> tuple[Tally, dict[str, Traffic]]:
+    """`stages` (default: the spec's pipeline) splits the layers."""
+    model = spec.model
+    stages = pipeline_stages(spec) if stages is None else stages
+    first, last = stage == 0, stage == stage_count(stages) - 1
     # The embedding's and the head's operations, timed once per widths and layout (shared inside memo.shared()
     # like the layers' times); the stage's tally starts from a copy of theirs.
-    edges = memo.cached(("stage edges", stage == 0, stage == p - 1, *layout),
-                        lambda: _edges_time(model, shape, Timer(spec, dev, shape), stage == 0, stage == p - 1))
+    edges = memo.cached(("stage edges", first, last, *layout),
+                        lambda: _edges_time(model, shape, Timer(spec, dev, shape), first, last))
     forward, backward, gemm, core = dict(edges.forward), dict(edges.backward), edges.gemm, edges.core
     traffic = {kind: Traffic(sm_share(dev)) for kind in ("tensor", "context", "expert")}
-    for layer, count, layer_shape in recompute_groups(model, shape, stage, pipeline_stages(spec)):
+    for layer, count, layer_shape in recompute_groups(model, shape, stage, stages):
         # a layer kept among recomputed ones (training.recompute_layers) is timed at its own shape
         key = layout if layer_shape is shape else _layout_key(spec, dev, layer_shape)
         own, wire, seconds, behind = memo.cached(("layer time", memo.token(layer), *key),
@@ -348,6 +353,21 @@ def step_bound(spec: Spec, dev: Device, shape: Shape) -> float:
         tally, traffic = _stage_time(spec, dev, shape, 0, _layout_key(spec, dev, shape))
     return (spec.micro_batches + (par.pipeline - 1) / par.virtual_stages) * (
         tally.total + sum(k.exposed for k in traffic.values()))
+
+
+def sequence_bound(spec: Spec, dev: Device, shape: Shape) -> float:
+    """A lower bound of step_time(...).seconds per sequence of the global batch, for this layout and every other
+    whose layers are timed alike (the same _layout_key: tensor, context and expert degrees, micro-batch) at any
+    pipeline depth and ZeRO stage. A step spends at least m micro-batch times on its slowest stage, which takes
+    at least the mean of the p stages, and the stages together run each layer, the embedding and the head once:
+    step ≥ m · whole / p, over m · b · d sequences with d = GPUs / (t·c·p), so step / batch ≥ whole · t·c / (b ·
+    GPUs), `whole` being one micro-batch through every layer on one GPU. Recomputing the first layers of each
+    stage (training.recompute_layers) only adds to a deeper pipeline."""
+    par = spec.parallel
+    with memo.shared():
+        tally, traffic = _stage_time(spec, dev, shape, 0, _layout_key(spec, dev, shape), stages=1)
+    whole = tally.total + sum(k.exposed for k in traffic.values())
+    return whole * par.tensor * par.context / (spec.training.micro_batch_size * spec.hardware.count)
 
 
 def step_time(spec: Spec, dev: Device, shape: Shape, stage_params: list[tuple[float, float]]) -> StepTime:

@@ -13,6 +13,7 @@ from typing import Literal
 
 from costplan import bundled, yamlio
 from costplan.kinds import REAL, Invalid, Kind, ListOf, Nullable, Place, Then, TupleOf, real_number
+from costplan.records import set_private
 from costplan.sections import Section, field, kind
 from costplan.validation import bounded
 
@@ -95,14 +96,18 @@ class Curve(Section):
         points = self.points
         if x <= points[0][0]:
             return points[0][1]
-        x0, y0 = points[0]
         for i in range(1, len(points)):
-            x1, y1 = points[i]
-            if x <= x1:
-                w = (math.log2(x) - math.log2(x0)) / (math.log2(x1) - math.log2(x0))
-                return y0 + w * (y1 - y0)
-            x0, y0 = x1, y1
+            if x <= points[i][0]:
+                # log2 of each point's size, taken once per curve: a step model reads its curves tens of times
+                logs = self.__dict__.get("_logs") or self._log_sizes()
+                w = (math.log2(x) - logs[i - 1]) / (logs[i] - logs[i - 1])
+                return points[i - 1][1] + w * (points[i][1] - points[i - 1][1])
         return points[-1][1]
+
+    def _log_sizes(self) -> tuple[float, ...]:
+        logs = tuple(math.log2(x) for x, _ in self.points)
+        set_private(self, "_logs", logs)
+        return logs
 
 
 class RateCurve(Curve):

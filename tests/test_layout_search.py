@@ -1,5 +1,6 @@
-"""The layout search (costs/run.py) skips timing layouts whose step's lower bound (costs/step.py step_bound)
-exceeds the fastest step found: the bound must never exceed the step, and skipping must not change the choice."""
+"""The layout search (costs/run.py) skips sizing and timing layouts whose lower bound of a step per sequence
+(costs/step.py sequence_bound) exceeds the fastest step found: the bound must never exceed the step, and skipping
+must not change the choice."""
 from __future__ import annotations
 
 import functools
@@ -8,7 +9,7 @@ import pytest
 
 import costplan
 from costplan.costs import layouts, parallel, step
-from costplan.costs.estimate import shape_of
+from costplan.costs.estimate import shape_of, shared_components
 from costplan.costs.run import _device, _search, stages_of, step_of
 from costplan.spec_rules import split_rules
 
@@ -39,12 +40,17 @@ def test_the_bound_never_exceeds_the_step(name, overrides):
     shape = shape_of(spec)
     count, model = spec.hardware.count, functools.partial(getattr, spec.model)
     tried = 0
-    for layout in [*layouts.grid(spec), *EXTRA]:
-        if layouts.fits_batch(spec, layout, count) and not split_rules(model, layout["tensor"], layout["pipeline"]):
-            candidate = layouts.variant(spec, spec.hardware.gpu, count, layout)
-            seconds = step_of(candidate, shape).seconds
-            assert 0 < step.step_bound(candidate, _device(candidate), shape) <= seconds
-            tried += 1
+    with shared_components():       # as in a search: layouts timed alike share one whole micro-batch
+        for layout in [*layouts.grid(spec), *EXTRA]:
+            if layouts.fits_batch(spec, layout, count) and not split_rules(model, layout["tensor"],
+                                                                             layout["pipeline"]):
+                candidate = layouts.variant(spec, spec.hardware.gpu, count, layout)
+                # the sequences a step of this layout runs (an EXTRA layout's micro-batches need not make the batch)
+                sequences = candidate.micro_batches * candidate.training.micro_batch_size * candidate.data_parallel
+                seconds = step_of(candidate, shape).seconds
+                bound = step.sequence_bound(candidate, _device(candidate), shape)
+                assert 0 < bound <= seconds / sequences * (1 + 1e-12)
+                tried += 1
     assert tried >= 2
 
 
@@ -75,31 +81,6 @@ def test_skipping_layouts_keeps_the_fastest(name, overrides):
     chosen, source, _, stepped = _search(spec)
     assert chosen.parallelism == expected.parallelism and source.startswith("the fastest that fits")
     assert stepped.seconds == expected_step.seconds and stepped.breakdown == expected_step.breakdown
-
-
-@pytest.mark.parametrize(("name", "overrides"), SPECS)
-def test_the_sequence_bound_holds_at_every_depth(name, overrides):
-    """step.sequence_bound, computed on one layout, never exceeds the step per sequence of any layout timed alike
-    (same tensor degree, experts' split and degree), whatever its pipeline depth and ZeRO stage."""
-    spec = costplan.load_spec(name, overrides)
-    shape = shape_of(spec)
-    count, model = spec.hardware.count, functools.partial(getattr, spec.model)
-    groups = {}
-    for layout in [*layouts.grid(spec), *EXTRA]:
-        if layouts.fits_batch(spec, layout, count) and not split_rules(model, layout["tensor"], layout["pipeline"]):
-            candidate = layouts.variant(spec, spec.hardware.gpu, count, layout)
-            par = candidate.parallel
-            key = par.tensor, par.context, par.expert, par.expert_tensor_degree, par.tensor_overlap
-            groups.setdefault(key, []).append(candidate)
-    compared = 0
-    for members in groups.values():
-        bound = step.sequence_bound(members[0], _device(members[0]), shape)
-        for candidate in members:
-            # the sequences a step of this layout runs (an EXTRA layout's micro-batches need not make the batch)
-            sequences = candidate.micro_batches * candidate.training.micro_batch_size * candidate.data_parallel
-            assert 0 < bound <= step_of(candidate, shape).seconds / sequences * (1 + 1e-12)
-            compared += 1
-    assert compared >= len(groups) + 1
 
 
 def test_without_a_global_batch_the_search_takes_the_least_gpu_hours():

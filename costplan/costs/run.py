@@ -7,7 +7,6 @@ MFU (hardware.mfu / --mfu), model FLOPs / (peak × MFU) with everything else ins
 """
 from __future__ import annotations
 
-import heapq
 import math
 
 from costplan.costs import Cost, Shape, layouts, parallel, step
@@ -103,9 +102,6 @@ class _Candidate:
     def __init__(self, spec: Spec, count: int, layout: dict):
         self.base, self.count, self.layout = spec, count, layout
         self.family = layouts.family(layout)
-        # layouts whose layers are timed alike (step.sequence_bound): the family less the pipeline, and the experts'
-        # degree, which the data ranks each depth leaves decide
-        self.timing = (*self.family[:2], layouts.expert_degree(spec, layout, count // layouts.replica(layout)))
         self._spec: Spec | None = None
 
     @property
@@ -143,39 +139,26 @@ def _fastest(candidates: list[_Candidate], shape: Shape, capacity: float
     """The fitting layout of the shortest step per sequence (then the fewest model-parallel GPUs, the lowest ZeRO
     stage, the first listed), with its memories and step; of a family (layouts.family), the lowest ZeRO stage
     that fits. Per sequence, because without training.global_batch_size each layout's batch is its own
-    (micro-batch × micro-batches × data ranks): a shorter step of a smaller batch trains slower.
-
-    Layouts are taken best first by lower bounds of their steps per sequence, and none is sized or timed once the
-    lowest bound left is above the fastest step found: a group of layouts timed alike has one bound for every
-    pipeline depth (step.sequence_bound), and only when it comes first are its families' own bounds computed
-    (step.step_bound, their first stage; ZeRO does not change it). None when no layout fits."""
+    (micro-batch × micro-batches × data ranks): a shorter step of a smaller batch trains slower. Layouts are
+    taken in the order of lower bounds of their steps per sequence (step.sequence_bound, one a family: ZeRO does
+    not change it), and once a bound is above the fastest step found no later layout is sized or timed: none can
+    be faster. None when no layout fits."""
     def key(stepped: step.StepTime, c: Spec, index: int) -> tuple:
         return (stepped.seconds / c.global_batch_size, c.parallel.tensor * c.parallel.pipeline, c.parallel.zero,
                 index)
 
     dev = _device(candidates[0].base)      # every layout runs on the spec's GPU, precision and kernels
-    groups: dict[tuple, list[int]] = {}
-    for index, c in enumerate(candidates):
-        groups.setdefault(c.timing, []).append(index)
-    # (bound, index, is a layout, what): a group's entry opens into its layouts' entries when it comes first
-    queue = [(step.sequence_bound(candidates[members[0]].spec, dev, shape), members[0], False, g)
-             for g, members in groups.items()]
-    if not all(math.isfinite(entry[0]) for entry in queue):    # no order to trust: time every layout as listed
-        queue = [(0.0, index, True, index) for index in range(len(candidates))]
-    heapq.heapify(queue)
-    best, done, bounds = None, set(), {}
-    while queue:
-        bound, _, is_layout, what = heapq.heappop(queue)
-        if best is not None and bound * (1 - BOUND_MARGIN) > best[0][0]:
-            break       # this bound and every one left exceed the fastest step per sequence
-        if not is_layout:
-            for index in groups[what]:
-                c = candidates[index]
-                if c.family not in bounds:
-                    bounds[c.family] = max(bound, step.step_bound(c.spec, dev, shape) / c.spec.global_batch_size)
-                heapq.heappush(queue, (bounds[c.family], index, True, index))
-            continue
-        fam, c = candidates[what].family, candidates[what].spec
+    bounds: dict[tuple, float] = {}
+    for c in candidates:
+        if c.family not in bounds:
+            bounds[c.family] = step.sequence_bound(c.spec, dev, shape)
+    bounded = all(map(math.isfinite, bounds.values()))     # else every layout is timed, in the listed order
+    order = sorted(range(len(candidates)), key=lambda i: (bounds[candidates[i].family], i)) if bounded else None
+    best, done = None, set()
+    for index in order if order is not None else range(len(candidates)):
+        fam, c = candidates[index].family, candidates[index].spec
+        if order is not None and best is not None and bounds[fam] * (1 - BOUND_MARGIN) > best[0][0]:
+            break       # this bound and every later one exceed the fastest step per sequence
         if fam in done:
             continue
         memories = _memories(c, shape)
@@ -183,8 +166,8 @@ def _fastest(candidates: list[_Candidate], shape: Shape, capacity: float
             continue
         done.add(fam)
         stepped = step_of(c, shape, memories)
-        if best is None or key(stepped, c, what) < best[0]:
-            best = key(stepped, c, what), c, memories, stepped
+        if best is None or key(stepped, c, index) < best[0]:
+            best = key(stepped, c, index), c, memories, stepped
     return None if best is None else best[1:]
 
 

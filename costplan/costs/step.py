@@ -343,31 +343,26 @@ def _routed_per_token(layer: Layer) -> float:
     return moe.top_k if not moe.capacity_factor else moe.capacity_factor * moe.top_k
 
 
-def step_bound(spec: Spec, dev: Device, shape: Shape) -> float:
-    """A lower bound of step_time(...).seconds from the first stage alone, for a layout search to skip layouts
-    that cannot be the fastest. A step spends its micro-batches and its bubble, m + (p − 1)/v micro-batch times,
-    on the slowest stage's compute and exposed layer traffic, which is at least the first stage's; the
-    optimizer, the pipeline and the data traffic only add (every part of the step is a sum of such terms)."""
-    par = spec.parallel
-    with memo.shared():
-        tally, traffic = _stage_time(spec, dev, shape, 0, _layout_key(spec, dev, shape))
-    return (spec.micro_batches + (par.pipeline - 1) / par.virtual_stages) * (
-        tally.total + sum(k.exposed for k in traffic.values()))
-
-
 def sequence_bound(spec: Spec, dev: Device, shape: Shape) -> float:
-    """A lower bound of step_time(...).seconds per sequence of the global batch, for this layout and every other
-    whose layers are timed alike (the same _layout_key: tensor, context and expert degrees, micro-batch) at any
-    pipeline depth and ZeRO stage. A step spends at least m micro-batch times on its slowest stage, which takes
+    """A lower bound of step_time(...).seconds per sequence the step runs, for a layout search to skip layouts
+    that cannot be the fastest. A step spends m + (p − 1)/v micro-batch times on its slowest stage, which takes
     at least the mean of the p stages, and the stages together run each layer, the embedding and the head once:
-    step ≥ m · whole / p, over m · b · d sequences with d = GPUs / (t·c·p), so step / batch ≥ whole · t·c / (b ·
-    GPUs), `whole` being one micro-batch through every layer on one GPU. Recomputing the first layers of each
-    stage (training.recompute_layers) only adds to a deeper pipeline."""
+    step ≥ (m + (p − 1)/v) · whole / p over m · b · d sequences, d = GPUs / (t·c·p), i.e. whole · t·c / (b ·
+    GPUs) · (1 + (p − 1)/(v·m)); the optimizer, the pipeline and the data traffic only add. `whole`, one
+    micro-batch through every layer on one GPU with its exposed layer traffic, is the same for every layout whose
+    layers are timed alike (_layout_key), whatever its pipeline and ZeRO stage: it is kept inside memo.shared().
+    Recomputing the first layers of each stage (training.recompute_layers) only adds to a deeper pipeline."""
     par = spec.parallel
     with memo.shared():
-        tally, traffic = _stage_time(spec, dev, shape, 0, _layout_key(spec, dev, shape), stages=1)
-    whole = tally.total + sum(k.exposed for k in traffic.values())
-    return whole * par.tensor * par.context / (spec.training.micro_batch_size * spec.hardware.count)
+        layout = _layout_key(spec, dev, shape)
+        whole = memo.cached(("whole micro-batch", *layout), lambda: _whole_micro_batch(spec, dev, shape, layout))
+    per_sequence = whole * par.tensor * par.context / (spec.training.micro_batch_size * spec.hardware.count)
+    return per_sequence * (1 + (par.pipeline - 1) / (par.virtual_stages * spec.micro_batches))
+
+
+def _whole_micro_batch(spec: Spec, dev: Device, shape: Shape, layout: tuple) -> float:
+    tally, traffic = _stage_time(spec, dev, shape, 0, layout, stages=1)
+    return tally.total + sum(k.exposed for k in traffic.values())
 
 
 def step_time(spec: Spec, dev: Device, shape: Shape, stage_params: list[tuple[float, float]]) -> StepTime:

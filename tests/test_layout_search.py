@@ -83,6 +83,19 @@ def test_skipping_layouts_keeps_the_fastest(name, overrides):
     assert stepped.seconds == expected_step.seconds and stepped.breakdown == expected_step.breakdown
 
 
+def test_the_bound_is_each_models_own_inside_a_sweep():
+    # A sweep shares one memo block across its points: models of the same widths and other depths have the same
+    # layout key, and each must still get its own whole micro-batch (a deeper model's would overstate a shallow
+    # one's bound, and the search could skip its fastest layout).
+    specs = [costplan.load_spec("llama2-7b", [f"model.n_layers={n}"]) for n in (32, 4)]
+    layout = {"tensor": 2, "pipeline": 1, "zero": 2, "sequence_parallel": True}
+    laid = [layouts.variant(s, s.hardware.gpu, s.hardware.count, layout) for s in specs]
+    alone = [step.sequence_bound(c, _device(c), shape_of(c)) for c in laid]
+    with shared_components():
+        together = [step.sequence_bound(c, _device(c), shape_of(c)) for c in laid]
+    assert together == alone and alone[1] < alone[0] / 4
+
+
 def test_without_a_global_batch_the_search_takes_the_least_gpu_hours():
     """Without training.global_batch_size a layout's batch is its own (micro-batch × data ranks): the layout
     chosen trains the spec's tokens in the fewest GPU-hours of every layout of the grid that fits, each written

@@ -349,13 +349,15 @@ def sequence_bound(spec: Spec, dev: Device, shape: Shape) -> float:
     at least the mean of the p stages, and the stages together run each layer, the embedding and the head once:
     step ≥ (m + (p − 1)/v) · whole / p over m · b · d sequences, d = GPUs / (t·c·p), i.e. whole · t·c / (b ·
     GPUs) · (1 + (p − 1)/(v·m)); the optimizer, the pipeline and the data traffic only add. `whole`, one
-    micro-batch through every layer on one GPU with its exposed layer traffic, is the same for every layout whose
-    layers are timed alike (_layout_key), whatever its pipeline and ZeRO stage: it is kept inside memo.shared().
+    micro-batch through every layer on one GPU with its exposed layer traffic, is the same for every layout of the
+    model whose layers are timed alike (_layout_key), whatever its pipeline and ZeRO stage: it is kept inside
+    memo.shared().
     Recomputing the first layers of each stage (training.recompute_layers) only adds to a deeper pipeline."""
     par = spec.parallel
     with memo.shared():
         layout = _layout_key(spec, dev, shape)
-        whole = memo.cached(("whole micro-batch", *layout), lambda: _whole_micro_batch(spec, dev, shape, layout))
+        whole = memo.cached(("whole micro-batch", memo.token(spec.model), *layout),
+                            lambda: _whole_micro_batch(spec, dev, shape, layout))
     per_sequence = whole * par.tensor * par.context / (spec.training.micro_batch_size * spec.hardware.count)
     return per_sequence * (1 + (par.pipeline - 1) / (par.virtual_stages * spec.micro_batches))
 

@@ -53,6 +53,19 @@ def test_estimate_json_contract(run):
     assert d["flops"]["training_total"] == costplan.estimate(costplan.load_spec("llama2-7b")).flops.training_total
 
 
+def test_estimate_says_where_the_batch_comes_from(run):
+    # llama2-7b fixes its batch; llama3-8b does not, and its layout (1 × 1 × 64 on 64 GPUs) makes 64 sequences
+    fixed, open_ = json.loads(run("estimate", "llama2-7b", "llama3-8b", "--set", "hardware.gpu=h100-sxm",
+                                  "--set", "hardware.count=64", "--format", "json").stdout)
+    assert fixed["assumptions"]["global_batch_source"] == "training.global_batch_size"
+    assert "no training.global_batch_size" in open_["assumptions"]["global_batch_source"]
+    par = open_["parallelism"]
+    assert open_["assumptions"]["global_batch_size"] == par["data"] * par["micro_batches"] == 64
+    table = run("estimate", "llama3-8b", "--set", "hardware.gpu=h100-sxm", "--set", "hardware.count=64").stdout
+    assert "64 sequences of 8192 (micro_batch_size × micro-batches × data ranks: no training.global_batch_size)" \
+        in table
+
+
 def test_estimate_csv_and_markdown(run):
     rows = list(csv.DictReader(io.StringIO(run("estimate", "gpt2-small", TINY, "--format", "csv").stdout)))
     assert [r["name"] for r in rows] == ["gpt2-small", "tiny"]

@@ -95,6 +95,7 @@ class Assumptions(Record):
     seq_len: int
     micro_batch_size: int
     global_batch_size: int
+    global_batch_source: str      # training.global_batch_size, or what the layout makes of the micro-batch
     steps: float
     precision: str
     optimizer: str

@@ -61,6 +61,11 @@ FUSION_NOTES = {"fused": "each op one fused kernel (training.fusion)",
                 "eager": "eager PyTorch kernels (training.fusion)"}
 
 
+def _batch_note(a) -> str:  # noqa: ANN001 - Assumptions
+    """Where the batch comes from, when it is not the spec's own."""
+    return "" if a.global_batch_source == "training.global_batch_size" else f" ({a.global_batch_source})"
+
+
 def time_rows(est: Estimate) -> list[Row]:
     """Step time, throughput, utilisation and where the step goes, then GPU-hours and cost."""
     t, a = est.time, est.assumptions
@@ -70,7 +75,7 @@ def time_rows(est: Estimate) -> list[Row]:
         how = f"step model ({a.kernel_tables})"
     rows = [
         Row("time", "step time", t.step_seconds, "seconds",
-            note=f"{plural(str(a.global_batch_size), 'sequence')} of {a.seq_len}; {how}"),
+            note=f"{plural(str(a.global_batch_size), 'sequence')} of {a.seq_len}{_batch_note(a)}; {how}"),
     ]
     for part, value in t.breakdown.items():
         if value:

@@ -87,6 +87,21 @@ def test_memory_warning_goes_to_stderr(run):
     assert "does not fit" in result.stderr and "does not fit" in result.stdout   # note in table, warning apart
 
 
+def test_memory_warning_names_what_would_lower_it(run):
+    # searched layouts: none of them fits, so more GPUs or recomputation, not the sharding the search already tried
+    searched = run("estimate", "llama3-70b", "--set", "hardware.count=12").stderr
+    assert "on any layout costplan tries" in searched
+    assert "training.recompute: full" in searched and "more GPUs (hardware.count)" in searched
+    assert "zero" not in searched
+    # the spec's own layout: ZeRO 3 only where there are data ranks to shard over
+    alone = run("estimate", "llama3-70b", "--set", "hardware.count=8", "--set", "parallelism.tensor=8").stderr
+    shared = run("estimate", "llama3-70b", "--set", "hardware.count=16", "--set", "parallelism.tensor=8").stderr
+    assert "with the spec's parallelism section" in alone and "parallelism.zero: 3" not in alone
+    assert "parallelism.zero: 3" in shared
+    recomputed = run("estimate", "llama3-70b", "--set", "hardware.count=1", "--set", "training.recompute=full").stderr
+    assert "on one GPU" in recomputed and "training.recompute" not in recomputed
+
+
 def test_presets_and_hardware_listings(run):
     presets = run("presets").stdout
     for name in ("gpt2-small", "gpt3-175b", "llama2-70b", "llama3-8b"):

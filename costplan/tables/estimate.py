@@ -157,9 +157,34 @@ def warnings(est: Estimate) -> list[str]:
     if a.tokens_source != "training.tokens":
         out.append(f"{est.name}: no training.tokens; assuming {a.tokens_source.split(';')[0]}")
     if not m.fits:
-        out.append(f"{est.name}: {size(m.total_per_gpu)} per GPU does not fit in {a.gpu}'s "
-                   f"{size(m.gpu_memory)} without sharding or recomputation")
+        out.append(f"{est.name}: {size(m.total_per_gpu)} per GPU does not fit in {a.gpu}'s {size(m.gpu_memory)} "
+                   f"{_where(est)}; what would lower it: {', '.join(_lower_memory(est))}")
     return out
+
+
+def _where(est: Estimate) -> str:
+    source = est.parallelism.source
+    if source == "parallelism":
+        return "with the spec's parallelism section"
+    if source == "one GPU":
+        return "on one GPU"
+    return "on any layout costplan tries (the one needing least memory is shown)"
+
+
+def _lower_memory(est: Estimate) -> list[str]:
+    """Settings that would lower the peak per GPU, of those the spec does not already use to the full."""
+    a, par = est.assumptions, est.parallelism
+    hints = []
+    if a.recompute != "full":
+        hints.append("training.recompute: full")
+    if a.micro_batch_size > 1:
+        hints.append("a smaller training.micro_batch_size")
+    if par.source == "parallelism" and par.zero < 3 and par.data * par.context > 1:     # ZeRO shards over them
+        hints.append("parallelism.zero: 3")
+    if par.source == "parallelism":
+        hints.append("more tensor or pipeline ranks")
+    hints.append("more GPUs (hardware.count)" if par.source != "parallelism" else "a GPU with more memory")
+    return hints
 
 
 # (label, unit, value of an Estimate) for the rows of `costplan compare`

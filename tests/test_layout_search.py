@@ -96,23 +96,29 @@ def test_the_bound_is_each_models_own_inside_a_sweep():
     assert together == alone and alone[1] < alone[0] / 4
 
 
-def test_without_a_global_batch_the_search_takes_the_least_gpu_hours():
-    """Without training.global_batch_size a layout's batch is its own (micro-batch × data ranks): the layout
-    chosen trains the spec's tokens in the fewest GPU-hours of every layout of the grid that fits, each written
-    into the spec, although a layout of fewer data ranks steps faster (a smaller batch)."""
+@pytest.mark.parametrize("name", ["llama3-8b", "gpt3-175b"])
+def test_the_search_takes_the_least_gpu_hours_of_the_grid(name):
+    """The layout chosen trains the spec's tokens in the fewest GPU-hours of every layout of the grid that fits,
+    each written into the spec. Llama 3 8B has no global batch, so a layout's batch is its own (micro-batch ×
+    micro-batches × data ranks) and fewer data ranks step faster on a smaller batch; GPT-3 175B fixes its batch,
+    and a deeper pipeline beats the shallowest that fits (less ZeRO-3 traffic per GPU)."""
     overrides = ["hardware.gpu=h100-sxm", "hardware.count=64"]
-    spec = costplan.load_spec("llama3-8b", overrides)
-    assert spec.training.global_batch_size is None
+    spec = costplan.load_spec(name, overrides)
     chosen = costplan.estimate(spec)
     others = []
     for layout in layouts.grid(spec):
         fixed = [f"parallelism.{key}={value}" for key, value in layout.items() if value is not None]
-        e = costplan.estimate(costplan.load_spec("llama3-8b", [*overrides, *fixed]))
+        e = costplan.estimate(costplan.load_spec(name, [*overrides, *fixed]))
         if e.memory.fits:
             others.append(e)
     assert len(others) >= 8
     assert chosen.time.gpu_hours == pytest.approx(min(e.time.gpu_hours for e in others))
-    assert any(e.time.step_seconds < chosen.time.step_seconds for e in others)
+    if spec.training.global_batch_size is None:
+        assert any(e.time.step_seconds < chosen.time.step_seconds for e in others)
+    else:
+        shallowest = min((e for e in others if e.parallelism.tensor == chosen.parallelism.tensor),
+                         key=lambda e: (e.parallelism.pipeline, e.parallelism.zero))
+        assert chosen.parallelism.pipeline > shallowest.parallelism.pipeline
 
 
 def test_per_op_checkpointing_searches_layouts_without_tensor_parallelism():

@@ -16,8 +16,10 @@ from costplan.spec import Spec
 # 2022 (Table 3, "~20 tokens per parameter"), per parameter as the scaling law counts them (active ones for a
 # mixture of experts, scaling.params_for_law), so the default and the scaling row agree.
 DEFAULT_TOKENS_PER_PARAM = 20
-# The batch of a spec without training.global_batch_size: each layout makes its own (spec.Spec.global_batch_size)
-OPEN_BATCH = "micro_batch_size × micro-batches × data ranks"
+# Where an estimate's batch comes from (assumptions.global_batch_source): the spec, or, without
+# training.global_batch_size, the layout (spec.Spec.global_batch_size)
+SPEC_BATCH = "training.global_batch_size"
+OPEN_BATCH = "micro_batch_size × micro-batches × data ranks: no training.global_batch_size"
 
 
 def ratio(numerator: int, denominator: int) -> Number:
@@ -101,8 +103,7 @@ def _estimate(spec: Spec, law: str | scaling.ScalingLaw | None) -> Estimate:
         seq_len=s,
         micro_batch_size=t.micro_batch_size,
         global_batch_size=batch,
-        global_batch_source="training.global_batch_size" if t.global_batch_size is not None else
-        f"{OPEN_BATCH}: no training.global_batch_size",
+        global_batch_source=SPEC_BATCH if t.global_batch_size is not None else OPEN_BATCH,
         steps=steps,
         precision=t.precision,
         optimizer=t.optimizer,

@@ -168,7 +168,9 @@ def _where(est: Estimate) -> str:
         return "with the spec's parallelism section"
     if source == "one GPU":
         return "on one GPU"
-    return "on any layout costplan tries (the one needing least memory is shown)"
+    if source.startswith("none of"):
+        return "on any layout costplan tries (the one needing least memory is shown)"
+    return f"({source})"
 
 
 def _lower_memory(est: Estimate) -> list[str]:

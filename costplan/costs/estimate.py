@@ -7,7 +7,7 @@ from costplan.costs import ZERO, memo, parallel
 from costplan.costs.components import COMPONENTS, components, shape_of, shared_components  # noqa: F401 - API
 from costplan.costs.memory import gradient_bytes, is_mixed, optimizer_bytes, weight_bytes
 from costplan.costs.result import Assumptions, Estimate, Flops, Memory, Number, Parallelism, Params, Time
-from costplan.costs.run import Run, resolve, stages_of, step_time
+from costplan.costs.run import Run, memories_of, resolve, step_time
 from costplan.costs.step import StepTime
 from costplan.costs.time import SECONDS_PER_HOUR, wall_clock_days
 from costplan.spec import Spec
@@ -66,7 +66,7 @@ def _estimate(spec: Spec, law: str | scaling.ScalingLaw | None) -> Estimate:
 
     run = resolve(spec)
     spec = run.spec
-    memories = run.memories or parallel.stage_memories(spec, stages_of(spec, shape))
+    memories = run.memories or memories_of(spec, shape)
     stage = max(memories, key=lambda mem: mem.total)
     memory = Memory(
         weights=stage.weights, gradients=stage.gradients, optimizer=stage.optimizer,

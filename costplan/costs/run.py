@@ -87,10 +87,9 @@ def _search(spec: Spec) -> tuple[Spec, str, list[parallel.StageMemory] | None, s
             source = f"the fewest model-parallel GPUs that fit of {len(candidates)} layouts on {count} GPUs"
         if found is not None:
             return found[0], source, found[1], found[2]
-        # none fits: the layout needing the least memory (the first of equals)
-        needed = [(max(m.total for m in memories), index, c.spec, memories)
-                  for index, c in enumerate(candidates) for memories in [_memories(c.spec, shape)]]
-        _, _, chosen, memories = min(needed, key=lambda x: x[:2])
+        # none fits: the layout needing the least memory (min keeps the first of equals)
+        sized = [(c.spec, memories_of(c.spec, shape)) for c in candidates]
+        chosen, memories = min(sized, key=lambda x: max(m.total for m in x[1]))
         return (chosen, f"none of {len(candidates)} layouts on {count} GPUs fits; the one needing least memory",
                 memories, None)
 
@@ -111,7 +110,8 @@ class _Candidate:
         return self._spec
 
 
-def _memories(spec: Spec, shape: Shape) -> list[parallel.StageMemory]:
+def memories_of(spec: Spec, shape: Shape) -> list[parallel.StageMemory]:
+    """Each pipeline stage's memory per GPU for a laid-out spec."""
     return parallel.stage_memories(spec, stages_of(spec, shape))
 
 
@@ -123,7 +123,7 @@ def _first_fitting(candidates: list[_Candidate], shape: Shape, capacity: float
                    ) -> tuple[Spec, list[parallel.StageMemory], None] | None:
     """The fitting layout of the fewest model-parallel GPUs, then the lowest ZeRO stage (the first listed)."""
     for c in sorted(candidates, key=lambda c: (layouts.replica(c.layout), c.layout["zero"])):
-        memories = _memories(c.spec, shape)
+        memories = memories_of(c.spec, shape)
         if _fits(memories, capacity):
             return c.spec, memories, None
     return None
@@ -161,7 +161,7 @@ def _fastest(candidates: list[_Candidate], shape: Shape, capacity: float
             break       # this bound and every later one exceed the fastest step per sequence
         if fam in done:
             continue
-        memories = _memories(c, shape)
+        memories = memories_of(c, shape)
         if not _fits(memories, capacity):
             continue
         done.add(fam)
@@ -180,7 +180,7 @@ def step_of(spec: Spec, shape: Shape,
             memories: list[parallel.StageMemory] | None = None) -> step.StepTime:
     """The step model's time for a laid-out spec (its stages' memory, when already known, gives their
     parameters)."""
-    memories = memories or parallel.stage_memories(spec, stages_of(spec, shape))
+    memories = memories or memories_of(spec, shape)
     params = [(m.params, m.routed_params) for m in memories]
     return step.step_time(spec, _device(spec), shape, params)
 

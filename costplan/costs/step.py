@@ -351,8 +351,8 @@ def sequence_bound(spec: Spec, dev: Device, shape: Shape) -> float:
     GPUs) · (1 + (p − 1)/(v·m)); the optimizer, the pipeline and the data traffic only add. `whole`, one
     micro-batch through every layer on one GPU with its exposed layer traffic, is the same for every layout of the
     model whose layers are timed alike (_layout_key), whatever its pipeline and ZeRO stage: it is kept inside
-    memo.shared().
-    Recomputing the first layers of each stage (training.recompute_layers) only adds to a deeper pipeline."""
+    memo.shared(). Recomputing the first layers of each stage (training.recompute_layers) only adds to a deeper
+    pipeline."""
     par = spec.parallel
     with memo.shared():
         layout = _layout_key(spec, dev, shape)

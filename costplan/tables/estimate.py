@@ -163,14 +163,9 @@ def warnings(est: Estimate) -> list[str]:
 
 
 def _where(est: Estimate) -> str:
+    """The layout the memory is for: the spec's own, or what the search said of its choice."""
     source = est.parallelism.source
-    if source == "parallelism":
-        return "with the spec's parallelism section"
-    if source == "one GPU":
-        return "on one GPU"
-    if source.startswith("none of"):
-        return "on any layout costplan tries (the one needing least memory is shown)"
-    return f"({source})"
+    return "with the spec's parallelism section" if source == "parallelism" else f"({source})"
 
 
 def _lower_memory(est: Estimate) -> list[str]:

@@ -301,6 +301,33 @@ def test_calibrate_writes_kernel_curves_that_load(run, tmp_path, monkeypatch):
     assert run("estimate", "gpt2-small", "--gpu", str(out)).exit_code == 0
 
 
+def test_calibrate_leaves_out_per_op_checkpointing_where_torch_cannot_run_it(run, tmp_path, monkeypatch):
+    # torch 2.11 (an H200's image) passes no op output to a checkpoint policy: the other fixed costs stand
+    from costplan.errors import CostplanError
+    from costplan.hardware import resolve
+    from costplan.profiling import calibrate
+
+    monkeypatch.setitem(calibrate.SIZES, "cpu", (64, 128))
+    monkeypatch.setitem(calibrate.COPY_BYTES, "cpu", 2**20)
+    monkeypatch.setitem(calibrate.REFERENCE, "cpu", (FLASH, []))
+    build = calibrate.trainer_of
+
+    def old_torch(spec, device):  # noqa: ANN001, ANN202
+        if spec.training.recompute == "selective_op":
+            raise CostplanError("training.recompute selective_op: this torch does not pass an op's output")
+        return build(spec, device)
+
+    monkeypatch.setattr(calibrate, "trainer_of", old_torch)
+    out = tmp_path / "old.yaml"
+    result = run("calibrate", "--device", "cpu", "--output", str(out), "--time-budget", "8")
+    assert result.exit_code == 0, result.stderr
+    (line,) = [line for line in result.stderr.splitlines() if line.startswith("calibrate: fixed costs")]
+    assert line.endswith("per op under per-op checkpointing: not measured: training.recompute selective_op: "
+                         "this torch does not pass an op's output")
+    kernels = resolve(str(out)).kernels
+    assert kernels.checkpoint_op_seconds is None and kernels.kernel_seconds.value > 0
+
+
 def _probed_rates(monkeypatch, rates):
     from costplan.profiling import precision
 

@@ -147,3 +147,37 @@ def test_calibrated_curves_are_fractions_of_the_file_s_peaks_and_capped():
     assert source.startswith("measured by costplan calibrate on cpu: test CPU, 2 threads on 2026-12-02: fp32 ")
     assert "1 of 2 points capped at 1.5" in source and "over the fp32 peak" in source
     assert kernels["collective"]["points"] == [[1, 1.0]]
+
+
+def _gpu_clock(monkeypatch, kernel_seconds: float, sync_seconds: float = 20e-6):
+    """A fake GPU: each call queues `kernel_seconds` of work, and synchronising costs `sync_seconds` besides."""
+    now = [0.0]
+    monkeypatch.setattr(timing, "time", SimpleNamespace(perf_counter=lambda: now[0]))
+
+    def synchronize(device) -> None:
+        if device.type == "cuda":
+            now[0] += sync_seconds
+    monkeypatch.setattr(timing, "synchronize", synchronize)
+
+    def kernel() -> None:
+        now[0] += kernel_seconds
+    return kernel
+
+
+@pytest.mark.parametrize("timer", [timing.best_seconds,
+                                   lambda fn, device: timing.median_call_seconds(fn, device, 5)])
+def test_a_short_gpu_kernel_is_timed_back_to_back(monkeypatch, timer):
+    gpu = torch.device("cuda")          # constructed, never touched: the clock and synchronize are fake
+    kernel = _gpu_clock(monkeypatch, 3e-6)
+    # one call a timing would take the synchronisation for the kernel: 23 µs instead of 3
+    assert timer(kernel, gpu) == pytest.approx(3e-6, rel=0.01)
+    run, calls = timing.back_to_back(kernel, gpu)
+    assert calls == timing.MAX_CALLS            # 1,024 × 3 µs: the first count past 2 ms of work
+    kernel = _gpu_clock(monkeypatch, 1e-4)
+    _, calls = timing.back_to_back(kernel, gpu)
+    assert calls == 64                          # 16 calls: 1.6 ms; 64: 6.4 ms
+    kernel = _gpu_clock(monkeypatch, 5e-3)      # long enough alone: one call, its synchronisation in it
+    assert timing.back_to_back(kernel, gpu)[1] == 1
+    assert timer(kernel, gpu) == pytest.approx(5.02e-3)
+    kernel = _gpu_clock(monkeypatch, 3e-6)      # a CPU runs a call to its end: timed alone
+    assert timing.back_to_back(kernel, CPU)[1] == 1 and timer(kernel, CPU) == pytest.approx(3e-6)

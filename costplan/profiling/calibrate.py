@@ -59,6 +59,7 @@ import torch
 
 from costplan import report, yamlio
 from costplan.costs.estimate import estimate
+from costplan.errors import CostplanError
 from costplan.kernels import MAX_EFFICIENCY as CAP
 from costplan.kernels import Curves
 from costplan.profiling.measure import (MEMORY_FRACTION, available_bytes, describe, meminfo_bytes,
@@ -72,7 +73,7 @@ from costplan.profiling.calibrate_attention import (BACKWARD_FLOPS, Attention, a
 from costplan.profiling.fixed_costs import (Fixed, FixedStep, checkpoint_cost_of, fixed_costs_of, tiny_checkpointed,
                                             trainer_of)
 from costplan.profiling.calibrate_memory import COPY_BYTES, copy_bandwidth, memory_bound_rate, weight_read_rate
-from costplan.profiling.timing import BEST_OF, MIN_RUNS, best_seconds, median_seconds, time_steps
+from costplan.profiling.timing import BEST_OF, MIN_RUNS, best_seconds, median_seconds, queued_note, time_steps
 
 DEFAULT_BUDGET = 180.0      # seconds for the whole calibration
 MATMUL_SHARE = 0.4          # of the budget, for the matmul rates
@@ -210,9 +211,12 @@ def calibrate(device: torch.device, budget: float = DEFAULT_BUDGET,
                            date=datetime.date.today().isoformat(), memory_bound=memory_bound,
                            weight_read=weight_read, depthwise_conv=conv, block_gemm=blocks)
     measured.fixed = fixed_costs(measured, device, precision)
+    checkpoint = measured.fixed.checkpoint_source
+    if not checkpoint.startswith("not measured"):
+        checkpoint = f"{measured.fixed.checkpoint * 1e6:.3g} µs"
     progress(f"fixed costs: {measured.fixed.kernel * 1e6:.3g} µs per kernel, {measured.fixed.update * 1e6:.3g} µs "
              f"per parameter tensor's update, {measured.fixed.loop * 1e6:.3g} µs per kernel of a block loop, "
-             f"{measured.fixed.checkpoint * 1e6:.3g} µs per op under per-op checkpointing")
+             f"per op under per-op checkpointing: {checkpoint}")
     progress(f"done in {report.seconds(time.perf_counter() - started)} (budget {report.seconds(budget)})")
     return measured
 
@@ -229,20 +233,25 @@ def fixed_costs(c: Calibration, device: torch.device, precision: str) -> Fixed:
     step = median_seconds(lambda: tiny.trainer.step(tiny.data), lambda: None, device, FIXED_RUNS)
     loop = median_seconds(tiny.loop.seconds, lambda: None, device, FIXED_RUNS)
     timed = []      # the tiny step as per-op checkpointing takes it, without it and with it
-    for on in (False, True):
-        trainer, data = trainer_of(tiny_checkpointed(precision, on), device)
-        timed.append(median_seconds(lambda: trainer.step(data), lambda: None, device, FIXED_RUNS))
-    plain, checkpointed = timed
+    unmeasured = ""
+    try:
+        for on in (False, True):
+            trainer, data = trainer_of(tiny_checkpointed(precision, on), device)
+            timed.append(median_seconds(lambda: trainer.step(data), lambda: None, device, FIXED_RUNS))
+    except CostplanError as exc:    # a torch too old for the checkpoint policy: the other costs stand
+        unmeasured = f"not measured: {exc}"
     how = f"median of {FIXED_RUNS} runs"
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "calibrated.yaml"
         path.write_text(yamlio.dumps(hardware_entry(c)), encoding="utf-8")
         fixed = fixed_costs_of(precision, str(path), step, update, how, loop)
-        fixed.checkpoint, fixed.checkpoint_source = checkpoint_cost_of(precision, str(path), plain, checkpointed,
-                                                                       fixed, how)
+        if not unmeasured:
+            plain, checkpointed = timed
+            fixed.checkpoint, fixed.checkpoint_source = checkpoint_cost_of(precision, str(path), plain,
+                                                                           checkpointed, fixed, how)
     on = f"measured by costplan calibrate on {c.device} on {c.date}"
     fixed.source, fixed.loop_source = f"{on}: {fixed.source}", f"{on}: {fixed.loop_source}"
-    fixed.checkpoint_source = f"{on}: {fixed.checkpoint_source}"
+    fixed.checkpoint_source = unmeasured or f"{on}: {fixed.checkpoint_source}"
     return fixed
 
 
@@ -265,13 +274,14 @@ def kernel_curves(c: Calibration) -> dict:
     """The calibration's efficiency curves as the `kernels:` mapping of a hardware file (kernels.Curves)."""
     on = f"measured by costplan calibrate on {c.device} on {c.date}"
     peaks = c.peaks
+    queued = queued_note(c.device.split(":")[0])
     gemm = {}
     for p, by_size in c.rates.items():
         slow = ""
         if p != FALLBACK and FALLBACK in peaks and peaks[p] < SLOW_FRACTION * peaks[FALLBACK]:
             slow = (f" (at {report.flops_rate(peaks[p])} against {report.flops_rate(peaks[FALLBACK])} in fp32: "
                     f"no native {p} kernels here)")
-        gemm[p] = _curve(by_size, peaks[p], f"{on}: best of {BEST_OF} square {p} matmuls, n = "
+        gemm[p] = _curve(by_size, peaks[p], f"{on}: best of {BEST_OF} square {p} matmuls{queued}, n = "
                          f"{', '.join(str(n) for n in by_size)}, over the best of them (peak_tflops.{p}){slow}")
     entry: dict = {"gemm": gemm}
     a = c.attention
@@ -285,7 +295,7 @@ def kernel_curves(c: Calibration) -> dict:
         entry[name] = {d: _curve(by_len, peaks[a.precision], (
             f"{on}: {a.precision} torch scaled_dot_product_attention {what}, is_causal=True, head_dim {d}, "
             f"batch·heads {', '.join(str(a.heads[d][s]) for s in by_len)} at s = "
-            f"{', '.join(str(s) for s in by_len)}, best of {BEST_OF}; {counted}, over {against}"))
+            f"{', '.join(str(s) for s in by_len)}, best of {BEST_OF}{queued}; {counted}, over {against}"))
             for d, by_len in table.items()}
     entry["collective"] = {"points": [[1, 1.0]], "source": NOT_MEASURED}
     entry["collective_internode"] = {"points": [[1, 1.0]], "source": NOT_MEASURED}

@@ -14,7 +14,7 @@ from costplan import report
 from costplan.profiling.aft import causal_conv
 from costplan.profiling.measure import MEMORY_FRACTION, available_bytes
 from costplan.profiling.precision import DTYPES, FALLBACK, choose
-from costplan.profiling.timing import BEST_OF, best_seconds, synchronize
+from costplan.profiling.timing import BEST_OF, best_seconds, queued_note, synchronize
 
 # Attention: sequence lengths and head dimensions timed, and how long one call should take at the peak rate
 # (batch·heads is chosen for it, so that every length does about the same work).
@@ -110,8 +110,8 @@ def attention_rates(peak: float, precision: str, device: torch.device, seconds: 
     """attention_times over HEAD_DIMS and SEQ_LENS, shortest first, as FLOP/s. Each forward call takes about
     CALL_SECONDS (less when `seconds` is short; its batch·heads sized on one forward at the shortest length,
     from the `peak` guess, then on the forward rate of the length before), in at most 1/TENSORS of the free
-    memory per tensor; a length whose predicted time (the wall time of the length before, in proportion to the
-    work) would take its head dimension past its part of `seconds` is left out; the shortest is always
+    memory per tensor; a length whose predicted time (the calls of the length before, in proportion to the
+    work) would take its head dimension's calls past their part of `seconds` is left out; the shortest is always
     measured."""
     dims, lengths = HEAD_DIMS[device.type], SEQ_LENS[device.type]
     # 1 warm-up + BEST_OF runs of the forward and of forward + backward (3.5 × its work): 6 × 4.5 calls.
@@ -119,12 +119,12 @@ def attention_rates(peak: float, precision: str, device: torch.device, seconds: 
     memory = available_bytes(device) * MEMORY_FRACTION / TENSORS
     result = Attention(precision, {}, {}, {})
     for d in dims:
-        started = time.perf_counter()
+        spent = 0.0                         # seconds the calls of this head dimension's lengths took
         share = seconds / len(dims)
         fwd: dict[int, float] = {}
         bwd: dict[int, float] = {}
         heads: dict[int, int] = {}
-        last = (0.0, 0.0)                   # wall seconds and forward FLOPs of the length before
+        last = (0.0, 0.0)                   # seconds and forward FLOPs of the length before
         rate = peak                         # the forward FLOP/s that sizes the next call
         for s in lengths:
             per_head = forward_flops(1, s, d)
@@ -134,11 +134,13 @@ def attention_rates(peak: float, precision: str, device: torch.device, seconds: 
                 rate = forward_flops(h, s, d) / attention_forward_once(h, s, d, precision, device)
                 h = _heads(call * rate / per_head, most)
             flops = forward_flops(h, s, d)
-            if fwd and time.perf_counter() - started + last[0] * flops / last[1] > share:
+            if fwd and spent + last[0] * flops / last[1] > share:
                 break
-            point_started = time.perf_counter()
             forward_s, backward_s = attention_times(h, s, d, precision, device)
-            last = (time.perf_counter() - point_started, flops)
+            # what the point's calls took (warm-ups included), not its wall time, which on a GPU also holds the
+            # kernels' one-time set-up
+            last = ((2 + BEST_OF) * (2 * forward_s + max(backward_s, 0.0)), flops)
+            spent += last[0]
             fwd[s] = rate = flops / forward_s
             # A backward too fast to tell from the forward's noise counts as infinitely fast (capped later).
             bwd[s] = BACKWARD_FLOPS * flops / backward_s if backward_s > 0 else math.inf

@@ -9,7 +9,7 @@ import time
 import torch
 
 from costplan.profiling.precision import DTYPES
-from costplan.profiling.timing import best_seconds, median_seconds, synchronize
+from costplan.profiling.timing import best_seconds, median_call_seconds, queued_note, synchronize
 
 COPY_BYTES = {"cpu": 256 * 2**20, "cuda": 2 * 2**30}
 # The memory-bound kernels timed for their achieved rate: the shapes of a small model's activations (on a CPU
@@ -60,8 +60,9 @@ def weight_read_rate(device: torch.device) -> tuple[float, str]:
     """Bytes per second a decode step's weight products read (WeightReads): all their bytes over the sum of each
     product's median of MEMORY_RUNS calls; and what was timed."""
     reads = WeightReads(device)
-    seconds = sum(median_seconds(product, lambda: None, device, MEMORY_RUNS) for product in reads.products())
-    what = (f"{reads.describe()}, the medians of {MEMORY_RUNS} calls each, their weights' bytes over their time")
+    seconds = sum(median_call_seconds(product, device, MEMORY_RUNS) for product in reads.products())
+    what = (f"{reads.describe()}, the medians of {MEMORY_RUNS} calls each{queued_note(device.type)}, their "
+            "weights' bytes over their time")
     return reads.bytes / seconds, what
 
 
@@ -78,8 +79,8 @@ def memory_bound_rate(device: torch.device, precision: str) -> tuple[float, str]
                    "GELU": (lambda: torch.nn.functional.gelu(x), 2), "SiLU": (lambda: torch.nn.functional.silu(x), 2),
                    "softmax": (lambda: torch.softmax(x, -1), 2), "LayerNorm": (lambda: norm(x), 2)}
         for run, tensors in kernels.values():
-            rates.append(tensors * x.nbytes / median_seconds(run, lambda: None, device, MEMORY_RUNS))
+            rates.append(tensors * x.nbytes / median_call_seconds(run, device, MEMORY_RUNS))
     shapes = ", ".join(f"{r} × {w}" for r, w in ELEMENTWISE_SHAPES[device.type])
-    what = (f"{precision} {', '.join(kernels)} at {shapes}, each the median of {MEMORY_RUNS} calls, bytes read and "
-            f"written over the time; the median of the {len(rates)}")
+    what = (f"{precision} {', '.join(kernels)} at {shapes}, each the median of {MEMORY_RUNS} "
+            f"calls{queued_note(device.type)}, bytes read and written over the time; the median of the {len(rates)}")
     return statistics.median(rates), what

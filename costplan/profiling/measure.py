@@ -26,7 +26,7 @@ from costplan.profiling.model import build_model, component_of, training_dtype
 from costplan.profiling.precision import PrecisionChoice, timing_precision
 from costplan.profiling.private import fake_tensor_mode
 from costplan.profiling.step import Trainer, batch, loss_of
-from costplan.profiling.timing import Timing, time_steps
+from costplan.profiling.timing import Timing, back_to_back, time_steps
 from costplan.loading import with_overrides
 from costplan.spec import Spec
 
@@ -206,8 +206,9 @@ def probe_rate(device: torch.device, dtype: torch.dtype) -> float:
     since its calibration: compare.machine_drift)."""
     n = PROBE_SIZE
     a = torch.randn(n, n, device=device, dtype=dtype)
-    timing = time_steps(lambda: a @ a, device, runs=10, warmup=2)
-    return 2 * n**3 / timing.minimum
+    run, calls = back_to_back(lambda: a @ a, device)     # as calibrate times its matmuls
+    timing = time_steps(run, device, runs=10, warmup=2)
+    return 2 * n**3 * calls / timing.minimum
 
 
 def _step_cost(spec: Spec, size: int) -> tuple[float, int]:

@@ -3,6 +3,10 @@
 The median of at least 10 timed steps after warm-up steps, with the spread (min, max, interquartile range),
 synchronising the device after each step so that queued GPU work is inside the step that issued it. Given a
 wall-time budget, a slow step is timed fewer times (at least MIN_RUNS) so that the whole stays within it.
+
+A calibration's kernels are timed by their best (or median) call. On a GPU a call returns before its kernel ends,
+and synchronising costs microseconds a kernel of a few does not: such a call is timed as many calls back to back,
+as a step queues its kernels, over at least AMORTISED_SECONDS (back_to_back).
 """
 from __future__ import annotations
 
@@ -24,6 +28,8 @@ BEST_OF = 5                 # runs of a kernel whose best time a calibration tak
 # step 40 (bench/moe_routing.py). A long run is past that; such a step is timed after it settles.
 SETTLE_STEPS = 50
 SETTLE_SECONDS = 10.0       # at most, whatever the steps
+AMORTISED_SECONDS = 2e-3    # a GPU timing of a kernel spans at least this much work queued back to back
+MAX_CALLS = 1024
 
 
 @dataclass(frozen=True)
@@ -90,17 +96,47 @@ def time_steps(step: Callable[[], None], device: torch.device, runs: int = RUNS,
                   iqr=quartiles[2] - quartiles[0], runs=len(times), settled=settled)
 
 
+def back_to_back(fn: Callable[[], object], device: torch.device) -> tuple[Callable[[], None], int]:
+    """fn repeated back to back as many times as fill AMORTISED_SECONDS on a GPU (at most MAX_CALLS), and that
+    number; fn itself on a CPU, which runs a call to its end before it returns."""
+    if device.type != "cuda":
+        return fn, 1
+    calls = 1
+
+    def run() -> None:
+        for _ in range(calls):
+            fn()
+
+    while calls < MAX_CALLS:
+        synchronize(device)
+        start = time.perf_counter()
+        run()
+        synchronize(device)
+        if time.perf_counter() - start >= AMORTISED_SECONDS:
+            break
+        calls = min(MAX_CALLS, 4 * calls)
+    return run, calls
+
+
+def queued_note(device_type: str) -> str:
+    """What a calibration's source says of its GPU timings (back_to_back); nothing on a CPU."""
+    return (f" (each timing {AMORTISED_SECONDS * 1e3:g} ms or more of calls back to back)" if device_type == "cuda"
+            else "")
+
+
 def best_seconds(fn: Callable[[], object], device: torch.device, repeat: int = BEST_OF) -> float:
-    """The best wall time of `repeat` calls of fn after one to warm up, the device synchronised around each."""
+    """The best wall time of one call of fn over `repeat` timings after one call to warm up, the device
+    synchronised around each timing (of several calls on a GPU: back_to_back)."""
     fn()
     synchronize(device)
+    run, calls = back_to_back(fn, device)
     best = float("inf")
     for _ in range(repeat):
         start = time.perf_counter()
-        fn()
+        run()
         synchronize(device)
         best = min(best, time.perf_counter() - start)
-    return best
+    return best / calls
 
 
 def median_seconds(run: Callable[[], None], prepare: Callable[[], None], device: torch.device,
@@ -116,3 +152,9 @@ def median_seconds(run: Callable[[], None], prepare: Callable[[], None], device:
         if i >= 2:
             times.append(time.perf_counter() - start)
     return statistics.median(times)
+
+
+def median_call_seconds(fn: Callable[[], object], device: torch.device, runs: int) -> float:
+    """Median seconds of one call of fn over `runs` timings (of several calls on a GPU: back_to_back)."""
+    run, calls = back_to_back(fn, device)
+    return median_seconds(run, lambda: None, device, runs) / calls

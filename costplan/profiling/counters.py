@@ -3,6 +3,8 @@
 1. torch's FlopCounterMode, forward and forward+backward (recomputation included, as executed). torch 2.13
    has no formula for the CPU flash kernel `aten._scaled_dot_product_flash_attention_for_cpu` (and its
    backward) nor for `aten._grouped_mm`, and silently counts them as 0; the formulas below fill those holes.
+   The GPU attention kernels (flash, memory-efficient, cuDNN) get the same formulas: torch 2.11's own refuse
+   grouped-query shapes (fewer key than query heads), which those kernels take as they are.
 2. fvcore (JIT trace), forward only. fvcore counts one multiply-add as one "flop" (it says so in its docs);
    its numbers are doubled here (convention 1). It has no handle for scaled_dot_product_attention, so one is
    registered, and its handles for norms and pooling are switched off (not matmuls, convention 2).
@@ -35,13 +37,13 @@ def _attention_pairs(query, key) -> tuple[int, int, int, int]:  # noqa: ANN001
     return b * heads, s_q, key[-2], d_qk
 
 
-def cpu_flash_forward(query, key, value, *args, out_shape=None, **kwargs) -> int:  # noqa: ANN001
+def flash_forward(query, key, value, *args, out_shape=None, **kwargs) -> int:  # noqa: ANN001
     """QKᵀ and PV over every (query, key) pair, causal or not: 2·B·H·s_q·s_k·(d_qk + d_v)."""
     bh, s_q, s_k, d_qk = _attention_pairs(query, key)
     return 2 * bh * s_q * s_k * (d_qk + value[-1])
 
 
-def cpu_flash_backward(grad_out, query, key, value, *args, out_shape=None, **kwargs) -> int:  # noqa: ANN001
+def flash_backward(grad_out, query, key, value, *args, out_shape=None, **kwargs) -> int:  # noqa: ANN001
     """Five matmuls: S = QKᵀ again (d_qk), dP = dO·Vᵀ (d_v), dV = Pᵀ·dO (d_v), dQ = dS·K (d_qk), dK = dSᵀ·Q (d_qk)."""
     bh, s_q, s_k, d_qk = _attention_pairs(query, key)
     return 2 * bh * s_q * s_k * (3 * d_qk + 2 * value[-1])
@@ -74,14 +76,19 @@ def convolution_backward(grad_out, x, weight, bias, stride, padding, dilation, t
     return forward * (int(output_mask[0]) + int(output_mask[1]))
 
 
+# Fused attention kernels, each taking (query, key, value, ...) forward and (grad_out, query, key, value, ...)
+# backward: aten._scaled_dot_product_<kernel> and its _backward.
+ATTENTION_KERNELS = ("flash_attention_for_cpu", "flash_attention", "efficient_attention", "cudnn_attention")
+
+
 def _packet(name: str):  # noqa: ANN202
     return getattr(aten, name, None)
 
 
 EXTRA_FORMULAS: dict = {
     packet: formula for packet, formula in (
-        (_packet("_scaled_dot_product_flash_attention_for_cpu"), cpu_flash_forward),
-        (_packet("_scaled_dot_product_flash_attention_for_cpu_backward"), cpu_flash_backward),
+        *((_packet(f"_scaled_dot_product_{kernel}"), flash_forward) for kernel in ATTENTION_KERNELS),
+        *((_packet(f"_scaled_dot_product_{kernel}_backward"), flash_backward) for kernel in ATTENTION_KERNELS),
         (_packet("_grouped_mm"), grouped_mm),
         (_packet("convolution_backward"), convolution_backward),
     ) if packet is not None

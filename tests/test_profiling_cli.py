@@ -97,6 +97,23 @@ def test_profile_json_is_exact(run):
     assert result["arithmetic_not_counted"]["aten.mul"] > 0
 
 
+def test_profile_of_many_gpus_estimates_the_one_device_it_measures(run, tmp_path):
+    # Without a parallelism section the estimate of 64 small GPUs is of the layout the search picks for them,
+    # weights sharded; the reference model measured is one device holding everything, as is its estimate.
+    import costplan
+
+    gpu = tmp_path / "small.yaml"
+    gpu.write_text("name: small\npeak_tflops: {bf16: 100}\nmemory_gib: 0.001\nmemory_bandwidth_gbs: 100\n"
+                   "interconnect_gbs: 10\nmfu: 0.4\nusd_per_gpu_hour: 1\n", encoding="utf-8")
+    many = costplan.load_spec(FLASH, [f"hardware.gpu={gpu}", "hardware.mfu=0.4", "hardware.count=64"])
+    one = costplan.load_spec(FLASH, [f"hardware.gpu={gpu}", "hardware.mfu=0.4", "hardware.count=1"])
+    assert costplan.estimate(many).memory.total_per_gpu < costplan.estimate(one).memory.total_per_gpu
+    data = json.loads(run("profile", FLASH, "--gpu", str(gpu), "--mfu", "0.4", "--gpus", "64", "--no-time",
+                          "--format", "json").stdout)
+    peak = next(c for c in data[0]["checks"] if c["metric"] == "peak")
+    assert peak["estimate"] == costplan.estimate(one).memory.total_per_gpu and peak["status"] == "ok"
+
+
 def test_junit_and_markdown(run):
     xml = run("profile", FLASH, DENSE, "--no-time", "--format", "junit").stdout
     suites = ET.fromstring(xml).findall("testsuite")

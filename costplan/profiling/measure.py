@@ -313,9 +313,10 @@ def measure_time(spec: Spec, size: int, device: torch.device, budget: float,
 def measure(spec: Spec, device: torch.device, *, time: bool = True, time_budget: float = DEFAULT_TIME_BUDGET,
             time_overrides: list[str] | None = None) -> Measurement:
     """Every measurement of `spec` at its micro-batch size on `device`, as one device holding the whole model
-    (a parallelism section is left out: the reference model is not sharded)."""
-    if spec.parallelism is not None:
-        spec = with_overrides(spec, ["parallelism=null"])
+    (a parallelism section is left out and hardware.count is 1: the reference model is not sharded, and the
+    estimate of several GPUs without a layout would be of the layout the search chooses for them)."""
+    if spec.parallelism is not None or spec.hardware.count != 1:
+        spec = with_overrides(spec, ["parallelism=null", "hardware.count=1"])
     size = spec.training.micro_batch_size
     fvcore, fvcore_note = count_fvcore(spec, size)
     result = Measurement(

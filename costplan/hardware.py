@@ -55,6 +55,13 @@ class GPU(Section):
         return None if tflops is None else tflops * 1e12
 
     @property
+    def queues_kernels(self) -> bool:
+        """Whether the host queues each kernel and goes on while the device runs it, so that the framework's
+        fixed costs (kernels.kernel_seconds and the like) overlap the device's work: every accelerator, and not a
+        CPU (a file `costplan calibrate` wrote on a "cpu: ..." device), which runs each op to its end."""
+        return not (self.calibrated_on or "").startswith("cpu")
+
+    @property
     def precisions(self) -> list[str]:
         return [p for p in PRECISIONS if p in self.peak_tflops]
 

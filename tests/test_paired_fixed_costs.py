@@ -23,8 +23,8 @@ TINY = ["model.n_layers=2", "model.d_model=48", "model.d_ff=192", "model.vocab_s
         "training.precision=bf16"]
 
 
-def hardware(tmp_path, name, kernel=None, update=None, loop=None, checkpoint=None) -> str:
-    device = {**CALIBRATED, "kernels": dict(CALIBRATED["kernels"])}
+def hardware(tmp_path, name, kernel=None, update=None, loop=None, checkpoint=None, on="cpu: test") -> str:
+    device = {**CALIBRATED, "kernels": dict(CALIBRATED["kernels"]), "calibrated_on": on}
     for field, value in (("kernel_seconds", kernel), ("update_seconds", update), ("loop_kernel_seconds", loop),
                          ("checkpoint_op_seconds", checkpoint)):
         if value is not None:
@@ -62,6 +62,18 @@ def test_the_tiny_steps_times_between_the_steps_set_the_fixed_costs(tmp_path):
     assert row.estimate == pytest.approx(expected) and row.estimate > at_file
     assert f"{kernel * 1e6:.4g} µs a kernel" in row.note and "(the file's 40, 30)" in row.note
     assert "loop" not in row.note       # the file has no figure for block loops: none is paired
+
+
+def test_on_a_gpu_the_tiny_steps_time_is_its_hosts(tmp_path):
+    # A GPU's host issues the tiny step's kernels slower than they run, so the step is the host's time alone
+    # (costs/step.py host_and_device): nothing of the rooflines comes off, as it does on a CPU.
+    from costplan.profiling.fixed_costs import fixed_costs_of
+
+    gpu = hardware(tmp_path, "gpu", on="cuda: test")
+    fixed = fixed_costs_of("bf16", gpu, 0.010, 0.003, "median of 3")
+    assert fixed.kernel == pytest.approx((0.010 - 0.003) / 117) and fixed.update == pytest.approx(0.003 / 36)
+    cpu = fixed_costs_of("bf16", hardware(tmp_path, "cpu"), 0.010, 0.003, "median of 3")
+    assert cpu.kernel < fixed.kernel and cpu.update < fixed.update
 
 
 def test_a_file_with_a_loop_figure_pairs_it_with_the_tiny_block_loop(tmp_path):

@@ -228,11 +228,12 @@ def test_decode_time_is_bytes_at_the_paired_read_rate_plus_each_kernels_fixed_co
 
     from costplan.profiling.compare import _decode_time_check
 
-    def check(curves, calibrated_on="cpu: here"):
-        gpu = SimpleNamespace(memory_bandwidth_gbs=30.0, curves=lambda: curves, calibrated_on=calibrated_on, key="f")
+    def check(curves, calibrated_on="cpu: here", device_name="cpu: here"):
+        gpu = SimpleNamespace(memory_bandwidth_gbs=30.0, curves=lambda: curves, calibrated_on=calibrated_on, key="f",
+                              queues_kernels=calibrated_on.startswith("cuda"))
         m = SimpleNamespace(context=112, timing=SimpleNamespace(runs=9, spread=0.1, median=0.041), read_rate=15e9,
                             timed_spec=SimpleNamespace(gpu=gpu, model=ci("flash").model), timed_dtype="float32",
-                            time_overrides=[], device_name="cpu: here", time_note="")
+                            time_overrides=[], device_name=device_name, time_note="")
         return _decode_time_check(m, 0.3, lambda spec, context, element: 600e6)
 
     figure = SimpleNamespace
@@ -240,6 +241,13 @@ def test_decode_time_is_bytes_at_the_paired_read_rate_plus_each_kernels_fixed_co
     assert fixed.estimate == pytest.approx(0.040 + 33 * 25e-6) and fixed.status == "ok"
     assert "572.2 MiB read at 15 GB/s" in fixed.note and "the hardware file's 24 GB/s" in fixed.note
     assert "+ 33 kernels × 25 µs" in fixed.note
+    # a GPU's host launches the next kernel while the device reads: the longer of the two
+    gpu = check(SimpleNamespace(weight_read=figure(value=0.8), kernel_seconds=figure(value=25e-6)), "cuda: here",
+                "cuda: here")
+    assert gpu.estimate == pytest.approx(0.040) and ", or 33 kernels × 25 µs if longer" in gpu.note
+    launch_bound = check(SimpleNamespace(weight_read=figure(value=0.8), kernel_seconds=figure(value=2e-3)),
+                         "cuda: here", "cuda: here")
+    assert launch_bound.estimate == pytest.approx(33 * 2e-3)
     bare = check(None)
     assert bare.estimate == pytest.approx(0.040) and "kernels" not in bare.note
     elsewhere = check(None, calibrated_on="cpu: another")

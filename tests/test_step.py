@@ -580,10 +580,11 @@ def test_expert_all_to_all_spans_the_expert_tensor_and_expert_ranks(flat, expert
     assert e.time.breakdown["communication.expert"] == pytest.approx(wire / link)
 
 
-def fixed(tmp_path, kernel=None, update=None):
-    """The flat device with a fixed cost per kernel and per parameter tensor's update (seconds)."""
-    path = tmp_path / f"fixed-{kernel}-{update}.yaml"
-    device = {**FLAT, "kernels": dict(FLAT["kernels"])}
+def fixed(tmp_path, kernel=None, update=None, host="cpu: test"):
+    """The flat device with a fixed cost per kernel and per parameter tensor's update (seconds), calibrated on
+    `host`: a CPU's, which runs each op to its end, unless told otherwise."""
+    path = tmp_path / f"fixed-{kernel}-{update}-{host.split(':')[0]}.yaml"
+    device = {**FLAT, "kernels": dict(FLAT["kernels"]), "calibrated_on": host}
     for name, value in (("kernel_seconds", kernel), ("update_seconds", update)):
         if value is not None:
             device["kernels"][name] = {"value": value, "source": "test"}
@@ -611,15 +612,29 @@ def test_fixed_costs_are_counted_only_where_measured(flat, tmp_path):
     assert "overhead" not in step(flat, {}, model=GPT2_STYLE).time.breakdown
     costly = step(fixed(tmp_path, kernel=1e-4, update=1e-3), {}, model=GPT2_STYLE)
     assert costly.time.breakdown["overhead"] == pytest.approx((40 * L + 13) * 1e-4 + (16 * L + 4) * 1e-3)
-    assert costly.time.step_seconds == pytest.approx(step(flat, {}, model=GPT2_STYLE).time.step_seconds
+    assert costly.time.step_seconds == pytest.approx(step(fixed(tmp_path), {}, model=GPT2_STYLE).time.step_seconds
                                                      + costly.time.breakdown["overhead"])
     only_updates = step(fixed(tmp_path, update=1e-3), {}, model=GPT2_STYLE)
     assert only_updates.time.breakdown["overhead"] == pytest.approx((16 * L + 4) * 1e-3)
 
 
+@pytest.mark.parametrize("kernel, update", [(1e-9, 1e-9), (1e-3, 1e-9), (1e-9, 1e-2), (1e-3, 1e-2)])
+def test_a_gpu_host_works_while_its_kernels_run(flat, tmp_path, kernel, update):
+    # A GPU's host queues each kernel and goes on: a micro-batch takes the longer of its kernels' time and the
+    # host's fixed costs, the update the longer of its bytes' time and its tensors' costs. One micro-batch here.
+    host, updates = (40 * L + 13) * kernel, (16 * L + 4) * update
+    for calibrated_on, overlap in (("cuda: test", max), ("cpu: test", lambda a, b: a + b)):    # a CPU: the sum
+        plain = step(fixed(tmp_path, host=calibrated_on), {}, model=GPT2_STYLE).time.breakdown
+        kernels = sum(plain[part] for part in ("matmul", "attention", "memory_bound"))
+        costly = step(fixed(tmp_path, kernel, update, host=calibrated_on), {}, model=GPT2_STYLE).time
+        assert costly.step_seconds == pytest.approx(overlap(kernels, host) + overlap(plain["optimizer"], updates))
+        assert sum(costly.breakdown.values()) == pytest.approx(costly.step_seconds)
+        assert costly.breakdown["overhead"] == pytest.approx(costly.step_seconds - kernels - plain["optimizer"])
+
+
 def test_kernel_costs_repeat_per_micro_batch_and_in_the_bubble(flat, tmp_path):
     layout = {"pipeline": 2, "micro_batches": 4}
-    plain = step(flat, layout, count=2, model=GPT2_STYLE).time.breakdown
+    plain = step(fixed(tmp_path), layout, count=2, model=GPT2_STYLE).time.breakdown
     costly = step(fixed(tmp_path, kernel=1e-3), layout, count=2, model=GPT2_STYLE).time.breakdown
     # the slowest stage is the last (the head's GEMM): its layer (40), the head GEMM (3), the loss (4) and the
     # final norm (2), launched again by each of the 4 micro-batches; the bubble is one more micro-batch's time

@@ -27,6 +27,7 @@ from costplan import report
 from costplan.costs.estimate import COMPONENTS, components, estimate, shape_of
 from costplan.costs.norm import LAYER_NORMS
 from costplan.costs.serving_ops import forward_kernels
+from costplan.costs.step import host_and_device
 from costplan.errors import CostplanError
 from costplan.loading import with_overrides
 from costplan.profiling.fixed_costs import checkpoint_cost_of, fixed_costs_of, paired, with_fixed_costs
@@ -318,13 +319,13 @@ def _decode_time_check(m, tolerance: float | None, bytes_read) -> Check:  # noqa
     share = curves.weight_read.value if curves is not None and curves.weight_read is not None else 1.0
     fixed = curves.kernel_seconds if curves is not None else None
     launched = forward_kernels(spec.model, 1, 1)
-    estimate = read / m.read_rate + (launched * fixed.value if fixed is not None else 0.0)
+    estimate = host_and_device(gpu, read / m.read_rate, launched * fixed.value if fixed is not None else 0.0)
+    kernels = f"{report.number(launched)} kernels × {report.number(fixed.value * 1e6)} µs" if fixed else ""
     notes = [f"median of {m.timing.runs}, IQR ±{100 * m.timing.spread / 2:.0f}%, {m.timed_dtype}",
              f"{report.size(read)} read at {report.number(m.read_rate / 1e9)} GB/s (calibrate's matrix-vector "
              f"products, timed between the steps; the hardware file's "
              f"{report.number(gpu.memory_bandwidth_gbs * share)} GB/s)"
-             + (f" + {report.number(launched)} kernels × {report.number(fixed.value * 1e6)} µs"
-                if fixed is not None else "")]
+             + ((f", or {kernels} if longer" if gpu.queues_kernels else f" + {kernels}") if kernels else "")]
     if m.time_overrides:
         notes.append("timed with --set " + " ".join(m.time_overrides))
     if gpu.calibrated_on != m.device_name:

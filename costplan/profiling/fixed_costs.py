@@ -172,6 +172,13 @@ def loop_matmul_seconds(gpu: GPU, precision: str) -> float:
     return seconds
 
 
+def _rooflines(spec: Spec, breakdown: dict[str, float]) -> dict[str, float]:
+    """The parts of the tiny step's breakdown that its fixed costs come on top of: all of them on a CPU, which
+    runs each op to its end; none on a GPU, whose tiny kernels end before its host has issued the next, so that
+    the step takes the host's time alone (costs/step.py host_and_device)."""
+    return {part: 0.0 if spec.gpu.queues_kernels else seconds for part, seconds in breakdown.items()}
+
+
 def fixed_costs_of(precision: str, hardware: str, step: float, update: float, how: str,
                    loop: float | None = None) -> Fixed:
     """The fixed costs that `step` seconds of the tiny step in `precision`, `update` of them its optimizer
@@ -181,7 +188,7 @@ def fixed_costs_of(precision: str, hardware: str, step: float, update: float, ho
     how the two times were taken. `loop` seconds of the tiny block loop, if timed, less its batched matmuls at the
     hardware's block_gemm curve (loop_matmul_seconds), over its kernels give the cost of a loop's kernel."""
     spec = tiny_step(precision, hardware)
-    parts = step_of(spec, shape_of(spec)).breakdown
+    parts = _rooflines(spec, step_of(spec, shape_of(spec)).breakdown)
     counts = stage_counts(spec, shape_of(spec))
     kernel = max(0.0, step - update - parts["matmul"] - parts["attention"] - parts["memory_bound"]) / counts.launched
     per_update = max(0.0, update - parts["optimizer"]) / counts.held
@@ -190,7 +197,7 @@ def fixed_costs_of(precision: str, hardware: str, step: float, update: float, ho
               f"kernels and {counts.held:g} parameter tensors the step model counts in it")
     fixed = Fixed(kernel=kernel, update=per_update, source=source)
     if loop is not None:
-        matmuls = loop_matmul_seconds(spec.gpu, precision)
+        matmuls = loop_matmul_seconds(spec.gpu, precision) if not spec.gpu.queues_kernels else 0.0
         fixed.loop = max(0.0, loop - matmuls) / loop_kernels()
         fixed.loop_source = (f"the {precision} block-sparse attention kernel of the reference model, a window of "
                              f"{LOOP_WINDOW} over {LOOP_LENGTH} positions, {LOOP_HEADS} heads of {LOOP_HEAD_DIM}, "
@@ -206,7 +213,7 @@ def checkpoint_cost_of(precision: str, hardware: str, plain: float, checkpointed
     `checkpointed` seconds with selective_op and `plain` without, less the rooflines' difference and the rerun's
     kernels at `fixed`'s figures, over the ops of the layers' forward, views included (stage_counts)."""
     specs = [tiny_checkpointed(precision, on, hardware) for on in (False, True)]
-    parts = [step_of(spec, shape_of(spec)).breakdown for spec in specs]
+    parts = [_rooflines(spec, step_of(spec, shape_of(spec)).breakdown) for spec in specs]
     counts = [stage_counts(spec, shape_of(spec)) for spec in specs]
     rooflines = sum(sign * (p["matmul"] + p["attention"] + p["memory_bound"]) for sign, p in zip((-1, 1), parts))
     reruns = ((counts[1].launched - counts[0].launched) * fixed.kernel

@@ -169,7 +169,8 @@ def depthwise_conv_rates(precision: str, device: torch.device) -> tuple[dict[flo
         flops = 2 * rows * heads * seq_len * taps
         forward[flops], backward[flops] = flops / fwd, 2 * flops / max(both - fwd, fwd / 100)
     what = (f"{precision} causal depthwise conv1d as AFT-conv's reference runs it, input ({rows}, {heads}, s) for s "
-            f"= {', '.join(map(str, CONV_LENGTHS[device.type]))}, {taps} taps a channel, best of {BEST_OF}; "
+            f"= {', '.join(map(str, CONV_LENGTHS[device.type]))}, {taps} taps a channel, best of "
+            f"{BEST_OF}{queued_note(device.type)}; "
             f"against 2·rows·heads·s·taps, the FLOPs of one call forward, twice that backward (forward + backward "
             f"less forward)")
     return forward, backward, what
@@ -189,6 +190,7 @@ def block_gemm_rates(precision: str, device: torch.device) -> tuple[dict[float, 
         rates[flops] = flops / best_seconds(lambda: torch.matmul(qb, kb.transpose(-1, -2)), device)
     what = (f"{precision} batched matmuls of a block's scores as the reference's block loop runs them, "
             f"{BLOCK_HEADS} heads of (rows × d) by (d × keys) from sliced and transposed (1, s, heads, d) tensors, "
-            f"(rows, keys, d) = {', '.join(str(shape) for shape in BLOCK_SHAPES)}, best of {BEST_OF}; against "
+            f"(rows, keys, d) = {', '.join(str(shape) for shape in BLOCK_SHAPES)}, best of {BEST_OF}"
+            f"{queued_note(device.type)}; against "
             f"2·heads·rows·keys·d, the FLOPs of one call")
     return rates, what

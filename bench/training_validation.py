@@ -258,7 +258,9 @@ Python, a few seconds; the numbers do not depend on the machine). What fed which
   Hopper/Blackwell fp8; OpenXLA's measured H100 bf16 matmul table), FlashAttention-1, its 2022 Triton version,
   FlashAttention-2 and -3 forward and backward rates by sequence length and head dimension (Dao 2023; Shah et
   al. 2024), nccl-tests bus
-  bandwidths by message size, HBM efficiencies of streaming kernels; NICs per node from nccl-tests reports;
+  bandwidths by message size, HBM efficiencies of streaming kernels, the rate of torch's elementwise kernels
+  (`memory_bound`: 0.64 of a copy's, measured with `costplan calibrate --device cuda` on an H200 and taken for
+  the H100s too; bench/gpu_results.md); NICs per node from nccl-tests reports;
   the share of the SMs an overlapped collective takes from the compute beside it (`overlap_sm_share`: NCCL's
   24 channels of an 8-GPU NVSwitch node, one CTA each, seen in NCCL's own log on an HGX A100, nccl-tests
   issue #100, and as the 24 blocks of an all-gather beside a GEMM in an H100 Nsight trace on NVIDIA's developer
@@ -419,6 +421,19 @@ parallelism (+53.8% to +51.6%). Why the model is this much too fast on MoE rows 
 MoE optimization guide names small expert GEMMs and host overhead among its three walls. Qwen3-235B's recipe also
 overlaps the all-to-all (`moe_a2a_overlap`), which the model leaves exposed (hiding it would make that row faster
 still).
+
+Measured on an H200 (bench/gpu_results.md), torch's elementwise kernels (add, multiply, GELU, SiLU, softmax,
+LayerNorm, bf16, 64-256 MiB tensors) stream at 0.64 of a copy's rate, where the catalogue had priced the step's
+memory-bound work at the copy's. That went into data/kernels.yaml as a kernel-level figure (`memory_bound`; the
+fraction taken for the three H100 entries too, whose memory no one measured here), before these rows were
+compared again; the copy's own 88.5% of the datasheet did not (the entry's HBM efficiency also prices serving's
+weight reads, which a copy does not measure, and serving's validation moved from 15.7% to 16.7% with it). All 75
+rows went from 18.9% to 16.9%
+median |error| (40% to 45% within 15%); the H100 rows from +9.1% to +5.6% median error, the 96 GB board's from
++37.7% to +27.7%, torchtitan's from 28.1% to 24.5%, Megatron-LM's from 22.9% to 20.4%. On the same H200, the
+reference model's eager step at the full width of Llama 2 7B and Llama 3 8B (four layers) ran 17% and 13% slower
+than the catalogue's tables predicted before, 8% and 4% slower than they predict with these figures, 6% and 3%
+slower than the tables calibrated there.
 
 The model is still too fast elsewhere: it prices kernels as benchmarks measure them and communication as
 nccl-tests does, while torchtitan's and Megatron-LM's runs lose a further quarter to a third somewhere the model

@@ -320,7 +320,7 @@ def _decode_time_check(m, tolerance: float | None, bytes_read) -> Check:  # noqa
     fixed = curves.kernel_seconds if curves is not None else None
     launched = forward_kernels(spec.model, 1, 1)
     estimate = host_and_device(gpu, read / m.read_rate, launched * fixed.value if fixed is not None else 0.0)
-    kernels = f"{report.number(launched)} kernels × {report.number(fixed.value * 1e6)} µs" if fixed else ""
+    kernels = f"{report.number(launched)} kernels × {report.number(fixed.value * 1e6)} µs" if fixed is not None else ""
     notes = [f"median of {m.timing.runs}, IQR ±{100 * m.timing.spread / 2:.0f}%, {m.timed_dtype}",
              f"{report.size(read)} read at {report.number(m.read_rate / 1e9)} GB/s (calibrate's matrix-vector "
              f"products, timed between the steps; the hardware file's "

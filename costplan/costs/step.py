@@ -453,7 +453,7 @@ def host_and_device(gpu: GPU, device_seconds: float, host_seconds: float) -> flo
     """Seconds of work that takes `device_seconds` on the device and `host_seconds` of fixed costs on the host:
     the longer of the two where the host queues kernels and goes on (a GPU: hardware.GPU.queues_kernels), their
     sum where each op runs to its end before the next is issued (a CPU). On an H200 GPT-2 small's step at batch 8
-    took 64.9 ms, where the step model calibrated there gives its kernels 40.5 ms and the host's fixed costs 57 ms
+    took 64.9 ms, where the step model calibrated there gives its kernels 40.6 ms and the host's fixed costs 57 ms
     (bench/gpu_results.md): not their sum."""
     if gpu.queues_kernels:
         return max(device_seconds, host_seconds)

@@ -172,11 +172,15 @@ def loop_matmul_seconds(gpu: GPU, precision: str) -> float:
     return seconds
 
 
+def _beside(gpu: GPU, roofline: float) -> float:
+    """What of a tiny step's (or loop's) roofline its measured time holds beside the fixed costs: all of it on a
+    CPU, which runs each op to its end; none on a GPU, whose tiny kernels end before its host has issued the next,
+    so that the time is the host's alone (costs/step.py host_and_device)."""
+    return 0.0 if gpu.queues_kernels else roofline
+
+
 def _rooflines(spec: Spec, breakdown: dict[str, float]) -> dict[str, float]:
-    """The parts of the tiny step's breakdown that its fixed costs come on top of: all of them on a CPU, which
-    runs each op to its end; none on a GPU, whose tiny kernels end before its host has issued the next, so that
-    the step takes the host's time alone (costs/step.py host_and_device)."""
-    return {part: 0.0 if spec.gpu.queues_kernels else seconds for part, seconds in breakdown.items()}
+    return {part: _beside(spec.gpu, seconds) for part, seconds in breakdown.items()}
 
 
 def fixed_costs_of(precision: str, hardware: str, step: float, update: float, how: str,
@@ -197,7 +201,7 @@ def fixed_costs_of(precision: str, hardware: str, step: float, update: float, ho
               f"kernels and {counts.held:g} parameter tensors the step model counts in it")
     fixed = Fixed(kernel=kernel, update=per_update, source=source)
     if loop is not None:
-        matmuls = loop_matmul_seconds(spec.gpu, precision) if not spec.gpu.queues_kernels else 0.0
+        matmuls = _beside(spec.gpu, loop_matmul_seconds(spec.gpu, precision))
         fixed.loop = max(0.0, loop - matmuls) / loop_kernels()
         fixed.loop_source = (f"the {precision} block-sparse attention kernel of the reference model, a window of "
                              f"{LOOP_WINDOW} over {LOOP_LENGTH} positions, {LOOP_HEADS} heads of {LOOP_HEAD_DIM}, "

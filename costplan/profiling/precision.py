@@ -6,13 +6,12 @@ bf16 spec is meant for, so the step is timed in fp32 instead and the result says
 from __future__ import annotations
 
 import functools
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch
 
-from costplan.profiling.timing import back_to_back, synchronize
+from costplan.profiling.timing import best_seconds
 
 DTYPES = {"fp32": torch.float32, "tf32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 FALLBACK = "fp32"
@@ -50,18 +49,10 @@ def probe(device: torch.device, precision: str) -> float:
         torch.set_num_threads(1)
     try:
         a = torch.randn(PROBE_N, PROBE_N, device=device).to(DTYPES[precision])
-        a @ a
-        synchronize(device)
-        run, calls = back_to_back(lambda: a @ a, device)     # several calls a timing on a GPU
-        best = float("inf")
-        for _ in range(3):
-            start = time.perf_counter()
-            run()
-            synchronize(device)
-            best = min(best, time.perf_counter() - start)
+        seconds = best_seconds(lambda: a @ a, device, repeat=3)
     finally:
         torch.set_num_threads(threads)
-    return 2 * PROBE_N**3 * calls / best
+    return 2 * PROBE_N**3 / seconds
 
 
 def timing_precision(requested: str, device: torch.device) -> PrecisionChoice:

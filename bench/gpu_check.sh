@@ -46,13 +46,13 @@ tail -n 30 "$out/calibrate.log"
 gpu="$out/calibrated.yaml"
 [ -s "$gpu" ] || gpu="$catalogue"
 
-# The CI specs in batches, each under its own limit, so that one slow or failing batch costs only its own
-# results. Per-op checkpointing runs alone: torch 2.11 cannot measure it (its checkpoint policy gets no op output).
-specs=()
-for s in specs/ci/*.yaml; do [ "$s" = specs/ci/flash-selective-op.yaml ] || specs+=("$s"); done
-for i in 0 1 2 3 4; do
+# The CI specs in batches, each under its own limit, so that one slow batch costs only its own results. A spec
+# the machine's torch cannot measure (per-op checkpointing on torch 2.11, whose checkpoint policy gets no op
+# output) is named in check.log and the rest of its batch is still checked.
+specs=(specs/ci/*.yaml)
+for i in 0 1 2 3; do
     batch=("${specs[@]:$((i * 7)):7}")
-    [ "$i" = 4 ] && batch=(specs/ci/flash-selective-op.yaml)
+    [ "${#batch[@]}" = 0 ] && continue
     step "check batch $i" "${CHECK_LIMIT:-55}" "$py" -m costplan check "${batch[@]}" \
         --device "$device" --gpu "$gpu" --format json > "$out/check-$i.json" 2>> "$out/check.log"
 done

@@ -6,6 +6,7 @@ import sys
 import click
 
 from costplan.cli.options import collect_overrides, load_all, spec_options
+from costplan.errors import CostplanError
 
 PROFILE_FORMATS = ["table", "json", "markdown", "junit"]
 
@@ -41,7 +42,8 @@ def profile_options(command):
 
 def measure_all(specs, device, batch, seq_len, overrides, gpu, gpus, tokens, mfu, tolerance_texts, detail,
                 no_time, time_budget, time_set, nproc=None, serve=False, against="reference"):
-    """Load, measure and compare every spec: one record of raw values per spec, for tables.checks."""
+    """Load, measure and compare every spec: one record of raw values per spec measured, for tables.checks,
+    and a `SPEC: reason` line per spec that could not be measured (see each_spec)."""
     from costplan.profiling import require_torch
 
     require_torch()
@@ -59,27 +61,30 @@ def measure_all(specs, device, batch, seq_len, overrides, gpu, gpus, tokens, mfu
     for text in time_set:        # malformed ones are reported now, before any measuring
         parse_override(text)
     dev = resolve_device(device)
+    time_overrides = list(time_set) if time_set else None
     if against == "transformers":
         if nproc is not None or serve:
             raise click.UsageError("--against transformers measures one training step; it cannot be combined "
                                    "with --nproc or --serve")
         from costplan.profiling import against as transformers_check
 
-        return transformers_check.records(list(specs), loaded, tolerances)
+        configs = {source: transformers_check.config_path(source) for source in specs}   # all before building
+        return each_spec(specs, loaded, lambda source, spec: transformers_check.record(configs[source], spec,
+                                                                                        tolerances))
     if nproc is not None:
         return sharded_all(specs, loaded, all_overrides, nproc, dev)
     if serve:
-        from costplan.profiling.serve import serve_records
+        from costplan.profiling.serve import serve_record
 
-        return serve_records(loaded, dev, tolerances, time=not no_time, time_overrides=list(time_set))
-    results = []
-    for spec in loaded:
-        m = measure(spec, dev, time=not no_time, time_budget=time_budget,
-                    time_overrides=list(time_set) if time_set else None)
+        return each_spec(specs, loaded, lambda source, spec: serve_record(
+            spec, dev, tolerances, time=not no_time, time_overrides=time_overrides))
+
+    def record(source, spec):
+        m = measure(spec, dev, time=not no_time, time_budget=time_budget, time_overrides=time_overrides)
         timing = None if m.timing is None else {
             "median_s": m.timing.median, "min_s": m.timing.minimum, "max_s": m.timing.maximum,
             "iqr_s": m.timing.iqr, "runs": m.timing.runs, "timed_with": m.time_overrides}
-        results.append({
+        return {
             "name": spec.name, "device": m.device, "device_name": m.device_name, "batch": m.batch,
             "seq_len": m.spec.seq_len, "precision": m.spec.training.precision,
             "recompute": m.spec.training.recompute, "recompute_layers": m.spec.training.recompute_layers,
@@ -87,8 +92,23 @@ def measure_all(specs, device, batch, seq_len, overrides, gpu, gpus, tokens, mfu
             "checks": checks(m, tolerances, detail),
             "arithmetic_not_counted": m.flops.ops.arithmetic_not_counted,
             "fvcore_unsupported": m.fvcore.unsupported if m.fvcore else {},
-        })
-    return results
+        }
+
+    return each_spec(specs, loaded, record)
+
+
+def each_spec(sources, loaded, record) -> tuple[list[dict], list[str]]:
+    """record(source, spec) for every spec. One that cannot be measured (a CostplanError: a setting this torch
+    cannot run, a spec the measurement refuses) becomes a `SOURCE: reason` line and the others are still
+    measured, so one spec does not hide the results of the rest."""
+    results, unmeasured = [], []
+    for source, spec in zip(sources, loaded):
+        try:
+            results.append(record(source, spec))
+        except CostplanError as exc:
+            prefix = f"{source}: "
+            unmeasured.extend(line if line.startswith(prefix) else prefix + line for line in str(exc).splitlines())
+    return results, unmeasured
 
 
 def sharded_all(sources, loaded, overrides, nproc_text, device):
@@ -97,10 +117,10 @@ def sharded_all(sources, loaded, overrides, nproc_text, device):
     from costplan.validation import parse_count
 
     nproc = parse_count("--nproc", nproc_text)
-    results = []
-    for source, spec in zip(sources, loaded):
+
+    def record(source, spec):
         ranks = distributed.run(source, overrides, nproc, device.type)
-        results.append({
+        return {
             "name": spec.name, "device": f"{device.type} × {nproc} processes",
             "device_name": f"FSDP2, {'NCCL' if device.type == 'cuda' else 'gloo'}", "batch":
             spec.training.micro_batch_size, "seq_len": spec.seq_len, "precision": spec.training.precision,
@@ -108,8 +128,9 @@ def sharded_all(sources, loaded, overrides, nproc_text, device):
             "timing": None,
             "checks": distributed.checks(spec, ranks),
             "arithmetic_not_counted": {}, "fvcore_unsupported": {},
-        })
-    return results
+        }
+
+    return each_spec(sources, loaded, record)
 
 
 @click.command()
@@ -120,9 +141,12 @@ def profile(specs, device, batch, seq_len, fmt, detail, no_time, time_budget, ti
     """Build each spec's PyTorch model, measure it, and show estimate and measurement side by side."""
     from costplan import report, tables
 
-    results = measure_all(specs, device, batch, seq_len, overrides, gpu, gpus, tokens, mfu, (), detail,
-                          no_time, time_budget, time_set, nproc, serve, against)
-    click.echo(report.render(tables.checks(results, detail), fmt))
+    results, unmeasured = measure_all(specs, device, batch, seq_len, overrides, gpu, gpus, tokens, mfu, (),
+                                      detail, no_time, time_budget, time_set, nproc, serve, against)
+    if results:
+        click.echo(report.render(tables.checks(results, detail), fmt))
+    if unmeasured:
+        raise CostplanError("\n".join(unmeasured))
 
 
 @click.command()
@@ -134,15 +158,19 @@ def profile(specs, device, batch, seq_len, fmt, detail, no_time, time_budget, ti
 @profile_options
 def check(specs, tolerances, device, batch, seq_len, fmt, detail, no_time, time_budget, time_set, serve, against,
           nproc, overrides, gpu, gpus, tokens, mfu) -> None:
-    """Like profile, for CI: exit 0 when every measurement is within tolerance, 1 (listing them) when not."""
+    """Like profile, for CI: exit 0 when every measurement is within tolerance, 1 (listing them) when not, 2
+    when a spec could not be measured (after the others' results)."""
     from costplan import report, tables
 
-    results = measure_all(specs, device, batch, seq_len, overrides, gpu, gpus, tokens, mfu, tolerances,
-                          detail, no_time, time_budget, time_set, nproc, serve, against)
-    click.echo(report.render(tables.checks(results, detail), fmt))
+    results, unmeasured = measure_all(specs, device, batch, seq_len, overrides, gpu, gpus, tokens, mfu,
+                                      tolerances, detail, no_time, time_budget, time_set, nproc, serve, against)
+    if results:
+        click.echo(report.render(tables.checks(results, detail), fmt))
     failed = tables.check_failures(results)
     for line in failed:
         click.echo(line, err=True)
+    if unmeasured:
+        raise CostplanError("\n".join(unmeasured))
     if failed:
         sys.exit(1)
 

@@ -212,20 +212,16 @@ def activations_check(spec: Spec, m: Measured, tolerance: float) -> Check:
                       + (", fp32 weights under autocast" if spec.training.autocast else ""))
 
 
-def records(sources_: list[str], specs: list[Spec], tolerances) -> list[dict]:  # noqa: ANN001
-    """One record per config for tables.checks."""
-    configs = [config_path(s) for s in sources_]     # every argument checked before anything is built
-    out = []
-    for config, spec in zip(configs, specs):
-        m = measure(config, spec)
-        label = needs_transformers().__version__
-        out.append({
-            "name": spec.name, "device": "cpu", "device_name": f"transformers {label}", "batch":
-            spec.training.micro_batch_size, "seq_len": spec.seq_len, "precision": spec.training.precision,
-            "recompute": spec.training.recompute, "timing": None,
-            "title": (f"{spec.name}: estimate vs the transformers class of {config} (transformers {label}, eager "
-                      f"attention, {spec.training.precision}), batch {spec.training.micro_batch_size} × "
-                      f"{spec.seq_len} tokens"),
-            "checks": checks(spec, m, tolerances), "arithmetic_not_counted": {}, "fvcore_unsupported": {},
-        })
-    return out
+def record(config: Path, spec: Spec, tolerances) -> dict:  # noqa: ANN001
+    """The config's record for tables.checks (config: what config_path found for the spec's argument)."""
+    m = measure(config, spec)
+    label = needs_transformers().__version__
+    return {
+        "name": spec.name, "device": "cpu", "device_name": f"transformers {label}", "batch":
+        spec.training.micro_batch_size, "seq_len": spec.seq_len, "precision": spec.training.precision,
+        "recompute": spec.training.recompute, "timing": None,
+        "title": (f"{spec.name}: estimate vs the transformers class of {config} (transformers {label}, eager "
+                  f"attention, {spec.training.precision}), batch {spec.training.micro_batch_size} × "
+                  f"{spec.seq_len} tokens"),
+        "checks": checks(spec, m, tolerances), "arithmetic_not_counted": {}, "fvcore_unsupported": {},
+    }

@@ -173,24 +173,21 @@ def decode_bytes_read(spec: Spec, context: int, element_bytes: int) -> int:
     return (params - table + rows + cache) * element_bytes
 
 
-def serve_records(specs: list[Spec], device: torch.device, tolerances, *, time: bool,  # noqa: ANN001
-                  time_overrides: list[str]) -> list[dict]:
-    """One record per spec for tables.checks."""
+def serve_record(spec: Spec, device: torch.device, tolerances, *, time: bool,  # noqa: ANN001
+                 time_overrides: list[str]) -> dict:
+    """The spec's record for tables.checks."""
     from costplan.profiling.compare import serve_checks
 
-    records = []
-    for spec in specs:
-        m = measure_serve(spec, device, time=time, time_overrides=time_overrides or None)
-        timing = None if m.timing is None else {
-            "median_s": m.timing.median, "min_s": m.timing.minimum, "max_s": m.timing.maximum,
-            "iqr_s": m.timing.iqr, "runs": m.timing.runs, "timed_with": m.time_overrides}
-        records.append({
-            "name": m.spec.name, "device": m.device, "device_name": m.device_name, "batch": 1,
-            "seq_len": m.prompt + m.output, "precision": m.timed_dtype or None, "recompute": None,
-            "title": (f"{m.spec.name}: serving estimate vs {m.device} ({m.device_name}), one sequence: "
-                      f"{m.prompt}-token prompt, {m.output} output tokens, KV cache {m.kv_format}"
-                      + (f", decode timed in {m.timed_dtype}" if m.timed_dtype else "")),
-            "timing": timing, "checks": serve_checks(m, tolerances),
-            "arithmetic_not_counted": {}, "fvcore_unsupported": {},
-        })
-    return records
+    m = measure_serve(spec, device, time=time, time_overrides=time_overrides or None)
+    timing = None if m.timing is None else {
+        "median_s": m.timing.median, "min_s": m.timing.minimum, "max_s": m.timing.maximum,
+        "iqr_s": m.timing.iqr, "runs": m.timing.runs, "timed_with": m.time_overrides}
+    return {
+        "name": m.spec.name, "device": m.device, "device_name": m.device_name, "batch": 1,
+        "seq_len": m.prompt + m.output, "precision": m.timed_dtype or None, "recompute": None,
+        "title": (f"{m.spec.name}: serving estimate vs {m.device} ({m.device_name}), one sequence: "
+                  f"{m.prompt}-token prompt, {m.output} output tokens, KV cache {m.kv_format}"
+                  + (f", decode timed in {m.timed_dtype}" if m.timed_dtype else "")),
+        "timing": timing, "checks": serve_checks(m, tolerances),
+        "arithmetic_not_counted": {}, "fvcore_unsupported": {},
+    }

@@ -245,6 +245,9 @@ class ParallelismSpec(Section):
     # default). Expert × expert_tensor ranks fold into the tensor × context × data ranks (MoE parallel folding).
     expert_tensor: Count | None = None
     zero: ZeroStage = 0                  # 1: optimizer states, 2: + gradients, 3: + weights (FSDP)
+    # FSDP2's per-parameter sharding: each all-gather lands in a staging buffer that is copied into the
+    # parameters on the compute stream (FSDP1, DeepSpeed and Megatron gather into the parameters' own buffer)
+    per_parameter_sharding: Flag = False
     sequence_parallel: Flag = False      # shard the d_model-wide activations over the tensor group too
     micro_batches: Count | None = None   # per step; None: global_batch_size / (micro_batch_size × data), or 1
     # Uneven stages, as Megatron-Core's num_layers_in_first/last_pipeline_stage: the rest split evenly over the

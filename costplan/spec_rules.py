@@ -269,6 +269,9 @@ def parallel_rules(par: Getter, model: Getter, training: Getter, hw: Getter) -> 
         # tensor_parallel_modelled says why
         problems.append(("parallelism.tensor", f"{par('tensor')}: training.recompute selective_op is modelled "
                                                "without tensor parallelism (torchtitan's 8B configuration)"))
+    if par("per_parameter_sharding") and not par("zero"):
+        problems.append(("parallelism.per_parameter_sharding", "shards the weights over the data ranks as FSDP2 "
+                                                               "does; set zero 1-3 (zero is 0)"))
     n_layers = model("n_layers")
     if virtual > 1 and pipeline == 1:
         problems.append(("parallelism.virtual_stages", f"{virtual} needs pipeline parallelism (pipeline > 1)"))

@@ -32,6 +32,28 @@ def test_fsdp2_on_two_processes_matches_zero3(run):
     assert all(c["status"] == "ok" for c in record["checks"])
 
 
+def test_fsdp2_copies_each_layers_weights_twice_and_the_roots_once(run):
+    # per_parameter_sharding: the step model times FSDP2's all-gather copy-out as the layers' weights gathered in
+    # forward and again in backward, the root module's (embedding, final norm, head) once; the bytes FSDP2 wrote
+    # agree exactly where no tensor needs padding rows
+    flash = str(Path(DENSE).with_name("flash.yaml"))
+    result = run("check", flash, "--nproc", "2", "--format", "json")
+    assert result.exit_code == 0, result.output
+    (record,) = json.loads(result.stdout)
+    copied = [c for c in record["checks"] if c["item"].startswith("weights copied out of all-gathers")]
+    assert len(copied) == 2 and all(c["measured"] == c["estimate"] for c in copied)
+    spec = load_spec(flash)
+    by_part = estimate(spec).params.by_component
+    root = by_part["embedding"] + by_part["head"]
+    assert spec.training.precision == "bf16" and root > 0       # 2 bytes a weight
+    assert copied[0]["measured"] == 2 * (2 * estimate(spec).params.total - root - _final_norm(spec))
+
+
+def _final_norm(spec) -> int:  # noqa: ANN001
+    """The final norm's weights (and bias), which the root module holds beside the embedding and the head."""
+    return spec.model.d_model * (2 if spec.model.norm == "layernorm" else 1)
+
+
 def test_fsdp2_fp32_gradient_shards(run):
     # training.fp32_gradients: each rank holds its fp32 gradient shard (the Trainer's main_grad buffers over
     # FSDP2's sharded parameters), twice the bytes of the 16-bit parameter shard

@@ -757,3 +757,34 @@ def test_a_convolution_rate_above_the_matmul_peak_loads(flat, tmp_path):
              "depthwise_conv_backward": {"value": 2.5, "source": "test"}}
     path.write_text(yaml.safe_dump({**FLAT, "kernels": {**FLAT["kernels"], **rates}}))
     assert step(str(path), {}, model={"attention": {"type": "aft_conv", "window": 64}}).time.step_seconds > 0
+
+
+def test_fsdp2_copies_its_gathered_weights_on_the_compute_stream(flat):
+    # parallelism.per_parameter_sharding (FSDP2): a layer's weights are copied out of their all-gather in its
+    # forward and again in its backward, the embedding's and the head's (and the final norm's) once, each read
+    # and written in bf16 at the memory-bound rate; the flat device has no measured memory-bound rate, so that is
+    # the bandwidth at data/kernels.yaml's default efficiency
+    plain, fsdp2 = (step(flat, {"zero": 3, "per_parameter_sharding": copies}, count=8) for copies in (False, True))
+    by_part = plain.params.by_component
+    # the root's: the embedding (tied to the head) with learned positions, the final LayerNorm's weight and bias
+    root = by_part["embedding"] + by_part["head"] + 2 * D
+    assert plain.params.total == fsdp2.params.total
+    copied = 2 * plain.params.total - root                      # 2 × layers + root
+    extra = fsdp2.time.breakdown["memory_bound"] - plain.time.breakdown["memory_bound"]
+    assert extra == pytest.approx(copied * 2 * 2 / (1000e9 * MEMORY_EFFICIENCY))
+    # once a step under ZeRO 1 (weights kept gathered through the micro-batches), whatever their count
+    training = {"global_batch_size": 32, "micro_batch_size": 1}
+    once = [step(flat, {"zero": 1, "per_parameter_sharding": copies}, count=8, training=training)
+            for copies in (False, True)]
+    extra = once[1].time.breakdown["memory_bound"] - once[0].time.breakdown["memory_bound"]
+    assert extra == pytest.approx(plain.params.total * 2 * 2 / (1000e9 * MEMORY_EFFICIENCY))
+    # one data rank gathers nothing
+    alone = [step(flat, {"zero": 3, "per_parameter_sharding": copies}) for copies in (False, True)]
+    assert alone[0].time.step_seconds == alone[1].time.step_seconds
+
+
+def test_per_parameter_sharding_without_zero_is_an_error(flat):
+    from costplan.errors import CostplanError
+
+    with pytest.raises(CostplanError, match="parallelism.per_parameter_sharding: shards the weights"):
+        step(flat, {"per_parameter_sharding": True}, count=8)

@@ -53,6 +53,19 @@ def _shared_stage(model: ModelSpec, shape: Shape, stage: int, stages: Stages) ->
     return memo.cached(key, lambda: _components(model, shape, stage, stages))
 
 
+def edge_params(model: ModelSpec, shape: Shape, stage: int, stages: Stages) -> tuple[int, int]:
+    """A stage's parameters outside its layers (the embedding and an embedding norm on the first stage, the final
+    norm and the head on the last): those split over the tensor ranks with the vocabulary, and the norms', which
+    every tensor rank keeps whole."""
+    width = block_width(model)
+    outer_norm, embedded, _, headed = memo.cached(("edges", memo.token(width), memo.token(shape)),
+                                                  lambda: _edges(width, shape))
+    first, last = stage == 0, stage == stage_count(stages) - 1
+    vocabulary = (embedded.params if first else 0) + (headed.params if last else 0)
+    norms = outer_norm.params * ((first and model.embedding_norm) + last)
+    return vocabulary, norms
+
+
 def _components(model: ModelSpec, shape: Shape, stage: int, stages: Stages) -> dict[str, Cost]:
     parts = {key: ZERO for key in COMPONENTS if key != "moe" or model.moe is not None}
     width = block_width(model)

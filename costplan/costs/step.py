@@ -37,7 +37,8 @@ by the group's span; ranks ordered tensor, context, data, pipeline, as Megatron'
   overlap-param-gather); ZeRO-3 gathers each layer's weights forward and
   backward and reduce-scatters its gradients for every micro-batch, prefetched behind the neighbouring layers'
   compute (exposed only beyond it). Gradients travel in their own dtype: twice the bytes of 16-bit weights
-  with training.fp32_gradients.
+  with training.fp32_gradients. FSDP2 (per_parameter_sharding) also copies each gather's buffer into the
+  parameters on the compute stream: memory-bound work (gather_copies).
 Hidden traffic still slows the compute it hides behind: NCCL runs a collective as a kernel of one CTA per channel,
 and the SMs those hold are not the compute's while it runs. With the device's `overlap_sm_share` f (its kernel
 tables: NCCL's channels over its SMs), compute C beside a collective of T seconds goes at (1 − f) of its rate for
@@ -59,6 +60,7 @@ from typing import NamedTuple
 
 from costplan.costs import Shape, memo, selective_op
 from costplan.costs.attention import aft
+from costplan.costs.components import edge_params
 from costplan.costs.device import Device, device  # noqa: F401 - step.device, as before
 from costplan.costs.layers import (Layer, Stages, block_width, pipeline_stages, recompute_groups, stage_count,
                                    stage_layers)
@@ -380,6 +382,11 @@ def step_time(spec: Spec, dev: Device, shape: Shape, stage_params: list[tuple[fl
     slowest = 0 if p == 1 else max(range(p), key=lambda i: stages[i][0].total
                                    + sum(k.exposed for k in stages[i][1].values()))
     tally, traffic = stages[slowest]
+    copied = gather_copies(spec, shape, slowest, stage_params[slowest])
+    if copied is not None:      # read and written on the compute stream, in the weights' dtype
+        per_element = 2 * weight_bytes(spec.training.precision, spec.training.autocast) / streaming_rate(dev)
+        tally.forward["memory_bound"] += copied[0] * per_element
+        tally.backward["memory_bound"] += copied[1] * per_element
     # fixed costs where the device's tables measure them: a micro-batch's kernels, the step's updates
     curves = dev.curves
     fixed = any(f is not None for f in (curves.kernel_seconds, curves.update_seconds, curves.loop_kernel_seconds,
@@ -447,6 +454,25 @@ def step_time(spec: Spec, dev: Device, shape: Shape, stage_params: list[tuple[fl
         communication_bytes={kind: per_step.get(kind, 1) * k.bytes for kind, k in traffic.items()},
         communication_seconds={kind: per_step.get(kind, 1) * k.seconds for kind, k in traffic.items()},
         overlaps=overlaps(spec))
+
+
+def gather_copies(spec: Spec, shape: Shape, stage: int, params: tuple[float, float]) -> tuple[float, float] | None:
+    """Parameters one GPU of `stage` copies out of all-gathers per micro-batch, forward and backward, under
+    FSDP2's per-parameter sharding (parallelism.per_parameter_sharding; None without it or without sharded
+    weights to gather): each all-gather lands in one buffer that foreach_all_gather_copy_out splits into the
+    parameters, on the compute stream. Under ZeRO 3 a layer's weights are gathered in its forward and again in
+    its backward; the stage's other parameters (the embedding, the head, the final norm: the root module's) in
+    the forward only, kept to the end of backward. Under ZeRO 1-2 (weights kept gathered, as torchtitan's FSDP
+    under pipeline parallelism) once a step, spread over its micro-batches. `params`: the stage's (dense,
+    routed) parameters on one GPU before ZeRO sharding."""
+    par = spec.parallel
+    if not (par.per_parameter_sharding and par.zero and any(n > 1 for n in zero_groups(spec))):
+        return None
+    gathered = sum(params)
+    if par.zero < 3:
+        return gathered / spec.micro_batches, 0.0
+    vocabulary, norms = edge_params(spec.model, shape, stage, pipeline_stages(spec))
+    return gathered, gathered - (vocabulary / par.tensor + norms)
 
 
 def host_and_device(gpu: GPU, device_seconds: float, host_seconds: float) -> float:

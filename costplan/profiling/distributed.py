@@ -9,6 +9,10 @@ FSDP2 cuts every tensor along its first dimension with torch.chunk: the first ra
 what remains, possibly none (d = 4 over 3 ranks: 2, 2, 0). A rank is therefore within N − 1 rows of each
 tensor of Ψ/N; each rank's figure is compared within that rounding (computed from the real shapes), and the
 sum over the ranks must equal the unsharded total exactly.
+
+Each rank also reports the bytes FSDP2 wrote copying all-gathered weights into the parameters during the step's
+forward and backward (its copy-out op, seen by a dispatch mode), against the copies the step model times for
+`parallelism.per_parameter_sharding` (costs/step.gather_copies), within the same rows per tensor and gather.
 """
 from __future__ import annotations
 
@@ -35,6 +39,7 @@ TIMEOUT_S = 600
 def zero3(spec: Spec, nproc: int) -> Spec:
     """The spec trained fully sharded (ZeRO-3, FSDP) over `nproc` data-parallel ranks and nothing else."""
     return with_overrides(spec, [f"hardware.count={nproc}", f"parallelism.data={nproc}", "parallelism.zero=3",
+                                 "parallelism.per_parameter_sharding=true",
                                  "parallelism.tensor=1", "parallelism.pipeline=1", "parallelism.expert=1",
                                  "parallelism.expert_tensor=null",
                                  # one stage: no uneven split of the layers over stages
@@ -49,6 +54,7 @@ class RankBytes:
     gradients: int
     optimizer: int
     row_bytes: dict[str, int]      # per part: Σ over tensors of one dim-0 row
+    gather_copied: int | None = None   # bytes FSDP2 copied out of all-gathers in one forward and backward
 
 
 def run(source: str, overrides: Sequence[str], nproc: int, device: str) -> list[RankBytes]:
@@ -90,7 +96,33 @@ def checks(spec: Spec, ranks: Iterable[RankBytes]) -> list[Check]:
         result.append(Check("memory", f"{LABELS[part]}, sum over {n} ranks", getattr(whole, part),
                             sum(getattr(r, part) for r in ranks), "bytes", 0.0,
                             note="every byte held exactly once"))
+    copied = _copied_bytes(zero3(spec, n))
+    for r in ranks:
+        if r.gather_copied is None:
+            continue
+        # each gather copies whole padded rows: within n − 1 rows of each tensor, per gather of it
+        slack = (n - 1) * r.row_bytes["weights"] * GATHERS / copied
+        result.append(Check("memory", f"weights copied out of all-gathers, rank {r.rank} of {n}", copied,
+                            r.gather_copied, "bytes", slack,
+                            note="FSDP2's copy-out in one forward and backward: the layers' weights twice, the "
+                                 "root module's once"))
     return result
+
+
+GATHERS = 2     # the most times a forward and backward gathers one weight (a layer's: forward, then backward)
+
+
+def _copied_bytes(spec: Spec) -> float:
+    """Bytes the step model has one GPU copy out of all-gathers in a micro-batch's forward and backward."""
+    from costplan.costs.components import shape_of
+    from costplan.costs.memory import weight_bytes
+    from costplan.costs.run import memories_of
+    from costplan.costs.step import gather_copies
+
+    shape = shape_of(spec)
+    (stage,) = memories_of(spec, shape)
+    forward, backward = gather_copies(spec, shape, 0, (stage.params, stage.routed_params))
+    return (forward + backward) * weight_bytes(spec.training.precision, spec.training.autocast)
 
 
 # ---------------------------------------------------------------------------------------------- the worker
@@ -107,6 +139,29 @@ def _local_bytes(tensors: Iterable) -> int:
 def _row_bytes(tensors: Iterable) -> int:
     """Σ over tensors of one first-dimension row: how far whole-row shards can put a rank from Ψ/N."""
     return sum(math.prod(t.shape[1:]) * t.element_size() for t in tensors if t is not None)
+
+
+def copy_out_counter():  # noqa: ANN201 - a TorchDispatchMode, made where torch is imported
+    """A dispatch mode summing the bytes FSDP2's all-gather copy-out writes into the unsharded parameters: its
+    own op (torch ≥ 2.5), or the split_with_sizes_copy it ran before."""
+    import torch
+
+    from costplan.profiling.private import TorchDispatchMode
+
+    own = getattr(torch.ops.fsdp, "split_with_sizes_copy", None)
+    copy_out = {torch.ops.aten.split_with_sizes_copy.out} | ({own.default} if own is not None else set())
+
+    class CopyOut(TorchDispatchMode):
+        written = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001, ANN204
+            kwargs = kwargs or {}
+            if func in copy_out:
+                out = kwargs["out"]
+                self.written += sum(t.numel() * t.element_size() for t in ([out] if torch.is_tensor(out) else out))
+            return func(*args, **kwargs)
+
+    return CopyOut()
 
 
 def worker(request_path: str) -> None:
@@ -134,7 +189,8 @@ def worker(request_path: str) -> None:
     fully_shard(model)
     trainer = Trainer(model, spec)
     params = trainer.params
-    trainer.accumulate(*batch(spec, spec.training.micro_batch_size, device))
+    with copy_out_counter() as copies:
+        trainer.accumulate(*batch(spec, spec.training.micro_batch_size, device))
     grads = trainer.gradients()
     gradients, gradient_rows = _local_bytes(grads), _row_bytes(grads)
     trainer.update()
@@ -149,6 +205,7 @@ def worker(request_path: str) -> None:
         "gradients": gradients,
         "optimizer": _local_bytes(states),
         "row_bytes": {"weights": _row_bytes(params), "gradients": gradient_rows, "optimizer": _row_bytes(states)},
+        "gather_copied": copies.written,
     }
     Path(request["out"], f"rank{rank}.json").write_text(json.dumps(out))
     dist.destroy_process_group()

@@ -59,6 +59,7 @@ PART_NAMES = {"matmul": "matmuls", "attention": "attention kernels", "memory_bou
               "overhead": "fixed cost per kernel and update"}
 FUSION_NOTES = {"fused": "each op one fused kernel (training.fusion)",
                 "eager": "eager PyTorch kernels (training.fusion)"}
+COPY_OUT_NOTE = "; FSDP2's copies of the gathered weights"
 
 
 def _batch_note(a) -> str:  # noqa: ANN001 - Assumptions
@@ -81,8 +82,9 @@ def time_rows(est: Estimate) -> list[Row]:
         if value:
             name = PART_NAMES.get(part) or (part.replace("communication.", "exposed ").replace(
                 "overlap.", "compute slowed by ") + " traffic")
+            note = FUSION_NOTES[a.fusion] + (COPY_OUT_NOTE if est.parallelism.per_parameter_sharding else "")
             rows.append(Row("time", f"  {name}", value, "seconds", share=value / t.step_seconds,
-                            note=FUSION_NOTES[a.fusion] if part == "memory_bound" else ""))
+                            note=note if part == "memory_bound" else ""))
     rows += [
         Row("time", "tokens per second per GPU", t.tokens_per_second_per_gpu, "number"),
         Row("time", "MFU", t.mfu, "percent",
@@ -105,6 +107,7 @@ def parallel_rows(est: Estimate) -> list[Row]:
               zero_stage(par.zero, par.data), "sequence parallel" if par.sequence_parallel else "",
               f"{par.virtual_stages} virtual stages" if par.virtual_stages > 1 else "",
               "tensor traffic overlapped" if par.tensor_overlap else "",
+              "per-parameter sharding (FSDP2)" if par.per_parameter_sharding else "",
               f"{par.micro_batches} micro-batch{'' if par.micro_batches == 1 else 'es'} per step"]
     layout = f"{par.tensor} × {par.pipeline} × {par.data}"
     rows = [Row("parallelism", "tensor × pipeline × data", layout, "text",

@@ -417,3 +417,23 @@ def test_a_spec_torch_cannot_measure_is_named_and_the_others_are_still_checked(r
         titles = [line for line in result.stdout.splitlines() if ": estimate vs " in line]
         assert len(titles) == 1 and titles[0].startswith("ci-dense: ")
         assert "FAIL" not in result.stdout
+
+
+def test_measuring_tells_its_stages_to_a_terminal_only(run, monkeypatch):
+    # a full-size model's stages take minutes: a person at a terminal is told each as it starts; a pipe or a CI
+    # log (CliRunner's stderr is no terminal) gets nothing but failures and errors
+    from costplan import load_spec
+    from costplan.cli import profile as profile_cli
+    from costplan.profiling.measure import measure
+
+    lines = []
+    measure(load_spec(FLASH), torch.device("cpu"), time=False, progress=lines.append)
+    stages = [line.split(" (")[0] for line in lines[:-1]]
+    assert stages == ["ci-flash: FLOPs, counted by fvcore", "ci-flash: FLOPs, counted by torch's FlopCounterMode",
+                      "ci-flash: activations saved for backward", "ci-flash: peak memory of a training step"]
+    assert lines[-1].startswith("ci-flash: measured in ") and all(line.endswith(" s)") for line in lines[:-1])
+    assert profile_cli.progress_lines() is None
+    monkeypatch.setattr(profile_cli, "progress_lines", lambda: lambda line: print(f"measuring {line}",
+                                                                                 file=sys.stderr))
+    told = run("profile", FLASH, "--no-time").stderr.splitlines()
+    assert told[0] == "measuring ci-flash: FLOPs, counted by fvcore (0 s)" and len(told) == 5

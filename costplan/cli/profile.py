@@ -80,7 +80,8 @@ def measure_all(specs, device, batch, seq_len, overrides, gpu, gpus, tokens, mfu
             spec, dev, tolerances, time=not no_time, time_overrides=time_overrides))
 
     def record(source, spec):
-        m = measure(spec, dev, time=not no_time, time_budget=time_budget, time_overrides=time_overrides)
+        m = measure(spec, dev, time=not no_time, time_budget=time_budget, time_overrides=time_overrides,
+                    progress=progress_lines())
         timing = None if m.timing is None else {
             "median_s": m.timing.median, "min_s": m.timing.minimum, "max_s": m.timing.maximum,
             "iqr_s": m.timing.iqr, "runs": m.timing.runs, "timed_with": m.time_overrides}
@@ -95,6 +96,14 @@ def measure_all(specs, device, batch, seq_len, overrides, gpu, gpus, tokens, mfu
         }
 
     return each_spec(specs, loaded, record)
+
+
+def progress_lines():  # noqa: ANN201
+    """Where a full-size model's measuring stages are told as they start: stderr when a person watches it (a
+    terminal); nothing in a pipe or a CI log, whose stderr carries only failures and errors."""
+    if not sys.stderr.isatty():
+        return None
+    return lambda line: click.echo(f"measuring {line}", err=True)
 
 
 def each_spec(sources, loaded, record) -> tuple[list[dict], list[str]]:

@@ -12,7 +12,9 @@ from __future__ import annotations
 import os
 import statistics
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from time import perf_counter as clock
 
 import torch
 
@@ -311,21 +313,35 @@ def measure_time(spec: Spec, size: int, device: torch.device, budget: float,
 
 # ---------------------------------------------------------------------------------------------- all
 def measure(spec: Spec, device: torch.device, *, time: bool = True, time_budget: float = DEFAULT_TIME_BUDGET,
-            time_overrides: list[str] | None = None) -> Measurement:
+            time_overrides: list[str] | None = None, progress: Callable[[str], None] | None = None) -> Measurement:
     """Every measurement of `spec` at its micro-batch size on `device`, as one device holding the whole model
     (a parallelism section is left out and hardware.count is 1: the reference model is not sharded, and the
-    estimate of several GPUs without a layout would be of the layout the search chooses for them)."""
+    estimate of several GPUs without a layout would be of the layout the search chooses for them). `progress`
+    is told each stage as it starts (a full-size model's can take minutes)."""
     if spec.parallelism is not None or spec.hardware.count != 1:
         spec = with_overrides(spec, ["parallelism=null", "hardware.count=1"])
     size = spec.training.micro_batch_size
+    say = progress or (lambda line: None)
+    started = clock()
+
+    def stage(what: str):  # noqa: ANN202
+        say(f"{spec.name}: {what} ({clock() - started:.0f} s)")
+
+    stage("FLOPs, counted by fvcore")
     fvcore, fvcore_note = count_fvcore(spec, size)
+    stage("FLOPs, counted by torch's FlopCounterMode")
+    flops = count_flops(spec, size, device)
+    stage("activations saved for backward")
+    activations = count_saved(spec, size, device)
+    stage("peak memory of a training step")
+    peak = measure_peak(spec, size, device)
     result = Measurement(
         spec=spec, device=device.type, device_name=describe(device), batch=size,
         params=count_params(spec), active_params=count_active(spec),
-        flops=count_flops(spec, size, device), fvcore=fvcore, fvcore_note=fvcore_note,
-        activations=count_saved(spec, size, device), peak=measure_peak(spec, size, device),
+        flops=flops, fvcore=fvcore, fvcore_note=fvcore_note, activations=activations, peak=peak,
     )
     if time:
+        stage("step time")
         (result.timing, result.timed_spec, result.time_overrides, result.time_precision,
          result.time_probe, result.time_fixed) = measure_time(spec, size, device, time_budget, time_overrides)
         if result.timing is None:
@@ -336,4 +352,5 @@ def measure(spec: Spec, device: torch.device, *, time: bool = True, time_budget:
             result.time_note = "full size exceeds the time or memory budget"
     else:
         result.time_note = "not measured (--no-time)"
+    say(f"{spec.name}: measured in {clock() - started:.0f} s")
     return result

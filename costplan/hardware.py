@@ -31,6 +31,7 @@ class GPU(Section):
 
     name: Name
     peak_tflops: dict[Precision, Positive] = field(min_length=1)
+    peak_source: str = "not given"          # where the peaks come from, where `source` does not say
     memory_gib: Positive
     memory_bandwidth_gbs: Positive
     interconnect_gbs: Positive                 # within a node (NVLink, ICI, PCIe): bidirectional total per device

@@ -31,13 +31,22 @@ def test_dense_peaks(name, bf16_tflops):
 def test_torchtitan_h100_board_is_the_one_its_page_describes():
     """torchtitan benchmarks/llama3_h100_202412_torchtitan.md (commit 31a17bf), Hardware: '96GB HBM2e with 2.4
     TB/sec peak memory bandwidth', 8 GPUs a host, '400 Gb/s per GPU' between hosts; footnote 2: MFU is taken
-    against the SXM's peak (torchtitan's get_peak_flops: 989e12 for 'H100 SXM and other variants')."""
+    against the SXM's peak (torchtitan's get_peak_flops: 989e12 for 'H100 SXM and other variants'), which it says
+    lies above this board's, and the NVL's below it."""
     board, sxm = hardware.catalogue()["h100-sxm-96gb"], hardware.catalogue()["h100-sxm"]
     assert board.memory_bytes == 96 * 2**30
     assert board.memory_bandwidth_gbs * 1e9 == 2.4e12
     assert board.node_size == 8
     assert board.network_gbs * 1e9 == 2 * 400e9 / 8      # 400 Gb/s each way, the catalogue's bidirectional total
-    assert board.peak_flops("bf16") == 989e12 == sxm.peak_flops("bf16")
+    # its peaks at its 500 W, linear in power between NVIDIA's two datasheet boards of the same 132-SM die: the
+    # product page's sparse figures (H100 SXM | H100 NVL) halved, at 700 W and at 400 W
+    sparse = {"bf16": (1979, 1671), "fp16": (1979, 1671), "fp8": (3958, 3341), "tf32": (989, 835)}
+    for precision, (at_700, at_400) in sparse.items():
+        derived = (at_400 + (at_700 - at_400) * (500 - 400) / (700 - 400)) / 2
+        assert board.peak_flops(precision) == pytest.approx(derived * 1e12, rel=2e-3)
+        assert at_400 / 2 * 1e12 < board.peak_flops(precision) < sxm.peak_flops(precision) * (1 + 1e-3)
+    assert board.peak_flops("fp32") == pytest.approx((60 + (67 - 60) / 3) * 1e12, rel=2e-3)
+    assert "500 W" in board.peak_source
     # the largest peak memory the page prints (84.9 GiB, Table 6) fits this board and not the 80 GB SXM
     assert sxm.memory_bytes < 84.9 * 2**30 < board.memory_bytes
     assert "assumed" in board.price_source

@@ -102,8 +102,8 @@ def _at(key, *path, x):
     ("b200", ("gemm", "fp8"), 8192, 2876.6 / B200),
     # OpenXLA sm_90 table: BF16 1024^3 = 246.72 TFLOP/s
     ("h100-sxm", ("gemm", "bf16"), 1024, 246.723764705882 / H100),
-    # torchtitan's 96 GB HBM2e H100 at 500 W: derived from the SXM's measurements over the same 989 TFLOP/s peak
-    # its page divides by (an upper bound for the board), so the published SXM TFLOP/s over 989 and 1979
+    # torchtitan's 96 GB HBM2e H100 at 500 W: the SXM's fractions of peak, carried over to this board's own
+    # (lower) peaks, so the published SXM TFLOP/s over the SXM's 989 and 1979
     ("h100-sxm-96gb", ("gemm", "bf16"), 1024, 246.723764705882 / H100),
     ("h100-sxm-96gb", ("gemm", "fp8"), 16384, 1377.3 / 1979),
     ("h100-sxm-96gb", ("attention_forward_flash2", 128), 16384, 335 / H100),

@@ -201,8 +201,10 @@ class TrainingSpec(Section):
     modules: Literal[MODULES] = "llama"
     # How the step model prices memory-bound work (norms, activations, rotary, residual adds, the loss): as
     # fused kernels (torch.compile, Transformer Engine, Megatron), or as the kernels eager PyTorch runs one op
-    # at a time (torchtitan without torch.compile; costs/eager.py). Time only: memory is not affected.
-    fusion: Literal["fused", "eager"] = "fused"
+    # at a time (torchtitan without torch.compile; costs/eager.py), or `blocks`: each transformer block
+    # compiled on its own and the rest (the final norm, the head's loss) eager (torchtitan's torch.compile).
+    # Time only: memory is not affected.
+    fusion: Literal["fused", "eager", "blocks"] = "fused"
 
 
 # ---------------------------------------------------------------------------------------------- hardware

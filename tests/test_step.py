@@ -788,3 +788,20 @@ def test_per_parameter_sharding_without_zero_is_an_error(flat):
 
     with pytest.raises(CostplanError, match="parallelism.per_parameter_sharding: shards the weights"):
         step(flat, {"per_parameter_sharding": True}, count=8)
+
+
+def test_compiled_blocks_fuse_the_layers_and_leave_the_head_eager(flat):
+    # training.fusion blocks (torchtitan's torch.compile: each block compiled on its own, the final norm and the
+    # fp32 loss eager): a layer's memory-bound time is the fused one, what lies outside the layers the eager one
+    def memory_bound(fusion, layers, optimizer="adamw"):
+        e = step(flat, training={"fusion": fusion, "optimizer": optimizer}, model={"n_layers": layers})
+        return e.time.breakdown["memory_bound"], e.time.breakdown["optimizer"]
+
+    per_layer = {f: memory_bound(f, 2)[0] - memory_bound(f, 1)[0] for f in ("fused", "eager", "blocks")}
+    outside = {f: memory_bound(f, 1)[0] - per_layer[f] for f in per_layer}
+    assert per_layer["blocks"] == pytest.approx(per_layer["fused"])
+    assert per_layer["eager"] != pytest.approx(per_layer["fused"])
+    assert outside["blocks"] == pytest.approx(outside["eager"]) and outside["eager"] > outside["fused"]
+    # the optimizer is not compiled either: an unfused update's extra passes, as eager
+    assert memory_bound("blocks", 1, "lion")[1] == pytest.approx(memory_bound("eager", 1, "lion")[1])
+    assert memory_bound("blocks", 1, "lion")[1] > memory_bound("fused", 1, "lion")[1]

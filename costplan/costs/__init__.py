@@ -153,7 +153,7 @@ class Shape:
     implementation: str = "fused"
     autocast: bool = False    # fp32 weights and residual stream, 16-bit copies cast per matmul (training.autocast)
     modules: str = "llama"    # whose transformers modules sdpa / eager describe (training.modules)
-    fusion: str = "fused"     # memory-bound kernels fused, or eager PyTorch (training.fusion; costs/eager.py)
+    fusion: str = "fused"     # memory-bound kernels fused, eager PyTorch, or blocks compiled (training.fusion)
 
 
 STAT_BYTES = 4                # norm statistics, softmax log-sum-exp and the loss are kept in fp32

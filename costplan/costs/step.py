@@ -15,7 +15,8 @@ Each operation (costs/ops.py) of each layer of a pipeline stage, for one micro-b
   training.fusion eager, a core the reference runs as a Python loop over blocks (ops.Core.block_rows) runs its
   matmuls one block at a time: at the GEMM curve's efficiency for its average block's rows × keys × head_dim.
 - Memory-bound work: bytes / (bandwidth × memory efficiency), backward twice the forward's bytes (or, with
-  training.fusion eager, what eager PyTorch's backward kernels move: costs/eager.py); on a device whose tables
+  training.fusion eager, what eager PyTorch's backward kernels move: costs/eager.py; with blocks, only outside the
+  layers: the final norm and the loss, edge_shape); on a device whose tables
   measure the memory-bound kernels' own rate (kernels.memory_bound, calibrate), at that rate.
 - Recomputation: full reruns each layer's forward in backward; selective is in the core's own backward FLOPs;
   selective_op reruns the matmuls it does not keep and every memory-bound op (rerun_ops).
@@ -55,7 +56,7 @@ the gradient, memory-bound.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import NamedTuple
 
 from costplan.costs import Shape, memo, selective_op
@@ -274,8 +275,14 @@ def _edges_time(model: ModelSpec, shape: Shape, timer: Timer, first: bool, last:
     if first:
         timer.tally(embedding_ops(model, shape), tally, recompute=False)
     if last:
-        timer.tally(head_ops(model, shape), tally, recompute=False)
+        timer.tally(head_ops(model, edge_shape(shape)), tally, recompute=False)
     return tally
+
+
+def edge_shape(shape: Shape) -> Shape:
+    """The shape the embedding, the final norm and the head's loss run at: eager outside compiled blocks
+    (training.fusion blocks), as the layers otherwise."""
+    return replace(shape, fusion="eager") if shape.fusion == "blocks" else shape
 
 
 def _time_layer(spec: Spec, dev: Device, shape: Shape, timer: Timer, layer: Layer) -> tuple:
@@ -437,7 +444,7 @@ def step_time(spec: Spec, dev: Device, shape: Shape, stage_params: list[tuple[fl
     per_param = 2 * (optimizer_bytes(training.precision, training.optimizer, training.autocast) + w) + g
     sharded = dense / (shards if par.zero >= 1 else 1) + routed / (routed_d if par.zero >= 1 else 1)
     optimizer = per_param * sharded / dev.bandwidth
-    if shape.fusion == "eager":     # an unfused update's passes beyond one, at the memory-bound kernels' rate
+    if shape.fusion != "fused":     # an unfused update's passes beyond one, at the memory-bound kernels' rate
         optimizer += UNFUSED_UPDATE_BYTES[training.optimizer] * sharded / streaming_rate(dev)
 
     breakdown = {part: m * (tally.forward[part] + tally.backward[part]) for part in PARTS[:3]}
@@ -540,7 +547,7 @@ def stage_counts(spec: Spec, shape: Shape, stage: int = 0) -> Counts:
     if stage == 0:
         add(embedding_ops(model, shape), 1, False)
     if stage == p - 1:
-        add(head_ops(model, shape), 1, False)
+        add(head_ops(model, edge_shape(shape)), 1, False)
     for layer, count, layer_shape in recompute_groups(model, shape, stage, pipeline_stages(spec)):
         add([op for ops in layer_ops(layer, model, layer_shape).values() for op in ops], count,
             layer_shape.recompute == "full")

@@ -58,7 +58,8 @@ PART_NAMES = {"matmul": "matmuls", "attention": "attention kernels", "memory_bou
               "optimizer": "optimizer step", "bubble": "pipeline bubble",
               "overhead": "fixed cost per kernel and update"}
 FUSION_NOTES = {"fused": "each op one fused kernel (training.fusion)",
-                "eager": "eager PyTorch kernels (training.fusion)"}
+                "eager": "eager PyTorch kernels (training.fusion)",
+                "blocks": "each block one compiled graph, the head's loss eager (training.fusion)"}
 COPY_OUT_NOTE = "; FSDP2's copies of the gathered weights"
 
 

@@ -47,6 +47,11 @@ def test_fsdp2_copies_each_layers_weights_twice_and_the_roots_once(run):
     root = by_part["embedding"] + by_part["head"]
     assert spec.training.precision == "bf16" and root > 0       # 2 bytes a weight
     assert copied[0]["measured"] == 2 * (2 * estimate(spec).params.total - root - _final_norm(spec))
+    # one process shards nothing: FSDP2 gathers and copies nothing, and the model has no copies either
+    alone = run("check", flash, "--nproc", "1", "--format", "json")
+    assert alone.exit_code == 0, alone.output
+    (one,) = [c for c in json.loads(alone.stdout)[0]["checks"] if c["item"].startswith("weights copied")]
+    assert one["measured"] == one["estimate"] == 0
 
 
 def _final_norm(spec) -> int:  # noqa: ANN001

@@ -34,6 +34,7 @@ from costplan.spec import Spec
 PARTS = ("weights", "gradients", "optimizer")
 LABELS = {"weights": "parameter shards", "gradients": "gradient shards", "optimizer": "optimizer-state shards"}
 TIMEOUT_S = 600
+GATHERS = 2     # the most times a forward and backward gathers one weight (a layer's: forward, then backward)
 
 
 def zero3(spec: Spec, nproc: int) -> Spec:
@@ -101,7 +102,7 @@ def checks(spec: Spec, ranks: Iterable[RankBytes]) -> list[Check]:
         if r.gather_copied is None:
             continue
         # each gather copies whole padded rows: within n − 1 rows of each tensor, per gather of it
-        slack = (n - 1) * r.row_bytes["weights"] * GATHERS / copied
+        slack = (n - 1) * r.row_bytes["weights"] * GATHERS / copied if copied else 0.0
         result.append(Check("memory", f"weights copied out of all-gathers, rank {r.rank} of {n}", copied,
                             r.gather_copied, "bytes", slack,
                             note="FSDP2's copy-out in one forward and backward: the layers' weights twice, the "
@@ -109,11 +110,9 @@ def checks(spec: Spec, ranks: Iterable[RankBytes]) -> list[Check]:
     return result
 
 
-GATHERS = 2     # the most times a forward and backward gathers one weight (a layer's: forward, then backward)
-
-
 def _copied_bytes(spec: Spec) -> float:
-    """Bytes the step model has one GPU copy out of all-gathers in a micro-batch's forward and backward."""
+    """Bytes the step model has one GPU copy out of all-gathers in a micro-batch's forward and backward: none
+    where nothing is sharded (FSDP2 on one process gathers nothing)."""
     from costplan.costs.components import shape_of
     from costplan.costs.memory import weight_bytes
     from costplan.costs.run import memories_of
@@ -121,8 +120,8 @@ def _copied_bytes(spec: Spec) -> float:
 
     shape = shape_of(spec)
     (stage,) = memories_of(spec, shape)
-    forward, backward = gather_copies(spec, shape, 0, (stage.params, stage.routed_params))
-    return (forward + backward) * weight_bytes(spec.training.precision, spec.training.autocast)
+    copied = gather_copies(spec, shape, 0, (stage.params, stage.routed_params))
+    return sum(copied or ()) * weight_bytes(spec.training.precision, spec.training.autocast)
 
 
 # ---------------------------------------------------------------------------------------------- the worker

@@ -57,9 +57,7 @@ def edge_params(model: ModelSpec, shape: Shape, stage: int, stages: Stages) -> t
     """A stage's parameters outside its layers (the embedding and an embedding norm on the first stage, the final
     norm and the head on the last): those split over the tensor ranks with the vocabulary, and the norms', which
     every tensor rank keeps whole."""
-    width = block_width(model)
-    outer_norm, embedded, _, headed = memo.cached(("edges", memo.token(width), memo.token(shape)),
-                                                  lambda: _edges(width, shape))
+    outer_norm, embedded, _, headed = _shared_edges(block_width(model), shape)
     first, last = stage == 0, stage == stage_count(stages) - 1
     vocabulary = (embedded.params if first else 0) + (headed.params if last else 0)
     norms = outer_norm.params * ((first and model.embedding_norm) + last)
@@ -69,8 +67,7 @@ def edge_params(model: ModelSpec, shape: Shape, stage: int, stages: Stages) -> t
 def _components(model: ModelSpec, shape: Shape, stage: int, stages: Stages) -> dict[str, Cost]:
     parts = {key: ZERO for key in COMPONENTS if key != "moe" or model.moe is not None}
     width = block_width(model)
-    outer_norm, embedded, tables, headed = memo.cached(("edges", memo.token(width), memo.token(shape)),
-                                                                  lambda: _edges(width, shape))
+    outer_norm, embedded, tables, headed = _shared_edges(width, shape)
     if stage == 0:
         parts["embedding"] = embedded
         parts["attention"] = tables
@@ -89,6 +86,10 @@ def _components(model: ModelSpec, shape: Shape, stage: int, stages: Stages) -> d
     workspace = sum(c.workspace for c in parts.values())
     parts["attention"] = parts["attention"] + Cost(workspace=eager_peak(width, shape, after, workspace))
     return parts
+
+
+def _shared_edges(width: ModelSpec, shape: Shape) -> tuple[Cost, Cost, Cost, Cost]:
+    return memo.cached(("edges", memo.token(width), memo.token(shape)), lambda: _edges(width, shape))
 
 
 def _edges(model: ModelSpec, shape: Shape) -> tuple[Cost, Cost, Cost, Cost]:

@@ -473,7 +473,7 @@ def gather_copies(spec: Spec, shape: Shape, stage: int, params: tuple[float, flo
     under pipeline parallelism) once a step, spread over its micro-batches. `params`: the stage's (dense,
     routed) parameters on one GPU before ZeRO sharding."""
     par = spec.parallel
-    if not (par.per_parameter_sharding and par.zero and any(n > 1 for n in zero_groups(spec))):
+    if not (par.per_parameter_sharding and any(n > 1 for n in zero_groups(spec))):   # zero ≥ 1: spec_rules
         return None
     gathered = sum(params)
     if par.zero < 3:

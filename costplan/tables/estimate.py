@@ -60,7 +60,6 @@ PART_NAMES = {"matmul": "matmuls", "attention": "attention kernels", "memory_bou
 FUSION_NOTES = {"fused": "each op one fused kernel (training.fusion)",
                 "eager": "eager PyTorch kernels (training.fusion)",
                 "blocks": "each block one compiled graph, the head's loss eager (training.fusion)"}
-COPY_OUT_NOTE = "; FSDP2's copies of the gathered weights"
 
 
 def _batch_note(a) -> str:  # noqa: ANN001 - Assumptions
@@ -83,9 +82,8 @@ def time_rows(est: Estimate) -> list[Row]:
         if value:
             name = PART_NAMES.get(part) or (part.replace("communication.", "exposed ").replace(
                 "overlap.", "compute slowed by ") + " traffic")
-            note = FUSION_NOTES[a.fusion] + (COPY_OUT_NOTE if est.parallelism.per_parameter_sharding else "")
             rows.append(Row("time", f"  {name}", value, "seconds", share=value / t.step_seconds,
-                            note=note if part == "memory_bound" else ""))
+                            note=FUSION_NOTES[a.fusion] if part == "memory_bound" else ""))
     rows += [
         Row("time", "tokens per second per GPU", t.tokens_per_second_per_gpu, "number"),
         Row("time", "MFU", t.mfu, "percent",

@@ -168,6 +168,9 @@ MODULES = ("bloom", "deepseek_v2", "deepseek_v3", "falcon", "gemma", "gemma2", "
            "gpt_oss", "gptj", "granite", "llama", "llama4_text", "mistral", "mixtral", "olmo", "olmoe", "opt", "phi",
            "phi3", "qwen2", "qwen2_moe", "qwen3", "qwen3_moe", "starcoder2")
 
+FUSABLE = ("norm", "rotary", "activation", "loss")   # training.fused_kernels
+
+
 class TrainingSpec(Section):
     tokens: Tokens | None = None         # None: 20 tokens per parameter (Hoffmann et al. 2022)
     seq_len: Width | None = None         # None: model.max_seq_len (filled in by Spec)
@@ -205,6 +208,9 @@ class TrainingSpec(Section):
     # compiled on its own and the rest (the final norm, the head's loss) eager (torchtitan's torch.compile).
     # Time only: memory is not affected.
     fusion: Literal["fused", "eager", "blocks"] = "fused"
+    # Ops that run as one fused kernel each way in an otherwise eager step (fusion eager, or the eager edges of
+    # fusion blocks): torchtitan's fused_rmsnorm, Liger's RMSNorm, RoPE, SwiGLU and cross-entropy kernels.
+    fused_kernels: tuple[Literal[FUSABLE], ...] = ()
 
 
 # ---------------------------------------------------------------------------------------------- hardware

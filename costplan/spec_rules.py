@@ -209,6 +209,9 @@ def spec_rules(max_seq_len: int | None, training: Getter, hw: Getter,
     if batch and micro and batch % micro:
         problems.append(("training.global_batch_size",
                          f"{batch} is not a multiple of micro_batch_size ({micro})"))
+    if training("fused_kernels") and training("fusion") == "fused":
+        problems.append(("training.fused_kernels", "names ops fused in an eager step; training.fusion fused runs "
+                                                   "every op as one fused kernel already: set fusion eager or blocks"))
     precision, gpu_name = training("precision"), hw("gpu")
     if precision and gpu_name:
         try:

@@ -221,3 +221,66 @@ def test_estimate_says_how_memory_bound_work_was_priced(run):
     (row,) = [line for line in run("estimate", "llama3-8b", "--set", "training.fusion=eager").stdout.splitlines()
               if "memory-bound ops" in line]
     assert row.endswith("eager PyTorch kernels (training.fusion)")
+    fused = ("--set", "training.fusion=eager", "--set", "training.fused_kernels=[rotary,norm,norm]")
+    data = json.loads(run("estimate", "llama3-8b", *fused, "--format", "json").stdout)[0]
+    assert data["assumptions"]["fused_kernels"] == ["norm", "rotary"]
+    (row,) = [line for line in run("estimate", "llama3-8b", *fused).stdout.splitlines() if "memory-bound ops" in line]
+    assert row.endswith("eager PyTorch kernels; norm, rotary fused (training.fusion, fused_kernels)")
+
+
+def fused_kernel_ops(fused, head=False):
+    spec = make_spec(LLAMA, {"fusion": "eager", "fused_kernels": fused, "seq_len": S})
+    shape = shape_of(spec)
+    if head:
+        return by_kind([op for op in ops.head_ops(spec.model, shape) if isinstance(op, ops.Stream)])
+    layer = layers.layers(spec.model)[0]
+    return by_kind([op for group in ops.layer_ops(layer, spec.model, shape).values() for op in group
+                    if isinstance(op, ops.Stream)])
+
+
+def test_fused_kernels_move_one_read_and_one_write_in_an_eager_step():
+    # training.fused_kernels (torchtitan's fused_rmsnorm, Liger's kernels): the ops it names read their input and
+    # write their output once forward, twice that backward, at the activation dtype (e = 2); the rest stay eager
+    e, d, f = 2, 512, 1024
+    eager = fused_kernel_ops([])
+    fused = fused_kernel_ops(["norm", "rotary", "activation"])
+    assert fused["norm"] == (2 * 2 * S * d * e, 2 * 2 * 2 * S * d * e)        # two norms a layer
+    rotated = S * (512 + 128)
+    assert fused["rotary"] == (2 * rotated * e, 4 * rotated * e)
+    assert fused["activation"] == (3 * S * f * e, 6 * S * f * e)           # gate and up read, product written
+    for kind in ("residual", "repeat_kv", "gradient_sum"):
+        assert fused[kind] == eager[kind]
+    only_norm = fused_kernel_ops(["norm"])
+    assert only_norm["norm"] == fused["norm"] and only_norm["rotary"] == eager["rotary"]
+    # the loss over the vocabulary: the logits read, fp32 log-probabilities written (4 bytes), against eager's
+    # cast up, log_softmax and cast back
+    loss = fused_kernel_ops(["loss"], head=True)["loss"]
+    assert loss == (S * 1000 * (e + 4), 2 * S * 1000 * (e + 4))
+    assert fused_kernel_ops([], head=True)["loss"] != loss
+
+
+def test_fused_kernels_need_an_eager_step():
+    with pytest.raises(CostplanError, match="training.fused_kernels: names ops fused in an eager step"):
+        make_spec(LLAMA, {"fusion": "fused", "fused_kernels": ["norm"], "seq_len": S})
+    with pytest.raises(CostplanError, match=r"training.fused_kernels\[0\]: 'norms' is not one of"):
+        make_spec(LLAMA, {"fusion": "eager", "fused_kernels": ["norms"], "seq_len": S})
+    # the edges of compiled blocks run eager: there it fuses the final norm and the loss
+    make_spec(LLAMA, {"fusion": "blocks", "fused_kernels": ["loss"], "seq_len": S})
+
+
+def test_fused_kernels_time_between_eager_and_fused_and_check_runs_none():
+    # a fused norm in an eager step saves part of eager's memory-bound time; check times the reference model,
+    # which has no fused kernels, whatever the spec says
+    from costplan.costs.estimate import estimate
+    from costplan.profiling.compare import one_step
+
+    def memory_bound(training):
+        spec = make_spec(LLAMA, {"seq_len": S, **training}, {"gpu": "h100-sxm"})
+        return estimate(spec).time.breakdown["memory_bound"], spec
+
+    fused, _ = memory_bound({})
+    eager, _ = memory_bound({"fusion": "eager"})
+    norm, spec = memory_bound({"fusion": "eager", "fused_kernels": ["norm"]})
+    assert fused < norm < eager
+    reference = one_step(spec, 2)
+    assert reference.training.fusion == "eager" and reference.training.fused_kernels == ()

@@ -154,6 +154,11 @@ class Shape:
     autocast: bool = False    # fp32 weights and residual stream, 16-bit copies cast per matmul (training.autocast)
     modules: str = "llama"    # whose transformers modules sdpa / eager describe (training.modules)
     fusion: str = "fused"     # memory-bound kernels fused, eager PyTorch, or blocks compiled (training.fusion)
+    fused_kernels: tuple[str, ...] = ()   # ops one fused kernel each in an eager step (training.fused_kernels)
+
+    def eager(self, op: str) -> bool:
+        """Whether `op` (a norm, rotary, the activation, the loss) runs as eager PyTorch's kernels."""
+        return self.fusion == "eager" and op not in self.fused_kernels
 
 
 STAT_BYTES = 4                # norm statistics, softmax log-sum-exp and the loss are kept in fp32

@@ -24,7 +24,9 @@ Backward moves twice the forward's bytes (a kernel reading the gradient and its 
 With training.fusion: eager, norms, activations, rotary, residual adds and the loss move what eager PyTorch's
 kernels move forward and backward instead (costs/eager.py), and grouped-query attention's repeat_kv copy and
 the sums of gradients where a tensor fans out are added (an MoE layer's experts' and shared expert's too);
-softmax and the embedding are single kernels either way, and the routing the reference's (eager.routing_kernels),
+training.fused_kernels keeps the ops it names (norm, rotary, activation, loss) as one fused kernel each way in that
+eager step (torchtitan's fused_rmsnorm, Liger's kernels), at the fused reading's bytes. Softmax and the embedding
+are single kernels either way, and the routing the reference's (eager.routing_kernels),
 run as plain tensor code (Stream.plain). A core the reference runs as a Python loop over blocks (windows, chunks,
 sparse patterns, MLA, flash attention with sinks: costs/attention/blocks.py) then counts that loop's kernels
 (Core.looped), of them its batched matmuls (Core.block_calls), and the bytes its elementwise kernels move over its
@@ -113,7 +115,7 @@ def _norms(kind: str, count: int, width: float, model: ModelSpec, shape: Shape) 
     """`count` norms of the model's kind over `width` features of every position, with their weights, replicated
     on every tensor rank: one kernel each way fused, or as eager.norm_kernels says."""
     rows, e, held = shape.seq_len * width, shape.act_bytes, count * norm_tensors(model)
-    if shape.fusion != "eager":
+    if not shape.eager("norm"):
         return Stream(kind, count * 2 * rows * e, False, None, (count, count), held)
     launched, inside = eager.norm_kernels(model.norm, e), eager.norm_function_kernels(model.norm, e)
     return _eager(kind, count * rows, eager.norm(model.norm, e), False, (count * launched[0], count * launched[1]),
@@ -311,7 +313,7 @@ def attention_ops(layer: Layer, model: ModelSpec, shape: Shape) -> list[Op]:
     if model.position == "rope" and getattr(a, "rope", True):     # a NoPE layer (rope: false) rotates nothing
         ops.append(_eager("rotary", rotated, eager.rotary(e), kernels=eager.rotary_kernels(e),
                           views=eager.ROTARY_VIEWS)
-                   if eager_run else Stream("rotary", 2 * rotated * e, kernels=(2, 2)))   # q and k
+                   if shape.eager("rotary") else Stream("rotary", 2 * rotated * e, kernels=(2, 2)))   # q and k
     if a.type == "mla":
         ops.append(_latent_norms(a, model, shape))
     if eager_run:
@@ -326,20 +328,21 @@ def _mlp(model: ModelSpec, d_ff: int, rows: float, count: int = 1, expert: bool 
             Gemm(rows, d_ff, d, count=count, expert=expert, bias=bias)]
 
 
-def _activation(model: ModelSpec, d_ff: int, rows: float, e: int, fusion: str = "fused", calls: int = 1) -> Stream:
+def _activation(model: ModelSpec, d_ff: int, rows: float, shape: Shape, calls: int = 1) -> Stream:
     """The MLP's activation over `rows` rows, run as `calls` calls (the reference's experts each run their own)."""
-    if fusion == "eager":
+    e = shape.act_bytes
+    if shape.eager("activation"):
         # a gated unit's activation and product forward; backward the product's two gradients and the activation's
         kernels = (2 * calls, 3 * calls) if model.gated else (calls, calls)
         return _eager("activation", rows * d_ff, eager.activation(model.gated, e), kernels=kernels)
-    return Stream("activation", (3 if model.gated else 2) * rows * d_ff * e)
+    return Stream("activation", (3 if model.gated else 2) * rows * d_ff * e, kernels=(calls, calls))
 
 
 def mlp_ops(layer: Layer, model: ModelSpec, shape: Shape) -> list[Op]:
     s, e, d = shape.seq_len, shape.act_bytes, model.d_model
     moe = layer.moe
     if moe is None:
-        return [*_mlp(model, layer.d_ff, s), _activation(model, layer.d_ff, s, e, shape.fusion),
+        return [*_mlp(model, layer.d_ff, s), _activation(model, layer.d_ff, s, shape),
                 *_fan_out(2 if model.gated else 1, shape, model)]
     rows, experts, eager_run = routed_rows(moe, s), moe.n_experts, shape.fusion == "eager"
     # the router's softmax and top-k, the dispatch's gather and the combine's scatter-add (eager: as the
@@ -347,7 +350,7 @@ def mlp_ops(layer: Layer, model: ModelSpec, shape: Shape) -> list[Op]:
     routing = (eager.routing_kernels(not moe.capacity_factor, experts, e) if eager_run else (4, 4))
     ops: list[Op] = [Gemm(s, d, experts, split=False, fp8=False),
                      *_mlp(model, moe.d_ff_expert, rows / experts, experts, expert=True),
-                     _activation(model, moe.d_ff_expert, rows, e, shape.fusion, experts if eager_run else 1),
+                     _activation(model, moe.d_ff_expert, rows, shape, experts if eager_run else 1),
                      # the dispatch's gathered rows and the combine's weighted outputs; the router's probabilities
                      Stream("routing", 4 * rows * d * e, kernels=routing, plain=eager_run, routed=True),
                      Stream("router", 2 * s * experts * STAT_BYTES, kernels=(0, 0))]
@@ -355,7 +358,7 @@ def mlp_ops(layer: Layer, model: ModelSpec, shape: Shape) -> list[Op]:
         ops.append(Stream("gradient_sum", 0.0, False, eager.ADD * rows * d * e, (0, experts), routed=True))
     if moe.n_shared_experts:
         gate = 1 if moe.shared_expert_gate else 0
-        ops += [*_mlp(model, moe.d_ff_shared, s), _activation(model, moe.d_ff_shared, s, e, shape.fusion)]
+        ops += [*_mlp(model, moe.d_ff_shared, s), _activation(model, moe.d_ff_shared, s, shape)]
         if gate:
             ops.append(Gemm(s, d, 1, split=False, fp8=False))
         if eager_run:
@@ -405,6 +408,6 @@ def head_ops(model: ModelSpec, shape: Shape) -> list[Op]:
     s, e = shape.seq_len, shape.act_bytes
     head = Gemm(s, model.d_model, model.vocab_size, fp8=False, bias=model.head_bias, tied=model.tie_embeddings)
     norm = _norms("norm", 1, model.d_model, model, shape)
-    if shape.fusion == "eager":
+    if shape.eager("loss"):
         return [head, _eager("loss", s * model.vocab_size, eager.loss(e), kernels=eager.loss_kernels(e)), norm]
     return [head, Stream("loss", s * model.vocab_size * (e + STAT_BYTES), kernels=(2, 2)), norm]   # log-softmax, NLL

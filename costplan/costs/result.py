@@ -103,6 +103,7 @@ class Assumptions(Record):
     recompute: str
     recompute_layers: int | None     # under full: the first N layers of each stage; None: every layer (or none)
     fusion: str                      # training.fusion: how the step model moves memory-bound bytes
+    fused_kernels: list[str]         # training.fused_kernels: ops one fused kernel each in an eager step
     bytes_per_param: dict[str, Any]
     activation_element_bytes: int
     attention_flops: str

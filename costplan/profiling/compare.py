@@ -253,7 +253,7 @@ def one_step(spec: Spec, batch: int) -> Spec:
     """The spec as profile times it: one micro-batch of `batch` sequences on one device, then the optimizer, its
     memory-bound work as eager PyTorch runs it (training.fusion eager): the reference model is unfused."""
     training = spec.training.model_copy(update={"micro_batch_size": batch, "global_batch_size": None,
-                                                "fusion": "eager"})
+                                                "fusion": "eager", "fused_kernels": ()})
     return spec.model_copy(update={"training": training, "parallelism": None,
                                    "hardware": spec.hardware.model_copy(update={"count": 1})})
 

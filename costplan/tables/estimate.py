@@ -62,6 +62,14 @@ FUSION_NOTES = {"fused": "each op one fused kernel (training.fusion)",
                 "blocks": "each block one compiled graph, the head's loss eager (training.fusion)"}
 
 
+def _fusion_note(a) -> str:  # noqa: ANN001 - Assumptions
+    """How the memory-bound ops run, with the ops an eager step runs fused (training.fused_kernels)."""
+    if not a.fused_kernels:
+        return FUSION_NOTES[a.fusion]
+    return FUSION_NOTES[a.fusion].replace(" (", f"; {', '.join(a.fused_kernels)} fused (", 1).replace(
+        "(training.fusion)", "(training.fusion, fused_kernels)")
+
+
 def _batch_note(a) -> str:  # noqa: ANN001 - Assumptions
     """Where the batch comes from, when it is not the spec's own."""
     return "" if a.global_batch_source == "training.global_batch_size" else f" ({a.global_batch_source})"
@@ -83,7 +91,7 @@ def time_rows(est: Estimate) -> list[Row]:
             name = PART_NAMES.get(part) or (part.replace("communication.", "exposed ").replace(
                 "overlap.", "compute slowed by ") + " traffic")
             rows.append(Row("time", f"  {name}", value, "seconds", share=value / t.step_seconds,
-                            note=FUSION_NOTES[a.fusion] if part == "memory_bound" else ""))
+                            note=_fusion_note(a) if part == "memory_bound" else ""))
     rows += [
         Row("time", "tokens per second per GPU", t.tokens_per_second_per_gpu, "number"),
         Row("time", "MFU", t.mfu, "percent",

@@ -98,3 +98,36 @@ def test_the_fully_sharded_check_resets_every_other_degree():
                                       "parallelism.sequence_parallel=true"])
     par = zero3(spec, 2).parallel
     assert (par.data, par.tensor, par.pipeline, par.expert, par.expert_tensor_degree, par.zero) == (2, 1, 1, 1, 1, 3)
+
+
+def test_adafactor_under_fsdp2_holds_its_matrix_factors_on_every_rank(run):
+    # torch's Adafactor allocates a matrix's row and column factors with new_zeros, a replicated DTensor under
+    # FSDP2: each rank holds them whole, a vector's second moment and the fp32 master shards sharded
+    flash = str(Path(DENSE).with_name("flash-full-recompute.yaml"))
+    result = run("check", flash, "--nproc", "2", "--format", "json")
+    assert result.exit_code == 0, result.output
+    (record,) = json.loads(result.stdout)
+    rows = {c["item"]: c for c in record["checks"]}
+    spec = load_spec(flash)
+    m = spec.model
+    assert spec.training.optimizer == "adafactor" and not m.tie_embeddings and not m.bias
+    q, kv, f = m.n_heads * m.head_dim, m.n_kv_heads * m.head_dim, m.d_ff
+    # (rows, cols) of every matrix: per layer q, k, v, o, gate, up, down; the embedding and the head
+    layer = [(q, m.d_model), (kv, m.d_model), (kv, m.d_model), (m.d_model, q), (f, m.d_model), (f, m.d_model),
+             (m.d_model, f)]
+    factors = m.n_layers * sum(r + c for r, c in layer) + 2 * (m.vocab_size + m.d_model)
+    whole = estimate(spec).memory.optimizer
+    assert rows["optimizer-state shards, sum over 2 ranks"]["measured"] == whole + 4 * factors
+    assert all(c["status"] == "ok" for c in record["checks"])
+
+
+def test_a_failed_distributed_run_names_the_workers_exception():
+    from costplan.profiling.distributed import _failure
+
+    stderr = ("[rank1]: Traceback (most recent call last):\n[rank1]:   File \"x.py\", line 3, in <module>\n"
+              "[rank1]: RuntimeError: aten.lerp_.Scalar: in-place operations that require placement changes\n"
+              "E1204 torch/distributed/elastic/multiprocessing/api.py:1: failed (exitcode: 1)\n" + "=" * 60)
+    assert _failure(stderr) == ("RuntimeError: aten.lerp_.Scalar: in-place operations that require placement "
+                                "changes")
+    assert _failure("something else\n" + "=" * 10) == "=" * 10
+    assert _failure("") == "no output"

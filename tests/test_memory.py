@@ -1,6 +1,8 @@
 """Memory: bytes per parameter, activations against Korthikanti et al. 2022, KV cache."""
 from __future__ import annotations
 
+import math
+
 import pytest
 
 import costplan
@@ -238,3 +240,20 @@ def test_the_peak_is_the_largest_moment_and_fits_by_it():
     tied = costplan.estimate(make_spec({"tie_embeddings": True}, {"seq_len": 2})).memory
     assert tied.tied_gradients == 3 * 2 * 1000 * 64 and tied.peak_at == "end of backward"
     assert tied.total_per_gpu == tied.weights + tied.gradients + tied.optimizer + tied.tied_gradients
+
+
+def test_adafactor_under_per_parameter_sharding_keeps_matrix_factors_whole():
+    # FSDP2 (torch's Adafactor: its factors are replicated DTensors) holds every matrix's r + c statistics on each
+    # of the 4 data ranks and shards the vectors' moments; a flat-buffer ZeRO shards both
+    model = {"n_layers": 1, "bias": False, "norm": "rmsnorm", "position": "rope"}
+    matrices = [(1000, 64)] + [(64, 64)] * 4 + [(64, 256), (256, 64)]    # embedding, q, k, v, o, up, down
+    factors, vectors = sum(r + c for r, c in matrices), 3 * 64
+    training = {"optimizer": "adafactor", "precision": "fp32", "micro_batch_size": 1}
+
+    def optimizer(per_parameter):
+        spec = make_spec(model, training, {"count": 4},
+                         parallelism={"zero": 3, "per_parameter_sharding": per_parameter})
+        return costplan.estimate(spec).memory.optimizer
+
+    assert optimizer(True) == math.ceil(4 * (factors + vectors / 4))
+    assert optimizer(False) == math.ceil(4 * (factors + vectors) / 4)

@@ -180,3 +180,23 @@ def test_fp32_gradients_stay_in_their_buffers():
     assert all(g.dtype == torch.float32 and g.abs().sum() > 0 for g in trainer.gradients())
     trainer.update()
     assert all(not g.any() for g in trainer.gradients())
+
+
+def test_the_reference_adafactor_keeps_torchs_states():
+    # the reference's Adafactor (fake tensors cannot run torch's, which reads a norm back to Python) allocates the
+    # states torch.optim.Adafactor does: a matrix's (rows, 1) and (1, cols) factors, a vector's full moment; so
+    # FSDP2 places them as it places torch's (tests/test_distributed.py)
+    from costplan.profiling.step import OPTIMIZERS
+
+    def states(make):
+        params = [torch.nn.Parameter(torch.randn(5, 3)), torch.nn.Parameter(torch.randn(2, 5, 3)),
+                  torch.nn.Parameter(torch.randn(7))]
+        for p in params:
+            p.grad = torch.randn_like(p)
+        optimizer = make(params)
+        optimizer.step()
+        return [sorted(tuple(v.shape) for v in optimizer.state[p].values() if torch.is_tensor(v) and v.dim())
+                for p in params]
+
+    assert states(OPTIMIZERS["adafactor"]) == states(lambda ps: torch.optim.Adafactor(ps, lr=1e-3))
+    assert states(torch.optim.Adafactor)[0] == [(1, 3), (5, 1)]

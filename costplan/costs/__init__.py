@@ -61,6 +61,9 @@ class Cost:
     kv_cache: int = 0         # inference K/V cache bytes per cached token
     kv_cache_seq: int = 0     # inference cache bytes for one sequence of seq_len tokens (windows, states)
     factored: int = 0         # elements of Adafactor's factored second moment (rows + cols per matrix)
+    # Of them, the matrices' row and column factors: torch's Adafactor allocates them with new_zeros, which under
+    # FSDP2 makes a replicated DTensor, so every data rank holds them whole (a vector's moment is sharded).
+    factors: int = 0
     # Weight matrices of matmuls with activations, which a serving format may quantize (costs/serving.py):
     # how many, their output rows (one int8 scale each) and their elements; biases and vectors are not in them.
     matrices: int = 0
@@ -122,6 +125,7 @@ def linear(tokens: int, d_in: int, d_out: int, bias: bool = False) -> Cost:
         hw_fwd=flops,
         hw_flops=3 * flops,  # forward, dgrad, wgrad
         factored=d_in + d_out + (d_out if bias else 0),
+        factors=d_in + d_out,
         matrices=1,
         matrix_rows=d_out,
         matrix_params=d_in * d_out,

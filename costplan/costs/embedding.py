@@ -10,9 +10,11 @@ def embedding(model: ModelSpec, shape: Shape) -> Cost:
     gather, not a matmul: no FLOPs. Its backward needs the int64 token ids; position ids are a constant."""
     d = model.d_model
     ids = shape.seq_len * INDEX_BYTES
-    cost = Cost(params=model.vocab_size * d, factored=model.vocab_size + d, activations=ids, act_d_model=ids)
+    cost = Cost(params=model.vocab_size * d, factored=model.vocab_size + d, factors=model.vocab_size + d,
+                activations=ids, act_d_model=ids)
     if model.position == "learned":
-        cost = cost + Cost(params=model.max_seq_len * d, factored=model.max_seq_len + d)
+        cost = cost + Cost(params=model.max_seq_len * d, factored=model.max_seq_len + d,
+                           factors=model.max_seq_len + d)
     return cost
 
 

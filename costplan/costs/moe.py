@@ -57,7 +57,7 @@ def moe_block(moe: MoESpec, model: ModelSpec, shape: Shape) -> Cost:
     per_row = rows * (2 * d * e + STAT_BYTES + 2 * INDEX_BYTES)
     experts = Cost(
         params=expert_weights.params * moe.n_experts,
-        factored=expert_weights.factored * moe.n_experts,
+        factored=expert_weights.factored * moe.n_experts, factors=expert_weights.factors * moe.n_experts,
         inactive_params=expert_weights.params * (moe.n_experts - moe.top_k),
         routed_params=expert_weights.params * moe.n_experts,
         flops=ideal.flops, hw_fwd=executed.hw_fwd, hw_flops=executed.hw_flops,

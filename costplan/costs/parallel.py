@@ -99,6 +99,7 @@ class _Sums:
     sharded: int              # the other parameters but the routed experts'
     routed: int               # routed-expert parameters
     factored: int
+    factors: int              # of them, the matrices' row and column factors (Cost.factors)
     activations: int
     wide: int                 # the d_model-wide part of the activations
     routed_rows: int          # the part held per routed row of a mixture of experts
@@ -108,18 +109,19 @@ class _Sums:
 
 def _sums(parts: dict[str, Cost]) -> _Sums:
     replicated = sum(parts[k].params for k in TENSOR_REPLICATED)
-    sharded = routed = factored = whole = wide = rows = shared = workspace = 0
+    sharded = routed = factored = factors = whole = wide = rows = shared = workspace = 0
     for key, c in parts.items():    # in the parts' order, as sum() over them would add
         if key not in TENSOR_REPLICATED:
             sharded += c.params - c.routed_params
         routed += c.routed_params
         factored += c.factored
+        factors += c.factors
         whole += c.activations
         wide += c.act_d_model
         rows += c.act_routed_rows
         shared += c.shared_activations
         workspace += c.workspace
-    return _Sums(replicated, sharded, routed, factored, whole, wide, rows, shared, workspace)
+    return _Sums(replicated, sharded, routed, factored, factors, whole, wide, rows, shared, workspace)
 
 
 def _params_per_gpu(sums: _Sums, t: int, extra: int = 0) -> float:
@@ -163,6 +165,15 @@ def zero_groups(spec: Spec) -> tuple[int, int]:
     return d * par.context, max(1, par.tensor * par.context * d // par.expert_group)
 
 
+def unsharded_optimizer(spec: Spec, factors: int) -> float:
+    """Bytes of optimizer state every data rank holds whole, of a stage whose matrices have Adafactor `factors`
+    (Cost.factors): all of those under FSDP2 (parallelism.per_parameter_sharding), where torch's Adafactor
+    allocates them with new_zeros, a replicated DTensor; none where ZeRO shards flat buffers of the states."""
+    if spec.training.optimizer != "adafactor" or not spec.parallel.per_parameter_sharding:
+        return 0.0
+    return factors / spec.parallel.tensor * FP32
+
+
 def stage_memory(spec: Spec, parts: dict[str, Cost], stage: int) -> StageMemory:
     """Model states and activations on one GPU of pipeline stage `stage`."""
     return _stage_memory(spec, _degrees(spec), parts, stage)
@@ -186,7 +197,8 @@ def _stage_memory(spec: Spec, degrees: tuple, parts: dict[str, Cost], stage: int
     routed = sums.routed / par.expert_group
     extra_optimizer = 0.0
     if training.optimizer == "adafactor":
-        extra_optimizer = sums.factored / t * FP32 / (shards if par.zero >= 1 else 1)
+        whole = unsharded_optimizer(spec, sums.factors)
+        extra_optimizer = (sums.factored / t * FP32 - whole) / (shards if par.zero >= 1 else 1) + whole
     in_flight = min(m, p - stage)
     activations = (_activations_per_gpu(sums, t, par.sequence_parallel, training.micro_batch_size,
                                         par.routed_row_share) * in_flight

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -73,9 +74,16 @@ def run(source: str, overrides: Sequence[str], nproc: int, device: str) -> list[
             raise CostplanError(f"--nproc {nproc}: the distributed run took over {TIMEOUT_S} s") from None
         results = sorted(Path(folder).glob("rank*.json"))
         if done.returncode != 0 or len(results) != nproc:
-            last = (done.stderr.strip().splitlines() or ["no output"])[-1]
-            raise CostplanError(f"--nproc {nproc}: the distributed run failed: {last}")
+            raise CostplanError(f"--nproc {nproc}: the distributed run failed: {_failure(done.stderr)}")
         return [RankBytes(**json.loads(p.read_text())) for p in results]
+
+
+def _failure(stderr: str) -> str:
+    """A failed run's reason: a worker's exception line, without torchrun's rank prefix (its own summary ends
+    in a banner), else the last line."""
+    lines = [re.sub(r"^\[rank\d+\]:\s*", "", line).strip() for line in stderr.strip().splitlines()]
+    raised = [line for line in lines if re.match(r"^[A-Za-z_.]*(Error|Exception): ", line)]
+    return (raised or lines or ["no output"])[-1]
 
 
 def checks(spec: Spec, ranks: Iterable[RankBytes]) -> list[Check]:
@@ -94,9 +102,11 @@ def checks(spec: Spec, ranks: Iterable[RankBytes]) -> list[Check]:
             slack = (n - 1) * r.row_bytes[part] / per_gpu if per_gpu else 0.0
             result.append(Check("memory", f"{LABELS[part]}, rank {r.rank} of {n}", per_gpu, measured, "bytes",
                                 slack, note=f"whole-row shards: within {n - 1} row{'s' * (n > 2)} of each tensor"))
-        result.append(Check("memory", f"{LABELS[part]}, sum over {n} ranks", getattr(whole, part),
+        held = _unsharded(zero3(spec, n)) if part == "optimizer" else 0.0
+        result.append(Check("memory", f"{LABELS[part]}, sum over {n} ranks", getattr(whole, part) + (n - 1) * held,
                             sum(getattr(r, part) for r in ranks), "bytes", 0.0,
-                            note="every byte held exactly once"))
+                            note="every byte held exactly once" if not held else
+                            "every byte held once, Adafactor's matrix factors on every rank"))
     copied = _copied_bytes(zero3(spec, n))
     for r in ranks:
         if r.gather_copied is None:
@@ -108,6 +118,14 @@ def checks(spec: Spec, ranks: Iterable[RankBytes]) -> list[Check]:
                             note="FSDP2's copy-out in one forward and backward: the layers' weights twice, the "
                                  "root module's once"))
     return result
+
+
+def _unsharded(spec: Spec) -> float:
+    """Bytes of optimizer state each rank holds whole (costs/parallel.unsharded_optimizer)."""
+    from costplan.costs.components import components
+    from costplan.costs.parallel import unsharded_optimizer
+
+    return unsharded_optimizer(spec, sum(c.factors for c in components(spec).values()))
 
 
 def _copied_bytes(spec: Spec) -> float:

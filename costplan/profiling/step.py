@@ -66,13 +66,13 @@ class Adafactor(torch.optim.Optimizer):
                 beta2 = 1 - state["step"] ** group["decay"]
                 squared = g * g + group["eps"]
                 if p.dim() >= 2:
-                    if "row" not in state:
-                        state["row"] = torch.zeros_like(p[..., 0])
-                        state["col"] = torch.zeros_like(p[..., 0, :])
-                    state["row"].lerp_(squared.mean(-1), 1 - beta2)
-                    state["col"].lerp_(squared.mean(-2), 1 - beta2)
-                    row = state["row"] / state["row"].mean(-1, keepdim=True)
-                    update = g * (row[..., None] * state["col"][..., None, :]).rsqrt()
+                    if "row" not in state:      # torch's shapes: (..., rows, 1) and (..., 1, cols)
+                        state["row"] = g.new_zeros((*g.shape[:-1], 1))
+                        state["col"] = g.new_zeros((*g.shape[:-2], 1, g.shape[-1]))
+                    state["row"].lerp_(squared.mean(-1, keepdim=True), 1 - beta2)
+                    state["col"].lerp_(squared.mean(-2, keepdim=True), 1 - beta2)
+                    row = state["row"] / state["row"].mean(-2, keepdim=True)
+                    update = g * (row * state["col"]).rsqrt()
                 else:
                     if "variance" not in state:
                         state["variance"] = torch.zeros_like(p)

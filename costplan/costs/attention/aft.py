@@ -64,14 +64,14 @@ def _mixing(width: int, pairs: int, executed: int, shape: Shape, weights_saved: 
 
 def full(attention, model: ModelSpec, shape: Shape) -> Cost:
     s = shape.seq_len
-    bias = Cost(params=model.max_seq_len**2, factored=2 * model.max_seq_len)
+    bias = Cost(params=model.max_seq_len**2, factored=2 * model.max_seq_len, factors=2 * model.max_seq_len)
     return _common(model, shape, s) + bias + _mixing(model.q_width, s * s, s * s, shape, s * s)
 
 
 def local(attention, model: ModelSpec, shape: Shape) -> Cost:
     s, w = shape.seq_len, attention.window
     executed = tiled_pairs(s, w, tile_for(w))
-    bias = Cost(params=model.max_seq_len**2, factored=2 * model.max_seq_len)
+    bias = Cost(params=model.max_seq_len**2, factored=2 * model.max_seq_len, factors=2 * model.max_seq_len)
     return (_common(model, shape, min(s, w)) + bias
             + _mixing(model.q_width, window_pairs(s, w), executed, shape, executed))
 
@@ -83,7 +83,8 @@ def simple(attention, model: ModelSpec, shape: Shape) -> Cost:
 def conv(attention, model: ModelSpec, shape: Shape) -> Cost:
     s, w = shape.seq_len, attention.window
     taps = window_pairs(s, w)                       # a depthwise causal convolution of min(w, s) taps
-    kernel = Cost(params=model.n_heads * w, factored=model.n_heads * w)
+    # an n_heads × window matrix: Adafactor keeps a row and a column factor
+    kernel = Cost(params=model.n_heads * w, factored=model.n_heads + w, factors=model.n_heads + w)
     # The convolutions keep their kernel exp(w) − 1 (n_heads × min(w, s)), computed from w once per micro-batch.
     return (_common(model, shape, min(s, w)) + kernel
             + _mixing(model.q_width, taps, taps, shape, model.n_heads * min(w, s)))

@@ -131,3 +131,35 @@ def test_a_failed_distributed_run_names_the_workers_exception():
                                 "changes")
     assert _failure("something else\n" + "=" * 10) == "=" * 10
     assert _failure("") == "no output"
+
+
+def test_moe_memory_under_fsdp2_with_every_expert_routed(run):
+    # the check's tiny batch can leave a routed expert without rows, and FSDP2 then holds no gradient or optimizer
+    # state for it; the distributed check routes in the balanced split (force_balanced), as a real-size batch
+    # gives every expert rows, so the states agree with the estimate's
+    moe = str(Path(DENSE).with_name("moe-shared.yaml"))
+    result = run("check", moe, "--nproc", "2", "--format", "json")
+    assert result.exit_code == 0, result.output
+    (record,) = json.loads(result.stdout)
+    rows = {c["item"]: c for c in record["checks"]}
+    whole = estimate(load_spec(moe)).memory
+    assert rows["gradient shards, sum over 2 ranks"]["measured"] == whole.gradients
+
+
+def test_force_balanced_gives_every_expert_rows():
+    import torch
+
+    from costplan.profiling.moe import MoE, force_balanced
+
+    spec = load_spec(DENSE, ["model.moe.n_experts=4", "model.moe.top_k=1", "model.moe.d_ff_expert=32"])
+    block = MoE(spec.model.moe, spec.model)
+    torch.nn.init.zeros_(block.router.weight)          # equal scores: every token picks the same expert
+
+    def experts_with_gradients():
+        block.zero_grad(set_to_none=True)
+        block(torch.randn(2, 8, spec.model.d_model)).sum().backward()
+        return [e.up.weight.grad is not None for e in block.experts]
+
+    assert sum(experts_with_gradients()) == 1
+    force_balanced(block)
+    assert experts_with_gradients() == [True] * 4

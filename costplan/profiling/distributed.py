@@ -188,6 +188,7 @@ def worker(request_path: str) -> None:
     from torch.distributed.fsdp import fully_shard
 
     from costplan.profiling.model import build_model
+    from costplan.profiling.moe import force_balanced
     from costplan.profiling.step import Trainer, batch
     from costplan.loading import load_spec
 
@@ -201,6 +202,7 @@ def worker(request_path: str) -> None:
         torch.cuda.set_device(device)
     torch.manual_seed(0)
     model = build_model(spec, device=device)
+    force_balanced(model)       # every expert holds the states it holds in a real-size batch
     for block in model.layers:
         fully_shard(block)
     fully_shard(model)

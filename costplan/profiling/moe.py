@@ -12,7 +12,10 @@ row by its weight. Shared experts are one fused MLP on every token, with an opti
 
 On fake or meta tensors the router's choices cannot be read, so the rows are split between experts in a
 fixed, balanced way (the shapes, FLOPs and saved bytes do not depend on the split; a test checks that real
-routing gives the same counts).
+routing gives the same counts). force_balanced() makes real tensors take that split too, for the distributed
+memory check: in a batch of a real run's size every expert receives rows and so holds a gradient and optimizer
+state, where the check's tiny batch can leave one idle (Megatron-Bridge's MoE benchmarks force-balance tokens
+the same way). The rows an expert runs are then not the ones its router chose: shapes, not numerics.
 """
 from __future__ import annotations
 
@@ -36,6 +39,7 @@ class MoE(nn.Module):
                                      for _ in range(moe.n_experts))
         self.shared = MLP(model.mlp, d, moe.d_ff_shared, model.bias, **factory) if moe.n_shared_experts else None
         self.shared_gate = nn.Linear(d, 1, bias=False, **factory) if moe.shared_expert_gate else None
+        self.balanced = False       # the fixed, balanced split on real tensors too (force_balanced)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, s, d = (int(size) for size in x.shape)       # plain ints, also under JIT tracing
@@ -44,7 +48,7 @@ class MoE(nn.Module):
         probs = torch.softmax(self.router(flat).float(), dim=-1)                # (n, E), saved
         with torch.no_grad():
             choice = torch.topk(probs, k, dim=-1).indices                       # (n, k)
-            static = is_fake(x) or x.device.type == "meta" or torch.jit.is_tracing()
+            static = self.balanced or is_fake(x) or x.device.type == "meta" or torch.jit.is_tracing()
             plan = (self._capacity_plan(choice, b, s) if self.spec.capacity_factor else
                     self._dropless_plan(choice, static))
         token, entry, rows = plan
@@ -101,3 +105,10 @@ class MoE(nn.Module):
         token.scatter_(0, row.flatten(), slot_token.flatten())
         entry.scatter_(0, row.flatten(), (slot_token * experts + per_slot).flatten())
         return token[:total].clone(), entry[:total].clone(), [b * cap] * experts
+
+
+def force_balanced(model: nn.Module) -> None:
+    """Route every MoE block of `model` in the fixed, balanced split, on real tensors too."""
+    for module in model.modules():
+        if isinstance(module, MoE):
+            module.balanced = True

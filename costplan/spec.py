@@ -248,6 +248,9 @@ class ParallelismSpec(Section):
     context: Count = 1                   # splits each sequence; attention passes K and V around a ring
     virtual_stages: Count = 1            # interleaved 1F1B: model chunks per pipeline rank (Narayanan §2.2.2)
     tensor_overlap: Flag = False         # tensor-parallel traffic hidden behind GEMMs (Megatron tp-comm-overlap)
+    # interleaved 1F1B's point-to-point sends and receives hidden behind the model chunks' compute (Megatron's
+    # overlap_p2p_comm, on with virtual stages in NeMo's and Megatron-Bridge's configs); needs virtual_stages > 1
+    pipeline_overlap: Flag = False
     expert: Count = 1                    # splits the routed experts over ranks; see expert_tensor
     # Splits each routed expert's matrices, as Megatron-Core's expert_tensor_parallel_size; None: tensor (its
     # default). Expert × expert_tensor ranks fold into the tensor × context × data ranks (MoE parallel folding).

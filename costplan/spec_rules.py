@@ -275,6 +275,10 @@ def parallel_rules(par: Getter, model: Getter, training: Getter, hw: Getter) -> 
     if par("per_parameter_sharding") and not par("zero"):
         problems.append(("parallelism.per_parameter_sharding", "shards the weights over the data ranks as FSDP2 "
                                                                "does; set zero 1-3 (zero is 0)"))
+    if par("pipeline_overlap") and virtual == 1:
+        problems.append(("parallelism.pipeline_overlap", "hides interleaved 1F1B's sends behind the next model "
+                                                         "chunk, as Megatron's overlap_p2p_comm; set virtual_stages "
+                                                         "> 1 (it is 1)"))
     n_layers = model("n_layers")
     if virtual > 1 and pipeline == 1:
         problems.append(("parallelism.virtual_stages", f"{virtual} needs pipeline parallelism (pipeline > 1)"))

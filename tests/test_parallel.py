@@ -337,3 +337,22 @@ def test_d_model_wide_activations_are_part_of_each_component(preset):
         for key, cost in components(spec).items():
             assert 0 <= cost.act_d_model <= cost.activations, (preset, recompute, key)
             assert 0 <= cost.act_routed_rows <= cost.activations - cost.act_d_model, (preset, recompute, key)
+
+
+def test_interleaved_sends_behind_the_model_chunks():
+    # pipeline_overlap (Megatron's overlap_p2p_comm): each send and receive of interleaved 1F1B runs beside the
+    # next model chunk's forward or backward; on the H100 a chunk of two layers outlasts its 8 MiB transfer, so
+    # nothing is exposed but the share of the SMs NCCL holds while it runs (24 channels of 132 SMs,
+    # data/kernels.yaml)
+    layout = {"pipeline": 2, "micro_batches": 4, "virtual_stages": 2}
+    model = {"n_layers": 8, "d_model": 2048, "n_heads": 16, "max_seq_len": 2048}
+    exposed = est(layout, model=model, hardware={"gpu": "h100-sxm", "count": 2})
+    hidden = est({**layout, "pipeline_overlap": True}, model=model, hardware={"gpu": "h100-sxm", "count": 2})
+    seconds = exposed.parallelism.communication_seconds["pipeline"]
+    assert seconds == hidden.parallelism.communication_seconds["pipeline"] > 0
+    assert exposed.time.breakdown["communication.pipeline"] == pytest.approx(seconds)
+    assert hidden.time.breakdown["communication.pipeline"] == 0
+    assert hidden.time.breakdown["overlap.pipeline"] == pytest.approx(0.182 * seconds)     # 24 / 132, rounded
+    assert "pipeline sends behind the model chunks" in hidden.parallelism.overlaps
+    with pytest.raises(costplan.SpecError, match="parallelism.pipeline_overlap: hides interleaved"):
+        est({"pipeline": 2, "micro_batches": 4, "pipeline_overlap": True}, model=model, hardware={"count": 2})

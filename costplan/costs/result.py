@@ -77,6 +77,7 @@ class Parallelism(Record):
     zero: int
     sequence_parallel: bool
     tensor_overlap: bool
+    pipeline_overlap: bool                   # interleaved 1F1B's sends behind the model chunks (Megatron's)
     per_parameter_sharding: bool             # FSDP2: gathered weights copied into the parameters
     micro_batches: int
     memory_stage: int                        # the pipeline stage whose memory `memory` reports (the fullest)

@@ -411,9 +411,14 @@ def step_time(spec: Spec, dev: Device, shape: Shape, stage_params: list[tuple[fl
     hidden = spec.training.micro_batch_size * shape.seq_len / cp * spec.model.d_model * shape.act_bytes
     hidden /= t if par.sequence_parallel else 1
     if p > 1:
-        traffic["pipeline"] = Traffic()
         point = collective_seconds(dev, hidden, hidden, t * cp * d * p, stride=t * cp * d)
-        traffic["pipeline"].add(2 * v * m, hidden, point, 0.0)
+        if par.pipeline_overlap:    # each send and receive behind a model chunk's forward or backward
+            pipe = traffic["pipeline"] = Traffic(sm_share(dev))
+            pipe.add(v * m, hidden, point, sum(tally.forward.values()) / v)
+            pipe.add(v * m, hidden, point, sum(tally.backward.values()) / v)
+        else:
+            traffic["pipeline"] = Traffic()
+            traffic["pipeline"].add(2 * v * m, hidden, point, 0.0)
     dense, routed = stage_params[slowest]
     shards, routed_d = zero_groups(spec)
     data_span = t * cp * d          # the group's GPUs lie t·c·d apart, tensor ranks between them

@@ -65,13 +65,15 @@ class Traffic:
 def overlaps(spec: Spec) -> str:
     """What the step model hid behind what, for this layout."""
     par = spec.parallel
-    return _overlaps(par.tensor_overlap, par.context > 1, par.zero)
+    return _overlaps(par.tensor_overlap, par.pipeline_overlap, par.context > 1, par.zero)
 
 
 @functools.lru_cache(maxsize=64)
-def _overlaps(tensor_overlap: bool, ring: bool, zero: int) -> str:
+def _overlaps(tensor_overlap: bool, pipeline_overlap: bool, ring: bool, zero: int) -> str:
     said = ["tensor traffic behind the GEMMs" if tensor_overlap else "tensor traffic exposed",
-            "expert and pipeline traffic exposed"]
+            "expert traffic exposed" if pipeline_overlap else "expert and pipeline traffic exposed"]
+    if pipeline_overlap:
+        said.append("pipeline sends behind the model chunks")
     if ring:
         said.append("context ring behind attention")
     said.append({0: "gradient all-reduce behind the last backward",

@@ -225,7 +225,8 @@ def test_estimate_says_how_memory_bound_work_was_priced(run):
     data = json.loads(run("estimate", "llama3-8b", *fused, "--format", "json").stdout)[0]
     assert data["assumptions"]["fused_kernels"] == ["norm", "rotary"]
     (row,) = [line for line in run("estimate", "llama3-8b", *fused).stdout.splitlines() if "memory-bound ops" in line]
-    assert row.endswith("eager PyTorch kernels; norm, rotary fused (training.fusion, fused_kernels)")
+    assert row.endswith("eager PyTorch kernels (training.fusion); norm, rotary one fused kernel each "
+                        "(training.fused_kernels)")
 
 
 def fused_kernel_ops(fused, head=False):

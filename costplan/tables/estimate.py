@@ -66,8 +66,7 @@ def _fusion_note(a) -> str:  # noqa: ANN001 - Assumptions
     """How the memory-bound ops run, with the ops an eager step runs fused (training.fused_kernels)."""
     if not a.fused_kernels:
         return FUSION_NOTES[a.fusion]
-    return FUSION_NOTES[a.fusion].replace(" (", f"; {', '.join(a.fused_kernels)} fused (", 1).replace(
-        "(training.fusion)", "(training.fusion, fused_kernels)")
+    return f"{FUSION_NOTES[a.fusion]}; {', '.join(a.fused_kernels)} one fused kernel each (training.fused_kernels)"
 
 
 def _batch_note(a) -> str:  # noqa: ANN001 - Assumptions

@@ -26,8 +26,8 @@ kernels move forward and backward instead (costs/eager.py), and grouped-query at
 the sums of gradients where a tensor fans out are added (an MoE layer's experts' and shared expert's too);
 training.fused_kernels keeps the ops it names (norm, rotary, activation, loss) as one fused kernel each way in that
 eager step (torchtitan's fused_rmsnorm, Liger's kernels), at the fused reading's bytes. Softmax and the embedding
-are single kernels either way, and the routing the reference's (eager.routing_kernels),
-run as plain tensor code (Stream.plain). A core the reference runs as a Python loop over blocks (windows, chunks,
+are single kernels either way, and the routing the reference's (eager.routing_kernels), run as plain tensor code
+(Stream.plain). A core the reference runs as a Python loop over blocks (windows, chunks,
 sparse patterns, MLA, flash attention with sinks: costs/attention/blocks.py) then counts that loop's kernels
 (Core.looped), of them its batched matmuls (Core.block_calls), and the bytes its elementwise kernels move over its
 score tiles (eager.loop_tiles, in place of the softmax's); AFT-local's band its tiles'.

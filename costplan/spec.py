@@ -268,6 +268,9 @@ class ParallelismSpec(Section):
     last_stage_layers: Count | None = None
     account_for_embedding: Flag = False
     account_for_loss: Flag = False
+    # Or each stage's layers, first to last, as torchtitan's or DeepSpeed's splits give them (no Megatron-Core
+    # rule on them): they sum to model.n_layers and each holds at least virtual_stages layers.
+    stage_layers: tuple[Count, ...] | None = None
 
     @property
     def expert_tensor_degree(self) -> int:

@@ -320,7 +320,8 @@ def split_rules(model: Getter, tensor: int | None, pipeline: int | None,
 # account_for_loss_in_pipeline_split; transformer_block.get_num_layers_to_build): the first and last stages take
 # the layers given and the rest split evenly over the middle stages; or the embedding and the loss each count as
 # one layer of the first and last stages, whose share is then one layer less.
-UNEVEN_FIELDS = ("first_stage_layers", "last_stage_layers", "account_for_embedding", "account_for_loss")
+UNEVEN_FIELDS = ("first_stage_layers", "last_stage_layers", "account_for_embedding", "account_for_loss",
+                 "stage_layers")
 
 
 def uneven_split(par: Getter) -> bool:
@@ -329,9 +330,12 @@ def uneven_split(par: Getter) -> bool:
 
 
 def stage_depths(n_layers: int, pipeline: int, first: int | None = None, last: int | None = None,
-                 embedding: bool = False, loss: bool = False) -> tuple[int, ...]:
+                 embedding: bool = False, loss: bool = False, given: tuple[int, ...] | None = None
+                 ) -> tuple[int, ...]:
     """Layers of each pipeline stage, first to last (the one statement of the split; uneven_rules makes the
-    numbers whole and positive)."""
+    numbers whole and positive): `given` (parallelism.stage_layers) as it is, or Megatron-Core's split."""
+    if given:
+        return tuple(given)
     if first is not None or last is not None:
         middle_stages = pipeline - (first is not None) - (last is not None)
         rest = n_layers - (first or 0) - (last or 0)
@@ -349,6 +353,25 @@ def stage_depths(n_layers: int, pipeline: int, first: int | None = None, last: i
     return tuple(depths)
 
 
+def _given_rules(given: tuple[int, ...], named: list[str], pipeline: int, virtual: int, n_layers: int
+                 ) -> list[tuple[str, str]]:
+    """parallelism.stage_layers: one depth per stage, summing to the layers, each at least one per chunk."""
+    where = "parallelism.stage_layers"
+    others = [field for field in named if field != "stage_layers"]
+    if others:
+        return [(where, f"set with {others[0]}; give the stages' layers one way")]
+    if len(given) != pipeline:
+        return [(where, f"{len(given)} stages given for pipeline {pipeline}")]
+    if sum(given) != n_layers:
+        return [(where, f"{' + '.join(map(str, given))} = {sum(given)} layers, not model.n_layers ({n_layers})")]
+    short = [i for i, depth in enumerate(given) if depth < virtual]
+    if short:
+        depth = given[short[0]]
+        return [(where, f"stage {short[0]} holds {depth} layer{'s' * (depth != 1)}, fewer than virtual_stages "
+                        f"({virtual}): a model chunk needs a layer")]
+    return []
+
+
 def uneven_rules(par: Getter, n_layers: int | None) -> list[tuple[str, str]]:
     """Megatron-Core's checks of an uneven split (TransformerConfig.__post_init__), one line per broken rule."""
     pipeline, virtual = par("pipeline"), par("virtual_stages") or 1
@@ -359,6 +382,9 @@ def uneven_rules(par: Getter, n_layers: int | None) -> list[tuple[str, str]]:
         return [(f"parallelism.{named[0]}", "set with pipeline 1; it splits the layers over pipeline stages")]
     if not pipeline or not n_layers:
         return []     # reported by those fields themselves
+    given = par("stage_layers")
+    if given:
+        return _given_rules(given, named, pipeline, virtual, n_layers)
     if (first or last) and (embedding or loss):
         counted = "account_for_embedding" if embedding else "account_for_loss"
         given = "first_stage_layers" if first else "last_stage_layers"

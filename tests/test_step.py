@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import glob
 import math
+import re
 
 import pytest
 import yaml
@@ -384,6 +385,39 @@ def test_uneven_stages_slice_consecutive_layers_of_a_pattern():
     # an even split stays the count of stages
     assert layers.pipeline_stages(make_spec({"n_layers": 8}, hardware={"count": 4},
                                             parallelism={"pipeline": 4})) == 4
+
+
+def test_stage_layers_give_each_stage_its_depth(flat):
+    # parallelism.stage_layers: torchtitan's split of 10 layers over 4 ranks interleaved twice (8 virtual stages:
+    # 1, 1, 1, 1, 2, 2, 1, 1 per stage; ranks hold stages r and r + 4), which Megatron-Core's first/last rule cannot
+    # say (a rank's layers not a multiple of the chunks); the same depths as Megatron's own 1/3/3/3 time the same
+    given = make_spec({**MODEL, "n_layers": 10}, hardware={"count": 4},
+                      parallelism={"pipeline": 4, "stage_layers": [2, 3, 3, 2]})
+    assert layers.pipeline_stages(given) == (2, 3, 3, 2)
+    ways = ({"stage_layers": [1, 3, 3, 3]}, {"first_stage_layers": 1, "last_stage_layers": 3})
+    timed = [step(flat, {"pipeline": 4, "micro_batches": 4, **way}, count=4, model={"n_layers": 10}) for way in ways]
+    assert timed[0].time.step_seconds == timed[1].time.step_seconds
+    assert timed[0].memory.total_per_gpu == timed[1].memory.total_per_gpu
+    interleaved = step(flat, {"pipeline": 4, "micro_batches": 4, "virtual_stages": 2, "stage_layers": [3, 2, 3, 2]},
+                       count=4, model={"n_layers": 10})
+    assert interleaved.time.breakdown["bubble"] > 0
+    with pytest.raises(costplan.SpecError, match="first_stage_layers: 3 is not a multiple of virtual_stages"):
+        make_spec({**MODEL, "n_layers": 10}, hardware={"count": 4},
+                  parallelism={"pipeline": 4, "virtual_stages": 2, "first_stage_layers": 3, "last_stage_layers": 3})
+
+
+@pytest.mark.parametrize("given, message", [
+    ([2, 3, 3], "3 stages given for pipeline 4"),
+    ([2, 3, 3, 3], "2 + 3 + 3 + 3 = 11 layers, not model.n_layers (10)"),
+    ([1, 3, 3, 3], "stage 0 holds 1 layer, fewer than virtual_stages (2)"),
+])
+def test_stage_layers_that_do_not_split_the_model_are_errors(given, message):
+    with pytest.raises(costplan.SpecError, match=re.escape(f"parallelism.stage_layers: {message}")):
+        make_spec({**MODEL, "n_layers": 10}, {"global_batch_size": 8}, {"count": 4},
+                  parallelism={"pipeline": 4, "virtual_stages": 2, "stage_layers": given})
+    with pytest.raises(costplan.SpecError, match="parallelism.stage_layers: set with first_stage_layers"):
+        make_spec({**MODEL, "n_layers": 10}, hardware={"count": 4},
+                  parallelism={"pipeline": 4, "first_stage_layers": 1, "stage_layers": [1, 3, 3, 3]})
 
 
 def test_uneven_stages_hold_their_own_parameters():

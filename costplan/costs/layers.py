@@ -84,7 +84,7 @@ def pipeline_stages(spec: Spec) -> Stages:
     if not uneven_split(par.__dict__.get):
         return par.pipeline
     return stage_depths(n_layers, par.pipeline, par.first_stage_layers, par.last_stage_layers,
-                        par.account_for_embedding, par.account_for_loss)
+                        par.account_for_embedding, par.account_for_loss, par.stage_layers)
 
 
 def stage_count(stages: Stages) -> int:

@@ -46,7 +46,8 @@ def zero3(spec: Spec, nproc: int) -> Spec:
                                  "parallelism.expert_tensor=null",
                                  # one stage: no uneven split of the layers over stages
                                  "parallelism.first_stage_layers=null", "parallelism.last_stage_layers=null",
-                                 "parallelism.account_for_embedding=false", "parallelism.account_for_loss=false"])
+                                 "parallelism.account_for_embedding=false", "parallelism.account_for_loss=false",
+                                 "parallelism.stage_layers=null"])
 
 
 @dataclass(frozen=True)

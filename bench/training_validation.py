@@ -543,9 +543,17 @@ a first or last stage's layers be a multiple of the virtual stages, the only une
 `parallelism.stage_layers` (new) gives each stage's depth as a framework without that rule splits; the 405B rows
 now use it (the same depths as before) and the interleaved row virtual_stages 2 (INTERLEAVED in the script):
 -18.2% to +6.4%, beside the 1F1B row's +4.7% (the page measured interleaving 28% faster; the model has it 30%
-faster, its bubble halved). Its estimated peak memory did not move (58.6 GiB against 72.7 measured: the memory
-model holds the same in-flight micro-batches with interleaving). All rows: 14.0% to 13.3% median |error|, 53%
-within 15%.
+faster, its bubble halved). All rows: 14.0% to 13.3% median |error|, 53% within 15%.
+
+Interleaving also holds more micro-batches in flight: a stage runs 2(p - stage - 1) + (v - 1)p chunk forwards
+before its first backward (Megatron-Core's interleaved schedule, torch's Interleaved1F1B alike), so the first
+stage holds p + (p - 1)/v micro-batches where 1F1B holds p (Korthikanti et al. 2022's 1 + (p - 1)/(pv)); the
+memory model had held 1F1B's. With it the interleaved 405B row's peak went from 58.6 to 65.9 GiB (72.7 measured:
+-19.4% to -9.4%; its eight micro-batches all run forward first, so its middle stages hold 8 rather than 7-5),
+though the page measured interleaving below 1F1B (72.7 against 82.5 GiB), which the model does not say. Three
+Megatron-Bridge rows now print "does not fit" (Llama 3 70B at VP 5: 81.9 GiB on the 80 GB board, 9.4 micro-batches
+in flight on its first stage; Qwen3-235B), though they ran: their fp8 GEMMs' inputs are saved in fp8 by
+Transformer Engine, which the memory model holds at 16 bits (noticed, not changed; it moves no time).
 
 The model is still too fast elsewhere: it prices kernels as benchmarks measure them and communication as
 nccl-tests does, while torchtitan's and Megatron-LM's runs lose a further quarter to a third somewhere the model

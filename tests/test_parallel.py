@@ -150,6 +150,26 @@ def test_first_pipeline_stage_holds_p_micro_batches():
     assert e.memory.activations == 4 * (layer + ids)   # 4 in flight × (one layer + the token ids)
 
 
+@pytest.mark.parametrize("m, expected", [(8, 11 / 2), (12, 11 / 2), (4, 4)])
+def test_interleaved_first_stage_holds_more_micro_batches(m, expected):
+    # Interleaved 1F1B, p = 4, v = 2: the first stage runs 2(p − 1) + (v − 1)p = 10 chunk forwards before its first
+    # backward, 11 with the first steady one, each half its layers: 5.5 micro-batches, Korthikanti et al. 2022's
+    # 1 + (p − 1)/(p·v) = 1.375 of the model's 4 stages, however many more micro-batches; with m = p every forward
+    # runs first (m·v chunks: m micro-batches, as 1F1B's p)
+    spec = make_spec({"n_layers": 8, "vocab_size": 8}, {"tokens": 10**6, "global_batch_size": m}, {"count": 4},
+                     parallelism={"pipeline": 4, "virtual_stages": 2})
+    assert spec.micro_batches == m
+    e = costplan.estimate(spec)
+    assert e.parallelism.memory_stage == 0
+    one = costplan.estimate(make_spec({"n_layers": 8, "vocab_size": 8}, {"tokens": 10**6, "global_batch_size": m},
+                                      {"count": 4}, parallelism={"pipeline": 4, "micro_batches": m}))
+    per_micro_batch = one.memory.activations / min(m, 4)        # 1F1B's first stage: min(m, p) in flight
+    assert e.memory.activations == pytest.approx(expected * per_micro_batch, abs=1)
+    if m == 8:
+        model = 4 * per_micro_batch                              # every stage's micro-batch, as stage 0's
+        assert e.memory.activations == pytest.approx((1 + 3 / (4 * 2)) * model, abs=1)
+
+
 # ---------------------------------------------------------------------------------------------- communication
 def test_data_parallel_all_reduce_volume_and_time():
     # Ring all-reduce: each GPU sends 2(n−1)/n of the gradient bytes (nccl-tests busbw factor). 16 A100s span

@@ -174,6 +174,18 @@ def unsharded_optimizer(spec: Spec, factors: int) -> float:
     return factors / spec.parallel.tensor * FP32
 
 
+def micro_batches_in_flight(p: int, v: int, m: int, stage: int) -> float:
+    """Micro-batches whose activations pipeline stage `stage` holds at its peak, in units of its whole
+    micro-batch. 1F1B: p − stage (Narayanan et al. 2021 §2.2.1), at most m. Interleaved 1F1B runs 2(p − stage − 1)
+    + (v − 1)·p chunk forwards before its first backward and one more in its first steady step, at most all m·v
+    (Megatron-Core's forward_backward_pipelining_with_interleaving; torch's Interleaved1F1B alike), a chunk holding
+    1/v of the stage's layers: on the first stage p + (p − 1)/v, Korthikanti et al. 2022's 1 + (p − 1)/(p·v) of
+    the model's activations. Taken as equal chunks (the embedding's and the head's work is in one chunk only)."""
+    if v == 1:
+        return min(m, p - stage)
+    return min(m * v, 2 * (p - stage - 1) + (v - 1) * p + 1) / v
+
+
 def stage_memory(spec: Spec, parts: dict[str, Cost], stage: int) -> StageMemory:
     """Model states and activations on one GPU of pipeline stage `stage`."""
     return _stage_memory(spec, _degrees(spec), parts, stage)
@@ -199,7 +211,7 @@ def _stage_memory(spec: Spec, degrees: tuple, parts: dict[str, Cost], stage: int
     if training.optimizer == "adafactor":
         whole = unsharded_optimizer(spec, sums.factors)
         extra_optimizer = (sums.factored / t * FP32 - whole) / (shards if par.zero >= 1 else 1) + whole
-    in_flight = min(m, p - stage)
+    in_flight = micro_batches_in_flight(p, par.virtual_stages, m, stage)
     activations = (_activations_per_gpu(sums, t, par.sequence_parallel, training.micro_batch_size,
                                         par.routed_row_share) * in_flight
                    / par.context)

@@ -173,9 +173,9 @@ FP32_GRADIENTS = {
     # not counted in memory.
 }
 
-# Left fused: every torch.compile row; llm-foundry (no torch.compile, but MPT runs one
-# kernel per op anyway: torch's LayerNorm kernel, nn.GELU, flash-attn's fused cross-entropy, no rotary);
-# NeMo, Megatron-Bridge, Megatron-LM and BLOOM (Transformer Engine's or Megatron's fused kernels).
+# Left fused: llm-foundry (no torch.compile, but MPT runs one kernel per op anyway: torch's LayerNorm kernel,
+# nn.GELU, flash-attn's fused cross-entropy, no rotary); NeMo, Megatron-Bridge, Megatron-LM and BLOOM (Transformer
+# Engine's or Megatron's fused kernels). torchtitan's torch.compile rows are COMPILED_BLOCKS (above).
 
 
 # Whole runs that publish GPU-hours but not their layout: costplan chooses the layout, as for any spec without a

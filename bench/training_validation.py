@@ -330,11 +330,11 @@ Python, a few seconds; the numbers do not depend on the machine). What fed which
   silent; that commit's `train_configs/llama3_70b.toml` and `llama2_70b.toml` set `compile = false` and the
   Python RMSNorm); eager with the norms fused (`training.fused_kernels: [norm]`) for torchtitan's A100 8B and
   13B rows (their configs set `compile = false` and the Triton `fused_rmsnorm`; rotary, SwiGLU, residual adds
-  and the fp32 loss eager). Fused for every other row: the torch.compile rows; llm-foundry (no torch.compile,
-  but MPT runs one kernel per memory-bound op: torch's LayerNorm kernel, `nn.GELU`, flash-attn's fused
-  cross-entropy, no rotary); NeMo, Megatron and BLOOM
-  (Transformer Engine's or Megatron's fused kernels). The eager byte counts come from the modules' code
-  (`costplan/costs/eager.py`), checked against an aten-level count on the CPU, not from these rows.
+  and the fp32 loss eager); `blocks` for torchtitan's torch.compile rows (each block compiled, the loss eager:
+  COMPILED_BLOCKS). Fused for every other row: llm-foundry (no torch.compile, but MPT runs one kernel per
+  memory-bound op: torch's LayerNorm kernel, `nn.GELU`, flash-attn's fused cross-entropy, no rotary); NeMo,
+  Megatron and BLOOM (Transformer Engine's or Megatron's fused kernels). The eager byte counts come from the
+  modules' code (`costplan/costs/eager.py`), checked against an aten-level count on the CPU, not from these rows.
 - **Attention kernel** (`training.attention_kernel`, per row in the YAML, from the frameworks' code at the
   published commits): FlashAttention-2 for torchtitan (PyTorch SDPA's flash backend); the Triton FlashAttention
   of flash-attn 1.x for every llm-foundry row (`flash1_triton`: its `sweep.sh` launched each row through

@@ -388,9 +388,9 @@ def test_uneven_stages_slice_consecutive_layers_of_a_pattern():
 
 
 def test_stage_layers_give_each_stage_its_depth(flat):
-    # parallelism.stage_layers: torchtitan's split of 10 layers over 4 ranks interleaved twice (8 virtual stages:
-    # 1, 1, 1, 1, 2, 2, 1, 1 per stage; ranks hold stages r and r + 4), which Megatron-Core's first/last rule cannot
-    # say (a rank's layers not a multiple of the chunks); the same depths as Megatron's own 1/3/3/3 time the same
+    # parallelism.stage_layers: torchtitan's split of 10 layers over 4 ranks interleaved twice (8 stages of 1, 2, 2,
+    # 1, 1, 1, 1, 1 layers; rank r holds stages r and r + 4: 2, 3, 3, 2), which Megatron-Core's first/last rule
+    # cannot say (a rank's layers not a multiple of its chunks); the depths of Megatron's 1/3/3/3 time the same
     given = make_spec({**MODEL, "n_layers": 10}, hardware={"count": 4},
                       parallelism={"pipeline": 4, "stage_layers": [2, 3, 3, 2]})
     assert layers.pipeline_stages(given) == (2, 3, 3, 2)

@@ -110,7 +110,7 @@ def _estimate(spec: Spec, law: str | scaling.ScalingLaw | None) -> Estimate:
         recompute=t.recompute,
         recompute_layers=t.recompute_layers,
         fusion=t.fusion,
-        fused_kernels=sorted(set(t.fused_kernels)),
+        fused_kernels=list(shape.fused_kernels),
         bytes_per_param={
             "weights": w, "gradients": gradient_bytes(t.precision, t.autocast, t.fp32_gradients),
             "optimizer": optimizer_bytes(t.precision, t.optimizer, t.autocast),

@@ -374,5 +374,8 @@ def test_interleaved_sends_behind_the_model_chunks():
     assert hidden.time.breakdown["communication.pipeline"] == 0
     assert hidden.time.breakdown["overlap.pipeline"] == pytest.approx(0.182 * seconds)     # 24 / 132, rounded
     assert "pipeline sends behind the model chunks" in hidden.parallelism.overlaps
+    from costplan.tables.estimate import parallel_rows
+    assert "pipeline sends overlapped" in parallel_rows(hidden)[0].note
+    assert "pipeline sends overlapped" not in parallel_rows(exposed)[0].note
     with pytest.raises(costplan.SpecError, match="parallelism.pipeline_overlap: hides interleaved"):
         est({"pipeline": 2, "micro_batches": 4, "pipeline_overlap": True}, model=model, hardware={"count": 2})

@@ -113,6 +113,7 @@ def parallel_rows(est: Estimate) -> list[Row]:
               zero_stage(par.zero, par.data), "sequence parallel" if par.sequence_parallel else "",
               f"{par.virtual_stages} virtual stages" if par.virtual_stages > 1 else "",
               "tensor traffic overlapped" if par.tensor_overlap else "",
+              "pipeline sends overlapped" if par.pipeline_overlap else "",
               "per-parameter sharding (FSDP2)" if par.per_parameter_sharding else "",
               f"{par.micro_batches} micro-batch{'' if par.micro_batches == 1 else 'es'} per step"]
     layout = f"{par.tensor} × {par.pipeline} × {par.data}"

@@ -16,11 +16,16 @@ DENSE = str(Path(__file__).parents[1] / "specs" / "ci" / "dense.yaml")
 UNEVEN = ["--set", "model.vocab_size=1001", "--set", "model.d_ff=173"]
 
 
-def test_fsdp2_on_two_processes_matches_zero3(run):
-    result = run("check", DENSE, "--nproc", "2", "--format", "json", *UNEVEN)
+def checked(run, source: str, *args: str, nproc: int = 2) -> dict[str, dict]:  # noqa: ANN001
+    """`costplan check SOURCE --nproc N` as JSON, which must pass: its checks by item."""
+    result = run("check", source, "--nproc", str(nproc), "--format", "json", *args)
     assert result.exit_code == 0, result.output
     (record,) = json.loads(result.stdout)
-    rows = {c["item"]: c for c in record["checks"]}
+    return {c["item"]: c for c in record["checks"]}
+
+
+def test_fsdp2_on_two_processes_matches_zero3(run):
+    rows = checked(run, DENSE, *UNEVEN)
     spec = load_spec(DENSE, ["model.vocab_size=1001", "model.d_ff=173"])
     whole = estimate(spec).memory
     # every byte once: the shards add up to the unsharded states of one GPU, exactly
@@ -29,7 +34,7 @@ def test_fsdp2_on_two_processes_matches_zero3(run):
     assert rows["optimizer-state shards, sum over 2 ranks"]["measured"] == whole.optimizer
     ranks = [rows[f"parameter shards, rank {r} of 2"]["measured"] for r in (0, 1)]
     assert ranks[0] != ranks[1]                     # uneven rows really were split unevenly
-    assert all(c["status"] == "ok" for c in record["checks"])
+    assert all(c["status"] == "ok" for c in rows.values())
 
 
 def test_fsdp2_copies_each_layers_weights_twice_and_the_roots_once(run):
@@ -37,10 +42,7 @@ def test_fsdp2_copies_each_layers_weights_twice_and_the_roots_once(run):
     # forward and again in backward, the root module's (embedding, final norm, head) once; the bytes FSDP2 wrote
     # agree exactly where no tensor needs padding rows
     flash = str(Path(DENSE).with_name("flash.yaml"))
-    result = run("check", flash, "--nproc", "2", "--format", "json")
-    assert result.exit_code == 0, result.output
-    (record,) = json.loads(result.stdout)
-    copied = [c for c in record["checks"] if c["item"].startswith("weights copied out of all-gathers")]
+    copied = [c for item, c in checked(run, flash).items() if item.startswith("weights copied out of all-gathers")]
     assert len(copied) == 2 and all(c["measured"] == c["estimate"] for c in copied)
     spec = load_spec(flash)
     by_part = estimate(spec).params.by_component
@@ -48,9 +50,7 @@ def test_fsdp2_copies_each_layers_weights_twice_and_the_roots_once(run):
     assert spec.training.precision == "bf16" and root > 0       # 2 bytes a weight
     assert copied[0]["measured"] == 2 * (2 * estimate(spec).params.total - root - _final_norm(spec))
     # one process shards nothing: FSDP2 gathers and copies nothing, and the model has no copies either
-    alone = run("check", flash, "--nproc", "1", "--format", "json")
-    assert alone.exit_code == 0, alone.output
-    (one,) = [c for c in json.loads(alone.stdout)[0]["checks"] if c["item"].startswith("weights copied")]
+    (one,) = [c for item, c in checked(run, flash, nproc=1).items() if item.startswith("weights copied")]
     assert one["measured"] == one["estimate"] == 0
 
 
@@ -62,13 +62,10 @@ def _final_norm(spec) -> int:  # noqa: ANN001
 def test_fsdp2_fp32_gradient_shards(run):
     # training.fp32_gradients: each rank holds its fp32 gradient shard (the Trainer's main_grad buffers over
     # FSDP2's sharded parameters), twice the bytes of the 16-bit parameter shard
-    result = run("check", DENSE, "--nproc", "2", "--format", "json", "--set", "training.fp32_gradients=true")
-    assert result.exit_code == 0, result.output
-    (record,) = json.loads(result.stdout)
-    rows = {c["item"]: c for c in record["checks"]}
+    rows = checked(run, DENSE, "--set", "training.fp32_gradients=true")
     whole = estimate(load_spec(DENSE, ["training.fp32_gradients=true"])).memory
     assert rows["gradient shards, sum over 2 ranks"]["measured"] == whole.gradients == 2 * whole.weights
-    assert all(c["status"] == "ok" for c in record["checks"])
+    assert all(c["status"] == "ok" for c in rows.values())
 
 
 def test_a_rank_off_by_more_than_its_rows_fails():
@@ -104,10 +101,7 @@ def test_adafactor_under_fsdp2_holds_its_matrix_factors_on_every_rank(run):
     # torch's Adafactor allocates a matrix's row and column factors with new_zeros, a replicated DTensor under
     # FSDP2: each rank holds them whole, a vector's second moment and the fp32 master shards sharded
     flash = str(Path(DENSE).with_name("flash-full-recompute.yaml"))
-    result = run("check", flash, "--nproc", "2", "--format", "json")
-    assert result.exit_code == 0, result.output
-    (record,) = json.loads(result.stdout)
-    rows = {c["item"]: c for c in record["checks"]}
+    rows = checked(run, flash)
     spec = load_spec(flash)
     m = spec.model
     assert spec.training.optimizer == "adafactor" and not m.tie_embeddings and not m.bias
@@ -118,7 +112,7 @@ def test_adafactor_under_fsdp2_holds_its_matrix_factors_on_every_rank(run):
     factors = m.n_layers * sum(r + c for r, c in layer) + 2 * (m.vocab_size + m.d_model)
     whole = estimate(spec).memory.optimizer
     assert rows["optimizer-state shards, sum over 2 ranks"]["measured"] == whole + 4 * factors
-    assert all(c["status"] == "ok" for c in record["checks"])
+    assert all(c["status"] == "ok" for c in rows.values())
 
 
 def test_a_failed_distributed_run_names_the_workers_exception():
@@ -138,10 +132,7 @@ def test_moe_memory_under_fsdp2_with_every_expert_routed(run):
     # state for it; the distributed check routes in the balanced split (force_balanced), as a real-size batch
     # gives every expert rows, so the states agree with the estimate's
     moe = str(Path(DENSE).with_name("moe-shared.yaml"))
-    result = run("check", moe, "--nproc", "2", "--format", "json")
-    assert result.exit_code == 0, result.output
-    (record,) = json.loads(result.stdout)
-    rows = {c["item"]: c for c in record["checks"]}
+    rows = checked(run, moe)
     whole = estimate(load_spec(moe)).memory
     assert rows["gradient shards, sum over 2 ranks"]["measured"] == whole.gradients
 

@@ -17,8 +17,9 @@ LLAMA = {"d_model": 512, "n_heads": 16, "n_kv_heads": 4, "d_ff": 1024, "n_layers
 S = 64
 
 
-def eager_ops(model=None, precision="bf16", fusion="eager"):
-    spec = make_spec({**LLAMA, **(model or {})}, {"fusion": fusion, "precision": precision, "seq_len": S})
+def eager_ops(model=None, precision="bf16", fusion="eager", fused=()):
+    spec = make_spec({**LLAMA, **(model or {})}, {"fusion": fusion, "precision": precision, "seq_len": S,
+                                                  "fused_kernels": list(fused)})
     shape = shape_of(spec)
     layer = layers.layers(spec.model)[0]
     found = [op for group in ops.layer_ops(layer, spec.model, shape).values() for op in group]
@@ -230,13 +231,11 @@ def test_estimate_says_how_memory_bound_work_was_priced(run):
 
 
 def fused_kernel_ops(fused, head=False):
-    spec = make_spec(LLAMA, {"fusion": "eager", "fused_kernels": fused, "seq_len": S})
-    shape = shape_of(spec)
+    """A layer's memory-bound streams by kind, or the head's, in an eager step with `fused` ops."""
+    spec, shape, streams = eager_ops(fused=fused)
     if head:
         return by_kind([op for op in ops.head_ops(spec.model, shape) if isinstance(op, ops.Stream)])
-    layer = layers.layers(spec.model)[0]
-    return by_kind([op for group in ops.layer_ops(layer, spec.model, shape).values() for op in group
-                    if isinstance(op, ops.Stream)])
+    return by_kind(streams)
 
 
 def test_fused_kernels_move_one_read_and_one_write_in_an_eager_step():

@@ -412,13 +412,11 @@ def step_time(spec: Spec, dev: Device, shape: Shape, stage_params: list[tuple[fl
     hidden /= t if par.sequence_parallel else 1
     if p > 1:
         point = collective_seconds(dev, hidden, hidden, t * cp * d * p, stride=t * cp * d)
-        if par.pipeline_overlap:    # each send and receive behind a model chunk's forward or backward
-            pipe = traffic["pipeline"] = Traffic(sm_share(dev))
-            pipe.add(v * m, hidden, point, sum(tally.forward.values()) / v)
-            pipe.add(v * m, hidden, point, sum(tally.backward.values()) / v)
-        else:
-            traffic["pipeline"] = Traffic()
-            traffic["pipeline"].add(2 * v * m, hidden, point, 0.0)
+        pipe = traffic["pipeline"] = Traffic(sm_share(dev))
+        # each send and receive exposed, or behind a model chunk's forward or backward (pipeline_overlap)
+        hide = 1 / v if par.pipeline_overlap else 0.0
+        pipe.add(v * m, hidden, point, hide * sum(tally.forward.values()))
+        pipe.add(v * m, hidden, point, hide * sum(tally.backward.values()))
     dense, routed = stage_params[slowest]
     shards, routed_d = zero_groups(spec)
     data_span = t * cp * d          # the group's GPUs lie t·c·d apart, tensor ranks between them

@@ -93,7 +93,8 @@ def checks(spec: Spec, ranks: Iterable[RankBytes]) -> list[Check]:
 
     ranks = list(ranks)
     n = len(ranks)
-    memory = estimate(zero3(spec, n)).memory
+    sharded = zero3(spec, n)
+    memory = estimate(sharded).memory
     whole = estimate(spec).memory              # the same states unsharded, on one GPU
     result = []
     for part in PARTS:
@@ -103,12 +104,12 @@ def checks(spec: Spec, ranks: Iterable[RankBytes]) -> list[Check]:
             slack = (n - 1) * r.row_bytes[part] / per_gpu if per_gpu else 0.0
             result.append(Check("memory", f"{LABELS[part]}, rank {r.rank} of {n}", per_gpu, measured, "bytes",
                                 slack, note=f"whole-row shards: within {n - 1} row{'s' * (n > 2)} of each tensor"))
-        held = _unsharded(zero3(spec, n)) if part == "optimizer" else 0.0
+        held = _unsharded(sharded) if part == "optimizer" else 0.0
         result.append(Check("memory", f"{LABELS[part]}, sum over {n} ranks", getattr(whole, part) + (n - 1) * held,
                             sum(getattr(r, part) for r in ranks), "bytes", 0.0,
                             note="every byte held exactly once" if not held else
                             "every byte held once, Adafactor's matrix factors on every rank"))
-    copied = _copied_bytes(zero3(spec, n))
+    copied = _copied_bytes(sharded)
     for r in ranks:
         if r.gather_copied is None:
             continue

@@ -175,7 +175,30 @@ FP32_GRADIENTS = {
 
 # Left fused: llm-foundry (no torch.compile, but MPT runs one kernel per op anyway: torch's LayerNorm kernel,
 # nn.GELU, flash-attn's fused cross-entropy, no rotary); NeMo, Megatron-Bridge, Megatron-LM and BLOOM (Transformer
-# Engine's or Megatron's fused kernels). torchtitan's torch.compile rows are COMPILED_BLOCKS (above).
+# Engine's or Megatron's fused kernels), all but the loss of some (LOSS_KERNEL). torchtitan's torch.compile rows
+# are COMPILED_BLOCKS (above).
+
+# training.loss_kernel per source (row id prefix), read from each framework's code at the commit its source names:
+# where the cross-entropy is not one fused kernel each way. Its effect on every row was looked at once before the
+# code of each source was read; which rows take it, the code alone decided.
+LOSS_KERNEL = {
+    # Megatron-LM f2e5db4: ModelParallelConfig.cross_entropy_loss_fusion defaults to False and only
+    # --cross-entropy-loss-fusion sets it, which the README's list of the runs' flags does not name;
+    # LanguageModule.compute_language_model_loss then calls tensor_parallel.vocab_parallel_cross_entropy
+    "megatron-": "vocab_parallel",
+    # NeMo 24.07 (Megatron-Core 0.8, the same cross_entropy.py): NeMo's GPT model never sets
+    # cross_entropy_loss_fusion (v2.0.0rc0 to v2.0.0, nemo/collections/nlp), so mcore's GPTModel computes the
+    # unfused one; the launcher's yamls keep fp16_lm_cross_entropy False, the fp32 cast included
+    "nemo2407-": "vocab_parallel",
+    # BLOOM (bigscience-workshop/Megatron-DeepSpeed): GPTModelPipe's loss_fn CrossEntropy runs
+    # mpu.vocab_parallel_cross_entropy on output.float(), the same in-place max, exp and divide (after a clone
+    # of the fp32 logits, 8 bytes a logit not counted)
+    "bloom": "vocab_parallel",
+    # Megatron-Bridge df0289c: scripts/performance/utils/overrides.py sets cross_entropy_fusion_impl "te" with
+    # the recipes' cross_entropy_loss_fusion True (fused). llm-foundry v0.0.4 to 061f2c7: MPT's loss_fn defaults
+    # to fused_crossentropy (flash-attn's fused kernel; the yamls leave it). torchtitan: its eager fp32 loss is
+    # training.fusion's (eager, and the eager edges of blocks).
+}
 
 
 # Whole runs that publish GPU-hours but not their layout: costplan chooses the layout, as for any spec without a
@@ -262,10 +285,13 @@ def spec_of(row: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
                      "attention_kernel": row.get("attention_kernel", "fastest"),
                      "fusion": fusion_of(row["id"]),
                      "fused_kernels": ["norm"] if row["id"].startswith(FUSED_NORM) else [],
-                     "fp32_gradients": any(row["id"].startswith(k) and v for k, v in FP32_GRADIENTS.items())},
+                     "fp32_gradients": any(row["id"].startswith(k) and v for k, v in FP32_GRADIENTS.items()),
+                     "loss_kernel": next((v for k, v in LOSS_KERNEL.items() if row["id"].startswith(k)), None)},
         "hardware": {"gpu": row["gpu"], "count": row["gpus"]},
         "parallelism": layout,
     }
+    if spec["training"]["loss_kernel"]:
+        guessed.append(f"loss {spec['training']['loss_kernel']} (code)")
     if row["id"] in EAGER:
         guessed.append(EAGER[row["id"]])
     elif spec["training"]["fusion"] == "blocks":
@@ -333,8 +359,9 @@ Python, a few seconds; the numbers do not depend on the machine). What fed which
   and the fp32 loss eager); `blocks` for torchtitan's torch.compile rows (each block compiled, the loss eager:
   COMPILED_BLOCKS). Fused for every other row: llm-foundry (no torch.compile, but MPT runs one kernel per
   memory-bound op: torch's LayerNorm kernel, `nn.GELU`, flash-attn's fused cross-entropy, no rotary); NeMo,
-  Megatron and BLOOM (Transformer Engine's or Megatron's fused kernels). The eager byte counts come from the
-  modules' code (`costplan/costs/eager.py`), checked against an aten-level count on the CPU, not from these rows.
+  Megatron and BLOOM (Transformer Engine's or Megatron's fused kernels), but for their loss (below). The eager
+  byte counts come from the modules' code (`costplan/costs/eager.py`), checked against an aten-level count on the
+  CPU, not from these rows.
 - **Attention kernel** (`training.attention_kernel`, per row in the YAML, from the frameworks' code at the
   published commits): FlashAttention-2 for torchtitan (PyTorch SDPA's flash backend); the Triton FlashAttention
   of flash-attn 1.x for every llm-foundry row (`flash1_triton`: its `sweep.sh` launched each row through
@@ -554,6 +581,18 @@ though the page measured interleaving below 1F1B (72.7 against 82.5 GiB), which 
 Megatron-Bridge rows now print "does not fit" (Llama 3 70B at VP 5: 81.9 GiB on the 80 GB board, 9.4 micro-batches
 in flight on its first stage; Qwen3-235B), though they ran: their fp8 GEMMs' inputs are saved in fp8 by
 Transformer Engine, which the memory model holds at 16 bits (noticed, not changed; it moves no time).
+
+The loss now runs as each framework's code computes it (`training.loss_kernel`, LOSS_KERNEL in the script, read
+at each source's commit; its effect on every row was looked at once first, and which rows take it the code alone
+decided): Megatron-Core's unfused vocab-parallel cross-entropy for Megatron-LM (`cross_entropy_loss_fusion` is
+off unless `--cross-entropy-loss-fusion` is passed, which the README's flags do not name), NeMo 24.07 (its GPT
+model never sets it) and BLOOM (Megatron-DeepSpeed's version of the same): the logits cast to fp32, their max,
+subtracted, exponentiated, summed and divided, each a pass over the logits, and backward the softmax scaled and
+cast back, 52 bytes a bf16 logit against a fused kernel's 18 (checked against an aten-level count of those
+operations on the CPU). Megatron-Bridge's configs fuse it (Transformer Engine's), and llm-foundry's MPT defaults
+to flash-attn's fused kernel. The 1.7B Megatron-LM row, whose 131,072-word vocabulary is large beside its 2,048
+width, moved from +45.5% to +28.7%, the 7.1B from +40.6% to +35.7%, the rest of those sources by 0 to 4 points
+(NeMo's Llama 3 8B from +18.8% to +14.8%); all rows' median |error| stays 13.3%, 55% within 15% (53% before).
 
 The model is still too fast elsewhere: it prices kernels as benchmarks measure them and communication as
 nccl-tests does, while torchtitan's and Megatron-LM's runs lose a further quarter to a third somewhere the model

@@ -169,6 +169,7 @@ MODULES = ("bloom", "deepseek_v2", "deepseek_v3", "falcon", "gemma", "gemma2", "
            "phi3", "qwen2", "qwen2_moe", "qwen3", "qwen3_moe", "starcoder2")
 
 FUSABLE = ("norm", "rotary", "activation", "loss")   # training.fused_kernels
+LOSS_KERNELS = ("fused", "eager", "vocab_parallel")   # training.loss_kernel
 
 
 class TrainingSpec(Section):
@@ -211,6 +212,12 @@ class TrainingSpec(Section):
     # Ops that run as one fused kernel each way in an otherwise eager step (fusion eager, or the eager edges of
     # fusion blocks): torchtitan's fused_rmsnorm, Liger's RMSNorm, RoPE, SwiGLU and cross-entropy kernels.
     fused_kernels: tuple[Literal[FUSABLE], ...] = ()
+    # How the loss over the vocabulary runs, where it differs from what `fusion` makes of it: one fused kernel
+    # each way (Megatron's and Transformer Engine's fused cross-entropy, Liger's), torch's cross_entropy on fp32
+    # logits (eager), or Megatron-Core's unfused vocab-parallel cross-entropy (its default without
+    # cross_entropy_loss_fusion: costs/eager.py). None: fused, or eager under fusion eager and blocks. Time only,
+    # as fusion: the fp32 logits the unfused kinds hold through the loss are not in the memory model.
+    loss_kernel: Literal[LOSS_KERNELS] | None = None
 
 
 # ---------------------------------------------------------------------------------------------- hardware

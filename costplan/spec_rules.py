@@ -212,6 +212,9 @@ def spec_rules(max_seq_len: int | None, training: Getter, hw: Getter,
     if training("fused_kernels") and training("fusion") == "fused":
         problems.append(("training.fused_kernels", "names ops fused in an eager step; training.fusion fused runs "
                                                    "every op as one fused kernel already: set fusion eager or blocks"))
+    if training("loss_kernel") is not None and "loss" in (training("fused_kernels") or ()):
+        problems.append(("training.loss_kernel", f"{training('loss_kernel')}, but training.fused_kernels names the "
+                                                 "loss too: say how the loss runs in one of them"))
     precision, gpu_name = training("precision"), hw("gpu")
     if precision and gpu_name:
         try:

@@ -3,6 +3,8 @@ work, by hand from kernel lists, and counted on the CPU by running a Llama block
 under a dispatch mode that adds up what every aten kernel reads and writes."""
 from __future__ import annotations
 
+import json
+
 import pytest
 
 import costplan
@@ -123,10 +125,16 @@ def _counted(fn, inputs):
                 return out
             # nll_loss reads one logit per row (its target) and its backward takes the logits only for their
             # shape (it zero-fills and scatters): count the gradient and the targets
-            read = [t for t in tree_leaves((args, kwargs)) if isinstance(t, torch.Tensor)]
+            # an out= tensor is written (the result), not read
+            inputs = (args, {k: v for k, v in (kwargs or {}).items() if k != "out"})
+            read = [t for t in tree_leaves(inputs) if isinstance(t, torch.Tensor)]
+            written = [t for t in tree_leaves(out) if isinstance(t, torch.Tensor)]
             if func in (torch.ops.aten.nll_loss_forward.default, torch.ops.aten.nll_loss_backward.default):
                 read = [t for t in read if t.dim() < 2]
-            self.moved += sum(size(t) for t in (*read, *tree_leaves(out)) if isinstance(t, torch.Tensor))
+            # indexing a row's one element (the target's logit) reads or writes that element, not the rows
+            if func in (torch.ops.aten.index.Tensor, torch.ops.aten.index_put_.default):
+                read, written = [t for t in read if t.dim() < 2], [t for t in written if t.dim() < 2]
+            self.moved += sum(size(t) for t in (*read, *written))
             return out
 
     with Count() as forward:
@@ -215,8 +223,6 @@ def test_layernorm_and_gelu_counted_on_the_cpu():
 
 
 def test_estimate_says_how_memory_bound_work_was_priced(run):
-    import json
-
     data = json.loads(run("estimate", "llama3-8b", "--set", "training.fusion=eager", "--format", "json").stdout)[0]
     assert data["assumptions"]["fusion"] == "eager"
     (row,) = [line for line in run("estimate", "llama3-8b", "--set", "training.fusion=eager").stdout.splitlines()
@@ -284,3 +290,76 @@ def test_fused_kernels_time_between_eager_and_fused_and_check_runs_none():
     assert fused < norm < eager
     reference = one_step(spec, 2)
     assert reference.training.fusion == "eager" and reference.training.fused_kernels == ()
+
+
+# ------------------------------------------------------------------------------------------ training.loss_kernel
+def _loss_streams(training):
+    spec = make_spec(LLAMA, {"seq_len": S, **training})
+    return spec, by_kind([op for op in ops.head_ops(spec.model, shape_of(spec)) if isinstance(op, ops.Stream)])["loss"]
+
+
+def test_vocab_parallel_loss_counted_on_the_cpu():
+    # Megatron-Core's unfused cross-entropy (tensor_parallel/cross_entropy.py), one rank: the logits cast up, their
+    # max, subtracted in place, exp in place, summed, divided in place and kept; backward the target's one minus
+    # and the scale by the gradient in place, then the cast back to the logits' dtype
+    torch = pytest.importorskip("torch")
+    labels = torch.randint(0, 1000, (S,))
+    rows = torch.arange(S)
+
+    class VocabParallel(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, logits, target_logit):
+            top = torch.max(logits, dim=-1)[0]
+            logits -= top.unsqueeze(-1)
+            torch.exp(logits, out=logits)
+            total = logits.sum(dim=-1)
+            logits.div_(total.unsqueeze(-1))
+            ctx.save_for_backward(logits)
+            return torch.log(total) - (target_logit - top)
+
+        @staticmethod
+        def backward(ctx, grad):
+            (softmax,) = ctx.saved_tensors
+            softmax[rows, labels] -= 1.0
+            return softmax.mul_(grad.unsqueeze(-1)), None
+
+    logits = torch.randn(S, 1000, dtype=torch.bfloat16, requires_grad=True)
+    target_logit = logits.detach().float()[rows, labels]        # one logit a row, gathered: left out as rows are
+    forward, backward = _counted(lambda p: VocabParallel.apply(p.float(), target_logit), [logits])
+    spec, loss = _loss_streams({"loss_kernel": "vocab_parallel"})
+    assert spec.training.fusion == "fused"
+    assert forward == pytest.approx(loss[0], rel=0.01)
+    assert backward == pytest.approx(loss[1], rel=0.01)
+    # by hand, per bf16 logit: cast (2 + 4), max (4), subtract (8), exp (8), sum (4), divide (8); backward the
+    # scale (8) and the cast back (4 + 2): 38 and 14, against a fused kernel's 6 and 12
+    assert loss == (38 * S * 1000, 14 * S * 1000)
+    assert _loss_streams({})[1] == (6 * S * 1000, 12 * S * 1000)
+
+
+def test_loss_kernel_overrides_what_fusion_makes_of_the_loss():
+    eager = _loss_streams({"fusion": "eager"})[1]
+    assert _loss_streams({"loss_kernel": "eager"})[1] == eager                       # torch's, in a fused step
+    assert _loss_streams({"fusion": "eager", "loss_kernel": "fused"})[1] == _loss_streams({})[1]
+    assert _loss_streams({"fusion": "blocks", "loss_kernel": "vocab_parallel"})[1] == (38 * S * 1000, 14 * S * 1000)
+    # in fp32 the casts are no-ops: 8 and 2 fp32 passes
+    assert _loss_streams({"loss_kernel": "vocab_parallel", "precision": "fp32"})[1] == (32 * S * 1000, 8 * S * 1000)
+    with pytest.raises(CostplanError, match="training.loss_kernel: eager, but training.fused_kernels names the loss"):
+        make_spec(LLAMA, {"fusion": "eager", "fused_kernels": ["loss"], "loss_kernel": "eager", "seq_len": S})
+
+
+def test_estimate_and_check_say_how_the_loss_runs(run):
+    from costplan.profiling.compare import one_step
+    unfused = ("--set", "training.loss_kernel=vocab_parallel")
+    data = json.loads(run("estimate", "llama3-8b", *unfused, "--format", "json").stdout)[0]
+    assert data["assumptions"]["loss_kernel"] == "vocab_parallel"
+    plain = json.loads(run("estimate", "llama3-8b", "--format", "json").stdout)[0]
+    assert plain["assumptions"]["loss_kernel"] == "fused"
+    assert data["time"]["breakdown"]["memory_bound"] > plain["time"]["breakdown"]["memory_bound"]
+    (row,) = [line for line in run("estimate", "llama3-8b", *unfused).stdout.splitlines() if "memory-bound ops" in line]
+    assert row.endswith("the loss as Megatron-Core's unfused vocab-parallel cross-entropy (training.loss_kernel)")
+    blocks = json.loads(run("estimate", "llama3-8b", "--set", "training.fusion=blocks", "--format", "json").stdout)[0]
+    assert blocks["assumptions"]["loss_kernel"] == "eager"
+    # check times the reference, whose loss is torch's cross-entropy
+    spec = make_spec(LLAMA, {"seq_len": S, "loss_kernel": "vocab_parallel"})
+    assert one_step(spec, 2).training.loss_kernel is None
+

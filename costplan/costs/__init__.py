@@ -159,10 +159,18 @@ class Shape:
     modules: str = "llama"    # whose transformers modules sdpa / eager describe (training.modules)
     fusion: str = "fused"     # memory-bound kernels fused, eager PyTorch, or blocks compiled (training.fusion)
     fused_kernels: tuple[str, ...] = ()   # ops one fused kernel each in an eager step (training.fused_kernels)
+    loss_kernel: str | None = None        # how the loss runs, where the spec says (training.loss_kernel)
 
     def eager(self, op: str) -> bool:
         """Whether `op` (a norm, rotary, the activation, the loss) runs as eager PyTorch's kernels."""
         return self.fusion == "eager" and op not in self.fused_kernels
+
+    def loss(self) -> str:
+        """How the loss over the vocabulary runs: fused, eager or vocab_parallel (training.loss_kernel, else as
+        the step's fusion runs it: compiled blocks leave it eager)."""
+        if self.loss_kernel is not None:
+            return self.loss_kernel
+        return "eager" if self.fusion != "fused" and "loss" not in self.fused_kernels else "fused"
 
 
 STAT_BYTES = 4                # norm statistics, softmax log-sum-exp and the loss are kept in fp32

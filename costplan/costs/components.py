@@ -20,7 +20,8 @@ def shape_of(spec: Spec) -> Shape:
     return Shape(seq_len=spec.seq_len, act_bytes=element_bytes(t.precision), recompute=t.recompute,
                  recompute_layers=t.recompute_layers,
                  implementation=t.implementation, autocast=t.autocast, modules=t.modules,
-                 fusion=t.fusion, fused_kernels=tuple(sorted(set(t.fused_kernels))))
+                 fusion=t.fusion, fused_kernels=tuple(sorted(set(t.fused_kernels))),
+                 loss_kernel=t.loss_kernel)
 
 
 def components(spec: Spec, shape: Shape | None = None, stage: int = 0, stages: Stages = 1) -> dict[str, Cost]:

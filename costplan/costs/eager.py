@@ -31,6 +31,12 @@ its published runs used) trained in the activation dtype `e` (FSDP2's param_dtyp
   log_softmax (2F), nll_loss (a gather per row); backward: nll_loss_backward zero-fills its gradient (F),
   log_softmax_backward reads the gradient and the output and writes (3F), the cast back (F + e): e + 3F and
   e + 5F (2F and 4F in fp32).
+- Megatron-Core's vocab-parallel cross-entropy (megatron/core/tensor_parallel/cross_entropy.py at f2e5db4, July
+  2024; its default until `cross_entropy_loss_fusion`), per logit of a rank's vocabulary slice: cast up (e + F),
+  max (reads F), subtract the max in place (2F), exp in place (2F), sum (reads F), divide by the sum in place,
+  keeping the softmax for backward (2F); backward scales that softmax by the gradient in place (2F; the target's
+  subtraction touches one logit a row) and autograd casts it back to the logits' dtype (F + e): e + 9F and e + 3F
+  (8F and 2F in fp32, whose casts are no-ops).
 
 - AFT (profiling/aft.py, Zhai et al. 2021), per element of the s × width mixing. Every variant: sigmoid(q)
   (2e), exp(k) (2e), exp(k)·v (3e), num / den (3e), gate · ratio (3e): 13e; backward the gate product's two
@@ -315,3 +321,13 @@ def explicit_layout_kernels(grouped: bool, kv_heads: int, rerun: bool) -> Pair:
 
 def loss(e: int) -> Pair:
     return (e + 3 * F32, e + 5 * F32) if _casts(e) else (2 * F32, 4 * F32)
+
+
+def vocab_parallel_loss(e: int) -> Pair:
+    """Megatron-Core's unfused cross-entropy per logit: e + 9F forward and e + 3F backward (module docstring)."""
+    return (e + 9 * F32, e + 3 * F32) if _casts(e) else (8 * F32, 2 * F32)
+
+
+def vocab_parallel_loss_kernels(e: int) -> Pair:
+    """Its kernels over the logits: cast, max, subtract, exp, sum, divide; scale, cast back (fp32: no casts)."""
+    return (6, 2) if _casts(e) else (5, 1)

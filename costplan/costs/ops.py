@@ -17,7 +17,8 @@ fused-kernel reading (an unfused framework moves more: training.fusion eager, be
 - rotary embedding reads and writes q and k; a materialised softmax reads and writes its scores;
 - MoE dispatch gathers each routed row and its combine scatters it back (4 · rows · d · e), the router's
   softmax reads and writes fp32 scores;
-- the loss reads the logits and writes fp32 log-probabilities (s · V · (e + 4));
+- the loss reads the logits and writes fp32 log-probabilities (s · V · (e + 4)), unless training.loss_kernel
+  says it runs as torch's eager cross-entropy or Megatron-Core's unfused one (costs/eager.py);
 - the embedding lookup reads the rows and writes them (2·s·d·e).
 Backward moves twice the forward's bytes (a kernel reading the gradient and its saved input, writing one).
 
@@ -408,6 +409,10 @@ def head_ops(model: ModelSpec, shape: Shape) -> list[Op]:
     s, e = shape.seq_len, shape.act_bytes
     head = Gemm(s, model.d_model, model.vocab_size, fp8=False, bias=model.head_bias, tied=model.tie_embeddings)
     norm = _norms("norm", 1, model.d_model, model, shape)
-    if shape.eager("loss"):
-        return [head, _eager("loss", s * model.vocab_size, eager.loss(e), kernels=eager.loss_kernels(e)), norm]
-    return [head, Stream("loss", s * model.vocab_size * (e + STAT_BYTES), kernels=(2, 2)), norm]   # log-softmax, NLL
+    kernel, logits = shape.loss(), s * model.vocab_size
+    if kernel == "eager":
+        return [head, _eager("loss", logits, eager.loss(e), kernels=eager.loss_kernels(e)), norm]
+    if kernel == "vocab_parallel":
+        return [head, _eager("loss", logits, eager.vocab_parallel_loss(e),
+                             kernels=eager.vocab_parallel_loss_kernels(e)), norm]
+    return [head, Stream("loss", logits * (e + STAT_BYTES), kernels=(2, 2)), norm]   # log-softmax, NLL

@@ -105,6 +105,7 @@ class Assumptions(Record):
     recompute_layers: int | None     # under full: the first N layers of each stage; None: every layer (or none)
     fusion: str                      # training.fusion: how the step model moves memory-bound bytes
     fused_kernels: list[str]         # training.fused_kernels: ops one fused kernel each in an eager step
+    loss_kernel: str                 # how the loss over the vocabulary runs (training.loss_kernel, or fusion's)
     bytes_per_param: dict[str, Any]
     activation_element_bytes: int
     attention_flops: str

@@ -62,11 +62,20 @@ FUSION_NOTES = {"fused": "each op one fused kernel (training.fusion)",
                 "blocks": "each block one compiled graph, the head's loss eager (training.fusion)"}
 
 
+LOSS_NOTES = {"fused": "the loss one fused kernel each way", "eager": "the loss as torch's fp32 cross-entropy",
+              "vocab_parallel": "the loss as Megatron-Core's unfused vocab-parallel cross-entropy"}
+
+
 def _fusion_note(a) -> str:  # noqa: ANN001 - Assumptions
-    """How the memory-bound ops run, with the ops an eager step runs fused (training.fused_kernels)."""
-    if not a.fused_kernels:
-        return FUSION_NOTES[a.fusion]
-    return f"{FUSION_NOTES[a.fusion]}; {', '.join(a.fused_kernels)} one fused kernel each (training.fused_kernels)"
+    """How the memory-bound ops run, with the ops an eager step runs fused (training.fused_kernels) and the loss
+    where it runs otherwise than the rest (training.loss_kernel)."""
+    note = FUSION_NOTES[a.fusion]
+    if a.fused_kernels:
+        note += f"; {', '.join(a.fused_kernels)} one fused kernel each (training.fused_kernels)"
+    usual = "fused" if a.fusion == "fused" or "loss" in a.fused_kernels else "eager"
+    if a.loss_kernel != usual:
+        note += f"; {LOSS_NOTES[a.loss_kernel]} (training.loss_kernel)"
+    return note
 
 
 def _batch_note(a) -> str:  # noqa: ANN001 - Assumptions

@@ -80,3 +80,47 @@ def test_eager_rows_are_rows_that_ran_without_torch_compile(results):
     for row_id in module.EAGER:
         assert "eager (no torch.compile)" in notes[row_id] or "torch.compile not stated" in notes[row_id]
         assert any(r["id"] == row_id and module.EAGER[row_id] in r["guessed"] for r in results)
+
+
+# ------------------------------------------------------------------------------------------ llm-foundry's tables
+def _load(name):
+    spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def foundry():
+    return _load("foundry_tables")
+
+
+def test_mpt_shapes_give_every_published_parameter_count(foundry):
+    # the yamls' shapes with biases, tied embeddings and learned positions, against the README's NumParams column
+    data = foundry.tables()
+    rows = [dict(zip(data["columns"], values)) for table in data["tables"].values() for values in table["rows"]]
+    assert len(rows) == 201
+    for r in rows:
+        assert foundry.mpt_params(r["model"], r["seq_len"]) == r["num_params"], r
+
+
+def test_the_main_tables_llm_foundry_rows_are_rows_of_the_whole_tables(foundry):
+    # two transcriptions of the same README: every llm-foundry row of the main table is one of the whole tables'
+    # rows, with the same GPUs, batch, checkpointing and throughput
+    whole = {(r["gpu"], r["precision"], r["model"]["d_model"], r["seq_len"], r["gpus"], r["micro_batch_size"],
+              r["global_batch_size"], r["recompute"]): r["measured"]["tokens_per_second_per_gpu"]
+             for r in foundry.rows_of(foundry.tables())}
+    published = yaml.safe_load((BENCH / "training_published.yaml").read_text())
+    main = [r for r in published if r["id"].startswith("foundry-")]
+    for r in main:
+        key = (r["gpu"], r["precision"], r["model"]["d_model"], r["seq_len"], r["gpus"], r["micro_batch_size"],
+               r["global_batch_size"], r["recompute"])
+        assert whole[key] == r["measured"]["tokens_per_second_per_gpu"], r["id"]
+
+
+def test_the_foundry_results_file_is_current(foundry):
+    rows = foundry.rows_of(foundry.tables())
+    fresh = foundry.summary(rows, foundry.training_validation.predict(rows))
+    committed = (BENCH / "foundry_results.md").read_text()
+    for line in fresh:
+        assert line in committed, line

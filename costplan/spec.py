@@ -218,6 +218,11 @@ class TrainingSpec(Section):
     # cross_entropy_loss_fusion: costs/eager.py). None: fused, or eager under fusion eager and blocks. Time only,
     # as fusion: the fp32 logits the unfused kinds hold through the loss are not in the memory model.
     loss_kernel: Literal[LOSS_KERNELS] | None = None
+    # How a step's micro-batches add up their weight gradients: in the weight-gradient GEMM itself (Megatron-Core's
+    # gradient_accumulation_fusion, on by default), or by a separate add after each backward (PyTorch's autograd
+    # adding into .grad from the second micro-batch on; into an fp32 buffer every micro-batch with fp32_gradients:
+    # Megatron without the fusion, DeepSpeed's bf16 optimizer), a memory-bound pass over the gradients a GPU holds.
+    grad_accumulation: Literal["fused", "add"] = "fused"
 
 
 # ---------------------------------------------------------------------------------------------- hardware

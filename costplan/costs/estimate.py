@@ -112,6 +112,7 @@ def _estimate(spec: Spec, law: str | scaling.ScalingLaw | None) -> Estimate:
         fusion=t.fusion,
         fused_kernels=list(shape.fused_kernels),
         loss_kernel=shape.loss(),
+        grad_accumulation=t.grad_accumulation,
         bytes_per_param={
             "weights": w, "gradients": gradient_bytes(t.precision, t.autocast, t.fp32_gradients),
             "optimizer": optimizer_bytes(t.precision, t.optimizer, t.autocast),

@@ -41,6 +41,16 @@ def gradient_bytes(precision: str, autocast: bool = False, fp32_gradients: bool 
     return FP32 if fp32_gradients else weight_bytes(precision, autocast)
 
 
+def accumulation_adds(precision: str, autocast: bool, fp32_gradients: bool, micro_batches: int) -> tuple[int, int]:
+    """A step's separate gradient adds (training.grad_accumulation add) and the bytes each moves per gradient
+    element: under fp32_gradients every micro-batch's 16-bit gradient is read with the fp32 buffer, which is written
+    back (e + 8); otherwise autograd adds into `.grad` from the second micro-batch on (the first one's gradient is
+    kept as it comes), reading two and writing one in the gradients' own dtype."""
+    if fp32_gradients and is_mixed(precision) and not autocast:
+        return micro_batches, element_bytes(precision) + 2 * FP32
+    return micro_batches - 1, 3 * gradient_bytes(precision, autocast)
+
+
 def optimizer_bytes(precision: str, optimizer: str, autocast: bool = False) -> int:
     """Bytes per parameter of optimizer state, the fp32 master copy of mixed precision included (autocast's
     weights are their own master); Adafactor's factored moment is extra and counted per matrix

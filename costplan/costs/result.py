@@ -106,6 +106,7 @@ class Assumptions(Record):
     fusion: str                      # training.fusion: how the step model moves memory-bound bytes
     fused_kernels: list[str]         # training.fused_kernels: ops one fused kernel each in an eager step
     loss_kernel: str                 # how the loss over the vocabulary runs (training.loss_kernel, or fusion's)
+    grad_accumulation: str           # training.grad_accumulation: fused in the GEMMs, or separate adds
     bytes_per_param: dict[str, Any]
     activation_element_bytes: int
     attention_flops: str

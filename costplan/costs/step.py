@@ -52,7 +52,9 @@ The micro-batch time is the slowest stage's: each stage has its own layers (laye
 Megatron's first/last stage layers), and the others wait for it; with uneven stages the bubble is then an upper
 bound (a faster stage fills and drains sooner).
 Optimizer: one pass over the GPU's (ZeRO-sharded) states, reading and writing each state and weight and reading
-the gradient, memory-bound.
+the gradient, memory-bound. Gradient accumulation costs nothing where the weight-gradient GEMMs add into the held
+gradients (Megatron's gradient_accumulation_fusion); with training.grad_accumulation add, a memory-bound add over
+the gradients the GPU holds per micro-batch (memory.accumulation_adds), counted with the memory-bound ops.
 """
 from __future__ import annotations
 
@@ -65,7 +67,8 @@ from costplan.costs.components import edge_params
 from costplan.costs.device import Device, device  # noqa: F401 - step.device, as before
 from costplan.costs.layers import (Layer, Stages, block_width, pipeline_stages, recompute_groups, stage_count,
                                    stage_layers)
-from costplan.costs.memory import UNFUSED_UPDATE_BYTES, gradient_bytes, optimizer_bytes, weight_bytes
+from costplan.costs.memory import (UNFUSED_UPDATE_BYTES, accumulation_adds, gradient_bytes, optimizer_bytes,
+                                   weight_bytes)
 from costplan.costs.parallel import zero_groups
 from costplan.costs.ops import (
     Core, Gemm, Op, Stream, embedding_ops, gemm_size, head_ops, layer_ops, priced, tensors,
@@ -452,8 +455,13 @@ def step_time(spec: Spec, dev: Device, shape: Shape, stage_params: list[tuple[fl
 
     breakdown = {part: m * (tally.forward[part] + tally.backward[part]) for part in PARTS[:3]}
     breakdown |= {"optimizer": optimizer, "bubble": bubble}
+    adds = 0
+    if training.grad_accumulation == "add":     # over the gradients this GPU holds: its shard under ZeRO-2 and 3
+        held = dense + routed if par.zero < 2 else dense / shards + routed / routed_d
+        adds, moved = accumulation_adds(training.precision, training.autocast, training.fp32_gradients, m)
+        breakdown["memory_bound"] += adds * moved * held / streaming_rate(dev)
     if fixed:       # the fixed costs beyond the device's work they overlap (all of them on a CPU)
-        update = fixed_seconds(dev, 0.0, counts.held)
+        update = fixed_seconds(dev, adds * counts.held, counts.held)     # an add a parameter tensor each
         breakdown["overhead"] = m * (micro - work) + host_and_device(dev.gpu, optimizer, update) - optimizer
     per_step = {kind: m for kind in ("tensor", "context", "expert")}   # the others are counted per step
     breakdown |= {f"communication.{kind}": per_step.get(kind, 1) * (k.exposed - k.slowed)

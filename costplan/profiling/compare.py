@@ -251,10 +251,11 @@ def machine_drift(gpu, precision: str, rate: float | None) -> str:  # noqa: ANN0
 
 def one_step(spec: Spec, batch: int) -> Spec:
     """The spec as profile times it: one micro-batch of `batch` sequences on one device, then the optimizer, its
-    memory-bound work as eager PyTorch runs it (training.fusion eager, torch's cross-entropy): the reference model
-    is unfused."""
+    memory-bound work as eager PyTorch runs it (training.fusion eager, torch's cross-entropy, gradients added by
+    separate kernels): the reference model is unfused."""
     training = spec.training.model_copy(update={"micro_batch_size": batch, "global_batch_size": None,
-                                                "fusion": "eager", "fused_kernels": (), "loss_kernel": None})
+                                                "fusion": "eager", "fused_kernels": (), "loss_kernel": None,
+                                                "grad_accumulation": "add"})
     return spec.model_copy(update={"training": training, "parallelism": None,
                                    "hardware": spec.hardware.model_copy(update={"count": 1})})
 

@@ -67,14 +67,17 @@ LOSS_NOTES = {"fused": "the loss one fused kernel each way", "eager": "the loss 
 
 
 def _fusion_note(a) -> str:  # noqa: ANN001 - Assumptions
-    """How the memory-bound ops run, with the ops an eager step runs fused (training.fused_kernels) and the loss
-    where it runs otherwise than the rest (training.loss_kernel)."""
+    """How the memory-bound ops run, with the ops an eager step runs fused (training.fused_kernels), the loss
+    where it runs otherwise than the rest (training.loss_kernel) and separate gradient adds
+    (training.grad_accumulation)."""
     note = FUSION_NOTES[a.fusion]
     if a.fused_kernels:
         note += f"; {', '.join(a.fused_kernels)} one fused kernel each (training.fused_kernels)"
     usual = "fused" if a.fusion == "fused" or "loss" in a.fused_kernels else "eager"
     if a.loss_kernel != usual:
         note += f"; {LOSS_NOTES[a.loss_kernel]} (training.loss_kernel)"
+    if a.grad_accumulation == "add":
+        note += "; gradients added by separate kernels (training.grad_accumulation)"
     return note
 
 

@@ -332,7 +332,7 @@ Python, a few seconds; the numbers do not depend on the machine). What fed which
 
 - **Calibration** (the model's constants): kernel-level figures only, in `costplan/data/kernels.yaml`, each
   with its source: GEMM efficiency by size (cuBLASLt tables of Azure's AI-benchmarking-guide for A100 fp16 and
-  Hopper/Blackwell fp8; OpenXLA's measured H100 bf16 matmul table), FlashAttention-1, its 2022 Triton version,
+  Hopper/Blackwell fp8; OpenXLA's measured H100 and B200 bf16 matmul tables), FlashAttention-1, its 2022 Triton version,
   FlashAttention-2 and -3 forward and backward rates by sequence length and head dimension (Dao 2023; Shah et
   al. 2024), nccl-tests bus
   bandwidths by message size, HBM efficiencies of streaming kernels, the rate of torch's elementwise kernels
@@ -593,6 +593,11 @@ operations on the CPU). Megatron-Bridge's configs fuse it (Transformer Engine's)
 to flash-attn's fused kernel. The 1.7B Megatron-LM row, whose 131,072-word vocabulary is large beside its 2,048
 width, moved from +45.5% to +28.7%, the 7.1B from +40.6% to +35.7%, the rest of those sources by 0 to 4 points
 (NeMo's Llama 3 8B from +18.8% to +14.8%); all rows' median |error| stays 13.3%, 55% within 15% (53% before).
+
+The B200's bf16 and tf32 GEMM curves, which had been the H100's, are now its own: OpenXLA's later table measures
+sm_100 at the same shapes (0.652 of its 2,250 TFLOP/s at H100's largest shape, 0.742 at the table's largest, where
+the H100 reaches 0.811). Only the B200 rows' 16-bit GEMMs (the LM head) use it: the Llama 3 8B row moved from +20.8%
+to +20.0%, the others by less than a point.
 
 The model is still too fast elsewhere: it prices kernels as benchmarks measure them and communication as
 nccl-tests does, while torchtitan's and Megatron-LM's runs lose a further quarter to a third somewhere the model

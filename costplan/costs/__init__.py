@@ -167,10 +167,14 @@ class Shape:
 
     def loss(self) -> str:
         """How the loss over the vocabulary runs: fused, eager or vocab_parallel (training.loss_kernel, else as
-        the step's fusion runs it: compiled blocks leave it eager)."""
-        if self.loss_kernel is not None:
-            return self.loss_kernel
-        return "eager" if self.fusion != "fused" and "loss" not in self.fused_kernels else "fused"
+        the step's fusion runs it)."""
+        return self.loss_kernel if self.loss_kernel is not None else fusion_loss(self.fusion, self.fused_kernels)
+
+
+def fusion_loss(fusion: str, fused_kernels: tuple[str, ...] | list[str]) -> str:
+    """The loss kernel training.fusion implies: eager outside a fused step (compiled blocks leave it eager too),
+    unless training.fused_kernels names it."""
+    return "eager" if fusion != "fused" and "loss" not in fused_kernels else "fused"
 
 
 STAT_BYTES = 4                # norm statistics, softmax log-sum-exp and the loss are kept in fp32

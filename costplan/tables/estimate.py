@@ -4,6 +4,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from costplan.costs import fusion_loss
 from costplan.report import (Block, LazyRows, Row, Table, count, flop, flops_rate, human, number, percent, plural,
                              price, ratio, recomputed, sectioned, seconds, size, zero_stage)
 
@@ -73,8 +74,7 @@ def _fusion_note(a) -> str:  # noqa: ANN001 - Assumptions
     note = FUSION_NOTES[a.fusion]
     if a.fused_kernels:
         note += f"; {', '.join(a.fused_kernels)} one fused kernel each (training.fused_kernels)"
-    usual = "fused" if a.fusion == "fused" or "loss" in a.fused_kernels else "eager"
-    if a.loss_kernel != usual:
+    if a.loss_kernel != fusion_loss(a.fusion, a.fused_kernels):
         note += f"; {LOSS_NOTES[a.loss_kernel]} (training.loss_kernel)"
     if a.grad_accumulation == "add":
         note += "; gradients added by separate kernels (training.grad_accumulation)"

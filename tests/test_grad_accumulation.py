@@ -1,53 +1,12 @@
 """training.grad_accumulation: a step's micro-batches adding up their weight gradients by separate kernels
-(costs/memory.accumulation_adds, costs/step.py), by hand on a flat device and counted on the CPU as PyTorch's
-autograd and the reference Trainer run them."""
+(costs/memory.accumulation_adds), counted on the CPU as PyTorch's autograd and the reference Trainer run them;
+the step model's share of them, by hand on a flat device, is in test_step.py."""
 from __future__ import annotations
 
 import pytest
-import yaml
 
-import costplan
 from conftest import make_spec
 from costplan.costs.memory import accumulation_adds
-from test_step import FLAT, MEMORY_EFFICIENCY, MODEL
-
-
-@pytest.fixture
-def flat(tmp_path):
-    path = tmp_path / "flat.yaml"
-    path.write_text(yaml.safe_dump(FLAT))
-    return str(path)
-
-
-def test_adds_and_their_bytes_by_hand():
-    # autograd keeps the first micro-batch's gradient and adds each later one: read two, write one, in the
-    # gradients' dtype; into an fp32 buffer (fp32_gradients) every micro-batch adds: the 16-bit gradient and the
-    # buffer read, the buffer written (2 + 4 + 4)
-    assert accumulation_adds("bf16", False, False, 4) == (3, 3 * 2)
-    assert accumulation_adds("bf16", False, True, 4) == (4, 2 + 4 + 4)
-    assert accumulation_adds("fp32", False, False, 4) == (3, 3 * 4)
-    assert accumulation_adds("bf16", True, True, 4) == (3, 3 * 4)      # autocast: fp32 gradients already
-    assert accumulation_adds("bf16", False, False, 1) == (0, 6)
-
-
-@pytest.mark.parametrize("parallelism, fp32_gradients, held_share, adds, moved", [
-    ({"data": 2, "zero": 1}, False, 1, 3, 6),        # each GPU holds every gradient
-    ({"data": 2, "zero": 1}, True, 1, 4, 10),
-    ({"data": 2, "zero": 3}, False, 1 / 2, 3, 6),    # its shard: the rest were reduce-scattered away
-])
-def test_separate_adds_cost_a_pass_over_the_held_gradients(flat, parallelism, fp32_gradients, held_share, adds, moved):
-    training = {"tokens": 10**6, "micro_batch_size": 1, "global_batch_size": 8, "fp32_gradients": fp32_gradients}
-
-    def estimate(how):
-        spec = make_spec(MODEL, {**training, "grad_accumulation": how}, {"gpu": flat, "count": 2},
-                         parallelism=parallelism)
-        return costplan.estimate(spec)
-
-    fused, added = estimate("fused"), estimate("add")
-    assert added.parallelism.micro_batches == 4
-    extra = added.time.breakdown["memory_bound"] - fused.time.breakdown["memory_bound"]
-    assert extra == pytest.approx(adds * moved * held_share * added.params.total / (1000e9 * MEMORY_EFFICIENCY))
-    assert added.time.step_seconds - fused.time.step_seconds == pytest.approx(extra)
 
 
 def _added_bytes(fn):

@@ -18,6 +18,7 @@ from costplan.costs import traffic
 from costplan.costs.attention import COST as ATTENTION_COST
 from costplan.costs.attention.pairs import causal_pairs
 from costplan.costs.estimate import shape_of
+from costplan.costs.memory import accumulation_adds
 
 FLAT = {
     "name": "Flat GPU",
@@ -839,3 +840,35 @@ def test_compiled_blocks_fuse_the_layers_and_leave_the_head_eager(flat):
     # the optimizer is not compiled either: an unfused update's extra passes, as eager
     assert memory_bound("blocks", 1, "lion")[1] == pytest.approx(memory_bound("eager", 1, "lion")[1])
     assert memory_bound("blocks", 1, "lion")[1] > memory_bound("fused", 1, "lion")[1]
+
+
+# ------------------------------------------------------------------ training.grad_accumulation
+def test_adds_and_their_bytes_by_hand():
+    # autograd keeps the first micro-batch's gradient and adds each later one: read two, write one, in the
+    # gradients' dtype; into an fp32 buffer (fp32_gradients) every micro-batch adds: the 16-bit gradient and the
+    # buffer read, the buffer written (2 + 4 + 4)
+    assert accumulation_adds("bf16", False, False, 4) == (3, 3 * 2)
+    assert accumulation_adds("bf16", False, True, 4) == (4, 2 + 4 + 4)
+    assert accumulation_adds("fp32", False, False, 4) == (3, 3 * 4)
+    assert accumulation_adds("bf16", True, True, 4) == (3, 3 * 4)      # autocast: fp32 gradients already
+    assert accumulation_adds("bf16", False, False, 1) == (0, 6)
+
+
+@pytest.mark.parametrize("parallelism, fp32_gradients, held_share, adds, moved", [
+    ({"data": 2, "zero": 1}, False, 1, 3, 6),        # each GPU holds every gradient
+    ({"data": 2, "zero": 1}, True, 1, 4, 10),
+    ({"data": 2, "zero": 3}, False, 1 / 2, 3, 6),    # its shard: the rest were reduce-scattered away
+])
+def test_separate_adds_cost_a_pass_over_the_held_gradients(flat, parallelism, fp32_gradients, held_share, adds, moved):
+    training = {"tokens": 10**6, "micro_batch_size": 1, "global_batch_size": 8, "fp32_gradients": fp32_gradients}
+
+    def estimate(how):
+        spec = make_spec(MODEL, {**training, "grad_accumulation": how}, {"gpu": flat, "count": 2},
+                         parallelism=parallelism)
+        return costplan.estimate(spec)
+
+    fused, added = estimate("fused"), estimate("add")
+    assert added.parallelism.micro_batches == 4
+    extra = added.time.breakdown["memory_bound"] - fused.time.breakdown["memory_bound"]
+    assert extra == pytest.approx(adds * moved * held_share * added.params.total / (1000e9 * MEMORY_EFFICIENCY))
+    assert added.time.step_seconds - fused.time.step_seconds == pytest.approx(extra)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import statistics
 import sys
 from pathlib import Path
 from typing import Any
@@ -74,14 +73,10 @@ def rows_of(data: dict[str, Any]) -> list[dict[str, Any]]:
 def summary(rows: list[dict[str, Any]], results: list[dict[str, Any]]) -> list[str]:
     table_of = {row["id"]: row["table"] for row in rows}
     scored = [r for r in results if "error" in r]
-    lines = ["| rows | n | median abs error | median error | within 15% |", "|---|---:|---:|---:|---:|"]
+    lines = list(training_validation.SUMMARY_HEADER)
 
     def line(label: str, group: list[dict[str, Any]]) -> None:
-        if group:
-            errors = [r["error"] for r in group]
-            lines.append(f"| {label} | {len(group)} | {100 * statistics.median(map(abs, errors)):.1f}% | "
-                         f"{100 * statistics.median(errors):+.1f}% | "
-                         f"{100 * sum(abs(e) <= 0.15 for e in errors) / len(errors):.0f}% |")
+        lines.extend(training_validation.summary_line(label, group))
 
     line("all", scored)
     for table in tables()["tables"]:

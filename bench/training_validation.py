@@ -612,20 +612,27 @@ def source_of(row_id: str) -> str:
     return row_id.split("-")[0]
 
 
+SUMMARY_HEADER = ["| rows | n | median abs error | median error | within 15% |", "|---|---:|---:|---:|---:|"]
+
+
+def summary_line(label: str, rows: list[dict[str, Any]]) -> list[str]:
+    """A summary table's row for these scored rows (none for no rows)."""
+    if not rows:
+        return []
+    errors = [abs(r["error"]) for r in rows]
+    within = sum(e <= 0.15 for e in errors) / len(errors)
+    signed = statistics.median(r["error"] for r in rows)
+    return [f"| {label} | {len(rows)} | {100 * statistics.median(errors):.1f}% | {100 * signed:+.1f}% | "
+            f"{100 * within:.0f}% |"]
+
+
 def summary(results: list[dict[str, Any]]) -> list[str]:
     scored = [r for r in results if "error" in r]
-    lines = []
+    lines = list(SUMMARY_HEADER)
 
     def line(label: str, rows: list[dict[str, Any]]) -> None:
-        if not rows:
-            return
-        errors = [abs(r["error"]) for r in rows]
-        within = sum(e <= 0.15 for e in errors) / len(errors)
-        signed = statistics.median(r["error"] for r in rows)
-        lines.append(f"| {label} | {len(rows)} | {100 * statistics.median(errors):.1f}% | {100 * signed:+.1f}% | "
-                     f"{100 * within:.0f}% |")
+        lines.extend(summary_line(label, rows))
 
-    lines += ["| rows | n | median abs error | median error | within 15% |", "|---|---:|---:|---:|---:|"]
     line("all", scored)
     for key, label in ((lambda r: source_of(r["id"]), "source"), (lambda r: r["gpu"], "GPU"),
                        (lambda r: r["precision"], "precision"),

@@ -36,6 +36,12 @@ def by_kind(streams):
     return out
 
 
+def head_streams(training):
+    """The final norm's and the loss's memory-bound streams by kind, and the spec, for LLAMA with `training`."""
+    spec = make_spec(LLAMA, {"seq_len": S, **training})
+    return spec, by_kind([op for op in ops.head_ops(spec.model, shape_of(spec)) if isinstance(op, ops.Stream)])
+
+
 def test_swiglu_by_hand():
     # silu reads the gate and writes (2 elements), the product reads two and writes one (3): 5 per element of
     # d_ff; backward the product's two gradients (3 + 3) and silu_backward (reads g and x, writes: 3): 9
@@ -76,8 +82,7 @@ def test_fused_streams_are_unchanged():
 
 
 def test_eager_loss_and_final_norm_by_hand():
-    spec = make_spec(LLAMA, {"fusion": "eager", "seq_len": S})
-    head = by_kind([op for op in ops.head_ops(spec.model, shape_of(spec)) if isinstance(op, ops.Stream)])
+    head = head_streams({"fusion": "eager"})[1]
     # pred.float() (2 + 4), log_softmax (4 + 4); backward nll_loss_backward's zero fill (4),
     # log_softmax_backward (4 + 4 + 4), the cast back (4 + 2)
     assert head["loss"] == (S * 1000 * 14, S * 1000 * 22)
@@ -196,8 +201,7 @@ def test_the_loss_counted_on_the_cpu():
     logits = torch.randn(S, 1000, dtype=torch.bfloat16, requires_grad=True)
     labels = torch.randint(0, 1000, (S,))
     forward, backward = _counted(lambda p: fn.cross_entropy(p.float(), labels), [logits])
-    spec = make_spec(LLAMA, {"fusion": "eager", "seq_len": S})
-    loss = by_kind([op for op in ops.head_ops(spec.model, shape_of(spec)) if isinstance(op, ops.Stream)])["loss"]
+    loss = head_streams({"fusion": "eager"})[1]["loss"]
     assert forward == pytest.approx(loss[0], rel=0.01)
     assert backward == pytest.approx(loss[1], rel=0.01)
 
@@ -238,10 +242,9 @@ def test_estimate_says_how_memory_bound_work_was_priced(run):
 
 def fused_kernel_ops(fused, head=False):
     """A layer's memory-bound streams by kind, or the head's, in an eager step with `fused` ops."""
-    spec, shape, streams = eager_ops(fused=fused)
     if head:
-        return by_kind([op for op in ops.head_ops(spec.model, shape) if isinstance(op, ops.Stream)])
-    return by_kind(streams)
+        return head_streams({"fusion": "eager", "fused_kernels": list(fused)})[1]
+    return by_kind(eager_ops(fused=fused)[2])
 
 
 def test_fused_kernels_move_one_read_and_one_write_in_an_eager_step():
@@ -294,8 +297,8 @@ def test_fused_kernels_time_between_eager_and_fused_and_check_runs_none():
 
 # ------------------------------------------------------------------------------------------ training.loss_kernel
 def _loss_streams(training):
-    spec = make_spec(LLAMA, {"seq_len": S, **training})
-    return spec, by_kind([op for op in ops.head_ops(spec.model, shape_of(spec)) if isinstance(op, ops.Stream)])["loss"]
+    spec, streams = head_streams(training)
+    return spec, streams["loss"]
 
 
 def test_vocab_parallel_loss_counted_on_the_cpu():

@@ -16,13 +16,18 @@ BENCH = Path(__file__).parent.parent / "bench"
 MEDIAN_LIMIT = 0.14
 
 
-@pytest.fixture(scope="module")
-def results():
-    spec = importlib.util.spec_from_file_location("training_validation", BENCH / "training_validation.py")
+def _load(name):
+    """A bench/ script as a module."""
+    spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def results():
     rows = yaml.safe_load((BENCH / "training_published.yaml").read_text())
-    return module.predict(rows)
+    return _load("training_validation").predict(rows)
 
 
 def test_the_validation_set_is_broad(results):
@@ -83,13 +88,6 @@ def test_eager_rows_are_rows_that_ran_without_torch_compile(results):
 
 
 # ------------------------------------------------------------------------------------------ llm-foundry's tables
-def _load(name):
-    spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
 def foundry():
     return _load("foundry_tables")

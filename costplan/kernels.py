@@ -12,7 +12,7 @@ import math
 from typing import Literal
 
 from costplan import bundled, yamlio
-from costplan.kinds import REAL, Invalid, Kind, ListOf, Nullable, Place, Then, TupleOf, real_number
+from costplan.kinds import REAL, FieldProblems, Invalid, Kind, ListOf, Nullable, Place, Then, TupleOf, real_number
 from costplan.records import set_private
 from costplan.sections import Section, field, kind
 from costplan.validation import bounded
@@ -110,6 +110,14 @@ class Curve(Section):
         return logs
 
 
+class GemmCurve(Curve):
+    """A GEMM efficiency curve, with how its source timed the GEMMs: `sustained` (long runs, the device held at
+    its power limit as a training step holds it) or `burst` (a few runs of each shape after an idle, at the
+    boost clock: faster than a device sustains)."""
+
+    timed: Literal["sustained", "burst"] = "sustained"
+
+
 class RateCurve(Curve):
     """A Curve of a measured rate over a peak (RatePoints)."""
 
@@ -154,7 +162,11 @@ Share = Then(kind(Figure | None), _share, name="Share")
 class Curves(Section):
     """What the training step model needs of a device's kernels, each curve with its source.
 
-    gemm: per compute precision, achieved / dense peak FLOP/s against the GEMM's size (m·n·k)^(1/3);
+    gemm: per compute precision, achieved / dense peak FLOP/s against the GEMM's size (m·n·k)^(1/3), each
+      saying how its source timed the GEMMs (GemmCurve.timed);
+    sustained_matmul (required when a gemm curve was timed in bursts): a dense GEMM's rate held at the device's
+      power limit over its rate in a short burst at the boost clock; the step model runs burst-timed curves at
+      it (a training step keeps the GPU at its power limit), serving at the curves as measured;
     attention_forward, attention_backward: per head dimension, achieved / dense 16-bit peak of a causal
       FlashAttention kernel against the sequence length, its FLOPs counted as the kernel executes them
       (masked tiles skipped; the backward's 2.5 × forward with its recompute, Dao 2023 §4.1);
@@ -205,7 +217,7 @@ class Curves(Section):
       nothing is added.
     """
 
-    gemm: dict[str, Curve] = field(min_length=1)
+    gemm: dict[str, GemmCurve] = field(min_length=1)
     attention_forward: dict[int, Curve] = field(min_length=1)
     attention_backward: dict[int, Curve] = field(min_length=1)
     collective: Curve
@@ -229,6 +241,29 @@ class Curves(Section):
     block_gemm: RateCurveOrNone = None
     new_shape_seconds: Figure | None = None
     update_seconds: Figure | None = None
+    sustained_matmul: Figure | None = None
+
+    def _after(self) -> None:
+        burst = [p for p, curve in self.gemm.items() if curve.timed == "burst"]
+        if burst and self.sustained_matmul is None:
+            raise FieldProblems([("sustained_matmul", f"the {', '.join(burst)} GEMM curves were timed in bursts: "
+                                  "give the rate the device sustains over its burst rate, with its source")])
+        if self.sustained_matmul is not None and self.sustained_matmul.value > 1:
+            raise FieldProblems([("sustained_matmul", "a sustained rate over a burst one is at most 1")])
+
+    def sustained_gemm(self, precision: str) -> GemmCurve | None:
+        """The GEMM curve at `precision` as a training step sustains it: a burst-timed curve at
+        sustained_matmul; None where there is no curve at that precision."""
+        made = self.__dict__.get("_sustained") or {}
+        if precision not in made:
+            curve = self.gemm.get(precision)
+            if curve is not None and curve.timed == "burst":
+                factor = self.sustained_matmul
+                curve = GemmCurve(points=[(x, y * factor.value) for x, y in curve.points],
+                                  source=f"{curve.source}; x {factor.value} sustained: {factor.source}")
+            made[precision] = curve
+            set_private(self, "_sustained", made)
+        return made[precision]
 
     def attention(self, backward: bool, head_dim: int, kernel: str = "fastest") -> Curve:
         """The curve of `kernel` (fastest: the one this device's curves measure) measured at the head dimension

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from costplan import kernels, yamlio
+from costplan.sections import InvalidInput
 from costplan.hardware import PRECISIONS
 
 CATALOGUE = yamlio.read(Path(str(resources.files("costplan") / "data" / "hardware.yaml")))
@@ -116,6 +117,54 @@ def _at(key, *path, x):
 ])
 def test_published_spot_values(key, path, x, published):
     assert _at(key, *path, x=x) == pytest.approx(published, rel=0.01)
+
+
+# Maximum sustainable over maximum achievable matmul FLOPS, bf16, the node's other GPUs computing (stas00/ml-engineering
+# 0359db8, compute/accelerator/README.md, notes 3 and 6): H200 (the H100's die at 700 W) 755 of 850 TFLOP/s, B200 1439
+# of 1737; their fp8 rows give the same ratios (1354 / 1525, 2788 / 3350).
+@pytest.mark.parametrize(("key", "sustained", "burst"), [
+    ("h100-sxm", 755, 850), ("h200", 755, 850), ("h100-sxm-96gb", 755, 850), ("b200", 1439, 1737)])
+def test_burst_timed_gemm_curves_run_at_the_published_sustained_share(key, sustained, burst):
+    curves = kernels.curves(key)
+    measured = curves.gemm["bf16"]
+    assert measured.timed == "burst" and "OpenXLA" in measured.source     # 10 runs a shape after an idle
+    for x in (1024, 4096, 8192):
+        assert curves.sustained_gemm("bf16").at(x) == pytest.approx(measured.at(x) * sustained / burst, rel=1e-3)
+    # Azure's fp8 curves ran 10,000 warm-up iterations first: sustained as measured
+    assert curves.gemm["fp8"].timed == "sustained" and curves.sustained_gemm("fp8") is curves.gemm["fp8"]
+
+
+def test_only_openxlas_tables_are_timed_in_bursts():
+    for key in KEYS:
+        for precision, curve in kernels.curves(key).gemm.items():
+            if curve.timed == "burst":
+                assert "OpenXLA" in curve.source, (key, precision)
+            else:
+                assert "OpenXLA" not in curve.source or "derived" in curve.source or "assumed" in curve.source, \
+                    (key, precision)
+
+
+def test_mi300x_gemms_reach_its_measured_sustained_rates():
+    # MI300X at 750 W (same table, notes 9 and 13): bf16 659 TFLOP/s at 12288x9728x8192, fp8 1187 at
+    # 6912x19200x16384 (catalogue peaks 1307.4 and 2614.9); its curves were H100's, 0.81 of peak, before
+    curves, peaks = kernels.curves("mi300x"), CATALOGUE["mi300x"]["peak_tflops"]
+    for precision, rate, shape in (("bf16", 659, (12288, 9728, 8192)), ("fp8", 1187, (6912, 19200, 16384))):
+        x = (shape[0] * shape[1] * shape[2]) ** (1 / 3)
+        assert curves.sustained_gemm(precision).at(x) * peaks[precision] == pytest.approx(rate, rel=0.005)
+
+
+def test_burst_timed_curves_need_a_sustained_share():
+    gemm = {"bf16": {"points": [[1, 0.5]], "source": "test", "timed": "burst"}}
+    rest = {"attention_forward": {64: {"points": [[1, 0.4]], "source": "t"}},
+            "attention_backward": {64: {"points": [[1, 0.2]], "source": "t"}},
+            "collective": {"points": [[1, 1.0]], "source": "t"}, "collective_internode": {"points": [[1, 0.5]],
+                                                                                         "source": "t"}}
+    with pytest.raises(InvalidInput, match="sustained_matmul: the bf16 GEMM curves were timed in bursts"):
+        kernels.Curves.model_validate({"gemm": gemm, **rest})
+    with pytest.raises(InvalidInput, match="sustained_matmul: a sustained rate over a burst one is at most 1"):
+        kernels.Curves.model_validate({"gemm": gemm, **rest, "sustained_matmul": {"value": 1.2, "source": "t"}})
+    curves = kernels.Curves.model_validate({"gemm": gemm, **rest, "sustained_matmul": {"value": 0.8, "source": "t"}})
+    assert curves.sustained_gemm("bf16").at(1) == pytest.approx(0.4) and curves.gemm["bf16"].at(1) == 0.5
 
 
 def test_curves_rise_with_size_where_measured():

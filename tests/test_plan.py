@@ -168,21 +168,25 @@ def test_deadline_tunes_micro_batch_and_recompute_and_names_the_runner_up(run):
 
 
 def test_deadline_tries_per_op_checkpointing_where_it_is_modelled(run):
-    # Llama 2 13B on H100 PCIe in 30 days: torchtitan's per-op checkpointing lets micro-batch 4 fit without
-    # tensor parallelism. Checked against every other choice the planner has on that layout, priced one by one.
+    # Llama 2 13B on H100 PCIe in 30 days, without tensor parallelism: torchtitan's per-op checkpointing lets
+    # micro-batch 4 fit (where none does not), and the planner prices it beside every other choice on that layout;
+    # micro-batch 1 without recomputation is a few percent cheaper (it was the other way round while the H100's
+    # GEMMs ran at their burst rate), which the loop below checks one by one.
     data = json.loads(run("plan", "llama2-13b", "--deadline", "30d", "--gpu", "h100-pcie", "--format",
                           "json").stdout)[0]
-    assert (data["micro_batch_size"], data["recompute"]) == (4, "selective_op")
     lay = data["layout"]
     assert lay["tensor"] == 1
     base = ["hardware.gpu=h100-pcie", f"hardware.count={data['gpus']}", f"parallelism.pipeline={lay['pipeline']}",
             f"parallelism.zero={lay['zero']}"]
+    fits = {}
     for micro in (1, 2, 4):          # 8 does not divide the preset's global batch over 256 ranks
         for recompute in ("none", "selective", "full", "selective_op"):
             e = costplan.estimate(costplan.load_spec("llama2-13b", [
                 *base, f"training.micro_batch_size={micro}", f"training.recompute={recompute}"]))
             if e.memory.fits and e.time.wall_clock_days <= 30:
                 assert e.time.cost_usd >= data["cost_usd"] * (1 - 1e-12), (micro, recompute)
+            fits[micro, recompute] = e.memory.fits
+    assert fits[4, "selective_op"] and not fits[4, "none"] and not fits[4, "selective"]
     # Not tried where it is not modelled: with tensor parallelism, for MoE, for biased matmuls.
     llama = costplan.load_spec("llama2-13b", ["hardware.count=8"])
     assert ("selective_op", None) in planner._recompute_choices(llama)

@@ -29,7 +29,8 @@ class Device(Record):
         return self.gpu.memory_bandwidth_gbs * 1e9 * self.efficiencies.memory.value
 
     def gemm_curve(self, precision: str) -> kernels.Curve:
-        curve = self.curves.gemm.get(precision)
+        """The GEMM curve at `precision` at the rate a training step sustains."""
+        curve = self.curves.sustained_gemm(precision)
         if curve is None:
             raise CostplanError(f"hardware {self.gpu.key}: kernels.gemm has no {precision} curve; the step model "
                                 f"cannot time {precision} GEMMs (it has {', '.join(self.curves.gemm)})")

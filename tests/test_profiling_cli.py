@@ -437,3 +437,36 @@ def test_measuring_tells_its_stages_to_a_terminal_only(run, monkeypatch):
                                                                                  file=sys.stderr))
     told = run("profile", FLASH, "--no-time").stderr.splitlines()
     assert told[0] == "measuring ci-flash: FLOPs, counted by fvcore (0 s)" and len(told) == 5
+
+
+def test_calibrate_measures_what_matmuls_sustain_where_asked(run, tmp_path, monkeypatch):
+    # A GPU's calibration soaks it with matmuls (SOAK_SECONDS["cuda"]); here the CPU does it briefly, so the file
+    # marks its GEMM curves as bursts and carries the share a step runs them at.
+    from costplan.hardware import resolve
+    from costplan.profiling import calibrate
+
+    _tiny_calibration(monkeypatch)
+    monkeypatch.setitem(calibrate.SOAK_SECONDS, "cpu", 0.3)
+    monkeypatch.setitem(calibrate.SOAK_SIZE, "cpu", 64)
+    out = tmp_path / "soaked.yaml"
+    result = run("calibrate", "--device", "cpu", "--output", str(out))
+    assert result.exit_code == 0, result.stderr
+    assert any(line.startswith("calibrate: sustained bf16 matmuls: ") and line.endswith(" of their burst rate")
+               for line in result.stderr.splitlines())
+    curves = resolve(str(out)).curves()
+    assert {curve.timed for curve in curves.gemm.values()} == {"burst"}
+    share = curves.sustained_matmul
+    assert 0 < share.value <= 1 and "bf16 64x64x64 matmuls issued back to back" in share.source
+    for precision, curve in curves.gemm.items():
+        assert curves.sustained_gemm(precision).points == [(x, y * share.value) for x, y in curve.points]
+    assert run("estimate", "gpt2-small", "--gpu", str(out)).exit_code == 0
+
+
+def test_calibrate_on_a_cpu_takes_its_matmul_rates_as_sustained(run, tmp_path, monkeypatch):
+    from costplan.hardware import resolve
+
+    _tiny_calibration(monkeypatch)
+    out = tmp_path / "plain.yaml"
+    assert run("calibrate", "--device", "cpu", "--output", str(out)).exit_code == 0
+    curves = resolve(str(out)).curves()
+    assert curves.sustained_matmul is None and {c.timed for c in curves.gemm.values()} == {"sustained"}

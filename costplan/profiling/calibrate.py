@@ -19,7 +19,9 @@ The file has the shape of a catalogue entry (costplan/data/hardware.yaml), so a 
   softmax and LayerNorm over the copy's; `depthwise_conv_forward` and `_backward`, AFT-conv's convolution, and
   `block_gemm`, the block loop's batched matmuls, each by the FLOPs of one call over the 16-bit peak;
   `kernel_seconds` and `update_seconds`, the fixed cost of a kernel and of one parameter tensor's optimizer
-  update (below).
+  update (below); on a GPU, `sustained_matmul`, what 8192³ bf16 matmuls issued back to back for 20 s hold in
+  their last quarter over their best burst after an idle second (the `gemm` curves, bursts too, then say
+  `timed: burst`, and a training step runs them at that share: a step holds the GPU at its power limit).
 
 The fixed costs come from a tiny step, the reference model's layer shape at widths where no kernel has work to
 speak of (fixed_costs.py FIXED_STEP): its optimizer update, timed alone, less the update's roofline, over the
@@ -84,6 +86,11 @@ PRECISIONS = {"cpu": ("fp32", "bf16"), "cuda": ("fp32", "tf32", "bf16", "fp16")}
 REFERENCE = {"cpu": ("gpt2-small", ["model.n_layers=2", "training.seq_len=256", "training.micro_batch_size=2"]),
              "cuda": ("gpt2-small", ["training.micro_batch_size=8"])}
 FIXED_RUNS = 100
+# A GPU's GEMMs above are timed in bursts at its boost clock; a training step holds it at its power limit, which
+# it reaches within seconds of steady matmuls. None: not measured (a CPU's rates are taken as sustained).
+SOAK_SECONDS = {"cpu": None, "cuda": 20.0}
+SOAK_SIZE = {"cpu": 256, "cuda": 8192}
+SOAK_CALLS = 10             # matmuls issued between two clock readings
 NOT_MEASURED = ("not measured: calibrated on one device; collectives run at the hardware file's "
                 "interconnect_gbs")
 
@@ -104,6 +111,7 @@ class Calibration:
     weight_read: tuple[float, str] | None = None    # a matrix-vector product's bytes read/s, and what was timed
     depthwise_conv: tuple[dict, dict, str] | None = None   # AFT-conv's convolution: FLOP/s fwd, bwd by call; what
     block_gemm: tuple[dict, str] | None = None      # the block loop's batched matmuls: FLOP/s by call; what
+    sustained: tuple[float, str] | None = None      # a matmul's sustained over its burst rate; how measured
 
     @property
     def peaks(self) -> dict[str, float]:
@@ -134,6 +142,33 @@ def matmul_rates(precision: str, device: torch.device, seconds: float) -> dict[i
                 break
         rates[n] = matmul_rate(n, precision, device)
     return rates
+
+
+def sustained_share(precision: str, device: torch.device, seconds: float) -> tuple[float, str]:
+    """What square matmuls of SOAK_SIZE sustain when issued back to back for `seconds` (the last quarter of
+    them), over their best of BEST_OF after a second's idle (a burst), capped at 1; and how it was measured."""
+    n = SOAK_SIZE[device.type]
+    a = torch.randn(n, n, device=device, dtype=DTYPES[precision])
+    b = torch.randn(n, n, device=device, dtype=DTYPES[precision])
+    a @ b
+    time.sleep(1.0)
+    burst = best_seconds(lambda: a @ b, device)
+    windows = []            # (seconds, calls) between two synchronisations
+    started = time.perf_counter()
+    while time.perf_counter() - started < seconds or len(windows) < 4:
+        begun = time.perf_counter()
+        for _ in range(SOAK_CALLS):
+            a @ b
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        windows.append(time.perf_counter() - begun)
+    last = windows[-max(1, len(windows) // 4):]
+    held = sum(last) / (len(last) * SOAK_CALLS)
+    share = min(1.0, burst / held)
+    how = (f"{precision} {n}x{n}x{n} matmuls issued back to back for {report.seconds(time.perf_counter() - started)}: "
+           f"the last quarter's {report.flops_rate(2 * n**3 / held)} over the best of {BEST_OF} after an idle "
+           f"second's {report.flops_rate(2 * n**3 / burst)}")
+    return share, how
 
 
 def host_to_device(device: torch.device) -> float | None:
@@ -202,6 +237,12 @@ def calibrate(device: torch.device, budget: float = DEFAULT_BUDGET,
     progress(f"{attention.precision} block loop matmuls: {report.flops_rate(min(blocks[0].values()))}-"
              f"{report.flops_rate(max(blocks[0].values()))} by call size")
     progress("collectives: not measured (one device)")
+    sustained = None
+    if SOAK_SECONDS[device.type]:
+        soak = "bf16" if "bf16" in peaks else precision
+        progress(f"sustained {soak} matmuls: {report.seconds(SOAK_SECONDS[device.type])} back to back")
+        sustained = sustained_share(soak, device, SOAK_SECONDS[device.type])
+        progress(f"sustained {soak} matmuls: {sustained[0]:.3f} of their burst rate")
     left = budget - (time.perf_counter() - started)
     mfu, source = reference_mfu(device, peaks, max(left, 0.0), progress)
     memory = (torch.cuda.get_device_properties(device).total_memory if device.type == "cuda"
@@ -209,7 +250,7 @@ def calibrate(device: torch.device, budget: float = DEFAULT_BUDGET,
     measured = Calibration(device=describe(device), rates=rates, bandwidth=bandwidth, interconnect=interconnect,
                            memory_bytes=memory, mfu=mfu, mfu_source=source, attention=attention,
                            date=datetime.date.today().isoformat(), memory_bound=memory_bound,
-                           weight_read=weight_read, depthwise_conv=conv, block_gemm=blocks)
+                           weight_read=weight_read, depthwise_conv=conv, block_gemm=blocks, sustained=sustained)
     measured.fixed = fixed_costs(measured, device, precision)
     checkpoint = measured.fixed.checkpoint_source
     if not checkpoint.startswith("not measured"):
@@ -284,6 +325,11 @@ def kernel_curves(c: Calibration) -> dict:
         gemm[p] = _curve(by_size, peaks[p], f"{on}: best of {BEST_OF} square {p} matmuls{queued}, n = "
                          f"{', '.join(str(n) for n in by_size)}, over the best of them (peak_tflops.{p}){slow}")
     entry: dict = {"gemm": gemm}
+    if c.sustained is not None:         # the curves are bursts: a step runs them at the share measured
+        for curve in gemm.values():
+            curve["timed"] = "burst"
+        share, how = c.sustained
+        entry["sustained_matmul"] = {"value": share, "source": f"{on}: {how}"}
     a = c.attention
     against = "the bf16 peak" if a.precision == "bf16" else (
         f"the {a.precision} peak (bf16 runs at under half the fp32 rate here, so 16-bit steps are timed in "

@@ -41,10 +41,10 @@ def kernel_tables(folder: Path) -> list[str]:
     lines = [f"## Kernels: measured on the {measured.calibrated_on[6:]} against the catalogue's `{CATALOGUE}`", "",
              "The calibration's rates (best of 5, each timing 2 ms or more of calls back to back) against the "
              "catalogue's published tables at the same size, both in TFLOP/s. The catalogue's GEMM curve is the "
-             "OpenXLA H100 table, its attention curves FlashAttention-3's (H100 SXM5, the same compute die). Both GEMM "
-             "columns are short bursts at the boost clock; a training step runs the catalogue's at "
-             f"{pk.sustained_matmul.value} of these rates, what the device sustains at its power limit "
-             "(`sustained_matmul`), and the calibrated file's as measured.", "",
+             "OpenXLA H100 table, its attention curves FlashAttention-3's (H100 SXM5, the same compute die). Both "
+             "columns of each table are short bursts at the boost clock; a training step runs the catalogue's at "
+             f"{pk.sustained_share.value} of these rates, what the device sustains at its power limit "
+             "(`sustained_share`), and this calibrated file's as measured (it predates the calibration's soak).", "",
              "| bf16 square GEMM, n | measured | catalogue |", "|---:|---:|---:|"]
     bf16 = measured.peak_flops("bf16")
     for n, efficiency in mk.gemm["bf16"].points:

@@ -110,10 +110,10 @@ class Curve(Section):
         return logs
 
 
-class GemmCurve(Curve):
-    """A GEMM efficiency curve, with how its source timed the GEMMs: `sustained` (long runs, the device held at
-    its power limit as a training step holds it) or `burst` (a few runs of each shape after an idle, at the
-    boost clock: faster than a device sustains)."""
+class KernelCurve(Curve):
+    """A GEMM or attention kernel's efficiency curve, with how its source timed the kernel: `sustained` (long
+    runs, the device held at its power limit as a training step holds it) or `burst` (a few runs after an idle,
+    at the boost clock: faster than the device sustains)."""
 
     timed: Literal["sustained", "burst"] = "sustained"
 
@@ -162,11 +162,11 @@ Share = Then(kind(Figure | None), _share, name="Share")
 class Curves(Section):
     """What the training step model needs of a device's kernels, each curve with its source.
 
-    gemm: per compute precision, achieved / dense peak FLOP/s against the GEMM's size (m·n·k)^(1/3), each
-      saying how its source timed the GEMMs (GemmCurve.timed);
-    sustained_matmul (required when a gemm curve was timed in bursts): a dense GEMM's rate held at the device's
-      power limit over its rate in a short burst at the boost clock; the step model runs burst-timed curves at
-      it (a training step keeps the GPU at its power limit), serving at the curves as measured;
+    gemm: per compute precision, achieved / dense peak FLOP/s against the GEMM's size (m·n·k)^(1/3);
+    sustained_share (required when a gemm or attention curve was timed in bursts, KernelCurve.timed): what a
+      tensor-core kernel keeps of its burst rate once the device sits at its power limit, as a training step
+      holds it (measured with matmuls); the step model runs burst-timed curves at it, serving at the curves as
+      measured;
     attention_forward, attention_backward: per head dimension, achieved / dense 16-bit peak of a causal
       FlashAttention kernel against the sequence length, its FLOPs counted as the kernel executes them
       (masked tiles skipped; the backward's 2.5 × forward with its recompute, Dao 2023 §4.1);
@@ -217,19 +217,19 @@ class Curves(Section):
       nothing is added.
     """
 
-    gemm: dict[str, GemmCurve] = field(min_length=1)
-    attention_forward: dict[int, Curve] = field(min_length=1)
-    attention_backward: dict[int, Curve] = field(min_length=1)
+    gemm: dict[str, KernelCurve] = field(min_length=1)
+    attention_forward: dict[int, KernelCurve] = field(min_length=1)
+    attention_backward: dict[int, KernelCurve] = field(min_length=1)
     collective: Curve
     collective_internode: Curve
     alltoall: Curve | None = None
     attention_kernel: Literal["flash2", "flash3"] = "flash2"
-    attention_forward_flash2: dict[int, Curve] | None = None
-    attention_backward_flash2: dict[int, Curve] | None = None
-    attention_forward_flash1: dict[int, Curve] | None = None
-    attention_backward_flash1: dict[int, Curve] | None = None
-    attention_forward_flash1_triton: dict[int, Curve] | None = None
-    attention_backward_flash1_triton: dict[int, Curve] | None = None
+    attention_forward_flash2: dict[int, KernelCurve] | None = None
+    attention_backward_flash2: dict[int, KernelCurve] | None = None
+    attention_forward_flash1: dict[int, KernelCurve] | None = None
+    attention_backward_flash1: dict[int, KernelCurve] | None = None
+    attention_forward_flash1_triton: dict[int, KernelCurve] | None = None
+    attention_backward_flash1_triton: dict[int, KernelCurve] | None = None
     overlap_sm_share: Share = None
     memory_bound: Figure | None = None
     weight_read: Figure | None = None
@@ -241,29 +241,40 @@ class Curves(Section):
     block_gemm: RateCurveOrNone = None
     new_shape_seconds: Figure | None = None
     update_seconds: Figure | None = None
-    sustained_matmul: Figure | None = None
+    sustained_share: Figure | None = None
 
     def _after(self) -> None:
-        burst = [p for p, curve in self.gemm.items() if curve.timed == "burst"]
-        if burst and self.sustained_matmul is None:
-            raise FieldProblems([("sustained_matmul", f"the {', '.join(burst)} GEMM curves were timed in bursts: "
-                                  "give the rate the device sustains over its burst rate, with its source")])
-        if self.sustained_matmul is not None and self.sustained_matmul.value > 1:
-            raise FieldProblems([("sustained_matmul", "a sustained rate over a burst one is at most 1")])
+        burst = [name for name, curve in self.kernel_curves() if curve.timed == "burst"]
+        if burst and self.sustained_share is None:
+            raise FieldProblems([("sustained_share", f"{', '.join(burst)} timed in bursts: give the share of "
+                                  "its burst rate a kernel sustains at the device's power limit, with its source")])
+        if self.sustained_share is not None and self.sustained_share.value > 1:
+            raise FieldProblems([("sustained_share", "a sustained rate over a burst one is at most 1")])
 
-    def sustained_gemm(self, precision: str) -> GemmCurve | None:
-        """The GEMM curve at `precision` as a training step sustains it: a burst-timed curve at
-        sustained_matmul; None where there is no curve at that precision."""
-        made = self.__dict__.get("_sustained") or {}
-        if precision not in made:
-            curve = self.gemm.get(precision)
-            if curve is not None and curve.timed == "burst":
-                factor = self.sustained_matmul
-                curve = GemmCurve(points=[(x, y * factor.value) for x, y in curve.points],
-                                  source=f"{curve.source}; x {factor.value} sustained: {factor.source}")
-            made[precision] = curve
+    def kernel_curves(self):
+        """(name, curve) of every GEMM and attention curve."""
+        yield from ((f"gemm.{p}", c) for p, c in self.gemm.items())
+        for name in ("attention_forward", "attention_backward",
+                     *(f"attention_{d}_{k}" for k in OTHER_ATTENTION for d in ("forward", "backward"))):
+            yield from ((f"{name}.{h}", c) for h, c in (getattr(self, name) or {}).items())
+
+    def sustained(self, curve: KernelCurve | None) -> KernelCurve | None:
+        """`curve` as a training step sustains it: a burst-timed one at sustained_share (made once a curve)."""
+        if curve is None or curve.timed != "burst":
+            return curve
+        made = self.__dict__.get("_sustained")
+        if made is None:
+            made = {}
             set_private(self, "_sustained", made)
-        return made[precision]
+        if id(curve) not in made:
+            share = self.sustained_share
+            made[id(curve)] = KernelCurve(points=[(x, y * share.value) for x, y in curve.points],
+                                          source=f"{curve.source}; x {share.value} sustained: {share.source}")
+        return made[id(curve)]
+
+    def sustained_gemm(self, precision: str) -> KernelCurve | None:
+        """The GEMM curve at `precision` as a training step sustains it; None where there is none."""
+        return self.sustained(self.gemm.get(precision))
 
     def attention(self, backward: bool, head_dim: int, kernel: str = "fastest") -> Curve:
         """The curve of `kernel` (fastest: the one this device's curves measure) measured at the head dimension

@@ -124,14 +124,32 @@ def test_published_spot_values(key, path, x, published):
 # of 1737; their fp8 rows give the same ratios (1354 / 1525, 2788 / 3350).
 @pytest.mark.parametrize(("key", "sustained", "burst"), [
     ("h100-sxm", 755, 850), ("h200", 755, 850), ("h100-sxm-96gb", 755, 850), ("b200", 1439, 1737)])
-def test_burst_timed_gemm_curves_run_at_the_published_sustained_share(key, sustained, burst):
+def test_burst_timed_curves_run_at_the_published_sustained_share(key, sustained, burst):
     curves = kernels.curves(key)
     measured = curves.gemm["bf16"]
     assert measured.timed == "burst" and "OpenXLA" in measured.source     # 10 runs a shape after an idle
     for x in (1024, 4096, 8192):
         assert curves.sustained_gemm("bf16").at(x) == pytest.approx(measured.at(x) * sustained / burst, rel=1e-3)
+    # FlashAttention's benchmarks are bursts too
+    attention = curves.attention_forward[128]
+    assert attention.timed == "burst"
+    assert curves.sustained(attention).at(4096) == pytest.approx(attention.at(4096) * sustained / burst, rel=1e-3)
     # Azure's fp8 curves ran 10,000 warm-up iterations first: sustained as measured
     assert curves.gemm["fp8"].timed == "sustained" and curves.sustained_gemm("fp8") is curves.gemm["fp8"]
+
+
+def test_flashattention3s_curves_are_bursts_and_flashattention2s_as_measured():
+    # FlashAttention-3's benchmark (hopper/benchmark_attn.py, July 2024) sleeps 1 s before each case "to avoid
+    # residual power throttling"; FlashAttention-2's (benchmarks/benchmark_flash_attention.py) runs its cases
+    # back to back
+    for key in KEYS:
+        curves = kernels.curves(key)
+        for name, curve in curves.kernel_curves():
+            if name.startswith("attention"):
+                fa3 = "FlashAttention-3" in curve.source and "_flash" not in name
+                assert (curve.timed == "burst") == fa3, (key, name)
+        if any(curve.timed == "burst" for _, curve in curves.kernel_curves()):
+            assert 0 < curves.sustained_share.value <= 1
 
 
 def test_only_openxlas_tables_are_timed_in_bursts():
@@ -155,15 +173,22 @@ def test_mi300x_gemms_reach_its_measured_sustained_rates():
 
 def test_burst_timed_curves_need_a_sustained_share():
     gemm = {"bf16": {"points": [[1, 0.5]], "source": "test", "timed": "burst"}}
+    with pytest.raises(InvalidInput, match="sustained_share: attention_backward.64 timed in bursts"):
+        kernels.Curves.model_validate({"gemm": {"bf16": {"points": [[1, 0.5]], "source": "t"}},
+                                       "attention_forward": {64: {"points": [[1, 0.4]], "source": "t"}},
+                                       "attention_backward": {64: {"points": [[1, 0.2]], "source": "t",
+                                                                   "timed": "burst"}},
+                                       "collective": {"points": [[1, 1.0]], "source": "t"},
+                                       "collective_internode": {"points": [[1, 0.5]], "source": "t"}})
     rest = {"attention_forward": {64: {"points": [[1, 0.4]], "source": "t"}},
             "attention_backward": {64: {"points": [[1, 0.2]], "source": "t"}},
             "collective": {"points": [[1, 1.0]], "source": "t"}, "collective_internode": {"points": [[1, 0.5]],
                                                                                          "source": "t"}}
-    with pytest.raises(InvalidInput, match="sustained_matmul: the bf16 GEMM curves were timed in bursts"):
+    with pytest.raises(InvalidInput, match="sustained_share: gemm.bf16 timed in bursts"):
         kernels.Curves.model_validate({"gemm": gemm, **rest})
-    with pytest.raises(InvalidInput, match="sustained_matmul: a sustained rate over a burst one is at most 1"):
-        kernels.Curves.model_validate({"gemm": gemm, **rest, "sustained_matmul": {"value": 1.2, "source": "t"}})
-    curves = kernels.Curves.model_validate({"gemm": gemm, **rest, "sustained_matmul": {"value": 0.8, "source": "t"}})
+    with pytest.raises(InvalidInput, match="sustained_share: a sustained rate over a burst one is at most 1"):
+        kernels.Curves.model_validate({"gemm": gemm, **rest, "sustained_share": {"value": 1.2, "source": "t"}})
+    curves = kernels.Curves.model_validate({"gemm": gemm, **rest, "sustained_share": {"value": 0.8, "source": "t"}})
     assert curves.sustained_gemm("bf16").at(1) == pytest.approx(0.4) and curves.gemm["bf16"].at(1) == 0.5
 
 

@@ -441,7 +441,7 @@ def test_measuring_tells_its_stages_to_a_terminal_only(run, monkeypatch):
 
 def test_calibrate_measures_what_matmuls_sustain_where_asked(run, tmp_path, monkeypatch):
     # A GPU's calibration soaks it with matmuls (SOAK_SECONDS["cuda"]); here the CPU does it briefly, so the file
-    # marks its GEMM curves as bursts and carries the share a step runs them at.
+    # marks its GEMM and attention curves as bursts and carries the share a step runs them at.
     from costplan.hardware import resolve
     from costplan.profiling import calibrate
 
@@ -454,11 +454,12 @@ def test_calibrate_measures_what_matmuls_sustain_where_asked(run, tmp_path, monk
     assert any(line.startswith("calibrate: sustained bf16 matmuls: ") and line.endswith(" of their burst rate")
                for line in result.stderr.splitlines())
     curves = resolve(str(out)).curves()
-    assert {curve.timed for curve in curves.gemm.values()} == {"burst"}
-    share = curves.sustained_matmul
+    timed = [*curves.gemm.values(), *curves.attention_forward.values(), *curves.attention_backward.values()]
+    assert {curve.timed for curve in timed} == {"burst"}
+    share = curves.sustained_share
     assert 0 < share.value <= 1 and "bf16 64x64x64 matmuls issued back to back" in share.source
-    for precision, curve in curves.gemm.items():
-        assert curves.sustained_gemm(precision).points == [(x, y * share.value) for x, y in curve.points]
+    for curve in timed:
+        assert curves.sustained(curve).points == [(x, y * share.value) for x, y in curve.points]
     assert run("estimate", "gpt2-small", "--gpu", str(out)).exit_code == 0
 
 
@@ -469,4 +470,5 @@ def test_calibrate_on_a_cpu_takes_its_matmul_rates_as_sustained(run, tmp_path, m
     out = tmp_path / "plain.yaml"
     assert run("calibrate", "--device", "cpu", "--output", str(out)).exit_code == 0
     curves = resolve(str(out)).curves()
-    assert curves.sustained_matmul is None and {c.timed for c in curves.gemm.values()} == {"sustained"}
+    timed = [*curves.gemm.values(), *curves.attention_forward.values(), *curves.attention_backward.values()]
+    assert curves.sustained_share is None and {c.timed for c in timed} == {"sustained"}

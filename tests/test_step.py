@@ -74,29 +74,39 @@ def test_matmuls_attention_and_optimizer_by_hand(flat):
     assert e.time.tokens_per_second_per_gpu == pytest.approx(S / e.time.step_seconds)
 
 
-def burst_timed(tmp_path, sustained=None):
-    """The flat device whose bf16 GEMM curve was timed in bursts, with `sustained` (a Figure) or without."""
+def burst_timed(tmp_path, sustained=None, attention=False):
+    """The flat device whose bf16 GEMM curve (and with `attention` its attention curves) was timed in bursts,
+    with a `sustained` share or without."""
     kernels = {**FLAT["kernels"], "gemm": {**FLAT["kernels"]["gemm"],
                                            "bf16": {"points": [[1, 0.5]], "source": "test", "timed": "burst"}}}
+    if attention:
+        for name in ("attention_forward", "attention_backward"):
+            kernels[name] = {64: {**FLAT["kernels"][name][64], "timed": "burst"}}
     if sustained is not None:
-        kernels["sustained_matmul"] = {"value": sustained, "source": "test"}
-    path = tmp_path / "burst.yaml"
+        kernels["sustained_share"] = {"value": sustained, "source": "test"}
+    path = tmp_path / ("burst-attention.yaml" if attention else "burst.yaml")     # files are read once a path
     path.write_text(yaml.safe_dump({**FLAT, "kernels": kernels}))
     return str(path)
 
 
-def test_burst_timed_gemms_run_at_the_sustained_share(flat, tmp_path):
-    # the by-hand step above with its bf16 GEMMs (0.5 of the peak in bursts) held at 0.8 of that rate
+def test_burst_timed_kernels_run_at_the_sustained_share(flat, tmp_path):
+    # the by-hand step above with its bf16 GEMMs (0.5 of the peak in bursts) held at 0.8 of that rate, its
+    # attention as measured; then its attention curves (0.4 and 0.2) timed in bursts too
     plain, held = step(flat, {}), step(burst_timed(tmp_path, 0.8), {})
     gemm_forward = 2 * S * (L * (4 * D * D + 2 * D * F) + D * V)
     assert held.time.breakdown["matmul"] == pytest.approx(3 * gemm_forward / (100e12 * 0.5 * 0.8))
     assert held.time.breakdown["attention"] == pytest.approx(plain.time.breakdown["attention"])
+    both = step(burst_timed(tmp_path, 0.8, attention=True), {})
+    core = L * 4 * D * causal_pairs(S)
+    assert both.time.breakdown["attention"] == pytest.approx(core / (100e12 * 0.4 * 0.8) +
+                                                             2.5 * core / (100e12 * 0.2 * 0.8))
+    assert both.time.breakdown["matmul"] == pytest.approx(held.time.breakdown["matmul"])
 
 
 def test_burst_timed_gemms_without_a_sustained_share_are_an_error(tmp_path, run):
     result = run("estimate", "gpt2-small", "--gpu", burst_timed(tmp_path))
     assert result.exit_code == 2 and result.stderr.startswith("Error:") and "\n" not in result.stderr.strip()
-    assert "burst.yaml" in result.stderr and "kernels.sustained_matmul" in result.stderr
+    assert "burst.yaml" in result.stderr and "kernels.sustained_share" in result.stderr
 
 
 def test_eager_block_loops_run_their_matmuls_at_the_blocks_size(tmp_path):

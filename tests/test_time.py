@@ -32,6 +32,20 @@ def test_catalogue_defaults_and_precision_peak():
     assert e.assumptions.usd_per_gpu_hour == 2.95 and e.assumptions.kernel_tables == "data/kernels.yaml, h100-sxm"
 
 
+@pytest.mark.parametrize("gpu, mfu, share", [
+    ("h100-sxm", None, 0.888),    # OpenXLA's GEMM and FlashAttention-3's tables are bursts: H200 MSMF / MAMF
+    ("a100-80gb", None, None),    # Azure's GEMMs after 10,000 warm-ups, FlashAttention-2's cases back to back
+    ("h100-sxm", 0.4, None),      # one utilisation figure reads no kernel table
+])
+def test_the_estimate_says_what_burst_timed_kernels_ran_at(run, gpu, mfu, share):
+    hardware = {"gpu": gpu, **({"mfu": mfu} if mfu else {})}
+    e = costplan.estimate(make_spec(training={"tokens": 10**9}, hardware=hardware))
+    assert e.assumptions.sustained_share == share
+    args = ["estimate", "gpt2-small", "--gpu", gpu, *(["--mfu", str(mfu)] if mfu else [])]
+    (step,) = [line for line in run(*args).stdout.splitlines() if "step time" in line]
+    assert ("0.888 of their rate, as the GPU sustains them (sustained_share)" in step) == (share is not None)
+
+
 def test_default_tokens_are_twenty_per_parameter():
     e = costplan.estimate(make_spec())
     assert e.assumptions.tokens == 20 * e.params.total

@@ -18,7 +18,8 @@ class Device(Record):
     attention_kernel: str = "fastest"
 
     def attention_curve(self, backward: bool, head_dim: int) -> kernels.Curve:
-        curve = self.curves.attention(backward, head_dim, self.attention_kernel)
+        """The attention kernel's curve at the rate a training step sustains."""
+        curve = self.curves.sustained(self.curves.attention(backward, head_dim, self.attention_kernel))
         if curve is None:
             raise CostplanError(f"training.attention_kernel: hardware {self.gpu.key} has no {self.attention_kernel} "
                                 f"attention tables (its curves measure {self.curves.attention_kernel})")

@@ -131,6 +131,7 @@ def _estimate(spec: Spec, law: str | scaling.ScalingLaw | None) -> Estimate:
         time_model=run.time_model,
         mfu_override=run.mfu,
         kernel_tables=_tables_source(run) if run.mfu is None else None,
+        sustained_share=_sustained_share(run),
         layout=run.layout_source,
         overlaps=stepped.overlaps,
         network=gpu.network_source,
@@ -147,6 +148,14 @@ def _tables_source(run: Run) -> str:
     if gpu.kernels is not None:
         return f"the hardware file's kernels ({gpu.calibrated_on or gpu.key})"
     return f"data/kernels.yaml, {gpu.key}"
+
+
+def _sustained_share(run: Run) -> float | None:
+    """The share of their burst rates at which the step model ran the device's burst-timed kernel curves."""
+    curves = run.gpu.curves() if run.mfu is None else None
+    if curves is None or not any(curve.timed == "burst" for _, curve in curves.kernel_curves()):
+        return None
+    return curves.sustained_share.value
 
 
 def _parallelism(spec: Spec, stage: parallel.StageMemory, stepped: StepTime, source: str) -> Parallelism:

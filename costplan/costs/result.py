@@ -117,6 +117,7 @@ class Assumptions(Record):
     time_model: str                  # "step model", or "hardware.mfu" when the user gave a utilisation
     mfu_override: float | None
     kernel_tables: str | None        # where the step model's efficiencies came from
+    sustained_share: float | None    # what burst-timed kernel curves run at (kernels.sustained_share); None: none
     layout: str                      # where the parallel layout came from
     overlaps: str
     network: str

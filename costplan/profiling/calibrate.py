@@ -19,9 +19,9 @@ The file has the shape of a catalogue entry (costplan/data/hardware.yaml), so a 
   softmax and LayerNorm over the copy's; `depthwise_conv_forward` and `_backward`, AFT-conv's convolution, and
   `block_gemm`, the block loop's batched matmuls, each by the FLOPs of one call over the 16-bit peak;
   `kernel_seconds` and `update_seconds`, the fixed cost of a kernel and of one parameter tensor's optimizer
-  update (below); on a GPU, `sustained_matmul`, what 8192³ bf16 matmuls issued back to back for 20 s hold in
-  their last quarter over their best burst after an idle second (the `gemm` curves, bursts too, then say
-  `timed: burst`, and a training step runs them at that share: a step holds the GPU at its power limit).
+  update (below); on a GPU, `sustained_share`, what 8192³ bf16 matmuls issued back to back for 20 s hold in
+  their last quarter over their best burst after an idle second (the `gemm` and attention curves, bursts too,
+  then say `timed: burst`, and a training step runs them at that share: a step holds the GPU at its power limit).
 
 The fixed costs come from a tiny step, the reference model's layer shape at widths where no kernel has work to
 speak of (fixed_costs.py FIXED_STEP): its optimizer update, timed alone, less the update's roofline, over the
@@ -325,11 +325,6 @@ def kernel_curves(c: Calibration) -> dict:
         gemm[p] = _curve(by_size, peaks[p], f"{on}: best of {BEST_OF} square {p} matmuls{queued}, n = "
                          f"{', '.join(str(n) for n in by_size)}, over the best of them (peak_tflops.{p}){slow}")
     entry: dict = {"gemm": gemm}
-    if c.sustained is not None:         # the curves are bursts: a step runs them at the share measured
-        for curve in gemm.values():
-            curve["timed"] = "burst"
-        share, how = c.sustained
-        entry["sustained_matmul"] = {"value": share, "source": f"{on}: {how}"}
     a = c.attention
     against = "the bf16 peak" if a.precision == "bf16" else (
         f"the {a.precision} peak (bf16 runs at under half the fp32 rate here, so 16-bit steps are timed in "
@@ -343,6 +338,11 @@ def kernel_curves(c: Calibration) -> dict:
             f"batch·heads {', '.join(str(a.heads[d][s]) for s in by_len)} at s = "
             f"{', '.join(str(s) for s in by_len)}, best of {BEST_OF}{queued}; {counted}, over {against}"))
             for d, by_len in table.items()}
+    if c.sustained is not None:         # the curves are bursts: a step runs them at the share measured
+        for curve in (*gemm.values(), *entry["attention_forward"].values(), *entry["attention_backward"].values()):
+            curve["timed"] = "burst"
+        share, how = c.sustained
+        entry["sustained_share"] = {"value": share, "source": f"{on}: {how}"}
     entry["collective"] = {"points": [[1, 1.0]], "source": NOT_MEASURED}
     entry["collective_internode"] = {"points": [[1, 1.0]], "source": NOT_MEASURED}
     for name, measured in (("memory_bound", c.memory_bound), ("weight_read", c.weight_read)):

@@ -44,7 +44,7 @@ def kernel_tables(folder: Path) -> list[str]:
              "OpenXLA H100 table, its attention curves FlashAttention-3's (H100 SXM5, the same compute die). Both "
              "columns of each table are short bursts at the boost clock; a training step runs the catalogue's at "
              f"{pk.sustained_share.value} of these rates, what the device sustains at its power limit "
-             "(`sustained_share`), and this calibrated file's as measured (it predates the calibration's soak).", "",
+             f"(`sustained_share`), and the calibrated file's at {_share(mk)}.", "",
              "| bf16 square GEMM, n | measured | catalogue |", "|---:|---:|---:|"]
     bf16 = measured.peak_flops("bf16")
     for n, efficiency in mk.gemm["bf16"].points:
@@ -70,6 +70,13 @@ def kernel_tables(folder: Path) -> list[str]:
               f"{mk.kernel_seconds.value * 1e6:.1f} µs a kernel, {mk.update_seconds.value * 1e6:.1f} µs a parameter "
               f"tensor's update, {mk.loop_kernel_seconds.value * 1e6:.1f} µs a block loop's kernel."]
     return lines
+
+
+def _share(curves) -> str:  # noqa: ANN001 - kernels.Curves
+    """The calibration's own sustained share, or why there is none."""
+    if curves.sustained_share is None:
+        return "1 (its calibration predates the soak that measures the share: rerun `bash bench/gpu_check.sh`)"
+    return f"{curves.sustained_share.value:.3f}, its own soak's ({curves.sustained_share.source})"
 
 
 def _timed(result: dict, gpu: str) -> costplan.Spec:

@@ -444,6 +444,7 @@ def test_calibrate_measures_what_matmuls_sustain_where_asked(run, tmp_path, monk
     # marks its GEMM and attention curves as bursts and carries the share a step runs them at.
     from costplan.hardware import resolve
     from costplan.profiling import calibrate
+    from costplan.profiling.precision import choose
 
     _tiny_calibration(monkeypatch)
     monkeypatch.setitem(calibrate.SOAK_SECONDS, "cpu", 0.3)
@@ -451,13 +452,15 @@ def test_calibrate_measures_what_matmuls_sustain_where_asked(run, tmp_path, monk
     out = tmp_path / "soaked.yaml"
     result = run("calibrate", "--device", "cpu", "--output", str(out))
     assert result.exit_code == 0, result.stderr
-    assert any(line.startswith("calibrate: sustained bf16 matmuls: ") and line.endswith(" of their burst rate")
-               for line in result.stderr.splitlines())
-    curves = resolve(str(out)).curves()
+    gpu = resolve(str(out))
+    precision = choose("bf16", gpu.peak_tflops).used      # what steps are timed in: fp32 where bf16 is slow
+    assert any(line.startswith(f"calibrate: sustained {precision} matmuls: ") and
+               line.endswith(" of their burst rate") for line in result.stderr.splitlines())
+    curves = gpu.curves()
     timed = [*curves.gemm.values(), *curves.attention_forward.values(), *curves.attention_backward.values()]
     assert {curve.timed for curve in timed} == {"burst"}
     share = curves.sustained_share
-    assert 0 < share.value <= 1 and "bf16 64x64x64 matmuls issued back to back" in share.source
+    assert 0 < share.value <= 1 and f"{precision} 64x64x64 matmuls issued back to back" in share.source
     for curve in timed:
         assert curves.sustained(curve).points == [(x, y * share.value) for x, y in curve.points]
     assert run("estimate", "gpt2-small", "--gpu", str(out)).exit_code == 0

@@ -90,7 +90,7 @@ FIXED_RUNS = 100
 # it reaches within seconds of steady matmuls. None: not measured (a CPU's rates are taken as sustained).
 SOAK_SECONDS = {"cpu": None, "cuda": 20.0}
 SOAK_SIZE = {"cpu": 256, "cuda": 8192}
-SOAK_CALLS = 10             # matmuls issued between two clock readings
+SOAK_CALLS = 10             # matmuls timed together, between two synchronisations
 NOT_MEASURED = ("not measured: calibrated on one device; collectives run at the hardware file's "
                 "interconnect_gbs")
 
@@ -153,7 +153,7 @@ def sustained_share(precision: str, device: torch.device, seconds: float) -> tup
     a @ b
     time.sleep(1.0)
     burst = best_seconds(lambda: a @ b, device)
-    windows = []            # (seconds, calls) between two synchronisations
+    windows = []            # seconds of each SOAK_CALLS matmuls
     started = time.perf_counter()
     while time.perf_counter() - started < seconds or len(windows) < 4:
         begun = time.perf_counter()
@@ -239,10 +239,9 @@ def calibrate(device: torch.device, budget: float = DEFAULT_BUDGET,
     progress("collectives: not measured (one device)")
     sustained = None
     if SOAK_SECONDS[device.type]:
-        soak = "bf16" if "bf16" in peaks else precision
-        progress(f"sustained {soak} matmuls: {report.seconds(SOAK_SECONDS[device.type])} back to back")
-        sustained = sustained_share(soak, device, SOAK_SECONDS[device.type])
-        progress(f"sustained {soak} matmuls: {sustained[0]:.3f} of their burst rate")
+        progress(f"sustained {precision} matmuls: {report.seconds(SOAK_SECONDS[device.type])} back to back")
+        sustained = sustained_share(precision, device, SOAK_SECONDS[device.type])
+        progress(f"sustained {precision} matmuls: {sustained[0]:.3f} of their burst rate")
     left = budget - (time.perf_counter() - started)
     mfu, source = reference_mfu(device, peaks, max(left, 0.0), progress)
     memory = (torch.cuda.get_device_properties(device).total_memory if device.type == "cuda"

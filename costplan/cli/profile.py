@@ -194,7 +194,8 @@ def check(specs, tolerances, device, batch, seq_len, fmt, detail, no_time, time_
                    "reference step timed less.")
 def calibrate(device, output, force, time_budget) -> None:
     """Measure this machine's matmul FLOP/s, memory bandwidth, step MFU and kernel efficiency curves (GEMM by
-    size, causal attention by sequence length) as a hardware file."""
+    size, causal attention by sequence length) as a hardware file; on a GPU also the share of those burst rates
+    its matmuls sustain at its power limit (a 20 s soak)."""
     from costplan import files
     from costplan.profiling import require_torch
     from costplan.validation import parse_positive

@@ -272,6 +272,12 @@ class Curves(Section):
                                           source=f"{curve.source}; x {share.value} sustained: {share.source}")
         return made[id(curve)]
 
+    def burst_share(self) -> float | None:
+        """The share burst-timed curves run at in a training step; None when no curve was timed in bursts."""
+        if self.sustained_share is None or not any(c.timed == "burst" for _, c in self.kernel_curves()):
+            return None
+        return self.sustained_share.value
+
     def sustained_gemm(self, precision: str) -> KernelCurve | None:
         """The GEMM curve at `precision` as a training step sustains it; None where there is none."""
         return self.sustained(self.gemm.get(precision))

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from costplan import kernels, yamlio
-from costplan.sections import InvalidInput
 from costplan.hardware import PRECISIONS
+from costplan.sections import InvalidInput
 
 CATALOGUE = yamlio.read(Path(str(resources.files("costplan") / "data" / "hardware.yaml")))
 KEYS = list(CATALOGUE)
@@ -152,14 +152,12 @@ def test_flashattention3s_curves_are_bursts_and_flashattention2s_as_measured():
             assert 0 < curves.sustained_share.value <= 1
 
 
-def test_only_openxlas_tables_are_timed_in_bursts():
+def test_openxlas_tables_and_theirs_alone_are_timed_in_bursts():
+    # MI300X's curves take OpenXLA's shape scaled to its own sustained rates: not bursts
     for key in KEYS:
         for precision, curve in kernels.curves(key).gemm.items():
-            if curve.timed == "burst":
-                assert "OpenXLA" in curve.source, (key, precision)
-            else:
-                assert "OpenXLA" not in curve.source or "derived" in curve.source or "assumed" in curve.source, \
-                    (key, precision)
+            openxla = "OpenXLA" in curve.source and "scaled" not in curve.source
+            assert (curve.timed == "burst") == openxla, (key, precision)
 
 
 def test_mi300x_gemms_reach_its_measured_sustained_rates():
@@ -190,6 +188,10 @@ def test_burst_timed_curves_need_a_sustained_share():
         kernels.Curves.model_validate({"gemm": gemm, **rest, "sustained_share": {"value": 1.2, "source": "t"}})
     curves = kernels.Curves.model_validate({"gemm": gemm, **rest, "sustained_share": {"value": 0.8, "source": "t"}})
     assert curves.sustained_gemm("bf16").at(1) == pytest.approx(0.4) and curves.gemm["bf16"].at(1) == 0.5
+    assert curves.burst_share() == 0.8
+    plain = {"gemm": {"bf16": {"points": [[1, 0.5]], "source": "t"}}, **rest}     # a share nothing takes
+    assert kernels.Curves.model_validate({**plain, "sustained_share": {"value": 0.8, "source": "t"}}).burst_share() \
+        is None
 
 
 def test_curves_rise_with_size_where_measured():

@@ -457,7 +457,7 @@ def test_calibrate_measures_what_matmuls_sustain_where_asked(run, tmp_path, monk
     assert any(line.startswith(f"calibrate: sustained {precision} matmuls: ") and
                line.endswith(" of their burst rate") for line in result.stderr.splitlines())
     curves = gpu.curves()
-    timed = [*curves.gemm.values(), *curves.attention_forward.values(), *curves.attention_backward.values()]
+    timed = [curve for _, curve in curves.kernel_curves()]
     assert {curve.timed for curve in timed} == {"burst"}
     share = curves.sustained_share
     assert 0 < share.value <= 1 and f"{precision} 64x64x64 matmuls issued back to back" in share.source
@@ -473,5 +473,5 @@ def test_calibrate_on_a_cpu_takes_its_matmul_rates_as_sustained(run, tmp_path, m
     out = tmp_path / "plain.yaml"
     assert run("calibrate", "--device", "cpu", "--output", str(out)).exit_code == 0
     curves = resolve(str(out)).curves()
-    timed = [*curves.gemm.values(), *curves.attention_forward.values(), *curves.attention_backward.values()]
+    timed = [curve for _, curve in curves.kernel_curves()]
     assert curves.sustained_share is None and {c.timed for c in timed} == {"sustained"}

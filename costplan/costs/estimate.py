@@ -153,11 +153,7 @@ def _tables_source(run: Run) -> str:
 def _sustained_share(run: Run) -> float | None:
     """The share of their burst rates at which the step model ran the device's burst-timed kernel curves."""
     curves = run.gpu.curves() if run.mfu is None else None
-    if curves is None or curves.sustained_share is None:      # no share: no curve was timed in bursts
-        return None
-    if not any(curve.timed == "burst" for _, curve in curves.kernel_curves()):
-        return None
-    return curves.sustained_share.value
+    return curves.burst_share() if curves is not None else None
 
 
 def _parallelism(spec: Spec, stage: parallel.StageMemory, stepped: StepTime, source: str) -> Parallelism:

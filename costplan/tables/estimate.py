@@ -92,7 +92,7 @@ def time_rows(est: Estimate) -> list[Row]:
     if a.time_model == "hardware.mfu":
         how = f"model FLOPs at {percent(a.mfu_override)} MFU (hardware.mfu), communication inside it"
     else:
-        shared = (f"; burst-timed kernels at {a.sustained_share} of their rate, as the GPU sustains them "
+        shared = (f"; burst-timed kernels at {number(a.sustained_share)} of their rate, as the GPU sustains them "
                   "(sustained_share)" if a.sustained_share is not None else "")
         how = f"step model ({a.kernel_tables}{shared})"
     rows = [

@@ -419,7 +419,11 @@ h100-sxm's Triton curve is FlashAttention-1's H100 bars times the Triton / Flash
 and says so. llm-foundry's 20 rows moved from +39.6% to +2.6% (median |error| 39.6% to 8.2%, 10% to 60% within
 15%); all 74 rows from +31.8% to +19.4% (median |error| 31.8% to 21.1%, 27% to 41% within 15%); long contexts
 from 39.5% to 17.1%, data/FSDP-only layouts from 41.1% to 22.3%. Its rows at 32K and 64K tokens are now too slow
-(−17% to −22%): the published rates end at 16K, and the model holds the last one beyond it.
+(−17% to −22%): the published rates end at 16K, and the model holds the last one beyond it. Read again later: the
+figures' Triton bars are OpenAI Triton's `triton.ops.flash_attention` (the FlashAttention-2 release's benchmark
+script imports it), not `flash_attn_triton.py`, of which no benchmark is published; that file's docstring puts its
+forward+backward "slightly slower" than FlashAttention-1's CUDA kernel, where the Triton bars lie at head dim 128
+(50-80 against 55-83 TFLOP/s on the A100), so the curves stand and their sources say which kernel was measured.
 
 torchtitan's two "selective layer" rows now recompute what that option recomputes: every second block whole
 (`selective_ac_option` "2", its default at the page's commit), which `training.recompute_layers` says (16 of

@@ -392,7 +392,8 @@ def test_older_attention_kernels_run_at_their_published_rates(gpu, kernel, head_
 
 
 def test_an_older_attention_kernel_slows_the_step_and_needs_tables(run):
-    # the Triton FlashAttention of flash-attn 1.x runs at 40-50% of FlashAttention-2's rate on an A100 (Figure 4(d))
+    # the Triton FlashAttention of flash-attn 1.x, at the rates of the Triton kernel that FlashAttention-2's Figure 4(d)
+    # measured, runs at 40-50% of FlashAttention-2's rate on an A100
     base = ["hardware.gpu=a100-80gb", "hardware.count=1"]
     fa2 = costplan.estimate(costplan.load_spec("llama3-8b", base))
     triton = costplan.estimate(costplan.load_spec("llama3-8b", [*base, "training.attention_kernel=flash1_triton"]))

@@ -287,7 +287,8 @@ def spec_of(row: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
                      "fused_kernels": ["norm"] if row["id"].startswith(FUSED_NORM) else [],
                      "fp32_gradients": any(row["id"].startswith(k) and v for k, v in FP32_GRADIENTS.items()),
                      "loss_kernel": next((v for k, v in LOSS_KERNEL.items() if row["id"].startswith(k)), None)},
-        "hardware": {"gpu": row["gpu"], "count": row["gpus"]},
+        "hardware": {"gpu": row["gpu"], "count": row["gpus"],
+                     **({"network_gbs": row["network_gbs"]} if row.get("network_gbs") else {})},
         "parallelism": layout,
     }
     if spec["training"]["loss_kernel"]:
@@ -629,6 +630,13 @@ bench/gpu_results.md the reference model's step at the full width of Llama 2 7B 
 4% slower than the catalogue's tables predicted, is now 0.1% slower and 4% faster. With the same table MI300X's
 GEMM curves, which had been the H100's (0.81 of its peak at the largest sizes), are the H100's shape scaled to its
 own sustained rates (659 TFLOP/s bf16, 0.504 of 1,307; 1,187 fp8, 0.454): no row runs on it.
+
+BLOOM's row now runs on its cluster's network, which its model card states (4 Omni-Path links of 100 Gb/s a node
+of 8 A100s, a quarter of the DGX A100's 8 x 200 Gb/s the catalogue's a100-80gb assumed; `hardware.network_gbs`,
+new, says it: 12.5 GB/s per GPU both ways, the row's `network_gbs`). Its pipeline sends and data-parallel
+reduction cross nodes (tensor 4 inside a node, the data ranks 4 apart): +28.9% to +22.5%. It is the only row
+whose source names a network other than its GPU's catalogue entry (llm-foundry's A100 tables say 1,600 Gb/s a
+node, the catalogue's; torchtitan's H100 page has its own board). All rows' median stays 10.7%.
 
 The model is still too fast elsewhere: it prices kernels as benchmarks measure them and communication as
 nccl-tests does, while torchtitan's runs lose a further tenth to a fifth somewhere the model does not see (kernel

@@ -126,9 +126,13 @@ def _validate(data: Any, label: str, key: str) -> GPU:
 
 
 @functools.cache
-def resolve(name: str, base_dir: str | None = None) -> GPU:
+def resolve(name: str, base_dir: str | None = None, network_gbs: float | None = None) -> GPU:
     """A catalogue entry by name, or a hardware YAML file by path (relative to the cwd, then base_dir), by the
-    rule of costplan/sources.py."""
+    rule of costplan/sources.py; on the cluster network `network_gbs` (hardware.network_gbs) where given. Cached,
+    so that one device is one object (the step model's memo keys name a device by its identity)."""
+    if network_gbs is not None:
+        return resolve(name, base_dir).model_copy(update={
+            "network_gbs": network_gbs, "network_source": f"hardware.network_gbs: {network_gbs:g} GB/s per GPU"})
     gpus = catalogue()
     found = sources.find(name, gpus, [base_dir])
     if isinstance(found, str):

@@ -245,6 +245,9 @@ class HardwareSpec(Section):
     count: Count = 1
     mfu: Fraction | None = None          # None: the catalogue's default for the GPU
     usd_per_gpu_hour: Price | None = None  # None: the catalogue's dated default price
+    # Between nodes, per GPU, both directions together (the catalogue's unit): a cluster's own network, as
+    # 4 × 100 Gb/s per node of 8 is 12.5. None: the GPU's (its catalogue entry or hardware file).
+    network_gbs: Positive | None = None
 
 
 # ---------------------------------------------------------------------------------------------- parallelism
@@ -398,7 +401,7 @@ class Spec(Section):
 
     @property
     def gpu(self) -> hardware.GPU:
-        return hardware.resolve(self.hardware.gpu, base_dir=self.base_dir)
+        return hardware.resolve(self.hardware.gpu, base_dir=self.base_dir, network_gbs=self.hardware.network_gbs)
 
     @property
     def parallel(self) -> ParallelismSpec:

@@ -100,7 +100,8 @@ def variant(spec: Spec, gpu_key: str, count: int, layout: dict[str, Any]) -> Spe
     # one copy of the hardware section for every layout a search tries on it (inside memo.shared())
     hardware = memo.cached(("hardware", memo.token(hw), gpu_key, count), lambda: hw.model_copy(update={
         "gpu": gpu_key, "count": count, "mfu": hw.mfu if same else None,
-        "usd_per_gpu_hour": hw.usd_per_gpu_hour if same else None}))
+        "usd_per_gpu_hour": hw.usd_per_gpu_hour if same else None,
+        "network_gbs": hw.network_gbs if same else None}))   # another GPU type is another cluster
     return spec.model_copy(update={"hardware": hardware, "parallelism": section})
 
 

@@ -42,6 +42,8 @@ def write_atomically(option: str, path: str | os.PathLike, write: Callable[[Path
     import tempfile   # here: an estimate imports this module for its checks and writes nothing
 
     target = check_output(option, path, force)
+    if target.is_symlink():     # replace what the link points at, and keep the link
+        target = Path(os.path.realpath(target))
     temporary = ""
     try:  # the temporary file itself may fail too: a read-only file system, a full disk, a quota
         handle, temporary = tempfile.mkstemp(prefix=f".{target.name[:200]}.", suffix=".tmp",
@@ -50,6 +52,7 @@ def write_atomically(option: str, path: str | os.PathLike, write: Callable[[Path
         write(Path(temporary))
         if target.exists() and not force:  # created meanwhile by someone else: still not ours to replace
             raise CostplanError(f"{option} {path}: the file exists; pass --force to replace it")
+        os.chmod(temporary, _mode(target))     # mkstemp's 0600 would hide the file from the user's group
         os.replace(temporary, target)
     except OSError as exc:
         raise CostplanError(f"{option} {path}: cannot write: {exc.strerror or exc}") from None
@@ -57,6 +60,17 @@ def write_atomically(option: str, path: str | os.PathLike, write: Callable[[Path
         if temporary and os.path.exists(temporary):
             os.unlink(temporary)
     return target
+
+
+def _mode(target: Path) -> int:
+    """The permissions a written file gets: a replaced file's own, else what the umask leaves of rw-rw-rw-."""
+    import stat
+
+    if target.exists():
+        return stat.S_IMODE(target.stat().st_mode)
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
 
 
 def write_text(option: str, path: str | os.PathLike, text: str, force: bool = False) -> Path:

@@ -40,9 +40,10 @@ TRIAL_TOKENS = 10**9         # a budget in hours is priced at this many tokens f
 
 
 # ---------------------------------------------------------------------------------------------- budget
-def budget_flops(amount: float, unit: str, gpu: hardware.GPU, precision: str = "bf16") -> float:
-    """A budget in FLOPs, GPU-hours or US dollars as training FLOPs: hours × 3600 × dense peak × MFU, and
-    dollars at the GPU's catalogue price per hour."""
+def budget_flops(amount: float, unit: str, gpu: hardware.GPU, precision: str = "bf16",
+                 mfu: float | None = None) -> float:
+    """A budget in FLOPs, GPU-hours or US dollars as training FLOPs: hours × 3600 × dense peak × MFU (`mfu`, or
+    the GPU's catalogue figure), and dollars at the GPU's catalogue price per hour."""
     peak = gpu.peak_flops(precision)
     if peak is None:   # the proposal is priced on this GPU in any unit
         raise CostplanError(f"--gpu {gpu.key}: {gpu.name} has no {precision} peak FLOP/s (it has "
@@ -54,14 +55,15 @@ def budget_flops(amount: float, unit: str, gpu: hardware.GPU, precision: str = "
         raise CostplanError(f"--gpu {gpu.key}: {gpu.name} has no price (usd_per_gpu_hour is 0), so a budget in "
                             "usd buys no GPU-hours on it; give the budget in gpu-hours or FLOPs")
     hours = amount if unit == "gpu-hours" else amount / gpu.usd_per_gpu_hour
-    return flops_in(hours, peak, gpu.mfu)
+    return flops_in(hours, peak, mfu or gpu.mfu)
 
 
-def _in_unit(flops: float, unit: str, gpu: hardware.GPU, precision: str = "bf16") -> float:
+def _in_unit(flops: float, unit: str, gpu: hardware.GPU, precision: str = "bf16", mfu: float | None = None
+             ) -> float:
     """The inverse of budget_flops: FLOPs as an amount in the budget's unit."""
     if unit == "flops":
         return flops
-    hours = flops / flops_in(1.0, gpu.peak_flops(precision), gpu.mfu)
+    hours = flops / flops_in(1.0, gpu.peak_flops(precision), mfu or gpu.mfu)
     return hours if unit == "gpu-hours" else hours * gpu.usd_per_gpu_hour
 
 
@@ -91,10 +93,12 @@ class Proposal(Record):
 
 
 def propose(amount: float, unit: str, law: scaling.ScalingLaw, gpu_key: str, gpus: int,
-            seq_len: int = sizing.DEFAULT_SEQ_LEN, vocab_size: int = sizing.DEFAULT_VOCAB) -> Proposal:
-    """The compute-optimal model for a budget, as a concrete spec with its real cost."""
+            seq_len: int = sizing.DEFAULT_SEQ_LEN, vocab_size: int = sizing.DEFAULT_VOCAB, mfu: float | None = None
+            ) -> Proposal:
+    """The compute-optimal model for a budget, as a concrete spec with its real cost: timed with the step model,
+    or at `mfu` (plan --mfu) where given."""
     gpu = hardware.resolve(gpu_key)
-    flops = budget_flops(amount, unit, gpu)
+    flops = budget_flops(amount, unit, gpu, mfu=mfu)
     n_opt, d_opt = law.compute_optimal(flops)
     if not d_opt <= MAX_TOKENS:   # also catches inf and nan from a huge budget or an odd law file
         raise CostplanError(f"--budget {amount:.4g} {unit}: the {law.name} law's optimum for {flops:.4g} FLOPs "
@@ -107,13 +111,14 @@ def propose(amount: float, unit: str, law: scaling.ScalingLaw, gpu_key: str, gpu
         least = _per_token(smallest)
         raise CostplanError(
             f"--budget {amount:.4g} {unit}: less than the smallest budget the shape rule can serve, "
-            f"{_in_unit(least, unit, gpu):.4g} {unit} (one token of its smallest model, {smallest['n_layers']} "
-            f"layer × d_model {smallest['d_model']}, vocabulary {vocab_size}, context {seq_len})")
+            f"{_in_unit(least, unit, gpu, mfu=mfu):.4g} {unit} (one token of its smallest model, "
+            f"{smallest['n_layers']} layer × d_model {smallest['d_model']}, vocabulary {vocab_size}, context "
+            f"{seq_len})")
     spec = {
         "name": f"compute-optimal-{law.name}",
         "model": model,
         "training": {"tokens": TRIAL_TOKENS, "seq_len": seq_len, "precision": "bf16", "optimizer": "adamw"},
-        "hardware": {"gpu": gpu_key, "count": gpus},
+        "hardware": {"gpu": gpu_key, "count": gpus, **({"mfu": mfu} if mfu is not None else {})},
     }
     if unit == "flops":
         tokens = math.floor(flops / per_token)
@@ -219,13 +224,14 @@ def _first(degrees: Sequence[int], start: int, meets) -> int | None:  # noqa: AN
     return hi
 
 
-def fewest_gpus(spec: Spec, gpu_key: str, deadline_hours: float) -> Option:
+def fewest_gpus(spec: Spec, gpu_key: str, deadline_hours: float, mfu: float | None = None) -> Option:
     """The cheapest layout at the fewest GPUs of type gpu_key that meet the deadline and fit, with the
-    micro-batch size and recomputation that make it cheapest there; the note names the runner-up."""
+    micro-batch size and recomputation that make it cheapest there; the note names the runner-up. `mfu` (plan
+    --mfu) times every run at that utilisation instead of the step model."""
     gpu = hardware.resolve(gpu_key)
     if gpu.peak_flops(spec.training.precision) is None:
         return Option.none(gpu_key, gpu, f"no {spec.training.precision} peak")
-    single = estimate(variant(spec, gpu_key, 1, {"tensor": 1, "pipeline": 1, "zero": 0}))
+    single = estimate(variant(spec, gpu_key, 1, {"tensor": 1, "pipeline": 1, "zero": 0}, mfu))
     needed = single.time.gpu_hours / deadline_hours      # GPUs the compute alone needs; no layout needs fewer
     found = []
     for layout in grid(spec):
@@ -233,7 +239,7 @@ def fewest_gpus(spec: Spec, gpu_key: str, deadline_hours: float) -> Option:
         model_parallel = replica(layout)
 
         def meets(d: int) -> bool:
-            e = estimate(variant(spec, gpu_key, d * model_parallel, layout))  # noqa: B023 - used at once
+            e = estimate(variant(spec, gpu_key, d * model_parallel, layout, mfu))  # noqa: B023 - used at once
             return _meets(e, deadline_hours)
 
         start = bisect.bisect_left(_Keyed(degrees, model_parallel), needed)
@@ -241,14 +247,14 @@ def fewest_gpus(spec: Spec, gpu_key: str, deadline_hours: float) -> Option:
         if index is None:
             continue
         count = degrees[index] * model_parallel
-        result = estimate(variant(spec, gpu_key, count, layout))
+        result = estimate(variant(spec, gpu_key, count, layout, mfu))
         found.append(((count, result.time.cost_usd), layout, result))
     if not found:
         return Option.none(gpu_key, gpu, "no layout tried fits and finishes in time")
     found.sort(key=lambda f: f[0])
     (count, _), layout, result = found[0]
     untuned = result.time.cost_usd
-    result = _tune(variant(spec, gpu_key, count, layout), result, deadline_hours)
+    result = _tune(variant(spec, gpu_key, count, layout, mfu), result, deadline_hours)
     par = result.parallelism
     runner_up = None
     for (count2, cost2), layout2, other in found[1:]:
@@ -267,6 +273,7 @@ def fewest_gpus(spec: Spec, gpu_key: str, deadline_hours: float) -> Option:
         cost_usd=result.time.cost_usd, micro_batch_size=result.assumptions.micro_batch_size,
         recompute=result.assumptions.recompute, recompute_layers=result.assumptions.recompute_layers,
         untuned_cost_usd=untuned, runner_up=runner_up,
+        note="" if mfu is None else f"at {mfu:.1%} MFU (--mfu)",
     )
 
 
@@ -332,11 +339,13 @@ class _Keyed(Sequence):
         return self.degrees[index] * self.model_parallel
 
 
-def deadline_options(spec: Spec, deadline_hours: float, gpu_keys: list[str] | None = None) -> list[Option]:
-    """One option per GPU type (the catalogue, or the given ones), cheapest first, impossible ones last."""
+def deadline_options(spec: Spec, deadline_hours: float, gpu_keys: list[str] | None = None,
+                     mfu: float | None = None) -> list[Option]:
+    """One option per GPU type (the catalogue, or the given ones), cheapest first, impossible ones last; each
+    timed at `mfu` where given, else with the step model."""
     keys = gpu_keys or list(hardware.catalogue())
     for key in keys:
         hardware.resolve(key)  # an unknown name is the user's error, reported before any work
-    options = [fewest_gpus(spec, key, deadline_hours) for key in keys]
+    options = [fewest_gpus(spec, key, deadline_hours, mfu) for key in keys]
     return sorted(options, key=lambda o: (o.cost_usd is None, o.cost_usd or 0.0))
 

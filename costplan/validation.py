@@ -119,6 +119,14 @@ def parse_positive(option: str, text: str) -> float:
     return value
 
 
+def parse_mfu(option: str, text: str) -> float:
+    """A utilisation figure given on the command line: from MIN_MFU to 1."""
+    value = parse_positive(option, text)
+    if not MIN_MFU <= value <= 1:
+        raise CostplanError(f"{option}: a utilisation from {MIN_MFU:g} to 1, got {printable(text)}")
+    return value
+
+
 def parse_unit(text: str) -> str:
     if text not in BUDGET_UNITS:
         raise CostplanError(f"--unit: {shown(text)} is not one of {', '.join(BUDGET_UNITS)}"

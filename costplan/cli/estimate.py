@@ -39,15 +39,17 @@ def estimate(specs, fmt, lengths, law, overrides, gpu, gpus, tokens, mfu) -> Non
 @click.option("--baseline", metavar="NAME", help="The spec the ratios are taken against (default: the first).")
 @click.option("--serving", is_flag=True, help="Add the serving metrics (costplan serve) at each spec's "
                                               "serving settings.")
+@law_option
 @spec_options
-def compare(specs, fmt, baseline, serving, overrides, gpu, gpus, tokens, mfu) -> None:
+def compare(specs, fmt, baseline, serving, law, overrides, gpu, gpus, tokens, mfu) -> None:
     """Specs side by side: one column per spec, with each value's ratio to the baseline."""
-    from costplan import report, tables
+    from costplan import report, scaling, tables
     from costplan.costs.estimate import estimate as run_estimate
     from costplan.errors import did_you_mean
 
+    constants = scaling.resolve(law)
     loaded = load_all(specs, collect_overrides(overrides, gpu, gpus, tokens, mfu))
-    results = [run_estimate(s) for s in loaded]
+    results = [run_estimate(s, constants) for s in loaded]
     names = [r.name for r in results]
     if baseline is not None and baseline not in names:
         raise CostplanError(f"--baseline {baseline}: no spec of that name{did_you_mean(baseline, names)}; "

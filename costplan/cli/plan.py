@@ -22,15 +22,17 @@ from costplan.errors import CostplanError
               help="With --budget: the proposed model's vocabulary size.")
 @click.option("--write", "write_path", metavar="FILE", help="With --budget: write the proposed spec as YAML.")
 @click.option("--force", is_flag=True, help="With --write: replace FILE if it exists.")
+@click.option("--mfu", metavar="X", help="Time every run at this model FLOPs utilisation, in (0, 1], instead of "
+                                         "the step model (a GPU without kernel tables needs it).")
 @law_option
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="With SPEC: override a field.")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
 @click.pass_context
-def plan(ctx, spec, budget, unit, deadline, gpu_names, gpus, seq_len, vocab, write_path, force, law, overrides,
-         fmt) -> None:
+def plan(ctx, spec, budget, unit, deadline, gpu_names, gpus, seq_len, vocab, write_path, force, mfu, law,
+         overrides, fmt) -> None:
     """What to train with a budget (--budget), or how many GPUs finish SPEC by a deadline (--deadline)."""
     from costplan import files, planner, report, scaling, tables, yamlio
-    from costplan.validation import parse_count, parse_duration, parse_positive, parse_unit
+    from costplan.validation import parse_count, parse_duration, parse_mfu, parse_positive, parse_unit
 
     problems = []
 
@@ -51,6 +53,7 @@ def plan(ctx, spec, budget, unit, deadline, gpu_names, gpus, seq_len, vocab, wri
     spec_only = ["--deadline"] * (deadline is not None) + ["--set"] * bool(overrides)
     if force and not write_path:
         problems.append("--force: only with --write")
+    utilisation = None if mfu is None else check(parse_mfu, "--mfu", mfu)
     if spec is None:
         # Options that only make sense with SPEC would be ignored: say so rather than plan without them.
         problems += [f"{option}: only with SPEC (--budget plans on --gpus GPUs; give SPEC and --deadline to "
@@ -66,7 +69,7 @@ def plan(ctx, spec, budget, unit, deadline, gpu_names, gpus, seq_len, vocab, wri
         if problems:
             raise CostplanError("\n".join(problems))
         gpu = gpu_names[0] if gpu_names else "a100-80gb"
-        proposal = planner.propose(amount, unit, constants, gpu, count, context, words)
+        proposal = planner.propose(amount, unit, constants, gpu, count, context, words, utilisation)
         if write_path:
             header = (f"proposed by costplan plan --budget {budget} --unit {unit}: the {constants.name} law's "
                       f"compute-optimal size,\nshaped by the rule in costplan/sizing.py")
@@ -80,5 +83,5 @@ def plan(ctx, spec, budget, unit, deadline, gpu_names, gpus, seq_len, vocab, wri
     problems += [f"{option}: only with --budget" for option in budget_only]
     if problems:
         raise CostplanError("\n".join(problems))
-    options = planner.deadline_options(loaded[0], hours, list(gpu_names) or None)
+    options = planner.deadline_options(loaded[0], hours, list(gpu_names) or None, utilisation)
     click.echo(report.render(tables.deadline(options), fmt))

@@ -54,9 +54,9 @@ def device(gpu: GPU, precision: str, attention_kernel: str = "fastest") -> Devic
     """The GPU with its kernel curves, or an error naming what is missing."""
     curves = gpu.curves()
     if curves is None:
-        raise CostplanError(f"hardware {gpu.key} has no kernel efficiency tables (kernels: in a hardware file, "
-                            "or data/kernels.yaml for the catalogue); run `costplan calibrate` on the device, "
-                            "or give hardware.mfu to time the run with one utilisation figure")
+        raise CostplanError(f"hardware.gpu: {gpu.key} has no kernel efficiency tables (kernels: in a hardware "
+                            "file, or data/kernels.yaml for the catalogue); run `costplan calibrate` on the "
+                            "device, or time the run at one utilisation figure with hardware.mfu (--mfu)")
     efficiencies = kernels.efficiencies(gpu.key)
     if gpu.calibrated_on is not None:
         # a calibrated file's bandwidth is the one its copy kernel achieved: nothing to discount

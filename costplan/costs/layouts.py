@@ -88,9 +88,10 @@ def replica(layout: dict[str, Any]) -> int:
     return model_parallel(layout["tensor"], layout.get("context", 1), layout["pipeline"])
 
 
-def variant(spec: Spec, gpu_key: str, count: int, layout: dict[str, Any]) -> Spec:
-    """The spec on `count` GPUs of a type with a layout. The layout divides the model by construction and the
-    count is a multiple of the GPUs of one replica, so the copy skips validation."""
+def variant(spec: Spec, gpu_key: str, count: int, layout: dict[str, Any], mfu: float | None = None) -> Spec:
+    """The spec on `count` GPUs of a type with a layout, timed at `mfu` where given (plan --mfu), else at the
+    spec's hardware.mfu on its own GPU type. The layout divides the model by construction and the count is a
+    multiple of the GPUs of one replica, so the copy skips validation."""
     hw = spec.hardware
     same = gpu_key == hw.gpu
     data = count // replica(layout)
@@ -98,8 +99,8 @@ def variant(spec: Spec, gpu_key: str, count: int, layout: dict[str, Any]) -> Spe
     section = _section(tuple((key, type(value), value) for key, value in {**layout, "data": "auto",
                                                                           "expert": expert}.items()))
     # one copy of the hardware section for every layout a search tries on it (inside memo.shared())
-    hardware = memo.cached(("hardware", memo.token(hw), gpu_key, count), lambda: hw.model_copy(update={
-        "gpu": gpu_key, "count": count, "mfu": hw.mfu if same else None,
+    hardware = memo.cached(("hardware", memo.token(hw), gpu_key, count, mfu), lambda: hw.model_copy(update={
+        "gpu": gpu_key, "count": count, "mfu": mfu if mfu is not None else hw.mfu if same else None,
         "usd_per_gpu_hour": hw.usd_per_gpu_hour if same else None,
         "network_gbs": hw.network_gbs if same else None}))   # another GPU type is another cluster
     return spec.model_copy(update={"hardware": hardware, "parallelism": section})

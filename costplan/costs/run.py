@@ -13,6 +13,7 @@ from costplan.costs import Cost, Shape, layouts, parallel, step
 from costplan.costs.components import shape_of, shared_components, stage_parts
 from costplan.costs.layers import pipeline_stages
 from costplan.costs.time import seconds_at
+from costplan.errors import SpecError
 from costplan.hardware import GPU
 from costplan.records import Record
 from costplan.spec import NO_PARALLELISM, Spec
@@ -78,7 +79,7 @@ def _search(spec: Spec) -> tuple[Spec, str, list[parallel.StageMemory] | None, s
     with shared_components():
         candidates = [_Candidate(spec, count, layout) for layout in order if layouts.fits_batch(spec, layout, count)]
         if not candidates:
-            return spec.model_copy(update={"parallelism": NO_PARALLELISM}), "every GPU holds the model", None, None
+            raise _unsplit_batch(spec, count, order)
         if spec.hardware.mfu is None:
             found = _fastest(candidates, shape, capacity)
             source = f"the fastest that fits of {len(candidates)} layouts on {count} GPUs"
@@ -92,6 +93,21 @@ def _search(spec: Spec) -> tuple[Spec, str, list[parallel.StageMemory] | None, s
         chosen, memories = min(sized, key=lambda x: max(m.total for m in x[1]))
         return (chosen, f"none of {len(candidates)} layouts on {count} GPUs fits; the one needing least memory",
                 memories, None)
+
+
+def _unsplit_batch(spec: Spec, count: int, order: tuple[dict, ...]) -> SpecError:
+    """No layout of the grid divides the global batch into whole micro-batches on `count` GPUs: the error, with
+    the nearest counts on which one does (a layout's replica times a data degree dividing the micro-batches)."""
+    t = spec.training
+    ranks = t.global_batch_size // t.micro_batch_size
+    degrees = {d for k in range(1, math.isqrt(ranks) + 1) if ranks % k == 0 for d in (k, ranks // k)}
+    counts = {layouts.replica(layout) * d for layout in order for d in degrees}
+    below, above = max((n for n in counts if n < count), default=None), min((n for n in counts if n > count),
+                                                                             default=None)
+    nearest = " or ".join(str(n) for n in (below, above) if n is not None)
+    return SpecError(spec.name, [f"hardware.count: no layout of {count} GPUs splits training.global_batch_size "
+                                 f"({t.global_batch_size}) into whole micro-batches of {t.micro_batch_size} over "
+                                 f"its data-parallel ranks; {nearest} GPUs would, or give a parallelism section"])
 
 
 class _Candidate:

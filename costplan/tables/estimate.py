@@ -12,6 +12,10 @@ if TYPE_CHECKING:
     from costplan.costs.result import Estimate
     from costplan.sweep import Point
 
+# Why an MFU can pass 100%: model FLOPs follow conventions that count work no kernel runs.
+OVER_ONE = ("; above 100% because model FLOPs count every key a causal query may see (PaLM's convention) and "
+            "top_k experts for every token, dropped or not, which the kernels skip: HFU counts what runs")
+
 
 def estimate_rows(est: Estimate) -> list[Row]:
     """The rows of `costplan estimate` for one spec: breakdowns with each part's share of the total."""
@@ -108,7 +112,8 @@ def time_rows(est: Estimate) -> list[Row]:
     rows += [
         Row("time", "tokens per second per GPU", t.tokens_per_second_per_gpu, "number"),
         Row("time", "MFU", t.mfu, "percent",
-            note=f"model FLOPs / {a.gpu} {a.precision} peak {flops_rate(a.peak_flops_per_gpu)}"),
+            note=f"model FLOPs / {a.gpu} {a.precision} peak {flops_rate(a.peak_flops_per_gpu)}" + (
+                OVER_ONE if t.mfu > 1 else "")),
         Row("time", "HFU", t.hfu, "percent", note="hardware FLOPs: recomputation, flash backward, skipped tiles"),
         Row("time", "GPU-hours", t.gpu_hours, "hours", note=f"{count(a.steps)} steps"),
         Row("time", "wall clock", t.wall_clock_days, "days", note=f"on {plural(str(a.gpu_count), 'GPU')}"),

@@ -27,7 +27,8 @@ def proposal_rows(plan: Proposal) -> list[Row]:
             "the budget buys at the real FLOPs per token"),
         Row("proposal", "training FLOPs", plan.flops, "flop", note="attention included (6·N·D leaves it out)"),
         Row("proposal", "predicted loss", plan.loss, "number", note="nats per token"),
-        Row("proposal", "GPU-hours", plan.gpu_hours, "hours", note=f"{hw['gpu']}, step model"),
+        Row("proposal", "GPU-hours", plan.gpu_hours, "hours", note=f"{hw['gpu']}, " + (
+            f"at {percent(hw['mfu'])} MFU (--mfu)" if "mfu" in hw else "step model")),
         Row("proposal", "wall clock", plan.wall_clock_days, "days", note=f"on {plural(str(hw['count']), 'GPU')}"),
         Row("proposal", "cost", plan.cost_usd, "usd", note="at the catalogue price"),
     ]

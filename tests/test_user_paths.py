@@ -1,0 +1,72 @@
+"""Paths a new user meets first: a GPU count the batch does not split over, an MFU past 100%, a GPU without kernel
+tables in `plan`, and the files costplan writes."""
+import json
+import os
+import stat
+
+import pytest
+
+import costplan
+
+LAB_GPU = ("name: Lab GPU\npeak_tflops: {bf16: 100}\nmemory_gib: 80\nmemory_bandwidth_gbs: 2000\n"
+           "interconnect_gbs: 600\nmfu: 0.4\nusd_per_gpu_hour: 1.0\n")
+
+
+def test_a_gpu_count_no_layout_splits_the_batch_over_is_refused_with_counts_that_work(run):
+    # llama2-70b's 1,024 sequences of micro-batch 1 split over data degrees dividing 1024; 96 = 3 × 32 needs a
+    # model-parallel degree of 3, 6, 12 or 24, and none of its heads or layers divide that way
+    out = run("estimate", "llama2-70b", "--gpus", "96")
+    assert out.exit_code == 2
+    assert out.stderr.splitlines() == [
+        "Error: llama2-70b: hardware.count: no layout of 96 GPUs splits training.global_batch_size (1024) into whole "
+        "micro-batches of 1 over its data-parallel ranks; 64 or 128 GPUs would, or give a parallelism section"]
+    for gpus in (64, 128):      # the counts it names work, and every sequence of the batch is in the step
+        est = costplan.estimate(costplan.load_spec("llama2-70b", [f"hardware.count={gpus}"]))
+        sequences = est.time.tokens_per_second_per_gpu * est.time.step_seconds * gpus / est.assumptions.seq_len
+        assert sequences == pytest.approx(1024)
+
+
+def test_an_mfu_past_100_percent_says_why(run):
+    # at a million tokens attention is nearly all the FLOPs; PaLM's convention counts its masked half
+    out = run("estimate", "llama2-7b", "--gpus", "8", "--set", "training.seq_len=1048576", "--set",
+              "model.max_seq_len=1048576", "--set", "training.global_batch_size=8")
+    line = next(line for line in out.stdout.splitlines() if line.split()[:1] == ["MFU"] or " MFU " in line)
+    assert float(line.split("%")[0].split()[-1]) > 100
+    assert "above 100% because model FLOPs count every key a causal query may see" in line
+    short = run("estimate", "llama2-7b", "--gpus", "8").stdout
+    assert "above 100%" not in short
+
+
+def test_plan_times_a_gpu_without_kernel_tables_at_the_mfu_it_is_given(run, tmp_path):
+    gpu = tmp_path / "lab.yaml"
+    gpu.write_text(LAB_GPU)
+    refused = run("plan", "--budget", "1e21", "--gpu", str(gpu))
+    assert refused.exit_code == 2 and "hardware.mfu (--mfu)" in refused.stderr
+    budget = run("plan", "--budget", "1e21", "--gpu", str(gpu), "--mfu", "0.4", "--format", "json")
+    assert budget.exit_code == 0
+    proposal = json.loads(budget.stdout)
+    # 1e21 FLOPs at 40% of 100 TFLOP/s: 1e21 / 40e12 s, though the proposal buys the tokens its real FLOPs allow
+    assert proposal["gpu_hours"] == pytest.approx(proposal["flops"] / 40e12 / 3600, rel=1e-6)
+    deadline = run("plan", "llama2-7b", "--deadline", "30d", "--gpu", str(gpu), "--mfu", "0.4", "--format", "json")
+    assert deadline.exit_code == 0
+    option = json.loads(deadline.stdout)[0]
+    assert option["note"] == "at 40.0% MFU (--mfu)" and option["wall_clock_days"] <= 30
+    assert run("plan", "--budget", "1e21", "--mfu", "1.5").stderr.splitlines() == [
+        "Error: --mfu: a utilisation from 0.0001 to 1, got 1.5"]
+
+
+def test_written_files_follow_the_umask_and_keep_a_replaced_files_mode_and_link(run, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    old = os.umask(0o022)
+    try:
+        assert run("plan", "--budget", "1e21", "--write", "new.yaml").exit_code == 0
+        assert stat.S_IMODE(os.stat("new.yaml").st_mode) == 0o644
+        (tmp_path / "shared.yaml").write_text("old\n")
+        os.chmod("shared.yaml", 0o664)
+        os.symlink("shared.yaml", "link.yaml")
+        assert run("plan", "--budget", "2e21", "--write", "link.yaml", "--force").exit_code == 0
+        assert os.path.islink("link.yaml")      # the link stays, what it points at is replaced
+        assert stat.S_IMODE(os.stat("shared.yaml").st_mode) == 0o664
+        assert "2e21" in (tmp_path / "shared.yaml").read_text()
+    finally:
+        os.umask(old)

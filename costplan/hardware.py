@@ -139,6 +139,8 @@ def resolve(name: str, base_dir: str | None = None, network_gbs: float | None = 
         return gpus[found]
     if found is not None and sources.is_file(found):
         return _validate(yamlio.read(found), printable(found, cut=False), str(found))
+    if found is not None and found.is_dir():
+        raise CostplanError(f"hardware file {shown(name)} is a folder; give a hardware YAML file")
     if found is not None:
         raise CostplanError(f"hardware file {shown(name)} not found")
     raise CostplanError(f"unknown GPU {shown(name)}{did_you_mean(name, gpus)}; `costplan hardware` lists the "

@@ -58,6 +58,8 @@ def _name(value: Any) -> str:
     bad = [ch for ch in text(value) if unicodedata.category(ch) in ("Cc", "Cf")]
     if bad:
         raise Invalid(f"contains the control character {shown(bad[0])}; a name is printed as it is")
+    if not value.strip():
+        raise Invalid("is empty; a name heads the tables it is printed in")
     return value
 
 

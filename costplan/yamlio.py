@@ -143,6 +143,11 @@ def read(path: Path) -> Any:
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
         raise SpecError(printable(path, cut=False),
                         [f"{where}invalid YAML: {exc.problem or exc.context}"]) from None
+    except yaml.reader.ReaderError as exc:    # a character YAML forbids: its position, not a mark
+        before = text[:exc.position]
+        where = f"line {before.count(chr(10)) + 1}, column {exc.position - before.rfind(chr(10))}: "
+        raise SpecError(printable(path, cut=False), [f"{where}invalid YAML: unacceptable character "
+                                                     f"#x{exc.character:04x}: {exc.reason}"]) from None
     except yaml.YAMLError as exc:
         raise SpecError(printable(path, cut=False), [f"invalid YAML: {exc}"]) from None
 

@@ -158,7 +158,8 @@ def test_empty_file(run):
 
 def test_directory(run, tmp_path):
     (line,) = errors(run("estimate", str(tmp_path)))
-    assert line == f"Error: {tmp_path}: is a directory, not a YAML file"
+    assert line == (f"Error: {tmp_path}: is a folder without a config.json; give a YAML spec, a Hugging Face "
+                    "config.json or a folder holding one")
 
 
 def test_invalid_yaml_names_the_line(run):

@@ -22,6 +22,13 @@ def test_readme_examples_match_the_output(monkeypatch):
         assert result.stdout == expected, f"README output of `costplan {command}` is stale"
 
 
+def test_readme_lists_every_preset():
+    from costplan import presets
+
+    listed = re.search(r"^Presets: (.+?) \(", README, flags=re.S | re.M).group(1)
+    assert " ".join(listed.split()).split(", ") == list(presets.names())
+
+
 def test_readme_names_every_command():
     for name in cli.list_commands(None):
         assert f"costplan {name}" in README, name

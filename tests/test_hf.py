@@ -222,7 +222,8 @@ def test_bad_files(content, problem, run, tmp_path):
 
 def test_a_missing_config_or_a_folder_without_one(run, tmp_path):
     assert refusal(run, tmp_path / "config.json") == f"Error: {tmp_path / 'config.json'}: no such file"
-    assert refusal(run, tmp_path) == f"Error: {tmp_path}: is a directory, not a YAML file"
+    assert refusal(run, tmp_path) == (f"Error: {tmp_path}: is a folder without a config.json; give a YAML spec, a "
+                                      "Hugging Face config.json or a folder holding one")
 
 
 def test_reading_configs_imports_neither_torch_nor_transformers():

@@ -87,7 +87,9 @@ def test_a_folder_named_like_a_preset_does_not_hide_it(run, tmp_path, monkeypatc
     (tmp_path / "epoch").mkdir()
     result = run("estimate", "gpt2-small", "--gpu", "a100-80gb", "--law", "epoch", "--tokens", "1e9")
     assert result.exit_code == 0 and result.stdout.startswith("gpt2-small: 124.4 M parameters")
-    assert errors(run("estimate", "./gpt2-small")) == ["Error: gpt2-small: is a directory, not a YAML file"]
+    assert errors(run("estimate", "./gpt2-small")) == [
+        "Error: gpt2-small: is a folder without a config.json; give a YAML spec, a Hugging Face config.json or a "
+        "folder holding one"]
 
 
 def test_a_file_is_a_path_only_when_it_looks_like_one_or_exists(tmp_path, monkeypatch):

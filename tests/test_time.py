@@ -43,7 +43,7 @@ def test_the_estimate_says_what_burst_timed_kernels_ran_at(run, gpu, mfu, share)
     assert e.assumptions.sustained_share == share
     args = ["estimate", "gpt2-small", "--gpu", gpu, *(["--mfu", str(mfu)] if mfu else [])]
     (step,) = [line for line in run(*args).stdout.splitlines() if "step time" in line]
-    assert ("0.888 of their rate, as the GPU sustains them (sustained_share)" in step) == (share is not None)
+    assert ("0.888 of their rate, as the device sustains them (sustained_share)" in step) == (share is not None)
 
 
 def test_default_tokens_are_twenty_per_parameter():

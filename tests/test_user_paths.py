@@ -70,3 +70,53 @@ def test_written_files_follow_the_umask_and_keep_a_replaced_files_mode_and_link(
         assert "2e21" in (tmp_path / "shared.yaml").read_text()
     finally:
         os.umask(old)
+
+
+def test_a_forbidden_character_is_one_line_with_its_place(run, tmp_path):
+    spec = tmp_path / "ctrl.yaml"
+    spec.write_bytes(b"name: x\nmodel:\n  n_layers: 2\x1b\n")
+    out = run("estimate", str(spec))
+    assert out.exit_code == 2
+    assert out.stderr.splitlines() == [f"Error: {spec}: line 3, column 14: invalid YAML: unacceptable character "
+                                       "#x001b: control characters are not allowed"]
+
+
+def test_an_empty_name_and_folders_get_their_own_errors(run, tmp_path):
+    spec = tmp_path / "empty.yaml"
+    spec.write_text('name: ""\nmodel: {vocab_size: 100, d_model: 64, n_layers: 2, n_heads: 2, max_seq_len: 64}\n')
+    assert run("estimate", str(spec)).stderr.splitlines() == [
+        f"Error: {spec}: name: is empty; a name heads the tables it is printed in"]
+    assert run("estimate", str(tmp_path)).stderr.splitlines() == [
+        f"Error: {tmp_path}: is a folder without a config.json; give a YAML spec, a Hugging Face config.json or a "
+        "folder holding one"]
+    out = run("estimate", "llama2-7b", "--gpu", str(tmp_path))
+    assert out.exit_code == 2 and "is a folder; give a hardware YAML file" in out.stderr
+
+
+def test_a_deadline_no_gpu_meets_exits_1_after_saying_why(run):
+    out = run("plan", "llama2-7b", "--deadline", "1h", "--gpu", "h100-sxm")
+    assert out.exit_code == 1
+    assert "no layout tried fits and finishes in time" in out.stdout
+    assert out.stderr.splitlines() == ["no GPU type tried trains llama2-7b within 1h"]
+    assert run("plan", "llama2-7b", "--deadline", "30d", "--gpu", "h100-sxm").exit_code == 0
+
+
+def test_memory_shares_are_of_what_the_peak_holds():
+    # gpt2-small ties its embeddings: its tied gradients and the optimizer's transients come at other moments
+    est = costplan.estimate(costplan.load_spec("gpt2-small"))
+    m = est.memory
+    assert m.peak_at == "backward"
+    assert m.weights + m.gradients + m.optimizer + m.activations + m.workspace == m.total_per_gpu
+    from costplan.tables.estimate import estimate_rows
+    shares = [r.share for r in estimate_rows(est) if r.section == "memory" and r.share is not None]
+    assert sum(shares) == pytest.approx(1.0)
+    assert m.tied_gradients > 0 and m.update > 0      # listed, with no share
+
+
+def test_every_kind_of_traffic_is_in_the_json_on_one_stage(run):
+    est = json.loads(run("estimate", "llama2-7b", "--gpus", "8", "--format", "json").stdout)[0]
+    kinds = ["tensor", "context", "expert", "pipeline", "data"]
+    assert list(est["parallelism"]["communication_bytes"]) == kinds
+    assert list(est["parallelism"]["communication_seconds"]) == kinds
+    assert {f"communication.{k}" for k in kinds} <= set(est["time"]["breakdown"])
+    assert est["parallelism"]["communication_bytes"]["pipeline"] == 0

@@ -85,3 +85,6 @@ def plan(ctx, spec, budget, unit, deadline, gpu_names, gpus, seq_len, vocab, wri
         raise CostplanError("\n".join(problems))
     options = planner.deadline_options(loaded[0], hours, list(gpu_names) or None, utilisation)
     click.echo(report.render(tables.deadline(options), fmt))
+    if all(o.gpus is None for o in options):    # a script's `plan && train` should stop here
+        click.echo(f"no GPU type tried trains {loaded[0].name} within {deadline}", err=True)
+        ctx.exit(1)

@@ -413,9 +413,9 @@ def step_time(spec: Spec, dev: Device, shape: Shape, stage_params: list[tuple[fl
     # pipeline: each micro-batch crosses v chunk boundaries forward and backward
     hidden = spec.training.micro_batch_size * shape.seq_len / cp * spec.model.d_model * shape.act_bytes
     hidden /= t if par.sequence_parallel else 1
+    pipe = traffic["pipeline"] = Traffic(sm_share(dev))    # none on one stage: every kind is reported
     if p > 1:
         point = collective_seconds(dev, hidden, hidden, t * cp * d * p, stride=t * cp * d)
-        pipe = traffic["pipeline"] = Traffic(sm_share(dev))
         # each send and receive exposed, or behind a model chunk's forward or backward (pipeline_overlap)
         hide = 1 / v if par.pipeline_overlap else 0.0
         pipe.add(v * m, hidden, point, hide * sum(tally.forward.values()))

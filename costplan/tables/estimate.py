@@ -37,15 +37,19 @@ def estimate_rows(est: Estimate) -> list[Row]:
                  f"{'active ' if est.scaling.params_convention == 'active' else ''}parameter"),
     ]
     fp32_gradients = a.bytes_per_param["gradients"] > a.bytes_per_param["weights"]
-    rows += [Row("memory", name, value, "bytes", share=value / m.total_per_gpu, note=note) for name, value, note in (
-        ("weights", m.weights, ""),
-        ("gradients", m.gradients, "fp32 for 16-bit weights (training.fp32_gradients)" if fp32_gradients else ""),
-        ("optimizer states", m.optimizer, ""),
-        (f"activations (micro-batch {a.micro_batch_size})", m.activations, ""),
-        ("loss and head gradients (transient)", m.workspace, "as backward starts; the head's or a softmax's if more"),
-        *([("tied embedding gradients (transient)", m.tied_gradients, "as backward ends: head's, lookup's, sum")]
-          if m.tied_gradients else []),
-        ("optimizer step transients", m.update,
+    # a share of the peak for what the peak holds: the states, and the moment's own (parallel.StageMemory.moments)
+    rows += [Row("memory", name, value, "bytes", share=value / m.total_per_gpu if moment in ("", m.peak_at) else None,
+                 note=note if moment in ("", m.peak_at) else f"{note}; not held at the peak")
+             for name, value, moment, note in (
+        ("weights", m.weights, "", ""),
+        ("gradients", m.gradients, "", "fp32 for 16-bit weights (training.fp32_gradients)" if fp32_gradients else ""),
+        ("optimizer states", m.optimizer, "", ""),
+        (f"activations (micro-batch {a.micro_batch_size})", m.activations, "backward", ""),
+        ("loss and head gradients (transient)", m.workspace, "backward",
+         "as backward starts; the head's or a softmax's if more"),
+        *([("tied embedding gradients (transient)", m.tied_gradients, "end of backward",
+            "as backward ends: head's, lookup's, sum")] if m.tied_gradients else []),
+        ("optimizer step transients", m.update, "optimizer step",
          "the update's temporaries" if fp32_gradients else "a gradient's fp32 copy and the update's temporaries"))]
     rows += [
         Row("memory", "total per GPU", m.total_per_gpu, "bytes",
@@ -96,7 +100,7 @@ def time_rows(est: Estimate) -> list[Row]:
     if a.time_model == "hardware.mfu":
         how = f"model FLOPs at {percent(a.mfu_override)} MFU (hardware.mfu), communication inside it"
     else:
-        shared = (f"; burst-timed kernels at {number(a.sustained_share)} of their rate, as the GPU sustains them "
+        shared = (f"; burst-timed kernels at {number(a.sustained_share)} of their rate, as the device sustains them "
                   "(sustained_share)" if a.sustained_share is not None else "")
         how = f"step model ({a.kernel_tables}{shared})"
     rows = [
@@ -129,9 +133,11 @@ def parallel_rows(est: Estimate) -> list[Row]:
         return []
     extras = [f"context {par.context}" if par.context > 1 else "", f"expert {par.expert}" if par.expert > 1 else "",
               f"expert tensor {par.expert_tensor}" if par.expert_tensor != par.tensor else "",
-              zero_stage(par.zero, par.data), "sequence parallel" if par.sequence_parallel else "",
+              zero_stage(par.zero, par.data),
+              # on one tensor rank both are no-ops (Megatron switches sequence parallelism off there)
+              "sequence parallel" if par.sequence_parallel and par.tensor > 1 else "",
               f"{par.virtual_stages} virtual stages" if par.virtual_stages > 1 else "",
-              "tensor traffic overlapped" if par.tensor_overlap else "",
+              "tensor traffic overlapped" if par.tensor_overlap and par.tensor > 1 else "",
               "pipeline sends overlapped" if par.pipeline_overlap else "",
               "per-parameter sharding (FSDP2)" if par.per_parameter_sharding else "",
               f"{par.micro_batches} micro-batch{'' if par.micro_batches == 1 else 'es'} per step"]

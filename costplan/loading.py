@@ -29,10 +29,31 @@ class RawSpec(Record):
     label: str
     default_name: str
     base_dir: str | None
+    keys: dict[str, str] = {}       # a Hugging Face config's: spec path → the config key it was read from
 
     def validate(self, overrides: Iterable[str] = ()) -> Spec:
-        return validate(self.data, overrides, label=self.label, default_name=self.default_name,
-                        base_dir=self.base_dir)
+        try:
+            return validate(self.data, overrides, label=self.label, default_name=self.default_name,
+                            base_dir=self.base_dir)
+        except SpecError as exc:
+            if not self.keys:
+                raise
+            raise SpecError(exc.source, [self._named(problem) for problem in exc.problems]) from None
+
+    @classmethod
+    def of_config(cls, imported: Any, label: str, config: Path) -> RawSpec:
+        """A Hugging Face config as read (hf.Imported), its fields' problems named by the keys they came from."""
+        from costplan import sources
+
+        keys = {path: note.removeprefix("from ") for path, note in imported.notes.items()
+                if note.startswith("from ") and " " not in note.removeprefix("from ")}
+        return cls(imported.spec, label, sources.config_name(config), str(config.parent), keys)
+
+    def _named(self, problem: str) -> str:
+        """A problem with a field read from a config, naming the config's key: what its author wrote."""
+        path = problem.partition(": ")[0]
+        key = self.keys.get(path)
+        return f"{problem} (config key {key})" if key else problem
 
 
 def read_source(source: str | os.PathLike | Mapping[str, Any]) -> RawSpec:
@@ -48,8 +69,7 @@ def read_source(source: str | os.PathLike | Mapping[str, Any]) -> RawSpec:
     if config is not None:
         from costplan import hf   # its tables are read only for a config
 
-        return RawSpec(hf.read(config).spec, printable(source, cut=False), sources.config_name(config),
-                       str(config.parent))
+        return RawSpec.of_config(hf.read(config), printable(source, cut=False), config)
     if found is None:
         raise SpecError(printable(source, cut=False), [
             f"no such file or preset{did_you_mean(str(source), presets.names())}; `costplan presets` lists "
@@ -172,7 +192,7 @@ def _rules_on_raw(data: Mapping[str, Any], base_dir: str | None) -> list[str]:
     problems = [(f"model.{field}", msg) for field, msg in model_rules(model_value)]
     training_value = valid_field_getter(TrainingSpec, {**training, "seq_len": seq_len})
     hw_value = valid_field_getter(HardwareSpec, hw, context={"base_dir": base_dir})
-    problems += spec_rules(model_value("max_seq_len"), training_value, hw_value, base_dir)
+    problems += spec_rules(model_value("max_seq_len"), training_value)
     problems += recompute_rules(model_value, training_value)
     if isinstance(data.get("parallelism"), Mapping):
         problems += parallel_rules(valid_field_getter(ParallelismSpec, data["parallelism"]), model_value,

@@ -19,8 +19,8 @@ from costplan.spec_rules import (
     implementation_rules, model_parallel, model_rules, parallel_rules, recompute_rules, serving_rules, spec_rules,
 )
 from costplan.validation import (
-    Amount, Count, CountOrAuto, Flag, Fraction, Name, Positive, Price, Tokens, Width, ZeroStage, whole_or_none,
-    width_or_none,
+    Amount, Count, CountOrAuto, Flag, Fraction, Name, PerSecond, Positive, Price, Tokens, Width, ZeroStage,
+    whole_or_none, width_or_none,
 )
 
 
@@ -325,7 +325,7 @@ class ServingSpec(Section):
     batch: Count | None = None           # concurrent sequences; None: the most that fits and meets the targets
     tpot_ms: Positive | None = None      # latency target: time per output token
     ttft_ms: Positive | None = None      # latency target: time to first token
-    rate: Positive | None = None         # requests per second to plan GPUs for
+    rate: PerSecond | None = None        # requests per second to plan GPUs for (50, or 50/s)
     weights: Literal["bf16", "fp8", "int8", "int4"] = "bf16"
     group_size: Width | None = 128       # int4: weights per 16-bit scale along the input; None: one per row
     kv_cache: Literal["bf16", "fp8"] = "bf16"
@@ -386,7 +386,7 @@ class Spec(Section):
 
     def _after(self) -> None:
         t, h = self.training, self.hardware
-        problems = spec_rules(self.model.max_seq_len, t.__dict__.get, h.__dict__.get, self.base_dir)
+        problems = spec_rules(self.model.max_seq_len, t.__dict__.get)
         problems += implementation_rules(self.model.__dict__.get, t.__dict__.get)
         problems += recompute_rules(self.model.__dict__.get, t.__dict__.get)
         if self.parallelism is not None:

@@ -6,8 +6,6 @@ import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from costplan import hardware
-from costplan.errors import CostplanError
 from costplan.spec_attention import SOFTMAX_TYPES, pattern_of
 
 if TYPE_CHECKING:
@@ -200,8 +198,7 @@ def selective_op_rules(model: Getter) -> list[tuple[str, str]]:
     return problems
 
 
-def spec_rules(max_seq_len: int | None, training: Getter, hw: Getter,
-               base_dir: str | None) -> list[tuple[str, str]]:
+def spec_rules(max_seq_len: int | None, training: Getter) -> list[tuple[str, str]]:
     problems = []
     seq_len, micro, batch = training("seq_len"), training("micro_batch_size"), training("global_batch_size")
     if seq_len and max_seq_len and seq_len > max_seq_len:
@@ -215,16 +212,7 @@ def spec_rules(max_seq_len: int | None, training: Getter, hw: Getter,
     if training("loss_kernel") is not None and "loss" in (training("fused_kernels") or ()):
         problems.append(("training.loss_kernel", f"{training('loss_kernel')}, but training.fused_kernels names the "
                                                  "loss too: say how the loss runs in one of them"))
-    precision, gpu_name = training("precision"), hw("gpu")
-    if precision and gpu_name:
-        try:
-            gpu = hardware.resolve(gpu_name, base_dir=base_dir)
-        except CostplanError:
-            return problems  # reported by the gpu field itself
-        if gpu.peak_flops(precision) is None:
-            problems.append(("training.precision",
-                             f"{precision} has no peak FLOP/s on {gpu.name}; it has {', '.join(gpu.precisions)}"))
-    return problems
+    return problems     # training.precision against the GPU's peaks: where a run is trained (costs/run.py)
 
 
 def model_parallel(tensor: int, context: int, pipeline: int) -> int:
@@ -435,9 +423,18 @@ def uneven_rules(par: Getter, n_layers: int | None) -> list[tuple[str, str]]:
 def serving_rules(serving: ServingSpec, model: Getter) -> list[tuple[str, str]]:
     """A served sequence fits the model's context; a replica splits heads and widths into whole pieces."""
     problems: list[tuple[str, str]] = []
+    max_seq_len = model("max_seq_len")
     if serving.prompt_tokens is None or serving.output_tokens is None:
-        return problems     # only when max_seq_len is invalid itself, reported there
-    context, max_seq_len = serving.prompt_tokens + serving.output_tokens, model("max_seq_len")
+        # max_seq_len invalid itself (reported there), or too short for a default prompt: an error only where the
+        # spec is served (costs/inference.py), since a spec that trains at one token is sound
+        return problems
+    if serving.group_size is not None and serving.group_size & (serving.group_size - 1):
+        problems.append(("serving.group_size", f"{serving.group_size} is not a power of two; int4 kernels (GPTQ, "
+                                               "AWQ) group 32, 64 or 128 weights"))
+    if serving.reserve >= 1:
+        problems.append(("serving.reserve", f"{serving.reserve:g} keeps every byte of the GPU; give a fraction "
+                                            "below 1"))
+    context = serving.prompt_tokens + serving.output_tokens
     if max_seq_len and context > max_seq_len:
         problems.append(("serving", f"prompt_tokens ({serving.prompt_tokens}) + output_tokens "
                                     f"({serving.output_tokens}) = {context} is longer than model.max_seq_len "

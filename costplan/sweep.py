@@ -54,10 +54,13 @@ COLUMNS: dict[str, Callable[[Estimate], Any]] = {
 
 
 # With --serving, the serving estimate of every point at its `serving` settings (costs/inference.py) adds these;
-# a point whose model does not fit has no times or prices (None).
+# a point whose model does not fit has no times or prices (None). What `costplan serve` refuses (a batch that does
+# not fit, latency targets missed) is a column here, so that one point does not stop the sweep.
 SERVING_COLUMNS: dict[str, Callable[[ServingEstimate], Any]] = {
     "kv_cache_per_sequence": lambda s: s.memory.kv_cache_per_sequence,
     "max_batch": lambda s: s.memory.max_batch,
+    "serving_fits": lambda s: s.fits,
+    "meets_targets": lambda s: s.meets_targets,
     "ttft_seconds": lambda s: s.latency.ttft_seconds,
     "tpot_seconds": lambda s: s.latency.tpot_seconds,
     "tokens_per_second_per_gpu": lambda s: s.throughput.tokens_per_second_per_gpu,
@@ -152,7 +155,9 @@ def run(raw: RawSpec, axes: Sequence[Axis], overrides: Iterable[str] = (), law: 
             if progress is not None:
                 progress(done, len(combos))
     if problems:
-        raise CostplanError("\n".join(problems.values()))
+        invalid = len(combos) - len(points)
+        raise CostplanError("\n".join([*problems.values(), f"{invalid:,} of {len(combos):,} points are invalid; each "
+                                       "problem above is named once, with the first point that shows it"]))
     return points
 
 
@@ -194,14 +199,14 @@ class _Work:
             sets = [f"{axis.key}={axis.texts[i]}" for axis, i in zip(self.axes, combo)]
             try:
                 spec = self.raw.validate([*self.overrides, *sets])
+                served = serve(spec) if self.serving else None     # a setting only serving refuses
             except SpecError as exc:
                 for problem in exc.problems:
                     problems.setdefault(problem, f"{self.raw.label} [{', '.join(sets)}]: {problem}")
                 continue
             result = _estimate_on(spec, self.held, self.law)
             values = {name: get(result) for name, get in COLUMNS.items()}
-            if self.serving:
-                served = serve(spec)
+            if served is not None:
                 values.update({name: get(served) for name, get in SERVING_COLUMNS.items()})
             points.append(Point({axis.key: axis.values[i] for axis, i in zip(self.axes, combo)}, combo, values))
         return points, problems

@@ -97,6 +97,19 @@ Name = Kind("Name", _name)
 ZeroStage = Choice((0, 1, 2, 3), before=whole_number)   # `true` is no stage
 Fraction = bounded("Fraction", real_number, gt=0, le=1, least=MIN_MFU)
 Positive = bounded("Positive", real_number, gt=0, le=1e30, least=MIN_POSITIVE)
+
+
+def _per_second(value: Any) -> float:
+    """A rate as a number, or as `serve --rate` takes it on the command line: `50/s`."""
+    if isinstance(value, str) and value.strip().endswith("/s"):
+        try:
+            return float(value.strip()[:-2].strip().replace("_", ""))
+        except ValueError:
+            raise Invalid(f"expected requests per second such as 50 or 50/s, got {shown(value)}") from None
+    return real_number(value)
+
+
+PerSecond = bounded("PerSecond", _per_second, gt=0, le=1e30, least=MIN_POSITIVE)
 NonNegative = bounded("NonNegative", real_number, ge=0, le=1e30)
 Price = bounded("Price", real_number, ge=0, le=1e6)
 Real = Kind("Real", real_number)

@@ -7,22 +7,26 @@ from costplan.errors import CostplanError
 
 @click.command("import")
 @click.argument("config", metavar="CONFIG")
-@click.option("-o", "--output", metavar="FILE", help="Write the spec here; default: print it.")
+@click.option("-o", "--output", metavar="FILE", help="Write the spec here (a .yaml file); default, or -: print it.")
 @click.option("--force", is_flag=True, help="Replace FILE if it exists.")
 def import_config(config, output, force) -> None:
     """Write a Hugging Face config.json (or a folder holding one) as a costplan spec, a comment per field."""
     from pathlib import Path
 
     from costplan import files, hf, sources
-    from costplan.loading import validate
+    from costplan.loading import RawSpec
 
+    output = None if output == "-" else output
+    path = sources.config_file(Path(config))
     if output:
         files.check_output("--output", output, force)
-    path = sources.config_file(Path(config))
+        # a .json spec is read as a Hugging Face config (and the config imported is one: never replaced)
+        if Path(output).suffix.lower() == ".json":
+            raise CostplanError(f"--output {output}: import writes YAML; give the file a .yaml name")
     if path is None:
         raise CostplanError(f"{config}: not a .json file or a folder holding a config.json")
     imported = hf.read(path)
-    validate(imported.spec, (), label=config, default_name=imported.spec["name"], base_dir=str(path.parent))
+    RawSpec.of_config(imported, config, path).validate()
     text = hf.to_yaml(imported, config)
     for label, keys in (("used", imported.used), ("taken from the class defaults", imported.defaulted),
                         ("ignored (no cost)", imported.ignored)):

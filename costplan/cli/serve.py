@@ -39,7 +39,13 @@ def serve(specs, batch, prompt_tokens, output_tokens, weights, group_size, kv_ca
              "serving.ttft_ms": ttft_ms, "serving.rate": rate.removesuffix("/s") if rate else None,
              "hardware.gpu": gpu, "serving.gpus": gpus}
     extra = [f"{key}={value}" for key, value in flags.items() if value is not None]
-    results = [run_serve(spec) for spec in load_all(specs, [*overrides, *extra])]
+    loaded = load_all(specs, [*overrides, *extra])
+    if group_size is not None:      # it would be ignored: only int4 weights are grouped
+        others = [f"{spec.name} ({spec.serving.weights})" for spec in loaded if spec.serving.weights != "int4"]
+        if others:
+            raise CostplanError(f"--group-size: only with int4 weights (--weights int4); {', '.join(others)} "
+                                "store no groups")
+    results = [run_serve(spec) for spec in loaded]
     problems = [p for p in map(serve_tables.problem, results) if p]
     if problems:
         raise CostplanError("\n".join(problems))

@@ -44,6 +44,7 @@ from costplan.costs.serving_ops import expected_experts
 from costplan.costs.serving_result import (Efficiency, ServingAssumptions, ServingCost, ServingEstimate, ServingLatency,
                                            ServingMemory, ServingThroughput)
 from costplan.costs.time import SECONDS_PER_HOUR
+from costplan.errors import SpecError
 from costplan.hardware import GPU
 from costplan.spec import Spec
 from costplan.spec_rules import split_rules
@@ -208,6 +209,10 @@ def prefill_seconds(spec: Spec, sequences: int) -> float:
 def serve(spec: Spec) -> ServingEstimate:
     """Memory, latency, throughput and cost of serving the spec at its `serving` settings."""
     s, gpu, hw = spec.serving, spec.gpu, spec.hardware
+    if s.prompt_tokens is None:     # the default prompt is the context the output leaves: none left
+        fewer = "; give fewer output tokens" if spec.model.max_seq_len > 1 else ""
+        raise SpecError(spec.name, [f"serving.output_tokens: {s.output_tokens} leaves no room for a prompt in "
+                                    f"model.max_seq_len ({spec.model.max_seq_len}){fewer}"])
     parts, memory, replica = _setup(spec)
     tensor = replica.tensor
     p, o = s.prompt_tokens, s.output_tokens

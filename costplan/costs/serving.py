@@ -86,7 +86,8 @@ def weight_bytes(spec: Spec | Parts, weights: str = "bf16", group_size: int | No
         return rest + q.matrix_params + q.matrix_rows * INT_SCALE_BYTES
     if group_size is not None and group_size < 1:
         raise CostplanError(f"group size must be at least 1, got {group_size}")
-    scales = q.matrix_rows if group_size is None else -(-q.matrix_params // group_size)
+    # a group longer than a row still takes a scale a row
+    scales = q.matrix_rows if group_size is None else max(q.matrix_rows, -(-q.matrix_params // group_size))
     return rest + -(-q.matrix_params // 2) + scales * INT_SCALE_BYTES
 
 

@@ -292,14 +292,19 @@ def seq_len(groups: Sequence[Sequence[Estimate]]) -> Table:
 
 
 SWEEP_UNITS = {"params": "count", "active_params": "count", "training_flops": "flop", "memory_per_gpu": "bytes",
-               "fits": "text", "gpu_hours": "hours", "wall_clock_days": "days", "cost_usd": "usd",
+               "fits": "flag", "gpu_hours": "hours", "wall_clock_days": "days", "cost_usd": "usd",
                "loss": "number"}
+
+
+def cell(value: Any, unit: str) -> str:
+    """A sweep cell: a flag as yes or no, a number in its unit."""
+    return ("yes" if value else "no") if unit == "flag" else human(value, unit)
 
 
 def sweep(points: Sequence[Point], keys: Sequence[str]) -> Table:
     """`costplan sweep`: one row per point, the varied keys first; raw numbers in JSON and CSV."""
     headers = [*keys, *SWEEP_UNITS]
     body = LazyRows(lambda: [[str(p.varied[k]) for k in keys]
-                             + [human(v, SWEEP_UNITS[name]) if name != "fits" else ("yes" if v else "no")
+                             + [cell(v, SWEEP_UNITS[name])
                                 for name, v in p.values.items()] for p in points])
     return Table([Block(headers, body)], [{**p.varied, **p.values} for p in points], columns=headers)

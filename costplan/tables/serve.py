@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from costplan.report import (Block, LazyRows, Row, Table, flatten, flops_rate, human, percent, sectioned, seconds, size,
                              usd)
-from costplan.tables.estimate import COMPARED, SWEEP_UNITS, side_by_side
+from costplan.tables.estimate import COMPARED, SWEEP_UNITS, cell, side_by_side
 
 if TYPE_CHECKING:
     from costplan.costs.serving_result import ServingEstimate
@@ -140,7 +140,8 @@ SERVING_COMPARED = [
     ("$ per million input tokens", "number", lambda s: s.cost.usd_per_million_input_tokens),
     ("$ per million output tokens", "number", lambda s: s.cost.usd_per_million_output_tokens),
 ]
-SERVING_UNITS = {"kv_cache_per_sequence": "bytes", "max_batch": "count", "ttft_seconds": "seconds",
+SERVING_UNITS = {"kv_cache_per_sequence": "bytes", "max_batch": "count", "serving_fits": "flag",
+                 "meets_targets": "flag", "ttft_seconds": "seconds",
                  "tpot_seconds": "seconds", "tokens_per_second_per_gpu": "number",
                  "usd_per_million_input_tokens": "number", "usd_per_million_output_tokens": "number"}
 
@@ -160,6 +161,5 @@ def sweep(points: Sequence[Point], keys: Sequence[str]) -> Table:
     units = {**SWEEP_UNITS, **SERVING_UNITS}
     headers = [*keys, *units]
     body = LazyRows(lambda: [[str(p.varied[k]) for k in keys]
-                             + [human(v, units[name]) if name != "fits" else ("yes" if v else "no")
-                                for name, v in p.values.items()] for p in points])
+                             + [cell(v, units[name]) for name, v in p.values.items()] for p in points])
     return Table([Block(headers, body)], [{**p.varied, **p.values} for p in points], columns=headers)

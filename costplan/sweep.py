@@ -197,14 +197,14 @@ class _Work:
         points, problems = [], {}
         for combo in combos:
             sets = [f"{axis.key}={axis.texts[i]}" for axis, i in zip(self.axes, combo)]
-            try:
+            try:    # a setting only training or only serving refuses is the point's problem too
                 spec = self.raw.validate([*self.overrides, *sets])
-                served = serve(spec) if self.serving else None     # a setting only serving refuses
+                result = _estimate_on(spec, self.held, self.law)
+                served = serve(spec) if self.serving else None
             except SpecError as exc:
                 for problem in exc.problems:
                     problems.setdefault(problem, f"{self.raw.label} [{', '.join(sets)}]: {problem}")
                 continue
-            result = _estimate_on(spec, self.held, self.law)
             values = {name: get(result) for name, get in COLUMNS.items()}
             if served is not None:
                 values.update({name: get(served) for name, get in SERVING_COLUMNS.items()})

@@ -77,9 +77,9 @@ def read_source(source: str | os.PathLike | Mapping[str, Any]) -> RawSpec:
     path = presets.path(found) if isinstance(found, str) else found
     label = found if isinstance(found, str) else printable(source, cut=False)
     if path.is_dir():   # before the YAML reader, whose message knows nothing of config.json
-        config = sources.CONFIG_NAME
-        raise SpecError(printable(path, cut=False), [f"is a folder without a {config}; give a YAML spec, a "
-                                                     f"Hugging Face {config} or a folder holding one"])
+        wanted = sources.CONFIG_NAME
+        raise SpecError(printable(path, cut=False), [f"is a folder without a {wanted}; give a YAML spec, a "
+                                                     f"Hugging Face {wanted} or a folder holding one"])
     return RawSpec(yamlio.read(path), label, path.stem, str(path.parent))
 
 

@@ -424,16 +424,16 @@ def serving_rules(serving: ServingSpec, model: Getter) -> list[tuple[str, str]]:
     """A served sequence fits the model's context; a replica splits heads and widths into whole pieces."""
     problems: list[tuple[str, str]] = []
     max_seq_len = model("max_seq_len")
-    if serving.prompt_tokens is None or serving.output_tokens is None:
-        # max_seq_len invalid itself (reported there), or too short for a default prompt: an error only where the
-        # spec is served (costs/inference.py), since a spec that trains at one token is sound
-        return problems
     if serving.group_size is not None and serving.group_size & (serving.group_size - 1):
         problems.append(("serving.group_size", f"{serving.group_size} is not a power of two; int4 kernels (GPTQ, "
                                                "AWQ) group 32, 64 or 128 weights"))
     if serving.reserve >= 1:
         problems.append(("serving.reserve", f"{serving.reserve:g} keeps every byte of the GPU; give a fraction "
                                             "below 1"))
+    if serving.prompt_tokens is None or serving.output_tokens is None:
+        # max_seq_len invalid itself (reported there), or too short for a default prompt: an error only where the
+        # spec is served (costs/inference.py), since a spec that trains at one token is sound
+        return problems
     context = serving.prompt_tokens + serving.output_tokens
     if max_seq_len and context > max_seq_len:
         problems.append(("serving", f"prompt_tokens ({serving.prompt_tokens}) + output_tokens "

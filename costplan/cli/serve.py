@@ -36,7 +36,7 @@ def serve(specs, batch, prompt_tokens, output_tokens, weights, group_size, kv_ca
     flags = {"serving.batch": batch, "serving.prompt_tokens": prompt_tokens,
              "serving.output_tokens": output_tokens, "serving.weights": weights, "serving.group_size": group_size,
              "serving.kv_cache": kv_cache, "serving.tensor": tensor, "serving.tpot_ms": tpot_ms,
-             "serving.ttft_ms": ttft_ms, "serving.rate": rate.removesuffix("/s") if rate else None,
+             "serving.ttft_ms": ttft_ms, "serving.rate": rate,
              "hardware.gpu": gpu, "serving.gpus": gpus}
     extra = [f"{key}={value}" for key, value in flags.items() if value is not None]
     loaded = load_all(specs, [*overrides, *extra])

@@ -30,6 +30,11 @@ def check_output(option: str, path: str | os.PathLike, force: bool = False) -> P
         raise CostplanError(f"{label}: the folder {folder} does not exist")
     if not os.access(folder, os.W_OK | os.X_OK):
         raise CostplanError(f"{label}: the folder {folder} is not writable")
+    import tempfile     # here, as in write_atomically
+    try:    # access() says yes to root on a read-only mount or /proc: a file made and removed says for sure
+        tempfile.TemporaryFile(dir=folder).close()
+    except OSError as exc:
+        raise CostplanError(f"{label}: cannot write in the folder {folder}: {exc.strerror or exc}") from None
     if target.exists() and not force:
         raise CostplanError(f"{label}: the file exists; pass --force to replace it")
     return target

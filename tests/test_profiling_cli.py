@@ -157,7 +157,7 @@ def _shifted(module: str, name: str, by: int):
     (["check", FLASH, "--tolerance", "peak=lots"], "Error: --tolerance peak=lots: 'lots' is not a number"),
     (["profile", FLASH, "--batch", "0"], "training.micro_batch_size"),
     (["profile", FLASH, "--seq-len", "4096"], "training.seq_len: 4096 is longer than model.max_seq_len (128)"),
-    (["profile", FLASH, "--time-set", "model.n_layers"], "Error: --set model.n_layers: expected KEY=VALUE"),
+    (["profile", FLASH, "--time-set", "model.n_layers"], "Error: --time-set model.n_layers: expected KEY=VALUE"),
     (["profile", FLASH, "--time-budget", "nan"], "Error: --time-budget: expected a finite number, got 'nan'"),
     (["check", FLASH, "--time-budget", "0"], "Error: --time-budget: must be greater than 0, got 0"),
     (["profile", FLASH, "--time-budget", "2s"], "Error: --time-budget: expected a number, got '2s'"),

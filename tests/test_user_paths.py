@@ -120,3 +120,31 @@ def test_every_kind_of_traffic_is_in_the_json_on_one_stage(run):
     assert list(est["parallelism"]["communication_seconds"]) == kinds
     assert {f"communication.{k}" for k in kinds} <= set(est["time"]["breakdown"])
     assert est["parallelism"]["communication_bytes"]["pipeline"] == 0
+
+
+def test_profile_and_calibrate_refuse_options_they_would_drop(run):
+    # --nproc checks each rank's memory shards: --serve and the rest would go unused
+    out = run("profile", "specs/ci/dense.yaml", "--serve", "--nproc", "2")
+    assert out.exit_code == 2 and "--serve cannot be combined with it" in out.stderr
+    assert run("profile", "specs/ci/dense.yaml", "--time-set", "foo").stderr.splitlines() == [
+        "Error: --time-set foo: expected KEY=VALUE with a dotted key, e.g. model.n_layers=48"]
+    bad = run("profile", "specs/ci/dense.yaml", "--time-set", "model.n_layers=0").stderr.splitlines()
+    assert bad == ["Error: --time-set model.n_layers=0: specs/ci/dense.yaml: model.n_layers: must be greater than 0, "
+                   "got 0"]
+    assert run("calibrate", "--time-budget", "0.5").stderr.splitlines() == [
+        "Error: --time-budget: at least 2 s for a calibration (default 180), got 0.5"]
+    assert run("calibrate", "--force").stderr.splitlines() == ["Error: --force: only with --output"]
+
+
+def test_an_output_folder_is_tried_before_any_work(tmp_path, monkeypatch):
+    # access() answers for permissions only; a folder the file system will not write in is found by writing
+    from costplan import files
+    from costplan.errors import CostplanError
+    import tempfile
+
+    def refuse(*args, **kwargs):
+        raise OSError(30, "Read-only file system")
+
+    monkeypatch.setattr(tempfile, "TemporaryFile", refuse)
+    with pytest.raises(CostplanError, match="cannot write in the folder .*: Read-only file system"):
+        files.check_output("--output", tmp_path / "cal.yaml")

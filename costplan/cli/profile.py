@@ -58,9 +58,24 @@ def measure_all(specs, device, batch, seq_len, overrides, gpu, gpus, tokens, mfu
         [f"training.seq_len={seq_len}"] * (seq_len is not None)
     all_overrides = [*collect_overrides(overrides, gpu, gpus, tokens, mfu), *shortcuts]
     loaded = load_all(specs, all_overrides)
-    for text in time_set:        # malformed ones are reported now, before any measuring
-        parse_override(text)
+    for text in time_set:   # malformed ones are reported now, before any measuring, as the option given
+        try:
+            parse_override(text)
+        except CostplanError as exc:
+            raise CostplanError(str(exc).replace("--set ", "--time-set ", 1)) from None
+    try:                    # and settings no spec takes
+        if time_set:
+            load_all(specs, [*all_overrides, *time_set])
+    except CostplanError as exc:
+        raise CostplanError("\n".join(f"--time-set {' '.join(time_set)}: {line}"
+                                      for line in str(exc).splitlines())) from None
     dev = resolve_device(device)
+    if nproc is not None:   # the distributed run checks memory shards only: anything else would go unused
+        unused = [name for name, given in (("--serve", serve), ("--detail", detail), ("--time-set", time_set),
+                                           ("--tolerance", tolerance_texts), ("--no-time", no_time)) if given]
+        if unused:
+            raise click.UsageError(f"--nproc checks each rank's memory shards; {', '.join(unused)} cannot be "
+                                   "combined with it")
     time_overrides = list(time_set) if time_set else None
     if against == "transformers":
         if nproc is not None or serve:
@@ -184,6 +199,11 @@ def check(specs, tolerances, device, batch, seq_len, fmt, detail, no_time, time_
         sys.exit(1)
 
 
+# Below it a calibration's shares of the budget time nothing usable: a 0.001 s budget timed only 64³ matmuls and
+# wrote a step MFU clamped from about 2; 2 s gave the rates 5 s and the default give (2 cores of an AMD EPYC).
+MIN_CALIBRATION_SECONDS = 2.0
+
+
 @click.command()
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--output", "output", metavar="FILE",
@@ -201,6 +221,11 @@ def calibrate(device, output, force, time_budget) -> None:
     from costplan.validation import parse_positive
 
     budget = parse_positive("--time-budget", time_budget)
+    if budget < MIN_CALIBRATION_SECONDS:
+        raise CostplanError(f"--time-budget: at least {MIN_CALIBRATION_SECONDS:g} s for a calibration (default 180), "
+                            f"got {time_budget}")
+    if force and output is None:
+        raise CostplanError("--force: only with --output")
     if output is not None:          # a bad path fails now, not after minutes of measuring
         files.check_output("--output", output, force)
     require_torch()

@@ -73,7 +73,8 @@ def run(source: str, overrides: Sequence[str], nproc: int, device: str) -> list[
             done = subprocess.run(command, capture_output=True, text=True, timeout=TIMEOUT_S, env=env)
         except subprocess.TimeoutExpired:
             raise CostplanError(f"--nproc {nproc}: the distributed run took over {TIMEOUT_S} s") from None
-        results = sorted(Path(folder).glob("rank*.json"))
+        # by rank number: rank10.json sorts before rank2.json as text
+        results = sorted(Path(folder).glob("rank*.json"), key=lambda p: int(p.stem.removeprefix("rank")))
         if done.returncode != 0 or len(results) != nproc:
             raise CostplanError(f"--nproc {nproc}: the distributed run failed: {_failure(done.stderr)}")
         return [RankBytes(**json.loads(p.read_text())) for p in results]

@@ -144,18 +144,18 @@ def at_seq_len(spec: Spec, seq_len: int) -> Spec:
                                  f"model.max_seq_len={max(seq_len, spec.model.max_seq_len)}"])
 
 
-def parse_override(text: str) -> tuple[list[str], Any]:
+def parse_override(text: str, option: str = "--set") -> tuple[list[str], Any]:
     """`model.n_layers=48` → (['model', 'n_layers'], 48); the key is read by field_path, like --vary's (so
-    `n_layers=48` works too), the value as YAML (numbers, booleans, null)."""
+    `n_layers=48` works too), the value as YAML (numbers, booleans, null). Errors name `option`."""
     key, sep, raw = text.partition("=")
     key = key.strip()
     if not sep or not key or any(not part for part in key.split(".")):
-        raise CostplanError(f"--set {printable(text)}: expected KEY=VALUE with a dotted key, e.g. "
+        raise CostplanError(f"{option} {printable(text)}: expected KEY=VALUE with a dotted key, e.g. "
                             "model.n_layers=48")
     try:
         path = field_path(key)
     except CostplanError as exc:
-        raise CostplanError(f"--set {printable(text)}: {exc}") from None
+        raise CostplanError(f"{option} {printable(text)}: {exc}") from None
     return list(path), yamlio.value(raw)
 
 

@@ -161,6 +161,7 @@ class Option(Record):
     recompute_layers: int | None = None     # under full recompute: the first N layers of each stage
     untuned_cost_usd: float | None = None   # with the spec's own micro-batch size and recomputation
     runner_up: dict[str, Any] | None = None  # the next cheapest layout: tensor, pipeline, zero, gpus, cost_usd
+    mfu: float | None = None                # plan --mfu: every run timed at it; None: the step model
     note: str = ""
 
     @classmethod
@@ -273,7 +274,7 @@ def fewest_gpus(spec: Spec, gpu_key: str, deadline_hours: float, mfu: float | No
         cost_usd=result.time.cost_usd, micro_batch_size=result.assumptions.micro_batch_size,
         recompute=result.assumptions.recompute, recompute_layers=result.assumptions.recompute_layers,
         untuned_cost_usd=untuned, runner_up=runner_up,
-        note="" if mfu is None else f"at {mfu:.1%} MFU (--mfu)",
+        mfu=mfu,
     )
 
 

@@ -50,7 +50,9 @@ def test_plan_times_a_gpu_without_kernel_tables_at_the_mfu_it_is_given(run, tmp_
     deadline = run("plan", "llama2-7b", "--deadline", "30d", "--gpu", str(gpu), "--mfu", "0.4", "--format", "json")
     assert deadline.exit_code == 0
     option = json.loads(deadline.stdout)[0]
-    assert option["note"] == "at 40.0% MFU (--mfu)" and option["wall_clock_days"] <= 30
+    assert option["mfu"] == 0.4 and option["wall_clock_days"] <= 30
+    table = run("plan", "llama2-7b", "--deadline", "30d", "--gpu", str(gpu), "--mfu", "0.4").stdout
+    assert "at 40.0% MFU (--mfu)" in table
     assert run("plan", "--budget", "1e21", "--mfu", "1.5").stderr.splitlines() == [
         "Error: --mfu: a utilisation from 0.0001 to 1, got 1.5"]
 

@@ -58,11 +58,8 @@ def measure_all(specs, device, batch, seq_len, overrides, gpu, gpus, tokens, mfu
         [f"training.seq_len={seq_len}"] * (seq_len is not None)
     all_overrides = [*collect_overrides(overrides, gpu, gpus, tokens, mfu), *shortcuts]
     loaded = load_all(specs, all_overrides)
-    for text in time_set:   # malformed ones are reported now, before any measuring, as the option given
-        try:
-            parse_override(text)
-        except CostplanError as exc:
-            raise CostplanError(str(exc).replace("--set ", "--time-set ", 1)) from None
+    for text in time_set:   # malformed ones are reported now, before any measuring
+        parse_override(text, "--time-set")
     try:                    # and settings no spec takes
         if time_set:
             load_all(specs, [*all_overrides, *time_set])
@@ -200,7 +197,7 @@ def check(specs, tolerances, device, batch, seq_len, fmt, detail, no_time, time_
 
 
 # Below it a calibration's shares of the budget time nothing usable: a 0.001 s budget timed only 64³ matmuls and
-# wrote a step MFU clamped from about 2; 2 s gave the rates 5 s and the default give (2 cores of an AMD EPYC).
+# wrote a step MFU clamped from about 2; 2 s and 5 s gave the same matmul rates (2 cores of an AMD EPYC).
 MIN_CALIBRATION_SECONDS = 2.0
 
 

@@ -159,6 +159,18 @@ def _share(figure: Figure | None, context: object) -> Figure | None:
 Share = Then(kind(Figure | None), _share, name="Share")
 
 
+class FirstTouch(Section):
+    """What a freshly allocated tensor's first write costs beyond the write, where the allocator takes each large
+    allocation from the operating system and gives it back when freed (glibc's malloc maps every block of at
+    least its mmap threshold, 32 MiB at most by default, and unmaps it on free): every page faults once and is
+    zeroed by the kernel before the op's own write. `seconds_per_byte` of it, for allocations of `from_bytes` or
+    more. A GPU's caching allocator hands freed blocks back to the next tensor: no figure."""
+
+    seconds_per_byte: FigureValue
+    from_bytes: FigureValue
+    source: str
+
+
 class Curves(Section):
     """What the training step model needs of a device's kernels, each curve with its source.
 
@@ -215,6 +227,9 @@ class Curves(Section):
       adds per op of a layer's forward, views included, which its dispatch mode handles in Python (and again
       when the layer reruns); measured by `costplan calibrate` on the tiny step with and without it. Left out,
       nothing is added.
+    first_touch (optional): what the first write to a large fresh allocation costs (FirstTouch: a CPU's page
+      faults); measured by `costplan calibrate` on a CPU. Left out (a GPU, every catalogue device), allocations
+      cost nothing.
     """
 
     gemm: dict[str, KernelCurve] = field(min_length=1)
@@ -242,6 +257,7 @@ class Curves(Section):
     new_shape_seconds: Figure | None = None
     update_seconds: Figure | None = None
     sustained_share: Figure | None = None
+    first_touch: FirstTouch | None = None
 
     def _after(self) -> None:
         burst = [name for name, curve in self.kernel_curves() if curve.timed == "burst"]

@@ -323,6 +323,17 @@ def loss(e: int) -> Pair:
     return (e + 3 * F32, e + 5 * F32) if _casts(e) else (2 * F32, 4 * F32)
 
 
+def loss_allocations(e: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """Bytes per logit of each tensor torch's cross-entropy allocates forward (the cast up, log_softmax's output)
+    and backward (nll_loss_backward's zeros, log_softmax_backward's output, the cast back)."""
+    return ((F32, F32), (F32, F32, e)) if _casts(e) else ((F32,), (F32, F32))
+
+
+def vocab_parallel_loss_allocations(e: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """Megatron-Core's: the cast up forward and the cast back backward, the rest in place (nothing in fp32)."""
+    return ((F32,), (e,)) if _casts(e) else ((), ())
+
+
 def vocab_parallel_loss(e: int) -> Pair:
     """Megatron-Core's unfused cross-entropy per logit: e + 9F forward and e + 3F backward (module docstring)."""
     return (e + 9 * F32, e + 3 * F32) if _casts(e) else (8 * F32, 2 * F32)

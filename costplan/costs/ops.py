@@ -19,8 +19,16 @@ fused-kernel reading (an unfused framework moves more: training.fusion eager, be
   softmax reads and writes fp32 scores;
 - the loss reads the logits and writes fp32 log-probabilities (s · V · (e + 4)), unless training.loss_kernel
   says it runs as torch's eager cross-entropy or Megatron-Core's unfused one (costs/eager.py);
-- the embedding lookup reads the rows and writes them (2·s·d·e).
+- the embedding lookup reads the rows and writes them (2·s·d·e); its backward zero-fills a dense gradient of each
+  table's size before adding the rows into it (V·d·e a micro-batch, whatever its rows: Stream.batched);
 Backward moves twice the forward's bytes (a kernel reading the gradient and its saved input, writing one).
+
+On a device whose allocator takes large blocks fresh from the operating system (a CPU: kernels.FirstTouch), the
+step model also prices the first touch of each new tensor of at least its threshold: a GEMM's output and its
+input's and weight's gradients (costs/step.py Timer.gemm_fresh), and the tensors a Stream lists in `fresh`, which
+only the vocabulary-wide ones do: the loss's, the tables' dense gradients and the tied table's gradient sum.
+d_model- and d_ff-wide elementwise outputs reach a CPU's 32 MiB only at rows · width · e of it (4,096 tokens of
+4,096 in bf16), past what a CPU times.
 
 With training.fusion: eager, norms, activations, rotary, residual adds and the loss move what eager PyTorch's
 kernels move forward and backward instead (costs/eager.py), and grouped-query attention's repeat_kv copy and
@@ -104,12 +112,19 @@ class Stream:
     # it moves a routed expert row's d_model-wide values, which the expert tensor group that gathers the row holds
     # whole: et/t of a sequence's rows on each GPU, not 1/t (costs/parallel.py)
     routed: bool = False
+    # bytes of each tensor it allocates, forward and backward, for the first touch of fresh memory
+    # (kernels.FirstTouch); only the vocabulary-wide tensors are listed (the loss's, the tables' gradients)
+    fresh: tuple[tuple[float, ...], tuple[float, ...]] = ((), ())
+    batched: bool = True       # its bytes are per sequence; False: per micro-batch (a weight-sized tensor's)
 
 
 def _eager(kind: str, elements: float, pair: eager.Pair, split: bool = True, kernels: tuple[float, float] = (1, 1),
-           tensors: int = 0, looped: tuple[float, float] = (0, 0), views: float = 0) -> Stream:
-    """Memory-bound work as eager PyTorch's kernels move it: `pair` per element, forward and backward."""
-    return Stream(kind, elements * pair[0], split, elements * pair[1], kernels, tensors, looped, views)
+           tensors: int = 0, looped: tuple[float, float] = (0, 0), views: float = 0,
+           allocations: tuple[tuple[int, ...], tuple[int, ...]] = ((), ())) -> Stream:
+    """Memory-bound work as eager PyTorch's kernels move it: `pair` per element, forward and backward, and the
+    tensors it allocates, `allocations` bytes per element each."""
+    fresh = (tuple(elements * b for b in allocations[0]), tuple(elements * b for b in allocations[1]))
+    return Stream(kind, elements * pair[0], split, elements * pair[1], kernels, tensors, looped, views, fresh=fresh)
 
 
 def _norms(kind: str, count: int, width: float, model: ModelSpec, shape: Shape) -> Stream:
@@ -399,9 +414,26 @@ def _layer_ops(layer: Layer, model: ModelSpec, shape: Shape) -> dict[str, list[O
 
 
 def embedding_ops(model: ModelSpec, shape: Shape) -> list[Op]:
+    """The lookups, and their tables' gradients: torch's dense embedding backward zero-fills a gradient of each
+    table's size (in the activations' dtype) before adding the looked-up rows into it, whatever the rows; the
+    token table split over tensor ranks (vocabulary-parallel), the positions' not."""
     lookups = 2 if model.position == "learned" else 1          # the token table, and the positions' own
-    return [Stream("embedding", 2 * shape.seq_len * model.d_model * shape.act_bytes, False, None, (lookups, lookups),
-                   lookups)]
+    e = shape.act_bytes
+    ops: list[Op] = [Stream("embedding", 2 * shape.seq_len * model.d_model * e, False, None, (lookups, lookups),
+                            lookups)]
+    for rows, split in ((model.vocab_size, True), *([(model.max_seq_len, False)] if lookups == 2 else [])):
+        table = rows * model.d_model * e
+        ops.append(Stream("embedding_gradient", 0.0, split, table, (0, 0), fresh=((), (table,)), batched=False))
+    return ops
+
+
+def tied_sum_ops(model: ModelSpec, shape: Shape) -> list[Op]:
+    """Where the head's weight is the token table and both run on one GPU, eager autograd adds the head's gradient
+    and the lookup's (one add, reading two and writing one, a new tensor); nothing otherwise."""
+    if not model.tie_embeddings or shape.fusion != "eager":
+        return []
+    table = model.vocab_size * model.d_model * shape.act_bytes
+    return [Stream("tied_gradient_sum", 0.0, True, eager.ADD * table, (0, 1), fresh=((), (table,)), batched=False)]
 
 
 def head_ops(model: ModelSpec, shape: Shape) -> list[Op]:
@@ -411,8 +443,12 @@ def head_ops(model: ModelSpec, shape: Shape) -> list[Op]:
     norm = _norms("norm", 1, model.d_model, model, shape)
     kernel, logits = shape.loss(), s * model.vocab_size
     if kernel == "eager":
-        return [head, _eager("loss", logits, eager.loss(e), kernels=eager.loss_kernels(e)), norm]
+        return [head, _eager("loss", logits, eager.loss(e), kernels=eager.loss_kernels(e),
+                             allocations=eager.loss_allocations(e)), norm]
     if kernel == "vocab_parallel":
         return [head, _eager("loss", logits, eager.vocab_parallel_loss(e),
-                             kernels=eager.vocab_parallel_loss_kernels(e)), norm]
-    return [head, Stream("loss", logits * (e + STAT_BYTES), kernels=(2, 2)), norm]   # log-softmax, NLL
+                             kernels=eager.vocab_parallel_loss_kernels(e),
+                             allocations=eager.vocab_parallel_loss_allocations(e)), norm]
+    # log-softmax, NLL: fp32 log-probabilities forward, the logits' gradient backward
+    return [head, Stream("loss", logits * (e + STAT_BYTES), kernels=(2, 2),
+                         fresh=((logits * STAT_BYTES,), (logits * e,))), norm]

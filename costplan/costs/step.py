@@ -55,6 +55,10 @@ Optimizer: one pass over the GPU's (ZeRO-sharded) states, reading and writing ea
 the gradient, memory-bound. Gradient accumulation costs nothing where the weight-gradient GEMMs add into the held
 gradients (Megatron's gradient_accumulation_fusion); with training.grad_accumulation add, a memory-bound add over
 the gradients the GPU holds per micro-batch (memory.accumulation_adds), counted with the memory-bound ops.
+First touch (kernels.FirstTouch, a CPU's measured figure; none on a GPU, whose caching allocator reuses blocks):
+each new tensor of at least the threshold that a micro-batch allocates (ops.py) costs its bytes at the measured
+seconds per byte, forward, backward and rerun, and so does the optimizer step's fp32 copy of each large 16-bit
+gradient (update_fresh); a part of its own, `first_touch`, beside the rooflines.
 """
 from __future__ import annotations
 
@@ -67,29 +71,33 @@ from costplan.costs.components import edge_params
 from costplan.costs.device import Device, device  # noqa: F401 - step.device, as before
 from costplan.costs.layers import (Layer, Stages, block_width, pipeline_stages, recompute_groups, stage_count,
                                    stage_layers)
-from costplan.costs.memory import (UNFUSED_UPDATE_BYTES, accumulation_adds, gradient_bytes, optimizer_bytes,
+from costplan.costs.memory import (FP32, UNFUSED_UPDATE_BYTES, accumulation_adds, gradient_bytes, optimizer_bytes,
                                    weight_bytes)
 from costplan.costs.parallel import zero_groups
 from costplan.costs.ops import (
-    Core, Gemm, Op, Stream, embedding_ops, gemm_size, head_ops, layer_ops, priced, tensors,
+    Core, Gemm, Op, Stream, embedding_ops, gemm_size, head_ops, layer_ops, priced, tensors, tied_sum_ops,
 )
 from costplan.costs.ops import dispatched as dispatched_ops   # stage_counts sums a local `dispatched`
 from costplan.costs.traffic import BUCKET_BYTES, Traffic, collective_seconds, overlaps, sm_share
 from costplan.hardware import GPU
+from costplan.kernels import FirstTouch
 from costplan.records import Record
 from costplan.spec import ModelSpec, Spec
 
 FP8_CAST_BYTES = 3             # read a 16-bit element, write an fp8 one
 SIXTEEN_BIT = ("bf16", "fp16")
 PARTS = ("matmul", "attention", "memory_bound", "optimizer", "bubble")
+# What a micro-batch's operations add up, forward and backward: the compute parts, and the first touch of fresh
+# memory (kernels.FirstTouch; a part of its own only on a device that has the figure)
+TALLIED = (*PARTS[:3], "first_touch")
 
 
 @dataclass
 class Tally:
     """Seconds of one micro-batch on one GPU, by part, forward and backward apart."""
 
-    forward: dict[str, float] = field(default_factory=lambda: dict.fromkeys(PARTS[:3], 0.0))
-    backward: dict[str, float] = field(default_factory=lambda: dict.fromkeys(PARTS[:3], 0.0))
+    forward: dict[str, float] = field(default_factory=lambda: dict.fromkeys(TALLIED, 0.0))
+    backward: dict[str, float] = field(default_factory=lambda: dict.fromkeys(TALLIED, 0.0))
     gemm: float = 0.0          # forward + backward GEMM seconds (what tensor_overlap hides traffic behind)
     core: float = 0.0          # forward + backward attention-core seconds (what context traffic hides behind)
 
@@ -125,6 +133,7 @@ class Timer:
         self._gemm_rates: dict[str, tuple] = {}
         self.fp8 = dev.precision == "fp8"
         self.sixteen = "bf16" if self.fp8 else dev.precision     # what GEMMs kept out of fp8 run in
+        self.touch = dev.curves.first_touch     # None: allocations cost nothing
 
     def gemm_rate(self, precision: str) -> tuple:
         """The peak and the GEMM curve at a precision (looked up once per timer)."""
@@ -133,15 +142,18 @@ class Timer:
             rate = self._gemm_rates[precision] = (self.dev.gpu.peak_flops(precision), self.dev.gemm_curve(precision))
         return rate
 
-    def gemm(self, g: Gemm) -> tuple[float, float]:
-        """Forward seconds of a GEMM, and the fp8 casts' bytes it adds forward."""
+    def dims(self, g: Gemm) -> tuple[float, float, int]:
+        """A GEMM's rows on this GPU, its products there and the tensor split of its matrices."""
         if g.expert:
             # a GPU's n/e experts take their rows from e ranks, each sending what its et expert tensor ranks
             # gathered (et/t of a sequence's rows, sequence parallelism splitting them over t); their matrices
             # are split by et (parallel folding)
-            m, count, ts = g.rows * self.rows * self.ep * self.routed_share, g.count / self.ep, self.et
-        else:
-            m, count, ts = g.rows * self.rows, g.count, self.t if g.split else 1
+            return g.rows * self.rows * self.ep * self.routed_share, g.count / self.ep, self.et
+        return g.rows * self.rows, g.count, self.t if g.split else 1
+
+    def gemm(self, g: Gemm) -> tuple[float, float]:
+        """Forward seconds of a GEMM, and the fp8 casts' bytes it adds forward."""
+        m, count, ts = self.dims(g)
         fp8 = self.fp8 and g.fp8
         flops = 2 * m * g.d_in * g.d_out / ts * count
         if not flops:
@@ -183,9 +195,28 @@ class Timer:
             forward, backward = c.flops * scale / rate, c.backward * scale / rate
         return forward, backward
 
+    def scale(self, s: Stream) -> float:
+        """What multiplies a stream's bytes on this GPU: its sequences and its share of them."""
+        if not s.batched:       # a weight-sized tensor: split by tensor ranks or whole
+            return 1 / self.t if s.split else 1
+        return self.rows * (self.routed_share if s.routed else 1 / self.t if s.split or self.sp else 1)
+
     def stream(self, s: Stream, moved: float | None = None) -> float:
-        share = self.routed_share if s.routed else 1 / self.t if s.split or self.sp else 1
-        return (s.bytes if moved is None else moved) * self.rows * share / self.streaming
+        return (s.bytes if moved is None else moved) * self.scale(s) / self.streaming
+
+    def fresh(self, sizes: tuple[float, ...], scale: float = 1.0) -> float:
+        """Seconds the first touch of these new tensors (bytes each, times `scale`) takes: those of at least the
+        device's threshold (kernels.FirstTouch)."""
+        touch = self.touch
+        return touch.seconds_per_byte * sum(b * scale for b in sizes if b * scale >= touch.from_bytes)
+
+    def gemm_fresh(self, g: Gemm) -> tuple[float, float]:
+        """First-touch seconds of a GEMM's new tensors: its output forward, the input's and the weight's
+        gradients backward (in the activations' dtype)."""
+        m, count, ts = self.dims(g)
+        e = self.e
+        return (count * self.fresh((m * g.d_out / ts * e,)),
+                count * self.fresh((m * g.d_in * e, g.d_in * g.d_out / ts * e)))
 
     def tally(self, ops: list[Op], tally: Tally, recompute: bool) -> None:
         """Add these forward operations, their backward and any recomputation (summed in local variables, in
@@ -194,6 +225,8 @@ class Timer:
         forward, backward = tally.forward, tally.backward
         f_mm, b_mm, f_at, b_at = forward["matmul"], backward["matmul"], forward["attention"], backward["attention"]
         f_mb, b_mb, gemm, core = forward["memory_bound"], backward["memory_bound"], tally.gemm, tally.core
+        touch = self.touch is not None
+        f_ft, b_ft = forward["first_touch"], backward["first_touch"]
         for op in ops:
             if isinstance(op, Gemm):
                 seconds, casts = self.gemm(op)
@@ -203,6 +236,10 @@ class Timer:
                 gemm += (3 + again) * seconds
                 f_mb += cast
                 b_mb += (1 + again) * cast      # the output gradient's cast
+                if touch:
+                    ahead, behind = self.gemm_fresh(op)
+                    f_ft += ahead
+                    b_ft += behind + again * ahead
             elif isinstance(op, Core):
                 ahead, behind = self.core(op)
                 f_at += ahead
@@ -213,8 +250,14 @@ class Timer:
                 behind = 2 * seconds if op.backward is None else self.stream(op, op.backward)
                 f_mb += seconds
                 b_mb += behind + again * seconds
+                if touch and op.fresh != ((), ()):
+                    scale = self.scale(op)
+                    ahead = self.fresh(op.fresh[0], scale)
+                    f_ft += ahead
+                    b_ft += self.fresh(op.fresh[1], scale) + again * ahead
         forward["matmul"], backward["matmul"], forward["attention"], backward["attention"] = f_mm, b_mm, f_at, b_at
         forward["memory_bound"], backward["memory_bound"], tally.gemm, tally.core = f_mb, b_mb, gemm, core
+        forward["first_touch"], backward["first_touch"] = f_ft, b_ft
 
     def again(self, ops: list[Op], tally: Tally) -> None:
         """Add these operations' forward to the backward: what per-op checkpointing reruns (selective_op)."""
@@ -224,8 +267,12 @@ class Timer:
                 tally.backward["matmul"] += seconds
                 tally.backward["memory_bound"] += casts / self.bandwidth
                 tally.gemm += seconds
+                if self.touch is not None:
+                    tally.backward["first_touch"] += self.gemm_fresh(op)[0]
             elif isinstance(op, Stream):
                 tally.backward["memory_bound"] += self.stream(op)
+                if self.touch is not None:
+                    tally.backward["first_touch"] += self.fresh(op.fresh[0], self.scale(op))
 
 
 def stage_time(spec: Spec, dev: Device, shape: Shape, stage: int) -> tuple[Tally, dict[str, Traffic]]:
@@ -279,6 +326,8 @@ def _edges_time(model: ModelSpec, shape: Shape, timer: Timer, first: bool, last:
         timer.tally(embedding_ops(model, shape), tally, recompute=False)
     if last:
         timer.tally(head_ops(model, edge_shape(shape)), tally, recompute=False)
+    if first and last:
+        timer.tally(tied_sum_ops(model, edge_shape(shape)), tally, recompute=False)
     return tally
 
 
@@ -455,6 +504,9 @@ def step_time(spec: Spec, dev: Device, shape: Shape, stage_params: list[tuple[fl
 
     breakdown = {part: m * (tally.forward[part] + tally.backward[part]) for part in PARTS[:3]}
     breakdown |= {"optimizer": optimizer, "bubble": bubble}
+    if curves.first_touch is not None:
+        breakdown["first_touch"] = (m * (tally.forward["first_touch"] + tally.backward["first_touch"])
+                                    + update_fresh(spec, shape, slowest, curves.first_touch))
     adds = 0
     if training.grad_accumulation == "add":     # over the gradients this GPU holds: its shard under ZeRO-2 and 3
         held = dense + routed if par.zero < 2 else dense / shards + routed / routed_d
@@ -472,6 +524,38 @@ def step_time(spec: Spec, dev: Device, shape: Shape, stage_params: list[tuple[fl
         communication_bytes={kind: per_step.get(kind, 1) * k.bytes for kind, k in traffic.items()},
         communication_seconds={kind: per_step.get(kind, 1) * k.seconds for kind, k in traffic.items()},
         overlaps=overlaps(spec))
+
+
+def update_fresh(spec: Spec, shape: Shape, stage: int, touch: FirstTouch) -> float:
+    """First-touch seconds of the optimizer step's new tensors on a GPU of `stage`: with 16-bit weights and an fp32
+    master copy, each parameter's gradient copied to fp32 before its update (profiling/step.py Trainer.update),
+    one tensor at a time; the matrices split as the layout splits them, sharded by ZeRO, the norms' vectors left
+    out. Nothing where weights are fp32 or gradients kept in fp32 buffers (training.fp32_gradients)."""
+    training, par, model = spec.training, spec.parallel, spec.model
+    if weight_bytes(training.precision, training.autocast) >= FP32 or training.fp32_gradients:
+        return 0.0
+    shards, routed_shards = zero_groups(spec) if par.zero >= 1 else (1, 1)
+    stages = pipeline_stages(spec)
+    tensors: list[tuple[float, float]] = []        # (elements, how many)
+    if stage == 0:
+        tensors.append((model.vocab_size * model.d_model / par.tensor / shards, 1))
+        if model.position == "learned":
+            tensors.append((model.max_seq_len * model.d_model / shards, 1))
+    groups = [(layer_ops(layer, model, layer_shape).values(), count)
+              for layer, count, layer_shape in recompute_groups(model, shape, stage, stages)]
+    if stage == stage_count(stages) - 1:
+        groups.append(([head_ops(model, edge_shape(shape))], 1))
+    for each, count in groups:
+        for op in (op for ops in each for op in ops):
+            if not isinstance(op, Gemm) or op.tied:
+                continue
+            if op.expert:
+                tensors.append((op.d_in * op.d_out / par.expert_tensor_degree / routed_shards,
+                                count * op.count / par.expert))
+            else:
+                tensors.append((op.d_in * op.d_out / (par.tensor if op.split else 1) / shards, count * op.count))
+    return touch.seconds_per_byte * sum(how_many * FP32 * n for n, how_many in tensors
+                                        if FP32 * n >= touch.from_bytes)
 
 
 def gather_copies(spec: Spec, shape: Shape, stage: int, params: tuple[float, float]) -> tuple[float, float] | None:
@@ -559,6 +643,8 @@ def stage_counts(spec: Spec, shape: Shape, stage: int = 0) -> Counts:
         add(embedding_ops(model, shape), 1, False)
     if stage == p - 1:
         add(head_ops(model, edge_shape(shape)), 1, False)
+    if stage == 0 == p - 1:
+        add(tied_sum_ops(model, edge_shape(shape)), 1, False)
     for layer, count, layer_shape in recompute_groups(model, shape, stage, pipeline_stages(spec)):
         add([op for ops in layer_ops(layer, model, layer_shape).values() for op in ops], count,
             layer_shape.recompute == "full")

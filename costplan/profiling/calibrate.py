@@ -21,7 +21,10 @@ The file has the shape of a catalogue entry (costplan/data/hardware.yaml), so a 
   `kernel_seconds` and `update_seconds`, the fixed cost of a kernel and of one parameter tensor's optimizer
   update (below); on a GPU, `sustained_share`, what 8192³ bf16 matmuls issued back to back for 20 s hold in
   their last quarter over their best burst after an idle second (the `gemm` and attention curves, bursts too,
-  then say `timed: burst`, and a training step runs them at that share: a step holds the GPU at its power limit).
+  then say `timed: burst`, and a training step runs them at that share: a step holds the GPU at its power limit);
+  on a CPU, `first_touch`, what the first write to a large new tensor costs beyond the write (its pages faulted
+  in and zeroed by the operating system: glibc maps each block from its mmap threshold up afresh), and from what
+  size (calibrate_memory.py first_touch).
 
 The fixed costs come from a tiny step, the reference model's layer shape at widths where no kernel has work to
 speak of (fixed_costs.py FIXED_STEP): its optimizer update, timed alone, less the update's roofline, over the
@@ -74,7 +77,8 @@ from costplan.profiling.calibrate_attention import (BACKWARD_FLOPS, Attention, a
                                                     block_gemm_rates, depthwise_conv_rates)
 from costplan.profiling.fixed_costs import (Fixed, FixedStep, checkpoint_cost_of, fixed_costs_of, tiny_checkpointed,
                                             trainer_of)
-from costplan.profiling.calibrate_memory import COPY_BYTES, copy_bandwidth, memory_bound_rate, weight_read_rate
+from costplan.profiling.calibrate_memory import (COPY_BYTES, copy_bandwidth, first_touch, memory_bound_rate,
+                                                 weight_read_rate)
 from costplan.profiling.timing import BEST_OF, MIN_RUNS, best_seconds, median_seconds, queued_note, time_steps
 
 DEFAULT_BUDGET = 180.0      # seconds for the whole calibration
@@ -112,6 +116,8 @@ class Calibration:
     depthwise_conv: tuple[dict, dict, str] | None = None   # AFT-conv's convolution: FLOP/s fwd, bwd by call; what
     block_gemm: tuple[dict, str] | None = None      # the block loop's batched matmuls: FLOP/s by call; what
     sustained: tuple[float, str] | None = None      # a matmul's sustained over its burst rate; how measured
+    first_touch: tuple[float, int, str] | None = None       # a fresh allocation's seconds per byte, from what
+    #                                                         size, and what was timed (calibrate_memory.py)
 
     @property
     def peaks(self) -> dict[str, float]:
@@ -228,6 +234,10 @@ def calibrate(device: torch.device, budget: float = DEFAULT_BUDGET,
     weight_read = weight_read_rate(device)
     progress(f"memory bandwidth: measured; memory-bound kernels at {memory_bound[0] / bandwidth:.2f} of a copy's, "
              f"matrix-vector reads at {weight_read[0] / bandwidth:.2f}")
+    touched = first_touch(device)
+    if touched is not None:
+        progress(f"fresh memory: {touched[0] * 1e12:.3g} ps a byte on its first write, for allocations of "
+                 f"{report.size(touched[1])} or more")
     attention = attention_rates(peaks[precision], precision, device, ATTENTION_SHARE * budget, progress)
     conv = depthwise_conv_rates(attention.precision, device)
     progress(f"{attention.precision} depthwise convolution (AFT-conv): forward "
@@ -249,7 +259,8 @@ def calibrate(device: torch.device, budget: float = DEFAULT_BUDGET,
     measured = Calibration(device=describe(device), rates=rates, bandwidth=bandwidth, interconnect=interconnect,
                            memory_bytes=memory, mfu=mfu, mfu_source=source, attention=attention,
                            date=datetime.date.today().isoformat(), memory_bound=memory_bound,
-                           weight_read=weight_read, depthwise_conv=conv, block_gemm=blocks, sustained=sustained)
+                           weight_read=weight_read, depthwise_conv=conv, block_gemm=blocks, sustained=sustained,
+                           first_touch=touched)
     measured.fixed = fixed_costs(measured, device, precision)
     checkpoint = measured.fixed.checkpoint_source
     if not checkpoint.startswith("not measured"):
@@ -349,6 +360,10 @@ def kernel_curves(c: Calibration) -> dict:
             rate, what = measured
             entry[name] = {"value": rate / c.bandwidth, "source": (
                 f"{on}: {what}, {rate / 1e9:.4g} GB/s, over the copy's {c.bandwidth / 1e9:.4g} GB/s")}
+    if c.first_touch is not None:
+        cost, threshold, what = c.first_touch
+        entry["first_touch"] = {"seconds_per_byte": cost, "from_bytes": threshold, "source": f"{on}: {what}"}
+
     def by_call(rates: dict[float, float], what: str) -> dict:
         """A rate curve against one call's FLOPs, over the attention curves' peak."""
         return {"points": [[size, rate / peaks[a.precision]] for size, rate in sorted(rates.items())],

@@ -16,6 +16,11 @@ COPY_BYTES = {"cpu": 256 * 2**20, "cuda": 2 * 2**30}
 # they stay in cache, as a step's do), in the step's precision.
 ELEMENTWISE_SHAPES = {"cpu": ((256, 1024), (2048, 1024)), "cuda": ((8192, 4096), (16384, 8192))}
 MEMORY_RUNS = 20
+# Allocation sizes probed for the first touch of fresh memory (kernels.FirstTouch), 1 MiB to 256 MiB: a CPU's
+# allocator maps the large ones from the operating system for each tensor. A GPU's caching allocator reuses
+# freed blocks: not probed.
+FIRST_TOUCH_SIZES = {"cpu": tuple(2**k * 2**20 for k in range(9)), "cuda": ()}
+FIRST_TOUCH_RUNS = 7
 
 
 def copy_bandwidth(device: torch.device) -> float:
@@ -84,3 +89,30 @@ def memory_bound_rate(device: torch.device, precision: str) -> tuple[float, str]
     what = (f"{precision} {', '.join(kernels)} at {shapes}, each the median of {MEMORY_RUNS} "
             f"calls{queued_note(device.type)}, bytes read and written over the time; the median of the {len(rates)}")
     return statistics.median(rates), what
+
+
+def first_touch(device: torch.device) -> tuple[float, int, str] | None:
+    """Seconds per byte that a fresh allocation's first write costs beyond the write, and the smallest size that
+    pays it (kernels.FirstTouch), and what was timed; None where nothing is probed (a GPU) or nothing measured.
+    At each of FIRST_TOUCH_SIZES, the median of filling a new tensor less the median of filling one kept, over its
+    bytes: the cost is the largest size's; the threshold the smallest size from which every size costs at least
+    half of it."""
+    sizes = FIRST_TOUCH_SIZES[device.type]
+    if not sizes:
+        return None
+    extra = {}
+    for n in sizes:
+        kept = torch.empty(n, dtype=torch.uint8, device=device)
+        fresh = median_call_seconds(lambda: torch.empty(n, dtype=torch.uint8, device=device).fill_(1), device,
+                                    FIRST_TOUCH_RUNS)
+        reused = median_call_seconds(lambda: kept.fill_(1), device, FIRST_TOUCH_RUNS)
+        extra[n] = max(0.0, fresh - reused) / n
+    cost = extra[sizes[-1]]
+    if cost <= 0:
+        return None
+    threshold = min(n for n in sizes if all(extra[m] >= cost / 2 for m in sizes if m >= n))
+    what = (f"byte tensors of {sizes[0] // 2**20} to {sizes[-1] // 2**20} MiB, doubling: the median of "
+            f"{FIRST_TOUCH_RUNS} fills of a new one less that of one kept, per byte; "
+            + ", ".join(f"{n // 2**20} MiB {extra[n] * 1e12:.3g} ps" for n in sizes)
+            + "; the largest's figure, from the smallest size at which every larger one costs half of it")
+    return cost, threshold, what

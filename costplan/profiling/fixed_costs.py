@@ -183,6 +183,11 @@ def _rooflines(spec: Spec, breakdown: dict[str, float]) -> dict[str, float]:
     return {part: _beside(spec.gpu, seconds) for part, seconds in breakdown.items()}
 
 
+def _operations(parts: dict[str, float]) -> float:
+    """The seconds of a step's operations: their rooflines, and the first touch of their new tensors."""
+    return parts["matmul"] + parts["attention"] + parts["memory_bound"] + parts.get("first_touch", 0.0)
+
+
 def fixed_costs_of(precision: str, hardware: str, step: float, update: float, how: str,
                    loop: float | None = None) -> Fixed:
     """The fixed costs that `step` seconds of the tiny step in `precision`, `update` of them its optimizer
@@ -194,7 +199,7 @@ def fixed_costs_of(precision: str, hardware: str, step: float, update: float, ho
     spec = tiny_step(precision, hardware)
     parts = _rooflines(spec, step_of(spec, shape_of(spec)).breakdown)
     counts = stage_counts(spec, shape_of(spec))
-    kernel = max(0.0, step - update - parts["matmul"] - parts["attention"] - parts["memory_bound"]) / counts.launched
+    kernel = max(0.0, step - update - _operations(parts)) / counts.launched
     per_update = max(0.0, update - parts["optimizer"]) / counts.held
     source = (f"{REFERENCE} with --set {' '.join(tiny_overrides(precision))}, {how} {step:.4g} s, of which the "
               f"optimizer update {update:.4g} s; less the rooflines of its operations, over the {counts.launched:g} "
@@ -219,7 +224,7 @@ def checkpoint_cost_of(precision: str, hardware: str, plain: float, checkpointed
     specs = [tiny_checkpointed(precision, on, hardware) for on in (False, True)]
     parts = [_rooflines(spec, step_of(spec, shape_of(spec)).breakdown) for spec in specs]
     counts = [stage_counts(spec, shape_of(spec)) for spec in specs]
-    rooflines = sum(sign * (p["matmul"] + p["attention"] + p["memory_bound"]) for sign, p in zip((-1, 1), parts))
+    rooflines = sum(sign * _operations(p) for sign, p in zip((-1, 1), parts))
     reruns = ((counts[1].launched - counts[0].launched) * fixed.kernel
               + (counts[1].looped - counts[0].looped) * fixed.loop)
     extra = max(0.0, checkpointed - plain - rooflines - reruns) / counts[1].dispatched

@@ -65,7 +65,7 @@ def estimate_rows(est: Estimate) -> list[Row]:
 
 PART_NAMES = {"matmul": "matmuls", "attention": "attention kernels", "memory_bound": "memory-bound ops",
               "optimizer": "optimizer step", "bubble": "pipeline bubble",
-              "overhead": "fixed cost per kernel and update"}
+              "overhead": "fixed cost per kernel and update", "first_touch": "first touch of fresh memory"}
 FUSION_NOTES = {"fused": "each op one fused kernel (training.fusion)",
                 "eager": "eager PyTorch kernels (training.fusion)",
                 "blocks": "each block one compiled graph, the head's loss eager (training.fusion)"}

@@ -439,6 +439,32 @@ def test_measuring_tells_its_stages_to_a_terminal_only(run, monkeypatch):
     assert told[0] == "measuring ci-flash: FLOPs, counted by fvcore (0 s)" and len(told) == 5
 
 
+def test_serving_transformers_and_distributed_runs_tell_their_stages_too(run, monkeypatch):
+    from costplan.cli import profile as profile_cli
+    from costplan.errors import CostplanError
+    from costplan.profiling import distributed
+
+    monkeypatch.setattr(profile_cli, "progress_lines", lambda: lambda line: print(f"measuring {line}",
+                                                                                 file=sys.stderr))
+    told = [line.split(" (")[0] for line in run("profile", FLASH, "--serve").stderr.splitlines()]
+    assert told[:2] == ["measuring ci-flash: weight bytes by format, prefill and decode FLOPs, the KV cache",
+                        "measuring ci-flash: decode step time at context 112"]
+    assert told[2].startswith("measuring ci-flash: measured in ")
+    pytest.importorskip("transformers")
+    told = run("profile", "specs/ci/hf/tiny/bloom.json", "--against", "transformers").stderr.splitlines()
+    assert [line.split(" (")[0] for line in told[:-1]] == [
+        "measuring bloom: parameters of the transformers class", "measuring bloom: FLOPs, counted by torch's "
+        "FlopCounterMode", "measuring bloom: activations saved for backward"]
+
+    def failed(*args):  # noqa: ANN002, ANN202 - a torchrun that fails, told as it starts
+        raise CostplanError("--nproc 2: the distributed run failed: test")
+
+    monkeypatch.setattr(distributed, "run", failed)
+    result = run("check", FLASH, "--nproc", "2")
+    assert result.stderr.startswith("measuring ci-flash: a training step under torchrun, FSDP2 on 2 processes (0 s)")
+    assert result.exit_code == 2
+
+
 def test_calibrate_measures_what_matmuls_sustain_where_asked(run, tmp_path, monkeypatch):
     # A GPU's calibration soaks it with matmuls (SOAK_SECONDS["cuda"]); here the CPU does it briefly, so the file
     # marks its GEMM and attention curves as bursts and carries the share a step runs them at.

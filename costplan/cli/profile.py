@@ -82,14 +82,14 @@ def measure_all(specs, device, batch, seq_len, overrides, gpu, gpus, tokens, mfu
 
         configs = {source: transformers_check.config_path(source) for source in specs}   # all before building
         return each_spec(specs, loaded, lambda source, spec: transformers_check.record(configs[source], spec,
-                                                                                        tolerances))
+                                                                                        tolerances, progress_lines()))
     if nproc is not None:
         return sharded_all(specs, loaded, all_overrides, nproc, dev)
     if serve:
         from costplan.profiling.serve import serve_record
 
         return each_spec(specs, loaded, lambda source, spec: serve_record(
-            spec, dev, tolerances, time=not no_time, time_overrides=time_overrides))
+            spec, dev, tolerances, time=not no_time, time_overrides=time_overrides, progress=progress_lines()))
 
     def record(source, spec):
         m = measure(spec, dev, time=not no_time, time_budget=time_budget, time_overrides=time_overrides,
@@ -111,8 +111,9 @@ def measure_all(specs, device, batch, seq_len, overrides, gpu, gpus, tokens, mfu
 
 
 def progress_lines():  # noqa: ANN201
-    """Where a full-size model's measuring stages are told as they start: stderr when a person watches it (a
-    terminal); nothing in a pipe or a CI log, whose stderr carries only failures and errors."""
+    """Where a measurement's stages are told as they start (training, serving, a distributed run, a transformers
+    class): stderr when a person watches it (a terminal); nothing in a pipe or a CI log, whose stderr carries only
+    failures and errors."""
     if not sys.stderr.isatty():
         return None
     return lambda line: click.echo(f"measuring {line}", err=True)
@@ -135,12 +136,16 @@ def each_spec(sources, loaded, record) -> tuple[list[dict], list[str]]:
 def sharded_all(sources, loaded, overrides, nproc_text, device):
     """Each spec trained under FSDP2 on N processes: its records of per-rank shard checks."""
     from costplan.profiling import distributed
+    from costplan.profiling.stages import Stages
     from costplan.validation import parse_count
 
     nproc = parse_count("--nproc", nproc_text)
 
     def record(source, spec):
+        stage = Stages(spec.name, progress_lines())
+        stage(f"a training step under torchrun, FSDP2 on {nproc} {'GPUs' if device.type == 'cuda' else 'processes'}")
         ranks = distributed.run(source, overrides, nproc, device.type)
+        stage.done()
         return {
             "name": spec.name, "device": f"{device.type} × {nproc} processes",
             "device_name": f"FSDP2, {'NCCL' if device.type == 'cuda' else 'gloo'}", "batch":

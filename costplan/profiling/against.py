@@ -22,6 +22,7 @@ REAL_BYTES here is compared on its parameters only.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -37,6 +38,7 @@ from costplan.profiling import counters
 from costplan.profiling.compare import Check
 from costplan.profiling.memory import peak_tracked, saved_bytes
 from costplan.profiling.model import training_dtype
+from costplan.profiling.stages import Stages
 from costplan.profiling.step import Trainer, batch, loss_of
 from costplan.spec import Spec
 
@@ -97,23 +99,32 @@ class Measured:
     peak: int | None = None
 
 
-def measure(config: Path, spec: Spec) -> Measured:
+def measure(config: Path, spec: Spec, progress: Callable[[str], None] | None = None) -> Measured:
+    """The class's parameters, and where its step fits this machine (step_bytes) its FLOPs, saved activations and
+    peak memory; `progress` is told each stage as it starts."""
     size, dtype = spec.training.micro_batch_size, training_dtype(spec)
+    stage = Stages(spec.name, progress)
+    stage("parameters of the transformers class (meta device)")
     result = Measured(params=sum(p.numel() for p in build_class(config, dtype, "meta").parameters()))
     if step_bytes(spec) > REAL_BYTES:
+        stage.done()
         return result
     torch.manual_seed(0)
     ids, targets = batch(spec, size, "cpu")
+    stage("FLOPs, counted by torch's FlopCounterMode")
     model = Logits(build_class(config, dtype, "cpu"))
     flops = counters.count_flops(model, lambda: loss_of(model(ids), targets))
     result.forward_flops = sum(flops.forward.values())
     result.training_flops = sum(flops.training.values())
     # Saved tensors of the implementation the spec names; fused kernels have no class: eager is shown.
     implementation = spec.training.implementation
+    stage("activations saved for backward")
     model = as_trained(config, spec, "eager" if implementation == "fused" else implementation)
     result.activations = sum(saved_bytes(model, lambda scope: loss_of(model(ids), targets)).values())
     if implementation != "fused":
+        stage("peak memory of a training step")
         result.peak = measure_peak(config, spec, implementation)
+    stage.done()
     return result
 
 
@@ -212,9 +223,10 @@ def activations_check(spec: Spec, m: Measured, tolerance: float) -> Check:
                       + (", fp32 weights under autocast" if spec.training.autocast else ""))
 
 
-def record(config: Path, spec: Spec, tolerances) -> dict:  # noqa: ANN001
+def record(config: Path, spec: Spec, tolerances, progress: Callable[[str], None] | None = None  # noqa: ANN001
+           ) -> dict:
     """The config's record for tables.checks (config: what config_path found for the spec's argument)."""
-    m = measure(config, spec)
+    m = measure(config, spec, progress)
     label = needs_transformers().__version__
     return {
         "name": spec.name, "device": "cpu", "device_name": f"transformers {label}", "batch":

@@ -14,7 +14,6 @@ import statistics
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from time import perf_counter as clock
 
 import torch
 
@@ -27,6 +26,7 @@ from costplan.profiling.memory import Peak, peak_cuda, peak_fake, saved_bytes
 from costplan.profiling.model import build_model, component_of, training_dtype
 from costplan.profiling.precision import PrecisionChoice, timing_precision
 from costplan.profiling.private import fake_tensor_mode
+from costplan.profiling.stages import Stages
 from costplan.profiling.step import Trainer, batch, loss_of
 from costplan.profiling.timing import Timing, back_to_back, time_steps
 from costplan.loading import with_overrides
@@ -321,12 +321,7 @@ def measure(spec: Spec, device: torch.device, *, time: bool = True, time_budget:
     if spec.parallelism is not None or spec.hardware.count != 1:
         spec = with_overrides(spec, ["parallelism=null", "hardware.count=1"])
     size = spec.training.micro_batch_size
-    say = progress or (lambda line: None)
-    started = clock()
-
-    def stage(what: str):  # noqa: ANN202
-        say(f"{spec.name}: {what} ({clock() - started:.0f} s)")
-
+    stage = Stages(spec.name, progress)
     stage("FLOPs, counted by fvcore")
     fvcore, fvcore_note = count_fvcore(spec, size)
     stage("FLOPs, counted by torch's FlopCounterMode")
@@ -352,5 +347,5 @@ def measure(spec: Spec, device: torch.device, *, time: bool = True, time_budget:
             result.time_note = "full size exceeds the time or memory budget"
     else:
         result.time_note = "not measured (--no-time)"
-    say(f"{spec.name}: measured in {clock() - started:.0f} s")
+    stage.done()
     return result

@@ -20,6 +20,7 @@ per kernel of hardware calibrated on this device, and compares only there.
 from __future__ import annotations
 
 import statistics
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -37,6 +38,7 @@ from costplan.profiling.measure import MEMORY_FRACTION, available_bytes, describ
 from costplan.profiling.model import build_model
 from costplan.profiling.private import fake_tensor_mode
 from costplan.profiling.quantize import group_size_for, stored_bytes
+from costplan.profiling.stages import Stages
 from costplan.profiling.timing import Timing, time_steps
 from costplan.spec import Spec
 
@@ -94,12 +96,16 @@ def fill(model: torch.nn.Module, cache: Cache, length: int, token: torch.Tensor)
 
 
 def measure_serve(spec: Spec, device: torch.device, *, time: bool = True,
-                  time_overrides: list[str] | None = None) -> ServeMeasurement:
-    """Every serving measurement of `spec` (see the module docstring)."""
+                  time_overrides: list[str] | None = None,
+                  progress: Callable[[str], None] | None = None) -> ServeMeasurement:
+    """Every serving measurement of `spec` (see the module docstring); `progress` is told each stage as it
+    starts."""
     spec = served(spec)
     s = spec.serving
     prompt, output = s.prompt_tokens, s.output_tokens
     context = prompt + output // 2
+    stage = Stages(spec.name, progress)
+    stage("weight bytes by format, prefill and decode FLOPs, the KV cache (fake tensors)")
     with fake_tensor_mode(), torch.no_grad():
         model = build_model(spec)
         preferred = s.group_size or 128
@@ -111,6 +117,7 @@ def measure_serve(spec: Spec, device: torch.device, *, time: bool = True,
             unsupported=decode_unsupported(spec))
         if result.unsupported:
             result.time_note = result.unsupported
+            stage.done()
             return result
         cache = new_cache(spec, prompt + output, dtype=KV_DTYPES[s.kv_cache])
         ids = torch.zeros(1, prompt, dtype=torch.long)
@@ -121,9 +128,11 @@ def measure_serve(spec: Spec, device: torch.device, *, time: bool = True,
         fill(model, cache, prompt + output, token)
         result.kv_bytes = cache.nbytes
     if time:
+        stage(f"decode step time at context {context}")
         _time(result, device, time_overrides or [])
     else:
         result.time_note = "not measured (--no-time)"
+    stage.done()
     return result
 
 
@@ -174,11 +183,11 @@ def decode_bytes_read(spec: Spec, context: int, element_bytes: int) -> int:
 
 
 def serve_record(spec: Spec, device: torch.device, tolerances, *, time: bool,  # noqa: ANN001
-                 time_overrides: list[str]) -> dict:
+                 time_overrides: list[str], progress: Callable[[str], None] | None = None) -> dict:
     """The spec's record for tables.checks."""
     from costplan.profiling.compare import serve_checks
 
-    m = measure_serve(spec, device, time=time, time_overrides=time_overrides or None)
+    m = measure_serve(spec, device, time=time, time_overrides=time_overrides or None, progress=progress)
     timing = None if m.timing is None else {
         "median_s": m.timing.median, "min_s": m.timing.minimum, "max_s": m.timing.maximum,
         "iqr_s": m.timing.iqr, "runs": m.timing.runs, "timed_with": m.time_overrides}

@@ -27,6 +27,8 @@ def check_output(option: str, path: str | os.PathLike, force: bool = False) -> P
         raise CostplanError(f"{label}: is a folder; give a file name")
     folder = target.parent if str(target.parent) else Path(".")
     if not folder.is_dir():
+        if folder.exists():
+            raise CostplanError(f"{label}: {folder} is a file, not a folder")
         raise CostplanError(f"{label}: the folder {folder} does not exist")
     if not os.access(folder, os.W_OK | os.X_OK):
         raise CostplanError(f"{label}: the folder {folder} is not writable")

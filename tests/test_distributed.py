@@ -50,8 +50,10 @@ def test_fsdp2_copies_each_layers_weights_twice_and_the_roots_once(run):
     assert spec.training.precision == "bf16" and root > 0       # 2 bytes a weight
     assert copied[0]["measured"] == 2 * (2 * estimate(spec).params.total - root - _final_norm(spec))
     # one process shards nothing: FSDP2 gathers and copies nothing, and the model has no copies either
-    (one,) = [c for item, c in checked(run, flash, nproc=1).items() if item.startswith("weights copied")]
+    alone = checked(run, flash, nproc=1)
+    (one,) = [c for item, c in alone.items() if item.startswith("weights copied")]
     assert one["measured"] == one["estimate"] == 0
+    assert alone["parameter shards, rank 0 of 1"]["note"] == "one process: every tensor whole"
 
 
 def _final_norm(spec) -> int:  # noqa: ANN001

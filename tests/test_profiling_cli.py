@@ -251,6 +251,7 @@ def _tiny_calibration(monkeypatch):
 @pytest.mark.parametrize("where, message", [
     ("exists.yaml", "the file exists; pass --force to replace it"),
     ("missing/x.yaml", "the folder {tmp}/missing does not exist"),
+    ("exists.yaml/x.yaml", "{tmp}/exists.yaml is a file, not a folder"),
     (".", "is a folder; give a file name"),
 ])
 def test_calibrate_checks_its_output_before_measuring(run, tmp_path, monkeypatch, where, message):

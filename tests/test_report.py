@@ -217,7 +217,9 @@ def test_check_failure_lines_and_notes_use_the_formatters():
     results = [{"name": "tiny", "checks": [fake_check(), flops]}]
     assert measurements.check_failures(results) == [
         "FAIL tiny: peak memory [peak]: estimate 52.45 MiB, measured 53.3 MiB (+1.61%, tolerance 0.01%)",
-        "FAIL tiny: training FLOPs [flops]: estimate 2.645 GFLOP, measured 2.645 GFLOP (+1, tolerance exact)"]
+        "FAIL tiny: training FLOPs [flops]: estimate 2.645 GFLOP, measured 2.645 GFLOP (+1 FLOP, tolerance exact)"]
+    weights = fake_check(metric="weights", estimate=4_000_000, measured=3_995_904, tolerance=0)
+    assert measurements.check_error(weights) == "-4,096 bytes"        # exact, not a bare number
     assert measurements.check_note(flops) == "forward + backward; model FLOPs 3 × forward = 2.422 GFLOP"
     assert measurements.check_record(flops)["note"] == "forward + backward; model FLOPs 3 × forward = 2422210560"
 

@@ -104,7 +104,8 @@ def checks(spec: Spec, ranks: Iterable[RankBytes]) -> list[Check]:
             measured = getattr(r, part)
             slack = (n - 1) * r.row_bytes[part] / per_gpu if per_gpu else 0.0
             result.append(Check("memory", f"{LABELS[part]}, rank {r.rank} of {n}", per_gpu, measured, "bytes",
-                                slack, note=f"whole-row shards: within {n - 1} row{'s' * (n > 2)} of each tensor"))
+                                slack, note=f"whole-row shards: within {n - 1} row{'s' * (n > 2)} of each tensor"
+                                if n > 1 else "one process: every tensor whole"))
         held = _unsharded(sharded) if part == "optimizer" else 0.0
         result.append(Check("memory", f"{LABELS[part]}, sum over {n} ranks", getattr(whole, part) + (n - 1) * held,
                             sum(getattr(r, part) for r in ranks), "bytes", 0.0,

@@ -18,22 +18,26 @@ CHECK_HEADERS = ["", "estimate", "measured", "error", "tolerance", "status", "no
 CHECK_ALIGN = ("left", "right", "right", "right", "right", "left", "left")
 
 
+EXACT_UNITS = {"bytes": " bytes", "flop": " FLOP"}    # what an exact difference counts; a count is a number
+
+
 def check_error(check: Any) -> str:
-    """Exact metrics show the signed difference (FLOP counts are exact integers); others a percentage."""
+    """Exact metrics show the signed difference, exactly, in their unit (FLOP counts are exact integers); others
+    a percentage."""
     error = check.relative_error
     if error is None or check.status == "skip":
         return "—"
     if check.measured == check.estimate:
         return "0"
     if check.tolerance == 0 and isinstance(check.estimate, int) and isinstance(check.measured, int):
-        return f"{check.measured - check.estimate:+d}"
+        return f"{check.measured - check.estimate:+,d}{EXACT_UNITS.get(check.unit, '')}"
     if math.isinf(error):
         return "∞"
     return f"{100 * error:+.2f}%"
 
 
 def check_tolerance(check: Any) -> str:
-    if check.tolerance is None:
+    if check.tolerance is None or check.status == "skip":      # nothing was compared against it
         return "—"
     return "exact" if check.tolerance == 0 else f"{number(100 * check.tolerance)}%"
 

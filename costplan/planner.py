@@ -17,7 +17,6 @@ need more memory.
 """
 from __future__ import annotations
 
-import bisect
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -232,30 +231,26 @@ def fewest_gpus(spec: Spec, gpu_key: str, deadline_hours: float, mfu: float | No
     gpu = hardware.resolve(gpu_key)
     if gpu.peak_flops(spec.training.precision) is None:
         return Option.none(gpu_key, gpu, f"no {spec.training.precision} peak")
-    single = estimate(variant(spec, gpu_key, 1, {"tensor": 1, "pipeline": 1, "zero": 0}, mfu))
-    needed = single.time.gpu_hours / deadline_hours      # GPUs the compute alone needs; no layout needs fewer
     found = []
     for layout in grid(spec):
-        degrees = _data_degrees(spec, layout, gpu.node_size)
-        model_parallel = replica(layout)
-
-        def meets(d: int) -> bool:
-            e = estimate(variant(spec, gpu_key, d * model_parallel, layout, mfu))  # noqa: B023 - used at once
-            return _meets(e, deadline_hours)
-
-        start = bisect.bisect_left(_Keyed(degrees, model_parallel), needed)
-        index = _first(degrees, start, meets)
-        if index is None:
-            continue
-        count = degrees[index] * model_parallel
-        result = estimate(variant(spec, gpu_key, count, layout, mfu))
-        found.append(((count, result.time.cost_usd), layout, result))
+        searched = _fewest(spec, gpu_key, layout, gpu.node_size, deadline_hours, mfu)
+        if searched is not None:
+            found.append(((searched.assumptions.gpu_count, searched.time.cost_usd), layout, searched))
     if not found:
         return Option.none(gpu_key, gpu, "no layout tried fits and finishes in time")
     found.sort(key=lambda f: f[0])
     (count, _), layout, result = found[0]
     untuned = result.time.cost_usd
     result = _tune(variant(spec, gpu_key, count, layout, mfu), result, deadline_hours)
+    # The micro-batch and recomputation chosen there may meet the deadline on fewer GPUs of the same layout.
+    tuned = spec.model_copy(update={"training": spec.training.model_copy(update={
+        "micro_batch_size": result.assumptions.micro_batch_size, "recompute": result.assumptions.recompute,
+        "recompute_layers": result.assumptions.recompute_layers})})
+    fewer = _fewest(tuned, gpu_key, layout, gpu.node_size, deadline_hours, mfu) if tuned != spec else None
+    if fewer is not None and fewer.assumptions.gpu_count < count:
+        count = fewer.assumptions.gpu_count
+        untuned = estimate(variant(spec, gpu_key, count, layout, mfu)).time.cost_usd
+        result = _tune(variant(tuned, gpu_key, count, layout, mfu), fewer, deadline_hours)
     par = result.parallelism
     runner_up = None
     for (count2, cost2), layout2, other in found[1:]:
@@ -276,6 +271,23 @@ def fewest_gpus(spec: Spec, gpu_key: str, deadline_hours: float, mfu: float | No
         untuned_cost_usd=untuned, runner_up=runner_up,
         mfu=mfu,
     )
+
+
+def _fewest(spec: Spec, gpu_key: str, layout: dict[str, Any], node_size: int, deadline_hours: float,
+            mfu: float | None):  # noqa: ANN202 - an Estimate or None
+    """The estimate at the fewest GPUs that run `layout` (its data-parallel degrees: _data_degrees) and meet the
+    deadline; None where none does. Searched from one replica up: a smaller run can take more GPU-hours (its
+    optimizer steps more often), so no count below the answer is ruled out by another's GPU-hours."""
+    degrees = _data_degrees(spec, layout, node_size)
+    model_parallel = replica(layout)
+
+    def meets(d: int) -> bool:
+        return _meets(estimate(variant(spec, gpu_key, d * model_parallel, layout, mfu)), deadline_hours)
+
+    index = _first(degrees, 0, meets)
+    if index is None:
+        return None
+    return estimate(variant(spec, gpu_key, degrees[index] * model_parallel, layout, mfu))
 
 
 def _same_layout(a, b) -> bool:  # noqa: ANN001 - Estimates
@@ -325,19 +337,6 @@ def _tune(spec: Spec, result, deadline_hours: float):  # noqa: ANN001, ANN202 - 
             if _meets(e, deadline_hours) and e.time.cost_usd < best.time.cost_usd:
                 best = e
     return best
-
-
-class _Keyed(Sequence):
-    """GPU counts of a sequence of data-parallel degrees, for bisect."""
-
-    def __init__(self, degrees: Sequence[int], model_parallel: int):
-        self.degrees, self.model_parallel = degrees, model_parallel
-
-    def __len__(self) -> int:
-        return len(self.degrees)
-
-    def __getitem__(self, index):  # noqa: ANN001, ANN204 - Sequence's signature
-        return self.degrees[index] * self.model_parallel
 
 
 def deadline_options(spec: Spec, deadline_hours: float, gpu_keys: list[str] | None = None,

@@ -100,6 +100,27 @@ def test_deadline_options_are_minimal_and_sorted(run):
         assert e.time.wall_clock_days > 30 or not e.memory.fits
 
 
+@pytest.mark.parametrize("args, deadline_days", [
+    # no fixed global batch: a smaller run steps its optimizer more often, so one GPU's GPU-hours (51.2 k) are
+    # more than 64's (42.2 k), and no count is ruled out by them
+    (["llama2-7b", "--set", "training.global_batch_size=null", "--deadline", "30d"], 30),
+    # micro-batch 8 (chosen by the tuning) meets an hour on half the GPUs that micro-batch 1 needs
+    (["gpt2-small", "--set", "training.tokens=1e10", "--deadline", "1h"], 1 / 24),
+])
+def test_deadline_finds_the_fewest_gpus_of_its_layout(run, args, deadline_days):
+    """Every smaller count the layout runs on (above a node, whole nodes), with the chosen micro-batch and
+    recomputation, misses the deadline or does not fit: estimated one by one, not by the planner's search."""
+    option = json.loads(run("plan", *args, "--gpu", "h100-sxm", "--format", "json").stdout)[0]
+    assert option["wall_clock_days"] <= deadline_days
+    layout = {k: option["layout"][k] for k in ("tensor", "pipeline", "zero", "sequence_parallel")}
+    spec = costplan.load_spec(args[0], [*args[2:3], f"training.micro_batch_size={option['micro_batch_size']}",
+                                        f"training.recompute={option['recompute']}"])
+    step, node = layout["tensor"] * layout["pipeline"], hardware.resolve("h100-sxm").node_size
+    for count in (c for c in range(step, option["gpus"], step) if c < node or c % node == 0):
+        e = costplan.estimate(layouts.variant(spec, "h100-sxm", count, layout))
+        assert e.time.wall_clock_days > deadline_days or not e.memory.fits, count
+
+
 def test_deadline_table(run):
     out = run("plan", "gpt2-small", "--deadline", "12h", "--gpu", "a100-80gb").stdout
     assert out.splitlines()[0].split()[:3] == ["GPU", "GPUs", "tensor"]

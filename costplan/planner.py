@@ -85,6 +85,9 @@ class Proposal(Record):
     gpu_hours: float
     wall_clock_days: float
     cost_usd: float
+    memory_per_gpu: int         # at the layout the estimate chose for the GPUs
+    gpu_memory: int
+    fits: bool
     budget: dict[str, Any]      # amount, unit, flops, gpu
     law: str
     optimum: Optimum
@@ -131,6 +134,7 @@ def propose(amount: float, unit: str, law: scaling.ScalingLaw, gpu_key: str, gpu
         params=result.params.total, tokens=tokens, flops=float(result.flops.training_total),
         loss=law.loss(result.params.total, tokens), gpu_hours=result.time.gpu_hours,
         wall_clock_days=result.time.wall_clock_days, cost_usd=result.time.cost_usd,
+        memory_per_gpu=result.memory.total_per_gpu, gpu_memory=result.memory.gpu_memory, fits=result.memory.fits,
         budget={"amount": amount, "unit": unit, "flops": flops, "gpu": gpu_key},
         law=law.name,
         optimum=Optimum(params=n_opt, tokens=d_opt, loss=law.loss(n_opt, d_opt), tokens_per_param=d_opt / n_opt),

@@ -68,6 +68,18 @@ def test_proposed_spec_prices_as_reported(run, tmp_path):
     assert data["gpu_hours"] == pytest.approx(100000, rel=1e-6) and data["gpu_hours"] <= 100000
 
 
+def test_a_proposal_that_does_not_fit_its_gpus_says_so(run):
+    # Gopher's budget on one A100 (the default --gpus): a 72 B model's 16 bytes a parameter of weights,
+    # gradients and Adam states alone are 1.1 TB, far past 80 GiB
+    result = run("plan", "--budget", "5.76e23", "--format", "json")
+    data = json.loads(result.stdout)
+    assert result.exit_code == 0 and not data["fits"] and data["memory_per_gpu"] > 16 * data["params"]
+    assert data["gpu_memory"] == 80 * 2**30
+    assert result.stderr.startswith("warning: the proposal needs ") and "cannot train on 1 GPU" in result.stderr
+    fits = run("plan", "--budget", "5.76e23", "--gpu", "h100-sxm", "--gpus", "1024", "--format", "json")
+    assert json.loads(fits.stdout)["fits"] and fits.stderr == ""
+
+
 def test_dollar_budget(run):
     data = json.loads(run("plan", "--budget", "250000", "--unit", "usd", "--gpu", "h100-sxm",
                           "--format", "json").stdout)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from costplan.cli.options import FORMATS, law_option, load_all
+from costplan.cli.options import FORMATS, echo_warnings, law_option, load_all
 from costplan.errors import CostplanError
 
 @click.command()
@@ -75,6 +75,11 @@ def plan(ctx, spec, budget, unit, deadline, gpu_names, gpus, seq_len, vocab, wri
                       f"compute-optimal size,\nshaped by the rule in costplan/sizing.py")
             files.write_text("--write", write_path, yamlio.dumps(proposal.spec, header), force)
         click.echo(report.render(tables.proposal(proposal), fmt))
+        if not proposal.fits:
+            echo_warnings([f"the proposal needs {report.size(proposal.memory_per_gpu)} per GPU, more than "
+                           f"{gpu}'s {report.size(proposal.gpu_memory)}: it cannot train on "
+                           f"{report.plural(str(count), 'GPU')} as priced; give more --gpus (or a larger --gpu), "
+                           "or estimate the spec it writes for what lowers it"])
         if write_path:
             click.echo(f"wrote {write_path}", err=True)
         return

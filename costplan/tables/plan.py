@@ -30,6 +30,8 @@ def proposal_rows(plan: Proposal) -> list[Row]:
         Row("proposal", "GPU-hours", plan.gpu_hours, "hours", note=f"{hw['gpu']}, " + (
             f"at {percent(hw['mfu'])} MFU (--mfu)" if "mfu" in hw else "step model")),
         Row("proposal", "wall clock", plan.wall_clock_days, "days", note=f"on {plural(str(hw['count']), 'GPU')}"),
+        Row("proposal", "memory per GPU", plan.memory_per_gpu, "bytes",
+            note=f"{'fits' if plan.fits else 'does not fit'} in {hw['gpu']}'s {size(plan.gpu_memory)}"),
         Row("proposal", "cost", plan.cost_usd, "usd", note="at the catalogue price"),
     ]
 

@@ -164,7 +164,8 @@ class Option(Record):
     recompute_layers: int | None = None     # under full recompute: the first N layers of each stage
     untuned_cost_usd: float | None = None   # with the spec's own micro-batch size and recomputation
     runner_up: dict[str, Any] | None = None  # the next cheapest layout: tensor, pipeline, zero, gpus, cost_usd
-    mfu: float | None = None                # plan --mfu: every run timed at it; None: the step model
+    mfu: float | None = None                # the MFU the runs were timed at; None: the step model
+    mfu_source: str | None = None           # --mfu, or hardware.mfu (the spec's, on its own GPU type)
     note: str = ""
 
     @classmethod
@@ -273,8 +274,21 @@ def fewest_gpus(spec: Spec, gpu_key: str, deadline_hours: float, mfu: float | No
         cost_usd=result.time.cost_usd, micro_batch_size=result.assumptions.micro_batch_size,
         recompute=result.assumptions.recompute, recompute_layers=result.assumptions.recompute_layers,
         untuned_cost_usd=untuned, runner_up=runner_up,
-        mfu=mfu,
+        mfu=result.assumptions.mfu_override,
+        mfu_source=None if result.assumptions.mfu_override is None else "--mfu" if mfu is not None else "hardware.mfu",
+        note=_not_carried(spec, gpu_key, mfu),
     )
+
+
+def _not_carried(spec: Spec, gpu_key: str, mfu: float | None) -> str:
+    """What of the spec's hardware section another GPU type does not take (layouts.variant: another cluster)."""
+    hw = spec.hardware
+    if gpu_key == hw.gpu:
+        return ""
+    dropped = [name for name, value in (("hardware.mfu", None if mfu is not None else hw.mfu),
+                                        ("usd_per_gpu_hour", hw.usd_per_gpu_hour), ("network_gbs", hw.network_gbs))
+               if value is not None]
+    return f"the spec's {', '.join(dropped)} are its {hw.gpu}'s, not taken here" if dropped else ""
 
 
 def _fewest(spec: Spec, gpu_key: str, layout: dict[str, Any], node_size: int, deadline_hours: float,

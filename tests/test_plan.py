@@ -133,6 +133,23 @@ def test_deadline_finds_the_fewest_gpus_of_its_layout(run, args, deadline_days):
         assert e.time.wall_clock_days > deadline_days or not e.memory.fits, count
 
 
+def test_deadline_says_which_of_the_specs_hardware_settings_it_took(run):
+    # the spec's hardware.mfu and price are its own GPU type's; another type is timed by the step model at its
+    # catalogue price, and the row says so
+    data = json.loads(run("plan", "llama2-7b", "--deadline", "30d", "--gpu", "h100-sxm", "--gpu", "a100-80gb",
+                          "--set", "hardware.mfu=0.4", "--set", "hardware.usd_per_gpu_hour=1.0",
+                          "--format", "json").stdout)
+    own, other = (next(o for o in data if o["gpu"] == key) for key in ("a100-80gb", "h100-sxm"))
+    assert (own["mfu"], own["mfu_source"], own["note"]) == (0.4, "hardware.mfu", "")
+    assert own["cost_usd"] == pytest.approx(own["gpu_hours"] * 1.0)
+    assert other["mfu"] is None and other["note"] == ("the spec's hardware.mfu, usd_per_gpu_hour are its "
+                                                      "a100-80gb's, not taken here")
+    assert other["cost_usd"] == pytest.approx(other["gpu_hours"] * hardware.resolve("h100-sxm").usd_per_gpu_hour)
+    forced = json.loads(run("plan", "llama2-7b", "--deadline", "30d", "--gpu", "h100-sxm", "--mfu", "0.5",
+                            "--format", "json").stdout)[0]
+    assert (forced["mfu"], forced["mfu_source"]) == (0.5, "--mfu")
+
+
 def test_deadline_table(run):
     out = run("plan", "gpt2-small", "--deadline", "12h", "--gpu", "a100-80gb").stdout
     assert out.splitlines()[0].split()[:3] == ["GPU", "GPUs", "tensor"]

@@ -54,7 +54,7 @@ DEADLINE_HEADERS = ["GPU", "GPUs", "tensor × pipeline × data", "memory per GPU
 
 def why(o: Option) -> str:
     """Why this choice: what the tuned micro-batch and recomputation saved, and what the runner-up costs."""
-    said = [o.note, f"at {percent(o.mfu)} MFU (--mfu)" if o.mfu is not None else ""]
+    said = [o.note, f"at {percent(o.mfu)} MFU ({o.mfu_source})" if o.mfu is not None else ""]
     if o.untuned_cost_usd and o.cost_usd < o.untuned_cost_usd:
         said.append(f"micro-batch {o.micro_batch_size}, recompute {recomputed(o.recompute, o.recompute_layers)}: "
                     f"{percent(o.cost_usd / o.untuned_cost_usd - 1)}")

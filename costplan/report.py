@@ -29,8 +29,9 @@ _DURATIONS = [(365.25 * 86400, "year", True), (86400, "day", True), (3600, "hour
 
 
 def _scaled(value: float, step: float, prefixes: Sequence[str]) -> tuple[float, str]:
+    """value in the largest prefix it reaches, rounded as number() rounds it: 999,999.99 is 1 M, not 1000 k."""
     index = 0
-    while abs(value) >= step and index < len(prefixes) - 1:
+    while (abs(value) >= step or abs(float(f"{value:.4g}")) >= step) and index < len(prefixes) - 1:
         value /= step
         index += 1
     return value, prefixes[index]

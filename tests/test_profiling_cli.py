@@ -189,11 +189,12 @@ def test_tolerance_override(run):
 
 
 def test_calibrate_then_time_is_compared(run, tmp_path, monkeypatch):
-    from costplan.profiling import calibrate, calibrate_attention
+    from costplan.profiling import calibrate, calibrate_attention, calibrate_memory
 
     monkeypatch.setitem(calibrate.SIZES, "cpu", (64, 128))
     monkeypatch.setitem(calibrate_attention.SEQ_LENS, "cpu", (64, 128))
     monkeypatch.setitem(calibrate.COPY_BYTES, "cpu", 2**20)
+    monkeypatch.setitem(calibrate_memory.FIRST_TOUCH_SIZES, "cpu", (2**20, 2**21))
     monkeypatch.setitem(calibrate.REFERENCE, "cpu", (FLASH, []))
     out = tmp_path / "this-machine.yaml"
     result = run("calibrate", "--device", "cpu", "--output", str(out))
@@ -228,11 +229,12 @@ def test_calibrate_then_time_is_compared(run, tmp_path, monkeypatch):
 
 def test_calibrate_prints_a_hardware_file_without_output(run, monkeypatch):
     from costplan import yamlio
-    from costplan.profiling import calibrate, calibrate_attention
+    from costplan.profiling import calibrate, calibrate_attention, calibrate_memory
 
     monkeypatch.setitem(calibrate.SIZES, "cpu", (64,))
     monkeypatch.setitem(calibrate_attention.SEQ_LENS, "cpu", (64,))
     monkeypatch.setitem(calibrate.COPY_BYTES, "cpu", 2**20)
+    monkeypatch.setitem(calibrate_memory.FIRST_TOUCH_SIZES, "cpu", (2**20, 2**21))
     monkeypatch.setitem(calibrate.REFERENCE, "cpu", (FLASH, []))
     text = run("calibrate", "--device", "cpu").stdout
     assert text.startswith("# Written by `costplan calibrate`")
@@ -240,11 +242,12 @@ def test_calibrate_prints_a_hardware_file_without_output(run, monkeypatch):
 
 
 def _tiny_calibration(monkeypatch):
-    from costplan.profiling import calibrate, calibrate_attention
+    from costplan.profiling import calibrate, calibrate_attention, calibrate_memory
 
     monkeypatch.setitem(calibrate.SIZES, "cpu", (64,))
     monkeypatch.setitem(calibrate_attention.SEQ_LENS, "cpu", (64,))
     monkeypatch.setitem(calibrate.COPY_BYTES, "cpu", 2**20)
+    monkeypatch.setitem(calibrate_memory.FIRST_TOUCH_SIZES, "cpu", (2**20, 2**21))
     monkeypatch.setitem(calibrate.REFERENCE, "cpu", (FLASH, []))
 
 
@@ -285,11 +288,12 @@ def test_calibrate_force_replaces_whole_or_not_at_all(run, tmp_path, monkeypatch
 
 def test_calibrate_writes_kernel_curves_that_load(run, tmp_path, monkeypatch):
     from costplan.hardware import resolve
-    from costplan.profiling import calibrate
+    from costplan.profiling import calibrate, calibrate_memory
     from costplan.profiling.precision import choose
 
     monkeypatch.setitem(calibrate.SIZES, "cpu", (64, 128))
     monkeypatch.setitem(calibrate.COPY_BYTES, "cpu", 2**20)
+    monkeypatch.setitem(calibrate_memory.FIRST_TOUCH_SIZES, "cpu", (2**20, 2**21))
     monkeypatch.setitem(calibrate.REFERENCE, "cpu", (FLASH, []))
     out = tmp_path / "kernels.yaml"
     # A small budget: attention gets 15% of it (1.2 s), its calls shortened; SEQ_LENS as shipped.
@@ -323,10 +327,11 @@ def test_calibrate_leaves_out_per_op_checkpointing_where_torch_cannot_run_it(run
     # torch 2.11 (an H200's image) passes no op output to a checkpoint policy: the other fixed costs stand
     from costplan.errors import CostplanError
     from costplan.hardware import resolve
-    from costplan.profiling import calibrate
+    from costplan.profiling import calibrate, calibrate_memory
 
     monkeypatch.setitem(calibrate.SIZES, "cpu", (64, 128))
     monkeypatch.setitem(calibrate.COPY_BYTES, "cpu", 2**20)
+    monkeypatch.setitem(calibrate_memory.FIRST_TOUCH_SIZES, "cpu", (2**20, 2**21))
     monkeypatch.setitem(calibrate.REFERENCE, "cpu", (FLASH, []))
     build = calibrate.trainer_of
 

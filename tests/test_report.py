@@ -57,6 +57,12 @@ def test_gpu_hours(hours, text):
     assert report.human(hours, "hours") == text
 
 
+def test_a_value_rounding_up_to_the_next_prefix_takes_it():
+    assert report.usd(999_999.99) == "$1 M" and report.count(999_960) == "1 M"
+    assert report.flop(999.99e21) == "1 YFLOP" and report.size(2**20 - 0.5) == "1 MiB"
+    assert report.count(999_940) == "999.9 k"
+
+
 @pytest.mark.parametrize("value, text", [(237_100, "$237.1 k"), (5.47, "$5.47"), (0.01, "$0.01"),
                                          (0.0049, "< $0.01"), (1e-12, "< $0.01"), (0, "$0"),
                                          (51.45e12, "$51.45 T"), (3e16, "$3e16")])
@@ -128,7 +134,7 @@ def test_no_zero_stage_on_one_gpu(run):
     out = run("plan", "gpt2-small", "--deadline", "12h", "--gpu", "a100-80gb", "--set", "hardware.mfu=0.45").stdout
     # hardware.mfu times every layout alike, so the two-stage runner-up costs the same
     assert rows(out, "a100-80gb") == ("a100-80gb 1 1 × 1 × 1 2.995 GiB of 80 GiB 4.207 hours 4.207 $5.47 "
-                                      "runner-up 1 × 2 × 1 on 2: $5.47")
+                                      "at 45.0% MFU (hardware.mfu); runner-up 1 × 2 × 1 on 2: $5.47")
 
 
 def test_parallel_notes_use_the_time_formatter(run):

@@ -272,3 +272,34 @@ def test_gpt_oss_parameters_are_stated_by_sinks_a_router_bias_and_biased_experts
         "bias": True, "attention_sinks": True, "attention": "flash",
         "moe": {"n_experts": 4, "top_k": 2, "d_ff_expert": 48, "router_bias": True}}})
     assert costplan.estimate(spec).params.total == expected
+
+
+@pytest.mark.parametrize("config", TINY, ids=lambda p: p.stem)
+def test_a_config_as_this_transformers_saves_it_reads_the_same(config, tmp_path):
+    """The tiny config loaded by the transformers class and saved again (transformers 5.x renames keys: Qwen3-MoE's
+    num_experts is saved as num_local_experts, Gemma 3's window pattern as _sliding_window_pattern) costs the
+    same."""
+    data = json.loads(config.read_text())
+    saved = tmp_path / "saved"
+    transformers.AutoConfig.for_model(data.pop("model_type"), **data).save_pretrained(saved)
+    assert costplan_params(saved / "config.json") == costplan_params(config) == transformers_params(config)
+
+
+def test_the_aliases_are_the_transformers_classes_attribute_maps():
+    from costplan.hf.families import ALIASES, FAMILIES
+
+    for model_type in FAMILIES:
+        mapped = getattr(type(transformers.AutoConfig.for_model(model_type)), "attribute_map", {})
+        known = FAMILIES[model_type].known()
+        expected = {a if b in known else b: b if b in known else a for a, b in mapped.items()
+                    if (a in known) != (b in known)}
+        assert {k: v for k, v in ALIASES.get(model_type, {}).items() if not k.startswith("_")} == expected
+
+
+def test_two_names_of_one_setting_must_agree(tmp_path):
+    data = json.loads((HF / "tiny" / "qwen3_moe.json").read_text())
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({**data, "num_local_experts": data["num_experts"] + 1}))
+    with pytest.raises(costplan.SpecError, match="num_local_experts: .*, and num_experts: .*: the two name one "
+                                                 "setting; give one"):
+        costplan.load_spec(path)

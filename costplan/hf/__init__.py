@@ -23,7 +23,7 @@ import yaml
 
 from costplan import sources
 from costplan.errors import SpecError
-from costplan.hf.families import FAMILIES, UNSUPPORTED
+from costplan.hf.families import ALIASES, FAMILIES, UNSUPPORTED
 from costplan.hf.fields import COMMON_CHECKS, COMMON_DEFAULTS, Unsupported
 
 
@@ -68,9 +68,10 @@ def read(config: Path) -> Imported:
         why = f" ({UNSUPPORTED[model_type]})" if model_type in UNSUPPORTED else ""
         raise SpecError(label, [f"model_type: {model_type!r} is not supported{why}; supported: {supported}"])
     family = FAMILIES[model_type]
+    data, problems = _unaliased(data, ALIASES.get(model_type, {}))
     known = family.known() | {k for c in COMMON_CHECKS for k in c.keys}
-    problems = [f"{k}: unknown to costplan for model_type {model_type}; it may change the cost, so it is not "
-                "ignored" for k in data if k not in known]
+    problems += [f"{k}: unknown to costplan for model_type {model_type}; it may change the cost, so it is not "
+                 "ignored" for k in data if k not in known]
     values = {**COMMON_DEFAULTS, **family.defaults, **data}
     for check in (*COMMON_CHECKS, *family.checks):
         if not check.ok(*(values.get(k) for k in check.keys)):
@@ -104,6 +105,21 @@ def read(config: Path) -> Imported:
         defaulted=sorted(k for k in read_keys if k not in data),
         ignored=sorted(k for k in data if k not in read_keys | {"model_type"}),
     )
+
+
+def _unaliased(data: dict[str, Any], aliases: dict[str, str]) -> tuple[dict[str, Any], list[str]]:
+    """The config with each alias renamed to the key the table reads (families.ALIASES), and a problem where a
+    file gives both names different values."""
+    renamed, problems = dict(data), []
+    for alias, name in aliases.items():
+        if alias not in data:
+            continue
+        value = renamed.pop(alias)
+        if name in data and data[name] != value:
+            problems.append(f"{alias}: {json.dumps(value)}, and {name}: {json.dumps(data[name])}: the two name one "
+                            "setting; give one")
+        renamed.setdefault(name, value)
+    return renamed, problems
 
 
 # ---------------------------------------------------------------------------------------------- writing

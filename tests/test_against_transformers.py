@@ -42,6 +42,17 @@ def test_a_spec_that_differs_from_the_class_fails(run):
     assert "FAIL llama: parameters (total)" in result.stderr
 
 
+def test_a_config_transformers_refuses_is_one_line(run, tmp_path):
+    # costplan does not read token ids; the class builds an embedding whose padding row must exist
+    data = json.loads((TINY / "llama.json").read_text())
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({**data, "pad_token_id": data["vocab_size"] + 10}))
+    result = run("check", str(path), "--against", "transformers")
+    assert result.exit_code == 2
+    assert result.stderr.splitlines()[-1] == (f"Error: {path}: transformers cannot build the class: AssertionError: "
+                                              "Padding_idx must be within num_embeddings")
+
+
 def test_only_a_config_has_a_transformers_class(run):
     result = run("check", "llama2-7b", "--against", "transformers")
     assert result.exit_code == 2

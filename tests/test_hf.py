@@ -184,6 +184,11 @@ def refusal(run, path) -> str:
     ("llama", {"pruned_heads": {"0": [1]}}, "pruned_heads: pruned attention heads"),
     ("llama", {"model_type": "olmo2"}, "model_type: 'olmo2' is not supported (its norms follow"),
     ("llama", {"model_type": None}, "model_type: missing"),
+    ("llama", {"model_type": ["llama"]}, 'model_type: ["llama"]: expected a name'),
+    # the classes take one layer type per layer; a shorter list is no repeating pattern to them
+    ("qwen2-layer-types", {"layer_types": ["full_attention"]}, "layer_types: 1 entries for 3 layers"),
+    ("qwen2-layer-types", {"layer_types": "full_attention"}, "layer_types: expected a list of layer type names"),
+    ("gemma2", {"layer_types": ["full_attention"] * 40}, "layer_types: 40 entries for "),
 ])
 def test_refusals_name_the_key(name, changes, named, run, tmp_path):
     line = refusal(run, write_config(tmp_path, name, **changes))

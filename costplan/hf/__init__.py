@@ -60,6 +60,8 @@ def read(config: Path) -> Imported:
     """The spec mapping of a Hugging Face config.json; every problem at once as a SpecError."""
     data = load_json(config)
     label, model_type = str(config), data.get("model_type")
+    if model_type is not None and not isinstance(model_type, str):
+        raise SpecError(label, [f"model_type: {json.dumps(model_type)}: expected a name, e.g. \"llama\""])
     if model_type not in FAMILIES:
         supported = ", ".join(sorted(FAMILIES))
         if model_type is None:

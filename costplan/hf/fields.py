@@ -179,6 +179,16 @@ def window(sliding_window: int | None) -> dict[str, Any]:
 LAYER_TYPES = ("full_attention", "sliding_attention")
 
 
+def listed(layer_types: Any, n_layers: int) -> list[str]:
+    """A file's layer_types as the classes take it: one type name per layer (they refuse another length)."""
+    if not isinstance(layer_types, list) or not all(isinstance(t, str) for t in layer_types):
+        raise Unsupported("layer_types", "expected a list of layer type names, one per layer")
+    if len(layer_types) != n_layers:
+        raise Unsupported("layer_types", f"{len(layer_types)} entries for {n_layers} layers (num_hidden_layers); "
+                                         "the class takes one per layer")
+    return layer_types
+
+
 def layer_pattern(types: list[str], sliding_window: int | None, key_name: str) -> Any:
     """The attention of layers typed full_attention / sliding_attention (transformers' layer_types): one
     attention when every layer has the same, else the shortest pattern that repeats over the layers in order
@@ -207,7 +217,7 @@ def every_nth_global(every: int | None = None) -> Callable[..., Any]:
             if not isinstance(n, int) or n < 1:
                 raise Unsupported("sliding_window_pattern", f"{n!r}: expected a whole number of layers, 1 or more")
             layer_types = ["sliding_attention" if (i + 1) % n else "full_attention" for i in range(n_layers)]
-        return layer_pattern(layer_types, sliding_window, "layer_types")
+        return layer_pattern(listed(layer_types, n_layers), sliding_window, "layer_types")
     return compute
 
 
@@ -216,7 +226,7 @@ def qwen_attention(use: bool, sliding_window: int | None, max_window_layers: int
     """Qwen2/Qwen3: with use_sliding_window, layers from max_window_layers on are windowed (the config's
     __post_init__), unless layer_types lists them."""
     if layer_types is not None:
-        return layer_pattern(layer_types, sliding_window if use else None, "layer_types")
+        return layer_pattern(listed(layer_types, n_layers), sliding_window if use else None, "layer_types")
     windowed = use and sliding_window is not None
     types = ["sliding_attention" if windowed and i >= max_window_layers else "full_attention"
              for i in range(n_layers)]
@@ -230,7 +240,7 @@ def qwen2_moe_attention(use: bool, sliding_window: int | None, max_window_layers
         layer_types = ["sliding_attention" if use and (i + 1) % 2 and i < max_window_layers else "full_attention"
                        for i in range(n_layers)]
         return layer_pattern(layer_types, sliding_window, "use_sliding_window")
-    return layer_pattern(layer_types, sliding_window if use else None, "layer_types")
+    return layer_pattern(listed(layer_types, n_layers), sliding_window if use else None, "layer_types")
 
 
 def moe_layers(is_moe: list[bool], key_name: str) -> dict[str, int]:
@@ -305,7 +315,10 @@ def llama4_attention(layer_types: list | None, no_rope: list | None, interval: i
         raise Unsupported("no_rope_layers", f"{len(no_rope)} entries for {n_layers} layers; the class reads one "
                                             "per layer")
     if layer_types is None:
-        layer_types = ["chunked_attention" if rope and chunk is not None else "full_attention" for rope in no_rope]
+        layer_types = ["chunked_attention" if rope and chunk is not None else "full_attention"
+                       for rope in no_rope[:n_layers]]
+    else:
+        layer_types = listed(layer_types, n_layers)
     unknown = sorted(set(layer_types) - set(LLAMA4_LAYER_TYPES))
     if unknown:
         raise Unsupported("layer_types", f"layer types {unknown} are not modelled (full_attention, "

@@ -70,14 +70,27 @@ def build_class(config: Path, dtype: torch.dtype, device: str | torch.device, at
     `dtype`."""
     transformers = needs_transformers()
     data = json.loads(config.read_text(encoding="utf-8"))
-    cfg = without_dropout(transformers.AutoConfig.for_model(data.pop("model_type"), **data))
+    # transformers validates what costplan need not (token ids within the vocabulary, layer_types' length): a
+    # config it refuses is one line naming the file, as costplan's own errors are
+    try:
+        cfg = without_dropout(transformers.AutoConfig.for_model(data.pop("model_type"), **data))
+    except Exception as exc:  # noqa: BLE001 - whatever the library raises
+        raise CostplanError(f"{config}: transformers refuses the config: {_said(exc)}") from None
     cfg._attn_implementation = attention
     try:
         with torch.device(device):
             model = transformers.AutoModelForCausalLM.from_config(cfg)
     except ValueError as exc:   # a class without this attention implementation says so
         raise CostplanError(f"{config}: training.implementation {attention}: {str(exc).split('. ')[0]}") from None
+    except Exception as exc:  # noqa: BLE001
+        raise CostplanError(f"{config}: transformers cannot build the class: {_said(exc)}") from None
     return model.to(dtype)
+
+
+def _said(exc: Exception) -> str:
+    """An exception's kind and first line."""
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
 
 
 def without_dropout(cfg):  # noqa: ANN001, ANN201

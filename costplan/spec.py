@@ -400,6 +400,13 @@ class Spec(Section):
         return self.training.seq_len  # always set: defaults to model.max_seq_len
 
     @property
+    def seq_len_defaulted(self) -> bool:
+        """Whether training.seq_len came from model.max_seq_len, the mapping validated having none (a copy made
+        without that mapping, as a search's, is taken as given)."""
+        training = self._raw.get("training") if isinstance(self._raw, Mapping) else None
+        return self._raw is not None and (not isinstance(training, Mapping) or training.get("seq_len") is None)
+
+    @property
     def gpu(self) -> hardware.GPU:
         return hardware.resolve(self.hardware.gpu, base_dir=self.base_dir, network_gbs=self.hardware.network_gbs)
 

@@ -319,6 +319,21 @@ def test_compare_table_and_ratios(run):
         assert any(line.startswith(metric) for line in lines), metric
 
 
+def test_compare_shows_what_each_spec_trains_on_and_where_its_context_came_from(run):
+    # a Hugging Face config has no training context: max_position_embeddings (Qwen3-0.6B: 40,960) stands in,
+    # ten times the preset's, and the table and a warning say so
+    result = run("compare", "llama2-7b", "specs/ci/hf/qwen3-0.6b", "--gpus", "8", "--tokens", "1e12")
+    rows = {line.split("  ")[0]: line.split() for line in result.stdout.splitlines()}
+    assert rows["training sequence length"][-3:] == ["4096", "40960", "(10×)"]
+    assert rows["training tokens"][-5:] == ["1", "T", "1", "T", "(1×)"]
+    assert rows["GPUs"][-3:] == ["8", "8", "(1×)"]
+    (warning,) = [line for line in result.stderr.splitlines() if "seq_len" in line]
+    assert warning.startswith("warning: qwen3-0.6b: no training.seq_len; training on sequences of "
+                              "model.max_seq_len, 40,960 tokens")
+    quiet = run("compare", "llama2-7b", "specs/ci/hf/qwen3-0.6b", "--set", "training.seq_len=4096")
+    assert "seq_len" not in quiet.stderr
+
+
 def test_compare_baseline_and_json(run):
     out = run("compare", "llama2-7b", "mixtral-8x7b", "--baseline", "mixtral-8x7b").stdout
     assert "mixtral-8x7b (baseline)" in out and "(0.1443×)" in out           # 6.738 B / 46.7 B total

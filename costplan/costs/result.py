@@ -95,6 +95,7 @@ class Assumptions(Record):
     tokens_source: str
     tokens_per_param: float
     seq_len: int
+    seq_len_source: str           # training.seq_len, or model.max_seq_len where the spec gives none
     micro_batch_size: int
     global_batch_size: int
     global_batch_source: str      # training.global_batch_size, or what the layout makes of the micro-batch

@@ -192,6 +192,10 @@ def warnings(est: Estimate) -> list[str]:
     a, m = est.assumptions, est.memory
     if a.tokens_source != "training.tokens":
         out.append(f"{est.name}: no training.tokens; assuming {a.tokens_source.split(';')[0]}")
+    if a.seq_len_source != "training.seq_len":
+        out.append(f"{est.name}: no training.seq_len; training on sequences of model.max_seq_len, {a.seq_len:,} "
+                   "tokens (a Hugging Face config's max_position_embeddings is often the longest context it serves, "
+                   "not the one it was trained at): set training.seq_len")
     if not m.fits:
         out.append(f"{est.name}: {size(m.total_per_gpu)} per GPU does not fit in {a.gpu}'s {size(m.gpu_memory)} "
                    f"{_where(est)}; what would lower it: {', '.join(_lower_memory(est))}")
@@ -222,6 +226,9 @@ def _lower_memory(est: Estimate) -> list[str]:
 
 # (label, unit, value of an Estimate) for the rows of `costplan compare`
 COMPARED = [
+    ("training sequence length", "number", lambda e: e.assumptions.seq_len),
+    ("training tokens", "count", lambda e: e.assumptions.tokens),
+    ("GPUs", "number", lambda e: e.assumptions.gpu_count),
     ("parameters, total", "count", lambda e: e.params.total),
     ("parameters, active", "count", lambda e: e.params.active),
     ("forward FLOPs per token", "flop", lambda e: e.flops.forward_per_token),

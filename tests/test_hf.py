@@ -185,6 +185,11 @@ def refusal(run, path) -> str:
     ("llama", {"model_type": "olmo2"}, "model_type: 'olmo2' is not supported (its norms follow"),
     ("llama", {"model_type": None}, "model_type: missing"),
     ("llama", {"model_type": ["llama"]}, 'model_type: ["llama"]: expected a name'),
+    # a reward model's or classifier's head is not the LM head the spec costs
+    ("llama", {"architectures": ["LlamaForSequenceClassification"]},
+     'architectures: ["LlamaForSequenceClassification"]: only the causal language model (LlamaForCausalLM)'),
+    ("llama", {"model_type": "gemma3"}, "model_type: 'gemma3' is not supported (a multimodal wrapper: its language "
+                                        "model is the text_config inside it"),
     # the classes take one layer type per layer; a shorter list is no repeating pattern to them
     ("qwen2-layer-types", {"layer_types": ["full_attention"]}, "layer_types: 1 entries for 3 layers"),
     ("qwen2-layer-types", {"layer_types": "full_attention"}, "layer_types: expected a list of layer type names"),
@@ -278,3 +283,11 @@ def test_import_reads_whether_the_router_renormalises(name, changes, renormalize
     data = {k: v for k, v in data.items() if v is not None}
     (tmp_path / "config.json").write_text(json.dumps(data))
     assert costplan.load_spec(tmp_path / "config.json").model.moe.renormalize is renormalize
+
+
+def test_stamps_no_class_reads_are_ignored(tmp_path):
+    # SmolLM2's converter stamps, a loader's attention choice, a fine-tuning tool's version: no class reads them
+    plain = costplan.estimate(costplan.load_spec(write_config(tmp_path, "llama"))).params.total
+    stamped = write_config(tmp_path, "llama", is_llama_config=True, rope_interleaved=False, use_mrope=False,
+                           _attn_implementation="sdpa", unsloth_version="2024.9", output_past=True, _num_labels=2)
+    assert costplan.estimate(costplan.load_spec(stamped)).params.total == plain

@@ -71,6 +71,11 @@ def read(config: Path) -> Imported:
         raise SpecError(label, [f"model_type: {model_type!r} is not supported{why}; supported: {supported}"])
     family = FAMILIES[model_type]
     data, problems = _unaliased(data, ALIASES.get(model_type, {}))
+    heads = data.get("architectures") or []
+    causal = ("ForCausalLM", "LMHeadModel", family.label)     # GPT-2's and GPT-J's is ...LMHeadModel
+    if isinstance(heads, list) and heads and not any(str(h).endswith(causal) for h in heads):
+        problems.append(f"architectures: {json.dumps(heads)}: only the causal language model ({family.label}) is "
+                        "modelled; another head (classification, reward) has other parameters")
     known = family.known() | {k for c in COMMON_CHECKS for k in c.keys}
     problems += [f"{k}: unknown to costplan for model_type {model_type}; it may change the cost, so it is not "
                  "ignored" for k in data if k not in known]

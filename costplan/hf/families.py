@@ -26,6 +26,9 @@ ALIASES: dict[str, dict[str, str]] = {
 }
 
 # Model types costplan knows it cannot state exactly, with the reason, so the error says more than "no".
+WRAPPER = "a multimodal wrapper: its language model is the text_config inside it; save that as a config.json of its own"
 UNSUPPORTED = {
     "olmo2": "its norms follow the attention and MLP blocks (post-norm); not modelled yet",
+    "gemma3": f"{WRAPPER} (model_type gemma3_text)",
+    "llama4": f"{WRAPPER} (model_type llama4_text)",
 }

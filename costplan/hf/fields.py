@@ -80,6 +80,10 @@ IGNORED = frozenset({
     "return_dict_in_generate", "forced_bos_token_id", "forced_eos_token_id", "remove_invalid_values",
     "exponential_decay_length_penalty", "suppress_tokens", "begin_suppress_tokens", "typical_p",
     "diversity_penalty", "num_beam_groups", "encoder_no_repeat_ngram_size", "tf_legacy_loss", "cache_implementation",
+    # read by no causal-LM class: the attention implementation a loader chose, fine-tuning tools' and converters'
+    # stamps (SmolLM2's is_llama_config and rope_interleaved, DeepSeek-R1-Distill-Qwen's use_mrope)
+    "_attn_implementation", "unsloth_version", "output_past", "_num_labels", "is_llama_config", "rope_interleaved",
+    "use_mrope",
 })
 # Keys no supported config may carry with a value other than these: they change what the class builds.
 COMMON_CHECKS = (

@@ -101,33 +101,19 @@ def propose(amount: float, unit: str, law: scaling.ScalingLaw, gpu_key: str, gpu
     or at `mfu` (plan --mfu) where given."""
     gpu = hardware.resolve(gpu_key)
     flops = budget_flops(amount, unit, gpu, mfu=mfu)
-    n_opt, d_opt = law.compute_optimal(flops)
-    if not d_opt <= MAX_TOKENS:   # also catches inf and nan from a huge budget or an odd law file
-        raise CostplanError(f"--budget {amount:.4g} {unit}: the {law.name} law's optimum for {flops:.4g} FLOPs "
-                            f"trains on {d_opt:.4g} tokens, more than costplan accepts ({MAX_TOKENS:.0e})")
-    model = sizing.architecture(n_opt, vocab_size, seq_len)
-    per_token = _per_token(model)
-    if flops < per_token:
-        # Not one token of the smallest shape fits: the proposal would cost more than the budget.
-        smallest = sizing.architecture(1, vocab_size, seq_len)
-        least = _per_token(smallest)
-        raise CostplanError(
-            f"--budget {amount:.4g} {unit}: less than the smallest budget the shape rule can serve, "
-            f"{_in_unit(least, unit, gpu, mfu=mfu):.4g} {unit} (one token of its smallest model, "
-            f"{smallest['n_layers']} layer × d_model {smallest['d_model']}, vocabulary {vocab_size}, context "
-            f"{seq_len})")
-    spec = {
-        "name": f"compute-optimal-{law.name}",
-        "model": model,
-        "training": {"tokens": TRIAL_TOKENS, "seq_len": seq_len, "precision": "bf16", "optimizer": "adamw"},
-        "hardware": {"gpu": gpu_key, "count": gpus, **({"mfu": mfu} if mfu is not None else {})},
-    }
+    n_opt, d_opt, spec = _sized(flops, amount, unit, law, gpu_key, gpus, seq_len, vocab_size, mfu)
     if unit == "flops":
-        tokens = math.floor(flops / per_token)
+        tokens = math.floor(flops / _per_token(spec["model"]))
     else:
-        # GPU-hours grow linearly with tokens under the step model: train the tokens the hours buy.
         hours = amount if unit == "gpu-hours" else amount / gpu.usd_per_gpu_hour
-        tokens = math.floor(hours / estimate(load_spec(spec), law).time.gpu_hours * TRIAL_TOKENS)
+        tokens = _tokens_bought(hours, spec, law)
+        if mfu is None:
+            # The first guess sized the model at the catalogue MFU; the step model's GPU-hours buy other FLOPs:
+            # size it once more for those, so that the law's optimum and the proposal spend the same budget.
+            spec["training"]["tokens"] = tokens
+            flops = float(estimate(load_spec(spec), law).flops.training_total)
+            n_opt, d_opt, spec = _sized(flops, amount, unit, law, gpu_key, gpus, seq_len, vocab_size, mfu)
+            tokens = _tokens_bought(hours, spec, law)
     spec["training"]["tokens"] = tokens
     result = estimate(load_spec(spec), law)
     return Proposal(
@@ -140,6 +126,38 @@ def propose(amount: float, unit: str, law: scaling.ScalingLaw, gpu_key: str, gpu
         optimum=Optimum(params=n_opt, tokens=d_opt, loss=law.loss(n_opt, d_opt), tokens_per_param=d_opt / n_opt),
         spec=spec,
     )
+
+
+def _sized(flops: float, amount: float, unit: str, law: scaling.ScalingLaw, gpu_key: str, gpus: int,
+           seq_len: int, vocab_size: int, mfu: float | None) -> tuple[float, float, dict[str, Any]]:
+    """The law's optimum for `flops` and the spec of the architecture the shape rule gives it (on a trial number
+    of tokens), or an error where the budget is beyond the tokens costplan takes or below one token."""
+    n_opt, d_opt = law.compute_optimal(flops)
+    if not d_opt <= MAX_TOKENS:   # also catches inf and nan from a huge budget or an odd law file
+        raise CostplanError(f"--budget {amount:.4g} {unit}: the {law.name} law's optimum for {flops:.4g} FLOPs "
+                            f"trains on {d_opt:.4g} tokens, more than costplan accepts ({MAX_TOKENS:.0e})")
+    model = sizing.architecture(n_opt, vocab_size, seq_len)
+    if flops < _per_token(model):
+        # Not one token of the smallest shape fits: the proposal would cost more than the budget.
+        smallest = sizing.architecture(1, vocab_size, seq_len)
+        least = _per_token(smallest)
+        raise CostplanError(
+            f"--budget {amount:.4g} {unit}: less than the smallest budget the shape rule can serve, "
+            f"{_in_unit(least, unit, hardware.resolve(gpu_key), mfu=mfu):.4g} {unit} (one token of its smallest model, "
+            f"{smallest['n_layers']} layer × d_model {smallest['d_model']}, vocabulary {vocab_size}, context "
+            f"{seq_len})")
+    return n_opt, d_opt, {
+        "name": f"compute-optimal-{law.name}",
+        "model": model,
+        "training": {"tokens": TRIAL_TOKENS, "seq_len": seq_len, "precision": "bf16", "optimizer": "adamw"},
+        "hardware": {"gpu": gpu_key, "count": gpus, **({"mfu": mfu} if mfu is not None else {})},
+    }
+
+
+def _tokens_bought(hours: float, spec: dict[str, Any], law: scaling.ScalingLaw) -> int:
+    """The tokens `hours` GPU-hours train the spec on: GPU-hours grow linearly with tokens under the step model."""
+    trial = {**spec, "training": {**spec["training"], "tokens": TRIAL_TOKENS}}
+    return math.floor(hours / estimate(load_spec(trial), law).time.gpu_hours * TRIAL_TOKENS)
 
 
 def _per_token(model: dict[str, Any]) -> float:

@@ -63,9 +63,14 @@ def test_proposed_spec_prices_as_reported(run, tmp_path):
     assert (e.params.total, e.assumptions.tokens) == (data["params"], data["tokens"])
     assert e.time.gpu_hours == pytest.approx(data["gpu_hours"]) and e.time.wall_clock_days == pytest.approx(
         data["wall_clock_days"])
-    # 100k H100-hours at 989 TFLOP/s and 40% MFU buy 100000 × 3600 × 989e12 × 0.4 FLOPs: spent to the token.
-    assert data["budget"]["flops"] == pytest.approx(100000 * 3600 * 989e12 * 0.40)
+    # the step model's GPU-hours buy the FLOPs the law sizes the model for: the proposal spends them, to the token
+    assert data["flops"] == pytest.approx(data["budget"]["flops"], rel=0.01)
     assert data["gpu_hours"] == pytest.approx(100000, rel=1e-6) and data["gpu_hours"] <= 100000
+    # at a given MFU, 100k H100-hours at 989 TFLOP/s buy 100000 × 3600 × 989e12 × MFU FLOPs
+    fixed = json.loads(run("plan", "--budget", "100000", "--unit", "gpu-hours", "--gpu", "h100-sxm", "--gpus", "64",
+                           "--mfu", "0.4", "--format", "json").stdout)
+    assert fixed["budget"]["flops"] == pytest.approx(100000 * 3600 * 989e12 * 0.40)
+    assert fixed["flops"] == pytest.approx(fixed["budget"]["flops"], rel=1e-3)
 
 
 def test_a_proposal_that_does_not_fit_its_gpus_says_so(run):
@@ -83,9 +88,12 @@ def test_a_proposal_that_does_not_fit_its_gpus_says_so(run):
 def test_dollar_budget(run):
     data = json.loads(run("plan", "--budget", "250000", "--unit", "usd", "--gpu", "h100-sxm",
                           "--format", "json").stdout)
-    gpu = hardware.resolve("h100-sxm")
-    assert data["budget"]["flops"] == pytest.approx(250000 / gpu.usd_per_gpu_hour * 3600 * 989e12 * 0.40)
+    # the budget's FLOPs are what the dollars buy as the step model times the proposal, and what it trains
+    assert data["flops"] == pytest.approx(data["budget"]["flops"], rel=0.01)
     assert data["cost_usd"] == pytest.approx(250000, rel=1e-6)
+    gpu = hardware.resolve("h100-sxm")
+    hours = 250000 / gpu.usd_per_gpu_hour
+    assert data["gpu_hours"] == pytest.approx(hours, rel=1e-6)
 
 
 def test_budget_table_and_law(run):

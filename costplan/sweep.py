@@ -53,6 +53,9 @@ COLUMNS: dict[str, Callable[[Estimate], Any]] = {
 }
 
 
+RUN_COLUMNS = ("gpu_hours", "wall_clock_days", "cost_usd")    # what a run takes, where it fits
+
+
 # With --serving, the serving estimate of every point at its `serving` settings (costs/inference.py) adds these;
 # a point whose model does not fit has no times or prices (None). What `costplan serve` refuses (a batch that does
 # not fit, latency targets missed) is a column here, so that one point does not stop the sweep.
@@ -275,6 +278,8 @@ def sort_key(key: str | None, axes: Sequence[Axis], serving: bool = False) -> Ca
     given), checked before any point is evaluated."""
     if key is None:
         return None
+    if key in RUN_COLUMNS:      # a run that does not fit its GPUs takes no time and costs nothing: last
+        return lambda point: (not point.values["fits"], point.values[key])
     if key in COLUMNS:
         return lambda point: point.values[key]
     served = list(SERVING_COLUMNS) if serving else []

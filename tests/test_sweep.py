@@ -36,6 +36,22 @@ def test_derived_defaults_follow_the_swept_value(run, tmp_path):
         assert int(row["params"]) == 1000 * d + 128 * d + 2 * (12 * d * d + 13 * d) + 2 * d
 
 
+def test_runs_that_do_not_fit_sort_last_by_time_and_cost(run):
+    # ZeRO 0 at micro-batch 8 is the cheapest run on paper and holds 262.8 GiB a GPU: it cannot run at all
+    data = json.loads(run("sweep", "llama2-7b", "--gpus", "8", "--vary", "parallelism.zero=0,3", "--vary",
+                          "training.micro_batch_size=1,8", "--sort-by", "cost_usd", "--format", "json").stdout)
+    assert [d["fits"] for d in data] == [True, False, False, False]
+    unfit = [d["cost_usd"] for d in data[1:]]
+    assert unfit == sorted(unfit) and unfit[0] < data[0]["cost_usd"]
+
+
+def test_a_replica_that_does_not_fit_meets_no_target(run):
+    # Llama 2 70B's bf16 weights (138 GB) on one H100: no batch fits, so no latency target is met
+    data = json.loads(run("sweep", "llama2-70b", "--vary", "serving.tensor=1,8", "--gpu", "h100-sxm", "--serving",
+                          "--format", "json").stdout)
+    assert [(d["serving_fits"], d["meets_targets"]) for d in data] == [(False, False), (True, True)]
+
+
 def test_sort_by_and_limit(run):
     data = json.loads(run("sweep", TINY, "--vary", "model.n_layers=3,1,2", "--sort-by", "params",
                           "--format", "json").stdout)

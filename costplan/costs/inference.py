@@ -232,7 +232,8 @@ def serve(spec: Spec) -> ServingEstimate:
     memory = memory.model_copy(update={"total_per_gpu": memory.weights_per_gpu + batch *
                                        memory.kv_cache_per_sequence_per_gpu + memory.reserve})
     tpot, decode_bound = step(batch)
-    meets = (s.tpot_ms is None or tpot <= s.tpot_ms / 1000) and (s.ttft_ms is None or ttft <= s.ttft_ms / 1000)
+    meets = fits and ((s.tpot_ms is None or tpot <= s.tpot_ms / 1000)
+                      and (s.ttft_ms is None or ttft <= s.ttft_ms / 1000))      # a replica that does not fit meets none
     gpus = s.gpus or tensor                         # one replica unless serving.gpus asks for more
     replicas = gpus // tensor
     price = hw.usd_per_gpu_hour if hw.usd_per_gpu_hour is not None else gpu.usd_per_gpu_hour

@@ -164,6 +164,9 @@ class ModelSpec(Section):
 
 # ---------------------------------------------------------------------------------------------- training
 # The transformers model types whose modules training.modules may name (every type a config import reads).
+# transformers' ACT2FN names of the activations costplan's MLPs take (costs/class_modules.py PYTHON_GELU_SAVES)
+ACTIVATIONS = ("gelu", "gelu_new", "gelu_pytorch_tanh", "gelu_fast", "gelu_python", "gelu_accurate", "relu", "silu",
+               "swish")
 MODULES = ("bloom", "deepseek_v2", "deepseek_v3", "falcon", "gemma", "gemma2", "gemma3_text", "gpt2", "gpt_neox",
            "gpt_oss", "gptj", "granite", "llama", "llama4_text", "mistral", "mixtral", "olmo", "olmoe", "opt", "phi",
            "phi3", "qwen2", "qwen2_moe", "qwen3", "qwen3_moe", "starcoder2")
@@ -203,6 +206,10 @@ class TrainingSpec(Section):
     # Whose transformers modules sdpa and eager describe, by model_type (a config import sets it): the modules
     # differ between classes for the same architecture (a Python GELU, fp32 norms, an explicit mask).
     modules: Literal[MODULES] = "llama"
+    # The activation the modules run, by its transformers name (the config's hidden_act or activation_function),
+    # where it saves more than a fused kernel's input: the Python GELUs (gelu_new, gelu_fast, ...). None: the
+    # class's default (a config import sets it). Memory under implementation sdpa / eager only.
+    activation: Literal[ACTIVATIONS] | None = None
     # How the step model prices memory-bound work (norms, activations, rotary, residual adds, the loss): as
     # fused kernels (torch.compile, Transformer Engine, Megatron), or as the kernels eager PyTorch runs one op
     # at a time (torchtitan without torch.compile; costs/eager.py), or `blocks`: each transformer block

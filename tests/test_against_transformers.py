@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 pytest.importorskip("transformers")
-pytest.importorskip("torch")
+torch = pytest.importorskip("torch")
 
 TINY = Path(__file__).parents[1] / "specs" / "ci" / "hf" / "tiny"
 
@@ -40,6 +40,41 @@ def test_a_spec_that_differs_from_the_class_fails(run):
     result = run("check", str(TINY / "llama.json"), "--against", "transformers", "--set", "model.d_ff=200")
     assert result.exit_code == 1
     assert "FAIL llama: parameters (total)" in result.stderr
+
+
+@pytest.mark.parametrize("name, key, activation", [
+    ("gpt_neox", "hidden_act", "gelu_fast"), ("gpt_neox", "hidden_act", "gelu_python"),
+    ("gpt2", "activation_function", "gelu"), ("phi", "hidden_act", "gelu_fast"),
+    ("gemma", "hidden_activation", "gelu_new"),
+])
+def test_the_configs_activation_sets_what_the_modules_save(name, key, activation, run, tmp_path):
+    # a Python GELU saves more than a fused one's input (GPT-NeoX-20B's config runs gelu_fast); the class's default
+    # is not the config's
+    data = json.loads((TINY / f"{name}.json").read_text())
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({**data, key: activation, **({"hidden_act": activation} if name == "gemma" else {})}))
+    result = run("check", str(path), "--against", "transformers", "--no-time", "--set",
+                 "training.implementation=sdpa", "--format", "json")
+    rows = {row["item"]: row for row in json.loads(result.stdout)[0]["checks"]}
+    saved = rows["activations saved for backward"]
+    assert saved["status"] == "ok" and abs(saved["relative_error"]) < 0.02, saved
+
+
+def test_python_gelus_save_what_the_table_says():
+    """PYTHON_GELU_SAVES against torch's saved-tensor hooks on transformers' own activation functions: tensors
+    saved other than the input, less the input's own place where a function does not keep it."""
+    from transformers.activations import ACT2FN
+
+    from costplan.costs.class_modules import PYTHON_GELU_SAVES
+
+    for name in ("gelu", "gelu_new", "gelu_fast", "gelu_python", "gelu_accurate", "gelu_pytorch_tanh"):
+        x = torch.randn(8, 16, requires_grad=True)
+        saved = set()
+        with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.add(t.untyped_storage().data_ptr()) or t,
+                                                      lambda t: t):
+            ACT2FN[name](x)
+        kept = x.untyped_storage().data_ptr() in saved
+        assert len(saved) - 1 == PYTHON_GELU_SAVES.get(name, 0), (name, len(saved), kept)
 
 
 def test_a_config_transformers_refuses_is_one_line(run, tmp_path):

@@ -157,6 +157,7 @@ class Shape:
     implementation: str = "fused"
     autocast: bool = False    # fp32 weights and residual stream, 16-bit copies cast per matmul (training.autocast)
     modules: str = "llama"    # whose transformers modules sdpa / eager describe (training.modules)
+    activation: str | None = None   # the activation those modules run, where the spec says (training.activation)
     fusion: str = "fused"     # memory-bound kernels fused, eager PyTorch, or blocks compiled (training.fusion)
     fused_kernels: tuple[str, ...] = ()   # ops one fused kernel each in an eager step (training.fused_kernels)
     loss_kernel: str | None = None        # how the loss runs, where the spec says (training.loss_kernel)

@@ -25,7 +25,7 @@ class ClassModules(Record):
     rotary_per_layer_type: bool = False  # one (cos, sin) pair per attention type (local layers' own base)
     fp32_rotary: bool = False        # cos and sin left in fp32 rather than cast to the activation dtype
     half_rotary: bool = False        # tables head_dim / 2 wide (the two halves rotated by one table)
-    python_gelu: bool = False        # the MLP's GELU is NewGELUActivation (gelu_new), in Python
+    python_gelu: bool = False        # the MLP's default GELU is NewGELUActivation (gelu_new), in Python
     softcapped_scores: bool = False  # eager scores soft-capped, c·tanh(x / c)
     softcapped_logits: bool = False  # logits soft-capped, c·tanh(x / c)
     topk_first: bool = False         # the router takes the top-k logits, then a softmax over those k
@@ -83,6 +83,26 @@ CLASS_MODULES = {
     "qwen2_moe": ClassModules(cast_routing_weights=True),
     "qwen3_moe": ClassModules(cast_routing_weights=True),
 }
+
+
+# d_ff-wide tensors transformers' Python GELUs (activations.py) save for backward beyond the input a fused GELU
+# saves, counted from their expressions (a product with a Python number saves nothing, one of two tensors saves
+# both, tanh and erf their output and input):
+# - gelu_new and gelu_accurate, 0.5·x·(1 + tanh(c·(x + 0.044715·x³))): tanh's output, 0.5·x and 1 + tanh;
+# - gelu_fast, 0.5·x·(1 + tanh(0.7978845608·x·(1 + 0.044715·x·x))): 0.044715·x (its product with x), 0.798·x and
+#   1 + 0.044715·x² (their product), tanh's output, 0.5·x and 1 + tanh;
+# - gelu_python, x·0.5·(1 + erf(x/√2)): x/√2 (erf's input), x·0.5 and 1 + erf, and no op keeps x itself: two
+#   more than the fused GELU's one.
+# gelu (F.gelu), gelu_pytorch_tanh (F.gelu, tanh), relu and silu are one kernel saving its input. Counted against
+# torch's saved-tensor hooks on each function and against the classes (tests/test_against_transformers.py).
+PYTHON_GELU_SAVES = {"gelu_new": 3, "gelu_accurate": 3, "gelu_fast": 6, "gelu_python": 2}
+
+
+def activation_saves(shape: Shape) -> int:
+    """d_ff-wide tensors the modules' activation saves beyond a fused one's input: the spec's (training.activation)
+    or the class's default."""
+    name = shape.activation or ("gelu_new" if class_modules(shape).python_gelu else None)
+    return PYTHON_GELU_SAVES.get(name, 0)
 
 
 def class_modules(shape: Shape) -> ClassModules:

@@ -19,7 +19,7 @@ def shape_of(spec: Spec) -> Shape:
     t = spec.training
     return Shape(seq_len=spec.seq_len, act_bytes=element_bytes(t.precision), recompute=t.recompute,
                  recompute_layers=t.recompute_layers,
-                 implementation=t.implementation, autocast=t.autocast, modules=t.modules,
+                 implementation=t.implementation, autocast=t.autocast, modules=t.modules, activation=t.activation,
                  fusion=t.fusion, fused_kernels=tuple(sorted(set(t.fused_kernels))),
                  loss_kernel=t.loss_kernel)
 

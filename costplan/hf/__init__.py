@@ -25,6 +25,7 @@ from costplan import sources
 from costplan.errors import SpecError
 from costplan.hf.families import ALIASES, FAMILIES, UNSUPPORTED
 from costplan.hf.fields import COMMON_CHECKS, COMMON_DEFAULTS, Unsupported
+from costplan.spec import ACTIVATIONS
 
 
 
@@ -105,6 +106,10 @@ def read(config: Path) -> Imported:
         raise SpecError(label, problems)
     spec.setdefault("training", {})["modules"] = model_type
     notes["training.modules"] = "model_type: the transformers modules training.implementation sdpa / eager describes"
+    mlp = family.fields.get("model.mlp")
+    if mlp is not None and len(mlp.keys) == 1 and values[mlp.keys[0]] in ACTIVATIONS:
+        spec["training"]["activation"] = values[mlp.keys[0]]
+        notes["training.activation"] = f"from {mlp.keys[0]}: what the modules' activation saves (sdpa / eager)"
     read_keys = {k for f in family.fields.values() for k in f.keys} | {k for c in family.checks for k in c.keys}
     return Imported(
         model_type=model_type, spec=spec, notes=notes,

@@ -3,18 +3,18 @@ the router's and the grouped experts'."""
 from __future__ import annotations
 
 from costplan.costs import INDEX_BYTES, STAT_BYTES, Shape
-from costplan.costs.class_modules import class_modules
+from costplan.costs.class_modules import activation_saves, class_modules
 from costplan.costs.implementation.common import modules
 from costplan.costs.moe import moe_block, routed_rows
 from costplan.spec import ModelSpec, MoESpec
 
 
 def mlp_extra(d_ff: int, shape: Shape) -> int:
-    """Bytes a dense MLP's modules save beyond the fused estimate: a Python tanh GELU's three more d_ff-wide
-    tensors (ClassModules.python_gelu)."""
-    if not modules(shape) or not class_modules(shape).python_gelu:
+    """Bytes a dense MLP's modules save beyond the fused estimate: a Python GELU's more d_ff-wide tensors
+    (class_modules.activation_saves)."""
+    if not modules(shape):
         return 0
-    return 3 * shape.seq_len * d_ff * shape.act_bytes
+    return activation_saves(shape) * shape.seq_len * d_ff * shape.act_bytes
 
 
 def moe_extra(moe: MoESpec, model: ModelSpec, shape: Shape) -> int:

@@ -291,3 +291,10 @@ def test_stamps_no_class_reads_are_ignored(tmp_path):
     stamped = write_config(tmp_path, "llama", is_llama_config=True, rope_interleaved=False, use_mrope=False,
                            _attn_implementation="sdpa", unsloth_version="2024.9", output_past=True, _num_labels=2)
     assert costplan.estimate(costplan.load_spec(stamped)).params.total == plain
+
+
+def test_a_byte_order_mark_is_read(tmp_path):
+    path = write_config(tmp_path, "llama")
+    plain = costplan.estimate(costplan.load_spec(path)).params.total
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
+    assert costplan.estimate(costplan.load_spec(path)).params.total == plain

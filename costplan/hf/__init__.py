@@ -47,7 +47,7 @@ def load_json(config: Path) -> dict[str, Any]:
     if not config.exists():
         raise SpecError(label, ["no such file"])
     try:
-        data = json.loads(config.read_text(encoding="utf-8"))
+        data = json.loads(config.read_text(encoding="utf-8-sig"))     # a byte-order mark, as some editors write
     except (OSError, UnicodeDecodeError) as exc:
         raise SpecError(label, [f"cannot be read: {exc}"]) from None
     except json.JSONDecodeError as exc:

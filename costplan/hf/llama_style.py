@@ -276,7 +276,9 @@ LLAMA_STYLE: dict[str, Family] = {
         {**LLAMA_DEFAULTS, "vocab_size": 32064, "hidden_size": 3072, "intermediate_size": 8192,
          "max_position_embeddings": 4096, "sliding_window": None, "attention_bias": False},
         # released Phi-3 files carry attention_bias: false; the class builds its projections without biases
-        checks=(Check(("attention_bias",), lambda v: not v, "true is not built by the transformers class"),),
+        checks=(Check(("attention_bias",), lambda v: not v,
+                      "the class builds its attention projections without biases whatever the key says; set it "
+                      "false"),),
         # long-context RoPE rescaling (original_max_position_embeddings) has no parameters
         ignored=frozenset({"original_max_position_embeddings"})),
     "starcoder2": Family("Starcoder2ForCausalLM", llama_like(

@@ -67,7 +67,7 @@ def config_path(source: str) -> Path:
 
 def build_class(config: Path, dtype: torch.dtype, device: str | torch.device, attention: str = "eager"):  # noqa: ANN201
     """The transformers causal-LM class of the file, with `attention` (eager or sdpa), its parameters in
-    `dtype`."""
+    `dtype`; errors without the file's name, which the caller puts before them (cli/profile.py each_spec)."""
     transformers = needs_transformers()
     data = json.loads(config.read_text(encoding="utf-8"))
     # transformers validates what costplan need not (token ids within the vocabulary, layer_types' length): a
@@ -75,15 +75,15 @@ def build_class(config: Path, dtype: torch.dtype, device: str | torch.device, at
     try:
         cfg = without_dropout(transformers.AutoConfig.for_model(data.pop("model_type"), **data))
     except Exception as exc:  # noqa: BLE001 - whatever the library raises
-        raise CostplanError(f"{config}: transformers refuses the config: {_said(exc)}") from None
+        raise CostplanError(f"transformers refuses the config: {_said(exc)}") from None
     cfg._attn_implementation = attention
     try:
         with torch.device(device):
             model = transformers.AutoModelForCausalLM.from_config(cfg)
     except ValueError as exc:   # a class without this attention implementation says so
-        raise CostplanError(f"{config}: training.implementation {attention}: {str(exc).split('. ')[0]}") from None
+        raise CostplanError(f"training.implementation {attention}: {str(exc).split('. ')[0]}") from None
     except Exception as exc:  # noqa: BLE001
-        raise CostplanError(f"{config}: transformers cannot build the class: {_said(exc)}") from None
+        raise CostplanError(f"transformers cannot build the class: {_said(exc)}") from None
     return model.to(dtype)
 
 

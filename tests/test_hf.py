@@ -166,7 +166,7 @@ def refusal(run, path) -> str:
     ("falcon", {"new_decoder_architecture": False, "multi_query": False}, "num_kv_heads: 2 without "),
     ("gpt_neox", {"hidden_act": "silu"}, "hidden_act: 'silu': an MLP with this activation"),
     # MoE layers that are not "dense first, then every n-th"
-    ("qwen3_moe", {"mlp_only_layers": [2]}, "mlp_only_layers: MoE layers [0, 1] are not"),
+    ("qwen3_moe", {"mlp_only_layers": [2]}, "mlp_only_layers: dense layers [2] among MoE ones are not"),
     ("qwen2_moe", {"shared_expert_intermediate_size": 0}, "shared_expert_intermediate_size: "),
     ("deepseek_v3", {"moe_layer_freq": 2}, "moe_layer_freq: 2: "),
     ("deepseek_v2", {"mlp_bias": True}, "mlp_bias: true: biases on the dense and shared MLPs"),

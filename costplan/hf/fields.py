@@ -257,8 +257,11 @@ def moe_layers(is_moe: list[bool], key_name: str) -> dict[str, int]:
         if [i >= first and (i - first) % every == 0 for i in range(len(is_moe))] == is_moe:
             return {**({"first_dense_layers": first} if first else {}), **({"every": every} if every > 1 else {})}
     moe = [i for i, flag in enumerate(is_moe) if flag]
-    raise Unsupported(key_name, f"MoE layers {moe} are not some dense layers followed by every n-th layer, "
-                                "the patterns a spec can state")
+    dense = [i for i, flag in enumerate(is_moe) if not flag]
+    # the shorter list says it: Qwen3-MoE's mlp_only_layers [5] leaves 47 MoE layers and one dense
+    which = f"MoE layers {moe}" if len(moe) <= len(dense) else f"dense layers {dense} among MoE ones"
+    raise Unsupported(key_name, f"{which} are not some dense layers followed by every n-th layer, the patterns a "
+                                "spec can state")
 
 
 def renormalized(moe: dict[str, Any], norm_topk_prob: bool) -> dict[str, Any]:

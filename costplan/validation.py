@@ -151,11 +151,11 @@ def parse_unit(text: str) -> str:
 
 def parse_duration(option: str, text: str) -> float:
     """`30d`, `12h`, `2w`, `1.5 days` → hours."""
-    match = re.fullmatch(r"\s*([0-9][0-9_]*(?:\.[0-9]*)?|\.[0-9]+)\s*([a-z]+)\s*", str(text).lower())
-    if not match or match.group(2) not in _DURATION_HOURS:
+    match = re.fullmatch(r"\s*(-?)([0-9][0-9_]*(?:\.[0-9]*)?|\.[0-9]+)\s*([a-z]+)\s*", str(text).lower())
+    if not match or match.group(3) not in _DURATION_HOURS:
         raise CostplanError(f"{option}: {shown(text)} is not a duration; write a number and a unit, e.g. 30d, 12h "
                             "or 2w")
-    hours = float(match.group(1).replace("_", "")) * _DURATION_HOURS[match.group(2)]
+    hours = float(match.group(1) + match.group(2).replace("_", "")) * _DURATION_HOURS[match.group(3)]
     if hours <= 0:
         raise CostplanError(f"{option}: must be longer than zero, got {shown(text)}")
     return hours

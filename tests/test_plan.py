@@ -158,6 +158,12 @@ def test_deadline_says_which_of_the_specs_hardware_settings_it_took(run):
     assert (forced["mfu"], forced["mfu_source"]) == (0.5, "--mfu")
 
 
+def test_a_gpu_type_named_twice_is_one_row(run):
+    data = json.loads(run("plan", "gpt2-small", "--deadline", "1d", "--gpu", "a100-80gb", "--gpu", "a100-80gb",
+                          "--format", "json").stdout)
+    assert [o["gpu"] for o in data] == ["a100-80gb"]
+
+
 def test_deadline_table(run):
     out = run("plan", "gpt2-small", "--deadline", "12h", "--gpu", "a100-80gb").stdout
     assert out.splitlines()[0].split()[:3] == ["GPU", "GPUs", "tensor"]
@@ -184,8 +190,12 @@ def test_deadline_table(run):
     ([], ["Error: plan needs --budget AMOUNT, or SPEC and --deadline DURATION"]),
     (["gpt2-small"], ["Error: with SPEC, plan needs --deadline DURATION (and no --budget)"]),
     (["gpt2-small", "--deadline", "1d", "--gpu", "h100"],
-     ["Error: unknown GPU 'h100' (did you mean 'h100-sxm'?); `costplan hardware` lists the catalogue, or give a "
-      "path to a hardware YAML file"]),
+     ["Error: --gpu: unknown GPU 'h100' (did you mean 'h100-sxm'?); `costplan hardware` lists the catalogue, or "
+      "give a path to a hardware YAML file"]),
+    (["--budget", "1e22", "--gpu", "h100"],
+     ["Error: --gpu: unknown GPU 'h100' (did you mean 'h100-sxm'?); `costplan hardware` lists the catalogue, or "
+      "give a path to a hardware YAML file"]),
+    (["gpt2-small", "--deadline", "-1d"], ["Error: --deadline: must be longer than zero, got '-1d'"]),
 ])
 def test_bad_plan_input(run, args, lines):
     assert errors(run("plan", *args)) == lines

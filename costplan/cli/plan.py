@@ -31,7 +31,7 @@ from costplan.errors import CostplanError
 def plan(ctx, spec, budget, unit, deadline, gpu_names, gpus, seq_len, vocab, write_path, force, mfu, law,
          overrides, fmt) -> None:
     """What to train with a budget (--budget), or how many GPUs finish SPEC by a deadline (--deadline)."""
-    from costplan import files, planner, report, scaling, tables, yamlio
+    from costplan import files, hardware, planner, report, scaling, tables, yamlio
     from costplan.validation import parse_count, parse_duration, parse_mfu, parse_positive, parse_unit
 
     problems = []
@@ -54,6 +54,12 @@ def plan(ctx, spec, budget, unit, deadline, gpu_names, gpus, seq_len, vocab, wri
     if force and not write_path:
         problems.append("--force: only with --write")
     utilisation = None if mfu is None else check(parse_mfu, "--mfu", mfu)
+    gpu_names = tuple(dict.fromkeys(gpu_names))     # a type named twice is one row
+    for name in gpu_names:
+        try:
+            hardware.resolve(name)
+        except CostplanError as exc:
+            problems.append(f"--gpu: {exc}")
     if spec is None:
         # Options that only make sense with SPEC would be ignored: say so rather than plan without them.
         problems += [f"{option}: only with SPEC (--budget plans on --gpus GPUs; give SPEC and --deadline to "

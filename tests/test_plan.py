@@ -85,6 +85,14 @@ def test_a_proposal_that_does_not_fit_its_gpus_says_so(run):
     assert json.loads(fits.stdout)["fits"] and fits.stderr == ""
 
 
+def test_a_budget_below_the_smallest_shape_says_the_proposal_is_not_compute_optimal(run):
+    result = run("plan", "--budget", "1e10", "--format", "json")
+    data = json.loads(result.stdout)
+    assert data["params"] > 1000 * data["optimum"]["params"]
+    assert "not compute-optimal" in result.stderr
+    assert run("plan", "--budget", "1e21").stderr == ""
+
+
 def test_dollar_budget(run):
     data = json.loads(run("plan", "--budget", "250000", "--unit", "usd", "--gpu", "h100-sxm",
                           "--format", "json").stdout)

@@ -91,10 +91,22 @@ def parse_vary(text: str) -> Axis:
         path = ".".join(field_path(key))
     except CostplanError as exc:
         raise CostplanError(f"--vary {text}: {exc}") from None
-    texts = tuple(part.strip() for part in raw.split(","))
+    texts = tuple(part.strip() for part in _top_level(raw))
     if any(not part for part in texts):
         raise CostplanError(f"--vary {text}: an empty value; write values separated by commas")
     return Axis(path, tuple(yamlio.value(part) for part in texts), texts)
+
+
+def _top_level(raw: str) -> list[str]:
+    """The values of a --vary, split at commas outside brackets and braces: `[12, 12],[8, 16]` is two lists
+    (pipeline stage_layers), as YAML's flow style writes them."""
+    parts, depth, start = [], 0, 0
+    for i, char in enumerate(raw):
+        depth += (char in "[{") - (char in "]}")
+        if char == "," and depth == 0:
+            parts.append(raw[start:i])
+            start = i + 1
+    return [*parts, raw[start:]]
 
 
 def check_axes(axes: Sequence[Axis], overrides: Iterable[str] = ()) -> None:

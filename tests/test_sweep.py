@@ -52,6 +52,14 @@ def test_a_replica_that_does_not_fit_meets_no_target(run):
     assert [(d["serving_fits"], d["meets_targets"]) for d in data] == [(False, False), (True, True)]
 
 
+def test_list_values_are_varied_whole(run):
+    # commas inside brackets belong to one value: two uneven splits of 32 layers over 2 stages
+    data = json.loads(run("sweep", "llama2-7b", "--set", "hardware.count=64", "--set", "parallelism.pipeline=2",
+                          "--vary", "parallelism.stage_layers=[16, 16],[12,20]", "--format", "json").stdout)
+    assert [d["parallelism.stage_layers"] for d in data] == [[16, 16], [12, 20]]
+    assert data[0]["memory_per_gpu"] < data[1]["memory_per_gpu"]      # 20 layers on a stage hold more
+
+
 def test_sort_by_and_limit(run):
     data = json.loads(run("sweep", TINY, "--vary", "model.n_layers=3,1,2", "--sort-by", "params",
                           "--format", "json").stdout)

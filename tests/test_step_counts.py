@@ -340,3 +340,19 @@ def test_moe_kernels_are_the_reference_block(moe, mlp, precision):
     (layer,) = layers(spec.model)
     modelled = [ops.kernels(op) for op in ops.mlp_ops(layer, spec.model, shape_of(spec))]
     assert (sum(f for f, _ in modelled), sum(b for _, b in modelled)) == counted
+
+
+@pytest.mark.parametrize("seconds, runs", [(None, 100), (0.0, 20), (1e6, 100)])
+def test_the_fixed_costs_take_their_share_of_a_calibrations_budget(monkeypatch, seconds, runs):
+    """calibrate gives the fixed costs a tenth of its budget: as many runs of the tiny step as fit, from 20 (a
+    median over fewer says little) to 100."""
+    from costplan.profiling import calibrate
+
+    asked = []
+    monkeypatch.setattr(calibrate, "median_seconds", lambda fn, between, device, n: asked.append(n) or 0.01)
+    c = calibrate.Calibration(device="cpu: test", rates={"fp32": {256: 100e9}, "bf16": {256: 50e9}},
+                              bandwidth=20e9, interconnect=None, memory_bytes=2**34, mfu=0.5, mfu_source="test",
+                              attention=calibrate.Attention("bf16", {64: {128: 20e9}}, {64: {128: 10e9}},
+                                                            {64: {128: 16}}), date="2026-12-05")
+    fixed = calibrate.fixed_costs(c, torch.device("cpu"), "bf16", seconds)
+    assert set(asked) == {runs} and f"median of {runs} runs" in fixed.source

@@ -46,8 +46,9 @@ forward + backward less the best forward.
 
 The whole stays within a time budget: a matmul size or attention sequence length whose predicted time would
 overrun its phase's share is skipped (the smallest is always measured), attention calls are made shorter
-(fewer sequences per call) when the share is small, and the reference step is timed fewer times (at least
-timing.MIN_RUNS), or on fewer layers when even that would overrun. Where bf16 matmuls run at under half the
+(fewer sequences per call) when the share is small, the fixed costs are medians of fewer runs (a tenth of the
+budget, MIN_FIXED_RUNS to FIXED_RUNS), and the reference step, measured last in what is left, is timed fewer times
+(at least timing.MIN_RUNS), or on fewer layers when even that would overrun. Where bf16 matmuls run at under half the
 fp32 rate (a CPU without native bf16), the reference step runs in fp32, as `profile` times steps there
 (precision.choose).
 """
@@ -79,7 +80,8 @@ from costplan.profiling.fixed_costs import (Fixed, FixedStep, checkpoint_cost_of
                                             trainer_of)
 from costplan.profiling.calibrate_memory import (COPY_BYTES, copy_bandwidth, first_touch, memory_bound_rate,
                                                  weight_read_rate)
-from costplan.profiling.timing import BEST_OF, MIN_RUNS, best_seconds, median_seconds, queued_note, time_steps
+from costplan.profiling.timing import (BEST_OF, MIN_RUNS, best_seconds, median_seconds, queued_note, synchronize,
+                                      time_steps)
 
 DEFAULT_BUDGET = 180.0      # seconds for the whole calibration
 MATMUL_SHARE = 0.4          # of the budget, for the matmul rates
@@ -90,6 +92,8 @@ PRECISIONS = {"cpu": ("fp32", "bf16"), "cuda": ("fp32", "tf32", "bf16", "fp16")}
 REFERENCE = {"cpu": ("gpt2-small", ["model.n_layers=2", "training.seq_len=256", "training.micro_batch_size=2"]),
              "cuda": ("gpt2-small", ["training.micro_batch_size=8"])}
 FIXED_RUNS = 100
+MIN_FIXED_RUNS = 20         # the fewest a median of the tiny step's times is taken over
+FIXED_SHARE = 0.1           # of the budget, for the fixed costs (before the reference step, which takes the rest)
 # A GPU's GEMMs above are timed in bursts at its boost clock; a training step holds it at its power limit, which
 # it reaches within seconds of steady matmuls. None: not measured (a CPU's rates are taken as sustained).
 SOAK_SECONDS = {"cpu": None, "cuda": 20.0}
@@ -252,46 +256,56 @@ def calibrate(device: torch.device, budget: float = DEFAULT_BUDGET,
         progress(f"sustained {precision} matmuls: {report.seconds(SOAK_SECONDS[device.type])} back to back")
         sustained = sustained_share(precision, device, SOAK_SECONDS[device.type])
         progress(f"sustained {precision} matmuls: {sustained[0]:.3f} of their burst rate")
-    left = budget - (time.perf_counter() - started)
-    mfu, source = reference_mfu(device, peaks, max(left, 0.0), progress)
     memory = (torch.cuda.get_device_properties(device).total_memory if device.type == "cuda"
               else _total_ram())
+    # the reference step's MFU is measured last, in what is left of the budget; the fixed costs' rooflines do
+    # not read it
     measured = Calibration(device=describe(device), rates=rates, bandwidth=bandwidth, interconnect=interconnect,
-                           memory_bytes=memory, mfu=mfu, mfu_source=source, attention=attention,
+                           memory_bytes=memory, mfu=1.0, mfu_source="not yet measured", attention=attention,
                            date=datetime.date.today().isoformat(), memory_bound=memory_bound,
                            weight_read=weight_read, depthwise_conv=conv, block_gemm=blocks, sustained=sustained,
                            first_touch=touched)
-    measured.fixed = fixed_costs(measured, device, precision)
+    measured.fixed = fixed_costs(measured, device, precision, FIXED_SHARE * budget)
     checkpoint = measured.fixed.checkpoint_source
     if not checkpoint.startswith("not measured"):
         checkpoint = f"{measured.fixed.checkpoint * 1e6:.3g} µs"
     progress(f"fixed costs: {measured.fixed.kernel * 1e6:.3g} µs per kernel, {measured.fixed.update * 1e6:.3g} µs "
              f"per parameter tensor's update, {measured.fixed.loop * 1e6:.3g} µs per kernel of a block loop, "
              f"per op under per-op checkpointing: {checkpoint}")
+    left = budget - (time.perf_counter() - started)
+    measured.mfu, measured.mfu_source = reference_mfu(device, peaks, max(left, 0.0), progress)
     progress(f"done in {report.seconds(time.perf_counter() - started)} (budget {report.seconds(budget)})")
     return measured
 
 
-def fixed_costs(c: Calibration, device: torch.device, precision: str) -> Fixed:
+def fixed_costs(c: Calibration, device: torch.device, precision: str, seconds: float | None = None) -> Fixed:
     """Seconds per kernel, per parameter tensor's update and per kernel of a block loop, from the tiny step and
-    loop (profiling/fixed_costs.py), their times the medians of FIXED_RUNS, on this calibration's rooflines."""
+    loop (profiling/fixed_costs.py), their times the medians of FIXED_RUNS, or of as many runs (at least
+    MIN_FIXED_RUNS) as take about `seconds` at one tiny step's time, on this calibration's rooflines."""
     tiny = FixedStep(device, precision)
+    runs = FIXED_RUNS
+    if seconds is not None:     # five timings of about a tiny step each (the update, the loop: less)
+        begun = time.perf_counter()
+        tiny.trainer.step(tiny.data)
+        synchronize(device)
+        one = time.perf_counter() - begun
+        runs = max(MIN_FIXED_RUNS, min(FIXED_RUNS, int(seconds / (5 * one))))
 
     def gradients() -> None:        # what the update reads (it clears them)
         tiny.trainer.accumulate(*tiny.data)
 
-    update = median_seconds(tiny.trainer.update, gradients, device, FIXED_RUNS)
-    step = median_seconds(lambda: tiny.trainer.step(tiny.data), lambda: None, device, FIXED_RUNS)
-    loop = median_seconds(tiny.loop.seconds, lambda: None, device, FIXED_RUNS)
+    update = median_seconds(tiny.trainer.update, gradients, device, runs)
+    step = median_seconds(lambda: tiny.trainer.step(tiny.data), lambda: None, device, runs)
+    loop = median_seconds(tiny.loop.seconds, lambda: None, device, runs)
     timed = []      # the tiny step as per-op checkpointing takes it, without it and with it
     unmeasured = ""
     try:
         for on in (False, True):
             trainer, data = trainer_of(tiny_checkpointed(precision, on), device)
-            timed.append(median_seconds(lambda: trainer.step(data), lambda: None, device, FIXED_RUNS))
+            timed.append(median_seconds(lambda: trainer.step(data), lambda: None, device, runs))
     except CostplanError as exc:    # a torch too old for the checkpoint policy: the other costs stand
         unmeasured = f"not measured: {exc}"
-    how = f"median of {FIXED_RUNS} runs"
+    how = f"median of {runs} runs"
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "calibrated.yaml"
         path.write_text(yamlio.dumps(hardware_entry(c)), encoding="utf-8")

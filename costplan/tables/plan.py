@@ -83,4 +83,6 @@ def deadline(options: Sequence[Option]) -> Table:
                                                     *(e for e in extras if e)]),
                      f"{size(o.memory_per_gpu)} of {size(o.gpu_memory)}", human(o.wall_clock_days, "days"),
                      count(o.gpu_hours), usd(o.cost_usd), why(o)])
-    return Table([Block(DEADLINE_HEADERS, body)], [o.model_dump() for o in options])
+    # JSON and CSV carry the table's note: why the row was chosen, not only why none was
+    return Table([Block(DEADLINE_HEADERS, body)],
+                 [{**o.model_dump(), "note": why(o) if o.gpus is not None else o.note} for o in options])

@@ -184,6 +184,8 @@ class Option(Record):
     runner_up: dict[str, Any] | None = None  # the next cheapest layout: tensor, pipeline, zero, gpus, cost_usd
     mfu: float | None = None                # the MFU the runs were timed at; None: the step model
     mfu_source: str | None = None           # --mfu, or hardware.mfu (the spec's, on its own GPU type)
+    not_taken: list[str] = []               # the spec's hardware settings, for its own GPU type, not taken here
+    spec_gpu: str | None = None             # the spec's own GPU type
     note: str = ""
 
     @classmethod
@@ -294,19 +296,18 @@ def fewest_gpus(spec: Spec, gpu_key: str, deadline_hours: float, mfu: float | No
         untuned_cost_usd=untuned, runner_up=runner_up,
         mfu=result.assumptions.mfu_override,
         mfu_source=None if result.assumptions.mfu_override is None else "--mfu" if mfu is not None else "hardware.mfu",
-        note=_not_carried(spec, gpu_key, mfu),
+        not_taken=_not_taken(spec, gpu_key, mfu), spec_gpu=spec.hardware.gpu,
     )
 
 
-def _not_carried(spec: Spec, gpu_key: str, mfu: float | None) -> str:
-    """What of the spec's hardware section another GPU type does not take (layouts.variant: another cluster)."""
+def _not_taken(spec: Spec, gpu_key: str, mfu: float | None) -> list[str]:
+    """The spec's hardware settings another GPU type does not take (layouts.variant: another cluster)."""
     hw = spec.hardware
     if gpu_key == hw.gpu:
-        return ""
-    dropped = [name for name, value in (("hardware.mfu", None if mfu is not None else hw.mfu),
-                                        ("usd_per_gpu_hour", hw.usd_per_gpu_hour), ("network_gbs", hw.network_gbs))
-               if value is not None]
-    return f"the spec's {', '.join(dropped)} are its {hw.gpu}'s, not taken here" if dropped else ""
+        return []
+    return [name for name, value in (("hardware.mfu", None if mfu is not None else hw.mfu),
+                                     ("usd_per_gpu_hour", hw.usd_per_gpu_hour), ("network_gbs", hw.network_gbs))
+            if value is not None]
 
 
 def _fewest(spec: Spec, gpu_key: str, layout: dict[str, Any], node_size: int, deadline_hours: float,

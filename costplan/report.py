@@ -66,6 +66,14 @@ def _prefixed(value: float, step: float, prefixes: Sequence[str], unit: str = ""
     return f"{number(scaled)}{prefix}{unit}"
 
 
+_EXACT_UNITS = {"bytes": " bytes", "flop": " FLOP"}    # what an exact difference counts; a count is a number
+
+
+def exact_difference(value: int, unit: str) -> str:
+    """+12, -4,096 bytes, +1 FLOP: a difference between exact integers, signed, every digit kept."""
+    return f"{value:+,d}{_EXACT_UNITS.get(unit, '')}"
+
+
 def plural(text: str, noun: str) -> str:
     """'1 GPU', '8 GPUs', '0.5 days': the noun is singular only after exactly one."""
     return f"{text} {noun}{'' if text == '1' else 's'}"

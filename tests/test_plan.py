@@ -102,6 +102,12 @@ def test_dollar_budget(run):
     gpu = hardware.resolve("h100-sxm")
     hours = 250000 / gpu.usd_per_gpu_hour
     assert data["gpu_hours"] == pytest.approx(hours, rel=1e-6)
+    # the README's: $1 M on 512 H100s buys 698 ZFLOP as the step model times it, where the catalogue's 40% MFU
+    # would have said 483
+    million = json.loads(run("plan", "--budget", "1e6", "--unit", "usd", "--gpu", "h100-sxm", "--gpus", "512",
+                             "--format", "json").stdout)
+    assert million["budget"]["flops"] == pytest.approx(6.98e23, rel=1e-3)
+    assert 1e6 / gpu.usd_per_gpu_hour * 3600 * 989e12 * 0.40 == pytest.approx(4.83e23, rel=1e-3)
 
 
 def test_budget_table_and_law(run):
@@ -128,18 +134,18 @@ def test_deadline_options_are_minimal_and_sorted(run):
         assert e.time.wall_clock_days > 30 or not e.memory.fits
 
 
-@pytest.mark.parametrize("args, deadline_days", [
+@pytest.mark.parametrize("args, deadline_days, gpus", [
     # no fixed global batch: a smaller run steps its optimizer more often, so one GPU's GPU-hours (51.2 k) are
     # more than 64's (42.2 k), and no count is ruled out by them
-    (["llama2-7b", "--set", "training.global_batch_size=null", "--deadline", "30d"], 30),
-    # micro-batch 8 (chosen by the tuning) meets an hour on half the GPUs that micro-batch 1 needs
-    (["gpt2-small", "--set", "training.tokens=1e10", "--deadline", "1h"], 1 / 24),
+    (["llama2-7b", "--set", "training.global_batch_size=null", "--deadline", "30d"], 30, 64),
+    # micro-batch 8 (chosen by the tuning) meets an hour on half the GPUs that micro-batch 1 needs (the README's)
+    (["gpt2-small", "--set", "training.tokens=1e10", "--deadline", "1h"], 1 / 24, 16),
 ])
-def test_deadline_finds_the_fewest_gpus_of_its_layout(run, args, deadline_days):
+def test_deadline_finds_the_fewest_gpus_of_its_layout(run, args, deadline_days, gpus):
     """Every smaller count the layout runs on (above a node, whole nodes), with the chosen micro-batch and
     recomputation, misses the deadline or does not fit: estimated one by one, not by the planner's search."""
     option = json.loads(run("plan", *args, "--gpu", "h100-sxm", "--format", "json").stdout)[0]
-    assert option["wall_clock_days"] <= deadline_days
+    assert option["wall_clock_days"] <= deadline_days and option["gpus"] == gpus
     layout = {k: option["layout"][k] for k in ("tensor", "pipeline", "zero", "sequence_parallel")}
     spec = costplan.load_spec(args[0], [*args[2:3], f"training.micro_batch_size={option['micro_batch_size']}",
                                         f"training.recompute={option['recompute']}"])

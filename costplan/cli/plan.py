@@ -81,15 +81,7 @@ def plan(ctx, spec, budget, unit, deadline, gpu_names, gpus, seq_len, vocab, wri
                       f"compute-optimal size,\nshaped by the rule in costplan/sizing.py")
             files.write_text("--write", write_path, yamlio.dumps(proposal.spec, header), force)
         click.echo(report.render(tables.proposal(proposal), fmt))
-        if proposal.params > 2 * proposal.optimum.params:   # the shape rule's smallest model is larger
-            echo_warnings([f"the law's optimum for this budget is {report.count(proposal.optimum.params)} "
-                           f"parameters; the smallest model the shape rule builds has {report.count(proposal.params)}, "
-                           f"which the budget trains on {report.count(proposal.tokens)} tokens: not compute-optimal"])
-        if not proposal.fits:
-            echo_warnings([f"the proposal needs {report.size(proposal.memory_per_gpu)} per GPU, more than "
-                           f"{gpu}'s {report.size(proposal.gpu_memory)}: it cannot train on "
-                           f"{report.plural(str(count), 'GPU')} as priced; give more --gpus (or a larger --gpu), "
-                           "or estimate the spec it writes for what lowers it"])
+        echo_warnings(tables.proposal_warnings(proposal))
         if write_path:
             click.echo(f"wrote {write_path}", err=True)
         return

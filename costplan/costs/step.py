@@ -535,18 +535,13 @@ def update_fresh(spec: Spec, shape: Shape, stage: int, touch: FirstTouch) -> flo
     if weight_bytes(training.precision, training.autocast) >= FP32 or training.fp32_gradients:
         return 0.0
     shards, routed_shards = zero_groups(spec) if par.zero >= 1 else (1, 1)
-    stages = pipeline_stages(spec)
     tensors: list[tuple[float, float]] = []        # (elements, how many)
     if stage == 0:
         tensors.append((model.vocab_size * model.d_model / par.tensor / shards, 1))
         if model.position == "learned":
             tensors.append((model.max_seq_len * model.d_model / shards, 1))
-    groups = [(layer_ops(layer, model, layer_shape).values(), count)
-              for layer, count, layer_shape in recompute_groups(model, shape, stage, stages)]
-    if stage == stage_count(stages) - 1:
-        groups.append(([head_ops(model, edge_shape(shape))], 1))
-    for each, count in groups:
-        for op in (op for ops in each for op in ops):
+    for ops, count, _, _ in stage_ops(spec, shape, stage):
+        for op in ops:
             if not isinstance(op, Gemm) or op.tied:
                 continue
             if op.expert:
@@ -621,12 +616,29 @@ class Counts(NamedTuple):
     dispatched: float = 0.0  # ops per-op checkpointing's dispatch mode handles, views included (ops.dispatched)
 
 
+def stage_ops(spec: Spec, shape: Shape, stage: int):  # noqa: ANN201 - a generator of (ops, count, layer, shape)
+    """The operations one micro-batch runs on a GPU of pipeline stage `stage`, as (ops, times, layer, its shape):
+    the embedding's on the first stage, the head's on the last, the tied table's gradient sum where both are one
+    (layer None, the edges' shape), and each group of layers alike (recompute_groups)."""
+    stages = pipeline_stages(spec)
+    first, last, edges = stage == 0, stage == stage_count(stages) - 1, edge_shape(shape)
+    if first:
+        yield embedding_ops(spec.model, shape), 1, None, shape
+    if last:
+        yield head_ops(spec.model, edges), 1, None, edges
+    if first and last:
+        yield tied_sum_ops(spec.model, edges), 1, None, edges
+    for layer, count, layer_shape in recompute_groups(spec.model, shape, stage, stages):
+        ops = [op for each in layer_ops(layer, spec.model, layer_shape).values() for op in each]
+        yield ops, count, layer, layer_shape
+
+
 def stage_counts(spec: Spec, shape: Shape, stage: int = 0) -> Counts:
     """Kernels one micro-batch launches on a GPU of pipeline stage `stage` (forward, backward and recomputation),
     the parameter tensors that GPU updates, the kernels priced as the block loop's (ops.looped, ops.Stream.plain),
     and the ops per-op checkpointing's dispatch mode handles (ops.dispatched): over the stage's operations, a routed
     expert's divided by the expert degree. Only walked for a device that has fixed costs."""
-    model, p, ep = spec.model, spec.parallel.pipeline, spec.parallel.expert
+    model, ep = spec.model, spec.parallel.expert
     launched = held = loop = dispatched = 0.0
 
     def add(ops: list[Op], times: int, recompute: bool) -> None:
@@ -639,16 +651,9 @@ def stage_counts(spec: Spec, shape: Shape, stage: int = 0) -> Counts:
             held += times * tensors(op) / share
             loop += times * (again * ahead + behind)
 
-    if stage == 0:
-        add(embedding_ops(model, shape), 1, False)
-    if stage == p - 1:
-        add(head_ops(model, edge_shape(shape)), 1, False)
-    if stage == 0 == p - 1:
-        add(tied_sum_ops(model, edge_shape(shape)), 1, False)
-    for layer, count, layer_shape in recompute_groups(model, shape, stage, pipeline_stages(spec)):
-        add([op for ops in layer_ops(layer, model, layer_shape).values() for op in ops], count,
-            layer_shape.recompute == "full")
-        if layer_shape.recompute == "selective_op":
+    for ops, count, layer, layer_shape in stage_ops(spec, shape, stage):
+        add(ops, count, layer is not None and layer_shape.recompute == "full")     # the edges are never rerun
+        if layer is not None and layer_shape.recompute == "selective_op":
             rerun = rerun_ops(layer, model, layer_shape)
             launched += count * sum(priced(op)[0][0] for op in rerun)
             loop += count * sum(priced(op)[1][0] for op in rerun)

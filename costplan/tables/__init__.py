@@ -12,7 +12,7 @@ _WHERE = {
     "calibration": "measurements", "check_failures": "measurements", "checks": "measurements",
     "compare": "estimate", "estimates": "estimate", "seq_len": "estimate", "sweep": "estimate",
     "warnings": "estimate", "hardware": "listings", "presets": "listings", "deadline": "plan",
-    "proposal": "plan",
+    "proposal": "plan", "proposal_warnings": "plan",
 }
 __all__ = sorted(_WHERE)
 

@@ -12,13 +12,10 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from costplan.report import Block, Case, Suite, Table, human, number, percent, recomputed
+from costplan.report import Block, Case, Suite, Table, exact_difference, human, number, percent, recomputed
 
 CHECK_HEADERS = ["", "estimate", "measured", "error", "tolerance", "status", "note"]
 CHECK_ALIGN = ("left", "right", "right", "right", "right", "left", "left")
-
-
-EXACT_UNITS = {"bytes": " bytes", "flop": " FLOP"}    # what an exact difference counts; a count is a number
 
 
 def check_error(check: Any) -> str:
@@ -30,7 +27,7 @@ def check_error(check: Any) -> str:
     if check.measured == check.estimate:
         return "0"
     if check.tolerance == 0 and isinstance(check.estimate, int) and isinstance(check.measured, int):
-        return f"{check.measured - check.estimate:+,d}{EXACT_UNITS.get(check.unit, '')}"
+        return exact_difference(check.measured - check.estimate, check.unit)
     if math.isinf(error):
         return "∞"
     return f"{100 * error:+.2f}%"

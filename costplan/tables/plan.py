@@ -36,6 +36,20 @@ def proposal_rows(plan: Proposal) -> list[Row]:
     ]
 
 
+def proposal_warnings(plan: Proposal) -> list[str]:
+    """What a user should notice on stderr: a proposal off the law's optimum, or one its GPUs cannot hold."""
+    out, hw = [], plan.spec["hardware"]
+    if plan.params > 2 * plan.optimum.params:   # the shape rule's smallest model is larger
+        out.append(f"the law's optimum for this budget is {count(plan.optimum.params)} parameters; the smallest "
+                   f"model the shape rule builds has {count(plan.params)}, which the budget trains on "
+                   f"{count(plan.tokens)} tokens: not compute-optimal")
+    if not plan.fits:
+        out.append(f"the proposal needs {size(plan.memory_per_gpu)} per GPU, more than {hw['gpu']}'s "
+                   f"{size(plan.gpu_memory)}: it cannot train on {plural(str(hw['count']), 'GPU')} as priced; give "
+                   "more --gpus (or a larger --gpu), or estimate the spec it writes for what lowers it")
+    return out
+
+
 def proposal_title(plan: Proposal) -> str:
     b = plan.budget
     amount = {"flops": flop(b["amount"]), "gpu-hours": gpu_hours(b["amount"]), "usd": usd(b["amount"])}[b["unit"]]
@@ -54,7 +68,8 @@ DEADLINE_HEADERS = ["GPU", "GPUs", "tensor × pipeline × data", "memory per GPU
 
 def why(o: Option) -> str:
     """Why this choice: what the tuned micro-batch and recomputation saved, and what the runner-up costs."""
-    said = [o.note, f"at {percent(o.mfu)} MFU ({o.mfu_source})" if o.mfu is not None else ""]
+    said = [o.note, f"at {percent(o.mfu)} MFU ({o.mfu_source})" if o.mfu is not None else "",
+            f"the spec's {', '.join(o.not_taken)} are its {o.spec_gpu}'s, not taken here" if o.not_taken else ""]
     if o.untuned_cost_usd and o.cost_usd < o.untuned_cost_usd:
         said.append(f"micro-batch {o.micro_batch_size}, recompute {recomputed(o.recompute, o.recompute_layers)}: "
                     f"{percent(o.cost_usd / o.untuned_cost_usd - 1)}")

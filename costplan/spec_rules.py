@@ -282,10 +282,11 @@ def parallel_rules(par: Getter, model: Getter, training: Getter, hw: Getter) -> 
 
 
 def split_rules(model: Getter, tensor: int | None, pipeline: int | None,
-                expert_tensor: int | None = None) -> list[tuple[str, str]]:
+                expert_tensor: int | None = None, replicate_kv: bool = False) -> list[tuple[str, str]]:
     """Tensor parallelism splits heads and MLP widths (routed experts' by expert_tensor where given), pipeline
     parallelism the layers, into whole pieces (the one statement of this rule: validation and the planner's
-    layout grid both use it)."""
+    layout grid both use it). With `replicate_kv` (serving), a degree that is a multiple of the key/value heads
+    copies them instead, each rank keeping one, as vLLM does (QKVParallelLinear)."""
     problems = []
     if tensor:
         moe = model("moe")
@@ -295,10 +296,12 @@ def split_rules(model: Getter, tensor: int | None, pipeline: int | None,
         sizes += [("moe.d_ff_expert", getattr(moe, "d_ff_expert", None), by_experts),
                   ("moe.d_ff_shared", getattr(moe, "d_ff_shared", None), by_tensor)]
         for field, size, (name, degree) in sizes:
-            if field == "n_kv_heads" and size == model("n_heads"):
-                continue  # said once, for n_heads
+            if field == "n_kv_heads" and (size == model("n_heads") or
+                                          (replicate_kv and size and degree % size == 0)):
+                continue  # said once, for n_heads; or replicated
             if size and size % degree:
-                problems.append((f"parallelism.{name}", f"{degree} does not divide model.{field} ({size})"))
+                copies = " nor is a multiple of it" if replicate_kv and field == "n_kv_heads" else ""
+                problems.append((f"parallelism.{name}", f"{degree} does not divide model.{field} ({size}){copies}"))
     n_layers = model("n_layers")
     if pipeline and n_layers and n_layers % pipeline:
         problems.append(("parallelism.pipeline", f"{pipeline} does not divide model.n_layers ({n_layers})"))
@@ -440,7 +443,8 @@ def serving_rules(serving: ServingSpec, model: Getter) -> list[tuple[str, str]]:
                                     f"({serving.output_tokens}) = {context} is longer than model.max_seq_len "
                                     f"({max_seq_len}); raise model.max_seq_len if the model was trained for it"))
     if serving.tensor != "auto":
-        problems += [("serving.tensor", msg) for _, msg in split_rules(model, serving.tensor, None)]
+        problems += [("serving.tensor", msg) for _, msg in split_rules(model, serving.tensor, None,
+                                                                        replicate_kv=True)]
         if serving.gpus is not None and serving.gpus % serving.tensor:
             problems.append(("serving.tensor", f"{serving.tensor} does not divide serving.gpus ({serving.gpus})"))
     return problems

@@ -54,7 +54,7 @@ def _h100_kernels(precision="bf16"):
     peak = {"bf16": 989e12, "fp8": 1979e12}[precision]
     fp8 = precision == "fp8"     # fp8 weights at memory_fp8, 16-bit ones as any stream (data/kernels.yaml)
     return Kernels(peak=peak, curve=curve, flat=0.75, bandwidth=3.35e12, memory=0.84,
-                   weight_memory=0.71 if fp8 else 0.84, quantized_bytes=1.0 if fp8 else 2.0, tensor=1)
+                   weight_memory=0.71 if fp8 else 0.84, quantized_bytes=1.0 if fp8 else 2.0, tensor=1, kv_tensor=1)
 
 
 def test_a_grouped_expert_projection_is_all_experts_work_at_one_experts_efficiency():

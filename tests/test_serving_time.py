@@ -249,6 +249,24 @@ def test_mla_cache_is_whole_on_every_gpu_and_gqa_heads_are_split():
     assert llama70.memory.kv_cache_per_sequence_per_gpu == llama70.memory.kv_cache_per_sequence // 8
 
 
+def test_a_tensor_degree_above_the_kv_heads_copies_them_as_vllm_does():
+    # Qwen3-30B-A3B: 48 layers, d_model 2048, 4 KV heads of 128. vLLM serves it on 8 GPUs by giving each GPU one
+    # KV head (two copies of each), so each GPU holds a quarter of the cache and of the K/V projections.
+    est = inference.serve(costplan.load_spec("qwen3-30b-a3b", ["serving.tensor=8", "serving.batch=1"]))
+    one = inference.serve(costplan.load_spec("qwen3-30b-a3b", ["serving.tensor=1", "hardware.gpu=h200",
+                                                               "serving.batch=1"]))
+    m = est.memory
+    assert est.assumptions.kv_cache_split == 4
+    assert m.kv_cache_per_sequence_per_gpu == m.kv_cache_per_sequence // 4
+    kv_projections = 48 * 2 * 2048 * (4 * 128) * 2                 # bytes of every layer's K and V matrices
+    assert m.weights_per_gpu == math.ceil(one.memory.weights_per_gpu / 8 + kv_projections * (1 / 4 - 1 / 8))
+    # training keeps Megatron's rule: the degree divides the KV heads
+    with pytest.raises(costplan.SpecError, match="parallelism.tensor: 8 does not divide model.n_kv_heads"):
+        costplan.load_spec("qwen3-30b-a3b", ["hardware.count=8", "parallelism.tensor=8"])
+    with pytest.raises(costplan.SpecError, match="serving.tensor: 3 does not divide model.n_kv_heads .4. nor"):
+        costplan.load_spec("qwen3-30b-a3b", ["serving.tensor=3"])
+
+
 def test_moe_decode_reads_only_the_experts_its_tokens_touch():
     spec = costplan.load_spec("mixtral-8x7b", ["hardware.gpu=h200", "serving.batch=1"])
     est = inference.serve(spec)

@@ -30,6 +30,8 @@ share of a prefill pass plus output × step / batch of the replica's time, which
 Memory per GPU: the weights / t, `reserve` of the device's memory for activations, CUDA graphs and the
 allocator (vLLM's default keeps 10%), and batch × the cache of one sequence at prompt + output tokens,
 divided over the GPUs that split it (the KV heads of GQA and AFT's states; MLA's shared latent is whole on each).
+A tensor degree that is a multiple of the KV heads gives each GPU a copy of one head, its cache and its key/value
+projections (vLLM's QKVParallelLinear), as with multi-query attention on any degree above 1.
 """
 from __future__ import annotations
 
@@ -67,11 +69,35 @@ QUANTIZED_NOTE = {
 }
 
 
+def kv_heads_split(spec: Spec, tensor: int) -> int:
+    """GPUs the key/value heads split over: the tensor degree, or where it is a multiple of the heads (spec
+    validation allows no other), the heads, each GPU keeping a copy of one (vLLM's QKVParallelLinear)."""
+    return min(tensor, spec.model.n_kv_heads or tensor)
+
+
 def kv_split(spec: Spec, tensor: int) -> int:
     """GPUs of a replica that the cache of one sequence is divided over: tensor parallelism splits the KV heads
-    (spec validation makes the degree divide them) and AFT's per-channel state, but every GPU keeps MLA's whole
-    latent, which all of its heads read."""
-    return 1 if "mla" in spec.model.attention_types else tensor
+    (kv_heads_split) and AFT's per-channel state, but every GPU keeps MLA's whole latent, which all of its heads
+    read."""
+    return 1 if "mla" in spec.model.attention_types else kv_heads_split(spec, tensor)
+
+
+def _bytes_per_matrix_weight(parts: sizes.Parts, weights: int) -> float:
+    """Stored bytes of a quantized matrix weight, its scales' share included (16 bits where nothing is)."""
+    q = sizes.quantized(parts)
+    rest = (_params(parts) - q.matrix_params) * sizes.SIXTEEN_BIT
+    return (weights - rest) / q.matrix_params if q.matrix_params else sizes.SIXTEEN_BIT
+
+
+def weights_per_gpu(spec: Spec, parts: sizes.Parts, tensor: int, weights: int) -> int:
+    """A replica GPU's bytes of weights: a tensor-th of them, but key/value projections copied beyond n_kv_heads
+    GPUs hold an n_kv_heads-th of theirs."""
+    heads = kv_heads_split(spec, tensor)
+    if heads == tensor:
+        return -(-weights // tensor)
+    matrix, bias = ops.kv_weights(spec.model)
+    copied = matrix * _bytes_per_matrix_weight(parts, weights) + bias * sizes.SIXTEEN_BIT
+    return math.ceil(weights / tensor + copied * (1 / heads - 1 / tensor))
 
 
 def compute_precision(gpu: GPU, weights: str) -> str:
@@ -126,9 +152,7 @@ def _replica(spec: Spec, parts: sizes.Parts, tensor: int, weights: int) -> Repli
     s, gpu, m = spec.serving, spec.gpu, spec.model
     eff = kernels.efficiencies(gpu.key)
     link = gpu.link_bytes_per_s(tensor) if tensor > 1 else None
-    q = sizes.quantized(parts)
-    rest = (_params(parts) - q.matrix_params) * sizes.SIXTEEN_BIT
-    per_weight = (weights - rest) / q.matrix_params if q.matrix_params else sizes.SIXTEEN_BIT
+    per_weight = _bytes_per_matrix_weight(parts, weights)
     every, quantized = ops.gemm_weights(m)
     gemm_bytes = quantized * per_weight + (every - quantized) * sizes.SIXTEEN_BIT
     # An untied embedding lookup gathers its tokens' rows (a memory-bound operation); a tied table is the head's.
@@ -141,7 +165,8 @@ def _replica(spec: Spec, parts: sizes.Parts, tensor: int, weights: int) -> Repli
                    kernels=ops.Kernels(peak=peak, curve=gemm_curve(gpu, precision), flat=eff.matmul.value,
                                        bandwidth=bandwidth, memory=eff.memory.value,
                                        weight_memory=eff.weight_memory(s.weights).value,
-                                       quantized_bytes=per_weight, tensor=tensor),
+                                       quantized_bytes=per_weight, tensor=tensor,
+                                       kv_tensor=kv_heads_split(spec, tensor)),
                    allreduce_latency=eff.allreduce_latency(tensor, gpu.node_size).value * 1e-6)
 
 
@@ -165,14 +190,14 @@ def _tensor_choices(spec: Spec) -> list[int]:
     limit = spec.gpu.node_size if count is None else min(count, spec.gpu.node_size)
     choices = [2**i for i in range(limit.bit_length())
                if 2**i <= limit and (count is None or count % 2**i == 0)]
-    return [t for t in choices if not split_rules(spec.model.__dict__.get, t, None)] or [1]
+    return [t for t in choices if not split_rules(spec.model.__dict__.get, t, None, replicate_kv=True)] or [1]
 
 
 def _memory(spec: Spec, parts: sizes.Parts, tensor: int, weights: int) -> ServingMemory:
     s, gpu = spec.serving, spec.gpu
     per_seq = sizes.kv_cache_bytes(parts, s.prompt_tokens + s.output_tokens, s.kv_cache)
     per_seq_gpu = -(-per_seq // kv_split(spec, tensor))
-    weights_gpu = -(-weights // tensor)
+    weights_gpu = weights_per_gpu(spec, parts, tensor, weights)
     reserve = round(s.reserve * gpu.memory_bytes)
     free = gpu.memory_bytes - reserve - weights_gpu
     if per_seq_gpu == 0:

@@ -70,6 +70,7 @@ class Gemm:
     expert: bool = False       # a routed expert's GEMM: expert parallelism gathers its rows from other ranks
     bias: bool = False         # each product adds a bias vector (a parameter tensor of its own)
     tied: bool = False         # its weight is another op's (the LM head tied to the embedding)
+    kv: bool = False           # its outputs are the key/value heads (serving copies them beyond n_kv_heads GPUs)
 
     @property
     def flops(self) -> float:
@@ -229,7 +230,7 @@ def _projections(layer: Layer, model: ModelSpec, s: int) -> list[Gemm]:
     qkv, o = bool(model.qkv_bias), bool(model.o_bias)
     if a.type.startswith("aft"):
         return [Gemm(s, d, model.q_width, count=3, bias=qkv), Gemm(s, model.q_width, d, bias=o)]
-    return [Gemm(s, d, model.q_width, bias=qkv), Gemm(s, d, model.kv_width, count=2, bias=qkv),
+    return [Gemm(s, d, model.q_width, bias=qkv), Gemm(s, d, model.kv_width, count=2, bias=qkv, kv=True),
             Gemm(s, model.q_width, d, bias=o)]
 
 

@@ -51,6 +51,7 @@ class Kernels:
     weight_memory: float         # ... of the kernels reading quantized weights
     quantized_bytes: float       # bytes per quantized weight, its scales included
     tensor: int
+    kv_tensor: int               # GPUs the key/value heads split over (fewer than tensor where they are copied)
 
 
 @dataclass
@@ -96,7 +97,7 @@ def gemm_seconds(g: Gemm, k: Kernels) -> tuple[float, float]:
     precision's peak and curve (an fp8 model's 16-bit LM head and router too: a simplification)."""
     if g.count <= 0:
         return 0.0, 0.0
-    ts = k.tensor if g.split else 1
+    ts = (k.kv_tensor if g.kv else k.tensor) if g.split else 1
     weights = g.d_in * g.d_out / ts * g.count
     per_weight, efficiency = (k.quantized_bytes, k.weight_memory) if g.fp8 else (ACTIVATION_BYTES, k.memory)
     activations = (g.rows * g.d_in + g.rows * g.d_out / ts) * g.count * ACTIVATION_BYTES
@@ -137,6 +138,14 @@ def gemm_weights(model: ModelSpec) -> tuple[int, int]:
             every += repeats * n
             quantized += repeats * n if op.fp8 else 0
     return round(every), round(quantized)
+
+
+def kv_weights(model: ModelSpec) -> tuple[int, int]:
+    """Matrix weights and bias elements of the key/value projections: what a GPU copies rather than splits
+    beyond n_kv_heads GPUs."""
+    projections = [(op, repeats) for op, repeats in operations(model, 1, 1) if isinstance(op, Gemm) and op.kv]
+    return (sum(repeats * op.d_in * op.d_out * op.count for op, repeats in projections),
+            sum(repeats * op.d_out * op.count for op, repeats in projections if op.bias))
 
 
 def gemm_flops(model: ModelSpec, tokens: int, head_rows: int) -> float:

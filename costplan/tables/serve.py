@@ -24,8 +24,11 @@ def serve_title(est: ServingEstimate) -> str:
 
 def serve_rows(est: ServingEstimate) -> list[Row]:
     m, lat, thr, c, a = est.memory, est.latency, est.throughput, est.cost, est.assumptions
+    copies = a.tensor // a.kv_cache_split
     cache_split = "whole on every GPU" if a.kv_cache_split == 1 and a.tensor > 1 else (
         f"split over {a.kv_cache_split} GPUs" if a.kv_cache_split > 1 else "")
+    if a.kv_cache_split > 1 and copies > 1:
+        cache_split += f", each part on {copies} (KV heads copied)"
     rows = [
         Row("memory", "weights", m.weights_per_gpu, "bytes", m.weights_per_gpu / m.gpu_memory,
             note=f"{size(m.weights)} in all over {a.tensor} GPUs" if a.tensor > 1 else ""),

@@ -26,6 +26,19 @@ def test_time_and_cost_by_hand():
     assert e.time.mfu == pytest.approx(0.5) and e.time.breakdown == {"compute at hardware.mfu": e.time.step_seconds}
 
 
+def test_steps_are_whole_and_the_hours_the_tokens_share(run):
+    # 10^9 tokens in batches of 8 × 128 are 976,562.5 steps: 976,563 optimizer steps, the last one partial,
+    # which costs its part (GPU-hours are the tokens' share, as 6ND / throughput figures are)
+    spec = make_spec(training={"tokens": 10**9, "global_batch_size": 8, "micro_batch_size": 1, "seq_len": 128},
+                     hardware={"gpu": "h100-sxm", "count": 8, "mfu": 0.5})
+    e = costplan.estimate(spec)
+    assert e.assumptions.steps == 976_563
+    assert e.time.gpu_hours == pytest.approx(10**9 / 1024 * e.time.step_seconds * 8 / 3600, rel=1e-12)
+    (hours,) = [line for line in run("estimate", "gpt2-small", "--tokens", "1000").stdout.splitlines()
+                if "GPU-hours" in line]
+    assert hours.endswith(" 1 step")
+
+
 def test_catalogue_defaults_and_precision_peak():
     e = costplan.estimate(make_spec(training={"tokens": 10**9, "precision": "fp8"}, hardware={"gpu": "h100-sxm"}))
     assert e.assumptions.peak_flops_per_gpu == 1979e12 and e.assumptions.time_model == "step model"
@@ -50,3 +63,9 @@ def test_default_tokens_are_twenty_per_parameter():
     e = costplan.estimate(make_spec())
     assert e.assumptions.tokens == 20 * e.params.total
     assert e.assumptions.tokens_per_param == 20
+
+
+def test_the_mfu_overrides_part_is_named_as_it_is(run):
+    lines = run("estimate", "llama2-7b", "--mfu", "0.45").stdout.splitlines()
+    (part,) = [line for line in lines if "compute at hardware.mfu" in line]
+    assert "traffic" not in part and "100.0%" in part

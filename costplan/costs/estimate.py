@@ -2,6 +2,8 @@
 price), then memory, step time and cost, in that order."""
 from __future__ import annotations
 
+import math
+
 from costplan import scaling
 from costplan.costs import ZERO, memo, parallel
 from costplan.costs.components import COMPONENTS, components, shape_of, shared_components  # noqa: F401 - API
@@ -81,7 +83,7 @@ def _estimate(spec: Spec, law: str | scaling.ScalingLaw | None) -> Estimate:
     steps = tokens / (batch * s)
     stepped = step_time(run, shape, memories, 3 * whole.flops * batch)
     per_gpu_second = stepped.seconds * hw.count
-    hours = steps * per_gpu_second / SECONDS_PER_HOUR
+    hours = steps * per_gpu_second / SECONDS_PER_HOUR     # the tokens' share: a last partial step costs its part
     time = Time(
         gpu_hours=hours, wall_clock_days=wall_clock_days(hours, hw.count), cost_usd=hours * run.price,
         step_seconds=stepped.seconds, tokens_per_second_per_gpu=batch * s / per_gpu_second,
@@ -105,7 +107,7 @@ def _estimate(spec: Spec, law: str | scaling.ScalingLaw | None) -> Estimate:
         micro_batch_size=t.micro_batch_size,
         global_batch_size=batch,
         global_batch_source=SPEC_BATCH if t.global_batch_size is not None else OPEN_BATCH,
-        steps=steps,
+        steps=math.ceil(steps),
         precision=t.precision,
         optimizer=t.optimizer,
         recompute=t.recompute,

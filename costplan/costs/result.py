@@ -53,7 +53,7 @@ class Memory(Record):
 
 
 class Time(Record):
-    gpu_hours: float                 # steps × step_seconds × GPUs
+    gpu_hours: float                 # tokens / tokens per step × step_seconds × GPUs (a last partial step its part)
     wall_clock_days: float
     cost_usd: float
     step_seconds: float              # one optimizer step (costs/step.py, or model FLOPs / (peak × hardware.mfu))
@@ -99,7 +99,7 @@ class Assumptions(Record):
     micro_batch_size: int
     global_batch_size: int
     global_batch_source: str      # training.global_batch_size, or what the layout makes of the micro-batch
-    steps: float
+    steps: int                    # whole optimizer steps the tokens take, the last perhaps partial
     precision: str
     optimizer: str
     recompute: str

@@ -71,6 +71,16 @@ FUSION_NOTES = {"fused": "each op one fused kernel (training.fusion)",
                 "blocks": "each block one compiled graph, the head's loss eager (training.fusion)"}
 
 
+def _part_name(part: str) -> str:
+    """A breakdown key in words: communication by kind, what it slowed, or a part of the step."""
+    kind = part.partition(".")[2]
+    if part.startswith("communication."):
+        return f"exposed {kind} traffic"
+    if part.startswith("overlap."):
+        return f"compute slowed by {kind} traffic"
+    return PART_NAMES.get(part, part)
+
+
 LOSS_NOTES = {"fused": "the loss one fused kernel each way", "eager": "the loss as torch's fp32 cross-entropy",
               "vocab_parallel": "the loss as Megatron-Core's unfused vocab-parallel cross-entropy"}
 
@@ -109,9 +119,7 @@ def time_rows(est: Estimate) -> list[Row]:
     ]
     for part, value in t.breakdown.items():
         if value:
-            name = PART_NAMES.get(part) or (part.replace("communication.", "exposed ").replace(
-                "overlap.", "compute slowed by ") + " traffic")
-            rows.append(Row("time", f"  {name}", value, "seconds", share=value / t.step_seconds,
+            rows.append(Row("time", f"  {_part_name(part)}", value, "seconds", share=value / t.step_seconds,
                             note=_fusion_note(a) if part == "memory_bound" else ""))
     rows += [
         Row("time", "tokens per second per GPU", t.tokens_per_second_per_gpu, "number"),
@@ -119,7 +127,7 @@ def time_rows(est: Estimate) -> list[Row]:
             note=f"model FLOPs / {a.gpu} {a.precision} peak {flops_rate(a.peak_flops_per_gpu)}" + (
                 OVER_ONE if t.mfu > 1 else "")),
         Row("time", "HFU", t.hfu, "percent", note="hardware FLOPs: recomputation, flash backward, skipped tiles"),
-        Row("time", "GPU-hours", t.gpu_hours, "hours", note=f"{count(a.steps)} steps"),
+        Row("time", "GPU-hours", t.gpu_hours, "hours", note=f"{count(a.steps)} step{'s' if a.steps != 1 else ''}"),
         Row("time", "wall clock", t.wall_clock_days, "days", note=f"on {plural(str(a.gpu_count), 'GPU')}"),
         Row("time", "cost", t.cost_usd, "usd", note=f"at ${price(a.usd_per_gpu_hour)} per GPU-hour"),
     ]

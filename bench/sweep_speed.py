@@ -2,8 +2,9 @@
 
     python bench/sweep_speed.py [--runs 5] [--jobs N]
 
-Runs `costplan sweep llama2-7b` over 100 layer counts × 25 widths × 4 micro-batch sizes (10,000 points,
-every one validated and estimated) in each output format and prints the median and spread. The sweep uses
+Runs `costplan sweep llama2-7b --gpus 256` over 100 layer counts × 25 widths × 4 micro-batch sizes (10,000
+points, every one validated and estimated; on the preset's 2,048 GPUs no layout cuts its 1,024 sequences into
+micro-batches of 8 for a model too small to split over 16 tensor or pipeline ranks, an invalid point) in each output format and prints the median and spread. The sweep uses
 every CPU the process may use (`--jobs N` passes N on: `--jobs 1` times it in one process). The test suite
 checks behaviour, not time; this script is where the target is measured.
 """
@@ -20,7 +21,7 @@ from costplan.sweep import available_cpus
 
 VARY = ["--vary", "model.n_layers=" + ",".join(str(n) for n in range(1, 101)),
         "--vary", "model.d_model=" + ",".join(str(128 * k) for k in range(1, 26)),
-        "--vary", "training.micro_batch_size=1,2,4,8"]
+        "--vary", "training.micro_batch_size=1,2,4,8", "--gpus", "256"]
 
 
 def seconds(fmt: str, runs: int, jobs: list[str]) -> list[float]:

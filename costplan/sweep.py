@@ -8,7 +8,6 @@ layout or the GPUs, or the point does not split or fit on it: then the point sea
 """
 from __future__ import annotations
 
-import functools
 import itertools
 import math
 import multiprocessing
@@ -29,7 +28,7 @@ from costplan.costs.run import laid_out_once
 from costplan.errors import CostplanError, SpecError, printable
 from costplan.loading import RawSpec, field_path, parse_override
 from costplan.spec import ParallelismSpec, Spec
-from costplan.spec_rules import split_rules
+from costplan.spec_rules import parallel_rules
 
 MAX_POINTS = 100_000   # more needs --limit: a million points would take minutes
 # A worker process (forked, so it starts with the file read and the held layout resolved) pays for itself from
@@ -46,6 +45,7 @@ COLUMNS: dict[str, Callable[[Estimate], Any]] = {
     "training_flops": lambda e: e.flops.training_total,
     "memory_per_gpu": lambda e: e.memory.total_per_gpu,
     "fits": lambda e: e.memory.fits,
+    "layout": lambda e: e.parallelism.degrees,      # tensor × pipeline × data: the base spec's where it holds
     "gpu_hours": lambda e: e.time.gpu_hours,
     "wall_clock_days": lambda e: e.time.wall_clock_days,
     "cost_usd": lambda e: e.time.cost_usd,
@@ -147,20 +147,21 @@ class Point:
 
 def run(raw: RawSpec, axes: Sequence[Axis], overrides: Iterable[str] = (), law: scaling.ScalingLaw | None = None,
         limit: int | None = None, serving: bool = False, jobs: int | None = 1,
-        progress: Callable[[int, int], None] | None = None) -> list[Point]:
+        progress: Callable[[int, int], None] | None = None, search_layouts: bool = False) -> list[Point]:
     """Every point (or the first `limit`), validated and estimated (and its serving estimated, with
     `serving`); all invalid points are reported together as one CostplanError, each problem once with the
     first point that shows it. `jobs` processes share the points (None: one per CPU this process may use, each
     with at least POINTS_PER_JOB points, as `costplan sweep` does; the default keeps them in the caller's
     process, which a library should not fork unasked); the result does not depend on it.
-    `progress(done, total)` is called as each chunk of points is in."""
+    `progress(done, total)` is called as each chunk of points is in. Points hold the base spec's layout where it
+    serves them (_held_layout), unless `search_layouts`: then each searches its own, as `estimate` would."""
     check_size(axes, limit)
     law = law or scaling.resolve(None)
     overrides = list(overrides)
     combos = list(itertools.islice(itertools.product(*(range(len(axis.values)) for axis in axes)), limit))
     points, problems = [], {}
     with shared_components():
-        held = _held_layout(raw, axes, overrides)
+        held = None if search_layouts else _held_layout(raw, axes, overrides)
         held = (held, held.model_dump(), held.model_copy(update={"micro_batches": None})) if held else None
         work = _Work(raw, tuple(axes), overrides, law, serving, held)
         for chunk_points, chunk_problems, done in _evaluate(work, combos, _job_count(jobs, len(combos))):
@@ -278,9 +279,9 @@ def _estimate_on(spec: Spec, held: tuple[ParallelismSpec, dict[str, Any], Parall
     if held is None or spec.parallelism is not None:
         return estimate(spec, law)
     section, layout, unset = held
-    if not fits_batch(spec, layout, spec.hardware.count) or split_rules(
-            functools.partial(getattr, spec.model), section.tensor, section.pipeline):
-        return estimate(spec, law)
+    if not fits_batch(spec, layout, spec.hardware.count) or parallel_rules(
+            section.__dict__.get, spec.model.__dict__.get, spec.training.__dict__.get, spec.hardware.__dict__.get):
+        return estimate(spec, law)     # the layout does not tile or split the point (the rules a section obeys)
     result = estimate(spec.model_copy(update={"parallelism": unset}), law)
     return result if result.memory.fits else estimate(spec, law)
 

@@ -91,8 +91,8 @@ def test_moe_shorthand_and_table(run):
     (["--vary", "model.n_layers.x=1"], "Error: --vary model.n_layers.x=1: model.n_layers: is a value, not a "
      "section with fields"),
     (["--vary", "model.n_layers=1,2", "--sort-by", "speed"], "Error: --sort-by: 'speed' is not a column; one of "
-     "params, active_params, training_flops, memory_per_gpu, fits, gpu_hours, wall_clock_days, cost_usd, loss, "
-     "model.n_layers"),
+     "params, active_params, training_flops, memory_per_gpu, fits, layout, gpu_hours, wall_clock_days, cost_usd, "
+     "loss, model.n_layers"),
     (["--vary", "model.n_layers=1,2", "--limit", "0"], "Error: --limit: must be greater than 0, got 0"),
 ])
 def test_bad_vary_sort_and_limit(run, args, expected):
@@ -179,3 +179,25 @@ def test_jobs_option(run):
     args = ["sweep", TINY, "--vary", "model.n_layers=1,2,3", "--format", "csv"]
     assert run(*args, "--jobs", "2").stdout == run(*args, "--jobs", "1").stdout == run(*args).stdout
     assert errors(run(*args, "--jobs", "0")) == ["Error: --jobs: must be greater than 0, got 0"]
+
+
+def test_a_held_layout_serves_only_points_it_tiles_and_splits(run):
+    # Mixtral on 64 GPUs lays out 8 × 1 × 8 with expert 8; a point with 2 experts cannot spread them over 8
+    # ranks (`estimate` refuses that section), so it searches its own layout, and gets estimate's numbers
+    data = json.loads(run("sweep", "mixtral-8x7b", "--vary", "moe.n_experts=2,8", "--gpus", "64",
+                          "--format", "json").stdout)
+    for d in data:
+        e = costplan.estimate(costplan.load_spec("mixtral-8x7b", ["hardware.count=64",
+                                                                   f"moe.n_experts={d['model.moe.n_experts']}"]))
+        assert (d["memory_per_gpu"], d["gpu_hours"], d["layout"]) == (
+            e.memory.total_per_gpu, e.time.gpu_hours, e.parallelism.degrees)
+    assert [d["layout"] for d in data] == ["8 × 1 × 8 expert 2", "8 × 1 × 8 expert 8"]
+
+
+def test_points_keep_the_base_layout_unless_told_to_search(run):
+    # 8 of Llama 2 70B's 80 layers fit on the base spec's tensor 4; their own search takes tensor 1, as estimate
+    args = ("sweep", "llama2-70b", "--gpus", "512", "--vary", "n_layers=8", "--format", "json")
+    held, searched = (json.loads(run(*args, *extra).stdout)[0] for extra in ((), ("--search-layouts",)))
+    e = costplan.estimate(costplan.load_spec("llama2-70b", ["hardware.count=512", "n_layers=8"]))
+    assert held["layout"] == "4 × 1 × 128" and searched["layout"] == e.parallelism.degrees == "1 × 1 × 512"
+    assert searched["gpu_hours"] == e.time.gpu_hours != held["gpu_hours"]

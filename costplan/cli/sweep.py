@@ -41,9 +41,13 @@ def progress_lines():  # noqa: ANN201
                                               "settings.")
 @click.option("--jobs", metavar="N", help="Processes sharing the points (default: one per CPU, from 1,000 "
                                           "points each; 1 runs them all in this process).")
+@click.option("--search-layouts", "search_layouts", is_flag=True,
+              help="Each point searches its own parallel layout, as estimate does (slower); by default points "
+                   "keep the base spec's layout where it splits them and fits (the layout column).")
 @law_option
 @spec_options
-def sweep(spec, varies, sort_by, limit, fmt, serving, jobs, law, overrides, gpu, gpus, tokens, mfu) -> None:
+def sweep(spec, varies, sort_by, limit, fmt, serving, jobs, search_layouts, law, overrides, gpu, gpus, tokens,
+          mfu) -> None:
     """Estimate every combination of --vary values of one spec: one row per point."""
     from costplan import report, scaling, tables
     from costplan import sweep as sweeps
@@ -74,7 +78,7 @@ def sweep(spec, varies, sort_by, limit, fmt, serving, jobs, law, overrides, gpu,
         raise CostplanError("\n".join(problems))
     count, constants, raw, job_count = results[:4]
     order = results[5]
-    points = sweeps.run(raw, axes, sets, constants, count, serving, job_count, progress_lines())
+    points = sweeps.run(raw, axes, sets, constants, count, serving, job_count, progress_lines(), search_layouts)
     if order is not None:
         points = sorted(points, key=order)
     if serving:

@@ -307,7 +307,7 @@ def seq_len(groups: Sequence[Sequence[Estimate]]) -> Table:
 
 
 SWEEP_UNITS = {"params": "count", "active_params": "count", "training_flops": "flop", "memory_per_gpu": "bytes",
-               "fits": "flag", "gpu_hours": "hours", "wall_clock_days": "days", "cost_usd": "usd",
+               "fits": "flag", "layout": "text", "gpu_hours": "hours", "wall_clock_days": "days", "cost_usd": "usd",
                "loss": "number"}
 
 

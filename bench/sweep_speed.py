@@ -4,9 +4,10 @@
 
 Runs `costplan sweep llama2-7b --gpus 256` over 100 layer counts × 25 widths × 4 micro-batch sizes (10,000
 points, every one validated and estimated; on the preset's 2,048 GPUs no layout cuts its 1,024 sequences into
-micro-batches of 8 for a model too small to split over 16 tensor or pipeline ranks, an invalid point) in each output format and prints the median and spread. The sweep uses
-every CPU the process may use (`--jobs N` passes N on: `--jobs 1` times it in one process). The test suite
-checks behaviour, not time; this script is where the target is measured.
+micro-batches of 8 for a model too small to split over 16 tensor or pipeline ranks, an invalid point) in each
+output format and prints the median and spread. The sweep uses every CPU the process may use (`--jobs N`
+passes N on: `--jobs 1` times it in one process). The test suite checks behaviour, not time; this script is
+where the target is measured.
 """
 from __future__ import annotations
 

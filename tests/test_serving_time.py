@@ -352,3 +352,15 @@ def test_a_long_prompts_attention_runs_at_the_flash_curve_at_its_length():
     assert serving_ops.prefill_attention_efficiency(spec.model, 2048, spec.gpu.curves(), 0.6) == pytest.approx(
         expected, rel=1e-9)
     assert serving_ops.prefill_attention_efficiency(spec.model, 2048, None, 0.6) == 0.6
+
+
+@pytest.mark.parametrize("weights, cache, peak", [("bf16", "bf16", 989e12), ("fp8", "bf16", 989e12),
+                                                  ("bf16", "fp8", 989e12), ("fp8", "fp8", 1979e12)])
+def test_attention_runs_in_fp8_only_over_an_fp8_cache_of_fp8_weights(weights, cache, peak):
+    # W8A8 fp8 runs the weight GEMMs at the fp8 peak; attention over a bf16 cache stays a bf16 FlashAttention
+    # kernel: 1 PFLOP of core at the attention efficiency of the H100's 989 TFLOP/s. TensorRT-LLM's fp8 context
+    # FMHA, over an fp8 cache of an fp8 model, at its 1,979
+    _, _, replica = inference._setup(costplan.load_spec("llama3-8b", [f"serving.weights={weights}",
+                                                                      f"serving.kv_cache={cache}"]))
+    core = replica.phase(1, 1, 1e15, 0.0)[0] - replica.phase(1, 1, 0.0, 0.0)[0]
+    assert core == pytest.approx(1e15 / (replica.eff.attention.value * peak), rel=1e-12)

@@ -10,7 +10,8 @@ its own, since they run one after another (costs/serving_ops.py), + all-reduces:
   (fp8 weights run fp8 GEMMs where the device has them; int8 and int4 weights are dequantized to 16 bits, as
   weight-only kernels do), 16-bit weights at the efficiency of a streaming kernel, int8 or int4 weights at
   that of their kernels where data/kernels.yaml measures one;
-- the attention kernels: core FLOPs / (peak × attention efficiency) against the cache they read;
+- the attention kernels: core FLOPs / (peak × attention efficiency) against the cache they read, at the fp8
+  peak only over an fp8 cache of fp8 weights (TensorRT-LLM's fp8 context FMHA), else the 16-bit one;
 - norms, residual adds, activations, rotary, routing, the embedding lookup and the weights outside GEMMs:
   bytes at the streaming efficiency;
 - all-reduce = 2 per layer × (latency + bytes × 2(t − 1)/t / (link bandwidth × bus efficiency)), the latency
@@ -112,7 +113,8 @@ class Replica:
 
     spec: Spec
     tensor: int
-    peak: float
+    peak: float                  # FLOP/s of the weight GEMMs' compute precision
+    attention_peak: float        # ... of the attention kernels (attention_precision)
     bandwidth: float
     link: float | None
     eff: kernels.Efficiencies
@@ -140,7 +142,7 @@ class Replica:
         e, t = self.eff, self.tensor
         work = ops.forward(self.spec.model, tokens, head_rows, self.kernels)
         reach = attention_efficiency or e.attention.value
-        attention = core / reach / (t * self.peak), cache / e.memory.value / (t * self.bandwidth)
+        attention = core / reach / (t * self.attention_peak), cache / e.memory.value / (t * self.bandwidth)
         others = self.others / (t * self.bandwidth * e.memory.value)
         compute = work.compute + (attention[0] if attention[0] >= attention[1] else 0.0)
         memory = work.memory + others + (attention[1] if attention[0] < attention[1] else 0.0)
@@ -160,7 +162,9 @@ def _replica(spec: Spec, parts: sizes.Parts, tensor: int, weights: int) -> Repli
     precision = compute_precision(gpu, s.weights)
     peak = gpu.peak_flops(precision)
     bandwidth = gpu.memory_bandwidth_gbs * 1e9
-    return Replica(spec=spec, tensor=tensor, peak=peak, bandwidth=bandwidth, link=link, eff=eff, weights=weights,
+    attention_peak = gpu.peak_flops(attention_precision(gpu, s.weights, s.kv_cache))
+    return Replica(spec=spec, tensor=tensor, peak=peak, attention_peak=attention_peak, bandwidth=bandwidth, link=link,
+                   eff=eff, weights=weights,
                    others=max(0.0, weights - gemm_bytes - table),
                    kernels=ops.Kernels(peak=peak, curve=gemm_curve(gpu, precision), flat=eff.matmul.value,
                                        bandwidth=bandwidth, memory=eff.memory.value,
@@ -175,6 +179,12 @@ def gemm_curve(gpu: GPU, precision: str) -> kernels.Curve | None:
     runs at the `matmul` figure)."""
     curves = gpu.curves()
     return curves.gemm.get(precision) if curves is not None else None
+
+
+def attention_precision(gpu: GPU, weights: str, kv_cache: str) -> str:
+    """The attention kernels run in fp8 only over an fp8 cache of an fp8 model (TensorRT-LLM's fp8 context
+    FMHA needs both); fp8 weights over a bf16 cache leave them bf16 FlashAttention kernels."""
+    return compute_precision(gpu, "fp8" if weights == kv_cache == "fp8" else "bf16")
 
 
 def _params(parts: sizes.Parts) -> int:

@@ -85,7 +85,10 @@ def test_a_context_longer_than_the_model(run):
 
 def test_an_unreachable_latency_target(run):
     (line,) = error_lines(run("serve", "llama3-8b", "--gpus", "1", "--tpot-ms", "1"))
-    assert "latency targets are not met at batch 1" in line
+    assert "time per output token under load" in line and "at batch 1 (target 1 ms)" in line
+    assert "time to first token" not in line            # no target was set for it
+    (line,) = error_lines(run("serve", "llama3-8b", "--gpus", "1", "--tpot-ms", "1000", "--ttft-ms", "1"))
+    assert "time to first token" in line and "time per output token" not in line      # the met one is not listed
 
 
 @pytest.mark.parametrize("args, field", [

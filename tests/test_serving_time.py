@@ -189,7 +189,10 @@ def test_short_prompts_share_a_prefill_pass():
     price = shared.cost.usd_per_gpu_hour / 3600
     assert shared.cost.usd_per_million_input_tokens == pytest.approx(pass_seconds / 8 / 128 * 1e6 * price, rel=1e-12)
     assert pass_seconds / 8 < alone.latency.ttft_seconds     # 7.9 ms a prompt against 9.7 ms alone
-    assert shared.latency == alone.latency      # the time to first token is still one prompt alone
+    # the time to first token is still one prompt alone; under load a token waits for less prefill
+    assert (shared.latency.ttft_seconds, shared.latency.tpot_seconds) == (alone.latency.ttft_seconds,
+                                                                          alone.latency.tpot_seconds)
+    assert shared.latency.tpot_under_load_seconds < alone.latency.tpot_under_load_seconds
 
 
 def test_gpus_for_a_rate_are_whole_replicas():
@@ -199,12 +202,25 @@ def test_gpus_for_a_rate_are_whole_replicas():
 
 
 def test_largest_batch_within_the_time_per_token_target():
+    # the target holds the time per output token a busy replica gives, its prefill passes between steps included
     free = llama()
-    target = free.latency.tpot_seconds * 0.5
+    target = free.latency.tpot_under_load_seconds * 0.5
     est = llama(f"serving.tpot_ms={target * 1000}")
     batch = est.throughput.batch
-    assert 1 < batch < free.memory.max_batch and est.latency.tpot_seconds <= target
-    assert llama(f"serving.batch={batch + 1}").latency.tpot_seconds > target
+    assert 1 < batch < free.memory.max_batch and est.latency.tpot_under_load_seconds <= target
+    assert llama(f"serving.batch={batch + 1}").latency.tpot_under_load_seconds > target
+    assert est.latency.tpot_seconds < target
+
+
+def test_time_per_token_under_load_is_littles_law():
+    # A replica holding B sequences completes X requests a second, so each stays B / X seconds (Little's law)
+    # for its o output tokens: B / (X·o) a token, the step and its share of the prefill passes between steps.
+    for sets in ((), ("serving.prompt_tokens=128",), ("serving.batch=8",)):
+        est = llama(*sets)
+        b, o = est.throughput.batch, est.assumptions.output_tokens
+        x = est.throughput.requests_per_second_per_replica
+        assert est.latency.tpot_under_load_seconds == pytest.approx(b / (x * o), rel=1e-12)
+        assert est.latency.tpot_under_load_seconds > est.latency.tpot_seconds
 
 
 def test_tensor_parallel_adds_two_all_reduces_per_layer():

@@ -17,7 +17,8 @@ from costplan.errors import CostplanError
 @click.option("--kv-cache", type=click.Choice(["bf16", "fp8"]), help="serving.kv_cache format.")
 @click.option("--tensor", metavar="N", help="serving.tensor: GPUs per replica (default: the fewest that hold "
                                             "the model).")
-@click.option("--tpot-ms", metavar="MS", help="serving.tpot_ms: time-per-output-token target in milliseconds.")
+@click.option("--tpot-ms", metavar="MS", help="serving.tpot_ms: target for the time per output token under load "
+                                              "(a decode step and the prefill passes between steps), in milliseconds.")
 @click.option("--ttft-ms", metavar="MS", help="serving.ttft_ms: time-to-first-token target in milliseconds.")
 @click.option("--rate", metavar="N[/s]", help="serving.rate: requests per second to plan GPUs for, e.g. 50/s.")
 @click.option("--gpu", metavar="NAME", help="hardware.gpu: a catalogue name or a hardware YAML file.")

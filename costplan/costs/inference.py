@@ -263,18 +263,29 @@ def serve(spec: Spec) -> ServingEstimate:
         """One decode step of `batch` sequences: one token of each through every operation, every cache."""
         return replica.phase(batch, batch, batch * core, batch * cache)
 
-    batch, rule = _batch(s, memory.max_batch, lambda b: step(b)[0])
+    def prefill_share(batch: int) -> float:
+        """A request's share of the prefill pass a busy replica serving `batch` sequences runs."""
+        per_pass = prompts_per_pass(s.prefill_tokens, p, batch)
+        return ttft if per_pass == 1 else _prefill(parts, replica, p, per_pass)[0] / per_pass
+
+    def loaded(batch: int) -> float:
+        """Time per output token under load: a step, and the prefill passes the replica runs between steps, per
+        output token (batch × prefill / output: each sequence's share, as many times as it generates tokens)."""
+        return step(batch)[0] + batch * prefill_share(batch) / o
+
+    batch, rule = _batch(s, memory.max_batch, loaded)
     memory = memory.model_copy(update={"total_per_gpu": memory.weights_per_gpu + batch *
                                        memory.kv_cache_per_sequence_per_gpu + memory.reserve})
     tpot, decode_bound = step(batch)
-    meets = fits and ((s.tpot_ms is None or tpot <= s.tpot_ms / 1000)
+    tpot_loaded = loaded(batch)
+    meets = fits and ((s.tpot_ms is None or tpot_loaded <= s.tpot_ms / 1000)
                       and (s.ttft_ms is None or ttft <= s.ttft_ms / 1000))      # a replica that does not fit meets none
     gpus = s.gpus or tensor                         # one replica unless serving.gpus asks for more
     replicas = gpus // tensor
     price = hw.usd_per_gpu_hour if hw.usd_per_gpu_hour is not None else gpu.usd_per_gpu_hour
     usd_per_gpu_second = price / SECONDS_PER_HOUR
     per_pass = prompts_per_pass(s.prefill_tokens, p, batch)
-    prefill = ttft if per_pass == 1 else _prefill(parts, replica, p, per_pass)[0] / per_pass
+    prefill = prefill_share(batch)
     request = prefill + o * tpot / batch            # replica-seconds per request
     per_replica = 1 / request
     moe = spec.model.moe
@@ -301,6 +312,7 @@ def serve(spec: Spec) -> ServingEstimate:
     return ServingEstimate(
         name=spec.name, fits=fits, meets_targets=meets, memory=memory,
         latency=ServingLatency(ttft_seconds=ttft if fits else None, tpot_seconds=tpot if fits else None,
+                               tpot_under_load_seconds=tpot_loaded if fits else None,
                                prefill_bound=prefill_bound, decode_bound=decode_bound),
         throughput=ServingThroughput(
             batch=batch,
@@ -347,8 +359,9 @@ def _decode_attention(parts: sizes.Parts, context: int) -> float:
 
 
 def _batch(s, max_batch: int, tpot) -> tuple[int, str]:
-    """The batch served: serving.batch, else the largest that fits and meets the time-per-token target (a step
-    takes longer with every sequence, and throughput grows with the batch, so the largest is the best)."""
+    """The batch served: serving.batch, else the largest that fits and meets the time-per-token target under load
+    (a step takes longer with every sequence, and so do the prefills between steps, and throughput grows with the
+    batch, so the largest is the best)."""
     if s.batch is not None:
         return s.batch, "serving.batch"
     if max_batch < 1:

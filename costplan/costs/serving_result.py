@@ -21,7 +21,8 @@ class ServingMemory(Record):
 
 class ServingLatency(Record):
     ttft_seconds: float | None    # None when the model does not fit
-    tpot_seconds: float | None
+    tpot_seconds: float | None    # one decode step at the batch served
+    tpot_under_load_seconds: float | None   # ... with the prefill passes a busy replica runs between steps
     prefill_bound: str            # compute | memory: what limits prefill
     decode_bound: str             # what limits a decode step at the batch served
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import math
+import re
 from typing import Literal
 
 from costplan import bundled, yamlio
@@ -293,6 +294,14 @@ class Curves(Section):
         if self.sustained_share is None or not any(c.timed == "burst" for _, c in self.kernel_curves()):
             return None
         return self.sustained_share.value
+
+    def assumed_from(self, precision: str) -> str | None:
+        """The device whose GEMM curve at `precision` these tables assume, no kernel benchmark of their own having
+        been read (its source says "assumed from <device>"); None where the curve is the device's own or derived
+        from a like one."""
+        curve = self.gemm.get(precision)
+        found = re.match(r"assumed from ([\w.-]+)", curve.source) if curve is not None else None
+        return found.group(1) if found else None
 
     def sustained_gemm(self, precision: str) -> KernelCurve | None:
         """The GEMM curve at `precision` as a training step sustains it; None where there is none."""

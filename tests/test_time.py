@@ -69,3 +69,15 @@ def test_the_mfu_overrides_part_is_named_as_it_is(run):
     lines = run("estimate", "llama2-7b", "--mfu", "0.45").stdout.splitlines()
     (part,) = [line for line in lines if "compute at hardware.mfu" in line]
     assert "traffic" not in part and "100.0%" in part
+
+
+@pytest.mark.parametrize("gpu, lender", [("v100", "a100-80gb"), ("tpu-v5p", "h100-sxm"), ("l40s", "a100-80gb"),
+                                         ("h100-sxm", None), ("h100-pcie", None), ("a100-40gb", None)])
+def test_a_device_running_anothers_kernel_curves_says_so(run, gpu, lender):
+    # V100s, TPUs and Ada cards have no GEMM benchmark by size in data/kernels.yaml: their step times rest on
+    # another device's curves, which the estimate names (the H100 PCIe's are derived from the SXM's by datasheet
+    # ratios and the A100 40GB's are the 80GB's die: their own)
+    precision = "fp16" if gpu == "v100" else "bf16"
+    e = costplan.estimate(make_spec(training={"tokens": 10**9, "precision": precision}, hardware={"gpu": gpu}))
+    said = f"assumed from {lender}'s: no kernel benchmark of this device was read"
+    assert (said in e.assumptions.kernel_tables) if lender else ("assumed" not in e.assumptions.kernel_tables)

@@ -150,7 +150,11 @@ def _tables_source(run: Run) -> str:
     gpu = run.gpu
     if gpu.kernels is not None:
         return f"the hardware file's kernels ({gpu.calibrated_on or gpu.key})"
-    return f"data/kernels.yaml, {gpu.key}"
+    curves = gpu.curves()
+    lender = curves.assumed_from(run.spec.training.precision) if curves is not None else None
+    # a device without kernel benchmarks of its own runs another's curves: say so where the time is printed
+    borrowed = f", assumed from {lender}'s: no kernel benchmark of this device was read" if lender else ""
+    return f"data/kernels.yaml, {gpu.key}{borrowed}"
 
 
 def _sustained_share(run: Run) -> float | None:

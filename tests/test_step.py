@@ -300,6 +300,7 @@ def test_a_device_without_kernel_tables_is_an_error(tmp_path, run):
     result = run("estimate", "gpt2-small", "--gpu", str(path))
     assert result.exit_code == 2
     assert "no kernel efficiency tables" in result.stderr and "calibrate" in result.stderr
+    assert result.stderr.startswith("Error: gpt2-small: hardware.gpu: ")      # which spec asked, with several
     assert run("estimate", "gpt2-small", "--gpu", str(path), "--mfu", "0.4").exit_code == 0
 
 

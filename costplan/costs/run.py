@@ -13,7 +13,7 @@ from costplan.costs import Cost, Shape, layouts, parallel, step
 from costplan.costs.components import shape_of, shared_components, stage_parts
 from costplan.costs.layers import pipeline_stages
 from costplan.costs.time import seconds_at
-from costplan.errors import SpecError
+from costplan.errors import CostplanError, SpecError
 from costplan.hardware import GPU
 from costplan.records import Record
 from costplan.spec import NO_PARALLELISM, Spec
@@ -193,7 +193,12 @@ def _fastest(candidates: list[_Candidate], shape: Shape, capacity: float
 
 def _device(spec: Spec) -> step.Device:
     t = spec.training
-    return step.device(spec.gpu, t.precision, t.attention_kernel)
+    try:
+        return step.device(spec.gpu, t.precision, t.attention_kernel)
+    except SpecError:
+        raise
+    except CostplanError as exc:       # a device the step model cannot time: name the spec that asked
+        raise SpecError(spec.name, [str(exc)]) from None
 
 
 def step_of(spec: Spec, shape: Shape,

@@ -270,3 +270,13 @@ def test_aligned_text_is_tabulates_simple_layout():
             assert ours == tabulate(body, headers=headers, tablefmt="simple", disable_numparse=True, colalign=align)
     assert compared > 2000
     assert aligned_text(Block(["a"], [["two\nlines"]])) is None          # left to tabulate
+
+
+def test_the_activations_row_names_the_micro_batches_a_pipeline_stage_holds(run):
+    # GPT-3 on 8 pipeline stages (1F1B): the first stage holds p = 8 micro-batches' activations at its peak
+    # (Narayanan et al. 2021 §2.2.1); without a pipeline, one micro-batch's
+    lines = run("estimate", "gpt3-175b").stdout.splitlines()
+    assert any(line.split()[:7] == ["activations", "(8", "micro-batches", "of", "1", "in", "flight)"]
+               for line in lines)
+    lines = run("estimate", "llama2-7b").stdout.splitlines()
+    assert any(line.split()[:3] == ["activations", "(micro-batch", "1)"] for line in lines)

@@ -5,6 +5,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from costplan.costs import fusion_loss
+from costplan.costs.parallel import micro_batches_in_flight
 from costplan.report import (Block, LazyRows, Row, Table, count, flop, flops_rate, human, number, percent, plural,
                              price, ratio, recomputed, sectioned, seconds, size, zero_stage)
 
@@ -44,7 +45,7 @@ def estimate_rows(est: Estimate) -> list[Row]:
         ("weights", m.weights, "", ""),
         ("gradients", m.gradients, "", "fp32 for 16-bit weights (training.fp32_gradients)" if fp32_gradients else ""),
         ("optimizer states", m.optimizer, "", ""),
-        (f"activations (micro-batch {a.micro_batch_size})", m.activations, "backward", ""),
+        (_activations_label(est), m.activations, "backward", ""),
         ("loss and head gradients (transient)", m.workspace, "backward",
          "as backward starts; the head's or a softmax's if more"),
         *([("tied embedding gradients (transient)", m.tied_gradients, "end of backward",
@@ -69,6 +70,14 @@ PART_NAMES = {"matmul": "matmuls", "attention": "attention kernels", "memory_bou
 FUSION_NOTES = {"fused": "each op one fused kernel (training.fusion)",
                 "eager": "eager PyTorch kernels (training.fusion)",
                 "blocks": "each block one compiled graph, the head's loss eager (training.fusion)"}
+
+
+def _activations_label(est: Estimate) -> str:
+    """The activations row's name: one micro-batch's, or as many as the reported pipeline stage holds at once."""
+    par, mbs = est.parallelism, est.assumptions.micro_batch_size
+    held = micro_batches_in_flight(par.pipeline, par.virtual_stages, par.micro_batches, par.memory_stage)
+    return (f"activations (micro-batch {mbs})" if held == 1 else
+            f"activations ({held:.3g} micro-batches of {mbs} in flight)")
 
 
 def _part_name(part: str) -> str:

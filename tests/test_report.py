@@ -280,3 +280,11 @@ def test_the_activations_row_names_the_micro_batches_a_pipeline_stage_holds(run)
                for line in lines)
     lines = run("estimate", "llama2-7b").stdout.splitlines()
     assert any(line.split()[:3] == ["activations", "(micro-batch", "1)"] for line in lines)
+
+
+def test_a_network_the_spec_gives_is_not_called_assumed(run):
+    given = [line for line in run("estimate", "llama2-70b", "--set", "hardware.network_gbs=12.5").stdout.splitlines()
+             if "network between nodes" in line]
+    catalogue = [line for line in run("estimate", "llama2-70b").stdout.splitlines() if "network between nodes" in line]
+    assert given[0].split()[3:5] == ["spec", "hardware.network_gbs:"]
+    assert catalogue[0].split()[3] == "assumed"

@@ -173,7 +173,9 @@ def parallel_rows(est: Estimate) -> list[Row]:
                                  f"{seconds(est.time.breakdown.get('communication.' + kind, 0.0))} exposed"
                                  + (f", {seconds(slowed)} slowing the compute beside it" if slowed else "")))
     rows.append(Row("parallelism", "overlaps", "assumed", "text", note=par.overlaps))
-    rows.append(Row("parallelism", "network between nodes", "assumed", "text", note=est.assumptions.network))
+    given = est.assumptions.network.startswith("hardware.network_gbs")      # the spec's own (hardware.resolve)
+    rows.append(Row("parallelism", "network between nodes", "spec" if given else "assumed", "text",
+                    note=est.assumptions.network))
     return rows
 
 

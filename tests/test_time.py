@@ -81,3 +81,10 @@ def test_a_device_running_anothers_kernel_curves_says_so(run, gpu, lender):
     e = costplan.estimate(make_spec(training={"tokens": 10**9, "precision": precision}, hardware={"gpu": gpu}))
     said = f"assumed from {lender}'s: no kernel benchmark of this device was read"
     assert (said in e.assumptions.kernel_tables) if lender else ("assumed" not in e.assumptions.kernel_tables)
+
+
+def test_one_utilisation_figure_takes_no_pipeline_it_can_do_without():
+    # With --mfu every layout of a size runs at one figure, and the bubble is not seen: of Llama 2 7B's two-GPU
+    # replicas on 2,048 A100s, tensor 2 rather than a 2-stage pipeline of one micro-batch a step
+    e = costplan.estimate(costplan.load_spec("llama2-7b", ["hardware.mfu=0.45"]))
+    assert (e.parallelism.tensor, e.parallelism.pipeline, e.parallelism.data) == (2, 1, 1024)

@@ -141,8 +141,9 @@ def _fits(memories: list[parallel.StageMemory], capacity: float) -> bool:
 
 def _first_fitting(candidates: list[_Candidate], shape: Shape, capacity: float
                    ) -> tuple[Spec, list[parallel.StageMemory], None] | None:
-    """The fitting layout of the fewest model-parallel GPUs, then the lowest ZeRO stage (the first listed)."""
-    for c in sorted(candidates, key=lambda c: (layouts.replica(c.layout), c.layout["zero"])):
+    """The fitting layout of the fewest model-parallel GPUs, then the fewest pipeline stages (a bubble the one
+    utilisation figure does not see), then the lowest ZeRO stage (the first listed)."""
+    for c in sorted(candidates, key=lambda c: (layouts.replica(c.layout), c.layout["pipeline"], c.layout["zero"])):
         memories = memories_of(c.spec, shape)
         if _fits(memories, capacity):
             return c.spec, memories, None

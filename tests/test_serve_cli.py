@@ -66,6 +66,9 @@ def test_a_model_that_does_not_fit_at_batch_1(run):
     # More GPUs would only add replicas of 8; the advice is the one that works: a wider replica.
     assert "use more GPUs per replica (--tensor)" in line
     assert run("serve", "deepseek-v3", "--weights", "fp8", "--tensor", "16").exit_code == 0
+    # 12 GPUs hold replicas of at most 4 in powers of two: a wider one needs a --gpus it divides
+    (line,) = error_lines(run("serve", "deepseek-v3", "--gpus", "12", "--weights", "fp8", "--gpu", "h200"))
+    assert "(--tensor, with a --gpus it divides; 12 GPUs split into replicas of 4)" in line
 
 
 def test_a_batch_larger_than_fits(run):

@@ -101,10 +101,11 @@ def problem(est: ServingEstimate) -> str | None:
     """Why the estimate cannot be served as asked, for an Error line; None when it can."""
     m, a, thr = est.memory, est.assumptions, est.throughput
     if m.max_batch < 1:
+        split = f", with a --gpus it divides; {a.gpus} GPUs split into replicas of {a.tensor}" if a.replicas > 1 else ""
         return (f"{est.name}: {size(m.weights_per_gpu)} of weights per GPU, {size(m.reserve)} reserve and one "
                 f"{size(m.kv_cache_per_sequence_per_gpu)} sequence do not fit in {a.gpu}'s {size(m.gpu_memory)} "
                 f"with {a.tensor} GPU{'s' if a.tensor > 1 else ''} per replica; use more GPUs per replica "
-                f"(--tensor), a larger --gpu or smaller --weights")
+                f"(--tensor{split}), a larger --gpu or smaller --weights")
     if not est.fits:
         return (f"{est.name}: --batch {thr.batch} needs {size(m.total_per_gpu)} per GPU; at most {m.max_batch} "
                 f"sequences fit in {size(m.gpu_memory)}")

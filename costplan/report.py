@@ -89,6 +89,11 @@ def count(value: float) -> str:
     return _prefixed(value, 1000, _COUNT)
 
 
+def whole(value: int) -> str:
+    """An exact whole number with thousands separators: 3,636 sequences, 24 GPUs."""
+    return f"{value:,}"
+
+
 def flop(value: float) -> str:
     """15.36 GFLOP, 92.17 ZFLOP, 4.445e29 FLOP."""
     return _prefixed(value, 1000, [f" {p}" for p in _SI], "FLOP")
@@ -180,6 +185,7 @@ def flop_power(value: float) -> str:
 FORMATTERS = {
     "count": count, "flop": flop, "flop/s": flops_rate, "bytes": size, "usd": usd, "percent": percent,
     "ratio": ratio, "hours": gpu_hours, "days": days, "text": str, "number": number, "seconds": seconds,
+    "whole": whole,
 }
 
 

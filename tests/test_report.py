@@ -288,3 +288,11 @@ def test_a_network_the_spec_gives_is_not_called_assumed(run):
     catalogue = [line for line in run("estimate", "llama2-70b").stdout.splitlines() if "network between nodes" in line]
     assert given[0].split()[3:5] == ["spec", "hardware.network_gbs:"]
     assert catalogue[0].split()[3] == "assumed"
+
+
+def test_serving_counts_are_whole_and_rates_prefixed(run):
+    lines = run("serve", "llama3-8b", "--tensor", "16").stdout.splitlines()
+    (batch,) = [line for line in lines if line.split()[:2] == ["max", "batch"]]
+    assert batch.split()[2] == "3,636"
+    (rate,) = [line for line in lines if "output tokens/s per GPU" in line]
+    assert rate.split()[5:7] == ["1.855", "k"]

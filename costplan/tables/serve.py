@@ -41,16 +41,16 @@ def serve_rows(est: ServingEstimate) -> list[Row]:
             note="activations, CUDA graphs, allocator"),
         Row("memory", "total per GPU", m.total_per_gpu, "bytes", m.total_per_gpu / m.gpu_memory,
             note=f"of {size(m.gpu_memory)}"),
-        Row("memory", "max batch", m.max_batch, "count", note="sequences that fit"),
+        Row("memory", "max batch", m.max_batch, "whole", note="sequences that fit"),
         Row("latency", "time to first token", lat.ttft_seconds, "seconds", note=f"{lat.prefill_bound}-bound prefill"),
         Row("latency", "time per output token", lat.tpot_seconds, "seconds",
             note=f"{lat.decode_bound}-bound decode at batch {thr.batch}, context {a.decode_context}"),
         Row("latency", "  under load", lat.tpot_under_load_seconds, "seconds",
             note="with the prefill passes a busy replica runs between steps" + (
                 " (what --tpot-ms is held to)" if "tpot_ms" in a.latency_targets else "")),
-        Row("throughput", "batch", thr.batch, "count", note=a.batch_rule),
-        Row("throughput", "output tokens/s per GPU", thr.tokens_per_second_per_gpu, "number"),
-        Row("throughput", "requests/s", thr.requests_per_second, "number",
+        Row("throughput", "batch", thr.batch, "whole", note=a.batch_rule),
+        Row("throughput", "output tokens/s per GPU", thr.tokens_per_second_per_gpu, "count"),
+        Row("throughput", "requests/s", thr.requests_per_second, "count",
             note=f"on {a.gpus} GPU{'s' if a.gpus > 1 else ''} (serving.gpus, --gpus)"),
         # dollars as plain digits: a fraction of a cent per million tokens still matters at scale
         Row("cost", "$ per million input tokens", c.usd_per_million_input_tokens, "number",
@@ -59,7 +59,7 @@ def serve_rows(est: ServingEstimate) -> list[Row]:
             note="decode GPU-time / output tokens"),
     ]
     if c.gpus_for_rate is not None:
-        rows.append(Row("cost", "GPUs for the target rate", c.gpus_for_rate, "count",
+        rows.append(Row("cost", "GPUs for the target rate", c.gpus_for_rate, "whole",
                         note=f"whole replicas of {a.tensor}"))
     return rows
 
@@ -141,7 +141,7 @@ def serving(estimates: Sequence[ServingEstimate]) -> Table:
 # (label, unit, value of a ServingEstimate) added to the rows of `costplan compare --serving`
 SERVING_COMPARED = [
     ("KV cache per sequence (serving)", "bytes", lambda s: s.memory.kv_cache_per_sequence),
-    ("max batch (serving)", "count", lambda s: s.memory.max_batch),
+    ("max batch (serving)", "whole", lambda s: s.memory.max_batch),
     ("time to first token", "seconds", lambda s: s.latency.ttft_seconds),
     ("time per output token", "seconds", lambda s: s.latency.tpot_seconds),
     ("time per output token under load", "seconds", lambda s: s.latency.tpot_under_load_seconds),
@@ -149,7 +149,7 @@ SERVING_COMPARED = [
     ("$ per million input tokens", "number", lambda s: s.cost.usd_per_million_input_tokens),
     ("$ per million output tokens", "number", lambda s: s.cost.usd_per_million_output_tokens),
 ]
-SERVING_UNITS = {"kv_cache_per_sequence": "bytes", "max_batch": "count", "serving_fits": "flag",
+SERVING_UNITS = {"kv_cache_per_sequence": "bytes", "max_batch": "whole", "serving_fits": "flag",
                  "meets_targets": "flag", "ttft_seconds": "seconds",
                  "tpot_seconds": "seconds", "tpot_under_load_seconds": "seconds", "tokens_per_second_per_gpu": "number",
                  "usd_per_million_input_tokens": "number", "usd_per_million_output_tokens": "number"}

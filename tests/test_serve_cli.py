@@ -141,3 +141,12 @@ def test_one_replica_unless_gpus_asks_for_more(run):
     assert (one["assumptions"]["gpus"], one["assumptions"]["replicas"]) == (1, 1)
     assert (four["assumptions"]["gpus"], four["assumptions"]["replicas"]) == (4, 4)
     assert four["throughput"]["requests_per_second"] == pytest.approx(4 * one["throughput"]["requests_per_second"])
+
+
+def test_an_int4_group_must_divide_every_quantized_matrix(run):
+    # gpt-oss-120b's width and expert width are 2,880: 128-weight groups would split rows (GPTQ/AWQ/Marlin
+    # quantize whole groups), 32-weight ones (its own MXFP4 blocks) divide them
+    (line,) = error_lines(run("serve", "gpt-oss-120b", "--weights", "int4", "--group-size", "128"))
+    assert line == ("Error: gpt-oss-120b: serving.group_size: 128 does not divide the input width of every "
+                    "quantized matrix (2880); give one that does, or null for a scale per row")
+    assert run("serve", "gpt-oss-120b", "--weights", "int4", "--group-size", "32").exit_code == 0

@@ -227,6 +227,13 @@ def _setup(spec: Spec) -> tuple[sizes.Parts, ServingMemory, Replica]:
     """The cost model's parts (walked once per shape for the whole estimate), the memory per GPU and the replica
     at the tensor degree serve() uses."""
     s = spec.serving
+    if s.weights == "int4" and s.group_size is not None:
+        # GPTQ/AWQ/Marlin kernels quantize whole groups along each row
+        split = [w for w in ops.quantized_widths(spec.model) if w % s.group_size]
+        if split:
+            raise SpecError(spec.name, [f"serving.group_size: {s.group_size} does not divide the input width of "
+                                        f"every quantized matrix ({', '.join(map(str, split))}); give one that "
+                                        "does, or null for a scale per row"])
     parts = sizes.Parts(spec)
     weights = sizes.weight_bytes(parts, s.weights, s.group_size)
     choices = _tensor_choices(spec)

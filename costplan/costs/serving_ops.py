@@ -140,6 +140,11 @@ def gemm_weights(model: ModelSpec) -> tuple[int, int]:
     return round(every), round(quantized)
 
 
+def quantized_widths(model: ModelSpec) -> list[int]:
+    """The input widths of the matrices a serving format quantizes, each once, ascending."""
+    return sorted({op.d_in for op, _ in operations(model, 1, 1) if isinstance(op, Gemm) and op.fp8})
+
+
 def kv_weights(model: ModelSpec) -> tuple[int, int]:
     """Matrix weights and bias elements of the key/value projections: what a GPU copies rather than splits
     beyond n_kv_heads GPUs."""

@@ -174,7 +174,7 @@ def refusal(run, path) -> str:
     ("opt", {"do_layer_norm_before": False}, "do_layer_norm_before: false: post-norm layers"),
     ("gpt2", {"activation_function": "silu"}, "activation_function: 'silu'"),
     ("gpt2", {"add_cross_attention": True}, "add_cross_attention: true: cross-attention"),
-    ("mistral", {"quantization_config": {"quant_method": "fp8"}}, "quantization_config: quantized weights"),
+    ("mistral", {"quantization_config": {"quant_method": "fp8"}}, "quantization_config: a checkpoint's own quantization"),
     ("gemma", {"use_bidirectional_attention": True}, "use_bidirectional_attention: true: bidirectional"),
     ("starcoder2", {"hidden_act": "silu"}, "hidden_act: 'silu': an MLP with this activation"),
     ("starcoder2", {"norm_type": "rms_norm"}, "norm_type: \"rms_norm\": only layer_norm"),

@@ -88,8 +88,9 @@ IGNORED = frozenset({
 # Keys no supported config may carry with a value other than these: they change what the class builds.
 COMMON_CHECKS = (
     Check(("quantization_config",), lambda value: value is None,
-          "quantized weights (and their scales) are not modelled; remove the key to estimate the model at "
-          "training.precision"),
+          "a checkpoint's own quantization (its formats and scale layouts) is not read; remove the key to "
+          "estimate the model at training.precision, and serve it quantized with `costplan serve --weights "
+          "fp8|int8|int4`"),
     Check(("is_encoder_decoder",), lambda value: not value, "encoder-decoder models are not modelled"),
     Check(("add_cross_attention",), lambda value: not value, "cross-attention layers are not modelled"),
     Check(("pruned_heads",), lambda value: not value, "pruned attention heads are not modelled"),

@@ -30,15 +30,19 @@ class RawSpec(Record):
     default_name: str
     base_dir: str | None
     keys: dict[str, str] = {}       # a Hugging Face config's: spec path → the config key it was read from
+    defaulted: tuple[str, ...] = ()  # ... and the keys it read that the file lacks: the class's defaults
 
     def validate(self, overrides: Iterable[str] = ()) -> Spec:
         try:
-            return validate(self.data, overrides, label=self.label, default_name=self.default_name,
+            spec = validate(self.data, overrides, label=self.label, default_name=self.default_name,
                             base_dir=self.base_dir)
         except SpecError as exc:
             if not self.keys:
                 raise
             raise SpecError(exc.source, [self._named(problem) for problem in exc.problems]) from None
+        if self.defaulted:
+            set_private(spec, "_config_defaults", self.defaulted)
+        return spec
 
     @classmethod
     def of_config(cls, imported: Any, label: str, config: Path) -> RawSpec:
@@ -47,7 +51,8 @@ class RawSpec(Record):
 
         keys = {path: note.removeprefix("from ") for path, note in imported.notes.items()
                 if note.startswith("from ") and " " not in note.removeprefix("from ")}
-        return cls(imported.spec, label, sources.config_name(config), str(config.parent), keys)
+        return cls(imported.spec, label, sources.config_name(config), str(config.parent), keys,
+                   tuple(imported.defaulted))
 
     def _named(self, problem: str) -> str:
         """A problem with a field read from a config, naming the config's key: what its author wrote."""

@@ -407,6 +407,12 @@ class Spec(Section):
         return self.training.seq_len  # always set: defaults to model.max_seq_len
 
     @property
+    def config_defaults(self) -> tuple[str, ...]:
+        """The keys a Hugging Face config's class read that its file lacks, so the class's defaults (none for a
+        spec file or a copy)."""
+        return getattr(self, "_config_defaults", ())
+
+    @property
     def seq_len_defaulted(self) -> bool:
         """Whether training.seq_len came from model.max_seq_len, the mapping validated having none (a copy made
         without that mapping, as a search's, is taken as given)."""

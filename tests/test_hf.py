@@ -117,7 +117,8 @@ def test_import_says_which_keys_it_used_and_ignored(run):
     result = run("import", str(HF / "llama-2-7b"))
     used, defaulted, ignored = result.stderr.splitlines()
     assert used.startswith("used: ") and "hidden_size" in used and "model_type" in used
-    assert defaulted == "taken from the class defaults: attention_bias, head_dim, mlp_bias"
+    # head_dim is absent too, but sets no field: the width over the heads, as the class derives it
+    assert defaulted == "taken from the class defaults: attention_bias, mlp_bias"
     assert ignored.startswith("ignored (no cost): ") and "rms_norm_eps" in ignored and "hidden_size" not in ignored
     assert "d_model: 4096" in result.stdout and "# from hidden_size" in result.stdout
 
@@ -174,7 +175,7 @@ def refusal(run, path) -> str:
     ("opt", {"do_layer_norm_before": False}, "do_layer_norm_before: false: post-norm layers"),
     ("gpt2", {"activation_function": "silu"}, "activation_function: 'silu'"),
     ("gpt2", {"add_cross_attention": True}, "add_cross_attention: true: cross-attention"),
-    ("mistral", {"quantization_config": {"quant_method": "fp8"}}, "quantization_config: a checkpoint's own quantization"),
+    ("mistral", {"quantization_config": {"quant_method": "fp8"}}, "quantization_config: a checkpoint's own"),
     ("gemma", {"use_bidirectional_attention": True}, "use_bidirectional_attention: true: bidirectional"),
     ("starcoder2", {"hidden_act": "silu"}, "hidden_act: 'silu': an MLP with this activation"),
     ("starcoder2", {"norm_type": "rms_norm"}, "norm_type: \"rms_norm\": only layer_norm"),
@@ -298,3 +299,22 @@ def test_a_byte_order_mark_is_read(tmp_path):
     plain = costplan.estimate(costplan.load_spec(path)).params.total
     path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
     assert costplan.estimate(costplan.load_spec(path)).params.total == plain
+
+
+def test_estimate_names_the_sizes_a_config_leaves_to_its_class(run, tmp_path):
+    # A config with no hidden_size or layer count is LlamaConfig's 4,096 × 32 layers: the estimate says so, as
+    # import does, and the imported spec's notes say it too
+    (tmp_path / "small").mkdir()
+    config = tmp_path / "small" / "config.json"      # named after its folder
+    config.write_text(json.dumps({"architectures": ["LlamaForCausalLM"], "model_type": "llama", "vocab_size": 32000,
+                                  "hidden_size": 2048, "intermediate_size": 5632, "num_attention_heads": 16,
+                                  "num_key_value_heads": 4, "max_position_embeddings": 2048,
+                                  "tie_word_embeddings": False, "attention_bias": False, "mlp_bias": False,
+                                  "hidden_act": "silu"}))
+    warned = [line for line in run("estimate", str(config)).stderr.splitlines() if "class's defaults" in line]
+    assert warned == ["warning: small: not in the config, so its transformers class's defaults: num_hidden_layers "
+                      "(`costplan import` shows the values)"]
+    imported = run("import", str(config)).stdout
+    assert "n_layers: 32" in imported and "# num_hidden_layers not in the file: the class's default" in imported
+    assert not [line for line in run("estimate", str(HF / "llama-2-7b")).stderr.splitlines()
+                if "class's defaults" in line and "num_" in line]

@@ -67,6 +67,7 @@ def _estimate(spec: Spec, law: str | scaling.ScalingLaw | None) -> Estimate:
     )
 
     seq_len_source = "model.max_seq_len" if spec.seq_len_defaulted else "training.seq_len"
+    config_defaults = spec.config_defaults
     run = resolve(spec)
     spec = run.spec
     memories = run.memories or memories_of(spec, shape)
@@ -103,7 +104,7 @@ def _estimate(spec: Spec, law: str | scaling.ScalingLaw | None) -> Estimate:
         f"{DEFAULT_TOKENS_PER_PARAM} tokens per {'active ' if convention == 'active' else ''}parameter "
         "(Hoffmann et al. 2022); set training.tokens",
         tokens_per_param=tokens / whole.params,
-        seq_len=s, seq_len_source=seq_len_source,
+        seq_len=s, seq_len_source=seq_len_source, config_defaults=list(config_defaults),
         micro_batch_size=t.micro_batch_size,
         global_batch_size=batch,
         global_batch_source=SPEC_BATCH if t.global_batch_size is not None else OPEN_BATCH,

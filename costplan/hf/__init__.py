@@ -88,6 +88,9 @@ def read(config: Path) -> Imported:
             problems.append(f"{check.keys[0]}: {shown}{check.why}")
     spec: dict[str, Any] = {"name": sources.config_name(config)}
     notes: dict[str, str] = {}
+    # keys of fields set from the class's defaults alone: none of the keys a field reads is in the file (BLOOM's
+    # n_layer stands for num_hidden_layers; a head_dim left to the width sets no field)
+    defaulted: set[str] = set()
     for path, f in family.fields.items():
         missing = [k for k in f.keys if k not in values]
         if missing:  # a key the table reads has no default: the table is incomplete
@@ -102,6 +105,9 @@ def read(config: Path) -> Imported:
         section, _, name = path.partition(".")
         spec.setdefault(section, {})[name] = value
         notes[path] = f.note or f"from {', '.join(f.keys)}"
+        if f.keys and not any(k in data for k in f.keys):
+            defaulted.update(f.keys)
+            notes[path] = f"{', '.join(f.keys)} not in the file: the class's default"
     if problems:
         raise SpecError(label, problems)
     spec.setdefault("training", {})["modules"] = model_type
@@ -114,7 +120,7 @@ def read(config: Path) -> Imported:
     return Imported(
         model_type=model_type, spec=spec, notes=notes,
         used=sorted(k for k in data if k in read_keys | {"model_type"}),
-        defaulted=sorted(k for k in read_keys if k not in data),
+        defaulted=sorted(defaulted),
         ignored=sorted(k for k in data if k not in read_keys | {"model_type"}),
     )
 

@@ -215,6 +215,9 @@ def warnings(est: Estimate) -> list[str]:
         out.append(f"{est.name}: no training.seq_len; training on sequences of model.max_seq_len, {a.seq_len:,} "
                    "tokens (a Hugging Face config's max_position_embeddings is often the longest context it serves, "
                    "not the one it was trained at): set training.seq_len")
+    if a.config_defaults:
+        out.append(f"{est.name}: not in the config, so its transformers class's defaults: "
+                   f"{', '.join(a.config_defaults)} (`costplan import` shows the values)")
     if not m.fits:
         out.append(f"{est.name}: {size(m.total_per_gpu)} per GPU does not fit in {a.gpu}'s {size(m.gpu_memory)} "
                    f"{_where(est)}; what would lower it: {', '.join(_lower_memory(est))}")

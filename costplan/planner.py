@@ -264,9 +264,14 @@ def fewest_gpus(spec: Spec, gpu_key: str, deadline_hours: float, mfu: float | No
     if not found:
         return Option.none(gpu_key, gpu, "no layout tried fits and finishes in time")
     found.sort(key=lambda f: f[0])
-    (count, _), layout, result = found[0]
-    untuned = result.time.cost_usd
-    result = _tune(variant(spec, gpu_key, count, layout, mfu), result, deadline_hours)
+    # Every layout at the fewest GPUs with its own cheapest micro-batch and recomputation: the one cheapest so
+    # tuned is chosen, and the runner-up is priced tuned too (an untuned runner-up would flatter the choice).
+    count = found[0][0][0]
+    tuned_all = sorted(((_tune(variant(spec, gpu_key, count, lay, mfu), searched, deadline_hours), lay, searched)
+                        for (gpus, _), lay, searched in found if gpus == count),
+                       key=lambda t: t[0].time.cost_usd)
+    result, layout, chosen = tuned_all[0]
+    untuned = chosen.time.cost_usd
     # The micro-batch and recomputation chosen there may meet the deadline on fewer GPUs of the same layout.
     tuned = spec.model_copy(update={"training": spec.training.model_copy(update={
         "micro_batch_size": result.assumptions.micro_batch_size, "recompute": result.assumptions.recompute,
@@ -278,11 +283,16 @@ def fewest_gpus(spec: Spec, gpu_key: str, deadline_hours: float, mfu: float | No
         result = _tune(variant(tuned, gpu_key, count, layout, mfu), fewer, deadline_hours)
     par = result.parallelism
     runner_up = None
-    for (count2, cost2), layout2, other in found[1:]:
+    others = [(other, lay) for other, lay, _ in tuned_all[1:]] + [(searched, lay) for (gpus, _), lay, searched in found
+                                                                if gpus != count]
+    for other, layout2 in others:
         if _same_layout(other, result):
             continue
+        if other.assumptions.gpu_count != count:     # more GPUs: priced with its own tuning as well
+            other = _tune(variant(spec, gpu_key, other.assumptions.gpu_count, layout2, mfu), other, deadline_hours)
         runner_up = {"tensor": layout2["tensor"], "pipeline": layout2["pipeline"], "zero": layout2["zero"],
-                     "data": other.parallelism.data, "gpus": count2, "cost_usd": cost2}
+                     "data": other.parallelism.data, "gpus": other.assumptions.gpu_count,
+                     "cost_usd": other.time.cost_usd}
         break
     return Option(
         gpu=gpu_key, gpus=result.assumptions.gpu_count,

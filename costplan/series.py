@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 from costplan import scaling
 from costplan.costs.estimate import estimate
+from costplan.costs.parallel import BACKWARD, END_OF_BACKWARD, OPTIMIZER_STEP
 from costplan.costs.run import laid_out_once
 from costplan.costs.result import Estimate
 from costplan.loading import at_seq_len
@@ -33,9 +34,9 @@ def seq_scaling(spec: Spec, lengths: Sequence[int] = DEFAULT_LENGTHS) -> list[tu
 MEMORY_PARTS = ("weights", "gradients", "optimizer states", "activations", "loss and head gradients (transient)",
                 "tied embedding gradients (transient)", "optimizer step transients")
 # The parts live at each moment a step may peak at, beyond weights, gradients and optimizer states.
-TRANSIENTS = {"backward": ("activations", "loss and head gradients (transient)"),
-              "end of backward": ("tied embedding gradients (transient)",),
-              "optimizer step": ("optimizer step transients",)}
+TRANSIENTS = {BACKWARD: ("activations", "loss and head gradients (transient)"),
+              END_OF_BACKWARD: ("tied embedding gradients (transient)",),
+              OPTIMIZER_STEP: ("optimizer step transients",)}
 
 
 def memory_parts(e: Estimate) -> dict[str, int]:

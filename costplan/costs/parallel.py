@@ -59,6 +59,10 @@ from costplan.spec import Spec
 TENSOR_REPLICATED = ("norms",)   # components whose weights every tensor rank keeps whole
 
 
+# The moments a step's memory may peak at (StageMemory.moments), as the tables and plots name them.
+BACKWARD, END_OF_BACKWARD, OPTIMIZER_STEP = "backward", "end of backward", "optimizer step"
+
+
 class StageMemory(Record):
     """Bytes on one GPU of one pipeline stage."""
 
@@ -76,8 +80,8 @@ class StageMemory(Record):
     def moments(self) -> dict[str, int]:
         """Bytes live at each moment a step may peak at, the first of equals first."""
         states = self.weights + self.gradients + self.optimizer
-        return {"backward": states + self.activations + self.workspace, "end of backward": states + self.tied_gradients,
-                "optimizer step": states + self.update}
+        return {BACKWARD: states + self.activations + self.workspace, END_OF_BACKWARD: states + self.tied_gradients,
+                OPTIMIZER_STEP: states + self.update}
 
     @property
     def peak_at(self) -> str:

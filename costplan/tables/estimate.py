@@ -5,7 +5,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from costplan.costs import fusion_loss
-from costplan.costs.parallel import micro_batches_in_flight
+from costplan.costs.parallel import BACKWARD, END_OF_BACKWARD, OPTIMIZER_STEP, micro_batches_in_flight
 from costplan.report import (Block, LazyRows, Row, Table, count, flop, flops_rate, human, number, percent, plural,
                              price, ratio, recomputed, sectioned, seconds, size, zero_stage)
 
@@ -45,12 +45,12 @@ def estimate_rows(est: Estimate) -> list[Row]:
         ("weights", m.weights, "", ""),
         ("gradients", m.gradients, "", "fp32 for 16-bit weights (training.fp32_gradients)" if fp32_gradients else ""),
         ("optimizer states", m.optimizer, "", ""),
-        (_activations_label(est), m.activations, "backward", ""),
-        ("loss and head gradients (transient)", m.workspace, "backward",
+        (_activations_label(est), m.activations, BACKWARD, ""),
+        ("loss and head gradients (transient)", m.workspace, BACKWARD,
          "as backward starts; the head's or a softmax's if more"),
-        *([("tied embedding gradients (transient)", m.tied_gradients, "end of backward",
+        *([("tied embedding gradients (transient)", m.tied_gradients, END_OF_BACKWARD,
             "as backward ends: head's, lookup's, sum")] if m.tied_gradients else []),
-        ("optimizer step transients", m.update, "optimizer step",
+        ("optimizer step transients", m.update, OPTIMIZER_STEP,
          "the update's temporaries" if fp32_gradients else "a gradient's fp32 copy and the update's temporaries"))]
     rows += [
         Row("memory", "total per GPU", m.total_per_gpu, "bytes",

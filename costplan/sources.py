@@ -73,5 +73,12 @@ def config_file(path: Path) -> Path | None:
 
 
 def config_name(config: Path) -> str:
-    """A folder's name for its config.json (as checkpoints are laid out), otherwise the file's stem."""
-    return config.parent.resolve().name if config.name == CONFIG_NAME else config.stem
+    """A folder's name for its config.json (as checkpoints are laid out), otherwise the file's stem; in a Hugging
+    Face hub cache (models--ORG--NAME/snapshots/REVISION/config.json), the model's NAME, not the revision's hash."""
+    if config.name != CONFIG_NAME:
+        return config.stem
+    folder = config.parent.resolve()
+    repo = folder.parent.parent.name
+    if folder.parent.name == "snapshots" and repo.startswith("models--"):
+        return repo.removeprefix("models--").split("--", 1)[-1]
+    return folder.name

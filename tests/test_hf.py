@@ -318,3 +318,16 @@ def test_estimate_names_the_sizes_a_config_leaves_to_its_class(run, tmp_path):
     assert "n_layers: 32" in imported and "# num_hidden_layers not in the file: the class's default" in imported
     assert not [line for line in run("estimate", str(HF / "llama-2-7b")).stderr.splitlines()
                 if "class's defaults" in line and "num_" in line]
+
+
+def test_a_hub_cache_snapshot_is_named_after_its_model(run, tmp_path):
+    # models--ORG--NAME/snapshots/REVISION/config.json, as huggingface_hub caches a download: the columns of
+    # compare and the title of estimate name the model, not the revision's hash
+    snapshot = tmp_path / "models--meta-llama--Llama-2-7b-hf" / "snapshots" / ("01c7f73d" * 5)
+    snapshot.mkdir(parents=True)
+    (snapshot / "config.json").write_text((HF / "tiny" / "llama.json").read_text())
+    assert run("estimate", str(snapshot)).stdout.startswith("Llama-2-7b-hf: ")
+    plain = tmp_path / "my-model"
+    plain.mkdir()
+    (plain / "config.json").write_text((HF / "tiny" / "llama.json").read_text())
+    assert run("estimate", str(plain)).stdout.startswith("my-model: ")

@@ -346,8 +346,23 @@ def test_compare_baseline_and_json(run):
 
 def test_compare_unknown_baseline(run):
     (line,) = errors(run("compare", "llama2-7b", "mistral-7b", "--baseline", "mistral"))
-    assert line == ("Error: --baseline mistral: no spec of that name (did you mean 'mistral-7b'?); the specs "
+    assert line == ("Error: --baseline mistral: no spec of that name (did you mean 'mistral-7b'?); the columns "
                     "are llama2-7b, mistral-7b")
+
+
+def test_compare_tells_apart_specs_that_share_a_name(run, tmp_path, monkeypatch):
+    # A preset copied and edited keeps its `name`: each column then says which spec it is, in every format (CSV
+    # had kept one column of the two, the other's values under it)
+    monkeypatch.chdir(tmp_path)
+    Path("my-llama.yaml").write_text(Path(costplan.presets.path("llama2-7b")).read_text().replace(
+        "n_layers: 32", "n_layers: 40"))
+    rows = list(csv.DictReader(io.StringIO(run("compare", "llama2-7b", "my-llama.yaml", "--format", "csv").stdout)))
+    params = {r["metric"]: r for r in rows}["parameters, total"]
+    assert (params["llama2-7b (llama2-7b)"], params["llama2-7b (my-llama.yaml)"]) == ("6738415616", "8357482496")
+    out = run("compare", "llama2-7b", "my-llama.yaml", "--baseline", "llama2-7b (my-llama.yaml)").stdout
+    assert "llama2-7b (my-llama.yaml) (baseline)" in out
+    (line,) = errors(run("compare", "llama2-7b", "my-llama.yaml", "--baseline", "llama2-7b"))
+    assert line.startswith("Error: --baseline llama2-7b: names more than one spec; give its column")
 
 
 # ---------------------------------------------------------------------------------------------- --seq-len

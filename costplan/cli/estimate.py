@@ -51,16 +51,23 @@ def compare(specs, fmt, baseline, serving, law, overrides, gpu, gpus, tokens, mf
     loaded = load_all(specs, collect_overrides(overrides, gpu, gpus, tokens, mfu))
     results = [run_estimate(s, constants) for s in loaded]
     names = [r.name for r in results]
-    if baseline is not None and baseline not in names:
-        raise CostplanError(f"--baseline {baseline}: no spec of that name{did_you_mean(baseline, names)}; "
-                            f"the specs are {', '.join(names)}")
+    columns = tables.column_names(names, specs)
+    index = 0
+    if baseline is not None:
+        matches = [i for i, column in enumerate(columns) if baseline == column] or \
+                  [i for i, name in enumerate(names) if baseline == name]
+        if len(matches) != 1:
+            why = "names more than one spec; give its column" if matches else \
+                f"no spec of that name{did_you_mean(baseline, columns)}"
+            raise CostplanError(f"--baseline {baseline}: {why}; the columns are {', '.join(columns)}")
+        index = matches[0]
     for result in results:
         echo_warnings(tables.warnings(result))
     if serving:
         from costplan.costs.inference import serve as run_serve
         from costplan.tables import serve as serve_tables
 
-        table = serve_tables.compare(results, [run_serve(s) for s in loaded], names.index(baseline) if baseline else 0)
+        table = serve_tables.compare(results, [run_serve(s) for s in loaded], index, columns)
     else:
-        table = tables.compare(results, names.index(baseline) if baseline else 0)
+        table = tables.compare(results, index, columns)
     click.echo(report.render(table, fmt))

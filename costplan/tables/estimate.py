@@ -271,10 +271,17 @@ COMPARED = [
 ]
 
 
-def compare(results: Sequence[Estimate], baseline: int) -> Table:
-    """Specs as columns, metrics as rows, each value with its ratio to the baseline column; JSON the estimates,
-    CSV one row per metric."""
-    return side_by_side([e.name for e in results], results, COMPARED, baseline, [e.model_dump() for e in results])
+def compare(results: Sequence[Estimate], baseline: int, columns: Sequence[str] | None = None) -> Table:
+    """Specs as columns (named `columns`, else by the specs' names), metrics as rows, each value with its ratio to
+    the baseline column; JSON the estimates, CSV one row per metric."""
+    return side_by_side(columns or [e.name for e in results], results, COMPARED, baseline,
+                        [e.model_dump() for e in results])
+
+
+def column_names(names: Sequence[str], given: Sequence[str]) -> list[str]:
+    """compare's column names: each spec's name, and where two specs share one (a preset copied and edited), the
+    name with the spec as it was given, so that no column stands for two."""
+    return [f"{name} ({arg})" if names.count(name) > 1 else name for name, arg in zip(names, given)]
 
 
 def side_by_side(names: Sequence[str], items: Sequence[Any], metrics: Sequence[tuple[str, str, Any]],

@@ -155,13 +155,15 @@ SERVING_UNITS = {"kv_cache_per_sequence": "bytes", "max_batch": "whole", "servin
                  "usd_per_million_input_tokens": "number", "usd_per_million_output_tokens": "number"}
 
 
-def compare(estimates: Sequence[Estimate], servings: Sequence[ServingEstimate], baseline: int) -> Table:
-    """compare's rows and then the serving metrics, one table: specs as columns, each value with its ratio to
-    the baseline column; JSON each estimate with its `serving` object."""
+def compare(estimates: Sequence[Estimate], servings: Sequence[ServingEstimate], baseline: int,
+            columns: Sequence[str] | None = None) -> Table:
+    """compare's rows and then the serving metrics, one table: specs as columns (named `columns`, else by the
+    specs' names), each value with its ratio to the baseline column; JSON each estimate with its `serving`
+    object."""
     pairs = list(zip(estimates, servings))
     metrics = [(label, unit, lambda p, get=get: get(p[0])) for label, unit, get in COMPARED]
     metrics += [(label, unit, lambda p, get=get: get(p[1])) for label, unit, get in SERVING_COMPARED]
-    return side_by_side([e.name for e in estimates], pairs, metrics, baseline,
+    return side_by_side(columns or [e.name for e in estimates], pairs, metrics, baseline,
                         [{**e.model_dump(), "serving": s.model_dump()} for e, s in pairs])
 
 

@@ -10,7 +10,8 @@ import importlib
 # tables of profile or plan.
 _WHERE = {
     "calibration": "measurements", "check_failures": "measurements", "checks": "measurements",
-    "column_names": "estimate", "compare": "estimate", "estimates": "estimate", "seq_len": "estimate", "sweep": "estimate",
+    "column_names": "estimate", "compare": "estimate", "estimates": "estimate", "seq_len": "estimate",
+    "sweep": "estimate",
     "warnings": "estimate", "hardware": "listings", "presets": "listings", "deadline": "plan",
     "proposal": "plan", "proposal_warnings": "plan",
 }

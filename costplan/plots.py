@@ -59,11 +59,13 @@ def seq_scaling(specs: Sequence[Spec], lengths: Sequence[int]) -> Any:
         rows = series.seq_scaling(spec, lengths)
         label = f"{spec.name} ({describe(spec.model.attention)})"
         left.plot([r[0] for r in rows], [r[1] for r in rows], marker="o", label=label)
-        right.plot([r[0] for r in rows], [r[2] / GIB for r in rows], marker="o", label=label)
+        # per GPU, so on the spec's own layout: tensor and sequence parallelism divide them
+        right.plot([r[0] for r in rows], [r[2] / GIB for r in rows], marker="o",
+                   label=f"{spec.name}: {series.layout_of(spec)}, micro-batch {spec.training.micro_batch_size}")
     left.set(xscale="log", yscale="log", xlabel="context length (tokens)",
              ylabel="forward FLOPs per token (FLOP)", title="Compute per token")
     right.set(xscale="log", yscale="log", xlabel="context length (tokens)",
-              ylabel="activations of one micro-batch (GiB)", title="Activation memory")
+              ylabel="activations per GPU, one micro-batch (GiB)", title="Activation memory (tensor × pipeline × data)")
     for axes in (left, right):
         axes.set_xscale("log", base=2)
         axes.grid(True, which="both", alpha=0.3)
@@ -246,7 +248,7 @@ def scaling_law(law: scaling.ScalingLaw, estimates: Sequence[Estimate]) -> Any:
               title="Iso-FLOP curves (★ = compute-optimal size)")
     low = min(loss for _, _, loss in edge)
     for axes in (left, right):
-        axes.set_ylim(low - 0.1, low + 2.0)
+        axes.set_ylim(low - 0.1, max([low + 2.0, *(loss + 0.1 for _, _, loss in points)]))   # every spec shown
         axes.grid(True, which="both", alpha=0.3)
         axes.legend(fontsize=9, loc="upper right")
 

@@ -30,8 +30,14 @@ def path(name: str) -> Path:
 
 
 def source(name: str) -> str:
-    """The `# source:` line of a preset: where its hyperparameters come from."""
+    """The `# source:` comment of a preset, with the comment lines that continue it: where its hyperparameters
+    come from."""
+    found: list[str] = []
     for line in path(name).read_text(encoding="utf-8").splitlines():
         if line.startswith("# source:"):
-            return line.removeprefix("# source:").strip()
-    return ""
+            found.append(line.removeprefix("# source:").strip())
+        elif found and line.startswith("#"):
+            found.append(line.removeprefix("#").strip())
+        elif found:
+            break
+    return " ".join(found)

@@ -21,6 +21,15 @@ from costplan.spec import Spec
 DEFAULT_LENGTHS = tuple(2 ** k for k in range(9, 18))        # 512 … 131,072 tokens
 
 
+def layout_of(spec: Spec) -> str:
+    """The layout seq_scaling runs the spec on, in words: "one GPU", or tensor × pipeline × data GPUs."""
+    laid_out = laid_out_once(spec)
+    p = laid_out.parallel
+    if laid_out.hardware.count == 1:
+        return "one GPU"
+    return f"{p.tensor} × {p.pipeline} × {laid_out.data_parallel}" + (f", context {p.context}" if p.context > 1 else "")
+
+
 def seq_scaling(spec: Spec, lengths: Sequence[int] = DEFAULT_LENGTHS) -> list[tuple[int, float, int]]:
     """(seq_len, forward FLOPs per token, activation bytes of one micro-batch) at each length."""
     rows = []

@@ -189,7 +189,7 @@ def test_a_failed_write_leaves_the_old_file(run, tmp_path, monkeypatch):
     monkeypatch.setattr(Figure, "savefig", disk_full)
     path = tmp_path / "memory.png"
     path.write_bytes(b"a good figure")
-    assert errors(run("plot", "memory", "gpt2-small", "-o", str(path), "--force")) == [
+    assert errors(run("plot", "memory", "gpt2-small", "--tokens", "1e9", "-o", str(path), "--force")) == [
         f"Error: --output {path}: cannot write: No space left on device"]
     assert path.read_bytes() == b"a good figure"
     assert [p.name for p in tmp_path.iterdir()] == ["memory.png"]
@@ -304,6 +304,37 @@ def test_no_room_for_the_temporary_file_is_one_error_line(run, tmp_path, monkeyp
 
     monkeypatch.setattr(tempfile, "mkstemp", read_only)   # costplan/files.py imports tempfile when it writes
     path = tmp_path / "memory.png"
-    assert errors(run("plot", "memory", "gpt2-small", "-o", str(path))) == [
+    assert errors(run("plot", "memory", "gpt2-small", "--tokens", "1e9", "-o", str(path))) == [
         f"Error: --output {path}: cannot write: Read-only file system"]
     assert not path.exists()
+
+
+def test_plots_warn_as_estimate_does_and_show_every_spec(run, tmp_path):
+    pytest.importorskip("matplotlib")
+    from test_cli import errors
+
+    # gpt2-small without training.tokens: the memory plot says what it assumed, as estimate does
+    result = run("plot", "memory", "gpt2-small", "-o", str(tmp_path / "m.png"))
+    assert result.exit_code == 0 and "warning: gpt2-small: no training.tokens" in result.stderr
+    # options that change specs need a spec to change
+    (line,) = errors(run("plot", "scaling", "--set", "bogus=1", "-o", str(tmp_path / "s.png")))
+    assert line.startswith("Error: --set, --gpu, --gpus, --tokens and --mfu change the specs plotted")
+
+
+def test_the_loss_axis_reaches_every_spec():
+    pytest.importorskip("matplotlib")
+    from costplan import plots
+
+    # GPT-2 small on 1e8 tokens predicts a loss of 5.0, above the frontier's window (its lowest + 2)
+    e = costplan.estimate(costplan.load_spec("gpt2-small", ["training.tokens=1e8"]))
+    figure = plots.scaling_law(scaling.resolve(None), [e])
+    for axes in figure.axes[:2]:
+        assert axes.get_ylim()[1] > e.scaling.loss
+
+
+def test_lengths_are_plotted_in_order_each_once(run):
+    from costplan.cli.options import parse_lengths
+
+    class Param:
+        opts = ["--lengths"]
+    assert parse_lengths(None, Param, "16384,512,2048,512") == [512, 2048, 16384]

@@ -62,7 +62,8 @@ def echo_warnings(lines: Sequence[str]) -> None:
 
 
 def parse_lengths(ctx, param, value: str | None) -> list[int] | None:  # noqa: ANN001 - click callback
-    """`1024,4096,16384` → [1024, 4096, 16384]: whole numbers, each checked like any count on the command line."""
+    """`4096,1024,16384` → [1024, 4096, 16384]: whole numbers, each checked like any count on the command line,
+    in ascending order, each once."""
     from costplan.validation import parse_count
 
     if value is None:
@@ -71,4 +72,4 @@ def parse_lengths(ctx, param, value: str | None) -> list[int] | None:  # noqa: A
     parts = [part.strip() for part in value.split(",")]
     if not any(parts) or not all(parts):
         raise CostplanError(f"{option} {value}: expected comma-separated whole numbers, e.g. 1024,4096")
-    return [parse_count(option, part) for part in parts]
+    return sorted({parse_count(option, part) for part in parts})     # each once, shortest first

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import click
 
-from costplan.cli.options import collect_overrides, law_option, load_all, parse_lengths, spec_options
+from costplan.cli.options import (collect_overrides, echo_warnings, law_option, load_all, parse_lengths,
+                                  spec_options)
+from costplan.errors import CostplanError
 
 @click.group()
 def plot() -> None:
@@ -47,8 +49,18 @@ def plot_memory(specs, output, force, overrides, gpu, gpus, tokens, mfu) -> None
     output = output or "memory.png"
     plots.check_output(output, force)
     loaded = load_all(specs, collect_overrides(overrides, gpu, gpus, tokens, mfu))
-    plots.save(plots.memory([run_estimate(s) for s in loaded]), output, force)
+    results = [run_estimate(s) for s in loaded]
+    _warn(results)
+    plots.save(plots.memory(results), output, force)
     click.echo(output)
+
+
+def _warn(results) -> None:  # noqa: ANN001 - Estimates
+    """What estimate would warn of these specs (a context or token count assumed, a run that does not fit)."""
+    from costplan import tables
+
+    for result in results:
+        echo_warnings(tables.warnings(result))
 
 
 @plot.command("scaling")
@@ -65,6 +77,11 @@ def plot_scaling(specs, output, force, law, overrides, gpu, gpus, tokens, mfu) -
     output = output or "scaling.png"
     plots.check_output(output, force)
     constants = scaling.resolve(law)
-    loaded = load_all(specs, collect_overrides(overrides, gpu, gpus, tokens, mfu)) if specs else []
-    plots.save(plots.scaling_law(constants, [run_estimate(s, constants) for s in loaded]), output, force)
+    sets = collect_overrides(overrides, gpu, gpus, tokens, mfu)
+    if sets and not specs:
+        raise CostplanError("--set, --gpu, --gpus, --tokens and --mfu change the specs plotted as points; give a "
+                            "spec, or leave them out for the frontier alone")
+    results = [run_estimate(s, constants) for s in load_all(specs, sets)] if specs else []
+    _warn(results)
+    plots.save(plots.scaling_law(constants, results), output, force)
     click.echo(output)

@@ -471,3 +471,10 @@ def test_parallel_problems_are_reported_with_the_others(run, tmp_path):
     assert f"Error: {path}: parallelism.zero: 5 is not one of 0, 1, 2 or 3" in lines
     assert f"Error: {path}: parallelism: tensor (4) × pipeline (3) = 12 does not divide hardware.count (6)" in lines
     assert f"Error: {path}: parallelism.pipeline: 3 does not divide model.n_layers (2)" in lines
+
+
+def test_compare_names_each_gpu_and_whether_it_fits(run):
+    rows = {line.split("  ")[0].strip(): line for line in run("compare", "llama2-7b", "mistral-7b").stdout.splitlines()}
+    assert rows["GPU"].split()[1:] == ["a100-80gb", "h100-sxm"]                   # no ratio of names
+    assert rows["fits in GPU memory"].split()[4:] == ["yes", "no"]               # 152 GiB on one 80 GiB H100
+    assert "weights per GPU" in rows and "gradients per GPU" in rows            # ZeRO shards them per GPU

@@ -251,6 +251,7 @@ COMPARED = [
     ("training sequence length", "number", lambda e: e.assumptions.seq_len),
     ("training tokens", "count", lambda e: e.assumptions.tokens),
     ("GPUs", "number", lambda e: e.assumptions.gpu_count),
+    ("GPU", "text", lambda e: e.assumptions.gpu),
     ("parameters, total", "count", lambda e: e.params.total),
     ("parameters, active", "count", lambda e: e.params.active),
     ("forward FLOPs per token", "flop", lambda e: e.flops.forward_per_token),
@@ -258,11 +259,12 @@ COMPARED = [
     ("training FLOPs per token", "flop", lambda e: e.flops.training_per_token),
     ("hardware FLOPs per token", "flop", lambda e: e.flops.hardware_per_token),
     ("training FLOPs, total", "flop", lambda e: e.flops.training_total),
-    ("weights", "bytes", lambda e: e.memory.weights),
-    ("gradients", "bytes", lambda e: e.memory.gradients),
-    ("optimizer states", "bytes", lambda e: e.memory.optimizer),
-    ("activations (micro-batch)", "bytes", lambda e: e.memory.activations),
+    ("weights per GPU", "bytes", lambda e: e.memory.weights),
+    ("gradients per GPU", "bytes", lambda e: e.memory.gradients),
+    ("optimizer states per GPU", "bytes", lambda e: e.memory.optimizer),
+    ("activations per GPU (micro-batch)", "bytes", lambda e: e.memory.activations),
     ("memory per GPU", "bytes", lambda e: e.memory.total_per_gpu),
+    ("fits in GPU memory", "flag", lambda e: e.memory.fits),
     ("KV cache per token", "bytes", lambda e: e.memory.kv_cache_per_token),
     ("KV cache at seq_len", "bytes", lambda e: e.memory.kv_cache_at_seq_len),
     ("GPU-hours", "hours", lambda e: e.time.gpu_hours),
@@ -294,7 +296,7 @@ def side_by_side(names: Sequence[str], items: Sequence[Any], metrics: Sequence[t
         cells = []
         for index, item in enumerate(items):
             value, cell = get(item), human(get(item), unit)
-            if index != baseline:
+            if index != baseline and unit not in ("text", "flag"):      # a ratio of numbers only
                 cell += f" ({ratio(value / base)})" if base and value is not None else " (—)"
             cells.append(cell)
         body.append([label, *cells])

@@ -19,6 +19,11 @@ from costplan.sections import InvalidInput, Section, field_sections, valid_field
 
 def load_spec(source: str | os.PathLike | Mapping[str, Any], overrides: Iterable[str] = ()) -> Spec:
     """A validated Spec from a file path, a preset name or a mapping, with `--set`-style overrides applied."""
+    if not isinstance(source, (str, os.PathLike, Mapping)):
+        raise TypeError(f"load_spec() takes a preset name, a path or a mapping, not {type(source).__name__}")
+    if isinstance(overrides, (str, bytes)):
+        raise TypeError("load_spec() takes its overrides as a list of KEY=VALUE strings, e.g. "
+                        "[\"training.seq_len=2048\"], not one string")
     return read_source(source).validate(overrides)
 
 

@@ -293,3 +293,15 @@ def test_file_names_too_long_for_import_and_outputs(run, args):
     result = run(*args)
     (line,) = errors(result)
     assert result.exit_code == 2 and line.endswith("a file name is longer than 255 bytes") and len(line) < 200
+
+
+def test_the_python_api_names_its_misuse():
+    # a preset name where a Spec goes, one override string where a list goes, no source at all: TypeErrors that
+    # say what to pass (not an AttributeError from deep inside, nor a string read character by character)
+    with pytest.raises(TypeError, match=r"estimate\(\) takes a Spec, not str: costplan.load_spec"):
+        costplan.estimate("llama2-7b")
+    with pytest.raises(TypeError, match="as a list of KEY=VALUE strings"):
+        costplan.load_spec("llama2-7b", "training.seq_len=2048")
+    with pytest.raises(TypeError, match="takes a preset name, a path or a mapping, not NoneType"):
+        costplan.load_spec(None)
+    assert costplan.load_spec("llama2-7b", ("training.seq_len=2048",)).training.seq_len == 2048

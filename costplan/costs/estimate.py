@@ -34,6 +34,9 @@ def estimate(spec: Spec, law: str | scaling.ScalingLaw | None = None) -> Estimat
     """Parameters, FLOPs, memory, time and cost of training the spec, and the loss `law` (a bundled name, a
     YAML file or constants; default epoch) predicts for it. One estimate computes each component cost and
     layer time once, whether for the layout search, the memory of the stages or the step."""
+    if not isinstance(spec, Spec):
+        raise TypeError(f"estimate() takes a Spec, not {type(spec).__name__}: costplan.load_spec(...) reads a "
+                        "preset, a file, a Hugging Face config or a mapping into one")
     with shared_components():
         return _estimate(spec, law)
 

@@ -296,3 +296,10 @@ def test_serving_counts_are_whole_and_rates_prefixed(run):
     assert batch.split()[2] == "3,636"
     (rate,) = [line for line in lines if "output tokens/s per GPU" in line]
     assert rate.split()[4:6] == ["1.855", "k"]
+
+
+@pytest.mark.parametrize("optimizer, states", [("adamw", "two moments"), ("sgd", "no state"),
+                                               ("sgd_momentum", "a momentum"), ("adafactor", "factored moments")])
+def test_the_bytes_rule_names_the_optimizers_own_state(optimizer, states):
+    e = costplan.estimate(costplan.load_spec("gpt2-small", [f"training.optimizer={optimizer}"]))
+    assert e.assumptions.bytes_per_param["rule"] == f"16-bit weights and gradients, fp32 master copy, {states} (ZeRO §3.1)"

@@ -123,11 +123,7 @@ def _estimate(spec: Spec, law: str | scaling.ScalingLaw | None) -> Estimate:
         bytes_per_param={
             "weights": w, "gradients": gradient_bytes(t.precision, t.autocast, t.fp32_gradients),
             "optimizer": optimizer_bytes(t.precision, t.optimizer, t.autocast),
-            "rule": ("fp32 weights, gradients and moments; 16-bit copies cast per matmul (autocast)" if t.autocast
-                     else "16-bit weights, fp32 gradients, master copy and moments (Megatron's main_grad)"
-                     if is_mixed(t.precision) and t.fp32_gradients
-                     else "16-bit weights and gradients, fp32 master copy and moments (ZeRO §3.1)"
-                     if is_mixed(t.precision) else "fp32 weights, gradients and moments"),
+            "rule": _bytes_rule(t.precision, t.optimizer, t.autocast, t.fp32_gradients),
         },
         activation_element_bytes=shape.act_bytes,
         attention_flops="every key a query may see; no causal halving (PaLM, torchtitan, nanoGPT)",
@@ -148,6 +144,23 @@ def _estimate(spec: Spec, law: str | scaling.ScalingLaw | None) -> Estimate:
     return Estimate(name=spec.name, params=params, flops=flops, memory=memory, time=time,
                     assumptions=assumptions, scaling=predicted,
                     parallelism=_parallelism(spec, stage, stepped, run.layout_source))
+
+
+# What each optimizer keeps beside the weights, in words (memory.MOMENTS counts them).
+OPTIMIZER_STATES = {"adamw": "two moments", "adam": "two moments", "sgd": "no state", "sgd_momentum": "a momentum",
+                    "lion": "a momentum", "adafactor": "factored moments"}
+
+
+def _bytes_rule(precision: str, optimizer: str, autocast: bool, fp32_gradients: bool) -> str:
+    """The bytes-per-parameter rule in words, with the optimizer's own state."""
+    states = OPTIMIZER_STATES[optimizer]
+    if autocast:
+        return f"fp32 weights and gradients, {states}; 16-bit copies cast per matmul (autocast)"
+    if is_mixed(precision) and fp32_gradients:
+        return f"16-bit weights, fp32 gradients and master copy, {states} (Megatron's main_grad)"
+    if is_mixed(precision):
+        return f"16-bit weights and gradients, fp32 master copy, {states} (ZeRO §3.1)"
+    return f"fp32 weights and gradients, {states}"
 
 
 def _tables_source(run: Run) -> str:

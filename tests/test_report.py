@@ -301,5 +301,8 @@ def test_serving_counts_are_whole_and_rates_prefixed(run):
 @pytest.mark.parametrize("optimizer, states", [("adamw", "two moments"), ("sgd", "no state"),
                                                ("sgd_momentum", "a momentum"), ("adafactor", "factored moments")])
 def test_the_bytes_rule_names_the_optimizers_own_state(optimizer, states):
+    import costplan
+
     e = costplan.estimate(costplan.load_spec("gpt2-small", [f"training.optimizer={optimizer}"]))
-    assert e.assumptions.bytes_per_param["rule"] == f"16-bit weights and gradients, fp32 master copy, {states} (ZeRO §3.1)"
+    rule = e.assumptions.bytes_per_param["rule"]
+    assert rule == f"16-bit weights and gradients, fp32 master copy, {states} (ZeRO §3.1)"

@@ -380,3 +380,15 @@ def test_attention_runs_in_fp8_only_over_an_fp8_cache_of_fp8_weights(weights, ca
                                                                       f"serving.kv_cache={cache}"]))
     core = replica.phase(1, 1, 1e15, 0.0)[0] - replica.phase(1, 1, 0.0, 0.0)[0]
     assert core == pytest.approx(1e15 / (replica.eff.attention.value * peak), rel=1e-12)
+
+
+def test_mla_down_projections_are_whole_on_every_gpu():
+    # DeepSeek-V3 (61 layers, d_model 7168): each layer's q_a (7168 × 1536) and kv_a (7168 × (512 + 64))
+    # projections make the latent every head reads, so vLLM keeps them whole on each GPU (ReplicatedLinear),
+    # as DeepSeek's own inference code does: 923,467,776 bf16 weights beside a tensor-th of the rest
+    sets = ["serving.weights=bf16", "hardware.gpu=h200"]
+    one = inference.serve(costplan.load_spec("deepseek-v3", [*sets, "serving.tensor=1"]))
+    eight = inference.serve(costplan.load_spec("deepseek-v3", [*sets, "serving.tensor=8"]))
+    latent = 61 * 7168 * (1536 + 512 + 64)
+    assert latent == 923_467_776
+    assert eight.memory.weights_per_gpu == math.ceil(one.memory.weights / 8 + latent * 2 * (1 - 1 / 8))

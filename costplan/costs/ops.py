@@ -71,6 +71,7 @@ class Gemm:
     bias: bool = False         # each product adds a bias vector (a parameter tensor of its own)
     tied: bool = False         # its weight is another op's (the LM head tied to the embedding)
     kv: bool = False           # its outputs are the key/value heads (serving copies them beyond n_kv_heads GPUs)
+    latent: bool = False       # an MLA down-projection (serving keeps it whole on every GPU, as vLLM does)
 
     @property
     def flops(self) -> float:
@@ -223,9 +224,10 @@ def _projections(layer: Layer, model: ModelSpec, s: int) -> list[Gemm]:
     if a.type == "mla":
         d_qk, latent = a.qk_nope_head_dim + a.qk_rope_head_dim, a.kv_lora_rank + a.qk_rope_head_dim
         heads = model.n_heads
-        queries = ([Gemm(s, d, a.q_lora_rank), Gemm(s, a.q_lora_rank, heads * d_qk)] if a.q_lora_rank
+        queries = ([Gemm(s, d, a.q_lora_rank, latent=True), Gemm(s, a.q_lora_rank, heads * d_qk)] if a.q_lora_rank
                    else [Gemm(s, d, heads * d_qk)])
-        return queries + [Gemm(s, d, latent), Gemm(s, a.kv_lora_rank, heads * (a.qk_nope_head_dim + a.v_head_dim)),
+        return queries + [Gemm(s, d, latent, latent=True),
+                          Gemm(s, a.kv_lora_rank, heads * (a.qk_nope_head_dim + a.v_head_dim)),
                           Gemm(s, heads * a.v_head_dim, d)]
     qkv, o = bool(model.qkv_bias), bool(model.o_bias)
     if a.type.startswith("aft"):

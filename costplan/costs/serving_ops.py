@@ -94,10 +94,12 @@ def operations(model: ModelSpec, tokens: int, head_rows: int,
 
 def gemm_seconds(g: Gemm, k: Kernels) -> tuple[float, float]:
     """Compute and memory seconds of `g.count` GEMMs of g.rows × d_in by d_in × d_out on one GPU, at the compute
-    precision's peak and curve (an fp8 model's 16-bit LM head and router too: a simplification)."""
+    precision's peak and curve (an fp8 model's 16-bit LM head and router too: a simplification); tensor
+    parallelism splits it, the key/value projections over the KV heads at most, and MLA's down-projections not
+    at all (vLLM's ReplicatedLinear)."""
     if g.count <= 0:
         return 0.0, 0.0
-    ts = (k.kv_tensor if g.kv else k.tensor) if g.split else 1
+    ts = (k.kv_tensor if g.kv else k.tensor) if g.split and not g.latent else 1
     weights = g.d_in * g.d_out / ts * g.count
     per_weight, efficiency = (k.quantized_bytes, k.weight_memory) if g.fp8 else (ACTIVATION_BYTES, k.memory)
     activations = (g.rows * g.d_in + g.rows * g.d_out / ts) * g.count * ACTIVATION_BYTES
@@ -145,10 +147,11 @@ def quantized_widths(model: ModelSpec) -> list[int]:
     return sorted({op.d_in for op, _ in operations(model, 1, 1) if isinstance(op, Gemm) and op.fp8})
 
 
-def kv_weights(model: ModelSpec) -> tuple[int, int]:
-    """Matrix weights and bias elements of the key/value projections: what a GPU copies rather than splits
-    beyond n_kv_heads GPUs."""
-    projections = [(op, repeats) for op, repeats in operations(model, 1, 1) if isinstance(op, Gemm) and op.kv]
+def copied_weights(model: ModelSpec, kind: str) -> tuple[int, int]:
+    """Matrix weights and bias elements of the projections a serving GPU copies rather than splits: the
+    key/value ones (`kv`, beyond n_kv_heads GPUs) or MLA's down-projections (`latent`, on every GPU)."""
+    projections = [(op, repeats) for op, repeats in operations(model, 1, 1)
+                   if isinstance(op, Gemm) and getattr(op, kind)]
     return (sum(repeats * op.d_in * op.d_out * op.count for op, repeats in projections),
             sum(repeats * op.d_out * op.count for op, repeats in projections if op.bias))
 

@@ -32,7 +32,8 @@ Memory per GPU: the weights / t, `reserve` of the device's memory for activation
 allocator (vLLM's default keeps 10%), and batch × the cache of one sequence at prompt + output tokens,
 divided over the GPUs that split it (the KV heads of GQA and AFT's states; MLA's shared latent is whole on each).
 A tensor degree that is a multiple of the KV heads gives each GPU a copy of one head, its cache and its key/value
-projections (vLLM's QKVParallelLinear), as with multi-query attention on any degree above 1.
+projections (vLLM's QKVParallelLinear), as with multi-query attention on any degree above 1; MLA's
+down-projections are whole on every GPU (ReplicatedLinear).
 """
 from __future__ import annotations
 

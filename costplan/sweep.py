@@ -279,9 +279,9 @@ def _estimate_on(spec: Spec, held: tuple[ParallelismSpec, dict[str, Any], Parall
     layout search."""
     if held is None or spec.parallelism is not None:
         return estimate(spec, law)
-    section, layout, unset = held
+    _, layout, unset = held
     if not fits_batch(spec, layout, spec.hardware.count) or parallel_rules(
-            section.__dict__.get, spec.model.__dict__.get, spec.training.__dict__.get, spec.hardware.__dict__.get):
+            unset.__dict__.get, spec.model.__dict__.get, spec.training.__dict__.get, spec.hardware.__dict__.get):
         return estimate(spec, law)     # the layout does not tile or split the point (the rules a section obeys)
     result = estimate(spec.model_copy(update={"parallelism": unset}), law)
     return result if result.memory.fits else estimate(spec, law)

@@ -359,6 +359,9 @@ def test_compare_tells_apart_specs_that_share_a_name(run, tmp_path, monkeypatch)
     rows = list(csv.DictReader(io.StringIO(run("compare", "llama2-7b", "my-llama.yaml", "--format", "csv").stdout)))
     params = {r["metric"]: r for r in rows}["parameters, total"]
     assert (params["llama2-7b (llama2-7b)"], params["llama2-7b (my-llama.yaml)"]) == ("6738415616", "8357482496")
+    units = {r["metric"]: r["unit"] for r in rows}
+    assert (units["memory per GPU"], units["GPU-hours"], units["cost"], units["GPU"]) == ("bytes", "GPU-hours",
+                                                                                        "USD", "")
     out = run("compare", "llama2-7b", "my-llama.yaml", "--baseline", "llama2-7b (my-llama.yaml)").stdout
     assert "llama2-7b (my-llama.yaml) (baseline)" in out
     (line,) = errors(run("compare", "llama2-7b", "my-llama.yaml", "--baseline", "llama2-7b"))

@@ -302,8 +302,14 @@ def side_by_side(names: Sequence[str], items: Sequence[Any], metrics: Sequence[t
         body.append([label, *cells])
     headers = ["", *(f"{n} (baseline)" if i == baseline else n for i, n in enumerate(names))]
     return Table([Block(headers, body, align=right_after_first(headers))], records,
-                 flat=[{"metric": label, **{n: get(item) for n, item in zip(names, items)}}
-                       for label, _, get in metrics])
+                 flat=[{"metric": label, "unit": UNIT_WORDS.get(unit, ""), **{n: get(item) for n, item in
+                                                                             zip(names, items)}}
+                       for label, unit, get in metrics])
+
+
+# What a CSV's raw number is in: a side-by-side table's rows read their unit from here.
+UNIT_WORDS = {"bytes": "bytes", "flop": "FLOPs", "hours": "GPU-hours", "usd": "USD", "seconds": "seconds",
+              "days": "days", "count": "count", "whole": "count", "percent": "fraction"}
 
 
 def right_after_first(headers: Sequence[str]) -> tuple[str, ...]:

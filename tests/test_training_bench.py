@@ -11,10 +11,11 @@ import pytest
 import yaml
 
 BENCH = Path(__file__).parent.parent / "bench"
-# The median |error| of bench/training_results.md (0.107 over 75 rows, since burst-timed kernels run at their
-# sustained share), with room for a point of honest change; the targets are 0.10 and 80% within 15%.
-MEDIAN_LIMIT = 0.117
-WITHIN_15_FLOOR = 0.64      # the share of rows within 15% (0.667), less two rows
+# The median |error| of bench/training_results.md (0.089 over 75 rows, since torchtitan's A100 rows run on the
+# AWS network their launcher was written for), with room for a point of honest change; the targets are
+# 0.10 and 80% within 15%.
+MEDIAN_LIMIT = 0.099
+WITHIN_15_FLOOR = 0.72      # the share of rows within 15% (0.747), less two rows
 
 
 def _load(name):

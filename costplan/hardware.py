@@ -125,6 +125,9 @@ def _validate(data: Any, label: str, key: str) -> GPU:
         raise SpecError(label, exc.messages) from None
 
 
+SPEC_NETWORK = "hardware.network_gbs"     # how a network the spec gives is sourced (tables tell it apart)
+
+
 @functools.cache
 def resolve(name: str, base_dir: str | None = None, network_gbs: float | None = None) -> GPU:
     """A catalogue entry by name, or a hardware YAML file by path (relative to the cwd, then base_dir), by the
@@ -132,7 +135,7 @@ def resolve(name: str, base_dir: str | None = None, network_gbs: float | None = 
     so that one device is one object (the step model's memo keys name a device by its identity)."""
     if network_gbs is not None:
         return resolve(name, base_dir).model_copy(update={
-            "network_gbs": network_gbs, "network_source": f"hardware.network_gbs: {network_gbs:g} GB/s per GPU"})
+            "network_gbs": network_gbs, "network_source": f"{SPEC_NETWORK}: {network_gbs:g} GB/s per GPU"})
     gpus = catalogue()
     found = sources.find(name, gpus, [base_dir])
     if isinstance(found, str):

@@ -94,6 +94,13 @@ def whole(value: int) -> str:
     return f"{value:,}"
 
 
+def degrees(tensor: int, pipeline: int, data: int, context: int = 1, expert: int = 1) -> str:
+    """A parallel layout: tensor × pipeline × data, with the context and expert degrees where they split anything
+    ("2 × 1 × 1024", "8 × 1 × 8 expert 8")."""
+    extra = [f"{name} {value}" for name, value in (("context", context), ("expert", expert)) if value > 1]
+    return " ".join([f"{tensor} × {pipeline} × {data}", *extra])
+
+
 def flop(value: float) -> str:
     """15.36 GFLOP, 92.17 ZFLOP, 4.445e29 FLOP."""
     return _prefixed(value, 1000, [f" {p}" for p in _SI], "FLOP")
@@ -187,6 +194,9 @@ FORMATTERS = {
     "ratio": ratio, "hours": gpu_hours, "days": days, "text": str, "number": number, "seconds": seconds,
     "whole": whole,
 }
+# What a raw number (JSON, CSV) is in, by the unit it is formatted as; none for plain numbers and names.
+UNIT_WORDS = {"bytes": "bytes", "flop": "FLOPs", "hours": "GPU-hours", "usd": "USD", "seconds": "seconds",
+              "days": "days", "count": "count", "whole": "count", "percent": "fraction"}
 
 
 def human(value: Any, unit: str) -> str:

@@ -16,6 +16,7 @@ from costplan.costs.parallel import BACKWARD, END_OF_BACKWARD, OPTIMIZER_STEP
 from costplan.costs.run import laid_out_once
 from costplan.costs.result import Estimate
 from costplan.loading import at_seq_len
+from costplan.report import degrees
 from costplan.spec import Spec
 
 DEFAULT_LENGTHS = tuple(2 ** k for k in range(9, 18))        # 512 … 131,072 tokens
@@ -27,7 +28,7 @@ def layout_of(spec: Spec) -> str:
     p = laid_out.parallel
     if laid_out.hardware.count == 1:
         return "one GPU"
-    return f"{p.tensor} × {p.pipeline} × {laid_out.data_parallel}" + (f", context {p.context}" if p.context > 1 else "")
+    return degrees(p.tensor, p.pipeline, laid_out.data_parallel, p.context, p.expert)
 
 
 def seq_scaling(spec: Spec, lengths: Sequence[int] = DEFAULT_LENGTHS) -> list[tuple[int, float, int]]:

@@ -28,6 +28,7 @@ from costplan.costs.run import laid_out_once
 from costplan.errors import CostplanError, SpecError, printable
 from costplan.loading import RawSpec, field_path, parse_override
 from costplan.spec import ParallelismSpec, Spec
+from costplan.report import degrees
 from costplan.spec_rules import parallel_rules
 
 MAX_POINTS = 100_000   # more needs --limit: a million points would take minutes
@@ -45,7 +46,9 @@ COLUMNS: dict[str, Callable[[Estimate], Any]] = {
     "training_flops": lambda e: e.flops.training_total,
     "memory_per_gpu": lambda e: e.memory.total_per_gpu,
     "fits": lambda e: e.memory.fits,
-    "layout": lambda e: e.parallelism.degrees,      # tensor × pipeline × data: the base spec's where it holds
+    # tensor × pipeline × data: the base spec's where it holds
+    "layout": lambda e: degrees(e.parallelism.tensor, e.parallelism.pipeline, e.parallelism.data,
+                                e.parallelism.context, e.parallelism.expert),
     "gpu_hours": lambda e: e.time.gpu_hours,
     "wall_clock_days": lambda e: e.time.wall_clock_days,
     "cost_usd": lambda e: e.time.cost_usd,

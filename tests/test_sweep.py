@@ -8,6 +8,7 @@ import json
 import pytest
 
 import costplan
+from costplan.report import degrees
 from test_cli import TINY, errors, write
 
 GPT = "model: {vocab_size: 1000, d_model: 64, n_layers: 2, n_heads: 4, max_seq_len: 128}\ntraining: {tokens: 1e9}\n"
@@ -190,7 +191,8 @@ def test_a_held_layout_serves_only_points_it_tiles_and_splits(run):
         e = costplan.estimate(costplan.load_spec("mixtral-8x7b", ["hardware.count=64",
                                                                    f"moe.n_experts={d['model.moe.n_experts']}"]))
         assert (d["memory_per_gpu"], d["gpu_hours"], d["layout"]) == (
-            e.memory.total_per_gpu, e.time.gpu_hours, e.parallelism.degrees)
+            e.memory.total_per_gpu, e.time.gpu_hours, degrees(e.parallelism.tensor, e.parallelism.pipeline,
+                                                              e.parallelism.data, expert=e.parallelism.expert))
     assert [d["layout"] for d in data] == ["8 × 1 × 8 expert 2", "8 × 1 × 8 expert 8"]
 
 
@@ -199,5 +201,8 @@ def test_points_keep_the_base_layout_unless_told_to_search(run):
     args = ("sweep", "llama2-70b", "--gpus", "512", "--vary", "n_layers=8", "--format", "json")
     held, searched = (json.loads(run(*args, *extra).stdout)[0] for extra in ((), ("--search-layouts",)))
     e = costplan.estimate(costplan.load_spec("llama2-70b", ["hardware.count=512", "n_layers=8"]))
-    assert held["layout"] == "4 × 1 × 128" and searched["layout"] == e.parallelism.degrees == "1 × 1 × 512"
+    assert held["layout"] == "4 × 1 × 128" and searched["layout"] == "1 × 1 × 512"
+    assert (e.parallelism.tensor, e.parallelism.pipeline, e.parallelism.data) == (1, 1, 512)
     assert searched["gpu_hours"] == e.time.gpu_hours != held["gpu_hours"]
+    # the README's figures for it
+    assert (round(held["gpu_hours"] / 100) / 10, round(searched["gpu_hours"] / 100) / 10) == (120.5, 105.5)

@@ -87,13 +87,6 @@ class Parallelism(Record):
     source: str                              # "parallelism", "one GPU", or how the layout was chosen
     overlaps: str                            # what the step model hid behind what
 
-    @property
-    def degrees(self) -> str:
-        """tensor × pipeline × data, with the context and expert degrees where they split anything."""
-        extra = [f"{name} {value}" for name, value in (("context", self.context), ("expert", self.expert))
-                 if value > 1]
-        return " ".join([f"{self.tensor} × {self.pipeline} × {self.data}", *extra])
-
 
 class Assumptions(Record):
     """What an estimate rests on, as typed fields (the `assumptions` object of the JSON)."""

@@ -6,8 +6,9 @@ from typing import TYPE_CHECKING, Any
 
 from costplan.costs import fusion_loss
 from costplan.costs.parallel import BACKWARD, END_OF_BACKWARD, OPTIMIZER_STEP, micro_batches_in_flight
-from costplan.report import (Block, LazyRows, Row, Table, count, flop, flops_rate, human, number, percent, plural,
-                             price, ratio, recomputed, sectioned, seconds, size, zero_stage)
+from costplan.hardware import SPEC_NETWORK
+from costplan.report import (UNIT_WORDS, Block, LazyRows, Row, Table, count, degrees, flop, flops_rate, human,
+                             number, percent, plural, price, ratio, recomputed, sectioned, seconds, size, zero_stage)
 
 if TYPE_CHECKING:
     from costplan.costs.result import Estimate
@@ -158,7 +159,7 @@ def parallel_rows(est: Estimate) -> list[Row]:
               "pipeline sends overlapped" if par.pipeline_overlap else "",
               "per-parameter sharding (FSDP2)" if par.per_parameter_sharding else "",
               f"{par.micro_batches} micro-batch{'' if par.micro_batches == 1 else 'es'} per step"]
-    layout = f"{par.tensor} × {par.pipeline} × {par.data}"
+    layout = degrees(par.tensor, par.pipeline, par.data)      # context and expert degrees are in the note
     rows = [Row("parallelism", "tensor × pipeline × data", layout, "text",
                 note=", ".join(e for e in extras if e)),
             Row("parallelism", "layout", "spec" if par.source == "parallelism" else "chosen", "text",
@@ -173,7 +174,7 @@ def parallel_rows(est: Estimate) -> list[Row]:
                                  f"{seconds(est.time.breakdown.get('communication.' + kind, 0.0))} exposed"
                                  + (f", {seconds(slowed)} slowing the compute beside it" if slowed else "")))
     rows.append(Row("parallelism", "overlaps", "assumed", "text", note=par.overlaps))
-    given = est.assumptions.network.startswith("hardware.network_gbs")      # the spec's own (hardware.resolve)
+    given = est.assumptions.network.startswith(SPEC_NETWORK)      # the spec's own (hardware.resolve)
     rows.append(Row("parallelism", "network between nodes", "spec" if given else "assumed", "text",
                     note=est.assumptions.network))
     return rows
@@ -305,11 +306,6 @@ def side_by_side(names: Sequence[str], items: Sequence[Any], metrics: Sequence[t
                  flat=[{"metric": label, "unit": UNIT_WORDS.get(unit, ""), **{n: get(item) for n, item in
                                                                              zip(names, items)}}
                        for label, unit, get in metrics])
-
-
-# What a CSV's raw number is in: a side-by-side table's rows read their unit from here.
-UNIT_WORDS = {"bytes": "bytes", "flop": "FLOPs", "hours": "GPU-hours", "usd": "USD", "seconds": "seconds",
-              "days": "days", "count": "count", "whole": "count", "percent": "fraction"}
 
 
 def right_after_first(headers: Sequence[str]) -> tuple[str, ...]:

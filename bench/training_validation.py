@@ -644,8 +644,8 @@ optimized for AWS with EFA" and sets `FI_PROVIDER=efa` under "Enable for A100", 
 and p4de with the page's 80 GB) have 400 Gbps of EFA a node of 8 GPUs (AWS Compute Blog, "Amazon EC2 P4d
 instances deep dive", 2020): 12.5 GB/s a GPU both ways, as BLOOM's, a quarter of a DGX A100's. It was looked for
 after these rows were seen 15-19% too fast with the page's two full-recomputation rows 8 points closer, the
-pattern of FSDP traffic that outgrows the compute it hides behind: the catalogue's network put 330 ms of it on
-the wire in Llama 3 8B's 2.3 s step. The rows moved from +15.5..+19.3% to -2.8..+8.9% (the full-recomputation
+pattern of FSDP traffic that outgrows the compute it hides behind (on the catalogue's network the model hid all
+of it). The rows moved from +15.5..+19.3% to -2.8..+8.9% (the full-recomputation
 ones from +8.5% and +7.4% to 0.0% and -1.2%); all 75 rows from 10.7% to 8.9% median |error| and from 67% to
 75% within 15%; torchtitan's 26 from 14.3% to 8.2%. Were the runs on a DGX-class network instead, these rows
 would stay as they were, and why they were fast would still be open. The collective curves stay InfiniBand's

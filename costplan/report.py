@@ -101,6 +101,11 @@ def degrees(tensor: int, pipeline: int, data: int, context: int = 1, expert: int
     return " ".join([f"{tensor} × {pipeline} × {data}", *extra])
 
 
+def layout_words(gpus: int, tensor: int, pipeline: int, data: int, context: int = 1, expert: int = 1) -> str:
+    """Where a run's per-GPU figures hold: "one GPU", or its degrees."""
+    return "one GPU" if gpus == 1 else degrees(tensor, pipeline, data, context, expert)
+
+
 def flop(value: float) -> str:
     """15.36 GFLOP, 92.17 ZFLOP, 4.445e29 FLOP."""
     return _prefixed(value, 1000, [f" {p}" for p in _SI], "FLOP")

@@ -13,10 +13,9 @@ from collections.abc import Sequence
 from costplan import scaling
 from costplan.costs.estimate import estimate
 from costplan.costs.parallel import BACKWARD, END_OF_BACKWARD, OPTIMIZER_STEP
-from costplan.costs.run import laid_out_once
+from costplan.costs.run import at_lengths, laid_out_once
 from costplan.costs.result import Estimate
-from costplan.loading import at_seq_len
-from costplan.report import degrees
+from costplan.report import layout_words
 from costplan.spec import Spec
 
 DEFAULT_LENGTHS = tuple(2 ** k for k in range(9, 18))        # 512 … 131,072 tokens
@@ -26,17 +25,14 @@ def layout_of(spec: Spec) -> str:
     """The layout seq_scaling runs the spec on, in words: "one GPU", or tensor × pipeline × data GPUs."""
     laid_out = laid_out_once(spec)
     p = laid_out.parallel
-    if laid_out.hardware.count == 1:
-        return "one GPU"
-    return degrees(p.tensor, p.pipeline, laid_out.data_parallel, p.context, p.expert)
+    return layout_words(laid_out.hardware.count, p.tensor, p.pipeline, laid_out.data_parallel, p.context, p.expert)
 
 
 def seq_scaling(spec: Spec, lengths: Sequence[int] = DEFAULT_LENGTHS) -> list[tuple[int, float, int]]:
     """(seq_len, forward FLOPs per token, activation bytes of one micro-batch) at each length."""
     rows = []
-    laid_out = laid_out_once(spec)
-    for n in lengths:
-        e = estimate(at_seq_len(laid_out, n))
+    for n, copy in zip(lengths, at_lengths(spec, lengths)):
+        e = estimate(copy)
         rows.append((n, e.flops.forward_per_token, e.memory.activations))
     return rows
 

@@ -377,6 +377,23 @@ def test_seq_len_growth_table(run):
     assert [r[8] for r in rows] == ["1×", "4×", "16×"]       # value and unit are separate words
 
 
+def test_seq_len_holds_the_layout_chosen_at_the_specs_own_length_and_says_so(run):
+    data = json.loads(run("estimate", "llama2-7b", "--seq-len", "1024,16384", "--format", "json").stdout)
+    own = json.loads(run("estimate", "llama2-7b", "--format", "json").stdout)[0]["parallelism"]
+    for point in data:
+        held = point["parallelism"]
+        assert (held["tensor"], held["pipeline"], held["data"]) == (own["tensor"], own["pipeline"], own["data"])
+        assert held["source"] == f"{own['source']} at seq_len 4,096, held for every length"
+    # the table's title names the layout its per-GPU activations hold on
+    title = run("estimate", "llama2-7b", "--seq-len", "1024").stdout.splitlines()[0]
+    assert title == (f"llama2-7b: activations per GPU on {own['tensor']} × {own['pipeline']} × {own['data']}, "
+                     "micro-batch 1")
+    # a spec's own section is still called that
+    given = ["--set", "parallelism.tensor=1", "--set", "parallelism.data=2048", "--set", "training.global_batch_size=2048"]
+    data = json.loads(run("estimate", "llama2-7b", *given, "--seq-len", "1024", "--format", "json").stdout)
+    assert data[0]["parallelism"]["source"] == "parallelism"
+
+
 def test_seq_len_raises_max_seq_len_when_needed(run):
     data = json.loads(run("estimate", "gpt2-small", "--seq-len", "512,2048", "--format", "json").stdout)
     assert [d["assumptions"]["seq_len"] for d in data] == [512, 2048]

@@ -18,13 +18,12 @@ def estimate(specs, fmt, lengths, law, overrides, gpu, gpus, tokens, mfu) -> Non
     """Parameters, FLOPs, memory, GPU-hours and cost of training each spec, and its predicted loss."""
     from costplan import report, scaling, tables
     from costplan.costs.estimate import estimate as run_estimate
-    from costplan.costs.run import laid_out_once
-    from costplan.loading import at_seq_len
+    from costplan.costs.run import at_lengths
 
     constants = scaling.resolve(law)
     loaded = load_all(specs, collect_overrides(overrides, gpu, gpus, tokens, mfu))
     if lengths:
-        groups = [[run_estimate(at_seq_len(laid_out_once(spec), n), constants) for n in lengths] for spec in loaded]
+        groups = [[run_estimate(copy, constants) for copy in at_lengths(spec, lengths)] for spec in loaded]
         click.echo(report.render(tables.seq_len(groups), fmt))
         return
     results = [run_estimate(s, constants) for s in loaded]

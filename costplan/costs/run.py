@@ -8,6 +8,7 @@ MFU (hardware.mfu / --mfu), model FLOPs / (peak × MFU) with everything else ins
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 from costplan.costs import Cost, Shape, layouts, parallel, step
 from costplan.costs.components import shape_of, shared_components, stage_parts
@@ -15,10 +16,12 @@ from costplan.costs.layers import pipeline_stages
 from costplan.costs.time import seconds_at
 from costplan.errors import CostplanError, SpecError
 from costplan.hardware import GPU
-from costplan.records import Record
+from costplan.loading import at_seq_len
+from costplan.records import Record, set_private
 from costplan.spec import NO_PARALLELISM, Spec
 
 MFU_PART = "compute at hardware.mfu"
+_HELD_SOURCE = "_layout_source"    # a copy's note of where the layout written into it came from (at_lengths)
 
 
 class Run(Record):
@@ -61,6 +64,19 @@ def laid_out_once(spec: Spec) -> Spec:
     return spec if spec.parallelism is not None else _search(spec)[0]
 
 
+def at_lengths(spec: Spec, lengths: Sequence[int]) -> list[Spec]:
+    """The spec trained at each context length on one layout: its own section, or the one resolved at its own
+    length, held for every length (so that they compare like for like) and said so in each copy's estimate."""
+    if spec.parallelism is not None:
+        return [at_seq_len(spec, n) for n in lengths]
+    laid_out, source, _, _ = _search(spec)
+    held = f"{source} at seq_len {spec.seq_len:,}, held for every length"
+    copies = [at_seq_len(laid_out, n) for n in lengths]
+    for copy in copies:
+        set_private(copy, _HELD_SOURCE, held)
+    return copies
+
+
 def stages_of(spec: Spec, shape: Shape) -> list[dict[str, Cost]]:
     """Each pipeline stage's component costs, to read (shared, not copied, inside shared_components())."""
     p = spec.parallel.pipeline
@@ -73,7 +89,7 @@ def _search(spec: Spec) -> tuple[Spec, str, list[parallel.StageMemory] | None, s
     none fits, the one needing the least), with where it came from, and its stage memories and step time when
     the search computed them."""
     if spec.parallelism is not None:
-        return spec, "parallelism", None, None
+        return spec, getattr(spec, _HELD_SOURCE, "parallelism"), None, None
     count = spec.hardware.count
     if count == 1:
         return spec.model_copy(update={"parallelism": NO_PARALLELISM}), "one GPU", None, None

@@ -8,7 +8,8 @@ from costplan.costs import fusion_loss
 from costplan.costs.parallel import BACKWARD, END_OF_BACKWARD, OPTIMIZER_STEP, micro_batches_in_flight
 from costplan.hardware import SPEC_NETWORK
 from costplan.report import (UNIT_WORDS, Block, LazyRows, Row, Table, count, degrees, flop, flops_rate, human,
-                             number, percent, plural, price, ratio, recomputed, sectioned, seconds, size, zero_stage)
+                             layout_words, number, percent, plural, price, ratio, recomputed, sectioned, seconds, size,
+                             zero_stage)
 
 if TYPE_CHECKING:
     from costplan.costs.result import Estimate
@@ -327,7 +328,11 @@ def seq_len(groups: Sequence[Sequence[Estimate]]) -> Table:
                  flop(e.flops.by_component["attention"]), size(e.memory.activations),
                  ratio(e.memory.activations / first.memory.activations), size(e.memory.kv_cache_at_seq_len),
                  count(e.params.total)] for e in group]
-        blocks.append(Block(SEQ_LEN_HEADERS, body, title=first.name, align=right_after_first(SEQ_LEN_HEADERS)))
+        par = first.parallelism
+        on = layout_words(first.assumptions.gpu_count, par.tensor, par.pipeline, par.data, par.context, par.expert)
+        per = "" if first.assumptions.gpu_count == 1 else " per GPU"
+        title = f"{first.name}: activations{per} on {on}, micro-batch {first.assumptions.micro_batch_size}"
+        blocks.append(Block(SEQ_LEN_HEADERS, body, title=title, align=right_after_first(SEQ_LEN_HEADERS)))
     return Table(blocks, [e.model_dump() for group in groups for e in group])
 
 

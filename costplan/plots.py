@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from costplan import files, report, scaling, series
+from costplan.costs.estimate import LawPoint
 from costplan.costs.result import Estimate
 from costplan.errors import CostplanError
 from costplan.spec import Spec
@@ -215,11 +216,11 @@ def label_points(axes: Any, points: Sequence[tuple[float, float]], names: Sequen
             leaders.append(leader)
 
 
-def scaling_law(law: scaling.ScalingLaw, estimates: Sequence[Estimate]) -> Any:
+def scaling_law(law: scaling.ScalingLaw, specs: Sequence[LawPoint]) -> Any:
     """Loss against compute with the compute-optimal frontier and fixed-size curves; iso-FLOP curves of loss
     against size with their optima; specs as points on both, each named beside it without overlap."""
     plt = _pyplot()
-    points = [series.spec_point(e) for e in estimates]
+    points = [series.spec_point(p) for p in specs]
     c_lo = min([1e18, *(p[0] / 10 for p in points)])
     c_hi = max([1e26, *(p[0] * 10 for p in points)])
     computes = series.geometric(c_lo, c_hi, 60)
@@ -252,7 +253,7 @@ def scaling_law(law: scaling.ScalingLaw, estimates: Sequence[Estimate]) -> Any:
         axes.grid(True, which="both", alpha=0.3)
         axes.legend(fontsize=9, loc="upper right")
 
-    names = [e.name for e in estimates]
+    names = [p.name for p in specs]
     for index, (c, n, loss) in enumerate(points):
         style = dict(marker=SPEC_MARKERS[index % len(SPEC_MARKERS)], markersize=7, color="black",
                      markerfacecolor=SPEC_FILLS[index // len(SPEC_MARKERS) % len(SPEC_FILLS)], linestyle="none",

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from costplan import scaling
-from costplan.costs.estimate import estimate
+from costplan.costs.estimate import LawPoint, estimate
 from costplan.costs.parallel import BACKWARD, END_OF_BACKWARD, OPTIMIZER_STEP
 from costplan.costs.run import at_lengths, laid_out_once
 from costplan.costs.result import Estimate
@@ -78,7 +78,7 @@ def iso_flop(law: scaling.ScalingLaw, compute: float, params: Sequence[float]) -
     return [(n, law.loss(n, compute / (scaling.FLOPS_PER_PARAM_TOKEN * n))) for n in params]
 
 
-def spec_point(e: Estimate) -> tuple[float, float, float]:
-    """(C = 6·N·D, N, predicted loss) of an estimated spec, N as the law counts it."""
-    s = e.scaling
-    return scaling.FLOPS_PER_PARAM_TOKEN * s.params * e.assumptions.tokens, s.params, s.loss
+def spec_point(point: LawPoint) -> tuple[float, float, float]:
+    """(C = 6·N·D, N, predicted loss) of a spec, N as the law counts it."""
+    s = point.scaling
+    return scaling.FLOPS_PER_PARAM_TOKEN * s.params * point.tokens, s.params, s.loss

@@ -389,7 +389,8 @@ def test_seq_len_holds_the_layout_chosen_at_the_specs_own_length_and_says_so(run
     assert title == (f"llama2-7b: activations per GPU on {own['tensor']} × {own['pipeline']} × {own['data']}, "
                      "micro-batch 1")
     # a spec's own section is still called that
-    given = ["--set", "parallelism.tensor=1", "--set", "parallelism.data=2048", "--set", "training.global_batch_size=2048"]
+    given = ["--set", "parallelism.tensor=1", "--set", "parallelism.data=2048",
+             "--set", "training.global_batch_size=2048"]
     data = json.loads(run("estimate", "llama2-7b", *given, "--seq-len", "1024", "--format", "json").stdout)
     assert data[0]["parallelism"]["source"] == "parallelism"
 

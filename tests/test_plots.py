@@ -7,6 +7,7 @@ import pytest
 
 import costplan
 from costplan import scaling, series
+from costplan.costs.estimate import law_point
 
 EPOCH = scaling.LAWS["epoch"]
 
@@ -86,7 +87,7 @@ def test_figures_have_labels_titles_and_legends(draw):
     specs = [costplan.load_spec("llama2-7b"), costplan.load_spec("mistral-7b")]
     figure = {"seq_scaling": lambda: plots.seq_scaling(specs, [1024, 4096]),
               "memory": lambda: plots.memory([costplan.estimate(s) for s in specs]),
-              "scaling_law": lambda: plots.scaling_law(EPOCH, [costplan.estimate(s) for s in specs])}[draw]()
+              "scaling_law": lambda: plots.scaling_law(EPOCH, [law_point(s) for s in specs])}[draw]()
     for axes in figure.axes:
         names, values = (axes.get_ylabel(), axes.get_xlabel()) if draw == "memory" else (
             axes.get_xlabel(), axes.get_ylabel())         # memory's bars are horizontal, one spec name per row
@@ -196,8 +197,8 @@ def test_a_failed_write_leaves_the_old_file(run, tmp_path, monkeypatch):
 
 
 # ---------------------------------------------------------------------------------------------- readability
-def _estimates(names):
-    return [costplan.estimate(costplan.load_spec(name)) for name in names]
+def _law_points(names):
+    return [law_point(costplan.load_spec(name)) for name in names]
 
 
 def _text_boxes(figure, texts):
@@ -237,7 +238,7 @@ def test_memory_stacks_training_memory_only():
 
     from costplan import plots
 
-    estimates = _estimates(["llama2-7b", "mixtral-8x7b"])
+    estimates = [costplan.estimate(costplan.load_spec(name)) for name in ["llama2-7b", "mixtral-8x7b"]]
     figure = plots.memory(estimates)
     legend = [text.get_text() for text in figure.legends[0].get_texts()]
     assert not any("KV" in label for label in legend)
@@ -256,7 +257,7 @@ def test_scaling_labels_do_not_overlap_in_the_readme_example():
     from costplan import plots
 
     names = ["llama2-7b", "gpt3-175b", "mixtral-8x7b"]        # README: plot scaling llama2-7b gpt3-175b mixtral-8x7b
-    figure = plots.scaling_law(EPOCH, _estimates(names))
+    figure = plots.scaling_law(EPOCH, _law_points(names))
     for axes in figure.axes:
         labels = _text_boxes(figure, axes.texts)
         assert sorted(text for text, _ in labels) == sorted(names)     # every spec named on both panels
@@ -276,7 +277,7 @@ def test_crowded_scaling_labels_never_overlap():
     from costplan import plots
 
     names = sorted(p.stem for p in (Path(costplan.__file__).parent / "presets").glob("*.yaml"))
-    figure = plots.scaling_law(EPOCH, _estimates(names))
+    figure = plots.scaling_law(EPOCH, _law_points(names))
     for axes in figure.axes:
         assert not _overlapping(_text_boxes(figure, axes.texts))   # a name with no room is left to the legend
     legend = [text.get_text() for text in figure.legends[0].get_texts()]
@@ -326,10 +327,22 @@ def test_the_loss_axis_reaches_every_spec():
     from costplan import plots
 
     # GPT-2 small on 1e8 tokens predicts a loss of 5.0, above the frontier's window (its lowest + 2)
-    e = costplan.estimate(costplan.load_spec("gpt2-small", ["training.tokens=1e8"]))
-    figure = plots.scaling_law(scaling.resolve(None), [e])
+    point = law_point(costplan.load_spec("gpt2-small", ["training.tokens=1e8"]))
+    figure = plots.scaling_law(scaling.resolve(None), [point])
     for axes in figure.axes[:2]:
-        assert axes.get_ylim()[1] > e.scaling.loss
+        assert axes.get_ylim()[1] > point.scaling.loss
+
+
+def test_a_scaling_point_needs_no_layout_and_agrees_with_estimate(run, tmp_path):
+    pytest.importorskip("matplotlib")
+    # 7 GPUs split no batch of llama2-7b: estimate refuses, but the loss against compute does not depend on GPUs
+    assert run("estimate", "llama2-7b", "--gpus", "7").exit_code == 2
+    result = run("plot", "scaling", "llama2-7b", "gpt2-small", "--gpus", "7", "-o", str(tmp_path / "s.png"))
+    assert result.exit_code == 0, result.stderr
+    assert "warning: gpt2-small: no training.tokens" in result.stderr     # what a point assumes is still said
+    spec = costplan.load_spec("mixtral-8x7b", ["training.tokens=1e12"])
+    point, e = law_point(spec), costplan.estimate(spec)
+    assert (point.tokens, point.scaling) == (e.assumptions.tokens, e.scaling)
 
 
 def test_lengths_are_plotted_in_order_each_once(run):

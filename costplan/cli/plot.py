@@ -71,8 +71,8 @@ def _warn(results) -> None:  # noqa: ANN001 - Estimates
 @spec_options
 def plot_scaling(specs, output, force, law, overrides, gpu, gpus, tokens, mfu) -> None:
     """Predicted loss against compute: the compute-optimal frontier, iso-FLOP curves and the specs as points."""
-    from costplan import plots, scaling
-    from costplan.costs.estimate import estimate as run_estimate
+    from costplan import plots, scaling, tables
+    from costplan.costs.estimate import law_point
 
     output = output or "scaling.png"
     plots.check_output(output, force)
@@ -81,7 +81,9 @@ def plot_scaling(specs, output, force, law, overrides, gpu, gpus, tokens, mfu) -
     if sets and not specs:
         raise CostplanError("--set, --gpu, --gpus, --tokens and --mfu change the specs plotted as points; give a "
                             "spec, or leave them out for the frontier alone")
-    results = [run_estimate(s, constants) for s in load_all(specs, sets)] if specs else []
-    _warn(results)
-    plots.save(plots.scaling_law(constants, results), output, force)
+    # a point needs the parameters and tokens alone: no layout is searched, so no GPU count can fail it
+    points = [law_point(s, constants) for s in load_all(specs, sets)] if specs else []
+    for point in points:
+        echo_warnings(tables.assumed_inputs(point.name, point.tokens_source, point.config_defaults))
+    plots.save(plots.scaling_law(constants, points), output, force)
     click.echo(output)

@@ -12,6 +12,8 @@ from costplan.costs.result import Assumptions, Estimate, Flops, Memory, Number, 
 from costplan.costs.run import Run, memories_of, resolve, step_time
 from costplan.costs.step import StepTime
 from costplan.costs.time import SECONDS_PER_HOUR, wall_clock_days
+from costplan.records import Record
+from costplan.scaling import Scaling
 from costplan.spec import Spec
 
 # Tokens per parameter when a spec gives no training.tokens: the compute-optimal ratio of Hoffmann et al.
@@ -41,6 +43,36 @@ def estimate(spec: Spec, law: str | scaling.ScalingLaw | None = None) -> Estimat
         return _estimate(spec, law)
 
 
+def trained_tokens(spec: Spec, total: int, active: int) -> tuple[float, str]:
+    """The tokens the spec trains on, and where that figure came from."""
+    if spec.training.tokens is not None:
+        return spec.training.tokens, "training.tokens"
+    n, convention = scaling.params_for_law(total, active)
+    return DEFAULT_TOKENS_PER_PARAM * n, (f"{DEFAULT_TOKENS_PER_PARAM} tokens per "
+                                          f"{'active ' if convention == 'active' else ''}parameter "
+                                          "(Hoffmann et al. 2022); set training.tokens")
+
+
+class LawPoint(Record):
+    """What a scaling law makes of a spec: its tokens (and their source) and the predicted loss. No layout,
+    memory or time is resolved for it, so no GPU, GPU count or batch bears on it."""
+
+    name: str
+    tokens: float
+    tokens_source: str
+    config_defaults: list[str]
+    scaling: Scaling
+
+
+def law_point(spec: Spec, law: str | scaling.ScalingLaw | None = None) -> LawPoint:
+    whole = sum(components(spec, shape_of(spec)).values(), ZERO)
+    active = whole.params - whole.inactive_params
+    tokens, source = trained_tokens(spec, whole.params, active)
+    law = law if isinstance(law, scaling.ScalingLaw) else scaling.resolve(law)
+    return LawPoint(name=spec.name, tokens=tokens, tokens_source=source, config_defaults=list(spec.config_defaults),
+                    scaling=scaling.predict(law, whole.params, active, tokens))
+
+
 def _estimate(spec: Spec, law: str | scaling.ScalingLaw | None) -> Estimate:
     shape = shape_of(spec)
     parts = components(spec, shape)
@@ -59,8 +91,7 @@ def _estimate(spec: Spec, law: str | scaling.ScalingLaw | None) -> Estimate:
         by_component={key: c.params for key, c in parts.items()},
     )
 
-    n, convention = scaling.params_for_law(params.total, params.active)
-    tokens = t.tokens if t.tokens is not None else DEFAULT_TOKENS_PER_PARAM * n
+    tokens, tokens_source = trained_tokens(spec, params.total, params.active)
     flops = Flops(
         forward_per_token=ratio(whole.flops, s),
         training_per_token=ratio(3 * whole.flops, s),
@@ -103,9 +134,7 @@ def _estimate(spec: Spec, law: str | scaling.ScalingLaw | None) -> Estimate:
     w = weight_bytes(t.precision, t.autocast)
     assumptions = Assumptions(
         tokens=tokens,
-        tokens_source="training.tokens" if t.tokens is not None else
-        f"{DEFAULT_TOKENS_PER_PARAM} tokens per {'active ' if convention == 'active' else ''}parameter "
-        "(Hoffmann et al. 2022); set training.tokens",
+        tokens_source=tokens_source,
         tokens_per_param=tokens / whole.params,
         seq_len=s, seq_len_source=seq_len_source, config_defaults=list(config_defaults),
         micro_batch_size=t.micro_batch_size,

@@ -11,7 +11,7 @@ import importlib
 _WHERE = {
     "calibration": "measurements", "check_failures": "measurements", "checks": "measurements",
     "column_names": "estimate", "compare": "estimate", "estimates": "estimate", "seq_len": "estimate",
-    "sweep": "estimate",
+    "sweep": "estimate", "assumed_inputs": "estimate",
     "warnings": "estimate", "hardware": "listings", "presets": "listings", "deadline": "plan",
     "proposal": "plan", "proposal_warnings": "plan",
 }

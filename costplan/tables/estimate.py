@@ -209,20 +209,26 @@ def estimates(results: Sequence[Estimate]) -> Table:
 
 def warnings(est: Estimate) -> list[str]:
     """What a user should notice on stderr."""
-    out = []
     a, m = est.assumptions, est.memory
-    if a.tokens_source != "training.tokens":
-        out.append(f"{est.name}: no training.tokens; assuming {a.tokens_source.split(';')[0]}")
+    out = assumed_inputs(est.name, a.tokens_source, a.config_defaults)
     if a.seq_len_source != "training.seq_len":
         out.append(f"{est.name}: no training.seq_len; training on sequences of model.max_seq_len, {a.seq_len:,} "
                    "tokens (a Hugging Face config's max_position_embeddings is often the longest context it serves, "
                    "not the one it was trained at): set training.seq_len")
-    if a.config_defaults:
-        out.append(f"{est.name}: not in the config, so its transformers class's defaults: "
-                   f"{', '.join(a.config_defaults)} (`costplan import` shows the values)")
     if not m.fits:
         out.append(f"{est.name}: {size(m.total_per_gpu)} per GPU does not fit in {a.gpu}'s {size(m.gpu_memory)} "
                    f"{_where(est)}; what would lower it: {', '.join(_lower_memory(est))}")
+    return out
+
+
+def assumed_inputs(name: str, tokens_source: str, config_defaults: Sequence[str]) -> list[str]:
+    """The warnings of what a spec's size and tokens rest on that it does not say."""
+    out = []
+    if tokens_source != "training.tokens":
+        out.append(f"{name}: no training.tokens; assuming {tokens_source.split(';')[0]}")
+    if config_defaults:
+        out.append(f"{name}: not in the config, so its transformers class's defaults: "
+                   f"{', '.join(config_defaults)} (`costplan import` shows the values)")
     return out
 
 

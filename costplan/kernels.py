@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import math
-import re
 from typing import Literal
 
 from costplan import bundled, yamlio
@@ -117,6 +116,10 @@ class KernelCurve(Curve):
     at the boost clock: faster than the device sustains)."""
 
     timed: Literal["sustained", "burst"] = "sustained"
+    # The catalogue device whose measurement this curve is (its values, or its shape scaled by datasheet ratios),
+    # no kernel benchmark of this one having been read; its source says why. None: this device's own, or a
+    # board of the same compute die.
+    borrowed_from: str | None = None
 
 
 class RateCurve(Curve):
@@ -286,7 +289,8 @@ class Curves(Section):
         if id(curve) not in made:
             share = self.sustained_share
             made[id(curve)] = KernelCurve(points=[(x, y * share.value) for x, y in curve.points],
-                                          source=f"{curve.source}; x {share.value} sustained: {share.source}")
+                                          source=f"{curve.source}; x {share.value} sustained: {share.source}",
+                                          borrowed_from=curve.borrowed_from)
         return made[id(curve)]
 
     def burst_share(self) -> float | None:
@@ -295,13 +299,15 @@ class Curves(Section):
             return None
         return self.sustained_share.value
 
-    def assumed_from(self, precision: str) -> str | None:
-        """The device whose GEMM curve at `precision` these tables assume, no kernel benchmark of their own having
-        been read (its source says "assumed from <device>"); None where the curve is the device's own or derived
-        from a like one."""
-        curve = self.gemm.get(precision)
-        found = re.match(r"assumed from ([\w.-]+)", curve.source) if curve is not None else None
-        return found.group(1) if found else None
+    def lenders(self, precision: str, kernel: str = "fastest") -> dict[str, str]:
+        """The devices whose curves a step at `precision` running attention `kernel` borrows
+        (KernelCurve.borrowed_from), by part: "GEMM", "attention"; empty when it runs on curves of its own."""
+        gemm = self.gemm.get(precision)
+        attention = [curve for backward in (False, True)
+                     for curve in (self._attention_table(backward, kernel) or {}).values()]
+        found = {"GEMM": gemm.borrowed_from if gemm is not None else None,
+                 "attention": next((c.borrowed_from for c in attention if c.borrowed_from), None)}
+        return {part: lender for part, lender in found.items() if lender}
 
     def sustained_gemm(self, precision: str) -> KernelCurve | None:
         """The GEMM curve at `precision` as a training step sustains it; None where there is none."""
@@ -310,15 +316,17 @@ class Curves(Section):
     def attention(self, backward: bool, head_dim: int, kernel: str = "fastest") -> Curve:
         """The curve of `kernel` (fastest: the one this device's curves measure) measured at the head dimension
         nearest `head_dim` (in ratio); None when the device has no curve for that kernel."""
-        if kernel in ("fastest", self.attention_kernel):
-            table = self.attention_backward if backward else self.attention_forward
-        elif kernel in OTHER_ATTENTION:
-            table = getattr(self, f"attention_{'backward' if backward else 'forward'}_{kernel}")
-        else:
-            table = None
+        table = self._attention_table(backward, kernel)
         if table is None:
             return None
         return table[min(table, key=lambda h: abs(math.log2(h / head_dim)))]
+
+    def _attention_table(self, backward: bool, kernel: str) -> dict[int, KernelCurve] | None:
+        if kernel in ("fastest", self.attention_kernel):
+            return self.attention_backward if backward else self.attention_forward
+        if kernel in OTHER_ATTENTION:
+            return getattr(self, f"attention_{'backward' if backward else 'forward'}_{kernel}")
+        return None
 
 
 CURVE_FIELDS = tuple(Curves.model_fields)

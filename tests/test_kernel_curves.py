@@ -46,6 +46,23 @@ def test_every_catalogue_device_has_curves(key):
         assert all(0 < y <= 1.5 for _, y in curve.points)
 
 
+# A source that puts another catalogue device's measurement in this one's place: "assumed from X", "assumed: X's
+# curve", "derived: (the shape of) X's curve"
+LENT = re.compile(r"(?:assumed from |assumed: |derived: (?:the shape of )?)([a-z0-9][\w.-]*?)(?:'s|\b \()")
+
+
+@pytest.mark.parametrize("key", KEYS)
+def test_a_curve_anothers_measurement_stands_in_for_says_whose_in_a_field(key):
+    curves = kernels.curves(key)
+    for name, curve in curves.kernel_curves():
+        said = LENT.match(curve.source)
+        if said and said.group(1) in CATALOGUE:
+            assert curve.borrowed_from == said.group(1), f"{key} {name}"
+        if curve.borrowed_from is not None:
+            assert curve.borrowed_from in CATALOGUE and curve.borrowed_from != key, f"{key} {name}"
+            assert said or curve.source.startswith("as "), f"{key} {name}: the source says nothing of the loan"
+
+
 @pytest.mark.parametrize("key", KEYS)
 def test_gemm_and_attention_never_exceed_the_peak(key):
     curves = kernels.curves(key)

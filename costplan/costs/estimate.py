@@ -197,10 +197,15 @@ def _tables_source(run: Run) -> str:
     if gpu.kernels is not None:
         return f"the hardware file's kernels ({gpu.calibrated_on or gpu.key})"
     curves = gpu.curves()
-    lender = curves.assumed_from(run.spec.training.precision) if curves is not None else None
+    t = run.spec.training
+    lenders = curves.lenders(t.precision, t.attention_kernel) if curves is not None else {}
     # a device without kernel benchmarks of its own runs another's curves: say so where the time is printed
-    borrowed = f", assumed from {lender}'s: no kernel benchmark of this device was read" if lender else ""
-    return f"data/kernels.yaml, {gpu.key}{borrowed}"
+    if not lenders:
+        return f"data/kernels.yaml, {gpu.key}"
+    what = "kernel" if len(lenders) == 2 else next(iter(lenders))
+    lead = (f"assumed from {lenders['GEMM']}'s" if len(lenders) == 2 and len(set(lenders.values())) == 1 else
+            " and ".join(f"its {part} curves assumed from {lender}'s" for part, lender in lenders.items()))
+    return f"data/kernels.yaml, {gpu.key}, {lead}: no {what} benchmark of this device was read"
 
 
 def _sustained_share(run: Run) -> float | None:

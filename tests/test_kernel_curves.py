@@ -80,7 +80,7 @@ def test_hbm2e_board_streams_at_the_sxm_fraction_of_its_own_bandwidth():
 
 def test_serving_figures_untouched_by_curves():
     """A device with curves but no serving figures still takes the serving defaults under the name 'default'."""
-    assert kernels.efficiencies("l4").device == "default"
+    assert kernels.efficiencies("b200").device == "default"
     assert kernels.efficiencies("h100-sxm").device == "h100-sxm"
     assert kernels.efficiencies("a100-80gb").matmul.value == 0.85
 

@@ -355,6 +355,15 @@ def test_a_tensor_group_across_nodes_pays_the_internode_all_reduce_latency():
     assert (latency(8), latency(16)) == (10, 47)
 
 
+@pytest.mark.parametrize("gpu, microseconds", [("a100-80gb", 10), ("h100-sxm", 10), ("rtx-4090", 40), ("l40s", 40),
+                                                ("l4", 40), ("h100-pcie", 40)])
+def test_boards_without_nvlink_take_the_pcie_all_reduce_latency(gpu, microseconds):
+    # a small all-reduce among 8 RTX 4090s over PCIe takes 40 µs (NVIDIA/nccl issue #1530), 10 µs over NVLink
+    # (NVIDIA/nccl issue #583); the other PCIe boards are assumed alike
+    spec = costplan.load_spec("llama2-7b", [f"hardware.gpu={gpu}", "serving.tensor=2", "serving.gpus=2"])
+    assert inference.serve(spec).assumptions.efficiencies["allreduce_latency"].value == microseconds
+
+
 def test_a_long_prompts_attention_runs_at_the_flash_curve_at_its_length():
     # Llama 2 7B's 2048-token causal prefill: 16 query tiles of 128 compute 1 + 2 + ... + 16 key tiles, 2176 keys
     # per query doubled (the curves' x); FlashAttention-2's forward at head dim 128 on an A100 reaches 0.497 of

@@ -379,3 +379,19 @@ def test_interleaved_sends_behind_the_model_chunks():
     assert "pipeline sends overlapped" not in parallel_rows(exposed)[0].note
     with pytest.raises(costplan.SpecError, match="parallelism.pipeline_overlap: hides interleaved"):
         est({"pipeline": 2, "micro_batches": 4, "pipeline_overlap": True}, model=model, hardware={"count": 2})
+
+
+@pytest.mark.parametrize("m", [1, 4])
+def test_zero2_reduces_every_micro_batch_zero1_once_a_step(m):
+    # A rank that keeps only a shard of the gradients (ZeRO 2: DeepSpeed's stage 2 hooks, FSDP's SHARD_GRAD_OP)
+    # reduce-scatters each micro-batch's into it; ZeRO 1 accumulates them whole and reduce-scatters once. Both
+    # gather the updated 16-bit weights once: Ψ(n−1)/n × (m × 4 + 2) bytes against (4 + 2) with fp32 gradients.
+    def data(zero):
+        e = est({"zero": zero}, training={"fp32_gradients": True, "global_batch_size": 8 * m},
+                hardware={"count": 8})
+        assert e.parallelism.micro_batches == m
+        return e.parallelism.communication_bytes["data"], e.params.total, e.time.step_seconds
+    (one, psi, one_step), (two, _, two_step) = data(1), data(2)
+    assert one == pytest.approx(6 * 7 / 8 * psi)
+    assert two == pytest.approx((4 * m + 2) * 7 / 8 * psi)
+    assert (two_step > one_step) if m > 1 else (two_step == one_step)

@@ -5,7 +5,9 @@ experts with tensor parallelism is tried both ways Megatron-Core runs it: each e
 degree (its default) and whole experts (expert_tensor 1, which its MoE guide prefers: "EP8TP1 is better than
 EP4TP2 for 8x7B"). Shared by the planner and by estimates of specs without a `parallelism` section.
 
-ZeRO-2 is never worse than ZeRO 0 or 1 (the same traffic, less memory), so those are not tried. When the spec
+ZeRO 1 is never worse than ZeRO 0 (the same traffic, less memory), so that is not tried; ZeRO 2 holds less than
+ZeRO 1 but reduce-scatters every micro-batch's gradients, not a step's once, and ZeRO 3 gathers the weights
+too. When the spec
 leaves global_batch_size open, a pipeline of p stages runs 4·p micro-batches per step (a bubble under 25%);
 otherwise the batch fixes them.
 """
@@ -20,7 +22,7 @@ from costplan.spec_rules import expert_data_step, model_parallel, split_rules, t
 
 TENSOR_DEGREES = (1, 2, 4, 8)
 PIPELINE_DEGREES = (1, 2, 4, 8)
-ZERO_STAGES = (2, 3)
+ZERO_STAGES = (1, 2, 3)
 MAX_EXPERT_DEGREE = 64
 
 

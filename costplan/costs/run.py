@@ -151,6 +151,11 @@ def memories_of(spec: Spec, shape: Shape) -> list[parallel.StageMemory]:
     return parallel.stage_memories(spec, stages_of(spec, shape))
 
 
+def _needless(spec: Spec) -> bool:
+    """ZeRO 1 on a step of one micro-batch: ZeRO 2 moves the same bytes there and holds less."""
+    return spec.parallel.zero == 1 and spec.micro_batches == 1
+
+
 def _fits(memories: list[parallel.StageMemory], capacity: float) -> bool:
     return max(m.total for m in memories) <= capacity
 
@@ -160,6 +165,8 @@ def _first_fitting(candidates: list[_Candidate], shape: Shape, capacity: float
     """The fitting layout of the fewest model-parallel GPUs, then the fewest pipeline stages (a bubble the one
     utilisation figure does not see), then the lowest ZeRO stage (the first listed)."""
     for c in sorted(candidates, key=lambda c: (layouts.replica(c.layout), c.layout["pipeline"], c.layout["zero"])):
+        if _needless(c.spec):
+            continue
         memories = memories_of(c.spec, shape)
         if _fits(memories, capacity):
             return c.spec, memories, None
@@ -196,7 +203,7 @@ def _fastest(candidates: list[_Candidate], shape: Shape, capacity: float
         fam, c = candidates[index].family, candidates[index].spec
         if order is not None and best is not None and bounds[fam] * (1 - BOUND_MARGIN) > best[0][0]:
             break       # this bound and every later one exceed the fastest step per sequence
-        if fam in done:
+        if fam in done or _needless(c):
             continue
         memories = memories_of(c, shape)
         if not _fits(memories, capacity):

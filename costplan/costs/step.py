@@ -492,8 +492,11 @@ def step_time(spec: Spec, dev: Device, shape: Shape, stage_params: list[tuple[fl
             (reduced, reduce_s), (gathered, gather_s) = halves
             data.add(1, reduced + gathered, reduce_s + gather_s, backward)    # during the last backward
         else:
-            # reduce-scatter during the last backward, the updated shards gathered during the next forward
-            data.add(1, *halves[0], backward)
+            # the updated shards gathered during the next forward; the gradients reduce-scattered during the last
+            # backward (ZeRO 1: they accumulate whole), or during every micro-batch's (ZeRO 2: only a shard is
+            # held, so each micro-batch's gradients are reduced into it, as DeepSpeed's stage 2 hooks and FSDP's
+            # SHARD_GRAD_OP do)
+            data.add(m if par.zero == 2 else 1, *halves[0], backward)
             data.add(1, *halves[1], sum(tally.forward.values()))
 
     per_param = 2 * (optimizer_bytes(training.precision, training.optimizer, training.autocast) + w) + g

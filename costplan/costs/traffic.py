@@ -77,6 +77,7 @@ def _overlaps(tensor_overlap: bool, pipeline_overlap: bool, ring: bool, zero: in
     if ring:
         said.append("context ring behind attention")
     said.append({0: "gradient all-reduce behind the last backward",
-                 3: "ZeRO-3 gathers and reduce-scatters behind each micro-batch"}.get(
-        zero, "gradient reduce-scatter behind the last backward, weight gather behind the first forward"))
+                 1: "gradient reduce-scatter behind the last backward, weight gather behind the first forward",
+                 2: "gradient reduce-scatter behind every backward, weight gather behind the first forward",
+                 3: "ZeRO-3 gathers and reduce-scatters behind each micro-batch"}[zero])
     return "; ".join(said)

@@ -147,6 +147,14 @@ def with_overrides(spec: Spec, overrides: Iterable[str]) -> Spec:
     return validate(data, overrides, label=spec.name, default_name=spec.name, base_dir=spec.base_dir)
 
 
+def on_one_gpu(spec: Spec) -> Spec:
+    """The spec trained whole on one GPU, as the reference model is built: no parallelism section, hardware.count
+    1 (the estimate of several GPUs without a section would be of the layout the search chooses for them)."""
+    if spec.parallelism is None and spec.hardware.count == 1:
+        return spec
+    return with_overrides(spec, ["parallelism=null", "hardware.count=1"])
+
+
 def at_seq_len(spec: Spec, seq_len: int) -> Spec:
     """The spec trained at another context length; max_seq_len grows with it when needed (never shrinks, so
     position tables keep their size)."""

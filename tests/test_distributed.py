@@ -83,6 +83,18 @@ def test_a_rank_off_by_more_than_its_rows_fails():
     assert failed == ["parameter shards, rank 0 of 2", "parameter shards, rank 1 of 2"]
 
 
+@pytest.mark.parametrize("sets", [["hardware.count=8"], ["hardware.count=4", "parallelism.data=2",
+                                                            "parallelism.tensor=2", "parallelism.zero=1"]])
+def test_the_sums_are_of_the_whole_states_whatever_layout_the_spec_gives(sets):
+    # the ranks together hold the unsharded model once: a spec of 8 GPUs (whose estimate searches a layout) or
+    # with its own parallelism section is summed against the one-GPU estimate, as the states FSDP2 shards
+    whole = estimate(load_spec(DENSE)).memory
+    half = {part: getattr(whole, part) // 2 for part in ("weights", "gradients", "optimizer")}
+    rows = {part: 100 for part in half}
+    ranks = [RankBytes(0, **half, row_bytes=rows), RankBytes(1, **half, row_bytes=rows)]
+    assert all(c.status == "ok" for c in checks(load_spec(DENSE, sets), ranks))
+
+
 def test_bad_nproc(run):
     result = run("profile", DENSE, "--nproc", "0")
     assert result.exit_code == 2 and result.stderr.strip() == "Error: --nproc: must be greater than 0, got 0"

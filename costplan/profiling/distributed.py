@@ -29,7 +29,7 @@ from pathlib import Path
 
 from costplan.errors import CostplanError
 from costplan.profiling.compare import Check
-from costplan.loading import with_overrides
+from costplan.loading import on_one_gpu, with_overrides
 from costplan.spec import Spec
 
 PARTS = ("weights", "gradients", "optimizer")
@@ -96,7 +96,7 @@ def checks(spec: Spec, ranks: Iterable[RankBytes]) -> list[Check]:
     n = len(ranks)
     sharded = zero3(spec, n)
     memory = estimate(sharded).memory
-    whole = estimate(spec).memory              # the same states unsharded, on one GPU
+    whole = estimate(on_one_gpu(spec)).memory      # the same states unsharded, on one GPU
     result = []
     for part in PARTS:
         per_gpu = getattr(memory, part)

@@ -29,7 +29,7 @@ from costplan.profiling.private import fake_tensor_mode
 from costplan.profiling.stages import Stages
 from costplan.profiling.step import Trainer, batch, loss_of
 from costplan.profiling.timing import Timing, back_to_back, time_steps
-from costplan.loading import with_overrides
+from costplan.loading import on_one_gpu, with_overrides
 from costplan.spec import Spec
 
 DEFAULT_TIME_BUDGET = 2.0       # seconds per timed step before the spec is shrunk for timing
@@ -315,11 +315,8 @@ def measure_time(spec: Spec, size: int, device: torch.device, budget: float,
 def measure(spec: Spec, device: torch.device, *, time: bool = True, time_budget: float = DEFAULT_TIME_BUDGET,
             time_overrides: list[str] | None = None, progress: Callable[[str], None] | None = None) -> Measurement:
     """Every measurement of `spec` at its micro-batch size on `device`, as one device holding the whole model
-    (a parallelism section is left out and hardware.count is 1: the reference model is not sharded, and the
-    estimate of several GPUs without a layout would be of the layout the search chooses for them). `progress`
-    is told each stage as it starts (a full-size model's can take minutes)."""
-    if spec.parallelism is not None or spec.hardware.count != 1:
-        spec = with_overrides(spec, ["parallelism=null", "hardware.count=1"])
+    (loading.on_one_gpu). `progress` is told each stage as it starts (a full-size model's can take minutes)."""
+    spec = on_one_gpu(spec)
     size = spec.training.micro_batch_size
     stage = Stages(spec.name, progress)
     stage("FLOPs, counted by fvcore")

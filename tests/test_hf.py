@@ -195,6 +195,14 @@ def refusal(run, path) -> str:
     ("qwen2-layer-types", {"layer_types": ["full_attention"]}, "layer_types: 1 entries for 3 layers"),
     ("qwen2-layer-types", {"layer_types": "full_attention"}, "layer_types: expected a list of layer type names"),
     ("gemma2", {"layer_types": ["full_attention"] * 40}, "layer_types: 40 entries for "),
+    # values of the wrong kind or a layer step of 0: the key, not a traceback from the pattern they feed
+    ("qwen2_moe", {"decoder_sparse_step": 0}, "decoder_sparse_step: 0: a layer step must be 1 or more"),
+    ("qwen2_moe", {"decoder_sparse_step": "2"}, 'decoder_sparse_step: "2": expected a number (the class\'s default'),
+    ("qwen2_moe", {"mlp_only_layers": "0"}, 'mlp_only_layers: "0": expected a list of layer indices'),
+    ("llama4_text", {"interleave_moe_layer_step": 0}, "interleave_moe_layer_step: 0: a layer step must be 1"),
+    ("llama4_text", {"no_rope_layers": None, "no_rope_layer_interval": 0}, "no_rope_layer_interval: 0: a layer"),
+    ("llama4_text", {"moe_layers": "1"}, 'moe_layers: "1": expected a list of layer indices'),
+    ("gpt_neox", {"rotary_pct": "0.25"}, 'rotary_pct: "0.25": expected a number (the class\'s default is 0.25)'),
 ])
 def test_refusals_name_the_key(name, changes, named, run, tmp_path):
     line = refusal(run, write_config(tmp_path, name, **changes))

@@ -81,6 +81,7 @@ def read(config: Path) -> Imported:
     problems += [f"{k}: unknown to costplan for model_type {model_type}; it may change the cost, so it is not "
                  "ignored" for k in data if k not in known]
     values = {**COMMON_DEFAULTS, **family.defaults, **data}
+    problems += _mistyped(data, {**COMMON_DEFAULTS, **family.defaults})
     for check in (*COMMON_CHECKS, *family.checks):
         if not check.ok(*(values.get(k) for k in check.keys)):
             value = values.get(check.keys[0])
@@ -99,6 +100,11 @@ def read(config: Path) -> Imported:
             value = f.compute(*(values[k] for k in f.keys))
         except Unsupported as exc:
             problems.append(f"{exc.key}: {exc.why}")
+            continue
+        except (TypeError, ValueError, ArithmeticError) as exc:   # a value _mistyped cannot judge by its default
+            if not problems:
+                problems.append(f"{', '.join(k for k in f.keys if k in data)}: {family.label} cannot read these "
+                                f"values ({exc})")
             continue
         if value is None:
             continue
@@ -124,6 +130,24 @@ def read(config: Path) -> Imported:
         ignored=sorted(k for k in data if k not in read_keys | {"model_type"}),
     )
 
+
+
+def _mistyped(data: dict[str, Any], defaults: dict[str, Any]) -> list[str]:
+    """Keys whose value is not of the kind of the class's default: a number where it defaults to one (a string
+    "0.25" would be read as text, or repeated), a list where it defaults to one; null stands for the default."""
+    problems = []
+    for name, value in data.items():
+        default = defaults.get(name)
+        if value is None or default is None:
+            continue
+        if isinstance(default, (int, float)) and not isinstance(default, bool):
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                problems.append(f"{name}: {json.dumps(value)}: expected a number (the class's default is "
+                                f"{json.dumps(default)})")
+        elif isinstance(default, list) and not isinstance(value, list):
+            problems.append(f"{name}: {json.dumps(value)}: expected a list (the class's default is "
+                            f"{json.dumps(default)})")
+    return problems
 
 def _unaliased(data: dict[str, Any], aliases: dict[str, str]) -> tuple[dict[str, Any], list[str]]:
     """The config with each alias renamed to the key the table reads (families.ALIASES), and a problem where a

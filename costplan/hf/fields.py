@@ -95,6 +95,18 @@ COMMON_CHECKS = (
     Check(("add_cross_attention",), lambda value: not value, "cross-attention layers are not modelled"),
     Check(("pruned_heads",), lambda value: not value, "pruned attention heads are not modelled"),
 )
+def layer_step(name: str) -> Check:
+    """A key giving every n-th layer something: n of 1 or more (0 divides by zero in the class's own pattern)."""
+    return Check((name,), lambda n: not isinstance(n, int) or isinstance(n, bool) or n >= 1,
+                 "a layer step must be 1 or more")
+
+
+def layer_list(name: str) -> Check:
+    """A key listing layers: a list of layer indices (or null)."""
+    return Check((name,), lambda v: v is None or isinstance(v, list) and all(isinstance(i, int) for i in v),
+                 "expected a list of layer indices")
+
+
 COMMON_DEFAULTS = {"quantization_config": None, "is_encoder_decoder": False, "add_cross_attention": False,
                    "pruned_heads": None}
 

@@ -4,8 +4,9 @@ class. The table itself: families.py."""
 from __future__ import annotations
 
 from costplan.hf.fields import (
-    Check, Family, Field, deepseek_moe, every_nth_global, fixed, gated_mlp, key, llama4_attention, llama4_moe, mla,
-    mla_qkv_bias, plain_mlp, qwen2_moe, qwen2_moe_attention, qwen_attention, qwen_moe, renormalized, window,
+    Check, Family, Field, deepseek_moe, every_nth_global, fixed, gated_mlp, key, layer_list, layer_step,
+    llama4_attention, llama4_moe, mla, mla_qkv_bias, plain_mlp, qwen2_moe, qwen2_moe_attention, qwen_attention,
+    qwen_moe, renormalized, window,
 )
 
 
@@ -130,7 +131,7 @@ LLAMA_STYLE: dict[str, Family] = {
          "max_window_layers": 28, "layer_types": None, "decoder_sparse_step": 1, "moe_intermediate_size": 1408,
          "shared_expert_intermediate_size": 5632, "num_experts_per_tok": 4, "num_experts": 60,
          "mlp_only_layers": None, "qkv_bias": True, "norm_topk_prob": False},
-        ignored=MOE_IGNORED),
+        checks=(layer_step("decoder_sparse_step"), layer_list("mlp_only_layers")), ignored=MOE_IGNORED),
     "qwen3_moe": Family("Qwen3MoeForCausalLM", llama_like(
         "qwen3_moe", **{**attention_bias("qwen3_moe"),
                         "model.qk_norm": fixed("head", "qwen3_moe: RMSNorm over head_dim on each query and key "
@@ -147,6 +148,7 @@ LLAMA_STYLE: dict[str, Family] = {
          "sliding_window": 4096, "decoder_sparse_step": 1, "moe_intermediate_size": 768,
          "num_experts_per_tok": 8, "num_experts": 128, "mlp_only_layers": None, "norm_topk_prob": False},
         # max_window_layers is read by nothing in the Qwen3-MoE class
+        checks=(layer_step("decoder_sparse_step"), layer_list("mlp_only_layers")),
         ignored=MOE_IGNORED | {"max_window_layers"}),
     "olmoe": Family("OlmoeForCausalLM", llama_like(
         "olmoe", **{"model.head_dim": None,
@@ -247,6 +249,8 @@ LLAMA_STYLE: dict[str, Family] = {
         # scaling save under training.implementation sdpa or eager is the llama4_text modules' (costs/
         # implementation/attention.py), as Scout's config turns them on. for_llm_compressor is carried by released files
         # and read by nothing in the class.
+        checks=(layer_step("interleave_moe_layer_step"), layer_step("no_rope_layer_interval"),
+                layer_list("moe_layers"), layer_list("no_rope_layers")),
         ignored=MOE_IGNORED | {"use_qk_norm", "attn_temperature_tuning", "floor_scale", "attn_scale",
                                "for_llm_compressor"}),
     "gpt_oss": Family("GptOssForCausalLM", llama_like(

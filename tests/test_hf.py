@@ -96,6 +96,15 @@ def test_a_folder_reads_its_config_json_and_is_named_after_it():
     assert params(HF / "llama-2-7b") == params("llama2-7b")
 
 
+@pytest.mark.parametrize("folder", ["123", "yes", "null", "[x]", "a: b", "x #y", "'q"])
+def test_import_writes_a_name_that_reads_back_as_itself(folder, run, tmp_path):
+    # the folder names the spec; YAML would read these unquoted as a number, a flag, nothing or a list
+    (tmp_path / folder).mkdir()
+    (tmp_path / folder / "config.json").write_text((HF / "tiny" / "llama.json").read_text())
+    assert run("import", str(tmp_path / folder), "-o", str(tmp_path / "spec.yaml")).exit_code == 0
+    assert costplan.load_spec(str(tmp_path / "spec.yaml")).name == folder
+
+
 def test_missing_keys_take_the_class_defaults(tmp_path):
     # Qwen3Config's head_dim defaults to 128, not hidden_size / num_attention_heads
     spec = costplan.load_spec(write_config(tmp_path, "qwen3", head_dim=None))

@@ -169,7 +169,7 @@ def to_yaml(imported: Imported, source: str) -> str:
     """The spec as YAML with a comment per field saying which config key it came from."""
     label = FAMILIES[imported.model_type].label
     lines = [f"# source: {source} (model_type {imported.model_type}, {label}), imported by costplan import",
-             f"name: {imported.spec['name']}"]
+             _scalar("name", imported.spec["name"])]
     for section, values in imported.spec.items():
         if section == "name":
             continue

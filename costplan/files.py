@@ -42,6 +42,16 @@ def check_output(option: str, path: str | os.PathLike, force: bool = False) -> P
     return target
 
 
+def check_spec_output(option: str, path: str | os.PathLike, force: bool = False) -> Path:
+    """check_output for a spec written as YAML: not under a .json name, which every command reads as a Hugging
+    Face config (so the file would not load back)."""
+    target = check_output(option, path, force)
+    if target.suffix.lower() == ".json":
+        raise CostplanError(f"{option} {printable(path)}: a spec is written as YAML, and a .json file is read as a "
+                            "Hugging Face config; give the file a .yaml name")
+    return target
+
+
 def write_atomically(option: str, path: str | os.PathLike, write: Callable[[Path], None],
                      force: bool = False) -> Path:
     """Call write(temporary path) and move the result onto path: a failure (full disk, an error while

@@ -60,6 +60,12 @@ def test_plan_write_checks_the_path_first_and_never_replaces_silently(run, tmp_p
     assert target.read_text() == first
     assert run("plan", "--budget", "1e21", "--write", str(target), "--force").exit_code == 0
     assert target.read_text() != first
+    # YAML under a .json name would be read back as a Hugging Face config
+    json_name = tmp_path / "s.json"
+    assert errors(run("plan", "--budget", "1e21", "--write", str(json_name))) == [
+        f"Error: --write {json_name}: a spec is written as YAML, and a .json file is read as a Hugging Face config; "
+        "give the file a .yaml name"]
+    assert not json_name.exists()
 
 
 # ---------------------------------------------------------------------------------------------- sweep

@@ -84,7 +84,7 @@ def test_import_writes_yaml_where_asked_and_names_the_configs_keys(run, tmp_path
     config.write_text(json.dumps(data))
     assert run("import", str(config), "-o", "-").stdout.startswith("# source:")
     refused = run("import", str(config), "-o", str(tmp_path / "spec.json"))
-    assert refused.exit_code == 2 and "import writes YAML; give the file a .yaml name" in refused.stderr
+    assert refused.exit_code == 2 and "a spec is written as YAML" in refused.stderr
     config.write_text(json.dumps({**data, "num_hidden_layers": -2}))
     for command in ("import", "estimate"):
         assert run(command, str(config)).stderr.splitlines() == [

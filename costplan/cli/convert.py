@@ -19,10 +19,7 @@ def import_config(config, output, force) -> None:
     output = None if output == "-" else output
     path = sources.config_file(Path(config))
     if output:
-        files.check_output("--output", output, force)
-        # a .json spec is read as a Hugging Face config (and the config imported is one: never replaced)
-        if Path(output).suffix.lower() == ".json":
-            raise CostplanError(f"--output {output}: import writes YAML; give the file a .yaml name")
+        files.check_spec_output("--output", output, force)    # so never the config imported either
     if path is None:
         raise CostplanError(f"{config}: not a .json file or a folder holding a config.json")
     imported = hf.read(path)

@@ -71,7 +71,7 @@ def plan(ctx, spec, budget, unit, deadline, gpu_names, gpus, seq_len, vocab, wri
         if len(gpu_names) > 1:
             problems.append("--gpu: give one GPU type with --budget")
         if write_path:
-            check(files.check_output, "--write", write_path, force)
+            check(files.check_spec_output, "--write", write_path, force)
         if problems:
             raise CostplanError("\n".join(problems))
         gpu = gpu_names[0] if gpu_names else "a100-80gb"

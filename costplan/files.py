@@ -47,8 +47,8 @@ def check_spec_output(option: str, path: str | os.PathLike, force: bool = False)
     Face config (so the file would not load back)."""
     target = check_output(option, path, force)
     if target.suffix.lower() == ".json":
-        raise CostplanError(f"{option} {printable(path, cut=False)}: a spec is written as YAML, and a .json file is read as a "
-                            "Hugging Face config; give the file a .yaml name")
+        raise CostplanError(f"{option} {printable(path, cut=False)}: a spec is written as YAML, and a .json file is "
+                            "read as a Hugging Face config; give the file a .yaml name")
     return target
 
 

@@ -99,6 +99,27 @@ def test_against_measures_one_training_step(run):
     assert result.exit_code == 2 and "cannot be combined with --nproc or --serve" in result.stderr
 
 
+@pytest.mark.parametrize("args, said", [
+    # the class is built from the file: a model override would change the estimate alone
+    (["--set", "model.n_layers=3"], "Error: --set model.n_layers=3: --against transformers builds the class from "
+                                    "the config file as it is; change the config.json instead"),
+    (["--set", "n_layers=3"], "Error: --set n_layers=3: --against transformers builds the class from"),
+    # it is counted on the CPU, untimed: the options of a timed run would go unused
+    (["--detail"], "Error: --against transformers counts the class's parameters, FLOPs and memory on the CPU, "
+                   "untimed; --detail cannot be combined with it"),
+    (["--no-time", "--time-set", "n_layers=1"], "Error: --time-set shrinks the copy that is timed; it cannot be "
+                                               "combined with --no-time"),
+])
+def test_against_refuses_what_it_would_leave_unused(run, args, said):
+    result = run("check", str(TINY / "llama.json"), "--against", "transformers", *args)
+    assert result.exit_code == 2 and said in result.stderr, result.stderr
+
+
+def test_serve_refuses_the_training_shortcuts(run):
+    result = run("check", str(TINY.parents[1] / "dense.yaml"), "--serve", "--batch", "4")
+    assert result.exit_code == 2 and "--batch and --seq-len do not apply" in result.stderr
+
+
 @pytest.mark.parametrize("config, seq_len, at", [("llama", 2, "optimizer step"), ("llama", 128, "backward"),
                                                  ("qwen2", 2, "end of backward")])
 def test_the_peak_and_where_it_is_against_the_class(config, seq_len, at, run):

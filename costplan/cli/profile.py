@@ -73,11 +73,25 @@ def measure_all(specs, device, batch, seq_len, overrides, gpu, gpus, tokens, mfu
         if unused:
             raise click.UsageError(f"--nproc checks each rank's memory shards; {', '.join(unused)} cannot be "
                                    "combined with it")
+    if time_set and no_time:
+        raise click.UsageError("--time-set shrinks the copy that is timed; it cannot be combined with --no-time")
+    if serve and shortcuts:
+        raise click.UsageError("--serve measures at the spec's serving settings (serving.prompt_tokens, "
+                               "serving.output_tokens); --batch and --seq-len do not apply: give those with --set")
     time_overrides = list(time_set) if time_set else None
     if against == "transformers":
         if nproc is not None or serve:
             raise click.UsageError("--against transformers measures one training step; it cannot be combined "
                                    "with --nproc or --serve")
+        unused = [name for name, given in (("--time-set", time_set), ("--detail", detail), ("--no-time", no_time),
+                                           (f"--device {device}", dev.type != "cpu")) if given]
+        if unused:
+            raise click.UsageError(f"--against transformers counts the class's parameters, FLOPs and memory on the "
+                                   f"CPU, untimed; {', '.join(unused)} cannot be combined with it")
+        changed = [text for text in overrides if parse_override(text)[0][0] == "model"]
+        if changed:   # the class is built from the file: the estimate alone would change
+            raise CostplanError("\n".join(f"--set {text}: --against transformers builds the class from the "
+                                          "config file as it is; change the config.json instead" for text in changed))
         from costplan.profiling import against as transformers_check
 
         configs = {source: transformers_check.config_path(source) for source in specs}   # all before building

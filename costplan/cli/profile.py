@@ -83,7 +83,7 @@ def measure_all(specs, device, batch, seq_len, overrides, gpu, gpus, tokens, mfu
         if nproc is not None or serve:
             raise click.UsageError("--against transformers measures one training step; it cannot be combined "
                                    "with --nproc or --serve")
-        unused = [name for name, given in (("--time-set", time_set), ("--detail", detail), ("--no-time", no_time),
+        unused = [name for name, given in (("--time-set", time_set), ("--detail", detail),
                                            (f"--device {device}", dev.type != "cpu")) if given]
         if unused:
             raise click.UsageError(f"--against transformers counts the class's parameters, FLOPs and memory on the "

@@ -218,10 +218,11 @@ def checks(spec: Spec, m: Measured, tolerances) -> list[Check]:  # noqa: ANN001
         activations_check(spec, m, tol("activations")),
     ]
     if m.peak is not None:
-        memory = estimate(spec).memory
+        e = estimate(spec)
+        memory, rule = e.memory, e.assumptions.bytes_per_param["rule"]
         rows.append(Check("peak", "peak memory of a training step", memory.total_per_gpu, m.peak, "bytes",
-                          tol("peak"), note=f"estimated at {memory.peak_at}; two steps of two micro-batches, AdamW "
-                                            "with fp32 master weights, storages tracked on CPU tensors"))
+                          tol("peak"), note=f"estimated at {memory.peak_at}; two steps of two micro-batches, "
+                                            f"{spec.training.optimizer}: {rule}; storages tracked on CPU tensors"))
     return rows
 
 

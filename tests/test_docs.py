@@ -65,6 +65,13 @@ def test_readme_error_example_is_what_the_tool_prints(monkeypatch):
         assert real.startswith(shown.removesuffix("; ...")), (shown, real)
 
 
+@pytest.mark.parametrize("command, shown", re.findall(r"```\n\$ costplan ([^\n]+)\n(Error:.*?)```", README,
+                                                      flags=re.S))
+def test_readme_refusals_are_what_the_tool_prints(command, shown):
+    result = CliRunner().invoke(cli, shlex.split(command))
+    assert result.exit_code == 2 and result.stderr == shown
+
+
 def test_readme_json_contract_lists_the_real_keys():
     import json
 

@@ -29,8 +29,8 @@ Memory per GPU (bytes), for the pipeline stage that needs the most:
   and output, `Cost.act_routed_rows`) are held by the expert tensor group that gathers the row, et/t of a
   sequence's rows on each GPU; everything else is divided by t. Under
   1F1B stage i holds min(m, p − i) micro-batches in flight (Narayanan §2.2.1), so the first stage holds
-  p micro-batches of its layers (L/p, or its own share of an uneven split: layers.pipeline_stages;
-  interleaving adds (p − 1)/(p·v) of a micro-batch; not counted).
+  p micro-batches of its layers (L/p, or its own share of an uneven split: layers.pipeline_stages); interleaved
+  1F1B holds p + (p − 1)/v of them (micro_batches_in_flight).
 - The peak (StageMemory.total) is the largest of three moments, each the model states with its transients.
   Backward: every saved activation with the loss's gradients as it starts, or the head's gradients where those
   are more (head_backward). Backward ending, with a tied embedding on one stage: autograd holds the head's

@@ -270,7 +270,7 @@ COMPARED = [
     ("weights per GPU", "bytes", lambda e: e.memory.weights),
     ("gradients per GPU", "bytes", lambda e: e.memory.gradients),
     ("optimizer states per GPU", "bytes", lambda e: e.memory.optimizer),
-    ("activations per GPU (micro-batch)", "bytes", lambda e: e.memory.activations),
+    ("activations per GPU (micro-batches in flight)", "bytes", lambda e: e.memory.activations),
     ("memory per GPU", "bytes", lambda e: e.memory.total_per_gpu),
     ("fits in GPU memory", "flag", lambda e: e.memory.fits),
     ("KV cache per token", "bytes", lambda e: e.memory.kv_cache_per_token),

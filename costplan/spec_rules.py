@@ -470,6 +470,11 @@ def expert_rules(par: Getter, moe: Any, data: int | None) -> list[tuple[str, str
     if n_experts and n_experts % expert:
         problems.append(("parallelism.expert", f"{expert} does not divide model.moe.n_experts ({n_experts})"))
     tensor, context = par("tensor") or 1, par("context") or 1
+    if tensor > 1 and par("sequence_parallel") is False:
+        # Megatron-LM's arguments refuse it ("When using MoE and tensor parallelism, sequence parallelism must be
+        # used"), and the routed rows' share of a GPU (ParallelismSpec.routed_row_share) is sequence-parallel's
+        problems.append(("parallelism.sequence_parallel", f"false with tensor {tensor} on a mixture of experts: "
+                                                          "Megatron requires sequence parallelism there"))
     folds = not data or data % expert_data_step(tensor, context, expert, expert_tensor) == 0
     if not folds and expert_tensor is None:
         ranks = f"data × context ({data} × {context})" if context > 1 else f"the data-parallel degree ({data})"

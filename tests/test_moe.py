@@ -157,3 +157,13 @@ def test_moe_saved_bytes_by_hand(capacity_factor, rows):
     parts = components(moe_spec(moe, n_layers=1))
     expected = S * D * 2 + S * 4 * 4 + rows * (D * 2 + 4 * F * 2 + D * 2 + 4 + 2 * 8)
     assert parts["moe"].activations == expected
+
+
+def test_tensor_parallel_experts_need_sequence_parallelism():
+    # Megatron-LM refuses MoE with tensor parallelism but without sequence parallelism, and the share of routed
+    # rows each tensor rank holds is sequence-parallel's
+    with pytest.raises(costplan.SpecError, match="parallelism.sequence_parallel: false with tensor 2 on a mixture "
+                                                 "of experts: Megatron requires sequence parallelism there"):
+        costplan.load_spec("mixtral-8x7b", ["hardware.count=64", "parallelism.expert=8", "parallelism.tensor=2"])
+    costplan.load_spec("mixtral-8x7b", ["hardware.count=64", "parallelism.expert=8", "parallelism.tensor=2",
+                                        "parallelism.sequence_parallel=true"])

@@ -227,7 +227,8 @@ def test_every_layout_the_planner_tries_is_a_valid_spec(preset):
         t, p = layout["tensor"], layout["pipeline"]
         experts = [f"parallelism.expert_tensor={layout['expert_tensor']}"] if "expert_tensor" in layout else []
         costplan.load_spec(preset, [f"hardware.count={8 * t * p}", f"parallelism.tensor={t}",
-                                    f"parallelism.pipeline={p}", *experts])
+                                    f"parallelism.pipeline={p}", f"parallelism.sequence_parallel={t > 1}",
+                                    *experts])
     with pytest.raises(costplan.SpecError, match="does not divide model.n_heads"):
         costplan.load_spec(preset, ["hardware.count=7", "parallelism.tensor=7"])
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import re
+from pathlib import Path
 
 import pytest
 
@@ -395,3 +396,19 @@ def test_zero2_reduces_every_micro_batch_zero1_once_a_step(m):
     assert one == pytest.approx(6 * 7 / 8 * psi)
     assert two == pytest.approx((4 * m + 2) * 7 / 8 * psi)
     assert (two_step > one_step) if m > 1 else (two_step == one_step)
+
+
+def test_mla_down_projections_stay_whole_on_every_tensor_rank():
+    # Megatron-Core's TE spec builds MLA's q and kv down-projections duplicated (TELinear parallel_mode
+    # "duplicated"), their norms with them; the rest of the model splits over t. With weights W(t) = a + b/t per
+    # GPU, a = 2·W(2) − W(1) holds what no rank splits: per layer d·d_c' + d_c' (W_DQ, its RMSNorm) and
+    # d·(d_c + r) + d_c (W_DKV, the c_kv RMSNorm), and the model's 2L + 1 RMSNorms of d.
+    root = Path(__file__).parents[1] / "specs" / "ci" / "mla.yaml"
+
+    def weights(t):
+        spec = costplan.load_spec(str(root), [f"hardware.count={t}", f"parallelism.tensor={t}",
+                                              f"parallelism.sequence_parallel={t > 1}", "training.precision=bf16"])
+        return costplan.estimate(spec).memory.weights
+    d, layers, d_c, d_q, r = 256, 2, 64, 96, 16
+    whole = layers * (d * d_q + d_q + d * (d_c + r) + d_c) + (2 * layers + 1) * d
+    assert 2 * weights(2) - weights(1) == 2 * whole

@@ -116,7 +116,8 @@ def _sums(parts: dict[str, Cost]) -> _Sums:
     sharded = routed = factored = factors = whole = wide = rows = shared = workspace = 0
     for key, c in parts.items():    # in the parts' order, as sum() over them would add
         if key not in TENSOR_REPLICATED:
-            sharded += c.params - c.routed_params
+            sharded += c.params - c.routed_params - c.tensor_whole
+            replicated += c.tensor_whole
         routed += c.routed_params
         factored += c.factored
         factors += c.factors

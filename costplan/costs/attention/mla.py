@@ -7,8 +7,9 @@ d_c' = q_lora_rank):
   k = [k_nope, RoPE(k_rope) shared by all heads]; out = softmax(q·kᵀ)·v (H·v) → W_O (H·v → d).
 Biases follow DeepSeek's reference code: the down projections take qkv_bias, the up projections none, W_O
 takes o_bias. The norms are the model's norm kind. Only c_kv and k_rope are cached: (d_c + r) elements per token
-(V2 §2.1.3). The core runs in a FlashAttention-style kernel (DeepSeek's own kernels are), so it stores no
-probabilities and skips masked tiles.
+(V2 §2.1.3). Under tensor parallelism the down-projections and their norms stay whole on every rank
+(Megatron-Core's TE spec duplicates them); the rest is split by heads. The core runs in a FlashAttention-style
+kernel (DeepSeek's own kernels are), so it stores no probabilities and skips masked tiles.
 """
 from __future__ import annotations
 
@@ -35,6 +36,10 @@ def cost(attention: LatentAttention, model: ModelSpec, shape: Shape) -> Cost:
         + linear(s, a.kv_lora_rank, heads * (a.qk_nope_head_dim + a.v_head_dim))  # [k_nope, v] = c_kv·W_UKV
     )
     output = linear(s, heads * a.v_head_dim, d, model.o_bias)
+    # the down-projections and the latents' norms, whole on every tensor rank (Cost.tensor_whole)
+    down = linear(s, d, latent, model.qkv_bias).params + norm_weights(model.norm, a.kv_lora_rank).params
+    if a.q_lora_rank:
+        down += linear(s, d, a.q_lora_rank, model.qkv_bias).params + norm_weights(model.norm, a.q_lora_rank).params
     saved = s * e * (
         d                                                  # x, shared by the two down projections
         + latent                                           # W_DKV's output: the c_kv norm reads a slice of it
@@ -46,5 +51,5 @@ def cost(attention: LatentAttention, model: ModelSpec, shape: Shape) -> Cost:
     core = flash_core(heads, d_qk, a.v_head_dim, s * s, causal_executed(shape), shape)
     cache = latent * e
     return queries + keys_values + output + core + Cost(activations=saved, kv_cache=cache,
-                                                        kv_cache_seq=cache * s)
+                                                        kv_cache_seq=cache * s, tensor_whole=down)
 

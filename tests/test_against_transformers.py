@@ -124,6 +124,12 @@ def test_against_refuses_what_it_would_leave_unused(run, args, said):
     assert result.exit_code == 2 and said in result.stderr, result.stderr
 
 
+def test_against_takes_a_longer_context_only_where_the_class_does_not_size_it(run):
+    # GPT-2's learned position table is max_position_embeddings long: a longer context is another class
+    result = run("check", str(TINY / "gpt2.json"), "--against", "transformers", "--set", "model.max_seq_len=4096")
+    assert result.exit_code == 2 and "--set model.max_seq_len=4096: --against transformers builds" in result.stderr
+
+
 def test_serve_refuses_the_training_shortcuts(run):
     result = run("check", str(TINY.parents[1] / "dense.yaml"), "--serve", "--batch", "4")
     assert result.exit_code == 2 and "--batch and --seq-len do not apply" in result.stderr

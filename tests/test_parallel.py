@@ -412,3 +412,23 @@ def test_mla_down_projections_stay_whole_on_every_tensor_rank():
     d, layers, d_c, d_q, r = 256, 2, 64, 96, 16
     whole = layers * (d * d_q + d_q + d * (d_c + r) + d_c) + (2 * layers + 1) * d
     assert 2 * weights(2) - weights(1) == 2 * whole
+
+
+def test_zero3_holds_the_root_and_two_layers_gathered_through_backward():
+    # FSDP2 keeps the root module (embedding and head) gathered from forward to the end of backward, the last
+    # layer too (torchtitan does not reshard it after forward), and prefetches the next layer's all-gather: with
+    # bf16 weights, 2 bytes × (2·V·d + two of the stage's L layers, the final norm spread over them)
+    d, vocab, layers, ff = 64, 1000, 4, 128
+    spec = make_spec({"n_layers": layers, "position": "rope", "tie_embeddings": False, "norm": "rmsnorm",
+                      "mlp": "swiglu", "d_ff": ff, "bias": False},
+                     training={"tokens": 10**6, "precision": "bf16", "global_batch_size": 8}, hardware={"count": 8},
+                     parallelism={"zero": 3})
+    layer = 4 * d * d + 3 * d * ff + 2 * d
+    e = costplan.estimate(spec)
+    assert e.memory.gathered == 2 * (2 * vocab * d + 2 * (layers * layer + d) / layers)
+    assert e.memory.peak_at != "backward" or e.memory.total_per_gpu == (
+        e.memory.weights + e.memory.gradients + e.memory.optimizer + e.memory.activations + e.memory.workspace
+        + e.memory.gathered)
+    # nothing is gathered where the weights are whole
+    assert costplan.estimate(make_spec({"n_layers": layers}, training={"tokens": 10**6, "global_batch_size": 8},
+                                       hardware={"count": 8}, parallelism={"zero": 2})).memory.gathered == 0

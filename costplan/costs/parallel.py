@@ -52,6 +52,7 @@ import math
 from dataclasses import dataclass
 
 from costplan.costs import STAT_BYTES, Cost, memo
+from costplan.costs.layers import pipeline_stages, stage_depth
 from costplan.costs.memory import FP32, element_bytes, gradient_bytes, optimizer_bytes, update_bytes, weight_bytes
 from costplan.records import Record
 from costplan.spec import Spec
@@ -76,12 +77,13 @@ class StageMemory(Record):
     routed_params: float      # routed-expert parameters held per GPU before ZeRO sharding
     update: int = 0           # transient at the optimizer step: a gradient's fp32 copy, the update's temporaries
     tied_gradients: int = 0   # transient as backward ends: a tied embedding's two gradients and their sum
+    gathered: int = 0         # ZeRO-3's weights held gathered as backward runs (gathered_weights)
 
     def moments(self) -> dict[str, int]:
         """Bytes live at each moment a step may peak at, the first of equals first."""
         states = self.weights + self.gradients + self.optimizer
-        return {BACKWARD: states + self.activations + self.workspace, END_OF_BACKWARD: states + self.tied_gradients,
-                OPTIMIZER_STEP: states + self.update}
+        return {BACKWARD: states + self.activations + self.workspace + self.gathered,
+                END_OF_BACKWARD: states + self.tied_gradients, OPTIMIZER_STEP: states + self.update}
 
     @property
     def peak_at(self) -> str:
@@ -235,6 +237,11 @@ def _stage_memory(spec: Spec, degrees: tuple, parts: dict[str, Cost], stage: int
         over, over_routed = (shards, routed_shards) if par.zero >= from_stage else (1, 1)
         return math.ceil(per_param * (dense / over + routed / over_routed))
 
+    gathered = 0
+    if par.zero == 3 and (shards > 1 or routed_shards > 1):
+        vocabulary = sum(parts[k].params for k in ("embedding", "head") if k in parts) / t
+        gathered = gathered_weights(w, vocabulary, dense - vocabulary + routed, stage_depth(model, stage,
+                                                                                           pipeline_stages(spec)))
     return StageMemory(
         stage=stage,
         weights=sharded(w, 3),
@@ -247,7 +254,17 @@ def _stage_memory(spec: Spec, degrees: tuple, parts: dict[str, Cost], stage: int
         update=math.ceil(update_bytes(training.precision, training.optimizer, training.autocast, vocabulary,
                                       training.fp32_gradients)),
         tied_gradients=3 * w * model.vocab_size * model.d_model // t if model.tie_embeddings and p == 1 else 0,
+        gathered=math.ceil(gathered),
     )
+
+
+def gathered_weights(w: int, vocabulary: float, layers_params: float, layers: int) -> float:
+    """Bytes of weights ZeRO-3 holds gathered while backward runs, as FSDP2 does: the root module's (the
+    embedding and the head, which it does not reshard after forward and reshards only once backward reaches the
+    embedding), the layer whose backward runs (the last one is not resharded after forward, torchtitan's setting)
+    and the next, whose all-gather FSDP2 prefetches. `vocabulary` and `layers_params` per tensor rank, unsharded;
+    the layers taken as equal."""
+    return w * (vocabulary + min(2, layers) * layers_params / max(layers, 1))
 
 
 def stage_memories(spec: Spec, stages: list[dict[str, Cost]]) -> list[StageMemory]:

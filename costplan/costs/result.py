@@ -32,7 +32,7 @@ class Flops(Record):
 
 class Memory(Record):
     """Bytes per GPU. The peak is the largest of three moments of a step, each the weights, gradients and
-    optimizer states with its own transients: backward (activations and workspace), backward ending
+    optimizer states with its own transients: backward (activations, workspace, gathered), backward ending
     (tied_gradients) and the optimizer step (update)."""
 
     weights: int
@@ -42,6 +42,7 @@ class Memory(Record):
     workspace: int                   # transient with the activations: the loss's fp32 gradients as backward
                                      # starts, an eager softmax's, or the head's gradients where more
     tied_gradients: int              # transient as backward ends: a tied embedding's two gradients and their sum
+    gathered: int                    # transient with the activations under ZeRO-3: weights gathered in backward
     update: int                      # transient at the optimizer step: a gradient's fp32 copy, update temporaries
     total_per_gpu: int               # the peak
     peak_at: str                     # where the peak is: "backward", "end of backward" or "optimizer step"

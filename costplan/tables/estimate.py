@@ -50,6 +50,8 @@ def estimate_rows(est: Estimate) -> list[Row]:
         (_activations_label(est), m.activations, BACKWARD, ""),
         ("loss and head gradients (transient)", m.workspace, BACKWARD,
          "as backward starts; the head's or a softmax's if more"),
+        *([("weights gathered by ZeRO-3 (transient)", m.gathered, BACKWARD,
+            "in backward: the embedding's and head's, two layers'")] if m.gathered else []),
         *([("tied embedding gradients (transient)", m.tied_gradients, END_OF_BACKWARD,
             "as backward ends: head's, lookup's, sum")] if m.tied_gradients else []),
         ("optimizer step transients", m.update, OPTIMIZER_STEP,

@@ -257,3 +257,18 @@ def test_adafactor_under_per_parameter_sharding_keeps_matrix_factors_whole():
 
     assert optimizer(True) == math.ceil(4 * (factors + vectors / 4))
     assert optimizer(False) == math.ceil(4 * (factors + vectors) / 4)
+
+
+def test_full_recompute_holds_one_layer_recomputed_as_its_backward_runs():
+    # While a recomputed layer's backward runs its forward has saved everything again: with L equal layers, the
+    # layer's own saved bytes are what recomputation saves, (A_none − A_full) / L, on top of the input it kept
+    # (b·s·d in bf16). That, not the small loss's gradients, is the backward moment's transient.
+    layers, micro, s, d = 4, 2, 128, 64
+    def run(recompute):
+        return costplan.estimate(make_spec({"n_layers": layers, "vocab_size": 64, "position": "rope"},
+                                           training={"recompute": recompute, "micro_batch_size": micro,
+                                                     "seq_len": s, "precision": "bf16", "tokens": 10**6}))
+    kept, full = run("none"), run("full")
+    layer = (kept.memory.activations - full.memory.activations) / layers + micro * s * d * 2
+    assert layer > kept.memory.workspace
+    assert full.memory.workspace == pytest.approx(layer, abs=1)

@@ -52,7 +52,8 @@ import math
 from dataclasses import dataclass
 
 from costplan.costs import STAT_BYTES, Cost, memo
-from costplan.costs.layers import pipeline_stages, stage_depth
+from costplan.costs.components import shape_of
+from costplan.costs.layers import kept, layer_cost, pipeline_stages, recompute_groups, stage_depth
 from costplan.costs.memory import FP32, element_bytes, gradient_bytes, optimizer_bytes, update_bytes, weight_bytes
 from costplan.records import Record
 from costplan.spec import Spec
@@ -146,6 +147,18 @@ def _activations_per_gpu(sums: _Sums, t: int, sequence_parallel: bool, micro_bat
             ) * micro_batch + sums.shared / t
 
 
+def recomputed_layer(spec: Spec, stage: int) -> float:
+    """Bytes on one GPU that a fully recomputed layer's forward saves again for one micro-batch while its backward
+    runs (the loss's transients freed by then): the most of the stage's recomputed layers, split as saved
+    activations are (_activations_per_gpu)."""
+    shape, par = shape_of(spec), spec.parallel
+    groups = recompute_groups(spec.model, shape, stage, pipeline_stages(spec))
+    layers = [_sums(layer_cost(layer, spec.model, kept(at))) for layer, _, at in groups if at.recompute == "full"]
+    micro = spec.training.micro_batch_size
+    return max((_activations_per_gpu(one, par.tensor, par.sequence_parallel, micro, par.routed_row_share)
+                for one in layers), default=0.0)
+
+
 def head_backward(spec: Spec, t: int) -> float:
     """Bytes beyond the saved activations when the head's backward makes its weight gradient, for the micro-batch
     whose backward runs (the loss's nodes have run: its fp32 gradients and the fp32 log-softmax it saved are
@@ -226,6 +239,8 @@ def _stage_memory(spec: Spec, degrees: tuple, parts: dict[str, Cost], stage: int
     workspace = sums.workspace * training.micro_batch_size / t / par.context
     if stage == p - 1:
         workspace = max(workspace, head_backward(spec, t))
+    if training.recompute == "full":
+        workspace = max(workspace, recomputed_layer(spec, stage) / par.context)
 
     # The vocabulary matrix this stage steps (the embedding, or the last stage's head or shared copy of it),
     # vocabulary-parallel over t, as much of it as its optimizer shard holds.

@@ -49,7 +49,7 @@ def estimate_rows(est: Estimate) -> list[Row]:
         ("optimizer states", m.optimizer, "", ""),
         (_activations_label(est), m.activations, BACKWARD, ""),
         ("loss and head gradients (transient)", m.workspace, BACKWARD,
-         "as backward starts; the head's or a softmax's if more"),
+         "as backward starts; the head's, a softmax's or a recomputed layer's if more"),
         *([("weights gathered by ZeRO-3 (transient)", m.gathered, BACKWARD,
             "in backward: the embedding's and head's, two layers'")] if m.gathered else []),
         *([("tied embedding gradients (transient)", m.tied_gradients, END_OF_BACKWARD,

@@ -352,8 +352,11 @@ def efficiencies(gpu_key: str) -> Efficiencies:
     own, default = _entry(gpu_key), _entry("default")
     figures = {name: own.get(name, default[name]) for name in FIELDS}
     figures |= {name: own.get(name, default.get(name)) for name in WEIGHT_FIELDS.values()}
-    serving = any(name in own for name in (*FIELDS, *WEIGHT_FIELDS.values()))   # curves alone are not serving figures
-    return Efficiencies(device=gpu_key if serving else "default", **figures)
+    # curves alone are not serving figures; a PCIe board's own all-reduce latency alone leaves the rest default
+    serving = any(name in own for name in (*FIELDS, *WEIGHT_FIELDS.values()) if name not in LATENCIES)
+    latency = any(name in own for name in LATENCIES)
+    device = gpu_key if serving else f"default with {gpu_key}'s all-reduce latency" if latency else "default"
+    return Efficiencies(device=device, **figures)
 
 
 @functools.cache

@@ -265,11 +265,12 @@ def fewest_gpus(spec: Spec, gpu_key: str, deadline_hours: float, mfu: float | No
         return Option.none(gpu_key, gpu, "no layout tried fits and finishes in time")
     found.sort(key=lambda f: f[0])
     # Every layout at the fewest GPUs with its own cheapest micro-batch and recomputation: the one cheapest so
-    # tuned is chosen, and the runner-up is priced tuned too (an untuned runner-up would flatter the choice).
+    # tuned is chosen (of equals, the one holding least: ZeRO 2 over a ZeRO 1 of one micro-batch, which moves as
+    # much), and the runner-up is priced tuned too (an untuned runner-up would flatter the choice).
     count = found[0][0][0]
     tuned_all = sorted(((_tune(variant(spec, gpu_key, count, lay, mfu), searched, deadline_hours), lay, searched)
                         for (gpus, _), lay, searched in found if gpus == count),
-                       key=lambda t: t[0].time.cost_usd)
+                       key=lambda t: (t[0].time.cost_usd, t[0].memory.total_per_gpu))
     result, layout, chosen = tuned_all[0]
     untuned = chosen.time.cost_usd
     # The micro-batch and recomputation chosen there may meet the deadline on fewer GPUs of the same layout.
@@ -286,7 +287,8 @@ def fewest_gpus(spec: Spec, gpu_key: str, deadline_hours: float, mfu: float | No
     others = [(other, lay) for other, lay, _ in tuned_all[1:]] + [(searched, lay) for (gpus, _), lay, searched in found
                                                                 if gpus != count]
     for other, layout2 in others:
-        if _same_layout(other, result):
+        if _same_layout(other, result) or _same_layout(other, result, zero=False) and \
+                other.time.cost_usd == result.time.cost_usd:    # another ZeRO stage at the same price says nothing
             continue
         if other.assumptions.gpu_count != count:     # more GPUs: priced with its own tuning as well
             other = _tune(variant(spec, gpu_key, other.assumptions.gpu_count, layout2, mfu), other, deadline_hours)
@@ -337,10 +339,11 @@ def _fewest(spec: Spec, gpu_key: str, layout: dict[str, Any], node_size: int, de
     return estimate(variant(spec, gpu_key, degrees[index] * model_parallel, layout, mfu))
 
 
-def _same_layout(a, b) -> bool:  # noqa: ANN001 - Estimates
-    """The same split of the GPUs: ZeRO stages differ only where there is more than one data-parallel rank."""
+def _same_layout(a, b, zero: bool = True) -> bool:  # noqa: ANN001 - Estimates
+    """The same split of the GPUs: ZeRO stages differ only where there is more than one data-parallel rank (and
+    are not compared with zero=False)."""
     pa, pb = a.parallelism, b.parallelism
-    key = lambda p: (p.tensor, p.pipeline, p.data, p.zero if p.data > 1 else 0)  # noqa: E731
+    key = lambda p: (p.tensor, p.pipeline, p.data, p.zero if zero and p.data > 1 else 0)  # noqa: E731
     return key(pa) == key(pb)
 
 

@@ -37,13 +37,15 @@ def seq_scaling(spec: Spec, lengths: Sequence[int] = DEFAULT_LENGTHS) -> list[tu
     return rows
 
 
-MEMORY_PARTS = ("weights", "gradients", "optimizer states", "activations", "loss and head gradients (transient)",
-                "weights gathered by ZeRO-3 (transient)", "tied embedding gradients (transient)",
-                "optimizer step transients")
+MEMORY_PARTS = ("weights", "gradients", "optimizer states", "activations",
+                "backward transients (loss, head, recomputation)",
+                "embedding and head gathered by ZeRO-3 (transient)", "layers gathered by ZeRO-3 (transient)",
+                "tied embedding gradients (transient)", "optimizer step transients")
 # The parts live at each moment a step may peak at, beyond weights, gradients and optimizer states.
-TRANSIENTS = {BACKWARD: ("activations", "loss and head gradients (transient)",
-                         "weights gathered by ZeRO-3 (transient)"),
-              END_OF_BACKWARD: ("tied embedding gradients (transient)",),
+TRANSIENTS = {BACKWARD: ("activations", "backward transients (loss, head, recomputation)",
+                         "embedding and head gathered by ZeRO-3 (transient)", "layers gathered by ZeRO-3 (transient)"),
+              END_OF_BACKWARD: ("tied embedding gradients (transient)",
+                                "embedding and head gathered by ZeRO-3 (transient)"),
               OPTIMIZER_STEP: ("optimizer step transients",)}
 
 
@@ -51,7 +53,8 @@ def memory_parts(e: Estimate) -> dict[str, int]:
     """Training bytes per GPU by kind at the peak, summing to the estimate's total: the model states and the
     transients of the moment the peak is at; inference's KV cache is not among them."""
     m = e.memory
-    values = (m.weights, m.gradients, m.optimizer, m.activations, m.workspace, m.gathered, m.tied_gradients, m.update)
+    values = (m.weights, m.gradients, m.optimizer, m.activations, m.workspace, m.gathered_root, m.gathered_layers,
+              m.tied_gradients, m.update)
     live = MEMORY_PARTS[:3] + TRANSIENTS[m.peak_at]
     return {part: value if part in live else 0 for part, value in zip(MEMORY_PARTS, values)}
 

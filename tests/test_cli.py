@@ -386,8 +386,11 @@ def test_seq_len_holds_the_layout_chosen_at_the_specs_own_length_and_says_so(run
         assert held["source"] == f"{own['source']} at seq_len 4,096, held for every length"
     # the table's title names the layout its per-GPU activations hold on
     title = run("estimate", "llama2-7b", "--seq-len", "1024").stdout.splitlines()[0]
-    assert title == (f"llama2-7b: activations per GPU on {own['tensor']} × {own['pipeline']} × {own['data']}, "
-                     "micro-batch 1")
+    assert title == (f"llama2-7b: activations (micro-batch 1) per GPU on {own['tensor']} × {own['pipeline']} × "
+                     f"{own['data']}")
+    # a pipeline's first stage holds several micro-batches' at once, which the title says
+    piped = run("estimate", "llama2-70b", "--gpus", "64", "--seq-len", "1024").stdout.splitlines()[0]
+    assert piped.startswith("llama2-70b: activations (8 micro-batches of 1 in flight) per GPU on 2 × 8 × 4")
     # a spec's own section is still called that
     given = ["--set", "parallelism.tensor=1", "--set", "parallelism.data=2048",
              "--set", "training.global_batch_size=2048"]

@@ -212,6 +212,8 @@ def refusal(run, path) -> str:
     ("llama4_text", {"no_rope_layers": None, "no_rope_layer_interval": 0}, "no_rope_layer_interval: 0: a layer"),
     ("llama4_text", {"moe_layers": "1"}, 'moe_layers: "1": expected a list of layer indices'),
     ("gpt_neox", {"rotary_pct": "0.25"}, 'rotary_pct: "0.25": expected a number (the class\'s default is 0.25)'),
+    # a check that reads a mistyped value is not run on it (OLMoE's head_dim check multiplies the heads)
+    ("olmoe", {"head_dim": "16", "num_attention_heads": "4"}, 'num_attention_heads: "4": expected a number'),
 ])
 def test_refusals_name_the_key(name, changes, named, run, tmp_path):
     line = refusal(run, write_config(tmp_path, name, **changes))

@@ -417,18 +417,36 @@ def test_mla_down_projections_stay_whole_on_every_tensor_rank():
 def test_zero3_holds_the_root_and_two_layers_gathered_through_backward():
     # FSDP2 keeps the root module (embedding and head) gathered from forward to the end of backward, the last
     # layer too (torchtitan does not reshard it after forward), and prefetches the next layer's all-gather: with
-    # bf16 weights, 2 bytes × (2·V·d + two of the stage's L layers, the final norm spread over them)
+    # bf16 weights, 2 bytes × 2·V·d for the root and × two of the stage's L layers (the final norm's d spread
+    # over them)
     d, vocab, layers, ff = 64, 1000, 4, 128
-    spec = make_spec({"n_layers": layers, "position": "rope", "tie_embeddings": False, "norm": "rmsnorm",
-                      "mlp": "swiglu", "d_ff": ff, "bias": False},
-                     training={"tokens": 10**6, "precision": "bf16", "global_batch_size": 8}, hardware={"count": 8},
-                     parallelism={"zero": 3})
+    model = {"n_layers": layers, "position": "rope", "tie_embeddings": False, "norm": "rmsnorm", "mlp": "swiglu",
+             "d_ff": ff, "bias": False}
+    training = {"tokens": 10**6, "precision": "bf16", "global_batch_size": 8}
+    e = costplan.estimate(make_spec(model, training=training, hardware={"count": 8}, parallelism={"zero": 3}))
     layer = 4 * d * d + 3 * d * ff + 2 * d
-    e = costplan.estimate(spec)
-    assert e.memory.gathered == 2 * (2 * vocab * d + 2 * (layers * layer + d) / layers)
-    assert e.memory.peak_at != "backward" or e.memory.total_per_gpu == (
-        e.memory.weights + e.memory.gradients + e.memory.optimizer + e.memory.activations + e.memory.workspace
-        + e.memory.gathered)
-    # nothing is gathered where the weights are whole
-    assert costplan.estimate(make_spec({"n_layers": layers}, training={"tokens": 10**6, "global_batch_size": 8},
-                                       hardware={"count": 8}, parallelism={"zero": 2})).memory.gathered == 0
+    assert e.memory.gathered_root == 2 * 2 * vocab * d
+    assert e.memory.gathered_layers == 2 * 2 * (layers * layer + d) / layers
+    moments = {"backward": e.memory.activations + e.memory.workspace + e.memory.gathered_root
+               + e.memory.gathered_layers, "end of backward": e.memory.tied_gradients + e.memory.gathered_root,
+               "optimizer step": e.memory.update}
+    states = e.memory.weights + e.memory.gradients + e.memory.optimizer
+    assert e.memory.total_per_gpu == states + max(moments.values()) == states + moments[e.memory.peak_at]
+    # the optimizer step's transient is ZeRO 2's: sharding the weights does not change the update
+    two = costplan.estimate(make_spec(model, training=training, hardware={"count": 8}, parallelism={"zero": 2}))
+    assert two.memory.update == e.memory.update and two.memory.gathered_root == two.memory.gathered_layers == 0
+
+
+def test_zero3_gathers_only_what_it_sharded():
+    # 8 experts on 8 expert ranks: each GPU holds its expert whole (nothing of it to gather); on one expert rank
+    # the routed weights are sharded over the 8 data ranks and gathered like the rest: 2 of the L layers' worth
+    d, layers, ff, experts = 64, 4, 128, 8
+    model = {"n_layers": layers, "position": "rope", "tie_embeddings": False, "norm": "rmsnorm", "mlp": "swiglu",
+             "bias": False, "moe": {"n_experts": experts, "top_k": 2, "d_ff_expert": ff}}
+
+    def gathered(expert):
+        spec = make_spec(model, training={"tokens": 10**6, "precision": "bf16", "global_batch_size": 8},
+                         hardware={"count": 8}, parallelism={"zero": 3, "expert": expert})
+        return costplan.estimate(spec).memory.gathered_layers
+    routed = layers * experts * 3 * d * ff
+    assert gathered(1) - gathered(8) == pytest.approx(2 * 2 * routed / layers)

@@ -32,7 +32,8 @@ def test_memory_parts_are_training_memory_only():
     e = costplan.estimate(costplan.load_spec("llama2-7b"))
     parts = series.memory_parts(e)
     assert list(parts) == ["weights", "gradients", "optimizer states", "activations",
-                           "loss and head gradients (transient)", "weights gathered by ZeRO-3 (transient)",
+                           "backward transients (loss, head, recomputation)",
+                           "embedding and head gathered by ZeRO-3 (transient)", "layers gathered by ZeRO-3 (transient)",
                            "tied embedding gradients (transient)", "optimizer step transients"]
     assert sum(parts.values()) == e.memory.total_per_gpu and e.memory.peak_at == "backward"
     # a short sequence peaks at the optimizer step: its bar holds that moment's parts, not backward's

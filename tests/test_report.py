@@ -232,7 +232,7 @@ def test_check_failure_lines_and_notes_use_the_formatters():
 
 def test_seq_len_markdown_titles_each_spec_like_every_other_table(run):
     out = run("estimate", "gpt2-small", "--seq-len", "256,512", "--format", "markdown").stdout
-    assert out.startswith("### gpt2-small: activations on one GPU, micro-batch 1\n\n| seq_len ")
+    assert out.startswith("### gpt2-small: activations (micro-batch 1) on one GPU\n\n| seq_len ")
 
 
 def test_cli_leaves_formats_to_render():

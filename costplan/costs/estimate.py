@@ -109,7 +109,8 @@ def _estimate(spec: Spec, law: str | scaling.ScalingLaw | None) -> Estimate:
     memory = Memory(
         weights=stage.weights, gradients=stage.gradients, optimizer=stage.optimizer,
         activations=stage.activations, workspace=stage.workspace,
-        tied_gradients=stage.tied_gradients, update=stage.update, gathered=stage.gathered,
+        tied_gradients=stage.tied_gradients, update=stage.update, gathered_root=stage.gathered_root,
+        gathered_layers=stage.gathered_layers,
         total_per_gpu=stage.total, peak_at=stage.peak_at, fits=stage.total <= gpu.memory_bytes,
         gpu_memory=gpu.memory_bytes, kv_cache_per_token=whole.kv_cache, kv_cache_at_seq_len=whole.kv_cache_seq,
     )

@@ -68,8 +68,10 @@ def search_order(model_spec: ModelSpec, open_batch: bool, degrees: tuple[int, ..
 
 
 def family(layout: dict[str, Any]) -> tuple[int, int, int]:
-    """Layouts that differ only in their ZeRO stage: a higher stage of the same family adds traffic to the same
-    compute and batch, so a search takes the lowest that fits. Pipeline depth is not such a difference: a deeper
+    """Layouts that differ only in their ZeRO stage: ZeRO 3 adds traffic to ZeRO 2's compute and batch, so a
+    search takes the lowest stage that fits, and ZeRO 2 beside a fitting ZeRO 1 (its reduce-scatter every
+    micro-batch against ZeRO 1's once can cost less than the additions into whole gradients it saves, under
+    training.grad_accumulation add). Pipeline depth is not such a difference: a deeper
     pipeline holds fewer layers per GPU, so less gradient traffic, and without a global batch runs more
     micro-batches a step (a larger batch over which the step's traffic and update are spread)."""
     return layout["tensor"], layout.get("expert_tensor") or layout["tensor"], layout["pipeline"]

@@ -18,7 +18,8 @@ Memory per GPU (bytes), for the pipeline stage that needs the most:
 - Model states (Rajbhandari et al. 2019, ZeRO §5): the stage's attention and MLP matrices and the
   vocabulary-parallel embedding and head are divided by t (Megatron also divides the biases of its
   column-parallel layers and copies those of its row-parallel ones; here every bias in a block is divided, an
-  error of at most 2·d_model parameters per layer); norm weights are copied on every tensor rank. With tied
+  error of at most 2·d_model parameters per layer); norm weights, and MLA's down-projections with their norms
+  (Cost.tensor_whole), are copied on every tensor rank. With tied
   embeddings and p > 1 the last stage keeps its own copy of the token embedding for the head (Megatron's
   shared word embeddings). Routed experts are divided by et·e instead. ZeRO-1 then divides the optimizer states
   by the data-parallel group with the context ranks, which hold the same weights (d·c, or t·c·d/(et·e) for routed
@@ -31,17 +32,18 @@ Memory per GPU (bytes), for the pipeline stage that needs the most:
   1F1B stage i holds min(m, p − i) micro-batches in flight (Narayanan §2.2.1), so the first stage holds
   p micro-batches of its layers (L/p, or its own share of an uneven split: layers.pipeline_stages); interleaved
   1F1B holds p + (p − 1)/v of them (micro_batches_in_flight).
-- The peak (StageMemory.total) is the largest of three moments, each the model states with its transients.
-  Backward: every saved activation with the loss's gradients as it starts, or the head's gradients where those
-  are more (head_backward). Backward ending, with a tied embedding on one stage: autograd holds the head's
-  gradient of the shared matrix until the lookup's dense gradient arrives, and adds the two into a third tensor
-  before adding that to the accumulated gradient, all three in the weights' dtype (split by t), when every
-  activation is freed. The optimizer step: the update's transients (costs/memory.py update_bytes) for the token
-  embedding, the first tensor stepped (first in the parameter order of the reference model and of the
-  transformers classes) while every gradient is live. A later tensor's moment comes after the gradients before
-  it are freed, so only one larger than the embedding and half of those gradients together would top it; a
-  stage without the embedding counts its head's vocabulary matrix (an upper bound: the head is stepped last),
-  and one with neither none (its first tensor is a block's matrix).
+- The peak (StageMemory.total) is the largest of three moments, each the model states with its transients. Backward:
+  every saved activation with the loss's gradients as it starts, or where more the head's gradients (head_backward)
+  or a fully recomputed layer's activations (recomputed_layer); under ZeRO-3 with the weights FSDP2 holds gathered
+  (the root's and gathered_layers). Backward ending (the root still gathered), with a tied embedding on one stage:
+  autograd holds the head's gradient of the shared matrix until the lookup's dense gradient arrives, and adds the
+  two into a third tensor before adding that to the accumulated gradient, all three in the weights' dtype (split by
+  t), when every activation is freed. The optimizer step: the update's transients (costs/memory.py update_bytes) for
+  the token embedding, the first tensor stepped (first in the parameter order of the reference model and of the
+  transformers classes) while every gradient is live. A later tensor's moment comes after the gradients before it
+  are freed, so only one larger than the embedding and half of those gradients together would top it; a stage
+  without the embedding counts its head's vocabulary matrix (an upper bound: the head is stepped last), and one with
+  neither none (its first tensor is a block's matrix).
 
 Communication and step time: costs/step.py.
 """
@@ -78,13 +80,17 @@ class StageMemory(Record):
     routed_params: float      # routed-expert parameters held per GPU before ZeRO sharding
     update: int = 0           # transient at the optimizer step: a gradient's fp32 copy, the update's temporaries
     tied_gradients: int = 0   # transient as backward ends: a tied embedding's two gradients and their sum
-    gathered: int = 0         # ZeRO-3's weights held gathered as backward runs (gathered_weights)
+    # ZeRO-3's weights held gathered (FSDP2): the root module's (embedding and head) from forward until backward
+    # reaches the embedding, and gathered_layers while backward runs
+    gathered_root: int = 0
+    gathered_layers: int = 0
 
     def moments(self) -> dict[str, int]:
         """Bytes live at each moment a step may peak at, the first of equals first."""
         states = self.weights + self.gradients + self.optimizer
-        return {BACKWARD: states + self.activations + self.workspace + self.gathered,
-                END_OF_BACKWARD: states + self.tied_gradients, OPTIMIZER_STEP: states + self.update}
+        return {BACKWARD: states + self.activations + self.workspace + self.gathered_root + self.gathered_layers,
+                END_OF_BACKWARD: states + self.tied_gradients + self.gathered_root,
+                OPTIMIZER_STEP: states + self.update}
 
     @property
     def peak_at(self) -> str:
@@ -252,11 +258,12 @@ def _stage_memory(spec: Spec, degrees: tuple, parts: dict[str, Cost], stage: int
         over, over_routed = (shards, routed_shards) if par.zero >= from_stage else (1, 1)
         return math.ceil(per_param * (dense / over + routed / over_routed))
 
-    gathered = 0
-    if par.zero == 3 and (shards > 1 or routed_shards > 1):
-        vocabulary = sum(parts[k].params for k in ("embedding", "head") if k in parts) / t
-        gathered = gathered_weights(w, vocabulary, dense - vocabulary + routed, stage_depth(model, stage,
-                                                                                           pipeline_stages(spec)))
+    root = layers = 0.0
+    if par.zero == 3:   # what ZeRO-3 sharded: the dense weights over `shards`, the routed experts' over their own
+        edge = (sum(parts[k].params for k in ("embedding", "head") if k in parts) + shared_head) / t
+        root = w * edge if shards > 1 else 0.0
+        layers = gathered_layers(w, (dense - edge if shards > 1 else 0) + (routed if routed_shards > 1 else 0),
+                                 stage_depth(model, stage, pipeline_stages(spec)))
     return StageMemory(
         stage=stage,
         weights=sharded(w, 3),
@@ -269,17 +276,18 @@ def _stage_memory(spec: Spec, degrees: tuple, parts: dict[str, Cost], stage: int
         update=math.ceil(update_bytes(training.precision, training.optimizer, training.autocast, vocabulary,
                                       training.fp32_gradients)),
         tied_gradients=3 * w * model.vocab_size * model.d_model // t if model.tie_embeddings and p == 1 else 0,
-        gathered=math.ceil(gathered),
+        gathered_root=math.ceil(root),
+        gathered_layers=math.ceil(layers),
     )
 
 
-def gathered_weights(w: int, vocabulary: float, layers_params: float, layers: int) -> float:
-    """Bytes of weights ZeRO-3 holds gathered while backward runs, as FSDP2 does: the root module's (the
-    embedding and the head, which it does not reshard after forward and reshards only once backward reaches the
-    embedding), the layer whose backward runs (the last one is not resharded after forward, torchtitan's setting)
-    and the next, whose all-gather FSDP2 prefetches. `vocabulary` and `layers_params` per tensor rank, unsharded;
-    the layers taken as equal."""
-    return w * (vocabulary + min(2, layers) * layers_params / max(layers, 1))
+def gathered_layers(w: int, params: float, layers: int) -> float:
+    """Bytes of a stage's layers ZeRO-3 holds gathered while backward runs, as FSDP2 does: the layer whose
+    backward runs (the last one is not resharded after forward, torchtitan's setting) and the next, whose
+    all-gather FSDP2 prefetches; `params` the stage's layers' per GPU before sharding, taken as equal layers. The
+    root module's (embedding and head) stay gathered beside them: FSDP2 reshards the root only once backward
+    reaches the embedding."""
+    return w * min(2, layers) * params / max(layers, 1)
 
 
 def stage_memories(spec: Spec, stages: list[dict[str, Cost]]) -> list[StageMemory]:

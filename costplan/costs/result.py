@@ -32,17 +32,19 @@ class Flops(Record):
 
 class Memory(Record):
     """Bytes per GPU. The peak is the largest of three moments of a step, each the weights, gradients and
-    optimizer states with its own transients: backward (activations, workspace, gathered), backward ending
-    (tied_gradients) and the optimizer step (update)."""
+    optimizer states with its own transients: backward (activations, workspace, gathered_root and _layers),
+    backward ending (tied_gradients, gathered_root) and the optimizer step (update)."""
 
     weights: int
     gradients: int
     optimizer: int
     activations: int                 # saved for backward, one micro-batch
     workspace: int                   # transient with the activations: the loss's fp32 gradients as backward
-                                     # starts, an eager softmax's, or the head's gradients where more
+                                     # starts, or where more an eager softmax's, the head's gradients or a
+                                     # fully recomputed layer's activations
     tied_gradients: int              # transient as backward ends: a tied embedding's two gradients and their sum
-    gathered: int                    # transient with the activations under ZeRO-3: weights gathered in backward
+    gathered_root: int               # transient under ZeRO-3: the embedding and head gathered to backward's end
+    gathered_layers: int             # transient with the activations under ZeRO-3: two layers gathered
     update: int                      # transient at the optimizer step: a gradient's fp32 copy, update temporaries
     total_per_gpu: int               # the peak
     peak_at: str                     # where the peak is: "backward", "end of backward" or "optimizer step"

@@ -81,9 +81,16 @@ def read(config: Path) -> Imported:
     problems += [f"{k}: unknown to costplan for model_type {model_type}; it may change the cost, so it is not "
                  "ignored" for k in data if k not in known]
     values = {**COMMON_DEFAULTS, **family.defaults, **data}
-    problems += _mistyped(data, {**COMMON_DEFAULTS, **family.defaults})
+    mistyped = _mistyped(data, {**COMMON_DEFAULTS, **family.defaults})
+    problems += mistyped.values()
     for check in (*COMMON_CHECKS, *family.checks):
-        if not check.ok(*(values.get(k) for k in check.keys)):
+        if any(k in mistyped for k in check.keys):     # said already; the check would read it as another kind
+            continue
+        try:
+            ok = check.ok(*(values.get(k) for k in check.keys))
+        except (TypeError, ValueError, ArithmeticError):    # a kind no class default says (a null-default key)
+            ok = False
+        if not ok:
             value = values.get(check.keys[0])
             shown = "" if isinstance(value, (dict, list)) else f"{json.dumps(value)}: "
             problems.append(f"{check.keys[0]}: {shown}{check.why}")
@@ -96,6 +103,8 @@ def read(config: Path) -> Imported:
         missing = [k for k in f.keys if k not in values]
         if missing:  # a key the table reads has no default: the table is incomplete
             raise KeyError(f"{model_type}: no default for {missing}")
+        if any(k in mistyped for k in f.keys):
+            continue
         try:
             value = f.compute(*(values[k] for k in f.keys))
         except Unsupported as exc:
@@ -132,21 +141,22 @@ def read(config: Path) -> Imported:
 
 
 
-def _mistyped(data: dict[str, Any], defaults: dict[str, Any]) -> list[str]:
-    """Keys whose value is not of the kind of the class's default: a number where it defaults to one (a string
-    "0.25" would be read as text, or repeated), a list where it defaults to one; null stands for the default."""
-    problems = []
+def _mistyped(data: dict[str, Any], defaults: dict[str, Any]) -> dict[str, str]:
+    """Keys whose value is not of the kind of the class's default, with the problem: a number where it defaults
+    to one (a string "0.25" would be read as text, or repeated), a list where it defaults to one; null stands for
+    the default."""
+    problems = {}
     for name, value in data.items():
         default = defaults.get(name)
         if value is None or default is None:
             continue
         if isinstance(default, (int, float)) and not isinstance(default, bool):
             if isinstance(value, bool) or not isinstance(value, (int, float)):
-                problems.append(f"{name}: {json.dumps(value)}: expected a number (the class's default is "
-                                f"{json.dumps(default)})")
+                problems[name] = (f"{name}: {json.dumps(value)}: expected a number (the class's default is "
+                                  f"{json.dumps(default)})")
         elif isinstance(default, list) and not isinstance(value, list):
-            problems.append(f"{name}: {json.dumps(value)}: expected a list (the class's default is "
-                            f"{json.dumps(default)})")
+            problems[name] = (f"{name}: {json.dumps(value)}: expected a list (the class's default is "
+                              f"{json.dumps(default)})")
     return problems
 
 def _unaliased(data: dict[str, Any], aliases: dict[str, str]) -> tuple[dict[str, Any], list[str]]:

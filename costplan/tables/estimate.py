@@ -12,7 +12,7 @@ from costplan.report import (UNIT_WORDS, Block, LazyRows, Row, Table, count, deg
                              zero_stage)
 
 if TYPE_CHECKING:
-    from costplan.costs.result import Estimate
+    from costplan.costs.result import Estimate, Memory
     from costplan.sweep import Point
 
 # Why an MFU can pass 100%: model FLOPs follow conventions that count work no kernel runs.
@@ -41,17 +41,19 @@ def estimate_rows(est: Estimate) -> list[Row]:
     ]
     fp32_gradients = a.bytes_per_param["gradients"] > a.bytes_per_param["weights"]
     # a share of the peak for what the peak holds: the states, and the moment's own (parallel.StageMemory.moments)
-    rows += [Row("memory", name, value, "bytes", share=value / m.total_per_gpu if moment in ("", m.peak_at) else None,
-                 note=note if moment in ("", m.peak_at) else f"{note}; not held at the peak")
+    rows += [Row("memory", name, value, "bytes", share=value / m.total_per_gpu if _held(moment, m) else None,
+                 note=note if _held(moment, m) else f"{note}; not held at the peak")
              for name, value, moment, note in (
         ("weights", m.weights, "", ""),
         ("gradients", m.gradients, "", "fp32 for 16-bit weights (training.fp32_gradients)" if fp32_gradients else ""),
         ("optimizer states", m.optimizer, "", ""),
         (_activations_label(est), m.activations, BACKWARD, ""),
-        ("loss and head gradients (transient)", m.workspace, BACKWARD,
+        ("backward transients (loss, head, recomputation)", m.workspace, BACKWARD,
          "as backward starts; the head's, a softmax's or a recomputed layer's if more"),
-        *([("weights gathered by ZeRO-3 (transient)", m.gathered, BACKWARD,
-            "in backward: the embedding's and head's, two layers'")] if m.gathered else []),
+        *([("embedding and head gathered by ZeRO-3 (transient)", m.gathered_root, (BACKWARD, END_OF_BACKWARD),
+            "FSDP2's root module, until backward reaches the embedding")] if m.gathered_root else []),
+        *([("layers gathered by ZeRO-3 (transient)", m.gathered_layers, BACKWARD,
+            "in backward: the layer whose backward runs and the next, prefetched")] if m.gathered_layers else []),
         *([("tied embedding gradients (transient)", m.tied_gradients, END_OF_BACKWARD,
             "as backward ends: head's, lookup's, sum")] if m.tied_gradients else []),
         ("optimizer step transients", m.update, OPTIMIZER_STEP,
@@ -67,6 +69,11 @@ def estimate_rows(est: Estimate) -> list[Row]:
     rows += parallel_rows(est)
     return rows + scaling_rows(est)
 
+
+
+def _held(moments: str | tuple[str, ...], m: Memory) -> bool:
+    """Whether a memory row held at `moments` ("" for the states, always held) is in the peak."""
+    return moments == "" or m.peak_at in (moments if isinstance(moments, tuple) else (moments,))
 
 PART_NAMES = {"matmul": "matmuls", "attention": "attention kernels", "memory_bound": "memory-bound ops",
               "optimizer": "optimizer step", "bubble": "pipeline bubble",
@@ -339,7 +346,7 @@ def seq_len(groups: Sequence[Sequence[Estimate]]) -> Table:
         par = first.parallelism
         on = layout_words(first.assumptions.gpu_count, par.tensor, par.pipeline, par.data, par.context, par.expert)
         per = "" if first.assumptions.gpu_count == 1 else " per GPU"
-        title = f"{first.name}: activations{per} on {on}, micro-batch {first.assumptions.micro_batch_size}"
+        title = f"{first.name}: {_activations_label(first)}{per} on {on}"
         blocks.append(Block(SEQ_LEN_HEADERS, body, title=title, align=right_after_first(SEQ_LEN_HEADERS)))
     return Table(blocks, [e.model_dump() for group in groups for e in group])
 

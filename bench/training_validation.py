@@ -674,17 +674,17 @@ row's prediction moved. (Before the relabelling, with ZeRO 2 reducing 4 to 128 t
 rows had gone to -36.3% and -16.3%; the relabelling rests on NeMo's and apex's code, read after that.)
 
 Three memory changes, none of which moves a time. ZeRO-3's peak now holds the weights FSDP2 keeps gathered as
-backward runs (parallel.gathered_weights): the root module's (embedding and head; FSDP2 reshards the root only
-when backward reaches the embedding), the layer whose backward runs (torchtitan leaves the last unresharded after
+backward runs (parallel.gathered_weights): the root module's (embedding and head; FSDP2 reshards the root only when
+backward reaches the embedding), the layer whose backward runs (torchtitan leaves the last unresharded after
 forward) and the next, whose all-gather FSDP2 prefetches. torchtitan's FSDP rows of Llama 3 8B went from -7.0% to
--16.6% of their published peaks to -3.1% to -12.5% (2.8 GiB more each); its 70B row on tensor 8 gathers an
-eighth of each matrix and moved less, and its pipelined 405B rows run as ZeRO 1 (FSDP2 under pipelining keeps
-every block gathered, which their weights already count). Under tensor parallelism MLA's down-projections
-stay whole on every rank, as Megatron-Core's TE spec builds them (no row runs MLA with tensor > 1). Under full recomputation the backward
-moment holds a layer's activations saved again as its backward runs, where they outweigh the loss's transients:
-the 405B rows' first stages moved from -22.2..-31.0% to -19.0..-28.2% (`costplan check` of the CI spec with full
-recomputation, against the reference model's measured peak: +5.7% to +0.4%). The estimates stay below every
-published peak, which is the allocator's reserved memory: fragmentation and the caching allocator's slack are
+-16.6% of their published peaks to -3.1% to -12.5% (2.8 GiB more each); its 70B row on tensor 8 gathers an eighth of
+each matrix and moved less, and its pipelined 405B rows run as ZeRO 1 (FSDP2 under pipelining keeps every block
+gathered, which their weights already count). Under tensor parallelism MLA's down-projections stay whole on every
+rank, as Megatron-Core's TE spec builds them (no row runs MLA with tensor > 1). Under full recomputation the
+backward moment holds a layer's activations saved again as its backward runs, where they outweigh the loss's
+transients: the 405B rows' first stages moved from -22.2..-31.0% to -19.0..-28.2% (`costplan check` of the CI spec
+with full recomputation, against the reference model's measured peak: +5.7% to +0.4%). The estimates stay below
+every published peak, which is the allocator's reserved memory: fragmentation and the caching allocator's slack are
 not modelled.
 
 """

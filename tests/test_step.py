@@ -5,6 +5,7 @@ from __future__ import annotations
 import glob
 import math
 import re
+from pathlib import Path
 
 import pytest
 import yaml
@@ -914,3 +915,17 @@ def test_separate_adds_cost_a_pass_over_the_held_gradients(flat, parallelism, fp
     extra = added.time.breakdown["memory_bound"] - fused.time.breakdown["memory_bound"]
     assert extra == pytest.approx(adds * moved * held_share * added.params.total / (1000e9 * MEMORY_EFFICIENCY))
     assert added.time.step_seconds - fused.time.step_seconds == pytest.approx(extra)
+
+
+def test_mla_down_projections_run_whole_on_every_tensor_rank():
+    # Megatron-Core's TE spec duplicates MLA's down-projections: under sequence parallelism each tensor rank
+    # projects its own tokens (as many FLOPs as a split matrix), without it every token; other models' GEMMs
+    # take as long either way
+    ci = Path(__file__).parents[1] / "specs" / "ci"
+
+    def matmul(name, sp):
+        spec = costplan.load_spec(str(ci / name), ["hardware.count=2", "parallelism.tensor=2", "hardware.gpu=h100-sxm",
+                                                   f"parallelism.sequence_parallel={sp}", "training.precision=bf16"])
+        return costplan.estimate(spec).time.breakdown["matmul"]
+    assert matmul("mla.yaml", False) > matmul("mla.yaml", True)
+    assert matmul("flash.yaml", False) == pytest.approx(matmul("flash.yaml", True), rel=1e-12)

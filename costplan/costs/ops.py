@@ -71,7 +71,8 @@ class Gemm:
     bias: bool = False         # each product adds a bias vector (a parameter tensor of its own)
     tied: bool = False         # its weight is another op's (the LM head tied to the embedding)
     kv: bool = False           # its outputs are the key/value heads (serving copies them beyond n_kv_heads GPUs)
-    latent: bool = False       # an MLA down-projection (serving keeps it whole on every GPU, as vLLM does)
+    latent: bool = False       # an MLA down-projection: whole on every tensor rank (vLLM's serving, Megatron-Core's
+                               # TE spec in training), so split by tokens under sequence parallelism or not at all
 
     @property
     def flops(self) -> float:

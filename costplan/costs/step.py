@@ -149,6 +149,10 @@ class Timer:
             # gathered (et/t of a sequence's rows, sequence parallelism splitting them over t); their matrices
             # are split by et (parallel folding)
             return g.rows * self.rows * self.ep * self.routed_share, g.count / self.ep, self.et
+        if g.latent and self.t > 1:
+            # MLA's down-projections are whole on every tensor rank (Megatron-Core's TE spec duplicates them):
+            # each projects its own tokens under sequence parallelism, and every token without
+            return g.rows * self.rows / (self.t if self.sp else 1), g.count, 1
         return g.rows * self.rows, g.count, self.t if g.split else 1
 
     def gemm(self, g: Gemm) -> tuple[float, float]:
@@ -551,7 +555,8 @@ def update_fresh(spec: Spec, shape: Shape, stage: int, touch: FirstTouch) -> flo
                 tensors.append((op.d_in * op.d_out / par.expert_tensor_degree / routed_shards,
                                 count * op.count / par.expert))
             else:
-                tensors.append((op.d_in * op.d_out / (par.tensor if op.split else 1) / shards, count * op.count))
+                whole = not op.split or op.latent       # MLA's down-projections: whole on every tensor rank
+                tensors.append((op.d_in * op.d_out / (1 if whole else par.tensor) / shards, count * op.count))
     return touch.seconds_per_byte * sum(how_many * FP32 * n for n, how_many in tensors
                                         if FP32 * n >= touch.from_bytes)
 

@@ -38,7 +38,8 @@ class Figure(Section):
 class Efficiencies(Section):
     """What fraction of its peaks a device's kernels reach (the LATENCIES are times, not fractions)."""
 
-    device: str                # the catalogue key these apply to, or "default"
+    device: str                # the catalogue key the fractions come from, or "default"
+    latency_device: str = "default"    # the entry the all-reduce latencies come from (a PCIe board: its own)
     memory: Figure
     matmul: Figure
     attention: Figure
@@ -352,11 +353,11 @@ def efficiencies(gpu_key: str) -> Efficiencies:
     own, default = _entry(gpu_key), _entry("default")
     figures = {name: own.get(name, default[name]) for name in FIELDS}
     figures |= {name: own.get(name, default.get(name)) for name in WEIGHT_FIELDS.values()}
-    # curves alone are not serving figures; a PCIe board's own all-reduce latency alone leaves the rest default
-    serving = any(name in own for name in (*FIELDS, *WEIGHT_FIELDS.values()) if name not in LATENCIES)
+    # curves alone are not serving figures; a PCIe board may give its own latency and leave the fractions default
+    fractions = any(name in own for name in (*FIELDS, *WEIGHT_FIELDS.values()) if name not in LATENCIES)
     latency = any(name in own for name in LATENCIES)
-    device = gpu_key if serving else f"default with {gpu_key}'s all-reduce latency" if latency else "default"
-    return Efficiencies(device=device, **figures)
+    return Efficiencies(device=gpu_key if fractions else "default",
+                        latency_device=gpu_key if latency else "default", **figures)
 
 
 @functools.cache

@@ -313,7 +313,7 @@ def serve(spec: Spec) -> ServingEstimate:
         memory_bandwidth_bytes_per_s=replica.bandwidth, link_bytes_per_s=replica.link,
         reserve_fraction=s.reserve, batch_rule=rule,
         latency_targets={k: v for k, v in (("tpot_ms", s.tpot_ms), ("ttft_ms", s.ttft_ms)) if v is not None},
-        efficiency_device=eff.device,
+        efficiency_device=eff.device, latency_device=eff.latency_device,
         efficiencies=_efficiencies(eff, s.weights, tensor, gpu.node_size),
         gemm_curve=replica.kernels.curve.source if replica.kernels.curve is not None else None,
         moe_experts_read_per_step=expected_experts(moe.n_experts, moe.top_k, batch) if moe else None,

@@ -181,13 +181,12 @@ BOUND_MARGIN = 1e-9
 def _fastest(candidates: list[_Candidate], shape: Shape, capacity: float
              ) -> tuple[Spec, list[parallel.StageMemory], step.StepTime] | None:
     """The fitting layout of the shortest step per sequence (then the fewest model-parallel GPUs, the lowest ZeRO
-    stage, the first listed), with its memories and step; of a family (layouts.family), the lowest ZeRO stage
-    that fits, and ZeRO 2 beside a fitting ZeRO 1. Per sequence, because without training.global_batch_size
-    each layout's batch is its own (micro-batch × micro-batches × data ranks): a shorter step of a smaller batch
-    trains slower. Layouts are
-    taken in the order of lower bounds of their steps per sequence (step.sequence_bound, one a family: ZeRO does
-    not change it), and once a bound is above the fastest step found no later layout is sized or timed: none can
-    be faster. None when no layout fits."""
+    stage, the first listed), with its memories and step; of a family (layouts.family), the lowest ZeRO stage that
+    fits, and ZeRO 2 beside a fitting ZeRO 1. Per sequence, because without training.global_batch_size each layout's
+    batch is its own (micro-batch × micro-batches × data ranks): a shorter step of a smaller batch trains slower.
+    Layouts are taken in the order of lower bounds of their steps per sequence (step.sequence_bound, one a family:
+    ZeRO does not change it), and once a bound is above the fastest step found no later layout is sized or timed:
+    none can be faster. None when no layout fits."""
     def key(stepped: step.StepTime, c: Spec, index: int) -> tuple:
         return (stepped.seconds / c.global_batch_size, c.parallel.tensor * c.parallel.pipeline, c.parallel.zero,
                 index)

@@ -68,7 +68,8 @@ class ServingAssumptions(Record):
     reserve_fraction: float
     batch_rule: str
     latency_targets: dict[str, float]
-    efficiency_device: str        # the kernels.yaml entry used ("default" for devices it does not list)
+    efficiency_device: str        # the kernels.yaml entry of the fractions ("default" for devices it does not list)
+    latency_device: str           # the kernels.yaml entry of the all-reduce latencies
     efficiencies: dict[str, Efficiency]
     gemm_curve: str | None        # source of the GEMM efficiency-by-size curve used; None: `matmul` at every size
     moe_experts_read_per_step: float | None   # expected routed experts per MoE layer at the batch served

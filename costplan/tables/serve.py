@@ -80,7 +80,8 @@ def assumption_lines(est: ServingEstimate) -> list[str]:
         + (f", {a.weights} weights HBM {percent(e['weight_memory'].value)}"
            if e["weight_memory"] != e["memory"] else "")
         + (f", all-reduce bus {percent(e['allreduce_bus'].value)} + "
-           f"{seconds(e['allreduce_latency'].value * 1e-6)} each" if a.tensor > 1 else ""),
+           f"{seconds(e['allreduce_latency'].value * 1e-6)} each"
+           + (f" ({a.latency_device}'s)" if a.latency_device != a.efficiency_device else "") if a.tensor > 1 else ""),
         f"quantized: {a.quantized}",
         f"memory: {percent(a.reserve_fraction)} of each GPU reserved; the cache of each sequence held at "
         f"prompt + output tokens",

@@ -262,10 +262,12 @@ def test_adafactor_under_per_parameter_sharding_keeps_matrix_factors_whole():
 def test_full_recompute_holds_one_layer_recomputed_as_its_backward_runs():
     # While a recomputed layer's backward runs its forward has saved everything again: with L equal layers, the
     # layer's own saved bytes are what recomputation saves, (A_none − A_full) / L, on top of the input it kept
-    # (b·s·d in bf16). That, not the small loss's gradients, is the backward moment's transient.
+    # (b·s·d in bf16). That, not the small loss's gradients, is the backward moment's transient. (A dense core's
+    # softmax gradients come on top: test_profiling_memory.py.)
     layers, micro, s, d = 4, 2, 128, 64
     def run(recompute):
-        return costplan.estimate(make_spec({"n_layers": layers, "vocab_size": 64, "position": "rope"},
+        return costplan.estimate(make_spec({"n_layers": layers, "vocab_size": 64, "position": "rope",
+                                            "attention": "flash"},
                                            training={"recompute": recompute, "micro_batch_size": micro,
                                                      "seq_len": s, "precision": "bf16", "tokens": 10**6}))
     kept, full = run("none"), run("full")

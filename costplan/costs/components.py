@@ -3,11 +3,12 @@ pipeline stage, and shared between the points of a sweep."""
 from __future__ import annotations
 
 from costplan.costs import ZERO, Cost, Shape, memo
+from costplan.costs.attention import dense as dense_attention
 from costplan.costs.embedding import embedding, head
 from costplan.costs.implementation import (capped_logits, d_model_wide, eager_peak, fp32_residual, model_extra,
                                           position_ids, weight_copies)
-from costplan.costs.layers import (Stages, block_width, last_layer_shape, layer_cost, recompute_groups, stage_count,
-                                   stage_layers)
+from costplan.costs.layers import (Layer, Stages, block_width, kept, last_layer_shape, layer_cost, recompute_groups,
+                                   stage_count, stage_layers)
 from costplan.costs.memory import element_bytes
 from costplan.costs.norm import norm
 from costplan.spec import ModelSpec, Spec
@@ -81,12 +82,30 @@ def _components(model: ModelSpec, shape: Shape, stage: int, stages: Stages) -> d
     for layer, count, layer_shape in recompute_groups(model, shape, stage, stages):
         for key, cost in layer_cost(layer, model, layer_shape).items():
             parts[key] = parts[key].plus(cost, count)
-    last = layer_cost(stage_layers(model, stage, stages)[-1], model, last_layer_shape(model, shape, stage, stages))
+    last_layer, last_shape = stage_layers(model, stage, stages)[-1], last_layer_shape(model, shape, stage, stages)
+    last = layer_cost(last_layer, model, last_shape)
     after = sum(last[k].activations for k in ("mlp", "moe") if k in last) + (
         parts["head"].activations + outer_norm.activations if last_stage else 0)
     workspace = sum(c.workspace for c in parts.values())
-    parts["attention"] = parts["attention"] + Cost(workspace=eager_peak(width, shape, after, workspace))
+    core = core_transient(last_layer, width, last_shape)
+    parts["attention"] = parts["attention"] + Cost(
+        workspace=max(eager_peak(width, shape, after, workspace), core - after - workspace, 0))
     return parts
+
+
+def core_transient(layer: Layer, model: ModelSpec, shape: Shape) -> int:
+    """What the stage's last attention core holds beyond the saved tensors at its busiest moment in backward,
+    where the fused formulas run it materialised over the whole square (dense attention); the transformers
+    modules' eager softmax is eager_peak's. A fully recomputed layer has just saved its attention block again
+    (its input, saved once, aside); its feed-forward block's backward has run and freed its own."""
+    if shape.implementation != "fused" or layer.attention.type != "dense":
+        return 0
+    again = 0
+    if shape.recompute == "full":
+        redone = layer_cost(layer, model, kept(shape))
+        layer_input = shape.seq_len * model.d_model * shape.act_bytes
+        again = redone["attention"].activations + redone["norms"].activations - layer_input
+    return dense_attention.backward_transient(model, shape) + again
 
 
 def _shared_edges(width: ModelSpec, shape: Shape) -> tuple[Cost, Cost, Cost, Cost]:

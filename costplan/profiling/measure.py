@@ -25,7 +25,7 @@ from costplan.profiling.fixed_costs import FixedStep, paired
 from costplan.profiling.memory import Peak, peak_cuda, peak_fake, saved_bytes
 from costplan.profiling.model import build_model, component_of, training_dtype
 from costplan.profiling.precision import PrecisionChoice, timing_precision
-from costplan.profiling.private import fake_tensor_mode
+from costplan.profiling.private import fake_tensor_mode, storage_key
 from costplan.profiling.stages import Stages
 from costplan.profiling.step import Trainer, batch, loss_of
 from costplan.profiling.timing import Timing, back_to_back, time_steps
@@ -166,17 +166,25 @@ def count_fvcore(spec: Spec, size: int) -> tuple[counters.FvcoreCount | None, st
 
 
 def measure_peak(spec: Spec, size: int, device: torch.device) -> Peak:
-    """Peak of a training step: real on CUDA when it fits there, else followed on fake CPU tensors."""
+    """Peak of a training step: real on CUDA when it fits there, else followed on fake CPU tensors. The
+    reference model's constant buffers (the causal mask and ALiBi bias at max_seq_len, rotary tables) are left
+    out, as from the saved activations: they stand in for what fused kernels take as a flag or slopes or compute
+    in place, and live through the whole step, so the peak less them is exact."""
     real = device.type == "cuda" and fits_on(spec, size, device)
     where = device if real else torch.device("cpu")
+    constants = []
 
     def build():  # noqa: ANN202
-        trainer = Trainer(build_model(spec, device=where), spec)
+        model = build_model(spec, device=where)
+        storages = {storage_key(b.untyped_storage()): b.untyped_storage().nbytes() for b in model.buffers()}
+        constants.append(sum(storages.values()))
+        trainer = Trainer(model, spec)
         first, second = batch(spec, size, where), batch(spec, size, where)
         # Two micro-batches, gradients accumulating, then the update: see memory.py.
         return [lambda: trainer.accumulate(*first), lambda: trainer.accumulate(*second), trainer.update]
 
-    return peak_cuda(build, device) if real else peak_fake(build)
+    peak = peak_cuda(build, device) if real else peak_fake(build)
+    return Peak(peak.bytes - sum(constants), f"{peak.method}, the model's constant buffers left out")
 
 
 # ---------------------------------------------------------------------------------------------- time

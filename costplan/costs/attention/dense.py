@@ -20,6 +20,15 @@ def cost(attention: DenseAttention, model: ModelSpec, shape: Shape) -> Cost:
     return around_core(model, shape, cached_tokens=s) + core + sink_column(model, shape)
 
 
+def backward_transient(model: ModelSpec, shape: Shape) -> int:
+    """Bytes the core holds beyond what the step saved while its softmax's backward runs: the gradient of the
+    probabilities (the AV matmul's) and that of the scores (the softmax's), one element per stored probability in
+    the activation dtype; the probabilities stay saved until that node has run. Under selective recomputation
+    the core's forward has just run again, so its probabilities are held too."""
+    stored = model.n_heads * shape.seq_len * (shape.seq_len + model.attention_sinks)
+    return stored * shape.act_bytes * (3 if shape.recompute == "selective" else 2)
+
+
 def sink_column(model: ModelSpec, shape: Shape) -> Cost:
     """The sinks' column of the stored probabilities: one more per query and head, unless selective
     recomputation stores no probabilities at all."""

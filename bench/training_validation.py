@@ -687,6 +687,16 @@ with full recomputation, against the reference model's measured peak: +5.7% to +
 every published peak, which is the allocator's reserved memory: fragmentation and the caching allocator's slack are
 not modelled.
 
+Two more memory changes, from the kernels' code, again moving no time. A fused or vocabulary-parallel loss now
+holds what Megatron-Core's cross-entropy kernels hold (both save an fp32 softmax and turn it into the gradient in
+place: 6 bytes a bf16 logit as backward starts, against torch's 12, which eager losses keep), and a fused SwiGLU
+saves its gate and up projections, recomputing the activation in backward as Megatron-Core's bias_swiglu does (3
+d_ff-wide tensors a token, against eager PyTorch's 4). No row with a published peak runs either (torchtitan's
+losses are torch's, its recomputation keeps no activation), but its full-recomputation rows' recomputed layer is
+smaller: the 405B rows' first stages -19.0..-28.2% to -19.6..-28.7% of their peaks. Megatron-Bridge's Llama 3 70B
+rows and its Qwen3-235B row, which ran, no longer print "does not fit"; its Qwen3-30B-A3B (2511) and DeepSeek-V3
+rows still do.
+
 """
 
 

@@ -214,7 +214,8 @@ class TrainingSpec(Section):
     # fused kernels (torch.compile, Transformer Engine, Megatron), or as the kernels eager PyTorch runs one op
     # at a time (torchtitan without torch.compile; costs/eager.py), or `blocks`: each transformer block
     # compiled on its own and the rest (the final norm, the head's loss) eager (torchtitan's torch.compile).
-    # Time only: memory is not affected.
+    # Memory follows two of them: an eager gated activation also saves its output (costs/mlp.py saved_inner),
+    # and an eager loss is torch's cross-entropy (costs/embedding.py head).
     fusion: Literal["fused", "eager", "blocks"] = "fused"
     # Ops that run as one fused kernel each way in an otherwise eager step (fusion eager, or the eager edges of
     # fusion blocks): torchtitan's fused_rmsnorm, Liger's RMSNorm, RoPE, SwiGLU and cross-entropy kernels.
@@ -222,8 +223,8 @@ class TrainingSpec(Section):
     # How the loss over the vocabulary runs, where it differs from what `fusion` makes of it: one fused kernel
     # each way (Megatron's and Transformer Engine's fused cross-entropy, Liger's), torch's cross_entropy on fp32
     # logits (eager), or Megatron-Core's unfused vocab-parallel cross-entropy (its default without
-    # cross_entropy_loss_fusion: costs/eager.py). None: fused, or eager under fusion eager and blocks. Time only,
-    # as fusion: the fp32 logits the unfused kinds hold through the loss are not in the memory model.
+    # cross_entropy_loss_fusion: costs/eager.py). None: fused, or eager under fusion eager and blocks. Memory:
+    # fused and vocab_parallel as Megatron-Core's kernels hold it, eager as torch's (costs/embedding.py head).
     loss_kernel: Literal[LOSS_KERNELS] | None = None
     # How a step's micro-batches add up their weight gradients: in the weight-gradient GEMM itself (Megatron-Core's
     # gradient_accumulation_fusion, on by default), or by a separate add after each backward (PyTorch's autograd

@@ -25,9 +25,9 @@ def activations(implementation: str, config: str = "llama") -> int:
 
 
 def test_sdpa_by_hand():
-    """Beyond fused kernels: an fp32 copy of each RMSNorm's input (2 per layer and the final one) and the
-    rotary tables cos and sin (bf16, once)."""
-    assert activations("sdpa") - activations("fused") == 5 * S * D * 4 + 2 * S * HD * 2
+    """Beyond fused kernels: an fp32 copy of each RMSNorm's input (2 per layer and the final one), the rotary
+    tables cos and sin (bf16, once), and per layer silu's output, which a fused SwiGLU kernel recomputes."""
+    assert activations("sdpa") - activations("fused") == 5 * S * D * 4 + 2 * S * HD * 2 + 2 * S * F * 2
 
 
 def test_eager_by_hand():
@@ -42,8 +42,9 @@ def test_moe_by_hand():
     sum and int64 expert indices, one more int64 index per routed row, and 4 int32 grouped-matmul offsets."""
     k, experts = 2, 4
     extra = S * k * 4 + S * 4 + S * k * 8 + S * k * 8 + experts * 4
+    silu = S * k * F * 2             # per routed row the expert's silu output, which a fused kernel recomputes
     assert activations("sdpa", "mixtral") - activations("fused", "mixtral") == (
-        2 * extra + 5 * S * D * 4 + 2 * S * HD * 2)   # and the RMSNorm copies and rotary tables, as dense
+        2 * (extra + silu) + 5 * S * D * 4 + 2 * S * HD * 2)   # and the RMSNorm copies and rotary tables, as dense
 
 
 def test_autocast_by_hand():
@@ -70,10 +71,11 @@ def test_olmo_by_hand():
     """The tiny OLMo (2 layers, d_model 64, 4 heads of 16, clip_qkv 8) beyond fused kernels: each of the 5
     OlmoLayerNorms runs on an fp32 copy of its bf16 input (2 bytes more per element), the rotary tables stay
     fp32 (OlmoRotaryEmbedding does not cast them), and each layer's in-place clamp_ saves q, k and v as their
-    projections return them; only the rotary tables are the class's own rather than the architecture's."""
-    d, hd = 64, 16
+    projections return them, and each layer's silu its output (a fused SwiGLU kernel recomputes it); only the
+    rotary tables are the class's own rather than the architecture's."""
+    d, hd, f = 64, 16, 96
     assert activations("sdpa", "olmo") - activations("fused", "olmo") == (
-        5 * S * d * 2 + 2 * S * hd * 4 + 2 * S * 3 * d * 2)
+        5 * S * d * 2 + 2 * S * hd * 4 + 2 * S * 3 * d * 2 + 2 * S * f * 2)
     assert beyond_llama("olmo", "sdpa") == 2 * S * hd * (4 - 2)
     assert beyond_llama("olmo", "eager", autocast=True) == 0       # fp32 tables under autocast in any class
     unclipped = estimate("sdpa", False, "olmo", "model.clip_qkv=null").memory.activations

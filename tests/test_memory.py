@@ -109,11 +109,18 @@ def test_non_layer_activations_by_hand():
     assert costplan.estimate(spec).memory.activations == layer + outside
 
 
-@pytest.mark.parametrize("mlp, inner", [("gelu", 2), ("relu", 1), ("swiglu", 4), ("geglu", 4)])
-def test_mlp_saved_tensors(mlp, inner):
+@pytest.mark.parametrize("mlp, inner, eager", [("gelu", 2, 2), ("relu", 1, 1), ("swiglu", 3, 4), ("geglu", 3, 4)])
+def test_mlp_saved_tensors(mlp, inner, eager):
+    # d_ff-wide tensors per token: a fused gated kernel keeps gate and up, the down projection their product; an
+    # eager step's activation also saves its output.
     base = per_layer_activations(make_spec({"mlp": "gelu", "d_ff": 100}))
     other = per_layer_activations(make_spec({"mlp": mlp, "d_ff": 100}))
     assert other - base == (inner - 2) * S * 100 * 2
+    unfused = per_layer_activations(make_spec({"mlp": mlp, "d_ff": 100}, {"fusion": "eager"}))
+    assert unfused - base == (eager - 2) * S * 100 * 2
+    kernel = per_layer_activations(make_spec({"mlp": mlp, "d_ff": 100}, {"fusion": "eager",
+                                                                        "fused_kernels": ["activation"]}))
+    assert kernel == other
 
 
 @pytest.mark.parametrize("precision, optimizer, per_param", [
@@ -185,14 +192,18 @@ def test_total_and_fit():
 
 
 def test_loss_gradients_are_live_at_the_peak():
-    # When backward starts, cross_entropy(logits.float()) has produced the gradient of its log-softmax and then
-    # the gradient of the fp32 logits: two fp32 s × vocab tensors on top of every saved activation, for the
-    # micro-batch whose backward runs, split over the tensor group by a vocabulary-parallel loss.
-    per_sequence = 2 * S * 1000 * 4
-    assert costplan.estimate(make_spec()).memory.workspace == per_sequence
-    assert costplan.estimate(make_spec(training={"micro_batch_size": 4})).memory.workspace == 4 * per_sequence
-    split = make_spec(training={"micro_batch_size": 2}, hardware={"count": 8}, parallelism={"tensor": 2})
-    assert costplan.estimate(split).memory.workspace == 2 * per_sequence // 2
+    # When backward starts, torch's cross_entropy(logits.float()) (an eager loss) has produced the gradient of its
+    # log-softmax and then the gradient of the fp32 logits: two fp32 s × vocab tensors on top of every saved
+    # activation, for the micro-batch whose backward runs, split over the tensor group by a vocabulary-parallel
+    # head. Megatron-Core's loss (a fused step's default) has made the gradient in its saved fp32 softmax and
+    # holds only its cast to bf16: one 2-byte s × vocab tensor.
+    for loss, per_sequence in (("eager", 2 * S * 1000 * 4), ("fused", S * 1000 * 2), ("vocab_parallel", S * 1000 * 2)):
+        assert costplan.estimate(make_spec(training={"loss_kernel": loss})).memory.workspace == per_sequence
+        four = make_spec(training={"micro_batch_size": 4, "loss_kernel": loss})
+        assert costplan.estimate(four).memory.workspace == 4 * per_sequence
+        split = make_spec(training={"micro_batch_size": 2, "loss_kernel": loss}, hardware={"count": 8},
+                          parallelism={"tensor": 2})
+        assert costplan.estimate(split).memory.workspace == 2 * per_sequence // 2
 
 
 @pytest.mark.parametrize("block, norm_inputs, norms, block_inputs", [

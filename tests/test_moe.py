@@ -12,9 +12,9 @@ from costplan.costs.estimate import components
 D, F, S, L = 64, 96, 128, 2        # tiny: d_model 64, expert width 96, seq 128, 2 layers
 
 
-def moe_spec(moe: dict, **model):
+def moe_spec(moe: dict, training: dict | None = None, **model):
     return make_spec({"mlp": "swiglu", "norm": "rmsnorm", "position": "rope", "bias": False,
-                      "tie_embeddings": False, **model, "moe": {"d_ff_expert": F, **moe}})
+                      "tie_embeddings": False, **model, "moe": {"d_ff_expert": F, **moe}}, training)
 
 
 def test_mixtral_8x7b_exact():
@@ -151,12 +151,15 @@ def test_flops_do_not_depend_on_n_experts_but_for_the_router(e1, e2, top_k):
 def test_moe_saved_bytes_by_hand(capacity_factor, rows):
     # One MoE layer, 4 experts, top 2, swiglu experts of width 96, bf16 (2 bytes). Saved for backward:
     # the block input (d), the fp32 router probabilities (4 experts), and per routed row: the gathered input
-    # (d), the swiglu gate, activation, up and product (4 × 96), the expert output (d), the fp32 gate weight,
-    # and two int64 indices (the row's token; its gate weight's (token, expert) entry).
+    # (d), the fused swiglu's gate and up and their product (3 × 96; eager PyTorch also saves the activation),
+    # the expert output (d), the fp32 gate weight, and two int64 indices (the row's token; its gate weight's
+    # (token, expert) entry).
     moe = {"n_experts": 4, "top_k": 2, **({"capacity_factor": capacity_factor} if capacity_factor else {})}
     parts = components(moe_spec(moe, n_layers=1))
-    expected = S * D * 2 + S * 4 * 4 + rows * (D * 2 + 4 * F * 2 + D * 2 + 4 + 2 * 8)
+    expected = S * D * 2 + S * 4 * 4 + rows * (D * 2 + 3 * F * 2 + D * 2 + 4 + 2 * 8)
     assert parts["moe"].activations == expected
+    eager = components(moe_spec(moe, n_layers=1, training={"fusion": "eager"}))
+    assert eager["moe"].activations == expected + rows * F * 2
 
 
 def test_tensor_parallel_experts_need_sequence_parallelism():

@@ -184,7 +184,7 @@ def test_deadline_table(run):
     assert out.splitlines()[0].split()[:3] == ["GPU", "GPUs", "tensor"]
     assert "a100-80gb" in out and "ZeRO" not in out          # one GPU: nothing to shard
     out = run("plan", "llama2-7b", "--deadline", "30d", "--gpu", "a100-80gb").stdout
-    assert "1 × 1 × 256, ZeRO 2" in out
+    assert "1 × 1 × 256, ZeRO 3" in out
 
 
 # ---------------------------------------------------------------------------------------------- errors
@@ -336,12 +336,12 @@ def test_deadline_keeps_the_spec_layouts_folded_expert_ranks(run):
 
 def test_deadline_chooses_the_layout_cheapest_once_each_is_tuned(run):
     # Llama 2 70B on H100s in 60 days: at 512 GPUs, ZeRO 3 alone is cheapest at the spec's full recomputation,
-    # but tensor 2 on ZeRO 3 without recomputation is cheaper than any tuning of it or of tensor 4 (where ZeRO 1
-    # does not fit and ZeRO 2 reduce-scatters each of 8 micro-batches); the runner-up is tuned alike
+    # but tensor 4 on ZeRO 2 without recomputation (micro-batches of 2) is cheaper than any tuning of it or of
+    # tensor 2; the runner-up is tuned alike
     data = json.loads(run("plan", "llama2-70b", "--deadline", "60d", "--gpu", "h100-sxm", "--set",
                           "training.recompute=full", "--set", "model.qkv_bias=true", "--format", "json").stdout)[0]
-    assert (data["gpus"], data["layout"]["tensor"], data["layout"]["zero"], data["recompute"]) == (512, 2, 3, "none")
-    for tensor, zero in ((1, 3), (4, 2), (4, 3)):
+    assert (data["gpus"], data["layout"]["tensor"], data["layout"]["zero"], data["recompute"]) == (512, 4, 2, "none")
+    for tensor, zero in ((1, 3), (2, 3), (4, 3)):
         same = json.loads(run("plan", "llama2-70b", "--deadline", "60d", "--gpu", "h100-sxm", "--set",
                               "training.recompute=full", "--set", "model.qkv_bias=true", "--set",
                               f"parallelism.tensor={tensor}", "--set", "parallelism.pipeline=1", "--set",

@@ -9,6 +9,7 @@ import torch  # noqa: E402
 
 import costplan  # noqa: E402
 from conftest import make_spec  # noqa: E402
+from costplan.costs.components import components  # noqa: E402
 from costplan.profiling.measure import count_saved, measure_peak  # noqa: E402
 from costplan.profiling.memory import peak_fake, saved_bytes  # noqa: E402
 from costplan.profiling.model import build_model  # noqa: E402
@@ -84,12 +85,25 @@ def test_peak_tracker_agrees_with_torch_memtracker(spec):
 
 def test_what_the_peak_holds():
     # A step accumulating two micro-batches peaks when the second one's backward starts: weights, gradients,
-    # optimizer states and the fp32 master copy, all saved activations, and the loss's working buffers, the fp32
-    # gradients of the log-softmax and of the fp32 logits (2 · batch · s · vocab · 4 bytes) — the estimate's
-    # total (the model's constant buffers, here the position ids, left out). Within 0.1%: a few per-row
-    # statistics are transient too.
+    # optimizer states and the fp32 master copy, all saved activations, and the loss's working buffers: with
+    # torch's cross-entropy (an eager loss) the fp32 gradients of the log-softmax and of the fp32 logits
+    # (2 · batch · s · vocab · 4 bytes), with the fused default (Megatron-Core's) the bf16 cast of the gradient
+    # it made in its saved softmax (batch · s · vocab · 2) — the estimate's total (the model's constant buffers,
+    # here the position ids, left out). Within 0.1%: a few per-row statistics are transient too.
+    for loss, workspace in (("eager", 2 * 2 * 512 * 256 * 4), (None, 2 * 512 * 256 * 2)):
+        spec = make_spec({"vocab_size": 256, "d_model": 128, "max_seq_len": 512, "attention": "flash"},
+                         {"micro_batch_size": 2, "loss_kernel": loss})
+        m = costplan.estimate(spec).memory
+        assert m.workspace == workspace
+        peak = measure_peak(spec, 2, torch.device("cpu")).bytes
+        assert peak == pytest.approx(m.total_per_gpu, rel=1e-3)
+        assert m.peak_at == "backward"
+
+
+def test_an_eager_step_s_loss_is_torch_s():
+    # fusion eager leaves the loss eager: torch's cross-entropy, whatever the loss of a fused step would be.
     spec = make_spec({"vocab_size": 256, "d_model": 128, "max_seq_len": 512, "attention": "flash"},
-                     {"micro_batch_size": 2})
+                     {"micro_batch_size": 2, "fusion": "eager"})
     m = costplan.estimate(spec).memory
     assert m.workspace == 2 * 2 * 512 * 256 * 4
     peak = measure_peak(spec, 2, torch.device("cpu")).bytes
@@ -237,3 +251,59 @@ def test_the_reference_adafactor_keeps_torchs_states():
     assert states(OPTIMIZERS["adafactor"]) == states(lambda ps: torch.optim.Adafactor(ps, lr=1e-3))
     assert states(torch.optim.Adafactor)[0] == [(1, 3), (5, 1)]
 
+
+def test_megatron_s_loss_has_torch_s_gradient():
+    # The reference's copy of Megatron-Core's vocabulary-parallel cross-entropy (one tensor rank) against torch's.
+    # On fp32 logits it works in them in place, as Megatron's does: it gets a copy here.
+    from costplan.profiling.step import loss_of
+    logits = torch.randn(2, 5, 11, requires_grad=True)
+    targets = torch.randint(0, 11, (2, 5))
+    ours = loss_of(logits * 1.0, targets, "vocab_parallel")
+    (mine,) = torch.autograd.grad(ours, logits)
+    theirs = torch.nn.functional.cross_entropy(logits.flatten(0, 1), targets.flatten())
+    (expected,) = torch.autograd.grad(theirs, logits)
+    assert ours.item() == pytest.approx(theirs.item(), rel=1e-6)
+    assert torch.allclose(mine, expected, atol=1e-7)
+
+
+@pytest.mark.parametrize("precision, kernel", [("bf16", "eager"), ("bf16", "vocab_parallel"), ("fp32", "eager"),
+                                               ("fp32", "vocab_parallel")])
+def test_the_loss_s_transient_by_its_kernel(precision, kernel):
+    # A large vocabulary at 512 tokens: backward starts at the peak. torch's cross-entropy then holds the fp32
+    # gradients of its log-softmax and of the logits (8 bytes a logit); Megatron-Core's only the 16-bit cast of
+    # the softmax it turned into the gradient in place (2 bytes; in fp32 nothing, and the head's matmul is then
+    # the busier moment). The reference model's step agrees within 0.01%.
+    s, v = 512, 32000
+    spec = make_spec({"vocab_size": v, "d_model": 64, "max_seq_len": s, "attention": "flash"},
+                     {"micro_batch_size": 1, "loss_kernel": kernel, "precision": precision})
+    m = costplan.estimate(spec).memory
+    loss = {"eager": 2 * s * v * 4, "vocab_parallel": s * v * 2 if precision == "bf16" else 0}[kernel]
+    if loss:
+        assert m.workspace == loss
+    else:   # the head's weight gradient and its input's
+        assert m.workspace == v * 64 * 4 + s * 64 * 4
+    assert measure_peak(spec, 1, torch.device("cpu")).bytes == pytest.approx(m.total_per_gpu, rel=1e-4)
+
+
+@pytest.mark.parametrize("kind", ["swiglu", "geglu"])
+def test_the_fused_gated_activation_has_eager_gradients(kind):
+    # The reference's fused kernel (saves gate and up, recomputes the activation) against torch's autograd of
+    # act(gate) · up.
+    from costplan.profiling.modules import _ACTIVATION, _FusedGLU
+    gate, up = (torch.randn(3, 7, dtype=torch.float64, requires_grad=True) for _ in range(2))
+    grad = torch.randn(3, 7, dtype=torch.float64)
+    expected = torch.autograd.grad(_ACTIVATION[kind](gate) * up, (gate, up), grad)
+    ours = torch.autograd.grad(_FusedGLU.apply(gate, up, kind), (gate, up), grad)
+    assert all(torch.allclose(a, b) for a, b in zip(ours, expected))
+
+
+def test_a_fused_swiglu_saves_its_input_and_output():
+    # Megatron-Core's bias_swiglu saves its input, gate and up (2 · d_ff), and the down projection its output
+    # (d_ff); with the block's input that is s · (d + 3 · d_ff) per MLP. An eager step's silu(gate) · up also
+    # saves silu's output.
+    s, d, f = 128, 64, 256
+    def mlp_bytes(fusion: str) -> int:
+        spec = make_spec({"mlp": "swiglu", "d_ff": f}, {"fusion": fusion})
+        return components(spec)["mlp"].activations // 2   # per layer, of two
+    assert mlp_bytes("fused") == s * (d + 3 * f) * 2
+    assert mlp_bytes("eager") == s * (d + 4 * f) * 2

@@ -183,7 +183,7 @@ def test_jobs_option(run):
 
 
 def test_a_held_layout_serves_only_points_it_tiles_and_splits(run):
-    # Mixtral on 64 GPUs lays out 8 × 1 × 8 with expert 8; a point with 2 experts cannot spread them over 8
+    # Mixtral on 64 GPUs lays out 4 × 1 × 16 with expert 8; a point with 2 experts cannot spread them over 8
     # ranks (`estimate` refuses that section), so it searches its own layout, and gets estimate's numbers
     data = json.loads(run("sweep", "mixtral-8x7b", "--vary", "moe.n_experts=2,8", "--gpus", "64",
                           "--format", "json").stdout)
@@ -193,7 +193,7 @@ def test_a_held_layout_serves_only_points_it_tiles_and_splits(run):
         assert (d["memory_per_gpu"], d["gpu_hours"], d["layout"]) == (
             e.memory.total_per_gpu, e.time.gpu_hours, degrees(e.parallelism.tensor, e.parallelism.pipeline,
                                                               e.parallelism.data, expert=e.parallelism.expert))
-    assert [d["layout"] for d in data] == ["8 × 1 × 8 expert 2", "8 × 1 × 8 expert 8"]
+    assert [d["layout"] for d in data] == ["4 × 1 × 16 expert 2", "4 × 1 × 16 expert 8"]
 
 
 def test_points_keep_the_base_layout_unless_told_to_search(run):

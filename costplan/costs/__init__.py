@@ -175,6 +175,12 @@ class Shape:
         the step's fusion runs it)."""
         return self.loss_kernel if self.loss_kernel is not None else fusion_loss(self.fusion, self.fused_kernels)
 
+    def softmax_loss(self) -> bool:
+        """Whether the loss keeps an fp32 softmax and makes its gradient in it in place, as Megatron-Core's
+        cross-entropy kernels do, fused or vocabulary-parallel; an eager loss and transformers' modules run
+        torch's, which holds two more fp32 tensors as backward starts (costs/embedding.py head)."""
+        return self.implementation == "fused" and self.loss() != "eager"
+
 
 def fusion_loss(fusion: str, fused_kernels: tuple[str, ...] | list[str]) -> str:
     """The loss kernel training.fusion implies: eager outside a fused step (compiled blocks leave it eager too),

@@ -25,7 +25,11 @@ def head(model: ModelSpec, shape: Shape) -> Cost:
     (s × vocab) and the int64 targets. Workspace: when backward starts, the loss's gradient w.r.t. the
     log-softmax and the log-softmax's gradient w.r.t. the fp32 logits (two more fp32 s × vocab tensors) are live
     on top of every saved activation; that instant is a step's peak (measured on the reference model,
-    profiling/memory.py)."""
+    profiling/memory.py). That is torch's cross-entropy, an eager loss's. A fused or vocabulary-parallel loss
+    (Shape.softmax_loss) runs as Megatron-Core's kernels, fused or not (megatron/core/fusions/fused_cross_entropy.py,
+    tensor_parallel/cross_entropy.py): they save an fp32 softmax and turn it into the gradient in place, so only
+    its cast back to 16 bits is new then (nothing in fp32). Transformer Engine's and Liger's fused kernels would
+    hold less: they store a 16-bit gradient in forward."""
     s, d, vocab = shape.seq_len, model.d_model, model.vocab_size
     logits = linear(s, d, vocab)
     if model.tie_embeddings:
@@ -33,5 +37,8 @@ def head(model: ModelSpec, shape: Shape) -> Cost:
     if model.head_bias:
         logits = logits + vector(vocab)
     per_token = s * d * shape.act_bytes + s * INDEX_BYTES   # the head's input and the targets
-    return logits + Cost(activations=per_token + s * vocab * STAT_BYTES, act_d_model=per_token,
-                         workspace=2 * s * vocab * STAT_BYTES)
+    if shape.softmax_loss():
+        workspace = s * vocab * shape.act_bytes if shape.act_bytes != STAT_BYTES else 0
+    else:
+        workspace = 2 * s * vocab * STAT_BYTES
+    return logits + Cost(activations=per_token + s * vocab * STAT_BYTES, act_d_model=per_token, workspace=workspace)

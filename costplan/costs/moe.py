@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 
 from costplan.costs import INDEX_BYTES, STAT_BYTES, Cost, Shape, linear, unquantized
-from costplan.costs.mlp import feed_forward
+from costplan.costs.mlp import feed_forward, saved_inner
 from costplan.spec import ModelSpec, MoESpec
 
 
@@ -50,9 +50,10 @@ def moe_block(moe: MoESpec, model: ModelSpec, shape: Shape) -> Cost:
     s, d, e = shape.seq_len, model.d_model, shape.act_bytes
     f = moe.d_ff_expert
     expert_weights = feed_forward(model, f, 0, e)
-    ideal = feed_forward(model, f, s * moe.top_k, e)
+    inner = saved_inner(model, shape)
+    ideal = feed_forward(model, f, s * moe.top_k, e, inner)
     rows = routed_rows(moe, s)
-    executed = feed_forward(model, f, rows, e)
+    executed = feed_forward(model, f, rows, e, inner)
     # per routed row: its gathered input, its output, its gate weight, and its token and weight indices
     per_row = rows * (2 * d * e + STAT_BYTES + 2 * INDEX_BYTES)
     experts = Cost(
@@ -71,7 +72,7 @@ def moe_block(moe: MoESpec, model: ModelSpec, shape: Shape) -> Cost:
               + Cost(activations=s * moe.n_experts * STAT_BYTES))
     block = router + experts + Cost(activations=s * d * e)          # the block input, saved once
     if moe.n_shared_experts:
-        block = block + feed_forward(model, moe.d_ff_shared, s, e)
+        block = block + feed_forward(model, moe.d_ff_shared, s, e, inner)
         if moe.shared_expert_gate:
             # sigmoid(x·w_g) ⊙ shared: the mul saves the gate and the shared output
             block = block + unquantized(linear(s, d, 1)) + Cost(activations=s * (1 + d) * e)

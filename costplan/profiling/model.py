@@ -24,9 +24,11 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import CheckpointPolicy, checkpoint, create_selective_checkpoint_contexts
 
+from costplan.costs.components import shape_of
 from costplan.costs.estimate import COMPONENTS
 from costplan.costs.layers import Layer, layers
 from costplan.costs.memory import element_bytes
+from costplan.costs.mlp import fused_gated
 from costplan.errors import CostplanError
 from costplan.profiling.aft import AFT
 from costplan.profiling.attention import Attention, Positions, make_core
@@ -113,10 +115,11 @@ class Block(nn.Module):
                                     for name in BLOCK_NORMS[model.block]})
         build, _ = ATTENTION_MODULES[layer.attention.type]
         self.attention = build(layer, spec, core, slopes, factory)
+        fused = fused_gated(model, shape_of(spec))
         if layer.moe is not None:
-            self.moe = MoE(layer.moe, model, **factory)
+            self.moe = MoE(layer.moe, model, fused, **factory)
         else:
-            self.mlp = MLP(model.mlp, model.d_model, layer.d_ff, model.bias, **factory)
+            self.mlp = MLP(model.mlp, model.d_model, layer.d_ff, model.bias, fused, **factory)
 
     def forward(self, x: torch.Tensor, pos: Positions, cache=None) -> torch.Tensor:  # noqa: ANN001
         block = self.moe if hasattr(self, "moe") else self.mlp

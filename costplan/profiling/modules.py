@@ -78,11 +78,40 @@ def norm(kind: str, width: int, **factory) -> nn.Module:
 _ACTIVATION = {"gelu": F.gelu, "relu": F.relu, "swiglu": F.silu, "geglu": F.gelu}
 
 
-class MLP(nn.Module):
-    """Position-wise feed-forward: down(act(up(x))), or down(act(gate(x)) · up(x)) for SwiGLU/GeGLU."""
+class _FusedGLU(torch.autograd.Function):
+    """act(gate) · up as a fused gated-activation kernel runs it (Megatron-Core's bias_swiglu / bias_geglu,
+    Transformer Engine's, Liger's): it saves gate and up only and recomputes the activation in backward, where
+    beside its two outputs it holds one gate-sized temporary (σ(gate), or the exact GELU's Φ(gate))."""
 
-    def __init__(self, kind: str, d_model: int, d_ff: int, bias: bool, **factory):
+    @staticmethod
+    def forward(ctx, gate: torch.Tensor, up: torch.Tensor, kind: str) -> torch.Tensor:  # noqa: ANN001
+        ctx.kind = kind
+        ctx.save_for_backward(gate, up)
+        return _ACTIVATION[kind](gate) * up
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):  # noqa: ANN001, ANN205
+        gate, up = ctx.saved_tensors
+        if ctx.kind == "swiglu":
+            # silu(x) = x·σ(x); silu'(x) = σ(x) + x·σ(x)·(1 − σ(x))
+            sigmoid = torch.sigmoid(gate)
+            d_up = torch.mul(gate, sigmoid).mul_(grad)
+            d_gate = torch.rsub(sigmoid, 1).mul_(gate).mul_(sigmoid).add_(sigmoid)
+        else:
+            # gelu(x) = x·Φ(x); gelu'(x) = Φ(x) + x·φ(x), φ(x) = exp(−x²/2) / √(2π)
+            cdf = torch.mul(gate, math.sqrt(0.5)).erf_().add_(1).mul_(0.5)
+            d_up = torch.mul(gate, cdf).mul_(grad)
+            d_gate = torch.mul(gate, gate).mul_(-0.5).exp_().mul_(gate).mul_(1 / math.sqrt(2 * math.pi)).add_(cdf)
+        return d_gate.mul_(grad).mul_(up), d_up, None
+
+
+class MLP(nn.Module):
+    """Position-wise feed-forward: down(act(up(x))), or down(act(gate(x)) · up(x)) for SwiGLU/GeGLU, the gated
+    product one fused kernel where `fused` (costs/mlp.py saved_inner)."""
+
+    def __init__(self, kind: str, d_model: int, d_ff: int, bias: bool, fused: bool = False, **factory):
         super().__init__()
+        self.kind, self.fused = kind, fused
         self.act = _ACTIVATION[kind]
         self.gate = nn.Linear(d_model, d_ff, bias=bias, **factory) if kind in ("swiglu", "geglu") else None
         self.up = nn.Linear(d_model, d_ff, bias=bias, **factory)
@@ -91,6 +120,8 @@ class MLP(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.gate is None:
             return self.down(self.act(self.up(x)))
+        if self.fused:
+            return self.down(_FusedGLU.apply(self.gate(x), self.up(x), self.kind))
         return self.down(self.act(self.gate(x)) * self.up(x))
 
 

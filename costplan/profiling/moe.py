@@ -30,14 +30,15 @@ from costplan.spec import ModelSpec, MoESpec
 
 
 class MoE(nn.Module):
-    def __init__(self, moe: MoESpec, model: ModelSpec, **factory):
+    def __init__(self, moe: MoESpec, model: ModelSpec, fused: bool = False, **factory):
         super().__init__()
         d = model.d_model
         self.spec = moe
         self.router = nn.Linear(d, moe.n_experts, bias=moe.router_bias, **factory)
-        self.experts = nn.ModuleList(MLP(model.mlp, d, moe.d_ff_expert, model.bias, **factory)
+        self.experts = nn.ModuleList(MLP(model.mlp, d, moe.d_ff_expert, model.bias, fused, **factory)
                                      for _ in range(moe.n_experts))
-        self.shared = MLP(model.mlp, d, moe.d_ff_shared, model.bias, **factory) if moe.n_shared_experts else None
+        self.shared = (MLP(model.mlp, d, moe.d_ff_shared, model.bias, fused, **factory) if moe.n_shared_experts
+                       else None)
         self.shared_gate = nn.Linear(d, 1, bias=False, **factory) if moe.shared_expert_gate else None
         self.balanced = False       # the fixed, balanced split on real tensors too (force_balanced)
 

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from costplan.costs.components import shape_of
 from costplan.spec import Spec
 
 # Hyperparameter values do not change any measurement (memory and time do not depend on them).
@@ -91,16 +92,52 @@ OPTIMIZERS: dict[str, Callable[[list[torch.Tensor]], torch.optim.Optimizer]] = {
 }
 
 
-def loss_of(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Mean next-token cross-entropy, computed in fp32 (the log-softmax it saves is fp32)."""
+class VocabParallelCrossEntropy(torch.autograd.Function):
+    """Cross-entropy as Megatron-Core's unfused vocabulary-parallel kernel runs it on one tensor rank (its
+    tensor_parallel/cross_entropy.py, read for its memory): an fp32 copy of the logits becomes, in place, the
+    shifted logits, their exponentials and the softmax, which it saves; backward turns that softmax into the
+    gradient in place and hands it back in fp32, which autograd casts to the logits' dtype. Per-token losses."""
+
+    @staticmethod
+    def forward(ctx, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:  # noqa: ANN001
+        x = logits.float()
+        x -= x.max(dim=-1, keepdim=True).values
+        picked = x.gather(-1, targets[:, None]).squeeze(-1)
+        x.exp_()
+        sums = x.sum(dim=-1)
+        x /= sums[:, None]
+        ctx.save_for_backward(x, targets)
+        return sums.log() - picked
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):  # noqa: ANN001, ANN205
+        softmax, targets = ctx.saved_tensors
+        softmax.scatter_add_(-1, targets[:, None], softmax.new_full((targets.numel(), 1), -1.0))
+        softmax *= grad[:, None]
+        return softmax, None
+
+
+def softmax_loss(spec: Spec) -> bool:
+    """Whether the estimate takes the spec's loss as Megatron-Core's (costs Shape.softmax_loss)."""
+    return shape_of(spec).softmax_loss()
+
+
+def loss_of(logits: torch.Tensor, targets: torch.Tensor, megatron: bool = False) -> torch.Tensor:
+    """Mean next-token cross-entropy, computed in fp32 (what it saves, a log-softmax or a softmax, is fp32):
+    torch's, or with `megatron` Megatron-Core's (VocabParallelCrossEntropy)."""
+    if megatron:
+        return VocabParallelCrossEntropy.apply(logits.flatten(0, 1), targets.flatten()).mean()
     return F.cross_entropy(logits.float().flatten(0, 1), targets.flatten())
 
 
 class Trainer:
     """forward → loss → backward → optimizer step for a model whose parameters are in the training dtype."""
 
-    def __init__(self, model: nn.Module, spec: Spec):
+    def __init__(self, model: nn.Module, spec: Spec, megatron_loss: bool = False):
+        """`megatron_loss`: Megatron-Core's cross-entropy (loss_of), where the memory estimate takes it; steps that
+        are timed run torch's, as the step model prices the unfused reference (compare.one_step)."""
         self.model = model
+        self.megatron_loss = megatron_loss
         self.params = list(model.parameters())
         self.mixed = any(p.dtype != torch.float32 for p in self.params)
         make = OPTIMIZERS[spec.training.optimizer]
@@ -123,7 +160,7 @@ class Trainer:
         self.update()
 
     def accumulate(self, ids: torch.Tensor, targets: torch.Tensor) -> None:
-        loss_of(self.model(ids), targets).backward()
+        loss_of(self.model(ids), targets, self.megatron_loss).backward()
         # FSDP2 sets its sharded gradients itself, without the hook: fold those in here.
         for p, main in zip(self.params, self.main_grads):
             if p.grad is not None:

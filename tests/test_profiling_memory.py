@@ -1,6 +1,8 @@
 """Saved-tensor bytes are counted once per storage; the peak tracker agrees with torch's MemTracker."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 pytest.importorskip("torch")
@@ -258,7 +260,7 @@ def test_megatron_s_loss_has_torch_s_gradient():
     from costplan.profiling.step import loss_of
     logits = torch.randn(2, 5, 11, requires_grad=True)
     targets = torch.randint(0, 11, (2, 5))
-    ours = loss_of(logits * 1.0, targets, "vocab_parallel")
+    ours = loss_of(logits * 1.0, targets, megatron=True)
     (mine,) = torch.autograd.grad(ours, logits)
     theirs = torch.nn.functional.cross_entropy(logits.flatten(0, 1), targets.flatten())
     (expected,) = torch.autograd.grad(theirs, logits)
@@ -307,3 +309,13 @@ def test_a_fused_swiglu_saves_its_input_and_output():
         return components(spec)["mlp"].activations // 2   # per layer, of two
     assert mlp_bytes("fused") == s * (d + 3 * f) * 2
     assert mlp_bytes("eager") == s * (d + 4 * f) * 2
+
+
+def test_a_small_vocabulary_s_peak_at_2048_tokens_is_within_the_check_s_tolerance():
+    # With a 256-word vocabulary the loss's transient is small and the last layers' backward can be the step's
+    # peak; the reference's RMSNorm backward holds at most three fp32 copies of its input there, so that `check`
+    # at 2,048 tokens stays within its 10% (it measured +12% with the norm's backward written out).
+    spec = costplan.load_spec(Path(__file__).parents[1] / "specs" / "ci" / "flash.yaml",
+                              ["model.max_seq_len=2048", "training.seq_len=2048", "training.micro_batch_size=1"])
+    m = costplan.estimate(spec).memory
+    assert measure_peak(spec, 1, torch.device("cpu")).bytes == pytest.approx(m.total_per_gpu, rel=0.10)

@@ -28,8 +28,8 @@ def head(model: ModelSpec, shape: Shape) -> Cost:
     profiling/memory.py). That is torch's cross-entropy, an eager loss's. A fused or vocabulary-parallel loss
     (Shape.softmax_loss) runs as Megatron-Core's kernels, fused or not (megatron/core/fusions/fused_cross_entropy.py,
     tensor_parallel/cross_entropy.py): they save an fp32 softmax and turn it into the gradient in place, so only
-    its cast back to 16 bits is new then (nothing in fp32). Transformer Engine's and Liger's fused kernels would
-    hold less: they store a 16-bit gradient in forward."""
+    its cast back to the logits' dtype is new then (nothing in fp32; older fused versions cast to bf16 whatever the
+    logits). Transformer Engine's and Liger's fused kernels hold less: they store a 16-bit gradient in forward."""
     s, d, vocab = shape.seq_len, model.d_model, model.vocab_size
     logits = linear(s, d, vocab)
     if model.tie_embeddings:

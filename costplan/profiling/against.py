@@ -39,7 +39,7 @@ from costplan.profiling.compare import Check
 from costplan.profiling.memory import peak_tracked, saved_bytes
 from costplan.profiling.model import training_dtype
 from costplan.profiling.stages import Stages
-from costplan.profiling.step import Trainer, batch, loss_of
+from costplan.profiling.step import Trainer, batch, loss_of, unfused
 from costplan.spec import Spec
 
 REAL_BYTES = 4 * 2**30        # the most a step of the class may need before only its parameters are compared
@@ -179,7 +179,7 @@ def measure_peak(config: Path, spec: Spec, implementation: str) -> int:
 def step_bytes(spec: Spec) -> int:
     """About what a step of the class takes: weights, gradients, and twice what a dense-attention estimate saves
     (the eager modules' fp32 copies), plus the loss's transient gradients."""
-    memory = estimate(eager(spec)).memory
+    memory = estimate(unfused(eager(spec))).memory   # the class's eager activation and torch's loss
     return memory.weights + memory.gradients + 2 * memory.activations + memory.workspace
 
 

@@ -72,7 +72,7 @@ from costplan.profiling.measure import (MEMORY_FRACTION, available_bytes, descri
                                         shrink_for_time)
 from costplan.profiling.model import build_model
 from costplan.profiling.precision import DTYPES, FALLBACK, SLOW_FRACTION
-from costplan.profiling.step import Trainer, batch
+from costplan.profiling.step import Trainer, batch, unfused
 from costplan.loading import load_spec, with_overrides
 from costplan.profiling.calibrate_attention import (BACKWARD_FLOPS, Attention, attention_precision, attention_rates,
                                                     block_gemm_rates, depthwise_conv_rates)
@@ -209,7 +209,7 @@ def reference_mfu(device: torch.device, peaks: dict[str, float], seconds: float,
                f"{report.flops_rate(peaks[precision])} in {precision})")
     progress(f"reference step: {name} with --set {' '.join(overrides)}{why}, for up to "
              f"{report.seconds(seconds)}")
-    trainer = Trainer(build_model(spec, device=device), spec)
+    trainer = Trainer(build_model(unfused(spec), device=device), spec)
     data = batch(spec, size, device)
     timing = time_steps(lambda: trainer.step(data), device, budget=seconds)
     model_flops = estimate(spec).flops.training_per_token * spec.seq_len * size

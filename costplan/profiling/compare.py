@@ -34,6 +34,7 @@ from costplan.profiling.fixed_costs import checkpoint_cost_of, fixed_costs_of, p
 from costplan.profiling.measure import PROBE_SIZE, Measurement
 from costplan.profiling.precision import FALLBACK, PrecisionChoice
 from costplan.profiling.scope import OUTSIDE
+from costplan.profiling.step import unfused
 from costplan.spec import Spec
 
 Number = Union[int, float]
@@ -253,8 +254,8 @@ def one_step(spec: Spec, batch: int) -> Spec:
     """The spec as profile times it: one micro-batch of `batch` sequences on one device, then the optimizer, its
     memory-bound work as eager PyTorch runs it (training.fusion eager, torch's cross-entropy, gradients added by
     separate kernels): the reference model is unfused."""
+    spec = unfused(spec)
     training = spec.training.model_copy(update={"micro_batch_size": batch, "global_batch_size": None,
-                                                "fusion": "eager", "fused_kernels": (), "loss_kernel": None,
                                                 "grad_accumulation": "add"})
     return spec.model_copy(update={"training": training, "parallelism": None,
                                    "hardware": spec.hardware.model_copy(update={"count": 1})})

@@ -27,7 +27,7 @@ from costplan.hardware import GPU
 from costplan.loading import load_spec
 from costplan.profiling.blocks import BlockAttention, Part, window_blocks
 from costplan.profiling.model import build_model
-from costplan.profiling.step import Trainer, batch
+from costplan.profiling.step import Trainer, batch, unfused
 from costplan.profiling.timing import synchronize
 from costplan.spec import Spec
 
@@ -83,7 +83,7 @@ def tiny_checkpointed(precision: str, selective_op: bool, hardware: str | None =
 
 def trainer_of(spec: Spec, device: torch.device) -> tuple[Trainer, tuple]:
     """A trainer of the reference model of `spec` on `device`, with one micro-batch for it."""
-    return (Trainer(build_model(spec, device=device), spec),
+    return (Trainer(build_model(unfused(spec), device=device), spec),
             batch(spec, spec.training.micro_batch_size, device))
 
 

@@ -27,7 +27,7 @@ from costplan.profiling.model import build_model, component_of, training_dtype
 from costplan.profiling.precision import PrecisionChoice, timing_precision
 from costplan.profiling.private import fake_tensor_mode, storage_key
 from costplan.profiling.stages import Stages
-from costplan.profiling.step import Trainer, batch, loss_of, softmax_loss
+from costplan.profiling.step import Trainer, batch, loss_of, softmax_loss, unfused
 from costplan.profiling.timing import Timing, back_to_back, time_steps
 from costplan.loading import on_one_gpu, with_overrides
 from costplan.spec import Spec
@@ -305,7 +305,7 @@ def measure_time(spec: Spec, size: int, device: torch.device, budget: float,
         overrides = shrunk
     overrides = forced + overrides
     timed = with_overrides(spec, overrides) if overrides else spec
-    model = build_model(timed, device=device)
+    model = build_model(unfused(timed), device=device)
     trainer = Trainer(model, timed)
     ids, targets = batch(timed, size, device)
     checkpointed = timed.training.recompute == "selective_op" and timed.gpu.kernels is not None \

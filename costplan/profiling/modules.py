@@ -46,11 +46,16 @@ class _FusedRMSNorm(torch.autograd.Function):
         if x.device.type == "cuda":
             dx, dw = torch.ops.aten._fused_rms_norm_backward(grad, x, [x.shape[-1]], rstd, weight, [True, True])
             return dx, dw, None
-        # y = w·x̂ with x̂ = x·r, r = (mean(x²) + eps)^-½:  dx = r·(g·w − x̂·mean(g·w·x̂)),  dw = Σ g·x̂
+        # y = w·x̂ with x̂ = x·r, r = (mean(x²) + eps)^-½:  dx = r·(g·w − x̂·mean(g·w·x̂)),  dw = Σ g·x̂. The same
+        # fourteen kernels as written out (nine in fp32), the last three in place on fresh tensors, so that at
+        # most three fp32 copies of x are live (a fused kernel holds none; a norm's backward can be a step's
+        # peak where the vocabulary is small).
         g, xhat = grad.to(rstd.dtype), x.to(rstd.dtype) * rstd
-        gw = g * weight.to(rstd.dtype)
-        dx = rstd * (gw - xhat * (gw * xhat).mean(-1, keepdim=True))
         dw = (g * xhat).reshape(-1, x.shape[-1]).sum(0)
+        gw = g * weight.to(rstd.dtype)
+        del g
+        dot = (gw * xhat).mean(-1, keepdim=True)
+        dx = gw.sub_(xhat.mul_(dot)).mul_(rstd)
         return dx.to(x.dtype), dw.to(weight.dtype), None
 
 

@@ -96,7 +96,9 @@ class VocabParallelCrossEntropy(torch.autograd.Function):
     """Cross-entropy as Megatron-Core's unfused vocabulary-parallel kernel runs it on one tensor rank (its
     tensor_parallel/cross_entropy.py, read for its memory): an fp32 copy of the logits becomes, in place, the
     shifted logits, their exponentials and the softmax, which it saves; backward turns that softmax into the
-    gradient in place and hands it back in fp32, which autograd casts to the logits' dtype. Per-token losses."""
+    gradient in place and hands it back in fp32, which autograd casts to the logits' dtype. Per-token losses.
+    fp32 logits are themselves that copy, overwritten in place as Megatron's are: safe where nothing else saved
+    them (the head's matmul does not save its output), and backward consumes the saved softmax (no retain_graph)."""
 
     @staticmethod
     def forward(ctx, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:  # noqa: ANN001
@@ -115,6 +117,14 @@ class VocabParallelCrossEntropy(torch.autograd.Function):
         softmax.scatter_add_(-1, targets[:, None], softmax.new_full((targets.numel(), 1), -1.0))
         softmax *= grad[:, None]
         return softmax, None
+
+
+def unfused(spec: Spec) -> Spec:
+    """The spec as the reference model's timed steps run it and the step model prices them (compare.one_step):
+    memory-bound work as eager PyTorch's kernels (training.fusion eager, no fused_kernels: its gated activation
+    too), torch's cross-entropy."""
+    training = spec.training.model_copy(update={"fusion": "eager", "fused_kernels": (), "loss_kernel": None})
+    return spec.model_copy(update={"training": training})
 
 
 def softmax_loss(spec: Spec) -> bool:

@@ -224,7 +224,8 @@ class TrainingSpec(Section):
     # each way (Megatron's and Transformer Engine's fused cross-entropy, Liger's), torch's cross_entropy on fp32
     # logits (eager), or Megatron-Core's unfused vocab-parallel cross-entropy (its default without
     # cross_entropy_loss_fusion: costs/eager.py). None: fused, or eager under fusion eager and blocks. Memory:
-    # fused and vocab_parallel as Megatron-Core's kernels hold it, eager as torch's (costs/embedding.py head).
+    # fused and vocab_parallel as Megatron-Core's kernels hold it, eager as torch's, and `loss` in fused_kernels
+    # (with this None) as Liger's kernel (costs/embedding.py loss_bytes).
     loss_kernel: Literal[LOSS_KERNELS] | None = None
     # How a step's micro-batches add up their weight gradients: in the weight-gradient GEMM itself (Megatron-Core's
     # gradient_accumulation_fusion, on by default), or by a separate add after each backward (PyTorch's autograd

@@ -22,12 +22,12 @@ CI_SPECS = sorted(str(p) for p in (Path(__file__).parents[1] / "specs" / "ci").g
 CPU = torch.device("cpu")
 BATCH = 2
 # torch's cross_entropy's backward keeps one fp32 scalar (the total weight) per loss call, not per sequence;
-# Megatron-Core's loss (a fused step's, Shape.softmax_loss) none.
+# Megatron-Core's loss (a fused step's, Shape.loss_memory) none.
 LOSS_SCALAR = 4
 
 
 def loss_scalar(spec: costplan.Spec) -> int:
-    return 0 if m.softmax_loss(spec) else LOSS_SCALAR
+    return LOSS_SCALAR if m.loss_memory(spec) == "torch" else 0
 
 
 def load(path: str, *overrides: str) -> costplan.Spec:

@@ -254,13 +254,15 @@ def test_the_reference_adafactor_keeps_torchs_states():
     assert states(torch.optim.Adafactor)[0] == [(1, 3), (5, 1)]
 
 
-def test_megatron_s_loss_has_torch_s_gradient():
-    # The reference's copy of Megatron-Core's vocabulary-parallel cross-entropy (one tensor rank) against torch's.
-    # On fp32 logits it works in them in place, as Megatron's does: it gets a copy here.
+@pytest.mark.parametrize("kind", ["softmax", "gradient"])
+def test_the_reference_s_losses_have_torch_s_gradient(kind):
+    # The reference's copies of Megatron-Core's cross-entropy (one tensor rank) and of Liger's (over several of
+    # its blocks of rows) against torch's. On fp32 logits they work in them in place, as those kernels do: they
+    # get a copy here.
     from costplan.profiling.step import loss_of
-    logits = torch.randn(2, 5, 11, requires_grad=True)
-    targets = torch.randint(0, 11, (2, 5))
-    ours = loss_of(logits * 1.0, targets, megatron=True)
+    logits = torch.randn(2, 50, 11, requires_grad=True)
+    targets = torch.randint(0, 11, (2, 50))
+    ours = loss_of(logits * 1.0, targets, kind)
     (mine,) = torch.autograd.grad(ours, logits)
     theirs = torch.nn.functional.cross_entropy(logits.flatten(0, 1), targets.flatten())
     (expected,) = torch.autograd.grad(theirs, logits)
@@ -268,22 +270,30 @@ def test_megatron_s_loss_has_torch_s_gradient():
     assert torch.allclose(mine, expected, atol=1e-7)
 
 
-@pytest.mark.parametrize("precision, kernel", [("bf16", "eager"), ("bf16", "vocab_parallel"), ("fp32", "eager"),
-                                               ("fp32", "vocab_parallel")])
-def test_the_loss_s_transient_by_its_kernel(precision, kernel):
-    # A large vocabulary at 512 tokens: backward starts at the peak. torch's cross-entropy then holds the fp32
-    # gradients of its log-softmax and of the logits (8 bytes a logit); Megatron-Core's only the 16-bit cast of
-    # the softmax it turned into the gradient in place (2 bytes; in fp32 nothing, and the head's matmul is then
-    # the busier moment). The reference model's step agrees within 0.01%.
-    s, v = 512, 32000
-    spec = make_spec({"vocab_size": v, "d_model": 64, "max_seq_len": s, "attention": "flash"},
-                     {"micro_batch_size": 1, "loss_kernel": kernel, "precision": precision})
+LIGER = {"fusion": "eager", "fused_kernels": ["loss"]}
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp32"])
+@pytest.mark.parametrize("loss", [{"loss_kernel": "eager"}, {"loss_kernel": "vocab_parallel"}, {}, LIGER],
+                         ids=["torch", "vocab_parallel", "fused", "liger"])
+def test_the_loss_s_memory_by_its_kernel(precision, loss):
+    # A large vocabulary at 512 tokens: backward starts at the peak. torch's cross-entropy saves an fp32
+    # log-softmax and then holds the fp32 gradients of it and of the logits (4 + 8 bytes a logit); Megatron-Core's
+    # (vocab_parallel, and fused) saves an fp32 softmax and holds only its 16-bit cast after turning it into the
+    # gradient in place (4 + 2; in fp32 nothing new); Liger's (fused_kernels: [loss]) saves the gradient it wrote
+    # over the logits in forward (2 + 0). Where nothing is new, the head's matmul is the busier moment: its
+    # weight's and input's gradients (and the logits' gradient beyond what the loss saved). The reference
+    # model's step agrees within 0.01%.
+    s, v, d, e = 512, 32000, 64, 2 if precision == "bf16" else 4
+    spec = make_spec({"vocab_size": v, "d_model": d, "max_seq_len": s, "attention": "flash"},
+                     {"micro_batch_size": 1, "precision": precision, **loss})
+    kind = "torch" if loss == {"loss_kernel": "eager"} else "liger" if loss == LIGER else "megatron"
+    saved, new = {"torch": (4, 8), "megatron": (4, e if e == 2 else 0), "liger": (e, 0)}[kind]
     m = costplan.estimate(spec).memory
-    loss = {"eager": 2 * s * v * 4, "vocab_parallel": s * v * 2 if precision == "bf16" else 0}[kernel]
-    if loss:
-        assert m.workspace == loss
-    else:   # the head's weight gradient and its input's
-        assert m.workspace == v * 64 * 4 + s * 64 * 4
+    head = components(spec)["head"].activations
+    assert head == s * d * e + s * 8 + s * v * saved          # input, targets, what the loss keeps
+    head_matmul = s * v * (e - saved) + s * d * e + v * d * e
+    assert m.workspace == max(s * v * new, head_matmul)
     assert measure_peak(spec, 1, torch.device("cpu")).bytes == pytest.approx(m.total_per_gpu, rel=1e-4)
 
 
@@ -319,3 +329,27 @@ def test_a_small_vocabulary_s_peak_at_2048_tokens_is_within_the_check_s_toleranc
                               ["model.max_seq_len=2048", "training.seq_len=2048", "training.micro_batch_size=1"])
     m = costplan.estimate(spec).memory
     assert measure_peak(spec, 1, torch.device("cpu")).bytes == pytest.approx(m.total_per_gpu, rel=0.10)
+
+
+def test_torch_compile_s_partitioner_saves_three_d_ff_wide_tensors_around_a_swiglu():
+    # What `fusion: blocks` counts for a compiled block's SwiGLU: torch.compile's default (min-cut) partitioner
+    # keeps the gate and up projections and their product for backward and recomputes silu, as a fused kernel
+    # does: three s × d_ff tensors, the count costs/mlp.py saved_inner gives a fused activation.
+    from functorch.compile import aot_function, make_boxed_func, min_cut_rematerialization_partition
+    s, d, f = 32, 64, 256
+    saved = []
+
+    def forward_compiler(gm, inputs):  # noqa: ANN001, ANN202
+        outputs = next(n for n in gm.graph.nodes if n.op == "output").args[0]
+        saved.extend(tuple(o.meta["val"].shape) for o in outputs[1:])
+        return make_boxed_func(gm)
+
+    def mlp(x, gate, up, down):  # noqa: ANN001, ANN202
+        return (torch.nn.functional.silu(x @ gate) * (x @ up)) @ down
+
+    tensors = [torch.randn(*shape, dtype=torch.bfloat16, requires_grad=True)
+               for shape in ((s, d), (d, f), (d, f), (f, d))]
+    compiled = aot_function(mlp, fw_compiler=forward_compiler, bw_compiler=lambda gm, inputs: make_boxed_func(gm),
+                            partition_fn=min_cut_rematerialization_partition)
+    compiled(*tensors).sum().backward()
+    assert sorted(shape for shape in saved if s in shape and f in shape) == [(32, 256), (32, 256), (256, 32)]

@@ -175,11 +175,17 @@ class Shape:
         the step's fusion runs it)."""
         return self.loss_kernel if self.loss_kernel is not None else fusion_loss(self.fusion, self.fused_kernels)
 
-    def softmax_loss(self) -> bool:
-        """Whether the loss keeps an fp32 softmax and makes its gradient in it in place, as Megatron-Core's
-        cross-entropy kernels do, fused or vocabulary-parallel; an eager loss and transformers' modules run
-        torch's, which holds two more fp32 tensors as backward starts (costs/embedding.py head)."""
-        return self.implementation == "fused" and self.loss() != "eager"
+    def loss_memory(self) -> str:
+        """What the loss keeps for backward (costs/embedding.py loss_bytes): "torch", torch's cross-entropy (an
+        eager loss, and transformers' modules); "softmax", Megatron-Core's kernels, fused or vocabulary-parallel,
+        which save an fp32 softmax and make it the gradient in place; "gradient", Liger's kernel where
+        fused_kernels names the loss in an eager or compiled step, which makes the gradient in forward over the
+        logits themselves and saves them."""
+        if self.implementation != "fused" or self.loss() == "eager":
+            return "torch"
+        if self.loss_kernel is None and self.fusion != "fused" and "loss" in self.fused_kernels:
+            return "gradient"
+        return "softmax"
 
 
 def fusion_loss(fusion: str, fused_kernels: tuple[str, ...] | list[str]) -> str:

@@ -18,18 +18,28 @@ def embedding(model: ModelSpec, shape: Shape) -> Cost:
     return cost
 
 
+def loss_bytes(shape: Shape) -> tuple[int, int]:
+    """Bytes per logit the loss saves for backward, and those it adds when backward starts (Shape.loss_memory).
+    torch's cross-entropy saves an fp32 log-softmax and then makes the fp32 gradients of it and of the fp32 logits
+    (two more: that instant is a step's peak, measured on the reference model, profiling/memory.py). Megatron-
+    Core's kernels (megatron/core/fusions/fused_cross_entropy.py, tensor_parallel/cross_entropy.py) save an fp32
+    softmax and turn it into the gradient in place: only its cast back to the logits' dtype is new (nothing in
+    fp32; older fused versions cast to bf16 whatever the logits). Liger's kernel (ops/cross_entropy.py) writes the
+    gradient over the logits in forward and saves them: nothing new. Transformer Engine's fused kernel does as
+    Liger's, which `fused` (Megatron's) does not say."""
+    e, kind = shape.act_bytes, shape.loss_memory()
+    if kind == "gradient":
+        return e, 0
+    if kind == "softmax":
+        return STAT_BYTES, e if e != STAT_BYTES else 0
+    return STAT_BYTES, 2 * STAT_BYTES
+
+
 def head(model: ModelSpec, shape: Shape) -> Cost:
     """logits = x·W_head (+ b) (s × d)·(d × vocab), then cross-entropy. A tied head reuses the embedding matrix,
     so it adds FLOPs but no parameters; a head bias (GPT-J, Phi) is a vector of its own either way, added
-    without a matmul FLOP and never quantized (not a matrix). Saved: the head's input, the fp32 log-softmax
-    (s × vocab) and the int64 targets. Workspace: when backward starts, the loss's gradient w.r.t. the
-    log-softmax and the log-softmax's gradient w.r.t. the fp32 logits (two more fp32 s × vocab tensors) are live
-    on top of every saved activation; that instant is a step's peak (measured on the reference model,
-    profiling/memory.py). That is torch's cross-entropy, an eager loss's. A fused or vocabulary-parallel loss
-    (Shape.softmax_loss) runs as Megatron-Core's kernels, fused or not (megatron/core/fusions/fused_cross_entropy.py,
-    tensor_parallel/cross_entropy.py): they save an fp32 softmax and turn it into the gradient in place, so only
-    its cast back to the logits' dtype is new then (nothing in fp32; older fused versions cast to bf16 whatever the
-    logits). Transformer Engine's and Liger's fused kernels hold less: they store a 16-bit gradient in forward."""
+    without a matmul FLOP and never quantized (not a matrix). Saved: the head's input, what the loss keeps per
+    logit and the int64 targets; workspace: what the loss adds when backward starts (loss_bytes)."""
     s, d, vocab = shape.seq_len, model.d_model, model.vocab_size
     logits = linear(s, d, vocab)
     if model.tie_embeddings:
@@ -37,8 +47,6 @@ def head(model: ModelSpec, shape: Shape) -> Cost:
     if model.head_bias:
         logits = logits + vector(vocab)
     per_token = s * d * shape.act_bytes + s * INDEX_BYTES   # the head's input and the targets
-    if shape.softmax_loss():
-        workspace = s * vocab * shape.act_bytes if shape.act_bytes != STAT_BYTES else 0
-    else:
-        workspace = 2 * s * vocab * STAT_BYTES
-    return logits + Cost(activations=per_token + s * vocab * STAT_BYTES, act_d_model=per_token, workspace=workspace)
+    kept, new = loss_bytes(shape)
+    return logits + Cost(activations=per_token + s * vocab * kept, act_d_model=per_token,
+                         workspace=s * vocab * new)

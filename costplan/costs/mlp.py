@@ -15,8 +15,9 @@ SAVED_INNER = {"gelu": 2, "relu": 1, "swiglu": 4, "geglu": 4}
 def fused_gated(model: ModelSpec, shape: Shape) -> bool:
     """Whether a gated activation runs as one fused kernel, which keeps the gate and up projections and recomputes
     the activation in its backward (Megatron-Core's bias_swiglu and bias_geglu save their input, Transformer
-    Engine's and Liger's kernels the same): not in transformers' modules, nor in an eager step's activation
-    (training.fusion eager, unless fused_kernels names it)."""
+    Engine's and Liger's kernels the same; torch.compile's min-cut partitioner keeps gate, up and their product
+    too): not in transformers' modules, nor in an eager step's activation (training.fusion eager, unless
+    fused_kernels names it)."""
     return model.gated and shape.implementation == "fused" and not shape.eager("activation")
 
 

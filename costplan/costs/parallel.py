@@ -55,6 +55,7 @@ from dataclasses import dataclass
 
 from costplan.costs import STAT_BYTES, Cost, memo
 from costplan.costs.components import shape_of
+from costplan.costs.embedding import loss_bytes
 from costplan.costs.layers import kept, layer_cost, pipeline_stages, recompute_groups, stage_depth
 from costplan.costs.memory import FP32, element_bytes, gradient_bytes, optimizer_bytes, update_bytes, weight_bytes
 from costplan.records import Record
@@ -167,20 +168,21 @@ def recomputed_layer(spec: Spec, stage: int) -> float:
 
 def head_backward(spec: Spec, t: int) -> float:
     """Bytes beyond the saved activations when the head's backward makes its weight gradient, for the micro-batch
-    whose backward runs (the loss's nodes have run: its fp32 gradients and the fp32 log-softmax it saved are
-    freed). In the head's matmul: the logits' gradient in the activations' dtype, the head input's gradient and
-    the weight gradient in the weights' dtype. Under autocast the 16-bit weight gradient is cast to fp32 after
-    the matmul's node has freed the logits' gradient, its saved input and the 16-bit weight copy: the two weight
-    gradients, less that copy, and the input's gradient for its input. A vocabulary-parallel head splits the
-    vocabulary over t. Short sequences and a large vocabulary make this more than the loss's gradients when
-    backward starts (measured on the reference model and the transformers classes)."""
+    whose backward runs (the loss's nodes have run: its fp32 gradients and what it saved are freed, embedding.py
+    loss_bytes). In the head's matmul: the logits' gradient in the activations' dtype (what Liger's loss saved),
+    the head input's gradient and the weight gradient in the weights' dtype. Under autocast the 16-bit weight
+    gradient is cast to fp32 after the matmul's node has freed the logits' gradient, its saved input and the
+    16-bit weight copy: the two weight gradients, less that copy, and the input's gradient for its input. A
+    vocabulary-parallel head splits the vocabulary over t. Short sequences and a large vocabulary make this more
+    than the loss's gradients when backward starts (measured on the reference model and the transformers
+    classes)."""
     model, training = spec.model, spec.training
     e, vocabulary = element_bytes(training.precision), model.vocab_size / t
     rows = training.micro_batch_size * spec.seq_len / spec.parallel.context
     if training.autocast:
         return -rows * vocabulary * STAT_BYTES + vocabulary * model.d_model * FP32
-    w = weight_bytes(training.precision)
-    return rows * (vocabulary * (e - STAT_BYTES) + model.d_model * e) + vocabulary * model.d_model * w
+    w, (per_logit, _) = weight_bytes(training.precision), loss_bytes(shape_of(spec))
+    return rows * (vocabulary * (e - per_logit) + model.d_model * e) + vocabulary * model.d_model * w
 
 
 def zero_groups(spec: Spec) -> tuple[int, int]:

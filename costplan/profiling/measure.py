@@ -27,7 +27,7 @@ from costplan.profiling.model import build_model, component_of, training_dtype
 from costplan.profiling.precision import PrecisionChoice, timing_precision
 from costplan.profiling.private import fake_tensor_mode, storage_key
 from costplan.profiling.stages import Stages
-from costplan.profiling.step import Trainer, batch, loss_of, softmax_loss, unfused
+from costplan.profiling.step import Trainer, batch, loss_memory, loss_of, unfused
 from costplan.profiling.timing import Timing, back_to_back, time_steps
 from costplan.loading import on_one_gpu, with_overrides
 from costplan.spec import Spec
@@ -115,7 +115,7 @@ def _without_recompute(spec: Spec) -> Spec:
 
 def count_flops(spec: Spec, size: int, device: torch.device, real: bool = False) -> counters.FlopCount:
     def run(model, ids, targets):  # noqa: ANN001, ANN202
-        return counters.count_flops(model, lambda: loss_of(model(ids), targets, softmax_loss(spec)))
+        return counters.count_flops(model, lambda: loss_of(model(ids), targets, loss_memory(spec)))
     return _on_device(spec, size, device, run, real)
 
 
@@ -124,7 +124,7 @@ def count_saved(spec: Spec, size: int, device: torch.device, real: bool = False)
         def forward(scope):  # noqa: ANN001, ANN202
             logits = model(ids)
             with scope.within("head"):      # the loss belongs to the head component
-                return loss_of(logits, targets, softmax_loss(spec))
+                return loss_of(logits, targets, loss_memory(spec))
         return saved_bytes(model, forward)
     return _on_device(spec, size, device, run, real)
 
@@ -178,7 +178,7 @@ def measure_peak(spec: Spec, size: int, device: torch.device) -> Peak:
         model = build_model(spec, device=where)
         storages = {storage_key(b.untyped_storage()): b.untyped_storage().nbytes() for b in model.buffers()}
         constants.append(sum(storages.values()))
-        trainer = Trainer(model, spec, softmax_loss(spec))
+        trainer = Trainer(model, spec, loss_memory(spec))
         first, second = batch(spec, size, where), batch(spec, size, where)
         # Two micro-batches, gradients accumulating, then the update: see memory.py.
         return [lambda: trainer.accumulate(*first), lambda: trainer.accumulate(*second), trainer.update]

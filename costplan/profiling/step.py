@@ -127,27 +127,59 @@ def unfused(spec: Spec) -> Spec:
     return spec.model_copy(update={"training": training})
 
 
-def softmax_loss(spec: Spec) -> bool:
-    """Whether the estimate takes the spec's loss as Megatron-Core's (costs Shape.softmax_loss)."""
-    return shape_of(spec).softmax_loss()
+class GradientInForwardCrossEntropy(torch.autograd.Function):
+    """Cross-entropy as Liger's kernel runs it (its ops/cross_entropy.py, read for its memory): forward writes the
+    loss's gradient over the logits themselves, a block of rows at a time in fp32, and saves them; backward scales
+    them in place. Nothing logits-sized is new in backward. Per-token losses, their gradient taken for the mean."""
+
+    ROWS = 8        # fp32 rows at a time, few: the kernel's are on chip
+
+    @staticmethod
+    def forward(ctx, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:  # noqa: ANN001
+        losses = logits.new_empty(logits.shape[0], dtype=torch.float32)
+        for start in range(0, logits.shape[0], GradientInForwardCrossEntropy.ROWS):
+            rows = slice(start, start + GradientInForwardCrossEntropy.ROWS)
+            x, picked = logits[rows].float(), targets[rows, None]
+            x -= x.max(dim=-1, keepdim=True).values
+            chosen = x.gather(-1, picked).squeeze(-1)
+            x.exp_()
+            sums = x.sum(dim=-1)
+            losses[rows] = sums.log() - chosen
+            x /= sums[:, None]
+            x.scatter_add_(-1, picked, x.new_full(picked.shape, -1.0))
+            logits[rows] = x.div_(logits.shape[0])
+        ctx.save_for_backward(logits)
+        return losses
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):  # noqa: ANN001, ANN205
+        (gradient,) = ctx.saved_tensors
+        return gradient.mul_(grad[:1] * grad.shape[0]), None
 
 
-def loss_of(logits: torch.Tensor, targets: torch.Tensor, megatron: bool = False) -> torch.Tensor:
-    """Mean next-token cross-entropy, computed in fp32 (what it saves, a log-softmax or a softmax, is fp32):
-    torch's, or with `megatron` Megatron-Core's (VocabParallelCrossEntropy)."""
-    if megatron:
+def loss_memory(spec: Spec) -> str:
+    """What the estimate takes the spec's loss to keep (costs Shape.loss_memory)."""
+    return shape_of(spec).loss_memory()
+
+
+def loss_of(logits: torch.Tensor, targets: torch.Tensor, kind: str = "torch") -> torch.Tensor:
+    """Mean next-token cross-entropy, computed in fp32, as the loss `kind` (Shape.loss_memory) keeps it: torch's,
+    Megatron-Core's ("softmax", VocabParallelCrossEntropy) or Liger's ("gradient")."""
+    if kind == "softmax":
         return VocabParallelCrossEntropy.apply(logits.flatten(0, 1), targets.flatten()).mean()
+    if kind == "gradient":
+        return GradientInForwardCrossEntropy.apply(logits.flatten(0, 1), targets.flatten()).mean()
     return F.cross_entropy(logits.float().flatten(0, 1), targets.flatten())
 
 
 class Trainer:
     """forward → loss → backward → optimizer step for a model whose parameters are in the training dtype."""
 
-    def __init__(self, model: nn.Module, spec: Spec, megatron_loss: bool = False):
-        """`megatron_loss`: Megatron-Core's cross-entropy (loss_of), where the memory estimate takes it; steps that
-        are timed run torch's, as the step model prices the unfused reference (compare.one_step)."""
+    def __init__(self, model: nn.Module, spec: Spec, loss: str = "torch"):
+        """`loss`: the cross-entropy the memory estimate takes (loss_of, loss_memory); steps that are timed run
+        torch's, as the step model prices the unfused reference (compare.one_step)."""
         self.model = model
-        self.megatron_loss = megatron_loss
+        self.loss = loss
         self.params = list(model.parameters())
         self.mixed = any(p.dtype != torch.float32 for p in self.params)
         make = OPTIMIZERS[spec.training.optimizer]
@@ -170,7 +202,7 @@ class Trainer:
         self.update()
 
     def accumulate(self, ids: torch.Tensor, targets: torch.Tensor) -> None:
-        loss_of(self.model(ids), targets, self.megatron_loss).backward()
+        loss_of(self.model(ids), targets, self.loss).backward()
         # FSDP2 sets its sharded gradients itself, without the hook: fold those in here.
         for p, main in zip(self.params, self.main_grads):
             if p.grad is not None:

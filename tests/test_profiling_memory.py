@@ -353,3 +353,15 @@ def test_torch_compile_s_partitioner_saves_three_d_ff_wide_tensors_around_a_swig
                             partition_fn=min_cut_rematerialization_partition)
     compiled(*tensors).sum().backward()
     assert sorted(shape for shape in saved if s in shape and f in shape) == [(32, 256), (32, 256), (256, 32)]
+
+
+def test_liger_s_loss_takes_any_gradient_of_its_token_losses():
+    # Its rows' gradients are scaled by each token's upstream gradient, as a weighted or masked sum would give them.
+    from costplan.profiling.step import GradientInForwardCrossEntropy
+    logits = torch.randn(13, 11, dtype=torch.float64, requires_grad=True)     # 13 rows: blocks of 8 and 5
+    targets, weights = torch.randint(0, 11, (13,)), torch.rand(13, dtype=torch.float64)
+    (ours,) = torch.autograd.grad((GradientInForwardCrossEntropy.apply(logits * 1.0, targets) * weights).sum(),
+                                  logits)
+    theirs = torch.nn.functional.cross_entropy(logits, targets, reduction="none")
+    (expected,) = torch.autograd.grad((theirs * weights).sum(), logits)
+    assert torch.allclose(ours.double(), expected, atol=1e-6)

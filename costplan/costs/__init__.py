@@ -58,9 +58,10 @@ class Cost:
     # weight and indices): after the all-to-all each expert tensor rank holds the rows of its experts whole
     # (costs/parallel.py), where tensor parallelism alone would split them.
     act_routed_rows: int = 0
-    # Bytes live only around the peak of a step, not saved for backward: the fp32 gradients of the loss's
-    # log-softmax and logits, which exist together with every saved activation when backward starts; or, where
-    # that moment is higher, what the last eager softmax holds beyond (costs/implementation/model.py eager_peak).
+    # Bytes live only around the peak of a step, not saved for backward: what the loss makes as backward starts
+    # (embedding.py loss_bytes: torch's fp32 gradients of its log-softmax and logits), with every saved
+    # activation; or, where that moment is higher, what the last materialised or eager softmax holds beyond
+    # (components.py core_transient, costs/implementation/model.py eager_peak).
     workspace: int = 0
     kv_cache: int = 0         # inference K/V cache bytes per cached token
     kv_cache_seq: int = 0     # inference cache bytes for one sequence of seq_len tokens (windows, states)

@@ -39,9 +39,9 @@ class Memory(Record):
     gradients: int
     optimizer: int
     activations: int                 # saved for backward, one micro-batch
-    workspace: int                   # transient with the activations: the loss's fp32 gradients as backward
-                                     # starts, or where more an eager softmax's, the head's gradients or a
-                                     # fully recomputed layer's activations
+    workspace: int                   # transient with the activations: what the loss makes as backward starts,
+                                     # or where more a softmax's gradients, the head's gradients or a fully
+                                     # recomputed layer's activations
     tied_gradients: int              # transient as backward ends: a tied embedding's two gradients and their sum
     gathered_root: int               # transient under ZeRO-3: the embedding and head gathered to backward's end
     gathered_layers: int             # transient with the activations under ZeRO-3: two layers gathered

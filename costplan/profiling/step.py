@@ -130,7 +130,8 @@ def unfused(spec: Spec) -> Spec:
 class GradientInForwardCrossEntropy(torch.autograd.Function):
     """Cross-entropy as Liger's kernel runs it (its ops/cross_entropy.py, read for its memory): forward writes the
     loss's gradient over the logits themselves, a block of rows at a time in fp32, and saves them; backward scales
-    them in place. Nothing logits-sized is new in backward. Per-token losses, their gradient taken for the mean."""
+    them in place. Nothing logits-sized is new in backward. Per-token losses. fp32 logits are overwritten as
+    given, as Liger's are: safe where nothing else saved them (the head's matmul does not save its output)."""
 
     ROWS = 8        # fp32 rows at a time, few: the kernel's are on chip
 
@@ -153,8 +154,8 @@ class GradientInForwardCrossEntropy(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):  # noqa: ANN001, ANN205
-        (gradient,) = ctx.saved_tensors
-        return gradient.mul_(grad[:1] * grad.shape[0]), None
+        (gradient,) = ctx.saved_tensors     # each row's, over the N rows' mean: scaled back by N
+        return gradient.mul_(grad[:, None] * grad.shape[0]), None
 
 
 def loss_memory(spec: Spec) -> str:

@@ -14,7 +14,7 @@ from costplan import scaling
 from costplan.costs.estimate import LawPoint, estimate
 from costplan.costs.parallel import BACKWARD, END_OF_BACKWARD, OPTIMIZER_STEP
 from costplan.costs.run import at_lengths, laid_out_once
-from costplan.costs.result import Estimate
+from costplan.costs.result import Estimate, Memory
 from costplan.report import layout_words
 from costplan.spec import Spec
 
@@ -49,14 +49,21 @@ TRANSIENTS = {BACKWARD: ("activations", "backward transients (loss, head, recomp
               OPTIMIZER_STEP: ("optimizer step transients",)}
 
 
+def memory_values(m: Memory) -> dict[str, int]:
+    """Training bytes per GPU by kind (MEMORY_PARTS), each whether or not the peak holds it."""
+    return dict(zip(MEMORY_PARTS, (m.weights, m.gradients, m.optimizer, m.activations, m.workspace, m.gathered_root,
+                                   m.gathered_layers, m.tied_gradients, m.update)))
+
+
+def held_at_peak(part: str, m: Memory) -> bool:
+    """Whether the peak holds a part: the model states always, a transient at its own moments (TRANSIENTS)."""
+    return part in MEMORY_PARTS[:3] or part in TRANSIENTS[m.peak_at]
+
+
 def memory_parts(e: Estimate) -> dict[str, int]:
     """Training bytes per GPU by kind at the peak, summing to the estimate's total: the model states and the
     transients of the moment the peak is at; inference's KV cache is not among them."""
-    m = e.memory
-    values = (m.weights, m.gradients, m.optimizer, m.activations, m.workspace, m.gathered_root, m.gathered_layers,
-              m.tied_gradients, m.update)
-    live = MEMORY_PARTS[:3] + TRANSIENTS[m.peak_at]
-    return {part: value if part in live else 0 for part, value in zip(MEMORY_PARTS, values)}
+    return {part: value if held_at_peak(part, e.memory) else 0 for part, value in memory_values(e.memory).items()}
 
 
 def geometric(lo: float, hi: float, n: int) -> list[float]:

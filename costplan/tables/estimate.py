@@ -5,19 +5,25 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from costplan.costs import fusion_loss
-from costplan.costs.parallel import BACKWARD, END_OF_BACKWARD, OPTIMIZER_STEP, micro_batches_in_flight
+from costplan import series
+from costplan.costs.parallel import micro_batches_in_flight
 from costplan.hardware import SPEC_NETWORK
 from costplan.report import (UNIT_WORDS, Block, LazyRows, Row, Table, count, degrees, flop, flops_rate, human,
                              layout_words, number, percent, plural, price, ratio, recomputed, sectioned, seconds, size,
                              zero_stage)
 
 if TYPE_CHECKING:
-    from costplan.costs.result import Estimate, Memory
+    from costplan.costs.result import Estimate
     from costplan.sweep import Point
 
 # Why an MFU can pass 100%: model FLOPs follow conventions that count work no kernel runs.
 OVER_ONE = ("; above 100% because model FLOPs count every key a causal query may see (PaLM's convention) and "
             "top_k experts for every token, dropped or not, which the kernels skip: HFU counts what runs")
+
+
+# Transients that have a row only where a spec has them (ZeRO-3, a tied embedding); the rest always have one.
+SHOWN_WHEN_HELD = ("embedding and head gathered by ZeRO-3 (transient)", "layers gathered by ZeRO-3 (transient)",
+                   "tied embedding gradients (transient)")
 
 
 def estimate_rows(est: Estimate) -> list[Row]:
@@ -40,24 +46,23 @@ def estimate_rows(est: Estimate) -> list[Row]:
                  f"{'active ' if est.scaling.params_convention == 'active' else ''}parameter"),
     ]
     fp32_gradients = a.bytes_per_param["gradients"] > a.bytes_per_param["weights"]
-    # a share of the peak for what the peak holds: the states, and the moment's own (parallel.StageMemory.moments)
-    rows += [Row("memory", name, value, "bytes", share=value / m.total_per_gpu if _held(moment, m) else None,
-                 note=note if _held(moment, m) else f"{note}; not held at the peak")
-             for name, value, moment, note in (
-        ("weights", m.weights, "", ""),
-        ("gradients", m.gradients, "", "fp32 for 16-bit weights (training.fp32_gradients)" if fp32_gradients else ""),
-        ("optimizer states", m.optimizer, "", ""),
-        (_activations_label(est), m.activations, BACKWARD, ""),
-        ("backward transients (loss, head, recomputation)", m.workspace, BACKWARD,
-         "as backward starts; the head's, a softmax's or a recomputed layer's if more"),
-        *([("embedding and head gathered by ZeRO-3 (transient)", m.gathered_root, (BACKWARD, END_OF_BACKWARD),
-            "FSDP2's root module, until backward reaches the embedding")] if m.gathered_root else []),
-        *([("layers gathered by ZeRO-3 (transient)", m.gathered_layers, BACKWARD,
-            "in backward: the layer whose backward runs and the next, prefetched")] if m.gathered_layers else []),
-        *([("tied embedding gradients (transient)", m.tied_gradients, END_OF_BACKWARD,
-            "as backward ends: head's, lookup's, sum")] if m.tied_gradients else []),
-        ("optimizer step transients", m.update, OPTIMIZER_STEP,
-         "the update's temporaries" if fp32_gradients else "a gradient's fp32 copy and the update's temporaries"))]
+    notes = {
+        "gradients": "fp32 for 16-bit weights (training.fp32_gradients)" if fp32_gradients else "",
+        "backward transients (loss, head, recomputation)":
+            "as backward starts; the head's, a softmax's or a recomputed layer's if more",
+        "embedding and head gathered by ZeRO-3 (transient)":
+            "FSDP2's root module, until backward reaches the embedding",
+        "layers gathered by ZeRO-3 (transient)": "in backward: the layer whose backward runs and the next, prefetched",
+        "tied embedding gradients (transient)": "as backward ends: head's, lookup's, sum",
+        "optimizer step transients":
+            "the update's temporaries" if fp32_gradients else "a gradient's fp32 copy and the update's temporaries",
+    }
+    # a share of the peak for what the peak holds: the states, and its moment's transients (series.TRANSIENTS)
+    rows += [Row("memory", _activations_label(est) if part == "activations" else part, value, "bytes",
+                 share=value / m.total_per_gpu if series.held_at_peak(part, m) else None,
+                 note=notes.get(part, "") if series.held_at_peak(part, m)
+                 else f"{notes.get(part, '')}; not held at the peak")
+             for part, value in series.memory_values(m).items() if value or part not in SHOWN_WHEN_HELD]
     rows += [
         Row("memory", "total per GPU", m.total_per_gpu, "bytes",
             note=f"peak at {m.peak_at}; {'fits' if m.fits else 'does not fit'} in {size(m.gpu_memory)}"),
@@ -69,11 +74,6 @@ def estimate_rows(est: Estimate) -> list[Row]:
     rows += parallel_rows(est)
     return rows + scaling_rows(est)
 
-
-
-def _held(moments: str | tuple[str, ...], m: Memory) -> bool:
-    """Whether a memory row held at `moments` ("" for the states, always held) is in the peak."""
-    return moments == "" or m.peak_at in (moments if isinstance(moments, tuple) else (moments,))
 
 PART_NAMES = {"matmul": "matmuls", "attention": "attention kernels", "memory_bound": "memory-bound ops",
               "optimizer": "optimizer step", "bubble": "pipeline bubble",

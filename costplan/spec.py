@@ -215,7 +215,7 @@ class TrainingSpec(Section):
     # at a time (torchtitan without torch.compile; costs/eager.py), or `blocks`: each transformer block
     # compiled on its own and the rest (the final norm, the head's loss) eager (torchtitan's torch.compile).
     # Memory follows two of them: an eager gated activation also saves its output (costs/mlp.py saved_inner),
-    # and an eager loss is torch's cross-entropy (costs/embedding.py head).
+    # and an eager loss is torch's cross-entropy (costs/embedding.py loss_bytes).
     fusion: Literal["fused", "eager", "blocks"] = "fused"
     # Ops that run as one fused kernel each way in an otherwise eager step (fusion eager, or the eager edges of
     # fusion blocks): torchtitan's fused_rmsnorm, Liger's RMSNorm, RoPE, SwiGLU and cross-entropy kernels.

@@ -181,12 +181,11 @@ class Shape:
         eager loss, and transformers' modules); "softmax", Megatron-Core's kernels, fused or vocabulary-parallel,
         which save an fp32 softmax and make it the gradient in place; "gradient", Liger's kernel where
         fused_kernels names the loss in an eager or compiled step, which makes the gradient in forward over the
-        logits themselves and saves them."""
+        logits themselves and saves them (the spec rules allow fused_kernels only in such a step, and not beside
+        a loss_kernel)."""
         if self.implementation != "fused" or self.loss() == "eager":
             return "torch"
-        if self.loss_kernel is None and self.fusion != "fused" and "loss" in self.fused_kernels:
-            return "gradient"
-        return "softmax"
+        return "gradient" if "loss" in self.fused_kernels else "softmax"
 
 
 def fusion_loss(fusion: str, fused_kernels: tuple[str, ...] | list[str]) -> str:

@@ -92,6 +92,22 @@ OPTIMIZERS: dict[str, Callable[[list[torch.Tensor]], torch.optim.Optimizer]] = {
 }
 
 
+def _softmax_in_place(x: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Turn fp32 logits x (rows × vocabulary) into their softmax in place, as both kernels below do; the rows'
+    losses, log Σ exp − the target's logit."""
+    x -= x.max(dim=-1, keepdim=True).values
+    picked = x.gather(-1, targets[:, None]).squeeze(-1)
+    x.exp_()
+    sums = x.sum(dim=-1)
+    x /= sums[:, None]
+    return sums.log() - picked
+
+
+def _gradient_in_place(softmax: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """softmax − one-hot(targets): each row's gradient of its loss, in place."""
+    return softmax.scatter_add_(-1, targets[:, None], softmax.new_full((targets.numel(), 1), -1.0))
+
+
 class VocabParallelCrossEntropy(torch.autograd.Function):
     """Cross-entropy as Megatron-Core's unfused vocabulary-parallel kernel runs it on one tensor rank (its
     tensor_parallel/cross_entropy.py, read for its memory): an fp32 copy of the logits becomes, in place, the
@@ -103,28 +119,14 @@ class VocabParallelCrossEntropy(torch.autograd.Function):
     @staticmethod
     def forward(ctx, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:  # noqa: ANN001
         x = logits.float()
-        x -= x.max(dim=-1, keepdim=True).values
-        picked = x.gather(-1, targets[:, None]).squeeze(-1)
-        x.exp_()
-        sums = x.sum(dim=-1)
-        x /= sums[:, None]
+        losses = _softmax_in_place(x, targets)
         ctx.save_for_backward(x, targets)
-        return sums.log() - picked
+        return losses
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):  # noqa: ANN001, ANN205
         softmax, targets = ctx.saved_tensors
-        softmax.scatter_add_(-1, targets[:, None], softmax.new_full((targets.numel(), 1), -1.0))
-        softmax *= grad[:, None]
-        return softmax, None
-
-
-def unfused(spec: Spec) -> Spec:
-    """The spec as the reference model's timed steps run it and the step model prices them (compare.one_step):
-    memory-bound work as eager PyTorch's kernels (training.fusion eager, no fused_kernels: its gated activation
-    too), torch's cross-entropy."""
-    training = spec.training.model_copy(update={"fusion": "eager", "fused_kernels": (), "loss_kernel": None})
-    return spec.model_copy(update={"training": training})
+        return _gradient_in_place(softmax, targets).mul_(grad[:, None]), None
 
 
 class GradientInForwardCrossEntropy(torch.autograd.Function):
@@ -140,15 +142,9 @@ class GradientInForwardCrossEntropy(torch.autograd.Function):
         losses = logits.new_empty(logits.shape[0], dtype=torch.float32)
         for start in range(0, logits.shape[0], GradientInForwardCrossEntropy.ROWS):
             rows = slice(start, start + GradientInForwardCrossEntropy.ROWS)
-            x, picked = logits[rows].float(), targets[rows, None]
-            x -= x.max(dim=-1, keepdim=True).values
-            chosen = x.gather(-1, picked).squeeze(-1)
-            x.exp_()
-            sums = x.sum(dim=-1)
-            losses[rows] = sums.log() - chosen
-            x /= sums[:, None]
-            x.scatter_add_(-1, picked, x.new_full(picked.shape, -1.0))
-            logits[rows] = x.div_(logits.shape[0])
+            x = logits[rows].float()
+            losses[rows] = _softmax_in_place(x, targets[rows])
+            logits[rows] = _gradient_in_place(x, targets[rows]).div_(logits.shape[0])
         ctx.save_for_backward(logits)
         return losses
 
@@ -156,6 +152,14 @@ class GradientInForwardCrossEntropy(torch.autograd.Function):
     def backward(ctx, grad: torch.Tensor):  # noqa: ANN001, ANN205
         (gradient,) = ctx.saved_tensors     # each row's, over the N rows' mean: scaled back by N
         return gradient.mul_(grad[:, None] * grad.shape[0]), None
+
+
+def unfused(spec: Spec) -> Spec:
+    """The spec as the reference model's timed steps run it and the step model prices them (compare.one_step):
+    memory-bound work as eager PyTorch's kernels (training.fusion eager, no fused_kernels: its gated activation
+    too), torch's cross-entropy."""
+    training = spec.training.model_copy(update={"fusion": "eager", "fused_kernels": (), "loss_kernel": None})
+    return spec.model_copy(update={"training": training})
 
 
 def loss_memory(spec: Spec) -> str:

@@ -21,22 +21,23 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from costplan.profiling.on_chip import on_chip
+
 RMS_EPS = 1e-6
 LAYERNORM_EPS = 1e-5
 
 
 class _FusedRMSNorm(torch.autograd.Function):
-    """y = x / rms(x) · w in fp32, saving only x, the fp32 1/rms per row and the weight."""
+    """y = x / rms(x) · w in fp32, saving only x, the fp32 1/rms per row and the weight. On the CPU its kernels
+    are written out, one fused kernel each way on a GPU: their temporaries stay on chip (on_chip.py)."""
 
     @staticmethod
     def forward(ctx, x, weight, eps):  # noqa: ANN001, ANN205 - autograd.Function signature
         if x.device.type == "cuda":
             y, rstd = torch.ops.aten._fused_rms_norm(x, [x.shape[-1]], weight, eps)
         else:
-            wide = torch.promote_types(x.dtype, torch.float32)      # fp32 for 16-bit input, as the kernel
-            xf = x.to(wide)
-            rstd = torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + eps)
-            y = (xf * rstd * weight.to(wide)).to(x.dtype)
+            with on_chip():
+                y, rstd = _rms_norm(x, weight, eps)
         ctx.save_for_backward(x, rstd, weight)
         return y
 
@@ -45,18 +46,29 @@ class _FusedRMSNorm(torch.autograd.Function):
         x, rstd, weight = ctx.saved_tensors
         if x.device.type == "cuda":
             dx, dw = torch.ops.aten._fused_rms_norm_backward(grad, x, [x.shape[-1]], rstd, weight, [True, True])
-            return dx, dw, None
-        # y = w·x̂ with x̂ = x·r, r = (mean(x²) + eps)^-½:  dx = r·(g·w − x̂·mean(g·w·x̂)),  dw = Σ g·x̂. The same
-        # fourteen kernels as written out (nine in fp32), the last three in place on fresh tensors, so that at
-        # most three fp32 copies of x are live (a fused kernel holds none; a norm's backward can be a step's
-        # peak where the vocabulary is small).
-        g, xhat = grad.to(rstd.dtype), x.to(rstd.dtype) * rstd
-        dw = (g * xhat).reshape(-1, x.shape[-1]).sum(0)
-        gw = g * weight.to(rstd.dtype)
-        del g
-        dot = (gw * xhat).mean(-1, keepdim=True)
-        dx = gw.sub_(xhat.mul_(dot)).mul_(rstd)
-        return dx.to(x.dtype), dw.to(weight.dtype), None
+        else:
+            with on_chip():
+                dx, dw = _rms_norm_backward(grad, x, rstd, weight)
+        return dx, dw, None
+
+
+def _rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float):  # noqa: ANN202
+    wide = torch.promote_types(x.dtype, torch.float32)      # fp32 for 16-bit input, as the kernel
+    xf = x.to(wide)
+    rstd = torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + eps)
+    return (xf * rstd * weight.to(wide)).to(x.dtype), rstd
+
+
+def _rms_norm_backward(grad: torch.Tensor, x: torch.Tensor, rstd: torch.Tensor, weight: torch.Tensor):  # noqa: ANN202
+    """y = w·x̂ with x̂ = x·r, r = (mean(x²) + eps)^-½:  dx = r·(g·w − x̂·mean(g·w·x̂)),  dw = Σ g·x̂. Fourteen
+    kernels (nine in fp32), the last three in place on fresh tensors: the CPU step model counts them."""
+    g, xhat = grad.to(rstd.dtype), x.to(rstd.dtype) * rstd
+    dw = (g * xhat).reshape(-1, x.shape[-1]).sum(0)
+    gw = g * weight.to(rstd.dtype)
+    del g
+    dot = (gw * xhat).mean(-1, keepdim=True)
+    dx = gw.sub_(xhat.mul_(dot)).mul_(rstd)
+    return dx.to(x.dtype), dw.to(weight.dtype)
 
 
 class RMSNorm(nn.Module):
@@ -85,29 +97,42 @@ _ACTIVATION = {"gelu": F.gelu, "relu": F.relu, "swiglu": F.silu, "geglu": F.gelu
 
 class _FusedGLU(torch.autograd.Function):
     """act(gate) · up as a fused gated-activation kernel runs it (Megatron-Core's bias_swiglu / bias_geglu,
-    Transformer Engine's, Liger's): it saves gate and up only and recomputes the activation in backward, where
-    beside its two outputs it holds one gate-sized temporary (σ(gate), or the exact GELU's Φ(gate))."""
+    Transformer Engine's, Liger's): it saves gate and up only and recomputes the activation in backward. One
+    kernel each way on a GPU, so what it makes besides its outputs stays on chip (on_chip.py)."""
 
     @staticmethod
     def forward(ctx, gate: torch.Tensor, up: torch.Tensor, kind: str) -> torch.Tensor:  # noqa: ANN001
         ctx.kind = kind
         ctx.save_for_backward(gate, up)
-        return _ACTIVATION[kind](gate) * up
+        with on_chip():
+            out = _glu(gate, up, kind)
+        return out
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):  # noqa: ANN001, ANN205
         gate, up = ctx.saved_tensors
-        if ctx.kind == "swiglu":
-            # silu(x) = x·σ(x); silu'(x) = σ(x) + x·σ(x)·(1 − σ(x))
-            sigmoid = torch.sigmoid(gate)
-            d_up = torch.mul(gate, sigmoid).mul_(grad)
-            d_gate = torch.rsub(sigmoid, 1).mul_(gate).mul_(sigmoid).add_(sigmoid)
-        else:
-            # gelu(x) = x·Φ(x); gelu'(x) = Φ(x) + x·φ(x), φ(x) = exp(−x²/2) / √(2π)
-            cdf = torch.mul(gate, math.sqrt(0.5)).erf_().add_(1).mul_(0.5)
-            d_up = torch.mul(gate, cdf).mul_(grad)
-            d_gate = torch.mul(gate, gate).mul_(-0.5).exp_().mul_(gate).mul_(1 / math.sqrt(2 * math.pi)).add_(cdf)
-        return d_gate.mul_(grad).mul_(up), d_up, None
+        with on_chip():
+            d_gate, d_up = _glu_backward(gate, up, grad, ctx.kind)
+        return d_gate, d_up, None
+
+
+def _glu(gate: torch.Tensor, up: torch.Tensor, kind: str) -> torch.Tensor:
+    return _ACTIVATION[kind](gate) * up
+
+
+def _glu_backward(gate: torch.Tensor, up: torch.Tensor, grad: torch.Tensor, kind: str):  # noqa: ANN202
+    """(d_gate, d_up), with one gate-sized temporary (σ(gate), or the exact GELU's Φ(gate))."""
+    if kind == "swiglu":
+        # silu(x) = x·σ(x); silu'(x) = σ(x) + x·σ(x)·(1 − σ(x))
+        sigmoid = torch.sigmoid(gate)
+        d_up = torch.mul(gate, sigmoid).mul_(grad)
+        d_gate = torch.rsub(sigmoid, 1).mul_(gate).mul_(sigmoid).add_(sigmoid)
+    else:
+        # gelu(x) = x·Φ(x); gelu'(x) = Φ(x) + x·φ(x), φ(x) = exp(−x²/2) / √(2π)
+        cdf = torch.mul(gate, math.sqrt(0.5)).erf_().add_(1).mul_(0.5)
+        d_up = torch.mul(gate, cdf).mul_(grad)
+        d_gate = torch.mul(gate, gate).mul_(-0.5).exp_().mul_(gate).mul_(1 / math.sqrt(2 * math.pi)).add_(cdf)
+    return d_gate.mul_(grad).mul_(up), d_up
 
 
 class MLP(nn.Module):

@@ -199,7 +199,10 @@ LOSS_KERNEL = {
     # of the fp32 logits, 8 bytes a logit not counted)
     "bloom": "vocab_parallel",
     # Megatron-Bridge df0289c: scripts/performance/utils/overrides.py sets cross_entropy_fusion_impl "te" with
-    # the recipes' cross_entropy_loss_fusion True (fused). llm-foundry v0.0.4 to 061f2c7: MPT's loss_fn defaults
+    # the recipes' cross_entropy_loss_fusion True: Transformer Engine's fused kernel (a fused kernel's time; its
+    # memory, the 16-bit logits made the gradient in place, is not Megatron-Core's own fused kernel's)
+    "bridge": "transformer_engine",
+    # llm-foundry v0.0.4 to 061f2c7: MPT's loss_fn defaults
     # to fused_crossentropy (flash-attn's fused kernel; the yamls leave it). torchtitan: its eager fp32 loss is
     # training.fusion's (eager, and the eager edges of blocks).
 }
@@ -696,6 +699,14 @@ losses are torch's, its recomputation keeps no activation), but its full-recompu
 smaller: the 405B rows' first stages -19.0..-28.2% to -19.6..-28.7% of their peaks. Megatron-Bridge's Llama 3 70B
 rows and its Qwen3-235B row, which ran, no longer print "does not fit"; its Qwen3-30B-A3B (2511) and DeepSeek-V3
 rows still do.
+
+Two more memory changes that move no time. Megatron-Bridge's rows now run Transformer Engine's cross-entropy,
+which their recipes select (`cross_entropy_fusion_impl` "te"; `training.loss_kernel: transformer_engine`,
+LOSS_KERNEL in the script): a fused kernel's time, as before, and its own memory, the 16-bit logits saved and made
+the gradient in place (2 bytes a logit against Megatron-Core's fused kernel's 6); no row's fit changed, and its
+Qwen3-30B-A3B (2511) and DeepSeek-V3 rows still print "does not fit". Under per-op checkpointing the backward
+moment now holds what torch's checkpoint reruns as the last layer's backward starts (the ops the policy did not
+keep); torchtitan's six selective_op rows with published peaks did not move, their loss's moment being larger.
 
 """
 

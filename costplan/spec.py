@@ -172,7 +172,7 @@ MODULES = ("bloom", "deepseek_v2", "deepseek_v3", "falcon", "gemma", "gemma2", "
            "phi3", "qwen2", "qwen2_moe", "qwen3", "qwen3_moe", "starcoder2")
 
 FUSABLE = ("norm", "rotary", "activation", "loss")   # training.fused_kernels
-LOSS_KERNELS = ("fused", "eager", "vocab_parallel")   # training.loss_kernel
+LOSS_KERNELS = ("fused", "eager", "vocab_parallel", "transformer_engine")   # training.loss_kernel
 
 
 class TrainingSpec(Section):
@@ -221,11 +221,12 @@ class TrainingSpec(Section):
     # fusion blocks): torchtitan's fused_rmsnorm, Liger's RMSNorm, RoPE, SwiGLU and cross-entropy kernels.
     fused_kernels: tuple[Literal[FUSABLE], ...] = ()
     # How the loss over the vocabulary runs, where it differs from what `fusion` makes of it: one fused kernel
-    # each way (Megatron's and Transformer Engine's fused cross-entropy, Liger's), torch's cross_entropy on fp32
-    # logits (eager), or Megatron-Core's unfused vocab-parallel cross-entropy (its default without
-    # cross_entropy_loss_fusion: costs/eager.py). None: fused, or eager under fusion eager and blocks. Memory:
-    # fused and vocab_parallel as Megatron-Core's kernels hold it, eager as torch's, and `loss` in fused_kernels
-    # (with this None) as Liger's kernel (costs/embedding.py loss_bytes).
+    # each way (Megatron-Core's fused cross-entropy, Liger's), Transformer Engine's fused kernel (Megatron-Core's
+    # cross_entropy_fusion_impl te, Megatron-Bridge's recipes), torch's cross_entropy on fp32 logits (eager), or
+    # Megatron-Core's unfused vocab-parallel cross-entropy (its default without cross_entropy_loss_fusion:
+    # costs/eager.py). None: fused, or eager under fusion eager and blocks. Memory: fused and vocab_parallel as
+    # Megatron-Core's kernels hold it, eager as torch's, transformer_engine and `loss` in fused_kernels (with this
+    # None) as Liger's kernel (costs/embedding.py loss_bytes).
     loss_kernel: Literal[LOSS_KERNELS] | None = None
     # How a step's micro-batches add up their weight gradients: in the weight-gradient GEMM itself (Megatron-Core's
     # gradient_accumulation_fusion, on by default), or by a separate add after each backward (PyTorch's autograd

@@ -343,6 +343,8 @@ def test_loss_kernel_overrides_what_fusion_makes_of_the_loss():
     eager = _loss_streams({"fusion": "eager"})[1]
     assert _loss_streams({"loss_kernel": "eager"})[1] == eager                       # torch's, in a fused step
     assert _loss_streams({"fusion": "eager", "loss_kernel": "fused"})[1] == _loss_streams({})[1]
+    # Transformer Engine's kernel moves what a fused kernel moves (its memory differs: test_profiling_memory.py)
+    assert _loss_streams({"loss_kernel": "transformer_engine"})[1] == _loss_streams({})[1]
     assert _loss_streams({"fusion": "blocks", "loss_kernel": "vocab_parallel"})[1] == (38 * S * 1000, 14 * S * 1000)
     # in fp32 the casts are no-ops: 8 and 2 fp32 passes
     assert _loss_streams({"loss_kernel": "vocab_parallel", "precision": "fp32"})[1] == (32 * S * 1000, 8 * S * 1000)
@@ -360,6 +362,9 @@ def test_estimate_and_check_say_how_the_loss_runs(run):
     assert data["time"]["breakdown"]["memory_bound"] > plain["time"]["breakdown"]["memory_bound"]
     (row,) = [line for line in run("estimate", "llama3-8b", *unfused).stdout.splitlines() if "memory-bound ops" in line]
     assert row.endswith("the loss as Megatron-Core's unfused vocab-parallel cross-entropy (training.loss_kernel)")
+    te = ("--set", "training.loss_kernel=transformer_engine")
+    (row,) = [line for line in run("estimate", "llama3-8b", *te).stdout.splitlines() if "memory-bound ops" in line]
+    assert row.endswith("the loss as Transformer Engine's fused cross-entropy (training.loss_kernel)")
     blocks = json.loads(run("estimate", "llama3-8b", "--set", "training.fusion=blocks", "--format", "json").stdout)[0]
     assert blocks["assumptions"]["loss_kernel"] == "eager"
     # check times the reference, whose loss is torch's cross-entropy

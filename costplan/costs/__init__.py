@@ -172,20 +172,20 @@ class Shape:
         return self.fusion == "eager" and op not in self.fused_kernels
 
     def loss(self) -> str:
-        """How the loss over the vocabulary runs: fused, eager or vocab_parallel (training.loss_kernel, else as
-        the step's fusion runs it)."""
+        """How the loss over the vocabulary runs: fused, eager, vocab_parallel or transformer_engine
+        (training.loss_kernel, else as the step's fusion runs it)."""
         return self.loss_kernel if self.loss_kernel is not None else fusion_loss(self.fusion, self.fused_kernels)
 
     def loss_memory(self) -> str:
         """What the loss keeps for backward (costs/embedding.py loss_bytes): "torch", torch's cross-entropy (an
         eager loss, and transformers' modules); "softmax", Megatron-Core's kernels, fused or vocabulary-parallel,
         which save an fp32 softmax and make it the gradient in place; "gradient", Liger's kernel where
-        fused_kernels names the loss in an eager or compiled step, which makes the gradient in forward over the
-        logits themselves and saves them (the spec rules allow fused_kernels only in such a step, and not beside
-        a loss_kernel)."""
+        fused_kernels names the loss in an eager or compiled step (the spec rules allow fused_kernels only in
+        such a step, and not beside a loss_kernel), and Transformer Engine's, which save the 16-bit logits
+        themselves and write the gradient over them."""
         if self.implementation != "fused" or self.loss() == "eager":
             return "torch"
-        return "gradient" if "loss" in self.fused_kernels else "softmax"
+        return "gradient" if "loss" in self.fused_kernels or self.loss() == "transformer_engine" else "softmax"
 
 
 def fusion_loss(fusion: str, fused_kernels: tuple[str, ...] | list[str]) -> str:

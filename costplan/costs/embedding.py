@@ -25,9 +25,10 @@ def loss_bytes(shape: Shape) -> tuple[int, int]:
     Core's kernels (megatron/core/fusions/fused_cross_entropy.py, tensor_parallel/cross_entropy.py) save an fp32
     softmax and turn it into the gradient in place: only its cast back to the logits' dtype is new (nothing in
     fp32; older fused versions cast to bf16 whatever the logits). Liger's kernel (ops/cross_entropy.py) writes the
-    gradient over the logits in forward and saves them: nothing new. Transformer Engine's fused kernel does as
-    Liger's, which `fused` (Megatron's) does not say. All are split over the tensor ranks as vocabulary-parallel
-    kernels are; Liger's takes whole logits on every rank (torchtitan without loss_parallel), not modelled."""
+    gradient over the logits in forward and saves them: nothing new. Transformer Engine's (pytorch/cross_entropy.py,
+    loss_kernel transformer_engine) saves the logits and writes the gradient over them in backward: the same bytes.
+    All are split over the tensor ranks as vocabulary-parallel kernels are; Liger's takes whole logits on every
+    rank (torchtitan without loss_parallel), not modelled."""
     e, kind = shape.act_bytes, shape.loss_memory()
     if kind == "gradient":
         return e, 0

@@ -34,7 +34,7 @@ Memory per GPU (bytes), for the pipeline stage that needs the most:
   1F1B holds p + (p − 1)/v of them (micro_batches_in_flight).
 - The peak (StageMemory.total) is the largest of three moments, each the model states with its transients. Backward:
   every saved activation with the loss's gradients as it starts, or where more the head's gradients (head_backward)
-  or a fully recomputed layer's activations (recomputed_layer); under ZeRO-3 with the weights FSDP2 holds gathered
+  or a recomputed layer's activations (recomputed_layer); under ZeRO-3 with the weights FSDP2 holds gathered
   (the root's and gathered_layers). Backward ending (the root still gathered), with a tied embedding on one stage:
   autograd holds the head's gradient of the shared matrix until the lookup's dense gradient arrives, and adds the
   two into a third tensor before adding that to the accumulated gradient, all three in the weights' dtype (split by
@@ -155,15 +155,24 @@ def _activations_per_gpu(sums: _Sums, t: int, sequence_parallel: bool, micro_bat
 
 
 def recomputed_layer(spec: Spec, stage: int) -> float:
-    """Bytes on one GPU that a fully recomputed layer's forward saves again for one micro-batch while its backward
-    runs (the loss's transients freed by then): the most of the stage's recomputed layers, split as saved
-    activations are (_activations_per_gpu)."""
+    """Bytes on one GPU that a recomputed layer's forward saves again for one micro-batch while its backward runs
+    (the loss's transients freed by then): the most of the stage's recomputed layers, split as saved activations
+    are (_activations_per_gpu). A fully recomputed layer saves all of its activations again; one under per-op
+    checkpointing (selective_op) those its policy did not keep, which torch's checkpoint reruns together when
+    the layer's backward starts."""
     shape, par = shape_of(spec), spec.parallel
-    groups = recompute_groups(spec.model, shape, stage, pipeline_stages(spec))
-    layers = [_sums(layer_cost(layer, spec.model, kept(at))) for layer, _, at in groups if at.recompute == "full"]
     micro = spec.training.micro_batch_size
-    return max((_activations_per_gpu(one, par.tensor, par.sequence_parallel, micro, par.routed_row_share)
-                for one in layers), default=0.0)
+
+    def per_gpu(parts: dict[str, Cost]) -> float:
+        return _activations_per_gpu(_sums(parts), par.tensor, par.sequence_parallel, micro, par.routed_row_share)
+
+    redone = []
+    for layer, _, at in recompute_groups(spec.model, shape, stage, pipeline_stages(spec)):
+        if at.recompute == "full":
+            redone.append(per_gpu(layer_cost(layer, spec.model, kept(at))))
+        elif at.recompute == "selective_op":
+            redone.append(per_gpu(layer_cost(layer, spec.model, kept(at))) - per_gpu(layer_cost(layer, spec.model, at)))
+    return max(redone, default=0.0)
 
 
 def head_backward(spec: Spec, t: int) -> float:
@@ -247,7 +256,7 @@ def _stage_memory(spec: Spec, degrees: tuple, parts: dict[str, Cost], stage: int
     workspace = sums.workspace * training.micro_batch_size / t / par.context
     if stage == p - 1:
         workspace = max(workspace, head_backward(spec, t))
-    if training.recompute == "full":
+    if training.recompute in ("full", "selective_op"):
         workspace = max(workspace, recomputed_layer(spec, stage) / par.context)
 
     # The vocabulary matrix this stage steps (the embedding, or the last stage's head or shared copy of it),

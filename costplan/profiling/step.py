@@ -169,7 +169,8 @@ def loss_memory(spec: Spec) -> str:
 
 def loss_of(logits: torch.Tensor, targets: torch.Tensor, kind: str = "torch") -> torch.Tensor:
     """Mean next-token cross-entropy, computed in fp32, as the loss `kind` (Shape.loss_memory) keeps it: torch's,
-    Megatron-Core's ("softmax", VocabParallelCrossEntropy) or Liger's ("gradient")."""
+    Megatron-Core's ("softmax", VocabParallelCrossEntropy) or Liger's and Transformer Engine's ("gradient",
+    which hold the same bytes)."""
     if kind == "softmax":
         return VocabParallelCrossEntropy.apply(logits.flatten(0, 1), targets.flatten()).mean()
     if kind == "gradient":

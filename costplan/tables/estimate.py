@@ -102,7 +102,8 @@ def _part_name(part: str) -> str:
 
 
 LOSS_NOTES = {"fused": "the loss one fused kernel each way", "eager": "the loss as torch's fp32 cross-entropy",
-              "vocab_parallel": "the loss as Megatron-Core's unfused vocab-parallel cross-entropy"}
+              "vocab_parallel": "the loss as Megatron-Core's unfused vocab-parallel cross-entropy",
+              "transformer_engine": "the loss as Transformer Engine's fused cross-entropy"}
 
 
 def _fusion_note(a) -> str:  # noqa: ANN001 - Assumptions

@@ -1,6 +1,8 @@
-"""Saved-tensor bytes are counted once per storage; the peak tracker agrees with torch's MemTracker."""
+"""Saved-tensor bytes are counted once per storage; the peak tracker agrees with torch's MemTracker where no
+fused kernel's stand-in holds the peak (on_chip.py)."""
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import pytest
@@ -324,14 +326,15 @@ def test_a_fused_swiglu_saves_its_input_and_output():
     assert mlp_bytes("eager") == s * (d + 4 * f) * 2
 
 
-def test_a_small_vocabulary_s_peak_at_2048_tokens_is_within_the_check_s_tolerance():
+def test_a_small_vocabulary_s_peak_at_2048_tokens_is_the_estimate_s():
     # With a 256-word vocabulary the loss's transient is small and the last layers' backward can be the step's
-    # peak; the reference's RMSNorm backward holds at most three fp32 copies of its input there, so that `check`
-    # at 2,048 tokens stays within its 10% (it measured +12% with the norm's backward written out).
+    # peak. The reference's RMSNorm and SwiGLU, written out on the CPU, stand for fused kernels whose
+    # intermediates stay on chip (on_chip.py): with them counted this measured +12% (six fp32 copies in the norm's
+    # backward), then +6.2% (three); now within 3% (+1.8%: the last layer's own backward, not modelled).
     spec = costplan.load_spec(Path(__file__).parents[1] / "specs" / "ci" / "flash.yaml",
                               ["model.max_seq_len=2048", "training.seq_len=2048", "training.micro_batch_size=1"])
     m = costplan.estimate(spec).memory
-    assert measure_peak(spec, 1, torch.device("cpu")).bytes == pytest.approx(m.total_per_gpu, rel=0.10)
+    assert measure_peak(spec, 1, torch.device("cpu")).bytes == pytest.approx(m.total_per_gpu, rel=0.03)
 
 
 def test_torch_compile_s_partitioner_saves_three_d_ff_wide_tensors_around_a_swiglu():
@@ -392,9 +395,9 @@ def test_a_fused_kernel_s_temporaries_stay_out_of_the_peak_but_its_outputs_count
         assert tracker.peak == peak
 
 
-@pytest.mark.parametrize("config", ["starcoder2", "deepseek_v3"])
+@pytest.mark.parametrize("config", ["starcoder2", "deepseek_v2", "deepseek_v3"])
 def test_tiled_attention_s_peak_is_what_a_fused_kernel_holds(config):
-    # A sliding window (starcoder2) and MLA (deepseek_v3) run the reference's tiled kernel, whose per-tile fp32
+    # A sliding window (starcoder2) and MLA (deepseek_v2, _v3) run the reference's tiled kernel, whose per-tile fp32
     # scores, probabilities and gradients a GPU keeps on chip. At these configs' widths (64) and 128 tokens
     # they had put the measured peak 21-23% above the estimate; counted as a fused kernel's, within 1%.
     spec = costplan.load_spec(Path(__file__).parents[1] / "specs" / "ci" / "hf" / "tiny" / f"{config}.json")
@@ -415,3 +418,36 @@ def test_per_op_checkpointing_reruns_what_its_policy_did_not_keep_when_the_layer
                    for r in ("selective_op", "none"))
     assert kept.workspace == (whole.activations - kept.activations) / 2 > whole.workspace
     assert measure_peak(spec, 1, torch.device("cpu")).bytes == pytest.approx(kept.total_per_gpu, rel=0.05)
+
+
+def test_the_cuda_peak_leaves_a_fused_kernel_s_temporaries_out(monkeypatch):
+    # CUDA's allocator statistics, imitated: 4 KiB held, then a kernel stand-in allocates a 64 KiB temporary and a
+    # 1 KiB output and frees the temporary; after it 2 KiB more come and go. The peak is 4 + 1 + 2 = 7 KiB, where
+    # the allocator's own maximum saw 69.
+    from costplan.profiling.memory import CudaPeak
+    from costplan.profiling.on_chip import on_chip
+
+    class Allocator:
+        allocated = top = 0
+
+        def take(self, n):  # noqa: ANN001, ANN202
+            self.allocated += n
+            self.top = max(self.top, self.allocated)
+
+    heap = Allocator()
+    monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda device=None: heap.top)
+    monkeypatch.setattr(torch.cuda, "reset_peak_memory_stats", lambda device=None: setattr(heap, "top", heap.allocated))
+
+    def peak(fused: bool) -> int:
+        heap.allocated = heap.top = 0
+        with CudaPeak(torch.device("cuda")) as tracker:
+            heap.take(4)
+            with on_chip() if fused else contextlib.nullcontext():
+                heap.take(64)
+                heap.take(1)
+                heap.take(-64)
+            heap.take(2)
+            heap.take(-2)
+        return tracker.peak
+
+    assert (peak(True), peak(False)) == (7, 69)

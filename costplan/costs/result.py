@@ -40,7 +40,7 @@ class Memory(Record):
     optimizer: int
     activations: int                 # saved for backward, one micro-batch
     workspace: int                   # transient with the activations: what the loss makes as backward starts,
-                                     # or where more a softmax's gradients, the head's gradients or a fully
+                                     # or where more a softmax's gradients, the head's gradients or a
                                      # recomputed layer's activations
     tied_gradients: int              # transient as backward ends: a tied embedding's two gradients and their sum
     gathered_root: int               # transient under ZeRO-3: the embedding and head gathered to backward's end
@@ -112,6 +112,7 @@ class Assumptions(Record):
     fused_kernels: list[str]         # training.fused_kernels: ops one fused kernel each in an eager step
     loss_kernel: str                 # how the loss over the vocabulary runs (training.loss_kernel, or fusion's)
     grad_accumulation: str           # training.grad_accumulation: fused in the GEMMs, or separate adds
+    fp8_saved_inputs: bool           # training.fp8_saved_inputs: linears save fp8 copies of their inputs
     bytes_per_param: dict[str, Any]
     activation_element_bytes: int
     attention_flops: str

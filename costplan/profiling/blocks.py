@@ -11,9 +11,10 @@ The kernel is an autograd Function written with torch ops, in the two ways the a
   the output and an fp32 log-sum-exp per query and head; backward recomputes each block's scores (5 matmuls
   per block: 3 over d_qk and 2 over d_v, 2.5 × the forward when they are equal);
 - materialized: saves each block's probabilities; backward is 4 matmuls per block (2 × the forward).
-K/V heads are shared by groups of query heads (GQA) and expanded only inside the kernel, never saved. Its
-temporaries (tiles, fp32 accumulators) stay out of the measured peak, as a fused kernel's on-chip memory does
-(on_chip.py); FlashAttention-2's fp32 dq accumulator in HBM is thus neither measured nor estimated.
+K/V heads are shared by groups of query heads (GQA) and expanded only inside the kernel, never saved. The flash
+kernel's temporaries (tiles, fp32 accumulators) stay out of the measured peak, as a fused kernel's on-chip
+memory does (on_chip.py); FlashAttention-2's backward workspace in device memory (its fp32 dq accumulator and,
+for grouped heads, dk and dv at every query head before their sum) is thus neither measured nor estimated.
 
 Attention sinks (gpt-oss): a learned logit per head that joins every query's softmax denominator and has no
 value row. It only changes each row's normaliser: the probabilities and the log-sum-exp the kernel keeps are
@@ -25,6 +26,7 @@ computes whole key tiles, from the first that holds a key one of its queries may
 """
 from __future__ import annotations
 
+import contextlib
 import math
 from typing import NamedTuple, Union
 
@@ -193,7 +195,7 @@ class BlockAttention(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, q, k, v, parts, scale, materialize, slopes, sinks=None):  # noqa: ANN001, ANN205
-        with on_chip():
+        with _kernel(materialize):
             out, lse, probabilities = _forward(q, k, v, parts, scale, slopes, materialize, sinks)
         ctx.parts, ctx.scale, ctx.materialize, ctx.slopes = parts, scale, materialize, slopes
         ctx.sinks = sinks                   # a parameter: kept by the module, not a saved activation
@@ -205,15 +207,22 @@ class BlockAttention(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_out):  # noqa: ANN001, ANN205
-        with on_chip():
-            grads = _backward(ctx, grad_out)
+        saved = ctx.saved_tensors       # unpacked outside: a checkpoint's rerun is not the kernel's
+        with _kernel(ctx.materialize):
+            grads = _backward(ctx, saved, grad_out)
         return grads
 
 
-def _backward(ctx, grad_out):  # noqa: ANN001, ANN202
+def _kernel(materialize: bool):  # noqa: ANN202
+    """A flash kernel's tiles stay on chip (on_chip.py); a materialising kernel's probabilities and score
+    gradients are ordinary tensors in device memory."""
+    return contextlib.nullcontext() if materialize else on_chip()
+
+
+def _backward(ctx, saved, grad_out):  # noqa: ANN001, ANN202
     """BlockAttention's gradients (dq, dk, dv, ..., dsinks): per block, recomputed (or saved) probabilities,
     fp32 accumulators of dq, dk and dv."""
-    q, k, v, *rest = ctx.saved_tensors
+    q, k, v, *rest = saved
     b, s, heads, _ = q.shape
     groups = k.shape[2]
     per_group = heads // groups
@@ -272,11 +281,6 @@ class BlockCore:
 
     def __call__(self, q, k, v, pos, scale: float, heads: int, groups: int, sinks=None) -> torch.Tensor:  # noqa: ANN001
         return block_attention(q, k, v, self.parts, scale, self.materialize, self.slopes, sinks)
-
-
-# CausalTiles' query tile (CAUSAL_TILE, 16 rows). Its blocks span every key, so FLOPs and saved tensors do not
-# depend on it, nor, its temporaries being on chip (on_chip.py), the measured peak; the CPU step model counts the
-# loop's kernels from it.
 
 
 class CausalTiles:

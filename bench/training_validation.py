@@ -182,6 +182,23 @@ FP32_GRADIENTS = {
 # Engine's or Megatron's fused kernels), all but the loss of some (LOSS_KERNEL). torchtitan's torch.compile rows
 # are COMPILED_BLOCKS (above).
 
+# training.fp8_saved_inputs per source (row id prefix), for the fp8 rows: whose fp8 linears save fp8 copies of
+# their inputs. Transformer Engine's do (Megatron-Core's TE layers in NeMo and Megatron-Bridge; Composer's amp_fp8
+# swaps llm-foundry's linears for te.Linear); torchtitan's torchao Float8Linear saves 16-bit inputs. Memory only;
+# not modelled for MLA (DeepSeek-V3), which then keeps 16-bit inputs (said per row).
+FP8_SAVED_INPUTS = ("nemo2407-", "bridge", "foundry-")
+
+
+def fp8_saved_inputs(row: dict[str, Any], model: dict[str, Any], guessed: list[str]) -> bool:
+    if row["precision"] != "fp8" or not row["id"].startswith(FP8_SAVED_INPUTS):
+        return False
+    if isinstance(model.get("attention"), dict) and model["attention"].get("type") == "mla":
+        guessed.append("fp8 inputs saved at 16 bits (MLA: not modelled)")
+        return False
+    guessed.append("fp8 inputs saved as fp8 (Transformer Engine)")
+    return True
+
+
 # training.loss_kernel per source (row id prefix), read from each framework's code at the commit its source names:
 # where the cross-entropy is not one fused kernel each way. Its effect on every row was looked at once before the
 # code of each source was read; which rows take it, the code alone decided.
@@ -293,7 +310,8 @@ def spec_of(row: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
                      "fusion": fusion_of(row["id"]),
                      "fused_kernels": ["norm"] if row["id"].startswith(FUSED_NORM) else [],
                      "fp32_gradients": any(row["id"].startswith(k) and v for k, v in FP32_GRADIENTS.items()),
-                     "loss_kernel": next((v for k, v in LOSS_KERNEL.items() if row["id"].startswith(k)), None)},
+                     "loss_kernel": next((v for k, v in LOSS_KERNEL.items() if row["id"].startswith(k)), None),
+                     "fp8_saved_inputs": fp8_saved_inputs(row, model, guessed)},
         "hardware": {"gpu": row["gpu"], "count": row["gpus"],
                      **({"network_gbs": row["network_gbs"]} if row.get("network_gbs") else {})},
         "parallelism": layout,
@@ -707,6 +725,14 @@ the gradient in place (2 bytes a logit against Megatron-Core's fused kernel's 6)
 Qwen3-30B-A3B (2511) and DeepSeek-V3 rows still print "does not fit". Under per-op checkpointing the backward
 moment now holds what torch's checkpoint reruns as the last layer's backward starts (the ops the policy did not
 keep); torchtitan's six selective_op rows with published peaks did not move, their loss's moment being larger.
+
+Transformer Engine's fp8 linears save the fp8 copy of their input for the weight gradient
+(`training.fp8_saved_inputs`, FP8_SAVED_INPUTS in the script: NeMo's, Megatron-Bridge's and llm-foundry's fp8 rows,
+whose frameworks run TE's layers; torchtitan's torchao linears save 16-bit inputs), 1 byte an element where the
+16-bit input took 2. No time moves; the estimated peaks of those 22 rows fall by 0 to 11.3% (Qwen3-235B from 77.0
+to 68.3 GiB, Llama 3 70B from 71.6 to 65.0; the fully recomputed llm-foundry row at 32K and DeepSeek-V3, whose MLA
+layers are not modelled with it, not at all). No published peak exists for them to be checked against; the
+2511 Qwen3-30B-A3B row, which ran, still prints "does not fit" (89.1 to 81.7 GiB on the 80 GiB board).
 
 """
 

@@ -359,12 +359,13 @@ def _recompute_choices(spec: Spec) -> list[tuple[str, int | None]]:
     """Recomputation tried: none, selective, full of every layer, full of the first half of each pipeline
     stage's layers (training.recompute_layers), which saves memory at half full recomputation's cost, and
     torchtitan's per-op checkpointing (selective_op) where it is modelled: without tensor parallelism, for the
-    layers it was written for."""
+    layers it was written for, with torchao's fp8 linears (not training.fp8_saved_inputs)."""
     stages = pipeline_stages(spec)
     depth = min(stage_depth(spec.model, stage, stages) for stage in range(stage_count(stages)))
     half = [("full", depth // 2)] if depth >= 2 else []
     modelled = spec.parallel.tensor == 1 or tensor_parallel_modelled("selective_op")
-    per_op = [("selective_op", None)] if modelled and not selective_op_rules(spec.model.__dict__.get) else []
+    per_op = ([("selective_op", None)] if modelled and not selective_op_rules(spec.model.__dict__.get)
+              and not spec.training.fp8_saved_inputs else [])
     return [(recompute, None) for recompute in RECOMPUTE] + half + per_op
 
 

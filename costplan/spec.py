@@ -16,7 +16,8 @@ from costplan.kinds import TEXT, FieldProblems, Kind, Then, raise_if
 from costplan.sections import Section, field
 from costplan.spec_attention import AttentionPattern, AttentionSpec, DenseAttention, ModelAttention, pattern_of
 from costplan.spec_rules import (
-    implementation_rules, model_parallel, model_rules, parallel_rules, recompute_rules, serving_rules, spec_rules,
+    fp8_input_rules, implementation_rules, model_parallel, model_rules, parallel_rules, recompute_rules, serving_rules,
+    spec_rules,
 )
 from costplan.validation import (
     Amount, Count, CountOrAuto, Flag, Fraction, Name, PerSecond, Positive, Price, Tokens, Width, ZeroStage,
@@ -233,6 +234,10 @@ class TrainingSpec(Section):
     # adding into .grad from the second micro-batch on; into an fp32 buffer every micro-batch with fp32_gradients:
     # Megatron without the fusion, DeepSpeed's bf16 optimizer), a memory-bound pass over the gradients a GPU holds.
     grad_accumulation: Literal["fused", "add"] = "fused"
+    # Whether fp8 linears save the fp8 copy of their input for the weight gradient, 1 byte an element where the
+    # 16-bit input took 2: Transformer Engine's (Megatron-Core, NeMo, Megatron-Bridge); torchao's Float8Linear
+    # (torchtitan) saves the 16-bit input (false). Memory only (costs/fp8_inputs.py); with precision fp8.
+    fp8_saved_inputs: Flag = False
 
 
 # ---------------------------------------------------------------------------------------------- hardware
@@ -399,6 +404,7 @@ class Spec(Section):
         problems = spec_rules(self.model.max_seq_len, t.__dict__.get)
         problems += implementation_rules(self.model.__dict__.get, t.__dict__.get)
         problems += recompute_rules(self.model.__dict__.get, t.__dict__.get)
+        problems += fp8_input_rules(self.model.__dict__.get, t.__dict__.get)
         if self.parallelism is not None:
             problems += parallel_rules(self.parallelism.__dict__.get, self.model.__dict__.get, t.__dict__.get,
                                        h.__dict__.get)

@@ -156,6 +156,31 @@ def implementation_rules(model: Getter, training: Getter) -> list[tuple[str, str
     return problems
 
 
+def fp8_input_rules(model: Getter, training: Getter) -> list[tuple[str, str]]:
+    """Linears saving fp8 inputs (costs/fp8_inputs.py) are modelled for fp8 training of the fused layers with
+    softmax attention in sequential or sandwich blocks, recomputed as Megatron recomputes."""
+    if not training("fp8_saved_inputs"):
+        return []
+    where, problems = "training.fp8_saved_inputs", []
+    if training("precision") != "fp8":
+        problems.append((where, f"saves fp8 copies of the linears' inputs; precision {training('precision')} "
+                                "is not fp8"))
+    if training("implementation") not in (None, "fused"):
+        problems.append((where, f"Transformer Engine's linears, not transformers' modules: implementation "
+                                f"{training('implementation')}; use fused"))
+    attention = model("attention")
+    others = sorted({a.type for a in pattern_of(attention)} - set(SOFTMAX_TYPES)) if attention is not None else []
+    if others:
+        problems.append((where, f"modelled for softmax attention ({', '.join(SOFTMAX_TYPES)}), not "
+                                f"{', '.join(others)}"))
+    if (model("block") or "sequential") not in ("sequential", "sandwich"):
+        problems.append((where, f"modelled for sequential and sandwich blocks, not {model('block')}"))
+    if training("recompute") == "selective_op":
+        problems.append((where, "torchtitan's per-op checkpointing runs torchao's fp8 linears, which save 16-bit "
+                                "inputs: set fp8_saved_inputs false"))
+    return problems
+
+
 def recompute_rules(model: Getter, training: Getter) -> list[tuple[str, str]]:
     """Recomputing some layers (training.recompute_layers) recomputes them whole: full recomputation. torchtitan's
     per-op checkpointing (selective_op) is modelled for the layers it was written for (costs/selective_op.py)."""

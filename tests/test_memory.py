@@ -285,3 +285,49 @@ def test_full_recompute_holds_one_layer_recomputed_as_its_backward_runs():
     layer = (kept.memory.activations - full.memory.activations) / layers + micro * s * d * 2
     assert layer > kept.memory.workspace
     assert full.memory.workspace == pytest.approx(layer, abs=1)
+
+
+def _fp8(preset: str, saved: bool, **training) -> object:
+    overrides = ["training.precision=fp8", "hardware.gpu=h100-sxm", f"training.fp8_saved_inputs={str(saved).lower()}",
+                 "parallelism=null", *(f"training.{k}={v}" for k, v in training.items())]
+    return costplan.estimate(costplan.load_spec(preset, overrides)).memory
+
+
+def test_transformer_engine_s_fp8_linears_save_fp8_inputs_by_hand():
+    # Llama 3 8B at 8,192 tokens (d = d_q = 4,096, d_ff 14,336, 32 flash layers with SwiGLU). Transformer Engine's
+    # LayerNormLinear saves the QKV and gate-up projections' normed input as fp8 (1 byte where bf16 took 2), its
+    # output projection an fp8 copy of the flash core's output, which the core keeps in bf16 (1 more), and its
+    # down projection the SwiGLU product as fp8 (1 fewer): d + d_ff − d_q + d = d + d_ff bytes fewer a token
+    # and layer. The 16-bit input of torchao's Float8Linear is the default.
+    s, layers = 8192, 32
+    assert _fp8("llama3-8b", False).activations - _fp8("llama3-8b", True).activations == layers * s * (4096 + 14336)
+    # Under full recomputation a layer keeps only its input: nothing changes.
+    assert _fp8("llama3-8b", False, recompute="full").activations == \
+        _fp8("llama3-8b", True, recompute="full").activations
+
+
+def test_fp8_inputs_another_op_saves_are_held_twice():
+    # ReLU saves its output, the down projection's input: its fp8 copy comes on top (d_ff more bytes a token and
+    # layer), as does the output projection's beside a flash core's output; the QKV and up projections' normed
+    # input goes from 2 bytes to 1.
+    s, d, d_ff, layers = 128, 64, 256, 2
+    model = {"vocab_size": 64, "d_model": d, "d_ff": d_ff, "n_layers": layers, "attention": "flash", "mlp": "relu"}
+    fp8 = {"precision": "fp8", "micro_batch_size": 1, "seq_len": s, "tokens": 10**6}
+    plain, te = (costplan.estimate(make_spec(model, {**fp8, "fp8_saved_inputs": saved}, {"gpu": "h100-sxm"})).memory
+                 for saved in (False, True))
+    assert te.activations - plain.activations == layers * s * (-d + d - d + d_ff)
+
+
+@pytest.mark.parametrize("change, message", [
+    (["training.precision=bf16"], "saves fp8 copies of the linears' inputs; precision bf16 is not fp8"),
+    (["training.implementation=sdpa"], "Transformer Engine's linears, not transformers' modules"),
+    (["model.attention=aft_simple", "model.n_kv_heads=null"],
+     "modelled for softmax attention (dense, flash, sliding_window, sparse, chunked), not aft_simple"),
+    (["model.block=parallel"], "modelled for sequential and sandwich blocks, not parallel"),
+    (["training.recompute=selective_op"], "torchtitan's per-op checkpointing runs torchao's fp8 linears"),
+])
+def test_fp8_inputs_outside_what_is_modelled_are_a_one_line_error(run, change, message):
+    spec = "specs/ci/fp8-inputs.yaml"
+    result = run("estimate", spec, *(arg for c in change for arg in ("--set", c)))
+    (line,) = result.stderr.strip().splitlines()
+    assert result.exit_code == 2 and f"{spec}: training.fp8_saved_inputs: {message}" in line

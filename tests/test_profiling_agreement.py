@@ -110,8 +110,10 @@ def test_saved_activations_per_component(path, monkeypatch):
 @pytest.mark.parametrize("path", CI_SPECS, ids=lambda p: Path(p).stem)
 def test_a_shared_norm_output_is_saved_once_whatever_the_attention(path, monkeypatch):
     # Attention and MLP read one normed tensor; which of them saves it (AFT saves a copy of its own) decides
-    # where, and whether twice.
-    assert_saved_agree(load(path, "model.block=parallel_shared_norm"), monkeypatch)
+    # where, and whether twice. (fp8 inputs are modelled for sequential and sandwich blocks: ci/fp8-inputs.yaml
+    # runs with 16-bit ones here.)
+    assert_saved_agree(load(path, "model.block=parallel_shared_norm", "training.fp8_saved_inputs=false"),
+                       monkeypatch)
 
 
 @pytest.mark.parametrize("name, layers", [("dense", 1), ("flash", 1), ("moe-shared", 1), ("attention-pattern", 1),
@@ -262,3 +264,20 @@ def test_reference_model_registry_matches_the_attention_types():
     assert set(ATTENTION_MODULES) == set(ATTENTION_TYPES)
     softmax = {k for k, (build, _) in ATTENTION_MODULES.items() if build.__name__ == "_softmax"}
     assert softmax == set(DEFAULT_CORE) | set(PATTERNS)
+
+
+# Transformer Engine's fp8 linears (training.fp8_saved_inputs) on every kind of layer they are modelled for: a
+# flash core's output saved beside the output projection's fp8 copy, a materialising core's not; ReLU's output
+# beside the down projection's copy, GELU's and SwiGLU's product not; routed rows' and shared experts' inputs.
+FP8_INPUTS = ["training.precision=fp8", "training.fp8_saved_inputs=true", "hardware.gpu=h100-sxm"]
+
+
+@pytest.mark.parametrize("name, extra", [
+    ("flash", []), ("dense", []), ("dense-selective", []), ("flash-full-recompute", []),
+    ("sliding-window-materialized", []), ("sparse-fixed", []), ("chunked", []), ("sinks-flash", []),
+    ("block-sandwich", []), ("moe", []), ("moe-shared", []), ("moe-capacity", []),
+    ("flash", ["model.mlp=relu"]), ("dense", ["model.mlp=gelu", "model.bias=true"]),
+])
+def test_fp8_saved_inputs_per_component(name, extra, monkeypatch):
+    spec = load(str(Path(__file__).parents[1] / "specs" / "ci" / f"{name}.yaml"), *FP8_INPUTS, *extra)
+    assert_saved_agree(spec, monkeypatch)

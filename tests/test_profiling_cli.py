@@ -376,6 +376,21 @@ def test_a_slow_16_bit_step_is_timed_in_fp32_and_says_so(run, monkeypatch):
             in time_row["note"])
 
 
+def test_an_fp8_step_is_timed_as_the_reference_runs_it(run, monkeypatch):
+    # The reference runs fp8 matmuls in bf16 (no fp8 GEMM on a CPU): fp8 is probed as bf16, and where that is
+    # slow the step is timed in fp32, without the fp8 inputs that only fp8 training has. (An fp8 spec's check
+    # had stopped with a KeyError.)
+    spec = str(ROOT / "specs" / "ci" / "fp8-inputs.yaml")
+    for rates, timed_with in (({"fp8": 50e9, "fp32": 50e9}, ["model.n_layers=1"]),
+                              ({"fp8": 1e9, "fp32": 50e9},
+                               ["training.precision=fp32", "training.fp8_saved_inputs=false", "model.n_layers=1"])):
+        _probed_rates(monkeypatch, rates)
+        result = run("profile", spec, "--time-set", "model.n_layers=1", "--format", "json")
+        assert result.exit_code == 0, result.stderr
+        data = json.loads(result.stdout)
+        assert data[0]["precision"] == "fp8" and data[0]["timing"]["timed_with"] == timed_with
+
+
 def test_calibrate_times_its_reference_in_fp32_where_bf16_is_slow(run, monkeypatch):
     _tiny_calibration(monkeypatch)
     from costplan.profiling import calibrate

@@ -166,6 +166,7 @@ class Shape:
     fusion: str = "fused"     # memory-bound kernels fused, eager PyTorch, or blocks compiled (training.fusion)
     fused_kernels: tuple[str, ...] = ()   # ops one fused kernel each in an eager step (training.fused_kernels)
     loss_kernel: str | None = None        # how the loss runs, where the spec says (training.loss_kernel)
+    fp8_saved_inputs: bool = False        # linears save fp8 copies of their inputs (training.fp8_saved_inputs)
 
     def eager(self, op: str) -> bool:
         """Whether `op` (a norm, rotary, the activation, the loss) runs as eager PyTorch's kernels."""
@@ -196,3 +197,4 @@ def fusion_loss(fusion: str, fused_kernels: tuple[str, ...] | list[str]) -> str:
 
 STAT_BYTES = 4                # norm statistics, softmax log-sum-exp and the loss are kept in fp32
 INDEX_BYTES = 8               # token ids and targets are int64
+FP8_BYTES = 1                 # an fp8 copy of a linear's input (training.fp8_saved_inputs)

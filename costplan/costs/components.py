@@ -22,7 +22,7 @@ def shape_of(spec: Spec) -> Shape:
                  recompute_layers=t.recompute_layers,
                  implementation=t.implementation, autocast=t.autocast, modules=t.modules, activation=t.activation,
                  fusion=t.fusion, fused_kernels=tuple(sorted(set(t.fused_kernels))),
-                 loss_kernel=t.loss_kernel)
+                 loss_kernel=t.loss_kernel, fp8_saved_inputs=t.fp8_saved_inputs)
 
 
 def components(spec: Spec, shape: Shape | None = None, stage: int = 0, stages: Stages = 1) -> dict[str, Cost]:

@@ -150,6 +150,7 @@ def _estimate(spec: Spec, law: str | scaling.ScalingLaw | None) -> Estimate:
         fused_kernels=list(shape.fused_kernels),
         loss_kernel=shape.loss(),
         grad_accumulation=t.grad_accumulation,
+        fp8_saved_inputs=t.fp8_saved_inputs,
         bytes_per_param={
             "weights": w, "gradients": gradient_bytes(t.precision, t.autocast, t.fp32_gradients),
             "optimizer": optimizer_bytes(t.precision, t.optimizer, t.autocast),

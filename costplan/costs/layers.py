@@ -7,12 +7,12 @@ import functools
 from collections import Counter
 from dataclasses import dataclass
 
-from costplan.costs import Cost, Shape, memo, selective_op
+from costplan.costs import Cost, Shape, fp8_inputs, memo, selective_op
 from costplan.costs.attention import COPIES_INPUT, COST as ATTENTION_COST
 from costplan.costs.implementation import (attention_extra, autocast_extra, deepseek_router, family_attention_extra,
                                           mlp_extra, moe_extra)
 from costplan.costs.mlp import mlp
-from costplan.costs.moe import moe_block
+from costplan.costs.moe import moe_block, routed_rows
 from costplan.costs.norm import norm
 from costplan.spec import ModelSpec, MoESpec, Spec
 from costplan.spec_attention import AttentionSpec
@@ -194,6 +194,20 @@ def attention_cost(attention: AttentionSpec, model: ModelSpec, shape: Shape) -> 
                        lambda: ATTENTION_COST[attention.type](attention, model, shape))
 
 
+def _fp8_inputs(parts: dict[str, Cost], layer: Layer, model: ModelSpec, shape: Shape, ffn: str) -> dict[str, Cost]:
+    """The layer's activations with its linears' inputs saved in fp8 (fp8_inputs.py), in sequential or sandwich
+    blocks (spec_rules.fp8_input_rules), where each block's normed input is its own."""
+    more, wide = fp8_inputs.attention(layer.attention, model, shape)
+    a, f = parts["attention"], parts[ffn]
+    parts = {**parts, "attention": a.replace(activations=a.activations + more, act_d_model=wide)}
+    if layer.moe is None:
+        more, wide = fp8_inputs.mlp(model, layer.d_ff, shape)
+        return {**parts, ffn: f.replace(activations=f.activations + more, act_d_model=wide)}
+    more, wide, rows = fp8_inputs.moe(layer.moe, model, routed_rows(layer.moe, shape.seq_len), shape)
+    return {**parts, ffn: f.replace(activations=f.activations + more, act_d_model=f.act_d_model + wide,
+                                     act_routed_rows=f.act_routed_rows + rows)}
+
+
 def _layer_cost(layer: Layer, model: ModelSpec, shape: Shape) -> dict[str, Cost]:
     block_input = shape.seq_len * model.d_model * shape.act_bytes
     structure = STRUCTURES[model.block]
@@ -219,6 +233,8 @@ def _layer_cost(layer: Layer, model: ModelSpec, shape: Shape) -> dict[str, Cost]
     else:
         parts[ffn] = parts[ffn].replace(act_d_model=block_input)
     parts = autocast_extra(parts, ffn, structure.norm_inputs, structure.shared_input, model, shape)
+    if shape.fp8_saved_inputs:
+        parts = _fp8_inputs(parts, layer, model, shape, ffn)
     if shape.recompute == "full":
         # Checkpointing each layer keeps only its input (Korthikanti et al. 2022, Table 2: 2·sbh per layer) and
         # runs every block's forward again during backward.

@@ -292,6 +292,8 @@ def measure_time(spec: Spec, size: int, device: torch.device, budget: float,
     update's, which the check derives its fixed costs from (else None)."""
     choice = timing_precision(spec.training.precision, device)
     forced = [f"training.precision={choice.used}"] if choice.fell_back else []
+    if forced and spec.training.fp8_saved_inputs:      # fp8 inputs go with fp8 training (spec_rules)
+        forced.append("training.fp8_saved_inputs=false")
     base = valid_copy(spec, forced) if forced else spec
     if base is None:        # the spec's hardware has no fp32 rate to estimate an fp32 step with
         choice = replace(choice, used=choice.requested,

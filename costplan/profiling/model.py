@@ -32,6 +32,7 @@ from costplan.costs.mlp import fused_gated
 from costplan.errors import CostplanError
 from costplan.profiling.aft import AFT
 from costplan.profiling.attention import Attention, Positions, make_core
+from costplan.profiling.fp8_inputs import save_fp8_inputs
 from costplan.profiling.mla import LatentAttentionModule
 from costplan.profiling.modules import MLP, alibi_slopes, norm, rotary_tables
 from costplan.profiling.private import tree_leaves
@@ -325,4 +326,6 @@ def build_model(spec: Spec, *, device: str | torch.device = "cpu", dtype: torch.
         raise CostplanError(f"core: expected 'explicit' or 'sdpa', got {core!r}")
     model = Model(spec, core, **factory)
     init_weights(model)
+    if spec.training.fp8_saved_inputs:
+        save_fp8_inputs(model)
     return model

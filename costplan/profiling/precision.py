@@ -13,7 +13,10 @@ import torch
 
 from costplan.profiling.timing import best_seconds
 
-DTYPES = {"fp32": torch.float32, "tf32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+# The dtype each precision's reference step runs its matmuls in: fp8 in bf16, as the reference model does
+# (model.training_dtype; a CPU has no fp8 GEMM).
+DTYPES = {"fp32": torch.float32, "tf32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16,
+          "fp8": torch.bfloat16}
 FALLBACK = "fp32"
 SLOW_FRACTION = 0.5     # a rate under half of fp32's means the device has no native kernels for it
 PROBE_N = 256           # small enough that an emulated bf16 matmul takes ~25 ms on a 2-core CPU

@@ -158,7 +158,8 @@ def unfused(spec: Spec) -> Spec:
     """The spec as the reference model's timed steps run it and the step model prices them (compare.one_step):
     memory-bound work as eager PyTorch's kernels (training.fusion eager, no fused_kernels: its gated activation
     too), torch's cross-entropy."""
-    training = spec.training.model_copy(update={"fusion": "eager", "fused_kernels": (), "loss_kernel": None})
+    training = spec.training.model_copy(update={"fusion": "eager", "fused_kernels": (), "loss_kernel": None,
+                                                "fp8_saved_inputs": False})
     return spec.model_copy(update={"training": training})
 
 

@@ -48,6 +48,7 @@ def estimate_rows(est: Estimate) -> list[Row]:
     fp32_gradients = a.bytes_per_param["gradients"] > a.bytes_per_param["weights"]
     notes = {
         "gradients": "fp32 for 16-bit weights (training.fp32_gradients)" if fp32_gradients else "",
+        "activations": "linears' inputs as fp8 copies (training.fp8_saved_inputs)" if a.fp8_saved_inputs else "",
         "backward transients (loss, head, recomputation)":
             "as backward starts; the head's, a softmax's or a recomputed layer's if more",
         "embedding and head gathered by ZeRO-3 (transient)":

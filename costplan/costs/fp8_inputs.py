@@ -1,0 +1,58 @@
+"""Saved activations of Transformer Engine's fp8 linears (training.fp8_saved_inputs).
+
+TE's Linear and LayerNormLinear (Megatron-Core's and NeMo's fp8 layers) save the fp8 copy of their input that
+their weight-gradient GEMM reads (transformer_engine/pytorch/module/linear.py: the quantized input, kept for the
+wgrad), 1 byte an element, where a 16-bit linear saves its e-byte input. An input nothing else saves is then held
+in 1 byte; one that another op saves too is held in both: a flash core saves its output, which the output
+projection reads, and ReLU its output, which the down projection reads. The attention core's matmuls, the
+router and the head stay 16-bit (Megatron-Core runs them outside TE's fp8 linears). torchao's Float8Linear
+(torchtitan) saves the 16-bit input: fp8_saved_inputs false.
+"""
+from __future__ import annotations
+
+from costplan.costs import FP8_BYTES, Shape
+from costplan.spec import ModelSpec, MoESpec
+from costplan.spec_attention import AttentionSpec
+
+
+def core_saves_output(attention: AttentionSpec) -> bool:
+    """Whether the attention core saves its output (a flash kernel, for its backward's rowsum(dO·O)); a
+    materialising core saves its probabilities instead."""
+    return attention.type == "flash" or (attention.type != "dense" and attention.kernel != "materialized")
+
+
+def _input(elements: int, shared: bool, e: int) -> int:
+    """Bytes an fp8 linear's input adds to what its 16-bit input took: its fp8 copy, and the 16-bit one no longer
+    where nothing else saves it."""
+    return FP8_BYTES * elements - (0 if shared else e * elements)
+
+
+def _mlp(model: ModelSpec, d_ff: int, rows: int, e: int, input_shared: bool) -> int:
+    """An MLP's up (and gate) projection's input and its down projection's input, over `rows` rows."""
+    return _input(rows * model.d_model, input_shared, e) + _input(rows * d_ff, model.mlp == "relu", e)
+
+
+def attention(attention: AttentionSpec, model: ModelSpec, shape: Shape) -> tuple[int, int]:
+    """(bytes added to the attention block's activations, its d_model-wide part): the Q/K/V projections' input
+    and the output projection's."""
+    s, e = shape.seq_len, shape.act_bytes
+    inputs = _input(s * model.d_model, False, e)
+    return inputs + _input(s * model.q_width, core_saves_output(attention), e), FP8_BYTES * s * model.d_model
+
+
+def mlp(model: ModelSpec, d_ff: int, shape: Shape) -> tuple[int, int]:
+    """(bytes added to a dense MLP's activations, its d_model-wide part)."""
+    s, e = shape.seq_len, shape.act_bytes
+    return _mlp(model, d_ff, s, e, False), FP8_BYTES * s * model.d_model
+
+
+def moe(moe: MoESpec, model: ModelSpec, rows: int, shape: Shape) -> tuple[int, int, int]:
+    """(bytes added to a MoE block's activations, to its d_model-wide part, to its routed rows' part): each
+    routed row's gathered input and down-projection input; the block input, which the 16-bit router saves, gains
+    the shared experts' fp8 copy."""
+    s, e = shape.seq_len, shape.act_bytes
+    routed = _mlp(model, moe.d_ff_expert, rows, e, False)
+    per_row_input = _input(rows * model.d_model, False, e)
+    shared = _mlp(model, moe.d_ff_shared, s, e, True) if moe.n_shared_experts else 0
+    wide = FP8_BYTES * s * model.d_model if moe.n_shared_experts else 0
+    return routed + shared, wide, per_row_input

@@ -33,23 +33,23 @@ def _mlp(model: ModelSpec, d_ff: int, rows: int, e: int, input_shared: bool) -> 
 
 
 def attention(attention: AttentionSpec, model: ModelSpec, shape: Shape) -> tuple[int, int]:
-    """(bytes added to the attention block's activations, its d_model-wide part): the Q/K/V projections' input
-    and the output projection's."""
+    """(bytes added to the attention block's activations, of them to its d_model-wide part): the Q/K/V
+    projections' input and the output projection's."""
     s, e = shape.seq_len, shape.act_bytes
     inputs = _input(s * model.d_model, False, e)
-    return inputs + _input(s * model.q_width, core_saves_output(attention), e), FP8_BYTES * s * model.d_model
+    return inputs + _input(s * model.q_width, core_saves_output(attention), e), inputs
 
 
 def mlp(model: ModelSpec, d_ff: int, shape: Shape) -> tuple[int, int]:
-    """(bytes added to a dense MLP's activations, its d_model-wide part)."""
+    """(bytes added to a dense MLP's activations, of them to its d_model-wide part)."""
     s, e = shape.seq_len, shape.act_bytes
-    return _mlp(model, d_ff, s, e, False), FP8_BYTES * s * model.d_model
+    return _mlp(model, d_ff, s, e, False), _input(s * model.d_model, False, e)
 
 
 def moe(moe: MoESpec, model: ModelSpec, rows: int, shape: Shape) -> tuple[int, int, int]:
-    """(bytes added to a MoE block's activations, to its d_model-wide part, to its routed rows' part): each
-    routed row's gathered input and down-projection input; the block input, which the 16-bit router saves, gains
-    the shared experts' fp8 copy."""
+    """(bytes added to a MoE block's activations, of them to its d_model-wide part and to its routed rows'
+    part): each routed row's gathered input and down-projection input; the block input, which the 16-bit
+    router saves, gains the shared experts' fp8 copy."""
     s, e = shape.seq_len, shape.act_bytes
     routed = _mlp(model, moe.d_ff_expert, rows, e, False)
     per_row_input = _input(rows * model.d_model, False, e)

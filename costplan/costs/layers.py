@@ -199,10 +199,10 @@ def _fp8_inputs(parts: dict[str, Cost], layer: Layer, model: ModelSpec, shape: S
     blocks (spec_rules.fp8_input_rules), where each block's normed input is its own."""
     more, wide = fp8_inputs.attention(layer.attention, model, shape)
     a, f = parts["attention"], parts[ffn]
-    parts = {**parts, "attention": a.replace(activations=a.activations + more, act_d_model=wide)}
+    parts = {**parts, "attention": a.replace(activations=a.activations + more, act_d_model=a.act_d_model + wide)}
     if layer.moe is None:
         more, wide = fp8_inputs.mlp(model, layer.d_ff, shape)
-        return {**parts, ffn: f.replace(activations=f.activations + more, act_d_model=wide)}
+        return {**parts, ffn: f.replace(activations=f.activations + more, act_d_model=f.act_d_model + wide)}
     more, wide, rows = fp8_inputs.moe(layer.moe, model, routed_rows(layer.moe, shape.seq_len), shape)
     return {**parts, ffn: f.replace(activations=f.activations + more, act_d_model=f.act_d_model + wide,
                                      act_routed_rows=f.act_routed_rows + rows)}

@@ -31,7 +31,7 @@ def fp8_copy(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     weakly, so that it lives as long as a linear saves it."""
     refs = getattr(x, "_fp8_input", None)
     copy = None if refs is None else tuple(ref() for ref in refs)
-    if copy is None or None in copy:
+    if copy is None or any(t is None for t in copy):
         copy = _quantized(x)
         x._fp8_input = tuple(weakref.ref(t) for t in copy)
     return copy
@@ -51,11 +51,14 @@ class _Fp8SavedInput(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):  # noqa: ANN001, ANN205
         (values, weight), scale = ctx.saved_tensors, ctx.scale
+        needs_input, needs_weight, needs_bias = ctx.needs_input_grad[:3]
         rows = grad.reshape(-1, grad.shape[-1])
-        d_input = grad.matmul(weight)
-        with on_chip():         # an fp8 GEMM reads the fp8 copy itself
-            d_weight = _weight_gradient(rows, values, scale, weight.dtype)
-        d_bias = rows.sum(0) if ctx.has_bias else None
+        d_input = grad.matmul(weight) if needs_input else None
+        d_weight = None
+        if needs_weight:
+            with on_chip():         # an fp8 GEMM reads the fp8 copy itself
+                d_weight = _weight_gradient(rows, values, scale, weight.dtype)
+        d_bias = rows.sum(0) if ctx.has_bias and needs_bias else None
         return d_input, d_weight, d_bias, None, None
 
 
@@ -65,10 +68,11 @@ def _weight_gradient(rows: torch.Tensor, values: torch.Tensor, scale: torch.Tens
 
 
 class Fp8InputLinear(nn.Linear):
-    """nn.Linear saving an fp8 copy of its input (under JIT tracing, plain: a traced Function is opaque)."""
+    """nn.Linear saving an fp8 copy of its input; plain where nothing is saved (no gradients: serving's decode)
+    and under JIT tracing (a traced Function is opaque)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if torch.jit.is_tracing():
+        if torch.jit.is_tracing() or not torch.is_grad_enabled():
             return super().forward(x)
         return _Fp8SavedInput.apply(x, self.weight, self.bias, *fp8_copy(x))
 

@@ -164,6 +164,8 @@ class CudaPeak:
         self.device, self.peak = device, 0
 
     def __enter__(self) -> CudaPeak:
+        for tracker in TRACKERS:        # an enclosing tracker keeps its peak before the reset
+            tracker.enter_chip()
         torch.cuda.reset_peak_memory_stats(self.device)
         TRACKERS.append(self)
         return self

@@ -8,7 +8,8 @@ loop over experts), so the counted FLOPs are exactly rows × expert, whatever th
   ⌈cf·s·top_k/n_experts⌉ rows, computed whole; tokens past a full buffer are dropped, empty slots are zeros.
 Each row keeps two int64 indices (the token it came from, for the gather and the scatter-add back, and the
 (token, expert) entry of its gate weight) and its fp32 gate weight; the combine multiplies each expert output
-row by its weight. Shared experts are one fused MLP on every token, with an optional sigmoid gate (Qwen-MoE).
+row by its weight, as a fused unpermute does (combine: its fp32 work on chip). Shared experts are one fused MLP
+on every token, with an optional sigmoid gate (Qwen-MoE).
 
 On fake or meta tensors the router's choices cannot be read, so the rows are split between experts in a
 fixed, balanced way (the shapes, FLOPs and saved bytes do not depend on the split; a test checks that real
@@ -25,6 +26,7 @@ from torch import nn
 # What capacity_factor means (slots per expert and routing group) is defined once, with the cost model.
 from costplan.costs.moe import capacity
 from costplan.profiling.modules import MLP
+from costplan.profiling.on_chip import on_chip
 from costplan.profiling.private import is_fake
 from costplan.spec import ModelSpec, MoESpec
 
@@ -60,11 +62,7 @@ class MoE(nn.Module):
                 outputs.append(expert(inputs[start:start + count]))
             start += count
         weights = torch.cat([probs.flatten(), probs.new_zeros(1)])[entry]       # (R,) fp32 gate weights
-        combined = torch.cat(outputs) * weights[:, None]
-        # scatter_add, not index_add: index_add's backward keeps its source (an fp32 copy of every row).
-        index = token[:, None].expand(-1, d)
-        out = flat.new_zeros(n + 1, d, dtype=combined.dtype).scatter_add(0, index, combined)[:n]
-        out = out.to(x.dtype).view(b, s, d)
+        out = combine(torch.cat(outputs), weights, token[:, None].expand(-1, d), n).view(b, s, d)
         if self.shared is not None:
             shared = self.shared(x)
             if self.shared_gate is not None:
@@ -106,6 +104,53 @@ class MoE(nn.Module):
         token.scatter_(0, row.flatten(), slot_token.flatten())
         entry.scatter_(0, row.flatten(), (slot_token * experts + per_slot).flatten())
         return token[:total].clone(), entry[:total].clone(), [b * cap] * experts
+
+
+def combine(rows: torch.Tensor, weights: torch.Tensor, index: torch.Tensor, n: int) -> torch.Tensor:
+    """Σ over each token's rows of weight · row: the rows weighted in fp32 and scatter-added into a zeroed (n + 1)
+    × d output (row n takes the dropped slots), cast back; under JIT tracing as plain ops (a traced Function is
+    opaque)."""
+    if torch.jit.is_tracing():
+        return _combine(rows, weights, index, n)
+    return _Combine.apply(rows, weights, index, n)
+
+
+def _combine(rows: torch.Tensor, weights: torch.Tensor, index: torch.Tensor, n: int) -> torch.Tensor:
+    weighted = rows * weights[:, None]
+    # scatter_add, not index_add: index_add's backward keeps its source (an fp32 copy of every row).
+    return rows.new_zeros(n + 1, rows.shape[1], dtype=weighted.dtype).scatter_add(0, index, weighted)[:n].to(
+        rows.dtype)
+
+
+class _Combine(torch.autograd.Function):
+    """The weighted scatter back to the tokens as Megatron-Core's fused unpermute (moe_permute_fusion, one kernel
+    each way) holds it: it saves the rows, their weights and indices, and its fp32 weighting and sums stay on chip
+    (on_chip.py). The same kernels as autograd runs for the plain ops (costs/eager.py routing_kernels)."""
+
+    @staticmethod
+    def forward(ctx, rows, weights, index, n):  # noqa: ANN001, ANN205
+        ctx.save_for_backward(rows, weights, index)
+        ctx.n = n
+        with on_chip():
+            out = _combine(rows, weights, index, n)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):  # noqa: ANN001, ANN205
+        rows, weights, index = ctx.saved_tensors
+        with on_chip():
+            d_rows, d_weights = _combine_backward(grad, rows, weights, index, ctx.n)
+        return d_rows, d_weights, None, None
+
+
+def _combine_backward(grad: torch.Tensor, rows: torch.Tensor, weights: torch.Tensor, index: torch.Tensor,
+                      n: int):  # noqa: ANN202
+    """What autograd runs for _combine's ops: the cast's, the slice's and the scatter-add's gradients, then the
+    product's to each factor."""
+    wide = torch.promote_types(rows.dtype, weights.dtype)
+    whole = torch.ops.aten.slice_backward(grad.to(wide), [n + 1, grad.shape[1]], 0, 0, n, 1)
+    routed = whole.gather(0, index)
+    return (routed * weights[:, None]).to(rows.dtype), (routed * rows).sum(1)
 
 
 def force_balanced(model: nn.Module) -> None:

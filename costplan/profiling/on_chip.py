@@ -1,6 +1,6 @@
 """Reference kernels that stand for one fused GPU kernel (blocks.BlockAttention's flash tiles, the fused SwiGLU,
-RMSNorm written out on the CPU, an fp8 linear's cast and its weight gradient's read of the fp8 copy) run under
-`on_chip()`: a GPU kernel keeps their temporaries in registers and
+RMSNorm written out on the CPU, an fp8 linear's cast and its weight gradient's read of the fp8 copy, the MoE
+combine's fp32 weighting) run under `on_chip()`: a GPU kernel keeps their temporaries in registers and
 shared memory, so the peak-memory trackers (memory.LiveBytes on fake or CPU tensors, memory.CudaPeak on CUDA)
 count what such a kernel leaves allocated (its outputs, what it saves), as they see torch's fused attention, one
 op. Its own module, so that kernels and trackers both import it."""

@@ -453,9 +453,10 @@ def test_the_cuda_peak_leaves_a_fused_kernel_s_temporaries_out(monkeypatch):
     assert (peak(True), peak(False)) == (7, 69)
 
 
-@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16, torch.float16])
 def test_the_reference_s_combine_has_autograd_s_gradients(dtype):
-    # The MoE combine, a fused unpermute's stand-in, gives the gradients autograd gives the same plain ops.
+    # The MoE combine, a fused unpermute's stand-in, gives the output and gradients autograd gives the same plain
+    # ops, in the same dtypes.
     from costplan.profiling.moe import _combine, combine
 
     torch.manual_seed(0)
@@ -464,9 +465,10 @@ def test_the_reference_s_combine_has_autograd_s_gradients(dtype):
     x = torch.randn(rows, d, dtype=dtype, requires_grad=True)
     w = torch.rand(rows, dtype=torch.float32 if dtype != torch.float64 else dtype, requires_grad=True)
     grad = torch.randn(n, d, dtype=dtype)
-    mine = torch.autograd.grad(combine(x, w, index, n), (x, w), grad)
-    plain = torch.autograd.grad(_combine(x, w, index, n), (x, w), grad)
-    assert all(torch.equal(a, b) for a, b in zip(mine, plain))
+    out, reference = combine(x, w, index, n), _combine(x, w, index, n)
+    assert out.dtype == reference.dtype == dtype and torch.equal(out, reference)
+    mine, plain = torch.autograd.grad(out, (x, w), grad), torch.autograd.grad(reference, (x, w), grad)
+    assert all(a.dtype == b.dtype and torch.equal(a, b) for a, b in zip(mine, plain))
 
 
 def test_the_combine_s_fp32_work_stays_on_chip():

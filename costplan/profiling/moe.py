@@ -107,9 +107,10 @@ class MoE(nn.Module):
 
 
 def combine(rows: torch.Tensor, weights: torch.Tensor, index: torch.Tensor, n: int) -> torch.Tensor:
-    """Σ over each token's rows of weight · row: the rows weighted in fp32 and scatter-added into a zeroed (n + 1)
-    × d output (row n takes the dropped slots), cast back; under JIT tracing as plain ops (a traced Function is
-    opaque)."""
+    """Σ over each token's rows of weight · row: the rows weighted in the weights' dtype (fp32) and scatter-added
+    into a zeroed (n + 1) × d output (row n takes the dropped slots), cast back; under JIT tracing as plain ops (a
+    traced Function is opaque). In fp32 the result is a view of that buffer, which is not to be changed in
+    place."""
     if torch.jit.is_tracing():
         return _combine(rows, weights, index, n)
     return _Combine.apply(rows, weights, index, n)
@@ -139,18 +140,19 @@ class _Combine(torch.autograd.Function):
     def backward(ctx, grad):  # noqa: ANN001, ANN205
         rows, weights, index = ctx.saved_tensors
         with on_chip():
-            d_rows, d_weights = _combine_backward(grad, rows, weights, index, ctx.n)
+            d_rows, d_weights = _combine_backward(grad, rows, weights, index, ctx.n, ctx.needs_input_grad[:2])
         return d_rows, d_weights, None, None
 
 
 def _combine_backward(grad: torch.Tensor, rows: torch.Tensor, weights: torch.Tensor, index: torch.Tensor,
-                      n: int):  # noqa: ANN202
+                      n: int, needed: tuple[bool, bool]):  # noqa: ANN202
     """What autograd runs for _combine's ops: the cast's, the slice's and the scatter-add's gradients, then the
-    product's to each factor."""
-    wide = torch.promote_types(rows.dtype, weights.dtype)
+    product's to each factor asked for."""
+    wide = rows.dtype if rows.dtype.itemsize > weights.dtype.itemsize else weights.dtype   # no dispatched op
     whole = torch.ops.aten.slice_backward(grad.to(wide), [n + 1, grad.shape[1]], 0, 0, n, 1)
     routed = whole.gather(0, index)
-    return (routed * weights[:, None]).to(rows.dtype), (routed * rows).sum(1)
+    d_rows = (routed * weights[:, None]).to(rows.dtype) if needed[0] else None
+    return d_rows, (routed * rows).sum(1) if needed[1] else None
 
 
 def force_balanced(model: nn.Module) -> None:

@@ -183,9 +183,10 @@ FP32_GRADIENTS = {
 # are COMPILED_BLOCKS (above).
 
 # training.fp8_saved_inputs per source (row id prefix), for the fp8 rows: whose fp8 linears save fp8 copies of
-# their inputs. Transformer Engine's do (Megatron-Core's TE layers in NeMo and Megatron-Bridge; Composer's amp_fp8
-# swaps llm-foundry's linears for te.Linear); torchtitan's torchao Float8Linear saves 16-bit inputs. Memory only;
-# not modelled for MLA (DeepSeek-V3), which then keeps 16-bit inputs (said per row).
+# their inputs. Transformer Engine's do (Megatron-Core's TE layers in NeMo and Megatron-Bridge; llm-foundry's
+# submit_benchmarks.py sets model.fc_type 'te' for H100 fp8 runs, in the version read, not the tables' commit);
+# torchtitan's torchao Float8Linear saves 16-bit inputs. Memory only; not modelled for MLA (DeepSeek-V3), which
+# then keeps 16-bit inputs (said per row).
 FP8_SAVED_INPUTS = ("nemo2407-", "bridge", "foundry-")
 
 

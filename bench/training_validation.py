@@ -730,10 +730,11 @@ keep); torchtitan's six selective_op rows with published peaks did not move, the
 Transformer Engine's fp8 linears save the fp8 copy of their input for the weight gradient
 (`training.fp8_saved_inputs`, FP8_SAVED_INPUTS in the script: NeMo's, Megatron-Bridge's and llm-foundry's fp8 rows,
 whose frameworks run TE's layers; torchtitan's torchao linears save 16-bit inputs), 1 byte an element where the
-16-bit input took 2. No time moves; the estimated peaks of those 22 rows fall by 0 to 11.3% (Qwen3-235B from 77.0
-to 68.3 GiB, Llama 3 70B from 71.6 to 65.0; the fully recomputed llm-foundry row at 32K and DeepSeek-V3, whose MLA
-layers are not modelled with it, not at all). No published peak exists for them to be checked against; the
-2511 Qwen3-30B-A3B row, which ran, still prints "does not fit" (89.1 to 81.7 GiB on the 80 GiB board).
+16-bit input took 2. No time moves; the estimated peaks of those 22 rows (the table's "estimated GiB") fall by 0
+to 11.3% (Qwen3-235B from 77.0 to 68.3 GiB, Llama 3 70B from 71.6 to 65.0; the fully recomputed llm-foundry row at
+32K and DeepSeek-V3, whose MLA layers are not modelled with it, not at all; the values before are this script's
+with FP8_SAVED_INPUTS empty). No published peak exists for them to be checked against; the 2511 Qwen3-30B-A3B row,
+which ran, still prints "does not fit" (89.1 to 81.7 GiB on the 80 GiB board).
 
 """
 
@@ -776,19 +777,21 @@ def summary(results: list[dict[str, Any]]) -> list[str]:
 
 def table(results: list[dict[str, Any]]) -> list[str]:
     lines = ["| row | GPU | precision | seq | t·p·c·d (zero) | measured | predicted | error | predicted MFU | "
-             "largest parts | defaults used |", "|---|---|---|---:|---|---:|---:|---:|---:|---|---|"]
+             "estimated GiB | largest parts | defaults used |",
+             "|---|---|---|---:|---|---:|---:|---:|---:|---:|---|---|"]
     for r in results:
         lay = r["layout"]
         layout = (f"{lay['tensor']}·{lay['pipeline']}·{lay.get('context') or 1}·{lay.get('data')} "
                   f"({lay.get('zero')})")
         if "predicted" not in r:
             lines.append(f"| {r['id']} | {r['gpu']} | {r['precision']} | {r['seq_len']} | {layout} | "
-                         f"{r['measured'] or '-'} | error: {r.get('error_message', '')} | | | | |")
+                         f"{r['measured'] or '-'} | error: {r.get('error_message', '')} | | | | | |")
             continue
         parts = sorted(r["breakdown"].items(), key=lambda kv: -kv[1])[:3]
         error = f"{100 * r['error']:+.1f}%" if "error" in r else "-"
         lines.append(f"| {r['id']} | {r['gpu']} | {r['precision']} | {r['seq_len']} | {layout} | "
                      f"{r['measured'] or '-'} | {r['predicted']:.0f} | {error} | {100 * r['mfu']:.1f}% | "
+                     f"{r['memory'] / 2**30:.1f} | "
                      + ", ".join(f"{k} {100 * v:.0f}%" for k, v in parts)
                      + f"{'' if r['fits'] else ' (does not fit)'} | {', '.join(r['guessed'])} |")
     return lines

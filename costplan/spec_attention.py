@@ -18,11 +18,21 @@ class Softmax(Section):
 
     rope: Flag = True
 
+    @property
+    def materializes(self) -> bool:
+        """Whether the core stores its probabilities (per pair) rather than its output and a log-sum-exp: a
+        pattern's `kernel: materialized`, and dense attention."""
+        return getattr(self, "kernel", "flash") == "materialized"
+
 
 class DenseAttention(Softmax):
     """Softmax attention that materialises the seq_len × seq_len score matrix."""
 
     type: Literal["dense"] = "dense"
+
+    @property
+    def materializes(self) -> bool:
+        return True
 
 
 class FlashAttention(Softmax):

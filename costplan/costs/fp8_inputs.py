@@ -15,35 +15,30 @@ from costplan.spec import ModelSpec, MoESpec
 from costplan.spec_attention import AttentionSpec
 
 
-def core_saves_output(attention: AttentionSpec) -> bool:
-    """Whether the attention core saves its output (a flash kernel, for its backward's rowsum(dO·O)); a
-    materialising core saves its probabilities instead."""
-    return attention.type == "flash" or (attention.type != "dense" and attention.kernel != "materialized")
-
-
 def _input(elements: int, shared: bool, e: int) -> int:
     """Bytes an fp8 linear's input adds to what its 16-bit input took: its fp8 copy, and the 16-bit one no longer
     where nothing else saves it."""
     return FP8_BYTES * elements - (0 if shared else e * elements)
 
 
-def _mlp(model: ModelSpec, d_ff: int, rows: int, e: int, input_shared: bool) -> int:
-    """An MLP's up (and gate) projection's input and its down projection's input, over `rows` rows."""
-    return _input(rows * model.d_model, input_shared, e) + _input(rows * d_ff, model.mlp == "relu", e)
+def _mlp(model: ModelSpec, d_ff: int, rows: int, e: int, input_shared: bool) -> tuple[int, int]:
+    """(bytes added, of them by the d_model-wide input): an MLP's up (and gate) projection's input and its down
+    projection's input, over `rows` rows."""
+    inputs = _input(rows * model.d_model, input_shared, e)
+    return inputs + _input(rows * d_ff, model.mlp == "relu", e), inputs
 
 
 def attention(attention: AttentionSpec, model: ModelSpec, shape: Shape) -> tuple[int, int]:
     """(bytes added to the attention block's activations, of them to its d_model-wide part): the Q/K/V
-    projections' input and the output projection's."""
+    projections' input and the output projection's, which a flash core saves too (as its output)."""
     s, e = shape.seq_len, shape.act_bytes
     inputs = _input(s * model.d_model, False, e)
-    return inputs + _input(s * model.q_width, core_saves_output(attention), e), inputs
+    return inputs + _input(s * model.q_width, not attention.materializes, e), inputs
 
 
 def mlp(model: ModelSpec, d_ff: int, shape: Shape) -> tuple[int, int]:
     """(bytes added to a dense MLP's activations, of them to its d_model-wide part)."""
-    s, e = shape.seq_len, shape.act_bytes
-    return _mlp(model, d_ff, s, e, False), _input(s * model.d_model, False, e)
+    return _mlp(model, d_ff, shape.seq_len, shape.act_bytes, False)
 
 
 def moe(moe: MoESpec, model: ModelSpec, rows: int, shape: Shape) -> tuple[int, int, int]:
@@ -51,8 +46,6 @@ def moe(moe: MoESpec, model: ModelSpec, rows: int, shape: Shape) -> tuple[int, i
     part): each routed row's gathered input and down-projection input; the block input, which the 16-bit
     router saves, gains the shared experts' fp8 copy."""
     s, e = shape.seq_len, shape.act_bytes
-    routed = _mlp(model, moe.d_ff_expert, rows, e, False)
-    per_row_input = _input(rows * model.d_model, False, e)
-    shared = _mlp(model, moe.d_ff_shared, s, e, True) if moe.n_shared_experts else 0
-    wide = FP8_BYTES * s * model.d_model if moe.n_shared_experts else 0
+    routed, per_row_input = _mlp(model, moe.d_ff_expert, rows, e, False)
+    shared, wide = _mlp(model, moe.d_ff_shared, s, e, True) if moe.n_shared_experts else (0, 0)
     return routed + shared, wide, per_row_input

@@ -258,7 +258,7 @@ def _block_loop(layer: Layer, model: ModelSpec, shape: Shape, rerun: bool) -> Lo
     parts = block_parts(a, model, shape.seq_len) if shape.fusion == "eager" else None
     if not parts:
         return Loop()
-    materialize = getattr(a, "kernel", "flash") == "materialized"
+    materialize = getattr(a, "materializes", False)     # MLA's core is a flash kernel
     mla = a.type == "mla"           # its core takes neither ALiBi nor sinks, and has a K/V head per query head
     alibi, sinks = model.position == "alibi" and not mla, model.attention_sinks and not mla
     grouped = model.n_kv_heads != model.n_heads and not mla

@@ -84,12 +84,12 @@ CORES = {"explicit": explicit_core, "sdpa": sdpa_core}
 
 def _sliding(attention, model: ModelSpec, s: int, slopes, device) -> BlockCore:  # noqa: ANN001
     parts = [Part(slice(0, model.n_heads), window_blocks(s, attention.window))]
-    return BlockCore(parts, attention.kernel == "materialized", slopes)
+    return BlockCore(parts, attention.materializes, slopes)
 
 
 def _chunked(attention, model: ModelSpec, s: int, slopes, device) -> BlockCore:  # noqa: ANN001
     parts = [Part(slice(0, model.n_heads), chunk_blocks(s, attention.chunk))]
-    return BlockCore(parts, attention.kernel == "materialized", slopes)
+    return BlockCore(parts, attention.materializes, slopes)
 
 
 def _sparse(attention, model: ModelSpec, s: int, slopes, device) -> BlockCore:  # noqa: ANN001
@@ -101,7 +101,7 @@ def _sparse(attention, model: ModelSpec, s: int, slopes, device) -> BlockCore:  
     else:
         blocks = (diagonal_blocks(s, stride), summary_block(s, stride, attention.summary, device))
     parts = [Part(slice(0, first), blocks[0]), Part(slice(first, model.n_heads), blocks[1])]
-    return BlockCore([p for p in parts if p.heads.stop > p.heads.start], attention.kernel == "materialized",
+    return BlockCore([p for p in parts if p.heads.stop > p.heads.start], attention.materializes,
                      slopes)
 
 

@@ -27,7 +27,6 @@ from torch.utils.checkpoint import CheckpointPolicy, checkpoint, create_selectiv
 from costplan.costs.components import shape_of
 from costplan.costs.estimate import COMPONENTS
 from costplan.costs.layers import Layer, layers
-from costplan.costs.memory import element_bytes
 from costplan.costs.mlp import fused_gated
 from costplan.errors import CostplanError
 from costplan.profiling.aft import AFT
@@ -35,12 +34,12 @@ from costplan.profiling.attention import Attention, Positions, make_core
 from costplan.profiling.fp8_inputs import save_fp8_inputs
 from costplan.profiling.mla import LatentAttentionModule
 from costplan.profiling.modules import MLP, alibi_slopes, norm, rotary_tables
+from costplan.profiling.precision import DTYPES
 from costplan.profiling.private import tree_leaves
 from costplan.profiling.moe import MoE
 from costplan.spec import ModelSpec, Spec
 
 INIT_STD = 0.02   # GPT-2's initialiser; values do not matter for any measurement, only finiteness
-DTYPES = {2: torch.bfloat16, 4: torch.float32}
 
 
 def component_of(name: str) -> str | None:
@@ -52,10 +51,8 @@ def component_of(name: str) -> str | None:
 
 
 def training_dtype(spec: Spec) -> torch.dtype:
-    """Weights and activations: 16-bit training runs in bf16 (fp16 in fp16), fp32 and tf32 in fp32."""
-    if spec.training.precision == "fp16":
-        return torch.float16
-    return DTYPES[element_bytes(spec.training.precision)]
+    """Weights and activations: bf16 and fp8 training run in bf16, fp16 in fp16, fp32 and tf32 in fp32."""
+    return DTYPES[spec.training.precision]
 
 
 class Embedding(nn.Module):

@@ -105,7 +105,7 @@ class _FusedGLU(torch.autograd.Function):
         ctx.kind = kind
         ctx.save_for_backward(gate, up)
         with on_chip():
-            out = _glu(gate, up, kind)
+            out = _ACTIVATION[kind](gate) * up
         return out
 
     @staticmethod
@@ -114,10 +114,6 @@ class _FusedGLU(torch.autograd.Function):
         with on_chip():
             d_gate, d_up = _glu_backward(gate, up, grad, ctx.kind)
         return d_gate, d_up, None
-
-
-def _glu(gate: torch.Tensor, up: torch.Tensor, kind: str) -> torch.Tensor:
-    return _ACTIVATION[kind](gate) * up
 
 
 def _glu_backward(gate: torch.Tensor, up: torch.Tensor, grad: torch.Tensor, kind: str):  # noqa: ANN202

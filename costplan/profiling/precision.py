@@ -13,8 +13,8 @@ import torch
 
 from costplan.profiling.timing import best_seconds
 
-# The dtype each precision's reference step runs its matmuls in: fp8 in bf16, as the reference model does
-# (model.training_dtype; a CPU has no fp8 GEMM).
+# The dtype the reference model runs each precision in (model.training_dtype): fp8 in bf16, a CPU having no fp8
+# GEMM.
 DTYPES = {"fp32": torch.float32, "tf32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16,
           "fp8": torch.bfloat16}
 FALLBACK = "fp32"

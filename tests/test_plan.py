@@ -253,6 +253,19 @@ def test_deadline_tunes_micro_batch_and_recompute_and_names_the_runner_up(run):
     assert "runner-up" in out
 
 
+def test_deadline_note_says_when_the_runner_up_is_cheaper_on_more_gpus(run):
+    # The fewest GPUs are chosen, not the cheapest run: Llama 3 70B on RTX 4090s in 30 days needs 8 pipeline
+    # stages at its fewest GPUs, and without them, on about twice as many GPUs, the run costs about half.
+    rows = json.loads(run("plan", "llama3-70b", "--deadline", "30d", "--gpu", "rtx-4090", "--gpu", "h100-sxm",
+                          "--format", "json").stdout)
+    table = run("plan", "llama3-70b", "--deadline", "30d", "--gpu", "rtx-4090", "--gpu", "h100-sxm").stdout
+    cheaper = {row["gpu"]: row["runner_up"]["cost_usd"] < row["cost_usd"] for row in rows}
+    assert cheaper == {"rtx-4090": True, "h100-sxm": False}
+    lines = {line.split()[0]: line for line in table.splitlines() if line.split()[:1] in (["rtx-4090"], ["h100-sxm"])}
+    assert lines["rtx-4090"].endswith("(cheaper, on more GPUs)")
+    assert "cheaper" not in lines["h100-sxm"]
+
+
 def test_deadline_tries_per_op_checkpointing_where_it_is_modelled(run):
     # Llama 2 13B on H100 PCIe in 30 days, without tensor parallelism: torchtitan's per-op checkpointing lets
     # micro-batch 4 fit (where none does not), and the planner prices it beside every other choice on that layout;

@@ -77,7 +77,9 @@ def why(o: Option) -> str:
     if r:
         layout = ", ".join(filter(None, [f"{r['tensor']} × {r['pipeline']} × {r['data']}",
                                          zero_stage(r["zero"], r["data"])]))
-        said.append(f"runner-up {layout} on {r['gpus']}: {usd(r['cost_usd'])}")
+        # the fewest GPUs are chosen, not the cheapest run: say when more GPUs would cost less
+        cheaper = " (cheaper, on more GPUs)" if r["cost_usd"] < o.cost_usd else ""
+        said.append(f"runner-up {layout} on {r['gpus']}: {usd(r['cost_usd'])}{cheaper}")
     else:
         said.append("the only layout tried that fits in time")
     return "; ".join(s for s in said if s)

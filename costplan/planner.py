@@ -255,7 +255,8 @@ def fewest_gpus(spec: Spec, gpu_key: str, deadline_hours: float, mfu: float | No
     --mfu) times every run at that utilisation instead of the step model."""
     gpu = hardware.resolve(gpu_key)
     if gpu.peak_flops(spec.training.precision) is None:
-        return Option.none(gpu_key, gpu, f"no {spec.training.precision} peak")
+        return Option.none(gpu_key, gpu, f"no {spec.training.precision} peak (it has {', '.join(gpu.precisions)}: "
+                                         "--set training.precision=...)")
     found = []
     for layout in grid(spec):
         searched = _fewest(spec, gpu_key, layout, gpu.node_size, deadline_hours, mfu)

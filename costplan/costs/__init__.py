@@ -75,6 +75,11 @@ class Cost:
     matrix_rows: int = 0
     matrix_params: int = 0
 
+    @property
+    def active_params(self) -> int:
+        """Parameters a token touches."""
+        return self.params - self.inactive_params
+
     def __add__(self, other: Cost) -> Cost:
         # Adding ZERO changes no field (they are counts of ints), and building a Cost is most of an addition.
         if other is ZERO:

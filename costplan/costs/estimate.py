@@ -66,11 +66,10 @@ class LawPoint(Record):
 
 def law_point(spec: Spec, law: str | scaling.ScalingLaw | None = None) -> LawPoint:
     whole = sum(components(spec, shape_of(spec)).values(), ZERO)
-    active = whole.params - whole.inactive_params
-    tokens, source = trained_tokens(spec, whole.params, active)
+    tokens, source = trained_tokens(spec, whole.params, whole.active_params)
     law = law if isinstance(law, scaling.ScalingLaw) else scaling.resolve(law)
     return LawPoint(name=spec.name, tokens=tokens, tokens_source=source, config_defaults=list(spec.config_defaults),
-                    scaling=scaling.predict(law, whole.params, active, tokens))
+                    scaling=scaling.predict(law, whole.params, whole.active_params, tokens))
 
 
 def _estimate(spec: Spec, law: str | scaling.ScalingLaw | None) -> Estimate:
@@ -81,7 +80,7 @@ def _estimate(spec: Spec, law: str | scaling.ScalingLaw | None) -> Estimate:
     t, hw, gpu = spec.training, spec.hardware, spec.gpu
     s = shape.seq_len
 
-    active = whole.params - whole.inactive_params
+    active = whole.active_params
     params = Params(
         total=whole.params,
         active=active,

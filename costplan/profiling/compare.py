@@ -24,7 +24,9 @@ from dataclasses import dataclass, replace
 from typing import Union
 
 from costplan import report
+from costplan.costs import ZERO
 from costplan.costs.estimate import COMPONENTS, components, estimate, shape_of
+from costplan.costs.run import memories_of
 from costplan.costs.norm import LAYER_NORMS
 from costplan.costs.serving_ops import forward_kernels
 from costplan.costs.step import host_and_device
@@ -32,7 +34,7 @@ from costplan.errors import CostplanError
 from costplan.loading import with_overrides
 from costplan.profiling.fixed_costs import checkpoint_cost_of, fixed_costs_of, paired, with_fixed_costs
 from costplan.profiling.measure import PROBE_SIZE, Measurement
-from costplan.profiling.precision import FALLBACK, PrecisionChoice
+from costplan.profiling.precision import FALLBACK, RUNS_AS, PrecisionChoice
 from costplan.profiling.scope import OUTSIDE
 from costplan.profiling.step import unfused
 from costplan.spec import Spec
@@ -113,7 +115,10 @@ def checks(m: Measurement, tolerances: Mapping[str, float] = DEFAULT_TOLERANCES,
            detail: bool = False) -> list[Check]:
     """Every comparison for one measured spec; per-component rows follow each total when `detail`."""
     spec, size = m.spec, m.batch
-    est = estimate(spec)
+    # Counts and memory, which no device's speed bears on: `--gpu` may name a calibration with no rate at the
+    # spec's precision (fp8, which the reference computes, and is timed, in bf16: precision.RUNS_AS).
+    whole = sum(components(spec, shape_of(spec)).values(), ZERO)
+    stage = max(memories_of(spec, shape_of(spec)), key=lambda memory: memory.total)
     shape = replace(shape_of(spec), skip_masked_tiles=False)     # the FLOP counter's convention
     parts = components(spec, shape)
     tol = tolerances.get
@@ -124,10 +129,10 @@ def checks(m: Measurement, tolerances: Mapping[str, float] = DEFAULT_TOLERANCES,
         if detail:
             rows.extend(per_component)
 
-    add(Check("params", "parameters (total)", est.params.total, _total(m.params), "count", tol("params")),
+    add(Check("params", "parameters (total)", whole.params, _total(m.params), "count", tol("params")),
         _component_checks("params", "parameters", "count", {k: c.params for k, c in parts.items()}, m.params,
                           tol("params")))
-    rows.append(Check("params", "parameters (active per token)", est.params.active, m.active_params, "count",
+    rows.append(Check("params", "parameters (active per token)", whole.active_params, m.active_params, "count",
                       tol("params"), note="what one token touches, embeddings whole"))
 
     forward = {k: c.hw_fwd * size for k, c in parts.items()}
@@ -163,13 +168,13 @@ def checks(m: Measurement, tolerances: Mapping[str, float] = DEFAULT_TOLERANCES,
         note = "checkpointed layer inputs counted under norms"
     if m.device == "cpu" and spec.model.norm in LAYER_NORMS and spec.training.precision not in ("fp32", "tf32"):
         note = "; ".join(filter(None, [note, "CPU LayerNorm keeps 16-bit mean/rstd, CUDA fp32 (as estimated)"]))
-    add(Check("activations", "activations saved for backward", est.memory.activations, _total(saved), "bytes",
+    add(Check("activations", "activations saved for backward", stage.activations, _total(saved), "bytes",
               tol("activations"), note=note or f"micro-batch {size}"),
         _component_checks("activations", "activations", "bytes",
                           {k: c.activations * size + c.shared_activations for k, c in parts.items()}, saved,
                           tol("activations")))
-    rows.append(Check("peak", "peak memory of a training step", est.memory.total_per_gpu, m.peak.bytes,
-                      "bytes", tol("peak"), note=f"estimated at {est.memory.peak_at}; {m.peak.method}"))
+    rows.append(Check("peak", "peak memory of a training step", stage.total, m.peak.bytes,
+                      "bytes", tol("peak"), note=f"estimated at {stage.peak_at}; {m.peak.method}"))
     rows.append(time_check(m, tol("time")))
     return rows
 
@@ -262,14 +267,18 @@ def one_step(spec: Spec, batch: int) -> Spec:
 
 
 def precision_note(choice: PrecisionChoice) -> str:
-    """Why a step was timed in fp32 (or why not), with the probed rates; "" when the spec's precision ran."""
+    """Why a step was timed in another precision than the spec's (or why not in fp32), with the probed rates;
+    "" when the spec's precision ran."""
     if not choice.fell_back and not choice.why_not:
         return ""
-    rates = (f"{choice.requested} matmuls run at {report.flops_rate(choice.rates[choice.requested])} on this "
-             f"device against {report.flops_rate(choice.rates[FALLBACK])} in {FALLBACK}")
-    if choice.fell_back:
-        return f"timed in {choice.used}: {rates}"
-    return f"timed in {choice.requested} although {rates}: {choice.why_not}"
+    runs_as = RUNS_AS.get(choice.requested)
+    probed = runs_as or choice.requested
+    rates = (f"{probed} matmuls run at {report.flops_rate(choice.rates[probed])} on this device against "
+             f"{report.flops_rate(choice.rates[FALLBACK])} in {FALLBACK}") if choice.rates else ""
+    runs = f"the reference runs {choice.requested}'s matmuls in {runs_as}" if runs_as else ""
+    if choice.why_not:
+        return f"timed in {choice.used}{f' ({runs})' if runs else ''} although {rates}: {choice.why_not}"
+    return f"timed in {choice.used}: " + ", and ".join(filter(None, (runs, rates if choice.used == FALLBACK else "")))
 
 
 # ---------------------------------------------------------------------------------------------- serving

@@ -24,7 +24,7 @@ from costplan.profiling import counters
 from costplan.profiling.fixed_costs import FixedStep, paired
 from costplan.profiling.memory import Peak, peak_cuda, peak_fake, saved_bytes
 from costplan.profiling.model import build_model, component_of, training_dtype
-from costplan.profiling.precision import PrecisionChoice, timing_precision
+from costplan.profiling.precision import RUNS_AS, PrecisionChoice, timing_precision
 from costplan.profiling.private import fake_tensor_mode, storage_key
 from costplan.profiling.stages import Stages
 from costplan.profiling.step import Trainer, batch, loss_memory, loss_of, unfused
@@ -279,6 +279,15 @@ def shrink_for_time(spec: Spec, size: int, rate: float, memory: int, budget: flo
     return overrides
 
 
+def _in_precision(spec: Spec, precision: str) -> list[str]:
+    """The overrides that time `spec` in `precision` (none for its own): fp8 inputs go with fp8 training
+    (spec_rules)."""
+    if precision == spec.training.precision:
+        return []
+    return [f"training.precision={precision}"] + (["training.fp8_saved_inputs=false"]
+                                                  if spec.training.fp8_saved_inputs else [])
+
+
 def measure_time(spec: Spec, size: int, device: torch.device, budget: float,
                  overrides: list[str] | None) -> tuple[Timing | None, Spec, list[str], PrecisionChoice, float | None,
                                                        tuple[float, float] | None]:
@@ -291,14 +300,15 @@ def measure_time(spec: Spec, size: int, device: torch.device, budget: float,
     fixed_costs.py runs once before each timed step, untimed by it: the medians of its times and of its
     update's, which the check derives its fixed costs from (else None)."""
     choice = timing_precision(spec.training.precision, device)
-    forced = [f"training.precision={choice.used}"] if choice.fell_back else []
-    if forced and spec.training.fp8_saved_inputs:      # fp8 inputs go with fp8 training (spec_rules)
-        forced.append("training.fp8_saved_inputs=false")
+    forced = _in_precision(spec, choice.used)
     base = valid_copy(spec, forced) if forced else spec
     if base is None:        # the spec's hardware has no fp32 rate to estimate an fp32 step with
-        choice = replace(choice, used=choice.requested,
-                         why_not=f"hardware.gpu {spec.gpu.key} has no {choice.used} peak")
-        forced, base = [], spec
+        runs_as = RUNS_AS.get(choice.requested, choice.requested)
+        choice = replace(choice, used=runs_as, why_not=f"hardware.gpu {spec.gpu.key} has no {choice.used} peak")
+        forced = _in_precision(spec, runs_as)
+        base = valid_copy(spec, forced) if forced else spec
+        if base is None:
+            forced, base = [], spec
     if overrides is None:
         rate = probe_rate(device, training_dtype(base))
         shrunk = shrink_for_time(base, size, rate, int(available_bytes(device) * MEMORY_FRACTION), budget)
@@ -350,7 +360,7 @@ def measure(spec: Spec, device: torch.device, *, time: bool = True, time_budget:
             result.time_note = "not measured: no shrunk copy fits this machine; choose one with --time-set"
         elif time_overrides:
             result.time_note = "chosen with --time-set"
-        elif len(result.time_overrides) > result.time_precision.fell_back:    # more than the precision
+        elif len(result.time_overrides) > len(_in_precision(spec, result.time_precision.used)):   # a shrink too
             result.time_note = "full size exceeds the time or memory budget"
     else:
         result.time_note = "not measured (--no-time)"

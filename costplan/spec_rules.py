@@ -158,7 +158,7 @@ def implementation_rules(model: Getter, training: Getter) -> list[tuple[str, str
 
 def fp8_input_rules(model: Getter, training: Getter) -> list[tuple[str, str]]:
     """Linears saving fp8 inputs (costs/fp8_inputs.py) are modelled for fp8 training of the fused layers with
-    softmax attention in sequential or sandwich blocks, recomputed as Megatron recomputes."""
+    softmax or latent attention in sequential or sandwich blocks, recomputed as Megatron recomputes."""
     if not training("fp8_saved_inputs"):
         return []
     where, problems = "training.fp8_saved_inputs", []
@@ -169,9 +169,10 @@ def fp8_input_rules(model: Getter, training: Getter) -> list[tuple[str, str]]:
         problems.append((where, f"Transformer Engine's linears, not transformers' modules: implementation "
                                 f"{training('implementation')}; use fused"))
     attention = model("attention")
-    others = sorted({a.type for a in pattern_of(attention)} - set(SOFTMAX_TYPES)) if attention is not None else []
+    modelled = (*SOFTMAX_TYPES, "mla")
+    others = sorted({a.type for a in pattern_of(attention)} - set(modelled)) if attention is not None else []
     if others:
-        problems.append((where, f"modelled for softmax attention ({', '.join(SOFTMAX_TYPES)}), not "
+        problems.append((where, f"modelled for softmax attention ({', '.join(modelled)}), not "
                                 f"{', '.join(others)}"))
     if (model("block") or "sequential") not in ("sequential", "sandwich"):
         problems.append((where, f"modelled for sequential and sandwich blocks, not {model('block')}"))

@@ -318,11 +318,26 @@ def test_fp8_inputs_another_op_saves_are_held_twice():
     assert te.activations - plain.activations == layers * s * (-d + d - d + d_ff)
 
 
+def test_mla_s_fp8_linears_save_fp8_inputs_by_hand():
+    # Megatron-Core's MLA runs Transformer Engine's linears too: the normed block input, which both down
+    # projections read, and the normed latents of keys and values (c_kv, d_c) and of queries (c_q, d_c') go from 2
+    # bytes to 1; the output projection's fp8 copy comes beside the core's output (H·v), which the core keeps.
+    # The SwiGLU MLP as in the dense case: its normed input and the product, 1 byte fewer each.
+    s, d, d_ff, heads, layers = 128, 64, 256, 4, 2
+    mla = {"type": "mla", "kv_lora_rank": 32, "q_lora_rank": 48, "qk_nope_head_dim": 16, "qk_rope_head_dim": 8,
+           "v_head_dim": 16}
+    model = {"vocab_size": 64, "d_model": d, "d_ff": d_ff, "n_layers": layers, "n_heads": heads, "attention": mla}
+    fp8 = {"precision": "fp8", "micro_batch_size": 1, "seq_len": s, "tokens": 10**6}
+    plain, te = (costplan.estimate(make_spec(model, {**fp8, "fp8_saved_inputs": saved}, {"gpu": "h100-sxm"})).memory
+                 for saved in (False, True))
+    assert te.activations - plain.activations == layers * s * (-d - (32 + 48) + heads * 16 - d - d_ff)
+
+
 @pytest.mark.parametrize("change, message", [
     (["training.precision=bf16"], "saves fp8 copies of the linears' inputs; precision bf16 is not fp8"),
     (["training.implementation=sdpa"], "Transformer Engine's linears, not transformers' modules"),
     (["model.attention=aft_simple", "model.n_kv_heads=null"],
-     "modelled for softmax attention (dense, flash, sliding_window, sparse, chunked), not aft_simple"),
+     "modelled for softmax attention (dense, flash, sliding_window, sparse, chunked, mla), not aft_simple"),
     (["model.block=parallel"], "modelled for sequential and sandwich blocks, not parallel"),
     (["training.recompute=selective_op"], "torchtitan's per-op checkpointing runs torchao's fp8 linears"),
 ])

@@ -268,7 +268,8 @@ def test_reference_model_registry_matches_the_attention_types():
 
 # Transformer Engine's fp8 linears (training.fp8_saved_inputs) on every kind of layer they are modelled for: a
 # flash core's output saved beside the output projection's fp8 copy, a materialising core's not; ReLU's output
-# beside the down projection's copy, GELU's and SwiGLU's product not; routed rows' and shared experts' inputs.
+# beside the down projection's copy, GELU's and SwiGLU's product not; routed rows' and shared experts' inputs;
+# MLA's normed latents, with or without compressed queries.
 FP8_INPUTS = ["training.precision=fp8", "training.fp8_saved_inputs=true", "hardware.gpu=h100-sxm"]
 
 
@@ -277,6 +278,7 @@ FP8_INPUTS = ["training.precision=fp8", "training.fp8_saved_inputs=true", "hardw
     ("sliding-window-materialized", []), ("sparse-fixed", []), ("chunked", []), ("sinks-flash", []),
     ("block-sandwich", []), ("moe", []), ("moe-shared", []), ("moe-capacity", []),
     ("flash", ["model.mlp=relu"]), ("dense", ["model.mlp=gelu", "model.bias=true"]),
+    ("mla", []), ("mla", ["model.attention.q_lora_rank=null"]), ("mla", ["model.bias=true"]),
 ])
 def test_fp8_saved_inputs_per_component(name, extra, monkeypatch):
     spec = load(str(Path(__file__).parents[1] / "specs" / "ci" / f"{name}.yaml"), *FP8_INPUTS, *extra)

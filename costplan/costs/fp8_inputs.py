@@ -5,14 +5,15 @@ their weight-gradient GEMM reads (transformer_engine/pytorch/module/linear.py: t
 wgrad), 1 byte an element, where a 16-bit linear saves its e-byte input. An input nothing else saves is then held
 in 1 byte; one that another op saves too is held in both: a flash core saves its output, which the output
 projection reads, and ReLU its output, which the down projection reads. The attention core's matmuls, the
-router and the head stay 16-bit (Megatron-Core runs them outside TE's fp8 linears). torchao's Float8Linear
+router and the head stay 16-bit (Megatron-Core runs them outside TE's fp8 linears). MLA's linears are TE's as
+well (Megatron-Core's MLASelfAttention). torchao's Float8Linear
 (torchtitan) saves the 16-bit input: fp8_saved_inputs false.
 """
 from __future__ import annotations
 
 from costplan.costs import FP8_BYTES, Shape
 from costplan.spec import ModelSpec, MoESpec
-from costplan.spec_attention import AttentionSpec
+from costplan.spec_attention import AttentionSpec, LatentAttention
 
 
 def _input(elements: int, shared: bool, e: int) -> int:
@@ -34,6 +35,16 @@ def attention(attention: AttentionSpec, model: ModelSpec, shape: Shape) -> tuple
     s, e = shape.seq_len, shape.act_bytes
     inputs = _input(s * model.d_model, False, e)
     return inputs + _input(s * model.q_width, not attention.materializes, e), inputs
+
+
+def latent_attention(attention: LatentAttention, model: ModelSpec, shape: Shape) -> tuple[int, int]:
+    """(bytes added to an MLA block's activations, of them to its d_model-wide part): the normed block input,
+    read by both down (or the query) projections (one copy), the normed latents the up projections read (the
+    queries' only where they are compressed), and the core's output, which the core saves too (attention/mla.py)."""
+    s, e = shape.seq_len, shape.act_bytes
+    inputs = _input(s * model.d_model, False, e)
+    latents = _input(s * (attention.kv_lora_rank + (attention.q_lora_rank or 0)), False, e)
+    return inputs + latents + _input(s * model.n_heads * attention.v_head_dim, True, e), inputs
 
 
 def mlp(model: ModelSpec, d_ff: int, shape: Shape) -> tuple[int, int]:

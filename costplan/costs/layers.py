@@ -197,7 +197,8 @@ def attention_cost(attention: AttentionSpec, model: ModelSpec, shape: Shape) -> 
 def _fp8_inputs(parts: dict[str, Cost], layer: Layer, model: ModelSpec, shape: Shape, ffn: str) -> dict[str, Cost]:
     """The layer's activations with its linears' inputs saved in fp8 (fp8_inputs.py), in sequential or sandwich
     blocks (spec_rules.fp8_input_rules), where each block's normed input is its own."""
-    more, wide = fp8_inputs.attention(layer.attention, model, shape)
+    latent = layer.attention.type == "mla"
+    more, wide = (fp8_inputs.latent_attention if latent else fp8_inputs.attention)(layer.attention, model, shape)
     a, f = parts["attention"], parts[ffn]
     parts = {**parts, "attention": a.replace(activations=a.activations + more, act_d_model=a.act_d_model + wide)}
     if layer.moe is None:

@@ -18,7 +18,7 @@ import subprocess
 import sys
 import time
 
-from costplan.sweep import available_cpus
+from costplan.forked import available_cpus
 
 VARY = ["--vary", "model.n_layers=" + ",".join(str(n) for n in range(1, 101)),
         "--vary", "model.d_model=" + ",".join(str(128 * k) for k in range(1, 26)),

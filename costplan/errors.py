@@ -24,6 +24,9 @@ class SpecError(CostplanError):
         self.problems = list(problems)
         super().__init__("\n".join(f"{source}: {p}" for p in self.problems))
 
+    def __reduce__(self):  # noqa: ANN204 - pickled from a worker process (forked.py) as it was made
+        return type(self), (self.source, self.problems)
+
 
 # Names people bring from elsewhere for the spec's own: Hugging Face config.json fields, Megatron-LM and
 # GPT-NeoX arguments, and common spellings of values. Keys are compared as _folded writes them.

@@ -27,6 +27,7 @@ from costplan.costs.layers import pipeline_stages, stage_count, stage_depth
 from costplan.costs.layouts import grid, replica, variant
 from costplan.costs.time import HOURS_PER_DAY, flops_in
 from costplan.errors import CostplanError
+from costplan.forked import available_cpus, map_forked
 from costplan.loading import load_spec
 from costplan.records import Record
 from costplan.spec import Spec
@@ -398,6 +399,7 @@ def deadline_options(spec: Spec, deadline_hours: float, gpu_keys: list[str] | No
     keys = gpu_keys or list(hardware.catalogue())
     for key in keys:
         hardware.resolve(key)  # an unknown name is the user's error, reported before any work
-    options = [fewest_gpus(spec, key, deadline_hours, mfu) for key in keys]
+    # GPU types are searched independently: one process each while CPUs last
+    options = map_forked(lambda key: fewest_gpus(spec, key, deadline_hours, mfu), keys, available_cpus())
     return sorted(options, key=lambda o: (o.cost_usd is None, o.cost_usd or 0.0))
 

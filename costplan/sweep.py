@@ -10,10 +10,6 @@ from __future__ import annotations
 
 import itertools
 import math
-import multiprocessing
-import os
-import sys
-from concurrent.futures import ProcessPoolExecutor
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +22,7 @@ from costplan.costs.layouts import fits_batch
 from costplan.costs.result import Estimate
 from costplan.costs.run import laid_out_once
 from costplan.errors import CostplanError, SpecError, printable
+from costplan.forked import available_cpus, can_fork, pool
 from costplan.loading import RawSpec, field_path, parse_override
 from costplan.spec import ParallelismSpec, Spec
 from costplan.report import degrees
@@ -181,24 +178,12 @@ def run(raw: RawSpec, axes: Sequence[Axis], overrides: Iterable[str] = (), law: 
     return points
 
 
-def available_cpus() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:          # not on Linux
-        return os.cpu_count() or 1
-
-
 def _job_count(jobs: int | None, points: int) -> int:
-    if not _can_fork():
+    if not can_fork():
         return 1
     if jobs is None:
         return max(1, min(available_cpus(), points // POINTS_PER_JOB))
     return max(1, min(jobs, points))
-
-
-def _can_fork() -> bool:
-    # A forked worker inherits the parsed file and the memo; elsewhere fork is unsafe (macOS) or absent.
-    return sys.platform == "linux" and "fork" in multiprocessing.get_all_start_methods()
 
 
 @dataclass(frozen=True)
@@ -254,8 +239,8 @@ def _evaluate(work: _Work, combos: list[tuple[int, ...]], jobs: int):
     global _WORK, _COMBOS
     _WORK, _COMBOS = work, combos
     try:
-        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("fork")) as pool:
-            for (_, stop), (points, problems) in zip(bounds, pool.map(_evaluate_chunk, *zip(*bounds))):
+        with pool(jobs) as workers:
+            for (_, stop), (points, problems) in zip(bounds, workers.map(_evaluate_chunk, *zip(*bounds))):
                 yield points, problems, stop
     finally:
         _WORK, _COMBOS = None, []

@@ -731,8 +731,9 @@ to 11.3% (Qwen3-235B from 77.0 to 68.3 GiB, Llama 3 70B from 71.6 to 65.0; the f
 32K not at all; the values before are this script's with FP8_SAVED_INPUTS empty). No published peak exists for
 them to be checked against; the 2511 Qwen3-30B-A3B row, which ran, still prints "does not fit" (89.1 to 81.7 GiB
 on the 80 GiB board). MLA's linears are Transformer Engine's too (Megatron-Core's MLASelfAttention), and now save
-fp8 inputs as well: the normed latents take 1 byte, the core's output gains the output projection's copy.
-DeepSeek-V3's B200 row, which ran, went from 194.9 to 180.8 GiB and still prints "does not fit" on the 180 GiB
+fp8 inputs as well: its two down projections, separate linears, each an fp8 copy of the normed input (as much as
+the 16-bit input took), the normed latents 1 byte, and the core's output gains the output projection's copy.
+DeepSeek-V3's B200 row, which ran, went from 194.9 to 182.4 GiB and still prints "does not fit" on the 180 GiB
 board; its recomputation is not on the page (none is assumed) and MXFP8's block scales are not counted.
 
 """

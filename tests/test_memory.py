@@ -319,10 +319,11 @@ def test_fp8_inputs_another_op_saves_are_held_twice():
 
 
 def test_mla_s_fp8_linears_save_fp8_inputs_by_hand():
-    # Megatron-Core's MLA runs Transformer Engine's linears too: the normed block input, which both down
-    # projections read, and the normed latents of keys and values (c_kv, d_c) and of queries (c_q, d_c') go from 2
-    # bytes to 1; the output projection's fp8 copy comes beside the core's output (H·v), which the core keeps.
-    # The SwiGLU MLP as in the dense case: its normed input and the product, 1 byte fewer each.
+    # Megatron-Core's MLA runs Transformer Engine's linears too, its two down projections separate ones: each
+    # saves its own fp8 copy of the normed block input (2 bytes, as the one 16-bit input took); the normed latents
+    # of keys and values (c_kv, d_c) and of queries (c_q, d_c') go from 2 bytes to 1; the output projection's fp8
+    # copy comes beside the core's output (H·v), which the core keeps. The SwiGLU MLP as in the dense case: its
+    # normed input and the product, 1 byte fewer each.
     s, d, d_ff, heads, layers = 128, 64, 256, 4, 2
     mla = {"type": "mla", "kv_lora_rank": 32, "q_lora_rank": 48, "qk_nope_head_dim": 16, "qk_rope_head_dim": 8,
            "v_head_dim": 16}
@@ -330,7 +331,7 @@ def test_mla_s_fp8_linears_save_fp8_inputs_by_hand():
     fp8 = {"precision": "fp8", "micro_batch_size": 1, "seq_len": s, "tokens": 10**6}
     plain, te = (costplan.estimate(make_spec(model, {**fp8, "fp8_saved_inputs": saved}, {"gpu": "h100-sxm"})).memory
                  for saved in (False, True))
-    assert te.activations - plain.activations == layers * s * (-d - (32 + 48) + heads * 16 - d - d_ff)
+    assert te.activations - plain.activations == layers * s * (0 - (32 + 48) + heads * 16 - d - d_ff)
 
 
 @pytest.mark.parametrize("change, message", [

@@ -397,6 +397,24 @@ def test_an_fp8_step_is_timed_as_the_reference_runs_it(run, monkeypatch):
         assert "full size exceeds" not in time_row["note"]     # the precision's two overrides are not a shrink
 
 
+def test_a_step_is_timed_in_a_precision_its_hardware_can_estimate_or_not_compared(run, monkeypatch):
+    # A V100 has no bf16 peak: the fp8 step the reference computes in bf16 is timed in fp32, which it has. A TPU
+    # has no fp32 peak: an fp32 step is measured, and not compared.
+    _probed_rates(monkeypatch, {"bf16": 50e9, "fp32": 50e9})
+    fp8 = str(ROOT / "specs" / "ci" / "fp8-inputs.yaml")
+    for spec, gpu, precision, said in (
+            (fp8, "v100", "fp8", "timed in fp32 (the reference runs fp8's matmuls in bf16) although bf16 matmuls run "
+                                 "at 50 GFLOP/s on this device against 50 GFLOP/s in fp32: hardware.gpu v100 has no "
+                                 "bf16 peak"),
+            (FLASH, "tpu-v5e", "fp32",
+             "not compared: hardware.gpu tpu-v5e has no fp32 peak to estimate the step with")):
+        result = run("profile", spec, "--gpu", gpu, "--set", f"training.precision={precision}", "--time-set",
+                     "model.n_layers=1", "--format", "json")
+        assert result.exit_code == 0, result.stderr
+        (time_row,) = [c for c in json.loads(result.stdout)[0]["checks"] if c["metric"] == "time"]
+        assert said in time_row["note"] and time_row["measured"] > 0
+
+
 def test_an_fp8_spec_is_checked_against_a_calibration_of_this_machine(run, monkeypatch, tmp_path):
     # A calibration measures no fp8 rate (nor does the reference run one): the check compares the fp8 spec's
     # counts and memory, and its step timed and estimated in bf16, where it had stopped with "fp8 has no peak".

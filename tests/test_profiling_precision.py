@@ -30,16 +30,34 @@ def test_choose(requested, rates, used):
     assert choice.used == used and choice.fell_back == (used != requested)
 
 
-def test_timing_precision_probes_16_bit_specs_only(monkeypatch):
-    probed = []
+def _probes(monkeypatch, rates: dict[str, float]) -> list[str]:
+    """The precisions timing_precision probes from now on, at `rates`."""
+    probed: list[str] = []
 
     def fake_probe(device, p):
         probed.append(p)
-        return NO_BF16[p]
+        return rates[p]
 
     monkeypatch.setattr(precision, "probe", fake_probe)
+    return probed
+
+
+def test_timing_precision_probes_16_bit_specs_only(monkeypatch):
+    probed = _probes(monkeypatch, NO_BF16)
     assert precision.timing_precision("fp32", CPU).used == "fp32" and probed == []
     assert precision.timing_precision("bf16", CPU).used == "fp32" and sorted(probed) == ["bf16", "fp32"]
+
+
+def test_fp8_and_tf32_are_timed_in_what_the_reference_computes_them_in(monkeypatch):
+    # The reference runs fp8's matmuls in bf16 and tf32's in fp32 (torch leaves TF32 matmuls off): those are
+    # probed and timed, and fp32 is not probed.
+    probed = _probes(monkeypatch, NATIVE)
+    assert precision.timing_precision("tf32", CPU) == precision.PrecisionChoice("tf32", "fp32", {})
+    assert probed == []
+    choice = precision.timing_precision("fp8", CPU)
+    assert (choice.requested, choice.used, sorted(probed)) == ("fp8", "bf16", ["bf16", "fp32"])
+    assert [precision.runs_as(p) for p in ("fp32", "tf32", "bf16", "fp16", "fp8")] == \
+        ["fp32", "fp32", "bf16", "fp16", "bf16"]
 
 
 def _clock(monkeypatch, step_seconds: float = 1.0):

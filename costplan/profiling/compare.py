@@ -34,7 +34,7 @@ from costplan.errors import CostplanError
 from costplan.loading import with_overrides
 from costplan.profiling.fixed_costs import checkpoint_cost_of, fixed_costs_of, paired, with_fixed_costs
 from costplan.profiling.measure import PROBE_SIZE, Measurement
-from costplan.profiling.precision import FALLBACK, RUNS_AS, PrecisionChoice
+from costplan.profiling.precision import FALLBACK, PrecisionChoice, runs_as
 from costplan.profiling.scope import OUTSIDE
 from costplan.profiling.step import unfused
 from costplan.spec import Spec
@@ -187,8 +187,12 @@ def time_check(m: Measurement, tolerance: float | None) -> Check:
         return Check("time", item, None, None, "seconds", tolerance, note=m.time_note)
     spec = m.timed_spec or m.spec
     gpu = spec.gpu
-    estimated = estimate(one_step(spec, m.batch)).time.step_seconds
     notes = [f"median of {m.timing.runs}, IQR ±{100 * m.timing.spread / 2:.0f}%"]
+    precision = spec.training.precision
+    if gpu.peak_flops(precision) is None:      # nor in fp32 or the precision the reference computes in
+        notes.append(f"not compared: hardware.gpu {gpu.key} has no {precision} peak to estimate the step with")
+        return Check("time", item, None, m.timing.median, "seconds", None, note="; ".join(notes))
+    estimated = estimate(one_step(spec, m.batch)).time.step_seconds
     if m.timing.settled:
         notes.append(f"after {m.timing.settled} steps for the experts' GEMM shapes to settle")
     if m.time_overrides:
@@ -271,13 +275,13 @@ def precision_note(choice: PrecisionChoice) -> str:
     "" when the spec's precision ran."""
     if not choice.fell_back and not choice.why_not:
         return ""
-    runs_as = RUNS_AS.get(choice.requested)
-    probed = runs_as or choice.requested
-    rates = (f"{probed} matmuls run at {report.flops_rate(choice.rates[probed])} on this device against "
+    computed = runs_as(choice.requested)
+    rates = (f"{computed} matmuls run at {report.flops_rate(choice.rates[computed])} on this device against "
              f"{report.flops_rate(choice.rates[FALLBACK])} in {FALLBACK}") if choice.rates else ""
-    runs = f"the reference runs {choice.requested}'s matmuls in {runs_as}" if runs_as else ""
+    runs = f"the reference runs {choice.requested}'s matmuls in {computed}" if computed != choice.requested else ""
     if choice.why_not:
-        return f"timed in {choice.used}{f' ({runs})' if runs else ''} although {rates}: {choice.why_not}"
+        return (f"timed in {choice.used}{f' ({runs})' if runs else ''}" + (f" although {rates}" if rates else "")
+                + f": {choice.why_not}")
     return f"timed in {choice.used}: " + ", and ".join(filter(None, (runs, rates if choice.used == FALLBACK else "")))
 
 

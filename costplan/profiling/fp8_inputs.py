@@ -11,6 +11,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from costplan.profiling.mla import LatentAttentionModule
 from costplan.profiling.on_chip import on_chip
 
 FP8 = torch.float8_e4m3fn
@@ -69,16 +70,26 @@ def _weight_gradient(rows: torch.Tensor, values: torch.Tensor, scale: torch.Tens
 
 class Fp8InputLinear(nn.Linear):
     """nn.Linear saving an fp8 copy of its input; plain where nothing is saved (no gradients: serving's decode)
-    and under JIT tracing (a traced Function is opaque)."""
+    and under JIT tracing (a traced Function is opaque). `own_copy`: quantize the input itself rather than share
+    the copy another linear made of it (a linear that is a module of its own, not part of a fused one)."""
+
+    own_copy = False
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if torch.jit.is_tracing() or not torch.is_grad_enabled():
             return super().forward(x)
-        return _Fp8SavedInput.apply(x, self.weight, self.bias, *fp8_copy(x))
+        return _Fp8SavedInput.apply(x, self.weight, self.bias, *(_quantized(x) if self.own_copy else fp8_copy(x)))
 
 
 def save_fp8_inputs(model: nn.Module) -> None:
-    """Every linear of the model's layers saves fp8 inputs, but the router's and the shared-expert gate's."""
+    """Every linear of the model's layers saves fp8 inputs, but the router's and the shared-expert gate's. MLA's
+    projections of the block input are separate linears in Megatron-Core's MLASelfAttention: each makes its own
+    copy."""
     for name, module in model.layers.named_modules():
         if type(module) is nn.Linear and name.rsplit(".", 1)[-1] not in KEPT_16_BIT:
             module.__class__ = Fp8InputLinear
+    for module in model.layers.modules():
+        if isinstance(module, LatentAttentionModule):
+            for linear in (getattr(module, key, None) for key in ("q_down", "q", "kv_down")):
+                if linear is not None:
+                    linear.own_copy = True

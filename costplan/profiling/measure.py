@@ -24,7 +24,7 @@ from costplan.profiling import counters
 from costplan.profiling.fixed_costs import FixedStep, paired
 from costplan.profiling.memory import Peak, peak_cuda, peak_fake, saved_bytes
 from costplan.profiling.model import build_model, component_of, training_dtype
-from costplan.profiling.precision import RUNS_AS, PrecisionChoice, timing_precision
+from costplan.profiling.precision import FALLBACK, PrecisionChoice, runs_as, timing_precision
 from costplan.profiling.private import fake_tensor_mode, storage_key
 from costplan.profiling.stages import Stages
 from costplan.profiling.step import Trainer, batch, loss_memory, loss_of, unfused
@@ -288,6 +288,14 @@ def _in_precision(spec: Spec, precision: str) -> list[str]:
                                                   if spec.training.fp8_saved_inputs else [])
 
 
+def _timed_in(spec: Spec, precision: str) -> tuple[list[str], Spec | None]:
+    """The overrides that time `spec` in `precision`, and the copy they make: None where its hardware has no peak
+    to estimate that precision's step with (or a spec rule refuses the copy)."""
+    forced = _in_precision(spec, precision)
+    base = valid_copy(spec, forced) if forced else spec
+    return forced, base if base is not None and base.gpu.peak_flops(precision) is not None else None
+
+
 def measure_time(spec: Spec, size: int, device: torch.device, budget: float,
                  overrides: list[str] | None) -> tuple[Timing | None, Spec, list[str], PrecisionChoice, float | None,
                                                        tuple[float, float] | None]:
@@ -300,15 +308,15 @@ def measure_time(spec: Spec, size: int, device: torch.device, budget: float,
     fixed_costs.py runs once before each timed step, untimed by it: the medians of its times and of its
     update's, which the check derives its fixed costs from (else None)."""
     choice = timing_precision(spec.training.precision, device)
-    forced = _in_precision(spec, choice.used)
-    base = valid_copy(spec, forced) if forced else spec
-    if base is None:        # the spec's hardware has no fp32 rate to estimate an fp32 step with
-        runs_as = RUNS_AS.get(choice.requested, choice.requested)
-        choice = replace(choice, used=runs_as, why_not=f"hardware.gpu {spec.gpu.key} has no {choice.used} peak")
-        forced = _in_precision(spec, runs_as)
+    forced, base = _timed_in(spec, choice.used)
+    other = runs_as(choice.requested) if choice.used == FALLBACK else FALLBACK
+    if base is None and other != choice.used:   # the spec's hardware has no peak to estimate that step with
+        forced, base = _timed_in(spec, other)
+        if base is not None:
+            choice = replace(choice, used=other, why_not=f"hardware.gpu {spec.gpu.key} has no {choice.used} peak")
+    if base is None:        # nor the other's: timed as chosen, the comparison says why it is not made
+        forced = _in_precision(spec, choice.used)
         base = valid_copy(spec, forced) if forced else spec
-        if base is None:
-            forced, base = [], spec
     if overrides is None:
         rate = probe_rate(device, training_dtype(base))
         shrunk = shrink_for_time(base, size, rate, int(available_bytes(device) * MEMORY_FRACTION), budget)

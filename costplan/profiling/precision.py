@@ -17,10 +17,7 @@ from costplan.profiling.timing import best_seconds
 # GEMM.
 DTYPES = {"fp32": torch.float32, "tf32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16,
           "fp8": torch.bfloat16}
-# The precision the reference's step is, where the spec's is not one it computes in: fp8's matmuls run in bf16
-# (DTYPES), so an fp8 step is timed, and estimated, as a bf16 one (without the fp8 inputs only fp8 training has): a
-# calibration measures no fp8 rate, and the catalogue's fp8 peak is not what the reference ran at.
-RUNS_AS = {"fp8": "bf16"}
+NAMES = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}
 FALLBACK = "fp32"
 SLOW_FRACTION = 0.5     # a rate under half of fp32's means the device has no native kernels for it
 PROBE_N = 256           # small enough that an emulated bf16 matmul takes ~25 ms on a 2-core CPU
@@ -62,10 +59,17 @@ def probe(device: torch.device, precision: str) -> float:
     return 2 * PROBE_N**3 / seconds
 
 
+def runs_as(precision: str) -> str:
+    """The precision the reference computes a step of `precision` in (DTYPES): fp8's matmuls in bf16, tf32's in
+    fp32 (torch leaves TF32 matmuls off). Such a step is timed, and estimated, as that precision's: a calibration
+    measures no fp8 rate, and a datasheet's fp8 or tf32 peak is not what the reference ran at."""
+    return NAMES[DTYPES[precision]]
+
+
 def timing_precision(requested: str, device: torch.device) -> PrecisionChoice:
-    """choose() between the precision the reference runs `requested` as (RUNS_AS) and fp32, on rates probed on
-    `device`; fp32 specs are not probed."""
-    runs_as = RUNS_AS.get(requested, requested)
-    if DTYPES[runs_as] == torch.float32:
-        return PrecisionChoice(requested, runs_as, {})
-    return replace(choose(runs_as, {p: probe(device, p) for p in (runs_as, FALLBACK)}), requested=requested)
+    """choose() between the precision the reference runs `requested` in and fp32, on rates probed on `device`;
+    fp32 steps are not probed."""
+    computed = runs_as(requested)
+    if computed == FALLBACK:
+        return PrecisionChoice(requested, computed, {})
+    return replace(choose(computed, {p: probe(device, p) for p in (computed, FALLBACK)}), requested=requested)

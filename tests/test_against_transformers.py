@@ -130,6 +130,18 @@ def test_against_takes_a_longer_context_only_where_the_class_does_not_size_it(ru
     assert result.exit_code == 2 and "--set model.max_seq_len=4096: --against transformers builds" in result.stderr
 
 
+def test_against_checks_counts_and_memory_whatever_the_hardware_s_peaks(run):
+    # The class is counted untimed: hardware without an fp8 peak (an A100, a calibration) does not stop an fp8
+    # spec's check, nor do several GPUs make its estimate another layout's (the class is one process).
+    rows = {}
+    for args in ([], ["--set", "training.precision=fp8", "--gpu", "a100-80gb"], ["--gpus", "8"]):
+        result = run("check", str(TINY / "llama.json"), "--against", "transformers", "--format", "json", *args)
+        assert result.exit_code == 0, result.stderr
+        rows[len(rows)] = {c["metric"]: c["estimate"] for c in json.loads(result.stdout)[0]["checks"]}
+    assert rows[0]["params"] == rows[1]["params"] == rows[2]["params"]
+    assert rows[2] == rows[0]
+
+
 def test_serve_refuses_the_training_shortcuts(run):
     result = run("check", str(TINY.parents[1] / "dense.yaml"), "--serve", "--batch", "4")
     assert result.exit_code == 2 and "--batch and --seq-len do not apply" in result.stderr

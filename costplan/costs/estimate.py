@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 from costplan import scaling
-from costplan.costs import ZERO, memo, parallel
+from costplan.costs import ZERO, Cost, memo, parallel
 from costplan.costs.components import COMPONENTS, components, shape_of, shared_components  # noqa: F401 - API
 from costplan.costs.memory import gradient_bytes, is_mixed, optimizer_bytes, weight_bytes
 from costplan.costs.result import Assumptions, Estimate, Flops, Memory, Number, Parallelism, Params, Time
@@ -64,8 +64,20 @@ class LawPoint(Record):
     scaling: Scaling
 
 
+def whole_model(spec: Spec) -> Cost:
+    """The model's cost for one sequence, its components summed."""
+    return sum(components(spec, shape_of(spec)).values(), ZERO)
+
+
+def peak_stage(spec: Spec) -> parallel.StageMemory:
+    """The memory of the stage that peaks highest, for a spec on one GPU or with its parallelism section: what
+    estimate() reports, without the time model (which a spec on hardware with no peak at its precision, such as a
+    calibration without an fp8 rate, cannot run)."""
+    return max(memories_of(spec, shape_of(spec)), key=lambda memory: memory.total)
+
+
 def law_point(spec: Spec, law: str | scaling.ScalingLaw | None = None) -> LawPoint:
-    whole = sum(components(spec, shape_of(spec)).values(), ZERO)
+    whole = whole_model(spec)
     tokens, source = trained_tokens(spec, whole.params, whole.active_params)
     law = law if isinstance(law, scaling.ScalingLaw) else scaling.resolve(law)
     return LawPoint(name=spec.name, tokens=tokens, tokens_source=source, config_defaults=list(spec.config_defaults),
@@ -153,7 +165,7 @@ def _estimate(spec: Spec, law: str | scaling.ScalingLaw | None) -> Estimate:
         bytes_per_param={
             "weights": w, "gradients": gradient_bytes(t.precision, t.autocast, t.fp32_gradients),
             "optimizer": optimizer_bytes(t.precision, t.optimizer, t.autocast),
-            "rule": _bytes_rule(t.precision, t.optimizer, t.autocast, t.fp32_gradients),
+            "rule": bytes_rule(t.precision, t.optimizer, t.autocast, t.fp32_gradients),
         },
         activation_element_bytes=shape.act_bytes,
         attention_flops="every key a query may see; no causal halving (PaLM, torchtitan, nanoGPT)",
@@ -181,7 +193,7 @@ OPTIMIZER_STATES = {"adamw": "two moments", "adam": "two moments", "sgd": "no st
                     "lion": "a momentum", "adafactor": "factored moments"}
 
 
-def _bytes_rule(precision: str, optimizer: str, autocast: bool, fp32_gradients: bool) -> str:
+def bytes_rule(precision: str, optimizer: str, autocast: bool, fp32_gradients: bool) -> str:
     """The bytes-per-parameter rule in words, with the optimizer's own state."""
     states = OPTIMIZER_STATES[optimizer]
     if autocast:

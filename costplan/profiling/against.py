@@ -30,10 +30,10 @@ import torch
 from torch import nn
 
 from costplan import sources
-from costplan.costs.estimate import components, estimate, shape_of
+from costplan.costs.estimate import bytes_rule, components, peak_stage, shape_of, whole_model
 from costplan.costs.implementation import modules_of
 from costplan.errors import CostplanError
-from costplan.loading import with_overrides
+from costplan.loading import on_one_gpu, with_overrides
 from costplan.profiling import counters
 from costplan.profiling.compare import Check
 from costplan.profiling.memory import peak_tracked, saved_bytes
@@ -179,7 +179,7 @@ def measure_peak(config: Path, spec: Spec, implementation: str) -> int:
 def step_bytes(spec: Spec) -> int:
     """About what a step of the class takes: weights, gradients, and twice what a dense-attention estimate saves
     (the eager modules' fp32 copies), plus the loss's transient gradients."""
-    memory = estimate(unfused(eager(spec))).memory   # the class's eager activation and torch's loss
+    memory = peak_stage(unfused(eager(spec)))   # the class's eager activation and torch's loss
     return memory.weights + memory.gradients + 2 * memory.activations + memory.workspace
 
 
@@ -197,7 +197,8 @@ def eager(spec: Spec) -> Spec:
 
 def checks(spec: Spec, m: Measured, tolerances) -> list[Check]:  # noqa: ANN001
     size, tol = spec.training.micro_batch_size, tolerances.get
-    rows = [Check("params", "parameters (total)", estimate(spec).params.total, m.params, "count", tol("params"),
+    # parameters and memory without the time model: `--gpu` may name hardware with no peak at the spec's precision
+    rows = [Check("params", "parameters (total)", whole_model(spec).params, m.params, "count", tol("params"),
                   note="the class on the meta device, unique tensors")]
     if m.forward_flops is None:
         why = (f"not run: a step needs more than {REAL_BYTES // 2**30} GiB, and the class runs on real tensors "
@@ -218,9 +219,9 @@ def checks(spec: Spec, m: Measured, tolerances) -> list[Check]:  # noqa: ANN001
         activations_check(spec, m, tol("activations")),
     ]
     if m.peak is not None:
-        e = estimate(spec)
-        memory, rule = e.memory, e.assumptions.bytes_per_param["rule"]
-        rows.append(Check("peak", "peak memory of a training step", memory.total_per_gpu, m.peak, "bytes",
+        t, memory = spec.training, peak_stage(spec)
+        rule = bytes_rule(t.precision, t.optimizer, t.autocast, t.fp32_gradients)
+        rows.append(Check("peak", "peak memory of a training step", memory.total, m.peak, "bytes",
                           tol("peak"), note=f"estimated at {memory.peak_at}; two steps of two micro-batches, "
                                             f"{spec.training.optimizer}: {rule}; storages tracked on CPU tensors"))
     return rows
@@ -230,16 +231,18 @@ def activations_check(spec: Spec, m: Measured, tolerance: float) -> Check:
     implementation = spec.training.implementation
     item = "activations saved for backward"
     if implementation == "fused":
-        return Check("activations", item + " (eager class)", estimate(spec).memory.activations, m.activations,
+        return Check("activations", item + " (eager class)", peak_stage(spec).activations, m.activations,
                      "bytes", None, note=FUSED_NOTE)
-    return Check("activations", item, estimate(spec).memory.activations, m.activations, "bytes", tolerance,
+    return Check("activations", item, peak_stage(spec).activations, m.activations, "bytes", tolerance,
                  note=f"training.implementation {implementation}: the class with {implementation} attention"
                       + (", fp32 weights under autocast" if spec.training.autocast else ""))
 
 
 def record(config: Path, spec: Spec, tolerances, progress: Callable[[str], None] | None = None  # noqa: ANN001
            ) -> dict:
-    """The config's record for tables.checks (config: what config_path found for the spec's argument)."""
+    """The config's record for tables.checks (config: what config_path found for the spec's argument), the spec
+    trained whole on one device as the class is (loading.on_one_gpu)."""
+    spec = on_one_gpu(spec)
     m = measure(config, spec, progress)
     label = needs_transformers().__version__
     return {

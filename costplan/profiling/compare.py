@@ -24,9 +24,7 @@ from dataclasses import dataclass, replace
 from typing import Union
 
 from costplan import report
-from costplan.costs import ZERO
-from costplan.costs.estimate import COMPONENTS, components, estimate, shape_of
-from costplan.costs.run import memories_of
+from costplan.costs.estimate import COMPONENTS, components, estimate, peak_stage, shape_of, whole_model
 from costplan.costs.norm import LAYER_NORMS
 from costplan.costs.serving_ops import forward_kernels
 from costplan.costs.step import host_and_device
@@ -116,9 +114,8 @@ def checks(m: Measurement, tolerances: Mapping[str, float] = DEFAULT_TOLERANCES,
     """Every comparison for one measured spec; per-component rows follow each total when `detail`."""
     spec, size = m.spec, m.batch
     # Counts and memory, which no device's speed bears on: `--gpu` may name a calibration with no rate at the
-    # spec's precision (fp8, which the reference computes, and is timed, in bf16: precision.RUNS_AS).
-    whole = sum(components(spec, shape_of(spec)).values(), ZERO)
-    stage = max(memories_of(spec, shape_of(spec)), key=lambda memory: memory.total)
+    # spec's precision (fp8, which the reference computes, and is timed, in bf16: precision.runs_as).
+    whole, stage = whole_model(spec), peak_stage(spec)
     shape = replace(shape_of(spec), skip_masked_tiles=False)     # the FLOP counter's convention
     parts = components(spec, shape)
     tol = tolerances.get

@@ -6,7 +6,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from typing import TypeVar
 
@@ -25,11 +25,6 @@ def can_fork() -> bool:
     return sys.platform == "linux" and "fork" in multiprocessing.get_all_start_methods()
 
 
-def pool(jobs: int) -> ProcessPoolExecutor:
-    """`jobs` forked worker processes (can_fork() first)."""
-    return ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("fork"))
-
-
 _TASK: tuple[Callable, Sequence] | None = None      # what the workers inherit: the function and its items
 
 
@@ -39,16 +34,22 @@ def _call(index: int):  # noqa: ANN202 - whatever the task returns
     return function(items[index])
 
 
-def map_forked(function: Callable[[T], R], items: Sequence[T], jobs: int) -> list[R]:
-    """[function(item) for item in items], over up to `jobs` forked processes, one item at a time each (items
-    may cost unequally); an exception in a worker is raised here."""
+def imap_forked(function: Callable[[T], R], items: Sequence[T], jobs: int) -> Iterator[R]:
+    """function(item) for each item, in order, as they come in, over up to `jobs` forked processes taking one
+    item at a time each (items may cost unequally); an exception in a worker is raised here."""
     jobs = min(jobs, len(items)) if can_fork() else 1
     if jobs <= 1:
-        return [function(item) for item in items]
+        yield from map(function, items)
+        return
     global _TASK
     _TASK = function, items
     try:
-        with pool(jobs) as workers:
-            return list(workers.map(_call, range(len(items))))
+        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("fork")) as workers:
+            yield from workers.map(_call, range(len(items)))
     finally:
         _TASK = None
+
+
+def map_forked(function: Callable[[T], R], items: Sequence[T], jobs: int) -> list[R]:
+    """[function(item) for item in items], as imap_forked computes them."""
+    return list(imap_forked(function, items, jobs))

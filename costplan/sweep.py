@@ -22,7 +22,7 @@ from costplan.costs.layouts import fits_batch
 from costplan.costs.result import Estimate
 from costplan.costs.run import laid_out_once
 from costplan.errors import CostplanError, SpecError, printable
-from costplan.forked import available_cpus, can_fork, pool
+from costplan.forked import available_cpus, can_fork, imap_forked
 from costplan.loading import RawSpec, field_path, parse_override
 from costplan.spec import ParallelismSpec, Spec
 from costplan.report import degrees
@@ -217,33 +217,13 @@ class _Work:
         return points, problems
 
 
-# The sweep forked workers evaluate, and its points: set before the workers fork, so that they inherit them
-# instead of receiving them pickled.
-_WORK: _Work | None = None
-_COMBOS: list[tuple[int, ...]] = []
-
-
-def _evaluate_chunk(start: int, stop: int) -> tuple[list[Point], dict[str, str]]:
-    assert _WORK is not None
-    return _WORK(_COMBOS[start:stop])
-
-
 def _evaluate(work: _Work, combos: list[tuple[int, ...]], jobs: int):
     """(points, problems, points evaluated so far) of consecutive chunks of `combos`, in order, over `jobs`
-    processes."""
+    processes (forked: they inherit the work rather than receive it pickled)."""
     bounds = [(start, min(start + CHUNK, len(combos))) for start in range(0, len(combos), CHUNK)]
-    if jobs == 1:
-        for start, stop in bounds:
-            yield *work(combos[start:stop]), stop
-        return
-    global _WORK, _COMBOS
-    _WORK, _COMBOS = work, combos
-    try:
-        with pool(jobs) as workers:
-            for (_, stop), (points, problems) in zip(bounds, workers.map(_evaluate_chunk, *zip(*bounds))):
-                yield points, problems, stop
-    finally:
-        _WORK, _COMBOS = None, []
+    chunks = imap_forked(lambda bound: work(combos[bound[0]:bound[1]]), bounds, jobs)
+    for (_, stop), (points, problems) in zip(bounds, chunks):
+        yield points, problems, stop
 
 
 def _held_layout(raw: RawSpec, axes: Sequence[Axis], overrides: list[str]) -> ParallelismSpec | None:

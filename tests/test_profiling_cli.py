@@ -415,6 +415,21 @@ def test_a_step_is_timed_in_a_precision_its_hardware_can_estimate_or_not_compare
         assert said in time_row["note"] and time_row["measured"] > 0
 
 
+def test_a_step_whose_rules_refuse_fp32_is_timed_in_its_own_precision(run, monkeypatch):
+    # Autocast casts fp32 weights to 16 bits: where bf16 is slow its fp32 copy would be refused, so the step is
+    # timed in bf16 and the row says why.
+    _probed_rates(monkeypatch, {"bf16": 1e9, "fp32": 50e9})
+    spec = str(ROOT / "specs" / "ci" / "dense.yaml")
+    result = run("profile", spec, "--set", "training.implementation=sdpa", "--set", "training.autocast=true",
+                 "--set", "training.precision=bf16", "--time-set", "model.n_layers=1", "--format", "json")
+    assert result.exit_code == 0, result.stderr
+    data = json.loads(result.stdout)[0]
+    (time_row,) = [c for c in data["checks"] if c["metric"] == "time"]
+    assert data["timing"]["timed_with"] == ["model.n_layers=1"]
+    assert ("timed in bf16 although bf16 matmuls run at 1 GFLOP/s on this device against 50 GFLOP/s in fp32: the "
+            "spec's rules refuse fp32") in time_row["note"]
+
+
 def test_an_fp8_spec_is_checked_against_a_calibration_of_this_machine(run, monkeypatch, tmp_path):
     # A calibration measures no fp8 rate (nor does the reference run one): the check compares the fp8 spec's
     # counts and memory, and its step timed and estimated in bf16, where it had stopped with "fp8 has no peak".

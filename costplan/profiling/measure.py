@@ -288,14 +288,6 @@ def _in_precision(spec: Spec, precision: str) -> list[str]:
                                                   if spec.training.fp8_saved_inputs else [])
 
 
-def _timed_in(spec: Spec, precision: str) -> tuple[list[str], Spec | None]:
-    """The overrides that time `spec` in `precision`, and the copy they make: None where its hardware has no peak
-    to estimate that precision's step with (or a spec rule refuses the copy)."""
-    forced = _in_precision(spec, precision)
-    base = valid_copy(spec, forced) if forced else spec
-    return forced, base if base is not None and base.gpu.peak_flops(precision) is not None else None
-
-
 def measure_time(spec: Spec, size: int, device: torch.device, budget: float,
                  overrides: list[str] | None) -> tuple[Timing | None, Spec, list[str], PrecisionChoice, float | None,
                                                        tuple[float, float] | None]:
@@ -308,15 +300,15 @@ def measure_time(spec: Spec, size: int, device: torch.device, budget: float,
     fixed_costs.py runs once before each timed step, untimed by it: the medians of its times and of its
     update's, which the check derives its fixed costs from (else None)."""
     choice = timing_precision(spec.training.precision, device)
-    forced, base = _timed_in(spec, choice.used)
     other = runs_as(choice.requested) if choice.used == FALLBACK else FALLBACK
-    if base is None and other != choice.used:   # the spec's hardware has no peak to estimate that step with
-        forced, base = _timed_in(spec, other)
-        if base is not None:
-            choice = replace(choice, used=other, why_not=f"hardware.gpu {spec.gpu.key} has no {choice.used} peak")
-    if base is None:        # nor the other's: timed as chosen, the comparison says why it is not made
-        forced = _in_precision(spec, choice.used)
-        base = valid_copy(spec, forced) if forced else spec
+    peak = spec.gpu.peak_flops
+    if peak(choice.used) is None and peak(other) is not None:   # time a step the hardware can estimate
+        choice = replace(choice, used=other, why_not=f"hardware.gpu {spec.gpu.key} has no {choice.used} peak")
+    forced = _in_precision(spec, choice.used)       # where neither has a peak, the comparison says so
+    base = valid_copy(spec, forced) if forced else spec
+    if base is None:        # a spec rule refuses that precision (autocast casts to 16 bits): the spec's own
+        choice = replace(choice, used=choice.requested, why_not=f"the spec's rules refuse {choice.used}")
+        forced, base = [], spec
     if overrides is None:
         rate = probe_rate(device, training_dtype(base))
         shrunk = shrink_for_time(base, size, rate, int(available_bytes(device) * MEMORY_FRACTION), budget)

@@ -55,6 +55,13 @@ class GPU(Section):
         tflops = self.peak_tflops.get(precision)  # type: ignore[call-overload]
         return None if tflops is None else tflops * 1e12
 
+    def lacks(self, precision: str) -> str | None:
+        """What a message says when this device has no peak at `precision` (and which it has), else None: the
+        one wording of that refusal for estimate, plan and check."""
+        if precision in self.peak_tflops:
+            return None
+        return f"no {precision} peak FLOP/s (it has {', '.join(self.precisions)})"
+
     @property
     def queues_kernels(self) -> bool:
         """Whether the host queues each kernel and goes on while the device runs it, so that the framework's

@@ -44,11 +44,11 @@ def budget_flops(amount: float, unit: str, gpu: hardware.GPU, precision: str = "
                  mfu: float | None = None) -> float:
     """A budget in FLOPs, GPU-hours or US dollars as training FLOPs: hours × 3600 × dense peak × MFU (`mfu`, or
     the GPU's catalogue figure), and dollars at the GPU's catalogue price per hour."""
+    lacks = gpu.lacks(precision)
+    if lacks:   # the proposal is priced on this GPU in any unit
+        raise CostplanError(f"--gpu {gpu.key}: {gpu.name} has {lacks}, and the proposal trains in {precision}; "
+                            f"choose a GPU with {precision}")
     peak = gpu.peak_flops(precision)
-    if peak is None:   # the proposal is priced on this GPU in any unit
-        raise CostplanError(f"--gpu {gpu.key}: {gpu.name} has no {precision} peak FLOP/s (it has "
-                            f"{', '.join(gpu.precisions)}), and the proposal trains in {precision}; choose a GPU "
-                            f"with {precision}")
     if unit == "flops":
         return amount
     if unit == "usd" and not gpu.usd_per_gpu_hour:
@@ -250,14 +250,20 @@ def _first(degrees: Sequence[int], start: int, meets) -> int | None:  # noqa: AN
     return hi
 
 
+def precision_change(spec: Spec) -> str:
+    """The --set a user gives to train the spec in another precision (fp8 saved inputs need fp8)."""
+    change = "training.precision=..."
+    return change + " --set training.fp8_saved_inputs=false" if spec.training.fp8_saved_inputs else change
+
+
 def fewest_gpus(spec: Spec, gpu_key: str, deadline_hours: float, mfu: float | None = None) -> Option:
     """The cheapest layout at the fewest GPUs of type gpu_key that meet the deadline and fit, with the
     micro-batch size and recomputation that make it cheapest there; the note names the runner-up. `mfu` (plan
     --mfu) times every run at that utilisation instead of the step model."""
     gpu = hardware.resolve(gpu_key)
-    if gpu.peak_flops(spec.training.precision) is None:
-        return Option.none(gpu_key, gpu, f"no {spec.training.precision} peak (it has {', '.join(gpu.precisions)}: "
-                                         "--set training.precision=...)")
+    lacks = gpu.lacks(spec.training.precision)
+    if lacks:
+        return Option.none(gpu_key, gpu, f"{lacks}: --set {precision_change(spec)}")
     found = []
     for layout in grid(spec):
         searched = _fewest(spec, gpu_key, layout, gpu.node_size, deadline_hours, mfu)

@@ -271,7 +271,7 @@ def test_cross_section_rules(run):
     assert f"Error: {TINY}: training.seq_len: 4096 is longer than model.max_seq_len (128)" in lines
     # the precision against the GPU is a training matter, checked where a run is trained: serving runs in 16 bits
     (line,) = errors(run("estimate", TINY, "--gpu", "v100"))
-    assert "training.precision: bf16 has no peak FLOP/s on NVIDIA V100" in line
+    assert "training.precision: NVIDIA V100 SXM2 32GB has no bf16 peak FLOP/s (it has fp32, fp16)" in line
     assert run("serve", TINY, "--gpu", "v100").exit_code == 0
 
 

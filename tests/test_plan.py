@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -9,6 +10,8 @@ import costplan
 from costplan import hardware, planner, scaling, sizing
 from costplan.costs import layouts
 from test_cli import errors
+
+ROOT = Path(__file__).parents[1]
 
 EPOCH = scaling.LAWS["epoch"]
 
@@ -123,7 +126,7 @@ def test_deadline_options_are_minimal_and_sorted(run):
                           "--gpu", "v100", "--format", "json").stdout)
     assert [o["gpu"] for o in data] == ["h100-sxm", "a100-80gb", "v100"]      # by cost; v100 has no bf16
     assert data[2]["gpus"] is None
-    assert data[2]["note"] == "no bf16 peak (it has fp32, fp16: --set training.precision=...)"
+    assert data[2]["note"] == "no bf16 peak FLOP/s (it has fp32, fp16): --set training.precision=..."
     spec = costplan.load_spec("llama2-7b")
     for option in data[:2]:
         assert option["wall_clock_days"] <= 30 and option["memory_per_gpu"] <= option["gpu_memory"]
@@ -362,3 +365,16 @@ def test_deadline_chooses_the_layout_cheapest_once_each_is_tuned(run):
                               f"parallelism.zero={zero}", "--set", "hardware.count=512", "--format", "json").stdout)[0]
         assert same["cost_usd"] > data["cost_usd"]
     assert data["runner_up"]["cost_usd"] >= data["cost_usd"]
+
+
+def test_deadline_hint_for_another_precision_unsets_fp8_inputs(run):
+    # fp8 saved inputs need fp8 training: the hint to change precision says to turn them off too, and following it
+    # gives a spec that plans
+    spec = str(ROOT / "specs" / "ci" / "fp8-inputs.yaml")
+    data = json.loads(run("plan", spec, "--deadline", "30d", "--gpu", "a100-80gb", "--format", "json").stdout)
+    assert data[0]["note"] == ("no fp8 peak FLOP/s (it has fp32, tf32, fp16, bf16): --set training.precision=... "
+                               "--set training.fp8_saved_inputs=false")
+    followed = run("plan", spec, "--deadline", "30d", "--gpu", "a100-80gb", "--set", "training.precision=bf16",
+                   "--set", "training.fp8_saved_inputs=false", "--format", "json")
+    assert followed.exit_code == 0, followed.stderr
+    assert json.loads(followed.stdout)[0]["gpus"]

@@ -405,9 +405,10 @@ def test_a_step_is_timed_in_a_precision_its_hardware_can_estimate_or_not_compare
     for spec, gpu, precision, said in (
             (fp8, "v100", "fp8", "timed in fp32 (the reference runs fp8's matmuls in bf16) although bf16 matmuls run "
                                  "at 50 GFLOP/s on this device against 50 GFLOP/s in fp32: hardware.gpu v100 has no "
-                                 "bf16 peak"),
+                                 "bf16 peak FLOP/s (it has fp32, fp16)"),
             (FLASH, "tpu-v5e", "fp32",
-             "not compared: hardware.gpu tpu-v5e has no fp32 peak to estimate the step with")):
+             "not compared: hardware.gpu tpu-v5e has no fp32 peak FLOP/s (it has bf16) to estimate the step "
+             "with")):
         result = run("profile", spec, "--gpu", gpu, "--set", f"training.precision={precision}", "--time-set",
                      "model.n_layers=1", "--format", "json")
         assert result.exit_code == 0, result.stderr

@@ -53,9 +53,10 @@ def test_a_gpu_without_bf16_serves_in_fp16_and_refuses_to_train_in_bf16(run):
     assert json.loads(served.stdout)[0]["assumptions"]["compute_precision"] == "fp16"
     trained = run("estimate", "llama3-8b", "--gpu", "v100")
     assert trained.exit_code == 2 and trained.stderr.splitlines() == [
-        "Error: llama3-8b: training.precision: bf16 has no peak FLOP/s on NVIDIA V100 SXM2 32GB; it has fp32, fp16"]
+        "Error: llama3-8b: training.precision: NVIDIA V100 SXM2 32GB has no bf16 peak FLOP/s (it has fp32, fp16)"]
     swept = run("sweep", "llama3-8b", "--vary", "hardware.gpu=a100-80gb,v100").stderr.splitlines()
-    assert swept[0].startswith("Error: llama3-8b [hardware.gpu=v100]: training.precision: bf16 has no peak")
+    assert swept[0].startswith("Error: llama3-8b [hardware.gpu=v100]: training.precision: NVIDIA V100 SXM2 32GB has "
+                               "no bf16 peak")
     assert swept[-1].startswith("Error: 1 of 2 points are invalid")
 
 

@@ -47,9 +47,9 @@ class Run(Record):
 def resolve(spec: Spec) -> Run:
     hw, gpu = spec.hardware, spec.gpu
     precision = spec.training.precision
-    if gpu.peak_flops(precision) is None:   # a training matter: serving the same spec computes in 16 bits
-        raise SpecError(spec.name, [f"training.precision: {precision} has no peak FLOP/s on {gpu.name}; it has "
-                                    f"{', '.join(gpu.precisions)}"])
+    lacks = gpu.lacks(precision)
+    if lacks:   # a training matter: serving the same spec computes in 16 bits
+        raise SpecError(spec.name, [f"training.precision: {gpu.name} has {lacks}"])
     price = hw.usd_per_gpu_hour if hw.usd_per_gpu_hour is not None else gpu.usd_per_gpu_hour
     price_source = ("hardware.usd_per_gpu_hour" if hw.usd_per_gpu_hour is not None
                     else f"{gpu.price_source} ({gpu.price_date})")

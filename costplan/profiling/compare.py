@@ -186,8 +186,9 @@ def time_check(m: Measurement, tolerance: float | None) -> Check:
     gpu = spec.gpu
     notes = [f"median of {m.timing.runs}, IQR ±{100 * m.timing.spread / 2:.0f}%"]
     precision = spec.training.precision
-    if gpu.peak_flops(precision) is None:      # nor in fp32 or the precision the reference computes in
-        notes.append(f"not compared: hardware.gpu {gpu.key} has no {precision} peak to estimate the step with")
+    lacks = gpu.lacks(precision)
+    if lacks:      # nor in fp32 or the precision the reference computes in
+        notes.append(f"not compared: hardware.gpu {gpu.key} has {lacks} to estimate the step with")
         return Check("time", item, None, m.timing.median, "seconds", None, note="; ".join(notes))
     estimated = estimate(one_step(spec, m.batch)).time.step_seconds
     if m.timing.settled:

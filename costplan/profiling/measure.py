@@ -303,7 +303,7 @@ def measure_time(spec: Spec, size: int, device: torch.device, budget: float,
     other = runs_as(choice.requested) if choice.used == FALLBACK else FALLBACK
     peak = spec.gpu.peak_flops
     if peak(choice.used) is None and peak(other) is not None:   # time a step the hardware can estimate
-        choice = replace(choice, used=other, why_not=f"hardware.gpu {spec.gpu.key} has no {choice.used} peak")
+        choice = replace(choice, used=other, why_not=f"hardware.gpu {spec.gpu.key} has {spec.gpu.lacks(choice.used)}")
     forced = _in_precision(spec, choice.used)       # where neither has a peak, the comparison says so
     base = valid_copy(spec, forced) if forced else spec
     if base is None:        # a spec rule refuses that precision (autocast casts to 16 bits): the spec's own

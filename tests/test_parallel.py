@@ -450,3 +450,24 @@ def test_zero3_gathers_only_what_it_sharded():
         return costplan.estimate(spec).memory.gathered_layers
     routed = layers * experts * 3 * d * ff
     assert gathered(1) - gathered(8) == pytest.approx(2 * 2 * routed / layers)
+
+
+def test_mla_latents_are_whole_on_every_tensor_rank_unless_sequence_parallel():
+    # The duplicated down projections give every tensor rank the whole sequence's latents, unless sequence
+    # parallelism has each project its own s/t rows (Megatron-Core's MLASelfAttention, whose column-parallel up
+    # projections gather them). What sequence parallelism takes off one more layer, (1 − 1/t) of its per-token
+    # tensors, by hand for ci-mla (bf16, s = 128, micro-batch 2): the two RMSNorms' inputs and the two blocks'
+    # normed inputs (4·d), [c_kv, k_rope] (d_c + r), the normed c_kv (d_c), c_q and the normed c_q (2·d_c'),
+    # at 2 bytes, and four RMSNorms' fp32 1/rms per token.
+    root = Path(__file__).parents[1] / "specs" / "ci" / "mla.yaml"
+
+    def activations(layers, sequence_parallel):
+        spec = costplan.load_spec(str(root), ["hardware.count=2", "parallelism.tensor=2", f"model.n_layers={layers}",
+                                              f"parallelism.sequence_parallel={sequence_parallel}",
+                                              "training.precision=bf16"])
+        return costplan.estimate(spec).memory.activations
+
+    s, d, d_c, d_q, r, micro = 128, 256, 64, 96, 16, 2
+    per_token = s * (2 * (4 * d + d_c + r + d_c + 2 * d_q) + 4 * 4)
+    taken = [activations(layers, False) - activations(layers, True) for layers in (2, 3)]
+    assert taken[1] - taken[0] == micro * per_token / 2

@@ -51,8 +51,9 @@ class Cost:
     activations: int = 0      # bytes saved for backward, per sequence
     shared_activations: int = 0  # bytes saved for backward once per micro-batch (tensors computed from weights)
     # The part of `activations` held in d_model-wide (or per-token) tensors: layer and block inputs, the norms,
-    # token ids. Korthikanti et al. 2022 §4.2.2: tensor parallelism leaves these whole on every rank, sequence
-    # parallelism splits them; everything else (per-head, d_ff-wide, per-vocabulary) tensor parallelism splits.
+    # token ids, MLA's latents. Korthikanti et al. 2022 §4.2.2: tensor parallelism leaves these whole on every
+    # rank, sequence parallelism splits them; everything else (per-head, d_ff-wide, per-vocabulary) tensor
+    # parallelism splits.
     act_d_model: int = 0
     # The part of `activations` held per routed row of a mixture of experts (its gathered input and output, gate
     # weight and indices): after the all-to-all each expert tensor rank holds the rows of its experts whole

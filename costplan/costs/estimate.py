@@ -73,7 +73,7 @@ def peak_stage(spec: Spec) -> parallel.StageMemory:
     """The memory of the stage that peaks highest, for a spec on one GPU or with its parallelism section: what
     estimate() reports, without the time model (which a spec on hardware with no peak at its precision, such as a
     calibration without an fp8 rate, cannot run)."""
-    return max(memories_of(spec, shape_of(spec)), key=lambda memory: memory.total)
+    return parallel.fullest(memories_of(spec, shape_of(spec)))
 
 
 def law_point(spec: Spec, law: str | scaling.ScalingLaw | None = None) -> LawPoint:
@@ -116,7 +116,7 @@ def _estimate(spec: Spec, law: str | scaling.ScalingLaw | None) -> Estimate:
     run = resolve(spec)
     spec = run.spec
     memories = run.memories or memories_of(spec, shape)
-    stage = max(memories, key=lambda mem: mem.total)
+    stage = parallel.fullest(memories)
     memory = Memory(
         weights=stage.weights, gradients=stage.gradients, optimizer=stage.optimizer,
         activations=stage.activations, workspace=stage.workspace,

@@ -38,15 +38,15 @@ def attention(attention: AttentionSpec, model: ModelSpec, shape: Shape) -> tuple
 
 
 def latent_attention(attention: LatentAttention, model: ModelSpec, shape: Shape) -> tuple[int, int]:
-    """(bytes added to an MLA block's activations, of them to its d_model-wide part): the normed block input,
+    """(bytes added to an MLA block's activations, of them to its per-token part): the normed block input,
     of which the two down (or query and key-value down) projections each save their own copy (separate linears in
     Megatron-Core's MLASelfAttention; its opt-in fused down projection, one), the normed latents the up
     projections read (the queries' only where they are compressed), and the core's output, which the core saves
     too (attention/mla.py)."""
     s, e = shape.seq_len, shape.act_bytes
     inputs = _input(s * model.d_model, False, e) + _input(s * model.d_model, True, e)
-    latents = _input(s * (attention.kv_lora_rank + (attention.q_lora_rank or 0)), False, e)
-    return inputs + latents + _input(s * model.n_heads * attention.v_head_dim, True, e), inputs
+    latents = _input(s * (attention.kv_lora_rank + (attention.q_lora_rank or 0)), False, e)   # per token, as x
+    return inputs + latents + _input(s * model.n_heads * attention.v_head_dim, True, e), inputs + latents
 
 
 def mlp(model: ModelSpec, d_ff: int, shape: Shape) -> tuple[int, int]:

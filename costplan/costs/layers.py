@@ -227,8 +227,9 @@ def _layer_cost(layer: Layer, model: ModelSpec, shape: Shape) -> dict[str, Cost]
               else mlp(model, layer.d_ff, shape) + Cost(activations=mlp_extra(layer.d_ff, shape))),
     }
     # Each block saves its (normed) d_model-wide input once, whatever it computes from it; a shared one is
-    # saved by attention, which runs first, unless attention saves a copy of its own.
-    parts["attention"] = parts["attention"].replace(act_d_model=block_input)
+    # saved by attention, which runs first, unless attention saves a copy of its own. (An attention's own
+    # per-token tensors, MLA's latents, are beside it.)
+    parts["attention"] = parts["attention"].replace(act_d_model=parts["attention"].act_d_model + block_input)
     if structure.shared_input and layer.attention.type not in COPIES_INPUT:
         parts[ffn] = parts[ffn].replace(activations=parts[ffn].activations - block_input, act_d_model=0)
     else:

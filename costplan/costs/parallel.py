@@ -301,6 +301,11 @@ def gathered_layers(w: int, params: float, layers: int) -> float:
     return w * min(2, layers) * params / max(layers, 1)
 
 
+def fullest(memories: list[StageMemory]) -> StageMemory:
+    """The stage that peaks highest: the one an estimate reports and a layout must fit (the first of equals)."""
+    return max(memories, key=lambda memory: memory.total)
+
+
 def stage_memories(spec: Spec, stages: list[dict[str, Cost]]) -> list[StageMemory]:
     """Memory on one GPU of each pipeline stage; `stages` are the component costs of each for one sequence."""
     degrees = _degrees(spec)

@@ -110,7 +110,7 @@ def _search(spec: Spec) -> tuple[Spec, str, list[parallel.StageMemory] | None, s
             return found[0], source, found[1], found[2]
         # none fits: the layout needing the least memory (min keeps the first of equals)
         sized = [(c.spec, memories_of(c.spec, shape)) for c in candidates]
-        chosen, memories = min(sized, key=lambda x: max(m.total for m in x[1]))
+        chosen, memories = min(sized, key=lambda x: parallel.fullest(x[1]).total)
         return (chosen, f"none of {len(candidates)} layouts on {count} GPUs fits; the one needing least memory",
                 memories, None)
 
@@ -157,7 +157,7 @@ def _needless(spec: Spec) -> bool:
 
 
 def _fits(memories: list[parallel.StageMemory], capacity: float) -> bool:
-    return max(m.total for m in memories) <= capacity
+    return parallel.fullest(memories).total <= capacity
 
 
 def _first_fitting(candidates: list[_Candidate], shape: Shape, capacity: float

@@ -736,6 +736,27 @@ the 16-bit input took), the normed latents 1 byte, and the core's output gains t
 DeepSeek-V3's B200 row, which ran, went from 194.9 to 182.4 GiB and still prints "does not fit" on the 180 GiB
 board; its recomputation is not on the page (none is assumed) and MXFP8's block scales are not counted.
 
+A review of the step model's communication and compute terms against their sources found these, fixed before the
+rows were compared again (tests in tests/test_step.py): an all-to-all across nodes had pooled a node's NICs as a
+ring collective does, while NCCL's maintainers say it "cannot aggregate the bandwidth of multiple NICs": the
+share of each GPU's message bound for other nodes, (n - k)/(n - 1) of it with k of the n ranks on a node, now
+crosses the GPU's own NIC (NVIDIA/nccl-tests issues #130 and #267), as do pipeline and ring-attention sends
+between nodes; a context ring passes its tensor rank's key-value heads, not all of them (MLA's, the core's
+per-head keys and values); a MoE block under tensor parallelism has no all-reduce of its own unless it has shared
+experts, and with an expert tensor degree above 1 its group gathers the routed rows and reduce-scatters their
+outputs; fp8's backward casts the output's gradient (it had cast the input and weight again), and on Hopper the
+cast writes the transposed copy the backward's GEMMs read (cuBLASLt's fp8 GEMMs take only the TN layout:
+kernels.fp8_cast_bytes, 4 bytes an element); a fused residual add's backward moves what its forward moves (the
+gradient sums where the stream fans out, eager's count) rather than twice; the queries' and keys' norms are timed;
+a materialised softmax reruns under selective recomputation; a MoE router routes its rank's own tokens under
+sequence parallelism. The Qwen3-235B row (expert degree 32 over four nodes) went from +57.8% to -11.9%; the
+others moved by 8 points at most (DeepSeek-V3's B200 row, +46.9% to +54.9%: fewer backward cast bytes, and no
+transposes on Blackwell, whose MXFP8 copies along both dimensions are not counted), the fp8 rows by 3-6 points
+(the eight NeMo 24.07 rows from a median of +3.6% to +6.4%, the three Megatron-Bridge 405B rows toward zero), the
+bf16 rows by about +0.5 points (the residual's backward); all rows' median |error| from 8.9% to 9.1% and median
+error from +5.7% to +6.4%, and the share within 15% stayed at 75% (56 of 75: the Qwen3-235B row in, torchtitan's
+128-GPU compile row out, +14.8% to +15.9%).
+
 """
 
 

@@ -73,19 +73,26 @@ class GPU(Section):
     def precisions(self) -> list[str]:
         return [p for p in PRECISIONS if p in self.peak_tflops]
 
-    def link_bytes_per_s(self, span: int, stride: int = 1) -> float:
+    def link_bytes_per_s(self, span: int, stride: int = 1, pooled: bool = True) -> float:
         """Per-direction bandwidth in bytes/s for a group whose ranks are `stride` apart and span `span`
         consecutive ranks: the interconnect inside a node, the network across nodes. Catalogue figures are
         bidirectional totals, and a ring or all-to-all sends and receives at once, so each direction gets half.
-        Across nodes NCCL runs one ring per NIC, so a group with k ranks (k NICs) in each node moves k times one
-        device's network bandwidth, up to its interconnect: nccl-tests bus bandwidth across 3 nodes of 8 A100s
-        with 4 HDR NICs each reached 85-96 of the 100 GB/s that 4 × 200 Gb/s give (NVIDIA/nccl-tests issue
-        #119); on NDR, 46-48 GB/s per 400 Gb/s NIC (NVIDIA/nccl-tests issue #290)."""
+        Across nodes NCCL runs one ring per NIC, so a ring collective (`pooled`) of a group with k ranks (k NICs)
+        in each node moves k times one device's network bandwidth, up to its interconnect: nccl-tests bus
+        bandwidth across 3 nodes of 8 A100s with 4 HDR NICs each reached 85-96 of the 100 GB/s that 4 × 200 Gb/s
+        give (NVIDIA/nccl-tests issue #119); on NDR, 46-48 GB/s per 400 Gb/s NIC (NVIDIA/nccl-tests issue #290).
+        An all-to-all or a point-to-point send cannot pool them: what leaves a GPU's node goes through its own NIC
+        ("Alltoall cannot aggregate the bandwidth of multiple NICs, so the performance you should see is the
+        performance of a single NIC", NCCL's maintainer in NVIDIA/nccl-tests issue #267)."""
         inside = self.interconnect_gbs * 1e9 / 2
         if span <= self.node_size or self.network_gbs is None:
             return inside
-        per_node = max(1, self.node_size // stride)
+        per_node = max(1, self.node_size // stride) if pooled else 1
         return min(inside, per_node * self.network_gbs * 1e9 / 2)
+
+    def ranks_per_node(self, span: int, stride: int = 1) -> int:
+        """How many of a group's ranks (`stride` apart, spanning `span`) share a node."""
+        return max(1, min(span // stride, self.node_size // stride))
 
     def curves(self) -> Curves | None:
         """The file's own kernel curves, else the catalogue's for this device key, else None."""

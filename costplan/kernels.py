@@ -235,6 +235,9 @@ class Curves(Section):
     first_touch (optional): what the first write to a large fresh allocation costs (FirstTouch: a CPU's page
       faults); measured by `costplan calibrate` on a CPU. Left out (a GPU, every catalogue device), allocations
       cost nothing.
+    fp8_cast_bytes (optional): bytes an fp8 training step's cast of a 16-bit operand moves per element: 4 where
+      the device's fp8 GEMMs take only the TN layout (Hopper, Ada), so the cast also writes the transposed copy
+      the backward GEMMs read; left out, 3 (read 16 bits, write 8).
     """
 
     gemm: dict[str, KernelCurve] = field(min_length=1)
@@ -263,6 +266,7 @@ class Curves(Section):
     update_seconds: Figure | None = None
     sustained_share: Figure | None = None
     first_touch: FirstTouch | None = None
+    fp8_cast_bytes: Figure | None = None
 
     def _after(self) -> None:
         burst = [name for name, curve in self.kernel_curves() if curve.timed == "burst"]

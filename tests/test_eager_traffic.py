@@ -74,11 +74,13 @@ def test_fused_streams_are_unchanged():
     spec, shape, streams = eager_ops(fusion="fused")
     assert spec.training.fusion == "fused" and make_spec(LLAMA).training.fusion == "fused"
     e = 2
-    assert all(s.backward is None for s in streams)
+    assert all(s.backward is None for s in streams if s.kind != "residual")
+    # the residual adds' backward is the gradient sums where the stream fans out into a norm and the add: the
+    # eager count's two sums above, as many bytes as the two adds forward (an add's own backward moves nothing)
     assert by_kind(streams) == {"rotary": (2 * S * 640 * e, 4 * S * 640 * e),
                                 "activation": (3 * S * 1024 * e, 6 * S * 1024 * e),
                                 "norm": (2 * 2 * S * 512 * e, 4 * 2 * S * 512 * e),
-                                "residual": (6 * S * 512 * e, 12 * S * 512 * e)}
+                                "residual": (6 * S * 512 * e, 6 * S * 512 * e)}
 
 
 def test_eager_loss_and_final_norm_by_hand():

@@ -275,7 +275,9 @@ def test_a_tensor_degree_above_the_kv_heads_copies_them_as_vllm_does():
     assert est.assumptions.kv_cache_split == 4
     assert m.kv_cache_per_sequence_per_gpu == m.kv_cache_per_sequence // 4
     kv_projections = 48 * 2 * 2048 * (4 * 128) * 2                 # bytes of every layer's K and V matrices
-    assert m.weights_per_gpu == math.ceil(one.memory.weights_per_gpu / 8 + kv_projections * (1 / 4 - 1 / 8))
+    routers = 48 * 2048 * 128 * 2              # every layer's router, whole on each GPU (vLLM's ReplicatedLinear)
+    assert m.weights_per_gpu == math.ceil(one.memory.weights_per_gpu / 8 + kv_projections * (1 / 4 - 1 / 8)
+                                          + routers * (1 - 1 / 8))
     # training keeps Megatron's rule: the degree divides the KV heads
     with pytest.raises(costplan.SpecError, match="parallelism.tensor: 8 does not divide model.n_kv_heads"):
         costplan.load_spec("qwen3-30b-a3b", ["hardware.count=8", "parallelism.tensor=8"])
@@ -394,10 +396,12 @@ def test_attention_runs_in_fp8_only_over_an_fp8_cache_of_fp8_weights(weights, ca
 def test_mla_down_projections_are_whole_on_every_gpu():
     # DeepSeek-V3 (61 layers, d_model 7168): each layer's q_a (7168 × 1536) and kv_a (7168 × (512 + 64))
     # projections make the latent every head reads, so vLLM keeps them whole on each GPU (ReplicatedLinear),
-    # as DeepSeek's own inference code does: 923,467,776 bf16 weights beside a tensor-th of the rest
+    # as DeepSeek's own inference code does: 923,467,776 bf16 weights beside a tensor-th of the rest; so are the
+    # 58 MoE layers' routers of 7168 × 256 (vLLM's gate is a ReplicatedLinear too)
     sets = ["serving.weights=bf16", "hardware.gpu=h200"]
     one = inference.serve(costplan.load_spec("deepseek-v3", [*sets, "serving.tensor=1"]))
     eight = inference.serve(costplan.load_spec("deepseek-v3", [*sets, "serving.tensor=8"]))
     latent = 61 * 7168 * (1536 + 512 + 64)
     assert latent == 923_467_776
-    assert eight.memory.weights_per_gpu == math.ceil(one.memory.weights / 8 + latent * 2 * (1 - 1 / 8))
+    routers = 58 * 7168 * 256
+    assert eight.memory.weights_per_gpu == math.ceil(one.memory.weights / 8 + (latent + routers) * 2 * (1 - 1 / 8))

@@ -43,11 +43,12 @@ class Device(Record):
             "bf16" if self.gpu.peak_flops("bf16") else "fp16")
         return precision, self.gpu.peak_flops(precision) or self.gpu.peak_flops(self.precision)
 
-    def link(self, span: int, stride: int) -> tuple[float, kernels.Curve]:
-        """Per-direction bytes/s and bus-efficiency curve of a group of ranks `stride` apart spanning `span`."""
+    def link(self, span: int, stride: int, pooled: bool = True) -> tuple[float, kernels.Curve]:
+        """Per-direction bytes/s and bus-efficiency curve of a group of ranks `stride` apart spanning `span`
+        (`pooled`: a ring collective, which pools a node's NICs; hardware.GPU.link_bytes_per_s)."""
         across = span > self.gpu.node_size
         curve = self.curves.collective_internode if across else self.curves.collective
-        return self.gpu.link_bytes_per_s(span, stride), curve
+        return self.gpu.link_bytes_per_s(span, stride, pooled), curve
 
 
 def device(gpu: GPU, precision: str, attention_kernel: str = "fastest") -> Device:

@@ -93,16 +93,16 @@ def _bytes_per_matrix_weight(parts: sizes.Parts, weights: int) -> float:
 
 def weights_per_gpu(spec: Spec, parts: sizes.Parts, tensor: int, weights: int) -> int:
     """A replica GPU's bytes of weights: a tensor-th of them, but key/value projections copied beyond n_kv_heads
-    GPUs hold an n_kv_heads-th of theirs, and MLA's down-projections are whole on every GPU (vLLM's
-    ReplicatedLinear: the latent they make is every head's)."""
+    GPUs hold an n_kv_heads-th of theirs, and MLA's down-projections and MoE routers are whole on every GPU
+    (vLLM's ReplicatedLinear: the latent they make is every head's; every rank routes its tokens)."""
     if tensor == 1:
         return weights
     per_weight = _bytes_per_matrix_weight(parts, weights)
     extra = 0.0
-    for kind, held in (("kv", kv_heads_split(spec, tensor)), ("latent", 1)):
+    for kind, held in (("kv", kv_heads_split(spec, tensor)), ("replicated", 1)):
         if held < tensor:
-            matrix, bias = ops.copied_weights(spec.model, kind)
-            extra += (matrix * per_weight + bias * sizes.SIXTEEN_BIT) * (1 / held - 1 / tensor)
+            quantized, sixteen = ops.copied_weights(spec.model, kind)
+            extra += (quantized * per_weight + sixteen * sizes.SIXTEEN_BIT) * (1 / held - 1 / tensor)
     return math.ceil(weights / tensor + extra)
 
 

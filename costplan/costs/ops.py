@@ -65,14 +65,15 @@ class Gemm:
     d_in: int
     d_out: int
     count: int = 1
-    split: bool = True         # tensor parallelism divides it (the router is replicated)
+    split: bool = True         # tensor parallelism divides it
     fp8: bool = True           # fp8 training runs it in fp8 (the LM head and the router stay in 16 bits)
     expert: bool = False       # a routed expert's GEMM: expert parallelism gathers its rows from other ranks
     bias: bool = False         # each product adds a bias vector (a parameter tensor of its own)
     tied: bool = False         # its weight is another op's (the LM head tied to the embedding)
     kv: bool = False           # its outputs are the key/value heads (serving copies them beyond n_kv_heads GPUs)
-    latent: bool = False       # an MLA down-projection: whole on every tensor rank (vLLM's serving, Megatron-Core's
-                               # TE spec in training), so split by tokens under sequence parallelism or not at all
+    # whole on every tensor rank (MLA's down-projections: vLLM's serving, Megatron-Core's TE spec in training; a
+    # MoE router and shared-expert gate), so split by tokens under sequence parallelism or not at all
+    replicated: bool = False
 
     @property
     def flops(self) -> float:
@@ -130,14 +131,15 @@ def _eager(kind: str, elements: float, pair: eager.Pair, split: bool = True, ker
     return Stream(kind, elements * pair[0], split, elements * pair[1], kernels, tensors, looped, views, fresh=fresh)
 
 
-def _norms(kind: str, count: int, width: float, model: ModelSpec, shape: Shape) -> Stream:
+def _norms(kind: str, count: int, width: float, model: ModelSpec, shape: Shape, split: bool = False) -> Stream:
     """`count` norms of the model's kind over `width` features of every position, with their weights, replicated
-    on every tensor rank: one kernel each way fused, or as eager.norm_kernels says."""
+    on every tensor rank (or, `split`, per head: divided by t): one kernel each way fused, or as
+    eager.norm_kernels says."""
     rows, e, held = shape.seq_len * width, shape.act_bytes, count * norm_tensors(model)
     if not shape.eager("norm"):
-        return Stream(kind, count * 2 * rows * e, False, None, (count, count), held)
+        return Stream(kind, count * 2 * rows * e, split, None, (count, count), held)
     launched, inside = eager.norm_kernels(model.norm, e), eager.norm_function_kernels(model.norm, e)
-    return _eager(kind, count * rows, eager.norm(model.norm, e), False, (count * launched[0], count * launched[1]),
+    return _eager(kind, count * rows, eager.norm(model.norm, e), split, (count * launched[0], count * launched[1]),
                   held, (count * inside[0], count * inside[1]), count * eager.norm_views(model.norm))
 
 
@@ -225,9 +227,9 @@ def _projections(layer: Layer, model: ModelSpec, s: int) -> list[Gemm]:
     if a.type == "mla":
         d_qk, latent = a.qk_nope_head_dim + a.qk_rope_head_dim, a.kv_lora_rank + a.qk_rope_head_dim
         heads = model.n_heads
-        queries = ([Gemm(s, d, a.q_lora_rank, latent=True), Gemm(s, a.q_lora_rank, heads * d_qk)] if a.q_lora_rank
+        queries = ([Gemm(s, d, a.q_lora_rank, replicated=True), Gemm(s, a.q_lora_rank, heads * d_qk)] if a.q_lora_rank
                    else [Gemm(s, d, heads * d_qk)])
-        return queries + [Gemm(s, d, latent, latent=True),
+        return queries + [Gemm(s, d, latent, replicated=True),
                           Gemm(s, a.kv_lora_rank, heads * (a.qk_nope_head_dim + a.v_head_dim)),
                           Gemm(s, heads * a.v_head_dim, d)]
     qkv, o = bool(model.qkv_bias), bool(model.o_bias)
@@ -328,7 +330,10 @@ def attention_ops(layer: Layer, model: ModelSpec, shape: Shape) -> list[Op]:
         scores = heads * pairs
         ops.append(Stream("block_tiles", scores * loop.tiles[0], backward=scores * loop.tiles[1], kernels=(0, 0)))
     elif softmax:
-        ops.append(Stream("softmax", 2 * heads * pairs * e, kernels=(1, 1 + rerun)))
+        # its backward reads the probabilities and their gradient and writes the scores' (twice the forward's
+        # bytes), and under selective recomputation runs its forward again first (Korthikanti et al. §5)
+        ops.append(Stream("softmax", 2 * heads * pairs * e, backward=(2 + rerun) * 2 * heads * pairs * e,
+                          kernels=(1, 1 + rerun)))
     rotated = s * (model.q_width + model.kv_width)
     if model.position == "rope" and getattr(a, "rope", True):     # a NoPE layer (rope: false) rotates nothing
         ops.append(_eager("rotary", rotated, eager.rotary(e), kernels=eager.rotary_kernels(e),
@@ -336,6 +341,8 @@ def attention_ops(layer: Layer, model: ModelSpec, shape: Shape) -> list[Op]:
                    if shape.eager("rotary") else Stream("rotary", 2 * rotated * e, kernels=(2, 2)))   # q and k
     if a.type == "mla":
         ops.append(_latent_norms(a, model, shape))
+    if model.qk_norm != "none":      # the queries' and keys' norms (per head or over all heads), split with them
+        ops.append(_norms("qk_norm", 2, (model.q_width + model.kv_width) / 2, model, shape, split=True))
     if eager_run:
         ops += _eager_attention(a, model, shape, heads * pairs, (tiles, whole), rerun)
     # the projections reading the normed input (every list ends with the output projection)
@@ -368,7 +375,7 @@ def mlp_ops(layer: Layer, model: ModelSpec, shape: Shape) -> list[Op]:
     # the router's softmax and top-k, the dispatch's gather and the combine's scatter-add (eager: as the
     # reference launches them, eager.routing_kernels)
     routing = (eager.routing_kernels(not moe.capacity_factor, experts, e) if eager_run else (4, 4))
-    ops: list[Op] = [Gemm(s, d, experts, split=False, fp8=False),
+    ops: list[Op] = [Gemm(s, d, experts, replicated=True, fp8=False),
                      *_mlp(model, moe.d_ff_expert, rows / experts, experts, expert=True),
                      _activation(model, moe.d_ff_expert, rows, shape, experts if eager_run else 1),
                      # the dispatch's gathered rows and the combine's weighted outputs; the router's probabilities
@@ -380,7 +387,7 @@ def mlp_ops(layer: Layer, model: ModelSpec, shape: Shape) -> list[Op]:
         gate = 1 if moe.shared_expert_gate else 0
         ops += [*_mlp(model, moe.d_ff_shared, s), _activation(model, moe.d_ff_shared, s, shape)]
         if gate:
-            ops.append(Gemm(s, d, 1, split=False, fp8=False))
+            ops.append(Gemm(s, d, 1, replicated=True, fp8=False))
         if eager_run:
             # the shared output's add (and its gate's product); the layer's input read by the routing, the
             # shared GEMMs and the gate: their gradients summed
@@ -401,7 +408,9 @@ def norm_ops(model: ModelSpec, shape: Shape) -> list[Op]:
         # a norm and an add; where a parallel layer's x feeds two norms and the add; where its x feeds the
         # shared norm and the add and the normed x feeds attention and MLP
         return [norms, Stream("residual", 2 * eager.ADD * wide, False, 2 * eager.ADD * wide, (2, 0))]
-    return [norms, Stream("residual", structure.residual * wide, False, None, (2, 0))]    # backward passes through
+    # an add's backward passes its gradient through; where the residual stream fans out into a norm and the add,
+    # backward sums the two gradients, an add as the forward's (eager PyTorch's count above)
+    return [norms, Stream("residual", structure.residual * wide, False, structure.residual * wide, (2, 0))]
 
 
 def layer_ops(layer: Layer, model: ModelSpec, shape: Shape) -> dict[str, list[Op]]:

@@ -99,7 +99,7 @@ def gemm_seconds(g: Gemm, k: Kernels) -> tuple[float, float]:
     at all (vLLM's ReplicatedLinear)."""
     if g.count <= 0:
         return 0.0, 0.0
-    ts = (k.kv_tensor if g.kv else k.tensor) if g.split and not g.latent else 1
+    ts = (k.kv_tensor if g.kv else k.tensor) if g.split and not g.replicated else 1
     weights = g.d_in * g.d_out / ts * g.count
     per_weight, efficiency = (k.quantized_bytes, k.weight_memory) if g.fp8 else (ACTIVATION_BYTES, k.memory)
     activations = (g.rows * g.d_in + g.rows * g.d_out / ts) * g.count * ACTIVATION_BYTES
@@ -148,12 +148,15 @@ def quantized_widths(model: ModelSpec) -> list[int]:
 
 
 def copied_weights(model: ModelSpec, kind: str) -> tuple[int, int]:
-    """Matrix weights and bias elements of the projections a serving GPU copies rather than splits: the
-    key/value ones (`kv`, beyond n_kv_heads GPUs) or MLA's down-projections (`latent`, on every GPU)."""
+    """Elements of the projections a serving GPU copies rather than splits, those a serving format quantizes and
+    those it keeps in 16 bits (the other matrices and the biases): the key/value ones (`kv`, beyond n_kv_heads
+    GPUs), or those whole on every GPU (`replicated`: MLA's down-projections, a MoE router and shared-expert
+    gate, vLLM's ReplicatedLinear)."""
     projections = [(op, repeats) for op, repeats in operations(model, 1, 1)
                    if isinstance(op, Gemm) and getattr(op, kind)]
-    return (sum(repeats * op.d_in * op.d_out * op.count for op, repeats in projections),
-            sum(repeats * op.d_out * op.count for op, repeats in projections if op.bias))
+    return (sum(repeats * op.d_in * op.d_out * op.count for op, repeats in projections if op.fp8),
+            sum(repeats * op.d_in * op.d_out * op.count for op, repeats in projections if not op.fp8)
+            + sum(repeats * op.d_out * op.count for op, repeats in projections if op.bias))
 
 
 def gemm_flops(model: ModelSpec, tokens: int, head_rows: int) -> float:

@@ -8,8 +8,10 @@ Each operation (costs/ops.py) of each layer of a pipeline stage, for one micro-b
   one grouped kernel, read at one expert's size: ops.gemm_size). Backward is two GEMMs
   of the same three sizes (dgrad, wgrad): twice the forward's time. fp8 training runs the blocks' GEMMs at the
   fp8 peak and curve and adds their casts as memory-bound work (reading 16-bit inputs and weights and writing
-  fp8 ones forward, the output gradient backward); the LM head, the router and attention stay in 16 bits
-  (Transformer Engine's and torchtitan's defaults).
+  fp8 ones forward, the output gradient backward, with a transposed copy where the device's fp8 GEMMs take only
+  the TN layout: kernels.fp8_cast_bytes); the LM head, the router and attention stay in 16 bits (Transformer
+  Engine's and torchtitan's defaults). Not modelled: Transformer Engine's weight casts kept across micro-batches,
+  casts fused into the norm before a linear, torchao's casts again in backward, current scaling's amax pass.
 - Attention core: a FlashAttention kernel at its forward and backward curves (by keys per query and head
   dimension, FLOPs as executed); a materialising core as batched GEMMs plus its softmax's bytes. With
   training.fusion eager, a core the reference runs as a Python loop over blocks (ops.Core.block_rows) runs its
@@ -23,12 +25,16 @@ Each operation (costs/ops.py) of each layer of a pipeline stage, for one micro-b
 
 Communication (a collective's time: bytes on the wire / (per-direction link bandwidth × bus efficiency at its
 message size, latency included as nccl-tests measures it), the link inside a node or the network across nodes
-by the group's span; ranks ordered tensor, context, data, pipeline, as Megatron's):
+by the group's span, where ring collectives pool a node's NICs and all-to-alls and point-to-point sends go
+through each GPU's own (traffic.collective_seconds); ranks ordered tensor, context, data, pipeline, as
+Megatron's):
 - tensor: per layer and micro-batch 2 all-reduces forward, 2 backward (2 more with full recomputation) of the
-  layer's s·b·h activation (Megatron §3.2); exposed, or with `tensor_overlap` hidden behind the layer's GEMMs
-  (exposed only beyond them).
-- context: ring attention passes each rank's K and V chunk around the ring, cp − 1 transfers forward and twice
-  that backward (the K/V chunks and their gradients), hidden behind the attention core's compute.
+  layer's s·b·h activation (Megatron §3.2), one for a MoE block only with shared experts; a MoE block's expert
+  tensor group (et > 1) all-gathers its routed rows and reduce-scatters their outputs, forward and backward;
+  exposed, or with `tensor_overlap` hidden behind the layer's GEMMs (exposed only beyond them).
+- context: ring attention passes each rank's K and V chunk (its tensor rank's heads) around the ring, cp − 1
+  transfers forward and twice that backward (the K/V chunks and their gradients), hidden behind the attention
+  core's compute.
 - expert: 4 all-to-alls per MoE layer and micro-batch (6 with full recomputation), on the critical path.
 - pipeline: per micro-batch and model chunk one activation forward and its gradient backward, exposed.
 - data (the data ranks with the context ranks, which hold the same weights): ZeRO 0 all-reduces the gradients
@@ -78,13 +84,15 @@ from costplan.costs.ops import (
     Core, Gemm, Op, Stream, embedding_ops, gemm_size, head_ops, layer_ops, priced, tensors, tied_sum_ops,
 )
 from costplan.costs.ops import dispatched as dispatched_ops   # stage_counts sums a local `dispatched`
-from costplan.costs.traffic import BUCKET_BYTES, Traffic, collective_seconds, overlaps, sm_share
+from costplan.costs.traffic import (
+    ALLTOALL, BUCKET_BYTES, POINT, Traffic, collective_seconds, overlaps, sm_share,
+)
 from costplan.hardware import GPU
 from costplan.kernels import FirstTouch
 from costplan.records import Record
 from costplan.spec import ModelSpec, Spec
 
-FP8_CAST_BYTES = 3             # read a 16-bit element, write an fp8 one
+FP8_CAST_BYTES = 3             # read a 16-bit element, write an fp8 one (kernels.fp8_cast_bytes where given)
 SIXTEEN_BIT = ("bf16", "fp16")
 PARTS = ("matmul", "attention", "memory_bound", "optimizer", "bubble")
 # What a micro-batch's operations add up, forward and backward: the compute parts, and the first touch of fresh
@@ -132,6 +140,8 @@ class Timer:
         self.streaming = streaming_rate(dev)
         self._gemm_rates: dict[str, tuple] = {}
         self.fp8 = dev.precision == "fp8"
+        figure = dev.curves.fp8_cast_bytes       # with the transposed copy where fp8 GEMMs take only TN
+        self.cast_bytes = FP8_CAST_BYTES if figure is None else figure.value
         self.sixteen = "bf16" if self.fp8 else dev.precision     # what GEMMs kept out of fp8 run in
         self.touch = dev.curves.first_touch     # None: allocations cost nothing
 
@@ -149,25 +159,28 @@ class Timer:
             # gathered (et/t of a sequence's rows, sequence parallelism splitting them over t); their matrices
             # are split by et (parallel folding)
             return g.rows * self.rows * self.ep * self.routed_share, g.count / self.ep, self.et
-        if g.latent and self.t > 1:
-            # MLA's down-projections are whole on every tensor rank (Megatron-Core's TE spec duplicates them):
-            # each projects its own tokens under sequence parallelism, and every token without
+        if g.replicated and self.t > 1:
+            # MLA's down-projections (Megatron-Core's TE spec duplicates them) and a MoE router are whole on every
+            # tensor rank: each runs on its own tokens under sequence parallelism, and on every token without
             return g.rows * self.rows / (self.t if self.sp else 1), g.count, 1
         return g.rows * self.rows, g.count, self.t if g.split else 1
 
-    def gemm(self, g: Gemm) -> tuple[float, float]:
-        """Forward seconds of a GEMM, and the fp8 casts' bytes it adds forward."""
+    def gemm(self, g: Gemm) -> tuple[float, float, float]:
+        """Forward seconds of a GEMM, and the bytes of its fp8 casts: forward its input and weight, backward the
+        output's gradient (the dgrad and wgrad GEMMs' other operands are the forward's casts)."""
         m, count, ts = self.dims(g)
         fp8 = self.fp8 and g.fp8
         flops = 2 * m * g.d_in * g.d_out / ts * count
         if not flops:
-            return 0.0, 0.0
+            return 0.0, 0.0, 0.0
         size = gemm_size(m, g.d_in, g.d_out / ts)
         peak, curve = self.gemm_rate("fp8" if fp8 else self.sixteen)
         compute = flops / (peak * curve.at(size))
         moved = (m * g.d_in + g.d_in * g.d_out / ts + m * g.d_out / ts) * count * (1 if fp8 else self.e)
-        casts = FP8_CAST_BYTES * (m * g.d_in + g.d_in * g.d_out / ts) * count if fp8 else 0.0
-        return max(compute, moved / self.bandwidth), casts
+        if not fp8:
+            return max(compute, moved / self.bandwidth), 0.0, 0.0
+        return (max(compute, moved / self.bandwidth), self.cast_bytes * (m * g.d_in + g.d_in * g.d_out / ts) * count,
+                self.cast_bytes * m * g.d_out / ts * count)
 
     def core(self, c: Core) -> tuple[float, float]:
         """Forward and backward seconds of an attention core."""
@@ -233,13 +246,13 @@ class Timer:
         f_ft, b_ft = forward["first_touch"], backward["first_touch"]
         for op in ops:
             if isinstance(op, Gemm):
-                seconds, casts = self.gemm(op)
+                seconds, casts, gradient_casts = self.gemm(op)
                 cast = casts / self.bandwidth
                 f_mm += seconds
                 b_mm += (2 + again) * seconds
                 gemm += (3 + again) * seconds
                 f_mb += cast
-                b_mb += (1 + again) * cast      # the output gradient's cast
+                b_mb += gradient_casts / self.bandwidth + again * cast
                 if touch:
                     ahead, behind = self.gemm_fresh(op)
                     f_ft += ahead
@@ -267,7 +280,7 @@ class Timer:
         """Add these operations' forward to the backward: what per-op checkpointing reruns (selective_op)."""
         for op in ops:
             if isinstance(op, Gemm):
-                seconds, casts = self.gemm(op)
+                seconds, casts, _ = self.gemm(op)
                 tally.backward["matmul"] += seconds
                 tally.backward["memory_bound"] += casts / self.bandwidth
                 tally.gemm += seconds
@@ -342,10 +355,11 @@ def edge_shape(shape: Shape) -> Shape:
 
 
 def _time_layer(spec: Spec, dev: Device, shape: Shape, timer: Timer, layer: Layer) -> tuple:
-    par, model = spec.parallel, spec.model
-    t, cp, ep = par.tensor, par.context, par.expert
+    par, model, moe = spec.parallel, spec.model, layer.moe
+    t, cp, ep, et = par.tensor, par.context, par.expert, par.expert_tensor_degree
     full = shape.recompute == "full"
     passes = 6 if full else 4
+    halves = passes // 2            # forward, backward (and the rerun forward): one collective a block each
     hidden = timer.rows * shape.seq_len * model.d_model * timer.e       # one s·b·h activation on this GPU
     own = Tally()
     timer.tally([op for ops in layer_ops(layer, model, shape).values() for op in ops], own, full)
@@ -353,21 +367,34 @@ def _time_layer(spec: Spec, dev: Device, shape: Shape, timer: Timer, layer: Laye
         timer.again(rerun_ops(layer, model, shape), own)
     wire = dict.fromkeys(("tensor", "context", "expert"), 0.0)
     seconds = dict.fromkeys(("tensor", "context", "expert"), 0.0)
+    # the routed rows a GPU sends its expert group, and receives back: its (sequence-parallel) rows, top_k each
+    rows = (_routed_per_token(layer) * timer.rows * shape.seq_len / (t if par.sequence_parallel else 1)
+            if moe is not None else 0.0)
     if t > 1:
-        wire["tensor"] = passes * 2 * (t - 1) / t * hidden
-        seconds["tensor"] = passes * collective_seconds(dev, wire["tensor"] / passes, hidden, t)
+        # the all-reduce (or reduce-scatter and all-gather) of attention's output, and of the MLP's: a dense one or
+        # a MoE block's shared experts; its routed experts take their tokens by all-to-all instead
+        blocks = 2 if moe is None or moe.n_shared_experts else 1
+        per = 2 * (t - 1) / t * hidden
+        wire["tensor"] = halves * blocks * per
+        seconds["tensor"] = halves * blocks * collective_seconds(dev, per, hidden, t)
+    if moe is not None and et > 1:
+        # an expert tensor group gathers its ranks' routed rows after the all-to-all and reduce-scatters their
+        # outputs before the way back, backward the reverse (Megatron-Core's all-to-all dispatcher)
+        gathered = et * rows * model.d_model * timer.e
+        per = 2 * (et - 1) / et * gathered
+        wire["tensor"] += halves * per
+        seconds["tensor"] += halves * collective_seconds(dev, per, gathered, et)
     if cp > 1 and layer.attention.type != "aft_simple":
-        chunk = 2 * timer.rows * shape.seq_len * _kv_width(layer, model) * timer.e
+        chunk = 2 * timer.rows * shape.seq_len * _kv_width(layer, model, t) * timer.e
         transfers = (3 + (1 if full else 0)) * (cp - 1)
         wire["context"] = transfers * chunk
-        seconds["context"] = transfers * collective_seconds(dev, chunk, chunk, t * cp, stride=t)
-    if layer.moe is not None and ep > 1:
-        rows = _routed_per_token(layer) * timer.rows * shape.seq_len / (t if par.sequence_parallel else 1)
+        seconds["context"] = transfers * collective_seconds(dev, chunk, chunk, t * cp, stride=t, pattern=POINT)
+    if moe is not None and ep > 1:
         message = rows * model.d_model * timer.e
         wire["expert"] = passes * (ep - 1) / ep * message
         # the expert group: e ranks et apart (parallel folding)
         seconds["expert"] = passes * collective_seconds(dev, (ep - 1) / ep * message, message, par.expert_group,
-                                                        stride=par.expert_tensor_degree, alltoall=True)
+                                                        stride=par.expert_tensor_degree, pattern=ALLTOALL)
     behind = {"tensor": own.gemm if par.tensor_overlap else 0.0, "context": own.core, "expert": 0.0}
     return own, wire, seconds, behind
 
@@ -397,11 +424,15 @@ def rerun_ops(layer: Layer, model: ModelSpec, shape: Shape) -> list[Op]:
             + [op for ops in layer_ops(layer, model, shape).values() for op in ops if isinstance(op, Stream)])
 
 
-def _kv_width(layer: Layer, model) -> int:  # noqa: ANN001 - ModelSpec
+def _kv_width(layer: Layer, model, t: int) -> float:  # noqa: ANN001 - ModelSpec
+    """The width of the K (and V) chunk a tensor rank passes around its context ring: its own heads' (Megatron's
+    ring attention runs inside each tensor rank). MLA's ring carries the core's per-head keys and values, the
+    latent already expanded (Transformer Engine's ring attention receives the K and V Megatron-Core's
+    MLASelfAttention gives its core), as the mean of their widths."""
     a = layer.attention
     if a.type == "mla":
-        return (a.kv_lora_rank + a.qk_rope_head_dim) // 2      # the latent and the shared rotary key, as K + V
-    return model.kv_width
+        return model.n_heads * (a.qk_nope_head_dim + a.qk_rope_head_dim + a.v_head_dim) / 2 / t
+    return model.kv_width / t
 
 
 def _routed_per_token(layer: Layer) -> float:
@@ -468,7 +499,7 @@ def step_time(spec: Spec, dev: Device, shape: Shape, stage_params: list[tuple[fl
     hidden /= t if par.sequence_parallel else 1
     pipe = traffic["pipeline"] = Traffic(sm_share(dev))    # none on one stage: every kind is reported
     if p > 1:
-        point = collective_seconds(dev, hidden, hidden, t * cp * d * p, stride=t * cp * d)
+        point = collective_seconds(dev, hidden, hidden, t * cp * d * p, stride=t * cp * d, pattern=POINT)
         # each send and receive exposed, or behind a model chunk's forward or backward (pipeline_overlap)
         hide = 1 / v if par.pipeline_overlap else 0.0
         pipe.add(v * m, hidden, point, hide * sum(tally.forward.values()))
@@ -555,7 +586,7 @@ def update_fresh(spec: Spec, shape: Shape, stage: int, touch: FirstTouch) -> flo
                 tensors.append((op.d_in * op.d_out / par.expert_tensor_degree / routed_shards,
                                 count * op.count / par.expert))
             else:
-                whole = not op.split or op.latent       # MLA's down-projections: whole on every tensor rank
+                whole = not op.split or op.replicated   # whole on every tensor rank
                 tensors.append((op.d_in * op.d_out / (1 if whole else par.tensor) / shards, count * op.count))
     return touch.seconds_per_byte * sum(how_many * FP32 * n for n, how_many in tensors
                                         if FP32 * n >= touch.from_bytes)

@@ -12,20 +12,31 @@ from costplan.spec import Spec
 BUCKET_BYTES = 25 * 2**20      # torch DDP's default gradient bucket (bucket_cap_mb=25)
 
 
+RING, ALLTOALL, POINT = "ring", "alltoall", "point"   # how a collective's bytes cross nodes (link_bytes_per_s)
+
+
 def collective_seconds(dev: Device, wire: float, message: float, span: int, stride: int = 1,
-                alltoall: bool = False) -> float:
+                       pattern: str = RING) -> float:
     """Seconds of collectives putting `wire` bytes on each GPU's link in messages of `message` bytes: the bus
-    efficiency curves are nccl-tests bus bandwidths, latency included, so no latency is added."""
+    efficiency curves are nccl-tests bus bandwidths, latency included, so no latency is added. A ring
+    collective pools a node's NICs across nodes; a point-to-point send goes through the sender's own NIC, and an
+    all-to-all sends through it only the share of its `wire` bound for other nodes, (n − k)/(n − 1) of it with k
+    of the group's n ranks on each node, the rest going over the interconnect meanwhile (NCCL's maintainer,
+    NVIDIA/nccl-tests issue #130: "the portion that's going through the network will determine the global
+    time")."""
     if wire <= 0:
         return 0.0
-    return wire / memo.cached(("link rate", id(dev.gpu), id(dev.curves), span, stride, message, alltoall),
-                              lambda: _link_rate(dev, message, span, stride, alltoall))
+    ranks = span // stride
+    if pattern == ALLTOALL and span > dev.gpu.node_size and ranks > 1:
+        wire *= (ranks - dev.gpu.ranks_per_node(span, stride)) / (ranks - 1)
+    return wire / memo.cached(("link rate", id(dev.gpu), id(dev.curves), span, stride, message, pattern),
+                              lambda: _link_rate(dev, message, span, stride, pattern))
 
 
-def _link_rate(dev: Device, message: float, span: int, stride: int, alltoall: bool) -> float:
+def _link_rate(dev: Device, message: float, span: int, stride: int, pattern: str) -> float:
     """Bytes/s a collective reaches on the link of a group at a message size (shared inside memo.shared())."""
-    bandwidth, curve = dev.link(span, stride)
-    if alltoall and dev.curves.alltoall is not None and span <= dev.gpu.node_size:
+    bandwidth, curve = dev.link(span, stride, pooled=pattern == RING)
+    if pattern == ALLTOALL and dev.curves.alltoall is not None and span <= dev.gpu.node_size:
         curve = dev.curves.alltoall
     return bandwidth * curve.at(message)
 

@@ -235,6 +235,9 @@ class Curves(Section):
     first_touch (optional): what the first write to a large fresh allocation costs (FirstTouch: a CPU's page
       faults); measured by `costplan calibrate` on a CPU. Left out (a GPU, every catalogue device), allocations
       cost nothing.
+    ring_ceiling (optional): the most of the link a collective other than an all-reduce reaches inside a node,
+      where the collective curve (nccl-tests all_reduce) runs above it with NVLink SHARP reducing in the switch;
+      left out, every collective runs at the curve.
     fp8_cast_bytes (optional): bytes an fp8 training step's cast of a 16-bit operand moves per element: 4 where
       the device's fp8 GEMMs take only the TN layout (Hopper, Ada), so the cast also writes the transposed copy
       the backward GEMMs read; left out, 3 (read 16 bits, write 8).
@@ -267,6 +270,7 @@ class Curves(Section):
     sustained_share: Figure | None = None
     first_touch: FirstTouch | None = None
     fp8_cast_bytes: Figure | None = None
+    ring_ceiling: Share = None
 
     def _after(self) -> None:
         burst = [name for name, curve in self.kernel_curves() if curve.timed == "burst"]

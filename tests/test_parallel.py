@@ -471,3 +471,17 @@ def test_mla_latents_are_whole_on_every_tensor_rank_unless_sequence_parallel():
     per_token = s * (2 * (4 * d + d_c + r + d_c + 2 * d_q) + 4 * 4)
     taken = [activations(layers, False) - activations(layers, True) for layers in (2, 3)]
     assert taken[1] - taken[0] == micro * per_token / 2
+
+
+def test_a_moe_router_stays_whole_on_every_tensor_rank():
+    # Megatron-Core's TopKRouter keeps its n_experts × d weight whole on every tensor rank (vLLM's gate is a
+    # ReplicatedLinear too). With weights W(t) = a + b/t per GPU, a = 2·W(2) − W(1) holds what no rank splits:
+    # ci-moe's 2 routers of 256 × 4 and the model's 2L + 1 RMSNorms of 256, 2 bytes each.
+    root = Path(__file__).parents[1] / "specs" / "ci" / "moe.yaml"
+
+    def weights(t):
+        spec = costplan.load_spec(str(root), [f"hardware.count={t}", f"parallelism.tensor={t}",
+                                              f"parallelism.sequence_parallel={t > 1}", "training.precision=bf16"])
+        return costplan.estimate(spec).memory.weights
+    d, layers, experts = 256, 2, 4
+    assert 2 * weights(2) - weights(1) == 2 * (layers * d * experts + (2 * layers + 1) * d)

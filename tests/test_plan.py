@@ -353,12 +353,12 @@ def test_deadline_keeps_the_spec_layouts_folded_expert_ranks(run):
 
 def test_deadline_chooses_the_layout_cheapest_once_each_is_tuned(run):
     # Llama 2 70B on H100s in 60 days: at 512 GPUs, ZeRO 3 alone is cheapest at the spec's full recomputation,
-    # but tensor 4 on ZeRO 2 without recomputation (micro-batches of 2) is cheaper than any tuning of it or of
-    # tensor 2; the runner-up is tuned alike
+    # but tuned without recomputation tensor 2 on ZeRO 3 is cheaper (tensor 4 on ZeRO 2, the runner-up, within
+    # 0.2%), and so than each of these layouts at the spec's recomputation; the runner-up is tuned alike
     data = json.loads(run("plan", "llama2-70b", "--deadline", "60d", "--gpu", "h100-sxm", "--set",
                           "training.recompute=full", "--set", "model.qkv_bias=true", "--format", "json").stdout)[0]
-    assert (data["gpus"], data["layout"]["tensor"], data["layout"]["zero"], data["recompute"]) == (512, 4, 2, "none")
-    for tensor, zero in ((1, 3), (2, 3), (4, 3)):
+    assert (data["gpus"], data["layout"]["tensor"], data["layout"]["zero"], data["recompute"]) == (512, 2, 3, "none")
+    for tensor, zero in ((1, 3), (2, 3), (4, 2), (4, 3)):
         same = json.loads(run("plan", "llama2-70b", "--deadline", "60d", "--gpu", "h100-sxm", "--set",
                               "training.recompute=full", "--set", "model.qkv_bias=true", "--set",
                               f"parallelism.tensor={tensor}", "--set", "parallelism.pipeline=1", "--set",

@@ -354,19 +354,43 @@ def test_a_router_routes_its_ranks_own_tokens_under_sequence_parallelism(flat):
     assert timer.dims(router) == (S / 2, 1, 1)
 
 
+def test_only_an_all_reduce_passes_the_ring_ceiling_inside_a_node(flat, tmp_path):
+    # Hopper's all-reduce curve is NVLink SHARP's, above what other collectives reach inside the node (370 of
+    # 450 GB/s, NCCL's maintainer in NVIDIA/nccl-tests issue #212): with a ceiling of 0.6 on the flat device
+    # (curve 1.0), tensor traffic without sequence parallelism (all-reduces) runs at the curve, with it
+    # (reduce-scatters and all-gathers) at the ceiling; 4 passes of 2(t − 1)/t of S·d 16-bit values a layer.
+    device = {**FLAT, "kernels": {**FLAT["kernels"], "ring_ceiling": {"value": 0.6, "source": "test"}}}
+    capped = str(tmp_path / "capped.yaml")
+    Path(capped).write_text(yaml.safe_dump(device))
+    wire = 4 * 2 * 1 / 2 * S * D * 2 * L
+    reduced = step(capped, {"tensor": 2}, count=2)
+    assert reduced.time.breakdown["communication.tensor"] == pytest.approx(wire / 100e9)
+    scattered = step(capped, {"tensor": 2, "sequence_parallel": True}, count=2)
+    assert scattered.time.breakdown["communication.tensor"] == pytest.approx(wire / (100e9 * 0.6))
+
+
 def test_moe_tensor_traffic_is_attention_and_the_expert_tensor_gather(flat):
     # Under tensor parallelism a MoE block without shared experts has no all-reduce of its own: its routed rows
-    # come by all-to-all. With expert tensor degree et = 2 its expert tensor group all-gathers the routed rows
-    # after the all-to-all and reduce-scatters the outputs, forward and backward (Megatron-Core's all-to-all
-    # dispatcher): 2·(et − 1)/et of the gathered et × (S/2 tokens × top_k 2) rows of d 16-bit values, each way;
-    # attention's all-reduce of its S·d output, 2·(t − 1)/t of it, each way too. 2 layers.
+    # come by all-to-all, and tensor traffic is attention's all-reduce of its S·d output, 2·(t − 1)/t of it each
+    # way. With expert tensor degree et = 2 the expert tensor group all-gathers the routed rows after the
+    # all-to-all and reduce-scatters the outputs, forward and backward (Megatron-Core's all-to-all dispatcher):
+    # 2·(et − 1)/et of the gathered et × (S/2 tokens × top_k 2) rows of d 16-bit values each way, expert traffic
+    # beside the all-to-alls. Shared experts add the MLP's all-reduce back; full recomputation a third pass of
+    # each. 2 layers.
     attention = 2 * (2 * 1 / 2 * S * D * 2)
-    for expert_tensor, gathered in ((1, 0), (2, 2 * (S // 2) * 2 * D * 2)):
+    gathered = 2 * (S // 2) * 2 * D * 2
+    shared = {"moe": {**MOE["moe"], "n_shared_experts": 1}}
+    for expert_tensor, model, training, passes, blocks in ((1, MOE, {}, 2, 1), (2, MOE, {}, 2, 1),
+                                                           (1, shared, {}, 2, 2), (2, MOE, {"recompute": "full"},
+                                                                                   3, 1)):
         count = 4 * expert_tensor            # one micro-batch of one sequence on each of the count/2 data ranks
         e = step(flat, {"tensor": 2, "sequence_parallel": True, "expert": 4, "expert_tensor": expert_tensor},
-                 count=count, model=MOE, training={"global_batch_size": count // 2})
-        routed = 2 * (2 * 1 / 2 * gathered)
-        assert e.parallelism.communication_bytes["tensor"] == pytest.approx(L * (attention + routed))
+                 count=count, model=model, training={"global_batch_size": count // 2, **training})
+        comm = e.parallelism.communication_bytes
+        assert comm["tensor"] == pytest.approx(L * passes / 2 * blocks * attention)
+        all_to_all = 2 * passes * 3 / 4 * (2 * S // 2) * D * 2
+        gather = passes * (2 * 1 / 2 * gathered) if expert_tensor == 2 else 0
+        assert comm["expert"] == pytest.approx(L * (all_to_all + gather))
 
 
 def test_context_ranks_share_the_weights_with_the_data_ranks(flat):
@@ -763,10 +787,13 @@ def test_expert_all_to_all_spans_the_expert_tensor_and_expert_ranks(flat, expert
     parallelism = {"tensor": 2, "sequence_parallel": True, "expert": 8, "expert_tensor": expert_tensor}
     e = step(flat, {k: v for k, v in parallelism.items() if v is not None}, count=16, model=MOE,
              training={"global_batch_size": 8})
-    # 4 all-to-alls a layer (dispatch and combine, each way) of the GPU's S/2 tokens' 2 routed rows of d values
+    # 4 all-to-alls a layer (dispatch and combine, each way) of the GPU's S/2 tokens' 2 routed rows of d values;
+    # with et = 2 its expert tensor pair, side by side in a node (100 GB/s, bus 1.0), all-gathers those rows and
+    # reduce-scatters their outputs forward and backward: 2 · (1/2 · 2) of its S/2 · 2 rows, gathered twice
     wire = 4 * 7 / 8 * (2 * S / 2) * D * 2 * L
-    assert e.parallelism.communication_bytes["expert"] == pytest.approx(wire)
-    assert e.time.breakdown["communication.expert"] == pytest.approx(wire * off_node / link)
+    gather = 0 if expert_tensor == 1 else 2 * (2 * 1 / 2 * 2 * (2 * S / 2) * D * 2) * L
+    assert e.parallelism.communication_bytes["expert"] == pytest.approx(wire + gather)
+    assert e.time.breakdown["communication.expert"] == pytest.approx(wire * off_node / link + gather / 100e9)
 
 
 def fixed(tmp_path, kernel=None, update=None, host="cpu: test"):

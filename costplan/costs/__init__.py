@@ -43,7 +43,7 @@ class Cost:
     routed_params: int = 0    # parameters of routed experts: what expert parallelism splits
     # Parameters of a component tensor parallelism splits that every tensor rank keeps whole nonetheless: MLA's
     # down-projections and their norms, which Megatron-Core's Transformer Engine spec builds duplicated
-    # (TELinear parallel_mode="duplicated"), as vLLM does for serving.
+    # (TELinear parallel_mode="duplicated"), as vLLM does for serving; a MoE router and shared-expert gate.
     tensor_whole: int = 0
     flops: int = 0            # forward matmul FLOPs (the model FLOPs convention)
     hw_fwd: int = 0           # forward FLOPs as executed (a causal flash kernel skips masked tiles)

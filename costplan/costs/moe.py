@@ -67,14 +67,16 @@ def moe_block(moe: MoESpec, model: ModelSpec, shape: Shape) -> Cost:
         activations=executed.activations + per_row,
         act_routed_rows=per_row,
     )
-    # Quantized checkpoints keep the router in 16 bits (DeepSeek-V3's fp8 release; AWQ/GPTQ skip the gate).
-    router = (unquantized(linear(s, d, moe.n_experts, moe.router_bias))
-              + Cost(activations=s * moe.n_experts * STAT_BYTES))
+    # Quantized checkpoints keep the router in 16 bits (DeepSeek-V3's fp8 release; AWQ/GPTQ skip the gate); every
+    # tensor rank holds it whole (Megatron-Core's TopKRouter weight is not split; vLLM's gate a ReplicatedLinear).
+    gate = unquantized(linear(s, d, moe.n_experts, moe.router_bias))
+    router = gate.replace(tensor_whole=gate.params) + Cost(activations=s * moe.n_experts * STAT_BYTES)
     block = router + experts + Cost(activations=s * d * e)          # the block input, saved once
     if moe.n_shared_experts:
         block = block + feed_forward(model, moe.d_ff_shared, s, e, inner)
         if moe.shared_expert_gate:
             # sigmoid(x·w_g) ⊙ shared: the mul saves the gate and the shared output
-            block = block + unquantized(linear(s, d, 1)) + Cost(activations=s * (1 + d) * e)
+            shared_gate = unquantized(linear(s, d, 1))
+            block = block + shared_gate.replace(tensor_whole=shared_gate.params) + Cost(activations=s * (1 + d) * e)
     return block
 

@@ -299,9 +299,12 @@ def _eager_attention(a, model: ModelSpec, shape: Shape, scores: float, band: tup
     if a.type == "dense":
         alibi, grouped = model.position == "alibi", model.q_width != model.kv_width
         sinks = model.attention_sinks
-        ops += [_eager("scores", scores, eager.explicit_scores(alibi, sinks, e),
+
+        def again(pair: eager.Pair) -> eager.Pair:    # selective recomputation reruns the forward's in backward
+            return (pair[0], pair[1] + pair[0]) if rerun else pair
+        ops += [_eager("scores", scores, again(eager.explicit_scores(alibi, sinks, e)),
                        kernels=eager.explicit_scores_kernels(alibi, sinks, rerun)),
-                _eager("layout", s, eager.explicit_layout(model.q_width, model.kv_width, model.n_kv_heads, e),
+                _eager("layout", s, again(eager.explicit_layout(model.q_width, model.kv_width, model.n_kv_heads, e)),
                        kernels=eager.explicit_layout_kernels(grouped, model.n_kv_heads, rerun))]
     return ops
 
@@ -330,8 +333,8 @@ def attention_ops(layer: Layer, model: ModelSpec, shape: Shape) -> list[Op]:
         scores = heads * pairs
         ops.append(Stream("block_tiles", scores * loop.tiles[0], backward=scores * loop.tiles[1], kernels=(0, 0)))
     elif softmax:
-        # its backward reads the probabilities and their gradient and writes the scores' (twice the forward's
-        # bytes), and under selective recomputation runs its forward again first (Korthikanti et al. §5)
+        # its backward at twice the forward's bytes (the fused reading's convention), and under selective
+        # recomputation its forward again first (Korthikanti et al. §5)
         ops.append(Stream("softmax", 2 * heads * pairs * e, backward=(2 + rerun) * 2 * heads * pairs * e,
                           kernels=(1, 1 + rerun)))
     rotated = s * (model.q_width + model.kv_width)

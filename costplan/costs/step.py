@@ -29,13 +29,14 @@ by the group's span, where ring collectives pool a node's NICs and all-to-alls a
 through each GPU's own (traffic.collective_seconds); ranks ordered tensor, context, data, pipeline, as
 Megatron's):
 - tensor: per layer and micro-batch 2 all-reduces forward, 2 backward (2 more with full recomputation) of the
-  layer's s·b·h activation (Megatron §3.2), one for a MoE block only with shared experts; a MoE block's expert
-  tensor group (et > 1) all-gathers its routed rows and reduce-scatters their outputs, forward and backward;
-  exposed, or with `tensor_overlap` hidden behind the layer's GEMMs (exposed only beyond them).
+  layer's s·b·h activation (Megatron §3.2), one for a MoE block only with shared experts; exposed, or with
+  `tensor_overlap` hidden behind the layer's GEMMs (exposed only beyond them).
 - context: ring attention passes each rank's K and V chunk (its tensor rank's heads) around the ring, cp − 1
   transfers forward and twice that backward (the K/V chunks and their gradients), hidden behind the attention
   core's compute.
-- expert: 4 all-to-alls per MoE layer and micro-batch (6 with full recomputation), on the critical path.
+- expert: 4 all-to-alls per MoE layer and micro-batch (6 with full recomputation), and with an expert tensor
+  degree et > 1 its group's all-gather of the routed rows and reduce-scatter of their outputs, forward and
+  backward; on the critical path. A pipeline or ring-attention transfer is timed at its slowest hop's link.
 - pipeline: per micro-batch and model chunk one activation forward and its gradient backward, exposed.
 - data (the data ranks with the context ranks, which hold the same weights): ZeRO 0 all-reduces the gradients
   once per step in 25 MiB buckets (torch DDP's default) during the last
@@ -85,7 +86,7 @@ from costplan.costs.ops import (
 )
 from costplan.costs.ops import dispatched as dispatched_ops   # stage_counts sums a local `dispatched`
 from costplan.costs.traffic import (
-    ALLTOALL, BUCKET_BYTES, POINT, Traffic, collective_seconds, overlaps, sm_share,
+    ALLREDUCE, ALLTOALL, BUCKET_BYTES, POINT, RING, Traffic, collective_seconds, overlaps, sm_share,
 )
 from costplan.hardware import GPU
 from costplan.kernels import FirstTouch
@@ -376,14 +377,16 @@ def _time_layer(spec: Spec, dev: Device, shape: Shape, timer: Timer, layer: Laye
         blocks = 2 if moe is None or moe.n_shared_experts else 1
         per = 2 * (t - 1) / t * hidden
         wire["tensor"] = halves * blocks * per
-        seconds["tensor"] = halves * blocks * collective_seconds(dev, per, hidden, t)
+        kind = RING if par.sequence_parallel else ALLREDUCE     # reduce-scatter and all-gather, or all-reduce
+        seconds["tensor"] = halves * blocks * collective_seconds(dev, per, hidden, t, pattern=kind)
     if moe is not None and et > 1:
         # an expert tensor group gathers its ranks' routed rows after the all-to-all and reduce-scatters their
-        # outputs before the way back, backward the reverse (Megatron-Core's all-to-all dispatcher)
+        # outputs before the way back, backward the reverse (Megatron-Core's all-to-all dispatcher): expert
+        # traffic, exposed as the all-to-alls are (tensor_overlap hides the linears' traffic, not the dispatcher's)
         gathered = et * rows * model.d_model * timer.e
         per = 2 * (et - 1) / et * gathered
-        wire["tensor"] += halves * per
-        seconds["tensor"] += halves * collective_seconds(dev, per, gathered, et)
+        wire["expert"] += halves * per
+        seconds["expert"] += halves * collective_seconds(dev, per, gathered, et)
     if cp > 1 and layer.attention.type != "aft_simple":
         chunk = 2 * timer.rows * shape.seq_len * _kv_width(layer, model, t) * timer.e
         transfers = (3 + (1 if full else 0)) * (cp - 1)
@@ -391,28 +394,30 @@ def _time_layer(spec: Spec, dev: Device, shape: Shape, timer: Timer, layer: Laye
         seconds["context"] = transfers * collective_seconds(dev, chunk, chunk, t * cp, stride=t, pattern=POINT)
     if moe is not None and ep > 1:
         message = rows * model.d_model * timer.e
-        wire["expert"] = passes * (ep - 1) / ep * message
+        wire["expert"] += passes * (ep - 1) / ep * message
         # the expert group: e ranks et apart (parallel folding)
-        seconds["expert"] = passes * collective_seconds(dev, (ep - 1) / ep * message, message, par.expert_group,
+        seconds["expert"] += passes * collective_seconds(dev, (ep - 1) / ep * message, message, par.expert_group,
                                                         stride=par.expert_tensor_degree, pattern=ALLTOALL)
     behind = {"tensor": own.gemm if par.tensor_overlap else 0.0, "context": own.core, "expert": 0.0}
     return own, wire, seconds, behind
 
 
 def _sharded(dev: Device, shards: int, routed_shards: int, dense: float, routed: float, per_param: int,
-             span: int, stride: int, routed_stride: int, layers: int | None = None) -> tuple[float, float]:
+             span: int, stride: int, routed_stride: int, layers: int | None = None,
+             pattern: str = RING) -> tuple[float, float]:
     """Bytes on each GPU's link and seconds of one pass over the data-parallel groups (a reduce-scatter or an
-    all-gather): the dense parameters over their group, the routed experts' over theirs (both spanning the
-    stage's data ranks), in torch DDP's buckets, or a layer's parameters at a time where `layers` (FSDP)."""
+    all-gather, or half of an all-reduce): the dense parameters over their group, the routed experts' over
+    theirs (both spanning the stage's data ranks), in torch DDP's buckets, or a layer's parameters at a time where
+    `layers` (FSDP)."""
     def message(params: float) -> float:
         return BUCKET_BYTES if layers is None else params * per_param / layers
 
     wire = (shards - 1) / shards * dense * per_param
-    seconds = collective_seconds(dev, wire, message(dense), span, stride=stride) if shards > 1 else 0.0
+    seconds = collective_seconds(dev, wire, message(dense), span, stride, pattern) if shards > 1 else 0.0
     if routed and routed_shards > 1:
         routed_wire = (routed_shards - 1) / routed_shards * routed * per_param
         wire += routed_wire
-        seconds += collective_seconds(dev, routed_wire, message(routed), span, stride=routed_stride)
+        seconds += collective_seconds(dev, routed_wire, message(routed), span, routed_stride, pattern)
     return wire, seconds
 
 
@@ -520,7 +525,9 @@ def step_time(spec: Spec, dev: Device, shape: Shape, stage_params: list[tuple[fl
     elif shards > 1 or routed_d > 1:
         # A reduce-scatter of the gradients, then an all-gather: of the gradients too (ZeRO 0: an all-reduce), or
         # of the updated weights (ZeRO 1-2); each moves (n − 1)/n of its bytes over the n ranks of its group.
-        halves = [_sharded(dev, shards, routed_d, dense, routed, per_param, data_span, t, routed_stride)
+        kind = ALLREDUCE if par.zero == 0 else RING     # DDP's buckets are all-reduced
+        halves = [_sharded(dev, shards, routed_d, dense, routed, per_param, data_span, t, routed_stride,
+                           pattern=kind)
                   for per_param in (g, g if par.zero == 0 else w)]
         backward = sum(tally.backward.values())
         if par.zero == 0:

@@ -12,14 +12,19 @@ from costplan.spec import Spec
 BUCKET_BYTES = 25 * 2**20      # torch DDP's default gradient bucket (bucket_cap_mb=25)
 
 
-RING, ALLTOALL, POINT = "ring", "alltoall", "point"   # how a collective's bytes cross nodes (link_bytes_per_s)
+# How a collective moves its bytes: an all-reduce and a reduce-scatter or all-gather (ring collectives, which pool a
+# node's NICs across nodes; inside a node only an all-reduce reaches the NVLink SHARP rates of the curve), an
+# all-to-all, a point-to-point send.
+ALLREDUCE, RING, ALLTOALL, POINT = "allreduce", "ring", "alltoall", "point"
 
 
 def collective_seconds(dev: Device, wire: float, message: float, span: int, stride: int = 1,
                        pattern: str = RING) -> float:
     """Seconds of collectives putting `wire` bytes on each GPU's link in messages of `message` bytes: the bus
-    efficiency curves are nccl-tests bus bandwidths, latency included, so no latency is added. A ring
-    collective pools a node's NICs across nodes; a point-to-point send goes through the sender's own NIC, and an
+    efficiency curves are nccl-tests bus bandwidths, latency included, so no latency is added. Inside a node any
+    collective but an all-reduce runs at most at the device's ring_ceiling (the all-reduce curve being NVLink
+    SHARP's where that exceeds it). Across nodes a ring collective pools a node's NICs; a point-to-point send goes
+    through the sender's own NIC, and an
     all-to-all sends through it only the share of its `wire` bound for other nodes, (n − k)/(n − 1) of it with k
     of the group's n ranks on each node, the rest going over the interconnect meanwhile (NCCL's maintainer,
     NVIDIA/nccl-tests issue #130: "the portion that's going through the network will determine the global
@@ -35,10 +40,15 @@ def collective_seconds(dev: Device, wire: float, message: float, span: int, stri
 
 def _link_rate(dev: Device, message: float, span: int, stride: int, pattern: str) -> float:
     """Bytes/s a collective reaches on the link of a group at a message size (shared inside memo.shared())."""
-    bandwidth, curve = dev.link(span, stride, pooled=pattern == RING)
-    if pattern == ALLTOALL and dev.curves.alltoall is not None and span <= dev.gpu.node_size:
+    bandwidth, curve = dev.link(span, stride, pooled=pattern in (ALLREDUCE, RING))
+    inside = span <= dev.gpu.node_size
+    if pattern == ALLTOALL and dev.curves.alltoall is not None and inside:
         curve = dev.curves.alltoall
-    return bandwidth * curve.at(message)
+    efficiency = curve.at(message)
+    ceiling = dev.curves.ring_ceiling
+    if pattern != ALLREDUCE and inside and ceiling is not None:
+        efficiency = min(efficiency, ceiling.value)
+    return bandwidth * efficiency
 
 
 def overlap_slowdown(seconds: float, behind: float, share: float) -> float:

@@ -398,20 +398,26 @@ def test_zero2_reduces_every_micro_batch_zero1_once_a_step(m):
     assert (two_step > one_step) if m > 1 else (two_step == one_step)
 
 
-def test_mla_down_projections_stay_whole_on_every_tensor_rank():
-    # Megatron-Core's TE spec builds MLA's q and kv down-projections duplicated (TELinear parallel_mode
-    # "duplicated"), their norms with them; the rest of the model splits over t. With weights W(t) = a + b/t per
-    # GPU, a = 2·W(2) − W(1) holds what no rank splits: per layer d·d_c' + d_c' (W_DQ, its RMSNorm) and
-    # d·(d_c + r) + d_c (W_DKV, the c_kv RMSNorm), and the model's 2L + 1 RMSNorms of d.
-    root = Path(__file__).parents[1] / "specs" / "ci" / "mla.yaml"
+def unsplit_weights(ci_spec: str) -> float:
+    """Bytes of a CI spec's bf16 weights that no tensor rank splits: with weights W(t) = a + b/t per GPU,
+    a = 2·W(2) − W(1)."""
+    root = Path(__file__).parents[1] / "specs" / "ci" / ci_spec
 
     def weights(t):
         spec = costplan.load_spec(str(root), [f"hardware.count={t}", f"parallelism.tensor={t}",
                                               f"parallelism.sequence_parallel={t > 1}", "training.precision=bf16"])
         return costplan.estimate(spec).memory.weights
+    return 2 * weights(2) - weights(1)
+
+
+def test_mla_down_projections_stay_whole_on_every_tensor_rank():
+    # Megatron-Core's TE spec builds MLA's q and kv down-projections duplicated (TELinear parallel_mode
+    # "duplicated"), their norms with them; the rest of the model splits over t. What no rank splits: per layer
+    # d·d_c' + d_c' (W_DQ, its RMSNorm) and d·(d_c + r) + d_c (W_DKV, the c_kv RMSNorm), and the model's 2L + 1
+    # RMSNorms of d, 2 bytes each.
     d, layers, d_c, d_q, r = 256, 2, 64, 96, 16
     whole = layers * (d * d_q + d_q + d * (d_c + r) + d_c) + (2 * layers + 1) * d
-    assert 2 * weights(2) - weights(1) == 2 * whole
+    assert unsplit_weights("mla.yaml") == 2 * whole
 
 
 def test_zero3_holds_the_root_and_two_layers_gathered_through_backward():
@@ -475,13 +481,7 @@ def test_mla_latents_are_whole_on_every_tensor_rank_unless_sequence_parallel():
 
 def test_a_moe_router_stays_whole_on_every_tensor_rank():
     # Megatron-Core's TopKRouter keeps its n_experts × d weight whole on every tensor rank (vLLM's gate is a
-    # ReplicatedLinear too). With weights W(t) = a + b/t per GPU, a = 2·W(2) − W(1) holds what no rank splits:
-    # ci-moe's 2 routers of 256 × 4 and the model's 2L + 1 RMSNorms of 256, 2 bytes each.
-    root = Path(__file__).parents[1] / "specs" / "ci" / "moe.yaml"
-
-    def weights(t):
-        spec = costplan.load_spec(str(root), [f"hardware.count={t}", f"parallelism.tensor={t}",
-                                              f"parallelism.sequence_parallel={t > 1}", "training.precision=bf16"])
-        return costplan.estimate(spec).memory.weights
+    # ReplicatedLinear too). What no rank splits: ci-moe's 2 routers of 256 × 4 and the model's 2L + 1 RMSNorms
+    # of 256, 2 bytes each.
     d, layers, experts = 256, 2, 4
-    assert 2 * weights(2) - weights(1) == 2 * (layers * d * experts + (2 * layers + 1) * d)
+    assert unsplit_weights("moe.yaml") == 2 * (layers * d * experts + (2 * layers + 1) * d)

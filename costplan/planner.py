@@ -272,34 +272,24 @@ def fewest_gpus(spec: Spec, gpu_key: str, deadline_hours: float, mfu: float | No
     if not found:
         return Option.none(gpu_key, gpu, "no layout tried fits and finishes in time")
     found.sort(key=lambda f: f[0])
-    # Every layout at the fewest GPUs with its own cheapest micro-batch and recomputation: the one cheapest so
-    # tuned is chosen (of equals, the one holding least: ZeRO 2 over a ZeRO 1 of one micro-batch, which moves as
-    # much), and the runner-up is priced tuned too (an untuned runner-up would flatter the choice).
-    count = found[0][0][0]
-    tuned_all = sorted(((_tune(variant(spec, gpu_key, count, lay, mfu), searched, deadline_hours), lay, searched)
-                        for (gpus, _), lay, searched in found if gpus == count),
-                       key=lambda t: (t[0].time.cost_usd, t[0].memory.total_per_gpu))
-    result, layout, chosen = tuned_all[0]
-    untuned = chosen.time.cost_usd
-    # The micro-batch and recomputation chosen there may meet the deadline on fewer GPUs of the same layout.
-    tuned = spec.model_copy(update={"training": spec.training.model_copy(update={
-        "micro_batch_size": result.assumptions.micro_batch_size, "recompute": result.assumptions.recompute,
-        "recompute_layers": result.assumptions.recompute_layers})})
-    fewer = _fewest(tuned, gpu_key, layout, gpu.node_size, deadline_hours, mfu) if tuned != spec else None
-    if fewer is not None and fewer.assumptions.gpu_count < count:
-        count = fewer.assumptions.gpu_count
-        untuned = estimate(variant(spec, gpu_key, count, layout, mfu)).time.cost_usd
-        result = _tune(variant(tuned, gpu_key, count, layout, mfu), fewer, deadline_hours)
+    # Every layout with its own cheapest micro-batch and recomputation, at the fewest GPUs those meet the
+    # deadline on: the fewest GPUs win, then the cheapest (of equals, the one holding least: ZeRO 2 over a ZeRO 1
+    # of one micro-batch, which moves as much); the runner-up is the next layout so settled (an untuned
+    # runner-up would flatter the choice).
+    settled = sorted(((_settled(spec, gpu_key, lay, searched, gpu.node_size, deadline_hours, mfu), lay, searched)
+                      for _, lay, searched in found),
+                     key=lambda t: (t[0].assumptions.gpu_count, t[0].time.cost_usd, t[0].memory.total_per_gpu))
+    result, layout, chosen = settled[0]
+    count = result.assumptions.gpu_count
+    # what the spec's own micro-batch and recomputation cost on those GPUs, where they meet the deadline at all
+    plain = estimate(variant(spec, gpu_key, count, layout, mfu))
+    untuned = plain.time.cost_usd if _meets(plain, deadline_hours) else None
     par = result.parallelism
     runner_up = None
-    others = [(other, lay) for other, lay, _ in tuned_all[1:]] + [(searched, lay) for (gpus, _), lay, searched in found
-                                                                if gpus != count]
-    for other, layout2 in others:
+    for other, layout2, _ in settled[1:]:
         if _same_layout(other, result) or _same_layout(other, result, zero=False) and \
                 other.time.cost_usd == result.time.cost_usd:    # another ZeRO stage at the same price says nothing
             continue
-        if other.assumptions.gpu_count != count:     # more GPUs: priced with its own tuning as well
-            other = _tune(variant(spec, gpu_key, other.assumptions.gpu_count, layout2, mfu), other, deadline_hours)
         runner_up = {"tensor": layout2["tensor"], "pipeline": layout2["pipeline"], "zero": layout2["zero"],
                      "data": other.parallelism.data, "gpus": other.assumptions.gpu_count,
                      "cost_usd": other.time.cost_usd}
@@ -318,6 +308,21 @@ def fewest_gpus(spec: Spec, gpu_key: str, deadline_hours: float, mfu: float | No
         mfu_source=None if result.assumptions.mfu_override is None else "--mfu" if mfu is not None else "hardware.mfu",
         not_taken=_not_taken(spec, gpu_key, mfu), spec_gpu=spec.hardware.gpu,
     )
+
+
+def _settled(spec: Spec, gpu_key: str, layout: dict[str, Any], searched, node_size: int,  # noqa: ANN001
+             deadline_hours: float, mfu: float | None):  # noqa: ANN202 - an Estimate
+    """A layout's cheapest micro-batch size and recomputation on the fewest GPUs it meets the deadline on
+    (`searched`), then on the fewest GPUs those settings meet it on, which may be fewer."""
+    count = searched.assumptions.gpu_count
+    result = _tune(variant(spec, gpu_key, count, layout, mfu), searched, deadline_hours)
+    a = result.assumptions
+    tuned = spec.model_copy(update={"training": spec.training.model_copy(update={
+        "micro_batch_size": a.micro_batch_size, "recompute": a.recompute, "recompute_layers": a.recompute_layers})})
+    fewer = _fewest(tuned, gpu_key, layout, node_size, deadline_hours, mfu) if tuned != spec else None
+    if fewer is not None and fewer.assumptions.gpu_count < count:
+        result = _tune(variant(tuned, gpu_key, fewer.assumptions.gpu_count, layout, mfu), fewer, deadline_hours)
+    return result
 
 
 def _not_taken(spec: Spec, gpu_key: str, mfu: float | None) -> list[str]:
@@ -339,12 +344,48 @@ def _fewest(spec: Spec, gpu_key: str, layout: dict[str, Any], node_size: int, de
     model_parallel = replica(layout)
 
     def meets(d: int) -> bool:
-        return _meets(estimate(variant(spec, gpu_key, d * model_parallel, layout, mfu)), deadline_hours)
+        return _meeting(spec, gpu_key, d * model_parallel, layout, deadline_hours, mfu) is not None
 
     index = _first(degrees, 0, meets)
     if index is None:
         return None
-    return estimate(variant(spec, gpu_key, degrees[index] * model_parallel, layout, mfu))
+    return _meeting(spec, gpu_key, degrees[index] * model_parallel, layout, deadline_hours, mfu)
+
+
+def _meeting(spec: Spec, gpu_key: str, count: int, layout: dict[str, Any], deadline_hours: float,
+             mfu: float | None):  # noqa: ANN202 - an Estimate or None
+    """The layout on `count` GPUs meeting the deadline: with the spec's micro-batch size and recomputation, else
+    with one sequence a micro-batch and the least recomputation that fits (the fastest that fits: a layout may
+    fit, or finish in time, only with recomputation); None where neither does."""
+    e = estimate(variant(spec, gpu_key, count, layout, mfu))
+    if _meets(e, deadline_hours):
+        return e
+    laid = variant(spec, gpu_key, count, layout, mfu)
+    for recompute, layers in sorted(_recompute_choices(laid), key=_held):
+        if (1, recompute, layers) == (spec.training.micro_batch_size, spec.training.recompute,
+                                      spec.training.recompute_layers):
+            continue
+        other = estimate(_trained(laid, 1, recompute, layers))
+        if other.memory.fits:
+            return other if _meets(other, deadline_hours) else None
+    return None
+
+
+def _held(choice: tuple[str, int | None]) -> int:
+    """Recomputation choices from the most activation memory held to the least."""
+    recompute, layers = choice
+    return {"none": 0, "selective": 1, "selective_op": 2, "full": 3 if layers else 4}[recompute]
+
+
+def _trained(spec: Spec, micro: int, recompute: str, layers: int | None) -> Spec:
+    """The laid-out spec with this micro-batch size and recomputation; an open batch keeps the layout's
+    micro-batches a step (a fixed one derives them again)."""
+    training = spec.training.model_copy(update={"micro_batch_size": micro, "recompute": recompute,
+                                                "recompute_layers": layers})
+    if spec.training.global_batch_size is None:
+        return spec.model_copy(update={"training": training})
+    parallelism = spec.parallelism.model_copy(update={"micro_batches": None})
+    return spec.model_copy(update={"training": training, "parallelism": parallelism})
 
 
 def _same_layout(a, b, zero: bool = True) -> bool:  # noqa: ANN001 - Estimates
@@ -389,10 +430,7 @@ def _tune(spec: Spec, result, deadline_hours: float):  # noqa: ANN001, ANN202 - 
         for recompute, layers in _recompute_choices(spec):
             if (micro, recompute, layers) == (t.micro_batch_size, t.recompute, t.recompute_layers):
                 continue
-            training = t.model_copy(update={"micro_batch_size": micro, "recompute": recompute,
-                                            "recompute_layers": layers})
-            parallelism = spec.parallelism.model_copy(update={"micro_batches": None})
-            e = estimate(spec.model_copy(update={"training": training, "parallelism": parallelism}))
+            e = estimate(_trained(spec, micro, recompute, layers))
             if _meets(e, deadline_hours) and e.time.cost_usd < best.time.cost_usd:
                 best = e
     return best

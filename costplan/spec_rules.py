@@ -289,6 +289,13 @@ def parallel_rules(par: Getter, model: Getter, training: Getter, hw: Getter) -> 
         # tensor_parallel_modelled says why
         problems.append(("parallelism.tensor", f"{par('tensor')}: training.recompute selective_op is modelled "
                                                "without tensor parallelism (torchtitan's 8B configuration)"))
+    if (par("zero") or 0) >= 2 and (pipeline or 1) > 1:
+        problems.append(("parallelism.zero", f"{par('zero')} with pipeline {pipeline}: no framework shards the "
+                                             "gradients (or weights) over the data ranks between a pipeline's "
+                                             "micro-batches: DeepSpeed refuses ZeRO-2 and 3 with pipeline "
+                                             "parallelism, Megatron-Core's distributed optimizer is ZeRO 1, and "
+                                             "torchtitan's FSDP2 keeps a pipelined stage's weights gathered and "
+                                             "its gradients whole until the step's last backward: set zero 1"))
     if par("per_parameter_sharding") and not par("zero"):
         problems.append(("parallelism.per_parameter_sharding", "shards the weights over the data ranks as FSDP2 "
                                                                "does; set zero 1-3 (zero is 0)"))

@@ -28,12 +28,12 @@ SPECS = [
                  "training.grad_accumulation=add"]),
 ]
 
-# Layouts the grid does not try, for the bound's sake: context rings, interleaving, overlap, ZeRO 0 and 3
+# Layouts the grid does not try, for the bound's sake: context rings, interleaving, overlap, ZeRO 0
 EXTRA = [
     {"tensor": 2, "pipeline": 2, "context": 2, "zero": 1, "sequence_parallel": True},
     {"tensor": 1, "pipeline": 4, "virtual_stages": 2, "zero": 0, "micro_batches": 8},
     {"tensor": 4, "pipeline": 1, "tensor_overlap": True, "zero": 3, "sequence_parallel": True},
-    {"tensor": 1, "pipeline": 2, "zero": 3, "micro_batches": 4},
+    {"tensor": 1, "pipeline": 2, "zero": 0, "micro_batches": 4},
 ]
 
 
@@ -108,7 +108,8 @@ def test_the_search_takes_the_least_gpu_hours_of_the_grid(name):
     """The layout chosen trains the spec's tokens in the fewest GPU-hours of every layout of the grid that fits,
     each written into the spec. Llama 3 8B has no global batch, so a layout's batch is its own (micro-batch ×
     micro-batches × data ranks) and fewer data ranks step faster on a smaller batch; GPT-3 175B fixes its batch,
-    and a deeper pipeline beats the shallowest that fits (less ZeRO-3 traffic per GPU)."""
+    and a pipeline (on ZeRO 1: no framework shards gradients between a pipeline's micro-batches) beats the
+    shallowest layout that fits, ZeRO 3 without one (its traffic per GPU)."""
     overrides = ["hardware.gpu=h100-sxm", "hardware.count=64"]
     spec = costplan.load_spec(name, overrides)
     chosen = costplan.estimate(spec)
@@ -118,7 +119,7 @@ def test_the_search_takes_the_least_gpu_hours_of_the_grid(name):
         e = costplan.estimate(costplan.load_spec(name, [*overrides, *fixed]))
         if e.memory.fits:
             others.append(e)
-    assert len(others) >= 8
+    assert len(others) >= 4
     assert chosen.time.gpu_hours == pytest.approx(min(e.time.gpu_hours for e in others))
     if spec.training.global_batch_size is None:
         assert any(e.time.step_seconds < chosen.time.step_seconds for e in others)

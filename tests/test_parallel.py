@@ -485,3 +485,28 @@ def test_a_moe_router_stays_whole_on_every_tensor_rank():
     # of 256, 2 bytes each.
     d, layers, experts = 256, 2, 4
     assert unsplit_weights("moe.yaml") == 2 * (layers * d * experts + (2 * layers + 1) * d)
+
+
+def test_zero_2_and_3_are_refused_under_a_pipeline():
+    # No framework shards gradients (or weights) over the data ranks between a pipeline's micro-batches:
+    # DeepSpeed's pipeline engine refuses ZeRO stages 2 and 3, Megatron-Core's distributed optimizer is ZeRO 1,
+    # torchtitan's FSDP2 keeps a pipelined stage's weights gathered and its gradients whole; ZeRO 1 is the model.
+    for zero in (2, 3):
+        with pytest.raises(costplan.SpecError, match="parallelism.zero: .* with pipeline 4.*set zero 1"):
+            costplan.load_spec("llama3-70b", ["hardware.count=64", "parallelism.tensor=8", "parallelism.pipeline=4",
+                                              f"parallelism.zero={zero}"])
+    costplan.load_spec("llama3-70b", ["hardware.count=64", "parallelism.tensor=8", "parallelism.pipeline=4",
+                                      "parallelism.zero=1"])
+    assert all(layout["zero"] < 2 for layout in layouts.grid(costplan.load_spec("llama3-70b"))
+               if layout["pipeline"] > 1)
+
+
+def test_context_ranks_hold_autocasts_weight_copies_whole():
+    # Under autocast each matmul saves its weight's 16-bit copy once a micro-batch; the context ranks split the
+    # sequence, not the weights, so each holds those copies whole and splits the rest: A(2) = (A(1) − Y)/2 + Y,
+    # Y = 2 bytes × the tiny GPT's matrices: 2 layers of 4·d² attention and 2·d·4d MLP, and the head's V·d.
+    training = {"autocast": True, "implementation": "sdpa", "micro_batch_size": 1}
+    one = est({}, training=training).memory.activations
+    two = est({"context": 2}, training=training, hardware={"count": 2}).memory.activations
+    copies = 2 * (2 * (4 * H * H + 2 * H * 4 * H) + 1000 * H)
+    assert two == pytest.approx((one - copies) / 2 + copies)

@@ -49,7 +49,7 @@ def _grid(model_spec: ModelSpec, open_batch: bool, degrees: tuple[int, ...] = TE
     for zero in ZERO_STAGES:
         for t in degrees:
             for p in PIPELINE_DEGREES:
-                if not splits[t, p]:
+                if not splits[t, p] or (zero >= 2 and p > 1):     # spec_rules: no ZeRO 2-3 under a pipeline
                     continue
                 layout = {"zero": zero, "tensor": t, "pipeline": p, "sequence_parallel": t > 1,
                           "micro_batches": 4 * p if p > 1 and open_batch else None}

@@ -144,14 +144,16 @@ def _params_per_gpu(sums: _Sums, t: int, extra: int = 0) -> float:
     return sums.replicated + (sums.sharded + extra) / t
 
 
-def _activations_per_gpu(sums: _Sums, t: int, sequence_parallel: bool, micro_batch: int, routed_share: float
-                         ) -> float:
+def _activations_per_gpu(sums: _Sums, t: int, sequence_parallel: bool, micro_batch: int, routed_share: float,
+                         context: int = 1) -> float:
     """Bytes saved for backward by one micro-batch on one tensor rank. A routed row's tensors are held whole by
     the expert tensor group that gathers the row (Megatron-Core's all-to-all dispatcher gathers its tokens over
-    it, and requires sequence parallelism with tensor parallelism): et/t of a sequence's rows on each GPU."""
+    it, and requires sequence parallelism with tensor parallelism): et/t of a sequence's rows on each GPU. The
+    context ranks split a sequence's tensors, not those made from the weights once a micro-batch (autocast's
+    16-bit copies), which each holds whole."""
     whole, wide, rows = sums.activations, sums.wide, sums.routed_rows
     return ((whole - wide - rows) / t + wide / (t if sequence_parallel else 1) + rows * routed_share
-            ) * micro_batch + sums.shared / t
+            ) * micro_batch / context + sums.shared / t
 
 
 def recomputed_layer(spec: Spec, stage: int) -> float:
@@ -164,7 +166,8 @@ def recomputed_layer(spec: Spec, stage: int) -> float:
     micro = spec.training.micro_batch_size
 
     def per_gpu(parts: dict[str, Cost]) -> float:
-        return _activations_per_gpu(_sums(parts), par.tensor, par.sequence_parallel, micro, par.routed_row_share)
+        return _activations_per_gpu(_sums(parts), par.tensor, par.sequence_parallel, micro, par.routed_row_share,
+                                    par.context)
 
     redone = []
     for layer, _, at in recompute_groups(spec.model, shape, stage, pipeline_stages(spec)):
@@ -249,15 +252,14 @@ def _stage_memory(spec: Spec, degrees: tuple, parts: dict[str, Cost], stage: int
         whole = unsharded_optimizer(spec, sums.factors)
         extra_optimizer = (sums.factored / t * FP32 - whole) / (shards if par.zero >= 1 else 1) + whole
     in_flight = micro_batches_in_flight(p, par.virtual_stages, m, stage)
-    activations = (_activations_per_gpu(sums, t, par.sequence_parallel, training.micro_batch_size,
-                                        par.routed_row_share) * in_flight
-                   / par.context)
+    activations = _activations_per_gpu(sums, t, par.sequence_parallel, training.micro_batch_size,
+                                       par.routed_row_share, par.context) * in_flight
     # Only the micro-batch whose backward runs has loss gradients; a vocabulary-parallel loss splits them over t.
     workspace = sums.workspace * training.micro_batch_size / t / par.context
     if stage == p - 1:
         workspace = max(workspace, head_backward(spec, t))
     if training.recompute in ("full", "selective_op"):
-        workspace = max(workspace, recomputed_layer(spec, stage) / par.context)
+        workspace = max(workspace, recomputed_layer(spec, stage))
 
     # The vocabulary matrix this stage steps (the embedding, or the last stage's head or shared copy of it),
     # vocabulary-parallel over t, as much of it as its optimizer shard holds.

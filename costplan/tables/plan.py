@@ -70,9 +70,11 @@ def why(o: Option) -> str:
     """Why this choice: what the tuned micro-batch and recomputation saved, and what the runner-up costs."""
     said = [o.note, f"at {percent(o.mfu)} MFU ({o.mfu_source})" if o.mfu is not None else "",
             f"the spec's {', '.join(o.not_taken)} are its {o.spec_gpu}'s, not taken here" if o.not_taken else ""]
+    tuned = f"micro-batch {o.micro_batch_size}, recompute {recomputed(o.recompute, o.recompute_layers)}"
     if o.untuned_cost_usd and o.cost_usd < o.untuned_cost_usd:
-        said.append(f"micro-batch {o.micro_batch_size}, recompute {recomputed(o.recompute, o.recompute_layers)}: "
-                    f"{percent(o.cost_usd / o.untuned_cost_usd - 1)}")
+        said.append(f"{tuned}: {percent(o.cost_usd / o.untuned_cost_usd - 1)}")
+    elif o.untuned_cost_usd is None:      # the spec's own settings do not fit, or not in time, on these GPUs
+        said.append(f"{tuned} (the spec's own do not meet the deadline here)")
     r = o.runner_up
     if r:
         layout = ", ".join(filter(None, [f"{r['tensor']} × {r['pipeline']} × {r['data']}",

@@ -9,11 +9,13 @@ dollars), so its cost matches the budget, and reports the law's loss for its rea
 
 Deadline: for each GPU type, the fewest GPUs that train the spec within the deadline with every GPU's memory
 within its capacity, under the spec's own parallelism section or, without one, the cheapest of the grid of
-costplan/costs/layouts.py, each priced with the step model (costs/step.py). At that count the micro-batch
-size (1, 2, 4, 8) and recomputation (none, selective, full) that cost least are chosen, and the option names
-the runner-up layout and its cost. GPU counts above one node are whole nodes. The fewest GPUs are found by a
-galloping search from the count that the compute alone needs, assuming that more GPUs never take longer or
-need more memory.
+costplan/costs/layouts.py, each priced with the step model (costs/step.py). A count meets the deadline with the
+spec's micro-batch size and recomputation, or else with one sequence a micro-batch and the least recomputation
+that fits; each layout then takes the micro-batch size (1, 2, 4, 8) and recomputation that cost least there and
+is searched again with them; the fewest GPUs win, then the cheapest, and the option names the runner-up layout
+and its cost. GPU counts above one node are whole nodes. Each layout's fewest GPUs are found by a galloping
+search over its data-parallel degrees from one replica up (_first), assuming that more GPUs never take longer
+or need more memory.
 """
 from __future__ import annotations
 
@@ -291,8 +293,9 @@ def fewest_gpus(spec: Spec, gpu_key: str, deadline_hours: float, mfu: float | No
                 other.time.cost_usd == result.time.cost_usd:    # another ZeRO stage at the same price says nothing
             continue
         runner_up = {"tensor": layout2["tensor"], "pipeline": layout2["pipeline"], "zero": layout2["zero"],
-                     "data": other.parallelism.data, "gpus": other.assumptions.gpu_count,
-                     "cost_usd": other.time.cost_usd}
+                     "expert_tensor": other.parallelism.expert_tensor if spec.model.moe is not None else None,
+                     "data": other.parallelism.data,
+                     "gpus": other.assumptions.gpu_count, "cost_usd": other.time.cost_usd}
         break
     return Option(
         gpu=gpu_key, gpus=result.assumptions.gpu_count,
@@ -392,7 +395,7 @@ def _same_layout(a, b, zero: bool = True) -> bool:  # noqa: ANN001 - Estimates
     """The same split of the GPUs: ZeRO stages differ only where there is more than one data-parallel rank (and
     are not compared with zero=False)."""
     pa, pb = a.parallelism, b.parallelism
-    key = lambda p: (p.tensor, p.pipeline, p.data, p.zero if zero and p.data > 1 else 0)  # noqa: E731
+    key = lambda p: (p.tensor, p.pipeline, p.data, p.expert_tensor, p.zero if zero and p.data > 1 else 0)  # noqa: E731
     return key(pa) == key(pb)
 
 

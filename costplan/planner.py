@@ -10,12 +10,12 @@ dollars), so its cost matches the budget, and reports the law's loss for its rea
 Deadline: for each GPU type, the fewest GPUs that train the spec within the deadline with every GPU's memory
 within its capacity, under the spec's own parallelism section or, without one, the cheapest of the grid of
 costplan/costs/layouts.py, each priced with the step model (costs/step.py). A count meets the deadline with the
-spec's micro-batch size and recomputation, or else with one sequence a micro-batch and the least recomputation
-that fits; each layout then takes the micro-batch size (1, 2, 4, 8) and recomputation that cost least there and
-is searched again with them; the fewest GPUs win, then the cheapest, and the option names the runner-up layout
-and its cost. GPU counts above one node are whole nodes. Each layout's fewest GPUs are found by a galloping
-search over its data-parallel degrees from one replica up (_first), assuming that more GPUs never take longer
-or need more memory.
+spec's micro-batch size and recomputation, or else with any micro-batch size and recomputation that fits and
+finishes in time (_meeting); each layout then takes the micro-batch size (1, 2, 4, 8) and recomputation that
+cost least there and is searched again with them; the fewest GPUs win, then the cheapest, and the option names
+the runner-up layout and its cost. GPU counts above one node are whole nodes. Each layout's fewest GPUs are
+found by a galloping search over its data-parallel degrees from one replica up (_first), assuming that more GPUs
+never take longer or need more memory.
 """
 from __future__ import annotations
 
@@ -184,7 +184,9 @@ class Option(Record):
     recompute: str | None = None
     recompute_layers: int | None = None     # under full recompute: the first N layers of each stage
     untuned_cost_usd: float | None = None   # with the spec's own micro-batch size and recomputation
-    runner_up: dict[str, Any] | None = None  # the next cheapest layout: tensor, pipeline, zero, gpus, cost_usd
+    # the next layout by the same rule (fewest GPUs, then cost): tensor, pipeline, zero, expert_tensor (MoE), data,
+    # gpus, cost_usd
+    runner_up: dict[str, Any] | None = None
     mfu: float | None = None                # the MFU the runs were timed at; None: the step model
     mfu_source: str | None = None           # --mfu, or hardware.mfu (the spec's, on its own GPU type)
     not_taken: list[str] = []               # the spec's hardware settings, for its own GPU type, not taken here
@@ -358,19 +360,25 @@ def _fewest(spec: Spec, gpu_key: str, layout: dict[str, Any], node_size: int, de
 def _meeting(spec: Spec, gpu_key: str, count: int, layout: dict[str, Any], deadline_hours: float,
              mfu: float | None):  # noqa: ANN202 - an Estimate or None
     """The layout on `count` GPUs meeting the deadline: with the spec's micro-batch size and recomputation, else
-    with one sequence a micro-batch and the least recomputation that fits (the fastest that fits: a layout may
-    fit, or finish in time, only with recomputation); None where neither does."""
-    e = estimate(variant(spec, gpu_key, count, layout, mfu))
+    with the first micro-batch size (1-8, ascending, as far as they fit) and recomputation (the least held first)
+    that does: a layout may fit, or finish in time, only with another micro-batch or with recomputation. None
+    where none does."""
+    laid = variant(spec, gpu_key, count, layout, mfu)
+    e = estimate(laid)
     if _meets(e, deadline_hours):
         return e
-    laid = variant(spec, gpu_key, count, layout, mfu)
+    t = spec.training
+    per_rank = t.global_batch_size // laid.data_parallel if t.global_batch_size else None
     for recompute, layers in sorted(_recompute_choices(laid), key=_held):
-        if (1, recompute, layers) == (spec.training.micro_batch_size, spec.training.recompute,
-                                      spec.training.recompute_layers):
-            continue
-        other = estimate(_trained(laid, 1, recompute, layers))
-        if other.memory.fits:
-            return other if _meets(other, deadline_hours) else None
+        for micro in MICRO_BATCHES:        # larger micro-batches hold more: stop at the first that does not fit
+            if per_rank is not None and per_rank % micro or (micro, recompute, layers) == (
+                    t.micro_batch_size, t.recompute, t.recompute_layers):
+                continue
+            other = estimate(_trained(laid, micro, recompute, layers))
+            if not other.memory.fits:
+                break
+            if _meets(other, deadline_hours):
+                return other
     return None
 
 

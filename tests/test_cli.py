@@ -98,6 +98,11 @@ def test_memory_warning_names_what_would_lower_it(run):
     shared = run("estimate", "llama3-70b", "--set", "hardware.count=16", "--set", "parallelism.tensor=8").stderr
     assert "with the spec's parallelism section" in alone and "parallelism.zero: 3" not in alone
     assert "parallelism.zero: 3" in shared
+    # under a pipeline ZeRO 3 is refused (spec_rules): the hint says it needs fewer stages
+    piped = run("estimate", "llama3-70b", "--set", "hardware.gpu=h100-sxm", "--set", "hardware.count=64", "--set",
+                "parallelism.tensor=2", "--set", "parallelism.pipeline=4", "--set", "parallelism.zero=1", "--set",
+                "training.micro_batch_size=4").stderr
+    assert "fewer pipeline stages with parallelism.zero: 3" in piped
     recomputed = run("estimate", "llama3-70b", "--set", "hardware.count=1", "--set", "training.recompute=full").stderr
     assert "(one GPU)" in recomputed and "training.recompute" not in recomputed
 

@@ -424,3 +424,20 @@ def test_tuning_keeps_an_open_batchs_micro_batches():
                                              "parallelism.micro_batches=16"])
     assert spec.training.global_batch_size is None
     assert planner._trained(spec, 2, "full", None).parallelism.micro_batches == 16
+
+
+def test_deadline_counts_meet_it_with_any_micro_batch(run):
+    # GPT-2 large on RTX 4090s within 3 hours, its batch of 512 fixed: 128 GPUs meet the deadline at micro-batch 4
+    # (neither the spec's own nor one sequence a micro-batch does there); on 64, no micro-batch size and
+    # recomputation the planner tries fits and finishes in time.
+    data = json.loads(run("plan", "gpt2-large", "--deadline", "3h", "--gpu", "rtx-4090", "--format",
+                          "json").stdout)[0]
+    assert (data["gpus"], data["micro_batch_size"]) == (128, 4)
+    lay = data["layout"]
+    for micro in (1, 2, 4, 8):
+        for recompute in ("none", "selective", "full"):
+            e = costplan.estimate(costplan.load_spec("gpt2-large", [
+                "hardware.gpu=rtx-4090", "hardware.count=64", f"parallelism.tensor={lay['tensor']}",
+                f"parallelism.pipeline={lay['pipeline']}", f"parallelism.zero={lay['zero']}",
+                f"training.micro_batch_size={micro}", f"training.recompute={recompute}"]))
+            assert not e.memory.fits or e.time.wall_clock_days * 24 > 3

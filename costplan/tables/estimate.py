@@ -258,7 +258,8 @@ def _lower_memory(est: Estimate) -> list[str]:
     if a.micro_batch_size > 1:
         hints.append("a smaller training.micro_batch_size")
     if par.source == "parallelism" and par.zero < 3 and par.data * par.context > 1:     # ZeRO shards over them
-        hints.append("parallelism.zero: 3")
+        # (ZeRO 2-3 only without a pipeline: spec_rules)
+        hints.append("parallelism.zero: 3" if par.pipeline == 1 else "fewer pipeline stages with parallelism.zero: 3")
     if par.source == "parallelism":
         hints.append("more tensor or pipeline ranks")
     hints.append("more GPUs (hardware.count)" if par.source != "parallelism" else "a GPU with more memory")

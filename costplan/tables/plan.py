@@ -77,11 +77,10 @@ def why(o: Option) -> str:
         said.append(f"{tuned} (the spec's own do not meet the deadline here)")
     r = o.runner_up
     if r:
-        experts = r.get("expert_tensor")    # said where it is the choice's difference
+        experts = r.get("expert_tensor")    # a MoE layout's experts may be split otherwise than its tensor degree
         layout = ", ".join(filter(None, [f"{r['tensor']} × {r['pipeline']} × {r['data']}",
                                          zero_stage(r["zero"], r["data"]),
-                                         f"expert tensor {experts}" if experts and o.layout
-                                         and experts != o.layout.get("expert_tensor") else ""]))
+                                         f"expert tensor {experts}" if experts else ""]))
         # the fewest GPUs are chosen, not the cheapest run: say when more GPUs would cost less
         cheaper = " (cheaper, on more GPUs)" if r["cost_usd"] < o.cost_usd else ""
         said.append(f"runner-up {layout} on {r['gpus']}: {usd(r['cost_usd'])}{cheaper}")

@@ -280,17 +280,17 @@ def fewest_gpus(spec: Spec, gpu_key: str, deadline_hours: float, mfu: float | No
     # deadline on: the fewest GPUs win, then the cheapest (of equals, the one holding least: ZeRO 2 over a ZeRO 1
     # of one micro-batch, which moves as much); the runner-up is the next layout so settled (an untuned
     # runner-up would flatter the choice).
-    settled = sorted(((_settled(spec, gpu_key, lay, searched, gpu.node_size, deadline_hours, mfu), lay, searched)
+    settled = sorted(((_settled(spec, gpu_key, lay, searched, gpu.node_size, deadline_hours, mfu), lay)
                       for _, lay, searched in found),
                      key=lambda t: (t[0].assumptions.gpu_count, t[0].time.cost_usd, t[0].memory.total_per_gpu))
-    result, layout, chosen = settled[0]
+    result, layout = settled[0]
     count = result.assumptions.gpu_count
     # what the spec's own micro-batch and recomputation cost on those GPUs, where they meet the deadline at all
     plain = estimate(variant(spec, gpu_key, count, layout, mfu))
     untuned = plain.time.cost_usd if _meets(plain, deadline_hours) else None
     par = result.parallelism
     runner_up = None
-    for other, layout2, _ in settled[1:]:
+    for other, layout2 in settled[1:]:
         if _same_layout(other, result) or _same_layout(other, result, zero=False) and \
                 other.time.cost_usd == result.time.cost_usd:    # another ZeRO stage at the same price says nothing
             continue
@@ -368,11 +368,9 @@ def _meeting(spec: Spec, gpu_key: str, count: int, layout: dict[str, Any], deadl
     if _meets(e, deadline_hours):
         return e
     t = spec.training
-    per_rank = t.global_batch_size // laid.data_parallel if t.global_batch_size else None
     for recompute, layers in sorted(_recompute_choices(laid), key=_held):
-        for micro in MICRO_BATCHES:        # larger micro-batches hold more: stop at the first that does not fit
-            if per_rank is not None and per_rank % micro or (micro, recompute, layers) == (
-                    t.micro_batch_size, t.recompute, t.recompute_layers):
+        for micro in _micro_batches(laid):  # larger micro-batches hold more: stop at the first that does not fit
+            if (micro, recompute, layers) == (t.micro_batch_size, t.recompute, t.recompute_layers):
                 continue
             other = estimate(_trained(laid, micro, recompute, layers))
             if not other.memory.fits:
@@ -380,6 +378,13 @@ def _meeting(spec: Spec, gpu_key: str, count: int, layout: dict[str, Any], deadl
             if _meets(other, deadline_hours):
                 return other
     return None
+
+
+def _micro_batches(spec: Spec) -> list[int]:
+    """The micro-batch sizes tried on a laid-out spec: those dividing a fixed global batch's share per
+    data-parallel rank."""
+    batch = spec.training.global_batch_size
+    return [m for m in MICRO_BATCHES if not batch or (batch // spec.data_parallel) % m == 0]
 
 
 def _held(choice: tuple[str, int | None]) -> int:
@@ -430,14 +435,10 @@ def _recompute_choices(spec: Spec) -> list[tuple[str, int | None]]:
 
 
 def _tune(spec: Spec, result, deadline_hours: float):  # noqa: ANN001, ANN202 - Estimate in and out
-    """The cheapest micro-batch size and recomputation for a laid-out spec on its GPUs; a fixed global batch
-    keeps micro-batches that divide its share per data-parallel rank."""
+    """The cheapest micro-batch size (_micro_batches) and recomputation for a laid-out spec on its GPUs."""
     t = spec.training
-    per_rank = (t.global_batch_size // spec.data_parallel) if t.global_batch_size else None
     best = result
-    for micro in MICRO_BATCHES:
-        if per_rank is not None and per_rank % micro:
-            continue
+    for micro in _micro_batches(spec):
         for recompute, layers in _recompute_choices(spec):
             if (micro, recompute, layers) == (t.micro_batch_size, t.recompute, t.recompute_layers):
                 continue

@@ -246,6 +246,12 @@ def model_parallel(tensor: int, context: int, pipeline: int) -> int:
     return tensor * context * pipeline
 
 
+def zero_under_pipeline(zero: int, pipeline: int) -> bool:
+    """ZeRO 2-3 with pipeline parallelism: no framework shards gradients (or weights) over the data ranks between
+    a pipeline's micro-batches (the refusal below says who does what)."""
+    return zero >= 2 and pipeline > 1
+
+
 def parallel_rules(par: Getter, model: Getter, training: Getter, hw: Getter) -> list[tuple[str, str]]:
     """The degrees must tile the GPUs and split the model into whole pieces."""
     problems: list[tuple[str, str]] = []
@@ -289,7 +295,7 @@ def parallel_rules(par: Getter, model: Getter, training: Getter, hw: Getter) -> 
         # tensor_parallel_modelled says why
         problems.append(("parallelism.tensor", f"{par('tensor')}: training.recompute selective_op is modelled "
                                                "without tensor parallelism (torchtitan's 8B configuration)"))
-    if (par("zero") or 0) >= 2 and (pipeline or 1) > 1:
+    if zero_under_pipeline(par("zero") or 0, pipeline or 1):
         problems.append(("parallelism.zero", f"{par('zero')} with pipeline {pipeline}: no framework shards the "
                                              "gradients (or weights) over the data ranks between a pipeline's "
                                              "micro-batches: DeepSpeed refuses ZeRO-2 and 3 with pipeline "

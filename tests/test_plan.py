@@ -393,6 +393,7 @@ def test_deadline_finds_layouts_that_fit_only_with_recomputation(run):
     # the same GPUs do not.
     data = json.loads(run("plan", "llama3-70b", "--deadline", "365d", "--gpu", "l4", "--format", "json").stdout)[0]
     assert data["recompute"] == "full" and data["untuned_cost_usd"] is None
+    assert data["gpus"] == 3216          # the README's figure
     lay = data["layout"]
     fixed = ["hardware.gpu=l4", f"hardware.count={data['gpus']}", f"parallelism.tensor={lay['tensor']}",
              f"parallelism.pipeline={lay['pipeline']}", f"parallelism.zero={lay['zero']}",

@@ -18,7 +18,9 @@ from typing import Any
 
 from costplan.costs import memo
 from costplan.spec import ModelSpec, ParallelismSpec, Spec
-from costplan.spec_rules import expert_data_step, model_parallel, split_rules, tensor_parallel_modelled
+from costplan.spec_rules import (
+    expert_data_step, model_parallel, split_rules, tensor_parallel_modelled, zero_under_pipeline,
+)
 
 TENSOR_DEGREES = (1, 2, 4, 8)
 PIPELINE_DEGREES = (1, 2, 4, 8)
@@ -49,7 +51,7 @@ def _grid(model_spec: ModelSpec, open_batch: bool, degrees: tuple[int, ...] = TE
     for zero in ZERO_STAGES:
         for t in degrees:
             for p in PIPELINE_DEGREES:
-                if not splits[t, p] or (zero >= 2 and p > 1):     # spec_rules: no ZeRO 2-3 under a pipeline
+                if not splits[t, p] or zero_under_pipeline(zero, p):
                     continue
                 layout = {"zero": zero, "tensor": t, "pipeline": p, "sequence_parallel": t > 1,
                           "micro_batches": 4 * p if p > 1 and open_batch else None}

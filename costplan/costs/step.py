@@ -36,8 +36,9 @@ Megatron's):
   core's compute.
 - expert: 4 all-to-alls per MoE layer and micro-batch (6 with full recomputation), and with an expert tensor
   degree et > 1 its group's all-gather of the routed rows and reduce-scatter of their outputs, forward and
-  backward; on the critical path. A pipeline or ring-attention transfer is timed at its slowest hop's link.
-- pipeline: per micro-batch and model chunk one activation forward and its gradient backward, exposed.
+  backward; on the critical path.
+- pipeline: per micro-batch and model chunk one activation forward and its gradient backward, exposed, timed (as
+  a ring-attention transfer) at its slowest hop's link.
 - data (the data ranks with the context ranks, which hold the same weights): ZeRO 0 all-reduces the gradients
   once per step in 25 MiB buckets (torch DDP's default) during the last
   micro-batch's backward, and only what exceeds it is exposed; ZeRO 1-2 reduce-scatter them there and gather
@@ -360,7 +361,7 @@ def _time_layer(spec: Spec, dev: Device, shape: Shape, timer: Timer, layer: Laye
     t, cp, ep, et = par.tensor, par.context, par.expert, par.expert_tensor_degree
     full = shape.recompute == "full"
     passes = 6 if full else 4
-    halves = passes // 2            # forward, backward (and the rerun forward): one collective a block each
+    rounds = passes // 2            # forward, backward (and the rerun forward): one collective a block each
     hidden = timer.rows * shape.seq_len * model.d_model * timer.e       # one s·b·h activation on this GPU
     own = Tally()
     timer.tally([op for ops in layer_ops(layer, model, shape).values() for op in ops], own, full)
@@ -376,17 +377,17 @@ def _time_layer(spec: Spec, dev: Device, shape: Shape, timer: Timer, layer: Laye
         # a MoE block's shared experts; its routed experts take their tokens by all-to-all instead
         blocks = 2 if moe is None or moe.n_shared_experts else 1
         per = 2 * (t - 1) / t * hidden
-        wire["tensor"] = halves * blocks * per
+        wire["tensor"] = rounds * blocks * per
         kind = RING if par.sequence_parallel else ALLREDUCE     # reduce-scatter and all-gather, or all-reduce
-        seconds["tensor"] = halves * blocks * collective_seconds(dev, per, hidden, t, pattern=kind)
+        seconds["tensor"] = rounds * blocks * collective_seconds(dev, per, hidden, t, pattern=kind)
     if moe is not None and et > 1:
         # an expert tensor group gathers its ranks' routed rows after the all-to-all and reduce-scatters their
         # outputs before the way back, backward the reverse (Megatron-Core's all-to-all dispatcher): expert
         # traffic, exposed as the all-to-alls are (tensor_overlap hides the linears' traffic, not the dispatcher's)
         gathered = et * rows * model.d_model * timer.e
         per = 2 * (et - 1) / et * gathered
-        wire["expert"] += halves * per
-        seconds["expert"] += halves * collective_seconds(dev, per, gathered, et)
+        wire["expert"] += rounds * per
+        seconds["expert"] += rounds * collective_seconds(dev, per, gathered, et)
     if cp > 1 and layer.attention.type != "aft_simple":
         chunk = 2 * timer.rows * shape.seq_len * _kv_width(layer, model, t) * timer.e
         transfers = (3 + (1 if full else 0)) * (cp - 1)

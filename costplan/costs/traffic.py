@@ -24,11 +24,10 @@ def collective_seconds(dev: Device, wire: float, message: float, span: int, stri
     efficiency curves are nccl-tests bus bandwidths, latency included, so no latency is added. Inside a node any
     collective but an all-reduce runs at most at the device's ring_ceiling (the all-reduce curve being NVLink
     SHARP's where that exceeds it). Across nodes a ring collective pools a node's NICs; a point-to-point send goes
-    through the sender's own NIC, and an
-    all-to-all sends through it only the share of its `wire` bound for other nodes, (n − k)/(n − 1) of it with k
-    of the group's n ranks on each node, the rest going over the interconnect meanwhile (NCCL's maintainer,
-    NVIDIA/nccl-tests issue #130: "the portion that's going through the network will determine the global
-    time")."""
+    through the sender's own NIC, and an all-to-all sends through it only the share of its `wire` bound for other
+    nodes, (n − k)/(n − 1) of it with k of the group's n ranks on each node, the rest going over the interconnect
+    meanwhile (NCCL's maintainer, NVIDIA/nccl-tests issue #130: "the portion that's going through the network
+    will determine the global time")."""
     if wire <= 0:
         return 0.0
     ranks = span // stride

@@ -8,6 +8,7 @@ from costplan.costs import fusion_loss
 from costplan import series
 from costplan.costs.parallel import micro_batches_in_flight
 from costplan.hardware import SPEC_NETWORK
+from costplan.spec_rules import zero_under_pipeline
 from costplan.report import (UNIT_WORDS, Block, LazyRows, Row, Table, count, degrees, flop, flops_rate, human,
                              layout_words, number, percent, plural, price, ratio, recomputed, sectioned, seconds, size,
                              zero_stage)
@@ -258,8 +259,8 @@ def _lower_memory(est: Estimate) -> list[str]:
     if a.micro_batch_size > 1:
         hints.append("a smaller training.micro_batch_size")
     if par.source == "parallelism" and par.zero < 3 and par.data * par.context > 1:     # ZeRO shards over them
-        # (ZeRO 2-3 only without a pipeline: spec_rules)
-        hints.append("parallelism.zero: 3" if par.pipeline == 1 else "fewer pipeline stages with parallelism.zero: 3")
+        hints.append("fewer pipeline stages with parallelism.zero: 3" if zero_under_pipeline(3, par.pipeline)
+                     else "parallelism.zero: 3")
     if par.source == "parallelism":
         hints.append("more tensor or pipeline ranks")
     hints.append("more GPUs (hardware.count)" if par.source != "parallelism" else "a GPU with more memory")

@@ -11,7 +11,8 @@ from typing import Any
 from costplan import yamlio
 from costplan.errors import CostplanError, SpecError, did_you_mean, printable, shown
 from costplan.spec import HardwareSpec, ModelSpec, ParallelismSpec, Spec, TrainingSpec
-from costplan.spec_rules import model_rules, parallel_rules, recompute_rules, spec_rules
+from costplan.spec_rules import (expert_data_step, model_parallel, model_rules, parallel_rules, recompute_rules,
+                                 spec_rules)
 from costplan.records import Record, set_private
 from costplan.kinds import kind_of
 from costplan.sections import InvalidInput, Section, field_sections, valid_field_getter
@@ -64,6 +65,27 @@ class RawSpec(Record):
         path = problem.partition(": ")[0]
         key = self.keys.get(path)
         return f"{problem} (config key {key})" if key else problem
+
+
+def load_for_search(source: str | os.PathLike | Mapping[str, Any], overrides: Iterable[str] = ()) -> Spec:
+    """A spec whose GPU count a search chooses (plan --deadline): a parallelism section's data degree and
+    hardware.count are the search's, so they are not checked against each other; the section is validated on the
+    fewest GPUs it can run on (one replica, as many as its experts' folding needs)."""
+    raw = read_source(source)
+    data = apply_overrides(raw.data, overrides) if isinstance(raw.data, Mapping) else raw.data
+    section = data.get("parallelism") if isinstance(data, Mapping) else None
+    if isinstance(section, Mapping):
+        degree = lambda name, default: section.get(name, default)  # noqa: E731
+        names = ("tensor", "context", "pipeline", "expert")
+        if all(isinstance(degree(name, 1), int) and degree(name, 1) > 0 for name in names):
+            tensor, context, pipeline, expert = (degree(name, 1) for name in names)
+            folded = degree("expert_tensor", None)
+            step = expert_data_step(tensor, context, expert, folded if isinstance(folded, int) and folded > 0
+                                    else None)
+            hardware = data.get("hardware") if isinstance(data.get("hardware"), Mapping) else {}
+            data = {**data, "parallelism": {**section, "data": "auto"},
+                    "hardware": {**hardware, "count": model_parallel(tensor, context, pipeline) * step}}
+    return raw.model_copy(update={"data": data}).validate()
 
 
 def read_source(source: str | os.PathLike | Mapping[str, Any]) -> RawSpec:

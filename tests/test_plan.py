@@ -357,6 +357,27 @@ def test_deadline_keeps_the_spec_layouts_folded_expert_ranks(run):
     assert list(degrees)[:3] == [4, 8, 12]
 
 
+@pytest.mark.parametrize("sets", [["parallelism.tensor=8", "hardware.count=12"],
+                                  ["parallelism.tensor=8", "parallelism.data=3", "hardware.count=16"],
+                                  ["parallelism.tensor=2", "parallelism.expert=8", "parallelism.expert_tensor=1",
+                                   "parallelism.sequence_parallel=true", "parallelism.zero=1", "hardware.count=2"]])
+def test_deadline_does_not_check_a_spec_layout_against_the_count_it_searches(run, sets):
+    # plan --deadline chooses the GPU count (and so the data degree): a section whose degrees do not tile the
+    # spec's hardware.count, or whose data degree disagrees with it, is still planned, on whole replicas
+    # (folded expert ranks included). The same section is refused where the count is used: estimate.
+    model = "mixtral-8x7b" if any("expert" in s for s in sets) else "llama3-8b"
+    args = [a for s in sets for a in ("--set", s)]
+    assert run("estimate", model, *args).exit_code == 2
+    result = run("plan", model, "--deadline", "365d", "--gpu", "h100-sxm", *args, "--format", "json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)[0]
+    lay = data["layout"]
+    assert data["gpus"] == lay["data"] * lay["tensor"] * lay["pipeline"] * lay["context"]
+    assert lay["tensor"] == int(sets[0].split("=")[1])
+    if lay["expert"] > 1:
+        assert lay["data"] % 4 == 0     # 8 whole-expert ranks folded into 2 × d tensor and data ranks
+
+
 def test_deadline_chooses_the_layout_cheapest_once_each_is_tuned(run):
     # Llama 2 70B on H100s in 60 days: at 512 GPUs, ZeRO 3 alone is cheapest at the spec's full recomputation,
     # but tuned without recomputation tensor 2 on ZeRO 3 is cheaper (tensor 4 on ZeRO 2, the runner-up, within

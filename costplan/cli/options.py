@@ -40,15 +40,17 @@ def collect_overrides(overrides: Sequence[str], gpu: str | None, gpus: str | Non
     return [*overrides, *extra]
 
 
-def load_all(specs: Sequence[str], overrides: Sequence[str]):
-    """Every spec, validated; the problems of all files are reported together."""
+def load_all(specs: Sequence[str], overrides: Sequence[str], searched_count: bool = False):
+    """Every spec, validated; the problems of all files are reported together. With searched_count (plan
+    --deadline) a parallelism section is not checked against hardware.count, which the search chooses."""
     from costplan.errors import SpecError
-    from costplan.loading import load_spec
+    from costplan.loading import load_for_search, load_spec
 
+    load = load_for_search if searched_count else load_spec
     loaded, problems = [], []
     for source in specs:
         try:
-            loaded.append(load_spec(source, overrides))
+            loaded.append(load(source, overrides))
         except SpecError as exc:
             problems.append(str(exc))
     if problems:

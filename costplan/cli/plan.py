@@ -86,7 +86,7 @@ def plan(ctx, spec, budget, unit, deadline, gpu_names, gpus, seq_len, vocab, wri
             click.echo(f"wrote {write_path}", err=True)
         return
     hours = check(parse_duration, "--deadline", deadline)
-    loaded = check(load_all, [spec], list(overrides))
+    loaded = check(load_all, [spec], list(overrides), True)
     problems += [f"{option}: only with --budget" for option in budget_only]
     if problems:
         raise CostplanError("\n".join(problems))

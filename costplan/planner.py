@@ -20,7 +20,7 @@ never take longer or need more memory.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from costplan import hardware, scaling, sizing
@@ -29,7 +29,7 @@ from costplan.costs.layers import pipeline_stages, stage_count, stage_depth
 from costplan.costs.layouts import grid, replica, variant
 from costplan.costs.time import HOURS_PER_DAY, flops_in
 from costplan.errors import CostplanError
-from costplan.forked import available_cpus, map_forked
+from costplan.forked import available_cpus, imap_forked
 from costplan.loading import load_spec
 from costplan.records import Record
 from costplan.spec import Spec
@@ -368,11 +368,21 @@ def _meeting(spec: Spec, gpu_key: str, count: int, layout: dict[str, Any], deadl
     if _meets(e, deadline_hours):
         return e
     t = spec.training
+    own = (t.micro_batch_size, t.recompute, t.recompute_layers)
+    plain: dict[int, Any] = {t.micro_batch_size: e} if t.recompute == "none" else {}
+
+    def unrecomputed(micro: int):  # noqa: ANN202 - an Estimate
+        if micro not in plain:
+            plain[micro] = estimate(_trained(laid, micro, "none", None))
+        return plain[micro]
+
     for recompute, layers in sorted(_recompute_choices(laid), key=_held):
         for micro in _micro_batches(laid):  # larger micro-batches hold more: stop at the first that does not fit
-            if (micro, recompute, layers) == (t.micro_batch_size, t.recompute, t.recompute_layers):
+            if (micro, recompute, layers) == own:
                 continue
-            other = estimate(_trained(laid, micro, recompute, layers))
+            if recompute != "none" and not _in_time(unrecomputed(micro), deadline_hours):
+                continue    # recomputation only adds work to a run already too slow without it
+            other = unrecomputed(micro) if recompute == "none" else estimate(_trained(laid, micro, recompute, layers))
             if not other.memory.fits:
                 break
             if _meets(other, deadline_hours):
@@ -413,7 +423,11 @@ def _same_layout(a, b, zero: bool = True) -> bool:  # noqa: ANN001 - Estimates
 
 
 def _meets(e, deadline_hours: float) -> bool:  # noqa: ANN001 - an Estimate
-    return e.memory.fits and e.time.wall_clock_days * HOURS_PER_DAY <= deadline_hours
+    return e.memory.fits and _in_time(e, deadline_hours)
+
+
+def _in_time(e, deadline_hours: float) -> bool:  # noqa: ANN001 - an Estimate
+    return e.time.wall_clock_days * HOURS_PER_DAY <= deadline_hours
 
 
 MICRO_BATCHES = (1, 2, 4, 8)
@@ -436,26 +450,33 @@ def _recompute_choices(spec: Spec) -> list[tuple[str, int | None]]:
 
 def _tune(spec: Spec, result, deadline_hours: float):  # noqa: ANN001, ANN202 - Estimate in and out
     """The cheapest micro-batch size (_micro_batches) and recomputation for a laid-out spec on its GPUs."""
-    t = spec.training
+    a = result.assumptions
     best = result
     for micro in _micro_batches(spec):
-        for recompute, layers in _recompute_choices(spec):
-            if (micro, recompute, layers) == (t.micro_batch_size, t.recompute, t.recompute_layers):
-                continue
-            e = estimate(_trained(spec, micro, recompute, layers))
+        for recompute, layers in _recompute_choices(spec):     # none first
+            same = (micro, recompute, layers) == (a.micro_batch_size, a.recompute, a.recompute_layers)
+            e = result if same else estimate(_trained(spec, micro, recompute, layers))
             if _meets(e, deadline_hours) and e.time.cost_usd < best.time.cost_usd:
                 best = e
+            if recompute == "none" and e.memory.fits:
+                break       # recomputation only adds work: it can be cheaper only where none does not fit
     return best
 
 
 def deadline_options(spec: Spec, deadline_hours: float, gpu_keys: list[str] | None = None,
-                     mfu: float | None = None) -> list[Option]:
+                     mfu: float | None = None, progress: Callable[[str, int, int], None] | None = None
+                     ) -> list[Option]:
     """One option per GPU type (the catalogue, or the given ones), cheapest first, impossible ones last; each
-    timed at `mfu` where given, else with the step model."""
+    timed at `mfu` where given, else with the step model. `progress(gpu, done, total)` is called as each GPU
+    type's search is in."""
     keys = gpu_keys or list(hardware.catalogue())
     for key in keys:
         hardware.resolve(key)  # an unknown name is the user's error, reported before any work
     # GPU types are searched independently: one process each while CPUs last
-    options = map_forked(lambda key: fewest_gpus(spec, key, deadline_hours, mfu), keys, available_cpus())
+    options = []
+    for option in imap_forked(lambda key: fewest_gpus(spec, key, deadline_hours, mfu), keys, available_cpus()):
+        options.append(option)
+        if progress is not None:
+            progress(option.gpu, len(options), len(keys))
     return sorted(options, key=lambda o: (o.cost_usd is None, o.cost_usd or 0.0))
 

@@ -463,3 +463,54 @@ def test_deadline_counts_meet_it_with_any_micro_batch(run):
                 f"parallelism.pipeline={lay['pipeline']}", f"parallelism.zero={lay['zero']}",
                 f"training.micro_batch_size={micro}", f"training.recompute={recompute}"]))
             assert not e.memory.fits or e.time.wall_clock_days * 24 > 3
+
+
+ONE_WAY = {"tensor": 1, "pipeline": 1, "sequence_parallel": False, "micro_batches": None}
+
+
+@pytest.mark.parametrize("preset, gpu, count, layout, days", [
+    ("llama3-70b", "l4", 3216, {**ONE_WAY, "zero": 3}, 365),      # only full recomputation at micro-batch 1 meets it
+    ("llama3-70b", "l4", 2048, {**ONE_WAY, "zero": 3}, 365),      # nothing does
+    ("llama3-70b", "a100-40gb", 1536, {"tensor": 4, "pipeline": 2, "zero": 1, "sequence_parallel": True,
+                                       "micro_batches": 8}, 360),  # micro-batch 2 with full recomputation
+    ("llama3-70b", "a100-40gb", 1536, {"tensor": 4, "pipeline": 2, "zero": 1, "sequence_parallel": True,
+                                       "micro_batches": 8}, 400),  # micro-batch 1 or 2 with it: 2 is cheaper
+    ("llama3-8b", "h100-sxm", 64, {**ONE_WAY, "zero": 1}, 365),   # nine settings, none the cheapest
+    ("llama3-8b", "a100-40gb", 128, {"tensor": 2, "pipeline": 2, "zero": 1, "sequence_parallel": True,
+                                     "micro_batches": 8}, 500),    # larger micro-batches fit only with recomputation
+])
+def test_the_pruned_search_finds_what_trying_every_setting_finds(preset, gpu, count, layout, days):
+    # The planner skips recomputation where a micro-batch size runs too slowly without it, or fits without it
+    # (recomputing only adds work): the layout meets the deadline on a count exactly where one of every micro-batch
+    # size and recomputation it tries does, and tuning finds the cheapest of them.
+    spec = costplan.load_spec(preset)
+    laid = layouts.variant(spec, gpu, count, layout, None)
+    every = [costplan.estimate(planner._trained(laid, micro, recompute, layers))
+             for micro in planner._micro_batches(laid) for recompute, layers in planner._recompute_choices(laid)]
+    meeting = [e for e in every if planner._meets(e, days * 24)]
+    found = planner._meeting(spec, gpu, count, layout, days * 24, None)
+    assert (found is not None) == bool(meeting)
+    if found is not None:
+        assert planner._meets(found, days * 24)
+        tuned = planner._tune(laid, found, days * 24)
+        assert tuned.time.cost_usd == min(e.time.cost_usd for e in meeting)
+
+
+def test_a_search_over_several_gpu_types_says_how_far_it_is(run, monkeypatch, capsys):
+    # Each GPU type reports as its search is in (the catalogue takes tens of seconds on two cores): on a terminal's
+    # standard error, never on standard output, and not at all in a pipe.
+    told = []
+    options = planner.deadline_options(costplan.load_spec("gpt2-small"), 24.0, ["h100-sxm", "l4", "a100-80gb"],
+                                       progress=lambda gpu, done, total: told.append((gpu, done, total)))
+    assert sorted(gpu for gpu, _, _ in told) == sorted(o.gpu for o in options)
+    assert [(done, total) for _, done, total in told] == [(1, 3), (2, 3), (3, 3)]
+    args = ("plan", "gpt2-small", "--deadline", "1d", "--gpu", "h100-sxm", "--gpu", "l4")
+    assert run(*args).stderr == ""              # a pipe (the test runner's) gets no progress
+    from costplan.cli import plan as plan_command
+
+    monkeypatch.setattr("sys.stderr.isatty", lambda: True)
+    progress = plan_command.progress_lines()
+    progress("l4", 2, 14)
+    assert "plan: l4 searched, 2 of 14 GPU types (" in capsys.readouterr().err
+    progress("l4", 1, 1)                        # one GPU type: nothing to count
+    assert capsys.readouterr().err == ""

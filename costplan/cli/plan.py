@@ -6,6 +6,26 @@ import click
 from costplan.cli.options import FORMATS, echo_warnings, law_option, load_all
 from costplan.errors import CostplanError
 
+def progress_lines():  # noqa: ANN201
+    """A progress(gpu, done, total) for a search over several GPU types (the catalogue takes tens of seconds on
+    two cores): a line on standard error as each type is in, where a person watches it (a terminal); nothing in a
+    pipe or a CI log."""
+    import sys
+    import time
+
+    from costplan import report
+
+    if not sys.stderr.isatty():
+        return None
+    started = time.monotonic()
+
+    def progress(gpu: str, done: int, total: int) -> None:
+        if total > 1:
+            click.echo(f"plan: {gpu} searched, {done} of {total} GPU types "
+                       f"({report.seconds(time.monotonic() - started)})", err=True)
+    return progress
+
+
 @click.command()
 @click.argument("spec", required=False, metavar="[SPEC_OR_PRESET]")
 @click.option("--budget", metavar="AMOUNT", help="Compute budget, in --unit (e.g. 5.76e23 FLOPs).")
@@ -90,7 +110,7 @@ def plan(ctx, spec, budget, unit, deadline, gpu_names, gpus, seq_len, vocab, wri
     problems += [f"{option}: only with --budget" for option in budget_only]
     if problems:
         raise CostplanError("\n".join(problems))
-    options = planner.deadline_options(loaded[0], hours, list(gpu_names) or None, utilisation)
+    options = planner.deadline_options(loaded[0], hours, list(gpu_names) or None, utilisation, progress_lines())
     click.echo(report.render(tables.deadline(options), fmt))
     if all(o.gpus is None for o in options):    # a script's `plan && train` should stop here
         click.echo(f"no GPU type tried trains {loaded[0].name} within {deadline}", err=True)

@@ -239,6 +239,19 @@ def test_tensor_parallel_adds_two_all_reduces_per_layer():
     assert two.assumptions.kv_cache_split == 2
 
 
+@pytest.mark.parametrize("block, reductions", [("sequential", 2), ("sandwich", 2), ("parallel", 1),
+                                               ("parallel_shared_norm", 1)])
+def test_a_parallel_layer_all_reduces_once(block, reductions):
+    # attention's and the MLP's partial outputs are summed before one all-reduce per layer (vLLM's Falcon with
+    # parallel_attn: reduce_row_parallel_results off); a sequential layer reduces each: 4 tokens × d × 2 bytes,
+    # 2(t − 1)/t of it at 300 GB/s per direction × 0.8, plus 10 µs
+    spec = costplan.load_spec("llama2-7b", ["hardware.gpu=a100-80gb", "serving.tensor=2", "serving.gpus=2",
+                                            f"model.block={block}"])
+    _, _, replica = inference._setup(spec)
+    one = 10e-6 + 4 * D * 2 * 2 * (1 / 2) / (300e9 * 0.8)
+    assert replica.allreduce_seconds(4) == pytest.approx(reductions * L * one, rel=1e-12)
+
+
 def test_auto_tensor_takes_the_fewest_gpus_that_hold_the_model():
     est = inference.serve(costplan.load_spec("llama2-70b", ["serving.gpus=8"]))   # 128 GiB of bf16 weights
     assert est.assumptions.tensor == 2 and est.assumptions.replicas == 4

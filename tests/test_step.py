@@ -290,6 +290,16 @@ def test_tensor_traffic_exposed_or_hidden_behind_gemms(flat):
     assert hidden.time.step_seconds < exposed.time.step_seconds
 
 
+@pytest.mark.parametrize("block", ["parallel", "parallel_shared_norm"])
+def test_a_parallel_layer_reduces_attention_and_mlp_together(flat, block):
+    # A parallel layer sums attention's and the MLP's row-parallel partial outputs before one all-reduce (GPT-NeoX's
+    # gpt_j_residual, vLLM's Falcon): 2 all-reduces per layer of the s·h activation, one each way.
+    e = step(flat, {"tensor": 2}, count=2, model={"block": block})
+    wire = 2 * 2 * 1 / 2 * S * D * 2 * L
+    assert e.parallelism.communication_bytes["tensor"] == pytest.approx(wire)
+    assert e.time.breakdown["communication.tensor"] == pytest.approx(wire / 100e9)
+
+
 def test_context_parallel_ring_and_memory(flat):
     one, ring = step(flat, {}), step(flat, {"context": 4}, count=4)
     # each layer passes its K and V chunk (2 · s/4 · d 16-bit values) 3 times around the ring of 4: forward,

@@ -1,8 +1,9 @@
 """Serving time, throughput and cost: a roofline per phase with kernel-level efficiencies.
 
 One replica of the model runs on `tensor` GPUs (Megatron-style tensor parallelism: heads and MLP widths split,
-two all-reduces of the d_model-wide activations per layer); serving.gpus GPUs hold gpus / tensor replicas, one
-replica when it is not set (hardware.count is the training cluster, not the serving fleet).
+two all-reduces of the d_model-wide activations per layer, one in a parallel layer); serving.gpus GPUs hold
+gpus / tensor replicas, one replica when it is not set (hardware.count is the training cluster, not the serving
+fleet).
 Per GPU of a replica, a phase (a forward pass) is the sum of its kernels' times, each max(compute, memory) of
 its own, since they run one after another (costs/serving_ops.py), + all-reduces:
 - each weight GEMM: FLOPs / (peak × the GEMM efficiency at its size, the device's `gemm` curve) against its
@@ -14,7 +15,8 @@ its own, since they run one after another (costs/serving_ops.py), + all-reduces:
   peak only over an fp8 cache of fp8 weights (TensorRT-LLM's fp8 context FMHA), else the 16-bit one;
 - norms, residual adds, activations, rotary, routing, the embedding lookup and the weights outside GEMMs:
   bytes at the streaming efficiency;
-- all-reduce = 2 per layer × (latency + bytes × 2(t − 1)/t / (link bandwidth × bus efficiency)), the latency
+- all-reduce = 2 per layer (1 in a parallel layer, which sums attention's and the MLP's partial outputs first, as
+  vLLM's Falcon does) × (latency + bytes × 2(t − 1)/t / (link bandwidth × bus efficiency)), the latency
   of an all-reduce inside a node, or across nodes (InfiniBand) when the group spans more than one.
 Efficiencies come from kernel measurements (data/kernels.yaml), never from end-to-end serving results.
 
@@ -44,6 +46,7 @@ from costplan import kernels
 from costplan.costs import Shape
 from costplan.costs import serving as sizes
 from costplan.costs import serving_ops as ops
+from costplan.costs.layers import STRUCTURES
 from costplan.costs.serving_ops import expected_experts
 from costplan.costs.serving_result import (Efficiency, ServingAssumptions, ServingCost, ServingEstimate, ServingLatency,
                                            ServingMemory, ServingThroughput)
@@ -53,13 +56,13 @@ from costplan.hardware import GPU
 from costplan.spec import Spec
 from costplan.spec_rules import split_rules
 
-ALLREDUCES_PER_LAYER = 2      # after attention and after the MLP (Megatron-LM §3)
 ACTIVATION_BYTES = 2          # 16-bit activations on the wire
 ONE_TOKEN = Shape(1, sizes.SIXTEEN_BIT)
 
 
-NOT_MODELLED = ("queueing and scheduling delays, prefill interrupting decode, a fixed cost per kernel launch, "
-                "speculative decoding, prefix caching, pipeline and expert parallelism")
+NOT_MODELLED = ("queueing and scheduling delays, prefill interrupting decode (chunked prefill), a fixed cost per "
+                "kernel launch, gathering MoE experts' weights, speculative decoding, prefix caching, pipeline and "
+                "expert parallelism")
 QUANTIZED_NOTE = {
     "bf16": "nothing: every tensor in bf16",
     "fp8": "attention, MLP and expert matrices in fp8 with an fp32 scale each; embeddings, head, norms, "
@@ -135,7 +138,9 @@ class Replica:
         t, e = self.tensor, self.eff
         message = tokens * self.spec.model.d_model * ACTIVATION_BYTES
         one = self.allreduce_latency + message * 2 * (t - 1) / t / (self.link * e.allreduce_bus.value)
-        return ALLREDUCES_PER_LAYER * self.spec.model.n_layers * one
+        model = self.spec.model
+        # vLLM's fused MoE reduces its tensor-split experts' output as an MLP does
+        return STRUCTURES[model.block].reductions * model.n_layers * one
 
     def phase(self, tokens: int, head_rows: int, core: float, cache: float,
               attention_efficiency: float | None = None) -> tuple[float, str]:

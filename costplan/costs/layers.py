@@ -27,6 +27,9 @@ class Structure:
     norm_inputs: int           # distinct tensors they normalise: each is saved once, whichever norms read it
     shared_input: bool         # attention and MLP read the same normed tensor, saved once (by attention, first)
     residual: int              # elements moved by the residual adds, in s·d_model units (ops.py)
+    # tensor-parallel reductions of a dense layer's outputs: a parallel layer sums attention's and the MLP's
+    # row-parallel partial outputs and reduces them once (GPT-NeoX's gpt_j_residual, vLLM's Falcon)
+    reductions: int = 2
 
 
 # Two adds of two tensors move 3 each; a parallel layer sums x, attention and MLP in one add (read 3, write 1).
@@ -35,9 +38,18 @@ STRUCTURES = {
     # the post-norms normalise each block's output, a tensor nothing else saves
     "sandwich": Structure(norms=4, norm_inputs=4, shared_input=False, residual=6),
     # both norms read the layer input
-    "parallel": Structure(norms=2, norm_inputs=1, shared_input=False, residual=4),
-    "parallel_shared_norm": Structure(norms=1, norm_inputs=1, shared_input=True, residual=4),
+    "parallel": Structure(norms=2, norm_inputs=1, shared_input=False, residual=4, reductions=1),
+    "parallel_shared_norm": Structure(norms=1, norm_inputs=1, shared_input=True, residual=4, reductions=1),
 }
+
+
+def tensor_reductions(model: ModelSpec, moe: MoESpec | None) -> int:
+    """All-reduces (or reduce-scatters under sequence parallelism) of a layer's s·b·h output per pass under
+    tensor parallelism: attention's and the MLP's (Megatron-LM §3), once for both in a parallel layer; a MoE block
+    without shared experts has none of its own (its routed experts take their tokens by all-to-all)."""
+    if moe is not None and not moe.n_shared_experts:
+        return 1
+    return STRUCTURES[model.block].reductions
 
 
 @dataclass(frozen=True)

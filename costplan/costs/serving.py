@@ -8,7 +8,8 @@ embeddings, the LM head, norms, biases, MoE routers and AFT position biases stay
 - bf16: 2 bytes per parameter.
 - fp8: 1 byte per quantized weight and one fp32 scale per matrix (per-tensor scaling, as vLLM and
   TensorRT-LLM load fp8 checkpoints).
-- int8: 1 byte per quantized weight and one 16-bit scale per output row (per-channel, SmoothQuant W8A8).
+- int8: 1 byte per quantized weight and one 16-bit scale per output row (per-channel), weight-only: dequantized
+  to 16 bits for the GEMMs (costs/inference.py), whose activations stay 16-bit.
 - int4: two weights per byte and one 16-bit scale per group of `group_size` weights along the input
   dimension (GPTQ, AWQ; symmetric, no zero points); group_size None means one scale per output row. The
   group size is taken to divide every matrix's input width, as GPTQ/AWQ kernels require.

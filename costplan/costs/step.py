@@ -29,8 +29,9 @@ by the group's span, where ring collectives pool a node's NICs and all-to-alls a
 through each GPU's own (traffic.collective_seconds); ranks ordered tensor, context, data, pipeline, as
 Megatron's):
 - tensor: per layer and micro-batch 2 all-reduces forward, 2 backward (2 more with full recomputation) of the
-  layer's s·b·h activation (Megatron §3.2), one for a MoE block only with shared experts; exposed, or with
-  `tensor_overlap` hidden behind the layer's GEMMs (exposed only beyond them).
+  layer's s·b·h activation (Megatron §3.2; one each way for a parallel layer, which sums attention's and the
+  MLP's partial outputs first: layers.tensor_reductions), one for a MoE block only with shared experts;
+  exposed, or with `tensor_overlap` hidden behind the layer's GEMMs (exposed only beyond them).
 - context: ring attention passes each rank's K and V chunk (its tensor rank's heads) around the ring, cp − 1
   transfers forward and twice that backward (the K/V chunks and their gradients), hidden behind the attention
   core's compute.
@@ -78,7 +79,7 @@ from costplan.costs.attention import aft
 from costplan.costs.components import edge_params
 from costplan.costs.device import Device, device  # noqa: F401 - step.device, as before
 from costplan.costs.layers import (Layer, Stages, block_width, pipeline_stages, recompute_groups, stage_count,
-                                   stage_layers)
+                                   stage_layers, tensor_reductions)
 from costplan.costs.memory import (FP32, UNFUSED_UPDATE_BYTES, accumulation_adds, gradient_bytes, optimizer_bytes,
                                    weight_bytes)
 from costplan.costs.parallel import zero_groups
@@ -375,7 +376,7 @@ def _time_layer(spec: Spec, dev: Device, shape: Shape, timer: Timer, layer: Laye
     if t > 1:
         # the all-reduce (or reduce-scatter and all-gather) of attention's output, and of the MLP's: a dense one or
         # a MoE block's shared experts; its routed experts take their tokens by all-to-all instead
-        blocks = 2 if moe is None or moe.n_shared_experts else 1
+        blocks = tensor_reductions(model, moe)
         per = 2 * (t - 1) / t * hidden
         wire["tensor"] = rounds * blocks * per
         kind = RING if par.sequence_parallel else ALLREDUCE     # reduce-scatter and all-gather, or all-reduce

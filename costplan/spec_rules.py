@@ -267,6 +267,8 @@ def parallel_rules(par: Getter, model: Getter, training: Getter, hw: Getter) -> 
                                                  f"hardware.count is {count}"))
         elif data == "auto":
             data = count // replica
+    if par("stage_layers") == ():      # not the same as leaving it out, which an empty list would read as
+        problems.append(("parallelism.stage_layers", "is empty: give one depth per pipeline stage, or leave it out"))
     uneven = uneven_split(par)
     problems += split_rules(model, tensor, None if uneven else pipeline, par("expert_tensor"))
     if uneven:

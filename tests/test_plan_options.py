@@ -43,6 +43,8 @@ def test_plan_budget_with_options_it_would_ignore(run):
         "deadline needs)"]
     assert errors(run("plan", TINY, "--deadline", "3d", "--gpus", "8", "--vocab", "100")) == [
         "Error: --gpus: only with --budget", "Error: --vocab: only with --budget"]
+    # a deadline's table predicts no loss: a law given there would be ignored (and went unchecked)
+    assert errors(run("plan", TINY, "--deadline", "3d", "--law", "nope")) == ["Error: --law: only with --budget"]
 
 
 def test_plan_write_checks_the_path_first_and_never_replaces_silently(run, tmp_path):

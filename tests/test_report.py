@@ -107,7 +107,9 @@ def test_one_token_on_one_gpu(run):
                                    "(bf16, adamw, recompute none)")
     assert rows(out, "training total").endswith("854.4 MFLOP 1 token, 8.036e-9 per parameter")
     # 854.4 MFLOP / (312 TFLOP/s × 0.45) = 6.086 µs; one token of a step of 512 sequences of 1,024
-    assert rows(out, "GPU-hours") == "GPU-hours 6.086 µs of GPU time 1 step"   # a whole step, its token's share priced
+    # a whole step, its token's share priced, as the note says
+    assert rows(out, "GPU-hours") == ("GPU-hours 6.086 µs of GPU time 1 step, the last 1.907e-6 of a batch, timed at "
+                                      "that share of a step")
     assert rows(out, "wall clock") == "wall clock 6.086 µs on 1 GPU"
     assert rows(out, "cost") == "cost < $0.01 at $1.30 per GPU-hour"
     assert rows(out, "norms") == "norms 38.4 k 0.031%"

@@ -5,6 +5,9 @@ import json
 
 import pytest
 
+import costplan
+from costplan.costs import inference
+
 CONTRACT = {
     "memory": {"weights", "kv_cache_per_token", "kv_cache_per_sequence", "total_per_gpu", "max_batch"},
     "latency": {"ttft_seconds", "tpot_seconds"},
@@ -150,3 +153,11 @@ def test_an_int4_group_must_divide_every_quantized_matrix(run):
     assert line == ("Error: gpt-oss-120b: serving.group_size: 128 does not divide the input width of every "
                     "quantized matrix (2880); give one that does, or null for a scale per row")
     assert run("serve", "gpt-oss-120b", "--weights", "int4", "--group-size", "32").exit_code == 0
+
+
+@pytest.mark.parametrize("gpu, sixteen", [("h100-sxm", "bf16"), ("v100", "fp16")])
+def test_sixteen_bit_weights_are_named_as_the_device_runs_them(gpu, sixteen):
+    # a V100 has no bf16 peak: its engines load and run 16-bit weights as fp16, which the timing uses too
+    a = inference.serve(costplan.load_spec("llama3-8b", [f"hardware.gpu={gpu}"])).assumptions
+    assert a.compute_precision == sixteen
+    assert a.quantized == f"nothing: every tensor in {sixteen}"

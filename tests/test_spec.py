@@ -127,6 +127,8 @@ UNEVEN = "model: {vocab_size: 1000, d_model: 64, n_layers: 10, n_heads: 4, max_s
      "allows one or the other)"),
     ("{pipeline: 1, first_stage_layers: 4}",
      "parallelism.first_stage_layers: set with pipeline 1; it splits the layers over pipeline stages"),
+    ("{pipeline: 2, stage_layers: []}",     # not read as leaving it out
+     "parallelism.stage_layers: is empty: give one depth per pipeline stage, or leave it out"),
     # interleaved: each stage's layers come in v chunks (3 is not a multiple of 2; the middle stages' 2 are)
     ("{pipeline: 4, virtual_stages: 2, first_stage_layers: 3, last_stage_layers: 3, micro_batches: 4}",
      "parallelism.first_stage_layers: 3 is not a multiple of virtual_stages (2)\n"

@@ -34,9 +34,18 @@ def test_steps_are_whole_and_the_hours_the_tokens_share(run):
     e = costplan.estimate(spec)
     assert e.assumptions.steps == 976_563
     assert e.time.gpu_hours == pytest.approx(10**9 / 1024 * e.time.step_seconds * 8 / 3600, rel=1e-12)
-    (hours,) = [line for line in run("estimate", "gpt2-small", "--tokens", "1000").stdout.splitlines()
-                if "GPU-hours" in line]
-    assert hours.endswith(" 1 step")
+    def hours_note(*args: str) -> str:
+        (line,) = [line for line in run("estimate", "gpt2-small", *args).stdout.splitlines() if "GPU-hours" in line]
+        return line.rstrip()
+
+    # a partial last step that whole steps would price 1% higher is said to be timed at its share (gpt2-small's
+    # batch: 512 sequences of 1024 tokens); 976,563 steps with a last half batch are not
+    assert hours_note("--tokens", "1000").endswith(" 1 step, the last 0.001907 of a batch, timed at that share of "
+                                                  "a step")
+    assert hours_note("--tokens", str(512 * 1024 * 3 // 2)).endswith(" 2 steps, the last 0.5 of a batch, timed at "
+                                                                     "that share of a step")
+    assert hours_note("--tokens", str(512 * 1024 * 200)).endswith(" 200 steps")
+    assert hours_note("--tokens", str(512 * 1024 * 1999 // 2)).endswith(" 1 k steps")
 
 
 def test_catalogue_defaults_and_precision_peak():

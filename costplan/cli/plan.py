@@ -69,7 +69,8 @@ def plan(ctx, spec, budget, unit, deadline, gpu_names, gpus, seq_len, vocab, wri
         raise CostplanError("with SPEC, plan needs --deadline DURATION (and no --budget)")
     given = [name for name in ("unit", "gpus", "seq_len", "vocab")
              if ctx.get_parameter_source(name) != click.core.ParameterSource.DEFAULT]
-    budget_only = [f"--{name.replace('_', '-')}" for name in given] + ["--write"] * bool(write_path)
+    budget_only = ([f"--{name.replace('_', '-')}" for name in given] + ["--write"] * bool(write_path)
+                   + ["--law"] * (law is not None))     # a deadline's table has no loss to predict
     spec_only = ["--deadline"] * (deadline is not None) + ["--set"] * bool(overrides)
     if force and not write_path:
         problems.append("--force: only with --write")

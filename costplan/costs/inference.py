@@ -64,7 +64,7 @@ NOT_MODELLED = ("queueing and scheduling delays, prefill interrupting decode (ch
                 "kernel launch, gathering MoE experts' weights, speculative decoding, prefix caching, pipeline and "
                 "expert parallelism")
 QUANTIZED_NOTE = {
-    "bf16": "nothing: every tensor in bf16",
+    "bf16": "nothing: every tensor in {sixteen}",
     "fp8": "attention, MLP and expert matrices in fp8 with an fp32 scale each; embeddings, head, norms, "
            "routers in 16 bits",
     "int8": "attention, MLP and expert matrices in int8 with a 16-bit scale per output row; embeddings, head, "
@@ -107,6 +107,13 @@ def weights_per_gpu(spec: Spec, parts: sizes.Parts, tensor: int, weights: int) -
             quantized, sixteen = ops.copied_weights(spec.model, kind)
             extra += (quantized * per_weight + sixteen * sizes.SIXTEEN_BIT) * (1 / held - 1 / tensor)
     return math.ceil(weights / tensor + extra)
+
+
+def _sixteen_bits(gpu: GPU) -> str:
+    """What 16-bit weights are on this device: bf16, or fp16 where it has no bf16 peak (a V100, whose engines
+    load fp16), computed in fp32 where it has neither."""
+    precision = compute_precision(gpu, "bf16")
+    return precision if precision != "fp32" else "16 bits, computed in fp32 (no 16-bit peak on this device)"
 
 
 def compute_precision(gpu: GPU, weights: str) -> str:
@@ -312,7 +319,8 @@ def serve(spec: Spec) -> ServingEstimate:
         output_tokens=o, decode_context=context, prefill_prompts_per_pass=per_pass, weights=s.weights,
         group_size=s.group_size if s.weights == "int4" else None,
         quantized=QUANTIZED_NOTE[s.weights].format(
-            group=f"{s.group_size} input weights" if s.group_size else "output row"),
+            group=f"{s.group_size} input weights" if s.group_size else "output row",
+            sixteen=_sixteen_bits(gpu)),
         kv_cache=s.kv_cache, kv_cache_split=kv_split(spec, tensor),
         compute_precision=compute_precision(gpu, s.weights), peak_flops_per_gpu=replica.peak,
         memory_bandwidth_bytes_per_s=replica.bandwidth, link_bytes_per_s=replica.link,

@@ -150,7 +150,7 @@ def time_rows(est: Estimate) -> list[Row]:
             note=f"model FLOPs / {a.gpu} {a.precision} peak {flops_rate(a.peak_flops_per_gpu)}" + (
                 OVER_ONE if t.mfu > 1 else "")),
         Row("time", "HFU", t.hfu, "percent", note="hardware FLOPs: recomputation, flash backward, skipped tiles"),
-        Row("time", "GPU-hours", t.gpu_hours, "hours", note=f"{count(a.steps)} step{'s' if a.steps != 1 else ''}"),
+        Row("time", "GPU-hours", t.gpu_hours, "hours", note=_steps_note(a)),
         Row("time", "wall clock", t.wall_clock_days, "days", note=f"on {plural(str(a.gpu_count), 'GPU')}"),
         Row("time", "cost", t.cost_usd, "usd", note=f"at ${price(a.usd_per_gpu_hour)} per GPU-hour"),
     ]
@@ -372,3 +372,16 @@ def sweep(points: Sequence[Point], keys: Sequence[str]) -> Table:
                              + [cell(v, SWEEP_UNITS[name])
                                 for name, v in p.values.items()] for p in points])
     return Table([Block(headers, body)], [{**p.varied, **p.values} for p in points], columns=headers)
+
+
+def _steps_note(a) -> str:  # noqa: ANN001 - Assumptions
+    """The optimizer steps, and, where whole steps would cost 1% more, that a last partial batch is timed at the
+    share of a step its tokens take."""
+    note = f"{count(a.steps)} step{'s' if a.steps != 1 else ''}"
+    last = a.tokens / (a.global_batch_size * a.seq_len) - (a.steps - 1)
+    if (1 - last) / a.steps < PARTIAL_STEP_NOTED:
+        return note
+    return note + f", the last {number(last)} of a batch, timed at that share of a step"
+
+
+PARTIAL_STEP_NOTED = 0.01

@@ -152,8 +152,9 @@ def test_int4_group_is_the_largest_power_of_two_dividing_every_matrix():
 # ---------------------------------------------------------------------------------------------- against costs/serving
 @pytest.mark.parametrize("name", ["dense", "flash", "alibi", "sliding-window", "moe", "moe-shared", "aft-simple",
                                   "aft-full", "aft-local", "aft-conv", "mla", "block-sandwich", "block-parallel",
-                                  "block-parallel-shared-norm", "sinks-dense", "sinks-flash"])
-# (block-parallel and block-parallel-shared-norm have LM-head biases)
+                                  "block-parallel-shared-norm", "sinks-dense", "sinks-flash", "chunked"])
+# (block-parallel and block-parallel-shared-norm have LM-head biases; chunked decodes at context 112, its new token
+# in the third 48-token chunk: its 16 cached keys and itself, not a chunk's average query)
 def test_measured_serving_quantities_agree_exactly_with_the_analytic_model(name):
     spec = ci(name)
     m = measure_serve(spec, CPU, time=False)

@@ -6,7 +6,7 @@ import math
 import pytest
 
 import costplan
-from costplan.costs import inference
+from costplan.costs import inference, serving
 from costplan.costs.attention.pairs import causal_pairs
 from costplan.costs.serving_result import ServingEstimate
 
@@ -418,3 +418,21 @@ def test_mla_down_projections_are_whole_on_every_gpu():
     assert latent == 923_467_776
     routers = 58 * 7168 * 256
     assert eight.memory.weights_per_gpu == math.ceil(one.memory.weights / 8 + (latent + routers) * 2 * (1 - 1 / 8))
+
+
+@pytest.mark.parametrize("prompt", [20_000, 8_000])
+def test_chunked_layers_decode_their_chunk_so_far_averaged_over_the_output(prompt):
+    # Llama 4 Scout: 36 of 48 layers see only their 8192-token chunk, 8 KV heads of 128 and 40 query heads. Over a
+    # 1000-token decode each new token reads its chunk so far, (prompt + j) % 8192 cached keys (after 20,000: 3,616
+    # to 4,615; after 8,000 the chunk ends at 8,192 and the next starts empty), which the step takes on average,
+    # where a whole chunk's cache and the new token at the mean context prompt + 500 were priced.
+    spec = costplan.load_spec("llama4-scout", [f"serving.prompt_tokens={prompt}", "serving.output_tokens=1000"])
+    cached = sum((prompt + j) % 8192 for j in range(1000)) / 1000
+    read, flops = serving.chunk_decode(spec, prompt, 1000)
+    assert read == pytest.approx(36 * 2 * 8 * 128 * 2 * (cached - 8192), rel=1e-12)
+    assert flops == pytest.approx(36 * 4 * 40 * 128 * (cached - (prompt + 500) % 8192), rel=1e-12)
+    # a decode's last token attends to its cached keys and itself in each chunked layer, the 12 global layers to
+    # the whole context and itself: 4·heads·head_dim FLOPs a key and layer
+    last = prompt + 999
+    assert (serving.decode_flops(spec, last) - serving.decode_flops(spec, 0)
+            == 4 * 40 * 128 * (36 * (last % 8192) + 12 * last))

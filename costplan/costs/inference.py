@@ -26,7 +26,8 @@ engine's max_num_tokens), their tokens in the same GEMMs: throughput and the inp
 share of such a pass. Decode, per step: the whole batch's weights read once (for MoE the routed experts the
 batch's tokens touch: E·(1 − (1 − k/E)^B) of E per MoE layer in expectation under uniform routing), each
 sequence's cache read, every token's FLOPs; taken at the mean context of the generated tokens,
-prompt + output/2. Time per output token = one step. Prefill and decode do not overlap: a request costs its
+prompt + output/2, but a chunked layer's, whose new token reads its chunk so far, averaged over those tokens
+(serving.chunk_decode). Time per output token = one step. Prefill and decode do not overlap: a request costs its
 share of a prefill pass plus output × step / batch of the replica's time, which splits the GPU-time between input tokens
 (prefill) and output tokens (decode) for the prices per million tokens.
 
@@ -280,8 +281,9 @@ def serve(spec: Spec) -> ServingEstimate:
 
     ttft, prefill_bound = _prefill(parts, replica, p)
 
-    core = _decode_attention(parts, context)
-    cache = sizes.kv_cache_bytes(parts, context, s.kv_cache) * tensor / kv_split(spec, tensor)
+    chunk_read, chunk_flops = sizes.chunk_decode(parts, p, o, s.kv_cache)
+    core = _decode_attention(parts, context) + chunk_flops
+    cache = (sizes.kv_cache_bytes(parts, context, s.kv_cache) + chunk_read) * tensor / kv_split(spec, tensor)
 
     def step(batch: int) -> tuple[float, str]:
         """One decode step of `batch` sequences: one token of each through every operation, every cache."""

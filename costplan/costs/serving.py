@@ -18,9 +18,11 @@ KV-cache formats: bf16 (2 bytes per element) or fp8 (1 byte; its per-tensor scal
 from __future__ import annotations
 
 from costplan.costs import Cost, Shape
+from costplan.costs.attention.pairs import chunk_pairs
+from costplan.costs.attention.softmax import score_flops
 from costplan.costs.estimate import components
 from costplan.errors import CostplanError
-from costplan.spec import Spec
+from costplan.spec import ModelSpec, Spec
 
 WEIGHT_FORMATS = ("bf16", "fp8", "int8", "int4")
 KV_FORMATS = ("bf16", "fp8")
@@ -129,14 +131,50 @@ def decode_flops(spec: Spec | Parts, context: int) -> int:
 
     Under convention 3 every token of a sequence of context + 1 tokens sees what its last token sees (all of
     them, or the window), so that sequence's forward FLOPs per token are exactly the new token's; for the
-    strided and fixed sparse patterns and for chunks (a query sees its chunk so far) they are the average
-    query's.
+    strided and fixed sparse patterns they are the average query's. A chunk's queries see unequal keys (its
+    whole chunk, convention 3, and the last partial chunk only itself): the new token's, its chunk so far, are
+    put in place of their average.
     """
     if context < 0:
         raise CostplanError(f"the context must be 0 or more tokens, got {context}")
     parts = parts_of(spec)
     tokens = context + 1
-    return _whole(parts(Shape(seq_len=tokens, act_bytes=SIXTEEN_BIT))).flops // tokens + _latent_decode(parts, tokens)
+    model = parts.spec.model
+    own = sum(score_flops(model.n_heads, tokens * (context % chunk + 1) - chunk_pairs(tokens, chunk),
+                          model.head_dim, model.head_dim) for chunk in _chunks(model))
+    whole = _whole(parts(Shape(seq_len=tokens, act_bytes=SIXTEEN_BIT))).flops
+    return (whole + own) // tokens + _latent_decode(parts, tokens)
+
+
+def chunk_decode(spec: Spec | Parts, prompt: int, output: int, kv_format: str = "bf16") -> tuple[float, float]:
+    """What chunked layers' new tokens read of the cache (bytes) and compute (FLOPs) per decode step, on
+    average over the `output` tokens after a prompt, beyond what kv_cache_bytes (a whole chunk's cache) and
+    decode_flops (the one new token) give at the mean context prompt + output // 2: a new token reads its chunk
+    so far (vLLM's ChunkedLocalAttention), which rises and falls over a decode as no single context does."""
+    model = parts_of(spec).spec.model
+    context = prompt + output // 2
+    per_token = 2 * model.kv_width * KV_ELEMENT_BYTES[kv_format]
+    read = flops = 0.0
+    for chunk in _chunks(model):
+        cached = _remainders(prompt, prompt + output, chunk) / output     # the mean of context % chunk
+        read += per_token * (cached - min(context, chunk))
+        flops += score_flops(model.n_heads, 1, model.head_dim, model.head_dim) * (cached - context % chunk)
+    return read, flops
+
+
+def _chunks(model: ModelSpec) -> list[int]:
+    """The chunk of each chunked-attention layer."""
+    return [a.chunk for a in map(model.layer_attention, range(model.n_layers)) if a.type == "chunked"]
+
+
+def _remainders(start: int, stop: int, modulus: int) -> int:
+    """The sum of x % modulus over start <= x < stop: whole periods, then what is left from start's remainder."""
+    periods, left = divmod(stop - start, modulus)
+    first = start % modulus
+    total = periods * modulus * (modulus - 1) // 2
+    upto_end = min(left, modulus - first)       # first, first + 1, ... before wrapping to 0
+    wrapped = left - upto_end
+    return total + upto_end * first + upto_end * (upto_end - 1) // 2 + wrapped * (wrapped - 1) // 2
 
 
 def _latent_decode(parts: Parts, keys: int) -> int:

@@ -168,7 +168,8 @@ def _time(result: ServeMeasurement, device: torch.device, overrides: list[str]) 
 def decode_bytes_read(spec: Spec, context: int, element_bytes: int) -> int:
     """Bytes one decode step of one sequence reads, every tensor at `element_bytes` per element: the weights
     (costs/inference.py's roofline: the routed experts one token touches), less the input embedding table of
-    which a step reads one row (a tied table is read whole, by the head), and the cache of `context` tokens."""
+    which a step reads one row (a tied table is read whole, by the head), and the cache of `context` tokens (a
+    chunked layer's chunk so far)."""
     m = spec.model
     parts = components(spec, Shape(1, sizes.SIXTEEN_BIT))
     params = sum(c.params for c in parts.values())
@@ -178,7 +179,9 @@ def decode_bytes_read(spec: Spec, context: int, element_bytes: int) -> int:
     table = parts["embedding"].params
     rows = (m.vocab_size * m.d_model if m.tie_embeddings else m.d_model) + (
         m.d_model if m.position == "learned" else 0)
-    cache = sizes.kv_cache_bytes(spec, context) // sizes.KV_ELEMENT_BYTES["bf16"]
+    # a chunked layer reads its new token's chunk so far, not a whole chunk
+    read = sizes.kv_cache_bytes(spec, context) + sizes.chunk_decode(spec, context, 1)[0]
+    cache = round(read) // sizes.KV_ELEMENT_BYTES["bf16"]
     return (params - table + rows + cache) * element_bytes
 
 

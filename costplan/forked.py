@@ -7,7 +7,7 @@ import multiprocessing
 import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -34,9 +34,10 @@ def _call(index: int):  # noqa: ANN202 - whatever the task returns
     return function(items[index])
 
 
-def imap_forked(function: Callable[[T], R], items: Sequence[T], jobs: int) -> Iterator[R]:
-    """function(item) for each item, in order, as they come in, over up to `jobs` forked processes taking one
-    item at a time each (items may cost unequally); an exception in a worker is raised here."""
+def imap_forked(function: Callable[[T], R], items: Sequence[T], jobs: int, ordered: bool = True) -> Iterator[R]:
+    """function(item) for each item, in order (or, not `ordered`, as each is done), as they come in, over up to
+    `jobs` forked processes taking one item at a time each (items may cost unequally); an exception in a worker
+    is raised here."""
     jobs = min(jobs, len(items)) if can_fork() else 1
     if jobs <= 1:
         yield from map(function, items)
@@ -45,7 +46,11 @@ def imap_forked(function: Callable[[T], R], items: Sequence[T], jobs: int) -> It
     _TASK = function, items
     try:
         with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("fork")) as workers:
-            yield from workers.map(_call, range(len(items)))
+            if ordered:
+                yield from workers.map(_call, range(len(items)))
+            else:
+                for done in as_completed([workers.submit(_call, index) for index in range(len(items))]):
+                    yield done.result()
     finally:
         _TASK = None
 

@@ -69,23 +69,41 @@ class RawSpec(Record):
 
 def load_for_search(source: str | os.PathLike | Mapping[str, Any], overrides: Iterable[str] = ()) -> Spec:
     """A spec whose GPU count a search chooses (plan --deadline): a parallelism section's data degree and
-    hardware.count are the search's, so they are not checked against each other; the section is validated on the
-    fewest GPUs it can run on (one replica, as many as its experts' folding needs)."""
+    hardware.count are the search's, so neither is checked against the other degrees; the section is validated
+    on the fewest GPUs it runs on (one replica, as many as its experts' folding needs, as many data ranks as its
+    fixed micro-batches make of a fixed batch). A value that is not valid is left for validation to report."""
     raw = read_source(source)
     data = apply_overrides(raw.data, overrides) if isinstance(raw.data, Mapping) else raw.data
     section = data.get("parallelism") if isinstance(data, Mapping) else None
-    if isinstance(section, Mapping):
-        degree = lambda name, default: section.get(name, default)  # noqa: E731
-        names = ("tensor", "context", "pipeline", "expert")
-        if all(isinstance(degree(name, 1), int) and degree(name, 1) > 0 for name in names):
-            tensor, context, pipeline, expert = (degree(name, 1) for name in names)
-            folded = degree("expert_tensor", None)
-            step = expert_data_step(tensor, context, expert, folded if isinstance(folded, int) and folded > 0
-                                    else None)
-            hardware = data.get("hardware") if isinstance(data.get("hardware"), Mapping) else {}
-            data = {**data, "parallelism": {**section, "data": "auto"},
-                    "hardware": {**hardware, "count": model_parallel(tensor, context, pipeline) * step}}
+    hardware = data.get("hardware", {}) if isinstance(data, Mapping) else None
+    if isinstance(section, Mapping) and isinstance(hardware, Mapping) and _count(hardware.get("count", 1)):
+        training = data.get("training") if isinstance(data.get("training"), Mapping) else {}
+        count = _searched_count(section, training)
+        if count is not None:
+            given = section.get("data", "auto")
+            section = {**section, "data": "auto"} if given == "auto" or _count(given) else section
+            data = {**data, "parallelism": section, "hardware": {**hardware, "count": count}}
     return raw.model_copy(update={"data": data}).validate()
+
+
+def _count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+def _searched_count(section: Mapping[str, Any], training: Mapping[str, Any]) -> int | None:
+    """The fewest GPUs a parallelism section runs on, as load_for_search validates it; None where a degree it
+    reads is not a whole number above zero."""
+    read = {name: section.get(name, 1) for name in ("tensor", "context", "pipeline", "expert")}
+    folded, micro_batches = section.get("expert_tensor"), section.get("micro_batches")
+    batch, micro = training.get("global_batch_size"), training.get("micro_batch_size", 1)
+    if not all(map(_count, read.values())) or not all(_count(v) for v in (folded, micro_batches) if v is not None):
+        return None
+    step = expert_data_step(read["tensor"], read["context"], read["expert"], folded)
+    ranks = step
+    if micro_batches is not None and _count(batch) and _count(micro) and batch % (micro * micro_batches) == 0:
+        fixed = batch // (micro * micro_batches)    # the data ranks a fixed batch leaves those micro-batches
+        ranks = fixed if fixed % step == 0 else step
+    return model_parallel(read["tensor"], read["context"], read["pipeline"]) * ranks
 
 
 def read_source(source: str | os.PathLike | Mapping[str, Any]) -> RawSpec:

@@ -474,9 +474,11 @@ def deadline_options(spec: Spec, deadline_hours: float, gpu_keys: list[str] | No
         hardware.resolve(key)  # an unknown name is the user's error, reported before any work
     # GPU types are searched independently: one process each while CPUs last
     options = []
-    for option in imap_forked(lambda key: fewest_gpus(spec, key, deadline_hours, mfu), keys, available_cpus()):
+    for option in imap_forked(lambda key: fewest_gpus(spec, key, deadline_hours, mfu), keys, available_cpus(),
+                              ordered=False):
         options.append(option)
         if progress is not None:
             progress(option.gpu, len(options), len(keys))
-    return sorted(options, key=lambda o: (o.cost_usd is None, o.cost_usd or 0.0))
+    order = {key: index for index, key in enumerate(keys)}     # they come in as they finish: equals in order given
+    return sorted(options, key=lambda o: (o.cost_usd is None, o.cost_usd or 0.0, order[o.gpu]))
 

@@ -26,6 +26,20 @@ def test_map_forked_returns_what_one_process_does_in_order():
     assert forked.map_forked(_square_and_pid, items, 1) == [(x * x, os.getpid()) for x in items]   # here alone
 
 
+def _slow_first(x: int) -> int:
+    import time
+
+    time.sleep(1.0 if x == 0 else 0.0)
+    return x
+
+
+@needs_fork
+def test_unordered_results_come_as_they_are_done():
+    # the first item takes a second: over two processes the others are all done before it
+    assert list(forked.imap_forked(_slow_first, range(4), 2, ordered=False)) == [1, 2, 3, 0]
+    assert list(forked.imap_forked(_slow_first, range(4), 2)) == [0, 1, 2, 3]
+
+
 def _fail_on_three(x: int) -> int:
     if x == 3:
         raise SpecError("spec.yaml", ["model.d_model: must be greater than 0", "model.n_layers: required"])

@@ -239,17 +239,16 @@ def test_tensor_parallel_adds_two_all_reduces_per_layer():
     assert two.assumptions.kv_cache_split == 2
 
 
-@pytest.mark.parametrize("block, reductions", [("sequential", 2), ("sandwich", 2), ("parallel", 1),
-                                               ("parallel_shared_norm", 1)])
-def test_a_parallel_layer_all_reduces_once(block, reductions):
-    # attention's and the MLP's partial outputs are summed before one all-reduce per layer (vLLM's Falcon with
-    # parallel_attn: reduce_row_parallel_results off); a sequential layer reduces each: 4 tokens × d × 2 bytes,
-    # 2(t − 1)/t of it at 300 GB/s per direction × 0.8, plus 10 µs
+@pytest.mark.parametrize("block", ["sequential", "sandwich", "parallel", "parallel_shared_norm"])
+def test_every_layer_structure_all_reduces_attention_and_mlp_apart_in_serving(block):
+    # vLLM's parallel-block models (GPT-J, GPT-NeoX, Phi) reduce each RowParallelLinear's output, as a sequential
+    # layer does (only its Falcon sums the two first; training in GPT-NeoX does too: the step model's count):
+    # 2 all-reduces a layer of 4 tokens × d × 2 bytes, 2(t − 1)/t of it at 300 GB/s per direction × 0.8, plus 10 µs
     spec = costplan.load_spec("llama2-7b", ["hardware.gpu=a100-80gb", "serving.tensor=2", "serving.gpus=2",
                                             f"model.block={block}"])
     _, _, replica = inference._setup(spec)
     one = 10e-6 + 4 * D * 2 * 2 * (1 / 2) / (300e9 * 0.8)
-    assert replica.allreduce_seconds(4) == pytest.approx(reductions * L * one, rel=1e-12)
+    assert replica.allreduce_seconds(4) == pytest.approx(2 * L * one, rel=1e-12)
 
 
 def test_auto_tensor_takes_the_fewest_gpus_that_hold_the_model():
@@ -436,3 +435,15 @@ def test_chunked_layers_decode_their_chunk_so_far_averaged_over_the_output(promp
     last = prompt + 999
     assert (serving.decode_flops(spec, last) - serving.decode_flops(spec, 0)
             == 4 * 40 * 128 * (36 * (last % 8192) + 12 * last))
+
+
+def test_a_decode_step_reads_the_chunks_so_far_and_the_global_layers_whole():
+    # What serve() times a decode step of Scout on: after 8,000 prompt tokens, 1000 output tokens. Its 12 global
+    # layers read the cache at the mean context 8,500 (8 KV heads × 128 × K and V × 2 bytes a token) and attend to
+    # it and the new token; its 36 chunked layers read, on average, what each new token's chunk holds.
+    parts = serving.parts_of(costplan.load_spec("llama4-scout"))
+    cached = sum((8_000 + j) % 8192 for j in range(1000)) / 1000
+    core, cache = inference.decode_attention(parts, 8_000, 1000, "bf16")
+    per_token = 8 * 128 * 2 * 2
+    assert cache == pytest.approx(per_token * (12 * 8_500 + 36 * cached), rel=1e-12)
+    assert core == pytest.approx(4 * 40 * 128 * (12 * 8_501 + 36 * (cached + 1)), rel=1e-12)

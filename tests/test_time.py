@@ -46,6 +46,9 @@ def test_steps_are_whole_and_the_hours_the_tokens_share(run):
                                                                      "that share of a step")
     assert hours_note("--tokens", str(512 * 1024 * 200)).endswith(" 200 steps")
     assert hours_note("--tokens", str(512 * 1024 * 1999 // 2)).endswith(" 1 k steps")
+    # 99.005 steps: 100 whole ones would cost 1.005% more, noted (the old rule divided by 100 steps: 0.995%)
+    assert hours_note("--tokens", str(512 * 1024 * 99 + 512 * 1024 // 200)).endswith(
+        " 100 steps, the last 0.004999 of a batch, timed at that share of a step")   # 2621 of 524,288 tokens
 
 
 def test_catalogue_defaults_and_precision_peak():

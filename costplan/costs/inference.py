@@ -1,9 +1,8 @@
 """Serving time, throughput and cost: a roofline per phase with kernel-level efficiencies.
 
 One replica of the model runs on `tensor` GPUs (Megatron-style tensor parallelism: heads and MLP widths split,
-two all-reduces of the d_model-wide activations per layer, one in a parallel layer); serving.gpus GPUs hold
-gpus / tensor replicas, one replica when it is not set (hardware.count is the training cluster, not the serving
-fleet).
+two all-reduces of the d_model-wide activations per layer); serving.gpus GPUs hold gpus / tensor replicas, one
+replica when it is not set (hardware.count is the training cluster, not the serving fleet).
 Per GPU of a replica, a phase (a forward pass) is the sum of its kernels' times, each max(compute, memory) of
 its own, since they run one after another (costs/serving_ops.py), + all-reduces:
 - each weight GEMM: FLOPs / (peak × the GEMM efficiency at its size, the device's `gemm` curve) against its
@@ -15,9 +14,10 @@ its own, since they run one after another (costs/serving_ops.py), + all-reduces:
   peak only over an fp8 cache of fp8 weights (TensorRT-LLM's fp8 context FMHA), else the 16-bit one;
 - norms, residual adds, activations, rotary, routing, the embedding lookup and the weights outside GEMMs:
   bytes at the streaming efficiency;
-- all-reduce = 2 per layer (1 in a parallel layer, which sums attention's and the MLP's partial outputs first, as
-  vLLM's Falcon does) × (latency + bytes × 2(t − 1)/t / (link bandwidth × bus efficiency)), the latency
-  of an all-reduce inside a node, or across nodes (InfiniBand) when the group spans more than one.
+- all-reduce = 2 per layer (a parallel layer's too: vLLM's GPT-J, GPT-NeoX and Phi reduce attention's and the
+  MLP's outputs apart; only its Falcon sums them first) × (latency + bytes × 2(t − 1)/t / (link bandwidth × bus
+  efficiency)), the latency of an all-reduce inside a node, or across nodes (InfiniBand) when the group spans
+  more than one.
 Efficiencies come from kernel measurements (data/kernels.yaml), never from end-to-end serving results.
 
 Prefill (time to first token): one request's prompt alone, attention FLOPs as a causal kernel executes them;
@@ -47,7 +47,6 @@ from costplan import kernels
 from costplan.costs import Shape
 from costplan.costs import serving as sizes
 from costplan.costs import serving_ops as ops
-from costplan.costs.layers import STRUCTURES
 from costplan.costs.serving_ops import expected_experts
 from costplan.costs.serving_result import (Efficiency, ServingAssumptions, ServingCost, ServingEstimate, ServingLatency,
                                            ServingMemory, ServingThroughput)
@@ -57,6 +56,7 @@ from costplan.hardware import GPU
 from costplan.spec import Spec
 from costplan.spec_rules import split_rules
 
+ALLREDUCES_PER_LAYER = 2      # after attention and after the MLP (Megatron-LM §3)
 ACTIVATION_BYTES = 2          # 16-bit activations on the wire
 ONE_TOKEN = Shape(1, sizes.SIXTEEN_BIT)
 
@@ -146,9 +146,9 @@ class Replica:
         t, e = self.tensor, self.eff
         message = tokens * self.spec.model.d_model * ACTIVATION_BYTES
         one = self.allreduce_latency + message * 2 * (t - 1) / t / (self.link * e.allreduce_bus.value)
-        model = self.spec.model
-        # vLLM's fused MoE reduces its tensor-split experts' output as an MLP does
-        return STRUCTURES[model.block].reductions * model.n_layers * one
+        # attention's and the MLP's (or fused MoE's) row-parallel outputs, each reduced, in a parallel layer too:
+        # vLLM's GPT-J, GPT-NeoX and Phi reduce each RowParallelLinear (its Falcon alone sums them first)
+        return ALLREDUCES_PER_LAYER * self.spec.model.n_layers * one
 
     def phase(self, tokens: int, head_rows: int, core: float, cache: float,
               attention_efficiency: float | None = None) -> tuple[float, str]:
@@ -281,9 +281,8 @@ def serve(spec: Spec) -> ServingEstimate:
 
     ttft, prefill_bound = _prefill(parts, replica, p)
 
-    chunk_read, chunk_flops = sizes.chunk_decode(parts, p, o, s.kv_cache)
-    core = _decode_attention(parts, context) + chunk_flops
-    cache = (sizes.kv_cache_bytes(parts, context, s.kv_cache) + chunk_read) * tensor / kv_split(spec, tensor)
+    core, cache = decode_attention(parts, p, o, s.kv_cache)
+    cache *= tensor / kv_split(spec, tensor)
 
     def step(batch: int) -> tuple[float, str]:
         """One decode step of `batch` sequences: one token of each through every operation, every cache."""
@@ -318,7 +317,8 @@ def serve(spec: Spec) -> ServingEstimate:
     eff = replica.eff
     assumptions = ServingAssumptions(
         gpu=gpu.key, gpu_name=gpu.name, gpus=gpus, tensor=tensor, replicas=replicas, prompt_tokens=p,
-        output_tokens=o, decode_context=context, prefill_prompts_per_pass=per_pass, weights=s.weights,
+        output_tokens=o, decode_context=context, decode_chunks_averaged="chunked" in spec.model.attention_types,
+        prefill_prompts_per_pass=per_pass, weights=s.weights,
         group_size=s.group_size if s.weights == "int4" else None,
         quantized=QUANTIZED_NOTE[s.weights].format(
             group=f"{s.group_size} input weights" if s.group_size else "output row",
@@ -380,9 +380,14 @@ def prompts_per_pass(prefill_tokens: int, prompt: int, batch: int) -> int:
     return max(1, min(batch, prefill_tokens // prompt))
 
 
-def _decode_attention(parts: sizes.Parts, context: int) -> float:
-    """The decode core: one query over its visible keys (the token's FLOPs less its GEMMs')."""
-    return sizes.decode_flops(parts, context) - ops.gemm_flops(parts.spec.model, 1, 1)
+def decode_attention(parts: sizes.Parts, prompt: int, output: int, kv_cache: str) -> tuple[float, float]:
+    """A decode step's attention per sequence, on average over the output's tokens: the core's FLOPs (one query
+    over its visible keys: the token's FLOPs less its GEMMs') and the cache bytes it reads, whole (before the
+    GPUs split it), at the mean context but chunked layers' (serving.chunk_decode)."""
+    context = prompt + output // 2
+    chunk_read, chunk_flops = sizes.chunk_decode(parts, prompt, output, kv_cache)
+    core = sizes.decode_flops(parts, context) - ops.gemm_flops(parts.spec.model, 1, 1) + chunk_flops
+    return core, sizes.kv_cache_bytes(parts, context, kv_cache) + chunk_read
 
 
 def _batch(s, max_batch: int, tpot) -> tuple[int, str]:

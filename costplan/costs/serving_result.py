@@ -55,6 +55,8 @@ class ServingAssumptions(Record):
     prompt_tokens: int
     output_tokens: int
     decode_context: int           # the context a decode step is timed at
+    # chunked layers' cache reads and attention averaged over the output's tokens instead (serving.chunk_decode)
+    decode_chunks_averaged: bool = False
     prefill_prompts_per_pass: int  # prompts a busy replica prefills together (serving.prefill_tokens)
     weights: str
     group_size: int | None

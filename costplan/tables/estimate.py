@@ -379,7 +379,7 @@ def _steps_note(a) -> str:  # noqa: ANN001 - Assumptions
     share of a step its tokens take."""
     note = f"{count(a.steps)} step{'s' if a.steps != 1 else ''}"
     last = a.tokens / (a.global_batch_size * a.seq_len) - (a.steps - 1)
-    if (1 - last) / a.steps < PARTIAL_STEP_NOTED:
+    if (1 - last) / (a.steps - 1 + last) < PARTIAL_STEP_NOTED:     # whole steps' cost over the tokens' share, less 1
         return note
     return note + f", the last {number(last)} of a batch, timed at that share of a step"
 

@@ -18,7 +18,10 @@ if TYPE_CHECKING:
 def serve_title(est: ServingEstimate) -> str:
     a = est.assumptions
     replicas = f"{a.replicas} replica{'s' if a.replicas != 1 else ''} of {a.tensor}"
-    return (f"{est.name}: {a.weights} weights, {a.kv_cache} KV cache, prompt {a.prompt_tokens} + output "
+    # 16-bit formats as the device runs them (fp16 on a V100: inference.compute_precision)
+    sixteen = a.compute_precision if a.compute_precision == "fp16" else "bf16"
+    weights, kv_cache = (sixteen if f == "bf16" else f for f in (a.weights, a.kv_cache))
+    return (f"{est.name}: {weights} weights, {kv_cache} KV cache, prompt {a.prompt_tokens} + output "
             f"{a.output_tokens} tokens on {a.gpus} × {a.gpu} ({replicas})")
 
 
@@ -85,7 +88,9 @@ def assumption_lines(est: ServingEstimate) -> list[str]:
         f"quantized: {a.quantized}",
         f"memory: {percent(a.reserve_fraction)} of each GPU reserved; the cache of each sequence held at "
         f"prompt + output tokens",
-        f"decode step timed at context {a.decode_context} (prompt + output/2); TTFT is one prompt's prefill "
+        f"decode step timed at context {a.decode_context} (prompt + output/2"
+        + ("; chunked layers' cache reads and attention averaged over the output's tokens"
+           if a.decode_chunks_averaged else "") + "); TTFT is one prompt's prefill "
         f"alone; a busy replica prefills {a.prefill_prompts_per_pass} prompt"
         f"{'s' if a.prefill_prompts_per_pass != 1 else ''} a pass (serving.prefill_tokens); a request costs its "
         "share of a pass plus output × step / batch of its replica's time",

@@ -378,6 +378,21 @@ def test_deadline_does_not_check_a_spec_layout_against_the_count_it_searches(run
         assert lay["data"] % 4 == 0     # 8 whole-expert ranks folded into 2 × d tensor and data ranks
 
 
+def test_a_searched_spec_keeps_its_pinned_micro_batches_and_its_errors(run, tmp_path):
+    # A fixed batch of 1024 in 256 micro-batches a step of one sequence leaves 4 data ranks: the section is valid
+    # there, whatever hardware.count says (it was refused, checked at one data rank).
+    pinned = ["--set", "training.global_batch_size=1024", "--set", "parallelism.tensor=8", "--set",
+              "parallelism.pipeline=2", "--set", "parallelism.micro_batches=256", "--set", "hardware.count=8"]
+    assert run("plan", "llama3-8b", "--deadline", "365d", "--gpu", "h100-sxm", *pinned).exit_code in (0, 1)
+    # values that are not valid are reported, not replaced by the search's
+    spec = tmp_path / "bad.yaml"
+    spec.write_text("model: {vocab_size: 1000, d_model: 64, n_layers: 4, n_heads: 4, max_seq_len: 128}\n"
+                    "hardware: {count: -1}\nparallelism: {tensor: 2, data: -3}\n")
+    assert errors(run("plan", str(spec), "--deadline", "1d", "--gpu", "l4")) == [
+        f"Error: {spec}: hardware.count: must be greater than 0, got -1",
+        f"Error: {spec}: parallelism.data: must be greater than 0, got -3"]
+
+
 def test_deadline_chooses_the_layout_cheapest_once_each_is_tuned(run):
     # Llama 2 70B on H100s in 60 days: at 512 GPUs, ZeRO 3 alone is cheapest at the spec's full recomputation,
     # but tuned without recomputation tensor 2 on ZeRO 3 is cheaper (tensor 4 on ZeRO 2, the runner-up, within

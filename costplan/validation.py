@@ -116,8 +116,10 @@ Real = Kind("Real", real_number)
 
 
 # ---------------------------------------------------------------------------------------------- command options
-_DURATION_HOURS = {"h": 1, "hour": 1, "hours": 1, "d": 24, "day": 24, "days": 24, "w": 168, "week": 168,
-                   "weeks": 168}
+# No months: a month is no fixed number of days, and `m` could be minutes.
+_DURATION_HOURS = {"min": 1 / 60, "minute": 1 / 60, "minutes": 1 / 60, "h": 1, "hour": 1, "hours": 1, "d": 24,
+                   "day": 24, "days": 24, "w": 168, "week": 168, "weeks": 168, "y": 8760, "year": 8760,
+                   "years": 8760}
 BUDGET_UNITS = ("flops", "gpu-hours", "usd")
 
 
@@ -150,11 +152,11 @@ def parse_unit(text: str) -> str:
 
 
 def parse_duration(option: str, text: str) -> float:
-    """`30d`, `12h`, `2w`, `1.5 days` → hours."""
+    """`30d`, `12h`, `2w`, `90min`, `1y` (365 days), `1.5 days` → hours."""
     match = re.fullmatch(r"\s*(-?)([0-9][0-9_]*(?:\.[0-9]*)?|\.[0-9]+)\s*([a-z]+)\s*", str(text).lower())
     if not match or match.group(3) not in _DURATION_HOURS:
-        raise CostplanError(f"{option}: {shown(text)} is not a duration; write a number and a unit, e.g. 30d, 12h "
-                            "or 2w")
+        raise CostplanError(f"{option}: {shown(text)} is not a duration; write a number and a unit, e.g. 30d, 12h, "
+                            "2w, 90min or 1y")
     hours = float(match.group(1) + match.group(2).replace("_", "")) * _DURATION_HOURS[match.group(3)]
     if hours <= 0:
         raise CostplanError(f"{option}: must be longer than zero, got {shown(text)}")

@@ -202,10 +202,12 @@ def test_deadline_table(run):
      ["Error: --budget: must be greater than 0, got -1", "Error: --unit: 'euro' is not one of flops, gpu-hours, usd",
       "Error: --gpus: must be greater than 0, got 0"]),
     (["gpt2-small", "--deadline", "30x"],
-     ["Error: --deadline: '30x' is not a duration; write a number and a unit, e.g. 30d, 12h or 2w"]),
+     ["Error: --deadline: '30x' is not a duration; write a number and a unit, e.g. 30d, 12h, 2w, 90min or 1y"]),
     (["gpt2-small", "--deadline", "soon"],
-     ["Error: --deadline: 'soon' is not a duration; write a number and a unit, e.g. 30d, 12h or 2w"]),
+     ["Error: --deadline: 'soon' is not a duration; write a number and a unit, e.g. 30d, 12h, 2w, 90min or 1y"]),
     (["gpt2-small", "--deadline", "0d"], ["Error: --deadline: must be longer than zero, got '0d'"]),
+    (["gpt2-small", "--deadline", "3m"],     # months or minutes: neither is guessed
+     ["Error: --deadline: '3m' is not a duration; write a number and a unit, e.g. 30d, 12h, 2w, 90min or 1y"]),
     ([], ["Error: plan needs --budget AMOUNT, or SPEC and --deadline DURATION"]),
     (["gpt2-small"], ["Error: with SPEC, plan needs --deadline DURATION (and no --budget)"]),
     (["gpt2-small", "--deadline", "1d", "--gpu", "h100"],
@@ -529,3 +531,12 @@ def test_a_search_over_several_gpu_types_says_how_far_it_is(run, monkeypatch, ca
     assert "plan: l4 searched, 2 of 14 GPU types (" in capsys.readouterr().err
     progress("l4", 1, 1)                        # one GPU type: nothing to count
     assert capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize("text, hours", [("90min", 1.5), ("30 minutes", 0.5), ("12h", 12), ("1.5 days", 36),
+                                         ("2w", 336), ("1y", 8760), ("2 years", 17520)])
+def test_deadline_units(text, hours):
+    from costplan.validation import parse_duration
+
+    assert parse_duration("--deadline", text) == pytest.approx(hours)
+

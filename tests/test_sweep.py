@@ -68,9 +68,12 @@ def test_sort_by_and_limit(run):
     data = json.loads(run("sweep", TINY, "--vary", "n_layers=3,1,2", "--sort-by", "n_layers", "--format",
                           "json").stdout)
     assert [d["model.n_layers"] for d in data] == [1, 2, 3]
-    data = json.loads(run("sweep", TINY, "--vary", "model.n_layers=1,2,3", "--vary", "model.d_ff=64,128",
-                          "--limit", "3", "--format", "json").stdout)
+    limited = run("sweep", TINY, "--vary", "model.n_layers=1,2,3", "--vary", "model.d_ff=64,128", "--limit", "3",
+                  "--format", "json")
+    data = json.loads(limited.stdout)
     assert [(d["model.n_layers"], d["model.d_ff"]) for d in data] == [(1, 64), (1, 128), (2, 64)]
+    assert limited.stderr == "sweep: the first 3 of 6 points (--limit)\n"       # the rest are nowhere else
+    assert run("sweep", TINY, "--vary", "n_layers=1,2", "--limit", "5").stderr == ""
 
 
 def test_moe_shorthand_and_table(run):

@@ -31,7 +31,8 @@ def progress_lines():  # noqa: ANN201
 @click.option("--budget", metavar="AMOUNT", help="Compute budget, in --unit (e.g. 5.76e23 FLOPs).")
 @click.option("--unit", default="flops", show_default=True, metavar="flops|gpu-hours|usd",
               help="What --budget counts; GPU-hours and dollars are priced on --gpu.")
-@click.option("--deadline", metavar="DURATION", help="With SPEC: finish within this long, e.g. 30d, 12h, 2w.")
+@click.option("--deadline", metavar="DURATION",
+              help="With SPEC: finish within this long, e.g. 30d, 12h, 2w, 90min, 1y (365 days).")
 @click.option("--gpu", "gpu_names", multiple=True, metavar="NAME",
               help="GPU type (catalogue name or file); with --deadline, repeat to compare several "
                    "(default: the whole catalogue). Default with --budget: a100-80gb.")

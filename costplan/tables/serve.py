@@ -108,9 +108,12 @@ def problem(est: ServingEstimate) -> str | None:
     m, a, thr = est.memory, est.assumptions, est.throughput
     if m.max_batch < 1:
         split = f", with a --gpus it divides; {a.gpus} GPUs split into replicas of {a.tensor}" if a.replicas > 1 else ""
+        # where the reserve outweighs the weights, more GPUs per replica would not make the room
+        smaller = (f"a smaller serving.reserve ({percent(a.reserve_fraction)}), " if m.reserve > m.weights_per_gpu
+                   else "")
         return (f"{est.name}: {size(m.weights_per_gpu)} of weights per GPU, {size(m.reserve)} reserve and one "
                 f"{size(m.kv_cache_per_sequence_per_gpu)} sequence do not fit in {a.gpu}'s {size(m.gpu_memory)} "
-                f"with {a.tensor} GPU{'s' if a.tensor > 1 else ''} per replica; use more GPUs per replica "
+                f"with {a.tensor} GPU{'s' if a.tensor > 1 else ''} per replica; use {smaller}more GPUs per replica "
                 f"(--tensor{split}), a larger --gpu or smaller --weights")
     if not est.fits:
         return (f"{est.name}: --batch {thr.batch} needs {size(m.total_per_gpu)} per GPU; at most {m.max_batch} "

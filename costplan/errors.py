@@ -7,7 +7,17 @@ from collections.abc import Iterable
 
 MAX_SHOWN = 60   # characters of a user's value echoed in a message; a value can be megabytes long
 
-_REPR = reprlib.Repr()
+class _AsWritten(reprlib.Repr):
+    """Python's repr, but null, true and false as a YAML spec or a JSON config spells them."""
+
+    def repr_NoneType(self, value: None, level: int) -> str:  # noqa: N802 - reprlib's dispatch by type name
+        return "null"
+
+    def repr_bool(self, value: bool, level: int) -> str:
+        return "true" if value else "false"
+
+
+_REPR = _AsWritten()
 _REPR.maxlevel, _REPR.maxlist, _REPR.maxtuple, _REPR.maxdict = 2, 4, 4, 4
 _REPR.maxstring = _REPR.maxlong = _REPR.maxother = MAX_SHOWN
 

@@ -106,8 +106,8 @@ class ModelSpec(Section):
         data = dict(data)
         # Derive only from values that are valid themselves, so one bad number gives one message.
         d_model, n_heads = width_or_none(data.get("d_model")), width_or_none(data.get("n_heads"))
-        if data.get("n_kv_heads") is None and "n_heads" in data:
-            data["n_kv_heads"] = data["n_heads"]
+        if data.get("n_kv_heads") is None and n_heads:
+            data["n_kv_heads"] = n_heads
         if data.get("head_dim") is None and d_model and n_heads and d_model % n_heads == 0:
             data["head_dim"] = d_model // n_heads
         if data.get("d_ff") is None and d_model:

@@ -188,7 +188,10 @@ def test_unknown_keys_suggest_the_closest(run, tmp_path):
 @pytest.mark.parametrize("override, message", [
     ("model.d_model=abc", "model.d_model: expected a whole number, got 'abc'"),
     ("model.d_model=64.5", "model.d_model: expected a whole number, got 64.5"),
-    ("model.n_layers=true", "model.n_layers: expected a whole number, got True"),
+    ("model.n_layers=true", "model.n_layers: expected a whole number, got true"),     # spelt as written
+    ("model.n_layers=null", "model.n_layers: expected a whole number, got null"),
+    # one message: n_kv_heads, left to default to n_heads, is not reported again
+    ("model.n_heads=-4", "model.n_heads: must be greater than 0, got -4"),
     ("model.bias=maybe", "model.bias: expected true or false, got 'maybe'"),
     ("model=7", "model: expected a mapping of fields, got a number"),
     ("hardware.gpu=7", "hardware.gpu: expected text, got a number"),

@@ -126,4 +126,4 @@ def test_a_curve_point_is_a_finite_number():
     with pytest.raises(InvalidInput) as caught:
         kernels.Curve.model_validate({"points": [[1, float("nan")], [True, 0.5]], "source": "s"})
     assert caught.value.messages == ["points[0][1]: expected a finite number, got nan",
-                                     "points[1][0]: expected a number, got True"]
+                                     "points[1][0]: expected a number, got true"]

@@ -29,13 +29,15 @@ def path(name: str) -> Path:
     return _folder() / f"{name}.yaml"
 
 
-def source(name: str) -> str:
-    """The `# source:` comment of a preset, with the comment lines that continue it: where its hyperparameters
-    come from."""
+def source(name: str, citation_only: bool = False) -> str:
+    """The `# source:` comment of a preset, with the comment lines that continue it (notes on what the sources
+    leave out), or its first line alone (the citation): where its hyperparameters come from."""
     found: list[str] = []
     for line in path(name).read_text(encoding="utf-8").splitlines():
         if line.startswith("# source:"):
             found.append(line.removeprefix("# source:").strip())
+            if citation_only:
+                break
         elif found and line.startswith("#"):
             found.append(line.removeprefix("#").strip())
         elif found:

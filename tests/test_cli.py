@@ -114,6 +114,10 @@ def test_presets_and_hardware_listings(run):
     assert "Touvron et al. 2023" in presets
     listed = json.loads(run("presets", "--format", "json").stdout)
     assert {p["name"]: p["parameters"] for p in listed}["llama2-7b"] == 6_738_415_616
+    # the table cites (the source's first line); the JSON keeps the notes that follow it
+    (mistral,) = [line for line in presets.splitlines() if line.startswith("mistral-7b ")]
+    assert mistral.endswith('Jiang et al. 2023, "Mistral 7B", Table 1; HF config mistralai/Mistral-7B-v0.1')
+    assert {p["name"]: p["source"] for p in listed}["mistral-7b"].endswith("left to the default (with a warning).")
     hardware = run("hardware").stdout
     for name in ("v100", "a100-40gb", "a100-80gb", "h100-sxm", "h100-pcie", "h100-sxm-96gb", "h200", "b200", "l4",
                  "l40s", "rtx-4090", "mi300x", "tpu-v5e", "tpu-v5p"):
@@ -510,3 +514,11 @@ def test_compare_names_each_gpu_and_whether_it_fits(run):
     assert rows["GPU"].split()[1:] == ["a100-80gb", "h100-sxm"]                   # no ratio of names
     assert rows["fits in GPU memory"].split()[4:] == ["yes", "no"]               # 152 GiB on one 80 GiB H100
     assert "weights per GPU" in rows and "gradients per GPU" in rows            # ZeRO shards them per GPU
+
+
+def test_hardware_csv_keeps_the_peaks_together(run):
+    # the catalogue's first device (a V100) has no bf16 or fp8 peak: the header still names every precision's
+    # peak side by side after the name, not after the kernel tables
+    header = run("hardware", "--format", "csv").stdout.splitlines()[0].split(",")
+    assert header[:7] == ["key", "name", "peak_tflops.fp32", "peak_tflops.tf32", "peak_tflops.fp16",
+                          "peak_tflops.bf16", "peak_tflops.fp8"]

@@ -16,7 +16,9 @@ def presets(fmt) -> None:
 
     specs = {name: load_spec(name) for name in bundled.names()}
     params = {name: run_estimate(spec).params.total for name, spec in specs.items()}
-    click.echo(report.render(tables.presets(specs, params, {name: bundled.source(name) for name in specs}), fmt))
+    sources = {name: bundled.source(name) for name in specs}
+    citations = {name: bundled.source(name, citation_only=True) for name in specs}
+    click.echo(report.render(tables.presets(specs, params, sources, citations), fmt))
 
 
 @click.command()

@@ -15,13 +15,15 @@ if TYPE_CHECKING:
 PRESET_HEADERS = ["name", "parameters", "layers", "d_model", "heads", "context", "attention", "source"]
 
 
-def presets(specs: Mapping[str, Spec], params: Mapping[str, int], sources: Mapping[str, str]) -> Table:
-    """The bundled presets: raw parameter counts in JSON and CSV, counts for people."""
+def presets(specs: Mapping[str, Spec], params: Mapping[str, int], sources: Mapping[str, str],
+            citations: Mapping[str, str]) -> Table:
+    """The bundled presets: raw parameter counts and whole sources in JSON and CSV, counts and citations (the
+    source's first line) for people."""
     records = [dict(zip(PRESET_HEADERS, [name, params[name], s.model.n_layers, s.model.d_model,
                                          f"{s.model.n_heads}/{s.model.n_kv_heads}", s.model.max_seq_len,
                                          describe(s.model.attention), sources[name]]))
                for name, s in specs.items()]
-    body = [[r["name"], count(r["parameters"]), *list(r.values())[2:]] for r in records]
+    body = [[r["name"], count(r["parameters"]), *list(r.values())[2:-1], citations[r["name"]]] for r in records]
     return Table([Block(PRESET_HEADERS, body)], records)
 
 
@@ -34,4 +36,7 @@ def hardware(gpus: Mapping[str, GPU], precisions: tuple[str, ...] = PRECISIONS) 
              size(gpu.memory_bytes), f"{human(gpu.memory_bandwidth_gbs, 'number')} GB/s",
              percent(gpu.mfu), price(gpu.usd_per_gpu_hour), gpu.price_date]
             for key, gpu in gpus.items()]
-    return Table([Block(headers, body)], [{"key": key, **gpu.model_dump()} for key, gpu in gpus.items()])
+    # every precision's peak in one place of the CSV header, whichever device comes first
+    columns = ["key", "name", *(f"peak_tflops.{p}" for p in precisions)]
+    return Table([Block(headers, body)], [{"key": key, **gpu.model_dump()} for key, gpu in gpus.items()],
+                 columns=columns)

@@ -113,8 +113,8 @@ def read_source(source: str | os.PathLike | Mapping[str, Any]) -> RawSpec:
     if isinstance(source, Mapping):
         return RawSpec(source, "<spec>", "spec", None)
     found = sources.find(source, presets.names())
-    if found is None and sources.config_file(Path(source)) is not None:
-        found = Path(source)     # a bare folder name that holds a Hugging Face config.json
+    if found is None and (sources.config_file(Path(source)) is not None or Path(source).is_dir()):
+        found = Path(source)     # a bare folder name: one holding a Hugging Face config.json, or said to lack it
     config = sources.config_file(found) if isinstance(found, Path) else None
     if config is not None:
         from costplan import hf   # its tables are read only for a config

@@ -165,10 +165,16 @@ def test_empty_file(run):
     assert line.endswith("empty.yaml: the file is empty; a spec needs at least a `model` section")
 
 
-def test_directory(run, tmp_path):
+def test_directory(run, tmp_path, monkeypatch):
     (line,) = errors(run("estimate", str(tmp_path)))
     assert line == (f"Error: {tmp_path}: is a folder without a config.json; give a YAML spec, a Hugging Face "
                     "config.json or a folder holding one")
+    # a bare folder name that is no preset is said to be that folder, not a missing file or preset
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "adir").mkdir()
+    assert errors(run("estimate", "adir")) == [
+        "Error: adir: is a folder without a config.json; give a YAML spec, a Hugging Face config.json or a folder "
+        "holding one"]
 
 
 def test_invalid_yaml_names_the_line(run):

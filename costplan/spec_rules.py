@@ -469,8 +469,8 @@ def serving_rules(serving: ServingSpec, model: Getter) -> list[tuple[str, str]]:
     problems: list[tuple[str, str]] = []
     max_seq_len = model("max_seq_len")
     if serving.group_size is not None and serving.group_size & (serving.group_size - 1):
-        problems.append(("serving.group_size", f"{serving.group_size} is not a power of two; int4 kernels (GPTQ, "
-                                               "AWQ) group 32, 64 or 128 weights"))
+        problems.append(("serving.group_size", f"{serving.group_size} is not a power of two, as int4 kernels' "
+                                               "groups are (GPTQ and AWQ use 32, 64 or 128 weights)"))
     if serving.reserve >= 1:
         problems.append(("serving.reserve", f"{serving.reserve:g} keeps every byte of the GPU; give a fraction "
                                             "below 1"))

@@ -125,3 +125,12 @@ def test_the_foundry_results_file_is_current(foundry):
     committed = (BENCH / "foundry_results.md").read_text()
     for line in fresh:
         assert line in committed, line
+
+
+def test_the_readme_gpu_hours_table_is_current():
+    # the README's table of the Llama papers' GPU-hours is the bench's, less its layout column
+    readme = (BENCH.parent / "README.md").read_text(encoding="utf-8")
+    marker = "<!-- gpu-hours table: python bench/training_validation.py -->\n"
+    table = readme.split(marker, 1)[1].split("\n\n", 1)[0].splitlines()
+    fresh = ["|".join(line.split("|")[:5]) + "|" for line in _load("training_validation").gpu_hours_rows()]
+    assert table == fresh

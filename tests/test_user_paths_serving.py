@@ -27,8 +27,8 @@ def test_an_output_that_fills_the_context_is_an_error_not_a_traceback(run):
 
 def test_int4_groups_are_powers_of_two_and_only_with_int4(run):
     out = run("serve", "llama3-8b", "--weights", "int4", "--group-size", "100")
-    assert out.stderr.splitlines() == ["Error: llama3-8b: serving.group_size: 100 is not a power of two; int4 "
-                                       "kernels (GPTQ, AWQ) group 32, 64 or 128 weights"]
+    assert out.stderr.splitlines() == ["Error: llama3-8b: serving.group_size: 100 is not a power of two, as int4 "
+                                       "kernels' groups are (GPTQ and AWQ use 32, 64 or 128 weights)"]
     out = run("serve", "llama3-8b", "--group-size", "64")
     assert out.exit_code == 2 and "--group-size: only with int4 weights" in out.stderr
     # a group longer than every row (llama3-8b's widest input is 14,336) keeps one scale a row

@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from costplan import hardware, scaling, sizing
-from costplan.costs.estimate import estimate
+from costplan.costs.estimate import estimate, oversized_batch
 from costplan.costs.layers import pipeline_stages, stage_count, stage_depth
 from costplan.costs.layouts import grid, replica, variant
 from costplan.costs.time import HOURS_PER_DAY, flops_in
@@ -190,6 +190,7 @@ class Option(Record):
     mfu: float | None = None                # the MFU the runs were timed at; None: the step model
     mfu_source: str | None = None           # --mfu, or hardware.mfu (the spec's, on its own GPU type)
     not_taken: list[str] = []               # the spec's hardware settings, for its own GPU type, not taken here
+    oversized_batch: int | None = None      # an open batch's tokens a step, past any published run's
     spec_gpu: str | None = None             # the spec's own GPU type
     note: str = ""
 
@@ -312,6 +313,7 @@ def fewest_gpus(spec: Spec, gpu_key: str, deadline_hours: float, mfu: float | No
         mfu=result.assumptions.mfu_override,
         mfu_source=None if result.assumptions.mfu_override is None else "--mfu" if mfu is not None else "hardware.mfu",
         not_taken=_not_taken(spec, gpu_key, mfu), spec_gpu=spec.hardware.gpu,
+        oversized_batch=oversized_batch(result.assumptions),
     )
 
 

@@ -540,3 +540,19 @@ def test_deadline_units(text, hours):
 
     assert parse_duration("--deadline", text) == pytest.approx(hours)
 
+
+
+def test_an_open_batch_past_any_published_runs_is_said(run):
+    # Llama 3 8B within an hour takes so many data ranks that its open batch (one sequence of 8,192 tokens a rank)
+    # passes DeepSeek-V3's 15,360 × 4,096 tokens, the largest published batch: the plan says so, and how to fix it
+    data = json.loads(run("plan", "llama3-8b", "--deadline", "1h", "--gpu", "h100-sxm", "--format", "json").stdout)[0]
+    tokens = data["oversized_batch"]
+    assert tokens > 15_360 * 4_096 and tokens % 8192 == 0
+    assert data["note"].endswith(", DeepSeek-V3's): set training.global_batch_size")
+    # a fixed batch is its author's; a month needs a batch no one would question
+    fixed = json.loads(run("plan", "llama3-8b", "--deadline", "1h", "--gpu", "h100-sxm", "--set",
+                           "training.global_batch_size=100000", "--format", "json").stdout)[0]
+    assert fixed["oversized_batch"] is None
+    month = json.loads(run("plan", "llama3-8b", "--deadline", "30d", "--gpu", "h100-sxm", "--format",
+                           "json").stdout)[0]
+    assert month["oversized_batch"] is None and "open batch" not in month["note"]

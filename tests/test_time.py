@@ -107,3 +107,14 @@ def test_one_utilisation_figure_takes_no_pipeline_it_can_do_without():
     # replicas on 2,048 A100s, tensor 2 rather than a 2-stage pipeline of one micro-batch a step
     e = costplan.estimate(costplan.load_spec("llama2-7b", ["hardware.mfu=0.45"]))
     assert (e.parallelism.tensor, e.parallelism.pipeline, e.parallelism.data) == (2, 1, 1024)
+
+
+def test_an_open_batch_past_any_published_runs_warns(run):
+    # 7,680 GPUs of one 8,192-token sequence each make 62.9 M tokens a step, DeepSeek-V3's largest batch
+    # (15,360 × 4,096): no warning there; one GPU more, and there is
+    def warned(gpus: int, *sets: str) -> bool:
+        return "past the largest published run's" in run("estimate", "llama3-8b", "--gpus", str(gpus), *sets).stderr
+
+    assert not warned(7_680)
+    assert warned(7_681)
+    assert not warned(7_681, "--set", "training.global_batch_size=7681")     # fixed by the spec: its author's

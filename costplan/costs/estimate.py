@@ -24,6 +24,16 @@ DEFAULT_TOKENS_PER_PARAM = 20
 # training.global_batch_size, the layout (spec.Spec.global_batch_size)
 SPEC_BATCH = "training.global_batch_size"
 OPEN_BATCH = "micro_batch_size × micro-batches × data ranks: no training.global_batch_size"
+# The largest batch of a published training run we know of: DeepSeek-V3's 15,360 sequences of 4,096 tokens
+# (DeepSeek-V3 Technical Report, 2024, §4.2). An open batch grows with the data ranks; past this, no one trains so.
+LARGEST_PUBLISHED_BATCH = 15_360 * 4_096
+
+
+def oversized_batch(a) -> int | None:  # noqa: ANN001 - Assumptions
+    """The tokens a step of an open batch takes where they pass LARGEST_PUBLISHED_BATCH; None otherwise (a batch
+    the spec fixes is its author's)."""
+    tokens = a.global_batch_size * a.seq_len
+    return tokens if a.global_batch_source == OPEN_BATCH and tokens > LARGEST_PUBLISHED_BATCH else None
 
 
 def ratio(numerator: int, denominator: int) -> Number:

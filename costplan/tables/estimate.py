@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from costplan.costs import fusion_loss
 from costplan import series
+from costplan.costs.estimate import LARGEST_PUBLISHED_BATCH, oversized_batch
 from costplan.costs.parallel import micro_batches_in_flight
 from costplan.hardware import SPEC_NETWORK
 from costplan.spec_rules import zero_under_pipeline
@@ -230,7 +231,15 @@ def warnings(est: Estimate) -> list[str]:
     if not m.fits:
         out.append(f"{est.name}: {size(m.total_per_gpu)} per GPU does not fit in {a.gpu}'s {size(m.gpu_memory)} "
                    f"{_where(est)}; what would lower it: {', '.join(_lower_memory(est))}")
+    if oversized_batch(a):
+        out.append(f"{est.name}: {oversized_note(oversized_batch(a))}")
     return out
+
+
+def oversized_note(tokens: int) -> str:
+    """What an open batch past any published run's is, and what fixes it."""
+    return (f"an open batch of {count(tokens)} tokens a step, past the largest published run's "
+            f"({count(LARGEST_PUBLISHED_BATCH)}, DeepSeek-V3's): set training.global_batch_size")
 
 
 def assumed_inputs(name: str, tokens_source: str, config_defaults: Sequence[str]) -> list[str]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from costplan.tables.estimate import oversized_note
 from costplan.report import (Block, Row, Table, count, flop, gpu_hours, human, number, percent, plural, recomputed,
                              sectioned, size, usd, zero_stage)
 
@@ -86,6 +87,8 @@ def why(o: Option) -> str:
         said.append(f"runner-up {layout} on {r['gpus']}: {usd(r['cost_usd'])}{cheaper}")
     else:
         said.append("the only layout tried that fits in time")
+    if o.oversized_batch:
+        said.append(oversized_note(o.oversized_batch))
     return "; ".join(s for s in said if s)
 
 

@@ -384,6 +384,10 @@ def test_compare_tells_apart_specs_that_share_a_name(run, tmp_path, monkeypatch)
     assert "llama2-7b (my-llama.yaml) (baseline)" in out
     (line,) = errors(run("compare", "llama2-7b", "my-llama.yaml", "--baseline", "llama2-7b"))
     assert line.startswith("Error: --baseline llama2-7b: names more than one spec; give its column")
+    # one spec given twice: its second column is #2, and can be the baseline
+    out = run("compare", "llama2-7b", "llama2-7b", "--baseline", "llama2-7b (llama2-7b) #2").stdout
+    assert out.splitlines()[0].split() == ["llama2-7b", "(llama2-7b)", "llama2-7b", "(llama2-7b)", "#2",
+                                           "(baseline)"]
 
 
 # ---------------------------------------------------------------------------------------------- --seq-len

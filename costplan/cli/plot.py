@@ -12,14 +12,15 @@ def plot() -> None:
     """Figures as PNG or SVG (needs the `plot` extra: pip install 'costplan[plot]')."""
 
 
-output_option = click.option("--output", "-o", metavar="FILE.png|FILE.svg",
-                             help="Where to write the figure; the extension picks the format.")
+def output_option(default: str):  # noqa: ANN201 - a click decorator
+    return click.option("--output", "-o", metavar="FILE.png|FILE.svg", default=default, show_default=True,
+                        help="Where to write the figure; the extension picks the format.")
 force_option = click.option("--force", is_flag=True, help="Replace the output file if it exists.")
 
 
 @plot.command("seq-scaling")
 @click.argument("specs", nargs=-1, required=True, metavar="SPEC_OR_PRESET...")
-@output_option
+@output_option("seq-scaling.png")
 @force_option
 @click.option("--lengths", metavar="N,N,...", callback=parse_lengths,
               help="Context lengths to plot (default: 512 to 131072 in powers of two).")
@@ -28,7 +29,6 @@ def plot_seq_scaling(specs, output, force, lengths, overrides, gpu, gpus, tokens
     """FLOPs per token and activation memory against context length, one line per spec."""
     from costplan import plots, series
 
-    output = output or "seq-scaling.png"
     plots.check_output(output, force)
     loaded = load_all(specs, collect_overrides(overrides, gpu, gpus, tokens, mfu))
     plots.save(plots.seq_scaling(loaded, lengths or series.DEFAULT_LENGTHS), output, force)
@@ -37,7 +37,7 @@ def plot_seq_scaling(specs, output, force, lengths, overrides, gpu, gpus, tokens
 
 @plot.command("memory")
 @click.argument("specs", nargs=-1, required=True, metavar="SPEC_OR_PRESET...")
-@output_option
+@output_option("memory.png")
 @force_option
 @spec_options
 def plot_memory(specs, output, force, overrides, gpu, gpus, tokens, mfu) -> None:
@@ -46,7 +46,6 @@ def plot_memory(specs, output, force, overrides, gpu, gpus, tokens, mfu) -> None
     from costplan import plots
     from costplan.costs.estimate import estimate as run_estimate
 
-    output = output or "memory.png"
     plots.check_output(output, force)
     loaded = load_all(specs, collect_overrides(overrides, gpu, gpus, tokens, mfu))
     results = [run_estimate(s) for s in loaded]
@@ -65,7 +64,7 @@ def _warn(results) -> None:  # noqa: ANN001 - Estimates
 
 @plot.command("scaling")
 @click.argument("specs", nargs=-1, metavar="[SPEC_OR_PRESET...]")
-@output_option
+@output_option("scaling.png")
 @force_option
 @law_option
 @spec_options
@@ -74,7 +73,6 @@ def plot_scaling(specs, output, force, law, overrides, gpu, gpus, tokens, mfu) -
     from costplan import plots, scaling, tables
     from costplan.costs.estimate import law_point
 
-    output = output or "scaling.png"
     plots.check_output(output, force)
     constants = scaling.resolve(law)
     sets = collect_overrides(overrides, gpu, gpus, tokens, mfu)

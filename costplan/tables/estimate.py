@@ -312,8 +312,10 @@ def compare(results: Sequence[Estimate], baseline: int, columns: Sequence[str] |
 
 def column_names(names: Sequence[str], given: Sequence[str]) -> list[str]:
     """compare's column names: each spec's name, and where two specs share one (a preset copied and edited), the
-    name with the spec as it was given, so that no column stands for two."""
-    return [f"{name} ({arg})" if names.count(name) > 1 else name for name, arg in zip(names, given)]
+    name with the spec as it was given, so that no column stands for two; one spec given twice, #2 on its second."""
+    labels = [f"{name} ({arg})" if names.count(name) > 1 else name for name, arg in zip(names, given)]
+    return [label if labels[:i].count(label) == 0 else f"{label} #{labels[:i].count(label) + 1}"
+            for i, label in enumerate(labels)]
 
 
 def side_by_side(names: Sequence[str], items: Sequence[Any], metrics: Sequence[tuple[str, str, Any]],

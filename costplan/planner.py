@@ -95,6 +95,7 @@ class Proposal(Record):
     law: str
     optimum: Optimum
     spec: dict[str, Any]        # the spec it proposes, as written by --write
+    oversized_batch: int | None = None      # its open batch's tokens a step, past any published run's
 
 
 def propose(amount: float, unit: str, law: scaling.ScalingLaw, gpu_key: str, gpus: int,
@@ -127,7 +128,7 @@ def propose(amount: float, unit: str, law: scaling.ScalingLaw, gpu_key: str, gpu
         budget={"amount": amount, "unit": unit, "flops": flops, "gpu": gpu_key},
         law=law.name,
         optimum=Optimum(params=n_opt, tokens=d_opt, loss=law.loss(n_opt, d_opt), tokens_per_param=d_opt / n_opt),
-        spec=spec,
+        spec=spec, oversized_batch=oversized_batch(result.assumptions),
     )
 
 

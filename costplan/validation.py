@@ -117,9 +117,9 @@ Real = Kind("Real", real_number)
 
 # ---------------------------------------------------------------------------------------------- command options
 # No months: a month is no fixed number of days, and `m` could be minutes.
-_DURATION_HOURS = {"min": 1 / 60, "minute": 1 / 60, "minutes": 1 / 60, "h": 1, "hour": 1, "hours": 1, "d": 24,
-                   "day": 24, "days": 24, "w": 168, "week": 168, "weeks": 168, "y": 8760, "year": 8760,
-                   "years": 8760}
+_DURATION_HOURS = {"min": 1 / 60, "mins": 1 / 60, "minute": 1 / 60, "minutes": 1 / 60, "h": 1, "hour": 1,
+                   "hours": 1, "d": 24, "day": 24, "days": 24, "w": 168, "week": 168, "weeks": 168, "y": 8760,
+                   "yr": 8760, "yrs": 8760, "year": 8760, "years": 8760}
 BUDGET_UNITS = ("flops", "gpu-hours", "usd")
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-from costplan.errors import SpecError, printable
+from costplan.errors import SpecError, printable, shown
 from costplan.files import NAME_MAX, name_too_long
 
 # A spec has a few dozen values; aliases (`*a`) may repeat a subtree, and nested ones multiply it (nine levels
@@ -55,7 +55,7 @@ def _mapping_without_duplicates(loader: yaml.SafeLoader, node: yaml.MappingNode,
     for key_node, value_node in node.value:
         key = loader.construct_object(key_node, deep=deep)
         if key in mapping:
-            raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
+            raise yaml.constructor.ConstructorError(None, None, f"duplicate key {shown(key)}", key_node.start_mark)
         mapping[key] = loader.construct_object(value_node, deep=deep)
     return mapping
 

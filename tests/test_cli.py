@@ -200,8 +200,6 @@ def test_unknown_keys_suggest_the_closest(run, tmp_path):
     ("model.d_model=64.5", "model.d_model: expected a whole number, got 64.5"),
     ("model.n_layers=true", "model.n_layers: expected a whole number, got true"),     # spelt as written
     ("model.n_layers=null", "model.n_layers: expected a whole number, got null"),
-    # one message: n_kv_heads, left to default to n_heads, is not reported again
-    ("model.n_heads=-4", "model.n_heads: must be greater than 0, got -4"),
     ("model.bias=maybe", "model.bias: expected true or false, got 'maybe'"),
     ("model=7", "model: expected a mapping of fields, got a number"),
     ("hardware.gpu=7", "hardware.gpu: expected text, got a number"),
@@ -209,6 +207,12 @@ def test_unknown_keys_suggest_the_closest(run, tmp_path):
 ])
 def test_wrong_types(run, override, message):
     assert errors(run("estimate", TINY, "--set", override)) == [f"Error: {TINY}: {message}"]
+
+
+def test_a_bad_head_count_is_reported_once(run):
+    # gpt2-small leaves n_kv_heads to default to n_heads: it is not reported again as -4
+    assert errors(run("estimate", "gpt2-small", "--set", "model.n_heads=-4")) == [
+        "Error: gpt2-small: model.n_heads: must be greater than 0, got -4"]
 
 
 @pytest.mark.parametrize("field", ["vocab_size", "d_model", "n_layers", "n_heads", "max_seq_len", "d_ff"])

@@ -175,6 +175,7 @@ def refusal(run, path) -> str:
     ("falcon", {"new_decoder_architecture": False, "num_ln_in_parallel_attn": 2}, "num_ln_in_parallel_attn: 2: "),
     ("falcon", {"new_decoder_architecture": False, "multi_query": False}, "num_kv_heads: 2 without "),
     ("gpt_neox", {"hidden_act": "silu"}, "hidden_act: 'silu': an MLP with this activation"),
+    ("gpt2", {"activation_function": False}, "activation_function: false: an MLP with this activation"),   # as written
     # MoE layers that are not "dense first, then every n-th"
     ("qwen3_moe", {"mlp_only_layers": [2]}, "mlp_only_layers: dense layers [2] among MoE ones are not"),
     ("qwen2_moe", {"shared_expert_intermediate_size": 0}, "shared_expert_intermediate_size: "),

@@ -534,7 +534,8 @@ def test_a_search_over_several_gpu_types_says_how_far_it_is(run, monkeypatch, ca
 
 
 @pytest.mark.parametrize("text, hours", [("90min", 1.5), ("30 minutes", 0.5), ("12h", 12), ("1.5 days", 36),
-                                         ("2w", 336), ("1y", 8760), ("2 years", 17520)])
+                                         ("2w", 336), ("1y", 8760), ("2 years", 17520), ("45 mins", 0.75),
+                                         ("1 yr", 8760)])
 def test_deadline_units(text, hours):
     from costplan.validation import parse_duration
 
@@ -556,3 +557,13 @@ def test_an_open_batch_past_any_published_runs_is_said(run):
     month = json.loads(run("plan", "llama3-8b", "--deadline", "30d", "--gpu", "h100-sxm", "--format",
                            "json").stdout)[0]
     assert month["oversized_batch"] is None and "open batch" not in month["note"]
+
+
+def test_a_proposal_on_so_many_gpus_that_its_batch_is_past_any_published_runs_says_so(run):
+    # 1e24 FLOPs on 100,000 GPUs: the proposed spec fixes no batch, so one 2,048-token sequence a GPU makes 204.8 M
+    # tokens a step; on 1,000 GPUs it is 2 M, and nothing is said
+    warned = run("plan", "--budget", "1e24", "--gpus", "100000").stderr
+    assert "warning: the proposed run has an open batch of 204.8 M tokens a step, past the largest published" in warned
+    assert "open batch" not in run("plan", "--budget", "1e24", "--gpus", "1000").stderr
+    data = json.loads(run("plan", "--budget", "1e24", "--gpus", "100000", "--format", "json").stdout)
+    assert data["oversized_batch"] == 100_000 * 2048

@@ -69,3 +69,13 @@ def test_example_specs_load():
         spec = costplan.load_spec(path)
         assert costplan.estimate(spec).params.total > 0
         assert path.read_text().startswith("# source:"), path
+
+
+@pytest.mark.parametrize("name", presets.names())
+def test_each_citation_is_whole_on_its_first_line(name):
+    # the presets table shows a source's first line: a citation cut where the comment wrapped ("...; HF config",
+    # an open bracket or quote) would say nothing, or something else
+    citation = presets.source(name, citation_only=True)
+    assert not citation.endswith(("HF config", ",", ";", " and", "("))
+    assert citation.count("(") == citation.count(")") and citation.count('"') % 2 == 0
+

@@ -72,9 +72,13 @@ def test_a_model_that_does_not_fit_at_batch_1(run):
     # 12 GPUs hold replicas of at most 4 in powers of two: a wider one needs a --gpus it divides
     (line,) = error_lines(run("serve", "deepseek-v3", "--gpus", "12", "--weights", "fp8", "--gpu", "h200"))
     assert "(--tensor, with a --gpus it divides; 12 GPUs split into replicas of 4)" in line
-    # a reserve larger than the weights is what to shrink first: 99% of 80 GiB against 1.87 GiB of weights
+    # a reserve raised past the default (10%), at which the weights and a sequence would fit, is what to undo first
+    # (99% of 80 GiB against 1.87 GiB of weights); where they would not (Llama 3 70B's 131 GiB on one L4, and
+    # DeepSeek-V3 above at the default), it is not named
     (line,) = error_lines(run("serve", "llama3-8b", "--set", "serving.reserve=0.99"))
     assert "use a smaller serving.reserve (99.0%), more GPUs per replica (--tensor)" in line
+    (line,) = error_lines(run("serve", "llama3-70b", "--gpu", "l4", "--tensor", "1"))
+    assert "do not fit in l4's 24 GiB" in line and "serving.reserve" not in line
 
 
 def test_a_batch_larger_than_fits(run):

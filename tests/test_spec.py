@@ -45,6 +45,9 @@ def test_duplicate_keys_are_errors(tmp_path):
     path.write_text("model:\n  d_model: 1\n  d_model: 2\n")
     with pytest.raises(SpecError, match="line 3.*duplicate key 'd_model'"):
         costplan.load_spec(path)
+    path.write_text("model:\n  null: 1\n  ~: 2\n")        # a key spelt as YAML spells it
+    with pytest.raises(SpecError, match="line 3.*duplicate key null"):
+        costplan.load_spec(path)
 
 
 def test_overrides_create_and_replace():

@@ -1,8 +1,6 @@
 """`costplan sweep`: every combination of --vary values of one spec."""
 from __future__ import annotations
 
-import math
-
 import click
 
 from costplan.cli.options import FORMATS, collect_overrides, law_option, spec_options
@@ -80,7 +78,7 @@ def sweep(spec, varies, sort_by, limit, fmt, serving, jobs, search_layouts, law,
         raise CostplanError("\n".join(problems))
     count, constants, raw, job_count = results[:4]
     order = results[5]
-    total = math.prod(len(axis.values) for axis in axes)
+    total = sweeps.size(axes)
     if count is not None and count < total:     # said, as the points left out are nowhere in the table
         click.echo(f"sweep: the first {count:,} of {total:,} points (--limit)", err=True)
     points = sweeps.run(raw, axes, sets, constants, count, serving, job_count, progress_lines(), search_layouts)

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-
+from costplan.errors import shown
 
 
 class Unsupported(Exception):
@@ -131,7 +131,7 @@ def gated_mlp(act: str) -> str:
         return "swiglu"
     if act in GELU:
         return "geglu"
-    raise Unsupported("hidden_act", f"{act!r}: a gated MLP with this activation is not modelled (silu or gelu)")
+    raise Unsupported("hidden_act", f"{shown(act)}: a gated MLP with this activation is not modelled (silu or gelu)")
 
 
 def plain_mlp(name: str) -> Callable[[str], str]:
@@ -141,7 +141,7 @@ def plain_mlp(name: str) -> Callable[[str], str]:
             return "gelu"
         if act == "relu":
             return "relu"
-        raise Unsupported(name, f"{act!r}: an MLP with this activation is not modelled (gelu or relu)")
+        raise Unsupported(name, f"{shown(act)}: an MLP with this activation is not modelled (gelu or relu)")
     return compute
 
 

@@ -48,6 +48,8 @@ def proposal_warnings(plan: Proposal) -> list[str]:
         out.append(f"the proposal needs {size(plan.memory_per_gpu)} per GPU, more than {hw['gpu']}'s "
                    f"{size(plan.gpu_memory)}: it cannot train on {plural(str(hw['count']), 'GPU')} as priced; give "
                    "more --gpus (or a larger --gpu), or estimate the spec it writes for what lowers it")
+    if plan.oversized_batch:
+        out.append(f"the proposed run has {oversized_note(plan.oversized_batch)}")
     return out
 
 

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from costplan.report import (Block, LazyRows, Row, Table, flatten, flops_rate, human, percent, sectioned, seconds, size,
                              usd)
+from costplan.spec import ServingSpec
 from costplan.tables.estimate import COMPARED, SWEEP_UNITS, cell, side_by_side
 
 if TYPE_CHECKING:
@@ -108,9 +109,11 @@ def problem(est: ServingEstimate) -> str | None:
     m, a, thr = est.memory, est.assumptions, est.throughput
     if m.max_batch < 1:
         split = f", with a --gpus it divides; {a.gpus} GPUs split into replicas of {a.tensor}" if a.replicas > 1 else ""
-        # where the reserve outweighs the weights, more GPUs per replica would not make the room
-        smaller = (f"a smaller serving.reserve ({percent(a.reserve_fraction)}), " if m.reserve > m.weights_per_gpu
-                   else "")
+        # a reserve raised above the default, which would have let a sequence in, is the first thing to undo
+        default = ServingSpec.model_fields["reserve"].default
+        raised = a.reserve_fraction > default and (m.weights_per_gpu + m.kv_cache_per_sequence_per_gpu
+                                                   + default * m.gpu_memory <= m.gpu_memory)
+        smaller = f"a smaller serving.reserve ({percent(a.reserve_fraction)}), " if raised else ""
         return (f"{est.name}: {size(m.weights_per_gpu)} of weights per GPU, {size(m.reserve)} reserve and one "
                 f"{size(m.kv_cache_per_sequence_per_gpu)} sequence do not fit in {a.gpu}'s {size(m.gpu_memory)} "
                 f"with {a.tensor} GPU{'s' if a.tensor > 1 else ''} per replica; use {smaller}more GPUs per replica "

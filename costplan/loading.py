@@ -16,6 +16,7 @@ from costplan.spec_rules import (expert_data_step, model_parallel, model_rules, 
 from costplan.records import Record, set_private
 from costplan.kinds import kind_of
 from costplan.sections import InvalidInput, Section, field_sections, valid_field_getter
+from costplan.validation import count_or_none
 
 
 def load_spec(source: str | os.PathLike | Mapping[str, Any], overrides: Iterable[str] = ()) -> Spec:
@@ -76,31 +77,29 @@ def load_for_search(source: str | os.PathLike | Mapping[str, Any], overrides: It
     data = apply_overrides(raw.data, overrides) if isinstance(raw.data, Mapping) else raw.data
     section = data.get("parallelism") if isinstance(data, Mapping) else None
     hardware = data.get("hardware", {}) if isinstance(data, Mapping) else None
-    if isinstance(section, Mapping) and isinstance(hardware, Mapping) and _count(hardware.get("count", 1)):
+    if isinstance(section, Mapping) and isinstance(hardware, Mapping) and count_or_none(hardware.get("count", 1)):
         training = data.get("training") if isinstance(data.get("training"), Mapping) else {}
         count = _searched_count(section, training)
         if count is not None:
             given = section.get("data", "auto")
-            section = {**section, "data": "auto"} if given == "auto" or _count(given) else section
+            section = {**section, "data": "auto"} if given == "auto" or count_or_none(given) else section
             data = {**data, "parallelism": section, "hardware": {**hardware, "count": count}}
     return raw.model_copy(update={"data": data}).validate()
 
 
-def _count(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value > 0
-
-
 def _searched_count(section: Mapping[str, Any], training: Mapping[str, Any]) -> int | None:
     """The fewest GPUs a parallelism section runs on, as load_for_search validates it; None where a degree it
-    reads is not a whole number above zero."""
-    read = {name: section.get(name, 1) for name in ("tensor", "context", "pipeline", "expert")}
-    folded, micro_batches = section.get("expert_tensor"), section.get("micro_batches")
-    batch, micro = training.get("global_batch_size"), training.get("micro_batch_size", 1)
-    if not all(map(_count, read.values())) or not all(_count(v) for v in (folded, micro_batches) if v is not None):
+    reads is not a valid count."""
+    read = {name: count_or_none(section.get(name, 1)) for name in ("tensor", "context", "pipeline", "expert")}
+    given = {name: section.get(name) for name in ("expert_tensor", "micro_batches")}
+    folded, micro_batches = (count_or_none(v) if v is not None else None for v in given.values())
+    if None in read.values() or any(v is not None and count_or_none(v) is None for v in given.values()):
         return None
+    batch = count_or_none(training.get("global_batch_size"))
+    micro = count_or_none(training.get("micro_batch_size", 1))
     step = expert_data_step(read["tensor"], read["context"], read["expert"], folded)
     ranks = step
-    if micro_batches is not None and _count(batch) and _count(micro) and batch % (micro * micro_batches) == 0:
+    if micro_batches is not None and batch and micro and batch % (micro * micro_batches) == 0:
         fixed = batch // (micro * micro_batches)    # the data ranks a fixed batch leaves those micro-batches
         ranks = fixed if fixed % step == 0 else step
     return model_parallel(read["tensor"], read["context"], read["pipeline"]) * ranks

@@ -80,6 +80,12 @@ def _count_or_auto(value: Any) -> Any:
     return Count.check(value, None)
 
 
+def count_or_none(value: Any) -> int | None:
+    """The count a raw YAML value stands for if it is a valid one (1..MAX_COUNT), else None."""
+    number = whole_or_none(value)
+    return number if number is not None and 0 < number <= MAX_COUNT else None
+
+
 def width_or_none(value: Any) -> int | None:
     """The size a raw YAML value stands for if it is a valid one (1..MAX_WIDTH), else None: for defaults
     derived from other fields before validation."""

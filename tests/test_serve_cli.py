@@ -166,7 +166,7 @@ def test_an_int4_group_must_divide_every_quantized_matrix(run):
 def test_sixteen_bit_weights_are_named_as_the_device_runs_them(run, gpu, sixteen):
     # a V100 has no bf16 peak: its engines load and run 16-bit weights as fp16, which the timing uses too
     a = inference.serve(costplan.load_spec("llama3-8b", [f"hardware.gpu={gpu}"])).assumptions
-    assert a.compute_precision == sixteen
+    assert a.compute_precision == a.sixteen_bit == sixteen
     assert a.quantized == f"nothing: every tensor in {sixteen}"
     assert run("serve", "llama3-8b", "--gpu", gpu).stdout.startswith(
         f"llama3-8b: {sixteen} weights, {sixteen} KV cache, prompt 1024 + output 256 tokens on 1 × {gpu}")

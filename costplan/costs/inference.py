@@ -110,13 +110,6 @@ def weights_per_gpu(spec: Spec, parts: sizes.Parts, tensor: int, weights: int) -
     return math.ceil(weights / tensor + extra)
 
 
-def _sixteen_bits(gpu: GPU) -> str:
-    """What 16-bit weights are on this device: bf16, or fp16 where it has no bf16 peak (a V100, whose engines
-    load fp16), computed in fp32 where it has neither."""
-    precision = compute_precision(gpu, "bf16")
-    return precision if precision != "fp32" else "16 bits, computed in fp32 (no 16-bit peak on this device)"
-
-
 def compute_precision(gpu: GPU, weights: str) -> str:
     """fp8 weights run fp8 GEMMs where the device has them; everything else runs in 16 bits."""
     order = (["fp8"] if weights == "fp8" else []) + ["bf16", "fp16", "fp32"]
@@ -315,6 +308,7 @@ def serve(spec: Spec) -> ServingEstimate:
     per_replica = 1 / request
     moe = spec.model.moe
     eff = replica.eff
+    sixteen = compute_precision(gpu, "bf16")       # what 16-bit weights run as here (fp16 on a V100)
     assumptions = ServingAssumptions(
         gpu=gpu.key, gpu_name=gpu.name, gpus=gpus, tensor=tensor, replicas=replicas, prompt_tokens=p,
         output_tokens=o, decode_context=context, decode_chunks_averaged="chunked" in spec.model.attention_types,
@@ -322,9 +316,9 @@ def serve(spec: Spec) -> ServingEstimate:
         group_size=s.group_size if s.weights == "int4" else None,
         quantized=QUANTIZED_NOTE[s.weights].format(
             group=f"{s.group_size} input weights" if s.group_size else "output row",
-            sixteen=_sixteen_bits(gpu)),
+            sixteen=sixteen if sixteen != "fp32" else "16 bits, computed in fp32 (no 16-bit peak on this device)"),
         kv_cache=s.kv_cache, kv_cache_split=kv_split(spec, tensor),
-        compute_precision=compute_precision(gpu, s.weights), peak_flops_per_gpu=replica.peak,
+        compute_precision=compute_precision(gpu, s.weights), sixteen_bit=sixteen, peak_flops_per_gpu=replica.peak,
         memory_bandwidth_bytes_per_s=replica.bandwidth, link_bytes_per_s=replica.link,
         reserve_fraction=s.reserve, batch_rule=rule,
         latency_targets={k: v for k, v in (("tpot_ms", s.tpot_ms), ("ttft_ms", s.ttft_ms)) if v is not None},

@@ -64,6 +64,9 @@ class ServingAssumptions(Record):
     kv_cache: str
     kv_cache_split: int           # GPUs the cache of one sequence is divided over
     compute_precision: str
+    # what 16-bit tensors (bf16 weights and KV cache) run as here: bf16, fp16 where the device has no bf16 peak (a
+    # V100), fp32 where it has neither
+    sixteen_bit: str = "bf16"
     peak_flops_per_gpu: float
     memory_bandwidth_bytes_per_s: float
     link_bytes_per_s: float | None

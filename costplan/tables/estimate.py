@@ -385,6 +385,9 @@ def sweep(points: Sequence[Point], keys: Sequence[str]) -> Table:
     return Table([Block(headers, body)], [{**p.varied, **p.values} for p in points], columns=headers)
 
 
+PARTIAL_STEP_NOTED = 0.01      # what whole steps would cost more, over the tokens' share, before the note says so
+
+
 def _steps_note(a) -> str:  # noqa: ANN001 - Assumptions
     """The optimizer steps, and, where whole steps would cost 1% more, that a last partial batch is timed at the
     share of a step its tokens take."""
@@ -393,6 +396,3 @@ def _steps_note(a) -> str:  # noqa: ANN001 - Assumptions
     if (1 - last) / (a.steps - 1 + last) < PARTIAL_STEP_NOTED:     # whole steps' cost over the tokens' share, less 1
         return note
     return note + f", the last {number(last)} of a batch, timed at that share of a step"
-
-
-PARTIAL_STEP_NOTED = 0.01

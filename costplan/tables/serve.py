@@ -19,8 +19,8 @@ if TYPE_CHECKING:
 def serve_title(est: ServingEstimate) -> str:
     a = est.assumptions
     replicas = f"{a.replicas} replica{'s' if a.replicas != 1 else ''} of {a.tensor}"
-    # 16-bit formats as the device runs them (fp16 on a V100: inference.compute_precision)
-    sixteen = a.compute_precision if a.compute_precision == "fp16" else "bf16"
+    # 16-bit formats as the device runs them (fp16 on a V100)
+    sixteen = a.sixteen_bit if a.sixteen_bit == "fp16" else "bf16"
     weights, kv_cache = (sixteen if f == "bf16" else f for f in (a.weights, a.kv_cache))
     return (f"{est.name}: {weights} weights, {kv_cache} KV cache, prompt {a.prompt_tokens} + output "
             f"{a.output_tokens} tokens on {a.gpus} × {a.gpu} ({replicas})")

@@ -763,6 +763,12 @@ under the ceiling); the rest by under 2 points (the bf16 rows by about +0.5, the
 median |error| went from 8.9% to 9.5% and the median error from +5.7% to +6.2%; the share within 15% stayed at
 75% (56 of 75: the Qwen3-235B row in, torchtitan's 128-GPU compile row out, +14.8% to +15.9%).
 
+Under tensor parallelism every rank now keeps whole what Megatron keeps whole: the biases of the row-parallel
+layers (attention's output projection and the MLP's down projection add theirs after the reduction) and the
+learned position table (a plain Embedding in Megatron-Core); both had been divided by t. Only the rows with
+biases or learned positions and t > 1 move, by 0.3 points at most (Megatron-LM's 32B from -12.7% to -13.0%: the
+whole table's gradients reduced over the data ranks); the estimated memory of a few rows rises by 0.1-0.3 GiB.
+
 """
 
 

@@ -74,11 +74,22 @@ def test_fp32_gradients_change_nothing_where_gradients_are_fp32_already():
         assert fp32.memory == plain.memory and fp32.time == plain.time
 
 
-def test_tensor_parallel_splits_matrices_not_norms():
-    spec = make_spec({"n_layers": 2}, {"tokens": 10**6}, {"count": 4}, parallelism={"tensor": 4})
-    parts = components(spec)
-    norms, total = parts["norms"].params, costplan.estimate(spec).params.total
-    assert stage_memory(spec, parts, 0).params == norms + (total - norms) / 4
+def test_tensor_parallel_splits_what_megatron_splits():
+    # Megatron's layout of a GPT-2-style model (the tiny spec: learned positions, biases, LayerNorm) on t ranks:
+    # column-parallel weights and biases and the vocabulary-parallel embedding split; whole on every rank: the
+    # LayerNorms' weights and biases (2L + 1 norms of 2d), each block's two row-parallel biases (attention's output
+    # projection, the MLP's down projection: added after the all-reduce, RowParallelLinear) and the learned
+    # position table (max_seq_len × d, a plain Embedding in Megatron-Core's LanguageModelEmbedding).
+    d, layers, context = H, 2, 128
+    whole = (2 * layers + 1) * 2 * d + layers * 2 * d + context * d
+    spec = make_spec({"n_layers": layers}, {"tokens": 10**6}, {"count": 4}, parallelism={"tensor": 4})
+    total = costplan.estimate(spec).params.total
+    assert stage_memory(spec, components(spec), 0).params == whole + (total - whole) / 4
+    # without biases and with rotary positions, only the norms' weights stay whole
+    bare = make_spec({"n_layers": layers, "bias": False, "position": "rope", "norm": "rmsnorm"}, {"tokens": 10**6},
+                     {"count": 4}, parallelism={"tensor": 4})
+    total = costplan.estimate(bare).params.total
+    assert stage_memory(bare, components(bare), 0).params == (2 * layers + 1) * d + (total - (2 * layers + 1) * d) / 4
 
 
 def test_pipeline_stages_partition_the_parameters():

@@ -43,7 +43,8 @@ class Cost:
     routed_params: int = 0    # parameters of routed experts: what expert parallelism splits
     # Parameters of a component tensor parallelism splits that every tensor rank keeps whole nonetheless: MLA's
     # down-projections and their norms, which Megatron-Core's Transformer Engine spec builds duplicated
-    # (TELinear parallel_mode="duplicated"), as vLLM does for serving; a MoE router and shared-expert gate.
+    # (TELinear parallel_mode="duplicated"), as vLLM does for serving; a MoE router and shared-expert gate; a
+    # row-parallel linear's bias (linear); the learned position table (embedding).
     tensor_whole: int = 0
     flops: int = 0            # forward matmul FLOPs (the model FLOPs convention)
     hw_fwd: int = 0           # forward FLOPs as executed (a causal flash kernel skips masked tiles)
@@ -127,11 +128,14 @@ def matmul(batch: int, m: int, k: int, n: int) -> int:
     return 2 * batch * m * k * n
 
 
-def linear(tokens: int, d_in: int, d_out: int, bias: bool = False) -> Cost:
-    """y = x·W (+ b) for `tokens` rows: x (tokens × d_in), W (d_in × d_out); the bias add is not a matmul FLOP."""
+def linear(tokens: int, d_in: int, d_out: int, bias: bool = False, row_parallel: bool = False) -> Cost:
+    """y = x·W (+ b) for `tokens` rows: x (tokens × d_in), W (d_in × d_out); the bias add is not a matmul FLOP.
+    A row-parallel linear (a block's output projection: attention's, the MLP's down) adds its bias after the
+    tensor ranks' partial sums are reduced, so each rank keeps the bias whole (Megatron's RowParallelLinear)."""
     flops = matmul(1, tokens, d_in, d_out)
     return Cost(
         params=d_in * d_out + (d_out if bias else 0),
+        tensor_whole=d_out if bias and row_parallel else 0,
         flops=flops,
         hw_fwd=flops,
         hw_flops=3 * flops,  # forward, dgrad, wgrad

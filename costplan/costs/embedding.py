@@ -7,14 +7,17 @@ from costplan.spec import ModelSpec
 
 def embedding(model: ModelSpec, shape: Shape) -> Cost:
     """vocab_size × d_model token table (+ max_seq_len × d_model for learned positions). A lookup is a
-    gather, not a matmul: no FLOPs. Its backward needs the int64 token ids; position ids are a constant."""
+    gather, not a matmul: no FLOPs. Its backward needs the int64 token ids; position ids are a constant. Tensor
+    parallelism splits the token table by vocabulary; the position table stays whole on every rank (Megatron-
+    Core's LanguageModelEmbedding builds it as a plain, "serial" torch Embedding)."""
     d = model.d_model
     ids = shape.seq_len * INDEX_BYTES
     cost = Cost(params=model.vocab_size * d, factored=model.vocab_size + d, factors=model.vocab_size + d,
                 activations=ids, act_d_model=ids)
     if model.position == "learned":
-        cost = cost + Cost(params=model.max_seq_len * d, factored=model.max_seq_len + d,
-                           factors=model.max_seq_len + d)
+        positions = model.max_seq_len * d
+        cost = cost + Cost(params=positions, factored=model.max_seq_len + d, factors=model.max_seq_len + d,
+                           tensor_whole=positions)
     return cost
 
 

@@ -31,7 +31,7 @@ def feed_forward(model: ModelSpec, d_ff: int, tokens: int, act_bytes: int, saved
     for backward (saved_inner; not its input)."""
     d = model.d_model
     up = linear(tokens, d, d_ff, model.bias) * (2 if model.gated else 1)  # [gate,] up: (t × d)·(d × d_ff)
-    down = linear(tokens, d_ff, d, model.bias)                              # down: (t × d_ff)·(d_ff × d)
+    down = linear(tokens, d_ff, d, model.bias, row_parallel=True)           # down: (t × d_ff)·(d_ff × d)
     return up + down + Cost(activations=tokens * saved * d_ff * act_bytes)
 
 

@@ -16,10 +16,9 @@ expert tensor ranks adjacent, then expert ranks (an expert group spans et·e GPU
 
 Memory per GPU (bytes), for the pipeline stage that needs the most:
 - Model states (Rajbhandari et al. 2019, ZeRO §5): the stage's attention and MLP matrices and the
-  vocabulary-parallel embedding and head are divided by t (Megatron also divides the biases of its
-  column-parallel layers and copies those of its row-parallel ones; here every bias in a block is divided, an
-  error of at most 2·d_model parameters per layer); norm weights, and MLA's down-projections with their norms
-  (Cost.tensor_whole), are copied on every tensor rank. With tied
+  vocabulary-parallel embedding and head are divided by t, with the biases of the column-parallel layers; what
+  Megatron copies on every tensor rank is copied (Cost.tensor_whole): norm weights, the biases of the row-parallel
+  layers (added after the reduction), the learned position table, MLA's down-projections with their norms. With tied
   embeddings and p > 1 the last stage keeps its own copy of the token embedding for the head (Megatron's
   shared word embeddings). Routed experts are divided by et·e instead. ZeRO-1 then divides the optimizer states
   by the data-parallel group with the context ranks, which hold the same weights (d·c, or t·c·d/(et·e) for routed

@@ -43,7 +43,7 @@ def cost(attention, model: ModelSpec, shape: Shape) -> Cost:
 def _common(model: ModelSpec, shape: Shape, cached_tokens: int, saved: int = SAVED_PER_TOKEN) -> Cost:
     """Projections, the saved tensors that do not depend on the bias, and the inference cache."""
     s, d, width, e = shape.seq_len, model.d_model, model.q_width, shape.act_bytes
-    projections = linear(s, d, width, model.qkv_bias) * 3 + linear(s, width, d, model.o_bias)
+    projections = linear(s, d, width, model.qkv_bias) * 3 + linear(s, width, d, model.o_bias, row_parallel=True)
     state = 2 * width * e                                  # the running sums Σexp(K)⊙V and Σexp(K)
     return projections + Cost(
         activations=s * (d + saved * width) * e,

@@ -39,7 +39,7 @@ def cost(attention: LatentAttention, model: ModelSpec, shape: Shape) -> Cost:
         + norm_weights(model.norm, a.kv_lora_rank)
         + linear(s, a.kv_lora_rank, heads * (a.qk_nope_head_dim + a.v_head_dim))  # [k_nope, v] = c_kv·W_UKV
     )
-    output = linear(s, heads * a.v_head_dim, d, model.o_bias)
+    output = linear(s, heads * a.v_head_dim, d, model.o_bias, row_parallel=True)
     # the down-projections and the latents' norms, whole on every tensor rank (Cost.tensor_whole)
     down = linear(s, d, latent, model.qkv_bias).params + norm_weights(model.norm, a.kv_lora_rank).params
     if a.q_lora_rank:

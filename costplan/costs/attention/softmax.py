@@ -17,7 +17,7 @@ def projections(model: ModelSpec, shape: Shape) -> Cost:
     s, d = shape.seq_len, model.d_model
     return (linear(s, d, model.q_width, model.qkv_bias)          # q = x·W_q
             + linear(s, d, model.kv_width, model.qkv_bias) * 2  # k = x·W_k, v = x·W_v
-            + linear(s, model.q_width, d, model.o_bias))        # out = o·W_o
+            + linear(s, model.q_width, d, model.o_bias, row_parallel=True))        # out = o·W_o
 
 
 def qk_norms(model: ModelSpec, shape: Shape) -> Cost:

@@ -185,8 +185,8 @@ class Option(Record):
     recompute: str | None = None
     recompute_layers: int | None = None     # under full recompute: the first N layers of each stage
     untuned_cost_usd: float | None = None   # with the spec's own micro-batch size and recomputation
-    # the next layout by the same rule (fewest GPUs, then cost): tensor, pipeline, zero, expert_tensor (MoE), data,
-    # gpus, cost_usd
+    # the next layout by the same rule (fewest GPUs, then cost): tensor, pipeline, zero, context, expert,
+    # expert_tensor, data, gpus, cost_usd
     runner_up: dict[str, Any] | None = None
     mfu: float | None = None                # the MFU the runs were timed at; None: the step model
     mfu_source: str | None = None           # --mfu, or hardware.mfu (the spec's, on its own GPU type)
@@ -296,10 +296,10 @@ def fewest_gpus(spec: Spec, gpu_key: str, deadline_hours: float, mfu: float | No
         if _same_layout(other, result) or _same_layout(other, result, zero=False) and \
                 other.time.cost_usd == result.time.cost_usd:    # another ZeRO stage at the same price says nothing
             continue
-        runner_up = {"tensor": layout2["tensor"], "pipeline": layout2["pipeline"], "zero": layout2["zero"],
-                     "expert_tensor": other.parallelism.expert_tensor if spec.model.moe is not None else None,
-                     "data": other.parallelism.data,
-                     "gpus": other.assumptions.gpu_count, "cost_usd": other.time.cost_usd}
+        theirs = other.parallelism
+        runner_up = {"tensor": theirs.tensor, "pipeline": theirs.pipeline, "zero": theirs.zero,
+                     "context": theirs.context, "expert": theirs.expert, "expert_tensor": theirs.expert_tensor,
+                     "data": theirs.data, "gpus": other.assumptions.gpu_count, "cost_usd": other.time.cost_usd}
         break
     return Option(
         gpu=gpu_key, gpus=result.assumptions.gpu_count,

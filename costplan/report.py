@@ -186,6 +186,17 @@ def zero_stage(stage: int, data: int) -> str:
     return f"ZeRO {stage}" if stage and data > 1 else ""
 
 
+def layout_extras(tensor: int, data: int, zero: int, context: int = 1, expert: int = 1,
+                  expert_tensor: int | None = None) -> list[str]:
+    """What splits a layout besides its tensor × pipeline × data grid, as every table names it: context and
+    expert degrees above one, an expert tensor degree other than the tensor degree (its default), the ZeRO
+    stage."""
+    named = [f"context {context}" if context > 1 else "", f"expert {expert}" if expert > 1 else "",
+             f"expert tensor {expert_tensor}" if expert_tensor is not None and expert_tensor != tensor else "",
+             zero_stage(zero, data)]
+    return [n for n in named if n]
+
+
 def flop_power(value: float) -> str:
     """$10^{21}$ FLOPs, $3\\times10^{21}$ FLOPs: for a figure, in matplotlib's math text, read like its log axes."""
     exponent = math.floor(math.log10(value))

@@ -25,7 +25,7 @@ from costplan.errors import CostplanError, SpecError, printable
 from costplan.forked import available_cpus, can_fork, imap_forked
 from costplan.loading import RawSpec, field_path, parse_override
 from costplan.spec import ParallelismSpec, Spec
-from costplan.report import degrees
+from costplan.report import layout_extras
 from costplan.spec_rules import parallel_rules
 
 MAX_POINTS = 100_000   # more needs --limit: a million points would take minutes
@@ -43,9 +43,12 @@ COLUMNS: dict[str, Callable[[Estimate], Any]] = {
     "training_flops": lambda e: e.flops.training_total,
     "memory_per_gpu": lambda e: e.memory.total_per_gpu,
     "fits": lambda e: e.memory.fits,
-    # tensor × pipeline × data: the base spec's where it holds
-    "layout": lambda e: degrees(e.parallelism.tensor, e.parallelism.pipeline, e.parallelism.data,
-                                e.parallelism.context, e.parallelism.expert),
+    # tensor × pipeline × data and what else splits it (the ZeRO stage too: memory per GPU depends on it); the
+    # base spec's where it holds
+    "layout": lambda e: " ".join([f"{e.parallelism.tensor} × {e.parallelism.pipeline} × {e.parallelism.data}",
+                                  *layout_extras(e.parallelism.tensor, e.parallelism.data, e.parallelism.zero,
+                                                 e.parallelism.context, e.parallelism.expert,
+                                                 e.parallelism.expert_tensor)]),
     "gpu_hours": lambda e: e.time.gpu_hours,
     "wall_clock_days": lambda e: e.time.wall_clock_days,
     "cost_usd": lambda e: e.time.cost_usd,

@@ -271,11 +271,13 @@ def test_deadline_note_says_when_the_runner_up_is_cheaper_on_more_gpus():
         note = why(planner.Option(**chosen, runner_up=runner_up))
         assert note.startswith("runner-up 1 × 1 × 128, ZeRO 3 on 128: $")
         assert note.endswith("(cheaper, on more GPUs)") == said
-    # a runner-up that differs in how its experts are split says so
-    moe = {**chosen, "layout": {**chosen["layout"], "expert_tensor": 1}}
+    # a runner-up names its experts' split as the chosen layout's column does: the expert degree, and an expert
+    # tensor degree other than its tensor degree
+    moe = {**chosen, "layout": {**chosen["layout"], "expert": 8, "expert_tensor": 2}}
     runner_up = {"tensor": 2, "pipeline": 1, "zero": 1, "data": 32, "gpus": 64, "cost_usd": 5000.0,
-                 "expert_tensor": 2}
-    assert why(planner.Option(**moe, runner_up=runner_up)).startswith("runner-up 2 × 1 × 32, ZeRO 1, expert tensor 2")
+                 "expert": 8, "expert_tensor": 1}
+    assert why(planner.Option(**moe, runner_up=runner_up)).startswith(
+        "runner-up 2 × 1 × 32, expert 8, expert tensor 1, ZeRO 1 on 64")
 
 
 def test_deadline_tries_per_op_checkpointing_where_it_is_modelled(run):

@@ -8,7 +8,6 @@ import json
 import pytest
 
 import costplan
-from costplan.report import degrees
 from test_cli import TINY, errors, write
 
 GPT = "model: {vocab_size: 1000, d_model: 64, n_layers: 2, n_heads: 4, max_seq_len: 128}\ntraining: {tokens: 1e9}\n"
@@ -193,10 +192,24 @@ def test_a_held_layout_serves_only_points_it_tiles_and_splits(run):
     for d in data:
         e = costplan.estimate(costplan.load_spec("mixtral-8x7b", ["hardware.count=64",
                                                                    f"moe.n_experts={d['model.moe.n_experts']}"]))
+        par = e.parallelism
         assert (d["memory_per_gpu"], d["gpu_hours"], d["layout"]) == (
-            e.memory.total_per_gpu, e.time.gpu_hours, degrees(e.parallelism.tensor, e.parallelism.pipeline,
-                                                              e.parallelism.data, expert=e.parallelism.expert))
-    assert [d["layout"] for d in data] == ["4 × 1 × 16 expert 2", "4 × 1 × 16 expert 8"]
+            e.memory.total_per_gpu, e.time.gpu_hours,
+            f"4 × 1 × 16 expert {par.expert} expert tensor {par.expert_tensor} ZeRO {par.zero}")
+    assert [d["layout"].split(" expert tensor")[0] for d in data] == ["4 × 1 × 16 expert 2", "4 × 1 × 16 expert 8"]
+
+
+def test_the_layout_column_tells_apart_what_memory_depends_on(run):
+    # Two points on the same grid whose estimates differ in ZeRO stage (and so in memory per GPU) must not read
+    # alike: Llama 3 8B on 24 L40S shards its weights too (ZeRO 3), on 24 H100s only gradients and states
+    data = json.loads(run("sweep", "llama3-8b", "--gpus", "24", "--vary", "hardware.gpu=l40s,h100-sxm",
+                          "--search-layouts", "--format", "json").stdout)
+    for d in data:
+        e = costplan.estimate(costplan.load_spec("llama3-8b", ["hardware.count=24",
+                                                                f"hardware.gpu={d['hardware.gpu']}"]))
+        par = e.parallelism
+        assert d["layout"] == f"{par.tensor} × {par.pipeline} × {par.data} ZeRO {par.zero}"
+    assert data[0]["layout"] != data[1]["layout"]
 
 
 def test_points_keep_the_base_layout_unless_told_to_search(run):
@@ -204,7 +217,7 @@ def test_points_keep_the_base_layout_unless_told_to_search(run):
     args = ("sweep", "llama2-70b", "--gpus", "512", "--vary", "n_layers=8", "--format", "json")
     held, searched = (json.loads(run(*args, *extra).stdout)[0] for extra in ((), ("--search-layouts",)))
     e = costplan.estimate(costplan.load_spec("llama2-70b", ["hardware.count=512", "n_layers=8"]))
-    assert held["layout"] == "2 × 1 × 256" and searched["layout"] == "1 × 1 × 512"
+    assert held["layout"] == "2 × 1 × 256 ZeRO 3" and searched["layout"] == "1 × 1 × 512 ZeRO 1"
     assert (e.parallelism.tensor, e.parallelism.pipeline, e.parallelism.data) == (1, 1, 512)
     assert searched["gpu_hours"] == e.time.gpu_hours != held["gpu_hours"]
     # the README's figures for it

@@ -12,7 +12,7 @@ from costplan.hardware import SPEC_NETWORK
 from costplan.spec_rules import zero_under_pipeline
 from costplan.report import (UNIT_WORDS, Block, LazyRows, Row, Table, count, degrees, flop, flops_rate, human,
                              layout_words, number, percent, plural, price, ratio, recomputed, sectioned, seconds, size,
-                             zero_stage)
+                             layout_extras)
 
 if TYPE_CHECKING:
     from costplan.costs.result import Estimate
@@ -163,9 +163,7 @@ def parallel_rows(est: Estimate) -> list[Row]:
     par = est.parallelism
     if est.assumptions.gpu_count == 1 and par.source != "parallelism":
         return []
-    extras = [f"context {par.context}" if par.context > 1 else "", f"expert {par.expert}" if par.expert > 1 else "",
-              f"expert tensor {par.expert_tensor}" if par.expert_tensor != par.tensor else "",
-              zero_stage(par.zero, par.data),
+    extras = [*layout_extras(par.tensor, par.data, par.zero, par.context, par.expert, par.expert_tensor),
               # on one tensor rank both are no-ops (Megatron switches sequence parallelism off there)
               "sequence parallel" if par.sequence_parallel and par.tensor > 1 else "",
               f"{par.virtual_stages} virtual stages" if par.virtual_stages > 1 else "",

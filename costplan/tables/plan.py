@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 from costplan.tables.estimate import oversized_note
 from costplan.report import (Block, Row, Table, count, flop, gpu_hours, human, number, percent, plural, recomputed,
-                             sectioned, size, usd, zero_stage)
+                             sectioned, size, usd, layout_extras)
 
 if TYPE_CHECKING:
     from costplan.planner import Option, Proposal
@@ -69,6 +69,12 @@ DEADLINE_HEADERS = ["GPU", "GPUs", "tensor × pipeline × data", "memory per GPU
                     "cost", "note"]
 
 
+def _extras(layout: dict) -> list[str]:
+    """A chosen or runner-up layout's splits beyond its grid (report.layout_extras)."""
+    return layout_extras(layout["tensor"], layout["data"], layout["zero"], layout.get("context", 1),
+                         layout.get("expert", 1), layout.get("expert_tensor"))
+
+
 def why(o: Option) -> str:
     """Why this choice: what the tuned micro-batch and recomputation saved, and what the runner-up costs."""
     said = [o.note, f"at {percent(o.mfu)} MFU ({o.mfu_source})" if o.mfu is not None else "",
@@ -80,10 +86,7 @@ def why(o: Option) -> str:
         said.append(f"{tuned} (the spec's own do not meet the deadline here)")
     r = o.runner_up
     if r:
-        experts = r.get("expert_tensor")    # a MoE layout's experts may be split otherwise than its tensor degree
-        layout = ", ".join(filter(None, [f"{r['tensor']} × {r['pipeline']} × {r['data']}",
-                                         zero_stage(r["zero"], r["data"]),
-                                         f"expert tensor {experts}" if experts else ""]))
+        layout = ", ".join([f"{r['tensor']} × {r['pipeline']} × {r['data']}", *_extras(r)])
         # the fewest GPUs are chosen, not the cheapest run: say when more GPUs would cost less
         cheaper = " (cheaper, on more GPUs)" if r["cost_usd"] < o.cost_usd else ""
         said.append(f"runner-up {layout} on {r['gpus']}: {usd(r['cost_usd'])}{cheaper}")
@@ -102,9 +105,7 @@ def deadline(options: Sequence[Option]) -> Table:
             body.append([o.gpu, "—", "—", "—", "—", "—", "—", o.note])
             continue
         lay = o.layout
-        extras = [zero_stage(lay["zero"], lay["data"]), f"expert {lay['expert']}" if lay["expert"] > 1 else "",
-                  f"expert tensor {lay['expert_tensor']}" if lay["expert_tensor"] != lay["tensor"] else "",
-                  "SP" if lay["sequence_parallel"] else ""]
+        extras = [*_extras(lay), "SP" if lay["sequence_parallel"] else ""]
         body.append([o.gpu, str(o.gpus), ", ".join([f"{lay['tensor']} × {lay['pipeline']} × {lay['data']}",
                                                     *(e for e in extras if e)]),
                      f"{size(o.memory_per_gpu)} of {size(o.gpu_memory)}", human(o.wall_clock_days, "days"),

@@ -186,8 +186,11 @@ class Option(Record):
     recompute_layers: int | None = None     # under full recompute: the first N layers of each stage
     untuned_cost_usd: float | None = None   # with the spec's own micro-batch size and recomputation
     # the next layout by the same rule (fewest GPUs, then cost): tensor, pipeline, zero, context, expert,
-    # expert_tensor, data, gpus, cost_usd
+    # expert_tensor, sequence_parallel, data, gpus, cost_usd
     runner_up: dict[str, Any] | None = None
+    # where no layout meets the deadline, the quickest that fits (planner._fastest): the runner-up's layout keys,
+    # gpus, wall_clock_days and the spec's global_batch_size (None: open), which caps the data ranks
+    fastest: dict[str, Any] | None = None
     mfu: float | None = None                # the MFU the runs were timed at; None: the step model
     mfu_source: str | None = None           # --mfu, or hardware.mfu (the spec's, on its own GPU type)
     not_taken: list[str] = []               # the spec's hardware settings, for its own GPU type, not taken here
@@ -276,7 +279,8 @@ def fewest_gpus(spec: Spec, gpu_key: str, deadline_hours: float, mfu: float | No
         if searched is not None:
             found.append(((searched.assumptions.gpu_count, searched.time.cost_usd), layout, searched))
     if not found:
-        return Option.none(gpu_key, gpu, "no layout tried fits and finishes in time")
+        missed = Option.none(gpu_key, gpu, "no layout tried fits and finishes in time")
+        return missed.model_copy(update={"fastest": _fastest(spec, gpu_key, gpu.node_size, mfu)})
     found.sort(key=lambda f: f[0])
     # Every layout with its own cheapest micro-batch and recomputation, at the fewest GPUs those meet the
     # deadline on: the fewest GPUs win, then the cheapest (of equals, the one holding least: ZeRO 2 over a ZeRO 1
@@ -299,7 +303,8 @@ def fewest_gpus(spec: Spec, gpu_key: str, deadline_hours: float, mfu: float | No
         theirs = other.parallelism
         runner_up = {"tensor": theirs.tensor, "pipeline": theirs.pipeline, "zero": theirs.zero,
                      "context": theirs.context, "expert": theirs.expert, "expert_tensor": theirs.expert_tensor,
-                     "data": theirs.data, "gpus": other.assumptions.gpu_count, "cost_usd": other.time.cost_usd}
+                     "sequence_parallel": theirs.sequence_parallel, "data": theirs.data,
+                     "gpus": other.assumptions.gpu_count, "cost_usd": other.time.cost_usd}
         break
     return Option(
         gpu=gpu_key, gpus=result.assumptions.gpu_count,
@@ -316,6 +321,27 @@ def fewest_gpus(spec: Spec, gpu_key: str, deadline_hours: float, mfu: float | No
         not_taken=_not_taken(spec, gpu_key, mfu), spec_gpu=spec.hardware.gpu,
         oversized_batch=oversized_batch(result.assumptions),
     )
+
+
+def _fastest(spec: Spec, gpu_key: str, node_size: int, mfu: float | None) -> dict[str, Any] | None:
+    """Where no layout meets the deadline: the quickest run that fits, each layout on the most GPUs the search
+    gives it (its largest data degree: a fixed batch's sequences, else MAX_COUNT GPUs), with the spec's own
+    micro-batch size and recomputation; None where none fits."""
+    best = None
+    for layout in grid(spec):
+        degrees = _data_degrees(spec, layout, node_size)
+        if not len(degrees):
+            continue
+        e = estimate(variant(spec, gpu_key, degrees[len(degrees) - 1] * replica(layout), layout, mfu))
+        if e.memory.fits and (best is None or e.time.wall_clock_days < best.time.wall_clock_days):
+            best = e
+    if best is None:
+        return None
+    par = best.parallelism
+    return {"tensor": par.tensor, "pipeline": par.pipeline, "zero": par.zero, "context": par.context,
+            "expert": par.expert, "expert_tensor": par.expert_tensor, "sequence_parallel": par.sequence_parallel,
+            "data": par.data, "gpus": best.assumptions.gpu_count, "wall_clock_days": best.time.wall_clock_days,
+            "global_batch_size": spec.training.global_batch_size}
 
 
 def _settled(spec: Spec, gpu_key: str, layout: dict[str, Any], searched, node_size: int,  # noqa: ANN001

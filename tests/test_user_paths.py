@@ -103,6 +103,24 @@ def test_a_deadline_no_gpu_meets_exits_1_after_saying_why(run):
     assert run("plan", "llama2-7b", "--deadline", "30d", "--gpu", "h100-sxm").exit_code == 0
 
 
+def test_a_missed_deadline_says_how_near_the_quickest_run_came(run):
+    # Llama 2 13B's batch of 1,024 sequences allows at most 1,024 data ranks: no layout trains it within an hour
+    # on A100s; the note names the quickest that fits, which re-estimated as a parallelism section takes that long
+    out = run("plan", "llama2-13b", "--deadline", "1h", "--gpu", "a100-80gb", "--format", "json")
+    assert out.exit_code == 1
+    [option] = json.loads(out.stdout)
+    fastest = option["fastest"]
+    layout = {k: fastest[k] for k in ("tensor", "pipeline", "zero", "context", "expert", "sequence_parallel")}
+    e = costplan.estimate(costplan.load_spec("llama2-13b", ["hardware.gpu=a100-80gb",
+                                                            f"hardware.count={fastest['gpus']}",
+                                                            *(f"parallelism.{k}={v}" for k, v in layout.items())]))
+    assert e.parallelism.data == fastest["data"] == 1024 and e.memory.fits
+    assert e.time.wall_clock_days == fastest["wall_clock_days"] > 1 / 24
+    assert option["note"].startswith("no layout tried fits and finishes in time; the quickest that fits, "
+                                     f"{fastest['tensor']} × {fastest['pipeline']} × 1024, ZeRO 1, SP on")
+    assert option["note"].endswith("(training.global_batch_size, 1.024 k sequences, caps the data ranks)")
+
+
 def test_memory_shares_are_of_what_the_peak_holds():
     # gpt2-small ties its embeddings: its tied gradients and the optimizer's transients come at other moments
     est = costplan.estimate(costplan.load_spec("gpt2-small"))

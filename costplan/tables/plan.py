@@ -70,9 +70,23 @@ DEADLINE_HEADERS = ["GPU", "GPUs", "tensor × pipeline × data", "memory per GPU
 
 
 def _extras(layout: dict) -> list[str]:
-    """A chosen or runner-up layout's splits beyond its grid (report.layout_extras)."""
-    return layout_extras(layout["tensor"], layout["data"], layout["zero"], layout.get("context", 1),
-                         layout.get("expert", 1), layout.get("expert_tensor"))
+    """A chosen, runner-up or quickest layout's splits beyond its grid (report.layout_extras), and SP where
+    sequence parallelism splits anything."""
+    return [*layout_extras(layout["tensor"], layout["data"], layout["zero"], layout.get("context", 1),
+                           layout.get("expert", 1), layout.get("expert_tensor")),
+            *(["SP"] if layout.get("sequence_parallel") and layout["tensor"] > 1 else [])]
+
+
+def missed(o: Option) -> str:
+    """Why a GPU type has no row, and where no layout met the deadline, how near the quickest that fits came."""
+    f = o.fastest
+    if not f:
+        return o.note
+    layout = ", ".join([f"{f['tensor']} × {f['pipeline']} × {f['data']}", *_extras(f)])
+    capped = (f" (training.global_batch_size, {count(f['global_batch_size'])} sequences, caps the data ranks)"
+              if f["global_batch_size"] else "")
+    return f"{o.note}; the quickest that fits, {layout} on {count(f['gpus'])} GPUs, takes " \
+           f"{human(f['wall_clock_days'], 'days')}{capped}"
 
 
 def why(o: Option) -> str:
@@ -102,14 +116,13 @@ def deadline(options: Sequence[Option]) -> Table:
     body = []
     for o in options:
         if o.gpus is None:
-            body.append([o.gpu, "—", "—", "—", "—", "—", "—", o.note])
+            body.append([o.gpu, "—", "—", "—", "—", "—", "—", missed(o)])
             continue
         lay = o.layout
-        extras = [*_extras(lay), "SP" if lay["sequence_parallel"] else ""]
         body.append([o.gpu, str(o.gpus), ", ".join([f"{lay['tensor']} × {lay['pipeline']} × {lay['data']}",
-                                                    *(e for e in extras if e)]),
+                                                    *_extras(lay)]),
                      f"{size(o.memory_per_gpu)} of {size(o.gpu_memory)}", human(o.wall_clock_days, "days"),
                      count(o.gpu_hours), usd(o.cost_usd), why(o)])
     # JSON and CSV carry the table's note: why the row was chosen, not only why none was
     return Table([Block(DEADLINE_HEADERS, body)],
-                 [{**o.model_dump(), "note": why(o) if o.gpus is not None else o.note} for o in options])
+                 [{**o.model_dump(), "note": why(o) if o.gpus is not None else missed(o)} for o in options])

@@ -38,6 +38,7 @@ class RawSpec(Record):
     base_dir: str | None
     keys: dict[str, str] = {}       # a Hugging Face config's: spec path → the config key it was read from
     defaulted: tuple[str, ...] = ()  # ... and the keys it read that the file lacks: the class's defaults
+    left_out: tuple[str, ...] = ()   # ... and "key: why" of its keys whose cost is left out (hf.Imported)
 
     def validate(self, overrides: Iterable[str] = ()) -> Spec:
         try:
@@ -49,6 +50,8 @@ class RawSpec(Record):
             raise SpecError(exc.source, [self._named(problem) for problem in exc.problems]) from None
         if self.defaulted:
             set_private(spec, "_config_defaults", self.defaulted)
+        if self.left_out:
+            set_private(spec, "_config_left_out", self.left_out)
         return spec
 
     @classmethod
@@ -59,7 +62,7 @@ class RawSpec(Record):
         keys = {path: note.removeprefix("from ") for path, note in imported.notes.items()
                 if note.startswith("from ") and " " not in note.removeprefix("from ")}
         return cls(imported.spec, label, sources.config_name(config), str(config.parent), keys,
-                   tuple(imported.defaulted))
+                   tuple(imported.defaulted), tuple(imported.left_out))
 
     def _named(self, problem: str) -> str:
         """A problem with a field read from a config, naming the config's key: what its author wrote."""

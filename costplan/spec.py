@@ -422,6 +422,11 @@ class Spec(Section):
         return getattr(self, "_config_defaults", ())
 
     @property
+    def config_left_out(self) -> tuple[str, ...]:
+        """A Hugging Face config's keys with a cost no spec states, each "key: why" (hf.Imported.left_out)."""
+        return getattr(self, "_config_left_out", ())
+
+    @property
     def seq_len_defaulted(self) -> bool:
         """Whether training.seq_len came from model.max_seq_len, the mapping validated having none (a copy made
         without that mapping, as a search's, is taken as given)."""

@@ -132,6 +132,43 @@ def test_import_says_which_keys_it_used_and_ignored(run):
     assert "d_model: 4096" in result.stdout and "# from hidden_size" in result.stdout
 
 
+def test_keys_with_a_cost_no_spec_states_are_said_not_ignored(run, tmp_path):
+    # DeepSeek-V3's multi-token prediction layer (num_nextn_predict_layers: 1 in the published file) has
+    # parameters and FLOPs that neither transformers' class nor the spec builds; a published checkpoint's
+    # quantization_config (DeepSeek-V3's fp8 blocks) describes how its weights are stored, which no training
+    # estimate reads. Both are accepted, kept out of "ignored (no cost)", and said by import, estimate and serve.
+    data = json.loads((HF / "tiny" / "deepseek_v3.json").read_text())
+    assert data["num_nextn_predict_layers"] == 1
+    quantized = tmp_path / "config.json"
+    quantized.write_text(json.dumps({**data, "quantization_config": {"quant_method": "fp8", "fmt": "e4m3",
+                                                                      "weight_block_size": [128, 128]}}))
+    imported = run("import", str(quantized))
+    assert imported.exit_code == 0, imported.stderr
+    said = [line for line in imported.stderr.splitlines() if line.startswith("left out (not modelled): ")]
+    assert [line.split(": ")[1] for line in said] == ["quantization_config", "num_nextn_predict_layers"]
+    ignored = next(line for line in imported.stderr.splitlines() if line.startswith("ignored (no cost): "))
+    assert "num_nextn_predict_layers" not in ignored and "quantization_config" not in ignored
+    assert params(quantized) == params(HF / "tiny" / "deepseek_v3.json")
+    for command in (("estimate", str(quantized)), ("serve", str(quantized)), ("sweep", str(quantized), "--vary",
+                                                                             "training.tokens=1e9")):
+        out = run(*command)
+        assert out.exit_code == 0, out.stderr
+        warnings = out.stderr.splitlines()
+        assert any(w.startswith(f"warning: {quantized.parent.name}: quantization_config: the checkpoint's own "
+                                "quantization") for w in warnings), command
+        assert any(": num_nextn_predict_layers: DeepSeek-V3's multi-token prediction modules" in w
+                   for w in warnings), command
+    [estimated] = json.loads(run("estimate", str(quantized), "--format", "json").stdout)
+    assert [s.split(":")[0] for s in estimated["assumptions"]["config_left_out"]] == ["quantization_config",
+                                                                                      "num_nextn_predict_layers"]
+    # none of it where the file has no multi-token prediction layer
+    plain = tmp_path / "plain" / "config.json"
+    plain.parent.mkdir()
+    plain.write_text(json.dumps({**data, "num_nextn_predict_layers": 0}))
+    assert "left out" not in run("import", str(plain)).stderr
+    assert json.loads(run("estimate", str(plain), "--format", "json").stdout)[0]["assumptions"]["config_left_out"] == []
+
+
 def test_import_output_file_and_force(run, tmp_path):
     out = tmp_path / "spec.yaml"
     assert run("import", str(HF / "tiny" / "gpt2.json"), "-o", str(out)).exit_code == 0
@@ -185,7 +222,6 @@ def refusal(run, path) -> str:
     ("opt", {"do_layer_norm_before": False}, "do_layer_norm_before: false: post-norm layers"),
     ("gpt2", {"activation_function": "silu"}, "activation_function: 'silu'"),
     ("gpt2", {"add_cross_attention": True}, "add_cross_attention: true: cross-attention"),
-    ("mistral", {"quantization_config": {"quant_method": "fp8"}}, "quantization_config: a checkpoint's own"),
     ("gemma", {"use_bidirectional_attention": True}, "use_bidirectional_attention: true: bidirectional"),
     ("starcoder2", {"hidden_act": "silu"}, "hidden_act: 'silu': an MLP with this activation"),
     ("starcoder2", {"norm_type": "rms_norm"}, "norm_type: \"rms_norm\": only layer_norm"),

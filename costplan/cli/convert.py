@@ -29,6 +29,8 @@ def import_config(config, output, force) -> None:
                         ("ignored (no cost)", imported.ignored)):
         if keys:
             click.echo(f"{label}: {', '.join(keys)}", err=True)
+    for said in imported.left_out:
+        click.echo(f"left out (not modelled): {said}", err=True)
     if output:
         files.write_text("--output", output, text, force)
         click.echo(f"wrote {output}", err=True)

@@ -82,6 +82,7 @@ def plot_scaling(specs, output, force, law, overrides, gpu, gpus, tokens, mfu) -
     # a point needs the parameters and tokens alone: no layout is searched, so no GPU count can fail it
     points = [law_point(s, constants) for s in load_all(specs, sets)] if specs else []
     for point in points:
-        echo_warnings(tables.assumed_inputs(point.name, point.tokens_source, point.config_defaults))
+        echo_warnings(tables.assumed_inputs(point.name, point.tokens_source, point.config_defaults,
+                                            point.config_left_out))
     plots.save(plots.scaling_law(constants, points), output, force)
     click.echo(output)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from costplan.cli.options import FORMATS, load_all
+from costplan.cli.options import FORMATS, echo_warnings, load_all
 from costplan.errors import CostplanError
 
 @click.command()
@@ -46,6 +46,9 @@ def serve(specs, batch, prompt_tokens, output_tokens, weights, group_size, kv_ca
         if others:
             raise CostplanError(f"--group-size: only with int4 weights (--weights int4); {', '.join(others)} "
                                 "store no groups")
+    from costplan.tables.estimate import left_out_warnings
+
+    echo_warnings([w for spec in loaded for w in left_out_warnings(spec.name, spec.config_left_out)])
     results = [run_serve(spec) for spec in loaded]
     problems = [p for p in map(serve_tables.problem, results) if p]
     if problems:

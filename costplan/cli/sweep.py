@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from costplan.cli.options import FORMATS, collect_overrides, law_option, spec_options
+from costplan.cli.options import FORMATS, collect_overrides, echo_warnings, law_option, spec_options
 from costplan.errors import CostplanError
 
 
@@ -27,6 +27,22 @@ def progress_lines():  # noqa: ANN201
             last = now
             click.echo(f"sweep: {done:,} of {total:,} points ({report.seconds(now - started)})", err=True)
     return progress
+
+
+def _base_warnings(raw, axes, sets) -> list[str]:  # noqa: ANN001
+    """What every point rests on that the spec does not say, as estimate warns of it: its tokens' rule (unless a
+    --vary gives them), its config's class defaults and what of its config no estimate counts. Nothing where the
+    base spec is not valid on its own (the points are checked one by one)."""
+    from costplan import tables
+    from costplan.costs.estimate import law_point
+
+    try:
+        base = raw.validate(sets)
+    except CostplanError:
+        return []
+    point = law_point(base)
+    source = "training.tokens" if any(a.key == "training.tokens" for a in axes) else point.tokens_source
+    return tables.assumed_inputs(base.name, source, point.config_defaults, point.config_left_out)
 
 
 @click.command()
@@ -81,6 +97,7 @@ def sweep(spec, varies, sort_by, limit, fmt, serving, jobs, search_layouts, law,
     total = sweeps.size(axes)
     if count is not None and count < total:     # said, as the points left out are nowhere in the table
         click.echo(f"sweep: the first {count:,} of {total:,} points (--limit)", err=True)
+    echo_warnings(_base_warnings(raw, axes, sets))
     points = sweeps.run(raw, axes, sets, constants, count, serving, job_count, progress_lines(), search_layouts)
     if order is not None:
         points = sorted(points, key=order)

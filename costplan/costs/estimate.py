@@ -71,6 +71,7 @@ class LawPoint(Record):
     tokens: float
     tokens_source: str
     config_defaults: list[str]
+    config_left_out: list[str]
     scaling: Scaling
 
 
@@ -91,6 +92,7 @@ def law_point(spec: Spec, law: str | scaling.ScalingLaw | None = None) -> LawPoi
     tokens, source = trained_tokens(spec, whole.params, whole.active_params)
     law = law if isinstance(law, scaling.ScalingLaw) else scaling.resolve(law)
     return LawPoint(name=spec.name, tokens=tokens, tokens_source=source, config_defaults=list(spec.config_defaults),
+                    config_left_out=list(spec.config_left_out),
                     scaling=scaling.predict(law, whole.params, whole.active_params, tokens))
 
 
@@ -122,7 +124,7 @@ def _estimate(spec: Spec, law: str | scaling.ScalingLaw | None) -> Estimate:
     )
 
     seq_len_source = "model.max_seq_len" if spec.seq_len_defaulted else "training.seq_len"
-    config_defaults = spec.config_defaults
+    config_defaults, left_out = spec.config_defaults, spec.config_left_out    # the laid-out copy has neither
     run = resolve(spec)
     spec = run.spec
     memories = run.memories or memories_of(spec, shape)
@@ -159,7 +161,7 @@ def _estimate(spec: Spec, law: str | scaling.ScalingLaw | None) -> Estimate:
         tokens_source=tokens_source,
         tokens_per_param=tokens / whole.params,
         seq_len=s, seq_len_source=seq_len_source, config_defaults=list(config_defaults),
-        micro_batch_size=t.micro_batch_size,
+        config_left_out=list(left_out), micro_batch_size=t.micro_batch_size,
         global_batch_size=batch,
         global_batch_source=SPEC_BATCH if t.global_batch_size is not None else OPEN_BATCH,
         steps=math.ceil(steps),

@@ -100,6 +100,7 @@ class Assumptions(Record):
     seq_len: int
     seq_len_source: str           # training.seq_len, or model.max_seq_len where the spec gives none
     config_defaults: list[str]    # a Hugging Face config's keys its class read from its own defaults (absent)
+    config_left_out: list[str]    # a Hugging Face config's keys with a cost no spec states: "key: why"
     micro_batch_size: int
     global_batch_size: int
     global_batch_source: str      # training.global_batch_size, or what the layout makes of the micro-batch

@@ -24,7 +24,7 @@ import yaml
 from costplan import sources
 from costplan.errors import SpecError
 from costplan.hf.families import ALIASES, FAMILIES, UNSUPPORTED
-from costplan.hf.fields import COMMON_CHECKS, COMMON_DEFAULTS, Unsupported
+from costplan.hf.fields import COMMON_CHECKS, COMMON_DEFAULTS, COMMON_LEFT_OUT, Unsupported
 from costplan.spec import ACTIVATIONS
 
 
@@ -40,6 +40,7 @@ class Imported:
     used: list[str] = field(default_factory=list)        # keys of the file read into fields or checks
     defaulted: list[str] = field(default_factory=list)   # keys absent from the file: the class's default
     ignored: list[str] = field(default_factory=list)     # keys of the file without cost
+    left_out: list[str] = field(default_factory=list)    # "key: why" of the file's keys whose cost is left out
 
 
 def load_json(config: Path) -> dict[str, Any]:
@@ -77,7 +78,7 @@ def read(config: Path) -> Imported:
     if isinstance(heads, list) and heads and not any(str(h).endswith(causal) for h in heads):
         problems.append(f"architectures: {json.dumps(heads)}: only the causal language model ({family.label}) is "
                         "modelled; another head (classification, reward) has other parameters")
-    known = family.known() | {k for c in COMMON_CHECKS for k in c.keys}
+    known = family.known() | {k for c in COMMON_CHECKS for k in c.keys} | {o.key for o in COMMON_LEFT_OUT}
     problems += [f"{k}: unknown to costplan for model_type {model_type}; it may change the cost, so it is not "
                  "ignored" for k in data if k not in known]
     values = {**COMMON_DEFAULTS, **family.defaults, **data}
@@ -132,11 +133,13 @@ def read(config: Path) -> Imported:
         spec["training"]["activation"] = values[mlp.keys[0]]
         notes["training.activation"] = f"from {mlp.keys[0]}: what the modules' activation saves (sdpa / eager)"
     read_keys = {k for f in family.fields.values() for k in f.keys} | {k for c in family.checks for k in c.keys}
+    left_out = [o for o in (*COMMON_LEFT_OUT, *family.left_out) if o.key in data and o.applies(data[o.key])]
     return Imported(
         model_type=model_type, spec=spec, notes=notes,
         used=sorted(k for k in data if k in read_keys | {"model_type"}),
         defaulted=sorted(defaulted),
-        ignored=sorted(k for k in data if k not in read_keys | {"model_type"}),
+        ignored=sorted(k for k in data if k not in read_keys | {"model_type"} | {o.key for o in left_out}),
+        left_out=[f"{o.key}: {o.why}" for o in left_out],
     )
 
 

@@ -47,6 +47,16 @@ class Check:
 
 
 @dataclass(frozen=True)
+class LeftOut:
+    """A key with a cost no spec states: accepted, and said (by `import` and as an estimate's warning) where
+    `applies(value)`; elsewhere it has no cost."""
+
+    key: str
+    applies: Callable[[Any], bool]
+    why: str
+
+
+@dataclass(frozen=True)
 class Family:
     """How one model_type reads: spec fields, checks, the class defaults, and keys without cost."""
 
@@ -55,10 +65,11 @@ class Family:
     defaults: dict[str, Any]
     checks: tuple[Check, ...] = ()
     ignored: frozenset[str] = frozenset()
+    left_out: tuple[LeftOut, ...] = ()
 
     def known(self) -> set[str]:
         return ({k for f in self.fields.values() for k in f.keys} | {k for c in self.checks for k in c.keys}
-                | set(self.ignored) | IGNORED)
+                | set(self.ignored) | {o.key for o in self.left_out} | IGNORED)
 
 
 # Keys with no cost in any model type: bookkeeping, token ids, initialisation, numerics of elementwise ops,
@@ -87,10 +98,6 @@ IGNORED = frozenset({
 })
 # Keys no supported config may carry with a value other than these: they change what the class builds.
 COMMON_CHECKS = (
-    Check(("quantization_config",), lambda value: value is None,
-          "a checkpoint's own quantization (its formats and scale layouts) is not read; remove the key to "
-          "estimate the model at training.precision, and serve it quantized with `costplan serve --weights "
-          "fp8|int8|int4`"),
     Check(("is_encoder_decoder",), lambda value: not value, "encoder-decoder models are not modelled"),
     Check(("add_cross_attention",), lambda value: not value, "cross-attention layers are not modelled"),
     Check(("pruned_heads",), lambda value: not value, "pruned attention heads are not modelled"),
@@ -107,6 +114,13 @@ def layer_list(name: str) -> Check:
                  "expected a list of layer indices")
 
 
+# Keys with a cost in any model type that no spec states (published checkpoints carry them: DeepSeek-V3's fp8
+# and gpt-oss's mxfp4 files).
+COMMON_LEFT_OUT = (
+    LeftOut("quantization_config", lambda value: value is not None,
+            "the checkpoint's own quantization (its formats and scale layouts) is not read: the model is estimated "
+            "at training.precision, and served at serving.weights (`costplan serve --weights fp8|int8|int4`)"),
+)
 COMMON_DEFAULTS = {"quantization_config": None, "is_encoder_decoder": False, "add_cross_attention": False,
                    "pruned_heads": None}
 

@@ -4,7 +4,7 @@ class. The table itself: families.py."""
 from __future__ import annotations
 
 from costplan.hf.fields import (
-    Check, Family, Field, deepseek_moe, every_nth_global, fixed, gated_mlp, key, layer_list, layer_step,
+    Check, Family, Field, LeftOut, deepseek_moe, every_nth_global, fixed, gated_mlp, key, layer_list, layer_step,
     llama4_attention, llama4_moe, mla, mla_qkv_bias, plain_mlp, qwen2_moe, qwen2_moe_attention, qwen_attention,
     qwen_moe, renormalized, window,
 )
@@ -67,12 +67,16 @@ DEEPSEEK_CHECKS = (
     Check(("moe_layer_freq",), lambda n: n == 1, "MoE every n-th layer is not built by the transformers class"),
 )
 # Group-limited routing and its scaling are elementwise. The multi-token-prediction module
-# (num_nextn_predict_layers) is not built by the transformers class, so it is left out as there. MLA reads no
-# num_key_value_heads (every head has its own key and value); head_dim and qk_head_dim are derived by the class
-# from the MLA widths.
+# (num_nextn_predict_layers) is not built by the transformers class, so it is left out as there, and said
+# (DEEPSEEK_LEFT_OUT). MLA reads no num_key_value_heads (every head has its own key and value); head_dim and
+# qk_head_dim are derived by the class from the MLA widths.
 DEEPSEEK_IGNORED = MOE_IGNORED | {"num_key_value_heads", "head_dim", "qk_head_dim", "routed_scaling_factor",
                                   "n_group", "topk_group", "topk_method", "scoring_func", "aux_loss_alpha",
-                                  "seq_aux", "ep_size", "num_nextn_predict_layers"}
+                                  "seq_aux", "ep_size"}
+DEEPSEEK_LEFT_OUT = (LeftOut("num_nextn_predict_layers", lambda n: bool(n),
+                             "DeepSeek-V3's multi-token prediction modules (each a block, a projection and two "
+                             "norms, sharing the embedding and head) are not built, as transformers' class leaves "
+                             "them out: their parameters and training FLOPs are not counted"),)
 
 # Gemma 2 / 3: RMSNorms scaling by (1 + weight), an embedding multiplied by sqrt(hidden_size), and scores
 # scaled by query_pre_attn_scalar and soft-capped as c·tanh(x / c) (attention and final logits): elementwise, no
@@ -182,7 +186,7 @@ LLAMA_STYLE: dict[str, Family] = {
         checks=DEEPSEEK_CHECKS + (
             Check(("mlp_bias",), lambda v: not v, "biases on the dense and shared MLPs but not on the routed "
                                                   "experts are not modelled"),),
-        ignored=DEEPSEEK_IGNORED),
+        ignored=DEEPSEEK_IGNORED, left_out=DEEPSEEK_LEFT_OUT),
     "deepseek_v3": Family("DeepseekV3ForCausalLM", llama_like("deepseek_v3", **{
         **DEEPSEEK_FIELDS,
         "model.moe": Field((*DEEPSEEK_MOE_KEYS, "norm_topk_prob"),
@@ -194,7 +198,7 @@ LLAMA_STYLE: dict[str, Family] = {
          "qk_nope_head_dim": 128, "qk_rope_head_dim": 64, "v_head_dim": 128, "n_routed_experts": 256,
          "num_experts_per_tok": 8, "moe_intermediate_size": 2048, "n_shared_experts": 1,
          "first_k_dense_replace": 3, "moe_layer_freq": 1, "norm_topk_prob": True},
-        checks=DEEPSEEK_CHECKS, ignored=DEEPSEEK_IGNORED),
+        checks=DEEPSEEK_CHECKS, ignored=DEEPSEEK_IGNORED, left_out=DEEPSEEK_LEFT_OUT),
     "gemma": Family("GemmaForCausalLM", llama_like(
         "gemma", **attention_bias("gemma")),
         # Gemma's RMSNorm scales by (1 + weight): one weight per feature all the same; the embedding is

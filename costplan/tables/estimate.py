@@ -221,7 +221,7 @@ def estimates(results: Sequence[Estimate]) -> Table:
 def warnings(est: Estimate) -> list[str]:
     """What a user should notice on stderr."""
     a, m = est.assumptions, est.memory
-    out = assumed_inputs(est.name, a.tokens_source, a.config_defaults)
+    out = assumed_inputs(est.name, a.tokens_source, a.config_defaults, a.config_left_out)
     if a.seq_len_source != "training.seq_len":
         out.append(f"{est.name}: no training.seq_len; training on sequences of model.max_seq_len, {a.seq_len:,} "
                    "tokens (a Hugging Face config's max_position_embeddings is often the longest context it serves, "
@@ -240,9 +240,16 @@ def oversized_note(tokens: int) -> str:
             f"({count(LARGEST_PUBLISHED_BATCH)}, DeepSeek-V3's): set training.global_batch_size")
 
 
-def assumed_inputs(name: str, tokens_source: str, config_defaults: Sequence[str]) -> list[str]:
-    """The warnings of what a spec's size and tokens rest on that it does not say."""
-    out = []
+def left_out_warnings(name: str, left_out: Sequence[str]) -> list[str]:
+    """What a Hugging Face config of the spec has that no estimate counts (Spec.config_left_out)."""
+    return [f"{name}: {said}" for said in left_out]
+
+
+def assumed_inputs(name: str, tokens_source: str, config_defaults: Sequence[str],
+                   left_out: Sequence[str] = ()) -> list[str]:
+    """The warnings of what a spec's size and tokens rest on that it does not say, and what of its config's cost
+    is left out."""
+    out = left_out_warnings(name, left_out)
     if tokens_source != "training.tokens":
         out.append(f"{name}: no training.tokens; assuming {tokens_source.split(';')[0]}")
     if config_defaults:

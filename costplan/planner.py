@@ -96,6 +96,7 @@ class Proposal(Record):
     optimum: Optimum
     spec: dict[str, Any]        # the spec it proposes, as written by --write
     oversized_batch: int | None = None      # its open batch's tokens a step, past any published run's
+    layout: dict[str, Any] = {}             # the layout the estimate chose for the GPUs (layout_of)
 
 
 def propose(amount: float, unit: str, law: scaling.ScalingLaw, gpu_key: str, gpus: int,
@@ -128,8 +129,16 @@ def propose(amount: float, unit: str, law: scaling.ScalingLaw, gpu_key: str, gpu
         budget={"amount": amount, "unit": unit, "flops": flops, "gpu": gpu_key},
         law=law.name,
         optimum=Optimum(params=n_opt, tokens=d_opt, loss=law.loss(n_opt, d_opt), tokens_per_param=d_opt / n_opt),
-        spec=spec, oversized_batch=oversized_batch(result.assumptions),
+        spec=spec, oversized_batch=oversized_batch(result.assumptions), layout=layout_of(result),
     )
+
+
+def layout_of(result) -> dict[str, Any]:  # noqa: ANN001 - an Estimate
+    """The layout an estimate ran on, as the plans name one: its degrees, ZeRO stage and sequence parallelism."""
+    par = result.parallelism
+    return {"tensor": par.tensor, "pipeline": par.pipeline, "zero": par.zero, "context": par.context,
+            "expert": par.expert, "expert_tensor": par.expert_tensor, "sequence_parallel": par.sequence_parallel,
+            "data": par.data}
 
 
 def _sized(flops: float, amount: float, unit: str, law: scaling.ScalingLaw, gpu_key: str, gpus: int,
@@ -300,11 +309,7 @@ def fewest_gpus(spec: Spec, gpu_key: str, deadline_hours: float, mfu: float | No
         if _same_layout(other, result) or _same_layout(other, result, zero=False) and \
                 other.time.cost_usd == result.time.cost_usd:    # another ZeRO stage at the same price says nothing
             continue
-        theirs = other.parallelism
-        runner_up = {"tensor": theirs.tensor, "pipeline": theirs.pipeline, "zero": theirs.zero,
-                     "context": theirs.context, "expert": theirs.expert, "expert_tensor": theirs.expert_tensor,
-                     "sequence_parallel": theirs.sequence_parallel, "data": theirs.data,
-                     "gpus": other.assumptions.gpu_count, "cost_usd": other.time.cost_usd}
+        runner_up = {**layout_of(other), "gpus": other.assumptions.gpu_count, "cost_usd": other.time.cost_usd}
         break
     return Option(
         gpu=gpu_key, gpus=result.assumptions.gpu_count,
@@ -337,10 +342,7 @@ def _fastest(spec: Spec, gpu_key: str, node_size: int, mfu: float | None) -> dic
             best = e
     if best is None:
         return None
-    par = best.parallelism
-    return {"tensor": par.tensor, "pipeline": par.pipeline, "zero": par.zero, "context": par.context,
-            "expert": par.expert, "expert_tensor": par.expert_tensor, "sequence_parallel": par.sequence_parallel,
-            "data": par.data, "gpus": best.assumptions.gpu_count, "wall_clock_days": best.time.wall_clock_days,
+    return {**layout_of(best), "gpus": best.assumptions.gpu_count, "wall_clock_days": best.time.wall_clock_days,
             "global_batch_size": spec.training.global_batch_size}
 
 

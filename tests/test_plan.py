@@ -64,6 +64,16 @@ def test_proposed_spec_prices_as_reported(run, tmp_path):
     assert text.startswith("# proposed by costplan plan --budget 100000 --unit gpu-hours")
     e = costplan.estimate(costplan.load_spec(str(path)))
     assert (e.params.total, e.assumptions.tokens) == (data["params"], data["tokens"])
+    # the layout its time and memory are for, which the table names beside the wall clock
+    par = e.parallelism
+    assert data["layout"] == {"tensor": par.tensor, "pipeline": par.pipeline, "zero": par.zero, "context": 1,
+                              "expert": 1, "expert_tensor": par.tensor, "sequence_parallel": par.sequence_parallel,
+                              "data": par.data}
+    table = run("plan", "--budget", "100000", "--unit", "gpu-hours", "--gpu", "h100-sxm", "--gpus", "64").stdout
+    wall = next(line for line in table.splitlines() if "wall clock" in line)
+    assert wall.rstrip().endswith(f"on 64 GPUs: {par.tensor} × {par.pipeline} × {par.data}, ZeRO {par.zero}")
+    tokens = next(line for line in table.splitlines() if "tokens" in line and "per parameter;" in line)
+    assert tokens.rstrip().endswith("what the budget buys in GPU-hours at the time below")
     assert e.time.gpu_hours == pytest.approx(data["gpu_hours"]) and e.time.wall_clock_days == pytest.approx(
         data["wall_clock_days"])
     # the step model's GPU-hours buy the FLOPs the law sizes the model for: the proposal spends them, to the token
@@ -118,6 +128,21 @@ def test_budget_table_and_law(run):
     assert out.startswith("Budget 1 ZFLOP")
     for text in ("optimum", "1.824 B", "chinchilla law", "proposal", "architecture", "GPU-hours", "cost"):
         assert text in out, text
+
+
+def test_a_written_proposal_says_which_law_its_loss_is(run, tmp_path):
+    # A spec names no law, so estimate takes the default (epoch): a proposal of another law says how to get the
+    # plan's loss back from the file it wrote
+    path = tmp_path / "chinchilla.yaml"
+    data = json.loads(run("plan", "--budget", "1e21", "--law", "chinchilla", "--write", str(path),
+                          "--format", "json").stdout)
+    assert "# its predicted loss is the chinchilla law's: costplan estimate FILE --law chinchilla" in path.read_text()
+    spec = costplan.load_spec(str(path))
+    assert costplan.estimate(spec, law="chinchilla").scaling.loss == pytest.approx(data["loss"])
+    assert costplan.estimate(spec).scaling.loss != pytest.approx(data["loss"])
+    default = tmp_path / "epoch.yaml"
+    run("plan", "--budget", "1e21", "--write", str(default))
+    assert "--law" not in default.read_text()
 
 
 # ---------------------------------------------------------------------------------------------- deadline

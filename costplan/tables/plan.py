@@ -25,12 +25,14 @@ def proposal_rows(plan: Proposal) -> list[Row]:
                  f"{m['vocab_size']}, context {m['max_seq_len']}"),
         Row("proposal", "parameters", plan.params, note=f"{percent(plan.params / o.params - 1)} from the optimum"),
         Row("proposal", "tokens", plan.tokens, note=f"{number(plan.tokens / plan.params)} per parameter; what "
-            "the budget buys at the real FLOPs per token"),
+            "the budget buys " + ("at the real FLOPs per token" if plan.budget["unit"] == "flops" else
+                                  "in GPU-hours at the time below")),
         Row("proposal", "training FLOPs", plan.flops, "flop", note="attention included (6·N·D leaves it out)"),
         Row("proposal", "predicted loss", plan.loss, "number", note="nats per token"),
         Row("proposal", "GPU-hours", plan.gpu_hours, "hours", note=f"{hw['gpu']}, " + (
             f"at {percent(hw['mfu'])} MFU (--mfu)" if "mfu" in hw else "step model")),
-        Row("proposal", "wall clock", plan.wall_clock_days, "days", note=f"on {plural(str(hw['count']), 'GPU')}"),
+        Row("proposal", "wall clock", plan.wall_clock_days, "days", note=f"on {plural(str(hw['count']), 'GPU')}" + (
+            f": {', '.join(_grid(plan.layout))}" if hw["count"] > 1 else "")),
         Row("proposal", "memory per GPU", plan.memory_per_gpu, "bytes",
             note=f"{'fits' if plan.fits else 'does not fit'} in {hw['gpu']}'s {size(plan.gpu_memory)}"),
         Row("proposal", "cost", plan.cost_usd, "usd", note="at the catalogue price"),
@@ -69,6 +71,11 @@ DEADLINE_HEADERS = ["GPU", "GPUs", "tensor × pipeline × data", "memory per GPU
                     "cost", "note"]
 
 
+def _grid(layout: dict) -> list[str]:
+    """A layout's tensor × pipeline × data and its other splits, as the plans name them."""
+    return [f"{layout['tensor']} × {layout['pipeline']} × {layout['data']}", *_extras(layout)]
+
+
 def _extras(layout: dict) -> list[str]:
     """A chosen, runner-up or quickest layout's splits beyond its grid (report.layout_extras), and SP where
     sequence parallelism splits anything."""
@@ -82,7 +89,7 @@ def missed(o: Option) -> str:
     f = o.fastest
     if not f:
         return o.note
-    layout = ", ".join([f"{f['tensor']} × {f['pipeline']} × {f['data']}", *_extras(f)])
+    layout = ", ".join(_grid(f))
     capped = (f" (training.global_batch_size, {count(f['global_batch_size'])} sequences, caps the data ranks)"
               if f["global_batch_size"] else "")
     return f"{o.note}; the quickest that fits, {layout} on {count(f['gpus'])} GPUs, takes " \
@@ -100,7 +107,7 @@ def why(o: Option) -> str:
         said.append(f"{tuned} (the spec's own do not meet the deadline here)")
     r = o.runner_up
     if r:
-        layout = ", ".join([f"{r['tensor']} × {r['pipeline']} × {r['data']}", *_extras(r)])
+        layout = ", ".join(_grid(r))
         # the fewest GPUs are chosen, not the cheapest run: say when more GPUs would cost less
         cheaper = " (cheaper, on more GPUs)" if r["cost_usd"] < o.cost_usd else ""
         said.append(f"runner-up {layout} on {r['gpus']}: {usd(r['cost_usd'])}{cheaper}")
@@ -119,8 +126,7 @@ def deadline(options: Sequence[Option]) -> Table:
             body.append([o.gpu, "—", "—", "—", "—", "—", "—", missed(o)])
             continue
         lay = o.layout
-        body.append([o.gpu, str(o.gpus), ", ".join([f"{lay['tensor']} × {lay['pipeline']} × {lay['data']}",
-                                                    *_extras(lay)]),
+        body.append([o.gpu, str(o.gpus), ", ".join(_grid(lay)),
                      f"{size(o.memory_per_gpu)} of {size(o.gpu_memory)}", human(o.wall_clock_days, "days"),
                      count(o.gpu_hours), usd(o.cost_usd), why(o)])
     # JSON and CSV carry the table's note: why the row was chosen, not only why none was

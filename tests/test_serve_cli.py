@@ -170,3 +170,13 @@ def test_sixteen_bit_weights_are_named_as_the_device_runs_them(run, gpu, sixteen
     assert a.quantized == f"nothing: every tensor in {sixteen}"
     assert run("serve", "llama3-8b", "--gpu", gpu).stdout.startswith(
         f"llama3-8b: {sixteen} weights, {sixteen} KV cache, prompt 1024 + output 256 tokens on 1 × {gpu}")
+
+
+def test_a_cache_its_window_caps_says_so(run):
+    # Mistral 7B's 4,096-token window keeps 4,096 tokens' keys and values of an 8,448-token sequence: 32 layers ×
+    # 8 KV heads × 128 × 2 (K and V) × 2 bytes × 4,096 = 512 MiB, half of per token × tokens; the row says why
+    capped = run("serve", "mistral-7b", "--prompt-tokens", "8192", "--set", "model.max_seq_len=16384").stdout
+    row = next(line for line in capped.splitlines() if "KV cache per sequence" in line)
+    assert "512 MiB" in row and row.rstrip().endswith("windows and recurrent states cap it")
+    whole = run("serve", "llama2-7b").stdout
+    assert not next(line for line in whole.splitlines() if "KV cache per sequence" in line).rstrip().endswith("it")

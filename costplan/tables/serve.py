@@ -33,6 +33,9 @@ def serve_rows(est: ServingEstimate) -> list[Row]:
         f"split over {a.kv_cache_split} GPUs" if a.kv_cache_split > 1 else "")
     if a.kv_cache_split > 1 and copies > 1:
         cache_split += f", each part on {copies} (KV heads copied)"
+    if m.kv_cache_per_sequence < m.kv_cache_per_token * (a.prompt_tokens + a.output_tokens):
+        cache_split = ", ".join(filter(None, ["less than per token × tokens: windows and recurrent states cap it",
+                                              cache_split]))
     rows = [
         Row("memory", "weights", m.weights_per_gpu, "bytes", m.weights_per_gpu / m.gpu_memory,
             note=f"{size(m.weights)} in all over {a.tensor} GPUs" if a.tensor > 1 else ""),

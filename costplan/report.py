@@ -208,11 +208,13 @@ def flop_power(value: float) -> str:
 FORMATTERS = {
     "count": count, "flop": flop, "flop/s": flops_rate, "bytes": size, "usd": usd, "percent": percent,
     "ratio": ratio, "hours": gpu_hours, "days": days, "text": str, "number": number, "seconds": seconds,
-    "whole": whole,
+    "whole": whole, "dollars": number, "tokens/s": number,
 }
 # What a raw number (JSON, CSV) is in, by the unit it is formatted as; none for plain numbers and names.
+# "dollars" are USD shown to four figures (a price per million tokens), not rounded to cents as "usd" is.
 UNIT_WORDS = {"bytes": "bytes", "flop": "FLOPs", "hours": "GPU-hours", "usd": "USD", "seconds": "seconds",
-              "days": "days", "count": "count", "whole": "count", "percent": "fraction"}
+              "days": "days", "count": "count", "whole": "count", "percent": "fraction", "dollars": "USD",
+              "tokens/s": "tokens/s"}
 
 
 def human(value: Any, unit: str) -> str:

@@ -384,9 +384,19 @@ def test_compare_tells_apart_specs_that_share_a_name(run, tmp_path, monkeypatch)
     units = {r["metric"]: r["unit"] for r in rows}
     assert (units["memory per GPU"], units["GPU-hours"], units["cost"], units["GPU"]) == ("bytes", "GPU-hours",
                                                                                         "USD", "")
+    serving = {r["metric"]: r["unit"] for r in csv.DictReader(io.StringIO(
+        run("compare", "llama2-7b", "my-llama.yaml", "--serving", "--format", "csv").stdout))}
+    assert (serving["output tokens/s per GPU"], serving["$ per million output tokens"]) == ("tokens/s", "USD")
     out = run("compare", "llama2-7b", "my-llama.yaml", "--baseline", "llama2-7b (my-llama.yaml)").stdout
     assert "llama2-7b (my-llama.yaml) (baseline)" in out
-    (line,) = errors(run("compare", "llama2-7b", "my-llama.yaml", "--baseline", "llama2-7b"))
+    # or the spec as it was given: the file, or the preset (its argument, though the file shares its name)
+    out = run("compare", "llama2-7b", "my-llama.yaml", "--baseline", "my-llama.yaml").stdout
+    assert "llama2-7b (my-llama.yaml) (baseline)" in out
+    out = run("compare", "my-llama.yaml", "llama2-7b", "--baseline", "llama2-7b").stdout
+    assert "llama2-7b (llama2-7b) (baseline)" in out
+    # a name two files share is no argument: it names both
+    Path("other.yaml").write_text(Path("my-llama.yaml").read_text())
+    (line,) = errors(run("compare", "other.yaml", "my-llama.yaml", "--baseline", "llama2-7b"))
     assert line.startswith("Error: --baseline llama2-7b: names more than one spec; give its column")
     # one spec given twice: its second column is #2, and can be the baseline
     out = run("compare", "llama2-7b", "llama2-7b", "--baseline", "llama2-7b (llama2-7b) #2").stdout

@@ -35,7 +35,8 @@ def estimate(specs, fmt, lengths, law, overrides, gpu, gpus, tokens, mfu) -> Non
 @click.command()
 @click.argument("specs", nargs=-1, required=True, metavar="SPEC_OR_PRESET...")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
-@click.option("--baseline", metavar="NAME", help="The spec the ratios are taken against (default: the first).")
+@click.option("--baseline", metavar="NAME", help="The spec the ratios are taken against: its column, name or "
+                                                 "argument as given (default: the first).")
 @click.option("--serving", is_flag=True, help="Add the serving metrics (costplan serve) at each spec's "
                                               "serving settings.")
 @law_option
@@ -53,7 +54,9 @@ def compare(specs, fmt, baseline, serving, law, overrides, gpu, gpus, tokens, mf
     columns = tables.column_names(names, specs)
     index = 0
     if baseline is not None:
+        # its column, the argument as given (a file of a name another spec shares), or its name
         matches = [i for i, column in enumerate(columns) if baseline == column] or \
+                  [i for i, given in enumerate(specs) if baseline == given] or \
                   [i for i, name in enumerate(names) if baseline == name]
         if len(matches) != 1:
             why = "names more than one spec; give its column" if matches else \

@@ -60,9 +60,9 @@ def serve_rows(est: ServingEstimate) -> list[Row]:
         Row("throughput", "requests/s", thr.requests_per_second, "count",
             note=f"on {a.gpus} GPU{'s' if a.gpus > 1 else ''} (serving.gpus, --gpus)"),
         # dollars as plain digits: a fraction of a cent per million tokens still matters at scale
-        Row("cost", "$ per million input tokens", c.usd_per_million_input_tokens, "number",
+        Row("cost", "$ per million input tokens", c.usd_per_million_input_tokens, "dollars",
             note="prefill GPU-time / prompt tokens"),
-        Row("cost", "$ per million output tokens", c.usd_per_million_output_tokens, "number",
+        Row("cost", "$ per million output tokens", c.usd_per_million_output_tokens, "dollars",
             note="decode GPU-time / output tokens"),
     ]
     if c.gpus_for_rate is not None:
@@ -160,14 +160,15 @@ SERVING_COMPARED = [
     ("time to first token", "seconds", lambda s: s.latency.ttft_seconds),
     ("time per output token", "seconds", lambda s: s.latency.tpot_seconds),
     ("time per output token under load", "seconds", lambda s: s.latency.tpot_under_load_seconds),
-    ("output tokens/s per GPU", "number", lambda s: s.throughput.tokens_per_second_per_gpu),
-    ("$ per million input tokens", "number", lambda s: s.cost.usd_per_million_input_tokens),
-    ("$ per million output tokens", "number", lambda s: s.cost.usd_per_million_output_tokens),
+    ("output tokens/s per GPU", "tokens/s", lambda s: s.throughput.tokens_per_second_per_gpu),
+    ("$ per million input tokens", "dollars", lambda s: s.cost.usd_per_million_input_tokens),
+    ("$ per million output tokens", "dollars", lambda s: s.cost.usd_per_million_output_tokens),
 ]
 SERVING_UNITS = {"kv_cache_per_sequence": "bytes", "max_batch": "whole", "serving_fits": "flag",
                  "meets_targets": "flag", "ttft_seconds": "seconds",
-                 "tpot_seconds": "seconds", "tpot_under_load_seconds": "seconds", "tokens_per_second_per_gpu": "number",
-                 "usd_per_million_input_tokens": "number", "usd_per_million_output_tokens": "number"}
+                 "tpot_seconds": "seconds", "tpot_under_load_seconds": "seconds",
+                 "tokens_per_second_per_gpu": "tokens/s",
+                 "usd_per_million_input_tokens": "dollars", "usd_per_million_output_tokens": "dollars"}
 
 
 def compare(estimates: Sequence[Estimate], servings: Sequence[ServingEstimate], baseline: int,

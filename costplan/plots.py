@@ -89,9 +89,12 @@ def memory(estimates: Sequence[Estimate]) -> Any:
     figure, axes = plt.subplots(figsize=(10, min(MAX_HEIGHT, 2.6 + ROW_INCHES * rows)), layout="constrained")
     places = list(range(rows))
     starts = [0.0] * rows
-    for part in series.MEMORY_PARTS:
+    for color, part in enumerate(series.MEMORY_PARTS):
         widths = [series.memory_parts(e)[part] / GIB for e in estimates]
-        axes.barh(places, widths, left=starts, height=0.7, label=part)
+        if not any(widths):     # no bar holds it: not in the legend either
+            continue
+        # each part its own colour whichever parts a figure shows
+        axes.barh(places, widths, left=starts, height=0.7, label=part, color=f"C{color}")
         starts = [s + w for s, w in zip(starts, widths)]
     capacities = [e.memory.gpu_memory / GIB for e in estimates]
     axes.vlines(capacities, [p - 0.45 for p in places], [p + 0.45 for p in places], color="black", linewidth=2,

@@ -282,6 +282,9 @@ class ParallelismSpec(Section):
     # overlap_p2p_comm, on with virtual stages in NeMo's and Megatron-Bridge's configs); needs virtual_stages > 1
     pipeline_overlap: Flag = False
     expert: Count = 1                    # splits the routed experts over ranks; see expert_tensor
+    # a MoE layer's all-to-alls hidden behind another micro-batch's compute of the layer (Megatron-Core's
+    # overlap_moe_expert_parallel_comm, DeepSeek-V3's DualPipe); needs expert > 1 and 2+ micro-batches a step
+    expert_overlap: Flag = False
     # Splits each routed expert's matrices, as Megatron-Core's expert_tensor_parallel_size; None: tensor (its
     # default). Expert × expert_tensor ranks fold into the tensor × context × data ranks (MoE parallel folding).
     expert_tensor: Count | None = None

@@ -307,6 +307,10 @@ def parallel_rules(par: Getter, model: Getter, training: Getter, hw: Getter) -> 
     if par("per_parameter_sharding") and not par("zero"):
         problems.append(("parallelism.per_parameter_sharding", "shards the weights over the data ranks as FSDP2 "
                                                                "does; set zero 1-3 (zero is 0)"))
+    if par("expert_overlap") and not (model("moe") and (par("expert") or 1) > 1):
+        problems.append(("parallelism.expert_overlap", "hides a MoE layer's all-to-alls behind another "
+                                                       "micro-batch's compute; it needs experts split over ranks "
+                                                       "(a model.moe section and expert > 1)"))
     if par("pipeline_overlap") and virtual == 1:
         problems.append(("parallelism.pipeline_overlap", "hides interleaved 1F1B's sends behind the next model "
                                                          "chunk, as Megatron's overlap_p2p_comm; set virtual_stages "

@@ -1077,3 +1077,32 @@ def test_mla_down_projections_run_whole_on_every_tensor_rank():
         return costplan.estimate(spec).time.breakdown["matmul"]
     assert matmul("mla.yaml", False) > matmul("mla.yaml", True)
     assert matmul("flash.yaml", False) == pytest.approx(matmul("flash.yaml", True), rel=1e-12)
+
+
+def test_expert_overlap_hides_the_all_to_alls_behind_another_micro_batch():
+    # Mixtral 8x7B on 64 H100s, its experts over 8 ranks, 8 micro-batches a step: with expert_overlap each layer's
+    # all-to-alls (well under the layer's compute here) run beside another micro-batch's pass through the layer
+    # (Megatron-Core's overlap_moe_expert_parallel_comm); what is left is the SMs NCCL's kernels hold meanwhile,
+    # 24 of the H100's 132, for the traffic's seconds
+    base = ["hardware.gpu=h100-sxm", "hardware.count=64", "parallelism.expert=8", "parallelism.zero=1",
+            "training.global_batch_size=512"]
+    exposed = costplan.estimate(costplan.load_spec("mixtral-8x7b", base))
+    hidden = costplan.estimate(costplan.load_spec("mixtral-8x7b", [*base, "parallelism.expert_overlap=true"]))
+    assert exposed.parallelism.micro_batches == 8 and hidden.parallelism.expert_overlap
+    wire = exposed.parallelism.communication_seconds["expert"]
+    assert hidden.parallelism.communication_seconds["expert"] == wire > 0
+    assert exposed.time.breakdown["communication.expert"] == pytest.approx(wire)
+    assert hidden.time.breakdown["communication.expert"] == 0
+    share = 0.182       # 24 / 132, as data/kernels.yaml rounds it
+    assert hidden.time.breakdown["overlap.expert"] == pytest.approx(share * wire)
+    assert hidden.time.step_seconds == pytest.approx(exposed.time.step_seconds - (1 - share) * wire)
+    assert "expert all-to-alls behind another micro-batch's compute" in hidden.parallelism.overlaps
+    # one micro-batch a step has no other to pair with: its all-to-alls stay exposed
+    one = [*base[:-1], "training.global_batch_size=64"]
+    single = costplan.estimate(costplan.load_spec("mixtral-8x7b", [*one, "parallelism.expert_overlap=true"]))
+    assert single.parallelism.micro_batches == 1
+    assert single.time == costplan.estimate(costplan.load_spec("mixtral-8x7b", one)).time
+    # nothing to hide without experts split over ranks
+    for spec, sets in (("llama2-7b", []), ("mixtral-8x7b", ["hardware.count=8", "parallelism.expert=1"])):
+        with pytest.raises(costplan.SpecError, match="parallelism.expert_overlap: hides a MoE layer's all-to-alls"):
+            costplan.load_spec(spec, [*sets, "parallelism.expert_overlap=true"])

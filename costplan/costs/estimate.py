@@ -246,7 +246,7 @@ def _parallelism(spec: Spec, stage: parallel.StageMemory, stepped: StepTime, sou
         data=spec.data_parallel, tensor=par.tensor, pipeline=par.pipeline, context=par.context,
         virtual_stages=par.virtual_stages, expert=par.expert, expert_tensor=par.expert_tensor_degree, zero=par.zero,
         sequence_parallel=par.sequence_parallel, tensor_overlap=par.tensor_overlap,
-        pipeline_overlap=par.pipeline_overlap,
+        pipeline_overlap=par.pipeline_overlap, expert_overlap=par.expert_overlap,
         per_parameter_sharding=par.per_parameter_sharding,
         micro_batches=spec.micro_batches, memory_stage=stage.stage,
         communication_bytes=stepped.communication_bytes, communication_seconds=stepped.communication_seconds,

@@ -37,7 +37,8 @@ Megatron's):
   core's compute.
 - expert: 4 all-to-alls per MoE layer and micro-batch (6 with full recomputation), and with an expert tensor
   degree et > 1 its group's all-gather of the routed rows and reduce-scatter of their outputs, forward and
-  backward; on the critical path.
+  backward; on the critical path, or with `expert_overlap` (and 2+ micro-batches) behind another micro-batch's
+  forward and backward of the layer (expert_partner).
 - pipeline: per micro-batch and model chunk one activation forward and its gradient backward, exposed, timed (as
   a ring-attention transfer) at its slowest hop's link.
 - data (the data ranks with the context ranks, which hold the same weights): ZeRO 0 all-reduces the gradients
@@ -88,7 +89,7 @@ from costplan.costs.ops import (
 )
 from costplan.costs.ops import dispatched as dispatched_ops   # stage_counts sums a local `dispatched`
 from costplan.costs.traffic import (
-    ALLREDUCE, ALLTOALL, BUCKET_BYTES, POINT, RING, Traffic, collective_seconds, overlaps, sm_share,
+    ALLREDUCE, ALLTOALL, BUCKET_BYTES, POINT, RING, Traffic, collective_seconds, expert_partner, overlaps, sm_share,
 )
 from costplan.hardware import GPU
 from costplan.kernels import FirstTouch
@@ -307,8 +308,8 @@ def _layout_key(spec: Spec, dev: Device, shape: Shape) -> tuple:
     par, model = spec.parallel, spec.model
     width = memo.token(block_width(model))
     return (width, memo.token(shape), par.tensor, par.context, par.expert, par.expert_tensor_degree,
-            par.sequence_parallel, par.tensor_overlap, spec.training.micro_batch_size, id(dev.gpu), id(dev.curves),
-            dev.precision, dev.attention_kernel)
+            par.sequence_parallel, par.tensor_overlap, expert_partner(spec), spec.training.micro_batch_size,
+            id(dev.gpu), id(dev.curves), dev.precision, dev.attention_kernel)
 
 
 def _stage_time(spec: Spec, dev: Device, shape: Shape, stage: int, layout: tuple, stages: Stages | None = None
@@ -400,7 +401,10 @@ def _time_layer(spec: Spec, dev: Device, shape: Shape, timer: Timer, layer: Laye
         # the expert group: e ranks et apart (parallel folding)
         seconds["expert"] += passes * collective_seconds(dev, (ep - 1) / ep * message, message, par.expert_group,
                                                         stride=par.expert_tensor_degree, pattern=ALLTOALL)
-    behind = {"tensor": own.gemm if par.tensor_overlap else 0.0, "context": own.core, "expert": 0.0}
+    # with expert_overlap a layer's all-to-alls run beside another micro-batch's pass through the layer (one's
+    # forward beside the other's backward: Megatron-Core's combined 1F1B, DualPipe), which they can hide behind
+    partner = sum(own.forward.values()) + sum(own.backward.values()) if expert_partner(spec) else 0.0
+    behind = {"tensor": own.gemm if par.tensor_overlap else 0.0, "context": own.core, "expert": partner}
     return own, wire, seconds, behind
 
 

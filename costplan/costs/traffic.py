@@ -82,16 +82,26 @@ class Traffic:
         self.slowed += count * slowed
 
 
+def expert_partner(spec: Spec) -> bool:
+    """Whether a MoE layer's all-to-alls have another micro-batch's compute to hide behind: expert_overlap, and
+    two micro-batches or more a step (one alone has no partner: its traffic stays exposed)."""
+    return spec.parallel.expert_overlap and spec.micro_batches > 1
+
+
 def overlaps(spec: Spec) -> str:
     """What the step model hid behind what, for this layout."""
     par = spec.parallel
-    return _overlaps(par.tensor_overlap, par.pipeline_overlap, par.context > 1, par.zero)
+    return _overlaps(par.tensor_overlap, par.pipeline_overlap, expert_partner(spec), par.context > 1, par.zero)
 
 
 @functools.lru_cache(maxsize=64)
-def _overlaps(tensor_overlap: bool, pipeline_overlap: bool, ring: bool, zero: int) -> str:
-    said = ["tensor traffic behind the GEMMs" if tensor_overlap else "tensor traffic exposed",
-            "expert traffic exposed" if pipeline_overlap else "expert and pipeline traffic exposed"]
+def _overlaps(tensor_overlap: bool, pipeline_overlap: bool, expert_overlap: bool, ring: bool, zero: int) -> str:
+    exposed = [kind for kind, hidden in (("expert", expert_overlap), ("pipeline", pipeline_overlap)) if not hidden]
+    said = ["tensor traffic behind the GEMMs" if tensor_overlap else "tensor traffic exposed"]
+    if exposed:
+        said.append(f"{' and '.join(exposed)} traffic exposed")
+    if expert_overlap:
+        said.append("expert all-to-alls behind another micro-batch's compute")
     if pipeline_overlap:
         said.append("pipeline sends behind the model chunks")
     if ring:

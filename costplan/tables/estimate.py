@@ -169,6 +169,7 @@ def parallel_rows(est: Estimate) -> list[Row]:
               f"{par.virtual_stages} virtual stages" if par.virtual_stages > 1 else "",
               "tensor traffic overlapped" if par.tensor_overlap and par.tensor > 1 else "",
               "pipeline sends overlapped" if par.pipeline_overlap else "",
+              "expert all-to-alls overlapped" if par.expert_overlap else "",
               "per-parameter sharding (FSDP2)" if par.per_parameter_sharding else "",
               f"{par.micro_batches} micro-batch{'' if par.micro_batches == 1 else 'es'} per step"]
     layout = degrees(par.tensor, par.pipeline, par.data)      # context and expert degrees are in the note

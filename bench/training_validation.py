@@ -776,7 +776,7 @@ Under tensor parallelism every rank now keeps whole what Megatron keeps whole: t
 layers (attention's output projection and the MLP's down projection add theirs after the reduction) and the
 learned position table (a plain Embedding in Megatron-Core); both had been divided by t. Only the rows with
 biases or learned positions and t > 1 move, by 0.3 points at most (Megatron-LM's 32B from -12.7% to -13.0%: the
-whole table's gradients reduced over the data ranks); the estimated memory of a few rows rises by 0.1-0.3 GiB.
+whole table's gradients reduced over the data ranks); the estimated memory of 11 rows rises by 0.03 to 0.39 GiB.
 
 Megatron-Bridge's Qwen3 H100 presets overlap the MoE all-to-alls with another micro-batch's compute
 (`moe_a2a_overlap`, Megatron-Core's overlap_moe_expert_parallel_comm), which `parallelism.expert_overlap` (new)

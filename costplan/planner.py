@@ -198,7 +198,8 @@ class Option(Record):
     # expert_tensor, sequence_parallel, data, gpus, cost_usd
     runner_up: dict[str, Any] | None = None
     # where no layout meets the deadline, the quickest that fits (planner._fastest): the runner-up's layout keys,
-    # gpus, wall_clock_days and the spec's global_batch_size (None: open), which caps the data ranks
+    # gpus, wall_clock_days, micro_batch_size, recompute, recompute_layers and data_cap (the most data ranks the
+    # spec's global_batch_size allows at that micro-batch; None: an open batch)
     fastest: dict[str, Any] | None = None
     mfu: float | None = None                # the MFU the runs were timed at; None: the step model
     mfu_source: str | None = None           # --mfu, or hardware.mfu (the spec's, on its own GPU type)
@@ -303,19 +304,15 @@ def fewest_gpus(spec: Spec, gpu_key: str, deadline_hours: float, mfu: float | No
     # what the spec's own micro-batch and recomputation cost on those GPUs, where they meet the deadline at all
     plain = estimate(variant(spec, gpu_key, count, layout, mfu))
     untuned = plain.time.cost_usd if _meets(plain, deadline_hours) else None
-    par = result.parallelism
     runner_up = None
-    for other, layout2 in settled[1:]:
+    for other, _ in settled[1:]:
         if _same_layout(other, result) or _same_layout(other, result, zero=False) and \
                 other.time.cost_usd == result.time.cost_usd:    # another ZeRO stage at the same price says nothing
             continue
         runner_up = {**layout_of(other), "gpus": other.assumptions.gpu_count, "cost_usd": other.time.cost_usd}
         break
     return Option(
-        gpu=gpu_key, gpus=result.assumptions.gpu_count,
-        layout={"data": par.data, "tensor": par.tensor, "pipeline": par.pipeline, "context": par.context,
-                "expert": par.expert, "expert_tensor": par.expert_tensor,
-                "zero": par.zero, "sequence_parallel": par.sequence_parallel},
+        gpu=gpu_key, gpus=result.assumptions.gpu_count, layout=layout_of(result),
         memory_per_gpu=result.memory.total_per_gpu, gpu_memory=result.memory.gpu_memory,
         wall_clock_days=result.time.wall_clock_days, gpu_hours=result.time.gpu_hours,
         cost_usd=result.time.cost_usd, micro_batch_size=result.assumptions.micro_batch_size,
@@ -329,21 +326,34 @@ def fewest_gpus(spec: Spec, gpu_key: str, deadline_hours: float, mfu: float | No
 
 
 def _fastest(spec: Spec, gpu_key: str, node_size: int, mfu: float | None) -> dict[str, Any] | None:
-    """Where no layout meets the deadline: the quickest run that fits, each layout on the most GPUs the search
-    gives it (its largest data degree: a fixed batch's sequences, else MAX_COUNT GPUs), with the spec's own
-    micro-batch size and recomputation; None where none fits."""
+    """Where no layout meets the deadline: the quickest run that fits of those the search tries, each layout at
+    each micro-batch size on the most GPUs the search gives it (its largest data degree: a fixed batch's
+    sequences at that micro-batch, else MAX_COUNT GPUs), with each recomputation; None where none fits."""
     best = None
+    batch = spec.training.global_batch_size
     for layout in grid(spec):
-        degrees = _data_degrees(spec, layout, node_size)
-        if not len(degrees):
-            continue
-        e = estimate(variant(spec, gpu_key, degrees[len(degrees) - 1] * replica(layout), layout, mfu))
-        if e.memory.fits and (best is None or e.time.wall_clock_days < best.time.wall_clock_days):
-            best = e
+        for micro in MICRO_BATCHES:
+            if batch and batch % micro:
+                continue
+            sized = spec.model_copy(update={"training": spec.training.model_copy(update={"micro_batch_size": micro})})
+            degrees = _data_degrees(sized, layout, node_size)
+            if not len(degrees):
+                continue
+            laid = variant(sized, gpu_key, degrees[len(degrees) - 1] * replica(layout), layout, mfu)
+            fitting = [e for e in (estimate(_trained(laid, micro, recompute, layers))
+                                   for recompute, layers in _recompute_choices(laid)) if e.memory.fits]
+            if not fitting:
+                break       # a larger micro-batch holds more
+            quickest = min(fitting, key=lambda e: e.time.wall_clock_days)
+            if best is None or quickest.time.wall_clock_days < best.time.wall_clock_days:
+                best = quickest
     if best is None:
         return None
-    return {**layout_of(best), "gpus": best.assumptions.gpu_count, "wall_clock_days": best.time.wall_clock_days,
-            "global_batch_size": spec.training.global_batch_size}
+    a = best.assumptions
+    return {**layout_of(best), "gpus": a.gpu_count, "wall_clock_days": best.time.wall_clock_days,
+            "micro_batch_size": a.micro_batch_size, "recompute": a.recompute, "recompute_layers": a.recompute_layers,
+            # the most data ranks a fixed batch allows at that micro-batch (None: an open batch)
+            "data_cap": batch // a.micro_batch_size if batch else None}
 
 
 def _settled(spec: Spec, gpu_key: str, layout: dict[str, Any], searched, node_size: int,  # noqa: ANN001

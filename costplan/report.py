@@ -97,8 +97,7 @@ def whole(value: int) -> str:
 def degrees(tensor: int, pipeline: int, data: int, context: int = 1, expert: int = 1) -> str:
     """A parallel layout: tensor × pipeline × data, with the context and expert degrees where they split anything
     ("2 × 1 × 1024", "8 × 1 × 8 expert 8")."""
-    extra = [f"{name} {value}" for name, value in (("context", context), ("expert", expert)) if value > 1]
-    return " ".join([f"{tensor} × {pipeline} × {data}", *extra])
+    return " ".join([f"{tensor} × {pipeline} × {data}", *layout_extras(tensor, data, 0, context, expert)])
 
 
 def layout_words(gpus: int, tensor: int, pipeline: int, data: int, context: int = 1, expert: int = 1) -> str:
@@ -187,13 +186,15 @@ def zero_stage(stage: int, data: int) -> str:
 
 
 def layout_extras(tensor: int, data: int, zero: int, context: int = 1, expert: int = 1,
-                  expert_tensor: int | None = None) -> list[str]:
+                  expert_tensor: int | None = None, sequence_parallel: bool = False,
+                  sequence_word: str = "sequence parallel") -> list[str]:
     """What splits a layout besides its tensor × pipeline × data grid, as every table names it: context and
     expert degrees above one, an expert tensor degree other than the tensor degree (its default), the ZeRO
-    stage."""
+    stage, sequence parallelism where it splits anything (on one tensor rank it is a no-op, and Megatron switches
+    it off there), as `sequence_word`."""
     named = [f"context {context}" if context > 1 else "", f"expert {expert}" if expert > 1 else "",
              f"expert tensor {expert_tensor}" if expert_tensor is not None and expert_tensor != tensor else "",
-             zero_stage(zero, data)]
+             zero_stage(zero, data), sequence_word if sequence_parallel and tensor > 1 else ""]
     return [n for n in named if n]
 
 

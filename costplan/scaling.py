@@ -16,7 +16,7 @@ Two constant sets are bundled, each with its source:
   α = 0.34, β = 0.28). They imply far more than the famous ~20 tokens per parameter (≈ 50 at 1e21 FLOPs,
   ≈ 93 at Gopher's 5.76e23), contradicting the paper's own Approaches 1 and 2 and the Chinchilla model itself
   (70B on 1.4T tokens, 20 per parameter): the text's rounding of the constants biases the law's predictions, and
-  the fit stopped before convergence (Besiroglu et al. 2024, abstract).
+  the fit stopped before convergence (Besiroglu et al. 2024, the abstract of its second version).
 - `epoch` (the default): Besiroglu et al. 2024 ("Chinchilla Scaling: A replication attempt", arXiv
   2404.10102) re-extracted the data of Hoffmann's Figure 4 and refitted the same form: E = 1.8172,
   A = 482.01, B = 2085.43, α = 0.3478, β = 0.3658. The refit restores ~20 tokens per parameter

@@ -156,7 +156,7 @@ def test_keys_with_a_cost_no_spec_states_are_said_not_ignored(run, tmp_path):
         warnings = out.stderr.splitlines()
         assert any(w.startswith(f"warning: {quantized.parent.name}: quantization_config: the checkpoint's own "
                                 "quantization") for w in warnings), command
-        assert any(": num_nextn_predict_layers: DeepSeek-V3's multi-token prediction modules" in w
+        assert any(": num_nextn_predict_layers: the multi-token prediction modules (DeepSeek-V3's" in w
                    for w in warnings), command
     [estimated] = json.loads(run("estimate", str(quantized), "--format", "json").stdout)
     assert [s.split(":")[0] for s in estimated["assumptions"]["config_left_out"]] == ["quantization_config",

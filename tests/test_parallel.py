@@ -490,6 +490,12 @@ def test_mla_latents_are_whole_on_every_tensor_rank_unless_sequence_parallel():
     assert taken[1] - taken[0] == micro * per_token / 2
 
 
+def test_aft_position_bias_stays_whole_on_every_tensor_rank():
+    # AFT-full's learned pairwise bias (max_seq_len² a layer, shared by every channel) is a position table, kept
+    # whole like GPT-2's: the CI spec's 2 layers of 128², in bf16, beyond what AFT-simple (no bias) keeps whole
+    assert unsplit_weights("aft-full.yaml") - unsplit_weights("aft-simple.yaml") == 2 * 2 * 128 ** 2
+
+
 def test_a_moe_router_stays_whole_on_every_tensor_rank():
     # Megatron-Core's TopKRouter keeps its n_experts × d weight whole on every tensor rank (vLLM's gate is a
     # ReplicatedLinear too). What no rank splits: ci-moe's 2 routers of 256 × 4 and the model's 2L + 1 RMSNorms

@@ -104,21 +104,33 @@ def test_a_deadline_no_gpu_meets_exits_1_after_saying_why(run):
 
 
 def test_a_missed_deadline_says_how_near_the_quickest_run_came(run):
-    # Llama 2 13B's batch of 1,024 sequences allows at most 1,024 data ranks: no layout trains it within an hour
-    # on A100s; the note names the quickest that fits, which re-estimated as a parallelism section takes that long
-    out = run("plan", "llama2-13b", "--deadline", "1h", "--gpu", "a100-80gb", "--format", "json")
+    # Llama 2 13B's batch of 1,024 sequences allows at most 1,024 data ranks, at micro-batch 1: no layout trains
+    # it within an hour on A100s. Given micro-batch 4 (256 data ranks at most), the note still names the quickest
+    # that fits of all the search tries, at micro-batch 1, which re-estimated as a parallelism section takes that
+    # long and is not beaten by the same layout at the spec's own micro-batch
+    out = run("plan", "llama2-13b", "--deadline", "1h", "--gpu", "a100-80gb", "--set", "training.micro_batch_size=4",
+              "--format", "json")
     assert out.exit_code == 1
     [option] = json.loads(out.stdout)
     fastest = option["fastest"]
+    assert (fastest["micro_batch_size"], fastest["data"], fastest["data_cap"]) == (1, 1024, 1024)
     layout = {k: fastest[k] for k in ("tensor", "pipeline", "zero", "context", "expert", "sequence_parallel")}
-    e = costplan.estimate(costplan.load_spec("llama2-13b", ["hardware.gpu=a100-80gb",
-                                                            f"hardware.count={fastest['gpus']}",
-                                                            *(f"parallelism.{k}={v}" for k, v in layout.items())]))
-    assert e.parallelism.data == fastest["data"] == 1024 and e.memory.fits
+    sets = ["hardware.gpu=a100-80gb", *(f"parallelism.{k}={v}" for k, v in layout.items()),
+            f"training.recompute={fastest['recompute']}"]
+    e = costplan.estimate(costplan.load_spec("llama2-13b", [*sets, f"hardware.count={fastest['gpus']}",
+                                                            "training.micro_batch_size=1"]))
+    assert e.parallelism.data == 1024 and e.memory.fits
     assert e.time.wall_clock_days == fastest["wall_clock_days"] > 1 / 24
+    own = costplan.estimate(costplan.load_spec("llama2-13b", [*sets, f"hardware.count={fastest['gpus'] // 4}"]))
+    assert own.time.wall_clock_days > fastest["wall_clock_days"]
     assert option["note"].startswith("no layout tried fits and finishes in time; the quickest that fits, "
-                                     f"{fastest['tensor']} × {fastest['pipeline']} × 1024, ZeRO 1, SP on")
-    assert option["note"].endswith("(training.global_batch_size, 1.024 k sequences, caps the data ranks)")
+                                     f"{fastest['tensor']} × {fastest['pipeline']} × 1024, ZeRO 1, SP at "
+                                     "micro-batch 1, recompute none on 65,536 GPUs, takes ")
+    assert option["note"].endswith("(training.global_batch_size caps the data ranks at 1,024 at that micro-batch)")
+    # an open batch has no cap to name
+    [open_batch] = json.loads(run("plan", "llama3-8b", "--deadline", "1min", "--gpu", "h100-sxm",
+                                  "--format", "json").stdout)
+    assert open_batch["fastest"]["data_cap"] is None and "caps the data ranks" not in open_batch["note"]
 
 
 def test_memory_shares_are_of_what_the_peak_holds():

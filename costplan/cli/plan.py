@@ -101,7 +101,7 @@ def plan(ctx, spec, budget, unit, deadline, gpu_names, gpus, seq_len, vocab, wri
         if write_path:
             header = (f"proposed by costplan plan --budget {budget} --unit {unit}: the {constants.name} law's "
                       f"compute-optimal size,\nshaped by the rule in costplan/sizing.py")
-            if constants.name != scaling.DEFAULT_LAW:     # a spec names no law: estimate would take the default
+            if law is not None and law != scaling.DEFAULT_LAW:   # a spec names no law: estimate takes the default
                 header += f"\nits predicted loss is the {constants.name} law's: costplan estimate FILE --law {law}"
             files.write_text("--write", write_path, yamlio.dumps(proposal.spec, header), force)
         click.echo(report.render(tables.proposal(proposal), fmt))

@@ -18,12 +18,13 @@ Memory per GPU (bytes), for the pipeline stage that needs the most:
 - Model states (Rajbhandari et al. 2019, ZeRO §5): the stage's attention and MLP matrices and the
   vocabulary-parallel embedding and head are divided by t, with the biases of the column-parallel layers; what
   Megatron copies on every tensor rank is copied (Cost.tensor_whole): norm weights, the biases of the row-parallel
-  layers (added after the reduction), the learned position table, MLA's down-projections with their norms. With tied
-  embeddings and p > 1 the last stage keeps its own copy of the token embedding for the head (Megatron's
-  shared word embeddings). Routed experts are divided by et·e instead. ZeRO-1 then divides the optimizer states
-  by the data-parallel group with the context ranks, which hold the same weights (d·c, or t·c·d/(et·e) for routed
-  experts: Megatron-Core's data-parallel group with context parallelism, torchtitan's dp_shard_cp mesh), ZeRO-2
-  the gradients too, ZeRO-3 the weights too.
+  layers (added after the reduction), the learned position table (AFT's pairwise bias too), MLA's
+  down-projections with their norms. With tied embeddings and p > 1 the last stage keeps its own copy of the token
+  embedding for the head (Megatron's shared word embeddings). Routed experts are divided by et·e instead (their
+  row-parallel biases too, which Megatron keeps whole on each expert tensor rank: at most d_model per expert
+  more). ZeRO-1 then divides the optimizer states by the data-parallel group with the context ranks, which hold
+  the same weights (d·c, or t·c·d/(et·e) for routed experts: Megatron-Core's data-parallel group with context
+  parallelism, torchtitan's dp_shard_cp mesh), ZeRO-2 the gradients too, ZeRO-3 the weights too.
 - Activations (Korthikanti et al. 2022, §4.2 and Table 2): the d_model-wide tensors (`Cost.act_d_model`) stay
   whole on every tensor rank unless sequence parallelism splits them; a routed row's tensors (its gathered input
   and output, `Cost.act_routed_rows`) are held by the expert tensor group that gathers the row, et/t of a

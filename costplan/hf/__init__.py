@@ -5,9 +5,11 @@ network.
 A config is read only when the spec it gives costs exactly what the `transformers` class of that model type
 builds (tests/test_hf_transformers.py builds each class on the meta device and compares the parameter count).
 So every key of the file must be accounted for: read into a field, consulted by a check that refuses values a
-spec cannot state (a per-layer sliding-window pattern, biases on some projections only, quantized weights), or
-on an explicit list of keys that do not change cost (dropout, token ids, RoPE frequencies, norm epsilons). Any
-other key is an error: a key costplan does not know may change the cost, and it must not be dropped silently.
+spec cannot state (a per-layer sliding-window pattern, biases on some projections only), on an explicit list of
+keys that do not change cost (dropout, token ids, RoPE frequencies, norm epsilons), or on a list of keys whose
+cost no spec states and which published files carry (a checkpoint's quantization_config, DeepSeek-V3's
+multi-token prediction layers: fields.LeftOut), read and said as left out. Any other key is an error: a key
+costplan does not know may change the cost, and it must not be dropped silently.
 
 A key absent from the file takes the default of the `transformers` configuration class of its model type
 (`configuration_<model_type>.py`), as `from_pretrained` would; the import says which defaults it took.

@@ -74,7 +74,7 @@ DEEPSEEK_IGNORED = MOE_IGNORED | {"num_key_value_heads", "head_dim", "qk_head_di
                                   "n_group", "topk_group", "topk_method", "scoring_func", "aux_loss_alpha",
                                   "seq_aux", "ep_size"}
 DEEPSEEK_LEFT_OUT = (LeftOut("num_nextn_predict_layers", lambda n: bool(n),
-                             "DeepSeek-V3's multi-token prediction modules (each a block, a projection and two "
+                             "the multi-token prediction modules (DeepSeek-V3's: each a block, a projection and two "
                              "norms, sharing the embedding and head) are not built, as transformers' class leaves "
                              "them out: their parameters and training FLOPs are not counted"),)
 

@@ -163,9 +163,8 @@ def parallel_rows(est: Estimate) -> list[Row]:
     par = est.parallelism
     if est.assumptions.gpu_count == 1 and par.source != "parallelism":
         return []
-    extras = [*layout_extras(par.tensor, par.data, par.zero, par.context, par.expert, par.expert_tensor),
-              # on one tensor rank both are no-ops (Megatron switches sequence parallelism off there)
-              "sequence parallel" if par.sequence_parallel and par.tensor > 1 else "",
+    extras = [*layout_extras(par.tensor, par.data, par.zero, par.context, par.expert, par.expert_tensor,
+                             par.sequence_parallel),
               f"{par.virtual_stages} virtual stages" if par.virtual_stages > 1 else "",
               "tensor traffic overlapped" if par.tensor_overlap and par.tensor > 1 else "",
               "pipeline sends overlapped" if par.pipeline_overlap else "",

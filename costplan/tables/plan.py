@@ -77,11 +77,11 @@ def _grid(layout: dict) -> list[str]:
 
 
 def _extras(layout: dict) -> list[str]:
-    """A chosen, runner-up or quickest layout's splits beyond its grid (report.layout_extras), and SP where
-    sequence parallelism splits anything."""
-    return [*layout_extras(layout["tensor"], layout["data"], layout["zero"], layout.get("context", 1),
-                           layout.get("expert", 1), layout.get("expert_tensor")),
-            *(["SP"] if layout.get("sequence_parallel") and layout["tensor"] > 1 else [])]
+    """A chosen, runner-up or quickest layout's splits beyond its grid (report.layout_extras; sequence parallelism
+    as SP, for the column's width)."""
+    return layout_extras(layout["tensor"], layout["data"], layout["zero"], layout.get("context", 1),
+                         layout.get("expert", 1), layout.get("expert_tensor"), layout.get("sequence_parallel", False),
+                         "SP")
 
 
 def missed(o: Option) -> str:
@@ -89,11 +89,11 @@ def missed(o: Option) -> str:
     f = o.fastest
     if not f:
         return o.note
-    layout = ", ".join(_grid(f))
-    capped = (f" (training.global_batch_size, {count(f['global_batch_size'])} sequences, caps the data ranks)"
-              if f["global_batch_size"] else "")
-    return f"{o.note}; the quickest that fits, {layout} on {count(f['gpus'])} GPUs, takes " \
-           f"{human(f['wall_clock_days'], 'days')}{capped}"
+    settings = f"micro-batch {f['micro_batch_size']}, recompute {recomputed(f['recompute'], f['recompute_layers'])}"
+    capped = (f" (training.global_batch_size caps the data ranks at {f['data_cap']:,} at that micro-batch)"
+              if f["data"] == f["data_cap"] else "")
+    return (f"{o.note}; the quickest that fits, {', '.join(_grid(f))} at {settings} on {f['gpus']:,} GPUs, takes "
+            f"{human(f['wall_clock_days'], 'days')}{capped}")
 
 
 def why(o: Option) -> str:

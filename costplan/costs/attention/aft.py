@@ -62,16 +62,23 @@ def _mixing(width: int, pairs: int, executed: int, shape: Shape, weights_saved: 
                 shared_activations=weights_saved * shape.act_bytes)
 
 
+def _position_bias(model: ModelSpec) -> Cost:
+    """AFT's learned pairwise position bias, max_seq_len² per layer, shared by every channel: whole on every tensor
+    rank, as a learned position table is (embedding.py)."""
+    n = model.max_seq_len
+    return Cost(params=n * n, factored=2 * n, factors=2 * n, tensor_whole=n * n)
+
+
 def full(attention, model: ModelSpec, shape: Shape) -> Cost:
     s = shape.seq_len
-    bias = Cost(params=model.max_seq_len**2, factored=2 * model.max_seq_len, factors=2 * model.max_seq_len)
+    bias = _position_bias(model)
     return _common(model, shape, s) + bias + _mixing(model.q_width, s * s, s * s, shape, s * s)
 
 
 def local(attention, model: ModelSpec, shape: Shape) -> Cost:
     s, w = shape.seq_len, attention.window
     executed = tiled_pairs(s, w, tile_for(w))
-    bias = Cost(params=model.max_seq_len**2, factored=2 * model.max_seq_len, factors=2 * model.max_seq_len)
+    bias = _position_bias(model)
     return (_common(model, shape, min(s, w)) + bias
             + _mixing(model.q_width, window_pairs(s, w), executed, shape, executed))
 

@@ -289,8 +289,11 @@ def fewest_gpus(spec: Spec, gpu_key: str, deadline_hours: float, mfu: float | No
         if searched is not None:
             found.append(((searched.assumptions.gpu_count, searched.time.cost_usd), layout, searched))
     if not found:
-        missed = Option.none(gpu_key, gpu, "no layout tried fits and finishes in time")
-        return missed.model_copy(update={"fastest": _fastest(spec, gpu_key, gpu.node_size, mfu)})
+        fastest = _fastest(spec, gpu_key, gpu.node_size, mfu)
+        if fastest is None:
+            return Option.none(gpu_key, gpu, "no layout tried fits in its GPUs' memory")
+        return Option.none(gpu_key, gpu, "no layout tried fits and finishes in time").model_copy(
+            update={"fastest": fastest})
     found.sort(key=lambda f: f[0])
     # Every layout with its own cheapest micro-batch and recomputation, at the fewest GPUs those meet the
     # deadline on: the fewest GPUs win, then the cheapest (of equals, the one holding least: ZeRO 2 over a ZeRO 1
@@ -482,6 +485,8 @@ def _recompute_choices(spec: Spec) -> list[tuple[str, int | None]]:
     layers it was written for, with torchao's fp8 linears (not training.fp8_saved_inputs)."""
     stages = pipeline_stages(spec)
     depth = min(stage_depth(spec.model, stage, stages) for stage in range(stage_count(stages)))
+    if spec.parallel.expert_overlap:       # Megatron-Core refuses full recomputation with it (spec_rules)
+        return [(recompute, None) for recompute in RECOMPUTE if recompute != "full"]
     half = [("full", depth // 2)] if depth >= 2 else []
     modelled = spec.parallel.tensor == 1 or tensor_parallel_modelled("selective_op")
     per_op = ([("selective_op", None)] if modelled and not selective_op_rules(spec.model.__dict__.get)

@@ -311,6 +311,14 @@ def parallel_rules(par: Getter, model: Getter, training: Getter, hw: Getter) -> 
         problems.append(("parallelism.expert_overlap", "hides a MoE layer's all-to-alls behind another "
                                                        "micro-batch's compute; it needs experts split over ranks "
                                                        "(a model.moe section and expert > 1)"))
+    elif par("expert_overlap") and (pipeline or 1) > 1 and virtual == 1:
+        problems.append(("parallelism.expert_overlap", "pairs micro-batches as Megatron-Core's interleaved "
+                                                       "schedule does, which it needs with a pipeline: set "
+                                                       "virtual_stages > 1 (DualPipe's schedule is not modelled)"))
+    elif par("expert_overlap") and training("recompute") == "full":
+        problems.append(("parallelism.expert_overlap", "with training.recompute full: Megatron-Core refuses full "
+                                                       "recomputation with its all-to-all overlap; set recompute "
+                                                       "none or selective"))
     if par("pipeline_overlap") and virtual == 1:
         problems.append(("parallelism.pipeline_overlap", "hides interleaved 1F1B's sends behind the next model "
                                                          "chunk, as Megatron's overlap_p2p_comm; set virtual_stages "

@@ -1082,8 +1082,9 @@ def test_mla_down_projections_run_whole_on_every_tensor_rank():
 def test_expert_overlap_hides_the_all_to_alls_behind_another_micro_batch():
     # Mixtral 8x7B on 64 H100s, its experts over 8 ranks, 8 micro-batches a step: with expert_overlap each layer's
     # all-to-alls (well under the layer's compute here) run beside another micro-batch's pass through the layer
-    # (Megatron-Core's overlap_moe_expert_parallel_comm); what is left is the SMs NCCL's kernels hold meanwhile,
-    # 24 of the H100's 132, for the traffic's seconds
+    # (Megatron-Core's overlap_moe_expert_parallel_comm) in the passes its combined 1F1B pairs: every forward
+    # with the previous micro-batch's backward but the first forward and the last backward, 7 of 8; what is left
+    # there is the SMs NCCL's kernels hold meanwhile, 24 of the H100's 132, for the traffic's seconds
     base = ["hardware.gpu=h100-sxm", "hardware.count=64", "parallelism.expert=8", "parallelism.zero=1",
             "training.global_batch_size=512"]
     exposed = costplan.estimate(costplan.load_spec("mixtral-8x7b", base))
@@ -1092,17 +1093,39 @@ def test_expert_overlap_hides_the_all_to_alls_behind_another_micro_batch():
     wire = exposed.parallelism.communication_seconds["expert"]
     assert hidden.parallelism.communication_seconds["expert"] == wire > 0
     assert exposed.time.breakdown["communication.expert"] == pytest.approx(wire)
-    assert hidden.time.breakdown["communication.expert"] == 0
-    share = 0.182       # 24 / 132, as data/kernels.yaml rounds it
-    assert hidden.time.breakdown["overlap.expert"] == pytest.approx(share * wire)
-    assert hidden.time.step_seconds == pytest.approx(exposed.time.step_seconds - (1 - share) * wire)
+    share, paired = 0.182, 7 / 8        # 24 / 132, as data/kernels.yaml rounds it
+    assert hidden.time.breakdown["communication.expert"] == pytest.approx((1 - paired) * wire)
+    assert hidden.time.breakdown["overlap.expert"] == pytest.approx(paired * share * wire)
+    assert hidden.time.step_seconds == pytest.approx(exposed.time.step_seconds - paired * (1 - share) * wire)
     assert "expert all-to-alls behind another micro-batch's compute" in hidden.parallelism.overlaps
     # one micro-batch a step has no other to pair with: its all-to-alls stay exposed
     one = [*base[:-1], "training.global_batch_size=64"]
     single = costplan.estimate(costplan.load_spec("mixtral-8x7b", [*one, "parallelism.expert_overlap=true"]))
     assert single.parallelism.micro_batches == 1
     assert single.time == costplan.estimate(costplan.load_spec("mixtral-8x7b", one)).time
-    # nothing to hide without experts split over ranks
-    for spec, sets in (("llama2-7b", []), ("mixtral-8x7b", ["hardware.count=8", "parallelism.expert=1"])):
-        with pytest.raises(costplan.SpecError, match="parallelism.expert_overlap: hides a MoE layer's all-to-alls"):
+    from costplan import report, tables
+    assert "expert all-to-alls overlapped" not in report.render(tables.estimates([single]), "table")
+    assert "expert all-to-alls overlapped" in report.render(tables.estimates([hidden]), "table")
+    # nothing to hide without experts split over ranks; a pipeline pairs micro-batches only interleaved, as
+    # Megatron-Core requires; and Megatron-Core refuses full recomputation with it
+    for spec, sets, said in (("llama2-7b", [], "hides a MoE layer's all-to-alls"),
+                             ("mixtral-8x7b", ["hardware.count=8", "parallelism.expert=1"], "needs experts split"),
+                             ("mixtral-8x7b", [*base, "parallelism.pipeline=2"], "set virtual_stages > 1"),
+                             ("mixtral-8x7b", [*base, "training.recompute=full"], "refuses full recomputation")):
+        with pytest.raises(costplan.SpecError, match=f"parallelism.expert_overlap: .*{said}"):
             costplan.load_spec(spec, [*sets, "parallelism.expert_overlap=true"])
+
+
+@pytest.mark.parametrize("p, v, m, stage, share", [
+    # Megatron-Core's interleaved schedule (schedules.py) warms up with (p − rank − 1)·2 + (v − 1)·p forwards of
+    # its m·v chunks; the combined 1F1B runs one more alone (the first forward, as without a pipeline), and as
+    # many backwards cool down alone: the rest pair a forward with a backward
+    (1, 1, 8, 0, 7 / 8),
+    (1, 1, 1, 0, 0.0),
+    (4, 2, 8, 0, (16 - 11) / 16),
+    (4, 2, 8, 3, (16 - 5) / 16),
+    (2, 2, 2, 0, 0.0),          # 4 chunks, 5 to warm up: none paired
+])
+def test_expert_overlap_pairs_the_schedules_steady_state(p, v, m, stage, share):
+    from costplan.costs.traffic import paired_share
+    assert paired_share(p, v, m, stage) == pytest.approx(share)

@@ -195,8 +195,8 @@ def test_a_held_layout_serves_only_points_it_tiles_and_splits(run):
         assert (d["memory_per_gpu"], d["gpu_hours"]) == (e.memory.total_per_gpu, e.time.gpu_hours)
     # each expert whole on its rank (expert tensor 1 where the tensor degree is 4); 2 experts hold less, and shard
     # only gradients and states (ZeRO 2), 8 shard the weights too
-    assert [d["layout"] for d in data] == ["4 × 1 × 16 expert 2 expert tensor 1 ZeRO 2",
-                                           "4 × 1 × 16 expert 8 expert tensor 1 ZeRO 3"]
+    assert [d["layout"] for d in data] == ["4 × 1 × 16 expert 2 expert tensor 1 ZeRO 2 SP",
+                                           "4 × 1 × 16 expert 8 expert tensor 1 ZeRO 3 SP"]
 
 
 def test_the_layout_column_tells_apart_what_memory_depends_on(run):
@@ -217,7 +217,7 @@ def test_points_keep_the_base_layout_unless_told_to_search(run):
     args = ("sweep", "llama2-70b", "--gpus", "512", "--vary", "n_layers=8", "--format", "json")
     held, searched = (json.loads(run(*args, *extra).stdout)[0] for extra in ((), ("--search-layouts",)))
     e = costplan.estimate(costplan.load_spec("llama2-70b", ["hardware.count=512", "n_layers=8"]))
-    assert held["layout"] == "2 × 1 × 256 ZeRO 3" and searched["layout"] == "1 × 1 × 512 ZeRO 1"
+    assert held["layout"] == "2 × 1 × 256 ZeRO 3 SP" and searched["layout"] == "1 × 1 × 512 ZeRO 1"
     assert (e.parallelism.tensor, e.parallelism.pipeline, e.parallelism.data) == (1, 1, 512)
     assert searched["gpu_hours"] == e.time.gpu_hours != held["gpu_hours"]
     # the README's figures for it

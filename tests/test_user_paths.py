@@ -127,6 +127,12 @@ def test_a_missed_deadline_says_how_near_the_quickest_run_came(run):
                                      f"{fastest['tensor']} × {fastest['pipeline']} × 1024, ZeRO 1, SP at "
                                      "micro-batch 1, recompute none on 65,536 GPUs, takes ")
     assert option["note"].endswith("(training.global_batch_size caps the data ranks at 1,024 at that micro-batch)")
+    # where nothing fits at all, the note says so: Mixtral's experts over 8 ranks with their all-to-alls overlapped,
+    # which rules out full recomputation (Megatron-Core refuses it), hold more than an H100 on any count
+    [none] = json.loads(run("plan", "mixtral-8x7b", "--deadline", "60d", "--gpu", "h100-sxm", "--set",
+                            "parallelism.expert=8", "--set", "parallelism.expert_overlap=true", "--set",
+                            "parallelism.zero=1", "--set", "training.global_batch_size=512", "--format", "json").stdout)
+    assert none["note"] == "no layout tried fits in its GPUs' memory" and none["fastest"] is None
     # an open batch has no cap to name
     [open_batch] = json.loads(run("plan", "llama3-8b", "--deadline", "1min", "--gpu", "h100-sxm",
                                   "--format", "json").stdout)

@@ -37,8 +37,8 @@ Megatron's):
   core's compute.
 - expert: 4 all-to-alls per MoE layer and micro-batch (6 with full recomputation), and with an expert tensor
   degree et > 1 its group's all-gather of the routed rows and reduce-scatter of their outputs, forward and
-  backward; on the critical path, or with `expert_overlap` (and 2+ micro-batches) behind another micro-batch's
-  forward and backward of the layer (expert_partner).
+  backward; on the critical path, or with `expert_overlap` behind another micro-batch's forward and backward of
+  the layer in the passes the schedule pairs (traffic.expert_paired), the rest exposed.
 - pipeline: per micro-batch and model chunk one activation forward and its gradient backward, exposed, timed (as
   a ring-attention transfer) at its slowest hop's link.
 - data (the data ranks with the context ranks, which hold the same weights): ZeRO 0 all-reduces the gradients
@@ -89,7 +89,7 @@ from costplan.costs.ops import (
 )
 from costplan.costs.ops import dispatched as dispatched_ops   # stage_counts sums a local `dispatched`
 from costplan.costs.traffic import (
-    ALLREDUCE, ALLTOALL, BUCKET_BYTES, POINT, RING, Traffic, collective_seconds, expert_partner, overlaps, sm_share,
+    ALLREDUCE, ALLTOALL, BUCKET_BYTES, POINT, RING, Traffic, collective_seconds, expert_paired, overlaps, sm_share,
 )
 from costplan.hardware import GPU
 from costplan.kernels import FirstTouch
@@ -308,13 +308,14 @@ def _layout_key(spec: Spec, dev: Device, shape: Shape) -> tuple:
     par, model = spec.parallel, spec.model
     width = memo.token(block_width(model))
     return (width, memo.token(shape), par.tensor, par.context, par.expert, par.expert_tensor_degree,
-            par.sequence_parallel, par.tensor_overlap, expert_partner(spec), spec.training.micro_batch_size,
+            par.sequence_parallel, par.tensor_overlap, par.expert_overlap, spec.training.micro_batch_size,
             id(dev.gpu), id(dev.curves), dev.precision, dev.attention_kernel)
 
 
-def _stage_time(spec: Spec, dev: Device, shape: Shape, stage: int, layout: tuple, stages: Stages | None = None
-                ) -> tuple[Tally, dict[str, Traffic]]:
-    """`stages` (default: the spec's pipeline) splits the layers."""
+def _stage_time(spec: Spec, dev: Device, shape: Shape, stage: int, layout: tuple, stages: Stages | None = None,
+                paired: float | None = None) -> tuple[Tally, dict[str, Traffic]]:
+    """`stages` (default: the spec's pipeline) splits the layers; `paired` (default: the schedule's,
+    traffic.expert_paired) is the share of passes whose all-to-alls expert_overlap hides."""
     model = spec.model
     stages = pipeline_stages(spec) if stages is None else stages
     first, last = stage == 0, stage == stage_count(stages) - 1
@@ -324,6 +325,7 @@ def _stage_time(spec: Spec, dev: Device, shape: Shape, stage: int, layout: tuple
                         lambda: _edges_time(model, shape, Timer(spec, dev, shape), first, last))
     forward, backward, gemm, core = dict(edges.forward), dict(edges.backward), edges.gemm, edges.core
     traffic = {kind: Traffic(sm_share(dev)) for kind in ("tensor", "context", "expert")}
+    paired = expert_paired(spec, stage) if paired is None else paired
     for layer, count, layer_shape in recompute_groups(model, shape, stage, stages):
         # a layer kept among recomputed ones (training.recompute_layers) is timed at its own shape
         key = layout if layer_shape is shape else _layout_key(spec, dev, layer_shape)
@@ -331,7 +333,11 @@ def _stage_time(spec: Spec, dev: Device, shape: Shape, stage: int, layout: tuple
                                                  lambda: _time_layer(spec, dev, layer_shape,
                                                                      Timer(spec, dev, layer_shape), layer))
         for kind, each in traffic.items():
-            each.add(count, wire[kind], seconds[kind], behind[kind])
+            if kind == "expert" and paired < 1:     # the schedule's unpaired passes: nothing beside them
+                each.add(count * (1 - paired), wire[kind], seconds[kind], 0.0)
+                each.add(count * paired, wire[kind], seconds[kind], behind[kind])
+            else:
+                each.add(count, wire[kind], seconds[kind], behind[kind])
         for part, value in own.forward.items():
             forward[part] += count * value
         for part, value in own.backward.items():
@@ -403,7 +409,7 @@ def _time_layer(spec: Spec, dev: Device, shape: Shape, timer: Timer, layer: Laye
                                                         stride=par.expert_tensor_degree, pattern=ALLTOALL)
     # with expert_overlap a layer's all-to-alls run beside another micro-batch's pass through the layer (one's
     # forward beside the other's backward: Megatron-Core's combined 1F1B, DualPipe), which they can hide behind
-    partner = sum(own.forward.values()) + sum(own.backward.values()) if expert_partner(spec) else 0.0
+    partner = sum(own.forward.values()) + sum(own.backward.values()) if par.expert_overlap else 0.0
     behind = {"tensor": own.gemm if par.tensor_overlap else 0.0, "context": own.core, "expert": partner}
     return own, wire, seconds, behind
 
@@ -471,7 +477,8 @@ def sequence_bound(spec: Spec, dev: Device, shape: Shape) -> float:
 
 
 def _whole_micro_batch(spec: Spec, dev: Device, shape: Shape, layout: tuple) -> float:
-    tally, traffic = _stage_time(spec, dev, shape, 0, layout, stages=1)
+    # every pass paired (expert_overlap): the least exposed, as a bound needs, whatever the schedule
+    tally, traffic = _stage_time(spec, dev, shape, 0, layout, stages=1, paired=1.0)
     return tally.total + sum(k.exposed for k in traffic.values())
 
 

@@ -82,16 +82,28 @@ class Traffic:
         self.slowed += count * slowed
 
 
-def expert_partner(spec: Spec) -> bool:
-    """Whether a MoE layer's all-to-alls have another micro-batch's compute to hide behind: expert_overlap, and
-    two micro-batches or more a step (one alone has no partner: its traffic stays exposed)."""
-    return spec.parallel.expert_overlap and spec.micro_batches > 1
+def expert_paired(spec: Spec, stage: int) -> float:
+    """With expert_overlap, the share of a pipeline stage's passes whose MoE all-to-alls run beside another
+    micro-batch's pass (0 without it). Megatron-Core's combined 1F1B pairs each steady-state forward with a
+    backward; its warm-up forwards, (p − stage − 1)·2 + (v − 1)·p of the m·v model chunks (its interleaved
+    schedule's count) and one more, the first (the non-pipelined schedule's), and as many cool-down backwards run
+    alone."""
+    par = spec.parallel
+    return paired_share(par.pipeline, par.virtual_stages, spec.micro_batches, stage) if par.expert_overlap else 0.0
+
+
+def paired_share(p: int, v: int, m: int, stage: int) -> float:
+    """expert_paired's share for stage `stage` of p, v model chunks a rank and m micro-batches a step."""
+    chunks = m * v
+    alone = min(chunks, (p - stage - 1) * 2 + (v - 1) * p + 1)
+    return (chunks - alone) / chunks
 
 
 def overlaps(spec: Spec) -> str:
     """What the step model hid behind what, for this layout."""
     par = spec.parallel
-    return _overlaps(par.tensor_overlap, par.pipeline_overlap, expert_partner(spec), par.context > 1, par.zero)
+    paired = expert_paired(spec, par.pipeline - 1) > 0      # the last stage's warm-up is the shortest
+    return _overlaps(par.tensor_overlap, par.pipeline_overlap, paired, par.context > 1, par.zero)
 
 
 @functools.lru_cache(maxsize=64)
@@ -101,7 +113,7 @@ def _overlaps(tensor_overlap: bool, pipeline_overlap: bool, expert_overlap: bool
     if exposed:
         said.append(f"{' and '.join(exposed)} traffic exposed")
     if expert_overlap:
-        said.append("expert all-to-alls behind another micro-batch's compute")
+        said.append("expert all-to-alls behind another micro-batch's compute in the schedule's paired passes")
     if pipeline_overlap:
         said.append("pipeline sends behind the model chunks")
     if ring:

@@ -53,10 +53,10 @@ import functools
 import math
 from dataclasses import dataclass
 
-from costplan.costs import STAT_BYTES, Cost, memo
+from costplan.costs import STAT_BYTES, Cost, Shape, memo
 from costplan.costs.components import shape_of
 from costplan.costs.embedding import loss_bytes
-from costplan.costs.layers import kept, layer_cost, pipeline_stages, recompute_groups, stage_depth
+from costplan.costs.layers import Layer, kept, layer_cost, pipeline_stages, stage_depth, stage_layers
 from costplan.costs.memory import FP32, element_bytes, gradient_bytes, optimizer_bytes, update_bytes, weight_bytes
 from costplan.records import Record
 from costplan.spec import Spec
@@ -157,25 +157,37 @@ def _activations_per_gpu(sums: _Sums, t: int, sequence_parallel: bool, micro_bat
 
 
 def recomputed_layer(spec: Spec, stage: int) -> float:
-    """Bytes on one GPU that a recomputed layer's forward saves again for one micro-batch while its backward runs
-    (the loss's transients freed by then): the most of the stage's recomputed layers, split as saved activations
-    are (_activations_per_gpu). A fully recomputed layer saves all of its activations again; one under per-op
+    """Bytes on one GPU beyond the stage's saved activations at the worst moment a recomputed layer's forward
+    reruns for one micro-batch while its backward runs (the loss's transients freed by then): what the rerun saves
+    again, less what the layers after it in the stage saved for that micro-batch, whose backward ran first and
+    freed it (with training.recompute_layers, the layers that saved everything); split as saved activations are
+    (_activations_per_gpu). A fully recomputed layer saves all of its activations again; one under per-op
     checkpointing (selective_op) those its policy did not keep, which torch's checkpoint reruns together when
     the layer's backward starts."""
-    shape, par = shape_of(spec), spec.parallel
+    shape, par, model = shape_of(spec), spec.parallel, spec.model
     micro = spec.training.micro_batch_size
+    costs: dict[tuple[Layer, Shape], float] = {}     # layers repeat: each distinct one summed once
 
-    def per_gpu(parts: dict[str, Cost]) -> float:
-        return _activations_per_gpu(_sums(parts), par.tensor, par.sequence_parallel, micro, par.routed_row_share,
-                                    par.context)
+    def per_gpu(layer: Layer, at: Shape) -> float:
+        if (layer, at) not in costs:
+            costs[layer, at] = _activations_per_gpu(_sums(layer_cost(layer, model, at)), par.tensor,
+                                                    par.sequence_parallel, micro, par.routed_row_share, par.context)
+        return costs[layer, at]
 
-    redone = []
-    for layer, _, at in recompute_groups(spec.model, shape, stage, pipeline_stages(spec)):
-        if at.recompute == "full":
-            redone.append(per_gpu(layer_cost(layer, spec.model, kept(at))))
-        elif at.recompute == "selective_op":
-            redone.append(per_gpu(layer_cost(layer, spec.model, kept(at))) - per_gpu(layer_cost(layer, spec.model, at)))
-    return max(redone, default=0.0)
+    run = stage_layers(model, stage, pipeline_stages(spec))
+    # the first n layers recompute, the rest keep everything; a stage of n layers or fewer recomputes all of them
+    # (recompute_groups)
+    n = shape.recompute_layers if shape.recompute == "full" and shape.recompute_layers is not None else len(run)
+    worst = freed = 0.0
+    for index in reversed(range(len(run))):      # backward's order
+        layer = run[index]
+        at = shape if index < n else kept(shape)
+        saved = per_gpu(layer, at)
+        if at.recompute in ("full", "selective_op"):
+            whole = per_gpu(layer, kept(at))
+            worst = max(worst, (whole if at.recompute == "full" else whole - saved) - freed)
+        freed += saved
+    return worst
 
 
 def head_backward(spec: Spec, t: int) -> float:

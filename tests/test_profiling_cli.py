@@ -13,7 +13,7 @@ import pytest
 ROOT = Path(__file__).parents[1]
 FLASH = str(ROOT / "specs" / "ci" / "flash.yaml")
 DENSE = str(ROOT / "specs" / "ci" / "dense.yaml")
-NEEDS_TORCH = "Error: costplan profile needs PyTorch: pip install 'costplan[profile]'\n"
+NEEDS_TORCH = "Error: costplan profile, check and calibrate need PyTorch: pip install 'costplan[profile]'\n"
 
 
 def test_without_torch_the_commands_exit_2_and_estimate_still_works():
@@ -112,6 +112,11 @@ def test_profile_of_many_gpus_estimates_the_one_device_it_measures(run, tmp_path
                           "--format", "json").stdout)
     peak = next(c for c in data[0]["checks"] if c["metric"] == "peak")
     assert peak["estimate"] == costplan.estimate(one).memory.total_per_gpu and peak["status"] == "ok"
+    # and the title says so
+    title = run("profile", FLASH, "--gpu", str(gpu), "--mfu", "0.4", "--gpus", "64", "--no-time").stdout.splitlines()[0]
+    assert title.endswith("; the whole model on one device, as estimated here (its 64 GPUs not measured; --nproc "
+                          "checks FSDP's shards)")
+    assert "one device" not in run("profile", FLASH, "--no-time").stdout.splitlines()[0]
 
 
 def test_junit_and_markdown(run):
@@ -364,6 +369,47 @@ def test_time_is_measured_on_a_shrunk_copy_when_asked(run, monkeypatch):
     (time_row,) = [c for c in data[0]["checks"] if c["metric"] == "time"]
     assert "timed with --set model.n_layers=1 (chosen with --time-set)" in time_row["note"]
     assert data[0]["timing"]["runs"] >= 3 and data[0]["timing"]["timed_with"] == ["model.n_layers=1"]
+
+
+def test_a_time_set_copy_too_large_for_this_machine_is_not_built(run, monkeypatch):
+    # The copy --time-set names passes the memory guard the automatic shrink passes: on a machine with 1 MiB free
+    # even one layer of ci-dense-selective (about 30 MiB a step) is refused, with the row saying why, instead of
+    # real tensors the machine cannot hold
+    from costplan.profiling import measure
+    monkeypatch.setattr(measure, "available_bytes", lambda device: 2**20)
+    spec = str(ROOT / "specs" / "ci" / "dense-selective.yaml")
+    result = run("check", spec, "--time-set", "model.n_layers=1", "--format", "json")
+    (time_row,) = [c for c in json.loads(result.stdout)[0]["checks"] if c["metric"] == "time"]
+    assert time_row["note"].startswith("not measured: the --time-set copy needs about ")
+    assert time_row["note"].endswith("more than half of what this machine has free; shrink it further")
+
+
+def test_a_device_without_kernel_tables_skips_only_the_time_row(run, tmp_path):
+    # Counts and memory do not depend on the device's kernel tables; only the step-time model needs them: a
+    # hardware file without `kernels:` is compared on every other row (it was refused whole, with no table)
+    hw = tmp_path / "bare.yaml"
+    hw.write_text("name: bare\npeak_tflops: {bf16: 1, fp32: 1}\nmemory_gib: 20\nmemory_bandwidth_gbs: 10\n"
+                  "interconnect_gbs: 10\nmfu: 0.5\nusd_per_gpu_hour: 0\n")
+    result = run("check", DENSE, "--gpu", str(hw), "--time-set", "model.n_layers=1", "--format", "json")
+    assert result.exit_code == 0, result.stderr
+    rows = {c["metric"]: c for c in json.loads(result.stdout)[0]["checks"]}
+    assert rows["params"]["status"] == rows["peak"]["status"] == "ok"
+    assert rows["time"]["status"] == "skip" and "not estimated: " in rows["time"]["note"]
+    assert "has no kernel efficiency tables" in rows["time"]["note"]
+
+
+def test_check_refuses_an_estimate_of_transformers_modules_against_the_reference_model(run):
+    # training.implementation sdpa / eager estimates what transformers' modules save; the reference model saves
+    # what fused kernels save (activations 10-43% apart on ci-dense): check, the CI gate, refuses to compare them,
+    # and profile, which shows them, says so in its title
+    out = run("check", FLASH, "--no-time", "--set", "training.implementation=eager")
+    assert out.exit_code == 2 and out.stdout == ""
+    assert out.stderr.splitlines() == [f"Error: {FLASH}: training.implementation eager estimates what transformers' "
+                                       "modules save, not the reference model measured here; check a Hugging Face "
+                                       "config with --against transformers, or drop the setting"]
+    title = run("profile", FLASH, "--no-time", "--set", "training.implementation=sdpa").stdout.splitlines()[0]
+    assert title.endswith("; training.implementation sdpa: memory estimated for transformers' modules, not the "
+                          "reference model's (check --against transformers)")
 
 
 def test_a_slow_16_bit_step_is_timed_in_fp32_and_says_so(run, monkeypatch):

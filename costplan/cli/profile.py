@@ -41,9 +41,10 @@ def profile_options(command):
 
 
 def measure_all(specs, device, batch, seq_len, overrides, gpu, gpus, tokens, mfu, tolerance_texts, detail,
-                no_time, time_budget, time_set, nproc=None, serve=False, against="reference"):
+                no_time, time_budget, time_set, nproc=None, serve=False, against="reference", gate=False):
     """Load, measure and compare every spec: one record of raw values per spec measured, for tables.checks,
-    and a `SPEC: reason` line per spec that could not be measured (see each_spec)."""
+    and a `SPEC: reason` line per spec that could not be measured (see each_spec). `gate` (check) refuses what
+    would compare estimates of something else than what is measured."""
     from costplan.profiling import require_torch
 
     require_torch()
@@ -109,6 +110,15 @@ def measure_all(specs, device, batch, seq_len, overrides, gpu, gpus, tokens, mfu
         return each_spec(specs, loaded, lambda source, spec: serve_record(
             spec, dev, tolerances, time=not no_time, time_overrides=time_overrides, progress=progress_lines()))
 
+    # the reference model saves what fused kernels save; the estimate of transformers' modules is checked against
+    # those modules (profile shows the comparison, and its title says so)
+    modules = [f"{source}: training.implementation {spec.training.implementation} estimates what transformers' "
+               "modules save, not the reference model measured here; check a Hugging Face config with --against "
+               "transformers, or drop the setting" for source, spec in zip(specs, loaded)
+               if spec.training.implementation != "fused"]
+    if modules and gate:
+        raise CostplanError("\n".join(modules))
+
     def record(source, spec):
         m = measure(spec, dev, time=not no_time, time_budget=time_budget, time_overrides=time_overrides,
                     progress=progress_lines())
@@ -119,6 +129,9 @@ def measure_all(specs, device, batch, seq_len, overrides, gpu, gpus, tokens, mfu
             "name": spec.name, "device": m.device, "device_name": m.device_name, "batch": m.batch,
             "seq_len": m.spec.seq_len, "precision": m.spec.training.precision,
             "recompute": m.spec.training.recompute, "recompute_layers": m.spec.training.recompute_layers,
+            # what the spec lays out that the one device measured does not (loading.on_one_gpu)
+            "spec_gpus": spec.hardware.count, "spec_parallelism": spec.parallelism is not None,
+            "implementation": spec.training.implementation,
             "timing": timing,
             "checks": checks(m, tolerances, detail),
             "arithmetic_not_counted": m.flops.ops.arithmetic_not_counted,
@@ -207,7 +220,8 @@ def check(specs, tolerances, device, batch, seq_len, fmt, detail, no_time, time_
     from costplan import report, tables
 
     results, unmeasured = measure_all(specs, device, batch, seq_len, overrides, gpu, gpus, tokens, mfu,
-                                      tolerances, detail, no_time, time_budget, time_set, nproc, serve, against)
+                                      tolerances, detail, no_time, time_budget, time_set, nproc, serve, against,
+                                      gate=True)
     if results:
         click.echo(report.render(tables.checks(results, detail), fmt))
     failed = tables.check_failures(results)

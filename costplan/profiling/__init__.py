@@ -9,7 +9,7 @@ import importlib.util
 
 from costplan.errors import CostplanError
 
-NEEDS_TORCH = "costplan profile needs PyTorch: pip install 'costplan[profile]'"
+NEEDS_TORCH = "costplan profile, check and calibrate need PyTorch: pip install 'costplan[profile]'"
 
 
 def require_torch() -> None:

@@ -17,9 +17,10 @@ from dataclasses import dataclass, field, replace
 
 import torch
 
-from costplan.costs.estimate import estimate
+from costplan.costs.estimate import peak_stage, whole_model
 from costplan.costs.moe import routes_dropless
 from costplan.errors import CostplanError, SpecError
+from costplan import report
 from costplan.profiling import counters
 from costplan.profiling.fixed_costs import FixedStep, paired
 from costplan.profiling.memory import Peak, peak_cuda, peak_fake, saved_bytes
@@ -34,6 +35,7 @@ from costplan.spec import Spec
 
 DEFAULT_TIME_BUDGET = 2.0       # seconds per timed step before the spec is shrunk for timing
 MEMORY_FRACTION = 0.5           # of the available memory a timed step may use
+MEMORY_MARGIN = 1.3             # on the analytic estimate of a real step's bytes, before it is built
 
 
 @dataclass
@@ -83,7 +85,7 @@ def describe(device: torch.device) -> str:
 
 def fits_on(spec: Spec, size: int, device: torch.device) -> bool:
     """Whether a real step of `spec` fits the device with room to spare (analytic estimate, 30% margin)."""
-    return _step_cost(spec, size)[1] * 1.3 <= available_bytes(device) * MEMORY_FRACTION
+    return _step_cost(spec, size)[1] * MEMORY_MARGIN <= available_bytes(device) * MEMORY_FRACTION
 
 
 # ---------------------------------------------------------------------------------------------- pieces
@@ -222,10 +224,10 @@ def probe_rate(device: torch.device, dtype: torch.dtype) -> float:
 
 
 def _step_cost(spec: Spec, size: int) -> tuple[float, int]:
-    """(hardware FLOPs, estimated bytes) of one step at micro-batch `size`, from the analytic model."""
+    """(hardware FLOPs, estimated bytes) of one step at micro-batch `size`, from the analytic model: counts and
+    memory only, which a device without kernel tables has too (the step time model needs them)."""
     sized = spec.model_copy(update={"training": spec.training.model_copy(update={"micro_batch_size": size})})
-    e = estimate(sized)
-    return e.flops.hardware_per_token * sized.seq_len * size, e.memory.total_per_gpu
+    return whole_model(sized).hw_flops * size, peak_stage(sized).total
 
 
 def valid_copy(spec: Spec, overrides: list[str]) -> Spec | None:
@@ -264,11 +266,11 @@ def shrink_for_time(spec: Spec, size: int, rate: float, memory: int, budget: flo
 
     def fits(candidate: Spec) -> bool:
         flops, nbytes = _step_cost(candidate, size)
-        return flops / rate <= budget and nbytes * 1.3 <= memory
+        return flops / rate <= budget and nbytes * MEMORY_MARGIN <= memory
 
     while not fits(current):
         flops, nbytes = _step_cost(current, size)
-        ratio = min(budget * rate / flops, memory / (1.3 * nbytes))
+        ratio = min(budget * rate / flops, memory / (MEMORY_MARGIN * nbytes))
         for change in _smaller(current, int(current.model.n_layers * ratio)):
             smaller = valid_copy(spec, _merged(overrides, change))
             if smaller is not None:
@@ -309,14 +311,17 @@ def measure_time(spec: Spec, size: int, device: torch.device, budget: float,
     if base is None:        # a spec rule refuses that precision (autocast casts to 16 bits): the spec's own
         choice = replace(choice, used=choice.requested, why_not=f"the spec's rules refuse {choice.used}")
         forced, base = [], spec
+    memory = int(available_bytes(device) * MEMORY_FRACTION)
     if overrides is None:
         rate = probe_rate(device, training_dtype(base))
-        shrunk = shrink_for_time(base, size, rate, int(available_bytes(device) * MEMORY_FRACTION), budget)
+        shrunk = shrink_for_time(base, size, rate, memory, budget)
         if shrunk is None:
             return None, spec, [], choice, None, None
         overrides = shrunk
     overrides = forced + overrides
     timed = with_overrides(spec, overrides) if overrides else spec
+    if _step_cost(timed, size)[1] * MEMORY_MARGIN > memory:     # --time-set's copy: the shrink's own guard
+        return None, timed, overrides, choice, None, None
     model = build_model(unfused(timed), device=device)
     trainer = Trainer(model, timed)
     ids, targets = batch(timed, size, device)
@@ -356,7 +361,11 @@ def measure(spec: Spec, device: torch.device, *, time: bool = True, time_budget:
         stage("step time")
         (result.timing, result.timed_spec, result.time_overrides, result.time_precision,
          result.time_probe, result.time_fixed) = measure_time(spec, size, device, time_budget, time_overrides)
-        if result.timing is None:
+        if result.timing is None and time_overrides:
+            needed = report.size(_step_cost(result.timed_spec, size)[1] * MEMORY_MARGIN)
+            result.time_note = (f"not measured: the --time-set copy needs about {needed}, more than half of what this "
+                                "machine has free; shrink it further")
+        elif result.timing is None:
             result.time_note = "not measured: no shrunk copy fits this machine; choose one with --time-set"
         elif time_overrides:
             result.time_note = "chosen with --time-set"

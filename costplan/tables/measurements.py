@@ -76,8 +76,16 @@ def check_title(result: Mapping[str, Any]) -> str:
     r = result
     if r.get("title"):          # a record that describes itself (profile --serve)
         return r["title"]
+    laid_out = [f"its {r['spec_gpus']} GPUs" if r.get("spec_gpus", 1) > 1 else "",
+                 "its parallelism section" if r.get("spec_parallelism") else ""]
+    whole = (f"; the whole model on one device, as estimated here ({' and '.join(filter(None, laid_out))} not "
+             "measured; --nproc checks FSDP's shards)" if any(laid_out) else "")
+    modules = r.get("implementation", "fused")
+    others = (f"; training.implementation {modules}: memory estimated for transformers' modules, not the reference "
+              "model's (check --against transformers)" if modules != "fused" else "")
     return (f"{r['name']}: estimate vs {r['device']} ({r['device_name']}), batch {r['batch']} × {r['seq_len']} "
-            f"tokens, {r['precision']}, recompute {recomputed(r['recompute'], r.get('recompute_layers'), '')}")
+            f"tokens, {r['precision']}, recompute {recomputed(r['recompute'], r.get('recompute_layers'), '')}"
+            f"{whole}{others}")
 
 
 def checks(results: Sequence[Mapping[str, Any]], detail: bool = False) -> Table:

@@ -199,3 +199,14 @@ def test_a_short_gpu_kernel_is_timed_back_to_back(monkeypatch, timer):
     assert timer(kernel, gpu) == pytest.approx(5.02e-3)
     kernel = _gpu_clock(monkeypatch, 3e-6)      # a CPU runs a call to its end: timed alone
     assert timing.back_to_back(kernel, CPU)[1] == 1 and timer(kernel, CPU) == pytest.approx(3e-6)
+
+
+def test_a_cpu_is_described_by_its_vector_units_too():
+    # Two machines both naming themselves "AMD EPYC", one with native bf16 and one with AVX2 only, run 16-bit
+    # matmuls ten times apart: a calibration of one must not apply to the other
+    from costplan.profiling.measure import cpu_description
+    info = "processor\t: 0\nmodel name\t: AMD EPYC\nflags\t\t: fpu sse2 avx2 {}\n"
+    assert cpu_description(info.format("avx512f avx512_bf16"), 2) == "cpu: AMD EPYC (AVX-512, native bf16), 2 threads"
+    assert cpu_description(info.format("avx512f"), 2) == "cpu: AMD EPYC (AVX-512), 2 threads"
+    assert cpu_description(info.format(""), 2) == "cpu: AMD EPYC (AVX2), 2 threads"
+    assert cpu_description("", 4) == "cpu: unknown CPU, 4 threads"

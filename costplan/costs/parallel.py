@@ -53,7 +53,7 @@ import functools
 import math
 from dataclasses import dataclass
 
-from costplan.costs import STAT_BYTES, Cost, Shape, memo
+from costplan.costs import STAT_BYTES, Cost, memo
 from costplan.costs.components import shape_of
 from costplan.costs.embedding import loss_bytes
 from costplan.costs.layers import Layer, kept, layer_cost, pipeline_stages, stage_depth, stage_layers
@@ -165,14 +165,17 @@ def recomputed_layer(spec: Spec, stage: int) -> float:
     checkpointing (selective_op) those its policy did not keep, which torch's checkpoint reruns together when
     the layer's backward starts."""
     shape, par, model = shape_of(spec), spec.parallel, spec.model
-    micro = spec.training.micro_batch_size
-    costs: dict[tuple[Layer, Shape], float] = {}     # layers repeat: each distinct one summed once
+    micro, plain = spec.training.micro_batch_size, kept(shape)
+    costs: dict[tuple[int, bool], float] = {}     # layers repeat (the same objects): each summed once
 
-    def per_gpu(layer: Layer, at: Shape) -> float:
-        if (layer, at) not in costs:
-            costs[layer, at] = _activations_per_gpu(_sums(layer_cost(layer, model, at)), par.tensor,
-                                                    par.sequence_parallel, micro, par.routed_row_share, par.context)
-        return costs[layer, at]
+    def per_gpu(layer: Layer, redone: bool) -> float:
+        """What the layer saves as it runs (redone: at the stage's recomputation), or keeping everything."""
+        key = (id(layer), redone)
+        if key not in costs:
+            costs[key] = _activations_per_gpu(_sums(layer_cost(layer, model, shape if redone else plain)),
+                                              par.tensor, par.sequence_parallel, micro, par.routed_row_share,
+                                              par.context)
+        return costs[key]
 
     run = stage_layers(model, stage, pipeline_stages(spec))
     # the first n layers recompute, the rest keep everything; a stage of n layers or fewer recomputes all of them
@@ -180,12 +183,11 @@ def recomputed_layer(spec: Spec, stage: int) -> float:
     n = shape.recompute_layers if shape.recompute == "full" and shape.recompute_layers is not None else len(run)
     worst = freed = 0.0
     for index in reversed(range(len(run))):      # backward's order
-        layer = run[index]
-        at = shape if index < n else kept(shape)
-        saved = per_gpu(layer, at)
-        if at.recompute in ("full", "selective_op"):
-            whole = per_gpu(layer, kept(at))
-            worst = max(worst, (whole if at.recompute == "full" else whole - saved) - freed)
+        layer, redone = run[index], index < n and shape.recompute in ("full", "selective_op")
+        saved = per_gpu(layer, redone)
+        if redone:
+            whole = per_gpu(layer, False)
+            worst = max(worst, (whole if shape.recompute == "full" else whole - saved) - freed)
         freed += saved
     return worst
 

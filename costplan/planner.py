@@ -198,8 +198,9 @@ class Option(Record):
     # expert_tensor, sequence_parallel, data, gpus, cost_usd
     runner_up: dict[str, Any] | None = None
     # where no layout meets the deadline, the quickest that fits (planner._fastest): the runner-up's layout keys,
-    # gpus, wall_clock_days, micro_batch_size, recompute, recompute_layers and data_cap (the most data ranks the
-    # spec's global_batch_size allows at that micro-batch; None: an open batch)
+    # gpus, wall_clock_days, micro_batch_size, recompute, recompute_layers, data_cap (the most data ranks the
+    # spec's global_batch_size allows at that micro-batch, and its section's micro_batches where fixed; None: an
+    # open batch) and micro_batches_fixed
     fastest: dict[str, Any] | None = None
     mfu: float | None = None                # the MFU the runs were timed at; None: the step model
     mfu_source: str | None = None           # --mfu, or hardware.mfu (the spec's, on its own GPU type)
@@ -353,10 +354,13 @@ def _fastest(spec: Spec, gpu_key: str, node_size: int, mfu: float | None) -> dic
     if best is None:
         return None
     a = best.assumptions
+    fixed = spec.parallelism.micro_batches if spec.parallelism is not None else None
     return {**layout_of(best), "gpus": a.gpu_count, "wall_clock_days": best.time.wall_clock_days,
             "micro_batch_size": a.micro_batch_size, "recompute": a.recompute, "recompute_layers": a.recompute_layers,
-            # the most data ranks a fixed batch allows at that micro-batch (None: an open batch)
-            "data_cap": batch // a.micro_batch_size if batch else None}
+            # the most data ranks a fixed batch allows at that micro-batch, and at the section's micro-batches a
+            # step where it fixes them (None: an open batch)
+            "data_cap": batch // (a.micro_batch_size * (fixed or 1)) if batch else None,
+            "micro_batches_fixed": fixed is not None}
 
 
 def _settled(spec: Spec, gpu_key: str, layout: dict[str, Any], searched, node_size: int,  # noqa: ANN001

@@ -127,6 +127,14 @@ def test_a_missed_deadline_says_how_near_the_quickest_run_came(run):
                                      f"{fastest['tensor']} × {fastest['pipeline']} × 1024, ZeRO 1, SP at "
                                      "micro-batch 1, recompute none on 65,536 GPUs, takes ")
     assert option["note"].endswith("(training.global_batch_size caps the data ranks at 1,024 at that micro-batch)")
+    # a section that fixes its micro-batches a step caps the data ranks with the batch: 1,024 / (1 × 4)
+    [fixed] = json.loads(run("plan", "llama2-13b", "--deadline", "1h", "--gpu", "a100-80gb", "--set",
+                             "hardware.count=64", *(f"--set=parallelism.{k}" for k in (
+                                 "tensor=8", "pipeline=8", "zero=1", "sequence_parallel=true", "micro_batches=4")),
+                             "--format", "json").stdout)
+    assert (fixed["fastest"]["data"], fixed["fastest"]["data_cap"]) == (256, 256)
+    assert fixed["note"].endswith("(training.global_batch_size and parallelism.micro_batches cap the data ranks at "
+                                  "256 at that micro-batch)")
     # where nothing fits at all, the note says so: Mixtral's experts over 8 ranks with their all-to-alls overlapped,
     # which rules out full recomputation (Megatron-Core refuses it), hold more than an H100 on any count
     [none] = json.loads(run("plan", "mixtral-8x7b", "--deadline", "60d", "--gpu", "h100-sxm", "--set",

@@ -90,7 +90,9 @@ def missed(o: Option) -> str:
     if not f:
         return o.note
     settings = f"micro-batch {f['micro_batch_size']}, recompute {recomputed(f['recompute'], f['recompute_layers'])}"
-    capped = (f" (training.global_batch_size caps the data ranks at {f['data_cap']:,} at that micro-batch)"
+    fields = ("training.global_batch_size and parallelism.micro_batches cap" if f.get("micro_batches_fixed") else
+              "training.global_batch_size caps")
+    capped = (f" ({fields} the data ranks at {f['data_cap']:,} at that micro-batch)"
               if f["data"] == f["data_cap"] else "")
     return (f"{o.note}; the quickest that fits, {', '.join(_grid(f))} at {settings} on {f['gpus']:,} GPUs, takes "
             f"{human(f['wall_clock_days'], 'days')}{capped}")

@@ -33,7 +33,7 @@ from costplan.forked import available_cpus, imap_forked
 from costplan.loading import load_spec
 from costplan.records import Record
 from costplan.spec import Spec
-from costplan.spec_rules import expert_data_step, selective_op_rules, tensor_parallel_modelled
+from costplan.spec_rules import expert_data_step, overlap_refuses, selective_op_rules, tensor_parallel_modelled
 from costplan.validation import MAX_COUNT, MAX_TOKENS
 
 
@@ -489,13 +489,12 @@ def _recompute_choices(spec: Spec) -> list[tuple[str, int | None]]:
     layers it was written for, with torchao's fp8 linears (not training.fp8_saved_inputs)."""
     stages = pipeline_stages(spec)
     depth = min(stage_depth(spec.model, stage, stages) for stage in range(stage_count(stages)))
-    if spec.parallel.expert_overlap:       # Megatron-Core refuses full recomputation with it (spec_rules)
-        return [(recompute, None) for recompute in RECOMPUTE if recompute != "full"]
     half = [("full", depth // 2)] if depth >= 2 else []
     modelled = spec.parallel.tensor == 1 or tensor_parallel_modelled("selective_op")
     per_op = ([("selective_op", None)] if modelled and not selective_op_rules(spec.model.__dict__.get)
               and not spec.training.fp8_saved_inputs else [])
-    return [(recompute, None) for recompute in RECOMPUTE] + half + per_op
+    choices = [(recompute, None) for recompute in RECOMPUTE] + half + per_op
+    return [c for c in choices if not overlap_refuses(spec.parallel.expert_overlap, c[0])]
 
 
 def _tune(spec: Spec, result, deadline_hours: float):  # noqa: ANN001, ANN202 - Estimate in and out

@@ -94,10 +94,12 @@ def whole(value: int) -> str:
     return f"{value:,}"
 
 
-def degrees(tensor: int, pipeline: int, data: int, context: int = 1, expert: int = 1) -> str:
-    """A parallel layout: tensor × pipeline × data, with the context and expert degrees where they split anything
-    ("2 × 1 × 1024", "8 × 1 × 8 expert 8")."""
-    return " ".join([f"{tensor} × {pipeline} × {data}", *layout_extras(tensor, data, 0, context, expert)])
+def degrees(tensor: int, pipeline: int, data: int, context: int = 1, expert: int = 1, zero: int = 0,
+            expert_tensor: int | None = None, sequence_parallel: bool = False) -> str:
+    """A parallel layout: tensor × pipeline × data, with what else splits it (layout_extras; SP for sequence
+    parallelism): "2 × 1 × 1024", "8 × 1 × 8 expert 8", "4 × 1 × 16 expert 8 ZeRO 2 SP"."""
+    return " ".join([f"{tensor} × {pipeline} × {data}",
+                     *layout_extras(tensor, data, zero, context, expert, expert_tensor, sequence_parallel, "SP")])
 
 
 def layout_words(gpus: int, tensor: int, pipeline: int, data: int, context: int = 1, expert: int = 1) -> str:

@@ -252,6 +252,11 @@ def zero_under_pipeline(zero: int, pipeline: int) -> bool:
     return zero >= 2 and pipeline > 1
 
 
+def overlap_refuses(expert_overlap: bool, recompute: str | None) -> bool:
+    """Megatron-Core refuses full recomputation with its all-to-all overlap (parallelism.expert_overlap)."""
+    return expert_overlap and recompute == "full"
+
+
 def parallel_rules(par: Getter, model: Getter, training: Getter, hw: Getter) -> list[tuple[str, str]]:
     """The degrees must tile the GPUs and split the model into whole pieces."""
     problems: list[tuple[str, str]] = []
@@ -315,7 +320,7 @@ def parallel_rules(par: Getter, model: Getter, training: Getter, hw: Getter) -> 
         problems.append(("parallelism.expert_overlap", "pairs micro-batches as Megatron-Core's interleaved "
                                                        "schedule does, which it needs with a pipeline: set "
                                                        "virtual_stages > 1 (DualPipe's schedule is not modelled)"))
-    elif par("expert_overlap") and training("recompute") == "full":
+    elif overlap_refuses(bool(par("expert_overlap")), training("recompute")):
         problems.append(("parallelism.expert_overlap", "with training.recompute full: Megatron-Core refuses full "
                                                        "recomputation with its all-to-all overlap; set recompute "
                                                        "none or selective"))

@@ -12,6 +12,7 @@ from costplan.costs.result import Assumptions, Estimate, Flops, Memory, Number, 
 from costplan.costs.run import Run, memories_of, resolve, step_time
 from costplan.costs.step import StepTime
 from costplan.costs.time import SECONDS_PER_HOUR, wall_clock_days
+from costplan.costs.traffic import expert_overlapped
 from costplan.records import Record
 from costplan.scaling import Scaling
 from costplan.spec import Spec
@@ -246,7 +247,7 @@ def _parallelism(spec: Spec, stage: parallel.StageMemory, stepped: StepTime, sou
         data=spec.data_parallel, tensor=par.tensor, pipeline=par.pipeline, context=par.context,
         virtual_stages=par.virtual_stages, expert=par.expert, expert_tensor=par.expert_tensor_degree, zero=par.zero,
         sequence_parallel=par.sequence_parallel, tensor_overlap=par.tensor_overlap,
-        pipeline_overlap=par.pipeline_overlap, expert_overlap=par.expert_overlap,
+        pipeline_overlap=par.pipeline_overlap, expert_overlap=expert_overlapped(spec),
         per_parameter_sharding=par.per_parameter_sharding,
         micro_batches=spec.micro_batches, memory_stage=stage.stage,
         communication_bytes=stepped.communication_bytes, communication_seconds=stepped.communication_seconds,

@@ -81,7 +81,9 @@ class Parallelism(Record):
     sequence_parallel: bool
     tensor_overlap: bool
     pipeline_overlap: bool                   # interleaved 1F1B's sends behind the model chunks (Megatron's)
-    expert_overlap: bool                     # MoE all-to-alls behind another micro-batch's compute
+    # MoE all-to-alls behind another micro-batch's compute: parallelism.expert_overlap, where the schedule pairs
+    # any pass (traffic.expert_overlapped)
+    expert_overlap: bool
     per_parameter_sharding: bool             # FSDP2: gathered weights copied into the parameters
     micro_batches: int
     memory_stage: int                        # the pipeline stage whose memory `memory` reports (the fullest)

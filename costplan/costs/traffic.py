@@ -99,11 +99,15 @@ def paired_share(p: int, v: int, m: int, stage: int) -> float:
     return (chunks - alone) / chunks
 
 
+def expert_overlapped(spec: Spec) -> bool:
+    """Whether expert_overlap hides any pass's all-to-alls: the last stage's, whose warm-up is the shortest."""
+    return expert_paired(spec, spec.parallel.pipeline - 1) > 0
+
+
 def overlaps(spec: Spec) -> str:
     """What the step model hid behind what, for this layout."""
     par = spec.parallel
-    paired = expert_paired(spec, par.pipeline - 1) > 0      # the last stage's warm-up is the shortest
-    return _overlaps(par.tensor_overlap, par.pipeline_overlap, paired, par.context > 1, par.zero)
+    return _overlaps(par.tensor_overlap, par.pipeline_overlap, expert_overlapped(spec), par.context > 1, par.zero)
 
 
 @functools.lru_cache(maxsize=64)

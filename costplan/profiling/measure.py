@@ -322,16 +322,15 @@ def measure_time(spec: Spec, size: int, device: torch.device, budget: float,
     if base is None:        # a spec rule refuses that precision (autocast casts to 16 bits): the spec's own
         choice = replace(choice, used=choice.requested, why_not=f"the spec's rules refuse {choice.used}")
         forced, base = [], spec
-    memory = int(available_bytes(device) * MEMORY_FRACTION)
     if overrides is None:
         rate = probe_rate(device, training_dtype(base))
-        shrunk = shrink_for_time(base, size, rate, memory, budget)
+        shrunk = shrink_for_time(base, size, rate, int(available_bytes(device) * MEMORY_FRACTION), budget)
         if shrunk is None:
             return None, spec, [], choice, None, None
         overrides = shrunk
     overrides = forced + overrides
     timed = with_overrides(spec, overrides) if overrides else spec
-    if _step_cost(timed, size)[1] * MEMORY_MARGIN > memory:     # --time-set's copy: the shrink's own guard
+    if not fits_on(timed, size, device):      # --time-set's copy: the guard the shrink's copies pass
         return None, timed, overrides, choice, None, None
     model = build_model(unfused(timed), device=device)
     trainer = Trainer(model, timed)

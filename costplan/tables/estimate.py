@@ -8,7 +8,6 @@ from costplan.costs import fusion_loss
 from costplan import series
 from costplan.costs.estimate import LARGEST_PUBLISHED_BATCH, oversized_batch
 from costplan.costs.parallel import micro_batches_in_flight
-from costplan.costs.traffic import paired_share
 from costplan.hardware import SPEC_NETWORK
 from costplan.spec_rules import zero_under_pipeline
 from costplan.report import (UNIT_WORDS, Block, LazyRows, Row, Table, count, degrees, flop, flops_rate, human,
@@ -169,9 +168,7 @@ def parallel_rows(est: Estimate) -> list[Row]:
               f"{par.virtual_stages} virtual stages" if par.virtual_stages > 1 else "",
               "tensor traffic overlapped" if par.tensor_overlap and par.tensor > 1 else "",
               "pipeline sends overlapped" if par.pipeline_overlap else "",
-              # as the overlaps row says: behind compute in the passes the schedule pairs (the last stage's: most)
-              "expert all-to-alls overlapped" if par.expert_overlap and paired_share(
-                  par.pipeline, par.virtual_stages, par.micro_batches, par.pipeline - 1) > 0 else "",
+              "expert all-to-alls overlapped" if par.expert_overlap else "",
               "per-parameter sharding (FSDP2)" if par.per_parameter_sharding else "",
               f"{par.micro_batches} micro-batch{'' if par.micro_batches == 1 else 'es'} per step"]
     layout = degrees(par.tensor, par.pipeline, par.data)      # context and expert degrees are in the note

@@ -271,8 +271,8 @@ class LazyRows(Sequence):
 
 
 class Case(Record):
-    """One JUnit test case: status ok | FAIL | skip; `message` the failure in a line, `detail` its body (or the
-    reason for a skip)."""
+    """One JUnit test case: status ok | FAIL | skip | ERROR (nothing could be measured); `message` the failure or
+    error in a line, `detail` its body (or the reason for a skip)."""
 
     name: str
     status: str
@@ -403,13 +403,15 @@ def junit(suites: Sequence[Suite]) -> str:
     lines = ['<?xml version="1.0" encoding="UTF-8"?>', "<testsuites>"]
     for suite in suites:
         failures = sum(c.status == "FAIL" for c in suite.cases)
+        errors = sum(c.status == "ERROR" for c in suite.cases)
         skipped = sum(c.status == "skip" for c in suite.cases)
         lines.append(f"  <testsuite name={quoteattr(suite.name)} tests=\"{len(suite.cases)}\" "
-                     f"failures=\"{failures}\" skipped=\"{skipped}\">")
+                     f"failures=\"{failures}\" errors=\"{errors}\" skipped=\"{skipped}\">")
         for c in suite.cases:
             lines.append(f"    <testcase classname={quoteattr('costplan.' + suite.name)} name={quoteattr(c.name)}>")
-            if c.status == "FAIL":
-                lines.append(f"      <failure message={quoteattr(c.message)}>{quoteattr(c.detail)[1:-1]}</failure>")
+            if c.status in ("FAIL", "ERROR"):
+                tag = "failure" if c.status == "FAIL" else "error"
+                lines.append(f"      <{tag} message={quoteattr(c.message)}>{quoteattr(c.detail)[1:-1]}</{tag}>")
             elif c.status == "skip":
                 lines.append(f"      <skipped message={quoteattr(c.detail)}/>")
             lines.append("    </testcase>")

@@ -541,6 +541,37 @@ def test_a_spec_torch_cannot_measure_is_named_and_the_others_are_still_checked(r
         titles = [line for line in result.stdout.splitlines() if ": estimate vs " in line]
         assert len(titles) == 1 and titles[0].startswith("ci-dense: ")
         assert "FAIL" not in result.stdout
+    # a CI job reading JSON or JUnit sees the spec too, as an error, not only the exit status
+    reason = ("training.recompute selective_op: this torch does not pass an op's output to the checkpoint policy, "
+              "which measuring it needs; use a newer torch")
+    result = run("check", selective_op, DENSE, "--no-time", "--format", "json")
+    assert result.exit_code == 2
+    records = json.loads(result.stdout)
+    assert [(r["source"], r["name"]) for r in records] == [(DENSE, "ci-dense"), (selective_op, "ci-flash-selective-op")]
+    assert records[1]["error"] == reason and records[1]["checks"] == [] and "error" not in records[0]
+    result = run("check", selective_op, "--no-time", "--format", "junit")
+    assert result.exit_code == 2
+    suite = ET.fromstring(result.stdout).find("testsuite")
+    assert suite.get("name") == "ci-flash-selective-op" and suite.get("errors") == "1"
+    assert suite.find("testcase/error").get("message") == reason
+
+
+def test_strict_fails_what_could_not_be_compared_but_what_no_time_leaves_out(run, tmp_path):
+    hw = tmp_path / "bare.yaml"     # no kernel tables: the step time is measured but cannot be estimated
+    hw.write_text("name: bare\npeak_tflops: {bf16: 1, fp32: 1}\nmemory_gib: 20\nmemory_bandwidth_gbs: 10\n"
+                  "interconnect_gbs: 10\nmfu: 0.5\nusd_per_gpu_hour: 0\n")
+    result = run("check", DENSE, "--gpu", str(hw), "--no-time", "--strict")
+    assert result.exit_code == 0, result.stderr
+    result = run("check", DENSE, "--gpu", str(hw), "--time-set", "model.n_layers=1", "--strict", "--format", "junit")
+    assert result.exit_code == 1
+    failed = [line for line in result.stderr.splitlines() if line.startswith("FAIL")]
+    assert len(failed) == 1
+    assert failed[0].startswith("FAIL ci-dense: step time (forward + backward + optimizer) [time]: not compared "
+                                "(--strict): ")
+    assert "has no kernel efficiency tables" in failed[0]
+    cases = ET.fromstring(result.stdout).findall("testsuite/testcase")
+    assert [c.get("name") for c in cases if c.find("failure") is not None] == [
+        "step time (forward + backward + optimizer)"]
 
 
 def test_measuring_tells_its_stages_to_a_terminal_only(run, monkeypatch):

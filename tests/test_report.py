@@ -195,15 +195,20 @@ def test_render_json_and_csv_use_the_raw_records():
 
 def test_render_junit():
     suites = [report.Suite("tiny", [report.Case("params", "ok"), report.Case("peak", "FAIL", "estimate 1 KiB", "why"),
-                                    report.Case("time", "skip", detail="not measured")])]
+                                    report.Case("time", "skip", detail="not measured")]),
+              report.Suite("broken", [report.Case("measurement", "ERROR", "no torch", "no torch <2.5")])]
     assert report.render(report.Table([], [], suites=suites), "junit") == "\n".join([
         '<?xml version="1.0" encoding="UTF-8"?>', "<testsuites>",
-        '  <testsuite name="tiny" tests="3" failures="1" skipped="1">',
+        '  <testsuite name="tiny" tests="3" failures="1" errors="0" skipped="1">',
         '    <testcase classname="costplan.tiny" name="params">', "    </testcase>",
         '    <testcase classname="costplan.tiny" name="peak">',
         '      <failure message="estimate 1 KiB">why</failure>', "    </testcase>",
         '    <testcase classname="costplan.tiny" name="time">', '      <skipped message="not measured"/>',
-        "    </testcase>", "  </testsuite>", "</testsuites>"])
+        "    </testcase>", "  </testsuite>",
+        '  <testsuite name="broken" tests="1" failures="0" errors="1" skipped="0">',
+        '    <testcase classname="costplan.broken" name="measurement">',
+        '      <error message="no torch">no torch &lt;2.5</error>', "    </testcase>", "  </testsuite>",
+        "</testsuites>"])
 
 
 def fake_check(**fields):

@@ -56,6 +56,7 @@ class Check:
     note: str = ""
     figures: tuple[tuple[str, Number], ...] = ()   # (label, raw number) the note goes on with, in `unit`;
                                                    # report.py formats them, so the note holds no raw number
+    required: bool = False       # `check --strict`: a comparison that could not be made fails instead of skipping
 
     @property
     def relative_error(self) -> float | None:
@@ -68,7 +69,7 @@ class Check:
     @property
     def status(self) -> str:
         if self.relative_error is None or self.tolerance is None:
-            return "skip"
+            return "FAIL" if self.required else "skip"
         if self.tolerance == 0:
             return "ok" if self.measured == self.estimate else "FAIL"
         return "ok" if abs(self.relative_error) <= self.tolerance else "FAIL"

@@ -2,8 +2,8 @@
 
 Rows of `profile` and `check` are profiling.compare.Check objects, duck-typed here so that this module never
 imports torch: metric, item, component, estimate, measured, unit, tolerance, status, note, figures. Each result
-is a record of raw values: name, device, device_name, batch, seq_len, precision, recompute, recompute_layers
-(profile's and check's own records), timing, checks, and
+is a record of raw values: source (the file or preset as given), name, device, device_name, batch, seq_len,
+precision, recompute, recompute_layers (profile's and check's own records), timing, checks, and
 the op lists `arithmetic_not_counted` and `fvcore_unsupported`; JSON carries all of it.
 """
 from __future__ import annotations
@@ -22,7 +22,7 @@ def check_error(check: Any) -> str:
     """Exact metrics show the signed difference, exactly, in their unit (FLOP counts are exact integers); others
     a percentage."""
     error = check.relative_error
-    if error is None or check.status == "skip":
+    if uncompared(check):
         return "—"
     if check.measured == check.estimate:
         return "0"
@@ -34,7 +34,7 @@ def check_error(check: Any) -> str:
 
 
 def check_tolerance(check: Any) -> str:
-    if check.tolerance is None or check.status == "skip":      # nothing was compared against it
+    if uncompared(check):      # nothing was compared against it
         return "—"
     return "exact" if check.tolerance == 0 else f"{number(100 * check.tolerance)}%"
 
@@ -55,16 +55,25 @@ def check_record(check: Any) -> dict[str, Any]:
             "tolerance": check.tolerance, "status": check.status, "note": check_note(check, exact=True)}
 
 
+def uncompared(check: Any) -> bool:
+    """A check with nothing to compare (no estimate, no measurement or no tolerance): skipped, or a failure
+    under `check --strict`."""
+    return check.relative_error is None or check.tolerance is None
+
+
 def check_summary(check: Any) -> str:
     """'estimate 52.45 MiB, measured 53.3 MiB, error +1.61%, tolerance 10%': a failure in one line."""
+    if uncompared(check):
+        return f"not compared (--strict): {check_note(check) or 'nothing to compare'}"
     return (f"estimate {human(check.estimate, check.unit)}, measured {human(check.measured, check.unit)}, "
             f"error {check_error(check)}, tolerance {check_tolerance(check)}")
 
 
 def check_failures(results: Sequence[Mapping[str, Any]]) -> list[str]:
     """`costplan check`'s lines on stderr, one per failing check."""
-    return [f"FAIL {r['name']}: {c.name} [{c.metric}]: estimate {human(c.estimate, c.unit)}, measured "
-            f"{human(c.measured, c.unit)} ({check_error(c)}, tolerance {check_tolerance(c)})"
+    return [f"FAIL {r['name']}: {c.name} [{c.metric}]: " + (
+            check_summary(c) if uncompared(c) else f"estimate {human(c.estimate, c.unit)}, measured "
+            f"{human(c.measured, c.unit)} ({check_error(c)}, tolerance {check_tolerance(c)})")
             for r in results for c in r["checks"] if c.status == "FAIL"]
 
 
@@ -88,8 +97,11 @@ def check_title(result: Mapping[str, Any]) -> str:
             f"{whole}{others}")
 
 
-def checks(results: Sequence[Mapping[str, Any]], detail: bool = False) -> Table:
-    """Estimate and measurement side by side: a block per spec, a line per check; a JUnit suite per spec."""
+def checks(results: Sequence[Mapping[str, Any]], detail: bool = False,
+           unmeasured: Sequence[Mapping[str, str]] = ()) -> Table:
+    """Estimate and measurement side by side: a block per spec, a line per check; a JUnit suite per spec. A spec
+    that could not be measured (source, name, error) is a JSON record with its error and a JUnit suite with one
+    errored case; the text formats leave it to the command's error message."""
     blocks, suites = [], []
     for r in results:
         body = [[c.name if not c.component else f"· {c.component}", human(c.estimate, c.unit),
@@ -102,6 +114,9 @@ def checks(results: Sequence[Mapping[str, Any]], detail: bool = False) -> Table:
                                              check_note(c) if c.status == "FAIL" else c.note or "not measured")
                                         for c in r["checks"]]))
     records = [{**r, "checks": [check_record(c) for c in r["checks"]]} for r in results]
+    for u in unmeasured:
+        records.append({"source": u["source"], "name": u["name"], "error": u["error"], "checks": []})
+        suites.append(Suite(u["name"], [Case("measurement", "ERROR", u["error"].splitlines()[0], u["error"])]))
     return Table(blocks, records, suites=suites)
 
 

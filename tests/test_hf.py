@@ -251,6 +251,8 @@ def refusal(run, path) -> str:
     ("gpt_neox", {"rotary_pct": "0.25"}, 'rotary_pct: "0.25": expected a number (the class\'s default is 0.25)'),
     # a check that reads a mistyped value is not run on it (OLMoE's head_dim check multiplies the heads)
     ("olmoe", {"head_dim": "16", "num_attention_heads": "4"}, 'num_attention_heads: "4": expected a number'),
+    # null is not the class's default to the class (LlamaConfig keeps None: an untied head, no MLP it can build),
+    # and costplan's own (tied, 4 x d_model) had stood in for it without a word
 ])
 def test_refusals_name_the_key(name, changes, named, run, tmp_path):
     line = refusal(run, write_config(tmp_path, name, **changes))
@@ -285,6 +287,37 @@ def test_bad_files(content, problem, run, tmp_path):
     path = tmp_path / "config.json"
     path.write_text(content)
     assert refusal(run, path) == f"Error: {path}: {problem}"
+
+
+@pytest.mark.parametrize("name, null, named", [
+    ("llama", "tie_word_embeddings", "expected true or false (the class's default is false)"),
+    ("llama", "intermediate_size", "expected a number (the class's default is 11008)"),
+    ("gpt2", "n_embd", "expected a number (the class's default is 768)"),
+])
+def test_a_null_the_class_would_not_read_as_its_default_is_refused(name, null, named, run, tmp_path):
+    # null is not the class's default to the class (LlamaConfig keeps None: an untied head, an MLP it cannot
+    # build), and costplan's own default (tied, 4 x d_model) had stood in for it without a word
+    data = {**json.loads((HF / "tiny" / f"{name}.json").read_text()), null: None}
+    (tmp_path / "config.json").write_text(json.dumps(data))
+    line = refusal(run, tmp_path / "config.json")
+    assert line == f"Error: {tmp_path / 'config.json'}: {null}: null: {named}; give a value or leave the key out"
+
+
+def test_nulls_the_class_resolves_itself_are_accepted(tmp_path):
+    # LlamaConfig: num_key_value_heads None is num_attention_heads, head_dim None is hidden_size / heads
+    plain = costplan.load_spec(HF / "tiny" / "llama.json")
+    data = {**json.loads((HF / "tiny" / "llama.json").read_text()), "num_key_value_heads": None, "head_dim": None}
+    (tmp_path / "config.json").write_text(json.dumps(data))
+    nulls = costplan.load_spec(tmp_path / "config.json")
+    assert nulls.model.n_kv_heads == nulls.model.n_heads == plain.model.n_heads
+    assert nulls.model.head_dim == plain.model.d_model // plain.model.n_heads
+
+
+def test_a_key_given_twice_is_refused(run, tmp_path):
+    # json (and transformers) would keep the last value silently; a spec's YAML refuses a repeated key too
+    path = tmp_path / "config.json"
+    path.write_text((HF / "tiny" / "llama.json").read_text().rstrip().rstrip("}") + ', "num_hidden_layers": 40}')
+    assert refusal(run, path) == (f"Error: {path}: num_hidden_layers: given twice (2, then 40); give it once")
 
 
 def test_a_missing_config_or_a_folder_without_one(run, tmp_path):

@@ -26,7 +26,7 @@ import yaml
 from costplan import sources
 from costplan.errors import SpecError
 from costplan.hf.families import ALIASES, FAMILIES, UNSUPPORTED
-from costplan.hf.fields import COMMON_CHECKS, COMMON_DEFAULTS, COMMON_LEFT_OUT, Unsupported
+from costplan.hf.fields import COMMON_CHECKS, COMMON_DEFAULTS, COMMON_LEFT_OUT, Unsupported, same
 from costplan.spec import ACTIVATIONS
 
 
@@ -49,12 +49,27 @@ def load_json(config: Path) -> dict[str, Any]:
     label = str(config)
     if not config.exists():
         raise SpecError(label, ["no such file"])
+    repeated: list[str] = []
+
+    def unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        # json (and so transformers) keeps a repeated key's last value without a word; a spec's YAML refuses one
+        seen: dict[str, Any] = {}
+        for name, value in pairs:
+            if name in seen and seen[name] != value:
+                repeated.append(f"{name}: given twice ({json.dumps(seen[name])}, then {json.dumps(value)}); "
+                                "give it once")
+            seen[name] = value
+        return seen
+
     try:
-        data = json.loads(config.read_text(encoding="utf-8-sig"))     # a byte-order mark, as some editors write
+        data = json.loads(config.read_text(encoding="utf-8-sig"),     # a byte-order mark, as some editors write
+                          object_pairs_hook=unique)
     except (OSError, UnicodeDecodeError) as exc:
         raise SpecError(label, [f"cannot be read: {exc}"]) from None
     except json.JSONDecodeError as exc:
         raise SpecError(label, [f"line {exc.lineno}, column {exc.colno}: invalid JSON: {exc.msg}"]) from None
+    if repeated:
+        raise SpecError(label, repeated)
     if not isinstance(data, dict):
         raise SpecError(label, ["the top level must be a JSON object, as in a Hugging Face config.json"])
     return data
@@ -107,6 +122,13 @@ def read(config: Path) -> Imported:
         if missing:  # a key the table reads has no default: the table is incomplete
             raise KeyError(f"{model_type}: no default for {missing}")
         if any(k in mistyped for k in f.keys):
+            continue
+        default = {**COMMON_DEFAULTS, **family.defaults}.get(f.keys[0]) if f.keys else None
+        if f.compute is same and not f.null and f.keys[0] in data and data[f.keys[0]] is None and default is not None:
+            # the class would take null as it is (an untied head, a layer it cannot build), not as its default,
+            # and costplan's own default would stand in for it without a word
+            problems.append(f"{f.keys[0]}: null: expected {_kind(default)} (the class's default is "
+                            f"{json.dumps(default)}); give a value or leave the key out")
             continue
         try:
             value = f.compute(*(values[k] for k in f.keys))
@@ -163,6 +185,14 @@ def _mistyped(data: dict[str, Any], defaults: dict[str, Any]) -> dict[str, str]:
             problems[name] = (f"{name}: {json.dumps(value)}: expected a list (the class's default is "
                               f"{json.dumps(default)})")
     return problems
+
+def _kind(default: Any) -> str:
+    if isinstance(default, bool):
+        return "true or false"
+    if isinstance(default, (int, float)):
+        return "a number"
+    return "a list" if isinstance(default, list) else "a value"
+
 
 def _unaliased(data: dict[str, Any], aliases: dict[str, str]) -> tuple[dict[str, Any], list[str]]:
     """The config with each alias renamed to the key the table reads (families.ALIASES), and a problem where a

@@ -18,18 +18,24 @@ class Unsupported(Exception):
 
 
 # ---------------------------------------------------------------------------------------------- fields
+def same(value: Any) -> Any:
+    """A config value that is the spec's value as it is."""
+    return value
+
+
 @dataclass(frozen=True)
 class Field:
     """One spec field: computed from the values of `keys` (defaults filled in); None leaves it out, for the
     spec's own default, which is the same as the class's (e.g. n_kv_heads = n_heads)."""
 
     keys: tuple[str, ...]
-    compute: Callable[..., Any] = lambda value: value
+    compute: Callable[..., Any] = same
     note: str = ""                       # the comment in `costplan import`; default "from <keys>"
+    null: bool = False                   # null is a setting of the class's own, which the spec's default states
 
 
-def key(name: str, compute: Callable[..., Any] = lambda value: value) -> Field:
-    return Field((name,), compute)
+def key(name: str, compute: Callable[..., Any] = same, null: bool = False) -> Field:
+    return Field((name,), compute, null=null)
 
 
 def fixed(value: Any, note: str) -> Field:

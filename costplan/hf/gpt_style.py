@@ -122,7 +122,7 @@ GPT_STYLE: dict[str, Family] = {
         "gptj", **{
             "model.block": fixed("parallel_shared_norm", "gptj: attention and MLP in parallel from one LayerNorm"),
             "model.position": fixed("rope", "gptj: rotary embeddings on the first rotary_dim features of each head"),
-            "model.rope_dim": key("rotary_dim"),      # None: the whole head
+            "model.rope_dim": key("rotary_dim", null=True),      # None: the whole head, as GPTJAttention
             "model.bias": fixed(True, "gptj: biases in the MLP"),
             "model.qkv_bias": fixed(False, "gptj: no biases on q, k, v"),
             "model.o_bias": fixed(False, "gptj: no bias on the output projection"),

@@ -19,6 +19,9 @@ def name_too_long(path: str | os.PathLike) -> bool:
 def check_output(option: str, path: str | os.PathLike, force: bool = False) -> Path:
     """The output path, once it is known to be writable: called before any long work, so that a bad path
     fails in a second, not after the measurement it was meant to keep."""
+    if str(path) in ("", "-"):      # Path("") is the current folder; "-" would be a file named "-"
+        raise CostplanError(f"{option} {str(path) or repr('')}: give a file name (this option writes a file, "
+                            "not to standard output)")
     target = Path(path)
     label = f"{option} {printable(path, cut=name_too_long(target))}"
     if name_too_long(target):

@@ -134,6 +134,25 @@ def test_an_unwritable_output_is_one_error_line_before_any_work(run, tmp_path, m
         f"Error: --output {tmp_path}: is a folder; give a file name"]
 
 
+WRITERS = [(["plot", "memory", "gpt2-small", "-o"], "--output"), (["plan", "--budget", "1e21", "--write"], "--write"),
+           (["import", "specs/ci/hf/tiny/llama.json", "-o"], "--output")]
+
+
+# import's `-o -` prints the spec, as no -o does
+@pytest.mark.parametrize("args, option, name", [(*w, name) for w in WRITERS for name in ("", "-")
+                                                if not (w[0][0] == "import" and name == "-")])
+def test_an_empty_name_or_a_dash_is_no_file_to_write(run, tmp_path, monkeypatch, args, option, name):
+    # "" had written nothing with exit 0 (plan) or printed the spec (import), "-" a file named "-" (plan, plot)
+    from test_cli import errors
+
+    args = [str(Path(__file__).parents[1] / a) if a.endswith(".json") else a for a in args]
+    monkeypatch.chdir(tmp_path)
+    shown = name or "''"
+    assert errors(run(*args, name)) == [f"Error: {option} {shown}: give a file name (this option writes a file, "
+                                        "not to standard output)"]
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_a_read_only_folder_is_refused(run, tmp_path, monkeypatch):
     import os
 

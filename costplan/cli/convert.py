@@ -18,7 +18,7 @@ def import_config(config, output, force) -> None:
 
     output = None if output == "-" else output
     path = sources.config_file(Path(config))
-    if output:
+    if output is not None:
         files.check_spec_output("--output", output, force)    # so never the config imported either
     if path is None:
         raise CostplanError(f"{config}: not a .json file or a folder holding a config.json")
@@ -31,7 +31,7 @@ def import_config(config, output, force) -> None:
             click.echo(f"{label}: {', '.join(keys)}", err=True)
     for said in imported.left_out:
         click.echo(f"left out (not modelled): {said}", err=True)
-    if output:
+    if output is not None:
         files.write_text("--output", output, text, force)
         click.echo(f"wrote {output}", err=True)
     else:

@@ -70,10 +70,10 @@ def plan(ctx, spec, budget, unit, deadline, gpu_names, gpus, seq_len, vocab, wri
         raise CostplanError("with SPEC, plan needs --deadline DURATION (and no --budget)")
     given = [name for name in ("unit", "gpus", "seq_len", "vocab")
              if ctx.get_parameter_source(name) != click.core.ParameterSource.DEFAULT]
-    budget_only = ([f"--{name.replace('_', '-')}" for name in given] + ["--write"] * bool(write_path)
+    budget_only = ([f"--{name.replace('_', '-')}" for name in given] + ["--write"] * (write_path is not None)
                    + ["--law"] * (law is not None))     # a deadline's table has no loss to predict
     spec_only = ["--deadline"] * (deadline is not None) + ["--set"] * bool(overrides)
-    if force and not write_path:
+    if force and write_path is None:
         problems.append("--force: only with --write")
     utilisation = None if mfu is None else check(parse_mfu, "--mfu", mfu)
     gpu_names = tuple(dict.fromkeys(gpu_names))     # a type named twice is one row
@@ -92,7 +92,7 @@ def plan(ctx, spec, budget, unit, deadline, gpu_names, gpus, seq_len, vocab, wri
         constants = check(scaling.resolve, law)
         if len(gpu_names) > 1:
             problems.append("--gpu: give one GPU type with --budget")
-        if write_path:
+        if write_path is not None:
             check(files.check_spec_output, "--write", write_path, force)
         if problems:
             raise CostplanError("\n".join(problems))

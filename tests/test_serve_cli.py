@@ -114,6 +114,13 @@ def test_bad_flag_values_name_their_field(run, args, field):
     assert field in line
 
 
+def test_a_rate_no_count_of_gpus_can_serve_is_refused(run):
+    # 1e30 requests/s had printed 8,215,642,476,575,255,399,759,872 GPUs
+    (line,) = error_lines(run("serve", "llama3-8b", "--rate", "1e30/s"))
+    assert line.startswith("Error: llama3-8b: serving.rate: 1e+30 requests/s needs ")
+    assert line.endswith(" GPUs, more than the 1,048,576 a count can be")
+
+
 def test_compare_with_serving_is_one_table_with_the_serving_rows(run):
     # MLA against GQA at a 32k-token prompt: MLA's 576-element latent per layer holds far more sequences
     args = ("compare", "deepseek-v3", "llama3-70b", "--serving", "--gpus", "8", "--gpu", "h200",

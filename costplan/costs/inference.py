@@ -51,6 +51,7 @@ from costplan.costs.serving_ops import expected_experts
 from costplan.costs.serving_result import (Efficiency, ServingAssumptions, ServingCost, ServingEstimate, ServingLatency,
                                            ServingMemory, ServingThroughput)
 from costplan.costs.time import SECONDS_PER_HOUR
+from costplan.validation import MAX_COUNT
 from costplan.errors import SpecError
 from costplan.hardware import GPU
 from costplan.spec import Spec
@@ -330,6 +331,10 @@ def serve(spec: Spec) -> ServingEstimate:
         price_source="hardware.usd_per_gpu_hour" if hw.usd_per_gpu_hour is not None else
         f"{gpu.price_source} ({gpu.price_date})",
     )
+    gpus_for_rate = math.ceil(s.rate * request) * tensor if fits and s.rate else None
+    if gpus_for_rate is not None and gpus_for_rate > MAX_COUNT:     # an order of magnitude no count takes
+        raise SpecError(spec.name, [f"serving.rate: {s.rate:g} requests/s needs {gpus_for_rate:.3g} GPUs, more than "
+                                    f"the {MAX_COUNT:,} a count can be"])
     return ServingEstimate(
         name=spec.name, fits=fits, meets_targets=meets, memory=memory,
         latency=ServingLatency(ttft_seconds=ttft if fits else None, tpot_seconds=tpot if fits else None,
@@ -344,7 +349,7 @@ def serve(spec: Spec) -> ServingEstimate:
             usd_per_million_input_tokens=tensor * prefill / p * 1e6 * usd_per_gpu_second if fits else None,
             usd_per_million_output_tokens=tensor * tpot / batch * 1e6 * usd_per_gpu_second if fits else None,
             usd_per_gpu_hour=price,
-            gpus_for_rate=math.ceil(s.rate * request) * tensor if fits and s.rate else None),
+            gpus_for_rate=gpus_for_rate),
         assumptions=assumptions,
     )
 

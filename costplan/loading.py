@@ -170,6 +170,13 @@ def validate(data: Any, overrides: Iterable[str], *, label: str, default_name: s
     if not isinstance(data, Mapping):
         raise SpecError(label, [f"the top level must be a mapping with a `model` section, "
                                 f"not {kind_of(data)}"])
+    if "model" not in data and data and not any(str(k) in Spec.model_fields or did_you_mean(str(k), ["model"])
+                                                for k in data):
+        # some other YAML file (a compose file, a CI config): one line, not an unknown field per key; a key that
+        # may be a misspelt `model` leaves each key to be named
+        keys = [printable(str(k)) for k in list(data)[:4]]
+        raise SpecError(label, ["not a costplan spec: no `model` section, and none of its top-level keys ("
+                                + ", ".join(keys) + (", …" if len(data) > 4 else "") + ") is a spec's"])
     data = apply_overrides(data, overrides)
     context = {"default_name": default_name, "base_dir": base_dir}
     try:
@@ -186,7 +193,8 @@ def with_overrides(spec: Spec, overrides: Iterable[str]) -> Spec:
     it was validated from where it holds one, so that defaults derived from other fields follow them as with
     --set (head_dim from a new d_model); else from its fields, derived ones included."""
     data = spec._raw if spec._raw is not None else spec.model_dump(exclude={"base_dir"})
-    return validate(data, overrides, label=spec.name, default_name=spec.name, base_dir=spec.base_dir)
+    return spec.with_config_notes(validate(data, overrides, label=spec.name, default_name=spec.name,
+                                           base_dir=spec.base_dir))
 
 
 def on_one_gpu(spec: Spec) -> Spec:

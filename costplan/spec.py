@@ -13,6 +13,7 @@ from typing import Any, Literal
 from costplan import hardware
 from costplan.errors import CostplanError, SpecError
 from costplan.kinds import TEXT, FieldProblems, Kind, Then, raise_if
+from costplan.records import set_private
 from costplan.sections import Section, field
 from costplan.spec_attention import AttentionPattern, AttentionSpec, DenseAttention, ModelAttention, pattern_of
 from costplan.spec_rules import (
@@ -421,8 +422,19 @@ class Spec(Section):
     @property
     def config_defaults(self) -> tuple[str, ...]:
         """The keys a Hugging Face config's class read that its file lacks, so the class's defaults (none for a
-        spec file or a copy)."""
+        spec file)."""
         return getattr(self, "_config_defaults", ())
+
+    def with_config_notes(self, copy: Spec) -> Spec:
+        """The copy (another layout, length or setting of this spec) with what this spec's config said nothing of,
+        or left out: still so of the copy."""
+        for name in ("_config_defaults", "_config_left_out"):
+            if getattr(self, name, ()):
+                set_private(copy, name, getattr(self, name))
+        return copy
+
+    def model_copy(self, *, update: Mapping[str, Any] | None = None) -> Spec:
+        return self.with_config_notes(super().model_copy(update=update))
 
     @property
     def config_left_out(self) -> tuple[str, ...]:

@@ -187,6 +187,25 @@ def test_root_not_a_mapping(run):
     assert line.endswith("the top level must be a mapping with a `model` section, not a list")
 
 
+def test_another_kind_of_yaml_file_is_one_line(run, tmp_path):
+    # a compose file had been an unknown field per key and a missing model
+    path = write(tmp_path, 'version: "3"\nservices: {web: {image: nginx}}\nvolumes: {}\nnetworks: {}\nx: 1\n')
+    assert errors(run("estimate", path)) == [f"Error: {path}: not a costplan spec: no `model` section, and none of "
+                                             "its top-level keys (version, services, volumes, networks, …) is a spec's"]
+    # keys a spec's are close to are still typos to correct, each named
+    path = write(tmp_path, "modle: {}\ntrainng: {}\n")
+    lines = errors(run("estimate", path))
+    assert f"Error: {path}: modle: unknown field (did you mean 'model'?)" in lines
+
+
+def test_every_unknown_override_key_is_named_at_once(run):
+    # the first had stopped the loading, hiding the second
+    lines = errors(run("estimate", TINY, "--set", "model.foo=1", "--set", "model.n_layers=2", "--set", "model.bar=2"))
+    assert [line.split(":")[0] for line in lines] == ["Error", "Error"]
+    assert lines[0].startswith("Error: --set model.foo=1: model.foo: unknown field")
+    assert lines[1].startswith("Error: --set model.bar=2: model.bar: unknown field")
+
+
 def test_unknown_keys_suggest_the_closest(run, tmp_path):
     path = write(tmp_path, BASE.replace("n_layers", "n_layer") + "trainng: {}\n")
     lines = errors(run("estimate", path))
@@ -432,6 +451,20 @@ def test_seq_len_holds_the_layout_chosen_at_the_specs_own_length_and_says_so(run
              "--set", "training.global_batch_size=2048"]
     data = json.loads(run("estimate", "llama2-7b", *given, "--seq-len", "1024", "--format", "json").stdout)
     assert data[0]["parallelism"]["source"] == "parallelism"
+
+
+def test_seq_len_warns_of_what_the_spec_leaves_out_once_and_of_each_length_that_does_not_fit(run):
+    # it printed no warning at all: not a config's left-out keys, nor a length far past the GPU's memory
+    result = run("estimate", str(SPECS.parent.parent / "specs" / "ci" / "hf" / "deepseek-v3"), "--gpus", "1", "--seq-len",
+                 "1024,2048")
+    warned = [line for line in result.stderr.splitlines() if line.startswith("warning: ")]
+    assert len([line for line in warned if "num_nextn_predict_layers" in line]) == 1
+    assert [line.split(" per GPU")[0].split(": ")[1] for line in warned if "does not fit" in line] == [
+        "deepseek-v3 at 1,024 tokens", "deepseek-v3 at 2,048 tokens"]
+    result = run("estimate", "gpt2-small", "--gpus", "1", "--seq-len", "1024,262144")
+    warned = [line for line in result.stderr.splitlines() if line.startswith("warning: ")]
+    assert len(warned) == 1 and warned[0].startswith("warning: gpt2-small at 262,144 tokens: ")
+    assert " per GPU does not fit in a100-80gb's 80 GiB" in warned[0]
 
 
 def test_seq_len_raises_max_seq_len_when_needed(run):

@@ -24,6 +24,8 @@ def estimate(specs, fmt, lengths, law, overrides, gpu, gpus, tokens, mfu) -> Non
     loaded = load_all(specs, collect_overrides(overrides, gpu, gpus, tokens, mfu))
     if lengths:
         groups = [[run_estimate(copy, constants) for copy in at_lengths(spec, lengths)] for spec in loaded]
+        for group in groups:
+            echo_warnings(tables.seq_len_warnings(group))
         click.echo(report.render(tables.seq_len(groups), fmt))
         return
     results = [run_estimate(s, constants) for s in loaded]

@@ -41,13 +41,23 @@ def collect_overrides(overrides: Sequence[str], gpu: str | None, gpus: str | Non
 
 
 def load_all(specs: Sequence[str], overrides: Sequence[str], searched_count: bool = False):
-    """Every spec, validated; the problems of all files are reported together. With searched_count (plan
-    --deadline) a parallelism section is not checked against hardware.count, which the search chooses."""
+    """Every spec, validated; the problems of all files are reported together, after every override's key is
+    checked (all at once: an unknown one would otherwise stop the loading at the first file). With
+    searched_count (plan --deadline) a parallelism section is not checked against hardware.count, which the
+    search chooses."""
     from costplan.errors import SpecError
-    from costplan.loading import load_for_search, load_spec
+    from costplan.loading import load_for_search, load_spec, parse_override
 
+    problems = []
+    for text in overrides:
+        try:
+            parse_override(text)
+        except CostplanError as exc:
+            problems.append(str(exc))
+    if problems:
+        raise CostplanError("\n".join(problems))
     load = load_for_search if searched_count else load_spec
-    loaded, problems = [], []
+    loaded = []
     for source in specs:
         try:
             loaded.append(load(source, overrides))

@@ -125,7 +125,7 @@ def _estimate(spec: Spec, law: str | scaling.ScalingLaw | None) -> Estimate:
     )
 
     seq_len_source = "model.max_seq_len" if spec.seq_len_defaulted else "training.seq_len"
-    config_defaults, left_out = spec.config_defaults, spec.config_left_out    # the laid-out copy has neither
+    config_defaults, left_out = spec.config_defaults, spec.config_left_out
     run = resolve(spec)
     spec = run.spec
     memories = run.memories or memories_of(spec, shape)

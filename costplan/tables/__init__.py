@@ -11,8 +11,8 @@ import importlib
 _WHERE = {
     "calibration": "measurements", "check_failures": "measurements", "checks": "measurements",
     "column_names": "estimate", "compare": "estimate", "estimates": "estimate", "seq_len": "estimate",
-    "sweep": "estimate", "assumed_inputs": "estimate",
-    "warnings": "estimate", "hardware": "listings", "presets": "listings", "deadline": "plan",
+    "sweep": "estimate", "assumed_inputs": "estimate", "warnings": "estimate", "seq_len_warnings": "estimate",
+    "hardware": "listings", "presets": "listings", "deadline": "plan",
     "proposal": "plan", "proposal_warnings": "plan",
 }
 __all__ = sorted(_WHERE)

@@ -227,11 +227,24 @@ def warnings(est: Estimate) -> list[str]:
                    "tokens (a Hugging Face config's max_position_embeddings is often the longest context it serves, "
                    "not the one it was trained at): set training.seq_len")
     if not m.fits:
-        out.append(f"{est.name}: {size(m.total_per_gpu)} per GPU does not fit in {a.gpu}'s {size(m.gpu_memory)} "
-                   f"{_where(est)}; what would lower it: {', '.join(_lower_memory(est))}")
+        out.append(f"{est.name}: {_not_fitting(est)}")
     if oversized_batch(a):
         out.append(f"{est.name}: {oversized_note(oversized_batch(a))}")
     return out
+
+
+def seq_len_warnings(group: Sequence[Estimate]) -> list[str]:
+    """`estimate --seq-len`'s warnings for one spec: what its size rests on, once, and each length whose memory
+    does not fit (the table shows the activations alone; no time or tokens are estimated there)."""
+    a = group[0].assumptions
+    return [*assumed_inputs(group[0].name, None, a.config_defaults, a.config_left_out),
+            *(f"{e.name} at {e.assumptions.seq_len:,} tokens: {_not_fitting(e)}" for e in group if not e.memory.fits)]
+
+
+def _not_fitting(est: Estimate) -> str:
+    m = est.memory
+    return (f"{size(m.total_per_gpu)} per GPU does not fit in {est.assumptions.gpu}'s {size(m.gpu_memory)} "
+            f"{_where(est)}; what would lower it: {', '.join(_lower_memory(est))}")
 
 
 def oversized_note(tokens: int) -> str:
@@ -245,12 +258,12 @@ def left_out_warnings(name: str, left_out: Sequence[str]) -> list[str]:
     return [f"{name}: {said}" for said in left_out]
 
 
-def assumed_inputs(name: str, tokens_source: str, config_defaults: Sequence[str],
+def assumed_inputs(name: str, tokens_source: str | None, config_defaults: Sequence[str],
                    left_out: Sequence[str] = ()) -> list[str]:
     """The warnings of what a spec's size and tokens rest on that it does not say, and what of its config's cost
-    is left out."""
+    is left out; tokens_source None where no time is estimated from the tokens."""
     out = left_out_warnings(name, left_out)
-    if tokens_source != "training.tokens":
+    if tokens_source not in (None, "training.tokens"):
         out.append(f"{name}: no training.tokens; assuming {tokens_source.split(';')[0]}")
     if config_defaults:
         out.append(f"{name}: not in the config, so its transformers class's defaults: "

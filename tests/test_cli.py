@@ -455,8 +455,8 @@ def test_seq_len_holds_the_layout_chosen_at_the_specs_own_length_and_says_so(run
 
 def test_seq_len_warns_of_what_the_spec_leaves_out_once_and_of_each_length_that_does_not_fit(run):
     # it printed no warning at all: not a config's left-out keys, nor a length far past the GPU's memory
-    result = run("estimate", str(SPECS.parent.parent / "specs" / "ci" / "hf" / "deepseek-v3"), "--gpus", "1", "--seq-len",
-                 "1024,2048")
+    config = SPECS.parent.parent / "specs" / "ci" / "hf" / "deepseek-v3"
+    result = run("estimate", str(config), "--gpus", "1", "--seq-len", "1024,2048")
     warned = [line for line in result.stderr.splitlines() if line.startswith("warning: ")]
     assert len([line for line in warned if "num_nextn_predict_layers" in line]) == 1
     assert [line.split(" per GPU")[0].split(": ")[1] for line in warned if "does not fit" in line] == [

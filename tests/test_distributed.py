@@ -95,9 +95,16 @@ def test_the_sums_are_of_the_whole_states_whatever_layout_the_spec_gives(sets):
     assert all(c.status == "ok" for c in checks(load_spec(DENSE, sets), ranks))
 
 
-def test_bad_nproc(run):
+def test_bad_nproc(run, monkeypatch):
     result = run("profile", DENSE, "--nproc", "0")
     assert result.exit_code == 2 and result.stderr.strip() == "Error: --nproc: must be greater than 0, got 0"
+    # more processes than a CPU can hold is refused before any is started (each builds the whole model)
+    import os
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    result = run("check", DENSE, "--nproc", "9", "--device", "cpu")
+    assert result.exit_code == 2 and result.stderr.strip() == ("Error: --nproc 9: at most 4 processes per CPU core (8 "
+                                                               "here): each builds the whole model")
 
 
 def test_the_fully_sharded_check_resets_every_other_degree():

@@ -1,6 +1,7 @@
 """`costplan profile`, `check` and `calibrate`: the torch side, imported inside each command."""
 from __future__ import annotations
 
+import os
 import sys
 from dataclasses import replace
 
@@ -10,6 +11,8 @@ from costplan.cli.options import collect_overrides, load_all, spec_options
 from costplan.errors import CostplanError
 
 PROFILE_FORMATS = ["table", "json", "markdown", "junit"]
+# gloo ranks on a CPU share its cores (and each holds the whole model); more than a few per core only thrashes
+CPU_PROCESSES_PER_CORE = 4
 
 
 def profile_options(command):
@@ -189,6 +192,15 @@ def sharded_all(sources, loaded, overrides, nproc_text, device):
     from costplan.validation import parse_count
 
     nproc = parse_count("--nproc", nproc_text)
+    if device.type == "cuda":       # NCCL runs one process per GPU
+        import torch
+
+        if nproc > torch.cuda.device_count():
+            raise CostplanError(f"--nproc {nproc}: this machine has {torch.cuda.device_count()} CUDA devices; NCCL "
+                                "runs one process on each")
+    elif nproc > CPU_PROCESSES_PER_CORE * (os.cpu_count() or 1):
+        raise CostplanError(f"--nproc {nproc}: at most {CPU_PROCESSES_PER_CORE} processes per CPU core "
+                            f"({CPU_PROCESSES_PER_CORE * (os.cpu_count() or 1)} here): each builds the whole model")
 
     def record(source, spec):
         stage = Stages(spec.name, progress_lines())

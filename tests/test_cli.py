@@ -204,6 +204,8 @@ def test_every_unknown_override_key_is_named_at_once(run):
     assert [line.split(":")[0] for line in lines] == ["Error", "Error"]
     assert lines[0].startswith("Error: --set model.foo=1: model.foo: unknown field")
     assert lines[1].startswith("Error: --set model.bar=2: model.bar: unknown field")
+    lines = errors(run("sweep", TINY, "--vary", "n_layers=1,2", "--set", "model.foo=1", "--set", "model.bar=2"))
+    assert [line.split(": ")[1] for line in lines] == ["--set model.foo=1", "--set model.bar=2"]
 
 
 def test_unknown_keys_suggest_the_closest(run, tmp_path):

@@ -99,9 +99,9 @@ def test_bad_nproc(run, monkeypatch):
     result = run("profile", DENSE, "--nproc", "0")
     assert result.exit_code == 2 and result.stderr.strip() == "Error: --nproc: must be greater than 0, got 0"
     # more processes than a CPU can hold is refused before any is started (each builds the whole model)
-    import os
+    from costplan import forked
 
-    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(forked, "available_cpus", lambda: 2)
     result = run("check", DENSE, "--nproc", "9", "--device", "cpu")
     assert result.exit_code == 2 and result.stderr.strip() == ("Error: --nproc 9: at most 4 processes per CPU core (8 "
                                                                "here): each builds the whole model")

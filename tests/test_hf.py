@@ -251,8 +251,6 @@ def refusal(run, path) -> str:
     ("gpt_neox", {"rotary_pct": "0.25"}, 'rotary_pct: "0.25": expected a number (the class\'s default is 0.25)'),
     # a check that reads a mistyped value is not run on it (OLMoE's head_dim check multiplies the heads)
     ("olmoe", {"head_dim": "16", "num_attention_heads": "4"}, 'num_attention_heads: "4": expected a number'),
-    # null is not the class's default to the class (LlamaConfig keeps None: an untied head, no MLP it can build),
-    # and costplan's own (tied, 4 x d_model) had stood in for it without a word
 ])
 def test_refusals_name_the_key(name, changes, named, run, tmp_path):
     line = refusal(run, write_config(tmp_path, name, **changes))
@@ -303,14 +301,22 @@ def test_a_null_the_class_would_not_read_as_its_default_is_refused(name, null, n
     assert line == f"Error: {tmp_path / 'config.json'}: {null}: null: {named}; give a value or leave the key out"
 
 
-def test_nulls_the_class_resolves_itself_are_accepted(tmp_path):
-    # LlamaConfig: num_key_value_heads None is num_attention_heads, head_dim None is hidden_size / heads
-    plain = costplan.load_spec(HF / "tiny" / "llama.json")
-    data = {**json.loads((HF / "tiny" / "llama.json").read_text()), "num_key_value_heads": None, "head_dim": None}
+@pytest.mark.parametrize("name", ["llama", "mistral", "qwen3", "mixtral", "qwen2", "gpt_oss", "llama4_text"])
+def test_a_null_key_value_head_count_is_every_head_its_own(name, tmp_path):
+    # their config classes turn num_key_value_heads None into num_attention_heads (Mistral's default is 8, so
+    # the null is not the class's default), as the spec's own default does
+    data = {**json.loads((HF / "tiny" / f"{name}.json").read_text()), "num_key_value_heads": None}
     (tmp_path / "config.json").write_text(json.dumps(data))
-    nulls = costplan.load_spec(tmp_path / "config.json")
-    assert nulls.model.n_kv_heads == nulls.model.n_heads == plain.model.n_heads
-    assert nulls.model.head_dim == plain.model.d_model // plain.model.n_heads
+    spec = costplan.load_spec(tmp_path / "config.json")
+    assert spec.model.n_kv_heads == spec.model.n_heads == data["num_attention_heads"]
+
+
+def test_a_null_head_dim_is_the_width_over_the_heads_for_llama(tmp_path):
+    # LlamaConfig: head_dim None is hidden_size / num_attention_heads
+    data = {**json.loads((HF / "tiny" / "llama.json").read_text()), "head_dim": None}
+    (tmp_path / "config.json").write_text(json.dumps(data))
+    spec = costplan.load_spec(tmp_path / "config.json")
+    assert spec.model.head_dim == data["hidden_size"] // data["num_attention_heads"]
 
 
 def test_a_key_given_twice_is_refused(run, tmp_path):
@@ -318,6 +324,14 @@ def test_a_key_given_twice_is_refused(run, tmp_path):
     path = tmp_path / "config.json"
     path.write_text((HF / "tiny" / "llama.json").read_text().rstrip().rstrip("}") + ', "num_hidden_layers": 40}')
     assert refusal(run, path) == (f"Error: {path}: num_hidden_layers: given twice (2, then 40); give it once")
+    # true is not 1 to a reader of the file, though Python's == says so
+    path.write_text((HF / "tiny" / "llama.json").read_text().rstrip().rstrip("}")
+                    + ', "attention_bias": false, "attention_bias": 0}')
+    assert refusal(run, path) == f"Error: {path}: attention_bias: given twice (false, then 0); give it once"
+    # a nested setting given twice is read (or ignored) as transformers reads it: the last value
+    data = {**json.loads((HF / "tiny" / "llama.json").read_text()), "rope_scaling": "NESTED"}
+    path.write_text(json.dumps(data).replace('"NESTED"', '{"factor": 8, "factor": 16}'))
+    assert costplan.load_spec(path).model.n_layers == data["num_hidden_layers"]
 
 
 def test_a_missing_config_or_a_folder_without_one(run, tmp_path):

@@ -547,13 +547,23 @@ def test_a_spec_torch_cannot_measure_is_named_and_the_others_are_still_checked(r
     result = run("check", selective_op, DENSE, "--no-time", "--format", "json")
     assert result.exit_code == 2
     records = json.loads(result.stdout)
-    assert [(r["source"], r["name"]) for r in records] == [(DENSE, "ci-dense"), (selective_op, "ci-flash-selective-op")]
-    assert records[1]["error"] == reason and records[1]["checks"] == [] and "error" not in records[0]
+    assert [(r["source"], r["name"]) for r in records] == [(selective_op, "ci-flash-selective-op"), (DENSE, "ci-dense")]
+    assert records[0]["error"] == reason and records[0]["checks"] == [] and "error" not in records[1]
     result = run("check", selective_op, "--no-time", "--format", "junit")
     assert result.exit_code == 2
     suite = ET.fromstring(result.stdout).find("testsuite")
     assert suite.get("name") == "ci-flash-selective-op" and suite.get("errors") == "1"
     assert suite.find("testcase/error").get("message") == reason
+
+
+def test_strict_leaves_a_row_shown_for_information_skipped():
+    # both numbers there, no tolerance by design (an eager class's activations beside the fused estimate)
+    from costplan.profiling.compare import Check
+
+    shown = Check("activations", "activations (eager class)", 10, 12, "bytes", None, required=True)
+    missing = Check("flops", "forward FLOPs (fvcore)", 10, None, "flop", 0.0, required=True)
+    assert (shown.status, missing.status) == ("skip", "FAIL")
+    assert (Check("flops", "x", 10, None, "flop", 0.0).status) == "skip"
 
 
 def test_strict_fails_what_could_not_be_compared_but_what_no_time_leaves_out(run, tmp_path):

@@ -118,7 +118,7 @@ def test_a_rate_no_count_of_gpus_can_serve_is_refused(run):
     # 1e30 requests/s had printed 8,215,642,476,575,255,399,759,872 GPUs
     (line,) = error_lines(run("serve", "llama3-8b", "--rate", "1e30/s"))
     assert line.startswith("Error: llama3-8b: serving.rate: 1e+30 requests/s needs ")
-    assert line.endswith(" GPUs, more than the 1,048,576 a count can be")
+    assert line.endswith(" GPUs, more than the 1,048,576 costplan plans for (hardware.count's limit)")
 
 
 def test_compare_with_serving_is_one_table_with_the_serving_rows(run):

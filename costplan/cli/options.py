@@ -40,13 +40,9 @@ def collect_overrides(overrides: Sequence[str], gpu: str | None, gpus: str | Non
     return [*overrides, *extra]
 
 
-def load_all(specs: Sequence[str], overrides: Sequence[str], searched_count: bool = False):
-    """Every spec, validated; the problems of all files are reported together, after every override's key is
-    checked (all at once: an unknown one would otherwise stop the loading at the first file). With
-    searched_count (plan --deadline) a parallelism section is not checked against hardware.count, which the
-    search chooses."""
-    from costplan.errors import SpecError
-    from costplan.loading import load_for_search, load_spec, parse_override
+def override_key_problems(overrides: Sequence[str]) -> list[str]:
+    """Each override whose key or form is wrong, all at once: the loading stops at the first, hiding the rest."""
+    from costplan.loading import parse_override
 
     problems = []
     for text in overrides:
@@ -54,6 +50,18 @@ def load_all(specs: Sequence[str], overrides: Sequence[str], searched_count: boo
             parse_override(text)
         except CostplanError as exc:
             problems.append(str(exc))
+    return problems
+
+
+def load_all(specs: Sequence[str], overrides: Sequence[str], searched_count: bool = False):
+    """Every spec, validated; the problems of all files are reported together, after every override's key is
+    checked (all at once: an unknown one would otherwise stop the loading at the first file). With
+    searched_count (plan --deadline) a parallelism section is not checked against hardware.count, which the
+    search chooses."""
+    from costplan.errors import SpecError
+    from costplan.loading import load_for_search, load_spec
+
+    problems = override_key_problems(overrides)
     if problems:
         raise CostplanError("\n".join(problems))
     load = load_for_search if searched_count else load_spec

@@ -1,7 +1,6 @@
 """`costplan profile`, `check` and `calibrate`: the torch side, imported inside each command."""
 from __future__ import annotations
 
-import os
 import sys
 from dataclasses import replace
 
@@ -46,9 +45,9 @@ def profile_options(command):
 
 def measure_all(specs, device, batch, seq_len, overrides, gpu, gpus, tokens, mfu, tolerance_texts, detail,
                 no_time, time_budget, time_set, nproc=None, serve=False, against="reference", gate=False):
-    """Load, measure and compare every spec: one record of raw values per spec measured, for tables.checks,
-    and a `SPEC: reason` line per spec that could not be measured (see each_spec). `gate` (check) refuses what
-    would compare estimates of something else than what is measured."""
+    """Load, measure and compare every spec: one record of raw values per spec, in order, for tables.checks (a
+    spec that could not be measured a record of its error: each_spec). `gate` (check) refuses what would compare
+    estimates of something else than what is measured."""
     from costplan.profiling import require_torch
 
     require_torch()
@@ -154,39 +153,41 @@ def progress_lines():  # noqa: ANN201
     return lambda line: click.echo(f"measuring {line}", err=True)
 
 
-def each_spec(sources, loaded, record) -> tuple[list[dict], list[dict]]:
-    """record(source, spec) for every spec, with the source it was given as. One that cannot be measured (a
-    CostplanError: a setting this torch cannot run, a spec the measurement refuses) becomes a record of its
-    error instead (tables.checks), and the others are still measured, so one spec does not hide the results of
-    the rest."""
-    results, unmeasured = [], []
+def each_spec(sources, loaded, record) -> list[dict]:
+    """record(source, spec) for every spec, in order, with the source it was given as. One that cannot be
+    measured (a CostplanError: a setting this torch cannot run, a spec the measurement refuses) is a record of its
+    error instead, with no checks (tables.checks), and the others are still measured, so one spec does not hide
+    the results of the rest."""
+    records = []
     for source, spec in zip(sources, loaded):
         try:
-            results.append({"source": source, **record(source, spec)})
+            records.append({"source": source, **record(source, spec)})
         except CostplanError as exc:
             prefix = f"{source}: "
             reason = "\n".join(line.removeprefix(prefix) for line in str(exc).splitlines())
-            unmeasured.append({"source": source, "name": spec.name, "error": reason})
-    return results, unmeasured
+            records.append({"source": source, "name": spec.name, "error": reason, "checks": []})
+    return records
 
 
-def echo_checks(table, fmt: str) -> None:
+def echo_checks(records: list[dict], detail: bool, fmt: str) -> None:
     """The checks as `fmt`; nothing where no spec was measured and the format (text) leaves errors to stderr."""
-    from costplan import report
+    from costplan import report, tables
 
-    text = report.render(table, fmt)
+    text = report.render(tables.checks(records, detail), fmt)
     if text:
         click.echo(text)
 
 
-def unmeasured_error(unmeasured: list[dict]) -> CostplanError:
+def unmeasured_error(records: list[dict]) -> CostplanError | None:
     """The specs that could not be measured, a `SOURCE: reason` line each: the exit-2 message, after the rest's
-    results."""
-    return CostplanError("\n".join(f"{u['source']}: {line}" for u in unmeasured for line in u["error"].splitlines()))
+    results; None when every spec was measured."""
+    lines = [f"{r['source']}: {line}" for r in records if "error" in r for line in r["error"].splitlines()]
+    return CostplanError("\n".join(lines)) if lines else None
 
 
 def sharded_all(sources, loaded, overrides, nproc_text, device):
     """Each spec trained under FSDP2 on N processes: its records of per-rank shard checks."""
+    from costplan.forked import available_cpus
     from costplan.profiling import distributed
     from costplan.profiling.stages import Stages
     from costplan.validation import parse_count
@@ -195,12 +196,13 @@ def sharded_all(sources, loaded, overrides, nproc_text, device):
     if device.type == "cuda":       # NCCL runs one process per GPU
         import torch
 
-        if nproc > torch.cuda.device_count():
-            raise CostplanError(f"--nproc {nproc}: this machine has {torch.cuda.device_count()} CUDA devices; NCCL "
-                                "runs one process on each")
-    elif nproc > CPU_PROCESSES_PER_CORE * (os.cpu_count() or 1):
+        devices = torch.cuda.device_count()
+        if nproc > devices:
+            raise CostplanError(f"--nproc {nproc}: this machine has {devices} CUDA device{'s' * (devices != 1)}; "
+                                "NCCL runs one process on each")
+    elif nproc > CPU_PROCESSES_PER_CORE * available_cpus():
         raise CostplanError(f"--nproc {nproc}: at most {CPU_PROCESSES_PER_CORE} processes per CPU core "
-                            f"({CPU_PROCESSES_PER_CORE * (os.cpu_count() or 1)} here): each builds the whole model")
+                            f"({CPU_PROCESSES_PER_CORE * available_cpus()} here): each builds the whole model")
 
     def record(source, spec):
         stage = Stages(spec.name, progress_lines())
@@ -226,13 +228,12 @@ def sharded_all(sources, loaded, overrides, nproc_text, device):
 def profile(specs, device, batch, seq_len, fmt, detail, no_time, time_budget, time_set, serve, against, nproc,
             overrides, gpu, gpus, tokens, mfu) -> None:
     """Build each spec's PyTorch model, measure it, and show estimate and measurement side by side."""
-    from costplan import tables
-
-    results, unmeasured = measure_all(specs, device, batch, seq_len, overrides, gpu, gpus, tokens, mfu, (),
-                                      detail, no_time, time_budget, time_set, nproc, serve, against)
-    echo_checks(tables.checks(results, detail, unmeasured), fmt)
-    if unmeasured:
-        raise unmeasured_error(unmeasured)
+    records = measure_all(specs, device, batch, seq_len, overrides, gpu, gpus, tokens, mfu, (), detail, no_time,
+                          time_budget, time_set, nproc, serve, against)
+    echo_checks(records, detail, fmt)
+    error = unmeasured_error(records)
+    if error:
+        raise error
 
 
 @click.command()
@@ -242,8 +243,8 @@ def profile(specs, device, batch, seq_len, fmt, detail, no_time, time_budget, ti
                    "e.g. peak=0.2 or peak=20%. Defaults: params, flops, kv_cache and weights exact, activations "
                    "5%, peak 10%, time 30%.")
 @click.option("--strict", is_flag=True, help="A comparison that could not be made fails instead of being "
-              "skipped (fvcore missing, a step time with no calibration to estimate it on); the step time "
-              "--no-time leaves out stays skipped.")
+              "skipped (fvcore missing, a step time with no calibration to estimate it on, a step too large for "
+              "this machine); the step time --no-time leaves out, and rows shown for information, stay skipped.")
 @profile_options
 def check(specs, tolerances, strict, device, batch, seq_len, fmt, detail, no_time, time_budget, time_set, serve,
           against, nproc, overrides, gpu, gpus, tokens, mfu) -> None:
@@ -251,18 +252,18 @@ def check(specs, tolerances, strict, device, batch, seq_len, fmt, detail, no_tim
     when a spec could not be measured (after the others' results)."""
     from costplan import tables
 
-    results, unmeasured = measure_all(specs, device, batch, seq_len, overrides, gpu, gpus, tokens, mfu,
-                                      tolerances, detail, no_time, time_budget, time_set, nproc, serve, against,
-                                      gate=True)
+    records = measure_all(specs, device, batch, seq_len, overrides, gpu, gpus, tokens, mfu, tolerances, detail,
+                          no_time, time_budget, time_set, nproc, serve, against, gate=True)
     if strict:      # what could not be compared fails, but the step time --no-time leaves out
-        results = [{**r, "checks": [replace(c, required=not (no_time and c.metric == "time")) for c in r["checks"]]}
-                   for r in results]
-    echo_checks(tables.checks(results, detail, unmeasured), fmt)
-    failed = tables.check_failures(results)
+        records = [{**r, "checks": [replace(c, required=not (no_time and c.metric == "time")) for c in r["checks"]]}
+                   for r in records]
+    echo_checks(records, detail, fmt)
+    failed = tables.check_failures(records)
     for line in failed:
         click.echo(line, err=True)
-    if unmeasured:
-        raise unmeasured_error(unmeasured)
+    error = unmeasured_error(records)
+    if error:
+        raise error
     if failed:
         sys.exit(1)
 

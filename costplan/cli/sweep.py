@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import click
 
-from costplan.cli.options import FORMATS, collect_overrides, echo_warnings, law_option, spec_options
+from costplan.cli.options import (FORMATS, collect_overrides, echo_warnings, law_option, override_key_problems,
+                                  spec_options)
 from costplan.errors import CostplanError
 
 
@@ -80,6 +81,7 @@ def sweep(spec, varies, sort_by, limit, fmt, serving, jobs, search_layouts, law,
               lambda: scaling.resolve(law), lambda: read_source(spec),
               lambda: parse_count("--jobs", jobs) if jobs is not None else None]
     sets = collect_overrides(overrides, gpu, gpus, tokens, mfu)
+    problems += override_key_problems(sets)
     if not problems:
         checks += [lambda: sweeps.check_size(axes, limit), lambda: sweeps.sort_key(sort_by, axes, serving),
                    lambda: sweeps.check_axes(axes, sets)]

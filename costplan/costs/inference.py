@@ -332,9 +332,9 @@ def serve(spec: Spec) -> ServingEstimate:
         f"{gpu.price_source} ({gpu.price_date})",
     )
     gpus_for_rate = math.ceil(s.rate * request) * tensor if fits and s.rate else None
-    if gpus_for_rate is not None and gpus_for_rate > MAX_COUNT:     # an order of magnitude no count takes
+    if gpus_for_rate is not None and gpus_for_rate > MAX_COUNT:     # past any cluster, and any count a spec takes
         raise SpecError(spec.name, [f"serving.rate: {s.rate:g} requests/s needs {gpus_for_rate:.3g} GPUs, more than "
-                                    f"the {MAX_COUNT:,} a count can be"])
+                                    f"the {MAX_COUNT:,} costplan plans for (hardware.count's limit)"])
     return ServingEstimate(
         name=spec.name, fits=fits, meets_targets=meets, memory=memory,
         latency=ServingLatency(ttft_seconds=ttft if fits else None, tpot_seconds=tpot if fits else None,

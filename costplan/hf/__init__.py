@@ -49,15 +49,16 @@ def load_json(config: Path) -> dict[str, Any]:
     label = str(config)
     if not config.exists():
         raise SpecError(label, ["no such file"])
-    repeated: list[str] = []
+    repeated: list[list[str]] = []      # per JSON object, innermost first: the file's own keys come last
 
     def unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
         # json (and so transformers) keeps a repeated key's last value without a word; a spec's YAML refuses one
         seen: dict[str, Any] = {}
+        repeated.append([])
         for name, value in pairs:
-            if name in seen and seen[name] != value:
-                repeated.append(f"{name}: given twice ({json.dumps(seen[name])}, then {json.dumps(value)}); "
-                                "give it once")
+            if name in seen and json.dumps(seen[name]) != json.dumps(value):     # true is not 1, nor 2.0 2
+                repeated[-1].append(f"{name}: given twice ({json.dumps(seen[name])}, then {json.dumps(value)}); "
+                                    "give it once")
             seen[name] = value
         return seen
 
@@ -68,8 +69,8 @@ def load_json(config: Path) -> dict[str, Any]:
         raise SpecError(label, [f"cannot be read: {exc}"]) from None
     except json.JSONDecodeError as exc:
         raise SpecError(label, [f"line {exc.lineno}, column {exc.colno}: invalid JSON: {exc.msg}"]) from None
-    if repeated:
-        raise SpecError(label, repeated)
+    if repeated and repeated[-1]:       # a top-level key (nested settings are read, if at all, as transformers does)
+        raise SpecError(label, repeated[-1])
     if not isinstance(data, dict):
         raise SpecError(label, ["the top level must be a JSON object, as in a Hugging Face config.json"])
     return data
@@ -185,6 +186,7 @@ def _mistyped(data: dict[str, Any], defaults: dict[str, Any]) -> dict[str, str]:
             problems[name] = (f"{name}: {json.dumps(value)}: expected a list (the class's default is "
                               f"{json.dumps(default)})")
     return problems
+
 
 def _kind(default: Any) -> str:
     if isinstance(default, bool):

@@ -186,7 +186,7 @@ GPT_STYLE: dict[str, Family] = {
         "model.d_model": key("hidden_size"),
         "model.n_layers": key("num_hidden_layers"),
         "model.n_heads": key("num_attention_heads"),
-        "model.n_kv_heads": key("num_key_value_heads"),
+        "model.n_kv_heads": key("num_key_value_heads", null=True),      # None: every head its own, as the classes
         "model.d_ff": key("intermediate_size"),
         "model.max_seq_len": key("max_position_embeddings"),
         "model.mlp": key("hidden_act", plain_mlp("hidden_act")),

@@ -17,7 +17,7 @@ def llama_like(label: str, *, mlp_key: str = "intermediate_size", **overrides: F
         "model.d_model": key("hidden_size"),
         "model.n_layers": key("num_hidden_layers"),
         "model.n_heads": key("num_attention_heads"),
-        "model.n_kv_heads": key("num_key_value_heads"),
+        "model.n_kv_heads": key("num_key_value_heads", null=True),      # None: every head its own, as the classes
         "model.head_dim": key("head_dim"),
         "model.d_ff": key(mlp_key),
         "model.max_seq_len": key("max_position_embeddings"),

@@ -97,13 +97,15 @@ def check_title(result: Mapping[str, Any]) -> str:
             f"{whole}{others}")
 
 
-def checks(results: Sequence[Mapping[str, Any]], detail: bool = False,
-           unmeasured: Sequence[Mapping[str, str]] = ()) -> Table:
+def checks(results: Sequence[Mapping[str, Any]], detail: bool = False) -> Table:
     """Estimate and measurement side by side: a block per spec, a line per check; a JUnit suite per spec. A spec
-    that could not be measured (source, name, error) is a JSON record with its error and a JUnit suite with one
-    errored case; the text formats leave it to the command's error message."""
+    that could not be measured (a record of its source, name and error) is a JSON record with its error and a JUnit
+    suite with one errored case, in its place; the text formats leave it to the command's error message."""
     blocks, suites = [], []
     for r in results:
+        if "error" in r:
+            suites.append(Suite(r["name"], [Case("measurement", "ERROR", r["error"].splitlines()[0], r["error"])]))
+            continue
         body = [[c.name if not c.component else f"· {c.component}", human(c.estimate, c.unit),
                  human(c.measured, c.unit), check_error(c), check_tolerance(c), c.status, check_note(c)]
                 for c in r["checks"]]
@@ -114,9 +116,6 @@ def checks(results: Sequence[Mapping[str, Any]], detail: bool = False,
                                              check_note(c) if c.status == "FAIL" else c.note or "not measured")
                                         for c in r["checks"]]))
     records = [{**r, "checks": [check_record(c) for c in r["checks"]]} for r in results]
-    for u in unmeasured:
-        records.append({"source": u["source"], "name": u["name"], "error": u["error"], "checks": []})
-        suites.append(Suite(u["name"], [Case("measurement", "ERROR", u["error"].splitlines()[0], u["error"])]))
     return Table(blocks, records, suites=suites)
 
 

@@ -419,6 +419,22 @@ def test_mla_down_projections_are_whole_on_every_gpu():
     assert eight.memory.weights_per_gpu == math.ceil(one.memory.weights / 8 + (latent + routers) * 2 * (1 - 1 / 8))
 
 
+@pytest.mark.parametrize("tensor", [1, 8])
+def test_quantized_mla_keeps_a_16_bit_copy_of_its_up_projection(tensor, monkeypatch):
+    # vLLM's MLA decode multiplies W_UK and W_UV in 16 bits ("we currently do not have quantized bmm's"), made from
+    # the dequantized kv_b_proj, which it keeps quantized for prefill: DeepSeek-V3's 61 layers of 512 x 128 heads
+    # x (128 + 128), each GPU its heads' share; in bf16 they are views of the weight, no copy
+    def per_gpu(weights: str) -> int:
+        return inference.serve(costplan.load_spec("deepseek-v3", [f"serving.weights={weights}", "hardware.gpu=h200",
+                                                                  f"serving.tensor={tensor}"])).memory.weights_per_gpu
+
+    fp8, bf16 = per_gpu("fp8"), per_gpu("bf16")
+    monkeypatch.setattr(inference, "mla_absorbed_copy", lambda spec, tensor: 0)
+    copy = 61 * 512 * (128 // tensor) * (128 + 128) * 2
+    assert fp8 - per_gpu("fp8") == copy == 2_046_820_352 // tensor
+    assert bf16 == per_gpu("bf16")
+
+
 @pytest.mark.parametrize("prompt", [20_000, 8_000])
 def test_chunked_layers_decode_their_chunk_so_far_averaged_over_the_output(prompt):
     # Llama 4 Scout: 36 of 48 layers see only their 8192-token chunk, 8 KV heads of 128 and 40 query heads. Over a

@@ -96,14 +96,28 @@ def _bytes_per_matrix_weight(parts: sizes.Parts, weights: int) -> float:
     return (weights - rest) / q.matrix_params if q.matrix_params else sizes.SIXTEEN_BIT
 
 
+def mla_absorbed_copy(spec: Spec, tensor: int) -> int:
+    """Bytes per GPU of the 16-bit copy vLLM makes of MLA's key/value up-projection (W_UK, W_UV) when the
+    weights are quantized: its decode multiplies them in 16 bits ("we currently do not have quantized bmm's",
+    MLACommonImpl.process_weights_after_loading) and keeps the quantized matrix for prefill. Unquantized, they
+    are views of it."""
+    a = spec.model.attention
+    if spec.serving.weights == "bf16" or getattr(a, "type", None) != "mla":
+        return 0
+    heads = spec.model.n_heads // tensor
+    return spec.model.n_layers * a.kv_lora_rank * heads * (a.qk_nope_head_dim + a.v_head_dim) * sizes.SIXTEEN_BIT
+
+
 def weights_per_gpu(spec: Spec, parts: sizes.Parts, tensor: int, weights: int) -> int:
     """A replica GPU's bytes of weights: a tensor-th of them, but key/value projections copied beyond n_kv_heads
     GPUs hold an n_kv_heads-th of theirs, and MLA's down-projections and MoE routers are whole on every GPU
-    (vLLM's ReplicatedLinear: the latent they make is every head's; every rank routes its tokens)."""
+    (vLLM's ReplicatedLinear: the latent they make is every head's; every rank routes its tokens); with
+    quantized weights, MLA's up-projection a second time in 16 bits (mla_absorbed_copy)."""
+    copy = mla_absorbed_copy(spec, tensor)
     if tensor == 1:
-        return weights
+        return weights + copy
     per_weight = _bytes_per_matrix_weight(parts, weights)
-    extra = 0.0
+    extra = float(copy)
     for kind, held in (("kv", kv_heads_split(spec, tensor)), ("replicated", 1)):
         if held < tensor:
             quantized, sixteen = ops.copied_weights(spec.model, kind)

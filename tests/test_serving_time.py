@@ -235,7 +235,8 @@ def test_tensor_parallel_adds_two_all_reduces_per_layer():
     message = 4 * D * 2
     allreduce = 2 * L * (10e-6 + message * 2 * (1 / 2) / (300e9 * 0.8))
     assert two.latency.tpot_seconds == pytest.approx(memory + rest + allreduce, rel=1e-12)
-    assert two.memory.weights_per_gpu == WEIGHT_BYTES // 2
+    # every rank holds the 65 RMSNorm weights of 4096 whole (vLLM's RMSNorm is not split)
+    assert two.memory.weights_per_gpu == WEIGHT_BYTES // 2 + (2 * 32 + 1) * 4096 * 2 // 2
     assert two.assumptions.kv_cache_split == 2
 
 
@@ -288,8 +289,9 @@ def test_a_tensor_degree_above_the_kv_heads_copies_them_as_vllm_does():
     assert m.kv_cache_per_sequence_per_gpu == m.kv_cache_per_sequence // 4
     kv_projections = 48 * 2 * 2048 * (4 * 128) * 2                 # bytes of every layer's K and V matrices
     routers = 48 * 2048 * 128 * 2              # every layer's router, whole on each GPU (vLLM's ReplicatedLinear)
+    norms = (2 * 48 + 1) * 2048 * 2            # and the RMSNorms around each block and the final one
     assert m.weights_per_gpu == math.ceil(one.memory.weights_per_gpu / 8 + kv_projections * (1 / 4 - 1 / 8)
-                                          + routers * (1 - 1 / 8))
+                                          + (routers + norms) * (1 - 1 / 8))
     # training keeps Megatron's rule: the degree divides the KV heads
     with pytest.raises(costplan.SpecError, match="parallelism.tensor: 8 does not divide model.n_kv_heads"):
         costplan.load_spec("qwen3-30b-a3b", ["hardware.count=8", "parallelism.tensor=8"])
@@ -416,7 +418,28 @@ def test_mla_down_projections_are_whole_on_every_gpu():
     latent = 61 * 7168 * (1536 + 512 + 64)
     assert latent == 923_467_776
     routers = 58 * 7168 * 256
-    assert eight.memory.weights_per_gpu == math.ceil(one.memory.weights / 8 + (latent + routers) * 2 * (1 - 1 / 8))
+    norms = (2 * 61 + 1) * 7168                # the RMSNorms around each block and the final one, whole too
+    assert eight.memory.weights_per_gpu == math.ceil(one.memory.weights / 8
+                                                     + (latent + routers + norms) * 2 * (1 - 1 / 8))
+
+
+@pytest.mark.parametrize("preset, weights, whole", [
+    # gpt-oss-120b (36 layers, d_model 2880, 128 experts): vLLM's RowParallelLinear and FusedMoE keep the output
+    # projection's bias and every expert's down-projection bias (w2_bias) whole on each rank, as its gate keeps
+    # the router's bias; and the 73 RMSNorms
+    ("gpt-oss-120b", "bf16", (36 * 128 * 2880 + 36 * 2880 + 36 * 128 + 73 * 2880) * 2),
+    # Qwen3-30B-A3B in int8 (48 layers, d_model 2048, 128 experts): a scale per output row of every row-parallel
+    # matrix (the output projection, each expert's down projection), whose rows tensor parallelism does not split
+    ("qwen3-30b-a3b", "int8", (48 * (2048 + 128 * 2048)) * 2 + 97 * 2048 * 2),
+])
+def test_what_vllm_holds_whole_on_every_rank(preset, weights, whole, monkeypatch):
+    def per_gpu() -> int:
+        return inference.serve(costplan.load_spec(preset, [f"serving.weights={weights}", "serving.tensor=8",
+                                                           "serving.batch=1"])).memory.weights_per_gpu
+
+    held = per_gpu()
+    monkeypatch.setattr(inference, "_whole_on_every_rank", lambda spec, parts: 0)
+    assert held - per_gpu() == pytest.approx(whole * (1 - 1 / 8), abs=1)
 
 
 @pytest.mark.parametrize("tensor", [1, 8])

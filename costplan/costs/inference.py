@@ -117,12 +117,30 @@ def weights_per_gpu(spec: Spec, parts: sizes.Parts, tensor: int, weights: int) -
     if tensor == 1:
         return weights + copy
     per_weight = _bytes_per_matrix_weight(parts, weights)
-    extra = float(copy)
+    extra = float(copy) + _whole_on_every_rank(spec, parts) * (1 - 1 / tensor)
     for kind, held in (("kv", kv_heads_split(spec, tensor)), ("replicated", 1)):
         if held < tensor:
             quantized, sixteen = ops.copied_weights(spec.model, kind)
             extra += (quantized * per_weight + sixteen * sizes.SIXTEEN_BIT) * (1 / held - 1 / tensor)
     return math.ceil(weights / tensor + extra)
+
+
+def _whole_on_every_rank(spec: Spec, parts: sizes.Parts) -> int:
+    """Bytes vLLM holds whole on every GPU of a tensor-parallel replica beside the copied projections: the norms'
+    weights, a learned position table, the row-parallel projections' and the routers' biases (16 bits), and the
+    scales that do not split: an fp8 matrix's one scale, a row-parallel matrix's scale per output row (int8, int4
+    without groups)."""
+    whole = parts(ONE_TOKEN)
+    biases, rows = ops.row_parallel_whole(spec.model)
+    sixteen = whole["norms"].params + whole["embedding"].tensor_whole + biases
+    s = spec.serving
+    if s.weights == "fp8":
+        scales = sizes.quantized(parts).matrices * sizes.FP8_SCALE_BYTES
+    elif s.weights == "int8" or (s.weights == "int4" and s.group_size is None):
+        scales = rows * sizes.INT_SCALE_BYTES
+    else:
+        scales = 0
+    return sixteen * sizes.SIXTEEN_BIT + scales
 
 
 def compute_precision(gpu: GPU, weights: str) -> str:

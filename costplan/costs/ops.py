@@ -74,6 +74,9 @@ class Gemm:
     # whole on every tensor rank (MLA's down-projections: vLLM's serving, Megatron-Core's TE spec in training; a
     # MoE router and shared-expert gate), so split by tokens under sequence parallelism or not at all
     replicated: bool = False
+    # tensor parallelism splits its input (an output or down projection: RowParallelLinear), so every rank holds
+    # its whole bias and, quantized, a scale per output row
+    row_parallel: bool = False
 
     @property
     def flops(self) -> float:
@@ -231,12 +234,12 @@ def _projections(layer: Layer, model: ModelSpec, s: int) -> list[Gemm]:
                    else [Gemm(s, d, heads * d_qk)])
         return queries + [Gemm(s, d, latent, replicated=True),
                           Gemm(s, a.kv_lora_rank, heads * (a.qk_nope_head_dim + a.v_head_dim)),
-                          Gemm(s, heads * a.v_head_dim, d)]
+                          Gemm(s, heads * a.v_head_dim, d, row_parallel=True)]
     qkv, o = bool(model.qkv_bias), bool(model.o_bias)
     if a.type.startswith("aft"):
-        return [Gemm(s, d, model.q_width, count=3, bias=qkv), Gemm(s, model.q_width, d, bias=o)]
+        return [Gemm(s, d, model.q_width, count=3, bias=qkv), Gemm(s, model.q_width, d, bias=o, row_parallel=True)]
     return [Gemm(s, d, model.q_width, bias=qkv), Gemm(s, d, model.kv_width, count=2, bias=qkv, kv=True),
-            Gemm(s, model.q_width, d, bias=o)]
+            Gemm(s, model.q_width, d, bias=o, row_parallel=True)]
 
 
 def _is_flash(layer: Layer) -> bool:
@@ -355,7 +358,7 @@ def attention_ops(layer: Layer, model: ModelSpec, shape: Shape) -> list[Op]:
 def _mlp(model: ModelSpec, d_ff: int, rows: float, count: int = 1, expert: bool = False) -> list[Op]:
     d, up, bias = model.d_model, 2 if model.gated else 1, bool(model.bias)
     return [Gemm(rows, d, d_ff, count=count * up, expert=expert, bias=bias),
-            Gemm(rows, d_ff, d, count=count, expert=expert, bias=bias)]
+            Gemm(rows, d_ff, d, count=count, expert=expert, bias=bias, row_parallel=True)]
 
 
 def _activation(model: ModelSpec, d_ff: int, rows: float, shape: Shape, calls: int = 1) -> Stream:

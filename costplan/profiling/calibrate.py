@@ -38,7 +38,8 @@ step with flash attention and no biases, timed with `training.recompute: selecti
 difference less the rerun's kernels over the ops of its layers' forward, views included (ops.dispatched).
 
 Attention runs in the precision a bf16 spec's step is timed in (precision.choose on the measured rates): bf16,
-or fp32 on a CPU whose bf16 matmuls run at under half the fp32 rate, and is then compared with the fp32 peak.
+or fp32 on a CPU whose bf16 matmuls run at under a quarter of the fp32 rate, and is then compared with the fp32
+peak.
 Its FLOPs are counted as a causal kernel executes them, as FlashAttention's own benchmark counts them
 (github.com/Dao-AILab/flash-attention, benchmarks/benchmark_flash_attention.py, flops()): forward
 2·2·(batch·heads)·s²·d / 2 (half the score matrix), backward 2.5 × that; the backward's time is the best
@@ -48,8 +49,8 @@ The whole stays within a time budget: a matmul size or attention sequence length
 overrun its phase's share is skipped (the smallest is always measured), attention calls are made shorter
 (fewer sequences per call) when the share is small, the fixed costs are medians of fewer runs (a tenth of the
 budget, MIN_FIXED_RUNS to FIXED_RUNS), and the reference step, measured last in what is left, is timed fewer times
-(at least timing.MIN_RUNS), or on fewer layers when even that would overrun. Where bf16 matmuls run at under half the
-fp32 rate (a CPU without native bf16), the reference step runs in fp32, as `profile` times steps there
+(at least timing.MIN_RUNS), or on fewer layers when even that would overrun. Where bf16 matmuls run at under a
+quarter of the fp32 rate (a CPU without native bf16), the reference step runs in fp32, as `profile` times steps there
 (precision.choose).
 """
 from __future__ import annotations
@@ -351,7 +352,7 @@ def kernel_curves(c: Calibration) -> dict:
     entry: dict = {"gemm": gemm}
     a = c.attention
     against = "the bf16 peak" if a.precision == "bf16" else (
-        f"the {a.precision} peak (bf16 runs at under half the fp32 rate here, so 16-bit steps are timed in "
+        f"the {a.precision} peak (bf16 runs at under a quarter of the fp32 rate here, so 16-bit steps are timed in "
         f"{a.precision})")
     for name, table, what in (("attention_forward", a.forward, "forward"),
                               ("attention_backward", a.backward, "backward")):

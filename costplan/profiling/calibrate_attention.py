@@ -48,7 +48,8 @@ class Attention:
 
 
 def attention_precision(peaks: dict[str, float]) -> str:
-    """The precision a bf16 spec's step is timed in here: bf16, or fp32 where bf16 runs at under half of it."""
+    """The precision a bf16 spec's step is timed in here: bf16, or fp32 where bf16 runs at under a quarter of it
+    (precision.SLOW_FRACTION)."""
     return choose("bf16", peaks).used if "bf16" in peaks else FALLBACK
 
 

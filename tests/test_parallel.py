@@ -496,6 +496,14 @@ def test_aft_position_bias_stays_whole_on_every_tensor_rank():
     assert unsplit_weights("aft-full.yaml") - unsplit_weights("aft-simple.yaml") == 2 * 2 * 128 ** 2
 
 
+def test_per_head_qk_norms_stay_whole_on_every_tensor_rank():
+    # a q or k norm over head_dim has one weight that every head shares (Megatron-Core's q_layernorm and
+    # k_layernorm of hidden_size_per_attention_head): whole on each rank, beside the 2L block norms, the final and
+    # the embedding's; the CI spec's 6 layers of two RMSNorms of 64, 2 bytes each
+    d, layers, head_dim = 256, 6, 64
+    assert unsplit_weights("flash-full-recompute.yaml") == 2 * ((2 * layers + 2) * d + layers * 2 * head_dim)
+
+
 def test_a_moe_router_stays_whole_on_every_tensor_rank():
     # Megatron-Core's TopKRouter keeps its n_experts × d weight whole on every tensor rank (vLLM's gate is a
     # ReplicatedLinear too). What no rank splits: ci-moe's 2 routers of 256 × 4 and the model's 2L + 1 RMSNorms

@@ -289,7 +289,8 @@ def test_a_tensor_degree_above_the_kv_heads_copies_them_as_vllm_does():
     assert m.kv_cache_per_sequence_per_gpu == m.kv_cache_per_sequence // 4
     kv_projections = 48 * 2 * 2048 * (4 * 128) * 2                 # bytes of every layer's K and V matrices
     routers = 48 * 2048 * 128 * 2              # every layer's router, whole on each GPU (vLLM's ReplicatedLinear)
-    norms = (2 * 48 + 1) * 2048 * 2            # and the RMSNorms around each block and the final one
+    norms = (2 * 48 + 1) * 2048 * 2            # and the RMSNorms around each block and the final one,
+    norms += 48 * 2 * 128 * 2                  # and each layer's q and k norms over head_dim (Qwen3)
     assert m.weights_per_gpu == math.ceil(one.memory.weights_per_gpu / 8 + kv_projections * (1 / 4 - 1 / 8)
                                           + (routers + norms) * (1 - 1 / 8))
     # training keeps Megatron's rule: the degree divides the KV heads
@@ -418,7 +419,8 @@ def test_mla_down_projections_are_whole_on_every_gpu():
     latent = 61 * 7168 * (1536 + 512 + 64)
     assert latent == 923_467_776
     routers = 58 * 7168 * 256
-    norms = (2 * 61 + 1) * 7168                # the RMSNorms around each block and the final one, whole too
+    norms = (2 * 61 + 1) * 7168                # the RMSNorms around each block and the final one, whole too,
+    norms += 61 * (1536 + 512)                 # and the latents' (q_a_layernorm, kv_a_layernorm)
     assert eight.memory.weights_per_gpu == math.ceil(one.memory.weights / 8
                                                      + (latent + routers + norms) * 2 * (1 - 1 / 8))
 
@@ -430,7 +432,7 @@ def test_mla_down_projections_are_whole_on_every_gpu():
     ("gpt-oss-120b", "bf16", (36 * 128 * 2880 + 36 * 2880 + 36 * 128 + 73 * 2880) * 2),
     # Qwen3-30B-A3B in int8 (48 layers, d_model 2048, 128 experts): a scale per output row of every row-parallel
     # matrix (the output projection, each expert's down projection), whose rows tensor parallelism does not split
-    ("qwen3-30b-a3b", "int8", (48 * (2048 + 128 * 2048)) * 2 + 97 * 2048 * 2),
+    ("qwen3-30b-a3b", "int8", (48 * (2048 + 128 * 2048)) * 2 + (97 * 2048 + 48 * 2 * 128) * 2),
 ])
 def test_what_vllm_holds_whole_on_every_rank(preset, weights, whole, monkeypatch):
     def per_gpu() -> int:

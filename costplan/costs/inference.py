@@ -50,6 +50,8 @@ from costplan.costs import serving_ops as ops
 from costplan.costs.serving_ops import expected_experts
 from costplan.costs.serving_result import (Efficiency, ServingAssumptions, ServingCost, ServingEstimate, ServingLatency,
                                            ServingMemory, ServingThroughput)
+from costplan.costs.attention.softmax import qk_norms
+from costplan.costs.norm import norm_weights
 from costplan.costs.time import SECONDS_PER_HOUR
 from costplan.validation import MAX_COUNT
 from costplan.errors import SpecError
@@ -125,6 +127,18 @@ def weights_per_gpu(spec: Spec, parts: sizes.Parts, tensor: int, weights: int) -
     return math.ceil(weights / tensor + extra)
 
 
+def _attention_norms(spec: Spec) -> int:
+    """Weights of the norms inside attention, which vLLM holds whole on every rank: q and k norms, per head or
+    over every head (OLMo 2's, applied after gathering q and k), and MLA's latents' norms (q_a_layernorm,
+    kv_a_layernorm)."""
+    model, a = spec.model, spec.model.attention
+    per_layer = qk_norms(model, ONE_TOKEN).params
+    if getattr(a, "type", None) == "mla":
+        per_layer += norm_weights(model.norm, a.kv_lora_rank).params
+        per_layer += norm_weights(model.norm, a.q_lora_rank).params if a.q_lora_rank else 0
+    return per_layer * model.n_layers
+
+
 def _whole_on_every_rank(spec: Spec, parts: sizes.Parts) -> int:
     """Bytes vLLM holds whole on every GPU of a tensor-parallel replica beside the copied projections: the norms'
     weights, a learned position table, the row-parallel projections' and the routers' biases (16 bits), and the
@@ -132,7 +146,7 @@ def _whole_on_every_rank(spec: Spec, parts: sizes.Parts) -> int:
     without groups)."""
     whole = parts(ONE_TOKEN)
     biases, rows = ops.row_parallel_whole(spec.model)
-    sixteen = whole["norms"].params + whole["embedding"].tensor_whole + biases
+    sixteen = whole["norms"].params + whole["embedding"].tensor_whole + biases + _attention_norms(spec)
     s = spec.serving
     if s.weights == "fp8":
         scales = sizes.quantized(parts).matrices * sizes.FP8_SCALE_BYTES

@@ -22,9 +22,10 @@ def projections(model: ModelSpec, shape: Shape) -> Cost:
 
 def qk_norms(model: ModelSpec, shape: Shape) -> Cost:
     """Norms on q and k (OLMo 2, Qwen 3): per head over head_dim, or over the full q / k width."""
-    if model.qk_norm == "head":
-        return (norm(model.norm, model.head_dim, shape, rows_per_token=model.n_heads)
+    if model.qk_norm == "head":     # one weight over head_dim that every head shares: whole on each tensor rank
+        pair = (norm(model.norm, model.head_dim, shape, rows_per_token=model.n_heads)
                 + norm(model.norm, model.head_dim, shape, rows_per_token=model.n_kv_heads))
+        return pair.replace(tensor_whole=pair.params)       # (Megatron-Core's q_layernorm and k_layernorm)
     if model.qk_norm == "full":
         return norm(model.norm, model.q_width, shape) + norm(model.norm, model.kv_width, shape)
     return Cost()

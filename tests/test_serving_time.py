@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 
@@ -9,6 +10,8 @@ import costplan
 from costplan.costs import inference, serving
 from costplan.costs.attention.pairs import causal_pairs
 from costplan.costs.serving_result import ServingEstimate
+
+CI = Path(__file__).parents[1] / "specs" / "ci"
 
 GIB = 2**30
 # Llama 2 7B (see test_serving.py): 32 layers, d 4096, vocab 32000, 6,476,005,376 weights in its layers.
@@ -433,15 +436,21 @@ def test_mla_down_projections_are_whole_on_every_gpu():
     # Qwen3-30B-A3B in int8 (48 layers, d_model 2048, 128 experts): a scale per output row of every row-parallel
     # matrix (the output projection, each expert's down projection), whose rows tensor parallelism does not split
     ("qwen3-30b-a3b", "int8", (48 * (2048 + 128 * 2048)) * 2 + (97 * 2048 + 48 * 2 * 128) * 2),
+    # the CI's AFT-full (2 layers, d_model 256, 128 positions, GPT-2's defaults): its pairwise position bias of
+    # 128² a layer, the learned position table, the LayerNorms' weights and biases, the output and down
+    # projections' biases
+    (str(CI / "aft-full.yaml"), "bf16", (2 * 128**2 + 128 * 256 + (2 * 2 + 1) * 2 * 256 + 2 * 2 * 256) * 2),
 ])
 def test_what_vllm_holds_whole_on_every_rank(preset, weights, whole, monkeypatch):
+    tensor = 2 if preset.endswith(".yaml") else 8
+
     def per_gpu() -> int:
-        return inference.serve(costplan.load_spec(preset, [f"serving.weights={weights}", "serving.tensor=8",
+        return inference.serve(costplan.load_spec(preset, [f"serving.weights={weights}", f"serving.tensor={tensor}",
                                                            "serving.batch=1"])).memory.weights_per_gpu
 
     held = per_gpu()
     monkeypatch.setattr(inference, "_whole_on_every_rank", lambda spec, parts: 0)
-    assert held - per_gpu() == pytest.approx(whole * (1 - 1 / 8), abs=1)
+    assert held - per_gpu() == pytest.approx(whole * (1 - 1 / tensor), abs=1)
 
 
 @pytest.mark.parametrize("tensor", [1, 8])

@@ -44,7 +44,8 @@ class Cost:
     # Parameters of a component tensor parallelism splits that every tensor rank keeps whole nonetheless: MLA's
     # down-projections and their norms, which Megatron-Core's Transformer Engine spec builds duplicated
     # (TELinear parallel_mode="duplicated"), as vLLM does for serving; a MoE router and shared-expert gate; a
-    # row-parallel linear's bias (linear); the learned position table (embedding).
+    # row-parallel linear's bias (linear); the learned position table (embedding), AFT's pairwise bias; q and k
+    # norms over head_dim (Megatron-Core's q_layernorm, k_layernorm).
     tensor_whole: int = 0
     flops: int = 0            # forward matmul FLOPs (the model FLOPs convention)
     hw_fwd: int = 0           # forward FLOPs as executed (a causal flash kernel skips masked tiles)

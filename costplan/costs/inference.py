@@ -51,7 +51,6 @@ from costplan.costs.serving_ops import expected_experts
 from costplan.costs.serving_result import (Efficiency, ServingAssumptions, ServingCost, ServingEstimate, ServingLatency,
                                            ServingMemory, ServingThroughput)
 from costplan.costs.attention.softmax import qk_norms
-from costplan.costs.norm import norm_weights
 from costplan.costs.time import SECONDS_PER_HOUR
 from costplan.validation import MAX_COUNT
 from costplan.errors import SpecError
@@ -127,34 +126,27 @@ def weights_per_gpu(spec: Spec, parts: sizes.Parts, tensor: int, weights: int) -
     return math.ceil(weights / tensor + extra)
 
 
-def _attention_norms(spec: Spec) -> int:
-    """Weights of the norms inside attention, which vLLM holds whole on every rank: q and k norms, per head or
-    over every head (OLMo 2's, applied after gathering q and k), and MLA's latents' norms (q_a_layernorm,
-    kv_a_layernorm)."""
-    model, a = spec.model, spec.model.attention
-    per_layer = qk_norms(model, ONE_TOKEN).params
-    if getattr(a, "type", None) == "mla":
-        per_layer += norm_weights(model.norm, a.kv_lora_rank).params
-        per_layer += norm_weights(model.norm, a.q_lora_rank).params if a.q_lora_rank else 0
-    return per_layer * model.n_layers
-
-
 def _whole_on_every_rank(spec: Spec, parts: sizes.Parts) -> int:
-    """Bytes vLLM holds whole on every GPU of a tensor-parallel replica beside the copied projections: the norms'
-    weights, a learned position table, the row-parallel projections' and the routers' biases (16 bits), and the
-    scales that do not split: an fp8 matrix's one scale, a row-parallel matrix's scale per output row (int8, int4
-    without groups)."""
+    """Bytes vLLM holds whole on every GPU of a tensor-parallel replica beside the copied projections: what
+    training keeps whole (the norms, Cost.tensor_whole: a learned position or AFT bias table, the row-parallel
+    biases, the routers' biases, MLA's latents' norms, per-head q and k norms) less the replicated projections
+    counted with them, in 16 bits, and what only serving keeps whole: the routed experts' biases, q and k norms
+    over every head (OLMo 2's: vLLM gathers q and k to apply them); and the scales that do not split: an fp8
+    matrix's one, a row-parallel matrix's per output row (int8, int4 without groups)."""
+    model, s = spec.model, spec.serving
     whole = parts(ONE_TOKEN)
-    biases, rows = ops.row_parallel_whole(spec.model)
-    sixteen = whole["norms"].params + whole["embedding"].tensor_whole + biases + _attention_norms(spec)
-    s = spec.serving
+    quantized, sixteen = ops.copied_weights(model, "replicated")
+    expert_biases, rows = ops.row_parallel_whole(model)
+    kept = whole["norms"].params + sum(c.tensor_whole for c in whole.values()) - quantized - sixteen + expert_biases
+    if model.qk_norm == "full":
+        kept += qk_norms(model, ONE_TOKEN).params * model.n_layers
     if s.weights == "fp8":
         scales = sizes.quantized(parts).matrices * sizes.FP8_SCALE_BYTES
     elif s.weights == "int8" or (s.weights == "int4" and s.group_size is None):
         scales = rows * sizes.INT_SCALE_BYTES
     else:
         scales = 0
-    return sixteen * sizes.SIXTEEN_BIT + scales
+    return kept * sizes.SIXTEEN_BIT + scales
 
 
 def compute_precision(gpu: GPU, weights: str) -> str:

@@ -149,18 +149,17 @@ def quantized_widths(model: ModelSpec) -> list[int]:
 
 def row_parallel_whole(model: ModelSpec) -> tuple[int, int]:
     """Of the row-parallel GEMMs (output and down projections, routed experts' included), what every tensor rank
-    holds whole (vLLM's RowParallelLinear and FusedMoE): their bias elements, and the output rows of the ones a
-    serving format quantizes, each row a scale where the format keeps one per row. Also a MoE router's bias,
-    which its gate (a ReplicatedLinear) holds whole."""
+    of a serving replica holds whole beyond what training keeps whole (Cost.tensor_whole): the routed experts'
+    biases (vLLM's FusedMoE keeps w2_bias whole under tensor parallelism, where training splits them with the
+    experts), and the output rows of the matrices a serving format quantizes, each row a scale where the format
+    keeps one per row."""
     biases = rows = 0
     shape = Shape(seq_len=1, act_bytes=ACTIVATION_BYTES)
     for layer, repeats in distinct_layers(model):
-        if layer.moe is not None and layer.moe.router_bias:
-            biases += repeats * layer.moe.n_experts
         for ops in layer_ops(layer, model, shape).values():
             for op in ops:
                 if isinstance(op, Gemm) and op.row_parallel:
-                    biases += repeats * op.d_out * op.count if op.bias else 0
+                    biases += repeats * op.d_out * op.count if op.bias and op.expert else 0
                     rows += repeats * op.d_out * op.count if op.fp8 else 0
     return biases, rows
 

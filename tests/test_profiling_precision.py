@@ -21,7 +21,7 @@ NATIVE = {"bf16": 120e9, "fp32": 60e9}          # AMX / tensor cores
     ("bf16", NATIVE, "bf16"),
     ("fp16", {"fp16": 2e9, "fp32": 60e9}, "fp32"),
     # native AVX-512 bf16 without AMX probes at 0.51-0.56 of fp32 (an Intel Xeon), where a threshold of one half
-    # flipped the timed precision from one run to the next; emulated bf16 runs at 0.02-0.08 of fp32
+    # flipped the timed precision from one run to the next; emulated bf16 runs at 0.01-0.08 of fp32
     ("bf16", {"bf16": 30e9, "fp32": 60e9}, "bf16"),
     ("bf16", {"bf16": 27e9, "fp32": 60e9}, "bf16"),
     ("bf16", {"bf16": 15e9, "fp32": 60e9}, "bf16"),     # a quarter of the fp32 rate is still native

@@ -51,6 +51,7 @@ from costplan.costs.serving_ops import expected_experts
 from costplan.costs.serving_result import (Efficiency, ServingAssumptions, ServingCost, ServingEstimate, ServingLatency,
                                            ServingMemory, ServingThroughput)
 from costplan.costs.attention.softmax import qk_norms
+from costplan.costs.parallel import TENSOR_REPLICATED
 from costplan.costs.time import SECONDS_PER_HOUR
 from costplan.validation import MAX_COUNT
 from costplan.errors import SpecError
@@ -102,8 +103,8 @@ def mla_absorbed_copy(spec: Spec, tensor: int) -> int:
     weights are quantized: its decode multiplies them in 16 bits ("we currently do not have quantized bmm's",
     MLACommonImpl.process_weights_after_loading) and keeps the quantized matrix for prefill. Unquantized, they
     are views of it."""
-    a = spec.model.attention
-    if spec.serving.weights == "bf16" or getattr(a, "type", None) != "mla":
+    a = spec.model.attention           # MLA joins no per-layer pattern: every layer's
+    if spec.serving.weights == "bf16" or "mla" not in spec.model.attention_types:
         return 0
     heads = spec.model.n_heads // tensor
     return spec.model.n_layers * a.kv_lora_rank * heads * (a.qk_nope_head_dim + a.v_head_dim) * sizes.SIXTEEN_BIT
@@ -112,8 +113,9 @@ def mla_absorbed_copy(spec: Spec, tensor: int) -> int:
 def weights_per_gpu(spec: Spec, parts: sizes.Parts, tensor: int, weights: int) -> int:
     """A replica GPU's bytes of weights: a tensor-th of them, but key/value projections copied beyond n_kv_heads
     GPUs hold an n_kv_heads-th of theirs, and MLA's down-projections and MoE routers are whole on every GPU
-    (vLLM's ReplicatedLinear: the latent they make is every head's; every rank routes its tokens); with
-    quantized weights, MLA's up-projection a second time in 16 bits (mla_absorbed_copy)."""
+    (vLLM's ReplicatedLinear: the latent they make is every head's; every rank routes its tokens), and so are the
+    norms, biases and scales of _whole_on_every_rank; with quantized weights, MLA's up-projection a second time in
+    16 bits (mla_absorbed_copy)."""
     copy = mla_absorbed_copy(spec, tensor)
     if tensor == 1:
         return weights + copy
@@ -137,7 +139,8 @@ def _whole_on_every_rank(spec: Spec, parts: sizes.Parts) -> int:
     whole = parts(ONE_TOKEN)
     quantized, sixteen = ops.copied_weights(model, "replicated")
     expert_biases, rows = ops.row_parallel_whole(model)
-    kept = whole["norms"].params + sum(c.tensor_whole for c in whole.values()) - quantized - sixteen + expert_biases
+    kept = (sum(whole[k].params for k in TENSOR_REPLICATED if k in whole) + sum(c.tensor_whole for c in whole.values())
+            - quantized - sixteen + expert_biases)
     if model.qk_norm == "full":
         kept += qk_norms(model, ONE_TOKEN).params * model.n_layers
     if s.weights == "fp8":

@@ -99,8 +99,9 @@ def read(config: Path) -> Imported:
     known = family.known() | {k for c in COMMON_CHECKS for k in c.keys} | {o.key for o in COMMON_LEFT_OUT}
     problems += [f"{k}: unknown to costplan for model_type {model_type}; it may change the cost, so it is not "
                  "ignored" for k in data if k not in known]
-    values = {**COMMON_DEFAULTS, **family.defaults, **data}
-    mistyped = _mistyped(data, {**COMMON_DEFAULTS, **family.defaults})
+    defaults = {**COMMON_DEFAULTS, **family.defaults}
+    values = {**defaults, **data}
+    mistyped = _mistyped(data, defaults)
     problems += mistyped.values()
     for check in (*COMMON_CHECKS, *family.checks):
         if any(k in mistyped for k in check.keys):     # said already; the check would read it as another kind
@@ -124,12 +125,11 @@ def read(config: Path) -> Imported:
             raise KeyError(f"{model_type}: no default for {missing}")
         if any(k in mistyped for k in f.keys):
             continue
-        default = {**COMMON_DEFAULTS, **family.defaults}.get(f.keys[0]) if f.keys else None
-        if f.compute is same and not f.null and f.keys[0] in data and data[f.keys[0]] is None and default is not None:
+        key = f.keys[0] if f.keys else None
+        if f.compute is same and not f.null and key in data and data[key] is None and defaults.get(key) is not None:
             # the class would take null as it is (an untied head, a layer it cannot build), not as its default,
             # and costplan's own default would stand in for it without a word
-            problems.append(f"{f.keys[0]}: null: expected {_kind(default)} (the class's default is "
-                            f"{json.dumps(default)}); give a value or leave the key out")
+            problems.append(f"{key}: null: {_expected(defaults[key])}; give a value or leave the key out")
             continue
         try:
             value = f.compute(*(values[k] for k in f.keys))
@@ -171,29 +171,25 @@ def read(config: Path) -> Imported:
 
 def _mistyped(data: dict[str, Any], defaults: dict[str, Any]) -> dict[str, str]:
     """Keys whose value is not of the kind of the class's default, with the problem: a number where it defaults
-    to one (a string "0.25" would be read as text, or repeated), a list where it defaults to one; null stands for
-    the default."""
+    to one (a string "0.25" would be read as text, or repeated), a list where it defaults to one. A null is judged
+    by the field that reads it (read: the class may resolve it, or take it as it is)."""
     problems = {}
     for name, value in data.items():
         default = defaults.get(name)
         if value is None or default is None:
             continue
-        if isinstance(default, (int, float)) and not isinstance(default, bool):
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                problems[name] = (f"{name}: {json.dumps(value)}: expected a number (the class's default is "
-                                  f"{json.dumps(default)})")
-        elif isinstance(default, list) and not isinstance(value, list):
-            problems[name] = (f"{name}: {json.dumps(value)}: expected a list (the class's default is "
-                              f"{json.dumps(default)})")
+        number = isinstance(default, (int, float)) and not isinstance(default, bool)
+        if (number and (isinstance(value, bool) or not isinstance(value, (int, float)))
+                or isinstance(default, list) and not isinstance(value, list)):
+            problems[name] = f"{name}: {json.dumps(value)}: {_expected(default)}"
     return problems
 
 
-def _kind(default: Any) -> str:
-    if isinstance(default, bool):
-        return "true or false"
-    if isinstance(default, (int, float)):
-        return "a number"
-    return "a list" if isinstance(default, list) else "a value"
+def _expected(default: Any) -> str:
+    """What a key takes, by the kind of the class's default: "expected a number (the class's default is 0.25)"."""
+    kind = ("true or false" if isinstance(default, bool) else "a number" if isinstance(default, (int, float))
+            else "a list" if isinstance(default, list) else "a value")
+    return f"expected {kind} (the class's default is {json.dumps(default)})"
 
 
 def _unaliased(data: dict[str, Any], aliases: dict[str, str]) -> tuple[dict[str, Any], list[str]]:

@@ -19,7 +19,7 @@ DTYPES = {"fp32": torch.float32, "tf32": torch.float32, "bf16": torch.bfloat16, 
           "fp8": torch.bfloat16}
 NAMES = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}
 FALLBACK = "fp32"
-# A rate under a quarter of fp32's means the device has no native kernels for it: emulated bf16 runs at 0.02-0.08
+# A rate under a quarter of fp32's means the device has no native kernels for it: emulated bf16 runs at 0.01-0.08
 # of fp32 (1 against 13-85 GFLOP/s), native bf16 on AVX-512 without AMX at 0.51-0.56 of it (an Intel Xeon's
 # probe, three runs), where a threshold of one half flipped the timed precision from one run to the next.
 SLOW_FRACTION = 0.25

@@ -102,8 +102,7 @@ def variant(spec: Spec, gpu_key: str, count: int, layout: dict[str, Any], mfu: f
     same = gpu_key == hw.gpu
     data = count // replica(layout)
     expert = layout["expert"] if "expert" in layout else expert_degree(spec, layout, data)
-    section = _section(tuple((key, type(value), value) for key, value in {**layout, "data": "auto",
-                                                                          "expert": expert}.items()))
+    section = _section(tuple(layout.items()), tuple(map(type, layout.values())), expert)
     # one copy of the hardware section for every layout a search tries on it (inside memo.shared())
     hardware = memo.cached(("hardware", memo.token(hw), gpu_key, count, mfu), lambda: hw.model_copy(update={
         "gpu": gpu_key, "count": count, "mfu": mfu if mfu is not None else hw.mfu if same else None,
@@ -122,7 +121,8 @@ def fits_batch(spec: Spec, layout: dict[str, Any], count: int) -> bool:
 
 
 @functools.lru_cache(maxsize=1024)
-def _section(fields: tuple[tuple[str, type, Any], ...]) -> ParallelismSpec:
-    """The validated section of (name, type, value) fields; a search builds the same few many times, and a
-    frozen section can be shared."""
-    return ParallelismSpec(**{key: value for key, _, value in fields})
+def _section(fields: tuple[tuple[str, Any], ...], types: tuple[type, ...], expert: int) -> ParallelismSpec:
+    """The validated section of a layout's (name, value) fields and its expert degree, over the data ranks left;
+    a search builds the same few many times, and a frozen section can be shared. The values' types are in the
+    key because True == 1 hashes alike."""
+    return ParallelismSpec(**{**dict(fields), "data": "auto", "expert": expert})

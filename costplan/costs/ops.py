@@ -433,6 +433,12 @@ def _layer_ops(layer: Layer, model: ModelSpec, shape: Shape) -> dict[str, list[O
 
 
 def embedding_ops(model: ModelSpec, shape: Shape) -> list[Op]:
+    """The embedding's operations (shared inside memo.shared(), by widths, as a layer's are)."""
+    return memo.cached(("embedding ops", memo.token(block_width(model)), memo.token(shape)),
+                       lambda: _embedding_ops(model, shape))
+
+
+def _embedding_ops(model: ModelSpec, shape: Shape) -> list[Op]:
     """The lookups, and their tables' gradients: torch's dense embedding backward zero-fills a gradient of each
     table's size (in the activations' dtype) before adding the looked-up rows into it, whatever the rows; the
     token table split over tensor ranks (vocabulary-parallel), the positions' not."""
@@ -456,7 +462,11 @@ def tied_sum_ops(model: ModelSpec, shape: Shape) -> list[Op]:
 
 
 def head_ops(model: ModelSpec, shape: Shape) -> list[Op]:
-    """The final norm, the LM head and the loss."""
+    """The final norm, the LM head and the loss (shared inside memo.shared(), by widths)."""
+    return memo.cached(("head ops", memo.token(block_width(model)), memo.token(shape)), lambda: _head_ops(model, shape))
+
+
+def _head_ops(model: ModelSpec, shape: Shape) -> list[Op]:
     s, e = shape.seq_len, shape.act_bytes
     head = Gemm(s, model.d_model, model.vocab_size, fp8=False, bias=model.head_bias, tied=model.tie_embeddings)
     norm = _norms("norm", 1, model.d_model, model, shape)

@@ -55,7 +55,7 @@ class Times:
     """What the analytic model says about one row's setup, in seconds."""
 
     prefill: float          # prefill of the row's whole batch of prompts, in one pass
-    decode_step: float      # one decode step of the batch at the midpoint context
+    decode_step: float | None   # one decode step of the batch at the midpoint context; None: one output token
 
 
 @dataclass(frozen=True)
@@ -188,7 +188,7 @@ def model_times(row: dict) -> Times | None:
     spec = row_spec(row, overrides(row))
     estimate = serve(spec)
     latency = estimate.latency
-    if latency.ttft_seconds is None or latency.tpot_seconds is None:
+    if not estimate.fits:
         return None
     assert estimate.assumptions.decode_context == midpoint_context(row)
     prefill = latency.ttft_seconds if row["batch"] == 1 else prefill_seconds(spec, row["batch"])
@@ -198,7 +198,7 @@ def model_times(row: dict) -> Times | None:
 def predict(row: dict, times: Times) -> float:
     """The row's published metric, in its published unit, from the model's times."""
     metric, out = row["metric"], row["output_tokens"]
-    whole_run = times.prefill + (out - 1) * times.decode_step
+    whole_run = times.prefill + (out - 1) * times.decode_step if out > 1 else times.prefill
     if metric == "static_batch_output_tokens_per_second_per_gpu":
         return row["batch"] * out / whole_run / row["gpus"]
     if metric == "ttft_ms":

@@ -153,7 +153,8 @@ def llama_spec(*sets: str):
 
 def test_costs_split_gpu_time_between_prefill_and_decode():
     # Llama 2 7B's default 1024-token prompts, 8 to a prefill pass of 8192 tokens (the batch is 8 too): each
-    # request is charged an eighth of that pass, and its output tokens their share of the decode steps.
+    # request is charged an eighth of that pass, and its output tokens their share of its o − 1 decode steps (the
+    # prefill gives the first): input and output prices together are the request's GPU-time.
     sets = ("serving.batch=8", "hardware.usd_per_gpu_hour=3.6")
     est = llama(*sets)
     p, o = est.assumptions.prompt_tokens, est.assumptions.output_tokens
@@ -161,10 +162,13 @@ def test_costs_split_gpu_time_between_prefill_and_decode():
     prefill = inference.prefill_seconds(llama_spec(*sets), 8) / 8
     per_second = 3.6 / 3600
     assert est.cost.usd_per_million_input_tokens == pytest.approx(prefill / p * 1e6 * per_second, rel=1e-12)
-    assert est.cost.usd_per_million_output_tokens == pytest.approx(est.latency.tpot_seconds / 8 * 1e6 * per_second)
-    request = prefill + o * est.latency.tpot_seconds / 8
+    decode = (o - 1) * est.latency.tpot_seconds / 8
+    assert est.cost.usd_per_million_output_tokens == pytest.approx(decode / o * 1e6 * per_second)
+    request = prefill + decode
     assert est.throughput.requests_per_second == pytest.approx(1 / request)
     assert est.throughput.tokens_per_second_per_gpu == pytest.approx(o / request)
+    assert (p * est.cost.usd_per_million_input_tokens + o * est.cost.usd_per_million_output_tokens) / 1e6 == \
+        pytest.approx(request * per_second)
 
 
 @pytest.mark.parametrize("prefill_tokens, prompt, batch, expected", [
@@ -177,8 +181,35 @@ def test_prompts_per_prefill_pass(prefill_tokens, prompt, batch, expected):
 def test_one_prompt_a_pass_charges_each_prompt_its_whole_prefill():
     est = llama("serving.batch=8", "serving.prompt_tokens=128", "serving.prefill_tokens=128")
     assert est.assumptions.prefill_prompts_per_pass == 1
-    request = est.latency.ttft_seconds + est.assumptions.output_tokens * est.latency.tpot_seconds / 8
+    request = est.latency.ttft_seconds + (est.assumptions.output_tokens - 1) * est.latency.tpot_seconds / 8
     assert est.throughput.requests_per_second == pytest.approx(1 / request)
+
+
+def test_a_request_runs_one_decode_step_fewer_than_its_output_tokens():
+    # vLLM's serving benchmark defines TPOT as (end-to-end latency − TTFT) / (output tokens − 1): the prefill
+    # samples the first token, each decode step one more. A lone request (batch 1, one prompt a pass) then takes
+    # TTFT + (o − 1) · TPOT, and its replica serves o tokens in that time.
+    for o in (2, 16, 256):
+        est = llama("serving.batch=1", f"serving.output_tokens={o}")
+        lat = est.latency
+        assert est.assumptions.prefill_prompts_per_pass == 1
+        assert est.throughput.tokens_per_second_per_gpu == pytest.approx(
+            o / (lat.ttft_seconds + (o - 1) * lat.tpot_seconds), rel=1e-12)
+
+
+def test_one_output_token_runs_no_decode_step():
+    # the prefill's token is the whole output: a request is its share of a prefill pass, no time per output token
+    # exists to report or to hold to a target, and the output tokens cost nothing beyond the input's prefill
+    est = llama("serving.output_tokens=1")
+    lat = est.latency
+    assert (lat.tpot_seconds, lat.tpot_under_load_seconds, lat.decode_bound) == (None, None, "none")
+    per_pass = est.assumptions.prefill_prompts_per_pass
+    prefill = inference.prefill_seconds(llama_spec("serving.output_tokens=1"), per_pass) / per_pass
+    assert est.throughput.requests_per_second == pytest.approx(1 / prefill, rel=1e-12)
+    assert est.cost.usd_per_million_output_tokens == 0
+    held = llama("serving.output_tokens=1", "serving.tpot_ms=0.001")
+    assert held.meets_targets and held.throughput.batch == held.memory.max_batch
+    assert "no decode step" in held.assumptions.batch_rule
 
 
 def test_short_prompts_share_a_prefill_pass():
@@ -217,12 +248,13 @@ def test_largest_batch_within_the_time_per_token_target():
 
 def test_time_per_token_under_load_is_littles_law():
     # A replica holding B sequences completes X requests a second, so each stays B / X seconds (Little's law)
-    # for its o output tokens: B / (X·o) a token, the step and its share of the prefill passes between steps.
+    # for the o − 1 gaps between its output tokens: B / (X·(o − 1)) a gap, the step and its share of the prefill
+    # passes between steps.
     for sets in ((), ("serving.prompt_tokens=128",), ("serving.batch=8",)):
         est = llama(*sets)
         b, o = est.throughput.batch, est.assumptions.output_tokens
         x = est.throughput.requests_per_second_per_replica
-        assert est.latency.tpot_under_load_seconds == pytest.approx(b / (x * o), rel=1e-12)
+        assert est.latency.tpot_under_load_seconds == pytest.approx(b / (x * (o - 1)), rel=1e-12)
         assert est.latency.tpot_under_load_seconds > est.latency.tpot_seconds
 
 

@@ -27,9 +27,10 @@ share of such a pass. Decode, per step: the whole batch's weights read once (for
 batch's tokens touch: E·(1 − (1 − k/E)^B) of E per MoE layer in expectation under uniform routing), each
 sequence's cache read, every token's FLOPs; taken at the mean context of the generated tokens,
 prompt + output/2, but a chunked layer's, whose new token reads its chunk so far, averaged over those tokens
-(serving.chunk_decode). Time per output token = one step. Prefill and decode do not overlap: a request costs its
-share of a prefill pass plus output × step / batch of the replica's time, which splits the GPU-time between input tokens
-(prefill) and output tokens (decode) for the prices per million tokens.
+(serving.chunk_decode). The prefill samples the first output token, so a request of o output tokens runs o − 1
+decode steps (vLLM, TensorRT-LLM); time per output token = one step. Prefill and decode do not overlap: a request
+costs its share of a prefill pass plus (o − 1) × step / batch of the replica's time, which splits the GPU-time
+between input tokens (prefill) and output tokens (decode) for the prices per million tokens.
 
 Memory per GPU: the weights / t, `reserve` of the device's memory for activations, CUDA graphs and the
 allocator (vLLM's default keeps 10%), and batch × the cache of one sequence at prompt + output tokens,
@@ -48,8 +49,8 @@ from costplan.costs import Shape
 from costplan.costs import serving as sizes
 from costplan.costs import serving_ops as ops
 from costplan.costs.serving_ops import expected_experts
-from costplan.costs.serving_result import (Efficiency, ServingAssumptions, ServingCost, ServingEstimate, ServingLatency,
-                                           ServingMemory, ServingThroughput)
+from costplan.costs.serving_result import (NO_DECODE, Efficiency, ServingAssumptions, ServingCost, ServingEstimate,
+                                           ServingLatency, ServingMemory, ServingThroughput)
 from costplan.costs.attention.softmax import qk_norms
 from costplan.costs.parallel import TENSOR_REPLICATED
 from costplan.costs.time import SECONDS_PER_HOUR
@@ -311,6 +312,7 @@ def serve(spec: Spec) -> ServingEstimate:
     parts, memory, replica = _setup(spec)
     tensor = replica.tensor
     p, o = s.prompt_tokens, s.output_tokens
+    steps = o - 1       # decode steps: the prefill's logits give the first output token
     context = p + o // 2
     fits = memory.max_batch >= 1 and (s.batch is None or s.batch <= memory.max_batch)
 
@@ -330,15 +332,17 @@ def serve(spec: Spec) -> ServingEstimate:
 
     def loaded(batch: int) -> float:
         """Time per output token under load: a step, and the prefill passes the replica runs between steps, per
-        output token (batch × prefill / output: each sequence's share, as many times as it generates tokens)."""
-        return step(batch)[0] + batch * prefill_share(batch) / o
+        step (batch × prefill / decode steps: each sequence's share, once in its o − 1 steps)."""
+        return step(batch)[0] + batch * prefill_share(batch) / steps
 
-    batch, rule = _batch(s, memory.max_batch, loaded)
+    batch, rule = _batch(s, memory.max_batch, loaded if steps else None)
     memory = memory.model_copy(update={"total_per_gpu": memory.weights_per_gpu + batch *
                                        memory.kv_cache_per_sequence_per_gpu + memory.reserve})
     tpot, decode_bound = step(batch)
-    tpot_loaded = loaded(batch)
-    meets = fits and ((s.tpot_ms is None or tpot_loaded <= s.tpot_ms / 1000)
+    tpot_loaded = loaded(batch) if steps else None
+    if not steps:       # one output token, the prefill's: no decode step runs
+        tpot, decode_bound = None, NO_DECODE
+    meets = fits and ((s.tpot_ms is None or tpot_loaded is None or tpot_loaded <= s.tpot_ms / 1000)
                       and (s.ttft_ms is None or ttft <= s.ttft_ms / 1000))      # a replica that does not fit meets none
     gpus = s.gpus or tensor                         # one replica unless serving.gpus asks for more
     replicas = gpus // tensor
@@ -346,7 +350,8 @@ def serve(spec: Spec) -> ServingEstimate:
     usd_per_gpu_second = price / SECONDS_PER_HOUR
     per_pass = prompts_per_pass(s.prefill_tokens, p, batch)
     prefill = prefill_share(batch)
-    request = prefill + o * tpot / batch            # replica-seconds per request
+    decode = steps * tpot / batch if steps else 0.0     # a request's replica-seconds of decode steps
+    request = prefill + decode                      # replica-seconds per request
     per_replica = 1 / request
     moe = spec.model.moe
     eff = replica.eff
@@ -388,7 +393,7 @@ def serve(spec: Spec) -> ServingEstimate:
             requests_per_second_per_replica=per_replica if fits else None),
         cost=ServingCost(
             usd_per_million_input_tokens=tensor * prefill / p * 1e6 * usd_per_gpu_second if fits else None,
-            usd_per_million_output_tokens=tensor * tpot / batch * 1e6 * usd_per_gpu_second if fits else None,
+            usd_per_million_output_tokens=tensor * decode / o * 1e6 * usd_per_gpu_second if fits else None,
             usd_per_gpu_hour=price,
             gpus_for_rate=gpus_for_rate),
         assumptions=assumptions,
@@ -433,13 +438,16 @@ def decode_attention(parts: sizes.Parts, prompt: int, output: int, kv_cache: str
 def _batch(s, max_batch: int, tpot) -> tuple[int, str]:
     """The batch served: serving.batch, else the largest that fits and meets the time-per-token target under load
     (a step takes longer with every sequence, and so do the prefills between steps, and throughput grows with the
-    batch, so the largest is the best)."""
+    batch, so the largest is the best); `tpot` None: no decode step runs."""
     if s.batch is not None:
         return s.batch, "serving.batch"
     if max_batch < 1:
         return 1, "nothing fits"
     if s.tpot_ms is None:
         return max_batch, "the most sequences that fit in memory"
+    if tpot is None:
+        return max_batch, "the most sequences that fit in memory (one output token: no decode step to hold to " \
+                          "serving.tpot_ms)"
     target = s.tpot_ms / 1000
     if tpot(1) > target:
         return 1, "the time-per-token target is missed even at batch 1"

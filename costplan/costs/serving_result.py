@@ -19,12 +19,16 @@ class ServingMemory(Record):
     max_batch: int                # 0: the weights and one sequence do not fit
 
 
+# decode_bound where one output token, the prefill's, leaves no decode step (the time per token fields are None)
+NO_DECODE = "none"
+
+
 class ServingLatency(Record):
     ttft_seconds: float | None    # None when the model does not fit
-    tpot_seconds: float | None    # one decode step at the batch served
+    tpot_seconds: float | None    # one decode step at the batch served; None too with one output token
     tpot_under_load_seconds: float | None   # ... with the prefill passes a busy replica runs between steps
     prefill_bound: str            # compute | memory: what limits prefill
-    decode_bound: str             # what limits a decode step at the batch served
+    decode_bound: str             # what limits a decode step at the batch served, or NO_DECODE
 
 
 class ServingThroughput(Record):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from costplan.costs.serving_result import NO_DECODE
 from costplan.report import (Block, LazyRows, Row, Table, flatten, flops_rate, human, percent, sectioned, seconds, size,
                              usd)
 from costplan.spec import ServingSpec
@@ -51,10 +52,12 @@ def serve_rows(est: ServingEstimate) -> list[Row]:
         Row("memory", "max batch", m.max_batch, "whole", note="sequences that fit"),
         Row("latency", "time to first token", lat.ttft_seconds, "seconds", note=f"{lat.prefill_bound}-bound prefill"),
         Row("latency", "time per output token", lat.tpot_seconds, "seconds",
-            note=f"{lat.decode_bound}-bound decode at batch {thr.batch}, context {a.decode_context}"),
+            note=f"{lat.decode_bound}-bound decode at batch {thr.batch}, context {a.decode_context}"
+            if lat.decode_bound != NO_DECODE else "no decode step: the one output token is the prefill's"),
         Row("latency", "  under load", lat.tpot_under_load_seconds, "seconds",
             note="with the prefill passes a busy replica runs between steps" + (
-                " (what --tpot-ms is held to)" if "tpot_ms" in a.latency_targets else "")),
+                " (what --tpot-ms is held to)" if "tpot_ms" in a.latency_targets else "")
+            if lat.decode_bound != NO_DECODE else ""),
         Row("throughput", "batch", thr.batch, "whole", note=a.batch_rule),
         Row("throughput", "output tokens/s per GPU", thr.tokens_per_second_per_gpu, "count"),
         Row("throughput", "requests/s", thr.requests_per_second, "count",
@@ -97,7 +100,8 @@ def assumption_lines(est: ServingEstimate) -> list[str]:
            if a.decode_chunks_averaged else "") + "); TTFT is one prompt's prefill "
         f"alone; a busy replica prefills {a.prefill_prompts_per_pass} prompt"
         f"{'s' if a.prefill_prompts_per_pass != 1 else ''} a pass (serving.prefill_tokens); a request costs its "
-        "share of a pass plus output × step / batch of its replica's time",
+        "share of a pass plus (output − 1) × step / batch of its replica's time (the prefill gives the first "
+        "output token)",
     ]
     if a.moe_experts_read_per_step is not None:
         lines.append(f"MoE: {human(a.moe_experts_read_per_step, 'number')} routed experts per layer read per "
@@ -127,7 +131,7 @@ def problem(est: ServingEstimate) -> str | None:
     if not est.meets_targets:
         targets, lat = a.latency_targets, est.latency
         missed = []
-        if "tpot_ms" in targets and lat.tpot_under_load_seconds > targets["tpot_ms"] / 1000:
+        if "tpot_ms" in targets and (lat.tpot_under_load_seconds or 0.0) > targets["tpot_ms"] / 1000:
             missed.append(f"time per output token under load {seconds(lat.tpot_under_load_seconds)} at batch "
                           f"{thr.batch} (target {seconds(targets['tpot_ms'] / 1000)})")
         if "ttft_ms" in targets and lat.ttft_seconds > targets["ttft_ms"] / 1000:

@@ -3,8 +3,8 @@ runs): declared as annotated class attributes with optional defaults, as a datac
 
 A dataclass compiles its generated methods when its class is made: some thirty of them on an estimate's path
 cost about as long as the rest of the command. A Record's methods are written once, here, and read the field
-names its subclass declares. Cost-model values built thousands of times per sweep stay dataclasses (their
-generated __init__ is faster per call).
+names its subclass declares. Cost-model values built thousands of times per sweep stay dataclasses or named
+tuples (their construction is faster per call).
 """
 from __future__ import annotations
 

@@ -164,15 +164,6 @@ class TaggedAttention(Kind):
         return list(self.members.values())
 
 
-def _pattern_shorthand(value: Any) -> Any:
-    """A list of one is that one attention; an empty list is an error (a pattern needs a layer to repeat)."""
-    if isinstance(value, (list, tuple)) and len(value) == 1:
-        return value[0]
-    if isinstance(value, (list, tuple)) and not value:
-        raise Invalid("an empty list; write one attention type, or a list of them repeated over the layers")
-    return value
-
-
 class OneOrPattern(Kind):
     """`model.attention`: one attention for every layer, or a pattern of them repeated over the layers in order
     (layer i has pattern[i mod len]): Gemma 2's alternating windowed and global layers, Gemma 3's five of one
@@ -183,8 +174,13 @@ class OneOrPattern(Kind):
         self.one, self.pattern = one, ListOf(one, as_tuple=True)
 
     def check(self, value: Any, at: Place) -> Any:
-        value = _pattern_shorthand(value)
-        return (self.pattern if isinstance(value, (list, tuple)) else self.one).check(value, at)
+        if not isinstance(value, (list, tuple)):
+            return self.one.check(value, at)
+        if not value:
+            raise Invalid("an empty list; write one attention type, or a list of them repeated over the layers")
+        if len(value) == 1:     # a list of one is that one attention; its problems still name the entry
+            return at.at(0).check(self.one, value[0])
+        return self.pattern.check(value, at)
 
     def sections(self) -> list[type[Section]]:
         return self.one.sections()

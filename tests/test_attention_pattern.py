@@ -37,6 +37,7 @@ def test_a_list_of_one_is_that_attention():
 @pytest.mark.parametrize("attention, expected", [
     ([], "model.attention: an empty list"),
     ([{"type": "sliding_window"}, "flash"], "model.attention[0].window: required field is missing"),
+    ([{"type": "sliding_window", "window": -3}], "model.attention[0].window: must be greater than 0"),  # a list of one
     (["flash", "flashy"], "model.attention[1].type: 'flashy' is not one of dense, flash"),
     (["flash", {"type": "flash", "window": 8}], "model.attention[1].window: type 'flash' has no field 'window'"),
     (["flash", "aft_simple"], "model.attention[1].type: aft_simple cannot be part of a per-layer pattern"),

@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from costplan import hardware, scaling, sizing
-from costplan.costs.estimate import estimate, oversized_batch
+from costplan.costs.estimate import estimate, oversized_batch, shared_components
 from costplan.costs.layers import pipeline_stages, stage_count, stage_depth
 from costplan.costs.layouts import grid, replica, variant
 from costplan.costs.time import HOURS_PER_DAY, flops_in
@@ -279,7 +279,13 @@ def precision_change(spec: Spec) -> str:
 def fewest_gpus(spec: Spec, gpu_key: str, deadline_hours: float, mfu: float | None = None) -> Option:
     """The cheapest layout at the fewest GPUs of type gpu_key that meet the deadline and fit, with the
     micro-batch size and recomputation that make it cheapest there; the note names the runner-up. `mfu` (plan
-    --mfu) times every run at that utilisation instead of the step model."""
+    --mfu) times every run at that utilisation instead of the step model. The search's thousands of estimates
+    of one model share their component costs and layer times (shared_components), as a sweep's points do."""
+    with shared_components():
+        return _fewest_gpus(spec, gpu_key, deadline_hours, mfu)
+
+
+def _fewest_gpus(spec: Spec, gpu_key: str, deadline_hours: float, mfu: float | None) -> Option:
     gpu = hardware.resolve(gpu_key)
     lacks = gpu.lacks(spec.training.precision)
     if lacks:

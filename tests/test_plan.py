@@ -594,3 +594,15 @@ def test_a_proposal_on_so_many_gpus_that_its_batch_is_past_any_published_runs_sa
     assert "open batch" not in run("plan", "--budget", "1e24", "--gpus", "1000").stderr
     data = json.loads(run("plan", "--budget", "1e24", "--gpus", "100000", "--format", "json").stdout)
     assert data["oversized_batch"] == 100_000 * 2048
+
+
+@pytest.mark.parametrize("preset, gpu, days", [("llama2-7b", "a100-80gb", 5), ("mixtral-8x7b", "h100-sxm", 20)])
+def test_a_search_sharing_its_costs_answers_as_separate_estimates_do(preset, gpu, days, monkeypatch):
+    # one GPU type's search shares component costs and layer times across its estimates (memo.shared): every
+    # memo key must name all a result depends on, or a layout would be priced with another's figures
+    import contextlib
+    spec = costplan.load_spec(preset)
+    shared = planner.fewest_gpus(spec, gpu, days * 24)
+    monkeypatch.setattr(planner, "shared_components", contextlib.nullcontext)
+    assert planner.fewest_gpus(spec, gpu, days * 24) == shared
+    assert shared.gpus is not None

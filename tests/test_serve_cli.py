@@ -83,7 +83,7 @@ def test_a_model_that_does_not_fit_at_batch_1(run):
 
 def test_a_batch_larger_than_fits(run):
     (line,) = error_lines(run("serve", "llama3-8b", "--gpus", "1", "--batch", "100000"))
-    assert "--batch 100000 needs" in line and "at most 365 sequences fit" in line
+    assert "serving.batch: 100000 sequences need" in line and "at most 365 sequences fit" in line
 
 
 def test_tensor_that_does_not_divide_the_heads(run):
@@ -169,12 +169,33 @@ def test_an_int4_group_must_divide_every_quantized_matrix(run):
     assert run("serve", "gpt-oss-120b", "--weights", "int4", "--group-size", "32").exit_code == 0
 
 
+def test_an_int4_group_must_divide_each_gpus_share_of_a_split_matrix(run):
+    # Tensor parallelism splits the output and down projections along their input: Qwen3-30B-A3B's experts' down
+    # projections take 768 inputs, 96 a GPU at tensor 8, which 128-weight groups would cut (vLLM refuses such a
+    # degree); an automatic degree skips it, a given one is an error naming both settings
+    (line,) = error_lines(run("serve", "qwen3-30b-a3b", "--weights", "int4", "--tensor", "8"))
+    assert line == ("Error: qwen3-30b-a3b: serving.group_size: 128 does not divide the input width of every "
+                    "quantized matrix, each GPU's share at serving.tensor 8 (96); give one that does, or null for "
+                    "a scale per row")
+    assert run("serve", "qwen3-30b-a3b", "--weights", "int4", "--tensor", "8", "--group-size", "32").exit_code == 0
+    # gpt-oss-120b's 2,880-wide projections split over 4 GPUs are 720 wide: groups of 32 leave 16 over
+    (line,) = error_lines(run("serve", "gpt-oss-120b", "--weights", "int4", "--group-size", "32", "--tensor", "4"))
+    assert "each GPU's share at serving.tensor 4 (720)" in line
+    # an automatic degree tries only those whose shares hold whole groups of 128: 768 and 384 (1 and 2 GPUs) do,
+    # 192 and 96 (4 and 8) do not
+    spec = costplan.load_spec("qwen3-30b-a3b", ["serving.weights=int4"])
+    assert [inference._misaligned(spec, t) for t in (1, 2, 4, 8)] == ["", "", "192", "96"]
+
+
 @pytest.mark.parametrize("gpu, sixteen", [("h100-sxm", "bf16"), ("v100", "fp16")])
 def test_sixteen_bit_weights_are_named_as_the_device_runs_them(run, gpu, sixteen):
     # a V100 has no bf16 peak: its engines load and run 16-bit weights as fp16, which the timing uses too
     a = inference.serve(costplan.load_spec("llama3-8b", [f"hardware.gpu={gpu}"])).assumptions
     assert a.compute_precision == a.sixteen_bit == sixteen
-    assert a.quantized == f"nothing: every tensor in {sixteen}"
+    assert a.quantized == f"no weight: every weight in {sixteen}"
+    # the weights' note says nothing of the cache, whose format is its own (an fp8 cache of 16-bit weights)
+    fp8_cache = inference.serve(costplan.load_spec("llama3-8b", [f"hardware.gpu={gpu}", "serving.kv_cache=fp8"]))
+    assert (fp8_cache.assumptions.quantized, fp8_cache.assumptions.kv_cache) == (a.quantized, "fp8")
     assert run("serve", "llama3-8b", "--gpu", gpu).stdout.startswith(
         f"llama3-8b: {sixteen} weights, {sixteen} KV cache, prompt 1024 + output 256 tokens on 1 × {gpu}")
 

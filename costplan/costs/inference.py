@@ -69,7 +69,7 @@ NOT_MODELLED = ("queueing and scheduling delays, prefill interrupting decode (ch
                 "kernel launch, gathering MoE experts' weights, speculative decoding, prefix caching, pipeline and "
                 "expert parallelism")
 QUANTIZED_NOTE = {
-    "bf16": "nothing: every tensor in {sixteen}",
+    "bf16": "no weight: every weight in {sixteen}",     # the cache's format is kv_cache's
     "fp8": "attention, MLP and expert matrices in fp8 with an fp32 scale each; embeddings, head, norms, "
            "routers in 16 bits",
     "int8": "attention, MLP and expert matrices in int8 with a 16-bit scale per output row; embeddings, head, "
@@ -245,6 +245,14 @@ def _params(parts: sizes.Parts) -> int:
     return sum(c.params for c in parts(ONE_TOKEN).values())
 
 
+def _misaligned(spec: Spec, tensor: int) -> str:
+    """The input widths, as one GPU of `tensor` holds them, that serving.group_size does not divide (GPTQ/AWQ/
+    Marlin kernels quantize whole groups along each row of a GPU's share: vLLM refuses a tensor degree that cuts
+    a group); empty where it divides them all."""
+    group = spec.serving.group_size
+    return ", ".join(f"{w:g}" for w in ops.quantized_widths(spec.model, tensor) if w % group)
+
+
 def _tensor_choices(spec: Spec) -> list[int]:
     """serving.tensor, or for auto the powers of two up to a node that split the model (and divide
     serving.gpus when it is set)."""
@@ -264,10 +272,12 @@ def _memory(spec: Spec, parts: sizes.Parts, tensor: int, weights: int) -> Servin
     weights_gpu = weights_per_gpu(spec, parts, tensor, weights)
     reserve = round(s.reserve * gpu.memory_bytes)
     free = gpu.memory_bytes - reserve - weights_gpu
+    # the most sequences a replica holds, at most the largest batch a spec may give (serving.batch, MAX_COUNT):
+    # a tiny model's or a stateless one's memory bounds none that a run would hold
     if per_seq_gpu == 0:
-        max_batch = 0 if free < 0 else 1 << 20   # stateless: only the latency targets bound the batch
+        max_batch = 0 if free < 0 else MAX_COUNT
     else:
-        max_batch = max(0, free // per_seq_gpu)
+        max_batch = min(MAX_COUNT, max(0, free // per_seq_gpu))
     batch = s.batch or max(1, max_batch)     # serve() puts the batch it chose in total_per_gpu
     return ServingMemory(
         weights=weights, weights_per_gpu=weights_gpu,
@@ -281,16 +291,17 @@ def _setup(spec: Spec) -> tuple[sizes.Parts, ServingMemory, Replica]:
     """The cost model's parts (walked once per shape for the whole estimate), the memory per GPU and the replica
     at the tensor degree serve() uses."""
     s = spec.serving
+    choices = _tensor_choices(spec)
     if s.weights == "int4" and s.group_size is not None:
-        # GPTQ/AWQ/Marlin kernels quantize whole groups along each row
-        split = [w for w in ops.quantized_widths(spec.model) if w % s.group_size]
-        if split:
+        aligned = [t for t in choices if not _misaligned(spec, t)]
+        if not aligned:
+            at = f", each GPU's share at serving.tensor {choices[0]}" if choices[0] > 1 else ""
             raise SpecError(spec.name, [f"serving.group_size: {s.group_size} does not divide the input width of "
-                                        f"every quantized matrix ({', '.join(map(str, split))}); give one that "
-                                        "does, or null for a scale per row"])
+                                        f"every quantized matrix{at} ({_misaligned(spec, choices[0])}); give one "
+                                        "that does, or null for a scale per row"])
+        choices = aligned
     parts = sizes.Parts(spec)
     weights = sizes.weight_bytes(parts, s.weights, s.group_size)
-    choices = _tensor_choices(spec)
     tensor = next((t for t in choices if _memory(spec, parts, t, weights).max_batch >= 1), choices[-1])
     return parts, _memory(spec, parts, tensor, weights), _replica(spec, parts, tensor, weights)
 

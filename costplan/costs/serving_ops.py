@@ -25,7 +25,7 @@ of the GEMMs fp8 training would run in fp8 (attention, MLP and expert matrices; 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from costplan.costs import Shape
 from costplan.costs.layers import distinct_layers
@@ -82,8 +82,7 @@ def operations(model: ModelSpec, tokens: int, head_rows: int,
                 if isinstance(op, Gemm) and op.expert:
                     moe = layer.moe
                     touched = expected_experts(moe.n_experts, moe.top_k, tokens)
-                    op = Gemm(tokens * moe.top_k / touched, op.d_in, op.d_out,
-                              count=op.count * touched / moe.n_experts, expert=True)
+                    op = replace(op, rows=tokens * moe.top_k / touched, count=op.count * touched / moe.n_experts)
                 if isinstance(op, Gemm) or (isinstance(op, Stream) and op.kind in SERVING_STREAMS) or (
                         cores and isinstance(op, Core)):
                     found.append((op, repeats))
@@ -142,9 +141,12 @@ def gemm_weights(model: ModelSpec) -> tuple[int, int]:
     return round(every), round(quantized)
 
 
-def quantized_widths(model: ModelSpec) -> list[int]:
-    """The input widths of the matrices a serving format quantizes, each once, ascending."""
-    return sorted({op.d_in for op, _ in operations(model, 1, 1) if isinstance(op, Gemm) and op.fp8})
+def quantized_widths(model: ModelSpec, tensor: int = 1) -> list[float]:
+    """The input widths of the matrices a serving format quantizes, each once, ascending, as one GPU of a replica
+    of `tensor` GPUs holds them: a row-parallel matrix (an output or down projection, a routed expert's too)
+    split along its input, the others whole along it."""
+    return sorted({op.d_in / tensor if op.row_parallel and op.split and not op.replicated else op.d_in
+                   for op, _ in operations(model, 1, 1) if isinstance(op, Gemm) and op.fp8})
 
 
 def row_parallel_whole(model: ModelSpec) -> tuple[int, int]:

@@ -9,6 +9,7 @@ from costplan.costs.serving_result import NO_DECODE
 from costplan.report import (Block, LazyRows, Row, Table, flatten, flops_rate, human, percent, sectioned, seconds, size,
                              usd)
 from costplan.spec import ServingSpec
+from costplan.validation import MAX_COUNT
 from costplan.tables.estimate import COMPARED, SWEEP_UNITS, cell, side_by_side
 
 if TYPE_CHECKING:
@@ -49,7 +50,8 @@ def serve_rows(est: ServingEstimate) -> list[Row]:
             note="activations, CUDA graphs, allocator"),
         Row("memory", "total per GPU", m.total_per_gpu, "bytes", m.total_per_gpu / m.gpu_memory,
             note=f"of {size(m.gpu_memory)}"),
-        Row("memory", "max batch", m.max_batch, "whole", note="sequences that fit"),
+        Row("memory", "max batch", m.max_batch, "whole", note="sequences that fit" + (
+            f", at most serving.batch's limit ({MAX_COUNT:,})" if m.max_batch == MAX_COUNT else "")),
         Row("latency", "time to first token", lat.ttft_seconds, "seconds", note=f"{lat.prefill_bound}-bound prefill"),
         Row("latency", "time per output token", lat.tpot_seconds, "seconds",
             note=f"{lat.decode_bound}-bound decode at batch {thr.batch}, context {a.decode_context}"
@@ -66,7 +68,8 @@ def serve_rows(est: ServingEstimate) -> list[Row]:
         Row("cost", "$ per million input tokens", c.usd_per_million_input_tokens, "dollars",
             note="prefill GPU-time / prompt tokens"),
         Row("cost", "$ per million output tokens", c.usd_per_million_output_tokens, "dollars",
-            note="decode GPU-time / output tokens"),
+            note="decode GPU-time / output tokens" if lat.decode_bound != NO_DECODE
+            else "no decode step: the output token is the prefill's, priced with the input"),
     ]
     if c.gpus_for_rate is not None:
         rows.append(Row("cost", "GPUs for the target rate", c.gpus_for_rate, "whole",
@@ -95,9 +98,10 @@ def assumption_lines(est: ServingEstimate) -> list[str]:
         f"quantized: {a.quantized}",
         f"memory: {percent(a.reserve_fraction)} of each GPU reserved; the cache of each sequence held at "
         f"prompt + output tokens",
-        f"decode step timed at context {a.decode_context} (prompt + output/2"
-        + ("; chunked layers' cache reads and attention averaged over the output's tokens"
-           if a.decode_chunks_averaged else "") + "); TTFT is one prompt's prefill "
+        (f"decode step timed at context {a.decode_context} (prompt + output/2"
+         + ("; chunked layers' cache reads and attention averaged over the output's tokens"
+            if a.decode_chunks_averaged else "") + ")" if est.latency.decode_bound != NO_DECODE
+         else "no decode step (one output token, the prefill's)") + "; TTFT is one prompt's prefill "
         f"alone; a busy replica prefills {a.prefill_prompts_per_pass} prompt"
         f"{'s' if a.prefill_prompts_per_pass != 1 else ''} a pass (serving.prefill_tokens); a request costs its "
         "share of a pass plus (output − 1) × step / batch of its replica's time (the prefill gives the first "
@@ -126,8 +130,8 @@ def problem(est: ServingEstimate) -> str | None:
                 f"with {a.tensor} GPU{'s' if a.tensor > 1 else ''} per replica; use {smaller}more GPUs per replica "
                 f"(--tensor{split}), a larger --gpu or smaller --weights")
     if not est.fits:
-        return (f"{est.name}: --batch {thr.batch} needs {size(m.total_per_gpu)} per GPU; at most {m.max_batch} "
-                f"sequences fit in {size(m.gpu_memory)}")
+        return (f"{est.name}: serving.batch: {thr.batch} sequences need {size(m.total_per_gpu)} per GPU; at most "
+                f"{m.max_batch} sequences fit in {size(m.gpu_memory)}")
     if not est.meets_targets:
         targets, lat = a.latency_targets, est.latency
         missed = []
@@ -161,6 +165,9 @@ def serving(estimates: Sequence[ServingEstimate]) -> Table:
 SERVING_COMPARED = [
     ("KV cache per sequence (serving)", "bytes", lambda s: s.memory.kv_cache_per_sequence),
     ("max batch (serving)", "whole", lambda s: s.memory.max_batch),
+    # what `serve` refuses with an error is a row here: a batch that does not fit leaves every figure below "—"
+    ("batch fits (serving)", "flag", lambda s: s.fits),
+    ("meets serving targets", "flag", lambda s: s.meets_targets),
     ("time to first token", "seconds", lambda s: s.latency.ttft_seconds),
     ("time per output token", "seconds", lambda s: s.latency.tpot_seconds),
     ("time per output token under load", "seconds", lambda s: s.latency.tpot_under_load_seconds),

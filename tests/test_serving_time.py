@@ -247,15 +247,25 @@ def test_largest_batch_within_the_time_per_token_target():
 
 
 def test_time_per_token_under_load_is_littles_law():
-    # A replica holding B sequences completes X requests a second, so each stays B / X seconds (Little's law)
-    # for the o − 1 gaps between its output tokens: B / (X·(o − 1)) a gap, the step and its share of the prefill
-    # passes between steps.
+    # A replica holding B sequences completes X requests a second, so each stays B / X seconds (Little's law):
+    # its own prefill pass, whose end gives its first token, then the o − 1 gaps between its tokens (what a
+    # serving benchmark's inter-token latency, (end-to-end − TTFT) / (o − 1), averages).
     for sets in ((), ("serving.prompt_tokens=128",), ("serving.batch=8",)):
         est = llama(*sets)
-        b, o = est.throughput.batch, est.assumptions.output_tokens
+        b, o, per_pass = est.throughput.batch, est.assumptions.output_tokens, est.assumptions.prefill_prompts_per_pass
         x = est.throughput.requests_per_second_per_replica
-        assert est.latency.tpot_under_load_seconds == pytest.approx(b / (x * (o - 1)), rel=1e-12)
-        assert est.latency.tpot_under_load_seconds > est.latency.tpot_seconds
+        own_pass = inference.prefill_seconds(llama_spec(*sets), per_pass)
+        assert est.latency.tpot_under_load_seconds == pytest.approx((b / x - own_pass) / (o - 1), rel=1e-9)
+        # 8 sequences prefilled in one pass decode together, with no other prefill between their steps
+        assert (est.latency.tpot_under_load_seconds > est.latency.tpot_seconds) == (b > per_pass)
+
+
+def test_a_lone_requests_tokens_come_a_step_apart():
+    # at batch 1 no other request's prefill runs while one decodes: under load its gaps are the steps, however
+    # short its output (the prefill passes' whole time had been charged to its one or few gaps)
+    for o in (2, 3, 256):
+        lat = llama("serving.batch=1", f"serving.output_tokens={o}").latency
+        assert lat.tpot_under_load_seconds == lat.tpot_seconds
 
 
 def test_tensor_parallel_adds_two_all_reduces_per_layer():

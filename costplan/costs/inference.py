@@ -342,9 +342,12 @@ def serve(spec: Spec) -> ServingEstimate:
         return ttft if per_pass == 1 else _prefill(parts, replica, p, per_pass)[0] / per_pass
 
     def loaded(batch: int) -> float:
-        """Time per output token under load: a step, and the prefill passes the replica runs between steps, per
-        step (batch × prefill / decode steps: each sequence's share, once in its o − 1 steps)."""
-        return step(batch)[0] + batch * prefill_share(batch) / steps
+        """Time per output token under load, between a request's tokens: a step, and the other requests' prefill
+        passes the replica runs between steps. A request holds its place batch / requests/s (Little's law),
+        batch × (its share of a pass) + (o − 1) steps, of which its own pass (the prompts a pass holds, times the
+        share) comes before its first token: the o − 1 gaps after it hold the rest, (batch − prompts a pass) ×
+        share / (o − 1) each beside the step; a lone request's gap is the step (vLLM's inter-token latency)."""
+        return step(batch)[0] + (batch - prompts_per_pass(s.prefill_tokens, p, batch)) * prefill_share(batch) / steps
 
     batch, rule = _batch(s, memory.max_batch, loaded if steps else None)
     memory = memory.model_copy(update={"total_per_gpu": memory.weights_per_gpu + batch *

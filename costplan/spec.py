@@ -385,6 +385,9 @@ class Spec(Section):
         if data.get("name") is None:
             data["name"] = ctx.get("default_name", "spec")
         data.setdefault("base_dir", ctx.get("base_dir"))
+        for section in ("training", "hardware", "serving"):    # `hardware:` with nothing under it: the defaults
+            if section in data and data[section] is None:
+                del data[section]
         model, training = data.get("model"), data.get("training")
         if training is None:
             training = {}

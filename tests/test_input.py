@@ -305,3 +305,14 @@ def test_the_python_api_names_its_misuse():
     with pytest.raises(TypeError, match="takes a preset name, a path or a mapping, not NoneType"):
         costplan.load_spec(None)
     assert costplan.load_spec("llama2-7b", ("training.seq_len=2048",)).training.seq_len == 2048
+
+
+def test_an_empty_optional_section_is_its_defaults(tmp_path):
+    # `hardware:` with every key under it commented out reads as YAML null: the section at its defaults, as a
+    # section left out is (it had been "expected a mapping of fields, got nothing" for hardware and serving)
+    base = "model: {vocab_size: 1000, d_model: 64, n_layers: 2, n_heads: 4, max_seq_len: 128}\n"
+    bare = costplan.load_spec(write(tmp_path, base, "bare.yaml"))
+    empty = costplan.load_spec(write(tmp_path, base + "training:\nhardware:\nserving:\n", "empty.yaml"))
+    assert (empty.training, empty.hardware, empty.serving) == (bare.training, bare.hardware, bare.serving)
+    # an empty parallelism section is no section: the layout is searched, as without one
+    assert costplan.load_spec(write(tmp_path, base + "parallelism:\n", "open.yaml")).parallelism is None

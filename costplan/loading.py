@@ -79,7 +79,7 @@ def load_for_search(source: str | os.PathLike | Mapping[str, Any], overrides: It
     raw = read_source(source)
     data = apply_overrides(raw.data, overrides) if isinstance(raw.data, Mapping) else raw.data
     section = data.get("parallelism") if isinstance(data, Mapping) else None
-    hardware = data.get("hardware", {}) if isinstance(data, Mapping) else None
+    hardware = (data.get("hardware") or {}) if isinstance(data, Mapping) else None    # `hardware:` empty: {}
     if isinstance(section, Mapping) and isinstance(hardware, Mapping) and count_or_none(hardware.get("count", 1)):
         training = data.get("training") if isinstance(data.get("training"), Mapping) else {}
         count = _searched_count(section, training)

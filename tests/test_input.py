@@ -314,5 +314,11 @@ def test_an_empty_optional_section_is_its_defaults(tmp_path):
     bare = costplan.load_spec(write(tmp_path, base, "bare.yaml"))
     empty = costplan.load_spec(write(tmp_path, base + "training:\nhardware:\nserving:\n", "empty.yaml"))
     assert (empty.training, empty.hardware, empty.serving) == (bare.training, bare.hardware, bare.serving)
+    # a search (plan --deadline) reads an empty hardware section as the defaults too: its GPU count is the
+    # search's, not the default one GPU a tensor degree of 2 does not divide
+    from costplan.loading import load_for_search
+    laid = base + "parallelism: {tensor: 2}\n"
+    assert load_for_search(write(tmp_path, laid + "hardware:\n", "null_hw.yaml")).hardware == \
+        load_for_search(write(tmp_path, laid, "no_hw.yaml")).hardware
     # an empty parallelism section is no section: the layout is searched, as without one
     assert costplan.load_spec(write(tmp_path, base + "parallelism:\n", "open.yaml")).parallelism is None

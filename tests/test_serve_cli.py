@@ -185,6 +185,11 @@ def test_an_int4_group_must_divide_each_gpus_share_of_a_split_matrix(run):
     # 192 and 96 (4 and 8) do not
     spec = costplan.load_spec("qwen3-30b-a3b", ["serving.weights=int4"])
     assert [inference._misaligned(spec, t) for t in (1, 2, 4, 8)] == ["", "", "192", "96"]
+    assert inference.serve(spec).assumptions.tensor_skipped == [4, 8]
+    # where no degree left fits, the advice is a smaller group, not more GPUs a group would refuse
+    (line,) = error_lines(run("serve", "gpt-oss-120b", "--weights", "int4", "--group-size", "64", "--gpu", "a100-40gb"))
+    assert "use a smaller --group-size, or null (each GPU's share of a matrix would cut an int4 group of 64 at " \
+           "--tensor 2, 4, 8)" in line
 
 
 @pytest.mark.parametrize("gpu, sixteen", [("h100-sxm", "bf16"), ("v100", "fp16")])

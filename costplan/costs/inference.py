@@ -245,6 +245,21 @@ def _params(parts: sizes.Parts) -> int:
     return sum(c.params for c in parts(ONE_TOKEN).values())
 
 
+def _aligned_choices(spec: Spec) -> tuple[list[int], list[int]]:
+    """The tensor degrees serve() may use, and those it skips because a GPU's share of a matrix would cut an int4
+    group (_misaligned); an error where every one would."""
+    s, choices = spec.serving, _tensor_choices(spec)
+    if s.weights != "int4" or s.group_size is None:
+        return choices, []
+    aligned = [t for t in choices if not _misaligned(spec, t)]
+    if not aligned:
+        at = f", each GPU's share at serving.tensor {choices[0]}" if choices[0] > 1 else ""
+        raise SpecError(spec.name, [f"serving.group_size: {s.group_size} does not divide the input width of "
+                                    f"every quantized matrix{at} ({_misaligned(spec, choices[0])}); give one that "
+                                    "does, or null for a scale per row"])
+    return aligned, [t for t in choices if t not in aligned]
+
+
 def _misaligned(spec: Spec, tensor: int) -> str:
     """The input widths, as one GPU of `tensor` holds them, that serving.group_size does not divide (GPTQ/AWQ/
     Marlin kernels quantize whole groups along each row of a GPU's share: vLLM refuses a tensor degree that cuts
@@ -291,15 +306,7 @@ def _setup(spec: Spec) -> tuple[sizes.Parts, ServingMemory, Replica]:
     """The cost model's parts (walked once per shape for the whole estimate), the memory per GPU and the replica
     at the tensor degree serve() uses."""
     s = spec.serving
-    choices = _tensor_choices(spec)
-    if s.weights == "int4" and s.group_size is not None:
-        aligned = [t for t in choices if not _misaligned(spec, t)]
-        if not aligned:
-            at = f", each GPU's share at serving.tensor {choices[0]}" if choices[0] > 1 else ""
-            raise SpecError(spec.name, [f"serving.group_size: {s.group_size} does not divide the input width of "
-                                        f"every quantized matrix{at} ({_misaligned(spec, choices[0])}); give one "
-                                        "that does, or null for a scale per row"])
-        choices = aligned
+    choices, _ = _aligned_choices(spec)
     parts = sizes.Parts(spec)
     weights = sizes.weight_bytes(parts, s.weights, s.group_size)
     tensor = next((t for t in choices if _memory(spec, parts, t, weights).max_batch >= 1), choices[-1])
@@ -374,7 +381,7 @@ def serve(spec: Spec) -> ServingEstimate:
         gpu=gpu.key, gpu_name=gpu.name, gpus=gpus, tensor=tensor, replicas=replicas, prompt_tokens=p,
         output_tokens=o, decode_context=context, decode_chunks_averaged="chunked" in spec.model.attention_types,
         prefill_prompts_per_pass=per_pass, weights=s.weights,
-        group_size=s.group_size if s.weights == "int4" else None,
+        group_size=s.group_size if s.weights == "int4" else None, tensor_skipped=_aligned_choices(spec)[1],
         quantized=QUANTIZED_NOTE[s.weights].format(
             group=f"{s.group_size} input weights" if s.group_size else "output row",
             sixteen=sixteen if sixteen != "fp32" else "16 bits, computed in fp32 (no 16-bit peak on this device)"),
@@ -450,9 +457,11 @@ def decode_attention(parts: sizes.Parts, prompt: int, output: int, kv_cache: str
 
 
 def _batch(s, max_batch: int, tpot) -> tuple[int, str]:
-    """The batch served: serving.batch, else the largest that fits and meets the time-per-token target under load
-    (a step takes longer with every sequence, and so do the prefills between steps, and throughput grows with the
-    batch, so the largest is the best); `tpot` None: no decode step runs."""
+    """The batch served: serving.batch, else the largest that fits and meets the time-per-token target under load,
+    found by bisection (throughput grows with the batch, so the largest is the best); `tpot` None: no decode step
+    runs. The bisection takes the time to grow with the batch, as it does but for small dips where a larger batch's
+    GEMMs reach a better efficiency (the device's curves) or its tokens touch the same experts: a target within
+    such a dip can be met by a batch above the one found too."""
     if s.batch is not None:
         return s.batch, "serving.batch"
     if max_batch < 1:

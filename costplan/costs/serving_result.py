@@ -55,6 +55,8 @@ class ServingAssumptions(Record):
     gpu_name: str
     gpus: int
     tensor: int                   # GPUs per replica
+    # degrees an automatic serving.tensor skipped: a GPU's share of a matrix would cut an int4 group
+    tensor_skipped: list[int] = []
     replicas: int
     prompt_tokens: int
     output_tokens: int

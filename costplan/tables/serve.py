@@ -125,10 +125,13 @@ def problem(est: ServingEstimate) -> str | None:
         raised = a.reserve_fraction > default and (m.weights_per_gpu + m.kv_cache_per_sequence_per_gpu
                                                    + default * m.gpu_memory <= m.gpu_memory)
         smaller = f"a smaller serving.reserve ({percent(a.reserve_fraction)}), " if raised else ""
+        more = (f"a smaller --group-size, or null (each GPU's share of a matrix would cut an int4 group of "
+                f"{a.group_size} at --tensor {', '.join(map(str, a.tensor_skipped))})" if a.tensor_skipped else
+                f"more GPUs per replica (--tensor{split})")
         return (f"{est.name}: {size(m.weights_per_gpu)} of weights per GPU, {size(m.reserve)} reserve and one "
                 f"{size(m.kv_cache_per_sequence_per_gpu)} sequence do not fit in {a.gpu}'s {size(m.gpu_memory)} "
-                f"with {a.tensor} GPU{'s' if a.tensor > 1 else ''} per replica; use {smaller}more GPUs per replica "
-                f"(--tensor{split}), a larger --gpu or smaller --weights")
+                f"with {a.tensor} GPU{'s' if a.tensor > 1 else ''} per replica; use {smaller}{more}, a larger --gpu "
+                "or smaller --weights")
     if not est.fits:
         return (f"{est.name}: serving.batch: {thr.batch} sequences need {size(m.total_per_gpu)} per GPU; at most "
                 f"{m.max_batch} sequences fit in {size(m.gpu_memory)}")

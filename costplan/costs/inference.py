@@ -27,8 +27,9 @@ share of such a pass. Decode, per step: the whole batch's weights read once (for
 batch's tokens touch: E·(1 − (1 − k/E)^B) of E per MoE layer in expectation under uniform routing), each
 sequence's cache read, every token's FLOPs; taken at the mean context of the generated tokens,
 prompt + output/2, but a chunked layer's, whose new token reads its chunk so far, averaged over those tokens
-(serving.chunk_decode). The prefill samples the first output token, so a request of o output tokens runs o − 1
-decode steps (vLLM, TensorRT-LLM); time per output token = one step. Prefill and decode do not overlap: a request
+(costs/serving.py chunk_decode). The prefill samples the first output token, so a request of o output tokens runs
+o − 1 decode steps (vLLM, TensorRT-LLM); time per output token = one step (none with one output token); under
+load, + (batch − prompts a pass) × a prompt's share of a pass / (o − 1). Prefill and decode do not overlap: a request
 costs its share of a prefill pass plus (o − 1) × step / batch of the replica's time, which splits the GPU-time
 between input tokens (prefill) and output tokens (decode) for the prices per million tokens.
 
@@ -449,7 +450,7 @@ def prompts_per_pass(prefill_tokens: int, prompt: int, batch: int) -> int:
 def decode_attention(parts: sizes.Parts, prompt: int, output: int, kv_cache: str) -> tuple[float, float]:
     """A decode step's attention per sequence, on average over the output's tokens: the core's FLOPs (one query
     over its visible keys: the token's FLOPs less its GEMMs') and the cache bytes it reads, whole (before the
-    GPUs split it), at the mean context but chunked layers' (serving.chunk_decode)."""
+    GPUs split it), at the mean context but chunked layers' (costs/serving.py chunk_decode)."""
     context = prompt + output // 2
     chunk_read, chunk_flops = sizes.chunk_decode(parts, prompt, output, kv_cache)
     core = sizes.decode_flops(parts, context) - ops.gemm_flops(parts.spec.model, 1, 1) + chunk_flops

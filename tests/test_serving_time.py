@@ -292,7 +292,7 @@ def test_every_layer_structure_all_reduces_attention_and_mlp_apart_in_serving(bl
     # 2 all-reduces a layer of 4 tokens × d × 2 bytes, 2(t − 1)/t of it at 300 GB/s per direction × 0.8, plus 10 µs
     spec = costplan.load_spec("llama2-7b", ["hardware.gpu=a100-80gb", "serving.tensor=2", "serving.gpus=2",
                                             f"model.block={block}"])
-    _, _, replica = inference._setup(spec)
+    _, _, replica, _ = inference._setup(spec)
     one = 10e-6 + 4 * D * 2 * 2 * (1 / 2) / (300e9 * 0.8)
     assert replica.allreduce_seconds(4) == pytest.approx(2 * L * one, rel=1e-12)
 
@@ -447,7 +447,7 @@ def test_attention_runs_in_fp8_only_over_an_fp8_cache_of_fp8_weights(weights, ca
     # W8A8 fp8 runs the weight GEMMs at the fp8 peak; attention over a bf16 cache stays a bf16 FlashAttention
     # kernel: 1 PFLOP of core at the attention efficiency of the H100's 989 TFLOP/s. TensorRT-LLM's fp8 context
     # FMHA, over an fp8 cache of an fp8 model, at its 1,979
-    _, _, replica = inference._setup(costplan.load_spec("llama3-8b", [f"serving.weights={weights}",
+    _, _, replica, _ = inference._setup(costplan.load_spec("llama3-8b", [f"serving.weights={weights}",
                                                                       f"serving.kv_cache={cache}"]))
     core = replica.phase(1, 1, 1e15, 0.0)[0] - replica.phase(1, 1, 0.0, 0.0)[0]
     assert core == pytest.approx(1e15 / (replica.eff.attention.value * peak), rel=1e-12)

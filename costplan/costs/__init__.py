@@ -38,7 +38,7 @@ from typing import NamedTuple
 class Cost(NamedTuple):
     """What one part of the model costs for one sequence of seq_len tokens (batch 1). A named tuple, not a frozen
     dataclass: an estimate builds and adds hundreds, and a tuple is built in one C call where a frozen dataclass
-    sets each field through object.__setattr__ (2.4 µs a Cost against 0.2)."""
+    sets each field through object.__setattr__ (2.4 µs a Cost against 0.2 on 2 cores of an Intel Xeon)."""
 
     params: int = 0
     inactive_params: int = 0  # parameters a token does not touch (the routed experts it is not sent to)

@@ -262,9 +262,9 @@ def _aligned_choices(spec: Spec) -> tuple[list[int], list[int]]:
 
 
 def _misaligned(spec: Spec, tensor: int) -> str:
-    """The input widths, as one GPU of `tensor` holds them, that serving.group_size does not divide (GPTQ/AWQ/
-    Marlin kernels quantize whole groups along each row of a GPU's share: vLLM refuses a tensor degree that cuts
-    a group); empty where it divides them all."""
+    """The input widths, as one GPU of `tensor` holds them, that serving.group_size does not divide (GPTQ's and
+    AWQ's kernels quantize whole groups along each row of a GPU's share, and vLLM refuses a tensor degree that
+    cuts one); empty where it divides them all."""
     group = spec.serving.group_size
     return ", ".join(f"{w:g}" for w in ops.quantized_widths(spec.model, tensor) if w % group)
 
@@ -303,21 +303,21 @@ def _memory(spec: Spec, parts: sizes.Parts, tensor: int, weights: int) -> Servin
         max_batch=max_batch)
 
 
-def _setup(spec: Spec) -> tuple[sizes.Parts, ServingMemory, Replica]:
+def _setup(spec: Spec) -> tuple[sizes.Parts, ServingMemory, Replica, list[int]]:
     """The cost model's parts (walked once per shape for the whole estimate), the memory per GPU and the replica
-    at the tensor degree serve() uses."""
+    at the tensor degree serve() uses, and the degrees it skipped (_aligned_choices)."""
     s = spec.serving
-    choices, _ = _aligned_choices(spec)
+    choices, skipped = _aligned_choices(spec)
     parts = sizes.Parts(spec)
     weights = sizes.weight_bytes(parts, s.weights, s.group_size)
     tensor = next((t for t in choices if _memory(spec, parts, t, weights).max_batch >= 1), choices[-1])
-    return parts, _memory(spec, parts, tensor, weights), _replica(spec, parts, tensor, weights)
+    return parts, _memory(spec, parts, tensor, weights), _replica(spec, parts, tensor, weights), skipped
 
 
 def prefill_seconds(spec: Spec, sequences: int) -> float:
     """Seconds to prefill `sequences` prompts of serving.prompt_tokens in one pass (a static batch's context
     phase: their tokens in the same GEMMs, the weights read once) on the replica serve() picks."""
-    parts, _, replica = _setup(spec)
+    parts, _, replica, _ = _setup(spec)
     return _prefill(parts, replica, spec.serving.prompt_tokens, sequences)[0]
 
 
@@ -328,7 +328,7 @@ def serve(spec: Spec) -> ServingEstimate:
         fewer = "; give fewer output tokens" if spec.model.max_seq_len > 1 else ""
         raise SpecError(spec.name, [f"serving.output_tokens: {s.output_tokens} leaves no room for a prompt in "
                                     f"model.max_seq_len ({spec.model.max_seq_len}){fewer}"])
-    parts, memory, replica = _setup(spec)
+    parts, memory, replica, skipped = _setup(spec)
     tensor = replica.tensor
     p, o = s.prompt_tokens, s.output_tokens
     steps = o - 1       # decode steps: the prefill's logits give the first output token
@@ -382,7 +382,7 @@ def serve(spec: Spec) -> ServingEstimate:
         gpu=gpu.key, gpu_name=gpu.name, gpus=gpus, tensor=tensor, replicas=replicas, prompt_tokens=p,
         output_tokens=o, decode_context=context, decode_chunks_averaged="chunked" in spec.model.attention_types,
         prefill_prompts_per_pass=per_pass, weights=s.weights,
-        group_size=s.group_size if s.weights == "int4" else None, tensor_skipped=_aligned_choices(spec)[1],
+        group_size=s.group_size if s.weights == "int4" else None, tensor_skipped=skipped,
         quantized=QUANTIZED_NOTE[s.weights].format(
             group=f"{s.group_size} input weights" if s.group_size else "output row",
             sixteen=sixteen if sixteen != "fp32" else "16 bits, computed in fp32 (no 16-bit peak on this device)"),
@@ -470,8 +470,8 @@ def _batch(s, max_batch: int, tpot) -> tuple[int, str]:
     if s.tpot_ms is None:
         return max_batch, "the most sequences that fit in memory"
     if tpot is None:
-        return max_batch, "the most sequences that fit in memory (one output token: no decode step to hold to " \
-                          "serving.tpot_ms)"
+        return max_batch, ("the most sequences that fit in memory (one output token: no decode step to hold to "
+                           "serving.tpot_ms)")
     target = s.tpot_ms / 1000
     if tpot(1) > target:
         return 1, "the time-per-token target is missed even at batch 1"

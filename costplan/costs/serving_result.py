@@ -56,7 +56,7 @@ class ServingAssumptions(Record):
     gpus: int
     tensor: int                   # GPUs per replica
     # degrees an automatic serving.tensor skipped: a GPU's share of a matrix would cut an int4 group
-    tensor_skipped: list[int] = []
+    tensor_skipped: list[int]
     replicas: int
     prompt_tokens: int
     output_tokens: int

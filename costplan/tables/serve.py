@@ -30,6 +30,7 @@ def serve_title(est: ServingEstimate) -> str:
 
 def serve_rows(est: ServingEstimate) -> list[Row]:
     m, lat, thr, c, a = est.memory, est.latency, est.throughput, est.cost, est.assumptions
+    decoding = lat.decode_bound != NO_DECODE      # one output token, the prefill's, runs no decode step
     copies = a.tensor // a.kv_cache_split
     cache_split = "whole on every GPU" if a.kv_cache_split == 1 and a.tensor > 1 else (
         f"split over {a.kv_cache_split} GPUs" if a.kv_cache_split > 1 else "")
@@ -54,12 +55,11 @@ def serve_rows(est: ServingEstimate) -> list[Row]:
             f", at most serving.batch's limit ({MAX_COUNT:,})" if m.max_batch == MAX_COUNT else "")),
         Row("latency", "time to first token", lat.ttft_seconds, "seconds", note=f"{lat.prefill_bound}-bound prefill"),
         Row("latency", "time per output token", lat.tpot_seconds, "seconds",
-            note=f"{lat.decode_bound}-bound decode at batch {thr.batch}, context {a.decode_context}"
-            if lat.decode_bound != NO_DECODE else "no decode step: the one output token is the prefill's"),
+            note=f"{lat.decode_bound}-bound decode at batch {thr.batch}, context {a.decode_context}" if decoding
+            else "no decode step: the one output token is the prefill's"),
         Row("latency", "  under load", lat.tpot_under_load_seconds, "seconds",
             note="with the prefill passes a busy replica runs between steps" + (
-                " (what --tpot-ms is held to)" if "tpot_ms" in a.latency_targets else "")
-            if lat.decode_bound != NO_DECODE else ""),
+                " (what --tpot-ms is held to)" if "tpot_ms" in a.latency_targets else "") if decoding else ""),
         Row("throughput", "batch", thr.batch, "whole", note=a.batch_rule),
         Row("throughput", "output tokens/s per GPU", thr.tokens_per_second_per_gpu, "count"),
         Row("throughput", "requests/s", thr.requests_per_second, "count",
@@ -68,7 +68,7 @@ def serve_rows(est: ServingEstimate) -> list[Row]:
         Row("cost", "$ per million input tokens", c.usd_per_million_input_tokens, "dollars",
             note="prefill GPU-time / prompt tokens"),
         Row("cost", "$ per million output tokens", c.usd_per_million_output_tokens, "dollars",
-            note="decode GPU-time / output tokens" if lat.decode_bound != NO_DECODE
+            note="decode GPU-time / output tokens" if decoding
             else "no decode step: the output token is the prefill's, priced with the input"),
     ]
     if c.gpus_for_rate is not None:
@@ -81,6 +81,10 @@ def assumption_lines(est: ServingEstimate) -> list[str]:
     """What the numbers rest on, one line each, for people (the JSON has the same as typed fields)."""
     a = est.assumptions
     e = a.efficiencies
+    chunked = "; chunked layers' cache reads and attention averaged over the output's tokens"
+    decode = (f"decode step timed at context {a.decode_context} (prompt + output/2"
+              f"{chunked if a.decode_chunks_averaged else ''})" if est.latency.decode_bound != NO_DECODE
+              else "no decode step (one output token, the prefill's)")
     lines = [
         f"{a.gpu_name}: {flops_rate(a.peak_flops_per_gpu)} dense {a.compute_precision}, "
         f"{human(a.memory_bandwidth_bytes_per_s / 1e9, 'number')} GB/s HBM"
@@ -98,10 +102,7 @@ def assumption_lines(est: ServingEstimate) -> list[str]:
         f"quantized: {a.quantized}",
         f"memory: {percent(a.reserve_fraction)} of each GPU reserved; the cache of each sequence held at "
         f"prompt + output tokens",
-        (f"decode step timed at context {a.decode_context} (prompt + output/2"
-         + ("; chunked layers' cache reads and attention averaged over the output's tokens"
-            if a.decode_chunks_averaged else "") + ")" if est.latency.decode_bound != NO_DECODE
-         else "no decode step (one output token, the prefill's)") + "; TTFT is one prompt's prefill "
+        decode + "; TTFT is one prompt's prefill "
         f"alone; a busy replica prefills {a.prefill_prompts_per_pass} prompt"
         f"{'s' if a.prefill_prompts_per_pass != 1 else ''} a pass (serving.prefill_tokens); a request costs its "
         "share of a pass plus (output − 1) × step / batch of its replica's time (the prefill gives the first "

@@ -26,6 +26,14 @@ MIN_MFU = 1e-4
 MIN_POSITIVE = 1e-6
 
 
+def amount(number: Any) -> str:
+    """A number as a limit's message says it: whole numbers with thousands separators, very large or fractional
+    ones short (1e+12, not 1000000000000.0)."""
+    if isinstance(number, bool) or not isinstance(number, (int, float)):
+        return shown(number)
+    return f"{number:,}" if isinstance(number, int) and abs(number) < 10**15 else f"{number:g}"
+
+
 def bounded(name: str, number: Any, *, gt: float | None = None, ge: float | None = None, le: float | None = None,
             least: float | None = None) -> Kind:
     """A number kind (`number` reads the value) within limits: greater than `gt` or at least `ge`, at most `le`,
@@ -38,7 +46,7 @@ def bounded(name: str, number: Any, *, gt: float | None = None, ge: float | None
         if ge is not None and not read >= ge:
             raise Invalid(f"must be at least {ge}, got {shown(value)}")
         if le is not None and not read <= le:
-            raise Invalid(f"{shown(value)} is too large (costplan accepts up to {le})")
+            raise Invalid(f"{amount(value)} is too large (costplan accepts up to {amount(le)})")
         if least is not None and read < least:
             raise Invalid(f"{shown(read)} is too small (costplan accepts from {least})")
         return read
@@ -175,5 +183,5 @@ def parse_count(option: str, text: str) -> int:
     if value != int(value):
         raise CostplanError(f"{option}: expected a whole number, got {printable(text)}")
     if value > MAX_WIDTH:
-        raise CostplanError(f"{option}: {printable(text)} is too large (costplan accepts up to {MAX_WIDTH})")
+        raise CostplanError(f"{option}: {printable(text)} is too large (costplan accepts up to {amount(MAX_WIDTH)})")
     return int(value)

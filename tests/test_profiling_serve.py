@@ -12,7 +12,7 @@ pytest.importorskip("torch")
 
 import torch  # noqa: E402
 
-from costplan.costs import serving  # noqa: E402
+from costplan.costs import inference, serving  # noqa: E402
 from costplan.errors import CostplanError  # noqa: E402
 from costplan.profiling import generate, quantize  # noqa: E402
 from costplan.profiling.compare import serve_checks  # noqa: E402
@@ -159,7 +159,8 @@ def test_measured_serving_quantities_agree_exactly_with_the_analytic_model(name)
     spec = ci(name)
     m = measure_serve(spec, CPU, time=False)
     s = served(spec)
-    assert m.kv_bytes == serving.kv_cache_bytes(s, m.prompt + m.output, m.kv_format)
+    # the reference model's cache after a generation of 96 prompt and 32 output tokens: 127 (the last never fed)
+    assert m.kv_bytes == serving.kv_cache_bytes(s, 127, m.kv_format)
     if name not in ("sliding-window", "aft-local"):      # windows: see the test below
         assert m.prefill_flops == serving.prefill_flops(s, m.prompt)
     statuses = {c.item.split(",")[0]: c.status for c in serve_checks(m)}
@@ -174,7 +175,20 @@ def test_measured_serving_quantities_agree_exactly_with_the_analytic_model(name)
 def test_fp8_kv_cache_is_half_the_bf16_one():
     spec = with_overrides(ci("flash"), ["serving.kv_cache=fp8"])
     m = measure_serve(spec, CPU, time=False)
-    assert m.kv_bytes == serving.kv_cache_bytes(served(spec), 128, "fp8") == 2 * 2 * 2 * 64 * 128
+    assert m.kv_bytes == serving.kv_cache_bytes(served(spec), 127, "fp8") == 2 * 2 * 2 * 64 * 127
+
+
+@pytest.mark.parametrize("output", [1, 2, 3])
+def test_the_cache_ends_one_token_short_of_the_generation(output):
+    # The prefill samples the first output token and each decode step the next, so after o output tokens the
+    # cache holds the prompt and o − 1 of them; one output token leaves just the prompt's. What the reference
+    # model holds is what serve sizes a sequence at, and its decode FLOPs are still counted at P + O/2 cached.
+    spec = with_overrides(ci("flash"), ["serving.prompt_tokens=100", f"serving.output_tokens={output}"])
+    m = measure_serve(spec, CPU, time=False)
+    est = inference.serve(spec)
+    assert m.kv_bytes == est.memory.kv_cache_per_sequence == 2 * 2 * 2 * 64 * 2 * (99 + output)
+    assert est.memory.kv_cache_tokens == 99 + output
+    assert m.decode_flops == serving.decode_flops(served(spec), 100 + output // 2)
 
 
 def test_a_prefill_longer_than_a_window_is_compared_as_its_tiles_execute():
@@ -195,7 +209,7 @@ def test_profile_serve_rows(run):
     assert r.exit_code == 0, r.output
     flash, sparse = json.loads(r.stdout)
     items = [c["item"] for c in flash["checks"]]
-    assert items == ["KV cache, one sequence of 128 tokens (bf16)", "prefill FLOPs, 96-token prompt (FlopCounterMode)",
+    assert items == ["KV cache, one sequence of 127 tokens (bf16)", "prefill FLOPs, 96-token prompt (FlopCounterMode)",
                      "decode FLOPs, one token at context 112", "weights stored as bf16", "weights stored as fp8",
                      "weights stored as int8", "weights stored as int4", "decode step time at context 112, batch 1"]
     assert [c["status"] for c in flash["checks"]] == ["ok"] * 7 + ["skip"]

@@ -39,7 +39,7 @@ def test_flags_reach_the_estimate(run):
     assert (a["tensor"], a["gpus"], a["prompt_tokens"], a["output_tokens"]) == (2, 2, 2000, 100)
     assert (a["weights"], a["group_size"], a["kv_cache"]) == ("int4", 64, "fp8")
     assert obj["throughput"]["batch"] == 16
-    assert obj["memory"]["kv_cache_per_sequence"] == 2100 * 131072 // 2
+    assert obj["memory"]["kv_cache_per_sequence"] == 2099 * 131072 // 2     # 2000 + 100 − 1 tokens in fp8
     assert obj["cost"]["gpus_for_rate"] % 2 == 0
 
 
@@ -130,9 +130,9 @@ def test_compare_with_serving_is_one_table_with_the_serving_rows(run):
     lines = result.stdout.splitlines()
     assert any(line.startswith("parameters, total") for line in lines)
     per_sequence = next(line for line in lines if line.startswith("KV cache per sequence (serving)"))
-    assert "2.161 GiB" in per_sequence                  # 61 layers × 576 × 2 bytes × 33,024 tokens
+    assert "2.161 GiB" in per_sequence                  # 61 layers × 576 × 2 bytes × 33,023 tokens
     data = json.loads(run(*args, "--format", "json").stdout)
-    assert data[0]["serving"]["memory"]["kv_cache_per_sequence"] == 61 * 576 * 2 * (32768 + 256)
+    assert data[0]["serving"]["memory"]["kv_cache_per_sequence"] == 61 * 576 * 2 * (32768 + 255)
     assert data[0]["serving"]["memory"]["max_batch"] > data[1]["serving"]["memory"]["max_batch"]
 
 

@@ -82,7 +82,7 @@ def test_expected_experts_one_token_reads_k_many_tokens_read_all():
 
 def test_max_batch_is_what_is_left_after_weights_and_reserve():
     est = llama("serving.prompt_tokens=1000", "serving.output_tokens=24")
-    per_sequence = 1024 * KV_PER_TOKEN
+    per_sequence = 1023 * KV_PER_TOKEN      # the last of the 24 output tokens is sampled, never cached
     reserve = round(0.1 * MEMORY)
     assert est.memory.kv_cache_per_sequence == per_sequence
     assert est.memory.max_batch == (MEMORY - reserve - WEIGHT_BYTES) // per_sequence
@@ -512,29 +512,38 @@ def test_quantized_mla_keeps_a_16_bit_copy_of_its_up_projection(tensor, monkeypa
 
 
 @pytest.mark.parametrize("prompt", [20_000, 8_000])
-def test_chunked_layers_decode_their_chunk_so_far_averaged_over_the_output(prompt):
-    # Llama 4 Scout: 36 of 48 layers see only their 8192-token chunk, 8 KV heads of 128 and 40 query heads. Over a
-    # 1000-token decode each new token reads its chunk so far, (prompt + j) % 8192 cached keys (after 20,000: 3,616
-    # to 4,615; after 8,000 the chunk ends at 8,192 and the next starts empty), which the step takes on average,
+def test_chunked_layers_decode_their_chunk_so_far_averaged_over_the_steps(prompt):
+    # Llama 4 Scout: 36 of 48 layers see only their 8192-token chunk, 8 KV heads of 128 and 40 query heads. A
+    # 1000-token output runs 999 decode steps (the prefill gives the first token), feeding the tokens at prompt,
+    # ..., prompt + 998; each reads its chunk so far, (prompt + j) % 8192 cached keys (after 20,000: 3,616 to
+    # 4,614; after 8,000 the chunk ends at 8,192 and the next starts empty), which the step takes on average,
     # where a whole chunk's cache and the new token at the mean context prompt + 500 were priced.
     spec = costplan.load_spec("llama4-scout", [f"serving.prompt_tokens={prompt}", "serving.output_tokens=1000"])
-    cached = sum((prompt + j) % 8192 for j in range(1000)) / 1000
-    read, flops = serving.chunk_decode(spec, prompt, 1000)
+    cached = sum((prompt + j) % 8192 for j in range(999)) / 999
+    read, flops = serving.chunk_decode(spec, range(prompt, prompt + 999), prompt + 500)
     assert read == pytest.approx(36 * 2 * 8 * 128 * 2 * (cached - 8192), rel=1e-12)
     assert flops == pytest.approx(36 * 4 * 40 * 128 * (cached - (prompt + 500) % 8192), rel=1e-12)
     # a decode's last token attends to its cached keys and itself in each chunked layer, the 12 global layers to
     # the whole context and itself: 4·heads·head_dim FLOPs a key and layer
-    last = prompt + 999
+    last = prompt + 998
     assert (serving.decode_flops(spec, last) - serving.decode_flops(spec, 0)
             == 4 * 40 * 128 * (36 * (last % 8192) + 12 * last))
+
+
+def test_no_decode_step_reads_no_chunk():
+    # one output token, the prefill's: no step feeds a token, so nothing is averaged (and nothing divides by zero)
+    spec = costplan.load_spec("llama4-scout", ["serving.prompt_tokens=8000", "serving.output_tokens=1"])
+    assert serving.chunk_decode(spec, range(8000, 8000), 8000) == (0.0, 0.0)
+    assert inference.serve(spec).latency.tpot_seconds is None
 
 
 def test_a_decode_step_reads_the_chunks_so_far_and_the_global_layers_whole():
     # What serve() times a decode step of Scout on: after 8,000 prompt tokens, 1000 output tokens. Its 12 global
     # layers read the cache at the mean context 8,500 (8 KV heads × 128 × K and V × 2 bytes a token) and attend to
-    # it and the new token; its 36 chunked layers read, on average, what each new token's chunk holds.
+    # it and the new token; its 36 chunked layers read, on average over the 999 steps, what each new token's chunk
+    # holds.
     parts = serving.parts_of(costplan.load_spec("llama4-scout"))
-    cached = sum((8_000 + j) % 8192 for j in range(1000)) / 1000
+    cached = sum((8_000 + j) % 8192 for j in range(999)) / 999
     core, cache = inference.decode_attention(parts, 8_000, 1000, "bf16")
     per_token = 8 * 128 * 2 * 2
     assert cache == pytest.approx(per_token * (12 * 8_500 + 36 * cached), rel=1e-12)

@@ -25,16 +25,16 @@ weights are read once. A busy replica prefills waiting prompts together, serving
 engine's max_num_tokens), their tokens in the same GEMMs: throughput and the input price charge each prompt its
 share of such a pass. Decode, per step: the whole batch's weights read once (for MoE the routed experts the
 batch's tokens touch: E·(1 − (1 − k/E)^B) of E per MoE layer in expectation under uniform routing), each
-sequence's cache read, every token's FLOPs; taken at the mean context of the generated tokens,
-prompt + output/2, but a chunked layer's, whose new token reads its chunk so far, averaged over those tokens
-(costs/serving.py chunk_decode). The prefill samples the first output token, so a request of o output tokens runs
+sequence's cache read, every token's FLOPs; taken at the mean context of the decode steps, prompt + output/2,
+but a chunked layer's, whose new token reads its chunk so far, averaged over those steps (costs/serving.py
+chunk_decode). The prefill samples the first output token, so a request of o output tokens runs
 o − 1 decode steps (vLLM, TensorRT-LLM); time per output token = one step (none with one output token); under
 load, + (batch − prompts a pass) × a prompt's share of a pass / (o − 1). Prefill and decode do not overlap: a request
 costs its share of a prefill pass plus (o − 1) × step / batch of the replica's time, which splits the GPU-time
 between input tokens (prefill) and output tokens (decode) for the prices per million tokens.
 
 Memory per GPU: the weights / t, `reserve` of the device's memory for activations, CUDA graphs and the
-allocator (vLLM's default keeps 10%), and batch × the cache of one sequence at prompt + output tokens,
+allocator (vLLM's default keeps 10%), and batch × the cache of one sequence at its end, prompt + output − 1 tokens,
 divided over the GPUs that split it (the KV heads of GQA and AFT's states; MLA's shared latent is whole on each).
 A tensor degree that is a multiple of the KV heads gives each GPU a copy of one head, its cache and its key/value
 projections (vLLM's QKVParallelLinear), as with multi-query attention on any degree above 1; MLA's
@@ -283,7 +283,8 @@ def _tensor_choices(spec: Spec) -> list[int]:
 
 def _memory(spec: Spec, parts: sizes.Parts, tensor: int, weights: int) -> ServingMemory:
     s, gpu = spec.serving, spec.gpu
-    per_seq = sizes.kv_cache_bytes(parts, s.prompt_tokens + s.output_tokens, s.kv_cache)
+    tokens = sizes.cached_tokens(s.prompt_tokens, s.output_tokens)
+    per_seq = sizes.kv_cache_bytes(parts, tokens, s.kv_cache)
     per_seq_gpu = -(-per_seq // kv_split(spec, tensor))
     weights_gpu = weights_per_gpu(spec, parts, tensor, weights)
     reserve = round(s.reserve * gpu.memory_bytes)
@@ -297,7 +298,8 @@ def _memory(spec: Spec, parts: sizes.Parts, tensor: int, weights: int) -> Servin
     batch = s.batch or max(1, max_batch)     # serve() puts the batch it chose in total_per_gpu
     return ServingMemory(
         weights=weights, weights_per_gpu=weights_gpu,
-        kv_cache_per_token=sizes.kv_cache_bytes_per_token(parts, s.kv_cache), kv_cache_per_sequence=per_seq,
+        kv_cache_per_token=sizes.kv_cache_bytes_per_token(parts, s.kv_cache), kv_cache_tokens=tokens,
+        kv_cache_per_sequence=per_seq,
         kv_cache_per_sequence_per_gpu=per_seq_gpu, reserve=reserve,
         total_per_gpu=weights_gpu + batch * per_seq_gpu + reserve, gpu_memory=gpu.memory_bytes,
         max_batch=max_batch)
@@ -448,11 +450,12 @@ def prompts_per_pass(prefill_tokens: int, prompt: int, batch: int) -> int:
 
 
 def decode_attention(parts: sizes.Parts, prompt: int, output: int, kv_cache: str) -> tuple[float, float]:
-    """A decode step's attention per sequence, on average over the output's tokens: the core's FLOPs (one query
+    """A decode step's attention per sequence, on average over the o − 1 steps: the core's FLOPs (one query
     over its visible keys: the token's FLOPs less its GEMMs') and the cache bytes it reads, whole (before the
     GPUs split it), at the mean context but chunked layers' (costs/serving.py chunk_decode)."""
     context = prompt + output // 2
-    chunk_read, chunk_flops = sizes.chunk_decode(parts, prompt, output, kv_cache)
+    # the o − 1 steps feed the output's tokens but the last, at positions prompt .. prompt + output − 2
+    chunk_read, chunk_flops = sizes.chunk_decode(parts, range(prompt, prompt + output - 1), context, kv_cache)
     core = sizes.decode_flops(parts, context) - ops.gemm_flops(parts.spec.model, 1, 1) + chunk_flops
     return core, sizes.kv_cache_bytes(parts, context, kv_cache) + chunk_read
 

@@ -94,6 +94,13 @@ def weight_bytes(spec: Spec | Parts, weights: str = "bf16", group_size: int | No
     return rest + -(-q.matrix_params // 2) + scales * INT_SCALE_BYTES
 
 
+def cached_tokens(prompt: int, output: int) -> int:
+    """The tokens a sequence's cache holds at its end: the prompt's and every output token but the last, which
+    is sampled and never fed back (the prefill writes the prompt's keys, each of the o − 1 decode steps its input
+    token's)."""
+    return prompt + output - 1
+
+
 def kv_cache_bytes(spec: Spec | Parts, context: int, kv_format: str = "bf16") -> int:
     """The cache of one sequence holding `context` tokens: K and V per KV head (GQA, MHA, MQA), MLA's latent
     and rope key, a rolling buffer of `window` tokens for sliding windows, AFT's running sums."""
@@ -146,17 +153,19 @@ def decode_flops(spec: Spec | Parts, context: int) -> int:
     return (whole + own) // tokens + _latent_decode(parts, tokens)
 
 
-def chunk_decode(spec: Spec | Parts, prompt: int, output: int, kv_format: str = "bf16") -> tuple[float, float]:
+def chunk_decode(spec: Spec | Parts, positions: range, context: int, kv_format: str = "bf16") -> tuple[float, float]:
     """What chunked layers' new tokens read of the cache (bytes) and compute (FLOPs) per decode step, on
-    average over the `output` tokens after a prompt, beyond what kv_cache_bytes (a whole chunk's cache) and
-    decode_flops (the one new token) give at the mean context prompt + output // 2: a new token reads its chunk
-    so far (vLLM's ChunkedLocalAttention), which rises and falls over a decode as no single context does."""
+    average over the steps that feed the tokens at `positions`, beyond what kv_cache_bytes (a whole chunk's cache)
+    and decode_flops (the one new token) give at `context`: a new token at position x reads its chunk so far, x mod
+    the chunk cached keys (vLLM's ChunkedLocalAttention), which rises and falls over a decode as no single context
+    does. No position, no step: nothing."""
+    if not positions:
+        return 0.0, 0.0
     model = parts_of(spec).spec.model
-    context = prompt + output // 2
     per_token = 2 * model.kv_width * KV_ELEMENT_BYTES[kv_format]
     read = flops = 0.0
     for chunk in _chunks(model):
-        cached = _remainders(prompt, prompt + output, chunk) / output     # the mean of context % chunk
+        cached = _remainders(positions.start, positions.stop, chunk) / len(positions)   # the mean of x % chunk
         read += per_token * (cached - min(context, chunk))
         flops += score_flops(model.n_heads, 1, model.head_dim, model.head_dim) * (cached - context % chunk)
     return read, flops

@@ -11,7 +11,8 @@ class ServingMemory(Record):
     weights: int                  # all of the model's weights in the serving format (the replica's total)
     weights_per_gpu: int
     kv_cache_per_token: int       # whole model, before windows cap it
-    kv_cache_per_sequence: int    # whole model, at prompt + output tokens
+    kv_cache_tokens: int          # what one sequence's cache holds at its end: prompt + output − 1 tokens
+    kv_cache_per_sequence: int    # whole model, at kv_cache_tokens
     kv_cache_per_sequence_per_gpu: int
     reserve: int                  # kept free for activations, CUDA graphs and the allocator
     total_per_gpu: int            # weights + batch × cache + reserve
@@ -61,7 +62,7 @@ class ServingAssumptions(Record):
     prompt_tokens: int
     output_tokens: int
     decode_context: int           # the context a decode step is timed at
-    # chunked layers' cache reads and attention averaged over the output's tokens instead (serving.chunk_decode)
+    # chunked layers' cache reads and attention averaged over the decode steps instead (serving.chunk_decode)
     decode_chunks_averaged: bool = False
     prefill_prompts_per_pass: int  # prompts a busy replica prefills together (serving.prefill_tokens)
     weights: str

@@ -298,8 +298,9 @@ def serve_checks(m, tolerances: Mapping[str, float] = DEFAULT_TOLERANCES) -> lis
 
     spec, tol = m.spec, tolerances.get
     skip = m.unsupported
-    rows = [Check("kv_cache", f"KV cache, one sequence of {m.prompt + m.output} tokens ({m.kv_format})",
-                  sizes.kv_cache_bytes(spec, m.prompt + m.output, m.kv_format), m.kv_bytes, "bytes",
+    end = sizes.cached_tokens(m.prompt, m.output)
+    rows = [Check("kv_cache", f"KV cache, one sequence of {end} tokens ({m.kv_format})",
+                  sizes.kv_cache_bytes(spec, end, m.kv_format), m.kv_bytes, "bytes",
                   tol("kv_cache"), note=skip)]
     # The counter sees what the kernels execute: whole tiles of windowed patterns (convention 8).
     parts = components(spec, replace(shape_of(spec), skip_masked_tiles=False))

@@ -1,7 +1,8 @@
 """Measure what serving a spec's reference model stores and computes, for `costplan profile --serve`.
 
 At the spec's serving settings (serving.prompt_tokens P, output_tokens O, kv_cache, group_size), one sequence:
-- the KV cache's bytes once it holds P + O tokens (generate.py's cache, in the KV format's dtype);
+- the KV cache's bytes once it holds P + O − 1 tokens, its end (the last output token is never fed back;
+  generate.py's cache, in the KV format's dtype);
 - the prefill's matmul FLOPs (FlopCounterMode, with counters.py's formulas for the CPU flash kernel): the
   P-token prompt into an empty cache, logits for its last token only;
 - one decode step's FLOPs at the context serve times a step at, P + O/2 cached tokens (+ the new one);
@@ -60,7 +61,7 @@ class ServeMeasurement:
     group_size: int                  # int4's, where serving.group_size does not divide every matrix
     weight_bytes: dict[str, int]
     unsupported: str = ""            # why the model cannot decode with a cache ('' when it can)
-    kv_bytes: int | None = None      # one sequence at prompt + output tokens
+    kv_bytes: int | None = None      # one sequence's cache at its end, prompt + output − 1 tokens
     prefill_flops: int | None = None
     decode_flops: int | None = None
     timing: Timing | None = None
@@ -119,13 +120,17 @@ def measure_serve(spec: Spec, device: torch.device, *, time: bool = True,
             result.time_note = result.unsupported
             stage.done()
             return result
+        # room for the counted step's token at the context, which one or two output tokens never reach
         cache = new_cache(spec, prompt + output, dtype=KV_DTYPES[s.kv_cache])
         ids = torch.zeros(1, prompt, dtype=torch.long)
         result.prefill_flops = _flops(lambda: model(ids, cache))
         token = ids[:, :1]
         fill(model, cache, context, token)
         result.decode_flops = _flops(lambda: model(token, cache))
-        fill(model, cache, prompt + output, token)
+        end = sizes.cached_tokens(prompt, output)      # what a generation's cache holds after its last step
+        cache = new_cache(spec, end, dtype=KV_DTYPES[s.kv_cache])
+        model(ids, cache)
+        fill(model, cache, end, token)
         result.kv_bytes = cache.nbytes
     if time:
         stage(f"decode step time at context {context}")
@@ -180,7 +185,7 @@ def decode_bytes_read(spec: Spec, context: int, element_bytes: int) -> int:
     rows = (m.vocab_size * m.d_model if m.tie_embeddings else m.d_model) + (
         m.d_model if m.position == "learned" else 0)
     # a chunked layer reads its new token's chunk so far, not a whole chunk
-    read = sizes.kv_cache_bytes(spec, context) + sizes.chunk_decode(spec, context, 1)[0]
+    read = sizes.kv_cache_bytes(spec, context) + sizes.chunk_decode(spec, range(context, context + 1), context)[0]
     cache = round(read) // sizes.KV_ELEMENT_BYTES["bf16"]
     return (params - table + rows + cache) * element_bytes
 

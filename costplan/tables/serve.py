@@ -36,14 +36,14 @@ def serve_rows(est: ServingEstimate) -> list[Row]:
         f"split over {a.kv_cache_split} GPUs" if a.kv_cache_split > 1 else "")
     if a.kv_cache_split > 1 and copies > 1:
         cache_split += f", each part on {copies} (KV heads copied)"
-    if m.kv_cache_per_sequence < m.kv_cache_per_token * (a.prompt_tokens + a.output_tokens):
+    if m.kv_cache_per_sequence < m.kv_cache_per_token * m.kv_cache_tokens:
         cache_split = ", ".join(filter(None, ["less than per token × tokens: windows and recurrent states cap it",
                                               cache_split]))
     rows = [
         Row("memory", "weights", m.weights_per_gpu, "bytes", m.weights_per_gpu / m.gpu_memory,
             note=f"{size(m.weights)} in all over {a.tensor} GPUs" if a.tensor > 1 else ""),
         Row("memory", "KV cache per token", m.kv_cache_per_token, "bytes", note="whole model"),
-        Row("memory", f"KV cache per sequence ({a.prompt_tokens + a.output_tokens} tokens)",
+        Row("memory", f"KV cache per sequence ({m.kv_cache_tokens} tokens)",
             m.kv_cache_per_sequence, "bytes", note=cache_split),
         Row("memory", f"KV cache, batch {thr.batch}", thr.batch * m.kv_cache_per_sequence_per_gpu, "bytes",
             thr.batch * m.kv_cache_per_sequence_per_gpu / m.gpu_memory, note="per GPU"),
@@ -100,8 +100,8 @@ def assumption_lines(est: ServingEstimate) -> list[str]:
            f"{seconds(e['allreduce_latency'].value * 1e-6)} each"
            + (f" ({a.latency_device}'s)" if a.latency_device != a.efficiency_device else "") if a.tensor > 1 else ""),
         f"quantized: {a.quantized}",
-        f"memory: {percent(a.reserve_fraction)} of each GPU reserved; the cache of each sequence held at "
-        f"prompt + output tokens",
+        f"memory: {percent(a.reserve_fraction)} of each GPU reserved; the cache of each sequence held at its end, "
+        f"prompt + output − 1 tokens (the last output token is never fed back)",
         decode + "; TTFT is one prompt's prefill "
         f"alone; a busy replica prefills {a.prefill_prompts_per_pass} prompt"
         f"{'s' if a.prefill_prompts_per_pass != 1 else ''} a pass (serving.prefill_tokens); a request costs its "

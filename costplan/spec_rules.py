@@ -280,6 +280,9 @@ def parallel_rules(par: Getter, model: Getter, training: Getter, hw: Getter) -> 
         problems += uneven_rules(par, model("n_layers"))
     problems += expert_rules(par, model("moe"), data if isinstance(data, int) else None)
     micro, batch, micro_batches = training("micro_batch_size"), training("global_batch_size"), par("micro_batches")
+    # the micro-batches of a step where the batch rules leave them sound (Spec.micro_batches: one without a batch
+    # or a count); None where those rules already fail or cannot be read
+    steps = None if batch else micro_batches or 1
     if batch and micro and isinstance(data, int):
         per_step = micro * data
         if batch % per_step:
@@ -290,10 +293,12 @@ def parallel_rules(par: Getter, model: Getter, training: Getter, hw: Getter) -> 
             problems.append(("parallelism.micro_batches",
                              f"{micro_batches} does not match global_batch_size ({batch}) / (micro_batch_size "
                              f"({micro}) × data-parallel degree ({data})) = {batch // per_step}"))
-        elif virtual > 1 and pipeline and (micro_batches or batch // per_step) % pipeline:
-            problems.append(("parallelism.virtual_stages",
-                             f"interleaving needs micro-batches ({micro_batches or batch // per_step}) in "
-                             f"multiples of pipeline ({pipeline})"))
+        else:
+            steps = batch // per_step
+    if virtual > 1 and pipeline and steps is not None and steps % pipeline:
+        hint = "" if batch or micro_batches else ": set parallelism.micro_batches or training.global_batch_size"
+        problems.append(("parallelism.virtual_stages",
+                         f"interleaving needs micro-batches ({steps}) in multiples of pipeline ({pipeline}){hint}"))
     seq_len = training("seq_len") or model("max_seq_len")
     if context > 1 and seq_len and seq_len % (2 * context):
         problems.append(("parallelism.context", f"{context} needs training.seq_len ({seq_len}) divisible by "

@@ -526,6 +526,21 @@ def test_zero_2_and_3_are_refused_under_a_pipeline():
                if layout["pipeline"] > 1)
 
 
+@pytest.mark.parametrize("settings, steps", [([], 1), (["parallelism.micro_batches=3"], 3),
+                                              (["training.global_batch_size=12"], 3)])
+def test_interleaving_needs_micro_batches_in_multiples_of_the_pipeline(settings, steps):
+    # An interleaved schedule runs a micro-batch through a rank's chunks in turn, p micro-batches to a round
+    # (Megatron-Core refuses other counts); one micro-batch cannot overlap its own chunks, so a step without a
+    # batch or a count (one micro-batch) is refused as well, rather than timed with a bubble it cannot have.
+    base = ["hardware.count=8", "parallelism.tensor=1", "parallelism.pipeline=2", "parallelism.virtual_stages=2",
+            "parallelism.zero=1"]
+    with pytest.raises(costplan.SpecError, match=rf"parallelism.virtual_stages: interleaving needs micro-batches "
+                                                 rf"\({steps}\) in multiples of pipeline \(2\)"):
+        costplan.load_spec("llama3-8b", base + settings)
+    for fine in (["parallelism.micro_batches=4"], ["training.global_batch_size=16"]):
+        assert costplan.load_spec("llama3-8b", base + fine).micro_batches == 4
+
+
 def test_context_ranks_hold_autocasts_weight_copies_whole():
     # Under autocast each matmul saves its weight's 16-bit copy once a micro-batch; the context ranks split the
     # sequence, not the weights, so each holds those copies whole and splits the rest: A(2) = (A(1) − Y)/2 + Y,

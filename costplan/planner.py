@@ -303,12 +303,11 @@ def _fewest_gpus(spec: Spec, gpu_key: str, deadline_hours: float, mfu: float | N
             update={"fastest": fastest})
     found.sort(key=lambda f: f[0])
     # Every layout with its own cheapest micro-batch and recomputation, at the fewest GPUs those meet the
-    # deadline on: the fewest GPUs win, then the cheapest (of equals, the one holding least: ZeRO 2 over a ZeRO 1
-    # of one micro-batch, which moves as much); the runner-up is the next layout so settled (an untuned
-    # runner-up would flatter the choice).
+    # deadline on: the fewest GPUs win, then the cheapest, then (_simplest) as estimate chooses among equals;
+    # the runner-up is the next layout so settled (an untuned runner-up would flatter the choice).
     settled = sorted(((_settled(spec, gpu_key, lay, searched, gpu.node_size, deadline_hours, mfu), lay)
                       for _, lay, searched in found),
-                     key=lambda t: (t[0].assumptions.gpu_count, t[0].time.cost_usd, t[0].memory.total_per_gpu))
+                     key=lambda t: (t[0].assumptions.gpu_count, t[0].time.cost_usd, *_simplest(t[0])))
     result, layout = settled[0]
     count = result.assumptions.gpu_count
     # what the spec's own micro-batch and recomputation cost on those GPUs, where they meet the deadline at all
@@ -333,6 +332,15 @@ def _fewest_gpus(spec: Spec, gpu_key: str, deadline_hours: float, mfu: float | N
         not_taken=_not_taken(spec, gpu_key, mfu), spec_gpu=spec.hardware.gpu,
         oversized_batch=oversized_batch(result.assumptions),
     )
+
+
+def _simplest(result) -> tuple:  # noqa: ANN001 - an Estimate
+    """Among layouts of equal GPUs and cost, estimate's order (costs/run.py): the fewest model-parallel GPUs, the
+    fewest pipeline stages; then, at a fixed MFU, which times every layout alike, the lowest ZeRO stage, and with
+    the step model the one holding least (ZeRO 2 over a ZeRO 1 of one micro-batch, which moves as much)."""
+    lay = layout_of(result)
+    fixed = result.assumptions.mfu_override is not None
+    return (replica(lay), lay["pipeline"], lay["zero"] if fixed else 0, result.memory.total_per_gpu)
 
 
 def _fastest(spec: Spec, gpu_key: str, node_size: int, mfu: float | None) -> dict[str, Any] | None:

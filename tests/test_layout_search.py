@@ -62,8 +62,8 @@ def test_skipping_layouts_keeps_the_fastest(name, overrides):
     """The search's choice against every fitting candidate timed, as the search did before it skipped any: of each
     family (tensor degree, the experts' split, pipeline depth) the lowest ZeRO stage that fits; of those the
     shortest step per sequence, then the fewest model-parallel GPUs, the lowest ZeRO stage, the first in the
-    grid's order. ZeRO 1 only on steps of several micro-batches: on one, ZeRO 2 moves as much and holds less;
-    beside a fitting ZeRO 1, ZeRO 2 too (it may be faster)."""
+    grid's order. ZeRO 1 without a pipeline only on steps of several micro-batches: on one, ZeRO 2 moves as much
+    and holds less; beside a fitting ZeRO 1, ZeRO 2 too (it may be faster)."""
     spec = costplan.load_spec(name, overrides)
     shape = shape_of(spec)
     count, done, timed = spec.hardware.count, set(), []
@@ -74,8 +74,8 @@ def test_skipping_layouts_keeps_the_fastest(name, overrides):
         if family in done or not layouts.fits_batch(spec, layout, count):
             continue
         candidate = layouts.variant(spec, spec.hardware.gpu, count, layout)
-        if layout["zero"] == 1 and candidate.micro_batches == 1:
-            continue
+        if layout["zero"] == 1 and candidate.micro_batches == 1 and layout["pipeline"] == 1:
+            continue        # under a pipeline ZeRO 1 is the only stage
         memories = parallel.stage_memories(candidate, stages_of(candidate, shape))
         if max(m.total for m in memories) <= spec.gpu.memory_bytes:
             if layout["zero"] != 1:
@@ -136,3 +136,15 @@ def test_per_op_checkpointing_searches_layouts_without_tensor_parallelism():
     per_op = costplan.estimate(costplan.load_spec("llama2-7b", ["training.recompute=selective_op"]))
     assert plain.parallelism.tensor > 1
     assert per_op.parallelism.tensor == 1 and per_op.memory.fits
+
+
+def test_a_batch_only_pipelines_can_split_is_laid_out_on_one_that_fits():
+    # One sequence a step on 8 GPUs leaves one data rank, and 4 KV heads allow tensor 4 at most: every layout is a
+    # pipeline of 8 GPUs, whose only ZeRO stage is 1 (zero_under_pipeline) at one micro-batch. Those were skipped
+    # as if ZeRO 2 could replace them, and the search said none fits while printing a layout that fits.
+    spec = costplan.load_spec("llama2-7b", ["hardware.gpu=h100-sxm", "hardware.count=8", "model.n_kv_heads=4",
+                                            "training.global_batch_size=1"])
+    laid_out, source, memories, _ = _search(spec)
+    assert source == "the fastest that fits of 3 layouts on 8 GPUs", source
+    assert laid_out.parallel.pipeline > 1 and laid_out.parallel.zero == 1
+    assert parallel.fullest(memories).total <= spec.gpu.memory_bytes

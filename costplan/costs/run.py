@@ -19,6 +19,7 @@ from costplan.hardware import GPU
 from costplan.loading import at_seq_len
 from costplan.records import Record, set_private
 from costplan.spec import NO_PARALLELISM, Spec
+from costplan.spec_rules import zero_under_pipeline
 
 MFU_PART = "compute at hardware.mfu"
 _HELD_SOURCE = "_layout_source"    # a copy's note of where the layout written into it came from (at_lengths)
@@ -152,8 +153,10 @@ def memories_of(spec: Spec, shape: Shape) -> list[parallel.StageMemory]:
 
 
 def _needless(spec: Spec) -> bool:
-    """ZeRO 1 on a step of one micro-batch: ZeRO 2 moves the same bytes there and holds less."""
-    return spec.parallel.zero == 1 and spec.micro_batches == 1
+    """ZeRO 1 on a step of one micro-batch, where ZeRO 2 may run: it moves the same bytes there and holds less.
+    Under a pipeline ZeRO 1 is the only stage (spec_rules.zero_under_pipeline), never needless."""
+    par = spec.parallel
+    return par.zero == 1 and spec.micro_batches == 1 and not zero_under_pipeline(2, par.pipeline)
 
 
 def _fits(memories: list[parallel.StageMemory], capacity: float) -> bool:

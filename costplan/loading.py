@@ -36,7 +36,7 @@ class RawSpec(Record):
     label: str
     default_name: str
     base_dir: str | None
-    keys: dict[str, str] = {}       # a Hugging Face config's: spec path → the config key it was read from
+    keys: dict[str, str] = {}       # a Hugging Face config's: spec path → the config key it was read from, said
     defaulted: tuple[str, ...] = ()  # ... and the keys it read that the file lacks: the class's defaults
     left_out: tuple[str, ...] = ()   # ... and "key: why" of its keys whose cost is left out (hf.Imported)
 
@@ -59,8 +59,15 @@ class RawSpec(Record):
         """A Hugging Face config as read (hf.Imported), its fields' problems named by the keys they came from."""
         from costplan import sources
 
-        keys = {path: note.removeprefix("from ") for path, note in imported.notes.items()
-                if note.startswith("from ") and " " not in note.removeprefix("from ")}
+        from costplan.hf import DEFAULTED
+
+        keys = {}
+        for path, note in imported.notes.items():
+            read = note.removeprefix("from ")
+            if note.startswith("from ") and " " not in read:
+                keys[path] = f"config key {read}"
+            elif note.endswith(DEFAULTED) and " " not in note.removesuffix(DEFAULTED):    # one key, left out
+                keys[path] = f"config key {note.removesuffix(DEFAULTED)}, not in the file: the class's default"
         return cls(imported.spec, label, sources.config_name(config), str(config.parent), keys,
                    tuple(imported.defaulted), tuple(imported.left_out))
 
@@ -68,7 +75,7 @@ class RawSpec(Record):
         """A problem with a field read from a config, naming the config's key: what its author wrote."""
         path = problem.partition(": ")[0]
         key = self.keys.get(path)
-        return f"{problem} (config key {key})" if key else problem
+        return f"{problem} ({key})" if key else problem
 
 
 def load_for_search(source: str | os.PathLike | Mapping[str, Any], overrides: Iterable[str] = ()) -> Spec:

@@ -249,6 +249,11 @@ def refusal(run, path) -> str:
     ("llama4_text", {"no_rope_layers": None, "no_rope_layer_interval": 0}, "no_rope_layer_interval: 0: a layer"),
     ("llama4_text", {"moe_layers": "1"}, 'moe_layers: "1": expected a list of layer indices'),
     ("gpt_neox", {"rotary_pct": "0.25"}, 'rotary_pct: "0.25": expected a number (the class\'s default is 0.25)'),
+    # a flag must be true or false: a non-empty string (even "false") or a 1 would read as true, and transformers
+    # refuses both; OPT's post-norm refusal would have let "false" through as pre-norm
+    ("phi", {"qk_layernorm": "false"}, 'qk_layernorm: "false": expected true or false (the class\'s default is'),
+    ("opt", {"do_layer_norm_before": "false"}, 'do_layer_norm_before: "false": expected true or false'),
+    ("qwen2", {"use_sliding_window": 1}, "use_sliding_window: 1: expected true or false"),
     # a check that reads a mistyped value is not run on it (OLMoE's head_dim check multiplies the heads)
     ("olmoe", {"head_dim": "16", "num_attention_heads": "4"}, 'num_attention_heads: "4": expected a number'),
 ])
@@ -280,6 +285,8 @@ def test_uniform_sliding_windows_are_a_spec_attention(tmp_path):
 @pytest.mark.parametrize("content, problem", [
     ("{not json", "line 1, column 2: invalid JSON: Expecting property name enclosed in double quotes"),
     ("[1, 2]", "the top level must be a JSON object, as in a Hugging Face config.json"),
+    ('{"model_type": "llama", "rope_scaling": ' + "[" * 100_000 + "]" * 100_000 + "}",
+     "invalid JSON: nested too deeply to read"),        # not the decoder's RecursionError traceback
 ])
 def test_bad_files(content, problem, run, tmp_path):
     path = tmp_path / "config.json"
@@ -434,3 +441,11 @@ def test_a_hub_cache_snapshot_is_named_after_its_model(run, tmp_path):
     plain.mkdir()
     (plain / "config.json").write_text((HF / "tiny" / "llama.json").read_text())
     assert run("estimate", str(plain)).stdout.startswith("my-model: ")
+
+
+def test_a_problem_with_a_class_default_says_the_file_left_the_key_out(run, tmp_path):
+    # MistralConfig's num_key_value_heads defaults to 8: a 4-head config that leaves it out is refused, and the
+    # message names the key and says the 8 is the class's, not a value the file wrote
+    path = write_config(tmp_path, "mistral", num_attention_heads=4, num_key_value_heads=None)
+    assert refusal(run, path) == (f"Error: {path}: model.n_kv_heads: 8 is more than n_heads (4) (config key "
+                                  "num_key_value_heads, not in the file: the class's default)")

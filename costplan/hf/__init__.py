@@ -32,6 +32,10 @@ from costplan.spec import ACTIVATIONS
 
 
 # ---------------------------------------------------------------------------------------------- reading
+# the note of a field the file does not set: read from the class's default
+DEFAULTED = " not in the file: the class's default"
+
+
 @dataclass(frozen=True)
 class Imported:
     """A config read as a spec mapping, with where each field came from."""
@@ -69,6 +73,8 @@ def load_json(config: Path) -> dict[str, Any]:
         raise SpecError(label, [f"cannot be read: {exc}"]) from None
     except json.JSONDecodeError as exc:
         raise SpecError(label, [f"line {exc.lineno}, column {exc.colno}: invalid JSON: {exc.msg}"]) from None
+    except RecursionError:      # json nests by recursion; a spec's YAML stops at its own depth (yamlio) alike
+        raise SpecError(label, ["invalid JSON: nested too deeply to read"]) from None
     if repeated and repeated[-1]:       # a top-level key (nested settings are read, if at all, as transformers does)
         raise SpecError(label, repeated[-1])
     if not isinstance(data, dict):
@@ -148,7 +154,7 @@ def read(config: Path) -> Imported:
         notes[path] = f.note or f"from {', '.join(f.keys)}"
         if f.keys and not any(k in data for k in f.keys):
             defaulted.update(f.keys)
-            notes[path] = f"{', '.join(f.keys)} not in the file: the class's default"
+            notes[path] = f"{', '.join(f.keys)}{DEFAULTED}"
     if problems:
         raise SpecError(label, problems)
     spec.setdefault("training", {})["modules"] = model_type
@@ -171,15 +177,18 @@ def read(config: Path) -> Imported:
 
 def _mistyped(data: dict[str, Any], defaults: dict[str, Any]) -> dict[str, str]:
     """Keys whose value is not of the kind of the class's default, with the problem: a number where it defaults
-    to one (a string "0.25" would be read as text, or repeated), a list where it defaults to one. A null is judged
-    by the field that reads it (read: the class may resolve it, or take it as it is)."""
+    to one (a string "0.25" would be read as text, or repeated), true or false where it defaults to one (a string
+    "false" or a 1 would read as true; transformers refuses both), a list where it defaults to one. A null is
+    judged by the field that reads it (read: the class may resolve it, or take it as it is)."""
     problems = {}
     for name, value in data.items():
         default = defaults.get(name)
         if value is None or default is None:
             continue
-        number = isinstance(default, (int, float)) and not isinstance(default, bool)
+        flag = isinstance(default, bool)
+        number = isinstance(default, (int, float)) and not flag
         if (number and (isinstance(value, bool) or not isinstance(value, (int, float)))
+                or flag and not isinstance(value, bool)
                 or isinstance(default, list) and not isinstance(value, list)):
             problems[name] = f"{name}: {json.dumps(value)}: {_expected(default)}"
     return problems

@@ -134,11 +134,14 @@ def propose(amount: float, unit: str, law: scaling.ScalingLaw, gpu_key: str, gpu
 
 
 def layout_of(result) -> dict[str, Any]:  # noqa: ANN001 - an Estimate
-    """The layout an estimate ran on, as the plans name one: its degrees, ZeRO stage and sequence parallelism."""
+    """The layout an estimate ran on, as the plans name one: its degrees, ZeRO stage and sequence parallelism;
+    the experts' degrees only for a mixture of experts (a dense spec refuses them), so that it can be pasted into
+    the spec's parallelism section."""
     par = result.parallelism
-    return {"tensor": par.tensor, "pipeline": par.pipeline, "zero": par.zero, "context": par.context,
-            "expert": par.expert, "expert_tensor": par.expert_tensor, "sequence_parallel": par.sequence_parallel,
-            "data": par.data}
+    experts = {"expert": par.expert, "expert_tensor": par.expert_tensor} if "moe" in result.params.by_component \
+        else {}
+    return {"tensor": par.tensor, "pipeline": par.pipeline, "zero": par.zero, "context": par.context, **experts,
+            "sequence_parallel": par.sequence_parallel, "data": par.data}
 
 
 def _sized(flops: float, amount: float, unit: str, law: scaling.ScalingLaw, gpu_key: str, gpus: int,

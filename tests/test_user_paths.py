@@ -114,7 +114,9 @@ def test_a_missed_deadline_says_how_near_the_quickest_run_came(run):
     [option] = json.loads(out.stdout)
     fastest = option["fastest"]
     assert (fastest["micro_batch_size"], fastest["data"], fastest["data_cap"]) == (1, 1024, 1024)
-    layout = {k: fastest[k] for k in ("tensor", "pipeline", "zero", "context", "expert", "sequence_parallel")}
+    # a dense model's layout has no experts' degrees: every key it has goes into a spec as it is
+    assert "expert" not in fastest and "expert_tensor" not in fastest
+    layout = {k: fastest[k] for k in ("tensor", "pipeline", "zero", "context", "sequence_parallel")}
     sets = ["hardware.gpu=a100-80gb", *(f"parallelism.{k}={v}" for k, v in layout.items()),
             f"training.recompute={fastest['recompute']}"]
     e = costplan.estimate(costplan.load_spec("llama2-13b", [*sets, f"hardware.count={fastest['gpus']}",

@@ -23,6 +23,18 @@ _FLOAT = "tag:yaml.org,2002:float"
 class Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
     """A SafeLoader with the fixes specs need."""
 
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        # PyYAML's readers of explicit tags fail as Python does (`!!int abc`: ValueError, `!!bool maybe`:
+        # KeyError, `!!timestamp x`: AttributeError); as YAML errors they get the node's line and column
+        try:
+            return super().construct_object(node, deep=deep)
+        except yaml.YAMLError:
+            raise
+        except (ValueError, KeyError, AttributeError, TypeError, OverflowError):
+            tag = node.tag.rpartition(":")[2]
+            raise yaml.constructor.ConstructorError(None, None, f"{shown(node.value)} cannot be read as !!{tag}",
+                                                    node.start_mark) from None
+
 
 # PyYAML follows YAML 1.1: `064` is octal (52), `0x40` hex, `1:30` base 60 (90), while `2e12` (no sign in the
 # exponent) is text. People, YAML 1.2 and the command line (`--gpus 064`) read decimal. So integers are decimal
@@ -53,7 +65,13 @@ Loader.add_constructor(_INT, _decimal_int)
 def _mapping_without_duplicates(loader: yaml.SafeLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
     mapping: dict[Any, Any] = {}
     for key_node, value_node in node.value:
+        if key_node.tag == "tag:yaml.org,2002:merge":
+            raise yaml.constructor.ConstructorError(None, None, "a merge key (<<) is not read: write the keys out "
+                                                    "(an alias of a whole value, *name, is)", key_node.start_mark)
         key = loader.construct_object(key_node, deep=deep)
+        if isinstance(key, (list, dict)):       # unhashable: PyYAML's own mapping reader refuses it too
+            raise yaml.constructor.ConstructorError(None, None, "a key must be a plain value, not a list or mapping",
+                                                    key_node.start_mark)
         if key in mapping:
             raise yaml.constructor.ConstructorError(None, None, f"duplicate key {shown(key)}", key_node.start_mark)
         mapping[key] = loader.construct_object(value_node, deep=deep)

@@ -50,6 +50,25 @@ def test_duplicate_keys_are_errors(tmp_path):
         costplan.load_spec(path)
 
 
+@pytest.mark.parametrize("text, problem", [
+    ("  [a, b]: 1\n", "line 3, column 3: invalid YAML: a key must be a plain value, not a list or mapping"),
+    ("  n_layers: !!int abc\n", "line 3, column 13: invalid YAML: 'abc' cannot be read as !!int"),
+    ("  n_layers: !!int 0x10\n", "line 3, column 13: invalid YAML: '0x10' cannot be read as !!int"),
+    ("  n_layers: !!float abc\n", "line 3, column 13: invalid YAML: 'abc' cannot be read as !!float"),
+    ("  n_layers: !!bool maybe\n", "line 3, column 13: invalid YAML: 'maybe' cannot be read as !!bool"),
+    ("  n_layers: !!timestamp foo\n", "line 3, column 13: invalid YAML: 'foo' cannot be read as !!timestamp"),
+    ("  <<: {n_layers: 2}\n", "line 3, column 3: invalid YAML: a merge key (<<) is not read"),
+])
+def test_yaml_python_cannot_construct_is_an_error_at_its_line(tmp_path, text, problem):
+    # PyYAML's own readers fail on these as Python does (TypeError, ValueError, KeyError, AttributeError): each
+    # is a one-line error naming the file and place, not a traceback
+    path = tmp_path / "odd.yaml"
+    path.write_text("name: odd\nmodel:\n" + text)
+    with pytest.raises(SpecError) as caught:
+        costplan.load_spec(path)
+    assert caught.value.problems[0].startswith(problem)
+
+
 def test_overrides_create_and_replace():
     data = {"model": {"d_model": 1, "attention": "flash"}}
     out = apply_overrides(data, ["model.d_model=2", "training.tokens=2e12", "model.attention.type=dense",

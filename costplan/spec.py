@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from costplan import hardware
 from costplan.errors import CostplanError, SpecError
-from costplan.kinds import TEXT, FieldProblems, Kind, Then, raise_if
+from costplan.kinds import TEXT, FieldProblems, Kind, Place, Then, raise_if
 from costplan.records import set_private
 from costplan.sections import Section, field
 from costplan.spec_attention import AttentionPattern, AttentionSpec, DenseAttention, ModelAttention, pattern_of
@@ -378,13 +378,21 @@ class Spec(Section):
         return super()._before(cls._fill_defaults(data, context), context)
 
     @classmethod
+    def _validate_at(cls, data: Any, at: Place, siblings: Mapping[str, type[Section]] | None = None) -> Any:
+        if isinstance(data, Mapping) and "base_dir" in data:
+            # not a field of the format: a file setting it would look its hardware file up in another folder
+            # than the one validation checked
+            at.at("base_dir").add("unknown field")
+        return super()._validate_at(data, at, siblings)
+
+    @classmethod
     def _fill_defaults(cls, data: Any, ctx: Mapping[str, Any]) -> Any:
         if not isinstance(data, Mapping):
             return data
         data = dict(data)
         if data.get("name") is None:
             data["name"] = ctx.get("default_name", "spec")
-        data.setdefault("base_dir", ctx.get("base_dir"))
+        data["base_dir"] = ctx.get("base_dir")     # the folder the spec was read from, never the file's to set
         for section in ("training", "hardware", "serving"):    # `hardware:` with nothing under it: the defaults
             if section in data and data[section] is None:
                 del data[section]

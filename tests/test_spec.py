@@ -198,3 +198,13 @@ def test_overrides_on_a_loaded_spec_derive_its_defaults_again_as_set_does():
     assert copied == spec.model_copy(update={"name": "copied"}) and copied.name == "copied"
     assert with_overrides(copied, ["model.d_model=2048"]).model.head_dim == 64
     assert with_overrides(copied, ["model.n_layers=4"]).name == "copied"
+
+
+def test_a_file_cannot_set_the_folder_its_hardware_file_is_read_from(tmp_path):
+    # base_dir is where the spec was read from; a file giving its own would have its hardware file checked in
+    # one folder and used from another
+    path = tmp_path / "moved.yaml"
+    path.write_text("name: moved\nbase_dir: /tmp\nmodel: {n_layers: 2, d_model: 64, n_heads: 4, vocab_size: 100, "
+                    "max_seq_len: 64}\n")
+    with pytest.raises(SpecError, match="base_dir: unknown field"):
+        costplan.load_spec(path)

@@ -58,7 +58,6 @@ class RawSpec(Record):
     def of_config(cls, imported: Any, label: str, config: Path) -> RawSpec:
         """A Hugging Face config as read (hf.Imported), its fields' problems named by the keys they came from."""
         from costplan import sources
-
         from costplan.hf import DEFAULTED
 
         keys = {}
@@ -192,15 +191,16 @@ def validate(data: Any, overrides: Iterable[str], *, label: str, default_name: s
         messages = exc.messages + [m for m in _rules_on_raw(data, base_dir) if m not in exc.messages]
         raise SpecError(label, messages) from None
     set_private(spec, "_raw", data)
+    set_private(spec, "_label", label)
     return spec
 
 
 def with_overrides(spec: Spec, overrides: Iterable[str]) -> Spec:
-    """A validated copy of a spec with `--set`-style overrides applied (errors name the spec), from the mapping
+    """A validated copy of a spec with `--set`-style overrides applied (errors name its file), from the mapping
     it was validated from where it holds one, so that defaults derived from other fields follow them as with
     --set (head_dim from a new d_model); else from its fields, derived ones included."""
     data = spec._raw if spec._raw is not None else spec.model_dump(exclude={"base_dir"})
-    return spec.with_config_notes(validate(data, overrides, label=spec.name, default_name=spec.name,
+    return spec.with_config_notes(validate(data, overrides, label=spec.label, default_name=spec.name,
                                            base_dir=spec.base_dir))
 
 

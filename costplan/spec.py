@@ -436,10 +436,15 @@ class Spec(Section):
         spec file)."""
         return getattr(self, "_config_defaults", ())
 
+    @property
+    def label(self) -> str:
+        """What an error about the spec names: the file (or preset) it was read from, else its name."""
+        return getattr(self, "_label", None) or self.name
+
     def with_config_notes(self, copy: Spec) -> Spec:
         """The copy (another layout, length or setting of this spec) with what this spec's config said nothing of,
-        or left out: still so of the copy."""
-        for name in ("_config_defaults", "_config_left_out"):
+        or left out, and the file it was read from: still so of the copy."""
+        for name in ("_config_defaults", "_config_left_out", "_label"):
             if getattr(self, name, ()):
                 set_private(copy, name, getattr(self, name))
         return copy

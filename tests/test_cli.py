@@ -584,3 +584,19 @@ def test_hardware_csv_keeps_the_peaks_together(run):
     header = run("hardware", "--format", "csv").stdout.splitlines()[0].split(",")
     assert header[:7] == ["key", "name", "peak_tflops.fp32", "peak_tflops.tf32", "peak_tflops.fp16",
                           "peak_tflops.bf16", "peak_tflops.fp8"]
+
+
+def test_errors_found_after_validation_name_the_file_not_the_specs_name(run, tmp_path):
+    # the spec's `name` is what tables print; an error points at the file to fix, as validation's do, and a copy
+    # of the spec with --set keeps pointing there
+    path = tmp_path / "named.yaml"
+    path.write_text("name: othername\nmodel: {n_layers: 2, d_model: 64, n_heads: 4, vocab_size: 100, "
+                    "max_seq_len: 64}\n")
+    assert errors(run("estimate", str(path), "--set", "training.precision=fp8", "--gpu", "a100-80gb")) == [
+        f"Error: {path}: training.precision: NVIDIA A100 80GB SXM has no fp8 peak FLOP/s (it has fp32, tf32, fp16, "
+        "bf16)"]
+    assert errors(run("serve", str(path), "--output-tokens", "64")) == [
+        f"Error: {path}: serving.output_tokens: 64 leaves no room for a prompt in model.max_seq_len (64); give "
+        "fewer output tokens"]
+    spec = costplan.load_spec(str(path))
+    assert spec.label == str(path) and spec.model_copy().label == str(path)

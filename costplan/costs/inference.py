@@ -255,7 +255,7 @@ def _aligned_choices(spec: Spec) -> tuple[list[int], list[int]]:
     aligned = [t for t in choices if not _misaligned(spec, t)]
     if not aligned:
         at = f", each GPU's share at serving.tensor {choices[0]}" if choices[0] > 1 else ""
-        raise SpecError(spec.name, [f"serving.group_size: {s.group_size} does not divide the input width of "
+        raise SpecError(spec.label, [f"serving.group_size: {s.group_size} does not divide the input width of "
                                     f"every quantized matrix{at} ({_misaligned(spec, choices[0])}); give one that "
                                     "does, or null for a scale per row"])
     return aligned, [t for t in choices if t not in aligned]
@@ -328,7 +328,7 @@ def serve(spec: Spec) -> ServingEstimate:
     s, gpu, hw = spec.serving, spec.gpu, spec.hardware
     if s.prompt_tokens is None:     # the default prompt is the context the output leaves: none left
         fewer = "; give fewer output tokens" if spec.model.max_seq_len > 1 else ""
-        raise SpecError(spec.name, [f"serving.output_tokens: {s.output_tokens} leaves no room for a prompt in "
+        raise SpecError(spec.label, [f"serving.output_tokens: {s.output_tokens} leaves no room for a prompt in "
                                     f"model.max_seq_len ({spec.model.max_seq_len}){fewer}"])
     parts, memory, replica, skipped = _setup(spec)
     tensor = replica.tensor
@@ -403,7 +403,7 @@ def serve(spec: Spec) -> ServingEstimate:
     )
     gpus_for_rate = math.ceil(s.rate * request) * tensor if fits and s.rate else None
     if gpus_for_rate is not None and gpus_for_rate > MAX_COUNT:     # past any cluster, and any count a spec takes
-        raise SpecError(spec.name, [f"serving.rate: {s.rate:g} requests/s needs {gpus_for_rate:.3g} GPUs, more than "
+        raise SpecError(spec.label, [f"serving.rate: {s.rate:g} requests/s needs {gpus_for_rate:.3g} GPUs, more than "
                                     f"the {MAX_COUNT:,} costplan plans for (hardware.count's limit)"])
     return ServingEstimate(
         name=spec.name, fits=fits, meets_targets=meets, memory=memory,

@@ -50,7 +50,7 @@ def resolve(spec: Spec) -> Run:
     precision = spec.training.precision
     lacks = gpu.lacks(precision)
     if lacks:   # a training matter: serving the same spec computes in 16 bits
-        raise SpecError(spec.name, [f"training.precision: {gpu.name} has {lacks}"])
+        raise SpecError(spec.label, [f"training.precision: {gpu.name} has {lacks}"])
     price = hw.usd_per_gpu_hour if hw.usd_per_gpu_hour is not None else gpu.usd_per_gpu_hour
     price_source = ("hardware.usd_per_gpu_hour" if hw.usd_per_gpu_hour is not None
                     else f"{gpu.price_source} ({gpu.price_date})")
@@ -126,7 +126,7 @@ def _unsplit_batch(spec: Spec, count: int, order: tuple[dict, ...]) -> SpecError
     below, above = max((n for n in counts if n < count), default=None), min((n for n in counts if n > count),
                                                                              default=None)
     nearest = " or ".join(str(n) for n in (below, above) if n is not None)
-    return SpecError(spec.name, [f"hardware.count: no layout of {count} GPUs splits training.global_batch_size "
+    return SpecError(spec.label, [f"hardware.count: no layout of {count} GPUs splits training.global_batch_size "
                                  f"({t.global_batch_size}) into whole micro-batches of {t.micro_batch_size} over "
                                  f"its data-parallel ranks; {nearest} GPUs would, or give a parallelism section"])
 
@@ -226,7 +226,7 @@ def _device(spec: Spec) -> step.Device:
     except SpecError:
         raise
     except CostplanError as exc:       # a device the step model cannot time: name the spec that asked
-        raise SpecError(spec.name, [str(exc)]) from None
+        raise SpecError(spec.label, [str(exc)]) from None
 
 
 def step_of(spec: Spec, shape: Shape,

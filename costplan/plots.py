@@ -52,17 +52,18 @@ def save(figure: Any, path: str, force: bool = False) -> None:
         _pyplot().close(figure)
 
 
-def seq_scaling(specs: Sequence[Spec], lengths: Sequence[int]) -> Any:
-    """FLOPs per token and activation memory against context length, one line per spec (log-log)."""
+def seq_scaling(specs: Sequence[Spec], lengths: Sequence[int], names: Sequence[str] | None = None) -> Any:
+    """FLOPs per token and activation memory against context length, one line per spec (log-log), each named
+    `names` (the specs' names where not given; the CLI tells apart two of one name)."""
     plt = _pyplot()
     figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4.5))
-    for spec in specs:
+    for spec, name in zip(specs, names or [s.name for s in specs]):
         rows = series.seq_scaling(spec, lengths)
-        label = f"{spec.name} ({describe(spec.model.attention)})"
+        label = f"{name} ({describe(spec.model.attention)})"
         left.plot([r[0] for r in rows], [r[1] for r in rows], marker="o", label=label)
         # per GPU, so on the spec's own layout: tensor and sequence parallelism divide them
         right.plot([r[0] for r in rows], [r[2] / GIB for r in rows], marker="o",
-                   label=f"{spec.name}: {series.layout_of(spec)}, micro-batch {spec.training.micro_batch_size}")
+                   label=f"{name}: {series.layout_of(spec)}, micro-batch {spec.training.micro_batch_size}")
     left.set(xscale="log", yscale="log", xlabel="context length (tokens)",
              ylabel="forward FLOPs per token (FLOP)", title="Compute per token")
     right.set(xscale="log", yscale="log", xlabel="context length (tokens)",
@@ -81,9 +82,9 @@ MAX_HEIGHT = 14.0               # inches; past about 38 specs the rows get thinn
 AXIS_REACH = 2.0                # the axis stops at twice the largest GPU: bars beyond it are cut, their total shown
 
 
-def memory(estimates: Sequence[Estimate]) -> Any:
-    """Horizontal stacked bars of per-GPU training memory by kind, one row per spec, each with its GPU's capacity
-    marked on the row and its total and fit written beside it."""
+def memory(estimates: Sequence[Estimate], names: Sequence[str] | None = None) -> Any:
+    """Horizontal stacked bars of per-GPU training memory by kind, one row per spec (named `names`, else its
+    name), each with its GPU's capacity marked on the row and its total and fit written beside it."""
     plt = _pyplot()
     rows = len(estimates)
     figure, axes = plt.subplots(figsize=(10, min(MAX_HEIGHT, 2.6 + ROW_INCHES * rows)), layout="constrained")
@@ -102,7 +103,7 @@ def memory(estimates: Sequence[Estimate]) -> Any:
     reach = max(max(capacities), min(max(starts), AXIS_REACH * max(capacities))) * 1.04
     axes.set_xlim(0, reach)
     axes.set_ylim(rows - 0.5, -0.5)                     # the first spec on top
-    axes.set_yticks(places, [e.name for e in estimates])
+    axes.set_yticks(places, names or [e.name for e in estimates])
     for place, e in zip(places, estimates):
         m = e.memory
         verdict = "fits" if m.fits else "does not fit"
@@ -219,9 +220,10 @@ def label_points(axes: Any, points: Sequence[tuple[float, float]], names: Sequen
             leaders.append(leader)
 
 
-def scaling_law(law: scaling.ScalingLaw, specs: Sequence[LawPoint]) -> Any:
+def scaling_law(law: scaling.ScalingLaw, specs: Sequence[LawPoint], names: Sequence[str] | None = None) -> Any:
     """Loss against compute with the compute-optimal frontier and fixed-size curves; iso-FLOP curves of loss
-    against size with their optima; specs as points on both, each named beside it without overlap."""
+    against size with their optima; specs as points on both, each named (`names`, else its name) beside it
+    without overlap."""
     plt = _pyplot()
     points = [series.spec_point(p) for p in specs]
     c_lo = min([1e18, *(p[0] / 10 for p in points)])
@@ -256,7 +258,7 @@ def scaling_law(law: scaling.ScalingLaw, specs: Sequence[LawPoint]) -> Any:
         axes.grid(True, which="both", alpha=0.3)
         axes.legend(fontsize=9, loc="upper right")
 
-    names = [p.name for p in specs]
+    names = names or [p.name for p in specs]
     for index, (c, n, loss) in enumerate(points):
         style = dict(marker=SPEC_MARKERS[index % len(SPEC_MARKERS)], markersize=7, color="black",
                      markerfacecolor=SPEC_FILLS[index // len(SPEC_MARKERS) % len(SPEC_FILLS)], linestyle="none",

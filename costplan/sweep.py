@@ -9,6 +9,7 @@ layout or the GPUs, or the point does not split or fit on it: then the point sea
 from __future__ import annotations
 
 import itertools
+import json
 import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -89,15 +90,30 @@ def parse_vary(text: str) -> Axis:
     key, sep, raw = text.partition("=")
     key = key.strip()
     if not sep or not key:
-        raise CostplanError(f"--vary {text}: expected KEY=V1,V2,..., e.g. model.n_layers=12,24,48")
+        raise CostplanError(f"--vary {printable(text)}: expected KEY=V1,V2,..., e.g. model.n_layers=12,24,48")
     try:
         path = ".".join(field_path(key))
     except CostplanError as exc:
-        raise CostplanError(f"--vary {text}: {exc}") from None
+        raise CostplanError(f"--vary {printable(text)}: {exc}") from None
     texts = tuple(part.strip() for part in _top_level(raw))
     if any(not part for part in texts):
-        raise CostplanError(f"--vary {text}: an empty value; write values separated by commas")
-    return Axis(path, tuple(yamlio.value(part) for part in texts), texts)
+        raise CostplanError(f"--vary {printable(text)}: an empty value; write values separated by commas")
+    values = tuple(yamlio.value(part) for part in texts)
+    first: dict[tuple, int] = {}
+    for i, value in enumerate(values):
+        if (j := first.setdefault(_identity(value), i)) != i:
+            raise CostplanError(f"--vary {path}: {printable(texts[j])} and {printable(texts[i])} are the same value; "
+                                "give each once (every point would be evaluated twice)")
+    return Axis(path, values, texts)
+
+
+def _identity(value: Any) -> tuple:
+    """What makes two --vary values the same point: 2 and 2.0 are, true and 1 are not."""
+    if isinstance(value, bool):
+        return ("flag", value)
+    if isinstance(value, (int, float)):
+        return ("number", value)
+    return ("other", json.dumps(value, sort_keys=True, default=str))
 
 
 def _top_level(raw: str) -> list[str]:
@@ -118,9 +134,9 @@ def check_axes(axes: Sequence[Axis], overrides: Iterable[str] = ()) -> None:
     seen: dict[str, str] = {}
     for axis in axes:
         if axis.key in seen:
-            raise CostplanError(f"--vary {axis.key}: varied twice ({seen[axis.key]} and {', '.join(axis.texts)});"
-                                " give all its values in one --vary")
-        seen[axis.key] = ", ".join(axis.texts)
+            raise CostplanError(f"--vary {axis.key}: varied twice ({seen[axis.key]} and "
+                                f"{printable(', '.join(axis.texts))}); give all its values in one --vary")
+        seen[axis.key] = printable(", ".join(axis.texts))
     for text in overrides:
         key = ".".join(parse_override(text)[0])
         if key in seen:
@@ -210,7 +226,7 @@ class _Work:
                 served = serve(spec) if self.serving else None
             except SpecError as exc:
                 for problem in exc.problems:
-                    problems.setdefault(problem, f"{self.raw.label} [{', '.join(sets)}]: {problem}")
+                    problems.setdefault(problem, f"{self.raw.label} [{', '.join(map(printable, sets))}]: {problem}")
                 continue
             values = {name: get(result) for name, get in COLUMNS.items()}
             if served is not None:

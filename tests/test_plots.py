@@ -374,3 +374,22 @@ def test_lengths_are_plotted_in_order_each_once(run):
     class Param:
         opts = ["--lengths"]
     assert parse_lengths(None, Param, "16384,512,2048,512") == [512, 2048, 16384]
+
+
+def test_two_specs_of_one_name_are_told_apart_as_compare_does(run, tmp_path, monkeypatch):
+    # a preset and an edited copy of it keep the preset's name: the bars and lines must not both say llama2-7b
+    from costplan import plots
+
+    drawn = {}
+    monkeypatch.setattr(plots, "save", lambda figure, output, force=False: drawn.update(figure=figure))
+    copy = tmp_path / "my.yaml"
+    copy.write_text("name: llama2-7b\nmodel: {n_layers: 8, d_model: 4096, n_heads: 32, vocab_size: 32000, "
+                    "max_seq_len: 4096}\ntraining: {seq_len: 4096}\n")
+    expected = ["llama2-7b (llama2-7b)", f"llama2-7b ({copy})"]
+    assert run("plot", "memory", "llama2-7b", str(copy), "-o", str(tmp_path / "m.png")).exit_code == 0
+    axes = drawn["figure"].axes[0]
+    assert [label.get_text() for label in axes.get_yticklabels()] == expected
+    assert run("plot", "seq-scaling", "llama2-7b", str(copy), "--lengths", "512,1024", "-o",
+               str(tmp_path / "s.png")).exit_code == 0
+    left = drawn["figure"].axes[0]
+    assert [line.get_label() for line in left.get_lines()] == [f"{expected[0]} (flash)", f"{expected[1]} (dense)"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from pathlib import Path
 
 import pytest
 
@@ -71,8 +72,9 @@ def test_sort_by_and_limit(run):
                   "--format", "json")
     data = json.loads(limited.stdout)
     assert [(d["model.n_layers"], d["model.d_ff"]) for d in data] == [(1, 64), (1, 128), (2, 64)]
-    assert limited.stderr == "sweep: the first 3 of 6 points (--limit)\n"       # the rest are nowhere else
-    assert run("sweep", TINY, "--vary", "n_layers=1,2", "--limit", "5").stderr == ""
+    # the rest are nowhere else (then the tiny spec's own warning: no training.seq_len)
+    assert limited.stderr.splitlines()[0] == "sweep: the first 3 of 6 points (--limit)"
+    assert "--limit" not in run("sweep", TINY, "--vary", "n_layers=1,2", "--limit", "5").stderr
 
 
 def test_moe_shorthand_and_table(run):
@@ -174,7 +176,8 @@ def test_a_long_sweep_says_how_far_it_is(run, monkeypatch):
     monkeypatch.setattr(command, "PROGRESS_FROM", 3)
     monkeypatch.setattr(command, "PROGRESS_EVERY", 0.0)
     result = run(*args)
-    assert result.exit_code == 0 and result.stderr.splitlines()[-1].startswith("sweep: 3 of 3 points (")
+    progress = [line for line in result.stderr.splitlines() if not line.startswith("warning: ")]
+    assert result.exit_code == 0 and progress[-1].startswith("sweep: 3 of 3 points (")
     assert result.stdout == run(*args, "--jobs", "1").stdout
 
 
@@ -222,3 +225,30 @@ def test_points_keep_the_base_layout_unless_told_to_search(run):
     assert searched["gpu_hours"] == e.time.gpu_hours != held["gpu_hours"]
     # the README's figures for it
     assert (round(held["gpu_hours"] / 100) / 10, round(searched["gpu_hours"] / 100) / 10) == (121.5, 105.2)
+
+
+def test_a_sweep_warns_of_a_defaulted_training_length_as_estimate_does(run):
+    # ci-flash gives no training.seq_len: every point trains at model.max_seq_len, which estimate warns of
+    said = "warning: ci-flash: no training.seq_len; training on sequences of model.max_seq_len, "
+    flash = str(Path(__file__).parents[1] / "specs" / "ci" / "flash.yaml")
+    assert said + "128 tokens" in run("sweep", flash, "--vary", "n_layers=1,2").stderr
+    assert said + "each point's" in run("sweep", flash, "--vary", "max_seq_len=64,128").stderr
+    assert "seq_len" not in run("sweep", flash, "--vary", "training.seq_len=64,128").stderr
+    assert said + "128 tokens" in run("estimate", flash).stderr
+
+
+def test_a_value_given_twice_is_refused_not_evaluated_twice(run):
+    assert errors(run("sweep", TINY, "--vary", "n_layers=1,2,2.0")) == [
+        "Error: --vary model.n_layers: 2 and 2.0 are the same value; give each once (every point would be "
+        "evaluated twice)"]
+    # a flag and a number are not the same value (validation judges the 1)
+    assert "the same value" not in run("sweep", TINY, "--vary", "training.autocast=true,1").stderr
+
+
+def test_echoed_values_are_cut_short(run):
+    # a --vary's text and a point's label repeat the user's input: a long one is cut, as --set's values are
+    seeds = ",".join(str(i) for i in range(2000))
+    (line,) = errors(run("sweep", TINY, "--vary", f"training.seeds={seeds}"))
+    assert len(line) < 600 and "…" in line
+    lines = errors(run("sweep", TINY, "--vary", "n_layers=" + "x" * 5000))
+    assert all(len(line) < 400 for line in lines)

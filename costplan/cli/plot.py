@@ -27,11 +27,12 @@ force_option = click.option("--force", is_flag=True, help="Replace the output fi
 @spec_options
 def plot_seq_scaling(specs, output, force, lengths, overrides, gpu, gpus, tokens, mfu) -> None:
     """FLOPs per token and activation memory against context length, one line per spec."""
-    from costplan import plots, series
+    from costplan import plots, series, tables
 
     plots.check_output(output, force)
     loaded = load_all(specs, collect_overrides(overrides, gpu, gpus, tokens, mfu))
-    plots.save(plots.seq_scaling(loaded, lengths or series.DEFAULT_LENGTHS), output, force)
+    names = tables.column_names([s.name for s in loaded], specs)
+    plots.save(plots.seq_scaling(loaded, lengths or series.DEFAULT_LENGTHS, names), output, force)
     click.echo(output)
 
 
@@ -43,14 +44,14 @@ def plot_seq_scaling(specs, output, force, lengths, overrides, gpu, gpus, tokens
 def plot_memory(specs, output, force, overrides, gpu, gpus, tokens, mfu) -> None:
     """Per-GPU training memory by kind (weights, gradients, optimizer, activations), one bar per spec, against
     the GPU's capacity."""
-    from costplan import plots
+    from costplan import plots, tables
     from costplan.costs.estimate import estimate as run_estimate
 
     plots.check_output(output, force)
     loaded = load_all(specs, collect_overrides(overrides, gpu, gpus, tokens, mfu))
     results = [run_estimate(s) for s in loaded]
     _warn(results)
-    plots.save(plots.memory(results), output, force)
+    plots.save(plots.memory(results, tables.column_names([s.name for s in loaded], specs)), output, force)
     click.echo(output)
 
 
@@ -84,5 +85,6 @@ def plot_scaling(specs, output, force, law, overrides, gpu, gpus, tokens, mfu) -
     for point in points:
         echo_warnings(tables.assumed_inputs(point.name, point.tokens_source, point.config_defaults,
                                             point.config_left_out))
-    plots.save(plots.scaling_law(constants, points), output, force)
+    plots.save(plots.scaling_law(constants, points, tables.column_names([p.name for p in points], specs)),
+               output, force)
     click.echo(output)

@@ -31,9 +31,9 @@ def progress_lines():  # noqa: ANN201
 
 
 def _base_warnings(raw, axes, sets) -> list[str]:  # noqa: ANN001
-    """What every point rests on that the spec does not say, as estimate warns of it: its tokens' rule (unless a
-    --vary gives them), its config's class defaults and what of its config no estimate counts. Nothing where the
-    base spec is not valid on its own (the points are checked one by one)."""
+    """What every point rests on that the spec does not say, as estimate warns of it: its tokens' rule and its
+    training length (unless a --vary gives them), its config's class defaults and what of its config no estimate
+    counts. Nothing where the base spec is not valid on its own (the points are checked one by one)."""
     from costplan import tables
     from costplan.costs.estimate import law_point
 
@@ -42,8 +42,13 @@ def _base_warnings(raw, axes, sets) -> list[str]:  # noqa: ANN001
     except CostplanError:
         return []
     point = law_point(base)
-    source = "training.tokens" if any(a.key == "training.tokens" for a in axes) else point.tokens_source
-    return tables.assumed_inputs(base.name, source, point.config_defaults, point.config_left_out)
+    varied = {a.key for a in axes}
+    source = "training.tokens" if "training.tokens" in varied else point.tokens_source
+    out = tables.assumed_inputs(base.name, source, point.config_defaults, point.config_left_out)
+    if base.seq_len_defaulted and "training.seq_len" not in varied:
+        lengths = "each point's" if "model.max_seq_len" in varied else f"{base.seq_len:,} tokens"
+        out.append(tables.defaulted_seq_len(base.name, lengths))
+    return out
 
 
 @click.command()
@@ -99,8 +104,9 @@ def sweep(spec, varies, sort_by, limit, fmt, serving, jobs, search_layouts, law,
     total = sweeps.size(axes)
     if count is not None and count < total:     # said, as the points left out are nowhere in the table
         click.echo(f"sweep: the first {count:,} of {total:,} points (--limit)", err=True)
-    echo_warnings(_base_warnings(raw, axes, sets))
+    warned = _base_warnings(raw, axes, sets)
     points = sweeps.run(raw, axes, sets, constants, count, serving, job_count, progress_lines(), search_layouts)
+    echo_warnings(warned)       # once every point is valid: a sweep that fails prints its errors alone
     if order is not None:
         points = sorted(points, key=order)
     if serving:

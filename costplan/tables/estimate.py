@@ -223,14 +223,19 @@ def warnings(est: Estimate) -> list[str]:
     a, m = est.assumptions, est.memory
     out = assumed_inputs(est.name, a.tokens_source, a.config_defaults, a.config_left_out)
     if a.seq_len_source != "training.seq_len":
-        out.append(f"{est.name}: no training.seq_len; training on sequences of model.max_seq_len, {a.seq_len:,} "
-                   "tokens (a Hugging Face config's max_position_embeddings is often the longest context it serves, "
-                   "not the one it was trained at): set training.seq_len")
+        out.append(defaulted_seq_len(est.name, f"{a.seq_len:,} tokens"))
     if not m.fits:
         out.append(f"{est.name}: {_not_fitting(est)}")
     if oversized_batch(a):
         out.append(f"{est.name}: {oversized_note(oversized_batch(a))}")
     return out
+
+
+def defaulted_seq_len(name: str, length: str) -> str:
+    """The warning of a spec without training.seq_len, trained at model.max_seq_len (`length`, said)."""
+    return (f"{name}: no training.seq_len; training on sequences of model.max_seq_len, {length} (a Hugging Face "
+            "config's max_position_embeddings is often the longest context it serves, not the one it was trained "
+            "at): set training.seq_len")
 
 
 def seq_len_warnings(group: Sequence[Estimate]) -> list[str]:

@@ -220,6 +220,17 @@ UNIT_WORDS = {"bytes": "bytes", "flop": "FLOPs", "hours": "GPU-hours", "usd": "U
               "tokens/s": "tokens/s"}
 
 
+def given(value: Any) -> str:
+    """A value as a spec writes it (a varied key's cell): null, true and false as YAML says them, a float short
+    where that is exact (1e+12, not 1000000000000.0), else whole."""
+    if value is None or isinstance(value, bool):
+        return {None: "null", True: "true", False: "false"}[value]
+    if isinstance(value, float) and math.isfinite(value):
+        short = f"{value:g}"
+        return short if float(short) == value else repr(value)
+    return str(value)
+
+
 def human(value: Any, unit: str) -> str:
     if value is None:
         return "—"

@@ -252,3 +252,11 @@ def test_echoed_values_are_cut_short(run):
     assert len(line) < 600 and "…" in line
     lines = errors(run("sweep", TINY, "--vary", "n_layers=" + "x" * 5000))
     assert all(len(line) < 400 for line in lines)
+
+
+def test_varied_values_read_as_a_spec_writes_them(run):
+    # the table's varied columns: null and a large float as written, not Python's None and 1000000000000.0
+    lines = run("sweep", TINY, "--vary", "training.tokens=1e12,2e6", "--vary",
+                "hardware.mfu=null,0.123456789").stdout.splitlines()
+    cells = [line.split()[:2] for line in lines[2:]]
+    assert cells == [["1e+12", "null"], ["1e+12", "0.123456789"], ["2e+06", "null"], ["2e+06", "0.123456789"]]

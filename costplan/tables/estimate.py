@@ -10,7 +10,7 @@ from costplan.costs.estimate import LARGEST_PUBLISHED_BATCH, oversized_batch
 from costplan.costs.parallel import micro_batches_in_flight
 from costplan.hardware import SPEC_NETWORK
 from costplan.spec_rules import zero_under_pipeline
-from costplan.report import (UNIT_WORDS, Block, LazyRows, Row, Table, count, degrees, flop, flops_rate, human,
+from costplan.report import (UNIT_WORDS, Block, LazyRows, Row, Table, count, degrees, flop, flops_rate, given, human,
                              layout_words, number, percent, plural, price, ratio, recomputed, sectioned, seconds, size,
                              layout_extras)
 
@@ -402,7 +402,7 @@ def cell(value: Any, unit: str) -> str:
 def sweep(points: Sequence[Point], keys: Sequence[str]) -> Table:
     """`costplan sweep`: one row per point, the varied keys first; raw numbers in JSON and CSV."""
     headers = [*keys, *SWEEP_UNITS]
-    body = LazyRows(lambda: [[str(p.varied[k]) for k in keys]
+    body = LazyRows(lambda: [[given(p.varied[k]) for k in keys]
                              + [cell(v, SWEEP_UNITS[name])
                                 for name, v in p.values.items()] for p in points])
     return Table([Block(headers, body)], [{**p.varied, **p.values} for p in points], columns=headers)

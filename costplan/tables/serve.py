@@ -6,8 +6,8 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from costplan.costs.serving_result import NO_DECODE
-from costplan.report import (Block, LazyRows, Row, Table, flatten, flops_rate, human, percent, sectioned, seconds, size,
-                             usd)
+from costplan.report import (Block, LazyRows, Row, Table, flatten, flops_rate, given, human, percent, sectioned,
+                             seconds, size, usd)
 from costplan.spec import ServingSpec
 from costplan.validation import MAX_COUNT
 from costplan.tables.estimate import COMPARED, SWEEP_UNITS, cell, side_by_side
@@ -202,6 +202,6 @@ def sweep(points: Sequence[Point], keys: Sequence[str]) -> Table:
     """sweep's table with the serving columns."""
     units = {**SWEEP_UNITS, **SERVING_UNITS}
     headers = [*keys, *units]
-    body = LazyRows(lambda: [[str(p.varied[k]) for k in keys]
+    body = LazyRows(lambda: [[given(p.varied[k]) for k in keys]
                              + [cell(v, units[name]) for name, v in p.values.items()] for p in points])
     return Table([Block(headers, body)], [{**p.varied, **p.values} for p in points], columns=headers)

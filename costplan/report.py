@@ -338,7 +338,11 @@ def block_text(block: Block, fmt: str = "table") -> str:
     if text is None:
         from tabulate import tabulate  # imported on use: keeps `costplan --help` fast
 
-        text = tabulate(list(block.body), headers=list(block.headers), disable_numparse=True, colalign=block.align,
+        body, headers = list(block.body), list(block.headers)
+        if fmt == "markdown":   # a | in a cell (a spec's name) would end it: escaped, as GitHub's tables read
+            body = [[str(cell).replace("|", "\\|") for cell in row] for row in body]
+            headers = [str(cell).replace("|", "\\|") for cell in headers]
+        text = tabulate(body, headers=headers, disable_numparse=True, colalign=block.align,
                         tablefmt="github" if fmt == "markdown" else "simple")
     if block.title:
         text = (f"### {block.title}\n\n" if fmt == "markdown" else f"{block.title}\n") + text

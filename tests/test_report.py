@@ -313,3 +313,10 @@ def test_the_bytes_rule_names_the_optimizers_own_state(optimizer, states):
     e = costplan.estimate(costplan.load_spec("gpt2-small", [f"training.optimizer={optimizer}"]))
     rule = e.assumptions.bytes_per_param["rule"]
     assert rule == f"16-bit weights and gradients, fp32 master copy, {states} (ZeRO §3.1)"
+
+
+def test_markdown_escapes_a_pipe_in_a_cell(run):
+    # a | in a spec's name would end its cell and shift every column after it
+    lines = run("compare", "llama2-7b", "llama3-8b", "--set", "name=a|b", "--format", "markdown").stdout.splitlines()
+    assert all(line.replace("\\|", "").count("|") == 4 for line in lines if line.startswith("|"))
+    assert "a\\|b (llama2-7b) (baseline)" in lines[0]

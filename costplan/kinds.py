@@ -167,8 +167,11 @@ class Choice(Kind):
         for choice in self.values:
             if type(read) is type(choice) and read == choice:
                 return choice
+        # YAML 1.1 reads off, no, on and yes as booleans: a word that became one is said as such
+        flag = (" (YAML reads off, no, on and yes as false or true: quote a word)"
+                if isinstance(value, bool) and not any(isinstance(v, bool) for v in self.values) else "")
         raise Invalid(f"{shown(value)} is not one of {either(self.values)}"
-                      f"{did_you_mean(value, [str(v) for v in self.values])}")
+                      f"{did_you_mean(value, [str(v) for v in self.values])}{flag}")
 
     def choices(self) -> tuple | None:
         return self.values

@@ -208,3 +208,13 @@ def test_a_file_cannot_set_the_folder_its_hardware_file_is_read_from(tmp_path):
                     "max_seq_len: 64}\n")
     with pytest.raises(SpecError, match="base_dir: unknown field"):
         costplan.load_spec(path)
+
+
+def test_a_word_yaml_read_as_a_flag_is_said_to_be_one(tmp_path):
+    # YAML 1.1 reads `off` as false: the message says why a word the user wrote came back as false
+    path = tmp_path / "off.yaml"
+    path.write_text("name: a\nmodel: {n_layers: 2, d_model: 64, n_heads: 4, vocab_size: 100, max_seq_len: 64}\n"
+                    "training: {recompute: off}\n")
+    with pytest.raises(SpecError, match=r"training.recompute: false is not one of .*\(YAML reads off, no, on and "
+                                        r"yes as false or true: quote a word\)"):
+        costplan.load_spec(path)

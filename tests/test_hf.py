@@ -285,6 +285,8 @@ def test_uniform_sliding_windows_are_a_spec_attention(tmp_path):
 @pytest.mark.parametrize("content, problem", [
     ("{not json", "line 1, column 2: invalid JSON: Expecting property name enclosed in double quotes"),
     ("[1, 2]", "the top level must be a JSON object, as in a Hugging Face config.json"),
+    ('{"name": "x", "model": {"n_layers": 2}}', "a JSON file is read as a Hugging Face config.json, and this one has "
+                                                "a costplan spec's `model` section: write the spec as YAML (.yaml)"),
     ('{"model_type": "llama", "rope_scaling": ' + "[" * 100_000 + "]" * 100_000 + "}",
      "invalid JSON: nested too deeply to read"),        # not the decoder's RecursionError traceback
 ])

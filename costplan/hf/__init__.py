@@ -90,6 +90,9 @@ def read(config: Path) -> Imported:
         raise SpecError(label, [f"model_type: {json.dumps(model_type)}: expected a name, e.g. \"llama\""])
     if model_type not in FAMILIES:
         supported = ", ".join(sorted(FAMILIES))
+        if model_type is None and isinstance(data.get("model"), dict):     # a spec, written as JSON
+            raise SpecError(label, ["a JSON file is read as a Hugging Face config.json, and this one has a "
+                                    "costplan spec's `model` section: write the spec as YAML (.yaml)"])
         if model_type is None:
             raise SpecError(label, [f"model_type: missing; a Hugging Face config names its model type "
                                     f"(supported: {supported})"])

@@ -600,3 +600,16 @@ def test_errors_found_after_validation_name_the_file_not_the_specs_name(run, tmp
         "fewer output tokens"]
     spec = costplan.load_spec(str(path))
     assert spec.label == str(path) and spec.model_copy().label == str(path)
+
+
+@pytest.mark.parametrize("command, args, message", [
+    ("estimate", ["--gpus", "8", "--set", "hardware.count=4"],
+     "Error: --gpus 8 and --set hardware.count=4 set one field; give one of them"),
+    ("estimate", ["--mfu", "0.4", "--set", "hardware.mfu=0.5"], "Error: --mfu 0.4 and --set hardware.mfu=0.5 set"),
+    ("serve", ["--prompt-tokens", "600", "--set", "serving.prompt_tokens=100"],
+     "Error: --prompt-tokens 600 and --set serving.prompt_tokens=100 set one field; give one of them"),
+])
+def test_a_shortcut_and_a_set_of_its_field_together_are_refused(run, command, args, message):
+    # one of them would silently win (the shortcut, as it was applied last)
+    (line,) = errors(run(command, "llama2-7b", *args))
+    assert line.startswith(message)

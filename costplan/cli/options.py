@@ -5,7 +5,7 @@ from collections.abc import Sequence
 
 import click
 
-from costplan.errors import CostplanError
+from costplan.errors import CostplanError, printable
 
 FORMATS = ["table", "json", "csv", "markdown"]
 
@@ -34,10 +34,26 @@ law_option = click.option(
 def collect_overrides(overrides: Sequence[str], gpu: str | None, gpus: str | None, tokens: str | None,
                       mfu: str | None) -> list[str]:
     """The shortcut options as --set overrides, so they are validated (and reported) like the file."""
-    extra = [f"{key}={value}" for key, value in (("hardware.gpu", gpu), ("hardware.count", gpus),
-                                                 ("training.tokens", tokens), ("hardware.mfu", mfu))
-             if value is not None]
-    return [*overrides, *extra]
+    return with_shortcuts(overrides, {"--gpu": ("hardware.gpu", gpu), "--gpus": ("hardware.count", gpus),
+                                      "--tokens": ("training.tokens", tokens), "--mfu": ("hardware.mfu", mfu)})
+
+
+def with_shortcuts(overrides: Sequence[str], shortcuts: dict[str, tuple[str, str | None]]) -> list[str]:
+    """The overrides and the shortcut options given (option: its field and value) as overrides after them; an
+    option and a --set of its field together is an error, since one would silently win."""
+    from costplan.loading import parse_override
+
+    given = {key: (option, value) for option, (key, value) in shortcuts.items() if value is not None}
+    for text in overrides:
+        try:
+            key = ".".join(parse_override(text)[0])
+        except CostplanError:
+            continue            # reported with the others (override_key_problems)
+        if key in given:
+            option, value = given[key]
+            raise CostplanError(f"{option} {printable(value)} and --set {printable(text)} set one field; give "
+                                "one of them")
+    return [*overrides, *(f"{key}={value}" for key, (_, value) in given.items())]
 
 
 def override_key_problems(overrides: Sequence[str]) -> list[str]:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from costplan.cli.options import FORMATS, echo_warnings, load_all
+from costplan.cli.options import FORMATS, echo_warnings, load_all, with_shortcuts
 from costplan.errors import CostplanError
 
 @click.command()
@@ -34,13 +34,13 @@ def serve(specs, batch, prompt_tokens, output_tokens, weights, group_size, kv_ca
     from costplan.costs.inference import serve as run_serve
     from costplan.tables import serve as serve_tables
 
-    flags = {"serving.batch": batch, "serving.prompt_tokens": prompt_tokens,
-             "serving.output_tokens": output_tokens, "serving.weights": weights, "serving.group_size": group_size,
-             "serving.kv_cache": kv_cache, "serving.tensor": tensor, "serving.tpot_ms": tpot_ms,
-             "serving.ttft_ms": ttft_ms, "serving.rate": rate,
-             "hardware.gpu": gpu, "serving.gpus": gpus}
-    extra = [f"{key}={value}" for key, value in flags.items() if value is not None]
-    loaded = load_all(specs, [*overrides, *extra])
+    flags = {"--batch": ("serving.batch", batch), "--prompt-tokens": ("serving.prompt_tokens", prompt_tokens),
+             "--output-tokens": ("serving.output_tokens", output_tokens), "--weights": ("serving.weights", weights),
+             "--group-size": ("serving.group_size", group_size), "--kv-cache": ("serving.kv_cache", kv_cache),
+             "--tensor": ("serving.tensor", tensor), "--tpot-ms": ("serving.tpot_ms", tpot_ms),
+             "--ttft-ms": ("serving.ttft_ms", ttft_ms), "--rate": ("serving.rate", rate),
+             "--gpu": ("hardware.gpu", gpu), "--gpus": ("serving.gpus", gpus)}
+    loaded = load_all(specs, with_shortcuts(overrides, flags))
     if group_size is not None:      # it would be ignored: only int4 weights are grouped
         others = [f"{spec.name} ({spec.serving.weights})" for spec in loaded if spec.serving.weights != "int4"]
         if others:

@@ -210,6 +210,9 @@ class Option(Record):
     not_taken: list[str] = []               # the spec's hardware settings, for its own GPU type, not taken here
     oversized_batch: int | None = None      # an open batch's tokens a step, past any published run's
     spec_gpu: str | None = None             # the spec's own GPU type
+    # the devices whose kernel curves the step model ran this type on, by part (GEMM, attention), where none of
+    # its own were read (kernels.Curves.lenders); empty: its own, or a fixed MFU
+    lenders: dict[str, str] = {}
     note: str = ""
 
     @classmethod
@@ -334,7 +337,14 @@ def _fewest_gpus(spec: Spec, gpu_key: str, deadline_hours: float, mfu: float | N
         mfu_source=None if result.assumptions.mfu_override is None else "--mfu" if mfu is not None else "hardware.mfu",
         not_taken=_not_taken(spec, gpu_key, mfu), spec_gpu=spec.hardware.gpu,
         oversized_batch=oversized_batch(result.assumptions),
+        lenders=_lenders(spec, gpu) if result.assumptions.mfu_override is None else {},
     )
+
+
+def _lenders(spec: Spec, gpu: hardware.GPU) -> dict[str, str]:
+    """Whose kernel curves a step of the spec runs on this GPU type where it has none of its own."""
+    curves = gpu.curves() if gpu.kernels is None else None      # a calibrated file's tables are its own
+    return curves.lenders(spec.training.precision, spec.training.attention_kernel) if curves is not None else {}
 
 
 def _simplest(result) -> tuple:  # noqa: ANN001 - an Estimate

@@ -623,3 +623,17 @@ def test_at_a_fixed_mfu_the_plan_lays_out_its_gpus_as_estimate_does(tmp_path):
                                                              "hardware.mfu=0.4"]))
     assert planner.layout_of(alone) == option.layout
     assert option.runner_up["cost_usd"] == option.cost_usd       # a tie, said as one
+
+
+def test_a_gpu_type_timed_on_another_devices_curves_says_so(run):
+    # no kernel benchmark of the MI300X or of the B200's attention was read: their rows rank on the H100's curves
+    data = {o["gpu"]: o for o in json.loads(run("plan", "llama2-7b", "--deadline", "30d", "--gpu", "mi300x", "--gpu",
+                                                "b200", "--gpu", "h100-sxm", "--format", "json").stdout)}
+    assert data["mi300x"]["lenders"] == {"GEMM": "h100-sxm", "attention": "h100-sxm"}
+    assert data["b200"]["lenders"] == {"attention": "h100-sxm"}
+    assert data["h100-sxm"]["lenders"] == {}
+    assert data["mi300x"]["note"].startswith("timed on h100-sxm's kernel curves (none of its own read)")
+    assert data["b200"]["note"].startswith("its attention timed on h100-sxm's curves (none of its own read)")
+    fixed = json.loads(run("plan", "llama2-7b", "--deadline", "30d", "--gpu", "mi300x", "--mfu", "0.4", "--format",
+                           "json").stdout)
+    assert fixed[0]["lenders"] == {}        # a fixed MFU runs on no curves

@@ -109,9 +109,10 @@ def test_one_token_on_one_gpu(run):
     # 854.4 MFLOP / (312 TFLOP/s × 0.45) = 6.086 µs; one token of a step of 512 sequences of 1,024
     # a whole step, its token's share priced, as the note says
     assert rows(out, "GPU-hours") == ("GPU-hours 6.086 µs of GPU time 1 step, the last 1.907e-6 of a batch, timed at "
-                                      "that share of a step")
+                                      "that share of a step; training steps only: no failures, restarts, checkpoints "
+                                      "or evaluation")
     assert rows(out, "wall clock") == "wall clock 6.086 µs on 1 GPU"
-    assert rows(out, "cost") == "cost < $0.01 at $1.30 per GPU-hour"
+    assert rows(out, "cost").startswith("cost < $0.01 at $1.30 per GPU-hour: specialty-cloud on-demand range")
     assert rows(out, "norms") == "norms 38.4 k 0.031%"
 
 
@@ -125,7 +126,7 @@ def test_most_tokens_accepted(run):
 
 def test_a_price_below_a_cent(run):
     out = run("estimate", "gpt2-small", "--mfu", "0.45", "--set", "hardware.usd_per_gpu_hour=0.0001").stdout
-    assert rows(out, "cost") == "cost < $0.01 at $0.0001 per GPU-hour"
+    assert rows(out, "cost") == "cost < $0.01 at $0.0001 per GPU-hour: hardware.usd_per_gpu_hour"   # its source
     assert rows(out, "wall clock") == "wall clock 4.207 hours on 1 GPU"
 
 

@@ -35,8 +35,11 @@ def test_steps_are_whole_and_the_hours_the_tokens_share(run):
     assert e.assumptions.steps == 976_563
     assert e.time.gpu_hours == pytest.approx(10**9 / 1024 * e.time.step_seconds * 8 / 3600, rel=1e-12)
     def hours_note(*args: str) -> str:
+        """The GPU-hours row's note before what every one ends with (the steps alone are counted)."""
         (line,) = [line for line in run("estimate", "gpt2-small", *args).stdout.splitlines() if "GPU-hours" in line]
-        return line.rstrip()
+        steps_only = "; training steps only: no failures, restarts, checkpoints or evaluation"
+        assert line.rstrip().endswith(steps_only)
+        return line.rstrip().removesuffix(steps_only)
 
     # a partial last step that whole steps would price 1% higher is said to be timed at its share (gpt2-small's
     # batch: 512 sequences of 1024 tokens); 976,563 steps with a last half batch are not

@@ -150,10 +150,11 @@ def time_rows(est: Estimate) -> list[Row]:
         Row("time", "MFU", t.mfu, "percent",
             note=f"model FLOPs / {a.gpu} {a.precision} peak {flops_rate(a.peak_flops_per_gpu)}" + (
                 OVER_ONE if t.mfu > 1 else "")),
-        Row("time", "HFU", t.hfu, "percent", note="hardware FLOPs: recomputation, flash backward, skipped tiles"),
-        Row("time", "GPU-hours", t.gpu_hours, "hours", note=_steps_note(a)),
+        Row("time", "HFU", t.hfu, "percent", note="hardware FLOPs: recomputation, flash backward, skipped tiles" + (
+            HFU_BELOW if t.hfu < t.mfu else "")),
+        Row("time", "GPU-hours", t.gpu_hours, "hours", note=f"{_steps_note(a)}; {STEPS_ONLY}"),
         Row("time", "wall clock", t.wall_clock_days, "days", note=f"on {plural(str(a.gpu_count), 'GPU')}"),
-        Row("time", "cost", t.cost_usd, "usd", note=f"at ${price(a.usd_per_gpu_hour)} per GPU-hour"),
+        Row("time", "cost", t.cost_usd, "usd", note=f"at ${price(a.usd_per_gpu_hour)} per GPU-hour: {a.price_source}"),
     ]
     return rows
 
@@ -408,6 +409,10 @@ def sweep(points: Sequence[Point], keys: Sequence[str]) -> Table:
     return Table([Block(headers, body)], [{**p.varied, **p.values} for p in points], columns=headers)
 
 
+# why HFU can be the lower: model FLOPs count causal attention whole (PaLM's convention), the kernel skips tiles
+HFU_BELOW = "; below MFU where causal tiles are skipped (model FLOPs count every key, as PaLM does)"
+# what the GPU-hours leave out: whole published runs also spend GPU-time on these
+STEPS_ONLY = "training steps only: no failures, restarts, checkpoints or evaluation"
 PARTIAL_STEP_NOTED = 0.01      # what whole steps would cost more, over the tokens' share, before the note says so
 
 

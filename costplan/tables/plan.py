@@ -98,9 +98,18 @@ def missed(o: Option) -> str:
             f"{human(f['wall_clock_days'], 'days')}{capped}")
 
 
+def _borrowed(o: Option) -> str:
+    """Whose kernel curves a GPU type was timed on, where none of its own were read ('' where they were)."""
+    lenders = o.lenders
+    if len(lenders) == 2 and len(set(lenders.values())) == 1:
+        return f"timed on {lenders['GEMM']}'s kernel curves (none of its own read)"
+    return ", ".join(f"its {part} timed on {lender}'s curves (none of its own read)"
+                     for part, lender in lenders.items())
+
+
 def why(o: Option) -> str:
     """Why this choice: what the tuned micro-batch and recomputation saved, and what the runner-up costs."""
-    said = [o.note, f"at {percent(o.mfu)} MFU ({o.mfu_source})" if o.mfu is not None else "",
+    said = [o.note, f"at {percent(o.mfu)} MFU ({o.mfu_source})" if o.mfu is not None else "", _borrowed(o),
             f"the spec's {', '.join(o.not_taken)} are its {o.spec_gpu}'s, not taken here" if o.not_taken else ""]
     tuned = f"micro-batch {o.micro_batch_size}, recompute {recomputed(o.recompute, o.recompute_layers)}"
     if o.untuned_cost_usd and o.cost_usd < o.untuned_cost_usd:

@@ -27,7 +27,8 @@ Text = Kind("Text", _text)
 
 
 class GPU(Section):
-    """One accelerator: dense peaks per precision, memory, bandwidths, default MFU and price, with sources."""
+    """One accelerator: dense peaks per precision, memory, bandwidths, budget MFU (plan --budget's FLOPs per
+    GPU-hour) and price, with sources."""
 
     name: Name
     peak_tflops: dict[Precision, Positive] = field(min_length=1)

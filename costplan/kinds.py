@@ -5,6 +5,7 @@ their own places, so each problem is reported with its dotted path (costplan/sec
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -262,10 +263,21 @@ def real_number(value: Any) -> float:
     return float(value)
 
 
+# a count written with a suffix (2T tokens, 70B): the exponent it stands for, which the message suggests
+_SUFFIXES = {"k": 3, "m": 6, "b": 9, "g": 9, "t": 12}
+_SUFFIXED = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([kKmMbBgGtT])\s*$")
+
+
+def _written_as(value: Any) -> str:
+    """' (write 2e12 for 2T)' where text is a number with a k/M/B/T suffix, else ''."""
+    found = _SUFFIXED.match(value) if isinstance(value, str) else None
+    return f" (write {found[1]}e{_SUFFIXES[found[2].lower()]} for {found[1]}{found[2]})" if found else ""
+
+
 def whole_number(value: Any) -> int:
     """Accept ints and integral floats (YAML `2e12`); reject booleans, text and fractions."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise Invalid(f"expected a whole number, got {shown(value)}")
+        raise Invalid(f"expected a whole number, got {shown(value)}{_written_as(value)}")
     if isinstance(value, float):
         if not math.isfinite(value) or value != int(value):
             raise Invalid(f"expected a whole number, got {shown(value)}")

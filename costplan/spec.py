@@ -259,7 +259,7 @@ GpuName: Kind = Then(TEXT, _known_gpu, name="GpuName")
 class HardwareSpec(Section):
     gpu: GpuName = "a100-80gb"           # a catalogue name or a path to a hardware YAML file
     count: Count = 1
-    mfu: Fraction | None = None          # None: the catalogue's default for the GPU
+    mfu: Fraction | None = None          # None: the step model times each step; a figure overrides it
     usd_per_gpu_hour: Price | None = None  # None: the catalogue's dated default price
     # Between nodes, per GPU, both directions together (the catalogue's unit): a cluster's own network, as
     # 4 × 100 Gb/s per node of 8 is 12.5. None: the GPU's (its catalogue entry or hardware file).

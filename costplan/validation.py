@@ -46,7 +46,9 @@ def bounded(name: str, number: Any, *, gt: float | None = None, ge: float | None
         if ge is not None and not read >= ge:
             raise Invalid(f"must be at least {ge}, got {shown(value)}")
         if le is not None and not read <= le:
-            raise Invalid(f"{amount(value)} is too large (costplan accepts up to {amount(le)})")
+            # a fraction written as a percentage (--mfu 45): say which fraction that is
+            hint = f"; a fraction: {read / 100:g} for {read:g}%" if le == 1 and 2 <= read <= 100 else ""
+            raise Invalid(f"{amount(value)} is too large (costplan accepts up to {amount(le)}{hint})")
         if least is not None and read < least:
             raise Invalid(f"{shown(read)} is too small (costplan accepts from {least})")
         return read

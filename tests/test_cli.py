@@ -613,3 +613,12 @@ def test_a_shortcut_and_a_set_of_its_field_together_are_refused(run, command, ar
     # one of them would silently win (the shortcut, as it was applied last)
     (line,) = errors(run(command, "llama2-7b", *args))
     assert line.startswith(message)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--mfu", "45"], "hardware.mfu: 45 is too large (costplan accepts up to 1; a fraction: 0.45 for 45%)"),
+    (["--tokens", "2T"], "training.tokens: expected a whole number, got '2T' (write 2e12 for 2T)"),
+    (["--set", "n_layers=1.5k"], "model.n_layers: expected a whole number, got '1.5k' (write 1.5e3 for 1.5k)"),
+])
+def test_a_newcomers_shorthand_is_answered_with_the_form_costplan_reads(run, args, message):
+    assert errors(run("estimate", TINY, *args)) == [f"Error: {TINY}: {message}"]

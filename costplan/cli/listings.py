@@ -24,7 +24,8 @@ def presets(fmt) -> None:
 @click.command()
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
 def hardware(fmt) -> None:
-    """List the hardware catalogue: dense peaks, memory, bandwidth, default MFU and price."""
+    """List the hardware catalogue: dense peaks, memory, bandwidth, the MFU a budget's GPU-hours are turned into
+    FLOPs at (plan --budget; estimate times steps with the step model) and price."""
     from costplan import report, tables
     from costplan.hardware import catalogue
 

@@ -321,3 +321,15 @@ def test_markdown_escapes_a_pipe_in_a_cell(run):
     lines = run("compare", "llama2-7b", "llama3-8b", "--set", "name=a|b", "--format", "markdown").stdout.splitlines()
     assert all(line.replace("\\|", "").count("|") == 4 for line in lines if line.startswith("|"))
     assert "a\\|b (llama2-7b) (baseline)" in lines[0]
+
+
+def test_a_pipeline_idling_most_of_its_step_is_warned_of(run):
+    # Llama 3 70B on 64 GPUs, tensor 8 × pipeline 4 and no global batch: one micro-batch a step through 4 stages
+    # idles (p − 1)/(m + p − 1) = 3/4 of the ideal step (71.8% with the traffic); two micro-batches a step on
+    # pipeline 2 idle a third, which is not worth a warning
+    args = ["estimate", "llama3-70b", "--gpus", "64", "--set", "parallelism.tensor=8", "--set",
+            "parallelism.sequence_parallel=true"]
+    warned = run(*args, "--set", "parallelism.pipeline=4").stderr
+    assert ("warning: llama3-70b: the pipeline idles 71.8% of each step: 1 micro-batch a step through 4 stages; "
+            "more micro-batches") in warned
+    assert "idles" not in run(*args, "--set", "parallelism.pipeline=2", "--set", "parallelism.micro_batches=2").stderr

@@ -227,6 +227,12 @@ def warnings(est: Estimate) -> list[str]:
         out.append(defaulted_seq_len(est.name, f"{a.seq_len:,} tokens"))
     if not m.fits:
         out.append(f"{est.name}: {_not_fitting(est)}")
+    par = est.parallelism
+    if par.bubble_fraction > IDLE_BUBBLE:
+        out.append(f"{est.name}: the pipeline idles {percent(par.bubble_fraction)} of each step: "
+                   f"{par.micro_batches} micro-batch{'' if par.micro_batches == 1 else 'es'} a step through "
+                   f"{par.pipeline} stages; more "
+                   "micro-batches (training.global_batch_size, parallelism.micro_batches) or fewer stages shrink it")
     if oversized_batch(a):
         out.append(f"{est.name}: {oversized_note(oversized_batch(a))}")
     return out
@@ -409,6 +415,8 @@ def sweep(points: Sequence[Point], keys: Sequence[str]) -> Table:
     return Table([Block(headers, body)], [{**p.varied, **p.values} for p in points], columns=headers)
 
 
+# a pipeline bubble above this share of the step is warned of: the GPUs wait more than they work
+IDLE_BUBBLE = 0.5
 # why HFU can be the lower: model FLOPs count causal attention whole (PaLM's convention), the kernel skips tiles
 HFU_BELOW = "; below MFU where causal tiles are skipped (model FLOPs count every key, as PaLM does)"
 # what the GPU-hours leave out: whole published runs also spend GPU-time on these

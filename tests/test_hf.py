@@ -310,6 +310,15 @@ def test_a_null_the_class_would_not_read_as_its_default_is_refused(name, null, n
     assert line == f"Error: {tmp_path / 'config.json'}: {null}: null: {named}; give a value or leave the key out"
 
 
+@pytest.mark.parametrize("null, named", [("n_shared_experts", "give the number of shared experts, 0 for none"),
+                                         ("n_routed_experts", "give the number of routed experts")])
+def test_a_null_expert_count_is_refused(null, named, run, tmp_path):
+    # transformers refuses both; a null shared count had been read as no shared expert (`if n_shared`)
+    data = {**json.loads((HF / "tiny" / "deepseek_v3.json").read_text()), null: None}
+    (tmp_path / "config.json").write_text(json.dumps(data))
+    assert refusal(run, tmp_path / "config.json") == f"Error: {tmp_path / 'config.json'}: {null}: null: {named}"
+
+
 @pytest.mark.parametrize("name", ["llama", "mistral", "qwen3", "mixtral", "qwen2", "gpt_oss", "llama4_text"])
 def test_a_null_key_value_head_count_is_every_head_its_own(name, tmp_path):
     # their config classes turn num_key_value_heads None into num_attention_heads (Mistral's default is 8, so

@@ -328,6 +328,11 @@ def deepseek_moe(n_experts: int, top_k: int | None, d_ff_expert: int, n_shared: 
     (the spec's default d_ff_shared). The router's score-correction bias is a buffer, not a parameter."""
     if top_k is None:  # DeepseekV2Config's default
         raise Unsupported("num_experts_per_tok", "missing or null: the experts each token is routed to are not set")
+    # null where the class has a number: transformers refuses it, and `if n_shared` would read it as none
+    for name, value, wanted in (("n_routed_experts", n_experts, "the number of routed experts"),
+                                ("n_shared_experts", n_shared, "the number of shared experts, 0 for none")):
+        if value is None:
+            raise Unsupported(name, f"null: give {wanted}")
     moe = {"n_experts": n_experts, "top_k": top_k, "d_ff_expert": d_ff_expert}
     if n_shared:
         moe["n_shared_experts"] = n_shared

@@ -97,6 +97,10 @@ def _cut(text: str) -> str:
     return text if len(text) <= MAX_SHOWN else text[:MAX_SHOWN - 1] + "…"
 
 
+# control and format characters, and the line and paragraph separators (U+2028, U+2029) that end a line too
+UNPRINTED = ("Cc", "Cf", "Zl", "Zp")
+
+
 def shown(value: object) -> str:
     """A value as a message echoes it: its repr, short (`[[1, 1, 1, 1, ...], ...]`, `'abc…'`). Every message
     that repeats a user's input goes through this, so no input makes a long or multi-line error."""
@@ -108,6 +112,6 @@ def printable(text: object, cut: bool = True) -> str:
     escaped, so that they cannot move the cursor or recolour the terminal, and cut short unless asked not to
 (a file's path is shown whole)."""
     text = str(text)[:MAX_SHOWN * 4] if cut else str(text)
-    escaped = "".join(ch.encode("unicode_escape").decode() if unicodedata.category(ch) in ("Cc", "Cf") else ch
+    escaped = "".join(ch.encode("unicode_escape").decode() if unicodedata.category(ch) in UNPRINTED else ch
                       for ch in text)
     return _cut(escaped) if cut else escaped

@@ -11,7 +11,7 @@ import re
 import unicodedata
 from typing import Any
 
-from costplan.errors import CostplanError, did_you_mean, printable, shown
+from costplan.errors import UNPRINTED, CostplanError, did_you_mean, printable, shown
 from costplan.kinds import Choice, Invalid, Kind, real_number, text, whole_number
 
 # Upper limits keep every product in the cost model far from float overflow; they are far above any real model.
@@ -65,7 +65,7 @@ def _flag(value: Any) -> bool:
 def _name(value: Any) -> str:
     """Names are printed in tables and headings as they are: no control or format characters (an escape
     sequence would recolour or rewrite the terminal), and one line."""
-    bad = [ch for ch in text(value) if unicodedata.category(ch) in ("Cc", "Cf")]
+    bad = [ch for ch in text(value) if unicodedata.category(ch) in UNPRINTED]
     if bad:
         raise Invalid(f"contains the control character {shown(bad[0])}; a name is printed as it is")
     if not value.strip():

@@ -119,9 +119,10 @@ def _per_second(value: Any) -> float:
     """A rate as a number, or as `serve --rate` takes it on the command line: `50/s`."""
     if isinstance(value, str) and value.strip().endswith("/s"):
         try:
-            return float(value.strip()[:-2].strip().replace("_", ""))
+            rate = float(value.strip()[:-2].strip().replace("_", ""))
         except ValueError:
             raise Invalid(f"expected requests per second such as 50 or 50/s, got {shown(value)}") from None
+        return real_number(rate)        # nan and inf are refused as a number's are
     return real_number(value)
 
 

@@ -114,6 +114,13 @@ def test_bad_flag_values_name_their_field(run, args, field):
     assert field in line
 
 
+@pytest.mark.parametrize("rate, said", [("nan/s", "nan"), ("inf/s", "inf")])
+def test_a_rate_that_is_no_number_says_so(run, rate, said):
+    # 'nan/s' had been refused as "must be greater than 0", which nan is not
+    (line,) = error_lines(run("serve", "llama3-8b", "--rate", rate))
+    assert line == f"Error: llama3-8b: serving.rate: expected a finite number, got {said}"
+
+
 def test_a_rate_no_count_of_gpus_can_serve_is_refused(run):
     # 1e30 requests/s had printed 8,215,642,476,575,255,399,759,872 GPUs
     (line,) = error_lines(run("serve", "llama3-8b", "--rate", "1e30/s"))

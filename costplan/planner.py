@@ -33,7 +33,8 @@ from costplan.forked import available_cpus, imap_forked
 from costplan.loading import load_spec
 from costplan.records import Record
 from costplan.spec import Spec
-from costplan.spec_rules import expert_data_step, overlap_refuses, selective_op_rules, tensor_parallel_modelled
+from costplan.spec_rules import (expert_data_step, interleaves, overlap_refuses, selective_op_rules,
+                                 tensor_parallel_modelled)
 from costplan.validation import MAX_COUNT, MAX_TOKENS
 
 
@@ -238,8 +239,10 @@ def _data_degrees(spec: Spec, layout: dict[str, Any], node_size: int) -> Sequenc
         return _Chain(small, range(first, limit + 1, whole_nodes))
     sequences = t.global_batch_size // t.micro_batch_size
     micro_batches = layout.get("micro_batches")
+    pipeline, virtual = layout["pipeline"], layout.get("virtual_stages") or 1
     return [d for d in range(step, min(sequences, limit) + 1, step)
             if sequences % d == 0 and (micro_batches is None or sequences == d * micro_batches)
+            and interleaves(pipeline, virtual, sequences // d)
             and (d * model_parallel < node_size or d % whole_nodes == 0)]
 
 
@@ -467,9 +470,11 @@ def _meeting(spec: Spec, gpu_key: str, count: int, layout: dict[str, Any], deadl
 
 def _micro_batches(spec: Spec) -> list[int]:
     """The micro-batch sizes tried on a laid-out spec: those dividing a fixed global batch's share per
-    data-parallel rank."""
-    batch = spec.training.global_batch_size
-    return [m for m in MICRO_BATCHES if not batch or (batch // spec.data_parallel) % m == 0]
+    data-parallel rank into micro-batches its pipeline schedule can run (spec_rules.interleaves)."""
+    batch, par = spec.training.global_batch_size, spec.parallel
+    share = batch // spec.data_parallel if batch else 0
+    return [m for m in MICRO_BATCHES
+            if not batch or share % m == 0 and interleaves(par.pipeline, par.virtual_stages, share // m)]
 
 
 def _held(choice: tuple[str, int | None]) -> int:

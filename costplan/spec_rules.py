@@ -257,6 +257,12 @@ def overlap_refuses(expert_overlap: bool, recompute: str | None) -> bool:
     return expert_overlap and recompute == "full"
 
 
+def interleaves(pipeline: int, virtual_stages: int, micro_batches: int) -> bool:
+    """Whether a step's micro-batches can run interleaved 1F1B: p of them to a round (Megatron-Core refuses other
+    counts); any count runs plain 1F1B (one virtual stage)."""
+    return virtual_stages == 1 or micro_batches % pipeline == 0
+
+
 def parallel_rules(par: Getter, model: Getter, training: Getter, hw: Getter) -> list[tuple[str, str]]:
     """The degrees must tile the GPUs and split the model into whole pieces."""
     problems: list[tuple[str, str]] = []
@@ -295,7 +301,7 @@ def parallel_rules(par: Getter, model: Getter, training: Getter, hw: Getter) -> 
                              f"({micro}) × data-parallel degree ({data})) = {batch // per_step}"))
         else:
             steps = batch // per_step
-    if virtual > 1 and pipeline and steps is not None and steps % pipeline:
+    if pipeline and steps is not None and not interleaves(pipeline, virtual, steps):
         hint = "" if batch or micro_batches else ": set parallelism.micro_batches or training.global_batch_size"
         problems.append(("parallelism.virtual_stages",
                          f"interleaving needs micro-batches ({steps}) in multiples of pipeline ({pipeline}){hint}"))

@@ -637,3 +637,18 @@ def test_a_gpu_type_timed_on_another_devices_curves_says_so(run):
     fixed = json.loads(run("plan", "llama2-7b", "--deadline", "30d", "--gpu", "mi300x", "--mfu", "0.4", "--format",
                            "json").stdout)
     assert fixed[0]["lenders"] == {}        # a fixed MFU runs on no curves
+
+
+def test_a_search_keeps_an_interleaved_pipeline_to_micro_batches_it_can_run(run):
+    # The spec's own interleaved pipeline (2 stages × 2 chunks) with a batch of 32: on 64 GPUs (32 data ranks) a
+    # step is one micro-batch, which interleaving cannot run (validation refuses it); the search had taken it as
+    # meeting half a day. 16 data ranks run two micro-batches, the fewest interleaving takes, and miss it.
+    S = ["--set", "training.tokens=2e10", "--set", "training.global_batch_size=32", "--set", "training.seq_len=4096",
+         "--set", "parallelism.tensor=1", "--set", "parallelism.pipeline=2", "--set", "parallelism.virtual_stages=2",
+         "--set", "parallelism.zero=1"]
+    (option,) = json.loads(run("plan", "llama2-7b", *S, "--deadline", "0.5d", "--gpu", "h100-sxm", "--format",
+                               "json").stdout)
+    assert option["gpus"] is None
+    assert (option["fastest"]["gpus"], option["fastest"]["data"]) == (32, 16)
+    refused = run("estimate", "llama2-7b", *S, "--gpu", "h100-sxm", "--gpus", "64")
+    assert "interleaving needs micro-batches (1) in multiples of pipeline (2)" in refused.stderr

@@ -27,6 +27,7 @@ from costplan import hardware, scaling, sizing
 from costplan.costs.estimate import estimate, oversized_batch, shared_components
 from costplan.costs.layers import pipeline_stages, stage_count, stage_depth
 from costplan.costs.layouts import grid, replica, variant
+from costplan.costs.run import needless_zero_one
 from costplan.costs.time import HOURS_PER_DAY, flops_in
 from costplan.errors import CostplanError
 from costplan.forked import available_cpus, imap_forked
@@ -352,11 +353,13 @@ def _lenders(spec: Spec, gpu: hardware.GPU) -> dict[str, str]:
 
 def _simplest(result) -> tuple:  # noqa: ANN001 - an Estimate
     """Among layouts of equal GPUs and cost, estimate's order (costs/run.py): the fewest model-parallel GPUs, the
-    fewest pipeline stages; then, at a fixed MFU, which times every layout alike, the lowest ZeRO stage, and with
-    the step model the one holding least (ZeRO 2 over a ZeRO 1 of one micro-batch, which moves as much)."""
-    lay = layout_of(result)
+    fewest pipeline stages; then, at a fixed MFU, which times every layout alike, the lowest ZeRO stage but a ZeRO
+    1 estimate would not take (needless_zero_one), and with the step model the one holding least (ZeRO 2 over a
+    ZeRO 1 of one micro-batch, which moves as much)."""
+    lay, par = layout_of(result), result.parallelism
     fixed = result.assumptions.mfu_override is not None
-    return (replica(lay), lay["pipeline"], lay["zero"] if fixed else 0, result.memory.total_per_gpu)
+    zero = (needless_zero_one(par.zero, par.micro_batches, par.pipeline), par.zero) if fixed else (False, 0)
+    return (replica(lay), lay["pipeline"], *zero, result.memory.total_per_gpu)
 
 
 def _fastest(spec: Spec, gpu_key: str, node_size: int, mfu: float | None) -> dict[str, Any] | None:

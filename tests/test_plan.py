@@ -608,17 +608,19 @@ def test_a_search_sharing_its_costs_answers_as_separate_estimates_do(preset, gpu
     assert shared.gpus is not None
 
 
-def test_at_a_fixed_mfu_the_plan_lays_out_its_gpus_as_estimate_does(tmp_path):
+@pytest.mark.parametrize("batch, zero", [(256, 1), (32, 2)])
+def test_at_a_fixed_mfu_the_plan_lays_out_its_gpus_as_estimate_does(tmp_path, batch, zero):
     # A fixed MFU times every layout alike, so cost ties across layouts: the plan must then choose as estimate
-    # does on the same GPUs (the fewest model-parallel GPUs, then the lowest ZeRO stage), not the layout holding
-    # least memory (tensor 4 × pipeline 8 for a 1.2B model), which estimate would never print for those GPUs.
+    # does on the same GPUs (the fewest model-parallel GPUs, then the lowest ZeRO stage, but not ZeRO 1 on a step
+    # of one micro-batch: 32 sequences on 32 ranks), not the layout holding least memory (tensor 4 × pipeline 8
+    # for a 1.2B model), which estimate would never print for those GPUs.
     path = tmp_path / "small.yaml"
     path.write_text("name: small\nmodel: {n_layers: 24, d_model: 2048, n_heads: 16, n_kv_heads: 4, d_ff: 5632, "
                     "vocab_size: 32000, max_seq_len: 4096, mlp: swiglu, norm: rmsnorm, position: rope}\n"
-                    "training: {tokens: 2e10, seq_len: 4096, global_batch_size: 256}\n")
+                    f"training: {{tokens: 2e10, seq_len: 4096, global_batch_size: {batch}}}\n")
     spec = costplan.load_spec(str(path))
     option = planner.fewest_gpus(spec, "h100-sxm", 6, mfu=0.4)
-    assert (option.gpus, option.layout["tensor"], option.layout["pipeline"], option.layout["zero"]) == (32, 1, 1, 1)
+    assert (option.gpus, option.layout["tensor"], option.layout["pipeline"], option.layout["zero"]) == (32, 1, 1, zero)
     alone = costplan.estimate(costplan.load_spec(str(path), ["hardware.gpu=h100-sxm", "hardware.count=32",
                                                              "hardware.mfu=0.4"]))
     assert planner.layout_of(alone) == option.layout

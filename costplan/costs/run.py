@@ -153,10 +153,13 @@ def memories_of(spec: Spec, shape: Shape) -> list[parallel.StageMemory]:
 
 
 def _needless(spec: Spec) -> bool:
+    return needless_zero_one(spec.parallel.zero, spec.micro_batches, spec.parallel.pipeline)
+
+
+def needless_zero_one(zero: int, micro_batches: int, pipeline: int) -> bool:
     """ZeRO 1 on a step of one micro-batch, where ZeRO 2 may run: it moves the same bytes there and holds less.
     Under a pipeline ZeRO 1 is the only stage (spec_rules.zero_under_pipeline), never needless."""
-    par = spec.parallel
-    return par.zero == 1 and spec.micro_batches == 1 and not zero_under_pipeline(2, par.pipeline)
+    return zero == 1 and micro_batches == 1 and not zero_under_pipeline(2, pipeline)
 
 
 def _fits(memories: list[parallel.StageMemory], capacity: float) -> bool:

@@ -12,6 +12,7 @@ import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from costplan.errors import short_float
 from costplan.records import Record
 
 if TYPE_CHECKING:
@@ -225,10 +226,7 @@ def given(value: Any) -> str:
     where that is exact (1e+12, not 1000000000000.0), else whole."""
     if value is None or isinstance(value, bool):
         return {None: "null", True: "true", False: "false"}[value]
-    if isinstance(value, float) and math.isfinite(value):
-        short = f"{value:g}"
-        return short if float(short) == value else repr(value)
-    return str(value)
+    return short_float(value) if isinstance(value, float) else str(value)
 
 
 def human(value: Any, unit: str) -> str:

@@ -11,7 +11,7 @@ import re
 import unicodedata
 from typing import Any
 
-from costplan.errors import UNPRINTED, CostplanError, did_you_mean, printable, shown
+from costplan.errors import UNPRINTED, CostplanError, did_you_mean, printable, short_float, shown
 from costplan.kinds import Choice, Invalid, Kind, real_number, text, whole_number
 
 # Upper limits keep every product in the cost model far from float overflow; they are far above any real model.
@@ -27,11 +27,14 @@ MIN_POSITIVE = 1e-6
 
 
 def amount(number: Any) -> str:
-    """A number as a limit's message says it: whole numbers with thousands separators, very large or fractional
-    ones short (1e+12, not 1000000000000.0)."""
+    """A number as a limit's message says it: whole numbers with thousands separators, floats and very large
+    whole numbers short where that is exact (1e+12, not 1000000000000.0)."""
     if isinstance(number, bool) or not isinstance(number, (int, float)):
         return shown(number)
-    return f"{number:,}" if isinstance(number, int) and abs(number) < 10**15 else f"{number:g}"
+    whole = isinstance(number, int) or math.isfinite(number) and number.is_integer()
+    if whole and abs(number) < 10**15:
+        return f"{int(number):,}"
+    return short_float(float(number)) if float(number) == number else str(number)
 
 
 def bounded(name: str, number: Any, *, gt: float | None = None, ge: float | None = None, le: float | None = None,

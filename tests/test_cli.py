@@ -286,7 +286,8 @@ def test_non_positive_tokens(run, tokens):
     ("model.d_model=1e30", "1e+30 is too large (costplan accepts up to 16,777,216)"),
     ("model.n_layers=99999999999", "99,999,999,999 is too large (costplan accepts up to 1,048,576)"),
     ("training.tokens=1e40", "1e+40 is too large (costplan accepts up to 1e+18)"),
-    ("hardware.count=1e12", "1e+12 is too large (costplan accepts up to 1,048,576)"),   # not 1000000000000.0
+    ("hardware.count=1e12", "1,000,000,000,000 is too large (costplan accepts up to 1,048,576)"),  # not 1000000000000.0
+    ("hardware.mfu=1.0000001", "1.0000001 is too large (costplan accepts up to 1)"),      # not rounded to 1
 ])
 def test_absurdly_large_values(run, override, message):
     (line,) = errors(run("estimate", TINY, "--set", override))

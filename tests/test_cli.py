@@ -609,6 +609,10 @@ def test_errors_found_after_validation_name_the_file_not_the_specs_name(run, tmp
     ("estimate", ["--mfu", "0.4", "--set", "hardware.mfu=0.5"], "Error: --mfu 0.4 and --set hardware.mfu=0.5 set"),
     ("serve", ["--prompt-tokens", "600", "--set", "serving.prompt_tokens=100"],
      "Error: --prompt-tokens 600 and --set serving.prompt_tokens=100 set one field; give one of them"),
+    # a whole section holding the field sets it too
+    ("estimate", ["--gpus", "8", "--set", "hardware={gpu: h100-sxm, count: 4}"], "Error: --gpus 8 and --set hardware="),
+    ("profile", ["--batch", "2", "--set", "training.micro_batch_size=4", "--no-time"],
+     "Error: --batch 2 and --set training.micro_batch_size=4 set one field"),
 ])
 def test_a_shortcut_and_a_set_of_its_field_together_are_refused(run, command, args, message):
     # one of them would silently win (the shortcut, as it was applied last)

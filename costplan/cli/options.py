@@ -46,14 +46,28 @@ def with_shortcuts(overrides: Sequence[str], shortcuts: dict[str, tuple[str, str
     given = {key: (option, value) for option, (key, value) in shortcuts.items() if value is not None}
     for text in overrides:
         try:
-            key = ".".join(parse_override(text)[0])
+            path, value = parse_override(text)
         except CostplanError:
             continue            # reported with the others (override_key_problems)
-        if key in given:
-            option, value = given[key]
-            raise CostplanError(f"{option} {printable(value)} and --set {printable(text)} set one field; give "
-                                "one of them")
+        for key, (option, said) in given.items():
+            if _sets(path, value, key.split(".")):
+                raise CostplanError(f"{option} {printable(said)} and --set {printable(text)} set one field; give "
+                                    "one of them")
     return [*overrides, *(f"{key}={value}" for key, (_, value) in given.items())]
+
+
+def _sets(path: list[str], value: object, field: list[str]) -> bool:
+    """Whether an override of `path` to `value` sets `field`: that field itself, or a section holding it
+    (`hardware={count: 4}` sets hardware.count)."""
+    if path == field:
+        return True
+    if field[:len(path)] != path:
+        return False
+    for name in field[len(path):]:
+        if not isinstance(value, dict) or name not in value:
+            return False
+        value = value[name]
+    return True
 
 
 def override_key_problems(overrides: Sequence[str]) -> list[str]:

@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import click
 
-from costplan.cli.options import collect_overrides, load_all, spec_options
+from costplan.cli.options import collect_overrides, load_all, spec_options, with_shortcuts
 from costplan.errors import CostplanError
 
 PROFILE_FORMATS = ["table", "json", "markdown", "junit"]
@@ -58,9 +58,9 @@ def measure_all(specs, device, batch, seq_len, overrides, gpu, gpus, tokens, mfu
 
     tolerances = parse_tolerances(tolerance_texts)
     time_budget = parse_positive("--time-budget", time_budget)
-    sizes = [f"training.micro_batch_size={batch}"] * (batch is not None) + \
-        [f"training.seq_len={seq_len}"] * (seq_len is not None)
-    all_overrides = [*collect_overrides(overrides, gpu, gpus, tokens, mfu), *sizes]
+    all_overrides = with_shortcuts(collect_overrides(overrides, gpu, gpus, tokens, mfu),
+                                   {"--batch": ("training.micro_batch_size", batch),
+                                    "--seq-len": ("training.seq_len", seq_len)})
     loaded = load_all(specs, all_overrides)
     for text in time_set:   # malformed ones are reported now, before any measuring
         parse_override(text, "--time-set")
@@ -79,7 +79,7 @@ def measure_all(specs, device, batch, seq_len, overrides, gpu, gpus, tokens, mfu
                                    "combined with it")
     if time_set and no_time:
         raise click.UsageError("--time-set shrinks the copy that is timed; it cannot be combined with --no-time")
-    if serve and sizes:
+    if serve and (batch is not None or seq_len is not None):
         raise click.UsageError("--serve measures at the spec's serving settings (serving.prompt_tokens, "
                                "serving.output_tokens); --batch and --seq-len do not apply: give those with --set")
     time_overrides = list(time_set) if time_set else None

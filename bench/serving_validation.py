@@ -11,9 +11,9 @@ their discussion are in bench/serving_results.md.
 
 The model's time to first token (T) prefills one prompt alone; a static batch's prefill (P) is its `batch`
 prompts in one pass, as the engine runs its context phase (their tokens share each GEMM; the weights are read
-once). A decode step of the row's batch is timed at the midpoint context prompt + output / 2 (D); decode time
-grows linearly with the context, so the midpoint step times the average one. The prefill gives the first output
-token, decode steps the other output_tokens - 1:
+once). A decode step of the row's batch is timed at the mean of its steps' cached tokens, prompt + (output -
+2) / 2 (D; each step reads those and its own); decode time grows linearly with the context, so the mean step
+times the average one. The prefill gives the first output token, decode steps the other output_tokens - 1:
 - static_batch_output_tokens_per_second_per_gpu:
   batch * output_tokens / (P + (output_tokens - 1) * D) / gpus
 - ttft_ms: T at batch 1
@@ -55,7 +55,7 @@ class Times:
     """What the analytic model says about one row's setup, in seconds."""
 
     prefill: float          # prefill of the row's whole batch of prompts, in one pass
-    decode_step: float | None   # one decode step of the batch at the midpoint context; None: one output token
+    decode_step: float | None   # one decode step of the batch at the steps' mean context; None: one output token
 
 
 @dataclass(frozen=True)
@@ -97,8 +97,10 @@ def load(path: Path = DATA) -> dict:
         return yaml.safe_load(handle)
 
 
-def midpoint_context(row: dict) -> int:
-    return row["prompt_tokens"] + row["output_tokens"] // 2
+def mean_cached(row: dict) -> int:
+    """The cached tokens of the row's decode steps on average: they feed positions prompt .. prompt + output − 2,
+    so prompt + (output − 2)/2 (rounded up for an odd output)."""
+    return row["prompt_tokens"] + (row["output_tokens"] - 1) // 2
 
 
 def row_spec(row: dict, sets: list[str] | None = None):
@@ -182,7 +184,7 @@ def model_times(row: dict) -> Times | None:
     A static batch's prompts are prefilled together in one context phase (gptSessionBenchmark runs them as one
     batch), so its prefill is the model's prefill of `batch` prompts in one pass, their tokens in the same GEMMs
     (costs/inference.prefill_seconds); at batch 1 that is the model's TTFT. The decode step (TPOT) is timed at
-    the batch given and the midpoint context prompt + output / 2."""
+    the batch given and the steps' mean cached tokens (mean_cached)."""
     from costplan.costs.inference import prefill_seconds, serve
 
     spec = row_spec(row, overrides(row))
@@ -190,7 +192,7 @@ def model_times(row: dict) -> Times | None:
     latency = estimate.latency
     if not estimate.fits:
         return None
-    assert estimate.assumptions.decode_context == midpoint_context(row)
+    assert estimate.assumptions.decode_context == mean_cached(row)
     prefill = latency.ttft_seconds if row["batch"] == 1 else prefill_seconds(spec, row["batch"])
     return Times(prefill=prefill, decode_step=latency.tpot_seconds)
 

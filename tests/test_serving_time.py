@@ -92,7 +92,7 @@ def test_max_batch_is_what_is_left_after_weights_and_reserve():
 
 def test_decode_at_batch_1_reads_the_weights_and_one_cache():
     est = llama("serving.batch=1", "serving.prompt_tokens=1000", "serving.output_tokens=200")
-    context = 1100                                    # prompt + output / 2
+    context = 1100        # keys a step reads on average: the 199 steps feed positions 1000 .. 1198, each reading x + 1
     compute, memory, _ = gemm_times(1, 1)
     assert compute < memory                           # every kernel memory-bound, as decode at batch 1 is
     # every GEMM's weights once, the norms' weights, the memory-bound work and the cache; the untied input
@@ -106,7 +106,7 @@ def test_decode_at_batch_1_reads_the_weights_and_one_cache():
 def test_a_decode_step_sums_each_kernels_own_bound():
     # At batch 128 each GEMM is compute-bound (128 rows: q at size (128·4096·4096)^(1/3) = 1290.2, 49.2% of the peak)
     # while the attention kernels read 128 caches: the step takes both, not the larger of the two totals.
-    b, context = 128, 112                             # prompt 100 + output 24 / 2
+    b, context = 128, 112                             # the 23 steps read 101 .. 123 keys, 112 on average
     est = llama(f"serving.batch={b}", "serving.prompt_tokens=100", "serving.output_tokens=24")
     assert a100_gemm_efficiency((b * D * D) ** (1 / 3)) == pytest.approx(0.492, abs=1e-3)
     for layers, m, d_in, d_out in llama_gemms(b, b)[:-1]:      # the layers' GEMMs; the head's is memory-bound
@@ -273,10 +273,12 @@ def test_tensor_parallel_adds_two_all_reduces_per_layer():
     # memory-bound: each GEMM's weights halved, the cache, norms' weights and split work halved, the d-wide
     # norms and residual adds whole; then 2·L all-reduces of 4 tokens × d × 2 bytes, each moving 2(t − 1)/t of it
     # at 300 GB/s per direction × 0.8, plus 10 µs
-    context = two.assumptions.decode_context
+    # the 255 steps feed positions 1024 .. 1278: each reads its cached tokens and its own, 1,152 on average
+    keys = 1024 + 256 // 2
+    assert two.assumptions.decode_context == keys - 1
     compute, memory, _ = gemm_times(4, 4, t=2)
     assert compute < memory
-    rest = (NORM_BYTES / 2 + llama_streams(4, 4, t=2) + 4 * context * KV_PER_TOKEN / 2) / (BW * HBM)
+    rest = (NORM_BYTES / 2 + llama_streams(4, 4, t=2) + 4 * keys * KV_PER_TOKEN / 2) / (BW * HBM)
     message = 4 * D * 2
     allreduce = 2 * L * (10e-6 + message * 2 * (1 / 2) / (300e9 * 0.8))
     assert two.latency.tpot_seconds == pytest.approx(memory + rest + allreduce, rel=1e-12)
@@ -518,11 +520,14 @@ def test_chunked_layers_decode_their_chunk_so_far_averaged_over_the_steps(prompt
     # ..., prompt + 998; each reads its chunk so far, (prompt + j) % 8192 cached keys (after 20,000: 3,616 to
     # 4,614; after 8,000 the chunk ends at 8,192 and the next starts empty), which the step takes on average,
     # where a whole chunk's cache and the new token at the mean context prompt + 500 were priced.
+    # the steps' mean cached tokens: prompt + 998 / 2 = prompt + 499, at which decode_flops prices the new token
+    # and kv_cache_bytes a whole chunk's cache (the cached tokens and the new one: prompt + 500 > 8192)
     spec = costplan.load_spec("llama4-scout", [f"serving.prompt_tokens={prompt}", "serving.output_tokens=1000"])
     cached = sum((prompt + j) % 8192 for j in range(999)) / 999
-    read, flops = serving.chunk_decode(spec, range(prompt, prompt + 999), prompt + 500)
-    assert read == pytest.approx(36 * 2 * 8 * 128 * 2 * (cached - 8192), rel=1e-12)
-    assert flops == pytest.approx(36 * 4 * 40 * 128 * (cached - (prompt + 500) % 8192), rel=1e-12)
+    assert serving.decode_cached(prompt, 1000) == prompt + 499
+    read, flops = serving.chunk_decode(spec, range(prompt, prompt + 999), prompt + 499)
+    assert read == pytest.approx(36 * 2 * 8 * 128 * 2 * (cached + 1 - 8192), rel=1e-12)
+    assert flops == pytest.approx(36 * 4 * 40 * 128 * (cached - (prompt + 499) % 8192), rel=1e-12)
     # a decode's last token attends to its cached keys and itself in each chunked layer, the 12 global layers to
     # the whole context and itself: 4·heads·head_dim FLOPs a key and layer
     last = prompt + 998
@@ -539,12 +544,12 @@ def test_no_decode_step_reads_no_chunk():
 
 def test_a_decode_step_reads_the_chunks_so_far_and_the_global_layers_whole():
     # What serve() times a decode step of Scout on: after 8,000 prompt tokens, 1000 output tokens. Its 12 global
-    # layers read the cache at the mean context 8,500 (8 KV heads × 128 × K and V × 2 bytes a token) and attend to
-    # it and the new token; its 36 chunked layers read, on average over the 999 steps, what each new token's chunk
-    # holds.
+    # layers read the cache of the steps' mean 8,499 cached tokens and the new one (8 KV heads × 128 × K and V × 2
+    # bytes a token) and attend to them; its 36 chunked layers read, on average over the 999 steps, what each new
+    # token's chunk holds and itself.
     parts = serving.parts_of(costplan.load_spec("llama4-scout"))
     cached = sum((8_000 + j) % 8192 for j in range(999)) / 999
     core, cache = inference.decode_attention(parts, 8_000, 1000, "bf16")
     per_token = 8 * 128 * 2 * 2
-    assert cache == pytest.approx(per_token * (12 * 8_500 + 36 * cached), rel=1e-12)
-    assert core == pytest.approx(4 * 40 * 128 * (12 * 8_501 + 36 * (cached + 1)), rel=1e-12)
+    assert cache == pytest.approx(per_token * (12 * 8_500 + 36 * (cached + 1)), rel=1e-12)
+    assert core == pytest.approx(4 * 40 * 128 * (12 * 8_500 + 36 * (cached + 1)), rel=1e-12)

@@ -25,13 +25,14 @@ weights are read once. A busy replica prefills waiting prompts together, serving
 engine's max_num_tokens), their tokens in the same GEMMs: throughput and the input price charge each prompt its
 share of such a pass. Decode, per step: the whole batch's weights read once (for MoE the routed experts the
 batch's tokens touch: E·(1 − (1 − k/E)^B) of E per MoE layer in expectation under uniform routing), each
-sequence's cache read, every token's FLOPs; taken at the mean context of the decode steps, prompt + output/2,
-but a chunked layer's, whose new token reads its chunk so far, averaged over those steps (costs/serving.py
-chunk_decode). The prefill samples the first output token, so a request of o output tokens runs
-o − 1 decode steps (vLLM, TensorRT-LLM); time per output token = one step (none with one output token); under
-load, + (batch − prompts a pass) × a prompt's share of a pass / (o − 1). Prefill and decode do not overlap: a request
-costs its share of a prefill pass plus (o − 1) × step / batch of the replica's time, which splits the GPU-time
-between input tokens (prefill) and output tokens (decode) for the prices per million tokens.
+sequence's cache read, every token's FLOPs; taken at the mean of the decode steps' cached tokens, prompt +
+(output − 2)/2 (costs/serving.py decode_cached), each step reading those and its own, but a chunked layer's,
+whose new token reads its chunk so far, averaged over the steps (chunk_decode). The prefill samples the first
+output token, so a request of o output tokens runs o − 1 decode steps (vLLM, TensorRT-LLM); time per output
+token = one step (none with one output token); under load, + (batch − prompts a pass) × a prompt's share of a
+pass / (o − 1). Prefill and decode do not overlap: a request costs its share of a prefill pass plus (o − 1) ×
+step / batch of the replica's time, which splits the GPU-time between input tokens (prefill) and output tokens
+(decode) for the prices per million tokens.
 
 Memory per GPU: the weights / t, `reserve` of the device's memory for activations, CUDA graphs and the
 allocator (vLLM's default keeps 10%), and batch × the cache of one sequence at its end, prompt + output − 1 tokens,
@@ -334,7 +335,7 @@ def serve(spec: Spec) -> ServingEstimate:
     tensor = replica.tensor
     p, o = s.prompt_tokens, s.output_tokens
     steps = o - 1       # decode steps: the prefill's logits give the first output token
-    context = p + o // 2
+    cached = sizes.decode_cached(p, o)
     fits = memory.max_batch >= 1 and (s.batch is None or s.batch <= memory.max_batch)
 
     ttft, prefill_bound = _prefill(parts, replica, p)
@@ -382,7 +383,7 @@ def serve(spec: Spec) -> ServingEstimate:
     sixteen = compute_precision(gpu, "bf16")       # what 16-bit weights run as here (fp16 on a V100)
     assumptions = ServingAssumptions(
         gpu=gpu.key, gpu_name=gpu.name, gpus=gpus, tensor=tensor, replicas=replicas, prompt_tokens=p,
-        output_tokens=o, decode_context=context, decode_chunks_averaged="chunked" in spec.model.attention_types,
+        output_tokens=o, decode_context=cached, decode_chunks_averaged="chunked" in spec.model.attention_types,
         prefill_prompts_per_pass=per_pass, weights=s.weights,
         group_size=s.group_size if s.weights == "int4" else None, tensor_skipped=skipped,
         quantized=QUANTIZED_NOTE[s.weights].format(
@@ -452,12 +453,12 @@ def prompts_per_pass(prefill_tokens: int, prompt: int, batch: int) -> int:
 def decode_attention(parts: sizes.Parts, prompt: int, output: int, kv_cache: str) -> tuple[float, float]:
     """A decode step's attention per sequence, on average over the o − 1 steps: the core's FLOPs (one query
     over its visible keys: the token's FLOPs less its GEMMs') and the cache bytes it reads, whole (before the
-    GPUs split it), at the mean context but chunked layers' (costs/serving.py chunk_decode)."""
-    context = prompt + output // 2
-    # the o − 1 steps feed the output's tokens but the last, at positions prompt .. prompt + output − 2
-    chunk_read, chunk_flops = sizes.chunk_decode(parts, range(prompt, prompt + output - 1), context, kv_cache)
-    core = sizes.decode_flops(parts, context) - ops.gemm_flops(parts.spec.model, 1, 1) + chunk_flops
-    return core, sizes.kv_cache_bytes(parts, context, kv_cache) + chunk_read
+    GPUs split it), at the steps' mean cached tokens but chunked layers' (costs/serving.py chunk_decode)."""
+    cached = sizes.decode_cached(prompt, output)
+    chunk_read, chunk_flops = sizes.chunk_decode(parts, sizes.decode_steps(prompt, output), cached, kv_cache)
+    core = sizes.decode_flops(parts, cached) - ops.gemm_flops(parts.spec.model, 1, 1) + chunk_flops
+    # the step reads the cached tokens and its own, written before the attention reads them
+    return core, sizes.kv_cache_bytes(parts, cached + 1, kv_cache) + chunk_read
 
 
 def _batch(s, max_batch: int, tpot) -> tuple[int, str]:

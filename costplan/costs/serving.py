@@ -153,21 +153,34 @@ def decode_flops(spec: Spec | Parts, context: int) -> int:
     return (whole + own) // tokens + _latent_decode(parts, tokens)
 
 
-def chunk_decode(spec: Spec | Parts, positions: range, context: int, kv_format: str = "bf16") -> tuple[float, float]:
+def decode_cached(prompt: int, output: int) -> int:
+    """The cached tokens a decode step is timed at: the mean over the o − 1 steps, which feed the tokens at
+    positions prompt .. prompt + output − 2, each attending to the tokens before it and itself; p + (o − 2)/2,
+    whole for an even output, half a token above the mean for an odd one."""
+    return prompt + (output - 1) // 2
+
+
+def decode_steps(prompt: int, output: int) -> range:
+    """The positions of the tokens the o − 1 decode steps feed: the prefill gives the first output token, and
+    the last is never fed back."""
+    return range(prompt, prompt + output - 1)
+
+
+def chunk_decode(spec: Spec | Parts, positions: range, cached: int, kv_format: str = "bf16") -> tuple[float, float]:
     """What chunked layers' new tokens read of the cache (bytes) and compute (FLOPs) per decode step, on
-    average over the steps that feed the tokens at `positions`, beyond what kv_cache_bytes (a whole chunk's cache)
-    and decode_flops (the one new token) give at `context`: a new token at position x reads its chunk so far, x mod
-    the chunk cached keys (vLLM's ChunkedLocalAttention), which rises and falls over a decode as no single context
-    does. No position, no step: nothing."""
+    average over the steps that feed the tokens at `positions`, beyond what kv_cache_bytes at cached + 1 (a whole
+    chunk's cache) and decode_flops at `cached` give: a new token at position x reads its chunk so far and itself,
+    x mod the chunk + 1 keys (vLLM's ChunkedLocalAttention), which rises and falls over a decode as no single
+    context does. No position, no step: nothing."""
     if not positions:
         return 0.0, 0.0
     model = parts_of(spec).spec.model
     per_token = 2 * model.kv_width * KV_ELEMENT_BYTES[kv_format]
     read = flops = 0.0
     for chunk in _chunks(model):
-        cached = _remainders(positions.start, positions.stop, chunk) / len(positions)   # the mean of x % chunk
-        read += per_token * (cached - min(context, chunk))
-        flops += score_flops(model.n_heads, 1, model.head_dim, model.head_dim) * (cached - context % chunk)
+        before = _remainders(positions.start, positions.stop, chunk) / len(positions)   # the mean of x % chunk
+        read += per_token * (before + 1 - min(cached + 1, chunk))
+        flops += score_flops(model.n_heads, 1, model.head_dim, model.head_dim) * (before - cached % chunk)
     return read, flops
 
 

@@ -61,7 +61,7 @@ class ServingAssumptions(Record):
     replicas: int
     prompt_tokens: int
     output_tokens: int
-    decode_context: int           # the context a decode step is timed at
+    decode_context: int           # the cached tokens a decode step is timed at (serving.decode_cached)
     # chunked layers' cache reads and attention averaged over the decode steps instead (serving.chunk_decode)
     decode_chunks_averaged: bool = False
     prefill_prompts_per_pass: int  # prompts a busy replica prefills together (serving.prefill_tokens)

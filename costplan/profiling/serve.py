@@ -5,7 +5,7 @@ At the spec's serving settings (serving.prompt_tokens P, output_tokens O, kv_cac
   generate.py's cache, in the KV format's dtype);
 - the prefill's matmul FLOPs (FlopCounterMode, with counters.py's formulas for the CPU flash kernel): the
   P-token prompt into an empty cache, logits for its last token only;
-- one decode step's FLOPs at the context serve times a step at, P + O/2 cached tokens (+ the new one);
+- one decode step's FLOPs at the context serve times a step at, P + (O − 2)/2 cached tokens (+ the new one);
 - the bytes of every weight stored in each serving format (quantize.py).
 These run on fake tensors (no memory, any size; MoE routing is balanced there, which does not change the
 FLOPs of one token's top_k experts). Experts run dropless, as serving engines do (no capacity factor).
@@ -104,7 +104,7 @@ def measure_serve(spec: Spec, device: torch.device, *, time: bool = True,
     spec = served(spec)
     s = spec.serving
     prompt, output = s.prompt_tokens, s.output_tokens
-    context = prompt + output // 2
+    context = sizes.decode_cached(prompt, output)     # as serve times a step
     stage = Stages(spec.name, progress)
     stage("weight bytes by format, prefill and decode FLOPs, the KV cache (fake tensors)")
     with fake_tensor_mode(), torch.no_grad():
@@ -173,8 +173,8 @@ def _time(result: ServeMeasurement, device: torch.device, overrides: list[str]) 
 def decode_bytes_read(spec: Spec, context: int, element_bytes: int) -> int:
     """Bytes one decode step of one sequence reads, every tensor at `element_bytes` per element: the weights
     (costs/inference.py's roofline: the routed experts one token touches), less the input embedding table of
-    which a step reads one row (a tied table is read whole, by the head), and the cache of `context` tokens (a
-    chunked layer's chunk so far)."""
+    which a step reads one row (a tied table is read whole, by the head), and the cache of `context` tokens and
+    the new one (a chunked layer's chunk so far)."""
     m = spec.model
     parts = components(spec, Shape(1, sizes.SIXTEEN_BIT))
     params = sum(c.params for c in parts.values())
@@ -185,7 +185,7 @@ def decode_bytes_read(spec: Spec, context: int, element_bytes: int) -> int:
     rows = (m.vocab_size * m.d_model if m.tie_embeddings else m.d_model) + (
         m.d_model if m.position == "learned" else 0)
     # a chunked layer reads its new token's chunk so far, not a whole chunk
-    read = sizes.kv_cache_bytes(spec, context) + sizes.chunk_decode(spec, range(context, context + 1), context)[0]
+    read = sizes.kv_cache_bytes(spec, context + 1) + sizes.chunk_decode(spec, range(context, context + 1), context)[0]
     cache = round(read) // sizes.KV_ELEMENT_BYTES["bf16"]
     return (params - table + rows + cache) * element_bytes
 

@@ -81,9 +81,10 @@ def assumption_lines(est: ServingEstimate) -> list[str]:
     """What the numbers rest on, one line each, for people (the JSON has the same as typed fields)."""
     a = est.assumptions
     e = a.efficiencies
-    chunked = "; chunked layers' cache reads and attention averaged over the output's tokens"
-    decode = (f"decode step timed at context {a.decode_context} (prompt + output/2"
-              f"{chunked if a.decode_chunks_averaged else ''})" if est.latency.decode_bound != NO_DECODE
+    chunked = "; chunked layers' cache reads and attention averaged over the steps"
+    decode = (f"decode step timed at context {a.decode_context}, the decode steps' mean cached tokens (prompt + "
+              f"(output − 2)/2{chunked if a.decode_chunks_averaged else ''})"
+              if est.latency.decode_bound != NO_DECODE
               else "no decode step (one output token, the prefill's)")
     lines = [
         f"{a.gpu_name}: {flops_rate(a.peak_flops_per_gpu)} dense {a.compute_precision}, "

@@ -26,7 +26,7 @@ from typing import Any
 from costplan import hardware, scaling, sizing
 from costplan.costs.estimate import estimate, oversized_batch, shared_components
 from costplan.costs.layers import pipeline_stages, stage_count, stage_depth
-from costplan.costs.layouts import grid, replica, variant
+from costplan.costs.layouts import grid, replica, timed_at, variant
 from costplan.costs.run import needless_zero_one
 from costplan.costs.time import HOURS_PER_DAY, flops_in
 from costplan.errors import CostplanError
@@ -310,7 +310,7 @@ def _fewest_gpus(spec: Spec, gpu_key: str, deadline_hours: float, mfu: float | N
         if fastest is None:
             return Option.none(gpu_key, gpu, "no layout tried fits in its GPUs' memory")
         return Option.none(gpu_key, gpu, "no layout tried fits and finishes in time").model_copy(
-            update={"fastest": fastest})
+            update={"fastest": fastest, "lenders": _lenders(spec, gpu) if timed_at(spec, gpu_key, mfu) is None else {}})
     found.sort(key=lambda f: f[0])
     # Every layout with its own cheapest micro-batch and recomputation, at the fewest GPUs those meet the
     # deadline on: the fewest GPUs win, then the cheapest, then (_simplest) as estimate chooses among equals;

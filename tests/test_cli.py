@@ -596,9 +596,16 @@ def test_errors_found_after_validation_name_the_file_not_the_specs_name(run, tmp
     assert errors(run("estimate", str(path), "--set", "training.precision=fp8", "--gpu", "a100-80gb")) == [
         f"Error: {path}: training.precision: NVIDIA A100 80GB SXM has no fp8 peak FLOP/s (it has fp32, tf32, fp16, "
         "bf16)"]
+    # estimate --seq-len lays the spec out once before timing any length: the same refusal, not the kernel table's
+    assert errors(run("estimate", str(path), "--set", "training.precision=fp8", "--gpu", "a100-80gb", "--gpus", "8",
+                      "--seq-len", "32,64")) == [
+        f"Error: {path}: training.precision: NVIDIA A100 80GB SXM has no fp8 peak FLOP/s (it has fp32, tf32, fp16, "
+        "bf16)"]
     assert errors(run("serve", str(path), "--output-tokens", "64")) == [
         f"Error: {path}: serving.output_tokens: 64 leaves no room for a prompt in model.max_seq_len (64); give "
         "fewer output tokens"]
+    assert errors(run("serve", str(path), "--output-tokens", "16", "--batch", "1048576", "--gpu", "l4"))[0].startswith(
+        f"Error: {path}: serving.batch: 1048576 sequences need ")
     spec = costplan.load_spec(str(path))
     assert spec.label == str(path) and spec.model_copy().label == str(path)
 

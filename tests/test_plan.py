@@ -639,6 +639,11 @@ def test_a_gpu_type_timed_on_another_devices_curves_says_so(run):
     fixed = json.loads(run("plan", "llama2-7b", "--deadline", "30d", "--gpu", "mi300x", "--mfu", "0.4", "--format",
                            "json").stdout)
     assert fixed[0]["lenders"] == {}        # a fixed MFU runs on no curves
+    # a missed deadline's quickest run was timed on them too
+    (missed,) = json.loads(run("plan", "llama2-7b", "--deadline", "1h", "--gpu", "mi300x", "--format", "json").stdout)
+    assert missed["gpus"] is None and missed["lenders"] == {"GEMM": "h100-sxm", "attention": "h100-sxm"}
+    assert "timed on h100-sxm's kernel curves (none of its own read)" in run("plan", "llama2-7b", "--deadline", "1h",
+                                                                              "--gpu", "mi300x").stdout
 
 
 def test_a_search_keeps_an_interleaved_pipeline_to_micro_batches_it_can_run(run):

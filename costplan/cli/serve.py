@@ -50,7 +50,7 @@ def serve(specs, batch, prompt_tokens, output_tokens, weights, group_size, kv_ca
 
     echo_warnings([w for spec in loaded for w in left_out_warnings(spec.name, spec.config_left_out)])
     results = [run_serve(spec) for spec in loaded]
-    problems = [p for p in map(serve_tables.problem, results) if p]
+    problems = [p for p in (serve_tables.problem(r, s.label) for s, r in zip(loaded, results)) if p]
     if problems:
         raise CostplanError("\n".join(problems))
     click.echo(report.render(serve_tables.serving(results), fmt))

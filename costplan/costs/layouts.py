@@ -105,10 +105,16 @@ def variant(spec: Spec, gpu_key: str, count: int, layout: dict[str, Any], mfu: f
     section = _section(tuple(layout.items()), tuple(map(type, layout.values())), expert)
     # one copy of the hardware section for every layout a search tries on it (inside memo.shared())
     hardware = memo.cached(("hardware", memo.token(hw), gpu_key, count, mfu), lambda: hw.model_copy(update={
-        "gpu": gpu_key, "count": count, "mfu": mfu if mfu is not None else hw.mfu if same else None,
+        "gpu": gpu_key, "count": count, "mfu": timed_at(spec, gpu_key, mfu),
         "usd_per_gpu_hour": hw.usd_per_gpu_hour if same else None,
         "network_gbs": hw.network_gbs if same else None}))   # another GPU type is another cluster
     return spec.model_copy(update={"hardware": hardware, "parallelism": section})
+
+
+def timed_at(spec: Spec, gpu_key: str, mfu: float | None = None) -> float | None:
+    """The MFU a search's runs on a GPU type are timed at: `mfu` where given (plan --mfu), else the spec's
+    hardware.mfu on its own GPU type (another type is another cluster); None: the step model."""
+    return mfu if mfu is not None else spec.hardware.mfu if gpu_key == spec.hardware.gpu else None
 
 
 def fits_batch(spec: Spec, layout: dict[str, Any], count: int) -> bool:

@@ -47,10 +47,6 @@ class Run(Record):
 
 def resolve(spec: Spec) -> Run:
     hw, gpu = spec.hardware, spec.gpu
-    precision = spec.training.precision
-    lacks = gpu.lacks(precision)
-    if lacks:   # a training matter: serving the same spec computes in 16 bits
-        raise SpecError(spec.label, [f"training.precision: {gpu.name} has {lacks}"])
     price = hw.usd_per_gpu_hour if hw.usd_per_gpu_hour is not None else gpu.usd_per_gpu_hour
     price_source = ("hardware.usd_per_gpu_hour" if hw.usd_per_gpu_hour is not None
                     else f"{gpu.price_source} ({gpu.price_date})")
@@ -89,6 +85,9 @@ def _search(spec: Spec) -> tuple[Spec, str, list[parallel.StageMemory] | None, s
     """The spec's own layout, or the fastest of the grid on hardware.count GPUs that fits in memory (or, when
     none fits, the one needing the least), with where it came from, and its stage memories and step time when
     the search computed them."""
+    lacks = spec.gpu.lacks(spec.training.precision)
+    if lacks:   # a training matter (serving the same spec computes in 16 bits), said before any layout is timed
+        raise SpecError(spec.label, [f"training.precision: {spec.gpu.name} has {lacks}"])
     if spec.parallelism is not None:
         return spec, getattr(spec, _HELD_SOURCE, "parallelism"), None, None
     count = spec.hardware.count

@@ -94,8 +94,9 @@ def missed(o: Option) -> str:
               "training.global_batch_size caps")
     capped = (f" ({fields} the data ranks at {f['data_cap']:,} at that micro-batch)"
               if f["data"] == f["data_cap"] else "")
+    borrowed = f"; {_borrowed(o)}" if o.lenders else ""
     return (f"{o.note}; the quickest that fits, {', '.join(_grid(f))} at {settings} on {f['gpus']:,} GPUs, takes "
-            f"{human(f['wall_clock_days'], 'days')}{capped}")
+            f"{human(f['wall_clock_days'], 'days')}{capped}{borrowed}")
 
 
 def _borrowed(o: Option) -> str:

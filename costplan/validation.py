@@ -70,7 +70,8 @@ def _name(value: Any) -> str:
     sequence would recolour or rewrite the terminal), and one line."""
     bad = [ch for ch in text(value) if unicodedata.category(ch) in UNPRINTED]
     if bad:
-        raise Invalid(f"contains the control character {shown(bad[0])}; a name is printed as it is")
+        kind = "line separator" if unicodedata.category(bad[0]) in ("Zl", "Zp") else "control character"
+        raise Invalid(f"contains the {kind} {shown(bad[0])}; a name is printed as it is")
     if not value.strip():
         raise Invalid("is empty; a name heads the tables it is printed in")
     return value

@@ -32,7 +32,9 @@ class Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[mis
             raise
         except (ValueError, KeyError, AttributeError, TypeError, OverflowError):
             tag = node.tag.rpartition(":")[2]
-            raise yaml.constructor.ConstructorError(None, None, f"{shown(node.value)} cannot be read as !!{tag}",
+            value = shown(node.value) if isinstance(node, yaml.ScalarNode) else (
+                "a list" if isinstance(node, yaml.SequenceNode) else "a mapping")
+            raise yaml.constructor.ConstructorError(None, None, f"{value} cannot be read as !!{tag}",
                                                     node.start_mark) from None
 
 
@@ -69,9 +71,11 @@ def _mapping_without_duplicates(loader: yaml.SafeLoader, node: yaml.MappingNode,
             raise yaml.constructor.ConstructorError(None, None, "a merge key (<<) is not read: write the keys out "
                                                     "(an alias of a whole value, *name, is)", key_node.start_mark)
         key = loader.construct_object(key_node, deep=deep)
-        if isinstance(key, (list, dict)):       # unhashable: PyYAML's own mapping reader refuses it too
+        try:
+            hash(key)
+        except TypeError:       # a list, mapping or set: PyYAML's own mapping reader refuses it too
             raise yaml.constructor.ConstructorError(None, None, "a key must be a plain value, not a list or mapping",
-                                                    key_node.start_mark)
+                                                    key_node.start_mark) from None
         if key in mapping:
             raise yaml.constructor.ConstructorError(None, None, f"duplicate key {shown(key)}", key_node.start_mark)
         mapping[key] = loader.construct_object(value_node, deep=deep)

@@ -127,7 +127,7 @@ def test_control_characters_in_a_name(run):
     assert line == f"Error: {TINY}: name: contains the control character '\\x1b'; a name is printed as it is"
     # a line separator ends a line as a newline does: a name is one line
     (line,) = errors(run("estimate", TINY, "--set", "name=a\u2028b"))
-    assert line == f"Error: {TINY}: name: contains the control character '\\u2028'; a name is printed as it is"
+    assert line == f"Error: {TINY}: name: contains the line separator '\\u2028'; a name is printed as it is"
 
 
 def test_control_characters_in_a_field_name_are_escaped(run, tmp_path):

@@ -58,6 +58,8 @@ def test_duplicate_keys_are_errors(tmp_path):
     ("  n_layers: !!bool maybe\n", "line 3, column 13: invalid YAML: 'maybe' cannot be read as !!bool"),
     ("  n_layers: !!timestamp foo\n", "line 3, column 13: invalid YAML: 'foo' cannot be read as !!timestamp"),
     ("  <<: {n_layers: 2}\n", "line 3, column 3: invalid YAML: a merge key (<<) is not read"),
+    ("  ? !!set {x: null}\n  : 1\n", "line 3, column 5: invalid YAML: a key must be a plain value"),
+    ("  n_layers: !!map [1]\n", "line 3, column 13: invalid YAML: a list cannot be read as !!map"),
 ])
 def test_yaml_python_cannot_construct_is_an_error_at_its_line(tmp_path, text, problem):
     # PyYAML's own readers fail on these as Python does (TypeError, ValueError, KeyError, AttributeError): each

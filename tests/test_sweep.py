@@ -254,9 +254,12 @@ def test_echoed_values_are_cut_short(run):
     assert all(len(line) < 400 for line in lines)
 
 
-def test_varied_values_read_as_a_spec_writes_them(run):
+def test_varied_values_read_as_the_vary_wrote_them(run):
     # the table's varied columns: null and a large float as written, not Python's None and 1000000000000.0
     lines = run("sweep", TINY, "--vary", "training.tokens=1e12,2e6", "--vary",
                 "hardware.mfu=null,0.123456789").stdout.splitlines()
     cells = [line.split()[:2] for line in lines[2:]]
-    assert cells == [["1e+12", "null"], ["1e+12", "0.123456789"], ["2e+06", "null"], ["2e+06", "0.123456789"]]
+    assert cells == [["1e12", "null"], ["1e12", "0.123456789"], ["2e6", "null"], ["2e6", "0.123456789"]]
+    # sorted, each row keeps its own values' text
+    lines = run("sweep", TINY, "--vary", "training.tokens=2e6,1e12", "--sort-by", "training.tokens").stdout
+    assert [line.split()[0] for line in lines.splitlines()[2:]] == ["2e6", "1e12"]

@@ -109,9 +109,10 @@ def sweep(spec, varies, sort_by, limit, fmt, serving, jobs, search_layouts, law,
     echo_warnings(warned)       # once every point is valid: a sweep that fails prints its errors alone
     if order is not None:
         points = sorted(points, key=order)
+    keys, texts = [axis.key for axis in axes], [axis.texts for axis in axes]
     if serving:
         from costplan.tables import serve as serve_tables
 
-        click.echo(report.render(serve_tables.sweep(points, [axis.key for axis in axes]), fmt))
+        click.echo(report.render(serve_tables.sweep(points, keys, texts), fmt))
     else:
-        click.echo(report.render(tables.sweep(points, [axis.key for axis in axes]), fmt))
+        click.echo(report.render(tables.sweep(points, keys, texts), fmt))

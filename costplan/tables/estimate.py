@@ -406,10 +406,19 @@ def cell(value: Any, unit: str) -> str:
     return ("yes" if value else "no") if unit == "flag" else human(value, unit)
 
 
-def sweep(points: Sequence[Point], keys: Sequence[str]) -> Table:
-    """`costplan sweep`: one row per point, the varied keys first; raw numbers in JSON and CSV."""
+def varied_cells(point: Point, keys: Sequence[str], texts: Sequence[Sequence[str]] | None = None) -> list[str]:
+    """A point's varied values as each --vary wrote them (`texts`: an axis's values as given, in its order), else
+    as a spec writes them."""
+    if texts is not None:
+        return [texts[axis][i] for axis, i in enumerate(point.positions)]
+    return [given(point.varied[k]) for k in keys]
+
+
+def sweep(points: Sequence[Point], keys: Sequence[str], texts: Sequence[Sequence[str]] | None = None) -> Table:
+    """`costplan sweep`: one row per point, the varied keys first (as written, where `texts` gives them); raw
+    numbers in JSON and CSV."""
     headers = [*keys, *SWEEP_UNITS]
-    body = LazyRows(lambda: [[given(p.varied[k]) for k in keys]
+    body = LazyRows(lambda: [varied_cells(p, keys, texts)
                              + [cell(v, SWEEP_UNITS[name])
                                 for name, v in p.values.items()] for p in points])
     return Table([Block(headers, body)], [{**p.varied, **p.values} for p in points], columns=headers)

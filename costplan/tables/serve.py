@@ -6,11 +6,11 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from costplan.costs.serving_result import NO_DECODE
-from costplan.report import (Block, LazyRows, Row, Table, flatten, flops_rate, given, human, percent, sectioned,
-                             seconds, size, usd)
+from costplan.report import (Block, LazyRows, Row, Table, flatten, flops_rate, human, percent, sectioned, seconds,
+                             size, usd)
 from costplan.spec import ServingSpec
 from costplan.validation import MAX_COUNT
-from costplan.tables.estimate import COMPARED, SWEEP_UNITS, cell, side_by_side
+from costplan.tables.estimate import COMPARED, SWEEP_UNITS, cell, side_by_side, varied_cells
 
 if TYPE_CHECKING:
     from costplan.costs.serving_result import ServingEstimate
@@ -201,10 +201,10 @@ def compare(estimates: Sequence[Estimate], servings: Sequence[ServingEstimate], 
                         [{**e.model_dump(), "serving": s.model_dump()} for e, s in pairs])
 
 
-def sweep(points: Sequence[Point], keys: Sequence[str]) -> Table:
+def sweep(points: Sequence[Point], keys: Sequence[str], texts: Sequence[Sequence[str]] | None = None) -> Table:
     """sweep's table with the serving columns."""
     units = {**SWEEP_UNITS, **SERVING_UNITS}
     headers = [*keys, *units]
-    body = LazyRows(lambda: [[given(p.varied[k]) for k in keys]
+    body = LazyRows(lambda: [varied_cells(p, keys, texts)
                              + [cell(v, units[name]) for name, v in p.values.items()] for p in points])
     return Table([Block(headers, body)], [{**p.varied, **p.values} for p in points], columns=headers)

@@ -108,12 +108,24 @@ def parse_vary(text: str) -> Axis:
 
 
 def _identity(value: Any) -> tuple:
-    """What makes two --vary values the same point: 2 and 2.0 are, true and 1 are not."""
+    """What makes two --vary values the same point: 2 and 2.0 are (in a list too: [16, 16] and [16, 16.0]), true
+    and 1 are not."""
     if isinstance(value, bool):
         return ("flag", value)
     if isinstance(value, (int, float)):
         return ("number", value)
-    return ("other", json.dumps(value, sort_keys=True, default=str))
+    return ("other", json.dumps(_whole(value), sort_keys=True, default=str))
+
+
+def _whole(value: Any) -> Any:
+    """A value with its whole floats as ints, at any depth (json writes 16.0 and 16 apart)."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, list):
+        return [_whole(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _whole(v) for k, v in value.items()}
+    return value
 
 
 def _top_level(raw: str) -> list[str]:

@@ -241,6 +241,9 @@ def test_a_value_given_twice_is_refused_not_evaluated_twice(run):
     assert errors(run("sweep", TINY, "--vary", "n_layers=1,2,2.0")) == [
         "Error: --vary model.n_layers: 2 and 2.0 are the same value; give each once (every point would be "
         "evaluated twice)"]
+    assert errors(run("sweep", TINY, "--vary", "parallelism.pipeline=2", "--vary",
+                      "parallelism.stage_layers=[1, 1],[1,1.0]"))[0].startswith(
+        "Error: --vary parallelism.stage_layers: [1, 1] and [1,1.0] are the same value")
     # a flag and a number are not the same value (validation judges the 1)
     assert "the same value" not in run("sweep", TINY, "--vary", "training.autocast=true,1").stderr
 

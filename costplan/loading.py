@@ -58,15 +58,9 @@ class RawSpec(Record):
     def of_config(cls, imported: Any, label: str, config: Path) -> RawSpec:
         """A Hugging Face config as read (hf.Imported), its fields' problems named by the keys they came from."""
         from costplan import sources
-        from costplan.hf import DEFAULTED
 
-        keys = {}
-        for path, note in imported.notes.items():
-            read = note.removeprefix("from ")
-            if note.startswith("from ") and " " not in read:
-                keys[path] = f"config key {read}"
-            elif note.endswith(DEFAULTED) and " " not in note.removesuffix(DEFAULTED):    # one key, left out
-                keys[path] = f"config key {note.removesuffix(DEFAULTED)}, not in the file: the class's default"
+        keys = {path: f"config key {key}" + (", not in the file: the class's default" if left else "")
+                for path, (key, left) in imported.sources.items()}
         return cls(imported.spec, label, sources.config_name(config), str(config.parent), keys,
                    tuple(imported.defaulted), tuple(imported.left_out))
 

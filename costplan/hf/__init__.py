@@ -32,10 +32,6 @@ from costplan.spec import ACTIVATIONS
 
 
 # ---------------------------------------------------------------------------------------------- reading
-# the note of a field the file does not set: read from the class's default
-DEFAULTED = " not in the file: the class's default"
-
-
 @dataclass(frozen=True)
 class Imported:
     """A config read as a spec mapping, with where each field came from."""
@@ -43,6 +39,9 @@ class Imported:
     model_type: str
     spec: dict[str, Any]
     notes: dict[str, str]                # spec path → the comment saying where it came from
+    # spec path → the one config key a field was read from, and whether the file left it out (the class's
+    # default): what an error about the field names
+    sources: dict[str, tuple[str, bool]] = field(default_factory=dict)
     used: list[str] = field(default_factory=list)        # keys of the file read into fields or checks
     defaulted: list[str] = field(default_factory=list)   # keys absent from the file: the class's default
     ignored: list[str] = field(default_factory=list)     # keys of the file without cost
@@ -125,6 +124,7 @@ def read(config: Path) -> Imported:
             problems.append(f"{check.keys[0]}: {shown}{check.why}")
     spec: dict[str, Any] = {"name": sources.config_name(config)}
     notes: dict[str, str] = {}
+    read_from: dict[str, tuple[str, bool]] = {}
     # keys of fields set from the class's defaults alone: none of the keys a field reads is in the file (BLOOM's
     # n_layer stands for num_hidden_layers; a head_dim left to the width sets no field)
     defaulted: set[str] = set()
@@ -155,9 +155,12 @@ def read(config: Path) -> Imported:
         section, _, name = path.partition(".")
         spec.setdefault(section, {})[name] = value
         notes[path] = f.note or f"from {', '.join(f.keys)}"
-        if f.keys and not any(k in data for k in f.keys):
+        left = bool(f.keys) and not any(k in data for k in f.keys)
+        if left:
             defaulted.update(f.keys)
-            notes[path] = f"{', '.join(f.keys)}{DEFAULTED}"
+            notes[path] = f"{', '.join(f.keys)} not in the file: the class's default"
+        if len(f.keys) == 1 and (left or not f.note):
+            read_from[path] = (f.keys[0], left)
     if problems:
         raise SpecError(label, problems)
     spec.setdefault("training", {})["modules"] = model_type
@@ -169,7 +172,7 @@ def read(config: Path) -> Imported:
     read_keys = {k for f in family.fields.values() for k in f.keys} | {k for c in family.checks for k in c.keys}
     left_out = [o for o in (*COMMON_LEFT_OUT, *family.left_out) if o.key in data and o.applies(data[o.key])]
     return Imported(
-        model_type=model_type, spec=spec, notes=notes,
+        model_type=model_type, spec=spec, notes=notes, sources=read_from,
         used=sorted(k for k in data if k in read_keys | {"model_type"}),
         defaulted=sorted(defaulted),
         ignored=sorted(k for k in data if k not in read_keys | {"model_type"} | {o.key for o in left_out}),

@@ -1,7 +1,6 @@
 """Errors whose message is meant for the user: the CLI prints them as `Error: ...` and exits with status 2."""
 from __future__ import annotations
 
-import math
 import reprlib
 import unicodedata
 from collections.abc import Iterable
@@ -100,12 +99,6 @@ def _cut(text: str) -> str:
 
 # control and format characters, and the line and paragraph separators (U+2028, U+2029) that end a line too
 UNPRINTED = ("Cc", "Cf", "Zl", "Zp")
-
-
-def short_float(value: float) -> str:
-    """A float as short as it reads back exactly: 1e+12, not 1000000000000.0; 1.0000001 whole."""
-    short = f"{value:g}"
-    return short if not math.isfinite(value) or float(short) == value else repr(value)
 
 
 def shown(value: object) -> str:

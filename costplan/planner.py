@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from costplan import hardware, scaling, sizing
-from costplan.costs.estimate import estimate, oversized_batch, shared_components
+from costplan.costs.estimate import estimate, kernel_lenders, oversized_batch, shared_components
 from costplan.costs.layers import pipeline_stages, stage_count, stage_depth
 from costplan.costs.layouts import grid, replica, timed_at, variant
 from costplan.costs.run import needless_zero_one
@@ -300,6 +300,8 @@ def _fewest_gpus(spec: Spec, gpu_key: str, deadline_hours: float, mfu: float | N
     lacks = gpu.lacks(spec.training.precision)
     if lacks:
         return Option.none(gpu_key, gpu, f"{lacks}: --set {precision_change(spec)}")
+    # whose kernel curves time this type where it has none of its own (none at a fixed MFU)
+    lenders = kernel_lenders(gpu, spec.training) if timed_at(spec, gpu_key, mfu) is None else {}
     found = []
     for layout in grid(spec):
         searched = _fewest(spec, gpu_key, layout, gpu.node_size, deadline_hours, mfu)
@@ -310,7 +312,7 @@ def _fewest_gpus(spec: Spec, gpu_key: str, deadline_hours: float, mfu: float | N
         if fastest is None:
             return Option.none(gpu_key, gpu, "no layout tried fits in its GPUs' memory")
         return Option.none(gpu_key, gpu, "no layout tried fits and finishes in time").model_copy(
-            update={"fastest": fastest, "lenders": _lenders(spec, gpu) if timed_at(spec, gpu_key, mfu) is None else {}})
+            update={"fastest": fastest, "lenders": lenders})
     found.sort(key=lambda f: f[0])
     # Every layout with its own cheapest micro-batch and recomputation, at the fewest GPUs those meet the
     # deadline on: the fewest GPUs win, then the cheapest, then (_simplest) as estimate chooses among equals;
@@ -341,14 +343,8 @@ def _fewest_gpus(spec: Spec, gpu_key: str, deadline_hours: float, mfu: float | N
         mfu_source=None if result.assumptions.mfu_override is None else "--mfu" if mfu is not None else "hardware.mfu",
         not_taken=_not_taken(spec, gpu_key, mfu), spec_gpu=spec.hardware.gpu,
         oversized_batch=oversized_batch(result.assumptions),
-        lenders=_lenders(spec, gpu) if result.assumptions.mfu_override is None else {},
+        lenders=lenders,
     )
-
-
-def _lenders(spec: Spec, gpu: hardware.GPU) -> dict[str, str]:
-    """Whose kernel curves a step of the spec runs on this GPU type where it has none of its own."""
-    curves = gpu.curves() if gpu.kernels is None else None      # a calibrated file's tables are its own
-    return curves.lenders(spec.training.precision, spec.training.attention_kernel) if curves is not None else {}
 
 
 def _simplest(result) -> tuple:  # noqa: ANN001 - an Estimate

@@ -12,7 +12,6 @@ import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from costplan.errors import short_float
 from costplan.records import Record
 
 if TYPE_CHECKING:
@@ -219,14 +218,6 @@ FORMATTERS = {
 UNIT_WORDS = {"bytes": "bytes", "flop": "FLOPs", "hours": "GPU-hours", "usd": "USD", "seconds": "seconds",
               "days": "days", "count": "count", "whole": "count", "percent": "fraction", "dollars": "USD",
               "tokens/s": "tokens/s"}
-
-
-def given(value: Any) -> str:
-    """A value as a spec writes it (a varied key's cell): null, true and false as YAML says them, a float short
-    where that is exact (1e+12, not 1000000000000.0), else whole."""
-    if value is None or isinstance(value, bool):
-        return {None: "null", True: "true", False: "false"}[value]
-    return short_float(value) if isinstance(value, float) else str(value)
 
 
 def human(value: Any, unit: str) -> str:

@@ -11,7 +11,7 @@ import re
 import unicodedata
 from typing import Any
 
-from costplan.errors import UNPRINTED, CostplanError, did_you_mean, printable, short_float, shown
+from costplan.errors import UNPRINTED, CostplanError, did_you_mean, printable, shown
 from costplan.kinds import Choice, Invalid, Kind, real_number, text, whole_number
 
 # Upper limits keep every product in the cost model far from float overflow; they are far above any real model.
@@ -34,7 +34,10 @@ def amount(number: Any) -> str:
     whole = isinstance(number, int) or math.isfinite(number) and number.is_integer()
     if whole and abs(number) < 10**15:
         return f"{int(number):,}"
-    return short_float(float(number)) if float(number) == number else str(number)
+    if float(number) != number:         # an int past a float's precision: every digit
+        return str(number)
+    short = f"{float(number):g}"        # as short as reads back exactly: 1e+40, but 1.0000001 whole
+    return short if not math.isfinite(number) or float(short) == number else repr(float(number))
 
 
 def bounded(name: str, number: Any, *, gt: float | None = None, ge: float | None = None, le: float | None = None,

@@ -15,7 +15,8 @@ from costplan.costs.time import SECONDS_PER_HOUR, wall_clock_days
 from costplan.costs.traffic import expert_overlapped
 from costplan.records import Record
 from costplan.scaling import Scaling
-from costplan.spec import Spec
+from costplan.hardware import GPU
+from costplan.spec import Spec, TrainingSpec
 
 # Tokens per parameter when a spec gives no training.tokens: the compute-optimal ratio of Hoffmann et al.
 # 2022 (Table 3, "~20 tokens per parameter"), per parameter as the scaling law counts them (active ones for a
@@ -218,13 +219,18 @@ def bytes_rule(precision: str, optimizer: str, autocast: bool, fp32_gradients: b
     return f"fp32 weights and gradients, {states}"
 
 
+def kernel_lenders(gpu: GPU, training: TrainingSpec) -> dict[str, str]:
+    """The devices whose kernel curves a step at `training`'s precision and attention kernel runs on this GPU,
+    by part (kernels.Curves.lenders); empty on its own curves or a hardware file's own tables."""
+    curves = gpu.curves() if gpu.kernels is None else None
+    return curves.lenders(training.precision, training.attention_kernel) if curves is not None else {}
+
+
 def _tables_source(run: Run) -> str:
     gpu = run.gpu
     if gpu.kernels is not None:
         return f"the hardware file's kernels ({gpu.calibrated_on or gpu.key})"
-    curves = gpu.curves()
-    t = run.spec.training
-    lenders = curves.lenders(t.precision, t.attention_kernel) if curves is not None else {}
+    lenders = kernel_lenders(gpu, run.spec.training)
     # a device without kernel benchmarks of its own runs another's curves: say so where the time is printed
     if not lenders:
         return f"data/kernels.yaml, {gpu.key}"

@@ -10,7 +10,7 @@ from costplan.costs.estimate import LARGEST_PUBLISHED_BATCH, oversized_batch
 from costplan.costs.parallel import micro_batches_in_flight
 from costplan.hardware import SPEC_NETWORK
 from costplan.spec_rules import zero_under_pipeline
-from costplan.report import (UNIT_WORDS, Block, LazyRows, Row, Table, count, degrees, flop, flops_rate, given, human,
+from costplan.report import (UNIT_WORDS, Block, LazyRows, Row, Table, count, degrees, flop, flops_rate, human,
                              layout_words, number, percent, plural, price, ratio, recomputed, sectioned, seconds, size,
                              layout_extras)
 
@@ -406,19 +406,16 @@ def cell(value: Any, unit: str) -> str:
     return ("yes" if value else "no") if unit == "flag" else human(value, unit)
 
 
-def varied_cells(point: Point, keys: Sequence[str], texts: Sequence[Sequence[str]] | None = None) -> list[str]:
-    """A point's varied values as each --vary wrote them (`texts`: an axis's values as given, in its order), else
-    as a spec writes them."""
-    if texts is not None:
-        return [texts[axis][i] for axis, i in enumerate(point.positions)]
-    return [given(point.varied[k]) for k in keys]
+def varied_cells(point: Point, texts: Sequence[Sequence[str]]) -> list[str]:
+    """A point's varied values as each --vary wrote them (`texts`: an axis's values as given, in its order)."""
+    return [texts[axis][i] for axis, i in enumerate(point.positions)]
 
 
-def sweep(points: Sequence[Point], keys: Sequence[str], texts: Sequence[Sequence[str]] | None = None) -> Table:
-    """`costplan sweep`: one row per point, the varied keys first (as written, where `texts` gives them); raw
-    numbers in JSON and CSV."""
+def sweep(points: Sequence[Point], keys: Sequence[str], texts: Sequence[Sequence[str]]) -> Table:
+    """`costplan sweep`: one row per point, the varied keys first, their values as written; raw numbers in JSON
+    and CSV."""
     headers = [*keys, *SWEEP_UNITS]
-    body = LazyRows(lambda: [varied_cells(p, keys, texts)
+    body = LazyRows(lambda: [varied_cells(p, texts)
                              + [cell(v, SWEEP_UNITS[name])
                                 for name, v in p.values.items()] for p in points])
     return Table([Block(headers, body)], [{**p.varied, **p.values} for p in points], columns=headers)

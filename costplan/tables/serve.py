@@ -201,10 +201,10 @@ def compare(estimates: Sequence[Estimate], servings: Sequence[ServingEstimate], 
                         [{**e.model_dump(), "serving": s.model_dump()} for e, s in pairs])
 
 
-def sweep(points: Sequence[Point], keys: Sequence[str], texts: Sequence[Sequence[str]] | None = None) -> Table:
+def sweep(points: Sequence[Point], keys: Sequence[str], texts: Sequence[Sequence[str]]) -> Table:
     """sweep's table with the serving columns."""
     units = {**SWEEP_UNITS, **SERVING_UNITS}
     headers = [*keys, *units]
-    body = LazyRows(lambda: [varied_cells(p, keys, texts)
+    body = LazyRows(lambda: [varied_cells(p, texts)
                              + [cell(v, units[name]) for name, v in p.values.items()] for p in points])
     return Table([Block(headers, body)], [{**p.varied, **p.values} for p in points], columns=headers)

@@ -18,6 +18,12 @@ if TYPE_CHECKING:
     from costplan.costs.result import Estimate
     from costplan.sweep import Point
 
+# a pipeline bubble above this share of the step is warned of: the GPUs wait more than they work
+IDLE_BUBBLE = 0.5
+# why HFU can be the lower: model FLOPs count causal attention whole (PaLM's convention), the kernel skips tiles
+HFU_BELOW = "; below MFU where causal tiles are skipped (model FLOPs count every key, as PaLM does)"
+# what the GPU-hours leave out: whole published runs also spend GPU-time on these
+STEPS_ONLY = "training steps only: no failures, restarts, checkpoints or evaluation"
 # Why an MFU can pass 100%: model FLOPs follow conventions that count work no kernel runs.
 OVER_ONE = ("; above 100% because model FLOPs count every key a causal query may see (PaLM's convention) and "
             "top_k experts for every token, dropped or not, which the kernels skip: HFU counts what runs")
@@ -231,8 +237,8 @@ def warnings(est: Estimate) -> list[str]:
     if par.bubble_fraction > IDLE_BUBBLE:
         out.append(f"{est.name}: the pipeline idles {percent(par.bubble_fraction)} of each step: "
                    f"{par.micro_batches} micro-batch{'' if par.micro_batches == 1 else 'es'} a step through "
-                   f"{par.pipeline} stages; more "
-                   "micro-batches (training.global_batch_size, parallelism.micro_batches) or fewer stages shrink it")
+                   f"{par.pipeline} stages; more micro-batches (training.global_batch_size, "
+                   "parallelism.micro_batches) or fewer stages shrink it")
     if oversized_batch(a):
         out.append(f"{est.name}: {oversized_note(oversized_batch(a))}")
     return out
@@ -421,12 +427,6 @@ def sweep(points: Sequence[Point], keys: Sequence[str], texts: Sequence[Sequence
     return Table([Block(headers, body)], [{**p.varied, **p.values} for p in points], columns=headers)
 
 
-# a pipeline bubble above this share of the step is warned of: the GPUs wait more than they work
-IDLE_BUBBLE = 0.5
-# why HFU can be the lower: model FLOPs count causal attention whole (PaLM's convention), the kernel skips tiles
-HFU_BELOW = "; below MFU where causal tiles are skipped (model FLOPs count every key, as PaLM does)"
-# what the GPU-hours leave out: whole published runs also spend GPU-time on these
-STEPS_ONLY = "training steps only: no failures, restarts, checkpoints or evaluation"
 PARTIAL_STEP_NOTED = 0.01      # what whole steps would cost more, over the tokens' share, before the note says so
 
 

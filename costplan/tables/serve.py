@@ -117,10 +117,9 @@ def assumption_lines(est: ServingEstimate) -> list[str]:
     return lines
 
 
-def problem(est: ServingEstimate, label: str | None = None) -> str | None:
-    """Why the estimate cannot be served as asked, for an Error line naming `label` (the spec's file; its name
-    where not given); None when it can."""
-    said = label or est.name
+def problem(est: ServingEstimate, label: str) -> str | None:
+    """Why the estimate cannot be served as asked, for an Error line naming `label` (the spec's file,
+    Spec.label); None when it can."""
     m, a, thr = est.memory, est.assumptions, est.throughput
     if m.max_batch < 1:
         split = f", with a --gpus it divides; {a.gpus} GPUs split into replicas of {a.tensor}" if a.replicas > 1 else ""
@@ -132,12 +131,12 @@ def problem(est: ServingEstimate, label: str | None = None) -> str | None:
         more = (f"a smaller --group-size, or null (each GPU's share of a matrix would cut an int4 group of "
                 f"{a.group_size} at --tensor {', '.join(map(str, a.tensor_skipped))})" if a.tensor_skipped else
                 f"more GPUs per replica (--tensor{split})")
-        return (f"{said}: {size(m.weights_per_gpu)} of weights per GPU, {size(m.reserve)} reserve and one "
+        return (f"{label}: {size(m.weights_per_gpu)} of weights per GPU, {size(m.reserve)} reserve and one "
                 f"{size(m.kv_cache_per_sequence_per_gpu)} sequence do not fit in {a.gpu}'s {size(m.gpu_memory)} "
                 f"with {a.tensor} GPU{'s' if a.tensor > 1 else ''} per replica; use {smaller}{more}, a larger --gpu "
                 "or smaller --weights")
     if not est.fits:
-        return (f"{said}: serving.batch: {thr.batch} sequences need {size(m.total_per_gpu)} per GPU; at most "
+        return (f"{label}: serving.batch: {thr.batch} sequences need {size(m.total_per_gpu)} per GPU; at most "
                 f"{m.max_batch} sequences fit in {size(m.gpu_memory)}")
     if not est.meets_targets:
         targets, lat = a.latency_targets, est.latency
@@ -148,7 +147,7 @@ def problem(est: ServingEstimate, label: str | None = None) -> str | None:
         if "ttft_ms" in targets and lat.ttft_seconds > targets["ttft_ms"] / 1000:
             missed.append(f"time to first token {seconds(lat.ttft_seconds)}, one prompt alone (target "
                           f"{seconds(targets['ttft_ms'] / 1000)})")
-        return (f"{said}: {'; '.join(missed)}; more GPUs per replica (--tensor), a faster --gpu or smaller "
+        return (f"{label}: {'; '.join(missed)}; more GPUs per replica (--tensor), a faster --gpu or smaller "
                 f"--weights would shorten it")
     return None
 

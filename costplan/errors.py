@@ -32,7 +32,8 @@ class SpecError(CostplanError):
     def __init__(self, source: str, problems: Iterable[str]):
         self.source = source
         self.problems = list(problems)
-        super().__init__("\n".join(f"{source}: {p}" for p in self.problems))
+        shown_source = printable(source, cut=False)      # a file's name can hold a line break
+        super().__init__("\n".join(f"{shown_source}: {p}" for p in self.problems))
 
     def __reduce__(self):  # noqa: ANN204 - pickled from a worker process (forked.py) as it was made
         return type(self), (self.source, self.problems)

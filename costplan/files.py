@@ -49,9 +49,12 @@ def check_spec_output(option: str, path: str | os.PathLike, force: bool = False)
     """check_output for a spec written as YAML: not under a .json name, which every command reads as a Hugging
     Face config (so the file would not load back)."""
     target = check_output(option, path, force)
-    if target.suffix.lower() == ".json":
-        raise CostplanError(f"{option} {printable(path, cut=False)}: a spec is written as YAML, and a .json file is "
-                            "read as a Hugging Face config; give the file a .yaml name")
+    written = Path(os.path.realpath(target))      # a link is written through, onto the file it names
+    if target.suffix.lower() == ".json" or written.suffix.lower() == ".json":
+        through = "" if written.suffix.lower() == target.suffix.lower() else f" (a link to {written.name})"
+        fix = "write it to a file of its own" if through else "give the file a .yaml name"
+        raise CostplanError(f"{option} {printable(path, cut=False)}{through}: a spec is written as YAML, and a "
+                            f".json file is read as a Hugging Face config; {fix}")
     return target
 
 

@@ -179,6 +179,18 @@ def test_import_output_file_and_force(run, tmp_path):
     assert params(out) == params(HF / "tiny" / "opt.json")
 
 
+def test_import_never_writes_through_a_link_onto_a_json_file(run, tmp_path):
+    # --force replaces what a link names: a link to the config imported had been overwritten with YAML
+    config = tmp_path / "my.json"
+    config.write_text((HF / "tiny" / "gpt2.json").read_text())
+    (tmp_path / "spec.yaml").symlink_to(config.name)
+    result = run("import", str(config), "-o", str(tmp_path / "spec.yaml"), "--force")
+    assert result.exit_code == 2 and result.stderr == (
+        f"Error: --output {tmp_path / 'spec.yaml'} (a link to my.json): a spec is written as YAML, and a .json file "
+        "is read as a Hugging Face config; write it to a file of its own\n")
+    assert config.read_text() == (HF / "tiny" / "gpt2.json").read_text()
+
+
 @pytest.mark.parametrize("args", [
     ["estimate", "{tiny}/llama.json", "{full}/mistral-7b"],
     ["compare", "{tiny}/mixtral.json", "{tiny}/qwen3.json"],
@@ -289,6 +301,9 @@ def test_uniform_sliding_windows_are_a_spec_attention(tmp_path):
                                                 "a costplan spec's `model` section: write the spec as YAML (.yaml)"),
     ('{"model_type": "llama", "rope_scaling": ' + "[" * 100_000 + "]" * 100_000 + "}",
      "invalid JSON: nested too deeply to read"),        # not the decoder's RecursionError traceback
+    # not Python's ValueError past 4,300 digits; the YAML reader's limit
+    ('{"model_type": "llama", "hidden_size": 1' + "0" * 5000 + "}", "hidden_size: an integer of more than 100 digits"),
+    ('{"model_type": "llama", "vocab_size": -' + "9" * 101 + "}", "vocab_size: an integer of more than 100 digits"),
 ])
 def test_bad_files(content, problem, run, tmp_path):
     path = tmp_path / "config.json"

@@ -130,6 +130,14 @@ def test_control_characters_in_a_name(run):
     assert line == f"Error: {TINY}: name: contains the line separator '\\u2028'; a name is printed as it is"
 
 
+@pytest.mark.parametrize("command", ["estimate", "serve"])
+@pytest.mark.parametrize("suffix", [".yaml", ".json"])
+def test_a_line_break_in_a_file_name_keeps_its_error_one_line(command, suffix, run, tmp_path):
+    path = tmp_path / f"a\nb{suffix}"
+    (line,) = errors(run(command, str(path)))
+    assert line == f"Error: {tmp_path}/a\\nb{suffix}: no such file"
+
+
 def test_control_characters_in_a_field_name_are_escaped(run, tmp_path):
     path = write(tmp_path, "model: {vocab_size: 10, d_model: 8, n_layers: 1, n_heads: 1, max_seq_len: 8}\n"
                            "\"x\\e[2J\": 1\n")

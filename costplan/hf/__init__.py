@@ -17,6 +17,7 @@ A key absent from the file takes the default of the `transformers` configuration
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,10 +25,11 @@ from typing import Any
 import yaml
 
 from costplan import sources
-from costplan.errors import SpecError
+from costplan.errors import SpecError, printable
 from costplan.hf.families import ALIASES, FAMILIES, UNSUPPORTED
 from costplan.hf.fields import COMMON_CHECKS, COMMON_DEFAULTS, COMMON_LEFT_OUT, Unsupported, same
 from costplan.spec import ACTIVATIONS
+from costplan.yamlio import MAX_DIGITS
 
 
 
@@ -48,6 +50,10 @@ class Imported:
     left_out: list[str] = field(default_factory=list)    # "key: why" of the file's keys whose cost is left out
 
 
+class _LongInteger(ValueError):
+    """An integer literal too long to be a size or a count (its digits in args[0])."""
+
+
 def load_json(config: Path) -> dict[str, Any]:
     label = str(config)
     if not config.exists():
@@ -65,9 +71,18 @@ def load_json(config: Path) -> dict[str, Any]:
             seen[name] = value
         return seen
 
+    def integer(text: str) -> int:
+        if len(text.lstrip("-")) > MAX_DIGITS:      # Python refuses past 4,300 digits, with a ValueError
+            raise _LongInteger(text)
+        return int(text)
+
     try:
-        data = json.loads(config.read_text(encoding="utf-8-sig"),     # a byte-order mark, as some editors write
-                          object_pairs_hook=unique)
+        text = config.read_text(encoding="utf-8-sig")      # a byte-order mark, as some editors write
+        data = json.loads(text, object_pairs_hook=unique, parse_int=integer)
+    except _LongInteger as exc:
+        key = re.search(r'"((?:[^"\\]|\\.)*)"\s*:\s*' + re.escape(exc.args[0]) + r"\b", text)
+        where = f"{printable(key.group(1))}: " if key else ""
+        raise SpecError(label, [f"{where}an integer of more than {MAX_DIGITS} digits"]) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise SpecError(label, [f"cannot be read: {exc}"]) from None
     except json.JSONDecodeError as exc:

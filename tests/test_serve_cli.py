@@ -83,7 +83,22 @@ def test_a_model_that_does_not_fit_at_batch_1(run):
 
 def test_a_batch_larger_than_fits(run):
     (line,) = error_lines(run("serve", "llama3-8b", "--gpus", "1", "--batch", "100000"))
-    assert "serving.batch: 100000 sequences need" in line and "at most 365 sequences fit" in line
+    assert "serving.batch: 100000 sequences need" in line and line.endswith(
+        "at most 365 fit in 80 GiB with 1 GPU per replica; give a smaller --batch, or use more GPUs per replica "
+        "(--tensor), a larger --gpu, smaller --weights or an fp8 --kv-cache")
+
+
+def test_the_automatic_tensor_degree_holds_the_batch_asked_for(run):
+    # Llama 3 70B's bf16 weights take 2 H100s with room for 32 sequences of 1,279 tokens (320 KiB a token,
+    # 400 MiB a sequence over the GPUs); 500 need 8 GPUs (each a quarter of 131 GiB at 4: 41 GiB with the reserve,
+    # 39 GiB left: 401 sequences of 100 MiB), where 2 had been taken and the batch refused
+    def tensor(*args: str) -> int:
+        return json.loads(run("serve", "llama3-70b", "--format", "json", *args).stdout)[0]["assumptions"]["tensor"]
+
+    assert tensor() == 2 and tensor("--batch", "32") == 2 and tensor("--batch", "33") == 4
+    assert tensor("--batch", "500") == 8
+    (line,) = error_lines(run("serve", "llama3-70b", "--batch", "5000"))   # past 8 GPUs' 1,138: named at 8
+    assert "at most 1138 fit in 80 GiB with 8 GPUs per replica" in line
 
 
 def test_tensor_that_does_not_divide_the_heads(run):

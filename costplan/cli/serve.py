@@ -16,7 +16,7 @@ from costplan.errors import CostplanError
 @click.option("--group-size", metavar="N", help="serving.group_size: int4 weights per scale (default 128).")
 @click.option("--kv-cache", type=click.Choice(["bf16", "fp8"]), help="serving.kv_cache format.")
 @click.option("--tensor", metavar="N", help="serving.tensor: GPUs per replica (default: the fewest that hold "
-                                            "the model).")
+                                            "the model and one sequence, or the --batch).")
 @click.option("--tpot-ms", metavar="MS", help="serving.tpot_ms: target for the time per output token under load "
                                               "(a decode step and the prefill passes between steps), in milliseconds.")
 @click.option("--ttft-ms", metavar="MS", help="serving.ttft_ms: time-to-first-token target in milliseconds.")

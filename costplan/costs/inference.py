@@ -308,12 +308,14 @@ def _memory(spec: Spec, parts: sizes.Parts, tensor: int, weights: int) -> Servin
 
 def _setup(spec: Spec) -> tuple[sizes.Parts, ServingMemory, Replica, list[int]]:
     """The cost model's parts (walked once per shape for the whole estimate), the memory per GPU and the replica
-    at the tensor degree serve() uses, and the degrees it skipped (_aligned_choices)."""
+    at the tensor degree serve() uses (the fewest GPUs that hold serving.batch, or one sequence), and the degrees
+    it skipped (_aligned_choices)."""
     s = spec.serving
     choices, skipped = _aligned_choices(spec)
     parts = sizes.Parts(spec)
     weights = sizes.weight_bytes(parts, s.weights, s.group_size)
-    tensor = next((t for t in choices if _memory(spec, parts, t, weights).max_batch >= 1), choices[-1])
+    held = s.batch or 1     # the weights and one sequence, or the batch asked for
+    tensor = next((t for t in choices if _memory(spec, parts, t, weights).max_batch >= held), choices[-1])
     return parts, _memory(spec, parts, tensor, weights), _replica(spec, parts, tensor, weights), skipped
 
 

@@ -136,8 +136,11 @@ def problem(est: ServingEstimate, label: str) -> str | None:
                 f"with {a.tensor} GPU{'s' if a.tensor > 1 else ''} per replica; use {smaller}{more}, a larger --gpu "
                 "or smaller --weights")
     if not est.fits:
+        fp8 = " or an fp8 --kv-cache" if a.kv_cache != "fp8" else ""
         return (f"{label}: serving.batch: {thr.batch} sequences need {size(m.total_per_gpu)} per GPU; at most "
-                f"{m.max_batch} sequences fit in {size(m.gpu_memory)}")
+                f"{m.max_batch} fit in {size(m.gpu_memory)} with {a.tensor} GPU{'s' if a.tensor > 1 else ''} per "
+                f"replica; give a smaller --batch, or use more GPUs per replica (--tensor), a larger --gpu, smaller "
+                f"--weights{fp8}")
     if not est.meets_targets:
         targets, lat = a.latency_targets, est.latency
         missed = []

@@ -28,6 +28,18 @@ def test_python_dash_m():
     assert out.returncode == 0 and out.stdout.strip() == f"costplan, version {costplan.__version__}"
 
 
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs a device that is always full")
+@pytest.mark.parametrize("args", [["presets"], ["estimate", "gpt2-small", "--format", "json"]])
+def test_an_output_that_cannot_be_written_is_one_line(args):
+    # a full disk had raised OSError with a traceback through click.echo
+    with open("/dev/full", "w") as full:
+        out = subprocess.run([sys.executable, "-m", "costplan", *args], stdout=full, stderr=subprocess.PIPE,
+                             text=True)
+    assert out.returncode == 1 and out.stderr.splitlines()[-1:] == [
+        "Error: cannot write the output: No space left on device"]
+    assert "Traceback" not in out.stderr
+
+
 def test_estimate_table(run):
     result = run("estimate", "gpt2-small")
     assert result.exit_code == 0

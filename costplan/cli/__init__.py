@@ -7,7 +7,9 @@ so `costplan estimate` does not pay for the definitions of the others.
 """
 from __future__ import annotations
 
+import errno
 import importlib
+import os
 import sys
 
 import click
@@ -60,9 +62,21 @@ def cli() -> None:
     """
 
 
+# Failures of the output stream itself (a full disk, a device error): no file name, as an open() error has
+OUTPUT_FAILURES = {errno.ENOSPC, errno.EIO, errno.EDQUOT, errno.EFBIG}
+
+
 def main() -> None:
     """Console entry point."""
-    cli(prog_name="costplan")
+    try:
+        cli(prog_name="costplan")
+    except OSError as exc:
+        if exc.errno not in OUTPUT_FAILURES or exc.filename is not None:
+            raise
+        # what is still buffered would fail again as the interpreter exits, with a message of its own
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        click.echo(f"Error: cannot write the output: {exc.strerror}", err=True)
+        sys.exit(1)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -65,8 +66,11 @@ class RawSpec(Record):
                    tuple(imported.defaulted), tuple(imported.left_out))
 
     def _named(self, problem: str) -> str:
-        """A problem with a field read from a config, naming the config's key: what its author wrote."""
+        """A problem with a field read from a config, naming the config's key: what its author wrote (the key of
+        the section the field is in, where one key wrote the whole section: sliding_window → model.attention)."""
         path = problem.partition(": ")[0]
+        while path and path not in self.keys:
+            path = re.sub(r"(\.[^.\[]*|\[\d+\])$", "", path) if re.search(r"[.\[]", path) else ""
         key = self.keys.get(path)
         return f"{problem} ({key})" if key else problem
 

@@ -122,13 +122,19 @@ Fraction = bounded("Fraction", real_number, gt=0, le=1, least=MIN_MFU)
 Positive = bounded("Positive", real_number, gt=0, le=1e30, least=MIN_POSITIVE)
 
 
+# A rate's units as `serve --rate` takes them (50/s, 3000/min, 180000/h): seconds each
+RATE_UNITS = {"s": 1, "min": 60, "h": 3600}
+
+
 def _per_second(value: Any) -> float:
-    """A rate as a number, or as `serve --rate` takes it on the command line: `50/s`."""
-    if isinstance(value, str) and value.strip().endswith("/s"):
+    """A rate as a number of requests per second, or with a unit: `50/s`, `3000/min`, `180000/h`."""
+    if isinstance(value, str) and "/" in value:
+        number, _, unit = value.strip().rpartition("/")
         try:
-            rate = float(value.strip()[:-2].strip().replace("_", ""))
-        except ValueError:
-            raise Invalid(f"expected requests per second such as 50 or 50/s, got {shown(value)}") from None
+            rate = float(number.strip().replace("_", "")) / RATE_UNITS[unit.strip()]
+        except (ValueError, KeyError):
+            raise Invalid(f"expected requests per second such as 50 or 50/s (or 3000/min, 180000/h), got "
+                          f"{shown(value)}") from None
         return real_number(rate)        # nan and inf are refused as a number's are
     return real_number(value)
 

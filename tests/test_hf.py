@@ -475,3 +475,10 @@ def test_a_problem_with_a_class_default_says_the_file_left_the_key_out(run, tmp_
     path = write_config(tmp_path, "mistral", num_attention_heads=4, num_key_value_heads=None)
     assert refusal(run, path) == (f"Error: {path}: model.n_kv_heads: 8 is more than n_heads (4) (config key "
                                   "num_key_value_heads, not in the file: the class's default)")
+
+
+def test_a_problem_inside_a_section_one_key_wrote_names_that_key(run, tmp_path):
+    # sliding_window writes model.attention whole; its window's problem had named no config key
+    path = write_config(tmp_path, "mistral", sliding_window=0)
+    assert refusal(run, path) == (f"Error: {path}: model.attention.window: must be greater than 0, got 0 (config key "
+                                  "sliding_window)")

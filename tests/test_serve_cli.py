@@ -88,6 +88,17 @@ def test_a_batch_larger_than_fits(run):
         "(--tensor), a larger --gpu, smaller --weights or an fp8 --kv-cache")
 
 
+def test_format_names_ignore_case_as_the_spec_does(run):
+    # serving: {weights: INT4} was read, --weights INT4 refused with a usage error
+    def formats(*args: str) -> tuple[str, str]:
+        a = json.loads(run("serve", "llama3-8b", "--format", "json", *args).stdout)[0]["assumptions"]
+        return a["weights"], a["kv_cache"]
+
+    assert formats("--weights", "INT4", "--kv-cache", "FP8") == formats("--weights", "int4", "--kv-cache", "fp8") == (
+        "int4", "fp8")
+    assert formats("--set", "serving.weights=INT4", "--set", "serving.kv_cache=FP8") == ("int4", "fp8")
+
+
 def test_the_automatic_tensor_degree_holds_the_batch_asked_for(run):
     # Llama 3 70B's bf16 weights take 2 H100s with room for 32 sequences of 1,279 tokens (320 KiB a token,
     # 400 MiB a sequence over the GPUs); 500 need 8 GPUs (each a quarter of 131 GiB at 4: 41 GiB with the reserve,
@@ -134,6 +145,18 @@ def test_a_rate_that_is_no_number_says_so(run, rate, said):
     # 'nan/s' had been refused as "must be greater than 0", which nan is not
     (line,) = error_lines(run("serve", "llama3-8b", "--rate", rate))
     assert line == f"Error: llama3-8b: serving.rate: expected a finite number, got {said}"
+
+
+def test_a_rate_per_minute_or_hour(run):
+    def gpus(rate: str) -> int:
+        data = json.loads(run("serve", "llama3-8b", "--rate", rate, "--format", "json").stdout)[0]
+        return data["cost"]["gpus_for_rate"]
+
+    assert gpus("3000/min") == gpus("180000/h") == gpus("50/s") == gpus("50") > gpus("49/s")
+    for rate in ("50/day", "50/s/s", "/s"):       # '50/min' had said only "expected a number"
+        (line,) = error_lines(run("serve", "llama3-8b", "--rate", rate))
+        assert line == (f"Error: llama3-8b: serving.rate: expected requests per second such as 50 or 50/s (or "
+                        f"3000/min, 180000/h), got '{rate}'")
 
 
 def test_a_rate_no_count_of_gpus_can_serve_is_refused(run):

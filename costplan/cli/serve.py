@@ -12,15 +12,18 @@ from costplan.errors import CostplanError
                                            "and meet the latency targets).")
 @click.option("--prompt-tokens", metavar="N", help="serving.prompt_tokens (default 1024).")
 @click.option("--output-tokens", metavar="N", help="serving.output_tokens (default 256).")
-@click.option("--weights", type=click.Choice(["bf16", "fp8", "int8", "int4"]), help="serving.weights format.")
+@click.option("--weights", type=click.Choice(["bf16", "fp8", "int8", "int4"], case_sensitive=False),
+              help="serving.weights format.")
 @click.option("--group-size", metavar="N", help="serving.group_size: int4 weights per scale (default 128).")
-@click.option("--kv-cache", type=click.Choice(["bf16", "fp8"]), help="serving.kv_cache format.")
+@click.option("--kv-cache", type=click.Choice(["bf16", "fp8"], case_sensitive=False),
+              help="serving.kv_cache format.")
 @click.option("--tensor", metavar="N", help="serving.tensor: GPUs per replica (default: the fewest that hold "
                                             "the model and one sequence, or the --batch).")
 @click.option("--tpot-ms", metavar="MS", help="serving.tpot_ms: target for the time per output token under load "
                                               "(a decode step and the prefill passes between steps), in milliseconds.")
 @click.option("--ttft-ms", metavar="MS", help="serving.ttft_ms: time-to-first-token target in milliseconds.")
-@click.option("--rate", metavar="N[/s]", help="serving.rate: requests per second to plan GPUs for, e.g. 50/s.")
+@click.option("--rate", metavar="N[/s]", help="serving.rate: requests per second to plan GPUs for, e.g. 50/s "
+                                             "(or per minute or hour: 3000/min, 180000/h).")
 @click.option("--gpu", metavar="NAME", help="hardware.gpu: a catalogue name or a hardware YAML file.")
 @click.option("--gpus", metavar="N", help="serving.gpus: GPUs serving in all, replicas × --tensor (default: one "
                                           "replica).")

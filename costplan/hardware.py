@@ -51,6 +51,13 @@ class GPU(Section):
     kernels: Curves | None = None
     key: str = field("", exclude=True)  # the catalogue name or file path it was loaded from
 
+    @property
+    def price_said(self) -> str:
+        """Where the price per GPU-hour comes from, and when, as a note says it (a file may say neither)."""
+        said = (f"{self.key or self.name}'s usd_per_gpu_hour, no source given" if self.price_source == "not given"
+                else self.price_source)
+        return said if self.price_date == "not given" else f"{said} ({self.price_date})"
+
     def peak_flops(self, precision: str) -> float | None:
         """Dense peak FLOP/s at a training precision, or None when the device has no such mode."""
         tflops = self.peak_tflops.get(precision)  # type: ignore[call-overload]

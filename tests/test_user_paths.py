@@ -196,3 +196,15 @@ def test_an_output_folder_is_tried_before_any_work(tmp_path, monkeypatch):
     monkeypatch.setattr(tempfile, "TemporaryFile", refuse)
     with pytest.raises(CostplanError, match="cannot write in the folder .*: Read-only file system"):
         files.check_output("--output", tmp_path / "cal.yaml")
+
+
+def test_a_hardware_files_price_says_where_it_comes_from(run, tmp_path):
+    # a file without price_source or price_date had printed "not given (not given)"
+    gpu = tmp_path / "lab.yaml"
+    gpu.write_text(LAB_GPU)
+    serve = run("serve", "llama3-8b", "--gpu", str(gpu)).stdout
+    assert f"- price: $1.00 per GPU-hour: {gpu}'s usd_per_gpu_hour, no source given\n" in serve
+    gpu = tmp_path / "sourced.yaml"
+    gpu.write_text(LAB_GPU + "price_source: our lab's rate\nprice_date: 2026-11\n")
+    data = json.loads(run("estimate", "llama3-8b", "--gpu", str(gpu), "--mfu", "0.4", "--format", "json").stdout)
+    assert data[0]["assumptions"]["price_source"] == "our lab's rate (2026-11)"

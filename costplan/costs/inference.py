@@ -401,8 +401,7 @@ def serve(spec: Spec) -> ServingEstimate:
         gemm_curve=replica.kernels.curve.source if replica.kernels.curve is not None else None,
         moe_experts_read_per_step=expected_experts(moe.n_experts, moe.top_k, batch) if moe else None,
         not_modelled=NOT_MODELLED,
-        price_source="hardware.usd_per_gpu_hour" if hw.usd_per_gpu_hour is not None else
-        f"{gpu.price_source} ({gpu.price_date})",
+        price_source="hardware.usd_per_gpu_hour" if hw.usd_per_gpu_hour is not None else gpu.price_said,
     )
     gpus_for_rate = math.ceil(s.rate * request) * tensor if fits and s.rate else None
     if gpus_for_rate is not None and gpus_for_rate > MAX_COUNT:     # past any cluster, and any count a spec takes

@@ -48,8 +48,7 @@ class Run(Record):
 def resolve(spec: Spec) -> Run:
     hw, gpu = spec.hardware, spec.gpu
     price = hw.usd_per_gpu_hour if hw.usd_per_gpu_hour is not None else gpu.usd_per_gpu_hour
-    price_source = ("hardware.usd_per_gpu_hour" if hw.usd_per_gpu_hour is not None
-                    else f"{gpu.price_source} ({gpu.price_date})")
+    price_source = "hardware.usd_per_gpu_hour" if hw.usd_per_gpu_hour is not None else gpu.price_said
     laid_out, source, memories, stepped = _search(spec)
     return Run(spec=laid_out, layout_source=source, gpu=gpu, peak=gpu.peak_flops(spec.training.precision),
                mfu=hw.mfu, price=price, price_source=price_source, memories=memories, stepped=stepped)

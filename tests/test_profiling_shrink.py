@@ -10,7 +10,7 @@ pytest.importorskip("torch")
 
 from costplan import presets  # noqa: E402
 from costplan.loading import with_overrides  # noqa: E402
-from costplan.profiling.measure import _step_cost, shrink_for_time  # noqa: E402
+from costplan.profiling.measure import _step_cost, shrink_for_time, shrunk  # noqa: E402
 from costplan.loading import load_spec  # noqa: E402
 from conftest import make_spec  # noqa: E402
 
@@ -50,3 +50,14 @@ def test_pipeline_stages_stay_whole():
     spec = make_spec({"n_layers": 8}, hardware={"count": 4}, parallelism={"pipeline": 4})
     rate = _rate_for(spec, ["model.n_layers=4", "training.seq_len=64"])
     assert shrink_for_time(spec, 1, rate, MEMORY, budget=1.0) == ["model.n_layers=4", "training.seq_len=64"]
+
+
+def test_where_nothing_fits_the_smallest_copy_tried_is_still_named():
+    # calibrate's reference step runs when no budget is left: on the smallest copy, not on the whole model (its
+    # 2 s budget had run to 17 s timing GPT-2 small's two full layers)
+    spec = load_spec("gpt2-small", ["model.n_layers=2"])
+    assert shrink_for_time(spec, 1, 1e9, MEMORY, budget=0.0) is None
+    overrides, fits = shrunk(spec, 1, 1e9, MEMORY, budget=0.0)
+    smallest = with_overrides(spec, overrides)
+    assert not fits and _step_cost(smallest, 1)[0] < _step_cost(spec, 1)[0] / 100
+    assert shrunk(spec, 1, 1e30, MEMORY, budget=1.0) == ([], True)

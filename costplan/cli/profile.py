@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import click
 
-from costplan.cli.options import collect_overrides, load_all, spec_options, with_shortcuts
+from costplan.cli.options import collect_overrides, echo_warnings, load_all, spec_options, with_shortcuts
 from costplan.errors import CostplanError
 
 PROFILE_FORMATS = ["table", "json", "markdown", "junit"]
@@ -305,6 +305,7 @@ def calibrate(device, output, force, time_budget) -> None:
 
     result = run_calibration(resolve_device(device), budget,
                              progress=lambda line: click.echo(f"calibrate: {line}", err=True))
+    echo_warnings(result.doubts)
     header = ("Written by `costplan calibrate`: achieved rates on the device below, not datasheet peaks.\n"
               "Use it as `hardware.gpu: FILE` (or --gpu FILE) to compare estimated and measured step times.")
     text = report.hardware_yaml(hardware_entry(result), header)

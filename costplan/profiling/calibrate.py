@@ -56,6 +56,7 @@ quarter of the fp32 rate (a CPU without native bf16), the reference step runs in
 from __future__ import annotations
 
 import datetime
+import functools
 import tempfile
 import time
 from collections.abc import Callable
@@ -69,8 +70,8 @@ from costplan.costs.estimate import estimate
 from costplan.errors import CostplanError
 from costplan.kernels import MAX_EFFICIENCY as CAP
 from costplan.kernels import Curves
-from costplan.profiling.measure import (MEMORY_FRACTION, available_bytes, describe, meminfo_bytes,
-                                        shrink_for_time)
+from costplan.profiling.measure import (MEMORY_FRACTION, available_bytes, describe, meminfo_bytes, merged,
+                                        shrunk)
 from costplan.profiling.model import build_model
 from costplan.profiling.precision import DTYPES, FALLBACK, SLOW_FRACTION
 from costplan.profiling.step import Trainer, batch, unfused
@@ -124,9 +125,24 @@ class Calibration:
     first_touch: tuple[float, int, str] | None = None       # a fresh allocation's seconds per byte, from what
     #                                                         size, and what was timed (calibrate_memory.py)
 
+    measured_mfu: float = 0.0       # the reference step's, before it is capped at 1 (a timing disturbed)
+
     @property
     def peaks(self) -> dict[str, float]:
         return {p: max(by_size.values()) for p, by_size in self.rates.items()}
+
+    @property
+    def doubts(self) -> list[str]:
+        """What in the file a disturbed timing may have made wrong, for a warning each."""
+        out = []
+        if self.measured_mfu > 1:
+            out.append(f"the reference step ran at {self.measured_mfu:.3g}x the measured matmul peak, so that peak "
+                       "(and every rate over it) is low: the matmuls were slowed while timed (another load on the "
+                       "machine?); the file says mfu 1.0; calibrate again on a quiet machine")
+        if self.fixed is not None and self.fixed.kernel <= 0:
+            out.append("no fixed cost per kernel: the tiny step less its rooflines came out at zero or below "
+                       "(timing noise); the file leaves kernel_seconds out, so small steps will be estimated fast")
+        return out
 
 
 def matmul_rate(n: int, precision: str, device: torch.device) -> float:
@@ -192,17 +208,18 @@ def host_to_device(device: torch.device) -> float | None:
 def reference_mfu(device: torch.device, peaks: dict[str, float], seconds: float,
                   progress: Callable[[str], None]) -> tuple[float, str]:
     """Model FLOPs per second of the reference step over the calibrated rate at its precision, timed for
-    about `seconds`."""
+    about `seconds` (above 1 where the rate was timed low)."""
     name, overrides = REFERENCE[device.type]
     precision = attention_precision(peaks)
     overrides = [*overrides, f"training.precision={precision}"]
     spec = load_spec(name, overrides)
     size = spec.training.micro_batch_size
-    # A step takes at least its FLOPs at the peak rate; 1 warm-up + MIN_RUNS of them must fit.
-    smaller = shrink_for_time(spec, size, peaks[precision], int(available_bytes(device) * MEMORY_FRACTION),
-                              seconds / (1 + MIN_RUNS))
+    # A step takes at least its FLOPs at the peak rate; 1 warm-up + MIN_RUNS of them must fit, or the smallest
+    # copy tried runs when what is left of the budget holds none
+    smaller, _ = shrunk(spec, size, peaks[precision], int(available_bytes(device) * MEMORY_FRACTION),
+                        seconds / (1 + MIN_RUNS))
     if smaller:
-        overrides = [*overrides, *smaller]
+        overrides = functools.reduce(merged, smaller, overrides)
         spec = with_overrides(spec, smaller)
     why = ""
     if precision != "bf16" and "bf16" in peaks:
@@ -214,7 +231,7 @@ def reference_mfu(device: torch.device, peaks: dict[str, float], seconds: float,
     data = batch(spec, size, device)
     timing = time_steps(lambda: trainer.step(data), device, budget=seconds)
     model_flops = estimate(spec).flops.training_per_token * spec.seq_len * size
-    mfu = min(1.0, model_flops / timing.median / peaks[precision])
+    mfu = model_flops / timing.median / peaks[precision]
     source = (f"measured: {name} with --set {' '.join(overrides)}{why}, median of {timing.runs} steps "
               f"{timing.median:.4g} s for {model_flops} model FLOPs, over the {precision} rate")
     return mfu, source
@@ -274,7 +291,8 @@ def calibrate(device: torch.device, budget: float = DEFAULT_BUDGET,
              f"per parameter tensor's update, {measured.fixed.loop * 1e6:.3g} µs per kernel of a block loop, "
              f"per op under per-op checkpointing: {checkpoint}")
     left = budget - (time.perf_counter() - started)
-    measured.mfu, measured.mfu_source = reference_mfu(device, peaks, max(left, 0.0), progress)
+    measured.measured_mfu, measured.mfu_source = reference_mfu(device, peaks, max(left, 0.0), progress)
+    measured.mfu = min(1.0, measured.measured_mfu)
     progress(f"done in {report.seconds(time.perf_counter() - started)} (budget {report.seconds(budget)})")
     return measured
 

@@ -250,7 +250,8 @@ def valid_copy(spec: Spec, overrides: list[str]) -> Spec | None:
         return None
 
 
-def _merged(overrides: list[str], change: str) -> list[str]:
+def merged(overrides: list[str], change: str) -> list[str]:
+    """The --set overrides with `change` last, in place of an earlier one of its key."""
     key = change.split("=")[0]
     return [o for o in overrides if o.split("=")[0] != key] + [change]
 
@@ -272,6 +273,13 @@ def shrink_for_time(spec: Spec, size: int, rate: float, memory: int, budget: flo
     """--set overrides that bring one step under the time and memory budgets: fewer layers first, then a
     smaller vocabulary, then shorter sequences, each copy valid by the spec's own rules. Empty when the spec
     fits as it is; None when nothing tried fits."""
+    overrides, fits = shrunk(spec, size, rate, memory, budget)
+    return overrides if fits else None
+
+
+def shrunk(spec: Spec, size: int, rate: float, memory: int, budget: float) -> tuple[list[str], bool]:
+    """shrink_for_time's overrides, or where nothing tried fits those of the smallest copy tried; and whether
+    the copy fits."""
     overrides: list[str] = []
     current = spec
 
@@ -283,13 +291,13 @@ def shrink_for_time(spec: Spec, size: int, rate: float, memory: int, budget: flo
         flops, nbytes = _step_cost(current, size)
         ratio = min(budget * rate / flops, memory / (MEMORY_MARGIN * nbytes))
         for change in _smaller(current, int(current.model.n_layers * ratio)):
-            smaller = valid_copy(spec, _merged(overrides, change))
+            smaller = valid_copy(spec, merged(overrides, change))
             if smaller is not None:
-                overrides, current = _merged(overrides, change), smaller
+                overrides, current = merged(overrides, change), smaller
                 break
         else:
-            return None
-    return overrides
+            return overrides, False
+    return overrides, True
 
 
 def _in_precision(spec: Spec, precision: str) -> list[str]:
@@ -324,10 +332,10 @@ def measure_time(spec: Spec, size: int, device: torch.device, budget: float,
         forced, base = [], spec
     if overrides is None:
         rate = probe_rate(device, training_dtype(base))
-        shrunk = shrink_for_time(base, size, rate, int(available_bytes(device) * MEMORY_FRACTION), budget)
-        if shrunk is None:
+        smaller = shrink_for_time(base, size, rate, int(available_bytes(device) * MEMORY_FRACTION), budget)
+        if smaller is None:
             return None, spec, [], choice, None, None
-        overrides = shrunk
+        overrides = smaller
     overrides = forced + overrides
     timed = with_overrides(spec, overrides) if overrides else spec
     if not fits_on(timed, size, device):      # --time-set's copy: the guard the shrink's copies pass

@@ -584,6 +584,23 @@ def test_strict_fails_what_could_not_be_compared_but_what_no_time_leaves_out(run
         "step time (forward + backward + optimizer)"]
 
 
+def test_strict_fails_a_step_time_on_hardware_not_calibrated_here(run):
+    # the catalogue's A100 times the step, but was not calibrated on this machine: the row is skipped, and under
+    # --strict fails, as the README says (it had stayed skipped, exit 0, as a row shown for information); its
+    # JSON relative error is null, as the table's "—"
+    args = ("check", DENSE, "--time-set", "model.n_layers=1")
+    record = json.loads(run(*args, "--format", "json").stdout)[0]
+    (time_row,) = [c for c in record["checks"] if c["metric"] == "time"]
+    assert time_row["status"] == "skip" and time_row["estimate"] > 0 and time_row["measured"] > 0
+    assert time_row["relative_error"] is None and time_row["tolerance"] is None
+    result = run(*args, "--strict")
+    assert result.exit_code == 1
+    failed = [line for line in result.stderr.splitlines() if line.startswith("FAIL")]
+    assert len(failed) == 1 and failed[0].startswith(
+        "FAIL ci-dense: step time (forward + backward + optimizer) [time]: not compared (--strict): ")
+    assert "was not calibrated on this device" in failed[0]
+
+
 def test_measuring_tells_its_stages_to_a_terminal_only(run, monkeypatch):
     # a full-size model's stages take minutes: a person at a terminal is told each as it starts; a pipe or a CI
     # log (CliRunner's stderr is no terminal) gets nothing but failures and errors

@@ -57,6 +57,9 @@ class Check:
     figures: tuple[tuple[str, Number], ...] = ()   # (label, raw number) the note goes on with, in `unit`;
                                                    # report.py formats them, so the note holds no raw number
     required: bool = False       # `check --strict`: a comparison that could not be made fails instead of skipping
+    # both numbers there, the comparison withheld (a step time on hardware not calibrated on this device): skipped
+    # as one that could not be made, unlike a row shown for information (no tolerance), which --strict leaves be
+    withheld: bool = False
 
     @property
     def relative_error(self) -> float | None:
@@ -68,7 +71,7 @@ class Check:
 
     @property
     def status(self) -> str:
-        if self.relative_error is None:     # an estimate or a measurement missing
+        if self.relative_error is None or self.withheld:     # an estimate or a measurement missing
             return "FAIL" if self.required else "skip"
         if self.tolerance is None:          # both shown, for information: nothing to hold them to
             return "skip"
@@ -208,16 +211,15 @@ def time_check(m: Measurement, tolerance: float | None) -> Check:
     if gpu.calibrated_on != m.device_name:
         notes.append(f"not compared: hardware.gpu {gpu.key} was not calibrated on this device "
                      "(costplan calibrate)")
-        tolerance = None
-    else:
-        if m.time_fixed is not None and paired(gpu, m.device_name):
-            filed = estimated
-            estimated, note = _paired_fixed_costs(spec, m, gpu)
-            notes.append(f"{note}; at the file's: {report.seconds(filed)}")
-        drift = machine_drift(gpu, spec.training.precision if m.time_precision is None else m.time_precision.used,
-                              m.time_probe)
-        if drift:
-            notes.append(drift)
+        return Check("time", item, estimated, m.timing.median, "seconds", None, note="; ".join(notes), withheld=True)
+    if m.time_fixed is not None and paired(gpu, m.device_name):
+        filed = estimated
+        estimated, note = _paired_fixed_costs(spec, m, gpu)
+        notes.append(f"{note}; at the file's: {report.seconds(filed)}")
+    drift = machine_drift(gpu, spec.training.precision if m.time_precision is None else m.time_precision.used,
+                          m.time_probe)
+    if drift:
+        notes.append(drift)
     return Check("time", item, estimated, m.timing.median, "seconds", tolerance, note="; ".join(notes))
 
 

@@ -48,7 +48,7 @@ def check_note(check: Any, exact: bool = False) -> str:
 
 def check_record(check: Any) -> dict[str, Any]:
     """One check as JSON: raw numbers (exact integers stay integers)."""
-    error = check.relative_error
+    error = None if uncompared(check) else check.relative_error     # as the table's "—"
     return {"metric": check.metric, "item": check.item, "component": check.component or None,
             "estimate": check.estimate, "measured": check.measured, "unit": check.unit,
             "relative_error": None if error is None or math.isinf(error) else error,
@@ -57,8 +57,8 @@ def check_record(check: Any) -> dict[str, Any]:
 
 def uncompared(check: Any) -> bool:
     """A check with nothing to compare (no estimate, no measurement or no tolerance): skipped, or a failure
-    under `check --strict`."""
-    return check.relative_error is None or check.tolerance is None
+    under `check --strict` (Check.status)."""
+    return check.relative_error is None or check.tolerance is None or getattr(check, "withheld", False)
 
 
 def check_summary(check: Any) -> str:

@@ -163,6 +163,9 @@ def _shifted(module: str, name: str, by: int):
     (["profile", FLASH, "--batch", "0"], "training.micro_batch_size"),
     (["profile", FLASH, "--seq-len", "4096"], "training.seq_len: 4096 is longer than model.max_seq_len (128)"),
     (["profile", FLASH, "--time-set", "model.n_layers"], "Error: --time-set model.n_layers: expected KEY=VALUE"),
+    # it had been ignored, the step timed at the spec's micro-batch and the note saying it was chosen
+    (["profile", FLASH, "--time-set", "training.micro_batch_size=8"], "Error: --time-set training.micro_batch_size=8: "
+     "the step is timed at the micro-batch every row measures; give it with --batch"),
     (["profile", FLASH, "--time-budget", "nan"], "Error: --time-budget: expected a finite number, got 'nan'"),
     (["check", FLASH, "--time-budget", "0"], "Error: --time-budget: must be greater than 0, got 0"),
     (["profile", FLASH, "--time-budget", "2s"], "Error: --time-budget: expected a number, got '2s'"),

@@ -7,7 +7,7 @@ from dataclasses import replace
 import click
 
 from costplan.cli.options import collect_overrides, echo_warnings, load_all, spec_options, with_shortcuts
-from costplan.errors import CostplanError
+from costplan.errors import CostplanError, printable
 
 PROFILE_FORMATS = ["table", "json", "markdown", "junit"]
 # gloo ranks on a CPU share its cores (and each holds the whole model); more than a few per core only thrashes
@@ -63,7 +63,10 @@ def measure_all(specs, device, batch, seq_len, overrides, gpu, gpus, tokens, mfu
                                     "--seq-len": ("training.seq_len", seq_len)})
     loaded = load_all(specs, all_overrides)
     for text in time_set:   # malformed ones are reported now, before any measuring
-        parse_override(text, "--time-set")
+        path, _ = parse_override(text, "--time-set")
+        if path == ["training", "micro_batch_size"]:    # every row, the time's estimate too, is at one batch
+            raise CostplanError(f"--time-set {printable(text)}: the step is timed at the micro-batch every row "
+                                 "measures; give it with --batch")
     try:                    # and settings no spec takes
         if time_set:
             load_all(specs, [*all_overrides, *time_set])

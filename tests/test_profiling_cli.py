@@ -401,7 +401,7 @@ def test_a_device_without_kernel_tables_skips_only_the_time_row(run, tmp_path):
     assert "has no kernel efficiency tables" in rows["time"]["note"]
 
 
-def test_check_refuses_an_estimate_of_transformers_modules_against_the_reference_model(run):
+def test_check_refuses_an_estimate_of_transformers_modules_against_the_reference_model(run, tmp_path):
     # training.implementation sdpa / eager estimates what transformers' modules save; the reference model saves
     # what fused kernels save (activations 10-43% apart on ci-dense): check, the CI gate, refuses to compare them,
     # and profile, which shows them, says so in its title
@@ -410,6 +410,14 @@ def test_check_refuses_an_estimate_of_transformers_modules_against_the_reference
     assert out.stderr.splitlines() == [f"Error: {FLASH}: training.implementation eager estimates what transformers' "
                                        "modules save, not the reference model measured here; check a Hugging Face "
                                        "config with --against transformers, or drop the setting"]
+    # a spec beside it is still measured, the refused one reported after it (it had stopped the whole run)
+    sdpa = tmp_path / "sdpa.yaml"
+    sdpa.write_text(Path(FLASH).read_text().replace("training:\n", "training:\n  implementation: sdpa\n", 1))
+    out = run("check", str(sdpa), DENSE, "--no-time", "--format", "json")
+    assert out.exit_code == 2
+    records = json.loads(out.stdout)
+    assert [r["source"] for r in records] == [str(sdpa), DENSE] and records[1]["checks"]
+    assert records[0]["error"].startswith("training.implementation sdpa estimates what transformers' modules save")
     title = run("profile", FLASH, "--no-time", "--set", "training.implementation=sdpa").stdout.splitlines()[0]
     assert title.endswith("; training.implementation sdpa: memory estimated for transformers' modules, not the "
                           "reference model's (check --against transformers)")

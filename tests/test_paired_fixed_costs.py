@@ -34,11 +34,12 @@ def hardware(tmp_path, name, kernel=None, update=None, loop=None, checkpoint=Non
     return str(path)
 
 
-def check(path: str, fixed, device_name="cpu: test", name="dense"):  # noqa: ANN001
+def check(path: str, fixed, device_name="cpu: test", name="dense", spread=0.1):  # noqa: ANN001
     from costplan.profiling.compare import time_check
 
     spec = load_spec(CI / f"{name}.yaml", [f"hardware.gpu={path}"])
-    m = SimpleNamespace(timing=SimpleNamespace(runs=12, spread=0.1, median=0.02, settled=0), timed_spec=spec, spec=spec,
+    m = SimpleNamespace(timing=SimpleNamespace(runs=12, spread=spread, median=0.02, settled=0), timed_spec=spec,
+                        spec=spec,
                         batch=2, time_overrides=[], time_note="", time_precision=None, time_probe=None,
                         time_fixed=fixed, device_name=device_name)
     return time_check(m, 0.3)
@@ -144,3 +145,18 @@ def test_per_op_checkpointing_pairs_its_cost_per_op_with_the_tiny_checkpointed_s
                        checkpoint=op)
     spec = load_spec(CI / "flash-selective-op.yaml", [f"hardware.gpu={by_hand}"])
     assert row.estimate == pytest.approx(estimate(one_step(spec, 2)).time.step_seconds)
+
+
+def test_a_stall_while_timing_withholds_the_comparison_or_the_paired_costs(tmp_path):
+    # a shared machine stalled during one check of specs/ci: steps spread ±2141% about their median, and the tiny
+    # step gave 5,352 µs a kernel against the file's 28.8 (an estimate of 811 ms against 40 ms measured)
+    from costplan.profiling.compare import one_step
+
+    filed = hardware(tmp_path, "filed", kernel=40e-6, update=30e-6)
+    spread = check(filed, (0.010, 0.003, 0.001), spread=42.8)
+    assert spread.status == "skip" and spread.estimate > 0 and spread.withheld
+    assert "not compared: the steps' times spread wider than their median" in spread.note
+    at_file = estimate(one_step(load_spec(CI / "dense.yaml", [f"hardware.gpu={filed}"]), 2)).time.step_seconds
+    stalled = check(filed, (1.0, 0.003, 0.001))        # 1 s for the tiny step: about 8 ms a kernel
+    assert stalled.status in ("ok", "FAIL") and stalled.estimate == pytest.approx(at_file)
+    assert "over 10x the file's, a stall while they were timed, so the file's are used" in stalled.note

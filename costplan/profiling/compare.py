@@ -212,10 +212,18 @@ def time_check(m: Measurement, tolerance: float | None) -> Check:
         notes.append(f"not compared: hardware.gpu {gpu.key} was not calibrated on this device "
                      "(costplan calibrate)")
         return Check("time", item, estimated, m.timing.median, "seconds", None, note="; ".join(notes), withheld=True)
+    if m.timing.spread > DISTURBED:
+        notes.append("not compared: the steps' times spread wider than their median (the machine's load changed "
+                     "while they ran); check again")
+        return Check("time", item, estimated, m.timing.median, "seconds", None, note="; ".join(notes), withheld=True)
     if m.time_fixed is not None and paired(gpu, m.device_name):
         filed = estimated
-        estimated, note = _paired_fixed_costs(spec, m, gpu)
-        notes.append(f"{note}; at the file's: {report.seconds(filed)}")
+        paired_estimate, note, stalled = _paired_fixed_costs(spec, m, gpu)
+        if stalled:     # the tiny step stalled, not the machine's kernels slowing tenfold: the file's stand
+            notes.append(f"{note}: over {STALLED:g}x the file's, a stall while they were timed, so the file's are used")
+        else:
+            estimated = paired_estimate
+            notes.append(f"{note}; at the file's: {report.seconds(filed)}")
     drift = machine_drift(gpu, spec.training.precision if m.time_precision is None else m.time_precision.used,
                           m.time_probe)
     if drift:
@@ -223,9 +231,18 @@ def time_check(m: Measurement, tolerance: float | None) -> Check:
     return Check("time", item, estimated, m.timing.median, "seconds", tolerance, note="; ".join(notes))
 
 
-def _paired_fixed_costs(spec: Spec, m: Measurement, gpu) -> tuple[float, str]:  # noqa: ANN001 - hardware.GPU
+# The steps' interquartile range over their median past which their median measures the machine's load, not the
+# step (a quiet CPU's steps spread a few percent; a stalled check of specs/ci spread ±2141%)
+DISTURBED = 1.0
+# Fixed costs timed between the steps this many times the calibration's: a stall while the tiny step ran (5,352 µs
+# a kernel against the file's 28.8 µs, where 27-70 µs is the range a shared machine moves them over)
+STALLED = 10.0
+
+
+def _paired_fixed_costs(spec: Spec, m: Measurement, gpu) -> tuple[float, str, bool]:  # noqa: ANN001 - hardware.GPU
     """The step estimated with the fixed costs that the tiny step, timed between the measured steps, gives on
-    this hardware's rooflines; and a note of them against the file's."""
+    this hardware's rooflines; a note of them against the file's; and whether one is over STALLED times the
+    file's."""
     step, update, loop, *checkpointed = m.time_fixed
     k = gpu.kernels
     how = f"median of {m.timing.runs} steps, timed between the checked steps,"
@@ -244,7 +261,8 @@ def _paired_fixed_costs(spec: Spec, m: Measurement, gpu) -> tuple[float, str]:  
     note = ("fixed costs timed between the steps: "
             + ", ".join(f"{report.number(value * 1e6)} µs {what}" for value, _, what in figures) + " (the file's "
             + ", ".join(report.number(f.value * 1e6) if f else "none" for _, f, _ in figures) + ")")
-    return estimated, note
+    stalled = any(f is not None and value > STALLED * f.value for value, f, _ in figures)
+    return estimated, note, stalled
 
 
 DRIFT = 0.2     # a probed matmul rate this far from the calibration's says the machine's load has changed

@@ -160,6 +160,10 @@ def _shifted(module: str, name: str, by: int):
     (["check", "no-such-spec"], "Error: no-such-spec: no such file or preset"),
     (["check", FLASH, "--tolerance", "peek=0.1"], "Error: --tolerance peek=0.1: expected METRIC=X"),
     (["check", FLASH, "--tolerance", "peak=lots"], "Error: --tolerance peak=lots: 'lots' is not a number"),
+    (["check", FLASH, "--tolerance", "peak=100"], "Error: --tolerance peak=100: expected a fraction from 0 to under "
+     "100 (0.05 or 5%), got 100"),
+    (["check", FLASH, "--tolerance", "peak=0.1", "--tolerance", "peak=0.2"], "Error: --tolerance peak=0.2: peak is "
+     "given twice; give it once"),      # the last had been taken without a word
     (["profile", FLASH, "--batch", "0"], "training.micro_batch_size"),
     (["profile", FLASH, "--seq-len", "4096"], "training.seq_len: 4096 is longer than model.max_seq_len (128)"),
     (["profile", FLASH, "--time-set", "model.n_layers"], "Error: --time-set model.n_layers: expected KEY=VALUE"),

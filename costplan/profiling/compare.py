@@ -87,7 +87,7 @@ class Check:
 def parse_tolerances(texts: tuple[str, ...] | list[str]) -> dict[str, float]:
     """`--tolerance peak=0.2` or `peak=20%` → {'peak': 0.2}, over the defaults."""
     result = dict(DEFAULT_TOLERANCES)
-    for text in texts:
+    for i, text in enumerate(texts):
         key, sep, raw = text.partition("=")
         key, raw = key.strip(), raw.strip()
         if not sep or key not in DEFAULT_TOLERANCES:
@@ -98,7 +98,10 @@ def parse_tolerances(texts: tuple[str, ...] | list[str]) -> dict[str, float]:
         except ValueError:
             raise CostplanError(f"--tolerance {text}: {raw!r} is not a number") from None
         if not 0 <= value < 100:
-            raise CostplanError(f"--tolerance {text}: expected a fraction ≥ 0 (0.05 or 5%), got {raw}")
+            raise CostplanError(f"--tolerance {text}: expected a fraction from 0 to under 100 (0.05 or 5%), "
+                                f"got {raw}")
+        if any(other.partition("=")[0].strip() == key for other in texts[:i]):
+            raise CostplanError(f"--tolerance {text}: {key} is given twice; give it once")
         result[key] = value
     return result
 

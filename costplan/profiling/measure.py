@@ -384,7 +384,8 @@ def measure(spec: Spec, device: torch.device, *, time: bool = True, time_budget:
             result.time_note = (f"not measured: the --time-set copy needs about {needed}, more than half of what this "
                                 "machine has free; shrink it further")
         elif result.timing is None:
-            result.time_note = "not measured: no shrunk copy fits this machine; choose one with --time-set"
+            result.time_note = ("not measured: no shrunk copy fits the time budget (--time-budget) and half of this "
+                                "machine's free memory; choose one with --time-set")
         elif time_overrides:
             result.time_note = "chosen with --time-set"
         elif len(result.time_overrides) > len(_in_precision(spec, result.time_precision.used)):   # a shrink too

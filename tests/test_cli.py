@@ -616,7 +616,8 @@ def test_errors_found_after_validation_name_the_file_not_the_specs_name(run, tmp
     assert errors(run("serve", str(path), "--output-tokens", "64")) == [
         f"Error: {path}: serving.output_tokens: 64 leaves no room for a prompt in model.max_seq_len (64); give "
         "fewer output tokens"]
-    assert errors(run("serve", str(path), "--output-tokens", "16", "--batch", "1048576", "--gpu", "l4"))[0].startswith(
+    assert errors(run("serve", str(path), "--output-tokens", "16", "--batch", "1048576", "--gpu", "l4",
+                      "--tensor", "1"))[0].startswith(
         f"Error: {path}: serving.batch: 1048576 sequences need ")
     spec = costplan.load_spec(str(path))
     assert spec.label == str(path) and spec.model_copy().label == str(path)

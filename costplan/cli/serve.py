@@ -10,8 +10,10 @@ from costplan.errors import CostplanError
 @click.argument("specs", nargs=-1, required=True, metavar="SPEC_OR_PRESET...")
 @click.option("--batch", metavar="N", help="serving.batch: concurrent sequences (default: the most that fit "
                                            "and meet the latency targets).")
-@click.option("--prompt-tokens", metavar="N", help="serving.prompt_tokens (default 1024).")
-@click.option("--output-tokens", metavar="N", help="serving.output_tokens (default 256).")
+@click.option("--prompt-tokens", metavar="N", help="serving.prompt_tokens (default 1024, shortened to fit "
+                                                   "model.max_seq_len with the output).")
+@click.option("--output-tokens", metavar="N", help="serving.output_tokens (default 256, at most a quarter of "
+                                                   "model.max_seq_len).")
 @click.option("--weights", type=click.Choice(["bf16", "fp8", "int8", "int4"], case_sensitive=False),
               help="serving.weights format.")
 @click.option("--group-size", metavar="N", help="serving.group_size: int4 weights per scale (default 128).")

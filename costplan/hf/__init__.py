@@ -242,6 +242,8 @@ def to_yaml(imported: Imported, source: str) -> str:
     """The spec as YAML with a comment per field saying which config key it came from."""
     label = FAMILIES[imported.model_type].label
     lines = [f"# source: {source} (model_type {imported.model_type}, {label}), imported by costplan import",
+             # what the config costs that no estimate of this spec counts: said here, as it is no longer warned of
+             *(f"# left out (not modelled): {printable(said, cut=False)}" for said in imported.left_out),
              _scalar("name", imported.spec["name"])]
     for section, values in imported.spec.items():
         if section == "name":

@@ -174,6 +174,8 @@ def test_profile_and_calibrate_refuse_options_they_would_drop(run):
     # --nproc checks each rank's memory shards: --serve and the rest would go unused
     out = run("profile", "specs/ci/dense.yaml", "--serve", "--nproc", "2")
     assert out.exit_code == 2 and "--serve cannot be combined with it" in out.stderr
+    out = run("check", "specs/ci/dense.yaml", "--time-budget", "50", "--nproc", "2")    # it had gone unused
+    assert out.exit_code == 2 and "--time-budget cannot be combined with it" in out.stderr
     assert run("profile", "specs/ci/dense.yaml", "--time-set", "foo").stderr.splitlines() == [
         "Error: --time-set foo: expected KEY=VALUE with a dotted key, e.g. model.n_layers=48"]
     bad = run("profile", "specs/ci/dense.yaml", "--time-set", "model.n_layers=0").stderr.splitlines()

@@ -5,6 +5,7 @@ import sys
 from dataclasses import replace
 
 import click
+from click.core import ParameterSource
 
 from costplan.cli.options import collect_overrides, echo_warnings, load_all, spec_options, with_shortcuts
 from costplan.errors import CostplanError, printable
@@ -75,8 +76,10 @@ def measure_all(specs, device, batch, seq_len, overrides, gpu, gpus, tokens, mfu
                                       for line in str(exc).splitlines())) from None
     dev = resolve_device(device)
     if nproc is not None:   # the distributed run checks memory shards only: anything else would go unused
+        budget_given = click.get_current_context().get_parameter_source("time_budget") != ParameterSource.DEFAULT
         unused = [name for name, given in (("--serve", serve), ("--detail", detail), ("--time-set", time_set),
-                                           ("--tolerance", tolerance_texts), ("--no-time", no_time)) if given]
+                                           ("--tolerance", tolerance_texts), ("--no-time", no_time),
+                                           ("--time-budget", budget_given)) if given]
         if unused:
             raise click.UsageError(f"--nproc checks each rank's memory shards; {', '.join(unused)} cannot be "
                                    "combined with it")

@@ -4,8 +4,10 @@ Budget: a compute budget C (FLOPs, or GPU-hours or dollars turned into FLOPs at 
 catalogue MFU, a first guess for sizing only) gives the law's compute-optimal N and D under C = 6·N·D
 (costplan/scaling.py). The shape rule (costplan/sizing.py) turns N into a concrete architecture, and
 costplan.estimate prices it: the proposal trains that architecture on the tokens the budget buys (its real
-training FLOPs, attention included, for a budget in FLOPs; the step model's GPU-hours for one in GPU-hours or
-dollars), so its cost matches the budget, and reports the law's loss for its real size and tokens.
+training FLOPs, attention included, for a budget in FLOPs), so its cost matches the budget, and reports the law's
+loss for its real size and tokens. For a budget in GPU-hours or dollars timed by the step model, which runs each
+size at its own rate, the proposal is the size around the first guess that the hours train to the lowest loss
+(_best_bought), and the optimum the law's for the FLOPs it buys.
 
 Deadline: for each GPU type, the fewest GPUs that train the spec within the deadline with every GPU's memory
 within its capacity, under the spec's own parallelism section or, without one, the cheapest of the grid of
@@ -113,14 +115,15 @@ def propose(amount: float, unit: str, law: scaling.ScalingLaw, gpu_key: str, gpu
         tokens = math.floor(flops / _per_token(spec["model"]))
     else:
         hours = amount if unit == "gpu-hours" else amount / gpu.usd_per_gpu_hour
-        tokens = _tokens_bought(hours, spec, law)
+        tokens = _tokens_bought(hours, spec, law)[0]
         if mfu is None:
-            # The first guess sized the model at the catalogue MFU; the step model's GPU-hours buy other FLOPs:
-            # size it once more for those, so that the law's optimum and the proposal spend the same budget.
+            # The first guess sized the model at the catalogue MFU; the step model runs each size at its own
+            # rate, so the hours buy each size other FLOPs: the proposal is the size they train to the lowest
+            # loss, and the optimum the law's for the FLOPs it spends.
+            spec, tokens = _best_bought(hours, n_opt, spec, law, vocab_size, seq_len, amount, unit)
             spec["training"]["tokens"] = tokens
             flops = float(estimate(load_spec(spec), law).flops.training_total)
-            n_opt, d_opt, spec = _sized(flops, amount, unit, law, gpu_key, gpus, seq_len, vocab_size, mfu)
-            tokens = _tokens_bought(hours, spec, law)
+            n_opt, d_opt = law.compute_optimal(flops)
     spec["training"]["tokens"] = tokens
     result = estimate(load_spec(spec), law)
     return Proposal(
@@ -172,10 +175,58 @@ def _sized(flops: float, amount: float, unit: str, law: scaling.ScalingLaw, gpu_
     }
 
 
-def _tokens_bought(hours: float, spec: dict[str, Any], law: scaling.ScalingLaw) -> int:
-    """The tokens `hours` GPU-hours train the spec on: GPU-hours grow linearly with tokens under the step model."""
-    trial = {**spec, "training": {**spec["training"], "tokens": TRIAL_TOKENS}}
-    return math.floor(hours / estimate(load_spec(trial), law).time.gpu_hours * TRIAL_TOKENS)
+def _tokens_bought(hours: float, spec: dict[str, Any], law: scaling.ScalingLaw) -> tuple[int, int]:
+    """The tokens `hours` GPU-hours train the spec on (GPU-hours grow linearly with tokens under the step model),
+    and its parameters."""
+    trial_hours, params = _trial(spec, law)
+    return math.floor(hours / trial_hours * TRIAL_TOKENS), params
+
+
+def _trial(spec: dict[str, Any], law: scaling.ScalingLaw) -> tuple[float, int]:
+    """The spec's GPU-hours for TRIAL_TOKENS tokens, and its parameters."""
+    result = estimate(load_spec({**spec, "training": {**spec["training"], "tokens": TRIAL_TOKENS}}), law)
+    return result.time.gpu_hours, result.params.total
+
+
+# The sizes a budget in hours is tried at: from an eighth to eight times the first guess in quarter-octaves, then
+# sixteenth-octaves a quarter-octave either side of the best
+COARSE, FINE = [2 ** (k / 4) for k in range(-12, 13)], [2 ** (k / 16) for k in range(-3, 4)]
+# Losses this close are equal as the plan prints them (four digits): of those sizes, the one nearest the law's
+# optimum for the FLOPs it buys, rather than one a rounding of the step model's rates favours
+SAME_LOSS = 5e-4
+
+
+def _best_bought(hours: float, guess: float, spec: dict[str, Any], law: scaling.ScalingLaw, vocab_size: int,
+                 seq_len: int, amount: float, unit: str) -> tuple[dict[str, Any], int]:
+    """The shape rule's model that `hours` of the step model's GPU-hours train to the law's lowest loss, and the
+    tokens they buy it: a larger model may run at another MFU and buy other FLOPs, so no closed form gives it (of
+    sizes within SAME_LOSS, the nearest the law's optimum for its own FLOPs). `spec` is the first guess's, whose
+    settings each size keeps. An error where the hours buy no token of any size."""
+    tried: dict[tuple[int, int], tuple[float, float, dict[str, Any], int]] = {}
+
+    def loss_at(params: float) -> float:
+        model = sizing.architecture(params, vocab_size, seq_len)
+        key = (model["n_layers"], model["d_model"])     # the rule sets the rest from these
+        if key not in tried:
+            sized = {**spec, "model": model, "training": dict(spec["training"])}
+            tokens, total = _tokens_bought(hours, sized, law)
+            loss, off = math.inf, math.inf
+            if tokens:
+                loss = law.loss(total, tokens)
+                off = abs(math.log(total / law.compute_optimal(tokens * _per_token(model))[0]))
+            tried[key] = (loss, off, sized, tokens)
+        return tried[key][0]
+
+    best = min((guess * f for f in COARSE), key=loss_at)
+    min((best * f for f in FINE), key=loss_at)
+    lowest = min(t[0] for t in tried.values())
+    if not math.isfinite(lowest):     # not one token of any size tried: name what one of the smallest costs
+        per_token = _trial({**spec, "model": sizing.architecture(1, vocab_size, seq_len)}, law)[0] / TRIAL_TOKENS
+        least = per_token * (1 if unit == "gpu-hours" else amount / hours)
+        raise CostplanError(f"--budget {amount:.4g} {unit}: less than the smallest budget the shape rule can serve "
+                            f"as the step model times it, {least:.4g} {unit} (one token of its smallest model)")
+    _, _, chosen, tokens = min((t for t in tried.values() if t[0] <= lowest + SAME_LOSS), key=lambda t: t[1])
+    return chosen, tokens
 
 
 def _per_token(model: dict[str, Any]) -> float:

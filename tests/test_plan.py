@@ -120,7 +120,41 @@ def test_dollar_budget(run):
     million = json.loads(run("plan", "--budget", "1e6", "--unit", "usd", "--gpu", "h100-sxm", "--gpus", "512",
                              "--format", "json").stdout)
     assert million["budget"]["flops"] == pytest.approx(7.02e23, rel=1e-3)
+    assert (million["params"], million["optimum"]["params"]) == (pytest.approx(78.05e9, rel=1e-3),
+                                                                 pytest.approx(79.98e9, rel=1e-3))
     assert 1e6 / gpu.usd_per_gpu_hour * 3600 * 989e12 * 0.40 == pytest.approx(4.83e23, rel=1e-3)
+
+
+def test_a_budget_in_hours_trains_the_size_of_lowest_loss_on_the_flops_it_shows(run):
+    # 64 L4s time a 44 B first guess at 5% MFU, and the size sized once more for what that bought trained 4x the
+    # header's FLOPs at 76 tokens a parameter, under an optimum of 20. Now the header's FLOPs are the proposal's,
+    # the optimum the law's for them, and no size around it trains to a lower loss on the same dollars
+    args = ("plan", "--budget", "1e6", "--unit", "usd", "--gpu", "l4", "--gpus", "64", "--format", "json")
+    data = json.loads(run(*args).stdout)
+    assert data["flops"] == pytest.approx(data["budget"]["flops"], rel=1e-12)
+    assert data["cost_usd"] == pytest.approx(1e6, rel=1e-6)
+    law = scaling.LAWS["epoch"]
+    assert data["optimum"]["params"] == pytest.approx(law.compute_optimal(data["flops"])[0])
+    assert data["loss"] == pytest.approx(law.loss(data["params"], data["tokens"]))
+    hours = 1e6 / hardware.resolve("l4").usd_per_gpu_hour
+    for params in (data["optimum"]["params"], data["params"] / 2, data["params"] * 2):
+        model = sizing.architecture(params)
+        spec = costplan.load_spec({"model": model, "training": {"tokens": 10**9},
+                                   "hardware": {"gpu": "l4", "count": 64}})
+        other = costplan.estimate(spec)
+        tokens = hours / other.time.gpu_hours * 10**9
+        assert law.loss(other.params.total, tokens) > data["loss"] - 5e-4
+    assert "the size the budget's GPU-hours train to the lowest loss" in run(*args[:-2]).stdout
+
+
+def test_a_budget_in_hours_below_one_token_names_the_step_models_floor(run):
+    # the floor had been named at the catalogue MFU, and a budget above it failed on training.tokens: 0
+    (line,) = run("plan", "--budget", "1e-10", "--unit", "gpu-hours", "--gpu", "h100-sxm").stderr.splitlines()
+    assert line.startswith("Error: --budget 1e-10 gpu-hours: less than the smallest budget the shape rule can serve "
+                           "as the step model times it, ")
+    least = float(line.split("times it, ")[1].split()[0])
+    assert least > 1e-10 and run("plan", "--budget", f"{least * 1.01}", "--unit", "gpu-hours", "--gpu",
+                                 "h100-sxm").exit_code == 0
 
 
 def test_budget_table_and_law(run):

@@ -23,7 +23,9 @@ def proposal_rows(plan: Proposal) -> list[Row]:
         Row("proposal", "architecture", f"{m['n_layers']} layers × d_model {m['d_model']}", "text",
             note=f"{m['n_heads']} heads of {m['head_dim']}, d_ff {m['d_ff']}, SwiGLU, vocabulary "
                  f"{m['vocab_size']}, context {m['max_seq_len']}"),
-        Row("proposal", "parameters", plan.params, note=f"{percent(plan.params / o.params - 1)} from the optimum"),
+        Row("proposal", "parameters", plan.params, note=f"{percent(plan.params / o.params - 1)} from the optimum"
+            + ("" if plan.budget["unit"] == "flops" or "mfu" in hw else
+               "; the size the budget's GPU-hours train to the lowest loss at the step model's rates")),
         Row("proposal", "tokens", plan.tokens, note=f"{number(plan.tokens / plan.params)} per parameter; what "
             "the budget buys " + ("at the real FLOPs per token" if plan.budget["unit"] == "flops" else
                                   "in GPU-hours at the time below")),

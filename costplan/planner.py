@@ -110,6 +110,9 @@ def propose(amount: float, unit: str, law: scaling.ScalingLaw, gpu_key: str, gpu
     or at `mfu` (plan --mfu) where given."""
     gpu = hardware.resolve(gpu_key)
     flops = budget_flops(amount, unit, gpu, mfu=mfu)
+    if mfu is None and gpu.curves() is None:    # the step model cannot time the proposal
+        raise CostplanError(f"--gpu {gpu_key}: no kernel efficiency tables to time the proposal with (kernels: in "
+                            "the hardware file); run `costplan calibrate` on the device, or give --mfu")
     n_opt, d_opt, spec = _sized(flops, amount, unit, law, gpu_key, gpus, seq_len, vocab_size, mfu)
     if unit == "flops":
         tokens = math.floor(flops / _per_token(spec["model"]))

@@ -175,6 +175,7 @@ def parse_mfu(option: str, text: str) -> float:
 
 
 def parse_unit(text: str) -> str:
+    text = text.lower() if text.lower() in BUDGET_UNITS else text     # USD, FLOPs: as --law ignores case
     if text not in BUDGET_UNITS:
         raise CostplanError(f"--unit: {shown(text)} is not one of {', '.join(BUDGET_UNITS)}"
                             f"{did_you_mean(text, BUDGET_UNITS)}")
@@ -193,11 +194,11 @@ def parse_duration(option: str, text: str) -> float:
     return hours
 
 
-def parse_count(option: str, text: str) -> int:
-    """A whole number from 1 to MAX_WIDTH given on the command line."""
+def parse_count(option: str, text: str, limit: int = MAX_WIDTH) -> int:
+    """A whole number from 1 to `limit` given on the command line (MAX_COUNT for what a spec counts: GPUs)."""
     value = parse_positive(option, text)
     if value != int(value):
         raise CostplanError(f"{option}: expected a whole number, got {printable(text)}")
-    if value > MAX_WIDTH:
-        raise CostplanError(f"{option}: {printable(text)} is too large (costplan accepts up to {amount(MAX_WIDTH)})")
+    if value > limit:
+        raise CostplanError(f"{option}: {printable(text)} is too large (costplan accepts up to {amount(limit)})")
     return int(value)

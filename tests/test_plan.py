@@ -693,3 +693,14 @@ def test_a_search_keeps_an_interleaved_pipeline_to_micro_batches_it_can_run(run)
     assert (option["fastest"]["gpus"], option["fastest"]["data"]) == (32, 16)
     refused = run("estimate", "llama2-7b", *S, "--gpu", "h100-sxm", "--gpus", "64")
     assert "interleaving needs micro-batches (1) in multiples of pipeline (2)" in refused.stderr
+
+
+def test_a_long_context_proposal_warns_that_the_law_sized_it_without_attention(run):
+    # at 131,072 tokens attention is most of a 875 M model's FLOPs, which C = 6·N·D leaves out: the proposal had
+    # been printed as compute-optimal without a word
+    data = json.loads(run("plan", "--budget", "1e20", "--seq-len", "131072", "--format", "json").stdout)
+    ratio = data["flops"] / (6 * data["params"] * data["tokens"])
+    assert ratio > 10
+    warned = run("plan", "--budget", "1e20", "--seq-len", "131072").stderr
+    assert f"warning: at context 131,072 attention makes the proposal's FLOPs {ratio:.4g}x 6·N a token" in warned
+    assert "attention makes" not in run("plan", "--budget", "1e20").stderr

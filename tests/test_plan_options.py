@@ -23,6 +23,21 @@ def test_plan_in_dollars_on_a_free_gpu(run, tmp_path):
     assert line.startswith(f"Error: --gpu {gpu}: free has no price (usd_per_gpu_hour is 0)")
 
 
+def test_plan_gpus_limit_units_and_a_gpu_without_kernel_tables(run, tmp_path):
+    # --gpus had taken up to 16,777,216 and the spec then refused past 1,048,576 as <spec>'s hardware.count
+    assert errors(run("plan", "--budget", "1e20", "--gpus", "2000000")) == [
+        "Error: --gpus: 2000000 is too large (costplan accepts up to 1,048,576)"]
+    # a unit in capitals, as --law takes a name in any case
+    assert run("plan", "--budget", "1e6", "--unit", "USD", "--gpu", "h100-sxm").stdout.startswith("Budget $1 M")
+    # the step model cannot time a proposal on a file without kernel tables: --gpu named, not <spec>
+    gpu = write(tmp_path, "name: lab\npeak_tflops: {bf16: 100}\nmemory_gib: 80\nmemory_bandwidth_gbs: 2000\n"
+                          "interconnect_gbs: 600\nmfu: 0.4\nusd_per_gpu_hour: 1\n", "lab.yaml")
+    assert errors(run("plan", "--budget", "1e20", "--gpu", gpu)) == [
+        f"Error: --gpu {gpu}: no kernel efficiency tables to time the proposal with (kernels: in the hardware file); "
+        "run `costplan calibrate` on the device, or give --mfu"]
+    assert run("plan", "--budget", "1e20", "--gpu", gpu, "--mfu", "0.4").exit_code == 0
+
+
 def test_plan_refuses_a_budget_below_one_token_of_the_smallest_model(run):
     # The smallest shape (1 layer, d_model 128, d_ff 512, SwiGLU, vocabulary 32000, context 2048, untied):
     # per token 6 × (matmul parameters 128·384 + 128·128 + 3·128·512 + 128·32000) plus attention

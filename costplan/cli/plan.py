@@ -53,7 +53,8 @@ def plan(ctx, spec, budget, unit, deadline, gpu_names, gpus, seq_len, vocab, wri
          overrides, fmt) -> None:
     """What to train with a budget (--budget), or how many GPUs finish SPEC by a deadline (--deadline)."""
     from costplan import files, hardware, planner, report, scaling, tables, yamlio
-    from costplan.validation import parse_count, parse_duration, parse_mfu, parse_positive, parse_unit
+    from costplan.validation import (MAX_COUNT, MAX_WIDTH, parse_count, parse_duration, parse_mfu, parse_positive,
+                                     parse_unit)
 
     problems = []
 
@@ -87,8 +88,9 @@ def plan(ctx, spec, budget, unit, deadline, gpu_names, gpus, seq_len, vocab, wri
         problems += [f"{option}: only with SPEC (--budget plans on --gpus GPUs; give SPEC and --deadline to "
                      "find the GPUs a deadline needs)" for option in spec_only]
         amount, unit = check(parse_positive, "--budget", budget), check(parse_unit, unit)
-        count, context, words = (check(parse_count, name, text) for name, text in
-                                 (("--gpus", gpus), ("--seq-len", seq_len), ("--vocab", vocab)))
+        count, context, words = (check(parse_count, name, text, limit) for name, text, limit in
+                                 (("--gpus", gpus, MAX_COUNT), ("--seq-len", seq_len, MAX_WIDTH),
+                                  ("--vocab", vocab, MAX_WIDTH)))
         constants = check(scaling.resolve, law)
         if len(gpu_names) > 1:
             problems.append("--gpu: give one GPU type with --budget")

@@ -20,8 +20,8 @@ def proposal_rows(plan: Proposal) -> list[Row]:
         Row("optimum", "parameters", o.params, note=f"{plan.law} law, closed form under C = 6·N·D"),
         Row("optimum", "tokens", o.tokens, note=f"{number(o.tokens_per_param)} per parameter"),
         Row("optimum", "predicted loss", o.loss, "number", note="nats per token"),
-        Row("proposal", "architecture", f"{m['n_layers']} layers × d_model {m['d_model']}", "text",
-            note=f"{m['n_heads']} heads of {m['head_dim']}, d_ff {m['d_ff']}, SwiGLU, vocabulary "
+        Row("proposal", "architecture", f"{plural(str(m['n_layers']), 'layer')} × d_model {m['d_model']}", "text",
+            note=f"{plural(str(m['n_heads']), 'head')} of {m['head_dim']}, d_ff {m['d_ff']}, SwiGLU, vocabulary "
                  f"{m['vocab_size']}, context {m['max_seq_len']}"),
         Row("proposal", "parameters", plan.params, note=f"{percent(plan.params / o.params - 1)} from the optimum"
             + ("" if plan.budget["unit"] == "flops" or "mfu" in hw else
@@ -41,13 +41,23 @@ def proposal_rows(plan: Proposal) -> list[Row]:
     ]
 
 
+# A proposal's real FLOPs a token over 6·N past which the law's 6·N·D sizing is off by more than attention's
+# usual share (at the default 2,048 tokens the proposals of 1e19 to 1e23 FLOPs spend 1.02-1.08x 6·N)
+ATTENTION_HEAVY = 1.5
+
+
 def proposal_warnings(plan: Proposal) -> list[str]:
     """What a user should notice on stderr: a proposal off the law's optimum, or one its GPUs cannot hold."""
     out, hw = [], plan.spec["hardware"]
     if plan.params > 2 * plan.optimum.params:   # the shape rule's smallest model is larger
         out.append(f"the law's optimum for this budget is {count(plan.optimum.params)} parameters; the smallest "
                    f"model the shape rule builds has {count(plan.params)}, which the budget trains on "
-                   f"{count(plan.tokens)} tokens: not compute-optimal")
+                   f"{plural(count(plan.tokens), 'token')}: not compute-optimal")
+    per_token = plan.flops / (6 * plan.params * plan.tokens) if plan.tokens else 0.0
+    if per_token > ATTENTION_HEAVY:
+        out.append(f"at context {plan.spec['model']['max_seq_len']:,} attention makes the proposal's FLOPs "
+                   f"{number(per_token)}x 6·N a token, where the law's optimum is sized under C = 6·N·D: a "
+                   "smaller model trained on more tokens may reach a lower loss on the same budget")
     if not plan.fits:
         out.append(f"the proposal needs {size(plan.memory_per_gpu)} per GPU, more than {hw['gpu']}'s "
                    f"{size(plan.gpu_memory)}: it cannot train on {plural(str(hw['count']), 'GPU')} as priced; give "

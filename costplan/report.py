@@ -396,8 +396,17 @@ def csv_text(records: Sequence[Mapping[str, Any]], columns: Sequence[str] = ()) 
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=names, lineterminator="\n")
     writer.writeheader()
-    writer.writerows(records)
+    writer.writerows({k: _csv_cell(v) for k, v in record.items()} for record in records)
     return out.getvalue().rstrip("\n")
+
+
+def _csv_cell(value: Any) -> Any:
+    """A value as JSON spells it (true, ["a", "b"]), not as Python prints it (True, ['a', 'b'])."""
+    import json
+
+    if isinstance(value, bool) or isinstance(value, (list, tuple, dict)):
+        return json.dumps(value, ensure_ascii=False)
+    return value
 
 
 def junit(suites: Sequence[Suite]) -> str:

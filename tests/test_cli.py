@@ -82,6 +82,10 @@ def test_estimate_csv_and_markdown(run):
     rows = list(csv.DictReader(io.StringIO(run("estimate", "gpt2-small", TINY, "--format", "csv").stdout)))
     assert [r["name"] for r in rows] == ["gpt2-small", "tiny"]
     assert rows[0]["params.total"] == "124439808"
+    # flags and lists as JSON spells them, not Python's True and ['a']
+    assert rows[0]["memory.fits"] in ("true", "false") and rows[0]["assumptions.fused_kernels"] == "[]"
+    gemma = next(csv.DictReader(io.StringIO(run("estimate", "specs/ci/hf/gemma-2-9b", "--format", "csv").stdout)))
+    assert json.loads(gemma["assumptions.config_defaults"]) == ["tie_word_embeddings"]
     md = run("estimate", "gpt2-small", "--format", "markdown").stdout
     assert md.startswith("### gpt2-small") and "|" in md and "---" in md
 

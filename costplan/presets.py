@@ -42,4 +42,8 @@ def source(name: str, citation_only: bool = False) -> str:
             found.append(line.removeprefix("#").strip())
         elif found:
             break
-    return " ".join(found)
+    if len(found) < 2:
+        return "".join(found)
+    # the citation is its own line, the notes after it wrapped prose
+    citation, notes = found[0], " ".join(found[1:])
+    return f"{citation}{'' if citation.endswith('.') else '.'} {notes}"

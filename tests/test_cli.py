@@ -134,6 +134,13 @@ def test_presets_and_hardware_listings(run):
     (mistral,) = [line for line in presets.splitlines() if line.startswith("mistral-7b ")]
     assert mistral.endswith('Jiang et al. 2023, "Mistral 7B", Table 1; HF config mistralai/Mistral-7B-v0.1')
     assert {p["name"]: p["source"] for p in listed}["mistral-7b"].endswith("left to the default (with a warning).")
+    # the citation ends before the notes begin ("...DeepSeek-V3 671B parameters" had run them together); heads as
+    # two numbers, which a spreadsheet does not read as the date "16/8"
+    deepseek = {p["name"]: p for p in listed}["deepseek-v3"]
+    assert "HF config deepseek-ai/DeepSeek-V3. 671B parameters in total" in deepseek["source"]
+    gemma = {p["name"]: p for p in listed}["gemma2-9b"]
+    assert (gemma["n_heads"], gemma["n_kv_heads"]) == (16, 8) and "heads" not in gemma
+    assert "16/8" in next(line for line in presets.splitlines() if line.startswith("gemma2-9b "))
     hardware = run("hardware").stdout
     for name in ("v100", "a100-40gb", "a100-80gb", "h100-sxm", "h100-pcie", "h100-sxm-96gb", "h200", "b200", "l4",
                  "l40s", "rtx-4090", "mi300x", "tpu-v5e", "tpu-v5p"):

@@ -210,3 +210,17 @@ def test_a_hardware_files_price_says_where_it_comes_from(run, tmp_path):
     gpu.write_text(LAB_GPU + "price_source: our lab's rate\nprice_date: 2026-11\n")
     data = json.loads(run("estimate", "llama3-8b", "--gpu", str(gpu), "--mfu", "0.4", "--format", "json").stdout)
     assert data[0]["assumptions"]["price_source"] == "our lab's rate (2026-11)"
+
+
+def test_a_peak_just_over_the_memory_says_by_how_much(run, tmp_path):
+    # 14.76 GiB "did not fit in" 14.76 GiB: both printed alike, the verdict looked wrong
+    spec = costplan.load_spec("llama2-7b", ["hardware.mfu=0.5", "parallelism.tensor=2", "parallelism.zero=2"])
+    peak = costplan.estimate(spec).memory.total_per_gpu
+    gpu = tmp_path / "near.yaml"
+    gpu.write_text(LAB_GPU.replace("memory_gib: 80", f"memory_gib: {(peak - 150 * 1024) / 2**30!r}"))
+    out = run("estimate", "llama2-7b", "--gpu", str(gpu), "--mfu", "0.5", "--set", "parallelism.tensor=2",
+              "--set", "parallelism.zero=2")
+    assert out.exit_code == 0, out.stderr
+    assert "(by 150 KiB)" in out.stdout and "(by 150 KiB)" in out.stderr
+    far = run("estimate", "llama2-7b", "--gpus", "1", "--mfu", "0.5").stdout
+    assert "does not fit in 80 GiB" in far and "(by " not in far

@@ -15,7 +15,7 @@ from costplan.report import (UNIT_WORDS, Block, LazyRows, Row, Table, count, deg
                              layout_extras)
 
 if TYPE_CHECKING:
-    from costplan.costs.result import Estimate
+    from costplan.costs.result import Estimate, Memory
     from costplan.sweep import Point
 
 # a pipeline bubble above this share of the step is warned of: the GPUs wait more than they work
@@ -74,7 +74,7 @@ def estimate_rows(est: Estimate) -> list[Row]:
              for part, value in series.memory_values(m).items() if value or part not in SHOWN_WHEN_HELD]
     rows += [
         Row("memory", "total per GPU", m.total_per_gpu, "bytes",
-            note=f"peak at {m.peak_at}; {'fits' if m.fits else 'does not fit'} in {size(m.gpu_memory)}"),
+            note=f"peak at {m.peak_at}; {'fits' if m.fits else 'does not fit'} in {size(m.gpu_memory)}{_by(m)}"),
         Row("memory", "KV cache per token (inference)", m.kv_cache_per_token, "bytes"),
         Row("memory", f"KV cache at seq_len {a.seq_len}", m.kv_cache_at_seq_len, "bytes",
             note="one sequence; windows and recurrent states cap it"),
@@ -261,8 +261,15 @@ def seq_len_warnings(group: Sequence[Estimate]) -> list[str]:
 
 def _not_fitting(est: Estimate) -> str:
     m = est.memory
-    return (f"{size(m.total_per_gpu)} per GPU does not fit in {est.assumptions.gpu}'s {size(m.gpu_memory)} "
+    return (f"{size(m.total_per_gpu)} per GPU does not fit in {est.assumptions.gpu}'s {size(m.gpu_memory)}{_by(m)} "
             f"{_where(est)}; what would lower it: {', '.join(_lower_memory(est))}")
+
+
+def _by(m: Memory) -> str:
+    """How far a peak that does not fit is over the GPU's memory, where both print alike ("14.76 GiB does not fit
+    in 14.76 GiB")."""
+    over = m.total_per_gpu - m.gpu_memory
+    return f" (by {size(over)})" if over > 0 and size(m.total_per_gpu) == size(m.gpu_memory) else ""
 
 
 def oversized_note(tokens: int) -> str:

@@ -17,13 +17,15 @@ PRESET_HEADERS = ["name", "parameters", "layers", "d_model", "heads", "context",
 
 def presets(specs: Mapping[str, Spec], params: Mapping[str, int], sources: Mapping[str, str],
             citations: Mapping[str, str]) -> Table:
-    """The bundled presets: raw parameter counts and whole sources in JSON and CSV, counts and citations (the
-    source's first line) for people."""
-    records = [dict(zip(PRESET_HEADERS, [name, params[name], s.model.n_layers, s.model.d_model,
-                                         f"{s.model.n_heads}/{s.model.n_kv_heads}", s.model.max_seq_len,
-                                         describe(s.model.attention), sources[name]]))
+    """The bundled presets: raw parameter counts, head counts as numbers and whole sources in JSON and CSV (a
+    spreadsheet reads "12/12" as a date); counts, heads as query/key-value and citations (the source's first line)
+    for people."""
+    records = [{"name": name, "parameters": params[name], "layers": s.model.n_layers, "d_model": s.model.d_model,
+                "n_heads": s.model.n_heads, "n_kv_heads": s.model.n_kv_heads, "context": s.model.max_seq_len,
+                "attention": describe(s.model.attention), "source": sources[name]}
                for name, s in specs.items()]
-    body = [[r["name"], count(r["parameters"]), *list(r.values())[2:-1], citations[r["name"]]] for r in records]
+    body = [[r["name"], count(r["parameters"]), r["layers"], r["d_model"], f"{r['n_heads']}/{r['n_kv_heads']}",
+             r["context"], r["attention"], citations[r["name"]]] for r in records]
     return Table([Block(PRESET_HEADERS, body)], records)
 
 

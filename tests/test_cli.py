@@ -509,6 +509,7 @@ def test_seq_len_raises_max_seq_len_when_needed(run):
     ("1024,-1", "--seq-len: must be greater than 0, got -1"),
     ("1024.5", "--seq-len: expected a whole number, got 1024.5"),       # not silently truncated to 1024
     ("1024,,4096", "--seq-len 1024,,4096: expected comma-separated whole numbers, e.g. 1024,4096"),
+    ("", "--seq-len: expected comma-separated whole numbers, e.g. 1024,4096"),      # no "--seq-len :"
 ])
 def test_seq_len_bad_values(run, value, message):
     assert errors(run("estimate", "llama2-7b", "--seq-len", value)) == [f"Error: {message}"]

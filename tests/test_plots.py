@@ -360,7 +360,8 @@ def test_a_scaling_point_needs_no_layout_and_agrees_with_estimate(run, tmp_path)
     pytest.importorskip("matplotlib")
     # 7 GPUs split no batch of llama2-7b: estimate refuses, but the loss against compute does not depend on GPUs
     assert run("estimate", "llama2-7b", "--gpus", "7").exit_code == 2
-    result = run("plot", "scaling", "llama2-7b", "gpt2-small", "--gpus", "7", "-o", str(tmp_path / "s.png"))
+    result = run("plot", "scaling", "llama2-7b", "gpt2-small", "--set", "hardware.count=7", "-o",
+                 str(tmp_path / "s.png"))
     assert result.exit_code == 0, result.stderr
     assert "warning: gpt2-small: no training.tokens" in result.stderr     # what a point assumes is still said
     spec = costplan.load_spec("mixtral-8x7b", ["training.tokens=1e12"])
@@ -393,3 +394,17 @@ def test_two_specs_of_one_name_are_told_apart_as_compare_does(run, tmp_path, mon
                str(tmp_path / "s.png")).exit_code == 0
     left = drawn["figure"].axes[0]
     assert [line.get_label() for line in left.get_lines()] == [f"{expected[0]} (flash)", f"{expected[1]} (dense)"]
+
+
+@pytest.mark.parametrize("figure, args, named", [
+    ("scaling", ["--mfu", "0.3", "--gpu", "h100-sxm"], "--gpu, --mfu"),
+    ("scaling", ["--gpus", "8"], "--gpus"),
+    ("seq-scaling", ["--tokens", "5", "--mfu", "0.9"], "--tokens, --mfu"),
+])
+def test_options_a_figure_does_not_use_are_refused(run, tmp_path, figure, args, named):
+    # the figure had come out byte for byte as without them
+    from test_cli import errors
+
+    (line,) = errors(run("plot", figure, "llama2-7b", *args, "-o", str(tmp_path / "f.png")))
+    assert line.startswith(f"Error: {named}: not used by this figure (") and line.endswith("out")
+    assert not (tmp_path / "f.png").exists()

@@ -18,7 +18,7 @@ def spec_options(command):
         click.option("--gpu", metavar="NAME", help="hardware.gpu: a catalogue name or a hardware YAML file."),
         click.option("--gpus", metavar="N", help="hardware.count: number of GPUs."),
         click.option("--tokens", metavar="N", help="training.tokens, e.g. 2e12."),
-        click.option("--mfu", metavar="X", help="hardware.mfu: model FLOPs utilisation in (0, 1]."),
+        click.option("--mfu", metavar="X", help="hardware.mfu: model FLOPs utilisation, from 0.0001 to 1."),
     ]
     for option in reversed(options):
         command = option(command)
@@ -121,5 +121,6 @@ def parse_lengths(ctx, param, value: str | None) -> list[int] | None:  # noqa: A
     option = param.opts[0]
     parts = [part.strip() for part in value.split(",")]
     if not any(parts) or not all(parts):
-        raise CostplanError(f"{option} {value}: expected comma-separated whole numbers, e.g. 1024,4096")
+        given = f" {printable(value)}" if value else ""       # an empty value: no stray space
+        raise CostplanError(f"{option}{given}: expected comma-separated whole numbers, e.g. 1024,4096")
     return sorted({parse_count(option, part) for part in parts})     # each once, shortest first

@@ -43,7 +43,7 @@ def progress_lines():  # noqa: ANN201
               help="With --budget: the proposed model's vocabulary size.")
 @click.option("--write", "write_path", metavar="FILE", help="With --budget: write the proposed spec as YAML.")
 @click.option("--force", is_flag=True, help="With --write: replace FILE if it exists.")
-@click.option("--mfu", metavar="X", help="Time every run at this model FLOPs utilisation, in (0, 1], instead of "
+@click.option("--mfu", metavar="X", help="Time every run at this model FLOPs utilisation, from 0.0001 to 1, instead of "
                                          "the step model (a GPU without kernel tables needs it).")
 @law_option
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="With SPEC: override a field.")

@@ -29,6 +29,8 @@ def plot_seq_scaling(specs, output, force, lengths, overrides, gpu, gpus, tokens
     """FLOPs per token and activation memory against context length, one line per spec."""
     from costplan import plots, series, tables
 
+    _refuse_unused("FLOPs per token and activations do not depend on the training length or utilisation",
+                   {"--tokens": tokens, "--mfu": mfu})
     plots.check_output(output, force)
     loaded = load_all(specs, collect_overrides(overrides, gpu, gpus, tokens, mfu))
     names = tables.column_names([s.name for s in loaded], specs)
@@ -55,6 +57,14 @@ def plot_memory(specs, output, force, overrides, gpu, gpus, tokens, mfu) -> None
     click.echo(output)
 
 
+def _refuse_unused(why: str, options: dict) -> None:
+    """An error naming the options given that the figure would not use (rather than drawing it without them)."""
+    given = [name for name, value in options.items() if value is not None]
+    if given:
+        them = "them" if len(given) > 1 else "it"
+        raise CostplanError(f"{', '.join(given)}: not used by this figure ({why}); leave {them} out")
+
+
 def _warn(results) -> None:  # noqa: ANN001 - Estimates
     """What estimate would warn of these specs (a context or token count assumed, a run that does not fit)."""
     from costplan import tables
@@ -74,6 +84,8 @@ def plot_scaling(specs, output, force, law, overrides, gpu, gpus, tokens, mfu) -
     from costplan import plots, scaling, tables
     from costplan.costs.estimate import law_point
 
+    _refuse_unused("a point is its parameters and tokens, which no GPU changes", {"--gpu": gpu, "--gpus": gpus,
+                                                                                  "--mfu": mfu})
     plots.check_output(output, force)
     constants = scaling.resolve(law)
     sets = collect_overrides(overrides, gpu, gpus, tokens, mfu)

@@ -51,7 +51,8 @@ def check_spec_output(option: str, path: str | os.PathLike, force: bool = False)
     target = check_output(option, path, force)
     written = Path(os.path.realpath(target))      # a link is written through, onto the file it names
     if target.suffix.lower() == ".json" or written.suffix.lower() == ".json":
-        through = "" if written.suffix.lower() == target.suffix.lower() else f" (a link to {written.name})"
+        # a .json name is renamed; a link of another name to a .json file (a config) is not written through
+        through = "" if target.suffix.lower() == ".json" else f" (a link to {written.name})"
         fix = "write it to a file of its own" if through else "give the file a .yaml name"
         raise CostplanError(f"{option} {printable(path, cut=False)}{through}: a spec is written as YAML, and a "
                             f".json file is read as a Hugging Face config; {fix}")

@@ -113,13 +113,13 @@ def propose(amount: float, unit: str, law: scaling.ScalingLaw, gpu_key: str, gpu
     if mfu is None and gpu.curves() is None:    # the step model cannot time the proposal
         raise CostplanError(f"--gpu {gpu_key}: no kernel efficiency tables to time the proposal with (kernels: in "
                             "the hardware file); run `costplan calibrate` on the device, or give --mfu")
-    n_opt, d_opt, spec = _sized(flops, amount, unit, law, gpu_key, gpus, seq_len, vocab_size, mfu)
+    timed = unit != "flops" and mfu is None     # hours the step model times: the first guess only sizes
+    n_opt, d_opt, spec = _sized(flops, amount, unit, law, gpu_key, gpus, seq_len, vocab_size, mfu, floor=not timed)
     if unit == "flops":
         tokens = math.floor(flops / _per_token(spec["model"]))
     else:
         hours = amount if unit == "gpu-hours" else amount / gpu.usd_per_gpu_hour
-        tokens = _tokens_bought(hours, spec, law)[0]
-        if mfu is None:
+        if timed:
             # The first guess sized the model at the catalogue MFU; the step model runs each size at its own
             # rate, so the hours buy each size other FLOPs: the proposal is the size they train to the lowest
             # loss, and the optimum the law's for the FLOPs it spends.
@@ -127,6 +127,8 @@ def propose(amount: float, unit: str, law: scaling.ScalingLaw, gpu_key: str, gpu
             spec["training"]["tokens"] = tokens
             flops = float(estimate(load_spec(spec), law).flops.training_total)
             n_opt, d_opt = law.compute_optimal(flops)
+        else:
+            tokens = _tokens_bought(hours, spec, law)[0]
     spec["training"]["tokens"] = tokens
     result = estimate(load_spec(spec), law)
     return Proposal(
@@ -153,23 +155,19 @@ def layout_of(result) -> dict[str, Any]:  # noqa: ANN001 - an Estimate
 
 
 def _sized(flops: float, amount: float, unit: str, law: scaling.ScalingLaw, gpu_key: str, gpus: int,
-           seq_len: int, vocab_size: int, mfu: float | None) -> tuple[float, float, dict[str, Any]]:
+           seq_len: int, vocab_size: int, mfu: float | None, floor: bool = True) -> tuple[float, float, dict[str, Any]]:
     """The law's optimum for `flops` and the spec of the architecture the shape rule gives it (on a trial number
-    of tokens), or an error where the budget is beyond the tokens costplan takes or below one token."""
+    of tokens), or an error where the budget is beyond the tokens costplan takes or (`floor`) below one token."""
     n_opt, d_opt = law.compute_optimal(flops)
     if not d_opt <= MAX_TOKENS:   # also catches inf and nan from a huge budget or an odd law file
         raise CostplanError(f"--budget {amount:.4g} {unit}: the {law.name} law's optimum for {flops:.4g} FLOPs "
                             f"trains on {d_opt:.4g} tokens, more than costplan accepts ({MAX_TOKENS:.0e})")
     model = sizing.architecture(n_opt, vocab_size, seq_len)
-    if flops < _per_token(model):
+    if floor and flops < _per_token(model):
         # Not one token of the smallest shape fits: the proposal would cost more than the budget.
-        smallest = sizing.architecture(1, vocab_size, seq_len)
-        least = _per_token(smallest)
-        raise CostplanError(
-            f"--budget {amount:.4g} {unit}: less than the smallest budget the shape rule can serve, "
-            f"{_in_unit(least, unit, hardware.resolve(gpu_key), mfu=mfu):.4g} {unit} (one token of its smallest model, "
-            f"{smallest['n_layers']} layer × d_model {smallest['d_model']}, vocabulary {vocab_size}, context "
-            f"{seq_len})")
+        least = _per_token(sizing.architecture(1, vocab_size, seq_len))
+        raise _below_floor(amount, unit, _in_unit(least, unit, hardware.resolve(gpu_key), mfu=mfu), "",
+                           vocab_size, seq_len)
     return n_opt, d_opt, {
         "name": f"compute-optimal-{law.name}",
         "model": model,
@@ -187,15 +185,20 @@ def _tokens_bought(hours: float, spec: dict[str, Any], law: scaling.ScalingLaw) 
 
 def _trial(spec: dict[str, Any], law: scaling.ScalingLaw) -> tuple[float, int]:
     """The spec's GPU-hours for TRIAL_TOKENS tokens, and its parameters."""
-    result = estimate(load_spec({**spec, "training": {**spec["training"], "tokens": TRIAL_TOKENS}}), law)
+    result = _trial_estimate(spec, law)
     return result.time.gpu_hours, result.params.total
+
+
+def _trial_estimate(spec: dict[str, Any], law: scaling.ScalingLaw):  # noqa: ANN202 - an Estimate
+    return estimate(load_spec({**spec, "training": {**spec["training"], "tokens": TRIAL_TOKENS}}), law)
 
 
 # The sizes a budget in hours is tried at: from an eighth to eight times the first guess in quarter-octaves, then
 # sixteenth-octaves a quarter-octave either side of the best
 COARSE, FINE = [2 ** (k / 4) for k in range(-12, 13)], [2 ** (k / 16) for k in range(-3, 4)]
-# Losses this close are equal as the plan prints them (four digits): of those sizes, the one nearest the law's
-# optimum for the FLOPs it buys, rather than one a rounding of the step model's rates favours
+# Losses this close, half the last of the four digits the plan prints a loss of about 2 with, are taken as
+# equal: of those sizes, the one nearest the law's optimum for the FLOPs it buys, rather than one a small
+# difference in the step model's rates favours
 SAME_LOSS = 5e-4
 
 
@@ -203,33 +206,49 @@ def _best_bought(hours: float, guess: float, spec: dict[str, Any], law: scaling.
                  seq_len: int, amount: float, unit: str) -> tuple[dict[str, Any], int]:
     """The shape rule's model that `hours` of the step model's GPU-hours train to the law's lowest loss, and the
     tokens they buy it: a larger model may run at another MFU and buy other FLOPs, so no closed form gives it (of
-    sizes within SAME_LOSS, the nearest the law's optimum for its own FLOPs). `spec` is the first guess's, whose
-    settings each size keeps. An error where the hours buy no token of any size."""
-    tried: dict[tuple[int, int], tuple[float, float, dict[str, Any], int]] = {}
+    the sizes whose memory fits the GPUs, where any does; of sizes within SAME_LOSS, the nearest the law's optimum
+    for its own FLOPs). `spec` is the first guess's, whose settings each size keeps. An error where the hours buy
+    no token of any size."""
+    tried: dict[tuple[int, int], tuple[float, float, bool, dict[str, Any], int]] = {}
 
     def loss_at(params: float) -> float:
         model = sizing.architecture(params, vocab_size, seq_len)
         key = (model["n_layers"], model["d_model"])     # the rule sets the rest from these
         if key not in tried:
             sized = {**spec, "model": model, "training": dict(spec["training"])}
-            tokens, total = _tokens_bought(hours, sized, law)
-            loss, off = math.inf, math.inf
-            if tokens:
-                loss = law.loss(total, tokens)
-                off = abs(math.log(total / law.compute_optimal(tokens * _per_token(model))[0]))
-            tried[key] = (loss, off, sized, tokens)
+            loss, off, fits, tokens = math.inf, math.inf, False, 0
+            try:
+                result = _trial_estimate(sized, law)
+            except CostplanError:   # a size past what a spec takes (a million layers): not a candidate
+                result = None
+            if result is not None:
+                tokens = math.floor(hours / result.time.gpu_hours * TRIAL_TOKENS)
+                if 0 < tokens <= MAX_TOKENS:
+                    total, fits = result.params.total, result.memory.fits
+                    loss = law.loss(total, tokens)
+                    off = abs(math.log(total / law.compute_optimal(tokens * result.flops.training_per_token)[0]))
+            tried[key] = (loss, off, fits, sized, tokens)
         return tried[key][0]
 
     best = min((guess * f for f in COARSE), key=loss_at)
     min((best * f for f in FINE), key=loss_at)
-    lowest = min(t[0] for t in tried.values())
-    if not math.isfinite(lowest):     # not one token of any size tried: name what one of the smallest costs
+    finite = [t for t in tried.values() if math.isfinite(t[0])]
+    if not finite:      # not one token of any size tried: name what one of the smallest costs
         per_token = _trial({**spec, "model": sizing.architecture(1, vocab_size, seq_len)}, law)[0] / TRIAL_TOKENS
-        least = per_token * (1 if unit == "gpu-hours" else amount / hours)
-        raise CostplanError(f"--budget {amount:.4g} {unit}: less than the smallest budget the shape rule can serve "
-                            f"as the step model times it, {least:.4g} {unit} (one token of its smallest model)")
-    _, _, chosen, tokens = min((t for t in tried.values() if t[0] <= lowest + SAME_LOSS), key=lambda t: t[1])
+        raise _below_floor(amount, unit, per_token * (1 if unit == "gpu-hours" else amount / hours),
+                           " as the step model times it", vocab_size, seq_len)
+    held = [t for t in finite if t[2]] or finite        # sizes whose memory fits the GPUs, where any does
+    lowest = min(t[0] for t in held)
+    _, _, _, chosen, tokens = min((t for t in held if t[0] <= lowest + SAME_LOSS), key=lambda t: t[1])
     return chosen, tokens
+
+
+def _below_floor(amount: float, unit: str, least: float, how: str, vocab_size: int, seq_len: int) -> CostplanError:
+    """A budget below one token of the shape rule's smallest model: the error, naming what that token costs."""
+    smallest = sizing.architecture(1, vocab_size, seq_len)
+    return CostplanError(f"--budget {amount:.4g} {unit}: less than the smallest budget the shape rule can serve"
+                         f"{how}, {least:.4g} {unit} (one token of its smallest model, {smallest['n_layers']} layer "
+                         f"× d_model {smallest['d_model']}, vocabulary {vocab_size}, context {seq_len})")
 
 
 def _per_token(model: dict[str, Any]) -> float:

@@ -405,7 +405,7 @@ def _csv_cell(value: Any) -> Any:
     import json
 
     if isinstance(value, bool) or isinstance(value, (list, tuple, dict)):
-        return json.dumps(value, ensure_ascii=False)
+        return json.dumps(value, ensure_ascii=False, default=str)
     return value
 
 

@@ -131,7 +131,7 @@ def _per_second(value: Any) -> float:
     if isinstance(value, str) and "/" in value:
         number, _, unit = value.strip().rpartition("/")
         try:
-            rate = float(number.strip().replace("_", "")) / RATE_UNITS[unit.strip()]
+            rate = float(number.strip().replace("_", "")) / RATE_UNITS[unit.strip().lower()]
         except (ValueError, KeyError):
             raise Invalid(f"expected requests per second such as 50 or 50/s (or 3000/min, 180000/h), got "
                           f"{shown(value)}") from None

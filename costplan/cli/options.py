@@ -10,19 +10,29 @@ from costplan.errors import CostplanError, printable
 FORMATS = ["table", "json", "csv", "markdown"]
 
 
-def spec_options(command):
-    """--set, --gpu, --gpus, --tokens, --mfu: overrides applied to every spec before validation."""
-    options = [
-        click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
-                     help="Override a spec field by its dotted path, e.g. model.n_layers=48 (repeatable)."),
-        click.option("--gpu", metavar="NAME", help="hardware.gpu: a catalogue name or a hardware YAML file."),
-        click.option("--gpus", metavar="N", help="hardware.count: number of GPUs."),
-        click.option("--tokens", metavar="N", help="training.tokens, e.g. 2e12."),
-        click.option("--mfu", metavar="X", help="hardware.mfu: model FLOPs utilisation, from 0.0001 to 1."),
-    ]
-    for option in reversed(options):
-        command = option(command)
-    return command
+# the shortcut options: flag, metavar, help
+SHORTCUTS = {
+    "gpu": ("--gpu", "NAME", "hardware.gpu: a catalogue name or a hardware YAML file."),
+    "gpus": ("--gpus", "N", "hardware.count: number of GPUs."),
+    "tokens": ("--tokens", "N", "training.tokens, e.g. 2e12."),
+    "mfu": ("--mfu", "X", "hardware.mfu: model FLOPs utilisation, from 0.0001 to 1."),
+}
+
+
+def spec_options(command=None, *, shortcuts: Sequence[str] = tuple(SHORTCUTS)):  # noqa: ANN001, ANN201
+    """--set and the shortcut options --gpu, --gpus, --tokens, --mfu: overrides applied to every spec before
+    validation. Those not in `shortcuts` (a figure that does not depend on them) are still parsed, so that the
+    command can refuse them by name, but left out of --help."""
+    def apply(command):  # noqa: ANN001, ANN202
+        options = [click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+                                help="Override a spec field by its dotted path, e.g. model.n_layers=48 (repeatable)."),
+                   *(click.option(flag, metavar=metavar, help=text, hidden=name not in shortcuts)
+                     for name, (flag, metavar, text) in SHORTCUTS.items())]
+        for option in reversed(options):
+            command = option(command)
+        return command
+
+    return apply if command is None else apply(command)
 
 
 law_option = click.option(
@@ -31,8 +41,8 @@ law_option = click.option(
          "YAML file with E, A, B, alpha, beta.")
 
 
-def collect_overrides(overrides: Sequence[str], gpu: str | None, gpus: str | None, tokens: str | None,
-                      mfu: str | None) -> list[str]:
+def collect_overrides(overrides: Sequence[str], gpu: str | None = None, gpus: str | None = None,
+                      tokens: str | None = None, mfu: str | None = None) -> list[str]:
     """The shortcut options as --set overrides, so they are validated (and reported) like the file."""
     return with_shortcuts(overrides, {"--gpu": ("hardware.gpu", gpu), "--gpus": ("hardware.count", gpus),
                                       "--tokens": ("training.tokens", tokens), "--mfu": ("hardware.mfu", mfu)})
@@ -121,6 +131,6 @@ def parse_lengths(ctx, param, value: str | None) -> list[int] | None:  # noqa: A
     option = param.opts[0]
     parts = [part.strip() for part in value.split(",")]
     if not any(parts) or not all(parts):
-        given = f" {printable(value)}" if value else ""       # an empty value: no stray space
+        given = f" {printable(value)}" if value.strip() else ""       # an empty value: no stray space
         raise CostplanError(f"{option}{given}: expected comma-separated whole numbers, e.g. 1024,4096")
     return sorted({parse_count(option, part) for part in parts})     # each once, shortest first

@@ -24,7 +24,7 @@ force_option = click.option("--force", is_flag=True, help="Replace the output fi
 @force_option
 @click.option("--lengths", metavar="N,N,...", callback=parse_lengths,
               help="Context lengths to plot (default: 512 to 131072 in powers of two).")
-@spec_options
+@spec_options(shortcuts=("gpu", "gpus"))
 def plot_seq_scaling(specs, output, force, lengths, overrides, gpu, gpus, tokens, mfu) -> None:
     """FLOPs per token and activation memory against context length, one line per spec."""
     from costplan import plots, series, tables
@@ -78,7 +78,7 @@ def _warn(results) -> None:  # noqa: ANN001 - Estimates
 @output_option("scaling.png")
 @force_option
 @law_option
-@spec_options
+@spec_options(shortcuts=("tokens",))
 def plot_scaling(specs, output, force, law, overrides, gpu, gpus, tokens, mfu) -> None:
     """Predicted loss against compute: the compute-optimal frontier, iso-FLOP curves and the specs as points."""
     from costplan import plots, scaling, tables
@@ -90,8 +90,8 @@ def plot_scaling(specs, output, force, law, overrides, gpu, gpus, tokens, mfu) -
     constants = scaling.resolve(law)
     sets = collect_overrides(overrides, gpu, gpus, tokens, mfu)
     if sets and not specs:
-        raise CostplanError("--set, --gpu, --gpus, --tokens and --mfu change the specs plotted as points; give a "
-                            "spec, or leave them out for the frontier alone")
+        raise CostplanError("--set and --tokens change the specs plotted as points; give a spec, or leave them out "
+                            "for the frontier alone")
     # a point needs the parameters and tokens alone: no layout is searched, so no GPU count can fail it
     points = [law_point(s, constants) for s in load_all(specs, sets)] if specs else []
     for point in points:

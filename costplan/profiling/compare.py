@@ -71,7 +71,7 @@ class Check:
 
     @property
     def status(self) -> str:
-        if self.relative_error is None or self.withheld:     # an estimate or a measurement missing
+        if self.relative_error is None or self.withheld:     # a number missing, or the comparison withheld
             return "FAIL" if self.required else "skip"
         if self.tolerance is None:          # both shown, for information: nothing to hold them to
             return "skip"

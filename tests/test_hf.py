@@ -192,6 +192,11 @@ def test_import_never_writes_through_a_link_onto_a_json_file(run, tmp_path):
         f"Error: --output {tmp_path / 'spec.yaml'} (a link to my.json): a spec is written as YAML, and a .json file "
         "is read as a Hugging Face config; write it to a file of its own\n")
     assert config.read_text() == (HF / "tiny" / "gpt2.json").read_text()
+    # a .json name linking to a YAML file: the name is what to change
+    (tmp_path / "real.yaml").write_text("x: 1\n")
+    (tmp_path / "spec.json").symlink_to("real.yaml")
+    result = run("import", str(config), "-o", str(tmp_path / "spec.json"), "--force")
+    assert result.stderr.rstrip().endswith("give the file a .yaml name") and "a link to" not in result.stderr
 
 
 @pytest.mark.parametrize("args", [

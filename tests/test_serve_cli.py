@@ -152,7 +152,7 @@ def test_a_rate_per_minute_or_hour(run):
         data = json.loads(run("serve", "llama3-8b", "--rate", rate, "--format", "json").stdout)[0]
         return data["cost"]["gpus_for_rate"]
 
-    assert gpus("3000/min") == gpus("180000/h") == gpus("50/s") == gpus("50") > gpus("49/s")
+    assert gpus("3000/min") == gpus("180000/h") == gpus("50/s") == gpus("50") == gpus("50/S") > gpus("49/s")
     for rate in ("50/day", "50/s/s", "/s"):       # '50/min' had said only "expected a number"
         (line,) = error_lines(run("serve", "llama3-8b", "--rate", rate))
         assert line == (f"Error: llama3-8b: serving.rate: expected requests per second such as 50 or 50/s (or "

@@ -65,6 +65,22 @@ def test_recomputing_the_first_layers_of_a_stage():
     assert (every.memory, every.flops, every.time) == (full.memory, full.flops, full.time)
 
 
+def test_recomputing_the_first_layers_of_each_pipeline_stage_counts_them_per_stage():
+    # N of each stage's layers recompute: 4 stages of 8 layers at N = 8 recompute all 32 (the hardware FLOPs had
+    # counted the first 8 of the model: 56.7 GFLOP a token, HFU 24.2%, against full's 68.8 and 29.4%), and at
+    # N = 4 half of each stage, 16 layers: half of what recomputing every layer adds
+    base = ["hardware.count=64", "parallelism.pipeline=4", "parallelism.zero=1", "training.global_batch_size=64"]
+
+    def run(*training: str):  # noqa: ANN202
+        return costplan.estimate(costplan.load_spec("llama3-8b", [*base, *training]))
+
+    kept, full = run(), run("training.recompute=full")
+    eight, four = (run("training.recompute=full", f"training.recompute_layers={n}") for n in (8, 4))
+    assert (eight.flops, eight.time.hfu) == (full.flops, full.time.hfu)
+    added = full.flops.hardware_per_token - kept.flops.hardware_per_token
+    assert four.flops.hardware_per_token - kept.flops.hardware_per_token == pytest.approx(added / 2)
+
+
 def test_per_op_checkpointing_of_llama3_8b():
     # torchtitan's op policy on a Llama 3 8B layer (d 4096, 32 query and 8 KV heads of 128, SwiGLU 14336), per
     # token in bf16: the layer input (4096), q (4096), v (1024), the attention output (4096) and its fp32

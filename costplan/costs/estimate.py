@@ -5,8 +5,9 @@ from __future__ import annotations
 import math
 
 from costplan import scaling
-from costplan.costs import ZERO, Cost, memo, parallel
+from costplan.costs import ZERO, Cost, Shape, memo, parallel
 from costplan.costs.components import COMPONENTS, components, shape_of, shared_components  # noqa: F401 - API
+from costplan.costs.layers import pipeline_stages, stage_count
 from costplan.costs.memory import gradient_bytes, is_mixed, optimizer_bytes, weight_bytes
 from costplan.costs.result import Assumptions, Estimate, Flops, Memory, Number, Parallelism, Params, Time
 from costplan.costs.run import Run, memories_of, resolve, step_time
@@ -82,6 +83,16 @@ def whole_model(spec: Spec) -> Cost:
     return sum(components(spec, shape_of(spec)).values(), ZERO)
 
 
+def _hardware_flops(spec: Spec, shape: Shape, whole: Cost) -> int:
+    """One sequence's hardware FLOPs on a laid-out spec: the whole model's, or under training.recompute_layers
+    with a pipeline the stages' own, each recomputing its first N layers (layers.recompute_groups), summed."""
+    stages = pipeline_stages(spec)
+    if shape.recompute_layers is None or stage_count(stages) == 1:
+        return whole.hw_flops
+    return sum(c.hw_flops for stage in range(stage_count(stages)) for c in components(spec, shape, stage,
+                                                                                      stages).values())
+
+
 def peak_stage(spec: Spec) -> parallel.StageMemory:
     """The memory of the stage that peaks highest, for a spec on one GPU or with its parallelism section: what
     estimate() reports, without the time model (which a spec on hardware with no peak at its precision, such as a
@@ -117,18 +128,18 @@ def _estimate(spec: Spec, law: str | scaling.ScalingLaw | None) -> Estimate:
     )
 
     tokens, tokens_source = trained_tokens(spec, params.total, params.active)
-    flops = Flops(
-        forward_per_token=ratio(whole.flops, s),
-        training_per_token=ratio(3 * whole.flops, s),
-        hardware_per_token=ratio(whole.hw_flops, s),
-        training_total=ratio(3 * whole.flops * tokens, s),
-        by_component={key: ratio(c.flops, s) for key, c in parts.items()},
-    )
-
     seq_len_source = "model.max_seq_len" if spec.seq_len_defaulted else "training.seq_len"
     config_defaults, left_out = spec.config_defaults, spec.config_left_out
     run = resolve(spec)
     spec = run.spec
+    hw_flops = _hardware_flops(spec, shape, whole)
+    flops = Flops(
+        forward_per_token=ratio(whole.flops, s),
+        training_per_token=ratio(3 * whole.flops, s),
+        hardware_per_token=ratio(hw_flops, s),
+        training_total=ratio(3 * whole.flops * tokens, s),
+        by_component={key: ratio(c.flops, s) for key, c in parts.items()},
+    )
     memories = run.memories or memories_of(spec, shape)
     stage = parallel.fullest(memories)
     memory = Memory(
@@ -149,7 +160,7 @@ def _estimate(spec: Spec, law: str | scaling.ScalingLaw | None) -> Estimate:
         gpu_hours=hours, wall_clock_days=wall_clock_days(hours, hw.count), cost_usd=hours * run.price,
         step_seconds=stepped.seconds, tokens_per_second_per_gpu=batch * s / per_gpu_second,
         mfu=3 * whole.flops * batch / per_gpu_second / run.peak,
-        hfu=whole.hw_flops * batch / per_gpu_second / run.peak,
+        hfu=hw_flops * batch / per_gpu_second / run.peak,
         breakdown=stepped.breakdown,
     )
 

@@ -791,6 +791,12 @@ had been 58% of its step, went from -11.9% to +38.3% (28% of its step still expo
 (56 before: 73%). Every MoE row is now predicted too fast, by 38% to 435%: what the model misses there was not
 found.
 
+A ring collective across nodes is now no faster, at a message size, than a ring of the node's ranks inside one
+(traffic._link_rate): it runs those NVLink hops too, over more steps. Pooling a node's NICs at the network curve's
+0.95 (derived, not measured by size) had put DDP's 25 MiB buckets over two A100 nodes at 190 GB/s, where NVLink's
+ring reaches 129 at that size (nccl-tests' curve, 0.43 of the link). Four rows moved, by 0.4 points at most
+(Megatron-LM's 1.7B from +19.9% to +19.5%); the medians and the share within 15% did not.
+
 """
 
 

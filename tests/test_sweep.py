@@ -224,7 +224,7 @@ def test_points_keep_the_base_layout_unless_told_to_search(run):
     assert (e.parallelism.tensor, e.parallelism.pipeline, e.parallelism.data) == (1, 1, 512)
     assert searched["gpu_hours"] == e.time.gpu_hours != held["gpu_hours"]
     # the README's figures for it
-    assert (round(held["gpu_hours"] / 100) / 10, round(searched["gpu_hours"] / 100) / 10) == (121.5, 105.2)
+    assert (round(held["gpu_hours"] / 100) / 10, round(searched["gpu_hours"] / 100) / 10) == (121.5, 106.4)
 
 
 def test_a_sweep_warns_of_a_defaulted_training_length_as_estimate_does(run):

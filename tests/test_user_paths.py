@@ -225,3 +225,14 @@ def test_a_peak_just_over_the_memory_says_by_how_much(run, tmp_path):
     assert "(by 150 KiB)" in out.stdout and "(by 150 KiB)" in out.stderr
     far = run("estimate", "llama2-7b", "--gpus", "1", "--mfu", "0.5").stdout
     assert "does not fit in 80 GiB" in far and "(by " not in far
+
+
+def test_zero_with_one_data_rank_is_told_to_get_data_ranks(run):
+    # tensor 8 on 8 GPUs leaves ZeRO 3 one data rank to shard over: more GPUs is what lowers the peak, which the
+    # hints had left out (they said more tensor or pipeline ranks, or a larger GPU)
+    out = run("estimate", "llama3-70b", "--gpus", "8", "--set", "parallelism.zero=3", "--set", "parallelism.tensor=8",
+              "--set", "parallelism.sequence_parallel=true", "--set", "training.recompute=full")
+    assert "what would lower it: data-parallel ranks for ZeRO to shard over (more GPUs: hardware.count)" in out.stderr
+    wide = run("estimate", "llama3-70b", "--gpus", "16", "--set", "parallelism.zero=1", "--set",
+               "parallelism.tensor=8", "--set", "training.recompute=full").stderr
+    assert "does not fit" in wide and "data-parallel ranks for ZeRO" not in wide

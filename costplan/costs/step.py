@@ -421,8 +421,8 @@ def _sharded(dev: Device, shards: int, routed_shards: int, dense: float, routed:
     all-gather, or half of an all-reduce): the dense parameters over their group, the routed experts' over
     theirs (both spanning the stage's data ranks), in torch DDP's buckets, or a layer's parameters at a time where
     `layers` (FSDP)."""
-    def message(params: float) -> float:
-        return BUCKET_BYTES if layers is None else params * per_param / layers
+    def message(params: float) -> float:        # a bucket holds at most the gradients there are
+        return min(BUCKET_BYTES, params * per_param) if layers is None else params * per_param / layers
 
     wire = (shards - 1) / shards * dense * per_param
     seconds = collective_seconds(dev, wire, message(dense), span, stride, pattern) if shards > 1 else 0.0

@@ -313,6 +313,8 @@ def _lower_memory(est: Estimate) -> list[str]:
     if par.source == "parallelism" and par.zero < 3 and par.data * par.context > 1:     # ZeRO shards over them
         hints.append("fewer pipeline stages with parallelism.zero: 3" if zero_under_pipeline(3, par.pipeline)
                      else "parallelism.zero: 3")
+    if par.source == "parallelism" and par.zero >= 1 and par.data * par.context == 1:   # nothing to shard over
+        hints.append("data-parallel ranks for ZeRO to shard over (more GPUs: hardware.count)")
     if par.source == "parallelism":
         hints.append("more tensor or pipeline ranks")
     hints.append("more GPUs (hardware.count)" if par.source != "parallelism" else "a GPU with more memory")

@@ -231,7 +231,8 @@ def _best_bought(hours: float, guess: float, spec: dict[str, Any], law: scaling.
         return tried[key][0]
 
     best = min((guess * f for f in COARSE), key=loss_at)
-    min((best * f for f in FINE), key=loss_at)
+    for f in FINE:
+        loss_at(best * f)
     finite = [t for t in tried.values() if math.isfinite(t[0])]
     if not finite:      # not one token of any size tried: name what one of the smallest costs
         per_token = _trial({**spec, "model": sizing.architecture(1, vocab_size, seq_len)}, law)[0] / TRIAL_TOKENS

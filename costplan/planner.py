@@ -206,17 +206,17 @@ def _best_bought(hours: float, guess: float, spec: dict[str, Any], law: scaling.
                  seq_len: int, amount: float, unit: str) -> tuple[dict[str, Any], int]:
     """The shape rule's model that `hours` of the step model's GPU-hours train to the law's lowest loss, and the
     tokens they buy it: a larger model may run at another MFU and buy other FLOPs, so no closed form gives it (of
-    the sizes whose memory fits the GPUs, where any does; of sizes within SAME_LOSS, the nearest the law's optimum
-    for its own FLOPs). `spec` is the first guess's, whose settings each size keeps. An error where the hours buy
-    no token of any size."""
-    tried: dict[tuple[int, int], tuple[float, float, bool, dict[str, Any], int]] = {}
+    sizes within SAME_LOSS, the nearest the law's optimum for its own FLOPs). Memory is not a criterion, as for a
+    budget in FLOPs: a proposal the GPUs cannot hold is warned of. `spec` is the first guess's, whose settings each
+    size keeps. An error where the hours buy no token of any size."""
+    tried: dict[tuple[int, int], tuple[float, float, dict[str, Any], int]] = {}
 
     def loss_at(params: float) -> float:
         model = sizing.architecture(params, vocab_size, seq_len)
         key = (model["n_layers"], model["d_model"])     # the rule sets the rest from these
         if key not in tried:
             sized = {**spec, "model": model, "training": dict(spec["training"])}
-            loss, off, fits, tokens = math.inf, math.inf, False, 0
+            loss, off, tokens = math.inf, math.inf, 0
             try:
                 result = _trial_estimate(sized, law)
             except CostplanError:   # a size past what a spec takes (a million layers): not a candidate
@@ -224,10 +224,10 @@ def _best_bought(hours: float, guess: float, spec: dict[str, Any], law: scaling.
             if result is not None:
                 tokens = math.floor(hours / result.time.gpu_hours * TRIAL_TOKENS)
                 if 0 < tokens <= MAX_TOKENS:
-                    total, fits = result.params.total, result.memory.fits
+                    total = result.params.total
                     loss = law.loss(total, tokens)
                     off = abs(math.log(total / law.compute_optimal(tokens * result.flops.training_per_token)[0]))
-            tried[key] = (loss, off, fits, sized, tokens)
+            tried[key] = (loss, off, sized, tokens)
         return tried[key][0]
 
     best = min((guess * f for f in COARSE), key=loss_at)
@@ -238,9 +238,8 @@ def _best_bought(hours: float, guess: float, spec: dict[str, Any], law: scaling.
         per_token = _trial({**spec, "model": sizing.architecture(1, vocab_size, seq_len)}, law)[0] / TRIAL_TOKENS
         raise _below_floor(amount, unit, per_token * (1 if unit == "gpu-hours" else amount / hours),
                            " as the step model times it", vocab_size, seq_len)
-    held = [t for t in finite if t[2]] or finite        # sizes whose memory fits the GPUs, where any does
-    lowest = min(t[0] for t in held)
-    _, _, _, chosen, tokens = min((t for t in held if t[0] <= lowest + SAME_LOSS), key=lambda t: t[1])
+    lowest = min(t[0] for t in finite)
+    _, _, chosen, tokens = min((t for t in finite if t[0] <= lowest + SAME_LOSS), key=lambda t: t[1])
     return chosen, tokens
 
 

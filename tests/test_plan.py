@@ -160,14 +160,10 @@ def test_a_budget_in_hours_below_one_token_names_the_step_models_floor(run):
     assert lower.split("gpu-hours: ")[1] == line.split("gpu-hours: ")[1]
 
 
-def test_a_budget_in_hours_tries_no_size_a_spec_refuses_and_prefers_sizes_that_fit(run):
+def test_a_budget_in_hours_tries_no_size_a_spec_refuses(run):
     # eight times the first guess of 1e17 GPU-hours has over 1,048,576 layers: it had stopped the plan with
     # <spec>'s model.n_layers error
     assert run("plan", "--budget", "1e17", "--unit", "gpu-hours", "--gpu", "h100-sxm").exit_code == 0
-    # on 8 L4s the 40 B size of lowest loss needs 81 GiB a GPU: a size that fits is proposed
-    data = json.loads(run("plan", "--budget", "1e6", "--unit", "gpu-hours", "--gpu", "l4", "--gpus", "8",
-                          "--format", "json").stdout)
-    assert data["fits"] and data["params"] < data["optimum"]["params"] / 2
 
 
 def test_budget_table_and_law(run):

@@ -145,7 +145,10 @@ def test_presets_and_hardware_listings(run):
     for name in ("v100", "a100-40gb", "a100-80gb", "h100-sxm", "h100-pcie", "h100-sxm-96gb", "h200", "b200", "l4",
                  "l40s", "rtx-4090", "mi300x", "tpu-v5e", "tpu-v5p"):
         assert name in hardware
+    # the table's columns are named as JSON's keys: key (what --gpu takes), name (the device's)
+    assert hardware.splitlines()[0].split()[:2] == ["key", "name"]
     entries = json.loads(run("hardware", "--format", "json").stdout)
+    assert {e["key"]: e["name"] for e in entries}["v100"] in hardware.splitlines()[2]
     assert {e["key"]: e["peak_tflops"]["bf16"] for e in entries if "bf16" in e["peak_tflops"]}["h100-sxm"] == 989
 
 

@@ -32,7 +32,8 @@ def presets(specs: Mapping[str, Spec], params: Mapping[str, int], sources: Mappi
 def hardware(gpus: Mapping[str, GPU], precisions: tuple[str, ...] = PRECISIONS) -> Table:
     """The catalogue: dense peaks by precision, memory, bandwidth, the MFU that sizes `plan --budget` proposals
     (estimates time steps with the kernel tables instead) and price."""
-    headers = ["name", "device", *(f"{p} TFLOP/s" for p in precisions), "memory", "bandwidth", "budget MFU",
+    # the catalogue name (what --gpu takes) and the device's, under the keys JSON and CSV give them
+    headers = ["key", "name", *(f"{p} TFLOP/s" for p in precisions), "memory", "bandwidth", "budget MFU",
                "$/GPU-hour", "price date"]
     body = [[key, gpu.name, *(human(gpu.peak_tflops.get(p), "number") for p in precisions),
              size(gpu.memory_bytes), f"{human(gpu.memory_bandwidth_gbs, 'number')} GB/s",

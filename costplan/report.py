@@ -404,7 +404,7 @@ def _csv_cell(value: Any) -> Any:
     """A value as JSON spells it (true, ["a", "b"]), not as Python prints it (True, ['a', 'b'])."""
     import json
 
-    if isinstance(value, bool) or isinstance(value, (list, tuple, dict)):
+    if isinstance(value, (bool, list, tuple, dict)):
         return json.dumps(value, ensure_ascii=False, default=str)
     return value
 

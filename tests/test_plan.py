@@ -132,6 +132,9 @@ def test_a_budget_in_hours_trains_the_size_of_lowest_loss_on_the_flops_it_shows(
     args = ("plan", "--budget", "1e6", "--unit", "usd", "--gpu", "l4", "--gpus", "64", "--format", "json")
     data = json.loads(run(*args).stdout)
     assert data["flops"] == pytest.approx(data["budget"]["flops"], rel=1e-12)
+    # the README's: 26.1 B parameters at 265.6 ZFLOP, the optimum for those FLOPs 48.6 B
+    assert (data["params"], data["flops"], data["optimum"]["params"]) == (
+        pytest.approx(26.1e9, rel=2e-3), pytest.approx(265.6e21, rel=2e-4), pytest.approx(48.6e9, rel=2e-3))
     assert data["cost_usd"] == pytest.approx(1e6, rel=1e-6)
     law = scaling.LAWS["epoch"]
     assert data["optimum"]["params"] == pytest.approx(law.compute_optimal(data["flops"])[0])

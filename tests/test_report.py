@@ -218,7 +218,7 @@ def fake_check(**fields):
 
     base = dict(metric="peak", item="peak memory", component="", estimate=54_999_040, measured=55_887_140,
                 unit="bytes", tolerance=0.0001, status="FAIL", note="two steps", figures=(),
-                relative_error=(55_887_140 - 54_999_040) / 54_999_040, name="peak memory")
+                relative_error=(55_887_140 - 54_999_040) / 54_999_040, name="peak memory", withheld=False)
     return SimpleNamespace(**{**base, **fields})
 
 

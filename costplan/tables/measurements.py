@@ -58,7 +58,7 @@ def check_record(check: Any) -> dict[str, Any]:
 def uncompared(check: Any) -> bool:
     """A check with nothing to compare (no estimate, no measurement or no tolerance): skipped, or a failure
     under `check --strict` (Check.status)."""
-    return check.relative_error is None or check.tolerance is None or getattr(check, "withheld", False)
+    return check.relative_error is None or check.tolerance is None or check.withheld
 
 
 def check_summary(check: Any) -> str:

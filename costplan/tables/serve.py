@@ -6,8 +6,8 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from costplan.costs.serving_result import NO_DECODE
-from costplan.report import (Block, LazyRows, Row, Table, flatten, flops_rate, human, percent, sectioned, seconds,
-                             size, usd)
+from costplan.report import (Block, LazyRows, Row, Table, flatten, flops_rate, human, percent, plural, sectioned,
+                             seconds, size, usd)
 from costplan.spec import ServingSpec
 from costplan.validation import MAX_COUNT
 from costplan.tables.estimate import COMPARED, SWEEP_UNITS, cell, side_by_side, varied_cells
@@ -63,7 +63,7 @@ def serve_rows(est: ServingEstimate) -> list[Row]:
         Row("throughput", "batch", thr.batch, "whole", note=a.batch_rule),
         Row("throughput", "output tokens/s per GPU", thr.tokens_per_second_per_gpu, "count"),
         Row("throughput", "requests/s", thr.requests_per_second, "count",
-            note=f"on {a.gpus} GPU{'s' if a.gpus > 1 else ''} (serving.gpus, --gpus)"),
+            note=f"on {plural(str(a.gpus), 'GPU')} (serving.gpus, --gpus)"),
         # dollars as plain digits: a fraction of a cent per million tokens still matters at scale
         Row("cost", "$ per million input tokens", c.usd_per_million_input_tokens, "dollars",
             note="prefill GPU-time / prompt tokens"),
@@ -133,12 +133,12 @@ def problem(est: ServingEstimate, label: str) -> str | None:
                 f"more GPUs per replica (--tensor{split})")
         return (f"{label}: {size(m.weights_per_gpu)} of weights per GPU, {size(m.reserve)} reserve and one "
                 f"{size(m.kv_cache_per_sequence_per_gpu)} sequence do not fit in {a.gpu}'s {size(m.gpu_memory)} "
-                f"with {a.tensor} GPU{'s' if a.tensor > 1 else ''} per replica; use {smaller}{more}, a larger --gpu "
+                f"with {plural(str(a.tensor), 'GPU')} per replica; use {smaller}{more}, a larger --gpu "
                 "or smaller --weights")
     if not est.fits:
         fp8 = " or an fp8 --kv-cache" if a.kv_cache != "fp8" else ""
         return (f"{label}: serving.batch: {thr.batch} sequences need {size(m.total_per_gpu)} per GPU; at most "
-                f"{m.max_batch} fit in {size(m.gpu_memory)} with {a.tensor} GPU{'s' if a.tensor > 1 else ''} per "
+                f"{m.max_batch} fit in {size(m.gpu_memory)} with {plural(str(a.tensor), 'GPU')} per "
                 f"replica; give a smaller --batch, or use more GPUs per replica (--tensor), a larger --gpu, smaller "
                 f"--weights{fp8}")
     if not est.meets_targets:

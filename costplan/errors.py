@@ -22,6 +22,11 @@ _REPR.maxlevel, _REPR.maxlist, _REPR.maxtuple, _REPR.maxdict = 2, 4, 4, 4
 _REPR.maxstring = _REPR.maxlong = _REPR.maxother = MAX_SHOWN
 
 
+def install_hint(extra: str) -> str:
+    """How to add one of costplan's extras: it is installed from its checkout (README), not from an index."""
+    return f"pip install -e '.[{extra}]' in costplan's checkout"
+
+
 class CostplanError(Exception):
     """A problem the user can fix; the message is shown as it is, without a traceback."""
 

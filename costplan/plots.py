@@ -13,7 +13,7 @@ from typing import Any
 from costplan import files, report, scaling, series
 from costplan.costs.estimate import LawPoint
 from costplan.costs.result import Estimate
-from costplan.errors import CostplanError
+from costplan.errors import CostplanError, install_hint
 from costplan.spec import Spec
 from costplan.spec_attention import describe
 
@@ -26,7 +26,7 @@ def _pyplot():
     try:
         import matplotlib
     except ImportError:
-        raise CostplanError("plots need matplotlib: pip install 'costplan[plot]'") from None
+        raise CostplanError(f"plots need matplotlib: {install_hint('plot')}") from None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 

@@ -13,7 +13,8 @@ import pytest
 ROOT = Path(__file__).parents[1]
 FLASH = str(ROOT / "specs" / "ci" / "flash.yaml")
 DENSE = str(ROOT / "specs" / "ci" / "dense.yaml")
-NEEDS_TORCH = "Error: costplan profile, check and calibrate need PyTorch: pip install 'costplan[profile]'\n"
+NEEDS_TORCH = ("Error: costplan profile, check and calibrate need PyTorch: pip install -e '.[profile]' in costplan's "
+               "checkout\n")
 
 
 def test_without_torch_the_commands_exit_2_and_estimate_still_works():

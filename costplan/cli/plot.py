@@ -9,7 +9,7 @@ from costplan.errors import CostplanError
 
 @click.group()
 def plot() -> None:
-    """Figures as PNG or SVG (needs the `plot` extra: pip install 'costplan[plot]')."""
+    """Figures as PNG or SVG (needs the `plot` extra: pip install -e '.[plot]' in costplan's checkout)."""
 
 
 def output_option(default: str):  # noqa: ANN201 - a click decorator
@@ -44,8 +44,8 @@ def plot_seq_scaling(specs, output, force, lengths, overrides, gpu, gpus, tokens
 @force_option
 @spec_options
 def plot_memory(specs, output, force, overrides, gpu, gpus, tokens, mfu) -> None:
-    """Per-GPU training memory by kind (weights, gradients, optimizer, activations), one bar per spec, against
-    the GPU's capacity."""
+    """Per-GPU training memory by kind (weights, gradients, optimizer, activations and the transients held at
+    the step's peak), one bar per spec, against the GPU's capacity."""
     from costplan import plots, tables
     from costplan.costs.estimate import estimate as run_estimate
 

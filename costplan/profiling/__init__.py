@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import importlib.util
 
-from costplan.errors import CostplanError
+from costplan.errors import CostplanError, install_hint
 
-NEEDS_TORCH = "costplan profile, check and calibrate need PyTorch: pip install 'costplan[profile]'"
+NEEDS_TORCH = f"costplan profile, check and calibrate need PyTorch: {install_hint('profile')}"
 
 
 def require_torch() -> None:

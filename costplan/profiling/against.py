@@ -32,7 +32,7 @@ from torch import nn
 from costplan import sources
 from costplan.costs.estimate import bytes_rule, components, peak_stage, shape_of, whole_model
 from costplan.costs.implementation import modules_of
-from costplan.errors import CostplanError
+from costplan.errors import CostplanError, install_hint
 from costplan.loading import on_one_gpu, with_overrides
 from costplan.profiling import counters
 from costplan.profiling.compare import Check
@@ -51,8 +51,8 @@ def needs_transformers():  # noqa: ANN201
     try:
         import transformers
     except ImportError:
-        raise CostplanError("--against transformers needs the transformers package: pip install "
-                            "'costplan[hf]'") from None
+        raise CostplanError("--against transformers needs the transformers package: "
+                            f"{install_hint('hf')}") from None
     return transformers
 
 

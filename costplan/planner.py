@@ -354,9 +354,11 @@ def _first(degrees: Sequence[int], start: int, meets) -> int | None:  # noqa: AN
 
 
 def precision_change(spec: Spec) -> str:
-    """The --set a user gives to train the spec in another precision (fp8 saved inputs need fp8)."""
+    """The --set a user gives to train the spec in another precision (fp8 saved inputs and the fp8 weight cache
+    need fp8)."""
     change = "training.precision=..."
-    return change + " --set training.fp8_saved_inputs=false" if spec.training.fp8_saved_inputs else change
+    unset = [key for key in ("fp8_saved_inputs", "fp8_weight_cache") if getattr(spec.training, key)]
+    return " ".join([change, *(f"--set training.{key}=false" for key in unset)])
 
 
 def fewest_gpus(spec: Spec, gpu_key: str, deadline_hours: float, mfu: float | None = None) -> Option:

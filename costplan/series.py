@@ -37,7 +37,7 @@ def seq_scaling(spec: Spec, lengths: Sequence[int] = DEFAULT_LENGTHS) -> list[tu
     return rows
 
 
-MEMORY_PARTS = ("weights", "gradients", "optimizer states", "activations",
+MEMORY_PARTS = ("weights", "fp8 weight copies", "gradients", "optimizer states", "activations",
                 "backward transients (loss, head, recomputation)",
                 "embedding and head gathered by ZeRO-3 (transient)", "layers gathered by ZeRO-3 (transient)",
                 "tied embedding gradients (transient)", "optimizer step transients")
@@ -51,13 +51,14 @@ TRANSIENTS = {BACKWARD: ("activations", "backward transients (loss, head, recomp
 
 def memory_values(m: Memory) -> dict[str, int]:
     """Training bytes per GPU by kind (MEMORY_PARTS), each whether or not the peak holds it."""
-    return dict(zip(MEMORY_PARTS, (m.weights, m.gradients, m.optimizer, m.activations, m.workspace, m.gathered_root,
-                                   m.gathered_layers, m.tied_gradients, m.update)))
+    return dict(zip(MEMORY_PARTS, (m.weights, m.fp8_weights, m.gradients, m.optimizer, m.activations, m.workspace,
+                                   m.gathered_root, m.gathered_layers, m.tied_gradients, m.update)))
 
 
 def held_at_peak(part: str, m: Memory) -> bool:
-    """Whether the peak holds a part: the model states always, a transient at its own moments (TRANSIENTS)."""
-    return part in MEMORY_PARTS[:3] or part in TRANSIENTS[m.peak_at]
+    """Whether the peak holds a part: the model states (MEMORY_PARTS[:4]) always, a transient at its own moments
+    (TRANSIENTS)."""
+    return part in MEMORY_PARTS[:4] or part in TRANSIENTS[m.peak_at]
 
 
 def memory_parts(e: Estimate) -> dict[str, int]:

@@ -17,8 +17,8 @@ from costplan.records import set_private
 from costplan.sections import Section, field
 from costplan.spec_attention import AttentionPattern, AttentionSpec, DenseAttention, ModelAttention, pattern_of
 from costplan.spec_rules import (
-    fp8_input_rules, implementation_rules, model_parallel, model_rules, parallel_rules, recompute_rules, serving_rules,
-    spec_rules,
+    fp8_cache_rules, fp8_input_rules, implementation_rules, model_parallel, model_rules, parallel_rules,
+    recompute_rules, serving_rules, spec_rules,
 )
 from costplan.validation import (
     Amount, Count, CountOrAuto, Flag, Fraction, Name, PerSecond, Positive, Price, Tokens, Width, ZeroStage,
@@ -239,6 +239,12 @@ class TrainingSpec(Section):
     # 16-bit input took 2: Transformer Engine's (Megatron-Core, NeMo, Megatron-Bridge); torchao's Float8Linear
     # (torchtitan) saves the 16-bit input (false). Memory only (costs/fp8_inputs.py); with precision fp8.
     fp8_saved_inputs: Flag = False
+    # Whether fp8 linears keep an fp8 copy of their weight between steps (with its transposed copy where the
+    # device's fp8 GEMMs take only the TN layout: Hopper, Ada): Transformer Engine under Megatron-Core, which
+    # passes is_first_microbatch (the copy refreshed once a step; off with disable_parameter_transpose_cache, and
+    # under FSDP2, and replaced by the weights themselves with fp8_param). Memory only (costs/parallel.py
+    # fp8_copies); with fp8_saved_inputs (Transformer Engine's linears).
+    fp8_weight_cache: Flag = False
 
 
 # ---------------------------------------------------------------------------------------------- hardware
@@ -420,6 +426,7 @@ class Spec(Section):
         problems += implementation_rules(self.model.__dict__.get, t.__dict__.get)
         problems += recompute_rules(self.model.__dict__.get, t.__dict__.get)
         problems += fp8_input_rules(self.model.__dict__.get, t.__dict__.get)
+        problems += fp8_cache_rules(t.__dict__.get, None if self.parallelism is None else self.parallelism.zero)
         if self.parallelism is not None:
             problems += parallel_rules(self.parallelism.__dict__.get, self.model.__dict__.get, t.__dict__.get,
                                        h.__dict__.get)

@@ -182,6 +182,21 @@ def fp8_input_rules(model: Getter, training: Getter) -> list[tuple[str, str]]:
     return problems
 
 
+def fp8_cache_rules(training: Getter, zero: int | None) -> list[tuple[str, str]]:
+    """Transformer Engine's cache of its fp8 weights (training.fp8_weight_cache): its linears', which save fp8
+    inputs, and never of weights FSDP gathers (TE keeps no cache under FSDP2)."""
+    if not training("fp8_weight_cache"):
+        return []
+    where, problems = "training.fp8_weight_cache", []
+    if not training("fp8_saved_inputs"):
+        problems.append((where, "is Transformer Engine's, whose linears save fp8 copies of their inputs: set "
+                                "training.fp8_saved_inputs true"))
+    if zero == 3:
+        problems.append((where, "Transformer Engine keeps no fp8 copy of weights FSDP gathers (parallelism.zero "
+                                "3)"))
+    return problems
+
+
 def recompute_rules(model: Getter, training: Getter) -> list[tuple[str, str]]:
     """Recomputing some layers (training.recompute_layers) recomputes them whole: full recomputation. torchtitan's
     per-op checkpointing (selective_op) is modelled for the layers it was written for (costs/selective_op.py)."""

@@ -7,6 +7,7 @@ import pytest
 
 import costplan
 from conftest import make_spec
+from costplan.costs import fp8_weights
 
 # A GPT layer in Korthikanti et al.'s shape: LayerNorm, GELU, d_ff = 4h, dense attention, no RoPE.
 S, H, A = 128, 64, 4          # seq_len, hidden, heads (head_dim 16)
@@ -363,3 +364,70 @@ def test_fp8_inputs_outside_what_is_modelled_are_a_one_line_error(run, change, m
     result = run("estimate", spec, *(arg for c in change for arg in ("--set", c)))
     (line,) = result.stderr.strip().splitlines()
     assert result.exit_code == 2 and f"{spec}: training.fp8_saved_inputs: {message}" in line
+
+
+def _cached(preset: str, *overrides: str) -> object:
+    """The memory of a preset trained in fp8 with Transformer Engine's linears, keeping their fp8 weights or not."""
+    return [costplan.estimate(costplan.load_spec(preset, ["training.precision=fp8", "training.fp8_saved_inputs=true",
+                                                          f"training.fp8_weight_cache={cache}", *overrides])).memory
+            for cache in ("false", "true")]
+
+
+def test_transformer_engine_s_fp8_weight_cache_by_hand():
+    # Llama 3 70B (d 8,192, 64 query and 8 key-value heads of 128, d_ff 28,672): a layer's GEMMs hold
+    # 2·8192² (q, o) + 2·8192·1024 (k, v) + 3·8192·28672 (gate, up, down) = 855,638,016 weights. On 4 tensor ranks
+    # and 8 pipeline stages of 10 layers, each GPU's TE linears keep an fp8 copy of their quarter and, on Hopper,
+    # whose fp8 GEMMs take only the TN layout, its transpose: 2 bytes a weight. The head and embedding stay 16-bit.
+    layout = ["hardware.count=64", "parallelism.tensor=4", "parallelism.pipeline=8", "parallelism.zero=1",
+              "parallelism.sequence_parallel=true", "training.global_batch_size=64"]
+    plain, cached = _cached("llama3-70b", "hardware.gpu=h100-sxm", *layout)
+    assert cached.fp8_weights == 10 * 855_638_016 // 4 * 2
+    assert plain.fp8_weights == 0 and cached.weights == plain.weights
+    assert cached.total_per_gpu - plain.total_per_gpu == cached.fp8_weights
+    # Blackwell's fp8 GEMMs take any layout: the copy alone, 1 byte a weight.
+    _, blackwell = _cached("llama3-70b", "hardware.gpu=b200", *layout)
+    assert blackwell.fp8_weights == 10 * 855_638_016 // 4
+
+
+def test_fp8_weight_cache_of_experts_and_latent_attention_by_hand():
+    # Mixtral 8x7B (d 4,096, 32 heads of 128 and 8 key-value heads, 8 experts of d_ff 14,336, 32 layers) over 8
+    # expert ranks of whole experts and 2 tensor ranks: each GPU holds one expert (3·4096·14336) and half of
+    # attention's 2·4096² + 2·4096·1024; the router (4096·8) stays 16-bit. With the experts split over the tensor
+    # ranks too (Megatron-Core's default expert tensor degree), each GPU holds half an expert.
+    layout = ["hardware.gpu=h100-sxm", "hardware.count=16", "parallelism.tensor=2", "parallelism.expert=8",
+              "parallelism.sequence_parallel=true", "parallelism.zero=1", "training.global_batch_size=16"]
+    _, moe = _cached("mixtral-8x7b", *layout, "parallelism.expert_tensor=1")
+    assert moe.fp8_weights == 32 * 2 * (3 * 4096 * 14336 + (2 * 4096**2 + 2 * 4096 * 1024) // 2)
+    _, folded = _cached("mixtral-8x7b", *layout)
+    assert folded.fp8_weights == 32 * 2 * (3 * 4096 * 14336 + 2 * 4096**2 + 2 * 4096 * 1024) // 2
+    # DeepSeek-V3's MLA down-projections (7,168·1,536 for queries, 7,168·576 for the latent and rope key) are whole
+    # on every tensor rank; the up-projections (1,536·128·192, 512·128·256) and the output (128·128·7,168) split.
+    # Its first three layers are dense (d_ff 18,432), the other 58 MoE with 256 routed experts (d_ff 2,048), whole
+    # over 64 expert ranks, and one shared expert split like the dense MLP; over 8 tensor ranks.
+    _, mla = _cached("deepseek-v3", "hardware.gpu=h100-sxm", "hardware.count=512", "parallelism.tensor=8",
+                     "parallelism.pipeline=1", "parallelism.expert=64", "parallelism.expert_tensor=1",
+                     "parallelism.sequence_parallel=true", "parallelism.zero=1", "training.global_batch_size=64")
+    whole = 7168 * 1536 + 7168 * 576
+    split = 1536 * 128 * 192 + 512 * 128 * 256 + 128 * 128 * 7168
+    dense, shared, routed = 3 * 7168 * 18432, 3 * 7168 * 2048, 256 * 3 * 7168 * 2048
+    per_gpu = 3 * (whole + (split + dense) / 8) + 58 * (whole + (split + shared) / 8 + routed / 64)
+    assert mla.fp8_weights == math.ceil(2 * per_gpu)
+
+
+def test_fp8_weight_cache_is_off_under_zero_3_and_needs_te_s_linears(run):
+    # A layout search may shard the weights (ZeRO-3): TE keeps no cache of FSDP's gathered weights.
+    spec = costplan.load_spec("llama3-8b", ["training.precision=fp8", "training.fp8_saved_inputs=true",
+                                            "training.fp8_weight_cache=true", "hardware.count=8", "parallelism.data=8"])
+    sharded = spec.model_copy(update={"parallelism": spec.parallelism.model_copy(update={"zero": 3})})
+    assert fp8_weights.cached_bytes(spec, 0) == 32 * (2 * 4096**2 + 2 * 4096 * 1024 + 3 * 4096 * 14336) * 2
+    assert fp8_weights.cached_bytes(sharded, 0) == 0
+    spec = "specs/ci/fp8-inputs.yaml"
+    result = run("estimate", spec, "--set", "training.fp8_weight_cache=true", "--set",
+                 "training.fp8_saved_inputs=false")
+    assert result.exit_code == 2 and result.stderr.strip().splitlines() == [
+        f"Error: {spec}: training.fp8_weight_cache: is Transformer Engine's, whose linears save fp8 copies of their "
+        "inputs: set training.fp8_saved_inputs true"]
+    result = run("estimate", spec, "--set", "training.fp8_weight_cache=true", "--set", "parallelism.zero=3",
+                 "--set", "parallelism.data=1")
+    assert result.exit_code == 2 and "training.fp8_weight_cache: Transformer Engine keeps no fp8 copy of weights " \
+        "FSDP gathers (parallelism.zero 3)" in result.stderr

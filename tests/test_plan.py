@@ -716,3 +716,16 @@ def test_a_long_context_proposal_warns_that_the_law_sized_it_without_attention(r
     warned = run("plan", "--budget", "1e20", "--seq-len", "131072").stderr
     assert f"warning: at context 131,072 attention makes the proposal's FLOPs {ratio:.4g}x 6·N a token" in warned
     assert "attention makes" not in run("plan", "--budget", "1e20").stderr
+
+
+def test_deadline_hint_for_another_precision_unsets_the_fp8_weight_cache(run):
+    # the fp8 weight cache needs the fp8 linears' saved inputs: the hint turns both off, and following it plans
+    spec = str(ROOT / "specs" / "ci" / "fp8-inputs.yaml")
+    cache = ["--set", "training.fp8_weight_cache=true"]
+    data = json.loads(run("plan", spec, "--deadline", "30d", "--gpu", "a100-80gb", *cache, "--format", "json").stdout)
+    assert data[0]["note"] == ("no fp8 peak FLOP/s (it has fp32, tf32, fp16, bf16): --set training.precision=... "
+                               "--set training.fp8_saved_inputs=false --set training.fp8_weight_cache=false")
+    followed = run("plan", spec, "--deadline", "30d", "--gpu", "a100-80gb", *cache, "--set",
+                   "training.precision=bf16", "--set", "training.fp8_saved_inputs=false", "--set",
+                   "training.fp8_weight_cache=false", "--format", "json")
+    assert followed.exit_code == 0, followed.stderr

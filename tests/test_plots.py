@@ -31,7 +31,7 @@ def test_flash_activations_are_linear_dense_are_not():
 def test_memory_parts_are_training_memory_only():
     e = costplan.estimate(costplan.load_spec("llama2-7b"))
     parts = series.memory_parts(e)
-    assert list(parts) == ["weights", "gradients", "optimizer states", "activations",
+    assert list(parts) == ["weights", "fp8 weight copies", "gradients", "optimizer states", "activations",
                            "backward transients (loss, head, recomputation)",
                            "embedding and head gathered by ZeRO-3 (transient)", "layers gathered by ZeRO-3 (transient)",
                            "tied embedding gradients (transient)", "optimizer step transients"]

@@ -491,3 +491,19 @@ def test_recomputing_the_first_layers_peaks_as_the_reference_model_does(layers):
     m = costplan.estimate(spec).memory
     assert m.peak_at == "backward"
     assert measure_peak(spec, 1, torch.device("cpu")).bytes == pytest.approx(m.total_per_gpu, rel=0.01)
+
+
+@pytest.mark.parametrize("name", ["flash", "moe-shared", "mla"])
+def test_the_reference_model_keeps_the_fp8_weight_cache_the_estimate_counts(name):
+    # Transformer Engine's fp8 linears keep an fp8 copy of each weight and, on Hopper, its transpose: the reference
+    # model's linears make them at their first forward and keep them; its peak grows by what the estimate adds.
+    te = ["training.precision=fp8", "training.fp8_saved_inputs=true", "hardware.gpu=h100-sxm"]
+    path = str(Path(__file__).parents[1] / "specs" / "ci" / f"{name}.yaml")
+    plain, cached = (costplan.load_spec(path, [*te, f"training.fp8_weight_cache={cache}"])
+                     for cache in ("false", "true"))
+    added = costplan.estimate(cached).memory.fp8_weights
+    assert added > 0
+    assert costplan.estimate(cached).memory.total_per_gpu - costplan.estimate(plain).memory.total_per_gpu == added
+    size = plain.training.micro_batch_size
+    measured = [measure_peak(spec, size, torch.device("cpu")).bytes for spec in (plain, cached)]
+    assert measured[1] - measured[0] == added

@@ -143,7 +143,7 @@ def _estimate(spec: Spec, law: str | scaling.ScalingLaw | None) -> Estimate:
     memories = run.memories or memories_of(spec, shape)
     stage = parallel.fullest(memories)
     memory = Memory(
-        weights=stage.weights, gradients=stage.gradients, optimizer=stage.optimizer,
+        weights=stage.weights, fp8_weights=stage.fp8_weights, gradients=stage.gradients, optimizer=stage.optimizer,
         activations=stage.activations, workspace=stage.workspace,
         tied_gradients=stage.tied_gradients, update=stage.update, gathered_root=stage.gathered_root,
         gathered_layers=stage.gathered_layers,
@@ -187,6 +187,7 @@ def _estimate(spec: Spec, law: str | scaling.ScalingLaw | None) -> Estimate:
         loss_kernel=shape.loss(),
         grad_accumulation=t.grad_accumulation,
         fp8_saved_inputs=t.fp8_saved_inputs,
+        fp8_weight_cache=t.fp8_weight_cache,
         bytes_per_param={
             "weights": w, "gradients": gradient_bytes(t.precision, t.autocast, t.fp32_gradients),
             "optimizer": optimizer_bytes(t.precision, t.optimizer, t.autocast),

@@ -32,6 +32,8 @@ Memory per GPU (bytes), for the pipeline stage that needs the most:
   1F1B stage i holds min(m, p − i) micro-batches in flight (Narayanan §2.2.1), so the first stage holds
   p micro-batches of its layers (L/p, or its own share of an uneven split: layers.pipeline_stages); interleaved
   1F1B holds p + (p − 1)/v of them (micro_batches_in_flight).
+- Transformer Engine's fp8 copies of the layers' GEMM weights, held between steps beside the weights where
+  training.fp8_weight_cache says the framework keeps them (costs/fp8_weights.py).
 - The peak (StageMemory.total) is the largest of three moments, each the model states with its transients. Backward:
   every saved activation with the loss's gradients as it starts, or where more the head's gradients (head_backward)
   or a recomputed layer's activations (recomputed_layer); under ZeRO-3 with the weights FSDP2 holds gathered
@@ -53,7 +55,7 @@ import functools
 import math
 from dataclasses import dataclass
 
-from costplan.costs import STAT_BYTES, Cost, memo
+from costplan.costs import STAT_BYTES, Cost, fp8_weights, memo
 from costplan.costs.components import shape_of
 from costplan.costs.embedding import loss_bytes
 from costplan.costs.layers import Layer, kept, layer_cost, pipeline_stages, stage_depth, stage_layers
@@ -85,10 +87,11 @@ class StageMemory(Record):
     # reaches the embedding, and gathered_layers while backward runs
     gathered_root: int = 0
     gathered_layers: int = 0
+    fp8_weights: int = 0      # Transformer Engine's fp8 copies of the weights, held between steps (fp8_weights.py)
 
     def moments(self) -> dict[str, int]:
         """Bytes live at each moment a step may peak at, the first of equals first."""
-        states = self.weights + self.gradients + self.optimizer
+        states = self.weights + self.fp8_weights + self.gradients + self.optimizer
         return {BACKWARD: states + self.activations + self.workspace + self.gathered_root + self.gathered_layers,
                 END_OF_BACKWARD: states + self.tied_gradients + self.gathered_root,
                 OPTIMIZER_STEP: states + self.update}
@@ -305,6 +308,7 @@ def _stage_memory(spec: Spec, degrees: tuple, parts: dict[str, Cost], stage: int
         tied_gradients=3 * w * model.vocab_size * model.d_model // t if model.tie_embeddings and p == 1 else 0,
         gathered_root=math.ceil(root),
         gathered_layers=math.ceil(layers),
+        fp8_weights=math.ceil(fp8_weights.cached_bytes(spec, stage)),
     )
 
 

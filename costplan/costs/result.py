@@ -31,11 +31,12 @@ class Flops(Record):
 
 
 class Memory(Record):
-    """Bytes per GPU. The peak is the largest of three moments of a step, each the weights, gradients and
-    optimizer states with its own transients: backward (activations, workspace, gathered_root and _layers),
-    backward ending (tied_gradients, gathered_root) and the optimizer step (update)."""
+    """Bytes per GPU. The peak is the largest of three moments of a step, each the weights (with their fp8
+    copies), gradients and optimizer states with its own transients: backward (activations, workspace,
+    gathered_root and _layers), backward ending (tied_gradients, gathered_root) and the optimizer step (update)."""
 
     weights: int
+    fp8_weights: int                 # Transformer Engine's fp8 copies of the weights (training.fp8_weight_cache)
     gradients: int
     optimizer: int
     activations: int                 # saved for backward, one micro-batch
@@ -117,6 +118,7 @@ class Assumptions(Record):
     loss_kernel: str                 # how the loss over the vocabulary runs (training.loss_kernel, or fusion's)
     grad_accumulation: str           # training.grad_accumulation: fused in the GEMMs, or separate adds
     fp8_saved_inputs: bool           # training.fp8_saved_inputs: linears save fp8 copies of their inputs
+    fp8_weight_cache: bool           # training.fp8_weight_cache: linears keep fp8 copies of their weights
     bytes_per_param: dict[str, Any]
     activation_element_bytes: int
     attention_flops: str

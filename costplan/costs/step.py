@@ -79,6 +79,7 @@ from costplan.costs import Shape, memo, selective_op
 from costplan.costs.attention import aft
 from costplan.costs.components import edge_params
 from costplan.costs.device import Device, device  # noqa: F401 - step.device, as before
+from costplan.costs.fp8_weights import cast_bytes
 from costplan.costs.layers import (Layer, Stages, block_width, pipeline_stages, recompute_groups, stage_count,
                                    stage_layers, tensor_reductions)
 from costplan.costs.memory import (FP32, UNFUSED_UPDATE_BYTES, accumulation_adds, gradient_bytes, optimizer_bytes,
@@ -96,7 +97,6 @@ from costplan.kernels import FirstTouch
 from costplan.records import Record
 from costplan.spec import ModelSpec, Spec
 
-FP8_CAST_BYTES = 3             # read a 16-bit element, write an fp8 one (kernels.fp8_cast_bytes where given)
 SIXTEEN_BIT = ("bf16", "fp16")
 PARTS = ("matmul", "attention", "memory_bound", "optimizer", "bubble")
 # What a micro-batch's operations add up, forward and backward: the compute parts, and the first touch of fresh
@@ -144,8 +144,7 @@ class Timer:
         self.streaming = streaming_rate(dev)
         self._gemm_rates: dict[str, tuple] = {}
         self.fp8 = dev.precision == "fp8"
-        figure = dev.curves.fp8_cast_bytes       # with the transposed copy where fp8 GEMMs take only TN
-        self.cast_bytes = FP8_CAST_BYTES if figure is None else figure.value
+        self.cast_bytes = cast_bytes(dev.curves)     # with the transposed copy where fp8 GEMMs take only TN
         self.sixteen = "bf16" if self.fp8 else dev.precision     # what GEMMs kept out of fp8 run in
         self.touch = dev.curves.first_touch     # None: allocations cost nothing
 

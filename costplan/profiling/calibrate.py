@@ -142,6 +142,10 @@ class Calibration:
         if self.fixed is not None and self.fixed.kernel <= 0:
             out.append("no fixed cost per kernel: the tiny step less its rooflines came out at zero or below "
                        "(timing noise); the file leaves kernel_seconds out, so small steps will be estimated fast")
+        if self.fixed is not None and self.fixed.update <= 0:
+            out.append("no fixed cost per parameter tensor's update: the tiny step's update less its roofline came "
+                       "out at zero or below (timing noise); the file leaves update_seconds out, so small steps' "
+                       "updates will be estimated fast")
         return out
 
 

@@ -47,7 +47,9 @@ def zero3(spec: Spec, nproc: int) -> Spec:
                                  # one stage: no uneven split of the layers over stages
                                  "parallelism.first_stage_layers=null", "parallelism.last_stage_layers=null",
                                  "parallelism.account_for_embedding=false", "parallelism.account_for_loss=false",
-                                 "parallelism.stage_layers=null"])
+                                 "parallelism.stage_layers=null",
+                                 # Transformer Engine keeps no fp8 weight cache under FSDP (costs/fp8_weights.py)
+                                 "training.fp8_weight_cache=false"])
 
 
 @dataclass(frozen=True)

@@ -71,23 +71,30 @@ def _weight_gradient(rows: torch.Tensor, values: torch.Tensor, scale: torch.Tens
 class Fp8InputLinear(nn.Linear):
     """nn.Linear saving an fp8 copy of its input; plain where nothing is saved (no gradients: serving's decode)
     and under JIT tracing (a traced Function is opaque). `own_copy`: quantize the input itself rather than share
-    the copy another linear made of it (a linear that is a module of its own, not part of a fused one)."""
+    the copy another linear made of it (a linear that is a module of its own, not part of a fused one).
+    `weight_copies`: fp8 copies of the weight made at the first forward and kept (training.fp8_weight_cache): 1,
+    or 2 with the transposed copy; the matmul still reads the 16-bit weight (the CPU has no fp8 GEMM)."""
 
     own_copy = False
+    weight_copies = 0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if torch.jit.is_tracing() or not torch.is_grad_enabled():
             return super().forward(x)
+        if self.weight_copies and "_fp8_weight" not in self.__dict__:
+            values, _ = _quantized(self.weight)
+            self._fp8_weight = (values, values.t().contiguous())[:self.weight_copies]
         return _Fp8SavedInput.apply(x, self.weight, self.bias, *(_quantized(x) if self.own_copy else fp8_copy(x)))
 
 
-def save_fp8_inputs(model: nn.Module) -> None:
-    """Every linear of the model's layers saves fp8 inputs, but the router's and the shared-expert gate's. MLA's
-    projections of the block input are separate linears in Megatron-Core's MLASelfAttention: each makes its own
-    copy."""
+def save_fp8_inputs(model: nn.Module, weight_copies: int = 0) -> None:
+    """Every linear of the model's layers saves fp8 inputs, but the router's and the shared-expert gate's, and
+    keeps `weight_copies` fp8 copies of its weight (costs/fp8_weights.py copies). MLA's projections of the block
+    input are separate linears in Megatron-Core's MLASelfAttention: each makes its own copy."""
     for name, module in model.layers.named_modules():
         if type(module) is nn.Linear and name.rsplit(".", 1)[-1] not in KEPT_16_BIT:
             module.__class__ = Fp8InputLinear
+            module.weight_copies = weight_copies
     for module in model.layers.modules():
         if isinstance(module, LatentAttentionModule):
             for linear in (getattr(module, key, None) for key in ("q_down", "q", "kv_down")):

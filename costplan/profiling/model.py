@@ -24,6 +24,7 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import CheckpointPolicy, checkpoint, create_selective_checkpoint_contexts
 
+from costplan.costs import fp8_weights
 from costplan.costs.components import shape_of
 from costplan.costs.estimate import COMPONENTS
 from costplan.costs.layers import Layer, layers
@@ -324,5 +325,5 @@ def build_model(spec: Spec, *, device: str | torch.device = "cpu", dtype: torch.
     model = Model(spec, core, **factory)
     init_weights(model)
     if spec.training.fp8_saved_inputs:
-        save_fp8_inputs(model)
+        save_fp8_inputs(model, fp8_weights.copies(spec))
     return model

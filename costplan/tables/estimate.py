@@ -29,9 +29,10 @@ OVER_ONE = ("; above 100% because model FLOPs count every key a causal query may
             "top_k experts for every token, dropped or not, which the kernels skip: HFU counts what runs")
 
 
-# Transients that have a row only where a spec has them (ZeRO-3, a tied embedding); the rest always have one.
-SHOWN_WHEN_HELD = ("embedding and head gathered by ZeRO-3 (transient)", "layers gathered by ZeRO-3 (transient)",
-                   "tied embedding gradients (transient)")
+# Parts that have a row only where a spec has them (fp8 weight copies, ZeRO-3, a tied embedding); the rest always
+# have one.
+SHOWN_WHEN_HELD = ("fp8 weight copies", "embedding and head gathered by ZeRO-3 (transient)",
+                   "layers gathered by ZeRO-3 (transient)", "tied embedding gradients (transient)")
 
 
 def estimate_rows(est: Estimate) -> list[Row]:
@@ -55,6 +56,7 @@ def estimate_rows(est: Estimate) -> list[Row]:
     ]
     fp32_gradients = a.bytes_per_param["gradients"] > a.bytes_per_param["weights"]
     notes = {
+        "fp8 weight copies": "kept between steps by Transformer Engine (training.fp8_weight_cache)",
         "gradients": "fp32 for 16-bit weights (training.fp32_gradients)" if fp32_gradients else "",
         "activations": "linears' inputs as fp8 copies (training.fp8_saved_inputs)" if a.fp8_saved_inputs else "",
         "backward transients (loss, head, recomputation)":

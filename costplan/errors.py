@@ -16,6 +16,11 @@ class _AsWritten(reprlib.Repr):
     def repr_bool(self, value: bool, level: int) -> str:
         return "true" if value else "false"
 
+    def repr_date(self, value: object, level: int) -> str:  # YAML reads 2000-01-01 as a date: echoed as written
+        return value.isoformat()  # type: ignore[attr-defined]
+
+    repr_datetime = repr_date
+
 
 _REPR = _AsWritten()
 _REPR.maxlevel, _REPR.maxlist, _REPR.maxtuple, _REPR.maxdict = 2, 4, 4, 4

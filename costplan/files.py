@@ -28,7 +28,19 @@ def check_output(option: str, path: str | os.PathLike, force: bool = False) -> P
         raise CostplanError(f"{label}: a file name is longer than {NAME_MAX} bytes")
     if target.is_dir():
         raise CostplanError(f"{label}: is a folder; give a file name")
-    folder = target.parent if str(target.parent) else Path(".")
+    written = target
+    if target.is_symlink():
+        try:
+            target.resolve(strict=True)
+        except FileNotFoundError:
+            pass        # a link to a file not there yet: the file is written where it points
+        except (OSError, RuntimeError):     # a loop: RuntimeError before Python 3.13
+            raise CostplanError(f"{label}: is a link that cannot be followed (a loop); give a file name") from None
+        written = Path(os.path.realpath(target))     # write_atomically writes there: its folder is checked
+    if target.exists() and not target.is_file():
+        # a written file replaces its target by a rename: a device, a pipe or a socket would become a plain file
+        raise CostplanError(f"{label}: is not a regular file (a device, a pipe or a socket); give a file name")
+    folder = written.parent if str(written.parent) else Path(".")
     if not folder.is_dir():
         if folder.exists():
             raise CostplanError(f"{label}: {folder} is a file, not a folder")

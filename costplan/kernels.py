@@ -15,7 +15,7 @@ from costplan import bundled, yamlio
 from costplan.kinds import REAL, FieldProblems, Invalid, Kind, ListOf, Nullable, Place, Then, TupleOf, real_number
 from costplan.records import set_private
 from costplan.sections import Section, field, kind
-from costplan.validation import bounded
+from costplan.validation import Width, bounded
 
 FIELDS = ("memory", "matmul", "attention", "allreduce_bus", "allreduce_latency_us",
           "allreduce_latency_internode_us")
@@ -25,7 +25,9 @@ WEIGHT_FIELDS = {"fp8": "memory_fp8", "int8": "memory_int8", "int4": "memory_int
 LATENCIES = ("allreduce_latency_us", "allreduce_latency_internode_us")     # microseconds, not fractions
 
 
-FigureValue = bounded("FigureValue", real_number, gt=0)
+HeadDim = Width      # an attention table's key: a head dimension, a whole number above 0
+# bounded above so that a figure times a count stays a finite float (1e300 seconds a kernel had printed ∞ hours)
+FigureValue = bounded("FigureValue", real_number, gt=0, le=1e30)
 
 
 class Figure(Section):
@@ -244,18 +246,18 @@ class Curves(Section):
     """
 
     gemm: dict[str, KernelCurve] = field(min_length=1)
-    attention_forward: dict[int, KernelCurve] = field(min_length=1)
-    attention_backward: dict[int, KernelCurve] = field(min_length=1)
+    attention_forward: dict[HeadDim, KernelCurve] = field(min_length=1)
+    attention_backward: dict[HeadDim, KernelCurve] = field(min_length=1)
     collective: Curve
     collective_internode: Curve
     alltoall: Curve | None = None
     attention_kernel: Literal["flash2", "flash3"] = "flash2"
-    attention_forward_flash2: dict[int, KernelCurve] | None = None
-    attention_backward_flash2: dict[int, KernelCurve] | None = None
-    attention_forward_flash1: dict[int, KernelCurve] | None = None
-    attention_backward_flash1: dict[int, KernelCurve] | None = None
-    attention_forward_flash1_triton: dict[int, KernelCurve] | None = None
-    attention_backward_flash1_triton: dict[int, KernelCurve] | None = None
+    attention_forward_flash2: dict[HeadDim, KernelCurve] | None = None
+    attention_backward_flash2: dict[HeadDim, KernelCurve] | None = None
+    attention_forward_flash1: dict[HeadDim, KernelCurve] | None = None
+    attention_backward_flash1: dict[HeadDim, KernelCurve] | None = None
+    attention_forward_flash1_triton: dict[HeadDim, KernelCurve] | None = None
+    attention_backward_flash1_triton: dict[HeadDim, KernelCurve] | None = None
     overlap_sm_share: Share = None
     memory_bound: Figure | None = None
     weight_read: Figure | None = None
@@ -330,7 +332,7 @@ class Curves(Section):
             return None
         return table[min(table, key=lambda h: abs(math.log2(h / head_dim)))]
 
-    def _attention_table(self, backward: bool, kernel: str) -> dict[int, KernelCurve] | None:
+    def _attention_table(self, backward: bool, kernel: str) -> dict[HeadDim, KernelCurve] | None:
         if kernel in ("fastest", self.attention_kernel):
             return self.attention_backward if backward else self.attention_forward
         if kernel in OTHER_ATTENTION:

@@ -118,6 +118,9 @@ def read_source(source: str | os.PathLike | Mapping[str, Any]) -> RawSpec:
 
     if isinstance(source, Mapping):
         return RawSpec(source, "<spec>", "spec", None)
+    if isinstance(source, str) and not source.strip():     # Path("") is the current folder
+        raise SpecError(repr(source), ["no spec named: give a preset name, a YAML spec, a Hugging Face config.json "
+                                       "or a folder holding one"])
     found = sources.find(source, presets.names())
     if found is None and (sources.config_file(Path(source)) is not None or Path(source).is_dir()):
         found = Path(source)     # a bare folder name: one holding a Hugging Face config.json, or said to lack it

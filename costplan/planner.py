@@ -163,6 +163,10 @@ def _sized(flops: float, amount: float, unit: str, law: scaling.ScalingLaw, gpu_
         raise CostplanError(f"--budget {amount:.4g} {unit}: the {law.name} law's optimum for {flops:.4g} FLOPs "
                             f"trains on {d_opt:.4g} tokens, more than costplan accepts ({MAX_TOKENS:.0e})")
     model = sizing.architecture(n_opt, vocab_size, seq_len)
+    if model["n_layers"] > MAX_COUNT:     # an odd law file's optimum: said as the budget's, not a spec's field
+        raise CostplanError(f"--budget {amount:.4g} {unit}: the {law.name} law's optimum for {flops:.4g} FLOPs has "
+                            f"{n_opt:.4g} parameters, more layers in the shape rule than costplan accepts "
+                            f"({MAX_COUNT:,})")
     if floor and flops < _per_token(model):
         # Not one token of the smallest shape fits: the proposal would cost more than the budget.
         least = _per_token(sizing.architecture(1, vocab_size, seq_len))

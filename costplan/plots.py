@@ -253,8 +253,11 @@ def scaling_law(law: scaling.ScalingLaw, specs: Sequence[LawPoint], names: Seque
     right.set(xscale="log", xlabel="parameters N", ylabel="predicted loss (nats per token)",
               title="Iso-FLOP curves (★ = compute-optimal size)")
     low = min(loss for _, _, loss in edge)
+    # 2 nats above the frontier's lowest loss, or a thousandth of it where a law's losses are so large that 2 nats
+    # vanish in the float (matplotlib had warned of identical limits)
+    span = max(2.0, abs(low) * 1e-3)
     for axes in (left, right):
-        axes.set_ylim(low - 0.1, max([low + 2.0, *(loss + 0.1 for _, _, loss in points)]))   # every spec shown
+        axes.set_ylim(low - span / 20, max([low + span, *(loss + span / 20 for _, _, loss in points)]))  # every spec
         axes.grid(True, which="both", alpha=0.3)
         axes.legend(fontsize=9, loc="upper right")
 

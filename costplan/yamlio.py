@@ -25,12 +25,13 @@ class Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[mis
 
     def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
         # PyYAML's readers of explicit tags fail as Python does (`!!int abc`: ValueError, `!!bool maybe`:
-        # KeyError, `!!timestamp x`: AttributeError); as YAML errors they get the node's line and column
+        # KeyError, `!!timestamp x`: AttributeError, `!!float` with no value: IndexError); as YAML errors they get
+        # the node's line and column
         try:
             return super().construct_object(node, deep=deep)
         except yaml.YAMLError:
             raise
-        except (ValueError, KeyError, AttributeError, TypeError, OverflowError):
+        except (ValueError, KeyError, AttributeError, TypeError, OverflowError, IndexError):
             tag = node.tag.rpartition(":")[2]
             value = shown(node.value) if isinstance(node, yaml.ScalarNode) else (
                 "a list" if isinstance(node, yaml.SequenceNode) else "a mapping")
@@ -102,8 +103,9 @@ def loads(text: str, bundled: bool = False) -> Any:
 
 
 def _check_expansion(root: yaml.Node) -> None:
-    """Refuse a document whose values, with every alias expanded, number more than MAX_VALUES (or that
-    contains itself). An alias is the same node object composed twice, so sizes are counted once per node."""
+    """Refuse a document whose values, with every alias expanded, number more than MAX_VALUES (an alias bomb, or
+    a file that is simply that large), or that contains itself. An alias is the same node object composed twice,
+    so sizes are counted once per node."""
     sizes: dict[int, int] = {}
     stack: list[tuple[yaml.Node, bool]] = [(root, False)]
     open_nodes: set[int] = set()
@@ -119,7 +121,7 @@ def _check_expansion(root: yaml.Node) -> None:
             sizes[key] = 1 + sum(sizes[id(child)] for child in children)
             if sizes[key] > MAX_VALUES:
                 raise yaml.constructor.ConstructorError(
-                    None, None, f"aliases expand this document to more than {MAX_VALUES:,} values",
+                    None, None, f"this document holds more than {MAX_VALUES:,} values, aliases expanded",
                     node.start_mark)
             continue
         if key in open_nodes:

@@ -255,6 +255,14 @@ def refusal(run, path) -> str:
     # a reward model's or classifier's head is not the LM head the spec costs
     ("llama", {"architectures": ["LlamaForSequenceClassification"]},
      'architectures: ["LlamaForSequenceClassification"]: only the causal language model (LlamaForCausalLM)'),
+    # a lone name had passed unchecked, a classifier's too
+    ("llama", {"architectures": "LlamaForSequenceClassification"},
+     'architectures: "LlamaForSequenceClassification": expected a list of class names, e.g. ["LlamaForCausalLM"]'),
+    # a key or a value from the file is escaped and cut short, as a spec's are: one line, whatever it holds
+    ("llama", {"a\nb\u202e": 1}, "a\\nb\\u202e: unknown to costplan for model_type llama"),
+    ("llama", {"x" * 5000: 1}, "x" * 59 + "…: unknown to costplan for model_type llama"),
+    ("llama", {"model_type": "q" * 3000}, "model_type: 'qqqqqqqqqqqqqqqqqqqqqqqqqqq...qqqqqqqqqqqqqqqqqqqqqqqqqqqq' is "
+                                          "not supported; supported: "),
     ("llama", {"model_type": "gemma3"}, "model_type: 'gemma3' is not supported (a multimodal wrapper: its language "
                                         "model is the text_config inside it"),
     # the classes take one layer type per layer; a shorter list is no repeating pattern to them

@@ -156,7 +156,19 @@ def test_aliases_cannot_expand_a_small_file_into_a_huge_one(run, tmp_path, level
     text = _alias_bomb(levels)
     assert len(text) < 600
     (line,) = errors(run("estimate", write(tmp_path, text)))
-    assert line.endswith("invalid YAML: aliases expand this document to more than 100,000 values")
+    assert line.endswith("invalid YAML: this document holds more than 100,000 values, aliases expanded")
+
+
+def test_an_empty_spec_name_is_no_folder(run):
+    # Path("") is the current folder: "" had been read as `.`, "a folder without a config.json"
+    assert errors(run("estimate", "")) == ["Error: '': no spec named: give a preset name, a YAML spec, a Hugging "
+                                           "Face config.json or a folder holding one"]
+
+
+def test_a_date_is_echoed_as_written(run):
+    # YAML reads 2000-01-01 as a date, which a message had shown as datetime.date(2000, 1, 1)
+    assert errors(run("estimate", "llama2-7b", "--set", "model.n_layers=2000-01-01")) == [
+        "Error: llama2-7b: model.n_layers: expected a whole number, got 2000-01-01"]
 
 
 def test_a_value_that_contains_itself(run, tmp_path):
@@ -183,7 +195,7 @@ def test_the_bound_on_aliases_is_skipped_only_when_asked():
     bomb = _alias_bomb(7)
     import yaml
 
-    with pytest.raises(yaml.YAMLError, match="aliases expand"):
+    with pytest.raises(yaml.YAMLError, match="aliases expanded"):
         yamlio.loads(bomb)
     assert len(yamlio.loads(bomb, bundled=True)["model"]["d_model"]) == 9
 

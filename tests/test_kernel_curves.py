@@ -211,6 +211,27 @@ def test_burst_timed_curves_need_a_sustained_share():
         is None
 
 
+@pytest.mark.parametrize("change, problem", [
+    # a head dimension of 0 or below had stopped every estimate on the file in math.log2 (a traceback)
+    ({"attention_forward": {0: {"points": [[1, 0.4]], "source": "t"}}},
+     "attention_forward.0: must be greater than 0, got 0"),
+    ({"attention_backward": {-64: {"points": [[1, 0.2]], "source": "t"}}},
+     "attention_backward.-64: must be greater than 0, got -64"),
+    # 1e300 seconds a kernel had printed infinite GPU-hours, a NaN cost and JSON that is not JSON
+    ({"kernel_seconds": {"value": 1e300, "source": "t"}},
+     "kernel_seconds.value: 1e+300 is too large (costplan accepts up to 1e+30)"),
+])
+def test_a_hardware_file_s_odd_kernel_figures_are_refused(change, problem):
+    plain = {"gemm": {"bf16": {"points": [[1, 0.5]], "source": "t"}},
+             "attention_forward": {64: {"points": [[1, 0.4]], "source": "t"}},
+             "attention_backward": {64: {"points": [[1, 0.2]], "source": "t"}},
+             "collective": {"points": [[1, 1.0]], "source": "t"},
+             "collective_internode": {"points": [[1, 0.5]], "source": "t"}}
+    with pytest.raises(InvalidInput) as caught:
+        kernels.Curves.model_validate({**plain, **change})
+    assert any(problem in message for message in caught.value.messages), caught.value.messages
+
+
 def test_curves_rise_with_size_where_measured():
     h100 = kernels.curves("h100-sxm")
     for curve in (h100.gemm["bf16"], h100.gemm["fp8"], h100.attention_forward[128], h100.collective):

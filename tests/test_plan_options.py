@@ -50,6 +50,16 @@ def test_plan_refuses_a_budget_below_one_token_of_the_smallest_model(run):
     assert run("plan", "--budget", f"{per_token}").exit_code == 0
 
 
+def test_a_law_whose_optimum_is_past_the_layers_costplan_takes_is_the_budget_s_error(run, tmp_path):
+    # A = 1e30 with alpha 0.05 puts the optimum at ~1e100 parameters: the error had named a spec "<spec>" and its
+    # model.n_layers, which the user never wrote
+    law = tmp_path / "odd.yaml"
+    law.write_text("E: 1.0\nA: 1.0e+30\nB: 1.0\nalpha: 0.05\nbeta: 0.3\n")
+    (line,) = errors(run("plan", "--budget", "1e21", "--law", str(law)))
+    assert line.startswith("Error: --budget 1e+21 flops: the odd law's optimum for 1e+21 FLOPs has ")
+    assert line.endswith(" parameters, more layers in the shape rule than costplan accepts (1,048,576)")
+
+
 def test_plan_budget_with_options_it_would_ignore(run):
     assert errors(run("plan", "--budget", "1e20", "--deadline", "3d", "--set", "n_layers=2")) == [
         "Error: --deadline: only with SPEC (--budget plans on --gpus GPUs; give SPEC and --deadline to find the "

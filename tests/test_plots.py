@@ -153,6 +153,31 @@ def test_an_empty_name_or_a_dash_is_no_file_to_write(run, tmp_path, monkeypatch,
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("args, option", WRITERS)
+def test_a_pipe_or_a_looping_link_is_no_file_to_write(run, tmp_path, args, option):
+    # a file is written beside its target and renamed onto it: with --force a named pipe (or, for root, a device
+    # such as /dev/null) had become a plain file, and a link looping onto itself was replaced without --force
+    import os
+
+    from test_cli import errors
+
+    args = [str(Path(__file__).parents[1] / a) if a.endswith(".json") else a for a in args]
+    pipe, loop = tmp_path / "pipe.yaml", tmp_path / "loop.yaml"
+    os.mkfifo(pipe)
+    loop.symlink_to(loop.name)
+    assert errors(run(*args, str(pipe), "--force")) == [
+        f"Error: {option} {pipe}: is not a regular file (a device, a pipe or a socket); give a file name"]
+    assert errors(run(*args, str(loop))) == [
+        f"Error: {option} {loop}: is a link that cannot be followed (a loop); give a file name"]
+    # a link into a folder that is not there had been written through after the work, and failed then
+    dangling = tmp_path / "dangling.yaml"
+    dangling.symlink_to(tmp_path / "missing" / "x.yaml")
+    assert errors(run(*args, str(dangling))) == [
+        f"Error: {option} {dangling}: the folder {tmp_path / 'missing'} does not exist"]
+    assert pipe.is_fifo() and loop.is_symlink() and sorted(p.name for p in tmp_path.iterdir()) == [
+        "dangling.yaml", "loop.yaml", "pipe.yaml"]
+
+
 def test_a_read_only_folder_is_refused(run, tmp_path, monkeypatch):
     import os
 
@@ -367,6 +392,21 @@ def test_a_scaling_point_needs_no_layout_and_agrees_with_estimate(run, tmp_path)
     spec = costplan.load_spec("mixtral-8x7b", ["training.tokens=1e12"])
     point, e = law_point(spec), costplan.estimate(spec)
     assert (point.tokens, point.scaling) == (e.assumptions.tokens, e.scaling)
+
+
+def test_a_law_of_huge_losses_plots_without_a_warning(run, tmp_path):
+    pytest.importorskip("matplotlib")
+    # losses near 1e20: the axis's 2 nats above the frontier vanished in the float, and matplotlib's warning of
+    # identical limits (a Python warning with a source line) reached the user
+    import warnings
+
+    law = tmp_path / "law.yaml"
+    law.write_text("E: 1.0e+20\nA: 1.0\nB: 1.0\nalpha: 0.3\nbeta: 0.3\n")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = run("plot", "scaling", "llama2-7b", "--law", str(law), "-o", str(tmp_path / "s.png"))
+    assert result.exit_code == 0, result.stderr
+    assert [str(w.message) for w in caught if issubclass(w.category, UserWarning)] == []
 
 
 def test_lengths_are_plotted_in_order_each_once(run):

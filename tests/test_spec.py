@@ -55,6 +55,7 @@ def test_duplicate_keys_are_errors(tmp_path):
     ("  n_layers: !!int abc\n", "line 3, column 13: invalid YAML: 'abc' cannot be read as !!int"),
     ("  n_layers: !!int 0x10\n", "line 3, column 13: invalid YAML: '0x10' cannot be read as !!int"),
     ("  n_layers: !!float abc\n", "line 3, column 13: invalid YAML: 'abc' cannot be read as !!float"),
+    ("  n_layers: !!float\n", "line 3, column 13: invalid YAML: '' cannot be read as !!float"),
     ("  n_layers: !!bool maybe\n", "line 3, column 13: invalid YAML: 'maybe' cannot be read as !!bool"),
     ("  n_layers: !!timestamp foo\n", "line 3, column 13: invalid YAML: 'foo' cannot be read as !!timestamp"),
     ("  <<: {n_layers: 2}\n", "line 3, column 3: invalid YAML: a merge key (<<) is not read"),
@@ -62,7 +63,8 @@ def test_duplicate_keys_are_errors(tmp_path):
     ("  n_layers: !!map [1]\n", "line 3, column 13: invalid YAML: a list cannot be read as !!map"),
 ])
 def test_yaml_python_cannot_construct_is_an_error_at_its_line(tmp_path, text, problem):
-    # PyYAML's own readers fail on these as Python does (TypeError, ValueError, KeyError, AttributeError): each
+    # PyYAML's own readers fail on these as Python does (TypeError, ValueError, KeyError, AttributeError,
+    # IndexError): each
     # is a one-line error naming the file and place, not a traceback
     path = tmp_path / "odd.yaml"
     path.write_text("name: odd\nmodel:\n" + text)

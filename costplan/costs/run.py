@@ -8,7 +8,8 @@ MFU (hardware.mfu / --mfu), model FLOPs / (peak × MFU) with everything else ins
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 from costplan.costs import Cost, Shape, layouts, parallel, step
 from costplan.costs.components import shape_of, shared_components, stage_parts
@@ -199,7 +200,8 @@ def _fastest(candidates: list[_Candidate], shape: Shape, capacity: float
     bounds: dict[tuple, float] = {}
     for c in candidates:
         if c.family not in bounds:
-            bounds[c.family] = step.sequence_bound(c.spec, dev, shape)
+            with _named(c.base):
+                bounds[c.family] = step.sequence_bound(c.spec, dev, shape)
     bounded = all(map(math.isfinite, bounds.values()))     # else every layout is timed, in the listed order
     order = sorted(range(len(candidates)), key=lambda i: (bounds[candidates[i].family], i)) if bounded else None
     best, done = None, set()
@@ -220,14 +222,22 @@ def _fastest(candidates: list[_Candidate], shape: Shape, capacity: float
     return None if best is None else best[1:]
 
 
-def _device(spec: Spec) -> step.Device:
-    t = spec.training
+@contextmanager
+def _named(spec: Spec) -> Iterator[None]:
+    """A problem of the device the step model times on (no tables, or none for the attention kernel a spec asks
+    for, found when an attention core is timed) as the spec's: its file named."""
     try:
-        return step.device(spec.gpu, t.precision, t.attention_kernel)
+        yield
     except SpecError:
         raise
-    except CostplanError as exc:       # a device the step model cannot time: name the spec that asked
+    except CostplanError as exc:
         raise SpecError(spec.label, [str(exc)]) from None
+
+
+def _device(spec: Spec) -> step.Device:
+    t = spec.training
+    with _named(spec):
+        return step.device(spec.gpu, t.precision, t.attention_kernel)
 
 
 def step_of(spec: Spec, shape: Shape,
@@ -236,7 +246,8 @@ def step_of(spec: Spec, shape: Shape,
     parameters)."""
     memories = memories or memories_of(spec, shape)
     params = [(m.params, m.routed_params) for m in memories]
-    return step.step_time(spec, _device(spec), shape, params)
+    with _named(spec):
+        return step.step_time(spec, _device(spec), shape, params)
 
 
 def step_time(run: Run, shape: Shape, memories: list[parallel.StageMemory], model_flops_per_step: float

@@ -25,7 +25,7 @@ from typing import Any
 import yaml
 
 from costplan import sources
-from costplan.errors import SpecError, printable
+from costplan.errors import SpecError, printable, shown
 from costplan.hf.families import ALIASES, FAMILIES, UNSUPPORTED
 from costplan.hf.fields import COMMON_CHECKS, COMMON_DEFAULTS, COMMON_LEFT_OUT, Unsupported, same
 from costplan.spec import ACTIVATIONS
@@ -66,7 +66,7 @@ def load_json(config: Path) -> dict[str, Any]:
         repeated.append([])
         for name, value in pairs:
             if name in seen and json.dumps(seen[name]) != json.dumps(value):     # true is not 1, nor 2.0 2
-                repeated[-1].append(f"{name}: given twice ({json.dumps(seen[name])}, then {json.dumps(value)}); "
+                repeated[-1].append(f"{printable(name)}: given twice ({_json(seen[name])}, then {_json(value)}); "
                                     "give it once")
             seen[name] = value
         return seen
@@ -101,7 +101,7 @@ def read(config: Path) -> Imported:
     data = load_json(config)
     label, model_type = str(config), data.get("model_type")
     if model_type is not None and not isinstance(model_type, str):
-        raise SpecError(label, [f"model_type: {json.dumps(model_type)}: expected a name, e.g. \"llama\""])
+        raise SpecError(label, [f"model_type: {_json(model_type)}: expected a name, e.g. \"llama\""])
     if model_type not in FAMILIES:
         supported = ", ".join(sorted(FAMILIES))
         if model_type is None and isinstance(data.get("model"), dict):     # a spec, written as JSON
@@ -111,17 +111,20 @@ def read(config: Path) -> Imported:
             raise SpecError(label, [f"model_type: missing; a Hugging Face config names its model type "
                                     f"(supported: {supported})"])
         why = f" ({UNSUPPORTED[model_type]})" if model_type in UNSUPPORTED else ""
-        raise SpecError(label, [f"model_type: {model_type!r} is not supported{why}; supported: {supported}"])
+        raise SpecError(label, [f"model_type: {shown(model_type)} is not supported{why}; supported: {supported}"])
     family = FAMILIES[model_type]
     data, problems = _unaliased(data, ALIASES.get(model_type, {}))
     heads = data.get("architectures") or []
     causal = ("ForCausalLM", "LMHeadModel", family.label)     # GPT-2's and GPT-J's is ...LMHeadModel
-    if isinstance(heads, list) and heads and not any(str(h).endswith(causal) for h in heads):
-        problems.append(f"architectures: {json.dumps(heads)}: only the causal language model ({family.label}) is "
+    if not isinstance(heads, list):     # a lone name had passed unchecked, a classifier's too
+        problems.append(f"architectures: {_json(heads)}: expected a list of class names, e.g. "
+                        f"[\"{family.label}\"]")
+    elif heads and not any(str(h).endswith(causal) for h in heads):
+        problems.append(f"architectures: {_json(heads)}: only the causal language model ({family.label}) is "
                         "modelled; another head (classification, reward) has other parameters")
     known = family.known() | {k for c in COMMON_CHECKS for k in c.keys} | {o.key for o in COMMON_LEFT_OUT}
-    problems += [f"{k}: unknown to costplan for model_type {model_type}; it may change the cost, so it is not "
-                 "ignored" for k in data if k not in known]
+    problems += [f"{printable(k)}: unknown to costplan for model_type {model_type}; it may change the cost, so it "
+                 "is not ignored" for k in data if k not in known]
     defaults = {**COMMON_DEFAULTS, **family.defaults}
     values = {**defaults, **data}
     mistyped = _mistyped(data, defaults)
@@ -135,8 +138,8 @@ def read(config: Path) -> Imported:
             ok = False
         if not ok:
             value = values.get(check.keys[0])
-            shown = "" if isinstance(value, (dict, list)) else f"{json.dumps(value)}: "
-            problems.append(f"{check.keys[0]}: {shown}{check.why}")
+            said = "" if isinstance(value, (dict, list)) else f"{_json(value)}: "
+            problems.append(f"{check.keys[0]}: {said}{check.why}")
     spec: dict[str, Any] = {"name": sources.config_name(config)}
     notes: dict[str, str] = {}
     read_from: dict[str, tuple[str, bool]] = {}
@@ -196,6 +199,11 @@ def read(config: Path) -> Imported:
 
 
 
+def _json(value: Any) -> str:
+    """A config's value as a message echoes it: spelt as JSON, escaped and cut short (errors.printable)."""
+    return printable(json.dumps(value))
+
+
 def _mistyped(data: dict[str, Any], defaults: dict[str, Any]) -> dict[str, str]:
     """Keys whose value is not of the kind of the class's default, with the problem: a number where it defaults
     to one (a string "0.25" would be read as text, or repeated), true or false where it defaults to one (a string
@@ -211,7 +219,7 @@ def _mistyped(data: dict[str, Any], defaults: dict[str, Any]) -> dict[str, str]:
         if (number and (isinstance(value, bool) or not isinstance(value, (int, float)))
                 or flag and not isinstance(value, bool)
                 or isinstance(default, list) and not isinstance(value, list)):
-            problems[name] = f"{name}: {json.dumps(value)}: {_expected(default)}"
+            problems[name] = f"{name}: {_json(value)}: {_expected(default)}"
     return problems
 
 
@@ -231,7 +239,7 @@ def _unaliased(data: dict[str, Any], aliases: dict[str, str]) -> tuple[dict[str,
             continue
         value = renamed.pop(alias)
         if name in data and data[name] != value:
-            problems.append(f"{alias}: {json.dumps(value)}, and {name}: {json.dumps(data[name])}: the two name one "
+            problems.append(f"{alias}: {_json(value)}, and {name}: {_json(data[name])}: the two name one "
                             "setting; give one")
         renamed.setdefault(name, value)
     return renamed, problems

@@ -63,6 +63,8 @@ RUN_COLUMNS = ("gpu_hours", "wall_clock_days", "cost_usd")    # what a run takes
 # a point whose model does not fit has no times or prices (None). What `costplan serve` refuses (a batch that does
 # not fit, latency targets missed) is a column here, so that one point does not stop the sweep.
 SERVING_COLUMNS: dict[str, Callable[[ServingEstimate], Any]] = {
+    # the replica's GPUs, an automatic serving.tensor's choice (it moves max_batch and every time)
+    "serving_gpus_per_replica": lambda s: s.assumptions.tensor,
     "kv_cache_per_sequence": lambda s: s.memory.kv_cache_per_sequence,
     "max_batch": lambda s: s.memory.max_batch,
     "serving_fits": lambda s: s.fits,
@@ -274,14 +276,17 @@ def _estimate_on(spec: Spec, held: tuple[ParallelismSpec, dict[str, Any], Parall
                  law: scaling.ScalingLaw) -> Estimate:
     """The point on the held layout (the section, its mapping and the section that leaves the micro-batches to
     the batch, made once per sweep) where it splits the point's model and batch and fits; else the point's own
-    layout search."""
+    layout search. A point with a global batch takes its micro-batches from it; one without keeps the layout's,
+    which with the data ranks make its batch (cleared, a point had trained a step of one micro-batch where the
+    base spec's estimate runs 32)."""
     if held is None or spec.parallelism is not None:
         return estimate(spec, law)
-    _, layout, unset = held
+    section, layout, unset = held
+    section = unset if spec.training.global_batch_size is not None else section
     if not fits_batch(spec, layout, spec.hardware.count) or parallel_rules(
-            unset.__dict__.get, spec.model.__dict__.get, spec.training.__dict__.get, spec.hardware.__dict__.get):
+            section.__dict__.get, spec.model.__dict__.get, spec.training.__dict__.get, spec.hardware.__dict__.get):
         return estimate(spec, law)     # the layout does not tile or split the point (the rules a section obeys)
-    result = estimate(spec.model_copy(update={"parallelism": unset}), law)
+    result = estimate(spec.model_copy(update={"parallelism": section}), law)
     return result if result.memory.fits else estimate(spec, law)
 
 

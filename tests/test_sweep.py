@@ -202,6 +202,18 @@ def test_a_held_layout_serves_only_points_it_tiles_and_splits(run):
                                            "4 × 1 × 16 expert 8 expert tensor 1 ZeRO 3 SP"]
 
 
+def test_a_held_pipeline_keeps_the_micro_batches_that_make_a_batch_without_a_global_one(run):
+    # Gemma 2 9B on 16 L4s lays out 8 × 2 × 1 with micro-batches the search chose; without a global batch they
+    # make each step's batch. The held layout had cleared them: the unchanged base point trained one micro-batch a
+    # step through two stages, 9.0 M GPU-hours against estimate's 4.9 M, on the layout the column shows alike.
+    (base,) = json.loads(run("sweep", "gemma2-9b", "--gpu", "l4", "--gpus", "16", "--vary", "n_layers=42",
+                             "--format", "json").stdout)
+    e = costplan.estimate(costplan.load_spec("gemma2-9b", ["hardware.gpu=l4", "hardware.count=16"]))
+    assert e.assumptions.global_batch_source != "training.global_batch_size"
+    assert (e.parallelism.pipeline, base["layout"]) == (2, "8 × 2 × 1 SP") and e.parallelism.micro_batches > 1
+    assert (base["memory_per_gpu"], base["gpu_hours"]) == (e.memory.total_per_gpu, e.time.gpu_hours)
+
+
 def test_the_layout_column_tells_apart_what_memory_depends_on(run):
     # Two points on the same grid whose estimates differ in ZeRO stage (and so in memory per GPU) must not read
     # alike: Llama 3 8B on 24 L40S shards its weights too (ZeRO 3), on 24 H100s only gradients and states

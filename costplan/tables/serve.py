@@ -172,6 +172,7 @@ def serving(estimates: Sequence[ServingEstimate]) -> Table:
 
 # (label, unit, value of a ServingEstimate) added to the rows of `costplan compare --serving`
 SERVING_COMPARED = [
+    ("GPUs per replica (serving)", "whole", lambda s: s.assumptions.tensor),
     ("KV cache per sequence (serving)", "bytes", lambda s: s.memory.kv_cache_per_sequence),
     ("max batch (serving)", "whole", lambda s: s.memory.max_batch),
     # what `serve` refuses with an error is a row here: a batch that does not fit leaves every figure below "—"
@@ -184,7 +185,8 @@ SERVING_COMPARED = [
     ("$ per million input tokens", "dollars", lambda s: s.cost.usd_per_million_input_tokens),
     ("$ per million output tokens", "dollars", lambda s: s.cost.usd_per_million_output_tokens),
 ]
-SERVING_UNITS = {"kv_cache_per_sequence": "bytes", "max_batch": "whole", "serving_fits": "flag",
+SERVING_UNITS = {"serving_gpus_per_replica": "whole", "kv_cache_per_sequence": "bytes", "max_batch": "whole",
+                 "serving_fits": "flag",
                  "meets_targets": "flag", "ttft_seconds": "seconds",
                  "tpot_seconds": "seconds", "tpot_under_load_seconds": "seconds",
                  "tokens_per_second_per_gpu": "tokens/s",

@@ -10,7 +10,7 @@ from costplan import bundled, sources, yamlio
 from costplan.errors import CostplanError, SpecError, did_you_mean, printable, shown
 from costplan.kernels import Curves
 from costplan.kernels import curves as catalogue_curves
-from costplan.kinds import Kind, text
+from costplan.kinds import FieldProblems, Kind, text
 from costplan.sections import InvalidInput, Section, field
 from costplan.validation import Count, Fraction, Name, Positive, Price
 
@@ -34,6 +34,9 @@ class GPU(Section):
     peak_tflops: dict[Precision, Positive] = field(min_length=1)
     peak_source: str = "not given"          # where the peaks come from, where `source` does not say
     memory_gib: Positive
+    # What a framework can have of it (PyTorch's total: the driver keeps the rest); what steps must fit in
+    usable_memory_gib: Positive | None = None
+    usable_memory_source: str = "not given"
     memory_bandwidth_gbs: Positive
     interconnect_gbs: Positive                 # within a node (NVLink, ICI, PCIe): bidirectional total per device
     node_size: Count = 8                       # devices joined by that interconnect
@@ -108,7 +111,18 @@ class GPU(Section):
 
     @property
     def memory_bytes(self) -> int:
+        """The memory a training step or a serving replica must fit in: usable_memory_gib, else memory_gib."""
+        return int((self.usable_memory_gib or self.memory_gib) * 2**30)
+
+    @property
+    def stated_memory_bytes(self) -> int:
+        """The device's memory as its maker states it (memory_gib)."""
         return int(self.memory_gib * 2**30)
+
+    def _after(self) -> None:
+        if self.usable_memory_gib is not None and self.usable_memory_gib > self.memory_gib:
+            raise FieldProblems([("usable_memory_gib", f"{self.usable_memory_gib:g} is more than memory_gib "
+                                  f"({self.memory_gib:g}); it is what a framework can have of that memory")])
 
 
 class Catalogue(Mapping[str, GPU]):

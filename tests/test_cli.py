@@ -496,7 +496,7 @@ def test_seq_len_warns_of_what_the_spec_leaves_out_once_and_of_each_length_that_
     result = run("estimate", "gpt2-small", "--gpus", "1", "--seq-len", "1024,262144")
     warned = [line for line in result.stderr.splitlines() if line.startswith("warning: ")]
     assert len(warned) == 1 and warned[0].startswith("warning: gpt2-small at 262,144 tokens: ")
-    assert " per GPU does not fit in a100-80gb's 80 GiB" in warned[0]
+    assert " per GPU does not fit in a100-80gb's 79.14 GiB usable of 80 GiB" in warned[0]
 
 
 def test_seq_len_raises_max_seq_len_when_needed(run):

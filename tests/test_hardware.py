@@ -58,7 +58,21 @@ def test_v100_has_no_bf16():
 
 
 def test_memory_in_bytes():
-    assert hardware.catalogue()["a100-80gb"].memory_bytes == 80 * 2**30
+    # what a step must fit in is what PyTorch reports of an A100 80GB ("total capacity of 79.14 GiB" in an
+    # out-of-memory message), not the 80 GiB the maker states
+    gpu = hardware.catalogue()["a100-80gb"]
+    assert gpu.memory_bytes == int(79.14 * 2**30) and gpu.stated_memory_bytes == 80 * 2**30
+    # a device without a usable figure (a hardware file that gives none) fits in all of it
+    tpu = hardware.catalogue()["tpu-v5e"]
+    assert tpu.usable_memory_gib is None and tpu.memory_bytes == tpu.stated_memory_bytes == 16 * 2**30
+
+
+def test_usable_memory_is_at_most_the_memory(tmp_path):
+    path = tmp_path / "gpu.yaml"
+    path.write_text("name: odd\npeak_tflops: {bf16: 100}\nmemory_gib: 24\nusable_memory_gib: 25\n"
+                    "memory_bandwidth_gbs: 1000\ninterconnect_gbs: 64\nmfu: 0.5\nusd_per_gpu_hour: 1\n")
+    with pytest.raises(CostplanError, match="usable_memory_gib: 25 is more than memory_gib \\(24\\)"):
+        hardware.resolve(str(path))
 
 
 def test_user_file(tmp_path):

@@ -19,10 +19,11 @@ L, D, V = 32, 4096, 32000
 LAYER_WEIGHTS = 6_476_005_376
 WEIGHT_BYTES = 2 * 6_738_415_616
 KV_PER_TOKEN = 512 * 1024
-# A100 80GB: 312 TFLOP/s bf16, 2039 GB/s, 80 GiB; data/kernels.yaml: HBM 0.88, its bf16 GEMM curve: 0.383 of the
+# A100 80GB: 312 TFLOP/s bf16, 2039 GB/s, 79.14 GiB of its 80 for PyTorch ("total capacity of 79.14 GiB" in an
+# out-of-memory message); data/kernels.yaml: HBM 0.88, its bf16 GEMM curve: 0.383 of the
 # peak up to size 1024, 0.711 at 2048, 0.731 at 4096, linear in log2(size) between; FlashAttention-2's forward at
 # head dim 128: 0.317 up to 512 keys per query (a causal kernel's doubled).
-PEAK, BW, MEMORY = 312e12, 2039e9, 80 * GIB
+PEAK, BW, MEMORY = 312e12, 2039e9, int(79.14 * GIB)
 HBM, FLASH_SHORT = 0.88, 0.317
 F = 11008
 NORM_BYTES = 2 * (2 * L + 1) * D       # 65 RMSNorm weights: read once a pass, outside the GEMMs

@@ -224,7 +224,7 @@ def test_a_peak_just_over_the_memory_says_by_how_much(run, tmp_path):
     assert out.exit_code == 0, out.stderr
     assert "(by 150 KiB)" in out.stdout and "(by 150 KiB)" in out.stderr
     far = run("estimate", "llama2-7b", "--gpus", "1", "--mfu", "0.5").stdout
-    assert "does not fit in 80 GiB" in far and "(by " not in far
+    assert "does not fit in 79.14 GiB usable of 80 GiB" in far and "(by " not in far
 
 
 def test_zero_with_one_data_rank_is_told_to_get_data_ranks(run):

@@ -148,7 +148,8 @@ def _estimate(spec: Spec, law: str | scaling.ScalingLaw | None) -> Estimate:
         tied_gradients=stage.tied_gradients, update=stage.update, gathered_root=stage.gathered_root,
         gathered_layers=stage.gathered_layers,
         total_per_gpu=stage.total, peak_at=stage.peak_at, fits=stage.total <= gpu.memory_bytes,
-        gpu_memory=gpu.memory_bytes, kv_cache_per_token=whole.kv_cache, kv_cache_at_seq_len=whole.kv_cache_seq,
+        gpu_memory=gpu.memory_bytes, gpu_memory_stated=gpu.stated_memory_bytes,
+        kv_cache_per_token=whole.kv_cache, kv_cache_at_seq_len=whole.kv_cache_seq,
     )
 
     batch = spec.global_batch_size

@@ -33,10 +33,11 @@ def hardware(gpus: Mapping[str, GPU], precisions: tuple[str, ...] = PRECISIONS) 
     """The catalogue: dense peaks by precision, memory, bandwidth, the MFU that sizes `plan --budget` proposals
     (estimates time steps with the kernel tables instead) and price."""
     # the catalogue name (what --gpu takes) and the device's, under the keys JSON and CSV give them
-    headers = ["key", "name", *(f"{p} TFLOP/s" for p in precisions), "memory", "bandwidth", "budget MFU",
+    headers = ["key", "name", *(f"{p} TFLOP/s" for p in precisions), "memory", "usable", "bandwidth", "budget MFU",
                "$/GPU-hour", "price date"]
+    # usable: what a framework can have of the memory (PyTorch's total), what steps must fit in
     body = [[key, gpu.name, *(human(gpu.peak_tflops.get(p), "number") for p in precisions),
-             size(gpu.memory_bytes), f"{human(gpu.memory_bandwidth_gbs, 'number')} GB/s",
+             size(gpu.stated_memory_bytes), size(gpu.memory_bytes), f"{human(gpu.memory_bandwidth_gbs, 'number')} GB/s",
              percent(gpu.mfu), price(gpu.usd_per_gpu_hour), gpu.price_date]
             for key, gpu in gpus.items()]
     # every precision's peak in one place of the CSV header, whichever device comes first

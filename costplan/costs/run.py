@@ -198,9 +198,9 @@ def _fastest(candidates: list[_Candidate], shape: Shape, capacity: float
 
     dev = _device(candidates[0].base)      # every layout runs on the spec's GPU, precision and kernels
     bounds: dict[tuple, float] = {}
-    for c in candidates:
-        if c.family not in bounds:
-            with _named(c.base):
+    with _named(candidates[0].base):      # one spec laid out each way: its name for all
+        for c in candidates:
+            if c.family not in bounds:
                 bounds[c.family] = step.sequence_bound(c.spec, dev, shape)
     bounded = all(map(math.isfinite, bounds.values()))     # else every layout is timed, in the listed order
     order = sorted(range(len(candidates)), key=lambda i: (bounds[candidates[i].family], i)) if bounded else None

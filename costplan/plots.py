@@ -99,7 +99,7 @@ def memory(estimates: Sequence[Estimate], names: Sequence[str] | None = None) ->
         starts = [s + w for s, w in zip(starts, widths)]
     capacities = [e.memory.gpu_memory / GIB for e in estimates]
     axes.vlines(capacities, [p - 0.45 for p in places], [p + 0.45 for p in places], color="black", linewidth=2,
-                label="the GPU's memory")
+                label="the GPU's usable memory")
     reach = max(max(capacities), min(max(starts), AXIS_REACH * max(capacities))) * 1.04
     axes.set_xlim(0, reach)
     axes.set_ylim(rows - 0.5, -0.5)                     # the first spec on top

@@ -242,8 +242,8 @@ class TrainingSpec(Section):
     # Whether fp8 linears keep an fp8 copy of their weight between steps (with its transposed copy where the
     # device's fp8 GEMMs take only the TN layout: Hopper, Ada): Transformer Engine under Megatron-Core, which
     # passes is_first_microbatch (the copy refreshed once a step; off with disable_parameter_transpose_cache, and
-    # under FSDP2, and replaced by the weights themselves with fp8_param). Memory only (costs/parallel.py
-    # fp8_copies); with fp8_saved_inputs (Transformer Engine's linears).
+    # under FSDP2, and replaced by the weights themselves with fp8_param). Memory only (costs/fp8_weights.py);
+    # with fp8_saved_inputs (Transformer Engine's linears); a layout search leaves ZeRO-3 out for it.
     fp8_weight_cache: Flag = False
 
 

@@ -19,7 +19,7 @@ from costplan import scaling, yamlio
 from costplan.costs.estimate import estimate, shared_components
 from costplan.costs.inference import serve
 from costplan.costs.serving_result import ServingEstimate
-from costplan.costs.layouts import fits_batch
+from costplan.costs.layouts import fits_batch, takes
 from costplan.costs.result import Estimate
 from costplan.costs.run import laid_out_once
 from costplan.errors import CostplanError, SpecError, printable
@@ -283,7 +283,7 @@ def _estimate_on(spec: Spec, held: tuple[ParallelismSpec, dict[str, Any], Parall
         return estimate(spec, law)
     section, layout, unset = held
     section = unset if spec.training.global_batch_size is not None else section
-    if not fits_batch(spec, layout, spec.hardware.count) or parallel_rules(
+    if not fits_batch(spec, layout, spec.hardware.count) or not takes(spec, layout) or parallel_rules(
             section.__dict__.get, spec.model.__dict__.get, spec.training.__dict__.get, spec.hardware.__dict__.get):
         return estimate(spec, law)     # the layout does not tile or split the point (the rules a section obeys)
     result = estimate(spec.model_copy(update={"parallelism": section}), law)

@@ -432,3 +432,43 @@ def test_fp8_weight_cache_is_off_under_zero_3_and_needs_te_s_linears(run):
                  "--set", "parallelism.data=1")
     assert result.exit_code == 2 and "training.fp8_weight_cache: Transformer Engine keeps no fp8 copy of weights " \
         "FSDP gathers (parallelism.zero 3)" in result.stderr
+
+
+def test_a_layout_search_keeps_the_fp8_weight_cache_off_zero_3():
+    # A section with ZeRO-3 and the cache is refused; the search had taken ZeRO-3 for such a spec and dropped the
+    # cache without a word (Llama 3 70B on 64 H100s). It tries the grid without ZeRO-3, as plan --deadline does.
+    from costplan.costs import layouts
+
+    overrides = ["hardware.gpu=h100-sxm", "hardware.count=64", "training.precision=fp8",
+                 "training.fp8_saved_inputs=true", "training.fp8_weight_cache=true"]
+    e = costplan.estimate(costplan.load_spec("llama3-70b", overrides))
+    assert e.parallelism.zero != 3 and e.memory.fp8_weights > 0
+    spec = costplan.load_spec("llama3-70b", overrides)
+    assert {lay["zero"] for lay in layouts.grid(spec)} == {1, 2}
+    plain = costplan.load_spec("llama3-70b", overrides[:-1])
+    assert 3 in {lay["zero"] for lay in layouts.grid(plain)}
+
+
+@pytest.mark.parametrize("cast, copies", [(None, 1), (4, 2), (3, 1), (1, 1)])
+def test_the_fp8_weight_cache_copies_by_what_the_device_s_fp8_gemms_take(cast, copies, monkeypatch):
+    # where the device's fp8 GEMMs take only TN (its casts write a transposed copy: fp8_cast_bytes 4), the cache
+    # keeps the transpose too; elsewhere, and on a device whose tables say nothing, the copy alone. A figure below
+    # 3 had made a negative cache.
+    from costplan.kernels import Figure
+
+    spec = costplan.load_spec("llama3-8b", ["training.precision=fp8", "training.fp8_saved_inputs=true",
+                                            "training.fp8_weight_cache=true", "hardware.count=1"])
+    figure = None if cast is None else Figure(value=cast, source="test")
+    curves = spec.gpu.curves().model_copy(update={"fp8_cast_bytes": figure})
+    monkeypatch.setattr(type(spec.gpu), "curves", lambda self: curves)
+    assert fp8_weights.copies(spec) == copies
+
+
+def test_a_peak_over_memory_with_the_fp8_weight_cache_points_at_the_cache_not_zero_3(run):
+    # ZeRO-3 is refused with the cache: the hint had named it; turning the cache off is what would lower the peak
+    args = ("estimate", "llama3-70b", "--gpu", "h100-sxm", "--gpus", "16", "--set", "training.precision=fp8",
+            "--set", "training.fp8_saved_inputs=true", "--set", "training.fp8_weight_cache=true", "--set",
+            "parallelism.tensor=8", "--set", "parallelism.zero=1")
+    (warning,) = [line for line in run(*args).stderr.splitlines() if "does not fit" in line]
+    assert "training.fp8_weight_cache: false (Megatron-Core's disable_parameter_transpose_cache)" in warning
+    assert "parallelism.zero: 3" not in warning

@@ -289,7 +289,7 @@ def test_memory_stacks_training_memory_only():
     assert not any("KV" in label for label in legend)
     # the legend names what the bars hold: neither peaks at the optimizer step or gathers weights (ZeRO-3)
     assert sorted(legend) == sorted(["weights", "gradients", "optimizer states", "activations",
-                                     "backward transients (loss, head, recomputation)", "the GPU's memory"])
+                                     "backward transients (loss, head, recomputation)", "the GPU's usable memory"])
     assert "KV cache not included" in figure.axes[0].get_title()
     bars = [patch for patch in figure.axes[0].patches]
     for row, e in enumerate(estimates):                      # each row's segments add up to the training total

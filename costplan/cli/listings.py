@@ -24,8 +24,9 @@ def presets(fmt) -> None:
 @click.command()
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
 def hardware(fmt) -> None:
-    """List the hardware catalogue: dense peaks, memory, bandwidth, the MFU a budget's GPU-hours are turned into
-    FLOPs at (plan --budget; estimate times steps with the step model) and price."""
+    """List the hardware catalogue: dense peaks, memory (as the maker states it, and usable: what PyTorch has of
+    it, which steps must fit in), bandwidth, the MFU a budget's GPU-hours are turned into FLOPs at (plan --budget;
+    estimate times steps with the step model) and price."""
     from costplan import report, tables
     from costplan.hardware import catalogue
 

@@ -44,8 +44,8 @@ def plot_seq_scaling(specs, output, force, lengths, overrides, gpu, gpus, tokens
 @force_option
 @spec_options
 def plot_memory(specs, output, force, overrides, gpu, gpus, tokens, mfu) -> None:
-    """Per-GPU training memory by kind (weights, gradients, optimizer, activations and the transients held at
-    the step's peak), one bar per spec, against the GPU's capacity."""
+    """Per-GPU training memory by kind (weights and their fp8 copies, gradients, optimizer, activations and the
+    transients held at the step's peak), one bar per spec, against the GPU's usable memory."""
     from costplan import plots, tables
     from costplan.costs.estimate import estimate as run_estimate
 

@@ -50,10 +50,12 @@ def layer_weights(layer: Layer, model: ModelSpec) -> tuple[int, int, int]:
 
 def copies(spec: Spec) -> int:
     """Bytes the cache holds per weight element: the fp8 copy, and its transposed copy where the device's fp8 GEMMs
-    take only TN; nothing unless training.fp8_weight_cache, and nothing under ZeRO-3."""
+    take only TN (its casts write one too: kernels.fp8_cast_bytes above 3); nothing unless
+    training.fp8_weight_cache, and nothing under ZeRO-3. A hardware file without kernel tables says nothing of the
+    layout: one copy."""
     if not spec.training.fp8_weight_cache or spec.parallel.zero == 3:
         return 0
-    return round(cast_bytes(spec.gpu.curves())) - SIXTEEN_BIT      # whole copies: the figure is 3 or 4
+    return 2 if cast_bytes(spec.gpu.curves()) > CAST_BYTES else 1
 
 
 def cached_bytes(spec: Spec, stage: int) -> float:

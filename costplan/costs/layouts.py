@@ -19,7 +19,7 @@ from typing import Any
 from costplan.costs import memo
 from costplan.spec import ModelSpec, ParallelismSpec, Spec
 from costplan.spec_rules import (
-    expert_data_step, model_parallel, split_rules, tensor_parallel_modelled, zero_under_pipeline,
+    expert_data_step, fp8_cache_rules, model_parallel, split_rules, tensor_parallel_modelled, zero_under_pipeline,
 )
 
 TENSOR_DEGREES = (1, 2, 4, 8)
@@ -33,7 +33,13 @@ def grid(spec: Spec) -> list[dict[str, Any]]:
     if spec.parallelism is not None:
         return [{**spec.parallelism.model_dump(), "data": "auto"}]
     return [dict(layout) for layout in _grid(spec.model, spec.training.global_batch_size is None,
-                                              tensor_degrees(spec))]
+                                              tensor_degrees(spec)) if takes(spec, layout)]
+
+
+def takes(spec: Spec, layout: dict[str, Any]) -> bool:
+    """Whether the spec's training settings take a layout of the grid, as they would take it in a parallelism
+    section: Transformer Engine's fp8 weight cache no ZeRO-3 (spec_rules.fp8_cache_rules)."""
+    return not fp8_cache_rules(spec.training.__dict__.get, layout["zero"])
 
 
 def tensor_degrees(spec: Spec) -> tuple[int, ...]:

@@ -51,7 +51,7 @@ class Memory(Record):
     peak_at: str                     # where the peak is: "backward", "end of backward" or "optimizer step"
     fits: bool
     gpu_memory: int                  # what the step must fit in: what a framework can have of the GPU's memory
-    gpu_memory_stated: int           # the GPU's memory as its maker states it (hardware memory_gib)
+    gpu_memory_stated: int           # the GPU's memory_gib: the maker's figure (a calibrated file's: PyTorch's)
     kv_cache_per_token: int          # inference K/V cache, all layers, per cached token
     kv_cache_at_seq_len: int         # inference cache of one sequence of seq_len tokens: windows cap it,
                                      # attention-free layers keep a constant state

@@ -97,7 +97,8 @@ def _search(spec: Spec) -> tuple[Spec, str, list[parallel.StageMemory] | None, s
     order = layouts.search_order(spec.model, spec.training.global_batch_size is None, layouts.tensor_degrees(spec))
     capacity = spec.gpu.memory_bytes
     with shared_components():
-        candidates = [_Candidate(spec, count, layout) for layout in order if layouts.fits_batch(spec, layout, count)]
+        candidates = [_Candidate(spec, count, layout) for layout in order
+                      if layouts.fits_batch(spec, layout, count) and layouts.takes(spec, layout)]
         if not candidates:
             raise _unsplit_batch(spec, count, order)
         if spec.hardware.mfu is None:

@@ -83,7 +83,7 @@ class Fp8InputLinear(nn.Linear):
             return super().forward(x)
         if self.weight_copies and "_fp8_weight" not in self.__dict__:
             values, _ = _quantized(self.weight)
-            self._fp8_weight = (values, values.t().contiguous())[:self.weight_copies]
+            self._fp8_weight = (values, values.t().contiguous()) if self.weight_copies == 2 else (values,)
         return _Fp8SavedInput.apply(x, self.weight, self.bias, *(_quantized(x) if self.own_copy else fp8_copy(x)))
 
 

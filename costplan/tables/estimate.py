@@ -318,7 +318,9 @@ def _lower_memory(est: Estimate) -> list[str]:
         hints.append("training.recompute: full")
     if a.micro_batch_size > 1:
         hints.append("a smaller training.micro_batch_size")
-    if par.source == "parallelism" and par.zero < 3 and par.data * par.context > 1:     # ZeRO shards over them
+    if a.fp8_weight_cache:      # Transformer Engine caches no weights FSDP gathers: ZeRO-3 is refused with it
+        hints.append("training.fp8_weight_cache: false (Megatron-Core's disable_parameter_transpose_cache)")
+    elif par.source == "parallelism" and par.zero < 3 and par.data * par.context > 1:     # ZeRO shards over them
         hints.append("fewer pipeline stages with parallelism.zero: 3" if zero_under_pipeline(3, par.pipeline)
                      else "parallelism.zero: 3")
     if par.source == "parallelism" and par.zero >= 1 and par.data * par.context == 1:   # nothing to shard over

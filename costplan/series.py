@@ -37,11 +37,12 @@ def seq_scaling(spec: Spec, lengths: Sequence[int] = DEFAULT_LENGTHS) -> list[tu
     return rows
 
 
-MEMORY_PARTS = ("weights", "fp8 weight copies", "gradients", "optimizer states", "activations",
-                "backward transients (loss, head, recomputation)",
+# The model states, held at every moment a step may peak at (parallel.StageMemory.moments), then the transients.
+STATES = ("weights", "fp8 weight copies", "gradients", "optimizer states")
+MEMORY_PARTS = (*STATES, "activations", "backward transients (loss, head, recomputation)",
                 "embedding and head gathered by ZeRO-3 (transient)", "layers gathered by ZeRO-3 (transient)",
                 "tied embedding gradients (transient)", "optimizer step transients")
-# The parts live at each moment a step may peak at, beyond weights, gradients and optimizer states.
+# The parts live at each moment a step may peak at, beyond the model states.
 TRANSIENTS = {BACKWARD: ("activations", "backward transients (loss, head, recomputation)",
                          "embedding and head gathered by ZeRO-3 (transient)", "layers gathered by ZeRO-3 (transient)"),
               END_OF_BACKWARD: ("tied embedding gradients (transient)",
@@ -56,9 +57,8 @@ def memory_values(m: Memory) -> dict[str, int]:
 
 
 def held_at_peak(part: str, m: Memory) -> bool:
-    """Whether the peak holds a part: the model states (MEMORY_PARTS[:4]) always, a transient at its own moments
-    (TRANSIENTS)."""
-    return part in MEMORY_PARTS[:4] or part in TRANSIENTS[m.peak_at]
+    """Whether the peak holds a part: the model states always, a transient at its own moments (TRANSIENTS)."""
+    return part in STATES or part in TRANSIENTS[m.peak_at]
 
 
 def memory_parts(e: Estimate) -> dict[str, int]:

@@ -5,8 +5,8 @@ its weight between micro-batches and steps (transformer_engine/pytorch/module/li
 `_fp8_workspaces["weight"]` unless is_first_microbatch is None or the module runs under FSDP2), refreshing it on
 the first micro-batch of a step; Megatron-Core's TransformerConfig.disable_parameter_transpose_cache (default off)
 turns it off. The copy is 1 byte an element, with its transposed copy beside it where the device's fp8 GEMMs take
-only the TN layout (Hopper, Ada): what the step model's fp8 casts write (kernels.fp8_cast_bytes, less the 16-bit
-element each cast reads). Its per-tensor scales are left out (4 bytes a tensor). The weights it copies are those
+only the TN layout (Hopper, Ada), the same device fact that has the step model's fp8 casts write a transposed copy
+(kernels.fp8_cast_bytes above 3). Its per-tensor scales are left out (4 bytes a tensor). The weights it copies are those
 of the layers' fp8 GEMMs (costs/ops.py Gemm.fp8: not the router, the shared-expert gate or the head), split as
 tensor and expert parallelism split them; under ZeRO-3 nothing is cached.
 """
@@ -19,8 +19,7 @@ from costplan.kernels import Curves
 from costplan.spec import ModelSpec, Spec
 
 CAST_BYTES = 3              # an fp8 cast of a 16-bit element: read 2 bytes, write 1 (kernels.fp8_cast_bytes)
-SIXTEEN_BIT = 2
-_WEIGHTS_ONLY = Shape(seq_len=1, act_bytes=SIXTEEN_BIT)     # a layer's GEMMs' weights do not depend on the shape
+_WEIGHTS_ONLY = Shape(seq_len=1, act_bytes=2)      # a layer's GEMMs' weights do not depend on the shape
 
 
 def cast_bytes(curves: Curves | None) -> float:

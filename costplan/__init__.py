@@ -31,3 +31,8 @@ def __getattr__(name: str):
 
         return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'costplan' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    """The public names too, which are imported on first use (tab completion in a notebook lists them)."""
+    return sorted({*globals(), *__all__} - {"annotations"})

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import datetime
 import functools
+from pathlib import Path
 from collections.abc import Iterator, Mapping
 from typing import Any, Literal
 
@@ -162,22 +163,45 @@ def _validate(data: Any, label: str, key: str) -> GPU:
 
 
 SPEC_NETWORK = "hardware.network_gbs"     # how a network the spec gives is sourced (tables tell it apart)
+# (name, network_gbs) → the device, for names of catalogue entries (resolve)
+_bundled_names: dict[tuple[str, float | None], GPU] = {}
 
 
-@functools.cache
+def _on_network(gpu: GPU, network_gbs: float | None) -> GPU:
+    if network_gbs is None:
+        return gpu
+    return gpu.model_copy(update={"network_gbs": network_gbs,
+                                  "network_source": f"{SPEC_NETWORK}: {network_gbs:g} GB/s per GPU"})
+
+
+@functools.lru_cache(maxsize=64)
+def _read_file(path: str, label: str, key: str, stamp: tuple[int, int], network_gbs: float | None) -> GPU:
+    """A hardware file's device, read once per state of the file (`stamp`: its modification time and size)."""
+    return _on_network(_validate(yamlio.read(Path(path)), label, key), network_gbs)
+
+
 def resolve(name: str, base_dir: str | None = None, network_gbs: float | None = None) -> GPU:
     """A catalogue entry by name, or a hardware YAML file by path (relative to the cwd, then base_dir), by the
-    rule of costplan/sources.py; on the cluster network `network_gbs` (hardware.network_gbs) where given. Cached,
-    so that one device is one object (the step model's memo keys name a device by its identity)."""
-    if network_gbs is not None:
-        return resolve(name, base_dir).model_copy(update={
-            "network_gbs": network_gbs, "network_source": f"{SPEC_NETWORK}: {network_gbs:g} GB/s per GPU"})
+    rule of costplan/sources.py; on the cluster network `network_gbs` (hardware.network_gbs) where given. One
+    device is one object (the step model's memo keys name a device by its identity): a catalogue name's always,
+    a file's until the file changes, when it is read again (a notebook editing its hardware file, or changing
+    folder, sees the file as it is now)."""
+    known = _bundled_names.get((name, network_gbs))
+    if known is not None:
+        return known
     gpus = catalogue()
     found = sources.find(name, gpus, [base_dir])
-    if isinstance(found, str):
-        return gpus[found]
+    if isinstance(found, str):    # text that names a catalogue entry names it from any folder (sources.find)
+        gpu = _bundled_names[name, network_gbs] = _on_network(gpus[found], network_gbs)
+        return gpu
     if found is not None and sources.is_file(found):
-        return _validate(yamlio.read(found), printable(found, cut=False), str(found))
+        try:
+            stat = found.stat()
+        except OSError:     # gone since is_file: read as missing below
+            stat = None
+        if stat is not None:
+            return _read_file(str(found.resolve()), printable(found, cut=False), str(found),
+                              (stat.st_mtime_ns, stat.st_size), network_gbs)
     if found is not None and found.is_dir():
         raise CostplanError(f"hardware file {shown(name)} is a folder; give a hardware YAML file")
     if found is not None:

@@ -5,6 +5,7 @@ their own places, so each problem is reported with its dotted path (costplan/sec
 from __future__ import annotations
 
 import math
+import numbers
 import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -256,11 +257,16 @@ def text(value: Any) -> str:
 
 
 def real_number(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    if isinstance(value, bool) or not isinstance(value, _NUMBERS):
         raise Invalid(f"expected a number, got {shown(value)}")
     if not math.isfinite(value):
         raise Invalid(f"expected a finite number, got {shown(value)}")
     return float(value)
+
+
+# ints and floats, and numpy's numbers (np.int64(8) from a notebook's sweep), which register with the numbers
+# ABCs; a boolean is never a number here (numpy's is not a numbers.Real)
+_NUMBERS = (int, float, numbers.Real)
 
 
 # a count written with a suffix (2T tokens, 70B): the exponent it stands for, which the message suggests
@@ -275,9 +281,11 @@ def _written_as(value: Any) -> str:
 
 
 def whole_number(value: Any) -> int:
-    """Accept ints and integral floats (YAML `2e12`); reject booleans, text and fractions."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    """Accept ints and integral floats (YAML `2e12`), numpy's too; reject booleans, text and fractions."""
+    if isinstance(value, bool) or not isinstance(value, _NUMBERS):
         raise Invalid(f"expected a whole number, got {shown(value)}{_written_as(value)}")
+    if not isinstance(value, (int, float)):
+        value = int(value) if isinstance(value, numbers.Integral) else float(value)
     if isinstance(value, float):
         if not math.isfinite(value) or value != int(value):
             raise Invalid(f"expected a whole number, got {shown(value)}")

@@ -2,6 +2,7 @@
 validated into a Spec; every problem of a file reported at once."""
 from __future__ import annotations
 
+import copy
 import functools
 import os
 import re
@@ -20,14 +21,33 @@ from costplan.sections import InvalidInput, Section, field_sections, valid_field
 from costplan.validation import count_or_none
 
 
-def load_spec(source: str | os.PathLike | Mapping[str, Any], overrides: Iterable[str] = ()) -> Spec:
-    """A validated Spec from a file path, a preset name or a mapping, with `--set`-style overrides applied."""
-    if not isinstance(source, (str, os.PathLike, Mapping)):
-        raise TypeError(f"load_spec() takes a preset name, a path or a mapping, not {type(source).__name__}")
+def load_spec(source: str | os.PathLike | Mapping[str, Any] | Spec, overrides: Iterable[str] | None = ()) -> Spec:
+    """A validated Spec from a preset name, a YAML file, a Hugging Face config.json (or a folder holding one) or a
+    mapping, with `--set`-style KEY=VALUE overrides applied; from a Spec, a validated copy with the overrides
+    (defaults derived from other fields follow them, as with --set: head_dim from a new d_model). Problems of the
+    input raise SpecError (its `source` and `problems`), a malformed override CostplanError."""
+    if not isinstance(source, (str, os.PathLike, Mapping, Spec)):
+        raise TypeError(f"load_spec() takes a preset name, a path, a mapping or a Spec, not {type(source).__name__}")
+    overrides = _override_list(overrides)
+    if isinstance(source, Spec):
+        return with_overrides(source, overrides)
+    if isinstance(source, Mapping):     # the spec keeps the mapping: the caller's later edits must not reach it
+        source = copy.deepcopy(source)
+    return read_source(source).validate(overrides)
+
+
+def _override_list(overrides: Iterable[str] | None) -> list[str]:
+    if overrides is None:
+        return []
     if isinstance(overrides, (str, bytes)):
         raise TypeError("load_spec() takes its overrides as a list of KEY=VALUE strings, e.g. "
                         "[\"training.seq_len=2048\"], not one string")
-    return read_source(source).validate(overrides)
+    listed = list(overrides)
+    odd = next((o for o in listed if not isinstance(o, str)), None)
+    if odd is not None:
+        raise TypeError(f"load_spec() takes each override as a KEY=VALUE string, e.g. \"training.seq_len=2048\", "
+                        f"not {type(odd).__name__} ({odd!r:.60})")
+    return listed
 
 
 class RawSpec(Record):

@@ -15,7 +15,7 @@ import typing
 from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar, Literal
 
-from costplan.errors import did_you_mean
+from costplan.errors import CostplanError, did_you_mean
 from costplan.kinds import (
     ANY, FAILED, INTEGER, REAL, TEXT, Choice, DictOf, FieldProblems, Invalid, Kind, ListOf, Nullable, Place,
     SectionKind, TupleOf, kind_of, message,
@@ -25,8 +25,9 @@ from costplan.records import Record
 REQUIRED: Any = type("Required", (), {"__repr__": lambda self: "REQUIRED"})()
 
 
-class InvalidInput(ValueError):
-    """Every problem of one input, each a sentence starting with its field's dotted path."""
+class InvalidInput(CostplanError, ValueError):
+    """Every problem of one input, each a sentence starting with its field's dotted path: a CostplanError, so
+    that a caller building a section directly (`costplan.Spec(model={...})`) catches it as any other input's."""
 
     def __init__(self, messages: list[str]):
         self.messages = messages

@@ -380,6 +380,15 @@ class Spec(Section):
     _raw: Any = None
 
     @classmethod
+    def model_validate(cls, data: Any, context: Mapping[str, Any] | None = None) -> Spec:
+        spec = super().model_validate(data, context)
+        # whether training.seq_len is model.max_seq_len's, said by the mapping as validated (not as the caller may
+        # change it later); a copy (model_copy) drops it, its training being the caller's
+        training = data.get("training") if isinstance(data, Mapping) else None
+        set_private(spec, "_seq_len_defaulted", not isinstance(training, Mapping) or training.get("seq_len") is None)
+        return spec
+
+    @classmethod
     def _before(cls, data: Any, context: Mapping[str, Any]) -> Any:
         return super()._before(cls._fill_defaults(data, context), context)
 
@@ -468,8 +477,7 @@ class Spec(Section):
     def seq_len_defaulted(self) -> bool:
         """Whether training.seq_len came from model.max_seq_len, the mapping validated having none (a copy made
         without that mapping, as a search's, is taken as given)."""
-        training = self._raw.get("training") if isinstance(self._raw, Mapping) else None
-        return self._raw is not None and (not isinstance(training, Mapping) or training.get("seq_len") is None)
+        return self.__dict__.get("_seq_len_defaulted", False)
 
     @property
     def gpu(self) -> hardware.GPU:

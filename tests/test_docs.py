@@ -118,3 +118,12 @@ def test_readme_profile_example_matches_except_the_machine(monkeypatch):
             assert cells[:6] == actual[:6], f"README row of `costplan {command}` is stale: {line}"
             note, real_note = (cells[6] if len(cells) > 6 else ""), (actual[6] if len(actual) > 6 else "")
             assert real_note.startswith(note.removesuffix("...").rstrip()), f"stale note: {line}"
+
+
+def test_readme_python_api_example_runs_as_written():
+    # the block is run as a notebook would run it, and the values its comments give are checked
+    block = re.search(r"### Python API\n\n```python\n(.*?)```", README, flags=re.S).group(1)
+    names: dict = {}
+    exec(compile(block, "README.md", "exec"), names)  # noqa: S102 - the README's own example
+    assert names["result"].params.total == int(re.search(r"result\.params\.total +# (\d+)", block).group(1))
+    assert names["longer"].training.seq_len == 4096 and names["spec"].training.seq_len == 2048

@@ -98,3 +98,37 @@ def test_catalogue_entries_read_alone_equal_the_whole_file():
     assert list(gpus) == list(whole) and len(gpus) == len(whole)
     for key, entry in whole.items():
         assert gpus[key] == hardware.GPU.model_validate({**entry, "key": key})
+
+
+LAB_GPU = ("name: lab\npeak_tflops: {{bf16: 100}}\nmemory_gib: 24\nmemory_bandwidth_gbs: 1000\n"
+           "interconnect_gbs: 64\nmfu: 0.5\nusd_per_gpu_hour: {price}\n")
+
+
+def test_an_edited_hardware_file_is_read_again(tmp_path):
+    # a notebook that edits its hardware file between estimates sees the edit (the device had been kept for the
+    # process, by the name it was given)
+    path = tmp_path / "gpu.yaml"
+    path.write_text(LAB_GPU.format(price=1.0))
+    first = hardware.resolve(str(path))
+    assert first.usd_per_gpu_hour == 1.0 and hardware.resolve(str(path)) is first   # unchanged: one object
+    path.write_text(LAB_GPU.format(price=12.5))
+    assert hardware.resolve(str(path)).usd_per_gpu_hour == 12.5
+
+
+def test_a_relative_hardware_file_is_the_current_folders(tmp_path, monkeypatch):
+    for folder, price in (("a", 1.0), ("b", 5.0)):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "gpu.yaml").write_text(LAB_GPU.format(price=price))
+    monkeypatch.chdir(tmp_path / "a")
+    assert hardware.resolve("gpu.yaml").usd_per_gpu_hour == 1.0
+    monkeypatch.chdir(tmp_path / "b")
+    assert hardware.resolve("gpu.yaml").usd_per_gpu_hour == 5.0
+
+
+def test_a_catalogue_name_is_one_device(tmp_path, monkeypatch):
+    # the step model's memo keys name a device by its identity; a file named like an entry does not hide it
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "h100-sxm").write_text(LAB_GPU.format(price=1.0))
+    assert hardware.resolve("h100-sxm") is hardware.resolve("h100-sxm") is hardware.catalogue()["h100-sxm"]
+    on = hardware.resolve("h100-sxm", network_gbs=50)
+    assert on is hardware.resolve("h100-sxm", network_gbs=50) and on.network_gbs == 50

@@ -325,9 +325,63 @@ def test_the_python_api_names_its_misuse():
         costplan.estimate("llama2-7b")
     with pytest.raises(TypeError, match="as a list of KEY=VALUE strings"):
         costplan.load_spec("llama2-7b", "training.seq_len=2048")
-    with pytest.raises(TypeError, match="takes a preset name, a path or a mapping, not NoneType"):
+    with pytest.raises(TypeError, match="takes a preset name, a path, a mapping or a Spec, not NoneType"):
         costplan.load_spec(None)
     assert costplan.load_spec("llama2-7b", ("training.seq_len=2048",)).training.seq_len == 2048
+    # an override that is no string: what to pass (it had been an AttributeError from the parser); None: none
+    with pytest.raises(TypeError, match=r"each override as a KEY=VALUE string.*not tuple \(\('training"):
+        costplan.load_spec("llama2-7b", [("training.seq_len", 2048)])
+    assert costplan.load_spec("llama2-7b", None) == costplan.load_spec("llama2-7b")
+
+
+GPT2_MAPPING = {"model": {"vocab_size": 50257, "d_model": 768, "n_layers": 12, "n_heads": 12, "max_seq_len": 1024}}
+
+
+def test_a_spec_built_directly_is_estimated_as_one_loaded():
+    # equal specs, equal estimates: training.seq_len defaulted from max_seq_len is said so of both (a Spec built
+    # from keywords had said "training.seq_len", the mapping it came from not being kept)
+    direct, loaded = costplan.Spec(**GPT2_MAPPING), costplan.load_spec(GPT2_MAPPING)
+    assert direct == loaded and costplan.estimate(direct) == costplan.estimate(loaded)
+    assert costplan.estimate(direct).assumptions.seq_len_source == "model.max_seq_len"
+    given = costplan.load_spec({**GPT2_MAPPING, "training": {"seq_len": 1024}})
+    assert costplan.estimate(given).assumptions.seq_len_source == "training.seq_len"
+
+
+def test_a_loaded_spec_does_not_follow_the_callers_mapping():
+    # a notebook reusing its dict for the next experiment: the spec loaded before is as it was loaded
+    mapping = {"model": dict(GPT2_MAPPING["model"]), "training": {}}
+    spec = costplan.load_spec(mapping)
+    before = costplan.estimate(spec)
+    mapping["training"]["seq_len"] = 512
+    mapping["model"]["d_model"] = 1536
+    assert costplan.estimate(spec) == before
+    assert costplan.load_spec(spec, ["model.n_layers=24"]).model.d_model == 768
+
+
+def test_a_spec_changed_through_load_spec_derives_its_defaults_again():
+    # load_spec(spec, overrides): a validated copy, defaults following the new values as with --set (head_dim
+    # and d_ff from a new d_model), where model_copy would keep the old ones unchecked
+    spec = costplan.load_spec(GPT2_MAPPING)
+    wider = costplan.load_spec(spec, ["model.d_model=1536"])
+    assert (wider.model.head_dim, wider.model.d_ff) == (128, 6144) and wider.label == spec.label
+    with pytest.raises(SpecError, match=r"training.seq_len: 4096 is longer than model.max_seq_len \(1024\)"):
+        costplan.load_spec(spec, ["training.seq_len=4096"])
+
+
+def test_numpy_numbers_are_numbers():
+    np = pytest.importorskip("numpy")
+    spec = costplan.load_spec({**GPT2_MAPPING, "hardware": {"count": np.int64(8)},
+                               "training": {"tokens": np.int64(10**10), "micro_batch_size": np.float64(4)}})
+    assert (spec.hardware.count, spec.training.tokens, spec.training.micro_batch_size) == (8, 10**10, 4)
+    assert type(spec.hardware.count) is int
+    for bad in (True, np.bool_(True), np.float32(2.5)):     # a boolean is no count, nor a fraction
+        with pytest.raises(SpecError, match="hardware.count: expected a whole number"):
+            costplan.load_spec({**GPT2_MAPPING, "hardware": {"count": bad}})
+
+
+def test_the_lazily_imported_names_are_listed():
+    assert {"estimate", "load_spec", "Spec", "SpecError", "build_model"} <= set(dir(costplan))
+    assert "annotations" not in dir(costplan)
 
 
 def test_an_empty_optional_section_is_its_defaults(tmp_path):
@@ -345,3 +399,8 @@ def test_an_empty_optional_section_is_its_defaults(tmp_path):
         load_for_search(write(tmp_path, laid, "no_hw.yaml")).hardware
     # an empty parallelism section is no section: the layout is searched, as without one
     assert costplan.load_spec(write(tmp_path, base + "parallelism:\n", "open.yaml")).parallelism is None
+
+
+def test_a_spec_built_from_bad_keywords_raises_a_costplan_error():
+    with pytest.raises(costplan.CostplanError, match="model.n_heads: required field is missing"):
+        costplan.Spec(model={"vocab_size": 10, "d_model": 8, "n_layers": 1, "max_seq_len": 8})

@@ -276,8 +276,10 @@ class Option(Record):
     recompute: str | None = None
     recompute_layers: int | None = None     # under full recompute: the first N layers of each stage
     untuned_cost_usd: float | None = None   # with the spec's own micro-batch size and recomputation
+    untuned_fits: bool | None = None        # whether those fit in memory on the chosen layout and GPUs
     # the next layout by the same rule (fewest GPUs, then cost): tensor, pipeline, zero, context, expert,
-    # expert_tensor, sequence_parallel, data, gpus, cost_usd
+    # expert_tensor, sequence_parallel, data, gpus, cost_usd, and the micro_batch_size, recompute and
+    # recompute_layers it was settled at (what estimate needs to reproduce its cost)
     runner_up: dict[str, Any] | None = None
     # where no layout meets the deadline, the quickest that fits (planner._fastest): the runner-up's layout keys,
     # gpus, wall_clock_days, micro_batch_size, recompute, recompute_layers, data_cap (the most data ranks the
@@ -409,7 +411,10 @@ def _fewest_gpus(spec: Spec, gpu_key: str, deadline_hours: float, mfu: float | N
         if _same_layout(other, result) or _same_layout(other, result, zero=False) and \
                 other.time.cost_usd == result.time.cost_usd:    # another ZeRO stage at the same price says nothing
             continue
-        runner_up = {**layout_of(other), "gpus": other.assumptions.gpu_count, "cost_usd": other.time.cost_usd}
+        a = other.assumptions
+        runner_up = {**layout_of(other), "gpus": a.gpu_count, "cost_usd": other.time.cost_usd,
+                     "micro_batch_size": a.micro_batch_size, "recompute": a.recompute,
+                     "recompute_layers": a.recompute_layers}
         break
     return Option(
         gpu=gpu_key, gpus=result.assumptions.gpu_count, layout=layout_of(result),
@@ -417,7 +422,7 @@ def _fewest_gpus(spec: Spec, gpu_key: str, deadline_hours: float, mfu: float | N
         wall_clock_days=result.time.wall_clock_days, gpu_hours=result.time.gpu_hours,
         cost_usd=result.time.cost_usd, micro_batch_size=result.assumptions.micro_batch_size,
         recompute=result.assumptions.recompute, recompute_layers=result.assumptions.recompute_layers,
-        untuned_cost_usd=untuned, runner_up=runner_up,
+        untuned_cost_usd=untuned, untuned_fits=plain.memory.fits, runner_up=runner_up,
         mfu=result.assumptions.mfu_override,
         mfu_source=None if result.assumptions.mfu_override is None else "--mfu" if mfu is not None else "hardware.mfu",
         not_taken=_not_taken(spec, gpu_key, mfu), spec_gpu=spec.hardware.gpu,

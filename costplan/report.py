@@ -102,6 +102,13 @@ def degrees(tensor: int, pipeline: int, data: int, context: int = 1, expert: int
                      *layout_extras(tensor, data, zero, context, expert, expert_tensor, sequence_parallel, "SP")])
 
 
+def parallel_layout(par: Any) -> str:
+    """An estimate's layout (its `parallelism` record) as degrees() writes it, the ZeRO stage included: sweep's
+    layout column, compare's row."""
+    return degrees(par.tensor, par.pipeline, par.data, par.context, par.expert, par.zero, par.expert_tensor,
+                   par.sequence_parallel)
+
+
 def layout_words(gpus: int, tensor: int, pipeline: int, data: int, context: int = 1, expert: int = 1) -> str:
     """Where a run's per-GPU figures hold: "one GPU", or its degrees."""
     return "one GPU" if gpus == 1 else degrees(tensor, pipeline, data, context, expert)
@@ -211,7 +218,7 @@ def flop_power(value: float) -> str:
 FORMATTERS = {
     "count": count, "flop": flop, "flop/s": flops_rate, "bytes": size, "usd": usd, "percent": percent,
     "ratio": ratio, "hours": gpu_hours, "days": days, "text": str, "number": number, "seconds": seconds,
-    "whole": whole, "dollars": number, "tokens/s": number,
+    "whole": whole, "dollars": number, "tokens/s": count,
 }
 # What a raw number (JSON, CSV) is in, by the unit it is formatted as; none for plain numbers and names.
 # "dollars" are USD shown to four figures (a price per million tokens), not rounded to cents as "usd" is.

@@ -26,7 +26,7 @@ from costplan.errors import CostplanError, SpecError, printable
 from costplan.forked import available_cpus, can_fork, imap_forked
 from costplan.loading import RawSpec, field_path, parse_override
 from costplan.spec import ParallelismSpec, Spec
-from costplan.report import degrees
+from costplan.report import parallel_layout
 from costplan.spec_rules import parallel_rules
 
 MAX_POINTS = 100_000   # more needs --limit: a million points would take minutes
@@ -46,9 +46,7 @@ COLUMNS: dict[str, Callable[[Estimate], Any]] = {
     "fits": lambda e: e.memory.fits,
     # tensor × pipeline × data and what else splits it (the ZeRO stage too: memory per GPU depends on it); the
     # base spec's where it holds
-    "layout": lambda e: degrees(e.parallelism.tensor, e.parallelism.pipeline, e.parallelism.data,
-                                e.parallelism.context, e.parallelism.expert, e.parallelism.zero,
-                                e.parallelism.expert_tensor, e.parallelism.sequence_parallel),
+    "layout": lambda e: parallel_layout(e.parallelism),
     "gpu_hours": lambda e: e.time.gpu_hours,
     "wall_clock_days": lambda e: e.time.wall_clock_days,
     "cost_usd": lambda e: e.time.cost_usd,

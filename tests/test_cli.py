@@ -606,6 +606,32 @@ def test_compare_names_each_gpu_and_whether_it_fits(run):
     assert "weights per GPU" in rows and "gradients per GPU" in rows            # ZeRO shards them per GPU
 
 
+def test_compare_shows_the_layout_and_the_step_each_spec_runs(run):
+    # compare prints what estimate prints next to GPU-hours: the layout, step time, tokens/s per GPU, MFU and wall
+    # clock, each the estimate's own figure (the CSV holds the raw values)
+    specs = ("llama2-7b", "llama3-8b", "--gpus", "64")
+    rows = {r["metric"]: r for r in csv.DictReader(io.StringIO(run("compare", *specs, "--format", "csv").stdout))}
+    for name in ("llama2-7b", "llama3-8b"):
+        (e,) = json.loads(run("estimate", name, "--gpus", "64", "--format", "json").stdout)
+        t, p = e["time"], e["parallelism"]
+        assert float(rows["step time"][name]) == pytest.approx(t["step_seconds"])
+        assert float(rows["training tokens/s per GPU"][name]) == pytest.approx(t["tokens_per_second_per_gpu"])
+        assert float(rows["MFU"][name]) == pytest.approx(t["mfu"])
+        assert float(rows["wall clock"][name]) == pytest.approx(t["wall_clock_days"])
+        assert rows["layout (tensor × pipeline × data)"][name].startswith(
+            f"{p['tensor']} × {p['pipeline']} × {p['data']}")
+    assert rows["MFU"]["unit"] == "fraction" and rows["step time"]["unit"] == "seconds"
+    # Transformer Engine's fp8 weight copies have a row where a compared spec keeps them, and only there
+    assert "fp8 weight copies per GPU" not in rows
+    cached = ["--set", "hardware.gpu=h100-sxm", "--set", "training.precision=fp8", "--set",
+              "training.fp8_saved_inputs=true", "--set", "training.fp8_weight_cache=true"]
+    table = run("compare", "llama2-7b", "--gpus", "64", "--set", "parallelism.tensor=2", *cached).stdout
+    (copies,) = [line for line in table.splitlines() if line.startswith("fp8 weight copies per GPU")]
+    # the linears of 32 layers, 32 × (4 · 4096² + 3 · 4096 · 11008) = 6,476,005,376 weights (not the embedding,
+    # head or norms), over 2 tensor ranks, 2 bytes each (a copy and its transpose on Hopper): 6.031 GiB
+    assert copies.split()[-2:] == ["6.031", "GiB"]
+
+
 def test_hardware_csv_keeps_the_peaks_together(run):
     # the catalogue's first device (a V100) has no bf16 or fp8 peak: the header still names every precision's
     # peak side by side after the name, not after the kernel tables

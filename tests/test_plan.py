@@ -326,8 +326,16 @@ def test_deadline_tunes_micro_batch_and_recompute_and_names_the_runner_up(run):
         f"parallelism.sequence_parallel={str(lay['sequence_parallel']).lower()}",
         f"training.micro_batch_size={data['micro_batch_size']}", f"training.recompute={data['recompute']}"])
     assert costplan.estimate(spec).time.cost_usd == pytest.approx(data["cost_usd"])
+    # and so does the runner-up, at the micro-batch and recomputation it names (its cost had not been reproducible
+    # from what was printed)
+    spec = costplan.load_spec("llama2-7b", [
+        "hardware.gpu=a100-80gb", f"hardware.count={runner['gpus']}", f"parallelism.tensor={runner['tensor']}",
+        f"parallelism.pipeline={runner['pipeline']}", f"parallelism.zero={runner['zero']}",
+        f"parallelism.sequence_parallel={str(runner['sequence_parallel']).lower()}",
+        f"training.micro_batch_size={runner['micro_batch_size']}", f"training.recompute={runner['recompute']}"])
+    assert costplan.estimate(spec).time.cost_usd == pytest.approx(runner["cost_usd"])
     out = run("plan", "llama2-7b", "--deadline", "30d", "--gpu", "a100-80gb").stdout
-    assert "runner-up" in out
+    assert f"at micro-batch {runner['micro_batch_size']}, recompute {runner['recompute']}: $" in out
 
 
 def test_deadline_note_says_when_the_runner_up_is_cheaper_on_more_gpus():
@@ -337,16 +345,17 @@ def test_deadline_note_says_when_the_runner_up_is_cheaper_on_more_gpus():
     chosen = dict(gpu="h100-sxm", gpus=64, layout={"tensor": 2, "pipeline": 1, "data": 32, "zero": 1},
                   memory_per_gpu=1.0, gpu_memory=2.0, wall_clock_days=1.0, gpu_hours=1536.0, cost_usd=4530.0,
                   micro_batch_size=1, recompute="none", untuned_cost_usd=4530.0)
+    settled = {"micro_batch_size": 2, "recompute": "selective", "recompute_layers": None}
     for cost, said in ((4000.0, True), (5000.0, False)):
-        runner_up = {"tensor": 1, "pipeline": 1, "zero": 3, "data": 128, "gpus": 128, "cost_usd": cost}
+        runner_up = {"tensor": 1, "pipeline": 1, "zero": 3, "data": 128, "gpus": 128, "cost_usd": cost, **settled}
         note = why(planner.Option(**chosen, runner_up=runner_up))
-        assert note.startswith("runner-up 1 × 1 × 128, ZeRO 3 on 128: $")
+        assert note.startswith("runner-up 1 × 1 × 128, ZeRO 3 on 128 at micro-batch 2, recompute selective: $")
         assert note.endswith("(cheaper, on more GPUs)") == said
     # a runner-up names its experts' split as the chosen layout's column does: the expert degree, and an expert
     # tensor degree other than its tensor degree
     moe = {**chosen, "layout": {**chosen["layout"], "expert": 8, "expert_tensor": 2}}
     runner_up = {"tensor": 2, "pipeline": 1, "zero": 1, "data": 32, "gpus": 64, "cost_usd": 5000.0,
-                 "expert": 8, "expert_tensor": 1}
+                 "expert": 8, "expert_tensor": 1, **settled}
     assert why(planner.Option(**moe, runner_up=runner_up)).startswith(
         "runner-up 2 × 1 × 32, expert 8, expert tensor 1, ZeRO 1 on 64")
 
@@ -514,9 +523,10 @@ def test_deadline_finds_layouts_that_fit_only_with_recomputation(run):
     assert chosen.memory.fits and chosen.time.wall_clock_days <= 365
     assert chosen.time.cost_usd == pytest.approx(data["cost_usd"])
     own = costplan.estimate(costplan.load_spec("llama3-70b", fixed))
-    assert not own.memory.fits or own.time.wall_clock_days > 365
+    assert not own.memory.fits and data["untuned_fits"] is False
     table = run("plan", "llama3-70b", "--deadline", "365d", "--gpu", "l4").stdout
-    assert "recompute full (the spec's own do not meet the deadline here)" in table
+    # the note names the constraint the spec's own settings fail: memory (it had said the deadline)
+    assert "recompute full (the spec's own do not fit here)" in table
 
 
 def test_the_runner_up_is_another_layout(run):

@@ -137,7 +137,8 @@ def test_no_zero_stage_on_one_gpu(run):
     out = run("plan", "gpt2-small", "--deadline", "12h", "--gpu", "a100-80gb", "--set", "hardware.mfu=0.45").stdout
     # hardware.mfu times every layout alike, so the two-GPU runner-up costs the same
     assert rows(out, "a100-80gb") == ("a100-80gb 1 1 × 1 × 1 2.708 GiB of 79.14 GiB 4.207 hours 4.207 $5.47 "
-                                      "at 45.0% MFU (hardware.mfu); runner-up 2 × 1 × 1, SP on 2: $5.47")
+                                      "at 45.0% MFU (hardware.mfu); runner-up 2 × 1 × 1, SP on 2 at micro-batch 1, "
+                                      "recompute none: $5.47")
 
 
 def test_parallel_notes_use_the_time_formatter(run):

@@ -11,8 +11,8 @@ from costplan.costs.parallel import micro_batches_in_flight
 from costplan.hardware import SPEC_NETWORK
 from costplan.spec_rules import zero_under_pipeline
 from costplan.report import (UNIT_WORDS, Block, LazyRows, Row, Table, count, degrees, flop, flops_rate, human,
-                             layout_words, number, percent, plural, price, ratio, recomputed, sectioned, seconds, size,
-                             layout_extras)
+                             layout_words, parallel_layout, number, percent, plural, price, ratio, recomputed,
+                             sectioned, seconds, size, layout_extras)
 
 if TYPE_CHECKING:
     from costplan.costs.result import Estimate, Memory
@@ -155,7 +155,7 @@ def time_rows(est: Estimate) -> list[Row]:
             rows.append(Row("time", f"  {_part_name(part)}", value, "seconds", share=value / t.step_seconds,
                             note=_fusion_note(a) if part == "memory_bound" else ""))
     rows += [
-        Row("time", "tokens per second per GPU", t.tokens_per_second_per_gpu, "number"),
+        Row("time", "tokens per second per GPU", t.tokens_per_second_per_gpu, "tokens/s"),
         Row("time", "MFU", t.mfu, "percent",
             note=f"model FLOPs / {a.gpu} {a.precision} peak {flops_rate(a.peak_flops_per_gpu)}" + (
                 OVER_ONE if t.mfu > 1 else "")),
@@ -331,12 +331,14 @@ def _lower_memory(est: Estimate) -> list[str]:
     return hints
 
 
+FP8_COPIES = "fp8 weight copies per GPU"       # a row only where a compared spec keeps them (compared)
 # (label, unit, value of an Estimate) for the rows of `costplan compare`
 COMPARED = [
     ("training sequence length", "number", lambda e: e.assumptions.seq_len),
     ("training tokens", "count", lambda e: e.assumptions.tokens),
     ("GPUs", "number", lambda e: e.assumptions.gpu_count),
     ("GPU", "text", lambda e: e.assumptions.gpu),
+    ("layout (tensor × pipeline × data)", "text", lambda e: parallel_layout(e.parallelism)),
     ("parameters, total", "count", lambda e: e.params.total),
     ("parameters, active", "count", lambda e: e.params.active),
     ("forward FLOPs per token", "flop", lambda e: e.flops.forward_per_token),
@@ -345,6 +347,7 @@ COMPARED = [
     ("hardware FLOPs per token", "flop", lambda e: e.flops.hardware_per_token),
     ("training FLOPs, total", "flop", lambda e: e.flops.training_total),
     ("weights per GPU", "bytes", lambda e: e.memory.weights),
+    (FP8_COPIES, "bytes", lambda e: e.memory.fp8_weights),
     ("gradients per GPU", "bytes", lambda e: e.memory.gradients),
     ("optimizer states per GPU", "bytes", lambda e: e.memory.optimizer),
     ("activations per GPU (micro-batches in flight)", "bytes", lambda e: e.memory.activations),
@@ -352,16 +355,25 @@ COMPARED = [
     ("fits in GPU memory", "flag", lambda e: e.memory.fits),
     ("KV cache per token", "bytes", lambda e: e.memory.kv_cache_per_token),
     ("KV cache at seq_len", "bytes", lambda e: e.memory.kv_cache_at_seq_len),
+    ("step time", "seconds", lambda e: e.time.step_seconds),
+    ("training tokens/s per GPU", "tokens/s", lambda e: e.time.tokens_per_second_per_gpu),
+    ("MFU", "percent", lambda e: e.time.mfu),
+    ("wall clock", "days", lambda e: e.time.wall_clock_days),
     ("GPU-hours", "hours", lambda e: e.time.gpu_hours),
     ("cost", "usd", lambda e: e.time.cost_usd),
     ("predicted loss (scaling law)", "number", lambda e: e.scaling.loss),
 ]
 
 
+def compared(results: Sequence[Estimate]) -> list[tuple[str, str, Any]]:
+    """compare's rows for these estimates: the fp8 weight copies only where one of them keeps any."""
+    return [m for m in COMPARED if m[0] != FP8_COPIES or any(e.memory.fp8_weights for e in results)]
+
+
 def compare(results: Sequence[Estimate], baseline: int, columns: Sequence[str] | None = None) -> Table:
     """Specs as columns (named `columns`, else by the specs' names), metrics as rows, each value with its ratio to
     the baseline column; JSON the estimates, CSV one row per metric."""
-    return side_by_side(columns or [e.name for e in results], results, COMPARED, baseline,
+    return side_by_side(columns or [e.name for e in results], results, compared(results), baseline,
                         [e.model_dump() for e in results])
 
 

@@ -128,13 +128,15 @@ def why(o: Option) -> str:
     if o.untuned_cost_usd and o.cost_usd < o.untuned_cost_usd:
         said.append(f"{tuned}: {percent(o.cost_usd / o.untuned_cost_usd - 1)}")
     elif o.untuned_cost_usd is None:      # the spec's own settings do not fit, or not in time, on these GPUs
-        said.append(f"{tuned} (the spec's own do not meet the deadline here)")
+        said.append(f"{tuned} (the spec's own {'do not meet the deadline' if o.untuned_fits else 'do not fit'} "
+                    "here)")
     r = o.runner_up
     if r:
         layout = ", ".join(_grid(r))
         # the fewest GPUs are chosen, not the cheapest run: say when more GPUs would cost less
         cheaper = " (cheaper, on more GPUs)" if r["cost_usd"] < o.cost_usd else ""
-        said.append(f"runner-up {layout} on {r['gpus']}: {usd(r['cost_usd'])}{cheaper}")
+        settled = f"micro-batch {r['micro_batch_size']}, recompute {recomputed(r['recompute'], r['recompute_layers'])}"
+        said.append(f"runner-up {layout} on {r['gpus']} at {settled}: {usd(r['cost_usd'])}{cheaper}")
     else:
         said.append("the only layout tried that fits in time")
     if o.oversized_batch:

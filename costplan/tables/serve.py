@@ -10,7 +10,7 @@ from costplan.report import (Block, LazyRows, Row, Table, flatten, flops_rate, h
                              seconds, size, usd)
 from costplan.spec import ServingSpec
 from costplan.validation import MAX_COUNT
-from costplan.tables.estimate import COMPARED, SWEEP_UNITS, cell, side_by_side, varied_cells
+from costplan.tables.estimate import SWEEP_UNITS, compared, cell, side_by_side, varied_cells
 
 if TYPE_CHECKING:
     from costplan.costs.serving_result import ServingEstimate
@@ -199,7 +199,7 @@ def compare(estimates: Sequence[Estimate], servings: Sequence[ServingEstimate], 
     specs' names), each value with its ratio to the baseline column; JSON each estimate with its `serving`
     object."""
     pairs = list(zip(estimates, servings))
-    metrics = [(label, unit, lambda p, get=get: get(p[0])) for label, unit, get in COMPARED]
+    metrics = [(label, unit, lambda p, get=get: get(p[0])) for label, unit, get in compared(estimates)]
     metrics += [(label, unit, lambda p, get=get: get(p[1])) for label, unit, get in SERVING_COMPARED]
     return side_by_side(columns or [e.name for e in estimates], pairs, metrics, baseline,
                         [{**e.model_dump(), "serving": s.model_dump()} for e, s in pairs])

@@ -318,22 +318,16 @@ def test_deadline_tunes_micro_batch_and_recompute_and_names_the_runner_up(run):
     # the runner-up is priced with its own tuning too: no cheaper at as few GPUs, or it would have been chosen
     runner = data["runner_up"]
     assert runner["gpus"] > data["gpus"] or runner["cost_usd"] >= data["cost_usd"]
-    # the option prices as the estimate of the same spec with that layout, micro-batch and recomputation
-    lay = data["layout"]
-    spec = costplan.load_spec("llama2-7b", [
-        "hardware.gpu=a100-80gb", f"hardware.count={data['gpus']}", f"parallelism.tensor={lay['tensor']}",
-        f"parallelism.pipeline={lay['pipeline']}", f"parallelism.zero={lay['zero']}",
-        f"parallelism.sequence_parallel={str(lay['sequence_parallel']).lower()}",
-        f"training.micro_batch_size={data['micro_batch_size']}", f"training.recompute={data['recompute']}"])
-    assert costplan.estimate(spec).time.cost_usd == pytest.approx(data["cost_usd"])
-    # and so does the runner-up, at the micro-batch and recomputation it names (its cost had not been reproducible
-    # from what was printed)
-    spec = costplan.load_spec("llama2-7b", [
-        "hardware.gpu=a100-80gb", f"hardware.count={runner['gpus']}", f"parallelism.tensor={runner['tensor']}",
-        f"parallelism.pipeline={runner['pipeline']}", f"parallelism.zero={runner['zero']}",
-        f"parallelism.sequence_parallel={str(runner['sequence_parallel']).lower()}",
-        f"training.micro_batch_size={runner['micro_batch_size']}", f"training.recompute={runner['recompute']}"])
-    assert costplan.estimate(spec).time.cost_usd == pytest.approx(runner["cost_usd"])
+    # the option prices as the estimate of the same spec with that layout, micro-batch and recomputation; and so
+    # does the runner-up, at the micro-batch and recomputation it names (it had not been reproducible from what
+    # was printed)
+    for layout, settled in ((data["layout"], data), (runner, runner)):
+        spec = costplan.load_spec("llama2-7b", [
+            "hardware.gpu=a100-80gb", f"hardware.count={settled['gpus']}", f"parallelism.tensor={layout['tensor']}",
+            f"parallelism.pipeline={layout['pipeline']}", f"parallelism.zero={layout['zero']}",
+            f"parallelism.sequence_parallel={str(layout['sequence_parallel']).lower()}",
+            f"training.micro_batch_size={settled['micro_batch_size']}", f"training.recompute={settled['recompute']}"])
+        assert costplan.estimate(spec).time.cost_usd == pytest.approx(settled["cost_usd"])
     out = run("plan", "llama2-7b", "--deadline", "30d", "--gpu", "a100-80gb").stdout
     assert f"at micro-batch {runner['micro_batch_size']}, recompute {runner['recompute']}: $" in out
 

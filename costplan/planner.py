@@ -93,7 +93,8 @@ class Proposal(Record):
     wall_clock_days: float
     cost_usd: float
     memory_per_gpu: int         # at the layout the estimate chose for the GPUs
-    gpu_memory: int
+    gpu_memory: int             # what a step must fit in: what a framework can have of each GPU
+    gpu_memory_stated: int      # each GPU's memory as its maker states it
     fits: bool
     budget: dict[str, Any]      # amount, unit, flops, gpu
     law: str
@@ -135,7 +136,8 @@ def propose(amount: float, unit: str, law: scaling.ScalingLaw, gpu_key: str, gpu
         params=result.params.total, tokens=tokens, flops=float(result.flops.training_total),
         loss=law.loss(result.params.total, tokens), gpu_hours=result.time.gpu_hours,
         wall_clock_days=result.time.wall_clock_days, cost_usd=result.time.cost_usd,
-        memory_per_gpu=result.memory.total_per_gpu, gpu_memory=result.memory.gpu_memory, fits=result.memory.fits,
+        memory_per_gpu=result.memory.total_per_gpu, gpu_memory=result.memory.gpu_memory,
+        gpu_memory_stated=result.memory.gpu_memory_stated, fits=result.memory.fits,
         budget={"amount": amount, "unit": unit, "flops": flops, "gpu": gpu_key},
         law=law.name,
         optimum=Optimum(params=n_opt, tokens=d_opt, loss=law.loss(n_opt, d_opt), tokens_per_param=d_opt / n_opt),
@@ -268,7 +270,8 @@ class Option(Record):
     gpus: int | None
     layout: dict[str, Any] | None           # the parallelism section used
     memory_per_gpu: int | None
-    gpu_memory: int
+    gpu_memory: int                         # what a step must fit in: what a framework can have of each GPU
+    gpu_memory_stated: int                  # each GPU's memory as its maker states it
     wall_clock_days: float | None
     gpu_hours: float | None
     cost_usd: float | None
@@ -300,6 +303,7 @@ class Option(Record):
     def none(cls, key: str, gpu: hardware.GPU, why: str) -> Option:
         """No option on this GPU type, and why."""
         return cls(gpu=key, gpus=None, layout=None, memory_per_gpu=None, gpu_memory=gpu.memory_bytes,
+                   gpu_memory_stated=gpu.stated_memory_bytes,
                    wall_clock_days=None, gpu_hours=None, cost_usd=None, note=why)
 
 
@@ -419,7 +423,8 @@ def _fewest_gpus(spec: Spec, gpu_key: str, deadline_hours: float, mfu: float | N
     return Option(
         gpu=gpu_key, gpus=result.assumptions.gpu_count, layout=layout_of(result),
         memory_per_gpu=result.memory.total_per_gpu, gpu_memory=result.memory.gpu_memory,
-        wall_clock_days=result.time.wall_clock_days, gpu_hours=result.time.gpu_hours,
+        gpu_memory_stated=result.memory.gpu_memory_stated, wall_clock_days=result.time.wall_clock_days,
+        gpu_hours=result.time.gpu_hours,
         cost_usd=result.time.cost_usd, micro_batch_size=result.assumptions.micro_batch_size,
         recompute=result.assumptions.recompute, recompute_layers=result.assumptions.recompute_layers,
         untuned_cost_usd=untuned, untuned_fits=plain.memory.fits, runner_up=runner_up,

@@ -185,6 +185,18 @@ def percent(value: float) -> str:
     return f"{100 * value:.1f}%"
 
 
+def usable_size(usable: int, stated: int) -> str:
+    """The memory a step must fit in, as size() prints it, but to two decimals where size() would print it as
+    the stated memory (an MI300X's 191.98 GiB of 192)."""
+    shown = size(usable)
+    return f"{usable / 2**30:.2f} GiB" if usable != stated and shown == size(stated) else shown
+
+
+def capacity(usable: int, stated: int) -> str:
+    """'79.14 GiB usable of 80 GiB', or '80 GiB' where all of a GPU's memory is usable (no usable figure)."""
+    return size(stated) if usable == stated else f"{usable_size(usable, stated)} usable of {size(stated)}"
+
+
 def ratio(value: float) -> str:
     return f"{number(value)}×"
 

@@ -1,6 +1,7 @@
 """The hardware catalogue: complete, sourced, dense peaks; users' own files."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -132,3 +133,19 @@ def test_a_catalogue_name_is_one_device(tmp_path, monkeypatch):
     assert hardware.resolve("h100-sxm") is hardware.resolve("h100-sxm") is hardware.catalogue()["h100-sxm"]
     on = hardware.resolve("h100-sxm", network_gbs=50)
     assert on is hardware.resolve("h100-sxm", network_gbs=50) and on.network_gbs == 50
+
+
+def test_the_usable_memory_is_said_apart_from_the_stated(run):
+    # an MI300X has 191.98 GiB of its 192: four figures would print both as 192 GiB
+    out = run("estimate", "llama2-7b", "--gpu", "mi300x", "--gpus", "8").stdout
+    assert "fits in 191.98 GiB usable of 192 GiB" in out
+    # serve and plan say what estimate says, and their JSON carries the stated memory beside the usable
+    (served,) = json.loads(run("serve", "llama3-8b", "--gpu", "h100-sxm", "--format", "json").stdout)
+    assert (served["memory"]["gpu_memory"], served["memory"]["gpu_memory_stated"]) == (int(79.11 * 2**30), 80 * 2**30)
+    assert "of 79.11 GiB usable of 80 GiB" in run("serve", "llama3-8b", "--gpu", "h100-sxm").stdout
+    (option,) = json.loads(run("plan", "llama2-7b", "--deadline", "72d", "--gpu", "mi300x", "--format",
+                               "json").stdout)
+    assert option["gpu_memory_stated"] == 192 * 2**30
+    assert " of 191.98 GiB " in run("plan", "llama2-7b", "--deadline", "72d", "--gpu", "mi300x").stdout
+    # the catalogue's H100 PCIe has PyTorch's total, as the SXM board has (it had fitted in all 80 GiB)
+    assert hardware.resolve("h100-pcie").memory_bytes == int(79.19 * 2**30)

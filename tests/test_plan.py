@@ -337,7 +337,8 @@ def test_deadline_note_says_when_the_runner_up_is_cheaper_on_more_gpus():
     # note says so; where it costs more, it does not.
     from costplan.tables.plan import why
     chosen = dict(gpu="h100-sxm", gpus=64, layout={"tensor": 2, "pipeline": 1, "data": 32, "zero": 1},
-                  memory_per_gpu=1.0, gpu_memory=2.0, wall_clock_days=1.0, gpu_hours=1536.0, cost_usd=4530.0,
+                  memory_per_gpu=1.0, gpu_memory=2.0, gpu_memory_stated=2.0, wall_clock_days=1.0, gpu_hours=1536.0,
+                  cost_usd=4530.0,
                   micro_batch_size=1, recompute="none", untuned_cost_usd=4530.0)
     settled = {"micro_batch_size": 2, "recompute": "selective", "recompute_layers": None}
     for cost, said in ((4000.0, True), (5000.0, False)):

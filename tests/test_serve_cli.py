@@ -65,7 +65,7 @@ def error_lines(result) -> list[str]:
 
 def test_a_model_that_does_not_fit_at_batch_1(run):
     (line,) = error_lines(run("serve", "deepseek-v3", "--gpus", "8", "--weights", "fp8"))
-    assert "do not fit in h100-sxm's 79.11 GiB with 8 GPUs per replica" in line
+    assert "do not fit in h100-sxm's 79.11 GiB usable of 80 GiB with 8 GPUs per replica" in line
     # More GPUs would only add replicas of 8; the advice is the one that works: a wider replica.
     assert "use more GPUs per replica (--tensor)" in line
     assert run("serve", "deepseek-v3", "--weights", "fp8", "--tensor", "16").exit_code == 0
@@ -84,8 +84,8 @@ def test_a_model_that_does_not_fit_at_batch_1(run):
 def test_a_batch_larger_than_fits(run):
     (line,) = error_lines(run("serve", "llama3-8b", "--gpus", "1", "--batch", "100000"))
     assert "serving.batch: 100000 sequences need" in line and line.endswith(
-        "at most 360 fit in 79.11 GiB with 1 GPU per replica; give a smaller --batch, or use more GPUs per replica "
-        "(--tensor), a larger --gpu, smaller --weights or an fp8 --kv-cache")
+        "at most 360 fit in 79.11 GiB usable of 80 GiB with 1 GPU per replica; give a smaller --batch, or use more "
+        "GPUs per replica (--tensor), a larger --gpu, smaller --weights or an fp8 --kv-cache")
 
 
 def test_format_names_ignore_case_as_the_spec_does(run):
@@ -110,7 +110,7 @@ def test_the_automatic_tensor_degree_holds_the_batch_asked_for(run):
     assert tensor() == 2 and tensor("--batch", "28") == 2 and tensor("--batch", "29") == 4
     assert tensor("--batch", "500") == 8
     (line,) = error_lines(run("serve", "llama3-70b", "--batch", "5000"))   # past 8 GPUs' 1,122: named at 8
-    assert "at most 1122 fit in 79.11 GiB with 8 GPUs per replica" in line
+    assert "at most 1122 fit in 79.11 GiB usable of 80 GiB with 8 GPUs per replica" in line
 
 
 def test_tensor_that_does_not_divide_the_heads(run):

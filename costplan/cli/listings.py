@@ -25,8 +25,9 @@ def presets(fmt) -> None:
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
 def hardware(fmt) -> None:
     """List the hardware catalogue: dense peaks, memory (as the maker states it, and usable: what PyTorch has of
-    it, which steps must fit in), bandwidth, the MFU a budget's GPU-hours are turned into FLOPs at (plan --budget;
-    estimate times steps with the step model) and price."""
+    it, or nvidia-smi's total where PyTorch's was not found, which steps and serving replicas must fit in),
+    bandwidth, the budget MFU (plan --budget's first guess of the size GPU-hours buy, which the step model then
+    times; a hardware file without kernel tables is timed at its mfu throughout) and price."""
     from costplan import report, tables
     from costplan.hardware import catalogue
 

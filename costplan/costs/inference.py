@@ -303,7 +303,7 @@ def _memory(spec: Spec, parts: sizes.Parts, tensor: int, weights: int) -> Servin
         kv_cache_per_sequence=per_seq,
         kv_cache_per_sequence_per_gpu=per_seq_gpu, reserve=reserve,
         total_per_gpu=weights_gpu + batch * per_seq_gpu + reserve, gpu_memory=gpu.memory_bytes,
-        max_batch=max_batch)
+        gpu_memory_stated=gpu.stated_memory_bytes, max_batch=max_batch)
 
 
 def _setup(spec: Spec) -> tuple[sizes.Parts, ServingMemory, Replica, list[int]]:

@@ -16,7 +16,8 @@ class ServingMemory(Record):
     kv_cache_per_sequence_per_gpu: int
     reserve: int                  # kept free for activations, CUDA graphs and the allocator
     total_per_gpu: int            # weights + batch × cache + reserve
-    gpu_memory: int
+    gpu_memory: int               # what a replica's GPU must fit in: what a framework can have of its memory
+    gpu_memory_stated: int        # the GPU's memory as its maker states it
     max_batch: int                # 0: the weights and one sequence do not fit
 
 

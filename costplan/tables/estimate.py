@@ -11,7 +11,7 @@ from costplan.costs.parallel import micro_batches_in_flight
 from costplan.hardware import SPEC_NETWORK
 from costplan.spec_rules import zero_under_pipeline
 from costplan.report import (UNIT_WORDS, Block, LazyRows, Row, Table, count, degrees, flop, flops_rate, human,
-                             layout_words, parallel_layout, number, percent, plural, price, ratio, recomputed,
+                             capacity, layout_words, parallel_layout, number, percent, plural, price, ratio, recomputed,
                              sectioned, seconds, size, layout_extras)
 
 if TYPE_CHECKING:
@@ -76,8 +76,8 @@ def estimate_rows(est: Estimate) -> list[Row]:
              for part, value in series.memory_values(m).items() if value or part not in SHOWN_WHEN_HELD]
     rows += [
         Row("memory", "total per GPU", m.total_per_gpu, "bytes",
-            note=f"peak at {m.peak_at}; {'fits' if m.fits else 'does not fit'} in {size(m.gpu_memory)}{_by(m)}"
-                 f"{_of_stated(m)}"),
+            note=f"peak at {m.peak_at}; {'fits' if m.fits else 'does not fit'} in "
+                 f"{capacity(m.gpu_memory, m.gpu_memory_stated)}{_by(m)}"),
         Row("memory", "KV cache per token (inference)", m.kv_cache_per_token, "bytes"),
         Row("memory", f"KV cache at seq_len {a.seq_len}", m.kv_cache_at_seq_len, "bytes",
             note="one sequence; windows and recurrent states cap it"),
@@ -264,13 +264,9 @@ def seq_len_warnings(group: Sequence[Estimate]) -> list[str]:
 
 def _not_fitting(est: Estimate) -> str:
     m = est.memory
-    return (f"{size(m.total_per_gpu)} per GPU does not fit in {est.assumptions.gpu}'s {size(m.gpu_memory)}{_by(m)}"
-            f"{_of_stated(m)} {_where(est)}; what would lower it: {', '.join(_lower_memory(est))}")
-
-
-def _of_stated(m: Memory) -> str:
-    """Where the memory a step must fit in is less than the GPU's stated memory: what it is."""
-    return "" if m.gpu_memory == m.gpu_memory_stated else f" usable of {size(m.gpu_memory_stated)}"
+    return (f"{size(m.total_per_gpu)} per GPU does not fit in {est.assumptions.gpu}'s "
+            f"{capacity(m.gpu_memory, m.gpu_memory_stated)}{_by(m)} {_where(est)}; what would lower it: "
+            f"{', '.join(_lower_memory(est))}")
 
 
 def _by(m: Memory) -> str:

@@ -5,8 +5,8 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from costplan.tables.estimate import oversized_note
-from costplan.report import (Block, Row, Table, count, flop, gpu_hours, human, number, percent, plural, recomputed,
-                             sectioned, size, usd, layout_extras)
+from costplan.report import (Block, Row, Table, capacity, count, flop, gpu_hours, human, number, percent, plural,
+                             recomputed, sectioned, size, usable_size, usd, layout_extras)
 
 if TYPE_CHECKING:
     from costplan.planner import Option, Proposal
@@ -36,7 +36,8 @@ def proposal_rows(plan: Proposal) -> list[Row]:
         Row("proposal", "wall clock", plan.wall_clock_days, "days", note=f"on {plural(str(hw['count']), 'GPU')}" + (
             f": {', '.join(_grid(plan.layout))}" if hw["count"] > 1 else "")),
         Row("proposal", "memory per GPU", plan.memory_per_gpu, "bytes",
-            note=f"{'fits' if plan.fits else 'does not fit'} in {hw['gpu']}'s {size(plan.gpu_memory)}"),
+            note=f"{'fits' if plan.fits else 'does not fit'} in {hw['gpu']}'s "
+                 f"{capacity(plan.gpu_memory, plan.gpu_memory_stated)}"),
         Row("proposal", "cost", plan.cost_usd, "usd", note="at the catalogue price"),
     ]
 
@@ -60,7 +61,8 @@ def proposal_warnings(plan: Proposal) -> list[str]:
                    "smaller model trained on more tokens may reach a lower loss on the same budget")
     if not plan.fits:
         out.append(f"the proposal needs {size(plan.memory_per_gpu)} per GPU, more than {hw['gpu']}'s "
-                   f"{size(plan.gpu_memory)}: it cannot train on {plural(str(hw['count']), 'GPU')} as priced; give "
+                   f"{capacity(plan.gpu_memory, plan.gpu_memory_stated)}: it cannot train on "
+                   f"{plural(str(hw['count']), 'GPU')} as priced; give "
                    "more --gpus (or a larger --gpu), or estimate the spec it writes for what lowers it")
     if plan.oversized_batch:
         out.append(f"the proposed run has {oversized_note(plan.oversized_batch)}")
@@ -153,7 +155,8 @@ def deadline(options: Sequence[Option]) -> Table:
             continue
         lay = o.layout
         body.append([o.gpu, str(o.gpus), ", ".join(_grid(lay)),
-                     f"{size(o.memory_per_gpu)} of {size(o.gpu_memory)}", human(o.wall_clock_days, "days"),
+                     f"{size(o.memory_per_gpu)} of {usable_size(o.gpu_memory, o.gpu_memory_stated)}",
+                     human(o.wall_clock_days, "days"),
                      count(o.gpu_hours), usd(o.cost_usd), why(o)])
     # JSON and CSV carry the table's note: why the row was chosen, not only why none was
     return Table([Block(DEADLINE_HEADERS, body)],

@@ -6,8 +6,8 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from costplan.costs.serving_result import NO_DECODE
-from costplan.report import (Block, LazyRows, Row, Table, flatten, flops_rate, human, percent, plural, sectioned,
-                             seconds, size, usd)
+from costplan.report import (Block, LazyRows, Row, Table, capacity, flatten, flops_rate, human, percent, plural,
+                             sectioned, seconds, size, usd)
 from costplan.spec import ServingSpec
 from costplan.validation import MAX_COUNT
 from costplan.tables.estimate import SWEEP_UNITS, compared, cell, side_by_side, varied_cells
@@ -50,7 +50,7 @@ def serve_rows(est: ServingEstimate) -> list[Row]:
         Row("memory", "reserve", m.reserve, "bytes", m.reserve / m.gpu_memory,
             note="activations, CUDA graphs, allocator"),
         Row("memory", "total per GPU", m.total_per_gpu, "bytes", m.total_per_gpu / m.gpu_memory,
-            note=f"of {size(m.gpu_memory)}"),
+            note=f"of {capacity(m.gpu_memory, m.gpu_memory_stated)}"),
         Row("memory", "max batch", m.max_batch, "whole", note="sequences that fit" + (
             f", at most serving.batch's limit ({MAX_COUNT:,})" if m.max_batch == MAX_COUNT else "")),
         Row("latency", "time to first token", lat.ttft_seconds, "seconds", note=f"{lat.prefill_bound}-bound prefill"),
@@ -132,13 +132,15 @@ def problem(est: ServingEstimate, label: str) -> str | None:
                 f"{a.group_size} at --tensor {', '.join(map(str, a.tensor_skipped))})" if a.tensor_skipped else
                 f"more GPUs per replica (--tensor{split})")
         return (f"{label}: {size(m.weights_per_gpu)} of weights per GPU, {size(m.reserve)} reserve and one "
-                f"{size(m.kv_cache_per_sequence_per_gpu)} sequence do not fit in {a.gpu}'s {size(m.gpu_memory)} "
+                f"{size(m.kv_cache_per_sequence_per_gpu)} sequence do not fit in {a.gpu}'s "
+                f"{capacity(m.gpu_memory, m.gpu_memory_stated)} "
                 f"with {plural(str(a.tensor), 'GPU')} per replica; use {smaller}{more}, a larger --gpu "
                 "or smaller --weights")
     if not est.fits:
         fp8 = " or an fp8 --kv-cache" if a.kv_cache != "fp8" else ""
         return (f"{label}: serving.batch: {thr.batch} sequences need {size(m.total_per_gpu)} per GPU; at most "
-                f"{m.max_batch} fit in {size(m.gpu_memory)} with {plural(str(a.tensor), 'GPU')} per "
+                f"{m.max_batch} fit in {capacity(m.gpu_memory, m.gpu_memory_stated)} with "
+                f"{plural(str(a.tensor), 'GPU')} per "
                 f"replica; give a smaller --batch, or use more GPUs per replica (--tensor), a larger --gpu, smaller "
                 f"--weights{fp8}")
     if not est.meets_targets:

@@ -376,7 +376,8 @@ Python, a few seconds; the numbers do not depend on the machine). What fed which
   the share of the SMs an overlapped collective takes from the compute beside it (`overlap_sm_share`: NCCL's
   24 channels of an 8-GPU NVSwitch node, one CTA each, seen in NCCL's own log on an HGX A100, nccl-tests
   issue #100, and as the 24 blocks of an all-gather beside a GEMM in an H100 Nsight trace on NVIDIA's developer
-  forum; over 108 SMs on the A100, 132 on the H100 and H200; none for the B200 rows).
+  forum; over 108 SMs on the A100, 132 on the H100 and H200; NCCL's 32 channels on a DGX B200, NVIDIA/nccl
+  issue #1646, over its 148 SMs).
 - **Validation** (this file): `bench/training_published.yaml`, 75 published training runs from 7 publications
   by 4 independent groups (MosaicML llm-foundry, PyTorch torchtitan, NVIDIA NeMo / Megatron-Bridge /
   Megatron-LM, BigScience); `bench/training_published.md` describes each source. No constant was fitted to them.
@@ -796,6 +797,15 @@ A ring collective across nodes is now no faster, at a message size, than a ring 
 0.95 (derived, not measured by size) had put DDP's 25 MiB buckets over two A100 nodes at 190 GB/s, where NVLink's
 ring reaches 129 at that size (nccl-tests' curve, 0.43 of the link). Four rows moved, by 0.4 points at most
 (Megatron-LM's 1.7B from +19.9% to +19.5%); the medians and the share within 15% did not.
+
+The B200 rows now pay for their hidden collectives as the A100 and H100 rows do, and stream at the memory
+bandwidth NVIDIA's revised datasheet gives, both read from kernel-level and device facts before the rows were
+compared: NCCL's log on a DGX B200 lists 32 channels over its 8 GPUs (NVIDIA/nccl issue #1646), one CTA each of a
+B200's 148 SMs (a CUDA device query, pytorch/ao pull request #4002), an `overlap_sm_share` of 0.216 where the
+B200 had none; and 7.7 TB/s (the datasheet's HGX B200 column as revised; the same query's 7,680-bit bus at
+3,996 MHz gives 7.67) where the catalogue had the first-published 8 TB/s. The three B200 rows moved by 1-2 points,
+all predicted slower: Llama 3 8B from +14.4% to +13.3%, Llama 3.1 405B from +9.6% to +7.4%, DeepSeek-V3 from +54.9%
+to +53.8%; all rows' median |error| from 9.5% to 9.4%, 55 of 75 still within 15%.
 
 """
 

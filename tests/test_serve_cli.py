@@ -259,3 +259,30 @@ def test_a_cache_its_window_caps_says_so(run):
     assert "512 MiB" in row and row.rstrip().endswith("windows and recurrent states cap it")
     whole = run("serve", "llama2-7b").stdout
     assert not next(line for line in whole.splitlines() if "KV cache per sequence" in line).rstrip().endswith("it")
+
+
+def test_a_cheaper_tensor_degree_than_the_automatic_one_is_said():
+    # Llama 3 70B in bf16 on H100s: two GPUs hold the weights and a batch of 28; four hold a batch of 392, and
+    # serve a request for less than half. The automatic degree stays the fewest GPUs; a warning says the rest.
+    from click.testing import CliRunner
+
+    from costplan.cli import cli
+    result = CliRunner().invoke(cli, ["serve", "llama3-70b", "--gpu", "h100-sxm", "--format", "json"])
+    assert result.exit_code == 0, result.stderr
+    (auto,) = json.loads(result.stdout)
+    (wider,) = json.loads(CliRunner().invoke(cli, ["serve", "llama3-70b", "--gpu", "h100-sxm", "--tensor", "4",
+                                                   "--format", "json"]).stdout)
+    assert (auto["assumptions"]["tensor"], wider["assumptions"]["tensor"]) == (2, 4)
+
+    def request(e):      # a request's cost from the two per-million prices the JSON gives
+        return (e["cost"]["usd_per_million_input_tokens"] * e["assumptions"]["prompt_tokens"]
+                + e["cost"]["usd_per_million_output_tokens"] * e["assumptions"]["output_tokens"]) / 1e6
+    share = request(wider) / request(auto)
+    assert share < 0.9
+    (line,) = [line for line in result.stderr.splitlines() if "--tensor 4" in line]
+    assert line.startswith(f"warning: llama3-70b: --tensor 4 serves a request for {100 * share:.1f}% of its cost "
+                           "on 2 GPUs per replica, the fewest that hold the batch: batch "
+                           f"{wider['throughput']['batch']:,} against {auto['throughput']['batch']:,}")
+    # no such warning where the degree is the user's, or where no larger one is cheaper
+    for args in (["llama3-70b", "--gpu", "h100-sxm", "--tensor", "2"], ["llama3-8b", "--gpu", "h100-sxm"]):
+        assert "--tensor" not in CliRunner().invoke(cli, ["serve", *args]).stderr

@@ -58,4 +58,8 @@ def serve(specs, batch, prompt_tokens, output_tokens, weights, group_size, kv_ca
     problems = [p for p in (serve_tables.problem(r, s.label) for s, r in zip(loaded, results)) if p]
     if problems:
         raise CostplanError("\n".join(problems))
+    from costplan.costs.inference import cheaper_degree
+
+    echo_warnings([serve_tables.cheaper_note(r, other) for s, r in zip(loaded, results)
+                   if (other := cheaper_degree(s, r)) is not None])
     click.echo(report.render(serve_tables.serving(results), fmt))

@@ -52,7 +52,7 @@ from costplan.costs import serving as sizes
 from costplan.costs import serving_ops as ops
 from costplan.costs.serving_ops import expected_experts
 from costplan.costs.serving_result import (NO_DECODE, Efficiency, ServingAssumptions, ServingCost, ServingEstimate,
-                                           ServingLatency, ServingMemory, ServingThroughput)
+                                           ServingLatency, ServingMemory, ServingThroughput, request_usd)
 from costplan.costs.attention.softmax import qk_norms
 from costplan.costs.parallel import TENSOR_REPLICATED
 from costplan.costs.time import SECONDS_PER_HOUR
@@ -424,6 +424,28 @@ def serve(spec: Spec) -> ServingEstimate:
             gpus_for_rate=gpus_for_rate),
         assumptions=assumptions,
     )
+
+
+# How much less a larger automatic tensor degree must cost a request before serve points at it: below this the two
+# are one price within what the model can tell apart.
+CHEAPER_DEGREE = 0.9
+
+
+def cheaper_degree(spec: Spec, est: ServingEstimate) -> ServingEstimate | None:
+    """Where serving.tensor is automatic (the fewest GPUs per replica that hold the batch), the estimate at the
+    larger degree the node allows that serves a request cheapest, where that is under CHEAPER_DEGREE of this one's
+    cost and meets the spec's latency targets: more GPUs per replica hold more of the cache, so a larger batch a
+    GPU. None otherwise."""
+    if spec.serving.tensor != "auto" or not est.fits:
+        return None
+    best, cost = None, request_usd(est) * CHEAPER_DEGREE
+    for tensor in _aligned_choices(spec)[0]:
+        if tensor <= est.assumptions.tensor:
+            continue
+        other = serve(spec.model_copy(update={"serving": spec.serving.model_copy(update={"tensor": tensor})}))
+        if other.fits and other.meets_targets and request_usd(other) < cost:
+            best, cost = other, request_usd(other)
+    return best
 
 
 def _efficiencies(eff: kernels.Efficiencies, weights: str, tensor: int, node_size: int) -> dict[str, Efficiency]:

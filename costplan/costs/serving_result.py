@@ -99,3 +99,10 @@ class ServingEstimate(Record):
     throughput: ServingThroughput
     cost: ServingCost
     assumptions: ServingAssumptions
+
+
+def request_usd(est: ServingEstimate) -> float:
+    """What one request costs, of an estimate that fits: its prompt at the input rate, its output at the output
+    rate."""
+    a, c = est.assumptions, est.cost
+    return (c.usd_per_million_input_tokens * a.prompt_tokens + c.usd_per_million_output_tokens * a.output_tokens) / 1e6

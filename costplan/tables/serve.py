@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from costplan.costs.serving_result import NO_DECODE
-from costplan.report import (Block, LazyRows, Row, Table, capacity, flatten, flops_rate, human, percent, plural,
-                             sectioned, seconds, size, usd)
+from costplan.costs.serving_result import NO_DECODE, request_usd
+from costplan.report import (Block, LazyRows, Row, Table, capacity, flatten, flops_rate, human, number, percent,
+                             plural, sectioned, seconds, size, usd)
 from costplan.spec import ServingSpec
 from costplan.validation import MAX_COUNT
 from costplan.tables.estimate import SWEEP_UNITS, compared, cell, side_by_side, varied_cells
@@ -115,6 +115,18 @@ def assumption_lines(est: ServingEstimate) -> list[str]:
     lines += [f"price: {usd(est.cost.usd_per_gpu_hour)} per GPU-hour: {a.price_source}",
               f"not modelled: {a.not_modelled}"]
     return lines
+
+
+def cheaper_note(est: ServingEstimate, other: ServingEstimate) -> str:
+    """A warning that a larger tensor degree than the automatic one serves a request for less."""
+    a, b = est.assumptions, other.assumptions
+    return (f"{est.name}: --tensor {b.tensor} serves a request for {percent(request_usd(other) / request_usd(est))} "
+            f"of its cost on {plural(str(a.tensor), 'GPU')} per replica, the fewest that hold the batch: batch "
+            f"{other.throughput.batch:,} against {est.throughput.batch:,}, "
+            f"{human(other.throughput.tokens_per_second_per_gpu, 'count')} output tokens/s per GPU against "
+            f"{human(est.throughput.tokens_per_second_per_gpu, 'count')}, "
+            f"${number(other.cost.usd_per_million_output_tokens)} per million output tokens against "
+            f"${number(est.cost.usd_per_million_output_tokens)}")
 
 
 def problem(est: ServingEstimate, label: str) -> str | None:

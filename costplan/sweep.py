@@ -26,7 +26,7 @@ from costplan.errors import CostplanError, SpecError, printable
 from costplan.forked import available_cpus, can_fork, imap_forked
 from costplan.loading import RawSpec, field_path, parse_override
 from costplan.spec import ParallelismSpec, Spec
-from costplan.report import parallel_layout
+from costplan.report import degrees, parallel_layout
 from costplan.spec_rules import parallel_rules
 
 MAX_POINTS = 100_000   # more needs --limit: a million points would take minutes
@@ -185,14 +185,15 @@ def run(raw: RawSpec, axes: Sequence[Axis], overrides: Iterable[str] = (), law: 
     with at least POINTS_PER_JOB points, as `costplan sweep` does; the default keeps them in the caller's
     process, which a library should not fork unasked); the result does not depend on it.
     `progress(done, total)` is called as each chunk of points is in. Points hold the base spec's layout where it
-    serves them (_held_layout), unless `search_layouts`: then each searches its own, as `estimate` would."""
+    serves them (held_layout), unless `search_layouts`: then each searches its own, as `estimate` would."""
     check_size(axes, limit)
     law = law or scaling.resolve(None)
     overrides = list(overrides)
     combos = list(itertools.islice(itertools.product(*(range(len(axis.values)) for axis in axes)), limit))
     points, problems = [], {}
     with shared_components():
-        held = None if search_layouts else _held_layout(raw, axes, overrides)
+        base = None if search_layouts else held_layout(raw, axes, overrides)
+        held = base.parallelism if base is not None else None
         held = (held, held.model_dump(), held.model_copy(update={"micro_batches": None})) if held else None
         work = _Work(raw, tuple(axes), overrides, law, serving, held)
         for chunk_points, chunk_problems, done in _evaluate(work, combos, _job_count(jobs, len(combos))):
@@ -256,9 +257,10 @@ def _evaluate(work: _Work, combos: list[tuple[int, ...]], jobs: int):
         yield points, problems, stop
 
 
-def _held_layout(raw: RawSpec, axes: Sequence[Axis], overrides: list[str]) -> ParallelismSpec | None:
-    """The layout the base spec resolves to, held for every point, when the spec leaves it to costplan and no
-    axis varies the layout or the GPUs: points then differ in what they vary, not in a layout search each."""
+def held_layout(raw: RawSpec, axes: Sequence[Axis], overrides: list[str]) -> Spec | None:
+    """The base spec laid out as it resolves, whose layout every point holds where it serves it, when the spec
+    leaves the layout to costplan and no axis varies the layout or the GPUs: points then differ in what they vary,
+    not in a layout search each."""
     if any(axis.key.split(".")[0] in ("parallelism", "hardware") for axis in axes):
         return None
     try:
@@ -267,7 +269,23 @@ def _held_layout(raw: RawSpec, axes: Sequence[Axis], overrides: list[str]) -> Pa
         return None
     if base.parallelism is not None or base.hardware.count == 1:
         return None
-    return laid_out_once(base).parallelism
+    return laid_out_once(base)
+
+
+def held_note(raw: RawSpec, axes: Sequence[Axis], overrides: list[str], points: Sequence[Point]) -> str | None:
+    """How many points ran on the base spec's layout, said where the points hold it (sweep's default): their
+    figures are that layout's, where an estimate of the same point would search its own."""
+    base = held_layout(raw, axes, list(overrides))
+    if base is None:
+        return None
+    par = base.parallel
+    layout = degrees(par.tensor, par.pipeline, base.data_parallel, par.context, par.expert, par.zero,
+                     par.expert_tensor_degree, par.sequence_parallel)
+    held = sum(point.values["layout"] == layout for point in points)
+    which = "every point" if held == len(points) else f"{held:,} of {len(points):,} points"
+    return (f"{which} ran on the base spec's layout, {layout}, as a point does where "
+            "it splits the point's model and batch and fits; an estimate of a point searches its own "
+            "(--search-layouts: so does every point)")
 
 
 def _estimate_on(spec: Spec, held: tuple[ParallelismSpec, dict[str, Any], ParallelismSpec] | None,

@@ -13,7 +13,7 @@ FORMATS = ["table", "json", "csv", "markdown"]
 # the shortcut options: flag, metavar, help
 SHORTCUTS = {
     "gpu": ("--gpu", "NAME", "hardware.gpu: a catalogue name or a hardware YAML file."),
-    "gpus": ("--gpus", "N", "hardware.count: number of GPUs."),
+    "gpus": ("--gpus", "N", "hardware.count: number of GPUs training (a serving estimate's are serving.gpus)."),
     "tokens": ("--tokens", "N", "training.tokens, e.g. 2e12."),
     "mfu": ("--mfu", "X", "hardware.mfu: model FLOPs utilisation, from 0.0001 to 1."),
 }
@@ -35,10 +35,15 @@ def spec_options(command=None, *, shortcuts: Sequence[str] = tuple(SHORTCUTS)): 
     return apply if command is None else apply(command)
 
 
-law_option = click.option(
-    "--law", metavar="NAME|FILE", default=None,
-    help="Scaling-law constants: epoch (default; Besiroglu et al. 2024), chinchilla (Hoffmann et al. 2022), or a "
-         "YAML file with E, A, B, alpha, beta.")
+LAW_HELP = ("Scaling-law constants: epoch (default; Besiroglu et al. 2024), chinchilla (Hoffmann et al. 2022), or a "
+            "YAML file with E, A, B, alpha, beta.")
+
+
+def law_option(command=None, *, only: str = ""):  # noqa: ANN001, ANN201
+    """--law; `only` heads its help where a command takes it in one mode alone ("With --budget: ")."""
+    option = click.option("--law", metavar="NAME|FILE", default=None,
+                          help=only + (LAW_HELP[0].lower() + LAW_HELP[1:] if only else LAW_HELP))
+    return option if command is None else option(command)
 
 
 def collect_overrides(overrides: Sequence[str], gpu: str | None = None, gpus: str | None = None,

@@ -45,7 +45,7 @@ def progress_lines():  # noqa: ANN201
 @click.option("--force", is_flag=True, help="With --write: replace FILE if it exists.")
 @click.option("--mfu", metavar="X", help="Time every run at this model FLOPs utilisation, from 0.0001 to 1, instead of "
                                          "the step model (a GPU without kernel tables needs it).")
-@law_option
+@law_option(only="With --budget: ")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="With SPEC: override a field.")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
 @click.pass_context

@@ -280,6 +280,8 @@ class Option(Record):
     recompute_layers: int | None = None     # under full recompute: the first N layers of each stage
     untuned_cost_usd: float | None = None   # with the spec's own micro-batch size and recomputation
     untuned_fits: bool | None = None        # whether those fit in memory on the chosen layout and GPUs
+    bubble_fraction: float = 0.0            # the share of a step the chosen run's pipeline idles
+    micro_batches: int | None = None        # the chosen run's micro-batches a step
     # the next layout by the same rule (fewest GPUs, then cost): tensor, pipeline, zero, context, expert,
     # expert_tensor, sequence_parallel, data, gpus, cost_usd, and the micro_batch_size, recompute and
     # recompute_layers it was settled at (what estimate needs to reproduce its cost)
@@ -428,6 +430,7 @@ def _fewest_gpus(spec: Spec, gpu_key: str, deadline_hours: float, mfu: float | N
         cost_usd=result.time.cost_usd, micro_batch_size=result.assumptions.micro_batch_size,
         recompute=result.assumptions.recompute, recompute_layers=result.assumptions.recompute_layers,
         untuned_cost_usd=untuned, untuned_fits=plain.memory.fits, runner_up=runner_up,
+        bubble_fraction=result.parallelism.bubble_fraction, micro_batches=result.parallelism.micro_batches,
         mfu=result.assumptions.mfu_override,
         mfu_source=None if result.assumptions.mfu_override is None else "--mfu" if mfu is not None else "hardware.mfu",
         not_taken=_not_taken(spec, gpu_key, mfu), spec_gpu=spec.hardware.gpu,

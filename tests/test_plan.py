@@ -735,3 +735,19 @@ def test_deadline_hint_for_another_precision_unsets_the_fp8_weight_cache(run):
                    "training.precision=bf16", "--set", "training.fp8_saved_inputs=false", "--set",
                    "training.fp8_weight_cache=false", "--format", "json")
     assert followed.exit_code == 0, followed.stderr
+
+
+def test_a_deadline_plan_says_when_its_pipeline_idles(run):
+    # the spec's own tensor 8 × pipeline 4 with a global batch of 2048 sequences: the deadline takes 65,536 A100s,
+    # one micro-batch a step through four stages; the note says what estimate warns of (it had said nothing)
+    fixed = ["--set", "parallelism.tensor=8", "--set", "parallelism.pipeline=4", "--set",
+             "parallelism.sequence_parallel=true", "--set", "training.global_batch_size=2048"]
+    (option,) = json.loads(run("plan", "llama3-70b", "--deadline", "30d", "--gpu", "a100-80gb", *fixed,
+                               "--format", "json").stdout)
+    (e,) = json.loads(run("estimate", "llama3-70b", "--gpu", "a100-80gb", "--gpus", str(option["gpus"]), *fixed,
+                          "--format", "json").stdout)
+    assert option["micro_batches"] == e["parallelism"]["micro_batches"] == 1
+    assert option["bubble_fraction"] == pytest.approx(e["parallelism"]["bubble_fraction"]) and \
+        option["bubble_fraction"] > 0.5
+    assert (f"the pipeline idles {100 * option['bubble_fraction']:.1f}% of each step: 1 micro-batch a step "
+            "through 4 stages") in option["note"]

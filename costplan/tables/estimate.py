@@ -238,13 +238,17 @@ def warnings(est: Estimate) -> list[str]:
         out.append(f"{est.name}: {_not_fitting(est)}")
     par = est.parallelism
     if par.bubble_fraction > IDLE_BUBBLE:
-        out.append(f"{est.name}: the pipeline idles {percent(par.bubble_fraction)} of each step: "
-                   f"{par.micro_batches} micro-batch{'' if par.micro_batches == 1 else 'es'} a step through "
-                   f"{par.pipeline} stages; more micro-batches (training.global_batch_size, "
-                   "parallelism.micro_batches) or fewer stages shrink it")
+        out.append(f"{est.name}: {idle_pipeline(par.bubble_fraction, par.micro_batches, par.pipeline)}; more "
+                   "micro-batches (training.global_batch_size, parallelism.micro_batches) or fewer stages shrink it")
     if oversized_batch(a):
         out.append(f"{est.name}: {oversized_note(oversized_batch(a))}")
     return out
+
+
+def idle_pipeline(bubble: float, micro_batches: int, stages: int) -> str:
+    """A step whose pipeline waits more than it works (bubble over IDLE_BUBBLE), in words."""
+    return (f"the pipeline idles {percent(bubble)} of each step: {micro_batches} "
+            f"micro-batch{'' if micro_batches == 1 else 'es'} a step through {stages} stages")
 
 
 def defaulted_seq_len(name: str, length: str) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from costplan.tables.estimate import oversized_note
+from costplan.tables.estimate import IDLE_BUBBLE, idle_pipeline, oversized_note
 from costplan.report import (Block, Row, Table, capacity, count, flop, gpu_hours, human, number, percent, plural,
                              recomputed, sectioned, size, usable_size, usd, layout_extras)
 
@@ -141,6 +141,8 @@ def why(o: Option) -> str:
         said.append(f"runner-up {layout} on {r['gpus']} at {settled}: {usd(r['cost_usd'])}{cheaper}")
     else:
         said.append("the only layout tried that fits in time")
+    if o.bubble_fraction > IDLE_BUBBLE:     # as estimate warns of it: a layout given in the spec can be held to this
+        said.append(idle_pipeline(o.bubble_fraction, o.micro_batches, o.layout["pipeline"]))
     if o.oversized_batch:
         said.append(oversized_note(o.oversized_batch))
     return "; ".join(s for s in said if s)

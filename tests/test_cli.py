@@ -462,6 +462,10 @@ def test_seq_len_growth_table(run):
     assert [r[0] for r in rows] == ["1024", "4096", "16384"]
     # activations of flash attention grow linearly: 4× and 16× the first row
     assert [r[8] for r in rows] == ["1×", "4×", "16×"]       # value and unit are separate words
+    # 16,384 is past Llama 2's 4,096: its row runs with max_seq_len raised, which a warning says (once)
+    warned = [line for line in run("estimate", "llama2-7b", "--gpus", "1", "--seq-len", "1024,4096,16384",
+                                   "--format", "json").stderr.splitlines() if "max_seq_len" in line]
+    assert warned == ["warning: llama2-7b: model.max_seq_len (4,096) raised to each length past it (16,384 tokens)"]
 
 
 def test_seq_len_holds_the_layout_chosen_at_the_specs_own_length_and_says_so(run):
@@ -495,8 +499,9 @@ def test_seq_len_warns_of_what_the_spec_leaves_out_once_and_of_each_length_that_
         "deepseek-v3 at 1,024 tokens", "deepseek-v3 at 2,048 tokens"]
     result = run("estimate", "gpt2-small", "--gpus", "1", "--seq-len", "1024,262144")
     warned = [line for line in result.stderr.splitlines() if line.startswith("warning: ")]
-    assert len(warned) == 1 and warned[0].startswith("warning: gpt2-small at 262,144 tokens: ")
-    assert " per GPU does not fit in a100-80gb's 79.14 GiB usable of 80 GiB" in warned[0]
+    assert len(warned) == 2 and warned[0].endswith("raised to each length past it (262,144 tokens)")
+    assert warned[1].startswith("warning: gpt2-small at 262,144 tokens: ")
+    assert " per GPU does not fit in a100-80gb's 79.14 GiB usable of 80 GiB" in warned[1]
 
 
 def test_seq_len_raises_max_seq_len_when_needed(run):

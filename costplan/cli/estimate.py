@@ -11,7 +11,8 @@ from costplan.errors import CostplanError
 @click.argument("specs", nargs=-1, required=True, metavar="SPEC_OR_PRESET...")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
 @click.option("--seq-len", "lengths", metavar="N,N,...", callback=parse_lengths,
-              help="Show how FLOPs per token, activations and KV cache grow with context, one row per length.")
+              help="Show how FLOPs per token, activations and KV cache grow with context, one row per length "
+                   "(a length past model.max_seq_len raises it for that row, which a note says).")
 @law_option
 @spec_options
 def estimate(specs, fmt, lengths, law, overrides, gpu, gpus, tokens, mfu) -> None:
@@ -24,8 +25,8 @@ def estimate(specs, fmt, lengths, law, overrides, gpu, gpus, tokens, mfu) -> Non
     loaded = load_all(specs, collect_overrides(overrides, gpu, gpus, tokens, mfu))
     if lengths:
         groups = [[run_estimate(copy, constants) for copy in at_lengths(spec, lengths)] for spec in loaded]
-        for group in groups:
-            echo_warnings(tables.seq_len_warnings(group))
+        for spec, group in zip(loaded, groups):
+            echo_warnings(tables.seq_len_warnings(group, spec.model.max_seq_len))
         click.echo(report.render(tables.seq_len(groups), fmt))
         return
     results = [run_estimate(s, constants) for s in loaded]

@@ -258,11 +258,15 @@ def defaulted_seq_len(name: str, length: str) -> str:
             "at): set training.seq_len")
 
 
-def seq_len_warnings(group: Sequence[Estimate]) -> list[str]:
-    """`estimate --seq-len`'s warnings for one spec: what its size rests on, once, and each length whose memory
-    does not fit (the table shows the activations alone; no time or tokens are estimated there)."""
+def seq_len_warnings(group: Sequence[Estimate], max_seq_len: int) -> list[str]:
+    """`estimate --seq-len`'s warnings for one spec: what its size rests on, once, the lengths past its
+    `max_seq_len` (raised for them: a learned position table grows), and each length whose memory does not fit (the
+    table shows the activations alone; no time or tokens are estimated there)."""
     a = group[0].assumptions
-    return [*assumed_inputs(group[0].name, None, a.config_defaults, a.config_left_out),
+    past = [e.assumptions.seq_len for e in group if e.assumptions.seq_len > max_seq_len]
+    raised = ([f"{group[0].name}: model.max_seq_len ({max_seq_len:,}) raised to each length past it "
+               f"({', '.join(f'{n:,}' for n in past)} tokens)"] if past else [])
+    return [*assumed_inputs(group[0].name, None, a.config_defaults, a.config_left_out), *raised,
             *(f"{e.name} at {e.assumptions.seq_len:,} tokens: {_not_fitting(e)}" for e in group if not e.memory.fits)]
 
 

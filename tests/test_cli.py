@@ -693,3 +693,17 @@ def test_a_shortcut_and_a_set_of_its_field_together_are_refused(run, command, ar
 ])
 def test_a_newcomers_shorthand_is_answered_with_the_form_costplan_reads(run, args, message):
     assert errors(run("estimate", TINY, *args)) == [f"Error: {TINY}: {message}"]
+
+
+def test_an_option_of_one_value_given_twice_is_refused(run):
+    # click keeps the last without a word: a user who wrote two GPUs got the second's estimate
+    result = run("estimate", "llama2-7b", "--gpu", "h100-sxm", "--gpu=a100-80gb")
+    assert result.exit_code == 2 and result.stdout == ""
+    assert result.stderr.strip() == ("Error: --gpu: given 2 times (--gpu h100-sxm, then --gpu a100-80gb); give it "
+                                     "once")
+    assert run("serve", "llama3-8b", "--batch", "1", "--batch", "2").exit_code == 2
+    # what takes several may repeat, and so may a flag; plan --deadline takes several GPU types
+    assert run("estimate", "llama2-7b", "--set", "n_layers=8", "--set", "n_layers=9").exit_code == 0
+    assert run("sweep", "llama2-7b", "--vary", "n_layers=8", "--vary", "d_model=4096", "--search-layouts",
+               "--search-layouts").exit_code == 0
+    assert run("plan", "llama2-7b", "--deadline", "90d", "--gpu", "h100-sxm", "--gpu", "a100-80gb").exit_code == 0

@@ -51,6 +51,36 @@ class CostplanGroup(click.Group):
         except CostplanError as exc:
             raise UserError(str(exc)) from None
 
+    def resolve_command(self, ctx: click.Context, args: list[str]):  # noqa: ANN201 - click's signature
+        name, command, rest = super().resolve_command(ctx, args)
+        if command is not None:
+            refuse_repeats(command, rest)
+        return name, command, rest
+
+
+def refuse_repeats(command: click.Command, args: list[str]) -> None:
+    """An option that takes one value, given more than once: an error, where click would keep the last without a
+    word (`--gpu h100-sxm --gpu a100-80gb`). Flags and options that take several (--set, --vary) may repeat."""
+    single = {opt: param for param in command.params if isinstance(param, click.Option)
+              and not param.multiple and not param.is_flag and not param.count for opt in param.opts}
+    valued = {opt for param in command.params if isinstance(param, click.Option) and not param.is_flag
+              and not param.count for opt in param.opts}
+    given: dict[str, list[str]] = {}
+    tokens = iter(args)
+    for token in tokens:
+        if token == "--":
+            break
+        opt, equals, value = token.partition("=")
+        if opt not in valued:
+            continue
+        value = value if equals else next(tokens, "")
+        if opt in single:
+            given.setdefault(single[opt].name, []).append(f"{opt} {value}")
+    repeated = [uses for uses in given.values() if len(uses) > 1]
+    if repeated:
+        raise CostplanError("\n".join(f"{uses[0].split()[0]}: given {len(uses)} times ({', then '.join(uses)}); "
+                                       "give it once" for uses in repeated))
+
 
 @click.group(cls=CostplanGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "--version", prog_name="costplan")

@@ -22,7 +22,7 @@ from costplan.costs.serving_result import ServingEstimate
 from costplan.costs.layouts import fits_batch, takes
 from costplan.costs.result import Estimate
 from costplan.costs.run import laid_out_once
-from costplan.errors import CostplanError, SpecError, printable
+from costplan.errors import CostplanError, SpecError, did_you_mean, printable
 from costplan.forked import available_cpus, can_fork, imap_forked
 from costplan.loading import RawSpec, field_path, parse_override
 from costplan.spec import ParallelismSpec, Spec
@@ -325,7 +325,9 @@ def sort_key(key: str | None, axes: Sequence[Axis], serving: bool = False) -> Ca
         path = key
     keys = [axis.key for axis in axes]
     if path not in keys:
-        raise CostplanError(f"--sort-by: {key!r} is not a column; one of {', '.join([*COLUMNS, *served, *keys])}")
+        names = [*COLUMNS, *served, *keys]
+        raise CostplanError(f"--sort-by: {key!r} is not a column{did_you_mean(key, names)}; one of "
+                            f"{', '.join(names)}")
     index = keys.index(path)
 
     def by_value(point: Point) -> tuple:

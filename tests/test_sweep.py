@@ -98,6 +98,9 @@ def test_moe_shorthand_and_table(run):
     (["--vary", "model.n_layers=1,2", "--sort-by", "speed"], "Error: --sort-by: 'speed' is not a column; one of "
      "params, active_params, training_flops, memory_per_gpu, fits, layout, gpu_hours, wall_clock_days, cost_usd, "
      "loss, model.n_layers"),
+    (["--vary", "model.n_layers=1,2", "--sort-by", "gpu-hours"], "Error: --sort-by: 'gpu-hours' is not a column "
+     "(did you mean 'gpu_hours'?); one of params, active_params, training_flops, memory_per_gpu, fits, layout, "
+     "gpu_hours, wall_clock_days, cost_usd, loss, model.n_layers"),
     (["--vary", "model.n_layers=1,2", "--limit", "0"], "Error: --limit: must be greater than 0, got 0"),
 ])
 def test_bad_vary_sort_and_limit(run, args, expected):

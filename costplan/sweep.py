@@ -70,7 +70,7 @@ SERVING_COLUMNS: dict[str, Callable[[ServingEstimate], Any]] = {
     "ttft_seconds": lambda s: s.latency.ttft_seconds,
     "tpot_seconds": lambda s: s.latency.tpot_seconds,
     "tpot_under_load_seconds": lambda s: s.latency.tpot_under_load_seconds,
-    "tokens_per_second_per_gpu": lambda s: s.throughput.tokens_per_second_per_gpu,
+    "output_tokens_per_second_per_gpu": lambda s: s.throughput.tokens_per_second_per_gpu,
     "usd_per_million_input_tokens": lambda s: s.cost.usd_per_million_input_tokens,
     "usd_per_million_output_tokens": lambda s: s.cost.usd_per_million_output_tokens,
 }

@@ -190,6 +190,11 @@ def test_sweep_with_serving_columns(run):
     assert [d["serving.kv_cache"] for d in data] == ["fp8", "bf16"]
     assert data[0]["kv_cache_per_sequence"] * 2 == data[1]["kv_cache_per_sequence"]
     assert data[0]["max_batch"] > data[1]["max_batch"]
+    # the serving throughput is named as output tokens, beside training columns (it had been tokens_per_second_per_gpu,
+    # estimate's name for training tokens)
+    (served,) = json.loads(run("serve", "llama3-8b", "--set", "serving.kv_cache=fp8", "--format", "json").stdout)
+    assert data[0]["output_tokens_per_second_per_gpu"] == served["throughput"]["tokens_per_second_per_gpu"]
+    assert "tokens_per_second_per_gpu" not in data[0]
 
 
 def test_sweep_serving_columns_only_with_serving(run):

@@ -203,7 +203,7 @@ SERVING_UNITS = {"serving_gpus_per_replica": "whole", "kv_cache_per_sequence": "
                  "serving_fits": "flag",
                  "meets_targets": "flag", "ttft_seconds": "seconds",
                  "tpot_seconds": "seconds", "tpot_under_load_seconds": "seconds",
-                 "tokens_per_second_per_gpu": "tokens/s",
+                 "output_tokens_per_second_per_gpu": "tokens/s",
                  "usd_per_million_input_tokens": "dollars", "usd_per_million_output_tokens": "dollars"}
 
 

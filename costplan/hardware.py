@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import datetime
 import functools
+import os
 from pathlib import Path
 from collections.abc import Iterator, Mapping
 from typing import Any, Literal
@@ -165,6 +166,14 @@ def _validate(data: Any, label: str, key: str) -> GPU:
 SPEC_NETWORK = "hardware.network_gbs"     # how a network the spec gives is sourced (tables tell it apart)
 # (name, network_gbs) → the device, for names of catalogue entries (resolve)
 _bundled_names: dict[tuple[str, float | None], GPU] = {}
+# (name, base_dir, network_gbs, current folder) → (the file's path, its stamp, the device): a file named again is
+# checked with one stat, not looked up again (an estimate reads spec.gpu several times)
+_named_files: dict[tuple, tuple[str, tuple[int, int, int], GPU]] = {}
+
+
+def _stamp(stat: os.stat_result) -> tuple[int, int, int]:
+    """What changes when a file does: its modification time, size and inode (a file replaced by another)."""
+    return stat.st_mtime_ns, stat.st_size, stat.st_ino
 
 
 def _on_network(gpu: GPU, network_gbs: float | None) -> GPU:
@@ -175,7 +184,7 @@ def _on_network(gpu: GPU, network_gbs: float | None) -> GPU:
 
 
 @functools.lru_cache(maxsize=64)
-def _read_file(path: str, label: str, key: str, stamp: tuple[int, int], network_gbs: float | None) -> GPU:
+def _read_file(path: str, label: str, key: str, stamp: tuple[int, int, int], network_gbs: float | None) -> GPU:
     """A hardware file's device, read once per state of the file (`stamp`: its modification time and size)."""
     return _on_network(_validate(yamlio.read(Path(path)), label, key), network_gbs)
 
@@ -189,6 +198,18 @@ def resolve(name: str, base_dir: str | None = None, network_gbs: float | None = 
     known = _bundled_names.get((name, network_gbs))
     if known is not None:
         return known
+    try:
+        where = (name, base_dir, network_gbs, os.getcwd())
+    except OSError:     # the current folder is gone: nothing relative to it can be kept
+        where = None
+    seen = _named_files.get(where)
+    if seen is not None:
+        path, stamp, gpu = seen
+        try:
+            if _stamp(os.stat(path)) == stamp:
+                return gpu
+        except OSError:     # gone: looked up again below, which reports it
+            pass
     gpus = catalogue()
     found = sources.find(name, gpus, [base_dir])
     if isinstance(found, str):    # text that names a catalogue entry names it from any folder (sources.find)
@@ -196,12 +217,14 @@ def resolve(name: str, base_dir: str | None = None, network_gbs: float | None = 
         return gpu
     if found is not None and sources.is_file(found):
         try:
-            stat = found.stat()
+            stamp, path = _stamp(found.stat()), str(found.resolve())
         except OSError:     # gone since is_file: read as missing below
-            stat = None
-        if stat is not None:
-            return _read_file(str(found.resolve()), printable(found, cut=False), str(found),
-                              (stat.st_mtime_ns, stat.st_size), network_gbs)
+            stamp = None
+        if stamp is not None:
+            gpu = _read_file(path, printable(found, cut=False), str(found), stamp, network_gbs)
+            if where is not None:
+                _named_files[where] = (path, stamp, gpu)
+            return gpu
     if found is not None and found.is_dir():
         raise CostplanError(f"hardware file {shown(name)} is a folder; give a hardware YAML file")
     if found is not None:

@@ -186,10 +186,13 @@ def percent(value: float) -> str:
 
 
 def usable_size(usable: int, stated: int) -> str:
-    """The memory a step must fit in, as size() prints it, but to two decimals where size() would print it as
-    the stated memory (an MI300X's 191.98 GiB of 192)."""
+    """The memory a step must fit in, as size() prints it, but to two decimals in the stated memory's unit where
+    size() would print it as the stated memory (an MI300X's 191.98 GiB of 192)."""
     shown = size(usable)
-    return f"{usable / 2**30:.2f} GiB" if usable != stated and shown == size(stated) else shown
+    if usable == stated or shown != size(stated):
+        return shown
+    scaled, unit = _scaled(stated, 1024, _BINARY)
+    return f"{usable * scaled / stated:.2f} {unit}"
 
 
 def capacity(usable: int, stated: int) -> str:

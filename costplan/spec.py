@@ -7,6 +7,7 @@ filled in before validation, so a loaded Spec states every number it stands for.
 """
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping
 from typing import Any, Literal
 
@@ -379,11 +380,17 @@ class Spec(Section):
     # --set does (head_dim from a new d_model). model_copy drops it, as the copy's updates are not in it.
     _raw: Any = None
 
+    def __init__(self, **data: Any) -> None:
+        # keyword construction keeps the mapping (_raw): a copy, so that the caller's later edits reach nothing
+        super().__init__(**copy.deepcopy(data))
+
     @classmethod
     def model_validate(cls, data: Any, context: Mapping[str, Any] | None = None) -> Spec:
         spec = super().model_validate(data, context)
-        # whether training.seq_len is model.max_seq_len's, said by the mapping as validated (not as the caller may
-        # change it later); a copy (model_copy) drops it, its training being the caller's
+        # the mapping, so that a copy with more overrides derives its defaults again (loading.with_overrides), and
+        # whether training.seq_len is model.max_seq_len's as it says; a copy (model_copy) drops both, its
+        # sections being the caller's
+        set_private(spec, "_raw", data)
         training = data.get("training") if isinstance(data, Mapping) else None
         set_private(spec, "_seq_len_defaulted", not isinstance(training, Mapping) or training.get("seq_len") is None)
         return spec

@@ -26,7 +26,7 @@ from costplan.errors import CostplanError, SpecError, did_you_mean, printable
 from costplan.forked import available_cpus, can_fork, imap_forked
 from costplan.loading import RawSpec, field_path, parse_override
 from costplan.spec import ParallelismSpec, Spec
-from costplan.report import degrees, parallel_layout
+from costplan.report import parallel_layout
 from costplan.spec_rules import parallel_rules
 
 MAX_POINTS = 100_000   # more needs --limit: a million points would take minutes
@@ -174,6 +174,7 @@ class Point:
     varied: dict[str, Any]
     positions: tuple[int, ...]
     values: dict[str, Any]
+    held: bool = False      # it ran on the base spec's layout (held_layout), not one it searched
 
 
 def run(raw: RawSpec, axes: Sequence[Axis], overrides: Iterable[str] = (), law: scaling.ScalingLaw | None = None,
@@ -235,7 +236,7 @@ class _Work:
             sets = [f"{axis.key}={axis.texts[i]}" for axis, i in zip(self.axes, combo)]
             try:    # a setting only training or only serving refuses is the point's problem too
                 spec = self.raw.validate([*self.overrides, *sets])
-                result = _estimate_on(spec, self.held, self.law)
+                result, held = _estimate_on(spec, self.held, self.law)
                 served = serve(spec) if self.serving else None
             except SpecError as exc:
                 for problem in exc.problems:
@@ -244,7 +245,8 @@ class _Work:
             values = {name: get(result) for name, get in COLUMNS.items()}
             if served is not None:
                 values.update({name: get(served) for name, get in SERVING_COLUMNS.items()})
-            points.append(Point({axis.key: axis.values[i] for axis, i in zip(self.axes, combo)}, combo, values))
+            points.append(Point({axis.key: axis.values[i] for axis, i in zip(self.axes, combo)}, combo, values,
+                                held))
         return points, problems
 
 
@@ -272,38 +274,34 @@ def held_layout(raw: RawSpec, axes: Sequence[Axis], overrides: list[str]) -> Spe
     return laid_out_once(base)
 
 
-def held_note(raw: RawSpec, axes: Sequence[Axis], overrides: list[str], points: Sequence[Point]) -> str | None:
-    """How many points ran on the base spec's layout, said where the points hold it (sweep's default): their
-    figures are that layout's, where an estimate of the same point would search its own."""
-    base = held_layout(raw, axes, list(overrides))
-    if base is None:
+def held_note(points: Sequence[Point]) -> str | None:
+    """How many points ran on the base spec's layout (sweep's default), where any did: their figures are that
+    layout's, where an estimate of the same point would search its own."""
+    held = [point for point in points if point.held]
+    if not held:
         return None
-    par = base.parallel
-    layout = degrees(par.tensor, par.pipeline, base.data_parallel, par.context, par.expert, par.zero,
-                     par.expert_tensor_degree, par.sequence_parallel)
-    held = sum(point.values["layout"] == layout for point in points)
-    which = "every point" if held == len(points) else f"{held:,} of {len(points):,} points"
-    return (f"{which} ran on the base spec's layout, {layout}, as a point does where "
+    which = "every point" if len(held) == len(points) else f"{len(held):,} of {len(points):,} points"
+    return (f"{which} ran on the base spec's layout, {held[0].values['layout']}, as a point does where "
             "it splits the point's model and batch and fits; an estimate of a point searches its own "
             "(--search-layouts: so does every point)")
 
 
 def _estimate_on(spec: Spec, held: tuple[ParallelismSpec, dict[str, Any], ParallelismSpec] | None,
-                 law: scaling.ScalingLaw) -> Estimate:
-    """The point on the held layout (the section, its mapping and the section that leaves the micro-batches to
-    the batch, made once per sweep) where it splits the point's model and batch and fits; else the point's own
-    layout search. A point with a global batch takes its micro-batches from it; one without keeps the layout's,
-    which with the data ranks make its batch (cleared, a point had trained a step of one micro-batch where the
-    base spec's estimate runs 32)."""
+                 law: scaling.ScalingLaw) -> tuple[Estimate, bool]:
+    """The point's estimate, and whether it ran on the held layout (the section, its mapping and the section that
+    leaves the micro-batches to the batch, made once per sweep): there where it splits the point's model and batch
+    and fits, else on the point's own layout search. A point with a global batch takes its micro-batches from it;
+    one without keeps the layout's, which with the data ranks make its batch (cleared, a point had trained a step
+    of one micro-batch where the base spec's estimate runs 32)."""
     if held is None or spec.parallelism is not None:
-        return estimate(spec, law)
+        return estimate(spec, law), False
     section, layout, unset = held
     section = unset if spec.training.global_batch_size is not None else section
     if not fits_batch(spec, layout, spec.hardware.count) or not takes(spec, layout) or parallel_rules(
             section.__dict__.get, spec.model.__dict__.get, spec.training.__dict__.get, spec.hardware.__dict__.get):
-        return estimate(spec, law)     # the layout does not tile or split the point (the rules a section obeys)
+        return estimate(spec, law), False   # the layout does not tile or split the point (a section's rules)
     result = estimate(spec.model_copy(update={"parallelism": section}), law)
-    return result if result.memory.fits else estimate(spec, law)
+    return (result, True) if result.memory.fits else (estimate(spec, law), False)
 
 
 def sort_key(key: str | None, axes: Sequence[Axis], serving: bool = False) -> Callable[[Point], Any] | None:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -114,6 +115,12 @@ def test_an_edited_hardware_file_is_read_again(tmp_path):
     assert first.usd_per_gpu_hour == 1.0 and hardware.resolve(str(path)) is first   # unchanged: one object
     path.write_text(LAB_GPU.format(price=12.5))
     assert hardware.resolve(str(path)).usd_per_gpu_hour == 12.5
+    # a file of the same size put in its place (an editor saving by rename), within the same clock tick
+    other = tmp_path / "new.yaml"
+    other.write_text(LAB_GPU.format(price=13.5))
+    os.utime(other, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns))
+    os.replace(other, path)
+    assert hardware.resolve(str(path)).usd_per_gpu_hour == 13.5
 
 
 def test_a_relative_hardware_file_is_the_current_folders(tmp_path, monkeypatch):

@@ -366,6 +366,9 @@ def test_a_spec_changed_through_load_spec_derives_its_defaults_again():
     assert (wider.model.head_dim, wider.model.d_ff) == (128, 6144) and wider.label == spec.label
     with pytest.raises(SpecError, match=r"training.seq_len: 4096 is longer than model.max_seq_len \(1024\)"):
         costplan.load_spec(spec, ["training.seq_len=4096"])
+    # so from a Spec built from keywords, whose seq_len follows a new max_seq_len too (it had kept 1024)
+    direct = costplan.load_spec(costplan.Spec(**GPT2_MAPPING), ["model.d_model=1536", "model.max_seq_len=2048"])
+    assert (direct.model.head_dim, direct.model.d_ff, direct.training.seq_len) == (128, 6144, 2048)
 
 
 def test_numpy_numbers_are_numbers():

@@ -335,3 +335,11 @@ def test_a_pipeline_idling_most_of_its_step_is_warned_of(run):
     assert ("warning: llama3-70b: the pipeline idles 71.8% of each step: 1 micro-batch a step through 4 stages; "
             "more micro-batches") in warned
     assert "idles" not in run(*args, "--set", "parallelism.pipeline=2", "--set", "parallelism.micro_batches=2").stderr
+
+
+def test_usable_memory_is_told_from_the_stated_in_the_stated_unit():
+    from costplan.report import capacity
+    assert capacity(int(79.14 * 2**30), 80 * 2**30) == "79.14 GiB usable of 80 GiB"
+    assert capacity(int(191.98 * 2**30), 192 * 2**30) == "191.98 GiB usable of 192 GiB"    # 4 figures: 192 both
+    assert capacity(int(511.99 * 2**20), 512 * 2**20) == "511.99 MiB usable of 512 MiB"    # not "0.50 GiB"
+    assert capacity(16 * 2**30, 16 * 2**30) == "16 GiB"                                    # all of it usable

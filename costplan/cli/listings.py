@@ -27,7 +27,7 @@ def hardware(fmt) -> None:
     """List the hardware catalogue: dense peaks, memory (as the maker states it, and usable: what PyTorch has of
     it, or nvidia-smi's total where PyTorch's was not found, which steps and serving replicas must fit in),
     bandwidth, the budget MFU (plan --budget's first guess of the size GPU-hours buy, which the step model then
-    times; a hardware file without kernel tables is timed at its mfu throughout) and price."""
+    times; a hardware file without kernel tables needs --mfu to time a run) and price."""
     from costplan import report, tables
     from costplan.hardware import catalogue
 

@@ -107,7 +107,7 @@ def sweep(spec, varies, sort_by, limit, fmt, serving, jobs, search_layouts, law,
     warned = _base_warnings(raw, axes, sets)
     points = sweeps.run(raw, axes, sets, constants, count, serving, job_count, progress_lines(), search_layouts)
     echo_warnings(warned)       # once every point is valid: a sweep that fails prints its errors alone
-    note = None if search_layouts else sweeps.held_note(raw, axes, sets, points)
+    note = sweeps.held_note(points)
     if note:
         click.echo(f"note: {note}", err=True)
     if order is not None:

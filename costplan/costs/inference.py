@@ -442,7 +442,10 @@ def cheaper_degree(spec: Spec, est: ServingEstimate) -> ServingEstimate | None:
     for tensor in _aligned_choices(spec)[0]:
         if tensor <= est.assumptions.tensor:
             continue
-        other = serve(spec.model_copy(update={"serving": spec.serving.model_copy(update={"tensor": tensor})}))
+        # serving.rate left out: a request's cost does not depend on it, and the GPUs it asks for are this
+        # estimate's to check, not the other degree's
+        tried = spec.serving.model_copy(update={"tensor": tensor, "rate": None})
+        other = serve(spec.model_copy(update={"serving": tried}))
         if other.fits and other.meets_targets and request_usd(other) < cost:
             best, cost = other, request_usd(other)
     return best

@@ -121,7 +121,8 @@ def cheaper_note(est: ServingEstimate, other: ServingEstimate) -> str:
     """A warning that a larger tensor degree than the automatic one serves a request for less."""
     a, b = est.assumptions, other.assumptions
     return (f"{est.name}: --tensor {b.tensor} serves a request for {percent(request_usd(other) / request_usd(est))} "
-            f"of its cost on {plural(str(a.tensor), 'GPU')} per replica, the fewest that hold the batch: batch "
+            f"of its cost on {plural(str(a.tensor), 'GPU')} per replica, the fewest that hold "
+            f"{'the batch asked for' if a.batch_rule == 'serving.batch' else 'the model and one sequence'}: batch "
             f"{other.throughput.batch:,} against {est.throughput.batch:,}, "
             f"{human(other.throughput.tokens_per_second_per_gpu, 'count')} output tokens/s per GPU against "
             f"{human(est.throughput.tokens_per_second_per_gpu, 'count')}, "

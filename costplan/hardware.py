@@ -166,8 +166,9 @@ def _validate(data: Any, label: str, key: str) -> GPU:
 SPEC_NETWORK = "hardware.network_gbs"     # how a network the spec gives is sourced (tables tell it apart)
 # (name, network_gbs) → the device, for names of catalogue entries (resolve)
 _bundled_names: dict[tuple[str, float | None], GPU] = {}
-# (name, base_dir, network_gbs, current folder) → (the file's path, its stamp, the device): a file named again is
-# checked with one stat, not looked up again (an estimate reads spec.gpu several times)
+# (name, base_dir, network_gbs, current folder) → (the path found, its stamp, the device): a file named again is
+# checked with one stat of that path, links followed (a link pointed elsewhere is another stamp), not looked up
+# again (an estimate reads spec.gpu several times)
 _named_files: dict[tuple, tuple[str, tuple[int, int, int], GPU]] = {}
 
 
@@ -223,7 +224,7 @@ def resolve(name: str, base_dir: str | None = None, network_gbs: float | None = 
         if stamp is not None:
             gpu = _read_file(path, printable(found, cut=False), str(found), stamp, network_gbs)
             if where is not None:
-                _named_files[where] = (path, stamp, gpu)
+                _named_files[where] = (str(found), stamp, gpu)
             return gpu
     if found is not None and found.is_dir():
         raise CostplanError(f"hardware file {shown(name)} is a folder; give a hardware YAML file")

@@ -702,6 +702,15 @@ def test_an_option_of_one_value_given_twice_is_refused(run):
     assert result.stderr.strip() == ("Error: --gpu: given 2 times (--gpu h100-sxm, then --gpu a100-80gb); give it "
                                      "once")
     assert run("serve", "llama3-8b", "--batch", "1", "--batch", "2").exit_code == 2
+    # a plot's options too (its group had passed them on unchecked: the figure went to the second file), a short
+    # option's value attached to it, and an empty value shown as such
+    assert errors(run("plot", "memory", "gpt2-small", "-o", "a.png", "--output=b.svg")) == [
+        "Error: -o: given 2 times (-o a.png, then --output b.svg); give it once"]
+    assert errors(run("estimate", "gpt2-small", "--format", "csv", "--format=")) == [
+        "Error: --format: given 2 times (--format csv, then --format ''); give it once"]
+    assert run("import", "specs/ci/hf/qwen3-0.6b", "-oa.yaml", "-ob.yaml").exit_code == 2
+    # --help is answered first, as click answers it
+    assert run("estimate", "--help", "--gpu", "a", "--gpu", "b").stdout.startswith("Usage: ")
     # what takes several may repeat, and so may a flag; plan --deadline takes several GPU types
     assert run("estimate", "llama2-7b", "--set", "n_layers=8", "--set", "n_layers=9").exit_code == 0
     assert run("sweep", "llama2-7b", "--vary", "n_layers=8", "--vary", "d_model=4096", "--search-layouts",

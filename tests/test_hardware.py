@@ -123,6 +123,22 @@ def test_an_edited_hardware_file_is_read_again(tmp_path):
     assert hardware.resolve(str(path)).usd_per_gpu_hour == 13.5
 
 
+def test_a_linked_hardware_file_follows_its_link(tmp_path):
+    # a link pointed at another file, then at nothing: the device follows (it had stayed the first file's)
+    for name, price in (("a.yaml", 1.0), ("b.yaml", 5.0)):
+        (tmp_path / name).write_text(LAB_GPU.format(price=price))
+    link = tmp_path / "gpu.yaml"
+    link.symlink_to(tmp_path / "a.yaml")
+    assert hardware.resolve(str(link)).usd_per_gpu_hour == 1.0
+    link.unlink()
+    link.symlink_to(tmp_path / "b.yaml")
+    assert hardware.resolve(str(link)).usd_per_gpu_hour == 5.0
+    link.unlink()
+    link.symlink_to(tmp_path / "gone.yaml")
+    with pytest.raises(CostplanError, match="not found"):
+        hardware.resolve(str(link))
+
+
 def test_a_relative_hardware_file_is_the_current_folders(tmp_path, monkeypatch):
     for folder, price in (("a", 1.0), ("b", 5.0)):
         (tmp_path / folder).mkdir()

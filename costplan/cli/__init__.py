@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import importlib
 import os
+import shlex
 import sys
 
 import click
@@ -35,7 +36,17 @@ class UserError(click.ClickException):
             click.echo(f"Error: {line}", err=True)
 
 
-class CostplanGroup(click.Group):
+class RefusingRepeats(click.Group):
+    """A group whose commands refuse an option of one value given twice (refuse_repeats)."""
+
+    def resolve_command(self, ctx: click.Context, args: list[str]):  # noqa: ANN201 - click's signature
+        name, command, rest = super().resolve_command(ctx, args)
+        if command is not None and not isinstance(command, click.Group):
+            refuse_repeats(command, rest)
+        return name, command, rest
+
+
+class CostplanGroup(RefusingRepeats):
     def list_commands(self, ctx: click.Context | None) -> list[str]:
         return sorted(COMMANDS)
 
@@ -51,12 +62,6 @@ class CostplanGroup(click.Group):
         except CostplanError as exc:
             raise UserError(str(exc)) from None
 
-    def resolve_command(self, ctx: click.Context, args: list[str]):  # noqa: ANN201 - click's signature
-        name, command, rest = super().resolve_command(ctx, args)
-        if command is not None:
-            refuse_repeats(command, rest)
-        return name, command, rest
-
 
 def refuse_repeats(command: click.Command, args: list[str]) -> None:
     """An option that takes one value, given more than once: an error, where click would keep the last without a
@@ -65,17 +70,24 @@ def refuse_repeats(command: click.Command, args: list[str]) -> None:
               and not param.multiple and not param.is_flag and not param.count for opt in param.opts}
     valued = {opt for param in command.params if isinstance(param, click.Option) and not param.is_flag
               and not param.count for opt in param.opts}
+    if any(token in ("-h", "--help") for token in args):     # the help, as click gives it first
+        return
     given: dict[str, list[str]] = {}
     tokens = iter(args)
     for token in tokens:
         if token == "--":
             break
-        opt, equals, value = token.partition("=")
+        if token.startswith("--"):
+            opt, equals, value = token.partition("=")
+            attached = bool(equals)
+        else:       # a short option, its value in the next token or attached to it (-ofile)
+            opt, value = token[:2], token[2:]
+            attached = bool(value)
         if opt not in valued:
             continue
-        value = value if equals else next(tokens, "")
+        value = value if attached else next(tokens, "")
         if opt in single:
-            given.setdefault(single[opt].name, []).append(f"{opt} {value}")
+            given.setdefault(single[opt].name, []).append(f"{opt} {shlex.quote(value)}")
     repeated = [uses for uses in given.values() if len(uses) > 1]
     if repeated:
         raise CostplanError("\n".join(f"{uses[0].split()[0]}: given {len(uses)} times ({', then '.join(uses)}); "

@@ -93,7 +93,8 @@ def plan(ctx, spec, budget, unit, deadline, gpu_names, gpus, seq_len, vocab, wri
                                   ("--vocab", vocab, MAX_WIDTH)))
         constants = check(scaling.resolve, law)
         if len(gpu_names) > 1:
-            problems.append("--gpu: give one GPU type with --budget")
+            problems.append(f"--gpu: give one GPU type with --budget, not {len(gpu_names)} "
+                            f"({', '.join(gpu_names)})")
         if write_path is not None:
             check(files.check_spec_output, "--write", write_path, force)
         if problems:

@@ -3,11 +3,13 @@ from __future__ import annotations
 
 import click
 
+from costplan.cli import RefusingRepeats
 from costplan.cli.options import (collect_overrides, echo_warnings, law_option, load_all, parse_lengths,
                                   spec_options)
 from costplan.errors import CostplanError
 
-@click.group()
+
+@click.group(cls=RefusingRepeats)
 def plot() -> None:
     """Figures as PNG or SVG (needs the `plot` extra: pip install -e '.[plot]' in costplan's checkout)."""
 

@@ -4,20 +4,18 @@ from __future__ import annotations
 import datetime
 import functools
 import os
-from pathlib import Path
 from collections.abc import Iterator, Mapping
-from typing import Any, Literal
+from pathlib import Path
+from typing import Any
 
 from costplan import bundled, sources, yamlio
 from costplan.errors import CostplanError, SpecError, did_you_mean, printable, shown
-from costplan.kernels import Curves
+from costplan.kernels import PRECISIONS, Curves, Precision
 from costplan.kernels import curves as catalogue_curves
 from costplan.kinds import FieldProblems, Kind, text
 from costplan.sections import InvalidInput, Section, field
 from costplan.validation import Count, Fraction, Name, Positive, Price
 
-Precision = Literal["fp32", "tf32", "fp16", "bf16", "fp8"]
-PRECISIONS: tuple[str, ...] = ("fp32", "tf32", "fp16", "bf16", "fp8")
 
 
 def _text(value: Any) -> Any:

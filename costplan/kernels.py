@@ -17,6 +17,10 @@ from costplan.records import set_private
 from costplan.sections import Section, field, kind
 from costplan.validation import Width, bounded
 
+# The compute precisions a device's peaks and GEMM curves are given at (hardware.GPU.peak_tflops, Curves.gemm).
+Precision = Literal["fp32", "tf32", "fp16", "bf16", "fp8"]
+PRECISIONS: tuple[str, ...] = ("fp32", "tf32", "fp16", "bf16", "fp8")
+
 FIELDS = ("memory", "matmul", "attention", "allreduce_bus", "allreduce_latency_us",
           "allreduce_latency_internode_us")
 # Optional: the HBM efficiency of decode kernels that read fp8, int8 or int4 weights; where a device has no
@@ -245,7 +249,7 @@ class Curves(Section):
       the backward GEMMs read; left out, 3 (read 16 bits, write 8).
     """
 
-    gemm: dict[str, KernelCurve] = field(min_length=1)
+    gemm: dict[Precision, KernelCurve] = field(min_length=1)
     attention_forward: dict[HeadDim, KernelCurve] = field(min_length=1)
     attention_backward: dict[HeadDim, KernelCurve] = field(min_length=1)
     collective: Curve

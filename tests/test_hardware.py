@@ -172,3 +172,12 @@ def test_the_usable_memory_is_said_apart_from_the_stated(run):
     assert " of 191.98 GiB " in run("plan", "llama2-7b", "--deadline", "72d", "--gpu", "mi300x").stdout
     # the catalogue's H100 PCIe has PyTorch's total, as the SXM board has (it had fitted in all 80 GiB)
     assert hardware.resolve("h100-pcie").memory_bytes == int(79.19 * 2**30)
+
+
+def test_a_gemm_curve_at_an_unknown_precision_is_refused(tmp_path):
+    # a misspelt precision had been kept and never read: the device then had no curve where the user gave one
+    path = tmp_path / "gpu.yaml"
+    path.write_text((Path(__file__).parent / "specs" / "gpu.yaml").read_text().replace("gemm: {bf16:", "gemm: {bf61:"))
+    with pytest.raises(CostplanError, match=r"kernels.gemm.bf61: 'bf61' is not one of fp32, tf32, fp16, bf16 or fp8 "
+                                            r"\(did you mean 'bf16'\?\)"):
+        hardware.resolve(str(path))

@@ -162,12 +162,12 @@ def _validate(data: Any, label: str, key: str) -> GPU:
 
 
 SPEC_NETWORK = "hardware.network_gbs"     # how a network the spec gives is sourced (tables tell it apart)
-# (name, network_gbs) → the device, for names of catalogue entries (resolve)
-_bundled_names: dict[tuple[str, float | None], GPU] = {}
-# (name, base_dir, network_gbs, current folder) → (the path found, its stamp, the device): a file named again is
-# checked with one stat of that path, links followed (a link pointed elsewhere is another stamp), not looked up
-# again (an estimate reads spec.gpu several times)
-_named_files: dict[tuple, tuple[str, tuple[int, int, int], GPU]] = {}
+# name → the catalogue key it names, for names of catalogue entries (resolve)
+_bundled_names: dict[str, str] = {}
+# (name, base_dir, current folder) → (the path found, its stamp): a file named again is checked with one stat of
+# that path, links followed (a link pointed elsewhere is another stamp), not looked up again (an estimate reads
+# spec.gpu several times); the devices themselves are _read_file's, the most recent few kept
+_named_files: dict[tuple, tuple[Path, tuple[int, int, int]]] = {}
 
 
 def _stamp(stat: os.stat_result) -> tuple[int, int, int]:
@@ -183,47 +183,52 @@ def _on_network(gpu: GPU, network_gbs: float | None) -> GPU:
 
 
 @functools.lru_cache(maxsize=64)
-def _read_file(path: str, label: str, key: str, stamp: tuple[int, int, int], network_gbs: float | None) -> GPU:
-    """A hardware file's device, read once per state of the file (`stamp`: its modification time and size)."""
-    return _on_network(_validate(yamlio.read(Path(path)), label, key), network_gbs)
+def _catalogued(key: str, network_gbs: float | None) -> GPU:
+    return _on_network(catalogue()[key], network_gbs)
+
+
+@functools.lru_cache(maxsize=64)
+def _read_file(path: Path, stamp: tuple[int, int, int], network_gbs: float | None) -> GPU:
+    """A hardware file's device, read once per state of the file (`stamp`) and network."""
+    return _on_network(_validate(yamlio.read(path), printable(path, cut=False), str(path)), network_gbs)
 
 
 def resolve(name: str, base_dir: str | None = None, network_gbs: float | None = None) -> GPU:
     """A catalogue entry by name, or a hardware YAML file by path (relative to the cwd, then base_dir), by the
     rule of costplan/sources.py; on the cluster network `network_gbs` (hardware.network_gbs) where given. One
-    device is one object (the step model's memo keys name a device by its identity): a catalogue name's always,
-    a file's until the file changes, when it is read again (a notebook editing its hardware file, or changing
-    folder, sees the file as it is now)."""
-    known = _bundled_names.get((name, network_gbs))
-    if known is not None:
-        return known
+    device is one object (the step model's memo keys name a device by its identity): a catalogue name's always
+    (of the 64 networks last asked for), a file's until the file changes, when it is read again (a notebook
+    editing its hardware file, or changing folder, sees the file as it is now)."""
+    key = _bundled_names.get(name)
+    if key is not None:
+        return _catalogued(key, network_gbs)
     try:
-        where = (name, base_dir, network_gbs, os.getcwd())
+        where = (name, base_dir, os.getcwd())
     except OSError:     # the current folder is gone: nothing relative to it can be kept
         where = None
     seen = _named_files.get(where)
     if seen is not None:
-        path, stamp, gpu = seen
+        found, stamp = seen
         try:
-            if _stamp(os.stat(path)) == stamp:
-                return gpu
+            # a file found beside the spec is the current folder's once one of that name is there (sources.find)
+            if _stamp(os.stat(found)) == stamp and (found == Path(name) or not sources.is_file(Path(name))):
+                return _read_file(found, stamp, network_gbs)
         except OSError:     # gone: looked up again below, which reports it
             pass
     gpus = catalogue()
     found = sources.find(name, gpus, [base_dir])
     if isinstance(found, str):    # text that names a catalogue entry names it from any folder (sources.find)
-        gpu = _bundled_names[name, network_gbs] = _on_network(gpus[found], network_gbs)
-        return gpu
+        _bundled_names[name] = found
+        return _catalogued(found, network_gbs)
     if found is not None and sources.is_file(found):
         try:
-            stamp, path = _stamp(found.stat()), str(found.resolve())
+            stamp = _stamp(found.stat())
         except OSError:     # gone since is_file: read as missing below
             stamp = None
         if stamp is not None:
-            gpu = _read_file(path, printable(found, cut=False), str(found), stamp, network_gbs)
             if where is not None:
-                _named_files[where] = (str(found), stamp, gpu)
-            return gpu
+                _named_files[where] = (found, stamp)
+            return _read_file(found, stamp, network_gbs)
     if found is not None and found.is_dir():
         raise CostplanError(f"hardware file {shown(name)} is a folder; give a hardware YAML file")
     if found is not None:

@@ -709,10 +709,24 @@ def test_an_option_of_one_value_given_twice_is_refused(run):
     assert errors(run("estimate", "gpt2-small", "--format", "csv", "--format=")) == [
         "Error: --format: given 2 times (--format csv, then --format ''); give it once"]
     assert run("import", "specs/ci/hf/qwen3-0.6b", "-oa.yaml", "-ob.yaml").exit_code == 2
-    # --help is answered first, as click answers it
+    # --help is answered first, as click answers it; -h as a value is a value, and a value is shown on one line
     assert run("estimate", "--help", "--gpu", "a", "--gpu", "b").stdout.startswith("Usage: ")
+    assert errors(run("import", "specs/ci/hf/qwen3-0.6b", "-o", "-h", "-o", "b.yaml")) == [
+        "Error: -o: given 2 times (-o -h, then -o b.yaml); give it once"]
+    assert errors(run("estimate", "gpt2-small", "--gpu", "a\nb", "--gpu", "c")) == [
+        "Error: --gpu: given 2 times (--gpu 'a\\nb', then --gpu c); give it once"]
     # what takes several may repeat, and so may a flag; plan --deadline takes several GPU types
     assert run("estimate", "llama2-7b", "--set", "n_layers=8", "--set", "n_layers=9").exit_code == 0
     assert run("sweep", "llama2-7b", "--vary", "n_layers=8", "--vary", "d_model=4096", "--search-layouts",
                "--search-layouts").exit_code == 0
     assert run("plan", "llama2-7b", "--deadline", "90d", "--gpu", "h100-sxm", "--gpu", "a100-80gb").exit_code == 0
+
+
+def test_completing_a_line_that_repeats_an_option_is_no_error():
+    # the shell's completion parses half-typed lines: the repeat check had raised a traceback there
+    import os
+    env = {**os.environ, "COMP_WORDS": "costplan estimate gpt2-small --gpu a --gpu b --f", "COMP_CWORD": "7",
+           "_COSTPLAN_COMPLETE": "bash_complete"}
+    done = subprocess.run([sys.executable, "-c", "from costplan.cli import main; main()"], env=env,
+                          capture_output=True, text=True)
+    assert done.returncode == 0 and "--format" in done.stdout and "Traceback" not in done.stderr

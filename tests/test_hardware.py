@@ -139,6 +139,28 @@ def test_a_linked_hardware_file_follows_its_link(tmp_path):
         hardware.resolve(str(link))
 
 
+def test_a_file_beside_the_spec_gives_way_to_the_current_folders(tmp_path, monkeypatch):
+    # looked up from the current folder first: one appearing there after the spec's was read is the one now
+    (tmp_path / "specs").mkdir()
+    (tmp_path / "specs" / "gpu.yaml").write_text(LAB_GPU.format(price=1.0))
+    monkeypatch.chdir(tmp_path)
+    assert hardware.resolve("gpu.yaml", base_dir=str(tmp_path / "specs")).usd_per_gpu_hour == 1.0
+    (tmp_path / "gpu.yaml").write_text(LAB_GPU.format(price=99.0))
+    assert hardware.resolve("gpu.yaml", base_dir=str(tmp_path / "specs")).usd_per_gpu_hour == 99.0
+
+
+def test_many_networks_keep_few_devices(tmp_path):
+    # a sweep over hardware.network_gbs of one file: each network's device made, the most recent few kept (every
+    # one had been kept: 60 MB for 10,000 networks)
+    path = tmp_path / "gpu.yaml"
+    path.write_text(LAB_GPU.format(price=1.0))
+    for gbs in range(1, 301):
+        assert hardware.resolve(str(path), network_gbs=float(gbs)).network_gbs == gbs
+    assert hardware._read_file.cache_info().currsize <= 64
+    assert sum(1 for key in hardware._named_files if key[0] == str(path)) == 1
+    assert hardware.resolve("h100-sxm", network_gbs=7.0) is hardware.resolve("h100-sxm", network_gbs=7.0)
+
+
 def test_a_relative_hardware_file_is_the_current_folders(tmp_path, monkeypatch):
     for folder, price in (("a", 1.0), ("b", 5.0)):
         (tmp_path / folder).mkdir()

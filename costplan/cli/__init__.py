@@ -16,7 +16,7 @@ import sys
 import click
 
 from costplan import __version__
-from costplan.errors import CostplanError
+from costplan.errors import CostplanError, printable
 
 # command name → module of this package that defines it (under the same name, `import` as import_config)
 COMMANDS = {
@@ -41,8 +41,9 @@ class RefusingRepeats(click.Group):
 
     def resolve_command(self, ctx: click.Context, args: list[str]):  # noqa: ANN201 - click's signature
         name, command, rest = super().resolve_command(ctx, args)
-        if command is not None and not isinstance(command, click.Group):
-            refuse_repeats(command, rest)
+        # not while the shell completes a word: a half-typed line may repeat an option, and says nothing yet
+        if command is not None and not isinstance(command, click.Group) and not ctx.resilient_parsing:
+            refuse_repeats(command, rest, ctx.help_option_names)
         return name, command, rest
 
 
@@ -63,20 +64,20 @@ class CostplanGroup(RefusingRepeats):
             raise UserError(str(exc)) from None
 
 
-def refuse_repeats(command: click.Command, args: list[str]) -> None:
+def refuse_repeats(command: click.Command, args: list[str], help_names: list[str]) -> None:
     """An option that takes one value, given more than once: an error, where click would keep the last without a
     word (`--gpu h100-sxm --gpu a100-80gb`). Flags and options that take several (--set, --vary) may repeat."""
     single = {opt: param for param in command.params if isinstance(param, click.Option)
               and not param.multiple and not param.is_flag and not param.count for opt in param.opts}
     valued = {opt for param in command.params if isinstance(param, click.Option) and not param.is_flag
               and not param.count for opt in param.opts}
-    if any(token in ("-h", "--help") for token in args):     # the help, as click gives it first
-        return
     given: dict[str, list[str]] = {}
     tokens = iter(args)
     for token in tokens:
         if token == "--":
             break
+        if token in help_names:     # asked for as an option (a value is taken below): the help, as click gives it
+            return
         if token.startswith("--"):
             opt, equals, value = token.partition("=")
             attached = bool(equals)
@@ -87,7 +88,7 @@ def refuse_repeats(command: click.Command, args: list[str]) -> None:
             continue
         value = value if attached else next(tokens, "")
         if opt in single:
-            given.setdefault(single[opt].name, []).append(f"{opt} {shlex.quote(value)}")
+            given.setdefault(single[opt].name, []).append(f"{opt} {shlex.quote(printable(value))}")
     repeated = [uses for uses in given.values() if len(uses) > 1]
     if repeated:
         raise CostplanError("\n".join(f"{uses[0].split()[0]}: given {len(uses)} times ({', then '.join(uses)}); "

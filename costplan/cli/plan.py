@@ -4,7 +4,7 @@ from __future__ import annotations
 import click
 
 from costplan.cli.options import FORMATS, echo_warnings, law_option, load_all
-from costplan.errors import CostplanError
+from costplan.errors import CostplanError, shown
 
 def progress_lines():  # noqa: ANN201
     """A progress(gpu, done, total) for a search over several GPU types (the catalogue takes tens of seconds on
@@ -94,7 +94,7 @@ def plan(ctx, spec, budget, unit, deadline, gpu_names, gpus, seq_len, vocab, wri
         constants = check(scaling.resolve, law)
         if len(gpu_names) > 1:
             problems.append(f"--gpu: give one GPU type with --budget, not {len(gpu_names)} "
-                            f"({', '.join(gpu_names)})")
+                            f"({', '.join(map(shown, gpu_names))})")
         if write_path is not None:
             check(files.check_spec_output, "--write", write_path, force)
         if problems:

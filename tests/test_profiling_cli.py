@@ -509,8 +509,11 @@ def test_an_fp8_spec_is_checked_against_a_calibration_of_this_machine(run, monke
     assert result.exit_code in (0, 1), result.stderr
     checks = {c["metric"]: c for c in json.loads(result.stdout)[0]["checks"]}
     assert checks["peak"]["status"] == "ok" and checks["activations"]["status"] == "ok"
-    assert checks["time"]["estimate"] > 0 and checks["time"]["tolerance"] == 0.3
-    assert "timed in bf16: the reference runs fp8's matmuls in bf16" in checks["time"]["note"]
+    # compared at the time tolerance, unless the machine's load moved the timed steps (then shown, not held)
+    time = checks["time"]
+    assert time["estimate"] > 0 and (time["tolerance"] == 0.3 or "spread wider than their median" in time["note"]), \
+        time["note"]
+    assert "timed in bf16: the reference runs fp8's matmuls in bf16" in time["note"]
 
 
 def test_calibrate_times_its_reference_in_fp32_where_bf16_is_slow(run, monkeypatch):

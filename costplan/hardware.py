@@ -17,7 +17,6 @@ from costplan.sections import InvalidInput, Section, field
 from costplan.validation import Count, Fraction, Name, Positive, Price
 
 
-
 def _text(value: Any) -> Any:
     # YAML reads `2026-05-01` as a date; a price date is kept as the text the user wrote.
     return text(value.isoformat() if isinstance(value, datetime.date) else value)

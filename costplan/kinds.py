@@ -256,17 +256,17 @@ def text(value: Any) -> str:
     return value
 
 
+# ints and floats, and numpy's numbers (np.int64(8) from a notebook's sweep), which register with the numbers
+# ABCs; a boolean is never a number here (numpy's is not a numbers.Real)
+_NUMBERS = (int, float, numbers.Real)
+
+
 def real_number(value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, _NUMBERS):
         raise Invalid(f"expected a number, got {shown(value)}")
     if not math.isfinite(value):
         raise Invalid(f"expected a finite number, got {shown(value)}")
     return float(value)
-
-
-# ints and floats, and numpy's numbers (np.int64(8) from a notebook's sweep), which register with the numbers
-# ABCs; a boolean is never a number here (numpy's is not a numbers.Real)
-_NUMBERS = (int, float, numbers.Real)
 
 
 # a count written with a suffix (2T tokens, 70B): the exponent it stands for, which the message suggests

@@ -211,7 +211,6 @@ def validate(data: Any, overrides: Iterable[str], *, label: str, default_name: s
     except InvalidInput as exc:
         messages = exc.messages + [m for m in _rules_on_raw(data, base_dir) if m not in exc.messages]
         raise SpecError(label, messages) from None
-    set_private(spec, "_raw", data)
     set_private(spec, "_label", label)
     return spec
 

@@ -375,7 +375,7 @@ class Spec(Section):
     serving: ServingSpec = ServingSpec()
     # Where relative hardware file paths are looked up (the spec file's folder); not part of the format.
     base_dir: str | None = field(None, exclude=True)
-    # The mapping it was validated from, overrides applied (set by loading.validate; not a field, so equality
+    # The mapping it was validated from, overrides applied (set by model_validate; not a field, so equality
     # ignores it): a copy with more overrides (loading.with_overrides) derives its defaults again from it, as
     # --set does (head_dim from a new d_model). model_copy drops it, as the copy's updates are not in it.
     _raw: Any = None
@@ -387,12 +387,9 @@ class Spec(Section):
     @classmethod
     def model_validate(cls, data: Any, context: Mapping[str, Any] | None = None) -> Spec:
         spec = super().model_validate(data, context)
-        # the mapping, so that a copy with more overrides derives its defaults again (loading.with_overrides), and
-        # whether training.seq_len is model.max_seq_len's as it says; a copy (model_copy) drops both, its
-        # sections being the caller's
+        # the mapping, so that a copy with more overrides derives its defaults again (loading.with_overrides) and
+        # seq_len_defaulted can read it; a copy (model_copy) drops it, its sections being the caller's
         set_private(spec, "_raw", data)
-        training = data.get("training") if isinstance(data, Mapping) else None
-        set_private(spec, "_seq_len_defaulted", not isinstance(training, Mapping) or training.get("seq_len") is None)
         return spec
 
     @classmethod
@@ -484,7 +481,9 @@ class Spec(Section):
     def seq_len_defaulted(self) -> bool:
         """Whether training.seq_len came from model.max_seq_len, the mapping validated having none (a copy made
         without that mapping, as a search's, is taken as given)."""
-        return self.__dict__.get("_seq_len_defaulted", False)
+        raw = self._raw
+        training = raw.get("training") if isinstance(raw, Mapping) else None
+        return raw is not None and (not isinstance(training, Mapping) or training.get("seq_len") is None)
 
     @property
     def gpu(self) -> hardware.GPU:

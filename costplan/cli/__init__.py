@@ -71,7 +71,7 @@ def refuse_repeats(command: click.Command, args: list[str], help_names: list[str
               and not param.multiple and not param.is_flag and not param.count for opt in param.opts}
     valued = {opt for param in command.params if isinstance(param, click.Option) and not param.is_flag
               and not param.count for opt in param.opts}
-    given: dict[str, list[str]] = {}
+    given: dict[str, list[tuple[str, str]]] = {}     # a parameter's name → (option, value) as given
     tokens = iter(args)
     for token in tokens:
         if token == "--":
@@ -88,11 +88,13 @@ def refuse_repeats(command: click.Command, args: list[str], help_names: list[str
             continue
         value = value if attached else next(tokens, "")
         if opt in single:
-            given.setdefault(single[opt].name, []).append(f"{opt} {shlex.quote(printable(value))}")
+            given.setdefault(single[opt].name, []).append((opt, value))
     repeated = [uses for uses in given.values() if len(uses) > 1]
     if repeated:
-        raise CostplanError("\n".join(f"{uses[0].split()[0]}: given {len(uses)} times ({', then '.join(uses)}); "
-                                       "give it once" for uses in repeated))
+        raise CostplanError("\n".join(
+            f"{uses[0][0]}: given {len(uses)} times "
+            f"({', then '.join(f'{opt} {shlex.quote(printable(value))}' for opt, value in uses)}); give it once"
+            for uses in repeated))
 
 
 @click.group(cls=CostplanGroup, context_settings={"help_option_names": ["-h", "--help"]})

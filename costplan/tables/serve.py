@@ -124,8 +124,8 @@ def cheaper_note(est: ServingEstimate, other: ServingEstimate) -> str:
             f"of its cost on {plural(str(a.tensor), 'GPU')} per replica, the fewest that hold "
             f"{'the batch asked for' if a.batch_rule == 'serving.batch' else 'the model and one sequence'}: batch "
             f"{other.throughput.batch:,} against {est.throughput.batch:,}, "
-            f"{human(other.throughput.tokens_per_second_per_gpu, 'count')} output tokens/s per GPU against "
-            f"{human(est.throughput.tokens_per_second_per_gpu, 'count')}, "
+            f"{human(other.throughput.tokens_per_second_per_gpu, 'tokens/s')} output tokens/s per GPU against "
+            f"{human(est.throughput.tokens_per_second_per_gpu, 'tokens/s')}, "
             f"${number(other.cost.usd_per_million_output_tokens)} per million output tokens against "
             f"${number(est.cost.usd_per_million_output_tokens)}")
 

@@ -21,6 +21,8 @@ class Record:
     _field_set: ClassVar[frozenset[str]] = frozenset()
     _defaults: ClassVar[dict[str, Any]] = {}
     _excluded: ClassVar[frozenset[str]] = frozenset()   # left out of dumps and repr
+    _template: ClassVar[dict[str, Any]] = {}
+    _required: ClassVar[frozenset[str]] = frozenset()
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -34,7 +36,14 @@ class Record:
                 defaults.pop(name, None)
         cls._fields = tuple(dict.fromkeys((*cls._fields, *own)))
         cls._field_set = frozenset(cls._fields)
+        cls._set_defaults(defaults)
+
+    @classmethod
+    def _set_defaults(cls, defaults: dict[str, Any]) -> None:
         cls._defaults = defaults
+        # every field in order, with its default or None: a copy updated by the given values is a record's fields
+        cls._template = {n: defaults.get(n) for n in cls._fields}
+        cls._required = frozenset(n for n in cls._fields if n not in defaults)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         fields = self._fields
@@ -44,11 +53,13 @@ class Record:
             kwargs = {**dict(zip(fields, args)), **kwargs}
         if not kwargs.keys() <= self._field_set:
             raise TypeError(f"{type(self).__name__} has no field {', '.join(set(kwargs) - self._field_set)}")
-        defaults = self._defaults
-        try:   # in field order, always: equal records then hold their fields alike (see _field_values)
-            self.__dict__.update({n: kwargs[n] if n in kwargs else defaults[n] for n in fields})
-        except KeyError as exc:
-            raise TypeError(f"{type(self).__name__} needs {exc.args[0]}") from None
+        if not self._required <= kwargs.keys():
+            lacking = next(n for n in fields if n in self._required and n not in kwargs)
+            raise TypeError(f"{type(self).__name__} needs {lacking}")
+        # in field order, always (the template's): equal records then hold their fields alike (see _field_values)
+        values = self._template.copy()
+        values.update(kwargs)
+        self.__dict__.update(values)
 
     def _field_values(self) -> tuple:
         """The values in field order: a record's __dict__ holds its fields in that order, then anything

@@ -117,7 +117,7 @@ class Section(Record):
             if isinstance(default, _FieldArgs):
                 setattr(cls, name, args.default)
         cls.model_fields = fields
-        cls._defaults = {n: f.default for n, f in fields.items() if not f.is_required()}
+        cls._set_defaults({n: f.default for n, f in fields.items() if not f.is_required()})
         cls._excluded = frozenset(n for n, f in fields.items() if f.exclude)
         cls._words = {n: tuple(w for w in f.kind.choices() if isinstance(w, str))
                       for n, f in fields.items() if n != "type" and f.kind.choices()}

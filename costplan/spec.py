@@ -335,6 +335,21 @@ class ParallelismSpec(Section):
 NO_PARALLELISM = ParallelismSpec()
 
 
+def data_ranks(par: ParallelismSpec, count: int) -> int:
+    """The data-parallel degree of a layout on `count` GPUs (Spec.data_parallel)."""
+    return par.data if par.data != "auto" else count // model_parallel(par.tensor, par.context, par.pipeline)
+
+
+def step_micro_batches(par: ParallelismSpec, training: TrainingSpec, count: int) -> int:
+    """Micro-batches per optimizer step on each pipeline of a layout on `count` GPUs (Spec.micro_batches): a
+    layout search bounds layouts before it builds their specs."""
+    if par.micro_batches is not None:
+        return par.micro_batches
+    if training.global_batch_size is not None:
+        return max(1, training.global_batch_size // (training.micro_batch_size * data_ranks(par, count)))
+    return 1
+
+
 # ---------------------------------------------------------------------------------------------- serving
 DEFAULT_PROMPT_TOKENS, DEFAULT_OUTPUT_TOKENS = 1024, 256
 
@@ -497,18 +512,12 @@ class Spec(Section):
     @property
     def data_parallel(self) -> int:
         """The data-parallel degree: parallelism.data, or hardware.count / (tensor × context × pipeline)."""
-        p = self.parallel
-        return p.data if p.data != "auto" else self.hardware.count // model_parallel(p.tensor, p.context, p.pipeline)
+        return data_ranks(self.parallel, self.hardware.count)
 
     @property
     def micro_batches(self) -> int:
         """Micro-batches per optimizer step on each pipeline (gradient-accumulation steps)."""
-        p, t = self.parallel, self.training
-        if p.micro_batches is not None:
-            return p.micro_batches
-        if t.global_batch_size is not None:
-            return max(1, t.global_batch_size // (t.micro_batch_size * self.data_parallel))
-        return 1
+        return step_micro_batches(self.parallel, self.training, self.hardware.count)
 
     @property
     def global_batch_size(self) -> int:

@@ -100,21 +100,25 @@ def replica(layout: dict[str, Any]) -> int:
     return model_parallel(layout["tensor"], layout.get("context", 1), layout["pipeline"])
 
 
-def variant(spec: Spec, gpu_key: str, count: int, layout: dict[str, Any], mfu: float | None = None) -> Spec:
-    """The spec on `count` GPUs of a type with a layout, timed at `mfu` where given (plan --mfu), else at the
-    spec's hardware.mfu on its own GPU type. The layout divides the model by construction and the count is a
-    multiple of the GPUs of one replica, so the copy skips validation."""
+def variant(spec: Spec, gpu_key: str, count: int, layout: dict[str, Any], mfu: float | None = None,
+            laid: ParallelismSpec | None = None) -> Spec:
+    """The spec on `count` GPUs of a type with a layout (its section `laid`, where already made), timed at `mfu`
+    where given (plan --mfu), else at the spec's hardware.mfu on its own GPU type. The layout divides the model
+    by construction and the count is a multiple of the GPUs of one replica, so the copy skips validation."""
     hw = spec.hardware
     same = gpu_key == hw.gpu
-    data = count // replica(layout)
-    expert = layout["expert"] if "expert" in layout else expert_degree(spec, layout, data)
-    section = _section(tuple(layout.items()), tuple(map(type, layout.values())), expert)
     # one copy of the hardware section for every layout a search tries on it (inside memo.shared())
     hardware = memo.cached(("hardware", memo.token(hw), gpu_key, count, mfu), lambda: hw.model_copy(update={
         "gpu": gpu_key, "count": count, "mfu": timed_at(spec, gpu_key, mfu),
         "usd_per_gpu_hour": hw.usd_per_gpu_hour if same else None,
         "network_gbs": hw.network_gbs if same else None}))   # another GPU type is another cluster
-    return spec.model_copy(update={"hardware": hardware, "parallelism": section})
+    return spec.model_copy(update={"hardware": hardware, "parallelism": laid or section(spec, count, layout)})
+
+
+def section(spec: Spec, count: int, layout: dict[str, Any]) -> ParallelismSpec:
+    """The parallelism section of a layout mapping on `count` GPUs, its expert degree chosen (expert_degree)."""
+    expert = layout["expert"] if "expert" in layout else expert_degree(spec, layout, count // replica(layout))
+    return _section(tuple(layout.items()), tuple(map(type, layout.values())), expert)
 
 
 def timed_at(spec: Spec, gpu_key: str, mfu: float | None = None) -> float | None:

@@ -19,7 +19,7 @@ from costplan.errors import CostplanError, SpecError
 from costplan.hardware import GPU
 from costplan.loading import at_seq_len
 from costplan.records import Record, set_private
-from costplan.spec import NO_PARALLELISM, Spec
+from costplan.spec import NO_PARALLELISM, ParallelismSpec, Spec
 from costplan.spec_rules import zero_under_pipeline
 
 MFU_PART = "compute at hardware.mfu"
@@ -138,13 +138,26 @@ class _Candidate:
     def __init__(self, spec: Spec, count: int, layout: dict):
         self.base, self.count, self.layout = spec, count, layout
         self.family = layouts.family(layout)
+        self._section: ParallelismSpec | None = None
         self._spec: Spec | None = None
+
+    @property
+    def section(self) -> ParallelismSpec:
+        if self._section is None:
+            self._section = layouts.section(self.base, self.count, self.layout)
+        return self._section
 
     @property
     def spec(self) -> Spec:
         if self._spec is None:
-            self._spec = layouts.variant(self.base, self.base.hardware.gpu, self.count, self.layout)
+            self._spec = layouts.variant(self.base, self.base.hardware.gpu, self.count, self.layout,
+                                         laid=self.section)
         return self._spec
+
+    def bound(self, dev: step.Device, shape: Shape) -> float:
+        """step.sequence_bound of the layout, its spec built only where its layers' timing is new to the search
+        (the base spec's hardware, on its own GPUs, is the layout's: _search)."""
+        return step.layout_bound(self.base, self.section, dev, shape, lambda: self.spec)
 
 
 def memories_of(spec: Spec, shape: Shape) -> list[parallel.StageMemory]:
@@ -202,14 +215,15 @@ def _fastest(candidates: list[_Candidate], shape: Shape, capacity: float
     with _named(candidates[0].base):      # one spec laid out each way: its name for all
         for c in candidates:
             if c.family not in bounds:
-                bounds[c.family] = step.sequence_bound(c.spec, dev, shape)
+                bounds[c.family] = c.bound(dev, shape)
     bounded = all(map(math.isfinite, bounds.values()))     # else every layout is timed, in the listed order
     order = sorted(range(len(candidates)), key=lambda i: (bounds[candidates[i].family], i)) if bounded else None
     best, done = None, set()
     for index in order if order is not None else range(len(candidates)):
-        fam, c = candidates[index].family, candidates[index].spec
+        fam = candidates[index].family
         if order is not None and best is not None and bounds[fam] * (1 - BOUND_MARGIN) > best[0][0]:
             break       # this bound and every later one exceed the fastest step per sequence
+        c = candidates[index].spec
         if fam in done or _needless(c):
             continue
         memories = memories_of(c, shape)

@@ -72,6 +72,7 @@ gradient (update_fresh); a part of its own, `first_touch`, beside the rooflines.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import NamedTuple
 
@@ -95,7 +96,7 @@ from costplan.costs.traffic import (
 from costplan.hardware import GPU
 from costplan.kernels import FirstTouch
 from costplan.records import Record
-from costplan.spec import ModelSpec, Spec
+from costplan.spec import ModelSpec, ParallelismSpec, Spec, step_micro_batches
 
 SIXTEEN_BIT = ("bf16", "fp16")
 PARTS = ("matmul", "attention", "memory_bound", "optimizer", "bubble")
@@ -302,12 +303,14 @@ def stage_time(spec: Spec, dev: Device, shape: Shape, stage: int) -> tuple[Tally
 
 
 def _layout_key(spec: Spec, dev: Device, shape: Shape) -> tuple:
+    return layout_key(spec.model, spec.parallel, spec.training.micro_batch_size, dev, shape)
+
+
+def layout_key(model: ModelSpec, par: ParallelismSpec, micro_batch_size: int, dev: Device, shape: Shape) -> tuple:
     """What a layer's time depends on besides the layer, in memo keys: its widths, the shape, the layout and the
     device (the GPU and its curves are resolved once per name, so their identities name them)."""
-    par, model = spec.parallel, spec.model
-    width = memo.token(block_width(model))
-    return (width, memo.token(shape), par.tensor, par.context, par.expert, par.expert_tensor_degree,
-            par.sequence_parallel, par.tensor_overlap, par.expert_overlap, spec.training.micro_batch_size,
+    return (memo.token(block_width(model)), memo.token(shape), par.tensor, par.context, par.expert,
+            par.expert_tensor_degree, par.sequence_parallel, par.tensor_overlap, par.expert_overlap, micro_batch_size,
             id(dev.gpu), id(dev.curves), dev.precision, dev.attention_kernel)
 
 
@@ -320,17 +323,27 @@ def _stage_time(spec: Spec, dev: Device, shape: Shape, stage: int, layout: tuple
     first, last = stage == 0, stage == stage_count(stages) - 1
     # The embedding's and the head's operations, timed once per widths and layout (shared inside memo.shared()
     # like the layers' times); the stage's tally starts from a copy of theirs.
+    made: list[Timer] = []      # the edges and the layers at the stage's shape share one timer, made if needed
+
+    def timer(at: Shape) -> Timer:
+        if at is not shape:
+            return Timer(spec, dev, at)
+        if not made:
+            made.append(Timer(spec, dev, shape))
+        return made[0]
+
     edges = memo.cached(("stage edges", first, last, *layout),
-                        lambda: _edges_time(model, shape, Timer(spec, dev, shape), first, last))
+                        lambda: _edges_time(model, shape, timer(shape), first, last))
     forward, backward, gemm, core = dict(edges.forward), dict(edges.backward), edges.gemm, edges.core
-    traffic = {kind: Traffic(sm_share(dev)) for kind in ("tensor", "context", "expert")}
+    share = sm_share(dev)
+    traffic = {kind: Traffic(share) for kind in ("tensor", "context", "expert")}
     paired = expert_paired(spec, stage) if paired is None else paired
     for layer, count, layer_shape in recompute_groups(model, shape, stage, stages):
         # a layer kept among recomputed ones (training.recompute_layers) is timed at its own shape
         key = layout if layer_shape is shape else _layout_key(spec, dev, layer_shape)
         own, wire, seconds, behind = memo.cached(("layer time", memo.token(layer), *key),
-                                                 lambda: _time_layer(spec, dev, layer_shape,
-                                                                     Timer(spec, dev, layer_shape), layer))
+                                                 lambda: _time_layer(spec, dev, layer_shape, timer(layer_shape),
+                                                                     layer))
         for kind, each in traffic.items():
             if kind == "expert" and paired < 1:     # the schedule's unpaired passes: nothing beside them
                 each.add(count * (1 - paired), wire[kind], seconds[kind], 0.0)
@@ -466,13 +479,22 @@ def sequence_bound(spec: Spec, dev: Device, shape: Shape) -> float:
     model whose layers are timed alike (_layout_key), whatever its pipeline and ZeRO stage: it is kept inside
     memo.shared(). Recomputing the first layers of each stage (training.recompute_layers) only adds to a deeper
     pipeline."""
-    par = spec.parallel
+    return layout_bound(spec, spec.parallel, dev, shape, lambda: spec)
+
+
+def layout_bound(spec: Spec, par: ParallelismSpec, dev: Device, shape: Shape, laid_out: Callable[[], Spec]
+                 ) -> float:
+    """sequence_bound of the spec laid out on `par` (the same model, training and GPUs), which `laid_out()`
+    builds only where no layout of its layers' timing has been bounded yet: a search bounds many layouts whose
+    layers are timed alike, and builds specs for few."""
+    training = spec.training
     with memo.shared():
-        layout = _layout_key(spec, dev, shape)
+        layout = layout_key(spec.model, par, training.micro_batch_size, dev, shape)
         whole = memo.cached(("whole micro-batch", memo.token(spec.model), *layout),
-                            lambda: _whole_micro_batch(spec, dev, shape, layout))
-    per_sequence = whole * par.tensor * par.context / (spec.training.micro_batch_size * spec.hardware.count)
-    return per_sequence * (1 + (par.pipeline - 1) / (par.virtual_stages * spec.micro_batches))
+                            lambda: _whole_micro_batch(laid_out(), dev, shape, layout))
+    count = spec.hardware.count
+    per_sequence = whole * par.tensor * par.context / (training.micro_batch_size * count)
+    return per_sequence * (1 + (par.pipeline - 1) / (par.virtual_stages * step_micro_batches(par, training, count)))
 
 
 def _whole_micro_batch(spec: Spec, dev: Device, shape: Shape, layout: tuple) -> float:

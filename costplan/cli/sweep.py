@@ -48,6 +48,8 @@ def _base_warnings(raw, axes, sets) -> list[str]:  # noqa: ANN001
     if base.seq_len_defaulted and "training.seq_len" not in varied:
         lengths = "each point's" if "model.max_seq_len" in varied else f"{base.seq_len:,} tokens"
         out.append(tables.defaulted_seq_len(base.name, lengths))
+    if base.hardware.mfu is None and "hardware.mfu" not in varied:      # the step model times the points
+        out += tables.accuracy_warnings(base.name, base.model.moe is not None, base.parallel.context)
     return out
 
 

@@ -12,7 +12,7 @@ _WHERE = {
     "calibration": "measurements", "check_failures": "measurements", "checks": "measurements",
     "column_names": "estimate", "compare": "estimate", "estimates": "estimate", "seq_len": "estimate",
     "sweep": "estimate", "assumed_inputs": "estimate", "warnings": "estimate", "seq_len_warnings": "estimate",
-    "defaulted_seq_len": "estimate",
+    "defaulted_seq_len": "estimate", "accuracy_warnings": "estimate",
     "hardware": "listings", "presets": "listings", "deadline": "plan",
     "proposal": "plan", "proposal_warnings": "plan",
 }

@@ -4,7 +4,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from costplan.costs import fusion_loss
+from costplan.costs import accuracy, fusion_loss
 from costplan import series
 from costplan.costs.estimate import LARGEST_PUBLISHED_BATCH, oversized_batch
 from costplan.costs.parallel import micro_batches_in_flight
@@ -242,7 +242,14 @@ def warnings(est: Estimate) -> list[str]:
                    "micro-batches (training.global_batch_size, parallelism.micro_batches) or fewer stages shrink it")
     if oversized_batch(a):
         out.append(f"{est.name}: {oversized_note(oversized_batch(a))}")
+    if a.time_model == "step model":
+        out += accuracy_warnings(est.name, "moe" in est.params.by_component, par.context)
     return out
+
+
+def accuracy_warnings(name: str, routed_experts: bool, context: int) -> list[str]:
+    """Where a step-model time is of a kind of run the model is furthest from (costs/accuracy.py)."""
+    return [f"{name}: {accuracy.said(miss)}" for miss in accuracy.misses(routed_experts, context)]
 
 
 def idle_pipeline(bubble: float, micro_batches: int, stages: int) -> str:

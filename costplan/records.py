@@ -52,7 +52,7 @@ class Record:
                 raise TypeError(f"{type(self).__name__} has {len(fields)} fields, not {len(args)}")
             kwargs = {**dict(zip(fields, args)), **kwargs}
         if not kwargs.keys() <= self._field_set:
-            raise TypeError(f"{type(self).__name__} has no field {', '.join(set(kwargs) - self._field_set)}")
+            raise TypeError(f"{type(self).__name__} has no field {', '.join(sorted(set(kwargs) - self._field_set))}")
         if not self._required <= kwargs.keys():
             lacking = next(n for n in fields if n in self._required and n not in kwargs)
             raise TypeError(f"{type(self).__name__} needs {lacking}")

@@ -112,7 +112,9 @@ def variant(spec: Spec, gpu_key: str, count: int, layout: dict[str, Any], mfu: f
         "gpu": gpu_key, "count": count, "mfu": timed_at(spec, gpu_key, mfu),
         "usd_per_gpu_hour": hw.usd_per_gpu_hour if same else None,
         "network_gbs": hw.network_gbs if same else None}))   # another GPU type is another cluster
-    return spec.model_copy(update={"hardware": hardware, "parallelism": laid or section(spec, count, layout)})
+    if laid is None:
+        laid = section(spec, count, layout)
+    return spec.model_copy(update={"hardware": hardware, "parallelism": laid})
 
 
 def section(spec: Spec, count: int, layout: dict[str, Any]) -> ParallelismSpec:

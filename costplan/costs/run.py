@@ -155,9 +155,8 @@ class _Candidate:
         return self._spec
 
     def bound(self, dev: step.Device, shape: Shape) -> float:
-        """step.sequence_bound of the layout, its spec built only where its layers' timing is new to the search
-        (the base spec's hardware, on its own GPUs, is the layout's: _search)."""
-        return step.layout_bound(self.base, self.section, dev, shape, lambda: self.spec)
+        """step.sequence_bound of the layout, its spec built only where its layers' timing is new to the search."""
+        return step.layout_bound(self.base, self.section, self.count, dev, shape, lambda: self.spec)
 
 
 def memories_of(spec: Spec, shape: Shape) -> list[parallel.StageMemory]:

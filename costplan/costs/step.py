@@ -479,20 +479,19 @@ def sequence_bound(spec: Spec, dev: Device, shape: Shape) -> float:
     model whose layers are timed alike (_layout_key), whatever its pipeline and ZeRO stage: it is kept inside
     memo.shared(). Recomputing the first layers of each stage (training.recompute_layers) only adds to a deeper
     pipeline."""
-    return layout_bound(spec, spec.parallel, dev, shape, lambda: spec)
+    return layout_bound(spec, spec.parallel, spec.hardware.count, dev, shape, lambda: spec)
 
 
-def layout_bound(spec: Spec, par: ParallelismSpec, dev: Device, shape: Shape, laid_out: Callable[[], Spec]
-                 ) -> float:
-    """sequence_bound of the spec laid out on `par` (the same model, training and GPUs), which `laid_out()`
-    builds only where no layout of its layers' timing has been bounded yet: a search bounds many layouts whose
-    layers are timed alike, and builds specs for few."""
+def layout_bound(spec: Spec, par: ParallelismSpec, count: int, dev: Device, shape: Shape,
+                 laid_out: Callable[[], Spec]) -> float:
+    """sequence_bound of the spec laid out on `par` over `count` GPUs (the same model and training), which
+    `laid_out()` builds only where no layout of its layers' timing has been bounded yet: a search bounds many
+    layouts whose layers are timed alike, and builds specs for few."""
     training = spec.training
     with memo.shared():
         layout = layout_key(spec.model, par, training.micro_batch_size, dev, shape)
         whole = memo.cached(("whole micro-batch", memo.token(spec.model), *layout),
                             lambda: _whole_micro_batch(laid_out(), dev, shape, layout))
-    count = spec.hardware.count
     per_sequence = whole * par.tensor * par.context / (training.micro_batch_size * count)
     return per_sequence * (1 + (par.pipeline - 1) / (par.virtual_stages * step_micro_batches(par, training, count)))
 

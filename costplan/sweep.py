@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from costplan import scaling, yamlio
+from costplan.costs import accuracy
 from costplan.costs.estimate import estimate, shared_components
 from costplan.costs.inference import serve
 from costplan.costs.serving_result import ServingEstimate
@@ -175,6 +176,7 @@ class Point:
     positions: tuple[int, ...]
     values: dict[str, Any]
     held: bool = False      # it ran on the base spec's layout (held_layout), not one it searched
+    misses: tuple[accuracy.Miss, ...] = ()      # kinds of run the step model that timed it underestimates
 
 
 def run(raw: RawSpec, axes: Sequence[Axis], overrides: Iterable[str] = (), law: scaling.ScalingLaw | None = None,
@@ -246,7 +248,7 @@ class _Work:
             if served is not None:
                 values.update({name: get(served) for name, get in SERVING_COLUMNS.items()})
             points.append(Point({axis.key: axis.values[i] for axis, i in zip(self.axes, combo)}, combo, values,
-                                held))
+                                held, tuple(accuracy.of_estimate(result))))
         return points, problems
 
 
@@ -272,6 +274,11 @@ def held_layout(raw: RawSpec, axes: Sequence[Axis], overrides: list[str]) -> Spe
     if base.parallelism is not None or base.hardware.count == 1:
         return None
     return laid_out_once(base)
+
+
+def misses(points: Sequence[Point]) -> list[accuracy.Miss]:
+    """Each kind of run the step model underestimates that any point is of, once, in the order first met."""
+    return list(dict.fromkeys(miss for point in points for miss in point.misses))
 
 
 def held_note(points: Sequence[Point]) -> str | None:

@@ -68,11 +68,12 @@ def _refuse_unused(why: str, options: dict) -> None:
 
 
 def _warn(results) -> None:  # noqa: ANN001 - Estimates
-    """What estimate would warn of these specs (a context or token count assumed, a run that does not fit)."""
+    """What estimate would warn of these specs (a context or token count assumed, a run that does not fit), but
+    of their times, which the memory figure does not show."""
     from costplan import tables
 
     for result in results:
-        echo_warnings(tables.warnings(result))
+        echo_warnings(tables.warnings(result, timed=False))
 
 
 @plot.command("scaling")

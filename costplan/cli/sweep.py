@@ -48,8 +48,6 @@ def _base_warnings(raw, axes, sets) -> list[str]:  # noqa: ANN001
     if base.seq_len_defaulted and "training.seq_len" not in varied:
         lengths = "each point's" if "model.max_seq_len" in varied else f"{base.seq_len:,} tokens"
         out.append(tables.defaulted_seq_len(base.name, lengths))
-    if base.hardware.mfu is None and "hardware.mfu" not in varied:      # the step model times the points
-        out += tables.accuracy_warnings(base.name, base.model.moe is not None, base.parallel.context)
     return out
 
 
@@ -109,6 +107,7 @@ def sweep(spec, varies, sort_by, limit, fmt, serving, jobs, search_layouts, law,
     warned = _base_warnings(raw, axes, sets)
     points = sweeps.run(raw, axes, sets, constants, count, serving, job_count, progress_lines(), search_layouts)
     echo_warnings(warned)       # once every point is valid: a sweep that fails prints its errors alone
+    echo_warnings(tables.accuracy_warnings(raw.label, sweeps.misses(points)))
     note = sweeps.held_note(points)
     if note:
         click.echo(f"note: {note}", err=True)

@@ -228,8 +228,9 @@ def estimates(results: Sequence[Estimate]) -> Table:
                  [e.model_dump() for e in results])
 
 
-def warnings(est: Estimate) -> list[str]:
-    """What a user should notice on stderr."""
+def warnings(est: Estimate, timed: bool = True) -> list[str]:
+    """What a user should notice on stderr; where its time is `timed` (shown), a kind of run the step model
+    underestimates (costs/accuracy.py)."""
     a, m = est.assumptions, est.memory
     out = assumed_inputs(est.name, a.tokens_source, a.config_defaults, a.config_left_out)
     if a.seq_len_source != "training.seq_len":
@@ -242,14 +243,15 @@ def warnings(est: Estimate) -> list[str]:
                    "micro-batches (training.global_batch_size, parallelism.micro_batches) or fewer stages shrink it")
     if oversized_batch(a):
         out.append(f"{est.name}: {oversized_note(oversized_batch(a))}")
-    if a.time_model == "step model":
-        out += accuracy_warnings(est.name, "moe" in est.params.by_component, par.context)
+    if timed:
+        out += accuracy_warnings(est.name, accuracy.of_estimate(est))
     return out
 
 
-def accuracy_warnings(name: str, routed_experts: bool, context: int) -> list[str]:
-    """Where a step-model time is of a kind of run the model is furthest from (costs/accuracy.py)."""
-    return [f"{name}: {accuracy.said(miss)}" for miss in accuracy.misses(routed_experts, context)]
+def accuracy_warnings(name: str, misses: Sequence[accuracy.Miss], consequence: str = accuracy.TIMES_LOW
+                      ) -> list[str]:
+    """The caveat of each kind of run the step model underestimates that a step-model time is of."""
+    return [f"{name}: {accuracy.said(miss, consequence)}" for miss in misses]
 
 
 def idle_pipeline(bubble: float, micro_batches: int, stages: int) -> str:

@@ -240,7 +240,11 @@ def test_calibrate_then_time_is_compared(run, tmp_path, monkeypatch):
     assert "twice that backward" in curves.depthwise_conv_backward.source
     data = json.loads(run("profile", FLASH, "--gpu", str(out), "--format", "json").stdout)
     (time_row,) = [c for c in data[0]["checks"] if c["metric"] == "time"]
-    assert time_row["status"] in ("ok", "FAIL") and time_row["measured"] > 0 and time_row["estimate"] > 0
+    assert time_row["measured"] > 0 and time_row["estimate"] > 0
+    # compared, unless the machine's load moved the timed steps (then shown, not held: a full suite beside this
+    # one had made it skip)
+    assert time_row["status"] in ("ok", "FAIL") or (
+        time_row["status"] == "skip" and "spread wider than their median" in time_row["note"]), time_row
 
 
 def test_calibrate_prints_a_hardware_file_without_output(run, monkeypatch):

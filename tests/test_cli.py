@@ -110,10 +110,14 @@ def test_a_step_model_time_of_a_kind_of_run_it_underestimates_says_so(run, tmp_p
     assert "mixtral-8x7b: the step model underestimates mixture-of-experts training" in moe
     assert "took 1.4 to 5.4 times its predicted step" in moe and "context-parallel" not in moe
     assert "the times, GPU-hours and costs from it are likely low" in moe
-    long = ["--gpus", "16", "--set", "model.max_seq_len=65536", "--set", "training.seq_len=65536"]
+    long = ["--gpus", "16", "--set", "model.max_seq_len=131072", "--set", "training.seq_len=131072"]
     wide = run("estimate", "llama3-8b", *long, "--set", "parallelism.context=4").stderr
-    assert "underestimates context-parallel (degree 4 or more) training" in wide and "mixture" not in wide
+    assert "underestimates context-parallel (degree 4 or more, 128k tokens or more) training" in wide
+    assert "mixture" not in wide
+    # both, as every such published run had: not degree 2 at 128k, nor degree 4 at 64k
     assert "underestimates" not in run("estimate", "llama3-8b", *long, "--set", "parallelism.context=2").stderr
+    assert "underestimates" not in run("estimate", "llama3-8b", "--gpus", "16", "--set", "model.max_seq_len=65536",
+                                       "--set", "training.seq_len=65536", "--set", "parallelism.context=4").stderr
     # not of a dense model, nor of a time at the user's MFU, which the step model did not compute
     assert "underestimates" not in run("estimate", "llama3-8b", "--gpus", "16").stderr
     assert "underestimates" not in run("estimate", "mixtral-8x7b", "--gpus", "16", "--mfu", "0.3").stderr

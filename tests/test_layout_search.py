@@ -10,7 +10,7 @@ import pytest
 import costplan
 from costplan.costs import layouts, parallel, step
 from costplan.costs.estimate import shape_of, shared_components
-from costplan.costs.run import _device, _search, stages_of, step_of
+from costplan.costs.run import _Candidate, _device, _search, stages_of, step_of
 from costplan.spec_rules import split_rules
 
 # Points of the speed benchmark's sweep (llama2-7b on 2,048 GPUs, no parallelism section) and a mixture of experts
@@ -55,6 +55,30 @@ def test_the_bound_never_exceeds_the_step(name, overrides):
                 assert 0 < bound <= seconds / sequences * (1 + 1e-12)
                 tried += 1
     assert tried >= 2
+
+
+@pytest.mark.parametrize(("name", "overrides"), SPECS)
+def test_a_search_bounds_each_layout_as_its_spec_alone_would(name, overrides):
+    # the search bounds a family from its parallelism section and builds a laid-out spec only for a layer timing
+    # new to it; layouts sharing that timing must still get their own bound, as their specs give it alone
+    spec = costplan.load_spec(name, overrides)
+    shape, count = shape_of(spec), spec.hardware.count
+    order = layouts.search_order(spec.model, spec.training.global_batch_size is None, layouts.tensor_degrees(spec))
+    laid = [layout for layout in order if layouts.fits_batch(spec, layout, count) and layouts.takes(spec, layout)]
+    with shared_components():
+        dev = _device(spec)
+        candidates = [_Candidate(spec, count, layout) for layout in laid]
+        searched = [c.bound(dev, shape) for c in candidates]
+    assert sum(c._spec is not None for c in candidates) < len(laid)     # some bounded without a spec
+    alone = []
+    for layout in laid:     # sequence_bound's closed form over the built spec's own degrees and micro-batches
+        built = layouts.variant(spec, spec.hardware.gpu, count, layout)
+        par, b = built.parallel, built.training.micro_batch_size
+        with shared_components():
+            whole = step._whole_micro_batch(built, _device(built), shape, step._layout_key(built, dev, shape))
+        alone.append(whole * par.tensor * par.context / (b * built.hardware.count)
+                     * (1 + (par.pipeline - 1) / (par.virtual_stages * built.micro_batches)))
+    assert searched == pytest.approx(alone, rel=1e-12)
 
 
 @pytest.mark.parametrize(("name", "overrides"), SPECS)

@@ -119,13 +119,7 @@ def plan(ctx, spec, budget, unit, deadline, gpu_names, gpus, seq_len, vocab, wri
         raise CostplanError("\n".join(problems))
     options = planner.deadline_options(loaded[0], hours, list(gpu_names) or None, utilisation, progress_lines())
     click.echo(report.render(tables.deadline(options), fmt))
-    stepped = [o for o in options if o.gpus is not None and o.mfu is None]     # the options the step model timed
-    if stepped:
-        from costplan.costs import accuracy
-
-        context = max((o.layout or {}).get("context", 1) for o in stepped)
-        kinds = accuracy.misses(loaded[0].model.moe is not None, context)
-        echo_warnings(tables.accuracy_warnings(loaded[0].name, kinds, accuracy.PLANS_LOW))
+    echo_warnings(tables.deadline_warnings(loaded[0], options))
     if all(o.gpus is None for o in options):    # a script's `plan && train` should stop here
         click.echo(f"no GPU type tried trains {loaded[0].name} within {deadline}", err=True)
         ctx.exit(1)

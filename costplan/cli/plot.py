@@ -68,8 +68,8 @@ def _refuse_unused(why: str, options: dict) -> None:
 
 
 def _warn(results) -> None:  # noqa: ANN001 - Estimates
-    """What estimate would warn of these specs (a context or token count assumed, a run that does not fit), but
-    of their times, which the memory figure does not show."""
+    """What estimate would warn of these specs (a context or token count assumed, a run that does not fit), except
+    the step model's caveat: the memory figure shows no time."""
     from costplan import tables
 
     for result in results:

@@ -14,7 +14,7 @@ _WHERE = {
     "sweep": "estimate", "assumed_inputs": "estimate", "warnings": "estimate", "seq_len_warnings": "estimate",
     "defaulted_seq_len": "estimate", "accuracy_warnings": "estimate",
     "hardware": "listings", "presets": "listings", "deadline": "plan",
-    "proposal": "plan", "proposal_warnings": "plan",
+    "proposal": "plan", "proposal_warnings": "plan", "deadline_warnings": "plan",
 }
 __all__ = sorted(_WHERE)
 

@@ -248,10 +248,16 @@ def warnings(est: Estimate, timed: bool = True) -> list[str]:
     return out
 
 
-def accuracy_warnings(name: str, misses: Sequence[accuracy.Miss], consequence: str = accuracy.TIMES_LOW
-                      ) -> list[str]:
+# What follows from a step that is too short, for the commands that show times and costs, and for plan --deadline
+TIMES_LOW = "the times, GPU-hours and costs from it are likely low"
+PLANS_LOW = "the GPUs, days, GPU-hours and costs planned from it are likely too few and too low"
+
+
+def accuracy_warnings(name: str, misses: Sequence[accuracy.Miss], consequence: str = TIMES_LOW) -> list[str]:
     """The caveat of each kind of run the step model underestimates that a step-model time is of."""
-    return [f"{name}: {accuracy.said(miss, consequence)}" for miss in misses]
+    return [f"{name}: the step model underestimates {m.kind} training: each of the {m.runs} published runs "
+            f"compared ({m.which}) took {m.least:g} to {m.most:g} times its predicted step "
+            f"(bench/training_results.md); {consequence}" for m in misses]
 
 
 def idle_pipeline(bubble: float, micro_batches: int, stages: int) -> str:

@@ -321,8 +321,6 @@ def _stage_time(spec: Spec, dev: Device, shape: Shape, stage: int, layout: tuple
     model = spec.model
     stages = pipeline_stages(spec) if stages is None else stages
     first, last = stage == 0, stage == stage_count(stages) - 1
-    # The embedding's and the head's operations, timed once per widths and layout (shared inside memo.shared()
-    # like the layers' times); the stage's tally starts from a copy of theirs.
     made: list[Timer] = []      # the edges and the layers at the stage's shape share one timer, made if needed
 
     def timer(at: Shape) -> Timer:
@@ -332,6 +330,8 @@ def _stage_time(spec: Spec, dev: Device, shape: Shape, stage: int, layout: tuple
             made.append(Timer(spec, dev, shape))
         return made[0]
 
+    # The embedding's and the head's operations, timed once per widths and layout (shared inside memo.shared()
+    # like the layers' times); the stage's tally starts from a copy of theirs.
     edges = memo.cached(("stage edges", first, last, *layout),
                         lambda: _edges_time(model, shape, timer(shape), first, last))
     forward, backward, gemm, core = dict(edges.forward), dict(edges.backward), edges.gemm, edges.core

@@ -248,7 +248,7 @@ class _Work:
             if served is not None:
                 values.update({name: get(served) for name, get in SERVING_COLUMNS.items()})
             points.append(Point({axis.key: axis.values[i] for axis, i in zip(self.axes, combo)}, combo, values,
-                                held, tuple(accuracy.of_estimate(result))))
+                                held, tuple(result.time.caveats)))
         return points, problems
 
 

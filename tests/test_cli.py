@@ -121,6 +121,14 @@ def test_a_step_model_time_of_a_kind_of_run_it_underestimates_says_so(run, tmp_p
     # not of a dense model, nor of a time at the user's MFU, which the step model did not compute
     assert "underestimates" not in run("estimate", "llama3-8b", "--gpus", "16").stderr
     assert "underestimates" not in run("estimate", "mixtral-8x7b", "--gpus", "16", "--mfu", "0.3").stderr
+    # JSON carries the same as time.caveats, for a script to read
+    (caveat,) = json.loads(run("estimate", "mixtral-8x7b", "--gpus", "16", "--format", "json").stdout)[0]["time"][
+        "caveats"]
+    assert (caveat["kind"], caveat["runs"], caveat["least"], caveat["most"]) == ("mixture-of-experts", 4, 1.4, 5.4)
+    assert "Megatron-Bridge" in caveat["compared"]
+    for args in (["llama3-8b"], ["mixtral-8x7b", "--mfu", "0.3"]):
+        assert json.loads(run("estimate", *args, "--gpus", "16", "--format", "json").stdout)[0]["time"][
+            "caveats"] == []
     # nor of the memory figure, which shows no time
     assert "underestimates" not in run("plot", "memory", "mixtral-8x7b", "--gpus", "16",
                                        "-o", str(tmp_path / "m.png")).stderr

@@ -93,6 +93,7 @@ def test_readme_json_contract_lists_the_real_keys():
     ("costplan.planner:Option", r"JSON: one object per\nGPU type", r"GPU types are searched"),
     ("costplan.planner:Proposal", r"`--format json` prints one object with", r"its open batch's tokens"),
     ("costplan.costs.serving_result:ServingMemory", r"\| `memory` \|", r"\n"),
+    ("costplan.costs.accuracy:Miss", r"`time.caveats` lists", r"`parallelism` is the"),
 ])
 def test_readme_json_key_lists_name_every_field(record, start, end):
     # the JSON key lists written in prose, beside the estimate's contract above: a field the output gains is

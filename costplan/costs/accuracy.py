@@ -4,20 +4,18 @@ in the model is fitted to those runs, and no number here changes a prediction. t
 recomputes each figure from the validation table."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, NamedTuple
-
-if TYPE_CHECKING:
-    from costplan.costs.result import Estimate
+from costplan.records import Record
 
 
-class Miss(NamedTuple):
-    """A kind of run every compared run of which took longer per step than predicted, by this range."""
+class Miss(Record):
+    """A kind of run every compared run of which took longer per step than predicted, by this range (an estimate's
+    time.caveats)."""
 
     kind: str          # what the runs share, as a user's spec would show it
     runs: int
     least: float       # measured step time / predicted step time, the smallest and largest over the runs
     most: float
-    which: str         # whose runs
+    compared: str      # whose runs
 
 
 MIXTURE_OF_EXPERTS = Miss("mixture-of-experts", 4, 1.4, 5.4, "Megatron-Bridge's, fp8; two are one Qwen3-30B-A3B "
@@ -34,10 +32,3 @@ def misses(routed_experts: bool, context: int, seq_len: int) -> list[Miss]:
     """The kinds of run a spec with routed experts (or not) at a context-parallel degree and length belongs to."""
     long = context >= WIDE_CONTEXT_FROM and seq_len >= LONG_CONTEXT_FROM
     return [miss for miss, of in ((MIXTURE_OF_EXPERTS, routed_experts), (LONG_CONTEXT_PARALLEL, long)) if of]
-
-
-def of_estimate(est: Estimate) -> list[Miss]:
-    """An estimate's kinds, where the step model timed it (not the user's MFU)."""
-    if est.assumptions.time_model != "step model":
-        return []
-    return misses("moe" in est.params.by_component, est.parallelism.context, est.assumptions.seq_len)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 from costplan import scaling
-from costplan.costs import ZERO, Cost, Shape, memo, parallel
+from costplan.costs import ZERO, Cost, Shape, accuracy, memo, parallel
 from costplan.costs.components import COMPONENTS, components, shape_of, shared_components  # noqa: F401 - API
 from costplan.costs.layers import pipeline_stages, stage_count
 from costplan.costs.memory import gradient_bytes, is_mixed, optimizer_bytes, weight_bytes
@@ -163,6 +163,8 @@ def _estimate(spec: Spec, law: str | scaling.ScalingLaw | None) -> Estimate:
         mfu=3 * whole.flops * batch / per_gpu_second / run.peak,
         hfu=hw_flops * batch / per_gpu_second / run.peak,
         breakdown=stepped.breakdown,
+        caveats=accuracy.misses(spec.model.moe is not None, spec.parallel.context, s)
+        if run.time_model == "step model" else [],
     )
 
     law = law if isinstance(law, scaling.ScalingLaw) else scaling.resolve(law)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any, Union
 
+from costplan.costs.accuracy import Miss
 from costplan.records import Record
 from costplan.scaling import Scaling
 
@@ -67,6 +68,7 @@ class Time(Record):
     hfu: float                       # hardware FLOPs (recomputation, flash backward, skipped tiles) the same way
     breakdown: dict[str, float]      # seconds per step by part: matmul, attention, memory_bound, optimizer,
                                      # bubble, communication.<kind> (exposed only)
+    caveats: list[Miss]              # kinds of run the step model underestimates that this step-model time is of
 
 
 class Parallelism(Record):

@@ -230,7 +230,7 @@ def estimates(results: Sequence[Estimate]) -> Table:
 
 def warnings(est: Estimate, timed: bool = True) -> list[str]:
     """What a user should notice on stderr; where its time is `timed` (shown), a kind of run the step model
-    underestimates (costs/accuracy.py)."""
+    underestimates (time.caveats)."""
     a, m = est.assumptions, est.memory
     out = assumed_inputs(est.name, a.tokens_source, a.config_defaults, a.config_left_out)
     if a.seq_len_source != "training.seq_len":
@@ -244,7 +244,7 @@ def warnings(est: Estimate, timed: bool = True) -> list[str]:
     if oversized_batch(a):
         out.append(f"{est.name}: {oversized_note(oversized_batch(a))}")
     if timed:
-        out += accuracy_warnings(est.name, accuracy.of_estimate(est))
+        out += accuracy_warnings(est.name, est.time.caveats)
     return out
 
 
@@ -256,7 +256,7 @@ PLANS_LOW = "the GPUs, days, GPU-hours and costs planned from it are likely too 
 def accuracy_warnings(name: str, misses: Sequence[accuracy.Miss], consequence: str = TIMES_LOW) -> list[str]:
     """The caveat of each kind of run the step model underestimates that a step-model time is of."""
     return [f"{name}: the step model underestimates {m.kind} training: each of the {m.runs} published runs "
-            f"compared ({m.which}) took {m.least:g} to {m.most:g} times its predicted step "
+            f"compared ({m.compared}) took {m.least:g} to {m.most:g} times its predicted step "
             f"(bench/training_results.md); {consequence}" for m in misses]
 
 

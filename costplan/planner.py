@@ -26,6 +26,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from costplan import hardware, scaling, sizing
+from costplan.costs.accuracy import Miss
 from costplan.costs.estimate import estimate, kernel_lenders, oversized_batch, shared_components
 from costplan.costs.layers import pipeline_stages, stage_count, stage_depth
 from costplan.costs.layouts import grid, replica, timed_at, variant
@@ -286,7 +287,7 @@ class Option(Record):
     # expert_tensor, sequence_parallel, data, gpus, cost_usd, and the micro_batch_size, recompute and
     # recompute_layers it was settled at (what estimate needs to reproduce its cost)
     runner_up: dict[str, Any] | None = None
-    # where no layout meets the deadline, the quickest that fits (planner._fastest): the runner-up's layout keys,
+    # where no layout meets the deadline, the quickest that fits (planner._quickest): the runner-up's layout keys,
     # gpus, wall_clock_days, micro_batch_size, recompute, recompute_layers, data_cap (the most data ranks the
     # spec's global_batch_size allows at that micro-batch, and its section's micro_batches where fixed; None: an
     # open batch) and micro_batches_fixed
@@ -299,6 +300,8 @@ class Option(Record):
     # the devices whose kernel curves the step model ran this type on, by part (GEMM, attention), where none of
     # its own were read (kernels.Curves.lenders); empty: its own, or a fixed MFU
     lenders: dict[str, str] = {}
+    # kinds of run the step model underestimates that the planned run (or the quickest) is of: its time.caveats
+    caveats: list[Miss] = []
     note: str = ""
 
     @classmethod
@@ -395,11 +398,11 @@ def _fewest_gpus(spec: Spec, gpu_key: str, deadline_hours: float, mfu: float | N
         if searched is not None:
             found.append(((searched.assumptions.gpu_count, searched.time.cost_usd), layout, searched))
     if not found:
-        fastest = _fastest(spec, gpu_key, gpu.node_size, mfu)
-        if fastest is None:
+        quickest = _quickest(spec, gpu_key, gpu.node_size, mfu)
+        if quickest is None:
             return Option.none(gpu_key, gpu, "no layout tried fits in its GPUs' memory")
         return Option.none(gpu_key, gpu, "no layout tried fits and finishes in time").model_copy(
-            update={"fastest": fastest, "lenders": lenders})
+            update={"fastest": _fastest(spec, quickest), "lenders": lenders, "caveats": quickest.time.caveats})
     found.sort(key=lambda f: f[0])
     # Every layout with its own cheapest micro-batch and recomputation, at the fewest GPUs those meet the
     # deadline on: the fewest GPUs win, then the cheapest, then (_simplest) as estimate chooses among equals;
@@ -435,7 +438,7 @@ def _fewest_gpus(spec: Spec, gpu_key: str, deadline_hours: float, mfu: float | N
         mfu_source=None if result.assumptions.mfu_override is None else "--mfu" if mfu is not None else "hardware.mfu",
         not_taken=_not_taken(spec, gpu_key, mfu), spec_gpu=spec.hardware.gpu,
         oversized_batch=oversized_batch(result.assumptions),
-        lenders=lenders,
+        lenders=lenders, caveats=result.time.caveats,
     )
 
 
@@ -450,7 +453,7 @@ def _simplest(result) -> tuple:  # noqa: ANN001 - an Estimate
     return (replica(lay), lay["pipeline"], *zero, result.memory.total_per_gpu)
 
 
-def _fastest(spec: Spec, gpu_key: str, node_size: int, mfu: float | None) -> dict[str, Any] | None:
+def _quickest(spec: Spec, gpu_key: str, node_size: int, mfu: float | None):  # noqa: ANN202 - an Estimate
     """Where no layout meets the deadline: the quickest run that fits of those the search tries, each layout at
     each micro-batch size on the most GPUs the search gives it (its largest data degree: a fixed batch's
     sequences at that micro-batch, else MAX_COUNT GPUs), with each recomputation; None where none fits."""
@@ -472,8 +475,12 @@ def _fastest(spec: Spec, gpu_key: str, node_size: int, mfu: float | None) -> dic
             quickest = min(fitting, key=lambda e: e.time.wall_clock_days)
             if best is None or quickest.time.wall_clock_days < best.time.wall_clock_days:
                 best = quickest
-    if best is None:
-        return None
+    return best
+
+
+def _fastest(spec: Spec, best) -> dict[str, Any]:  # noqa: ANN001 - an Estimate
+    """Option.fastest: the quickest run's layout, GPUs, days and settings, and what caps its data ranks."""
+    batch = spec.training.global_batch_size
     a = best.assumptions
     fixed = spec.parallelism.micro_batches if spec.parallelism is not None else None
     return {**layout_of(best), "gpus": a.gpu_count, "wall_clock_days": best.time.wall_clock_days,

@@ -138,6 +138,12 @@ def test_a_step_model_time_of_a_kind_of_run_it_underestimates_says_so(run, tmp_p
     assert planned.count("underestimates mixture-of-experts") == 1 and "likely too few and too low" in planned
     assert "underestimates" not in run("plan", "mixtral-8x7b", "--deadline", "30d", "--mfu", "0.3",
                                        "--gpu", "a100-80gb").stderr
+    # where no run meets the deadline, of the quickest one it shows; JSON carries it as each option's caveats
+    missed = run("plan", "mixtral-8x7b", "--set", "training.global_batch_size=16", "--set", "training.tokens=1e12",
+                 "--deadline", "1d", "--gpu", "h100-sxm", "--format", "json")
+    (option,) = json.loads(missed.stdout)
+    assert option["gpus"] is None and option["fastest"] and missed.stderr.count("underestimates mixture") == 1
+    assert [c["kind"] for c in option["caveats"]] == ["mixture-of-experts"]
     # sweep: once, of the kinds its points are of, whatever makes them so
     swept = run("sweep", "mixtral-8x7b", "--vary", "hardware.count=16,32").stderr
     assert swept.count("underestimates mixture-of-experts") == 1

@@ -4,14 +4,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from costplan.costs import accuracy
 from costplan.tables.estimate import IDLE_BUBBLE, PLANS_LOW, accuracy_warnings, idle_pipeline, oversized_note
 from costplan.report import (Block, Row, Table, capacity, count, flop, gpu_hours, human, number, percent, plural,
                              recomputed, sectioned, size, usable_size, usd, layout_extras)
 
 if TYPE_CHECKING:
     from costplan.planner import Option, Proposal
-    from costplan.spec import Spec
 
 
 def proposal_rows(plan: Proposal) -> list[Row]:
@@ -71,13 +69,10 @@ def proposal_warnings(plan: Proposal) -> list[str]:
     return out
 
 
-def deadline_warnings(spec: Spec, options: Sequence[Option]) -> list[str]:
-    """plan --deadline's: where the step model timed an option (planned or the quickest), a kind of run it
-    underestimates (the search keeps the spec's own context degree)."""
-    if not any(o.mfu is None and (o.gpus is not None or o.fastest is not None) for o in options):
-        return []
-    kinds = accuracy.misses(spec.model.moe is not None, spec.parallel.context, spec.seq_len)
-    return accuracy_warnings(spec.name, kinds, PLANS_LOW)
+def deadline_warnings(name: str, options: Sequence[Option]) -> list[str]:
+    """plan --deadline's: each kind of run the step model underestimates that a planned (or quickest) run is of,
+    once."""
+    return accuracy_warnings(name, list(dict.fromkeys(c for o in options for c in o.caveats)), PLANS_LOW)
 
 
 def proposal_title(plan: Proposal) -> str:

@@ -22,7 +22,7 @@ from costplan.costs.inference import serve
 from costplan.costs.serving_result import ServingEstimate
 from costplan.costs.layouts import fits_batch, takes
 from costplan.costs.result import Estimate
-from costplan.costs.run import laid_out_once
+from costplan.costs.run import fits, laid_out_once
 from costplan.errors import CostplanError, SpecError, did_you_mean, printable
 from costplan.forked import available_cpus, can_fork, imap_forked
 from costplan.loading import RawSpec, field_path, parse_override
@@ -307,8 +307,10 @@ def _estimate_on(spec: Spec, held: tuple[ParallelismSpec, dict[str, Any], Parall
     if not fits_batch(spec, layout, spec.hardware.count) or not takes(spec, layout) or parallel_rules(
             section.__dict__.get, spec.model.__dict__.get, spec.training.__dict__.get, spec.hardware.__dict__.get):
         return estimate(spec, law), False   # the layout does not tile or split the point (a section's rules)
-    result = estimate(spec.model_copy(update={"parallelism": section}), law)
-    return (result, True) if result.memory.fits else (estimate(spec, law), False)
+    laid = spec.model_copy(update={"parallelism": section})
+    if not fits(laid):      # sized before it is timed: a layout the point outgrows costs no estimate
+        return estimate(spec, law), False
+    return estimate(laid, law), True
 
 
 def sort_key(key: str | None, axes: Sequence[Axis], serving: bool = False) -> Callable[[Point], Any] | None:

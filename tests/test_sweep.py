@@ -289,3 +289,17 @@ def test_varied_values_read_as_the_vary_wrote_them(run):
     # sorted, each row keeps its own values' text
     lines = run("sweep", TINY, "--vary", "training.tokens=2e6,1e12", "--sort-by", "training.tokens").stdout
     assert [line.split()[0] for line in lines.splitlines()[2:]] == ["2e6", "1e12"]
+
+
+def test_a_point_the_held_layout_cannot_hold_searches_its_own(run):
+    # 192 of Llama 2 7B's layers outgrow the base spec's ZeRO 2 on tensor 2 (the held layout is sized before the
+    # point is estimated on it): that point searches its own layout and gets estimate's figures
+    args = ("sweep", "llama2-7b", "--vary", "model.n_layers=32,192", "--format", "json")
+    result = run(*args)
+    shallow, deep = json.loads(result.stdout)
+    held = ["parallelism.tensor=2", "parallelism.zero=2", "parallelism.sequence_parallel=true"]
+    assert not costplan.estimate(costplan.load_spec("llama2-7b", ["model.n_layers=192", *held])).memory.fits
+    e = costplan.estimate(costplan.load_spec("llama2-7b", ["model.n_layers=192"]))
+    assert shallow["layout"] == "2 × 1 × 1024 ZeRO 2 SP" and deep["layout"] == "2 × 1 × 1024 ZeRO 3 SP"
+    assert (deep["gpu_hours"], deep["memory_per_gpu"]) == (e.time.gpu_hours, e.memory.total_per_gpu)
+    assert "note: 1 of 2 points ran on the base spec's layout, 2 × 1 × 1024 ZeRO 2 SP" in result.stderr

@@ -11,7 +11,7 @@ import math
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
-from costplan.costs import Cost, Shape, layouts, parallel, step
+from costplan.costs import Cost, Shape, layouts, memo, parallel, step
 from costplan.costs.components import shape_of, shared_components, stage_parts
 from costplan.costs.layers import pipeline_stages
 from costplan.costs.time import seconds_at
@@ -160,8 +160,15 @@ class _Candidate:
 
 
 def memories_of(spec: Spec, shape: Shape) -> list[parallel.StageMemory]:
-    """Each pipeline stage's memory per GPU for a laid-out spec."""
-    return parallel.stage_memories(spec, stages_of(spec, shape))
+    """Each pipeline stage's memory per GPU for a laid-out spec (kept for this spec object inside
+    memo.shared(): a sweep sizes a point's layout before it estimates it)."""
+    return memo.of_object(("memories", memo.token(shape)), spec,
+                          lambda: parallel.stage_memories(spec, stages_of(spec, shape)))
+
+
+def fits(spec: Spec) -> bool:
+    """Whether the laid-out spec's fullest stage fits its GPU's memory (the estimate's memory.fits)."""
+    return _fits(memories_of(spec, shape_of(spec)), spec.gpu.memory_bytes)
 
 
 def _needless(spec: Spec) -> bool:

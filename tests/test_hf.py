@@ -290,6 +290,41 @@ def test_refusals_name_the_key(name, changes, named, run, tmp_path):
     assert line.startswith(f"Error: {tmp_path / 'config.json'}: {named}"), line
 
 
+@pytest.mark.parametrize("layers", [0, -1])
+@pytest.mark.parametrize("config", TINY, ids=lambda p: p.stem)
+def test_no_layers_is_refused_by_the_config_key(config, layers, run, tmp_path):
+    # the layer patterns (layer_types, MoE steps) had been read from no layers first: a StopIteration traceback
+    data = json.loads(config.read_text())
+    (key,) = [k for k in ("num_hidden_layers", "n_layer", "num_layers") if k in data]
+    line = refusal(run, write_config(tmp_path, config.stem, **{key: layers}))
+    assert line.endswith(f"model.n_layers: must be greater than 0, got {layers} (config key {key})"), line
+
+
+def test_a_layer_pattern_is_the_shortest_that_repeats():
+    # against the definition tried period by period (what the reader did, in time quadratic in the layers)
+    import random
+
+    from costplan.hf.fields import _period, moe_layers
+
+    rng = random.Random(0)
+    for _ in range(2000):
+        n = rng.randint(1, 24)
+        unit = [rng.choice("ab") for _ in range(rng.randint(1, 6))]
+        items = [unit[i % len(unit)] for i in range(n)] if rng.random() < 0.6 else [rng.choice("ab") for _ in range(n)]
+        assert _period(items) == next(p for p in range(1, n + 1) if all(a == items[i % p] for i, a in enumerate(items)))
+        flags = [x == "a" for x in items]
+        if not any(flags):
+            continue
+        first = flags.index(True)
+        steps = [e for e in range(1, n + 1) if [i >= first and (i - first) % e == 0 for i in range(n)] == flags]
+        if steps:
+            assert moe_layers(flags, "k") == {**({"first_dense_layers": first} if first else {}),
+                                              **({"every": steps[0]} if steps[0] > 1 else {})}
+        else:
+            with pytest.raises(hf.fields.Unsupported):
+                moe_layers(flags, "k")
+
+
 def test_an_unsupported_model_type_lists_the_supported_ones(run, tmp_path):
     line = refusal(run, write_config(tmp_path, "llama", model_type="bert"))
     assert line.endswith("supported: " + ", ".join(sorted(hf.FAMILIES)))

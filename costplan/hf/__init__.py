@@ -27,7 +27,7 @@ import yaml
 from costplan import sources
 from costplan.errors import SpecError, printable, shown
 from costplan.hf.families import ALIASES, FAMILIES, UNSUPPORTED
-from costplan.hf.fields import COMMON_CHECKS, COMMON_DEFAULTS, COMMON_LEFT_OUT, Unsupported, same
+from costplan.hf.fields import COMMON_CHECKS, COMMON_DEFAULTS, COMMON_LEFT_OUT, Unsupported, read_key, same
 from costplan.spec import ACTIVATIONS
 from costplan.yamlio import MAX_DIGITS
 
@@ -177,8 +177,9 @@ def read(config: Path) -> Imported:
         if left:
             defaulted.update(f.keys)
             notes[path] = f"{', '.join(f.keys)} not in the file: the class's default"
-        if len(f.keys) == 1 and (left or not f.note):
-            read_from[path] = (f.keys[0], left)
+        read = read_key(f, values)
+        if read is not None and (left or not f.note or len(f.keys) > 1):
+            read_from[path] = (read, left)
     if problems:
         raise SpecError(label, problems)
     spec.setdefault("training", {})["modules"] = model_type

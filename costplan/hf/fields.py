@@ -34,6 +34,19 @@ class Field:
     null: bool = False                   # null is a setting of the class's own, which the spec's default states
 
 
+def given_or(value: object, alias: object) -> object:
+    """The value of a key, or of its other name where the file gives that (as the class reads them)."""
+    return value if alias is None else alias
+
+
+def read_key(f: Field, values: dict[str, Any]) -> str | None:
+    """The one key a field's value is read from, for an error about the field to name: its only key, or of a
+    key and its other name (given_or) the one whose value it took; None where it combines several."""
+    if f.compute is given_or:
+        return f.keys[0] if values[f.keys[1]] is None else f.keys[1]
+    return f.keys[0] if len(f.keys) == 1 else None
+
+
 def key(name: str, compute: Callable[..., Any] = same, null: bool = False) -> Field:
     return Field((name,), compute, null=null)
 
@@ -220,6 +233,8 @@ def listed(layer_types: Any, n_layers: int) -> list[str]:
     """A file's layer_types as the classes take it: one type name per layer (they refuse another length)."""
     if not isinstance(layer_types, list) or not all(isinstance(t, str) for t in layer_types):
         raise Unsupported("layer_types", "expected a list of layer type names, one per layer")
+    if n_layers < 1:
+        return []       # no layers to type: the spec refuses the count, by its config key
     if len(layer_types) != n_layers:
         raise Unsupported("layer_types", f"{len(layer_types)} entries for {n_layers} layers (num_hidden_layers); "
                                          "the class takes one per layer")
@@ -240,9 +255,27 @@ def layer_pattern(types: list[str], sliding_window: int | None, key_name: str) -
 
 def repeating(layers: list[dict[str, Any]]) -> Any:
     """The attention of each layer as a spec writes it: one attention when every layer has the same, else the
-    shortest pattern that repeats over the layers in order, an entry of a type alone written as its name."""
-    period = next(p for p in range(1, len(layers) + 1) if all(a == layers[i % p] for i, a in enumerate(layers)))
+    shortest pattern that repeats over the layers in order, an entry of a type alone written as its name. None
+    for no layers (a layer count below 1, which the spec refuses by its config key)."""
+    if not layers:
+        return None
+    period = _period(layers)
     return layers[0] if period == 1 else [a["type"] if len(a) == 1 else a for a in layers[:period]]
+
+
+def _period(items: list) -> int:
+    """The least p with items[i] == items[i % p] for every i: the length less the longest proper prefix that is
+    also a suffix (Knuth-Morris-Pratt's failure function), in time linear in the layers (a config may have
+    thousands: trying each p had taken 46 s for 20,000)."""
+    border = [0] * len(items)
+    k = 0
+    for i in range(1, len(items)):
+        while k and items[i] != items[k]:
+            k = border[k - 1]
+        if items[i] == items[k]:
+            k += 1
+        border[i] = k
+    return len(items) - border[-1]
 
 
 def every_nth_global(every: int | None = None) -> Callable[..., Any]:
@@ -282,14 +315,18 @@ def qwen2_moe_attention(use: bool, sliding_window: int | None, max_window_layers
 
 def moe_layers(is_moe: list[bool], key_name: str) -> dict[str, int]:
     """first_dense_layers and every for a list of which layers are MoE, when a spec can say it that way; each
-    written only where it is not the spec's default."""
+    written only where it is not the spec's default. Nothing for no layers (a layer count below 1, which the spec
+    refuses by its config key)."""
+    if not is_moe:
+        return {}
     if not any(is_moe):
         raise Unsupported(key_name, "leaves no mixture-of-experts layer; not modelled as a MoE model")
-    first = is_moe.index(True)
-    for every in range(1, len(is_moe) + 1):
-        if [i >= first and (i - first) % every == 0 for i in range(len(is_moe))] == is_moe:
-            return {**({"first_dense_layers": first} if first else {}), **({"every": every} if every > 1 else {})}
     moe = [i for i, flag in enumerate(is_moe) if flag]
+    first = moe[0]
+    # the one step that can state it: the first two MoE layers' distance, or past the last layer for one
+    every = moe[1] - first if len(moe) > 1 else len(is_moe) - first
+    if [i >= first and (i - first) % every == 0 for i in range(len(is_moe))] == is_moe:
+        return {**({"first_dense_layers": first} if first else {}), **({"every": every} if every > 1 else {})}
     dense = [i for i, flag in enumerate(is_moe) if not flag]
     # the shorter list says it: Qwen3-MoE's mlp_only_layers [5] leaves 47 MoE layers and one dense
     which = f"MoE layers {moe}" if len(moe) <= len(dense) else f"dense layers {dense} among MoE ones"

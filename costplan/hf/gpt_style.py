@@ -3,18 +3,13 @@ config keys, checks and the defaults of each `transformers` configuration class.
 from __future__ import annotations
 
 from costplan.hf.fields import (
-    Check, Family, Field, falcon_block, falcon_kv_heads, fixed, key, plain_mlp, rotated_part, window,
+    Check, Family, Field, falcon_block, falcon_kv_heads, fixed, given_or, key, plain_mlp, rotated_part, window,
 )
 
 # BLOOM trained on sequences of 2048 tokens (its model card, bigscience/bloom, "sequence length of 2048 tokens";
 # Le Scao et al. 2022, arXiv:2211.05100); its files carry no context length, and with ALiBi none changes what
 # the class builds.
 BLOOM_CONTEXT = 2048
-
-
-def given_or(value: object, alias: object) -> object:
-    """The value of a key, or of its other name where the file gives that (as the class reads them)."""
-    return value if alias is None else alias
 
 
 

@@ -112,29 +112,62 @@ def _cells(line: str) -> list[str]:
 
 def test_readme_profile_example_matches_except_the_machine(monkeypatch):
     """`costplan profile` examples: every deterministic cell as the command prints it. The device in the title
-    and the step-time row's values depend on the machine and are left out; a note the README shortens with
-    `...` must begin as printed."""
+    and the step-time row's measurement depend on the machine and are left out (its estimate, on the spec's GPU,
+    does not); a note the README shortens with `...` must begin as printed."""
     pytest.importorskip("torch")
     monkeypatch.chdir(Path(__file__).parents[1])
     blocks = re.findall(r"```\n\$ costplan (profile [^\n]+)\n(.*?)```", README, flags=re.S)
     assert blocks, "the README has no profile example"
+    machine = re.compile(r" \(cpu: .*?, \d+ threads?\)| \(cuda: [^)]*\)")   # CPU names hold "(R)"
     for command, expected in blocks:
         result = CliRunner().invoke(cli, [*shlex.split(command), "--no-time"])
         assert result.exit_code == 0, result.output
-        machine = re.compile(r" \(cpu: .*?, \d+ threads?\)| \(cuda: [^)]*\)")   # CPU names hold "(R)"
-        printed, shown = result.stdout.splitlines(), expected.splitlines()
-        assert machine.sub("", printed[0]) == machine.sub("", shown[0]), command
-        assert _cells(printed[1]) == _cells(shown[1]), command
-        rows = {cells[0]: cells for cells in map(_cells, printed[3:]) if cells[0]}
-        assert [_cells(line)[0] for line in shown[3:]] == list(rows), command
-        for line in shown[3:]:
-            cells = _cells(line)
-            if cells[0].startswith("step time"):
-                continue                                  # measured on this machine: differs per machine
-            actual = rows[cells[0]]
-            assert cells[:6] == actual[:6], f"README row of `costplan {command}` is stale: {line}"
-            note, real_note = (cells[6] if len(cells) > 6 else ""), (actual[6] if len(actual) > 6 else "")
-            assert real_note.startswith(note.removesuffix("...").rstrip()), f"stale note: {line}"
+        _same_table(command, result.stdout, expected, machine)
+
+
+def test_readme_against_transformers_example_matches(monkeypatch):
+    """`check --against transformers` examples: every cell as the command prints it (nothing in it is timed),
+    the title but for the transformers version installed."""
+    pytest.importorskip("transformers")
+    monkeypatch.chdir(Path(__file__).parents[1])
+    blocks = re.findall(r"```\n\$ costplan (check [^\n]+ --against transformers)\n(.*?)```", README, flags=re.S)
+    assert blocks, "the README has no check --against transformers example"
+    for command, expected in blocks:
+        result = CliRunner().invoke(cli, shlex.split(command))
+        assert result.exit_code == 0, result.output
+        _same_table(command, result.stdout, expected, re.compile(r"transformers \d[\w.]*"))
+
+
+def _same_table(command: str, printed_text: str, expected: str, machine: re.Pattern) -> None:
+    """A README table as the command printed it: its title (but what `machine` matches), its headers and each
+    row's cells, a note shortened with `...` beginning as printed; a step-time row only by its estimate."""
+    printed, shown = printed_text.splitlines(), expected.splitlines()
+    assert machine.sub("", printed[0]) == machine.sub("", shown[0]), command
+    assert _cells(printed[1]) == _cells(shown[1]), command
+    rows = {cells[0]: cells for cells in map(_cells, printed[3:]) if cells[0]}
+    assert [_cells(line)[0] for line in shown[3:]] == list(rows), command
+    for line in shown[3:]:
+        cells = _cells(line)
+        if cells[0].startswith("step time"):          # measured on this machine: differs per machine
+            assert cells[1] == _step_estimate(command, shown[0]), f"stale step estimate: {line}"
+            continue
+        actual = rows[cells[0]]
+        assert cells[:6] == actual[:6], f"README row of `costplan {command}` is stale: {line}"
+        note, real_note = (cells[6] if len(cells) > 6 else ""), (actual[6] if len(actual) > 6 else "")
+        assert real_note.startswith(note.removesuffix("...").rstrip()), f"stale note: {line}"
+
+
+def _step_estimate(command: str, title: str) -> str:
+    """The step model's time of the profiled step, as the row prints it: on the spec's GPU's tables, the same
+    on every machine (the row compares it with the measurement only where that GPU was calibrated here)."""
+    import costplan
+    from costplan import report
+    from costplan.profiling.compare import one_step
+
+    (path,) = [word for word in shlex.split(command)[1:] if not word.startswith("-")]
+    batch = int(re.search(r"batch (\d+) ×", title).group(1))
+    seconds = costplan.estimate(one_step(costplan.load_spec(path), batch)).time.step_seconds
+    return report.human(seconds, "seconds")
 
 
 def test_readme_python_api_example_runs_as_written():
@@ -144,3 +177,14 @@ def test_readme_python_api_example_runs_as_written():
     exec(compile(block, "README.md", "exec"), names)  # noqa: S102 - the README's own example
     assert names["result"].params.total == int(re.search(r"result\.params\.total +# (\d+)", block).group(1))
     assert names["longer"].training.seq_len == 4096 and names["spec"].training.seq_len == 2048
+
+
+def test_readme_gives_the_annotated_specs_size():
+    import costplan
+
+    copy = r"copy \[specs/annotated.yaml\]\(specs/annotated.yaml\): a [\d.]+B model \(([\d,]+)\s+parameters\)"
+    said = re.search(copy, README).group(1)
+    spec = costplan.load_spec(str(Path(__file__).parents[1] / "specs" / "annotated.yaml"))
+    total = costplan.estimate(spec).params.total
+    assert int(said.replace(",", "")) == total
+    assert f"a {total / 1e9:.1f}B model" in README

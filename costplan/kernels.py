@@ -336,6 +336,13 @@ class Curves(Section):
             return None
         return table[min(table, key=lambda h: abs(math.log2(h / head_dim)))]
 
+    def lacks_attention(self, kernel: str) -> str | None:
+        """What a message says when these curves have no table of attention `kernel`, else None: the one wording
+        of that refusal for estimate and plan."""
+        if self._attention_table(False, kernel) is not None and self._attention_table(True, kernel) is not None:
+            return None
+        return f"no {kernel} attention tables (its curves measure {self.attention_kernel})"
+
     def _attention_table(self, backward: bool, kernel: str) -> dict[HeadDim, KernelCurve] | None:
         if kernel in ("fastest", self.attention_kernel):
             return self.attention_backward if backward else self.attention_forward

@@ -390,8 +390,14 @@ def _fewest_gpus(spec: Spec, gpu_key: str, deadline_hours: float, mfu: float | N
     lacks = gpu.lacks(spec.training.precision)
     if lacks:
         return Option.none(gpu_key, gpu, f"{lacks}: --set {precision_change(spec)}")
+    stepped = timed_at(spec, gpu_key, mfu) is None
+    curves = gpu.curves() if stepped else None
+    kernel = spec.training.attention_kernel
+    missing = curves.lacks_attention(kernel) if curves is not None else None
+    if missing:     # the step model times attention on the kernel the spec names: a type without its tables cannot
+        return Option.none(gpu_key, gpu, f"{missing}: --set training.attention_kernel=fastest")
     # whose kernel curves time this type where it has none of its own (none at a fixed MFU)
-    lenders = kernel_lenders(gpu, spec.training) if timed_at(spec, gpu_key, mfu) is None else {}
+    lenders = kernel_lenders(gpu, spec.training) if stepped else {}
     found = []
     for layout in grid(spec):
         searched = _fewest(spec, gpu_key, layout, gpu.node_size, deadline_hours, mfu)

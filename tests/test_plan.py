@@ -751,3 +751,24 @@ def test_a_deadline_plan_says_when_its_pipeline_idles(run):
         option["bubble_fraction"] > 0.5
     assert (f"the pipeline idles {100 * option['bubble_fraction']:.1f}% of each step: 1 micro-batch a step "
             "through 4 stages") in option["note"]
+
+
+def test_a_gpu_type_without_the_specs_attention_kernel_is_a_row_not_an_error(run):
+    # FlashAttention-3 tables exist for Hopper only: planning over other types too had stopped with an error
+    # naming a GPU the user had not chosen; that type is a row saying why, and following its hint plans there
+    spec = str(ROOT / "specs" / "annotated.yaml")
+    args = ("plan", spec, "--deadline", "30d", "--gpu", "h100-sxm", "--gpu", "a100-80gb", "--set",
+            "training.attention_kernel=flash3", "--format", "json")
+    result = run(*args)
+    assert result.exit_code == 0, result.stderr
+    h100, a100 = sorted(json.loads(result.stdout), key=lambda o: o["gpu"] != "h100-sxm")
+    assert h100["gpus"] and a100["gpus"] is None
+    assert a100["note"] == ("no flash3 attention tables (its curves measure flash2): "
+                            "--set training.attention_kernel=fastest")
+    followed = run("plan", spec, "--deadline", "30d", "--gpu", "a100-80gb", "--set",
+                   "training.attention_kernel=fastest", "--format", "json")
+    assert followed.exit_code == 0 and json.loads(followed.stdout)[0]["gpus"]
+    # an estimate on that type still refuses the kernel, naming the field
+    refused = run("estimate", spec, "--gpu", "a100-80gb", "--set", "training.attention_kernel=flash3")
+    assert refused.exit_code == 2 and refused.stderr.strip().endswith(
+        "training.attention_kernel: hardware a100-80gb has no flash3 attention tables (its curves measure flash2)")

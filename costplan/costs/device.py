@@ -21,8 +21,8 @@ class Device(Record):
         """The attention kernel's curve at the rate a training step sustains."""
         curve = self.curves.sustained(self.curves.attention(backward, head_dim, self.attention_kernel))
         if curve is None:
-            raise CostplanError(f"training.attention_kernel: hardware {self.gpu.key} has no {self.attention_kernel} "
-                                f"attention tables (its curves measure {self.curves.attention_kernel})")
+            raise CostplanError(f"training.attention_kernel: hardware {self.gpu.key} has "
+                                f"{self.curves.lacks_attention(self.attention_kernel)}")
         return curve
 
     @property

@@ -782,3 +782,20 @@ def test_completing_a_line_that_repeats_an_option_is_no_error():
     done = subprocess.run([sys.executable, "-c", "from costplan.cli import main; main()"], env=env,
                           capture_output=True, text=True)
     assert done.returncode == 0 and "--format" in done.stdout and "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize(("args", "said"), [
+    (("estimate", "llama2-7b", "--format", "xml"), "Error: Invalid value for '--format': 'xml' is not one of "),
+    (("estimate",), "Error: Missing argument 'SPEC_OR_PRESET...'. (`costplan estimate --help` shows the usage)"),
+    (("estimat", "llama2-7b"), "Error: No such command 'estimat'. (`costplan --help` shows the usage)"),
+    (("estimate", "llama2-7b", "--bogus"), "Error: No such option '--bogus'."),
+    (("estimate", "llama2-7b", "--gpus"), "Error: Option '--gpus' requires an argument."),
+    (("serve", "llama2-7b", "--weights", "int3"), "Error: Invalid value for '--weights': 'int3' is not one of "),
+    (("plot", "bogus"), "Error: No such command 'bogus'. (`costplan plot --help` shows the usage)"),
+])
+def test_a_usage_error_is_one_line(run, args, said):
+    # click prints a usage line, a hint and a blank line before its error; every other refusal is one line
+    result = run(*args)
+    assert result.exit_code == 2 and result.stdout == ""
+    stderr = result.stderr.replace("`cli ", "`costplan ")     # the test runner's program name
+    assert stderr.splitlines() == [stderr.strip()] and stderr.startswith(said), stderr

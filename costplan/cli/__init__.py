@@ -62,6 +62,15 @@ class CostplanGroup(RefusingRepeats):
             return super().invoke(ctx)
         except CostplanError as exc:
             raise UserError(str(exc)) from None
+        except _HELP_ASKED:
+            raise
+        except click.UsageError as exc:     # click's usage line, a hint and a blank line before it: one line
+            hint = f" (`{exc.ctx.command_path} --help` shows the usage)" if exc.ctx is not None else ""
+            raise UserError(exc.format_message() + hint) from None
+
+
+# a command given no arguments where that asks for its help (click 8.2 on): shown as click shows it
+_HELP_ASKED = getattr(click.exceptions, "NoArgsIsHelpError", ())
 
 
 def refuse_repeats(command: click.Command, args: list[str], help_names: list[str]) -> None:

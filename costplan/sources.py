@@ -69,7 +69,7 @@ def config_file(path: Path) -> Path | None:
     check_name_length("", path)
     if path.is_dir():
         return path / CONFIG_NAME if (path / CONFIG_NAME).is_file() else None
-    return path if path.suffix == ".json" else None
+    return path if path.suffix.lower() == ".json" else None     # X.JSON too, as the path check reads it
 
 
 def config_name(config: Path) -> str:

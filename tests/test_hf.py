@@ -89,6 +89,13 @@ def test_tiny_qwen2_moe_layers_and_shared_expert():
     assert (moe.n_shared_experts, moe.d_ff_shared, moe.shared_expert_gate) == (1, 96, True)
 
 
+def test_a_config_named_in_capitals_reads_as_json(tmp_path):
+    # a .JSON file had been read as a YAML spec: 25 errors about fields a spec has and a config does not
+    shouted = tmp_path / "tiny.JSON"
+    shouted.write_text((HF / "tiny" / "llama.json").read_text())
+    assert params(shouted) == params(HF / "tiny" / "llama.json")
+
+
 def test_a_folder_reads_its_config_json_and_is_named_after_it():
     spec = costplan.load_spec(HF / "llama-2-7b")
     assert spec.name == "llama-2-7b"
@@ -273,6 +280,8 @@ def refusal(run, path) -> str:
     ("qwen2_moe", {"decoder_sparse_step": 0}, "decoder_sparse_step: 0: a layer step must be 1 or more"),
     ("qwen2_moe", {"decoder_sparse_step": "2"}, 'decoder_sparse_step: "2": expected a number (the class\'s default'),
     ("qwen2_moe", {"mlp_only_layers": "0"}, 'mlp_only_layers: "0": expected a list of layer indices'),
+    # true is no layer index (Python's bool is an int: it had read as layer 1)
+    ("qwen3_moe", {"mlp_only_layers": [True]}, "mlp_only_layers: expected a list of layer indices"),
     ("llama4_text", {"interleave_moe_layer_step": 0}, "interleave_moe_layer_step: 0: a layer step must be 1"),
     ("llama4_text", {"no_rope_layers": None, "no_rope_layer_interval": 0}, "no_rope_layer_interval: 0: a layer"),
     ("llama4_text", {"moe_layers": "1"}, 'moe_layers: "1": expected a list of layer indices'),

@@ -129,8 +129,8 @@ def layer_step(name: str) -> Check:
 
 def layer_list(name: str) -> Check:
     """A key listing layers: a list of layer indices (or null)."""
-    return Check((name,), lambda v: v is None or isinstance(v, list) and all(isinstance(i, int) for i in v),
-                 "expected a list of layer indices")
+    return Check((name,), lambda v: v is None or isinstance(v, list) and all(
+        isinstance(i, int) and not isinstance(i, bool) for i in v), "expected a list of layer indices")
 
 
 # Keys with a cost in any model type that no spec states (published checkpoints carry them: DeepSeek-V3's fp8

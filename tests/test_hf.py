@@ -280,6 +280,17 @@ def refusal(run, path) -> str:
     ("qwen2_moe", {"decoder_sparse_step": 0}, "decoder_sparse_step: 0: a layer step must be 1 or more"),
     ("qwen2_moe", {"decoder_sparse_step": "2"}, 'decoder_sparse_step: "2": expected a number (the class\'s default'),
     ("qwen2_moe", {"mlp_only_layers": "0"}, 'mlp_only_layers: "0": expected a list of layer indices'),
+    # a field of a MoE or MLA section read from one key names that key (it had named only the spec's field)
+    ("mixtral", {"num_experts_per_tok": -1}, "model.moe.top_k: must be greater than 0, got -1 (config key "
+                                             "num_experts_per_tok)"),
+    ("qwen2_moe", {"shared_expert_intermediate_size": -5}, "model.moe.d_ff_shared: must be greater than 0, got -5 "
+                                                           "(config key shared_expert_intermediate_size)"),
+    ("deepseek_v2", {"first_k_dense_replace": -1}, "model.moe.first_dense_layers: must be at least 0, got -1 "
+                                                   "(config key first_k_dense_replace)"),
+    ("deepseek_v3", {"kv_lora_rank": -1}, "model.attention.kv_lora_rank: must be greater than 0, got -1 (config key "
+                                          "kv_lora_rank)"),
+    ("gpt_oss", {"num_local_experts": 0}, "model.moe.n_experts: must be greater than 0, got 0 (config key "
+                                          "num_local_experts)"),
     # true is no layer index (Python's bool is an int: it had read as layer 1)
     ("qwen3_moe", {"mlp_only_layers": [True]}, "mlp_only_layers: expected a list of layer indices"),
     ("llama4_text", {"interleave_moe_layer_step": 0}, "interleave_moe_layer_step: 0: a layer step must be 1"),

@@ -180,6 +180,9 @@ def read(config: Path) -> Imported:
         read = read_key(f, values)
         if read is not None and (left or not f.note or len(f.keys) > 1):
             read_from[path] = (read, left)
+        for name, part in f.parts:
+            if isinstance(value, dict) and name in value:
+                read_from[f"{path}.{name}"] = (part, part not in data)
     if problems:
         raise SpecError(label, problems)
     spec.setdefault("training", {})["modules"] = model_type

@@ -32,6 +32,14 @@ class Field:
     compute: Callable[..., Any] = same
     note: str = ""                       # the comment in `costplan import`; default "from <keys>"
     null: bool = False                   # null is a setting of the class's own, which the spec's default states
+    # (name, key) of the fields of a section the value is (model.moe, MLA's model.attention) that take one key's
+    # value as it is: what an error about such a field names
+    parts: tuple[tuple[str, str], ...] = ()
+
+
+def moe_parts(experts: str, top_k: str, width: str, *more: tuple[str, str]) -> tuple[tuple[str, str], ...]:
+    """Field.parts of a MoE section: the keys its experts, their top-k and their width are read from."""
+    return (("n_experts", experts), ("top_k", top_k), ("d_ff_expert", width), *more)
 
 
 def given_or(value: object, alias: object) -> object:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from costplan.hf.fields import (
     Check, Family, Field, LeftOut, deepseek_moe, every_nth_global, fixed, gated_mlp, key, layer_list, layer_step,
     llama4_attention, llama4_moe, mla, mla_qkv_bias, plain_mlp, qwen2_moe, qwen2_moe_attention, qwen_attention,
-    qwen_moe, renormalized, window,
+    moe_parts, qwen_moe, renormalized, window,
 )
 
 
@@ -55,13 +55,16 @@ MOE_IGNORED = frozenset({"norm_topk_prob", "router_aux_loss_coef", "output_route
 
 DEEPSEEK_MOE_KEYS = ("n_routed_experts", "num_experts_per_tok", "moe_intermediate_size", "n_shared_experts",
                      "first_k_dense_replace")
+DEEPSEEK_MOE_PARTS = moe_parts("n_routed_experts", "num_experts_per_tok", "moe_intermediate_size",
+                               ("n_shared_experts", "n_shared_experts"),
+                               ("first_dense_layers", "first_k_dense_replace"))
+MLA_KEYS = ("kv_lora_rank", "q_lora_rank", "qk_nope_head_dim", "qk_rope_head_dim", "v_head_dim")
 DEEPSEEK_FIELDS = {
     "model.head_dim": None, "model.n_kv_heads": None,
     "model.bias": fixed(False, "deepseek: no MLP or expert biases"),
     "model.qkv_bias": Field(("attention_bias", "q_lora_rank"), mla_qkv_bias),
     "model.o_bias": key("attention_bias"),
-    "model.attention": Field(("kv_lora_rank", "q_lora_rank", "qk_nope_head_dim", "qk_rope_head_dim", "v_head_dim"),
-                             mla),
+    "model.attention": Field(MLA_KEYS, mla, parts=tuple(zip(MLA_KEYS, MLA_KEYS))),
 }
 DEEPSEEK_CHECKS = (
     Check(("moe_layer_freq",), lambda n: n == 1, "MoE every n-th layer is not built by the transformers class"),
@@ -106,7 +109,9 @@ LLAMA_STYLE: dict[str, Family] = {
     "mixtral": Family("MixtralForCausalLM", llama_like(
         "mixtral", **{"model.attention": key("sliding_window", window),
                       "model.moe": Field(("num_local_experts", "num_experts_per_tok", "intermediate_size"),
-                                         lambda n, k, f: {"n_experts": n, "top_k": k, "d_ff_expert": f})}),
+                                         lambda n, k, f: {"n_experts": n, "top_k": k, "d_ff_expert": f},
+                                         parts=moe_parts("num_local_experts", "num_experts_per_tok",
+                                                         "intermediate_size"))}),
         {**LLAMA_DEFAULTS, "intermediate_size": 14336, "num_key_value_heads": 8, "max_position_embeddings": 131072,
          "sliding_window": None, "num_local_experts": 8, "num_experts_per_tok": 2},
         ignored=MOE_IGNORED),
@@ -128,7 +133,10 @@ LLAMA_STYLE: dict[str, Family] = {
                         "model.attention": Field(QWEN_WINDOW_KEYS, qwen2_moe_attention, QWEN_WINDOW_NOTE),
                         "model.moe": Field(("num_experts", "num_experts_per_tok", "moe_intermediate_size",
                                             "decoder_sparse_step", "mlp_only_layers", "num_hidden_layers",
-                                            "norm_topk_prob", "shared_expert_intermediate_size"), qwen2_moe)}),
+                                            "norm_topk_prob", "shared_expert_intermediate_size"), qwen2_moe,
+                                           parts=moe_parts("num_experts", "num_experts_per_tok",
+                                                           "moe_intermediate_size",
+                                                           ("d_ff_shared", "shared_expert_intermediate_size")))}),
         {**LLAMA_DEFAULTS, "vocab_size": 151936, "hidden_size": 2048, "intermediate_size": 5632,
          "num_hidden_layers": 24, "num_attention_heads": 16, "num_key_value_heads": 16,
          "max_position_embeddings": 32768, "use_sliding_window": False, "sliding_window": 4096,
@@ -145,7 +153,9 @@ LLAMA_STYLE: dict[str, Family] = {
                                                  lambda use, w: window(w if use else None)),
                         "model.moe": Field(("num_experts", "num_experts_per_tok", "moe_intermediate_size",
                                             "decoder_sparse_step", "mlp_only_layers", "num_hidden_layers",
-                                            "norm_topk_prob"), qwen_moe)}),
+                                            "norm_topk_prob"), qwen_moe,
+                                           parts=moe_parts("num_experts", "num_experts_per_tok",
+                                                           "moe_intermediate_size"))}),
         {**LLAMA_DEFAULTS, "vocab_size": 151936, "hidden_size": 2048, "intermediate_size": 6144,
          "num_hidden_layers": 24, "num_attention_heads": 32, "num_key_value_heads": 4,
          "max_position_embeddings": 32768, "attention_bias": False, "use_sliding_window": False,
@@ -161,7 +171,8 @@ LLAMA_STYLE: dict[str, Family] = {
                     "model.clip_qkv": key("clip_qkv"),
                     "model.moe": Field(("num_experts", "num_experts_per_tok", "intermediate_size", "norm_topk_prob"),
                                        lambda n, k, f, norm: renormalized({"n_experts": n, "top_k": k,
-                                                                           "d_ff_expert": f}, norm))}),
+                                                                           "d_ff_expert": f}, norm),
+                                       parts=moe_parts("num_experts", "num_experts_per_tok", "intermediate_size"))}),
         {**LLAMA_DEFAULTS, "vocab_size": 50304, "hidden_size": 2048, "intermediate_size": 2048,
          "num_hidden_layers": 16, "num_attention_heads": 16, "max_position_embeddings": 4096,
          "attention_bias": False, "num_experts_per_tok": 8, "num_experts": 64, "clip_qkv": None,
@@ -177,7 +188,8 @@ LLAMA_STYLE: dict[str, Family] = {
     "deepseek_v2": Family("DeepseekV2ForCausalLM", llama_like("deepseek_v2", **{
         **DEEPSEEK_FIELDS,
         # DeepseekV2TopkRouter scales its top-k weights and never renormalises them, norm_topk_prob or not
-        "model.moe": Field(DEEPSEEK_MOE_KEYS, lambda *v: renormalized(deepseek_moe(*v), False))}),
+        "model.moe": Field(DEEPSEEK_MOE_KEYS, lambda *v: renormalized(deepseek_moe(*v), False),
+                           parts=DEEPSEEK_MOE_PARTS)}),
         {**{k: v for k, v in LLAMA_DEFAULTS.items() if k != "head_dim"}, "vocab_size": 102400,
          "attention_bias": False, "mlp_bias": False, "kv_lora_rank": 512, "q_lora_rank": 1536,
          "qk_nope_head_dim": 128, "qk_rope_head_dim": 64, "v_head_dim": 128, "n_routed_experts": 64,
@@ -190,7 +202,7 @@ LLAMA_STYLE: dict[str, Family] = {
     "deepseek_v3": Family("DeepseekV3ForCausalLM", llama_like("deepseek_v3", **{
         **DEEPSEEK_FIELDS,
         "model.moe": Field((*DEEPSEEK_MOE_KEYS, "norm_topk_prob"),
-                           lambda *v: renormalized(deepseek_moe(*v[:-1]), v[-1]))}),
+                           lambda *v: renormalized(deepseek_moe(*v[:-1]), v[-1]), parts=DEEPSEEK_MOE_PARTS)}),
         {**{k: v for k, v in LLAMA_DEFAULTS.items() if k != "head_dim"}, "vocab_size": 129280, "hidden_size": 7168,
          "intermediate_size": 18432,
          "num_hidden_layers": 61, "num_attention_heads": 128, "num_key_value_heads": 128,
@@ -240,7 +252,8 @@ LLAMA_STYLE: dict[str, Family] = {
             "model.moe": Field(("num_local_experts", "num_experts_per_tok", "intermediate_size", "moe_layers",
                                 "interleave_moe_layer_step", "num_hidden_layers"), llama4_moe,
                                "from num_local_experts, num_experts_per_tok, intermediate_size (routed and shared "
-                               "experts), moe_layers, interleave_moe_layer_step")}),
+                               "experts), moe_layers, interleave_moe_layer_step",
+                               parts=moe_parts("num_local_experts", "num_experts_per_tok", "intermediate_size"))}),
         {"vocab_size": 202048, "hidden_size": 5120, "intermediate_size": 8192, "intermediate_size_mlp": 16384,
          "num_hidden_layers": 48, "num_attention_heads": 40, "num_key_value_heads": 8, "head_dim": 128,
          "hidden_act": "silu", "max_position_embeddings": 131072, "tie_word_embeddings": False,
@@ -268,7 +281,8 @@ LLAMA_STYLE: dict[str, Family] = {
                                      "from layer_types (default: every second layer global), sliding_window"),
             "model.moe": Field(("num_local_experts", "num_experts_per_tok", "intermediate_size"),
                                lambda n, k, f: {"n_experts": n, "top_k": k, "d_ff_expert": f,
-                                                "router_bias": True})}),
+                                                "router_bias": True},
+                               parts=moe_parts("num_local_experts", "num_experts_per_tok", "intermediate_size"))}),
         {**{k: v for k, v in LLAMA_DEFAULTS.items() if k != "hidden_act"}, "num_hidden_layers": 36,
          "num_local_experts": 128, "vocab_size": 201088, "hidden_size": 2880, "intermediate_size": 2880,
          "head_dim": 64, "num_attention_heads": 64, "num_key_value_heads": 8, "sliding_window": 128,

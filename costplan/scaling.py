@@ -54,7 +54,7 @@ class ScalingLaw(Section):
     def loss(self, params: float, tokens: float) -> float:
         """Predicted training loss (nats per token) of a model of `params` parameters trained on `tokens`."""
         return self._finite("the loss",
-                            lambda: self.E + self.A / params ** self.alpha + self.B / tokens ** self.beta)
+                            lambda: self.E + _term(self.A, params, self.alpha) + _term(self.B, tokens, self.beta))
 
     @property
     def _g(self) -> float:
@@ -85,6 +85,15 @@ class ScalingLaw(Section):
                                 f"A={self.A}, B={self.B}, alpha={self.alpha}, beta={self.beta}; check the "
                                 "constants")
         return value
+
+
+def _term(coefficient: float, x: float, exponent: float) -> float:
+    """coefficient / x^exponent; where x^exponent leaves floating point (an exponent of 1000), the same as
+    coefficient · x^-exponent, which goes to 0 instead."""
+    try:
+        return coefficient / x ** exponent
+    except OverflowError:
+        return coefficient * x ** -exponent
 
 
 LAWS: dict[str, ScalingLaw] = {

@@ -128,3 +128,12 @@ def test_estimate_command_shows_loss_and_tokens_per_parameter(run, tmp_path):
     n, d = data["params"]["total"], data["assumptions"]["tokens"]
     assert data["scaling"]["law"] == "law"
     assert data["scaling"]["loss"] == pytest.approx(2 + 400 / n ** 0.3 + 400 / d ** 0.3)
+
+
+def test_a_term_past_floating_point_is_zero_not_an_error():
+    # N^1000 overflows a float; A/N^1000 is far below E's last digit, not "not a finite number"
+    from costplan.scaling import ScalingLaw
+
+    law = ScalingLaw(name="steep", E=1.69, A=1.0, B=1.0, alpha=1000.0, beta=1000.0)
+    assert law.loss(6_738_415_616, 2e12) == 1.69
+    assert ScalingLaw(name="gentle", E=1.69, A=1.0, B=1.0, alpha=1.0, beta=1.0).loss(1e3, 1e3) == pytest.approx(1.692)

@@ -108,6 +108,17 @@ def parse_vary(text: str) -> Axis:
     return Axis(path, values, texts)
 
 
+def _as_held(spec: Spec, key: str, value: Any) -> Any:
+    """A varied number as the point's spec holds it: 1e9 tokens, read as a float, is the whole number the spec
+    keeps (and estimate prints), as 1_000_000_000 is; any other value as the --vary wrote it."""
+    if not isinstance(value, float):
+        return value
+    held: Any = spec
+    for name in key.split("."):
+        held = getattr(held, name, None)
+    return held if isinstance(held, int) and not isinstance(held, bool) and held == value else value
+
+
 def _identity(value: Any) -> tuple:
     """What makes two --vary values the same point: 2 and 2.0 are (in a list too: [16, 16] and [16, 16.0]), true
     and 1 are not."""
@@ -247,8 +258,9 @@ class _Work:
             values = {name: get(result) for name, get in COLUMNS.items()}
             if served is not None:
                 values.update({name: get(served) for name, get in SERVING_COLUMNS.items()})
-            points.append(Point({axis.key: axis.values[i] for axis, i in zip(self.axes, combo)}, combo, values,
-                                held, tuple(result.time.caveats)))
+            points.append(Point({axis.key: _as_held(spec, axis.key, axis.values[i]) for axis, i in zip(self.axes,
+                                                                                               combo)},
+                                combo, values, held, tuple(result.time.caveats)))
         return points, problems
 
 

@@ -303,3 +303,14 @@ def test_a_point_the_held_layout_cannot_hold_searches_its_own(run):
     assert shallow["layout"] == "2 × 1 × 1024 ZeRO 2 SP" and deep["layout"] == "2 × 1 × 1024 ZeRO 3 SP"
     assert (deep["gpu_hours"], deep["memory_per_gpu"]) == (e.time.gpu_hours, e.memory.total_per_gpu)
     assert "note: 1 of 2 points ran on the base spec's layout, 2 × 1 × 1024 ZeRO 2 SP" in result.stderr
+
+
+def test_a_varied_whole_number_written_with_an_exponent_is_the_specs_number(run):
+    # 1e9 reads as a float; the spec keeps the whole number (estimate prints 1000000000), and so does the point
+    data = json.loads(run("sweep", TINY, "--vary", "training.tokens=1e9,2_000_000_000,1.5e9", "--vary",
+                          "hardware.mfu=0.5,1.0", "--format", "json").stdout)
+    assert [d["training.tokens"] for d in data[::2]] == [1_000_000_000, 2_000_000_000, 1_500_000_000]
+    assert all(isinstance(d["training.tokens"], int) for d in data)
+    e = costplan.estimate(costplan.load_spec(TINY, ["training.tokens=1e9"]))
+    assert e.assumptions.tokens == data[0]["training.tokens"]
+    assert [d["hardware.mfu"] for d in data[:2]] == [0.5, 1.0]      # a float field keeps its floats

@@ -8,6 +8,7 @@ cells for people; `render` turns it into table, markdown, JSON, CSV or JUnit tex
 """
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -373,7 +374,8 @@ def aligned_text(block: Block) -> str | None:
     column), or no rows at all."""
     rows = [["" if cell is None else str(cell) for cell in row] for row in block.body]
     headers = [str(h) for h in block.headers]
-    if any(not (cell.isascii() and cell.isprintable()) for row in [headers, *rows] for cell in row):
+    if any(not (cell.isascii() and cell.isprintable() or _one_column_each(cell)) for row in [headers, *rows]
+           for cell in row):
         return None
     rows = [[cell.strip() for cell in row] for row in rows]
     align = list(block.align) if block.align else ["left"] * len(headers)
@@ -386,6 +388,20 @@ def aligned_text(block: Block) -> str | None:
         return _GAP.join(pad(cell, width) for pad, cell, width in zip(pads, cells, widths)).rstrip()
 
     return "\n".join([line(headers), _GAP.join("-" * w for w in widths), *map(line, rows)])
+
+
+@functools.cache
+def _one_column(char: str) -> bool:
+    """A character every measure of width counts as one column (tabulate's len(), or wcwidth where installed):
+    printable, not combining, not East Asian wide (a layout's ×, a missing value's —, µs)."""
+    import unicodedata   # here: only a table with a character past ASCII reads it
+
+    return (char.isprintable() and not unicodedata.category(char).startswith("M")
+            and unicodedata.east_asian_width(char) not in ("W", "F"))
+
+
+def _one_column_each(text: str) -> bool:
+    return all(map(_one_column, text))
 
 
 def to_json(objects: Any) -> str:

@@ -265,7 +265,7 @@ def test_aligned_text_is_tabulates_simple_layout():
 
     def cell():  # noqa: ANN202
         return rng.choice([None, "", True, rng.randint(-5, 10**6), rng.random() * 1e5,
-                           "".join(rng.choice("xy .-%") for _ in range(rng.randint(0, 9)))])
+                           "".join(rng.choice("xy .-%×—µ") for _ in range(rng.randint(0, 9)))])
 
     compared = 0
     for _ in range(3000):
@@ -279,6 +279,9 @@ def test_aligned_text_is_tabulates_simple_layout():
             assert ours == tabulate(body, headers=headers, tablefmt="simple", disable_numparse=True, colalign=align)
     assert compared > 2000
     assert aligned_text(Block(["a"], [["two\nlines"]])) is None          # left to tabulate
+    # a wide or combining character measures otherwise where wcwidth is installed: left to tabulate too
+    assert aligned_text(Block(["a"], [["中"]])) is None and aligned_text(Block(["a"], [["e\u0301"]])) is None
+    assert aligned_text(Block(["layout"], [["2 × 1 × 1024 ZeRO 2"]])) is not None
 
 
 def test_the_activations_row_names_the_micro_batches_a_pipeline_stage_holds(run):

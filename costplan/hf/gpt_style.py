@@ -12,7 +12,6 @@ from costplan.hf.fields import (
 BLOOM_CONTEXT = 2048
 
 
-
 def gpt2_like(label: str, **overrides: Field) -> dict[str, Field]:
     """The fields GPT-2-style files (n_embd, n_layer, n_head, n_inner, n_positions) read alike; `overrides`
     replace or add fields, in place."""

@@ -32,7 +32,7 @@ from costplan.costs.layers import pipeline_stages, stage_count, stage_depth
 from costplan.costs.layouts import grid, replica, timed_at, variant
 from costplan.costs.run import needless_zero_one
 from costplan.costs.time import HOURS_PER_DAY, flops_in
-from costplan.errors import CostplanError
+from costplan.errors import CostplanError, SpecError
 from costplan.forked import available_cpus, imap_forked
 from costplan.loading import load_spec
 from costplan.records import Record
@@ -382,7 +382,21 @@ def fewest_gpus(spec: Spec, gpu_key: str, deadline_hours: float, mfu: float | No
     --mfu) times every run at that utilisation instead of the step model. The search's thousands of estimates
     of one model share their component costs and layer times (shared_components), as a sweep's points do."""
     with shared_components():
-        return _fewest_gpus(spec, gpu_key, deadline_hours, mfu)
+        try:
+            return _fewest_gpus(spec, gpu_key, deadline_hours, mfu)
+        except SpecError:
+            missing = _lacks_kernel(spec, gpu_key, mfu)
+            if missing is None:
+                raise
+            # the step model read attention curves of the spec's kernel, which this type has none of
+            return Option.none(gpu_key, hardware.resolve(gpu_key),
+                               f"{missing}: --set training.attention_kernel=fastest")
+
+
+def _lacks_kernel(spec: Spec, gpu_key: str, mfu: float | None) -> str | None:
+    """What the GPU type's curves lack of the spec's training.attention_kernel, where the step model times it."""
+    curves = hardware.resolve(gpu_key).curves() if timed_at(spec, gpu_key, mfu) is None else None
+    return curves.lacks_attention(spec.training.attention_kernel) if curves is not None else None
 
 
 def _fewest_gpus(spec: Spec, gpu_key: str, deadline_hours: float, mfu: float | None) -> Option:
@@ -390,14 +404,8 @@ def _fewest_gpus(spec: Spec, gpu_key: str, deadline_hours: float, mfu: float | N
     lacks = gpu.lacks(spec.training.precision)
     if lacks:
         return Option.none(gpu_key, gpu, f"{lacks}: --set {precision_change(spec)}")
-    stepped = timed_at(spec, gpu_key, mfu) is None
-    curves = gpu.curves() if stepped else None
-    kernel = spec.training.attention_kernel
-    missing = curves.lacks_attention(kernel) if curves is not None else None
-    if missing:     # the step model times attention on the kernel the spec names: a type without its tables cannot
-        return Option.none(gpu_key, gpu, f"{missing}: --set training.attention_kernel=fastest")
     # whose kernel curves time this type where it has none of its own (none at a fixed MFU)
-    lenders = kernel_lenders(gpu, spec.training) if stepped else {}
+    lenders = kernel_lenders(gpu, spec.training) if timed_at(spec, gpu_key, mfu) is None else {}
     found = []
     for layout in grid(spec):
         searched = _fewest(spec, gpu_key, layout, gpu.node_size, deadline_hours, mfu)

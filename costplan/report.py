@@ -397,7 +397,8 @@ def _one_column(char: str) -> bool:
     import unicodedata   # here: only a table with a character past ASCII reads it
 
     return (char.isprintable() and not unicodedata.category(char).startswith("M")
-            and unicodedata.east_asian_width(char) not in ("W", "F"))
+            and unicodedata.east_asian_width(char) not in ("W", "F")
+            and not "\u1160" <= char <= "\u11ff")   # Hangul vowel and final jamo: they join the syllable before
 
 
 def _one_column_each(text: str) -> bool:

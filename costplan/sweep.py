@@ -17,12 +17,13 @@ from typing import Any
 
 from costplan import scaling, yamlio
 from costplan.costs import accuracy
-from costplan.costs.estimate import estimate, shared_components
+from costplan.costs.components import shape_of
+from costplan.costs.estimate import estimate, estimate_sized, shared_components
 from costplan.costs.inference import serve
 from costplan.costs.serving_result import ServingEstimate
 from costplan.costs.layouts import fits_batch, takes
 from costplan.costs.result import Estimate
-from costplan.costs.run import fits, laid_out_once
+from costplan.costs.run import fits, laid_out_once, memories_of
 from costplan.errors import CostplanError, SpecError, did_you_mean, printable
 from costplan.forked import available_cpus, can_fork, imap_forked
 from costplan.loading import RawSpec, field_path, parse_override
@@ -320,9 +321,10 @@ def _estimate_on(spec: Spec, held: tuple[ParallelismSpec, dict[str, Any], Parall
             section.__dict__.get, spec.model.__dict__.get, spec.training.__dict__.get, spec.hardware.__dict__.get):
         return estimate(spec, law), False   # the layout does not tile or split the point (a section's rules)
     laid = spec.model_copy(update={"parallelism": section})
-    if not fits(laid):      # sized before it is timed: a layout the point outgrows costs no estimate
+    memories = memories_of(laid, shape_of(laid))
+    if not fits(memories, laid.gpu.memory_bytes):  # sized before it is timed: a layout it outgrows costs no estimate
         return estimate(spec, law), False
-    return estimate(laid, law), True
+    return estimate_sized(laid, memories, law), True
 
 
 def sort_key(key: str | None, axes: Sequence[Axis], serving: bool = False) -> Callable[[Point], Any] | None:

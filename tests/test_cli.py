@@ -795,6 +795,7 @@ def test_completing_a_line_that_repeats_an_option_is_no_error():
     (("estimate", "llama2-7b", "--gpus"), "Error: Option '--gpus' requires an argument."),
     (("serve", "llama2-7b", "--weights", "int3"), "Error: Invalid value for '--weights': 'int3' is not one of "),
     (("plot", "bogus"), "Error: No such command 'bogus'. (`costplan plot --help` shows the usage)"),
+    (("--bogus",), "Error: No such option '--bogus'. (`costplan --help` shows the usage)"),
 ])
 def test_a_usage_error_is_one_line(run, args, said):
     # click prints a usage line, a hint and a blank line before its error; every other refusal is one line

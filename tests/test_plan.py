@@ -768,6 +768,10 @@ def test_a_gpu_type_without_the_specs_attention_kernel_is_a_row_not_an_error(run
     followed = run("plan", spec, "--deadline", "30d", "--gpu", "a100-80gb", "--set",
                    "training.attention_kernel=fastest", "--format", "json")
     assert followed.exit_code == 0 and json.loads(followed.stdout)[0]["gpus"]
+    # a model whose attention no FlashAttention kernel runs reads no attention tables: the type plans
+    dense = run("plan", spec, "--deadline", "30d", "--gpu", "a100-80gb", "--set", "model.attention=dense", "--set",
+                "training.attention_kernel=flash3", "--format", "json")
+    assert dense.exit_code == 0 and json.loads(dense.stdout)[0]["gpus"], dense.stdout
     # an estimate on that type still refuses the kernel, naming the field
     refused = run("estimate", spec, "--gpu", "a100-80gb", "--set", "training.attention_kernel=flash3")
     assert refused.exit_code == 2 and refused.stderr.strip().endswith(

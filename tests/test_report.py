@@ -281,6 +281,7 @@ def test_aligned_text_is_tabulates_simple_layout():
     assert aligned_text(Block(["a"], [["two\nlines"]])) is None          # left to tabulate
     # a wide or combining character measures otherwise where wcwidth is installed: left to tabulate too
     assert aligned_text(Block(["a"], [["中"]])) is None and aligned_text(Block(["a"], [["e\u0301"]])) is None
+    assert aligned_text(Block(["a"], [["a\u1161"]])) is None     # a vowel jamo joins what is before it: width 0
     assert aligned_text(Block(["layout"], [["2 × 1 × 1024 ZeRO 2"]])) is not None
 
 

@@ -57,6 +57,14 @@ class CostplanGroup(RefusingRepeats):
         module = importlib.import_module(f"costplan.cli.{COMMANDS[name]}")
         return getattr(module, "import_config" if name == "import" else name)
 
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:    # costplan's own options (costplan --bogus)
+            return super().parse_args(ctx, args)
+        except _HELP_ASKED:
+            raise
+        except click.UsageError as exc:
+            raise one_line(exc) from None
+
     def invoke(self, ctx: click.Context):  # noqa: ANN201 - click's signature
         try:
             return super().invoke(ctx)
@@ -64,9 +72,14 @@ class CostplanGroup(RefusingRepeats):
             raise UserError(str(exc)) from None
         except _HELP_ASKED:
             raise
-        except click.UsageError as exc:     # click's usage line, a hint and a blank line before it: one line
-            hint = f" (`{exc.ctx.command_path} --help` shows the usage)" if exc.ctx is not None else ""
-            raise UserError(exc.format_message() + hint) from None
+        except click.UsageError as exc:
+            raise one_line(exc) from None
+
+
+def one_line(exc: click.UsageError) -> UserError:
+    """A usage error as one Error line, where click prints its usage line, a hint and a blank line before it."""
+    hint = f" (`{exc.ctx.command_path} --help` shows the usage)" if exc.ctx is not None else ""
+    return UserError(exc.format_message() + hint)
 
 
 # a command given no arguments where that asks for its help (click 8.2 on): shown as click shows it

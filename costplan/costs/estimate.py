@@ -56,6 +56,14 @@ def estimate(spec: Spec, law: str | scaling.ScalingLaw | None = None) -> Estimat
         return _estimate(spec, law)
 
 
+def estimate_sized(spec: Spec, memories: list[parallel.StageMemory],
+                   law: str | scaling.ScalingLaw | None = None) -> Estimate:
+    """estimate() of a spec with a parallelism section whose stages' memories (memories_of) the caller has sized
+    already: a sweep sizes a point on its held layout before it estimates it there."""
+    with shared_components():
+        return _estimate(spec, law, memories)
+
+
 def trained_tokens(spec: Spec, total: int, active: int) -> tuple[float, str]:
     """The tokens the spec trains on, and where that figure came from."""
     if spec.training.tokens is not None:
@@ -109,7 +117,8 @@ def law_point(spec: Spec, law: str | scaling.ScalingLaw | None = None) -> LawPoi
                     scaling=scaling.predict(law, whole.params, whole.active_params, tokens))
 
 
-def _estimate(spec: Spec, law: str | scaling.ScalingLaw | None) -> Estimate:
+def _estimate(spec: Spec, law: str | scaling.ScalingLaw | None,
+              sized: list[parallel.StageMemory] | None = None) -> Estimate:
     shape = shape_of(spec)
     parts = components(spec, shape)
     # the same for every point of a sweep with this model (shared_components())
@@ -140,7 +149,7 @@ def _estimate(spec: Spec, law: str | scaling.ScalingLaw | None) -> Estimate:
         training_total=ratio(3 * whole.flops * tokens, s),
         by_component={key: ratio(c.flops, s) for key, c in parts.items()},
     )
-    memories = run.memories or memories_of(spec, shape)
+    memories = run.memories or sized or memories_of(spec, shape)
     stage = parallel.fullest(memories)
     memory = Memory(
         weights=stage.weights, fp8_weights=stage.fp8_weights, gradients=stage.gradients, optimizer=stage.optimizer,

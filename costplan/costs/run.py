@@ -11,7 +11,7 @@ import math
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
-from costplan.costs import Cost, Shape, layouts, memo, parallel, step
+from costplan.costs import Cost, Shape, layouts, parallel, step
 from costplan.costs.components import shape_of, shared_components, stage_parts
 from costplan.costs.layers import pipeline_stages
 from costplan.costs.time import seconds_at
@@ -160,15 +160,8 @@ class _Candidate:
 
 
 def memories_of(spec: Spec, shape: Shape) -> list[parallel.StageMemory]:
-    """Each pipeline stage's memory per GPU for a laid-out spec (kept for this spec object inside
-    memo.shared(): a sweep sizes a point's layout before it estimates it)."""
-    return memo.of_object(("memories", memo.token(shape)), spec,
-                          lambda: parallel.stage_memories(spec, stages_of(spec, shape)))
-
-
-def fits(spec: Spec) -> bool:
-    """Whether the laid-out spec's fullest stage fits its GPU's memory (the estimate's memory.fits)."""
-    return _fits(memories_of(spec, shape_of(spec)), spec.gpu.memory_bytes)
+    """Each pipeline stage's memory per GPU for a laid-out spec."""
+    return parallel.stage_memories(spec, stages_of(spec, shape))
 
 
 def _needless(spec: Spec) -> bool:
@@ -181,7 +174,8 @@ def needless_zero_one(zero: int, micro_batches: int, pipeline: int) -> bool:
     return zero == 1 and micro_batches == 1 and not zero_under_pipeline(2, pipeline)
 
 
-def _fits(memories: list[parallel.StageMemory], capacity: float) -> bool:
+def fits(memories: list[parallel.StageMemory], capacity: float) -> bool:
+    """Whether the fullest stage fits `capacity` bytes (an estimate's memory.fits)."""
     return parallel.fullest(memories).total <= capacity
 
 
@@ -193,7 +187,7 @@ def _first_fitting(candidates: list[_Candidate], shape: Shape, capacity: float
         if _needless(c.spec):
             continue
         memories = memories_of(c.spec, shape)
-        if _fits(memories, capacity):
+        if fits(memories, capacity):
             return c.spec, memories, None
     return None
 
@@ -233,7 +227,7 @@ def _fastest(candidates: list[_Candidate], shape: Shape, capacity: float
         if fam in done or _needless(c):
             continue
         memories = memories_of(c, shape)
-        if not _fits(memories, capacity):
+        if not fits(memories, capacity):
             continue
         if c.parallel.zero != 1:    # ZeRO 2 may still be faster than ZeRO 1 (layouts.family)
             done.add(fam)

@@ -10,7 +10,7 @@ from costplan.costs.components import COMPONENTS, components, shape_of, shared_c
 from costplan.costs.layers import pipeline_stages, stage_count
 from costplan.costs.memory import gradient_bytes, is_mixed, optimizer_bytes, weight_bytes
 from costplan.costs.result import Assumptions, Estimate, Flops, Memory, Number, Parallelism, Params, Time
-from costplan.costs.run import Run, memories_of, resolve, step_time
+from costplan.costs.run import Run, fits, memories_of, resolve, step_time
 from costplan.costs.step import StepTime
 from costplan.costs.time import SECONDS_PER_HOUR, wall_clock_days
 from costplan.costs.traffic import expert_overlapped
@@ -156,7 +156,7 @@ def _estimate(spec: Spec, law: str | scaling.ScalingLaw | None,
         activations=stage.activations, workspace=stage.workspace,
         tied_gradients=stage.tied_gradients, update=stage.update, gathered_root=stage.gathered_root,
         gathered_layers=stage.gathered_layers,
-        total_per_gpu=stage.total, peak_at=stage.peak_at, fits=stage.total <= gpu.memory_bytes,
+        total_per_gpu=stage.total, peak_at=stage.peak_at, fits=fits(memories, gpu.memory_bytes),
         gpu_memory=gpu.memory_bytes, gpu_memory_stated=gpu.stated_memory_bytes,
         kv_cache_per_token=whole.kv_cache, kv_cache_at_seq_len=whole.kv_cache_seq,
     )

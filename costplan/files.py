@@ -9,11 +9,20 @@ from pathlib import Path
 from costplan.errors import CostplanError, printable
 
 NAME_MAX = 255  # bytes in one path component on Linux and macOS file systems
+PATH_MAX = 4096  # bytes in a whole path, its terminating NUL included, on Linux (1024 on macOS)
+
+
+def too_long(path: str | os.PathLike) -> str:
+    """What in the path is longer than a file system allows (the OS would raise on it), or '' when nothing is."""
+    if any(len(os.fsencode(part)) > NAME_MAX for part in Path(path).parts):
+        return f"a file name is longer than {NAME_MAX} bytes"
+    if len(os.fsencode(os.fspath(path))) >= PATH_MAX:
+        return f"the path is longer than {PATH_MAX - 1} bytes"
+    return ""
 
 
 def name_too_long(path: str | os.PathLike) -> bool:
-    """Whether a component of the path is longer than a file system allows (the OS would raise on it)."""
-    return any(len(os.fsencode(part)) > NAME_MAX for part in Path(path).parts)
+    return bool(too_long(path))
 
 
 def check_output(option: str, path: str | os.PathLike, force: bool = False) -> Path:
@@ -25,7 +34,7 @@ def check_output(option: str, path: str | os.PathLike, force: bool = False) -> P
     target = Path(path)
     label = f"{option} {printable(path, cut=name_too_long(target))}"
     if name_too_long(target):
-        raise CostplanError(f"{label}: a file name is longer than {NAME_MAX} bytes")
+        raise CostplanError(f"{label}: {too_long(target)}")
     if target.is_dir():
         raise CostplanError(f"{label}: is a folder; give a file name")
     written = target

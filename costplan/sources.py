@@ -15,7 +15,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from costplan.errors import CostplanError, printable
-from costplan.files import NAME_MAX, name_too_long
+from costplan.files import name_too_long, too_long
 
 SUFFIXES = (".yaml", ".yml", ".json")
 
@@ -27,7 +27,7 @@ def looks_like_path(text: str) -> bool:
 def check_name_length(option: str, path: Path) -> None:
     """A CostplanError for a path component the file system cannot hold, before the OS raises on it."""
     if name_too_long(path):
-        raise CostplanError(f"{option}{printable(path)}: a file name is longer than {NAME_MAX} bytes")
+        raise CostplanError(f"{option}{printable(path)}: {too_long(path)}")
 
 
 def is_file(path: Path) -> bool:

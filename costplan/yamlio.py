@@ -9,7 +9,7 @@ from typing import Any
 import yaml
 
 from costplan.errors import SpecError, printable, shown
-from costplan.files import NAME_MAX, name_too_long
+from costplan.files import name_too_long, too_long
 
 # A spec has a few dozen values; aliases (`*a`) may repeat a subtree, and nested ones multiply it (nine levels
 # of nine copies are 387 million values from 514 bytes). More values than this, counted as expanded, are refused.
@@ -151,12 +151,14 @@ def value(text: str) -> Any:
 def read(path: Path) -> Any:
     """Parse a YAML file, turning every way it can fail into a one-line SpecError naming the file."""
     if name_too_long(path):
-        raise SpecError(printable(path), [f"a file name is longer than {NAME_MAX} bytes"])
+        raise SpecError(printable(path), [too_long(path)])
     try:
         if not path.exists():
             raise SpecError(printable(path, cut=False), ["no such file"])
         if path.is_dir():
             raise SpecError(printable(path, cut=False), ["is a directory, not a YAML file"])
+        if not path.is_file():      # a device would be read without end, a pipe wait for a writer
+            raise SpecError(printable(path, cut=False), ["is not a regular file (a device, a pipe or a socket)"])
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise SpecError(printable(path, cut=False), [f"cannot be read: {exc}"]) from None

@@ -122,6 +122,31 @@ def test_file_names_too_long(run, option, suffix):
     assert result.exit_code == 2 and line.endswith("a file name is longer than 255 bytes") and len(line) < 200
 
 
+LONG_PATH = "/".join(["a"] * 2100)      # 4,199 bytes of one-letter folders: no name too long, the path is
+
+
+@pytest.mark.parametrize("args", [["estimate", LONG_PATH + ".yaml"], ["estimate", TINY, "--gpu", "./" + LONG_PATH],
+                                  ["import", LONG_PATH + ".json"],
+                                  ["plan", "--budget", "1e20", "--write", LONG_PATH + ".yaml"]])
+def test_paths_too_long(run, args):
+    result = run(*args)
+    (line,) = errors(result)
+    assert result.exit_code == 2 and line.endswith("the path is longer than 4095 bytes") and len(line) < 200
+
+
+@pytest.mark.parametrize("command, suffix", [("estimate", ".yaml"), ("estimate", ".json"), ("import", ".json")])
+def test_a_spec_that_is_a_device_or_a_pipe_is_refused_not_read(run, tmp_path, command, suffix):
+    # /dev/zero would be read without end, a pipe would wait for a writer
+    import os
+    device, pipe = tmp_path / f"zero{suffix}", tmp_path / f"pipe{suffix}"
+    device.symlink_to("/dev/zero")
+    os.mkfifo(pipe)
+    for path in (device, pipe):
+        result = run(command, str(path))
+        (line,) = errors(result)
+        assert result.exit_code == 2 and line.endswith("is not a regular file (a device, a pipe or a socket)")
+
+
 def test_control_characters_in_a_name(run):
     (line,) = errors(run("estimate", TINY, "--set", "name=red\x1b[31mtext"))
     assert line == f"Error: {TINY}: name: contains the control character '\\x1b'; a name is printed as it is"

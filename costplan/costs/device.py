@@ -57,8 +57,9 @@ def device(gpu: GPU, precision: str, attention_kernel: str = "fastest") -> Devic
     if curves is None:
         raise CostplanError(f"hardware.gpu: {gpu.key} has no kernel efficiency tables (kernels: in a hardware "
                             "file, or data/kernels.yaml for the catalogue); run `costplan calibrate` on the "
-                            "device, or time the run at one utilisation figure, the spec's hardware.mfu (--mfu); "
-                            "a hardware file's own `mfu` sizes budgets in GPU-hours or dollars but times no run")
+                            "device, or time the run at one utilisation figure, the spec's hardware.mfu (--mfu, or "
+                            "--set hardware.mfu=X); a hardware file's own `mfu` sizes budgets in GPU-hours or "
+                            "dollars but times no run")
     efficiencies = kernels.efficiencies(gpu.key)
     if gpu.calibrated_on is not None:
         # a calibrated file's bandwidth is the one its copy kernel achieved: nothing to discount

@@ -58,6 +58,8 @@ def load_json(config: Path) -> dict[str, Any]:
     label = str(config)
     if not config.exists():
         raise SpecError(label, ["no such file"])
+    if not config.is_file():        # a device would be read without end, a pipe wait for a writer
+        raise SpecError(label, ["is not a regular file (a device, a pipe or a socket)"])
     repeated: list[list[str]] = []      # per JSON object, innermost first: the file's own keys come last
 
     def unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:

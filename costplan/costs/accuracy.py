@@ -18,7 +18,7 @@ class Miss(Record):
     compared: str      # whose runs
 
 
-MIXTURE_OF_EXPERTS = Miss("mixture-of-experts", 4, 1.4, 5.4, "Megatron-Bridge's, fp8; two are one Qwen3-30B-A3B "
+MIXTURE_OF_EXPERTS = Miss("mixture-of-experts", 4, 1.4, 5.9, "Megatron-Bridge's, fp8; two are one Qwen3-30B-A3B "
                           "layout in two releases")
 # Every run at context parallelism 4 or more is also at 128k tokens or more, so which of the two the model misses is
 # not known: both are asked for. The seven runs at degree 2 (up to 64k tokens) fall on both sides (-6% to +28%).

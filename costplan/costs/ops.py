@@ -212,16 +212,26 @@ def norm_tensors(model: ModelSpec) -> int:
     return {"layernorm": 2, "rmsnorm": 1}.get(model.norm, 0)
 
 
-def gemm_size(rows: float, d_in: int, d_out: float) -> float:
+def gemm_size(rows: float, d_in: int, d_out: float, groups: float = 1) -> float:
     """Where a GEMM's efficiency is read on the `gemm` curves: (m·k·n)^(1/3). A layer's routed experts run as one
-    grouped kernel per projection (vLLM's fused_moe, DeepGEMM, Megatron's GroupedMLP, torch._grouped_mm): all
-    experts' FLOPs and bytes, at the efficiency of one expert's m × k × n, not of the whole kernel's volume.
-    Grouped-GEMM benchmarks reach what one GEMM of one group's shape does: DeepGEMM's fp8 grouped GEMMs (README,
-    March 2025) 1,346 TFLOP/s for 8 groups of 4,096 × 4,096 × 7,168 against 1,265 for one such GEMM, and 932,
-    1,040, 1,233 TFLOP/s as 1,024 rows split into 4, 2, 1 groups; torch._grouped_mm on an H100 at 640 rows an
-    expert by 2,048 × 512 (VeOmni pull request #460) 181 TFLOP/s, where the curve gives 176 at one expert's size
-    and 802 at the kernel's volume (bench/serving_results.md, item 6)."""
-    return (rows * d_in * d_out) ** (1 / 3)
+    grouped kernel per projection (vLLM's fused_moe, DeepGEMM, Megatron's GroupedMLP, torch._grouped_mm), read as
+    the curves place a batched GEMM, at the whole kernel's (groups·m·k·n)^(1/3): its groups fill the GPU together,
+    as one GEMM of that volume would (gemm_time adds what they do not share)."""
+    return (rows * d_in * d_out * groups) ** (1 / 3)
+
+
+def gemm_time(compute: float, weights: float, activations: float, grouped: bool) -> float:
+    """A GEMM's seconds from its compute and from streaming its weights and its activations at their memory rates.
+    One GEMM: the roofline, max(compute, weights + activations). A grouped kernel loads each group's weights before
+    that group's few rows compute on them, and the loads do not hide behind the compute: weights + max(compute,
+    activations). Against published grouped-kernel timings (bench/grouped_gemm_results.md), measured over
+    predicted: vLLM's bf16 fused_moe 0.85-1.37 (64-384 rows an expert, A100, H100, H200), CUTLASS and
+    torch._grouped_mm bf16 0.95-1.16; DeepGEMM's fp8 0.63-1.03, it hides more of its loads. Reading each group at
+    its own size with the roofline (as before) put those at 0.37-1.39: a single small GEMM's curve point is mostly
+    its launch and fill, which a grouped kernel pays once."""
+    if grouped:
+        return weights + max(compute, activations)
+    return max(compute, weights + activations)
 
 
 def _projections(layer: Layer, model: ModelSpec, s: int) -> list[Gemm]:

@@ -18,7 +18,8 @@ for `tokens` rows through the model, on one GPU of the tensor-parallel replica:
 Routed experts: `tokens` tokens pick top_k of E experts each (serving engines drop none), touching
 E·(1 − (1 − k/E)^tokens) of them in expectation; each touched expert multiplies tokens·k / touched rows and
 its weights are read once. Engines run a projection's touched experts as one grouped kernel: its FLOPs and bytes
-are all the experts', its efficiency read at one expert's size (ops.gemm_size). The LM head computes `head_rows`
+are all the experts', its efficiency read at the whole kernel's size, its weights' loads added to its compute
+(ops.gemm_size, ops.gemm_time). The LM head computes `head_rows`
 rows: each prompt's last token in prefill, every sequence's token in decode. Quantized formats store the weights
 of the GEMMs fp8 training would run in fp8 (attention, MLP and expert matrices; not the LM head or a router), at
 `quantized_bytes` per weight.
@@ -26,10 +27,11 @@ of the GEMMs fp8 training would run in fp8 (attention, MLP and expert matrices; 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import NamedTuple
 
 from costplan.costs import Shape
 from costplan.costs.layers import distinct_layers
-from costplan.costs.ops import Core, Gemm, Stream, embedding_ops, gemm_size, head_ops, kernels, layer_ops
+from costplan.costs.ops import Core, Gemm, Stream, embedding_ops, gemm_size, gemm_time, head_ops, kernels, layer_ops
 from costplan.kernels import Curve, Curves
 from costplan.spec import ModelSpec
 
@@ -91,21 +93,27 @@ def operations(model: ModelSpec, tokens: int, head_rows: int,
     return found
 
 
-def gemm_seconds(g: Gemm, k: Kernels) -> tuple[float, float]:
-    """Compute and memory seconds of `g.count` GEMMs of g.rows × d_in by d_in × d_out on one GPU, at the compute
-    precision's peak and curve (an fp8 model's 16-bit LM head and router too: a simplification); tensor
-    parallelism splits it, the key/value projections over the KV heads at most, and MLA's down-projections not
-    at all (vLLM's ReplicatedLinear)."""
+class GemmTime(NamedTuple):
+    seconds: float       # what the kernel takes (ops.gemm_time)
+    compute: float       # its FLOPs at the curve
+    memory: float        # its weights' and activations' bytes at their memory rates
+
+
+def gemm_seconds(g: Gemm, k: Kernels) -> GemmTime:
+    """Time of `g.count` GEMMs of g.rows × d_in by d_in × d_out on one GPU, at the compute precision's peak and
+    curve (an fp8 model's 16-bit LM head and router too: a simplification); tensor parallelism splits it, the
+    key/value projections over the KV heads at most, and MLA's down-projections not at all (vLLM's
+    ReplicatedLinear). Routed experts are one grouped kernel (ops.gemm_size, ops.gemm_time)."""
     if g.count <= 0:
-        return 0.0, 0.0
+        return GemmTime(0.0, 0.0, 0.0)
     ts = (k.kv_tensor if g.kv else k.tensor) if g.split and not g.replicated else 1
     weights = g.d_in * g.d_out / ts * g.count
     per_weight, efficiency = (k.quantized_bytes, k.weight_memory) if g.fp8 else (ACTIVATION_BYTES, k.memory)
-    activations = (g.rows * g.d_in + g.rows * g.d_out / ts) * g.count * ACTIVATION_BYTES
-    memory = (weights * per_weight / efficiency + activations / k.memory) / k.bandwidth
-    size = gemm_size(g.rows, g.d_in, g.d_out / ts)
-    rate = k.peak * (k.flat if k.curve is None else k.curve.at(size))
-    return 2 * g.rows * weights / rate, memory
+    activations = (g.rows * g.d_in + g.rows * g.d_out / ts) * g.count * ACTIVATION_BYTES / k.memory / k.bandwidth
+    loads = weights * per_weight / efficiency / k.bandwidth
+    size = gemm_size(g.rows, g.d_in, g.d_out / ts, g.count if g.expert else 1)
+    compute = 2 * g.rows * weights / (k.peak * (k.flat if k.curve is None else k.curve.at(size)))
+    return GemmTime(gemm_time(compute, loads, activations, g.expert), compute, loads + activations)
 
 
 def forward(model: ModelSpec, tokens: int, head_rows: int, k: Kernels) -> Pass:
@@ -113,14 +121,15 @@ def forward(model: ModelSpec, tokens: int, head_rows: int, k: Kernels) -> Pass:
     total = Pass()
     for op, repeats in operations(model, tokens, head_rows):
         if isinstance(op, Gemm):
-            compute, memory = gemm_seconds(op, k)
+            seconds, compute, memory = gemm_seconds(op, k)
         else:
             compute, memory = 0.0, op.bytes / (k.tensor if op.split else 1) / (k.bandwidth * k.memory)
-        total.seconds += repeats * max(compute, memory)
+            seconds = memory
+        total.seconds += repeats * seconds
         if compute >= memory:
-            total.compute += repeats * compute
+            total.compute += repeats * seconds
         else:
-            total.memory += repeats * memory
+            total.memory += repeats * seconds
     return total
 
 

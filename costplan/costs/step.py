@@ -5,7 +5,7 @@ Each operation (costs/ops.py) of each layer of a pipeline stage, for one micro-b
 - GEMM: max(FLOPs / (peak × gemm efficiency at its size), bytes / (bandwidth × memory efficiency)), its size
   (m·k·n)^(1/3) after tensor parallelism (one of n or k divided by t), m = the micro-batch's rows on this GPU
   (divided by the context degree; a routed expert's rows gathered from its expert group; a layer's experts are
-  one grouped kernel, read at one expert's size: ops.gemm_size). Backward is two GEMMs
+  one grouped kernel, read at its whole size, its weights' loads added: ops.gemm_time). Backward is two GEMMs
   of the same three sizes (dgrad, wgrad): twice the forward's time. fp8 training runs the blocks' GEMMs at the
   fp8 peak and curve and adds their casts as memory-bound work (reading 16-bit inputs and weights and writing
   fp8 ones forward, the output gradient backward, with a transposed copy where the device's fp8 GEMMs take only
@@ -87,7 +87,7 @@ from costplan.costs.memory import (FP32, UNFUSED_UPDATE_BYTES, accumulation_adds
                                    weight_bytes)
 from costplan.costs.parallel import zero_groups
 from costplan.costs.ops import (
-    Core, Gemm, Op, Stream, embedding_ops, gemm_size, head_ops, layer_ops, priced, tensors, tied_sum_ops,
+    Core, Gemm, Op, Stream, embedding_ops, gemm_size, gemm_time, head_ops, layer_ops, priced, tensors, tied_sum_ops,
 )
 from costplan.costs.ops import dispatched as dispatched_ops   # stage_counts sums a local `dispatched`
 from costplan.costs.traffic import (
@@ -177,13 +177,14 @@ class Timer:
         flops = 2 * m * g.d_in * g.d_out / ts * count
         if not flops:
             return 0.0, 0.0, 0.0
-        size = gemm_size(m, g.d_in, g.d_out / ts)
+        size = gemm_size(m, g.d_in, g.d_out / ts, count if g.expert else 1)
         peak, curve = self.gemm_rate("fp8" if fp8 else self.sixteen)
-        compute = flops / (peak * curve.at(size))
-        moved = (m * g.d_in + g.d_in * g.d_out / ts + m * g.d_out / ts) * count * (1 if fp8 else self.e)
+        element = (1 if fp8 else self.e) * count / self.bandwidth
+        seconds = gemm_time(flops / (peak * curve.at(size)), g.d_in * g.d_out / ts * element,
+                            (m * g.d_in + m * g.d_out / ts) * element, g.expert)
         if not fp8:
-            return max(compute, moved / self.bandwidth), 0.0, 0.0
-        return (max(compute, moved / self.bandwidth), self.cast_bytes * (m * g.d_in + g.d_in * g.d_out / ts) * count,
+            return seconds, 0.0, 0.0
+        return (seconds, self.cast_bytes * (m * g.d_in + g.d_in * g.d_out / ts) * count,
                 self.cast_bytes * m * g.d_out / ts * count)
 
     def core(self, c: Core) -> tuple[float, float]:

@@ -169,6 +169,19 @@ def test_a_batch_only_pipelines_can_split_is_laid_out_on_one_that_fits():
     spec = costplan.load_spec("llama2-7b", ["hardware.gpu=h100-sxm", "hardware.count=8", "model.n_kv_heads=4",
                                             "training.global_batch_size=1"])
     laid_out, source, memories, _ = _search(spec)
-    assert source == "the fastest that fits of 3 layouts on 8 GPUs", source
+    assert source == ("the fastest that fits of 3 layouts on 8 GPUs; 15 more do not split "
+                      "training.global_batch_size (1) into whole micro-batches of 1"), source
     assert laid_out.parallel.pipeline > 1 and laid_out.parallel.zero == 1
     assert parallel.fullest(memories).total <= spec.gpu.memory_bytes
+
+
+def test_a_batch_most_layouts_cannot_split_says_so():
+    # 1,001 = 7 × 11 × 13 sequences a step on 64 GPUs: no data degree above 1 divides it, so only 8 × 8 × 1 (of the
+    # grid's 24 layouts that llama2-7b takes) is left, at 47% more GPU-hours than 1,000 sequences on 2 × 4 × 8;
+    # the estimate says why it had one layout to choose from. 1,000 leaves 12: nothing said.
+    odd = costplan.estimate(costplan.load_spec("llama2-7b", ["hardware.count=64", "training.global_batch_size=1001"]))
+    assert odd.assumptions.layout == ("the fastest that fits of 1 layout on 64 GPUs; 23 more do not split "
+                                             "training.global_batch_size (1001) into whole micro-batches of 1")
+    even = costplan.estimate(costplan.load_spec("llama2-7b", ["hardware.count=64", "training.global_batch_size=1000"]))
+    assert even.assumptions.layout == "the fastest that fits of 12 layouts on 64 GPUs"
+    assert odd.time.gpu_hours > 1.4 * even.time.gpu_hours

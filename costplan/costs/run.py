@@ -97,16 +97,21 @@ def _search(spec: Spec) -> tuple[Spec, str, list[parallel.StageMemory] | None, s
     order = layouts.search_order(spec.model, spec.training.global_batch_size is None, layouts.tensor_degrees(spec))
     capacity = spec.gpu.memory_bytes
     with shared_components():
-        candidates = [_Candidate(spec, count, layout) for layout in order
-                      if layouts.fits_batch(spec, layout, count) and layouts.takes(spec, layout)]
+        taken = [layout for layout in order if layouts.takes(spec, layout)]
+        candidates = [_Candidate(spec, count, layout) for layout in taken if layouts.fits_batch(spec, layout, count)]
         if not candidates:
             raise _unsplit_batch(spec, count, order)
+        # a batch that most layouts cannot split narrows the search: said, since a rounder batch may cost far less
+        t = spec.training
+        unsplit = (f"; {len(taken) - len(candidates)} more do not split training.global_batch_size "
+                   f"({t.global_batch_size}) into whole micro-batches of {t.micro_batch_size}"
+                   if 2 * len(candidates) < len(taken) else "")
         if spec.hardware.mfu is None:
             found = _fastest(candidates, shape, capacity)
-            source = f"the fastest that fits of {len(candidates)} layouts on {count} GPUs"
+            source = f"the fastest that fits of {_layouts(len(candidates))} on {count} GPUs{unsplit}"
         else:   # no step to compare: the fewest model-parallel GPUs, then the lowest ZeRO stage, that fit
             found = _first_fitting(candidates, shape, capacity)
-            source = f"the fewest model-parallel GPUs that fit of {len(candidates)} layouts on {count} GPUs"
+            source = f"the fewest model-parallel GPUs that fit of {_layouts(len(candidates))} on {count} GPUs{unsplit}"
         if found is not None:
             return found[0], source, found[1], found[2]
         # none fits: the layout needing the least memory (min keeps the first of equals)
@@ -114,6 +119,10 @@ def _search(spec: Spec) -> tuple[Spec, str, list[parallel.StageMemory] | None, s
         chosen, memories = min(sized, key=lambda x: parallel.fullest(x[1]).total)
         return (chosen, f"none of {len(candidates)} layouts on {count} GPUs fits; the one needing least memory",
                 memories, None)
+
+
+def _layouts(n: int) -> str:
+    return f"{n} layout" if n == 1 else f"{n} layouts"
 
 
 def _unsplit_batch(spec: Spec, count: int, order: tuple[dict, ...]) -> SpecError:

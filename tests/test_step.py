@@ -729,6 +729,23 @@ def test_a_layers_routed_experts_are_one_grouped_gemm_read_as_a_batched_gemm_wit
             weights + 512 * (2048 + 768 * 128) * 2 / rate), rel=1e-12)
 
 
+def test_the_reference_models_expert_loop_is_one_gemm_an_expert():
+    # training.fusion eager times the step as the reference model runs it (profile, check): a Python loop over the
+    # experts (profiling/moe.py), each GEMM at its own (512·2048·768)^(1/3) = 930 on the H100's bf16 curve,
+    # between its points (813, 0.144) and (1024, 0.249), on the roofline
+    import math
+
+    from costplan.costs import step as step_model
+    from costplan.costs.components import shape_of
+    spec = make_spec(hardware={"gpu": "h100-sxm"}, training={"tokens": 10**6, "micro_batch_size": 1,
+                                                             "fusion": "eager"})
+    timer = step_model.Timer(spec, step_model.device(spec.gpu, "bf16"), shape_of(spec))
+    one = (512 * 2048 * 768) ** (1 / 3)
+    efficiency = (0.144 + (0.249 - 0.144) * math.log2(one / 813) / math.log2(1024 / 813)) * HOPPER_SUSTAINED
+    seconds, _, _ = timer.gemm(ops.Gemm(512, 2048, 768, count=128, expert=True))
+    assert seconds == pytest.approx(2 * 512 * 2048 * 768 * 128 / (989e12 * efficiency), rel=1e-12)
+
+
 def test_expert_gemms_fold_their_rows_and_split_by_the_expert_tensor_degree():
     # t = 2 with sequence parallelism, e = 4 expert ranks of whole experts (et = 1): a sequence sends each expert
     # 512 rows, of which a GPU holds half its tokens' (512/2), and each of its 128/4 experts gathers them from 4

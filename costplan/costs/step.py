@@ -5,7 +5,8 @@ Each operation (costs/ops.py) of each layer of a pipeline stage, for one micro-b
 - GEMM: max(FLOPs / (peak × gemm efficiency at its size), bytes / (bandwidth × memory efficiency)), its size
   (m·k·n)^(1/3) after tensor parallelism (one of n or k divided by t), m = the micro-batch's rows on this GPU
   (divided by the context degree; a routed expert's rows gathered from its expert group; a layer's experts are
-  one grouped kernel, read at its whole size, its weights' loads added: ops.gemm_time). Backward is two GEMMs
+  one grouped kernel, read at its whole size, its weights' loads added: ops.gemm_time; with training.fusion eager
+  the reference model's loop, one GEMM an expert at its own size). Backward is two GEMMs
   of the same three sizes (dgrad, wgrad): twice the forward's time. fp8 training runs the blocks' GEMMs at the
   fp8 peak and curve and adds their casts as memory-bound work (reading 16-bit inputs and weights and writing
   fp8 ones forward, the output gradient backward, with a transposed copy where the device's fp8 GEMMs take only
@@ -177,11 +178,14 @@ class Timer:
         flops = 2 * m * g.d_in * g.d_out / ts * count
         if not flops:
             return 0.0, 0.0, 0.0
-        size = gemm_size(m, g.d_in, g.d_out / ts, count if g.expert else 1)
+        # a layer's experts are one grouped kernel, but the reference model (training.fusion eager, as profile and
+        # check run it) loops over them, one GEMM each (profiling/moe.py)
+        grouped = g.expert and self.shape.fusion != "eager"
+        size = gemm_size(m, g.d_in, g.d_out / ts, count if grouped else 1)
         peak, curve = self.gemm_rate("fp8" if fp8 else self.sixteen)
         element = (1 if fp8 else self.e) * count / self.bandwidth
         seconds = gemm_time(flops / (peak * curve.at(size)), g.d_in * g.d_out / ts * element,
-                            (m * g.d_in + m * g.d_out / ts) * element, g.expert)
+                            (m * g.d_in + m * g.d_out / ts) * element, grouped)
         if not fp8:
             return seconds, 0.0, 0.0
         return (seconds, self.cast_bytes * (m * g.d_in + g.d_in * g.d_out / ts) * count,
@@ -211,8 +215,9 @@ class Timer:
             forward = c.flops * scale / (peak * self.dev.attention_curve(False, c.head_dim).at(c.keys))
             backward = c.backward * scale / (peak * self.dev.attention_curve(True, c.head_dim).at(c.keys))
         else:
-            rows = self.shape.seq_len * self.b / self.cp
-            size = (rows * c.keys * c.head_dim) ** (1 / 3)
+            # two batched matmuls (scores, then values), each batched over this GPU's sequences and heads: the curve
+            # reads one at its b·m·n·k, a quarter of the core's forward FLOPs here
+            size = (c.flops * scale / 4) ** (1 / 3)
             rate = peak * self.dev.gemm_curve(precision).at(size)
             forward, backward = c.flops * scale / rate, c.backward * scale / rate
         return forward, backward

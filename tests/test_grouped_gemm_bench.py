@@ -72,10 +72,10 @@ def test_a_whole_moe_forward_takes_longer_than_its_grouped_gemms(results):
             assert r["ratio"] > 1, r["id"]
 
 
-def test_vllms_fp8_fused_moe_is_slower_than_the_model_where_it_computes(results):
+def test_vllms_fp8_fused_moe_stays_within_its_measured_miss(results):
     # its fp8 w8a8 Triton kernel reaches 7-10% of the fp8 peak at 64-256 rows an expert (144-188 TFLOP/s, less
-    # than the same engine's bf16 kernel on an H200): the model, reading the cuBLASLt fp8 curve, is faster there;
-    # at a decode batch (8 rows an expert) both stream the weights
+    # than the same engine's bf16 kernel on an H200): the model, on the cuBLASLt fp8 curve, is 1.65-3.24 times
+    # faster there, a ceiling against getting worse; at a decode batch (8 rows an expert) both stream the weights
     fp8 = {r["id"]: r for r in results.values() if r["id"].startswith("vllm-h100-qwen3-fp8")}
     assert abs(math.log(fp8["vllm-h100-qwen3-fp8-m128"]["ratio"])) < math.log(1.1)
-    assert all(r["ratio"] > 1.5 for key, r in fp8.items() if not key.endswith("m128"))
+    assert all(abs(math.log(r["ratio"])) < math.log(3.5) for r in fp8.values())

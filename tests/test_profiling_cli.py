@@ -163,6 +163,9 @@ def _shifted(module: str, name: str, by: int):
     (["check", FLASH, "--tolerance", "peak=lots"], "Error: --tolerance peak=lots: 'lots' is not a number"),
     (["check", FLASH, "--tolerance", "peak=100"], "Error: --tolerance peak=100: expected a fraction from 0 to under "
      "100 (0.05 or 5%), got 100"),
+    # a whole number without its sign is read as that many hundred percent: asked for, with the fraction meant
+    (["check", FLASH, "--tolerance", "params=5"], "Error: --tolerance params=5: 5 is 500%; a fraction: 0.05 or 5% "
+     "for 5%, or 500% if 500% is meant"),
     (["check", FLASH, "--tolerance", "peak=0.1", "--tolerance", "peak=0.2"], "Error: --tolerance peak=0.2: peak is "
      "given twice; give it once"),      # the last had been taken without a word
     (["profile", FLASH, "--batch", "0"], "training.micro_batch_size"),
@@ -196,6 +199,7 @@ def test_tolerance_override(run):
     from costplan.profiling.compare import parse_tolerances
 
     assert parse_tolerances(["peak=20%", "activations=0.01"])["peak"] == 0.2
+    assert parse_tolerances(["time=150%"])["time"] == 1.5 and parse_tolerances(["time=1"])["time"] == 1
     result = run("check", DENSE, "--no-time", "--tolerance", "activations=0")
     # dense.yaml uses LayerNorm in bf16: torch's CPU kernel keeps 16-bit statistics, a −0.09% difference
     assert result.exit_code == 1 and "[activations]" in result.stderr

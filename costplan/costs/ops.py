@@ -225,8 +225,8 @@ def gemm_time(compute: float, weights: float, activations: float, grouped: bool)
     One GEMM: the roofline, max(compute, weights + activations). A grouped kernel loads each group's weights before
     that group's few rows compute on them, and the loads do not hide behind the compute: weights + max(compute,
     activations). Against published grouped-kernel timings (bench/grouped_gemm_results.md), measured over
-    predicted: vLLM's bf16 fused_moe 0.85-1.37 (64-384 rows an expert, A100, H100, H200), CUTLASS and
-    torch._grouped_mm bf16 0.95-1.16; DeepGEMM's fp8 0.63-1.03, it hides more of its loads. Reading each group at
+    predicted: vLLM's bf16 fused_moe 0.85-1.37 (32-384 rows an expert, A100, H100, H200), CUTLASS and
+    torch._grouped_mm bf16 0.94-1.16; DeepGEMM's fp8 0.63-1.03, it hides more of its loads. Reading each group at
     its own size with the roofline (as before) put those at 0.37-1.39: a single small GEMM's curve point is mostly
     its launch and fill, which a grouped kernel pays once."""
     if grouped:

@@ -100,6 +100,9 @@ def parse_tolerances(texts: tuple[str, ...] | list[str]) -> dict[str, float]:
         if not 0 <= value < 100:
             raise CostplanError(f"--tolerance {text}: expected a fraction from 0 to under 100 (0.05 or 5%), "
                                 f"got {raw}")
+        if value > 1 and not raw.endswith("%"):     # 5 is read as 500%, rarely what was meant: ask for the sign
+            raise CostplanError(f"--tolerance {text}: {raw} is {value:.0%}; a fraction: {value / 100:g} or {raw}% "
+                                f"for {raw}%, or {value * 100:g}% if {value:.0%} is meant")
         if any(other.partition("=")[0].strip() == key for other in texts[:i]):
             raise CostplanError(f"--tolerance {text}: {key} is given twice; give it once")
         result[key] = value

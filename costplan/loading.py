@@ -239,6 +239,20 @@ def at_seq_len(spec: Spec, seq_len: int) -> Spec:
                                  f"model.max_seq_len={max(seq_len, spec.model.max_seq_len)}"])
 
 
+def sets_field(path: list[str], value: object, field: list[str]) -> bool:
+    """Whether an override of `path` to `value` sets `field`: that field itself, or a section holding it
+    (`hardware={count: 4}` sets hardware.count)."""
+    if path == field:
+        return True
+    if field[:len(path)] != path:
+        return False
+    for name in field[len(path):]:
+        if not isinstance(value, dict) or name not in value:
+            return False
+        value = value[name]
+    return True
+
+
 def parse_override(text: str, option: str = "--set") -> tuple[list[str], Any]:
     """`model.n_layers=48` → (['model', 'n_layers'], 48); the key is read by field_path, like --vary's (so
     `n_layers=48` works too), the value as YAML (numbers, booleans, null). Errors name `option`."""

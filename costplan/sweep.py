@@ -26,7 +26,7 @@ from costplan.costs.result import Estimate
 from costplan.costs.run import fits, laid_out_once, memories_of
 from costplan.errors import CostplanError, SpecError, did_you_mean, printable
 from costplan.forked import available_cpus, can_fork, imap_forked
-from costplan.loading import RawSpec, field_path, parse_override
+from costplan.loading import RawSpec, field_path, parse_override, sets_field
 from costplan.spec import ParallelismSpec, Spec
 from costplan.report import parallel_layout
 from costplan.spec_rules import parallel_rules
@@ -162,11 +162,25 @@ def check_axes(axes: Sequence[Axis], overrides: Iterable[str] = ()) -> None:
             raise CostplanError(f"--vary {axis.key}: varied twice ({seen[axis.key]} and "
                                 f"{printable(', '.join(axis.texts))}); give all its values in one --vary")
         seen[axis.key] = printable(", ".join(axis.texts))
+    for axis in axes:       # a section's value replaces the whole section, the field varied inside it too
+        inner = next((key for key in seen if key.startswith(axis.key + ".")), None)
+        if inner is not None:
+            raise CostplanError(f"--vary {axis.key}: its values replace the whole section, and --vary {inner} "
+                                "varies a field inside it; vary the fields, or the section alone")
     for text in overrides:
-        key = ".".join(parse_override(text)[0])
+        path, value = parse_override(text)
+        key = ".".join(path)
         if key in seen:
             raise CostplanError(f"--vary {key}: also set to {printable(text.partition('=')[2])} (by --set or its "
                                 "shortcut option); vary it or set it, not both")
+        for varied in seen:
+            if key.startswith(varied + "."):
+                raise CostplanError(f"--vary {varied}: its values replace the whole section, dropping {key} "
+                                    f"(set to {printable(text.partition('=')[2])} by --set or its shortcut "
+                                    "option); vary the section's fields instead")
+            if varied.startswith(key + ".") and sets_field(path, value, varied.split(".")):
+                raise CostplanError(f"--vary {varied}: also set by --set {printable(text)}; vary it or set it, "
+                                    "not both")
 
 
 def size(axes: Sequence[Axis]) -> int:

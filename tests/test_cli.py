@@ -469,6 +469,12 @@ def test_compare_baseline_and_json(run):
     assert {r["metric"]: r["mixtral-8x7b"] for r in rows}["parameters, total"] == "46702792704"
 
 
+def test_compare_baseline_by_name_in_any_case(run):
+    # preset names are read in any case on the command line, the baseline's too
+    out = run("compare", "gpt2-small", "gpt2-medium", "--baseline", "GPT2-Medium").stdout
+    assert "gpt2-medium (baseline)" in out
+
+
 def test_compare_unknown_baseline(run):
     (line,) = errors(run("compare", "llama2-7b", "mistral-7b", "--baseline", "mistral"))
     assert line == ("Error: --baseline mistral: no spec of that name (did you mean 'mistral-7b'?); the columns "

@@ -2,6 +2,8 @@
 options that would be ignored, --write, and fields varied twice."""
 from __future__ import annotations
 
+import json
+
 import pytest
 
 import costplan
@@ -99,6 +101,39 @@ def test_plan_write_checks_the_path_first_and_never_replaces_silently(run, tmp_p
 def test_a_field_varied_twice_is_an_error(run):
     assert errors(run("sweep", TINY, "--vary", "n_layers=1,2", "--vary", "model.n_layers=3,4")) == [
         "Error: --vary model.n_layers: varied twice (1, 2 and 3, 4); give all its values in one --vary"]
+
+
+def test_a_serving_field_varied_without_serving_is_an_error(run):
+    # the training columns do not read serving fields: every row would be the same
+    assert errors(run("sweep", TINY, "--vary", "serving.batch=1,2")) == [
+        "Error: --vary serving.batch: moves only the serving columns; add --serving"]
+    assert run("sweep", TINY, "--vary", "serving.batch=1,2", "--serving").exit_code == 0
+
+
+def test_a_section_varied_with_a_field_inside_it_is_an_error(run):
+    # the section's values replace it whole: the field varied inside it would be dropped in half the points
+    assert errors(run("sweep", "mixtral-8x7b", "--vary", "moe.top_k=1,2", "--vary",
+                      "moe={n_experts: 4, top_k: 1}")) == [
+        "Error: --vary model.moe: its values replace the whole section, and --vary model.moe.top_k varies a field "
+        "inside it; vary the fields, or the section alone"]
+
+
+def test_a_varied_section_would_drop_a_field_set_in_it(run):
+    # --gpus 64 sets hardware.count, which each {gpu: ...} value would replace with the default of one GPU
+    assert errors(run("sweep", TINY, "--gpus", "64", "--vary", "hardware={gpu: h100-sxm},{gpu: a100-80gb}")) == [
+        "Error: --vary hardware: its values replace the whole section, dropping hardware.count (set to 64 by "
+        "--set or its shortcut option); vary the section's fields instead"]
+
+
+def test_a_set_section_holding_a_varied_field_is_an_error_one_without_it_is_not(run):
+    assert errors(run("sweep", "mixtral-8x7b", "--vary", "moe.top_k=1,2", "--set",
+                      "model.moe={n_experts: 8, top_k: 2}")) == [
+        "Error: --vary model.moe.top_k: also set by --set model.moe={n_experts: 8, top_k: 2}; vary it or set it, "
+        "not both"]
+    result = run("sweep", "mixtral-8x7b", "--vary", "moe.top_k=1,2", "--set", "model.moe={n_experts: 8}",
+                 "--format", "json")
+    assert result.exit_code == 0
+    assert [row["model.moe.top_k"] for row in json.loads(result.stdout)] == [1, 2]
 
 
 @pytest.mark.parametrize("args", [["--set", "n_layers=3"], ["--set", "model.n_layers=3"]])

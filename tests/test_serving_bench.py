@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # Median |error| over every row measured on the date in bench/serving_results.md, rounded up to the next
 # whole percent. It is a ceiling against regressions, not a target: lower it when the model improves.
-MEDIAN_ERROR_CEILING = 0.14     # measured 13.1% on 2026-12-08 over 97 rows (15.6% on 2026-12-03); target 0.20
+MEDIAN_ERROR_CEILING = 0.14     # measured 13.6% on 2026-12-08 over 97 rows (15.6% on 2026-12-03); target 0.20
 
 
 def _bench():

@@ -60,7 +60,8 @@ def compare(specs, fmt, baseline, serving, law, overrides, gpu, gpus, tokens, mf
         # its column, the argument as given (a file of a name another spec shares), or its name
         matches = [i for i, column in enumerate(columns) if baseline == column] or \
                   [i for i, given in enumerate(specs) if baseline == given] or \
-                  [i for i, name in enumerate(names) if baseline == name]
+                  [i for i, name in enumerate(names) if baseline == name] or \
+                  [i for i, name in enumerate(names) if baseline.casefold() == name.casefold()]   # as presets
         if len(matches) != 1:
             why = "names more than one spec; give its column" if matches else \
                 f"no spec of that name{did_you_mean(baseline, columns)}"

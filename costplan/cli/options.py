@@ -56,7 +56,7 @@ def collect_overrides(overrides: Sequence[str], gpu: str | None = None, gpus: st
 def with_shortcuts(overrides: Sequence[str], shortcuts: dict[str, tuple[str, str | None]]) -> list[str]:
     """The overrides and the shortcut options given (option: its field and value) as overrides after them; an
     option and a --set of its field together is an error, since one would silently win."""
-    from costplan.loading import parse_override
+    from costplan.loading import parse_override, sets_field
 
     given = {key: (option, value) for option, (key, value) in shortcuts.items() if value is not None}
     for text in overrides:
@@ -65,24 +65,10 @@ def with_shortcuts(overrides: Sequence[str], shortcuts: dict[str, tuple[str, str
         except CostplanError:
             continue            # reported with the others (override_key_problems)
         for key, (option, said) in given.items():
-            if _sets(path, value, key.split(".")):
+            if sets_field(path, value, key.split(".")):
                 raise CostplanError(f"{option} {printable(said)} and --set {printable(text)} set one field; give "
                                     "one of them")
     return [*overrides, *(f"{key}={value}" for key, (_, value) in given.items())]
-
-
-def _sets(path: list[str], value: object, field: list[str]) -> bool:
-    """Whether an override of `path` to `value` sets `field`: that field itself, or a section holding it
-    (`hardware={count: 4}` sets hardware.count)."""
-    if path == field:
-        return True
-    if field[:len(path)] != path:
-        return False
-    for name in field[len(path):]:
-        if not isinstance(value, dict) or name not in value:
-            return False
-        value = value[name]
-    return True
 
 
 def override_key_problems(overrides: Sequence[str]) -> list[str]:

@@ -183,6 +183,15 @@ def check_axes(axes: Sequence[Axis], overrides: Iterable[str] = ()) -> None:
                                     "not both")
 
 
+def check_serving_axes(axes: Sequence[Axis], serving: bool) -> None:
+    """A serving field moves only the serving columns: without them every row would be the same."""
+    if serving:
+        return
+    varied = [axis.key for axis in axes if axis.key == "serving" or axis.key.startswith("serving.")]
+    if varied:
+        raise CostplanError(f"--vary {varied[0]}: moves only the serving columns; add --serving")
+
+
 def size(axes: Sequence[Axis]) -> int:
     return math.prod(len(axis.values) for axis in axes)
 

@@ -87,12 +87,9 @@ def sweep(spec, varies, sort_by, limit, fmt, serving, jobs, search_layouts, law,
               lambda: parse_count("--jobs", jobs) if jobs is not None else None]
     sets = collect_overrides(overrides, gpu, gpus, tokens, mfu)
     problems += override_key_problems(sets)
-    if not serving:     # a serving field moves only the serving columns: every row would be the same
-        problems += [f"--vary {axis.key}: moves only the serving columns; add --serving" for axis in axes
-                     if axis.key.startswith("serving.") or axis.key == "serving"]
     if not problems:
         checks += [lambda: sweeps.check_size(axes, limit), lambda: sweeps.sort_key(sort_by, axes, serving),
-                   lambda: sweeps.check_axes(axes, sets)]
+                   lambda: sweeps.check_axes(axes, sets), lambda: sweeps.check_serving_axes(axes, serving)]
     results = []
     for check in checks:
         try:

@@ -339,7 +339,7 @@ def render(table: Table, fmt: str) -> str:
         if table.flat is not None:
             return csv_text(table.flat, table.columns)
         records = [table.records] if isinstance(table.records, Mapping) else table.records
-        return csv_text([flatten(r) for r in records], table.columns)
+        return csv_text([flatten(r, whole=table.columns) for r in records], table.columns)
     if fmt == "junit":
         return junit(table.suites)
     return "\n\n".join(block_text(b, fmt) for b in table.blocks)
@@ -412,13 +412,14 @@ def to_json(objects: Any) -> str:
     return json.dumps(objects, indent=2, default=str)
 
 
-def flatten(obj: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """{'a': {'b': 1}} → {'a.b': 1}, for CSV columns."""
+def flatten(obj: Mapping[str, Any], prefix: str = "", whole: Sequence[str] = ()) -> dict[str, Any]:
+    """{'a': {'b': 1}} → {'a.b': 1}, for CSV columns; a column named in `whole` keeps its mapping in one cell (a
+    sweep's varied section, `model.moe`, is one value of its axis)."""
     flat: dict[str, Any] = {}
     for key, value in obj.items():
         name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            flat.update(flatten(value, name + "."))
+        if isinstance(value, Mapping) and name not in whole:
+            flat.update(flatten(value, name + ".", whole))
         else:
             flat[name] = value
     return flat

@@ -314,3 +314,13 @@ def test_a_varied_whole_number_written_with_an_exponent_is_the_specs_number(run)
     e = costplan.estimate(costplan.load_spec(TINY, ["training.tokens=1e9"]))
     assert e.assumptions.tokens == data[0]["training.tokens"]
     assert [d["hardware.mfu"] for d in data[:2]] == [0.5, 1.0]      # a float field keeps its floats
+
+
+def test_a_varied_section_is_one_csv_cell_as_json_writes_it(run):
+    # a mapping value of the axis stays in its own column (as a list does), not spread into columns of its fields
+    # beside an empty one
+    result = run("sweep", "mixtral-8x7b", "--vary", "moe={n_experts: 8, top_k: 2},{n_experts: 4, top_k: 1}",
+                 "--format", "csv")
+    rows = list(csv.DictReader(io.StringIO(result.stdout)))
+    assert [json.loads(r["model.moe"]) for r in rows] == [{"n_experts": 8, "top_k": 2}, {"n_experts": 4, "top_k": 1}]
+    assert not any(key.startswith("model.moe.") for key in rows[0])

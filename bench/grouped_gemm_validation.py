@@ -1,12 +1,12 @@
 """Grouped expert GEMMs as costplan times them (costs/ops.py: gemm_size, gemm_time) against published kernel
 timings (bench/grouped_gemm_published.yaml).
 
-    python bench/grouped_gemm_validation.py [--markdown bench/grouped_gemm_results.md]
+    python bench/grouped_gemm_validation.py [--markdown bench/grouped_gemm_results.md] [--forms]
 
 Each row is timed on its device's catalogue entry (peak, HBM bandwidth, the `gemm` curve at its precision as
 measured, the memory figures of costplan/data/kernels.yaml), as the serving model times a MoE layer's routed
 experts (costs/serving_ops.py); the ratio measured / predicted is printed (above 1: the model is too fast).
-Nothing is fitted to these rows.
+Nothing is fitted to these rows. `--forms` prints the rule's median against the two forms it was chosen over.
 """
 from __future__ import annotations
 
@@ -14,11 +14,13 @@ import argparse
 import math
 import statistics
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import yaml
 
 from costplan import hardware, kernels
+from costplan.costs.inference import gemm_curve
 from costplan.costs.ops import Gemm
 from costplan.costs.serving_ops import Kernels, gemm_seconds
 
@@ -34,7 +36,7 @@ def device_kernels(gpu_key: str, precision: str) -> Kernels:
     """One GPU's figures for a grouped GEMM at `precision` (fp8 weights read at the fp8 kernels' rate)."""
     gpu, eff = hardware.resolve(gpu_key), kernels.efficiencies(gpu_key)
     fp8 = precision == "fp8"
-    return Kernels(peak=gpu.peak_flops(precision), curve=kernels.curves(gpu_key).gemm[precision],
+    return Kernels(peak=gpu.peak_flops(precision), curve=gemm_curve(gpu, precision),
                    flat=eff.matmul.value, bandwidth=gpu.memory_bandwidth_gbs * 1e9, memory=eff.memory.value,
                    weight_memory=eff.weight_memory("fp8" if fp8 else "bf16").value,
                    quantized_bytes=1.0 if fp8 else SIXTEEN_BIT, tensor=1, kv_tensor=1)
@@ -60,9 +62,32 @@ def measured_seconds(row: dict) -> float:
     return measured["us"] * 1e-6 if "us" in measured else flops(row) / (measured["tflops"] * 1e12)
 
 
-def predicted_seconds(row: dict) -> float:
+FORMS = {"each expert at its own size, roofline (before stop 51)": "per expert",
+         "whole kernel as a batched GEMM, roofline": "batched roofline",
+         "whole kernel as a batched GEMM, weights' loads added (adopted)": "adopted"}
+
+
+def predicted_seconds(row: dict, form: str = "adopted") -> float:
+    """The row's time by the rule (ops.gemm_time), or by a form it was chosen over: each group read at its own
+    size, or the whole kernel's, on the roofline."""
     k = device_kernels(row["gpu"], row["precision"])
-    return sum(gemm_seconds(g, k).seconds for g in operations(row))
+    total = 0.0
+    for g in operations(row):
+        if form == "per expert":
+            total += gemm_seconds(replace(g, expert=False), k).seconds
+        else:
+            timed = gemm_seconds(g, k)
+            total += timed.seconds if form == "adopted" else max(timed.compute, timed.memory)
+    return total
+
+
+def forms_markdown(rows: list[dict]) -> str:
+    lines = ["| rule | median \\|ln(measured / predicted)\\| | within a factor of 1.25 |", "|---|---:|---:|"]
+    for name, form in FORMS.items():
+        errors = [abs(math.log(measured_seconds(r) / predicted_seconds(r, form))) for r in rows]
+        lines.append(f"| {name} | {statistics.median(errors):.3f} | "
+                     f"{sum(e <= math.log(1.25) for e in errors)} of {len(rows)} |")
+    return "\n".join(lines)
 
 
 def compare(rows: list[dict]) -> list[dict]:
@@ -97,8 +122,9 @@ def markdown(results: list[dict]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--markdown", type=Path, help="also write the table to this file")
+    parser.add_argument("--forms", action="store_true", help="compare the rule with the forms it was chosen over")
     args = parser.parse_args(argv)
-    text = markdown(compare(load()))
+    text = forms_markdown(load()) if args.forms else markdown(compare(load()))
     print(text)
     if args.markdown:
         args.markdown.write_text(text + "\n")

@@ -21,10 +21,6 @@ def too_long(path: str | os.PathLike) -> str:
     return ""
 
 
-def name_too_long(path: str | os.PathLike) -> bool:
-    return bool(too_long(path))
-
-
 def check_output(option: str, path: str | os.PathLike, force: bool = False) -> Path:
     """The output path, once it is known to be writable: called before any long work, so that a bad path
     fails in a second, not after the measurement it was meant to keep."""
@@ -32,9 +28,10 @@ def check_output(option: str, path: str | os.PathLike, force: bool = False) -> P
         raise CostplanError(f"{option} {str(path) or repr('')}: give a file name (this option writes a file, "
                             "not to standard output)")
     target = Path(path)
-    label = f"{option} {printable(path, cut=name_too_long(target))}"
-    if name_too_long(target):
-        raise CostplanError(f"{label}: {too_long(target)}")
+    problem = too_long(target)
+    label = f"{option} {printable(path, cut=bool(problem))}"
+    if problem:
+        raise CostplanError(f"{label}: {problem}")
     if target.is_dir():
         raise CostplanError(f"{label}: is a folder; give a file name")
     written = target

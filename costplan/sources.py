@@ -15,7 +15,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from costplan.errors import CostplanError, printable
-from costplan.files import name_too_long, too_long
+from costplan.files import too_long
 
 SUFFIXES = (".yaml", ".yml", ".json")
 
@@ -25,9 +25,10 @@ def looks_like_path(text: str) -> bool:
 
 
 def check_name_length(option: str, path: Path) -> None:
-    """A CostplanError for a path component the file system cannot hold, before the OS raises on it."""
-    if name_too_long(path):
-        raise CostplanError(f"{option}{printable(path)}: {too_long(path)}")
+    """A CostplanError for a path, or a component of it, longer than the file system holds, before the OS raises."""
+    problem = too_long(path)
+    if problem:
+        raise CostplanError(f"{option}{printable(path)}: {problem}")
 
 
 def is_file(path: Path) -> bool:

@@ -9,7 +9,7 @@ from typing import Any
 import yaml
 
 from costplan.errors import SpecError, printable, shown
-from costplan.files import name_too_long, too_long
+from costplan.files import too_long
 
 # A spec has a few dozen values; aliases (`*a`) may repeat a subtree, and nested ones multiply it (nine levels
 # of nine copies are 387 million values from 514 bytes). More values than this, counted as expanded, are refused.
@@ -150,8 +150,9 @@ def value(text: str) -> Any:
 
 def read(path: Path) -> Any:
     """Parse a YAML file, turning every way it can fail into a one-line SpecError naming the file."""
-    if name_too_long(path):
-        raise SpecError(printable(path), [too_long(path)])
+    problem = too_long(path)
+    if problem:
+        raise SpecError(printable(path), [problem])
     try:
         if not path.exists():
             raise SpecError(printable(path, cut=False), ["no such file"])

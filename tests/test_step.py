@@ -124,8 +124,9 @@ def test_eager_block_loops_run_their_matmuls_at_the_blocks_size(tmp_path):
     pairs = 64 * 64 * (1 + 15 * 2)
     core = L * 4 * D * pairs
     assert fused.time.breakdown["attention"] == pytest.approx(core / (100e12 * 0.4) + 2.5 * core / (100e12 * 0.2))
-    # 16 blocks of 64 rows, 124 keys a query on average, head_dim 64: (64 · 124 · 64)^(1/3) on the curve
-    size = (64 * pairs / S * 64) ** (1 / 3)
+    # 16 blocks of 64 rows, 124 keys a query on average, head_dim 64, each call batched over the 16 heads (and the
+    # one sequence): (16 · 64 · 124 · 64)^(1/3) on the curve, the curves' b·m·n·k of a batched GEMM
+    size = (16 * 64 * pairs / S * 64) ** (1 / 3)
     efficiency = 0.1 + (math.log2(size) - 5) / (9 - 5) * 0.4
     assert eager.time.breakdown["attention"] == pytest.approx(3.5 * core / (100e12 * efficiency))
 

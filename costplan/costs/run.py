@@ -19,6 +19,7 @@ from costplan.errors import CostplanError, SpecError
 from costplan.hardware import GPU
 from costplan.loading import at_seq_len
 from costplan.records import Record, set_private
+from costplan.report import plural
 from costplan.spec import NO_PARALLELISM, ParallelismSpec, Spec
 from costplan.spec_rules import zero_under_pipeline
 
@@ -106,12 +107,13 @@ def _search(spec: Spec) -> tuple[Spec, str, list[parallel.StageMemory] | None, s
         unsplit = (f"; {len(taken) - len(candidates)} more do not split training.global_batch_size "
                    f"({t.global_batch_size}) into whole micro-batches of {t.micro_batch_size}"
                    if 2 * len(candidates) < len(taken) else "")
+        searched = f"{plural(str(len(candidates)), 'layout')} on {count} GPUs{unsplit}"
         if spec.hardware.mfu is None:
             found = _fastest(candidates, shape, capacity)
-            source = f"the fastest that fits of {_layouts(len(candidates))} on {count} GPUs{unsplit}"
+            source = f"the fastest that fits of {searched}"
         else:   # no step to compare: the fewest model-parallel GPUs, then the lowest ZeRO stage, that fit
             found = _first_fitting(candidates, shape, capacity)
-            source = f"the fewest model-parallel GPUs that fit of {_layouts(len(candidates))} on {count} GPUs{unsplit}"
+            source = f"the fewest model-parallel GPUs that fit of {searched}"
         if found is not None:
             return found[0], source, found[1], found[2]
         # none fits: the layout needing the least memory (min keeps the first of equals)
@@ -119,10 +121,6 @@ def _search(spec: Spec) -> tuple[Spec, str, list[parallel.StageMemory] | None, s
         chosen, memories = min(sized, key=lambda x: parallel.fullest(x[1]).total)
         return (chosen, f"none of {len(candidates)} layouts on {count} GPUs fits; the one needing least memory",
                 memories, None)
-
-
-def _layouts(n: int) -> str:
-    return f"{n} layout" if n == 1 else f"{n} layouts"
 
 
 def _unsplit_batch(spec: Spec, count: int, order: tuple[dict, ...]) -> SpecError:

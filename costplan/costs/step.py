@@ -203,9 +203,8 @@ class Timer:
             ahead, behind = c.flops * scale, c.backward * scale
             forward = ahead / (peak * curves.block_gemm.at(ahead / c.block_calls[0]))
             backward = behind / (peak * curves.block_gemm.at(behind / c.block_calls[1]))
-        elif c.block_rows:        # the reference's loop: each block's matmuls at the block's size
-            keys = c.keys / 2 if c.flash else c.keys
-            rate = peak * self.dev.gemm_curve(precision).at((c.block_rows * keys * c.head_dim) ** (1 / 3))
+        elif c.block_rows:        # the reference's loop on the GEMM curve, one call's matmul at a time
+            rate = self.batched_rate(precision, peak, c.flops * scale / max(c.block_calls[0], 1))
             forward, backward = c.flops * scale / rate, c.backward * scale / rate
         elif c.conv and curves.depthwise_conv_forward and curves.depthwise_conv_backward:
             call = c.flops * scale / aft.PRODUCTS      # one convolution over the micro-batch: the curves' x
@@ -214,13 +213,15 @@ class Timer:
         elif c.flash:
             forward = c.flops * scale / (peak * self.dev.attention_curve(False, c.head_dim).at(c.keys))
             backward = c.backward * scale / (peak * self.dev.attention_curve(True, c.head_dim).at(c.keys))
-        else:
-            # two batched matmuls (scores, then values), each batched over this GPU's sequences and heads: the curve
-            # reads one at its b·m·n·k, a quarter of the core's forward FLOPs here
-            size = (c.flops * scale / 4) ** (1 / 3)
-            rate = peak * self.dev.gemm_curve(precision).at(size)
+        else:                     # a materialising core: two batched matmuls, the scores and then the values
+            rate = self.batched_rate(precision, peak, c.flops * scale / 2)
             forward, backward = c.flops * scale / rate, c.backward * scale / rate
         return forward, backward
+
+    def batched_rate(self, precision: str, peak: float, call_flops: float) -> float:
+        """FLOP/s of an attention core's batched matmul of `call_flops` on this GPU, batched over its sequences
+        and heads: on the GEMM curve at its b·m·n·k, as the curves place a batched GEMM (2 FLOPs a product)."""
+        return peak * self.dev.gemm_curve(precision).at((call_flops / 2) ** (1 / 3))
 
     def scale(self, s: Stream) -> float:
         """What multiplies a stream's bytes on this GPU: its sequences and its share of them."""
